@@ -1,0 +1,3 @@
+"""netfate: personal network functions at the network edge."""
+
+__version__ = "0.1.0"

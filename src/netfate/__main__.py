@@ -1,0 +1,3 @@
+from netfate.cli import main
+
+main()

@@ -1,0 +1,19 @@
+"""The `netfate` command: one entry point, one sub-command group per part.
+
+Each part owns its own typer app in its package; this module only mounts them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="netfate",
+    help="Personal network functions at the network edge.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,70 @@
+"""Test tiers (DESIGN.md, convention 9).
+
+- unit:    needs nothing.
+- netns:   needs root and network namespaces (tests/netns).
+- testbed: needs root, namespaces and Open vSwitch (tests/testbed).
+
+A tier that cannot run is a failure, not a skip, when NETFATE_ALL_TIERS=1 (set by
+`make test` and CI): a suite that silently skips its network tests proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ALL_TIERS = os.environ.get("NETFATE_ALL_TIERS") == "1"
+
+
+def _tier_of(path: Path) -> str:
+    parts = path.parts
+    for tier in ("netns", "testbed", "fuzz"):
+        if tier in parts:
+            return tier
+    return "unit"
+
+
+def _missing_for(tier: str) -> str | None:
+    if tier in ("netns", "testbed") and os.geteuid() != 0:
+        return f"the {tier} tier needs root"
+    if tier in ("netns", "testbed") and shutil.which("ip") is None:
+        return f"the {tier} tier needs iproute2"
+    if tier == "testbed":
+        for tool in ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl"):
+            if shutil.which(tool) is None:
+                return f"the testbed tier needs Open vSwitch ({tool} not found)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier_of(Path(str(item.fspath)))
+        if tier in ("netns", "testbed"):
+            item.add_marker(getattr(pytest.mark, tier))
+        reason = _missing_for(tier)
+        if reason is not None and not ALL_TIERS:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    reason = _missing_for(_tier_of(Path(str(item.fspath))))
+    if reason is not None and ALL_TIERS:
+        pytest.fail(f"NETFATE_ALL_TIERS=1 but {reason}", pytrace=False)
+
+
+@pytest.fixture
+def run_prefix() -> str:
+    """A short unique prefix for everything a test creates (names fit IFNAMSIZ)."""
+    return "nft" + secrets.token_hex(2)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "state"
+    d.mkdir()
+    yield d
