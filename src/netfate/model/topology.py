@@ -1,0 +1,807 @@
+"""Topology model: an emulated (or real) edge network described as data.
+
+Pure: no root, no I/O besides reading a file in `Topology.load`. The testbed
+builds from it, the orchestrator receives it over its API (`to_dict` /
+`from_dict`), and the SDN controller computes paths over `graph()`.
+
+File format (YAML or the same structure as JSON)::
+
+    name: demo
+    transit: 10.255.0.0/24        # operator-side addresses of node namespaces
+    nodes:
+      cpe1: {kind: cpe, lan: 192.168.1.0/24, cpu: 2, memory: 512MiB}
+      pe1:  {kind: pe}
+    hosts:
+      laptop1: {node: cpe1}       # ip: next free address of the node's first LAN
+      tv:      {node: cpe1, ip: 192.168.1.20, kind: tv, mac: "02:00:00:00:00:20"}
+    links:
+      - {a: cpe1, b: pe1, rate: 100Mbit, delay: 5ms, loss: 0.1%, mtu: 1500}
+
+Every check runs before anything is returned, so a `Topology` value is always
+complete and consistent: a builder never starts on a half-valid file. Errors
+name the key path (`links[2].b: unknown node 'pe9'`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+__all__ = [
+    "DEFAULT_TRANSIT",
+    "MAX_HOSTS",
+    "MAX_LINKS",
+    "MAX_NODES",
+    "HostSpec",
+    "LinkSpec",
+    "NodeKind",
+    "NodeSpec",
+    "Topology",
+    "TopologyError",
+    "format_delay",
+    "format_memory",
+    "format_rate",
+    "generate_tree",
+    "parse_delay",
+    "parse_loss",
+    "parse_memory",
+    "parse_rate",
+]
+
+
+class TopologyError(Exception):
+    """A topology document is invalid; `path` is the offending key, e.g. `links[2].b`."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class NodeKind(StrEnum):
+    CPE = "cpe"  # customer premises equipment (home gateway)
+    PE = "pe"  # provider edge
+    POP = "pop"  # NFVI point of presence
+    CORE = "core"  # core router/switch: forwards, hosts no LAN normally
+    HRH = "hrh"  # home radio head
+
+
+DEFAULT_TRANSIT = IPv4Network("10.255.0.0/24")
+MAX_NODES = 1000
+MAX_HOSTS = 10000
+# Interface names are `<prefix>l<index>a`: four digits keep them within IFNAMSIZ.
+MAX_LINKS = 9999
+MAX_NAME = 32
+RESERVED_NAMES = frozenset({"sw"})  # `<prefix>-sw` is the testbed's switch namespace
+
+# Resources a node gets when the file does not say (the orchestrator's capacity view).
+DEFAULT_RESOURCES: dict[NodeKind, tuple[float, int]] = {
+    NodeKind.CPE: (1.0, 512),
+    NodeKind.HRH: (1.0, 256),
+    NodeKind.PE: (4.0, 4096),
+    NodeKind.POP: (8.0, 16384),
+    NodeKind.CORE: (2.0, 2048),
+}
+
+_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+_LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+_NUM_UNIT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
+
+_TOP_KEYS = ("name", "description", "transit", "nodes", "hosts", "links")
+_NODE_KEYS = ("kind", "lan", "lans", "cpu", "memory", "description")
+_HOST_KEYS = ("node", "ip", "mac", "kind", "description")
+_LINK_KEYS = ("a", "b", "rate", "delay", "loss", "mtu")
+
+# Units are case-insensitive. Rates are bits per second whatever the spelling:
+# "Mbps" means megabits here, unlike tc where "mbps" means megabytes.
+_RATE_UNITS = {
+    "": 1,
+    "bit": 1,
+    "bps": 1,
+    "kbit": 10**3,
+    "kbps": 10**3,
+    "mbit": 10**6,
+    "mbps": 10**6,
+    "gbit": 10**9,
+    "gbps": 10**9,
+}
+_DELAY_UNITS_US = {"us": 1, "ms": 1000, "s": 1_000_000}
+_MEMORY_UNITS_MIB = {"mib": 1, "gib": 1024}
+MIN_RATE_BPS = 1000
+MAX_RATE_BPS = 100 * 10**9
+MAX_DELAY_US = 10_000_000
+
+
+# --------------------------------------------------------------------- units
+
+
+def _describe(value: object) -> str:
+    return repr(value)
+
+
+def _number_unit(value: object, path: str, what: str) -> tuple[float, str]:
+    if isinstance(value, bool):
+        raise TopologyError(path, f"expected {what}, got {_describe(value)}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise TopologyError(path, f"expected {what}, got {_describe(value)}")
+        return float(value), ""
+    if isinstance(value, str):
+        m = _NUM_UNIT_RE.match(value)
+        if m:
+            return float(m.group(1)), m.group(2).lower()
+    raise TopologyError(path, f"expected {what}, got {_describe(value)}")
+
+
+def parse_rate(value: object, path: str = "rate") -> int:
+    """`100Mbit`, `10kbit`, `1Gbit`, `9600bps` or a bare number of bits per second."""
+    what = "a rate like 10kbit, 100Mbit, 1Gbit or 9600bps"
+    number, unit = _number_unit(value, path, what)
+    if unit not in _RATE_UNITS:
+        raise TopologyError(path, f"unknown rate unit {unit!r} in {_describe(value)}; {what}")
+    bps = round(number * _RATE_UNITS[unit])
+    if not MIN_RATE_BPS <= bps <= MAX_RATE_BPS:
+        raise TopologyError(path, f"rate must be between 1kbit and 100Gbit (got {value!r})")
+    return bps
+
+
+def format_rate(bps: int) -> str:
+    for unit, factor in (("Gbit", 10**9), ("Mbit", 10**6), ("kbit", 10**3)):
+        if bps % factor == 0:
+            return f"{bps // factor}{unit}"
+    return f"{bps}bit"
+
+
+def parse_delay(value: object, path: str = "delay") -> int:
+    """`5ms`, `200us`, `0.5s` (or 0) -> whole microseconds."""
+    what = "a delay like 200us, 5ms or 0.1s"
+    number, unit = _number_unit(value, path, what)
+    if unit == "" and number != 0:
+        raise TopologyError(path, f"a delay needs a unit (us, ms, s): got {_describe(value)}")
+    if unit and unit not in _DELAY_UNITS_US:
+        raise TopologyError(path, f"unknown delay unit {unit!r} in {_describe(value)}; {what}")
+    us = round(number * _DELAY_UNITS_US[unit]) if unit else 0
+    if us > MAX_DELAY_US:
+        raise TopologyError(path, f"delay must be at most 10s (got {value!r})")
+    return us
+
+
+def format_delay(us: int) -> str:
+    if us == 0:
+        return "0ms"
+    if us % 1_000_000 == 0:
+        return f"{us // 1_000_000}s"
+    if us % 1000 == 0:
+        return f"{us // 1000}ms"
+    return f"{us}us"
+
+
+def parse_loss(value: object, path: str = "loss") -> float:
+    """`0.1%` or a fraction 0..1 -> fraction."""
+    what = "a loss like 0.5% or a fraction between 0 and 1"
+    number, unit = _number_unit(value, path, what)
+    if unit == "%":
+        fraction = number / 100.0
+    elif unit == "":
+        fraction = number
+        if fraction > 1:
+            raise TopologyError(
+                path, f"a bare loss is a fraction between 0 and 1 (write '{value}%' for percent)"
+            )
+    else:
+        raise TopologyError(path, f"unknown loss unit {unit!r}; {what}")
+    if fraction > 1:
+        raise TopologyError(path, f"loss must be at most 100% (got {value!r})")
+    return fraction
+
+
+def parse_memory(value: object, path: str = "memory") -> int:
+    """`512MiB`, `2GiB` -> MiB. Decimal units are refused: `512MB` is ambiguous here."""
+    what = "a memory size like 512MiB or 2GiB"
+    number, unit = _number_unit(value, path, what)
+    if unit not in _MEMORY_UNITS_MIB:
+        raise TopologyError(path, f"expected {what} (got {value!r})")
+    mib = number * _MEMORY_UNITS_MIB[unit]
+    if mib != int(mib) or not 16 <= mib <= 1024 * 1024:
+        raise TopologyError(path, f"memory must be whole MiB between 16MiB and 1024GiB ({value!r})")
+    return int(mib)
+
+
+def format_memory(mib: int) -> str:
+    return f"{mib // 1024}GiB" if mib % 1024 == 0 else f"{mib}MiB"
+
+
+# --------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """An edge node: one namespace and one OVS bridge in the testbed."""
+
+    name: str
+    kind: NodeKind
+    index: int
+    """Position in the file: gives the bridge datapath id (index + 1) and transit address."""
+    lans: tuple[IPv4Network, ...]
+    cpu: float
+    memory_mb: int
+    transit_ip: IPv4Address
+    """The node's operator-side address (in `Topology.transit`)."""
+    description: str = ""
+
+    @property
+    def gateways(self) -> tuple[IPv4Address, ...]:
+        """The node's address in each LAN (the .1), the default gateway of its hosts."""
+        return tuple(lan.network_address + 1 for lan in self.lans)
+
+    @property
+    def datapath_id(self) -> int:
+        return self.index + 1
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """An end host (a user's laptop, a TV) on one LAN of a node."""
+
+    name: str
+    node: str
+    index: int
+    ip: IPv4Address
+    lan: IPv4Network
+    mac: str
+    kind: str = "host"
+    description: str = ""
+
+    @property
+    def gateway(self) -> IPv4Address:
+        return self.lan.network_address + 1
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A link between two nodes; `rate_bps` None means unshaped."""
+
+    a: str
+    b: str
+    index: int
+    rate_bps: int | None = None
+    delay_us: int = 0
+    loss: float = 0.0
+    mtu: int | None = None
+
+    @property
+    def delay_s(self) -> float:
+        return self.delay_us / 1e6
+
+    @property
+    def shaped(self) -> bool:
+        return self.rate_bps is not None
+
+    @property
+    def impaired(self) -> bool:
+        """True when delay or loss must be emulated (netem or the userspace emulator)."""
+        return self.delay_us > 0 or self.loss > 0
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    transit: IPv4Network
+    nodes: dict[str, NodeSpec]
+    hosts: dict[str, HostSpec]
+    links: tuple[LinkSpec, ...]
+    description: str = ""
+
+    # ----------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, path: str | Path) -> Topology:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise TopologyError("", f"cannot read {p}: {e.strerror or e}") from e
+        except UnicodeDecodeError as e:
+            raise TopologyError("", f"{p} is not UTF-8 text") from e
+        return cls.from_yaml(text, default_name=_default_name(p.stem))
+
+    @classmethod
+    def from_yaml(cls, text: str, *, default_name: str = "topology") -> Topology:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = ""
+            mark = getattr(e, "problem_mark", None)
+            if mark is not None:
+                where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            problem = getattr(e, "problem", None) or str(e)
+            raise TopologyError("", f"invalid YAML{where}: {problem}") from e
+        return cls.from_dict(doc, default_name=default_name)
+
+    @classmethod
+    def from_dict(cls, doc: object, *, default_name: str = "topology") -> Topology:
+        return _parse(doc, default_name)
+
+    # ----------------------------------------------------------- output
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical JSON-able form; `from_dict(t.to_dict()) == t`."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.description:
+            out["description"] = self.description
+        out["transit"] = str(self.transit)
+        nodes: dict[str, Any] = {}
+        for n in self.nodes.values():
+            nd: dict[str, Any] = {
+                "kind": str(n.kind),
+                "lans": [str(lan) for lan in n.lans],
+                "cpu": n.cpu,
+                "memory": format_memory(n.memory_mb),
+            }
+            if n.description:
+                nd["description"] = n.description
+            nodes[n.name] = nd
+        out["nodes"] = nodes
+        hosts: dict[str, Any] = {}
+        for h in self.hosts.values():
+            hd: dict[str, Any] = {"node": h.node, "ip": str(h.ip), "mac": h.mac, "kind": h.kind}
+            if h.description:
+                hd["description"] = h.description
+            hosts[h.name] = hd
+        out["hosts"] = hosts
+        links: list[dict[str, Any]] = []
+        for lk in self.links:
+            ld: dict[str, Any] = {"a": lk.a, "b": lk.b}
+            if lk.rate_bps is not None:
+                ld["rate"] = format_rate(lk.rate_bps)
+            if lk.delay_us:
+                ld["delay"] = format_delay(lk.delay_us)
+            if lk.loss:
+                ld["loss"] = lk.loss
+            if lk.mtu is not None:
+                ld["mtu"] = lk.mtu
+            links.append(ld)
+        out["links"] = links
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    # ----------------------------------------------------------- views
+
+    def graph(self) -> nx.Graph:
+        """Nodes and hosts as graph vertices; edges carry `delay_s`, `rate_bps`, `loss`.
+
+        Vertex attributes: `role` ("node" or "host"), `kind`; hosts also `node`,
+        `ip`, `mac`. Access edges (host to node) have no delay, loss or rate
+        limit (`rate_bps` None means unshaped) and `link` None; node links carry
+        their index in `links` as `link`.
+        """
+        g = nx.Graph(name=self.name)
+        for n in self.nodes.values():
+            g.add_node(n.name, role="node", kind=str(n.kind))
+        for h in self.hosts.values():
+            g.add_node(h.name, role="host", kind=h.kind, node=h.node, ip=str(h.ip), mac=h.mac)
+            g.add_edge(h.name, h.node, delay_s=0.0, rate_bps=None, loss=0.0, link=None)
+        for lk in self.links:
+            g.add_edge(
+                lk.a, lk.b, delay_s=lk.delay_s, rate_bps=lk.rate_bps, loss=lk.loss, link=lk.index
+            )
+        return g
+
+    def hosts_of(self, node: str) -> list[HostSpec]:
+        return [h for h in self.hosts.values() if h.node == node]
+
+    def links_of(self, node: str) -> list[LinkSpec]:
+        return [lk for lk in self.links if node in (lk.a, lk.b)]
+
+    def has_cycles(self) -> bool:
+        """True if the node graph has a loop (the testbed then enables RSTP)."""
+        # The node graph is connected (checked on parsing): a tree has exactly n - 1 links.
+        return len(self.links) >= len(self.nodes)
+
+
+def _default_name(stem: str) -> str:
+    s = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")[:MAX_NAME].strip("-")
+    return s if s and _NAME_RE.match(s) else "topology"
+
+
+# --------------------------------------------------------------------- parsing
+
+
+def _mapping(value: object, path: str, what: str) -> Mapping[object, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TopologyError(path, f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def _check_keys(m: Mapping[object, object], allowed: tuple[str, ...], path: str) -> None:
+    for key in m:
+        if key not in allowed:
+            raise TopologyError(
+                f"{path}.{key}" if path else str(key),
+                f"unknown key (allowed: {', '.join(allowed)})",
+            )
+
+
+def _check_name(name: object, path: str, what: str) -> str:
+    if not isinstance(name, str):
+        raise TopologyError(path, f"{what} name must be a string (got {name!r}; quote it)")
+    if len(name) > MAX_NAME:
+        raise TopologyError(path, f"{what} name is longer than {MAX_NAME} characters")
+    if not _NAME_RE.match(name):
+        raise TopologyError(
+            path,
+            f"{what} name {name!r} must be lowercase letters, digits and '-', "
+            "starting with a letter and not ending with '-'",
+        )
+    return name
+
+
+def _text(value: object, path: str) -> str:
+    if not isinstance(value, str) or len(value) > 1000:
+        raise TopologyError(path, "expected a string of at most 1000 characters")
+    return value
+
+
+def _network(value: object, path: str) -> IPv4Network:
+    if not isinstance(value, str):
+        raise TopologyError(path, f"expected an IPv4 subnet like 192.168.1.0/24, got {value!r}")
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError as e:
+        raise TopologyError(path, f"{value!r} is not an IPv4 subnet ({e})") from e
+    if not isinstance(net, IPv4Network):
+        raise TopologyError(path, f"{value} is not IPv4 (only IPv4 subnets are supported)")
+    if "/" not in value:
+        raise TopologyError(path, f"{value} needs a prefix length, e.g. {value}/24")
+    if net.network_address != ipaddress.ip_interface(value).ip:
+        raise TopologyError(path, f"{value} has host bits set; did you mean {net}?")
+    if net.prefixlen > 30:
+        raise TopologyError(path, f"{net} is too small (at most /30)")
+    if net.is_loopback or net.is_multicast or net.is_link_local or net.is_unspecified:
+        raise TopologyError(path, f"{net} is not a usable unicast subnet")
+    return net
+
+
+def _address(value: object, path: str) -> IPv4Address:
+    if not isinstance(value, str):
+        raise TopologyError(path, f"expected an IPv4 address like 192.168.1.20, got {value!r}")
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError as e:
+        raise TopologyError(path, f"{value!r} is not an IPv4 address") from e
+    if not isinstance(addr, IPv4Address):
+        raise TopologyError(path, f"{value} is not IPv4")
+    return addr
+
+
+def _cpu(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TopologyError(path, f"expected a number of cores like 2 or 0.5, got {value!r}")
+    if not math.isfinite(value) or not 0 < value <= 1024:
+        raise TopologyError(path, f"cpu must be greater than 0 and at most 1024 (got {value})")
+    return float(value)
+
+
+def _mtu(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 576 <= value <= 9000:
+        raise TopologyError(path, f"mtu must be an integer between 576 and 9000 (got {value!r})")
+    return value
+
+
+def _parse(doc: object, default_name: str) -> Topology:
+    top = _mapping(doc, "", "a mapping with keys name, transit, nodes, hosts, links")
+    if doc is None:
+        raise TopologyError("", "empty document: a topology needs at least 'nodes'")
+    _check_keys(top, _TOP_KEYS, "")
+    name = _check_name(top.get("name", default_name), "name", "topology")
+    description = _text(top["description"], "description") if "description" in top else ""
+    transit = _network(top.get("transit", str(DEFAULT_TRANSIT)), "transit")
+
+    # ---- nodes
+    raw_nodes = _mapping(top.get("nodes"), "nodes", "a mapping of node name to node")
+    if not raw_nodes:
+        raise TopologyError("nodes", "a topology needs at least one node")
+    if len(raw_nodes) > MAX_NODES:
+        raise TopologyError("nodes", f"at most {MAX_NODES} nodes (got {len(raw_nodes)})")
+    capacity = transit.num_addresses - 2
+    if len(raw_nodes) > capacity:
+        raise TopologyError(
+            "transit",
+            f"{transit} has room for {capacity} nodes but the topology has {len(raw_nodes)}",
+        )
+    nodes: dict[str, NodeSpec] = {}
+    lan_owner: list[tuple[IPv4Network, str]] = []
+    for index, (key, raw) in enumerate(raw_nodes.items()):
+        nname = _check_name(key, f"nodes.{key}", "node")
+        path = f"nodes.{nname}"
+        if nname in RESERVED_NAMES:
+            raise TopologyError(path, f"{nname!r} is reserved (the testbed's switch namespace)")
+        nd = _mapping(raw, path, "a mapping with kind, lan, cpu, memory")
+        _check_keys(nd, _NODE_KEYS, path)
+        if "kind" not in nd:
+            raise TopologyError(f"{path}.kind", "missing (one of cpe, pe, pop, core, hrh)")
+        try:
+            kind = NodeKind(nd["kind"]) if isinstance(nd["kind"], str) else None
+        except ValueError:
+            kind = None
+        if kind is None:
+            raise TopologyError(
+                f"{path}.kind",
+                f"must be one of {', '.join(k.value for k in NodeKind)} (got {nd['kind']!r})",
+            )
+        if "lan" in nd and "lans" in nd:
+            raise TopologyError(f"{path}.lans", "give either 'lan' or 'lans', not both")
+        lans: list[IPv4Network] = []
+        if "lan" in nd:
+            lans.append(_network(nd["lan"], f"{path}.lan"))
+        elif "lans" in nd:
+            raw_lans = nd["lans"]
+            if not isinstance(raw_lans, list):
+                raise TopologyError(f"{path}.lans", "expected a list of subnets")
+            for i, item in enumerate(raw_lans):
+                lans.append(_network(item, f"{path}.lans[{i}]"))
+        for i, lan in enumerate(lans):
+            lpath = f"{path}.lan" if "lan" in nd else f"{path}.lans[{i}]"
+            if lan.overlaps(transit):
+                raise TopologyError(lpath, f"{lan} overlaps the transit subnet {transit}")
+            for other, owner in lan_owner:
+                if lan.overlaps(other):
+                    where = "another LAN of this node" if owner == nname else f"node {owner}"
+                    raise TopologyError(lpath, f"{lan} overlaps {other} of {where}")
+            lan_owner.append((lan, nname))
+        dcpu, dmem = DEFAULT_RESOURCES[kind]
+        cpu = _cpu(nd["cpu"], f"{path}.cpu") if "cpu" in nd else dcpu
+        mem = parse_memory(nd["memory"], f"{path}.memory") if "memory" in nd else dmem
+        ndesc = _text(nd["description"], f"{path}.description") if "description" in nd else ""
+        nodes[nname] = NodeSpec(
+            name=nname,
+            kind=kind,
+            index=index,
+            lans=tuple(lans),
+            cpu=cpu,
+            memory_mb=mem,
+            transit_ip=transit.network_address + index + 1,
+            description=ndesc,
+        )
+
+    # ---- hosts
+    raw_hosts = _mapping(top.get("hosts"), "hosts", "a mapping of host name to host")
+    if len(raw_hosts) > MAX_HOSTS:
+        raise TopologyError("hosts", f"at most {MAX_HOSTS} hosts (got {len(raw_hosts)})")
+    parsed_hosts: list[tuple[str, str, IPv4Address | None, str | None, str, str]] = []
+    used_ips: dict[IPv4Address, str] = {}
+    used_macs: dict[str, str] = {}
+    for key, raw in raw_hosts.items():
+        hname = _check_name(key, f"hosts.{key}", "host")
+        path = f"hosts.{hname}"
+        if hname in nodes:
+            raise TopologyError(path, f"{hname!r} is already a node name")
+        if hname in RESERVED_NAMES:
+            raise TopologyError(path, f"{hname!r} is reserved (the testbed's switch namespace)")
+        hd = _mapping(raw, path, "a mapping with node, ip, mac, kind")
+        _check_keys(hd, _HOST_KEYS, path)
+        if "node" not in hd:
+            raise TopologyError(f"{path}.node", "missing: the node this host is attached to")
+        node = hd["node"]
+        if not isinstance(node, str) or node not in nodes:
+            raise TopologyError(f"{path}.node", f"unknown node {node!r}")
+        if not nodes[node].lans:
+            raise TopologyError(f"{path}.node", f"node {node} has no LAN to attach a host to")
+        ip: IPv4Address | None = None
+        if "ip" in hd:
+            ip = _address(hd["ip"], f"{path}.ip")
+            in_lan = next((n for n in nodes[node].lans if ip in n), None)
+            if in_lan is None:
+                raise TopologyError(f"{path}.ip", f"{ip} is not in any LAN of node {node}")
+            if ip in (in_lan.network_address, in_lan.broadcast_address):
+                raise TopologyError(f"{path}.ip", f"{ip} is the network or broadcast address")
+            if ip == in_lan.network_address + 1:
+                raise TopologyError(f"{path}.ip", f"{ip} is the gateway address of node {node}")
+            if ip in used_ips:
+                raise TopologyError(f"{path}.ip", f"{ip} is already used by host {used_ips[ip]}")
+            used_ips[ip] = hname
+        mac: str | None = None
+        if "mac" in hd:
+            if not isinstance(hd["mac"], str) or not _MAC_RE.match(hd["mac"].lower()):
+                raise TopologyError(
+                    f"{path}.mac", f"expected a MAC like 02:00:00:00:00:01, got {hd['mac']!r}"
+                )
+            mac = hd["mac"].lower()
+            if int(mac[:2], 16) & 1:
+                raise TopologyError(f"{path}.mac", f"{mac} is a multicast address")
+            if mac == "00:00:00:00:00:00":
+                raise TopologyError(f"{path}.mac", "the all-zero address is not usable")
+            if mac in used_macs:
+                raise TopologyError(
+                    f"{path}.mac", f"{mac} is already used by host {used_macs[mac]}"
+                )
+            used_macs[mac] = hname
+        hkind = "host"
+        if "kind" in hd:
+            if not isinstance(hd["kind"], str) or not _LABEL_RE.match(hd["kind"]):
+                raise TopologyError(
+                    f"{path}.kind",
+                    f"expected a short lowercase label like laptop or tv, got {hd['kind']!r}",
+                )
+            hkind = hd["kind"]
+        hdesc = _text(hd["description"], f"{path}.description") if "description" in hd else ""
+        parsed_hosts.append((hname, node, ip, mac, hkind, hdesc))
+
+    # Automatic addresses: the next free address of the node's first LAN, in file order.
+    next_free: dict[str, int] = {}
+    mac_counter = 0
+    hosts: dict[str, HostSpec] = {}
+    for index, (hname, node, ip, mac, hkind, hdesc) in enumerate(parsed_hosts):
+        if ip is None:
+            lan0 = nodes[node].lans[0]
+            offset = next_free.get(node, 2)
+            while True:
+                if offset >= lan0.num_addresses - 1:
+                    raise TopologyError(
+                        f"hosts.{hname}.ip", f"no free address left in {lan0} of node {node}"
+                    )
+                candidate = lan0.network_address + offset
+                offset += 1
+                if candidate not in used_ips:
+                    break
+            next_free[node] = offset
+            ip = candidate
+            used_ips[ip] = hname
+        if mac is None:
+            while True:
+                mac_counter += 1
+                # Locally administered unicast, "nf" in the 2nd/3rd octets.
+                candidate_mac = "02:6e:66:" + ":".join(
+                    f"{(mac_counter >> s) & 0xFF:02x}" for s in (16, 8, 0)
+                )
+                if candidate_mac not in used_macs:
+                    break
+            mac = candidate_mac
+            used_macs[mac] = hname
+        lan = next(lan for lan in nodes[node].lans if ip in lan)
+        hosts[hname] = HostSpec(
+            name=hname,
+            node=node,
+            index=index,
+            ip=ip,
+            lan=lan,
+            mac=mac,
+            kind=hkind,
+            description=hdesc,
+        )
+
+    # ---- links
+    raw_links = top.get("links")
+    if raw_links is None:
+        raw_links = []
+    if not isinstance(raw_links, list):
+        raise TopologyError("links", "expected a list of links")
+    if len(raw_links) > MAX_LINKS:
+        raise TopologyError("links", f"at most {MAX_LINKS} links (got {len(raw_links)})")
+    links: list[LinkSpec] = []
+    seen: dict[frozenset[str], int] = {}
+    for i, raw in enumerate(raw_links):
+        path = f"links[{i}]"
+        ld = _mapping(raw, path, "a mapping with a, b, rate, delay, loss")
+        _check_keys(ld, _LINK_KEYS, path)
+        ends: list[str] = []
+        for end in ("a", "b"):
+            if end not in ld:
+                raise TopologyError(f"{path}.{end}", "missing: links connect two nodes a and b")
+            value = ld[end]
+            if isinstance(value, str) and value in hosts:
+                raise TopologyError(
+                    f"{path}.{end}",
+                    f"{value!r} is a host; attach hosts with hosts.{value}.node",
+                )
+            if not isinstance(value, str) or value not in nodes:
+                raise TopologyError(f"{path}.{end}", f"unknown node {value!r}")
+            ends.append(value)
+        a, b = ends
+        if a == b:
+            raise TopologyError(path, f"a link cannot connect {a} to itself")
+        pair = frozenset((a, b))
+        if pair in seen:
+            raise TopologyError(path, f"duplicate of links[{seen[pair]}] ({a} - {b})")
+        seen[pair] = i
+        links.append(
+            LinkSpec(
+                a=a,
+                b=b,
+                index=i,
+                rate_bps=parse_rate(ld["rate"], f"{path}.rate") if "rate" in ld else None,
+                delay_us=parse_delay(ld["delay"], f"{path}.delay") if "delay" in ld else 0,
+                loss=parse_loss(ld["loss"], f"{path}.loss") if "loss" in ld else 0.0,
+                mtu=_mtu(ld["mtu"], f"{path}.mtu") if "mtu" in ld else None,
+            )
+        )
+
+    # Hosts on different LANs reach each other through the node graph: it must be connected.
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from((lk.a, lk.b) for lk in links)
+    components = list(nx.connected_components(g))
+    if len(components) > 1:
+        first = next(iter(nodes))
+        main = next(c for c in components if first in c)
+        cut_off = sorted(n for c in components if c is not main for n in c)
+        shown = ", ".join(cut_off[:5]) + (", ..." if len(cut_off) > 5 else "")
+        raise TopologyError("links", f"nodes not connected to {first}: {shown}")
+
+    return Topology(
+        name=name,
+        transit=transit,
+        nodes=nodes,
+        hosts=hosts,
+        links=tuple(links),
+        description=description,
+    )
+
+
+# --------------------------------------------------------------------- generator
+
+
+def generate_tree(
+    n_nodes: int,
+    *,
+    cpes_per_pe: int = 9,
+    hosts_per_cpe: int = 1,
+    access_rate: str | None = "100Mbit",
+    access_delay: str | None = None,
+    name: str | None = None,
+) -> Topology:
+    """A deterministic N-node edge network: a binary tree of PEs, CPEs spread over them.
+
+    Of `n_nodes`, one in `cpes_per_pe + 1` is a PE (at least one). CPE number k
+    gets LAN 10.<k // 256>.<k % 256>.0/24 and `hosts_per_cpe` hosts; the transit
+    subnet is 10.255.0.0/24, or /16 beyond 253 nodes.
+    """
+    if not 1 <= n_nodes <= MAX_NODES:
+        raise TopologyError("nodes", f"n_nodes must be between 1 and {MAX_NODES}")
+    n_pe = max(1, math.ceil(n_nodes / (cpes_per_pe + 1)))
+    n_cpe = n_nodes - n_pe
+    nodes: dict[str, Any] = {}
+    links: list[dict[str, Any]] = []
+    hosts: dict[str, Any] = {}
+    for p in range(1, n_pe + 1):
+        nodes[f"pe{p}"] = {"kind": "pe"}
+        if p > 1:
+            links.append({"a": f"pe{p // 2}", "b": f"pe{p}", "rate": "1Gbit"})
+    for k in range(1, n_cpe + 1):
+        cpe = f"cpe{k}"
+        nodes[cpe] = {"kind": "cpe", "lan": f"10.{k // 256}.{k % 256}.0/24"}
+        link: dict[str, Any] = {"a": cpe, "b": f"pe{(k - 1) % n_pe + 1}"}
+        if access_rate:
+            link["rate"] = access_rate
+        if access_delay:
+            link["delay"] = access_delay
+        links.append(link)
+        for j in range(1, hosts_per_cpe + 1):
+            hosts[f"h{k}-{j}"] = {"node": cpe}
+    doc = {
+        "name": name or f"tree-{n_nodes}",
+        "transit": "10.255.0.0/24" if n_nodes <= 253 else "10.255.0.0/16",
+        "nodes": nodes,
+        "hosts": hosts,
+        "links": links,
+    }
+    return Topology.from_dict(doc)
