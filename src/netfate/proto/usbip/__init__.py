@@ -1,0 +1,90 @@
+"""Sans-I/O USB/IP (Linux ``Documentation/usb/usbip_protocol.rst``).
+
+``ServerConnection`` is the exporting side (the Home Radio Head),
+``ClientConnection`` the importing side (the ISP function).  Both take bytes via
+``receive_data(data, now)``, return events, and produce bytes via
+``data_to_send()``.  Every protocol violation raises :class:`UsbipProtocolError`.
+"""
+
+from .connection import (
+    CLIENT_TRANSITIONS,
+    SERVER_TRANSITIONS,
+    ClientConnection,
+    Phase,
+    ServerConnection,
+)
+from .errors import Reason, UsbipProtocolError
+from .events import (
+    DeviceImported,
+    DeviceListReceived,
+    DeviceListRequested,
+    Event,
+    ImportRefused,
+    ImportRequested,
+    UrbCompleted,
+    UrbSubmitted,
+    UrbUnlinked,
+)
+from .messages import (
+    ECONNRESET,
+    MAX_ISO_PACKETS,
+    MAX_TRANSFER_LENGTH,
+    USBIP_VERSION,
+    CmdSubmit,
+    CmdUnlink,
+    Direction,
+    Endpoint,
+    Interface,
+    IsoPacket,
+    OpRepDevlist,
+    OpRepImport,
+    OpReqDevlist,
+    OpReqImport,
+    RetSubmit,
+    RetUnlink,
+    SetupPacket,
+    Speed,
+    Status,
+    TransferType,
+    UsbDevice,
+)
+
+__all__ = [
+    "CLIENT_TRANSITIONS",
+    "ECONNRESET",
+    "MAX_ISO_PACKETS",
+    "MAX_TRANSFER_LENGTH",
+    "SERVER_TRANSITIONS",
+    "USBIP_VERSION",
+    "ClientConnection",
+    "CmdSubmit",
+    "CmdUnlink",
+    "DeviceImported",
+    "DeviceListReceived",
+    "DeviceListRequested",
+    "Direction",
+    "Endpoint",
+    "Event",
+    "ImportRefused",
+    "ImportRequested",
+    "Interface",
+    "IsoPacket",
+    "OpRepDevlist",
+    "OpRepImport",
+    "OpReqDevlist",
+    "OpReqImport",
+    "Phase",
+    "Reason",
+    "RetSubmit",
+    "RetUnlink",
+    "ServerConnection",
+    "SetupPacket",
+    "Speed",
+    "Status",
+    "TransferType",
+    "UrbCompleted",
+    "UrbSubmitted",
+    "UrbUnlinked",
+    "UsbDevice",
+    "UsbipProtocolError",
+]
