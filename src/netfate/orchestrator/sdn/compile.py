@@ -1,0 +1,614 @@
+"""Intent compiler: (network view, intents) -> flows and groups per switch. Pure.
+
+Pipeline on every bridge (one table, OpenFlow 1.3):
+
+    priority  what                                         cookie
+    400       steering: rewrite eth_dst to the next stage  intent
+    300       replication: into / along a group ALL        intent
+    200       tunnel: one protocol/port, both directions   intent
+    100       connectivity: A <-> B, ARP included          intent
+      5       instance port, ARP request -> controller     base   (proxy ARP)
+      1       access port, anything else -> controller     base   (host discovery)
+      0       drop                                         base
+
+Every flow matches its `in_port`: a packet that crosses the same switch twice
+(to an instance and back) is told apart by where it came from, and a host
+cannot inject traffic from another port. Flows that two intents both need
+(ARP between the same pair, say) are installed once, owned by the intent
+whose id sorts first; when that intent goes, the other takes the flow over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from netfate.orchestrator.sdn.intents import (
+    BASE_COOKIE,
+    ConnectivityIntent,
+    Endpoint,
+    HostView,
+    InstanceView,
+    Intent,
+    NetworkView,
+    NodeView,
+    ReplicationIntent,
+    SteeringIntent,
+    TunnelIntent,
+    UnknownName,
+)
+
+PRIO_STEERING = 400
+PRIO_REPLICATION = 300
+PRIO_TUNNEL = 200
+PRIO_CONNECTIVITY = 100
+PRIO_PROXY_ARP = 5
+PRIO_DISCOVERY = 1
+PRIO_DROP = 0
+
+OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPCML_NO_BUFFER = 0xFFFF
+ETH_IPV4 = 0x0800
+ETH_ARP = 0x0806
+IP_PROTO = {"icmp": 1, "tcp": 6, "udp": 17}
+
+MatchValue = int | str
+Match = tuple[tuple[str, MatchValue], ...]
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int
+
+
+@dataclass(frozen=True)
+class SetField:
+    field: str
+    value: MatchValue
+
+
+@dataclass(frozen=True)
+class ToGroup:
+    group_id: int
+
+
+@dataclass(frozen=True)
+class ToController:
+    max_len: int = OFPCML_NO_BUFFER
+
+
+Action = Output | SetField | ToGroup | ToController
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One flow entry. Addresses are text; a masked IPv4 match is "a.b.c.d/len"."""
+
+    priority: int
+    match: Match
+    actions: tuple[Action, ...]
+    cookie: int
+    table: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, Match]:
+        """What OpenFlow treats as the same entry (an add with this key replaces it)."""
+        return (self.table, self.priority, self.match)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    group_id: int
+    buckets: tuple[tuple[Action, ...], ...]
+    cookie: int
+    type: str = "all"
+
+
+@dataclass
+class CompileResult:
+    flows: dict[str, set[FlowSpec]] = field(default_factory=dict)
+    """Node name -> every flow its bridge should hold (base pipeline included)."""
+    groups: dict[str, set[GroupSpec]] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)
+    """Intent id -> why it is not (fully) installed yet (host not attached, no path)."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Intent id -> why it was refused (unknown name, conflict). It installs nothing."""
+    flow_count: dict[str, int] = field(default_factory=dict)
+    """Intent id -> number of flows it owns."""
+
+
+class _Pending(Exception):
+    """An intent cannot be compiled *yet* (e.g. its host has not been seen)."""
+
+
+@dataclass(frozen=True)
+class _Attach:
+    endpoint: Endpoint
+    node: str
+    ofport: int
+    mac: str | None  # None for a subnet
+    ip: str  # an address, or a network for a subnet
+
+    @property
+    def is_subnet(self) -> bool:
+        return self.mac is None
+
+
+@dataclass(frozen=True)
+class _Hop:
+    node: str
+    in_port: int
+    out_port: int
+
+    def output(self) -> Output:
+        # OpenFlow drops output to the ingress port unless it is named IN_PORT.
+        return Output(OFPP_IN_PORT if self.out_port == self.in_port else self.out_port)
+
+
+def _m(**fields: MatchValue | None) -> dict[str, MatchValue]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _net(text: str) -> str | None:
+    """A subnet as a match value: None matches everything, a /32 is a plain address."""
+    net = ipaddress.IPv4Network(text)
+    if net.prefixlen == 0:
+        return None
+    if net.prefixlen == 32:
+        return str(net.network_address)
+    return str(net)
+
+
+def _freeze(match: Mapping[str, MatchValue]) -> Match:
+    return tuple(sorted(match.items()))
+
+
+def group_id_for(intent_id: str) -> int:
+    # 0x4E in the top byte marks groups the controller owns, like the cookie prefix.
+    low = int.from_bytes(hashlib.sha256(b"group:" + intent_id.encode()).digest()[:3], "big")
+    return 0x4E000000 | low
+
+
+class _Resolver:
+    """Answers "where is this endpoint" and "which ports lead from node a to b"."""
+
+    def __init__(self, view: NetworkView, overrides: Mapping[str, tuple[str, int]]) -> None:
+        self.view = view
+        self.nodes: dict[str, NodeView] = {n.name: n for n in view.nodes}
+        self.hosts: dict[str, HostView] = {h.name: h for h in view.hosts}
+        self.instances: dict[str, InstanceView] = {i.id: i for i in view.instances}
+        self.overrides = {mac.lower(): where for mac, where in overrides.items()}
+        delays = {}
+        for link in view.links:
+            if link.delay_s is not None:
+                delays[frozenset((link.a, link.b))] = link.delay_s
+        toward: dict[tuple[str, str], int] = {}
+        for node in view.nodes:
+            for p in node.ports:
+                if p.peer_kind == "node" and p.peer_name:
+                    k = (node.name, p.peer_name)
+                    toward[k] = min(p.ofport, toward.get(k, p.ofport))
+        self.toward = toward
+        self.graph = nx.Graph()
+        self.graph.add_nodes_from(self.nodes)
+        for a, b in toward:
+            # A link carries traffic only once both of its ends are on their bridges.
+            if (b, a) in toward:
+                # A small constant keeps zero-delay links from making paths arbitrary.
+                w = delays.get(frozenset((a, b)), 0.0) + 1e-6
+                self.graph.add_edge(a, b, weight=w)
+
+    # -- names -------------------------------------------------------------
+
+    def check_names(self, intent: Intent) -> None:
+        """Raise UnknownName for any node, port, host or instance the view lacks."""
+        for ep in _endpoints(intent):
+            if ep.kind == "host" and ep.name not in self.hosts:
+                raise UnknownName("host", ep.name, intent.id)
+            if ep.kind == "instance" and ep.name not in self.instances:
+                raise UnknownName("instance", ep.name, intent.id)
+            if ep.kind == "subnet":
+                self._subnet_port(ep, intent.id)
+        if isinstance(intent, SteeringIntent):
+            for iid in intent.chain:
+                if iid not in self.instances:
+                    raise UnknownName("instance", iid, intent.id)
+        if isinstance(intent, ReplicationIntent) and intent.at and intent.at not in self.nodes:
+            raise UnknownName("node", intent.at, intent.id)
+
+    def _subnet_port(self, ep: Endpoint, intent_id: str) -> int:
+        node = self.nodes.get(ep.node or "")
+        if node is None:
+            raise UnknownName("node", ep.node or "", intent_id)
+        for p in node.ports:
+            if ep.port is not None and p.name == ep.port:
+                return p.ofport
+            if ep.port is None and p.peer_kind == "local":
+                return p.ofport
+        raise UnknownName("port", f"{node.name}/{ep.port or 'local'}", intent_id)
+
+    # -- attachment points -------------------------------------------------
+
+    def _port_of_peer(self, peer: str, prefer: str | None) -> tuple[str, int] | None:
+        found: list[tuple[str, int]] = []
+        for node in self.view.nodes:
+            for p in node.ports:
+                if p.peer == peer:
+                    found.append((node.name, p.ofport))
+        found.sort(key=lambda f: (f[0] != prefer, f))
+        return found[0] if found else None
+
+    def attach(self, ep: Endpoint, intent_id: str) -> _Attach:
+        if ep.kind == "subnet":
+            ofport = self._subnet_port(ep, intent_id)
+            return _Attach(ep, ep.node or "", ofport, None, ep.name)
+        if ep.kind == "host":
+            host = self.hosts.get(ep.name)
+            if host is None:
+                raise UnknownName("host", ep.name, intent_id)
+            where = self.overrides.get(host.mac) or self._port_of_peer(
+                f"host:{host.name}", host.node
+            )
+            if where is None:
+                raise _Pending(f"host {host.name!r} has not been seen on any access port")
+            return _Attach(ep, where[0], where[1], host.mac, host.ip)
+        inst = self.instances.get(ep.name)
+        if inst is None:
+            raise UnknownName("instance", ep.name, intent_id)
+        where = self._port_of_peer(f"instance:{inst.id}", inst.node)
+        if where is None:
+            raise _Pending(f"instance {inst.id!r} is not attached to a bridge")
+        return _Attach(ep, where[0], where[1], inst.mac, inst.ip)
+
+    def hops(self, src: _Attach, dst: _Attach) -> list[_Hop]:
+        """Switch by switch: where the traffic enters and where it leaves."""
+        for n in (src.node, dst.node):
+            if n not in self.nodes:
+                raise _Pending(f"node {n!r} has no bridge in the view")
+        try:
+            path: list[str] = nx.shortest_path(self.graph, src.node, dst.node, weight="weight")
+        except nx.NetworkXNoPath:
+            raise _Pending(f"no path from {src.node} to {dst.node}") from None
+        hops = []
+        for i, n in enumerate(path):
+            in_port = src.ofport if i == 0 else self.toward[(n, path[i - 1])]
+            out_port = dst.ofport if i == len(path) - 1 else self.toward[(n, path[i + 1])]
+            hops.append(_Hop(n, in_port, out_port))
+        return hops
+
+
+def _endpoints(intent: Intent) -> list[Endpoint]:
+    if isinstance(intent, ConnectivityIntent | TunnelIntent):
+        return [intent.a, intent.b]
+    if isinstance(intent, SteeringIntent):
+        return [Endpoint("host", intent.host), intent.to]
+    return [intent.source, *intent.targets]
+
+
+def _src_l2(a: _Attach) -> dict[str, MatchValue]:
+    if a.is_subnet:
+        return _m(eth_type=ETH_IPV4, ipv4_src=_net(a.ip))
+    return _m(eth_src=a.mac)
+
+
+def _dst_l2(a: _Attach) -> dict[str, MatchValue]:
+    if a.is_subnet:
+        return _m(eth_type=ETH_IPV4, ipv4_dst=_net(a.ip))
+    return _m(eth_dst=a.mac)
+
+
+def _src_ip(a: _Attach) -> dict[str, MatchValue]:
+    if a.is_subnet:
+        return _m(ipv4_src=_net(a.ip))
+    return _m(eth_src=a.mac, ipv4_src=a.ip)
+
+
+def _dst_ip(a: _Attach) -> dict[str, MatchValue]:
+    if a.is_subnet:
+        return _m(ipv4_dst=_net(a.ip))
+    return _m(eth_dst=a.mac, ipv4_dst=a.ip)
+
+
+def _arp(src: _Attach, dst: _Attach) -> dict[str, MatchValue]:
+    m = _m(eth_type=ETH_ARP)
+    m.update(_m(arp_spa=_net(src.ip)) if src.is_subnet else _m(eth_src=src.mac))
+    m.update(_m(arp_tpa=_net(dst.ip)) if dst.is_subnet else _m(arp_tpa=dst.ip))
+    return m
+
+
+class _Emitter:
+    def __init__(self, cookie: int) -> None:
+        self.cookie = cookie
+        self.flows: list[tuple[str, FlowSpec]] = []
+        self.groups: list[tuple[str, GroupSpec]] = []
+
+    def flow(
+        self, node: str, priority: int, match: Mapping[str, MatchValue], *actions: Action
+    ) -> None:
+        self.flows.append((node, FlowSpec(priority, _freeze(match), tuple(actions), self.cookie)))
+
+    def along(self, hops: Sequence[_Hop], priority: int, match: Mapping[str, MatchValue]) -> None:
+        """The same match forwarded hop by hop along a path."""
+        for h in hops:
+            self.flow(h.node, priority, {**match, "in_port": h.in_port}, h.output())
+
+
+def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> None:
+    a, b = r.attach(it.a, it.id), r.attach(it.b, it.id)
+    for x, y in ((a, b), (b, a)):
+        hops = r.hops(x, y)
+        e.along(hops, PRIO_CONNECTIVITY, {**_src_l2(x), **_dst_l2(y)})
+        e.along(hops, PRIO_CONNECTIVITY, _arp(x, y))
+
+
+def _compile_tunnel(r: _Resolver, it: TunnelIntent, e: _Emitter) -> None:
+    a, b = r.attach(it.a, it.id), r.attach(it.b, it.id)
+    proto = IP_PROTO[it.protocol]
+    for x, y, port_field in ((a, b, "dst"), (b, a, "src")):
+        hops = r.hops(x, y)
+        m: dict[str, MatchValue] = {"eth_type": ETH_IPV4, "ip_proto": proto}
+        m.update(_src_ip(x))
+        m.update(_dst_ip(y))
+        if it.port is not None:
+            m[f"{it.protocol}_{port_field}"] = it.port
+        e.along(hops, PRIO_TUNNEL, m)
+        e.along(hops, PRIO_TUNNEL, _arp(x, y))
+
+
+def _steer(
+    r: _Resolver,
+    e: _Emitter,
+    stages: Sequence[_Attach],
+    src: _Attach,
+    dst: _Attach,
+) -> None:
+    """Traffic src -> dst entering at stages[0], visiting each stage, leaving at stages[-1]."""
+    base: dict[str, MatchValue] = {
+        "eth_type": ETH_IPV4,
+        "ipv4_src": src.ip,
+        "ipv4_dst": dst.ip,
+    }
+    for k in range(len(stages) - 1):
+        here, there = stages[k], stages[k + 1]
+        hops = r.hops(here, there)
+        first = hops[0]
+        m = {**base, "in_port": first.in_port}
+        if k == 0:
+            m["eth_src"] = src.mac or ""
+        # Whatever next hop the previous stage chose, the frame goes to the next stage.
+        e.flow(first.node, PRIO_STEERING, m, SetField("eth_dst", there.mac or ""), first.output())
+        e.along(hops[1:], PRIO_STEERING, {**base, "eth_dst": there.mac or ""})
+
+
+def _compile_steering(r: _Resolver, it: SteeringIntent, e: _Emitter) -> None:
+    host = r.attach(Endpoint("host", it.host), it.id)
+    chain = [r.attach(Endpoint("instance", i), it.id) for i in it.chain]
+    dst = r.attach(it.to, it.id)
+    _steer(r, e, [host, *chain, dst], host, dst)
+    if it.symmetric:
+        _steer(r, e, [dst, *reversed(chain), host], dst, host)
+    else:
+        hops = r.hops(dst, host)
+        e.along(hops, PRIO_STEERING, {"eth_type": ETH_IPV4, **_src_ip(dst), **_dst_ip(host)})
+    # Address resolution between the two ends goes direct; the instances ask the
+    # controller (proxy ARP on instance ports), since they forward for others.
+    for x, y in ((host, dst), (dst, host)):
+        e.along(r.hops(x, y), PRIO_STEERING, _arp(x, y))
+
+
+def _compile_replication(
+    r: _Resolver, it: ReplicationIntent, e: _Emitter, pending: list[str]
+) -> None:
+    src = r.attach(it.source, it.id)
+    at = it.at or src.node
+    if at not in r.nodes:
+        raise UnknownName("node", at, it.id)
+    proto = IP_PROTO[it.protocol]
+    base = _m(eth_type=ETH_IPV4, ip_proto=proto, ipv4_src=src.ip)
+    base[f"{it.protocol}_dst"] = it.port
+    targets: list[_Attach] = []
+    for ep in it.targets:
+        try:
+            targets.append(r.attach(ep, it.id))
+        except _Pending as p:
+            pending.append(str(p))
+    if not targets:
+        raise _Pending("no target is attached yet")
+    # Carry the flow unreplicated to the branch node, then copy it there.
+    branch = _Attach(Endpoint("host", "(branch)"), at, 0, None, "")
+    if at == src.node:
+        in_port = src.ofport
+    else:
+        to_branch = r.hops(src, branch)
+        ingress = {**base, **_m(eth_src=src.mac, ipv4_dst=it.dst_ip)}
+        e.along(to_branch[:-1], PRIO_REPLICATION, ingress)
+        in_port = to_branch[-1].in_port
+    gid = group_id_for(it.id)
+    buckets = []
+    for t in targets:
+        from_branch = r.hops(_Attach(t.endpoint, at, in_port, None, ""), t)
+        first = from_branch[0]
+        buckets.append(
+            (SetField("eth_dst", t.mac or ""), SetField("ipv4_dst", t.ip), first.output())
+        )
+        e.along(
+            from_branch[1:], PRIO_REPLICATION, {**base, "ipv4_dst": t.ip, "eth_dst": t.mac or ""}
+        )
+    first_match = {**base, **_m(ipv4_dst=it.dst_ip), "in_port": in_port}
+    if at == src.node:
+        first_match["eth_src"] = src.mac or ""
+    e.flow(at, PRIO_REPLICATION, first_match, ToGroup(gid))
+    e.groups.append((at, GroupSpec(gid, tuple(buckets), e.cookie)))
+
+
+def base_flows(node: NodeView) -> set[FlowSpec]:
+    """The controller's own pipeline on a bridge: drop, discovery, proxy ARP."""
+    flows = {FlowSpec(PRIO_DROP, (), (), BASE_COOKIE)}
+    for p in node.ports:
+        if p.peer_kind == "host":
+            flows.add(
+                FlowSpec(
+                    PRIO_DISCOVERY, _freeze({"in_port": p.ofport}), (ToController(),), BASE_COOKIE
+                )
+            )
+        elif p.peer_kind == "instance":
+            m = _freeze({"in_port": p.ofport, "eth_type": ETH_ARP, "arp_op": 1})
+            flows.add(FlowSpec(PRIO_PROXY_ARP, m, (ToController(),), BASE_COOKIE))
+    return flows
+
+
+def check_names(view: NetworkView, intent: Intent) -> None:
+    """Raise UnknownName if the intent names anything the view does not have."""
+    _Resolver(view, {}).check_names(intent)
+
+
+def _same_pair(a1: Endpoint, b1: Endpoint, a2: Endpoint, b2: Endpoint) -> bool:
+    return {a1, b1} == {a2, b2}
+
+
+def semantic_conflict(new: Intent, old: Intent) -> str | None:
+    """Why `new` cannot coexist with `old`, or None. Flow-level clashes are found by compiling."""
+    if new.id == old.id:
+        return f"an intent with id {new.id!r} already exists"
+    if isinstance(new, SteeringIntent) and isinstance(old, SteeringIntent) and new.host == old.host:
+        return f"host {new.host!r} is already steered by intent {old.id!r}"
+    if (
+        isinstance(new, ConnectivityIntent)
+        and isinstance(old, ConnectivityIntent)
+        and _same_pair(new.a, new.b, old.a, old.b)
+    ):
+        return f"intent {old.id!r} already connects {new.a} and {new.b}"
+    if isinstance(new, TunnelIntent | ConnectivityIntent) and isinstance(
+        old, TunnelIntent | ConnectivityIntent
+    ):
+        if type(new) is not type(old) and _same_pair(new.a, new.b, old.a, old.b):
+            # A tunnel means "this protocol/port and nothing else"; full
+            # connectivity between the same ends would silently void it.
+            return f"{new.kind} between {new.a} and {new.b} overlaps {old.kind} intent {old.id!r}"
+        if (
+            isinstance(new, TunnelIntent)
+            and isinstance(old, TunnelIntent)
+            and _same_pair(new.a, new.b, old.a, old.b)
+            and (new.protocol, new.port) == (old.protocol, old.port)
+        ):
+            return f"tunnel intent {old.id!r} already opens {new.protocol}/{new.port}"
+    if isinstance(new, ReplicationIntent) and isinstance(old, ReplicationIntent):
+        if (new.source, new.protocol, new.port, new.dst_ip) == (
+            old.source,
+            old.protocol,
+            old.port,
+            old.dst_ip,
+        ):
+            return f"intent {old.id!r} already replicates this flow from {new.source}"
+        if group_id_for(new.id) == group_id_for(old.id):
+            return f"group id of {new.id!r} collides with intent {old.id!r}; choose another id"
+    if new.cookie == old.cookie:
+        return f"cookie of {new.id!r} collides with intent {old.id!r}; choose another id"
+    return None
+
+
+def compile_intents(
+    view: NetworkView,
+    intents: Iterable[Intent],
+    overrides: Mapping[str, tuple[str, int]] | None = None,
+) -> CompileResult:
+    """Compile all intents against the view.
+
+    Intents are taken in the order given (oldest first): one that clashes with
+    an earlier one is refused whole and reported in `errors`; one that cannot
+    be placed yet is reported in `pending`. `overrides` maps a MAC address to
+    (node, ofport) where the controller has just seen it, ahead of the view.
+    """
+    r = _Resolver(view, overrides or {})
+    res = CompileResult()
+    owner: dict[tuple[str, tuple[int, int, Match]], FlowSpec] = {}
+    owner_id: dict[int, str] = {}
+    group_owner: dict[tuple[str, int], str] = {}
+    accepted: list[Intent] = []
+    for nv in view.nodes:
+        res.flows[nv.name] = set()
+        res.groups[nv.name] = set()
+        for f in base_flows(nv):
+            owner[(nv.name, f.key)] = f
+    for it in intents:
+        clash = next((c for old in accepted if (c := semantic_conflict(it, old))), None)
+        if clash:
+            res.errors[it.id] = clash
+            continue
+        e = _Emitter(it.cookie)
+        partial: list[str] = []
+        try:
+            r.check_names(it)
+            if isinstance(it, ConnectivityIntent):
+                _compile_connectivity(r, it, e)
+            elif isinstance(it, TunnelIntent):
+                _compile_tunnel(r, it, e)
+            elif isinstance(it, SteeringIntent):
+                _compile_steering(r, it, e)
+            else:
+                _compile_replication(r, it, e, partial)
+        except UnknownName as err:
+            res.errors[it.id] = err.reason
+            continue
+        except _Pending as p:
+            res.pending[it.id] = str(p)
+            accepted.append(it)
+            continue
+        if partial:
+            res.pending[it.id] = "; ".join(partial)
+        reason = _merge_check(e, owner, owner_id, group_owner)
+        if reason:
+            res.errors[it.id] = reason
+            continue
+        accepted.append(it)
+        owner_id[it.cookie] = it.id
+        for node, f in e.flows:
+            prev = owner.get((node, f.key))
+            if prev is not None and owner_id.get(prev.cookie, "") <= it.id:
+                continue  # shared flow: the intent whose id sorts first keeps it
+            owner[(node, f.key)] = f
+        for node, g in e.groups:
+            group_owner[(node, g.group_id)] = it.id
+            res.groups.setdefault(node, set()).add(g)
+    for (node, _key), f in owner.items():
+        res.flows.setdefault(node, set()).add(f)
+        iid = owner_id.get(f.cookie)
+        if iid is not None:
+            res.flow_count[iid] = res.flow_count.get(iid, 0) + 1
+    return res
+
+
+def _merge_check(
+    e: _Emitter,
+    owner: Mapping[tuple[str, tuple[int, int, Match]], FlowSpec],
+    owner_id: Mapping[int, str],
+    group_owner: Mapping[tuple[str, int], str],
+) -> str | None:
+    """A flow with the same match and priority but other actions is a conflict."""
+    mine: dict[tuple[str, tuple[int, int, Match]], FlowSpec] = {}
+    for node, f in e.flows:
+        key = (node, f.key)
+        prev = owner.get(key)
+        if prev is not None and prev.actions != f.actions:
+            who = owner_id.get(prev.cookie)
+            what = f"intent {who!r}" if who else "the controller's base pipeline"
+            return (
+                f"on node {node}, flow {dict(f.match)} at priority {f.priority} "
+                f"would contradict {what}"
+            )
+        own = mine.get(key)
+        if own is not None and own.actions != f.actions:
+            return (
+                f"on node {node}, the intent's own flows contradict each other at {dict(f.match)}"
+            )
+        mine[key] = f
+    for node, g in e.groups:
+        other = group_owner.get((node, g.group_id))
+        if other is not None:
+            return f"group {g.group_id:#x} on node {node} is already used by intent {other!r}"
+    return None
