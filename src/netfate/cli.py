@@ -15,5 +15,12 @@ app = typer.Typer(
 )
 
 
+from netfate.agent.cli import agent  # noqa: E402
+from netfate.orchestrator.cli import orchestrator  # noqa: E402
+
+app.command()(orchestrator)
+app.command()(agent)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,376 @@
+"""The agent loop: poll desired state, converge, report. Forever, and idempotently.
+
+    register ──▶ ┌─ GET desired (long-poll on the node's revision, ≤ heartbeat) ─┐
+                 │  converge: start missing, stop extra, drive migrations in     │
+                 └─ POST report (also the heartbeat) ◀───────────────────────────┘
+
+Starting and stopping run as tasks so a slow instance never delays the heartbeat.
+When the orchestrator is away the instances keep running and the agent retries
+with backoff; when the agent itself restarts it adopts what still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from netfate.agent import migration
+from netfate.agent.instances import Instance, NodeContext, adopt_all
+from netfate.host import links
+
+log = logging.getLogger("netfate.agent")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    ctx: NodeContext
+    orchestrator: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    advertise_host: str | None = None
+    heartbeat_s: float = 1.0
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.ctx = cfg.ctx
+        self.api = cfg.orchestrator.rstrip("/") + "/api/v1"
+        self.instances: dict[str, Instance] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.failed: dict[str, str] = {}
+        self.results: dict[int, dict[str, Any]] = {}  # migration id -> report
+        self.handed_off = self._load_handed_off()
+        self.desired: dict[str, dict[str, Any]] = {}
+        self.revision = -1
+        self.endpoint = ""
+        self._last_cpu: dict[str, tuple[float, float]] = {}
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+
+    # ---------------------------------------------------------------- main
+
+    async def run(self) -> None:
+        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+        self.instances = await asyncio.to_thread(adopt_all, self.ctx)
+        server = await migration.serve(self.on_peer, self.cfg.listen_host, self.cfg.listen_port)
+        port = server.sockets[0].getsockname()[1]
+        self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"
+        try:
+            await self._register()
+            backoff = 0.2
+            while True:
+                try:
+                    state = await self._poll()
+                    self._converge(state)
+                    await self._report()
+                    backoff = 0.2
+                except (httpx.HTTPError, OSError, ValueError) as e:
+                    log.warning("orchestrator unreachable (%s); retrying in %.1f s", e, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 404:
+                        await self._register()
+        finally:
+            server.close()
+            await self.client.aclose()
+
+    async def _register(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                r = await self.client.post(
+                    f"{self.api}/agents/{self.ctx.node}/register",
+                    json={"endpoint": self.endpoint},
+                )
+                if r.status_code == 200:
+                    log.info("registered node %s, migrations on %s", self.ctx.node, self.endpoint)
+                    self._converge(r.json())
+                    await self._report()
+                    return
+                log.error("registration refused: %s %s", r.status_code, r.text[:300])
+            except (httpx.HTTPError, OSError) as e:
+                log.warning("orchestrator not reachable yet: %s", e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _poll(self) -> dict[str, Any]:
+        r = await self.client.get(
+            f"{self.api}/agents/{self.ctx.node}/desired",
+            params={"revision": self.revision, "wait": self.cfg.heartbeat_s},
+        )
+        r.raise_for_status()
+        state: dict[str, Any] = r.json()
+        return state
+
+    # ---------------------------------------------------------------- converge
+
+    def _converge(self, state: dict[str, Any]) -> None:
+        self.revision = int(state.get("revision", -1))
+        desired = {str(s["id"]): s for s in state.get("instances", [])}
+        self.desired = desired
+        for iid, spec in desired.items():
+            if iid in self.tasks:
+                continue
+            mig = spec.get("migration") or {}
+            local = self.instances.get(iid)
+            if spec["role"] == "standby":
+                if mig.get("role") == "target" and int(mig["id"]) not in self.results:
+                    self._spawn(iid, self._migrate_in(spec))
+                continue
+            if iid in self.handed_off:
+                continue  # released to a target; the orchestrator will move it
+            if local is None:
+                if iid not in self.failed:
+                    self._spawn(iid, self._start(spec))
+            elif local.role == "standby" and local.alive():
+                local.role = "active"  # a finished migration: the copy here is the one
+                local.spec = spec
+                local.save()
+            elif not local.alive():
+                log.warning("instance %s died; starting it again", iid)
+                self.instances.pop(iid)
+                self._spawn(iid, self._restart(local, spec))
+        for iid, inst in list(self.instances.items()):
+            if iid not in desired and iid not in self.tasks:
+                self.instances.pop(iid)
+                self._spawn(iid, inst.stop())
+        for iid in list(self.failed):
+            if iid not in desired:
+                del self.failed[iid]
+        for iid in list(self.handed_off):
+            if iid not in desired:
+                self.handed_off.discard(iid)
+                self._save_handed_off()
+        live_migrations = {
+            int(s["migration"]["id"]) for s in desired.values() if s.get("migration")
+        }
+        for mid in list(self.results):
+            if mid not in live_migrations and self.results[mid].get("_sent"):
+                del self.results[mid]
+
+    def _spawn(self, iid: str, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks[iid] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.tasks.pop(iid, None)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task for %s failed: %s", iid, t.exception())
+
+        task.add_done_callback(done)
+
+    async def _start(self, spec: dict[str, Any], role: str = "active") -> None:
+        inst = Instance(spec=spec, ctx=self.ctx, role=role)
+        try:
+            await asyncio.to_thread(inst.teardown)  # leftovers of a crashed earlier try
+            await asyncio.to_thread(inst.build)
+            await asyncio.to_thread(inst.spawn)
+            await inst.wait_ready()
+        except Exception as e:
+            detail = str(e) or type(e).__name__
+            log.error("instance %s failed to start: %s", inst.id, detail)
+            self.failed[inst.id] = detail[:2000]
+            await inst.stop()
+            return
+        self.instances[inst.id] = inst
+        log.info("instance %s %s (pid %s, %s)", inst.id, role, inst.pid, inst.limits)
+
+    async def _restart(self, old: Instance, spec: dict[str, Any]) -> None:
+        await old.stop()
+        await self._start(spec)
+
+    # ---------------------------------------------------------------- migration, target side
+
+    async def _migrate_in(self, spec: dict[str, Any]) -> None:
+        mig = spec["migration"]
+        mid, iid = int(mig["id"]), str(spec["id"])
+        endpoint = mig.get("peer_endpoint")
+        report: dict[str, Any] = {"id": mid, "instance": iid}
+        inst: Instance | None = None
+        frozen = False
+        try:
+            if not endpoint:
+                raise migration.MigrationError(f"source node {mig.get('peer')} has no agent")
+            await self._start(spec, role="standby")
+            inst = self.instances.get(iid)
+            if inst is None:
+                raise migration.MigrationError(
+                    f"standby copy did not start: {self.failed.pop(iid, 'unknown')}"
+                )
+            async with migration.Peer(str(endpoint)) as peer:
+                ids = {"instance": iid, "migration": mid}
+                snap = await peer.call({"op": "snapshot", **ids})
+                await inst.call({"op": "import", "state": snap["state"]})
+                final = await peer.call({"op": "freeze", **ids})
+                frozen = True
+                await inst.call({"op": "import", "state": final["state"]})
+                await asyncio.to_thread(inst.bring_up)
+                act = await inst.call({"op": "activate"})
+                frozen = False
+                inst.role = "active"
+                inst.save()
+                await peer.call({"op": "release", **ids})
+            report |= {
+                "status": "done",
+                "downtime_ms": round((act["active_at"] - final["frozen_at"]) * 1000, 3),
+                "state_bytes": len(json.dumps(final["state"])),
+            }
+            log.info("migrated %s in: downtime %.2f ms", iid, report["downtime_ms"])
+        except Exception as e:
+            reason = str(e) or type(e).__name__
+            log.error("migration %s of %s failed: %s", mid, iid, reason)
+            if frozen and endpoint:
+                with contextlib.suppress(Exception):
+                    async with migration.Peer(str(endpoint)) as peer:
+                        await peer.call({"op": "thaw", "instance": iid, "migration": mid})
+            if inst is not None:
+                self.instances.pop(iid, None)
+                await inst.stop()
+            report |= {"status": "failed", "reason": reason[:2000]}
+        self.results[mid] = report
+
+    # ---------------------------------------------------------------- migration, source side
+
+    async def on_peer(self, req: dict[str, Any]) -> dict[str, Any]:
+        iid, mid, op = str(req["instance"]), int(req["migration"]), str(req["op"])
+        spec = self.desired.get(iid)
+        mig = (spec or {}).get("migration") or {}
+        if mig.get("role") != "source" or int(mig.get("id", -1)) != mid:
+            # The orchestrator's word may not have reached us yet: ask once more.
+            with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+                self._converge(await self._fetch_now())
+            spec = self.desired.get(iid)
+            mig = (spec or {}).get("migration") or {}
+            if mig.get("role") != "source" or int(mig.get("id", -1)) != mid:
+                raise migration.MigrationError(f"no migration {mid} of {iid} away from here")
+        inst = self.instances.get(iid)
+        if inst is None:
+            raise migration.MigrationError(f"instance {iid} does not run here")
+        if op == "snapshot":
+            return {"ok": True, "state": (await inst.call({"op": "export"}))["state"]}
+        if op == "freeze":
+            resp = await inst.call({"op": "freeze"})
+            await asyncio.to_thread(inst.bring_down)
+            return {"ok": True, "state": resp["state"], "frozen_at": resp["frozen_at"]}
+        if op == "thaw":
+            await asyncio.to_thread(inst.bring_up)
+            await inst.call({"op": "activate"})
+            return {"ok": True}
+        if op == "release":
+            self.handed_off.add(iid)
+            self._save_handed_off()
+            self.instances.pop(iid, None)
+            self._spawn(iid, inst.stop())
+            return {"ok": True}
+        raise migration.MigrationError(f"unknown op {op!r}")
+
+    async def _fetch_now(self) -> dict[str, Any]:
+        r = await self.client.get(f"{self.api}/agents/{self.ctx.node}/desired")
+        r.raise_for_status()
+        state: dict[str, Any] = r.json()
+        return state
+
+    def _handed_off_path(self) -> Path:
+        return self.ctx.state_dir / "handed-off.json"
+
+    def _load_handed_off(self) -> set[str]:
+        # Persisted: an agent restarted between release and the orchestrator's update
+        # must not start the released instance again (that would be a duplicate).
+        try:
+            return set(json.loads(self._handed_off_path().read_text()))
+        except (OSError, ValueError):
+            return set()
+
+    def _save_handed_off(self) -> None:
+        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+        self._handed_off_path().write_text(json.dumps(sorted(self.handed_off)))
+
+    # ---------------------------------------------------------------- report
+
+    async def _report(self) -> None:
+        body = await asyncio.to_thread(self._build_report)
+        r = await self.client.post(f"{self.api}/agents/{self.ctx.node}/report", json=body)
+        if r.status_code == 404:
+            raise httpx.HTTPStatusError("node unknown", request=r.request, response=r)
+        r.raise_for_status()
+        for res in self.results.values():
+            res["_sent"] = True
+
+    def _build_report(self) -> dict[str, Any]:
+        insts: list[dict[str, Any]] = []
+        for iid, inst in self.instances.items():
+            status = "running" if inst.alive() else "failed"
+            role = "standby" if inst.role == "standby" else "active"
+            insts.append(
+                {
+                    "id": iid,
+                    "status": "standby" if role == "standby" and status == "running" else status,
+                    "role": role,
+                    "pid": inst.pid,
+                    "detail": inst.limits if status == "running" else inst.tail_log(),
+                }
+            )
+        for iid in self.tasks:
+            if iid not in self.instances and iid in self.desired:
+                role = self.desired[iid]["role"]
+                insts.append({"id": iid, "status": "starting", "role": role})
+        for iid, detail in self.failed.items():
+            insts.append({"id": iid, "status": "failed", "detail": detail})
+        migs = [
+            {k: v for k, v in r.items() if not k.startswith("_")} for r in self.results.values()
+        ]
+        ports = []
+        try:
+            ports = [
+                {"name": p.name, "ofport": p.ofport, "peer": p.peer}
+                for p in self.ctx.vsctl.list_ports(self.ctx.bridge)
+            ]
+        except Exception as e:
+            log.warning("cannot list ports of %s: %s", self.ctx.bridge, e)
+        return {
+            "resources": self._resources(ports),
+            "instances": insts,
+            "migrations": migs,
+            "ports": ports,
+        }
+
+    def _resources(self, ports: list[dict[str, Any]]) -> dict[str, Any]:
+        now = time.monotonic()
+        cpu_pct = 0.0
+        rss = 0.0
+        for iid, inst in self.instances.items():
+            u = inst.usage()
+            if not u:
+                continue
+            rss += u["rss_mb"]
+            prev = self._last_cpu.get(iid)
+            if prev is not None and now > prev[0]:
+                cpu_pct += 100 * (u["cpu_s"] - prev[1]) / (now - prev[0])
+            self._last_cpu[iid] = (now, u["cpu_s"])
+        link_use: dict[str, dict[str, int]] = {}
+        for p in ports:
+            if str(p["peer"]).startswith("node:"):
+                with contextlib.suppress(Exception):
+                    st = links.link_stats(self.ctx.ovs_netns, str(p["name"]))
+                    link_use[str(p["peer"])[5:]] = {
+                        "rx_bytes": int(st.get("rx_bytes", 0)),
+                        "tx_bytes": int(st.get("tx_bytes", 0)),
+                    }
+        load1 = os.getloadavg()[0]
+        return {
+            "instances": len(self.instances),
+            "instance_cpu_pct": round(cpu_pct, 2),
+            "instance_rss_mb": round(rss, 1),
+            "loadavg_1m": load1,
+            "links": link_use,
+            "at": time.time(),
+        }

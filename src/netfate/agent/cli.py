@@ -1,0 +1,69 @@
+"""`netfate agent`: run the agent of one node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def agent(
+    node: Annotated[str, typer.Option(help="Name of the node this agent manages")],
+    orchestrator: Annotated[str, typer.Option(help="Orchestrator URL, http://HOST:PORT")],
+    netns: Annotated[
+        str | None, typer.Option(help="The node's namespace (testbed); omit on real hardware")
+    ] = None,
+    ovs_db: Annotated[
+        str, typer.Option(help="OVSDB socket, unix:PATH")
+    ] = "unix:/var/run/openvswitch/db.sock",
+    ovs_netns: Annotated[
+        str | None, typer.Option(help="Namespace where ovs-vswitchd runs (testbed)")
+    ] = None,
+    bridge: Annotated[str | None, typer.Option(help="The node's OVS bridge")] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where instance files live (default /run/netfate/agent-NODE)"),
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Prefix of every name this agent creates")] = "nf",
+    listen: Annotated[str, typer.Option(help="HOST:PORT for agent-to-agent migration")] = (
+        "127.0.0.1:0"
+    ),
+    heartbeat: Annotated[float, typer.Option(help="Seconds between reports")] = 1.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Converge NODE to the desired state the orchestrator holds, and report."""
+    from netfate.agent.agent import Agent, AgentConfig
+    from netfate.agent.instances import NodeContext
+    from netfate.clihelp import parse_hostport
+    from netfate.host.ovs import Vsctl
+
+    if len(prefix) > 6 or not prefix.isalnum():
+        raise typer.BadParameter("at most 6 letters or digits", param_hint="--prefix")
+    host, port = parse_hostport(listen) if not listen.endswith(":0") else (listen[:-2], 0)
+    logging.basicConfig(
+        level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
+    )
+    ctx = NodeContext(
+        node=node,
+        prefix=prefix,
+        state_dir=state_dir or Path("/run/netfate") / f"agent-{node}",
+        bridge=bridge or f"{prefix}-{node}",
+        vsctl=Vsctl(ovs_db),
+        ovs_netns=ovs_netns,
+    )
+    # `netns` (the node's own namespace) is where node-level functions would live; the
+    # agent process itself stays in the root namespace so it reaches the orchestrator.
+    del netns
+    cfg = AgentConfig(
+        ctx=ctx,
+        orchestrator=orchestrator,
+        listen_host=host,
+        listen_port=port,
+        heartbeat_s=heartbeat,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Agent(cfg).run())

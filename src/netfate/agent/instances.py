@@ -1,0 +1,295 @@
+"""Instances on this node: namespace, bridge port, process, limits.
+
+Each instance leaves files in the agent's state directory:
+
+    <id>.json      the spec it was started with and its role (active | standby)
+    <id>.pid       the process id
+    <id>.sock      its control socket (see netfate.vnf.runtime)
+    <id>.log       its stdout and stderr
+
+so that an agent killed with -9 and started again adopts what still runs instead
+of starting duplicates, and removes what is half-built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netfate.agent import cgroups, garp
+from netfate.host import links, netns
+from netfate.host.ovs import Vsctl
+
+log = logging.getLogger("netfate.agent")
+
+IFNAME = "eth0"  # inside the instance namespace
+
+
+class InstanceError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Where this agent's node lives: identical code for testbed and real hardware."""
+
+    node: str
+    prefix: str
+    state_dir: Path
+    bridge: str
+    vsctl: Vsctl
+    ovs_netns: str | None = None
+
+
+@dataclass
+class Instance:
+    spec: dict[str, Any]
+    ctx: NodeContext
+    role: str = "active"
+    pid: int | None = None
+    limits: str = ""
+    started_at: float = field(default_factory=time.time)
+
+    # ---------------------------------------------------------------- names
+
+    @property
+    def id(self) -> str:
+        return str(self.spec["id"])
+
+    @property
+    def netns(self) -> str:
+        # The node is part of the name: during a migration between two nodes of one
+        # testbed, source and target copies exist side by side on one machine.
+        return f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
+
+    @property
+    def port(self) -> str:
+        h = hashlib.sha1(f"{self.ctx.node}/{self.id}".encode()).hexdigest()
+        return f"{self.ctx.prefix}v{h[: 14 - len(self.ctx.prefix)]}"
+
+    def path(self, suffix: str) -> Path:
+        return self.ctx.state_dir / f"{self.id}{suffix}"
+
+    @property
+    def control(self) -> str:
+        return str(self.path(".sock"))
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def build(self) -> None:
+        """Namespace, veth into the bridge, addresses. Link stays down in standby."""
+        c = self.ctx
+        netns.ensure(self.netns)
+        links.set_up(self.netns, "lo")
+        links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns)
+        links.set_mac(self.netns, IFNAME, str(self.spec["mac"]))
+        links.tx_offload_off(self.netns, IFNAME)
+        links.tx_offload_off(c.ovs_netns, self.port)
+        if self.spec.get("ip"):
+            links.add_address(self.netns, IFNAME, str(self.spec["ip"]))
+        links.set_up(c.ovs_netns, self.port)
+        c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
+        if self.role == "active":
+            self.bring_up()
+
+    def bring_up(self) -> None:
+        links.set_up(self.netns, IFNAME)
+        if self.spec.get("gateway"):
+            with contextlib.suppress(Exception):  # already present after a restart
+                links.add_route(self.netns, "0.0.0.0/0", str(self.spec["gateway"]))
+        self.announce()
+
+    def bring_down(self) -> None:
+        links.set_up(self.netns, IFNAME, up=False)
+
+    def announce(self) -> None:
+        ip = self.spec.get("ip")
+        if not ip:
+            return
+        sock = netns.socket_in(self.netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            garp.send_announcement(sock, IFNAME, str(self.spec["mac"]), ip.split("/")[0], 2)
+        finally:
+            sock.close()
+
+    def spawn(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "netfate.vnf",
+            str(self.spec["function"]),
+            "--instance",
+            self.id,
+            "--control",
+            self.control,
+            "--config",
+            json.dumps(self.spec.get("config") or {}),
+        ]
+        if self.role == "standby":
+            argv.append("--standby")
+        for p in (self.control + ".ready",):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+        logf = open(self.path(".log"), "ab")  # noqa: SIM115 (handed to the child)
+        try:
+            proc = netns.popen_in(
+                self.netns,
+                argv,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the agent: kill -9 of the agent loses nothing
+            )
+        finally:
+            logf.close()
+        self.pid = proc.pid
+        self.path(".pid").write_text(str(proc.pid))
+        lim = cgroups.apply(
+            f"{self.ctx.prefix}-{self.ctx.node}-{self.id}",
+            proc.pid,
+            float(self.spec.get("cpu", 0.1)),
+            int(self.spec.get("memory_mb", 64)),
+        )
+        self.limits = lim.detail
+        self.save()
+
+    def save(self) -> None:
+        doc = {"spec": self.spec, "role": self.role, "pid": self.pid, "limits": self.limits}
+        tmp = self.path(".json.tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(self.path(".json"))
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        ready = Path(self.control + ".ready")
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not ready.exists():
+            if not self.alive():
+                raise InstanceError(
+                    f"process exited at start; see {self.path('.log')}: " + self.tail_log()
+                )
+            if time.monotonic() > deadline:
+                raise InstanceError(f"not ready after {timeout:.0f} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def tail_log(self, n: int = 400) -> str:
+        try:
+            data = self.path(".log").read_bytes()[-n:]
+        except OSError:
+            return ""
+        return data.decode(errors="replace").strip().replace("\n", " | ")
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        # The pid may have been reused by something else: check it is ours.
+        if self.id.encode() not in cmdline:
+            return False
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+    async def call(self, req: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        return await control_call(self.control, req, timeout)
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stop the process (politely, then SIGKILL by pid) and remove every trace."""
+        if self.alive():
+            with contextlib.suppress(Exception):
+                await self.call({"op": "stop"}, timeout=1.0)
+            deadline = time.monotonic() + timeout
+            while self.alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if self.alive() and self.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                while self.alive() and time.monotonic() < deadline + 2:
+                    await asyncio.sleep(0.01)
+        self.teardown()
+
+    def teardown(self) -> None:
+        c = self.ctx
+        with contextlib.suppress(Exception):
+            c.vsctl.del_port(c.bridge, self.port)
+        with contextlib.suppress(Exception):
+            links.delete_link(c.ovs_netns, self.port)
+        with contextlib.suppress(Exception):
+            netns.remove(self.netns)
+        cgroups.remove(f"{c.prefix}-{c.node}-{self.id}")
+        for suffix in (".json", ".pid", ".sock", ".sock.ready", ".json.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                self.path(suffix).unlink()
+
+    def usage(self) -> dict[str, float]:
+        """CPU seconds and resident memory of the process, from /proc."""
+        if self.pid is None:
+            return {}
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            rss_pages = int(Path(f"/proc/{self.pid}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            return {}
+        tick = os.sysconf("SC_CLK_TCK")
+        return {
+            "cpu_s": (int(fields[11]) + int(fields[12])) / tick,
+            "rss_mb": rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20,
+        }
+
+
+async def control_call(path: str, req: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        reader, writer = await asyncio.open_unix_connection(path, limit=64 << 20)
+        try:
+            writer.write(json.dumps(req).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+        if not line:
+            raise InstanceError(f"control socket {path} closed without an answer")
+        resp: dict[str, Any] = json.loads(line)
+        if not resp.get("ok"):
+            raise InstanceError(f"{req.get('op')}: {resp.get('error')}")
+        return resp
+
+    return await asyncio.wait_for(go(), timeout)
+
+
+def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
+    """Instances a previous run of this agent left: keep the live ones, clear the rest."""
+    found: dict[str, Instance] = {}
+    for f in sorted(ctx.state_dir.glob("*.json")):
+        try:
+            doc = json.loads(f.read_text())
+            inst = Instance(spec=doc["spec"], ctx=ctx, role=doc.get("role", "active"))
+            inst.pid = doc.get("pid")
+            inst.limits = doc.get("limits", "")
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable instance file %s", f)
+            continue
+        if inst.alive() and netns.exists(inst.netns):
+            found[inst.id] = inst
+            log.info("adopted instance %s (pid %s)", inst.id, inst.pid)
+        else:
+            log.info("clearing leftovers of instance %s", inst.id)
+            inst.teardown()
+    return found

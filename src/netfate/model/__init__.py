@@ -1,0 +1,1 @@
+"""Typed domain objects and enums shared by every part of netfate."""

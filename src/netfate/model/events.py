@@ -1,0 +1,91 @@
+"""Events of the platform, past tense, one dataclass each (DESIGN.md convention 5).
+
+They are what the event log stores and what the dashboard streams. `kind` is the
+class name; `to_data()` gives the JSON payload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "Event"
+
+    def to_data(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.kind = cls.__name__
+
+
+@dataclass(frozen=True)
+class NodeRegistered(Event):
+    node: str
+    """The node whose agent registered."""
+    endpoint: str
+    """Where the agent takes migration connections (host:port)."""
+
+
+@dataclass(frozen=True)
+class NodeUnreachable(Event):
+    node: str
+    """The node whose agent missed its heartbeats."""
+    silent_for_s: float
+    """Seconds since its last heartbeat."""
+
+
+@dataclass(frozen=True)
+class InstanceStateChanged(Event):
+    instance: str
+    """Instance id."""
+    node: str
+    """Node it is placed on."""
+    previous: str
+    """State before."""
+    state: str
+    """State after."""
+    reason: str
+    """Why, in words."""
+
+
+@dataclass(frozen=True)
+class InstancePlaced(Event):
+    instance: str
+    """Instance id."""
+    node: str
+    """Chosen node."""
+    policy: str
+    """Placement policy that chose it."""
+    why: str
+    """The policy's explanation."""
+
+
+@dataclass(frozen=True)
+class InstanceMigrated(Event):
+    instance: str
+    """Instance id."""
+    source: str
+    """Node it left."""
+    target: str
+    """Node it now runs on."""
+    downtime_ms: float
+    """Time no copy served: source frozen until target active."""
+    state_bytes: int
+    """Size of the state carried."""
+
+
+@dataclass(frozen=True)
+class MigrationFailed(Event):
+    instance: str
+    """Instance id."""
+    source: str
+    """Node it stays on."""
+    target: str
+    """Node it could not move to."""
+    reason: str
+    """What went wrong."""

@@ -1,0 +1,88 @@
+"""The life of a VNF instance, as a transition table.
+
+    requested ──▶ starting ──▶ running ──▶ migrating ──▶ running (at the target)
+        │            │           │  ▲          │
+        │            │           │  └──────────┘ (migration aborted: stays at the source)
+        ▼            ▼           ▼
+     stopping ◀──────┴───────────┘ ──▶ gone
+        any live state ──▶ failed ──▶ stopping | starting (retry)
+
+`requested`  the orchestrator accepted it; no agent has acted yet.
+`starting`   the node's agent is creating the namespace and the process.
+`running`    the agent reports the process alive and attached to the bridge.
+`migrating`  a make-before-break move is under way; the source still serves.
+`stopping`   destroy was asked; the agent is tearing it down.
+`gone`       nothing of it remains (terminal).
+`failed`     the agent could not run it; destroy or retry.
+
+Every accepted transition is recorded with its time. An illegal one raises
+`IllegalTransition`, which the API turns into 409 Conflict.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class InstanceState(StrEnum):
+    REQUESTED = "requested"
+    STARTING = "starting"
+    RUNNING = "running"
+    MIGRATING = "migrating"
+    STOPPING = "stopping"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+S = InstanceState
+
+TRANSITIONS: dict[InstanceState, frozenset[InstanceState]] = {
+    S.REQUESTED: frozenset({S.STARTING, S.STOPPING, S.FAILED}),
+    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.FAILED}),
+    S.RUNNING: frozenset({S.MIGRATING, S.STOPPING, S.FAILED, S.STARTING}),
+    S.MIGRATING: frozenset({S.RUNNING, S.STOPPING, S.FAILED}),
+    S.STOPPING: frozenset({S.GONE, S.FAILED}),
+    S.FAILED: frozenset({S.STOPPING, S.STARTING}),
+    S.GONE: frozenset(),
+}
+
+# States in which an instance should exist on its node.
+LIVE: frozenset[InstanceState] = frozenset({S.REQUESTED, S.STARTING, S.RUNNING, S.MIGRATING})
+
+
+class IllegalTransition(Exception):
+    """A transition the table does not allow."""
+
+    def __init__(self, current: InstanceState, target: InstanceState) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (terminal)"
+        super().__init__(
+            f"cannot go from '{current}' to '{target}'; allowed from '{current}': {allowed}"
+        )
+        self.current = current
+        self.target = target
+
+
+def check_transition(current: InstanceState, target: InstanceState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(current, target)
+
+
+class MigrationPhase(StrEnum):
+    """A make-before-break migration.
+
+    pending    recorded; the target agent has not acted yet.
+    preparing  the target started a standby copy with a state snapshot.
+    done       the target serves, the source stopped; downtime recorded.
+    failed     aborted; the instance keeps running at the source.
+    """
+
+    PENDING = "pending"
+    PREPARING = "preparing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class NodeStatus(StrEnum):
+    UNKNOWN = "unknown"  # declared in the topology, no agent registered yet
+    UP = "up"
+    UNREACHABLE = "unreachable"  # missed heartbeats

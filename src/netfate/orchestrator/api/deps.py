@@ -1,0 +1,38 @@
+"""FastAPI dependencies shared by every router (services' routers too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from netfate.orchestrator.notify import Notifier
+from netfate.store.db import Database
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request; handlers commit what they mean to keep."""
+    db: Database = request.app.state.db
+    s = db.sessions()
+    try:
+        yield s
+    finally:
+        s.rollback()
+        s.close()
+
+
+def get_notifier(request: Request) -> Notifier:
+    n: Notifier = request.app.state.notifier
+    return n
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+DatabaseDep = Annotated[Database, Depends(get_db)]

@@ -1,0 +1,285 @@
+"""Core routes: topology, nodes, agents, descriptors, instances, migrations, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select
+
+from netfate.model.topology import Topology
+from netfate.orchestrator.api import schemas, views
+from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv.errors import NotFound
+from netfate.orchestrator.nfv.topology import load_topology
+from netfate.orchestrator.notify import EVENTS
+from netfate.store.tables import (
+    DescriptorRow,
+    EventRow,
+    HostRow,
+    InstanceRow,
+    LinkRow,
+    MigrationRow,
+    NodeRow,
+    TopologyRow,
+    TransitionRow,
+)
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["meta"])
+def health(session: SessionDep) -> dict[str, Any]:
+    nodes = session.scalar(select(func.count()).select_from(NodeRow)) or 0
+    return {"status": "ok", "nodes": nodes}
+
+
+# ------------------------------------------------------------------ topology
+
+
+@router.get("/topology", tags=["topology"])
+def get_topology(session: SessionDep) -> dict[str, Any]:
+    row = session.get(TopologyRow, 1)
+    return {
+        "name": row.name if row else None,
+        "document": row.document if row else None,
+        "nodes": [views.node(n) for n in session.scalars(select(NodeRow).order_by(NodeRow.name))],
+        "links": [views.link(x) for x in session.scalars(select(LinkRow).order_by(LinkRow.id))],
+        "hosts": [views.host(h) for h in session.scalars(select(HostRow).order_by(HostRow.name))],
+    }
+
+
+@router.put("/topology", tags=["topology"])
+def put_topology(
+    body: dict[str, Any], session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    touched = load_topology(session, Topology.from_dict(body))
+    session.commit()
+    notifier.notify(touched)
+    return get_topology(session)
+
+
+@router.get("/hosts", tags=["topology"])
+def list_hosts(session: SessionDep) -> list[dict[str, Any]]:
+    return [views.host(h) for h in session.scalars(select(HostRow).order_by(HostRow.name))]
+
+
+@router.get("/links", tags=["topology"])
+def list_links(session: SessionDep) -> list[dict[str, Any]]:
+    return [views.link(x) for x in session.scalars(select(LinkRow).order_by(LinkRow.id))]
+
+
+# ------------------------------------------------------------------ nodes
+
+
+@router.get("/nodes", tags=["nodes"])
+def list_nodes(session: SessionDep) -> list[dict[str, Any]]:
+    return [views.node(n) for n in session.scalars(select(NodeRow).order_by(NodeRow.name))]
+
+
+@router.get("/nodes/{name}", tags=["nodes"])
+def get_node(name: str, session: SessionDep) -> dict[str, Any]:
+    n = session.get(NodeRow, name)
+    if n is None:
+        raise NotFound(f"unknown node {name!r}")
+    out = views.node(n)
+    out["instances"] = [
+        views.instance(i)
+        for i in session.scalars(
+            select(InstanceRow).where(InstanceRow.node == name, InstanceRow.state != "gone")
+        )
+    ]
+    return out
+
+
+# ------------------------------------------------------------------ agents
+
+
+@router.post("/agents/{node}/register", tags=["agents"])
+def agent_register(
+    node: str, body: schemas.AgentRegister, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    touched = nfv.register_agent(session, node, body.endpoint, body.datapath_id)
+    session.commit()
+    notifier.notify(touched)
+    return nfv.desired_state(session, node)
+
+
+@router.post("/agents/{node}/report", tags=["agents"])
+def agent_report(
+    node: str, body: schemas.AgentReport, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    touched = nfv.apply_report(session, node, body.model_dump(exclude_none=True))
+    session.commit()
+    notifier.notify(touched)
+    row = session.get(NodeRow, node)
+    return {"revision": row.revision if row else None}
+
+
+@router.get("/agents/{node}/desired", tags=["agents"])
+async def agent_desired(
+    node: str,
+    request: Request,
+    notifier: NotifierDep,
+    revision: int = Query(-1, description="Return at once unless the node is at this revision"),
+    wait: float = Query(0.0, ge=0, le=30, description="Long-poll for up to this many seconds"),
+) -> Any:
+    db = request.app.state.db
+
+    def read() -> dict[str, Any]:
+        with db.session() as s:
+            return nfv.desired_state(s, node)
+
+    state = await asyncio.to_thread(read)
+    if state["revision"] == revision and wait > 0:
+        await notifier.wait(node, wait)
+        state = await asyncio.to_thread(read)
+    return state
+
+
+# ------------------------------------------------------------------ descriptors
+
+
+@router.get("/descriptors", tags=["descriptors"])
+def list_descriptors(session: SessionDep) -> list[dict[str, Any]]:
+    return [views.descriptor(d) for d in session.scalars(select(DescriptorRow))]
+
+
+@router.post("/descriptors", tags=["descriptors"], status_code=201)
+def put_descriptor(body: schemas.DescriptorIn, session: SessionDep) -> dict[str, Any]:
+    row = session.get(DescriptorRow, body.name)
+    if row is None:
+        row = DescriptorRow(name=body.name)
+        session.add(row)
+    for k, v in body.model_dump().items():
+        setattr(row, k, v)
+    session.commit()
+    return views.descriptor(row)
+
+
+# ------------------------------------------------------------------ instances
+
+
+@router.get("/instances", tags=["instances"])
+def list_instances(
+    session: SessionDep,
+    node: str | None = None,
+    state: str | None = None,
+    include_gone: bool = False,
+    limit: int = Query(1000, ge=1, le=100000),
+    offset: int = Query(0, ge=0),
+) -> list[dict[str, Any]]:
+    q = select(InstanceRow).order_by(InstanceRow.created_at)
+    if node is not None:
+        q = q.where(InstanceRow.node == node)
+    if state is not None:
+        q = q.where(InstanceRow.state == state)
+    elif not include_gone:
+        q = q.where(InstanceRow.state != "gone")
+    return [views.instance(i) for i in session.scalars(q.limit(limit).offset(offset))]
+
+
+@router.post("/instances", tags=["instances"], status_code=201)
+def create_instance(
+    body: schemas.InstanceCreate, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    inst, touched = nfv.create_instance(
+        session,
+        nfv.CreateRequest(
+            descriptor=body.descriptor,
+            name=body.name,
+            node=body.node,
+            serves=body.serves,
+            policy=body.policy,
+            config=body.config,
+        ),
+    )
+    session.commit()
+    notifier.notify(touched)
+    return views.instance(inst)
+
+
+@router.get("/instances/{iid}", tags=["instances"])
+def get_instance(iid: str, session: SessionDep) -> dict[str, Any]:
+    inst = nfv.get_instance(session, iid)
+    out = views.instance(inst)
+    out["transitions"] = [
+        views.transition(t)
+        for t in session.scalars(
+            select(TransitionRow).where(TransitionRow.instance == iid).order_by(TransitionRow.id)
+        )
+    ]
+    out["migrations"] = [
+        views.migration(m)
+        for m in session.scalars(
+            select(MigrationRow).where(MigrationRow.instance == iid).order_by(MigrationRow.id)
+        )
+    ]
+    return out
+
+
+@router.delete("/instances/{iid}", tags=["instances"], status_code=202)
+def destroy_instance(iid: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    inst, touched = nfv.destroy_instance(session, iid)
+    session.commit()
+    notifier.notify(touched)
+    return views.instance(inst)
+
+
+@router.post("/instances/{iid}/migrate", tags=["instances"], status_code=202)
+def migrate_instance(
+    iid: str, body: schemas.MigrateRequest, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    m, touched = nfv.migrate_instance(session, iid, body.node)
+    session.commit()
+    notifier.notify(touched)
+    return views.migration(m)
+
+
+@router.get("/migrations", tags=["instances"])
+def list_migrations(
+    session: SessionDep, limit: int = Query(200, ge=1, le=10000)
+) -> list[dict[str, Any]]:
+    q = select(MigrationRow).order_by(MigrationRow.id.desc()).limit(limit)
+    return [views.migration(m) for m in session.scalars(q)]
+
+
+# ------------------------------------------------------------------ events
+
+
+@router.get("/events", tags=["events"])
+def list_events(
+    session: SessionDep,
+    after: int = Query(0, ge=0, description="Only events with a larger id"),
+    limit: int = Query(200, ge=1, le=5000),
+) -> list[dict[str, Any]]:
+    q = select(EventRow).where(EventRow.id > after).order_by(EventRow.id).limit(limit)
+    return [views.event(e) for e in session.scalars(q)]
+
+
+@router.get("/events/stream", tags=["events"])
+async def stream_events(request: Request, notifier: NotifierDep, after: int = 0) -> Response:
+    """Server-sent events: every event after `after`, then each new one as it happens."""
+    db = request.app.state.db
+
+    def read(last: int) -> list[dict[str, Any]]:
+        with db.session() as s:
+            q = select(EventRow).where(EventRow.id > last).order_by(EventRow.id).limit(500)
+            return [views.event(e) for e in s.scalars(q)]
+
+    async def gen() -> AsyncIterator[str]:
+        last = after
+        while not await request.is_disconnected():
+            batch = await asyncio.to_thread(read, last)
+            for e in batch:
+                last = e["id"]
+                yield f"id: {e['id']}\nevent: {e['kind']}\ndata: {json.dumps(e)}\n\n"
+            if not batch and not await notifier.wait(EVENTS, 15.0):
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(gen(), media_type="text/event-stream")

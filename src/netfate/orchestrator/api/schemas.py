@@ -1,0 +1,74 @@
+"""Request and response bodies. Unknown fields are refused (extra="forbid"), so a
+typo in a request is an error, not a silently ignored option."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstanceCreate(Strict):
+    descriptor: str = Field(min_length=1, max_length=64, description="VNF descriptor name")
+    name: str | None = Field(default=None, pattern=NAME)
+    node: str | None = Field(default=None, description="Pin to this node; else placement")
+    serves: str | None = Field(default=None, description="Host the instance serves")
+    policy: str = Field(default="nearest", description="Placement policy")
+    config: dict[str, Any] | None = None
+
+
+class MigrateRequest(Strict):
+    node: str = Field(min_length=1, max_length=64, description="Target node")
+
+
+class DescriptorIn(Strict):
+    name: str = Field(pattern=NAME)
+    function: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    cpu: float = Field(gt=0, le=64)
+    memory_mb: int = Field(gt=0, le=1 << 20)
+    stateful: bool = False
+    delay_bound_ms: float | None = Field(default=None, gt=0)
+    description: str = Field(default="", max_length=2000)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentRegister(Strict):
+    endpoint: str = Field(min_length=3, max_length=128, description="host:port for migrations")
+    datapath_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+
+
+class PortReport(Strict):
+    name: str = Field(max_length=32)
+    ofport: int = Field(ge=-1)
+    peer: str = Field(max_length=96)
+
+
+class InstanceReport(Strict):
+    id: str = Field(max_length=32)
+    status: Literal["starting", "running", "standby", "failed"]
+    role: Literal["active", "standby"] = "active"
+    pid: int | None = None
+    detail: str = Field(default="", max_length=4000)
+
+
+class MigrationReport(Strict):
+    id: int
+    instance: str
+    status: Literal["preparing", "done", "failed"]
+    downtime_ms: float | None = None
+    state_bytes: int | None = None
+    reason: str = Field(default="", max_length=4000)
+
+
+class AgentReport(Strict):
+    resources: dict[str, Any] = Field(default_factory=dict)
+    datapath_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    ports: list[PortReport] | None = None
+    instances: list[InstanceReport] = Field(default_factory=list)
+    migrations: list[MigrationReport] = Field(default_factory=list)

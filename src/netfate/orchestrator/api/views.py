@@ -1,0 +1,107 @@
+"""Rows to JSON, in one place so the API, the CLI and the dashboard agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netfate.store.tables import (
+    DescriptorRow,
+    EventRow,
+    HostRow,
+    InstanceRow,
+    LinkRow,
+    MigrationRow,
+    NodeRow,
+    TransitionRow,
+)
+
+
+def node(n: NodeRow) -> dict[str, Any]:
+    return {
+        "name": n.name,
+        "kind": n.kind,
+        "status": n.status,
+        "cpu": n.cpu,
+        "memory_mb": n.memory_mb,
+        "datapath_id": n.datapath_id,
+        "endpoint": n.endpoint,
+        "last_seen": n.last_seen,
+        "resources": n.resources or {},
+        "revision": n.revision,
+    }
+
+
+def instance(i: InstanceRow) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "name": i.name,
+        "descriptor": i.descriptor,
+        "node": i.node,
+        "state": i.state,
+        "serves": i.serves,
+        "ip": i.ip,
+        "mac": i.mac,
+        "config": i.config,
+        "cpu": i.cpu,
+        "memory_mb": i.memory_mb,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "pid": i.pid,
+        "detail": i.detail,
+    }
+
+
+def transition(t: TransitionRow) -> dict[str, Any]:
+    return {
+        "previous": t.previous,
+        "state": t.state,
+        "node": t.node,
+        "at": t.at,
+        "reason": t.reason,
+    }
+
+
+def migration(m: MigrationRow) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "instance": m.instance,
+        "source": m.source,
+        "target": m.target,
+        "phase": m.phase,
+        "started_at": m.started_at,
+        "finished_at": m.finished_at,
+        "downtime_ms": m.downtime_ms,
+        "state_bytes": m.state_bytes,
+        "reason": m.reason,
+    }
+
+
+def event(e: EventRow) -> dict[str, Any]:
+    return {"id": e.id, "at": e.at, "kind": e.kind, "data": e.data}
+
+
+def descriptor(d: DescriptorRow) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "function": d.function,
+        "cpu": d.cpu,
+        "memory_mb": d.memory_mb,
+        "stateful": d.stateful,
+        "delay_bound_ms": d.delay_bound_ms,
+        "description": d.description,
+        "config": d.config,
+    }
+
+
+def host(h: HostRow) -> dict[str, Any]:
+    return {"name": h.name, "node": h.node, "ip": h.ip, "mac": h.mac, "kind": h.kind}
+
+
+def link(link_: LinkRow) -> dict[str, Any]:
+    return {
+        "a": link_.a,
+        "b": link_.b,
+        "rate_bps": link_.rate_bps,
+        "delay_s": link_.delay_s,
+        "loss": link_.loss,
+    }

@@ -1,0 +1,46 @@
+"""`netfate orchestrator`: serve the REST API, the dashboard and the agents."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netfate.clihelp import parse_hostport
+
+
+def orchestrator(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on")] = "127.0.0.1:8080",
+    database_url: Annotated[
+        str, typer.Option(help="sqlite:///PATH (default) or postgresql://USER@HOST/DB")
+    ] = "sqlite:///netfate.db",
+    topology: Annotated[
+        Path | None, typer.Option(help="Load this topology file at start", exists=True)
+    ] = None,
+    heartbeat_timeout: Annotated[
+        float, typer.Option(help="Seconds without a report before a node is unreachable")
+    ] = 3.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the orchestrator: REST API under /api/v1, dashboard at /."""
+    import uvicorn
+
+    from netfate.orchestrator.app import Settings, create_app
+    from netfate.store.db import DatabaseURLError, normalise_url
+
+    host, port = parse_hostport(listen)
+    try:
+        normalise_url(database_url)
+    except DatabaseURLError as e:
+        raise typer.BadParameter(str(e), param_hint="--database-url") from None
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            topology=topology,
+            heartbeat_timeout_s=heartbeat_timeout,
+        )
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -1,0 +1,138 @@
+"""Where should an instance run?
+
+A policy is a pure function `(request, candidates, graph) -> Placement`; policies
+are registered by name so services can add their own (the HRH's delay-bound
+policy, the streaming tree's). Candidates already carry free capacity, so a
+policy never needs the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import networkx as nx
+
+# Node kinds that can host VNFs; `core` nodes only forward.
+HOSTING_KINDS = frozenset({"cpe", "pe", "pop", "hrh"})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    node: str
+    kind: str
+    up: bool
+    free_cpu: float
+    free_memory_mb: int
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    cpu: float
+    memory_mb: int
+    serves: str | None = None
+    """Host (or node) the instance serves; `nearest` measures distance from it."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    node: str
+    policy: str
+    why: str
+
+
+class NoPlacement(Exception):
+    """No node can take the instance; the message says why."""
+
+
+Policy = Callable[[PlacementRequest, Sequence[Candidate], "nx.Graph[str]"], Placement]
+POLICIES: dict[str, Policy] = {}
+
+
+def register_policy(name: str) -> Callable[[Policy], Policy]:
+    def deco(fn: Policy) -> Policy:
+        POLICIES[name] = fn
+        return fn
+
+    return deco
+
+
+def fits(req: PlacementRequest, c: Candidate) -> bool:
+    return (
+        c.up
+        and c.kind in HOSTING_KINDS
+        and c.free_cpu + 1e-9 >= req.cpu
+        and c.free_memory_mb >= req.memory_mb
+    )
+
+
+def _explain_none(req: PlacementRequest, candidates: Sequence[Candidate]) -> str:
+    if not candidates:
+        return "no nodes are known"
+    reasons = []
+    for c in candidates:
+        if c.kind not in HOSTING_KINDS:
+            continue
+        if not c.up:
+            reasons.append(f"{c.node}: not up")
+        elif c.free_cpu + 1e-9 < req.cpu:
+            reasons.append(f"{c.node}: {c.free_cpu:.2f} CPU free < {req.cpu:.2f}")
+        elif c.free_memory_mb < req.memory_mb:
+            reasons.append(f"{c.node}: {c.free_memory_mb} MiB free < {req.memory_mb}")
+    return "no node has room: " + ("; ".join(reasons) or "no node can host functions")
+
+
+@register_policy("nearest")
+def nearest(
+    req: PlacementRequest, candidates: Sequence[Candidate], graph: nx.Graph[str]
+) -> Placement:
+    """The fitting node closest to the served host, by summed link delay, then hops.
+
+    Ties go to the node with the most free CPU, then by name, so the choice is
+    deterministic. Without a served host, this is `least-loaded`.
+    """
+    ok = [c for c in candidates if fits(req, c)]
+    if not ok:
+        raise NoPlacement(_explain_none(req, candidates))
+    if req.serves is None or req.serves not in graph:
+        return least_loaded(req, ok, graph)
+    # Weight 1 µs per hop on top of the delay so that equal-delay paths prefer fewer hops.
+    dist: dict[str, float] = nx.single_source_dijkstra_path_length(
+        graph, req.serves, weight=lambda _u, _v, d: float(d.get("delay_s", 0.0)) + 1e-6
+    )
+    reachable = [c for c in ok if c.node in dist]
+    if not reachable:
+        raise NoPlacement(f"no fitting node is reachable from {req.serves}")
+    best = min(reachable, key=lambda c: (dist[c.node], -c.free_cpu, c.node))
+    return Placement(
+        best.node,
+        "nearest",
+        f"closest fitting node to {req.serves} ({dist[best.node] * 1000:.2f} ms path)",
+    )
+
+
+@register_policy("least-loaded")
+def least_loaded(
+    req: PlacementRequest, candidates: Sequence[Candidate], graph: nx.Graph[str]
+) -> Placement:
+    """The fitting node with the most free CPU (then memory, then name)."""
+    ok = [c for c in candidates if fits(req, c)]
+    if not ok:
+        raise NoPlacement(_explain_none(req, candidates))
+    best = min(ok, key=lambda c: (-c.free_cpu, -c.free_memory_mb, c.node))
+    return Placement(best.node, "least-loaded", f"most free CPU ({best.free_cpu:.2f})")
+
+
+def place(
+    req: PlacementRequest,
+    candidates: Sequence[Candidate],
+    graph: nx.Graph[str],
+    policy: str = "nearest",
+) -> Placement:
+    try:
+        fn = POLICIES[policy]
+    except KeyError:
+        raise NoPlacement(
+            f"unknown placement policy {policy!r}; known: {', '.join(sorted(POLICIES))}"
+        ) from None
+    return fn(req, candidates, graph)

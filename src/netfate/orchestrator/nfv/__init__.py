@@ -1,0 +1,1 @@
+"""The lifecycle coordinator: desired state in the database, agents converge to it."""

@@ -1,0 +1,536 @@
+"""Turning requests into desired state, and agents' reports into recorded facts.
+
+Nothing here talks to an agent. Each operation changes rows in one transaction and
+bumps the `revision` of every node whose desired state changed; agents long-poll
+on that revision and converge. A lost message is therefore harmless: the next poll
+or report carries the same information again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from netfate.model import events as ev
+from netfate.model.lifecycle import (
+    LIVE,
+    IllegalTransition,
+    InstanceState,
+    MigrationPhase,
+    NodeStatus,
+    check_transition,
+)
+from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
+from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
+from netfate.store.events import record
+from netfate.store.tables import (
+    DescriptorRow,
+    HostRow,
+    InstanceRow,
+    LanRow,
+    LinkRow,
+    MigrationRow,
+    NodeRow,
+    PortRow,
+    TransitionRow,
+)
+
+S = InstanceState
+
+# Descriptors every orchestrator knows; services register more.
+BUILTIN_DESCRIPTORS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "counter",
+        "function": "counter",
+        "cpu": 0.1,
+        "memory_mb": 64,
+        "stateful": True,
+        "description": "UDP request counter (port 7777): answers each datagram with the "
+        "running count per client; its counts are its state and survive migration.",
+    },
+)
+
+
+def ensure_builtin_descriptors(session: Session) -> None:
+    for d in BUILTIN_DESCRIPTORS:
+        if session.get(DescriptorRow, d["name"]) is None:
+            session.add(DescriptorRow(**d))
+
+
+def bump(session: Session, *nodes: str | None) -> set[str]:
+    """Mark nodes' desired state as changed; returns the names for the notifier."""
+    names = {n for n in nodes if n}
+    for name in names:
+        row = session.get(NodeRow, name)
+        if row is not None:
+            row.revision = (row.revision or 0) + 1
+    return names
+
+
+def transition(session: Session, inst: InstanceRow, target: InstanceState, reason: str) -> None:
+    current = InstanceState(inst.state)
+    if current == target:
+        return
+    check_transition(current, target)
+    now = time.time()
+    inst.state = target.value
+    inst.updated_at = now
+    session.add(
+        TransitionRow(
+            instance=inst.id,
+            previous=current.value,
+            state=target.value,
+            node=inst.node,
+            at=now,
+            reason=reason,
+        )
+    )
+    record(
+        session,
+        ev.InstanceStateChanged(inst.id, inst.node, current.value, target.value, reason),
+    )
+
+
+# ---------------------------------------------------------------- capacity, graph
+
+
+def used_capacity(session: Session) -> dict[str, tuple[float, int]]:
+    """CPU and memory reserved per node by live instances (incl. migration targets)."""
+    used: dict[str, tuple[float, int]] = {}
+    live = [s.value for s in LIVE]
+    rows = session.execute(
+        select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
+        .where(InstanceRow.state.in_(live))
+        .group_by(InstanceRow.node)
+    ).all()
+    for node, cpu, mem in rows:
+        used[node] = (float(cpu or 0), int(mem or 0))
+    # A migration reserves room at its target until it ends.
+    mig = session.execute(
+        select(MigrationRow.target, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
+        .join(InstanceRow, InstanceRow.id == MigrationRow.instance)
+        .where(MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]))
+        .group_by(MigrationRow.target)
+    ).all()
+    for node, cpu, mem in mig:
+        c, m = used.get(node, (0.0, 0))
+        used[node] = (c + float(cpu or 0), m + int(mem or 0))
+    return used
+
+
+def candidates(session: Session) -> list[Candidate]:
+    used = used_capacity(session)
+    out = []
+    for n in session.scalars(select(NodeRow)).all():
+        c, m = used.get(n.name, (0.0, 0))
+        out.append(Candidate(n.name, n.kind, n.status == NodeStatus.UP, n.cpu - c, n.memory_mb - m))
+    return out
+
+
+def graph(session: Session) -> nx.Graph[str]:
+    g: nx.Graph[str] = nx.Graph()
+    for n in session.scalars(select(NodeRow)).all():
+        g.add_node(n.name, kind=n.kind)
+    for link in session.scalars(select(LinkRow)).all():
+        g.add_edge(link.a, link.b, delay_s=link.delay_s, rate_bps=link.rate_bps)
+    for h in session.scalars(select(HostRow)).all():
+        g.add_node(h.name, kind="host")
+        g.add_edge(h.name, h.node, delay_s=0.0)
+    return g
+
+
+# ---------------------------------------------------------------- addressing
+
+
+def instance_mac(instance_id: str) -> str:
+    """Locally administered unicast MAC derived from the id: stable across migration."""
+    h = hashlib.sha256(instance_id.encode()).digest()
+    return "02:4e:" + ":".join(f"{b:02x}" for b in h[:4])
+
+
+def _allocate_ip(session: Session, lan: LanRow) -> str:
+    net = ipaddress.ip_network(lan.subnet)
+    taken = {ipaddress.ip_address(lan.gateway)}
+    for h in session.scalars(select(HostRow.ip).where(HostRow.ip.is_not(None))).all():
+        if h is not None:
+            taken.add(ipaddress.ip_address(h))
+    for ip in session.scalars(
+        select(InstanceRow.ip).where(InstanceRow.ip.is_not(None), InstanceRow.state != S.GONE.value)
+    ).all():
+        if ip is not None:
+            taken.add(ipaddress.ip_interface(ip).ip)
+    # From the top of the subnet down, so instances stay clear of DHCP pools at the bottom.
+    hosts = list(net.hosts())
+    for addr in reversed(hosts):
+        if addr not in taken:
+            return f"{addr}/{net.prefixlen}"
+    raise NoCapacity(f"LAN {lan.subnet} of node {lan.node} has no free address")
+
+
+def _lan_for(session: Session, node: str, serves: str | None) -> LanRow | None:
+    if serves is not None:
+        host = session.get(HostRow, serves)
+        if host is not None and host.ip:
+            for lan in session.scalars(select(LanRow).where(LanRow.node == host.node)).all():
+                if ipaddress.ip_address(host.ip) in ipaddress.ip_network(lan.subnet):
+                    return lan
+    return session.scalars(select(LanRow).where(LanRow.node == node).order_by(LanRow.id)).first()
+
+
+# ---------------------------------------------------------------- operations
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    descriptor: str
+    name: str | None = None
+    node: str | None = None
+    serves: str | None = None
+    policy: str = "nearest"
+    config: dict[str, Any] | None = None
+
+
+def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
+    desc = session.get(DescriptorRow, req.descriptor)
+    if desc is None:
+        raise NotFound(f"unknown descriptor {req.descriptor!r}")
+    if req.serves is not None and session.get(HostRow, req.serves) is None:
+        raise NotFound(f"unknown host {req.serves!r} (serves)")
+    preq = PlacementRequest(cpu=desc.cpu, memory_mb=desc.memory_mb, serves=req.serves)
+    cands = candidates(session)
+    if req.node is not None:
+        by_name = {c.node: c for c in cands}
+        if req.node not in by_name:
+            raise NotFound(f"unknown node {req.node!r}")
+        try:
+            placement = place(preq, [by_name[req.node]], graph(session), "least-loaded")
+        except NoPlacement as e:
+            raise NoCapacity(str(e)) from None
+        why = "named in the request"
+        policy = "pinned"
+    else:
+        try:
+            placement = place(preq, cands, graph(session), req.policy)
+        except NoPlacement as e:
+            raise NoCapacity(str(e)) from None
+        why, policy = placement.why, placement.policy
+    iid = "i-" + secrets.token_hex(4)
+    lan = _lan_for(session, placement.node, req.serves)
+    now = time.time()
+    inst = InstanceRow(
+        id=iid,
+        name=req.name or f"{desc.name}-{iid[2:]}",
+        descriptor=desc.name,
+        node=placement.node,
+        state=S.REQUESTED.value,
+        serves=req.serves,
+        ip=_allocate_ip(session, lan) if lan is not None else None,
+        mac=instance_mac(iid),
+        config={**(desc.config or {}), **(req.config or {})},
+        cpu=desc.cpu,
+        memory_mb=desc.memory_mb,
+        created_at=now,
+        updated_at=now,
+        detail="",
+    )
+    session.add(inst)
+    session.flush()
+    session.add(
+        TransitionRow(
+            instance=iid,
+            previous=None,
+            state=S.REQUESTED.value,
+            node=inst.node,
+            at=now,
+            reason="created",
+        )
+    )
+    record(session, ev.InstancePlaced(iid, placement.node, policy, why))
+    return inst, bump(session, placement.node)
+
+
+def get_instance(session: Session, iid: str) -> InstanceRow:
+    inst = session.get(InstanceRow, iid)
+    if inst is None:
+        raise NotFound(f"unknown instance {iid!r}")
+    return inst
+
+
+def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]:
+    inst = get_instance(session, iid)
+    touched = {inst.node}
+    if inst.state == S.MIGRATING.value:
+        for m in _open_migrations(session, iid):
+            m.phase = MigrationPhase.FAILED.value
+            m.reason = "instance destroyed during migration"
+            m.finished_at = time.time()
+            touched.add(m.target)
+    try:
+        transition(session, inst, S.STOPPING, "destroy requested")
+    except IllegalTransition as e:
+        raise Conflict(str(e)) from None
+    return inst, bump(session, *touched)
+
+
+def _open_migrations(session: Session, iid: str) -> list[MigrationRow]:
+    return list(
+        session.scalars(
+            select(MigrationRow).where(
+                MigrationRow.instance == iid,
+                MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]),
+            )
+        ).all()
+    )
+
+
+def migrate_instance(session: Session, iid: str, target: str) -> tuple[MigrationRow, set[str]]:
+    inst = get_instance(session, iid)
+    node = session.get(NodeRow, target)
+    if node is None:
+        raise NotFound(f"unknown node {target!r}")
+    if target == inst.node:
+        raise Conflict(f"instance {iid} already runs on {target}")
+    if inst.state != S.RUNNING.value:
+        raise Conflict(str(IllegalTransition(InstanceState(inst.state), S.MIGRATING)))
+    cand = next(c for c in candidates(session) if c.node == target)
+    preq = PlacementRequest(cpu=inst.cpu, memory_mb=inst.memory_mb)
+    try:
+        place(preq, [cand], graph(session), "least-loaded")
+    except NoPlacement as e:
+        raise NoCapacity(f"cannot migrate to {target}: {e}") from None
+    m = MigrationRow(
+        instance=iid,
+        source=inst.node,
+        target=target,
+        phase=MigrationPhase.PENDING.value,
+        started_at=time.time(),
+        reason="",
+    )
+    session.add(m)
+    transition(session, inst, S.MIGRATING, f"migration to {target} requested")
+    session.flush()
+    return m, bump(session, inst.node, target)
+
+
+# ---------------------------------------------------------------- what an agent should run
+
+
+def desired_state(session: Session, node: str) -> dict[str, Any]:
+    row = session.get(NodeRow, node)
+    if row is None:
+        raise NotFound(f"unknown node {node!r}")
+    live = [s.value for s in LIVE]
+    out: list[dict[str, Any]] = []
+    insts = session.scalars(
+        select(InstanceRow).where(InstanceRow.node == node, InstanceRow.state.in_(live))
+    ).all()
+    for inst in insts:
+        spec = _spec(session, inst, role="active")
+        if inst.state == S.MIGRATING.value:
+            for m in _open_migrations(session, inst.id):
+                spec["migration"] = {"id": m.id, "role": "source", "peer": m.target}
+        out.append(spec)
+    incoming = session.scalars(
+        select(MigrationRow).where(
+            MigrationRow.target == node,
+            MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]),
+        )
+    ).all()
+    for m in incoming:
+        moving = session.get(InstanceRow, m.instance)
+        src = session.get(NodeRow, m.source)
+        if moving is None or src is None:
+            continue
+        spec = _spec(session, moving, role="standby")
+        spec["migration"] = {
+            "id": m.id,
+            "role": "target",
+            "peer": m.source,
+            "peer_endpoint": src.endpoint,
+        }
+        out.append(spec)
+    return {"node": node, "revision": row.revision, "instances": out}
+
+
+def _spec(session: Session, inst: InstanceRow, role: str) -> dict[str, Any]:
+    desc = session.get(DescriptorRow, inst.descriptor)
+    gateway = None
+    if inst.ip:
+        addr = ipaddress.ip_interface(inst.ip)
+        for lan in session.scalars(select(LanRow)).all():
+            if addr.ip in ipaddress.ip_network(lan.subnet):
+                gateway = lan.gateway
+                break
+    return {
+        "id": inst.id,
+        "name": inst.name,
+        "function": desc.function if desc else inst.descriptor,
+        "ip": inst.ip,
+        "gateway": gateway,
+        "mac": inst.mac,
+        "config": inst.config,
+        "cpu": inst.cpu,
+        "memory_mb": inst.memory_mb,
+        "role": role,
+        "migration": None,
+    }
+
+
+# ---------------------------------------------------------------- what an agent reports
+
+
+def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str]:
+    """Record an agent's report: heartbeat, resources, ports, instances, migrations.
+
+    Idempotent: the same report applied twice changes nothing more.
+    """
+    row = session.get(NodeRow, node)
+    if row is None:
+        raise NotFound(f"unknown node {node!r}")
+    now = time.time()
+    touched: set[str] = set()
+    row.last_seen = now
+    if row.status != NodeStatus.UP:
+        row.status = NodeStatus.UP.value
+        record(session, ev.NodeRegistered(node, row.endpoint or ""))
+    if "resources" in report:
+        row.resources = report["resources"]
+    if report.get("datapath_id"):
+        row.datapath_id = report["datapath_id"]
+    if "ports" in report:
+        replace_ports(session, node, report["ports"])
+
+    for mrep in report.get("migrations", []):
+        touched |= _apply_migration_report(session, mrep)
+
+    reported = {i["id"]: i for i in report.get("instances", [])}
+    live = [s.value for s in (*LIVE, S.STOPPING, S.FAILED)]
+    mine = session.scalars(
+        select(InstanceRow).where(InstanceRow.node == node, InstanceRow.state.in_(live))
+    ).all()
+    for inst in mine:
+        rep = reported.get(inst.id)
+        status = rep["status"] if rep else None
+        if rep and rep.get("role") == "standby":
+            continue  # a standby copy here is a migration target, not this placement
+        state = InstanceState(inst.state)
+        if rep and rep.get("pid"):
+            inst.pid = int(rep["pid"])
+        if state == S.STOPPING and status is None:
+            transition(session, inst, S.GONE, f"agent on {node} removed it")
+        elif state in (S.REQUESTED, S.FAILED) and status in ("starting", "running"):
+            transition(session, inst, S.STARTING, f"agent on {node} is starting it")
+            if status == "running":
+                transition(session, inst, S.RUNNING, f"agent on {node} reports it running")
+        elif state == S.STARTING and status == "running":
+            transition(session, inst, S.RUNNING, f"agent on {node} reports it running")
+        elif state in (S.REQUESTED, S.STARTING, S.RUNNING) and status == "failed":
+            inst.detail = str(rep.get("detail", ""))[:2000] if rep else ""
+            transition(session, inst, S.FAILED, f"agent on {node}: {inst.detail or 'failed'}")
+        elif state == S.RUNNING and status is None:
+            # The agent lost it (crash, node restart): it will start it again.
+            transition(session, inst, S.STARTING, f"agent on {node} no longer runs it")
+    return touched
+
+
+def _apply_migration_report(session: Session, mrep: dict[str, Any]) -> set[str]:
+    m = session.get(MigrationRow, int(mrep["id"]))
+    if m is None or m.phase in (MigrationPhase.DONE, MigrationPhase.FAILED):
+        return set()
+    inst = session.get(InstanceRow, m.instance)
+    if inst is None:
+        return set()
+    status = mrep.get("status")
+    now = time.time()
+    if status == "preparing":
+        m.phase = MigrationPhase.PREPARING.value
+        return set()
+    if status == "done":
+        m.phase = MigrationPhase.DONE.value
+        m.finished_at = now
+        m.downtime_ms = float(mrep.get("downtime_ms", 0.0))
+        m.state_bytes = int(mrep.get("state_bytes", 0))
+        inst.node = m.target
+        if inst.state == S.MIGRATING.value:
+            transition(session, inst, S.RUNNING, f"migrated from {m.source} to {m.target}")
+        record(
+            session,
+            ev.InstanceMigrated(inst.id, m.source, m.target, m.downtime_ms, m.state_bytes),
+        )
+        return bump(session, m.source, m.target)
+    if status == "failed":
+        m.phase = MigrationPhase.FAILED.value
+        m.finished_at = now
+        m.reason = str(mrep.get("reason", "unknown"))[:2000]
+        if inst.state == S.MIGRATING.value:
+            transition(session, inst, S.RUNNING, f"migration to {m.target} failed: {m.reason}")
+        record(session, ev.MigrationFailed(inst.id, m.source, m.target, m.reason))
+        return bump(session, m.source, m.target)
+    raise LifecycleError(f"unknown migration status {status!r}")
+
+
+def register_agent(session: Session, node: str, endpoint: str, datapath_id: str | None) -> set[str]:
+    row = session.get(NodeRow, node)
+    if row is None:
+        raise NotFound(
+            f"unknown node {node!r}: load a topology that declares it (PUT /api/v1/topology)"
+        )
+    now = time.time()
+    row.endpoint = endpoint
+    row.registered_at = now
+    row.last_seen = now
+    row.status = NodeStatus.UP.value
+    if datapath_id:
+        row.datapath_id = datapath_id
+    record(session, ev.NodeRegistered(node, endpoint))
+    return bump(session, node)
+
+
+def mark_unreachable(session: Session, timeout_s: float) -> list[str]:
+    now = time.time()
+    lost = []
+    for row in session.scalars(select(NodeRow).where(NodeRow.status == NodeStatus.UP)).all():
+        if row.last_seen is not None and now - row.last_seen > timeout_s:
+            row.status = NodeStatus.UNREACHABLE.value
+            record(session, ev.NodeUnreachable(row.name, round(now - row.last_seen, 3)))
+            lost.append(row.name)
+    return lost
+
+
+def replace_ports(session: Session, node: str, ports: Iterable[dict[str, Any]]) -> None:
+    existing = {p.name: p for p in session.scalars(select(PortRow).where(PortRow.node == node))}
+    seen = set()
+    for p in ports:
+        name = str(p["name"])
+        seen.add(name)
+        kind, _, peer = str(p.get("peer", ":")).partition(":")
+        row = existing.get(name)
+        if row is None:
+            session.add(
+                PortRow(
+                    node=node, name=name, ofport=int(p["ofport"]), peer_kind=kind, peer_name=peer
+                )
+            )
+        else:
+            row.ofport, row.peer_kind, row.peer_name = int(p["ofport"]), kind, peer
+    for name, row in existing.items():
+        if name not in seen:
+            session.delete(row)
+
+
+__all__ = [
+    "Conflict",
+    "CreateRequest",
+    "LifecycleError",
+    "NoCapacity",
+    "NotFound",
+]

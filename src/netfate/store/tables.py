@@ -1,0 +1,146 @@
+"""The orchestrator's tables. Times are float UNIX seconds (sub-ms precision, same on
+SQLite and PostgreSQL). Services add their own tables on the same `Base`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from netfate.store.base import Base
+
+
+class TopologyRow(Base):
+    __tablename__ = "topology"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    loaded_at: Mapped[float] = mapped_column(Float)
+
+
+class NodeRow(Base):
+    __tablename__ = "nodes"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    cpu: Mapped[float] = mapped_column(Float, default=2.0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=1024)
+    status: Mapped[str] = mapped_column(String(16), default="unknown")
+    datapath_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    endpoint: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
+    registered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Bumped on every change of what this node should run; agents long-poll on it.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LanRow(Base):
+    __tablename__ = "lans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(ForeignKey("nodes.name", ondelete="CASCADE"))
+    subnet: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64))
+
+
+class LinkRow(Base):
+    __tablename__ = "links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    a: Mapped[str] = mapped_column(ForeignKey("nodes.name", ondelete="CASCADE"))
+    b: Mapped[str] = mapped_column(ForeignKey("nodes.name", ondelete="CASCADE"))
+    rate_bps: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    delay_s: Mapped[float] = mapped_column(Float, default=0.0)
+    loss: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(ForeignKey("nodes.name", ondelete="CASCADE"))
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
+    kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class PortRow(Base):
+    """A port of a node's bridge, as its agent last reported it."""
+
+    __tablename__ = "ports"
+    __table_args__ = (UniqueConstraint("node", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node: Mapped[str] = mapped_column(ForeignKey("nodes.name", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    ofport: Mapped[int] = mapped_column(Integer)
+    peer_kind: Mapped[str] = mapped_column(String(16))
+    peer_name: Mapped[str] = mapped_column(String(64))
+
+
+class DescriptorRow(Base):
+    """A VNF descriptor: what to run and what it needs."""
+
+    __tablename__ = "descriptors"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    function: Mapped[str] = mapped_column(String(64))
+    cpu: Mapped[float] = mapped_column(Float, default=0.1)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=64)
+    stateful: Mapped[bool] = mapped_column(default=False)
+    delay_bound_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class InstanceRow(Base):
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_node_state", "node", "state"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    descriptor: Mapped[str] = mapped_column(ForeignKey("descriptors.name"))
+    node: Mapped[str] = mapped_column(ForeignKey("nodes.name"))
+    state: Mapped[str] = mapped_column(String(16))
+    serves: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str] = mapped_column(String(17))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cpu: Mapped[float] = mapped_column(Float)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class TransitionRow(Base):
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), index=True
+    )
+    previous: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    node: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class MigrationRow(Base):
+    __tablename__ = "migrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance: Mapped[str] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    downtime_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,3 @@
+from netfate.vnf.runtime import main
+
+main()

@@ -1,0 +1,186 @@
+"""The process an instance is: one function, one control socket.
+
+The agent launches `python -m netfate.vnf FUNCTION --instance ID --control PATH
+--config JSON [--standby]` inside the instance's namespace and then speaks to it
+over the control socket, a UNIX stream socket in the agent's state directory
+(files do not belong to network namespaces, so the agent reaches it from anywhere).
+
+Control protocol: one JSON object per line each way.
+
+    {"op": "status"}               -> {"ok": true, "active": bool, "stats": {...}}
+    {"op": "export"}               -> {"ok": true, "state": {...}}          (keeps serving)
+    {"op": "freeze"}               -> {"ok": true, "state": {...}, "frozen_at": t}
+    {"op": "import", "state": {}}  -> {"ok": true}
+    {"op": "activate"}             -> {"ok": true, "active_at": t}
+    {"op": "stop"}                 -> {"ok": true}, then the process exits
+    anything else                  -> {"ok": false, "error": "..."}
+
+`freeze` stops serving and returns the final state in one step, so that the
+downtime of a migration is one round trip plus the target's `import`+`activate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Built-in functions by name; a descriptor may also name "package.module:Class".
+FUNCTIONS: dict[str, str] = {
+    "counter": "netfate.vnf.counter:Counter",
+}
+
+MAX_CONTROL_LINE = 64 << 20  # state blobs can be large (conntrack tables)
+
+
+@dataclass
+class Context:
+    instance: str
+    config: dict[str, Any] = field(default_factory=dict)
+    standby: bool = False
+
+
+class Function:
+    """Base class of a network function. Subclasses serve traffic while `active`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.active = not ctx.standby
+
+    async def start(self) -> None:
+        """Open sockets, load rules. Called once; must not block."""
+
+    async def stop(self) -> None:
+        """Release what start() took."""
+
+    def export_state(self) -> dict[str, Any]:
+        return {}
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Replace the current state with `state` (from export_state of a peer)."""
+
+    def freeze(self) -> None:
+        self.active = False
+
+    def activate(self) -> None:
+        self.active = True
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+def load_function(name: str) -> type[Function]:
+    target = FUNCTIONS.get(name, name)
+    module, sep, cls = target.partition(":")
+    if not sep:
+        raise SystemExit(f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}")
+    obj = getattr(importlib.import_module(module), cls)
+    if not (isinstance(obj, type) and issubclass(obj, Function)):
+        raise SystemExit(f"{target} is not a netfate Function")
+    return obj
+
+
+class Runtime:
+    def __init__(self, fn: Function, control: str) -> None:
+        self.fn = fn
+        self.control = control
+        self.done = asyncio.Event()
+        self.clients: set[asyncio.Task[None]] = set()
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        fn = self.fn
+        if op == "status":
+            return {"ok": True, "active": fn.active, "stats": fn.stats(), "pid": os.getpid()}
+        if op == "export":
+            return {"ok": True, "state": fn.export_state()}
+        if op == "freeze":
+            fn.freeze()
+            return {"ok": True, "state": fn.export_state(), "frozen_at": time.time()}
+        if op == "import":
+            state = req.get("state")
+            if not isinstance(state, dict):
+                return {"ok": False, "error": "import needs an object 'state'"}
+            fn.import_state(state)
+            return {"ok": True}
+        if op == "activate":
+            fn.activate()
+            return {"ok": True, "active_at": time.time()}
+        if op == "stop":
+            self.done.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.clients.add(task)
+        try:
+            while line := await reader.readline():
+                try:
+                    req = json.loads(line)
+                    resp = (
+                        await self.handle(req)
+                        if isinstance(req, dict)
+                        else {"ok": False, "error": "expected a JSON object"}
+                    )
+                except (ValueError, TypeError, KeyError) as e:
+                    resp = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                writer.write(json.dumps(resp).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            pass  # shutting down: the reply to "stop" was already written
+        finally:
+            writer.close()
+            if task is not None:
+                self.clients.discard(task)
+
+    async def run(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.control)
+        server = await asyncio.start_unix_server(self.client, self.control, limit=MAX_CONTROL_LINE)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.done.set)
+        await self.fn.start()
+        # Ready: the agent waits for this file before it calls the instance running.
+        with open(self.control + ".ready", "w") as f:
+            f.write(str(os.getpid()))
+        await self.done.wait()
+        server.close()
+        for t in list(self.clients):
+            t.cancel()
+        await asyncio.gather(*self.clients, return_exceptions=True)
+        await self.fn.stop()
+        for path in (self.control, self.control + ".ready"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m netfate.vnf")
+    p.add_argument("function")
+    p.add_argument("--instance", required=True)
+    p.add_argument("--control", required=True)
+    p.add_argument("--config", default="{}")
+    p.add_argument("--standby", action="store_true")
+    a = p.parse_args(argv)
+    config = json.loads(a.config)
+    if not isinstance(config, dict):
+        raise SystemExit("--config must be a JSON object")
+    cls = load_function(a.function)
+    fn = cls(Context(instance=a.instance, config=config, standby=a.standby))
+    try:
+        asyncio.run(Runtime(fn, a.control).run())
+    except KeyboardInterrupt:
+        sys.exit(0)
