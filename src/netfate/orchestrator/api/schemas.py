@@ -70,5 +70,7 @@ class AgentReport(Strict):
     resources: dict[str, Any] = Field(default_factory=dict)
     datapath_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
     ports: list[PortReport] | None = None
-    instances: list[InstanceReport] = Field(default_factory=list)
+    instances: list[InstanceReport] | None = Field(
+        default=None, description="Every instance the agent runs; omitted = not reported"
+    )
     migrations: list[MigrationReport] = Field(default_factory=list)

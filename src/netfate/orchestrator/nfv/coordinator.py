@@ -412,7 +412,9 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
     for mrep in report.get("migrations", []):
         touched |= _apply_migration_report(session, mrep)
 
-    reported = {i["id"]: i for i in report.get("instances", [])}
+    if report.get("instances") is None:
+        return touched
+    reported = {i["id"]: i for i in report["instances"]}
     live = [s.value for s in (*LIVE, S.STOPPING, S.FAILED)]
     mine = session.scalars(
         select(InstanceRow).where(InstanceRow.node == node, InstanceRow.state.in_(live))

@@ -1,0 +1,63 @@
+# netfate — the two commands a newcomer needs:
+#   make demo   install what is missing, then run the demo on the embedded defaults
+#   make test   install what is missing, then run every test tier (unit, netns, testbed)
+# Both are safe to run again: installed parts are skipped.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Debian packages of the real components the tests and the demo start.
+APT_PACKAGES := openvswitch-switch nftables dnsmasq-base ethtool iproute2 iperf3 \
+	postgresql chromium chromium-driver freeradius freeradius-utils usbip busybox \
+	isc-dhcp-client conntrack tcpdump procps psmisc ffmpeg
+
+.PHONY: demo test deps apt venv lint unit netns testbed bench clean-testbed
+
+demo: deps
+	$(BIN)/netfate demo $(DEMO_ARGS)
+
+test: deps lint
+	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) tests
+
+deps: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to install: $$missing" >&2; exit 1; fi; \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src/netfate
+
+unit: venv
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/fuzz
+
+netns: deps
+	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider tests/netns
+
+testbed: deps
+	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider tests/testbed
+
+bench: deps
+	@for b in testbed lifecycle api flows steering usbip; do $(BIN)/netfate bench $$b --json; done
+
+clean-testbed: venv
+	$(BIN)/netfate testbed clean

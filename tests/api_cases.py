@@ -1,0 +1,301 @@
+"""REST API cases, run in-process with agents played by the test.
+
+Collected twice: by tests/unit/test_api_sqlite.py (SQLite in a temp dir) and by
+tests/netns/test_api_postgres.py (a real PostgreSQL server the test starts). Each
+defines the `db_url` fixture; everything else is shared.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.orchestrator.app import Settings, create_app
+
+TOPO: dict[str, Any] = {
+    "name": "t",
+    "nodes": {
+        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1},
+        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 0.15},
+        "pe1": {"kind": "pe", "cpu": 4},
+        "core1": {"kind": "core"},
+    },
+    "hosts": {"laptop1": {"node": "cpe1"}, "laptop2": {"node": "cpe2"}},
+    "links": [
+        {"a": "cpe1", "b": "pe1", "delay": "5ms"},
+        {"a": "cpe2", "b": "pe1", "delay": "5ms"},
+        {"a": "pe1", "b": "core1"},
+    ],
+}
+
+
+@pytest.fixture
+def api(db_url: str) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=db_url))
+    with TestClient(app) as c:
+        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
+        for n in ("cpe1", "cpe2", "pe1", "core1"):
+            r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}0"[:20]})
+            assert r.status_code == 200, r.text
+        yield c
+
+
+def snapshot(c: TestClient) -> tuple[Any, ...]:
+    return (
+        c.get("/api/v1/instances?include_gone=true").json(),
+        len(c.get("/api/v1/events?limit=5000").json()),
+        c.get("/api/v1/migrations").json(),
+        [n["revision"] for n in c.get("/api/v1/nodes").json()],
+    )
+
+
+def report(c: TestClient, node: str, **body: Any) -> None:
+    r = c.post(f"/api/v1/agents/{node}/report", json=body)
+    assert r.status_code == 200, r.text
+
+
+def running(c: TestClient, **create: Any) -> dict[str, Any]:
+    r = c.post("/api/v1/instances", json={"descriptor": "counter", **create})
+    assert r.status_code == 201, r.text
+    inst: dict[str, Any] = r.json()
+    report(c, inst["node"], instances=[{"id": inst["id"], "status": "running", "pid": 42}])
+    return dict(c.get(f"/api/v1/instances/{inst['id']}").json())
+
+
+def test_openapi_document(api: TestClient) -> None:
+    doc = api.get("/api/v1/openapi.json").json()
+    assert "/api/v1/instances" in doc["paths"]
+    assert "/api/v1/instances/{iid}/migrate" in doc["paths"]
+
+
+def test_topology_loaded(api: TestClient) -> None:
+    t = api.get("/api/v1/topology").json()
+    assert {n["name"] for n in t["nodes"]} == {"cpe1", "cpe2", "pe1", "core1"}
+    assert {h["name"]: h["node"] for h in t["hosts"]} == {"laptop1": "cpe1", "laptop2": "cpe2"}
+    assert all(n["status"] == "up" for n in t["nodes"])
+
+
+def test_create_places_nearest_and_records_transitions(api: TestClient) -> None:
+    inst = running(api, serves="laptop1")
+    assert inst["node"] == "cpe1"
+    assert inst["ip"].startswith("192.168.1.") and inst["mac"].startswith("02:4e:")
+    states = [t["state"] for t in inst["transitions"]]
+    assert states == ["requested", "starting", "running"]
+    ats = [t["at"] for t in inst["transitions"]]
+    assert ats == sorted(ats)
+
+
+def test_full_node_sends_the_instance_to_the_next_nearest(api: TestClient) -> None:
+    running(api, serves="laptop2")  # 0.1 of cpe2's 0.15 CPU
+    second = running(api, serves="laptop2")
+    assert second["node"] == "pe1"
+
+
+def test_desired_state_lists_the_instance_with_gateway(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    desired = api.get("/api/v1/agents/cpe1/desired").json()
+    (spec,) = desired["instances"]
+    assert spec["id"] == inst["id"] and spec["gateway"] == "192.168.1.1"
+    assert spec["role"] == "active" and spec["function"] == "counter"
+
+
+def test_long_poll_returns_early_on_change(api: TestClient) -> None:
+    rev = api.get("/api/v1/agents/cpe1/desired").json()["revision"]
+    # Without a change the poll waits and returns the same revision.
+    same = api.get(f"/api/v1/agents/cpe1/desired?revision={rev}&wait=0.2").json()
+    assert same["revision"] == rev
+    api.post("/api/v1/instances", json={"descriptor": "counter", "node": "cpe1"})
+    after = api.get(f"/api/v1/agents/cpe1/desired?revision={rev}&wait=5").json()
+    assert after["revision"] > rev and len(after["instances"]) == 1
+
+
+def test_migration_make_before_break_records_downtime(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    r = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "pe1"})
+    assert r.status_code == 202, r.text
+    mig = r.json()
+    # The source keeps it active while the target gets a standby copy.
+    src = api.get("/api/v1/agents/cpe1/desired").json()["instances"]
+    dst = api.get("/api/v1/agents/pe1/desired").json()["instances"]
+    assert src[0]["role"] == "active" and src[0]["migration"]["role"] == "source"
+    assert dst[0]["role"] == "standby" and dst[0]["migration"]["peer_endpoint"]
+    assert api.get(f"/api/v1/instances/{inst['id']}").json()["state"] == "migrating"
+    done = {
+        "id": mig["id"],
+        "instance": inst["id"],
+        "status": "done",
+        "downtime_ms": 1.5,
+        "state_bytes": 40,
+    }
+    report(
+        api,
+        "pe1",
+        migrations=[done],
+        instances=[{"id": inst["id"], "status": "running", "role": "active"}],
+    )
+    report(api, "pe1", migrations=[done])  # repeated reports change nothing more
+    after = api.get(f"/api/v1/instances/{inst['id']}").json()
+    assert after["node"] == "pe1" and after["state"] == "running"
+    assert after["migrations"][0]["downtime_ms"] == 1.5
+    assert [t["state"] for t in after["transitions"]][-2:] == ["migrating", "running"]
+    kinds = [e["kind"] for e in api.get("/api/v1/events?limit=5000").json()]
+    assert kinds.count("InstanceMigrated") == 1
+    assert api.get("/api/v1/agents/cpe1/desired").json()["instances"] == []
+
+
+def test_failed_migration_keeps_the_instance_at_the_source(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    mig = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "pe1"}).json()
+    report(
+        api,
+        "pe1",
+        migrations=[
+            {"id": mig["id"], "instance": inst["id"], "status": "failed", "reason": "target full"}
+        ],
+    )
+    after = api.get(f"/api/v1/instances/{inst['id']}").json()
+    assert after["node"] == "cpe1" and after["state"] == "running"
+    assert after["migrations"][0]["phase"] == "failed"
+
+
+def test_destroy_then_agent_removal_makes_it_gone(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    assert api.delete(f"/api/v1/instances/{inst['id']}").json()["state"] == "stopping"
+    assert api.get("/api/v1/agents/cpe1/desired").json()["instances"] == []
+    report(api, "cpe1", instances=[])
+    assert api.get(f"/api/v1/instances/{inst['id']}").json()["state"] == "gone"
+    assert api.get("/api/v1/instances").json() == []
+
+
+def test_agent_failure_is_recorded(api: TestClient) -> None:
+    r = api.post("/api/v1/instances", json={"descriptor": "counter", "node": "cpe1"}).json()
+    report(api, "cpe1", instances=[{"id": r["id"], "status": "failed", "detail": "boom"}])
+    got = api.get(f"/api/v1/instances/{r['id']}").json()
+    assert got["state"] == "failed" and got["detail"] == "boom"
+
+
+def test_unreachable_after_missed_heartbeats(db_url: str) -> None:
+    app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=0.2))
+    with TestClient(app) as c:
+        c.put("/api/v1/topology", json=TOPO)
+        c.post("/api/v1/agents/cpe1/register", json={"endpoint": "127.0.0.1:1"})
+        # Poll the API (not a timing assertion: we wait for the state, bounded).
+        for _ in range(100):
+            if c.get("/api/v1/nodes/cpe1").json()["status"] == "unreachable":
+                break
+            c.get("/api/v1/agents/cpe2/desired?wait=0.05")
+        assert c.get("/api/v1/nodes/cpe1").json()["status"] == "unreachable"
+        report(c, "cpe1")
+        assert c.get("/api/v1/nodes/cpe1").json()["status"] == "up"
+
+
+# ------------------------------------------------------------------ bad input changes nothing
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "reason"),
+    [
+        ("post", "/api/v1/instances", {"descriptor": 5}, 422, "descriptor"),
+        ("post", "/api/v1/instances", {"descriptor": "counter", "cpu": 2}, 422, "cpu"),
+        ("post", "/api/v1/instances", {"descriptor": "nope"}, 404, "unknown descriptor"),
+        (
+            "post",
+            "/api/v1/instances",
+            {"descriptor": "counter", "node": "x"},
+            404,
+            "unknown node 'x'",
+        ),
+        (
+            "post",
+            "/api/v1/instances",
+            {"descriptor": "counter", "node": "core1"},
+            409,
+            "no node has room",
+        ),
+        (
+            "post",
+            "/api/v1/instances",
+            {"descriptor": "counter", "serves": "ghost"},
+            404,
+            "unknown host 'ghost'",
+        ),
+        (
+            "post",
+            "/api/v1/instances",
+            {"descriptor": "counter", "policy": "zz"},
+            409,
+            "unknown placement policy",
+        ),
+        ("post", "/api/v1/instances", {"descriptor": "counter", "name": "Bad Name"}, 422, "name"),
+        ("post", "/api/v1/instances/i-00000000/migrate", {"node": "pe1"}, 404, "unknown instance"),
+        ("delete", "/api/v1/instances/i-00000000", None, 404, "unknown instance"),
+        ("put", "/api/v1/topology", {"nodes": {"a": {"kind": "cpx"}}}, 422, "nodes.a.kind"),
+        ("post", "/api/v1/agents/ghost/report", {}, 404, "unknown node"),
+        (
+            "post",
+            "/api/v1/agents/cpe1/report",
+            {"instances": [{"id": "x", "status": "dancing"}]},
+            422,
+            "status",
+        ),
+        ("get", "/api/v1/agents/cpe1/desired?wait=99", None, 422, "wait"),
+    ],
+)
+def test_bad_requests_are_refused_and_change_nothing(
+    api: TestClient, method: str, path: str, body: Any, status: int, reason: str
+) -> None:
+    before = snapshot(api)
+    kw = {"json": body} if body is not None else {}
+    r = api.request(method.upper(), path, **kw)
+    assert r.status_code == status, r.text
+    assert reason in r.text
+    assert snapshot(api) == before
+
+
+def test_migration_to_a_full_node_is_refused(api: TestClient) -> None:
+    inst = running(api, node="pe1")
+    running(api, node="cpe2")  # cpe2 now has 0.05 CPU free
+    before = snapshot(api)
+    r = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "cpe2"})
+    assert r.status_code == 409 and "cannot migrate to cpe2" in r.text
+    assert snapshot(api) == before
+
+
+def test_illegal_transitions_are_refused(api: TestClient) -> None:
+    pending = api.post("/api/v1/instances", json={"descriptor": "counter", "node": "cpe1"}).json()
+    before = snapshot(api)
+    r = api.post(f"/api/v1/instances/{pending['id']}/migrate", json={"node": "pe1"})
+    assert r.status_code == 409 and "cannot go from 'requested' to 'migrating'" in r.text
+    assert snapshot(api) == before
+    inst = running(api, node="cpe1")
+    assert (
+        api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "cpe1"}).status_code
+        == 409
+    )
+    api.delete(f"/api/v1/instances/{inst['id']}")
+    report(api, "cpe1", instances=[])
+    before = snapshot(api)
+    r = api.delete(f"/api/v1/instances/{inst['id']}")
+    assert r.status_code == 409 and "'gone'" in r.text
+    assert snapshot(api) == before
+
+
+def test_removing_a_busy_node_from_the_topology_is_refused(api: TestClient) -> None:
+    running(api, node="cpe2")
+    smaller = {
+        **TOPO,
+        "nodes": {k: v for k, v in TOPO["nodes"].items() if k != "cpe2"},
+        "hosts": {"laptop1": {"node": "cpe1"}},
+        "links": [{"a": "cpe1", "b": "pe1"}, {"a": "pe1", "b": "core1"}],
+    }
+    before = snapshot(api)
+    r = api.put("/api/v1/topology", json=smaller)
+    assert r.status_code == 409 and "cpe2" in r.text
+    assert snapshot(api) == before

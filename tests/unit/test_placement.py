@@ -1,0 +1,71 @@
+import networkx as nx
+import pytest
+
+from netfate.orchestrator.engine import (
+    Candidate,
+    NoPlacement,
+    PlacementRequest,
+    place,
+    register_policy,
+)
+from netfate.orchestrator.engine.placement import POLICIES, Placement
+
+
+def graph() -> "nx.Graph[str]":
+    g: nx.Graph[str] = nx.Graph()
+    g.add_edge("cpe1", "pe1", delay_s=0.005)
+    g.add_edge("cpe2", "pe1", delay_s=0.005)
+    g.add_edge("pe1", "core", delay_s=0.001)
+    g.add_edge("laptop1", "cpe1", delay_s=0.0)
+    g.add_edge("laptop2", "cpe2", delay_s=0.0)
+    return g
+
+
+def cands(**free: float) -> list[Candidate]:
+    kinds = {"cpe1": "cpe", "cpe2": "cpe", "pe1": "pe", "core": "core"}
+    return [Candidate(n, kinds[n], True, free.get(n, 1.0), 512) for n in kinds]
+
+
+REQ = PlacementRequest(cpu=0.5, memory_mb=64)
+
+
+def test_nearest_picks_the_users_cpe() -> None:
+    p = place(PlacementRequest(0.5, 64, serves="laptop2"), cands(), graph())
+    assert p.node == "cpe2" and p.policy == "nearest"
+
+
+def test_nearest_falls_back_to_the_next_closest_when_full() -> None:
+    p = place(PlacementRequest(0.5, 64, serves="laptop2"), cands(cpe2=0.2), graph())
+    assert p.node == "pe1"
+
+
+def test_core_nodes_never_host() -> None:
+    with pytest.raises(NoPlacement):
+        place(REQ, cands(cpe1=0, cpe2=0, pe1=0, core=8), graph())
+
+
+def test_no_room_explains_each_node() -> None:
+    with pytest.raises(NoPlacement) as e:
+        place(REQ, cands(cpe1=0.1, cpe2=0.1, pe1=0.1), graph())
+    assert "cpe1: 0.10 CPU free < 0.50" in str(e.value)
+
+
+def test_down_nodes_are_skipped() -> None:
+    cs = [Candidate("cpe2", "cpe", False, 2, 512), Candidate("cpe1", "cpe", True, 2, 512)]
+    assert place(PlacementRequest(0.5, 64, serves="laptop2"), cs, graph()).node == "cpe1"
+
+
+def test_unknown_policy() -> None:
+    with pytest.raises(NoPlacement, match="unknown placement policy 'nope'"):
+        place(REQ, cands(), graph(), "nope")
+
+
+def test_policies_are_pluggable() -> None:
+    @register_policy("alphabetical-last")
+    def last(req, candidates, g):  # type: ignore[no-untyped-def]
+        return Placement(max(c.node for c in candidates), "alphabetical-last", "test")
+
+    try:
+        assert place(REQ, cands(), graph(), "alphabetical-last").node == "pe1"
+    finally:
+        POLICIES.pop("alphabetical-last")
