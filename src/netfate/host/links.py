@@ -1,0 +1,276 @@
+"""Interfaces, addresses, routes and sysctls in any namespace (netlink via pyroute2).
+
+Every function takes the namespace first (None = the root namespace, more
+precisely the namespace of the calling thread). Netlink handles are opened
+inside the namespace with `netns.socket_in`, so no thread ever switches.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import ipaddress
+import os
+import re
+import socket
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netfate.host import netns as _netns
+
+__all__ = [
+    "IFNAMSIZ",
+    "LinkNotFound",
+    "add_address",
+    "add_route",
+    "delete_link",
+    "link_exists",
+    "link_index",
+    "link_stats",
+    "list_links",
+    "rtnl",
+    "set_mac",
+    "set_mtu",
+    "set_up",
+    "sysctl",
+    "tx_offload_off",
+    "veth_pair",
+]
+
+IFNAMSIZ = 16  # including the terminating NUL: names are at most 15 bytes
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,15}$")
+_SYSCTL_RE = re.compile(r"^[A-Za-z0-9_.@/-]+$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+class LinkNotFound(LookupError):
+    def __init__(self, ns: str | None, ifname: str) -> None:
+        super().__init__(f"no interface {ifname!r} in namespace {ns or '(root)'}")
+        self.ns = ns
+        self.ifname = ifname
+
+
+def _check_ifname(ifname: str) -> str:
+    if not _IFNAME_RE.match(ifname) or ifname in (".", ".."):
+        raise ValueError(f"invalid interface name {ifname!r} (at most 15 bytes)")
+    return ifname
+
+
+@contextmanager
+def rtnl(ns: str | None) -> Iterator[Any]:
+    """A pyroute2 `IPRoute` whose netlink socket lives in `ns`."""
+    sock = _netns.socket_in(ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    try:
+        ipr = IPRoute(use_socket=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+        sock.close()
+
+
+def link_index(ipr: Any, ns: str | None, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=_check_ifname(ifname))
+    if not found:
+        raise LinkNotFound(ns, ifname)
+    return int(found[0])
+
+
+def _ns_fd(ns: str | None) -> int:
+    if ns is None:
+        # The caller's own namespace; thread-self because /proc/self is the main thread.
+        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    return os.open(_netns.NETNS_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def veth_pair(
+    name_a: str, ns_a: str | None, name_b: str, ns_b: str | None, mtu: int | None = None
+) -> None:
+    """Create veth `name_a` in `ns_a` whose peer `name_b` lives in `ns_b`. Both stay down."""
+    _check_ifname(name_a)
+    _check_ifname(name_b)
+    peer: dict[str, Any] = {"ifname": name_b}
+    fd = -1
+    if ns_a != ns_b:
+        fd = _ns_fd(ns_b)
+        peer["net_ns_fd"] = fd
+    if mtu is not None:
+        peer["mtu"] = mtu
+    try:
+        with rtnl(ns_a) as ipr:
+            spec: dict[str, Any] = {"ifname": name_a, "kind": "veth", "peer": peer}
+            if mtu is not None:
+                spec["mtu"] = mtu
+            ipr.link("add", **spec)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def set_up(ns: str | None, ifname: str, up: bool = True) -> None:
+    with rtnl(ns) as ipr:
+        ipr.link("set", index=link_index(ipr, ns, ifname), state="up" if up else "down")
+
+
+def set_mtu(ns: str | None, ifname: str, mtu: int) -> None:
+    with rtnl(ns) as ipr:
+        ipr.link("set", index=link_index(ipr, ns, ifname), mtu=mtu)
+
+
+def set_mac(ns: str | None, ifname: str, mac: str) -> None:
+    if not _MAC_RE.match(mac):
+        raise ValueError(f"invalid MAC address {mac!r}")
+    with rtnl(ns) as ipr:
+        ipr.link("set", index=link_index(ipr, ns, ifname), address=mac.lower())
+
+
+def add_address(ns: str | None, ifname: str, cidr: str) -> None:
+    """Add `cidr` (e.g. 192.168.1.1/24) to `ifname`; adding it twice is not an error."""
+    iface = ipaddress.ip_interface(cidr)
+    with rtnl(ns) as ipr:
+        try:
+            ipr.addr(
+                "add",
+                index=link_index(ipr, ns, ifname),
+                address=str(iface.ip),
+                prefixlen=iface.network.prefixlen,
+            )
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise
+
+
+def add_route(ns: str | None, dst_cidr: str, gateway: str) -> None:
+    """Route `dst_cidr` ("default" or a subnet) via `gateway`; replaces an existing route."""
+    gw = ipaddress.ip_address(gateway)
+    spec: dict[str, Any] = {"gateway": str(gw)}
+    if dst_cidr not in ("default", "0.0.0.0/0"):
+        net = ipaddress.ip_network(dst_cidr)
+        spec["dst"] = str(net.network_address)
+        spec["dst_len"] = net.prefixlen
+    with rtnl(ns) as ipr:
+        ipr.route("replace", **spec)
+
+
+def delete_link(ns: str | None, ifname: str) -> bool:
+    """Delete `ifname` (a veth takes its peer with it). False if it did not exist."""
+    with rtnl(ns) as ipr:
+        found = ipr.link_lookup(ifname=_check_ifname(ifname))
+        if not found:
+            return False
+        try:
+            ipr.link("del", index=found[0])
+        except NetlinkError as e:
+            if e.code == errno.ENODEV:
+                return False
+            raise
+    return True
+
+
+def link_exists(ns: str | None, ifname: str) -> bool:
+    with rtnl(ns) as ipr:
+        return bool(ipr.link_lookup(ifname=_check_ifname(ifname)))
+
+
+def list_links(ns: str | None) -> list[str]:
+    with rtnl(ns) as ipr:
+        return sorted(str(m.get("IFLA_IFNAME")) for m in ipr.link("dump"))
+
+
+def link_stats(ns: str | None, ifname: str) -> dict[str, int]:
+    """Counters from IFLA_STATS64: rx/tx bytes, packets, dropped, errors."""
+    with rtnl(ns) as ipr:
+        msg = ipr.link("get", index=link_index(ipr, ns, ifname))[0]
+    stats = msg.get("IFLA_STATS64") or msg.get("IFLA_STATS") or {}
+    keys = (
+        "rx_bytes",
+        "tx_bytes",
+        "rx_packets",
+        "tx_packets",
+        "rx_dropped",
+        "tx_dropped",
+        "rx_errors",
+        "tx_errors",
+    )
+    return {k: int(stats.get(k, 0)) for k in keys}
+
+
+def _sysctl_path(key: str) -> str:
+    if not _SYSCTL_RE.match(key) or ".." in key.split("/") or key.startswith("/"):
+        raise ValueError(f"invalid sysctl key {key!r}")
+    rel = key if "/" in key else key.replace(".", "/")
+    return "/proc/sys/" + rel
+
+
+def sysctl(ns: str | None, key: str, value: str | int) -> None:
+    """Write a sysctl (`net.ipv4.ip_forward`) as seen from namespace `ns`.
+
+    /proc/sys/net resolves against the namespace of the task that opens it,
+    so the write happens in a helper thread switched into `ns`.
+    """
+    path = _sysctl_path(key)
+
+    def write() -> None:
+        with open(path, "w", encoding="ascii") as f:
+            f.write(f"{value}\n")
+
+    _netns.in_netns(ns, write)
+
+
+def read_sysctl(ns: str | None, key: str) -> str:
+    path = _sysctl_path(key)
+
+    def read() -> str:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+
+    return _netns.in_netns(ns, read)
+
+
+# --- ethtool ioctl ---------------------------------------------------------
+#
+# SIOCETHTOOL takes a struct ifreq whose ifr_data points at a command struct:
+#   struct ifreq         { char ifr_name[16]; void *ifr_data; ... }  (40 bytes on LP64)
+#   struct ethtool_value { __u32 cmd; __u32 data; }
+# ETHTOOL_STXCSUM with data=0 clears the tx checksum features; the kernel then
+# also drops TSO/GSO that depend on them, as `ethtool -K IF tx off` does.
+SIOCETHTOOL = 0x8946
+ETHTOOL_GTXCSUM = 0x16
+ETHTOOL_STXCSUM = 0x17
+_IFREQ_SIZE = 40
+
+
+def _ethtool_value(ns: str | None, ifname: str, cmd: int, data: int) -> int:
+    name = _check_ifname(ifname).encode()
+
+    def call() -> int:
+        value = ctypes.create_string_buffer(struct.pack("=II", cmd, data), 8)
+        ifreq = struct.pack("16sP", name, ctypes.addressof(value)).ljust(_IFREQ_SIZE, b"\0")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifreq)
+            except OSError as e:
+                if e.errno == errno.ENODEV:
+                    raise LinkNotFound(ns, ifname) from e
+                raise
+        return int(struct.unpack("=II", value.raw)[1])
+
+    return _netns.in_netns(ns, call)
+
+
+def tx_offload_off(ns: str | None, ifname: str) -> None:
+    """`ethtool -K IF tx off`: TCP stalls through the OVS netdev datapath without it."""
+    _ethtool_value(ns, ifname, ETHTOOL_STXCSUM, 0)
+
+
+def tx_checksum_enabled(ns: str | None, ifname: str) -> bool:
+    return _ethtool_value(ns, ifname, ETHTOOL_GTXCSUM, 0) != 0
