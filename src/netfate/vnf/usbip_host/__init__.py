@@ -1,0 +1,14 @@
+"""HRH side of the Home Radio Head: a userspace USB/IP server with virtual devices."""
+
+from .devices import HidKeyboard, MassStorage, SerialSensor, UrbResult, VirtualDevice
+from .server import USBIP_PORT, UsbipServer
+
+__all__ = [
+    "USBIP_PORT",
+    "HidKeyboard",
+    "MassStorage",
+    "SerialSensor",
+    "UrbResult",
+    "UsbipServer",
+    "VirtualDevice",
+]

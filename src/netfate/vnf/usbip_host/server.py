@@ -1,0 +1,199 @@
+"""The HRH's USB/IP server: a thin asyncio driver over :class:`ServerConnection`.
+
+One TCP connection per client, as ``usbipd`` does: a devlist connection lists
+what the allow-list lets this client see; an import connection holds its device
+(others get ST_DEV_BUSY) until it closes.  All protocol decisions are in the
+sans-I/O core; this module moves bytes, runs device timers and keeps ownership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import cast
+
+from netfate.proto.usbip import (
+    DeviceListRequested,
+    Event,
+    ImportRequested,
+    Phase,
+    ServerConnection,
+    Status,
+    UrbSubmitted,
+    UrbUnlinked,
+    UsbipProtocolError,
+)
+from netfate.services.usbip.allowlist import AllowList
+
+from .devices import UrbResult, VirtualDevice
+
+log = logging.getLogger(__name__)
+
+USBIP_PORT = 3240
+
+
+class UsbipServer:
+    """Export virtual devices over USB/IP on ``host:port`` (loopback by default)."""
+
+    def __init__(
+        self,
+        devices: Sequence[VirtualDevice],
+        *,
+        allow: AllowList | None = None,
+        busnum: int = 1,
+    ) -> None:
+        self.devices = {d.busid: d for d in devices}
+        self.allow = allow if allow is not None else AllowList.open_to("127.0.0.0/8", "::1")
+        self.busnum = busnum
+        self._devnum = {d.busid: k + 2 for k, d in enumerate(devices)}
+        self.owners: dict[str, _ServerProtocol] = {}
+        self._server: asyncio.Server | None = None
+        self._conns: set[_ServerProtocol] = set()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _ServerProtocol(self), host, port)
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for c in list(self._conns):
+                c.abort()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> UsbipServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _ServerProtocol(asyncio.Protocol):
+    def __init__(self, server: UsbipServer) -> None:
+        self.server = server
+        self.core = ServerConnection()
+        self.transport: asyncio.Transport | None = None
+        self.peer: str | None = None
+        self.device: VirtualDevice | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._batch = False
+
+    # --- asyncio callbacks --------------------------------------------------- #
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # create_server: stream transports
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else None
+        self.server._conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._batch = True
+        try:
+            events = self.core.receive_data(data, asyncio.get_running_loop().time())
+            self._handle(events)
+        except UsbipProtocolError as err:
+            log.warning("usbip client %s: %s; closing", self.peer, err)
+            self.abort()
+            return
+        finally:
+            self._batch = False
+        self._flush()
+
+    def pause_writing(self) -> None:
+        # The client is not reading: stop reading its requests too (back-pressure).
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.core.close()
+        self.server._conns.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.device is not None:
+            self.device.disconnect()
+            if self.server.owners.get(self.device.busid) is self:
+                del self.server.owners[self.device.busid]
+            self.device = None
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- events -------------------------------------------------------------- #
+
+    def _handle(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, UrbSubmitted):
+                if self.device is not None:
+                    self.device.submit(ev, self._done)
+            elif isinstance(ev, UrbUnlinked):
+                if ev.cancelled and self.device is not None:
+                    self.device.cancel(ev.seqnum)
+            elif isinstance(ev, DeviceListRequested):
+                visible = self.server.allow.visible(self.server.devices, address=self.peer)
+                records = [
+                    self.server.devices[b].record(self.server.busnum, self.server._devnum[b])
+                    for b in visible
+                ]
+                self._handle(self.core.send_devlist(records))
+            elif isinstance(ev, ImportRequested):
+                self._import(ev.busid)
+
+    def _import(self, busid: str) -> None:
+        srv = self.server
+        dev = srv.devices.get(busid)
+        if dev is None or not srv.allow.permits(busid, address=self.peer):
+            log.info("usbip import of %r by %s refused: no such device for it", busid, self.peer)
+            self.core.refuse_import(Status.NODEV)
+            return
+        if busid in srv.owners:
+            self.core.refuse_import(Status.DEV_BUSY)
+            return
+        srv.owners[busid] = self
+        self.device = dev
+        self._handle(
+            self.core.accept_import(dev.record(srv.busnum, srv._devnum[busid]), dev.endpoints)
+        )
+        if dev.tick_interval:
+            self._schedule_tick(dev.tick_interval)
+
+    def _schedule_tick(self, interval: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(interval, self._tick, interval)
+
+    def _tick(self, interval: float) -> None:
+        if self.device is None or self.core.phase is not Phase.URB:
+            return
+        self.device.tick()
+        self._schedule_tick(interval)
+
+    def _done(self, seqnum: int, result: UrbResult) -> None:
+        if self.core.phase is not Phase.URB:
+            return  # connection gone; the URB dies with it
+        self.core.complete(
+            seqnum, status=result.status, data=result.data, actual_length=result.actual_length
+        )
+        if not self._batch:  # completed later (timer, another URB): send now
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self.core.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+        if self.core.phase is Phase.CLOSED and self.transport is not None:
+            self.transport.close()  # after a refused import: usbipd hangs up too
