@@ -1,0 +1,1 @@
+"""Emulated edge testbed: topology -> namespaces, veth links, OVS bridges, control processes."""
