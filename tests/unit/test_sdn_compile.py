@@ -29,13 +29,10 @@ from netfate.orchestrator.sdn.compile import (
 )
 from netfate.orchestrator.sdn.intents import (
     BASE_COOKIE,
-    ConnectivityIntent,
     Endpoint,
     Intent,
     NetworkView,
-    ReplicationIntent,
     SteeringIntent,
-    TunnelIntent,
     UnknownName,
     cookie_for,
     is_netfate_cookie,

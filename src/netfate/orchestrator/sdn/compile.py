@@ -251,15 +251,21 @@ class _Resolver:
             host = self.hosts.get(ep.name)
             if host is None:
                 raise UnknownName("host", ep.name, intent_id)
-            where = self.overrides.get(host.mac) or self._port_of_peer(
-                f"host:{host.name}", host.node
-            )
+            if not host.mac or not host.ip:
+                raise _Pending(f"host {host.name!r} has no MAC/IPv4 address yet")
+            where = self.overrides.get(host.mac)
+            if where is None and host.node is not None and host.ofport is not None:
+                where = (host.node, host.ofport)
+            if where is None:
+                where = self._port_of_peer(f"host:{host.name}", host.node)
             if where is None:
                 raise _Pending(f"host {host.name!r} has not been seen on any access port")
             return _Attach(ep, where[0], where[1], host.mac, host.ip)
         inst = self.instances.get(ep.name)
         if inst is None:
             raise UnknownName("instance", ep.name, intent_id)
+        if not inst.mac or not inst.ip:
+            raise _Pending(f"instance {inst.id!r} has no MAC/IPv4 address yet")
         where = self._port_of_peer(f"instance:{inst.id}", inst.node)
         if where is None:
             raise _Pending(f"instance {inst.id!r} is not attached to a bridge")

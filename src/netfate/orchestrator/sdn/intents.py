@@ -295,15 +295,17 @@ def _norm_mac(v: Any) -> Any:
 
 class HostView(_ViewModel):
     name: str
-    mac: Annotated[str, BeforeValidator(_norm_mac)]
-    ip: str
+    mac: Annotated[str | None, BeforeValidator(_norm_mac)] = None
+    ip: str | None = None
     node: str | None = None
+    ofport: int | None = None
+    """Where the controller last saw it (with `node`); wins over the port peers."""
 
 
 class InstanceView(_ViewModel):
     id: str
-    mac: Annotated[str, BeforeValidator(_norm_mac)]
-    ip: str
+    mac: Annotated[str | None, BeforeValidator(_norm_mac)] = None
+    ip: str | None = None
     node: str | None = None
 
 

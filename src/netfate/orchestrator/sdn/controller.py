@@ -1,0 +1,700 @@
+"""The OpenFlow 1.3 controller: an os-ken application, run by `process.py` in its own process.
+
+Threads (os-ken 4.x's native hub: real threads, no monkey-patching):
+
+    os-ken recv thread per switch  parses messages, hands them to this app's queue
+    app event thread               the @handler methods below; they never block
+    Switch thread per switch       reads the table, plans, sends, waits for the barrier
+    poller                         GET /api/v1/sdn/view: view + intents, recompile on change
+    outbox                         POST /api/v1/sdn/events: HostSeen, flow-table snapshots
+
+The orchestrator is the source of truth. Until the first view arrives the
+controller touches no switch: a controller that restarts must not wipe the
+tables that keep forwarding in secure mode. After that, each switch is
+reconciled on connect (its table is read back and corrected), whenever the
+view or intents change, and on every snapshot (so drift is repaired too).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, cast
+
+import httpx
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    HANDSHAKE_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from os_ken.ofproto import ofproto_v1_3
+
+from netfate.orchestrator.sdn import ofp
+from netfate.orchestrator.sdn.compile import (
+    CompileResult,
+    FlowSpec,
+    GroupSpec,
+    compile_intents,
+)
+from netfate.orchestrator.sdn.intents import (
+    DISCOVERY_COOKIE,
+    HostView,
+    PortView,
+    ViewAndIntents,
+)
+from netfate.orchestrator.sdn.reconcile import (
+    FlowEntry,
+    Plan,
+    apply_plan,
+    as_entries,
+    is_netfate_group,
+    owned,
+    plan,
+)
+
+log = logging.getLogger("netfate.sdn")
+
+PRIO_SUPPRESS = 2
+ETH_ARP = 0x0806
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handler(ev_cls: Any, dispatchers: Any) -> Callable[[F], F]:
+    """os-ken's set_ev_cls, typed (os-ken ships no annotations)."""
+    return cast(Callable[[F], F], set_ev_cls(ev_cls, dispatchers))
+
+
+@dataclass
+class Settings:
+    orchestrator: str
+    """Base URL, e.g. http://127.0.0.1:8080 (the API lives under /api/v1)."""
+    poll_interval_s: float = 0.5
+    snapshot_interval_s: float = 2.0
+    reply_timeout_s: float = 5.0
+    suppress_s: int = 10
+    """How long packet-ins from one (port, MAC) are dropped at the switch once handled."""
+
+
+SETTINGS: Settings | None = None
+"""Set by `process.py` before os-ken instantiates the app."""
+
+
+# --- what the switches should hold ---------------------------------------------
+
+
+class Brain:
+    """View, intents, and where the controller has seen hosts; compiles under a lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.data: ViewAndIntents | None = None
+        self.overrides: dict[str, tuple[str, int]] = {}
+        self.result: CompileResult | None = None
+        self.generation = 0
+        self._dpid_node: dict[int, str] = {}
+        self._ports: dict[tuple[str, int], PortView] = {}
+        self._by_mac: dict[str, tuple[str, str]] = {}  # mac -> (kind, name)
+        self._by_ip: dict[str, str] = {}  # ip -> mac
+        self._hosts: dict[str, HostView] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.result is not None
+
+    def update(self, data: ViewAndIntents) -> bool:
+        with self.lock:
+            if self.data is not None and data.version and data.version == self.data.version:
+                return False
+            self.data = data
+            view = data.view
+            self._dpid_node = {n.dpid: n.name for n in view.nodes if n.dpid is not None}
+            self._ports = {(n.name, p.ofport): p for n in view.nodes for p in n.ports}
+            self._by_mac = {h.mac: ("host", h.name) for h in view.hosts if h.mac}
+            self._by_mac.update({i.mac: ("instance", i.id) for i in view.instances if i.mac})
+            self._by_ip = {h.ip: h.mac for h in view.hosts if h.ip and h.mac}
+            self._by_ip.update({i.ip: i.mac for i in view.instances if i.ip and i.mac})
+            self._hosts = {h.name: h for h in view.hosts}
+            self._recompile()
+            return True
+
+    def _recompile(self) -> None:
+        if self.data is None:
+            return
+        t0 = time.perf_counter()
+        self.result = compile_intents(self.data.view, self.data.intents, self.overrides)
+        self.generation += 1
+        log.debug(
+            "compiled generation %d in %.1f ms", self.generation, 1e3 * (time.perf_counter() - t0)
+        )
+        for iid, why in self.result.errors.items():
+            log.warning("intent %s refused: %s", iid, why)
+
+    def node_for(self, dpid: int) -> str | None:
+        with self.lock:
+            return self._dpid_node.get(dpid)
+
+    def port(self, node: str, ofport: int) -> PortView | None:
+        with self.lock:
+            return self._ports.get((node, ofport))
+
+    def mac_for_ip(self, ip: str) -> str | None:
+        with self.lock:
+            return self._by_ip.get(ip)
+
+    def known(self, mac: str) -> tuple[str, str] | None:
+        with self.lock:
+            return self._by_mac.get(mac)
+
+    def desired(self, node: str) -> tuple[set[FlowSpec], set[GroupSpec], int] | None:
+        with self.lock:
+            if self.result is None:
+                return None
+            return (
+                set(self.result.flows.get(node, set())),
+                set(self.result.groups.get(node, set())),
+                self.generation,
+            )
+
+    def host_at(self, mac: str, node: str, ofport: int) -> bool:
+        """Record that a known host was seen at (node, ofport). True if flows change."""
+        with self.lock:
+            if self.data is None or self._by_mac.get(mac, ("", ""))[0] != "host":
+                return False
+            if self.overrides.get(mac) == (node, ofport):
+                return False
+            name = self._by_mac[mac][1]
+            if mac not in self.overrides and self._view_location(name) == (node, ofport):
+                return False  # the view already has it there
+            self.overrides[mac] = (node, ofport)
+            self._recompile()
+            return True
+
+    def _view_location(self, name: str) -> tuple[str, int] | None:
+        h = self._hosts.get(name)
+        if h is None:
+            return None
+        if h.node is not None and h.ofport is not None:
+            return (h.node, h.ofport)
+        for (node, ofport), p in self._ports.items():
+            if p.peer == f"host:{name}":
+                return (node, ofport)
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        with self.lock:
+            r = self.result
+            if r is None:
+                return {}
+            return {
+                "pending": dict(r.pending),
+                "errors": dict(r.errors),
+                "flows": dict(r.flow_count),
+            }
+
+
+# --- one switch -----------------------------------------------------------------
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.msgs: list[Any] = []
+
+
+class Switch:
+    """Everything about one connected datapath; its thread does the blocking work."""
+
+    def __init__(self, app: NetfateController, dp: Any, dpid: int) -> None:
+        self.app = app
+        self.dp = dp
+        self.dpid = dpid
+        self.alive = True
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.waiters: dict[int, _Waiter] = {}
+        self.batch_xids: set[int] = set()
+        self.batch_errors: list[str] = []
+        self.installed: set[FlowSpec] | None = None  # None: unknown, read the table first
+        self.installed_groups: dict[int, GroupSpec] | None = None
+        self.installed_generation = -1
+        self.after_install: list[tuple[int, Callable[[], None]]] = []
+        self.next_snapshot = 0.0
+        self.failures = 0
+        self.thread = threading.Thread(target=self._run, name=f"switch-{dpid:x}", daemon=True)
+
+    # called from the app event thread ------------------------------------------
+
+    def on_reply(self, msg: Any) -> None:
+        with self.lock:
+            w = self.waiters.get(ofp.message_xid(msg))
+        if w is None:
+            return
+        w.msgs.append(msg)
+        if not ofp.is_more(msg):
+            w.event.set()
+
+    def on_barrier(self, msg: Any) -> None:
+        with self.lock:
+            w = self.waiters.get(ofp.message_xid(msg))
+        if w is not None:
+            w.msgs.append(msg)
+            w.event.set()
+
+    def on_error(self, msg: Any) -> None:
+        text = ofp.error_text(msg)
+        with self.lock:
+            mine = ofp.message_xid(msg) in self.batch_xids
+            if mine:
+                self.batch_errors.append(text)
+        log.warning("switch %016x: %s%s", self.dpid, text, "" if mine else " (not from a batch)")
+
+    def stop(self) -> None:
+        self.alive = False
+        with self.lock:
+            for w in self.waiters.values():
+                w.event.set()
+        self.wake.set()
+
+    # the switch's own thread ----------------------------------------------------
+
+    def _request(self, msgs: list[Any]) -> list[list[Any]] | None:
+        """Send requests, wait for all their replies (multipart included); None on failure."""
+        waiters = []
+        with self.lock:
+            for m in msgs:
+                xid = int(self.dp.set_xid(m))
+                w = _Waiter()
+                self.waiters[xid] = w
+                waiters.append((xid, w))
+        try:
+            for m in msgs:
+                if not self.dp.send_msg(m):
+                    return None
+            deadline = time.monotonic() + self.app.settings.reply_timeout_s
+            for _xid, w in waiters:
+                if not w.event.wait(max(0.0, deadline - time.monotonic())) or not self.alive:
+                    return None
+            return [w.msgs for _x, w in waiters]
+        finally:
+            with self.lock:
+                for xid, _w in waiters:
+                    self.waiters.pop(xid, None)
+
+    def read_table(
+        self,
+    ) -> tuple[list[FlowEntry], dict[int, GroupSpec], list[dict[str, Any]]] | None:
+        got = self._request(
+            [
+                ofp.flow_stats_request(self.dp),
+                ofp.group_desc_request(self.dp),
+                ofp.port_stats_request(self.dp),
+            ]
+        )
+        if got is None:
+            return None
+        flows = [ofp.flow_entry_from_stats(s) for m in got[0] for s in m.body]
+        groups: dict[int, GroupSpec] = {}
+        for m in got[1]:
+            for s in m.body:
+                g = ofp.group_from_desc(s)
+                if g is not None:
+                    groups[g.group_id] = g
+                elif is_netfate_group(int(s.group_id)):
+                    # Not something we would build: an empty stand-in makes plan() rewrite it.
+                    groups[int(s.group_id)] = GroupSpec(int(s.group_id), (), 0)
+        ports = [ofp.port_stats_to_json(s) for m in got[2] for s in m.body]
+        return flows, groups, ports
+
+    def send_batch(self, p: Plan) -> bool:
+        """Send a plan and wait for its barrier. True if the switch confirmed it without error."""
+        dp = self.dp
+        msgs: list[Any] = []
+        msgs += [ofp.group_mod(dp, g, "add") for g in p.group_adds]
+        msgs += [ofp.group_mod(dp, g, "modify") for g in p.group_mods]
+        msgs += [ofp.flow_add(dp, f) for f in p.flow_adds]
+        msgs += [
+            ofp.flow_delete_strict(dp, d.table, d.priority, d.match, d.cookie) for d in p.flow_dels
+        ]
+        msgs += [ofp.group_mod(dp, GroupSpec(gid, (), 0), "delete") for gid in p.group_dels]
+        barrier = ofp.barrier_request(dp)
+        buf, xids = ofp.serialize(dp, [*msgs, barrier])
+        w = _Waiter()
+        with self.lock:
+            self.batch_xids = set(xids)
+            self.batch_errors = []
+            self.waiters[xids[-1]] = w
+        try:
+            # Chunks keep each queued write bounded; os-ken's send queue holds 16 entries.
+            chunk = 1 << 16
+            for i in range(0, len(buf), chunk):
+                if not self.dp.send(buf[i : i + chunk]):
+                    return False
+            if not w.event.wait(self.app.settings.reply_timeout_s) or not self.alive:
+                return False
+        finally:
+            with self.lock:
+                self.waiters.pop(xids[-1], None)
+                self.batch_xids = set()
+        if self.batch_errors:
+            log.warning(
+                "switch %016x: %d errors in a batch of %d",
+                self.dpid,
+                len(self.batch_errors),
+                len(msgs),
+            )
+            return False
+        return True
+
+    def _run(self) -> None:
+        while self.alive:
+            try:
+                self._step()
+            except Exception:
+                # One switch's trouble (a bad reply, a bug) must not end its thread for good.
+                log.exception("switch %016x: reconcile step failed", self.dpid)
+                self.installed = None
+                time.sleep(min(5.0, 0.2 * 2 ** min(self.failures, 5)))
+                self.failures += 1
+            if self.alive:
+                timeout = max(0.0, self.next_snapshot - time.monotonic())
+                self.wake.wait(timeout)
+                self.wake.clear()
+        log.info("switch %016x: thread ends", self.dpid)
+
+    def _step(self) -> None:
+        brain = self.app.brain
+        node = brain.node_for(self.dpid)
+        if not brain.ready:
+            self.next_snapshot = time.monotonic() + self.app.settings.snapshot_interval_s
+            return
+        if node is None:
+            log.info("switch %016x is not in the view yet; leaving its table alone", self.dpid)
+            self.next_snapshot = time.monotonic() + self.app.settings.snapshot_interval_s
+            return
+        now = time.monotonic()
+        snapshot = now >= self.next_snapshot
+        if self.installed is None or self.installed_groups is None or snapshot:
+            read = self.read_table()
+            if read is None:
+                raise RuntimeError("no reply to the table read")
+            flows, groups, ports = read
+            self.installed = {e.spec for e in owned(flows) if e.spec is not None}
+            self.installed_groups = groups
+            self.next_snapshot = now + self.app.settings.snapshot_interval_s
+            self.app.post_event(
+                {
+                    "kind": "flows",
+                    "node": node,
+                    "dpid": f"{self.dpid:016x}",
+                    "time": time.time(),
+                    "flows": [e.to_json() for e in flows],
+                    "ports": ports,
+                    "groups": len(groups),
+                }
+            )
+            actual: list[FlowEntry] = [e for e in flows]
+        else:
+            actual = as_entries(self.installed)
+        desired = brain.desired(node)
+        if desired is None:
+            return
+        want_flows, want_groups, generation = desired
+        p = plan(want_flows, actual, want_groups, self.installed_groups)
+        if p:
+            t0 = time.perf_counter()
+            if not self.send_batch(p):
+                self.installed = None  # read back next time: the batch may be half applied
+                self.failures += 1
+                time.sleep(min(5.0, 0.2 * 2 ** min(self.failures, 5)))
+                self.wake.set()
+                return
+            self.installed = apply_plan(self.installed, p)
+            groups_now = dict(self.installed_groups)
+            for g in [*p.group_adds, *p.group_mods]:
+                groups_now[g.group_id] = g
+            for gid in p.group_dels:
+                groups_now.pop(gid, None)
+            self.installed_groups = groups_now
+            log.info(
+                "switch %016x (%s): %s confirmed in %.1f ms",
+                self.dpid,
+                node,
+                p.summary(),
+                1e3 * (time.perf_counter() - t0),
+            )
+        self.failures = 0
+        self.installed_generation = generation
+        self._run_after_install(generation)
+
+    def _run_after_install(self, generation: int) -> None:
+        with self.lock:
+            due = [cb for g, cb in self.after_install if g <= generation]
+            self.after_install = [(g, cb) for g, cb in self.after_install if g > generation]
+        for cb in due:
+            cb()
+
+    def when_installed(self, generation: int, cb: Callable[[], None]) -> None:
+        with self.lock:
+            self.after_install.append((generation, cb))
+        self.wake.set()
+
+
+# --- events to the orchestrator --------------------------------------------------
+
+
+@dataclass
+class Outbox:
+    """POSTs events in order from its own thread; packet-in handling never waits on HTTP."""
+
+    url: str
+    q: queue.Queue[dict[str, Any]] = field(default_factory=lambda: queue.Queue(maxsize=10000))
+
+    def put(self, event: dict[str, Any]) -> None:
+        try:
+            self.q.put_nowait(event)
+        except queue.Full:
+            log.warning("event outbox full; dropping a %s event", event.get("kind"))
+
+    def run(self) -> None:
+        client = httpx.Client(timeout=5.0)
+        failing = False
+        while True:
+            ev = self.q.get()
+            for attempt in range(20):
+                try:
+                    r = client.post(f"{self.url}/api/v1/sdn/events", json=ev)
+                    if r.status_code < 500:
+                        if r.status_code >= 400:
+                            log.warning(
+                                "orchestrator refused a %s event: %s", ev.get("kind"), r.text[:200]
+                            )
+                        failing = False
+                        break
+                except httpx.HTTPError as e:
+                    if not failing:
+                        log.warning("cannot post events to the orchestrator: %s", e)
+                    failing = True
+                if ev.get("kind") == "flows":
+                    break  # snapshots are periodic; do not hold up the queue for a stale one
+                time.sleep(min(2.0, 0.1 * (attempt + 1)))
+
+
+# --- the os-ken application ------------------------------------------------------
+
+
+class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
+    OFP_VERSIONS: ClassVar[list[int]] = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if SETTINGS is None:
+            raise RuntimeError("netfate controller: SETTINGS not configured (use process.run)")
+        self.settings: Settings = SETTINGS
+        self.brain = Brain()
+        self.switches: dict[int, Switch] = {}
+        self.switches_lock = threading.Lock()
+        self.seen: set[tuple[str, int, str, str | None]] = set()
+        self.outbox = Outbox(self.settings.orchestrator.rstrip("/"))
+        threading.Thread(target=self.outbox.run, name="outbox", daemon=True).start()
+        threading.Thread(target=self._poll, name="poller", daemon=True).start()
+
+    # orchestrator ---------------------------------------------------------------
+
+    def post_event(self, ev: dict[str, Any]) -> None:
+        self.outbox.put(ev)
+
+    def _poll(self) -> None:
+        url = f"{self.settings.orchestrator.rstrip('/')}/api/v1/sdn/view"
+        client = httpx.Client(timeout=5.0)
+        failing = False
+        while True:
+            try:
+                r = client.get(url)
+                r.raise_for_status()
+                data = ViewAndIntents.model_validate(r.json())
+                if failing:
+                    log.info("orchestrator reachable again")
+                failing = False
+                if self.brain.update(data):
+                    log.info("view/intents version %s: %s", data.version, self.brain.summary())
+                    self.wake_all()
+            except Exception as e:  # keep the last view; switches keep their flows
+                if not failing:
+                    log.warning("cannot read the view from %s: %s", url, e)
+                failing = True
+            time.sleep(self.settings.poll_interval_s)
+
+    def wake_all(self) -> None:
+        with self.switches_lock:
+            for s in self.switches.values():
+                s.wake.set()
+
+    def switch(self, dp: Any) -> Switch | None:
+        with self.switches_lock:
+            s = self.switches.get(int(dp.id)) if dp.id is not None else None
+        return s if s is not None and s.dp is dp else None
+
+    # OpenFlow events (app event thread: never block here) -----------------------
+
+    @handler(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _features(self, ev: Any) -> None:
+        dp = ev.msg.datapath
+        dpid = int(ev.msg.datapath_id)
+        s = Switch(self, dp, dpid)
+        with self.switches_lock:
+            old = self.switches.get(dpid)
+            self.switches[dpid] = s
+        if old is not None:
+            old.stop()
+        log.info(
+            "switch %016x connected from %s (node %s)", dpid, dp.address, self.brain.node_for(dpid)
+        )
+        s.thread.start()
+
+    @handler(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state(self, ev: Any) -> None:
+        dp = ev.datapath
+        if ev.state != DEAD_DISPATCHER or dp.id is None:
+            return
+        with self.switches_lock:
+            s = self.switches.get(int(dp.id))
+            if s is not None and s.dp is dp:
+                del self.switches[int(dp.id)]
+            else:
+                s = None
+        if s is not None:
+            s.stop()
+            log.info("switch %016x disconnected", int(dp.id))
+
+    @handler(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev: Any) -> None:
+        s = self.switch(ev.msg.datapath)
+        if s is not None:
+            s.on_reply(ev.msg)
+
+    @handler(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def _group_desc(self, ev: Any) -> None:
+        s = self.switch(ev.msg.datapath)
+        if s is not None:
+            s.on_reply(ev.msg)
+
+    @handler(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    def _port_stats(self, ev: Any) -> None:
+        s = self.switch(ev.msg.datapath)
+        if s is not None:
+            s.on_reply(ev.msg)
+
+    @handler(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier(self, ev: Any) -> None:
+        s = self.switch(ev.msg.datapath)
+        if s is not None:
+            s.on_barrier(ev.msg)
+
+    @handler(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev: Any) -> None:
+        s = self.switch(ev.msg.datapath)
+        if s is not None:
+            s.on_error(ev.msg)
+        else:
+            log.warning("error from %s: %s", ev.msg.datapath.address, ofp.error_text(ev.msg))
+
+    @handler(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev: Any) -> None:
+        # Ports come and go with instances; the agents report them and the view follows.
+        s = self.switch(ev.msg.datapath)
+        if s is not None:
+            s.wake.set()
+
+    @handler(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev: Any) -> None:
+        try:
+            self._handle_packet_in(ev.msg)
+        except Exception:
+            log.exception("packet-in handling failed")
+
+    def _handle_packet_in(self, msg: Any) -> None:
+        t_in = time.perf_counter()
+        dp = msg.datapath
+        s = self.switch(dp)
+        if s is None:
+            return
+        node = self.brain.node_for(s.dpid)
+        in_port, data = ofp.packet_in_fields(msg)
+        info = ofp.parse_packet(data)
+        if node is None or info is None:
+            return
+        port = self.brain.port(node, in_port)
+        kind = port.peer_kind if port is not None else None
+        if kind == "instance":
+            if info.eth_type == ETH_ARP and info.arp_op == 1 and info.arp_tpa and info.ip:
+                self._proxy_arp(dp, in_port, info.eth_src, info.ip, info.arp_tpa)
+            return
+        if kind != "host":
+            return
+        mac = info.eth_src.lower()
+        key = (node, in_port, mac, info.ip)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.post_event(
+                {
+                    "kind": "host_seen",
+                    "node": node,
+                    "port": port.name if port else str(in_port),
+                    "ofport": in_port,
+                    "mac": mac,
+                    "ip": info.ip,
+                    "time": time.time(),
+                    "known_as": (self.brain.known(mac) or ("", ""))[1] or None,
+                }
+            )
+        if self.brain.host_at(mac, node, in_port):
+            generation = self.brain.generation
+            log.info(
+                "host %s seen at %s port %d: recompiled (generation %d)",
+                mac,
+                node,
+                in_port,
+                generation,
+            )
+
+            def reinject() -> None:
+                # The first packet is not lost: once the flows are confirmed, it goes
+                # through them. Only the switch that raised the packet-in waits for this.
+                dp.send_msg(ofp.packet_out_table(dp, in_port, data))
+                log.info(
+                    "host %s: flows installed %.2f ms after its packet-in",
+                    mac,
+                    1e3 * (time.perf_counter() - t_in),
+                )
+
+            s.when_installed(generation, reinject)
+            self.wake_all()
+            return
+        # Nothing to install: stop this host's unmatched traffic reaching us for a while.
+        sup = FlowSpec(
+            PRIO_SUPPRESS,
+            (("eth_src", mac), ("in_port", in_port)),
+            (),
+            DISCOVERY_COOKIE,
+        )
+        dp.send_msg(ofp.flow_add(dp, sup, hard_timeout=self.settings.suppress_s))
+
+    def _proxy_arp(
+        self, dp: Any, in_port: int, asker_mac: str, asker_ip: str, target_ip: str
+    ) -> None:
+        target_mac = self.brain.mac_for_ip(target_ip)
+        if target_mac is None:
+            return
+        frame = ofp.arp_reply(
+            asker_mac=asker_mac, asker_ip=asker_ip, target_mac=target_mac, target_ip=target_ip
+        )
+        dp.send_msg(ofp.packet_out_port(dp, in_port, frame))

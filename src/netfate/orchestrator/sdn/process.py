@@ -1,0 +1,204 @@
+"""The controller process: `netfate controller --orchestrator URL --listen H:P [--netns NS]`.
+
+os-ken runs here, in a process of its own, never inside the orchestrator's
+asyncio process. os-ken 4.x uses native threads (its hub needs no eventlet
+monkey-patching); `hub.patch()` is still called first, as os-ken expects.
+
+The listening socket is opened by us, not by os-ken: with `--netns` a helper
+thread enters the namespace (setns affects only the calling thread), binds and
+listens there, and exits; the socket stays in that namespace. A vswitchd that
+runs in the testbed's switch namespace reaches it on its own 127.0.0.1, and the
+root namespace gets no route anywhere. Accepted connections are fed to os-ken's
+datapath handling through a `Datapath` subclass that also survives malformed
+messages (they are logged and skipped) instead of dropping the switch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import socket
+import ssl
+import threading
+from typing import Any
+
+log = logging.getLogger("netfate.sdn.process")
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def open_listener(host: str, port: int, netns: str | None = None) -> socket.socket:
+    """A listening TCP socket, created inside network namespace `netns` if given."""
+    result: list[socket.socket] = []
+    errors: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            if netns:
+                _setns(netns if netns.startswith("/") else f"/run/netns/{netns}")
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(64)
+            result.append(s)
+        except BaseException as e:
+            errors.append(e)
+
+    if netns is None:
+        make()
+    else:
+        # A throwaway thread: it leaves the namespace switched, and then it ends.
+        t = threading.Thread(target=make, name="netns-listener")
+        t.start()
+        t.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def _install_datapath_handling(listener: socket.socket) -> None:
+    """Make os-ken serve switches from our socket, with a sturdier receive loop."""
+    from os_ken.controller import controller as ofc
+    from os_ken.controller import ofp_event, ofp_handler
+    from os_ken.controller.handler import DEAD_DISPATCHER
+    from os_ken.lib import hub
+    from os_ken.ofproto import ofproto_common, ofproto_parser
+
+    class Datapath(ofc.Datapath):  # type: ignore[misc]
+        def _recv_loop(self) -> None:
+            # os-ken's loop with one change: a message that fails to parse or whose
+            # handler raises is logged and skipped; framing comes from the header, so
+            # the next message is still found. Only a broken stream ends the session.
+            buf = bytearray()
+            hdr = ofproto_common.OFP_HEADER_SIZE
+            try:
+                while self.state != DEAD_DISPATCHER:
+                    try:
+                        ret = self.socket.recv(max(hdr, 65536))
+                    except (TimeoutError, ssl.SSLError):
+                        continue
+                    except OSError:
+                        break
+                    if not ret:
+                        break
+                    buf += ret
+                    while len(buf) >= hdr:
+                        version, msg_type, msg_len, xid = ofproto_parser.header(buf)
+                        if msg_len < hdr:
+                            log.warning(
+                                "%s: message length %d < header; closing", self.address, msg_len
+                            )
+                            return
+                        if len(buf) < msg_len:
+                            break
+                        raw = bytes(buf[:msg_len])
+                        del buf[:msg_len]
+                        self._dispatch(version, msg_type, msg_len, xid, raw)
+            finally:
+                with contextlib.suppress(OSError):
+                    self.socket.close()
+
+        def _dispatch(
+            self, version: int, msg_type: int, msg_len: int, xid: int, raw: bytes
+        ) -> None:
+            try:
+                msg = ofproto_parser.msg(self, version, msg_type, msg_len, xid, raw)
+            except Exception as e:
+                log.warning(
+                    "%s: malformed OpenFlow message skipped (version %#x type %d len %d): %r",
+                    self.address,
+                    version,
+                    msg_type,
+                    msg_len,
+                    e,
+                )
+                return
+            if msg is None or self.ofp_brick is None:
+                return
+            ev = ofp_event.ofp_msg_to_ev(msg)
+            self.ofp_brick.send_event_to_observers(ev, self.state)
+            for h in self.ofp_brick.get_handlers(ev):
+                if self.state in h.callers[ev.__class__].dispatchers:
+                    try:
+                        h(ev)
+                    except Exception:
+                        log.exception("%s: handler failed on %s", self.address, type(msg).__name__)
+
+        def serve(self) -> None:
+            send_thr = hub.spawn(self._send_loop)
+            self.send_msg(self.ofproto_parser.OFPHello(self))
+            try:
+                self._recv_loop()
+            finally:
+                # Native-hub threads cannot be killed: wake the send loop so it ends
+                # (the socket is closed, so this write fails and the loop exits).
+                self.send(b"", close_socket=True)
+                hub.joinall([send_thr])
+                self.is_active = False
+
+    def serve_connection(sock: Any, addr: Any) -> None:
+        dp = Datapath(sock, addr)
+        try:
+            dp.serve()
+        except Exception:
+            log.exception("datapath %s: session ended with an error", addr)
+        finally:
+            dp.close()
+
+    class Acceptor:
+        def __call__(self) -> None:
+            while True:
+                try:
+                    conn, addr = listener.accept()
+                except OSError as e:
+                    log.error("accept failed: %s", e)
+                    continue
+                log.info("switch connection from %s", addr)
+                hub.spawn(serve_connection, conn, addr)
+
+    ofp_handler.OpenFlowController = Acceptor
+
+
+def run(orchestrator: str, listen: str, netns: str | None = None, verbose: bool = False) -> None:
+    """Run the controller until killed. Blocks."""
+    from netfate.orchestrator.sdn import controller
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("os_ken").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    host, port = parse_listen(listen)
+    listener = open_listener(host, port, netns)
+    log.info("listening for switches on %s:%d%s", host, port, f" in netns {netns}" if netns else "")
+
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+    from os_ken.lib import hub
+
+    hub.patch(thread=False)
+    cfg.CONF(args=[], project="os_ken")
+    controller.SETTINGS = controller.Settings(orchestrator=orchestrator)
+    _install_datapath_handling(listener)
+    AppManager.run_apps(["netfate.orchestrator.sdn.controller"])
