@@ -173,6 +173,11 @@ class _Core:
         return len(self._in_flight)
 
     @property
+    def pending_seqnums(self) -> frozenset[int]:
+        """Seqnums of the URBs in flight."""
+        return frozenset(self._in_flight)
+
+    @property
     def buffered(self) -> int:
         """Received bytes not yet forming a complete frame (non-zero at EOF: truncated)."""
         return len(self._in)

@@ -56,7 +56,7 @@ class InterfaceSpec:
         out += self.extra
         for ep in self.endpoints:
             out += struct.pack(
-                "<BBBHB", 7, 5, ep.address, int(ep.transfer_type), ep.max_packet_size,
+                "<BBBBHB", 7, 5, ep.address, int(ep.transfer_type), ep.max_packet_size,
                 self.intervals.get(ep.address, 0),
             )  # fmt: skip
         return out

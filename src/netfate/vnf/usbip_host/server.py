@@ -141,7 +141,7 @@ class _ServerProtocol(asyncio.Protocol):
         for ev in events:
             if isinstance(ev, UrbSubmitted):
                 if self.device is not None:
-                    self.device.submit(ev, self._done)
+                    self._submit(self.device, ev)
             elif isinstance(ev, UrbUnlinked):
                 if ev.cancelled and self.device is not None:
                     self.device.cancel(ev.seqnum)
@@ -154,6 +154,16 @@ class _ServerProtocol(asyncio.Protocol):
                 self._handle(self.core.send_devlist(records))
             elif isinstance(ev, ImportRequested):
                 self._import(ev.busid)
+
+    def _submit(self, device: VirtualDevice, ev: UrbSubmitted) -> None:
+        try:
+            device.submit(ev, self._done)
+        except Exception:
+            # A device bug must not take the connection down: the URB stalls.
+            log.exception("usbip device %s failed on URB %d", device.busid, ev.seqnum)
+            device.cancel(ev.seqnum)
+            if ev.seqnum in self.core.pending_seqnums:
+                self._done(ev.seqnum, UrbResult(status=-32))
 
     def _import(self, busid: str) -> None:
         srv = self.server

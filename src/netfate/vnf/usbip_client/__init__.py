@@ -1,0 +1,28 @@
+"""ISP side of the Home Radio Head: a userspace USB/IP client (no vhci module needed)."""
+
+from .client import (
+    Completion,
+    ImportRefusedError,
+    RemoteDevice,
+    TransferError,
+    UsbipError,
+    endpoints_of,
+    list_devices,
+)
+from .serial import SerialPty
+from .storage import BlockFile, BlockImage, MassStorageClient, ScsiError
+
+__all__ = [
+    "BlockFile",
+    "BlockImage",
+    "Completion",
+    "ImportRefusedError",
+    "MassStorageClient",
+    "RemoteDevice",
+    "ScsiError",
+    "SerialPty",
+    "TransferError",
+    "UsbipError",
+    "endpoints_of",
+    "list_devices",
+]
