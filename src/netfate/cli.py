@@ -20,6 +20,7 @@ from netfate.orchestrator.cli import orchestrator  # noqa: E402
 
 app.command()(orchestrator)
 app.command()(agent)
+app.add_typer(__import__("netfate.orchestrator.sdn.cli", fromlist=["app"]).app)
 
 
 def main() -> None:

@@ -1,0 +1,312 @@
+"""The orchestrator side of the SDN controller: intents, the view, events, flow tables.
+
+Mounted under /api/v1:
+
+    POST   /intents              add an intent (422 unknown name / bad input, 409 conflict)
+    GET    /intents              list, each with its state (active, pending, refused)
+    GET    /intents/{id}         one intent
+    DELETE /intents/{id}         remove it (the controller then removes exactly its flows)
+    GET    /sdn/view             what the controller compiles: view + intents + version
+    POST   /sdn/events           from the controller: host_seen, flows (table snapshots)
+    GET    /nodes/{node}/flows   a node's flow table with packet and byte counters
+
+Intents live in the database, so they survive orchestrator restarts; the
+controller polls /sdn/view and converges the switches to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from typing import Any
+
+import pydantic
+from fastapi import APIRouter, Body, HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from netfate.orchestrator.api.deps import SessionDep
+from netfate.orchestrator.sdn.compile import check_names, compile_intents, semantic_conflict
+from netfate.orchestrator.sdn.intents import (
+    HostView,
+    InstanceView,
+    Intent,
+    IntentConflict,
+    LinkView,
+    NetworkView,
+    NodeView,
+    PortView,
+    UnknownName,
+    ViewAndIntents,
+    parse_intent,
+)
+from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow, SdnHostSightingRow, SdnIntentRow
+from netfate.store.events import record_event
+from netfate.store.tables import HostRow, InstanceRow, LinkRow, NodeRow, PortRow
+
+router = APIRouter(tags=["sdn"])
+
+# Instances in these states have no port to steer to (and never will again).
+_GONE = {"gone", "failed"}
+
+
+def _dpid(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+def build_view(session: Session) -> NetworkView:
+    ports: dict[str, list[PortView]] = {}
+    for p in session.scalars(select(PortRow).order_by(PortRow.node, PortRow.ofport)):
+        peer = f"{p.peer_kind}:{p.peer_name}" if p.peer_kind else None
+        ports.setdefault(p.node, []).append(PortView(name=p.name, ofport=p.ofport, peer=peer))
+    nodes = [
+        NodeView(name=n.name, dpid=_dpid(n.datapath_id), ports=ports.get(n.name, []))
+        for n in session.scalars(select(NodeRow).order_by(NodeRow.name))
+    ]
+    sightings = {s.mac: s for s in session.scalars(select(SdnHostSightingRow))}
+    hosts = []
+    for h in session.scalars(select(HostRow).order_by(HostRow.name)):
+        mac = h.mac.lower() if h.mac else None
+        seen = sightings.get(mac) if mac else None
+        hosts.append(
+            HostView(
+                name=h.name,
+                mac=mac,
+                ip=h.ip.split("/")[0] if h.ip else None,
+                node=seen.node if seen else h.node,
+                ofport=seen.ofport if seen else None,
+            )
+        )
+    instances = [
+        InstanceView(id=i.id, mac=i.mac, ip=i.ip.split("/")[0] if i.ip else None, node=i.node)
+        for i in session.scalars(select(InstanceRow).order_by(InstanceRow.id))
+        if i.state not in _GONE
+    ]
+    links = [
+        LinkView(a=x.a, b=x.b, delay_s=x.delay_s)
+        for x in session.scalars(select(LinkRow).order_by(LinkRow.id))
+    ]
+    return NetworkView(nodes=nodes, hosts=hosts, instances=instances, links=links)
+
+
+def load_intents(session: Session) -> list[Intent]:
+    rows = session.scalars(select(SdnIntentRow).order_by(SdnIntentRow.created_at, SdnIntentRow.id))
+    return [parse_intent(r.spec) for r in rows]
+
+
+def _status(intents: list[Intent], view: NetworkView) -> dict[str, dict[str, Any]]:
+    res = compile_intents(view, intents)
+    out: dict[str, dict[str, Any]] = {}
+    for it in intents:
+        if it.id in res.errors:
+            out[it.id] = {"state": "refused", "reason": res.errors[it.id], "flows": 0}
+        elif it.id in res.pending:
+            out[it.id] = {
+                "state": "pending",
+                "reason": res.pending[it.id],
+                "flows": res.flow_count.get(it.id, 0),
+            }
+        else:
+            out[it.id] = {"state": "active", "reason": None, "flows": res.flow_count.get(it.id, 0)}
+    return out
+
+
+def _out(it: Intent, status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "intent": it.model_dump(mode="json"),
+        "cookie": f"{it.cookie:#018x}",
+        **status,
+    }
+
+
+@router.post("/intents", status_code=201)
+def add_intent(
+    session: SessionDep,
+    body: dict[str, Any] = Body(
+        ...,
+        examples=[
+            {"kind": "connectivity", "id": "alice-bob", "a": "host:alice", "b": "host:bob"},
+            {"kind": "steering", "host": "alice", "chain": ["fw-alice"], "to": "host:server"},
+            {
+                "kind": "tunnel",
+                "a": "host:cam",
+                "b": "instance:usb1",
+                "protocol": "tcp",
+                "port": 3240,
+            },
+            {
+                "kind": "replication",
+                "source": "instance:acq",
+                "protocol": "udp",
+                "port": 5004,
+                "targets": ["instance:edge1", "instance:edge2"],
+            },
+        ],
+    ),
+) -> dict[str, Any]:
+    """Add an intent. Nothing is stored (so nothing installed) unless it is accepted."""
+    if "id" not in body and isinstance(body.get("kind"), str):
+        body = {**body, "id": f"{body['kind']}-{secrets.token_hex(4)}"}
+    try:
+        intent = parse_intent(body)
+    except pydantic.ValidationError as e:
+        raise HTTPException(
+            422, detail=[{"loc": err["loc"], "msg": err["msg"]} for err in e.errors()]
+        ) from None
+    view = build_view(session)
+    existing = load_intents(session)
+    try:
+        check_names(view, intent)
+        for old in existing:
+            reason = semantic_conflict(intent, old)
+            if reason:
+                raise IntentConflict(reason, old.id)
+        res = compile_intents(view, [*existing, intent])
+        if intent.id in res.errors:
+            raise IntentConflict(res.errors[intent.id])
+    except UnknownName as e:
+        raise HTTPException(422, detail=e.reason) from None
+    except IntentConflict as e:
+        raise HTTPException(409, detail=e.reason) from None
+    session.add(
+        SdnIntentRow(
+            id=intent.id,
+            kind=intent.kind,
+            spec=intent.model_dump(mode="json"),
+            created_at=time.time(),
+        )
+    )
+    record_event(session, "intent_added", {"id": intent.id, "kind": intent.kind})
+    session.commit()
+    return _out(intent, _status([*existing, intent], view)[intent.id])
+
+
+@router.get("/intents")
+def list_intents(session: SessionDep) -> list[dict[str, Any]]:
+    intents = load_intents(session)
+    status = _status(intents, build_view(session))
+    return [_out(it, status[it.id]) for it in intents]
+
+
+@router.get("/intents/{intent_id}")
+def get_intent(intent_id: str, session: SessionDep) -> dict[str, Any]:
+    intents = load_intents(session)
+    found = next((it for it in intents if it.id == intent_id), None)
+    if found is None:
+        raise HTTPException(404, detail=f"unknown intent {intent_id!r}")
+    return _out(found, _status(intents, build_view(session))[intent_id])
+
+
+@router.delete("/intents/{intent_id}")
+def delete_intent(intent_id: str, session: SessionDep) -> dict[str, Any]:
+    row = session.get(SdnIntentRow, intent_id)
+    if row is None:
+        raise HTTPException(404, detail=f"unknown intent {intent_id!r}")
+    session.delete(row)
+    record_event(session, "intent_deleted", {"id": intent_id, "kind": row.kind})
+    session.commit()
+    return {"deleted": intent_id}
+
+
+@router.get("/sdn/view", response_model=None)
+def get_view(session: SessionDep) -> dict[str, Any]:
+    data = ViewAndIntents(view=build_view(session), intents=load_intents(session))
+    body = data.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    body["version"] = digest
+    return body
+
+
+class HostSeen(pydantic.BaseModel):
+    """A switch saw a frame from this MAC on an access port (a packet-in)."""
+
+    kind: str = "host_seen"
+    node: str
+    """Node whose bridge raised the packet-in."""
+    port: str
+    """Port name on that bridge."""
+    ofport: int
+    """OpenFlow port number."""
+    mac: str
+    """Source MAC address of the frame."""
+    ip: str | None = None
+    """Source IPv4 address (or ARP sender address), if the frame had one."""
+    time: float
+    """When the controller saw it (UNIX seconds)."""
+    known_as: str | None = None
+    """The host name the controller's view had for this MAC, if any."""
+
+
+class FlowSnapshot(pydantic.BaseModel):
+    kind: str = "flows"
+    node: str
+    dpid: str
+    time: float
+    flows: list[dict[str, Any]]
+    ports: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    groups: int = 0
+
+
+@router.post("/sdn/events", status_code=202)
+def post_event(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    kind = body.get("kind")
+    try:
+        if kind == "host_seen":
+            seen = HostSeen.model_validate(body)
+            mac = seen.mac.lower()
+            row = session.get(SdnHostSightingRow, mac)
+            if row is None:
+                row = SdnHostSightingRow(mac=mac)
+                session.add(row)
+            row.node, row.port, row.ofport, row.ip, row.at = (
+                seen.node,
+                seen.port,
+                seen.ofport,
+                seen.ip,
+                seen.time,
+            )
+            record_event(session, "host_seen", seen.model_dump(exclude={"kind"}))
+        elif kind == "flows":
+            snap = FlowSnapshot.model_validate(body)
+            srow = session.get(SdnFlowSnapshotRow, snap.node)
+            if srow is None:
+                srow = SdnFlowSnapshotRow(node=snap.node)
+                session.add(srow)
+            srow.dpid, srow.at, srow.flows, srow.ports = (
+                snap.dpid,
+                snap.time,
+                snap.flows,
+                snap.ports,
+            )
+        else:
+            raise HTTPException(422, detail=f"unknown event kind {kind!r}")
+    except pydantic.ValidationError as e:
+        raise HTTPException(
+            422, detail=[{"loc": err["loc"], "msg": err["msg"]} for err in e.errors()]
+        ) from None
+    session.commit()
+    return {"accepted": kind}
+
+
+@router.get("/nodes/{node}/flows")
+def node_flows(node: str, session: SessionDep) -> dict[str, Any]:
+    if session.get(NodeRow, node) is None:
+        raise HTTPException(404, detail=f"unknown node {node!r}")
+    snap = session.get(SdnFlowSnapshotRow, node)
+    if snap is None:
+        return {"node": node, "dpid": None, "at": None, "flows": [], "ports": []}
+    return {
+        "node": node,
+        "dpid": snap.dpid,
+        "at": snap.at,
+        "age_s": round(max(0.0, time.time() - snap.at), 3),
+        "flows": snap.flows,
+        "ports": snap.ports,
+    }

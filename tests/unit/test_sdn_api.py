@@ -1,0 +1,257 @@
+"""The SDN API in-process (SQLite): intents, the controller's view, events, flow tables."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.orchestrator.app import Settings, create_app
+from netfate.orchestrator.sdn.api import router as sdn_router
+from netfate.orchestrator.sdn.intents import ViewAndIntents, cookie_for
+
+TOPO: dict[str, Any] = {
+    "name": "t",
+    "nodes": {
+        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24"},
+        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24"},
+        "pe1": {"kind": "pe"},
+    },
+    "hosts": {"laptop1": {"node": "cpe1"}, "laptop2": {"node": "cpe2"}},
+    "links": [{"a": "cpe1", "b": "pe1"}, {"a": "cpe2", "b": "pe1"}],
+}
+
+PORTS = {
+    "cpe1": [
+        {"name": "c1h", "ofport": 1, "peer": "host:laptop1"},
+        {"name": "c1up", "ofport": 2, "peer": "node:pe1"},
+        {"name": "c1l", "ofport": 3, "peer": "local:cpe1"},
+    ],
+    "cpe2": [
+        {"name": "c2h", "ofport": 1, "peer": "host:laptop2"},
+        {"name": "c2up", "ofport": 2, "peer": "node:pe1"},
+    ],
+    "pe1": [
+        {"name": "p1", "ofport": 1, "peer": "node:cpe1"},
+        {"name": "p2", "ofport": 2, "peer": "node:cpe2"},
+        {"name": "pl", "ofport": 3, "peer": "local:pe1"},
+    ],
+}
+
+
+def _app(db_url: str) -> Any:
+    app = create_app(Settings(database_url=db_url))
+    # Mounted by the orchestrator's router list once wired; mount here if it is not yet.
+    if not any(getattr(r, "path", "") == "/api/v1/intents" for r in app.routes):
+        app.include_router(sdn_router, prefix="/api/v1")
+    return app
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'o.db'}"
+
+
+@pytest.fixture
+def api(db_url: str) -> Iterator[TestClient]:
+    with TestClient(_app(db_url)) as c:
+        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
+        for i, n in enumerate(("cpe1", "cpe2", "pe1")):
+            r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{9000 + i}"})
+            assert r.status_code == 200, r.text
+            r = c.post(
+                f"/api/v1/agents/{n}/report",
+                json={"datapath_id": f"{i + 1:016x}", "ports": PORTS[n]},
+            )
+            assert r.status_code == 200, r.text
+        yield c
+
+
+def conn(iid: str = "c1", a: str = "host:laptop1", b: str = "host:laptop2") -> dict[str, Any]:
+    return {"kind": "connectivity", "id": iid, "a": a, "b": b}
+
+
+def test_view_has_nodes_ports_hosts_and_a_version(api: TestClient) -> None:
+    r = api.get("/api/v1/sdn/view")
+    assert r.status_code == 200
+    data = ViewAndIntents.model_validate(r.json())
+    assert {n.name: n.dpid for n in data.view.nodes} == {"cpe1": 1, "cpe2": 2, "pe1": 3}
+    cpe1 = next(n for n in data.view.nodes if n.name == "cpe1")
+    assert [p.peer for p in cpe1.ports] == ["host:laptop1", "node:pe1", "local:cpe1"]
+    hosts = {h.name: h for h in data.view.hosts}
+    assert hosts["laptop1"].mac and hosts["laptop1"].ip and "/" not in hosts["laptop1"].ip
+    v1 = r.json()["version"]
+    assert api.get("/api/v1/sdn/view").json()["version"] == v1
+    assert api.post("/api/v1/intents", json=conn()).status_code == 201
+    assert api.get("/api/v1/sdn/view").json()["version"] != v1
+
+
+def test_add_list_get_delete(api: TestClient) -> None:
+    r = api.post("/api/v1/intents", json=conn())
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["state"] == "active" and body["flows"] > 0
+    assert body["cookie"] == f"{cookie_for('c1'):#018x}"
+    assert [i["intent"]["id"] for i in api.get("/api/v1/intents").json()] == ["c1"]
+    assert api.get("/api/v1/intents/c1").json()["intent"]["b"] == "host:laptop2"
+    assert api.delete("/api/v1/intents/c1").json() == {"deleted": "c1"}
+    assert api.get("/api/v1/intents").json() == []
+    assert api.delete("/api/v1/intents/c1").status_code == 404
+    assert api.get("/api/v1/intents/c1").status_code == 404
+    kinds = [e["kind"] for e in api.get("/api/v1/events?limit=100").json()]
+    assert "intent_added" in kinds and "intent_deleted" in kinds
+
+
+def test_generated_id(api: TestClient) -> None:
+    r = api.post(
+        "/api/v1/intents",
+        json={"kind": "connectivity", "a": "host:laptop1", "b": "subnet:0.0.0.0/0@cpe1"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["intent"]["id"].startswith("connectivity-")
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (conn(b="host:nobody"), "unknown host 'nobody'"),
+        (
+            {
+                "kind": "steering",
+                "id": "s",
+                "host": "laptop1",
+                "chain": ["vnf9"],
+                "to": "host:laptop2",
+            },
+            "unknown instance 'vnf9'",
+        ),
+        (conn(b="subnet:10.0.0.0/8@mars"), "unknown node 'mars'"),
+        (conn(b="subnet:10.0.0.0/8@pe1/eth9"), "unknown port 'pe1/eth9'"),
+    ],
+)
+def test_unknown_names_are_422_and_install_nothing(
+    api: TestClient, body: dict[str, Any], needle: str
+) -> None:
+    before = api.get("/api/v1/sdn/view").json()
+    r = api.post("/api/v1/intents", json=body)
+    assert r.status_code == 422
+    assert needle in r.json()["detail"]
+    assert api.get("/api/v1/intents").json() == []
+    assert api.get("/api/v1/sdn/view").json() == before
+
+
+def test_malformed_intents_are_422(api: TestClient) -> None:
+    for body in (
+        {"kind": "tunnel", "id": "t", "a": "host:laptop1", "b": "host:laptop2", "protocol": "tcp"},
+        {"kind": "nonsense"},
+        {"kind": "connectivity", "id": "c", "a": "laptop1", "b": "host:laptop2"},
+        {"kind": "connectivity", "id": "c", "a": "host:laptop1", "b": "host:laptop2", "x": 1},
+    ):
+        r = api.post("/api/v1/intents", json=body)
+        assert r.status_code == 422, body
+        assert r.json()["detail"]
+    assert api.get("/api/v1/intents").json() == []
+
+
+def test_conflicts_are_409_with_the_reason(api: TestClient) -> None:
+    assert api.post("/api/v1/intents", json=conn()).status_code == 201
+    r = api.post("/api/v1/intents", json=conn())
+    assert r.status_code == 409 and "already exists" in r.json()["detail"]
+    r = api.post("/api/v1/intents", json=conn("c2", "host:laptop2", "host:laptop1"))
+    assert r.status_code == 409 and "already connects" in r.json()["detail"]
+    tunnel = {
+        "kind": "tunnel",
+        "id": "t1",
+        "a": "host:laptop1",
+        "b": "host:laptop2",
+        "protocol": "tcp",
+        "port": 3240,
+    }
+    r = api.post("/api/v1/intents", json=tunnel)
+    assert (
+        r.status_code == 409 and "overlaps" in r.json()["detail"] and "'c1'" in r.json()["detail"]
+    )
+    assert [i["intent"]["id"] for i in api.get("/api/v1/intents").json()] == ["c1"]
+
+
+def test_host_seen_event_moves_the_host_in_the_view(api: TestClient) -> None:
+    view = api.get("/api/v1/sdn/view").json()["view"]
+    mac = next(h["mac"] for h in view["hosts"] if h["name"] == "laptop1")
+    ev = {
+        "kind": "host_seen",
+        "node": "cpe2",
+        "port": "c2h",
+        "ofport": 1,
+        "mac": mac.upper(),
+        "ip": "192.168.1.10",
+        "time": 1.0,
+        "known_as": "laptop1",
+    }
+    assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
+    h = next(
+        h for h in api.get("/api/v1/sdn/view").json()["view"]["hosts"] if h["name"] == "laptop1"
+    )
+    assert (h["node"], h["ofport"]) == ("cpe2", 1)
+    events = api.get("/api/v1/events?limit=100").json()
+    assert any(e["kind"] == "host_seen" and e["data"]["node"] == "cpe2" for e in events)
+
+
+def test_bad_events_are_422(api: TestClient) -> None:
+    assert api.post("/api/v1/sdn/events", json={"kind": "weird"}).status_code == 422
+    assert (
+        api.post("/api/v1/sdn/events", json={"kind": "host_seen", "node": "x"}).status_code == 422
+    )
+
+
+def test_flow_snapshot_round_trip(api: TestClient) -> None:
+    assert api.get("/api/v1/nodes/cpe1/flows").json()["flows"] == []
+    flows = [
+        {
+            "cookie": "0x4e46000000000000",
+            "priority": 0,
+            "match": {},
+            "actions": "drop",
+            "packets": 7,
+            "bytes": 700,
+            "table": 0,
+            "duration_s": 1.0,
+            "idle_timeout": 0,
+        }
+    ]
+    snap = {
+        "kind": "flows",
+        "node": "cpe1",
+        "dpid": "0000000000000001",
+        "time": 5.0,
+        "flows": flows,
+        "ports": [{"port_no": 1, "rx_packets": 3}],
+    }
+    assert api.post("/api/v1/sdn/events", json=snap).status_code == 202
+    got = api.get("/api/v1/nodes/cpe1/flows").json()
+    assert got["flows"][0]["packets"] == 7 and got["ports"][0]["rx_packets"] == 3
+    assert api.get("/api/v1/nodes/nowhere/flows").status_code == 404
+
+
+def test_intents_survive_an_orchestrator_restart(db_url: str, api: TestClient) -> None:
+    assert api.post("/api/v1/intents", json=conn()).status_code == 201
+    with TestClient(_app(db_url)) as c2:
+        assert [i["intent"]["id"] for i in c2.get("/api/v1/intents").json()] == ["c1"]
+        assert [i["id"] for i in c2.get("/api/v1/sdn/view").json()["intents"]] == ["c1"]
+
+
+def test_pending_state_when_an_instance_has_no_port(api: TestClient) -> None:
+    # A host that no access port names yet (and no sighting): pending, not refused.
+    r = api.post("/api/v1/intents", json=conn("c9", "host:laptop2", "subnet:0.0.0.0/0@cpe1"))
+    assert r.status_code == 201
+    assert r.json()["state"] == "active"
+    report = {"ports": [p for p in PORTS["cpe2"] if p["peer"] != "host:laptop2"]}
+    assert api.post("/api/v1/agents/cpe2/report", json=report).status_code == 200
+    got = api.get("/api/v1/intents/c9").json()
+    assert got["state"] == "pending" and "laptop2" in got["reason"]
