@@ -65,8 +65,11 @@ class UsbipServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for c in list(self._conns):
+            conns = list(self._conns)
+            for c in conns:
                 c.abort()
+            # connection_lost runs on a later loop turn: wait so devices are released
+            await asyncio.gather(*(c.lost for c in conns))
             await self._server.wait_closed()
             self._server = None
 
@@ -86,6 +89,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.device: VirtualDevice | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._batch = False
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # --- asyncio callbacks --------------------------------------------------- #
 
@@ -130,6 +134,8 @@ class _ServerProtocol(asyncio.Protocol):
             if self.server.owners.get(self.device.busid) is self:
                 del self.server.owners[self.device.busid]
             self.device = None
+        if not self.lost.done():
+            self.lost.set_result(None)
 
     def abort(self) -> None:
         if self.transport is not None:

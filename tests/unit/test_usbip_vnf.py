@@ -1,0 +1,279 @@
+"""HRH server and ISP client over 127.0.0.1: virtual devices, allow-list, pty, block file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from netfate.proto.usbip import SetupPacket, Status
+from netfate.services.usbip import AllowList
+from netfate.vnf.usbip_client import (
+    BlockImage,
+    ImportRefusedError,
+    MassStorageClient,
+    RemoteDevice,
+    ScsiError,
+    SerialPty,
+    UsbipError,
+    list_devices,
+)
+from netfate.vnf.usbip_host import HidKeyboard, MassStorage, SerialSensor, UsbipServer
+
+IMAGE_BYTES = 4 * 1024 * 1024
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    p = tmp_path / "pendrive.img"
+    p.write_bytes(os.urandom(IMAGE_BYTES))
+    return p
+
+
+def make_server(image: Path, allow: AllowList | None = None) -> UsbipServer:
+    return UsbipServer(
+        [SerialSensor("1-1", period=0.05), MassStorage("1-2", image), HidKeyboard("1-3")],
+        allow=allow,
+    )
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_devlist_shows_three_devices(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            devs = await list_devices("127.0.0.1", srv.port)
+            assert [d.busid for d in devs] == ["1-1", "1-2", "1-3"]
+            classes = [tuple(i.interface_class for i in d.interfaces) for d in devs]
+            assert classes == [(0x02, 0x0A), (0x08,), (0x03,)]
+            assert devs[1].devid == (1 << 16) | 3
+
+    run(main())
+
+
+def test_allow_list_hides_devices_and_refuses_import(image: Path) -> None:
+    async def main() -> None:
+        allow = AllowList.from_mapping({"1-1": ["127.0.0.1"], "1-2": ["10.0.0.0/8"]})
+        async with make_server(image, allow) as srv:
+            await srv.start()
+            devs = await list_devices("127.0.0.1", srv.port)
+            assert [d.busid for d in devs] == ["1-1"]
+            with pytest.raises(ImportRefusedError) as info:
+                await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            assert info.value.status == Status.NODEV  # not "forbidden": no probing
+
+    run(main())
+
+
+def test_unknown_busid_nodev_and_busy_device(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            with pytest.raises(ImportRefusedError) as info:
+                await RemoteDevice.attach("127.0.0.1", "7-7", srv.port)
+            assert info.value.status == Status.NODEV
+            first = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            with pytest.raises(ImportRefusedError) as info:
+                await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            assert info.value.status == Status.DEV_BUSY
+            await first.close()
+            await asyncio.sleep(0)  # let the server see the close
+            again = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            await again.close()
+
+    run(main())
+
+
+def test_mass_storage_scsi_and_pipelined_read_write(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            msc = await MassStorageClient.open(dev, urb_size=4096, max_command=256 * 1024)
+            assert (msc.blocks, msc.block_size) == (IMAGE_BYTES // 512, 512)
+            inq = await msc.inquiry()
+            assert inq[0] == 0 and inq[8:16] == b"netfate "
+            mode = await msc.command(bytes([0x1A, 0, 0x3F, 0, 4, 0]), 4, True)
+            assert mode == bytes([3, 0, 0, 0])
+            data = await msc.read_blocks(0, msc.blocks)
+            assert data == image.read_bytes()
+            new = os.urandom(1024 * 1024)
+            await msc.write_blocks(100, new)
+            assert image.read_bytes()[100 * 512 : 100 * 512 + len(new)] == new
+            with pytest.raises(ScsiError) as info:
+                await msc.read_blocks(msc.blocks - 1, 2)  # past the end
+            assert info.value.sense == (0x05, 0x21, 0x00)
+            # the device recovered: the next command works
+            assert await msc.read_blocks(0, 1) == image.read_bytes()[:512]
+            await dev.close()
+
+    run(main())
+
+
+def test_many_urbs_in_flight(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-3", srv.port)
+            setup = SetupPacket(0x80, 6, 0x0100, 0, 18)
+            pending = [dev.submit_nowait(0, True, length=18, setup=setup)[1] for _ in range(200)]
+            assert dev.in_flight == 200
+            done = await asyncio.gather(*pending)
+            assert {d.data[:2] for d in done} == {b"\x12\x01"}
+            await dev.close()
+
+    run(main())
+
+
+def test_hid_reports_and_unlink_of_parked_urb(image: Path) -> None:
+    async def main() -> None:
+        kb = HidKeyboard("1-3")
+        async with UsbipServer([kb]) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-3", srv.port)
+            rd = await dev.control(SetupPacket(0x81, 6, 0x2200, 0, 63))
+            assert rd[:4] == bytes.fromhex("05010906")
+            seq, parked = dev.submit_nowait(1, True, length=8, interval=10)
+            await asyncio.sleep(0.01)
+            assert not parked.done()  # no key pressed: the URB waits on the server
+            dev.unlink(seq)
+            assert (await parked).status == -104
+            kb.press(0x04)  # 'a'
+            assert await dev.interrupt_in(0x81, 8) == bytes([0, 0, 4, 0, 0, 0, 0, 0])
+            assert await dev.interrupt_in(0x81, 8) == bytes(8)
+            await dev.close()
+
+    run(main())
+
+
+def test_serial_pty_cat_reads_temperatures_and_ping_pong(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-1", srv.port)
+            pty = SerialPty(dev)
+            await pty.start()
+            proc = await asyncio.create_subprocess_exec(
+                "head", "-n", "2", pty.slave_path, stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await proc.communicate()
+            lines = out.decode().split()
+            assert len(lines) == 2 and all(line.startswith("temp=") for line in lines)
+            float(lines[0].removeprefix("temp="))
+            # ping through the pty slave, as an application would
+            fd = os.open(pty.slave_path, os.O_RDWR | os.O_NOCTTY)
+            os.write(fd, b"ping\n")
+            seen = b""
+            while b"pong" not in seen:
+                seen += await asyncio.to_thread(os.read, fd, 256)
+            os.close(fd)
+            await pty.close()
+            await dev.close()
+
+    run(main())
+
+
+def test_block_image_file_api(image: Path) -> None:
+    srv_ready: asyncio.Future[int]
+
+    async def serve(stop: asyncio.Event) -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            srv_ready.set_result(srv.port)
+            await stop.wait()
+
+    async def main() -> None:
+        nonlocal srv_ready
+        srv_ready = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(stop))
+        port = await srv_ready
+
+        def use_file() -> None:
+            with BlockImage("127.0.0.1", "1-2", port) as img:
+                f = img.file
+                assert f.size == IMAGE_BYTES
+                f.seek(1000)
+                f.write(b"hello, pendrive")  # unaligned: read-modify-write
+                f.seek(1000)
+                assert f.read(15) == b"hello, pendrive"
+                f.seek(0)
+                assert f.read(4096) == image.read_bytes()[:4096]
+
+        await asyncio.to_thread(use_file)
+        assert image.read_bytes()[1000:1015] == b"hello, pendrive"
+        stop.set()
+        await task
+
+    run(main())
+
+
+def test_connection_drop_gives_clean_error_and_reattach_works(image: Path) -> None:
+    async def main() -> None:
+        srv = make_server(image)
+        await srv.start()
+        port = srv.port
+        dev = await RemoteDevice.attach("127.0.0.1", "1-1", port)
+        _seq, parked = dev.submit_nowait(1, True, length=64)
+        await srv.close()  # tunnel cut mid-transfer
+        assert srv.owners == {}  # the device was released
+        with pytest.raises(UsbipError):
+            await parked
+        with pytest.raises(UsbipError):
+            await dev.bulk_in(1, 64)
+        await dev.close()
+        srv2 = make_server(image)
+        await srv2.start("127.0.0.1", port)
+        dev2 = await RemoteDevice.attach("127.0.0.1", "1-1", port)
+        assert (await dev2.bulk_in(1, 64)).startswith(b"temp=")
+        await dev2.close()
+        await srv2.close()
+
+    run(main())
+
+
+def test_hostile_client_is_dropped_and_server_keeps_serving(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+            w.write(bytes.fromhex("0111800300000000") + b"1-2".ljust(32, b"\0"))
+            await r.readexactly(8 + 312)
+            # CMD_SUBMIT on endpoint 16 with a huge length: refused, connection closed
+            devid = (1 << 16) | 3
+            w.write(struct.pack(">IIIIIIiiiI8x", 1, 1, devid, 1, 16, 0, -1, 0, -1, 0))
+            assert await r.read() == b""
+            w.close()
+            await asyncio.sleep(0)
+            devs = await list_devices("127.0.0.1", srv.port)
+            assert len(devs) == 3
+            dev = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)  # released
+            await dev.close()
+
+    run(main())
+
+
+@pytest.mark.skipif(shutil.which("usbip") is None, reason="Debian usbip tool not installed")
+def test_debian_usbip_list_shows_our_devices(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            proc = await asyncio.create_subprocess_exec(
+                "usbip", "--tcp-port", str(srv.port), "list", "-r", "127.0.0.1",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            text = out.decode()
+            assert proc.returncode == 0, err
+            for busid, vidpid in (("1-1", "1d6b:0105"), ("1-2", "1d6b:0106"), ("1-3", "1d6b:0107")):
+                assert f"{busid}: " in text and vidpid in text
+            assert "Mass Storage / SCSI / Bulk-Only (08/06/50)" in text
+
+    run(main())
