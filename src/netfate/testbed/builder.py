@@ -1,0 +1,576 @@
+"""Build an emulated edge network from a `Topology`, and take it down again.
+
+Layout (docs/CONTRACTS.md), for run prefix P:
+
+    namespace P-sw      ovsdb-server + ovs-vswitchd (userspace datapath), link emulator
+                        bridge Pb<i> per node i (dpid i+1), and the switch-side veth ends:
+                          Pn<i>      node i's own namespace          peer local:<node>
+                          Ph<j>      host j                          peer host:<host>
+                          Pl<k>a/b   link k, on the bridges of a / b peer node:<other end>
+                          Pl<k>x/y   link k's emulator ends (userspace delay/loss only)
+    namespace P-<node>  eth0: transit address + .1 of each LAN, ip_forward on,
+                        routes to every other node's LANs via that node's transit address
+    namespace P-<host>  eth0: its address, default route via its LAN's .1
+
+All bridges form one L2 network (NORMAL learning in standalone mode, RSTP
+when the node graph has loops; or a controller in secure mode); the node
+namespaces route between LANs over it. A link is a veth pair between two
+bridges, shaped with TBF at both ends; delay/loss come from netem when the
+kernel has it, otherwise the link becomes two veth pairs with the userspace
+emulator (`linkemu_driver`) between their inner ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from netfate.host import links, netns, proc, tc
+from netfate.host.ovs import OvsDaemon, Vsctl
+from netfate.model.topology import HostSpec, NodeSpec, Topology, TopologyError
+from netfate.testbed.state import RunState, StateError, check_prefix, new_prefix
+
+__all__ = ["Interrupted", "Names", "Progress", "Testbed", "TestbedError"]
+
+Progress = Callable[[str], None]
+IFACE = "eth0"  # the interface of every node and host namespace
+LINKEMU_READY_TIMEOUT = 30.0
+
+
+class TestbedError(Exception):
+    pass
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived while building; the build is rolled back."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every name a run uses, derived from its prefix (all within IFNAMSIZ)."""
+
+    prefix: str
+
+    @property
+    def sw(self) -> str:
+        return f"{self.prefix}-sw"
+
+    def ns(self, node_or_host: str) -> str:
+        return f"{self.prefix}-{node_or_host}"
+
+    def bridge(self, node: NodeSpec) -> str:
+        return f"{self.prefix}b{node.index}"
+
+    def node_port(self, node: NodeSpec) -> str:
+        return f"{self.prefix}n{node.index}"
+
+    def host_port(self, host: HostSpec) -> str:
+        return f"{self.prefix}h{host.index}"
+
+    def link_port(self, index: int, side: str) -> str:
+        return f"{self.prefix}l{index}{side}"
+
+    def emu_port(self, index: int, side: str) -> str:
+        return f"{self.prefix}l{index}{'x' if side == 'a' else 'y'}"
+
+    @staticmethod
+    def node_mac(node: NodeSpec) -> str:
+        i = node.index + 1
+        return f"02:6e:01:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While building, SIGTERM interrupts like Ctrl-C does, so the build rolls back."""
+    if not _main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """A second Ctrl-C must not cut a rollback or teardown short."""
+    if not _main_thread():
+        yield
+        return
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class Testbed:
+    """A running (or being built) emulated network. Use `Testbed.up(...)`."""
+
+    def __init__(self, topology: Topology, state: RunState) -> None:
+        self.topology = topology
+        self.state = state
+        self.names = Names(state.prefix)
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def prefix(self) -> str:
+        return self.state.prefix
+
+    @property
+    def emulator(self) -> str:
+        """Delay/loss emulation in use: none, netem or userspace."""
+        return self.state.emulator
+
+    @property
+    def api_url(self) -> str | None:
+        return self.state.api_url
+
+    @property
+    def ovs_db(self) -> str | None:
+        return self.state.ovs_db
+
+    def netns_of(self, name: str) -> str:
+        """Namespace of a node or host (or `sw`, the switch namespace)."""
+        return self.state.namespace_of(name)
+
+    def bridge_of(self, node: str) -> str:
+        return str(self.state.nodes[node]["bridge"])
+
+    def exec(
+        self, name: str, argv: list[str], check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in a node's or host's namespace (`h1 ping h2`)."""
+        return netns.run_in(self.netns_of(name), argv, check=check, timeout=timeout)
+
+    @classmethod
+    def up(
+        cls,
+        topology: Topology | str | Path,
+        *,
+        prefix: str | None = None,
+        controller: str | None = None,
+        control: bool = True,
+        api_port: int = 0,
+        progress: Progress | None = None,
+    ) -> Testbed:
+        """Build the network (and, with `control`, start orchestrator and agents).
+
+        On any error, Ctrl-C or SIGTERM during the build, everything created so
+        far is removed before the exception propagates.
+        """
+        report = progress or _quiet
+        topo = topology if isinstance(topology, Topology) else Topology.load(topology)
+        topo_file = str(Path(topology).resolve()) if not isinstance(topology, Topology) else ""
+        prefix = check_prefix(prefix) if prefix else new_prefix()
+        if netns.list_with_prefix(prefix + "-"):
+            raise TestbedError(f"namespaces with prefix {prefix}- exist already: choose another")
+        try:
+            state = RunState.create(prefix)
+        except StateError as e:
+            raise TestbedError(str(e)) from e
+        state.owner = proc.ref(os.getpid(), role="builder").to_dict()
+        state.topology_name = topo.name
+        state.topology_file = topo_file
+        state.controller = controller
+        state.control = control
+        state.save()
+        tb = cls(topo, state)
+        try:
+            with _sigterm_raises():
+                tb._build(report, controller)
+                if control:
+                    from netfate.testbed.control import start_control
+
+                    start_control(tb, api_port=api_port, progress=report)
+        except BaseException:
+            report("rolling back")
+            with _shielded():
+                from netfate.testbed.cleanup import teardown
+
+                teardown(state, progress=report)
+            raise
+        state.phase = "up"
+        state.owner = None
+        state.save()
+        return tb
+
+    @classmethod
+    def attach(cls, prefix: str) -> Testbed:
+        """The run with this prefix, from its state journal."""
+        state = RunState.load(prefix)
+        topo_doc = state.dir / "topology.json"
+        try:
+            topo = Topology.from_dict(json.loads(topo_doc.read_text()))
+        except (OSError, ValueError, TopologyError) as e:
+            raise TestbedError(f"run {prefix}: cannot read its topology ({e})") from e
+        return cls(topo, state)
+
+    def down(self, progress: Progress | None = None) -> list[str]:
+        """Remove everything of this run. Returns problems met (empty if clean)."""
+        from netfate.testbed.cleanup import teardown
+
+        with _shielded():
+            return teardown(self.state, progress=progress or _quiet)
+
+    def __enter__(self) -> Testbed:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    # ------------------------------------------------------------ building
+
+    def _step(self, report: Progress, name: str, fn: Callable[[], Any]) -> Any:
+        report(name)
+        t0 = time.monotonic()
+        result = fn()
+        self.state.timings[name] = round(time.monotonic() - t0, 4)
+        return result
+
+    def _build(self, report: Progress, controller: str | None) -> None:
+        topo, n, st = self.topology, self.names, self.state
+        t0 = time.monotonic()
+        (st.dir / "topology.json").write_text(topo.to_json())
+        (st.dir / "topology.yaml").write_text(topo.to_yaml())
+        st.nodes = {
+            node.name: {
+                "netns": n.ns(node.name),
+                "bridge": n.bridge(node),
+                "port": n.node_port(node),
+                "dpid": f"{node.datapath_id:016x}",
+                "transit_ip": str(node.transit_ip),
+            }
+            for node in topo.nodes.values()
+        }
+        st.hosts = {
+            h.name: {"netns": n.ns(h.name), "node": h.node, "ip": str(h.ip), "port": n.host_port(h)}
+            for h in topo.hosts.values()
+        }
+        st.namespaces = [n.sw] + [n.ns(x) for x in topo.nodes] + [n.ns(x) for x in topo.hosts]
+        st.ovs_rundir = str(st.dir / "ovs")
+        st.save()  # journal first: what follows may be interrupted at any point
+
+        self._step(report, f"namespaces ({len(st.namespaces)})", self._namespaces)
+        self._step(report, "switch namespace", self._switch_namespace)
+        self._step(report, "Open vSwitch", self._start_ovs)
+        self._step(report, f"veth links ({self._veth_count()})", self._veths)
+        self._step(report, "addresses and routes", self._configure_namespaces)
+        self._step(report, "traffic control", self._traffic_control)
+        self._step(report, f"bridges ({len(topo.nodes)})", lambda: self._bridges(controller))
+        if self.state.emulator == "userspace":
+            self._step(report, "userspace link emulator", self._start_linkemu)
+        st.timings["network"] = round(time.monotonic() - t0, 4)
+        st.save()
+
+    def _impaired(self) -> list[int]:
+        return [lk.index for lk in self.topology.links if lk.impaired]
+
+    def _veth_count(self) -> int:
+        topo = self.topology
+        extra = len(self._impaired()) if self.state.emulator == "userspace" else 0
+        return len(topo.nodes) + len(topo.hosts) + len(topo.links) + extra
+
+    def _namespaces(self) -> None:
+        for name in self.state.namespaces:
+            netns.ensure(name)
+
+    def _switch_namespace(self) -> None:
+        sw = self.names.sw
+
+        def setup() -> None:
+            with links.rtnl(None) as ipr:
+                ipr.link("set", index=1, state="up")  # lo: the controller may listen there
+            # Ports in here are pure L2: no IPv6 autoconfiguration, ND or MLD noise.
+            links.sysctl(None, "net.ipv6.conf.all.disable_ipv6", 1)
+            links.sysctl(None, "net.ipv6.conf.default.disable_ipv6", 1)
+
+        netns.in_netns(sw, setup)
+        st = self.state
+        if self._impaired():
+            st.netem_available = tc.netem_available(sw)
+            st.emulator = "netem" if st.netem_available else "userspace"
+        else:
+            st.emulator = "none"
+        st.save()
+
+    def _start_ovs(self) -> None:
+        st = self.state
+        if st.ovs_rundir is None:
+            raise TestbedError("internal: OVS run directory not recorded")
+        daemon = OvsDaemon(Path(st.ovs_rundir), self.names.sw)
+        try:
+            daemon.start()
+        finally:
+            for ref in daemon.procs.values():
+                st.processes.append(ref.to_dict())
+            st.save()
+        st.ovs_db = daemon.db
+        st.save()
+
+    def _veths(self) -> None:
+        topo, n, sw = self.topology, self.names, self.names.sw
+        userspace = self.state.emulator == "userspace"
+        fds: dict[str, int] = {}
+
+        def fd(ns: str) -> int:
+            if ns not in fds:
+                fds[ns] = os.open(netns.NETNS_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
+            return fds[ns]
+
+        sw_ends: list[tuple[str, int | None]] = []
+        try:
+            with links.rtnl(sw) as ipr:
+
+                def veth(name: str, peer: str, peer_ns: str | None, mtu: int | None) -> None:
+                    p: dict[str, Any] = {"ifname": peer}
+                    if peer_ns is not None:
+                        p["net_ns_fd"] = fd(peer_ns)
+                    spec: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": p}
+                    if mtu is not None:
+                        spec["mtu"] = mtu
+                        p["mtu"] = mtu
+                    ipr.link("add", **spec)
+
+                for node in topo.nodes.values():
+                    veth(n.node_port(node), IFACE, n.ns(node.name), None)
+                    sw_ends.append((n.node_port(node), None))
+                for host in topo.hosts.values():
+                    veth(n.host_port(host), IFACE, n.ns(host.name), None)
+                    sw_ends.append((n.host_port(host), None))
+                for lk in topo.links:
+                    pa, pb = n.link_port(lk.index, "a"), n.link_port(lk.index, "b")
+                    if userspace and lk.impaired:
+                        ea, eb = n.emu_port(lk.index, "a"), n.emu_port(lk.index, "b")
+                        veth(pa, ea, None, lk.mtu)
+                        veth(pb, eb, None, lk.mtu)
+                        sw_ends += [(pa, lk.mtu), (pb, lk.mtu), (ea, lk.mtu), (eb, lk.mtu)]
+                    else:
+                        veth(pa, pb, None, lk.mtu)
+                        sw_ends += [(pa, lk.mtu), (pb, lk.mtu)]
+                index = {str(m.get("IFLA_IFNAME")): int(m["index"]) for m in ipr.link("dump")}
+                for name, _ in sw_ends:
+                    ipr.link("set", index=index[name], state="up")
+        finally:
+            for f in fds.values():
+                os.close(f)
+
+    def _configure_namespaces(self) -> None:
+        topo = self.topology
+        lan_routes: list[tuple[str, int, str]] = []  # (network, prefixlen, via transit ip)
+        for node in topo.nodes.values():
+            for lan in node.lans:
+                lan_routes.append((str(lan.network_address), lan.prefixlen, str(node.transit_ip)))
+        jobs: list[tuple[str, Callable[[], None]]] = []
+        for node in topo.nodes.values():
+            routes = [r for r in lan_routes if r[2] != str(node.transit_ip)]
+            jobs.append((self.names.ns(node.name), _node_setup(node, topo, routes)))
+        for host in topo.hosts.values():
+            jobs.append((self.names.ns(host.name), _host_setup(host)))
+        # Netlink and ioctl calls release the GIL: a few namespaces at a time overlap well.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for f in [pool.submit(netns.in_netns, ns, job) for ns, job in jobs]:
+                f.result()
+
+    def _traffic_control(self) -> None:
+        topo, n, sw = self.topology, self.names, self.names.sw
+        if self.state.emulator == "netem":
+            for lk in topo.links:
+                for side in ("a", "b"):
+                    port = n.link_port(lk.index, side)
+                    if lk.impaired:
+                        tc.impair(
+                            sw,
+                            port,
+                            delay_us=lk.delay_us,
+                            loss=lk.loss,
+                            rate_bps=lk.rate_bps,
+                            mtu=lk.mtu or 1500,
+                        )
+                    elif lk.rate_bps is not None:
+                        tc.shape(sw, port, lk.rate_bps, lk.mtu or 1500)
+            return
+        # TBF on the bridge-side end of each direction: A->B leaves bridge A through
+        # l<k>a, B->A leaves bridge B through l<k>b (emulated or not).
+        items = [
+            (n.link_port(lk.index, side), lk.rate_bps)
+            for lk in topo.links
+            if lk.rate_bps is not None
+            for side in ("a", "b")
+        ]
+        if items:
+            tc.shape_many(sw, items)
+
+    def _bridges(self, controller: str | None) -> None:
+        topo, n = self.topology, self.names
+        if self.state.ovs_db is None:
+            raise TestbedError("internal: OVS database not recorded")
+        vs = Vsctl(self.state.ovs_db)
+        rstp = topo.has_cycles()
+        fail_mode = "secure" if controller else "standalone"
+        batch = vs.batch()
+        edge_ports: list[str] = []
+        ports: list[str] = []
+        for node in topo.nodes.values():
+            batch.add_bridge(
+                n.bridge(node),
+                datapath_id=node.datapath_id,
+                node=node.name,
+                fail_mode=fail_mode,
+                controller=controller,
+                rstp=rstp,
+            )
+        for node in topo.nodes.values():
+            batch.add_port(n.bridge(node), n.node_port(node), peer=f"local:{node.name}")
+            edge_ports.append(n.node_port(node))
+        for host in topo.hosts.values():
+            node = topo.nodes[host.node]
+            batch.add_port(n.bridge(node), n.host_port(host), peer=f"host:{host.name}")
+            edge_ports.append(n.host_port(host))
+        for lk in topo.links:
+            a, b = topo.nodes[lk.a], topo.nodes[lk.b]
+            batch.add_port(n.bridge(a), n.link_port(lk.index, "a"), peer=f"node:{b.name}")
+            batch.add_port(n.bridge(b), n.link_port(lk.index, "b"), peer=f"node:{a.name}")
+            ports += [n.link_port(lk.index, "a"), n.link_port(lk.index, "b")]
+        if rstp:
+            # Hosts and node namespaces never close a loop: forward at once.
+            for port in edge_ports:
+                batch.add("set", "port", port, "other_config:rstp-port-admin-edge=true")
+        batch.commit()
+        vs.wait_ofports(edge_ports + ports, timeout=60.0)
+
+    def _start_linkemu(self) -> None:
+        topo, n, st = self.topology, self.names, self.state
+        ready = st.dir / "linkemu.ready"
+        config = {
+            "seed": 1,
+            "ready_file": str(ready),
+            "stats_file": str(st.dir / "linkemu.json"),
+            "links": [
+                {
+                    "id": lk.index,
+                    "a": n.emu_port(lk.index, "a"),
+                    "b": n.emu_port(lk.index, "b"),
+                    "delay_us": lk.delay_us,
+                    "loss": lk.loss,
+                }
+                for lk in topo.links
+                if lk.impaired
+            ],
+        }
+        cfg = st.dir / "linkemu-config.json"
+        cfg.write_text(json.dumps(config, indent=1))
+        log = open(st.dir / "linkemu.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            p = netns.popen_in(
+                n.sw,
+                [sys.executable, "-m", "netfate.testbed.linkemu_driver", str(cfg)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        with contextlib.suppress(ProcessLookupError):  # died at once: reported below
+            st.add_process(proc.ref(p.pid, role="linkemu"))
+        deadline = time.monotonic() + LINKEMU_READY_TIMEOUT
+        while not ready.exists():
+            if p.poll() is not None:
+                tail = (st.dir / "linkemu.log").read_text(errors="replace")[-2000:]
+                raise TestbedError(f"link emulator exited with {p.returncode}: {tail}")
+            if time.monotonic() > deadline:
+                raise TestbedError(f"link emulator not ready after {LINKEMU_READY_TIMEOUT}s")
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def _rtnl_here() -> Iterator[Any]:
+    """IPRoute over a netlink socket of the calling thread's namespace."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    try:
+        ipr = IPRoute(use_socket=sock)
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+    finally:
+        sock.close()
+
+
+def _node_setup(
+    node: NodeSpec, topo: Topology, routes: list[tuple[str, int, str]]
+) -> Callable[[], None]:
+    def setup() -> None:  # runs inside the node's namespace
+        with _rtnl_here() as ipr:
+            idx = ipr.link_lookup(ifname=IFACE)[0]
+            ipr.link("set", index=1, state="up")
+            ipr.link("set", index=idx, address=Names.node_mac(node))
+            ipr.addr(
+                "add", index=idx, address=str(node.transit_ip), prefixlen=topo.transit.prefixlen
+            )
+            for lan in node.lans:
+                gw = str(lan.network_address + 1)
+                ipr.addr("add", index=idx, address=gw, prefixlen=lan.prefixlen)
+            ipr.link("set", index=idx, state="up")
+            for dst, plen, via in routes:
+                ipr.route("replace", dst=dst, dst_len=plen, gateway=via)
+        links.sysctl(None, "net.ipv4.ip_forward", 1)
+        # Traffic between LANs enters and leaves through eth0: no redirects, no rp_filter drops.
+        for conf in ("all", "default", IFACE):
+            links.sysctl(None, f"net.ipv4.conf.{conf}.send_redirects", 0)
+            links.sysctl(None, f"net.ipv4.conf.{conf}.rp_filter", 0)
+        links.tx_offload_off(None, IFACE)
+
+    return setup
+
+
+def _host_setup(host: HostSpec) -> Callable[[], None]:
+    def setup() -> None:  # runs inside the host's namespace
+        with _rtnl_here() as ipr:
+            idx = ipr.link_lookup(ifname=IFACE)[0]
+            ipr.link("set", index=1, state="up")
+            ipr.link("set", index=idx, address=host.mac)
+            ipr.addr("add", index=idx, address=str(host.ip), prefixlen=host.lan.prefixlen)
+            ipr.link("set", index=idx, state="up")
+            ipr.route("replace", dst="0.0.0.0", dst_len=0, gateway=str(host.gateway))
+        links.tx_offload_off(None, IFACE)
+
+    return setup

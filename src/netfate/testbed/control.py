@@ -1,0 +1,198 @@
+"""Control plane of a testbed run: the orchestrator and one agent per node.
+
+Kept apart from the network build on purpose: `--no-control` skips this
+module entirely. Commands and flags are the ones in docs/CONTRACTS.md:
+
+    python -m netfate orchestrator --listen 127.0.0.1:PORT
+        --database-url sqlite:///<run>/orchestrator.db --topology <run>/topology.yaml
+    python -m netfate agent --node N --orchestrator URL --netns P-N
+        --ovs-db unix:<run>/ovs/db.sock --ovs-netns P-sw --bridge Pb<i>
+        --state-dir <run>/agents/N --prefix P
+
+All run in the root namespace (agents reach into their node's namespace
+themselves), detached in their own sessions so they outlive `testbed up`,
+with logs under the run directory. Each pid is journalled as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from netfate.host import proc
+
+if TYPE_CHECKING:
+    from netfate.testbed.builder import Progress, Testbed
+
+__all__ = ["free_port", "start_control", "wait_nodes_up"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(tb: Testbed, argv: list[str], role: str, log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as f:
+        p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    with contextlib.suppress(ProcessLookupError):  # exited at once: the wait reports it
+        tb.state.add_process(proc.ref(p.pid, role=role))
+    return p
+
+
+def _tail(path: Path, n: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def start_control(tb: Testbed, *, api_port: int = 0, progress: Progress | None = None) -> str:
+    """Start orchestrator and agents, wait until every node is up; returns the API URL."""
+    from netfate.testbed.builder import TestbedError
+
+    report = progress or (lambda _: None)
+    st, topo, names = tb.state, tb.topology, tb.names
+    port = api_port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    st.api_url = url
+    st.save()
+    logs = st.dir / "logs"
+    t0 = time.monotonic()
+    report("orchestrator")
+    orch_log = logs / "orchestrator.log"
+    orch = _spawn(
+        tb,
+        [
+            sys.executable,
+            "-m",
+            "netfate",
+            "orchestrator",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--database-url",
+            f"sqlite:///{st.dir / 'orchestrator.db'}",
+            "--topology",
+            str(st.dir / "topology.yaml"),
+        ],
+        "orchestrator",
+        orch_log,
+    )
+    _wait_http(url, orch, orch_log, timeout=60.0)
+    report(f"agents ({len(topo.nodes)})")
+    agents: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    for node in topo.nodes.values():
+        log = logs / f"agent-{node.name}.log"
+        agents[node.name] = (
+            _spawn(
+                tb,
+                [
+                    sys.executable,
+                    "-m",
+                    "netfate",
+                    "agent",
+                    "--node",
+                    node.name,
+                    "--orchestrator",
+                    url,
+                    "--netns",
+                    names.ns(node.name),
+                    "--ovs-db",
+                    str(st.ovs_db),
+                    "--ovs-netns",
+                    names.sw,
+                    "--bridge",
+                    names.bridge(node),
+                    "--state-dir",
+                    str(st.dir / "agents" / node.name),
+                    "--prefix",
+                    st.prefix,
+                ],
+                f"agent:{node.name}",
+                log,
+            ),
+            log,
+        )
+    # Python start-up of many agents on few cores dominates: allow for it.
+    timeout = 60.0 + 1.0 * len(topo.nodes)
+    wait_nodes_up(url, list(topo.nodes), timeout=timeout, agents=agents, progress=report)
+    st.timings["control"] = round(time.monotonic() - t0, 4)
+    st.save()
+    if orch.poll() is not None:
+        raise TestbedError(f"orchestrator exited with {orch.returncode}: {_tail(orch_log)}")
+    return url
+
+
+def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    from netfate.testbed.builder import TestbedError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if p.poll() is not None:
+            raise TestbedError(f"orchestrator exited with {p.returncode}: {_tail(log)}")
+        try:
+            r = httpx.get(f"{url}/api/v1/nodes", timeout=2.0)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TestbedError(f"orchestrator not answering at {url} after {timeout}s")
+        time.sleep(0.1)
+
+
+def wait_nodes_up(
+    url: str,
+    nodes: list[str],
+    *,
+    timeout: float,
+    agents: dict[str, tuple[subprocess.Popen[bytes], Path]] | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Poll GET /api/v1/nodes until every node in `nodes` has status "up"."""
+    from netfate.testbed.builder import TestbedError
+
+    deadline = time.monotonic() + timeout
+    last_up = -1
+    pending: list[str] = list(nodes)
+    while True:
+        for name, (p, log) in (agents or {}).items():
+            if p.poll() is not None:
+                raise TestbedError(f"agent of {name} exited with {p.returncode}: {_tail(log)}")
+        try:
+            r = httpx.get(f"{url}/api/v1/nodes", timeout=5.0)
+            listed: Any = r.json() if r.status_code == 200 else []
+        except (httpx.HTTPError, ValueError):
+            listed = []
+        status = {
+            str(n.get("name")): n.get("status")
+            for n in (listed if isinstance(listed, list) else [])
+            if isinstance(n, dict)
+        }
+        pending = [n for n in nodes if status.get(n) != "up"]
+        if not pending:
+            return
+        up = len(nodes) - len(pending)
+        if progress is not None and up != last_up:
+            progress(f"agents up: {up}/{len(nodes)}")
+            last_up = up
+        if time.monotonic() > deadline:
+            shown = ", ".join(pending[:10])
+            raise TestbedError(f"nodes not up after {timeout:.0f}s: {shown}")
+        time.sleep(0.2)
