@@ -1,7 +1,41 @@
-"""The dashboard and the users' pages, served by the orchestrator."""
+"""The dashboard and the users' pages, served by the orchestrator.
+
+Layout:
+
+    templates/dashboard.html   the operator's dashboard (served at `/`)
+    static/dashboard.css       its style
+    static/dashboard.js        topology drawing, instances, nodes, live event feed
+    static/panels/*.js         extra panels, loaded after dashboard.js (see below)
+
+Everything is plain HTML/CSS/JS with no build step and nothing fetched from the
+internet: the page is served with a Content-Security-Policy that only allows this
+origin, so a stray external URL or an injected inline script would not run anyway.
+
+Adding a panel (a service does this without editing the core page):
+
+1. Put a script in `static/panels/NAME.js`, or, if the script lives elsewhere
+   (a service's own static folder mounted on the app), call
+   `register_panel("/path/to/script.js")` from Python before the page is served.
+2. In the script, use the browser-side registry that dashboard.js exposes:
+
+       netfate.registerPanel({
+         id: "firewall",                 // unique, used for the DOM id
+         title: "Personal firewalls",
+         kinds: ["FirewallRuleAdded"],  // event kinds the panel wants live
+         mount(el, ctx) { ... },         // el: an empty <div> to fill (use ctx.h)
+         onEvent(ev, ctx) { ... },       // each event of `kinds`, as it happens
+         onRefresh(state, ctx) { ... },  // after each refresh of nodes/instances
+       });
+       netfate.describeEvent("FirewallRuleAdded", (d) => `rule ${d.rule} on ${d.instance}`);
+
+   `ctx.h(tag, attrs, ...children)` builds elements (text children become text
+   nodes, never markup), `ctx.api(path)` GETs JSON from `/api/v1`. Never assign
+   API data to innerHTML.
+"""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -9,11 +43,55 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PANELS_DIR = STATIC / "panels"
+TEMPLATE = HERE / "templates" / "dashboard.html"
+PANELS_MARKER = "<!-- panels -->"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+"""Only this origin: no CDN, no inline script, so injected markup cannot execute."""
+
+_registered: list[str] = []
+
+
+def register_panel(script_url: str) -> None:
+    """Load this same-origin script on the dashboard, after the core (idempotent)."""
+    if not script_url.startswith("/") or script_url.startswith("//"):
+        raise ValueError(f"panel scripts must be same-origin paths, got {script_url!r}")
+    if script_url not in _registered:
+        _registered.append(script_url)
+
+
+def panel_scripts() -> list[str]:
+    """Scripts of extra panels: static/panels/*.js (sorted), then registered ones."""
+    found = []
+    if PANELS_DIR.is_dir():
+        found = [f"/static/panels/{p.name}" for p in sorted(PANELS_DIR.glob("*.js"))]
+    return found + [u for u in _registered if u not in found]
+
+
+def render_dashboard() -> str:
+    tags = "\n".join(
+        f'<script src="{html.escape(u, quote=True)}" defer></script>' for u in panel_scripts()
+    )
+    return TEMPLATE.read_text(encoding="utf-8").replace(PANELS_MARKER, tags)
 
 
 def mount(app: FastAPI) -> None:
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard() -> str:
-        return (HERE / "templates" / "dashboard.html").read_text()
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(
+            render_dashboard(),
+            headers={
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
