@@ -47,6 +47,7 @@ def agent(
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx = NodeContext(
         node=node,
         prefix=prefix,

@@ -13,7 +13,6 @@ Announcement": a request whose sender and target protocol addresses are both our
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 
 ETH_P_ARP = 0x0806
@@ -32,11 +31,3 @@ def announcement(mac: str, ip: str) -> bytes:
     eth = b"\xff" * 6 + sha + struct.pack("!H", ETH_P_ARP)
     arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + sha + spa + b"\x00" * 6 + spa
     return eth + arp
-
-
-def send_announcement(sock: socket.socket, ifname: str, mac: str, ip: str, count: int = 1) -> None:
-    """`sock` is an AF_PACKET/SOCK_RAW socket opened in the instance's namespace."""
-    sock.bind((ifname, ETH_P_ARP))
-    frame = announcement(mac, ip)
-    for _ in range(count):
-        sock.send(frame)

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,39 @@ class InstanceError(Exception):
     pass
 
 
+class PortSwitch:
+    """Sets switch-side ports up or down over one netlink handle kept open in the
+    switch's namespace. Opening one per call (a thread, setns, a pyroute2 handle)
+    costs milliseconds, and this call is on a migration's critical path. pyroute2
+    handles belong to the thread that made them, so all calls run on one worker."""
+
+    def __init__(self, ns: str | None) -> None:
+        self.ns = ns
+        self._ipr: Any = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netfate-ports")
+
+    def _handle(self) -> Any:
+        from pyroute2 import IPRoute
+
+        if self._ipr is None:
+            sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+            self._ipr = IPRoute(use_socket=sock)
+        return self._ipr
+
+    def warm(self) -> None:
+        self._worker.submit(self._handle).result()
+
+    def set(self, ifname: str, up: bool) -> None:
+        def work() -> None:
+            ipr = self._handle()
+            idx = ipr.link_lookup(ifname=ifname)
+            if not idx:
+                raise links.LinkNotFound(self.ns, ifname)
+            ipr.link("set", index=idx[0], state="up" if up else "down")
+
+        self._worker.submit(work).result()
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """Where this agent's node lives: identical code for testbed and real hardware."""
@@ -51,6 +85,10 @@ class NodeContext:
     bridge: str
     vsctl: Vsctl
     ovs_netns: str | None = None
+    ports: PortSwitch = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ports", PortSwitch(self.ovs_netns))
 
 
 @dataclass
@@ -61,6 +99,8 @@ class Instance:
     pid: int | None = None
     limits: str = ""
     started_at: float = field(default_factory=time.time)
+    _garp: socket.socket | None = field(default=None, repr=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- names
 
@@ -89,40 +129,58 @@ class Instance:
     # ---------------------------------------------------------------- lifecycle
 
     def build(self) -> None:
-        """Namespace, veth into the bridge, addresses. Link stays down in standby."""
+        """Namespace, veth into the bridge, addresses, routes.
+
+        The instance side is always up and fully configured. Whether traffic flows
+        is decided on the switch side: a standby copy (migration target) has its
+        switch-side port down, so it has no carrier, sends nothing (not even ARP
+        replies) and receives nothing. Activation is then one netlink operation plus
+        a gratuitous ARP, which keeps a migration's downtime to milliseconds.
+        """
         c = self.ctx
-        netns.ensure(self.netns)
-        links.set_up(self.netns, "lo")
+        self.prepare_netns()
         links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns)
         links.set_mac(self.netns, IFNAME, str(self.spec["mac"]))
         links.tx_offload_off(self.netns, IFNAME)
         links.tx_offload_off(c.ovs_netns, self.port)
         if self.spec.get("ip"):
             links.add_address(self.netns, IFNAME, str(self.spec["ip"]))
-        links.set_up(c.ovs_netns, self.port)
+        links.set_up(self.netns, IFNAME)
+        if self.spec.get("gateway"):
+            links.add_route(self.netns, "0.0.0.0/0", str(self.spec["gateway"]))
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
+        self._announcer()  # opened now: creating a packet socket costs a kernel RCU wait
+        c.ports.warm()
         if self.role == "active":
             self.bring_up()
 
+    def prepare_netns(self) -> None:
+        """The namespace alone: enough to spawn the process (it binds 0.0.0.0), so the
+        agent starts the interpreter first and wires the interfaces while it imports."""
+        netns.ensure(self.netns)
+        links.set_up(self.netns, "lo")
+
+    def _announcer(self) -> socket.socket:
+        if self._garp is None:
+            sock = netns.socket_in(self.netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+            sock.bind((IFNAME, 0))  # protocol 0: send only, no receive hook
+            self._garp = sock
+        return self._garp
+
     def bring_up(self) -> None:
-        links.set_up(self.netns, IFNAME)
-        if self.spec.get("gateway"):
-            with contextlib.suppress(Exception):  # already present after a restart
-                links.add_route(self.netns, "0.0.0.0/0", str(self.spec["gateway"]))
+        self.ctx.ports.set(self.port, up=True)
         self.announce()
 
     def bring_down(self) -> None:
-        links.set_up(self.netns, IFNAME, up=False)
+        self.ctx.ports.set(self.port, up=False)
 
     def announce(self) -> None:
         ip = self.spec.get("ip")
-        if not ip:
-            return
-        sock = netns.socket_in(self.netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            garp.send_announcement(sock, IFNAME, str(self.spec["mac"]), ip.split("/")[0], 2)
-        finally:
-            sock.close()
+        if ip:
+            frame = garp.announcement(str(self.spec["mac"]), str(ip).split("/")[0])
+            sock = self._announcer()
+            for _ in range(2):
+                sock.send(frame)
 
     def spawn(self) -> None:
         argv = [
@@ -154,11 +212,19 @@ class Instance:
             )
         finally:
             logf.close()
+        self._proc = proc
         self.pid = proc.pid
         self.path(".pid").write_text(str(proc.pid))
+        self.save()
+
+    def limit(self) -> None:
+        """Apply the descriptor's CPU and memory limits. Called once the function is
+        ready: interpreter start-up under a 0.1-core quota would take ten times longer."""
+        if self.pid is None:
+            return
         lim = cgroups.apply(
             f"{self.ctx.prefix}-{self.ctx.node}-{self.id}",
-            proc.pid,
+            self.pid,
             float(self.spec.get("cpu", 0.1)),
             int(self.spec.get("memory_mb", 64)),
         )
@@ -193,13 +259,15 @@ class Instance:
         return data.decode(errors="replace").strip().replace("\n", " | ")
 
     def alive(self) -> bool:
+        if self._proc is not None:  # our child: poll() is exact and reaps it
+            return self._proc.poll() is None
         if self.pid is None:
             return False
         try:
             cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
         except OSError:
             return False
-        # The pid may have been reused by something else: check it is ours.
+        # An adopted pid may have been reused by something else: check it is ours.
         if self.id.encode() not in cmdline:
             return False
         try:
@@ -226,10 +294,18 @@ class Instance:
                     await asyncio.sleep(0.01)
         self.teardown()
 
+    def leftovers(self) -> bool:
+        """Does anything of an earlier try exist? (Cheap checks; add-port tolerates a
+        stale OVSDB record, so only kernel objects matter.)"""
+        return netns.exists(self.netns) or links.link_exists(self.ctx.ovs_netns, self.port)
+
     def teardown(self) -> None:
         c = self.ctx
+        if self._garp is not None:
+            self._garp.close()
+            self._garp = None
         with contextlib.suppress(Exception):
-            c.vsctl.del_port(c.bridge, self.port)
+            c.vsctl.del_port(self.port, c.bridge)
         with contextlib.suppress(Exception):
             links.delete_link(c.ovs_netns, self.port)
         with contextlib.suppress(Exception):
