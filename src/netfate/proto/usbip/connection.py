@@ -136,7 +136,9 @@ class _Core:
         self.last_activity: float | None = None
         """``now`` of the last receive_data call (drivers use it for idle timeouts)."""
         self._in = bytearray()
-        self._out = bytearray()
+        # Outgoing chunks, joined once in data_to_send: payloads are not copied
+        # into an intermediate buffer (bulk data is most of the bytes).
+        self._out: list[bytes] = []
         self._in_flight: dict[int, _InFlight] = {}
         self._recent_unlinked: deque[int] = deque(maxlen=_RECENT_UNLINKS)
         self._recent_set: set[int] = set()
@@ -159,7 +161,7 @@ class _Core:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the peer, in order; empties the outgoing buffer."""
-        out = bytes(self._out)
+        out = b"".join(self._out)
         self._out.clear()
         return out
 
@@ -205,8 +207,9 @@ class _Core:
         raise NotImplementedError
 
     def _consume(self, n: int) -> bytes:
-        frame = bytes(self._in[:n])
-        del self._in[:n]
+        with memoryview(self._in) as mv:  # one copy, and the export is released
+            frame = bytes(mv[:n])
+        del self._in[:n]  # O(1): bytearray deletes from the front by moving its start
         return frame
 
     def _bound_pending_input(self) -> None:
@@ -240,7 +243,7 @@ class ServerConnection(_Core):
         """
         msg = OpRepDevlist(Status.OK, tuple(devices)).pack()
         self._transition("send_rep_devlist")
-        self._out += msg
+        self._out.append(msg)
         return self._parse_held_back()
 
     def accept_import(self, device: UsbDevice, endpoints: list[Endpoint]) -> list[Event]:
@@ -257,7 +260,7 @@ class ServerConnection(_Core):
         self._endpoints[(0, Direction.IN)] = TransferType.CONTROL
         for ep in endpoints:
             self._endpoints[(ep.number, ep.direction)] = ep.transfer_type
-        self._out += msg
+        self._out.append(msg)
         return self._parse_held_back()
 
     def refuse_import(self, status: Status) -> None:
@@ -265,7 +268,7 @@ class ServerConnection(_Core):
         if status == Status.OK:
             raise UsbipProtocolError(Reason.BAD_STATUS, "refuse_import needs an error status")
         self._transition("send_import_refused")
-        self._out += OpRepImport(status).pack()
+        self._out.append(OpRepImport(status).pack())
 
     def complete(
         self,
@@ -306,9 +309,11 @@ class ServerConnection(_Core):
                 raise UsbipProtocolError(Reason.BAD_ISO_DESCRIPTOR, "iso actual sum != length")
         npk = req.iso_count if req.iso_count else -1
         self._transition("send_ret")
-        self._out += RetSubmit(
-            seqnum, status, actual, start_frame, npk, error_count, data, iso_packets
-        ).pack()
+        self._out.extend(
+            RetSubmit(
+                seqnum, status, actual, start_frame, npk, error_count, data, iso_packets
+            ).pack_parts()
+        )
         return True
 
     # --- parsing ---------------------------------------------------------- #
@@ -425,7 +430,7 @@ class ServerConnection(_Core):
         status = -ECONNRESET if target is not None else 0
         if target is not None:
             self._remember_unlinked(unlink.unlink_seqnum)
-        self._out += RetUnlink(unlink.seqnum, status).pack()
+        self._out.append(RetUnlink(unlink.seqnum, status).pack())
         events.append(
             UrbUnlinked(unlink.unlink_seqnum, unlink.seqnum, status, cancelled=target is not None)
         )
@@ -457,13 +462,13 @@ class ClientConnection(_Core):
     def request_devlist(self) -> None:
         """Send OP_REQ_DEVLIST."""
         self._transition("send_req_devlist")
-        self._out += OpReqDevlist().pack()
+        self._out.append(OpReqDevlist().pack())
 
     def request_import(self, busid: str) -> None:
         """Send OP_REQ_IMPORT for ``busid``."""
         msg = OpReqImport(busid).pack()
         self._transition("send_req_import")
-        self._out += msg
+        self._out.append(msg)
 
     def _alloc_seqnum(self) -> int:
         while True:
@@ -512,7 +517,7 @@ class ClientConnection(_Core):
                 raise UsbipProtocolError(Reason.BAD_ISO, f"{len(isos)} iso packets")
             check_iso_bounds(isos, tbl, check_actual=False)
         seqnum = self._alloc_seqnum()
-        msg = CmdSubmit(
+        parts = CmdSubmit(
             seqnum=seqnum,
             devid=self.device.devid,
             direction=Direction.IN if direction_in else Direction.OUT,
@@ -525,10 +530,10 @@ class ClientConnection(_Core):
             setup=setup.pack() if setup is not None else bytes(8),
             data=b"" if direction_in else data,
             iso_packets=isos,
-        ).pack()
+        ).pack_parts()
         self._transition("send_cmd")
         self._in_flight[seqnum] = _InFlight(direction_in, tbl, len(isos))
-        self._out += msg
+        self._out.extend(parts)
         return seqnum
 
     def unlink(self, seqnum: int) -> int:
@@ -542,7 +547,7 @@ class ClientConnection(_Core):
         req.unlink_seqnum = own
         self._pending_unlinks[own] = seqnum
         self._transition("send_cmd")
-        self._out += CmdUnlink(own, self.device.devid, seqnum).pack()
+        self._out.append(CmdUnlink(own, self.device.devid, seqnum).pack())
         return own
 
     # --- parsing ---------------------------------------------------------- #

@@ -593,20 +593,22 @@ class CmdSubmit:
     data: bytes = b""
     iso_packets: tuple[IsoPacket, ...] = ()
 
-    def pack(self) -> bytes:
-        return (
-            BASIC_HEADER.pack(USBIP_CMD_SUBMIT, self.seqnum, self.devid, self.direction, self.ep)
-            + CMD_SUBMIT_TAIL.pack(
-                self.transfer_flags,
-                self.transfer_buffer_length,
-                self.start_frame,
-                self.number_of_packets,
-                self.interval,
-                self.setup,
-            )
-            + self.data
-            + b"".join(p.pack() for p in self.iso_packets)
+    def pack_parts(self) -> list[bytes]:
+        """Header, payload and descriptors as separate chunks (the payload uncopied)."""
+        head = BASIC_HEADER.pack(
+            USBIP_CMD_SUBMIT, self.seqnum, self.devid, self.direction, self.ep
+        ) + CMD_SUBMIT_TAIL.pack(
+            self.transfer_flags,
+            self.transfer_buffer_length,
+            self.start_frame,
+            self.number_of_packets,
+            self.interval,
+            self.setup,
         )
+        return [head, self.data, b"".join(p.pack() for p in self.iso_packets)]
+
+    def pack(self) -> bytes:
+        return b"".join(self.pack_parts())
 
     @staticmethod
     def frame_length(head: BasicHeader, buf: bytes | bytearray | memoryview) -> int:
@@ -682,19 +684,21 @@ class RetSubmit:
     direction: int = 0
     ep: int = 0
 
-    def pack(self) -> bytes:
-        return (
-            BASIC_HEADER.pack(USBIP_RET_SUBMIT, self.seqnum, self.devid, self.direction, self.ep)
-            + RET_SUBMIT_TAIL.pack(
-                self.status,
-                self.actual_length,
-                self.start_frame,
-                self.number_of_packets,
-                self.error_count,
-            )
-            + self.data
-            + b"".join(p.pack() for p in self.iso_packets)
+    def pack_parts(self) -> list[bytes]:
+        """Header, payload and descriptors as separate chunks (the payload uncopied)."""
+        head = BASIC_HEADER.pack(
+            USBIP_RET_SUBMIT, self.seqnum, self.devid, self.direction, self.ep
+        ) + RET_SUBMIT_TAIL.pack(
+            self.status,
+            self.actual_length,
+            self.start_frame,
+            self.number_of_packets,
+            self.error_count,
         )
+        return [head, self.data, b"".join(p.pack() for p in self.iso_packets)]
+
+    def pack(self) -> bytes:
+        return b"".join(self.pack_parts())
 
     @staticmethod
     def frame_length(

@@ -69,6 +69,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.op_reply: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
+        self._flush_pending = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -112,7 +113,14 @@ class _ClientProtocol(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def schedule_flush(self) -> None:
+        """Write once per loop turn: URBs submitted together leave in one send()."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
+        self._flush_pending = False
         out = self.core.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)
@@ -195,7 +203,7 @@ class RemoteDevice:
         )  # fmt: skip
         fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._proto.urbs[seq] = fut
-        self._proto.flush()
+        self._proto.schedule_flush()
         return seq, fut
 
     async def submit(

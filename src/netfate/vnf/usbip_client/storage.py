@@ -75,6 +75,11 @@ class MassStorageClient:
         self, cdb: bytes, length: int, direction_in: bool, data: bytes = b""
     ) -> bytes:
         """One BOT command with all its URBs in flight at once; returns data-in bytes."""
+        return b"".join(await self._command(cdb, length, direction_in, data))
+
+    async def _command(
+        self, cdb: bytes, length: int, direction_in: bool, data: bytes = b""
+    ) -> list[bytes]:
         async with self._lock:
             self._tag = (self._tag + 1) & 0xFFFFFFFF
             flags = 0x80 if direction_in else 0x00
@@ -96,17 +101,19 @@ class MassStorageClient:
             for r in await asyncio.gather(cbw_fut, *outs):
                 if r.status != 0:
                     raise TransferError(r.status)
-            got = bytearray()
+            got: list[bytes] = []
+            have = 0
             csw = b""
             for k, (_seq, n, fut) in enumerate(ins):
                 r = await fut
                 if r.status != 0:
                     await self._drop(ins[k + 1 :])
                     raise TransferError(r.status)
-                if k < n_data and len(got) < length:
-                    got += r.data
+                if k < n_data and have < length:
+                    got.append(r.data)
+                    have += len(r.data)
                     if len(r.data) < n:  # short packet: the data phase ended early
-                        length = len(got)
+                        length = have
                     continue
                 # The first IN after the data phase carries the CSW.  If the data
                 # ended early that is a URB we queued for data; cancel the rest.
@@ -120,7 +127,7 @@ class MassStorageClient:
                 raise UsbipError(f"CSW tag {tag} for CBW {self._tag}")
             if status != 0:
                 raise ScsiError(cdb[0], status)
-            return bytes(got)
+            return got
 
     async def _drop(self, rest: list[tuple[int, int, asyncio.Future[Completion]]]) -> None:
         """Unlink URBs queued for phases that did not happen, and wait for the answer."""
@@ -149,13 +156,13 @@ class MassStorageClient:
 
     async def read_blocks(self, lba: int, count: int) -> bytes:
         """READ(10), cut into commands of at most ``max_command`` bytes."""
-        out = bytearray()
+        out: list[bytes] = []
         per = max(1, self.max_command // self.block_size)
         while count > 0:
             n = min(per, count, 0xFFFF)
             out += await self._checked(0x28, lba, n, True)
             lba, count = lba + n, count - n
-        return bytes(out)
+        return b"".join(out)
 
     async def write_blocks(self, lba: int, data: bytes) -> None:
         """WRITE(10) of whole blocks."""
@@ -171,9 +178,9 @@ class MassStorageClient:
 
     async def _checked(
         self, op: int, lba: int, count: int, direction_in: bool, data: bytes = b""
-    ) -> bytes:
+    ) -> list[bytes]:
         try:
-            return await self.command(
+            return await self._command(
                 self._cdb10(op, lba, count), count * self.block_size, direction_in, data
             )
         except ScsiError as err:
