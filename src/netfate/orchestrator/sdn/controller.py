@@ -679,6 +679,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
             s.when_installed(generation, reinject)
             self.wake_all()
             return
+        if info.ip is None:
+            return  # IPv6 chatter, DHCP: keep listening until the host shows an IPv4 address
         # Nothing to install: stop this host's unmatched traffic reaching us for a while.
         sup = FlowSpec(
             PRIO_SUPPRESS,

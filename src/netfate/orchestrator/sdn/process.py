@@ -133,7 +133,17 @@ def _install_datapath_handling(listener: socket.socket) -> None:
                     e,
                 )
                 return
-            if msg is None or self.ofp_brick is None:
+            if msg is None:
+                # os-ken's parser already logged the bytes; say what became of them.
+                log.warning(
+                    "%s: malformed OpenFlow message skipped (version %#x type %d len %d)",
+                    self.address,
+                    version,
+                    msg_type,
+                    msg_len,
+                )
+                return
+            if self.ofp_brick is None:
                 return
             ev = ofp_event.ofp_msg_to_ev(msg)
             self.ofp_brick.send_event_to_observers(ev, self.state)

@@ -211,6 +211,8 @@ class Rig:
         sh("ip", "link", "add", inner, "netns", ns, "type", "veth", "peer", outer, "netns", self.sw)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         sh("ip", "-n", ns, "link", "set", inner, "name", "eth0")
+        # IPv4 only: IPv6 autoconfiguration chatter would be the first thing switches see.
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1")
         sh("ip", "-n", ns, "addr", "add", f"{ip}/{plen}", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
         sh("ip", "-n", self.sw, "link", "set", outer, "up")
