@@ -199,7 +199,7 @@ class _Core:
             self._parse(events)
         except UsbipProtocolError:
             self.phase = Phase.CLOSED
-            self._in.clear()
+            self._in = bytearray()  # rebind: never resize a buffer a traceback may view
             raise
         return events
 
@@ -325,7 +325,7 @@ class ServerConnection(_Core):
             self._parse(events)
         except UsbipProtocolError:
             self.phase = Phase.CLOSED
-            self._in.clear()
+            self._in = bytearray()  # rebind: never resize a buffer a traceback may view
             raise
         return events
 
@@ -403,7 +403,8 @@ class ServerConnection(_Core):
                 raise UsbipProtocolError(Reason.BAD_LENGTH, "length differs from wLength")
         if len(self._in) < total:
             return False
-        msg = CmdSubmit.unpack(self._consume(total))
+        msg = CmdSubmit.unpack(self._in)  # copies only the payload, from the buffer
+        del self._in[:total]
         self._transition("recv_cmd")
         direction_in = msg.direction == Direction.IN
         self._in_flight[msg.seqnum] = _InFlight(
@@ -606,11 +607,12 @@ class ClientConnection(_Core):
             if len(self._in) < total:
                 return False
             ret = RetSubmit.unpack(
-                self._consume(total),
+                self._in,
                 direction_in=req.direction_in,
                 requested_length=req.length,
                 iso_count=req.iso_count,
             )
+            del self._in[:total]
             self._transition("recv_ret")
             del self._in_flight[head.seqnum]
             events.append(

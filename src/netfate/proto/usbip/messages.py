@@ -101,6 +101,16 @@ def _fail(reason: Reason, detail: str) -> UsbipProtocolError:
     return UsbipProtocolError(reason, detail)
 
 
+def _slice(buf: bytes | bytearray | memoryview, start: int, end: int) -> bytes:
+    """``bytes(buf[start:end])`` with one copy, whatever the buffer type.
+
+    The temporary view is released before returning, so the caller's bytearray
+    can be resized afterwards (a live export would make that raise).
+    """
+    with memoryview(buf) as mv, mv[start:end] as part:
+        return bytes(part)
+
+
 def _need(buf: bytes | bytearray | memoryview, n: int, what: str) -> None:
     if len(buf) < n:
         raise _fail(Reason.TRUNCATED, f"{what}: need {n} bytes, have {len(buf)}")
@@ -633,10 +643,9 @@ class CmdSubmit:
         total = cls.frame_length(head, buf)
         _need(buf, total, "CMD_SUBMIT")
         flags, length, sf, npk, iv, setup = CMD_SUBMIT_TAIL.unpack_from(buf, 20)
-        view = bytes(buf)
         dlen = length if head.direction == Direction.OUT else 0
-        data = bytes(view[URB_HEADER_LEN : URB_HEADER_LEN + dlen])
-        isos = _unpack_isos(view[URB_HEADER_LEN + dlen : total], _check_packets(npk))
+        data = _slice(buf, URB_HEADER_LEN, URB_HEADER_LEN + dlen)
+        isos = _unpack_isos(_slice(buf, URB_HEADER_LEN + dlen, total), _check_packets(npk))
         # A request's actual_length fields are meaningless; only bounds matter.
         check_iso_bounds(isos, length, check_actual=False)
         return cls(
@@ -741,10 +750,9 @@ class RetSubmit:
             buf, direction_in=direction_in, requested_length=requested_length, iso_count=iso_count
         )
         _need(buf, total, "RET_SUBMIT")
-        view = bytes(buf)
         dlen = actual if direction_in else 0
-        data = bytes(view[URB_HEADER_LEN : URB_HEADER_LEN + dlen])
-        isos = _unpack_isos(view[URB_HEADER_LEN + dlen : total], iso_count)
+        data = _slice(buf, URB_HEADER_LEN, URB_HEADER_LEN + dlen)
+        isos = _unpack_isos(_slice(buf, URB_HEADER_LEN + dlen, total), iso_count)
         if isos:
             got = check_iso_bounds(isos, requested_length, check_actual=True)
             # usbip_recv_iso: the packets' actual lengths must add up.
