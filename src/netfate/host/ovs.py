@@ -172,13 +172,17 @@ class OvsDaemon:
         return {name: _proc.alive(p) for name, p in self.procs.items()}
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask each daemon to exit through its own control socket, then signal it."""
+        """Stop both daemons: vswitchd by SIGTERM, ovsdb-server through its control socket.
+
+        `ovs-appctl exit` on a vswitchd with 100 bridges took over 5 s here
+        (SIGKILL too); SIGTERM, which vswitchd handles, took 40 ms.
+        """
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             p = self.procs.get(daemon)
             if p is None or not _proc.alive(p):
                 continue
             ctl = self.rundir / f"{daemon}.ctl"
-            if ctl.exists():
+            if daemon == "ovsdb-server" and ctl.exists():
                 subprocess.run(
                     ["ovs-appctl", "-t", str(ctl), "--timeout=5", "exit"],
                     capture_output=True,
@@ -188,7 +192,7 @@ class OvsDaemon:
                 deadline = time.monotonic() + timeout
                 while _proc.alive(p) and time.monotonic() < deadline:
                     time.sleep(0.02)
-            _proc.terminate(p, timeout=2.0)
+            _proc.terminate(p, timeout=timeout)
         self.procs.clear()
 
 
