@@ -17,9 +17,11 @@ app = typer.Typer(
 
 from netfate.agent.cli import agent  # noqa: E402
 from netfate.orchestrator.cli import orchestrator  # noqa: E402
+from netfate.testbed.cli import app as testbed_app  # noqa: E402
 
 app.command()(orchestrator)
 app.command()(agent)
+app.add_typer(testbed_app, name="testbed")
 app.add_typer(__import__("netfate.orchestrator.sdn.cli", fromlist=["app"]).app)
 
 
