@@ -1,11 +1,20 @@
 """The `netfate` command: one entry point, one sub-command group per part.
 
-Each part owns its own typer app in its package; this module only mounts them.
+Each part owns its typer app or command in its own package; this module only
+mounts them.
 """
 
 from __future__ import annotations
 
 import typer
+
+from netfate.agent.cli import agent
+from netfate.benchcli import bench
+from netfate.demo.cli import demo
+from netfate.orchestrator.cli import orchestrator
+from netfate.orchestrator.sdn import cli as sdn_cli
+from netfate.orchestrator.vnf_cli import app as vnf_app
+from netfate.testbed.cli import app as testbed_app
 
 app = typer.Typer(
     name="netfate",
@@ -14,15 +23,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
-
-from netfate.agent.cli import agent  # noqa: E402
-from netfate.orchestrator.cli import orchestrator  # noqa: E402
-from netfate.testbed.cli import app as testbed_app  # noqa: E402
-
 app.command()(orchestrator)
 app.command()(agent)
+app.command()(demo)
+app.add_typer(vnf_app, name="vnf")
 app.add_typer(testbed_app, name="testbed")
-app.add_typer(__import__("netfate.orchestrator.sdn.cli", fromlist=["app"]).app)
+app.add_typer(sdn_cli.app)  # `netfate controller` and `netfate flow ...`
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(bench)
 
 
 def main() -> None:

@@ -372,9 +372,13 @@ class Agent:
                 }
             )
         for iid in self.tasks:
-            if iid not in self.instances and iid in self.desired:
+            if iid in self.instances:
+                continue
+            if iid in self.desired:
                 role = self.desired[iid]["role"]
                 insts.append({"id": iid, "status": "starting", "role": role})
+            else:  # being torn down: it is gone only when nothing of it remains
+                insts.append({"id": iid, "status": "stopping"})
         for iid, detail in self.failed.items():
             insts.append({"id": iid, "status": "failed", "detail": detail})
         migs = [

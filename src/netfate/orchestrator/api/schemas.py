@@ -51,7 +51,7 @@ class PortReport(Strict):
 
 class InstanceReport(Strict):
     id: str = Field(max_length=32)
-    status: Literal["starting", "running", "standby", "failed"]
+    status: Literal["starting", "running", "standby", "stopping", "failed"]
     role: Literal["active", "standby"] = "active"
     pid: int | None = None
     detail: str = Field(default="", max_length=4000)

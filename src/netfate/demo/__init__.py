@@ -1,0 +1,1 @@
+"""`netfate demo`: the seeds' scenarios on an emulated edge, one command each."""

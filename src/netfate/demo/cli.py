@@ -1,0 +1,96 @@
+"""`netfate demo [SCENARIO] [--check]`."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+import threading
+import time
+import webbrowser
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+
+# Scenario name -> module with TOPOLOGY, check(tb, say) and show(tb, say).
+SCENARIOS: dict[str, str] = {
+    "platform": "netfate.demo.platform",
+}
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def _scenario(name: str) -> ModuleType:
+    if name not in SCENARIOS:
+        raise typer.BadParameter(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return importlib.import_module(SCENARIOS[name])
+
+
+def demo(
+    scenario: Annotated[str, typer.Argument(help="Which demo: " + ", ".join(SCENARIOS))] = (
+        "platform"
+    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Run headless, verify every step, exit 0 or 1")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Dashboard/API port (0: any free port)")] = 8080,
+) -> None:
+    """Bring up the demo edge network with orchestrator and agents; Ctrl-C ends it."""
+    from netfate.demo.platform import DemoFailed
+    from netfate.testbed.builder import Testbed
+
+    mod = _scenario(scenario)
+    topo = EXAMPLES / mod.TOPOLOGY
+    if not topo.is_file():
+        raise typer.BadParameter(f"topology {topo} not found (run from a source checkout)")
+
+    def say(msg: str) -> None:
+        typer.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
+
+    # SIGTERM ends the demo like Ctrl-C, so the teardown always runs.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    say(f"bringing up {topo.name} ...")
+    t0 = time.monotonic()
+    try:
+        tb = Testbed.up(topo, api_port=0 if check else port, progress=lambda s: say(f"  {s}"))
+    except KeyboardInterrupt:
+        say("interrupted; everything built so far was removed")
+        raise typer.Exit(130) from None
+    except Exception as e:
+        say(f"FAILED to bring up the testbed: {e}")
+        raise typer.Exit(1) from None
+    say(
+        f"up in {time.monotonic() - t0:.1f} s (prefix {tb.prefix}, delay emulation: "
+        f"{tb.emulator}); dashboard {tb.api_url}/"
+    )
+    code = 0
+    try:
+        if check:
+            mod.check(tb, lambda m: say(f"ok  {m}"))
+            say("demo check passed")
+        else:
+            mod.show(tb, say)
+            if tb.api_url:
+                threading.Thread(
+                    target=webbrowser.open, args=(tb.api_url + "/",), daemon=True
+                ).start()
+            say("running; Ctrl-C to stop and remove everything")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        say("stopping")
+    except DemoFailed as e:
+        say(f"FAILED: {e}")
+        code = 1
+    except Exception as e:  # any other error is a failed check too, with its reason
+        say(f"FAILED: {type(e).__name__}: {e}")
+        code = 1
+    finally:
+        problems = tb.down(progress=lambda s: say(f"  {s}"))
+        if problems:
+            say("teardown left problems: " + "; ".join(problems))
+            code = code or 1
+        else:
+            say("everything removed")
+    sys.exit(code)
