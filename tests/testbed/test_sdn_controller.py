@@ -15,27 +15,16 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig
+from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 
 PORT = 6653
-
-
-def wait_until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 class Net:

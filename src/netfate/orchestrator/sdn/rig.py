@@ -468,3 +468,15 @@ class ControllerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def wait_until(cond: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `cond()` until it is truthy; raise AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.1)
