@@ -1,0 +1,485 @@
+"""The dashboard in headless Chromium (Debian's), against a real orchestrator process.
+
+The orchestrator runs on 127.0.0.1 with a temporary SQLite database and
+examples/demo.yaml; the test plays the node agents over the same HTTP API real
+agents use (register, report), so the page sees exactly what it would see in the
+testbed. Every wait is for a selector or a condition in the page, never a sleep.
+
+Screenshots land in the test's tmp dir (pytest prints its path on failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGY = REPO / "examples" / "demo.yaml"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+PAYLOAD = "<img src=x onerror=alert(1)>"
+TIMEOUT_MS = 15_000
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("NETFATE_ALL_TIERS") == "1":
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+# ---------------------------------------------------------------- orchestrator
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def orchestrator(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "orchestrator.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "netfate",
+            "orchestrator",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--database-url",
+            f"sqlite:///{tmp_path}/o.db",
+            "--topology",
+            str(TOPOLOGY),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"orchestrator exited with {proc.returncode}: "
+                    + (tmp_path / "orchestrator.log").read_text()[-2000:]
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail("orchestrator did not answer within 30 s")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+class FakeAgents:
+    """Plays the agents of some nodes: heartbeats with the instances the test set.
+
+    Agents report about once a second and the orchestrator marks a node unreachable
+    after 3 s of silence, so this reports every 0.5 s from a thread until stopped.
+    """
+
+    def __init__(self, base: str) -> None:
+        self.api = f"{base}/api/v1"
+        self.http = httpx.Client(timeout=5)
+        self.lock = threading.Lock()
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.errors: list[str] = []
+
+    def register(self, *nodes: str) -> None:
+        for n in nodes:
+            r = self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"})
+            r.raise_for_status()
+            with self.lock:
+                self.reports.setdefault(n, {"instances": [], "migrations": []})
+        if not self.thread.is_alive():
+            self.thread.start()
+
+    def set(self, node: str, **report: Any) -> None:
+        """Replace what `node` reports from now on, and report it at once."""
+        with self.lock:
+            self.reports[node] = {"instances": [], "migrations": [], **report}
+        self._report(node)
+
+    def silence(self, node: str) -> None:
+        with self.lock:
+            self.reports.pop(node, None)
+
+    def _report(self, node: str) -> None:
+        with self.lock:
+            body = self.reports.get(node)
+        if body is None:
+            return
+        r = self.http.post(f"{self.api}/agents/{node}/report", json=body)
+        if r.status_code != 200:
+            self.errors.append(f"{node}: {r.status_code} {r.text}")
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.5):
+            with self.lock:
+                nodes = list(self.reports)
+            for n in nodes:
+                with contextlib.suppress(httpx.HTTPError):
+                    self._report(n)
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        self.http.close()
+
+
+@pytest.fixture
+def agents(orchestrator: str) -> Iterator[FakeAgents]:
+    a = FakeAgents(orchestrator)
+    yield a
+    a.close()
+    assert not a.errors, a.errors
+
+
+# ---------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page plus what it did: console errors, page errors, requests, dialogs."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.base = base
+        self.ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+        self.page = self.ctx.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on(
+            "console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}")
+        )
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+        def on_dialog(d: Any) -> None:
+            self.dialogs.append(d.message)
+            d.dismiss()
+
+        self.page.on("dialog", on_dialog)
+
+    def open(self) -> Any:
+        self.page.goto(self.base + "/")
+        self.page.wait_for_selector("body[data-ready='1']")
+        self.page.wait_for_selector("#conn[data-state='live']")
+        # Set a marker: if the page reloaded, it would be gone.
+        self.page.evaluate("() => { window.__notReloaded = true; }")
+        return self.page
+
+    def wait(self, selector: str) -> Any:
+        return self.page.wait_for_selector(selector, state="attached")
+
+    def shot(self, path: Path) -> None:
+        self.page.evaluate("() => window.scrollTo(0, 0)")
+        self.page.screenshot(path=str(path), full_page=True)
+
+    def check_clean(self) -> None:
+        assert self.page.evaluate("() => window.__notReloaded === true"), "the page reloaded"
+        assert not self.errors, self.errors
+        assert not self.dialogs, f"script ran from data: {self.dialogs}"
+        outside = [u for u in self.requests if not u.startswith(self.base + "/")]
+        assert not outside, f"requests outside the orchestrator: {outside}"
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+@pytest.fixture
+def page(browser: Any, orchestrator: str) -> Iterator[Page]:
+    p = Page(browser, orchestrator)
+    yield p
+    p.close()
+
+
+def _chip_inside_node(page: Any, iid: str, node: str) -> None:
+    """Wait until the instance's chip is drawn within the node's box (after its move)."""
+    page.wait_for_function(
+        """([iid, node]) => {
+            const chip = document.querySelector(`g.inst[data-instance-id="${iid}"]`);
+            const box = document.querySelector(`g.node[data-node="${node}"] rect.box`);
+            if (!chip || !box) return false;
+            const c = chip.getBoundingClientRect(), b = box.getBoundingClientRect();
+            return c.left >= b.left && c.right <= b.right && c.top >= b.top && c.bottom <= b.bottom;
+        }""",
+        arg=[iid, node],
+    )
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_topology_instances_and_live_events(
+    page: Page, agents: FakeAgents, orchestrator: str, tmp_path: Path
+) -> None:
+    api = f"{orchestrator}/api/v1"
+    pg = page.open()
+
+    # The demo topology is drawn: three nodes, two links, two hosts on their CPEs.
+    for n, kind in (("cpe1", "cpe"), ("cpe2", "cpe"), ("pe1", "pe")):
+        page.wait(f"#topology g.node[data-node='{n}'][data-kind='{kind}'][data-status='unknown']")
+    assert pg.locator("#topology g.link").count() == 2
+    assert pg.locator("#topology g.link .link-label text").first.text_content() == (
+        "100 Mbit/s · 5 ms"
+    )
+    for host, node in (("laptop1", "cpe1"), ("laptop2", "cpe2")):
+        page.wait(f"#topology g.host[data-host='{host}'][data-node='{node}']")
+    assert "192.168.1.2" in (pg.locator("g.host[data-host='laptop1']").text_content() or "")
+    assert pg.locator("#nodes .node-card").count() == 3
+    page.shot(tmp_path / "1-topology.png")
+
+    # Agents register: the nodes turn up live, and the events show in the feed.
+    agents.register("cpe1", "cpe2", "pe1")
+    for n in ("cpe1", "cpe2", "pe1"):
+        page.wait(f"#topology g.node[data-node='{n}'][data-status='up']")
+        page.wait(f"#feed li[data-kind='NodeRegistered'][data-node='{n}']")
+    page.wait(".node-card[data-node='cpe1'][data-status='up']")
+
+    # An instance for laptop1 is placed on cpe1 (nearest), then runs there.
+    r = httpx.post(f"{api}/instances", json={"descriptor": "counter", "serves": "laptop1"})
+    assert r.status_code == 201, r.text
+    inst = r.json()
+    iid, name = inst["id"], inst["name"]
+    assert inst["node"] == "cpe1"
+    page.wait(f"#feed li[data-kind='InstancePlaced'][data-instance='{iid}']")
+    page.wait(f"g.inst[data-instance-id='{iid}'][data-node='cpe1'][data-state='requested']")
+    agents.set("cpe1", instances=[{"id": iid, "status": "running"}])
+    page.wait(f"g.inst[data-instance-id='{iid}'][data-node='cpe1'][data-state='running']")
+    _chip_inside_node(pg, iid, "cpe1")
+    feed = page.wait(
+        f"#feed li[data-kind='InstanceStateChanged'][data-instance='{iid}'].to-running"
+    )
+    assert name in (feed.text_content() or "")
+    page.wait(f"#instances tr[data-instance-id='{iid}'][data-state='running'] .badge")
+    assert pg.locator(f"#instances tr[data-instance-id='{iid}'] td.node").text_content() == "cpe1"
+    page.shot(tmp_path / "2-running.png")
+
+    # Migrate to pe1: drawn as migrating with an arrow, then on pe1.
+    r = httpx.post(f"{api}/instances/{iid}/migrate", json={"node": "pe1"})
+    assert r.status_code == 202, r.text
+    mid = r.json()["id"]
+    page.wait(f"g.inst[data-instance-id='{iid}'][data-node='cpe1'][data-state='migrating']")
+    page.wait(f"g.migration[data-instance='{iid}'][data-source='cpe1'][data-target='pe1']")
+    page.shot(tmp_path / "3-migrating.png")
+    agents.set(
+        "pe1",
+        instances=[{"id": iid, "status": "running", "role": "standby"}],
+        migrations=[
+            {"id": mid, "instance": iid, "status": "done", "downtime_ms": 4.2, "state_bytes": 321}
+        ],
+    )
+    agents.set("cpe1", instances=[])
+    page.wait(f"g.inst[data-instance-id='{iid}'][data-node='pe1'][data-state='running']")
+    agents.set("pe1", instances=[{"id": iid, "status": "running"}])
+    _chip_inside_node(pg, iid, "pe1")
+    pg.wait_for_selector(f"g.migration[data-instance='{iid}']", state="detached")
+    migrated = page.wait(f"#feed li[data-kind='InstanceMigrated'][data-instance='{iid}']")
+    assert "cpe1 → pe1" in (migrated.text_content() or "")
+    assert "4.20 ms" in (migrated.text_content() or "")
+    page.wait(f"#migrations tr[data-migration='{mid}'][data-phase='done']")
+
+    # The detail view: transitions with timestamps, the migration with its downtime.
+    pg.click(f"#instances tr[data-instance-id='{iid}']")
+    page.wait(f"#detail-body[data-instance-id='{iid}'] .timeline li.tl[data-state='running']")
+    pg.wait_for_function(
+        "() => document.querySelectorAll('#detail-body .timeline li.tl').length >= 5"
+    )
+    states = pg.locator("#detail-body .timeline li.tl").evaluate_all(
+        "els => els.map(e => e.dataset.state)"
+    )
+    assert states == ["requested", "starting", "running", "migrating", "running"]
+    times = pg.locator("#detail-body .timeline time").all_text_contents()
+    assert all(len(t) == len("12:34:56.789") and t[2] == ":" for t in times), times
+    mig_row = pg.locator(f"#detail-body tr[data-migration='{mid}']").text_content() or ""
+    assert "4.20 ms" in mig_row and "done" in mig_row
+    # Selecting the instance highlights the host it serves.
+    page.wait("g.host.served[data-host='laptop1']")
+    page.shot(tmp_path / "4-migrated-detail.png")
+
+    # A node whose agent goes silent turns unreachable, live.
+    agents.silence("cpe2")
+    page.wait("#topology g.node[data-node='cpe2'][data-status='unreachable']")
+    page.wait("#feed li[data-kind='NodeUnreachable'][data-node='cpe2']")
+
+    # Destroy: the chip leaves the drawing.
+    assert httpx.delete(f"{api}/instances/{iid}").status_code == 202
+    page.wait(f"g.inst[data-instance-id='{iid}'][data-state='stopping']")
+    agents.set("pe1", instances=[])
+    pg.wait_for_selector(f"g.inst[data-instance-id='{iid}']", state="detached")
+    page.wait(f"#feed li[data-kind='InstanceStateChanged'][data-instance='{iid}'].to-gone")
+    page.shot(tmp_path / "5-after.png")
+    page.check_clean()
+
+
+def test_panels_and_events_of_kinds_the_page_does_not_know(
+    page: Page, agents: FakeAgents, orchestrator: str, tmp_path: Path
+) -> None:
+    """A service's panel mounts and refreshes; its events reach the feed.
+
+    The stream names each event (`event: <Kind>`) and EventSource only delivers
+    names it listens for, so a new service's kind arrives through the page's
+    catch-up read. The event is written straight into the database, as a service
+    in the orchestrator would record it.
+    """
+    from sqlalchemy import create_engine, insert
+
+    from netfate.store.tables import EventRow
+
+    pg = page.open()
+    pg.evaluate(
+        """netfate.registerPanel({id: "probe", title: "Probe",
+             mount(el, ctx) { el.append(ctx.h("p", {id: "probe-text"}, "mounted")); },
+             onRefresh(st) { document.getElementById("probe-text").textContent =
+                             "nodes: " + st.topo.nodes.length; }});
+           netfate.describeEvent("ProbeDescribed", (d) => "described: " + d.what);"""
+    )
+    page.wait("#panel-probe #probe-text")
+    pg.wait_for_function("() => document.getElementById('probe-text').textContent === 'nodes: 3'")
+
+    engine = create_engine(f"sqlite:///{tmp_path}/o.db")
+    with engine.begin() as c:
+        c.execute(
+            insert(EventRow).values(at=time.time(), kind="ProbeHappened", data={"what": PAYLOAD})
+        )
+        c.execute(
+            insert(EventRow).values(at=time.time(), kind="ProbeDescribed", data={"what": "it"})
+        )
+    engine.dispose()
+    agents.register("cpe1")  # a known kind right after: the page sees the gap
+    page.wait("#feed li[data-kind='NodeRegistered'][data-node='cpe1']")
+    unknown = page.wait("#feed li[data-kind='ProbeHappened']")
+    assert PAYLOAD in (unknown.text_content() or "")
+    described = page.wait("#feed li[data-kind='ProbeDescribed']")
+    assert "described: it" in (described.text_content() or "")
+    assert pg.locator("img").count() == 0
+    page.check_clean()
+
+
+def test_markup_from_the_api_renders_as_text(
+    page: Page, agents: FakeAgents, orchestrator: str, tmp_path: Path
+) -> None:
+    api = f"{orchestrator}/api/v1"
+    # User-supplied text in a descriptor, an instance config, and an agent's failure detail.
+    r = httpx.post(
+        f"{api}/descriptors",
+        json={
+            "name": "evil",
+            "function": "counter",
+            "cpu": 0.1,
+            "memory_mb": 16,
+            "description": PAYLOAD,
+            "config": {"x": PAYLOAD},
+        },
+    )
+    assert r.status_code == 201, r.text
+    pg = page.open()
+    agents.register("cpe1", "cpe2", "pe1")
+    r = httpx.post(
+        f"{api}/instances",
+        json={"descriptor": "evil", "serves": "laptop1", "config": {"note": PAYLOAD}},
+    )
+    assert r.status_code == 201, r.text
+    iid = r.json()["id"]
+    agents.set("cpe1", instances=[{"id": iid, "status": "failed", "detail": PAYLOAD}])
+    page.wait(f"g.inst[data-instance-id='{iid}'][data-state='failed']")
+    failed = page.wait(
+        f"#feed li[data-kind='InstanceStateChanged'][data-instance='{iid}'].to-failed"
+    )
+    assert PAYLOAD in (failed.text_content() or "")
+    pg.click(f"#instances tr[data-instance-id='{iid}']")
+    page.wait(f"#detail-body[data-instance-id='{iid}'] .timeline li.tl[data-state='failed']")
+    detail = pg.locator("#detail-body").text_content() or ""
+    assert detail.count(PAYLOAD) >= 3  # description, detail, config, transition reason
+    row = pg.locator(f"#instances tr[data-instance-id='{iid}']").text_content() or ""
+    assert PAYLOAD in row
+    assert pg.locator("img").count() == 0
+    assert pg.locator("[onerror]").count() == 0
+    page.shot(tmp_path / "injection.png")
+    page.check_clean()
+
+
+def test_page_survives_an_orchestrator_without_topology(browser: Any, tmp_path: Path) -> None:
+    """An orchestrator started without --topology shows an empty state, not an error."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "netfate",
+            "orchestrator",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--database-url",
+            f"sqlite:///{tmp_path}/o.db",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        p = Page(browser, base)
+        try:
+            pg = p.open()
+            p.wait("#topo-empty:not([hidden])")
+            assert pg.locator("#topology g.node").count() == 0
+            p.check_clean()
+        finally:
+            p.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
