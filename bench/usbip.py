@@ -5,7 +5,7 @@ PyPI ``usbip`` 0.7.0 (its device server + its host client), both as shipped and
 with its client socket tuned (TCP_NODELAY), in the same run, as ratios.  Each
 server runs in its own process so that a client and its server do not share a
 GIL; the client runs in this process.  Rounds alternate between the
-implementations and the figures are medians (PLATFORM-NOTES: ±10–20 % noise).
+implementations and the figures are medians (PLATFORM-NOTES: +-10-20 % noise).
 
 Latency: median round trip of one small URB (GET_DESCRIPTOR on endpoint 0)
 minus the median round trip of a plain 48-byte TCP echo over the same loopback
@@ -117,6 +117,78 @@ class _Server:
         if self.proc.is_alive():
             self.proc.terminate()  # our own child, by its handle
         self.proc.join(10)
+
+
+# --------------------------------------------------------------------------- #
+# emulated access link: a delaying, rate-limiting TCP relay on loopback
+# --------------------------------------------------------------------------- #
+
+
+def _relay(listen_port: int, target_port: int, rtt_s: float, rate_bps: float, ready: Any) -> None:
+    """Relay 127.0.0.1:listen_port → 127.0.0.1:target_port; each direction gets half the
+    added RTT and the link rate (bytes leave one after another at ``rate_bps``).
+
+    netem is not in this kernel (PLATFORM-NOTES), hence userspace.  The relay
+    terminates TCP, so the endpoints' own window does not see the delay; what
+    the emulation does impose is the part that hurts USB/IP — one round trip
+    per URB that is not pipelined — and the rate limit.
+    """
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        free_at = 0.0  # when the emulated wire is free again
+        backlog = 0
+        drained = asyncio.Event()
+        drained.set()
+
+        def release(chunk: bytes) -> None:
+            nonlocal backlog
+            writer.write(chunk)
+            backlog -= len(chunk)
+            if backlog < 4 << 20:
+                drained.set()
+
+        while True:
+            chunk = await reader.read(16384)
+            if not chunk:
+                break
+            now = loop.time()
+            free_at = max(free_at, now) + len(chunk) * 8 / rate_bps
+            backlog += len(chunk)
+            loop.call_at(free_at + rtt_s / 2, release, chunk)
+            if backlog >= 4 << 20:  # bound the relay's memory
+                drained.clear()
+                await drained.wait()
+        await asyncio.sleep(rtt_s + 1)
+        writer.close()
+
+    async def handle(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        sr, sw = await asyncio.open_connection("127.0.0.1", target_port)
+        for w in (cw, sw):
+            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await asyncio.gather(pipe(cr, sw), pipe(sr, cw), return_exceptions=True)
+
+    async def main() -> None:
+        srv = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+        ready.set()
+        async with srv:
+            await srv.serve_forever()
+
+    asyncio.run(main())
+
+
+class _Relay(_Server):
+    def __init__(self, target_port: int, rtt_s: float, rate_bps: float) -> None:
+        ctx = mp.get_context("fork")
+        self.port = _free_port()
+        ready = ctx.Event()
+        self.proc = ctx.Process(
+            target=_relay, args=(self.port, target_port, rtt_s, rate_bps, ready), daemon=True
+        )
+        self.proc.start()
+        if not ready.wait(30):
+            self.stop()
+            raise RuntimeError("relay did not start")
 
 
 # --------------------------------------------------------------------------- #
@@ -262,7 +334,17 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--command-kib", type=int, default=1024, help="SCSI READ/WRITE size")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--latency-samples", type=int, default=LATENCY_SAMPLES)
+    ap.add_argument(
+        "--wan",
+        action="append",
+        default=None,
+        metavar="RTT_MS:MBIT",
+        help="also measure through an emulated link, e.g. 20:50 (repeatable; 'none' skips)",
+    )
+    ap.add_argument("--wan-size-mib", type=int, default=16)
+    ap.add_argument("--wan-theirs-size-mib", type=int, default=2)
     args = ap.parse_args(argv)
+    wans = [w for w in (args.wan or ["20:50", "40:50"]) if w != "none"]
     nbytes = args.size_mib * 1024 * 1024
     shipped_bytes = args.shipped_size_mib * 1024 * 1024
     command = args.command_kib * 1024
@@ -270,7 +352,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="netfate-bench-usbip-") as tmp:
         image = os.path.join(tmp, "pen.img")
         with open(image, "wb") as f:
-            f.truncate(max(nbytes, shipped_bytes))
+            f.truncate(max(nbytes, shipped_bytes, args.wan_size_mib << 20))
         ours = _Server(_serve_ours, image)
         theirs = _Server(_serve_theirs, image)
         try:
@@ -284,6 +366,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             lat_ours = asyncio.run(_ours_latency(ours.port, args.latency_samples))
             lat_theirs = _theirs_latency(theirs.port, args.latency_samples)
             lat_tcp = asyncio.run(_tcp_rtt(args.latency_samples))
+            wan_rows = {w: _wan(w, ours.port, theirs.port, args, command) for w in wans}
         finally:
             ours.stop()
             theirs.stop()
@@ -315,7 +398,30 @@ def run(argv: list[str]) -> dict[str, Any]:
             "ours_added_median": round((statistics.median(lat_ours) - tcp) * 1e3, 4),
             "ours_p99": round(statistics.quantiles(lat_ours, n=100)[98] * 1e3, 4),
         },
+        "emulated_links": wan_rows,
     }  # fmt: skip
+
+
+def _wan(spec: str, ours_port: int, theirs_port: int, args: Any, command: int) -> dict[str, Any]:
+    rtt_ms, mbit = (float(x) for x in spec.split(":"))
+    capacity = mbit * 1e6 / 8 / 1e6  # payload MB/s the link can carry
+    r1 = _Relay(ours_port, rtt_ms / 1e3, mbit * 1e6)
+    r2 = _Relay(theirs_port, rtt_ms / 1e3, mbit * 1e6)
+    try:
+        ow, orr = asyncio.run(_ours_throughput(r1.port, args.wan_size_mib << 20, command))
+        tw, tr = _theirs_throughput(r2.port, args.wan_theirs_size_mib << 20, command, True)
+    finally:
+        r1.stop()
+        r2.stop()
+    return {
+        "added_rtt_ms": rtt_ms,
+        "rate_mbit": mbit,
+        "link_payload_MBps": round(capacity, 2),
+        "ours_MBps": {"write": round(ow, 2), "read": round(orr, 2)},
+        "pypi_usbip_tuned_MBps": {"write": round(tw, 2), "read": round(tr, 2)},
+        "ours_link_use": {"write": round(ow / capacity, 2), "read": round(orr / capacity, 2)},
+        "ratio_vs_tuned": {"write": round(ow / tw, 1), "read": round(orr / tr, 1)},
+    }
 
 
 if __name__ == "__main__":

@@ -117,6 +117,27 @@ def test_mass_storage_scsi_and_pipelined_read_write(image: Path) -> None:
     run(main())
 
 
+def test_pipelined_commands_and_recovery_after_a_failure(image: Path) -> None:
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            msc = await MassStorageClient.open(dev, urb_size=16384, max_command=65536, depth=4)
+            assert await msc.read_blocks(0, msc.blocks) == image.read_bytes()
+            new = os.urandom(512 * 1024)
+            await msc.write_blocks(3, new)
+            assert image.read_bytes()[3 * 512 : 3 * 512 + len(new)] == new
+            # A failing command with three more in flight behind it: the later
+            # ones are cancelled, the device is reset, and the next read works.
+            with pytest.raises(ScsiError) as info:
+                await msc.read_blocks(msc.blocks - 128, 1024)
+            assert info.value.sense == (0x05, 0x21, 0x00)
+            assert await msc.read_blocks(5, 300) == image.read_bytes()[5 * 512 : 305 * 512]
+            await dev.close()
+
+    run(main())
+
+
 def test_many_urbs_in_flight(image: Path) -> None:
     async def main() -> None:
         async with make_server(image) as srv:
