@@ -52,7 +52,7 @@ LINKEMU_READY_TIMEOUT = 30.0
 
 
 class TestbedError(Exception):
-    pass
+    __test__ = False  # not a pytest test class, despite the name
 
 
 class Interrupted(Exception):
@@ -137,6 +137,8 @@ def _main_thread() -> bool:
 
 class Testbed:
     """A running (or being built) emulated network. Use `Testbed.up(...)`."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, topology: Topology, state: RunState) -> None:
         self.topology = topology
