@@ -539,14 +539,20 @@
       const dx = b.cx - a.cx;
       const dy = b.cy - a.cy;
       const len = Math.hypot(dx, dy) || 1;
-      const bow = Math.min(90, len / 3);
+      const bow = Math.min(110, len / 2.6);
       const cx = (a.cx + b.cx) / 2 + (dy / len) * bow;
       const cy = (a.cy + b.cy) / 2 - (Math.abs(dx) / len) * bow;
-      const midX = 0.25 * a.cx + 0.5 * cx + 0.25 * b.cx;
-      const midY = 0.25 * a.cy + 0.5 * cy + 0.25 * b.cy;
+      // Start and end where the curve leaves/enters the boxes, not at their centres.
+      const p0 = edgePoint(a, cx, cy);
+      const p2 = edgePoint(b, cx, cy);
+      const midX = 0.25 * p0.x + 0.5 * cx + 0.25 * p2.x;
+      const midY = 0.25 * p0.y + 0.5 * cy + 0.25 * p2.y;
       const g = s("g", { class: "migration", data: { instance: m.instance, source: m.source, target: m.target } });
-      g.appendChild(s("path", { d: `M${a.cx},${a.cy} Q${cx},${cy} ${b.cx},${b.cy}` }));
-      g.appendChild(s("circle", { class: "end", cx: b.cx, cy: b.cy, r: 5 }));
+      g.appendChild(s("path", { d: `M${p0.x},${p0.y} Q${cx},${cy} ${p2.x},${p2.y}` }));
+      g.appendChild(s("circle", { class: "start", cx: p0.x, cy: p0.y, r: 3.5 }));
+      const ang = Math.atan2(p2.y - cy, p2.x - cx);
+      const head = (d, da) => `${p2.x - d * Math.cos(ang + da)},${p2.y - d * Math.sin(ang + da)}`;
+      g.appendChild(s("path", { class: "end", d: `M${p2.x},${p2.y} L${head(11, 0.45)} L${head(11, -0.45)} Z` }));
       const label = `moving ${truncate(instLabel(m.instance), 18)} · ${m.phase}`;
       const w = label.length * 6.1 + 16;
       const lg = s("g", { class: "migr-label", transform: `translate(${midX - w / 2},${midY - 11})` });
@@ -555,6 +561,15 @@
       g.appendChild(lg);
       layers.migr.appendChild(g);
     }
+  }
+
+  /** Where the segment from box p's centre towards (x, y) crosses its border. */
+  function edgePoint(p, x, y) {
+    const dx = x - p.cx;
+    const dy = y - p.cy;
+    if (!dx && !dy) return { x: p.cx, y: p.cy };
+    const k = Math.min(dx ? p.w / 2 / Math.abs(dx) : Infinity, dy ? p.h / 2 / Math.abs(dy) : Infinity);
+    return { x: p.cx + dx * Math.min(1, k), y: p.cy + dy * Math.min(1, k) };
   }
 
   function drawChips(L, shown) {
@@ -767,10 +782,16 @@
     mt.appendChild(mtb);
 
     body.appendChild(facts);
-    body.appendChild(h("h3", {}, "Transitions"));
-    body.appendChild(tl);
-    body.appendChild(h("h3", {}, `Migrations (${migs.length})`));
-    body.appendChild(migs.length ? mt : h("p", { class: "dim" }, "never migrated"));
+    body.appendChild(
+      h(
+        "div",
+        { class: "detail-main" },
+        h("h3", {}, `Transitions (${trans.length})`),
+        tl,
+        h("h3", {}, `Migrations (${migs.length})`),
+        migs.length ? mt : h("p", { class: "dim" }, "never migrated"),
+      ),
+    );
   }
 
   function migrationRow(m, withInstance) {
@@ -886,6 +907,8 @@
     return "other";
   }
 
+  const feedEvents = new WeakMap(); // <li> -> event
+
   function feedItem(ev, live) {
     const d = ev.data || {};
     let cls = `ev cat-${category(ev.kind)}`;
@@ -898,11 +921,23 @@
       h("span", { class: "kind" }, ev.kind),
       h("span", { class: "msg" }, describe(ev)),
     );
+    feedEvents.set(li, ev);
+    if (d.instance && !S.byId.has(d.instance)) li.dataset.unresolved = "1";
     if (d.instance) {
       li.classList.add("clickable");
       li.addEventListener("click", () => selectInstance(d.instance));
     }
     return li;
+  }
+
+  /** Events that named an instance before the page knew it: say its name now. */
+  function resolveFeed() {
+    for (const li of document.querySelectorAll("#feed li[data-unresolved]")) {
+      const ev = feedEvents.get(li);
+      if (!ev || !S.byId.has(ev.data.instance)) continue;
+      delete li.dataset.unresolved;
+      li.querySelector(".msg").textContent = describe(ev);
+    }
   }
 
   function applyFilter(li) {
@@ -1100,6 +1135,7 @@
     drawInstances();
     drawNodes();
     drawMigrationsTable();
+    resolveFeed();
     for (const fn of refreshHooks) {
       try {
         fn(S);
