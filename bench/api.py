@@ -1,0 +1,486 @@
+"""API benchmark: requests per second and latency of the orchestrator's REST API with
+1,000 nodes and 10,000 instances in the database, on SQLite and on PostgreSQL.
+
+For each database the orchestrator runs as a real process
+(`python -m netfate orchestrator --listen 127.0.0.1:PORT --database-url ...`,
+one uvicorn worker, as `netfate orchestrator` runs it). The database is filled the
+way an operator's would be: a generated 1,000-node topology through
+`PUT /api/v1/topology`, every agent registered (`POST /api/v1/agents/N/register`),
+then 10,000 running instances (with their requested/starting/running transitions)
+bulk-inserted through SQLAlchemy, rows as the coordinator writes them.
+
+Load: a closed-loop generator in this process (httpx.AsyncClient, W workers over
+W keep-alive connections, fixed duration after a warm-up), one phase per request
+kind:
+
+    health            GET  /api/v1/health                 the baseline: same server,
+                                                          same framework, one COUNT
+    instances_by_node GET  /api/v1/instances?node=N       N rotating over all nodes
+    node              GET  /api/v1/nodes/N                node + its instances
+    instance          GET  /api/v1/instances/ID           + transitions, migrations
+    create_pinned     POST /api/v1/instances {node: CPE}  rotating over the CPEs
+    create_placed     POST /api/v1/instances {serves: H}  placement "nearest"
+
+The baseline runs first and last; each phase's figures are reported with its
+ratio to the mean of the two (rps ratio < 1 and p99 ratio > 1 = slower than the
+framework's ceiling). Only 127.0.0.1 is used.
+
+    netfate bench api --json [--quick] [--nodes 1000] [--instances 10000]
+        [--duration 4] [--warmup 1] [--workers 8] [--databases sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+_common: Any = None
+
+
+def _c() -> Any:
+    """bench/_common.py, loaded by path (bench/ is not a package)."""
+    global _common
+    if _common is None:
+        import importlib.util
+
+        path = Path(__file__).resolve().with_name("_common.py")
+        key = "netfate_bench__common"
+        if key in sys.modules:
+            _common = sys.modules[key]
+        else:
+            spec = importlib.util.spec_from_file_location(key, path)
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[key] = mod
+            spec.loader.exec_module(mod)
+            _common = mod
+    return _common
+
+
+PHASES = (
+    "health",
+    "instances_by_node",
+    "node",
+    "instance",
+    "create_pinned",
+    "create_placed",
+)
+BULK_DESCRIPTOR = {
+    "name": "bench-small",
+    "function": "counter",
+    "cpu": 0.05,
+    "memory_mb": 16,
+    "stateful": True,
+    "description": "light counter for the API benchmark's 10,000 preloaded instances",
+}
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="netfate bench api", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small run for the test suite")
+    p.add_argument("--nodes", type=int, default=None, help="nodes in the topology (1000)")
+    p.add_argument("--instances", type=int, default=None, help="instances preloaded (10000)")
+    p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
+    p.add_argument("--warmup", type=float, default=None, help="seconds before measuring")
+    p.add_argument("--workers", type=int, default=8, help="concurrent requests (closed loop)")
+    p.add_argument(
+        "--databases",
+        default=None,
+        help="comma-separated: sqlite, postgresql (default both; --quick: sqlite)",
+    )
+    p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset")
+    p.add_argument("--keep-logs", action="store_true", help="print the orchestrator log dir")
+    a = p.parse_args(argv)
+    quick = a.quick
+    a.nodes = a.nodes if a.nodes is not None else (60 if quick else 1000)
+    a.instances = a.instances if a.instances is not None else (600 if quick else 10000)
+    a.duration = a.duration if a.duration is not None else (1.0 if quick else 4.0)
+    a.warmup = a.warmup if a.warmup is not None else (0.3 if quick else 1.0)
+    dbs = a.databases if a.databases is not None else ("sqlite" if quick else "sqlite,postgresql")
+    a.databases = [d.strip() for d in dbs.split(",") if d.strip()]
+    for d in a.databases:
+        if d not in ("sqlite", "postgresql"):
+            p.error(f"unknown database {d!r}: sqlite or postgresql")
+    a.phases = [x.strip() for x in a.phases.split(",") if x.strip()]
+    for ph in a.phases:
+        if ph not in PHASES:
+            p.error(f"unknown phase {ph!r}; known: {', '.join(PHASES)}")
+    if "health" not in a.phases:
+        a.phases.insert(0, "health")  # the baseline is not optional
+    if a.nodes < 2 or a.instances < 0 or a.workers < 1 or a.duration <= 0:
+        p.error("need --nodes >= 2, --instances >= 0, --workers >= 1, --duration > 0")
+    return a
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class PhaseResult:
+    # A plain class, not a dataclass: benchcli loads this file without registering it
+    # in sys.modules, where @dataclass looks its module up.
+    def __init__(self, latencies_s: list[float], statuses: Counter[int], elapsed_s: float):
+        self.latencies_s = latencies_s
+        self.statuses = statuses
+        self.elapsed_s = elapsed_s
+
+    def figures(self) -> dict[str, Any]:
+        c = _c()
+        ms = [x * 1e3 for x in self.latencies_s]
+        ok = sum(n for s, n in self.statuses.items() if 200 <= s < 300)
+        s = c.summary(ms, 3)
+        return {
+            "requests": len(ms),
+            "ok": ok,
+            "errors": {str(k): v for k, v in sorted(self.statuses.items()) if not 200 <= k < 300},
+            "rps": round(len(ms) / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
+            "latency_ms": {k: s[k] for k in ("median", "p95", "p99", "max") if k in s},
+        }
+
+
+Request = tuple[str, str, Any]  # method, path, JSON body or None
+
+
+async def drive(
+    base_url: str,
+    make: Callable[[int], Request],
+    *,
+    workers: int,
+    duration: float,
+    warmup: float,
+) -> PhaseResult:
+    """Closed loop: `workers` tasks, each sends its next request when the last answered.
+    Requests started during the warm-up are not recorded."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    counter = iter(range(1 << 62))
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0) as client:
+        t_start = time.perf_counter()
+        t_measure = t_start + warmup
+        t_end = t_measure + duration
+        last_done = t_measure
+
+        async def worker() -> None:
+            nonlocal last_done
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= t_end:
+                    return
+                method, path, body = make(next(counter))
+                r = await client.request(method, path, json=body)
+                await r.aread()
+                t1 = time.perf_counter()
+                if t0 >= t_measure:
+                    latencies.append(t1 - t0)
+                    statuses[r.status_code] += 1
+                    last_done = max(last_done, t1)
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    return PhaseResult(latencies, statuses, last_done - t_measure)
+
+
+# --------------------------------------------------------------------------- database and server
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'api-bench.db'}"
+        return
+    with _c().postgres_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def orchestrator(url: str, workdir: Path, tag: str) -> Iterator[str]:
+    import httpx
+
+    c = _c()
+    port = c.free_port()
+    log = workdir / f"orchestrator-{tag}.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "netfate",
+        "orchestrator",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--database-url",
+        url,
+        # Nodes have no real agents here: keep them "up" for placement.
+        "--heartbeat-timeout",
+        "1000000000",
+        "--log-level",
+        "warning",
+    ]
+    with open(log, "ab") as f:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if p.poll() is not None:
+                raise RuntimeError(
+                    f"orchestrator exited with {p.returncode}: {log.read_text()[-2000:]}"
+                )
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("orchestrator did not answer within 60 s")
+            time.sleep(0.1)
+        yield base
+    finally:
+        c.stop_process(p)
+
+
+def bulk_rows(
+    topo: Any, n_instances: int, descriptor: dict[str, Any], seed: int = 1, now: float = 0.0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Instance rows (state running) and their transitions, as the coordinator writes
+    them: ids `i-<8 hex>`, MAC from the id, an address in the LAN of the host served
+    (from the top of the LAN down), spread round-robin over the nodes."""
+    from netfate.orchestrator.nfv.coordinator import instance_mac
+
+    rng = random.Random(seed)
+    nodes = list(topo.nodes.values())
+    host_of = {}
+    for h in topo.hosts.values():
+        host_of.setdefault(h.node, h)
+    next_ip: dict[str, int] = {}
+    ids: set[str] = set()
+    insts: list[dict[str, Any]] = []
+    trans: list[dict[str, Any]] = []
+    for k in range(n_instances):
+        node = nodes[k % len(nodes)]
+        while True:
+            iid = f"i-{rng.getrandbits(32):08x}"
+            if iid not in ids:
+                ids.add(iid)
+                break
+        host = host_of.get(node.name)
+        ip = None
+        if host is not None:
+            lan = host.lan
+            used = next_ip.get(node.name, 0)
+            addr = lan.broadcast_address - 1 - used
+            next_ip[node.name] = used + 1
+            ip = f"{addr}/{lan.prefixlen}"
+        at = now - (n_instances - k) * 0.01
+        insts.append(
+            {
+                "id": iid,
+                "name": f"{descriptor['name']}-{iid[2:]}",
+                "descriptor": descriptor["name"],
+                "node": node.name,
+                "state": "running",
+                "serves": host.name if host is not None else None,
+                "ip": ip,
+                "mac": instance_mac(iid),
+                "config": {},
+                "cpu": descriptor["cpu"],
+                "memory_mb": descriptor["memory_mb"],
+                "created_at": at,
+                "updated_at": at + 0.15,
+                "pid": 100000 + k,
+                "detail": "",
+            }
+        )
+        for prev, state, dt, why in (
+            (None, "requested", 0.0, "created"),
+            ("requested", "starting", 0.05, f"agent on {node.name} is starting it"),
+            ("starting", "running", 0.15, f"agent on {node.name} reports it running"),
+        ):
+            trans.append(
+                {
+                    "instance": iid,
+                    "previous": prev,
+                    "state": state,
+                    "node": node.name,
+                    "at": at + dt,
+                    "reason": why,
+                }
+            )
+    return insts, trans
+
+
+async def _register_all(base: str, names: list[str], workers: int) -> None:
+    import httpx
+
+    queue = list(names)
+
+    async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
+
+        async def worker() -> None:
+            while queue:
+                n = queue.pop()
+                r = await client.post(
+                    f"/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:9"}
+                )
+                r.raise_for_status()
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, Any]:
+    import httpx
+    from sqlalchemy import insert
+
+    from netfate.model.topology import generate_tree
+    from netfate.store.db import Database
+    from netfate.store.tables import InstanceRow, TransitionRow
+
+    timings: dict[str, float] = {}
+    topo = generate_tree(n_nodes)
+    t0 = time.perf_counter()
+    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=300)
+    r.raise_for_status()
+    timings["put_topology_s"] = round(time.perf_counter() - t0, 3)
+    r = httpx.post(f"{base}/api/v1/descriptors", json=BULK_DESCRIPTOR, timeout=30)
+    r.raise_for_status()
+    t0 = time.perf_counter()
+    asyncio.run(_register_all(base, list(topo.nodes), workers=4))
+    timings["register_agents_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    insts, trans = bulk_rows(topo, n_instances, BULK_DESCRIPTOR, now=time.time())
+    db = Database(url)
+    try:
+        with db.session() as s:
+            for i in range(0, len(insts), 2000):
+                s.execute(insert(InstanceRow), insts[i : i + 2000])
+            for i in range(0, len(trans), 6000):
+                s.execute(insert(TransitionRow), trans[i : i + 6000])
+    finally:
+        db.dispose()
+    timings["insert_instances_s"] = round(time.perf_counter() - t0, 3)
+    return {
+        "topology": topo,
+        "instance_ids": [i["id"] for i in insts],
+        "timings": timings,
+    }
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def request_maker(phase: str, topo: Any, instance_ids: list[str], seed: int = 7) -> Callable:
+    rng = random.Random(seed)
+    nodes = list(topo.nodes)
+    rng.shuffle(nodes)
+    cpes = [n for n, spec in topo.nodes.items() if str(spec.kind) == "cpe"]
+    hosts = list(topo.hosts)
+    ids = list(instance_ids)
+    rng.shuffle(ids)
+    half = len(hosts) // 2
+
+    def make(i: int) -> Request:
+        if phase == "health":
+            return ("GET", "/api/v1/health", None)
+        if phase == "instances_by_node":
+            return ("GET", f"/api/v1/instances?node={nodes[i % len(nodes)]}", None)
+        if phase == "node":
+            return ("GET", f"/api/v1/nodes/{nodes[i % len(nodes)]}", None)
+        if phase == "instance":
+            return ("GET", f"/api/v1/instances/{ids[i % len(ids)]}", None)
+        if phase == "create_pinned":
+            return (
+                "POST",
+                "/api/v1/instances",
+                {"descriptor": "counter", "node": cpes[i % len(cpes)]},
+            )
+        if phase == "create_placed":
+            h = hosts[(half + i) % len(hosts)]
+            return ("POST", "/api/v1/instances", {"descriptor": "counter", "serves": h})
+        raise ValueError(phase)
+
+    return make
+
+
+def bench_database(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with database(kind, workdir) as url, orchestrator(url, workdir, kind) as base:
+        t0 = time.perf_counter()
+        pop = populate(base, url, a.nodes, a.instances)
+        out["populate"] = {**pop["timings"], "total_s": round(time.perf_counter() - t0, 3)}
+        topo, ids = pop["topology"], pop["instance_ids"]
+        order = [*a.phases, "health"]  # the baseline first and last
+        phases: dict[str, Any] = {}
+        for i, ph in enumerate(order):
+            make = request_maker(ph, topo, ids)
+            res = asyncio.run(
+                drive(base, make, workers=a.workers, duration=a.duration, warmup=a.warmup)
+            )
+            key = ph if ph != "health" else ("health_first" if i == 0 else "health_last")
+            phases[key] = res.figures()
+        out["phases"] = phases
+        out["ratios"] = ratios(phases)
+    return out
+
+
+def ratios(phases: dict[str, Any]) -> dict[str, Any]:
+    """Each phase against the mean of the two health runs (the framework's ceiling):
+    rps / health rps and p99 / health p99."""
+    c = _c()
+    hs = [phases[k] for k in ("health_first", "health_last") if k in phases]
+    rps = [h["rps"] for h in hs if h.get("rps")]
+    p99 = [h["latency_ms"]["p99"] for h in hs if h["latency_ms"].get("p99") is not None]
+    base_rps = sum(rps) / len(rps) if rps else None
+    base_p99 = sum(p99) / len(p99) if p99 else None
+    out: dict[str, Any] = {}
+    for name, f in phases.items():
+        if name.startswith("health"):
+            continue
+        out[name] = {
+            "rps_vs_health": c.ratio(f.get("rps"), base_rps),
+            "p99_vs_health": c.ratio(f["latency_ms"].get("p99"), base_p99),
+        }
+    return out
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    a = parse_args(argv)
+    c = _c()
+    result: dict[str, Any] = {
+        "benchmark": "api",
+        "client": "httpx.AsyncClient closed loop (this process), keep-alive connections",
+        "server": "python -m netfate orchestrator (uvicorn, 1 worker) on 127.0.0.1",
+        "nodes": a.nodes,
+        "instances": a.instances,
+        "workers": a.workers,
+        "duration_s": a.duration,
+        "warmup_s": a.warmup,
+        "baseline": "GET /api/v1/health on the same server, first and last",
+    }
+    with c.sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="nft-bench-api-") as tmp:
+        workdir = Path(tmp)
+        for kind in a.databases:
+            try:
+                result[kind] = bench_database(kind, a, workdir)
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+                log = workdir / f"orchestrator-{kind}.log"
+                tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+                result[kind] = {"error": f"{type(e).__name__}: {e}", "log_tail": tail}
+    return result
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(sys.argv[1:]), indent=2, sort_keys=True))
