@@ -299,3 +299,18 @@ def test_removing_a_busy_node_from_the_topology_is_refused(api: TestClient) -> N
     r = api.put("/api/v1/topology", json=smaller)
     assert r.status_code == 409 and "cpe2" in r.text
     assert snapshot(api) == before
+
+
+def test_a_died_process_is_restarting_not_failed(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    report(
+        api,
+        "cpe1",
+        instances=[{"id": inst["id"], "status": "starting", "detail": "restarting: killed"}],
+    )
+    got = api.get(f"/api/v1/instances/{inst['id']}").json()
+    assert got["state"] == "starting"
+    assert "restarting: killed" in got["transitions"][-1]["reason"]
+    assert api.get("/api/v1/agents/cpe1/desired").json()["instances"], "still desired"
+    report(api, "cpe1", instances=[{"id": inst["id"], "status": "running"}])
+    assert api.get(f"/api/v1/instances/{inst['id']}").json()["state"] == "running"

@@ -56,6 +56,7 @@ class Agent:
         self._last_cpu: dict[str, tuple[float, float]] = {}
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         self.changed = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- main
 
@@ -176,6 +177,22 @@ class Agent:
             if mid not in live_migrations and self.results[mid].get("_sent"):
                 del self.results[mid]
 
+    def _announce_later(self, inst: Instance) -> None:
+        """Announce the address again (RFC 5227 announces more than once): the first
+        gratuitous ARP can arrive before the switch polls a port it just added."""
+
+        async def repeat() -> None:
+            for delay in (0.05, 0.25, 1.0):
+                await asyncio.sleep(delay)
+                if inst.id not in self.instances or inst.role != "active":
+                    return
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(inst.announce)
+
+        t = asyncio.create_task(repeat())
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
     def _spawn(self, iid: str, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self.tasks[iid] = task
@@ -208,6 +225,8 @@ class Agent:
             await inst.stop()
             return
         self.instances[inst.id] = inst
+        if role == "active":
+            self._announce_later(inst)
         log.info(
             "instance %s %s in %.0f ms (namespace+spawn %.0f, wiring and start-up %.0f; "
             "pid %s, %s)",
@@ -270,6 +289,7 @@ class Agent:
                 inst.role = "active"
                 inst.save()
                 await peer.call({"op": "release", **ids})
+            self._announce_later(inst)
             await asyncio.to_thread(inst.limit)
             report |= {
                 "status": "done",
@@ -360,16 +380,16 @@ class Agent:
     def _build_report(self) -> dict[str, Any]:
         insts: list[dict[str, Any]] = []
         for iid, inst in self.instances.items():
-            status = "running" if inst.alive() else "failed"
             role = "standby" if inst.role == "standby" else "active"
+            if inst.alive():
+                status = "standby" if role == "standby" else "running"
+                detail = inst.limits
+            else:
+                # Died: the next converge starts it again (a supervisor, not a
+                # verdict); only a start that fails is reported as failed.
+                status, detail = "starting", "restarting: " + inst.tail_log()
             insts.append(
-                {
-                    "id": iid,
-                    "status": "standby" if role == "standby" and status == "running" else status,
-                    "role": role,
-                    "pid": inst.pid,
-                    "detail": inst.limits if status == "running" else inst.tail_log(),
-                }
+                {"id": iid, "status": status, "role": role, "pid": inst.pid, "detail": detail}
             )
         for iid in self.tasks:
             if iid in self.instances:

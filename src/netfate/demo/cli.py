@@ -39,6 +39,7 @@ def demo(
     """Bring up the demo edge network with orchestrator and agents; Ctrl-C ends it."""
     from netfate.demo.platform import DemoFailed
     from netfate.testbed.builder import Testbed
+    from netfate.testbed.state import new_prefix
 
     mod = _scenario(scenario)
     topo = EXAMPLES / mod.TOPOLOGY
@@ -50,10 +51,13 @@ def demo(
 
     # SIGTERM ends the demo like Ctrl-C, so the teardown always runs.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    say(f"bringing up {topo.name} ...")
+    prefix = new_prefix()
+    say(f"bringing up {topo.name} as run {prefix} ...")
     t0 = time.monotonic()
     try:
-        tb = Testbed.up(topo, api_port=0 if check else port, progress=lambda s: say(f"  {s}"))
+        tb = Testbed.up(
+            topo, prefix=prefix, api_port=0 if check else port, progress=lambda s: say(f"  {s}")
+        )
     except KeyboardInterrupt:
         say("interrupted; everything built so far was removed")
         raise typer.Exit(130) from None

@@ -158,22 +158,34 @@ def instance_mac(instance_id: str) -> str:
 
 
 def _allocate_ip(session: Session, lan: LanRow) -> str:
+    """A free address of the LAN, from the top down, least recently used first.
+
+    Reusing the address a destroyed instance had just freed would give clients a
+    stale ARP entry (old MAC) for up to a minute; never-used addresses come first.
+    """
     net = ipaddress.ip_network(lan.subnet)
     taken = {ipaddress.ip_address(lan.gateway)}
     for h in session.scalars(select(HostRow.ip).where(HostRow.ip.is_not(None))).all():
         if h is not None:
             taken.add(ipaddress.ip_address(h))
-    for ip in session.scalars(
-        select(InstanceRow.ip).where(InstanceRow.ip.is_not(None), InstanceRow.state != S.GONE.value)
-    ).all():
-        if ip is not None:
-            taken.add(ipaddress.ip_interface(ip).ip)
-    # From the top of the subnet down, so instances stay clear of DHCP pools at the bottom.
-    hosts = list(net.hosts())
-    for addr in reversed(hosts):
-        if addr not in taken:
-            return f"{addr}/{net.prefixlen}"
-    raise NoCapacity(f"LAN {lan.subnet} of node {lan.node} has no free address")
+    last_used: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, float] = {}
+    rows = session.execute(
+        select(InstanceRow.ip, InstanceRow.state, InstanceRow.updated_at).where(
+            InstanceRow.ip.is_not(None)
+        )
+    ).all()
+    for ip, state, updated in rows:
+        addr = ipaddress.ip_interface(ip).ip
+        if state == S.GONE.value:
+            last_used[addr] = max(last_used.get(addr, 0.0), updated)
+        else:
+            taken.add(addr)
+    free = [a for a in reversed(list(net.hosts())) if a not in taken]
+    if not free:
+        raise NoCapacity(f"LAN {lan.subnet} of node {lan.node} has no free address")
+    # min() is stable: equal keys (never used: 0.0) keep the top-down order.
+    best = min(free, key=lambda a: last_used.get(a, 0.0))
+    return f"{best}/{net.prefixlen}"
 
 
 def _lan_for(session: Session, node: str, serves: str | None) -> LanRow | None:
@@ -438,9 +450,10 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         elif state in (S.REQUESTED, S.STARTING, S.RUNNING) and status == "failed":
             inst.detail = str(rep.get("detail", ""))[:2000] if rep else ""
             transition(session, inst, S.FAILED, f"agent on {node}: {inst.detail or 'failed'}")
-        elif state == S.RUNNING and status is None:
-            # The agent lost it (crash, node restart): it will start it again.
-            transition(session, inst, S.STARTING, f"agent on {node} no longer runs it")
+        elif state == S.RUNNING and status in (None, "starting"):
+            # The agent lost it (process died, node restarted): it starts it again.
+            why = str(rep.get("detail", "")) if rep else "no longer runs it"
+            transition(session, inst, S.STARTING, f"agent on {node}: {why}"[:2000])
     return touched
 
 
