@@ -70,11 +70,15 @@ def kill9(tb: Testbed, role: str) -> list[str]:
 
 
 def restart(tb: Testbed, role: str, argv: list[str]) -> None:
-    log = open(tb.state.dir / "logs" / f"{role.replace(':', '-')}.restart.log", "ab")
-    p = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
+    log = tb.state.dir / "logs" / f"{role.replace(':', '-')}.restart.log"
+    with open(log, "ab") as out:
+        p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     tb.state.add_process(procs.ref(p.pid, role=role))  # so tb.down() stops it
 
 
