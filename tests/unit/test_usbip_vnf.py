@@ -298,3 +298,33 @@ def test_debian_usbip_list_shows_our_devices(image: Path) -> None:
             assert "Mass Storage / SCSI / Bulk-Only (08/06/50)" in text
 
     run(main())
+
+
+def test_libusb_passthrough_with_virtual_devices_as_hardware(image: Path) -> None:
+    # HostDevice drives a pyusb-shaped backend; our virtual devices stand in for
+    # the dongles (no USB hardware here).
+    from netfate.vnf.usbip_host.passthrough import HostDevice, VirtualBackend
+
+    async def main() -> None:
+        pen = HostDevice("2-1", VirtualBackend(MassStorage("x", image)), poll_ms=10)
+        sensor = HostDevice("2-2", VirtualBackend(SerialSensor("y")), poll_ms=10)
+        assert (pen.vendor, pen.product) == (0x1D6B, 0x0106)
+        assert [ep.address for ep in sensor.endpoints] == [0x83, 0x81, 0x02]
+        async with UsbipServer([pen, sensor]) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "2-1", srv.port)
+            msc = await MassStorageClient.open(dev)
+            assert await msc.read_blocks(0, 256) == image.read_bytes()[: 256 * 512]
+            new = os.urandom(64 * 1024)
+            await msc.write_blocks(16, new)
+            assert image.read_bytes()[16 * 512 : 16 * 512 + len(new)] == new
+            await dev.close()
+            ser = await RemoteDevice.attach("127.0.0.1", "2-2", srv.port)
+            seq, parked = ser.submit_nowait(1, True, length=64)
+            ser.unlink(seq)  # a read with nothing to read: cancelled within a poll slice
+            assert (await parked).status == -104
+            await ser.bulk_out(2, b"ping\n")
+            assert await ser.bulk_in(1, 64) == b"pong\r\n"
+            await ser.close()
+
+    run(main())

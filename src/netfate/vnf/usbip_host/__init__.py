@@ -1,14 +1,17 @@
 """HRH side of the Home Radio Head: a userspace USB/IP server with virtual devices."""
 
 from .devices import HidKeyboard, MassStorage, SerialSensor, UrbResult, VirtualDevice
+from .passthrough import HostDevice, VirtualBackend
 from .server import USBIP_PORT, UsbipServer
 
 __all__ = [
     "USBIP_PORT",
     "HidKeyboard",
+    "HostDevice",
     "MassStorage",
     "SerialSensor",
     "UrbResult",
     "UsbipServer",
+    "VirtualBackend",
     "VirtualDevice",
 ]
