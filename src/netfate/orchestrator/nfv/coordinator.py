@@ -45,6 +45,7 @@ from netfate.store.tables import (
 )
 
 S = InstanceState
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Descriptors every orchestrator knows; services register more.
 BUILTIN_DESCRIPTORS: tuple[dict[str, Any], ...] = (
@@ -164,23 +165,26 @@ def _allocate_ip(session: Session, lan: LanRow) -> str:
     stale ARP entry (old MAC) for up to a minute; never-used addresses come first.
     """
     net = ipaddress.ip_network(lan.subnet)
-    taken = {ipaddress.ip_address(lan.gateway)}
+    taken: set[IPAddress] = {ipaddress.ip_address(lan.gateway)}
     for h in session.scalars(select(HostRow.ip).where(HostRow.ip.is_not(None))).all():
         if h is not None:
             taken.add(ipaddress.ip_address(h))
-    last_used: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, float] = {}
+    last_used: dict[IPAddress, float] = {}
     rows = session.execute(
         select(InstanceRow.ip, InstanceRow.state, InstanceRow.updated_at).where(
             InstanceRow.ip.is_not(None)
         )
     ).all()
     for ip, state, updated in rows:
+        if ip is None:
+            continue
         addr = ipaddress.ip_interface(ip).ip
         if state == S.GONE.value:
             last_used[addr] = max(last_used.get(addr, 0.0), updated)
         else:
             taken.add(addr)
-    free = [a for a in reversed(list(net.hosts())) if a not in taken]
+    hosts: list[IPAddress] = list(net.hosts())  # type: ignore[arg-type]  # typeshed: _BaseAddress
+    free = [a for a in reversed(hosts) if a not in taken]
     if not free:
         raise NoCapacity(f"LAN {lan.subnet} of node {lan.node} has no free address")
     # min() is stable: equal keys (never used: 0.0) keep the top-down order.
