@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 from sqlalchemy import func, select
@@ -183,7 +183,7 @@ def _allocate_ip(session: Session, lan: LanRow) -> str:
             last_used[addr] = max(last_used.get(addr, 0.0), updated)
         else:
             taken.add(addr)
-    hosts: list[IPAddress] = list(net.hosts())  # type: ignore[arg-type]  # typeshed: _BaseAddress
+    hosts = cast(list[IPAddress], list(net.hosts()))
     free = [a for a in reversed(hosts) if a not in taken]
     if not free:
         raise NoCapacity(f"LAN {lan.subnet} of node {lan.node} has no free address")
