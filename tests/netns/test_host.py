@@ -357,3 +357,15 @@ def test_format_dpid() -> None:
     assert ovs.format_dpid("00000000000000ff") == "00000000000000ff"
     with pytest.raises(ValueError):
         ovs.format_dpid(0)
+
+
+def test_add_routes_in_batches(make_ns: NsFactory, run_prefix: str) -> None:
+    _, b = wired_pair(make_ns, run_prefix)
+    routes = [(f"10.{i // 256}.{i % 256}.0/24", "10.77.0.1") for i in range(1, 1501)]
+    links.add_routes(b, routes)
+    links.add_routes(b, routes[:10])  # replace: not an error
+    table = netns.run_in(b, ["ip", "route"]).stdout
+    assert table.count("via 10.77.0.1") == 1500
+    assert "10.5.220.0/24 via 10.77.0.1 dev eth0" in table
+    with pytest.raises(OSError, match=r"route 10.200.0.0/16 via 10.99.0.1"):
+        links.add_routes(b, [("10.200.0.0/16", "10.99.0.1")])  # gateway not on any link

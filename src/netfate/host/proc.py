@@ -76,12 +76,13 @@ def cmdline(p: ProcRef) -> list[str]:
     return _cmdline(p.pid) if alive(p) else []
 
 
-def terminate(p: ProcRef, timeout: float = 5.0) -> bool:
+def terminate(p: ProcRef, timeout: float = 5.0, kill_wait: float = 10.0) -> bool:
     """SIGTERM, then SIGKILL after `timeout`, only if `p` is still the same process.
 
-    Returns True if the process is gone afterwards.
+    Returns True if the process is gone afterwards. `kill_wait` allows for the
+    kernel closing many sockets and taps of a dying process on a busy machine.
     """
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, kill_wait)):
         if not alive(p):
             return True
         try:

@@ -552,8 +552,7 @@ def _node_setup(
                 gw = str(lan.network_address + 1)
                 ipr.addr("add", index=idx, address=gw, prefixlen=lan.prefixlen)
             ipr.link("set", index=idx, state="up")
-            for dst, plen, via in routes:
-                ipr.route("replace", dst=dst, dst_len=plen, gateway=via)
+        links.add_routes(None, [(f"{dst}/{plen}", via) for dst, plen, via in routes])
         links.sysctl(None, "net.ipv4.ip_forward", 1)
         # Traffic between LANs enters and leaves through eth0: no redirects, no rp_filter drops.
         for conf in ("all", "default", IFACE):

@@ -103,7 +103,7 @@ def _stop_ovs(rundir: Path, recorded: list[proc.ProcRef]) -> list[str]:
         # vswitchd: SIGTERM. `ovs-appctl exit` (and SIGKILL) took over 5 s with 100
         # bridges here, SIGTERM 40 ms; its namespace and ports are removed next anyway.
         for r in mine:
-            if not proc.terminate(r, timeout=3.0):
+            if not proc.terminate(r, timeout=10.0):
                 problems.append(f"{daemon} (pid {r.pid}) would not exit")
     return problems
 
