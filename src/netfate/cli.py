@@ -32,5 +32,20 @@ app.add_typer(sdn_cli.app)  # `netfate controller` and `netfate flow ...`
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(bench)
 
 
+def _mount_services() -> None:
+    import importlib
+
+    from netfate import services
+
+    for name in services.names():
+        spec = getattr(importlib.import_module(f"netfate.services.{name}"), "CLI", None)
+        if isinstance(spec, str):
+            module, _, attr = spec.partition(":")
+            app.add_typer(getattr(importlib.import_module(module), attr), name=name)
+
+
+_mount_services()
+
+
 def main() -> None:
     app()

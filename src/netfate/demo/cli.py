@@ -14,10 +14,20 @@ from typing import Annotated
 
 import typer
 
-# Scenario name -> module with TOPOLOGY, check(tb, say) and show(tb, say).
-SCENARIOS: dict[str, str] = {
-    "platform": "netfate.demo.platform",
-}
+
+def _scenarios() -> dict[str, str]:
+    """Scenario name -> module with TOPOLOGY, check(tb, say) and show(tb, say)."""
+    from netfate import services
+
+    found = {"platform": "netfate.demo.platform"}
+    for name in services.names():
+        mod = importlib.import_module(f"netfate.services.{name}")
+        if isinstance(getattr(mod, "DEMO", None), str):
+            found[name] = mod.DEMO
+    return found
+
+
+SCENARIOS = _scenarios()
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 

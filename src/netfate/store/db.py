@@ -56,7 +56,7 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")  # one branch per service
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -80,7 +80,7 @@ class DescriptorRow(Base):
 
     __tablename__ = "descriptors"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    function: Mapped[str] = mapped_column(String(64))
+    function: Mapped[str] = mapped_column(String(200))
     cpu: Mapped[float] = mapped_column(Float, default=0.1)
     memory_mb: Mapped[int] = mapped_column(Integer, default=64)
     stateful: Mapped[bool] = mapped_column(default=False)

@@ -29,7 +29,11 @@ class MigrateRequest(Strict):
 
 class DescriptorIn(Strict):
     name: str = Field(pattern=NAME)
-    function: str = Field(pattern=r"^[a-z0-9_]{1,64}$")
+    function: str = Field(
+        pattern=r"^[a-z0-9_]{1,64}$|^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=200,
+        description="A built-in function name, or package.module:Class",
+    )
     cpu: float = Field(gt=0, le=64)
     memory_mb: int = Field(gt=0, le=1 << 20)
     stateful: bool = False

@@ -62,7 +62,13 @@ BUILTIN_DESCRIPTORS: tuple[dict[str, Any], ...] = (
 
 
 def ensure_builtin_descriptors(session: Session) -> None:
-    for d in BUILTIN_DESCRIPTORS:
+    """Seed the platform's and every service's descriptors (existing ones are kept)."""
+    from netfate import services
+
+    wanted = list(BUILTIN_DESCRIPTORS)
+    for mod in services.load():
+        wanted.extend(getattr(mod, "DESCRIPTORS", []))
+    for d in wanted:
         if session.get(DescriptorRow, d["name"]) is None:
             session.add(DescriptorRow(**d))
 

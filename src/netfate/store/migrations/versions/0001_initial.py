@@ -18,7 +18,7 @@ def upgrade() -> None:
     op.create_table(
         "descriptors",
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("function", sa.String(length=64), nullable=False),
+        sa.Column("function", sa.String(length=200), nullable=False),
         sa.Column("cpu", sa.Float(), nullable=False),
         sa.Column("memory_mb", sa.Integer(), nullable=False),
         sa.Column("stateful", sa.Boolean(), nullable=False),
