@@ -28,7 +28,7 @@
   const FEED_BACKLOG = 80;
 
   const KIND_ORDER = ["core", "pop", "pe", "cpe", "hrh"];
-  const KIND_LABEL = { core: "core", pop: "PoP", pe: "PE", cpe: "CPE", hrh: "HRH" };
+  const KIND_LABEL = { core: "Core", pop: "PoP", pe: "PE", cpe: "CPE", hrh: "HRH" };
   const STATES = ["requested", "starting", "running", "migrating", "stopping", "failed", "gone"];
   const LIVE = new Set(["requested", "starting", "running", "migrating"]);
   const BUILTIN_KINDS = [
@@ -260,9 +260,57 @@
 
   // ------------------------------------------------------------------ layout
 
+  // Rows from the core down to the customer: an HRH sits at home, like a CPE.
+  const RANK = { core: 0, pop: 1, pe: 2, cpe: 3, hrh: 3 };
+
   function kindRank(kind) {
-    const i = KIND_ORDER.indexOf(kind);
-    return i < 0 ? 2.5 : i;
+    return kind in RANK ? RANK[kind] : 2.5;
+  }
+
+  const natural = (a, b) => String(a).localeCompare(String(b), "en", { numeric: true });
+
+  /**
+   * Split one kind's nodes into rows when they form a tree among themselves (a
+   * chain or tree of PEs): breadth-first from those linked to the rows above. A
+   * ring or mesh stays in one row, where its links read better.
+   */
+  function subLayers(members, adj, above) {
+    const inTier = new Set(members);
+    let edges = 0;
+    for (const m of members) edges += adj.get(m).filter((x) => inTier.has(x)).length;
+    edges /= 2;
+    if (edges === 0) return [members];
+    // A forest has fewer edges than nodes in every component; count components.
+    const comp = new Map();
+    let ncomp = 0;
+    for (const m of members) {
+      if (comp.has(m)) continue;
+      ncomp += 1;
+      const stack = [m];
+      comp.set(m, ncomp);
+      while (stack.length) {
+        const x = stack.pop();
+        for (const y of adj.get(x)) if (inTier.has(y) && !comp.has(y)) comp.set(y, ncomp), stack.push(y);
+      }
+    }
+    if (edges !== members.length - ncomp) return [members];
+    const depth = new Map();
+    const queue = [];
+    for (let c = 1; c <= ncomp; c++) {
+      const part = members.filter((m) => comp.get(m) === c);
+      let roots = part.filter((m) => adj.get(m).some((x) => above.has(x)));
+      if (!roots.length) roots = [part[0]];
+      for (const r of roots) depth.set(r, 0), queue.push(r);
+    }
+    while (queue.length) {
+      const x = queue.shift();
+      for (const y of adj.get(x)) {
+        if (inTier.has(y) && !depth.has(y)) depth.set(y, depth.get(x) + 1), queue.push(y);
+      }
+    }
+    const rows = [];
+    for (const m of members) (rows[depth.get(m)] ||= []).push(m);
+    return rows.filter(Boolean);
   }
 
   /** Tiers by node kind (core on top, CPE/HRH at the bottom), ordered to limit crossings. */
@@ -288,15 +336,19 @@
 
     // Group by rank, then split long tiers into rows.
     const ranks = [...new Set(nodes.map((n) => kindRank(n.kind)))].sort((a, b) => a - b);
-    const tiers = ranks.map((r) =>
-      nodes
+    const tiers = [];
+    const placed = new Set();
+    for (const r of ranks) {
+      const members = nodes
         .filter((n) => kindRank(n.kind) === r)
         .map((n) => n.name)
-        .sort(),
-    );
+        .sort(natural);
+      for (const sub of subLayers(members, adj, placed)) tiers.push(sub);
+      for (const m of members) placed.add(m);
+    }
     // Barycentre ordering, top-down then bottom-up, a few sweeps.
     const order = new Map();
-    const reindex = () => tiers.forEach((t) => t.forEach((n, i) => order.set(n, i / Math.max(1, t.length - 1))));
+    const reindex = () => tiers.forEach((t) => t.forEach((n, i) => order.set(n, (i + 0.5) / t.length)));
     reindex();
     const sweep = (ti, refTier) => {
       const ref = new Set(refTier);
@@ -304,7 +356,7 @@
         const ns = adj.get(n).filter((m) => ref.has(m));
         return ns.length ? ns.reduce((a, m) => a + order.get(m), 0) / ns.length : order.get(n);
       };
-      tiers[ti].sort((a, b) => bc(a) - bc(b) || (a < b ? -1 : 1));
+      tiers[ti].sort((a, b) => bc(a) - bc(b) || natural(a, b));
       reindex();
     };
     for (let it = 0; it < 3; it++) {
@@ -313,7 +365,15 @@
     }
 
     const rows = [];
-    for (const t of tiers) for (let i = 0; i < t.length; i += G.maxPerRow) rows.push(t.slice(i, i + G.maxPerRow));
+    // A long row wraps column by column, so the children of one parent (adjacent
+    // after the ordering above) form a block of columns under it, not a stripe.
+    for (const t of tiers) {
+      const nrows = Math.ceil(t.length / G.maxPerRow);
+      const per = Math.ceil(t.length / nrows);
+      const block = Array.from({ length: nrows }, () => []);
+      t.forEach((n, i) => block[i % nrows].push([Math.floor(i / nrows), n]));
+      for (const r of block) rows.push(r.sort((x, y) => x[0] - y[0]).map((x) => x[1]).slice(0, per));
+    }
 
     const hostRowsOf = (name) => Math.ceil(hostsOf.get(name).length / 4);
     const slotW = (name) => {
