@@ -84,7 +84,8 @@ def test_unknown_busid_nodev_and_busy_device(image: Path) -> None:
                 await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
             assert info.value.status == Status.DEV_BUSY
             await first.close()
-            await asyncio.sleep(0)  # let the server see the close
+            while srv.owners:  # the server releases the device when it sees the close
+                await asyncio.sleep(0.01)
             again = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
             await again.close()
 
@@ -272,7 +273,8 @@ def test_hostile_client_is_dropped_and_server_keeps_serving(image: Path) -> None
             w.write(struct.pack(">IIIIIIiiiI8x", 1, 1, devid, 1, 16, 0, -1, 0, -1, 0))
             assert await r.read() == b""
             w.close()
-            await asyncio.sleep(0)
+            while srv.owners:
+                await asyncio.sleep(0.01)
             devs = await list_devices("127.0.0.1", srv.port)
             assert len(devs) == 3
             dev = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)  # released
@@ -326,5 +328,32 @@ def test_libusb_passthrough_with_virtual_devices_as_hardware(image: Path) -> Non
             await ser.bulk_out(2, b"ping\n")
             assert await ser.bulk_in(1, 64) == b"pong\r\n"
             await ser.close()
+
+    run(main())
+
+
+@pytest.mark.skipif(shutil.which("usbip") is None, reason="Debian usbip tool not installed")
+def test_debian_usbip_attach_reads_our_import_replies(image: Path) -> None:
+    # Without vhci-hcd the tool cannot finish an attach, but it imports first:
+    # OK gets as far as opening vhci; NODEV and DEV_BUSY are reported by name.
+    async def attach(port: int, busid: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "usbip", "--tcp-port", str(port), "attach", "-r", "127.0.0.1", "-b", busid,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _out, err = await proc.communicate()
+        return err.decode()
+
+    async def main() -> None:
+        async with make_server(image) as srv:
+            await srv.start()
+            ok = await attach(srv.port, "1-2")
+            assert "vhci" in ok and "Attach Request" not in ok
+            while srv.owners:  # the tool imported 1-2; wait until its hang-up releases it
+                await asyncio.sleep(0.01)
+            assert "Device not found" in await attach(srv.port, "9-9")
+            holder = await RemoteDevice.attach("127.0.0.1", "1-2", srv.port)
+            assert "Device busy" in await attach(srv.port, "1-2")
+            await holder.close()
 
     run(main())
