@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,24 @@ def test_debian_usbip_attach_reads_our_import_replies(image: Path) -> None:
             await holder.close()
 
     run(main())
+
+
+def test_cli_list_against_a_running_server(image: Path) -> None:
+    from typer.testing import CliRunner
+
+    from netfate.services.usbip.cli import app
+
+    loop = asyncio.new_event_loop()
+    srv = make_server(image)
+    loop.run_until_complete(srv.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        result = CliRunner().invoke(app, ["list", "127.0.0.1", "--port", str(srv.port)])
+    finally:
+        asyncio.run_coroutine_threadsafe(srv.close(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+    assert result.exit_code == 0, result.output
+    assert "1-2: 1d6b:0106" in result.output and "08/06/50" in result.output
