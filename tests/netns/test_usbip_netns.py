@@ -7,10 +7,12 @@ allowed, other (10.92.2.2) is not.  Clients run inside their namespaces
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from netfate.host import links, netns
+from netfate.vnf.usbip_client import RemoteDevice, list_devices
 
 SERVE = "from netfate.services.usbip.cli import app; app()"
 
@@ -128,3 +131,23 @@ def test_allow_list_refuses_other_client(hrh: dict[str, object]) -> None:
     out = _client(str(hrh["other"]), "10.92.2.1")
     assert out["listed"] == []
     assert out["refused"] == 4  # ST_NODEV
+
+
+def test_root_namespace_client_through_a_socket_opened_in_isp(hrh: dict[str, object]) -> None:
+    # DESIGN: the root namespace reaches into a namespace by opening sockets in it.
+    def connected() -> socket.socket:
+        s = netns.socket_in(str(hrh["isp"]), socket.AF_INET, socket.SOCK_STREAM)
+        s.connect(("10.92.1.1", 3240))
+        s.setblocking(False)
+        return s
+
+    async def main() -> tuple[list[str], bytes]:
+        listed = [d.busid for d in await list_devices("", sock=connected())]
+        dev = await RemoteDevice.attach("", "1-3", sock=connected())
+        desc = await dev.get_descriptor(1, 0, 18)
+        await dev.close()
+        return listed, desc
+
+    listed, desc = asyncio.run(main())
+    assert listed == ["1-1", "1-2", "1-3"]
+    assert desc[:2] == b"\x12\x01" and desc[8:12] == bytes.fromhex("6b1d0701")

@@ -251,12 +251,11 @@ def test_connection_drop_gives_clean_error_and_reattach_works(image: Path) -> No
             await parked
         with pytest.raises(UsbipError):
             await dev.bulk_in(1, 64)
-        await dev.close()
         srv2 = make_server(image)
         await srv2.start("127.0.0.1", port)
-        dev2 = await RemoteDevice.attach("127.0.0.1", "1-1", port)
-        assert (await dev2.bulk_in(1, 64)).startswith(b"temp=")
-        await dev2.close()
+        await dev.reattach(attempts=3, interval=0.01)  # same object, new connection
+        assert (await dev.bulk_in(1, 64)).startswith(b"temp=")
+        await dev.close()
         await srv2.close()
 
     run(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from netfate.proto.usbip import (
     ClientConnection,
@@ -70,12 +70,14 @@ class _ClientProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
         self._flush_pending = False
+        self.imported: UsbDevice  # set once the import succeeded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keepalive(sock)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -126,15 +128,30 @@ class _ClientProtocol(asyncio.Protocol):
             self.transport.write(out)
 
 
-async def _open(host: str, port: int) -> _ClientProtocol:
+async def _open(host: str, port: int, sock: socket.socket | None) -> _ClientProtocol:
     loop = asyncio.get_running_loop()
-    _t, proto = await loop.create_connection(_ClientProtocol, host, port)
+    if sock is not None:  # e.g. created inside a namespace (netns.socket_in) and connected
+        _t, proto = await loop.create_connection(_ClientProtocol, sock=sock)
+    else:
+        _t, proto = await loop.create_connection(_ClientProtocol, host, port)
     return proto
 
 
-async def list_devices(host: str, port: int = 3240) -> tuple[UsbDevice, ...]:
-    """OP_REQ_DEVLIST: what ``host`` exports to us."""
-    proto = await _open(host, port)
+def keepalive(sock: socket.socket | Any, idle: int = 10, interval: int = 5, count: int = 3) -> None:
+    """TCP keepalive, so a connection whose peer vanished (a network drop, not a close)
+    fails in about ``idle + interval * count`` seconds instead of hanging; USB/IP has
+    no heartbeat of its own."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+
+
+async def list_devices(
+    host: str, port: int = 3240, *, sock: socket.socket | None = None
+) -> tuple[UsbDevice, ...]:
+    """OP_REQ_DEVLIST: what ``host`` exports to us (``sock``: an already connected socket)."""
+    proto = await _open(host, port, sock)
     try:
         proto.core.request_devlist()
         proto.flush()
@@ -150,14 +167,27 @@ async def list_devices(host: str, port: int = 3240) -> tuple[UsbDevice, ...]:
 class RemoteDevice:
     """An imported USB device: submit URBs, many at once; ``close()`` detaches it."""
 
-    def __init__(self, proto: _ClientProtocol, device: UsbDevice) -> None:
+    def __init__(
+        self, proto: _ClientProtocol, device: UsbDevice, host: str, port: int, busid: str
+    ) -> None:
         self._proto = proto
         self.device = device
+        self.host, self.port, self.busid = host, port, busid
 
     @classmethod
-    async def attach(cls, host: str, busid: str, port: int = 3240) -> RemoteDevice:
-        """OP_REQ_IMPORT ``busid``; raises :class:`ImportRefusedError` (NODEV, DEV_BUSY …)."""
-        proto = await _open(host, port)
+    async def attach(
+        cls, host: str, busid: str, port: int = 3240, *, sock: socket.socket | None = None
+    ) -> RemoteDevice:
+        """OP_REQ_IMPORT ``busid``; raises :class:`ImportRefusedError` (NODEV, DEV_BUSY …)
+        and OSError if the server cannot be reached."""
+        proto = await cls._import(host, busid, port, sock)
+        return cls(proto, proto.imported, host, port, busid)
+
+    @staticmethod
+    async def _import(
+        host: str, busid: str, port: int, sock: socket.socket | None
+    ) -> _ClientProtocol:
+        proto = await _open(host, port, sock)
         proto.core.request_import(busid)
         proto.flush()
         try:
@@ -172,7 +202,31 @@ class RemoteDevice:
             raise ImportRefusedError(busid, ev.status)
         if not isinstance(ev, DeviceImported):
             raise UsbipError(f"unexpected reply {ev}")
-        return cls(proto, ev.device)
+        proto.imported = ev.device
+        return proto
+
+    async def reattach(self, *, attempts: int = 10, interval: float = 1.0) -> None:
+        """Import the same device again on a new connection (after a drop).
+
+        URBs of the old connection have already failed with :class:`UsbipError`.
+        DEV_BUSY is retried too: the server may not have noticed the old
+        connection die yet (keepalive ends it).
+        """
+        await self.close()
+        last: BaseException | None = None
+        for _ in range(max(1, attempts)):
+            try:
+                self._proto = await self._import(self.host, self.busid, self.port, None)
+                self.device = self._proto.imported
+                return
+            except ImportRefusedError as err:
+                if err.status != Status.DEV_BUSY:
+                    raise
+                last = err
+            except OSError as err:
+                last = err
+            await asyncio.sleep(interval)
+        raise UsbipError(f"could not re-import {self.busid} from {self.host}: {last}")
 
     @property
     def in_flight(self) -> int:
@@ -272,7 +326,7 @@ class RemoteDevice:
     async def close(self) -> None:
         if self._proto.transport is not None:
             self._proto.transport.close()
-        await self._proto.closed
+            await self._proto.closed
 
     async def __aenter__(self) -> RemoteDevice:
         return self

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from netfate.proto.usbip import (
     DeviceListRequested,
@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 USBIP_PORT = 3240
 
 
+def keepalive(sock: socket.socket | Any, idle: int = 10, interval: int = 5, count: int = 3) -> None:
+    """TCP keepalive: USB/IP has no heartbeat, and a client that vanished without a
+    close (a network drop) would otherwise hold its device, DEV_BUSY to its own
+    reconnect, until TCP gives up hours later."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+
+
 class UsbipServer:
     """Export virtual devices over USB/IP on ``host:port`` (loopback by default)."""
 
@@ -52,9 +62,15 @@ class UsbipServer:
         self._server: asyncio.Server | None = None
         self._conns: set[_ServerProtocol] = set()
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+    ) -> None:
+        """Listen on ``host:port``, or on ``sock`` (e.g. bound inside a namespace)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ServerProtocol(self), host, port)
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _ServerProtocol(self), sock=sock)
+        else:
+            self._server = await loop.create_server(lambda: _ServerProtocol(self), host, port)
 
     @property
     def port(self) -> int:
@@ -98,6 +114,7 @@ class _ServerProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            keepalive(sock)  # a vanished client must not hold its device forever
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else None
         self.server._conns.add(self)
