@@ -20,6 +20,7 @@ whose id sorts first; when that intent goes, the other takes the flow over.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,6 +155,7 @@ def _m(**fields: MatchValue | None) -> dict[str, MatchValue]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+@functools.lru_cache(maxsize=65536)
 def _net(text: str) -> str | None:
     """A subnet as a match value: None matches everything, a /32 is a plain address."""
     net = ipaddress.IPv4Network(text)
@@ -168,6 +170,7 @@ def _freeze(match: Mapping[str, MatchValue]) -> Match:
     return tuple(sorted(match.items()))
 
 
+@functools.lru_cache(maxsize=65536)
 def group_id_for(intent_id: str) -> int:
     # 0x4E in the top byte marks groups the controller owns, like the cookie prefix.
     low = int.from_bytes(hashlib.sha256(b"group:" + intent_id.encode()).digest()[:3], "big")
@@ -518,6 +521,41 @@ def semantic_conflict(new: Intent, old: Intent) -> str | None:
     return None
 
 
+class ConflictIndex:
+    """Finds the accepted intents a new one could conflict with, without comparing all pairs."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[object, list[Intent]] = {}
+
+    @staticmethod
+    def _keys(it: Intent) -> list[object]:
+        keys: list[object] = [("id", it.id), ("cookie", it.cookie)]
+        if isinstance(it, ConnectivityIntent | TunnelIntent):
+            keys.append(("pair", frozenset((it.a, it.b))))
+        elif isinstance(it, SteeringIntent):
+            keys.append(("steer", it.host))
+        else:
+            keys.append(("repl", it.source, it.protocol, it.port, it.dst_ip))
+            keys.append(("group", group_id_for(it.id)))
+        return keys
+
+    def conflict(self, it: Intent) -> str | None:
+        seen: set[int] = set()
+        for k in self._keys(it):
+            for old in self._buckets.get(k, ()):
+                if id(old) in seen:
+                    continue
+                seen.add(id(old))
+                reason = semantic_conflict(it, old)
+                if reason:
+                    return reason
+        return None
+
+    def add(self, it: Intent) -> None:
+        for k in self._keys(it):
+            self._buckets.setdefault(k, []).append(it)
+
+
 def compile_intents(
     view: NetworkView,
     intents: Iterable[Intent],
@@ -535,14 +573,14 @@ def compile_intents(
     owner: dict[tuple[str, tuple[int, int, Match]], FlowSpec] = {}
     owner_id: dict[int, str] = {}
     group_owner: dict[tuple[str, int], str] = {}
-    accepted: list[Intent] = []
+    index = ConflictIndex()
     for nv in view.nodes:
         res.flows[nv.name] = set()
         res.groups[nv.name] = set()
         for f in base_flows(nv):
             owner[(nv.name, f.key)] = f
     for it in intents:
-        clash = next((c for old in accepted if (c := semantic_conflict(it, old))), None)
+        clash = index.conflict(it)
         if clash:
             res.errors[it.id] = clash
             continue
@@ -563,7 +601,7 @@ def compile_intents(
             continue
         except _Pending as p:
             res.pending[it.id] = str(p)
-            accepted.append(it)
+            index.add(it)
             continue
         if partial:
             res.pending[it.id] = "; ".join(partial)
@@ -571,7 +609,7 @@ def compile_intents(
         if reason:
             res.errors[it.id] = reason
             continue
-        accepted.append(it)
+        index.add(it)
         owner_id[it.cookie] = it.id
         for node, f in e.flows:
             prev = owner.get((node, f.key))

@@ -15,6 +15,7 @@ Endpoint text form, used in JSON and on the command line::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -44,6 +45,7 @@ BASE_COOKIE = COOKIE_PREFIX  # the controller's own pipeline (discovery, drop)
 DISCOVERY_COOKIE = COOKIE_PREFIX | 0xFFFF_FFFF_FFFF  # short-lived packet-in suppressors
 
 
+@functools.lru_cache(maxsize=65536)
 def cookie_for(intent_id: str) -> int:
     """The cookie of every flow an intent installs: deterministic from its id."""
     low = int.from_bytes(hashlib.sha256(intent_id.encode()).digest()[:6], "big")

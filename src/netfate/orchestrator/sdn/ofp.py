@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -288,6 +290,12 @@ def serialize(dp: Any, msgs: Iterable[Any]) -> tuple[bytes, list[int]]:
     return bytes(buf), xids
 
 
+def next_xid(dp: Any) -> int:
+    """A fresh transaction id from the datapath's counter (as Datapath.set_xid does)."""
+    dp.xid = (int(dp.xid) + 1) & 0xFFFFFFFF
+    return int(dp.xid)
+
+
 def message_xid(msg: Any) -> int:
     return int(msg.xid)
 
@@ -315,31 +323,37 @@ class PacketInfo:
 
 
 def parse_packet(data: bytes) -> PacketInfo | None:
-    """The few header fields discovery needs; None if it is not Ethernet we can read."""
-    from os_ken.lib.packet import arp, ethernet, ipv4, packet
+    """The few header fields discovery needs; None if the frame is not something we read.
 
-    try:
-        pkt = packet.Packet(data)
-    except Exception:  # os-ken's parsers raise assorted errors on junk
+    Parsed by hand (os-ken's packet library costs ~0.1 ms a frame on this path)::
+
+        Ethernet: dst(6) src(6) [0x8100 tci(2)] type(2)
+        ARP (type 0x0806): htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
+        IPv4 (type 0x0800): ver/ihl(1) ... src at offset 12 (4), dst at 16 (4)
+    """
+    if len(data) < 14:
         return None
-    eth = pkt.get_protocol(ethernet.ethernet)
-    if eth is None:
-        return None
-    a = pkt.get_protocol(arp.arp)
-    if a is not None:
-        return PacketInfo(
-            str(eth.src),
-            str(eth.dst),
-            int(eth.ethertype),
-            str(a.src_ip),
-            int(a.opcode),
-            str(a.dst_ip),
-        )
-    ip4 = pkt.get_protocol(ipv4.ipv4)
-    src = str(ip4.src) if ip4 is not None else None
-    if src == "0.0.0.0":
-        src = None  # DHCP discover: no address yet
-    return PacketInfo(str(eth.src), str(eth.dst), int(eth.ethertype), src)
+    dst, src = _mac(data[0:6]), _mac(data[6:12])
+    (eth_type,) = struct.unpack_from("!H", data, 12)
+    off = 14
+    if eth_type == 0x8100 and len(data) >= 18:
+        (eth_type,) = struct.unpack_from("!H", data, 16)
+        off = 18
+    if eth_type == 0x0806 and len(data) >= off + 28:
+        (op,) = struct.unpack_from("!H", data, off + 6)
+        spa = socket.inet_ntoa(data[off + 14 : off + 18])
+        tpa = socket.inet_ntoa(data[off + 24 : off + 28])
+        return PacketInfo(src, dst, eth_type, spa, int(op), tpa)
+    if eth_type == 0x0800 and len(data) >= off + 20 and data[off] >> 4 == 4:
+        ip: str | None = socket.inet_ntoa(data[off + 12 : off + 16])
+        if ip == "0.0.0.0":
+            ip = None  # DHCP discover: no address yet
+        return PacketInfo(src, dst, eth_type, ip)
+    return PacketInfo(src, dst, eth_type, None)
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def arp_reply(*, asker_mac: str, asker_ip: str, target_mac: str, target_ip: str) -> bytes:
