@@ -32,6 +32,7 @@ from .devices import UrbResult, VirtualDevice
 log = logging.getLogger(__name__)
 
 USBIP_PORT = 3240
+WRITE_HIGH_WATER = 16 * 1024 * 1024
 
 
 def keepalive(sock: socket.socket | Any, idle: int = 10, interval: int = 5, count: int = 3) -> None:
@@ -115,6 +116,10 @@ class _ServerProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             keepalive(sock)  # a vanished client must not hold its device forever
+        # Let whole commands' replies (a 1 MiB READ, several in flight) sit in
+        # the buffer before back-pressure pauses reading: the 64 KiB default
+        # stops us reading the next pipelined command while this one drains.
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else None
         self.server._conns.add(self)
