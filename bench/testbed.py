@@ -1,0 +1,220 @@
+"""Testbed benchmark: time and peak memory to bring up and tear down N-node networks.
+
+For each size N (default 10, 50, 100) it builds `generate_tree(N)` (a tree of
+PEs with 9 CPEs each, one host per CPE, 100 Mbit/s access links) with
+`Testbed.up(..., control=False)`, checks that the first host reaches the
+last one (correctness, not timed), and takes it down again.
+
+Measured:
+- `up_s`, `down_s`: wall time of `Testbed.up` / `Testbed.down` (network part:
+  namespaces, veths, addresses and routes, tc, OVS daemons and bridges, the
+  link emulator when --delay is given). With --control the orchestrator and
+  one agent per node are included and the result says so.
+- `peak_rss_mb`: the largest sum of resident memory of our processes, sampled
+  every 20 ms during up and down: this Python process (the builder), the
+  run's ovsdb-server, ovs-vswitchd, link emulator (and control processes).
+  `peak_rss_by_role_mb` gives each process's own high-water mark (VmHWM).
+- baseline, same sizes, same run: the same number of namespaces and veth
+  pairs made and removed with bare `ip netns add` / `ip link add ... netns`
+  / `ip netns del` commands (one process each, no addresses, no OVS). The
+  ratio `up_vs_baseline` is our up time over the baseline's build time.
+
+Run: `netfate bench testbed --json [--sizes 10,50,100] [--delay 1ms] [--control]`
+or `python bench/testbed.py`. Needs root and Open vSwitch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from netfate.host import netns as _netns
+from netfate.model.topology import Topology, generate_tree
+from netfate.testbed.builder import Testbed
+from netfate.testbed.state import RunState, run_root
+
+GOAL_100_NODES_UP_S = 60.0
+
+
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class _Sampler:
+    """Sums the RSS of this process and of the run's recorded processes."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _pids(self) -> list[int]:
+        pids = [os.getpid()]
+        try:
+            doc = json.loads((run_root() / self.prefix / "state.json").read_text())
+            pids += [int(p["pid"]) for p in doc.get("processes", [])]
+        except (OSError, ValueError):
+            pass
+        return pids
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in self._pids()))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _counts(topo: Topology) -> tuple[int, int]:
+    """Namespaces and veth pairs the testbed makes for `topo` (without the emulator's)."""
+    namespaces = 1 + len(topo.nodes) + len(topo.hosts)
+    veths = len(topo.nodes) + len(topo.hosts) + len(topo.links)
+    return namespaces, veths
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def baseline(namespaces: int, veths: int) -> dict[str, float]:
+    """Bare iproute2: `ip netns add` each namespace, one veth pair per link, then delete."""
+    prefix = "nb" + secrets.token_hex(2)
+    names = [f"{prefix}-{i}" for i in range(namespaces)]
+    t0 = time.monotonic()
+    try:
+        for n in names:
+            _ip("netns", "add", n)
+        sw = names[0]
+        for i in range(veths):
+            # Like the testbed: one end in the switch namespace, the other in another one.
+            other = names[1 + i % (namespaces - 1)] if namespaces > 1 else sw
+            _ip(
+                "link",
+                "add",
+                f"{prefix}v{i}",
+                "netns",
+                sw,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"{prefix}p{i}",
+                "netns",
+                other,
+            )
+        up_s = time.monotonic() - t0
+    finally:
+        t1 = time.monotonic()
+        for n in names:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True, check=False)
+        down_s = time.monotonic() - t1
+    leftover = _netns.list_with_prefix(prefix + "-")
+    if leftover:
+        raise RuntimeError(f"baseline left namespaces: {leftover[:3]}")
+    return {"up_s": round(up_s, 3), "down_s": round(down_s, 3)}
+
+
+def measure(n: int, *, delay: str | None, control: bool) -> dict[str, Any]:
+    topo = generate_tree(n, access_delay=delay)
+    prefix = "nb" + secrets.token_hex(2)
+    by_role: dict[str, float] = {}
+    with _Sampler(prefix) as sampler:
+        t0 = time.monotonic()
+        tb = Testbed.up(topo, prefix=prefix, control=control)
+        up_s = time.monotonic() - t0
+        try:
+            hosts = list(topo.hosts.values())
+            reach = None
+            if len(hosts) >= 2:
+                r = tb.exec(
+                    hosts[0].name,
+                    ["ping", "-c", "1", "-w", "30", str(hosts[-1].ip)],
+                    check=False,
+                    timeout=60,
+                )
+                reach = r.returncode == 0
+            st = RunState.load(prefix)
+            for p in st.processes:
+                by_role[str(p["role"])] = round(_rss_kb(int(p["pid"]), "VmHWM") / 1024, 1)
+            timings = dict(st.timings)
+            emulator = st.emulator
+        finally:
+            t1 = time.monotonic()
+            problems = tb.down()
+            down_s = time.monotonic() - t1
+    namespaces, veths = _counts(topo)
+    return {
+        "nodes": len(topo.nodes),
+        "hosts": len(topo.hosts),
+        "links": len(topo.links),
+        "namespaces": namespaces,
+        "veth_pairs": veths,
+        "emulator": emulator,
+        "up_s": round(up_s, 3),
+        "down_s": round(down_s, 3),
+        "steps_s": timings,
+        "peak_rss_mb": round(sampler.peak_kb / 1024, 1),
+        "peak_rss_by_role_mb": by_role,
+        "first_host_reaches_last": reach,
+        "teardown_problems": problems,
+    }
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="netfate bench testbed", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="10,50,100", help="comma-separated node counts")
+    ap.add_argument("--delay", default=None, help="access-link delay, e.g. 1ms (linkemu/netem)")
+    ap.add_argument("--control", action="store_true", help="include orchestrator and agents")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("bench testbed needs root (namespaces, Open vSwitch)")
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    results: dict[str, Any] = {}
+    for n in sizes:
+        ours = measure(n, delay=args.delay, control=args.control)
+        base = baseline(ours["namespaces"], ours["veth_pairs"])
+        ours["baseline_ip_commands"] = base
+        ours["up_vs_baseline"] = round(ours["up_s"] / base["up_s"], 2) if base["up_s"] else None
+        ours["down_vs_baseline"] = (
+            round(ours["down_s"] / base["down_s"], 2) if base["down_s"] else None
+        )
+        results[str(n)] = ours
+    largest = results.get("100")
+    return {
+        "benchmark": "testbed",
+        "cpus": os.cpu_count(),
+        "control_included": args.control,
+        "access_delay": args.delay,
+        "sizes": results,
+        "goal": {
+            "100_nodes_up_under_s": GOAL_100_NODES_UP_S,
+            "met": (largest["up_s"] < GOAL_100_NODES_UP_S) if largest else None,
+        },
+        "baseline": "bare `ip netns add` + `ip link add type veth` (one process each), same "
+        "namespace and veth counts, no addresses, routes, tc or OVS",
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1:]), indent=2, sort_keys=True))
