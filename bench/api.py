@@ -261,7 +261,7 @@ def bulk_rows(
 
     rng = random.Random(seed)
     nodes = list(topo.nodes.values())
-    host_of = {}
+    host_of: dict[str, Any] = {}
     for h in topo.hosts.values():
         host_of.setdefault(h.node, h)
     next_ip: dict[str, int] = {}
@@ -380,7 +380,9 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
 # --------------------------------------------------------------------------- phases
 
 
-def request_maker(phase: str, topo: Any, instance_ids: list[str], seed: int = 7) -> Callable:
+def request_maker(
+    phase: str, topo: Any, instance_ids: list[str], seed: int = 7
+) -> Callable[[int], Request]:
     rng = random.Random(seed)
     nodes = list(topo.nodes)
     rng.shuffle(nodes)
