@@ -40,6 +40,7 @@ from netfate.proto.usbip import (
     UsbDevice,
     UsbipProtocolError,
 )
+from netfate.proto.usbip.connection import MAX_URBS_IN_FLIGHT
 
 # Captured from Debian's usbip 2.0 tool against a recording listener on 127.0.0.1:
 #   usbip --tcp-port P list -r 127.0.0.1     -> OP_REQ_DEVLIST
@@ -421,6 +422,13 @@ def test_server_refuses_duplicate_seqnum_in_flight() -> None:
     server, _ = imported_pair()
     server.receive_data(submit_bytes(seqnum=5), 0.0)
     expect(server, submit_bytes(seqnum=5), Reason.DUPLICATE_SEQNUM)
+
+
+def test_server_bounds_urbs_in_flight() -> None:
+    server, _ = imported_pair()
+    frames = b"".join(submit_bytes(seqnum=k) for k in range(1, MAX_URBS_IN_FLIGHT + 1))
+    assert len(server.receive_data(frames, 0.0)) == MAX_URBS_IN_FLIGHT
+    expect(server, submit_bytes(seqnum=MAX_URBS_IN_FLIGHT + 1), Reason.TOO_MANY_URBS)
 
 
 def test_server_refuses_bad_version_and_unknown_op() -> None:

@@ -73,6 +73,9 @@ from .messages import (
 
 MAX_PENDING_INPUT = 64 * 1024
 """Bytes a peer may send ahead while we owe it an operation-phase reply."""
+MAX_URBS_IN_FLIGHT = 8192
+"""URBs a peer may have outstanding at once (each costs state; a parked IN costs
+it for as long as the device has nothing to send)."""
 _RECENT_UNLINKS = 4096
 """How many cancelled seqnums we remember, to tell a late reply from a made-up one."""
 
@@ -376,6 +379,8 @@ class ServerConnection(_Core):
             raise UsbipProtocolError(Reason.BAD_DEVID, f"devid {head.devid:#x}")
         if head.seqnum in self._in_flight:
             raise UsbipProtocolError(Reason.DUPLICATE_SEQNUM, f"seqnum {head.seqnum} in flight")
+        if len(self._in_flight) >= MAX_URBS_IN_FLIGHT and head.command == USBIP_CMD_SUBMIT:
+            raise UsbipProtocolError(Reason.TOO_MANY_URBS, f"{MAX_URBS_IN_FLIGHT} in flight")
         if head.command == USBIP_CMD_UNLINK:
             unlink = CmdUnlink.unpack(self._consume(URB_HEADER_LEN))
             self._transition("recv_cmd")
@@ -500,6 +505,8 @@ class ClientConnection(_Core):
             raise UsbipProtocolError(Reason.ILLEGAL_TRANSITION, f"submit in {self.phase.value}")
         if not 0 <= ep <= MAX_ENDPOINT:
             raise UsbipProtocolError(Reason.BAD_ENDPOINT, f"ep {ep}")
+        if len(self._in_flight) >= MAX_URBS_IN_FLIGHT:
+            raise UsbipProtocolError(Reason.TOO_MANY_URBS, f"{MAX_URBS_IN_FLIGHT} in flight")
         tbl = (length or 0) if direction_in else len(data)
         if direction_in and data:
             raise UsbipProtocolError(Reason.BAD_DIRECTION, "IN transfer with OUT data")

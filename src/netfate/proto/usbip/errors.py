@@ -24,6 +24,7 @@ class Reason(enum.Enum):
     BAD_ISO_DESCRIPTOR = "bad_iso_descriptor"
     UNKNOWN_SEQNUM = "unknown_seqnum"
     DUPLICATE_SEQNUM = "duplicate_seqnum"
+    TOO_MANY_URBS = "too_many_urbs"
     REPLY_AFTER_UNLINK = "reply_after_unlink"
     BUFFER_OVERFLOW = "buffer_overflow"
     TRUNCATED = "truncated"
