@@ -336,6 +336,19 @@ def test_client_accepts_kernel_style_late_unlink_status_zero() -> None:
     ]
 
 
+def test_refused_completion_keeps_the_urb_in_flight() -> None:
+    server, client = imported_pair()
+    s = client.submit(1, True, length=4)
+    pump(client, server)
+    with pytest.raises(UsbipProtocolError) as info:
+        server.complete(s, data=b"too long")  # a device bug, caught locally
+    assert info.value.reason is Reason.BAD_ACTUAL_LENGTH
+    assert server.phase is Phase.URB and server.urbs_in_flight == 1
+    assert server.complete(s, status=-32)
+    (ev,) = pump(server, client)
+    assert isinstance(ev, UrbCompleted) and ev.status == -32
+
+
 def test_seqnums_never_zero_and_wrap() -> None:
     _, client = imported_pair()
     client._next_seqnum = 0xFFFFFFFF

@@ -286,8 +286,14 @@ def fragment(packet: bytes, mtu: int) -> list[bytes]:
         ff = (base + start // 8) | (0 if last and not pkt.more_fragments else MF)
         out.append(
             build_ipv4(
-                pkt.src, pkt.dst, pkt.proto, chunk, ttl=pkt.ttl, ident=pkt.ident,
-                flags_frag=ff, tos=pkt.tos,
+                pkt.src,
+                pkt.dst,
+                pkt.proto,
+                chunk,
+                ttl=pkt.ttl,
+                ident=pkt.ident,
+                flags_frag=ff,
+                tos=pkt.tos,
             )
         )
     return out

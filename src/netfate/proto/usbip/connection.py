@@ -292,7 +292,9 @@ class ServerConnection(_Core):
         """
         if self.phase is not Phase.URB:
             raise UsbipProtocolError(Reason.ILLEGAL_TRANSITION, f"complete in {self.phase.value}")
-        req = self._in_flight.pop(seqnum, None)
+        # Checked before it leaves the table: a refused completion (a local bug)
+        # leaves the URB in flight, to be completed properly or unlinked.
+        req = self._in_flight.get(seqnum)
         if req is None:
             if seqnum in self._recent_set:
                 return False
@@ -312,6 +314,7 @@ class ServerConnection(_Core):
                 raise UsbipProtocolError(Reason.BAD_ISO_DESCRIPTOR, "iso actual sum != length")
         npk = req.iso_count if req.iso_count else -1
         self._transition("send_ret")
+        del self._in_flight[seqnum]
         self._out.extend(
             RetSubmit(
                 seqnum, status, actual, start_frame, npk, error_count, data, iso_packets

@@ -223,9 +223,15 @@ class _ServerProtocol(asyncio.Protocol):
     def _done(self, seqnum: int, result: UrbResult) -> None:
         if self.core.phase is not Phase.URB:
             return  # connection gone; the URB dies with it
-        self.core.complete(
-            seqnum, status=result.status, data=result.data, actual_length=result.actual_length
-        )
+        try:
+            self.core.complete(
+                seqnum, status=result.status, data=result.data, actual_length=result.actual_length
+            )
+        except UsbipProtocolError as err:
+            # The device answered something the protocol forbids (more data than
+            # asked): a device bug, not the client's; the URB stalls instead.
+            log.error("usbip device %s: bad completion of %d: %s", self.device, seqnum, err)
+            self.core.complete(seqnum, status=-32)
         if not self._batch:  # completed later (timer, another URB): send now
             self._flush()
 
