@@ -196,12 +196,14 @@ class _Relay(_Server):
 # --------------------------------------------------------------------------- #
 
 
-async def _ours_throughput(port: int, nbytes: int, command: int) -> tuple[float, float]:
+async def _ours_throughput(
+    port: int, nbytes: int, command: int, depth: int = 1
+) -> tuple[float, float]:
     from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 
     dev = await RemoteDevice.attach("127.0.0.1", "1-1", port)
     try:
-        msc = await MassStorageClient.open(dev, max_command=command)
+        msc = await MassStorageClient.open(dev, max_command=command, depth=depth)
         blocks = nbytes // BLOCK
         payload = os.urandom(nbytes)
         t0 = time.perf_counter()
@@ -333,6 +335,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--shipped-size-mib", type=int, default=4, help="same, for the untuned peer")
     ap.add_argument("--command-kib", type=int, default=1024, help="SCSI READ/WRITE size")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--depth", type=int, default=2, help="our client's BOT commands in flight (1 = strict BOT)"
+    )
     ap.add_argument("--latency-samples", type=int, default=LATENCY_SAMPLES)
     ap.add_argument(
         "--wan",
@@ -358,7 +363,9 @@ def run(argv: list[str]) -> dict[str, Any]:
         try:
             rows: dict[str, list[tuple[float, float]]] = {"ours": [], "tuned": [], "shipped": []}
             for _ in range(args.rounds):
-                rows["ours"].append(asyncio.run(_ours_throughput(ours.port, nbytes, command)))
+                rows["ours"].append(
+                    asyncio.run(_ours_throughput(ours.port, nbytes, command, args.depth))
+                )
                 rows["tuned"].append(_theirs_throughput(theirs.port, nbytes, command, True))
                 rows["shipped"].append(
                     _theirs_throughput(theirs.port, shipped_bytes, command, False)
@@ -382,6 +389,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "transport": "127.0.0.1 (loopback), servers in child processes",
         "bytes_per_round": nbytes,
         "command_bytes": command,
+        "ours_commands_in_flight": args.depth,
         "rounds": args.rounds,
         "write_MBps": {"ours": w["ours"], "pypi_usbip_tuned": w["tuned"],
                        "pypi_usbip_shipped": w["shipped"]},
@@ -408,7 +416,9 @@ def _wan(spec: str, ours_port: int, theirs_port: int, args: Any, command: int) -
     r1 = _Relay(ours_port, rtt_ms / 1e3, mbit * 1e6)
     r2 = _Relay(theirs_port, rtt_ms / 1e3, mbit * 1e6)
     try:
-        ow, orr = asyncio.run(_ours_throughput(r1.port, args.wan_size_mib << 20, command))
+        ow, orr = asyncio.run(
+            _ours_throughput(r1.port, args.wan_size_mib << 20, command, args.depth)
+        )
         tw, tr = _theirs_throughput(r2.port, args.wan_theirs_size_mib << 20, command, True)
     finally:
         r1.stop()
