@@ -54,51 +54,68 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def orchestrator(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "orchestrator.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "netfate",
-            "orchestrator",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--database-url",
-            f"sqlite:///{tmp_path}/o.db",
-            "--topology",
-            str(TOPOLOGY),
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+class Orchestrator:
+    """`netfate orchestrator` as a child process on 127.0.0.1, restartable in place."""
+
+    def __init__(self, tmp_path: Path, topology: Path | None = TOPOLOGY) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.db = tmp_path / "o.db"
+        self.log_path = tmp_path / "orchestrator.log"
+        self.topology = topology
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "netfate", "orchestrator"]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--database-url", f"sqlite:///{self.db}"]
+        if self.topology is not None:
+            argv += ["--topology", str(self.topology)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
-            if proc.poll() is not None:
+            if self.proc.poll() is not None:
                 pytest.fail(
-                    f"orchestrator exited with {proc.returncode}: "
-                    + (tmp_path / "orchestrator.log").read_text()[-2000:]
+                    f"orchestrator exited with {self.proc.returncode}: "
+                    + self.log_path.read_text()[-2000:]
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
+                if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
+                    return
             if time.monotonic() > deadline:
                 pytest.fail("orchestrator did not answer within 30 s")
             time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL, as in the fault cases of the issue (only this process, by its pid)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def orch(tmp_path: Path) -> Iterator[Orchestrator]:
+    o = Orchestrator(tmp_path)
+    try:
+        o.start()
+        yield o
+    finally:
+        o.stop()
+
+
+@pytest.fixture
+def orchestrator(orch: Orchestrator) -> str:
+    return orch.base
 
 
 class FakeAgents:
@@ -443,43 +460,42 @@ def test_markup_from_the_api_renders_as_text(
 
 def test_page_survives_an_orchestrator_without_topology(browser: Any, tmp_path: Path) -> None:
     """An orchestrator started without --topology shows an empty state, not an error."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "netfate",
-            "orchestrator",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--database-url",
-            f"sqlite:///{tmp_path}/o.db",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    o = Orchestrator(tmp_path, topology=None)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        p = Page(browser, base)
+        o.start()
+        p = Page(browser, o.base)
         try:
             pg = p.open()
             p.wait("#topo-empty:not([hidden])")
             assert pg.locator("#topology g.node").count() == 0
+            assert pg.locator("#inst-empty").is_visible()
             p.check_clean()
         finally:
             p.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        o.stop()
+
+
+def test_page_reconnects_after_the_orchestrator_is_killed(
+    page: Page, orch: Orchestrator, tmp_path: Path
+) -> None:
+    """kill -9 the orchestrator: the page says so, then picks up again by itself."""
+    page.open()
+    orch.kill()
+    page.wait("#conn[data-state='down']")
+    orch.start()
+    page.wait("#conn[data-state='live']")
+    # Events recorded after the restart arrive live, in the same page.
+    agents = FakeAgents(orch.base)
+    try:
+        agents.register("cpe2")
+        page.wait("#feed li[data-kind='NodeRegistered'][data-node='cpe2']")
+        page.wait("#topology g.node[data-node='cpe2'][data-status='up']")
+    finally:
+        agents.close()
+    page.shot(tmp_path / "reconnected.png")
+    # While the server was away the browser logged failed requests; nothing else.
+    page.errors = [
+        e for e in page.errors if not e.startswith("console: Failed to load resource: net::ERR_")
+    ]
+    page.check_clean()
