@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import statistics
@@ -75,8 +76,8 @@ def to_ofctl(f: FlowSpec, cookie: int) -> str:
             acts.append(f"group:{a.group_id}")
         elif isinstance(a, ToController):
             acts.append("CONTROLLER:65535")
-    m = ",".join(match)
-    return f"cookie={cookie:#x},priority={f.priority}{',' + m if m else ''},actions={','.join(acts) or 'drop'}"
+    head = ",".join([f"cookie={cookie:#x}", f"priority={f.priority}", *match])
+    return f"{head},actions={','.join(acts) or 'drop'}"
 
 
 def _intents(n_flows: int) -> list[Any]:
@@ -226,6 +227,7 @@ def run(argv: list[str]) -> dict[str, Any]:
 
         return {
             "benchmark": "flows",
+            "load_average_1m_at_end": os.getloadavg()[0],
             "flows": n,
             "trials": args.trials,
             "install_s_netfate": [round(x, 4) for x in ours],

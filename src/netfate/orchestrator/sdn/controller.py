@@ -63,6 +63,7 @@ from netfate.orchestrator.sdn.reconcile import (
 log = logging.getLogger("netfate.sdn")
 
 PRIO_SUPPRESS = 2
+VIRTUAL_ROUTER_MAC = "02:4e:46:00:00:01"
 ETH_ARP = 0x0806
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -714,9 +715,12 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
     def _proxy_arp(
         self, dp: Any, in_port: int, asker_mac: str, asker_ip: str, target_ip: str
     ) -> None:
-        target_mac = self.brain.mac_for_ip(target_ip)
-        if target_mac is None:
-            return
+        # An instance forwards for others and resolves whatever its routes say (a
+        # destination, its gateway). Steering rewrites the destination MAC at every
+        # stage, so any answer works; a known address gets its real MAC, anything else
+        # a fixed virtual one. Traffic no intent allows is dropped either way, and an
+        # intent's own ARP flows (priority 100+) win over this rule (priority 5).
+        target_mac = self.brain.mac_for_ip(target_ip) or VIRTUAL_ROUTER_MAC
         frame = ofp.arp_reply(
             asker_mac=asker_mac, asker_ip=asker_ip, target_mac=target_mac, target_ip=target_ip
         )

@@ -318,7 +318,8 @@ class Rig:
             if all(self.is_connected(n) for n in self.nodes):
                 return
             time.sleep(0.1)
-        raise TimeoutError("switches did not connect to the controller")
+        status = self.vsctl("--columns=_uuid,target,is_connected,status", "list", "controller")
+        raise TimeoutError(f"switches did not connect to the controller: {status}")
 
     def restart_vswitchd(self) -> None:
         """Stop and start ovs-vswitchd: bridges come back empty of flows."""

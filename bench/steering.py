@@ -1,0 +1,240 @@
+"""Throughput through a steering intent vs OVS NORMAL on the same hosts, and the switch path.
+
+Needs root, Open vSwitch and iperf3. Rig (prefix `nfb` + 4 hex): cpe1 - pe,
+client alice and a one-armed router instance fw1 on cpe1, server on pe.
+
+- steer:  the controller installs `steering alice -> [fw1] -> server`; every
+          packet crosses the userspace datapath twice (alice -> fw1, fw1 -> server)
+          and fw1's kernel forwards it.
+- normal: controller stopped, both bridges hold one `actions=NORMAL` flow
+          (secure mode keeps it), alice -> server direct.
+- direct: the controller installs `connectivity alice <-> server` (direct path,
+          OpenFlow flows): separates "flows vs NORMAL" from "two passes".
+Pairs (steer, normal) alternate in order; medians are reported with every run.
+
+Then the switch path itself: NORMAL with OVS userspace TSO off (tx checksum
+offload off in the namespaces, as the testbed needs) vs on
+(`other_config:userspace-tso-enable=true`, offloads on), alternating, next to
+the kernel reference (a veth pair between two namespaces) in the same run.
+
+    python bench/steering.py [--pairs 3] [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
+from netfate.orchestrator.sdn.rig import (
+    ControllerProcess,
+    FakeOrchestrator,
+    Rig,
+    sh,
+    wait_until,
+)
+
+PORT = 6653
+STEER = {"kind": "steering", "id": "steer", "host": "alice", "chain": ["fw1"], "to": "host:server"}
+DIRECT = {"kind": "connectivity", "id": "direct", "a": "host:alice", "b": "host:server"}
+
+
+def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: float) -> float:
+    """TCP throughput client -> server in Gbit/s (iperf3, one stream)."""
+    srv = subprocess.Popen(
+        ["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", "5201"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        out = sh(
+            "ip",
+            "netns",
+            "exec",
+            client_ns,
+            "iperf3",
+            "-c",
+            server_ip,
+            "-p",
+            "5201",
+            "-t",
+            str(seconds),
+            "-J",
+            timeout=seconds + 30,
+        )
+        data = json.loads(out)
+        return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        try:
+            srv.wait(5)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="bench/steering.py")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    args = ap.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="nfbench-"))
+    rig = Rig("nfb" + secrets.token_hex(2), controller_port=PORT)
+    orch = FakeOrchestrator()
+    ctl: ControllerProcess | None = None
+    kern: list[str] = []
+    try:
+        rig.start()
+        rig.add_node("cpe1")
+        rig.add_node("pe")
+        rig.link("cpe1", "pe")
+        alice = rig.add_endpoint("alice", "cpe1", "10.0.0.10")
+        rig.add_endpoint("fw1", "cpe1", "10.0.0.101", kind="instance")
+        server = rig.add_endpoint("server", "pe", "10.0.0.5")
+        orch.set(view=rig.view(), intents=[parse_intent(STEER)])
+        brs = [rig.bridge("cpe1"), rig.bridge("pe")]
+
+        def start_controller() -> ControllerProcess:
+            c = ControllerProcess(orch.url, PORT, rig.sw, tmp / "ctl.log")
+            rig.wait_connected()
+            return c
+
+        def steer_ready() -> bool:
+            c = cookie_for("steer")
+            return any(f"cookie={c:#x}," in f for f in rig.flows("cpe1"))
+
+        def to_normal() -> None:
+            for br in brs:
+                rig.ofctl(br, "del-flows")
+                rig.ofctl(br, "add-flow", "priority=0,actions=NORMAL")
+
+        def fw_rx() -> int:
+            return int(rig.exec("fw1", "cat", "/sys/class/net/eth0/statistics/rx_packets"))
+
+        ctl = start_controller()
+        wait_until(steer_ready, what="steering flows")
+        wait_until(lambda: rig.ping("alice", "server"), what="ping through fw1")
+
+        runs: dict[str, list[float]] = {"steer": [], "normal": []}
+        crossed: list[int] = []
+        order: list[str] = []
+        for i in range(args.pairs):
+            for mode in ("steer", "normal") if i % 2 == 0 else ("normal", "steer"):
+                if mode == "steer":
+                    if ctl is None:
+                        ctl = start_controller()
+                    wait_until(steer_ready, what="steering flows")
+                    wait_until(lambda: rig.ping("alice", "server"), what="ping through fw1")
+                    before = fw_rx()
+                    runs["steer"].append(iperf(alice.netns, server.netns, server.ip, args.seconds))
+                    crossed.append(fw_rx() - before)
+                else:
+                    if ctl is not None:
+                        ctl.stop(signal.SIGKILL)
+                        ctl = None
+                    to_normal()
+                    wait_until(lambda: rig.ping("alice", "server"), what="ping with NORMAL")
+                    runs["normal"].append(iperf(alice.netns, server.netns, server.ip, args.seconds))
+                order.append(mode)
+        # Direct path with controller flows (for the breakdown).
+        if ctl is None:
+            ctl = start_controller()
+        orch.set(intents=[parse_intent(DIRECT)])
+        wait_until(
+            lambda: any(f"cookie={cookie_for('direct'):#x}," in f for f in rig.flows("pe")),
+            what="direct flows",
+        )
+        wait_until(lambda: rig.ping("alice", "server"))
+        direct = [iperf(alice.netns, server.netns, server.ip, args.seconds) for _ in range(2)]
+        ctl.stop(signal.SIGKILL)
+        ctl = None
+
+        # --- the switch path: userspace TSO off vs on, and the kernel reference ---
+        def set_tso(on: bool) -> None:
+            rig.vsctl(
+                "set", "Open_vSwitch", ".", f"other_config:userspace-tso-enable={str(on).lower()}"
+            )
+            rig.restart_vswitchd()
+            time.sleep(0.5)
+            flag = "on" if on else "off"
+            for ep in (alice, server):
+                rig.exec(
+                    ep.name,
+                    "ethtool",
+                    "-K",
+                    "eth0",
+                    "tx",
+                    flag,
+                    "tso",
+                    flag,
+                    "sg",
+                    flag,
+                    check=False,
+                )
+            to_normal()
+            wait_until(lambda: rig.ping("alice", "server"), what=f"ping with TSO {flag}")
+
+        tso: dict[str, list[float]] = {"off": [], "on": []}
+        for i in range(args.pairs):
+            for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                set_tso(mode == "on")
+                tso[mode].append(iperf(alice.netns, server.netns, server.ip, args.seconds))
+        log = (rig.work / "ovs-vswitchd.log").read_text(errors="replace")
+        tso_log = [ln.split("|")[-1] for ln in log.splitlines() if "tso" in ln.lower()][-3:]
+
+        k1, k2 = f"{rig.prefix}-k1", f"{rig.prefix}-k2"
+        for ns in (k1, k2):
+            sh("ip", "netns", "add", ns)
+            kern.append(ns)
+        sh("ip", "link", "add", "eth0", "netns", k1, "type", "veth", "peer", "eth0", "netns", k2)
+        for ns, ip in ((k1, "10.9.0.1/24"), (k2, "10.9.0.2/24")):
+            sh("ip", "-n", ns, "addr", "add", ip, "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        kernel = [iperf(k1, k2, "10.9.0.2", args.seconds) for _ in range(args.pairs)]
+
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        return {
+            "benchmark": "steering",
+            "load_average_1m_at_end": os.getloadavg()[0],
+            "seconds_per_run": args.seconds,
+            "order": order,
+            "steer_gbps": [round(x, 3) for x in runs["steer"]],
+            "normal_gbps": [round(x, 3) for x in runs["normal"]],
+            "steer_median_gbps": round(med["steer"], 3),
+            "normal_median_gbps": round(med["normal"], 3),
+            "ratio_steer_vs_normal": round(med["steer"] / med["normal"], 3),
+            "goal_ratio_0_9_met": med["steer"] / med["normal"] >= 0.9,
+            "packets_crossing_fw1_per_steer_run": crossed,
+            "direct_flows_gbps": [round(x, 3) for x in direct],
+            "ratio_direct_flows_vs_normal": round(statistics.median(direct) / med["normal"], 3),
+            "switch_path_tso_off_gbps": [round(x, 3) for x in tso["off"]],
+            "switch_path_tso_on_gbps": [round(x, 3) for x in tso["on"]],
+            "switch_path_tso_off_median_gbps": round(statistics.median(tso["off"]), 3),
+            "switch_path_tso_on_median_gbps": round(statistics.median(tso["on"]), 3),
+            "ovs_log_tso_lines": tso_log,
+            "kernel_veth_gbps": [round(x, 3) for x in kernel],
+            "kernel_veth_median_gbps": round(statistics.median(kernel), 3),
+        }
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        orch.close()
+        for ns in kern:
+            sh("ip", "netns", "del", ns, check=False)
+        rig.close()
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1:]), indent=2))
