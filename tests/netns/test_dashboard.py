@@ -390,10 +390,13 @@ def test_panels_and_events_of_kinds_the_page_does_not_know(
         """netfate.registerPanel({id: "probe", title: "Probe",
              mount(el, ctx) { el.append(ctx.h("p", {id: "probe-text"}, "mounted")); },
              onRefresh(st) { document.getElementById("probe-text").textContent =
-                             "nodes: " + st.topo.nodes.length; }});
+                             "nodes: " + st.topo.nodes.length; },
+             draw(layer, layout, ctx) { const p = layout.pos.get("pe1");
+                 layer.append(ctx.s("circle", {id: "probe-dot", cx: p.cx, cy: p.y, r: 6})); }});
            netfate.describeEvent("ProbeDescribed", (d) => "described: " + d.what);"""
     )
     page.wait("#panel-probe #probe-text")
+    page.wait("#topology g.layer-panel[data-panel='probe'] circle#probe-dot")
     pg.wait_for_function("() => document.getElementById('probe-text').textContent === 'nodes: 3'")
 
     engine = create_engine(f"sqlite:///{tmp_path}/o.db")

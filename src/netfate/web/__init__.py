@@ -25,6 +25,7 @@ Adding a panel (a service does this without editing the core page):
          mount(el, ctx) { ... },         // el: an empty <div> to fill (use ctx.h)
          onEvent(ev, ctx) { ... },       // each event of `kinds`, as it happens
          onRefresh(state, ctx) { ... },  // after each refresh of nodes/instances
+         draw(layer, layout, ctx) { ... },  // paint on the topology (own SVG <g>)
        });
        netfate.describeEvent("FirewallRuleAdded", (d) => `rule ${d.rule} on ${d.instance}`);
 

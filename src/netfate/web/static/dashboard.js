@@ -232,15 +232,30 @@
     on(kind);
   }
 
-  /** Add a panel below the core ones: {id, title, kinds?, mount, onEvent?, onRefresh?}. */
+  /**
+   * Add a panel below the core ones: {id, title, kinds?, mount?, onEvent?, onRefresh?,
+   * draw?}. `draw(layer, layout, ctx)` paints over the topology after each redraw, in
+   * its own SVG <g> (emptied before each call), under the instance chips: layout.pos
+   * maps node name -> {x, y, w, h, cx, cy} and layout.hostPos host name -> {x, y, w, h}.
+   * A panel with only `draw` adds no card.
+   */
   function registerPanel(panel) {
     panels.push(panel);
+    if (panel.draw) {
+      const layer = s("g", { class: "layer-panel", data: { panel: panel.id } });
+      svg.insertBefore(layer, layers.insts);
+      overlays.push({ panel, layer });
+    }
     for (const k of panel.kinds || []) on(k, (ev) => panel.onEvent && panel.onEvent(ev, ctx));
     if (panel.onRefresh) refreshHooks.push((st) => panel.onRefresh(st, ctx));
-    if (started) mountPanel(panel);
+    if (started) {
+      mountPanel(panel);
+      if (S.topo) render();
+    }
   }
 
   function mountPanel(panel) {
+    if (!panel.mount) return;
     const body = h("div", { class: "panel-body" });
     const sec = h(
       "section",
@@ -420,6 +435,7 @@
     svg.appendChild(layers[name]);
   }
   const chips = new Map(); // instance id -> <g>
+  const overlays = []; // {panel, layer} of panels that draw on the topology
 
   function linkBps(a, b) {
     const v1 = S.linkBps.get(`${a}>${b}`);
@@ -555,6 +571,14 @@
 
     drawMigrations(L);
     drawChips(L, shown);
+    for (const { panel, layer } of overlays) {
+      clear(layer);
+      try {
+        panel.draw(layer, L, ctx);
+      } catch (err) {
+        console.error("panel draw", panel.id, err);
+      }
+    }
   }
 
   function hostIcon(kind, x, y) {
@@ -724,6 +748,7 @@
     el.appendChild(stat((S.topo?.hosts || []).length, "hosts", ""));
     el.appendChild(h("span", { class: "stat", id: "stat-events" }, h("b", {}, String(S.lastId)), " events"));
     $("topo-name").textContent = S.topo?.name || "";
+    document.title = S.topo?.name ? `netfate · ${S.topo.name}` : "netfate · orchestrator";
   }
 
   // ------------------------------------------------------------------ instances table
@@ -743,7 +768,9 @@
         {
           class: i.id === S.selected ? "selected" : "",
           data: { instanceId: i.id, node: i.node, state: i.state },
+          tabindex: 0,
           onclick: () => selectInstance(i.id),
+          onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), selectInstance(i.id)),
         },
         h("td", { class: "name" }, i.name || "—"),
         h("td", { class: "mono dim" }, truncate(i.id, 12)),
@@ -1213,12 +1240,14 @@
     drawLegend();
     for (const k of BUILTIN_KINDS) on(k);
     for (const p of panels) mountPanel(p);
-    $("detail-close").addEventListener("click", () => {
+    const closeDetail = () => {
       S.selected = null;
       $("detail").hidden = true;
       drawInstances();
       drawTopology();
-    });
+    };
+    $("detail-close").addEventListener("click", closeDetail);
+    document.addEventListener("keydown", (e) => e.key === "Escape" && S.selected && closeDetail());
     $("show-gone").addEventListener("change", (e) => {
       S.showGone = e.target.checked;
       refresh();
