@@ -369,3 +369,24 @@ def test_add_routes_in_batches(make_ns: NsFactory, run_prefix: str) -> None:
     assert "10.5.220.0/24 via 10.77.0.1 dev eth0" in table
     with pytest.raises(OSError, match=r"route 10.200.0.0/16 via 10.99.0.1"):
         links.add_routes(b, [("10.200.0.0/16", "10.99.0.1")])  # gateway not on any link
+
+
+def test_impair_builds_netem_then_tbf(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel here may lack netem: check the commands, not their effect.
+    calls: list[tuple[str | None, list[str]]] = []
+
+    def fake_run_in(ns: str | None, argv: list[str], **kw: object) -> None:
+        calls.append((ns, list(argv)))
+
+    monkeypatch.setattr(tc, "run_in", fake_run_in)
+    tc.impair("ns1", "nfl0a", delay_us=5000, loss=0.001, rate_bps=100_000_000)
+    (ns, netem), (_, tbf) = calls
+    assert ns == "ns1"
+    assert netem[:9] == ["tc", "qdisc", "replace", "dev", "nfl0a", "root", "handle", "1:", "netem"]
+    assert netem[netem.index("delay") + 1] == "5000us"
+    assert netem[netem.index("loss") + 1] == "0.100000%"
+    assert tbf[5:9] == ["parent", "1:1", "handle", "10:"]
+    assert tbf[tbf.index("rate") + 1] == "100000000bit"
+    calls.clear()
+    tc.impair("ns1", "nfl0a", delay_us=0, loss=0.5)
+    assert len(calls) == 1 and "loss" in calls[0][1]

@@ -193,6 +193,9 @@ def wait_nodes_up(
             progress(f"agents up: {up}/{len(nodes)}")
             last_up = up
         if time.monotonic() > deadline:
-            shown = ", ".join(pending[:10])
-            raise TestbedError(f"nodes not up after {timeout:.0f}s: {shown}")
+            shown = ", ".join(f"{n} ({status.get(n) or 'not listed'})" for n in pending[:10])
+            more = f" and {len(pending) - 10} more" if len(pending) > 10 else ""
+            raise TestbedError(
+                f"{len(pending)} of {len(nodes)} nodes not up after {timeout:.0f}s: {shown}{more}"
+            )
         time.sleep(0.2)
