@@ -248,14 +248,14 @@ def build_tcp(
 def build_icmp_echo(
     src: str | Address,
     dst: str | Address,
-    ident: int,
-    seq: int,
+    echo_id: int,
+    echo_seq: int,
     data: bytes = b"",
     *,
     reply: bool = False,
     **ip: int,
 ) -> bytes:
-    msg = struct.pack("!BBHHH", 0 if reply else 8, 0, 0, ident, seq) + data
+    msg = struct.pack("!BBHHH", 0 if reply else 8, 0, 0, echo_id, echo_seq) + data
     c = checksum(msg)
     msg = msg[:2] + c.to_bytes(2, "big") + msg[4:]
     return build_ipv4(src, dst, ICMP, msg, **ip)

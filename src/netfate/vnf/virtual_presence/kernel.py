@@ -1,0 +1,366 @@
+"""The kernel fast path of a Virtual Presence, built from the same ATT as the reference.
+
+Inside the VP's namespace:
+
+- the Virtualization Interface (VI, an existing interface on the PN's LAN) gets
+  the aliases as extra addresses: VP2 one per PN2 device, VP1 one for D2;
+- the External Interface (EI) is a VXLAN device (VNI per share, UDP 4789) over
+  the underlay interface to the peer VP, with a /30 overlay address (the seed's
+  10.0.0.1 / 10.0.0.2);
+- one nftables table per share does the rewriting statelessly (no conntrack);
+- policy routing sends what the VI rules marked into the EI: a routing table
+  with one default route via the peer's overlay address, chosen by fwmark.
+
+Why each piece is where it is:
+
+- The VI rules must run before the routing decision, because an alias is a
+  local address: without the rewrite (VP2) or the mark (VP1) the kernel would
+  deliver the packet to the VP itself. Hence prerouting at priority -300.
+- With overlapping PNs (both 192.168.0.0/24), PN2 addresses are also "on
+  link" on the VI. The fwmark rule therefore sits in front of the `local`
+  rule (moved from priority 0 to 100), so marked packets never fall into the
+  connected VI route. ARP requests carry no mark, so ARP for the aliases still
+  sees them as local and is answered.
+- Source rewrites to an alias (a local address) happen in the forward hook,
+  after routing: done in prerouting, the kernel would drop the packet as a
+  martian (local source). accept_local on the EI covers the overlapping case
+  where a PN2 device has the same address as one of VP2's aliases.
+- Broadcasts and discovery multicast are never routed, so they are relayed at
+  link level in netdev ingress with `fwd` (TTL kept), as the reference does.
+- rp_filter is off: with overlapping PNs the reverse path of any PN2 source
+  is the VI, not the EI.
+
+MTU: VXLAN adds 50 bytes. The EI MTU is the underlay MTU - 50; when that is
+below the LAN's 1500, TCP SYNs crossing the VP get their MSS clamped to the
+route MTU (PLATFORM-NOTES: path-MTU errors would carry rewritten addresses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netfate.host import links, netns
+
+from .att import ATT
+from .translator import DISCOVERY_GROUPS, Role
+
+VXLAN_OVERHEAD = 50
+RULE_PRIORITY = 10
+LOCAL_PRIORITY = 100
+
+
+class KernelPathError(RuntimeError):
+    """The fast path could not be installed or removed."""
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    role: Role
+    att: ATT
+    share: int
+    """Share number: names the table, the VNI, the routing table and the mark."""
+    vi: str
+    """The VI (an existing interface on the PN LAN)."""
+    vi_prefixlen: int
+    underlay_dev: str
+    local_underlay: str
+    remote_underlay: str
+    overlay_local: str
+    """This EI's address with prefix, e.g. 10.0.0.1/30."""
+    overlay_remote: str
+    underlay_mtu: int = 1500
+
+    @property
+    def ei(self) -> str:
+        return f"vpe{self.share}"[:15]
+
+    @property
+    def table(self) -> str:
+        return f"vp{self.share}"
+
+    @property
+    def vni(self) -> int:
+        return 0x560000 + self.share
+
+    @property
+    def mark(self) -> int:
+        return 0x5650000 + self.share
+
+    @property
+    def route_table(self) -> int:
+        return 1000 + self.share
+
+    @property
+    def ei_mtu(self) -> int:
+        return min(1500, self.underlay_mtu - VXLAN_OVERHEAD)
+
+    @property
+    def aliases(self) -> list[ipaddress.IPv4Address]:
+        if self.role is Role.EXPORTER:
+            return list(self.att.aliases)
+        return [self.att.import_alias]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KernelConfig:
+        return cls(
+            role=Role(d["role"]),
+            att=ATT.from_dict(d["att"]),
+            share=int(d["share"]),
+            vi=str(d["vi"]),
+            vi_prefixlen=int(d["vi_prefixlen"]),
+            underlay_dev=str(d["underlay_dev"]),
+            local_underlay=str(d["local_underlay"]),
+            remote_underlay=str(d["remote_underlay"]),
+            overlay_local=str(d["overlay_local"]),
+            overlay_remote=str(d["overlay_remote"]),
+            underlay_mtu=int(d.get("underlay_mtu", 1500)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role.value,
+            "att": self.att.to_dict(),
+            "share": self.share,
+            "vi": self.vi,
+            "vi_prefixlen": self.vi_prefixlen,
+            "underlay_dev": self.underlay_dev,
+            "local_underlay": self.local_underlay,
+            "remote_underlay": self.remote_underlay,
+            "overlay_local": self.overlay_local,
+            "overlay_remote": self.overlay_remote,
+            "underlay_mtu": self.underlay_mtu,
+        }
+
+
+# ------------------------------------------------------------------ nft JSON
+
+
+def _payload(proto: str, field: str) -> dict[str, Any]:
+    return {"payload": {"protocol": proto, "field": field}}
+
+
+def _meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _set(items: list[str]) -> dict[str, Any]:
+    return {"set": sorted(items)}
+
+
+def _mangle(key: dict[str, Any], value: Any) -> dict[str, Any]:
+    return {"mangle": {"key": key, "value": value}}
+
+
+def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
+    """The nftables JSON document (`nft -j -f -`) of one VP of one share.
+
+    Named counters carry the reference translator's drop reasons, so the two
+    paths can be compared by counter too.
+    """
+    att, t = cfg.att, cfg.table
+    groups_local = (
+        att.pn1_broadcasts() if cfg.role is Role.EXPORTER else att.pn2_broadcasts()
+    ) | DISCOVERY_GROUPS
+    groups_any = att.pn1_broadcasts() | att.pn2_broadcasts() | DISCOVERY_GROUPS
+    cmds: list[dict[str, Any]] = [
+        {"add": {"table": {"family": "netdev", "name": t}}},
+        {"delete": {"table": {"family": "netdev", "name": t}}},
+        {"add": {"table": {"family": "ip", "name": t}}},
+        {"delete": {"table": {"family": "ip", "name": t}}},
+        {"add": {"table": {"family": "netdev", "name": t}}},
+        {"add": {"table": {"family": "ip", "name": t}}},
+    ]
+    counters = ["wrong_sender", "unknown_sender", "no_route", "to_ei", "to_vi"]
+    for fam in ("netdev", "ip"):
+        for c in counters:
+            cmds.append({"add": {"counter": {"family": fam, "table": t, "name": c}}})
+
+    def chain(fam: str, name: str, hook: str, prio: int, dev: str | None = None) -> None:
+        spec: dict[str, Any] = {
+            "family": fam,
+            "table": t,
+            "name": name,
+            "type": "filter",
+            "hook": hook,
+            "prio": prio,
+            "policy": "accept",
+        }
+        if dev is not None:
+            spec["dev"] = dev
+        cmds.append({"add": {"chain": spec}})
+
+    def rule(fam: str, ch: str, *expr: dict[str, Any]) -> None:
+        cmds.append({"add": {"rule": {"family": fam, "table": t, "chain": ch, "expr": list(expr)}}})
+
+    def count(name: str) -> dict[str, Any]:
+        return {"counter": name}
+
+    chain("netdev", "vi_in", "ingress", 0, cfg.vi)
+    chain("netdev", "ei_in", "ingress", 0, cfg.ei)
+    chain("ip", "pre", "prerouting", -300)
+    chain("ip", "fwd", "forward", 0)
+    daddr, saddr = _payload("ip", "daddr"), _payload("ip", "saddr")
+    iif, oif = _meta("iifname"), _meta("oifname")
+    d2 = str(att.shared_device)
+    groups = _set([str(a) for a in groups_local])
+    if cfg.role is Role.EXPORTER:
+        aliases = [str(a) for a in att.aliases]
+        pn2_devices = [str(d) for _, d in att.entries]
+        # VI: group traffic from D2 is relayed as a frame; from anyone else it stays.
+        rule("netdev", "vi_in", _match(saddr, d2, "!="), _match(daddr, groups),
+             count("wrong_sender"), {"drop": None})  # fmt: skip
+        rule("netdev", "vi_in", _match(daddr, groups), count("to_ei"), {"fwd": {"dev": cfg.ei}})
+        if aliases:
+            # VI unicast to an alias: only D2, dst per ATT, then into the EI by mark.
+            rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, _set(aliases)),
+                 _match(saddr, d2, "!="), count("wrong_sender"), {"drop": None})  # fmt: skip
+            rule("ip", "pre", _match(iif, cfg.vi), _match(saddr, d2),
+                 _mangle(daddr, {"map": {"key": daddr, "data": {"set": [
+                     [a, d] for a, d in sorted(zip(aliases, pn2_devices, strict=True))]}}}),
+                 _mangle(_meta("mark"), cfg.mark), count("to_ei"))  # fmt: skip
+        # EI: unknown PN2 senders are dropped; every packet is for D2 (a broadcast
+        # becomes unicast to D2, so it must be marked as for this host to be routed).
+        known = _set(pn2_devices) if pn2_devices else _set(["0.0.0.0"])
+        rule("netdev", "ei_in", _match(_meta("protocol"), "ip"), _match(saddr, known, "!="),
+             count("unknown_sender"), {"drop": None})  # fmt: skip
+        rule("netdev", "ei_in", _match(_meta("protocol"), "ip"), _mangle(daddr, d2),
+             _mangle(_meta("pkttype"), "host"))  # fmt: skip
+        if pn2_devices:
+            rule("ip", "fwd", _match(iif, cfg.ei), _match(oif, cfg.vi),
+                 _mangle(saddr, {"map": {"key": saddr, "data": {"set": [
+                     [d, a] for a, d in sorted(zip(aliases, pn2_devices, strict=True))]}}}),
+                 count("to_vi"))  # fmt: skip
+    else:
+        alias = str(att.import_alias)
+        rule("netdev", "vi_in", _match(daddr, groups), count("to_ei"), {"fwd": {"dev": cfg.ei}})
+        rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, alias),
+             _mangle(_meta("mark"), cfg.mark), count("to_ei"))  # fmt: skip
+        rule("netdev", "ei_in", _match(daddr, _set([str(a) for a in groups_any])),
+             _mangle(saddr, alias), _mangle(_payload("ether", "saddr"), vi_mac),
+             count("to_vi"), {"fwd": {"dev": cfg.vi}})  # fmt: skip
+        rule("ip", "fwd", _match(iif, cfg.ei), _match(oif, cfg.vi), _mangle(saddr, alias),
+             count("to_vi"))  # fmt: skip
+    rule("ip", "fwd", _match(iif, cfg.ei), _match(oif, cfg.vi, "!="), count("no_route"),
+         {"drop": None})  # fmt: skip
+    if cfg.ei_mtu < 1500:
+        mss = {"tcp option": {"name": "maxseg", "field": "size"}}
+        rule("ip", "fwd", _match(_payload("tcp", "flags"), "syn", "in"),
+             _mangle(mss, {"rt": {"key": "mtu"}}))  # fmt: skip
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *cmds]}
+
+
+# ------------------------------------------------------------------ install / remove
+
+
+def _nft(ns: str | None, doc: dict[str, Any]) -> None:
+    netns.run_in(ns, ["nft", "-j", "-f", "-"], input=json.dumps(doc))
+
+
+def _mac(ns: str | None, ifname: str) -> str:
+    with links.rtnl(ns) as ipr:
+        msg = ipr.link("get", index=links.link_index(ipr, ns, ifname))[0]
+    return str(msg.get("IFLA_ADDRESS"))
+
+
+def install(ns: str | None, cfg: KernelConfig) -> None:
+    """Build the fast path of `cfg` in namespace `ns` (None: the caller's). Idempotent."""
+    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
+                "net.ipv4.conf.default.rp_filter"):  # fmt: skip
+        links.sysctl(ns, key, 1 if key.endswith("forward") else 0)
+    links.sysctl(ns, f"net.ipv4.conf.{cfg.vi}.rp_filter", 0)
+    with links.rtnl(ns) as ipr:
+        links.link_index(ipr, ns, cfg.vi)  # raises LinkNotFound early
+        under = links.link_index(ipr, ns, cfg.underlay_dev)
+        if not ipr.link_lookup(ifname=cfg.ei):
+            ipr.link(
+                "add",
+                ifname=cfg.ei,
+                kind="vxlan",
+                vxlan_id=cfg.vni,
+                vxlan_local=cfg.local_underlay,
+                vxlan_group=cfg.remote_underlay,
+                vxlan_port=4789,
+                vxlan_link=under,
+                vxlan_learning=0,
+                mtu=cfg.ei_mtu,
+            )
+        ei = links.link_index(ipr, ns, cfg.ei)
+        ipr.link("set", index=ei, state="up")
+    links.add_address(ns, cfg.ei, cfg.overlay_local)
+    for key in (f"net.ipv4.conf.{cfg.ei}.rp_filter", f"net.ipv4.conf.{cfg.ei}.accept_local"):
+        links.sysctl(ns, key, 1 if key.endswith("accept_local") else 0)
+    for a in cfg.aliases:
+        links.add_address(ns, cfg.vi, f"{a}/{cfg.vi_prefixlen}")
+    with links.rtnl(ns) as ipr:
+        local_prios = {
+            int(r.get_attr("FRA_PRIORITY") or 0)
+            for r in ipr.get_rules(family=2)
+            if r.get_attr("FRA_TABLE") == 255 or r.get("table") == 255
+        }
+        if LOCAL_PRIORITY not in local_prios:
+            ipr.rule("add", family=2, priority=LOCAL_PRIORITY, table=255)
+        if 0 in local_prios:
+            ipr.rule("del", family=2, priority=0, table=255)
+        _replace_rule(ipr, cfg)
+        ipr.route(
+            "replace",
+            dst="0.0.0.0",
+            dst_len=0,
+            gateway=cfg.overlay_remote,
+            oif=ei,
+            table=cfg.route_table,
+        )
+    _nft(ns, ruleset(cfg, _mac(ns, cfg.vi)))
+
+
+def _replace_rule(ipr: Any, cfg: KernelConfig) -> None:
+    for r in ipr.get_rules(family=2):
+        if r.get_attr("FRA_FWMARK") == cfg.mark:
+            return
+    ipr.rule("add", family=2, priority=RULE_PRIORITY, fwmark=cfg.mark, table=cfg.route_table)
+
+
+def remove(ns: str | None, cfg: KernelConfig) -> None:
+    """Remove what `install` built for this share; what is already gone is fine."""
+    doc = {
+        "nftables": [
+            {"add": {"table": {"family": fam, "name": cfg.table}}} for fam in ("netdev", "ip")
+        ]
+        + [{"delete": {"table": {"family": fam, "name": cfg.table}}} for fam in ("netdev", "ip")]
+    }
+    _nft(ns, doc)
+    with links.rtnl(ns) as ipr:
+        for r in ipr.get_rules(family=2):
+            if r.get_attr("FRA_FWMARK") == cfg.mark:
+                ipr.rule("del", family=2, priority=RULE_PRIORITY, fwmark=cfg.mark,
+                         table=cfg.route_table)  # fmt: skip
+        idx = ipr.link_lookup(ifname=cfg.vi)
+        if idx:
+            for a in cfg.aliases:
+                # An alias already gone is what we want.
+                with contextlib.suppress(NetlinkError):
+                    ipr.addr("del", index=idx[0], address=str(a), prefixlen=cfg.vi_prefixlen)
+    links.delete_link(ns, cfg.ei)
+
+
+def counters(ns: str | None, cfg: KernelConfig) -> dict[str, int]:
+    """Packets per named counter of this share's tables (both families summed)."""
+    out: dict[str, int] = {}
+    proc = netns.run_in(ns, ["nft", "-j", "list", "counters"], check=False)
+    if proc.returncode != 0:
+        return out
+    for item in json.loads(proc.stdout).get("nftables", []):
+        c = item.get("counter")
+        if isinstance(c, dict) and c.get("table") == cfg.table:
+            out[str(c["name"])] = out.get(str(c["name"]), 0) + int(c.get("packets", 0))
+    return out
