@@ -948,7 +948,7 @@
             "footer",
             { class: "nfoot" },
             h("span", {}, `seen ${fmtAgo(n.last_seen)}`),
-            h("span", { class: "mono" }, n.endpoint ? `agent ${n.endpoint}` : "no agent yet"),
+            n.endpoint ? h("span", {}, "agent ", h("span", { class: "mono" }, n.endpoint)) : h("span", {}, "no agent yet"),
           ),
           links.length ? h("ul", { class: "nlinks" }, links) : null,
         ),
