@@ -344,12 +344,13 @@ def run(argv: list[str]) -> dict[str, Any]:
         action="append",
         default=None,
         metavar="RTT_MS:MBIT",
-        help="also measure through an emulated link, e.g. 20:50 (repeatable; 'none' skips)",
+        help="emulated links to measure, added RTT ms:Mbit/s (repeatable; default 0:100, 20:50,"
+        " 40:50 -- the paper's same-network and WAN settings; 'none' skips)",
     )
     ap.add_argument("--wan-size-mib", type=int, default=16)
     ap.add_argument("--wan-theirs-size-mib", type=int, default=2)
     args = ap.parse_args(argv)
-    wans = [w for w in (args.wan or ["20:50", "40:50"]) if w != "none"]
+    wans = [w for w in (args.wan or ["0:100", "20:50", "40:50"]) if w != "none"]
     nbytes = args.size_mib * 1024 * 1024
     shipped_bytes = args.shipped_size_mib * 1024 * 1024
     command = args.command_kib * 1024

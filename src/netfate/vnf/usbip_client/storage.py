@@ -3,7 +3,9 @@
 Pipelining (the paper lost most of its WAN throughput to one URB at a time):
 every command puts all its phases on the wire at once -- CBW, the data split in
 ``urb_size`` URBs, and the CSW read -- so a command costs one round trip plus
-its bytes.  Large transfers are cut into commands of ``max_command`` bytes.
+its bytes.  Large transfers are cut into commands of ``max_command`` bytes
+(1 MiB), each carried by data URBs of ``urb_size`` (256 KiB: below that the
+per-URB cost shows on loopback; above it fewer URBs overlap on a WAN).
 
 ``depth`` > 1 also keeps several commands in flight.  Bulk-only transport has
 one command at a time per LUN; it still works because the URBs of a command
@@ -63,7 +65,7 @@ class MassStorageClient:
         *,
         ep_in: int = 0x81,
         ep_out: int = 0x02,
-        urb_size: int = 64 * 1024,
+        urb_size: int = 256 * 1024,
         max_command: int = 1024 * 1024,
         depth: int = 1,
     ) -> None:
