@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice, list_devices
-from netfate.vnf.usbip_host import HidKeyboard, MassStorage, SerialSensor, UsbipServer
+from netfate.vnf.usbip_host import HidKeyboard, IsoStream, MassStorage, SerialSensor, UsbipServer
 
 usbip = pytest.importorskip("usbip", reason="PyPI usbip 0.7.0 is the interop peer")
 from usbip.classes.device.msc import MSC  # noqa: E402
@@ -79,6 +79,25 @@ def test_their_client_against_our_server(tmp_path: Path) -> None:
         assert got["first"] == original[: 16 * 512]
         assert image.read_bytes()[8 * 512 : 16 * 512] == b"\xab" * 4096
         assert b"pong" in got["serial"]
+
+    asyncio.run(main())
+
+
+def test_their_client_reads_our_isochronous_stream() -> None:
+    def theirs(port: int) -> list[bytes]:
+        h = usbip.open(busid="1-1", transport=usbip.USBIP("127.0.0.1", port))
+        try:
+            packets: list[bytes] = h.iso_in(0x81, 192, 4)
+            return packets
+        finally:
+            h.close()
+
+    async def main() -> None:
+        async with UsbipServer([IsoStream("1-1")]) as srv:
+            await srv.start()
+            packets = await asyncio.to_thread(theirs, srv.port)
+        assert [int.from_bytes(p[:4], "big") for p in packets] == [1, 2, 3, 4]
+        assert all(len(p) == 192 for p in packets)
 
     asyncio.run(main())
 

@@ -274,6 +274,17 @@ def test_isochronous_in_and_out() -> None:
     assert isinstance(b, UrbCompleted) and b.actual_length == 384 and b.iso_packets == sent
 
 
+def test_failed_iso_urb_reports_every_packet_failed() -> None:
+    server, client = imported_pair()
+    layout = (IsoPacket(0, 192), IsoPacket(192, 192))
+    s = client.submit(4, True, length=384, iso_packets=layout)
+    pump(client, server)
+    assert server.complete(s, status=-71)  # -EPROTO for the whole URB
+    (ev,) = pump(server, client)
+    assert isinstance(ev, UrbCompleted) and ev.status == -71 and ev.actual_length == 0
+    assert [p.status for p in ev.iso_packets] == [-71, -71]
+
+
 def test_pipelined_many_in_flight_byte_by_byte() -> None:
     server, client = imported_pair()
     seqs = [client.submit(1, True, length=4096) for _ in range(64)]

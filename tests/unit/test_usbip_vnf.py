@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netfate.proto.usbip import SetupPacket, Status
+from netfate.proto.usbip import IsoPacket, SetupPacket, Status
 from netfate.services.usbip import AllowList
 from netfate.vnf.usbip_client import (
     BlockImage,
@@ -23,7 +23,13 @@ from netfate.vnf.usbip_client import (
     UsbipError,
     list_devices,
 )
-from netfate.vnf.usbip_host import HidKeyboard, MassStorage, SerialSensor, UsbipServer
+from netfate.vnf.usbip_host import (
+    HidKeyboard,
+    IsoStream,
+    MassStorage,
+    SerialSensor,
+    UsbipServer,
+)
 
 IMAGE_BYTES = 4 * 1024 * 1024
 
@@ -378,3 +384,25 @@ def test_cli_list_against_a_running_server(image: Path) -> None:
         loop.close()
     assert result.exit_code == 0, result.output
     assert "1-2: 1d6b:0106" in result.output and "08/06/50" in result.output
+
+
+def test_isochronous_stream_end_to_end(image: Path) -> None:
+    async def main() -> None:
+        async with UsbipServer([IsoStream("1-4", drop_every=5)]) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-4", srv.port)
+            layout = tuple(IsoPacket(k * 192, 192) for k in range(8))
+            first = await dev.submit(1, True, length=8 * 192, iso_packets=layout)
+            second = await dev.submit(1, True, length=8 * 192, iso_packets=layout)
+            assert first.status == 0 and len(first.iso_packets) == 8
+            lost = [p for p in first.iso_packets if p.status != 0]
+            assert [p.actual_length for p in lost] == [0]  # packet 5 of 8 was dropped
+            assert first.actual_length == 7 * 192 == len(first.data)
+            counters = [
+                int.from_bytes(first.data[k : k + 4], "big") for k in range(0, 7 * 192, 192)
+            ]
+            assert counters == [1, 2, 3, 4, 6, 7, 8]
+            assert second.data[:4] == (9).to_bytes(4, "big")
+            await dev.close()
+
+    run(main())

@@ -306,6 +306,10 @@ class ServerConnection(_Core):
             data = b""
         if actual > req.length or actual < 0:
             raise UsbipProtocolError(Reason.BAD_ACTUAL_LENGTH, f"{actual} > {req.length}")
+        if status != 0 and not iso_packets and req.iso_count:
+            # An ISO URB that failed as a whole: every packet failed, none moved data.
+            iso_packets = (IsoPacket(0, 0, 0, status),) * req.iso_count
+            actual, data = 0, b""
         if len(iso_packets) != req.iso_count:
             raise UsbipProtocolError(Reason.BAD_ISO, "iso packet count differs from request")
         if iso_packets:

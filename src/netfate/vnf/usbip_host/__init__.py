@@ -1,6 +1,13 @@
 """HRH side of the Home Radio Head: a userspace USB/IP server with virtual devices."""
 
-from .devices import HidKeyboard, MassStorage, SerialSensor, UrbResult, VirtualDevice
+from .devices import (
+    HidKeyboard,
+    IsoStream,
+    MassStorage,
+    SerialSensor,
+    UrbResult,
+    VirtualDevice,
+)
 from .passthrough import HostDevice, VirtualBackend
 from .server import USBIP_PORT, UsbipServer
 
@@ -8,6 +15,7 @@ __all__ = [
     "USBIP_PORT",
     "HidKeyboard",
     "HostDevice",
+    "IsoStream",
     "MassStorage",
     "SerialSensor",
     "UrbResult",

@@ -17,7 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netfate.proto.usbip import Endpoint, Interface, SetupPacket, Speed, UrbSubmitted, UsbDevice
+from netfate.proto.usbip import (
+    Endpoint,
+    Interface,
+    IsoPacket,
+    SetupPacket,
+    Speed,
+    TransferType,
+    UrbSubmitted,
+    UsbDevice,
+)
 
 from .descriptors import (
     BULK,
@@ -41,6 +50,9 @@ class UrbResult:
     status: int = 0
     data: bytes = b""
     actual_length: int | None = None
+    iso_packets: tuple[IsoPacket, ...] = ()
+    """Per-packet results of an isochronous URB (data holds the packets back to back)."""
+    start_frame: int = 0
 
 
 Completer = Callable[[int, UrbResult], None]
@@ -111,6 +123,9 @@ class VirtualDevice:
                 return
             done(urb.seqnum, self._control(urb.setup, urb.data))
             return
+        if urb.iso_packets:
+            done(urb.seqnum, self.on_iso(urb))
+            return
         if urb.direction_in:
             self._parked.setdefault(urb.ep, deque()).append(
                 _ParkedIn(urb.seqnum, urb.transfer_buffer_length, done)
@@ -153,6 +168,10 @@ class VirtualDevice:
 
     def on_out(self, ep: int, data: bytes) -> UrbResult:
         return UrbResult()
+
+    def on_iso(self, urb: UrbSubmitted) -> UrbResult:
+        """An isochronous URB (answered at once: ISO never waits for data)."""
+        return STALL
 
     def class_control(self, setup: SetupPacket, data: bytes) -> UrbResult | None:
         """Class/vendor requests; None stalls."""
@@ -555,3 +574,56 @@ class HidKeyboard(VirtualDevice):
         if rt == 0x21 and req == 0x09:  # SET_REPORT (LEDs)
             return UrbResult()
         return None
+
+
+# --------------------------------------------------------------------------- #
+# Isochronous stream: a sampled sensor (stands in for the paper's webcam flow)
+# --------------------------------------------------------------------------- #
+
+
+class IsoStream(VirtualDevice):
+    """A vendor-class device streaming samples on isochronous IN endpoint 0x81.
+
+    Each packet of a URB carries up to ``packet_size`` bytes: a 4-byte
+    big-endian sample counter and a fill pattern, so a reader can check order
+    and loss.  Every ``drop_every``-th packet (0: never) is reported as lost
+    (status -EXDEV, no data), as a busy bus would.
+    """
+
+    product = 0x0108
+    product_name = "netfate sample stream (isochronous)"
+
+    def __init__(self, busid: str, *, packet_size: int = 192, drop_every: int = 0) -> None:
+        super().__init__(busid)
+        self.packet_size = packet_size
+        self.drop_every = drop_every
+        self.counter = 0
+        self.frame = 0
+
+    def interfaces(self) -> list[InterfaceSpec]:
+        ep = Endpoint(0x81, TransferType.ISOCHRONOUS, self.packet_size)
+        return [InterfaceSpec(0, 0xFF, 0x00, 0x00, (ep,), b"", {0x81: 1})]
+
+    def on_iso(self, urb: UrbSubmitted) -> UrbResult:
+        if not urb.direction_in or urb.ep != 1:
+            return STALL
+        data: list[bytes] = []
+        results: list[IsoPacket] = []
+        errors = 0
+        for p in urb.iso_packets:
+            self.counter += 1
+            if self.drop_every and self.counter % self.drop_every == 0:
+                results.append(IsoPacket(p.offset, p.length, 0, -18))
+                errors += 1
+                continue
+            n = min(p.length, self.packet_size)
+            sample = self.counter.to_bytes(4, "big") + bytes([self.counter & 0xFF]) * (n - 4)
+            data.append(sample[:n])
+            results.append(IsoPacket(p.offset, p.length, n, 0))
+        start = self.frame
+        self.frame += len(urb.iso_packets)
+        body = b"".join(data)
+        return UrbResult(
+            status=0, data=body, iso_packets=tuple(results), start_frame=start,
+            actual_length=len(body),
+        )  # fmt: skip

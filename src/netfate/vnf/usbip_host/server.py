@@ -225,7 +225,13 @@ class _ServerProtocol(asyncio.Protocol):
             return  # connection gone; the URB dies with it
         try:
             self.core.complete(
-                seqnum, status=result.status, data=result.data, actual_length=result.actual_length
+                seqnum,
+                status=result.status,
+                data=result.data,
+                actual_length=result.actual_length,
+                iso_packets=result.iso_packets,
+                start_frame=result.start_frame,
+                error_count=sum(1 for p in result.iso_packets if p.status != 0),
             )
         except UsbipProtocolError as err:
             # The device answered something the protocol forbids (more data than
