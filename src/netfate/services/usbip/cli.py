@@ -32,15 +32,17 @@ def serve(
         Path | None, typer.Option(help="Export a pendrive backed by this image file")
     ] = None,
     hid: Annotated[bool, typer.Option(help="Export a HID keyboard")] = False,
+    iso: Annotated[bool, typer.Option(help="Export an isochronous sample stream")] = False,
     period: Annotated[float, typer.Option(help="Seconds between temperature readings")] = 1.0,
     allow: Annotated[
         list[str] | None,
         typer.Option(help="Client address/network allowed to list and import (repeatable)"),
     ] = None,
 ) -> None:
-    """Export virtual devices over USB/IP (busids 1-1 serial, 1-2 storage, 1-3 HID)."""
+    """Export virtual devices over USB/IP (busids 1-1 serial, 1-2 storage, 1-3 HID, 1-4 ISO)."""
     from netfate.vnf.usbip_host import (
         HidKeyboard,
+        IsoStream,
         MassStorage,
         SerialSensor,
         UsbipServer,
@@ -56,6 +58,8 @@ def serve(
         devices.append(MassStorage("1-2", storage))
     if hid:
         devices.append(HidKeyboard("1-3"))
+    if iso:
+        devices.append(IsoStream("1-4"))
     rules = AllowList.open_to(*(allow or ["127.0.0.0/8", "::1"]))
 
     async def main() -> None:
