@@ -39,7 +39,9 @@ TOPO: dict[str, Any] = {
 
 @pytest.fixture
 def api(db_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=db_url))
+    # No heartbeats come from these test agents: a long timeout keeps the watchdog
+    # from marking nodes unreachable in the middle of a slow test.
+    app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=3600))
     with TestClient(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in ("cpe1", "cpe2", "pe1", "core1"):
