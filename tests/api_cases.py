@@ -318,3 +318,9 @@ def test_a_died_process_is_restarting_not_failed(api: TestClient) -> None:
     assert api.get("/api/v1/agents/cpe1/desired").json()["instances"], "still desired"
     report(api, "cpe1", instances=[{"id": inst["id"], "status": "running"}])
     assert api.get(f"/api/v1/instances/{inst['id']}").json()["state"] == "running"
+
+
+def test_events_tail_gives_the_newest(api: TestClient) -> None:
+    all_events = api.get("/api/v1/events?limit=5000").json()
+    tail = api.get("/api/v1/events?tail=2").json()
+    assert [e["id"] for e in tail] == [e["id"] for e in all_events[-2:]]

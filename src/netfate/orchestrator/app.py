@@ -54,7 +54,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         description="Places personal network functions on edge nodes and steers traffic "
         "through them. Agents converge their node to the desired state held here.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # Swagger UI and ReDoc load their assets from a CDN: blank pages in an offline
+        # lab. The OpenAPI document itself is served (and works with any viewer).
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.db = db

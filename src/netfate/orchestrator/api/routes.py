@@ -257,15 +257,24 @@ def list_events(
     session: SessionDep,
     after: int = Query(0, ge=0, description="Only events with a larger id"),
     limit: int = Query(200, ge=1, le=5000),
+    tail: int | None = Query(None, ge=1, le=5000, description="The newest N events instead"),
 ) -> list[dict[str, Any]]:
+    """Events in id order: those after `after`, or with `tail`, the newest N."""
+    if tail is not None:
+        newest = select(EventRow).order_by(EventRow.id.desc()).limit(tail)
+        return [views.event(e) for e in reversed(list(session.scalars(newest)))]
     q = select(EventRow).where(EventRow.id > after).order_by(EventRow.id).limit(limit)
     return [views.event(e) for e in session.scalars(q)]
 
 
 @router.get("/events/stream", tags=["events"])
 async def stream_events(request: Request, notifier: NotifierDep, after: int = 0) -> Response:
-    """Server-sent events: every event after `after`, then each new one as it happens."""
+    """Server-sent events: every event after `after` (or after the Last-Event-ID a
+    reconnecting EventSource sends), then each new one as it happens."""
     db = request.app.state.db
+    last_id = request.headers.get("last-event-id", "")
+    if last_id.isdigit():
+        after = max(after, int(last_id))
 
     def read(last: int) -> list[dict[str, Any]]:
         with db.session() as s:
@@ -274,12 +283,21 @@ async def stream_events(request: Request, notifier: NotifierDep, after: int = 0)
 
     async def gen() -> AsyncIterator[str]:
         last = after
+        idle = 0.0
         while not await request.is_disconnected():
             batch = await asyncio.to_thread(read, last)
             for e in batch:
                 last = e["id"]
                 yield f"id: {e['id']}\nevent: {e['kind']}\ndata: {json.dumps(e)}\n\n"
-            if not batch and not await notifier.wait(EVENTS, 15.0):
-                yield ": keep-alive\n\n"
+            if batch:
+                idle = 0.0
+                continue
+            # Woken by the API's own writes at once; events other writers record
+            # (services, the controller) are picked up by the 1 s re-read.
+            if not await notifier.wait(EVENTS, 1.0):
+                idle += 1.0
+                if idle >= 15.0:
+                    idle = 0.0
+                    yield ": keep-alive\n\n"
 
     return StreamingResponse(gen(), media_type="text/event-stream")
