@@ -477,6 +477,30 @@ class Testbed:
                 batch.add("set", "port", port, "other_config:rstp-port-admin-edge=true")
         batch.commit()
         vs.wait_ofports(edge_ports + ports, timeout=60.0)
+        if rstp and not controller:
+            self._wait_rstp(vs)
+
+    def _wait_rstp(self, vs: Vsctl, timeout: float = 60.0) -> None:
+        """Until every Root/Designated port forwards (edge ports at once, links after
+        the proposal/agreement handshake: a few seconds here)."""
+        t0 = time.monotonic()
+        while True:
+            rows = vs.run([["--columns=name,rstp_status", "list", "port"]], fmt="json")
+            doc = json.loads(rows)
+            settled = True
+            for _name, status in doc["data"]:
+                entries = dict(status[1]) if status and status[0] == "map" else {}
+                role, state = entries.get("rstp_port_role"), entries.get("rstp_port_state")
+                if role is None:
+                    continue  # the bridge's own internal port
+                if role in ("Root", "Designated") and state != "Forwarding":
+                    settled = False
+            if settled:
+                self.state.timings["rstp converged"] = round(time.monotonic() - t0, 3)
+                return
+            if time.monotonic() - t0 > timeout:
+                raise TestbedError(f"RSTP did not converge within {timeout:.0f}s")
+            time.sleep(0.2)
 
     def _start_linkemu(self) -> None:
         topo, n, st = self.topology, self.names, self.state
