@@ -29,6 +29,8 @@ from netfate.proto.usbip import (
     UsbipProtocolError,
 )
 
+RECV_SIZE = 1024 * 1024
+
 
 class UsbipError(Exception):
     """A transfer or import failed: refused, stalled, or the connection was lost."""
@@ -78,6 +80,9 @@ class _ClientProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             keepalive(sock)
+        # asyncio reads at most 256 KiB per wake-up; bulk replies come in MiBs.
+        if hasattr(transport, "max_size"):
+            transport.max_size = RECV_SIZE
 
     def data_received(self, data: bytes) -> None:
         try:
