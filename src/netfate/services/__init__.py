@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-SERVICES: tuple[str, ...] = ()
+SERVICES: tuple[str, ...] = ("firewall", "sharing")
 
 
 def load() -> list[ModuleType]:

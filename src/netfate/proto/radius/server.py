@@ -5,7 +5,7 @@
         AccessRequested   -> the application checks the password, then calls
                              core.accept(event, attrs) or core.reject(event)
                              and sends the bytes returned to event.peer
-        AccountingReceived -> core.pending() holds the Accounting-Response already
+        AccountingReceived -> record it, then send core.accounting_response(event)
         PacketDropped      -> log it; nothing is sent (RFC 2865: silently discard)
 
 Safety rules it enforces (BlastRADIUS, CVE-2024-3596): an Access-Request without
@@ -18,6 +18,7 @@ cached answer again instead of a second decision (RFC 5080 section 2.2.2).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -52,9 +53,15 @@ class _Cached:
 
 class ServerCore:
     def __init__(
-        self, clients: dict[str, bytes], dup_window: float = 5.0, max_cache: int = 65536
+        self,
+        clients: dict[str, bytes] | Callable[[str], bytes | None],
+        dup_window: float = 5.0,
+        max_cache: int = 65536,
     ) -> None:
-        self.clients = dict(clients)
+        # A dict (address -> secret) or a function, e.g. one that matches subnets.
+        self.secret_for: Callable[[str], bytes | None] = (
+            dict(clients).get if isinstance(clients, dict) else clients
+        )
         self.dup_window = dup_window
         self.max_cache = max_cache
         self._cache: OrderedDict[tuple[str, int, int, bytes], _Cached] = OrderedDict()
@@ -62,7 +69,7 @@ class ServerCore:
         self.counters = {"accepts": 0, "rejects": 0, "drops": 0, "accounting": 0}
 
     def pending(self) -> list[tuple[bytes, Address]]:
-        """Datagrams to send (retransmitted answers, accounting responses)."""
+        """Datagrams to send (answers to retransmitted requests)."""
         out, self._out = self._out, []
         return out
 
@@ -82,7 +89,7 @@ class ServerCore:
 
     def receive(self, data: bytes, peer: Address, now: float) -> list[Event]:
         self._expire(now)
-        secret = self.clients.get(peer[0])
+        secret = self.secret_for(peer[0])
         if secret is None:
             return self._drop(peer, f"no RADIUS client configured for {peer[0]}")
         if len(data) < MIN_LENGTH:
@@ -112,11 +119,7 @@ class ServerCore:
                 session = req.text(Attr.ACCT_SESSION_ID)
                 if status is None or session is None:
                     raise RadiusError("Accounting-Request without Acct-Status-Type/Session-Id")
-                answer = encode_response(
-                    Packet(Code.ACCOUNTING_RESPONSE, req.identifier), req.authenticator, secret
-                )
-                self._cache[key] = _Cached(now, answer)
-                self._out.append((answer, peer))
+                self._cache[key] = _Cached(now, None)
                 self.counters["accounting"] += 1
                 return [
                     AccountingReceived(req, peer, status, session, req.text(Attr.USER_NAME) or "")
@@ -126,7 +129,7 @@ class ServerCore:
             return self._drop(peer, str(e))
 
     def _answer(self, ev: AccessRequested, code: Code, attrs: list[tuple[int, Value]]) -> bytes:
-        secret = self.clients.get(ev.peer[0])
+        secret = self.secret_for(ev.peer[0])
         if secret is None:  # the client was removed while the decision was pending
             raise RadiusError(f"client {ev.peer[0]} no longer configured")
         pkt = Packet(code, ev.request.identifier)
@@ -135,9 +138,28 @@ class ServerCore:
         for ps in ev.request.all_raw(Attr.PROXY_STATE):  # RFC 2865 section 5.33
             pkt.add(Attr.PROXY_STATE, ps)
         wire = encode_response(pkt, ev.request.authenticator, secret)
-        key = (ev.peer[0], ev.peer[1], ev.request.identifier, ev.request.authenticator)
-        self._cache[key] = _Cached(self._cache[key].at if key in self._cache else 0.0, wire)
+        self._remember(ev.peer, ev.request, wire)
         return wire
+
+    def accounting_response(
+        self, ev: AccountingReceived, attrs: list[tuple[int, Value]] | None = None
+    ) -> bytes:
+        """The Accounting-Response to send to ev.peer (extra attributes: VSAs)."""
+        secret = self.secret_for(ev.peer[0])
+        if secret is None:
+            raise RadiusError(f"client {ev.peer[0]} no longer configured")
+        pkt = Packet(Code.ACCOUNTING_RESPONSE, ev.request.identifier)
+        for t, v in attrs or []:
+            pkt.add(t, v)
+        for ps in ev.request.all_raw(Attr.PROXY_STATE):
+            pkt.add(Attr.PROXY_STATE, ps)
+        wire = encode_response(pkt, ev.request.authenticator, secret)
+        self._remember(ev.peer, ev.request, wire)
+        return wire
+
+    def _remember(self, peer: Address, req: Packet, wire: bytes) -> None:
+        key = (peer[0], peer[1], req.identifier, req.authenticator)
+        self._cache[key] = _Cached(self._cache[key].at if key in self._cache else 0.0, wire)
 
     def accept(self, ev: AccessRequested, attrs: list[tuple[int, Value]]) -> bytes:
         self.counters["accepts"] += 1
@@ -149,7 +171,7 @@ class ServerCore:
             ev, Code.ACCESS_REJECT, [(Attr.REPLY_MESSAGE, message)] if message else []
         )
 
-    def forget(self, ev: AccessRequested) -> None:
+    def forget(self, ev: AccessRequested | AccountingReceived) -> None:
         """Drop the pending entry of a request that will never be answered."""
         key = (ev.peer[0], ev.peer[1], ev.request.identifier, ev.request.authenticator)
         with contextlib.suppress(KeyError):

@@ -1,0 +1,36 @@
+"""NetFATE: captive-portal login with RADIUS, and a personal firewall that follows its user.
+
+See README.md in this folder. Plugs into the platform by the names below
+(netfate.services): router, DESCRIPTORS, DEMO, CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netfate.services.firewall.api import router
+
+DESCRIPTORS: list[dict[str, Any]] = [
+    {
+        "name": "personal-firewall",
+        "function": "netfate.vnf.firewall:Firewall",
+        "cpu": 0.1,
+        "memory_mb": 64,
+        "stateful": True,
+        "description": "A user's personal firewall (nftables, stateful); its rule set and "
+        "conntrack entries migrate with it.",
+    },
+    {
+        "name": "captive-portal",
+        "function": "netfate.vnf.portal:Portal",
+        "cpu": 0.2,
+        "memory_mb": 96,
+        "stateful": False,
+        "description": "Captive portal of a CPE: login page, RFC 8908 API, RFC 8910 DHCP "
+        "announcement, RADIUS PAP with Message-Authenticator and accounting.",
+    },
+]
+DEMO = "netfate.services.firewall.demo"
+CLI = "netfate.services.firewall.cli:app"
+
+__all__ = ["CLI", "DEMO", "DESCRIPTORS", "router"]

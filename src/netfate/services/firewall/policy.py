@@ -1,0 +1,386 @@
+"""The paper's policy, over the NFVI tables and the platform's coordinator.
+
+    (a) a user who is not connected has no firewall running;
+    (b) login at CPE X (RADIUS Access-Accept with NAS-Identifier X): the user's
+        firewall is created at X, and a steering intent sends the user's traffic
+        through it;
+    (c) login at another CPE Y while the firewall runs at X: it is migrated to Y
+        (make-before-break, state carried by the agents); the steering intent
+        names the instance, so it follows by itself;
+    (d) no packet of the user for `idle_timeout` seconds (the firewall's
+        accounting reports the last packet time): the firewall is released.
+
+Everything here is a function of a SQLAlchemy session, changes rows in it, and
+returns the nodes whose desired state changed (for the notifier); the caller
+commits. Events are past-tense kinds in the event log (the dashboard timeline).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from netfate.model.lifecycle import LIVE, InstanceState
+from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv.errors import LifecycleError
+from netfate.services.firewall.tables import (
+    NfForwardingRow,
+    NfFunctionRow,
+    NfSettingRow,
+    NfUserRow,
+)
+from netfate.store.events import record_event
+from netfate.store.tables import HostRow, InstanceRow, MigrationRow, NodeRow
+from netfate.vnf.firewall.rules import RuleSet, parse_ruleset
+
+log = logging.getLogger("netfate.firewall.policy")
+
+FIREWALL = "personal-firewall"
+PORTAL = "captive-portal"
+LIVE_STATES = {s.value for s in LIVE}
+# The accounting channel carries a rule set in Vendor-Specific attributes of one
+# response (RFC 2865: 4096 octets per packet): this bound keeps it inside.
+MAX_RULES_JSON = 3000
+DEFAULT_RULES: dict[str, Any] = {"default_in": "deny", "default_out": "allow", "rules": []}
+
+
+class PolicyError(Exception):
+    pass
+
+
+def setting(session: Session, key: str, default: Any = None) -> Any:
+    row = session.get(NfSettingRow, key)
+    return default if row is None else row.value
+
+
+def set_setting(session: Session, key: str, value: Any) -> None:
+    row = session.get(NfSettingRow, key)
+    if row is None:
+        session.add(NfSettingRow(key=key, value=value))
+    else:
+        row.value = value
+
+
+def fw_name(user: str) -> str:
+    return f"firewall:{user}"
+
+
+def check_rules(doc: Any) -> RuleSet:
+    rs = parse_ruleset(doc)
+    if len(json.dumps(rs.to_json(), separators=(",", ":"))) > MAX_RULES_JSON:
+        raise PolicyError(f"rule set larger than {MAX_RULES_JSON} bytes of JSON")
+    return rs
+
+
+def firewall_config(session: Session, user: NfUserRow) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "user": user.name,
+        "user_ip": (user.ip or "").split("/")[0],
+        "rules": user.rules or DEFAULT_RULES,
+        "rules_version": user.rules_version,
+    }
+    acct = setting(session, "accounting")
+    if isinstance(acct, dict) and acct.get("server"):
+        cfg["accounting"] = acct
+    return cfg
+
+
+@dataclass
+class Outcome:
+    accept: bool
+    reason: str = ""
+    touched: set[str] = field(default_factory=set)
+    steer: bool = False
+
+
+def _fn_row(session: Session, user: str) -> NfFunctionRow:
+    row = session.get(NfFunctionRow, fw_name(user))
+    if row is None:
+        row = NfFunctionRow(
+            name=fw_name(user),
+            kind="firewall",
+            user=user,
+            active=False,
+            users=0,
+            updated_at=time.time(),
+            detail="",
+        )
+        session.add(row)
+    return row
+
+
+def _fwd_row(session: Session, user: NfUserRow) -> NfForwardingRow:
+    row = session.get(NfForwardingRow, user.name)
+    if row is None:
+        row = NfForwardingRow(user=user.name, steering="")
+        session.add(row)
+    row.mac, row.ip = user.mac, user.ip
+    return row
+
+
+def live_instance(session: Session, fn: NfFunctionRow) -> InstanceRow | None:
+    if fn.instance is None:
+        return None
+    inst = session.get(InstanceRow, fn.instance)
+    return inst if inst is not None and inst.state in LIVE_STATES else None
+
+
+def on_login(
+    session: Session, user: NfUserRow, node: str, mac: str | None, ip: str | None
+) -> Outcome:
+    """A RADIUS Access-Request with the right password from the portal of `node`."""
+    now = time.time()
+    if session.get(NodeRow, node) is None:
+        return Outcome(False, f"unknown access node {node!r}")
+    previous = user.access_node
+    if mac:
+        user.mac = mac.lower().replace("-", ":")
+    if ip:
+        user.ip = ip
+    out = Outcome(True)
+    if "firewall" in (user.functions or []):
+        if not user.ip:
+            return Outcome(False, "no address known for the user (Framed-IP-Address)")
+        try:
+            out = _ensure_firewall(session, user, node)
+        except LifecycleError as e:
+            # (b) with no room at X: no firewall, so no access (never open access).
+            record_event(
+                session,
+                "FirewallPlacementFailed",
+                {"user": user.name, "node": node, "reason": str(e)},
+            )
+            return Outcome(False, f"no firewall for {user.name} at {node}: {e}")
+    user.status = "online"
+    user.access_node = node
+    user.logged_in_at = now
+    user.last_packet_at = now
+    record_event(
+        session,
+        "UserLoggedIn",
+        {"user": user.name, "node": node, "previous": previous, "mac": user.mac, "ip": user.ip},
+    )
+    return out
+
+
+def _ensure_firewall(session: Session, user: NfUserRow, node: str) -> Outcome:
+    fn = _fn_row(session, user.name)
+    fwd = _fwd_row(session, user)
+    inst = live_instance(session, fn)
+    out = Outcome(True, steer=True)
+    if inst is None:
+        serves = user.host if user.host and session.get(HostRow, user.host) else None
+        inst, touched = nfv.create_instance(
+            session,
+            nfv.CreateRequest(
+                descriptor=FIREWALL,
+                name=f"fw-{user.name}",
+                node=node,
+                serves=serves,
+                config=firewall_config(session, user),
+            ),
+        )
+        fn.instance, fn.node, fn.active, fn.updated_at = inst.id, node, False, time.time()
+        fn.detail = "requested"
+        fwd.instance, fwd.function_mac, fwd.node = inst.id, inst.mac, node
+        record_event(
+            session, "FirewallCreated", {"user": user.name, "instance": inst.id, "node": node}
+        )
+        out.touched |= touched
+        return out
+    fwd.instance, fwd.function_mac = inst.id, inst.mac
+    if inst.node == node:
+        return out  # already where the user is
+    if inst.state == InstanceState.RUNNING.value:
+        try:
+            mig, touched = nfv.migrate_instance(session, inst.id, node)
+        except LifecycleError as e:
+            # (c) the target cannot host it: the firewall stays where it is.
+            record_event(
+                session,
+                "FirewallMigrationRefused",
+                {
+                    "user": user.name,
+                    "instance": inst.id,
+                    "from": inst.node,
+                    "to": node,
+                    "reason": str(e),
+                },
+            )
+            fn.detail = f"stays at {inst.node}: {e}"
+            return out
+        record_event(
+            session,
+            "FirewallMigrationStarted",
+            {
+                "user": user.name,
+                "instance": inst.id,
+                "from": mig.source,
+                "to": node,
+                "migration": mig.id,
+            },
+        )
+        out.touched |= touched
+    # Starting or already migrating: reconcile() moves it once it runs.
+    return out
+
+
+def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
+    """(d) and logout: stop the user's firewall; the tables say so at once."""
+    touched: set[str] = set()
+    fn = session.get(NfFunctionRow, fw_name(user.name))
+    node = user.access_node
+    iid = None
+    if fn is not None:
+        inst = live_instance(session, fn)
+        if inst is not None:
+            iid = inst.id
+            try:
+                _, touched = nfv.destroy_instance(session, inst.id)
+            except LifecycleError as e:
+                log.warning("release of %s: %s", inst.id, e)
+        fn.active = False
+        fn.users = 0
+        fn.node = None
+        fn.detail = f"released: {reason}"
+        fn.updated_at = time.time()
+    fwd = session.get(NfForwardingRow, user.name)
+    if fwd is not None:
+        fwd.instance = fwd.function_mac = fwd.node = None
+    user.status = "offline"
+    user.access_node = None
+    record_event(
+        session,
+        "FirewallReleased",
+        {"user": user.name, "node": node, "instance": iid, "reason": reason},
+    )
+    return touched
+
+
+def release_idle(session: Session, now: float) -> set[str]:
+    touched: set[str] = set()
+    users = session.scalars(select(NfUserRow).where(NfUserRow.status == "online")).all()
+    for u in users:
+        last = max(u.last_packet_at or 0.0, u.logged_in_at or 0.0)
+        if now - last > u.idle_timeout:
+            record_event(session, "UserWentIdle", {"user": u.name, "idle_s": round(now - last, 1)})
+            touched |= release(session, u, f"no packet for {u.idle_timeout} s")
+        elif u.logged_in_at and now - u.logged_in_at > u.session_timeout:
+            touched |= release(session, u, "session timeout")
+    return touched
+
+
+def reconcile(session: Session) -> set[str]:
+    """Keep Table II/III true to the instances, and finish moves that had to wait."""
+    touched: set[str] = set()
+    now = time.time()
+    for fn in session.scalars(select(NfFunctionRow).where(NfFunctionRow.kind == "firewall")):
+        if fn.instance is None:
+            continue
+        inst = session.get(InstanceRow, fn.instance)
+        user = session.get(NfUserRow, fn.user) if fn.user else None
+        if inst is None or inst.state in ("gone", "stopping"):
+            if fn.active:
+                fn.active, fn.users, fn.updated_at = False, 0, now
+            continue
+        running = inst.state == InstanceState.RUNNING.value
+        if running and not fn.active:
+            fn.active, fn.users, fn.updated_at, fn.detail = True, 1, now, "running"
+            record_event(
+                session,
+                "FirewallStarted",
+                {"user": fn.user, "instance": inst.id, "node": inst.node},
+            )
+        if inst.state == InstanceState.FAILED.value and fn.active:
+            fn.active, fn.users, fn.detail = False, 0, inst.detail[:500]
+        if running and fn.node != inst.node:
+            mig = session.scalars(
+                select(MigrationRow)
+                .where(MigrationRow.instance == inst.id, MigrationRow.phase == "done")
+                .order_by(MigrationRow.id.desc())
+            ).first()
+            record_event(
+                session,
+                "FirewallMigrated",
+                {
+                    "user": fn.user,
+                    "instance": inst.id,
+                    "from": fn.node,
+                    "to": inst.node,
+                    "downtime_ms": mig.downtime_ms if mig else None,
+                    "state_bytes": mig.state_bytes if mig else None,
+                },
+            )
+            fn.node, fn.updated_at = inst.node, now
+            fwd = session.get(NfForwardingRow, fn.user) if fn.user else None
+            if fwd is not None:
+                fwd.node = inst.node
+        if (
+            running
+            and user is not None
+            and user.status == "online"
+            and user.access_node
+            and user.access_node != inst.node
+        ):
+            out = _ensure_firewall(session, user, user.access_node)
+            touched |= out.touched
+    return touched
+
+
+def on_firewall_accounting(
+    session: Session, user: NfUserRow, version: int, last_packet: int, counters: dict[str, int]
+) -> tuple[int, bytes] | None:
+    """Interim-Update from a user's firewall. Returns (version, rules JSON) when the
+    firewall enforces an older rule set than the table holds."""
+    if last_packet and last_packet > (user.last_packet_at or 0.0):
+        user.last_packet_at = float(last_packet)
+    user.counters = counters
+    if version != user.rules_version:
+        doc = json.dumps(user.rules or DEFAULT_RULES, separators=(",", ":")).encode()
+        return user.rules_version, doc
+    return None
+
+
+def set_rules(session: Session, user: NfUserRow, doc: Any) -> RuleSet:
+    """Replace a user's rule set (validated whole first; on error nothing changes)."""
+    rs = check_rules(doc)
+    user.rules = rs.to_json()
+    user.rules_version = (user.rules_version or 0) + 1
+    fn = session.get(NfFunctionRow, fw_name(user.name))
+    if fn is not None and fn.instance:
+        inst = session.get(InstanceRow, fn.instance)
+        if inst is not None:
+            # A restart of the instance starts from these; a running one gets them
+            # over its accounting channel within its interval.
+            inst.config = {
+                **(inst.config or {}),
+                "rules": user.rules,
+                "rules_version": user.rules_version,
+            }
+    record_event(
+        session,
+        "FirewallRulesChanged",
+        {"user": user.name, "version": user.rules_version, "rules": len(rs.rules)},
+    )
+    return rs
+
+
+def steering_body(session: Session, user: NfUserRow) -> dict[str, Any] | None:
+    to = setting(session, "steer_to")
+    fwd = session.get(NfForwardingRow, user.name)
+    if not to or not user.host or fwd is None or not fwd.instance:
+        return None
+    return {
+        "kind": "steering",
+        "id": f"netfate-{user.name}",
+        "host": user.host,
+        "chain": [fwd.instance],
+        "to": to,
+        "symmetric": True,
+    }

@@ -1,0 +1,109 @@
+"""The NFVI database of the NetFATE paper, plus RADIUS clients and accounting.
+
+Table I  (users):             netfate_users      which functions a user requires, the
+                                                 access CPE, the last packet time
+Table II (network functions): netfate_functions  active, on which node, how many users
+Table III (forwarding rules): netfate_forwarding user MAC, local IP, MAC of the VNF
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from netfate.store.base import Base
+
+
+class NfUserRow(Base):
+    """Table I. `status`: offline | online (logged in at `access_node`)."""
+
+    __tablename__ = "netfate_users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    functions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    host: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    access_node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    logged_in_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_packet_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    session_timeout: Mapped[int] = mapped_column(Integer, default=3600)
+    idle_timeout: Mapped[int] = mapped_column(Integer, default=60)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rules_version: Mapped[int] = mapped_column(Integer, default=1)
+    counters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class NfFunctionRow(Base):
+    """Table II: one row per network function (a user's personal firewall, a portal)."""
+
+    __tablename__ = "netfate_functions"
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    instance: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    users: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Float, default=0.0)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class NfForwardingRow(Base):
+    """Table III: how a user's traffic reaches their function."""
+
+    __tablename__ = "netfate_forwarding"
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    function_mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
+    instance: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    intent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    steering: Mapped[str] = mapped_column(Text, default="")
+
+
+class NfRadiusClientRow(Base):
+    """A NAS allowed to talk to the embedded RADIUS server (by source address)."""
+
+    __tablename__ = "netfate_radius_clients"
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(64), default="")
+
+
+class NfSettingRow(Base):
+    """Service settings (steer_to, accounting_server, ...), one JSON value per key."""
+
+    __tablename__ = "netfate_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
+class NfRadiusListenerRow(Base):
+    """Where the embedded RADIUS server listens (optionally inside a namespace)."""
+
+    __tablename__ = "netfate_radius_listeners"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    netns: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The address:port network functions are told to send accounting to (the
+    # listener as seen from the emulated network), or None.
+    advertise: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
+class NfAccountingRow(Base):
+    __tablename__ = "netfate_accounting"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    session_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    nas: Mapped[str] = mapped_column(String(128))
+    input_octets: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_octets: Mapped[int] = mapped_column(BigInteger, default=0)
+    session_time: Mapped[int] = mapped_column(Integer, default=0)
