@@ -26,7 +26,8 @@ ratio to the mean of the two (rps ratio < 1 and p99 ratio > 1 = slower than the
 framework's ceiling). Only 127.0.0.1 is used.
 
     netfate bench api --json [--quick] [--nodes 1000] [--instances 10000]
-        [--duration 4] [--warmup 1] [--workers 8] [--databases sqlite,postgresql]
+        [--duration 4] [--create-duration 8] [--warmup 1] [--workers 8]
+        [--databases sqlite,postgresql] [--phases health,node,...]
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--nodes", type=int, default=None, help="nodes in the topology (1000)")
     p.add_argument("--instances", type=int, default=None, help="instances preloaded (10000)")
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
+    p.add_argument(
+        "--create-duration",
+        type=float,
+        default=None,
+        help="seconds measured per create phase (8; creates are slow, more samples help)",
+    )
     p.add_argument("--warmup", type=float, default=None, help="seconds before measuring")
     p.add_argument("--workers", type=int, default=8, help="concurrent requests (closed loop)")
     p.add_argument(
@@ -109,6 +116,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     a.instances = a.instances if a.instances is not None else (600 if quick else 10000)
     a.duration = a.duration if a.duration is not None else (1.0 if quick else 4.0)
     a.warmup = a.warmup if a.warmup is not None else (0.3 if quick else 1.0)
+    if a.create_duration is None:
+        a.create_duration = a.duration if quick else max(a.duration, 8.0)
     dbs = a.databases if a.databases is not None else ("sqlite" if quick else "sqlite,postgresql")
     a.databases = [d.strip() for d in dbs.split(",") if d.strip()]
     for d in a.databases:
@@ -426,9 +435,8 @@ def bench_database(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str,
         phases: dict[str, Any] = {}
         for i, ph in enumerate(order):
             make = request_maker(ph, topo, ids)
-            res = asyncio.run(
-                drive(base, make, workers=a.workers, duration=a.duration, warmup=a.warmup)
-            )
+            dur = a.create_duration if ph.startswith("create") else a.duration
+            res = asyncio.run(drive(base, make, workers=a.workers, duration=dur, warmup=a.warmup))
             key = ph if ph != "health" else ("health_first" if i == 0 else "health_last")
             phases[key] = res.figures()
         out["phases"] = phases
@@ -467,6 +475,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         "instances": a.instances,
         "workers": a.workers,
         "duration_s": a.duration,
+        "create_duration_s": a.create_duration,
         "warmup_s": a.warmup,
         "baseline": "GET /api/v1/health on the same server, first and last",
     }
