@@ -1,0 +1,131 @@
+"""`netfate sharing ...`: Personal Networks, their devices and device shares, through the API.
+
+netfate sharing pn create alice@example.org cpe1 [--vhg]
+netfate sharing pn list | pn show EMAIL | pn devices EMAIL
+netfate sharing pn declare EMAIL NAME IP [--kind vstb]
+netfate sharing share OWNER DEVICE RECIPIENT
+netfate sharing list [--pn EMAIL] | show ID
+netfate sharing accept ID --by EMAIL | decline ID --by EMAIL | revoke ID --by EMAIL
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from netfate.apiclient import call, dump
+
+app = typer.Typer(
+    name="sharing", help="Personal Networks and smart-device sharing.", no_args_is_help=True
+)
+pn_app = typer.Typer(help="Personal Networks (id: the owner's email).", no_args_is_help=True)
+app.add_typer(pn_app, name="pn")
+
+Api = Annotated[str | None, typer.Option("--api", help="Orchestrator URL")]
+By = Annotated[str, typer.Option("--by", help="The PN owner acting (email)")]
+
+
+def _share_line(s: dict[str, Any]) -> str:
+    where = f" -> {s['address_in_recipient_pn']}" if s.get("address_in_recipient_pn") else ""
+    return (
+        f"{s['id']:>4}  {s['state']:<9}  {s['owner']} shares {s['device']} "
+        f"({s['device_ip']}{where}) with {s['recipient']}"
+    )
+
+
+@pn_app.command("create")
+def pn_create(
+    email: str,
+    node: str,
+    subnet: Annotated[str | None, typer.Option(help="Which LAN of the node")] = None,
+    vhg: Annotated[bool, typer.Option(help="Launch its vHG (DHCP, NAT, firewall)")] = False,
+    api: Api = None,
+) -> None:
+    """Create a PN on an edge node's LAN."""
+    body = {"email": email, "node": node, "subnet": subnet, "vhg": vhg}
+    dump(call(api, "POST", "/sharing/pns", body))
+
+
+@pn_app.command("list")
+def pn_list(api: Api = None) -> None:
+    for pn in call(api, "GET", "/sharing/pns"):
+        typer.echo(f"{pn['email']:<32} {pn['node']:<10} {pn['subnet']:<18} "
+                   f"{len(pn['devices'])} devices")  # fmt: skip
+
+
+@pn_app.command("show")
+def pn_show(email: str, api: Api = None) -> None:
+    dump(call(api, "GET", f"/sharing/pns/{email}"))
+
+
+@pn_app.command("devices")
+def pn_devices(email: str, api: Api = None) -> None:
+    """The PN's device inventory: topology hosts, declared virtual devices, vHG reports."""
+    for d in call(api, "GET", f"/sharing/pns/{email}/devices"):
+        typer.echo(f"{d['name']:<20} {d['ip']:<16} {d['kind']:<10} {d['source']}")
+
+
+@pn_app.command("declare")
+def pn_declare(
+    email: str,
+    name: str,
+    ip: str,
+    kind: Annotated[str, typer.Option(help="vstb, vnas, camera...")] = "virtual",
+    api: Api = None,
+) -> None:
+    """Declare a virtual device of the PN."""
+    dump(call(api, "POST", f"/sharing/pns/{email}/devices", {"name": name, "ip": ip, "kind": kind}))
+
+
+@app.command("share")
+def share(owner: str, device: str, recipient: str, api: Api = None) -> None:
+    """Ask to share OWNER's DEVICE (name or address) with RECIPIENT's PN."""
+    s = call(api, "POST", "/sharing/shares", {"owner": owner, "device": device,
+                                               "recipient": recipient})  # fmt: skip
+    typer.echo(_share_line(s))
+
+
+@app.command("list")
+def list_(
+    pn: Annotated[str | None, typer.Option(help="Only this PN's shares")] = None, api: Api = None
+) -> None:
+    path = "/sharing/shares" + (f"?pn={pn}" if pn else "")
+    for s in call(api, "GET", path):
+        typer.echo(_share_line(s))
+
+
+@app.command("show")
+def show(sid: int, api: Api = None) -> None:
+    dump(call(api, "GET", f"/sharing/shares/{sid}"))
+
+
+@app.command("accept")
+def accept(
+    sid: int,
+    by: By,
+    wait: Annotated[bool, typer.Option(help="Wait until it is active")] = True,
+    timeout: float = 30.0,
+    api: Api = None,
+) -> None:
+    """Accept a share (recipient only): the VPs are launched."""
+    s = call(api, "POST", f"/sharing/shares/{sid}/accept", {"by": by})
+    deadline = time.monotonic() + timeout
+    while wait and s["state"] == "accepted" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        s = call(api, "GET", f"/sharing/shares/{sid}")
+    typer.echo(_share_line(s))
+    if wait and s["state"] != "active":
+        raise typer.Exit(1)
+
+
+@app.command("decline")
+def decline(sid: int, by: By, api: Api = None) -> None:
+    typer.echo(_share_line(call(api, "POST", f"/sharing/shares/{sid}/decline", {"by": by})))
+
+
+@app.command("revoke")
+def revoke(sid: int, by: By, api: Api = None) -> None:
+    """Revoke a share (either owner): VPs, aliases, overlay and rules are removed."""
+    typer.echo(_share_line(call(api, "POST", f"/sharing/shares/{sid}/revoke", {"by": by})))

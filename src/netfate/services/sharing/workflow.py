@@ -1,0 +1,496 @@
+"""Personal Networks and the share workflow of seed section III.A, over the database.
+
+Like the platform's coordinator, nothing here talks to an agent: each operation
+changes rows in one transaction (the caller commits) and returns the nodes whose
+desired state changed. A share becomes `active` when both of its VP instances
+are reported running; `refresh` checks that whenever a share is read.
+
+Steps of III.A and where they happen:
+
+1. PN1's owner picks a device and PN2's id (email)       request_share
+2. PN2's owner is notified                                list_shares(recipient=...)
+3. on accept, PN2's active device addresses are taken     accept -> inventory(PN2)
+4. VP2 is launched in PN1, one alias per PN2 device       accept -> create_instance
+5. VP2 gets PN2's device addresses                        ATT in VP2's config
+6. VP2 builds its ATT                                     vnf.virtual_presence.kernel
+7. VP1 is launched in PN2 with one alias for the device   accept -> create_instance
+8. the overlay between the two EIs                        VXLAN in the VPs + SDN tunnel intent
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from netfate.model.lifecycle import LIVE, InstanceState
+from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
+from netfate.store.events import record
+from netfate.store.tables import HostRow, InstanceRow, LanRow, NodeRow
+from netfate.vnf.virtual_presence.att import ATT, ATTError
+from netfate.vnf.virtual_presence.translator import Role
+
+from . import states
+from .events import PersonalNetworkCreated, ShareStateChanged
+from .states import ShareState
+from .tables import DeviceRow, PersonalNetworkRow, ShareHistoryRow, ShareRow
+
+A = ipaddress.IPv4Address
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}$")
+VP_DESCRIPTOR = "virtual-presence"
+VHG_DESCRIPTOR = "vhg"
+# The vHG's DHCP pool (host numbers within the PN's subnet); aliases never come from it.
+DHCP_FIRST, DHCP_LAST = 100, 149
+OVERLAY = ("10.0.0.1/30", "10.0.0.2/30")  # the seed's EI addresses, inside each VP's namespace
+
+
+class BadRequest(LifecycleError):
+    status = 400
+
+
+class Forbidden(LifecycleError):
+    status = 403
+
+
+# ------------------------------------------------------------------ PNs
+
+
+def create_pn(
+    session: Session, email: str, node: str, subnet: str | None = None, name: str = ""
+) -> PersonalNetworkRow:
+    if not EMAIL_RE.match(email):
+        raise BadRequest(f"a PN id is its owner's email; {email!r} is not one")
+    if session.get(PersonalNetworkRow, email) is not None:
+        raise Conflict(f"PN {email} exists")
+    if session.get(NodeRow, node) is None:
+        raise NotFound(f"unknown node {node!r}")
+    lans = [lan.subnet for lan in session.scalars(select(LanRow).where(LanRow.node == node))]
+    if not lans:
+        raise BadRequest(f"node {node} has no LAN to be a PN")
+    if subnet is None:
+        subnet = lans[0]
+    elif str(ipaddress.ip_network(subnet, strict=False)) not in lans:
+        raise BadRequest(f"{subnet} is not a LAN of node {node} ({', '.join(lans)})")
+    taken = session.scalars(
+        select(PersonalNetworkRow).where(
+            PersonalNetworkRow.node == node, PersonalNetworkRow.subnet == subnet
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict(f"LAN {subnet} of {node} is already PN {taken.email}")
+    row = PersonalNetworkRow(
+        email=email, name=name or email.split("@")[0], node=node, subnet=subnet,
+        created_at=time.time(),
+    )  # fmt: skip
+    session.add(row)
+    record(session, PersonalNetworkCreated(email, node, subnet))
+    return row
+
+
+def get_pn(session: Session, email: str) -> PersonalNetworkRow:
+    pn = session.get(PersonalNetworkRow, email)
+    if pn is None:
+        raise NotFound(f"unknown PN {email!r}")
+    return pn
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    ip: str
+    mac: str | None
+    kind: str
+    source: str
+    """topology (a host of the PN's LAN), declared (virtual), lease, neighbour, or vhg."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ip": self.ip,
+            "mac": self.mac,
+            "kind": self.kind,
+            "source": self.source,
+        }
+
+
+def _vp_addresses(session: Session, pn: PersonalNetworkRow) -> set[A]:
+    """Addresses the sharing service put into this PN: VP aliases are not devices."""
+    out: set[A] = set()
+    shares = session.scalars(
+        select(ShareRow).where(
+            ShareRow.state.in_([s.value for s in states.BUILT]),
+            or_(ShareRow.owner == pn.email, ShareRow.recipient == pn.email),
+        )
+    )
+    for sh in shares:
+        if not sh.att:
+            continue
+        att = ATT.from_dict(sh.att)
+        if sh.owner == pn.email:
+            out |= set(att.aliases)
+        if sh.recipient == pn.email:
+            out.add(att.import_alias)
+    return out
+
+
+def inventory(session: Session, pn: PersonalNetworkRow) -> list[Device]:
+    """The PN's devices: topology hosts of its LAN, declared virtual devices, vHG reports."""
+    net = ipaddress.ip_network(pn.subnet)
+    found: dict[str, Device] = {}
+    for h in session.scalars(select(HostRow).where(HostRow.node == pn.node)):
+        if h.ip and ipaddress.ip_address(h.ip) in net:
+            found[h.ip] = Device(h.name, h.ip, h.mac, h.kind or "host", "topology")
+    vps = {str(a) for a in _vp_addresses(session, pn)}
+    for d in session.scalars(select(DeviceRow).where(DeviceRow.pn == pn.email)):
+        if d.ip in vps or (d.ip in found and d.source != "declared"):
+            continue
+        found[d.ip] = Device(d.name, d.ip, d.mac, d.kind, d.source)
+    return sorted(found.values(), key=lambda d: ipaddress.ip_address(d.ip))
+
+
+def find_device(session: Session, pn: PersonalNetworkRow, ref: str) -> Device:
+    for d in inventory(session, pn):
+        if ref in (d.name, d.ip):
+            return d
+    raise Forbidden(f"PN {pn.email} has no device {ref!r}: only its own devices can be shared")
+
+
+def declare_device(
+    session: Session, pn: PersonalNetworkRow, name: str, ip: str, kind: str, mac: str | None
+) -> DeviceRow:
+    """Add a virtual device (vSTB, vNAS...) to the PN, or replace a declared one."""
+    addr = ipaddress.ip_address(ip)
+    if addr not in ipaddress.ip_network(pn.subnet):
+        raise BadRequest(f"{ip} is not in PN {pn.email}'s subnet {pn.subnet}")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
+        raise BadRequest(f"device name {name!r}: letters, digits, '_', '.', '-'")
+    for d in inventory(session, pn):
+        if d.ip == str(addr) and d.name != name:
+            raise Conflict(f"{ip} is already device {d.name} of PN {pn.email}")
+    row = session.scalars(
+        select(DeviceRow).where(DeviceRow.pn == pn.email, DeviceRow.name == name)
+    ).first()
+    if row is None:
+        row = DeviceRow(pn=pn.email, name=name, source="declared")
+        session.add(row)
+    row.ip, row.kind, row.mac, row.seen_at = str(addr), kind, mac, time.time()
+    row.source = "declared"
+    return row
+
+
+def report_inventory(
+    session: Session, pn: PersonalNetworkRow, devices: list[dict[str, Any]]
+) -> int:
+    """Replace what the vHG last reported (DHCP leases, neighbour table)."""
+    net = ipaddress.ip_network(pn.subnet)
+    for old in session.scalars(
+        select(DeviceRow).where(DeviceRow.pn == pn.email, DeviceRow.source != "declared")
+    ):
+        session.delete(old)
+    session.flush()
+    now, n = time.time(), 0
+    names: set[str] = set()
+    for d in devices:
+        ip = ipaddress.ip_address(str(d["ip"]))
+        if ip not in net:
+            continue
+        name = str(d.get("name") or f"ip-{str(ip).replace('.', '-')}")[:64]
+        if name in names:
+            name = f"{name}-{str(ip).split('.')[-1]}"[:64]
+        names.add(name)
+        session.add(
+            DeviceRow(
+                pn=pn.email, name=name, ip=str(ip), mac=d.get("mac"),
+                kind=str(d.get("kind", "device"))[:32], source=str(d.get("source", "vhg"))[:16],
+                seen_at=now,
+            )
+        )  # fmt: skip
+        n += 1
+    return n
+
+
+# ------------------------------------------------------------------ shares
+
+
+def _history(
+    session: Session, sh: ShareRow, prev: ShareState | None, new: ShareState, actor: str, why: str
+) -> None:
+    now = time.time()
+    session.add(
+        ShareHistoryRow(
+            share=sh.id, previous=prev.value if prev else None, state=new.value, at=now,
+            actor=actor, reason=why,
+        )
+    )  # fmt: skip
+    record(
+        session,
+        ShareStateChanged(
+            sh.id, sh.owner, sh.recipient, sh.device, prev.value if prev else None, new.value, why
+        ),
+    )
+
+
+def _move(session: Session, sh: ShareRow, target: ShareState, actor: str, why: str) -> None:
+    current = ShareState(sh.state)
+    states.check(current, target)
+    sh.state = target.value
+    sh.updated_at = time.time()
+    _history(session, sh, current, target, actor, why)
+
+
+def request_share(session: Session, owner: str, device: str, recipient: str) -> ShareRow:
+    pn1 = get_pn(session, owner)
+    if not EMAIL_RE.match(recipient):
+        raise BadRequest(f"the recipient is a PN id (an email); {recipient!r} is not one")
+    pn2 = session.get(PersonalNetworkRow, recipient)
+    if pn2 is None:
+        raise NotFound(f"unknown PN {recipient!r}: nobody to share with")
+    if pn2.email == pn1.email:
+        raise BadRequest("a PN cannot share a device with itself")
+    dev = find_device(session, pn1, device)
+    dup = session.scalars(
+        select(ShareRow).where(
+            ShareRow.owner == owner,
+            ShareRow.recipient == recipient,
+            ShareRow.device_ip == dev.ip,
+            ShareRow.state.in_([s.value for s in states.OPEN]),
+        )
+    ).first()
+    if dup is not None:
+        raise Conflict(f"device {dev.name} is already shared with {recipient} (share {dup.id})")
+    now = time.time()
+    sh = ShareRow(
+        owner=owner, recipient=recipient, device=dev.name, device_ip=dev.ip,
+        state=ShareState.REQUESTED.value, created_at=now, updated_at=now, detail="",
+    )  # fmt: skip
+    session.add(sh)
+    session.flush()
+    _history(session, sh, None, ShareState.REQUESTED, owner, f"{owner} shares {dev.name}")
+    return sh
+
+
+def get_share(session: Session, sid: int) -> ShareRow:
+    sh = session.get(ShareRow, sid)
+    if sh is None:
+        raise NotFound(f"unknown share {sid}")
+    return sh
+
+
+def _taken(session: Session, pn: PersonalNetworkRow) -> set[A]:
+    """Addresses of the PN's subnet that an alias must not use."""
+    net = ipaddress.ip_network(pn.subnet)
+    taken: set[A] = set()
+
+    def add(ip: str | None) -> None:
+        if ip:
+            a = ipaddress.ip_interface(ip).ip
+            if isinstance(a, A) and a in net:
+                taken.add(a)
+
+    for lan in session.scalars(select(LanRow).where(LanRow.node == pn.node)):
+        add(lan.gateway)
+    for d in inventory(session, pn):
+        add(d.ip)
+    live = [s.value for s in LIVE]
+    for ip in session.scalars(select(InstanceRow.ip).where(InstanceRow.state.in_(live))):
+        add(ip)
+    taken |= _vp_addresses(session, pn)
+    base = int(net.network_address)
+    taken |= {A(base + i) for i in range(DHCP_FIRST, DHCP_LAST + 1) if A(base + i) in net}
+    return taken
+
+
+def _bottom_up(net: ipaddress.IPv4Network, taken: set[A], count: int) -> list[A]:
+    # Instances get addresses from the top down (coordinator); aliases from the bottom up,
+    # so that the two pools meet only when the subnet is full.
+    free = [a for a in net.hosts() if a not in taken]
+    if len(free) < count:
+        raise NoCapacity(f"PN subnet {net} has {len(free)} free addresses, {count} needed")
+    return free[:count]
+
+
+def accept(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
+    """PN2's owner accepts: steps 3 to 8. Refuses (changing nothing) if anything is missing."""
+    sh = get_share(session, sid)
+    if by != sh.recipient:
+        raise Forbidden(f"only {sh.recipient} (the recipient) can accept share {sid}")
+    states.check(ShareState(sh.state), ShareState.ACCEPTED)
+    pn1, pn2 = get_pn(session, sh.owner), get_pn(session, sh.recipient)
+    devices = [d for d in inventory(session, pn2)]
+    net1 = ipaddress.IPv4Network(pn1.subnet)
+    net2 = ipaddress.IPv4Network(pn2.subnet)
+    aliases = _bottom_up(net1, _taken(session, pn1), len(devices))
+    import_alias = _bottom_up(net2, _taken(session, pn2), 1)[0]
+    try:
+        att = ATT(
+            pn1=net1, pn2=net2, shared_device=A(sh.device_ip), import_alias=import_alias,
+            entries=tuple((a, A(d.ip)) for a, d in zip(aliases, devices, strict=True)),
+        )  # fmt: skip
+    except ATTError as e:
+        raise BadRequest(str(e)) from None
+    vp2, t2 = nfv.create_instance(
+        session,
+        nfv.CreateRequest(descriptor=VP_DESCRIPTOR, name=f"vp2-share{sid}", node=pn1.node),
+    )
+    vp1, t1 = nfv.create_instance(
+        session,
+        nfv.CreateRequest(descriptor=VP_DESCRIPTOR, name=f"vp1-share{sid}", node=pn2.node),
+    )
+    if not vp2.ip or not vp1.ip:
+        raise NoCapacity("the VP instances got no address on their nodes' LANs")
+    ip2, ip1 = ipaddress.ip_interface(vp2.ip), ipaddress.ip_interface(vp1.ip)
+    common = {"share": sid, "vi": "eth0", "underlay_dev": "eth0", "att": att.to_dict()}
+    vp2.config = {
+        **common, "role": Role.EXPORTER.value, "vi_prefixlen": net1.prefixlen,
+        "local_underlay": str(ip2.ip), "remote_underlay": str(ip1.ip),
+        "overlay_local": OVERLAY[0], "overlay_remote": OVERLAY[1].split("/")[0],
+    }  # fmt: skip
+    vp1.config = {
+        **common, "role": Role.IMPORTER.value, "vi_prefixlen": net2.prefixlen,
+        "local_underlay": str(ip1.ip), "remote_underlay": str(ip2.ip),
+        "overlay_local": OVERLAY[1], "overlay_remote": OVERLAY[0].split("/")[0],
+    }  # fmt: skip
+    sh.att = att.to_dict()
+    sh.vp2_instance, sh.vp1_instance = vp2.id, vp1.id
+    sh.accepted_at = time.time()
+    _move(
+        session, sh, ShareState.ACCEPTED, by,
+        f"{by} accepted; VP2 {vp2.id} on {pn1.node} with {len(aliases)} aliases, "
+        f"VP1 {vp1.id} on {pn2.node} with alias {import_alias}",
+    )  # fmt: skip
+    return sh, t1 | t2
+
+
+def decline(session: Session, sid: int, by: str) -> ShareRow:
+    sh = get_share(session, sid)
+    if by != sh.recipient:
+        raise Forbidden(f"only {sh.recipient} (the recipient) can decline share {sid}")
+    _move(session, sh, ShareState.DECLINED, by, f"{by} declined")
+    return sh
+
+
+def _destroy_vps(session: Session, sh: ShareRow) -> set[str]:
+    touched: set[str] = set()
+    for iid in (sh.vp2_instance, sh.vp1_instance):
+        inst = session.get(InstanceRow, iid) if iid else None
+        if inst is not None and inst.state not in (InstanceState.GONE, InstanceState.STOPPING):
+            _, t = nfv.destroy_instance(session, inst.id)
+            touched |= t
+    return touched
+
+
+def revoke(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
+    sh = get_share(session, sid)
+    if by not in (sh.owner, sh.recipient):
+        raise Forbidden(f"only {sh.owner} or {sh.recipient} can revoke share {sid}")
+    _move(session, sh, ShareState.REVOKED, by, f"{by} revoked")
+    return sh, _destroy_vps(session, sh)
+
+
+def refresh(session: Session, sh: ShareRow) -> set[str]:
+    """accepted -> active when both VPs run; -> failed (VPs removed) when one failed."""
+    if ShareState(sh.state) not in states.BUILT:
+        return set()
+    insts = [session.get(InstanceRow, i) if i else None for i in (sh.vp2_instance, sh.vp1_instance)]
+    bad = [i for i in insts if i is None or i.state in ("failed", "gone", "stopping")]
+    if bad:
+        why = "; ".join(
+            f"VP {i.id} {i.state}: {i.detail}" if i is not None else "a VP is missing" for i in bad
+        )
+        _move(session, sh, ShareState.FAILED, "orchestrator", why[:2000])
+        sh.detail = why[:2000]
+        return _destroy_vps(session, sh)
+    if sh.state == ShareState.ACCEPTED and all(
+        i is not None and i.state == "running" for i in insts
+    ):
+        sh.active_at = time.time()
+        _move(session, sh, ShareState.ACTIVE, "orchestrator", "both VPs run; overlay up")
+    return set()
+
+
+def history(session: Session, sid: int) -> list[ShareHistoryRow]:
+    return list(
+        session.scalars(
+            select(ShareHistoryRow).where(ShareHistoryRow.share == sid).order_by(ShareHistoryRow.id)
+        )
+    )
+
+
+def share_view(session: Session, sh: ShareRow, with_history: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": sh.id,
+        "owner": sh.owner,
+        "recipient": sh.recipient,
+        "device": sh.device,
+        "device_ip": sh.device_ip,
+        "state": sh.state,
+        "att": sh.att,
+        "vp2_instance": sh.vp2_instance,
+        "vp1_instance": sh.vp1_instance,
+        "tunnel_intent": sh.tunnel_intent,
+        "created_at": sh.created_at,
+        "accepted_at": sh.accepted_at,
+        "active_at": sh.active_at,
+        "detail": sh.detail,
+    }
+    if sh.att:
+        att = ATT.from_dict(sh.att)
+        out["address_in_recipient_pn"] = str(att.import_alias)
+    if with_history:
+        out["history"] = [
+            {"previous": h.previous, "state": h.state, "at": h.at, "actor": h.actor,
+             "reason": h.reason}
+            for h in history(session, sh.id)
+        ]  # fmt: skip
+    return out
+
+
+def pn_view(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
+    return {
+        "email": pn.email,
+        "name": pn.name,
+        "node": pn.node,
+        "subnet": pn.subnet,
+        "vhg_instance": pn.vhg_instance,
+        "devices": [d.to_dict() for d in inventory(session, pn)],
+    }
+
+
+def list_shares(session: Session, pn: str | None = None) -> list[ShareRow]:
+    q = select(ShareRow).order_by(ShareRow.id)
+    if pn is not None:
+        q = q.where(or_(ShareRow.owner == pn, ShareRow.recipient == pn))
+    return list(session.scalars(q))
+
+
+def start_vhg(session: Session, pn: PersonalNetworkRow) -> tuple[InstanceRow, set[str]]:
+    """Launch the PN's virtual home gateway (DHCP, NAT, firewall) on its node."""
+    if pn.vhg_instance:
+        cur = session.get(InstanceRow, pn.vhg_instance)
+        if cur is not None and cur.state in [s.value for s in LIVE]:
+            raise Conflict(f"PN {pn.email} already has vHG {cur.id}")
+    net = ipaddress.IPv4Network(pn.subnet)
+    gw = session.scalars(select(LanRow.gateway).where(LanRow.node == pn.node)).first()
+    inst, touched = nfv.create_instance(
+        session,
+        nfv.CreateRequest(
+            descriptor=VHG_DESCRIPTOR,
+            name=f"vhg-{pn.name}"[:64],
+            node=pn.node,
+            config={
+                "pn": pn.email,
+                "subnet": str(net),
+                "dhcp_first": str(net.network_address + DHCP_FIRST),
+                "dhcp_last": str(net.network_address + DHCP_LAST),
+                "upstream_gateway": gw,
+            },
+        ),
+    )
+    pn.vhg_instance = inst.id
+    return inst, touched

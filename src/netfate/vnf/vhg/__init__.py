@@ -1,0 +1,208 @@
+"""The virtual home gateway (vHG) of a Personal Network: DHCP, NAT and a firewall.
+
+Seed section II: the CPE router moves to the edge node as a VNF. The vHG is a
+one-armed router on the PN's LAN (its eth0):
+
+- DHCP: dnsmasq on eth0 hands out the PN's pool and names the vHG as router;
+- NAT: nftables masquerade of PN traffic leaving the PN;
+- firewall: forwarded traffic into the PN is dropped unless it belongs to a
+  connection a PN device opened, or matches an `allow` rule of the config.
+
+Config: subnet, dhcp_first, dhcp_last, upstream_gateway (the node's address
+on the LAN), allow: [{"proto": "tcp", "port": 80, "to": "192.168.1.5"}].
+Stats carry the inventory (leases and neighbours) the sharing service shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from netfate.host import links, netns
+from netfate.vnf.runtime import Context, Function
+
+from .inventory import parse_leases
+
+IFNAME = "eth0"
+WIRING_TIMEOUT_S = 30.0
+TABLE = "vhg"
+
+
+def _own_address(ifname: str, net: ipaddress.IPv4Network) -> str | None:
+    try:
+        with links.rtnl(None) as ipr:
+            idx = ipr.link_lookup(ifname=ifname)
+            if not idx:
+                return None
+            for msg in ipr.get_addr(index=idx[0], family=2):
+                a = msg.get_attr("IFA_ADDRESS")
+                if a and ipaddress.IPv4Address(a) in net:
+                    return str(a)
+    except OSError:
+        return None
+    return None
+
+
+def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> dict[str, Any]:
+    """nftables JSON of the vHG: masquerade + a stateful forward filter."""
+    t = {"family": "ip", "table": TABLE}
+    saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
+    daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
+    net = ipaddress.IPv4Network(subnet)
+    pfx = {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+    def rule(chain: str, *expr: dict[str, Any]) -> dict[str, Any]:
+        return {"add": {"rule": {**t, "chain": chain, "expr": list(expr)}}}
+
+    def m(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+        return {"match": {"op": op, "left": left, "right": right}}
+
+    cmds: list[dict[str, Any]] = [
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {"delete": {"table": {"family": "ip", "name": TABLE}}},
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {
+            "add": {
+                "chain": {
+                    **t,
+                    "name": "post",
+                    "type": "nat",
+                    "hook": "postrouting",
+                    "prio": 100,
+                    "policy": "accept",
+                }
+            }
+        },
+        {
+            "add": {
+                "chain": {
+                    **t,
+                    "name": "fwd",
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": 0,
+                    "policy": "drop",
+                }
+            }
+        },
+        rule("post", m(saddr, pfx), m(daddr, pfx, "!="), {"masquerade": None}),
+        rule(
+            "fwd", m({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}
+        ),
+        rule(
+            "fwd",
+            m({"meta": {"key": "iifname"}}, ifname),
+            m(saddr, pfx),
+            m(daddr, pfx, "!="),
+            {"accept": None},
+        ),
+    ]
+    for a in allow:
+        proto = str(a.get("proto", "tcp"))
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"allow rule: protocol {proto!r} is not tcp or udp")
+        expr = [m({"payload": {"protocol": proto, "field": "dport"}}, int(a["port"]))]
+        if a.get("to"):
+            expr.append(m(daddr, str(ipaddress.IPv4Address(str(a["to"])))))
+        cmds.append(rule("fwd", *expr, {"counter": None}, {"accept": None}))
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *cmds]}
+
+
+class Vhg(Function):
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        c = ctx.config
+        self.subnet = ipaddress.IPv4Network(str(c["subnet"]))
+        self.first = str(ipaddress.IPv4Address(str(c["dhcp_first"])))
+        self.last = str(ipaddress.IPv4Address(str(c["dhcp_last"])))
+        self.upstream = c.get("upstream_gateway")
+        self.allow: list[dict[str, Any]] = list(c.get("allow", []))
+        self.ifname = str(c.get("ifname", IFNAME))
+        self.lease_secs = int(c.get("lease_seconds", 3600))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"vhg-{ctx.instance}-"))
+        self.leasefile = self.dir / "leases"
+        self.dnsmasq: subprocess.Popen[bytes] | None = None
+        self.address: str | None = None
+
+    async def start(self) -> None:
+        deadline = time.monotonic() + WIRING_TIMEOUT_S
+        while (addr := await asyncio.to_thread(_own_address, self.ifname, self.subnet)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.ifname} never got an address in {self.subnet}")
+            await asyncio.sleep(0.01)
+        self.address = addr
+        await asyncio.to_thread(self._configure)
+
+    def _configure(self) -> None:
+        links.sysctl(None, "net.ipv4.ip_forward", 1)
+        # One-armed router: clients must keep using us, not be redirected to the node.
+        for conf in ("all", "default", self.ifname):
+            links.sysctl(None, f"net.ipv4.conf.{conf}.send_redirects", 0)
+        doc = firewall_ruleset(str(self.subnet), self.ifname, self.allow)
+        netns.run_in(None, ["nft", "-j", "-f", "-"], input=json.dumps(doc))
+        self.leasefile.touch()
+        dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+        argv = [
+            dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0",
+            f"--interface={self.ifname}", "--bind-interfaces", "--no-resolv", "--no-hosts",
+            f"--dhcp-range={self.first},{self.last},{self.subnet.netmask},{self.lease_secs}",
+            f"--dhcp-option=option:router,{self.address}",
+            f"--dhcp-leasefile={self.leasefile}", "--dhcp-authoritative",
+            f"--pid-file={self.dir / 'dnsmasq.pid'}", "--log-facility=-",
+        ]  # fmt: skip
+        self.dnsmasq = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    async def stop(self) -> None:
+        if self.dnsmasq is not None and self.dnsmasq.poll() is None:
+            self.dnsmasq.terminate()
+            try:
+                await asyncio.to_thread(self.dnsmasq.wait, 5)
+            except subprocess.TimeoutExpired:
+                self.dnsmasq.kill()
+                await asyncio.to_thread(self.dnsmasq.wait)
+        with contextlib.suppress(netns.CommandError):
+            await asyncio.to_thread(netns.run_in, None, ["nft", "delete", "table", "ip", TABLE])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Leases and neighbours (REACHABLE/STALE/DELAY/PROBE/PERMANENT) in the PN."""
+        try:
+            text = self.leasefile.read_text()
+        except OSError:
+            text = ""
+        out: dict[str, dict[str, Any]] = {
+            le.ip: le.to_device() for le in parse_leases(text) if le.expires > time.time()
+        }
+        with links.rtnl(None) as ipr:
+            idx = ipr.link_lookup(ifname=self.ifname)
+            for n in ipr.get_neighbours(family=2, ifindex=idx[0]) if idx else []:
+                ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
+                # NUD_INCOMPLETE (1) and NUD_FAILED (32) are no evidence of a device.
+                if not ip or not mac or n["state"] in (1, 32):
+                    continue
+                if ipaddress.IPv4Address(ip) not in self.subnet or ip in out:
+                    continue
+                if ip in (self.upstream, self.address):
+                    continue
+                out[ip] = {"name": None, "ip": ip, "mac": mac, "source": "neighbour"}
+        return sorted(out.values(), key=lambda d: ipaddress.IPv4Address(d["ip"]))
+
+    def stats(self) -> dict[str, Any]:
+        alive = self.dnsmasq is not None and self.dnsmasq.poll() is None
+        return {
+            "address": self.address,
+            "dhcp": {"range": [self.first, self.last], "running": alive},
+            "devices": self.devices(),
+            "pid": os.getpid(),
+        }

@@ -1,0 +1,84 @@
+"""The Virtual Presence as a netfate function (a process in its instance's namespace).
+
+Config: a `KernelConfig` as a dict (see kernel.py); the orchestrator's sharing
+workflow fills it. On start the function waits for the agent to wire eth0
+(the agent starts the interpreter before it builds the interfaces), then
+installs the fast path. `import` with {"att": ...} replaces the ATT (PN2
+devices that came or left). Stats are the nft counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from netfate.host import links
+from netfate.vnf.runtime import Context, Function
+
+from . import kernel
+from .att import ATT
+
+log = logging.getLogger("netfate.vnf.vp")
+WIRING_TIMEOUT_S = 30.0
+
+
+def _has_address(ifname: str, address: str) -> bool:
+    try:
+        with links.rtnl(None) as ipr:
+            idx = ipr.link_lookup(ifname=ifname)
+            if not idx:
+                return False
+            for msg in ipr.get_addr(index=idx[0], family=2):
+                if msg.get_attr("IFA_ADDRESS") == address:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+class VirtualPresence(Function):
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cfg = kernel.KernelConfig.from_dict(ctx.config)
+        self.installed_at: float | None = None
+
+    async def start(self) -> None:
+        deadline = time.monotonic() + WIRING_TIMEOUT_S
+        while not await asyncio.to_thread(_has_address, self.cfg.vi, self.cfg.local_underlay):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.cfg.vi} never got {self.cfg.local_underlay}")
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(kernel.install, None, self.cfg)
+        self.installed_at = time.time()
+
+    async def stop(self) -> None:
+        # The namespace goes with the instance; removing first keeps a restart clean.
+        await asyncio.to_thread(kernel.remove, None, self.cfg)
+
+    def export_state(self) -> dict[str, Any]:
+        return {"att": self.cfg.att.to_dict()}
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        att = ATT.from_dict(state["att"]) if "att" in state else self.cfg.att
+        old = self.cfg
+        new = kernel.KernelConfig.from_dict({**old.to_dict(), "att": att.to_dict()})
+        gone = set(old.aliases) - set(new.aliases)
+        if gone:
+            with links.rtnl(None) as ipr:
+                idx = links.link_index(ipr, None, old.vi)
+                for a in gone:
+                    ipr.addr("del", index=idx, address=str(a), prefixlen=old.vi_prefixlen)
+        self.cfg = new
+        if self.installed_at is not None:
+            kernel.install(None, new)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "role": self.cfg.role.value,
+            "share": self.cfg.share,
+            "aliases": [str(a) for a in self.cfg.aliases],
+            "counters": kernel.counters(None, self.cfg),
+            "installed_at": self.installed_at,
+        }
