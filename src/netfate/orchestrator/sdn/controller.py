@@ -227,7 +227,7 @@ class Switch:
         self.installed: set[FlowSpec] | None = None  # None: unknown, read the table first
         self.installed_groups: dict[int, GroupSpec] | None = None
         self.installed_generation = -1
-        self.after_install: list[tuple[int, Callable[[], None]]] = []
+        self.after_install: list[tuple[int, Callable[[], Any], Callable[[], None]]] = []
         self.next_snapshot = 0.0
         self.failures = 0
         self.thread = threading.Thread(target=self._run, name=f"switch-{dpid:x}", daemon=True)
@@ -315,8 +315,14 @@ class Switch:
         ports = [ofp.port_stats_to_json(s) for m in got[2] for s in m.body]
         return flows, groups, ports
 
-    def send_batch(self, p: Plan) -> bool:
-        """Send a plan and wait for its barrier. True if the switch confirmed it without error."""
+    def send_batch(self, p: Plan, trailer: list[Any] | None = None) -> bool:
+        """Send a plan and wait for its barrier. True if the switch confirmed it without error.
+
+        `trailer` messages (packet-outs) go right behind the barrier request in the
+        same write: OpenFlow has the switch finish everything before a barrier
+        before it executes what follows, so they meet the new flows without waiting
+        for the barrier's round trip.
+        """
         dp = self.dp
         parts: list[bytes] = []
         xids: list[int] = []
@@ -345,6 +351,9 @@ class Switch:
             )
         osken([ofp.group_mod(dp, GroupSpec(gid, (), 0), "delete") for gid in p.group_dels])
         osken([ofp.barrier_request(dp)])
+        if trailer:
+            tail, _ = ofp.serialize(dp, trailer)  # not part of the batch's error accounting
+            parts.append(tail)
         buf = b"".join(parts)
         n_msgs = len(xids) - 1
         w = _Waiter()
@@ -431,9 +440,11 @@ class Switch:
             return
         want_flows, want_groups, generation = desired
         p = plan(want_flows, actual, want_groups, self.installed_groups)
+        due = self._take_due(generation)
+        trailer = [make() for make, _then in due]
         if p:
             t0 = time.perf_counter()
-            if not self.send_batch(p):
+            if not self.send_batch(p, trailer):
                 self.installed = None  # read back next time: the batch may be half applied
                 self.failures += 1
                 time.sleep(min(5.0, 0.2 * 2 ** min(self.failures, 5)))
@@ -453,20 +464,26 @@ class Switch:
                 p.summary(),
                 1e3 * (time.perf_counter() - t0),
             )
+        elif trailer:
+            buf, _ = ofp.serialize(self.dp, trailer)
+            self.dp.send(buf)
         self.failures = 0
         self.installed_generation = generation
-        self._run_after_install(generation)
+        for _make, then in due:
+            then()
 
-    def _run_after_install(self, generation: int) -> None:
+    def _take_due(self, generation: int) -> list[tuple[Callable[[], Any], Callable[[], None]]]:
         with self.lock:
-            due = [cb for g, cb in self.after_install if g <= generation]
-            self.after_install = [(g, cb) for g, cb in self.after_install if g > generation]
-        for cb in due:
-            cb()
+            due = [(m, t) for g, m, t in self.after_install if g <= generation]
+            self.after_install = [e for e in self.after_install if e[0] > generation]
+        return due
 
-    def when_installed(self, generation: int, cb: Callable[[], None]) -> None:
+    def when_installed(
+        self, generation: int, make: Callable[[], Any], then: Callable[[], None]
+    ) -> None:
+        """Send the message `make()` builds behind the flows of `generation`, then call `then`."""
         with self.lock:
-            self.after_install.append((generation, cb))
+            self.after_install.append((generation, make, then))
         self.wake.set()
 
 
@@ -491,6 +508,10 @@ class Outbox:
         failing = False
         while True:
             ev = self.q.get()
+            if ev.get("kind") == "host_seen":
+                # A host_seen is raised in the middle of installing that host's flows:
+                # posting it a moment later keeps HTTP off that path's GIL time.
+                time.sleep(0.02)
             for attempt in range(20):
                 try:
                     r = client.post(f"{self.url}/api/v1/sdn/events", json=ev)
@@ -525,6 +546,7 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         self.switches: dict[int, Switch] = {}
         self.switches_lock = threading.Lock()
         self.seen: set[tuple[str, int, str, str | None]] = set()
+        self.installing: set[tuple[str, int, str]] = set()
         self.outbox = Outbox(self.settings.orchestrator.rstrip("/"))
         threading.Thread(target=self.outbox.run, name="outbox", daemon=True).start()
         threading.Thread(target=self._poll, name="poller", daemon=True).start()
@@ -663,6 +685,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         if kind != "host":
             return
         mac = info.eth_src.lower()
+        if (node, in_port, mac) in self.installing:
+            return  # more packets of a host whose flows are on their way
         key = (node, in_port, mac, info.ip)
         if key not in self.seen:
             self.seen.add(key)
@@ -680,25 +704,24 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
             )
         if self.brain.host_at(mac, node, in_port):
             generation = self.brain.generation
-            log.info(
-                "host %s seen at %s port %d: recompiled (generation %d)",
-                mac,
-                node,
-                in_port,
-                generation,
-            )
+            where = (node, in_port, mac)
+            self.installing.add(where)
 
-            def reinject() -> None:
-                # The first packet is not lost: once the flows are confirmed, it goes
-                # through them. Only the switch that raised the packet-in waits for this.
-                dp.send_msg(ofp.packet_out_table(dp, in_port, data))
+            def reinject() -> Any:
+                # The first packet is not lost: it goes through the new flows (it
+                # follows their barrier). Only the switch that raised the packet-in
+                # carries it; the others get their flows in parallel.
+                return ofp.packet_out_table(dp, in_port, data)
+
+            def done() -> None:
+                self.installing.discard(where)
                 log.info(
                     "host %s: flows installed %.2f ms after its packet-in",
                     mac,
                     1e3 * (time.perf_counter() - t_in),
                 )
 
-            s.when_installed(generation, reinject)
+            s.when_installed(generation, reinject, done)
             self.wake_all()
             return
         if info.ip is None:

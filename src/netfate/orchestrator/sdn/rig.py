@@ -124,6 +124,8 @@ class Rig:
             check=True,
             env=self.env,
             timeout=30,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.vsctl("--no-wait", "init")
         subprocess.run(
@@ -142,6 +144,8 @@ class Rig:
             check=True,
             env=self.env,
             timeout=30,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def bridge(self, node: str) -> str:
@@ -312,7 +316,7 @@ class Rig:
         # One controller record per bridge in this rig.
         return "true" in out
 
-    def wait_connected(self, timeout: float = 20.0) -> None:
+    def wait_connected(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self.is_connected(n) for n in self.nodes):
@@ -340,6 +344,8 @@ class Rig:
             check=True,
             env=self.env,
             timeout=30,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def _stop_daemon(self, name: str) -> None:
@@ -471,7 +477,7 @@ class ControllerProcess:
         return self.log.read_text(errors="replace")
 
 
-def wait_until(cond: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+def wait_until(cond: Any, timeout: float = 40.0, what: str = "condition") -> Any:
     """Poll `cond()` until it is truthy; raise AssertionError naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     while True:
