@@ -406,3 +406,56 @@ def test_isochronous_stream_end_to_end(image: Path) -> None:
             await dev.close()
 
     run(main())
+
+
+def test_functions_hrh_and_isp_with_reimport_after_a_drop(image: Path, tmp_path: Path) -> None:
+    from netfate.vnf.runtime import Context
+    from netfate.vnf.usbip_client.function import SerialImporter
+    from netfate.vnf.usbip_host.function import UsbipHost
+
+    def host(port: int, base: float) -> UsbipHost:
+        config = {
+            "host": "127.0.0.1",
+            "port": port,
+            "devices": [
+                {"kind": "serial", "busid": "1-1", "period": 0.02, "base_celsius": base},
+                {"kind": "storage", "busid": "1-2", "image": str(image)},
+            ],
+            "allow": {"*": ["127.0.0.1"]},
+        }
+        return UsbipHost(Context(instance="hrh-1", config=config))
+
+    async def read_until(fd: int, marker: bytes) -> None:
+        got = b""
+        while marker not in got:
+            got += await asyncio.to_thread(os.read, fd, 256)
+
+    async def main() -> None:
+        hrh = host(0, 21.0)
+        await hrh.start()
+        port = int(hrh.stats()["port"])
+        assert hrh.stats()["exported"] == ["1-1", "1-2"]
+        link = tmp_path / "ttyHRH"
+        isp = SerialImporter(
+            Context(
+                instance="isp-1",
+                config={"server": "127.0.0.1", "port": port, "link": str(link),
+                        "retry_seconds": 0.05},
+            )
+        )  # fmt: skip
+        await isp.start()
+        assert hrh.stats()["imported"] == ["1-1"]
+        fd = os.open(link, os.O_RDONLY | os.O_NOCTTY)
+        await read_until(fd, b"temp=21.")
+        await hrh.stop()  # the HRH goes away: the ISP function keeps retrying
+        hrh = host(port, 30.0)  # a sensor reading 30 degrees: new data is recognisable
+        await hrh.start()
+        while isp.stats()["reconnects"] < 1:
+            await asyncio.sleep(0.02)
+        await read_until(fd, b"temp=30.")  # same pty, data flows again
+        assert isp.stats()["reconnects"] == 1 and isp.stats()["pty"] == os.readlink(link)
+        os.close(fd)
+        await isp.stop()
+        await hrh.stop()
+
+    run(main())

@@ -39,6 +39,17 @@ class SerialPty:
 
     async def start(self) -> None:
         """Configure the device (DTR up, 115200 8N1) and start moving bytes."""
+        await self._configure()
+        if self.link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.link.unlink()
+            self.link.symlink_to(self.slave_path)
+        loop = asyncio.get_running_loop()
+        os.set_blocking(self.master, False)
+        loop.add_reader(self.master, self._on_master_readable)
+        self._start_pumps()
+
+    async def _configure(self) -> None:
         cfg = await self.dev.configuration()
         for cls, addr, ttype in endpoints_of(cfg):
             if cls == 0x0A and ttype == 2:
@@ -50,15 +61,36 @@ class SerialPty:
         coding = (115200).to_bytes(4, "little") + bytes([0, 0, 8])
         await self.dev.control(SetupPacket(0x21, 0x20, 0, 0, 7), coding)
         await self.dev.control(SetupPacket(0x21, 0x22, 0x0003, 0, 0))
-        if self.link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.link.unlink()
-            self.link.symlink_to(self.slave_path)
-        loop = asyncio.get_running_loop()
-        os.set_blocking(self.master, False)
-        loop.add_reader(self.master, self._on_master_readable)
-        self._tasks.append(asyncio.create_task(self._device_to_pty()))
-        self._tasks.append(asyncio.create_task(self._pty_to_device()))
+
+    def _start_pumps(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._device_to_pty()),
+            asyncio.create_task(self._pty_to_device()),
+        ]
+
+    async def wait_failed(self) -> BaseException | None:
+        """Return when the bridge stops: the error (connection lost), or None if closed."""
+        if not self._tasks:
+            return None
+        done, _pending = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                return t.exception()
+        return None
+
+    async def resume(self, dev: RemoteDevice) -> None:
+        """Bridge again through ``dev`` (re-imported after a drop); same pty, same link."""
+        self.dev = dev
+        await self._configure()
+        self._start_pumps()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def _device_to_pty(self) -> None:
         futs: list[asyncio.Future[Completion]] = []
