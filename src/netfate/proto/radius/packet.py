@@ -372,12 +372,17 @@ def encode_response(
     request_authenticator: bytes,
     secret: bytes,
     with_message_authenticator: bool = True,
+    ma_vector: bytes | None = None,
 ) -> bytes:
+    """A response. `ma_vector`: the Authenticator field while the Message-Authenticator
+    is computed; the Request Authenticator by default (Access-* responses, RFC 3579),
+    16 zero octets for an Accounting-Response, as FreeRADIUS computes and checks it."""
     if with_message_authenticator:
         _placeholder(pkt)
     wire = pkt.encode()
     if with_message_authenticator:
-        wire = _fill_message_authenticator(wire, secret, request_authenticator)
+        vector = request_authenticator if ma_vector is None else ma_vector
+        wire = _fill_message_authenticator(wire, secret, vector)
     auth = _md5(wire[:4], request_authenticator, wire[20:], secret)
     pkt.authenticator = auth
     return _with_auth(wire, auth)
@@ -407,7 +412,8 @@ def verify_response(
     want = _md5(wire[:4], request_authenticator, wire[20:], secret)
     if not hmac.compare_digest(want, pkt.authenticator):
         raise RadiusError("Response Authenticator does not verify")
-    verify_message_authenticator(wire, secret, request_authenticator, require_ma)
+    vector = ZERO16 if pkt.code == Code.ACCOUNTING_RESPONSE else request_authenticator
+    verify_message_authenticator(wire, secret, vector, require_ma)
     return pkt
 
 

@@ -32,6 +32,7 @@ from netfate.proto.radius.events import (
 from netfate.proto.radius.packet import (
     HEADER,
     MIN_LENGTH,
+    ZERO16,
     Attr,
     Code,
     Packet,
@@ -153,7 +154,7 @@ class ServerCore:
             pkt.add(t, v)
         for ps in ev.request.all_raw(Attr.PROXY_STATE):
             pkt.add(Attr.PROXY_STATE, ps)
-        wire = encode_response(pkt, ev.request.authenticator, secret)
+        wire = encode_response(pkt, ev.request.authenticator, secret, ma_vector=ZERO16)
         self._remember(ev.peer, ev.request, wire)
         return wire
 
