@@ -459,3 +459,21 @@ def test_functions_hrh_and_isp_with_reimport_after_a_drop(image: Path, tmp_path:
         await hrh.stop()
 
     run(main())
+
+
+def test_silent_server_times_out_cleanly() -> None:
+    async def main() -> None:
+        async def mute(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            await r.read()  # accepts, never answers
+            w.close()
+
+        srv = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        with pytest.raises(UsbipError, match="no import reply"):
+            await RemoteDevice.attach("127.0.0.1", "1-1", port, timeout=0.2)
+        with pytest.raises(UsbipError, match="no devlist reply"):
+            await list_devices("127.0.0.1", port, timeout=0.2)
+        srv.close()
+        await srv.wait_closed()
+
+    run(main())

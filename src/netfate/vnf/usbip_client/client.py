@@ -152,15 +152,25 @@ def keepalive(sock: socket.socket | Any, idle: int = 10, interval: int = 5, coun
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
+OP_TIMEOUT = 10.0
+"""Seconds for connecting and an operation-phase reply (a blackholed server)."""
+
+
 async def list_devices(
-    host: str, port: int = 3240, *, sock: socket.socket | None = None
+    host: str, port: int = 3240, *, sock: socket.socket | None = None, timeout: float = OP_TIMEOUT
 ) -> tuple[UsbDevice, ...]:
-    """OP_REQ_DEVLIST: what ``host`` exports to us (``sock``: an already connected socket)."""
-    proto = await _open(host, port, sock)
+    """OP_REQ_DEVLIST: what ``host`` exports to us (``sock``: an already connected socket).
+
+    Raises :class:`UsbipError` on no answer within ``timeout``, OSError if unreachable.
+    """
+    proto = await asyncio.wait_for(_open(host, port, sock), timeout)
     try:
         proto.core.request_devlist()
         proto.flush()
-        ev = await proto.op_reply
+        try:
+            ev = await asyncio.wait_for(proto.op_reply, timeout)
+        except TimeoutError:
+            raise UsbipError(f"no devlist reply from {host} in {timeout} s") from None
         if not isinstance(ev, DeviceListReceived) or ev.status != Status.OK:
             raise UsbipError(f"devlist failed: {ev}")
         return ev.devices
@@ -181,25 +191,33 @@ class RemoteDevice:
 
     @classmethod
     async def attach(
-        cls, host: str, busid: str, port: int = 3240, *, sock: socket.socket | None = None
+        cls,
+        host: str,
+        busid: str,
+        port: int = 3240,
+        *,
+        sock: socket.socket | None = None,
+        timeout: float = OP_TIMEOUT,
     ) -> RemoteDevice:
-        """OP_REQ_IMPORT ``busid``; raises :class:`ImportRefusedError` (NODEV, DEV_BUSY …)
-        and OSError if the server cannot be reached."""
-        proto = await cls._import(host, busid, port, sock)
+        """OP_REQ_IMPORT ``busid``; raises :class:`ImportRefusedError` (NODEV, DEV_BUSY …),
+        :class:`UsbipError` without an answer in ``timeout``, OSError if unreachable."""
+        proto = await cls._import(host, busid, port, sock, timeout)
         return cls(proto, proto.imported, host, port, busid)
 
     @staticmethod
     async def _import(
-        host: str, busid: str, port: int, sock: socket.socket | None
+        host: str, busid: str, port: int, sock: socket.socket | None, timeout: float = OP_TIMEOUT
     ) -> _ClientProtocol:
-        proto = await _open(host, port, sock)
+        proto = await asyncio.wait_for(_open(host, port, sock), timeout)
         proto.core.request_import(busid)
         proto.flush()
         try:
-            ev = await proto.op_reply
-        except BaseException:
+            ev = await asyncio.wait_for(proto.op_reply, timeout)
+        except BaseException as err:
             if proto.transport is not None:
                 proto.transport.close()
+            if isinstance(err, TimeoutError):
+                raise UsbipError(f"no import reply from {host} in {timeout} s") from None
             raise
         if isinstance(ev, ImportRefused):
             if proto.transport is not None:
