@@ -18,6 +18,9 @@ kind:
     instances_by_node GET  /api/v1/instances?node=N       N rotating over all nodes
     node              GET  /api/v1/nodes/N                node + its instances
     instance          GET  /api/v1/instances/ID           + transitions, migrations
+    agent_desired     GET  /api/v1/agents/N/desired       an agent's poll (no wait)
+    agent_report      POST /api/v1/agents/N/report        an agent's heartbeat: resources
+                                                          and its instances, all running
     create_pinned     POST /api/v1/instances {node: CPE}  rotating over the CPEs
     create_placed     POST /api/v1/instances {serves: H}  placement "nearest"
 
@@ -73,6 +76,8 @@ PHASES = (
     "instances_by_node",
     "node",
     "instance",
+    "agent_desired",
+    "agent_report",
     "create_pinned",
     "create_placed",
 )
@@ -382,6 +387,7 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
     return {
         "topology": topo,
         "instance_ids": [i["id"] for i in insts],
+        "by_node": instances_by_node(insts),
         "timings": timings,
     }
 
@@ -389,8 +395,31 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
 # --------------------------------------------------------------------------- phases
 
 
+def instances_by_node(insts: list[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for i in insts:
+        out.setdefault(i["node"], []).append((i["id"], int(i["pid"])))
+    return out
+
+
+def agent_report(instances: list[tuple[str, int]]) -> dict[str, Any]:
+    """What an agent reports each heartbeat when all its instances run (no change)."""
+    return {
+        "resources": {"instances": len(instances), "instance_cpu_pct": 1.0, "loadavg_1m": 0.1},
+        "instances": [
+            {"id": iid, "status": "running", "role": "active", "pid": pid, "detail": ""}
+            for iid, pid in instances
+        ],
+        "migrations": [],
+    }
+
+
 def request_maker(
-    phase: str, topo: Any, instance_ids: list[str], seed: int = 7
+    phase: str,
+    topo: Any,
+    instance_ids: list[str],
+    by_node: dict[str, list[tuple[str, int]]] | None = None,
+    seed: int = 7,
 ) -> Callable[[int], Request]:
     rng = random.Random(seed)
     nodes = list(topo.nodes)
@@ -400,6 +429,7 @@ def request_maker(
     ids = list(instance_ids)
     rng.shuffle(ids)
     half = len(hosts) // 2
+    reports = {n: agent_report((by_node or {}).get(n, [])) for n in nodes}
 
     def make(i: int) -> Request:
         if phase == "health":
@@ -410,6 +440,11 @@ def request_maker(
             return ("GET", f"/api/v1/nodes/{nodes[i % len(nodes)]}", None)
         if phase == "instance":
             return ("GET", f"/api/v1/instances/{ids[i % len(ids)]}", None)
+        if phase == "agent_desired":
+            return ("GET", f"/api/v1/agents/{nodes[i % len(nodes)]}/desired", None)
+        if phase == "agent_report":
+            n = nodes[i % len(nodes)]
+            return ("POST", f"/api/v1/agents/{n}/report", reports[n])
         if phase == "create_pinned":
             return (
                 "POST",
@@ -430,11 +465,11 @@ def bench_database(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str,
         t0 = time.perf_counter()
         pop = populate(base, url, a.nodes, a.instances)
         out["populate"] = {**pop["timings"], "total_s": round(time.perf_counter() - t0, 3)}
-        topo, ids = pop["topology"], pop["instance_ids"]
+        topo, ids, by_node = pop["topology"], pop["instance_ids"], pop["by_node"]
         order = [*a.phases, "health"]  # the baseline first and last
         phases: dict[str, Any] = {}
         for i, ph in enumerate(order):
-            make = request_maker(ph, topo, ids)
+            make = request_maker(ph, topo, ids, by_node)
             dur = a.create_duration if ph.startswith("create") else a.duration
             res = asyncio.run(drive(base, make, workers=a.workers, duration=dur, warmup=a.warmup))
             key = ph if ph != "health" else ("health_first" if i == 0 else "health_last")

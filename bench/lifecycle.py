@@ -505,6 +505,11 @@ def bench_migrations(api: Api, tb: Any, a: argparse.Namespace, workdir: Path) ->
     dataplane = [w["send_gap_ms"] for w in an["migrations"]]
     arrival = [w["arrival_gap_ms"] for w in an["migrations"]]
     durations = [(m["finished_at"] - m["started_at"]) * 1e3 for m in records if m["finished_at"]]
+    excess = [
+        w["send_gap_ms"] - float(m["downtime_ms"])
+        for m, w in zip(records, an["migrations"], strict=False)
+        if m.get("downtime_ms") is not None
+    ]
     plat_s = c.summary(platform, 3)
     dp_s = c.summary(dataplane, 3)
     return {
@@ -514,6 +519,8 @@ def bench_migrations(api: Api, tb: Any, a: argparse.Namespace, workdir: Path) ->
         "platform_downtime_ms": plat_s,
         "dataplane_downtime_ms": dp_s,
         "dataplane_arrival_gap_ms": c.summary(arrival, 3),
+        # How much longer traffic stops than the platform says (switch convergence).
+        "dataplane_minus_platform_ms": c.summary(excess, 3),
         "probe_interval_ms": a.interval_ms,
         "probe_noise_floor": an["steady"],
         "migration_request_to_done_ms": c.summary(durations, 1),

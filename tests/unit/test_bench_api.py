@@ -13,6 +13,7 @@ from types import ModuleType
 import pytest
 
 from netfate.model.topology import generate_tree
+from netfate.orchestrator.api.schemas import AgentReport
 from netfate.orchestrator.nfv.coordinator import instance_mac
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -105,9 +106,10 @@ def test_bulk_rows_are_what_the_coordinator_writes() -> None:
 def test_request_rotation() -> None:
     topo = generate_tree(20)
     ids = ["i-00000001", "i-00000002"]
+    by_node = {"cpe1": [("i-00000001", 11)], "pe1": [("i-00000002", 12)]}
     seen = {}
     for phase in api.PHASES:
-        make = api.request_maker(phase, topo, ids)
+        make = api.request_maker(phase, topo, ids, by_node)
         seen[phase] = [make(i) for i in range(40)]
     assert all(r == ("GET", "/api/v1/health", None) for r in seen["health"])
     nodes = {p.split("=")[1] for _, p, _ in seen["instances_by_node"]}
@@ -138,3 +140,20 @@ def test_phase_figures() -> None:
     assert f["requests"] == 4 and f["ok"] == 3 and f["errors"] == {"409": 1}
     assert f["rps"] == 2.0
     assert f["latency_ms"]["median"] == pytest.approx(2.5)
+
+
+def test_agent_phases() -> None:
+    topo = generate_tree(20)
+    insts, _ = api.bulk_rows(topo, 60, api.BULK_DESCRIPTOR, now=1000.0)
+    by_node = api.instances_by_node(insts)
+    assert sum(len(v) for v in by_node.values()) == 60
+    make = api.request_maker("agent_report", topo, [i["id"] for i in insts], by_node)
+    for k in range(len(topo.nodes)):
+        method, path, body = make(k)
+        node = path.split("/")[4]
+        assert method == "POST" and path == f"/api/v1/agents/{node}/report"
+        assert {x["id"] for x in body["instances"]} == {i for i, _ in by_node[node]}
+        assert all(x["status"] == "running" and x["role"] == "active" for x in body["instances"])
+        AgentReport.model_validate(body)  # valid for the API (extra fields are refused)
+    make = api.request_maker("agent_desired", topo, [], by_node)
+    assert make(0)[0] == "GET" and make(0)[1].endswith("/desired")
