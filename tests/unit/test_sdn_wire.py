@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 from test_sdn_compile import make_view
 
@@ -135,3 +137,22 @@ def test_packet_parse_matches_os_ken_packets() -> None:
     assert ofp.parse_packet(reply) == ofp.PacketInfo(
         "02:00:00:00:00:05", "02:00:00:00:00:0a", 0x0806, "10.0.0.5", 2, "10.0.0.10"
     )
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_packet_parse_never_raises_on_junk(data: bytes) -> None:
+    info = ofp.parse_packet(data)
+    assert info is None or len(info.eth_src) == 17
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_endpoint_parse_raises_only_value_error(text: str) -> None:
+    from netfate.orchestrator.sdn.intents import Endpoint
+
+    try:
+        ep = Endpoint.parse(text)
+    except ValueError:
+        return
+    assert Endpoint.parse(str(ep)) == ep
