@@ -24,8 +24,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netfate.host import links, netns
 from netfate.vnf.runtime import Context, Function
@@ -35,6 +37,7 @@ from .inventory import parse_leases
 IFNAME = "eth0"
 WIRING_TIMEOUT_S = 30.0
 TABLE = "vhg"
+T = TypeVar("T")
 
 
 def _own_address(ifname: str, net: ipaddress.IPv4Network) -> str | None:
@@ -86,7 +89,7 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
             "add": {
                 "chain": {
                     **t,
-                    "name": "fwd",
+                    "name": "forward",
                     "type": "filter",
                     "hook": "forward",
                     "prio": 0,
@@ -96,10 +99,12 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
         },
         rule("post", m(saddr, pfx), m(daddr, pfx, "!="), {"masquerade": None}),
         rule(
-            "fwd", m({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}
+            "forward",
+            m({"ct": {"key": "state"}}, ["established", "related"], "in"),
+            {"accept": None},
         ),
         rule(
-            "fwd",
+            "forward",
             m({"meta": {"key": "iifname"}}, ifname),
             m(saddr, pfx),
             m(daddr, pfx, "!="),
@@ -113,8 +118,15 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
         expr = [m({"payload": {"protocol": proto, "field": "dport"}}, int(a["port"]))]
         if a.get("to"):
             expr.append(m(daddr, str(ipaddress.IPv4Address(str(a["to"])))))
-        cmds.append(rule("fwd", *expr, {"counter": None}, {"accept": None}))
+        cmds.append(rule("forward", *expr, {"counter": None}, {"accept": None}))
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *cmds]}
+
+
+def _off_loop(fn: Callable[[], T]) -> T:
+    """Run `fn` in a worker thread: pyroute2 refuses to start in a thread whose asyncio
+    loop is running, and stats() is called from the control server's loop."""
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        return ex.submit(fn).result()
 
 
 class Vhg(Function):
@@ -184,19 +196,22 @@ class Vhg(Function):
         out: dict[str, dict[str, Any]] = {
             le.ip: le.to_device() for le in parse_leases(text) if le.expires > time.time()
         }
+        for n in _off_loop(self._neighbours):
+            ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
+            # NUD_INCOMPLETE (1) and NUD_FAILED (32) are no evidence of a device.
+            if not ip or not mac or n["state"] in (1, 32):
+                continue
+            if ipaddress.IPv4Address(ip) not in self.subnet or ip in out:
+                continue
+            if ip in (self.upstream, self.address):
+                continue
+            out[ip] = {"name": None, "ip": ip, "mac": mac, "source": "neighbour"}
+        return sorted(out.values(), key=lambda d: ipaddress.IPv4Address(d["ip"]))
+
+    def _neighbours(self) -> list[Any]:
         with links.rtnl(None) as ipr:
             idx = ipr.link_lookup(ifname=self.ifname)
-            for n in ipr.get_neighbours(family=2, ifindex=idx[0]) if idx else []:
-                ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
-                # NUD_INCOMPLETE (1) and NUD_FAILED (32) are no evidence of a device.
-                if not ip or not mac or n["state"] in (1, 32):
-                    continue
-                if ipaddress.IPv4Address(ip) not in self.subnet or ip in out:
-                    continue
-                if ip in (self.upstream, self.address):
-                    continue
-                out[ip] = {"name": None, "ip": ip, "mac": mac, "source": "neighbour"}
-        return sorted(out.values(), key=lambda d: ipaddress.IPv4Address(d["ip"]))
+            return list(ipr.get_neighbours(family=2, ifindex=idx[0])) if idx else []
 
     def stats(self) -> dict[str, Any]:
         alive = self.dnsmasq is not None and self.dnsmasq.poll() is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netfate.host import links
@@ -65,14 +66,20 @@ class VirtualPresence(Function):
         old = self.cfg
         new = kernel.KernelConfig.from_dict({**old.to_dict(), "att": att.to_dict()})
         gone = set(old.aliases) - set(new.aliases)
-        if gone:
-            with links.rtnl(None) as ipr:
-                idx = links.link_index(ipr, None, old.vi)
-                for a in gone:
-                    ipr.addr("del", index=idx, address=str(a), prefixlen=old.vi_prefixlen)
+
+        def apply() -> None:
+            if gone:
+                with links.rtnl(None) as ipr:
+                    idx = links.link_index(ipr, None, old.vi)
+                    for a in gone:
+                        ipr.addr("del", index=idx, address=str(a), prefixlen=old.vi_prefixlen)
+            if self.installed_at is not None:
+                kernel.install(None, new)
+
+        # pyroute2 cannot start in the control server's (running) event loop thread.
+        with ThreadPoolExecutor(max_workers=1) as ex:
+            ex.submit(apply).result()
         self.cfg = new
-        if self.installed_at is not None:
-            kernel.install(None, new)
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -208,7 +208,7 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
     chain("netdev", "vi_in", "ingress", 0, cfg.vi)
     chain("netdev", "ei_in", "ingress", 0, cfg.ei)
     chain("ip", "pre", "prerouting", -300)
-    chain("ip", "fwd", "forward", 0)
+    chain("ip", "forward", "forward", 0)
     daddr, saddr = _payload("ip", "daddr"), _payload("ip", "saddr")
     iif, oif = _meta("iifname"), _meta("oifname")
     d2 = str(att.shared_device)
@@ -236,7 +236,7 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
         rule("netdev", "ei_in", _match(_meta("protocol"), "ip"), _mangle(daddr, d2),
              _mangle(_meta("pkttype"), "host"))  # fmt: skip
         if pn2_devices:
-            rule("ip", "fwd", _match(iif, cfg.ei), _match(oif, cfg.vi),
+            rule("ip", "forward", _match(iif, cfg.ei), _match(oif, cfg.vi),
                  _mangle(saddr, {"map": {"key": saddr, "data": {"set": [
                      [d, a] for a, d in sorted(zip(aliases, pn2_devices, strict=True))]}}}),
                  count("to_vi"))  # fmt: skip
@@ -248,13 +248,13 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
         rule("netdev", "ei_in", _match(daddr, _set([str(a) for a in groups_any])),
              _mangle(saddr, alias), _mangle(_payload("ether", "saddr"), vi_mac),
              count("to_vi"), {"fwd": {"dev": cfg.vi}})  # fmt: skip
-        rule("ip", "fwd", _match(iif, cfg.ei), _match(oif, cfg.vi), _mangle(saddr, alias),
+        rule("ip", "forward", _match(iif, cfg.ei), _match(oif, cfg.vi), _mangle(saddr, alias),
              count("to_vi"))  # fmt: skip
-    rule("ip", "fwd", _match(iif, cfg.ei), _match(oif, cfg.vi, "!="), count("no_route"),
+    rule("ip", "forward", _match(iif, cfg.ei), _match(oif, cfg.vi, "!="), count("no_route"),
          {"drop": None})  # fmt: skip
     if cfg.ei_mtu < 1500:
         mss = {"tcp option": {"name": "maxseg", "field": "size"}}
-        rule("ip", "fwd", _match(_payload("tcp", "flags"), "syn", "in"),
+        rule("ip", "forward", _match(_payload("tcp", "flags"), "syn", "in"),
              _mangle(mss, {"rt": {"key": "mtu"}}))  # fmt: skip
     return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *cmds]}
 
