@@ -155,6 +155,23 @@ def test_secure_mode_then_fabric_intents_through_the_cli(e2e: E2E) -> None:
     assert "prio=100" in shown and "pkts=" in shown
 
 
+def test_fabric_completes_the_base_connectivity(e2e: E2E) -> None:
+    # The hand-made intents above overlap part of the fabric: those are refused
+    # with the reason, the rest (pe1's LAN) is added.
+    out = e2e.cli("flow", "fabric")
+    assert "refused fabric-lan-cpe1-0-cpe2-0" in out and "already connects" in out
+    ids = {i["intent"]["id"] for i in e2e.api("GET", "/intents")}
+    assert {"fabric-lan-cpe1-0-pe1-0", "fabric-lan-cpe2-0-pe1-0"} <= ids
+    pe1_gw = str(e2e.topo.nodes["pe1"].lans[0].network_address + 1)
+    wait_until(
+        lambda: (
+            e2e.tb.exec("laptop1", ["ping", "-c", "1", "-W", "1", pe1_gw], check=False).returncode
+            == 0
+        ),
+        what="laptop1 -> pe1's LAN gateway",
+    )
+
+
 def test_bad_cli_input_is_refused_and_installs_nothing(e2e: E2E) -> None:
     before = e2e.api("GET", "/intents")
     out = e2e.cli("flow", "add", "connectivity", "host:laptop1", "host:ghost", check=False)

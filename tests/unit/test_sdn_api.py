@@ -37,6 +37,7 @@ PORTS = {
     "cpe2": [
         {"name": "c2h", "ofport": 1, "peer": "host:laptop2"},
         {"name": "c2up", "ofport": 2, "peer": "node:pe1"},
+        {"name": "c2l", "ofport": 3, "peer": "local:cpe2"},
     ],
     "pe1": [
         {"name": "p1", "ofport": 1, "peer": "node:cpe1"},
@@ -255,3 +256,20 @@ def test_pending_state_when_an_instance_has_no_port(api: TestClient) -> None:
     assert api.post("/api/v1/agents/cpe2/report", json=report).status_code == 200
     got = api.get("/api/v1/intents/c9").json()
     assert got["state"] == "pending" and "laptop2" in got["reason"]
+
+
+def test_fabric_adds_the_base_intents_once(api: TestClient) -> None:
+    r = api.post("/api/v1/sdn/fabric")
+    assert r.status_code == 201, r.text
+    added = set(r.json()["added"])
+    assert {"fabric-gw-laptop1", "fabric-gw-laptop2", "fabric-lan-cpe1-0-cpe2-0"} <= added
+    assert {
+        "fabric-transit-cpe1-cpe2",
+        "fabric-transit-cpe1-pe1",
+        "fabric-transit-cpe2-pe1",
+    } <= added
+    assert r.json()["refused"] == {}
+    states = {i["intent"]["id"]: i["state"] for i in api.get("/api/v1/intents").json()}
+    assert set(states) == added and set(states.values()) == {"active"}
+    again = api.post("/api/v1/sdn/fabric").json()
+    assert again["added"] == [] and set(again["kept"]) == added

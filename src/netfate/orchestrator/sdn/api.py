@@ -9,6 +9,7 @@ Mounted under /api/v1:
     GET    /sdn/view             what the controller compiles: view + intents + version
     POST   /sdn/events           from the controller: host_seen, flows (table snapshots)
     GET    /nodes/{node}/flows   a node's flow table with packet and byte counters
+    POST   /sdn/fabric           add the base connectivity intents of the topology (fabric.py)
 
 Intents live in the database, so they survive orchestrator restarts; the
 controller polls /sdn/view and converges the switches to it.
@@ -186,6 +187,58 @@ def add_intent(
     record_event(session, "intent_added", {"id": intent.id, "kind": intent.kind})
     session.commit()
     return _out(intent, _status([*existing, intent], view)[intent.id])
+
+
+@router.post("/sdn/fabric", status_code=201)
+def add_fabric(session: SessionDep, instances: bool = True) -> dict[str, Any]:
+    """Add the intents that let the testbed's routed network work in secure mode.
+
+    Idempotent: intents that exist already (same id) are kept; with `instances`,
+    running instances get their gateway too.
+    """
+    from netfate.model.topology import Topology, TopologyError
+    from netfate.orchestrator.sdn.fabric import fabric_intents
+    from netfate.store.tables import TopologyRow
+
+    trow = session.get(TopologyRow, 1)
+    if trow is None:
+        raise HTTPException(409, detail="no topology loaded")
+    try:
+        topo = Topology.from_dict(trow.document)
+    except TopologyError as e:
+        raise HTTPException(409, detail=f"stored topology unreadable: {e}") from None
+    insts = []
+    if instances:
+        insts = [
+            (i.id, i.node)
+            for i in session.scalars(select(InstanceRow))
+            if i.state not in _GONE and i.ip
+        ]
+    existing = load_intents(session)
+    have = {it.id for it in existing}
+    view = build_view(session)
+    added, refused = [], {}
+    now = time.time()
+    for it in fabric_intents(topo, insts):
+        if it.id in have:
+            continue
+        try:
+            check_names(view, it)
+            clash = next((r for old in existing if (r := semantic_conflict(it, old))), None)
+            if clash:
+                raise IntentConflict(clash)
+        except (UnknownName, IntentConflict) as e:
+            refused[it.id] = e.reason
+            continue
+        existing.append(it)
+        session.add(
+            SdnIntentRow(id=it.id, kind=it.kind, spec=it.model_dump(mode="json"), created_at=now)
+        )
+        added.append(it.id)
+    if added:
+        record_event(session, "fabric_added", {"intents": len(added)})
+    session.commit()
+    return {"added": added, "kept": sorted(have), "refused": refused}
 
 
 @router.get("/intents")

@@ -156,6 +156,18 @@ def add_replication(
     _post(orchestrator, _with_id(body, intent_id), as_json)
 
 
+@flow.command("fabric")
+def fabric(
+    orchestrator: Orch = DEFAULT_ORCH,
+    instances: Annotated[bool, typer.Option(help="Give running instances their gateway.")] = True,
+) -> None:
+    """Add the base connectivity of the topology (hosts and gateways, node transit, LANs)."""
+    got = _call("POST", orchestrator, f"/sdn/fabric?instances={str(instances).lower()}")
+    typer.echo(f"added {len(got['added'])} intents, kept {len(got['kept'])}")
+    for iid, why in got["refused"].items():
+        typer.echo(f"refused {iid}: {why}", err=True)
+
+
 @flow.command("list")
 def list_(orchestrator: Orch = DEFAULT_ORCH, as_json: JsonOpt = False) -> None:
     """List intents with their state and flow counts."""
