@@ -175,6 +175,13 @@ class Brain:
             name = self._by_mac[mac][1]
             if mac not in self.overrides and self._view_location(name) == (node, ofport):
                 return False  # the view already has it there
+            port = self._ports.get((node, ofport))
+            owner = port.peer_name if port is not None else None
+            if owner and owner != name and owner in self._hosts:
+                # Another host's own port: a copied MAC must not pull this host's
+                # flows (and its traffic) there. Users move to anonymous ports.
+                log.warning("MAC %s of host %s seen on %s's port: ignored", mac, name, owner)
+                return False
             self.overrides[mac] = (node, ofport)
             self._recompile()
             return True

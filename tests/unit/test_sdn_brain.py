@@ -1,0 +1,68 @@
+"""The controller's Brain: view + intents + where hosts were seen (no switches needed)."""
+
+from __future__ import annotations
+
+from test_sdn_compile import MAC, make_view
+
+from netfate.orchestrator.sdn.controller import Brain
+from netfate.orchestrator.sdn.intents import PortView, ViewAndIntents, parse_intent
+
+
+def _brain() -> Brain:
+    view = make_view()
+    # cpe2 gets an anonymous access port (a Wi-Fi AP, say) at ofport 9.
+    nodes = [
+        n.model_copy(update={"ports": [*n.ports, PortView(name="ap", ofport=9, peer="host:ap")]})
+        if n.name == "cpe2"
+        else n
+        for n in view.nodes
+    ]
+    b = Brain()
+    b.update(
+        ViewAndIntents(
+            view=view.model_copy(update={"nodes": nodes}),
+            intents=[
+                parse_intent(
+                    {"kind": "connectivity", "id": "c", "a": "host:alice", "b": "host:server"}
+                )
+            ],
+            version="1",
+        )
+    )
+    return b
+
+
+def test_same_version_is_not_recompiled() -> None:
+    b = _brain()
+    gen = b.generation
+    assert not b.update(ViewAndIntents(view=b.data.view, intents=b.data.intents, version="1"))  # type: ignore[union-attr]
+    assert b.generation == gen
+
+
+def test_known_host_on_its_own_port_changes_nothing() -> None:
+    b = _brain()
+    assert not b.host_at(MAC["alice"], "cpe1", 1)
+
+
+def test_known_host_on_an_anonymous_port_moves_its_flows() -> None:
+    b = _brain()
+    gen = b.generation
+    assert b.host_at(MAC["alice"], "cpe2", 9)
+    assert b.generation == gen + 1
+    flows, _groups, _gen = b.desired("cpe2") or (set(), set(), 0)
+    assert any(("in_port", 9) in f.match and ("eth_src", MAC["alice"]) in f.match for f in flows)
+    assert not b.host_at(MAC["alice"], "cpe2", 9)  # already there
+
+
+def test_a_copied_mac_on_another_hosts_port_is_ignored() -> None:
+    b = _brain()
+    gen = b.generation
+    assert not b.host_at(MAC["alice"], "cpe2", 1)  # bob's port
+    assert b.generation == gen
+
+
+def test_unknown_mac_changes_nothing() -> None:
+    b = _brain()
+    assert not b.host_at("02:de:ad:be:ef:00", "cpe2", 9)
+    assert b.known("02:de:ad:be:ef:00") is None
+    assert b.mac_for_ip("10.0.0.5") == MAC["server"]
