@@ -569,3 +569,30 @@ def test_illegal_transitions_raise() -> None:
         client.unlink(999)
     with pytest.raises(UsbipProtocolError):
         client.submit(16, True, length=1)
+
+
+def test_chunked_output_equals_joined_output() -> None:
+    server, client = imported_pair()
+    client.submit(2, False, data=b"x" * 100_000)
+    client.submit(1, True, length=10)
+    chunks = client.data_to_send_chunks()
+    assert any(len(c) == 100_000 for c in chunks)  # the payload is not copied into a join
+    assert client.data_to_send() == b""
+    events = server.receive_data(b"".join(chunks), 0.0)
+    assert [e.seqnum for e in events if isinstance(e, UrbSubmitted)] == [1, 2]
+
+
+def test_frames_split_across_buffered_and_fresh_input() -> None:
+    # A frame left in the buffer, completed by a chunk that also carries whole frames:
+    # the parser switches between its buffer and the caller's bytes without loss.
+    server, client = imported_pair()
+    for k in range(5):
+        client.submit(2, False, data=bytes([k]) * 3000)
+    raw = client.data_to_send()
+    cut = 48 + 1000
+    assert server.receive_data(raw[:cut], 0.0) == []
+    evs = server.receive_data(raw[cut:], 0.0)
+    assert [e.data[:1] for e in evs if isinstance(e, UrbSubmitted)] == [
+        bytes([k]) for k in range(5)
+    ]
+    assert server.buffered == 0

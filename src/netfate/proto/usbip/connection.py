@@ -139,6 +139,12 @@ class _Core:
         self.last_activity: float | None = None
         """``now`` of the last receive_data call (drivers use it for idle timeouts)."""
         self._in = bytearray()
+        """Bytes of an incomplete frame kept between receive_data calls."""
+        # While parsing: the bytes being read (``_in``, or the caller's data when
+        # nothing was buffered, so that whole frames are never copied into
+        # ``_in``) and the read position in them.
+        self._src: bytes | bytearray | memoryview = b""
+        self._pos = 0
         # Outgoing chunks, joined once in data_to_send: payloads are not copied
         # into an intermediate buffer (bulk data is most of the bytes).
         self._out: list[bytes] = []
@@ -168,6 +174,13 @@ class _Core:
         self._out.clear()
         return out
 
+    def data_to_send_chunks(self) -> list[bytes]:
+        """The same bytes as ``data_to_send`` as separate chunks, payloads uncopied
+        (a driver that writes them one by one saves joining megabytes)."""
+        out = self._out
+        self._out = []
+        return [c for c in out if c]
+
     def close(self) -> None:
         """Move to CLOSED (connection lost or ended locally)."""
         self.phase = Phase.CLOSED
@@ -187,7 +200,7 @@ class _Core:
         """Received bytes not yet forming a complete frame (non-zero at EOF: truncated)."""
         return len(self._in)
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
         """Feed bytes from the peer; return the events they complete.
 
         Raises :class:`UsbipProtocolError` (and closes) on anything the protocol
@@ -196,29 +209,52 @@ class _Core:
         if self.phase is Phase.CLOSED:
             raise UsbipProtocolError(Reason.CLOSED, "connection is closed")
         self.last_activity = now
-        self._in += data
+        if self._in:
+            self._in += data
+            self._src = self._in
+        else:
+            self._src = data
+        return self._run_parse()
+
+    def _run_parse(self) -> list[Event]:
+        self._pos = 0
         events: list[Event] = []
         try:
             self._parse(events)
         except UsbipProtocolError:
             self.phase = Phase.CLOSED
             self._in = bytearray()  # rebind: never resize a buffer a traceback may view
+            self._src = b""
             raise
+        if self._src is self._in:
+            del self._in[: self._pos]  # O(1): bytearray deletes from the front
+        elif self._pos < len(self._src):
+            with memoryview(self._src) as mv, mv[self._pos :] as tail:
+                self._in = bytearray(tail)  # only an incomplete frame is copied
+        self._src = b""
+        self._pos = 0
         return events
 
     def _parse(self, events: list[Event]) -> None:
         raise NotImplementedError
 
+    def _avail(self) -> int:
+        return len(self._src) - self._pos
+
+    def _view(self) -> memoryview:
+        """The unread bytes, without a copy (callers must not keep it)."""
+        return memoryview(self._src)[self._pos :]
+
     def _consume(self, n: int) -> bytes:
-        with memoryview(self._in) as mv:  # one copy, and the export is released
-            frame = bytes(mv[:n])
-        del self._in[:n]  # O(1): bytearray deletes from the front by moving its start
+        with memoryview(self._src) as mv, mv[self._pos : self._pos + n] as part:
+            frame = bytes(part)
+        self._pos += n
         return frame
 
     def _bound_pending_input(self) -> None:
-        if len(self._in) > MAX_PENDING_INPUT:
+        if self._avail() > MAX_PENDING_INPUT:
             raise UsbipProtocolError(
-                Reason.BUFFER_OVERFLOW, f"{len(self._in)} bytes sent ahead of our reply"
+                Reason.BUFFER_OVERFLOW, f"{self._avail()} bytes sent ahead of our reply"
             )
 
 
@@ -330,17 +366,11 @@ class ServerConnection(_Core):
 
     def _parse_held_back(self) -> list[Event]:
         # Input that arrived ahead of our reply was held back; read it now.
-        events: list[Event] = []
-        try:
-            self._parse(events)
-        except UsbipProtocolError:
-            self.phase = Phase.CLOSED
-            self._in = bytearray()  # rebind: never resize a buffer a traceback may view
-            raise
-        return events
+        self._src = self._in
+        return self._run_parse()
 
     def _parse(self, events: list[Event]) -> None:
-        while self._in:
+        while self._avail():
             if self.phase in (Phase.DEVLIST_PENDING, Phase.IMPORT_PENDING):
                 self._bound_pending_input()
                 return
@@ -354,9 +384,9 @@ class ServerConnection(_Core):
                 raise UsbipProtocolError(Reason.CLOSED, "data after close")
 
     def _parse_op(self, events: list[Event]) -> bool:
-        if len(self._in) < OP_HEADER.size:
+        if self._avail() < OP_HEADER.size:
             return False
-        version, code, _status = OP_HEADER.unpack_from(self._in)
+        version, code, _status = OP_HEADER.unpack_from(self._src, self._pos)
         if version != USBIP_VERSION:
             raise UsbipProtocolError(Reason.BAD_VERSION, f"version {version:#06x}")
         if code == OP_REQ_DEVLIST:
@@ -365,7 +395,7 @@ class ServerConnection(_Core):
             events.append(DeviceListRequested())
             return True
         if code == OP_REQ_IMPORT:
-            if len(self._in) < OpReqImport.SIZE:
+            if self._avail() < OpReqImport.SIZE:
                 return False
             req = OpReqImport.unpack(self._consume(OpReqImport.SIZE))
             self._transition("recv_req_import")
@@ -374,9 +404,10 @@ class ServerConnection(_Core):
         raise UsbipProtocolError(Reason.UNKNOWN_CODE, f"op code {code:#06x}")
 
     def _parse_urb(self, events: list[Event]) -> bool:
-        if len(self._in) < URB_HEADER_LEN:
+        if self._avail() < URB_HEADER_LEN:
             return False
-        head = BasicHeader.unpack(self._in)
+        view = self._view()
+        head = BasicHeader.unpack(view)
         device = self.device
         if device is None:  # accept_import always sets it; keep mypy and a fuzzer honest
             raise UsbipProtocolError(Reason.ILLEGAL_TRANSITION, "URB phase without a device")
@@ -393,14 +424,14 @@ class ServerConnection(_Core):
             self._transition("recv_cmd")
             self._on_unlink(unlink, events)
             return True
-        total = CmdSubmit.frame_length(head, self._in)  # checks ep, direction, lengths
+        total = CmdSubmit.frame_length(head, view)  # checks ep, direction, lengths
         ttype = self._endpoints.get((head.ep, head.direction))
         if ttype is None:
             raise UsbipProtocolError(
                 Reason.BAD_DIRECTION if head.ep <= MAX_ENDPOINT else Reason.BAD_ENDPOINT,
                 f"no endpoint {head.ep} {Direction(head.direction).name}",
             )
-        length, npk = _submit_length_and_packets(self._in)
+        length, npk = _submit_length_and_packets(view)
         if ttype is TransferType.ISOCHRONOUS:
             if npk < 1 or npk > MAX_ISO_PACKETS:
                 raise UsbipProtocolError(Reason.BAD_ISO, f"iso endpoint, {npk} packets")
@@ -408,15 +439,15 @@ class ServerConnection(_Core):
             raise UsbipProtocolError(Reason.BAD_ISO, f"{npk} packets on a non-iso endpoint")
         setup: SetupPacket | None = None
         if ttype is TransferType.CONTROL:
-            setup = SetupPacket.unpack(bytes(self._in[40:48]))
+            setup = SetupPacket.unpack(view[40:48])
             if setup.is_out != (head.direction == Direction.OUT):
                 raise UsbipProtocolError(Reason.BAD_DIRECTION, "direction differs from setup")
             if setup.length != length:
                 raise UsbipProtocolError(Reason.BAD_LENGTH, "length differs from wLength")
-        if len(self._in) < total:
+        if len(view) < total:
             return False
-        msg = CmdSubmit.unpack(self._in)  # copies only the payload, from the buffer
-        del self._in[:total]
+        msg = CmdSubmit.unpack(view)  # copies only the payload, from the buffer
+        self._pos += total
         self._transition("recv_cmd")
         direction_in = msg.direction == Direction.IN
         self._in_flight[msg.seqnum] = _InFlight(
@@ -449,7 +480,7 @@ class ServerConnection(_Core):
         )
 
 
-def _submit_length_and_packets(buf: bytearray) -> tuple[int, int]:
+def _submit_length_and_packets(buf: memoryview) -> tuple[int, int]:
     length = int.from_bytes(buf[24:28], "big", signed=True)
     npk = int.from_bytes(buf[32:36], "big", signed=True)
     return length, npk
@@ -568,11 +599,11 @@ class ClientConnection(_Core):
     # --- parsing ---------------------------------------------------------- #
 
     def _parse(self, events: list[Event]) -> None:
-        while self._in:
+        while self._avail():
             if self.phase is Phase.OPERATION:
                 raise UsbipProtocolError(Reason.UNEXPECTED_MESSAGE, "data with no request out")
             if self.phase is Phase.DEVLIST_PENDING:
-                got_d = OpRepDevlist.parse(self._in)
+                got_d = OpRepDevlist.parse(self._view())
                 if got_d is None:
                     return
                 rep, n = got_d
@@ -580,7 +611,7 @@ class ClientConnection(_Core):
                 self._transition("recv_rep_devlist")
                 events.append(DeviceListReceived(rep.status, rep.devices))
             elif self.phase is Phase.IMPORT_PENDING:
-                got_i = OpRepImport.parse(self._in)
+                got_i = OpRepImport.parse(self._view())
                 if got_i is None:
                     return
                 imp, n = got_i
@@ -592,7 +623,7 @@ class ClientConnection(_Core):
                 else:
                     self._transition("recv_import_refused")
                     events.append(ImportRefused(imp.status))
-                    if self._in:
+                    if self._avail():
                         raise UsbipProtocolError(Reason.UNEXPECTED_MESSAGE, "data after refusal")
             elif self.phase is Phase.URB:
                 if not self._parse_urb(events):
@@ -601,9 +632,10 @@ class ClientConnection(_Core):
                 raise UsbipProtocolError(Reason.CLOSED, "data after close")
 
     def _parse_urb(self, events: list[Event]) -> bool:
-        if len(self._in) < URB_HEADER_LEN:
+        if self._avail() < URB_HEADER_LEN:
             return False
-        head = BasicHeader.unpack(self._in)
+        view = self._view()
+        head = BasicHeader.unpack(view)
         if head.command == USBIP_RET_SUBMIT:
             req = self._in_flight.get(head.seqnum)
             if req is None:
@@ -613,20 +645,20 @@ class ClientConnection(_Core):
                     )
                 raise UsbipProtocolError(Reason.UNKNOWN_SEQNUM, f"RET_SUBMIT {head.seqnum}")
             total = RetSubmit.frame_length(
-                self._in,
+                view,
                 direction_in=req.direction_in,
                 requested_length=req.length,
                 iso_count=req.iso_count,
             )
-            if len(self._in) < total:
+            if len(view) < total:
                 return False
             ret = RetSubmit.unpack(
-                self._in,
+                view,
                 direction_in=req.direction_in,
                 requested_length=req.length,
                 iso_count=req.iso_count,
             )
-            del self._in[:total]
+            self._pos += total
             self._transition("recv_ret")
             del self._in_flight[head.seqnum]
             events.append(

@@ -30,6 +30,7 @@ from netfate.proto.usbip import (
 )
 
 RECV_SIZE = 1024 * 1024
+COALESCE_BELOW = 16 * 1024
 
 
 class UsbipError(Exception):
@@ -128,9 +129,22 @@ class _ClientProtocol(asyncio.Protocol):
 
     def flush(self) -> None:
         self._flush_pending = False
-        out = self.core.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        chunks = self.core.data_to_send_chunks()
+        t = self.transport
+        if not chunks or t is None:
+            return
+        # Headers are joined; OUT payloads go to send() as they are (no copy).
+        small: list[bytes] = []
+        for c in chunks:
+            if len(c) < COALESCE_BELOW:
+                small.append(c)
+                continue
+            if small:
+                t.write(b"".join(small))
+                small = []
+            t.write(c)
+        if small:
+            t.write(b"".join(small))
 
 
 async def _open(host: str, port: int, sock: socket.socket | None) -> _ClientProtocol:

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 USBIP_PORT = 3240
 WRITE_HIGH_WATER = 16 * 1024 * 1024
+COALESCE_BELOW = 16 * 1024
+SEND_BUFFER = 4 * 1024 * 1024
+"""A socket send buffer that takes a whole bulk reply at once: fewer, larger send()s
+and write-ready wake-ups than autotuning's small start (kernel caps it at wmem_max)."""
 
 
 def keepalive(sock: socket.socket | Any, idle: int = 10, interval: int = 5, count: int = 3) -> None:
@@ -116,6 +120,7 @@ class _ServerProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             keepalive(sock)  # a vanished client must not hold its device forever
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         # Let whole commands' replies (a 1 MiB READ, several in flight) sit in
         # the buffer before back-pressure pauses reading: the 64 KiB default
         # stops us reading the next pipelined command while this one drains.
@@ -242,8 +247,22 @@ class _ServerProtocol(asyncio.Protocol):
             self._flush()
 
     def _flush(self) -> None:
-        out = self.core.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-        if self.core.phase is Phase.CLOSED and self.transport is not None:
-            self.transport.close()  # after a refused import: usbipd hangs up too
+        chunks = self.core.data_to_send_chunks()
+        t = self.transport
+        if chunks and t is not None and not t.is_closing():
+            # Small chunks (headers) are joined; bulk payloads go out as they are,
+            # straight to send() when the socket has room (joining megabytes into
+            # fresh memory cost more than the send itself).
+            small: list[bytes] = []
+            for c in chunks:
+                if len(c) < COALESCE_BELOW:
+                    small.append(c)
+                    continue
+                if small:
+                    t.write(b"".join(small))
+                    small = []
+                t.write(c)
+            if small:
+                t.write(b"".join(small))
+        if self.core.phase is Phase.CLOSED and t is not None:
+            t.close()  # after a refused import: usbipd hangs up too
