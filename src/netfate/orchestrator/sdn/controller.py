@@ -64,6 +64,7 @@ log = logging.getLogger("netfate.sdn")
 
 PRIO_SUPPRESS = 2
 VIRTUAL_ROUTER_MAC = "02:4e:46:00:00:01"
+INSTALL_PATIENCE_S = 2.0
 ETH_ARP = 0x0806
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -553,7 +554,9 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         self.switches: dict[int, Switch] = {}
         self.switches_lock = threading.Lock()
         self.seen: set[tuple[str, int, str, str | None]] = set()
-        self.installing: set[tuple[str, int, str]] = set()
+        # (node, ofport, mac) -> since when its flows are being installed. An entry
+        # whose switch dropped mid-install is never cleared: it expires instead.
+        self.installing: dict[tuple[str, int, str], float] = {}
         self.outbox = Outbox(self.settings.orchestrator.rstrip("/"))
         threading.Thread(target=self.outbox.run, name="outbox", daemon=True).start()
         threading.Thread(target=self._poll, name="poller", daemon=True).start()
@@ -692,7 +695,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         if kind != "host":
             return
         mac = info.eth_src.lower()
-        if (node, in_port, mac) in self.installing:
+        since = self.installing.get((node, in_port, mac))
+        if since is not None and time.monotonic() - since < INSTALL_PATIENCE_S:
             return  # more packets of a host whose flows are on their way
         key = (node, in_port, mac, info.ip)
         if key not in self.seen:
@@ -712,7 +716,7 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         if self.brain.host_at(mac, node, in_port):
             generation = self.brain.generation
             where = (node, in_port, mac)
-            self.installing.add(where)
+            self.installing[where] = time.monotonic()
 
             def reinject() -> Any:
                 # The first packet is not lost: it goes through the new flows (it
@@ -721,7 +725,7 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
                 return ofp.packet_out_table(dp, in_port, data)
 
             def done() -> None:
-                self.installing.discard(where)
+                self.installing.pop(where, None)
                 log.info(
                     "host %s: flows installed %.2f ms after its packet-in",
                     mac,
