@@ -234,6 +234,10 @@ def revoke(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) ->
 @router.get("/page", response_class=HTMLResponse, include_in_schema=False)
 def page() -> HTMLResponse:
     """The owner's vHG page (devices, details, Share; pending requests to accept)."""
+    from netfate.web import CSP
+
     from .web import render_page
 
-    return HTMLResponse(render_page())
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}  # fmt: skip
+    return HTMLResponse(render_page(), headers=headers)

@@ -1,0 +1,148 @@
+// Smart-device sharing (issue 5). Two uses of one script:
+// - on the owner's vHG page (/api/v1/sharing/page, #sharing-app): devices, details,
+//   Share; requests to me (accept/decline); my shares (revoke);
+// - on the operator dashboard: a "Device sharing" panel listing every share.
+// DOM is built with createElement/textContent only: API data never becomes markup.
+"use strict";
+(function () {
+  const API = "/api/v1/sharing";
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v);
+    }
+    for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+    return el;
+  }
+
+  async function call(method, path, body) {
+    const r = await fetch(API + path, {
+      method,
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : `HTTP ${r.status}`);
+    return data;
+  }
+
+  function page(root) {
+    const $ = (id) => document.getElementById(id);
+    const params = new URLSearchParams(location.search);
+    let me = params.get("pn") || "";
+    let selected = null;
+    $("pn-email").value = me;
+
+    const say = (msg, bad) => {
+      $("status").textContent = msg;
+      $("status").className = bad ? "error" : "ok";
+    };
+
+    function showDetails(d) {
+      selected = d;
+      $("details").hidden = false;
+      $("detail-name").textContent = d.name;
+      const dl = $("detail-fields");
+      dl.replaceChildren();
+      for (const k of ["name", "ip", "mac", "kind", "source"]) {
+        dl.append(h("dt", {}, k), h("dd", { "data-field": k }, d[k] ?? "—"));
+      }
+    }
+
+    function button(label, cls, fn) {
+      return h("button", { type: "button", class: cls, onclick: async () => {
+        try { await fn(); say(`${label}: done`); } catch (e) { say(e.message, true); }
+        await refresh();
+      } }, label);
+    }
+
+    async function refresh() {
+      if (!me) return;
+      let pn;
+      try {
+        pn = await call("GET", `/pns/${encodeURIComponent(me)}`);
+      } catch (e) {
+        say(e.message, true);
+        return;
+      }
+      $("pn-info").textContent = `${pn.email}: ${pn.subnet} on ${pn.node}` +
+        (pn.vhg_instance ? `, vHG ${pn.vhg_instance}` : "");
+      const tb = $("devices").tBodies[0];
+      tb.replaceChildren(...pn.devices.map((d) => {
+        const tr = h("tr", { "data-device": d.name, tabindex: "0", onclick: () => showDetails(d) },
+          h("td", {}, d.name), h("td", {}, d.ip), h("td", {}, d.kind), h("td", {}, d.source));
+        return tr;
+      }));
+      const shares = await call("GET", `/shares?pn=${encodeURIComponent(me)}`);
+      const inc = shares.filter((s) => s.recipient === me);
+      const out = shares.filter((s) => s.owner === me);
+      $("incoming").tBodies[0].replaceChildren(...inc.map((s) => {
+        const actions = h("td", {});
+        if (s.state === "requested") {
+          actions.append(
+            button("Accept", "accept", () => call("POST", `/shares/${s.id}/accept`, { by: me })),
+            button("Decline", "decline", () => call("POST", `/shares/${s.id}/decline`, { by: me })));
+        }
+        if (["requested", "accepted", "active"].includes(s.state) && s.state !== "requested") {
+          actions.append(button("Revoke", "revoke", () => call("POST", `/shares/${s.id}/revoke`, { by: me })));
+        }
+        return h("tr", { "data-share": s.id, "data-state": s.state },
+          h("td", {}, s.id), h("td", {}, s.owner), h("td", {}, s.device), h("td", { class: "state" }, s.state),
+          h("td", {}, s.address_in_recipient_pn || ""), actions);
+      }));
+      $("outgoing").tBodies[0].replaceChildren(...out.map((s) => {
+        const actions = h("td", {});
+        if (["requested", "accepted", "active"].includes(s.state)) {
+          actions.append(button("Revoke", "revoke", () => call("POST", `/shares/${s.id}/revoke`, { by: me })));
+        }
+        return h("tr", { "data-share": s.id, "data-state": s.state },
+          h("td", {}, s.id), h("td", {}, s.device), h("td", {}, s.recipient),
+          h("td", { class: "state" }, s.state), actions);
+      }));
+    }
+
+    $("who").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      me = $("pn-email").value.trim();
+      history.replaceState(null, "", `?pn=${encodeURIComponent(me)}`);
+      refresh();
+    });
+    $("share-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (!selected) return;
+      try {
+        const s = await call("POST", "/shares", { owner: me, device: selected.name,
+          recipient: $("recipient").value.trim() });
+        say(`share ${s.id} requested: ${s.device} with ${s.recipient}`);
+      } catch (e) {
+        say(e.message, true);
+      }
+      await refresh();
+    });
+    refresh();
+    setInterval(refresh, 2000);
+  }
+
+  const root = document.getElementById("sharing-app");
+  if (root) {
+    page(root);
+  } else if (window.netfate && window.netfate.registerPanel) {
+    window.netfate.registerPanel({
+      id: "sharing",
+      title: "Device sharing",
+      kinds: ["ShareStateChanged"],
+      mount(el, ctx) {
+        this.list = ctx.h("ul", {});
+        el.append(ctx.h("p", {}, ctx.h("a", { href: "/api/v1/sharing/page" }, "owners' page")), this.list);
+      },
+      async onRefresh(_state, ctx) {
+        const shares = await ctx.api("/sharing/shares");
+        this.list.replaceChildren(...shares.map((s) => ctx.h("li", {},
+          `#${s.id} ${s.owner} → ${s.recipient}: ${s.device} (${s.state})`)));
+      },
+    });
+    window.netfate.describeEvent("ShareStateChanged", (d) => `share ${d.share}: ${d.device} ${d.previous || "new"} → ${d.state}`);
+  }
+})();

@@ -1,0 +1,178 @@
+"""The owners' vHG page in headless Chromium (Debian's) against a real orchestrator process.
+
+Alice (PN1) opens her page, sees her devices, opens the media server's details
+and shares it with Bob's PN by email. Bob opens his page, sees the pending
+request and accepts it; the VPs (agents played by the test, over the agents'
+HTTP API) come up and the share shows active with its PN2-local address. A
+second request is declined; a bad recipient shows the API's error. Alice
+revokes. Every wait is for something in the page, never a sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ALICE, BOB = "home@hotel.example", "hotel@hotel.example"
+T = 15_000
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("NETFATE_ALL_TIERS") == "1":
+        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+class Agents:
+    """Heartbeats for every node, reporting the VP instances of accepted shares running."""
+
+    def __init__(self, base: str, nodes: list[str]) -> None:
+        self.api = base + "/api/v1"
+        self.nodes = nodes
+        self.http = httpx.Client(timeout=5)
+        self.stop = threading.Event()
+        for n in nodes:
+            self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"})
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def report(self) -> None:
+        insts = self.http.get(f"{self.api}/instances").json()
+        for n in self.nodes:
+            mine = [
+                {"id": i["id"], "status": "running", "pid": 1}
+                for i in insts
+                if i["node"] == n and i["state"] in ("requested", "starting", "running")
+            ]
+            self.http.post(f"{self.api}/agents/{n}/report", json={"instances": mine})
+
+    def run(self) -> None:
+        while not self.stop.wait(0.3):
+            with contextlib.suppress(httpx.HTTPError):
+                self.report()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.http.close()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("web")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "netfate", "orchestrator", "--listen", f"127.0.0.1:{port}",
+            "--database-url", f"sqlite:///{tmp}/o.db", "--topology",
+            str(REPO / "examples" / "hotel.yaml")]  # fmt: skip
+    with (tmp / "orch.log").open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    agents = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, (tmp / "orch.log").read_text()[-2000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "orchestrator did not answer"
+            time.sleep(0.1)
+        agents = Agents(url, ["home", "hotel", "nextdoor", "pe1"])
+        for email, node in ((ALICE, "home"), (BOB, "hotel")):
+            r = httpx.post(url + "/api/v1/sharing/pns", json={"email": email, "node": node})
+            assert r.status_code == 201, r.text
+        yield url
+    finally:
+        if agents is not None:
+            agents.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def open_page(browser: Any, base: str, who: str, errors: list[str]) -> Any:
+    page = browser.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{base}/api/v1/sharing/page?pn={who}")
+    page.wait_for_selector("#devices tbody tr", timeout=T)
+    return page
+
+
+def test_share_accept_decline_revoke_in_the_browser(browser: Any, base: str) -> None:
+    errors: list[str] = []
+    alice = open_page(browser, base, ALICE, errors)
+    names = alice.locator("#devices tbody tr td:first-child").all_text_contents()
+    assert set(names) == {"mediaserver", "laptop"}
+    # Details, then Share with Bob.
+    alice.click('#devices tr[data-device="mediaserver"]')
+    assert alice.text_content('#detail-fields dd[data-field="ip"]') == "192.168.1.2"
+    alice.fill("#recipient", BOB)
+    alice.click("#share-button")
+    alice.wait_for_selector('#outgoing tr[data-state="requested"]', timeout=T)
+    # A bad recipient: the API's reason is shown, nothing is created.
+    alice.fill("#recipient", "nobody@nowhere.example")
+    alice.click("#share-button")
+    alice.locator("#status.error", has_text="unknown PN").wait_for(timeout=T)
+    assert alice.locator("#outgoing tbody tr").count() == 1
+
+    # Bob sees the pending request and accepts it; the share becomes active.
+    bob = open_page(browser, base, BOB, errors)
+    bob.wait_for_selector('#incoming tr[data-state="requested"] button.accept', timeout=T)
+    bob.click('#incoming tr[data-state="requested"] button.accept')
+    bob.wait_for_selector('#incoming tr[data-state="active"]', timeout=T)
+    addr = bob.text_content('#incoming tr[data-state="active"] td:nth-child(5)') or ""
+    assert addr.startswith("192.168.2.")
+    alice.wait_for_selector('#outgoing tr[data-state="active"]', timeout=T)
+
+    # A second request (the laptop) is declined by Bob.
+    alice.click('#devices tr[data-device="laptop"]')
+    alice.fill("#recipient", BOB)
+    alice.click("#share-button")
+    bob.wait_for_selector('#incoming tr[data-state="requested"] button.decline', timeout=T)
+    bob.click('#incoming tr[data-state="requested"] button.decline')
+    bob.wait_for_selector('#incoming tr[data-state="declined"]', timeout=T)
+
+    # Alice revokes the active share; both pages show it revoked.
+    alice.click('#outgoing tr[data-state="active"] button.revoke')
+    alice.wait_for_selector('#outgoing tr[data-state="revoked"]', timeout=T)
+    bob.wait_for_selector('#incoming tr[data-state="revoked"]', timeout=T)
+    history = httpx.get(f"{base}/api/v1/sharing/shares/1").json()["history"]
+    assert [h["state"] for h in history] == ["requested", "accepted", "active", "revoked"]
+    assert not [e for e in errors if "409" not in e and "404" not in e], errors
+
+
+def test_page_is_served_with_the_csp(base: str) -> None:
+    r = httpx.get(f"{base}/api/v1/sharing/page")
+    assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
+    assert "sharing.js" in r.text
