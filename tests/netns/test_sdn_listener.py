@@ -37,6 +37,8 @@ def _connect_from(ns: str, port: int) -> bool:
 
 
 def test_listener_is_inside_the_namespace_only(ns: str) -> None:
+    mine = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+    before = os.readlink(mine)
     s = open_listener("127.0.0.1", 0, ns)
     try:
         port = s.getsockname()[1]
@@ -45,8 +47,7 @@ def test_listener_is_inside_the_namespace_only(ns: str) -> None:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         # This thread never changed namespace (the helper thread did, and ended).
-        own = os.readlink(f"/proc/self/task/{threading.get_native_id()}/ns/net")
-        assert own == os.readlink("/proc/1/ns/net")
+        assert os.readlink(mine) == before
     finally:
         s.close()
 
