@@ -139,6 +139,10 @@ def test_phase_figures() -> None:
     f = res.figures()
     assert f["requests"] == 4 and f["ok"] == 3 and f["errors"] == {"409": 1}
     assert f["rps"] == 2.0
+    # Throughput counts what completed inside the window, latency every request started.
+    slow = api.PhaseResult([9.0, 9.5], Counter({201: 2}), 6.0, completed_in_window=3)
+    g = slow.figures()
+    assert g["rps"] == 0.5 and g["requests"] == 2 and g["completed_in_window"] == 3
     assert f["latency_ms"]["median"] == pytest.approx(2.5)
 
 
