@@ -59,6 +59,17 @@ def _free_port() -> int:
     return port
 
 
+def _cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of this process, plus the server child's if given."""
+    t = os.times()
+    total = t.user + t.system
+    if pid is not None:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 # --------------------------------------------------------------------------- #
 # servers (child processes)
 # --------------------------------------------------------------------------- #
@@ -197,8 +208,9 @@ class _Relay(_Server):
 
 
 async def _ours_throughput(
-    port: int, nbytes: int, command: int, depth: int = 1
-) -> tuple[float, float]:
+    port: int, nbytes: int, command: int, depth: int = 1, pid: int | None = None
+) -> tuple[float, float, float, float]:
+    """(write MB/s, read MB/s, write CPU ms/MiB, read CPU ms/MiB) -- CPU of client + server."""
     from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 
     dev = await RemoteDevice.attach("127.0.0.1", "1-1", port)
@@ -206,14 +218,18 @@ async def _ours_throughput(
         msc = await MassStorageClient.open(dev, max_command=command, depth=depth)
         blocks = nbytes // BLOCK
         payload = os.urandom(nbytes)
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(pid), time.perf_counter()
         await msc.write_blocks(0, payload)
-        t1 = time.perf_counter()
+        c1, t1 = _cpu(pid), time.perf_counter()
         back = await msc.read_blocks(0, blocks)
-        t2 = time.perf_counter()
+        c2, t2 = _cpu(pid), time.perf_counter()
         if back != payload:
             raise RuntimeError("ours: read back differs from what was written")
-        return nbytes / (t1 - t0) / 1e6, nbytes / (t2 - t1) / 1e6
+        mib = nbytes / (1 << 20)
+        return (
+            nbytes / (t1 - t0) / 1e6, nbytes / (t2 - t1) / 1e6,
+            (c1 - c0) * 1e3 / mib, (c2 - c1) * 1e3 / mib,
+        )  # fmt: skip
     finally:
         await dev.close()
 
@@ -231,7 +247,9 @@ def _theirs_open(port: int, nodelay: bool) -> Any:
     return usbip.open(busid="1-1", transport=transport)
 
 
-def _theirs_throughput(port: int, nbytes: int, command: int, nodelay: bool) -> tuple[float, float]:
+def _theirs_throughput(
+    port: int, nbytes: int, command: int, nodelay: bool, pid: int | None = None
+) -> tuple[float, float, float, float]:
     _pypi_usbip()
     from usbip.classes.host.msc import MSCDriver
 
@@ -241,17 +259,21 @@ def _theirs_throughput(port: int, nbytes: int, command: int, nodelay: bool) -> t
         msc.read_capacity()
         per = command // BLOCK
         payload = os.urandom(nbytes)
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(pid), time.perf_counter()
         for off in range(0, nbytes, command):
             msc.write_blocks(off // BLOCK, payload[off : off + command], BLOCK)
-        t1 = time.perf_counter()
+        c1, t1 = _cpu(pid), time.perf_counter()
         back = b"".join(
             msc.read_blocks(off // BLOCK, per, BLOCK) for off in range(0, nbytes, command)
         )
-        t2 = time.perf_counter()
+        c2, t2 = _cpu(pid), time.perf_counter()
         if back != payload:
             raise RuntimeError("theirs: read back differs from what was written")
-        return nbytes / (t1 - t0) / 1e6, nbytes / (t2 - t1) / 1e6
+        mib = nbytes / (1 << 20)
+        return (
+            nbytes / (t1 - t0) / 1e6, nbytes / (t2 - t1) / 1e6,
+            (c1 - c0) * 1e3 / mib, (c2 - c1) * 1e3 / mib,
+        )  # fmt: skip
     finally:
         h.close()
 
@@ -362,14 +384,20 @@ def run(argv: list[str]) -> dict[str, Any]:
         ours = _Server(_serve_ours, image)
         theirs = _Server(_serve_theirs, image)
         try:
-            rows: dict[str, list[tuple[float, float]]] = {"ours": [], "tuned": [], "shipped": []}
+            rows: dict[str, list[tuple[float, float, float, float]]] = {
+                "ours": [], "tuned": [], "shipped": []
+            }  # fmt: skip
             for _ in range(args.rounds):
                 rows["ours"].append(
-                    asyncio.run(_ours_throughput(ours.port, nbytes, command, args.depth))
+                    asyncio.run(
+                        _ours_throughput(ours.port, nbytes, command, args.depth, ours.proc.pid)
+                    )
                 )
-                rows["tuned"].append(_theirs_throughput(theirs.port, nbytes, command, True))
+                rows["tuned"].append(
+                    _theirs_throughput(theirs.port, nbytes, command, True, theirs.proc.pid)
+                )
                 rows["shipped"].append(
-                    _theirs_throughput(theirs.port, shipped_bytes, command, False)
+                    _theirs_throughput(theirs.port, shipped_bytes, command, False, theirs.proc.pid)
                 )
             lat_ours = asyncio.run(_ours_latency(ours.port, args.latency_samples))
             lat_theirs = _theirs_latency(theirs.port, args.latency_samples)
@@ -380,7 +408,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             theirs.stop()
 
     def med(name: str, k: int) -> float:
-        return round(statistics.median(r[k] for r in rows[name]), 1)
+        return round(statistics.median(r[k] for r in rows[name]), 2 if k >= 2 else 1)
 
     w = {n: med(n, 0) for n in rows}
     r = {n: med(n, 1) for n in rows}
@@ -400,6 +428,12 @@ def run(argv: list[str]) -> dict[str, Any]:
                            "read": round(r["ours"] / r["tuned"], 2)},
         "ratio_vs_shipped": {"write": round(w["ours"] / w["shipped"], 1),
                              "read": round(r["ours"] / r["shipped"], 1)},
+        # CPU (client + server, user + system) per MiB moved: unlike MB/s on a
+        # shared 2-core machine, this does not depend on what else is running.
+        "cpu_ms_per_MiB": {
+            "write": {"ours": med("ours", 2), "pypi_usbip_tuned": med("tuned", 2)},
+            "read": {"ours": med("ours", 3), "pypi_usbip_tuned": med("tuned", 3)},
+        },
         "urb_latency_ms": {
             "tcp_rtt_median": round(tcp * 1e3, 4),
             "ours_median": round(statistics.median(lat_ours) * 1e3, 4),
@@ -417,10 +451,10 @@ def _wan(spec: str, ours_port: int, theirs_port: int, args: Any, command: int) -
     r1 = _Relay(ours_port, rtt_ms / 1e3, mbit * 1e6)
     r2 = _Relay(theirs_port, rtt_ms / 1e3, mbit * 1e6)
     try:
-        ow, orr = asyncio.run(
+        ow, orr, _, _ = asyncio.run(
             _ours_throughput(r1.port, args.wan_size_mib << 20, command, args.depth)
         )
-        tw, tr = _theirs_throughput(r2.port, args.wan_theirs_size_mib << 20, command, True)
+        tw, tr, _, _ = _theirs_throughput(r2.port, args.wan_theirs_size_mib << 20, command, True)
     finally:
         r1.stop()
         r2.stop()
