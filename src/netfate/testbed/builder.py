@@ -446,6 +446,7 @@ class Testbed:
             raise TestbedError("internal: OVS database not recorded")
         vs = Vsctl(self.state.ovs_db)
         rstp = topo.has_cycles()
+        self.state.rstp = rstp
         fail_mode = "secure" if controller else "standalone"
         batch = vs.batch()
         edge_ports: list[str] = []

@@ -131,7 +131,7 @@ def up(
     )
     out.print(f"delay/loss emulation: {EMULATOR_TEXT.get(st.emulator, st.emulator)}")
     mode = f"secure, controller {st.controller}" if st.controller else "standalone (NORMAL)"
-    out.print(f"bridges: {mode}")
+    out.print(f"bridges: {mode}" + (", RSTP (the topology has loops)" if st.rstp else ""))
     if st.api_url:
         out.print(f"dashboard: [link={st.api_url}/]{st.api_url}/[/link]")
     out.print(f"try: netfate testbed exec {next(iter(topo.hosts), 'sw')} -- ip addr")
@@ -156,9 +156,15 @@ def _status_of(prefix: str) -> dict[str, Any]:
             linkemu = json.loads(stats_file.read_text())
         except ValueError:
             linkemu = None
+    phase = st.phase
+    if phase in ("building", "stopping", "failed"):
+        owner = proc.ProcRef.from_dict(st.owner) if st.owner else None
+        if owner is None or not proc.alive(owner):
+            phase += ", stale: run `netfate testbed clean --prefix " + prefix + "`"
     return {
         "prefix": prefix,
-        "phase": st.phase,
+        "phase": phase,
+        "rstp": st.rstp,
         "topology": st.topology_name,
         "topology_file": st.topology_file,
         "namespaces": {"recorded": len(st.namespaces), "present": len(existing)},

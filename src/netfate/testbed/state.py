@@ -85,6 +85,8 @@ class RunState:
     """Delay/loss emulation used: none (no impaired link), netem or userspace."""
     netem_available: bool | None = None
     controller: str | None = None
+    rstp: bool = False
+    """Bridges run RSTP (the node graph has loops)."""
     control: bool = False
     api_url: str | None = None
     namespaces: list[str] = field(default_factory=list)
