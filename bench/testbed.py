@@ -19,6 +19,11 @@ Measured:
   / `ip netns del` commands (one process each, no addresses, no OVS). The
   ratio `up_vs_baseline` is our up time over the baseline's build time.
 
+Also (skip with --no-throughput): TCP throughput (iperf3, 3 s) between two
+hosts across one unshaped link with 1 ms delay through the userspace link
+emulator (or netem), against the same topology without delay (a plain veth
+between the bridges), as the median of 3 alternating pairs in the same run.
+
 Run: `netfate bench testbed --json [--sizes 10,50,100] [--delay 1ms] [--control]`
 or `python bench/testbed.py`. Needs root and Open vSwitch.
 """
@@ -181,11 +186,73 @@ def measure(n: int, *, delay: str | None, control: bool) -> dict[str, Any]:
     }
 
 
+PAIR = """
+nodes:
+  cpe1: {kind: cpe, lan: 192.168.1.0/24}
+  cpe2: {kind: cpe, lan: 192.168.2.0/24}
+hosts:
+  h1: {node: cpe1}
+  h2: {node: cpe2}
+links:
+  - {a: cpe1, b: cpe2%s}
+"""
+
+
+def _iperf(tb: Testbed, seconds: int = 3) -> float:
+    server = _netns.popen_in(
+        tb.netns_of("h2"),
+        ["iperf3", "-s", "-1", "-B", "192.168.2.2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            r = tb.exec(
+                "h1",
+                ["iperf3", "-c", "192.168.2.2", "-t", str(seconds), "-J"],
+                check=False,
+                timeout=seconds + 30,
+            )
+            if r.returncode == 0:
+                return float(json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"])
+            time.sleep(0.05)
+        raise RuntimeError("iperf3 did not connect")
+    finally:
+        server.kill()
+        server.wait()
+
+
+def throughput(pairs: int = 3) -> dict[str, Any]:
+    emulated: list[float] = []
+    plain: list[float] = []
+    kind = "none"
+    for _ in range(pairs):
+        for delay, sink in ((", delay: 1ms", emulated), ("", plain)):
+            topo = Topology.from_yaml(PAIR % delay)
+            with Testbed.up(topo, prefix="nb" + secrets.token_hex(2), control=False) as tb:
+                if delay:
+                    kind = tb.emulator
+                sink.append(_iperf(tb))
+    med_e, med_p = sorted(emulated)[len(emulated) // 2], sorted(plain)[len(plain) // 2]
+    return {
+        "emulator": kind,
+        "emulated_1ms_link_mbit_s": round(med_e / 1e6, 1),
+        "plain_link_mbit_s": round(med_p / 1e6, 1),
+        "ratio": round(med_e / med_p, 2) if med_p else None,
+        "pairs": pairs,
+        "samples_mbit_s": {
+            "emulated": [round(x / 1e6) for x in emulated],
+            "plain": [round(x / 1e6) for x in plain],
+        },
+    }
+
+
 def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="netfate bench testbed", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10,50,100", help="comma-separated node counts")
     ap.add_argument("--delay", default=None, help="access-link delay, e.g. 1ms (linkemu/netem)")
     ap.add_argument("--control", action="store_true", help="include orchestrator and agents")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the link emulator figure")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("bench testbed needs root (namespaces, Open vSwitch)")
@@ -201,7 +268,9 @@ def run(argv: list[str]) -> dict[str, Any]:
         )
         results[str(n)] = ours
     largest = results.get("100")
+    link = None if args.no_throughput else throughput()
     return {
+        "link_throughput": link,
         "benchmark": "testbed",
         "cpus": os.cpu_count(),
         "control_included": args.control,
