@@ -246,3 +246,30 @@ def test_state_table_is_closed_and_terminal_states_stay() -> None:
             with pytest.raises(Exception, match="cannot go"):
                 check(terminal, target)
     check(ShareState.REQUESTED, ShareState.ACCEPTED)
+
+
+def test_pn2_devices_that_come_and_go_get_aliases_added_and_freed(api: TestClient) -> None:
+    sh = api.post(f"{V1}/shares", json={"owner": ALICE, "device": "mediaserver",
+                                         "recipient": BOB}).json()  # fmt: skip
+    sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
+    report_running(api, sh["vp2_instance"], sh["vp1_instance"])
+    before = api.get(f"{V1}/shares/{sh['id']}").json()
+    assert before["state"] == "active"
+    old = dict((d, a) for a, d in before["att"]["entries"])
+    # A new device joins PN2 (the vHG reports a lease).
+    r = api.put(f"{V1}/pns/{BOB}/inventory", json={"devices": [
+        {"ip": "192.168.2.120", "name": "laptop", "source": "lease"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    after = api.get(f"{V1}/shares/{sh['id']}").json()
+    new = dict((d, a) for a, d in after["att"]["entries"])
+    assert set(new) == set(old) | {"192.168.2.120"}
+    assert all(new[d] == old[d] for d in old)  # existing devices keep their alias
+    assert new["192.168.2.120"] not in old.values()
+    assert after["vp2_instance"] != before["vp2_instance"]
+    for iid in (before["vp2_instance"], before["vp1_instance"]):
+        assert api.get(f"/api/v1/instances/{iid}").json()["state"] == "stopping"
+    assert "PN2 devices changed" in after["history"][-1]["reason"]
+    # It leaves again: its alias is freed.
+    api.put(f"{V1}/pns/{BOB}/inventory", json={"devices": []})
+    gone = api.get(f"{V1}/shares/{sh['id']}").json()
+    assert {d for _, d in gone["att"]["entries"]} == set(old)

@@ -89,26 +89,41 @@ def devices(email: str, session: SessionDep) -> list[dict[str, Any]]:
     return [d.to_dict() for d in wf.inventory(session, wf.get_pn(session, email))]
 
 
+def _resync(session: Session, pn: PersonalNetworkRow, notifier: Any) -> None:
+    """Shares into this PN follow its devices (new aliases, freed aliases), then commit."""
+    session.flush()
+    rebuilt, touched = wf.resync(session, pn)
+    session.commit()
+    notifier.notify(touched)
+    for sid, old_intent in rebuilt:
+        if old_intent:
+            _close_tunnel(session, ShareRow(id=sid, tunnel_intent=old_intent))
+
+
 @router.post("/pns/{email}/devices", status_code=201)
-def declare_device(email: str, body: DeviceIn, session: SessionDep) -> dict[str, Any]:
+def declare_device(
+    email: str, body: DeviceIn, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
     pn = wf.get_pn(session, email)
     try:
         wf.declare_device(session, pn, body.name, body.ip, body.kind, body.mac)
     except ValueError as e:
         raise HTTPException(400, detail=str(e)) from None
-    session.commit()
+    _resync(session, pn, notifier)
     return wf.pn_view(session, pn)
 
 
 @router.put("/pns/{email}/inventory")
-def report_inventory(email: str, body: InventoryIn, session: SessionDep) -> dict[str, Any]:
+def report_inventory(
+    email: str, body: InventoryIn, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
     """What the PN's vHG sees: DHCP leases and neighbours (replaces its previous report)."""
     pn = wf.get_pn(session, email)
     try:
         n = wf.report_inventory(session, pn, body.devices)
     except (KeyError, ValueError) as e:
         raise HTTPException(400, detail=f"bad device entry: {e}") from None
-    session.commit()
+    _resync(session, pn, notifier)
     return {"accepted": n, "devices": [d.to_dict() for d in wf.inventory(session, pn)]}
 
 

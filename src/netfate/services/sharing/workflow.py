@@ -315,25 +315,16 @@ def _bottom_up(net: ipaddress.IPv4Network, taken: set[A], count: int) -> list[A]
     return free[:count]
 
 
-def accept(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
-    """PN2's owner accepts: steps 3 to 8. Refuses (changing nothing) if anything is missing."""
-    sh = get_share(session, sid)
-    if by != sh.recipient:
-        raise Forbidden(f"only {sh.recipient} (the recipient) can accept share {sid}")
-    states.check(ShareState(sh.state), ShareState.ACCEPTED)
-    pn1, pn2 = get_pn(session, sh.owner), get_pn(session, sh.recipient)
-    devices = [d for d in inventory(session, pn2)]
-    net1 = ipaddress.IPv4Network(pn1.subnet)
-    net2 = ipaddress.IPv4Network(pn2.subnet)
-    aliases = _bottom_up(net1, _taken(session, pn1), len(devices))
-    import_alias = _bottom_up(net2, _taken(session, pn2), 1)[0]
-    try:
-        att = ATT(
-            pn1=net1, pn2=net2, shared_device=A(sh.device_ip), import_alias=import_alias,
-            entries=tuple((a, A(d.ip)) for a, d in zip(aliases, devices, strict=True)),
-        )  # fmt: skip
-    except ATTError as e:
-        raise BadRequest(str(e)) from None
+def _launch(
+    session: Session,
+    sh: ShareRow,
+    att: ATT,
+    pn1: PersonalNetworkRow,
+    pn2: PersonalNetworkRow,
+) -> tuple[InstanceRow, InstanceRow, set[str]]:
+    """Steps 4-8: VP2 on PN1's node, VP1 on PN2's node, each configured from `att`."""
+    sid = sh.id
+    net1, net2 = att.pn1, att.pn2
     vp2, t2 = nfv.create_instance(
         session,
         nfv.CreateRequest(descriptor=VP_DESCRIPTOR, name=f"vp2-share{sid}", node=pn1.node),
@@ -358,13 +349,81 @@ def accept(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
     }  # fmt: skip
     sh.att = att.to_dict()
     sh.vp2_instance, sh.vp1_instance = vp2.id, vp1.id
+    return vp2, vp1, t1 | t2
+
+
+def accept(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
+    """PN2's owner accepts: steps 3 to 8. Refuses (changing nothing) if anything is missing."""
+    sh = get_share(session, sid)
+    if by != sh.recipient:
+        raise Forbidden(f"only {sh.recipient} (the recipient) can accept share {sid}")
+    states.check(ShareState(sh.state), ShareState.ACCEPTED)
+    pn1, pn2 = get_pn(session, sh.owner), get_pn(session, sh.recipient)
+    devices = [d for d in inventory(session, pn2)]
+    net1 = ipaddress.IPv4Network(pn1.subnet)
+    net2 = ipaddress.IPv4Network(pn2.subnet)
+    aliases = _bottom_up(net1, _taken(session, pn1), len(devices))
+    import_alias = _bottom_up(net2, _taken(session, pn2), 1)[0]
+    try:
+        att = ATT(
+            pn1=net1, pn2=net2, shared_device=A(sh.device_ip), import_alias=import_alias,
+            entries=tuple((a, A(d.ip)) for a, d in zip(aliases, devices, strict=True)),
+        )  # fmt: skip
+    except ATTError as e:
+        raise BadRequest(str(e)) from None
+    vp2, vp1, touched = _launch(session, sh, att, pn1, pn2)
     sh.accepted_at = time.time()
     _move(
         session, sh, ShareState.ACCEPTED, by,
         f"{by} accepted; VP2 {vp2.id} on {pn1.node} with {len(aliases)} aliases, "
         f"VP1 {vp1.id} on {pn2.node} with alias {import_alias}",
     )  # fmt: skip
-    return sh, t1 | t2
+    return sh, touched
+
+
+def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, str]], set[str]]:
+    """PN2 devices came or left: give each built share into PN2 its new ATT.
+
+    Devices that stay keep their alias; new ones get free PN1 addresses; aliases
+    of gone devices are freed. The platform cannot yet hand a running instance
+    a new config, so both VPs are replaced (make-before-break: the new ones are
+    created before the old ones are destroyed). Returns (share id, old tunnel
+    intent) pairs for the caller to close, and the nodes touched.
+    """
+    rebuilt: list[tuple[int, str]] = []
+    touched: set[str] = set()
+    now = [A(d.ip) for d in inventory(session, pn2)]
+    shares = session.scalars(
+        select(ShareRow).where(
+            ShareRow.recipient == pn2.email, ShareRow.state.in_([s.value for s in states.BUILT])
+        )
+    )
+    for sh in list(shares):
+        if not sh.att:
+            continue
+        att = ATT.from_dict(sh.att)
+        old = att.to_pn1
+        if set(old) == set(now):
+            continue
+        pn1 = get_pn(session, sh.owner)
+        keep = [(old[d], d) for d in now if d in old]
+        new = [d for d in now if d not in old]
+        # This share's current aliases count as taken until its old VP2 is gone.
+        fresh = _bottom_up(att.pn1, _taken(session, pn1), len(new))
+        new_att = att.with_entries(keep + list(zip(fresh, new, strict=True)))
+        old_tunnel = sh.tunnel_intent or ""
+        touched |= _destroy_vps(session, sh)
+        _, _, t = _launch(session, sh, new_att, pn1, pn2)
+        touched |= t
+        sh.tunnel_intent = None
+        gone = [str(d) for d in old if d not in now]
+        _history(
+            session, sh, ShareState(sh.state), ShareState(sh.state), "orchestrator",
+            f"PN2 devices changed (+{', '.join(map(str, new)) or 'none'}; "
+            f"-{', '.join(gone) or 'none'}): VPs replaced",
+        )  # fmt: skip
+        rebuilt.append((sh.id, old_tunnel))
+    return rebuilt, touched
 
 
 def decline(session: Session, sid: int, by: str) -> ShareRow:
