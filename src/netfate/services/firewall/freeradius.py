@@ -27,12 +27,12 @@ SITE = """\
 server netfate {{
     listen {{
         type = auth
-        ipaddr = 127.0.0.1
+        ipaddr = {listen}
         port = {auth}
     }}
     listen {{
         type = acct
-        ipaddr = 127.0.0.1
+        ipaddr = {listen}
         port = {acct}
     }}
     authorize {{
@@ -81,7 +81,11 @@ class FreeRadius:
         users: dict[str, tuple[str, dict[str, str]]],
         client: str = "127.0.0.1",
         acct_port: int | None = None,
+        listen: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
+        self.listen = listen
+        self.netns = netns
         self.dir = workdir / "raddb"
         self.auth_port = auth_port
         self.acct_port = acct_port or auth_port + 1
@@ -111,7 +115,7 @@ class FreeRadius:
         with contextlib.suppress(FileNotFoundError):
             (self.dir / "mods-enabled" / "eap").unlink()
         (self.dir / "sites-enabled" / "netfate").write_text(
-            SITE.format(auth=self.auth_port, acct=self.acct_port)
+            SITE.format(auth=self.auth_port, acct=self.acct_port, listen=self.listen)
         )
         (self.dir / "clients.conf").write_text(
             "client netfate {\n"
@@ -133,8 +137,11 @@ class FreeRadius:
         self.configure()
         logf = open(self.log, "wb")  # noqa: SIM115 (handed to the child)
         try:
+            argv = [BINARY, "-f", "-l", "stdout", "-d", str(self.dir)]
+            if self.netns is not None:
+                argv = ["ip", "netns", "exec", self.netns, *argv]
             self.proc = subprocess.Popen(
-                [BINARY, "-f", "-l", "stdout", "-d", str(self.dir)],
+                argv,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

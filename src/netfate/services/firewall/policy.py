@@ -136,7 +136,9 @@ def on_login(
 ) -> Outcome:
     """A RADIUS Access-Request with the right password from the portal of `node`."""
     now = time.time()
-    if session.get(NodeRow, node) is None:
+    needs_fw = "firewall" in (user.functions or [])
+    if needs_fw and session.get(NodeRow, node) is None:
+        # A firewall must run at the access node: one we do not know cannot host it.
         return Outcome(False, f"unknown access node {node!r}")
     previous = user.access_node
     if mac:
@@ -144,7 +146,7 @@ def on_login(
     if ip:
         user.ip = ip
     out = Outcome(True)
-    if "firewall" in (user.functions or []):
+    if needs_fw:
         if not user.ip:
             return Outcome(False, "no address known for the user (Framed-IP-Address)")
         try:

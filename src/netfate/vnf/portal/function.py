@@ -1,0 +1,504 @@
+"""Captive portal of a CPE.
+
+- Unauthenticated clients use the portal as their gateway (DHCP option 3 from the
+  portal's dnsmasq). nftables in the portal's namespace redirects their web
+  traffic (TCP 80 to any address) to the portal's own HTTP server, which answers
+  with a redirect to the login page, and forwards nothing else of theirs.
+- RFC 8910: dnsmasq announces the RFC 8908 API URI in DHCP option 114.
+- RFC 8908: GET /api/captive answers application/captive+json with `captive`,
+  `user-portal-url` and, once logged in, `seconds-remaining`.
+- Login: RADIUS Access-Request, PAP, Message-Authenticator on every request (and
+  required on every answer), NAS-Identifier = the CPE's node name,
+  Calling-Station-Id = the client's MAC (from the neighbour table),
+  Framed-IP-Address = the client's address. On Access-Accept the client's address
+  joins the nft set `allowed` (forwarded from then on) and accounting Start is
+  sent; Interim-Update every `interim` s; Stop on logout or session timeout.
+- Abuse: every field is length-bounded and HTML-escaped on output; login POSTs are
+  rate-limited per client address (429), bodies are capped (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from netfate.proto.radius import AcctStatus, Attr, Code
+from netfate.vnf.portal.http import Request, Response, serve
+from netfate.vnf.portal.radius_client import RadiusClient, RadiusTimeout
+from netfate.vnf.runtime import Context, Function
+
+log = logging.getLogger("netfate.vnf.portal")
+TABLE = "netfate_portal"
+CAPTIVE_JSON = "application/captive+json"
+MAX_USER = 64
+MAX_PASSWORD = 128
+RATE_WINDOW = 10.0
+RATE_POSTS = 5
+MAX_TRACKED = 4096
+
+
+@dataclass
+class Session:
+    user: str
+    ip: str
+    mac: str
+    session_id: str
+    started: float
+    timeout: int
+    idle_timeout: int
+
+
+def _hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    return host, int(port)
+
+
+def nft(doc: dict[str, Any]) -> None:
+    r = subprocess.run(
+        ["nft", "-j", "-f", "-"], input=json.dumps(doc), capture_output=True, text=True, timeout=10
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"nft: {r.stderr.strip()}")
+
+
+def neighbour_mac(ip: str) -> str:
+    """The client's MAC from this namespace's ARP table ("" if unknown)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/arp").read_text().splitlines()[1:]:
+            f = line.split()
+            if len(f) >= 4 and f[0] == ip and f[3] != "00:00:00:00:00:00":
+                return f[3]
+    return ""
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:28em;margin:3em auto;padding:0 1em}}
+label{{display:block;margin:.6em 0}}input{{width:100%;padding:.4em}}
+.err{{color:#a00}}.ok{{color:#070}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>
+"""
+
+
+class Portal(Function):
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        c = ctx.config
+        self.node = str(c.get("node", ""))
+        self.port = int(c.get("port", 80))
+        self.address = str(c.get("address", ""))  # the portal's own IP (for URLs)
+        rad = dict(c.get("radius") or {})
+        self.radius_auth = _hostport(str(rad.get("server", "127.0.0.1:1812")), 1812)
+        self.radius_acct = _hostport(str(rad.get("acct_server", rad.get("server", ""))), 1813)
+        self.secret = str(rad.get("secret", "")).encode()
+        self.require_ma = bool(rad.get("require_message_authenticator", True))
+        self.interim = float(c.get("interim", 30.0))
+        self.dhcp: dict[str, Any] = dict(c.get("dhcp") or {})
+        self.nft_enabled = bool(c.get("nft", True))
+        self.sessions: dict[str, Session] = {}
+        self.posts: OrderedDict[str, deque[float]] = OrderedDict()
+        self.auth: RadiusClient | None = None
+        self.acct: RadiusClient | None = None
+        self.server: asyncio.Server | None = None
+        self.dnsmasq: subprocess.Popen[bytes] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.counts = {"logins": 0, "rejects": 0, "rate_limited": 0, "radius_timeouts": 0}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def url(self, path: str) -> str:
+        host = self.address or "portal"
+        return f"http://{host}{'' if self.port == 80 else f':{self.port}'}{path}"
+
+    async def start(self) -> None:
+        self.auth = RadiusClient(self.radius_auth, self.secret, 1.0, 2, self.require_ma)
+        self.acct = RadiusClient(self.radius_acct, self.secret, 1.0, 2, self.require_ma)
+        await self.auth.open()
+        await self.acct.open()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", self.port))
+        sock.listen(128)
+        self.server = await serve(self.handle, sock)
+        self.port = int(sock.getsockname()[1])
+        if self.nft_enabled:
+            await asyncio.to_thread(self._nft_setup)
+        if self.dhcp:
+            self._start_dnsmasq()
+        self.tasks.append(asyncio.create_task(self._interim_loop()))
+
+    async def stop(self) -> None:
+        for s in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await self._account(s, AcctStatus.STOP)
+        for t in self.tasks:
+            t.cancel()
+        if self.server is not None:
+            self.server.close()
+        for c in (self.auth, self.acct):
+            if c is not None:
+                await c.close()
+        if self.dnsmasq is not None and self.dnsmasq.poll() is None:
+            self.dnsmasq.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.dnsmasq.wait(3)
+            if self.dnsmasq.poll() is None:
+                self.dnsmasq.kill()
+
+    def _nft_setup(self) -> None:
+        t = {"family": "inet", "table": TABLE}
+        redirect = {"redirect": {"port": self.port}}
+        nft(
+            {
+                "nftables": [
+                    {"add": {"table": {"family": "inet", "name": TABLE}}},
+                    {"delete": {"table": {"family": "inet", "name": TABLE}}},
+                    {"add": {"table": {"family": "inet", "name": TABLE}}},
+                    {"add": {"set": {**t, "name": "allowed", "type": "ipv4_addr"}}},
+                    {
+                        "add": {
+                            "chain": {
+                                **t,
+                                "name": "pre",
+                                "type": "nat",
+                                "hook": "prerouting",
+                                "prio": -100,
+                                "policy": "accept",
+                            }
+                        }
+                    },
+                    {
+                        "add": {
+                            "chain": {
+                                **t,
+                                "name": "fwd",
+                                "type": "filter",
+                                "hook": "forward",
+                                "prio": 0,
+                                "policy": "drop",
+                            }
+                        }
+                    },
+                    # Web traffic of unauthenticated clients to anywhere else: to us.
+                    {
+                        "add": {
+                            "rule": {
+                                **t,
+                                "chain": "pre",
+                                "expr": [
+                                    {
+                                        "match": {
+                                            "op": "!=",
+                                            "left": {
+                                                "payload": {"protocol": "ip", "field": "saddr"}
+                                            },
+                                            "right": "@allowed",
+                                        }
+                                    },
+                                    {
+                                        "match": {
+                                            "op": "!=",
+                                            "left": {"fib": {"result": "type", "flags": ["daddr"]}},
+                                            "right": "local",
+                                        }
+                                    },
+                                    {
+                                        "match": {
+                                            "op": "==",
+                                            "left": {
+                                                "payload": {"protocol": "tcp", "field": "dport"}
+                                            },
+                                            "right": 80,
+                                        }
+                                    },
+                                    redirect,
+                                ],
+                            }
+                        }
+                    },
+                    {
+                        "add": {
+                            "rule": {
+                                **t,
+                                "chain": "fwd",
+                                "expr": [
+                                    {
+                                        "match": {
+                                            "op": "in",
+                                            "left": {"ct": {"key": "state"}},
+                                            "right": ["established", "related"],
+                                        }
+                                    },
+                                    {"accept": None},
+                                ],
+                            }
+                        }
+                    },
+                    {
+                        "add": {
+                            "rule": {
+                                **t,
+                                "chain": "fwd",
+                                "expr": [
+                                    {
+                                        "match": {
+                                            "op": "==",
+                                            "left": {
+                                                "payload": {"protocol": "ip", "field": "saddr"}
+                                            },
+                                            "right": "@allowed",
+                                        }
+                                    },
+                                    {"accept": None},
+                                ],
+                            }
+                        }
+                    },
+                ]
+            }
+        )
+        # A one-armed router: forward, and never tell clients to bypass us.
+        for key, value in (("ipv4/ip_forward", "1"), ("ipv4/conf/all/send_redirects", "0")):
+            with contextlib.suppress(OSError):
+                Path("/proc/sys/net", key).write_text(value)
+
+    def _allow(self, ip: str, yes: bool) -> None:
+        if not self.nft_enabled:
+            return
+        op = "add" if yes else "delete"
+        with contextlib.suppress(RuntimeError):
+            nft(
+                {
+                    "nftables": [
+                        {
+                            op: {
+                                "element": {
+                                    "family": "inet",
+                                    "table": TABLE,
+                                    "name": "allowed",
+                                    "elem": [ip],
+                                }
+                            }
+                        }
+                    ]
+                }
+            )
+
+    def _start_dnsmasq(self) -> None:
+        d = self.dhcp
+        lease = Path(f"/tmp/netfate-portal-{self.ctx.instance}.leases")
+        argv = [
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            f"--interface={d.get('interface', 'eth0')}",
+            "--bind-dynamic",
+            f"--dhcp-range={d['range']}",
+            f"--dhcp-leasefile={lease}",
+            # RFC 8910: option 114 carries the URI of the RFC 8908 API.
+            f"--dhcp-option=114,{self.url('/api/captive')}",
+        ]
+        if d.get("router"):
+            argv.append(f"--dhcp-option=3,{d['router']}")
+        for host in d.get("hosts", []):
+            argv.append(f"--dhcp-host={host}")
+        self.dnsmasq = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    # ---------------------------------------------------------------- HTTP
+
+    def page(self, title: str, body: str, status: int = 200) -> Response:
+        doc = PAGE.format(title=html.escape(title), body=body)
+        return Response(status, doc.encode())
+
+    def login_form(self, message: str = "", status: int = 200) -> Response:
+        msg = f'<p class="err" role="alert">{html.escape(message)}</p>' if message else ""
+        body = (
+            f"{msg}<form method=post action=/login>"
+            f"<label>User <input name=username maxlength={MAX_USER} autocomplete=username "
+            f"required></label>"
+            f"<label>Password <input name=password type=password maxlength={MAX_PASSWORD} "
+            f"autocomplete=current-password required></label>"
+            f"<button type=submit>Log in</button></form>"
+        )
+        return self.page(f"Log in at {self.node or 'this access point'}", body, status)
+
+    def _rate_limited(self, ip: str, now: float) -> bool:
+        q = self.posts.get(ip)
+        if q is None:
+            q = deque()
+            self.posts[ip] = q
+            while len(self.posts) > MAX_TRACKED:
+                self.posts.popitem(last=False)
+        self.posts.move_to_end(ip)
+        while q and now - q[0] > RATE_WINDOW:
+            q.popleft()
+        if len(q) >= RATE_POSTS:
+            return True
+        q.append(now)
+        return False
+
+    async def handle(self, req: Request) -> Response:
+        host = req.headers.get("host", "")
+        own = {self.address, f"{self.address}:{self.port}", "portal"}
+        if req.path == "/api/captive":
+            return self.captive_api(req)
+        if host not in own and self.address:
+            # A redirected request for another site: send the browser to the login page.
+            return Response(302, b"", "text/plain", {"Location": self.url("/login")})
+        if req.path in ("/", "/login") and req.method == "GET":
+            s = self.sessions.get(req.peer)
+            if s is not None:
+                return self.page("You are online", self._online_body(s))
+            return self.login_form()
+        if req.path == "/login" and req.method == "POST":
+            return await self.login(req)
+        if req.path == "/logout" and req.method == "POST":
+            s = self.sessions.pop(req.peer, None)
+            if s is not None:
+                self._allow(s.ip, False)
+                with contextlib.suppress(RadiusTimeout):
+                    await self._account(s, AcctStatus.STOP)
+            return self.login_form("You are logged out.")
+        if req.path in ("/", "/login", "/logout"):
+            return Response(405, b"method not allowed\n", "text/plain")
+        return Response(404, b"not found\n", "text/plain")
+
+    def _online_body(self, s: Session) -> str:
+        left = max(0, int(s.started + s.timeout - time.time()))
+        return (
+            f'<p class="ok">Logged in as <b id="user">{html.escape(s.user)}</b>. '
+            f"Session ends in {left} s.</p>"
+            "<form method=post action=/logout><button type=submit>Log out</button></form>"
+        )
+
+    def captive_api(self, req: Request) -> Response:
+        s = self.sessions.get(req.peer)
+        doc: dict[str, Any] = {"captive": s is None, "user-portal-url": self.url("/login")}
+        if s is not None:
+            doc["seconds-remaining"] = max(0, int(s.started + s.timeout - time.time()))
+            doc["can-extend-session"] = False
+        return Response(200, json.dumps(doc).encode(), CAPTIVE_JSON, {"Cache-Control": "private"})
+
+    async def login(self, req: Request) -> Response:
+        if self._rate_limited(req.peer, time.monotonic()):
+            self.counts["rate_limited"] += 1
+            return Response(
+                429,
+                b"too many login attempts; wait a few seconds\n",
+                "text/plain",
+                {"Retry-After": str(int(RATE_WINDOW))},
+            )
+        form = req.form()
+        user = form.get("username", "")
+        password = form.get("password", "")
+        if not user or not password:
+            return self.login_form("User and password are both needed.", 400)
+        if len(user) > MAX_USER or len(password.encode()) > MAX_PASSWORD:
+            return self.login_form("User or password too long.", 400)
+        if any(ord(ch) < 32 for ch in user):
+            return self.login_form("The user name has control characters.", 400)
+        mac = neighbour_mac(req.peer)
+        attrs: list[tuple[int, Any]] = [
+            (Attr.NAS_IDENTIFIER, self.node or "portal"),
+            (Attr.SERVICE_TYPE, 1),
+            (Attr.NAS_PORT_TYPE, 19),  # Wireless - IEEE 802.11
+            (Attr.FRAMED_IP_ADDRESS, req.peer),
+        ]
+        if mac:
+            attrs.append((Attr.CALLING_STATION_ID, mac.replace(":", "-").upper()))
+        if self.address:
+            attrs.append((Attr.NAS_IP_ADDRESS, self.address))
+        if self.auth is None:
+            return self.login_form("The portal is starting; try again.", 503)
+        try:
+            resp = await self.auth.authenticate(user, password.encode(), attrs)
+        except RadiusTimeout:
+            self.counts["radius_timeouts"] += 1
+            return self.login_form("The login service does not answer; try again.", 503)
+        if resp.code != Code.ACCESS_ACCEPT:
+            self.counts["rejects"] += 1
+            return self.login_form("Wrong user or password.", 401)
+        s = Session(
+            user=user,
+            ip=req.peer,
+            mac=mac,
+            session_id=f"{self.node}-{secrets.token_hex(6)}",
+            started=time.time(),
+            timeout=resp.integer(Attr.SESSION_TIMEOUT) or 3600,
+            idle_timeout=resp.integer(Attr.IDLE_TIMEOUT) or 0,
+        )
+        self.sessions[req.peer] = s
+        self.counts["logins"] += 1
+        await asyncio.to_thread(self._allow, req.peer, True)
+        with contextlib.suppress(RadiusTimeout):
+            await self._account(s, AcctStatus.START)
+        return self.page("You are online", self._online_body(s))
+
+    # ---------------------------------------------------------------- accounting
+
+    async def _account(self, s: Session, status: AcctStatus) -> None:
+        if self.acct is None:
+            return
+        attrs: list[tuple[int, Any]] = [
+            (Attr.ACCT_STATUS_TYPE, int(status)),
+            (Attr.ACCT_SESSION_ID, s.session_id),
+            (Attr.USER_NAME, s.user),
+            (Attr.NAS_IDENTIFIER, self.node or "portal"),
+            (Attr.FRAMED_IP_ADDRESS, s.ip),
+            (Attr.ACCT_SESSION_TIME, int(time.time() - s.started)),
+            (Attr.EVENT_TIMESTAMP, int(time.time())),
+        ]
+        if s.mac:
+            attrs.append((Attr.CALLING_STATION_ID, s.mac.replace(":", "-").upper()))
+        await self.acct.account(attrs)
+
+    async def _interim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interim)
+            now = time.time()
+            for ip, s in list(self.sessions.items()):
+                if now - s.started > s.timeout:
+                    self.sessions.pop(ip, None)
+                    self._allow(ip, False)
+                    with contextlib.suppress(RadiusTimeout):
+                        await self._account(s, AcctStatus.STOP)
+                    continue
+                with contextlib.suppress(RadiusTimeout):
+                    await self._account(s, AcctStatus.INTERIM_UPDATE)
+
+    # ---------------------------------------------------------------- state
+
+    def export_state(self) -> dict[str, Any]:
+        return {"sessions": [asdict(s) for s in self.sessions.values()]}
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        self.sessions = {}
+        for d in state.get("sessions", []):
+            s = Session(**{k: d[k] for k in Session.__dataclass_fields__})
+            self.sessions[s.ip] = s
+            self._allow(s.ip, True)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.counts,
+            "sessions": len(self.sessions),
+            "port": self.port,
+            "pid": os.getpid(),
+        }
