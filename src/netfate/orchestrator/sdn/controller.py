@@ -81,6 +81,9 @@ class Settings:
     """Base URL, e.g. http://127.0.0.1:8080 (the API lives under /api/v1)."""
     poll_interval_s: float = 0.5
     snapshot_interval_s: float = 2.0
+    """How often each switch's table is read back (counters, drift repair)."""
+    post_interval_s: float = 5.0
+    """How often a table is sent to the orchestrator when its flows did not change."""
     reply_timeout_s: float = 5.0
     suppress_s: int = 10
     """How long packet-ins from one (port, MAC) are dropped at the switch once handled."""
@@ -237,6 +240,8 @@ class Switch:
         self.installed_generation = -1
         self.after_install: list[tuple[int, Callable[[], Any], Callable[[], None]]] = []
         self.next_snapshot = 0.0
+        self.next_post = 0.0
+        self.posted_keys: frozenset[Any] = frozenset()
         self.failures = 0
         self.thread = threading.Thread(target=self._run, name=f"switch-{dpid:x}", daemon=True)
 
@@ -429,17 +434,13 @@ class Switch:
             # A big table is read less often: reading it may use at most ~5% of the time.
             took = time.monotonic() - now
             self.next_snapshot = now + max(self.app.settings.snapshot_interval_s, 20 * took)
-            self.app.post_event(
-                {
-                    "kind": "flows",
-                    "node": node,
-                    "dpid": f"{self.dpid:016x}",
-                    "time": time.time(),
-                    "flows": [e.to_json() for e in flows],
-                    "ports": ports,
-                    "groups": len(groups),
-                }
-            )
+            keys = frozenset((e.cookie, e.priority, e.match) for e in flows)
+            if keys != self.posted_keys or now >= self.next_post:
+                # Many switches reading every 2 s would flood the orchestrator's
+                # database; a changed table is still reported at once.
+                self.posted_keys = keys
+                self.next_post = now + self.app.settings.post_interval_s
+                self._post_snapshot(node, flows, groups, ports)
             actual: list[FlowEntry] = [e for e in flows]
         else:
             actual = as_entries(self.installed)
@@ -479,6 +480,25 @@ class Switch:
         self.installed_generation = generation
         for _make, then in due:
             then()
+
+    def _post_snapshot(
+        self,
+        node: str,
+        flows: list[FlowEntry],
+        groups: dict[int, GroupSpec],
+        ports: list[dict[str, Any]],
+    ) -> None:
+        self.app.post_event(
+            {
+                "kind": "flows",
+                "node": node,
+                "dpid": f"{self.dpid:016x}",
+                "time": time.time(),
+                "flows": [e.to_json() for e in flows],
+                "ports": ports,
+                "groups": len(groups),
+            }
+        )
 
     def _take_due(self, generation: int) -> list[tuple[Callable[[], Any], Callable[[], None]]]:
         with self.lock:
