@@ -68,3 +68,16 @@ def test_surveillance_three_cameras_into_one_pn() -> None:
     finally:
         problems = bed.down()
         assert not problems, problems
+
+
+def test_share_again_after_revocation_reuses_the_alias(hotel: Testbed) -> None:
+    """The freed alias goes to a new VP with another MAC: hosts must follow (gratuitous ARP)."""
+    assert hotel.api_url
+    api = Api(hotel.api_url)
+    aliases = []
+    for by in ("home", "hotel"):
+        sh = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
+        aliases.append(sh.alias)
+        demo.prove_usable(hotel, sh, lambda _m: None)
+        demo.revoke(hotel, api, sh, by, lambda _m: None)
+    assert aliases[0] == aliases[1]

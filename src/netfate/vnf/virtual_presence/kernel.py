@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,7 +321,28 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
             oif=ei,
             table=cfg.route_table,
         )
-    _nft(ns, ruleset(cfg, _mac(ns, cfg.vi)))
+    mac = _mac(ns, cfg.vi)
+    _nft(ns, ruleset(cfg, mac))
+    announce(ns, cfg.vi, mac, [str(a) for a in cfg.aliases])
+
+
+def announce(ns: str | None, ifname: str, mac: str, addresses: list[str]) -> None:
+    """Gratuitous ARP for each alias (RFC 5227 announcement).
+
+    An alias freed by one share and given to the next belongs to a new VP with
+    another MAC: without this, PN hosts keep sending to the old MAC until their
+    ARP entry expires (tens of seconds).
+    """
+    from netfate.agent.garp import announcement
+
+    sock = netns.socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.bind((ifname, 0))  # protocol 0: send only
+        for _ in range(2):
+            for a in addresses:
+                sock.send(announcement(mac, a))
+    finally:
+        sock.close()
 
 
 def _replace_rule(ipr: Any, cfg: KernelConfig) -> None:
