@@ -413,3 +413,22 @@ def test_up_with_orchestrator_and_agents() -> None:
         ping(tb, "laptop1", "192.168.2.20", count=2)
     assert not any(proc.alive(r) for r in refs)
     assert leftovers(prefix) == []
+
+
+def test_a_run_that_is_up_is_not_stale(two_cpe: Testbed) -> None:
+    assert two_cpe.prefix not in stale_runs()
+
+
+def test_hundred_nodes(run_prefix: str) -> None:
+    from netfate.model.topology import generate_tree
+
+    topo = generate_tree(100, access_delay="1ms")
+    with Testbed.up(topo, prefix=run_prefix, control=False) as tb:
+        assert len(netns.list_with_prefix(run_prefix + "-")) == 1 + 100 + 90
+        assert tb.ovs_db is not None
+        assert len(Vsctl(tb.ovs_db).list_bridges()) == 100
+        hosts = list(topo.hosts.values())
+        # First CPE under pe1 to the last CPE under pe10: six bridges and two routers apart.
+        out = ping(tb, hosts[0].name, str(hosts[-1].ip), count=2, deadline=30)
+        assert min_rtt_ms(out) >= 4.0  # two 1 ms access links, both ways
+    assert leftovers(run_prefix) == []
