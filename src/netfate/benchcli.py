@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +34,9 @@ def load(name: str) -> Any:
     if spec is None or spec.loader is None:
         raise typer.BadParameter(f"cannot load {path}")
     mod = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a normal import would: dataclasses and pickling
+    # look their module up in sys.modules.
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
 

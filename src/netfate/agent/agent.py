@@ -180,11 +180,16 @@ class Agent:
 
     def _announce_later(self, inst: Instance) -> None:
         """Announce the address again (RFC 5227 announces more than once): the first
-        gratuitous ARP can arrive before the switch polls a port it just added."""
+        gratuitous ARP can arrive before the switch polls a port it just added, and
+        after a migration, replies of the old copy still in flight on a delayed link
+        can teach learning switches the old place again. Dense at first, then sparse.
+        """
 
         async def repeat() -> None:
-            for delay in (0.05, 0.25, 1.0):
-                await asyncio.sleep(delay)
+            previous = 0.0
+            for at in (0.01, 0.025, 0.05, 0.1, 0.25, 1.0):
+                await asyncio.sleep(at - previous)
+                previous = at
                 if inst.id not in self.instances or inst.role != "active":
                     return
                 with contextlib.suppress(Exception):

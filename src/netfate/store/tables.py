@@ -91,7 +91,10 @@ class DescriptorRow(Base):
 
 class InstanceRow(Base):
     __tablename__ = "instances"
-    __table_args__ = (Index("ix_instances_node_state", "node", "state"),)
+    __table_args__ = (
+        Index("ix_instances_node_state", "node", "state"),
+        Index("ix_instances_lan", "lan"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     descriptor: Mapped[str] = mapped_column(ForeignKey("descriptors.name"))
@@ -99,6 +102,10 @@ class InstanceRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     serves: Mapped[str | None] = mapped_column(String(64), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The LAN the address was taken from and its gateway: allocation looks at one
+    # LAN's instances only, and an agent's desired state needs no LAN scan.
+    lan: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    gateway: Mapped[str | None] = mapped_column(String(64), nullable=True)
     mac: Mapped[str] = mapped_column(String(17))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     cpu: Mapped[float] = mapped_column(Float)

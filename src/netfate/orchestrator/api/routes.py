@@ -131,15 +131,22 @@ async def agent_desired(
 ) -> Any:
     db = request.app.state.db
 
+    def current_revision() -> int:
+        with db.session() as s:
+            row = s.get(NodeRow, node)
+            if row is None:
+                raise NotFound(f"unknown node {node!r}")
+            return int(row.revision)
+
     def read() -> dict[str, Any]:
         with db.session() as s:
             return nfv.desired_state(s, node)
 
-    state = await asyncio.to_thread(read)
-    if state["revision"] == revision and wait > 0:
+    # Most polls find nothing new: compare the revision (one indexed read) and only
+    # build the desired state when it moved or the wait ran out.
+    if wait > 0 and await asyncio.to_thread(current_revision) == revision:
         await notifier.wait(node, wait)
-        state = await asyncio.to_thread(read)
-    return state
+    return await asyncio.to_thread(read)
 
 
 # ------------------------------------------------------------------ descriptors

@@ -12,9 +12,9 @@ import hashlib
 import ipaddress
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import networkx as nx
 from sqlalchemy import func, select
@@ -110,37 +110,48 @@ def transition(session: Session, inst: InstanceRow, target: InstanceState, reaso
 # ---------------------------------------------------------------- capacity, graph
 
 
-def used_capacity(session: Session) -> dict[str, tuple[float, int]]:
+def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[float, int]]:
     """CPU and memory reserved per node by live instances (incl. migration targets)."""
     used: dict[str, tuple[float, int]] = {}
     live = [s.value for s in LIVE]
-    rows = session.execute(
+    q = (
         select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
         .where(InstanceRow.state.in_(live))
         .group_by(InstanceRow.node)
-    ).all()
+    )
+    if node is not None:
+        q = q.where(InstanceRow.node == node)
+    rows = session.execute(q).all()
     for node, cpu, mem in rows:
         used[node] = (float(cpu or 0), int(mem or 0))
     # A migration reserves room at its target until it ends.
-    mig = session.execute(
+    mq = (
         select(MigrationRow.target, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
         .join(InstanceRow, InstanceRow.id == MigrationRow.instance)
         .where(MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]))
         .group_by(MigrationRow.target)
-    ).all()
+    )
+    if node is not None:
+        mq = mq.where(MigrationRow.target == node)
+    mig = session.execute(mq).all()
     for node, cpu, mem in mig:
         c, m = used.get(node, (0.0, 0))
         used[node] = (c + float(cpu or 0), m + int(mem or 0))
     return used
 
 
-def candidates(session: Session) -> list[Candidate]:
-    used = used_capacity(session)
+def candidates(session: Session, node: str | None = None) -> list[Candidate]:
+    """Every node (or just `node`) with its free capacity."""
+    used = used_capacity(session, node)
+    q = select(NodeRow) if node is None else select(NodeRow).where(NodeRow.name == node)
     out = []
-    for n in session.scalars(select(NodeRow)).all():
+    for n in session.scalars(q).all():
         c, m = used.get(n.name, (0.0, 0))
         out.append(Candidate(n.name, n.kind, n.status == NodeStatus.UP, n.cpu - c, n.memory_mb - m))
     return out
+
+
+EMPTY_GRAPH: nx.Graph[str] = nx.Graph()
 
 
 def graph(session: Session) -> nx.Graph[str]:
@@ -169,16 +180,21 @@ def _allocate_ip(session: Session, lan: LanRow) -> str:
 
     Reusing the address a destroyed instance had just freed would give clients a
     stale ARP entry (old MAC) for up to a minute; never-used addresses come first.
+    Only this LAN's hosts and instances are read (indexed), so the cost does not
+    grow with the history of the whole platform.
     """
     net = ipaddress.ip_network(lan.subnet)
     taken: set[IPAddress] = {ipaddress.ip_address(lan.gateway)}
-    for h in session.scalars(select(HostRow.ip).where(HostRow.ip.is_not(None))).all():
-        if h is not None:
+    host_ips = session.scalars(
+        select(HostRow.ip).where(HostRow.node == lan.node, HostRow.ip.is_not(None))
+    ).all()
+    for h in host_ips:
+        if h is not None and ipaddress.ip_address(h) in net:
             taken.add(ipaddress.ip_address(h))
     last_used: dict[IPAddress, float] = {}
     rows = session.execute(
         select(InstanceRow.ip, InstanceRow.state, InstanceRow.updated_at).where(
-            InstanceRow.ip.is_not(None)
+            InstanceRow.lan == lan.subnet, InstanceRow.ip.is_not(None)
         )
     ).all()
     for ip, state, updated in rows:
@@ -189,13 +205,29 @@ def _allocate_ip(session: Session, lan: LanRow) -> str:
             last_used[addr] = max(last_used.get(addr, 0.0), updated)
         else:
             taken.add(addr)
-    hosts = cast(list[IPAddress], list(net.hosts()))
-    free = [a for a in reversed(hosts) if a not in taken]
-    if not free:
+    # Walk from the top: most LANs are nearly empty, so this stops early.
+    best: IPAddress | None = None
+    best_used = float("inf")
+    for addr in _hosts_downward(net):
+        if addr in taken:
+            continue
+        used = last_used.get(addr, 0.0)
+        if used == 0.0:
+            best = addr
+            break
+        if used < best_used:
+            best, best_used = addr, used
+    if best is None:
         raise NoCapacity(f"LAN {lan.subnet} of node {lan.node} has no free address")
-    # min() is stable: equal keys (never used: 0.0) keep the top-down order.
-    best = min(free, key=lambda a: last_used.get(a, 0.0))
     return f"{best}/{net.prefixlen}"
+
+
+def _hosts_downward(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Iterator[IPAddress]:
+    first = int(net.network_address) + 1
+    last = int(net.broadcast_address) - 1 if net.num_addresses > 2 else first
+    cls = type(net.network_address)
+    for n in range(last, first - 1, -1):
+        yield cls(n)
 
 
 def _lan_for(session: Session, node: str, serves: str | None) -> LanRow | None:
@@ -228,20 +260,20 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     if req.serves is not None and session.get(HostRow, req.serves) is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
     preq = PlacementRequest(cpu=desc.cpu, memory_mb=desc.memory_mb, serves=req.serves)
-    cands = candidates(session)
     if req.node is not None:
-        by_name = {c.node: c for c in cands}
-        if req.node not in by_name:
+        if session.get(NodeRow, req.node) is None:
             raise NotFound(f"unknown node {req.node!r}")
         try:
-            placement = place(preq, [by_name[req.node]], graph(session), "least-loaded")
+            placement = place(preq, candidates(session, req.node), EMPTY_GRAPH, "least-loaded")
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why = "named in the request"
         policy = "pinned"
     else:
+        # The topology graph is only read when the policy measures distances.
+        g = graph(session) if req.serves is not None else EMPTY_GRAPH
         try:
-            placement = place(preq, cands, graph(session), req.policy)
+            placement = place(preq, candidates(session), g, req.policy)
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why, policy = placement.why, placement.policy
@@ -256,6 +288,8 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         state=S.REQUESTED.value,
         serves=req.serves,
         ip=_allocate_ip(session, lan) if lan is not None else None,
+        lan=lan.subnet if lan is not None else None,
+        gateway=lan.gateway if lan is not None else None,
         mac=instance_mac(iid),
         config={**(desc.config or {}), **(req.config or {})},
         cpu=desc.cpu,
@@ -323,10 +357,9 @@ def migrate_instance(session: Session, iid: str, target: str) -> tuple[Migration
         raise Conflict(f"instance {iid} already runs on {target}")
     if inst.state != S.RUNNING.value:
         raise Conflict(str(IllegalTransition(InstanceState(inst.state), S.MIGRATING)))
-    cand = next(c for c in candidates(session) if c.node == target)
     preq = PlacementRequest(cpu=inst.cpu, memory_mb=inst.memory_mb)
     try:
-        place(preq, [cand], graph(session), "least-loaded")
+        place(preq, candidates(session, target), EMPTY_GRAPH, "least-loaded")
     except NoPlacement as e:
         raise NoCapacity(f"cannot migrate to {target}: {e}") from None
     m = MigrationRow(
@@ -385,13 +418,7 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
 
 def _spec(session: Session, inst: InstanceRow, role: str) -> dict[str, Any]:
     desc = session.get(DescriptorRow, inst.descriptor)
-    gateway = None
-    if inst.ip:
-        addr = ipaddress.ip_interface(inst.ip)
-        for lan in session.scalars(select(LanRow)).all():
-            if addr.ip in ipaddress.ip_network(lan.subnet):
-                gateway = lan.gateway
-                break
+    gateway = inst.gateway
     return {
         "id": inst.id,
         "name": inst.name,

@@ -80,6 +80,8 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("serves", sa.String(length=64), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.Column("lan", sa.String(length=64), nullable=True),
+        sa.Column("gateway", sa.String(length=64), nullable=True),
         sa.Column("mac", sa.String(length=17), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("cpu", sa.Float(), nullable=False),
@@ -100,6 +102,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("instances", schema=None) as batch_op:
         batch_op.create_index("ix_instances_node_state", ["node", "state"], unique=False)
+        batch_op.create_index("ix_instances_lan", ["lan"], unique=False)
 
     op.create_table(
         "lans",
@@ -184,6 +187,7 @@ def downgrade() -> None:
     op.drop_table("links")
     op.drop_table("lans")
     with op.batch_alter_table("instances", schema=None) as batch_op:
+        batch_op.drop_index("ix_instances_lan")
         batch_op.drop_index("ix_instances_node_state")
 
     op.drop_table("instances")
