@@ -79,8 +79,9 @@ def test_compile_is_one_batch_that_replaces_the_table() -> None:
     by_chain: dict[str, int] = {}
     for r in rules:
         by_chain[r["chain"]] = by_chain.get(r["chain"], 0) + 1
-    # forward: established, invalid, two jumps; each user chain: the rule + default.
-    assert by_chain == {"forward": 4, "user_out": 2, "user_in": 2}
+    # forward: established, invalid, two jumps; output: drop ICMP redirects;
+    # each user chain: the rule + default.
+    assert by_chain == {"forward": 4, "output": 1, "user_out": 2, "user_in": 2}
     out_rule = next(r for r in rules if r["chain"] == "user_out")
     assert out_rule["expr"][-1] == {"drop": None}
     assert {

@@ -217,6 +217,22 @@ def compile_nft(rs: RuleSet, user_ip: str) -> dict[str, Any]:
                 }
             }
         },
+        # A one-armed router receives and sends on the same link, so the kernel would
+        # send ICMP redirects telling the user to bypass us; the send_redirects sysctl
+        # is per interface (OR of all/iface) and the interface may appear after we
+        # start. Dropping them here holds whatever the sysctls say.
+        {
+            "add": {
+                "chain": {
+                    **t,
+                    "name": "output",
+                    "type": "filter",
+                    "hook": "output",
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            }
+        },
         {"add": {"chain": {**t, "name": "user_out"}}},
         {"add": {"chain": {**t, "name": "user_in"}}},
     ]
@@ -242,6 +258,7 @@ def compile_nft(rs: RuleSet, user_ip: str) -> dict[str, Any]:
         ],
     )
     rule("forward", [_match("saddr", "ip", user), {"jump": {"target": "user_out"}}])
+    rule("output", [_match("type", "icmp", "redirect"), {"drop": None}])
     rule("forward", [_match("daddr", "ip", user), {"jump": {"target": "user_in"}}])
     # Anything else is not this user's traffic: the chain policy drops it.
     for r in rs.rules:

@@ -122,8 +122,8 @@ class Portal(Function):
 
     # ---------------------------------------------------------------- lifecycle
 
-    def url(self, path: str) -> str:
-        host = self.address or "portal"
+    def url(self, path: str, local: str = "") -> str:
+        host = self.address or local or "portal"
         return f"http://{host}{'' if self.port == 80 else f':{self.port}'}{path}"
 
     async def start(self) -> None:
@@ -356,12 +356,13 @@ class Portal(Function):
 
     async def handle(self, req: Request) -> Response:
         host = req.headers.get("host", "")
-        own = {self.address, f"{self.address}:{self.port}", "portal"}
+        me = self.address or req.local
+        own = {me, f"{me}:{self.port}", "portal"}
         if req.path == "/api/captive":
             return self.captive_api(req)
-        if host not in own and self.address:
+        if host not in own:
             # A redirected request for another site: send the browser to the login page.
-            return Response(302, b"", "text/plain", {"Location": self.url("/login")})
+            return Response(302, b"", "text/plain", {"Location": self.url("/login", req.local)})
         if req.path in ("/", "/login") and req.method == "GET":
             s = self.sessions.get(req.peer)
             if s is not None:
@@ -390,7 +391,10 @@ class Portal(Function):
 
     def captive_api(self, req: Request) -> Response:
         s = self.sessions.get(req.peer)
-        doc: dict[str, Any] = {"captive": s is None, "user-portal-url": self.url("/login")}
+        doc: dict[str, Any] = {
+            "captive": s is None,
+            "user-portal-url": self.url("/login", req.local),
+        }
         if s is not None:
             doc["seconds-remaining"] = max(0, int(s.started + s.timeout - time.time()))
             doc["can-extend-session"] = False
@@ -423,8 +427,8 @@ class Portal(Function):
         ]
         if mac:
             attrs.append((Attr.CALLING_STATION_ID, mac.replace(":", "-").upper()))
-        if self.address:
-            attrs.append((Attr.NAS_IP_ADDRESS, self.address))
+        if self.address or req.local:
+            attrs.append((Attr.NAS_IP_ADDRESS, self.address or req.local))
         if self.auth is None:
             return self.login_form("The portal is starting; try again.", 503)
         try:

@@ -55,6 +55,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     peer: str
+    local: str = ""
+    """The address the client reached (after a redirect: our own address)."""
 
     def form(self) -> dict[str, str]:
         """application/x-www-form-urlencoded body; the first value of each name."""
@@ -151,9 +153,11 @@ async def read_request(reader: asyncio.StreamReader, peer: str) -> Request:
 async def serve(handler: Handler, sock: socket.socket) -> asyncio.Server:
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername", ("?", 0))[0])
+        local = str(writer.get_extra_info("sockname", ("", 0))[0])
         try:
             try:
                 req = await read_request(reader, peer)
+                req.local = local
                 resp = await handler(req)
             except HttpError as e:
                 resp = Response(e.status, f"{e.status} {e}\n".encode(), "text/plain")
