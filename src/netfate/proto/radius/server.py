@@ -18,8 +18,8 @@ cached answer again instead of a second decision (RFC 5080 section 2.2.2).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netfate.proto.radius.errors import RadiusError
