@@ -225,6 +225,7 @@ def _iperf(tb: Testbed, seconds: int = 3) -> float:
 def throughput(pairs: int = 3) -> dict[str, Any]:
     emulated: list[float] = []
     plain: list[float] = []
+    lateness: list[Any] = []
     kind = "none"
     for _ in range(pairs):
         for delay, sink in ((", delay: 1ms", emulated), ("", plain)):
@@ -233,6 +234,10 @@ def throughput(pairs: int = 3) -> dict[str, Any]:
                 if delay:
                     kind = tb.emulator
                 sink.append(_iperf(tb))
+                stats = tb.state.dir / "linkemu.json"
+                if delay and kind == "userspace":
+                    time.sleep(1.2)  # the driver rewrites its stats every second
+                    lateness.append(json.loads(stats.read_text()).get("lateness"))
     med_e, med_p = sorted(emulated)[len(emulated) // 2], sorted(plain)[len(plain) // 2]
     return {
         "emulator": kind,
@@ -240,6 +245,7 @@ def throughput(pairs: int = 3) -> dict[str, Any]:
         "plain_link_mbit_s": round(med_p / 1e6, 1),
         "ratio": round(med_e / med_p, 2) if med_p else None,
         "pairs": pairs,
+        "userspace_lateness_under_load": lateness,
         "samples_mbit_s": {
             "emulated": [round(x / 1e6) for x in emulated],
             "plain": [round(x / 1e6) for x in plain],

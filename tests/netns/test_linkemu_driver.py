@@ -81,6 +81,10 @@ def test_loss_drops_frames_and_stats_are_written(emulated_pairs: dict[str, objec
     r = netns.run_in(h3, ["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.91.2.2"], check=False)
     assert r.returncode != 0
     assert "100% packet loss" in r.stdout
+    h1 = str(emulated_pairs["h1"])
+    assert (
+        netns.run_in(h1, ["ping", "-c", "1", "-W", "3", "10.91.1.2"], check=False).returncode == 0
+    )
     proc = emulated_pairs["proc"]
     assert isinstance(proc, subprocess.Popen)
     proc.terminate()
@@ -88,3 +92,5 @@ def test_loss_drops_frames_and_stats_are_written(emulated_pairs: dict[str, objec
     stats = json.loads(Path(str(emulated_pairs["stats"])).read_text())
     assert stats["2"]["a->b"]["lost"] >= 1
     assert stats["2"]["a->b"]["delivered"] == 0
+    assert stats["1"]["a->b"]["delivered"] >= 1
+    assert stats["lateness"]["frames"] >= stats["1"]["a->b"]["delivered"]

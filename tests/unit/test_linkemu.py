@@ -130,3 +130,29 @@ def test_bad_parameters_and_links() -> None:
         emu.receive(9, Side.A, b"x", now=0.0)
     assert emu.link_ids == [1]
     assert Side.A.other is Side.B and Side.B.other is Side.A
+
+
+def test_due_timed_gives_due_times() -> None:
+    emu = LinkEmulator()
+    emu.add_link(3, LinkParams(delay_us=2000))
+    emu.receive(3, Side.B, b"x", now=1.0)
+    ((due, link, side, frame),) = emu.due_timed(1.5)
+    assert due == pytest.approx(1.002) and (link, side, frame) == (3, Side.A, b"x")
+
+
+def test_lateness_histogram() -> None:
+    from netfate.testbed.linkemu_driver import Lateness
+
+    late = Lateness()
+    assert late.summary()["p99_us_at_most"] is None
+    for _ in range(98):
+        late.add(0.00005)  # 50 us
+    late.add(0.0015)
+    late.add(-0.001)  # early (clock granularity) counts as on time
+    s = late.summary()
+    assert s["frames"] == 100
+    assert s["p50_us_at_most"] == 100.0
+    assert s["p99_us_at_most"] == 100.0
+    assert s["max_us"] == pytest.approx(1500.0)
+    late.add(5.0)  # beyond the histogram: last bucket
+    assert late.percentile_us(100) == 100_000.0

@@ -207,12 +207,14 @@ def status(
         )
         out.print(f"  delay/loss emulation: {EMULATOR_TEXT.get(d['emulator'], d['emulator'])}")
         if d["linkemu"]:
-            delivered = sum(
-                v[k]["delivered"] for v in d["linkemu"].values() for k in ("a->b", "b->a")
-            )
-            lost = sum(v[k]["lost"] for v in d["linkemu"].values() for k in ("a->b", "b->a"))
+            late = d["linkemu"].get("lateness") or {}
+            per_link = [v for key, v in d["linkemu"].items() if key.isdigit()]
+            dirs = [v[k] for v in per_link for k in ("a->b", "b->a")]
+            delivered = sum(x["delivered"] for x in dirs)
+            lost = sum(x["lost"] for x in dirs)
             out.print(
-                f"  emulated links: {len(d['linkemu'])}, frames delivered {delivered}, lost {lost}"
+                f"  emulated links: {len(per_link)}, frames delivered {delivered}, lost {lost}, "
+                f"p99 lateness <= {late.get('p99_us_at_most')} us"
             )
         if d["api"]:
             out.print(f"  api: {d['api']}  dashboard: {d['api']}/")

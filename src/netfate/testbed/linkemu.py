@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -76,6 +77,8 @@ class _Direction:
     rng: random.Random
     stats: DirectionStats = field(default_factory=DirectionStats)
     last_due: float = float("-inf")
+    queue: deque[tuple[float, bytes]] = field(default_factory=deque)
+    """(due, frame), due times non-decreasing: a FIFO is enough per direction."""
 
 
 @dataclass
@@ -90,9 +93,10 @@ class LinkEmulator:
     def __init__(self, seed: int = 0) -> None:
         self._seed = seed
         self._links: dict[int, _Link] = {}
-        # (due, sequence, link id, entry side, frame): the sequence keeps equal
-        # due times in arrival order.
-        self._heap: list[tuple[float, int, int, Side, bytes]] = []
+        # One entry per non-empty direction: (due time of its head frame, sequence,
+        # link id, entry side). Frames wait in their direction's FIFO, so a frame
+        # costs two deque operations; only directions go through the heap.
+        self._ready: list[tuple[float, int, int, Side]] = []
         self._seq = 0
 
     def add_link(self, link_id: int, params: LinkParams) -> None:
@@ -123,24 +127,42 @@ class LinkEmulator:
         due = max(now + link.params.delay_us / 1e6, d.last_due)
         d.last_due = due
         d.stats.queued += 1
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, link_id, side, frame))
+        d.queue.append((due, frame))
+        if len(d.queue) == 1:
+            self._seq += 1
+            heapq.heappush(self._ready, (due, self._seq, link_id, side))
         return True
 
     def next_due(self) -> float | None:
         """When the next frame is due, or None if nothing waits."""
-        return self._heap[0][0] if self._heap else None
+        return self._ready[0][0] if self._ready else None
 
     def due(self, now: float) -> list[tuple[int, Side, bytes]]:
-        """Frames whose time has come: (link id, side to send them out of, frame), in order."""
-        out: list[tuple[int, Side, bytes]] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, _, link_id, side, frame = heapq.heappop(heap)
-            st = self._links[link_id].directions[side].stats
-            st.queued -= 1
-            st.delivered += 1
-            out.append((link_id, side.other, frame))
+        """Frames whose time has come: (link id, side to send them out of, frame).
+
+        In arrival order within each direction; directions in order of their
+        first due frame.
+        """
+        return [(link_id, side, frame) for _, link_id, side, frame in self.due_timed(now)]
+
+    def due_timed(self, now: float) -> list[tuple[float, int, Side, bytes]]:
+        """As `due`, each with the time it was due (lets a driver measure its lateness)."""
+        out: list[tuple[float, int, Side, bytes]] = []
+        ready = self._ready
+        while ready and ready[0][0] <= now:
+            _, _, link_id, side = heapq.heappop(ready)
+            d = self._links[link_id].directions[side]
+            q, other = d.queue, side.other
+            n = 0
+            while q and q[0][0] <= now:
+                due, frame = q.popleft()
+                out.append((due, link_id, other, frame))
+                n += 1
+            d.stats.queued -= n
+            d.stats.delivered += n
+            if q:
+                self._seq += 1
+                heapq.heappush(ready, (q[0][0], self._seq, link_id, side))
         return out
 
     def stats(self, link_id: int) -> dict[str, DirectionStats]:

@@ -5,6 +5,9 @@ For each link it opens one raw packet socket per end veth and moves frames
 through a `LinkEmulator` core: a frame read on end A is written to end B
 when due, and the other way round.
 
+The stats file holds per link and direction the core's counters, plus
+"lateness": how long after their due time frames actually left.
+
 CONFIG is JSON:
     {"seed": 1,
      "ready_file": "/run/netfate/<prefix>/linkemu.ready",   # written once all sockets are bound
@@ -41,6 +44,46 @@ PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
 MAX_FRAME = 65536
 BATCH = 64  # frames read per socket per wakeup, so one busy link cannot starve others
+LATE_BUCKET_US = 100  # lateness histogram: 100 us buckets, the last one open-ended
+LATE_BUCKETS = 1000
+
+
+class Lateness:
+    """How late frames leave compared with their due time (send time - due time).
+
+    epoll sleeps in whole milliseconds (Python rounds the timeout up), so up
+    to about 1 ms is the design; more means the process did not keep up.
+    """
+
+    def __init__(self) -> None:
+        self.buckets = [0] * LATE_BUCKETS
+        self.count = 0
+        self.max_us = 0.0
+
+    def add(self, late_s: float) -> None:
+        us = max(late_s, 0.0) * 1e6
+        self.buckets[min(int(us // LATE_BUCKET_US), LATE_BUCKETS - 1)] += 1
+        self.count += 1
+        self.max_us = max(self.max_us, us)
+
+    def percentile_us(self, q: float) -> float | None:
+        if not self.count:
+            return None
+        rank = q / 100.0 * self.count
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            seen += n
+            if seen >= rank:
+                return float((i + 1) * LATE_BUCKET_US)  # upper edge of the bucket
+        return self.max_us
+
+    def summary(self) -> dict[str, float | int | None]:
+        return {
+            "frames": self.count,
+            "p50_us_at_most": self.percentile_us(50),
+            "p99_us_at_most": self.percentile_us(99),
+            "max_us": round(self.max_us, 1),
+        }
 
 
 class Driver:
@@ -52,6 +95,7 @@ class Driver:
         self.by_fd: dict[int, tuple[socket.socket, int, Side]] = {}
         self.out: dict[tuple[int, Side], socket.socket] = {}
         self.send_errors: dict[int, int] = {}
+        self.lateness = Lateness()
         self.running = True
         self.ep = select.epoll()
 
@@ -89,13 +133,14 @@ class Driver:
     def write_stats(self) -> None:
         if self.stats_file is None:
             return
-        doc = {
+        doc: dict[str, Any] = {
             str(link): {
                 **{k: asdict(v) for k, v in self.core.stats(link).items()},
                 "send_errors": self.send_errors[link],
             }
             for link in self.core.link_ids
         }
+        doc["lateness"] = self.lateness.summary()
         tmp = self.stats_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc))
         tmp.replace(self.stats_file)
@@ -125,12 +170,15 @@ class Driver:
                     if addr[2] == PACKET_OUTGOING:
                         continue
                     core.receive(link_id, side, frame, now)
-            for link_id, out_side, frame in core.due(time.monotonic()):
+            sent_at = time.monotonic()  # one clock read per batch: lateness is when it began
+            for due, link_id, out_side, frame in core.due_timed(sent_at):
                 try:
                     self.out[(link_id, out_side)].send(frame)
                 except OSError:
                     # ENOBUFS (a full TBF queue) or a link going down: the frame is lost.
                     self.send_errors[link_id] += 1
+                    continue
+                self.lateness.add(sent_at - due)
             if now >= next_stats:
                 self.write_stats()
                 next_stats = now + 1.0
