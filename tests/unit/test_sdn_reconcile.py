@@ -83,3 +83,18 @@ def test_groups_added_modified_deleted_in_safe_order() -> None:
 def test_summary_counts() -> None:
     p = plan({flow(100, 1, 2)}, as_entries({flow(100, 3, 1, B)}), [], {})
     assert p.summary()["flows_added"] == 1 and p.summary()["flows_deleted"] == 1
+
+
+def test_plan_from_cache_equals_plan_from_entries() -> None:
+    from netfate.orchestrator.sdn.reconcile import plan_from_cache
+
+    keep, missing = flow(100, 1, 2), flow(100, 2, 1)
+    stale = flow(100, 3, 1, B)
+    changed_old = flow(100, 4, 1)
+    changed_new = FlowSpec(100, changed_old.match, (Output(2),), A)
+    want = {keep, missing, changed_new}
+    have = {keep, stale, changed_old}
+    a = plan(want, as_entries(have), [], {})
+    b = plan_from_cache(want, have, [], {})
+    assert a.flow_adds == b.flow_adds and a.flow_dels == b.flow_dels
+    assert apply_plan(have, b) == want

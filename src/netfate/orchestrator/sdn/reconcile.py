@@ -130,6 +130,24 @@ def plan(
     return p
 
 
+def plan_from_cache(
+    desired_flows: Set[FlowSpec],
+    installed: Set[FlowSpec],
+    desired_groups: Iterable[GroupSpec],
+    actual_groups: Mapping[int, GroupSpec],
+) -> Plan:
+    """`plan` against what we know a switch holds (only our flows): set arithmetic, no entries."""
+    p = plan(set(), [], desired_groups, actual_groups)
+    p.flow_adds = sorted(desired_flows - installed, key=lambda f: (f.priority, f.match, f.cookie))
+    want_keys = {f.key for f in desired_flows}
+    seen: set[tuple[int, int, Match]] = set()
+    for f in installed - desired_flows:
+        if f.key not in want_keys and f.key not in seen:
+            seen.add(f.key)
+            p.flow_dels.append(FlowDelete(f.table, f.priority, f.match, f.cookie))
+    return p
+
+
 def apply_plan(installed: Set[FlowSpec], p: Plan) -> set[FlowSpec]:
     """What the switch holds (of ours) once `p` has been confirmed by a barrier."""
     dels = {(d.table, d.priority, d.match) for d in p.flow_dels}
