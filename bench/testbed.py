@@ -199,27 +199,32 @@ links:
 
 
 def _iperf(tb: Testbed, seconds: int = 3) -> float:
-    server = _netns.popen_in(
-        tb.netns_of("h2"),
-        ["iperf3", "-s", "-1", "-B", "192.168.2.2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """TCP goodput h1 -> h2; (re)starts the one-shot server until a run completes."""
+    server: subprocess.Popen[bytes] | None = None
     try:
         for _ in range(100):
+            if server is None or server.poll() is not None:
+                server = _netns.popen_in(
+                    tb.netns_of("h2"),
+                    ["iperf3", "-s", "-1", "-B", "192.168.2.2"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             r = tb.exec(
                 "h1",
                 ["iperf3", "-c", "192.168.2.2", "-t", str(seconds), "-J"],
                 check=False,
                 timeout=seconds + 30,
             )
-            if r.returncode == 0:
+            try:
                 return float(json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"])
-            time.sleep(0.05)
-        raise RuntimeError("iperf3 did not connect")
+            except (ValueError, KeyError):
+                time.sleep(0.05)
+        raise RuntimeError("iperf3 never completed a run")
     finally:
-        server.kill()
-        server.wait()
+        if server is not None:
+            server.kill()
+            server.wait()
 
 
 def throughput(pairs: int = 3) -> dict[str, Any]:
