@@ -58,11 +58,14 @@ class Agent:
         self.changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
+        self._stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
 
     # ---------------------------------------------------------------- main
 
     async def run(self) -> None:
         self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.ctx.zygote is not None and not self.ctx.zygote.start():
+            log.warning("fork server did not start; instances start as new interpreters")
         self.instances = await asyncio.to_thread(adopt_all, self.ctx)
         server = await migration.serve(self.on_peer, self.cfg.listen_host, self.cfg.listen_port)
         port = server.sockets[0].getsockname()[1]
@@ -70,13 +73,17 @@ class Agent:
         try:
             await self._register()
             reporter = asyncio.create_task(self._report_loop())
+            stats = asyncio.create_task(self._stats_loop())
             try:
                 await self._poll_loop()
             finally:
                 reporter.cancel()
+                stats.cancel()
         finally:
             server.close()
             await self.client.aclose()
+            if self.ctx.zygote is not None:
+                self.ctx.zygote.stop()
 
     async def _poll_loop(self) -> None:
         backoff = 0.2
@@ -91,6 +98,19 @@ class Agent:
                 backoff = min(backoff * 2, 2.0)
                 if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 404:
                     await self._register()
+
+    async def _stats_loop(self) -> None:
+        """Ports and resource figures, gathered off the report path: reading them
+        spawns ovs-vsctl and opens netlink sockets, which must not delay the report
+        that tells the orchestrator an instance runs."""
+        while True:
+            with contextlib.suppress(Exception):
+                self._stats = await asyncio.to_thread(self._gather_stats)
+            await asyncio.sleep(self.cfg.heartbeat_s)
+
+    def _gather_stats(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        ports = self._ports()
+        return ports, self._resources(ports)
 
     async def _report_loop(self) -> None:
         """Report at once when something changed here, and every heartbeat anyway."""
@@ -375,7 +395,7 @@ class Agent:
     # ---------------------------------------------------------------- report
 
     async def _report(self) -> None:
-        body = await asyncio.to_thread(self._build_report)
+        body = self._build_report()  # cheap: statuses and cached figures
         r = await self.client.post(f"{self.api}/agents/{self.ctx.node}/report", json=body)
         if r.status_code == 404:
             raise httpx.HTTPStatusError("node unknown", request=r.request, response=r)
@@ -410,9 +430,9 @@ class Agent:
         migs = [
             {k: v for k, v in r.items() if not k.startswith("_")} for r in self.results.values()
         ]
-        ports = self._ports()
+        ports, resources = self._stats
         return {
-            "resources": self._resources(ports),
+            "resources": resources,
             "instances": insts,
             "migrations": migs,
             "ports": ports,

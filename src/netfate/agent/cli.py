@@ -34,10 +34,13 @@ def agent(
     ),
     heartbeat: Annotated[float, typer.Option(help="Seconds between reports")] = 1.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    no_zygote: Annotated[
+        bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
+    ] = False,
 ) -> None:
     """Converge NODE to the desired state the orchestrator holds, and report."""
     from netfate.agent.agent import Agent, AgentConfig
-    from netfate.agent.instances import NodeContext
+    from netfate.agent.instances import NodeContext, Zygote
     from netfate.clihelp import parse_hostport
     from netfate.host.ovs import Vsctl
 
@@ -48,13 +51,16 @@ def agent(
         level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    state_root = state_dir or Path("/run/netfate") / f"agent-{node}"
+    state_root.mkdir(parents=True, exist_ok=True)
     ctx = NodeContext(
         node=node,
         prefix=prefix,
-        state_dir=state_dir or Path("/run/netfate") / f"agent-{node}",
+        state_dir=state_root,
         bridge=bridge or f"{prefix}-{node}",
         vsctl=Vsctl(ovs_db),
         ovs_netns=ovs_netns,
+        zygote=None if no_zygote else Zygote(state_root),
     )
     # `netns` (the node's own namespace) is where node-level functions would live; the
     # agent process itself stays in the root namespace so it reaches the orchestrator.

@@ -32,6 +32,7 @@ from typing import Any
 from netfate.agent import cgroups, garp
 from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
+from netfate.vnf.zygote import process_name
 
 log = logging.getLogger("netfate.agent")
 
@@ -75,6 +76,58 @@ class PortSwitch:
         self._worker.submit(work).result()
 
 
+class Zygote:
+    """The agent's fork server (netfate.vnf.zygote): instances in milliseconds."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = str(state_dir / "zygote.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> bool:
+        """Start it (call from the main thread: its death signal follows the thread
+        that forked it). False if it did not come up; spawning then falls back."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        log = open(Path(self.path).with_suffix(".log"), "ab")  # noqa: SIM115 (the child's)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "netfate.vnf.zygote", self.path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if os.path.exists(self.path):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def usable(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def fork(self, netns_name: str, argv: list[str], log: Path, instance: str) -> int:
+        req = {"netns": netns_name, "argv": argv, "log": str(log), "instance": instance}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10.0)
+            s.connect(self.path)
+            s.sendall(json.dumps(req).encode() + b"\n")
+            reply = json.loads(s.makefile("rb").readline() or b"{}")
+        if not reply.get("ok"):
+            raise InstanceError(f"zygote: {reply.get('error', 'no answer')}")
+        return int(reply["pid"])
+
+    def stop(self) -> None:
+        if self.usable() and self.proc is not None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(3)
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """Where this agent's node lives: identical code for testbed and real hardware."""
@@ -86,6 +139,7 @@ class NodeContext:
     vsctl: Vsctl
     ovs_netns: str | None = None
     ports: PortSwitch = field(init=False)
+    zygote: Zygote | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ports", PortSwitch(self.ovs_netns))
@@ -183,10 +237,7 @@ class Instance:
                 sock.send(frame)
 
     def spawn(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "netfate.vnf",
+        args = [
             str(self.spec["function"]),
             "--instance",
             self.id,
@@ -196,25 +247,29 @@ class Instance:
             json.dumps(self.spec.get("config") or {}),
         ]
         if self.role == "standby":
-            argv.append("--standby")
-        for p in (self.control + ".ready",):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-        logf = open(self.path(".log"), "ab")  # noqa: SIM115 (handed to the child)
-        try:
-            proc = netns.popen_in(
-                self.netns,
-                argv,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives the agent: kill -9 of the agent loses nothing
-            )
-        finally:
-            logf.close()
-        self._proc = proc
-        self.pid = proc.pid
-        self.path(".pid").write_text(str(proc.pid))
+            args.append("--standby")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.control + ".ready")
+        z = self.ctx.zygote
+        if z is not None and z.usable():
+            # Forked, not our child: alive() checks /proc (name set by the zygote).
+            self.pid = z.fork(self.netns, args, self.path(".log"), self.id)
+        else:
+            logf = open(self.path(".log"), "ab")  # noqa: SIM115 (handed to the child)
+            try:
+                proc = netns.popen_in(
+                    self.netns,
+                    [sys.executable, "-m", "netfate.vnf", *args],
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # survives the agent: kill -9 of it loses nothing
+                )
+            finally:
+                logf.close()
+            self._proc = proc
+            self.pid = proc.pid
+        self.path(".pid").write_text(str(self.pid))
         self.save()
 
     def limit(self) -> None:
@@ -267,9 +322,15 @@ class Instance:
             cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
         except OSError:
             return False
-        # An adopted pid may have been reused by something else: check it is ours.
+        # An adopted or forked pid may have been reused by something else: check it is
+        # ours, by its command line (spawned) or the name the zygote gave it (forked).
         if self.id.encode() not in cmdline:
-            return False
+            try:
+                comm = Path(f"/proc/{self.pid}/comm").read_text().strip()
+            except OSError:
+                return False
+            if comm != process_name(self.id):
+                return False
         try:
             stat = Path(f"/proc/{self.pid}/stat").read_text()
         except OSError:
