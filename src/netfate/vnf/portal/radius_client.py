@@ -35,7 +35,9 @@ class RadiusClient:
     async def open(self) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setblocking(False)
-        s.connect(self.server)
+        # Not connect()ed: the instance's interface may be wired a moment after the
+        # function starts, and a connect() then fails with "network unreachable".
+        # Each send routes on its own; answers are taken from the server only.
         self.sock = s
         loop = asyncio.get_running_loop()
         loop.add_reader(s.fileno(), self._readable)
@@ -59,11 +61,13 @@ class RadiusClient:
             return
         while True:
             try:
-                data = self.sock.recv(4096)
+                data, addr = self.sock.recvfrom(4096)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # ICMP port unreachable and the like: retransmission copes
                 return
+            if addr[0] != self.server[0] or addr[1] != self.server[1]:
+                continue
             for ev in self.core.receive(data, time.monotonic()):
                 self._finish(ev)
 
@@ -92,7 +96,7 @@ class RadiusClient:
     def _send(self, wire: bytes) -> None:
         if self.sock is not None:
             with contextlib.suppress(OSError):
-                self.sock.send(wire)
+                self.sock.sendto(wire, self.server)
 
     async def _request(self, ident: int, wire: bytes) -> Packet:
         fut: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
