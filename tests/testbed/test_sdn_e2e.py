@@ -233,7 +233,12 @@ def test_steering_through_a_vnf_instance_and_back_to_direct(e2e: E2E) -> None:
         "via-vnf",
         "--json",
     )
-    assert json.loads(out)["state"] == "active"
+    # Pending until the agent has reported the instance's port, then active.
+    assert json.loads(out)["state"] in ("active", "pending")
+    wait_until(
+        lambda: e2e.api("GET", "/intents/via-vnf")["state"] == "active",
+        what="steering intent active",
+    )
     wait_until(
         lambda: any(
             f["cookie"] == json.loads(out)["cookie"]
