@@ -19,7 +19,9 @@ from netfate.host import links
 from netfate.vnf.runtime import Context, Function
 
 from . import kernel
+from .alg import DiscoveryAlg
 from .att import ATT
+from .translator import Role, Translator
 
 log = logging.getLogger("netfate.vnf.vp")
 WIRING_TIMEOUT_S = 30.0
@@ -44,17 +46,29 @@ class VirtualPresence(Function):
         super().__init__(ctx)
         self.cfg = kernel.KernelConfig.from_dict(ctx.config)
         self.installed_at: float | None = None
+        self.alg: DiscoveryAlg | None = None
 
     async def start(self) -> None:
         deadline = time.monotonic() + WIRING_TIMEOUT_S
-        while not await asyncio.to_thread(_has_address, self.cfg.vi, self.cfg.local_underlay):
+        while not await asyncio.to_thread(
+            _has_address, self.cfg.underlay_dev, self.cfg.local_underlay
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.cfg.vi} never got {self.cfg.local_underlay}")
             await asyncio.sleep(0.01)
         await asyncio.to_thread(kernel.install, None, self.cfg)
+        if self.cfg.role is Role.IMPORTER and (self.cfg.alg or self.cfg.http_ports):
+            self.alg = DiscoveryAlg(
+                Translator(Role.IMPORTER, self.cfg.att), self.cfg.ei, self.cfg.vi,
+                str(self.cfg.att.import_alias), self.cfg.overlay_remote,
+                list(self.cfg.http_ports),
+            )  # fmt: skip
+            await self.alg.start()
         self.installed_at = time.time()
 
     async def stop(self) -> None:
+        if self.alg is not None:
+            await self.alg.stop()
         # The namespace goes with the instance; removing first keeps a restart clean.
         await asyncio.to_thread(kernel.remove, None, self.cfg)
 
@@ -88,4 +102,5 @@ class VirtualPresence(Function):
             "aliases": [str(a) for a in self.cfg.aliases],
             "counters": kernel.counters(None, self.cfg),
             "installed_at": self.installed_at,
+            "alg": self.alg.stats() if self.alg is not None else None,
         }

@@ -76,6 +76,10 @@ class KernelConfig:
     """This EI's address with prefix, e.g. 10.0.0.1/30."""
     overlay_remote: str
     underlay_mtu: int = 1500
+    alg: bool = False
+    """VP1 hands the device's SSDP and mDNS to the discovery ALG (alg.py)."""
+    http_ports: tuple[int, ...] = ()
+    """The device's HTTP ports: VP1 proxies them, VP2 NATs the proxy's connections."""
 
     @property
     def ei(self) -> str:
@@ -121,6 +125,8 @@ class KernelConfig:
             overlay_local=str(d["overlay_local"]),
             overlay_remote=str(d["overlay_remote"]),
             underlay_mtu=int(d.get("underlay_mtu", 1500)),
+            alg=bool(d.get("alg", False)),
+            http_ports=tuple(int(p) for p in d.get("http_ports", ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +142,8 @@ class KernelConfig:
             "overlay_local": self.overlay_local,
             "overlay_remote": self.overlay_remote,
             "underlay_mtu": self.underlay_mtu,
+            "alg": self.alg,
+            "http_ports": list(self.http_ports),
         }
 
 
@@ -186,12 +194,14 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
         for c in counters:
             cmds.append({"add": {"counter": {"family": fam, "table": t, "name": c}}})
 
-    def chain(fam: str, name: str, hook: str, prio: int, dev: str | None = None) -> None:
+    def chain(
+        fam: str, name: str, hook: str, prio: int, dev: str | None = None, nat: bool = False
+    ) -> None:
         spec: dict[str, Any] = {
             "family": fam,
             "table": t,
             "name": name,
-            "type": "filter",
+            "type": "nat" if nat else "filter",
             "hook": hook,
             "prio": prio,
             "policy": "accept",
@@ -214,9 +224,25 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
     iif, oif = _meta("iifname"), _meta("oifname")
     d2 = str(att.shared_device)
     groups = _set([str(a) for a in groups_local])
+    ports = sorted(set(cfg.http_ports))
+    tcp_dport = _payload("tcp", "dport")
+    ov_local = cfg.overlay_local.split("/")[0]
     if cfg.role is Role.EXPORTER:
         aliases = [str(a) for a in att.aliases]
         pn2_devices = [str(d) for _, d in att.entries]
+        if ports:
+            # VP1's HTTP ALG connects to this EI's address; NAT it to the device (stateful,
+            # for these ports only) and keep it out of the stateless rules below. The
+            # masquerade source is the VI's primary address (the instance's own): it is
+            # no alias, so the stateless VI rules leave the device's answers alone.
+            rule("netdev", "ei_in", _match(saddr, cfg.overlay_remote), _match(daddr, ov_local),
+                 _match(tcp_dport, {"set": ports}), {"accept": None})  # fmt: skip
+            chain("ip", "alg_pre", "prerouting", -100, nat=True)
+            chain("ip", "alg_post", "postrouting", 100, nat=True)
+            rule("ip", "alg_pre", _match(iif, cfg.ei), _match(daddr, ov_local),
+                 _match(tcp_dport, {"set": ports}), {"dnat": {"addr": d2}})  # fmt: skip
+            rule("ip", "alg_post", _match(oif, cfg.vi), _match(saddr, cfg.overlay_remote),
+                 _match(daddr, d2), {"masquerade": None})  # fmt: skip
         # VI: group traffic from D2 is relayed as a frame; from anyone else it stays.
         rule("netdev", "vi_in", _match(saddr, d2, "!="), _match(daddr, groups),
              count("wrong_sender"), {"drop": None})  # fmt: skip
@@ -234,6 +260,13 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
         known = _set(pn2_devices) if pn2_devices else _set(["0.0.0.0"])
         rule("netdev", "ei_in", _match(_meta("protocol"), "ip"), _match(saddr, known, "!="),
              count("unknown_sender"), {"drop": None})  # fmt: skip
+        if pn2_devices:
+            disc = _set([str(g) for g in DISCOVERY_GROUPS])
+            rule("netdev", "ei_in", _match(daddr, disc),
+                 _mangle(saddr, {"map": {"key": saddr, "data": {"set": [
+                     [d, a] for a, d in sorted(zip(aliases, pn2_devices, strict=True))]}}}),
+                 _mangle(_payload("ether", "saddr"), vi_mac), count("to_vi"),
+                 {"fwd": {"dev": cfg.vi}})  # fmt: skip
         rule("netdev", "ei_in", _match(_meta("protocol"), "ip"), _mangle(daddr, d2),
              _mangle(_meta("pkttype"), "host"))  # fmt: skip
         if pn2_devices:
@@ -243,6 +276,17 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
                  count("to_vi"))  # fmt: skip
     else:
         alias = str(att.import_alias)
+        if cfg.alg:
+            # The device's SSDP and mDNS go to the discovery ALG (its packet tap sees
+            # them before this hook) instead of being relayed unchanged.
+            for port in ("sport", "dport"):
+                udp_port = _payload("udp", port)
+                rule("netdev", "ei_in", _match(saddr, d2),
+                     _match(udp_port, {"set": [1900, 5353]}), {"drop": None})  # fmt: skip
+        if ports:
+            # HTTP to the alias on the device's ports stays here, for the ALG's proxy.
+            rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, alias),
+                 _match(tcp_dport, {"set": ports}), {"accept": None})  # fmt: skip
         rule("netdev", "vi_in", _match(daddr, groups), count("to_ei"), {"fwd": {"dev": cfg.ei}})
         rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, alias),
              _mangle(_meta("mark"), cfg.mark), count("to_ei"))  # fmt: skip

@@ -14,6 +14,7 @@ The rules, per role (VP2 holds the ATT and runs in PN1; VP1 runs in PN2):
     VP2  VI    dst is broadcast/discovery  sender must be D2, else drop; unchanged; to the EI
     VP2  EI    any                         src := ATT^-1[src] (unknown sender: drop);
                                            dst := D2; checksums updated; to the VI
+                                           (discovery groups keep their group dst, below)
     VP1  VI    dst is VP1's alias, or      unchanged (VP1 has no ATT); to the EI
                broadcast/discovery
     VP1  EI    any                         src := VP1's alias; to the VI (dst as VP2 set it;
@@ -29,7 +30,9 @@ the way the kernel path does it):
   (a router never forwards a limited broadcast, RFC 1812 5.3.5.1): TTL kept.
 - "Broadcast" is 255.255.255.255 or a PN's directed broadcast; "discovery"
   is the SSDP (239.255.255.250) and mDNS (224.0.0.251) groups, so that a
-  shared media server can be found at all (issue 5, item 6).
+  shared media server can be found at all (issue 5, item 6). At VP2 a
+  discovery datagram from PN2 keeps its group destination (only its source is
+  translated): servers listen on the group, not on their unicast address.
 - Malformed packets (anything `netfate.proto.ipv4.parse` refuses) are dropped
   and counted, on either interface.
 """
@@ -147,6 +150,10 @@ class Translator:
         alias = self._to_pn1.get(pkt.src)
         if alias is None:
             return self._drop("unknown_sender")
+        if pkt.dst in DISCOVERY_GROUPS:
+            # Discovery servers listen on the group address (minidlna binds
+            # 239.255.255.250:1900 on Linux): a search keeps its group destination.
+            return self._fwd(Side.VI, ipv4.rewrite(pkt, src=alias), bcast=True)
         return self._routed(Side.VI, pkt, src=alias, dst=self.att.shared_device)
 
     # ---------------------------------------------------------------- VP1 (PN2)

@@ -1,0 +1,227 @@
+"""A shared DLNA media server with real third-party software on both ends (issue 5, item 6).
+
+    d2: minidlnad (Debian) ── VP2 ══ VXLAN ══ VP1 ── d4: async-upnp-client (PyPI)
+    both PNs 192.168.0.0/24 (the seed's example); the server is 192.168.0.13 in PN2
+
+Both VPs run as the platform runs them (python -m netfate.vnf inside their
+namespaces, configured by a KernelConfig dict). The control point in PN2
+discovers the server by SSDP M-SEARCH, reads its description, browses its
+ContentDirectory and fetches the media file; every URL it is given must name
+the alias (in this overlapping case the server's own 192.168.0.2 would be
+nobody in PN2), and the fetched bytes must be the file's. mDNS A records of the
+server are rewritten the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from netfate.host import links, netns
+
+if shutil.which("minidlnad") is None:
+    pytest.skip("minidlnad missing (apt-get install minidlna)", allow_module_level=True)
+pytest.importorskip("async_upnp_client")
+
+ATT = {
+    "pn1": "192.168.0.0/24",
+    "pn2": "192.168.0.0/24",
+    "shared_device": "192.168.0.2",
+    "import_alias": "192.168.0.13",
+    "entries": [["192.168.0.31", "192.168.0.3"]],
+}
+CONTROL_POINT = r"""
+import asyncio, hashlib, json, sys
+import xml.etree.ElementTree as ET
+import aiohttp
+from async_upnp_client.aiohttp import AiohttpRequester
+from async_upnp_client.client_factory import UpnpFactory
+from async_upnp_client.search import async_search
+
+async def main(src):
+    found = []
+    async def cb(headers):
+        found.append({k.lower(): v for k, v in headers.items()})
+    for _ in range(5):
+        await async_search(cb, timeout=2, source=(src, 0),
+                           search_target="urn:schemas-upnp-org:device:MediaServer:1")
+        if found:
+            break
+    locs = sorted({h["location"] for h in found if "location" in h})
+    dev = await UpnpFactory(AiohttpRequester()).async_create_device(locs[0])
+    browse = dev.service("urn:schemas-upnp-org:service:ContentDirectory:1").action("Browse")
+    stack, items = ["0"], []
+    while stack and not items:
+        r = await browse.async_call(ObjectID=stack.pop(), BrowseFlag="BrowseDirectChildren",
+                                    Filter="*", StartingIndex=0, RequestedCount=200,
+                                    SortCriteria="")
+        for el in ET.fromstring(r["Result"]):
+            tag = el.tag.rsplit("}", 1)[-1]
+            if tag == "container":
+                stack.append(el.get("id"))
+            elif tag == "item":
+                items.append([c.text for c in el if c.tag.endswith("res")])
+    url = items[0][0]
+    async with aiohttp.ClientSession() as s, s.get(url) as resp:
+        data = await resp.read()
+    print(json.dumps({"locations": locs, "name": dev.friendly_name, "url": url,
+                      "sha": hashlib.sha256(data).hexdigest(), "size": len(data)}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@dataclass
+class Rig:
+    ns: dict[str, str]
+    ifs: dict[str, str]
+    tmp: Path
+    media_sha: str
+    procs: list[subprocess.Popen[bytes]]
+
+
+def _start_vp(rig: Rig, name: str, cfg: dict[str, object]) -> None:
+    ctl = rig.tmp / f"{name}.sock"
+    log = open(rig.tmp / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
+    p = netns.popen_in(
+        rig.ns[name],
+        [sys.executable, "-m", "netfate.vnf",
+         "netfate.vnf.virtual_presence.function:VirtualPresence", "--instance", name,
+         "--control", str(ctl), "--config", json.dumps(cfg)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    log.close()
+    rig.procs.append(p)
+    deadline = time.monotonic() + 20
+    while not Path(str(ctl) + ".ready").exists():
+        assert p.poll() is None, (rig.tmp / f"{name}.log").read_text()
+        assert time.monotonic() < deadline, f"{name} not ready"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    tmp = tmp_path_factory.mktemp("dlna")
+    p = "nft" + secrets.token_hex(2)
+    ns = {k: f"{p}-{k}" for k in ("d2", "vp2", "vp1", "d4")}
+    ifs = {k: p + k for k in "abcdef"}
+    r = Rig(ns, ifs, tmp, "", [])
+    try:
+        for n in ns.values():
+            netns.ensure(n)
+            links.set_up(n, "lo")
+        links.veth_pair(ifs["a"], ns["d2"], ifs["b"], ns["vp2"])
+        links.veth_pair(ifs["c"], ns["vp2"], ifs["d"], ns["vp1"], mtu=1550)
+        links.veth_pair(ifs["e"], ns["vp1"], ifs["f"], ns["d4"])
+        for n, k in (("d2", "a"), ("vp2", "b"), ("vp2", "c"), ("vp1", "d"), ("vp1", "e"),
+                     ("d4", "f")):  # fmt: skip
+            links.set_up(ns[n], ifs[k])
+        links.add_address(ns["d2"], ifs["a"], "192.168.0.2/24")
+        links.add_address(ns["d4"], ifs["f"], "192.168.0.3/24")
+        for h, k in (("d2", "a"), ("d4", "f")):
+            netns.run_in(ns[h], ["ip", "route", "add", "224.0.0.0/4", "dev", ifs[k]])
+        # VP2's own address on the VI (the instance's, on the testbed): the ALG's HTTP
+        # connections are masqueraded to it, and it must not be an alias.
+        links.add_address(ns["vp2"], ifs["b"], "192.168.0.250/24")
+        links.add_address(ns["vp2"], ifs["c"], "172.31.0.1/30")
+        links.add_address(ns["vp1"], ifs["d"], "172.31.0.2/30")
+        common = {"att": ATT, "share": 3, "vi_prefixlen": 24, "underlay_mtu": 1550,
+                  "alg": True, "http_ports": [8200]}  # fmt: skip
+        vp2 = {"role": "vp2", "vi": ifs["b"], "underlay_dev": ifs["c"],
+               "local_underlay": "172.31.0.1", "remote_underlay": "172.31.0.2",
+               "overlay_local": "10.0.0.1/30", "overlay_remote": "10.0.0.2"}  # fmt: skip
+        vp1 = {"role": "vp1", "vi": ifs["e"], "underlay_dev": ifs["d"],
+               "local_underlay": "172.31.0.2", "remote_underlay": "172.31.0.1",
+               "overlay_local": "10.0.0.2/30", "overlay_remote": "10.0.0.1"}  # fmt: skip
+        _start_vp(r, "vp2", {**common, **vp2})
+        _start_vp(r, "vp1", {**common, **vp1})
+        media = tmp / "media"
+        media.mkdir()
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+             "-y", str(media / "tone.mp3")],
+            check=True, timeout=60,
+        )  # fmt: skip
+        r.media_sha = hashlib.sha256((media / "tone.mp3").read_bytes()).hexdigest()
+        (tmp / "db").mkdir()
+        conf = tmp / "minidlna.conf"
+        conf.write_text(
+            f"media_dir=A,{media}\nport=8200\nnetwork_interface={ifs['a']}\n"
+            f"friendly_name=netfate-nas\ndb_dir={tmp / 'db'}\nlog_dir={tmp}\ninotify=no\n"
+            "notify_interval=5\n"
+        )
+        log = open(tmp / "minidlna.out", "wb")  # noqa: SIM115 - handed to the child
+        r.procs.append(
+            netns.popen_in(
+                ns["d2"],
+                ["minidlnad", "-f", str(conf), "-d", "-P", str(tmp / "minidlna.pid")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        log.close()
+        yield r
+    finally:
+        for proc in reversed(r.procs):  # only what this fixture started, by pid
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        for n in ns.values():
+            netns.remove(n)
+
+
+def test_control_point_in_pn2_discovers_browses_and_fetches(rig: Rig) -> None:
+    script = rig.tmp / "cp.py"
+    script.write_text(CONTROL_POINT)
+    out = None
+    for _ in range(10):  # minidlna indexes the media dir after it starts: wait for the item
+        proc = netns.run_in(rig.ns["d4"], [sys.executable, str(script), "192.168.0.3"],
+                            check=False, timeout=60)  # fmt: skip
+        if proc.returncode == 0:
+            out = json.loads(proc.stdout)
+            break
+        time.sleep(0.5)
+    assert out is not None, (rig.tmp / "minidlna.out").read_text()[-1500:] + proc.stderr[-3000:]
+    assert out["locations"] == ["http://192.168.0.13:8200/rootDesc.xml"]
+    assert out["name"] == "netfate-nas"
+    assert out["url"].startswith("http://192.168.0.13:8200/MediaItems/")
+    assert out["sha"] == rig.media_sha
+
+
+def test_mdns_a_record_of_the_device_is_rewritten(rig: Rig) -> None:
+    rx = netns.socket_in(rig.ns["d4"], socket.AF_INET, socket.SOCK_DGRAM)
+    tx = netns.socket_in(rig.ns["d2"], socket.AF_INET, socket.SOCK_DGRAM)
+    with rx, tx:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.bind(("0.0.0.0", 5353))
+        mreq = socket.inet_aton("224.0.0.251") + socket.inet_aton("192.168.0.3")
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        rx.settimeout(5)
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tx.bind(("192.168.0.2", 5353))
+        name = b"\x03nas\x05local\x00"
+        msg = struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0) + name
+        msg += struct.pack("!HHIH", 1, 0x8001, 120, 4) + socket.inet_aton("192.168.0.2")
+        tx.sendto(msg, ("224.0.0.251", 5353))
+        while True:
+            data, peer = rx.recvfrom(2000)
+            if data.startswith(msg[:12]) and name in data:
+                break
+    assert peer[0] == "192.168.0.13"
+    assert data.endswith(socket.inet_aton("192.168.0.13")) and len(data) == len(msg)
