@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import struct
@@ -475,5 +476,40 @@ def test_silent_server_times_out_cleanly() -> None:
             await list_devices("127.0.0.1", port, timeout=0.2)
         srv.close()
         await srv.wait_closed()
+
+    run(main())
+
+
+def test_python_api_for_hid_reports_and_iso_packets() -> None:
+    from netfate.vnf.usbip_client import hid_reports, iso_packets
+
+    async def main() -> None:
+        kb = HidKeyboard("1-3")
+        async with UsbipServer([kb, IsoStream("1-4", drop_every=3)]) as srv:
+            await srv.start()
+            dev = await RemoteDevice.attach("127.0.0.1", "1-3", srv.port)
+            kb.press(0x05)
+            kb.press(0x06)
+            got = []
+            async with contextlib.aclosing(hid_reports(dev)) as reports:
+                async for report in reports:
+                    got.append(report[2])
+                    if len(got) == 4:
+                        break
+            while dev.in_flight:  # the unlinks of the parked reads are answered
+                await asyncio.sleep(0.01)
+            assert not any(kb._parked.values())  # and the device forgot them
+            assert got == [0x05, 0, 0x06, 0]  # press, release, press, release
+            await dev.close()
+            iso = await RemoteDevice.attach("127.0.0.1", "1-4", srv.port)
+            seen = []
+            async with contextlib.aclosing(iso_packets(iso, packets_per_urb=4)) as stream:
+                async for desc, payload in stream:
+                    seen.append((desc.status, payload[:4]))
+                    if len(seen) == 6:
+                        break
+            assert [s for s, _ in seen] == [0, 0, -18, 0, 0, -18]
+            assert seen[3][1] == (4).to_bytes(4, "big")
+            await iso.close()
 
     run(main())

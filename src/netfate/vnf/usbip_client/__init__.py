@@ -11,6 +11,7 @@ from .client import (
 )
 from .serial import SerialPty
 from .storage import BlockFile, BlockImage, MassStorageClient, ScsiError
+from .streams import hid_reports, iso_packets
 
 __all__ = [
     "BlockFile",
@@ -24,5 +25,7 @@ __all__ = [
     "TransferError",
     "UsbipError",
     "endpoints_of",
+    "hid_reports",
+    "iso_packets",
     "list_devices",
 ]
