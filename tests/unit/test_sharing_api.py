@@ -95,7 +95,7 @@ def test_inventory_lists_topology_declared_and_reported_devices(api: TestClient)
 def test_share_workflow_steps_1_to_8(api: TestClient) -> None:
     # 1. PN1's owner shares the media server with PN2 (by email).
     r = api.post(f"{V1}/shares", json={"owner": ALICE, "device": "mediaserver",
-                                        "recipient": BOB})  # fmt: skip
+                                        "recipient": BOB, "http_ports": [8200]})  # fmt: skip
     assert r.status_code == 201, r.text
     sh = r.json()
     assert sh["state"] == "requested"
@@ -120,6 +120,7 @@ def test_share_workflow_steps_1_to_8(api: TestClient) -> None:
     vp1 = api.get(f"/api/v1/instances/{sh['vp1_instance']}").json()
     assert (vp2["node"], vp1["node"]) == ("cpe1", "cpe2")
     assert vp2["config"]["role"] == "vp2" and vp1["config"]["role"] == "vp1"
+    assert vp1["config"]["alg"] and vp1["config"]["http_ports"] == [8200]
     assert vp2["config"]["remote_underlay"] == vp1["ip"].split("/")[0]
     # Aliases are free addresses: not a host, not an instance, not the gateway.
     used = {h["ip"] for h in api.get("/api/v1/hosts").json()} | {"192.168.1.1"}

@@ -52,6 +52,12 @@ class ShareIn(_In):
     owner: str = Field(max_length=254, description="PN1: the owner sharing the device")
     device: str = Field(max_length=64, description="Device name or address in PN1")
     recipient: str = Field(max_length=254, description="PN2's id (its owner's email)")
+    http_ports: list[int] = Field(
+        default_factory=list,
+        max_length=8,
+        description="The device's HTTP ports (e.g. a DLNA server's 8200): the VP's ALG "
+        "rewrites the device's address in what it serves",
+    )
 
 
 class Actor(_In):
@@ -199,7 +205,9 @@ def _close_tunnel(session: Session, sh: ShareRow) -> None:
 
 @router.post("/shares", status_code=201)
 def request_share(body: ShareIn, session: SessionDep) -> dict[str, Any]:
-    sh = wf.request_share(session, body.owner, body.device, body.recipient)
+    if any(not 0 < p < 65536 for p in body.http_ports):
+        raise HTTPException(422, detail="http_ports: ports are 1-65535")
+    sh = wf.request_share(session, body.owner, body.device, body.recipient, body.http_ports)
     session.commit()
     return wf.share_view(session, sh, with_history=True)
 

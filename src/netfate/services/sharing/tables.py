@@ -51,6 +51,8 @@ class ShareRow(Base):
     vp2_instance: Mapped[str | None] = mapped_column(String(32), nullable=True)
     vp1_instance: Mapped[str | None] = mapped_column(String(32), nullable=True)
     tunnel_intent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Per-share options: http_ports (the device's HTTP ports, proxied by the ALG)."""
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     accepted_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -244,7 +244,9 @@ def _move(session: Session, sh: ShareRow, target: ShareState, actor: str, why: s
     _history(session, sh, current, target, actor, why)
 
 
-def request_share(session: Session, owner: str, device: str, recipient: str) -> ShareRow:
+def request_share(
+    session: Session, owner: str, device: str, recipient: str, http_ports: list[int] | None = None
+) -> ShareRow:
     pn1 = get_pn(session, owner)
     if not EMAIL_RE.match(recipient):
         raise BadRequest(f"the recipient is a PN id (an email); {recipient!r} is not one")
@@ -268,6 +270,7 @@ def request_share(session: Session, owner: str, device: str, recipient: str) -> 
     sh = ShareRow(
         owner=owner, recipient=recipient, device=dev.name, device_ip=dev.ip,
         state=ShareState.REQUESTED.value, created_at=now, updated_at=now, detail="",
+        options={"http_ports": sorted(set(http_ports or []))},
     )  # fmt: skip
     session.add(sh)
     session.flush()
@@ -336,7 +339,11 @@ def _launch(
     if not vp2.ip or not vp1.ip:
         raise NoCapacity("the VP instances got no address on their nodes' LANs")
     ip2, ip1 = ipaddress.ip_interface(vp2.ip), ipaddress.ip_interface(vp1.ip)
-    common = {"share": sid, "vi": "eth0", "underlay_dev": "eth0", "att": att.to_dict()}
+    common = {
+        "share": sid, "vi": "eth0", "underlay_dev": "eth0", "att": att.to_dict(),
+        # The discovery ALG (SSDP, mDNS; HTTP on the device's ports) runs in VP1.
+        "alg": True, "http_ports": list((sh.options or {}).get("http_ports", [])),
+    }  # fmt: skip
     vp2.config = {
         **common, "role": Role.EXPORTER.value, "vi_prefixlen": net1.prefixlen,
         "local_underlay": str(ip2.ip), "remote_underlay": str(ip1.ip),
@@ -493,6 +500,7 @@ def share_view(session: Session, sh: ShareRow, with_history: bool = False) -> di
         "vp2_instance": sh.vp2_instance,
         "vp1_instance": sh.vp1_instance,
         "tunnel_intent": sh.tunnel_intent,
+        "options": sh.options,
         "created_at": sh.created_at,
         "accepted_at": sh.accepted_at,
         "active_at": sh.active_at,

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("vp2_instance", sa.String(length=32), nullable=True),
         sa.Column("vp1_instance", sa.String(length=32), nullable=True),
         sa.Column("tunnel_intent", sa.String(length=64), nullable=True),
+        sa.Column("options", sa.JSON(), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.Column("accepted_at", sa.Float(), nullable=True),
