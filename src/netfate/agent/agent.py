@@ -64,14 +64,16 @@ class Agent:
 
     async def run(self) -> None:
         self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.ctx.zygote is not None and not self.ctx.zygote.start():
-            log.warning("fork server did not start; instances start as new interpreters")
         self.instances = await asyncio.to_thread(adopt_all, self.ctx)
         server = await migration.serve(self.on_peer, self.cfg.listen_host, self.cfg.listen_port)
         port = server.sockets[0].getsockname()[1]
         self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"
         try:
             await self._register()
+            if self.ctx.zygote is not None:
+                # Started after registration, so it never delays a node coming up; until
+                # it is ready, instances start as new interpreters.
+                self._keep(asyncio.create_task(self._start_zygote(self.ctx.zygote)))
             reporter = asyncio.create_task(self._report_loop())
             stats = asyncio.create_task(self._stats_loop())
             try:
@@ -84,6 +86,14 @@ class Agent:
             await self.client.aclose()
             if self.ctx.zygote is not None:
                 self.ctx.zygote.stop()
+
+    async def _start_zygote(self, z: Zygote) -> None:
+        if not await z.start_async():
+            log.warning("fork server did not start; instances start as new interpreters")
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _poll_loop(self) -> None:
         backoff = 0.2
@@ -215,9 +225,7 @@ class Agent:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(inst.announce)
 
-        t = asyncio.create_task(repeat())
-        self._background.add(t)
-        t.add_done_callback(self._background.discard)
+        self._keep(asyncio.create_task(repeat()))
 
     def _spawn(self, iid: str, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -44,8 +44,9 @@ def agent(
     from netfate.clihelp import parse_hostport
     from netfate.host.ovs import Vsctl
 
-    if len(prefix) > 6 or not prefix.isalnum():
-        raise typer.BadParameter("at most 6 letters or digits", param_hint="--prefix")
+    # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
+    if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
+        raise typer.BadParameter("1 to 8 letters or digits", param_hint="--prefix")
     host, port = parse_hostport(listen) if not listen.endswith(":0") else (listen[:-2], 0)
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"

@@ -83,9 +83,7 @@ class Zygote:
         self.path = str(state_dir / "zygote.sock")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 15.0) -> bool:
-        """Start it (call from the main thread: its death signal follows the thread
-        that forked it). False if it did not come up; spawning then falls back."""
+    def _popen(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         log = open(Path(self.path).with_suffix(".log"), "ab")  # noqa: SIM115 (the child's)
@@ -98,17 +96,32 @@ class Zygote:
             )
         finally:
             log.close()
+
+    def _up(self) -> bool | None:
+        """True: ready; False: it died; None: not yet."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        return True if os.path.exists(self.path) else None
+
+    def start(self, timeout: float = 15.0) -> bool:
+        """Start it and wait (call from the main thread: its death signal follows the
+        thread that forked it). False if it did not come up; spawning falls back."""
+        self._popen()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if os.path.exists(self.path):
-                return True
+        while (up := self._up()) is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        return False
+        return bool(up)
+
+    async def start_async(self, timeout: float = 15.0) -> bool:
+        """The same from the event loop (which runs on the main thread)."""
+        self._popen()
+        deadline = time.monotonic() + timeout
+        while (up := self._up()) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return bool(up)
 
     def usable(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return bool(self._up())
 
     def fork(self, netns_name: str, argv: list[str], log: Path, instance: str) -> int:
         req = {"netns": netns_name, "argv": argv, "log": str(log), "instance": instance}
