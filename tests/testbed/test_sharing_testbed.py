@@ -81,3 +81,19 @@ def test_share_again_after_revocation_reuses_the_alias(hotel: Testbed) -> None:
         demo.prove_usable(hotel, sh, lambda _m: None)
         demo.revoke(hotel, api, sh, by, lambda _m: None)
     assert aliases[0] == aliases[1]
+
+
+def test_both_directions_at_once(hotel: Testbed) -> None:
+    """Home shares its media server with the hotel while the hotel shares its TV with home."""
+    assert hotel.api_url
+    api = Api(hotel.api_url)
+    a = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
+    b = demo.share_and_accept(hotel, api, "hotel", "tv", "home")
+    said: list[str] = []
+    for sh in (a, b):
+        demo.prove_usable(hotel, sh, said.append)
+        demo.prove_isolation(hotel, sh, said.append)
+    assert any("laptop (192.168.1.3) uses tv" in s for s in said)
+    assert any("tv (192.168.2.2) uses mediaserver" in s for s in said)
+    demo.revoke(hotel, api, a, "hotel", said.append)
+    demo.revoke(hotel, api, b, "home", said.append)
