@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from netfate.agent import migration
-from netfate.agent.instances import Instance, NodeContext, adopt_all
+from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all
 from netfate.host import links
 
 log = logging.getLogger("netfate.agent")
