@@ -240,6 +240,7 @@ def run(argv: list[str]) -> dict[str, Any]:
                 "hosts": len(lat),
                 "intents": len(background) + len(group),
                 "flows_on_switch": len(specs) if background else len(group) * 4,
+                "first_packet_to_delivery_ms": sorted(round(x, 2) for x in lat),
                 "first_packet_to_delivery_ms_median": round(statistics.median(lat), 3),
                 "first_packet_to_delivery_ms_max": round(max(lat), 3),
                 "first_packet_itself_delivered": first_itself,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import socket
@@ -212,6 +213,10 @@ def run(orchestrator: str, listen: str, netns: str | None = None, verbose: bool 
     # default 5 ms GIL switch interval a busy thread (a stats parse) adds whole
     # milliseconds at each hand-off.
     sys.setswitchinterval(0.0005)
+    # Tables of ten thousand flows are hundreds of thousands of small objects; the
+    # default collector thresholds then run full collections every few installs,
+    # each a stall of tens of milliseconds on the packet-in path.
+    gc.set_threshold(100_000, 50, 100)
     hub.patch(thread=False)
     cfg.CONF(args=[], project="os_ken")
     controller.SETTINGS = controller.Settings(orchestrator=orchestrator)
