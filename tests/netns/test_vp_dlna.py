@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from netfate.host import links, netns
+from netfate.services.sharing.demo import CONTROL_POINT
 
 if shutil.which("minidlnad") is None:
     pytest.skip("minidlnad missing (apt-get install minidlna)", allow_module_level=True)
@@ -42,45 +43,6 @@ ATT = {
     "import_alias": "192.168.0.13",
     "entries": [["192.168.0.31", "192.168.0.3"]],
 }
-CONTROL_POINT = r"""
-import asyncio, hashlib, json, sys
-import xml.etree.ElementTree as ET
-import aiohttp
-from async_upnp_client.aiohttp import AiohttpRequester
-from async_upnp_client.client_factory import UpnpFactory
-from async_upnp_client.search import async_search
-
-async def main(src):
-    found = []
-    async def cb(headers):
-        found.append({k.lower(): v for k, v in headers.items()})
-    for _ in range(5):
-        await async_search(cb, timeout=2, source=(src, 0),
-                           search_target="urn:schemas-upnp-org:device:MediaServer:1")
-        if found:
-            break
-    locs = sorted({h["location"] for h in found if "location" in h})
-    dev = await UpnpFactory(AiohttpRequester()).async_create_device(locs[0])
-    browse = dev.service("urn:schemas-upnp-org:service:ContentDirectory:1").action("Browse")
-    stack, items = ["0"], []
-    while stack and not items:
-        r = await browse.async_call(ObjectID=stack.pop(), BrowseFlag="BrowseDirectChildren",
-                                    Filter="*", StartingIndex=0, RequestedCount=200,
-                                    SortCriteria="")
-        for el in ET.fromstring(r["Result"]):
-            tag = el.tag.rsplit("}", 1)[-1]
-            if tag == "container":
-                stack.append(el.get("id"))
-            elif tag == "item":
-                items.append([c.text for c in el if c.tag.endswith("res")])
-    url = items[0][0]
-    async with aiohttp.ClientSession() as s, s.get(url) as resp:
-        data = await resp.read()
-    print(json.dumps({"locations": locs, "name": dev.friendly_name, "url": url,
-                      "sha": hashlib.sha256(data).hexdigest(), "size": len(data)}))
-
-asyncio.run(main(sys.argv[1]))
-"""
 
 
 @dataclass
@@ -191,14 +153,14 @@ def test_control_point_in_pn2_discovers_browses_and_fetches(rig: Rig) -> None:
     script.write_text(CONTROL_POINT)
     out = None
     for _ in range(10):  # minidlna indexes the media dir after it starts: wait for the item
-        proc = netns.run_in(rig.ns["d4"], [sys.executable, str(script), "192.168.0.3"],
-                            check=False, timeout=60)  # fmt: skip
+        argv = [sys.executable, str(script), "192.168.0.3", "192.168.0.13"]
+        proc = netns.run_in(rig.ns["d4"], argv, check=False, timeout=60)
         if proc.returncode == 0:
             out = json.loads(proc.stdout)
             break
         time.sleep(0.5)
     assert out is not None, (rig.tmp / "minidlna.out").read_text()[-1500:] + proc.stderr[-3000:]
-    assert out["locations"] == ["http://192.168.0.13:8200/rootDesc.xml"]
+    assert out["locations"] == ["http://192.168.0.13:8200/rootDesc.xml"] == [out["used"]]
     assert out["name"] == "netfate-nas"
     assert out["url"].startswith("http://192.168.0.13:8200/MediaItems/")
     assert out["sha"] == rig.media_sha
