@@ -54,6 +54,7 @@ class UdpStream:
         self.interval = 1.0 / pps
         self.sent = 0
         self.arrivals: list[tuple[int, float]] = []
+        self.ref = 0.0  # time.monotonic() of the login answer, for gap positions
         self.stop_ev = threading.Event()
         self.threads = [
             threading.Thread(target=self._send, daemon=True),
@@ -95,7 +96,15 @@ class UdpStream:
         self.rx.close()
         times = [t for _, t in self.arrivals]
         gaps = [b - a for a, b in itertools.pairwise(times)]
+        ref = self.ref or (times[0] if times else 0.0)
+        big = [
+            [round((a - ref) * 1e3, 1), round((b - a) * 1e3, 1)]
+            for a, b in itertools.pairwise(times)
+            if b - a > 0.02
+        ]
         return {
+            "gaps_over_20ms": big[:10],
+            "gaps_at": "ms after the login answer at the new CPE, length ms",
             "sent": self.sent,
             "received": len(self.arrivals),
             "lost": self.sent - len({s for s, _ in self.arrivals}),
@@ -190,13 +199,16 @@ def run(argv: list[str]) -> dict[str, Any]:
             udp.start()
             tcp.start()
             time.sleep(a.settle)
+            t_move = time.monotonic()
             sc.move_client("cpe2")
             t_accept = sc.login("cpe2")
+            udp.ref = time.monotonic()
             t_running = wait_running(sc, "cpe2")
             mig = sc.wait_migrated("cpe2")
             time.sleep(a.settle)
             out["make_before_break"] = {
                 "accept_to_enforced_ms": round((t_running - t_accept) * 1e3, 1),
+                "move_to_login_answer_ms": round((udp.ref - t_move) * 1e3, 1),
                 "agent_downtime_ms": mig["downtime_ms"],
                 "state_bytes": mig["state_bytes"],
                 "udp": udp.stop(),
@@ -214,6 +226,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             sc.api("POST", "/netfate/users/alice/logout")
             sc.api.wait_state(old, "gone")
             t_accept = sc.login("cpe1")
+            udp.ref = time.monotonic()
             t_running = wait_running(sc, "cpe1")
             sc.steer()  # the new instance has a new address
             time.sleep(a.settle)

@@ -62,6 +62,10 @@ class Entry:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def key(self) -> tuple[str, str, str, int, int]:
+        """The connection (original direction), whatever its state and timeout."""
+        return (self.proto, self.src, self.dst, self.sport, self.dport)
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Entry:
         proto = str(d["proto"])

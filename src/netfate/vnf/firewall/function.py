@@ -129,6 +129,20 @@ def read_counters() -> dict[str, int]:
     return out
 
 
+def _iface_ipv4(iface: str) -> str:
+    """The first IPv4 address of an interface (SIOCGIFADDR)."""
+    import fcntl
+    import struct
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("256s", iface.encode()[:15])
+        res = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
+    finally:
+        s.close()
+    return socket.inet_ntoa(res[20:24])
+
+
 class Firewall(Function):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -146,7 +160,9 @@ class Firewall(Function):
         self.refused = 0
         self.imported = 0
         self.import_errors: list[str] = []
+        self._imported_keys: set[tuple[str, str, str, int, int]] = set()
         self._acct_task: asyncio.Task[None] | None = None
+        self._announcer: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
 
     # ---------------------------------------------------------------- rules
@@ -184,6 +200,37 @@ class Firewall(Function):
         if self._sock is not None:
             self._sock.close()
 
+    def activate(self) -> None:
+        super().activate()
+        # The agent announces the moved address once when it brings the port up, and
+        # again only after the source copy is released (up to seconds later). A frame
+        # sent while the switch still treats the new port as down is lost, and until
+        # a later one arrives the switches send the user's traffic to the old place.
+        # So the function repeats the announcement itself over the first half second.
+        with contextlib.suppress(RuntimeError):
+            self._announcer = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self, iface: str = "eth0") -> None:
+        from netfate.agent.garp import announcement
+
+        try:
+            mac = Path(f"/sys/class/net/{iface}/address").read_text().strip()
+            ip = _iface_ipv4(iface)
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except (OSError, ValueError):
+            return
+        try:
+            sock.bind((iface, 0))
+            frame = announcement(mac, ip)
+            for delay in (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32):
+                await asyncio.sleep(delay)
+                with contextlib.suppress(OSError):
+                    sock.send(frame)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
     # ---------------------------------------------------------------- state
 
     def totals(self) -> dict[str, int]:
@@ -203,13 +250,29 @@ class Firewall(Function):
         }
 
     def import_state(self, state: dict[str, Any]) -> None:
+        """Take over a peer's state. Called twice in a migration: the snapshot while
+        the source still serves, then the final state after its freeze. The second
+        call is on the downtime's critical path, so it only does what changed: the
+        rule set is applied only if it differs, and only connections not imported
+        with the snapshot are inserted (existing entries keep being updated by the
+        kernel from the packets they see)."""
         rs = parse_ruleset(state.get("rules", {}))
-        self.user_ip = str(state.get("user_ip") or self.user_ip)
-        self.apply(rs, int(state.get("rules_version", 0)))
+        version = int(state.get("rules_version", 0))
+        user_ip = str(state.get("user_ip") or self.user_ip)
+        if (
+            not self.applied_at
+            or rs != self.ruleset
+            or version != self.rules_version
+            or user_ip != self.user_ip
+        ):
+            self.user_ip = user_ip
+            self.apply(rs, version)
         entries = [conntrack.Entry.from_json(e) for e in state.get("conntrack", [])]
-        # A second import (the final state after a snapshot) replaces the first.
-        subprocess.run(["conntrack", "-F"], capture_output=True, timeout=10)
-        self.imported, self.import_errors = conntrack.insert(entries)
+        fresh = [e for e in entries if e.key() not in self._imported_keys]
+        ok, errors = conntrack.insert(fresh)
+        self._imported_keys |= {e.key() for e in fresh}
+        self.imported += ok
+        self.import_errors = (self.import_errors + errors)[-20:]
         counts = state.get("counters") or {}
         self.base = {k: int(counts.get(k, 0)) for k in self.counters}
         self.counters = dict.fromkeys(self.counters, 0)
