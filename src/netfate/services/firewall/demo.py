@@ -250,6 +250,14 @@ class Scenario:
                 raise DemoFailed(f"{USER}'s firewall not running at {node} after {timeout} s: {fn}")
             time.sleep(0.05)
 
+    def wait_steering(self, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            fwd = next(r for r in self.api("GET", "/netfate/forwarding") if r["user"] == USER)
+            if fwd["steering"] != "pending" or time.monotonic() > deadline:
+                return str(fwd["steering"])
+            time.sleep(0.1)
+
     def steer(self) -> None:
         """Routes instead of the (unenforced) intent: see the module docstring."""
         self.route_client_via(self.fw_ip)
@@ -331,6 +339,11 @@ def _check(sc: Scenario, say: Say) -> None:
     sc.login("cpe1")
     inst = sc.wait_firewall_running("cpe1")
     say(f"(b) login at cpe1 accepted; firewall {inst['id']} runs at cpe1 ({sc.fw_ip})")
+    steering = sc.wait_steering()
+    say(
+        f"steering intent for client1 through {inst['id']}: {steering} "
+        "(recorded; this testbed runs no SDN controller, so routes steer below)"
+    )
     sc.steer()
     if not sc.blocked():
         raise DemoFailed(f"TCP {BLOCKED_PORT} is not blocked at cpe1")

@@ -254,7 +254,15 @@ def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
         fn.updated_at = time.time()
     fwd = session.get(NfForwardingRow, user.name)
     if fwd is not None:
-        fwd.instance = fwd.function_mac = fwd.node = None
+        if fwd.intent:
+            from netfate.orchestrator.sdn.tables import SdnIntentRow
+
+            row = session.get(SdnIntentRow, fwd.intent)
+            if row is not None:
+                session.delete(row)
+                record_event(session, "intent_deleted", {"id": fwd.intent, "kind": "steering"})
+        fwd.instance = fwd.function_mac = fwd.node = fwd.intent = None
+        fwd.steering = ""
     user.status = "offline"
     user.access_node = None
     record_event(

@@ -48,6 +48,8 @@ from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import verify_password
 from netfate.services.firewall.tables import (
     NfAccountingRow,
+    NfForwardingRow,
+    NfFunctionRow,
     NfRadiusClientRow,
     NfRadiusListenerRow,
     NfUserRow,
@@ -253,19 +255,23 @@ class RadiusService:
                     return False, [], out.reason[:200], set()
                 touched = out.touched
                 if out.steer:
-                    s.flush()
-                    self._steer(s, user)
+                    # The intent is added once the firewall runs (its port must be in
+                    # the network view to compile): see _policy_step.
+                    fwd = policy._fwd_row(s, user)
+                    if fwd.intent is None:
+                        fwd.steering = "pending"
             return True, attrs, "", touched
 
     def _steer(self, s: Any, user: NfUserRow) -> None:
         """Add (or keep) the user's steering intent through the SDN API's own code."""
         body = policy.steering_body(s, user)
-        if body is None:
-            return
         from netfate.orchestrator.sdn.api import add_intent
         from netfate.orchestrator.sdn.tables import SdnIntentRow
 
         fwd = policy._fwd_row(s, user)
+        if body is None:
+            fwd.steering = "no steering target set (settings steer_to)"
+            return
         if s.get(SdnIntentRow, body["id"]) is not None:
             fwd.intent, fwd.steering = body["id"], "intent exists"
             return
@@ -356,4 +362,12 @@ class RadiusService:
         with self.db.session() as s:
             touched = policy.reconcile(s)
             touched |= policy.release_idle(s, time.time())
+            s.flush()
+            for fwd in s.scalars(
+                select(NfForwardingRow).where(NfForwardingRow.steering == "pending")
+            ):
+                fn = s.get(NfFunctionRow, policy.fw_name(fwd.user))
+                user = s.get(NfUserRow, fwd.user)
+                if fn is not None and fn.active and user is not None:
+                    self._steer(s, user)
             return touched
