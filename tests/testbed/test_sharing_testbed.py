@@ -39,6 +39,8 @@ def test_hotel_demo_check(hotel: Testbed) -> None:
     assert "laptop (not shared) cannot reach" in text
     assert "carolpc (a third PN) gets nothing" in text
     assert text.count("revoked by") == 1
+    if demo.dlna_available():
+        assert "DLNA: tv discovered 'home-nas'" in text
 
 
 def test_bad_share_requests_on_a_live_orchestrator(hotel: Testbed) -> None:
