@@ -403,3 +403,36 @@ def test_malformed_messages_are_survived_and_other_switches_unaffected(clean: Ne
     wait_until(lambda: clean.rig.ping("alice", "bob"), what="ping after the bad switch")
     assert clean.ctl is not None and clean.ctl.proc.poll() is None
     assert "malformed OpenFlow message skipped" in clean.ctl.output()
+
+
+def test_flows_a_switch_refuses_keep_that_intent_off_it_whole(clean: Net) -> None:
+    from netfate.orchestrator.sdn.intents import HostView, PortView
+
+    good = clean.view()
+    # A port number no switch accepts (in the reserved range): every flow of an
+    # intent that uses it is refused by the switch.
+    nodes = [
+        n.model_copy(
+            update={
+                "ports": [*n.ports, PortView(name="bogus", ofport=0xFFFFFF01, peer="host:ghost")]
+            }
+        )
+        if n.name == "cpe1"
+        else n
+        for n in good.nodes
+    ]
+    ghost = HostView(name="ghost", mac="02:00:00:00:66:66", ip="10.0.0.99", node="cpe1")
+    clean.orch.set(view=good.model_copy(update={"nodes": nodes, "hosts": [*good.hosts, ghost]}))
+    try:
+        clean.intents(
+            {"kind": "connectivity", "id": "ab", "a": "host:alice", "b": "host:bob"},
+            {"kind": "connectivity", "id": "bad", "a": "host:alice", "b": "host:ghost"},
+        )
+        ev = wait_until(lambda: clean.orch.events_of("install_error"), what="install_error")[0]
+        assert ev["node"] == "cpe1" and ev["intents"] == ["bad"] and ev["errors"]
+        wait_until(lambda: clean.rig.ping("alice", "bob"), what="the good intent still works")
+        # None of the refused intent's flows stay on that switch, the good one is whole.
+        wait_until(lambda: not clean.cookie_flows("cpe1", "bad"), what="bad intent removed")
+        assert len(clean.cookie_flows("cpe1", "ab")) == 4
+    finally:
+        clean.orch.set(view=good)

@@ -273,3 +273,16 @@ def test_fabric_adds_the_base_intents_once(api: TestClient) -> None:
     assert set(states) == added and set(states.values()) == {"active"}
     again = api.post("/api/v1/sdn/fabric").json()
     assert again["added"] == [] and set(again["kept"]) == added
+
+
+def test_install_error_event_lands_in_the_event_log(api: TestClient) -> None:
+    ev = {
+        "kind": "install_error",
+        "node": "cpe1",
+        "intents": ["x"],
+        "errors": ["OFPT_ERROR type=2 code=4 xid=9"],
+        "time": 3.0,
+    }
+    assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
+    events = api.get("/api/v1/events?limit=50").json()
+    assert any(e["kind"] == "sdn_install_error" and e["data"]["intents"] == ["x"] for e in events)

@@ -7,7 +7,8 @@ Mounted under /api/v1:
     GET    /intents/{id}         one intent
     DELETE /intents/{id}         remove it (the controller then removes exactly its flows)
     GET    /sdn/view             what the controller compiles: view + intents + version
-    POST   /sdn/events           from the controller: host_seen, flows (table snapshots)
+    POST   /sdn/events           from the controller: host_seen, flows (table snapshots),
+                                 install_error (a switch refused an intent's flows)
     GET    /nodes/{node}/flows   a node's flow table with packet and byte counters
     POST   /sdn/fabric           add the base connectivity intents of the topology (fabric.py)
 
@@ -297,6 +298,20 @@ class HostSeen(pydantic.BaseModel):
     """The host name the controller's view had for this MAC, if any."""
 
 
+class InstallError(pydantic.BaseModel):
+    """A switch refused flows of these intents; they are kept off it (all or nothing)."""
+
+    kind: str = "install_error"
+    node: str
+    """The node whose switch refused them."""
+    intents: list[str]
+    """Ids of the intents concerned."""
+    errors: list[str]
+    """The switch's OpenFlow error messages (at most ten)."""
+    time: float
+    """When the controller saw the errors (UNIX seconds)."""
+
+
 class FlowSnapshot(pydantic.BaseModel):
     kind: str = "flows"
     node: str
@@ -338,6 +353,9 @@ def post_event(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[st
                 snap.flows,
                 snap.ports,
             )
+        elif kind == "install_error":
+            err = InstallError.model_validate(body)
+            record_event(session, "sdn_install_error", err.model_dump(exclude={"kind"}))
         else:
             raise HTTPException(422, detail=f"unknown event kind {kind!r}")
     except pydantic.ValidationError as e:

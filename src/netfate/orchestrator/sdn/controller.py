@@ -282,6 +282,12 @@ class Brain:
             self.generation += 1
             return True
 
+    def intent_names(self, cookies: set[int]) -> set[str]:
+        with self.lock:
+            if self.data is None:
+                return set()
+            return {it.id for it in self.data.intents if it.cookie in cookies}
+
     def _view_location(self, name: str) -> tuple[str, int] | None:
         h = self._hosts.get(name)
         if h is None:
@@ -327,6 +333,12 @@ class Switch:
         self.waiters: dict[int, _Waiter] = {}
         self.batch_xids: set[int] = set()
         self.batch_errors: list[str] = []
+        self.batch_cookies: dict[int, int] = {}  # xid of a flow/group add -> its cookie
+        # Cookies whose flows this switch refused, and under which view version: the
+        # intent is then kept off this switch entirely (all or nothing) until the
+        # view or the intents change.
+        self.refused: dict[int, str] = {}
+        self.refused_version: str | None = None
         self.installed: set[FlowSpec] | None = None  # None: unknown, read the table first
         self.installed_groups: dict[int, GroupSpec] | None = None
         self.installed_generation = -1
@@ -358,9 +370,13 @@ class Switch:
     def on_error(self, msg: Any) -> None:
         text = ofp.error_text(msg)
         with self.lock:
-            mine = ofp.message_xid(msg) in self.batch_xids
+            xid = ofp.message_xid(msg)
+            mine = xid in self.batch_xids
             if mine:
                 self.batch_errors.append(text)
+                cookie = self.batch_cookies.get(xid)
+                if cookie is not None:
+                    self.refused[cookie] = text
         log.warning("switch %016x: %s%s", self.dpid, text, "" if mine else " (not from a batch)")
 
     def stop(self) -> None:
@@ -431,6 +447,7 @@ class Switch:
         dp = self.dp
         parts: list[bytes] = []
         xids: list[int] = []
+        group_cookies: dict[int, int] = {}
 
         def osken(msgs: list[Any]) -> None:
             buf, got = ofp.serialize(dp, msgs)
@@ -445,10 +462,13 @@ class Switch:
             except wire.UnsupportedField:
                 osken([fallback()])  # e.g. a stale flow with fields we never emit
 
-        osken([ofp.group_mod(dp, g, "add") for g in p.group_adds])
-        osken([ofp.group_mod(dp, g, "modify") for g in p.group_mods])
+        for g in [*p.group_adds, *p.group_mods]:
+            osken([ofp.group_mod(dp, g, "add" if g in p.group_adds else "modify")])
+            group_cookies[xids[-1]] = g.cookie
+        cookies: dict[int, int] = {}
         for f in p.flow_adds:
             packed(lambda x, f=f: wire.flow_add(x, f), lambda f=f: ofp.flow_add(dp, f))  # type: ignore[misc]
+            cookies[xids[-1]] = f.cookie
         for d in p.flow_dels:
             packed(
                 lambda x, d=d: wire.flow_delete_strict(x, d.table, d.priority, d.match, d.cookie),  # type: ignore[misc]
@@ -465,6 +485,7 @@ class Switch:
         with self.lock:
             self.batch_xids = set(xids)
             self.batch_errors = []
+            self.batch_cookies = {**group_cookies, **cookies}
             self.waiters[xids[-1]] = w
         try:
             # Chunks keep each queued write bounded; os-ken's send queue holds 16 entries.
@@ -540,6 +561,12 @@ class Switch:
         if desired is None:
             return
         want_flows, want_groups, generation = desired
+        if self.refused:
+            if self.refused_version != brain.version:
+                self.refused = {}  # the view or the intents changed: try again
+            else:
+                want_flows = {f for f in want_flows if f.cookie not in self.refused}
+                want_groups = {g for g in want_groups if g.cookie not in self.refused}
         if actual is not None:
             p = plan(want_flows, actual, want_groups, self.installed_groups)
         else:
@@ -550,6 +577,24 @@ class Switch:
             t0 = time.perf_counter()
             if not self.send_batch(p, trailer):
                 self.installed = None  # read back next time: the batch may be half applied
+                if self.refused:
+                    self.refused_version = brain.version
+                    names = brain.intent_names(set(self.refused))
+                    log.warning(
+                        "switch %016x (%s) refused flows of %s: keeping those intents off it",
+                        self.dpid,
+                        node,
+                        ", ".join(sorted(names)),
+                    )
+                    self.app.post_event(
+                        {
+                            "kind": "install_error",
+                            "node": node,
+                            "intents": sorted(names),
+                            "errors": sorted(set(self.refused.values()))[:10],
+                            "time": time.time(),
+                        }
+                    )
                 self.failures += 1
                 time.sleep(min(5.0, 0.2 * 2 ** min(self.failures, 5)))
                 self.wake.set()
