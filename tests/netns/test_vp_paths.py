@@ -141,7 +141,7 @@ def quiet(rig: Rig) -> Iterator[None]:
     """End hosts drop what they receive at IP level, so that no reply (echo reply,
     RST, port unreachable) travels back into another scenario's capture. Packet
     sockets see frames before netfilter, and ARP is untouched."""
-    doc = "table ip quiet {\n chain input {\n type filter hook input priority 0; policy drop;\n }\n}\n"
+    doc = "table ip quiet {\nchain input {\ntype filter hook input priority 0; policy drop;\n}\n}\n"
     for h in ("d2", "d4"):
         netns.run_in(rig.ns[h], ["nft", "-f", "-"], input=doc)
     yield
