@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-SERVICES: tuple[str, ...] = ("firewall", "sharing")
+SERVICES: tuple[str, ...] = ("firewall", "sharing", "usbip")
 
 
 def load() -> list[ModuleType]:

@@ -2,4 +2,7 @@
 
 from .allowlist import AllowList, AllowRule
 
-__all__ = ["AllowList", "AllowRule"]
+# `netfate usbip ...` (serve, list, serial); see netfate.services.
+CLI = "netfate.services.usbip.cli:app"
+
+__all__ = ["CLI", "AllowList", "AllowRule"]
