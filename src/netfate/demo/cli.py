@@ -59,7 +59,9 @@ def demo(
     def say(msg: str) -> None:
         typer.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
 
-    # SIGTERM ends the demo like Ctrl-C, so the teardown always runs.
+    # Ctrl-C and SIGTERM both end the demo through the teardown. SIGINT is set
+    # explicitly: a process started in the background of a script inherits it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     prefix = new_prefix()
     say(f"bringing up {topo.name} as run {prefix} ...")
