@@ -371,7 +371,19 @@ def _check(sc: Scenario, say: Say) -> None:
     user = next(u for u in t["users"] if u["name"] == USER)
     if fn["node"] != "cpe2" or user["access_node"] != "cpe2":
         raise DemoFailed(f"tables not true after the move: {fn} {user}")
-    say("tables: user at cpe2, firewall active at cpe2")
+    deadline = time.monotonic() + 5
+    while True:
+        portals = {
+            f["node"]: f["users"]
+            for f in api("GET", "/netfate/functions")
+            if f["kind"] == "portal" and f["active"]
+        }
+        if portals == {"cpe1": 0, "cpe2": 1}:
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"Table II portals: {portals}, expected cpe1: 0, cpe2: 1 users")
+        time.sleep(0.1)
+    say("tables: user at cpe2, firewall active at cpe2, the cpe2 portal has 1 user")
 
     t0 = time.monotonic()
     deadline = t0 + IDLE_S + 30

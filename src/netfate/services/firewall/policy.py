@@ -286,10 +286,35 @@ def release_idle(session: Session, now: float) -> set[str]:
     return touched
 
 
+def _portal_rows(session: Session, now: float) -> None:
+    """Table II lists the portals too: one row per portal instance, its users are the
+    users online at its node."""
+    online: dict[str, int] = {}
+    for u in session.scalars(select(NfUserRow).where(NfUserRow.status == "online")):
+        if u.access_node:
+            online[u.access_node] = online.get(u.access_node, 0) + 1
+    portals = session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
+    for inst in portals:
+        name = f"portal:{inst.id}"
+        row = session.get(NfFunctionRow, name)
+        gone = inst.state not in LIVE_STATES
+        if row is None:
+            if gone:
+                continue
+            row = NfFunctionRow(name=name, kind="portal", instance=inst.id, detail="")
+            session.add(row)
+        active = inst.state == InstanceState.RUNNING.value
+        users = online.get(inst.node, 0) if active else 0
+        if (row.active, row.node, row.users) != (active, inst.node, users):
+            row.active, row.node, row.users, row.updated_at = active, inst.node, users, now
+            row.detail = inst.state
+
+
 def reconcile(session: Session) -> set[str]:
     """Keep Table II/III true to the instances, and finish moves that had to wait."""
     touched: set[str] = set()
     now = time.time()
+    _portal_rows(session, now)
     for fn in session.scalars(select(NfFunctionRow).where(NfFunctionRow.kind == "firewall")):
         if fn.instance is None:
             continue
