@@ -1,0 +1,143 @@
+"""A tiny certificate authority for the HRH tunnels (mutual TLS around USB/IP).
+
+USB/IP has no authentication or encryption of its own, and what it carries
+(sensor readings, a pendrive's files) comes from inside a home.  Each HRH and
+each ISP function gets a certificate from one CA; both ends require the
+other's.  The client certificate's common name is the identity the HRH's
+allow-list matches (``AllowRule.identities``).
+
+This module only makes files (keys 0600); the TLS contexts are built in
+``netfate.vnf.usbip_host.tls`` and ``netfate.vnf.usbip_client.tls``.
+Keys are ECDSA P-256: small, fast to make in tests, accepted by TLS 1.3.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY = datetime.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """What one end of a tunnel needs: the CA to trust, its own certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def to_config(self) -> dict[str, str]:
+        """As a function's ``tls`` config entry."""
+        return {"ca": str(self.ca), "cert": str(self.cert), "key": str(self.key)}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, object]) -> TlsFiles:
+        try:
+            return cls(Path(str(cfg["ca"])), Path(str(cfg["cert"])), Path(str(cfg["key"])))
+        except KeyError as e:
+            raise ValueError(f"tls config needs ca, cert and key (missing {e})") from None
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+
+
+class CertificateAuthority:
+    """A CA in a directory (``ca.pem``, ``ca.key``); ``issue`` makes leaf certificates."""
+
+    def __init__(self, directory: Path, name: str = "netfate HRH CA") -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cert_path = directory / "ca.pem"
+        key_path = directory / "ca.key"
+        if self.cert_path.exists() and key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{key_path}: not an EC key")
+            self._key = key
+            self._cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+            return
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        _write_key(key_path, self._key)
+        self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, common_name: str, *, names: tuple[str, ...] = ()) -> TlsFiles:
+        """A certificate for ``common_name`` valid as TLS server and client.
+
+        ``names`` become subjectAltNames (IP addresses or DNS names); the CN is
+        always one too, so a client can check the HRH by its name.
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = [x509.DNSName(common_name)]
+        for n in names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                alt.append(x509.DNSName(n))
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self._cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in common_name)
+        cert_path, key_path = self.dir / f"{safe}.pem", self.dir / f"{safe}.key"
+        _write_key(key_path, key)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return TlsFiles(self.cert_path, cert_path, key_path)

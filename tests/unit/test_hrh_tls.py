@@ -1,0 +1,326 @@
+"""Mutual TLS around USB/IP (issue 6 item 5), over 127.0.0.1.
+
+A tiny CA makes the HRH's and the ISP function's certificates; a second CA
+plays the stranger.  A relay in the middle stands for the network path, so a
+test can cut the tunnel mid-transfer without touching either end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from netfate.proto.usbip import Status
+from netfate.services.usbip import AllowList
+from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
+from netfate.vnf.runtime import Context
+from netfate.vnf.usbip_client import ImportRefusedError, MassStorageClient, UsbipError
+from netfate.vnf.usbip_client.tls import (
+    TlsRefusedError,
+    TlsRemoteDevice,
+    TlsSerialImporter,
+    client_context,
+)
+from netfate.vnf.usbip_host import MassStorage, SerialSensor
+from netfate.vnf.usbip_host.tls import TlsUsbipServer, server_context
+
+IMAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class Pki:
+    hrh: TlsFiles
+    isp: TlsFiles
+    other_isp: TlsFiles
+    stranger: TlsFiles  # same names, another CA
+    stranger_hrh: TlsFiles
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca = CertificateAuthority(d / "ca")
+    evil = CertificateAuthority(d / "evil", name="not the operator")
+    return Pki(
+        hrh=ca.issue("hrh-1", names=("127.0.0.1",)),
+        isp=ca.issue("isp-fn-1"),
+        other_isp=ca.issue("isp-fn-2"),
+        # trusts the right CA, but its own certificate is from the wrong one
+        stranger=replace(evil.issue("isp-fn-1"), ca=ca.cert_path),
+        stranger_hrh=evil.issue("hrh-1", names=("127.0.0.1",)),
+    )
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    p = tmp_path / "pendrive.img"
+    p.write_bytes(os.urandom(IMAGE_BYTES))
+    return p
+
+
+def server(pki: Pki, image: Path, allow: AllowList | None = None) -> TlsUsbipServer:
+    return TlsUsbipServer(
+        [SerialSensor("1-1", period=0.02), MassStorage("1-2", image)],
+        context=server_context(pki.hrh),
+        allow=allow or AllowList.from_mapping({"*": ["isp-fn-1"]}),
+    )
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 standing for the path; ``cut()`` kills the live tunnels."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.writers: list[asyncio.StreamWriter] = []
+        self.srv: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self.srv = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.srv.sockets[0].getsockname()[1])
+
+    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [cw, sw]
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while chunk := await r.read(65536):
+                    w.write(chunk)
+                    await w.drain()
+            w.close()
+
+        await asyncio.gather(pipe(cr, sw), pipe(sr, cw), return_exceptions=True)
+
+    def cut(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self.srv is not None:
+            self.srv.close()
+            await self.srv.wait_closed()
+
+
+def open_fds() -> set[int]:
+    return {int(x) for x in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+def hrh_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.INFO, logger="netfate.vnf.usbip_host.tls")
+    yield caplog
+
+
+def test_mutual_tls_serial_and_storage(pki: Pki, image: Path) -> None:
+    async def main() -> None:
+        async with server(pki, image) as srv:
+            await srv.start()
+            ctx = client_context(pki.isp)
+            dev = await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-2", srv.port, context=ctx, server_hostname="hrh-1"
+            )
+            tls = dev._proto.transport
+            assert tls is not None
+            assert tls.get_extra_info("ssl_object").version() == "TLSv1.3"
+            msc = await MassStorageClient.open(dev, depth=2)
+            data = os.urandom(2 * 1024 * 1024)
+            await msc.write_blocks(100, data)
+            assert await msc.read_blocks(100, len(data) // 512) == data
+            await dev.close()
+            assert image.read_bytes()[100 * 512 : 100 * 512 + len(data)] == data
+
+            serial = await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-1", srv.port, context=ctx, server_hostname="hrh-1"
+            )
+            await serial.set_configuration(1)
+            got = b""
+            while b"temp=" not in got:
+                got += await serial.bulk_in(0x81, 64)
+            await serial.close()
+
+    run(main())
+
+
+def test_wrong_client_certificate_is_refused_and_logged(
+    pki: Pki, image: Path, hrh_log: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        async with server(pki, image) as srv:
+            await srv.start()
+            with pytest.raises(TlsRefusedError):
+                await TlsRemoteDevice.open_tls(
+                    "127.0.0.1", "1-1", srv.port,
+                    context=client_context(pki.stranger), server_hostname="hrh-1",
+                )  # fmt: skip
+            # no certificate at all
+            bare = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            bare.load_verify_locations(cafile=str(pki.hrh.ca))
+            with pytest.raises(TlsRefusedError):
+                await TlsRemoteDevice.open_tls(
+                    "127.0.0.1", "1-1", srv.port, context=bare, server_hostname="hrh-1"
+                )
+            assert len(srv.refused) == 2
+            assert srv.owners == {}
+            # plain USB/IP against the TLS port gets nothing either
+            r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+            w.write(bytes.fromhex("0111800500000000"))
+            assert await r.read(1024) == b""
+            w.close()
+            assert len(srv.refused) == 3
+
+    run(main())
+    refusals = [r for r in hrh_log.records if "refused" in r.getMessage()]
+    assert len(refusals) == 3
+    assert "127.0.0.1" in refusals[0].getMessage()
+
+
+def test_wrong_server_certificate_is_refused_by_the_client(pki: Pki, image: Path) -> None:
+    async def main() -> None:
+        impostor = TlsUsbipServer(
+            [SerialSensor("1-1")],
+            context=server_context(pki.stranger_hrh),
+            allow=AllowList.open_to("127.0.0.0/8"),
+        )
+        async with impostor:
+            await impostor.start()
+            with pytest.raises(TlsRefusedError, match="certificate"):
+                await TlsRemoteDevice.open_tls(
+                    "127.0.0.1", "1-1", impostor.port,
+                    context=client_context(pki.isp), server_hostname="hrh-1",
+                )  # fmt: skip
+            assert impostor.owners == {}
+
+    run(main())
+
+
+def test_allow_list_matches_the_certificate_identity(pki: Pki, image: Path) -> None:
+    async def main() -> None:
+        allow = AllowList.from_mapping({"1-1": ["isp-fn-1"], "1-2": ["isp-fn-2"]})
+        async with server(pki, image, allow) as srv:
+            await srv.start()
+            one, two = client_context(pki.isp), client_context(pki.other_isp)
+            with pytest.raises(ImportRefusedError) as e:
+                await TlsRemoteDevice.open_tls(
+                    "127.0.0.1", "1-2", srv.port, context=one, server_hostname="hrh-1"
+                )
+            assert e.value.status == Status.NODEV
+            a = await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-1", srv.port, context=one, server_hostname="hrh-1"
+            )
+            b = await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-2", srv.port, context=two, server_hostname="hrh-1"
+            )
+            assert sorted(srv.owners) == ["1-1", "1-2"]
+            await a.close()
+            await b.close()
+
+    run(main())
+
+
+def test_tunnel_cut_mid_transfer_clean_error_no_leak_then_reconnect(pki: Pki, image: Path) -> None:
+    async def main() -> None:
+        async with server(pki, image) as srv:
+            await srv.start()
+            relay = Relay(srv.port)
+            port = await relay.start()
+            fds = open_fds()
+            tasks = len(asyncio.all_tasks())
+            dev = await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-2", port, context=client_context(pki.isp), server_hostname="hrh-1"
+            )
+            msc = await MassStorageClient.open(dev, depth=2)
+            reading = asyncio.create_task(msc.read_blocks(0, IMAGE_BYTES // 512))
+            while not dev._proto.core.urbs_in_flight:
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.01)
+            relay.cut()
+            with pytest.raises(UsbipError):
+                await reading
+            with pytest.raises(UsbipError):
+                await msc.read_blocks(0, 8)
+            # the HRH lets the device go once its side of the tunnel closes
+            while srv.owners:
+                await asyncio.sleep(0.01)
+            await dev.close()
+            await relay.close()
+            await asyncio.sleep(0.05)
+            assert len(asyncio.all_tasks()) == tasks
+            assert open_fds() <= fds | set()  # nothing left open
+            # the path comes back: the same device object re-imports
+            relay = Relay(srv.port)
+            relay_port = await relay.start()
+            dev.port = relay_port
+            await dev.reattach(attempts=5, interval=0.05)
+            msc = await MassStorageClient.open(dev, depth=2)
+            assert await msc.read_blocks(0, 2048) == image.read_bytes()[: 2048 * 512]
+            await dev.close()
+            await relay.close()
+
+    run(main())
+
+
+def test_serial_importer_reimports_by_itself_after_a_cut(pki: Pki, image: Path) -> None:
+    async def main() -> None:
+        async with server(pki, image) as srv:
+            await srv.start()
+            relay = Relay(srv.port)
+            port = await relay.start()
+            fn = TlsSerialImporter(
+                Context(
+                    "isp-1",
+                    {
+                        "server": "127.0.0.1",
+                        "port": port,
+                        "busid": "1-1",
+                        "server_name": "hrh-1",
+                        "tls": pki.isp.to_config(),
+                        "retry_seconds": 0.05,
+                    },
+                )
+            )
+            await fn.start()
+            assert fn.pty is not None
+            reader = os.open(fn.pty.slave_path, os.O_RDONLY | os.O_NONBLOCK)
+            loop = asyncio.get_running_loop()
+
+            async def read_line() -> bytes:
+                got = b""
+                while b"\n" not in got.split(b"temp=", 1)[-1] or b"temp=" not in got:
+                    fut: asyncio.Future[None] = loop.create_future()
+                    loop.add_reader(reader, fut.set_result, None)
+                    try:
+                        await fut
+                    finally:
+                        loop.remove_reader(reader)
+                    with contextlib.suppress(BlockingIOError):
+                        got += os.read(reader, 4096)
+                return got
+
+            assert b"temp=" in await read_line()
+            relay.cut()
+            while fn.reconnects == 0:
+                await asyncio.sleep(0.02)
+            while srv.owners.get("1-1") is None:
+                await asyncio.sleep(0.02)
+            assert b"temp=" in await read_line()  # the same pty goes on
+            assert fn.stats()["reconnects"] == 1
+            os.close(reader)
+            await fn.stop()
+            await relay.close()
+
+    run(main())
