@@ -129,18 +129,19 @@ def read_counters() -> dict[str, int]:
     return out
 
 
-def _iface_ipv4(iface: str) -> str:
-    """The first IPv4 address of an interface (SIOCGIFADDR)."""
+def _iface_addresses(iface: str) -> tuple[str, str]:
+    """MAC (SIOCGIFHWADDR) and first IPv4 address (SIOCGIFADDR) of an interface."""
     import fcntl
     import struct
 
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         req = struct.pack("256s", iface.encode()[:15])
-        res = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
+        hw = fcntl.ioctl(s.fileno(), 0x8927, req)  # SIOCGIFHWADDR
+        addr = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
     finally:
         s.close()
-    return socket.inet_ntoa(res[20:24])
+    return ":".join(f"{b:02x}" for b in hw[18:24]), socket.inet_ntoa(addr[20:24])
 
 
 class Firewall(Function):
@@ -214,8 +215,9 @@ class Firewall(Function):
         from netfate.agent.garp import announcement
 
         try:
-            mac = Path(f"/sys/class/net/{iface}/address").read_text().strip()
-            ip = _iface_ipv4(iface)
+            # Asked of the kernel through a socket of this namespace: the /sys this
+            # process sees was mounted when it started and may show another device.
+            mac, ip = _iface_addresses(iface)
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except (OSError, ValueError):
             return
