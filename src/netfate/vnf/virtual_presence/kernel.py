@@ -52,6 +52,7 @@ from .att import ATT
 from .translator import DISCOVERY_GROUPS, Role
 
 VXLAN_OVERHEAD = 50
+NUD_PERMANENT = 0x80
 RULE_PRIORITY = 10
 LOCAL_PRIORITY = 100
 
@@ -100,6 +101,16 @@ class KernelConfig:
     @property
     def route_table(self) -> int:
         return 1000 + self.share
+
+    def ei_mac(self, role: Role | None = None) -> str:
+        """The EI's MAC, derived from the share and the role: each VP knows its peer's,
+        so the peer's overlay address gets a permanent neighbour entry. Without it the
+        first packet waits for ARP over the overlay, and when the peer's EI is not up
+        yet that ARP is lost and retried a second later."""
+        r = role or self.role
+        return f"02:56:50:{(self.share >> 8) & 0xFF:02x}:{self.share & 0xFF:02x}:" + (
+            "01" if r is Role.EXPORTER else "02"
+        )
 
     @property
     def ei_mtu(self) -> int:
@@ -338,9 +349,15 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
                 vxlan_link=under,
                 vxlan_learning=0,
                 mtu=cfg.ei_mtu,
+                address=cfg.ei_mac(),
             )
         ei = links.link_index(ipr, ns, cfg.ei)
         ipr.link("set", index=ei, state="up")
+        peer = Role.IMPORTER if cfg.role is Role.EXPORTER else Role.EXPORTER
+        ipr.neigh(
+            "replace", dst=cfg.overlay_remote, lladdr=cfg.ei_mac(peer), ifindex=ei,
+            state=NUD_PERMANENT,
+        )  # fmt: skip
     links.add_address(ns, cfg.ei, cfg.overlay_local)
     for key in (f"net.ipv4.conf.{cfg.ei}.rp_filter", f"net.ipv4.conf.{cfg.ei}.accept_local"):
         links.sysctl(ns, key, 1 if key.endswith("accept_local") else 0)
