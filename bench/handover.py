@@ -205,11 +205,23 @@ def run(argv: list[str]) -> dict[str, Any]:
             udp.ref = time.monotonic()
             t_running = wait_running(sc, "cpe2")
             mig = sc.wait_migrated("cpe2")
+            rec = next(
+                m
+                for m in sc.api("GET", f"/instances/{sc.fw_id}")["migrations"]
+                if m["id"] == mig["id"]
+            )
             time.sleep(a.settle)
             out["make_before_break"] = {
                 "accept_to_enforced_ms": round((t_running - t_accept) * 1e3, 1),
                 "move_to_login_answer_ms": round((udp.ref - t_move) * 1e3, 1),
                 "agent_downtime_ms": mig["downtime_ms"],
+                # Requested in the Access-Accept's transaction, done when the target
+                # agent reported it (so this includes the report's latency).
+                "migration_request_to_done_ms": round(
+                    (rec["finished_at"] - rec["started_at"]) * 1e3, 1
+                )
+                if rec.get("finished_at") and rec.get("started_at")
+                else None,
                 "state_bytes": mig["state_bytes"],
                 "udp": udp.stop(),
                 "tcp": tcp.stop(),
