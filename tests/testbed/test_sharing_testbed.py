@@ -99,3 +99,43 @@ def test_both_directions_at_once(hotel: Testbed) -> None:
     assert any("tv (192.168.2.2) uses mediaserver" in s for s in said)
     demo.revoke(hotel, api, a, "hotel", said.append)
     demo.revoke(hotel, api, b, "home", said.append)
+
+
+LEASE_ONLY = """#!/bin/sh
+# udhcpc event script that only records the offer: the host keeps its static address
+case "$1" in bound|renew) echo "$ip $router" > "$LEASE_OUT" ;; esac
+exit 0
+"""
+
+
+def test_vhg_of_a_pn_serves_dhcp_on_its_lan(tmp_path: Path) -> None:
+    """A PN created with its vHG: the vHG instance runs on the PN's node and a host of
+    the LAN gets a lease from its pool with the vHG as router."""
+    import httpx
+
+    bed = Testbed.up(EXAMPLES / "hotel.yaml")
+    try:
+        assert bed.api_url
+        api = Api(bed.api_url)
+        pn = api("POST", "/sharing/pns", {"email": "alice@home.example", "node": "home",
+                                          "vhg": True})  # fmt: skip
+        inst = api.wait_state(pn["vhg_instance"], "running")
+        vhg_ip = inst["ip"].split("/")[0]
+        script = tmp_path / "lease.sh"
+        script.write_text(LEASE_ONLY)
+        script.chmod(0o755)
+        out = tmp_path / "lease.txt"
+        netns.run_in(
+            bed.netns_of("laptop"),
+            ["env", f"LEASE_OUT={out}", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
+             "-t", "5", "-T", "1", "-s", str(script)],
+            timeout=30,
+        )  # fmt: skip
+        ip, router = out.read_text().split()
+        assert 100 <= int(ip.split(".")[-1]) <= 149 and ip.startswith("192.168.1.")
+        assert router == vhg_ip
+        r = httpx.get(f"{bed.api_url}/api/v1/sharing/pns/alice@home.example")
+        assert r.json()["vhg_instance"] == inst["id"]
+    finally:
+        problems = bed.down()
+        assert not problems, problems
