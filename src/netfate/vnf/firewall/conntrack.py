@@ -58,6 +58,7 @@ class Entry:
     timeout: int
     assured: bool
     mark: int = 0
+    seen_reply: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +93,7 @@ class Entry:
             max(1, min(int(d["timeout"]), 5 * 86400)),
             bool(d.get("assured")),
             int(d.get("mark", 0)) & 0xFFFFFFFF,
+            bool(d.get("seen_reply", True)),
         )
 
     def argv(self) -> list[str]:
@@ -126,10 +128,9 @@ class Entry:
             a += ["--icmp-type", "8", "--icmp-code", "0", "--icmp-id", str(self.sport)]
         if self.proto == "tcp":
             a += ["--state", self.state or "ESTABLISHED"]
-        if self.assured:
-            a += ["-u", "ASSURED,SEEN_REPLY"]
-        elif self.proto != "tcp":
-            a += ["-u", "SEEN_REPLY"]
+        flags = [f for f, on in (("SEEN_REPLY", self.seen_reply), ("ASSURED", self.assured)) if on]
+        if flags:
+            a += ["-u", ",".join(flags)]
         if self.mark:
             a += ["--mark", str(self.mark)]
         return a
@@ -188,6 +189,7 @@ def parse_xml(text: str) -> list[Entry]:
                 timeout=int(_text(ind, "timeout")),
                 assured=ind.find("assured") is not None,
                 mark=int(mark_el.text or 0) if mark_el is not None else 0,
+                seen_reply=ind.find("unreplied") is None,
             )
         )
     return out

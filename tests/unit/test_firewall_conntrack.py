@@ -1,0 +1,59 @@
+"""conntrack XML (captured from conntrack-tools 1.4.7) to entries and back to
+`conntrack -I` arguments; entries from a peer are checked before use."""
+
+from __future__ import annotations
+
+import pytest
+
+from netfate.vnf.firewall.conntrack import ConntrackError, Entry, parse_xml
+
+CAPTURED = """<?xml version="1.0" encoding="utf-8"?>
+<conntrack>
+<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>127.0.0.1</src><dst>127.0.0.1</dst></layer3><layer4 protonum="17" protoname="udp"><sport>54791</sport><dport>5353</dport></layer4></meta><meta direction="reply"><layer3 protonum="2" protoname="ipv4"><src>127.0.0.1</src><dst>127.0.0.1</dst></layer3><layer4 protonum="17" protoname="udp"><sport>5353</sport><dport>54791</dport></layer4></meta><meta direction="independent"><timeout>29</timeout><mark>0</mark><use>1</use><id>2946070482</id><unreplied/></meta></flow>
+<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>192.168.1.2</src><dst>10.10.0.2</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>48662</sport><dport>8080</dport></layer4></meta><meta direction="reply"><layer3 protonum="2" protoname="ipv4"><src>10.10.0.2</src><dst>192.168.1.2</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>8080</sport><dport>48662</dport></layer4></meta><meta direction="independent"><state>ESTABLISHED</state><timeout>431999</timeout><mark>0</mark><use>1</use><id>1156992345</id><assured/></meta></flow>
+</conntrack>
+"""  # noqa: E501
+
+
+def test_parse_captured_and_build_insert_arguments() -> None:
+    udp, tcp = parse_xml(CAPTURED)
+    assert (udp.proto, udp.sport, udp.dport, udp.state) == ("udp", 54791, 5353, None)
+    assert not udp.seen_reply and not udp.assured
+    assert (tcp.src, tcp.dst, tcp.state, tcp.assured) == (
+        "192.168.1.2",
+        "10.10.0.2",
+        "ESTABLISHED",
+        True,
+    )
+    argv = tcp.argv()
+    assert argv[:4] == ["conntrack", "-I", "-p", "tcp"]
+    assert argv[argv.index("--state") + 1] == "ESTABLISHED"
+    assert argv[argv.index("-u") + 1] == "SEEN_REPLY,ASSURED"
+    assert argv[argv.index("-r") + 1] == "10.10.0.2"
+    assert "-u" not in udp.argv()  # unreplied: no status flags claimed
+    # JSON round trip (the migration state) keeps everything.
+    assert Entry.from_json(tcp.to_json()) == tcp
+    assert tcp.key() == ("tcp", "192.168.1.2", "10.10.0.2", 48662, 8080)
+
+
+def test_empty_and_malformed() -> None:
+    assert parse_xml("") == []
+    with pytest.raises(ConntrackError):
+        parse_xml("<conntrack><flow>")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"proto": "sctp"}, {"state": "EVIL; rm"}, {"src": "not-an-ip"}, {"sport": 70000}],
+)
+def test_peer_entries_checked(change: dict[str, object]) -> None:
+    (_, tcp) = parse_xml(CAPTURED)
+    doc = {**tcp.to_json(), **change}
+    with pytest.raises((ConntrackError, ValueError)):
+        Entry.from_json(doc)
+
+
+def test_timeout_clamped() -> None:
+    (_, tcp) = parse_xml(CAPTURED)
+    assert Entry.from_json({**tcp.to_json(), "timeout": 10**9}).timeout == 5 * 86400
+    assert Entry.from_json({**tcp.to_json(), "timeout": -5}).timeout == 1
