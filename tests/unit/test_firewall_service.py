@@ -205,6 +205,10 @@ def test_move_to_full_cpe_keeps_firewall_in_place(env: Env) -> None:
     assert resp is not None and resp.code == Code.ACCESS_ACCEPT
     assert env.api.get(f"/api/v1/instances/{iid}").json()["node"] == "cpe1"
     assert "FirewallMigrationRefused" in env.events()
+    # The policy loop (every 0.5 s) does not ask again until the next login.
+    env.wait(lambda: env.tables()["functions"][0]["active"])
+    time.sleep(1.2)
+    assert env.events().count("FirewallMigrationRefused") == 1
 
 
 def test_first_login_at_full_cpe_is_rejected(env: Env) -> None:

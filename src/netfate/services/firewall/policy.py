@@ -217,6 +217,7 @@ def _ensure_firewall(session: Session, user: NfUserRow, node: str) -> Outcome:
             )
             fn.detail = f"stays at {inst.node}: {e}"
             return out
+        fn.detail = f"migrating to {node}"
         record_event(
             session,
             "FirewallMigrationStarted",
@@ -326,7 +327,9 @@ def reconcile(session: Session) -> set[str]:
             continue
         running = inst.state == InstanceState.RUNNING.value
         if running and not fn.active:
-            fn.active, fn.users, fn.updated_at, fn.detail = True, 1, now, "running"
+            fn.active, fn.users, fn.updated_at = True, 1, now
+            if fn.detail == "requested":
+                fn.detail = f"running at {inst.node}"
             record_event(
                 session,
                 "FirewallStarted",
@@ -352,7 +355,7 @@ def reconcile(session: Session) -> set[str]:
                     "state_bytes": mig.state_bytes if mig else None,
                 },
             )
-            fn.node, fn.updated_at = inst.node, now
+            fn.node, fn.updated_at, fn.detail = inst.node, now, f"running at {inst.node}"
             fwd = session.get(NfForwardingRow, fn.user) if fn.user else None
             if fwd is not None:
                 fwd.node = inst.node
@@ -362,6 +365,9 @@ def reconcile(session: Session) -> set[str]:
             and user.status == "online"
             and user.access_node
             and user.access_node != inst.node
+            # Refused once (no room at the access node): keep it where it is until
+            # the next login instead of asking again every step.
+            and not fn.detail.startswith("stays at")
         ):
             out = _ensure_firewall(session, user, user.access_node)
             touched |= out.touched
