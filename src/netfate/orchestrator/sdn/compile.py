@@ -86,6 +86,20 @@ class ToController:
 Action = Output | SetField | ToGroup | ToController
 
 
+class FlowKey(tuple):  # type: ignore[type-arg]
+    """(table, priority, match) with its hash computed once (tuples recompute theirs)."""
+
+    _h: int
+
+    def __new__(cls, table: int, priority: int, match: Match) -> FlowKey:
+        k = super().__new__(cls, (table, priority, match))
+        k._h = tuple.__hash__(k)
+        return k
+
+    def __hash__(self) -> int:
+        return self._h
+
+
 @dataclass(frozen=True)
 class FlowSpec:
     """One flow entry. Addresses are text; a masked IPv4 match is "a.b.c.d/len"."""
@@ -102,7 +116,7 @@ class FlowSpec:
     _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        key = (self.table, self.priority, self.match)
+        key = FlowKey(self.table, self.priority, self.match)
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "_hash", hash((key, self.actions, self.cookie)))
 
