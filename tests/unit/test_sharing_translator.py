@@ -140,3 +140,30 @@ def test_att_validation_and_allocation() -> None:
     assert got == [A("10.0.0.5"), A("10.0.0.4")]
     with pytest.raises(ATTError):
         allocate_aliases(N("10.0.0.0/30"), {A("10.0.0.1")}, 2)
+
+
+def test_icmp_errors_get_their_quoted_packet_translated() -> None:
+    from netfate.proto.ipv4.checksum import checksum
+
+    # D4 (PN2) sent UDP to D2's alias; it arrived at D2 from .31; D2's port is closed.
+    seen_by_d2 = ipv4.build_udp("192.168.0.31", D2, 40000, 9, b"hello")
+    err = ipv4.build_icmp_error(D2, "192.168.0.31", 3, 3, seen_by_d2)
+    out = fwd(vp2().handle(Side.VI, err))
+    assert (out.src, out.dst) == (D2, A("192.168.0.3"))
+    q = ipv4.parse(out.payload[8:], verify=True)  # the quoted header's checksum is valid
+    assert (q.src, q.dst) == (A("192.168.0.3"), ALIAS1)  # what D4 sent
+    assert checksum(out.payload) == 0
+    # ... and the UDP checksum inside the quote matches the translated addresses.
+    sent_by_d4 = ipv4.build_udp("192.168.0.3", ALIAS1, 40000, 9, b"hello")
+    assert q.data == sent_by_d4
+    # The other way: D2 sent to .31, D4's closed port answers; D2 must see its own packet.
+    seen_by_d4 = ipv4.build_udp(ALIAS1, "192.168.0.3", 40001, 9, b"x")
+    err2 = ipv4.build_icmp_error("192.168.0.3", ALIAS1, 3, 3, seen_by_d4)
+    back = fwd(vp2().handle(Side.EI, err2))
+    assert (back.src, back.dst) == (A("192.168.0.31"), D2)
+    assert ipv4.parse(back.payload[8:]).data == ipv4.build_udp(D2, "192.168.0.31", 40001, 9, b"x")
+
+
+def test_truncated_icmp_error_is_dropped_not_raised() -> None:
+    bad = ipv4.build_ipv4(D2, "192.168.0.31", ipv4.ICMP, bytes([3, 3, 0, 0, 0, 0, 0, 0, 0x45, 0]))
+    assert vp2().handle(Side.VI, bad) == Dropped("malformed_icmp_quote")

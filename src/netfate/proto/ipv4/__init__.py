@@ -14,12 +14,15 @@ from .packet import (
     UDP,
     IPv4Packet,
     build_icmp_echo,
+    build_icmp_error,
     build_ipv4,
     build_tcp,
     build_udp,
     fragment,
+    is_icmp_error,
     parse,
     rewrite,
+    rewrite_icmp_error,
 )
 
 __all__ = [
@@ -29,13 +32,16 @@ __all__ = [
     "IPv4Error",
     "IPv4Packet",
     "build_icmp_echo",
+    "build_icmp_error",
     "build_ipv4",
     "build_tcp",
     "build_udp",
     "checksum",
     "fragment",
+    "is_icmp_error",
     "parse",
     "replace16",
     "replace32",
     "rewrite",
+    "rewrite_icmp_error",
 ]

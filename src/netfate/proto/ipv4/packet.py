@@ -297,3 +297,82 @@ def fragment(packet: bytes, mtu: int) -> list[bytes]:
             )
         )
     return out
+
+
+# ------------------------------------------------------------------ ICMP errors
+
+ICMP_ERRORS = frozenset({3, 11, 12})
+"""Destination unreachable, time exceeded, parameter problem (RFC 792)."""
+
+
+def is_icmp_error(pkt: IPv4Packet) -> bool:
+    return (
+        pkt.proto == ICMP
+        and pkt.frag_offset == 0
+        and len(pkt.payload) >= 8
+        and (pkt.payload[0] in ICMP_ERRORS)
+    )
+
+
+def rewrite_icmp_error(
+    pkt: IPv4Packet,
+    *,
+    src: Address | None = None,
+    dst: Address | None = None,
+    inner_src: Address | None = None,
+    inner_dst: Address | None = None,
+    decrement_ttl: bool = False,
+) -> bytes:
+    """An ICMP error with new outer and quoted (inner) addresses.
+
+    RFC 792: after the 8-byte ICMP header comes the offending packet's IP header
+    and at least 8 bytes of its payload. The quoted header's checksum and, when
+    quoted, its UDP/TCP checksum are updated (RFC 1624), so that the sender's
+    stack matches the error to its socket; the ICMP checksum, which covers the
+    quoted bytes, is then recomputed.
+    """
+    if not is_icmp_error(pkt):
+        raise IPv4Error("not_icmp_error")
+    outer = bytearray(rewrite(pkt, src=src, dst=dst, decrement_ttl=decrement_ttl))
+    base = pkt.ihl + 8
+    if len(outer) < base + 20 or outer[base] >> 4 != 4:
+        raise IPv4Error("icmp_quote", "no quoted IPv4 header")
+    ihl = (outer[base] & 0xF) * 4
+    if ihl < 20 or len(outer) < base + ihl:
+        raise IPv4Error("icmp_quote", "quoted header truncated")
+    proto = outer[base + 9]
+    frag = int.from_bytes(outer[base + 6 : base + 8], "big") & OFFSET_MASK
+    l4 = base + ihl
+    l4sum_at = None
+    if frag == 0 and proto in (TCP, UDP):
+        off = _L4_CSUM[proto][0]
+        if len(outer) >= l4 + off + 2:
+            l4sum_at = l4 + off
+    if l4sum_at is not None and proto == UDP and outer[l4sum_at : l4sum_at + 2] == b"\0\0":
+        l4sum_at = None
+    hsum = int.from_bytes(outer[base + 10 : base + 12], "big")
+    for field_off, new in ((12, inner_src), (16, inner_dst)):
+        if new is None:
+            continue
+        at = base + field_off
+        old = bytes(outer[at : at + 4])
+        outer[at : at + 4] = new.packed
+        hsum = replace32(hsum, old, new.packed)
+        if l4sum_at is not None:
+            c = int.from_bytes(outer[l4sum_at : l4sum_at + 2], "big")
+            outer[l4sum_at : l4sum_at + 2] = replace32(c, old, new.packed).to_bytes(2, "big")
+    outer[base + 10 : base + 12] = hsum.to_bytes(2, "big")
+    icmp = pkt.ihl
+    outer[icmp + 2 : icmp + 4] = b"\0\0"
+    outer[icmp + 2 : icmp + 4] = checksum(bytes(outer[icmp:])).to_bytes(2, "big")
+    return bytes(outer)
+
+
+def build_icmp_error(
+    src: str | Address, dst: str | Address, icmp_type: int, code: int, offending: bytes, **ip: int
+) -> bytes:
+    """An ICMP error quoting `offending` (its header and up to 548 bytes, as Linux does)."""
+    msg = struct.pack("!BBHI", icmp_type, code, 0, 0) + offending[:548]
+    c = checksum(msg)
+    msg = msg[:2] + c.to_bytes(2, "big") + msg[4:]
+    return build_ipv4(src, dst, ICMP, msg, **ip)

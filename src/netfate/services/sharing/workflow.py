@@ -343,6 +343,7 @@ def _launch(
         "share": sid, "vi": "eth0", "underlay_dev": "eth0", "att": att.to_dict(),
         # The discovery ALG (SSDP, mDNS; HTTP on the device's ports) runs in VP1.
         "alg": True, "http_ports": list((sh.options or {}).get("http_ports", [])),
+        "icmp_tap": True,
     }  # fmt: skip
     vp2.config = {
         **common, "role": Role.EXPORTER.value, "vi_prefixlen": net1.prefixlen,

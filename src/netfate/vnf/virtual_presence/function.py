@@ -21,6 +21,7 @@ from netfate.vnf.runtime import Context, Function
 from . import kernel
 from .alg import DiscoveryAlg
 from .att import ATT
+from .icmp import IcmpErrorTap
 from .translator import Role, Translator
 
 log = logging.getLogger("netfate.vnf.vp")
@@ -47,6 +48,7 @@ class VirtualPresence(Function):
         self.cfg = kernel.KernelConfig.from_dict(ctx.config)
         self.installed_at: float | None = None
         self.alg: DiscoveryAlg | None = None
+        self.icmp: IcmpErrorTap | None = None
 
     async def start(self) -> None:
         deadline = time.monotonic() + WIRING_TIMEOUT_S
@@ -64,11 +66,18 @@ class VirtualPresence(Function):
                 list(self.cfg.http_ports),
             )  # fmt: skip
             await self.alg.start()
+        if self.cfg.role is Role.EXPORTER and self.cfg.icmp_tap:
+            self.icmp = IcmpErrorTap(
+                Translator(Role.EXPORTER, self.cfg.att), self.cfg.vi, self.cfg.ei, self.cfg.mark
+            )
+            self.icmp.start()
         self.installed_at = time.time()
 
     async def stop(self) -> None:
         if self.alg is not None:
             await self.alg.stop()
+        if self.icmp is not None:
+            await asyncio.to_thread(self.icmp.stop)
         # The namespace goes with the instance; removing first keeps a restart clean.
         await asyncio.to_thread(kernel.remove, None, self.cfg)
 
@@ -103,4 +112,5 @@ class VirtualPresence(Function):
             "counters": kernel.counters(None, self.cfg),
             "installed_at": self.installed_at,
             "alg": self.alg.stats() if self.alg is not None else None,
+            "icmp_errors": dict(self.icmp.counters) if self.icmp is not None else None,
         }

@@ -81,6 +81,8 @@ class KernelConfig:
     """VP1 hands the device's SSDP and mDNS to the discovery ALG (alg.py)."""
     http_ports: tuple[int, ...] = ()
     """The device's HTTP ports: VP1 proxies them, VP2 NATs the proxy's connections."""
+    icmp_tap: bool = False
+    """VP2 hands ICMP errors to the reference translator (icmp.py), quotes included."""
 
     @property
     def ei(self) -> str:
@@ -138,6 +140,7 @@ class KernelConfig:
             underlay_mtu=int(d.get("underlay_mtu", 1500)),
             alg=bool(d.get("alg", False)),
             http_ports=tuple(int(p) for p in d.get("http_ports", ())),
+            icmp_tap=bool(d.get("icmp_tap", False)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +158,7 @@ class KernelConfig:
             "underlay_mtu": self.underlay_mtu,
             "alg": self.alg,
             "http_ports": list(self.http_ports),
+            "icmp_tap": self.icmp_tap,
         }
 
 
@@ -241,6 +245,15 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
     if cfg.role is Role.EXPORTER:
         aliases = [str(a) for a in att.aliases]
         pn2_devices = [str(d) for _, d in att.entries]
+        if cfg.icmp_tap:
+            # ICMP errors go to the tap (its packet sockets see them before these hooks),
+            # which translates the quoted packet too and sends the result itself.
+            errors = {"set": ["destination-unreachable", "time-exceeded", "parameter-problem"]}
+            icmp_type = _payload("icmp", "type")
+            rule("netdev", "ei_in", _match(icmp_type, errors), {"drop": None})
+            if aliases:
+                rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, _set(aliases)),
+                     _match(icmp_type, errors), {"drop": None})  # fmt: skip
         if ports:
             # VP1's HTTP ALG connects to this EI's address; NAT it to the device (stateful,
             # for these ports only) and keep it out of the stateless rules below. The

@@ -35,6 +35,10 @@ the way the kernel path does it):
   translated): servers listen on the group, not on their unicast address.
 - Malformed packets (anything `netfate.proto.ipv4.parse` refuses) are dropped
   and counted, on either interface.
+- ICMP errors (unreachable, time exceeded, parameter problem) crossing VP2 get
+  their quoted packet translated too (VP2 holds the whole ATT), so that the
+  sender's stack matches them to its socket. The kernel cannot do that
+  statelessly; VP2 hands them to this translator (see icmp.py).
 """
 
 from __future__ import annotations
@@ -144,7 +148,35 @@ class Translator:
             return self._drop("wrong_sender")
         if target is None:
             return self._fwd(Side.EI, pkt.data, bcast=True)
+        if ipv4.is_icmp_error(pkt):
+            # D2 quotes a packet it got from an alias: make the quote what the PN2
+            # device sent (its own address -> VP1's alias for D2).
+            return self._icmp_error(
+                Side.EI, pkt, dst=target, inner_src=target, inner_dst=self.att.import_alias
+            )
         return self._routed(Side.EI, pkt, dst=target)
+
+    def _icmp_error(
+        self,
+        out: Side,
+        pkt: ipv4.IPv4Packet,
+        *,
+        src: Address | None = None,
+        dst: Address | None = None,
+        inner_src: Address | None = None,
+        inner_dst: Address | None = None,
+    ) -> Verdict:
+        if pkt.ttl <= 1:
+            return self._drop("ttl_expired")
+        try:
+            data = ipv4.rewrite_icmp_error(
+                pkt, src=src, dst=dst, inner_src=inner_src, inner_dst=inner_dst,
+                decrement_ttl=True,
+            )  # fmt: skip
+        except ipv4.IPv4Error as e:
+            return self._drop("malformed_" + e.reason)
+        self.counters["icmp_errors"] += 1
+        return self._fwd(out, data)
 
     def _vp2_ei(self, pkt: ipv4.IPv4Packet) -> Verdict:
         alias = self._to_pn1.get(pkt.src)
@@ -154,6 +186,13 @@ class Translator:
             # Discovery servers listen on the group address (minidlna binds
             # 239.255.255.250:1900 on Linux): a search keeps its group destination.
             return self._fwd(Side.VI, ipv4.rewrite(pkt, src=alias), bcast=True)
+        if ipv4.is_icmp_error(pkt):
+            # A PN2 device quotes a packet D2 sent it (from VP1's alias, to itself):
+            # make the quote what D2 sent (from D2, to the device's alias in PN1).
+            return self._icmp_error(
+                Side.VI, pkt, src=alias, dst=self.att.shared_device,
+                inner_src=self.att.shared_device, inner_dst=alias,
+            )  # fmt: skip
         return self._routed(Side.VI, pkt, src=alias, dst=self.att.shared_device)
 
     # ---------------------------------------------------------------- VP1 (PN2)
