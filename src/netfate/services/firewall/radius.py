@@ -62,6 +62,7 @@ log = logging.getLogger("netfate.radius")
 ENV_LISTEN = "NETFATE_RADIUS_LISTEN"
 DEFAULT_LISTEN = "127.0.0.1:1812"
 STATUS_NAMES = {1: "start", 2: "stop", 3: "interim"}
+USER_CACHE_S = 2.0
 
 
 class Clients:
@@ -109,6 +110,7 @@ class RadiusService:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.dropped: list[str] = []  # recent drop reasons (bounded), for the API
         self.loop_task: asyncio.Task[None] | None = None
+        self._users: dict[str, tuple[float, tuple[str, int, int] | None]] = {}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -221,11 +223,37 @@ class RadiusService:
         if touched and self.notifier is not None:
             self.notifier.notify(touched)
 
+    def _cached_user(self, name: str) -> tuple[str, int, int] | None:
+        """(password hash, session timeout, idle timeout), read at most every
+        USER_CACHE_S seconds per user: a password change applies within that time."""
+        now = time.monotonic()
+        hit = self._users.get(name)
+        if hit is not None and now - hit[0] < USER_CACHE_S:
+            return hit[1]
+        with self.db.session() as s:
+            u = s.get(NfUserRow, name)
+            val = None if u is None else (u.password_hash, u.session_timeout, u.idle_timeout)
+        if len(self._users) > 10_000:
+            self._users.clear()
+        self._users[name] = (now, val)
+        return val
+
     def decide(self, ev: AccessRequested) -> tuple[bool, list[tuple[int, Value]], str, set[str]]:
         """Check the password; on success run the login policy. One transaction."""
         nas = ev.request.text(Attr.NAS_IDENTIFIER)
         mac = ev.request.text(Attr.CALLING_STATION_ID)
         framed = ev.request.get(Attr.FRAMED_IP_ADDRESS)
+        if nas is None or nas.startswith("fw:"):
+            # Not a portal of a node (radtest, a firewall): no policy, so no write;
+            # the user's row comes from a short-lived cache. A reject still goes to
+            # the database below, to be recorded.
+            cached = self._cached_user(ev.user)
+            if cached is not None and verify_password(ev.password, cached[0]):
+                attrs0: list[tuple[int, Value]] = [
+                    (Attr.SESSION_TIMEOUT, int(cached[1])),
+                    (Attr.IDLE_TIMEOUT, int(cached[2])),
+                ]
+                return True, attrs0, "", set()
         with self.db.session() as s:
             user = s.get(NfUserRow, ev.user)
             if user is None or not verify_password(ev.password, user.password_hash):
