@@ -199,11 +199,14 @@ def revoke(tb: Testbed, api: Api, sh: Share, by: str, say: Say) -> None:
         if time.monotonic() > deadline:
             raise DemoFailed(f"VP namespaces remain after revocation: {left}")
         time.sleep(0.05)
+    intents = [i["intent"]["id"] for i in api("GET", "/intents")]
+    if f"share-{sh.id}-overlay" in intents:
+        raise DemoFailed(f"the overlay's tunnel intent of share {sh.id} remains")
     client = next(h.name for h in tb.topology.hosts.values() if h.node == sh.recipient_node)
     ping = netns.run_in(tb.netns_of(client), ["ping", "-c", "1", "-W", "1", sh.alias], check=False)
     if ping.returncode == 0:
         raise DemoFailed(f"{sh.alias} still answers after revocation")
-    say(f"share {sh.id} revoked by {email(tb, by)}: VPs, aliases and overlay are gone")
+    say(f"share {sh.id} revoked by {email(tb, by)}: VPs, aliases, overlay and its intent are gone")
 
 
 # A UPnP/DLNA control point (PyPI async-upnp-client), run as a separate process in
