@@ -324,3 +324,39 @@ def test_serial_importer_reimports_by_itself_after_a_cut(pki: Pki, image: Path) 
             await relay.close()
 
     run(main())
+
+
+def test_import_request_sent_with_the_tls_finished_is_answered(pki: Pki, image: Path) -> None:
+    """The client's Finished and its OP_REQ_IMPORT in one segment: the request arrives
+    while the HRH is still completing the handshake, and must not be lost."""
+
+    async def main() -> None:
+        async with server(pki, image) as srv:
+            await srv.start()
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = client_context(pki.isp).wrap_bio(inc, out, server_hostname="hrh-1")
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    writer.write(out.read())
+                    inc.write(await reader.read(65536))
+            # Finished (still in `out`) and the request leave together.
+            tls.write(bytes.fromhex("0111800300000000") + b"1-2".ljust(32, b"\0"))
+            writer.write(out.read())
+            reply = b""
+            while len(reply) < 8 + 312:
+                try:
+                    reply += tls.read(4096)
+                except ssl.SSLWantReadError:
+                    chunk = await reader.read(65536)
+                    assert chunk, "the HRH closed without answering the import"
+                    inc.write(chunk)
+            assert reply[:8] == bytes.fromhex("0111000300000000")  # OP_REP_IMPORT, OK
+            assert srv.owners.keys() == {"1-2"}
+            writer.close()
+
+    # Bounded: a lost request means no reply at all (not a slow one).
+    run(asyncio.wait_for(main(), 20))

@@ -154,6 +154,22 @@ class _TlsServerProtocol(_ServerProtocol):
     def __init__(self, server: UsbipServer) -> None:
         super().__init__(server)
         self.identity: str | None = None
+        self._early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        early, self._early = self._early, []
+        for chunk in early:
+            self.data_received(chunk)
+
+    def data_received(self, data: bytes) -> None:
+        # start_tls hands over application data that arrived with the client's
+        # Finished (e.g. the import request) before it returns, i.e. before we
+        # know the peer's identity and call connection_made: keep it until then.
+        if self.transport is None:
+            self._early.append(data)
+            return
+        super().data_received(data)
 
     def _handle(self, events: list[Event]) -> None:
         srv = self.server
