@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .pki import TlsFiles
 
 app = typer.Typer(
     name="usbip", help="Home Radio Head: USB devices over USB/IP.", no_args_is_help=True
@@ -36,8 +39,15 @@ def serve(
     period: Annotated[float, typer.Option(help="Seconds between temperature readings")] = 1.0,
     allow: Annotated[
         list[str] | None,
-        typer.Option(help="Client address/network allowed to list and import (repeatable)"),
+        typer.Option(
+            help="Client address/network (or, with TLS, certificate name) allowed (repeatable)"
+        ),
     ] = None,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(help="Mutual TLS: a `netfate usbip certs` directory (ca.pem, NAME.pem/key)"),
+    ] = None,
+    name: Annotated[str, typer.Option(help="With --tls-dir: this HRH's certificate name")] = "hrh",
 ) -> None:
     """Export virtual devices over USB/IP (busids 1-1 serial, 1-2 storage, 1-3 HID, 1-4 ISO)."""
     from netfate.vnf.usbip_host import (
@@ -62,8 +72,18 @@ def serve(
         devices.append(IsoStream("1-4"))
     rules = AllowList.open_to(*(allow or ["127.0.0.0/8", "::1"]))
 
+    srv: UsbipServer
+    if tls_dir is not None:
+        from netfate.vnf.usbip_host.tls import TlsUsbipServer, server_context
+
+        ctx = server_context(_tls_files(tls_dir, name))
+        rules = AllowList.open_to(*(allow or []))  # names or networks; nobody by default
+        srv = TlsUsbipServer(devices, context=ctx, allow=rules)
+    else:
+        srv = UsbipServer(devices, allow=rules)
+
     async def main() -> None:
-        async with UsbipServer(devices, allow=rules) as srv:
+        async with srv:
             await srv.start(host, port)
             typer.echo(f"usbip: exporting {[d.busid for d in devices]} on {host}:{srv.port}")
             await _until_signalled()
@@ -93,12 +113,27 @@ def serial(
     busid: Annotated[str, typer.Argument(help="Bus id of the CDC-ACM device")] = "1-1",
     port: Annotated[int, typer.Option()] = 3240,
     link: Annotated[Path | None, typer.Option(help="Also make this symlink to the pty")] = None,
+    tls_dir: Annotated[
+        Path | None, typer.Option(help="Mutual TLS: a `netfate usbip certs` directory")
+    ] = None,
+    name: Annotated[str, typer.Option(help="With --tls-dir: our certificate name")] = "isp",
+    server_name: Annotated[
+        str, typer.Option(help="With --tls-dir: the name in the HRH's certificate")
+    ] = "hrh",
 ) -> None:
     """Import a remote serial device and present it as a pty (`cat` it) until Ctrl-C."""
     from netfate.vnf.usbip_client import RemoteDevice, SerialPty
 
     async def main() -> None:
-        dev = await RemoteDevice.attach(host, busid, port)
+        if tls_dir is not None:
+            from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
+
+            ctx = client_context(_tls_files(tls_dir, name))
+            dev: RemoteDevice = await TlsRemoteDevice.open_tls(
+                host, busid, port, context=ctx, server_hostname=server_name
+            )
+        else:
+            dev = await RemoteDevice.attach(host, busid, port)
         pty = SerialPty(dev, link=link)
         await pty.start()
         typer.echo(f"usbip: {host} {busid} is {link or pty.slave_path}")
@@ -110,3 +145,30 @@ def serial(
                 await dev.close()
 
     asyncio.run(main())
+
+
+def _tls_files(directory: Path, name: str) -> TlsFiles:
+    from .pki import TlsFiles
+
+    files = TlsFiles(directory / "ca.pem", directory / f"{name}.pem", directory / f"{name}.key")
+    for p in (files.ca, files.cert, files.key):
+        if not p.is_file():
+            raise typer.BadParameter(f"{p} not found (make it with `netfate usbip certs`)")
+    return files
+
+
+@app.command()
+def certs(
+    directory: Annotated[Path, typer.Argument(help="Where the CA and certificates live")],
+    names: Annotated[list[str], typer.Argument(help="Certificate names to issue (hrh, isp-fn)")],
+    address: Annotated[
+        list[str] | None, typer.Option(help="Also put this IP/DNS name in every certificate")
+    ] = None,
+) -> None:
+    """Make (or reuse) a tiny CA in DIRECTORY and issue certificates for mutual TLS."""
+    from .pki import CertificateAuthority
+
+    ca = CertificateAuthority(directory)
+    for n in names:
+        files = ca.issue(n, names=tuple(address or ()))
+        typer.echo(f"{n}: {files.cert} {files.key} (CA {files.ca})")
