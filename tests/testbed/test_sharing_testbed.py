@@ -58,18 +58,45 @@ def test_bad_share_requests_on_a_live_orchestrator(hotel: Testbed) -> None:
     assert all(s["state"] in ("revoked", "failed", "declined") for s in shares)
 
 
-def test_surveillance_three_cameras_into_one_pn() -> None:
-    bed = Testbed.up(EXAMPLES / "surveillance.yaml")
+@pytest.mark.parametrize(
+    ("example", "expect"),
+    [
+        ("surveillance", ["console (192.168.50.2) uses cam1", "console (192.168.50.2) uses cam2",
+                          "console (192.168.50.2) uses cam3"]),
+        ("classroom", ["board (192.168.10.2) uses tlaptop", "board (192.168.10.2) uses s1tablet",
+                       "board (192.168.10.2) uses s2tablet"]),
+    ],
+)  # fmt: skip
+def test_several_pns_into_one(example: str, expect: list[str]) -> None:
+    """Three cameras (three LANs) into the operator's PN; teacher and students into the class."""
+    bed = Testbed.up(EXAMPLES / f"{example}.yaml")
     try:
         said: list[str] = []
         demo.check(bed, said.append)
         text = "\n".join(said)
-        for cam in ("cam1", "cam2", "cam3"):
-            assert f"console (192.168.50.2) uses {cam}" in text
+        for line in expect:
+            assert line in text
         assert text.count("revoked by") == 3
     finally:
         problems = bed.down()
         assert not problems, problems
+
+
+def test_two_devices_between_the_same_two_pns(hotel: Testbed) -> None:
+    """Media server and laptop of home both shared with the hotel: distinct aliases each way."""
+    assert hotel.api_url
+    api = Api(hotel.api_url)
+    a = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
+    b = demo.share_and_accept(hotel, api, "home", "laptop", "hotel")
+    assert a.alias != b.alias
+    assert not {x for x, _ in a.att["entries"]} & {x for x, _ in b.att["entries"]}
+    said: list[str] = []
+    for sh in (a, b):
+        demo.prove_usable(hotel, sh, said.append)
+    assert any("tv (192.168.2.2) uses laptop" in s for s in said)
+    demo.revoke(hotel, api, a, "home", said.append)
+    demo.prove_usable(hotel, b, said.append)  # the other share is untouched
+    demo.revoke(hotel, api, b, "hotel", said.append)
 
 
 def test_share_again_after_revocation_reuses_the_alias(hotel: Testbed) -> None:
