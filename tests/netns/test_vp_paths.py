@@ -333,3 +333,53 @@ def test_remove_leaves_nothing(rig: Rig) -> None:
     assert proc.returncode != 0
     kp.install(ns, cfg)
     netns.run_in(rig.ns["d4"], ["ping", "-c", "1", "-W", "5", str(ALIAS1)])
+
+
+def _snmp_ip(ns: str) -> dict[str, int]:
+    def read() -> dict[str, int]:
+        # thread-self: /proc/net is the main thread's view, not this switched thread's.
+        with open("/proc/thread-self/net/snmp") as f:
+            lines = [line.split() for line in f if line.startswith("Ip:")]
+        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True)}
+
+    return netns.in_netns(ns, read)
+
+
+@pytest.mark.usefixtures("quiet")
+def test_our_vxlan_frames_interoperate_and_malformed_inner_packets_are_dropped_and_counted(
+    rig: Rig,
+) -> None:
+    """VXLAN frames built by netfate.proto.overlay reach D2 through the kernel VXLAN of
+    VP2; one whose inner IP header is broken is dropped there and counted (Ip
+    InHdrErrors of VP2's namespace), as the reference drops and counts it."""
+    from netfate.proto import overlay
+
+    cfg2 = rig.cfg["vp2"]
+    ident = secrets.randbelow(0xFFFF)
+    bad = bytearray(ipv4.build_udp(D4, ALIAS1, 1, 2, b"broken", ident=ident))
+    bad[10:12] = b"\x00\x00"  # wrong header checksum
+    marker = b"sentinel-%d" % ident
+    good = ipv4.build_udp(D4, ALIAS1, 9999, 9999, marker)
+    assert Translator(Role.EXPORTER, ATT1).handle(Side.EI, bytes(bad)) == Dropped(
+        "malformed_header_checksum"
+    )
+    dst_mac = bytes.fromhex(cfg2.ei_mac().replace(":", ""))
+    src_mac = bytes.fromhex(rig.cfg["vp1"].ei_mac().replace(":", ""))
+    before_all = _snmp_ip(rig.ns["vp2"])
+    before = before_all["InHdrErrors"]
+    cap = Capture(rig.ns["d2"], rig.ifs["a"])
+    sock = netns.socket_in(rig.ns["vp1"], socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("172.31.0.2", 0))
+        for inner in (bytes(bad), good):
+            frame = overlay.encapsulate(cfg2.vni, dst_mac, src_mac, 0x0800, inner)
+            sock.sendto(frame, ("172.31.0.1", overlay.VXLAN_PORT))
+        got = [g for g in cap.until(marker) if ipv4.parse(g, verify=False).ident == ident]
+    finally:
+        sock.close()
+        cap.close()
+    assert got == []
+    after_all = _snmp_ip(rig.ns["vp2"])
+    assert after_all["InHdrErrors"] > before, {
+        k: after_all[k] - before_all[k] for k in after_all if after_all[k] != before_all[k]
+    }
