@@ -19,7 +19,7 @@ def _scenarios() -> dict[str, str]:
     """Scenario name -> module with TOPOLOGY, check(tb, say) and show(tb, say)."""
     from netfate import services
 
-    found = {"platform": "netfate.demo.platform"}
+    found = {"platform": "netfate.demo.platform", "sdn": "netfate.demo.sdn"}
     for name in services.names():
         mod = importlib.import_module(f"netfate.services.{name}")
         if isinstance(getattr(mod, "DEMO", None), str):
@@ -47,6 +47,17 @@ def demo(
     port: Annotated[int, typer.Option(help="Dashboard/API port (0: any free port)")] = 8080,
 ) -> None:
     """Bring up the demo edge network with orchestrator and agents; Ctrl-C ends it."""
+    # `netfate demo --check` verifies the platform and then its SDN controller.
+    names = ["platform", "sdn"] if (check and scenario == "platform") else [scenario]
+    code = 0
+    for name in names:
+        code = _run(name, check, port)
+        if code:
+            break
+    sys.exit(code)
+
+
+def _run(scenario: str, check: bool, port: int) -> int:
     from netfate.demo.platform import DemoFailed
     from netfate.testbed.builder import Testbed
     from netfate.testbed.state import new_prefix
@@ -64,18 +75,26 @@ def demo(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     prefix = new_prefix()
-    say(f"bringing up {topo.name} as run {prefix} ...")
+    sdn = bool(getattr(mod, "SDN", False))
+    say(
+        f"[{scenario}] bringing up {topo.name} as run {prefix}"
+        f"{' with the SDN controller' if sdn else ''} ..."
+    )
     t0 = time.monotonic()
     try:
         tb = Testbed.up(
-            topo, prefix=prefix, api_port=0 if check else port, progress=lambda s: say(f"  {s}")
+            topo,
+            prefix=prefix,
+            sdn=sdn,
+            api_port=0 if check else port,
+            progress=lambda s: say(f"  {s}"),
         )
     except KeyboardInterrupt:
         say("interrupted; everything built so far was removed")
-        raise typer.Exit(130) from None
+        return 130
     except Exception as e:
         say(f"FAILED to bring up the testbed: {e}")
-        raise typer.Exit(1) from None
+        return 1
     say(
         f"up in {time.monotonic() - t0:.1f} s (prefix {tb.prefix}, delay emulation: "
         f"{tb.emulator}); dashboard {tb.api_url}/"
@@ -84,7 +103,7 @@ def demo(
     try:
         if check:
             mod.check(tb, lambda m: say(f"ok  {m}"))
-            say("demo check passed")
+            say(f"[{scenario}] demo check passed")
         else:
             mod.show(tb, say)
             if tb.api_url:
@@ -96,6 +115,7 @@ def demo(
                 time.sleep(3600)
     except KeyboardInterrupt:
         say("stopping")
+        code = 130 if check else 0  # an interrupted check did not pass
     except DemoFailed as e:
         say(f"FAILED: {e}")
         code = 1
@@ -109,4 +129,4 @@ def demo(
             code = code or 1
         else:
             say("everything removed")
-    sys.exit(code)
+    return code

@@ -51,6 +51,12 @@ IFACE = "eth0"  # the interface of every node and host namespace
 LINKEMU_READY_TIMEOUT = 30.0
 
 
+# With sdn=True the run's controller listens on this port inside the switch namespace,
+# which belongs to the run alone, so the port is always free there.
+SDN_PORT = 6653
+SDN_TARGET = f"tcp:127.0.0.1:{SDN_PORT}"
+
+
 class TestbedError(Exception):
     __test__ = False  # not a pytest test class, despite the name
 
@@ -184,6 +190,7 @@ class Testbed:
         *,
         prefix: str | None = None,
         controller: str | None = None,
+        sdn: bool = False,
         control: bool = True,
         api_port: int = 0,
         progress: Progress | None = None,
@@ -194,6 +201,12 @@ class Testbed:
         far is removed before the exception propagates.
         """
         report = progress or _quiet
+        if sdn:
+            if controller is not None:
+                raise TestbedError("give either sdn (our controller) or a controller target")
+            if not control:
+                raise TestbedError("sdn needs the orchestrator: it holds the intents")
+            controller = SDN_TARGET
         topo = topology if isinstance(topology, Topology) else Topology.load(topology)
         topo_file = str(Path(topology).resolve()) if not isinstance(topology, Topology) else ""
         prefix = check_prefix(prefix) if prefix else new_prefix()
@@ -207,6 +220,7 @@ class Testbed:
         state.topology_name = topo.name
         state.topology_file = topo_file
         state.controller = controller
+        state.sdn = sdn
         state.control = control
         state.save()
         tb = cls(topo, state)

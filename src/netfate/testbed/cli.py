@@ -76,6 +76,14 @@ def up(
     no_control: Annotated[
         bool, typer.Option("--no-control", help="Network only: no orchestrator, no agents")
     ] = False,
+    sdn: Annotated[
+        bool,
+        typer.Option(
+            "--sdn",
+            help="Run netfate's own OpenFlow controller: bridges in secure mode, fabric "
+            "intents for the routed network (netfate flow ... adds more)",
+        ),
+    ] = False,
     port: Annotated[int, typer.Option(help="Orchestrator API port (default: a free one)")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
@@ -96,6 +104,7 @@ def up(
                 file,
                 prefix=prefix,
                 controller=controller,
+                sdn=sdn,
                 control=not no_control,
                 api_port=port,
                 progress=progress,

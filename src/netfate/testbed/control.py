@@ -160,11 +160,62 @@ def start_control(tb: Testbed, *, api_port: int = 0, progress: Progress | None =
             progress=report,
             total=len(nodes),
         )
+    if st.sdn:
+        start_sdn(tb, url, report)
     st.timings["control"] = round(time.monotonic() - t0, 4)
     st.save()
     if orch.poll() is not None:
         raise TestbedError(f"orchestrator exited with {orch.returncode}: {_tail(orch_log)}")
     return url
+
+
+def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
+    """The run's own OpenFlow controller, listening inside the switch namespace, and
+    the fabric intents that let the routed network work in secure mode (nothing
+    passes a secure bridge without them)."""
+    from netfate.testbed.builder import SDN_PORT, TestbedError
+
+    report("SDN controller")
+    log = tb.state.dir / "logs" / "controller.log"
+    ctl = _spawn(
+        tb,
+        [
+            sys.executable,
+            "-m",
+            "netfate",
+            "controller",
+            "--orchestrator",
+            url,
+            "--listen",
+            f"127.0.0.1:{SDN_PORT}",
+            "--netns",
+            tb.names.sw,
+        ],
+        "controller",
+        log,
+    )
+    report("fabric intents")
+    # The fabric is compiled from the bridges' ports, which agents report shortly
+    # after their node is up: ask again until every host has its gateway intent and
+    # another request adds nothing.
+    want = {f"fabric-gw-{h}" for h in tb.topology.hosts}
+    deadline = time.monotonic() + 60.0
+    have: set[str] = set()
+    while True:
+        try:
+            r = httpx.post(f"{url}/api/v1/sdn/fabric", timeout=60.0)
+            r.raise_for_status()
+            result = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise TestbedError(f"fabric intents refused: {e}") from e
+        have |= set(result.get("added", [])) | set(result.get("kept", []))
+        if want <= have and not result.get("added"):
+            break
+        if time.monotonic() > deadline:
+            raise TestbedError(f"fabric incomplete after 60 s: missing {sorted(want - have)}")
+        time.sleep(0.5)
+    if ctl.poll() is not None:
+        raise TestbedError(f"controller exited with {ctl.returncode}: {_tail(log)}")
 
 
 def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

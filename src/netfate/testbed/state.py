@@ -85,6 +85,8 @@ class RunState:
     """Delay/loss emulation used: none (no impaired link), netem or userspace."""
     netem_available: bool | None = None
     controller: str | None = None
+    sdn: bool = False
+    """The testbed runs its own SDN controller (`netfate controller`) and fabric intents."""
     rstp: bool = False
     """Bridges run RSTP (the node graph has loops)."""
     control: bool = False

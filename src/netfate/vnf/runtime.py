@@ -36,6 +36,7 @@ from typing import Any
 # Built-in functions by name; a descriptor may also name "package.module:Class".
 FUNCTIONS: dict[str, str] = {
     "counter": "netfate.vnf.counter:Counter",
+    "forwarder": "netfate.vnf.forwarder:Forwarder",
 }
 
 MAX_CONTROL_LINE = 64 << 20  # state blobs can be large (conntrack tables)

@@ -58,6 +58,15 @@ BUILTIN_DESCRIPTORS: tuple[dict[str, Any], ...] = (
         "description": "UDP request counter (port 7777): answers each datagram with the "
         "running count per client; its counts are its state and survive migration.",
     },
+    {
+        "name": "forwarder",
+        "function": "forwarder",
+        "cpu": 0.2,
+        "memory_mb": 64,
+        "stateful": False,
+        "description": "One-armed router: forwards what a steering intent sends it back "
+        "towards its destination (the simplest service chain element).",
+    },
 )
 
 
