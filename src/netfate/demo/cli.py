@@ -23,7 +23,9 @@ def _scenarios() -> dict[str, str]:
     for name in services.names():
         mod = importlib.import_module(f"netfate.services.{name}")
         if isinstance(getattr(mod, "DEMO", None), str):
-            found[name] = mod.DEMO
+            # DEMO_NAME: the scenario's name where it differs from the service's
+            # (the NetFATE firewall's demo is `netfate demo netfate`).
+            found[str(getattr(mod, "DEMO_NAME", name))] = mod.DEMO
     return found
 
 

@@ -6,7 +6,9 @@ A service package may define, at its top level:
     DESCRIPTORS: list[dict]          VNF descriptors it provides (seeded at start);
                                      `function` may be "package.module:Class"
     DEMO: str                        module with TOPOLOGY, check(tb, say), show(tb, say)
-                                     for `netfate demo NAME`
+                                     for `netfate demo NAME` (SDN = True: with the
+                                     testbed's controller)
+    DEMO_NAME: str                   NAME, where it is not the service's name
     CLI: str                         "package.module:app", a typer app mounted as
                                      `netfate NAME ...`
 

@@ -34,6 +34,7 @@ DESCRIPTORS: list[dict[str, Any]] = [
     },
 ]
 DEMO = "netfate.services.firewall.demo"
+DEMO_NAME = "netfate"  # `netfate demo netfate`, as the paper's system is called
 CLI = "netfate.services.firewall.cli:app"
 
-__all__ = ["CLI", "DEMO", "DESCRIPTORS", "router"]
+__all__ = ["CLI", "DEMO", "DEMO_NAME", "DESCRIPTORS", "router"]
