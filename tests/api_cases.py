@@ -324,3 +324,37 @@ def test_events_tail_gives_the_newest(api: TestClient) -> None:
     all_events = api.get("/api/v1/events?limit=5000").json()
     tail = api.get("/api/v1/events?tail=2").json()
     assert [e["id"] for e in tail] == [e["id"] for e in all_events[-2:]]
+
+
+def test_reconfigure_records_the_changed_keys(api: TestClient) -> None:
+    inst = running(api, node="cpe1", config={"port": 7777, "x": 1})
+    rev = api.get("/api/v1/agents/cpe1/desired").json()["revision"]
+    r = api.patch(f"/api/v1/instances/{inst['id']}", json={"config": {"port": 7778, "x": 1}})
+    assert r.status_code == 202, r.text
+    (spec,) = api.get("/api/v1/agents/cpe1/desired").json()["instances"]
+    assert spec["config"] == {"port": 7778, "x": 1}
+    assert api.get("/api/v1/agents/cpe1/desired").json()["revision"] > rev
+    (e,) = [
+        e
+        for e in api.get("/api/v1/events?limit=5000").json()
+        if e["kind"] == "InstanceReconfigured"
+    ]
+    assert e["data"]["keys"] == ["port"]
+
+
+def test_reconfigure_bad_input_changes_nothing(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    before = snapshot(api)
+    assert api.patch(f"/api/v1/instances/{inst['id']}", json={"config": 5}).status_code == 422
+    assert api.patch("/api/v1/instances/i-00000000", json={"config": {}}).status_code == 404
+    api.delete(f"/api/v1/instances/{inst['id']}")
+    before = snapshot(api)
+    r = api.patch(f"/api/v1/instances/{inst['id']}", json={"config": {}})
+    assert r.status_code == 409 and "stopping" in r.text
+    assert snapshot(api) == before
+
+
+def test_agents_forward_function_stats(api: TestClient) -> None:
+    inst = running(api, node="cpe1")
+    report(api, "cpe1", instances=[{"id": inst["id"], "status": "running", "stats": {"total": 3}}])
+    assert api.get(f"/api/v1/instances/{inst['id']}").json()["stats"] == {"total": 3}

@@ -225,3 +225,27 @@ def test_a_function_that_dies_is_started_again(tb: Testbed, api: platform.Api) -
     assert len(instance_namespaces(tb, inst["id"])) == 1
     api("DELETE", f"/instances/{inst['id']}")
     api.wait_state(inst["id"], "gone")
+
+
+def test_reconfigure_restarts_a_function_with_its_state(tb: Testbed, api: platform.Api) -> None:
+    inst = api(
+        "POST",
+        "/instances",
+        {"descriptor": "counter", "serves": "laptop1", "config": {"port": 7777}},
+    )
+    inst = api.wait_state(inst["id"], "running")
+    ip = inst["ip"].split("/")[0]
+    with CounterProbe(tb.netns_of("laptop1"), ip, port=7777) as probe:
+        assert [probe.ask().count for _ in range(2)] == [1, 2]
+    until(
+        "the function's own figures in the API",
+        lambda: api("GET", f"/instances/{inst['id']}")["stats"].get("total") == 2,
+    )
+    api("PATCH", f"/instances/{inst['id']}", {"config": {"port": 7778}})
+    # The counter cannot move its socket in place: the agent restarts it, carrying
+    # its counts, and it answers on the new port.
+    until("a new process", lambda: api("GET", f"/instances/{inst['id']}")["pid"] != inst["pid"])
+    with CounterProbe(tb.netns_of("laptop1"), ip, port=7778) as probe:
+        assert probe.ask().count == 3
+    api("DELETE", f"/instances/{inst['id']}")
+    api.wait_state(inst["id"], "gone")

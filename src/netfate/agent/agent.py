@@ -59,6 +59,7 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
         self._stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
+        self._fn_stats: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- main
 
@@ -116,7 +117,21 @@ class Agent:
         while True:
             with contextlib.suppress(Exception):
                 self._stats = await asyncio.to_thread(self._gather_stats)
+            with contextlib.suppress(Exception):
+                self._fn_stats = await self._function_stats()
             await asyncio.sleep(self.cfg.heartbeat_s)
+
+    async def _function_stats(self) -> dict[str, dict[str, Any]]:
+        """Each running function's own figures (its `status`), for the orchestrator."""
+        out: dict[str, dict[str, Any]] = {}
+        for iid, inst in list(self.instances.items()):
+            if inst.role != "active" or not inst.alive():
+                continue
+            with contextlib.suppress(Exception):
+                resp = await inst.call({"op": "status"}, timeout=0.5)
+                if isinstance(resp.get("stats"), dict):
+                    out[iid] = resp["stats"]
+        return out
 
     def _gather_stats(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         ports = self._ports()
@@ -186,6 +201,8 @@ class Agent:
                 local.role = "active"  # a finished migration: the copy here is the one
                 local.spec = spec
                 local.save()
+            elif local.alive() and (local.spec.get("config") or {}) != (spec.get("config") or {}):
+                self._spawn(iid, self._reconfigure(local, spec))
             elif not local.alive():
                 log.warning("instance %s died; starting it again", iid)
                 self.instances.pop(iid)
@@ -272,6 +289,30 @@ class Agent:
             inst.pid,
             inst.limits,
         )
+
+    async def _reconfigure(self, inst: Instance, spec: dict[str, Any]) -> None:
+        """A new configuration: in place if the function can take it, else a restart
+        that carries the function's state across (export, stop, start, import)."""
+        config = spec.get("config") or {}
+        try:
+            resp = await inst.call({"op": "configure", "config": config})
+            if resp.get("applied"):
+                inst.spec = spec
+                inst.save()
+                log.info("instance %s reconfigured in place", inst.id)
+                return
+            state = (await inst.call({"op": "export"}))["state"]
+        except Exception as e:
+            log.error("instance %s: reconfiguration failed: %s", inst.id, e)
+            return
+        self.instances.pop(inst.id, None)
+        await inst.stop()
+        await self._start(spec)
+        new = self.instances.get(inst.id)
+        if new is not None:
+            with contextlib.suppress(Exception):
+                await new.call({"op": "import", "state": state})
+            log.info("instance %s restarted with its new configuration and its state", inst.id)
 
     async def _restart(self, old: Instance, spec: dict[str, Any]) -> None:
         await old.stop()
@@ -422,9 +463,16 @@ class Agent:
                 # Died: the next converge starts it again (a supervisor, not a
                 # verdict); only a start that fails is reported as failed.
                 status, detail = "starting", "restarting: " + inst.tail_log()
-            insts.append(
-                {"id": iid, "status": status, "role": role, "pid": inst.pid, "detail": detail}
-            )
+            entry: dict[str, Any] = {
+                "id": iid,
+                "status": status,
+                "role": role,
+                "pid": inst.pid,
+                "detail": detail,
+            }
+            if iid in self._fn_stats:
+                entry["stats"] = self._fn_stats[iid]
+            insts.append(entry)
         for iid in self.tasks:
             if iid in self.instances:
                 continue

@@ -89,3 +89,13 @@ class MigrationFailed(Event):
     """Node it could not move to."""
     reason: str
     """What went wrong."""
+
+
+@dataclass(frozen=True)
+class InstanceReconfigured(Event):
+    instance: str
+    """Instance id."""
+    node: str
+    """Node it runs on."""
+    keys: list[str]
+    """Configuration keys that changed."""

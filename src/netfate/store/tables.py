@@ -114,6 +114,8 @@ class InstanceRow(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """What the function last said of itself (its `status` op), via its agent."""
 
 
 class TransitionRow(Base):

@@ -12,6 +12,9 @@ Control protocol: one JSON object per line each way.
     {"op": "freeze"}               -> {"ok": true, "state": {...}, "frozen_at": t}
     {"op": "import", "state": {}}  -> {"ok": true}
     {"op": "activate"}             -> {"ok": true, "active_at": t}
+    {"op": "configure", "config": {}} -> {"ok": true, "applied": bool}   (False: the
+                                      function cannot change it while running; the
+                                      agent then restarts it, carrying its state)
     {"op": "stop"}                 -> {"ok": true}, then the process exits
     anything else                  -> {"ok": false, "error": "..."}
 
@@ -77,6 +80,10 @@ class Function:
     def stats(self) -> dict[str, Any]:
         return {}
 
+    def configure(self, config: dict[str, Any]) -> bool:
+        """Apply a new configuration while running; False if this function cannot."""
+        return False
+
 
 def load_function(name: str) -> type[Function]:
     target = FUNCTIONS.get(name, name)
@@ -112,6 +119,14 @@ class Runtime:
                 return {"ok": False, "error": "import needs an object 'state'"}
             fn.import_state(state)
             return {"ok": True}
+        if op == "configure":
+            config = req.get("config")
+            if not isinstance(config, dict):
+                return {"ok": False, "error": "configure needs an object 'config'"}
+            applied = fn.configure(config)
+            if applied:
+                fn.ctx.config = config
+            return {"ok": True, "applied": applied}
         if op == "activate":
             fn.activate()
             return {"ok": True, "active_at": time.time()}

@@ -238,6 +238,17 @@ def destroy_instance(iid: str, session: SessionDep, notifier: NotifierDep) -> di
     return views.instance(inst)
 
 
+@router.patch("/instances/{iid}", tags=["instances"], status_code=202)
+def reconfigure_instance(
+    iid: str, body: schemas.InstancePatch, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    """Give a live instance a new configuration; its agent applies it."""
+    inst, touched = nfv.reconfigure_instance(session, iid, body.config)
+    session.commit()
+    notifier.notify(touched)
+    return views.instance(inst)
+
+
 @router.post("/instances/{iid}/migrate", tags=["instances"], status_code=202)
 def migrate_instance(
     iid: str, body: schemas.MigrateRequest, session: SessionDep, notifier: NotifierDep

@@ -23,6 +23,10 @@ class InstanceCreate(Strict):
     config: dict[str, Any] | None = None
 
 
+class InstancePatch(Strict):
+    config: dict[str, Any] = Field(description="The function's new configuration (whole)")
+
+
 class MigrateRequest(Strict):
     node: str = Field(min_length=1, max_length=64, description="Target node")
 
@@ -59,6 +63,7 @@ class InstanceReport(Strict):
     role: Literal["active", "standby"] = "active"
     pid: int | None = None
     detail: str = Field(default="", max_length=4000)
+    stats: dict[str, Any] | None = Field(default=None, description="The function's own figures")
 
 
 class MigrationReport(Strict):

@@ -48,6 +48,7 @@ def instance(i: InstanceRow) -> dict[str, Any]:
         "updated_at": i.updated_at,
         "pid": i.pid,
         "detail": i.detail,
+        "stats": i.stats or {},
     }
 
 

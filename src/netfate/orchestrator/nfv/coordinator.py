@@ -357,6 +357,24 @@ def _open_migrations(session: Session, iid: str) -> list[MigrationRow]:
     )
 
 
+def reconfigure_instance(
+    session: Session, iid: str, config: dict[str, Any]
+) -> tuple[InstanceRow, set[str]]:
+    """New configuration for a live instance; its agent applies it (in place if the
+    function can, else by a restart that carries its state)."""
+    inst = get_instance(session, iid)
+    if inst.state not in (S.REQUESTED.value, S.STARTING.value, S.RUNNING.value):
+        raise Conflict(
+            f"instance {iid} is {inst.state}: only a live, settled instance can be reconfigured"
+        )
+    old = inst.config or {}
+    keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+    inst.config = config
+    inst.updated_at = time.time()
+    record(session, ev.InstanceReconfigured(iid, inst.node, keys))
+    return inst, bump(session, inst.node)
+
+
 def migrate_instance(session: Session, iid: str, target: str) -> tuple[MigrationRow, set[str]]:
     inst = get_instance(session, iid)
     node = session.get(NodeRow, target)
@@ -485,6 +503,8 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         state = InstanceState(inst.state)
         if rep and rep.get("pid"):
             inst.pid = int(rep["pid"])
+        if rep and isinstance(rep.get("stats"), dict) and rep["stats"] != inst.stats:
+            inst.stats = rep["stats"]
         if state == S.STOPPING and status is None:
             transition(session, inst, S.GONE, f"agent on {node} removed it")
         elif state in (S.REQUESTED, S.FAILED) and status in ("starting", "running"):

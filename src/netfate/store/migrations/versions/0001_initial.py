@@ -90,6 +90,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("stats", sa.JSON(), nullable=False, server_default="{}"),
         sa.ForeignKeyConstraint(
             ["descriptor"],
             ["descriptors.name"],
