@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from test_sdn_compile import MAC, make_view
-
 from netfate.orchestrator.sdn.controller import Brain
 from netfate.orchestrator.sdn.intents import PortView, ViewAndIntents, parse_intent
+from sdn_fixtures import MAC, make_view
 
 
 def _brain() -> Brain:

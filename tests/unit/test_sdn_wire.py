@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
-from test_sdn_compile import make_view
 
 from netfate.orchestrator.sdn import ofp, wire
 from netfate.orchestrator.sdn.compile import FlowSpec, Output, SetField, compile_intents
 from netfate.orchestrator.sdn.intents import parse_intent
+from sdn_fixtures import make_view
 
 
 class _DP:
