@@ -346,21 +346,13 @@ def test_flow_table_snapshots_carry_counters(clean: Net) -> None:
 
 
 def _connect_in_ns(ns: str, port: int) -> socket.socket:
-    """A TCP client socket created inside namespace `ns` (same trick as the listener)."""
-    import threading
+    """A TCP client socket created inside namespace `ns` (as the listener is)."""
+    from netfate.host.netns import socket_in
 
-    from netfate.orchestrator.sdn.process import _setns
-
-    out: list[socket.socket] = []
-
-    def make() -> None:
-        _setns(f"/run/netns/{ns}")
-        out.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-
-    t = threading.Thread(target=make)
-    t.start()
-    t.join()
-    return out[0]
+    s = socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    return s
 
 
 def _recv_msg(s: socket.socket) -> tuple[int, int, bytes]:

@@ -16,59 +16,31 @@ messages (they are logged and skipped) instead of dropping the switch.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import logging
-import os
 import socket
 import ssl
 import sys
-import threading
 from typing import Any
 
 log = logging.getLogger("netfate.sdn.process")
 
-CLONE_NEWNET = 0x40000000
-
-
-def _setns(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
 
 def open_listener(host: str, port: int, netns: str | None = None) -> socket.socket:
-    """A listening TCP socket, created inside network namespace `netns` if given."""
-    result: list[socket.socket] = []
-    errors: list[BaseException] = []
+    """A listening TCP socket, created inside network namespace `netns` if given
+    (host.netns.socket_in: a helper thread enters the namespace, the caller never
+    does); binding and listening then happen in that namespace from any thread."""
+    from netfate.host import netns as _netns
 
-    def make() -> None:
-        try:
-            if netns:
-                _setns(netns if netns.startswith("/") else f"/run/netns/{netns}")
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-            s.listen(64)
-            result.append(s)
-        except BaseException as e:
-            errors.append(e)
-
-    if netns is None:
-        make()
-    else:
-        # A throwaway thread: it leaves the namespace switched, and then it ends.
-        t = threading.Thread(target=make, name="netns-listener")
-        t.start()
-        t.join()
-    if errors:
-        raise errors[0]
-    return result[0]
+    s = _netns.socket_in(netns, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(64)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def parse_listen(text: str) -> tuple[str, int]:
