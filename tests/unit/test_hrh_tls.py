@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -294,7 +295,8 @@ def test_serial_importer_reimports_by_itself_after_a_cut(pki: Pki, image: Path) 
                 )
             )
             await fn.start()
-            assert fn.pty is not None
+            while fn.pty is None:  # the first import runs in the background
+                await asyncio.sleep(0.01)
             reader = os.open(fn.pty.slave_path, os.O_RDONLY | os.O_NONBLOCK)
             loop = asyncio.get_running_loop()
 
@@ -360,3 +362,36 @@ def test_import_request_sent_with_the_tls_finished_is_answered(pki: Pki, image: 
 
     # Bounded: a lost request means no reply at all (not a slow one).
     run(asyncio.wait_for(main(), 20))
+
+
+def test_serial_importer_waits_for_an_hrh_that_is_not_there_yet(pki: Pki, image: Path) -> None:
+    """An instance starts while its network is still being wired (or closed by SDN):
+    start() returns, and the import happens once the HRH answers."""
+
+    async def main() -> None:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # a port where nothing listens yet
+        fn = TlsSerialImporter(
+            Context(
+                "isp-2",
+                {
+                    "server": "127.0.0.1",
+                    "port": port,
+                    "server_name": "hrh-1",
+                    "tls": pki.isp.to_config(),
+                    "retry_seconds": 0.05,
+                },
+            )
+        )
+        await fn.start()
+        assert fn.pty is None and fn.stats()["pty"] is None
+        async with server(pki, image) as srv:
+            await srv.start("127.0.0.1", port)
+            while fn.pty is None:
+                await asyncio.sleep(0.02)
+            assert srv.owners.keys() == {"1-1"}
+            await fn.stop()
+
+    run(asyncio.wait_for(main(), 30))

@@ -16,6 +16,7 @@ from .api import router
 
 # `netfate usbip ...` (serve, list, serial); see netfate.services.
 CLI = "netfate.services.usbip.cli:app"
+DEMO = "netfate.services.usbip.demo"
 
 
 DESCRIPTORS: list[dict[str, Any]] = [
@@ -51,4 +52,4 @@ DESCRIPTORS: list[dict[str, Any]] = [
     },
 ]
 
-__all__ = ["CLI", "DESCRIPTORS", "AllowList", "AllowRule", "router"]
+__all__ = ["CLI", "DEMO", "DESCRIPTORS", "AllowList", "AllowRule", "router"]

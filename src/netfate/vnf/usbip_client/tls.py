@@ -225,10 +225,26 @@ class TlsSerialImporter(SerialImporter):
         self.server_name = str(ctx.config.get("server_name", self.server))
 
     async def start(self) -> None:
-        self.dev = await TlsRemoteDevice.open_tls(
-            self.server, self.busid, self.port,
-            context=self.context, server_hostname=self.server_name,
-        )  # fmt: skip
+        # Returns at once: the agent wires the instance's interface while the
+        # function starts, and under SDN control the path to the HRH opens only
+        # once the orchestrator adds its intents.  The pty appears (and the link
+        # with it) once the first import succeeds.
+        self._task = asyncio.create_task(self._connect_then_watch())
+
+    async def _connect_then_watch(self) -> None:
+        while True:
+            try:
+                self.dev = await TlsRemoteDevice.open_tls(
+                    self.server, self.busid, self.port,
+                    context=self.context, server_hostname=self.server_name,
+                )  # fmt: skip
+                break
+            except TlsRefusedError as err:
+                log.error("usbip %s %s: %s; not retrying", self.server, self.busid, err)
+                return
+            except (OSError, UsbipError) as err:
+                log.info("usbip %s %s not reachable yet: %s", self.server, self.busid, err)
+                await asyncio.sleep(self.retry)
         self.pty = SerialPty(self.dev, link=self.link)
         await self.pty.start()
-        self._task = asyncio.create_task(self._watch())
+        await self._watch()
