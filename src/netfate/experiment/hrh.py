@@ -425,8 +425,11 @@ def run(
     if plots:
         from netfate.experiment.plots import plot_all
 
-        for p in plot_all(doc, out):
-            say(f"wrote {p}")
+        try:
+            for p in plot_all(doc, out):
+                say(f"wrote {p}")
+        except ImportError as e:  # matplotlib is an optional dependency
+            say(f"no plots: {e} (pip install matplotlib)")
     return doc
 
 
