@@ -135,3 +135,25 @@ def test_api_places_by_the_descriptors_bound_and_records_why(api: TestClient) ->
         params={"descriptor": "hrh-climate", "serves": "sensor", "measured_rtt_ms": 74.1},
     )
     assert r.json()["node"] == "pe1" and "74.1 ms (measured)" in r.json()["why"]
+
+
+def test_api_refuses_when_neither_the_isp_nor_the_hrh_can_meet_the_bound(api: TestClient) -> None:
+    # Fill the HRH (1 CPU, 512 MiB) with pinned HRH functions until it refuses one:
+    # then the alarm (15 ms) has nowhere to go.
+    made = 0
+    while (
+        api.post(
+            "/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"}
+        ).status_code
+        == 201
+    ):
+        made += 1
+    assert made == 8  # 8 x 64 MiB
+    r = api.post("/api/v1/usbip/functions", json={"descriptor": "hrh-alarm", "serves": "sensor"})
+    assert r.status_code == 409
+    assert "delay-bound 15 ms cannot be met" in r.json()["detail"]
+    assert "no HRH with room near sensor" in r.json()["detail"]
+    r = api.get("/api/v1/usbip/placement", params={"descriptor": "hrh-alarm", "serves": "sensor"})
+    assert r.status_code == 409
+    r = api.post("/api/v1/usbip/functions", json={"descriptor": "nope", "serves": "sensor"})
+    assert r.status_code == 404
