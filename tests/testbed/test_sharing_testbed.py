@@ -7,6 +7,7 @@ PN at once, and the vHG's DHCP + inventory as the orchestrator sees it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,6 +164,16 @@ def test_vhg_of_a_pn_serves_dhcp_on_its_lan(tmp_path: Path) -> None:
         assert router == vhg_ip
         r = httpx.get(f"{bed.api_url}/api/v1/sharing/pns/alice@home.example")
         assert r.json()["vhg_instance"] == inst["id"]
+        # The lease reaches the PN's inventory by itself: the vHG's own figures travel
+        # in its agent's reports (bounded wait for the next report, no timing claim).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            devs = httpx.get(f"{bed.api_url}/api/v1/sharing/pns/alice@home.example/devices")
+            found = {d["ip"]: d for d in devs.json()}
+            if ip in found:
+                break
+            time.sleep(0.5)
+        assert found.get(ip, {}).get("source") == "lease", found
     finally:
         problems = bed.down()
         assert not problems, problems

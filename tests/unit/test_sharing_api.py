@@ -274,3 +274,25 @@ def test_pn2_devices_that_come_and_go_get_aliases_added_and_freed(api: TestClien
     api.put(f"{V1}/pns/{BOB}/inventory", json={"devices": []})
     gone = api.get(f"{V1}/shares/{sh['id']}").json()
     assert {d for _, d in gone["att"]["entries"]} == set(old)
+
+
+def test_inventory_includes_what_the_vhg_reports_through_its_agent(api: TestClient) -> None:
+    vhg = api.post(f"{V1}/pns/{ALICE}/vhg").json()
+    iid = vhg["vhg_instance"]
+    devices = [
+        {"ip": "192.168.1.120", "mac": "02:00:00:00:01:20", "name": "tablet", "source": "lease"},
+        {"ip": "192.168.1.121", "mac": "02:00:00:00:01:21", "source": "neighbour"},
+        {"ip": "10.9.9.9", "source": "neighbour"},  # not in the PN: ignored
+        "garbage",  # not an object: ignored
+    ]
+    r = api.post(
+        f"/api/v1/agents/{vhg['node']}/report",
+        json={"instances": [{"id": iid, "status": "running", "pid": 1,
+                             "stats": {"devices": devices}}]},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    devs = {d["ip"]: d for d in api.get(f"{V1}/pns/{ALICE}/devices").json()}
+    assert devs["192.168.1.120"]["name"] == "tablet"
+    assert devs["192.168.1.120"]["source"] == "lease"
+    assert devs["192.168.1.121"]["source"] == "neighbour"
+    assert "10.9.9.9" not in devs

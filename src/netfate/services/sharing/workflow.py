@@ -151,7 +151,31 @@ def inventory(session: Session, pn: PersonalNetworkRow) -> list[Device]:
         if d.ip in vps or (d.ip in found and d.source != "declared"):
             continue
         found[d.ip] = Device(d.name, d.ip, d.mac, d.kind, d.source)
+    # What the vHG itself sees (DHCP leases, neighbour table): its agent forwards the
+    # function's own figures into the instance row at every report.
+    for seen in _vhg_devices(session, pn):
+        ip = str(seen.get("ip", ""))
+        try:
+            inside = ipaddress.ip_address(ip) in net
+        except ValueError:
+            continue
+        if not inside or ip in found or ip in vps:
+            continue
+        name = str(seen.get("name") or f"ip-{ip.replace('.', '-')}")[:64]
+        mac = seen.get("mac")
+        source = str(seen.get("source", "vhg"))[:16]
+        found[ip] = Device(name, ip, str(mac) if mac else None, "device", source)
     return sorted(found.values(), key=lambda d: ipaddress.ip_address(d.ip))
+
+
+def _vhg_devices(session: Session, pn: PersonalNetworkRow) -> list[dict[str, Any]]:
+    if not pn.vhg_instance:
+        return []
+    inst = session.get(InstanceRow, pn.vhg_instance)
+    if inst is None or inst.state != "running":
+        return []
+    devices = (inst.stats or {}).get("devices", [])
+    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
 
 
 def find_device(session: Session, pn: PersonalNetworkRow, ref: str) -> Device:
