@@ -2,17 +2,16 @@
 
 Plugs into the platform (netfate.services) by: router (/api/v1/usbip),
 DESCRIPTORS (the HRH's functions), DEMO (`netfate demo usbip`), CLI
-(`netfate usbip ...`).  Importing it registers the ``delay-bound`` placement
-policy.
+(`netfate usbip ...`).  The router is imported on first use (it registers
+the ``delay-bound`` placement policy): the HRH's own processes import this
+package for the allow-list and need neither FastAPI nor the orchestrator.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import placement as placement  # registers the delay-bound policy
 from .allowlist import AllowList, AllowRule
-from .api import router
 
 # `netfate usbip ...` (serve, list, serial); see netfate.services.
 CLI = "netfate.services.usbip.cli:app"
@@ -53,3 +52,11 @@ DESCRIPTORS: list[dict[str, Any]] = [
 ]
 
 __all__ = ["CLI", "DEMO", "DESCRIPTORS", "AllowList", "AllowRule", "router"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "router":
+        from .api import router
+
+        return router
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
