@@ -27,6 +27,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "controller": ("netfate.orchestrator.sdn.cli:app", "merge"),
     "flow": ("netfate.orchestrator.sdn.cli:app", "merge"),
     "bench": ("netfate.benchcli:bench", "bench"),
+    "experiment": ("netfate.experiment.cli:app", "group"),
 }
 
 

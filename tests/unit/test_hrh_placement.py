@@ -157,3 +157,15 @@ def test_api_refuses_when_neither_the_isp_nor_the_hrh_can_meet_the_bound(api: Te
     assert r.status_code == 409
     r = api.post("/api/v1/usbip/functions", json={"descriptor": "nope", "serves": "sensor"})
     assert r.status_code == 404
+
+
+def test_the_generic_instances_api_honours_the_descriptors_bound(api: TestClient) -> None:
+    # Not through the HRH router: POST /instances passes the descriptor's bound to
+    # whichever policy is named.
+    for descriptor, node in (("hrh-alarm", "hrh1"), ("hrh-climate", "pe1")):
+        r = api.post(
+            "/api/v1/instances",
+            json={"descriptor": descriptor, "serves": "sensor", "policy": "delay-bound"},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["node"] == node, (descriptor, r.json())

@@ -32,6 +32,10 @@ class PlacementRequest:
     memory_mb: int
     serves: str | None = None
     """Host (or node) the instance serves; `nearest` measures distance from it."""
+    delay_bound_ms: float | None = None
+    """The function's declared round-trip bound (descriptor), for delay-aware policies."""
+    measured_rtt_ms: float | None = None
+    """A measured round trip to use instead of the topology's link delays."""
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,12 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         raise NotFound(f"unknown descriptor {req.descriptor!r}")
     if req.serves is not None and session.get(HostRow, req.serves) is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
-    preq = PlacementRequest(cpu=desc.cpu, memory_mb=desc.memory_mb, serves=req.serves)
+    preq = PlacementRequest(
+        cpu=desc.cpu,
+        memory_mb=desc.memory_mb,
+        serves=req.serves,
+        delay_bound_ms=desc.delay_bound_ms,
+    )
     if req.node is not None:
         if session.get(NodeRow, req.node) is None:
             raise NotFound(f"unknown node {req.node!r}")

@@ -16,6 +16,7 @@ from .allowlist import AllowList, AllowRule
 # `netfate usbip ...` (serve, list, serial); see netfate.services.
 CLI = "netfate.services.usbip.cli:app"
 DEMO = "netfate.services.usbip.demo"
+DEMO_NAME = "hrh"  # `netfate demo hrh`: the Home Radio Head
 
 
 DESCRIPTORS: list[dict[str, Any]] = [
@@ -51,7 +52,7 @@ DESCRIPTORS: list[dict[str, Any]] = [
     },
 ]
 
-__all__ = ["CLI", "DEMO", "DESCRIPTORS", "AllowList", "AllowRule", "router"]
+__all__ = ["CLI", "DEMO", "DEMO_NAME", "DESCRIPTORS", "AllowList", "AllowRule", "router"]
 
 
 def __getattr__(name: str) -> Any:
