@@ -21,5 +21,30 @@ def test_netfate_case_study(run_prefix: str) -> None:
     said: list[str] = []
     with Testbed.up(EXAMPLE, prefix=run_prefix) as tb:
         demo.check(tb, said.append)
+        assert tb.api_url
+        tables = dashboard_tables(tb.api_url)
+    assert any("alice" in row for row in tables["users"]), tables
+    # After the idle release (d), Table II says the firewall is no longer active.
+    assert any("firewall" in row and "no" in row for row in tables["functions"]), tables
     assert any(m.startswith("(c) login at cpe2: firewall migrated") for m in said)
     assert any(m.startswith("(d) idle") for m in said)
+
+
+def dashboard_tables(url: str) -> dict[str, list[str]]:
+    """The NFVI tables as the dashboard shows them, in headless Chromium (Debian's)."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_selector("table.netfate-users tr td", timeout=30_000)
+            return {
+                key: page.locator(f"table.netfate-{key} tr").all_inner_texts()
+                for key in ("users", "functions", "forwarding")
+            }
+        finally:
+            browser.close()
