@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from orchproc import Orchestrator
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -46,61 +45,6 @@ if not Path(CHROMIUM).exists():
 
 
 # ---------------------------------------------------------------- orchestrator
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Orchestrator:
-    """`netfate orchestrator` as a child process on 127.0.0.1, restartable in place."""
-
-    def __init__(self, tmp_path: Path, topology: Path | None = TOPOLOGY) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.db = tmp_path / "o.db"
-        self.log_path = tmp_path / "orchestrator.log"
-        self.topology = topology
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "netfate", "orchestrator"]
-        argv += ["--listen", f"127.0.0.1:{self.port}", "--database-url", f"sqlite:///{self.db}"]
-        if self.topology is not None:
-            argv += ["--topology", str(self.topology)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"orchestrator exited with {self.proc.returncode}: "
-                    + self.log_path.read_text()[-2000:]
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail("orchestrator did not answer within 30 s")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL, as in the fault cases of the issue (only this process, by its pid)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
-from netfate.services.firewall import policy
+from netfate.services.firewall import policy, userpage
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
 from netfate.services.firewall.tables import (
@@ -367,3 +367,7 @@ def radius_status(request: Request) -> dict[str, Any]:
         "counters": dict(svc.core.counters),
         "recent_drops": list(svc.dropped),
     }
+
+
+# The user's own page (/netfate/me): sign in, see and edit one's rules.
+router.include_router(userpage.router)

@@ -1,0 +1,105 @@
+"""The user's own page: see and edit one's personal firewall rules.
+
+    GET /api/v1/netfate/me            the page (a form; its script is same-origin)
+    GET /api/v1/netfate/me/rules      the signed-in user's rule set
+    PUT /api/v1/netfate/me/rules      replace it (validated whole; on a fault nothing changes)
+
+Users sign in with the credentials they log in to the captive portal with (HTTP
+Basic over the API, checked against the stored PBKDF2 hash). An unknown user costs
+the same hash check as a wrong password, so the answer does not tell which; repeated
+failures from one client are refused for a while (429).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from netfate.orchestrator.api.deps import SessionDep
+from netfate.services.firewall import policy
+from netfate.services.firewall.passwords import hash_password, verify_password
+from netfate.services.firewall.tables import NfUserRow
+from netfate.vnf.firewall.rules import RuleError
+
+router = APIRouter()
+
+PAGE = Path(__file__).resolve().parents[2] / "web" / "templates" / "netfate_me.html"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+MAX_FAILURES = 5
+WINDOW_S = 60.0
+_DUMMY_HASH = hash_password("not a password")
+_failures: dict[str, deque[float]] = {}
+
+
+def _limited(client: str) -> bool:
+    now = time.monotonic()
+    q = _failures.setdefault(client, deque())
+    while q and now - q[0] > WINDOW_S:
+        q.popleft()
+    return len(q) >= MAX_FAILURES
+
+
+def _signed_in(request: Request, session: SessionDep) -> NfUserRow:
+    client = request.client.host if request.client else "?"
+    if _limited(client):
+        raise HTTPException(429, detail="too many failed sign-ins; wait a minute")
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    name = password = ""
+    if scheme.lower() == "basic" and len(value) <= 1024:
+        try:
+            name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            name = password = ""
+    user = session.get(NfUserRow, name) if name and len(name) <= 64 else None
+    ok = verify_password(password.encode(), user.password_hash if user else _DUMMY_HASH)
+    if user is None or not ok:
+        _failures[client].append(time.monotonic())
+        # No WWW-Authenticate header: the page signs in by itself, and the header would
+        # make browsers pop up their own password dialog over it.
+        raise HTTPException(401, detail="wrong user name or password")
+    return user
+
+
+@router.get("/me", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}  # fmt: skip
+    return HTMLResponse(PAGE.read_text(), headers=headers)
+
+
+@router.get("/me/rules")
+def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
+    user = _signed_in(request, session)
+    return {
+        "user": user.name,
+        "version": user.rules_version,
+        "rules": user.rules or policy.DEFAULT_RULES,
+        "status": user.status,
+        "access_node": user.access_node,
+    }
+
+
+@router.put("/me/rules")
+def put_my_rules(
+    request: Request, session: SessionDep, body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
+    """Replace the signed-in user's rule set; a set that does not parse changes nothing."""
+    user = _signed_in(request, session)
+    try:
+        policy.set_rules(session, user, body)
+    except (RuleError, policy.PolicyError) as e:
+        raise HTTPException(422, detail=str(e)) from None
+    session.commit()
+    return {"user": user.name, "version": user.rules_version, "rules": user.rules}
