@@ -1,7 +1,7 @@
 """Home Radio Head service: USB devices at home exported over USB/IP to the ISP.
 
 Plugs into the platform (netfate.services) by: router (/api/v1/usbip),
-DESCRIPTORS (the HRH's functions), DEMO (`netfate demo usbip`), CLI
+DESCRIPTORS (the HRH's functions), DEMO (`netfate demo hrh`), CLI
 (`netfate usbip ...`).  The router is imported on first use (it registers
 the ``delay-bound`` placement policy): the HRH's own processes import this
 package for the allow-list and need neither FastAPI nor the orchestrator.

@@ -1,4 +1,4 @@
-"""The Home Radio Head scenario on the testbed (examples/hrh.yaml): ``netfate demo usbip``.
+"""The Home Radio Head scenario on the testbed (examples/hrh.yaml): ``netfate demo hrh``.
 
 A home (node ``hrh1``, kind hrh) with a serial temperature sensor and a
 pendrive plugged into its HRH; the ISP's edge ``pe1`` 20 ms of RTT away.
