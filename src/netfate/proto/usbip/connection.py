@@ -22,6 +22,7 @@ Unlink race semantics (spec: the UNLINK diagrams; kernel ``stub_rx.c``
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections import deque
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ class _InFlight:
     unlink_seqnum: int | None = None
 
 
-class _Core:
+class _Core(abc.ABC):
     _table: dict[tuple[Phase, str], Phase]
 
     def __init__(self) -> None:
@@ -235,8 +236,9 @@ class _Core:
         self._pos = 0
         return events
 
+    @abc.abstractmethod
     def _parse(self, events: list[Event]) -> None:
-        raise NotImplementedError
+        """Parse whole frames of this side's phase into `events` (each side its own)."""
 
     def _avail(self) -> int:
         return len(self._src) - self._pos

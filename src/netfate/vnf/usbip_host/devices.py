@@ -9,6 +9,7 @@ server calls ``tick()`` every ``tick_interval`` seconds.
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 import struct
@@ -66,7 +67,7 @@ class _ParkedIn:
     done: Completer
 
 
-class VirtualDevice:
+class VirtualDevice(abc.ABC):
     """Standard requests, endpoint bookkeeping and IN parking; subclasses add a class."""
 
     vendor = 0x1D6B  # Linux Foundation; these are virtual devices
@@ -85,8 +86,9 @@ class VirtualDevice:
 
     # --- description ------------------------------------------------------ #
 
+    @abc.abstractmethod
     def interfaces(self) -> list[InterfaceSpec]:
-        raise NotImplementedError
+        """The device's interfaces and endpoints (each device kind describes its own)."""
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -159,6 +161,7 @@ class VirtualDevice:
 
     def tick(self) -> None:
         """Called every ``tick_interval`` seconds by the server."""
+        return None  # an optional hook: most devices have nothing to do on a tick
 
     # --- hooks -------------------------------------------------------------- #
 
