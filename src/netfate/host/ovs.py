@@ -159,11 +159,22 @@ class OvsDaemon:
             timeout,
         )
         Vsctl(self.db).run([["init"]], wait=False)
+        self._start_vswitchd(timeout)
+
+    def _start_vswitchd(self, timeout: float) -> None:
         self._start_one(
             "ovs-vswitchd",
             [self.db, f"--unixctl={self.rundir / 'ovs-vswitchd.ctl'}"],
             timeout,
         )
+
+    def restart_vswitchd(self, timeout: float = 20.0) -> None:
+        """Stop and start ovs-vswitchd alone (a switch restart): the database keeps
+        the bridges and their controller; the flow tables come back empty."""
+        p = self.procs.pop("ovs-vswitchd", None)
+        if p is not None:
+            _proc.terminate(p, timeout=5.0)
+        self._start_vswitchd(timeout)
 
     def pids(self) -> dict[str, _proc.ProcRef]:
         return dict(self.procs)

@@ -17,8 +17,6 @@ otherwise stalls TCP (PLATFORM-NOTES.md).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netfate.host.ovs import OvsDaemon
 from netfate.orchestrator.sdn.intents import (
     HostView,
     InstanceView,
@@ -36,8 +35,6 @@ from netfate.orchestrator.sdn.intents import (
     NodeView,
     PortView,
 )
-
-OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 
 def sh(*args: str, check: bool = True, timeout: float = 30.0) -> str:
@@ -70,15 +67,22 @@ class Rig:
     links: list[tuple[str, str]] = field(default_factory=list)
     netns: list[str] = field(default_factory=list)
     _ifindex: int = 0
+    _ovs: OvsDaemon | None = None
 
     @property
     def sw(self) -> str:
         return f"{self.prefix}-sw"
 
     @property
+    def ovs(self) -> OvsDaemon:
+        """The rig's own ovsdb-server + ovs-vswitchd (vswitchd in the switch namespace)."""
+        if self._ovs is None:
+            self._ovs = OvsDaemon(self.work, self.sw)
+        return self._ovs
+
+    @property
     def env(self) -> dict[str, str]:
-        d = str(self.work)
-        return {**os.environ, "OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d}
+        return self.ovs.env()
 
     def vsctl(self, *args: str) -> str:
         r = subprocess.run(
@@ -109,44 +113,7 @@ class Rig:
         sh("ip", "netns", "add", self.sw)
         self.netns.append(self.sw)
         sh("ip", "-n", self.sw, "link", "set", "lo", "up")
-        db = self.work / "conf.db"
-        sh("ovsdb-tool", "create", str(db), OVS_SCHEMA)
-        subprocess.run(
-            [
-                "ovsdb-server",
-                str(db),
-                f"--remote=punix:{self.work}/db.sock",
-                f"--pidfile={self.work}/ovsdb-server.pid",
-                f"--unixctl={self.work}/ovsdb-server.ctl",
-                f"--log-file={self.work}/ovsdb-server.log",
-                "--detach",
-            ],
-            check=True,
-            env=self.env,
-            timeout=30,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.vsctl("--no-wait", "init")
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.sw,
-                "ovs-vswitchd",
-                f"unix:{self.work}/db.sock",
-                f"--pidfile={self.work}/ovs-vswitchd.pid",
-                f"--unixctl={self.work}/ovs-vswitchd.ctl",
-                f"--log-file={self.work}/ovs-vswitchd.log",
-                "--detach",
-            ],
-            check=True,
-            env=self.env,
-            timeout=30,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.ovs.start()
 
     def bridge(self, node: str) -> str:
         return f"{self.prefix}b{list(self.nodes).index(node)}"
@@ -327,50 +294,10 @@ class Rig:
 
     def restart_vswitchd(self) -> None:
         """Stop and start ovs-vswitchd: bridges come back empty of flows."""
-        self._stop_daemon("ovs-vswitchd")
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.sw,
-                "ovs-vswitchd",
-                f"unix:{self.work}/db.sock",
-                f"--pidfile={self.work}/ovs-vswitchd.pid",
-                f"--unixctl={self.work}/ovs-vswitchd.ctl",
-                f"--log-file={self.work}/ovs-vswitchd.log",
-                "--detach",
-            ],
-            check=True,
-            env=self.env,
-            timeout=30,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def _stop_daemon(self, name: str) -> None:
-        pidfile = self.work / f"{name}.pid"
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            pid = int(pidfile.read_text().strip())
-            subprocess.run(
-                ["ovs-appctl", "-t", str(self.work / f"{name}.ctl"), "exit"],
-                capture_output=True,
-                env=self.env,
-                timeout=10,
-            )
-            for _ in range(100):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.05)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        self.ovs.restart_vswitchd()
 
     def close(self) -> None:
-        self._stop_daemon("ovs-vswitchd")
-        self._stop_daemon("ovsdb-server")
+        self.ovs.stop()
         for ns in reversed(self.netns):
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(self.work, ignore_errors=True)
