@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netfate.host.nft import NftError
+from netfate.host.nft import apply as nft_apply
 from netfate.vnf.firewall import conntrack
 from netfate.vnf.firewall.rules import TABLE, RuleError, RuleSet, compile_nft, parse_ruleset
 from netfate.vnf.runtime import Context, Function
@@ -44,19 +46,6 @@ log = logging.getLogger("netfate.vnf.firewall")
 VSA_RULES_VERSION = 1
 VSA_RULES_CHUNK = 2
 VSA_LAST_PACKET = 3
-
-
-class NftError(Exception):
-    pass
-
-
-def nft_apply(doc: dict[str, Any]) -> None:
-    """Run one nft JSON batch: one kernel transaction, all or nothing."""
-    r = subprocess.run(
-        ["nft", "-j", "-f", "-"], input=json.dumps(doc), capture_output=True, text=True, timeout=10
-    )
-    if r.returncode != 0:
-        raise NftError(r.stderr.strip() or f"nft exited {r.returncode}")
 
 
 def sysctl(key: str, value: str) -> None:

@@ -29,6 +29,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from netfate.host import nft
+
 TABLE = "netfate_fw"
 MAX_RULES = 512
 ACTIONS = ("allow", "deny")
@@ -202,9 +204,7 @@ def compile_nft(rs: RuleSet, user_ip: str) -> dict[str, Any]:
     user = str(ipaddress.IPv4Address(user_ip))
     t = {"family": "inet", "table": TABLE}
     cmds: list[dict[str, Any]] = [
-        {"add": {"table": {"family": "inet", "name": TABLE}}},
-        {"delete": {"table": {"family": "inet", "name": TABLE}}},
-        {"add": {"table": {"family": "inet", "name": TABLE}}},
+        *nft.fresh_table("inet", TABLE),
         {
             "add": {
                 "chain": {

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from netfate.host.nft import apply as nft
+from netfate.host.nft import fresh_table
 from netfate.proto.radius import AcctStatus, Attr, Code
 from netfate.vnf.portal.http import Request, Response, serve
 from netfate.vnf.portal.radius_client import RadiusClient, RadiusTimeout
@@ -65,14 +67,6 @@ def _hostport(text: str, default_port: int) -> tuple[str, int]:
     if not sep:
         return text, default_port
     return host, int(port)
-
-
-def nft(doc: dict[str, Any]) -> None:
-    r = subprocess.run(
-        ["nft", "-j", "-f", "-"], input=json.dumps(doc), capture_output=True, text=True, timeout=10
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"nft: {r.stderr.strip()}")
 
 
 def neighbour_mac(ip: str) -> str:
@@ -167,9 +161,7 @@ class Portal(Function):
         nft(
             {
                 "nftables": [
-                    {"add": {"table": {"family": "inet", "name": TABLE}}},
-                    {"delete": {"table": {"family": "inet", "name": TABLE}}},
-                    {"add": {"table": {"family": "inet", "name": TABLE}}},
+                    *fresh_table("inet", TABLE),
                     {"add": {"set": {**t, "name": "allowed", "type": "ipv4_addr"}}},
                     {
                         "add": {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import os
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from netfate.host import links, netns
+from netfate.host import links, netns, nft
 from netfate.vnf.runtime import Context, Function
 
 from .inventory import parse_leases
@@ -70,9 +69,7 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
         return {"match": {"op": op, "left": left, "right": right}}
 
     cmds: list[dict[str, Any]] = [
-        {"add": {"table": {"family": "ip", "name": TABLE}}},
-        {"delete": {"table": {"family": "ip", "name": TABLE}}},
-        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        *nft.fresh_table("ip", TABLE),
         {
             "add": {
                 "chain": {
@@ -119,7 +116,7 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
         if a.get("to"):
             expr.append(m(daddr, str(ipaddress.IPv4Address(str(a["to"])))))
         cmds.append(rule("forward", *expr, {"counter": None}, {"accept": None}))
-    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *cmds]}
+    return nft.document(cmds)
 
 
 def _off_loop(fn: Callable[[], T]) -> T:
@@ -160,7 +157,7 @@ class Vhg(Function):
         for conf in ("all", "default", self.ifname):
             links.sysctl(None, f"net.ipv4.conf.{conf}.send_redirects", 0)
         doc = firewall_ruleset(str(self.subnet), self.ifname, self.allow)
-        netns.run_in(None, ["nft", "-j", "-f", "-"], input=json.dumps(doc))
+        nft.apply(doc)
         self.leasefile.touch()
         dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         argv = [

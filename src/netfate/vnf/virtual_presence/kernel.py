@@ -46,7 +46,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netfate.host import links, netns
+from netfate.host import links, netns, nft
 
 from .att import ATT
 from .translator import DISCOVERY_GROUPS, Role
@@ -197,12 +197,8 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
     ) | DISCOVERY_GROUPS
     groups_any = att.pn1_broadcasts() | att.pn2_broadcasts() | DISCOVERY_GROUPS
     cmds: list[dict[str, Any]] = [
-        {"add": {"table": {"family": "netdev", "name": t}}},
-        {"delete": {"table": {"family": "netdev", "name": t}}},
-        {"add": {"table": {"family": "ip", "name": t}}},
-        {"delete": {"table": {"family": "ip", "name": t}}},
-        {"add": {"table": {"family": "netdev", "name": t}}},
-        {"add": {"table": {"family": "ip", "name": t}}},
+        *nft.fresh_table("netdev", t),
+        *nft.fresh_table("ip", t),
     ]
     counters = ["wrong_sender", "unknown_sender", "no_route", "to_ei", "to_vi"]
     for fam in ("netdev", "ip"):
@@ -325,14 +321,10 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
         mss = {"tcp option": {"name": "maxseg", "field": "size"}}
         rule("ip", "forward", _match(_payload("tcp", "flags"), "syn", "in"),
              _mangle(mss, {"rt": {"key": "mtu"}}))  # fmt: skip
-    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *cmds]}
+    return nft.document(cmds)
 
 
 # ------------------------------------------------------------------ install / remove
-
-
-def _nft(ns: str | None, doc: dict[str, Any]) -> None:
-    netns.run_in(ns, ["nft", "-j", "-f", "-"], input=json.dumps(doc))
 
 
 def _mac(ns: str | None, ifname: str) -> str:
@@ -396,7 +388,7 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
             table=cfg.route_table,
         )
     mac = _mac(ns, cfg.vi)
-    _nft(ns, ruleset(cfg, mac))
+    nft.apply(ruleset(cfg, mac), ns)
     announce(ns, cfg.vi, mac, [str(a) for a in cfg.aliases])
 
 
@@ -428,13 +420,8 @@ def _replace_rule(ipr: Any, cfg: KernelConfig) -> None:
 
 def remove(ns: str | None, cfg: KernelConfig) -> None:
     """Remove what `install` built for this share; what is already gone is fine."""
-    doc = {
-        "nftables": [
-            {"add": {"table": {"family": fam, "name": cfg.table}}} for fam in ("netdev", "ip")
-        ]
-        + [{"delete": {"table": {"family": fam, "name": cfg.table}}} for fam in ("netdev", "ip")]
-    }
-    _nft(ns, doc)
+    nft.apply(nft.document([*nft.remove_table("netdev", cfg.table),
+                            *nft.remove_table("ip", cfg.table)]), ns)  # fmt: skip
     with links.rtnl(ns) as ipr:
         for r in ipr.get_rules(family=2):
             if r.get_attr("FRA_FWMARK") == cfg.mark:
