@@ -363,8 +363,11 @@ class Agent:
                 frozen = False
                 inst.role = "active"
                 inst.save()
+                # Announce again from now on, not after the release round trip: the
+                # first announcement can be lost while the switch still sees the new
+                # port as down, and until one arrives traffic goes to the old place.
+                self._announce_later(inst)
                 await peer.call({"op": "release", **ids})
-            self._announce_later(inst)
             await asyncio.to_thread(inst.limit)
             report |= {
                 "status": "done",

@@ -118,21 +118,6 @@ def read_counters() -> dict[str, int]:
     return out
 
 
-def _iface_addresses(iface: str) -> tuple[str, str]:
-    """MAC (SIOCGIFHWADDR) and first IPv4 address (SIOCGIFADDR) of an interface."""
-    import fcntl
-    import struct
-
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        req = struct.pack("256s", iface.encode()[:15])
-        hw = fcntl.ioctl(s.fileno(), 0x8927, req)  # SIOCGIFHWADDR
-        addr = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
-    finally:
-        s.close()
-    return ":".join(f"{b:02x}" for b in hw[18:24]), socket.inet_ntoa(addr[20:24])
-
-
 class Firewall(Function):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -152,7 +137,6 @@ class Firewall(Function):
         self.import_errors: list[str] = []
         self._imported_keys: set[tuple[str, str, str, int, int]] = set()
         self._acct_task: asyncio.Task[None] | None = None
-        self._announcer: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
 
     # ---------------------------------------------------------------- rules
@@ -189,38 +173,6 @@ class Firewall(Function):
                 await self._acct_task
         if self._sock is not None:
             self._sock.close()
-
-    def activate(self) -> None:
-        super().activate()
-        # The agent announces the moved address once when it brings the port up, and
-        # again only after the source copy is released (up to seconds later). A frame
-        # sent while the switch still treats the new port as down is lost, and until
-        # a later one arrives the switches send the user's traffic to the old place.
-        # So the function repeats the announcement itself over the first half second.
-        with contextlib.suppress(RuntimeError):
-            self._announcer = asyncio.get_running_loop().create_task(self._announce())
-
-    async def _announce(self, iface: str = "eth0") -> None:
-        from netfate.agent.garp import announcement
-
-        try:
-            # Asked of the kernel through a socket of this namespace: the /sys this
-            # process sees was mounted when it started and may show another device.
-            mac, ip = _iface_addresses(iface)
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        except (OSError, ValueError):
-            return
-        try:
-            sock.bind((iface, 0))
-            frame = announcement(mac, ip)
-            for delay in (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32):
-                await asyncio.sleep(delay)
-                with contextlib.suppress(OSError):
-                    sock.send(frame)
-        except OSError:
-            pass
-        finally:
-            sock.close()
 
     # ---------------------------------------------------------------- state
 
