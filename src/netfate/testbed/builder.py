@@ -61,8 +61,21 @@ class TestbedError(Exception):
     __test__ = False  # not a pytest test class, despite the name
 
 
-class Interrupted(Exception):
-    """SIGTERM arrived while building; the build is rolled back."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM arrived while building; the build is rolled back."""
+
+
+# Signals received during a build. The handler only records them; the build checks
+# at every step (check_interrupted). Raising from the handler itself could land inside
+# pyroute2's internal event loop, which swallows the exception and then waits forever
+# for a reply.
+_signalled: list[int] = []
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted if Ctrl-C or SIGTERM arrived since the build began."""
+    if _signalled:
+        raise Interrupted(f"signal {_signalled[0]}")
 
 
 @dataclass(frozen=True)
@@ -105,19 +118,25 @@ def _quiet(_: str) -> None:
 
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """While building, SIGTERM interrupts like Ctrl-C does, so the build rolls back."""
+    """While building, Ctrl-C and SIGTERM interrupt the build at its next step, so
+    it rolls back (see check_interrupted)."""
     if not _main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(f"signal {signum}")
+        _signalled.append(signum)
 
-    old = signal.signal(signal.SIGTERM, handler)
+    _signalled.clear()
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
         yield
+        check_interrupted()  # a signal during the last step
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+        _signalled.clear()
 
 
 @contextlib.contextmanager
@@ -275,10 +294,12 @@ class Testbed:
     # ------------------------------------------------------------ building
 
     def _step(self, report: Progress, name: str, fn: Callable[[], Any]) -> Any:
+        check_interrupted()
         report(name)
         t0 = time.monotonic()
         result = fn()
         self.state.timings[name] = round(time.monotonic() - t0, 4)
+        check_interrupted()
         return result
 
     def _build(self, report: Progress, controller: str | None) -> None:

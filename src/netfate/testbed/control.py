@@ -173,7 +173,7 @@ def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
     """The run's own OpenFlow controller, listening inside the switch namespace, and
     the fabric intents that let the routed network work in secure mode (nothing
     passes a secure bridge without them)."""
-    from netfate.testbed.builder import SDN_PORT, TestbedError
+    from netfate.testbed.builder import SDN_PORT, TestbedError, check_interrupted
 
     report("SDN controller")
     log = tb.state.dir / "logs" / "controller.log"
@@ -213,13 +213,14 @@ def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
             break
         if time.monotonic() > deadline:
             raise TestbedError(f"fabric incomplete after 60 s: missing {sorted(want - have)}")
+        check_interrupted()
         time.sleep(0.5)
     if ctl.poll() is not None:
         raise TestbedError(f"controller exited with {ctl.returncode}: {_tail(log)}")
 
 
 def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    from netfate.testbed.builder import TestbedError
+    from netfate.testbed.builder import TestbedError, check_interrupted
 
     deadline = time.monotonic() + timeout
     while True:
@@ -233,6 +234,7 @@ def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) 
             pass
         if time.monotonic() > deadline:
             raise TestbedError(f"orchestrator not answering at {url} after {timeout}s")
+        check_interrupted()
         time.sleep(0.1)
 
 
@@ -246,7 +248,7 @@ def wait_nodes_up(
     total: int | None = None,
 ) -> None:
     """Poll GET /api/v1/nodes until every node in `nodes` has status "up"."""
-    from netfate.testbed.builder import TestbedError
+    from netfate.testbed.builder import TestbedError, check_interrupted
 
     deadline = time.monotonic() + timeout
     last_up = -1
@@ -278,4 +280,5 @@ def wait_nodes_up(
             raise TestbedError(
                 f"{len(pending)} of {len(nodes)} nodes not up after {timeout:.0f}s: {shown}{more}"
             )
+        check_interrupted()
         time.sleep(0.2)
