@@ -132,16 +132,23 @@ def prove_usable(tb: Testbed, sh: Share, say: Say) -> None:
             udp_in(tb.netns_of(h.name)) as cli,
         ):
             hello = f"hello from {h.name}".encode()
-            cli.sendto(hello, (sh.alias, PORT))
-            try:
-                # Late probes of first_delivery() may still be on their way: skip them.
-                while (got := srv.recvfrom(200))[0] != hello:
-                    pass
-                data, peer = got
-                srv.sendto(b"reply " + data, peer)
-                _, frm = cli.recvfrom(200)
-            except TimeoutError:
-                raise DemoFailed(f"{h.name} cannot talk to {sh.device} at {sh.alias}") from None
+            # UDP over emulated links: a datagram may be lost (an ARP entry still being
+            # resolved, a relay busy), so a few tries, each bounded by the timeout.
+            for attempt in range(4):
+                cli.sendto(hello, (sh.alias, PORT))
+                try:
+                    # Late probes of first_delivery() may still be on their way: skip them.
+                    while (got := srv.recvfrom(200))[0] != hello:
+                        pass
+                    data, peer = got
+                    srv.sendto(b"reply " + data, peer)
+                    _, frm = cli.recvfrom(200)
+                    break
+                except TimeoutError:
+                    if attempt == 3:
+                        raise DemoFailed(
+                            f"{h.name} cannot talk to {sh.device} at {sh.alias}"
+                        ) from None
         want = pn1_alias.get(str(h.ip))
         if peer[0] != want or frm[0] != sh.alias:
             raise DemoFailed(f"{sh.device} saw {h.name} as {peer[0]} (want {want}), reply from "
