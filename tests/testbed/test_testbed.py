@@ -316,6 +316,18 @@ def _start_cli_up(prefix: str, topo_file: Path) -> subprocess.Popen[str]:
     )
 
 
+def _communicate_or_clean(p: subprocess.Popen[str], prefix: str) -> tuple[str, str]:
+    """Wait for the interrupted build; if it hangs, fail, but kill it (our own child)
+    and clean its run first, so a failure leaves nothing behind."""
+    try:
+        return p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+        subprocess.run([*CLI, "clean", "--prefix", prefix], capture_output=True, timeout=120)
+        pytest.fail(f"interrupted build did not finish within 60 s: {err[-3000:]}")
+
+
 def _wait_until_ovs_recorded(prefix: str, p: subprocess.Popen[str]) -> None:
     """Until the journal shows OVS started (so there is real state to remove)."""
     deadline = time.monotonic() + 60
@@ -358,7 +370,7 @@ def test_ctrl_c_during_up_rolls_back(run_prefix: str, big_topology: Path) -> Non
     p = _start_cli_up(run_prefix, big_topology)
     _wait_until_ovs_recorded(run_prefix, p)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    _, err = _communicate_or_clean(p, run_prefix)
     assert p.returncode == 130, err
     assert "removed" in err
     assert leftovers(run_prefix) == []
@@ -368,7 +380,7 @@ def test_sigterm_during_up_rolls_back(run_prefix: str, big_topology: Path) -> No
     p = _start_cli_up(run_prefix, big_topology)
     _wait_until_ovs_recorded(run_prefix, p)
     p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=60)
+    _communicate_or_clean(p, run_prefix)
     assert p.returncode == 130
     assert leftovers(run_prefix) == []
 
