@@ -6,6 +6,8 @@ Pipeline on every bridge (one table, OpenFlow 1.3):
     400       steering: rewrite eth_dst to the next stage  intent
     300       replication: into / along a group ALL        intent
     200       tunnel: one protocol/port, both directions   intent
+    150       connectivity with a subnet behind a named    intent
+              port (an instance's extra addresses)
     100       connectivity: A <-> B, ARP included          intent
       5       instance port, ARP request -> controller     base   (proxy ARP)
       1       access port, anything else -> controller     base   (host discovery)
@@ -16,6 +18,13 @@ Every flow matches its `in_port`: a packet that crosses the same switch twice
 cannot inject traffic from another port. Flows that two intents both need
 (ARP between the same pair, say) are installed once, owned by the intent
 whose id sorts first; when that intent goes, the other takes the flow over.
+
+A subnet behind a named port (`subnet:CIDR@NODE/PORT`) is more specific than
+what a node routes through its `local:` port: a host's gateway intent
+(`host:H <-> subnet:0.0.0.0/0@N`) matches every IPv4 packet of H, including
+those for the addresses an instance holds besides its own (a Virtual
+Presence's aliases). Such connectivity therefore compiles one tier higher
+(150), both ways, instead of tying with the gateway flows.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from netfate.orchestrator.sdn.intents import (
 PRIO_STEERING = 400
 PRIO_REPLICATION = 300
 PRIO_TUNNEL = 200
+PRIO_CONNECTIVITY_PORT = 150
 PRIO_CONNECTIVITY = 100
 PRIO_PROXY_ARP = 5
 PRIO_DISCOVERY = 1
@@ -371,10 +381,12 @@ class _Emitter:
 
 def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> None:
     a, b = r.attach(it.a, it.id), r.attach(it.b, it.id)
+    named_port = any(ep.kind == "subnet" and ep.port is not None for ep in (it.a, it.b))
+    prio = PRIO_CONNECTIVITY_PORT if named_port else PRIO_CONNECTIVITY
     for x, y in ((a, b), (b, a)):
         hops = r.hops(x, y)
-        e.along(hops, PRIO_CONNECTIVITY, {**_src_l2(x), **_dst_l2(y)})
-        e.along(hops, PRIO_CONNECTIVITY, _arp(x, y))
+        e.along(hops, prio, {**_src_l2(x), **_dst_l2(y)})
+        e.along(hops, prio, _arp(x, y))
 
 
 def _compile_tunnel(r: _Resolver, it: TunnelIntent, e: _Emitter) -> None:
@@ -440,16 +452,24 @@ def _compile_replication(
     if at not in r.nodes:
         raise UnknownName("node", at, it.id)
     proto = IP_PROTO[it.protocol]
-    base = _m(eth_type=ETH_IPV4, ip_proto=proto, ipv4_src=src.ip)
-    base[f"{it.protocol}_dst"] = it.port
+    base = _m(eth_type=ETH_IPV4, ip_proto=proto, **_src_ip(src))
+    base.pop("eth_src", None)  # matched at the source's own switch only (below)
+    if it.port is not None:
+        base[f"{it.protocol}_dst"] = it.port
     targets: list[_Attach] = []
     for ep in it.targets:
         try:
-            targets.append(r.attach(ep, it.id))
+            t = r.attach(ep, it.id)
         except _Pending as p:
             pending.append(str(p))
+            continue
+        if not it.rewrite and t.node != at:
+            # Unchanged copies all look alike: they can only leave the branch node.
+            pending.append(f"{ep} is not on node {at}, where the unchanged copies are made")
+            continue
+        targets.append(t)
     if not targets:
-        raise _Pending("no target is attached yet")
+        raise _Pending("; ".join(pending) or "no target is attached yet")
     # Carry the flow unreplicated to the branch node, then copy it there.
     branch = _Attach(Endpoint("host", "(branch)"), at, 0, None, "")
     if at == src.node:
@@ -460,10 +480,13 @@ def _compile_replication(
         e.along(to_branch[:-1], PRIO_REPLICATION, ingress)
         in_port = to_branch[-1].in_port
     gid = group_id_for(it.id)
-    buckets = []
+    buckets: list[tuple[Action, ...]] = []
     for t in targets:
         from_branch = r.hops(_Attach(t.endpoint, at, in_port, None, ""), t)
         first = from_branch[0]
+        if not it.rewrite:
+            buckets.append((first.output(),))
+            continue
         buckets.append(
             (SetField("eth_dst", t.mac or ""), SetField("ipv4_dst", t.ip), first.output())
         )
@@ -471,8 +494,8 @@ def _compile_replication(
             from_branch[1:], PRIO_REPLICATION, {**base, "ipv4_dst": t.ip, "eth_dst": t.mac or ""}
         )
     first_match = {**base, **_m(ipv4_dst=it.dst_ip), "in_port": in_port}
-    if at == src.node:
-        first_match["eth_src"] = src.mac or ""
+    if at == src.node and src.mac is not None:
+        first_match["eth_src"] = src.mac
     e.flow(at, PRIO_REPLICATION, first_match, ToGroup(gid))
     e.groups.append((at, GroupSpec(gid, tuple(buckets), e.cookie)))
 

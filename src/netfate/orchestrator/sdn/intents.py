@@ -224,20 +224,34 @@ class ReplicationIntent(_IntentBase):
     The copies are made by one OpenFlow group of type ALL on `at` (default: the
     node the source attaches to); each copy gets the target's MAC and IPv4
     address so the target's stack accepts it.
+
+    With `rewrite` false the copies keep their addresses (multicast and
+    broadcast stay what they are, for every target's stack to take as such);
+    every target must then attach at `at`, `port` may be left out (any port of
+    the protocol), and the source may be a subnet behind a named port
+    (`subnet:CIDR@NODE/PORT`: what arrives on that port from those addresses).
     """
 
     kind: Literal["replication"] = "replication"
     source: EndpointField
     protocol: Literal["tcp", "udp"] = "udp"
-    port: int = Field(ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     dst_ip: str | None = Field(default=None, description="Match only this destination address.")
     at: str | None = None
     targets: list[EndpointField] = Field(min_length=1, max_length=64)
+    rewrite: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> ReplicationIntent:
-        if self.source.kind == "subnet" or any(t.kind == "subnet" for t in self.targets):
-            raise ValueError("replication: source and targets must be hosts or instances")
+        if any(t.kind == "subnet" for t in self.targets):
+            raise ValueError("replication: targets must be hosts or instances")
+        if self.source.kind == "subnet" and (self.rewrite or self.source.port is None):
+            raise ValueError(
+                "replication: a subnet source needs rewrite false and a named port "
+                "(subnet:CIDR@NODE/PORT)"
+            )
+        if self.port is None and self.rewrite:
+            raise ValueError("replication: a port is needed unless rewrite is false")
         if len(set(self.targets)) != len(self.targets):
             raise ValueError("replication: a target appears twice")
         if self.source in self.targets:
