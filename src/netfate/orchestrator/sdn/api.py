@@ -198,7 +198,7 @@ def add_fabric(session: SessionDep, instances: bool = True) -> dict[str, Any]:
     running instances get their gateway too.
     """
     from netfate.model.topology import Topology, TopologyError
-    from netfate.orchestrator.sdn.fabric import fabric_intents
+    from netfate.orchestrator.sdn.fabric import fabric_intents, isolated_lans
     from netfate.store.tables import TopologyRow
 
     trow = session.get(TopologyRow, 1)
@@ -220,7 +220,7 @@ def add_fabric(session: SessionDep, instances: bool = True) -> dict[str, Any]:
     view = build_view(session)
     added, refused = [], {}
     now = time.time()
-    for it in fabric_intents(topo, insts):
+    for it in fabric_intents(topo, insts, isolated=isolated_lans(session)):
         if it.id in have:
             continue
         try:
