@@ -14,21 +14,51 @@ node's gateway. The intents that let that routed network work:
 Node pairs are all pairs (the testbed routes a LAN directly to the node that
 owns it), so the count grows with the square of the nodes: meant for demo and
 test networks, not for a hundred nodes.
+
+Isolated LANs get no `fabric-lan-*` intent at all: their hosts reach their own
+node (the gateway intents stay) and nothing else, until some service adds the
+intents of what it allows (the sharing service: a Personal Network's LAN, and
+per share the paths to its Virtual Presences). Services name their isolated
+LANs through `register_isolation`; `isolated_lans` asks them all, so that
+`POST /sdn/fabric` never brings back what a service withdrew.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Callable, Collection, Iterable
 from itertools import combinations
+from typing import Any
 
 from netfate.model.topology import Topology
 from netfate.orchestrator.sdn.intents import ConnectivityIntent, Endpoint
 
+IsolationSource = Callable[[Any], Iterable[tuple[str, str]]]
+"""Given a database session, the (node, LAN in CIDR form) pairs a service isolates."""
+
+_ISOLATION_SOURCES: dict[str, IsolationSource] = {}
+
+
+def register_isolation(name: str, source: IsolationSource) -> None:
+    """A service declares which LANs it isolates (idempotent per name)."""
+    _ISOLATION_SOURCES[name] = source
+
+
+def isolated_lans(session: Any) -> set[tuple[str, str]]:
+    """Every (node, LAN) some registered service isolates."""
+    out: set[tuple[str, str]] = set()
+    for source in _ISOLATION_SOURCES.values():
+        out |= {(n, str(ipaddress.IPv4Network(c, strict=False))) for n, c in source(session)}
+    return out
+
 
 def fabric_intents(
-    topo: Topology, instances: Iterable[tuple[str, str]] = ()
+    topo: Topology,
+    instances: Iterable[tuple[str, str]] = (),
+    isolated: Collection[tuple[str, str]] = (),
 ) -> list[ConnectivityIntent]:
-    """`instances` are (instance id, node) pairs to give their gateway too."""
+    """`instances` are (instance id, node) pairs to give their gateway too;
+    `isolated` are (node, LAN) pairs that get no LAN-to-LAN intent."""
     out: list[ConnectivityIntent] = []
 
     def add(iid: str, a: Endpoint, b: Endpoint) -> None:
@@ -49,6 +79,8 @@ def fabric_intents(
         )
         for i, la in enumerate(a.lans):
             for j, lb in enumerate(b.lans):
+                if (a.name, str(la)) in isolated or (b.name, str(lb)) in isolated:
+                    continue
                 add(
                     f"fabric-lan-{a.name}-{i}-{b.name}-{j}",
                     Endpoint("subnet", str(la), a.name),
