@@ -206,7 +206,7 @@ class Instance:
         """
         c = self.ctx
         self.prepare_netns()
-        links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns)
+        links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns, mtu=self.link_mtu)
         links.set_mac(self.netns, IFNAME, str(self.spec["mac"]))
         links.tx_offload_off(self.netns, IFNAME)
         links.tx_offload_off(c.ovs_netns, self.port)
@@ -220,6 +220,14 @@ class Instance:
         c.ports.warm()
         if self.role == "active":
             self.bring_up()
+
+    @property
+    def link_mtu(self) -> int | None:
+        """MTU of both ends of the veth into the bridge when the function's config asks
+        for one (`link_mtu`): a tunnel endpoint such as a Virtual Presence carries
+        full-size LAN frames plus its encapsulation. Default: the kernel's (1500)."""
+        v = (self.spec.get("config") or {}).get("link_mtu")
+        return int(v) if isinstance(v, int) and 576 <= v <= 9000 else None
 
     def prepare_netns(self) -> None:
         """The namespace alone: enough to spawn the process (it binds 0.0.0.0), so the
