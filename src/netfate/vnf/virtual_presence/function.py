@@ -26,6 +26,7 @@ from .translator import Role, Translator
 
 log = logging.getLogger("netfate.vnf.vp")
 WIRING_TIMEOUT_S = 30.0
+ANNOUNCE_AGAIN_S = 1.5
 
 
 def _has_address(ifname: str, address: str) -> bool:
@@ -49,6 +50,7 @@ class VirtualPresence(Function):
         self.installed_at: float | None = None
         self.alg: DiscoveryAlg | None = None
         self.icmp: IcmpErrorTap | None = None
+        self._again: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         deadline = time.monotonic() + WIRING_TIMEOUT_S
@@ -72,8 +74,21 @@ class VirtualPresence(Function):
             )
             self.icmp.start()
         self.installed_at = time.time()
+        self._again = asyncio.create_task(self._announce_again())
+
+    async def _announce_again(self) -> None:
+        """Once more after the hosts' ARP lock time (1 s): a host that updated its
+        entry for an alias just before ignores a new MAC for it until then."""
+        await asyncio.sleep(ANNOUNCE_AGAIN_S)
+        mac = await asyncio.to_thread(kernel._mac, None, self.cfg.vi)
+        await asyncio.to_thread(
+            kernel.announce, None, self.cfg.vi, mac, [str(a) for a in self.cfg.aliases],
+            kernel.directed_announcements(self.cfg),
+        )  # fmt: skip
 
     async def stop(self) -> None:
+        if self._again is not None:
+            self._again.cancel()
         if self.alg is not None:
             await self.alg.stop()
         if self.icmp is not None:

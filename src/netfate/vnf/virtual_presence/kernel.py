@@ -30,9 +30,19 @@ Why each piece is where it is:
 - rp_filter is off: with overlapping PNs the reverse path of any PN2 source
   is the VI, not the EI.
 
-MTU: VXLAN adds 50 bytes. The EI MTU is the underlay MTU - 50; when that is
-below the LAN's 1500, TCP SYNs crossing the VP get their MSS clamped to the
-route MTU (PLATFORM-NOTES: path-MTU errors would carry rewritten addresses).
+MTU: VXLAN adds 50 bytes. The EI MTU is the underlay MTU - 50, at most 1500.
+The sharing service gives the VPs an underlay of 1550 (`link_mtu` of their
+veths, the links between the testbed's bridges), so full-size LAN packets
+cross the overlay whole and no path-MTU error ever has to carry a rewritten
+address. Where the underlay is smaller, TCP SYNs crossing the VP get their MSS
+clamped to the route MTU instead (PLATFORM-NOTES).
+
+Underlay: the VXLAN source port is fixed to 4789 (the kernel would pick one per
+flow), so both directions are udp/4789 -> udp/4789 and one SDN tunnel intent
+(udp, port 4789) carries them on bridges in secure mode. With `underlay_onlink`
+the peer VP's underlay address is reached directly on the underlay's link (a
+/32 link-scope route): the testbed's bridges are one L2 fabric, and the tunnel
+intent's flows go from one VP's port to the other's, through no router.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import contextlib
 import ipaddress
 import json
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +88,8 @@ class KernelConfig:
     """This EI's address with prefix, e.g. 10.0.0.1/30."""
     overlay_remote: str
     underlay_mtu: int = 1500
+    underlay_onlink: bool = False
+    """Reach the peer's underlay address on the link (no gateway); see above."""
     alg: bool = False
     """VP1 hands the device's SSDP and mDNS to the discovery ALG (alg.py)."""
     http_ports: tuple[int, ...] = ()
@@ -138,6 +151,7 @@ class KernelConfig:
             overlay_local=str(d["overlay_local"]),
             overlay_remote=str(d["overlay_remote"]),
             underlay_mtu=int(d.get("underlay_mtu", 1500)),
+            underlay_onlink=bool(d.get("underlay_onlink", False)),
             alg=bool(d.get("alg", False)),
             http_ports=tuple(int(p) for p in d.get("http_ports", ())),
             icmp_tap=bool(d.get("icmp_tap", False)),
@@ -156,6 +170,7 @@ class KernelConfig:
             "overlay_local": self.overlay_local,
             "overlay_remote": self.overlay_remote,
             "underlay_mtu": self.underlay_mtu,
+            "underlay_onlink": self.underlay_onlink,
             "alg": self.alg,
             "http_ports": list(self.http_ports),
             "icmp_tap": self.icmp_tap,
@@ -351,6 +366,7 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
                 vxlan_local=cfg.local_underlay,
                 vxlan_group=cfg.remote_underlay,
                 vxlan_port=4789,
+                vxlan_port_range={"low": 4789, "high": 4790},
                 vxlan_link=under,
                 vxlan_learning=0,
                 mtu=cfg.ei_mtu,
@@ -387,28 +403,56 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
             oif=ei,
             table=cfg.route_table,
         )
+        if cfg.underlay_onlink:
+            ipr.route(
+                "replace", dst=cfg.remote_underlay, dst_len=32, oif=under, scope=253,
+                prefsrc=cfg.local_underlay,
+            )  # fmt: skip
     mac = _mac(ns, cfg.vi)
     nft.apply(ruleset(cfg, mac), ns)
-    announce(ns, cfg.vi, mac, [str(a) for a in cfg.aliases])
+    announce(ns, cfg.vi, mac, [str(a) for a in cfg.aliases], directed_announcements(cfg))
 
 
-def announce(ns: str | None, ifname: str, mac: str, addresses: list[str]) -> None:
-    """Gratuitous ARP for each alias (RFC 5227 announcement).
+def announce(
+    ns: str | None,
+    ifname: str,
+    mac: str,
+    addresses: list[str],
+    directed: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Gratuitous ARP for each alias (RFC 5227 announcement), and a request from an
+    alias to each host that uses it (`directed`: (alias, host address) pairs).
 
     An alias freed by one share and given to the next belongs to a new VP with
     another MAC: without this, PN hosts keep sending to the old MAC until their
-    ARP entry expires (tens of seconds).
+    ARP entry expires (tens of seconds). On bridges in secure mode a broadcast
+    announcement goes nowhere (no intent carries it), but a request from the
+    alias to a host is exactly what the alias's connectivity intent carries, and
+    the host updates its entry for the alias from the request's sender fields.
     """
-    from netfate.agent.garp import announcement
+    from netfate.agent.garp import announcement, mac_bytes
 
+    sha = mac_bytes(mac)
     sock = netns.socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.bind((ifname, 0))  # protocol 0: send only
         for _ in range(2):
             for a in addresses:
                 sock.send(announcement(mac, a))
+            for spa, tpa in directed:
+                eth = b"\xff" * 6 + sha + b"\x08\x06"
+                arp = bytes.fromhex("0001080006040001") + sha
+                arp += ipaddress.IPv4Address(spa).packed + b"\x00" * 6
+                sock.send(eth + arp + ipaddress.IPv4Address(tpa).packed)
     finally:
         sock.close()
+
+
+def directed_announcements(cfg: KernelConfig) -> list[tuple[str, str]]:
+    """(alias, host) pairs: VP2 tells D2 of every alias; VP1 tells each PN2 device."""
+    if cfg.role is Role.EXPORTER:
+        return [(str(a), str(cfg.att.shared_device)) for a in cfg.att.aliases]
+    return [(str(cfg.att.import_alias), str(d)) for _, d in cfg.att.entries]
 
 
 def _replace_rule(ipr: Any, cfg: KernelConfig) -> None:
@@ -427,6 +471,9 @@ def remove(ns: str | None, cfg: KernelConfig) -> None:
             if r.get_attr("FRA_FWMARK") == cfg.mark:
                 ipr.rule("del", family=2, priority=RULE_PRIORITY, fwmark=cfg.mark,
                          table=cfg.route_table)  # fmt: skip
+        if cfg.underlay_onlink:
+            with contextlib.suppress(NetlinkError):
+                ipr.route("del", dst=cfg.remote_underlay, dst_len=32, scope=253)
         idx = ipr.link_lookup(ifname=cfg.vi)
         if idx:
             for a in cfg.aliases:
