@@ -67,11 +67,18 @@ def snapshot(c: TestClient) -> Any:
 
 
 def report_running(c: TestClient, *iids: str) -> None:
+    """As an agent does: the instance runs, and its port is on the node's bridge
+    (a report lists all the node's ports: those of its live instances here)."""
     for iid in iids:
         inst = c.get(f"/api/v1/instances/{iid}").json()
+        dead = ("gone", "stopping", "failed")
+        live = [i for i in c.get("/api/v1/instances").json()
+                if i["node"] == inst["node"] and i["state"] not in dead]  # fmt: skip
+        ports = [{"name": f"p{k}", "ofport": 10 + k, "peer": f"instance:{i['id']}"}
+                 for k, i in enumerate(sorted(live, key=lambda i: i["id"]))]  # fmt: skip
         r = c.post(
             f"/api/v1/agents/{inst['node']}/report",
-            json={"instances": [{"id": iid, "status": "running", "pid": 1}]},
+            json={"instances": [{"id": iid, "status": "running", "pid": 1}], "ports": ports},
         )
         assert r.status_code == 200, r.text
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 
+from . import network
 from . import workflow as wf
 from .tables import PersonalNetworkRow, ShareRow
 
@@ -71,8 +72,9 @@ def create_pn(body: PNCreate, session: SessionDep, notifier: NotifierDep) -> dic
     except ValueError as e:
         raise HTTPException(400, detail=str(e)) from None
     touched: set[str] = set()
+    session.flush()
+    network.withdraw_lans(session)  # the PN's LAN is isolated from now on
     if body.vhg:
-        session.flush()
         _, touched = wf.start_vhg(session, pn)
     session.commit()
     notifier.notify(touched)
@@ -98,12 +100,10 @@ def devices(email: str, session: SessionDep) -> list[dict[str, Any]]:
 def _resync(session: Session, pn: PersonalNetworkRow, notifier: Any) -> None:
     """Shares into this PN follow its devices (new aliases, freed aliases), then commit."""
     session.flush()
-    rebuilt, touched = wf.resync(session, pn)
+    _rebuilt, touched = wf.resync(session, pn)
     session.commit()
     notifier.notify(touched)
-    for sid, old_intent in rebuilt:
-        if old_intent:
-            _close_tunnel(session, ShareRow(id=sid, tunnel_intent=old_intent))
+    _sync(session)
 
 
 @router.post("/pns/{email}/devices", status_code=201)
@@ -146,61 +146,40 @@ def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[st
 
 
 def _refreshed(session: Session, sh: ShareRow, notifier: Any) -> ShareRow:
-    touched = wf.refresh(session, sh)
+    ready = True
+    if sh.state == "accepted":
+        # Active means usable: the VPs run and the network carries their paths.
+        _sync(session, only_if_needed=True)
+        ready = network.share_ready(session, sh.id)
+    touched = wf.refresh(session, sh, network_ready=ready)
     session.commit()
     if touched:
         notifier.notify(touched)
-    if sh.state == "active" and sh.tunnel_intent is None:
-        _open_tunnel(session, sh)
+        _sync(session)
     return sh
 
 
-def _open_tunnel(session: Session, sh: ShareRow) -> None:
-    """Step 8 in the network: ask the SDN controller for a tunnel between the two EIs.
+def _sync(session: Session, only_if_needed: bool = False) -> None:
+    """Step 8 and isolation in the network: the shares' SDN intents (network.py).
 
-    The VXLAN itself runs inside the VPs; the intent lets its UDP flow cross
-    switches that run in secure mode. When the controller refuses (or the SDN
-    part is unavailable), the reason is kept in the share's detail.
+    The VXLAN itself runs inside the VPs; the intents let it, and the PN hosts'
+    traffic to the VPs, cross bridges that run in secure mode. A share whose
+    intents cannot all be installed keeps the reason in its detail.
     """
-    intent_id = f"share-{sh.id}-overlay"
-    body = {
-        "kind": "tunnel",
-        "id": intent_id,
-        "a": f"instance:{sh.vp2_instance}",
-        "b": f"instance:{sh.vp1_instance}",
-        "protocol": "udp",
-        "port": 4789,
-    }
     try:
-        from netfate.orchestrator.sdn.api import add_intent
-
-        add_intent(session, body)
-        sh.tunnel_intent = intent_id
-        sh.detail = ""
-    except HTTPException as e:
+        if only_if_needed and not network.needs_sync(session):
+            return
+        res = network.sync(session)
+    except Exception:  # the network part must not break the sharing API
         session.rollback()
-        sh.tunnel_intent = ""
-        sh.detail = f"SDN tunnel intent not installed ({e.status_code}): {e.detail}"[:2000]
-    except Exception as e:  # the SDN part is another engineer's, in progress
-        session.rollback()
-        log.exception("tunnel intent for share %s", sh.id)
-        sh.tunnel_intent = ""
-        sh.detail = f"SDN tunnel intent not installed: {type(e).__name__}: {e}"[:2000]
-    session.commit()
-
-
-def _close_tunnel(session: Session, sh: ShareRow) -> None:
-    if not sh.tunnel_intent:
+        log.exception("sharing intents")
         return
-    try:
-        from netfate.orchestrator.sdn.api import delete_intent
-
-        delete_intent(sh.tunnel_intent, session)
-    except HTTPException:
-        session.rollback()  # already gone
-    except Exception:
-        session.rollback()
-        log.exception("removing tunnel intent of share %s", sh.id)
+    if res.refused:
+        why = "; ".join(f"{k}: {v}" for k, v in sorted(res.refused.items()))
+        for sh in wf.list_shares(session):
+            if any(k.startswith(f"share-{sh.id}-") for k in res.refused):
+                sh.detail = f"SDN intents not installed: {why}"[:2000]
+        session.commit()
 
 
 @router.post("/shares", status_code=201)
@@ -235,6 +214,7 @@ def accept(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) ->
     sh, touched = wf.accept(session, sid, body.by)
     session.commit()
     notifier.notify(touched)
+    _sync(session)
     return wf.share_view(session, sh, with_history=True)
 
 
@@ -250,7 +230,7 @@ def revoke(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) ->
     sh, touched = wf.revoke(session, sid, body.by)
     session.commit()
     notifier.notify(touched)
-    _close_tunnel(session, sh)
+    _sync(session)
     return wf.share_view(session, sh, with_history=True)
 
 

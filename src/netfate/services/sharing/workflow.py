@@ -20,11 +20,13 @@ Steps of III.A and where they happen:
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import networkx as nx
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -48,6 +50,7 @@ VHG_DESCRIPTOR = "vhg"
 # The vHG's DHCP pool (host numbers within the PN's subnet); aliases never come from it.
 DHCP_FIRST, DHCP_LAST = 100, 149
 OVERLAY = ("10.0.0.1/30", "10.0.0.2/30")  # the seed's EI addresses, inside each VP's namespace
+UNDERLAY_MTU = 1550  # a LAN's 1500 + VXLAN's 50: no fragmentation, no MSS clamping
 
 
 class BadRequest(LifecycleError):
@@ -342,6 +345,32 @@ def _bottom_up(net: ipaddress.IPv4Network, taken: set[A], count: int) -> list[A]
     return free[:count]
 
 
+def underlay_mtu(session: Session, a: str, b: str) -> int:
+    """The MTU the VPs' underlay has between nodes a and b: the smallest of the links
+    on the path (a link without `mtu` in the topology is 1500), at most UNDERLAY_MTU.
+    Below 1550 the EI gets less than 1500 and the VPs clamp TCP's MSS instead."""
+    from netfate.model.topology import Topology, TopologyError
+    from netfate.store.tables import TopologyRow
+
+    trow = session.get(TopologyRow, 1)
+    if trow is None:
+        return 1500
+    try:
+        topo = Topology.from_dict(trow.document)
+    except TopologyError:
+        return 1500
+    g = topo.graph()
+    try:
+        path = nx.shortest_path(g.subgraph(topo.nodes), a, b, weight="delay_s")
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        return 1500
+    by_index = {lk.index: lk for lk in topo.links}
+    mtu = UNDERLAY_MTU
+    for x, y in itertools.pairwise(path):
+        mtu = min(mtu, by_index[g.edges[x, y]["link"]].mtu or 1500)
+    return mtu
+
+
 def _launch(
     session: Session,
     sh: ShareRow,
@@ -368,6 +397,11 @@ def _launch(
         # The discovery ALG (SSDP, mDNS; HTTP on the device's ports) runs in VP1.
         "alg": True, "http_ports": list((sh.options or {}).get("http_ports", [])),
         "icmp_tap": True,
+        # Full-size LAN packets plus VXLAN's 50 bytes fit the underlay (link_mtu is
+        # the veth's, for the agent); the peer is reached on the link, as the SDN
+        # tunnel intent carries it port to port (network.py).
+        "link_mtu": UNDERLAY_MTU, "underlay_onlink": True,
+        "underlay_mtu": underlay_mtu(session, pn1.node, pn2.node),
     }  # fmt: skip
     vp2.config = {
         **common, "role": Role.EXPORTER.value, "vi_prefixlen": net1.prefixlen,
@@ -484,8 +518,9 @@ def revoke(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
     return sh, _destroy_vps(session, sh)
 
 
-def refresh(session: Session, sh: ShareRow) -> set[str]:
-    """accepted -> active when both VPs run; -> failed (VPs removed) when one failed."""
+def refresh(session: Session, sh: ShareRow, network_ready: bool = True) -> set[str]:
+    """accepted -> active when both VPs run (and, with `network_ready` false, not yet:
+    the share's SDN intents are not all in); -> failed (VPs removed) when one failed."""
     if ShareState(sh.state) not in states.BUILT:
         return set()
     insts = [session.get(InstanceRow, i) if i else None for i in (sh.vp2_instance, sh.vp1_instance)]
@@ -497,11 +532,14 @@ def refresh(session: Session, sh: ShareRow) -> set[str]:
         _move(session, sh, ShareState.FAILED, "orchestrator", why[:2000])
         sh.detail = why[:2000]
         return _destroy_vps(session, sh)
-    if sh.state == ShareState.ACCEPTED and all(
-        i is not None and i.state == "running" for i in insts
+    if (
+        sh.state == ShareState.ACCEPTED
+        and network_ready
+        and all(i is not None and i.state == "running" for i in insts)
     ):
         sh.active_at = time.time()
-        _move(session, sh, ShareState.ACTIVE, "orchestrator", "both VPs run; overlay up")
+        _move(session, sh, ShareState.ACTIVE, "orchestrator",
+              "both VPs run; overlay and paths in the network up")  # fmt: skip
     return set()
 
 
