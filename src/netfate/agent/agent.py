@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ class Agent:
         self.changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
+        self.ports_pending = False  # the last read saw a port without an OpenFlow number
         self._stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
         self._fn_stats: dict[str, dict[str, Any]] = {}
 
@@ -77,11 +79,13 @@ class Agent:
                 self._keep(asyncio.create_task(self._start_zygote(self.ctx.zygote)))
             reporter = asyncio.create_task(self._report_loop())
             stats = asyncio.create_task(self._stats_loop())
+            watch = asyncio.create_task(self._watch_ports())
             try:
                 await self._poll_loop()
             finally:
                 reporter.cancel()
                 stats.cancel()
+                watch.cancel()
         finally:
             server.close()
             await self.client.aclose()
@@ -120,6 +124,48 @@ class Agent:
             with contextlib.suppress(Exception):
                 self._fn_stats = await self._function_stats()
             await asyncio.sleep(self.cfg.heartbeat_s)
+
+    async def _watch_ports(self) -> None:
+        """Report the bridge's ports as soon as they change (a host plugged into
+        another CPE, say): the controller compiles against what agents report, and
+        the periodic read alone would leave a moved host unreachable for seconds."""
+        if shutil.which("ovsdb-client") is None:
+            return
+        argv = ["ovsdb-client", "monitor", self.ctx.vsctl.db, "Open_vSwitch", "Bridge",
+                "name,ports", "--format=csv"]  # fmt: skip
+        while True:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+                )
+            except OSError as e:
+                log.warning("cannot watch the bridge's ports (%s); reading them periodically", e)
+                return
+            try:
+                assert proc.stdout is not None
+                mine = None  # our bridge's row: lines are "uuid,action,name,ports"
+                while line := await proc.stdout.readline():
+                    row, _, rest = line.decode(errors="replace").partition(",")
+                    action, _, rest = rest.partition(",")
+                    if action == "initial":
+                        if rest.partition(",")[0].strip('"') == self.ctx.bridge:
+                            mine = row
+                        continue
+                    if row != mine:
+                        continue
+                    for _ in range(40):  # bounded: vswitchd numbers a new port in ms
+                        self._ports_cache = None
+                        with contextlib.suppress(Exception):
+                            self._stats = await asyncio.to_thread(self._gather_stats)
+                        self.changed.set()
+                        if not self.ports_pending:
+                            break
+                        await asyncio.sleep(0.05)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            await asyncio.sleep(1.0)  # the database restarted: watch again
 
     async def _function_stats(self) -> dict[str, dict[str, Any]]:
         """Each running function's own figures (its `status`), for the orchestrator."""
@@ -511,14 +557,19 @@ class Agent:
         ):
             return self._ports_cache[2]
         try:
-            ports = [
-                {"name": p.name, "ofport": p.ofport, "peer": p.peer}
-                for p in self.ctx.vsctl.list_ports(self.ctx.bridge)
-            ]
+            infos = self.ctx.vsctl.list_ports(self.ctx.bridge)
         except Exception as e:
             log.warning("cannot list ports of %s: %s", self.ctx.bridge, e)
             return self._ports_cache[2] if self._ports_cache else []
-        self._ports_cache = (key, now, ports)
+        # A port just added has no OpenFlow number until vswitchd takes it: leave
+        # it out, and read again at the next look instead of in 10 s.
+        self.ports_pending = any(p.ofport is None for p in infos)
+        ports = [
+            {"name": p.name, "ofport": p.ofport, "peer": p.peer}
+            for p in infos
+            if p.ofport is not None
+        ]
+        self._ports_cache = (key, now - self.PORTS_EVERY_S if self.ports_pending else now, ports)
         return ports
 
     def _resources(self, ports: list[dict[str, Any]]) -> dict[str, Any]:

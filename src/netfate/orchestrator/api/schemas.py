@@ -54,7 +54,9 @@ class AgentRegister(Strict):
 class PortReport(Strict):
     name: str = Field(max_length=32)
     ofport: int = Field(ge=-1)
-    peer: str = Field(max_length=96)
+    peer: str | None = Field(
+        default=None, max_length=96, description="host:NAME, node:NAME, ...; none: a free port"
+    )
 
 
 class InstanceReport(Strict):

@@ -613,7 +613,7 @@ def replace_ports(session: Session, node: str, ports: Iterable[dict[str, Any]]) 
     for p in ports:
         name = str(p["name"])
         seen.add(name)
-        kind, _, peer = str(p.get("peer", ":")).partition(":")
+        kind, _, peer = str(p.get("peer") or ":").partition(":")
         row = existing.get(name)
         if row is None:
             session.add(
