@@ -182,24 +182,37 @@ def test_conflicts_are_409_with_the_reason(api: TestClient) -> None:
     assert [i["intent"]["id"] for i in api.get("/api/v1/intents").json()] == ["c1"]
 
 
+def _laptop1(api: TestClient) -> tuple[str | None, int | None]:
+    hosts = api.get("/api/v1/sdn/view").json()["view"]["hosts"]
+    h = next(h for h in hosts if h["name"] == "laptop1")
+    return h["node"], h["ofport"]
+
+
 def test_host_seen_event_moves_the_host_in_the_view(api: TestClient) -> None:
     view = api.get("/api/v1/sdn/view").json()["view"]
     mac = next(h["mac"] for h in view["hosts"] if h["name"] == "laptop1")
+    # laptop1 plugs into a free port of cpe2 (no peer named on it).
+    report = {"ports": [*PORTS["cpe2"], {"name": "c2free", "ofport": 7, "peer": None}]}
+    assert api.post("/api/v1/agents/cpe2/report", json=report).status_code == 200
     ev = {
         "kind": "host_seen",
         "node": "cpe2",
-        "port": "c2h",
-        "ofport": 1,
+        "port": "c2free",
+        "ofport": 7,
         "mac": mac.upper(),
         "ip": "192.168.1.10",
         "time": 1.0,
         "known_as": "laptop1",
     }
     assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
-    h = next(
-        h for h in api.get("/api/v1/sdn/view").json()["view"]["hosts"] if h["name"] == "laptop1"
-    )
-    assert (h["node"], h["ofport"]) == ("cpe2", 1)
+    assert _laptop1(api) == ("cpe2", 7)
+    # The port goes away (unplugged): the sighting no longer says where laptop1 is.
+    assert api.post("/api/v1/agents/cpe2/report", json={"ports": PORTS["cpe2"]}).status_code == 200
+    assert _laptop1(api) == ("cpe1", None)
+    # Seen on another host's own port (a copied MAC): that does not move laptop1.
+    ev.update(port="c2h", ofport=1)
+    assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
+    assert _laptop1(api) == ("cpe1", None)
     events = api.get("/api/v1/events?limit=100").json()
     assert any(e["kind"] == "host_seen" and e["data"]["node"] == "cpe2" for e in events)
 

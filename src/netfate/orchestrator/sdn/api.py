@@ -7,10 +7,13 @@ Mounted under /api/v1:
     GET    /intents/{id}         one intent
     DELETE /intents/{id}         remove it (the controller then removes exactly its flows)
     GET    /sdn/view             what the controller compiles: view + intents + version
+                                 (?since=VERSION&wait=S: long poll until it changes)
     POST   /sdn/events           from the controller: host_seen, flows (table snapshots),
-                                 install_error (a switch refused an intent's flows)
+                                 install_error (a switch refused an intent's flows),
+                                 installed (every switch holds a view version's flows)
     GET    /nodes/{node}/flows   a node's flow table with packet and byte counters
     POST   /sdn/fabric           add the base connectivity intents of the topology (fabric.py)
+    GET    /sdn/status           current view version, and the one the switches hold
 
 Intents live in the database, so they survive orchestrator restarts; the
 controller polls /sdn/view and converges the switches to it.
@@ -65,9 +68,11 @@ def _dpid(text: str | None) -> int | None:
 
 def build_view(session: Session) -> NetworkView:
     ports: dict[str, list[PortView]] = {}
+    peer_at: dict[tuple[str, int], str | None] = {}
     for p in session.scalars(select(PortRow).order_by(PortRow.node, PortRow.ofport)):
         peer = f"{p.peer_kind}:{p.peer_name}" if p.peer_kind else None
         ports.setdefault(p.node, []).append(PortView(name=p.name, ofport=p.ofport, peer=peer))
+        peer_at[(p.node, p.ofport)] = peer
     nodes = [
         NodeView(name=n.name, dpid=_dpid(n.datapath_id), ports=ports.get(n.name, []))
         for n in session.scalars(select(NodeRow).order_by(NodeRow.name))
@@ -77,6 +82,14 @@ def build_view(session: Session) -> NetworkView:
     for h in session.scalars(select(HostRow).order_by(HostRow.name)):
         mac = h.mac.lower() if h.mac else None
         seen = sightings.get(mac) if mac else None
+        if seen is not None and (seen.node, seen.ofport) in peer_at:
+            # A sighting is where the host is, unless its port is gone or is now
+            # another endpoint's port: then the host moved on, and its own access
+            # port (as the agents report it) is where to find it.
+            if peer_at[(seen.node, seen.ofport)] not in (None, f"host:{h.name}"):
+                seen = None
+        elif seen is not None and seen.node in ports:
+            seen = None
         hosts.append(
             HostView(
                 name=h.name,
@@ -269,13 +282,51 @@ def delete_intent(intent_id: str, session: SessionDep) -> dict[str, Any]:
     return {"deleted": intent_id}
 
 
-@router.get("/sdn/view", response_model=None)
-def get_view(session: SessionDep) -> dict[str, Any]:
+def view_body(session: Session) -> dict[str, Any]:
     data = ViewAndIntents(view=build_view(session), intents=load_intents(session))
     body = data.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     body["version"] = digest
     return body
+
+
+# The controller's last "installed" report: every switch holds the flows of this view
+# version. In memory on purpose: it is a heartbeat of a live controller, and after an
+# orchestrator restart the controller's next install reports again.
+_INSTALLED: dict[str, Any] = {"version": None, "at": None}
+MAX_WAIT_S = 10.0
+
+
+@router.get("/sdn/view", response_model=None)
+def get_view(session: SessionDep, since: str | None = None, wait: float = 0.0) -> dict[str, Any]:
+    """View + intents + version. With `since` and `wait`, a long poll: answer as soon
+    as the version differs from `since`, or after `wait` seconds (at most 10)."""
+    body = view_body(session)
+    if since is None or wait <= 0:
+        return body
+    deadline = time.monotonic() + min(wait, MAX_WAIT_S)
+    took = 0.0
+    while body["version"] == since and time.monotonic() < deadline:
+        # Building the view is the cost of looking: look at most about half the time.
+        time.sleep(min(max(0.02, took), max(0.0, deadline - time.monotonic())))
+        session.rollback()  # end the read transaction: the next look sees new commits
+        t0 = time.monotonic()
+        body = view_body(session)
+        took = time.monotonic() - t0
+    return body
+
+
+@router.get("/sdn/status")
+def sdn_status(session: SessionDep) -> dict[str, Any]:
+    """Whether the switches hold what the intents ask for now: `in_sync` is true once
+    the controller reported installing the current view version on every switch."""
+    version = view_body(session)["version"]
+    return {
+        "version": version,
+        "installed_version": _INSTALLED["version"],
+        "installed_at": _INSTALLED["at"],
+        "in_sync": _INSTALLED["version"] == version,
+    }
 
 
 class HostSeen(pydantic.BaseModel):
@@ -353,6 +404,11 @@ def post_event(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[st
                 snap.flows,
                 snap.ports,
             )
+        elif kind == "installed":
+            version, at = body.get("version"), body.get("time")
+            if not isinstance(version, str) or not isinstance(at, int | float):
+                raise HTTPException(422, detail="installed: version (string) and time needed")
+            _INSTALLED.update(version=version[:64], at=float(at))
         elif kind == "install_error":
             err = InstallError.model_validate(body)
             record_event(session, "sdn_install_error", err.model_dump(exclude={"kind"}))

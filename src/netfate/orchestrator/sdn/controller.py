@@ -74,6 +74,7 @@ INSTALL_PATIENCE_S = 2.0
 PARTIAL_ABOVE = 50
 """With more intents than this, a host move first recompiles only that host's intents."""
 SETTLE_AFTER_S = 2.0
+LONG_POLL_S = 1.0  # at most this long between looks at settle()
 """The full compile after partial ones waits until host moves pause this long."""
 
 
@@ -128,6 +129,8 @@ class Brain:
         self.overrides: dict[str, tuple[str, int]] = {}
         self.result: CompileResult | None = None
         self.generation = 0
+        self.version_generation: tuple[str, int] | None = None
+        """The last view version taken, and the generation of its compile."""
         self.full_due = False
         self.last_partial = 0.0
         self._dpid_node: dict[int, str] = {}
@@ -160,6 +163,8 @@ class Brain:
             self._by_ip.update({i.ip: i.mac for i in view.instances if i.ip and i.mac})
             self._hosts = {h.name: h for h in view.hosts}
             self._recompile()
+            if data.version:
+                self.version_generation = (data.version, self.generation)
             return True
 
     def _recompile(self) -> None:
@@ -630,6 +635,7 @@ class Switch:
         self.installed_generation = generation
         for _make, then in due:
             then()
+        self.app.check_installed()
 
     def _post_snapshot(
         self,
@@ -727,6 +733,7 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         # (node, ofport, mac) -> since when its flows are being installed. An entry
         # whose switch dropped mid-install is never cleared: it expires instead.
         self.installing: dict[tuple[str, int, str], float] = {}
+        self.reported_version: str | None = None
         self.outbox = Outbox(self.settings.orchestrator.rstrip("/"))
         threading.Thread(target=self.outbox.run, name="outbox", daemon=True).start()
         threading.Thread(target=self._poll, name="poller", daemon=True).start()
@@ -738,11 +745,18 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
 
     def _poll(self) -> None:
         url = f"{self.settings.orchestrator.rstrip('/')}/api/v1/sdn/view"
-        client = httpx.Client(timeout=5.0)
+        # A long poll: the orchestrator answers when the version changes (or after
+        # LONG_POLL_S), so a migrated instance's flows move within milliseconds.
+        client = httpx.Client(timeout=5.0 + LONG_POLL_S)
         failing = False
         while True:
+            t0 = time.monotonic()
             try:
-                r = client.get(url)
+                params: dict[str, str | float] = {
+                    "since": self.brain.version or "",
+                    "wait": LONG_POLL_S,
+                }
+                r = client.get(url, params=params if self.brain.version else None)
                 r.raise_for_status()
                 raw = r.json()
                 if failing:
@@ -753,7 +767,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
                     # Unchanged: skip validating thousands of intents twice a second.
                     if self.brain.settle():
                         self.wake_all()
-                    time.sleep(self.settings.poll_interval_s)
+                    # An orchestrator that does not hold the poll is asked at the interval.
+                    time.sleep(max(0.0, self.settings.poll_interval_s - (time.monotonic() - t0)))
                     continue
                 data = ViewAndIntents.model_validate(raw)
                 if self.brain.update(data):
@@ -765,7 +780,25 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
                 if not failing:
                     log.warning("cannot read the view from %s: %s", url, e)
                 failing = True
-            time.sleep(self.settings.poll_interval_s)
+                time.sleep(self.settings.poll_interval_s)
+
+    def check_installed(self) -> None:
+        """Tell the orchestrator once every switch of the view holds the flows of the
+        latest view version (so "intent accepted" can be told from "flows in place")."""
+        with self.brain.lock:
+            vg = self.brain.version_generation
+            dpids = set(self.brain._dpid_node)
+        if vg is None or vg[0] == self.reported_version:
+            return
+        version, generation = vg
+        with self.switches_lock:
+            ok = all(
+                (s := self.switches.get(d)) is not None and s.installed_generation >= generation
+                for d in dpids
+            )
+        if ok:
+            self.reported_version = version
+            self.post_event({"kind": "installed", "version": version, "time": time.time()})
 
     def wake_all(self) -> None:
         with self.switches_lock:
