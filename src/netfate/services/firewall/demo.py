@@ -11,13 +11,19 @@ blocked at cpe1 and after the move at cpe2; a TCP connection opened at cpe1
 carries on after the move; the release on idle (d); the tables and the event
 timeline say so.
 
-Traffic steering on this testbed: `netfate demo` builds the testbed without an
-SDN controller (bridges in standalone mode, one L2 network), so steering
-intents are recorded but not enforced. The demo therefore steers by routing,
-which is what an intent would do with MAC rewrites: client1's default gateway
-is its firewall (as the CPE's DHCP would hand out), and its CPE routes the
-traffic to client1 through the firewall. Both routes name the firewall's
-address, which the instance keeps when it moves.
+Traffic steering: the testbed runs netfate's SDN controller (`SDN = True`: bridges
+in secure mode, nothing passes that no intent allows). The firewall service keeps
+the intents equal to its tables (steering.py): before login client1's traffic to
+server1 is steered through the portal of the CPE it is attached to (its web
+requests get the login page), after login through its firewall, and the intent
+names the instance, so the flows follow the firewall when it migrates. The
+check proves that traffic crosses the firewall (its interface counters) and
+nothing else: no route in any host or node is changed.
+
+On a testbed without controller (`Testbed.up(..., sdn=False)`, as the handover
+benchmark may run for comparison) intents are recorded but not enforced, and
+the scenario steers by routing instead: client1's gateway is its portal, then its
+firewall, and its CPE routes the traffic to client1 through the firewall.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from netfate.host.ovs import Vsctl
 from netfate.testbed.builder import Testbed
 
 TOPOLOGY = "netfate.yaml"
+SDN = True
 Say = Callable[[str], None]
 USER, PASSWORD = "alice", "alice-in-netfate"
 ALLOWED_PORT, BLOCKED_PORT = 8080, 8081
@@ -124,6 +131,8 @@ class Scenario:
         self.portals: dict[str, str] = {}
         self.fw_ip = ""
         self.fw_id = ""
+        self.fw_node = ""
+        self.sdn = bool(tb.state.sdn)
         self.echo = EchoServer(tb.netns_of("server1"), self.server_ip, [ALLOWED_PORT, BLOCKED_PORT])
 
     def close(self) -> None:
@@ -245,23 +254,90 @@ class Scenario:
                 inst: dict[str, Any] = self.api("GET", f"/instances/{fn['instance']}")
                 if inst["state"] == "running":
                     self.fw_id, self.fw_ip = inst["id"], _ip(inst["ip"])
+                    self.fw_node = node
                     return inst
             if time.monotonic() > deadline:
                 raise DemoFailed(f"{USER}'s firewall not running at {node} after {timeout} s: {fn}")
             time.sleep(0.05)
 
-    def wait_steering(self, timeout: float = 10.0) -> str:
+    def intent(self, iid: str) -> dict[str, Any] | None:
+        for i in self.api("GET", "/intents"):
+            if i["intent"]["id"] == iid:
+                found: dict[str, Any] = i
+                return found
+        return None
+
+    def wait_captive(self, timeout: float = 30.0) -> str:
+        """Before login: client1's traffic goes to the portal of the CPE it is at.
+
+        With the controller, the service's steering intent does it; without, the
+        client's gateway becomes the portal (as the portal's DHCP would hand out)."""
+        if not self.sdn:
+            self.route_client_via(self.portals["cpe1"])
+            return f"client1's gateway is the portal {self.portals['cpe1']} (no controller)"
         deadline = time.monotonic() + timeout
         while True:
-            fwd = next(r for r in self.api("GET", "/netfate/forwarding") if r["user"] == USER)
-            if fwd["steering"] != "pending" or time.monotonic() > deadline:
-                return str(fwd["steering"])
+            it = self.intent(f"netfate-{USER}")
+            if (
+                it
+                and it["state"] == "active"
+                and it["intent"]["chain"] != [self.fw_id]
+                and self.in_sync()
+            ):
+                return f"steering intent netfate-{USER} through {it['intent']['chain'][0]}"
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"no active captive steering for {USER} after {timeout} s: {it}")
             time.sleep(0.1)
 
-    def steer(self) -> None:
-        """Routes instead of the (unenforced) intent: see the module docstring."""
-        self.route_client_via(self.fw_ip)
-        self.tb.exec("cpe1", ["ip", "route", "replace", f"{self.client_ip}/32", "via", self.fw_ip])
+    def steer(self, timeout: float = 30.0) -> str:
+        """After login: client1's traffic to server1 goes through its firewall."""
+        if not self.sdn:
+            self.route_client_via(self.fw_ip)
+            self.tb.exec(
+                "cpe1", ["ip", "route", "replace", f"{self.client_ip}/32", "via", self.fw_ip]
+            )
+            return "routes (no controller): client1 and cpe1 route via the firewall"
+        deadline = time.monotonic() + timeout
+        while True:
+            it = self.intent(f"netfate-{USER}")
+            if (
+                it
+                and it["state"] == "active"
+                and it["intent"]["chain"] == [self.fw_id]
+                and self.in_sync()
+            ):
+                return f"steering intent netfate-{USER} through {self.fw_id} ({it['flows']} flows)"
+            if time.monotonic() > deadline:
+                raise DemoFailed(
+                    f"steering through {self.fw_id} not active after {timeout} s: {it}"
+                )
+            time.sleep(0.05)
+
+    def in_sync(self) -> bool:
+        """The controller reported every switch holding the current intents' flows."""
+        return bool(self.api("GET", "/sdn/status")["in_sync"])
+
+    def fw_rx(self) -> int:
+        """Packets received by the firewall's interface (proves traffic crosses it)."""
+        ns = f"{self.tb.prefix}-{self.fw_node}-{self.fw_id}"
+        out = netns.run_in(ns, ["cat", "/proc/net/dev"]).stdout
+        for line in out.splitlines():
+            name, _, rest = line.partition(":")
+            if name.strip() == "eth0":
+                return int(rest.split()[1])
+        raise DemoFailed(f"no eth0 in the firewall's namespace {ns}")
+
+    def connect_through(self, port: int, timeout: float = 15.0) -> socket.socket:
+        """A TCP connection client1 -> server1:port; retried (bounded) while the
+        controller installs a new intent's flows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = tcp_connect(self.client_ns, self.server_ip, port, timeout=1.0)
+            if c is not None:
+                c.settimeout(10.0)  # a move may stall it while flows change
+                return c
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"TCP {port} to server1 does not work after {timeout} s")
 
     def move_client(self, to: str) -> None:
         """Move client1's access port to the bridge of node `to` (one OVSDB transaction)."""
@@ -277,6 +353,7 @@ class Scenario:
             inst: dict[str, Any] = self.api("GET", f"/instances/{self.fw_id}")
             migs = [m for m in inst["migrations"] if m["target"] == node]
             if migs and migs[-1]["phase"] == "done" and inst["state"] == "running":
+                self.fw_node = node
                 last: dict[str, Any] = migs[-1]
                 return last
             if migs and migs[-1]["phase"] == "failed":
@@ -285,8 +362,8 @@ class Scenario:
                 raise DemoFailed(f"firewall not migrated to {node} after {timeout} s")
             time.sleep(0.02)
 
-    def blocked(self) -> bool:
-        c = tcp_connect(self.client_ns, self.server_ip, BLOCKED_PORT, timeout=1.5)
+    def blocked(self, port: int = BLOCKED_PORT) -> bool:
+        c = tcp_connect(self.client_ns, self.server_ip, port, timeout=1.5)
         if c is None:
             return True
         c.close()
@@ -308,26 +385,21 @@ def _check(sc: Scenario, say: Say) -> None:
         raise DemoFailed("a firewall runs before anyone logged in")
     say("(a) no firewall runs while client1 is not logged in")
 
-    # Before login client1's gateway is the portal: web traffic goes to the login page.
-    sc.route_client_via(sc.portals["cpe1"])
-    r = sc.tb.exec(
-        "client1",
-        [
-            "curl",
-            "-s",
-            "-m",
-            "5",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            f"http://{sc.server_ip}/",
-        ],
-        check=False,
-    )
-    if not r.stdout.startswith("302 ") or sc.portals["cpe1"] not in r.stdout:
-        raise DemoFailed(f"unauthenticated web traffic not redirected: {r.stdout!r}")
-    say(f"client1's web request is redirected to the portal: {r.stdout.split()[1]}")
+    # Before login client1's web traffic goes to the portal of its CPE: the login page.
+    say(f"before login: {sc.wait_captive()}")
+    deadline = time.monotonic() + 15
+    while True:  # bounded: the controller may still be installing the intent's flows
+        r = sc.tb.exec(
+            "client1",
+            ["curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+             f"http://{sc.server_ip}/"],
+            check=False,
+        )  # fmt: skip
+        if r.stdout.startswith("302 ") and sc.portals["cpe1"] in r.stdout:
+            break
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"unauthenticated web traffic not redirected: {r.stdout!r}")
+    say(f"client1's web request to server1 is redirected to the portal: {r.stdout.split()[1]}")
     captive = json.loads(
         sc.tb.exec(
             "client1", ["curl", "-s", "-m", "5", f"http://{sc.portals['cpe1']}/api/captive"]
@@ -339,18 +411,20 @@ def _check(sc: Scenario, say: Say) -> None:
     sc.login("cpe1")
     inst = sc.wait_firewall_running("cpe1")
     say(f"(b) login at cpe1 accepted; firewall {inst['id']} runs at cpe1 ({sc.fw_ip})")
-    steering = sc.wait_steering()
-    say(
-        f"steering intent for client1 through {inst['id']}: {steering} "
-        "(recorded; this testbed runs no SDN controller, so routes steer below)"
-    )
-    sc.steer()
+    say(f"client1's traffic is steered: {sc.steer()}")
+    conn = sc.connect_through(ALLOWED_PORT)
+    rx0 = sc.fw_rx()
+    if not echo(conn, b"opened at cpe1"):
+        raise DemoFailed(f"allowed TCP {ALLOWED_PORT} does not work through the firewall")
+    crossed = sc.fw_rx() - rx0
+    if crossed < 2:  # the echo's data segment and the server's reply, at least
+        raise DemoFailed(f"the allowed connection does not cross the firewall ({crossed} packets)")
     if not sc.blocked():
         raise DemoFailed(f"TCP {BLOCKED_PORT} is not blocked at cpe1")
-    conn = tcp_connect(sc.client_ns, sc.server_ip, ALLOWED_PORT)
-    if conn is None or not echo(conn, b"opened at cpe1"):
-        raise DemoFailed(f"allowed TCP {ALLOWED_PORT} does not work through the firewall")
-    say(f"at cpe1: TCP {BLOCKED_PORT} blocked, TCP {ALLOWED_PORT} connection open")
+    say(
+        f"at cpe1: TCP {ALLOWED_PORT} connection open through the firewall ({crossed} packets "
+        f"crossed it for one echo), TCP {BLOCKED_PORT} blocked"
+    )
 
     sc.move_client("cpe2")
     sc.login("cpe2")
@@ -361,8 +435,17 @@ def _check(sc: Scenario, say: Say) -> None:
     )
     if not echo(conn, b"still here after the move"):
         raise DemoFailed("the TCP connection opened at cpe1 did not survive the move")
+    rx0 = sc.fw_rx()
+    if not echo(conn, b"and through the firewall at cpe2"):
+        raise DemoFailed("the TCP connection opened at cpe1 stopped after the move")
+    crossed = sc.fw_rx() - rx0
     conn.close()
-    say("the TCP connection opened at cpe1 carries on at cpe2")
+    if crossed < 2:
+        raise DemoFailed("after the move the connection does not cross the firewall at cpe2")
+    say(
+        "the TCP connection opened at cpe1 carries on through the firewall at cpe2 "
+        f"({crossed} packets for one echo)"
+    )
     if not sc.blocked():
         raise DemoFailed(f"TCP {BLOCKED_PORT} is not blocked after the move")
     say(f"TCP {BLOCKED_PORT} is still blocked at cpe2")
@@ -403,6 +486,11 @@ def _check(sc: Scenario, say: Say) -> None:
         f"(d) idle for {IDLE_S} s: firewall released "
         f"({time.monotonic() - t0:.1f} s after the last traffic)"
     )
+    # Released is captive again, never open: client1's traffic goes to a portal.
+    say(f"after the release: {sc.wait_captive()}")
+    if not sc.blocked(ALLOWED_PORT):
+        raise DemoFailed(f"after the release TCP {ALLOWED_PORT} still reaches server1")
+    say(f"after the release TCP {ALLOWED_PORT} no longer reaches server1")
     kinds = [e["kind"] for e in api("GET", "/events?limit=500")]
     for k in (
         "UserLoggedIn",
@@ -421,9 +509,9 @@ def _check(sc: Scenario, say: Say) -> None:
 def show(tb: Testbed, say: Say) -> None:
     sc = Scenario(tb, say)
     sc.setup(idle_s=300)
-    sc.route_client_via(sc.portals["cpe1"])
+    say(f"before login: {sc.wait_captive()}")
     say(
-        f"client1's gateway is the portal at cpe1 ({sc.portals['cpe1']}); log in as "
+        f"client1's web traffic goes to the portal at cpe1 ({sc.portals['cpe1']}); log in as "
         f"{USER} / {PASSWORD}: ip netns exec {sc.client_ns} curl "
         f"--data 'username={USER}&password={PASSWORD}' http://{sc.portals['cpe1']}/login"
     )

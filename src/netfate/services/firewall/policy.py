@@ -3,7 +3,7 @@
     (a) a user who is not connected has no firewall running;
     (b) login at CPE X (RADIUS Access-Accept with NAS-Identifier X): the user's
         firewall is created at X, and a steering intent sends the user's traffic
-        through it;
+        through it (steering.py keeps the intents equal to these tables);
     (c) login at another CPE Y while the firewall runs at X: it is migrated to Y
         (make-before-break, state carried by the agents); the steering intent
         names the instance, so it follows by itself;
@@ -96,7 +96,6 @@ class Outcome:
     accept: bool
     reason: str = ""
     touched: set[str] = field(default_factory=set)
-    steer: bool = False
 
 
 def _fn_row(session: Session, user: str) -> NfFunctionRow:
@@ -175,7 +174,7 @@ def _ensure_firewall(session: Session, user: NfUserRow, node: str) -> Outcome:
     fn = _fn_row(session, user.name)
     fwd = _fwd_row(session, user)
     inst = live_instance(session, fn)
-    out = Outcome(True, steer=True)
+    out = Outcome(True)
     if inst is None:
         serves = user.host if user.host and session.get(HostRow, user.host) else None
         inst, touched = nfv.create_instance(
@@ -255,15 +254,9 @@ def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
         fn.updated_at = time.time()
     fwd = session.get(NfForwardingRow, user.name)
     if fwd is not None:
-        if fwd.intent:
-            from netfate.orchestrator.sdn.tables import SdnIntentRow
-
-            row = session.get(SdnIntentRow, fwd.intent)
-            if row is not None:
-                session.delete(row)
-                record_event(session, "intent_deleted", {"id": fwd.intent, "kind": "steering"})
-        fwd.instance = fwd.function_mac = fwd.node = fwd.intent = None
-        fwd.steering = ""
+        # The steering intent goes back to the portal at the next policy step
+        # (steering.sync), so the user is captive again, never open.
+        fwd.instance = fwd.function_mac = fwd.node = None
     user.status = "offline"
     user.access_node = None
     record_event(
@@ -410,18 +403,3 @@ def set_rules(session: Session, user: NfUserRow, doc: Any) -> RuleSet:
         {"user": user.name, "version": user.rules_version, "rules": len(rs.rules)},
     )
     return rs
-
-
-def steering_body(session: Session, user: NfUserRow) -> dict[str, Any] | None:
-    to = setting(session, "steer_to")
-    fwd = session.get(NfForwardingRow, user.name)
-    if not to or not user.host or fwd is None or not fwd.instance:
-        return None
-    return {
-        "kind": "steering",
-        "id": f"netfate-{user.name}",
-        "host": user.host,
-        "chain": [fwd.instance],
-        "to": to,
-        "symmetric": True,
-    }

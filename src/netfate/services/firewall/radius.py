@@ -44,18 +44,17 @@ from netfate.proto.radius import (
     ServerCore,
 )
 from netfate.proto.radius.packet import NETFATE_VENDOR, U32, Value, vsa, vsas
-from netfate.services.firewall import policy
+from netfate.services.firewall import policy, steering
 from netfate.services.firewall.passwords import verify_password
 from netfate.services.firewall.tables import (
     NfAccountingRow,
-    NfForwardingRow,
-    NfFunctionRow,
     NfRadiusClientRow,
     NfRadiusListenerRow,
     NfUserRow,
 )
 from netfate.store.db import Database
 from netfate.store.events import record_event
+from netfate.store.tables import InstanceRow
 from netfate.vnf.firewall.function import VSA_LAST_PACKET, VSA_RULES_CHUNK, VSA_RULES_VERSION
 
 log = logging.getLogger("netfate.radius")
@@ -282,35 +281,7 @@ class RadiusService:
                     )
                     return False, [], out.reason[:200], set()
                 touched = out.touched
-                if out.steer:
-                    # The intent is added once the firewall runs (its port must be in
-                    # the network view to compile): see _policy_step.
-                    fwd = policy._fwd_row(s, user)
-                    if fwd.intent is None:
-                        fwd.steering = "pending"
             return True, attrs, "", touched
-
-    def _steer(self, s: Any, user: NfUserRow) -> None:
-        """Add (or keep) the user's steering intent through the SDN API's own code."""
-        body = policy.steering_body(s, user)
-        from netfate.orchestrator.sdn.api import add_intent
-        from netfate.orchestrator.sdn.tables import SdnIntentRow
-
-        fwd = policy._fwd_row(s, user)
-        if body is None:
-            fwd.steering = "no steering target set (settings steer_to)"
-            return
-        if s.get(SdnIntentRow, body["id"]) is not None:
-            fwd.intent, fwd.steering = body["id"], "intent exists"
-            return
-        try:
-            # add_intent commits the session: the login's rows go with it.
-            add_intent(s, body)
-            fwd.intent, fwd.steering = body["id"], "intent accepted"
-        except Exception as e:  # HTTPException with the controller's reason
-            detail = getattr(e, "detail", str(e))
-            fwd.intent, fwd.steering = None, f"steering refused: {detail}"[:500]
-            log.warning("steering for %s refused: %s", user.name, detail)
 
     async def _accounting(
         self, transport: asyncio.DatagramTransport, ev: AccountingReceived
@@ -390,16 +361,15 @@ class RadiusService:
         with self.db.session() as s:
             # An orchestrator without NetFATE users (other scenarios, benchmarks) pays
             # one indexed lookup per step and nothing more.
-            if s.scalar(select(NfUserRow.name).limit(1)) is None:
+            if s.scalar(select(NfUserRow.name).limit(1)) is None and (
+                s.scalar(
+                    select(InstanceRow.id).where(InstanceRow.descriptor == steering.PORTAL).limit(1)
+                )
+                is None
+            ):
                 return set()
             touched = policy.reconcile(s)
             touched |= policy.release_idle(s, time.time())
             s.flush()
-            for fwd in s.scalars(
-                select(NfForwardingRow).where(NfForwardingRow.steering == "pending")
-            ):
-                fn = s.get(NfFunctionRow, policy.fw_name(fwd.user))
-                user = s.get(NfUserRow, fwd.user)
-                if fn is not None and fn.active and user is not None:
-                    self._steer(s, user)
+            steering.sync(s)
             return touched

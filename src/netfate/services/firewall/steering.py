@@ -1,0 +1,168 @@
+"""The SDN intents of NetFATE, kept equal to the tables (one pass per policy step).
+
+What the paper's controller did with OpenFlow, as intents the platform's
+controller compiles (orchestrator/sdn):
+
+    fabric-gw-<portal>          a running portal reaches its node, which routes
+                                RADIUS to the orchestrator (connectivity)
+    netfate-p-<user>-<portal>   the user's host reaches every portal's web server
+                                (tunnel, TCP), ARP included: login and RFC 8908
+    netfate-<user>              the user's traffic to `steer_to` (steering):
+                                - through the firewall once it runs (policy b, c);
+                                - before login, or after release, through the portal
+                                  at the host's current node, whose nftables send
+                                  web requests to the login page (captive).
+
+The steering intent names instances, not ports: when the firewall migrates, the
+controller moves the flows with it. Only intents whose id starts with `netfate-`
+(and the portals' gateways) are managed here; a differing one is replaced in
+the same transaction, a stale one deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from netfate.model.lifecycle import InstanceState
+from netfate.orchestrator.sdn.intents import NetworkView
+from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
+from netfate.store.events import record_event
+from netfate.store.tables import HostRow, InstanceRow
+
+log = logging.getLogger("netfate.firewall.steering")
+
+PORTAL = "captive-portal"
+PREFIX = "netfate-"
+# The firewall carries the user's traffic in these states (migrating: the source
+# runs until the cut-over, and the intent follows the instance's node).
+CARRIES = {InstanceState.RUNNING.value, InstanceState.MIGRATING.value}
+
+
+def _portal_port(inst: InstanceRow) -> int:
+    port = (inst.config or {}).get("port", 80)
+    return port if isinstance(port, int) and 0 < port < 65536 else 80
+
+
+def _host_node(view: NetworkView, host: HostRow) -> str:
+    """Where the host is attached now: as the network view says (the controller's
+    sighting, else the bridge port named after it), else its topology node."""
+    hv = next((h for h in view.hosts if h.name == host.name), None)
+    if hv is not None and hv.ofport is not None and hv.node:
+        return hv.node
+    for n in view.nodes:
+        if any(p.peer == f"host:{host.name}" for p in n.ports):
+            return n.name
+    return host.node
+
+
+def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The intents the tables call for (id -> body), and per user what steers them."""
+    portals = [
+        i
+        for i in session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
+        if i.state == InstanceState.RUNNING.value and i.ip and i.mac
+    ]
+    want: dict[str, dict[str, Any]] = {}
+    via: dict[str, str] = {}
+    for p in portals:
+        want[f"fabric-gw-{p.id}"] = {
+            "kind": "connectivity",
+            "id": f"fabric-gw-{p.id}"[:63],
+            "a": f"instance:{p.id}",
+            "b": f"subnet:0.0.0.0/0@{p.node}",
+        }
+    from netfate.orchestrator.sdn.api import build_view
+    from netfate.services.firewall.policy import fw_name, live_instance, setting
+
+    steer_to = setting(session, "steer_to")
+    view: NetworkView | None = None  # built once, only if someone is captive
+    for user in session.scalars(select(NfUserRow).order_by(NfUserRow.name)):
+        host = session.get(HostRow, user.host) if user.host else None
+        if host is None:
+            continue
+        for p in portals:
+            iid = f"{PREFIX}p-{user.name}-{p.id}"[:63]
+            want[iid] = {
+                "kind": "tunnel",
+                "id": iid,
+                "a": f"host:{host.name}",
+                "b": f"instance:{p.id}",
+                "protocol": "tcp",
+                "port": _portal_port(p),
+            }
+        if not steer_to:
+            continue
+        fn = session.get(NfFunctionRow, fw_name(user.name))
+        fw = live_instance(session, fn) if fn is not None else None
+        chain: str | None = None
+        if user.status == "online" and fw is not None and fw.state in CARRIES:
+            chain, via[user.name] = fw.id, f"firewall {fw.id}"
+        else:
+            if view is None:
+                view = build_view(session)
+            here = _host_node(view, host)
+            portal = next((p for p in portals if p.node == here), None)
+            if portal is not None:
+                chain, via[user.name] = portal.id, f"portal {portal.id} (not logged in)"
+        if chain is None:
+            continue
+        want[f"{PREFIX}{user.name}"[:63]] = {
+            "kind": "steering",
+            "id": f"{PREFIX}{user.name}"[:63],
+            "host": host.name,
+            "chain": [chain],
+            "to": steer_to,
+            "symmetric": True,
+        }
+    return want, via
+
+
+def sync(session: Session) -> list[str]:
+    """Make the stored intents match plan(); returns what changed, for the log."""
+    from netfate.orchestrator.sdn.intents import parse_intent
+    from netfate.orchestrator.sdn.tables import SdnIntentRow
+
+    want, via = plan(session)
+    portal_ids = {
+        i.id for i in session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
+    }
+    managed = {
+        r.id: r
+        for r in session.scalars(select(SdnIntentRow))
+        if r.id.startswith(PREFIX) or r.id.removeprefix("fabric-gw-") in portal_ids
+    }
+    changed: list[str] = []
+    for iid, row in managed.items():
+        body = want.get(iid)
+        if body is None or parse_intent(body).model_dump(mode="json") != row.spec:
+            session.delete(row)
+            record_event(session, "intent_deleted", {"id": iid, "kind": row.kind})
+            changed.append(f"-{iid}")
+    session.flush()
+    now = time.time()
+    for iid, body in want.items():
+        it = parse_intent(body)
+        kept = managed.get(iid)
+        if kept is not None and it.model_dump(mode="json") == kept.spec:
+            continue
+        # Built by the service from rows it holds: names are known, and every id
+        # here is ours, so no check against other intents is needed beyond the
+        # controller's own (a clash is reported there, per intent).
+        session.add(
+            SdnIntentRow(id=it.id, kind=it.kind, spec=it.model_dump(mode="json"), created_at=now)
+        )
+        record_event(session, "intent_added", {"id": it.id, "kind": it.kind})
+        changed.append(f"+{iid}")
+    for fwd in session.scalars(select(NfForwardingRow)):
+        iid = f"{PREFIX}{fwd.user}"[:63]
+        how = via.get(fwd.user)
+        fwd.intent = iid if iid in want else None
+        fwd.steering = f"intent {iid}: through {how}" if how else "no steering intent"
+    if changed:
+        log.info("netfate intents: %s", " ".join(changed))
+    return changed
