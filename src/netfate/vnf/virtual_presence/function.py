@@ -27,13 +27,18 @@ from .translator import Role, Translator
 log = logging.getLogger("netfate.vnf.vp")
 WIRING_TIMEOUT_S = 30.0
 ANNOUNCE_AGAIN_S = 1.5
+IFF_UP = 0x1
 
 
 def _has_address(ifname: str, address: str) -> bool:
+    """The agent has wired `ifname`: it has `address` and is up (routes over it can
+    be added only then)."""
     try:
         with links.rtnl(None) as ipr:
             idx = ipr.link_lookup(ifname=ifname)
             if not idx:
+                return False
+            if not int(ipr.link("get", index=idx[0])[0]["flags"]) & IFF_UP:
                 return False
             for msg in ipr.get_addr(index=idx[0], family=2):
                 if msg.get_attr("IFA_ADDRESS") == address:
