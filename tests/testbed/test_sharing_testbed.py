@@ -3,6 +3,12 @@
 The hotel scenario end to end (III.A steps 1-8 with real VPs, usable from the
 hotel's hosts, isolation, revocation by either owner), three cameras into one
 PN at once, and the vHG's DHCP + inventory as the orchestrator sees it.
+
+The sharing scenarios run with the SDN controller (bridges in secure mode), as
+`netfate demo sharing` does: that is what isolates the PNs. The negative tests
+(no host of one PN reaches a host of another directly, by ping, TCP or UDP,
+either way, third PN included; nothing through a share but what it is for) run
+before any share, with shares up and after revocation.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture(scope="module")
 def hotel() -> Iterator[Testbed]:
-    bed = Testbed.up(EXAMPLES / "hotel.yaml")
+    bed = Testbed.up(EXAMPLES / "hotel.yaml", sdn=True)
     try:
         yield bed
     finally:
@@ -37,8 +43,15 @@ def test_hotel_demo_check(hotel: Testbed) -> None:
     demo.check(hotel, said.append)
     text = "\n".join(said)
     assert "tv (192.168.2.2) uses mediaserver" in text
+    # The probes can tell: before any PN the LANs are routed to each other.
+    assert "before PNs: " in text
+    for when in ("PNs, no share", "1 shares up", "shares revoked"):
+        assert f"{when}: none of 16 host pairs across PNs gets through directly" in text
     assert "laptop (not shared) cannot reach" in text
     assert "carolpc (a third PN) gets nothing" in text
+    assert "carolpc (third PN) got none" in text
+    assert "broadcast of mediaserver reaches tv, guestphone from" in text
+    assert "MTU: 1500-byte DF pings cross tv <-> mediaserver whole" in text
     assert text.count("revoked by") == 1
     if demo.dlna_available():
         assert "DLNA: tv discovered 'home-nas'" in text
@@ -70,7 +83,7 @@ def test_bad_share_requests_on_a_live_orchestrator(hotel: Testbed) -> None:
 )  # fmt: skip
 def test_several_pns_into_one(example: str, expect: list[str]) -> None:
     """Three cameras (three LANs) into the operator's PN; teacher and students into the class."""
-    bed = Testbed.up(EXAMPLES / f"{example}.yaml")
+    bed = Testbed.up(EXAMPLES / f"{example}.yaml", sdn=True)
     try:
         said: list[str] = []
         demo.check(bed, said.append)
@@ -78,6 +91,7 @@ def test_several_pns_into_one(example: str, expect: list[str]) -> None:
         for line in expect:
             assert line in text
         assert text.count("revoked by") == 3
+        assert "3 shares up: none of 12 host pairs across PNs gets through directly" in text
     finally:
         problems = bed.down()
         assert not problems, problems
@@ -122,7 +136,10 @@ def test_both_directions_at_once(hotel: Testbed) -> None:
     said: list[str] = []
     for sh in (a, b):
         demo.prove_usable(hotel, sh, said.append)
+        demo.prove_group_traffic(hotel, sh, said.append, [x for x in (a, b) if x is not sh])
         demo.prove_isolation(hotel, sh, said.append)
+    # tv is shared with home, and uses home's media server: still no direct path.
+    demo.prove_direct_isolation(hotel, said.append, "both ways shared")
     assert any("laptop (192.168.1.3) uses tv" in s for s in said)
     assert any("tv (192.168.2.2) uses mediaserver" in s for s in said)
     demo.revoke(hotel, api, a, "hotel", said.append)

@@ -1,12 +1,24 @@
 """`netfate demo sharing`: the seed's scenarios on a real testbed (examples/hotel.yaml).
 
-check(): every node with a LAN becomes a Personal Network (owner email
-`<node>@<topology>.example`). Each share of the topology's plan is requested,
-accepted, and proved: a host of the recipient PN talks to the shared device at
-its PN-local alias (UDP and ping), and the device sees that host at a PN1-local
-alias. Then the negative cases: an unshared device of PN1 cannot use the share,
-a third PN gets nothing through it. Finally revocation removes the VPs and the
-alias stops answering. Each step raises DemoFailed with its reason.
+The testbed runs with netfate's SDN controller (``SDN = True``: bridges in
+secure mode). A Personal Network's LAN is isolated (services/sharing/network.py):
+the fabric's LAN-to-LAN intents go, and each share adds the intents of its own
+data path only.
+
+check(): first, before any PN exists, hosts of different LANs reach each other
+directly (ping, TCP, UDP): the routed network works, so the probes can tell.
+Then every node with a LAN becomes a Personal Network (owner email
+`<node>@<topology>.example`), and the same probes between every two hosts of
+different PNs, both ways, get nothing through. Each share of the topology's plan
+is requested, accepted, and proved: a host of the recipient PN talks to the
+shared device at its PN-local alias (UDP and ping), and the device sees that
+host at a PN1-local alias; broadcast and multicast cross the share both ways;
+a 1500-byte packet with DF set and a TCP bulk transfer cross the overlay
+whole. Then the negative cases, with the shares up: no direct path between PNs
+(the shared device included), an unshared device of PN1 cannot use the share,
+a third PN gets nothing through it. Finally revocation removes the VPs, their
+intents, and the alias stops answering. Each step raises DemoFailed with its
+reason.
 """
 
 from __future__ import annotations
@@ -14,14 +26,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import itertools
 import json
+import os
+import selectors
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +49,7 @@ from netfate.host import netns
 from netfate.testbed.builder import Testbed
 
 TOPOLOGY = "hotel.yaml"
+SDN = True  # bridges in secure mode: the PNs' isolation is the controller's
 
 # topology name -> shares (owner node, device, recipient node)
 PLANS: dict[str, list[tuple[str, str, str]]] = {
@@ -43,6 +62,10 @@ PLANS: dict[str, list[tuple[str, str, str]]] = {
     "surveillance": [("site1", "cam1", "ops"), ("site2", "cam2", "ops"), ("site3", "cam3", "ops")],
 }
 PORT = 7070
+ISO_PORT = 7071  # the isolation probes (UDP and TCP)
+GROUP_PORT = 7072  # broadcast through a share
+SSDP = ("239.255.255.250", 1900)
+BULK_BYTES = 8 << 20
 
 
 def email(tb: Testbed, node: str) -> str:
@@ -196,6 +219,286 @@ def prove_isolation(tb: Testbed, sh: Share, say: Say) -> None:
         say(f"{thirds[0]} (a third PN) gets nothing through the share")
 
 
+# ------------------------------------------------------------------ isolation
+
+Crossing = tuple[str, str, str]
+"""(source host, destination host, protocol: ping, tcp or udp)."""
+
+
+def _until(what: str, cond: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def crossings(tb: Testbed, pairs: list[tuple[str, str]], wait: float = 2.0) -> set[Crossing]:
+    """Which (source host, destination host) pairs get through to the destination's
+    own address, by ping, TCP and UDP. All probes run at once; what has not arrived
+    within `wait` seconds did not get through (a dropped packet sends nothing back).
+    A TCP reset would count as getting through: it comes from the destination."""
+    hosts = tb.topology.hosts
+    got: set[Crossing] = set()
+    lock = threading.Lock()
+    udp: dict[str, socket.socket] = {}
+    tcp: dict[str, socket.socket] = {}
+    try:
+        for dst in sorted({d for _, d in pairs}):
+            u = netns.socket_in(tb.netns_of(dst), socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind(("0.0.0.0", ISO_PORT))
+            u.setblocking(False)
+            udp[dst] = u
+            t = netns.socket_in(tb.netns_of(dst), socket.AF_INET, socket.SOCK_STREAM)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind(("0.0.0.0", ISO_PORT))
+            t.listen(64)
+            tcp[dst] = t
+
+        def ping(src: str, dst: str) -> None:
+            argv = ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", str(wait), str(hosts[dst].ip)]
+            if netns.run_in(tb.netns_of(src), argv, check=False).returncode == 0:
+                with lock:
+                    got.add((src, dst, "ping"))
+
+        def connect(src: str, dst: str) -> None:
+            c = netns.socket_in(tb.netns_of(src), socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                c.settimeout(wait)
+                c.connect((str(hosts[dst].ip), ISO_PORT))
+                reached = True
+            except (ConnectionRefusedError, ConnectionResetError):
+                reached = True
+            except OSError:  # timed out, or unreachable
+                reached = False
+            finally:
+                c.close()
+            if reached:
+                with lock:
+                    got.add((src, dst, "tcp"))
+
+        with ThreadPoolExecutor(max_workers=min(64, 2 * len(pairs))) as pool:
+            jobs = [pool.submit(f, a, b) for a, b in pairs for f in (ping, connect)]
+            for src, dst in pairs:
+                with udp_in(tb.netns_of(src)) as u:
+                    for _ in range(3):
+                        u.sendto(f"iso {src}".encode(), (str(hosts[dst].ip), ISO_PORT))
+            sel = selectors.DefaultSelector()
+            for dst, u in udp.items():
+                sel.register(u, selectors.EVENT_READ, dst)
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                for key, _ in sel.select(left):
+                    with contextlib.suppress(BlockingIOError):
+                        data, _peer = key.fileobj.recvfrom(100)  # type: ignore[union-attr]
+                        got.add((data.decode(errors="replace")[4:], str(key.data), "udp"))
+            sel.close()
+            for j in jobs:
+                j.result()
+    finally:
+        for sock in (*udp.values(), *tcp.values()):
+            sock.close()
+    return got
+
+
+def cross_pn_pairs(tb: Testbed) -> list[tuple[str, str]]:
+    """Every ordered pair of hosts on different nodes (each node's LAN one PN)."""
+    hosts = sorted(tb.topology.hosts.values(), key=lambda h: h.name)
+    return [(a.name, b.name) for a, b in itertools.permutations(hosts, 2) if a.node != b.node]
+
+
+def prove_routed_before_pns(tb: Testbed, say: Say) -> list[tuple[str, str]]:
+    """Before any PN exists the LANs are routed to each other: the probes can tell."""
+    pairs = cross_pn_pairs(tb)
+    sample = pairs[:: max(1, len(pairs) // 4)][:4]
+    want = {(a, b, p) for a, b in sample for p in ("ping", "tcp", "udp")}
+    _until("direct routing between LANs (before any PN)",
+           lambda: crossings(tb, sample) >= want)  # fmt: skip
+    say(f"before PNs: {', '.join(f'{a}->{b}' for a, b in sample)} reach each other directly "
+        "(ping, TCP, UDP)")  # fmt: skip
+    return sample
+
+
+def prove_direct_isolation(tb: Testbed, say: Say, when: str) -> None:
+    """No host of one PN reaches any host of another at its own address, either way."""
+    pairs = cross_pn_pairs(tb)
+    leaks = crossings(tb, pairs)
+    if leaks:
+        raise DemoFailed(f"{when}: PNs are not isolated: {sorted(leaks)}")
+    say(f"{when}: none of {len(pairs)} host pairs across PNs gets through directly "
+        "(ping, TCP, UDP; both ways, third PN included)")  # fmt: skip
+
+
+# ------------------------------------------------------------------ group traffic, MTU
+
+
+@contextlib.contextmanager
+def _receivers(
+    tb: Testbed, names: list[str], port: int, group: str | None = None
+) -> Iterator[dict[str, socket.socket]]:
+    socks: dict[str, socket.socket] = {}
+    try:
+        for name in names:
+            s = netns.socket_in(tb.netns_of(name), socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", port))
+            if group is not None:
+                mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("0.0.0.0"))
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            s.settimeout(5.0)
+            socks[name] = s
+        yield socks
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def _group_send(
+    tb: Testbed,
+    sender: str,
+    dst: tuple[str, int],
+    receivers: dict[str, socket.socket],
+    payload: bytes,
+    expect: str | None,
+) -> dict[str, set[str]]:
+    """Send until every receiver got `payload` from address `expect` (a few tries: the
+    first may meet flows still being installed). Returns, per receiver, the source
+    addresses it got the payload from (another share may deliver it too)."""
+    seen: dict[str, set[str]] = {name: set() for name in receivers}
+    with udp_in(tb.netns_of(sender)) as out:
+        out.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        out.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 4)
+        for _ in range(4):
+            out.sendto(payload, dst)
+            for name, r in receivers.items():
+                with contextlib.suppress(TimeoutError):
+                    while expect not in seen[name]:
+                        data, frm = r.recvfrom(2000)
+                        if data == payload:
+                            seen[name].add(frm[0])
+            if all(expect in v for v in seen.values()):
+                break
+    return seen
+
+
+def prove_group_traffic(
+    tb: Testbed, sh: Share, say: Say, others: list[Share] | tuple[Share, ...] = ()
+) -> None:
+    """Broadcast and multicast cross the share, each way, and reach no third PN.
+
+    `others` are the other shares up: a PN that shares with this one's owner or
+    recipient through one of them is no third PN (it may hear the same group)."""
+    hosts = tb.topology.hosts
+    recips = [h for h in hosts if hosts[h].node == sh.recipient_node]
+    related = {sh.owner_node, sh.recipient_node}
+    for o in others:
+        if {o.owner_node, o.recipient_node} & {sh.owner_node, sh.recipient_node}:
+            related |= {o.owner_node, o.recipient_node}
+    thirds = [h for h in hosts if hosts[h].node not in related]
+    pn1_alias = {d: a for a, d in sh.att["entries"]}
+    # D2's limited broadcast reaches every PN2 host, from the alias.
+    with _receivers(tb, recips + thirds, GROUP_PORT) as rs:
+        pn2 = {h: rs[h] for h in recips}
+        payload = f"broadcast from {sh.device}".encode()
+        seen = _group_send(tb, sh.device, ("255.255.255.255", GROUP_PORT), pn2, payload, sh.alias)
+        if not all(sh.alias in v for v in seen.values()):
+            raise DemoFailed(f"{sh.device}'s broadcast: PN2 hosts saw {seen} (want all "
+                             f"from {sh.alias})")  # fmt: skip
+        _nothing_at(rs, thirds, "a broadcast of the shared device")
+    # A PN2 host's SSDP multicast and its LAN broadcast reach D2, from its PN1 alias.
+    src = recips[0]
+    want = pn1_alias.get(str(hosts[src].ip))
+    msearch = (b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\""
+               b"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n")  # fmt: skip
+    with _receivers(tb, [sh.device, *thirds], SSDP[1], group=SSDP[0]) as rs:
+        seen = _group_send(tb, src, SSDP, {sh.device: rs[sh.device]}, msearch, want)
+        if want not in seen[sh.device]:
+            raise DemoFailed(f"{src}'s SSDP search reached {sh.device} as {seen} (want {want})")
+        _nothing_at(rs, thirds, f"{src}'s SSDP search")
+    lan2 = tb.topology.nodes[sh.recipient_node].lans[0]
+    with _receivers(tb, [sh.device, *thirds], GROUP_PORT) as rs:
+        bcast = (str(lan2.broadcast_address), GROUP_PORT)
+        payload = f"broadcast from {src}".encode()
+        seen = _group_send(tb, src, bcast, {sh.device: rs[sh.device]}, payload, want)
+        if want not in seen[sh.device]:
+            raise DemoFailed(f"{src}'s LAN broadcast reached {sh.device} as {seen} (want {want})")
+        _nothing_at(rs, thirds, f"{src}'s LAN broadcast")
+    say(f"broadcast of {sh.device} reaches {', '.join(recips)} from {sh.alias}; SSDP search "
+        f"and LAN broadcast of {src} reach {sh.device} from {want}"
+        + (f"; {', '.join(thirds)} (third PN) got none" if thirds else ""))  # fmt: skip
+
+
+def _nothing_at(rs: dict[str, socket.socket], names: list[str], what: str) -> None:
+    """The others received nothing by now (they were sent the same, before)."""
+    for name in names:
+        rs[name].setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            data, frm = rs[name].recvfrom(2000)
+            raise DemoFailed(f"{name} (a third PN) received {what} from {frm[0]}: {data[:40]!r}")
+
+
+def prove_mtu(tb: Testbed, sh: Share, say: Say) -> float:
+    """A 1500-byte packet with DF set crosses the overlay whole, both ways, and a TCP
+    bulk transfer (full-size segments, no MSS clamping) comes back intact. Returns
+    the transfer's rate in Mbit/s (each way)."""
+    hosts = tb.topology.hosts
+    client = next(h for h in hosts if hosts[h].node == sh.recipient_node)
+    pn1_alias = {d: a for a, d in sh.att["entries"]}[str(hosts[client].ip)]
+    for ns, dst in ((tb.netns_of(client), sh.alias), (tb.netns_of(sh.device), pn1_alias)):
+        argv = ["ping", "-n", "-q", "-M", "do", "-s", "1472", "-c", "3", "-i", "0.2", "-W", "5",
+                dst]  # fmt: skip
+        p = netns.run_in(ns, argv, check=False)
+        if p.returncode != 0:
+            raise DemoFailed(f"1500-byte DF ping to {dst} failed: {p.stdout}{p.stderr}")
+    srv = netns.socket_in(tb.netns_of(sh.device), socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", PORT))
+    srv.listen(1)
+    srv.settimeout(30)
+    blob = os.urandom(BULK_BYTES)
+    echo_err: list[BaseException] = []
+
+    def echo() -> None:  # D2 sends back what it got, once the client is done
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(60)
+                buf = bytearray()
+                while chunk := conn.recv(1 << 16):
+                    buf += chunk
+                conn.sendall(buf)
+        except OSError as e:
+            echo_err.append(e)
+
+    th = threading.Thread(target=echo, daemon=True)
+    th.start()
+    cli = netns.socket_in(tb.netns_of(client), socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        cli.settimeout(60)
+        cli.connect((sh.alias, PORT))
+        mss = cli.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+        t0 = time.monotonic()
+        cli.sendall(blob)
+        cli.shutdown(socket.SHUT_WR)
+        back = bytearray()
+        while chunk := cli.recv(1 << 16):
+            back += chunk
+        took = time.monotonic() - t0
+    finally:
+        cli.close()
+        th.join(60)
+        srv.close()
+    if echo_err or hashlib.sha256(back).digest() != hashlib.sha256(blob).digest():
+        raise DemoFailed(f"TCP bulk through the share: {len(back)} of {len(blob)} bytes back "
+                         f"intact? no ({echo_err})")  # fmt: skip
+    if mss < 1448:
+        raise DemoFailed(f"TCP through the share uses MSS {mss}: clamped, not full-size")
+    mbit = 2 * len(blob) * 8 / took / 1e6  # one way, then the other: each took half
+    say(f"MTU: 1500-byte DF pings cross {client} <-> {sh.device} whole; TCP (MSS {mss}) "
+        f"carried {len(blob) >> 20} MiB each way intact, {mbit:.0f} Mbit/s")  # fmt: skip
+    return mbit
+
+
 def revoke(tb: Testbed, api: Api, sh: Share, by: str, say: Say) -> None:
     view = api("POST", f"/sharing/shares/{sh.id}/revoke", {"by": email(tb, by)})
     for iid in (view["vp2_instance"], view["vp1_instance"]):
@@ -206,14 +509,25 @@ def revoke(tb: Testbed, api: Api, sh: Share, by: str, say: Say) -> None:
         if time.monotonic() > deadline:
             raise DemoFailed(f"VP namespaces remain after revocation: {left}")
         time.sleep(0.05)
-    intents = [i["intent"]["id"] for i in api("GET", "/intents")]
-    if f"share-{sh.id}-overlay" in intents:
-        raise DemoFailed(f"the overlay's tunnel intent of share {sh.id} remains")
+    vps = {f"instance:{view['vp2_instance']}", f"instance:{view['vp1_instance']}"}
+    left_intents = [
+        i["intent"]["id"]
+        for i in api("GET", "/intents")
+        if i["intent"]["id"].startswith(f"share-{sh.id}-") or vps & _endpoints(i["intent"])
+    ]
+    if left_intents:
+        raise DemoFailed(f"intents of share {sh.id} remain after revocation: {left_intents}")
     client = next(h.name for h in tb.topology.hosts.values() if h.node == sh.recipient_node)
     ping = netns.run_in(tb.netns_of(client), ["ping", "-c", "1", "-W", "1", sh.alias], check=False)
     if ping.returncode == 0:
         raise DemoFailed(f"{sh.alias} still answers after revocation")
-    say(f"share {sh.id} revoked by {email(tb, by)}: VPs, aliases, overlay and its intent are gone")
+    say(f"share {sh.id} revoked by {email(tb, by)}: VPs, aliases, overlay and its intents "
+        "are gone")  # fmt: skip
+
+
+def _endpoints(intent: dict[str, Any]) -> set[str]:
+    ends = [intent.get(k) for k in ("a", "b", "source", "to")] + list(intent.get("targets", []))
+    return {e for e in ends if isinstance(e, str)}
 
 
 # A UPnP/DLNA control point (PyPI async-upnp-client), run as a separate process in
@@ -338,9 +652,19 @@ def check(tb: Testbed, say: Say) -> None:
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")
     api = Api(tb.api_url)
+    sdn = tb.state.sdn
+    if sdn:
+        sample = prove_routed_before_pns(tb, say)
     create_pns(tb, api)
     pns = [email(tb, n) for n, spec in tb.topology.nodes.items() if spec.lans]
     say(f"Personal Networks: {', '.join(pns)}")
+    if sdn:
+        # The controller removes the LAN-to-LAN flows shortly after the intents go.
+        _until("the PNs' LANs to be cut from each other",
+               lambda: not crossings(tb, sample))  # fmt: skip
+        prove_direct_isolation(tb, say, "PNs, no share")
+    else:
+        say("no SDN controller on this testbed: PNs are not isolated (isolation steps skipped)")
     shares = []
     for owner, device, to in PLANS.get(tb.topology.name, []):
         sh = share_and_accept(tb, api, owner, device, to)
@@ -349,9 +673,16 @@ def check(tb: Testbed, say: Say) -> None:
         shares.append(sh)
     for sh in shares:
         prove_usable(tb, sh, say)
+        prove_group_traffic(tb, sh, say, [o for o in shares if o is not sh])
         prove_isolation(tb, sh, say)
+    if sdn:
+        prove_direct_isolation(tb, say, f"{len(shares)} shares up")
+    if shares:
+        prove_mtu(tb, shares[0], say)
     for i, sh in enumerate(shares):
         revoke(tb, api, sh, sh.owner_node if i % 2 == 0 else sh.recipient_node, say)
+    if sdn and shares:
+        prove_direct_isolation(tb, say, "shares revoked")
     if tb.topology.name == "hotel":
         if dlna_available():
             prove_dlna(tb, api, say)
