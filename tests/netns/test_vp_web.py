@@ -45,7 +45,8 @@ if not Path(CHROMIUM).exists():
 
 
 class Agents:
-    """Heartbeats for every node, reporting the VP instances of accepted shares running."""
+    """Heartbeats for every node, reporting the VP instances of accepted shares running
+    and their ports on the node's bridge (a share is active once its paths are in)."""
 
     def __init__(self, base: str, nodes: list[str]) -> None:
         self.api = base + "/api/v1"
@@ -60,12 +61,18 @@ class Agents:
     def report(self) -> None:
         insts = self.http.get(f"{self.api}/instances").json()
         for n in self.nodes:
-            mine = [
-                {"id": i["id"], "status": "running", "pid": 1}
+            live = [
+                i
                 for i in insts
                 if i["node"] == n and i["state"] in ("requested", "starting", "running")
             ]
-            self.http.post(f"{self.api}/agents/{n}/report", json={"instances": mine})
+            mine = [{"id": i["id"], "status": "running", "pid": 1} for i in live]
+            ports = [
+                {"name": f"{n}-i{k}", "ofport": 30 + k, "peer": f"instance:{i['id']}"}
+                for k, i in enumerate(sorted(live, key=lambda i: i["id"]))
+            ]
+            body = {"instances": mine, "ports": ports}
+            self.http.post(f"{self.api}/agents/{n}/report", json=body)
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
