@@ -10,7 +10,8 @@ Mounted under /api/v1:
                                  (?since=VERSION&wait=S: long poll until it changes)
     POST   /sdn/events           from the controller: host_seen, flows (table snapshots),
                                  install_error (a switch refused an intent's flows),
-                                 installed (every switch holds a view version's flows)
+                                 installed (every switch holds a view version's flows),
+                                 instance_moved (steering follows a migrated instance)
     GET    /nodes/{node}/flows   a node's flow table with packet and byte counters
     POST   /sdn/fabric           add the base connectivity intents of the topology (fabric.py)
     GET    /sdn/status           current view version, and the one the switches hold
@@ -363,6 +364,20 @@ class InstallError(pydantic.BaseModel):
     """When the controller saw the errors (UNIX seconds)."""
 
 
+class InstanceMoved(pydantic.BaseModel):
+    """An instance announced itself on another of its ports (a migration's cut-over)
+    and every switch now steers to it there."""
+
+    kind: str = "instance_moved"
+    instance: str = pydantic.Field(max_length=64)
+    node: str = pydantic.Field(max_length=64)
+    ofport: int
+    time: float
+    """When the last switch confirmed the flows (UNIX seconds)."""
+    install_ms: float
+    """From the announcement's packet-in to that confirmation."""
+
+
 class FlowSnapshot(pydantic.BaseModel):
     kind: str = "flows"
     node: str
@@ -409,6 +424,9 @@ def post_event(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[st
             if not isinstance(version, str) or not isinstance(at, int | float):
                 raise HTTPException(422, detail="installed: version (string) and time needed")
             _INSTALLED.update(version=version[:64], at=float(at))
+        elif kind == "instance_moved":
+            moved = InstanceMoved.model_validate(body)
+            record_event(session, "steering_moved", moved.model_dump(exclude={"kind"}))
         elif kind == "install_error":
             err = InstallError.model_validate(body)
             record_event(session, "sdn_install_error", err.model_dump(exclude={"kind"}))

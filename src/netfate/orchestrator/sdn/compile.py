@@ -301,10 +301,22 @@ class _Resolver:
             raise UnknownName("instance", ep.name, intent_id)
         if not inst.mac or not inst.ip:
             raise _Pending(f"instance {inst.id!r} has no MAC/IPv4 address yet")
-        where = self._port_of_peer(f"instance:{inst.id}", inst.node)
+        peer = f"instance:{inst.id}"
+        # Where the controller saw the instance announce itself (a migrated copy's
+        # gratuitous ARP at its cut-over) wins over the node the view still names,
+        # if that port is one of the instance's own.
+        where = self.overrides.get(inst.mac.lower())
+        if where is None or self._peer_at(where) != peer:
+            where = self._port_of_peer(peer, inst.node)
         if where is None:
             raise _Pending(f"instance {inst.id!r} is not attached to a bridge")
         return _Attach(ep, where[0], where[1], inst.mac, inst.ip)
+
+    def _peer_at(self, where: tuple[str, int]) -> str | None:
+        node = self.nodes.get(where[0])
+        if node is None:
+            return None
+        return next((p.peer for p in node.ports if p.ofport == where[1]), None)
 
     def hops(self, src: _Attach, dst: _Attach) -> list[_Hop]:
         """Switch by switch: where the traffic enters and where it leaves."""

@@ -89,6 +89,17 @@ def mentions_host(it: Intent, name: str) -> bool:
     return False
 
 
+def mentions_instance(it: Intent, iid: str) -> bool:
+    ep = Endpoint("instance", iid)
+    if isinstance(it, ConnectivityIntent | TunnelIntent):
+        return ep in (it.a, it.b)
+    if isinstance(it, SteeringIntent):
+        return iid in it.chain or it.to == ep
+    if isinstance(it, ReplicationIntent):
+        return it.source == ep or ep in it.targets
+    return False
+
+
 ETH_ARP = 0x0806
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -162,6 +173,17 @@ class Brain:
             self._by_ip = {h.ip: h.mac for h in view.hosts if h.ip and h.mac}
             self._by_ip.update({i.ip: i.mac for i in view.instances if i.ip and i.mac})
             self._hosts = {h.name: h for h in view.hosts}
+            # A place seen ahead of the view holds while its port does (the view
+            # catches up); a port that is gone or has changed hands ends it.
+            for mac, where in list(self.overrides.items()):
+                port = self._ports.get(where)
+                owner = self._by_mac.get(mac)
+                if (
+                    port is None
+                    or owner is None
+                    or (owner[0] == "instance" and port.peer != f"instance:{owner[1]}")
+                ):
+                    del self.overrides[mac]
             self._recompile()
             if data.version:
                 self.version_generation = (data.version, self.generation)
@@ -227,8 +249,36 @@ class Brain:
             self._recompile_for_host(name)
             return True
 
+    def instance_at(self, mac: str, node: str, ofport: int) -> bool:
+        """A migrated instance announced itself from (node, ofport), one of its own
+        ports: steer to it now, ahead of the view (which follows once its agent
+        reports the migration done). True if flows change."""
+        with self.lock:
+            if self.data is None or self._by_mac.get(mac, ("", ""))[0] != "instance":
+                return False
+            iid = self._by_mac[mac][1]
+            port = self._ports.get((node, ofport))
+            if port is None or port.peer != f"instance:{iid}":
+                return False
+            if self.overrides.get(mac, self._instance_location(iid)) == (node, ofport):
+                return False
+            self.overrides[mac] = (node, ofport)
+            self._recompile_for(lambda it: mentions_instance(it, iid))
+            return True
+
+    def _instance_location(self, iid: str) -> tuple[str, int] | None:
+        inst = (
+            next((i for i in self.data.view.instances if i.id == iid), None) if self.data else None
+        )
+        ports = [(n, o) for (n, o), p in self._ports.items() if p.peer == f"instance:{iid}"]
+        ports.sort(key=lambda w: (inst is None or w[0] != inst.node, w))
+        return ports[0] if ports else None
+
     def _recompile_for_host(self, name: str) -> None:
-        """A host moved: recompile only its intents now, everything soon after.
+        self._recompile_for(lambda it: mentions_host(it, name))
+
+    def _recompile_for(self, mentions: Callable[[Intent], bool]) -> None:
+        """An endpoint moved: recompile only its intents now, everything soon after.
 
         With thousands of intents a full compile takes a good part of a second,
         which a user who just plugged in would wait for. The intents that name the
@@ -239,7 +289,7 @@ class Brain:
         if self.data is None or self.result is None or len(self.data.intents) <= PARTIAL_ABOVE:
             self._recompile()
             return
-        mine = [it for it in self.data.intents if mentions_host(it, name)]
+        mine = [it for it in self.data.intents if mentions(it)]
         part = compile_intents(self.data.view, mine, self.overrides)
         gone = {it.cookie for it in mine}
         old = self.result
@@ -734,6 +784,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         # whose switch dropped mid-install is never cleared: it expires instead.
         self.installing: dict[tuple[str, int, str], float] = {}
         self.reported_version: str | None = None
+        # (generation, callback): run once every switch holds that generation
+        self.gen_waiters: list[tuple[int, Callable[[], None]]] = []
         self.outbox = Outbox(self.settings.orchestrator.rstrip("/"))
         threading.Thread(target=self.outbox.run, name="outbox", daemon=True).start()
         threading.Thread(target=self._poll, name="poller", daemon=True).start()
@@ -782,21 +834,53 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
                 failing = True
                 time.sleep(self.settings.poll_interval_s)
 
+    def _report_move(self, mac: str, node: str, ofport: int, t_in: float) -> None:
+        """Once every switch holds the flows toward the instance's new port, tell the
+        orchestrator when (the event log's `steering_moved`: a migration's cut-over
+        as the network saw it)."""
+        generation = self.brain.generation
+        iid = (self.brain.known(mac) or ("", ""))[1]
+
+        def then() -> None:
+            ms = 1e3 * (time.perf_counter() - t_in)
+            log.info("instance %s announced on %s/%d: steering moved in %.2f ms",
+                     iid, node, ofport, ms)  # fmt: skip
+            self.post_event(
+                {
+                    "kind": "instance_moved",
+                    "instance": iid,
+                    "node": node,
+                    "ofport": ofport,
+                    "time": time.time(),
+                    "install_ms": round(ms, 3),
+                }
+            )
+
+        with self.switches_lock:
+            self.gen_waiters.append((generation, then))
+
     def check_installed(self) -> None:
         """Tell the orchestrator once every switch of the view holds the flows of the
         latest view version (so "intent accepted" can be told from "flows in place")."""
         with self.brain.lock:
             vg = self.brain.version_generation
             dpids = set(self.brain._dpid_node)
+        with self.switches_lock:
+            low = min(
+                (
+                    s.installed_generation if (s := self.switches.get(d)) is not None else -1
+                    for d in dpids
+                ),
+                default=-1,
+            )
+            due = [fn for g, fn in self.gen_waiters if g <= low]
+            self.gen_waiters = [(g, fn) for g, fn in self.gen_waiters if g > low]
+        for fn in due:
+            fn()
         if vg is None or vg[0] == self.reported_version:
             return
         version, generation = vg
-        with self.switches_lock:
-            ok = all(
-                (s := self.switches.get(d)) is not None and s.installed_generation >= generation
-                for d in dpids
-            )
-        if ok:
+        if low >= generation:
             self.reported_version = version
             self.post_event({"kind": "installed", "version": version, "time": time.time()})
 
@@ -903,6 +987,13 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         kind = port.peer_kind if port is not None else None
         if kind == "instance":
             if info.eth_type == ETH_ARP and info.arp_op == 1 and info.arp_tpa and info.ip:
+                if info.arp_tpa == info.ip:
+                    # Gratuitous: an instance announcing itself, as a migrated copy does
+                    # at its cut-over. Steer to it at once instead of after the report.
+                    if self.brain.instance_at(info.eth_src.lower(), node, in_port):
+                        self._report_move(info.eth_src.lower(), node, in_port, t_in)
+                        self.wake_all()
+                    return
                 self._proxy_arp(dp, in_port, info.eth_src, info.ip, info.arp_tpa)
             return
         if kind != "host":
