@@ -299,3 +299,43 @@ def test_install_error_event_lands_in_the_event_log(api: TestClient) -> None:
     assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
     events = api.get("/api/v1/events?limit=50").json()
     assert any(e["kind"] == "sdn_install_error" and e["data"]["intents"] == ["x"] for e in events)
+
+
+def test_view_long_poll_answers_when_the_version_changes(api: TestClient) -> None:
+    import threading
+
+    v0 = api.get("/api/v1/sdn/view").json()["version"]
+    # Unchanged: the poll ends at its wait with the same version.
+    assert api.get("/api/v1/sdn/view", params={"since": v0, "wait": 0.2}).json()["version"] == v0
+    t = threading.Timer(0.3, lambda: api.post("/api/v1/intents", json=conn("c5")))
+    t.start()
+    try:
+        got = api.get("/api/v1/sdn/view", params={"since": v0, "wait": 10}).json()
+    finally:
+        t.join()
+    assert got["version"] != v0 and [i["id"] for i in got["intents"]] == ["c5"]
+
+
+def test_status_tells_accepted_from_installed(api: TestClient) -> None:
+    st = api.get("/api/v1/sdn/status").json()
+    assert st["in_sync"] is False and st["installed_version"] is None
+    ev = {"kind": "installed", "version": st["version"], "time": 5.0}
+    assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
+    assert api.get("/api/v1/sdn/status").json() == {
+        "version": st["version"], "installed_version": st["version"],
+        "installed_at": 5.0, "in_sync": True,
+    }  # fmt: skip
+    assert api.post("/api/v1/intents", json=conn("c6")).status_code == 201
+    assert api.get("/api/v1/sdn/status").json()["in_sync"] is False  # a new intent: not yet
+    bad = api.post("/api/v1/sdn/events", json={"kind": "installed", "version": 3})
+    assert bad.status_code == 422
+
+
+def test_instance_moved_is_in_the_event_log(api: TestClient) -> None:
+    ev = {"kind": "instance_moved", "instance": "fw1", "node": "cpe2", "ofport": 7,
+          "time": 9.5, "install_ms": 4.2}  # fmt: skip
+    assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
+    (got,) = [e for e in api.get("/api/v1/events?tail=50").json() if e["kind"] == "steering_moved"]
+    assert got["data"] == {k: v for k, v in ev.items() if k != "kind"}
+    bad = {**ev, "ofport": "seven"}
+    assert api.post("/api/v1/sdn/events", json=bad).status_code == 422

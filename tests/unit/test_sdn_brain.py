@@ -104,3 +104,73 @@ def test_many_intents_a_move_recompiles_that_host_first_then_settles() -> None:
     full = b.result.flows if b.result else {}
     # No flows are shared between these intents: the spliced result was already exact.
     assert fast == full
+
+
+def _migrating_brain() -> Brain:
+    """fw1 (cpe1) steers alice's traffic to the server; a standby copy of fw1 sits on
+    cpe2 at ofport 7, as during a migration before the view names cpe2."""
+    view = make_view()
+    nodes = [
+        n.model_copy(
+            update={"ports": [*n.ports, PortView(name="c2fw", ofport=7, peer="instance:fw1")]}
+        )
+        if n.name == "cpe2"
+        else n
+        for n in view.nodes
+    ]
+    b = Brain()
+    steer = {"kind": "steering", "id": "s", "host": "alice", "chain": ["fw1"], "to": "host:server"}
+    b.update(
+        ViewAndIntents(
+            view=view.model_copy(update={"nodes": nodes}),
+            intents=[parse_intent(steer)],
+            version="1",
+        )
+    )
+    return b
+
+
+def _to_fw(b: Brain, node: str) -> set[int]:
+    """Ports of `node` that steered frames to fw1's MAC leave by."""
+    flows, _g, _gen = b.desired(node) or (set(), set(), 0)
+    out = set()
+    for f in flows:
+        acts = [a for a in f.actions if getattr(a, "field", None) == "eth_dst"]
+        if acts and getattr(acts[0], "value", None) == MAC["fw1"]:
+            out |= {a.port for a in f.actions if hasattr(a, "port")}
+    return out
+
+
+def test_a_migrated_instance_announcing_itself_takes_the_steering_ahead_of_the_view() -> None:
+    b = _migrating_brain()
+    assert _to_fw(b, "cpe1") == {3}  # the view's node: the copy at cpe1
+    gen = b.generation
+    assert b.instance_at(MAC["fw1"], "cpe2", 7)  # its gratuitous ARP at the cut-over
+    assert b.generation > gen
+    assert 3 not in _to_fw(b, "cpe1")  # alice's frames now leave cpe1 toward pe
+    assert _to_fw(b, "pe") == {2}  # ...and on to cpe2
+    assert not b.instance_at(MAC["fw1"], "cpe2", 7)  # already there: nothing to do
+
+
+def test_an_instance_is_not_pulled_to_a_port_that_is_not_its_own() -> None:
+    b = _migrating_brain()
+    gen = b.generation
+    assert not b.instance_at(MAC["fw1"], "cpe2", 1)  # bob's port
+    assert not b.instance_at(MAC["alice"], "cpe2", 7)  # a host's MAC is not an instance
+    assert b.generation == gen
+
+
+def test_the_override_ends_when_its_port_goes() -> None:
+    b = _migrating_brain()
+    assert b.instance_at(MAC["fw1"], "cpe2", 7)
+    assert b.data is not None
+    gone = [
+        n.model_copy(update={"ports": [p for p in n.ports if p.ofport != 7]})
+        if n.name == "cpe2"
+        else n
+        for n in b.data.view.nodes
+    ]
+    b.update(ViewAndIntents(view=b.data.view.model_copy(update={"nodes": gone}),
+                            intents=b.data.intents, version="2"))  # fmt: skip
+    assert MAC["fw1"] not in b.overrides
+    assert _to_fw(b, "cpe1") == {3}

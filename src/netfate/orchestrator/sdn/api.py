@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 import pydantic
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -291,10 +291,17 @@ def view_body(session: Session) -> dict[str, Any]:
     return body
 
 
-# The controller's last "installed" report: every switch holds the flows of this view
-# version. In memory on purpose: it is a heartbeat of a live controller, and after an
-# orchestrator restart the controller's next install reports again.
-_INSTALLED: dict[str, Any] = {"version": None, "at": None}
+def _installed(request: Request) -> dict[str, Any]:
+    """The controller's last "installed" report: every switch holds the flows of this
+    view version. In the app's memory on purpose: it is a heartbeat of a live
+    controller, and after an orchestrator restart its next install reports again."""
+    st = request.app.state
+    if not hasattr(st, "sdn_installed"):
+        st.sdn_installed = {"version": None, "at": None}
+    got: dict[str, Any] = st.sdn_installed
+    return got
+
+
 MAX_WAIT_S = 10.0
 
 
@@ -318,15 +325,16 @@ def get_view(session: SessionDep, since: str | None = None, wait: float = 0.0) -
 
 
 @router.get("/sdn/status")
-def sdn_status(session: SessionDep) -> dict[str, Any]:
+def sdn_status(session: SessionDep, request: Request) -> dict[str, Any]:
     """Whether the switches hold what the intents ask for now: `in_sync` is true once
     the controller reported installing the current view version on every switch."""
     version = view_body(session)["version"]
+    installed = _installed(request)
     return {
         "version": version,
-        "installed_version": _INSTALLED["version"],
-        "installed_at": _INSTALLED["at"],
-        "in_sync": _INSTALLED["version"] == version,
+        "installed_version": installed["version"],
+        "installed_at": installed["at"],
+        "in_sync": installed["version"] == version,
     }
 
 
@@ -389,7 +397,9 @@ class FlowSnapshot(pydantic.BaseModel):
 
 
 @router.post("/sdn/events", status_code=202)
-def post_event(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+def post_event(
+    session: SessionDep, request: Request, body: dict[str, Any] = Body(...)
+) -> dict[str, Any]:
     kind = body.get("kind")
     try:
         if kind == "host_seen":
@@ -423,7 +433,7 @@ def post_event(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[st
             version, at = body.get("version"), body.get("time")
             if not isinstance(version, str) or not isinstance(at, int | float):
                 raise HTTPException(422, detail="installed: version (string) and time needed")
-            _INSTALLED.update(version=version[:64], at=float(at))
+            _installed(request).update(version=version[:64], at=float(at))
         elif kind == "instance_moved":
             moved = InstanceMoved.model_validate(body)
             record_event(session, "steering_moved", moved.model_dump(exclude={"kind"}))
