@@ -1,5 +1,6 @@
 """The NetFATE case study on a real testbed (examples/netfate.yaml): orchestrator,
-agents, OVS, the portal and firewall VNFs, nftables, conntrack, RADIUS in pe1.
+agents, OVS in secure mode under netfate's SDN controller, the portal and firewall
+VNFs, nftables, conntrack, RADIUS in pe1.
 
 The scenario's check() is the test: login at cpe1 starts the firewall there, the
 blocked port is blocked, a TCP connection survives the move to cpe2 (migration
@@ -19,7 +20,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / demo.TOPOLOGY
 
 def test_netfate_case_study(run_prefix: str) -> None:
     said: list[str] = []
-    with Testbed.up(EXAMPLE, prefix=run_prefix) as tb:
+    with Testbed.up(EXAMPLE, prefix=run_prefix, sdn=demo.SDN) as tb:
         demo.check(tb, said.append)
         assert tb.api_url
         tables = dashboard_tables(tb.api_url)
@@ -27,6 +28,10 @@ def test_netfate_case_study(run_prefix: str) -> None:
     # After the idle release (d), Table II says the firewall is no longer active.
     assert any("firewall" in row and "no" in row for row in tables["functions"]), tables
     assert any(m.startswith("(c) login at cpe2: firewall migrated") for m in said)
+    # On secure bridges: traffic crossed the firewall at each CPE, steered by intents.
+    assert sum("crossed" in m or "through the firewall at cpe2" in m for m in said) >= 2
+    assert any(m.startswith("steering follows the firewall") for m in said)
+    assert any(m.startswith("after the release: steering intent") for m in said)
     assert any(m.startswith("(d) idle") for m in said)
 
 

@@ -313,6 +313,18 @@ class Scenario:
                 )
             time.sleep(0.05)
 
+    def steering_moved(self) -> str:
+        """How the steering reached the migrated firewall: at its cut-over (the
+        controller acting on the copy's gratuitous ARP) or with the view."""
+        for e in reversed(self.api("GET", "/events?tail=500")):
+            d = e["data"]
+            if e["kind"] == "steering_moved" and d.get("instance") == self.fw_id:
+                return (
+                    f"moved at the cut-over to {d['node']}/{d['ofport']}, "
+                    f"{d['install_ms']:.1f} ms after the copy announced itself"
+                )
+        return "moved with the view (the copy's announcement came after it)"
+
     def in_sync(self) -> bool:
         """The controller reported every switch holding the current intents' flows."""
         return bool(self.api("GET", "/sdn/status")["in_sync"])
@@ -433,6 +445,8 @@ def _check(sc: Scenario, say: Say) -> None:
         f"(c) login at cpe2: firewall migrated cpe1 -> cpe2 with its state "
         f"(downtime {mig['downtime_ms']:.1f} ms, {mig['state_bytes']} bytes)"
     )
+    if sc.sdn:
+        say(f"steering follows the firewall: {sc.steer()}; {sc.steering_moved()}")
     if not echo(conn, b"still here after the move"):
         raise DemoFailed("the TCP connection opened at cpe1 did not survive the move")
     rx0 = sc.fw_rx()
