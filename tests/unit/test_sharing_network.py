@@ -204,3 +204,27 @@ def test_fabric_leaves_isolated_lans_out() -> None:
     assert every - some == {
         "fabric-lan-carol-0-home-0", "fabric-lan-home-0-hotel-0", "fabric-lan-home-0-pe1-0"
     }  # fmt: skip
+
+
+def test_the_vps_get_a_1550_underlay_only_where_every_link_on_the_path_carries_it(
+    api: TestClient,
+) -> None:
+    """TOPO's links have no `mtu` (1500): the EI would get 1450 and clamp MSS. With
+    1550 on both links of the path home - pe1 - hotel the VPs get 1550 (EI 1500)."""
+    for email, node in ((HOME, "home"), (HOTEL, "hotel")):
+        api.post(f"{V1}/pns", json={"email": email, "node": node})
+
+    def share_config() -> dict[str, Any]:
+        sh = api.post(f"{V1}/shares", json={"owner": HOME, "device": "nas",
+                                            "recipient": HOTEL}).json()  # fmt: skip
+        sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": HOTEL}).json()
+        cfg: dict[str, Any] = api.get(f"/api/v1/instances/{sh['vp2_instance']}").json()["config"]
+        api.post(f"{V1}/shares/{sh['id']}/revoke", json={"by": HOME})
+        return cfg
+
+    cfg = share_config()
+    assert (cfg["underlay_mtu"], cfg["link_mtu"], cfg["underlay_onlink"]) == (1500, 1550, True)
+    topo = {**TOPO, "links": [{**lk, "mtu": 1550} for lk in TOPO["links"]]}
+    topo["links"][2] = TOPO["links"][2]  # carol's link (not on the path) stays 1500
+    assert api.put("/api/v1/topology", json=topo).status_code == 200
+    assert share_config()["underlay_mtu"] == 1550

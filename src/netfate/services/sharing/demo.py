@@ -623,10 +623,10 @@ def prove_dlna(tb: Testbed, api: Api, say: Say) -> None:
             time.sleep(0.5)
         if out is None:
             raise DemoFailed(f"the control point on tv failed: {err}")
-        # The testbed's bridges flood multicast between all LANs (a platform property),
-        # so the server may also answer directly with its PN1 address; the control
-        # point uses the answer that came through the share, whose URLs must all
-        # name the alias.
+        # On standalone bridges multicast floods between all LANs, so the server may
+        # also answer directly with its PN1 address (on secure bridges nothing but
+        # the share carries it); the control point uses the answer that came
+        # through the share, whose URLs must all name the alias.
         want = f"http://{sh.alias}:8200/"
         if want + "rootDesc.xml" not in out["locations"] or not out["url"].startswith(want):
             raise DemoFailed(f"URLs not rewritten to the alias {sh.alias}: {out}")
