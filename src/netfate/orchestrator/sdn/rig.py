@@ -328,7 +328,8 @@ class FakeOrchestrator:
                 return
 
             def do_GET(self) -> None:
-                if self.path != "/api/v1/sdn/view":
+                # Answers at once: a long poll's `since`/`wait` are ignored (allowed).
+                if self.path.partition("?")[0] != "/api/v1/sdn/view":
                     self.send_error(404)
                     return
                 with outer.lock:
