@@ -40,7 +40,8 @@ def _ping(tb: Testbed, src: str, dst_ip: str, count: int = 1) -> bool:
     return r.returncode == 0
 
 
-def _rx_packets(ns: str) -> int:
+def rx_packets(ns: str) -> int:
+    """Packets received by eth0 in namespace `ns` (an instance's one interface)."""
     out = netns.run_in(ns, ["cat", "/proc/net/dev"]).stdout
     for line in out.splitlines():
         name, _, rest = line.partition(":")
@@ -92,10 +93,10 @@ def check(tb: Testbed, say: Say) -> None:
         lambda: api("GET", f"/intents/{intent_id}")["state"] == "active",
     )
     until("laptop1 -> laptop2 through the forwarder", lambda: _ping(tb, "laptop1", laptop2))
-    before = _rx_packets(ns)
+    before = rx_packets(ns)
     if not _ping(tb, "laptop1", laptop2, count=5):
         raise DemoFailed("pings through the steering intent were lost")
-    crossed = _rx_packets(ns) - before
+    crossed = rx_packets(ns) - before
     if crossed < 5:
         raise DemoFailed(f"only {crossed} packets crossed the forwarder for 5 pings")
     say(f"steered laptop1 -> {iid} -> laptop2: {crossed} packets crossed the forwarder for 5 pings")
@@ -110,9 +111,9 @@ def check(tb: Testbed, say: Say) -> None:
 
 
 def _quiet(tb: Testbed, ns: str, laptop2: str) -> bool:
-    before = _rx_packets(ns)
+    before = rx_packets(ns)
     ok = _ping(tb, "laptop1", laptop2, count=3)
-    return ok and _rx_packets(ns) - before < 3
+    return ok and rx_packets(ns) - before < 3
 
 
 def show(tb: Testbed, say: Say) -> None:

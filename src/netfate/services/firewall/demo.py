@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from netfate.demo.platform import Api, DemoFailed
+from netfate.demo.sdn import rx_packets
 from netfate.host import netns
 from netfate.host.ovs import Vsctl
 from netfate.testbed.builder import Testbed
@@ -331,13 +332,7 @@ class Scenario:
 
     def fw_rx(self) -> int:
         """Packets received by the firewall's interface (proves traffic crosses it)."""
-        ns = f"{self.tb.prefix}-{self.fw_node}-{self.fw_id}"
-        out = netns.run_in(ns, ["cat", "/proc/net/dev"]).stdout
-        for line in out.splitlines():
-            name, _, rest = line.partition(":")
-            if name.strip() == "eth0":
-                return int(rest.split()[1])
-        raise DemoFailed(f"no eth0 in the firewall's namespace {ns}")
+        return rx_packets(f"{self.tb.prefix}-{self.fw_node}-{self.fw_id}")
 
     def connect_through(self, port: int, timeout: float = 15.0) -> socket.socket:
         """A TCP connection client1 -> server1:port; retried (bounded) while the
