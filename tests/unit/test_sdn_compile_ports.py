@@ -43,9 +43,14 @@ def test_a_subnet_behind_an_instance_port_wins_over_the_hosts_gateway() -> None:
     back = {**ip_pkt("fw1", "alice"), "ipv4_src": ALIAS}
     assert simulate(view, res, "cpe1", 3, back) == [("host:alice", back)]
     assert [p for p, _ in simulate(view, res, "cpe1", 3, ip_pkt("fw1", "alice"))] == ["local:cpe1"]
-    # Address resolution for the alias, both ways.
-    assert [p for p, _ in simulate(view, res, "cpe1", 1, arp_req("alice", ALIAS))] == [
-        "instance:fw1"
+    # A frame with the MAC of whatever held the alias before reaches the instance
+    # with the instance's own MAC; so does a broadcast ARP request for the alias.
+    stale = _to("alice", ALIAS, "02:00:00:00:99:99")
+    assert simulate(view, res, "cpe1", 1, stale) == [
+        ("instance:fw1", {**stale, "eth_dst": MAC["fw1"]})
+    ]
+    assert simulate(view, res, "cpe1", 1, arp_req("alice", ALIAS)) == [
+        ("instance:fw1", {**arp_req("alice", ALIAS), "eth_dst": MAC["fw1"]})
     ]
     reply = {**arp_req("fw1", IP["alice"]), "arp_spa": ALIAS, "eth_dst": MAC["alice"], "arp_op": 2}
     assert [p for p, _ in simulate(view, res, "cpe1", 3, reply)] == ["host:alice"]

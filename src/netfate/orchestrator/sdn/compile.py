@@ -24,7 +24,10 @@ what a node routes through its `local:` port: a host's gateway intent
 (`host:H <-> subnet:0.0.0.0/0@N`) matches every IPv4 packet of H, including
 those for the addresses an instance holds besides its own (a Virtual
 Presence's aliases). Such connectivity therefore compiles one tier higher
-(150), both ways, instead of tying with the gateway flows.
+(150), both ways, instead of tying with the gateway flows; and frames to such
+a subnet leave for the instance with the instance's MAC (a host may still hold
+the MAC of the instance that had the address before, as when a share's alias
+goes to a new Virtual Presence).
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ class _Attach:
     ofport: int
     mac: str | None  # None for a subnet
     ip: str  # an address, or a network for a subnet
+    deliver_mac: str | None = None
+    """For a subnet behind an instance's port: the instance's MAC (frames get it)."""
 
     @property
     def is_subnet(self) -> bool:
@@ -281,7 +286,15 @@ class _Resolver:
     def attach(self, ep: Endpoint, intent_id: str) -> _Attach:
         if ep.kind == "subnet":
             ofport = self._subnet_port(ep, intent_id)
-            return _Attach(ep, ep.node or "", ofport, None, ep.name)
+            deliver = None
+            if ep.port is not None:
+                peer = next(
+                    (p.peer for p in self.nodes[ep.node or ""].ports if p.ofport == ofport), None
+                )
+                if peer and peer.startswith("instance:"):
+                    inst = self.instances.get(peer.partition(":")[2])
+                    deliver = inst.mac if inst is not None else None
+            return _Attach(ep, ep.node or "", ofport, None, ep.name, deliver)
         if ep.kind == "host":
             host = self.hosts.get(ep.name)
             if host is None:
@@ -385,10 +398,21 @@ class _Emitter:
     ) -> None:
         self.flows.append((node, FlowSpec(priority, _freeze(match), tuple(actions), self.cookie)))
 
-    def along(self, hops: Sequence[_Hop], priority: int, match: Mapping[str, MatchValue]) -> None:
-        """The same match forwarded hop by hop along a path."""
-        for h in hops:
-            self.flow(h.node, priority, {**match, "in_port": h.in_port}, h.output())
+    def along(
+        self,
+        hops: Sequence[_Hop],
+        priority: int,
+        match: Mapping[str, MatchValue],
+        deliver_mac: str | None = None,
+    ) -> None:
+        """The same match forwarded hop by hop along a path; with `deliver_mac`, the
+        last hop sets that destination MAC."""
+        for i, h in enumerate(hops):
+            m = {**match, "in_port": h.in_port}
+            if deliver_mac is not None and i == len(hops) - 1:
+                self.flow(h.node, priority, m, SetField("eth_dst", deliver_mac), h.output())
+            else:
+                self.flow(h.node, priority, m, h.output())
 
 
 def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> None:
@@ -397,8 +421,10 @@ def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> 
     prio = PRIO_CONNECTIVITY_PORT if named_port else PRIO_CONNECTIVITY
     for x, y in ((a, b), (b, a)):
         hops = r.hops(x, y)
-        e.along(hops, prio, {**_src_l2(x), **_dst_l2(y)})
-        e.along(hops, prio, _arp(x, y))
+        # To addresses behind an instance's port, frames get the instance's MAC: a
+        # host may still hold the MAC of the instance that had the address before.
+        e.along(hops, prio, {**_src_l2(x), **_dst_l2(y)}, y.deliver_mac)
+        e.along(hops, prio, _arp(x, y), y.deliver_mac)
 
 
 def _compile_tunnel(r: _Resolver, it: TunnelIntent, e: _Emitter) -> None:
