@@ -1,5 +1,6 @@
 """Fuzz the RADIUS cores: any datagram is accepted or refused with RadiusError
-(inside the cores: dropped), and nothing but a real exchange yields an Accept."""
+(inside the cores: dropped), and nothing but a real exchange yields an Accept, an
+authentic Disconnect-Request (RFC 5176) or an accepted Disconnect-ACK."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from netfate.proto.radius import (
     AccessRequested,
     ClientCore,
     Code,
+    DasCore,
+    DisconnectRequested,
     RadiusError,
     ServerCore,
     decode,
@@ -112,3 +115,98 @@ def test_mutated_accept_never_accepted(data: st.DataObject) -> None:
 def test_reveal_password_any_input(hidden: bytes, secret: bytes) -> None:
     with contextlib.suppress(RadiusError):
         rp.reveal_password(hidden, secret, bytes(16))
+
+
+# ---------------------------------------------------------------- RFC 5176 Disconnect
+
+DM_SERVER = ("10.10.0.1", 1813)
+
+
+def _disconnect() -> tuple[ClientCore, bytes]:
+    client = ClientCore(SECRET)
+    _, wire = client.disconnect_request(
+        [(rp.Attr.ACCT_SESSION_ID, "cpe1-1"), (rp.Attr.USER_NAME, "alice")], 0.0
+    )
+    return client, wire
+
+
+@SETTINGS
+@given(st.binary(max_size=600), st.integers(0, 255))
+def test_das_core_never_accepts_garbage(data: bytes, code: int) -> None:
+    """Random bytes (with any code) never pass as an authentic Disconnect-Request, and
+    nothing is ever answered to them."""
+    das = DasCore({DM_SERVER[0]: SECRET})
+    buf = bytearray(data.ljust(20, b"\x00"))
+    buf[0] = code
+    evs = das.receive(bytes(buf), DM_SERVER, 0.0, wall=0.0)
+    assert not any(isinstance(e, DisconnectRequested) for e in evs)
+    assert das.pending() == []
+
+
+@SETTINGS
+@given(st.data())
+def test_mutated_disconnect_request_never_accepted(data: st.DataObject) -> None:
+    """Flip a bit, cut, or extend (fixing Length) a valid request: dropped, unanswered."""
+    _, wire = _disconnect()
+    buf = bytearray(wire)
+    how = data.draw(st.sampled_from(["flip", "cut", "extend_length"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(buf) - 1))
+        if i in (2, 3):
+            return  # Length: covered by cut/extend
+        buf[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "cut":
+        buf = buf[: data.draw(st.integers(0, len(buf) - 1))]
+    else:
+        buf += data.draw(st.binary(min_size=1, max_size=40))
+        buf[2:4] = len(buf).to_bytes(2, "big")
+    das = DasCore({DM_SERVER[0]: SECRET})
+    evs = das.receive(bytes(buf), DM_SERVER, 0.0)
+    assert not any(isinstance(e, DisconnectRequested) for e in evs)
+    assert das.pending() == []
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 255), st.binary(min_size=1, max_size=40)), max_size=12))
+def test_authentic_request_with_any_attributes_never_crashes(
+    attrs: list[tuple[int, bytes]],
+) -> None:
+    """Correctly signed requests carrying arbitrary attribute values (bad lengths, bad
+    UTF-8, extra Message-Authenticators): an event, a NAK from the core, or a drop."""
+    pkt = rp.Packet(rp.Code.DISCONNECT_REQUEST, 1)
+    pkt.attributes = [(t, v) for t, v in attrs if t != rp.Attr.MESSAGE_AUTHENTICATOR]
+    wire = rp.encode_disconnect_request(pkt, SECRET)
+    das = DasCore({DM_SERVER[0]: SECRET})
+    evs = das.receive(wire, DM_SERVER, 0.0)
+    for ev in evs:
+        if isinstance(ev, DisconnectRequested):
+            assert rp.decode(das.ack(ev)).code == rp.Code.DISCONNECT_ACK
+    for answer, to in das.pending():
+        assert to == DM_SERVER and rp.decode(answer).code == rp.Code.DISCONNECT_NAK
+
+
+@SETTINGS
+@given(st.binary(max_size=600), st.integers(0, 255))
+def test_client_never_accepts_forged_disconnect_answer(data: bytes, code: int) -> None:
+    client, wire = _disconnect()
+    forged = bytearray(data.ljust(20, b"\x00"))
+    forged[0] = code
+    forged[1] = wire[1]
+    forged[2:4] = min(len(forged), 4096).to_bytes(2, "big")
+    assert client.receive(bytes(forged), 0.0) == []
+    assert client.in_flight() == 1
+
+
+@SETTINGS
+@given(st.data())
+def test_mutated_disconnect_ack_never_accepted(data: st.DataObject) -> None:
+    client, wire = _disconnect()
+    das = DasCore({DM_SERVER[0]: SECRET})
+    (ev,) = das.receive(wire, DM_SERVER, 0.0)
+    assert isinstance(ev, DisconnectRequested)
+    answer = bytearray(das.ack(ev))
+    i = data.draw(st.integers(0, len(answer) - 1))
+    if i == 1:
+        return  # another identifier matches nothing
+    answer[i] ^= 1 << data.draw(st.integers(0, 7))
+    assert client.receive(bytes(answer), 0.0) == []

@@ -5,8 +5,13 @@
     send wire; then for each datagram: core.receive(data, now) -> events
     and periodically core.poll(now) -> (datagrams to resend, RequestTimedOut events)
 
-Every Access-Request carries a Message-Authenticator; a response must verify
-(Response Authenticator) and, when `require_message_authenticator`, carry a valid
+The same core sends RFC 5176 Disconnect-Requests (a server acting as Dynamic
+Authorization Client towards a NAS): `core.disconnect_request(attrs, now, tag)`,
+answered by Disconnect-ACK or Disconnect-NAK (ResponseReceived).
+
+Every Access-Request and Disconnect-Request carries a Message-Authenticator; a
+response must verify (Response Authenticator) and, when
+`require_message_authenticator`, an answer to either must carry a valid
 Message-Authenticator too, or it is ignored as a forgery (BlastRADIUS).
 """
 
@@ -25,6 +30,7 @@ from netfate.proto.radius.packet import (
     Packet,
     Value,
     encode_accounting_request,
+    encode_disconnect_request,
     encode_request,
     hide_password,
     verify_response,
@@ -100,6 +106,20 @@ class ClientCore:
         self._track(ident, Code.ACCOUNTING_REQUEST, pkt.authenticator, wire, tag, now)
         return ident, wire
 
+    def disconnect_request(
+        self, attrs: list[tuple[int, Value]], now: float, tag: object = None
+    ) -> tuple[int, bytes]:
+        """RFC 5176 Disconnect-Request: session identification attributes in `attrs`
+        (Acct-Session-Id, User-Name, Framed-IP-Address, ...), Message-Authenticator
+        added; retransmitted by poll() like any request, with the same bytes."""
+        ident = self._ident()
+        pkt = Packet(Code.DISCONNECT_REQUEST, ident)
+        for t, v in attrs:
+            pkt.add(t, v)
+        wire = encode_disconnect_request(pkt, self.secret)
+        self._track(ident, Code.DISCONNECT_REQUEST, pkt.authenticator, wire, tag, now)
+        return ident, wire
+
     def _track(
         self, ident: int, code: Code, auth: bytes, wire: bytes, tag: object, now: float
     ) -> None:
@@ -114,8 +134,9 @@ class ClientCore:
         if p is None:
             self.ignored += 1
             return []
-        # Accounting responses need no Message-Authenticator (RFC 3579 covers Access).
-        require = self.require_ma and p.code == Code.ACCESS_REQUEST
+        # Accounting responses need no Message-Authenticator (RFC 3579 covers Access);
+        # Disconnect-ACK/NAK must carry one (RFC 5176 section 3.5, BlastRADIUS).
+        require = self.require_ma and p.code in (Code.ACCESS_REQUEST, Code.DISCONNECT_REQUEST)
         try:
             pkt = verify_response(data, p.authenticator, self.secret, require)
         except RadiusError:

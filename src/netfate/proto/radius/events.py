@@ -71,3 +71,26 @@ class RequestTimedOut:
     """The request's identifier."""
     tag: object
     """What the application attached to the request."""
+
+
+@dataclass(frozen=True)
+class DisconnectRequested:
+    """A verified RFC 5176 Disconnect-Request at the NAS; the application finds the
+    sessions it names, ends them, and answers with DasCore.ack() or DasCore.nak()."""
+
+    request: Packet
+    """The decoded request (attributes still in wire form)."""
+    peer: Address
+    """The server that sent it, where the answer goes."""
+    session_id: str | None
+    """Acct-Session-Id, when present."""
+    user: str | None
+    """User-Name, when present."""
+    framed_ip: str | None
+    """Framed-IP-Address (dotted quad), when present."""
+    calling_station: str | None
+    """Calling-Station-Id (the client's MAC as the NAS sent it), when present."""
+    nas_identifier: str | None
+    """NAS-Identifier, when present: the NAS must be this one."""
+    nas_ip: str | None
+    """NAS-IP-Address, when present: the NAS must have it."""

@@ -35,11 +35,15 @@ Authenticators (all MD5, as the RFCs define them; "+" is concatenation):
   + Secret) (RFC 2865 section 3).
 - Accounting-Request: MD5(Code + Identifier + Length + 16 zero octets + Attributes
   + Secret) (RFC 2866 section 3).
+- Disconnect-Request (and CoA-Request): computed as for an Accounting-Request
+  (RFC 5176 section 3.5); Disconnect-ACK/NAK as any response, over the request's
+  Request Authenticator.
 - Message-Authenticator (type 80, RFC 3579 section 3.2): HMAC-MD5 keyed with the
   secret over the whole packet, with the attribute's own value as 16 zero octets and
   the Authenticator field as it is for an Access-Request, the Request Authenticator
-  for a response, and 16 zero octets for accounting packets. It is computed before
-  the response/accounting authenticator, which then covers it. The BlastRADIUS
+  for a response (Disconnect-ACK/NAK included), and 16 zero octets for accounting
+  packets and for Disconnect/CoA-Requests (as FreeRADIUS signs and checks them).
+  It is computed before the response/accounting authenticator, which then covers it. The BlastRADIUS
   attack (CVE-2024-3596) forges responses by MD5 collision; a Message-Authenticator
   on every packet, verified, is its mitigation.
 - User-Password (RFC 2865 section 5.2): the password, padded with zeros to a multiple
@@ -76,12 +80,21 @@ class Code(enum.IntEnum):
     ACCOUNTING_RESPONSE = 5
     ACCESS_CHALLENGE = 11
     STATUS_SERVER = 12
+    # RFC 5176 (Dynamic Authorization): sent by a server to the NAS, on UDP 3799.
+    DISCONNECT_REQUEST = 40
+    DISCONNECT_ACK = 41
+    DISCONNECT_NAK = 42
+    COA_REQUEST = 43
+    COA_ACK = 44
+    COA_NAK = 45
 
 
 RESPONSES: dict[Code, tuple[Code, ...]] = {
     Code.ACCESS_REQUEST: (Code.ACCESS_ACCEPT, Code.ACCESS_REJECT, Code.ACCESS_CHALLENGE),
     Code.ACCOUNTING_REQUEST: (Code.ACCOUNTING_RESPONSE,),
     Code.STATUS_SERVER: (Code.ACCESS_ACCEPT, Code.ACCOUNTING_RESPONSE),
+    Code.DISCONNECT_REQUEST: (Code.DISCONNECT_ACK, Code.DISCONNECT_NAK),
+    Code.COA_REQUEST: (Code.COA_ACK, Code.COA_NAK),
 }
 
 
@@ -115,12 +128,48 @@ class Attr(enum.IntEnum):
     EVENT_TIMESTAMP = 55
     NAS_PORT_TYPE = 61
     MESSAGE_AUTHENTICATOR = 80
+    ERROR_CAUSE = 101
 
 
 class AcctStatus(enum.IntEnum):
     START = 1
     STOP = 2
     INTERIM_UPDATE = 3
+
+
+class TerminateCause(enum.IntEnum):
+    """Acct-Terminate-Cause (RFC 2866 section 5.10), the values a portal uses."""
+
+    USER_REQUEST = 1
+    LOST_CARRIER = 2
+    IDLE_TIMEOUT = 4
+    SESSION_TIMEOUT = 5
+    ADMIN_RESET = 6
+    ADMIN_REBOOT = 7
+    NAS_REQUEST = 10
+    NAS_REBOOT = 11
+
+
+class ErrorCause(enum.IntEnum):
+    """Error-Cause (RFC 5176 section 3.6) of a Disconnect-/CoA-ACK or NAK."""
+
+    RESIDUAL_SESSION_CONTEXT_REMOVED = 201
+    INVALID_EAP_PACKET = 202
+    UNSUPPORTED_ATTRIBUTE = 401
+    MISSING_ATTRIBUTE = 402
+    NAS_IDENTIFICATION_MISMATCH = 403
+    INVALID_REQUEST = 404
+    UNSUPPORTED_SERVICE = 405
+    UNSUPPORTED_EXTENSION = 406
+    INVALID_ATTRIBUTE_VALUE = 407
+    ADMINISTRATIVELY_PROHIBITED = 501
+    REQUEST_NOT_ROUTABLE = 502
+    SESSION_CONTEXT_NOT_FOUND = 503
+    SESSION_CONTEXT_NOT_REMOVABLE = 504
+    OTHER_PROXY_PROCESSING_ERROR = 505
+    RESOURCES_UNAVAILABLE = 506
+    REQUEST_INITIATED = 507
+    MULTIPLE_SESSION_SELECTION_UNSUPPORTED = 508
 
 
 class Kind(enum.Enum):
@@ -158,6 +207,7 @@ KINDS: dict[int, Kind] = {
     Attr.EVENT_TIMESTAMP: Kind.INTEGER,
     Attr.NAS_PORT_TYPE: Kind.INTEGER,
     Attr.MESSAGE_AUTHENTICATOR: Kind.STRING,
+    Attr.ERROR_CAUSE: Kind.INTEGER,
 }
 
 Value = str | int | bytes | ipaddress.IPv4Address
@@ -356,6 +406,8 @@ def encode_request(pkt: Packet, secret: bytes, with_message_authenticator: bool 
 def encode_accounting_request(
     pkt: Packet, secret: bytes, with_message_authenticator: bool = True
 ) -> bytes:
+    """Accounting-Request, and Disconnect-/CoA-Request (RFC 5176 section 3.5: the
+    Request Authenticator is computed the same way). Sets `pkt.authenticator`."""
     if with_message_authenticator:
         _placeholder(pkt)
     pkt.authenticator = ZERO16
@@ -424,6 +476,29 @@ def verify_accounting_request(wire: bytes, secret: bytes) -> Packet:
     if not hmac.compare_digest(want, pkt.authenticator):
         raise RadiusError("Accounting Request Authenticator does not verify (wrong secret?)")
     verify_message_authenticator(wire, secret, ZERO16, required=False)
+    return pkt
+
+
+def encode_disconnect_request(pkt: Packet, secret: bytes) -> bytes:
+    """Disconnect-Request (RFC 5176): the Request Authenticator as for accounting, and
+    a Message-Authenticator always (BlastRADIUS: the NAS here requires one)."""
+    if pkt.code not in (Code.DISCONNECT_REQUEST, Code.COA_REQUEST):
+        raise RadiusError(f"code {pkt.code} is not a Dynamic Authorization request")
+    return encode_accounting_request(pkt, secret, with_message_authenticator=True)
+
+
+def verify_dynauth_request(wire: bytes, secret: bytes) -> Packet:
+    """A Disconnect-/CoA-Request: Request Authenticator (RFC 5176 section 3.5) and a
+    required, valid Message-Authenticator (HMAC over the zeroed Authenticator field).
+    Raises RadiusError on anything else, so a forged or unsigned request never passes."""
+    pkt = decode(wire)
+    if pkt.code not in (Code.DISCONNECT_REQUEST, Code.COA_REQUEST):
+        raise RadiusError(f"code {pkt.code} is not a Dynamic Authorization request")
+    wire = wire[: HEADER.unpack_from(wire)[2]]
+    want = _md5(wire[:4], ZERO16, wire[20:], secret)
+    if not hmac.compare_digest(want, pkt.authenticator):
+        raise RadiusError("Disconnect Request Authenticator does not verify (wrong secret?)")
+    verify_message_authenticator(wire, secret, ZERO16, required=True)
     return pkt
 
 

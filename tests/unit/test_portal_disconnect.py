@@ -1,0 +1,253 @@
+"""The portal as RFC 5176 Dynamic Authorization Server, over real UDP on 127.0.0.0/8
+(no nftables here: the netns tier drives the portal with nft, and radclient).
+
+The "RADIUS server" is a socket driven by the sans-I/O ClientCore; the portal's
+own RADIUS client is a fake that accepts every login and records accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet, TerminateCause
+from netfate.proto.radius.packet import Value
+from netfate.vnf.portal.function import Portal, Session
+from netfate.vnf.portal.http import Request
+from netfate.vnf.runtime import Context
+
+SECRET = "portal-dm-secret"
+ALICE, BOB = "192.168.1.2", "192.168.1.3"
+
+
+class FakeRadius:
+    def __init__(self) -> None:
+        self.acct: list[dict[int, Any]] = []
+
+    async def authenticate(
+        self, user: str, password: bytes, attrs: list[tuple[int, Any]]
+    ) -> Packet:
+        return Packet(Code.ACCESS_ACCEPT, 1).add(Attr.SESSION_TIMEOUT, 600)
+
+    async def account(self, attrs: list[tuple[int, Any]]) -> Packet:
+        self.acct.append(dict(attrs))
+        return Packet(Code.ACCOUNTING_RESPONSE, 1)
+
+    async def close(self) -> None:
+        pass
+
+    def stops(self) -> list[dict[int, Any]]:
+        return [a for a in self.acct if a[Attr.ACCT_STATUS_TYPE] == AcctStatus.STOP]
+
+
+async def _portal(config: dict[str, Any] | None = None) -> tuple[Portal, FakeRadius]:
+    cfg = {
+        "node": "cpe1",
+        "address": "127.0.0.1",
+        "nft": False,
+        "dm_port": 0,
+        "radius": {"server": "127.0.0.1:1812", "secret": SECRET},
+        **(config or {}),
+    }
+    p = Portal(Context("i-portal", cfg))
+    fake = FakeRadius()
+    p.auth = fake  # type: ignore[assignment]
+    p.acct = fake  # type: ignore[assignment]
+    await p._open_dm()
+    return p, fake
+
+
+async def _login(p: Portal, ip: str, user: str) -> Session:
+    body = f"username={user}&password=pw".encode()
+    r = await p.handle(Request("POST", "/login", {}, {"host": "127.0.0.1"}, body, ip, "127.0.0.1"))
+    assert r.status == 200, r.body
+    return p.sessions[ip]
+
+
+class Das:
+    """The server's side of the exchange: a UDP socket and a ClientCore."""
+
+    def __init__(self, p: Portal, secret: str = SECRET, source: str = "127.0.0.1") -> None:
+        self.to = ("127.0.0.1", int(p.dm_port or 0))
+        self.core = ClientCore(secret.encode(), timeout=0.2, retries=20)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((source, 0))
+        self.sock.setblocking(False)
+
+    def send(self, attrs: Sequence[tuple[int, Value]]) -> bytes:
+        _, wire = self.core.disconnect_request(list(attrs), 0.0)
+        self.sock.sendto(wire, self.to)
+        return wire
+
+    async def answer(self) -> Packet:
+        loop = asyncio.get_running_loop()
+        while True:
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 4096), 10)
+            for ev in self.core.receive(data, 0.0):
+                return ev.response
+
+    async def ask(self, attrs: Sequence[tuple[int, Value]]) -> Packet:
+        self.send(attrs)
+        return await self.answer()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    """Wait (bounded) for something the portal does on its own loop."""
+    for _ in range(500):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+
+
+def test_disconnect_ends_exactly_the_named_session() -> None:
+    async def go() -> None:
+        p, fake = await _portal()
+        das = Das(p)
+        try:
+            alice = await _login(p, ALICE, "alice")
+            await _login(p, BOB, "bob")
+            r = await das.ask(
+                [
+                    (Attr.ACCT_SESSION_ID, alice.session_id),
+                    (Attr.USER_NAME, "alice"),
+                    (Attr.FRAMED_IP_ADDRESS, ALICE),
+                    (Attr.NAS_IDENTIFIER, "cpe1"),
+                ]
+            )
+            assert r.code == Code.DISCONNECT_ACK
+            assert set(p.sessions) == {BOB}  # bob untouched
+            await until(lambda: bool(fake.stops()))
+            (stop,) = fake.stops()
+            assert stop[Attr.ACCT_SESSION_ID] == alice.session_id
+            assert stop[Attr.ACCT_TERMINATE_CAUSE] == TerminateCause.ADMIN_RESET
+            # The captive API says so: alice is captive again.
+            api = await p.handle(Request("GET", "/api/captive", {}, {}, b"", ALICE, "127.0.0.1"))
+            assert b'"captive": true' in api.body
+            assert p.counts["disconnects"] == 1
+        finally:
+            das.close()
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def test_unknown_session_other_nas_and_mismatching_attributes_get_naks() -> None:
+    async def go() -> None:
+        p, _ = await _portal()
+        das = Das(p)
+        try:
+            alice = await _login(p, ALICE, "alice")
+            sid = (Attr.ACCT_SESSION_ID, alice.session_id)
+            for attrs, cause in (
+                ([(Attr.ACCT_SESSION_ID, "cpe1-000000000000")], 503),
+                ([sid, (Attr.USER_NAME, "bob")], 503),  # all present must match
+                ([sid, (Attr.FRAMED_IP_ADDRESS, BOB)], 503),
+                ([sid, (Attr.CALLING_STATION_ID, "02-00-00-00-00-99")], 503),
+                ([sid, (Attr.NAS_IDENTIFIER, "cpe2")], 403),
+                ([sid, (Attr.NAS_IP_ADDRESS, "192.168.2.254")], 403),
+            ):
+                r = await das.ask(attrs)
+                assert (r.code, r.integer(Attr.ERROR_CAUSE)) == (Code.DISCONNECT_NAK, cause)
+            assert set(p.sessions) == {ALICE}
+            # By User-Name alone: every session of that user ends.
+            r = await das.ask([(Attr.USER_NAME, "alice")])
+            assert r.code == Code.DISCONNECT_ACK and p.sessions == {}
+        finally:
+            das.close()
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def test_wrong_source_or_secret_dropped_and_counted() -> None:
+    async def go() -> None:
+        p, _ = await _portal()
+        strangers = [Das(p, source="127.0.0.2"), Das(p, secret="not-the-secret")]
+        try:
+            alice = await _login(p, ALICE, "alice")
+            for das in strangers:
+                das.send([(Attr.ACCT_SESSION_ID, alice.session_id)])
+            await until(lambda: p.counts["disconnect_dropped"] == 2)
+            assert p.counts["disconnect_dropped"] == 2
+            assert set(p.sessions) == {ALICE} and p.counts["disconnects"] == 0
+        finally:
+            for das in strangers:
+                das.close()
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def test_relogin_is_a_new_session_that_an_old_request_does_not_end() -> None:
+    """Released, then logged in again before the server's request arrived: the request
+    names the old Acct-Session-Id, so the new session stays (NAK 503)."""
+
+    async def go() -> None:
+        p, _ = await _portal()
+        das = Das(p)
+        try:
+            old = await _login(p, ALICE, "alice")
+            new = await _login(p, ALICE, "alice")
+            assert new.session_id != old.session_id
+            r = await das.ask([(Attr.ACCT_SESSION_ID, old.session_id), (Attr.USER_NAME, "alice")])
+            assert (r.code, r.integer(Attr.ERROR_CAUSE)) == (Code.DISCONNECT_NAK, 503)
+            assert p.sessions[ALICE].session_id == new.session_id
+        finally:
+            das.close()
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def test_frozen_copy_stays_silent_and_the_imported_copy_answers() -> None:
+    """Migration: the frozen source ignores the request; the target, holding the
+    imported sessions, answers the server's retransmission (the same bytes)."""
+
+    async def go() -> None:
+        src, src_radius = await _portal()
+        das = Das(src)
+        dst: Portal | None = None
+        try:
+            alice = await _login(src, ALICE, "alice")
+            src.freeze()
+            state = src.export_state()
+            wire = das.send([(Attr.ACCT_SESSION_ID, alice.session_id)])
+            await until(lambda: src.counts["disconnect_dropped"] == 1)
+            assert src.counts["disconnect_dropped"] == 1 and ALICE in src.sessions
+            dst, _ = await _portal()
+            dst.import_state(state)
+            das.sock.sendto(wire, ("127.0.0.1", int(dst.dm_port or 0)))  # the retransmission
+            r = await das.answer()
+            assert r.code == Code.DISCONNECT_ACK and dst.sessions == {}
+            await src.stop()
+            assert src_radius.stops() == []  # the frozen source ended nothing
+        finally:
+            das.close()
+            if dst is not None:
+                await dst.stop()
+
+    asyncio.run(go())
+
+
+def test_retransmitted_request_gets_the_same_ack_not_a_nak() -> None:
+    async def go() -> None:
+        p, _ = await _portal()
+        das = Das(p)
+        try:
+            alice = await _login(p, ALICE, "alice")
+            wire = das.send([(Attr.ACCT_SESSION_ID, alice.session_id)])
+            loop = asyncio.get_running_loop()
+            first, _ = await asyncio.wait_for(loop.sock_recvfrom(das.sock, 4096), 10)
+            das.sock.sendto(wire, das.to)  # as if the ACK had been lost
+            again, _ = await asyncio.wait_for(loop.sock_recvfrom(das.sock, 4096), 10)
+            assert again == first and first[0] == Code.DISCONNECT_ACK
+            assert p.counts["disconnects"] == 1
+        finally:
+            das.close()
+            await p.stop()
+
+    asyncio.run(go())
