@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,14 @@ DEFAULT_RULES: dict[str, Any] = {"default_in": "deny", "default_out": "allow", "
 
 class PolicyError(Exception):
     pass
+
+
+# Called by release() for every user it releases, inside the caller's transaction
+# (the user already offline). The RADIUS server registers one that ends the user's
+# sessions at their NASes (RFC 5176 Disconnect-Request) once that transaction
+# commits, so a released user is captive at the portal again, not left open.
+ReleaseHook = Callable[[Session, NfUserRow, str], None]
+RELEASE_HOOKS: list[ReleaseHook] = []
 
 
 def setting(session: Session, key: str, default: Any = None) -> Any:
@@ -264,6 +273,11 @@ def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
         "FirewallReleased",
         {"user": user.name, "node": node, "instance": iid, "reason": reason},
     )
+    for hook in list(RELEASE_HOOKS):
+        try:
+            hook(session, user, reason)
+        except Exception:  # a hook's fault must not undo the release
+            log.exception("release hook %r failed for %s", hook, user.name)
     return touched
 
 

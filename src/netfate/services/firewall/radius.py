@@ -18,6 +18,28 @@ accepted too by listening on it).
 Clients (NASes) and their secrets: netfate_radius_clients, by address or subnet.
 Every Access-Request must carry a valid Message-Authenticator; what fails any
 check is dropped and logged (never answered), as RFC 2865 asks.
+
+Disconnect (RFC 5176; the server is the Dynamic Authorization Client): when the
+policy releases a user (idle, session timeout, logout or deletion through the API,
+policy.release), every session of theirs that a NAS reported by accounting (Start
+or Interim-Update, not yet Stop) is ended at that NAS:
+
+    accounting Start/Interim from NAS 192.168.2.254:40123 on the listener
+    (10.10.0.1, 1813, netns pe1) -> remembered: session id, user, Framed-IP, NAS
+    release committed -> Disconnect-Request (Acct-Session-Id, User-Name,
+    Framed-IP-Address, NAS-Identifier, Event-Timestamp, Message-Authenticator)
+    sent from that listener's socket (so from the address the NAS knows as its
+    RADIUS server, inside the namespace) to the NAS address, UDP `dm_port` (the
+    portal instance's config, else the setting `dm_port`, else 3799)
+    Disconnect-ACK -> event DisconnectAcked; NAK -> DisconnectNaked (Error-Cause);
+    no valid answer after 1 + DM_RETRIES sends DM_TIMEOUT s apart -> DisconnectFailed
+
+The sessions to end are taken when the release happens and named by
+Acct-Session-Id, so a session the user opens afterwards (a new login, at the same
+or another NAS) is never ended by it. Only sessions learnt through a listener in a
+namespace, or from 127.0.0.0/8, get a Disconnect: nothing is sent anywhere else.
+What is remembered lives in memory; after an orchestrator restart the NASes'
+Interim-Updates teach it again.
 """
 
 from __future__ import annotations
@@ -28,10 +50,15 @@ import ipaddress
 import logging
 import os
 import socket
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from netfate.orchestrator.notify import Notifier
 from netfate.proto.radius import (
@@ -39,8 +66,13 @@ from netfate.proto.radius import (
     AccountingReceived,
     AcctStatus,
     Attr,
+    ClientCore,
+    Code,
+    ErrorCause,
     PacketDropped,
     RadiusError,
+    RequestTimedOut,
+    ResponseReceived,
     ServerCore,
 )
 from netfate.proto.radius.packet import NETFATE_VENDOR, U32, Value, vsa, vsas
@@ -62,6 +94,46 @@ ENV_LISTEN = "NETFATE_RADIUS_LISTEN"
 DEFAULT_LISTEN = "127.0.0.1:1812"
 STATUS_NAMES = {1: "start", 2: "stop", 3: "interim"}
 USER_CACHE_S = 2.0
+DM_PORT = 3799  # RFC 5176 section 3.1
+DM_TIMEOUT = 1.0
+DM_RETRIES = 3  # so at most 4 transmissions per Disconnect-Request
+MAX_NAS_SESSIONS = 65536
+NAS_SESSION_TTL = 86400.0  # a session no accounting mentioned for a day is forgotten
+ListenerKey = tuple[str, int, str | None]
+
+
+@dataclass
+class NasSession:
+    """A session a NAS reported by accounting and has not stopped."""
+
+    key: tuple[str, str]
+    """(NAS address, Acct-Session-Id)."""
+    user: str
+    nas_identifier: str | None
+    peer: tuple[str, int]
+    """Where the accounting came from (the NAS's address)."""
+    listener: ListenerKey
+    """The listener it came in on: the Disconnect-Request leaves from its socket."""
+    framed_ip: str | None
+    started: float
+    seen: float
+
+
+@dataclass(frozen=True)
+class DmJob:
+    """One Disconnect-Request to send, decided by a release."""
+
+    session: NasSession
+    to: tuple[str, int]
+    secret: bytes
+    reason: str
+
+
+def _error_cause_name(code: int | None) -> str:
+    try:
+        return ErrorCause(code).name if code is not None else ""
+    except ValueError:
+        return str(code)
 
 
 class Clients:
@@ -110,10 +182,26 @@ class RadiusService:
         self.dropped: list[str] = []  # recent drop reasons (bounded), for the API
         self.loop_task: asyncio.Task[None] | None = None
         self._users: dict[str, tuple[float, tuple[str, int, int] | None]] = {}
+        # RFC 5176: the sessions NASes reported, and the Disconnect-Requests in flight.
+        self.dm_timeout, self.dm_retries = DM_TIMEOUT, DM_RETRIES
+        self._lock = threading.Lock()  # the maps below: the loop and worker threads
+        self.nas_sessions: OrderedDict[tuple[str, str], NasSession] = OrderedDict()
+        self._latest: dict[str, tuple[str, str]] = {}  # user -> their newest session
+        self._disconnected: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._dm_cores: dict[tuple[ListenerKey, str, int, bytes], ClientCore] = {}
+        self._dm_wake = asyncio.Event()
+        self._dm_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._info_key = f"netfate_dm_{id(self)}"
+        self.dm_counters = {"sent": 0, "acked": 0, "naked": 0, "failed": 0, "refused": 0}
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self, policy_interval: float = 0.5) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._dm_wake = asyncio.Event()
+        self._dm_task = asyncio.create_task(self._dm_timers())
+        policy.RELEASE_HOOKS.append(self.on_release)
         await asyncio.to_thread(self.reload_clients)
         listen = os.environ.get(ENV_LISTEN, DEFAULT_LISTEN)
         for item in filter(None, (x.strip() for x in listen.split(","))):
@@ -132,10 +220,13 @@ class RadiusService:
         self.loop_task = asyncio.create_task(self._policy_loop(policy_interval))
 
     async def stop(self) -> None:
-        if self.loop_task is not None:
-            self.loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.loop_task
+        with contextlib.suppress(ValueError):
+            policy.RELEASE_HOOKS.remove(self.on_release)
+        for task in (self.loop_task, self._dm_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for t in list(self.tasks):
             t.cancel()
         for tr in self.transports.values():
@@ -166,6 +257,8 @@ class RadiusService:
             raise
         sock.setblocking(False)
         svc = self
+        bound = sock.getsockname()
+        lkey: ListenerKey = (address, int(bound[1]), ns)
 
         class Proto(asyncio.DatagramProtocol):
             def __init__(self) -> None:
@@ -176,20 +269,26 @@ class RadiusService:
 
             def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
                 if self.transport is not None:
-                    svc.on_datagram(self.transport, data, (str(addr[0]), int(addr[1])))
+                    svc.on_datagram(self.transport, data, (str(addr[0]), int(addr[1])), lkey)
 
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(Proto, sock=sock)
-        bound = sock.getsockname()
-        self.transports[(address, int(bound[1]), ns)] = transport
+        self.transports[lkey] = transport
         log.info("RADIUS listening on %s:%s%s", bound[0], bound[1], f" in {ns}" if ns else "")
         return str(bound[0]), int(bound[1])
 
     # ---------------------------------------------------------------- packets
 
     def on_datagram(
-        self, transport: asyncio.DatagramTransport, data: bytes, peer: tuple[str, int]
+        self,
+        transport: asyncio.DatagramTransport,
+        data: bytes,
+        peer: tuple[str, int],
+        listener: ListenerKey | None = None,
     ) -> None:
+        if data[:1] in (bytes([Code.DISCONNECT_ACK]), bytes([Code.DISCONNECT_NAK])):
+            self._dm_answer(listener, data, peer)
+            return
         try:
             events = self.core.receive(data, peer, time.monotonic())
         except RadiusError as e:  # the core drops instead; this is a second net
@@ -203,7 +302,8 @@ class RadiusService:
             elif isinstance(ev, AccessRequested):
                 self._spawn(self._access(transport, ev))
             elif isinstance(ev, AccountingReceived):
-                self._spawn(self._accounting(transport, ev))
+                superseded = self._track_session(ev, listener)
+                self._spawn(self._accounting(transport, ev, superseded))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
@@ -284,10 +384,10 @@ class RadiusService:
             return True, attrs, "", touched
 
     async def _accounting(
-        self, transport: asyncio.DatagramTransport, ev: AccountingReceived
+        self, transport: asyncio.DatagramTransport, ev: AccountingReceived, superseded: bool = False
     ) -> None:
         try:
-            attrs, touched = await asyncio.to_thread(self.account, ev)
+            attrs, touched = await asyncio.to_thread(self.account, ev, superseded)
             wire = self.core.accounting_response(ev, attrs)
         except Exception:
             log.exception("RADIUS accounting from %s failed; no answer", ev.peer[0])
@@ -297,7 +397,12 @@ class RadiusService:
         if touched and self.notifier is not None:
             self.notifier.notify(touched)
 
-    def account(self, ev: AccountingReceived) -> tuple[list[tuple[int, Value]], set[str]]:
+    def account(
+        self, ev: AccountingReceived, superseded: bool = False
+    ) -> tuple[list[tuple[int, Value]], set[str]]:
+        """Record one accounting packet and act on it. `superseded`: a Stop of a session
+        that is not the user's current one (ended by our Disconnect-Request, or older
+        than their newest login), which must not release the user again."""
         req = ev.request
         nas = req.text(Attr.NAS_IDENTIFIER) or ev.peer[0]
         attrs: list[tuple[int, Value]] = []
@@ -338,11 +443,245 @@ class RadiusService:
                     attrs.append(vsa(VSA_RULES_VERSION, U32.pack(v)))
                     for i in range(0, len(doc), 240):
                         attrs.append(vsa(VSA_RULES_CHUNK, doc[i : i + 240]))
-            elif ev.status == AcctStatus.STOP and user.access_node == nas:
+            elif ev.status == AcctStatus.STOP and user.access_node == nas and not superseded:
                 touched = policy.release(s, user, "logged out (Accounting Stop)")
+            elif ev.status == AcctStatus.STOP and superseded:
+                log.info("Stop of %s's earlier session %s at %s", user.name, ev.session_id, nas)
             elif ev.status == AcctStatus.START:
                 record_event(s, "AccountingStarted", {"user": user.name, "nas": nas})
         return attrs, touched
+
+    # ---------------------------------------------------------------- RFC 5176
+
+    def _track_session(self, ev: AccountingReceived, listener: ListenerKey | None) -> bool:
+        """Remember (Start/Interim) or forget (Stop) a NAS's session; for a Stop, True
+        when it is not the user's current session (see account())."""
+        nas_id = ev.request.text(Attr.NAS_IDENTIFIER)
+        if not ev.user or listener is None or (nas_id or "").startswith("fw:"):
+            return False
+        key = (ev.peer[0], ev.session_id)
+        now = time.time()
+        with self._lock:
+            if ev.status == AcctStatus.STOP:
+                self.nas_sessions.pop(key, None)
+                latest = self._latest.get(ev.user)
+                if latest == key:
+                    del self._latest[ev.user]
+                return key in self._disconnected or (latest is not None and latest != key)
+            if key in self._disconnected:
+                return False  # an Interim that crossed our Disconnect-Request
+            try:
+                framed = ev.request.get(Attr.FRAMED_IP_ADDRESS)
+            except RadiusError:
+                framed = None
+            old = self.nas_sessions.pop(key, None)
+            self.nas_sessions[key] = NasSession(
+                key=key,
+                user=ev.user,
+                nas_identifier=nas_id,
+                peer=ev.peer,
+                listener=listener,
+                framed_ip=str(framed) if isinstance(framed, ipaddress.IPv4Address) else None,
+                started=old.started if old is not None else now,
+                seen=now,
+            )
+            if ev.status == AcctStatus.START:
+                self._latest[ev.user] = key
+            while self.nas_sessions:
+                first = next(iter(self.nas_sessions.values()))
+                if (
+                    len(self.nas_sessions) <= MAX_NAS_SESSIONS
+                    and now - first.seen < NAS_SESSION_TTL
+                ):
+                    break
+                self.nas_sessions.popitem(last=False)
+            if len(self._latest) > MAX_NAS_SESSIONS:
+                self._latest.clear()
+        return False
+
+    @staticmethod
+    def may_send(listener: ListenerKey, address: str) -> bool:
+        """Disconnects go into a namespace (from a listener opened there) or to
+        127.0.0.0/8; never from the root namespace to anywhere else."""
+        if listener[2] is not None:
+            return True
+        try:
+            return ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            return False
+
+    def _dm_port(self, s: Session, nas: NasSession) -> int | None:
+        """The NAS's Disconnect port: its portal instance's `dm_port` (None: it takes
+        none), else the service setting `dm_port`, else 3799."""
+        for inst in s.scalars(select(InstanceRow).where(InstanceRow.descriptor == policy.PORTAL)):
+            if inst.state in policy.LIVE_STATES and (inst.ip or "").split("/")[0] == nas.peer[0]:
+                cfg = inst.config or {}
+                if "dm_port" in cfg:
+                    port = cfg["dm_port"]
+                    return port if isinstance(port, int) and 0 < port < 65536 else None
+        port = policy.setting(s, "dm_port", DM_PORT)
+        return port if isinstance(port, int) and 0 < port < 65536 else DM_PORT
+
+    def on_release(self, s: Session, user: NfUserRow, reason: str) -> None:
+        """policy.RELEASE_HOOKS: end every session `user` has at a NAS now, once the
+        release commits (in a worker thread or the loop; never blocks on the network)."""
+        with self._lock:
+            sessions = [n for n in self.nas_sessions.values() if n.user == user.name]
+        jobs: list[DmJob] = []
+        for n in sessions:
+            port = self._dm_port(s, n)
+            secret = self.clients.secret_for(n.peer[0])
+            if port is None or secret is None or not self.may_send(n.listener, n.peer[0]):
+                self.dm_counters["refused"] += 1
+                log.warning(
+                    "no Disconnect-Request for %s's session %s at %s (%s)",
+                    user.name, n.key[1], n.peer[0],
+                    "no secret" if secret is None else
+                    "the NAS takes none" if port is None else "outside the namespaces",
+                )  # fmt: skip
+                continue
+            jobs.append(DmJob(n, (n.peer[0], port), secret, reason))
+        if not jobs:
+            return
+        pending: list[DmJob] = s.info.setdefault(self._info_key, [])
+        if not pending:
+            sa_event.listen(s, "after_commit", self._after_commit, once=True)
+            sa_event.listen(s, "after_rollback", self._after_rollback, once=True)
+        pending.extend(jobs)
+
+    def _after_commit(self, s: Session) -> None:
+        jobs: list[DmJob] = s.info.pop(self._info_key, [])
+        with contextlib.suppress(ValueError, KeyError):
+            sa_event.remove(s, "after_rollback", self._after_rollback)
+        if jobs and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._send_disconnects, jobs)
+            except RuntimeError:  # the loop is closed: the service has stopped
+                log.warning("RADIUS server stopped: %d Disconnect-Requests not sent", len(jobs))
+
+    def _after_rollback(self, s: Session) -> None:
+        s.info.pop(self._info_key, None)
+        with contextlib.suppress(ValueError, KeyError):
+            sa_event.remove(s, "after_commit", self._after_commit)
+
+    def _send_disconnects(self, jobs: list[DmJob]) -> None:
+        now = time.monotonic()
+        for job in jobs:
+            n = job.session
+            transport = self.transports.get(n.listener)
+            if transport is None:
+                self._dm_event("DisconnectFailed", job, "the listener is closed")
+                continue
+            ck = (n.listener, job.to[0], job.to[1], job.secret)
+            core = self._dm_cores.get(ck)
+            if core is None:
+                core = self._dm_cores[ck] = ClientCore(
+                    job.secret, self.dm_timeout, self.dm_retries, require_message_authenticator=True
+                )
+            attrs: list[tuple[int, Value]] = [
+                (Attr.ACCT_SESSION_ID, n.key[1]),
+                (Attr.USER_NAME, n.user),
+            ]
+            if n.framed_ip:
+                attrs.append((Attr.FRAMED_IP_ADDRESS, n.framed_ip))
+            if n.nas_identifier:
+                attrs.append((Attr.NAS_IDENTIFIER, n.nas_identifier))
+            attrs.append((Attr.EVENT_TIMESTAMP, int(time.time())))
+            try:
+                _ident, wire = core.disconnect_request(attrs, now, tag=job)
+            except RadiusError as e:  # 256 in flight to one NAS, or an attribute too long
+                self._dm_event("DisconnectFailed", job, str(e))
+                continue
+            with self._lock:
+                self._disconnected[n.key] = now
+                while len(self._disconnected) > MAX_NAS_SESSIONS:
+                    self._disconnected.popitem(last=False)
+                self.nas_sessions.pop(n.key, None)
+            self._dm_send(transport, wire, job.to)
+            self.dm_counters["sent"] += 1
+            self._dm_event("DisconnectSent", job, "")
+        self._dm_wake.set()
+
+    def _dm_send(
+        self, transport: asyncio.DatagramTransport, wire: bytes, to: tuple[str, int]
+    ) -> None:
+        with contextlib.suppress(OSError):  # unreachable now: the retransmission tries again
+            transport.sendto(wire, to)
+
+    def _dm_answer(self, listener: ListenerKey | None, data: bytes, peer: tuple[str, int]) -> None:
+        """A Disconnect-ACK/NAK: only from the address and port the request went to."""
+        now = time.monotonic()
+        events: list[ResponseReceived] = []
+        for (lk, ip, port, _secret), core in self._dm_cores.items():
+            if lk == listener and (ip, port) == peer:
+                events += core.receive(data, now)
+        if not events:
+            reason = "Disconnect answer matching no request, or not verifying (forged?)"
+            log.warning("RADIUS packet from %s:%s dropped: %s", *peer, reason)
+            self.dropped = [*self.dropped[-49:], f"{peer[0]}: {reason}"]
+            return
+        for ev in events:
+            job = ev.tag
+            if not isinstance(job, DmJob):
+                continue
+            if ev.response.code == Code.DISCONNECT_ACK:
+                self.dm_counters["acked"] += 1
+                self._dm_event("DisconnectAcked", job, "", rtt_ms=round(ev.rtt * 1000, 1))
+            else:
+                self.dm_counters["naked"] += 1
+                cause = ev.response.integer(Attr.ERROR_CAUSE)
+                self._dm_event(
+                    "DisconnectNaked",
+                    job,
+                    _error_cause_name(cause),
+                    error_cause=cause,
+                )
+
+    async def _dm_timers(self) -> None:
+        """Retransmit unanswered Disconnect-Requests; give up after the last one."""
+        while True:
+            deadlines = [d for c in self._dm_cores.values() if (d := c.next_deadline()) is not None]
+            delay = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 3600.0
+            self._dm_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dm_wake.wait(), delay)
+            now = time.monotonic()
+            for (lk, ip, port, _secret), core in list(self._dm_cores.items()):
+                resend, dead = core.poll(now)
+                transport = self.transports.get(lk)
+                for wire in resend:
+                    if transport is not None:
+                        self._dm_send(transport, wire, (ip, port))
+                for gone in dead:
+                    if isinstance(gone, RequestTimedOut) and isinstance(gone.tag, DmJob):
+                        self.dm_counters["failed"] += 1
+                        tries = 1 + core.retries
+                        self._dm_event(
+                            "DisconnectFailed", gone.tag, f"no valid answer to {tries} sends"
+                        )
+                if core.in_flight() == 0:
+                    del self._dm_cores[(lk, ip, port, _secret)]
+
+    def _dm_event(self, kind: str, job: DmJob, detail: str, **extra: Any) -> None:
+        n = job.session
+        data: dict[str, Any] = {
+            "user": n.user,
+            "session": n.key[1],
+            "nas": n.nas_identifier or n.peer[0],
+            "to": f"{job.to[0]}:{job.to[1]}",
+            "netns": n.listener[2],
+            "reason": job.reason,
+            **extra,
+        }
+        if detail:
+            data["detail"] = detail
+        level = logging.WARNING if kind in ("DisconnectFailed", "DisconnectNaked") else logging.INFO
+        log.log(level, "%s: %s", kind, data)
+        self._spawn(asyncio.to_thread(self._record, kind, data))
+
+    def _record(self, kind: str, data: dict[str, Any]) -> None:
+        with self.db.session() as s:
+            record_event(s, kind, data)
 
     # ---------------------------------------------------------------- policy loop
 

@@ -1,0 +1,392 @@
+"""The embedded RADIUS server as RFC 5176 Dynamic Authorization Client: a release
+ends the user's sessions at their NASes, named by Acct-Session-Id, and nothing else.
+
+Two fake NASes on 127.0.0.2 (cpe1) and 127.0.0.3 (cpe2), built from the sans-I/O
+cores: accounting out of an ephemeral port, Disconnect-Requests in on DM_PORT.
+The server is the orchestrator's RadiusService on a SQLite database, listening on
+127.0.0.1 (its loop in this test's asyncio.run). A real portal against the real
+server is the last test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from netfate.proto.radius import (
+    AcctStatus,
+    Attr,
+    ClientCore,
+    Code,
+    DasCore,
+    DisconnectRequested,
+    ErrorCause,
+    Packet,
+    TerminateCause,
+)
+from netfate.proto.radius import packet as rp
+from netfate.proto.radius.packet import Value
+from netfate.services.firewall import policy
+from netfate.services.firewall.passwords import hash_password
+from netfate.services.firewall.radius import RadiusService
+from netfate.services.firewall.tables import NfRadiusClientRow, NfSettingRow, NfUserRow
+from netfate.store.db import Database
+from netfate.store.tables import EventRow
+from netfate.vnf.portal.function import Portal
+from netfate.vnf.portal.http import Request
+from netfate.vnf.runtime import Context
+
+SECRET = "dm-service-secret"
+
+
+def _free_udp_port() -> int:
+    """A port free on both fake NAS addresses (they listen on the same one)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.2", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.3", port))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
+    d = Database(f"sqlite:///{tmp_path}/dm.db")
+    d.migrate()
+    with d.session() as s:
+        s.add(NfRadiusClientRow(address="127.0.0.0/8", secret=SECRET, name="loopback NASes"))
+        s.add(
+            NfUserRow(
+                name="alice",
+                password_hash=hash_password("pw"),
+                functions=[],  # no firewall: the policy's login is a table write
+                status="offline",
+                session_timeout=900,
+                idle_timeout=600,
+                rules={},
+                rules_version=1,
+                counters={},
+            )
+        )
+    yield d
+    d.dispose()
+
+
+class Nas:
+    def __init__(self, name: str, ip: str, dm_port: int, server: tuple[str, int]) -> None:
+        self.name, self.ip, self.server = name, ip, server
+        self.acct = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.acct.bind((ip, 0))
+        self.acct.setblocking(False)
+        self.dm = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.dm.bind((ip, dm_port))
+        self.dm.setblocking(False)
+        self.client = ClientCore(SECRET.encode())
+        self.das = DasCore({server[0]: SECRET.encode()})
+
+    async def account(self, status: AcctStatus, session: str, cause: int | None = None) -> None:
+        attrs: list[tuple[int, Value]] = [
+            (Attr.ACCT_STATUS_TYPE, int(status)),
+            (Attr.ACCT_SESSION_ID, session),
+            (Attr.USER_NAME, "alice"),
+            (Attr.NAS_IDENTIFIER, self.name),
+            (Attr.FRAMED_IP_ADDRESS, "192.168.1.2"),
+        ]
+        if cause is not None:
+            attrs.append((Attr.ACCT_TERMINATE_CAUSE, cause))
+        _, wire = self.client.accounting_request(attrs, 0.0)
+        self.acct.sendto(wire, self.server)
+        loop = asyncio.get_running_loop()
+        data, _ = await asyncio.wait_for(loop.sock_recvfrom(self.acct, 4096), 10)
+        (ev,) = self.client.receive(data, 0.0)
+        assert ev.response.code == Code.ACCOUNTING_RESPONSE
+
+    async def disconnect_request(self) -> DisconnectRequested:
+        """The next authentic Disconnect-Request (unanswered yet)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            data, peer = await asyncio.wait_for(loop.sock_recvfrom(self.dm, 4096), 10)
+            for ev in self.das.receive(data, peer, 0.0):
+                if isinstance(ev, DisconnectRequested):
+                    return ev
+
+    def answer(self, wire: bytes, ev: DisconnectRequested) -> None:
+        self.dm.sendto(wire, ev.peer)
+
+    def close(self) -> None:
+        self.acct.close()
+        self.dm.close()
+
+
+async def _server(db: Database, dm_port: int) -> tuple[RadiusService, int]:
+    with db.session() as s:
+        s.add(NfSettingRow(key="dm_port", value=dm_port))
+    svc = RadiusService(db)
+    svc.dm_timeout = 0.1  # retransmissions come quickly in this test
+    svc.dm_retries = 50
+    await svc.start(policy_interval=3600)
+    _, port = await svc.listen("127.0.0.1", 0, None)
+    return svc, port
+
+
+def _login(db: Database, node: str) -> None:
+    with db.session() as s:
+        u = s.get(NfUserRow, "alice")
+        assert u is not None
+        assert policy.on_login(s, u, node, None, "192.168.1.2").accept
+
+
+def _release(db: Database, reason: str = "logged out") -> None:
+    with db.session() as s:
+        u = s.get(NfUserRow, "alice")
+        assert u is not None
+        policy.release(s, u, reason)
+
+
+def _events(db: Database, kind: str) -> list[dict[str, Any]]:
+    with db.session() as s:
+        return [e.data for e in s.scalars(select(EventRow).where(EventRow.kind == kind))]
+
+
+def _status(db: Database) -> tuple[str, str | None]:
+    with db.session() as s:
+        u = s.get(NfUserRow, "alice")
+        assert u is not None
+        return u.status, u.access_node
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+
+
+def test_release_sends_disconnect_request_and_records_the_ack(db: Database) -> None:
+    async def go() -> None:
+        dm_port = _free_udp_port()
+        svc, port = await _server(db, dm_port)
+        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
+        try:
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-s1")
+            await asyncio.to_thread(_release, db)
+            ev = await nas.disconnect_request()
+            assert (ev.session_id, ev.user, ev.framed_ip, ev.nas_identifier) == (
+                "cpe1-s1",
+                "alice",
+                "192.168.1.2",
+                "cpe1",
+            )
+            assert ev.peer == ("127.0.0.1", port)  # from the listener the NAS talks to
+            ts = ev.request.integer(Attr.EVENT_TIMESTAMP)
+            assert ts is not None and ts > 0
+            nas.answer(nas.das.ack(ev), ev)
+            # The NAS's Stop (Admin-Reset) is recorded and releases nothing more.
+            await nas.account(AcctStatus.STOP, "cpe1-s1", int(TerminateCause.ADMIN_RESET))
+            await until(lambda: bool(_events(db, "DisconnectAcked")))
+            (acked,) = _events(db, "DisconnectAcked")
+            assert acked["session"] == "cpe1-s1" and acked["reason"] == "logged out"
+            assert len(_events(db, "DisconnectSent")) == 1
+            assert svc.dm_counters["acked"] == 1 and svc.nas_sessions == {}
+        finally:
+            nas.close()
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def test_a_new_session_after_the_release_is_never_disconnected(db: Database) -> None:
+    """Release at cpe1, re-login at cpe2 while the request to cpe1 is still being
+    retransmitted: only cpe1's session is named; cpe2's lives until its own release."""
+
+    async def go() -> None:
+        dm_port = _free_udp_port()
+        svc, port = await _server(db, dm_port)
+        cpe1 = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
+        cpe2 = Nas("cpe2", "127.0.0.3", dm_port, ("127.0.0.1", port))
+        try:
+            await asyncio.to_thread(_login, db, "cpe1")
+            await cpe1.account(AcctStatus.START, "cpe1-s1")
+            await asyncio.to_thread(_release, db, "no packet for 600 s")
+            first = await cpe1.disconnect_request()  # cpe1 does not answer yet
+            await asyncio.to_thread(_login, db, "cpe2")
+            await cpe2.account(AcctStatus.START, "cpe2-s2")
+            # Still retransmitted, the same bytes (the NAS core would answer it from
+            # its cache once decided, never decide it twice).
+            loop = asyncio.get_running_loop()
+            again, _ = await asyncio.wait_for(loop.sock_recvfrom(cpe1.dm, 4096), 10)
+            assert again[:20] == first.request.encode()[:20]
+            cpe1.answer(cpe1.das.ack(first), first)
+            await cpe1.account(AcctStatus.STOP, "cpe1-s1", int(TerminateCause.ADMIN_RESET))
+            await until(lambda: bool(_events(db, "DisconnectAcked")))
+            assert [e["session"] for e in _events(db, "DisconnectSent")] == ["cpe1-s1"]
+            assert _status(db) == ("online", "cpe2")  # the Stop of cpe1-s1 released nothing
+            assert [k[1] for k in svc.nas_sessions] == ["cpe2-s2"]
+            # Its own release ends cpe2's session, and names only it.
+            await asyncio.to_thread(_release, db)
+            ev = await cpe2.disconnect_request()
+            assert ev.session_id == "cpe2-s2" and ev.nas_identifier == "cpe2"
+            cpe2.answer(cpe2.das.nak(ev, ErrorCause.SESSION_CONTEXT_NOT_FOUND), ev)
+            await until(lambda: bool(_events(db, "DisconnectNaked")))
+            (naked,) = _events(db, "DisconnectNaked")
+            assert naked["error_cause"] == 503
+            assert naked["detail"] == "SESSION_CONTEXT_NOT_FOUND"
+        finally:
+            cpe1.close()
+            cpe2.close()
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def test_stop_of_an_older_session_at_the_same_nas_releases_nothing(db: Database) -> None:
+    async def go() -> None:
+        dm_port = _free_udp_port()
+        svc, port = await _server(db, dm_port)
+        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
+        try:
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-old")
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-new")
+            await nas.account(AcctStatus.STOP, "cpe1-old", int(TerminateCause.USER_REQUEST))
+            assert _status(db) == ("online", "cpe1")
+            await nas.account(AcctStatus.STOP, "cpe1-new", int(TerminateCause.USER_REQUEST))
+            assert _status(db) == ("offline", None)  # the current session's Stop does
+            # The NAS ended its sessions itself: there is nothing to disconnect.
+            assert _events(db, "DisconnectSent") == [] and svc.nas_sessions == {}
+        finally:
+            nas.close()
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def test_no_answer_is_a_bounded_failure(db: Database) -> None:
+    async def go() -> None:
+        dm_port = _free_udp_port()
+        svc, port = await _server(db, dm_port)
+        svc.dm_retries = 2
+        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
+        try:
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-s1")
+            await asyncio.to_thread(_release, db)
+            loop = asyncio.get_running_loop()
+            seen = [(await asyncio.wait_for(loop.sock_recvfrom(nas.dm, 4096), 10))[0]]
+            while len(seen) < 3:
+                seen.append((await asyncio.wait_for(loop.sock_recvfrom(nas.dm, 4096), 10))[0])
+            assert len(set(seen)) == 1  # one request, sent three times
+            await until(lambda: bool(_events(db, "DisconnectFailed")))
+            (failed,) = _events(db, "DisconnectFailed")
+            assert failed["detail"] == "no valid answer to 3 sends"
+            assert svc.dm_counters["sent"] == 1 and svc.dm_counters["failed"] == 1
+        finally:
+            nas.close()
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def test_forged_answer_is_dropped(db: Database) -> None:
+    async def go() -> None:
+        dm_port = _free_udp_port()
+        svc, port = await _server(db, dm_port)
+        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
+        try:
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-s1")
+            await asyncio.to_thread(_release, db)
+            ev = await nas.disconnect_request()
+            req = ev.request
+            # An ACK signed with another secret, and one with the right secret but no
+            # Message-Authenticator (what a BlastRADIUS forgery would produce).
+            wrong = rp.encode_response(Packet(41, req.identifier), req.authenticator, b"other")
+            bare = rp.encode_response(
+                Packet(41, req.identifier),
+                req.authenticator,
+                SECRET.encode(),
+                with_message_authenticator=False,
+            )
+            nas.answer(wrong, ev)
+            nas.answer(bare, ev)
+            await until(lambda: sum("Disconnect answer" in d for d in svc.dropped) == 2)
+            assert sum("Disconnect answer" in d for d in svc.dropped) == 2
+            assert svc.dm_counters["acked"] == 0
+            nas.answer(nas.das.ack(ev), ev)
+            await until(lambda: svc.dm_counters["acked"] == 1)
+            assert svc.dm_counters["acked"] == 1
+        finally:
+            nas.close()
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def test_real_portal_against_the_real_server(db: Database) -> None:
+    """Login through the portal (Access-Request, accounting Start), release through the
+    policy, and the portal is captive for that client again."""
+
+    async def go() -> None:
+        svc, port = await _server(db, 0)
+        portal = Portal(
+            Context(
+                "i-portal",
+                {
+                    "node": "cpe1",
+                    "nft": False,
+                    "port": 0,
+                    "dm_port": 0,
+                    "radius": {
+                        "server": f"127.0.0.1:{port}",
+                        "acct_server": f"127.0.0.1:{port}",
+                        "secret": SECRET,
+                    },
+                },
+            )
+        )
+        await portal.start()
+        with db.session() as s:
+            row = s.get(NfSettingRow, "dm_port")
+            assert row is not None
+            row.value = portal.dm_port
+        try:
+            body = b"username=alice&password=pw"
+            req = Request("POST", "/login", {}, {"host": "portal"}, body, "127.0.0.1", "127.0.0.1")
+            r = await portal.handle(req)
+            assert r.status == 200 and b"Logged in as" in r.body
+            await until(lambda: bool(svc.nas_sessions))
+            (sid,) = [k[1] for k in svc.nas_sessions]
+            assert sid == portal.sessions["127.0.0.1"].session_id
+            await asyncio.to_thread(_release, db, "session timeout")
+            await until(lambda: bool(_events(db, "DisconnectAcked")))
+            assert portal.sessions == {} and portal.counts["disconnects"] == 1
+            assert _events(db, "DisconnectAcked")[0]["session"] == sid
+            # The portal's Stop (Admin-Reset) reached the accounting table.
+            await until(lambda: _stops(db) == [sid])
+            assert _stops(db) == [sid]
+        finally:
+            await portal.stop()
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+def _stops(db: Database) -> list[str]:
+    from netfate.services.firewall.tables import NfAccountingRow
+
+    with db.session() as s:
+        rows = s.scalars(select(NfAccountingRow).where(NfAccountingRow.status == "stop"))
+        return [r.session_id for r in rows]
