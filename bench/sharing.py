@@ -1,7 +1,12 @@
 """Smart-device sharing figures (issue 5), each against a baseline measured in the same run.
 
 - setup: share set-up time on a real testbed (examples/hotel.yaml): from the accept
-  call to the first datagram delivered to the shared device at its PN2 alias.
+  call to the first datagram delivered to the shared device at its PN2 alias. Twice:
+  with the SDN controller (bridges in secure mode, PNs isolated: the share's intents
+  must be compiled and installed first, as `netfate demo sharing` runs it) and with
+  standalone bridges (no intents). With the controller also the MTU check: a
+  1500-byte DF ping and an 8 MiB TCP echo through the overlay (MSS, Mbit/s each way
+  over the 100 Mbit/s links).
 - tcp / udp64: a PN2 host to the shared device through the kernel path (alias,
   nft stateless rewrite, VXLAN) against plain routing between the same namespaces
   over the same links (d4 -> vp1 -> vp2 -> d2, PN1 10.1.0.0/24, PN2 10.2.0.0/24);
@@ -256,12 +261,12 @@ def scale(shares: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- testbed
 
 
-def testbed_setup(count: int) -> dict[str, Any]:
+def testbed_setup(count: int, sdn: bool) -> dict[str, Any]:
     from netfate.demo.platform import Api
     from netfate.services.sharing import demo
     from netfate.testbed.builder import Testbed
 
-    tb = Testbed.up(REPO / "examples" / "hotel.yaml")
+    tb = Testbed.up(REPO / "examples" / "hotel.yaml", sdn=sdn)
     try:
         assert tb.api_url
         api = Api(tb.api_url)
@@ -282,7 +287,17 @@ def testbed_setup(count: int) -> dict[str, Any]:
             api("POST", f"/sharing/shares/{sh.id}/revoke", {"by": demo.email(tb, "home")})
             for iid in (view["vp2_instance"], view["vp1_instance"]):
                 api.wait_state(iid, "gone")
+        mtu: dict[str, Any] = {}
+        if sdn:
+            said: list[str] = []
+            sh = demo.share_and_accept(tb, api, "home", "mediaserver", "hotel")
+            mbit = demo.prove_mtu(tb, sh, said.append)
+            mtu = {"df_1500_byte_ping": "passes both ways", "tcp_echo_mbit_each_way": round(mbit),
+                   "detail": said[-1]}  # fmt: skip
+            demo.revoke(tb, api, sh, "home", said.append)
         return {
+            "bridges": "secure (SDN controller, PNs isolated)" if sdn else "standalone",
+            **({"mtu": mtu} if mtu else {}),
             "accept_to_first_packet_ms": common.summary(times, 1),
             "goal_ms": 500,
             "vp_instance_requested_to_running_ms": common.summary(spawn, 1),
@@ -320,5 +335,6 @@ def run(argv: list[str]) -> dict[str, Any]:
         }
         out["scale"] = scale(a.shares)
         if not a.skip_testbed:
-            out["setup"] = testbed_setup(a.setups)
+            out["setup"] = testbed_setup(a.setups, sdn=True)
+            out["setup_standalone"] = testbed_setup(a.setups, sdn=False)
     return out
