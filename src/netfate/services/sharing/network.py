@@ -109,7 +109,8 @@ class Wiring:
     http: bool
 
 
-def _group(tag: str, addr: str | None, net: ipaddress.IPv4Network) -> str:
+def _group(addr: str | None, net: ipaddress.IPv4Network) -> str:
+    """A group's address; None stands for the LAN's own broadcast address."""
     return addr if addr is not None else str(net.broadcast_address)
 
 
@@ -144,7 +145,7 @@ def share_intents(w: Wiring) -> list[Intent]:
                 ReplicationIntent(
                     id=f"share-{n}-vi2-{tag}",
                     source=Endpoint("subnet", "0.0.0.0/0", w.vp2_node, w.vp2_port),
-                    port=port, dst_ip=_group(tag, addr, att.pn1), targets=[d2], rewrite=False,
+                    port=port, dst_ip=_group(addr, att.pn1), targets=[d2], rewrite=False,
                 )
             )  # fmt: skip
     for h in w.pn2_hosts:
@@ -160,7 +161,7 @@ def share_intents(w: Wiring) -> list[Intent]:
                 ReplicationIntent(
                     id=f"share-{n}-vi1-{tag}",
                     source=Endpoint("subnet", "0.0.0.0/0", w.vp1_node, w.vp1_port),
-                    port=port, dst_ip=_group(tag, addr, att.pn2),
+                    port=port, dst_ip=_group(addr, att.pn2),
                     targets=[Endpoint("host", h) for h in w.pn2_hosts], rewrite=False,
                 )
             )  # fmt: skip
@@ -184,7 +185,7 @@ def host_intents(wirings: Iterable[Wiring]) -> list[Intent]:
             out.append(
                 ReplicationIntent(
                     id=f"sharing-{h}-{tag}"[:63], source=Endpoint("host", h), port=port,
-                    dst_ip=_group(tag, addr, lan[h]),
+                    dst_ip=_group(addr, lan[h]),
                     targets=[Endpoint("instance", i) for i in sorted(serves[h])], rewrite=False,
                 )
             )  # fmt: skip
