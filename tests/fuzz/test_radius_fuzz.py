@@ -32,6 +32,34 @@ def _request() -> tuple[ClientCore, bytes]:
     return client, wire
 
 
+def _mutated(data: st.DataObject, wire: bytes, keep: tuple[int, ...] = (2, 3)) -> bytes | None:
+    """`wire` with a bit flipped, cut short, or extended (Length fixed); None when the
+    flip drew an octet in `keep` (Length, octets 2-3: covered by cut and extend)."""
+    buf = bytearray(wire)
+    how = data.draw(st.sampled_from(["flip", "cut", "extend_length"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(buf) - 1))
+        if i in keep:
+            return None
+        buf[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "cut":
+        buf = buf[: data.draw(st.integers(0, len(buf) - 1))]
+    else:
+        buf += data.draw(st.binary(min_size=1, max_size=40))
+        buf[2:4] = len(buf).to_bytes(2, "big")
+    return bytes(buf)
+
+
+def _forged_answer(data: bytes, code: int, request: bytes) -> bytes:
+    """Random bytes as an answer to `request`: any code, its Identifier, a Length that
+    fits (what an off-path attacker who saw the request could send)."""
+    forged = bytearray(data.ljust(20, b"\x00"))
+    forged[0] = code
+    forged[1] = request[1]
+    forged[2:4] = min(len(forged), 4096).to_bytes(2, "big")
+    return bytes(forged)
+
+
 @SETTINGS
 @given(st.binary(max_size=4200))
 def test_decode_accepts_or_raises(data: bytes) -> None:
@@ -57,25 +85,12 @@ def test_server_core_never_crashes_on_garbage(data: bytes) -> None:
 @given(st.data())
 def test_mutated_request_is_never_decided(data: st.DataObject) -> None:
     """Flip, cut or extend a valid request: the server must not hand it on."""
-    _, wire = _request()
-    buf = bytearray(wire)
-    how = data.draw(st.sampled_from(["flip", "cut", "extend_length"]))
-    if how == "flip":
-        i = data.draw(st.integers(0, len(buf) - 1))
-        bit = data.draw(st.integers(0, 7))
-        if i in (2, 3):
-            return  # Length: covered by cut/extend below
-        buf[i] ^= 1 << bit
-        if i == 1:
-            return  # the identifier is covered by the MAC too, but skip the trivial case
-    elif how == "cut":
-        buf = buf[: data.draw(st.integers(0, len(buf) - 1))]
-    else:
-        extra = data.draw(st.binary(min_size=1, max_size=40))
-        buf += extra
-        buf[2:4] = len(buf).to_bytes(2, "big")
+    # The identifier is covered by the MAC too, but skip the trivial case.
+    buf = _mutated(data, _request()[1], keep=(1, 2, 3))
+    if buf is None:
+        return
     server = ServerCore({"127.0.0.1": SECRET})
-    evs = server.receive(bytes(buf), PEER, 0.0)
+    evs = server.receive(buf, PEER, 0.0)
     assert not any(isinstance(e, AccessRequested) for e in evs)
 
 
@@ -83,12 +98,7 @@ def test_mutated_request_is_never_decided(data: st.DataObject) -> None:
 @given(st.binary(max_size=600), st.integers(0, 255))
 def test_client_never_accepts_forged_response(data: bytes, code: int) -> None:
     client, wire = _request()
-    forged = bytearray(data.ljust(20, b"\x00"))
-    forged[0] = code
-    forged[1] = wire[1]
-    forged[2:4] = min(len(forged), 4096).to_bytes(2, "big")
-    evs = client.receive(bytes(forged), 0.0)
-    assert evs == []
+    assert client.receive(_forged_answer(data, code, wire), 0.0) == []
 
 
 @SETTINGS
@@ -147,21 +157,11 @@ def test_das_core_never_accepts_garbage(data: bytes, code: int) -> None:
 @given(st.data())
 def test_mutated_disconnect_request_never_accepted(data: st.DataObject) -> None:
     """Flip a bit, cut, or extend (fixing Length) a valid request: dropped, unanswered."""
-    _, wire = _disconnect()
-    buf = bytearray(wire)
-    how = data.draw(st.sampled_from(["flip", "cut", "extend_length"]))
-    if how == "flip":
-        i = data.draw(st.integers(0, len(buf) - 1))
-        if i in (2, 3):
-            return  # Length: covered by cut/extend
-        buf[i] ^= 1 << data.draw(st.integers(0, 7))
-    elif how == "cut":
-        buf = buf[: data.draw(st.integers(0, len(buf) - 1))]
-    else:
-        buf += data.draw(st.binary(min_size=1, max_size=40))
-        buf[2:4] = len(buf).to_bytes(2, "big")
+    buf = _mutated(data, _disconnect()[1])
+    if buf is None:
+        return
     das = DasCore({DM_SERVER[0]: SECRET})
-    evs = das.receive(bytes(buf), DM_SERVER, 0.0)
+    evs = das.receive(buf, DM_SERVER, 0.0)
     assert not any(isinstance(e, DisconnectRequested) for e in evs)
     assert das.pending() == []
 
@@ -189,11 +189,7 @@ def test_authentic_request_with_any_attributes_never_crashes(
 @given(st.binary(max_size=600), st.integers(0, 255))
 def test_client_never_accepts_forged_disconnect_answer(data: bytes, code: int) -> None:
     client, wire = _disconnect()
-    forged = bytearray(data.ljust(20, b"\x00"))
-    forged[0] = code
-    forged[1] = wire[1]
-    forged[2:4] = min(len(forged), 4096).to_bytes(2, "big")
-    assert client.receive(bytes(forged), 0.0) == []
+    assert client.receive(_forged_answer(data, code, wire), 0.0) == []
     assert client.in_flight() == 1
 
 

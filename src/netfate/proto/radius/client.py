@@ -98,13 +98,7 @@ class ClientCore:
     def accounting_request(
         self, attrs: list[tuple[int, Value]], now: float, tag: object = None
     ) -> tuple[int, bytes]:
-        ident = self._ident()
-        pkt = Packet(Code.ACCOUNTING_REQUEST, ident)
-        for t, v in attrs:
-            pkt.add(t, v)
-        wire = encode_accounting_request(pkt, self.secret)
-        self._track(ident, Code.ACCOUNTING_REQUEST, pkt.authenticator, wire, tag, now)
-        return ident, wire
+        return self._request(Code.ACCOUNTING_REQUEST, attrs, now, tag)
 
     def disconnect_request(
         self, attrs: list[tuple[int, Value]], now: float, tag: object = None
@@ -112,12 +106,22 @@ class ClientCore:
         """RFC 5176 Disconnect-Request: session identification attributes in `attrs`
         (Acct-Session-Id, User-Name, Framed-IP-Address, ...), Message-Authenticator
         added; retransmitted by poll() like any request, with the same bytes."""
+        return self._request(Code.DISCONNECT_REQUEST, attrs, now, tag)
+
+    def _request(
+        self, code: Code, attrs: list[tuple[int, Value]], now: float, tag: object
+    ) -> tuple[int, bytes]:
+        """An Accounting- or Disconnect-Request: its Request Authenticator is computed
+        over the packet (RFC 2866 section 3, RFC 5176 section 3.5), not random."""
         ident = self._ident()
-        pkt = Packet(Code.DISCONNECT_REQUEST, ident)
+        pkt = Packet(code, ident)
         for t, v in attrs:
             pkt.add(t, v)
-        wire = encode_disconnect_request(pkt, self.secret)
-        self._track(ident, Code.DISCONNECT_REQUEST, pkt.authenticator, wire, tag, now)
+        if code == Code.DISCONNECT_REQUEST:
+            wire = encode_disconnect_request(pkt, self.secret)
+        else:
+            wire = encode_accounting_request(pkt, self.secret)
+        self._track(ident, code, pkt.authenticator, wire, tag, now)
         return ident, wire
 
     def _track(

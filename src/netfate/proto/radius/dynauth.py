@@ -34,11 +34,7 @@ whose ACK was lost must not turn into a NAK 503 once the session is gone.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from netfate.proto.radius.errors import RadiusError
 from netfate.proto.radius.events import Address, DisconnectRequested, PacketDropped
@@ -49,9 +45,9 @@ from netfate.proto.radius.packet import (
     ErrorCause,
     Packet,
     Value,
-    encode_response,
     verify_dynauth_request,
 )
+from netfate.proto.radius.replies import ReplyCache, SecretFor, answer, secret_lookup
 
 Event = DisconnectRequested | PacketDropped
 PORT = 3799  # RFC 5176 section 3.1 (IANA "radius-dynauth")
@@ -74,43 +70,24 @@ FORBIDDEN = (
 )
 
 
-@dataclass
-class _Cached:
-    at: float
-    answer: bytes | None  # None: the application is deciding
-
-
 class DasCore:
     def __init__(
         self,
-        clients: dict[str, bytes] | Callable[[str], bytes | None],
+        clients: dict[str, bytes] | SecretFor,
         dup_window: float = 30.0,
         window: float = 300.0,
         max_cache: int = 4096,
     ) -> None:
         # A dict (server address -> secret) or a function.
-        self.secret_for: Callable[[str], bytes | None] = (
-            dict(clients).get if isinstance(clients, dict) else clients
-        )
-        self.dup_window = dup_window
+        self.secret_for = secret_lookup(clients)
         self.window = window
-        self.max_cache = max_cache
-        self._cache: OrderedDict[tuple[str, int, int, bytes], _Cached] = OrderedDict()
-        self._out: list[tuple[bytes, Address]] = []
+        self.replies = ReplyCache(dup_window, max_cache)
         self.counters = {"requests": 0, "acks": 0, "naks": 0, "drops": 0}
 
     def pending(self) -> list[tuple[bytes, Address]]:
         """Datagrams to send: cached answers to retransmissions, and the answers the
         core gave by itself (the NAKs listed in the module docstring)."""
-        out, self._out = self._out, []
-        return out
-
-    def _expire(self, now: float) -> None:
-        while self._cache:
-            _k, c = next(iter(self._cache.items()))
-            if now - c.at <= self.dup_window and len(self._cache) <= self.max_cache:
-                break
-            self._cache.popitem(last=False)
+        return self.replies.take()
 
     def _drop(self, peer: Address, reason: str) -> list[Event]:
         self.counters["drops"] += 1
@@ -121,17 +98,14 @@ class DasCore:
     ) -> list[Event]:
         """One datagram from `peer`. `now`: a monotonic clock (duplicate cache);
         `wall`: Unix time for the Event-Timestamp check (None: not checked)."""
-        self._expire(now)
+        self.replies.expire(now)
         secret = self.secret_for(peer[0])
         if secret is None:
             return self._drop(peer, f"{peer[0]} is not a configured RADIUS server")
         if len(data) < MIN_LENGTH:
             return self._drop(peer, f"datagram of {len(data)} octets")
-        key = (peer[0], peer[1], data[1], bytes(data[4:20]))
-        cached = self._cache.get(key)
-        if cached is not None:
-            if cached.answer is not None:
-                self._out.append((cached.answer, peer))
+        key = self.replies.key(data, peer)
+        if self.replies.replay(key, peer):
             return []
         try:
             req = verify_dynauth_request(data, secret)
@@ -144,7 +118,7 @@ class DasCore:
                 return self._drop(peer, str(e))
             if ts is not None and abs(wall - ts) > self.window:
                 return self._drop(peer, f"Event-Timestamp {ts} outside {self.window:.0f} s")
-        self._cache[key] = _Cached(now, None)
+        self.replies.deciding(key, now)
         self.counters["requests"] += 1
         if req.code == Code.COA_REQUEST:
             self._answer_alone(peer, req, secret, Code.COA_NAK, ErrorCause.UNSUPPORTED_SERVICE)
@@ -187,23 +161,16 @@ class DasCore:
     def _build(
         self, peer: Address, req: Packet, secret: bytes, code: Code, attrs: list[tuple[int, Value]]
     ) -> bytes:
-        pkt = Packet(code, req.identifier)
-        for t, v in attrs:
-            pkt.add(t, v)
-        for ps in req.all_raw(Attr.PROXY_STATE):  # RFC 5176 section 3.5 / RFC 2865 5.33
-            pkt.add(Attr.PROXY_STATE, ps)
-        wire = encode_response(pkt, req.authenticator, secret)
-        key = (peer[0], peer[1], req.identifier, req.authenticator)
-        at = self._cache[key].at if key in self._cache else 0.0
-        self._cache[key] = _Cached(at, wire)
+        wire = answer(req, code, attrs, secret)
+        self.replies.store(peer, req, wire)
         return wire
 
     def _answer_alone(
         self, peer: Address, req: Packet, secret: bytes, code: Code, cause: ErrorCause
     ) -> None:
         self.counters["naks"] += 1
-        self._out.append(
-            (self._build(peer, req, secret, code, [(Attr.ERROR_CAUSE, int(cause))]), peer)
+        self.replies.send(
+            self._build(peer, req, secret, code, [(Attr.ERROR_CAUSE, int(cause))]), peer
         )
 
     def _secret(self, ev: DisconnectRequested) -> bytes:
@@ -231,6 +198,4 @@ class DasCore:
     def forget(self, ev: DisconnectRequested) -> None:
         """Drop the pending entry of a request that will not be answered (e.g. the
         function is frozen for a migration: the server retransmits to the new copy)."""
-        key = (ev.peer[0], ev.peer[1], ev.request.identifier, ev.request.authenticator)
-        with contextlib.suppress(KeyError):
-            del self._cache[key]
+        self.replies.forget(ev.peer, ev.request)

@@ -469,14 +469,22 @@ def verify_response(
     return pkt
 
 
-def verify_accounting_request(wire: bytes, secret: bytes) -> Packet:
-    pkt = decode(wire)
+def _verify_as_accounting(
+    pkt: Packet, wire: bytes, secret: bytes, what: str, ma_required: bool
+) -> Packet:
+    """The Request Authenticator of RFC 2866 section 3 (MD5 over the packet with 16
+    zero octets in its place, then the secret; RFC 5176 section 3.5 takes it over),
+    and the Message-Authenticator, its HMAC over the same zeroed field."""
     wire = wire[: HEADER.unpack_from(wire)[2]]
     want = _md5(wire[:4], ZERO16, wire[20:], secret)
     if not hmac.compare_digest(want, pkt.authenticator):
-        raise RadiusError("Accounting Request Authenticator does not verify (wrong secret?)")
-    verify_message_authenticator(wire, secret, ZERO16, required=False)
+        raise RadiusError(f"{what} Request Authenticator does not verify (wrong secret?)")
+    verify_message_authenticator(wire, secret, ZERO16, required=ma_required)
     return pkt
+
+
+def verify_accounting_request(wire: bytes, secret: bytes) -> Packet:
+    return _verify_as_accounting(decode(wire), wire, secret, "Accounting", ma_required=False)
 
 
 def encode_disconnect_request(pkt: Packet, secret: bytes) -> bytes:
@@ -494,12 +502,7 @@ def verify_dynauth_request(wire: bytes, secret: bytes) -> Packet:
     pkt = decode(wire)
     if pkt.code not in (Code.DISCONNECT_REQUEST, Code.COA_REQUEST):
         raise RadiusError(f"code {pkt.code} is not a Dynamic Authorization request")
-    wire = wire[: HEADER.unpack_from(wire)[2]]
-    want = _md5(wire[:4], ZERO16, wire[20:], secret)
-    if not hmac.compare_digest(want, pkt.authenticator):
-        raise RadiusError("Disconnect Request Authenticator does not verify (wrong secret?)")
-    verify_message_authenticator(wire, secret, ZERO16, required=True)
-    return pkt
+    return _verify_as_accounting(pkt, wire, secret, "Disconnect", ma_required=True)
 
 
 def verify_access_request(wire: bytes, secret: bytes) -> Packet:
