@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ import pytest
 from netfate.agent.instances import control_call
 from netfate.host import netns
 from netfate.vnf.firewall.function import NftError, nft_apply
+from netns_lan import build_lan, remove_lan, start_vnf, stop_procs
 
 CLIENT_IP, SERVER_IP = "10.77.0.10", "10.77.1.20"
 RULES = {
@@ -58,42 +57,18 @@ class Net:
         return f"{self.p}{name}"
 
     def build(self) -> None:
-        br = self.ns("br")
-        netns.ensure(br)
-        sh(br, "ip", "link", "add", "br0", "type", "bridge")
-        sh(br, "ip", "link", "set", "br0", "up")
-        for name, addrs, routes in (
-            ("cli", [f"{CLIENT_IP}/24"], [("default", "10.77.0.3")]),
-            ("srv", [f"{SERVER_IP}/24"], [("10.77.0.0/24", "10.77.1.3")]),
-            ("fw1", ["10.77.0.3/24", "10.77.1.3/24"], []),
-            ("fw2", ["10.77.0.3/24", "10.77.1.3/24"], []),
-        ):
-            ns = self.ns(name)
-            netns.ensure(ns)
-            sh(ns, "ip", "link", "set", "lo", "up")
-            sh(
-                br,
-                "ip",
-                "link",
-                "add",
-                self.port(name),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                ns,
-            )
-            sh(br, "ip", "link", "set", self.port(name), "master", "br0")
-            if name.startswith("fw"):
-                sh(ns, "ip", "link", "set", "eth0", "address", "02:4e:00:00:00:03")
-            for a in addrs:
-                sh(ns, "ip", "addr", "add", a, "dev", "eth0")
-            sh(ns, "ip", "link", "set", "eth0", "up")
-            for dst, via in routes:
-                sh(ns, "ip", "route", "add", dst, "via", via)
-            sh(br, "ip", "link", "set", self.port(name), "up" if name != "fw2" else "down")
+        fw_mac = "02:4e:00:00:00:03"
+        build_lan(
+            self.p,
+            [
+                ("cli", [f"{CLIENT_IP}/24"], [("default", "10.77.0.3")]),
+                ("srv", [f"{SERVER_IP}/24"], [("10.77.0.0/24", "10.77.1.3")]),
+                ("fw1", ["10.77.0.3/24", "10.77.1.3/24"], []),
+                ("fw2", ["10.77.0.3/24", "10.77.1.3/24"], []),
+            ],
+            macs={"fw1": fw_mac, "fw2": fw_mac},
+            down={"fw2"},
+        )
 
     def switch_to(self, name: str) -> None:
         """Link `name` up and the other place down, then announce (gratuitous ARP)."""
@@ -109,30 +84,16 @@ class Net:
     def start_fw(self, name: str, rules: dict[str, Any], standby: bool = False) -> str:
         control = str(self.tmp / f"{name}.sock")
         cfg = {"user": "alice", "user_ip": CLIENT_IP, "rules": rules}
-        argv = [
-            sys.executable,
-            "-m",
-            "netfate.vnf",
+        self.procs[name] = start_vnf(
+            self.ns(name),
             "netfate.vnf.firewall:Firewall",
-            "--instance",
             "i-fw",
-            "--control",
             control,
-            "--config",
-            json.dumps(cfg),
-        ]
-        if standby:
-            argv.append("--standby")
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115
-        self.procs[name] = netns.popen_in(self.ns(name), argv, stdout=log, stderr=log)
-        ready = Path(control + ".ready")
-        for _ in range(500):
-            if ready.exists():
-                return control
-            if self.procs[name].poll() is not None:
-                break
-            threading.Event().wait(0.02)
-        raise AssertionError((self.tmp / f"{name}.log").read_text())
+            cfg,
+            self.tmp / f"{name}.log",
+            ["--standby"] if standby else [],
+        )
+        return control
 
     def serve(self, port: int) -> None:
         """An echo server in P-srv on `port` (a thread per connection)."""
@@ -172,16 +133,8 @@ class Net:
     def close(self) -> None:
         for s in self.servers:
             s.close()
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        for name in ("cli", "srv", "fw1", "fw2", "br"):
-            netns.remove(self.ns(name))
+        stop_procs(self.procs.values())
+        remove_lan(self.p, ("cli", "srv", "fw1", "fw2"))
 
 
 def call(control: str, req: dict[str, Any]) -> dict[str, Any]:

@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +17,7 @@ import pytest
 
 from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet
 from netfate.services.firewall.freeradius import FreeRadius, available, free_udp_ports
-from netfate.services.firewall.passwords import hash_password
-from netfate.services.firewall.radius import RadiusService
-from netfate.services.firewall.tables import NfRadiusClientRow, NfUserRow
-from netfate.store.db import Database
+from radius_fixtures import OurServer, our_server, radius_db, user_row
 
 pytestmark = pytest.mark.skipif(not available(), reason="FreeRADIUS (Debian freeradius) missing")
 SECRET = "interop-secret"
@@ -99,51 +94,13 @@ def test_freeradius_rejects_our_request_with_wrong_secret(freeradius: FreeRadius
 # ---------------------------------------------------------------- FreeRADIUS tools -> us
 
 
-class OurServer:
-    """The embedded server (the orchestrator's RadiusService) on its own loop thread."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.db = Database(f"sqlite:///{tmp}/r.db")
-        self.db.migrate()
-        with self.db.session() as s:
-            s.add(NfRadiusClientRow(address="127.0.0.1", secret=SECRET, name="radclient"))
-            s.add(
-                NfUserRow(
-                    name="dave",
-                    password_hash=hash_password("d4ve!"),
-                    functions=[],
-                    status="offline",
-                    session_timeout=900,
-                    idle_timeout=30,
-                    rules={},
-                    rules_version=1,
-                    counters={},
-                )
-            )
-        self.loop = asyncio.new_event_loop()
-        self.svc = RadiusService(self.db)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.svc.start(), self.loop).result(10)
-        self.port = asyncio.run_coroutine_threadsafe(
-            self.svc.listen("127.0.0.1", 0, None), self.loop
-        ).result(10)[1]
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.svc.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.db.dispose()
-
-
 @pytest.fixture
 def ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OurServer]:
-    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
-    srv = OurServer(tmp_path)
-    try:
+    dave = user_row("dave", "d4ve!", session_timeout=900, idle_timeout=30)
+    db = radius_db(tmp_path / "r.db", "127.0.0.1", SECRET, [dave])
+    with our_server(monkeypatch, db, policy_interval=0.5) as srv:
+        srv.listen("127.0.0.1", 0)
         yield srv
-    finally:
-        srv.close()
 
 
 def radclient(

@@ -7,8 +7,9 @@ own RADIUS client is a fake that accepts every login and records accounting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet, TerminateCause
@@ -95,6 +96,18 @@ class Das:
         self.sock.close()
 
 
+@contextlib.asynccontextmanager
+async def portal_and_das() -> AsyncIterator[tuple[Portal, FakeRadius, Das]]:
+    """A portal with its fake RADIUS client, and the server's side asking it."""
+    p, fake = await _portal()
+    das = Das(p)
+    try:
+        yield p, fake, das
+    finally:
+        das.close()
+        await p.stop()
+
+
 async def until(cond: Callable[[], bool]) -> None:
     """Wait (bounded) for something the portal does on its own loop."""
     for _ in range(500):
@@ -105,9 +118,7 @@ async def until(cond: Callable[[], bool]) -> None:
 
 def test_disconnect_ends_exactly_the_named_session() -> None:
     async def go() -> None:
-        p, fake = await _portal()
-        das = Das(p)
-        try:
+        async with portal_and_das() as (p, fake, das):
             alice = await _login(p, ALICE, "alice")
             await _login(p, BOB, "bob")
             r = await das.ask(
@@ -128,18 +139,13 @@ def test_disconnect_ends_exactly_the_named_session() -> None:
             api = await p.handle(Request("GET", "/api/captive", {}, {}, b"", ALICE, "127.0.0.1"))
             assert b'"captive": true' in api.body
             assert p.counts["disconnects"] == 1
-        finally:
-            das.close()
-            await p.stop()
 
     asyncio.run(go())
 
 
 def test_unknown_session_other_nas_and_mismatching_attributes_get_naks() -> None:
     async def go() -> None:
-        p, _ = await _portal()
-        das = Das(p)
-        try:
+        async with portal_and_das() as (p, _, das):
             alice = await _login(p, ALICE, "alice")
             sid = (Attr.ACCT_SESSION_ID, alice.session_id)
             for attrs, cause in (
@@ -156,9 +162,6 @@ def test_unknown_session_other_nas_and_mismatching_attributes_get_naks() -> None
             # By User-Name alone: every session of that user ends.
             r = await das.ask([(Attr.USER_NAME, "alice")])
             assert r.code == Code.DISCONNECT_ACK and p.sessions == {}
-        finally:
-            das.close()
-            await p.stop()
 
     asyncio.run(go())
 
@@ -187,18 +190,13 @@ def test_relogin_is_a_new_session_that_an_old_request_does_not_end() -> None:
     names the old Acct-Session-Id, so the new session stays (NAK 503)."""
 
     async def go() -> None:
-        p, _ = await _portal()
-        das = Das(p)
-        try:
+        async with portal_and_das() as (p, _, das):
             old = await _login(p, ALICE, "alice")
             new = await _login(p, ALICE, "alice")
             assert new.session_id != old.session_id
             r = await das.ask([(Attr.ACCT_SESSION_ID, old.session_id), (Attr.USER_NAME, "alice")])
             assert (r.code, r.integer(Attr.ERROR_CAUSE)) == (Code.DISCONNECT_NAK, 503)
             assert p.sessions[ALICE].session_id == new.session_id
-        finally:
-            das.close()
-            await p.stop()
 
     asyncio.run(go())
 
@@ -235,9 +233,7 @@ def test_frozen_copy_stays_silent_and_the_imported_copy_answers() -> None:
 
 def test_retransmitted_request_gets_the_same_ack_not_a_nak() -> None:
     async def go() -> None:
-        p, _ = await _portal()
-        das = Das(p)
-        try:
+        async with portal_and_das() as (p, _, das):
             alice = await _login(p, ALICE, "alice")
             wire = das.send([(Attr.ACCT_SESSION_ID, alice.session_id)])
             loop = asyncio.get_running_loop()
@@ -246,8 +242,5 @@ def test_retransmitted_request_gets_the_same_ack_not_a_nak() -> None:
             again, _ = await asyncio.wait_for(loop.sock_recvfrom(das.sock, 4096), 10)
             assert again == first and first[0] == Code.DISCONNECT_ACK
             assert p.counts["disconnects"] == 1
-        finally:
-            das.close()
-            await p.stop()
 
     asyncio.run(go())

@@ -11,10 +11,10 @@ server is the last test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -33,14 +33,13 @@ from netfate.proto.radius import (
 from netfate.proto.radius import packet as rp
 from netfate.proto.radius.packet import Value
 from netfate.services.firewall import policy
-from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
-from netfate.services.firewall.tables import NfRadiusClientRow, NfSettingRow, NfUserRow
+from netfate.services.firewall.tables import NfSettingRow, NfUserRow
 from netfate.store.db import Database
-from netfate.store.tables import EventRow
 from netfate.vnf.portal.function import Portal
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context
+from radius_fixtures import events, radius_db, user_row
 
 SECRET = "dm-service-secret"
 
@@ -60,25 +59,10 @@ def _free_udp_port() -> int:
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
-    d = Database(f"sqlite:///{tmp_path}/dm.db")
-    d.migrate()
-    with d.session() as s:
-        s.add(NfRadiusClientRow(address="127.0.0.0/8", secret=SECRET, name="loopback NASes"))
-        s.add(
-            NfUserRow(
-                name="alice",
-                password_hash=hash_password("pw"),
-                functions=[],  # no firewall: the policy's login is a table write
-                status="offline",
-                session_timeout=900,
-                idle_timeout=600,
-                rules={},
-                rules_version=1,
-                counters={},
-            )
-        )
+    alice = user_row("alice", "pw", session_timeout=900)  # no firewall: a table write
+    d = radius_db(tmp_path / "dm.db", "127.0.0.0/8", SECRET, [alice])
     yield d
     d.dispose()
 
@@ -140,6 +124,33 @@ async def _server(db: Database, dm_port: int) -> tuple[RadiusService, int]:
     return svc, port
 
 
+@contextlib.asynccontextmanager
+async def rig(
+    db: Database, *nases: tuple[str, str]
+) -> AsyncIterator[tuple[RadiusService, list[Nas]]]:
+    """The server, and fake NASes (name, address) listening on one free DM port."""
+    dm_port = _free_udp_port()
+    svc, port = await _server(db, dm_port)
+    made: list[Nas] = []
+    try:
+        for name, ip in nases:
+            made.append(Nas(name, ip, dm_port, ("127.0.0.1", port)))
+        yield svc, made
+    finally:
+        for nas in made:
+            nas.close()
+        await svc.stop()
+
+
+async def started_then_released(
+    db: Database, nas: Nas, session: str, reason: str = "logged out"
+) -> None:
+    """alice logs in at `nas`, which accounts `session`'s Start; then she is released."""
+    await asyncio.to_thread(_login, db, nas.name)
+    await nas.account(AcctStatus.START, session)
+    await asyncio.to_thread(_release, db, reason)
+
+
 def _login(db: Database, node: str) -> None:
     with db.session() as s:
         u = s.get(NfUserRow, "alice")
@@ -152,11 +163,6 @@ def _release(db: Database, reason: str = "logged out") -> None:
         u = s.get(NfUserRow, "alice")
         assert u is not None
         policy.release(s, u, reason)
-
-
-def _events(db: Database, kind: str) -> list[dict[str, Any]]:
-    with db.session() as s:
-        return [e.data for e in s.scalars(select(EventRow).where(EventRow.kind == kind))]
 
 
 def _status(db: Database) -> tuple[str, str | None]:
@@ -175,13 +181,8 @@ async def until(cond: Callable[[], bool]) -> None:
 
 def test_release_sends_disconnect_request_and_records_the_ack(db: Database) -> None:
     async def go() -> None:
-        dm_port = _free_udp_port()
-        svc, port = await _server(db, dm_port)
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        try:
-            await asyncio.to_thread(_login, db, "cpe1")
-            await nas.account(AcctStatus.START, "cpe1-s1")
-            await asyncio.to_thread(_release, db)
+        async with rig(db, ("cpe1", "127.0.0.2")) as (svc, [nas]):
+            await started_then_released(db, nas, "cpe1-s1")
             ev = await nas.disconnect_request()
             assert (ev.session_id, ev.user, ev.framed_ip, ev.nas_identifier) == (
                 "cpe1-s1",
@@ -189,20 +190,17 @@ def test_release_sends_disconnect_request_and_records_the_ack(db: Database) -> N
                 "192.168.1.2",
                 "cpe1",
             )
-            assert ev.peer == ("127.0.0.1", port)  # from the listener the NAS talks to
+            assert ev.peer == nas.server  # from the listener the NAS talks to
             ts = ev.request.integer(Attr.EVENT_TIMESTAMP)
             assert ts is not None and ts > 0
             nas.answer(nas.das.ack(ev), ev)
             # The NAS's Stop (Admin-Reset) is recorded and releases nothing more.
             await nas.account(AcctStatus.STOP, "cpe1-s1", int(TerminateCause.ADMIN_RESET))
-            await until(lambda: bool(_events(db, "DisconnectAcked")))
-            (acked,) = _events(db, "DisconnectAcked")
+            await until(lambda: bool(events(db, "DisconnectAcked")))
+            (acked,) = events(db, "DisconnectAcked")
             assert acked["session"] == "cpe1-s1" and acked["reason"] == "logged out"
-            assert len(_events(db, "DisconnectSent")) == 1
+            assert len(events(db, "DisconnectSent")) == 1
             assert svc.dm_counters["acked"] == 1 and svc.nas_sessions == {}
-        finally:
-            nas.close()
-            await svc.stop()
 
     asyncio.run(go())
 
@@ -212,14 +210,8 @@ def test_a_new_session_after_the_release_is_never_disconnected(db: Database) -> 
     retransmitted: only cpe1's session is named; cpe2's lives until its own release."""
 
     async def go() -> None:
-        dm_port = _free_udp_port()
-        svc, port = await _server(db, dm_port)
-        cpe1 = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        cpe2 = Nas("cpe2", "127.0.0.3", dm_port, ("127.0.0.1", port))
-        try:
-            await asyncio.to_thread(_login, db, "cpe1")
-            await cpe1.account(AcctStatus.START, "cpe1-s1")
-            await asyncio.to_thread(_release, db, "no packet for 600 s")
+        async with rig(db, ("cpe1", "127.0.0.2"), ("cpe2", "127.0.0.3")) as (svc, [cpe1, cpe2]):
+            await started_then_released(db, cpe1, "cpe1-s1", "no packet for 600 s")
             first = await cpe1.disconnect_request()  # cpe1 does not answer yet
             await asyncio.to_thread(_login, db, "cpe2")
             await cpe2.account(AcctStatus.START, "cpe2-s2")
@@ -230,8 +222,8 @@ def test_a_new_session_after_the_release_is_never_disconnected(db: Database) -> 
             assert again[:20] == first.request.encode()[:20]
             cpe1.answer(cpe1.das.ack(first), first)
             await cpe1.account(AcctStatus.STOP, "cpe1-s1", int(TerminateCause.ADMIN_RESET))
-            await until(lambda: bool(_events(db, "DisconnectAcked")))
-            assert [e["session"] for e in _events(db, "DisconnectSent")] == ["cpe1-s1"]
+            await until(lambda: bool(events(db, "DisconnectAcked")))
+            assert [e["session"] for e in events(db, "DisconnectSent")] == ["cpe1-s1"]
             assert _status(db) == ("online", "cpe2")  # the Stop of cpe1-s1 released nothing
             assert [k[1] for k in svc.nas_sessions] == ["cpe2-s2"]
             # Its own release ends cpe2's session, and names only it.
@@ -239,24 +231,17 @@ def test_a_new_session_after_the_release_is_never_disconnected(db: Database) -> 
             ev = await cpe2.disconnect_request()
             assert ev.session_id == "cpe2-s2" and ev.nas_identifier == "cpe2"
             cpe2.answer(cpe2.das.nak(ev, ErrorCause.SESSION_CONTEXT_NOT_FOUND), ev)
-            await until(lambda: bool(_events(db, "DisconnectNaked")))
-            (naked,) = _events(db, "DisconnectNaked")
+            await until(lambda: bool(events(db, "DisconnectNaked")))
+            (naked,) = events(db, "DisconnectNaked")
             assert naked["error_cause"] == 503
             assert naked["detail"] == "SESSION_CONTEXT_NOT_FOUND"
-        finally:
-            cpe1.close()
-            cpe2.close()
-            await svc.stop()
 
     asyncio.run(go())
 
 
 def test_stop_of_an_older_session_at_the_same_nas_releases_nothing(db: Database) -> None:
     async def go() -> None:
-        dm_port = _free_udp_port()
-        svc, port = await _server(db, dm_port)
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        try:
+        async with rig(db, ("cpe1", "127.0.0.2")) as (svc, [nas]):
             await asyncio.to_thread(_login, db, "cpe1")
             await nas.account(AcctStatus.START, "cpe1-old")
             await asyncio.to_thread(_login, db, "cpe1")
@@ -266,49 +251,33 @@ def test_stop_of_an_older_session_at_the_same_nas_releases_nothing(db: Database)
             await nas.account(AcctStatus.STOP, "cpe1-new", int(TerminateCause.USER_REQUEST))
             assert _status(db) == ("offline", None)  # the current session's Stop does
             # The NAS ended its sessions itself: there is nothing to disconnect.
-            assert _events(db, "DisconnectSent") == [] and svc.nas_sessions == {}
-        finally:
-            nas.close()
-            await svc.stop()
+            assert events(db, "DisconnectSent") == [] and svc.nas_sessions == {}
 
     asyncio.run(go())
 
 
 def test_no_answer_is_a_bounded_failure(db: Database) -> None:
     async def go() -> None:
-        dm_port = _free_udp_port()
-        svc, port = await _server(db, dm_port)
-        svc.dm_retries = 2
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        try:
-            await asyncio.to_thread(_login, db, "cpe1")
-            await nas.account(AcctStatus.START, "cpe1-s1")
-            await asyncio.to_thread(_release, db)
+        async with rig(db, ("cpe1", "127.0.0.2")) as (svc, [nas]):
+            svc.dm_retries = 2
+            await started_then_released(db, nas, "cpe1-s1")
             loop = asyncio.get_running_loop()
             seen = [(await asyncio.wait_for(loop.sock_recvfrom(nas.dm, 4096), 10))[0]]
             while len(seen) < 3:
                 seen.append((await asyncio.wait_for(loop.sock_recvfrom(nas.dm, 4096), 10))[0])
             assert len(set(seen)) == 1  # one request, sent three times
-            await until(lambda: bool(_events(db, "DisconnectFailed")))
-            (failed,) = _events(db, "DisconnectFailed")
+            await until(lambda: bool(events(db, "DisconnectFailed")))
+            (failed,) = events(db, "DisconnectFailed")
             assert failed["detail"] == "no valid answer to 3 sends"
             assert svc.dm_counters["sent"] == 1 and svc.dm_counters["failed"] == 1
-        finally:
-            nas.close()
-            await svc.stop()
 
     asyncio.run(go())
 
 
 def test_forged_answer_is_dropped(db: Database) -> None:
     async def go() -> None:
-        dm_port = _free_udp_port()
-        svc, port = await _server(db, dm_port)
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        try:
-            await asyncio.to_thread(_login, db, "cpe1")
-            await nas.account(AcctStatus.START, "cpe1-s1")
-            await asyncio.to_thread(_release, db)
+        async with rig(db, ("cpe1", "127.0.0.2")) as (svc, [nas]):
+            await started_then_released(db, nas, "cpe1-s1")
             ev = await nas.disconnect_request()
             req = ev.request
             # An ACK signed with another secret, and one with the right secret but no
@@ -328,9 +297,6 @@ def test_forged_answer_is_dropped(db: Database) -> None:
             nas.answer(nas.das.ack(ev), ev)
             await until(lambda: svc.dm_counters["acked"] == 1)
             assert svc.dm_counters["acked"] == 1
-        finally:
-            nas.close()
-            await svc.stop()
 
     asyncio.run(go())
 
@@ -371,9 +337,9 @@ def test_real_portal_against_the_real_server(db: Database) -> None:
             (sid,) = [k[1] for k in svc.nas_sessions]
             assert sid == portal.sessions["127.0.0.1"].session_id
             await asyncio.to_thread(_release, db, "session timeout")
-            await until(lambda: bool(_events(db, "DisconnectAcked")))
+            await until(lambda: bool(events(db, "DisconnectAcked")))
             assert portal.sessions == {} and portal.counts["disconnects"] == 1
-            assert _events(db, "DisconnectAcked")[0]["session"] == sid
+            assert events(db, "DisconnectAcked")[0]["session"] == sid
             # The portal's Stop (Admin-Reset) reached the accounting table.
             await until(lambda: _stops(db) == [sid])
             assert _stops(db) == [sid]

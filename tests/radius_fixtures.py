@@ -1,0 +1,112 @@
+"""What the RADIUS tests share: users in the NetFATE tables, the orchestrator's
+RADIUS server (RadiusService on a SQLite database) on a loop thread of its own,
+and a FreeRADIUS server that is stopped whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from netfate.services.firewall.freeradius import FreeRadius
+from netfate.services.firewall.passwords import hash_password
+from netfate.services.firewall.radius import RadiusService
+from netfate.services.firewall.tables import NfRadiusClientRow, NfUserRow
+from netfate.store.db import Database
+from netfate.store.tables import EventRow
+
+
+def user_row(
+    name: str, password: str, *, session_timeout: int = 600, idle_timeout: int = 600
+) -> NfUserRow:
+    """An offline user with no functions (no firewall: the policy's login is a table
+    write) and an empty rule set."""
+    return NfUserRow(
+        name=name,
+        password_hash=hash_password(password),
+        functions=[],
+        status="offline",
+        session_timeout=session_timeout,
+        idle_timeout=idle_timeout,
+        rules={},
+        rules_version=1,
+        counters={},
+    )
+
+
+def radius_db(path: Path, client: str, secret: str, users: Iterable[NfUserRow]) -> Database:
+    """A migrated database with one RADIUS client (an address or subnet) and `users`."""
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    with db.session() as s:
+        s.add(NfRadiusClientRow(address=client, secret=secret, name="test NASes"))
+        s.add_all(list(users))
+    return db
+
+
+def events(db: Database, kind: str) -> list[dict[str, Any]]:
+    with db.session() as s:
+        return [e.data for e in s.scalars(select(EventRow).where(EventRow.kind == kind))]
+
+
+class OurServer:
+    """The embedded server (the orchestrator's RadiusService) on its own loop thread.
+    The policy loop runs every `policy_interval` s (an hour: never, in a test)."""
+
+    def __init__(self, db: Database, policy_interval: float = 3600.0) -> None:
+        self.db = db
+        self.port = 0  # the last listener's
+        self.loop = asyncio.new_event_loop()
+        self.svc = RadiusService(db)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        try:
+            self._call(self.svc.start(policy_interval=policy_interval))
+        except BaseException:
+            self.close()
+            raise
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def listen(self, address: str, port: int, ns: str | None = None) -> int:
+        """A UDP listener (inside `ns` when given); returns its port."""
+        self.port = int(self._call(self.svc.listen(address, port, ns))[1])
+        return self.port
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return events(self.db, kind)
+
+    def close(self) -> None:
+        self._call(self.svc.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.db.dispose()
+
+
+@contextlib.contextmanager
+def our_server(
+    monkeypatch: pytest.MonkeyPatch, db: Database, policy_interval: float = 3600.0
+) -> Iterator[OurServer]:
+    """OurServer with only the listeners the test opens (none from the environment)."""
+    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
+    srv = OurServer(db, policy_interval)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@contextlib.contextmanager
+def running(fr: FreeRadius) -> Iterator[FreeRadius]:
+    fr.start()
+    try:
+        yield fr
+    finally:
+        fr.stop()
