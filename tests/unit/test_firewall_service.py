@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
-from netfate.proto.radius import Attr, ClientCore, Code, Packet
+from netfate.proto.radius import Attr, ClientCore, Code, DasCore, DisconnectRequested, Packet
 from netfate.proto.radius import packet as rp
+from netfate.services.firewall.tables import NfSettingRow
 from netfate.store.db import Database
 from netfate.vnf.firewall.function import VSA_RULES_CHUNK, VSA_RULES_VERSION
 
@@ -58,6 +59,12 @@ class Env:
             ],
             time.monotonic(),
         )
+        return self.radius(core, wire)
+
+    def account(self, attrs: list[tuple[int, rp.Value]]) -> Packet | None:
+        """One Accounting-Request from a NAS on 127.0.0.1; its answer."""
+        core = ClientCore(SECRET)
+        _, wire = core.accounting_request(attrs, time.monotonic())
         return self.radius(core, wire)
 
     def tables(self) -> dict[str, Any]:
@@ -265,19 +272,16 @@ def test_rules_atomic_and_delivered_over_accounting(env: Env) -> None:
 
 def test_portal_accounting_stop_releases(env: Env) -> None:
     env.login("alice", "wonderland", "cpe1")
-    core = ClientCore(SECRET)
     for status in (1, 3, 2):
-        _, wire = core.accounting_request(
+        resp = env.account(
             [
                 (Attr.ACCT_STATUS_TYPE, status),
                 (Attr.ACCT_SESSION_ID, "s1"),
                 (Attr.USER_NAME, "alice"),
                 (Attr.NAS_IDENTIFIER, "cpe1"),
                 (Attr.ACCT_SESSION_TIME, 5),
-            ],
-            time.monotonic(),
+            ]
         )
-        resp = env.radius(core, wire)
         assert resp is not None and resp.code == Code.ACCOUNTING_RESPONSE
     assert env.tables()["users"][0]["status"] == "offline"
     assert [a["status"] for a in env.api.get("/api/v1/netfate/accounting").json()] == [
@@ -285,3 +289,41 @@ def test_portal_accounting_stop_releases(env: Env) -> None:
         "interim",
         "start",
     ]
+
+
+def test_radius_status_shows_disconnects_and_remembered_nas_sessions(env: Env) -> None:
+    """A portal's session is remembered from its Start; a logout ends it with an RFC 5176
+    Disconnect-Request, which the NAS (a DasCore on 127.0.0.1) acknowledges."""
+    dm = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dm.bind(("127.0.0.1", 0))
+    dm.settimeout(5.0)
+    with env.db.session() as s:
+        s.add(NfSettingRow(key="dm_port", value=dm.getsockname()[1]))
+    das = DasCore({"127.0.0.1": SECRET})
+
+    def status() -> dict[str, Any]:
+        r: dict[str, Any] = env.api.get("/api/v1/netfate/radius/status").json()
+        return r
+
+    zero = {"sent": 0, "acked": 0, "naked": 0, "failed": 0, "refused": 0}
+    assert (status()["disconnect"], status()["nas_sessions"]) == (zero, 0)
+    with dm:
+        env.login("alice", "wonderland", "cpe1")
+        resp = env.account(
+            [
+                (Attr.ACCT_STATUS_TYPE, 1),
+                (Attr.ACCT_SESSION_ID, "cpe1-s1"),
+                (Attr.USER_NAME, "alice"),
+                (Attr.NAS_IDENTIFIER, "cpe1"),
+            ]
+        )
+        assert resp is not None and resp.code == Code.ACCOUNTING_RESPONSE
+        assert (status()["disconnect"], status()["nas_sessions"]) == (zero, 1)
+        assert env.api.post("/api/v1/netfate/users/alice/logout").status_code == 200
+        data, peer = dm.recvfrom(4096)
+        (ev,) = das.receive(data, peer, 0.0)
+        assert isinstance(ev, DisconnectRequested) and ev.session_id == "cpe1-s1"
+        dm.sendto(das.ack(ev), peer)
+        env.wait(lambda: status()["disconnect"]["acked"] == 1)
+    assert status()["disconnect"] == {**zero, "sent": 1, "acked": 1}
+    assert status()["nas_sessions"] == 0

@@ -362,10 +362,15 @@ async def add_listener(body: ListenerIn, request: Request) -> dict[str, Any]:
 @router.get("/radius/status")
 def radius_status(request: Request) -> dict[str, Any]:
     svc = _radius(request)
+    disconnect, nas_sessions = svc.dm_status()
     return {
         "listeners": [{"address": a, "port": p, "netns": ns} for (a, p, ns) in svc.transports],
         "counters": dict(svc.core.counters),
         "recent_drops": list(svc.dropped),
+        # RFC 5176: the Disconnect-Requests sent and their outcomes, and the NAS
+        # sessions remembered from accounting (the ones a release would end).
+        "disconnect": disconnect,
+        "nas_sessions": nas_sessions,
     }
 
 

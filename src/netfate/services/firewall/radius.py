@@ -522,6 +522,12 @@ class RadiusService:
         port = policy.setting(s, "dm_port", DM_PORT)
         return port if isinstance(port, int) and 0 < port < 65536 else DM_PORT
 
+    def dm_status(self) -> tuple[dict[str, int], int]:
+        """The Disconnect counters (sent, acked, naked, failed, refused) and how many
+        NAS sessions are remembered now (the ones a release would end)."""
+        with self._lock:
+            return dict(self.dm_counters), len(self.nas_sessions)
+
     def on_release(self, s: Session, user: NfUserRow, reason: str) -> None:
         """policy.RELEASE_HOOKS: end every session `user` has at a NAS now, once the
         release commits (in a worker thread or the loop; never blocks on the network)."""
