@@ -176,3 +176,41 @@ def test_release_disconnects_the_session_from_the_servers_namespace(
     assert until(lambda: len(ours.svc.nas_sessions) == 1)
     ((_, sid2),) = list(ours.svc.nas_sessions)
     assert sid2 != sid and len(ours.events("DisconnectSent")) == 1
+
+
+def test_restart_with_new_configuration_carries_the_session_on(net: Net, ours: OurServer) -> None:
+    """The agent's restart of a portal for a new configuration (export, stop, a new
+    process, import) ends no session: the server sees no Stop and releases nobody."""
+
+    def stops() -> list[str]:
+        with ours.db.session() as s:
+            q = select(NfAccountingRow).where(NfAccountingRow.status == "stop")
+            return [r.session_id for r in s.scalars(q)]
+
+    def frank_status() -> str:
+        with ours.db.session() as s:
+            u = s.get(NfUserRow, "frank")
+            assert u is not None
+            return u.status
+
+    net.start()
+    net.login("frank", "fr4nk")
+    assert until(lambda: bool(ours.svc.nas_sessions))
+    ((_, sid),) = list(ours.svc.nas_sessions)
+    old = net.procs[-1]
+    state = net.call({"op": "export"})["state"]
+    assert [s["session_id"] for s in state["sessions"]] == [sid]
+    assert net.call({"op": "stop"})["ok"]
+    assert old.wait(10) == 0  # its stop() has run: any Stop it sent was answered
+    assert stops() == [] and frank_status() == "online"
+    assert [k[1] for k in ours.svc.nas_sessions] == [sid]
+
+    net.start()
+    assert not net.web_reachable()  # the new process knows no session yet
+    assert net.call({"op": "import", "state": state})["ok"]
+    assert net.web_reachable() and net.stats()["sessions"] == 1
+    # The control: a plain stop (the instance deleted) does end the session.
+    assert net.call({"op": "stop"})["ok"]
+    assert net.procs[-1].wait(10) == 0
+    assert until(lambda: stops() == [sid])
+    assert until(lambda: frank_status() == "offline")

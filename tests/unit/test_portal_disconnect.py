@@ -16,7 +16,7 @@ from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet, Ter
 from netfate.proto.radius.packet import Value
 from netfate.vnf.portal.function import Portal, Session
 from netfate.vnf.portal.http import Request
-from netfate.vnf.runtime import Context
+from netfate.vnf.runtime import Context, Runtime
 
 SECRET = "portal-dm-secret"
 ALICE, BOB = "192.168.1.2", "192.168.1.3"
@@ -242,5 +242,58 @@ def test_retransmitted_request_gets_the_same_ack_not_a_nak() -> None:
             again, _ = await asyncio.wait_for(loop.sock_recvfrom(das.sock, 4096), 10)
             assert again == first and first[0] == Code.DISCONNECT_ACK
             assert p.counts["disconnects"] == 1
+
+    asyncio.run(go())
+
+
+def test_restart_for_a_new_configuration_ends_only_what_it_does_not_carry_on() -> None:
+    """The agent applies a configuration the portal cannot take while running: export,
+    stop, a new process, import. The old process sends no Accounting Stop for the
+    sessions it hands on (the server would release those users); a session begun
+    after the export is not carried on, and ends."""
+
+    async def go() -> None:
+        old, old_radius = await _portal()
+        new, new_radius = await _portal()
+        rt = Runtime(old, "unused.sock")
+        old_stopped = False
+        try:
+            alice = await _login(old, ALICE, "alice")
+            assert (await rt.handle({"op": "configure", "config": {}}))["applied"] is False
+            state = (await rt.handle({"op": "export"}))["state"]
+            await rt.handle({"op": "status"})  # the agent's monitor may ask meanwhile
+            bob = await _login(old, BOB, "bob")
+            assert (await rt.handle({"op": "stop"}))["ok"] and rt.done.is_set()
+            await old.stop()  # as Runtime.run does once `done` is set
+            old_stopped = True
+            (stop,) = old_radius.stops()
+            assert stop[Attr.ACCT_SESSION_ID] == bob.session_id
+            assert stop[Attr.ACCT_TERMINATE_CAUSE] == TerminateCause.ADMIN_REBOOT
+            new.import_state(state)
+            assert new.sessions[ALICE].session_id == alice.session_id and BOB not in new.sessions
+        finally:
+            if not old_stopped:
+                await old.stop()
+            await new.stop()
+        assert [s[Attr.ACCT_SESSION_ID] for s in new_radius.stops()] == [alice.session_id]
+
+    asyncio.run(go())
+
+
+def test_stop_not_right_after_an_export_ends_every_session() -> None:
+    """An export that another op followed (a migration's snapshot, then the source
+    active again) hands nothing on: a later stop (the instance deleted) ends all."""
+
+    async def go() -> None:
+        p, radius = await _portal()
+        rt = Runtime(p, "unused.sock")
+        try:
+            alice = await _login(p, ALICE, "alice")
+            await rt.handle({"op": "export"})
+            await rt.handle({"op": "activate"})
+            await rt.handle({"op": "stop"})
+        finally:
+            await p.stop()
+        assert [s[Attr.ACCT_SESSION_ID] for s in radius.stops()] == [alice.session_id]
 
     asyncio.run(go())

@@ -15,7 +15,9 @@ Control protocol: one JSON object per line each way.
     {"op": "configure", "config": {}} -> {"ok": true, "applied": bool}   (False: the
                                       function cannot change it while running; the
                                       agent then restarts it, carrying its state)
-    {"op": "stop"}                 -> {"ok": true}, then the process exits
+    {"op": "stop"}                 -> {"ok": true}, then the process exits (right
+                                      after an export, with no other op but status
+                                      between: fn.hand_over(that state) first)
     anything else                  -> {"ok": false, "error": "..."}
 
 `freeze` stops serving and returns the final state in one step, so that the
@@ -74,6 +76,11 @@ class Function:
     def freeze(self) -> None:
         self.active = False
 
+    def hand_over(self, state: dict[str, Any]) -> None:
+        """Called before stop() when this process stops right after exporting `state`
+        (the agent restarts the instance with a new configuration and imports it into
+        the new process): what `state` holds lives on there; stop() must not end it."""
+
     def activate(self) -> None:
         self.active = True
 
@@ -102,14 +109,19 @@ class Runtime:
         self.control = control
         self.done = asyncio.Event()
         self.clients: set[asyncio.Task[None]] = set()
+        # The state of an export that no op but status has followed yet: a stop now is
+        # a restart that carries it on (the agent's export, stop, start, import).
+        self.exported: dict[str, Any] | None = None
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")
         fn = self.fn
         if op == "status":
             return {"ok": True, "active": fn.active, "stats": fn.stats(), "pid": os.getpid()}
+        exported, self.exported = self.exported, None
         if op == "export":
-            return {"ok": True, "state": fn.export_state()}
+            self.exported = fn.export_state()
+            return {"ok": True, "state": self.exported}
         if op == "freeze":
             fn.freeze()
             return {"ok": True, "state": fn.export_state(), "frozen_at": time.time()}
@@ -131,6 +143,8 @@ class Runtime:
             fn.activate()
             return {"ok": True, "active_at": time.time()}
         if op == "stop":
+            if exported is not None:
+                fn.hand_over(exported)
             self.done.set()
             return {"ok": True}
         return {"ok": False, "error": f"unknown op {op!r}"}

@@ -12,7 +12,10 @@
   Calling-Station-Id = the client's MAC (from the neighbour table),
   Framed-IP-Address = the client's address. On Access-Accept the client's address
   joins the nft set `allowed` (forwarded from then on) and accounting Start is
-  sent; Interim-Update every `interim` s; Stop on logout or session timeout.
+  sent; Interim-Update every `interim` s; Stop on logout or session timeout, and
+  (Admin-Reboot) for each session when the function stops, except in a frozen or
+  standby copy and for the sessions a restart carries to the next process (the
+  agent's export, stop, start, import for a new configuration: see hand_over).
 - Abuse: every field is length-bounded and HTML-escaped on output; login POSTs are
   rate-limited per client address (429), bodies are capped (413).
 - RFC 5176 Disconnect (the portal is a Dynamic Authorization Server): UDP
@@ -150,6 +153,8 @@ class Portal(Function):
         self.dhcp: dict[str, Any] = dict(c.get("dhcp") or {})
         self.nft_enabled = bool(c.get("nft", True))
         self.sessions: dict[str, Session] = {}
+        # Sessions whose state a restart carries to the next process (hand_over).
+        self.handed_on: set[str] = set()
         self.posts: OrderedDict[str, deque[float]] = OrderedDict()
         self.auth: RadiusClient | None = None
         self.acct: RadiusClient | None = None
@@ -193,9 +198,11 @@ class Portal(Function):
 
     async def stop(self) -> None:
         # A frozen copy (migrated away) or a standby one does not end the sessions:
-        # they live on in the copy that serves.
+        # they live on in the copy that serves; nor does a restart the ones it hands on.
         if self.active:
             for s in list(self.sessions.values()):
+                if s.session_id in self.handed_on:
+                    continue
                 with contextlib.suppress(Exception):
                     await self._account(s, AcctStatus.STOP, TerminateCause.ADMIN_REBOOT)
         if self.dm_sock is not None:
@@ -688,6 +695,11 @@ class Portal(Function):
 
     def export_state(self) -> dict[str, Any]:
         return {"sessions": [asdict(s) for s in self.sessions.values()]}
+
+    def hand_over(self, state: dict[str, Any]) -> None:
+        """A restart carries these sessions to the next process: stop() sends no
+        Accounting Stop for them (a session that began after the export still gets one)."""
+        self.handed_on = {str(d.get("session_id")) for d in state.get("sessions", [])}
 
     def import_state(self, state: dict[str, Any]) -> None:
         self.sessions = {}
