@@ -200,7 +200,7 @@ def test_restart_with_new_configuration_carries_the_session_on(net: Net, ours: O
     old = net.procs[-1]
     state = net.call({"op": "export"})["state"]
     assert [s["session_id"] for s in state["sessions"]] == [sid]
-    assert net.call({"op": "stop"})["ok"]
+    assert net.call({"op": "stop", "hand_over": True})["ok"]  # as the agent's restart
     assert old.wait(10) == 0  # its stop() has run: any Stop it sent was answered
     assert stops() == [] and frank_status() == "online"
     assert [k[1] for k in ours.svc.nas_sessions] == [sid]

@@ -263,7 +263,8 @@ def test_restart_for_a_new_configuration_ends_only_what_it_does_not_carry_on() -
             state = (await rt.handle({"op": "export"}))["state"]
             await rt.handle({"op": "status"})  # the agent's monitor may ask meanwhile
             bob = await _login(old, BOB, "bob")
-            assert (await rt.handle({"op": "stop"}))["ok"] and rt.done.is_set()
+            stop_req = {"op": "stop", "hand_over": True}  # as the agent's restart says
+            assert (await rt.handle(stop_req))["ok"] and rt.done.is_set()
             await old.stop()  # as Runtime.run does once `done` is set
             old_stopped = True
             (stop,) = old_radius.stops()
@@ -291,6 +292,22 @@ def test_stop_not_right_after_an_export_ends_every_session() -> None:
             alice = await _login(p, ALICE, "alice")
             await rt.handle({"op": "export"})
             await rt.handle({"op": "activate"})
+            await rt.handle({"op": "stop", "hand_over": True})
+        finally:
+            await p.stop()
+        assert [s[Attr.ACCT_SESSION_ID] for s in radius.stops()] == [alice.session_id]
+
+
+def test_a_plain_stop_after_an_export_hands_nothing_on() -> None:
+    """Only the agent's restart says it hands the state on: a snapshot followed by a
+    delete (a migration given up, say) ends every session."""
+
+    async def go() -> None:
+        p, radius = await _portal()
+        rt = Runtime(p, "unused.sock")
+        try:
+            alice = await _login(p, ALICE, "alice")
+            await rt.handle({"op": "export"})
             await rt.handle({"op": "stop"})
         finally:
             await p.stop()

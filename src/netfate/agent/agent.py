@@ -352,7 +352,7 @@ class Agent:
             log.error("instance %s: reconfiguration failed: %s", inst.id, e)
             return
         self.instances.pop(inst.id, None)
-        await inst.stop()
+        await inst.stop(hand_over=True)
         await self._start(spec)
         new = self.instances.get(inst.id)
         if new is not None:

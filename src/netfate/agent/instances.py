@@ -361,11 +361,15 @@ class Instance:
     async def call(self, req: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
         return await control_call(self.control, req, timeout)
 
-    async def stop(self, timeout: float = 3.0) -> None:
-        """Stop the process (politely, then SIGKILL by pid) and remove every trace."""
+    async def stop(self, timeout: float = 3.0, *, hand_over: bool = False) -> None:
+        """Stop the process (politely, then SIGKILL by pid) and remove every trace.
+
+        `hand_over`: the state it just exported lives on in a new process (a restart
+        with a new configuration), so the function must not end what that state holds."""
         if self.alive():
+            req: dict[str, Any] = {"op": "stop", "hand_over": True} if hand_over else {"op": "stop"}
             with contextlib.suppress(Exception):
-                await self.call({"op": "stop"}, timeout=1.0)
+                await self.call(req, timeout=1.0)
             deadline = time.monotonic() + timeout
             while self.alive() and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)

@@ -15,9 +15,10 @@ Control protocol: one JSON object per line each way.
     {"op": "configure", "config": {}} -> {"ok": true, "applied": bool}   (False: the
                                       function cannot change it while running; the
                                       agent then restarts it, carrying its state)
-    {"op": "stop"}                 -> {"ok": true}, then the process exits (right
-                                      after an export, with no other op but status
-                                      between: fn.hand_over(that state) first)
+    {"op": "stop"}                 -> {"ok": true}, then the process exits
+    {"op": "stop", "hand_over": true}  the same, after fn.hand_over(state) when the
+                                      last op but status was an export: the agent
+                                      restarts the instance and imports that state
     anything else                  -> {"ok": false, "error": "..."}
 
 `freeze` stops serving and returns the final state in one step, so that the
@@ -109,8 +110,8 @@ class Runtime:
         self.control = control
         self.done = asyncio.Event()
         self.clients: set[asyncio.Task[None]] = set()
-        # The state of an export that no op but status has followed yet: a stop now is
-        # a restart that carries it on (the agent's export, stop, start, import).
+        # The state of an export that no op but status has followed yet: a stop that
+        # says so hands it on (the agent's restart: export, stop, start, import).
         self.exported: dict[str, Any] | None = None
 
     async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +144,7 @@ class Runtime:
             fn.activate()
             return {"ok": True, "active_at": time.time()}
         if op == "stop":
-            if exported is not None:
+            if exported is not None and req.get("hand_over") is True:
                 fn.hand_over(exported)
             self.done.set()
             return {"ok": True}
