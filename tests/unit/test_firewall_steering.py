@@ -113,3 +113,30 @@ def test_captive_before_login_firewall_after_and_captive_again_after_release(env
     env.running("cpe2", p2, up=False)
     env.wait(lambda: f"fabric-gw-{p2}" not in env.intents())
     assert f"netfate-p-alice-{p2}" not in env.intents()
+
+
+def test_intent_ids_from_any_user_name_are_valid_and_distinct() -> None:
+    from netfate.orchestrator.sdn.intents import INTENT_ID_RE
+    from netfate.services.firewall.steering import intent_id
+
+    assert intent_id("alice") == "netfate-alice"  # readable when it can be
+    names = ["bob@example.org", "bob_example.org", "x" * 64, "x" * 63 + "y"]
+    ids = [intent_id(n) for n in names] + [intent_id("p", n, "i-0123abcd") for n in names]
+    assert all(INTENT_ID_RE.match(i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_user_named_by_email_is_steered_too(env: Env) -> None:
+    r = env.api.post(
+        "/api/v1/netfate/users",
+        json={"name": "carol@example.org", "password": "pw-carol-1", "host": "client2",
+              "ip": "192.168.2.2", "idle_timeout": 3600},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    p2 = portal(env, "cpe2")
+    from netfate.services.firewall.steering import intent_id
+
+    steer = env.wait(lambda: env.intents().get(intent_id("carol@example.org")))
+    assert steer["host"] == "client2" and steer["chain"] == [p2]
+    # Alice's intents are made in the same pass: an invalid id would have stopped it.
+    assert env.intents().get(intent_id("p", "alice", p2))

@@ -21,7 +21,9 @@ the same transaction, a stale one deleted.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -29,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import InstanceState
-from netfate.orchestrator.sdn.intents import NetworkView
+from netfate.orchestrator.sdn.intents import Intent, NetworkView
 from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
 from netfate.store.events import record_event
 from netfate.store.tables import HostRow, InstanceRow
@@ -41,6 +43,17 @@ PREFIX = "netfate-"
 # The firewall carries the user's traffic in these states (migrating: the source
 # runs until the cut-over, and the intent follows the instance's node).
 CARRIES = {InstanceState.RUNNING.value, InstanceState.MIGRATING.value}
+
+
+def intent_id(*parts: str) -> str:
+    """An intent id from names: user names may hold characters intent ids may not
+    ('@') or be long; such an id keeps a readable prefix and a digest, so two users
+    never share one."""
+    raw = PREFIX + "-".join(parts)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+    if safe == raw and len(raw) <= 63:
+        return raw
+    return f"{safe[:50]}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
 def _portal_port(inst: InstanceRow) -> int:
@@ -86,7 +99,7 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         if host is None:
             continue
         for p in portals:
-            iid = f"{PREFIX}p-{user.name}-{p.id}"[:63]
+            iid = intent_id("p", user.name, p.id)
             want[iid] = {
                 "kind": "tunnel",
                 "id": iid,
@@ -111,9 +124,9 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
                 chain, via[user.name] = portal.id, f"portal {portal.id} (not logged in)"
         if chain is None:
             continue
-        want[f"{PREFIX}{user.name}"[:63]] = {
+        want[intent_id(user.name)] = {
             "kind": "steering",
-            "id": f"{PREFIX}{user.name}"[:63],
+            "id": intent_id(user.name),
             "host": host.name,
             "chain": [chain],
             "to": steer_to,
@@ -127,7 +140,13 @@ def sync(session: Session) -> list[str]:
     from netfate.orchestrator.sdn.intents import parse_intent
     from netfate.orchestrator.sdn.tables import SdnIntentRow
 
-    want, via = plan(session)
+    want: dict[str, Intent] = {}
+    planned, via = plan(session)
+    for iid, body in planned.items():
+        try:
+            want[iid] = parse_intent(body)
+        except ValueError as e:  # never expected: one bad intent must not stop the policy
+            log.error("netfate intent %s not valid, left out: %s", iid, e)
     portal_ids = {
         i.id for i in session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
     }
@@ -138,15 +157,14 @@ def sync(session: Session) -> list[str]:
     }
     changed: list[str] = []
     for iid, row in managed.items():
-        body = want.get(iid)
-        if body is None or parse_intent(body).model_dump(mode="json") != row.spec:
+        it = want.get(iid)
+        if it is None or it.model_dump(mode="json") != row.spec:
             session.delete(row)
             record_event(session, "intent_deleted", {"id": iid, "kind": row.kind})
             changed.append(f"-{iid}")
     session.flush()
     now = time.time()
-    for iid, body in want.items():
-        it = parse_intent(body)
+    for iid, it in want.items():
         kept = managed.get(iid)
         if kept is not None and it.model_dump(mode="json") == kept.spec:
             continue
@@ -159,7 +177,7 @@ def sync(session: Session) -> list[str]:
         record_event(session, "intent_added", {"id": it.id, "kind": it.kind})
         changed.append(f"+{iid}")
     for fwd in session.scalars(select(NfForwardingRow)):
-        iid = f"{PREFIX}{fwd.user}"[:63]
+        iid = intent_id(fwd.user)
         how = via.get(fwd.user)
         fwd.intent = iid if iid in want else None
         fwd.steering = f"intent {iid}: through {how}" if how else "no steering intent"
