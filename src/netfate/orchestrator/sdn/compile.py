@@ -8,6 +8,8 @@ Pipeline on every bridge (one table, OpenFlow 1.3):
     200       tunnel: one protocol/port, both directions   intent
     150       connectivity with a subnet behind a named    intent
               port (an instance's extra addresses)
+    120       connectivity above the gateway: a host and   intent
+              the instance that is its router (by MAC)
     100       connectivity: A <-> B, ARP included          intent
       5       instance port, ARP request -> controller     base   (proxy ARP)
       1       access port, anything else -> controller     base   (host discovery)
@@ -28,6 +30,14 @@ Presence's aliases). Such connectivity therefore compiles one tier higher
 a subnet leave for the instance with the instance's MAC (a host may still hold
 the MAC of the instance that had the address before, as when a share's alias
 goes to a new Virtual Presence).
+
+The same holds for a host whose router is an instance (a Personal Network's
+vHG): its frames to the instance's MAC tie with its gateway flows, and the
+instance's frames to it (its DHCP offers, NATed replies) with the instance's
+own. Connectivity marked `above_gateway` compiles at 120 between the two: by
+MAC, whatever the IPv4 addresses (a DHCP lease the view does not know), plus
+ARP for the ends' known addresses. Below 150, so that frames to a Virtual
+Presence's aliases still go to the VP.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ PRIO_STEERING = 400
 PRIO_REPLICATION = 300
 PRIO_TUNNEL = 200
 PRIO_CONNECTIVITY_PORT = 150
+PRIO_CONNECTIVITY_ROUTER = 120
 PRIO_CONNECTIVITY = 100
 PRIO_PROXY_ARP = 5
 PRIO_DISCOVERY = 1
@@ -419,6 +430,8 @@ def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> 
     a, b = r.attach(it.a, it.id), r.attach(it.b, it.id)
     named_port = any(ep.kind == "subnet" and ep.port is not None for ep in (it.a, it.b))
     prio = PRIO_CONNECTIVITY_PORT if named_port else PRIO_CONNECTIVITY
+    if it.above_gateway:
+        prio = PRIO_CONNECTIVITY_ROUTER
     for x, y in ((a, b), (b, a)):
         hops = r.hops(x, y)
         # To addresses behind an instance's port, frames get the instance's MAC: a

@@ -157,16 +157,28 @@ class _IntentBase(BaseModel):
 
 
 class ConnectivityIntent(_IntentBase):
-    """A and B may reach each other (both directions, ARP included)."""
+    """A and B may reach each other (both directions, ARP included).
+
+    With `above_gateway`, A and B are a host and an instance (or two of either),
+    matched by their MACs alone, and the flows compile one tier above the hosts'
+    gateway flows (compile.py): for a host that uses an instance as its router
+    (a Personal Network's vHG), whatever IPv4 addresses it holds (a DHCP lease).
+    """
 
     kind: Literal["connectivity"] = "connectivity"
     a: EndpointField
     b: EndpointField
+    above_gateway: bool = Field(
+        default=False,
+        description="Compile above the hosts' gateway flows (host/instance ends only).",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> ConnectivityIntent:
         if self.a == self.b:
             raise ValueError("connectivity: a and b are the same endpoint")
+        if self.above_gateway and "subnet" in (self.a.kind, self.b.kind):
+            raise ValueError("connectivity: above_gateway joins hosts and instances, not subnets")
         return self
 
 
