@@ -13,7 +13,6 @@ before any share, with shares up and after revocation.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,51 +145,47 @@ def test_both_directions_at_once(hotel: Testbed) -> None:
     demo.revoke(hotel, api, b, "home", said.append)
 
 
-LEASE_ONLY = """#!/bin/sh
-# udhcpc event script that only records the offer: the host keeps its static address
-case "$1" in bound|renew) echo "$ip $router" > "$LEASE_OUT" ;; esac
-exit 0
-"""
+def test_vhg_on_secure_bridges(hotel_vhg: Testbed) -> None:
+    """The home PN's vHG on secure bridges: laptop gets a lease from it with the vHG as
+    router, the lease reaches the PN's inventory, laptop reaches its node through the
+    vHG's NAT; and through the vHG nothing reaches another PN."""
+    assert hotel_vhg.api_url
+    api = Api(hotel_vhg.api_url)
+    said: list[str] = []
+    proof = demo.prove_vhg(hotel_vhg, api, "home", "laptop", said.append)
+    assert proof.seen_as == proof.vhg_ip != proof.lease
+    assert 100 <= int(proof.lease.split(".")[-1]) <= 149 and proof.lease.startswith("192.168.1.")
+    routes = netns.run_in(hotel_vhg.netns_of("laptop"), ["ip", "route", "show", "default"])
+    assert f"via {proof.vhg_ip}" in routes.stdout
+    # laptop, now routed by the vHG, to every host of the other PNs; and they to
+    # mediaserver (home's other host, still on its own address): nothing gets through.
+    others = [h for h, x in hotel_vhg.topology.hosts.items() if x.node != "home"]
+    pairs = [("laptop", h) for h in others] + [(h, "mediaserver") for h in others]
+    assert demo.crossings(hotel_vhg, pairs) == set()
+    demo.prove_direct_isolation(hotel_vhg, said.append, "vHG up")
+    # A share still works beside the vHG (mediaserver keeps its address and its paths).
+    sh = demo.share_and_accept(hotel_vhg, api, "home", "mediaserver", "hotel")
+    demo.prove_usable(hotel_vhg, sh, said.append)
+    demo.revoke(hotel_vhg, api, sh, "home", said.append)
+    vhg = api("GET", f"/sharing/pns/{demo.email(hotel_vhg, 'home')}")
+    proof_instance = vhg["vhg_instance"]
+    intents = {i["intent"]["id"] for i in api("GET", "/intents")}
+    assert {f"sharing-vhg-{h}{t}" for h in ("laptop", "mediaserver") for t in ("", "-dhcp")} | {
+        f"sharing-vhg-{proof_instance}-bcast"
+    } <= intents
+    assert any("through the vHG's NAT" in s for s in said)
 
 
-def test_vhg_of_a_pn_serves_dhcp_on_its_lan(tmp_path: Path) -> None:
-    """A PN created with its vHG: the vHG instance runs on the PN's node and a host of
-    the LAN gets a lease from its pool with the vHG as router."""
-    import httpx
-
-    bed = Testbed.up(EXAMPLES / "hotel.yaml")
+@pytest.fixture(scope="module")
+def hotel_vhg() -> Iterator[Testbed]:
+    """A hotel testbed of its own (laptop takes a lease: its topology address goes),
+    on secure bridges with every node's LAN a PN."""
+    bed = Testbed.up(EXAMPLES / "hotel.yaml", sdn=True)
     try:
         assert bed.api_url
-        api = Api(bed.api_url)
-        pn = api("POST", "/sharing/pns", {"email": "alice@home.example", "node": "home",
-                                          "vhg": True})  # fmt: skip
-        inst = api.wait_state(pn["vhg_instance"], "running")
-        vhg_ip = inst["ip"].split("/")[0]
-        script = tmp_path / "lease.sh"
-        script.write_text(LEASE_ONLY)
-        script.chmod(0o755)
-        out = tmp_path / "lease.txt"
-        netns.run_in(
-            bed.netns_of("laptop"),
-            ["env", f"LEASE_OUT={out}", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
-             "-t", "5", "-T", "1", "-s", str(script)],
-            timeout=30,
-        )  # fmt: skip
-        ip, router = out.read_text().split()
-        assert 100 <= int(ip.split(".")[-1]) <= 149 and ip.startswith("192.168.1.")
-        assert router == vhg_ip
-        r = httpx.get(f"{bed.api_url}/api/v1/sharing/pns/alice@home.example")
-        assert r.json()["vhg_instance"] == inst["id"]
-        # The lease reaches the PN's inventory by itself: the vHG's own figures travel
-        # in its agent's reports (bounded wait for the next report, no timing claim).
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            devs = httpx.get(f"{bed.api_url}/api/v1/sharing/pns/alice@home.example/devices")
-            found = {d["ip"]: d for d in devs.json()}
-            if ip in found:
-                break
-            time.sleep(0.5)
-        assert found.get(ip, {}).get("source") == "lease", found
+        demo.create_pns(bed, Api(bed.api_url))
+        yield bed
     finally:
         problems = bed.down()
         assert not problems, problems
+        assert netns.list_with_prefix(bed.prefix + "-") == []

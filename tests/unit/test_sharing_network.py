@@ -228,3 +228,49 @@ def test_the_vps_get_a_1550_underlay_only_where_every_link_on_the_path_carries_i
     topo["links"][2] = TOPO["links"][2]  # carol's link (not on the path) stays 1500
     assert api.put("/api/v1/topology", json=topo).status_code == 200
     assert share_config()["underlay_mtu"] == 1550
+
+
+def vhg_ids(c: TestClient) -> set[str]:
+    return {i for i in intents(c) if i.startswith("sharing-vhg-")}
+
+
+def test_a_vhg_gets_its_dhcp_and_router_paths_while_it_runs(api: TestClient) -> None:
+    for email, node in ((HOME, "home"), (HOTEL, "hotel")):
+        assert api.post(f"{V1}/pns", json={"email": email, "node": node}).status_code == 201
+    pn = api.post(f"{V1}/pns/{HOME}/vhg").json()
+    vhg = pn["vhg_instance"]
+    # Not running and not on its bridge yet: no paths.
+    assert api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] is False
+    assert vhg_ids(api) == set()
+    report(api, "home", (vhg,))
+    assert api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] is True
+    everything = intents(api)
+    assert vhg_ids(api) == {
+        f"sharing-vhg-{vhg}-gw", f"sharing-vhg-{vhg}-bcast", "sharing-vhg-nas",
+        "sharing-vhg-nas-dhcp", "sharing-vhg-laptop", "sharing-vhg-laptop-dhcp",
+    }  # fmt: skip
+    assert all(everything[i]["state"] != "refused" for i in everything), everything
+    router = everything["sharing-vhg-laptop"]["intent"]
+    assert (router["a"], router["b"], router["above_gateway"]) == (
+        "host:laptop",
+        f"instance:{vhg}",
+        True,
+    )
+    dhcp = everything["sharing-vhg-laptop-dhcp"]["intent"]
+    assert dhcp["source"].startswith("subnet:0.0.0.0/32@home/home-h")
+    assert (dhcp["port"], dhcp["dst_ip"], dhcp["targets"]) == (67, "255.255.255.255",
+                                                               [f"instance:{vhg}"])  # fmt: skip
+    # Nothing of it for the hotel's hosts; a share beside it installs whole.
+    assert not [i for i in vhg_ids(api) if "tv" in i or "phone" in i]
+    sh = api.post(f"{V1}/shares", json={"owner": HOME, "device": "nas",
+                                        "recipient": HOTEL}).json()  # fmt: skip
+    sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": HOTEL}).json()
+    report(api, "home", (vhg, sh["vp2_instance"]))
+    report(api, "hotel", (sh["vp1_instance"],))
+    assert api.get(f"{V1}/shares/{sh['id']}").json()["state"] == "active"
+    everything = intents(api)
+    assert all(everything[i]["state"] != "refused" for i in everything), everything
+    # The vHG goes: so do its paths.
+    assert api.delete(f"/api/v1/instances/{vhg}").status_code in (200, 202)
+    api.get(f"{V1}/pns/{HOME}")
+    assert vhg_ids(api) == set()

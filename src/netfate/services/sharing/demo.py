@@ -648,6 +648,107 @@ def prove_dlna(tb: Testbed, api: Api, say: Say) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ------------------------------------------------------------------ the vHG
+
+
+TAKE_LEASE = """#!/bin/sh
+# udhcpc event script: take the lease (address, the vHG as default router) and
+# record it; the host's resolv.conf is never touched
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    ip route replace default via "$router" dev "$interface"
+    echo "$ip $router" > "$LEASE_OUT"
+    ;;
+esac
+exit 0
+"""
+VHG_PORT = 7073  # the NAT probe
+
+
+@dataclass(frozen=True)
+class VhgProof:
+    vhg_ip: str
+    lease: str
+    """The address the host took from the vHG's DHCP."""
+    seen_as: str
+    """The source address the node saw the host's datagram come from (the vHG's: NAT)."""
+
+
+def start_vhg(api: Api, pn: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Launch the PN's vHG and wait until it runs and its paths are in the network."""
+    started: dict[str, Any] = api("POST", f"/sharing/pns/{pn}/vhg")
+    inst = api.wait_state(started["vhg_instance"], "running", timeout)
+    _until(f"the paths of vHG {inst['id']}",
+           lambda: bool(api("GET", f"/sharing/pns/{pn}")["vhg_paths"]), timeout)  # fmt: skip
+    return inst
+
+
+def take_lease(tb: Testbed, host: str, timeout: float = 30.0) -> tuple[str, str]:
+    """The host asks for a lease on its LAN (busybox udhcpc) and takes it; returns
+    (address, router). Retried until `timeout`: the controller installs the flows
+    shortly after the intents are stored."""
+    with tempfile.TemporaryDirectory(prefix="netfate-lease-") as d:
+        script, out = Path(d) / "lease.sh", Path(d) / "lease.txt"
+        script.write_text(TAKE_LEASE)
+        script.chmod(0o755)
+        deadline = time.monotonic() + timeout
+        while True:
+            netns.run_in(
+                tb.netns_of(host),
+                ["env", f"LEASE_OUT={out}", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
+                 "-t", "3", "-T", "1", "-s", str(script), "-x", f"hostname:{host}"],
+                check=False, timeout=30,
+            )  # fmt: skip
+            if out.exists():
+                ip, router = out.read_text().split()
+                return ip, router
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"{host} got no DHCP lease within {timeout:.0f} s")
+
+
+def prove_vhg(tb: Testbed, api: Api, node: str, host: str, say: Say) -> VhgProof:
+    """On secure bridges: the PN's vHG gives `host` a lease with itself as router, the
+    lease shows in the PN's inventory, and the host's traffic to its node goes out
+    through the vHG's NAT. (The host keeps the lease: its topology address is gone.)"""
+    pn = email(tb, node)
+    inst = start_vhg(api, pn)
+    vhg_ip = str(inst["ip"]).split("/")[0]
+    lease, router = take_lease(tb, host)
+    if router != vhg_ip:
+        raise DemoFailed(f"{host}'s lease {lease} names router {router}, not the vHG {vhg_ip}")
+    say(f"vHG {inst['id']} ({vhg_ip}) leased {lease} to {host}, itself as router")
+    found: dict[str, Any] = {}
+
+    def listed() -> bool:
+        found.update({d["ip"]: d for d in api("GET", f"/sharing/pns/{pn}/devices")})
+        return bool(found.get(lease, {}).get("source") == "lease")
+
+    _until(f"{lease} in {pn}'s inventory", listed, 30.0)
+    say(f"{pn}'s inventory lists {lease} ({found[lease]['name']}, {found[lease]['mac']}) "
+        "from the vHG's leases")  # fmt: skip
+    transit = str(tb.topology.nodes[node].transit_ip)
+    with udp_in(tb.netns_of(node), (transit, VHG_PORT)) as srv:
+        srv.settimeout(1.0)
+        peer: tuple[str, int] | None = None
+        with udp_in(tb.netns_of(host)) as cli:
+            for _ in range(10):
+                cli.sendto(b"via the vHG", (transit, VHG_PORT))
+                try:
+                    _, peer = srv.recvfrom(100)
+                    break
+                except TimeoutError:
+                    continue
+    if peer is None:
+        raise DemoFailed(f"{host} ({lease}) never reached {node} ({transit}) through the vHG")
+    if peer[0] != vhg_ip:
+        raise DemoFailed(f"{node} saw {host}'s datagram from {peer[0]}, not the vHG {vhg_ip}")
+    netns.run_in(tb.netns_of(host), ["ping", "-n", "-q", "-c", "1", "-W", "5", transit])
+    say(f"{host} ({lease}) reaches {node} at {transit} through the vHG's NAT (seen from {peer[0]})")
+    return VhgProof(vhg_ip, lease, peer[0])
+
+
 def check(tb: Testbed, say: Say) -> None:
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")

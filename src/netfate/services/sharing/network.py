@@ -31,6 +31,25 @@ any UDP port). The alias connectivity compiles above the hosts' gateway flows
 the database and adds, replaces or removes intents until the stored ones are
 exactly these: revocation (or a failed share) leaves none of its own behind.
 
+A PN whose vHG runs (workflow.start_vhg) gets the vHG's data paths (V: the vHG
+instance on the PN's node N behind port PV; H: each PN host, on access port PH):
+
+    sharing-vhg-V-gw      conn    instance:V <-> subnet:0.0.0.0/0@N (what it
+                                  masquerades goes to the node; unless the fabric's
+                                  fabric-gw-V is there already)
+    sharing-vhg-H         conn    host:H <-> instance:V, above_gateway: by MAC, above
+                                  H's gateway flows: DHCP offers and acks to H's MAC
+                                  (to an address H does not have yet), H's traffic
+                                  to the vHG as its router, the replies, ARP
+    sharing-vhg-H-dhcp    copy    what arrives on PH from 0.0.0.0 to
+                                  255.255.255.255:67 (DISCOVER, REQUEST) -> V, unchanged
+    sharing-vhg-V-bcast   copy    what V sends to 255.255.255.255:68 (replies to a
+                                  client that asked for broadcast) -> the PN hosts
+
+The vHG's NATed traffic leaves with the vHG's own address, a PN address: it
+reaches the node (its gateway and its other addresses) and nothing beyond that a
+PN host could not reach itself, so isolation is unchanged.
+
 Only topology hosts can be intent endpoints: a device known from a DHCP lease
 or declared by its owner gets an alias in the ATT but no path on secure bridges.
 Without an SDN controller (bridges in standalone mode) the intents change
@@ -243,12 +262,111 @@ def wirings(session: Session) -> tuple[list[Wiring], list[int]]:
     return out, waiting
 
 
+@dataclass(frozen=True)
+class VhgWiring:
+    """Where a PN's vHG and the PN's hosts sit: all its intents need."""
+
+    instance: str
+    node: str
+    port: str
+    ip: str
+    hosts: tuple[tuple[str, str], ...]
+    """The PN's topology hosts on the vHG's node: (host, its access port's name)."""
+    gateway: bool
+    """Add the vHG's own gateway intent (the fabric has not given it one)."""
+
+
+def vhg_intents(v: VhgWiring) -> list[Intent]:
+    """The intents of one PN's vHG (see the module docstring), pure."""
+    vhg = Endpoint("instance", v.instance)
+    out: list[Intent] = []
+    if v.gateway:
+        out.append(
+            ConnectivityIntent(
+                id=f"sharing-vhg-{v.instance}-gw"[:63], a=vhg,
+                b=Endpoint("subnet", "0.0.0.0/0", v.node),
+            )
+        )  # fmt: skip
+    for h, port in v.hosts:
+        out.append(
+            ConnectivityIntent(
+                id=f"sharing-vhg-{h}"[:63], a=Endpoint("host", h), b=vhg, above_gateway=True
+            )
+        )
+        out.append(
+            ReplicationIntent(
+                id=f"sharing-vhg-{h}-dhcp"[:63],
+                source=Endpoint("subnet", "0.0.0.0/32", v.node, port), port=67,
+                dst_ip="255.255.255.255", targets=[vhg], rewrite=False,
+            )
+        )  # fmt: skip
+    if v.hosts:
+        out.append(
+            ReplicationIntent(
+                id=f"sharing-vhg-{v.instance}-bcast"[:63],
+                source=Endpoint("subnet", f"{v.ip}/32", v.node, v.port), port=68,
+                dst_ip="255.255.255.255", targets=[Endpoint("host", h) for h, _ in v.hosts],
+                rewrite=False,
+            )
+        )  # fmt: skip
+    return out
+
+
+def vhg_wirings(session: Session) -> list[VhgWiring]:
+    """The PNs' vHGs that run and sit on their bridges."""
+    from netfate.orchestrator.sdn.tables import SdnIntentRow
+
+    out: list[VhgWiring] = []
+    for pn in session.scalars(
+        select(PersonalNetworkRow)
+        .where(PersonalNetworkRow.vhg_instance.is_not(None))
+        .order_by(PersonalNetworkRow.email)
+    ):
+        inst = session.get(InstanceRow, pn.vhg_instance) if pn.vhg_instance else None
+        where = _port(session, pn.vhg_instance)
+        if inst is None or inst.state != "running" or not inst.ip or where is None:
+            continue
+        net = ipaddress.IPv4Network(pn.subnet)
+        hosts: list[tuple[str, str]] = []
+        for h in session.scalars(
+            select(HostRow).where(HostRow.node == where[0]).order_by(HostRow.name)
+        ):
+            if not h.ip or ipaddress.IPv4Address(h.ip.split("/")[0]) not in net:
+                continue
+            port = session.scalars(
+                select(PortRow.name).where(
+                    PortRow.node == where[0], PortRow.peer_kind == "host",
+                    PortRow.peer_name == h.name,
+                )
+            ).first()  # fmt: skip
+            if port is not None:
+                hosts.append((h.name, port))
+        fabric = session.get(SdnIntentRow, f"fabric-gw-{inst.id}"[:63]) is not None
+        out.append(
+            VhgWiring(
+                instance=inst.id, node=where[0], port=where[1], ip=inst.ip.split("/")[0],
+                hosts=tuple(hosts), gateway=not fabric,
+            )
+        )  # fmt: skip
+    return out
+
+
 def desired(session: Session) -> tuple[list[Intent], list[int]]:
     ws, waiting = wirings(session)
     out: list[Intent] = []
     for w in ws:
         out += share_intents(w)
+    for v in vhg_wirings(session):
+        out += vhg_intents(v)
     return out + host_intents(ws), waiting
+
+
+def vhg_ready(session: Session, pn: PersonalNetworkRow) -> bool:
+    """Are the intents of this PN's vHG all stored (it runs, its port is known)?"""
+    mine = [v for v in vhg_wirings(session) if v.instance == pn.vhg_instance]
+    if not mine:
+        return False
+    return {it.id for it in vhg_intents(mine[0])} <= set(_stored(session))
 
 
 @dataclass

@@ -78,23 +78,35 @@ def create_pn(body: PNCreate, session: SessionDep, notifier: NotifierDep) -> dic
         _, touched = wf.start_vhg(session, pn)
     session.commit()
     notifier.notify(touched)
-    return wf.pn_view(session, pn)
+    return _pn_view(session, pn)
+
+
+def _pn_view(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
+    """The PN, once its vHG's paths are synced (they wait for its port on the bridge)."""
+    if pn.vhg_instance:
+        _sync(session, only_if_needed=True)
+    out = wf.pn_view(session, pn)
+    out["vhg_paths"] = network.vhg_ready(session, pn) if pn.vhg_instance else None
+    return out
 
 
 @router.get("/pns")
 def list_pns(session: SessionDep) -> list[dict[str, Any]]:
     rows = session.scalars(select(PersonalNetworkRow).order_by(PersonalNetworkRow.email))
-    return [wf.pn_view(session, pn) for pn in rows]
+    return [_pn_view(session, pn) for pn in list(rows)]
 
 
 @router.get("/pns/{email}")
 def get_pn(email: str, session: SessionDep) -> dict[str, Any]:
-    return wf.pn_view(session, wf.get_pn(session, email))
+    return _pn_view(session, wf.get_pn(session, email))
 
 
 @router.get("/pns/{email}/devices")
 def devices(email: str, session: SessionDep) -> list[dict[str, Any]]:
-    return [d.to_dict() for d in wf.inventory(session, wf.get_pn(session, email))]
+    pn = wf.get_pn(session, email)
+    if pn.vhg_instance:
+        _sync(session, only_if_needed=True)
+    return [d.to_dict() for d in wf.inventory(session, pn)]
 
 
 def _resync(session: Session, pn: PersonalNetworkRow, notifier: Any) -> None:
@@ -116,7 +128,7 @@ def declare_device(
     except ValueError as e:
         raise HTTPException(400, detail=str(e)) from None
     _resync(session, pn, notifier)
-    return wf.pn_view(session, pn)
+    return _pn_view(session, pn)
 
 
 @router.put("/pns/{email}/inventory")
@@ -139,6 +151,7 @@ def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[st
     inst, touched = wf.start_vhg(session, pn)
     session.commit()
     notifier.notify(touched)
+    _sync(session)  # the paths follow once the vHG runs on its port (GET /pns/{email})
     return {"pn": pn.email, "vhg_instance": inst.id, "node": inst.node, "ip": inst.ip}
 
 
