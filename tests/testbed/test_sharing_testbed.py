@@ -13,8 +13,10 @@ before any share, with shares up and after revocation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,6 +145,48 @@ def test_both_directions_at_once(hotel: Testbed) -> None:
     assert any("tv (192.168.2.2) uses mediaserver" in s for s in said)
     demo.revoke(hotel, api, a, "hotel", said.append)
     demo.revoke(hotel, api, b, "home", said.append)
+
+
+def _fn_stats(api: Api, iid: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The function's own figures, as its agent reports them, once `ok` holds (or
+    whatever they are after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        stats: dict[str, Any] = api("GET", f"/instances/{iid}")["stats"] or {}
+        if ok(stats) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
+def test_a_device_joining_pn2_gets_its_alias_in_place(hotel: Testbed) -> None:
+    """Issue 5 item 7: a device joins PN2 after the share; VP2 gets an alias for it
+    without either VP being replaced or restarted (the agent applies the new ATT in
+    place), and the share keeps working."""
+    assert hotel.api_url
+    api = Api(hotel.api_url)
+    if not api("GET", "/sharing/pns"):  # run alone: the demo check made none yet
+        demo.create_pns(hotel, api)
+    sh = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
+    before = api("GET", f"/sharing/shares/{sh.id}")
+    vps = (before["vp2_instance"], before["vp1_instance"])
+    started = {i: _fn_stats(api, i, lambda st: bool(st.get("installed_at")))["installed_at"]
+               for i in vps}  # fmt: skip
+    hotel_pn = demo.email(hotel, "hotel")
+    api("POST", f"/sharing/pns/{hotel_pn}/devices",
+        {"name": "vstb", "ip": "192.168.2.50", "kind": "virtual"})  # fmt: skip
+    after = api("GET", f"/sharing/shares/{sh.id}")
+    alias = next(a for a, d in after["att"]["entries"] if d == "192.168.2.50")
+    assert (after["vp2_instance"], after["vp1_instance"]) == vps
+    # The agent applies it and reports VP2's aliases (a bounded wait, no timing claim).
+    stats = _fn_stats(api, vps[0], lambda st: alias in st.get("aliases", []))
+    assert alias in stats["aliases"], stats
+    for i in vps:
+        inst = api("GET", f"/instances/{i}")
+        assert inst["state"] == "running" and inst["stats"]["installed_at"] == started[i]
+    said: list[str] = []
+    demo.prove_usable(hotel, sh, said.append)
+    assert api("GET", f"/sharing/shares/{sh.id}")["state"] == "active"
+    demo.revoke(hotel, api, sh, "hotel", said.append)
 
 
 def test_vhg_on_secure_bridges(hotel_vhg: Testbed) -> None:

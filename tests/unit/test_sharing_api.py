@@ -273,14 +273,36 @@ def test_pn2_devices_that_come_and_go_get_aliases_added_and_freed(api: TestClien
     assert set(new) == set(old) | {"192.168.2.120"}
     assert all(new[d] == old[d] for d in old)  # existing devices keep their alias
     assert new["192.168.2.120"] not in old.values()
-    assert after["vp2_instance"] != before["vp2_instance"]
+    # Both VPs run: they keep running and get the new ATT in their configuration,
+    # which their agents apply in place (VirtualPresence.configure).
+    assert (after["vp2_instance"], after["vp1_instance"]) == (
+        before["vp2_instance"], before["vp1_instance"]
+    )  # fmt: skip
+    assert after["state"] == "active"
     for iid in (before["vp2_instance"], before["vp1_instance"]):
-        assert api.get(f"/api/v1/instances/{iid}").json()["state"] == "stopping"
-    assert "PN2 devices changed" in after["history"][-1]["reason"]
+        inst = api.get(f"/api/v1/instances/{iid}").json()
+        assert inst["state"] == "running" and inst["config"]["att"] == after["att"]
+    assert "applied to both VPs in place" in after["history"][-1]["reason"]
     # It leaves again: its alias is freed.
     api.put(f"{V1}/pns/{BOB}/inventory", json={"devices": []})
     gone = api.get(f"{V1}/shares/{sh['id']}").json()
     assert {d for _, d in gone["att"]["entries"]} == set(old)
+    assert gone["vp2_instance"] == before["vp2_instance"]
+
+
+def test_pn2_devices_change_before_the_vps_run_replaces_them(api: TestClient) -> None:
+    sh = api.post(f"{V1}/shares", json={"owner": ALICE, "device": "mediaserver",
+                                         "recipient": BOB}).json()  # fmt: skip
+    before = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
+    r = api.put(f"{V1}/pns/{BOB}/inventory", json={"devices": [
+        {"ip": "192.168.2.120", "name": "laptop", "source": "lease"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    after = api.get(f"{V1}/shares/{sh['id']}").json()
+    assert "192.168.2.120" in {d for _, d in after["att"]["entries"]}
+    assert after["vp2_instance"] != before["vp2_instance"]
+    for iid in (before["vp2_instance"], before["vp1_instance"]):
+        assert api.get(f"/api/v1/instances/{iid}").json()["state"] in ("stopping", "gone")
+    assert "VPs replaced" in after["history"][-1]["reason"]
 
 
 def test_inventory_includes_what_the_vhg_reports_through_its_agent(api: TestClient) -> None:

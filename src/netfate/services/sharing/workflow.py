@@ -451,10 +451,13 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, s
     """PN2 devices came or left: give each built share into PN2 its new ATT.
 
     Devices that stay keep their alias; new ones get free PN1 addresses; aliases
-    of gone devices are freed. The platform cannot yet hand a running instance
-    a new config, so both VPs are replaced (make-before-break: the new ones are
-    created before the old ones are destroyed). Returns (share id, old tunnel
-    intent) pairs for the caller to close, and the nodes touched.
+    of gone devices are freed. When both VPs run, each gets the new ATT in its
+    configuration and its agent applies it in place (the VP takes a new ATT
+    without a restart: aliases added or removed, rules replaced; the overlay and
+    the share's other paths stay up). Otherwise both VPs are replaced
+    (make-before-break: the new ones are created before the old ones are
+    destroyed). Returns (share id, old tunnel intent) pairs of the replaced
+    shares, and the nodes touched.
     """
     rebuilt: list[tuple[int, str]] = []
     touched: set[str] = set()
@@ -477,16 +480,32 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, s
         # This share's current aliases count as taken until its old VP2 is gone.
         fresh = _bottom_up(att.pn1, _taken(session, pn1), len(new))
         new_att = att.with_entries(keep + list(zip(fresh, new, strict=True)))
+        gone = [str(d) for d in old if d not in now]
+        change = f"+{', '.join(map(str, new)) or 'none'}; -{', '.join(gone) or 'none'}"
+        vps = [
+            session.get(InstanceRow, i) if i else None for i in (sh.vp2_instance, sh.vp1_instance)
+        ]
+        running = [v for v in vps if v is not None and v.state == InstanceState.RUNNING.value]
+        if len(running) == 2:
+            for v in running:
+                _, t = nfv.reconfigure_instance(
+                    session, v.id, {**v.config, "att": new_att.to_dict()}
+                )
+                touched |= t
+            sh.att = new_att.to_dict()
+            _history(
+                session, sh, ShareState(sh.state), ShareState(sh.state), "orchestrator",
+                f"PN2 devices changed ({change}): new ATT applied to both VPs in place",
+            )  # fmt: skip
+            continue
         old_tunnel = sh.tunnel_intent or ""
         touched |= _destroy_vps(session, sh)
         _, _, t = _launch(session, sh, new_att, pn1, pn2)
         touched |= t
         sh.tunnel_intent = None
-        gone = [str(d) for d in old if d not in now]
         _history(
             session, sh, ShareState(sh.state), ShareState(sh.state), "orchestrator",
-            f"PN2 devices changed (+{', '.join(map(str, new)) or 'none'}; "
-            f"-{', '.join(gone) or 'none'}): VPs replaced",
+            f"PN2 devices changed ({change}): VPs replaced",
         )  # fmt: skip
         rebuilt.append((sh.id, old_tunnel))
     return rebuilt, touched

@@ -4,7 +4,9 @@ Config: a `KernelConfig` as a dict (see kernel.py); the orchestrator's sharing
 workflow fills it. On start the function waits for the agent to wire eth0
 (the agent starts the interpreter before it builds the interfaces), then
 installs the fast path. `import` with {"att": ...} replaces the ATT (PN2
-devices that came or left). Stats are the nft counters.
+devices that came or left); so does a new configuration that differs from the
+running one in its ATT only (`configure`: the agent applies it in place, no
+restart). Stats are the nft counters.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ class VirtualPresence(Function):
         await asyncio.to_thread(kernel.remove, None, self.cfg)
 
     def export_state(self) -> dict[str, Any]:
-        return {"att": self.cfg.att.to_dict()}
+        # Nothing: the ATT is configuration. The agent's restart with a new
+        # configuration (export, stop, start, import) must not bring the old one back.
+        return {}
 
     def import_state(self, state: dict[str, Any]) -> None:
         att = ATT.from_dict(state["att"]) if "att" in state else self.cfg.att
@@ -123,6 +127,27 @@ class VirtualPresence(Function):
         with ThreadPoolExecutor(max_workers=1) as ex:
             ex.submit(apply).result()
         self.cfg = new
+        # The Python paths translate with the ATT too (VP1's ALG, VP2's ICMP tap).
+        for tap in (self.alg, self.icmp):
+            if tap is not None:
+                tap.tr.update(att)
+
+    def configure(self, config: dict[str, Any]) -> bool:
+        """A new ATT is applied in place (aliases added or removed, rules replaced);
+        any other change needs a new process."""
+        if {**config, "att": None} != {**self.ctx.config, "att": None}:
+            return False
+        try:
+            att = ATT.from_dict(config["att"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        if (att.pn1, att.pn2, att.shared_device, att.import_alias) != (
+            self.cfg.att.pn1, self.cfg.att.pn2, self.cfg.att.shared_device,
+            self.cfg.att.import_alias,
+        ):  # fmt: skip
+            return False  # another share's ATT, not a change of PN2's devices
+        self.import_state({"att": att.to_dict()})
+        return True
 
     def stats(self) -> dict[str, Any]:
         return {
