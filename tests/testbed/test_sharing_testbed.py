@@ -56,6 +56,9 @@ def test_hotel_demo_check(hotel: Testbed) -> None:
     assert text.count("revoked by") == 1
     if demo.dlna_available():
         assert "DLNA: tv discovered 'home-nas'" in text
+    assert "laptop, itself as router" in text and "through the vHG's NAT" in text
+    assert "routed by the vHG) reaches none of 3 hosts of the other PNs" in text
+    assert "its intents are gone; laptop has its own address again" in text
 
 
 def test_bad_share_requests_on_a_live_orchestrator(hotel: Testbed) -> None:

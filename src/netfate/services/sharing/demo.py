@@ -17,8 +17,11 @@ a 1500-byte packet with DF set and a TCP bulk transfer cross the overlay
 whole. Then the negative cases, with the shares up: no direct path between PNs
 (the shared device included), an unshared device of PN1 cannot use the share,
 a third PN gets nothing through it. Finally revocation removes the VPs, their
-intents, and the alias stops answering. Each step raises DemoFailed with its
-reason.
+intents, and the alias stops answering. On the hotel, last, the home PN's vHG:
+laptop takes a lease from it (the vHG as router), the lease shows in the PN's
+inventory, laptop reaches its node through the vHG's NAT and no other PN; then
+the vHG goes and laptop gets its address back. Each step raises DemoFailed
+with its reason.
 """
 
 from __future__ import annotations
@@ -789,6 +792,40 @@ def check(tb: Testbed, say: Say) -> None:
             prove_dlna(tb, api, say)
         else:
             say("DLNA step skipped: needs Debian minidlna and PyPI async-upnp-client")
+        if sdn:
+            prove_vhg_then_restore(tb, api, "home", "laptop", say)
+
+
+def restore_host(tb: Testbed, host: str) -> None:
+    """The host's topology address and default route again (after it took a lease)."""
+    spec = tb.topology.hosts[host]
+    ns = tb.netns_of(host)
+    netns.run_in(ns, ["ip", "addr", "flush", "dev", "eth0"])
+    netns.run_in(ns, ["ip", "addr", "add", f"{spec.ip}/{spec.lan.prefixlen}", "dev", "eth0"])
+    netns.run_in(ns, ["ip", "route", "replace", "default", "via", str(spec.gateway)])
+
+
+def prove_vhg_then_restore(tb: Testbed, api: Api, node: str, host: str, say: Say) -> None:
+    """The vHG step of the demo: lease, inventory, NAT (prove_vhg), and no other PN
+    reached through it; then the vHG goes and the host gets its address back."""
+    proof = prove_vhg(tb, api, node, host, say)
+    others = [h for h, x in tb.topology.hosts.items() if x.node != node]
+    leaks = crossings(tb, [(host, h) for h in others])
+    if leaks:
+        raise DemoFailed(f"through the vHG, {host} reaches another PN: {sorted(leaks)}")
+    say(f"{host} ({proof.lease}, routed by the vHG) reaches none of {len(others)} hosts "
+        "of the other PNs (ping, TCP, UDP)")  # fmt: skip
+    pn = api("GET", f"/sharing/pns/{email(tb, node)}")
+    api("DELETE", f"/instances/{pn['vhg_instance']}")
+    # Reading the PN syncs its intents: the vHG's go with it.
+    if api("GET", f"/sharing/pns/{email(tb, node)}")["vhg_paths"]:
+        raise DemoFailed(f"the paths of vHG {pn['vhg_instance']} remain after it was deleted")
+    left = [i["intent"]["id"] for i in api("GET", "/intents")
+            if i["intent"]["id"].startswith("sharing-vhg-")]  # fmt: skip
+    if left:
+        raise DemoFailed(f"vHG intents remain after it was deleted: {left}")
+    restore_host(tb, host)
+    say(f"vHG {pn['vhg_instance']} deleted: its intents are gone; {host} has its own address again")
 
 
 def show(tb: Testbed, say: Say) -> None:
