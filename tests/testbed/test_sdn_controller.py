@@ -428,3 +428,27 @@ def test_flows_a_switch_refuses_keep_that_intent_off_it_whole(clean: Net) -> Non
         assert len(clean.cookie_flows("cpe1", "ab")) == 4
     finally:
         clean.orch.set(view=good)
+
+
+def test_a_host_plugged_into_a_port_the_view_does_not_know_is_placed_at_its_first_packet(
+    clean: Net,
+) -> None:
+    """bob's cable moves to a new port of pe's switch; the orchestrator's view is never
+    told (its agent has not reported yet). The controller listens on a new port as
+    soon as the switch says it is up, so bob's first packet places him there."""
+    bob = clean.rig.endpoints["bob"]
+    clean.intents({"kind": "connectivity", "id": "bs", "a": "host:bob", "b": "host:server"})
+    wait_until(lambda: clean.rig.ping("bob", "server"), what="bob -> server at cpe2")
+    clean.rig.vsctl("del-port", clean.rig.bridge("cpe2"), bob.veth_sw)
+    clean.rig.vsctl("add-port", clean.rig.bridge("pe"), bob.veth_sw, "--", "set", "interface",
+                    bob.veth_sw, "ofport_request=40")  # fmt: skip
+    try:
+        wait_until(lambda: clean.rig.ping("bob", "server"), what="bob -> server from pe:40")
+        seen = [e for e in clean.orch.events_of("host_seen") if e["mac"] == bob.mac]
+        assert any((e["node"], e["ofport"]) == ("pe", 40) for e in seen), seen
+        assert clean.cookie_flows("pe", "bs")
+    finally:
+        clean.rig.vsctl("del-port", clean.rig.bridge("pe"), bob.veth_sw)
+        clean.rig.vsctl("add-port", clean.rig.bridge("cpe2"), bob.veth_sw, "--", "set",
+                        "interface", bob.veth_sw, f"ofport_request={bob.ofport}",
+                        "external_ids:netfate-peer=host:bob")  # fmt: skip

@@ -39,9 +39,11 @@ from os_ken.ofproto import ofproto_v1_3
 
 from netfate.orchestrator.sdn import ofp, wire
 from netfate.orchestrator.sdn.compile import (
+    PRIO_DISCOVERY,
     CompileResult,
     FlowSpec,
     GroupSpec,
+    ToController,
     compile_intents,
 )
 from netfate.orchestrator.sdn.intents import (
@@ -75,6 +77,7 @@ PARTIAL_ABOVE = 50
 """With more intents than this, a host move first recompiles only that host's intents."""
 SETTLE_AFTER_S = 2.0
 LONG_POLL_S = 1.0  # at most this long between looks at settle()
+NEW_PORT_S = 30  # how long a port the view does not know yet is listened to
 """The full compile after partial ones waits until host moves pause this long."""
 
 
@@ -960,10 +963,31 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
 
     @handler(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev: Any) -> None:
-        # Ports come and go with instances; the agents report them and the view follows.
-        s = self.switch(ev.msg.datapath)
-        if s is not None:
-            s.wake.set()
+        # Ports come and go with instances and hosts; the agents report them and the
+        # view follows, tens of milliseconds later. Meanwhile a new port that is up
+        # is listened to, so a known host plugged in there is placed at its first
+        # packet (as on a free port) instead of losing what it sends until then.
+        msg = ev.msg
+        s = self.switch(msg.datapath)
+        if s is None:
+            return
+        o = ofproto_v1_3
+        desc = msg.desc
+        node = self.brain.node_for(s.dpid)
+        if (
+            node is not None
+            and msg.reason in (o.OFPPR_ADD, o.OFPPR_MODIFY)
+            and not desc.state & o.OFPPS_LINK_DOWN
+            and not desc.config & o.OFPPC_PORT_DOWN
+            and 0 < desc.port_no < o.OFPP_MAX
+            and self.brain.port(node, desc.port_no) is None
+        ):
+            listen = FlowSpec(
+                PRIO_DISCOVERY, (("in_port", int(desc.port_no)),), (ToController(),),
+                DISCOVERY_COOKIE,
+            )  # fmt: skip
+            msg.datapath.send_msg(ofp.flow_add(msg.datapath, listen, hard_timeout=NEW_PORT_S))
+        s.wake.set()
 
     @handler(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: Any) -> None:
@@ -996,8 +1020,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
                     return
                 self._proxy_arp(dp, in_port, info.eth_src, info.ip, info.arp_tpa)
             return
-        if kind != "host":
-            return
+        if kind not in ("host", None):
+            return  # node links and local ports: nothing to discover there
         mac = info.eth_src.lower()
         since = self.installing.get((node, in_port, mac))
         if since is not None and time.monotonic() - since < INSTALL_PATIENCE_S:
