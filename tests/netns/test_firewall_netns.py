@@ -27,6 +27,7 @@ import pytest
 
 from netfate.agent.instances import control_call
 from netfate.host import netns
+from netfate.services.firewall.demo import echo
 from netfate.vnf.firewall.function import NftError, nft_apply
 from netns_lan import build_lan, remove_lan, start_vnf, stop_procs
 
@@ -139,20 +140,6 @@ class Net:
 
 def call(control: str, req: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(control_call(control, req, timeout=15.0))
-
-
-def echo(c: socket.socket, data: bytes) -> bool:
-    try:
-        c.sendall(data)
-        got = b""
-        while len(got) < len(data):
-            chunk = c.recv(4096)
-            if not chunk:
-                return False
-            got += chunk
-        return got == data
-    except OSError:
-        return False
 
 
 @pytest.fixture

@@ -142,7 +142,8 @@ class Agent:
                 log.warning("cannot watch the bridge's ports (%s); reading them periodically", e)
                 return
             try:
-                assert proc.stdout is not None
+                if proc.stdout is None:  # never: stdout=PIPE above
+                    return
                 mine = None  # our bridge's row: lines are "uuid,action,name,ports"
                 while line := await proc.stdout.readline():
                     row, _, rest = line.decode(errors="replace").partition(",")
