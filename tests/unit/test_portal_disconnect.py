@@ -12,6 +12,8 @@ import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import pytest
+
 from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet, TerminateCause
 from netfate.proto.radius.packet import Value
 from netfate.vnf.portal.function import Portal, Session
@@ -281,34 +283,26 @@ def test_restart_for_a_new_configuration_ends_only_what_it_does_not_carry_on() -
     asyncio.run(go())
 
 
-def test_stop_not_right_after_an_export_ends_every_session() -> None:
-    """An export that another op followed (a migration's snapshot, then the source
-    active again) hands nothing on: a later stop (the instance deleted) ends all."""
-
+@pytest.mark.parametrize(
+    "ops",
+    [
+        # A migration's snapshot, the source active again, then the instance deleted.
+        [{"op": "export"}, {"op": "activate"}, {"op": "stop", "hand_over": True}],
+        # Only the agent's restart says it hands the state on: a snapshot, then a
+        # plain stop (a migration given up, say).
+        [{"op": "export"}, {"op": "stop"}],
+    ],
+    ids=["another-op-between", "plain-stop"],
+)
+def test_a_stop_that_hands_nothing_on_ends_every_session(ops: list[dict[str, Any]]) -> None:
     async def go() -> None:
         p, radius = await _portal()
         rt = Runtime(p, "unused.sock")
         try:
             alice = await _login(p, ALICE, "alice")
-            await rt.handle({"op": "export"})
-            await rt.handle({"op": "activate"})
-            await rt.handle({"op": "stop", "hand_over": True})
-        finally:
-            await p.stop()
-        assert [s[Attr.ACCT_SESSION_ID] for s in radius.stops()] == [alice.session_id]
-
-
-def test_a_plain_stop_after_an_export_hands_nothing_on() -> None:
-    """Only the agent's restart says it hands the state on: a snapshot followed by a
-    delete (a migration given up, say) ends every session."""
-
-    async def go() -> None:
-        p, radius = await _portal()
-        rt = Runtime(p, "unused.sock")
-        try:
-            alice = await _login(p, ALICE, "alice")
-            await rt.handle({"op": "export"})
-            await rt.handle({"op": "stop"})
+            for op in ops:
+                await rt.handle(op)
+            assert rt.done.is_set()
         finally:
             await p.stop()
         assert [s[Attr.ACCT_SESSION_ID] for s in radius.stops()] == [alice.session_id]
