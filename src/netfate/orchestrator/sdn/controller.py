@@ -76,9 +76,11 @@ INSTALL_PATIENCE_S = 2.0
 PARTIAL_ABOVE = 50
 """With more intents than this, a host move first recompiles only that host's intents."""
 SETTLE_AFTER_S = 2.0
-LONG_POLL_S = 1.0  # at most this long between looks at settle()
-NEW_PORT_S = 30  # how long a port the view does not know yet is listened to
 """The full compile after partial ones waits until host moves pause this long."""
+LONG_POLL_S = 1.0
+"""The view's long poll is held at most this long, so settle() is looked at that often."""
+NEW_PORT_S = 30
+"""How long a port the view does not know yet is listened to (its agent reports it)."""
 
 
 def mentions_host(it: Intent, name: str) -> bool:
@@ -204,6 +206,10 @@ class Brain:
         for iid, why in self.result.errors.items():
             log.warning("intent %s refused: %s", iid, why)
 
+    def dpids(self) -> set[int]:
+        with self.lock:
+            return set(self._dpid_node)
+
     def node_for(self, dpid: int) -> str | None:
         with self.lock:
             return self._dpid_node.get(dpid)
@@ -263,19 +269,14 @@ class Brain:
             port = self._ports.get((node, ofport))
             if port is None or port.peer != f"instance:{iid}":
                 return False
-            if self.overrides.get(mac, self._instance_location(iid)) == (node, ofport):
+            if self.overrides.get(mac) == (node, ofport):
                 return False
+            view_node = next((i.node for i in self.data.view.instances if i.id == iid), None)
+            if mac not in self.overrides and view_node == node:
+                return False  # the view already has it there
             self.overrides[mac] = (node, ofport)
             self._recompile_for(lambda it: mentions_instance(it, iid))
             return True
-
-    def _instance_location(self, iid: str) -> tuple[str, int] | None:
-        inst = (
-            next((i for i in self.data.view.instances if i.id == iid), None) if self.data else None
-        )
-        ports = [(n, o) for (n, o), p in self._ports.items() if p.peer == f"instance:{iid}"]
-        ports.sort(key=lambda w: (inst is None or w[0] != inst.node, w))
-        return ports[0] if ports else None
 
     def _recompile_for_host(self, name: str) -> None:
         self._recompile_for(lambda it: mentions_host(it, name))
@@ -865,9 +866,8 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
     def check_installed(self) -> None:
         """Tell the orchestrator once every switch of the view holds the flows of the
         latest view version (so "intent accepted" can be told from "flows in place")."""
-        with self.brain.lock:
-            vg = self.brain.version_generation
-            dpids = set(self.brain._dpid_node)
+        vg = self.brain.version_generation
+        dpids = self.brain.dpids()
         with self.switches_lock:
             low = min(
                 (
