@@ -372,6 +372,15 @@ class InstallError(pydantic.BaseModel):
     """When the controller saw the errors (UNIX seconds)."""
 
 
+class Installed(pydantic.BaseModel):
+    """Every switch of the view holds the flows of this view version."""
+
+    kind: str = "installed"
+    version: str = pydantic.Field(max_length=64)
+    time: float
+    """When the last switch confirmed them (UNIX seconds)."""
+
+
 class InstanceMoved(pydantic.BaseModel):
     """An instance announced itself on another of its ports (a migration's cut-over)
     and every switch now steers to it there."""
@@ -430,10 +439,8 @@ def post_event(
                 snap.ports,
             )
         elif kind == "installed":
-            version, at = body.get("version"), body.get("time")
-            if not isinstance(version, str) or not isinstance(at, int | float):
-                raise HTTPException(422, detail="installed: version (string) and time needed")
-            _installed(request).update(version=version[:64], at=float(at))
+            done = Installed.model_validate(body)
+            _installed(request).update(version=done.version, at=done.time)
         elif kind == "instance_moved":
             moved = InstanceMoved.model_validate(body)
             record_event(session, "steering_moved", moved.model_dump(exclude={"kind"}))
