@@ -112,7 +112,7 @@ def devices(email: str, session: SessionDep) -> list[dict[str, Any]]:
 def _resync(session: Session, pn: PersonalNetworkRow, notifier: Any) -> None:
     """Shares into this PN follow its devices (new aliases, freed aliases), then commit."""
     session.flush()
-    _rebuilt, touched = wf.resync(session, pn)
+    touched = wf.resync(session, pn)
     session.commit()
     notifier.notify(touched)
     _sync(session)

@@ -447,7 +447,7 @@ def accept(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
     return sh, touched
 
 
-def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, str]], set[str]]:
+def resync(session: Session, pn2: PersonalNetworkRow) -> set[str]:
     """PN2 devices came or left: give each built share into PN2 its new ATT.
 
     Devices that stay keep their alias; new ones get free PN1 addresses; aliases
@@ -456,10 +456,9 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, s
     without a restart: aliases added or removed, rules replaced; the overlay and
     the share's other paths stay up). Otherwise both VPs are replaced
     (make-before-break: the new ones are created before the old ones are
-    destroyed). Returns (share id, old tunnel intent) pairs of the replaced
-    shares, and the nodes touched.
+    destroyed); their intents follow at the next `network.sync`. Returns the
+    nodes touched.
     """
-    rebuilt: list[tuple[int, str]] = []
     touched: set[str] = set()
     now = [A(d.ip) for d in inventory(session, pn2)]
     shares = session.scalars(
@@ -498,7 +497,6 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, s
                 f"PN2 devices changed ({change}): new ATT applied to both VPs in place",
             )  # fmt: skip
             continue
-        old_tunnel = sh.tunnel_intent or ""
         touched |= _destroy_vps(session, sh)
         _, _, t = _launch(session, sh, new_att, pn1, pn2)
         touched |= t
@@ -507,8 +505,7 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> tuple[list[tuple[int, s
             session, sh, ShareState(sh.state), ShareState(sh.state), "orchestrator",
             f"PN2 devices changed ({change}): VPs replaced",
         )  # fmt: skip
-        rebuilt.append((sh.id, old_tunnel))
-    return rebuilt, touched
+    return touched
 
 
 def decline(session: Session, sid: int, by: str) -> ShareRow:
