@@ -107,6 +107,8 @@ class _ServerProtocol(asyncio.Protocol):
         self.core = ServerConnection()
         self.transport: asyncio.Transport | None = None
         self.peer: str | None = None
+        self.identity: str | None = None
+        """The peer's certificate name behind TLS (:mod:`.tls`); matched by the allow-list."""
         self.device: VirtualDevice | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._batch = False
@@ -179,7 +181,9 @@ class _ServerProtocol(asyncio.Protocol):
                 if ev.cancelled and self.device is not None:
                     self.device.cancel(ev.seqnum)
             elif isinstance(ev, DeviceListRequested):
-                visible = self.server.allow.visible(self.server.devices, address=self.peer)
+                visible = self.server.allow.visible(
+                    self.server.devices, address=self.peer, identity=self.identity
+                )
                 records = [
                     self.server.devices[b].record(self.server.busnum, self.server._devnum[b])
                     for b in visible
@@ -201,8 +205,11 @@ class _ServerProtocol(asyncio.Protocol):
     def _import(self, busid: str) -> None:
         srv = self.server
         dev = srv.devices.get(busid)
-        if dev is None or not srv.allow.permits(busid, address=self.peer):
-            log.info("usbip import of %r by %s refused: no such device for it", busid, self.peer)
+        if dev is None or not srv.allow.permits(busid, address=self.peer, identity=self.identity):
+            log.info(
+                "usbip import of %r by %s (%r) refused: no such device for it",
+                busid, self.peer, self.identity,
+            )  # fmt: skip
             self.core.refuse_import(Status.NODEV)
             return
         if busid in srv.owners:

@@ -22,7 +22,6 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from netfate.proto.usbip import DeviceListRequested, Event, ImportRequested, Status
 from netfate.services.usbip.allowlist import AllowList
 from netfate.services.usbip.pki import TlsFiles
 from netfate.vnf.runtime import Context
@@ -149,11 +148,10 @@ class _Acceptor(asyncio.Protocol):
 
 
 class _TlsServerProtocol(_ServerProtocol):
-    """The plain server protocol, with the certificate's identity in the allow-list checks."""
+    """The plain server protocol; its ``identity`` is set before ``connection_made``."""
 
     def __init__(self, server: UsbipServer) -> None:
         super().__init__(server)
-        self.identity: str | None = None
         self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -170,39 +168,6 @@ class _TlsServerProtocol(_ServerProtocol):
             self._early.append(data)
             return
         super().data_received(data)
-
-    def _handle(self, events: list[Event]) -> None:
-        srv = self.server
-        for ev in events:
-            if isinstance(ev, DeviceListRequested):
-                visible = srv.allow.visible(srv.devices, address=self.peer, identity=self.identity)
-                records = [srv.devices[b].record(srv.busnum, srv._devnum[b]) for b in visible]
-                self._handle(self.core.send_devlist(records))
-            elif isinstance(ev, ImportRequested):
-                self._import(ev.busid)
-            else:
-                super()._handle([ev])
-
-    def _import(self, busid: str) -> None:
-        srv = self.server
-        dev = srv.devices.get(busid)
-        if dev is None or not srv.allow.permits(busid, address=self.peer, identity=self.identity):
-            log.info(
-                "usbip import of %r by %s (%r) refused: no such device for it",
-                busid, self.peer, self.identity,
-            )  # fmt: skip
-            self.core.refuse_import(Status.NODEV)
-            return
-        if busid in srv.owners:
-            self.core.refuse_import(Status.DEV_BUSY)
-            return
-        srv.owners[busid] = self
-        self.device = dev
-        self._handle(
-            self.core.accept_import(dev.record(srv.busnum, srv._devnum[busid]), dev.endpoints)
-        )
-        if dev.tick_interval:
-            self._schedule_tick(dev.tick_interval)
 
 
 class TlsUsbipHost(UsbipHost):
