@@ -87,11 +87,7 @@ class VirtualPresence(Function):
         """Once more after the hosts' ARP lock time (1 s): a host that updated its
         entry for an alias just before ignores a new MAC for it until then."""
         await asyncio.sleep(ANNOUNCE_AGAIN_S)
-        mac = await asyncio.to_thread(kernel._mac, None, self.cfg.vi)
-        await asyncio.to_thread(
-            kernel.announce, None, self.cfg.vi, mac, [str(a) for a in self.cfg.aliases],
-            kernel.directed_announcements(self.cfg),
-        )  # fmt: skip
+        await asyncio.to_thread(kernel.announce_aliases, None, self.cfg)
 
     async def stop(self) -> None:
         if self._again is not None:

@@ -410,6 +410,12 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
             )  # fmt: skip
     mac = _mac(ns, cfg.vi)
     nft.apply(ruleset(cfg, mac), ns)
+    announce_aliases(ns, cfg, mac)
+
+
+def announce_aliases(ns: str | None, cfg: KernelConfig, mac: str | None = None) -> None:
+    """`announce` this share's aliases on the VI, to every host that uses them."""
+    mac = mac or _mac(ns, cfg.vi)
     announce(ns, cfg.vi, mac, [str(a) for a in cfg.aliases], directed_announcements(cfg))
 
 
@@ -430,9 +436,8 @@ def announce(
     alias to a host is exactly what the alias's connectivity intent carries, and
     the host updates its entry for the alias from the request's sender fields.
     """
-    from netfate.agent.garp import announcement, mac_bytes
+    from netfate.agent.garp import announcement
 
-    sha = mac_bytes(mac)
     sock = netns.socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.bind((ifname, 0))  # protocol 0: send only
@@ -440,10 +445,8 @@ def announce(
             for a in addresses:
                 sock.send(announcement(mac, a))
             for spa, tpa in directed:
-                eth = b"\xff" * 6 + sha + b"\x08\x06"
-                arp = bytes.fromhex("0001080006040001") + sha
-                arp += ipaddress.IPv4Address(spa).packed + b"\x00" * 6
-                sock.send(eth + arp + ipaddress.IPv4Address(tpa).packed)
+                # The announcement's frame with another target: its last 4 bytes (tpa).
+                sock.send(announcement(mac, spa)[:-4] + ipaddress.IPv4Address(tpa).packed)
     finally:
         sock.close()
 
