@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import socket
 import struct
@@ -36,53 +35,47 @@ from typing import Any
 from netfate.proto import ipv4
 from netfate.proto.ssdp import AlgError, parse_head, rewrite_a_records, rewrite_body, rewrite_ssdp
 
+from .tap import (
+    JEQ_K,
+    JSET_K,
+    LD_B_ABS,
+    LD_H_ABS,
+    LD_H_IND,
+    LD_W_ABS,
+    LDX_B_MSH,
+    RET_K,
+    Program,
+    incoming,
+    open_tap,
+)
 from .translator import Forward, Role, Side, Translator
 
 log = logging.getLogger("netfate.vnf.vp.alg")
-ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
 SSDP_PORT, MDNS_PORT = 1900, 5353
 TEXT_TYPES = ("xml", "text", "json", "soap")
 MAX_TEXT_BODY = 4 << 20
 
 
-# Classic BPF on the tap (SO_ATTACH_FILTER), so that only the device's SSDP/mDNS
-# datagrams are copied to this process, not every packet of the share. On a
-# SOCK_DGRAM packet socket the program sees the packet from its IP header.
-#   struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }   (linux/filter.h)
-_BPF = struct.Struct("HBBI")
-SO_ATTACH_FILTER = 26
-_LD_W_ABS, _LD_H_ABS, _LD_B_ABS = 0x20, 0x28, 0x30
-_LDX_B_MSH, _LD_H_IND = 0xB1, 0x48
-_JEQ_K, _JSET_K, _RET_K = 0x15, 0x45, 0x06
-
-
-def tap_filter(device: bytes) -> list[tuple[int, int, int, int]]:
+def tap_filter(device: bytes) -> Program:
     """src == device, UDP, first fragment, source or destination port 1900 or 5353."""
     dev = int.from_bytes(device, "big")
     return [
-        (_LD_W_ABS, 0, 0, 12),  # 0  A = src address
-        (_JEQ_K, 0, 12, dev),  # 1  != device -> drop (14)
-        (_LD_B_ABS, 0, 0, 9),  # 2  A = protocol
-        (_JEQ_K, 0, 10, ipv4.UDP),  # 3  not UDP -> drop
-        (_LD_H_ABS, 0, 0, 6),  # 4  A = flags + fragment offset
-        (_JSET_K, 8, 0, 0x1FFF),  # 5  a later fragment -> drop
-        (_LDX_B_MSH, 0, 0, 0),  # 6  X = IP header length
-        (_LD_H_IND, 0, 0, 0),  # 7  A = source port
-        (_JEQ_K, 4, 0, SSDP_PORT),  # 8  -> accept (13)
-        (_JEQ_K, 3, 0, MDNS_PORT),  # 9  -> accept
-        (_LD_H_IND, 0, 0, 2),  # 10 A = destination port
-        (_JEQ_K, 1, 0, SSDP_PORT),  # 11 -> accept
-        (_JEQ_K, 0, 1, MDNS_PORT),  # 12 -> accept / drop
-        (_RET_K, 0, 0, 0xFFFF),  # 13 accept
-        (_RET_K, 0, 0, 0),  # 14 drop
+        (LD_W_ABS, 0, 0, 12),  # 0  A = src address
+        (JEQ_K, 0, 12, dev),  # 1  != device -> drop (14)
+        (LD_B_ABS, 0, 0, 9),  # 2  A = protocol
+        (JEQ_K, 0, 10, ipv4.UDP),  # 3  not UDP -> drop
+        (LD_H_ABS, 0, 0, 6),  # 4  A = flags + fragment offset
+        (JSET_K, 8, 0, 0x1FFF),  # 5  a later fragment -> drop
+        (LDX_B_MSH, 0, 0, 0),  # 6  X = IP header length
+        (LD_H_IND, 0, 0, 0),  # 7  A = source port
+        (JEQ_K, 4, 0, SSDP_PORT),  # 8  -> accept (13)
+        (JEQ_K, 3, 0, MDNS_PORT),  # 9  -> accept
+        (LD_H_IND, 0, 0, 2),  # 10 A = destination port
+        (JEQ_K, 1, 0, SSDP_PORT),  # 11 -> accept
+        (JEQ_K, 0, 1, MDNS_PORT),  # 12 -> accept / drop
+        (RET_K, 0, 0, 0xFFFF),  # 13 accept
+        (RET_K, 0, 0, 0),  # 14 drop
     ]
-
-
-def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
-    buf = ctypes.create_string_buffer(b"".join(_BPF.pack(*ins) for ins in prog))
-    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def datagram_alg(tr: Translator, packet: bytes, device: str, alias: str) -> bytes | None:
@@ -141,15 +134,7 @@ class DiscoveryAlg:
         out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         out.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.vi.encode())
         try:
-            while not self._stop.is_set():
-                try:
-                    frame, addr = tap.recvfrom(65535)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if addr[1] != ETH_P_IP or addr[2] == socket.PACKET_OUTGOING:
-                    continue
+            for frame in incoming(tap, self._stop):
                 if len(frame) < 28 or frame[9] != ipv4.UDP:
                     continue
                 ihl = (frame[0] & 0xF) * 4
@@ -239,11 +224,7 @@ class DiscoveryAlg:
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
-        tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        attach_filter(tap, tap_filter(self._device_packed))
-        tap.bind((self.ei, 0))
-        tap.settimeout(0.2)
-        self._tap = tap
+        self._tap = open_tap(self.ei, tap_filter(self._device_packed))
         self._thread = threading.Thread(target=self._tap_loop, name="vp-alg", daemon=True)
         self._thread.start()
         for port in self.http_ports:

@@ -23,29 +23,38 @@ from collections import Counter
 
 from netfate.proto import ipv4
 
-from .alg import ETH_P_ALL, ETH_P_IP, attach_filter
+from .tap import (
+    JEQ_K,
+    JSET_K,
+    LD_B_ABS,
+    LD_B_IND,
+    LD_H_ABS,
+    LDX_B_MSH,
+    RET_K,
+    Program,
+    incoming,
+    open_tap,
+)
 from .translator import Forward, Role, Side, Translator
 
 log = logging.getLogger("netfate.vnf.vp.icmp")
 SO_MARK = 36
-_LD_H_ABS, _LD_B_ABS, _LDX_B_MSH, _LD_B_IND = 0x28, 0x30, 0xB1, 0x50
-_JEQ_K, _JSET_K, _RET_K = 0x15, 0x45, 0x06
 
 
-def error_filter() -> list[tuple[int, int, int, int]]:
+def error_filter() -> Program:
     """ICMP, first fragment, type 3, 11 or 12 (from the IP header on, SOCK_DGRAM)."""
     return [
-        (_LD_B_ABS, 0, 0, 9),  # 0  A = protocol
-        (_JEQ_K, 0, 8, ipv4.ICMP),  # 1  not ICMP -> drop (10)
-        (_LD_H_ABS, 0, 0, 6),  # 2  A = flags + fragment offset
-        (_JSET_K, 6, 0, 0x1FFF),  # 3  a later fragment -> drop
-        (_LDX_B_MSH, 0, 0, 0),  # 4  X = IP header length
-        (_LD_B_IND, 0, 0, 0),  # 5  A = ICMP type
-        (_JEQ_K, 2, 0, 3),  # 6  -> accept (9)
-        (_JEQ_K, 1, 0, 11),  # 7  -> accept
-        (_JEQ_K, 0, 1, 12),  # 8  -> accept / drop
-        (_RET_K, 0, 0, 0xFFFF),  # 9  accept
-        (_RET_K, 0, 0, 0),  # 10 drop
+        (LD_B_ABS, 0, 0, 9),  # 0  A = protocol
+        (JEQ_K, 0, 8, ipv4.ICMP),  # 1  not ICMP -> drop (10)
+        (LD_H_ABS, 0, 0, 6),  # 2  A = flags + fragment offset
+        (JSET_K, 6, 0, 0x1FFF),  # 3  a later fragment -> drop
+        (LDX_B_MSH, 0, 0, 0),  # 4  X = IP header length
+        (LD_B_IND, 0, 0, 0),  # 5  A = ICMP type
+        (JEQ_K, 2, 0, 3),  # 6  -> accept (9)
+        (JEQ_K, 1, 0, 11),  # 7  -> accept
+        (JEQ_K, 0, 1, 12),  # 8  -> accept / drop
+        (RET_K, 0, 0, 0xFFFF),  # 9  accept
+        (RET_K, 0, 0, 0),  # 10 drop
     ]
 
 
@@ -69,25 +78,14 @@ class IcmpErrorTap:
         self._out = {Side.VI: to_vi, Side.EI: to_ei}
         self._socks += [to_vi, to_ei]
         for side, ifname in self.ifs.items():
-            tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-            attach_filter(tap, error_filter())
-            tap.bind((ifname, 0))
-            tap.settimeout(0.2)
+            tap = open_tap(ifname, error_filter())
             self._socks.append(tap)
             t = threading.Thread(target=self._loop, args=(side, tap), daemon=True)
             t.start()
             self._threads.append(t)
 
     def _loop(self, side: Side, tap: socket.socket) -> None:
-        while not self._stop.is_set():
-            try:
-                pkt, addr = tap.recvfrom(65535)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if addr[1] != ETH_P_IP or addr[2] == socket.PACKET_OUTGOING:
-                continue
+        for pkt in incoming(tap, self._stop):
             v = self.tr.handle(side, pkt)
             if not isinstance(v, Forward):
                 self.counters["dropped"] += 1
