@@ -21,20 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
+from browser import CHROMIUM, chromium
 from orchproc import Orchestrator
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = REPO / "examples" / "demo.yaml"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 PAYLOAD = "<img src=x onerror=alert(1)>"
 TIMEOUT_MS = 15_000
 
@@ -134,10 +125,8 @@ def agents(orchestrator: str) -> Iterator[FakeAgents]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 class Page:

@@ -12,10 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from browser import chromium
 from orchproc import Orchestrator
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]  # fmt: skip
 
 
 @pytest.fixture
@@ -37,53 +35,47 @@ def stored(o: Orchestrator) -> dict[str, Any]:
 
 
 def test_user_edits_own_rules_in_a_browser(orch: Orchestrator) -> None:
-    from playwright.sync_api import sync_playwright
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{orch.base}/api/v1/netfate/me")
+        # Wrong password: an error, no editor.
+        page.fill("#user", "alice")
+        page.fill("#password", "nope")
+        page.click("#signin button")
+        page.wait_for_selector("#message.error")
+        assert "wrong user name or password" in page.inner_text("#message")
+        assert page.locator("#editor").is_hidden()
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{orch.base}/api/v1/netfate/me")
-            # Wrong password: an error, no editor.
-            page.fill("#user", "alice")
-            page.fill("#password", "nope")
-            page.click("#signin button")
-            page.wait_for_selector("#message.error")
-            assert "wrong user name or password" in page.inner_text("#message")
-            assert page.locator("#editor").is_hidden()
+        page.fill("#password", "s3cret")
+        page.click("#signin button")
+        page.wait_for_selector("#editor:not([hidden])")
+        assert "Signed in as alice" in page.inner_text("#who")
 
-            page.fill("#password", "s3cret")
-            page.click("#signin button")
-            page.wait_for_selector("#editor:not([hidden])")
-            assert "Signed in as alice" in page.inner_text("#who")
+        page.click("#add")
+        row = page.locator("#rules tbody tr").last
+        row.locator("[name=action]").select_option("deny")
+        row.locator("[name=direction]").select_option("out")
+        row.locator("[name=proto]").select_option("tcp")
+        row.locator("[name=port]").fill("8081")
+        row.locator("[name=comment]").fill("<b>no</b> games")
+        page.click("#save")
+        page.wait_for_selector("#message.ok")
+        # (Comments help the person editing; the stored rule set keeps the rule.)
+        assert stored(orch)["rules"]["rules"] == [
+            {"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}
+        ]
+        version = stored(orch)["version"]
 
-            page.click("#add")
-            row = page.locator("#rules tbody tr").last
-            row.locator("[name=action]").select_option("deny")
-            row.locator("[name=direction]").select_option("out")
-            row.locator("[name=proto]").select_option("tcp")
-            row.locator("[name=port]").fill("8081")
-            row.locator("[name=comment]").fill("<b>no</b> games")
-            page.click("#save")
-            page.wait_for_selector("#message.ok")
-            # (Comments help the person editing; the stored rule set keeps the rule.)
-            assert stored(orch)["rules"]["rules"] == [
-                {"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}
-            ]
-            version = stored(orch)["version"]
-
-            # A port that does not parse: the whole set is refused, nothing changes.
-            page.click("#add")
-            page.locator("#rules tbody tr").last.locator("[name=port]").fill("99999")
-            page.click("#save")
-            page.wait_for_selector("#message.error")
-            assert "unchanged" in page.inner_text("#message")
-            assert stored(orch)["version"] == version
-            assert len(stored(orch)["rules"]["rules"]) == 1
-            # Markup typed by the user is shown as text, never rendered.
-            assert page.locator("#rules b").count() == 0
-        finally:
-            browser.close()
+        # A port that does not parse: the whole set is refused, nothing changes.
+        page.click("#add")
+        page.locator("#rules tbody tr").last.locator("[name=port]").fill("99999")
+        page.click("#save")
+        page.wait_for_selector("#message.error")
+        assert "unchanged" in page.inner_text("#message")
+        assert stored(orch)["version"] == version
+        assert len(stored(orch)["rules"]["rules"]) == 1
+        # Markup typed by the user is shown as text, never rendered.
+        assert page.locator("#rules b").count() == 0
 
 
 def test_api_needs_the_users_own_password(orch: Orchestrator) -> None:

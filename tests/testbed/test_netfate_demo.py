@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from browser import chromium
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
 
@@ -37,19 +38,11 @@ def test_netfate_case_study(run_prefix: str) -> None:
 
 def dashboard_tables(url: str) -> dict[str, list[str]]:
     """The NFVI tables as the dashboard shows them, in headless Chromium (Debian's)."""
-    from playwright.sync_api import sync_playwright
-
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"]  # fmt: skip
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        try:
-            page = browser.new_page()
-            page.goto(url + "/")
-            page.wait_for_selector("table.netfate-users tr td", timeout=30_000)
-            return {
-                key: page.locator(f"table.netfate-{key} tr").all_inner_texts()
-                for key in ("users", "functions", "forwarding")
-            }
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("table.netfate-users tr td", timeout=30_000)
+        return {
+            key: page.locator(f"table.netfate-{key} tr").all_inner_texts()
+            for key in ("users", "functions", "forwarding")
+        }

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from browser import chromium
 from netfate.model.topology import Topology
 from netfate.orchestrator.sdn.rig import ControllerProcess, wait_until
 
@@ -269,20 +270,12 @@ def test_steering_through_a_vnf_instance_and_back_to_direct(e2e: E2E) -> None:
 def test_dashboard_shows_the_flow_tables_with_counters(e2e: E2E) -> None:
     """The dashboard's flow-table panel, in headless Chromium (Debian's, never a
     downloaded one), lists the switch's flows with their counters."""
-    from playwright.sync_api import sync_playwright
-
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"]  # fmt: skip
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        try:
-            page = browser.new_page()
-            page.goto(e2e.url + "/")
-            page.wait_for_selector("table.flows tr td", timeout=30_000)
-            header = page.locator("table.flows th").all_inner_texts()
-            assert header == ["prio", "cookie", "match", "actions", "packets", "bytes"]
-            rows = page.locator("table.flows tr").count()
-            assert rows > 3, rows
-            assert page.get_by_text("0x4e46").count() > 0  # netfate's cookie prefix
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(e2e.url + "/")
+        page.wait_for_selector("table.flows tr td", timeout=30_000)
+        header = page.locator("table.flows th").all_inner_texts()
+        assert header == ["prio", "cookie", "match", "actions", "packets", "bytes"]
+        rows = page.locator("table.flows tr").count()
+        assert rows > 3, rows
+        assert page.get_by_text("0x4e46").count() > 0  # netfate's cookie prefix
