@@ -53,8 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from netfate.host.nft import apply as nft
-from netfate.host.nft import fresh_table
+from netfate.host import nft
 from netfate.proto.radius import (
     AcctStatus,
     Attr,
@@ -226,10 +225,10 @@ class Portal(Function):
     def _nft_setup(self) -> None:
         t = {"family": "inet", "table": TABLE}
         redirect = {"redirect": {"port": self.port}}
-        nft(
-            {
-                "nftables": [
-                    *fresh_table("inet", TABLE),
+        nft.apply(
+            nft.document(
+                [
+                    *nft.fresh_table("inet", TABLE),
                     {"add": {"set": {**t, "name": "allowed", "type": "ipv4_addr"}}},
                     {
                         "add": {
@@ -331,7 +330,7 @@ class Portal(Function):
                         }
                     },
                 ]
-            }
+            )
         )
         # A one-armed router: forward, and never tell clients to bypass us.
         for key, value in (("ipv4/ip_forward", "1"), ("ipv4/conf/all/send_redirects", "0")):
@@ -343,22 +342,8 @@ class Portal(Function):
             return
         op = "add" if yes else "delete"
         with contextlib.suppress(RuntimeError):
-            nft(
-                {
-                    "nftables": [
-                        {
-                            op: {
-                                "element": {
-                                    "family": "inet",
-                                    "table": TABLE,
-                                    "name": "allowed",
-                                    "elem": [ip],
-                                }
-                            }
-                        }
-                    ]
-                }
-            )
+            elem = {"family": "inet", "table": TABLE, "name": "allowed", "elem": [ip]}
+            nft.apply(nft.document([{op: {"element": elem}}]))
 
     def _start_dnsmasq(self) -> None:
         d = self.dhcp
