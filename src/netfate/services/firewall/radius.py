@@ -129,6 +129,11 @@ class DmJob:
     reason: str
 
 
+def _udp_port(value: Any) -> int | None:
+    """`value` if it is a UDP port number, else None."""
+    return value if isinstance(value, int) and 0 < value < 65536 else None
+
+
 def _error_cause_name(code: int | None) -> str:
     try:
         return ErrorCause(code).name if code is not None else ""
@@ -517,10 +522,8 @@ class RadiusService:
             if inst.state in policy.LIVE_STATES and (inst.ip or "").split("/")[0] == nas.peer[0]:
                 cfg = inst.config or {}
                 if "dm_port" in cfg:
-                    port = cfg["dm_port"]
-                    return port if isinstance(port, int) and 0 < port < 65536 else None
-        port = policy.setting(s, "dm_port", DM_PORT)
-        return port if isinstance(port, int) and 0 < port < 65536 else DM_PORT
+                    return _udp_port(cfg["dm_port"])
+        return _udp_port(policy.setting(s, "dm_port", DM_PORT)) or DM_PORT
 
     def dm_status(self) -> tuple[dict[str, int], int]:
         """The Disconnect counters (sent, acked, naked, failed, refused) and how many
@@ -708,7 +711,7 @@ class RadiusService:
             # one indexed lookup per step and nothing more.
             if s.scalar(select(NfUserRow.name).limit(1)) is None and (
                 s.scalar(
-                    select(InstanceRow.id).where(InstanceRow.descriptor == steering.PORTAL).limit(1)
+                    select(InstanceRow.id).where(InstanceRow.descriptor == policy.PORTAL).limit(1)
                 )
                 is None
             ):
