@@ -26,9 +26,8 @@ from typing import Any
 import pytest
 
 from netfate.agent.instances import control_call
-from netfate.host import netns
+from netfate.host import netns, nft
 from netfate.services.firewall.demo import echo
-from netfate.vnf.firewall.function import NftError, nft_apply
 from netns_lan import build_lan, remove_lan, start_vnf, stop_procs
 
 CLIENT_IP, SERVER_IP = "10.77.0.10", "10.77.1.20"
@@ -193,8 +192,8 @@ def test_bad_rule_set_refused_whole_and_old_stays(net: Net) -> None:
             },
         ]
     }
-    with pytest.raises(NftError):
-        netns.in_netns(net.ns("fw1"), lambda: nft_apply(doc))
+    with pytest.raises(nft.NftError):
+        nft.apply(doc, net.ns("fw1"))
     assert sh(net.ns("fw1"), "nft", "list", "table", "inet", "netfate_fw") == before
     assert net.connect("cli", SERVER_IP, 8081) is None
 
