@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from netfate.proto.radius.packet import Value
 from netfate.vnf.portal.function import Portal, Session
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context, Runtime
+from radius_fixtures import until
 
 SECRET = "portal-dm-secret"
 ALICE, BOB = "192.168.1.2", "192.168.1.3"
@@ -108,14 +109,6 @@ async def portal_and_das() -> AsyncIterator[tuple[Portal, FakeRadius, Das]]:
     finally:
         das.close()
         await p.stop()
-
-
-async def until(cond: Callable[[], bool]) -> None:
-    """Wait (bounded) for something the portal does on its own loop."""
-    for _ in range(500):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
 
 
 def test_disconnect_ends_exactly_the_named_session() -> None:

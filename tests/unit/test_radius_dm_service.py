@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ from netfate.store.db import Database
 from netfate.vnf.portal.function import Portal
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context
-from radius_fixtures import events, radius_db, user_row
+from radius_fixtures import events, radius_db, until, user_row
 
 SECRET = "dm-service-secret"
 
@@ -170,13 +170,6 @@ def _status(db: Database) -> tuple[str, str | None]:
         u = s.get(NfUserRow, "alice")
         assert u is not None
         return u.status, u.access_node
-
-
-async def until(cond: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if cond():
-            return
-        await asyncio.sleep(0.02)
 
 
 def test_release_sends_disconnect_request_and_records_the_ack(db: Database) -> None:
