@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import shutil
 import socket
 import struct
@@ -31,18 +30,12 @@ import pytest
 
 from netfate.host import links, netns
 from netfate.services.sharing.demo import CONTROL_POINT
+from netns_lan import stop_procs
+from vp_rig import ATT, build_chain, chain_names, remove_chain, start_vps, vp_configs
 
 if shutil.which("minidlnad") is None:
     pytest.skip("minidlnad missing (apt-get install minidlna)", allow_module_level=True)
 pytest.importorskip("async_upnp_client")
-
-ATT = {
-    "pn1": "192.168.0.0/24",
-    "pn2": "192.168.0.0/24",
-    "shared_device": "192.168.0.2",
-    "import_alias": "192.168.0.13",
-    "entries": [["192.168.0.31", "192.168.0.3"]],
-}
 
 
 @dataclass
@@ -54,61 +47,21 @@ class Rig:
     procs: list[subprocess.Popen[bytes]]
 
 
-def _start_vp(rig: Rig, name: str, cfg: dict[str, object]) -> None:
-    ctl = rig.tmp / f"{name}.sock"
-    log = open(rig.tmp / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
-    p = netns.popen_in(
-        rig.ns[name],
-        [sys.executable, "-m", "netfate.vnf",
-         "netfate.vnf.virtual_presence.function:VirtualPresence", "--instance", name,
-         "--control", str(ctl), "--config", json.dumps(cfg)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    log.close()
-    rig.procs.append(p)
-    deadline = time.monotonic() + 20
-    while not Path(str(ctl) + ".ready").exists():
-        assert p.poll() is None, (rig.tmp / f"{name}.log").read_text()
-        assert time.monotonic() < deadline, f"{name} not ready"
-        time.sleep(0.02)
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("dlna")
-    p = "nft" + secrets.token_hex(2)
-    ns = {k: f"{p}-{k}" for k in ("d2", "vp2", "vp1", "d4")}
-    ifs = {k: p + k for k in "abcdef"}
+    ns, ifs = chain_names()
     r = Rig(ns, ifs, tmp, "", [])
     try:
-        for n in ns.values():
-            netns.ensure(n)
-            links.set_up(n, "lo")
-        links.veth_pair(ifs["a"], ns["d2"], ifs["b"], ns["vp2"])
-        links.veth_pair(ifs["c"], ns["vp2"], ifs["d"], ns["vp1"], mtu=1550)
-        links.veth_pair(ifs["e"], ns["vp1"], ifs["f"], ns["d4"])
-        for n, k in (("d2", "a"), ("vp2", "b"), ("vp2", "c"), ("vp1", "d"), ("vp1", "e"),
-                     ("d4", "f")):  # fmt: skip
-            links.set_up(ns[n], ifs[k])
-        links.add_address(ns["d2"], ifs["a"], "192.168.0.2/24")
-        links.add_address(ns["d4"], ifs["f"], "192.168.0.3/24")
+        build_chain(ns, ifs)
         for h, k in (("d2", "a"), ("d4", "f")):
             netns.run_in(ns[h], ["ip", "route", "add", "224.0.0.0/4", "dev", ifs[k]])
         # VP2's own address on the VI (the instance's, on the testbed): the ALG's HTTP
         # connections are masqueraded to it, and it must not be an alias.
         links.add_address(ns["vp2"], ifs["b"], "192.168.0.250/24")
-        links.add_address(ns["vp2"], ifs["c"], "172.31.0.1/30")
-        links.add_address(ns["vp1"], ifs["d"], "172.31.0.2/30")
         common = {"att": ATT, "share": 3, "vi_prefixlen": 24, "underlay_mtu": 1550,
                   "alg": True, "http_ports": [8200]}  # fmt: skip
-        vp2 = {"role": "vp2", "vi": ifs["b"], "underlay_dev": ifs["c"],
-               "local_underlay": "172.31.0.1", "remote_underlay": "172.31.0.2",
-               "overlay_local": "10.0.0.1/30", "overlay_remote": "10.0.0.2"}  # fmt: skip
-        vp1 = {"role": "vp1", "vi": ifs["e"], "underlay_dev": ifs["d"],
-               "local_underlay": "172.31.0.2", "remote_underlay": "172.31.0.1",
-               "overlay_local": "10.0.0.2/30", "overlay_remote": "10.0.0.1"}  # fmt: skip
-        _start_vp(r, "vp2", {**common, **vp2})
-        _start_vp(r, "vp1", {**common, **vp1})
+        start_vps(ns, vp_configs(ifs, common), tmp, r.procs)
         media = tmp / "media"
         media.mkdir()
         subprocess.run(
@@ -136,16 +89,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         log.close()
         yield r
     finally:
-        for proc in reversed(r.procs):  # only what this fixture started, by pid
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        for n in ns.values():
-            netns.remove(n)
+        stop_procs(reversed(r.procs))  # only what this fixture started, by pid
+        remove_chain(ns)
 
 
 def test_control_point_in_pn2_discovers_browses_and_fetches(rig: Rig) -> None:

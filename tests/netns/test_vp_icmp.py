@@ -9,82 +9,31 @@ sending to D2's alias the same from D2's kernel. Both PNs 192.168.0.0/24.
 
 from __future__ import annotations
 
-import json
-import secrets
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from netfate.host import links, netns
-
-ATT = {
-    "pn1": "192.168.0.0/24",
-    "pn2": "192.168.0.0/24",
-    "shared_device": "192.168.0.2",
-    "import_alias": "192.168.0.13",
-    "entries": [["192.168.0.31", "192.168.0.3"]],
-}
+from netfate.host import netns
+from netns_lan import stop_procs
+from vp_rig import ATT, build_chain, chain_names, remove_chain, start_vps, vp_configs
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("icmp")
-    p = "nft" + secrets.token_hex(2)
-    ns = {k: f"{p}-{k}" for k in ("d2", "vp2", "vp1", "d4")}
-    ifs = {k: p + k for k in "abcdef"}
     procs: list[subprocess.Popen[bytes]] = []
+    ns, ifs = chain_names()
     try:
-        for n in ns.values():
-            netns.ensure(n)
-            links.set_up(n, "lo")
-        links.veth_pair(ifs["a"], ns["d2"], ifs["b"], ns["vp2"])
-        links.veth_pair(ifs["c"], ns["vp2"], ifs["d"], ns["vp1"], mtu=1550)
-        links.veth_pair(ifs["e"], ns["vp1"], ifs["f"], ns["d4"])
-        for n, k in (("d2", "a"), ("vp2", "b"), ("vp2", "c"), ("vp1", "d"), ("vp1", "e"),
-                     ("d4", "f")):  # fmt: skip
-            links.set_up(ns[n], ifs[k])
-        links.add_address(ns["d2"], ifs["a"], "192.168.0.2/24")
-        links.add_address(ns["d4"], ifs["f"], "192.168.0.3/24")
-        links.add_address(ns["vp2"], ifs["c"], "172.31.0.1/30")
-        links.add_address(ns["vp1"], ifs["d"], "172.31.0.2/30")
+        build_chain(ns, ifs)
         common = {"att": ATT, "share": 4, "vi_prefixlen": 24, "underlay_mtu": 1550,
                   "icmp_tap": True}  # fmt: skip
-        cfgs = {
-            "vp2": {**common, "role": "vp2", "vi": ifs["b"], "underlay_dev": ifs["c"],
-                    "local_underlay": "172.31.0.1", "remote_underlay": "172.31.0.2",
-                    "overlay_local": "10.0.0.1/30", "overlay_remote": "10.0.0.2"},
-            "vp1": {**common, "role": "vp1", "vi": ifs["e"], "underlay_dev": ifs["d"],
-                    "local_underlay": "172.31.0.2", "remote_underlay": "172.31.0.1",
-                    "overlay_local": "10.0.0.2/30", "overlay_remote": "10.0.0.1"},
-        }  # fmt: skip
-        for name, cfg in cfgs.items():
-            ctl = tmp / f"{name}.sock"
-            with open(tmp / f"{name}.log", "wb") as log:
-                procs.append(netns.popen_in(
-                    ns[name],
-                    [sys.executable, "-m", "netfate.vnf",
-                     "netfate.vnf.virtual_presence.function:VirtualPresence",
-                     "--instance", name, "--control", str(ctl), "--config", json.dumps(cfg)],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                ))  # fmt: skip
-            deadline = time.monotonic() + 20
-            while not Path(str(ctl) + ".ready").exists():
-                assert procs[-1].poll() is None, (tmp / f"{name}.log").read_text()
-                assert time.monotonic() < deadline, f"{name} not ready"
-                time.sleep(0.02)
+        start_vps(ns, vp_configs(ifs, common), tmp, procs)
         yield ns
     finally:
-        for proc in procs:  # only what this fixture started, by pid
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
-        for n in ns.values():
-            netns.remove(n)
+        stop_procs(procs)  # only what this fixture started, by pid
+        remove_chain(ns)
 
 
 def _refused(ns: str, dst: str, port: int) -> bool:

@@ -29,6 +29,7 @@ from netfate.host import links, netns
 from netfate.proto import ipv4
 from netfate.vnf.virtual_presence import ATT, Dropped, Forward, Ignored, Role, Side, Translator
 from netfate.vnf.virtual_presence import kernel as kp
+from vp_rig import build_chain, chain_names, remove_chain, vp_configs
 
 A = ipaddress.IPv4Address
 N = ipaddress.IPv4Network
@@ -47,7 +48,6 @@ PACKET_OUTGOING = 4
 
 @dataclass
 class Rig:
-    prefix: str
     ns: dict[str, str]
     ifs: dict[str, str]
     macs: dict[str, bytes]
@@ -62,45 +62,19 @@ def _mac(ns: str, ifname: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    p = "nft" + secrets.token_hex(2)
-    ns = {k: f"{p}-{k}" for k in ("d2", "vp2", "vp1", "d4")}
-    ifs = {k: p + k for k in ("a", "b", "c", "d", "e", "f")}
+    ns, ifs = chain_names()
     try:
-        for n in ns.values():
-            netns.ensure(n)
-        links.veth_pair(ifs["a"], ns["d2"], ifs["b"], ns["vp2"])
-        links.veth_pair(ifs["c"], ns["vp2"], ifs["d"], ns["vp1"], mtu=1550)
-        links.veth_pair(ifs["e"], ns["vp1"], ifs["f"], ns["d4"])
-        for n, i in (("d2", "a"), ("vp2", "b"), ("vp2", "c"), ("vp1", "d"), ("vp1", "e"),
-                     ("d4", "f")):  # fmt: skip
-            links.set_up(ns[n], ifs[i])
-            links.set_up(ns[n], "lo")
-        links.add_address(ns["d2"], ifs["a"], "192.168.0.2/24")
-        links.add_address(ns["d4"], ifs["f"], "192.168.0.3/24")
-        links.add_address(ns["vp2"], ifs["c"], "172.31.0.1/30")
-        links.add_address(ns["vp1"], ifs["d"], "172.31.0.2/30")
-        common = {"share": 7, "vi_prefixlen": 24, "underlay_mtu": 1550}
-        cfg = {
-            "vp2": kp.KernelConfig(
-                role=Role.EXPORTER, att=ATT1, vi=ifs["b"], underlay_dev=ifs["c"],
-                local_underlay="172.31.0.1", remote_underlay="172.31.0.2",
-                overlay_local="10.0.0.1/30", overlay_remote="10.0.0.2", **common,  # type: ignore[arg-type]
-            ),
-            "vp1": kp.KernelConfig(
-                role=Role.IMPORTER, att=ATT1, vi=ifs["e"], underlay_dev=ifs["d"],
-                local_underlay="172.31.0.2", remote_underlay="172.31.0.1",
-                overlay_local="10.0.0.2/30", overlay_remote="10.0.0.1", **common,  # type: ignore[arg-type]
-            ),
-        }  # fmt: skip
+        build_chain(ns, ifs)
+        common = {"att": ATT1.to_dict(), "share": 7, "vi_prefixlen": 24, "underlay_mtu": 1550}
+        cfg = {n: kp.KernelConfig.from_dict(c) for n, c in vp_configs(ifs, common).items()}
         for name, c in cfg.items():
             kp.install(ns[name], c)
             kp.install(ns[name], c)  # idempotent: a restarted VP installs again
         macs = {k: _mac(ns[n], ifs[k]) for n, k in (("d2", "a"), ("vp2", "b"), ("vp1", "e"),
                                                     ("d4", "f"))}  # fmt: skip
-        yield Rig(p, ns, ifs, macs, cfg)
+        yield Rig(ns, ifs, macs, cfg)
     finally:
-        for n in ns.values():
-            netns.remove(n)
+        remove_chain(ns)
 
 
 def test_real_stacks_ping_and_udp_both_ways(rig: Rig) -> None:
