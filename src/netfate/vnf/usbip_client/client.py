@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from netfate.proto.usbip import (
     ClientConnection,
@@ -156,6 +156,33 @@ async def _open(host: str, port: int, sock: socket.socket | None) -> _ClientProt
     return proto
 
 
+_P = TypeVar("_P", bound=_ClientProtocol)
+
+
+async def _request_import(proto: _P, host: str, busid: str, timeout: float) -> _P:
+    """OP_REQ_IMPORT ``busid`` on the fresh connection ``proto``; the connection is
+    closed on anything but an import (refused, no or an unexpected reply)."""
+    proto.core.request_import(busid)
+    proto.flush()
+    try:
+        ev = await asyncio.wait_for(proto.op_reply, timeout)
+    except BaseException as err:
+        if proto.transport is not None:
+            proto.transport.abort()
+        await proto.closed
+        if isinstance(err, TimeoutError):
+            raise UsbipError(f"no import reply from {host} in {timeout} s") from None
+        raise
+    if not isinstance(ev, DeviceImported):
+        if proto.transport is not None:
+            proto.transport.close()
+        if isinstance(ev, ImportRefused):
+            raise ImportRefusedError(busid, ev.status)
+        raise UsbipError(f"unexpected reply {ev}")
+    proto.imported = ev.device
+    return proto
+
+
 def keepalive(sock: socket.socket | Any, idle: int = 10, interval: int = 5, count: int = 3) -> None:
     """TCP keepalive, so a connection whose peer vanished (a network drop, not a close)
     fails in about ``idle + interval * count`` seconds instead of hanging; USB/IP has
@@ -223,24 +250,7 @@ class RemoteDevice:
         host: str, busid: str, port: int, sock: socket.socket | None, timeout: float = OP_TIMEOUT
     ) -> _ClientProtocol:
         proto = await asyncio.wait_for(_open(host, port, sock), timeout)
-        proto.core.request_import(busid)
-        proto.flush()
-        try:
-            ev = await asyncio.wait_for(proto.op_reply, timeout)
-        except BaseException as err:
-            if proto.transport is not None:
-                proto.transport.close()
-            if isinstance(err, TimeoutError):
-                raise UsbipError(f"no import reply from {host} in {timeout} s") from None
-            raise
-        if isinstance(ev, ImportRefused):
-            if proto.transport is not None:
-                proto.transport.close()
-            raise ImportRefusedError(busid, ev.status)
-        if not isinstance(ev, DeviceImported):
-            raise UsbipError(f"unexpected reply {ev}")
-        proto.imported = ev.device
-        return proto
+        return await _request_import(proto, host, busid, timeout)
 
     async def reattach(self, *, attempts: int = 10, interval: float = 1.0) -> None:
         """Import the same device again on a new connection (after a drop).

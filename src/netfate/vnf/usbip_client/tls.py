@@ -20,11 +20,18 @@ import logging
 import socket
 import ssl
 
-from netfate.proto.usbip import DeviceImported, ImportRefused, Status, UsbDevice
+from netfate.proto.usbip import Status, UsbDevice
 from netfate.services.usbip.pki import TlsFiles
 from netfate.vnf.runtime import Context
 
-from .client import OP_TIMEOUT, ImportRefusedError, RemoteDevice, UsbipError, _ClientProtocol
+from .client import (
+    OP_TIMEOUT,
+    ImportRefusedError,
+    RemoteDevice,
+    UsbipError,
+    _ClientProtocol,
+    _request_import,
+)
 from .function import SerialImporter
 from .serial import SerialPty
 
@@ -117,27 +124,7 @@ async def _import_tls(
     timeout: float,
 ) -> _TlsClientProtocol:
     proto = await _open_tls(host, port, context, server_hostname, sock, timeout)
-    proto.core.request_import(busid)
-    proto.flush()
-    try:
-        ev = await asyncio.wait_for(proto.op_reply, timeout)
-    except BaseException as err:
-        if proto.transport is not None:
-            proto.transport.abort()
-        await proto.closed
-        if isinstance(err, TimeoutError):
-            raise UsbipError(f"no import reply from {host} in {timeout} s") from None
-        raise
-    if isinstance(ev, ImportRefused):
-        if proto.transport is not None:
-            proto.transport.close()
-        raise ImportRefusedError(busid, ev.status)
-    if not isinstance(ev, DeviceImported):
-        if proto.transport is not None:
-            proto.transport.close()
-        raise UsbipError(f"unexpected reply {ev}")
-    proto.imported = ev.device
-    return proto
+    return await _request_import(proto, host, busid, timeout)
 
 
 class TlsRemoteDevice(RemoteDevice):
