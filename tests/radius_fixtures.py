@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from netfate.proto.radius import AcctStatus, Attr, Code, Packet
 from netfate.services.firewall.freeradius import FreeRadius
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
@@ -118,3 +119,32 @@ async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         if cond():
             return
         await asyncio.sleep(0.02)
+
+
+class FakeRadius:
+    """The portal's RADIUS client (auth and acct), faked: every login is accepted with
+    Session-Timeout `timeout` (or rejected), and what is sent is recorded in order."""
+
+    def __init__(self, accept: bool = True, timeout: int = 600) -> None:
+        self.accept, self.timeout = accept, timeout
+        self.sent: list[tuple[str, list[tuple[int, Any]]]] = []  # (user or "acct", attrs)
+
+    async def authenticate(
+        self, user: str, password: bytes, attrs: list[tuple[int, Any]]
+    ) -> Packet:
+        self.sent.append((user, attrs))
+        if not self.accept:
+            return Packet(Code.ACCESS_REJECT, 1)
+        return Packet(Code.ACCESS_ACCEPT, 1).add(Attr.SESSION_TIMEOUT, self.timeout)
+
+    async def account(self, attrs: list[tuple[int, Any]]) -> Packet:
+        self.sent.append(("acct", attrs))
+        return Packet(Code.ACCOUNTING_RESPONSE, 1)
+
+    async def close(self) -> None:
+        pass
+
+    def stops(self) -> list[dict[int, Any]]:
+        """The Accounting Stops sent, as attribute dicts."""
+        accts = [dict(attrs) for who, attrs in self.sent if who == "acct"]
+        return [a for a in accts if a[Attr.ACCT_STATUS_TYPE] == AcctStatus.STOP]

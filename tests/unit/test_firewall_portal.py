@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from netfate.proto.radius import Attr, Code, Packet
+from netfate.proto.radius import Attr
 from netfate.vnf.portal.function import Portal
 from netfate.vnf.portal.http import HttpError, Request, parse_head, read_request
 from netfate.vnf.runtime import Context
+from radius_fixtures import FakeRadius
 
 
 def _read(raw: bytes) -> Request:
@@ -65,28 +66,9 @@ def test_parse_head_rejects_bad_line() -> None:
         parse_head(b"GET / FTP/1.0\r\n\r\n", "x")
 
 
-class FakeRadius:
-    def __init__(self, accept: bool) -> None:
-        self.accept = accept
-        self.sent: list[tuple[str, list[tuple[int, object]]]] = []
-
-    async def authenticate(
-        self, user: str, password: bytes, attrs: list[tuple[int, object]]
-    ) -> Packet:
-        self.sent.append((user, attrs))
-        p = Packet(Code.ACCESS_ACCEPT if self.accept else Code.ACCESS_REJECT, 1)
-        if self.accept:
-            p.add(Attr.SESSION_TIMEOUT, 120)
-        return p
-
-    async def account(self, attrs: list[tuple[int, object]]) -> Packet:
-        self.sent.append(("acct", attrs))
-        return Packet(Code.ACCOUNTING_RESPONSE, 1)
-
-
 def _portal(accept: bool) -> tuple[Portal, FakeRadius]:
     p = Portal(Context("i-p", {"node": "cpe1", "address": "192.168.1.254", "nft": False}))
-    fake = FakeRadius(accept)
+    fake = FakeRadius(accept, timeout=120)
     p.auth = fake  # type: ignore[assignment]
     p.acct = fake  # type: ignore[assignment]
     return p, fake

@@ -14,35 +14,15 @@ from typing import Any
 
 import pytest
 
-from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet, TerminateCause
+from netfate.proto.radius import Attr, ClientCore, Code, Packet, TerminateCause
 from netfate.proto.radius.packet import Value
 from netfate.vnf.portal.function import Portal, Session
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context, Runtime
-from radius_fixtures import until
+from radius_fixtures import FakeRadius, until
 
 SECRET = "portal-dm-secret"
 ALICE, BOB = "192.168.1.2", "192.168.1.3"
-
-
-class FakeRadius:
-    def __init__(self) -> None:
-        self.acct: list[dict[int, Any]] = []
-
-    async def authenticate(
-        self, user: str, password: bytes, attrs: list[tuple[int, Any]]
-    ) -> Packet:
-        return Packet(Code.ACCESS_ACCEPT, 1).add(Attr.SESSION_TIMEOUT, 600)
-
-    async def account(self, attrs: list[tuple[int, Any]]) -> Packet:
-        self.acct.append(dict(attrs))
-        return Packet(Code.ACCOUNTING_RESPONSE, 1)
-
-    async def close(self) -> None:
-        pass
-
-    def stops(self) -> list[dict[int, Any]]:
-        return [a for a in self.acct if a[Attr.ACCT_STATUS_TYPE] == AcctStatus.STOP]
 
 
 async def _portal(config: dict[str, Any] | None = None) -> tuple[Portal, FakeRadius]:
