@@ -28,19 +28,7 @@ from typing import Any
 import pytest
 
 from netfate.host import links, netns
-
-SCRIPT = """#!/bin/sh
-# udhcpc event script: configure the lease, never touch the host's resolv.conf
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$mask" dev "$interface"
-    ip route replace default via "$router" dev "$interface"
-    echo "$ip" > "$LEASE_OUT"
-    ;;
-esac
-exit 0
-"""
+from netfate.services.sharing.demo import TAKE_LEASE
 
 
 @dataclass
@@ -118,7 +106,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             assert time.monotonic() < deadline, "vHG not ready"
             time.sleep(0.02)
         script = tmp / "udhcpc.sh"
-        script.write_text(SCRIPT)
+        script.write_text(TAKE_LEASE)  # the demo's: it writes 'address router'
         script.chmod(0o755)
         lease_out = tmp / "lease.txt"
         netns.run_in(
@@ -127,7 +115,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
              "-f", "-t", "5", "-T", "1", "-s", str(script), "-x", "hostname:tv"],
             timeout=30,
         )  # fmt: skip
-        client_ip = lease_out.read_text().strip()
+        client_ip = lease_out.read_text().split()[0]
         yield Net(ns, ifs, ctl, proc, client_ip)
     finally:
         if proc is not None and proc.poll() is None:
