@@ -87,7 +87,12 @@ from netfate.services.firewall.tables import (
 from netfate.store.db import Database
 from netfate.store.events import record_event
 from netfate.store.tables import InstanceRow
-from netfate.vnf.firewall.function import VSA_LAST_PACKET, VSA_RULES_CHUNK, VSA_RULES_VERSION
+from netfate.vnf.firewall.function import (
+    NAS_PREFIX,
+    VSA_LAST_PACKET,
+    VSA_RULES_CHUNK,
+    VSA_RULES_VERSION,
+)
 
 log = logging.getLogger("netfate.radius")
 ENV_LISTEN = "NETFATE_RADIUS_LISTEN"
@@ -347,7 +352,7 @@ class RadiusService:
         nas = ev.request.text(Attr.NAS_IDENTIFIER)
         mac = ev.request.text(Attr.CALLING_STATION_ID)
         framed = ev.request.get(Attr.FRAMED_IP_ADDRESS)
-        if nas is None or nas.startswith("fw:"):
+        if nas is None or nas.startswith(NAS_PREFIX):
             # Not a portal of a node (radtest, a firewall): no policy, so no write;
             # the user's row comes from a short-lived cache. A reject still goes to
             # the database below, to be recorded.
@@ -376,7 +381,7 @@ class RadiusService:
                 (Attr.IDLE_TIMEOUT, int(user.idle_timeout)),
             ]
             touched: set[str] = set()
-            if nas is not None and not nas.startswith("fw:"):
+            if nas is not None and not nas.startswith(NAS_PREFIX):
                 out = policy.on_login(s, user, nas, mac, str(framed) if framed else None)
                 if not out.accept:
                     record_event(
@@ -432,7 +437,7 @@ class RadiusService:
             user = s.get(NfUserRow, ev.user) if ev.user else None
             if user is None:
                 return attrs, touched
-            if nas.startswith("fw:"):
+            if nas.startswith(NAS_PREFIX):
                 subs = dict(vsas(req, NETFATE_VENDOR))
                 version = int.from_bytes(subs.get(VSA_RULES_VERSION, b"\0" * 4)[:4], "big")
                 last = int.from_bytes(subs.get(VSA_LAST_PACKET, b"\0" * 4)[:4], "big")
@@ -462,7 +467,7 @@ class RadiusService:
         """Remember (Start/Interim) or forget (Stop) a NAS's session; for a Stop, True
         when it is not the user's current session (see account())."""
         nas_id = ev.request.text(Attr.NAS_IDENTIFIER)
-        if not ev.user or listener is None or (nas_id or "").startswith("fw:"):
+        if not ev.user or listener is None or (nas_id or "").startswith(NAS_PREFIX):
             return False
         key = (ev.peer[0], ev.session_id)
         now = time.time()

@@ -48,6 +48,9 @@ log = logging.getLogger("netfate.vnf.firewall")
 VSA_RULES_VERSION = 1
 VSA_RULES_CHUNK = 2
 VSA_LAST_PACKET = 3
+# The firewall's own accounting names it NAS-Identifier "fw:<instance>" (a portal
+# names its node): the server keeps it apart from users' logins by this prefix.
+NAS_PREFIX = "fw:"
 
 
 def sysctl(key: str, value: str) -> None:
@@ -309,7 +312,7 @@ class Firewall(Function):
                 (Attr.ACCT_STATUS_TYPE, int(AcctStatus.INTERIM_UPDATE)),
                 (Attr.ACCT_SESSION_ID, f"{self.ctx.instance}"),
                 (Attr.USER_NAME, self.user),
-                (Attr.NAS_IDENTIFIER, f"fw:{self.ctx.instance}"),
+                (Attr.NAS_IDENTIFIER, NAS_PREFIX + self.ctx.instance),
                 (Attr.ACCT_INPUT_OCTETS, tot["out_bytes"] & 0xFFFFFFFF),
                 (Attr.ACCT_OUTPUT_OCTETS, tot["in_bytes"] & 0xFFFFFFFF),
                 (Attr.ACCT_INPUT_PACKETS, tot["out_packets"] & 0xFFFFFFFF),
