@@ -38,11 +38,13 @@ def attach_filter(sock: socket.socket, prog: Program) -> None:
 
 
 def open_tap(ifname: str, prog: Program) -> socket.socket:
-    """A tap on `ifname` that sees only what `prog` accepts (attached before the bind,
-    so no packet arrives unfiltered); reads time out every 0.2 s (see `incoming`)."""
-    tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+    """A tap on `ifname` that sees only what `prog` accepts; reads time out every
+    0.2 s (see `incoming`). The socket is opened for no protocol (it queues
+    nothing), given the filter, then bound to `ifname` for every protocol: no
+    packet, from this interface or another, arrives unfiltered."""
+    tap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
     attach_filter(tap, prog)
-    tap.bind((ifname, 0))
+    tap.bind((ifname, ETH_P_ALL))  # Python converts the protocol to network order
     tap.settimeout(0.2)
     return tap
 
