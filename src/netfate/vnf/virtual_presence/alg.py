@@ -134,17 +134,9 @@ class DiscoveryAlg:
         out = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         out.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.vi.encode())
         try:
+            # The tap's filter (tap_filter) lets only the device's SSDP/mDNS through;
+            # datagram_alg parses and checks each one again as untrusted bytes.
             for frame in incoming(tap, self._stop):
-                if len(frame) < 28 or frame[9] != ipv4.UDP:
-                    continue
-                ihl = (frame[0] & 0xF) * 4
-                if len(frame) < ihl + 8:
-                    continue
-                sport = int.from_bytes(frame[ihl : ihl + 2], "big")
-                dport = int.from_bytes(frame[ihl + 2 : ihl + 4], "big")
-                ports = {sport, dport}
-                if frame[12:16] != self._device_packed or not ports & {SSDP_PORT, MDNS_PORT}:
-                    continue
                 try:
                     pkt = datagram_alg(self.tr, frame, self.device, self.alias)
                 except ipv4.IPv4Error:
@@ -153,7 +145,9 @@ class DiscoveryAlg:
                 if pkt is None:
                     self.counters["dropped"] += 1
                     continue
-                dst = str(ipv4.parse(pkt).dst)
+                sent = ipv4.parse(pkt)
+                dst = str(sent.dst)
+                ports = struct.unpack_from("!HH", sent.payload)
                 try:
                     out.sendto(pkt, (dst, 0))
                     self.counters["ssdp" if SSDP_PORT in ports else "mdns"] += 1
