@@ -28,7 +28,7 @@ import pytest
 from netfate.agent.instances import control_call
 from netfate.host import netns, nft
 from netfate.services.firewall.demo import echo
-from netns_lan import build_lan, remove_lan, start_vnf, stop_procs
+from netns_lan import build_lan, remove_lan, sh, start_vnf, stop_procs
 
 CLIENT_IP, SERVER_IP = "10.77.0.10", "10.77.1.20"
 RULES = {
@@ -36,10 +36,6 @@ RULES = {
     "default_out": "allow",
     "rules": [{"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}],
 }
-
-
-def sh(ns: str, *argv: str) -> str:
-    return netns.run_in(ns, list(argv)).stdout
 
 
 class Net:
@@ -175,7 +171,7 @@ def test_rules_enforced_statefully(net: Net) -> None:
 
 def test_bad_rule_set_refused_whole_and_old_stays(net: Net) -> None:
     net.start_fw("fw1", RULES)
-    before = sh(net.ns("fw1"), "nft", "list", "table", "inet", "netfate_fw")
+    before = sh(net.ns("fw1"), "nft", "list", "table", "inet", "netfate_fw").stdout
     # A batch whose last command cannot apply: nft refuses the whole transaction.
     doc = {
         "nftables": [
@@ -194,7 +190,7 @@ def test_bad_rule_set_refused_whole_and_old_stays(net: Net) -> None:
     }
     with pytest.raises(nft.NftError):
         nft.apply(doc, net.ns("fw1"))
-    assert sh(net.ns("fw1"), "nft", "list", "table", "inet", "netfate_fw") == before
+    assert sh(net.ns("fw1"), "nft", "list", "table", "inet", "netfate_fw").stdout == before
     assert net.connect("cli", SERVER_IP, 8081) is None
 
 
