@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from typing import Any
 
 from netfate.proto.usbip import Status, UsbDevice
 from netfate.services.usbip.pki import TlsFiles
@@ -84,29 +85,18 @@ async def _open_tls(
 ) -> _TlsClientProtocol:
     loop = asyncio.get_running_loop()
     try:
-        if sock is not None:
-            _t, proto = await asyncio.wait_for(
-                loop.create_connection(
-                    _TlsClientProtocol,
-                    sock=sock,
-                    ssl=context,
-                    server_hostname=server_hostname,
-                    ssl_handshake_timeout=timeout,
-                ),
-                timeout,
-            )
-        else:
-            _t, proto = await asyncio.wait_for(
-                loop.create_connection(
-                    _TlsClientProtocol,
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=server_hostname,
-                    ssl_handshake_timeout=timeout,
-                ),
-                timeout,
-            )
+        # a given socket (e.g. made inside a namespace) is already connected
+        where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": host, "port": port}
+        _t, proto = await asyncio.wait_for(
+            loop.create_connection(
+                _TlsClientProtocol,
+                **where,
+                ssl=context,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+            ),
+            timeout,
+        )
     except ssl.SSLError as err:  # e.g. the HRH's certificate is not from our CA
         raise TlsRefusedError(f"TLS handshake with {host}:{port} failed: {err}") from err
     except TimeoutError:
