@@ -41,13 +41,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from netfate.demo.platform import Api, DemoFailed, Say
+from netfate.demo.sdn import until
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
 
@@ -228,14 +229,6 @@ Crossing = tuple[str, str, str]
 """(source host, destination host, protocol: ping, tcp or udp)."""
 
 
-def _until(what: str, cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def crossings(tb: Testbed, pairs: list[tuple[str, str]], wait: float = 2.0) -> set[Crossing]:
     """Which (source host, destination host) pairs get through to the destination's
     own address, by ping, TCP and UDP. All probes run at once; what has not arrived
@@ -315,7 +308,7 @@ def prove_routed_before_pns(tb: Testbed, say: Say) -> list[tuple[str, str]]:
     pairs = cross_pn_pairs(tb)
     sample = pairs[:: max(1, len(pairs) // 4)][:4]
     want = {(a, b, p) for a, b in sample for p in ("ping", "tcp", "udp")}
-    _until("direct routing between LANs (before any PN)",
+    until("direct routing between LANs (before any PN)",
            lambda: crossings(tb, sample) >= want)  # fmt: skip
     say(f"before PNs: {', '.join(f'{a}->{b}' for a, b in sample)} reach each other directly "
         "(ping, TCP, UDP)")  # fmt: skip
@@ -683,7 +676,7 @@ def start_vhg(api: Api, pn: str, timeout: float = 30.0) -> dict[str, Any]:
     """Launch the PN's vHG and wait until it runs and its paths are in the network."""
     started: dict[str, Any] = api("POST", f"/sharing/pns/{pn}/vhg")
     inst = api.wait_state(started["vhg_instance"], "running", timeout)
-    _until(f"the paths of vHG {inst['id']}",
+    until(f"the paths of vHG {inst['id']}",
            lambda: bool(api("GET", f"/sharing/pns/{pn}")["vhg_paths"]), timeout)  # fmt: skip
     return inst
 
@@ -728,7 +721,7 @@ def prove_vhg(tb: Testbed, api: Api, node: str, host: str, say: Say) -> VhgProof
         found.update({d["ip"]: d for d in api("GET", f"/sharing/pns/{pn}/devices")})
         return bool(found.get(lease, {}).get("source") == "lease")
 
-    _until(f"{lease} in {pn}'s inventory", listed, 30.0)
+    until(f"{lease} in {pn}'s inventory", listed, 30.0)
     say(f"{pn}'s inventory lists {lease} ({found[lease]['name']}, {found[lease]['mac']}) "
         "from the vHG's leases")  # fmt: skip
     transit = str(tb.topology.nodes[node].transit_ip)
@@ -764,7 +757,7 @@ def check(tb: Testbed, say: Say) -> None:
     say(f"Personal Networks: {', '.join(pns)}")
     if sdn:
         # The controller removes the LAN-to-LAN flows shortly after the intents go.
-        _until("the PNs' LANs to be cut from each other",
+        until("the PNs' LANs to be cut from each other",
                lambda: not crossings(tb, sample))  # fmt: skip
         prove_direct_isolation(tb, say, "PNs, no share")
     else:
