@@ -28,7 +28,7 @@ from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
 from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 from netfate.services.usbip import AllowList
 from netfate.services.usbip.pki import CertificateAuthority
-from netfate.vnf.usbip_client import MassStorageClient, UsbipError
+from netfate.vnf.usbip_client import MassStorageClient, UsbipError, connect_in
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 from netfate.vnf.usbip_host import MassStorage, SerialSensor
 from netfate.vnf.usbip_host.tls import TlsUsbipServer, server_context
@@ -88,18 +88,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         n.close()
 
 
-async def connect_from(ns: str, ip: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection opened inside ``ns`` (setns, not routing the host in)."""
-    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, (ip, port)), timeout)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
 async def connect_retrying(ns: str, ip: str, port: int, within: float = 20.0) -> socket.socket:
     """Connect once the path is open; the failed ARP of the closed phase may linger
     (EHOSTUNREACH) until the neighbour entry is retried."""
@@ -107,7 +95,7 @@ async def connect_retrying(ns: str, ip: str, port: int, within: float = 20.0) ->
     deadline = loop.time() + within
     while True:
         try:
-            return await connect_from(ns, ip, port, 2.0)
+            return await connect_in(ns, ip, port, 2.0)
         except (OSError, TimeoutError):
             if loop.time() > deadline:
                 raise
@@ -137,7 +125,7 @@ def test_usbip_passes_only_while_the_tunnel_intent_exists(net: Net, tmp_path: Pa
         try:
             # 1. no intent: nothing reaches the HRH, not even a TCP handshake
             with pytest.raises((OSError, TimeoutError)):
-                (await connect_from(isp_ns, HRH_IP, 3240, 2.0)).close()
+                (await connect_in(isp_ns, HRH_IP, 3240, 2.0)).close()
             assert srv.refused == [] and srv.owners == {}
 
             # 2. the orchestrator opens the tunnel: TLS import, data both ways
@@ -157,7 +145,7 @@ def test_usbip_passes_only_while_the_tunnel_intent_exists(net: Net, tmp_path: Pa
 
             # only tcp/3240 towards the HRH: another port stays closed
             with pytest.raises((OSError, TimeoutError)):
-                (await connect_from(isp_ns, HRH_IP, 3241, 2.0)).close()
+                (await connect_in(isp_ns, HRH_IP, 3241, 2.0)).close()
 
             # 3. the intent goes: the open tunnel carries nothing more
             net.orch.set(intents=[])
@@ -168,7 +156,7 @@ def test_usbip_passes_only_while_the_tunnel_intent_exists(net: Net, tmp_path: Pa
             done, _ = await asyncio.wait([reading], timeout=3.0)
             assert not done, "data passed after the tunnel intent was removed"
             with pytest.raises((OSError, TimeoutError)):
-                (await connect_from(isp_ns, HRH_IP, 3240, 2.0)).close()
+                (await connect_in(isp_ns, HRH_IP, 3240, 2.0)).close()
             # The application gives up on the cut path (an abort: a graceful TLS
             # close would wait for a peer it cannot reach): a clean error.
             transport = dev._proto.transport

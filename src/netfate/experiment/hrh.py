@@ -46,7 +46,7 @@ from typing import Any
 
 from netfate.host import netns
 from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
-from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
+from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice, connect_in
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
 Progress = Callable[[str], None]
@@ -223,18 +223,6 @@ class SettingResult:
 # --------------------------------------------------------------------------- #
 
 
-async def _connect(ns: str, ip: str, port: int, timeout: float = 10.0) -> socket.socket:
-    """A TCP connection opened inside ``ns`` (the root namespace is never routed in)."""
-    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, (ip, port)), timeout)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
 async def _import(ns: str, ip: str, busid: str, files: TlsFiles) -> TlsRemoteDevice:
     return await TlsRemoteDevice.open_tls(
         ip,
@@ -242,7 +230,7 @@ async def _import(ns: str, ip: str, busid: str, files: TlsFiles) -> TlsRemoteDev
         USBIP_PORT,
         context=client_context(files),
         server_hostname=HRH_NAME,
-        sock=await _connect(ns, ip, USBIP_PORT),
+        sock=await connect_in(ns, ip, USBIP_PORT),
     )
 
 

@@ -52,7 +52,7 @@ from netfate.demo.platform import Api, DemoFailed
 from netfate.host import netns
 from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
 from netfate.testbed.builder import Testbed
-from netfate.vnf.usbip_client import MassStorageClient
+from netfate.vnf.usbip_client import MassStorageClient, connect_in
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
 TOPOLOGY = "hrh.yaml"
@@ -173,13 +173,7 @@ def _cat(link: Path, lines: int, timeout: float) -> list[str]:
 async def _pendrive(ns: str, hrh_ip: str, files: TlsFiles, log: bytes) -> dict[str, bytes]:
     """From the ISP node: import the pendrive over TLS, copy the photo from it and the
     temperature log to it; return what the pendrive holds afterwards."""
-    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, (hrh_ip, PORT)), 10)
-    except BaseException:
-        s.close()
-        raise
+    s = await connect_in(ns, hrh_ip, PORT)
     dev = await TlsRemoteDevice.open_tls(
         hrh_ip, "1-2", PORT, context=client_context(files), server_hostname=HRH_NODE, sock=s
     )
@@ -360,9 +354,7 @@ def check(tb: Testbed, say: Say) -> None:
 
     # The storage identity cannot take the sensor: the allow-list is per certificate.
     async def steal() -> str:
-        s = netns.socket_in(tb.netns_of(ISP_HOST), socket.AF_INET, socket.SOCK_STREAM)
-        s.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(s, (hrh_ip, PORT))
+        s = await connect_in(tb.netns_of(ISP_HOST), hrh_ip, PORT)
         try:
             dev = await TlsRemoteDevice.open_tls(
                 hrh_ip, "1-1", PORT, context=client_context(home.storage),

@@ -6,6 +6,7 @@ from .client import (
     RemoteDevice,
     TransferError,
     UsbipError,
+    connect_in,
     endpoints_of,
     list_devices,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "SerialPty",
     "TransferError",
     "UsbipError",
+    "connect_in",
     "endpoints_of",
     "hid_reports",
     "iso_packets",
