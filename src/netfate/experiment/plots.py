@@ -25,6 +25,20 @@ def plot_all(doc: dict[str, Any], out: Path) -> list[Path]:
     names = [s["name"] for s in settings]
     written: list[Path] = []
 
+    def panels() -> tuple[Any, list[Any]]:
+        """A figure of one stacked panel per setting, sharing the x axis."""
+        fig, axes = plt.subplots(
+            len(settings), 1, figsize=(8, 2.2 * len(settings)), sharex=True, squeeze=False
+        )
+        return fig, list(axes[:, 0])
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        p = out / name
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        written.append(p)
+
     # Table I
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.2
@@ -58,26 +72,17 @@ def plot_all(doc: dict[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("MB/s (10^6 B/s), log scale")
     ax.set_title("Mass storage over USB/IP (TLS): testbed vs paper (Table I); dashed: link payload")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = out / "hrh-throughput.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    written.append(p)
+    save(fig, "hrh-throughput.png")
 
     # Fig. 8
-    fig, axes = plt.subplots(len(settings), 1, figsize=(8, 2.2 * len(settings)), sharex=True)
-    axes_list = list(axes) if len(settings) > 1 else [axes]
+    fig, axes_list = panels()
     for ax, s in zip(axes_list, settings, strict=True):
         ax.plot(s["rtt_ms"]["samples"], lw=0.7)
         ax.set_ylabel("RTT ms")
         ax.set_title(s["name"], fontsize=9)
     axes_list[-1].set_xlabel("sample")
     fig.suptitle("Serial ping/pong RTT per sample (cf. paper Fig. 8)")
-    fig.tight_layout()
-    p = out / "hrh-rtt-series.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    written.append(p)
+    save(fig, "hrh-rtt-series.png")
 
     # Fig. 9: one panel per setting, log-spaced bins over all samples, so that
     # loopback (sub-ms) and 500 km (tens of ms) share one readable axis.
@@ -89,8 +94,7 @@ def plot_all(doc: dict[str, Any], out: Path) -> list[Path]:
         if pr:
             every += [max(pr["mean"] - pr["std"], 1e-3), pr["mean"] + pr["std"]]
     bins = np.logspace(np.log10(max(min(every), 1e-3)), np.log10(max(every)), 60)
-    fig, axes = plt.subplots(len(settings), 1, figsize=(8, 2.2 * len(settings)), sharex=True)
-    axes_list = list(axes) if len(settings) > 1 else [axes]
+    fig, axes_list = panels()
     for k, (ax, s) in enumerate(zip(axes_list, settings, strict=True)):
         color = f"C{k}"
         ax.hist(s["rtt_ms"]["samples"], bins=bins, density=True, color=color, alpha=0.8)
@@ -106,9 +110,5 @@ def plot_all(doc: dict[str, Any], out: Path) -> list[Path]:
     axes_list[-1].set_xscale("log")
     axes_list[-1].set_xlabel("RTT ms (log)")
     fig.suptitle("Serial ping/pong RTT distribution (cf. paper Fig. 9)")
-    fig.tight_layout()
-    p = out / "hrh-rtt-pdf.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    written.append(p)
+    save(fig, "hrh-rtt-pdf.png")
     return written
