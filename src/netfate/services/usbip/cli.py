@@ -150,7 +150,7 @@ def serial(
 def _tls_files(directory: Path, name: str) -> TlsFiles:
     from .pki import TlsFiles
 
-    files = TlsFiles(directory / "ca.pem", directory / f"{name}.pem", directory / f"{name}.key")
+    files = TlsFiles.in_directory(directory, name)
     for p in (files.ca, files.cert, files.key):
         if not p.is_file():
             raise typer.BadParameter(f"{p} not found (make it with `netfate usbip certs`)")

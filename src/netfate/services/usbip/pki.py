@@ -40,6 +40,12 @@ class TlsFiles:
         return {"ca": str(self.ca), "cert": str(self.cert), "key": str(self.key)}
 
     @classmethod
+    def in_directory(cls, directory: Path, name: str) -> TlsFiles:
+        """Where :meth:`CertificateAuthority.issue` in ``directory`` puts ``name``'s files."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        return cls(directory / "ca.pem", directory / f"{safe}.pem", directory / f"{safe}.key")
+
+    @classmethod
     def from_config(cls, cfg: dict[str, object]) -> TlsFiles:
         try:
             return cls(Path(str(cfg["ca"])), Path(str(cfg["cert"])), Path(str(cfg["key"])))
@@ -136,8 +142,7 @@ class CertificateAuthority:
             )
             .sign(self._key, hashes.SHA256())
         )
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in common_name)
-        cert_path, key_path = self.dir / f"{safe}.pem", self.dir / f"{safe}.key"
-        _write_key(key_path, key)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return TlsFiles(self.cert_path, cert_path, key_path)
+        files = TlsFiles.in_directory(self.dir, common_name)
+        _write_key(files.key, key)
+        files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return files
