@@ -31,14 +31,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import InstanceState
-from netfate.orchestrator.sdn.intents import Intent, NetworkView
+from netfate.orchestrator.sdn.api import build_view
+from netfate.orchestrator.sdn.intents import Intent, NetworkView, parse_intent
+from netfate.orchestrator.sdn.tables import SdnIntentRow
+from netfate.services.firewall.policy import PORTAL, fw_name, live_instance, setting
 from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
 from netfate.store.events import record_event
 from netfate.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger("netfate.firewall.steering")
 
-PORTAL = "captive-portal"
 PREFIX = "netfate-"
 # The firewall carries the user's traffic in these states (migrating: the source
 # runs until the cut-over, and the intent follows the instance's node).
@@ -89,9 +91,6 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
             "a": f"instance:{p.id}",
             "b": f"subnet:0.0.0.0/0@{p.node}",
         }
-    from netfate.orchestrator.sdn.api import build_view
-    from netfate.services.firewall.policy import fw_name, live_instance, setting
-
     steer_to = setting(session, "steer_to")
     view: NetworkView | None = None  # built once, only if someone is captive
     for user in session.scalars(select(NfUserRow).order_by(NfUserRow.name)):
@@ -137,9 +136,6 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
 
 def sync(session: Session) -> list[str]:
     """Make the stored intents match plan(); returns what changed, for the log."""
-    from netfate.orchestrator.sdn.intents import parse_intent
-    from netfate.orchestrator.sdn.tables import SdnIntentRow
-
     want: dict[str, Intent] = {}
     planned, via = plan(session)
     for iid, body in planned.items():
