@@ -73,9 +73,13 @@ class UsbipServer:
         """Listen on ``host:port``, or on ``sock`` (e.g. bound inside a namespace)."""
         loop = asyncio.get_running_loop()
         if sock is not None:
-            self._server = await loop.create_server(lambda: _ServerProtocol(self), sock=sock)
+            self._server = await loop.create_server(self._protocol, sock=sock)
         else:
-            self._server = await loop.create_server(lambda: _ServerProtocol(self), host, port)
+            self._server = await loop.create_server(self._protocol, host, port)
+
+    def _protocol(self) -> asyncio.Protocol:
+        """The protocol of an accepted connection (TLS first hands it to a handshake)."""
+        return _ServerProtocol(self)
 
     @property
     def port(self) -> int:

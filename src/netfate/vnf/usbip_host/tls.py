@@ -77,14 +77,8 @@ class TlsUsbipServer(UsbipServer):
         self.refused: list[tuple[str, str]] = []
         self._handshakes: set[asyncio.Task[None]] = set()
 
-    async def start(
-        self, host: str = "127.0.0.1", port: int = 0, *, sock: Any | None = None
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        if sock is not None:
-            self._server = await loop.create_server(lambda: _Acceptor(self), sock=sock)
-        else:
-            self._server = await loop.create_server(lambda: _Acceptor(self), host, port)
+    def _protocol(self) -> asyncio.Protocol:
+        return _Acceptor(self)
 
     async def close(self) -> None:
         for t in list(self._handshakes):
