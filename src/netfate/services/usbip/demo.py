@@ -44,11 +44,11 @@ import socket
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netfate.demo.platform import Api, DemoFailed
+from netfate.demo.platform import Api, DemoFailed, Say
+from netfate.demo.sdn import until
 from netfate.host import netns
 from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
 from netfate.testbed.builder import Testbed
@@ -57,7 +57,6 @@ from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
 TOPOLOGY = "hrh.yaml"
 SDN = True
-Say = Callable[[str], None]
 TUNNEL_ID = "hrh1-usbip"  # the ISP's server LAN -> the HRH function
 CLIMATE_TUNNEL_ID = "hrh1-usbip-climate"  # the climate function -> the HRH function
 HRH_NODE, ISP_NODE, HOME_HOST, ISP_HOST = "hrh1", "pe1", "laptop", "ispvm"
@@ -188,15 +187,6 @@ async def _pendrive(ns: str, hrh_ip: str, files: TlsFiles, log: bytes) -> dict[s
         await dev.close()
 
 
-def _until(what: str, cond: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return value
-
-
 def _tcp_opens(tb: Testbed, ip: str, port: int = PORT, timeout: float = 2.0) -> bool:
     """Can the ISP's server ``ispvm`` (on pe1's LAN) open TCP to ``ip:port``?"""
     s = netns.socket_in(tb.netns_of(ISP_HOST), socket.AF_INET, socket.SOCK_STREAM)
@@ -242,7 +232,7 @@ def _close_home_and_open_tunnel(tb: Testbed, api: Api, hrh_ip: str, say: Say) ->
     ]
     for iid in lan:
         api("DELETE", f"/intents/{iid}")
-    _until("USB/IP to the HRH to be closed", lambda: not _tcp_opens(tb, hrh_ip))
+    until("USB/IP to the HRH to be closed", lambda: not _tcp_opens(tb, hrh_ip))
     say(f"removed {lan}: the ISP's edge cannot open TCP to the HRH ({hrh_ip}:{PORT})")
     isp_lan = str(tb.topology.nodes[ISP_NODE].lans[0])
     api(
@@ -257,8 +247,8 @@ def _close_home_and_open_tunnel(tb: Testbed, api: Api, hrh_ip: str, say: Say) ->
             "port": PORT,
         },
     )
-    _until(f"tunnel intent {TUNNEL_ID} active", lambda: _intent_active(api, TUNNEL_ID))
-    _until("USB/IP through the tunnel", lambda: _tcp_opens(tb, hrh_ip))
+    until(f"tunnel intent {TUNNEL_ID} active", lambda: _intent_active(api, TUNNEL_ID))
+    until("USB/IP through the tunnel", lambda: _tcp_opens(tb, hrh_ip))
     say(f"tunnel intent {TUNNEL_ID}: {isp_lan}@{ISP_NODE} -> {hrh_ip}:{PORT}/tcp only, open")
 
 
@@ -325,7 +315,7 @@ def _start(tb: Testbed, home: _Home, say: Say) -> tuple[Api, dict[str, Any], dic
                 "port": PORT,
             },
         )
-        _until(
+        until(
             f"tunnel intent {CLIMATE_TUNNEL_ID} active",
             lambda: _intent_active(api, CLIMATE_TUNNEL_ID),
         )
@@ -372,7 +362,7 @@ def check(tb: Testbed, say: Say) -> None:
     if tb.state.sdn:
         api("DELETE", f"/intents/{CLIMATE_TUNNEL_ID}")
         api("DELETE", f"/intents/{TUNNEL_ID}")
-        _until("USB/IP to be cut", lambda: not _tcp_opens(tb, hrh_ip))
+        until("USB/IP to be cut", lambda: not _tcp_opens(tb, hrh_ip))
         say(f"tunnel intent {TUNNEL_ID} deleted: the ISP's edge cannot reach the HRH again")
     api("DELETE", f"/instances/{hrh['id']}")
     api.wait_state(hrh["id"], "gone")
