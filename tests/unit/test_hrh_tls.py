@@ -261,7 +261,7 @@ def test_tunnel_cut_mid_transfer_clean_error_no_leak_then_reconnect(pki: Pki, im
             await relay.close()
             await asyncio.sleep(0.05)
             assert len(asyncio.all_tasks()) == tasks
-            assert open_fds() <= fds | set()  # nothing left open
+            assert open_fds() <= fds  # nothing left open
             # the path comes back: the same device object re-imports
             relay = Relay(srv.port)
             relay_port = await relay.start()
