@@ -55,6 +55,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
         for node in ("cpe1", "cpe2", "pe1"):
             with db.session() as s:
                 nfv.register_agent(s, node, f"127.0.0.1:{9000 + len(node)}", None)
+                # The node's own port on its bridge, as its agent reports it: the
+                # portals' gateway intents name it.
+                local = {"name": f"{node}l", "ofport": 1, "peer": f"local:{node}"}
+                nfv.apply_report(s, node, {"ports": [local]})
         r = api.post(
             "/api/v1/netfate/users",
             json={"name": "alice", "password": "wonderland", "host": "client1",

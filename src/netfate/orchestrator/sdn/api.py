@@ -26,6 +26,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydantic
@@ -34,12 +35,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.api.deps import SessionDep
-from netfate.orchestrator.sdn.compile import check_names, compile_intents, semantic_conflict
+from netfate.orchestrator.sdn.compile import (
+    ConflictIndex,
+    check_names,
+    compile_intents,
+    semantic_conflict,
+)
 from netfate.orchestrator.sdn.intents import (
     HostView,
     InstanceView,
     Intent,
     IntentConflict,
+    IntentError,
     LinkView,
     NetworkView,
     NodeView,
@@ -115,6 +122,77 @@ def build_view(session: Session) -> NetworkView:
 def load_intents(session: Session) -> list[Intent]:
     rows = session.scalars(select(SdnIntentRow).order_by(SdnIntentRow.created_at, SdnIntentRow.id))
     return [parse_intent(r.spec) for r in rows]
+
+
+def admit(
+    session: Session, intents: Iterable[Intent], *, view: NetworkView | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """Store the given intents that hold, as POST /intents would one by one: names the
+    view knows, no conflict with the stored ones or each other, flows that compile.
+    One that fails is left out and reported (id -> reason); the others go in.
+    Returns (added ids, refused). Does not commit."""
+    existing = load_intents(session)
+    view = view if view is not None else build_view(session)
+    index = ConflictIndex()
+    for it in existing:
+        index.add(it)
+    have = {it.id for it in existing}
+    refused: dict[str, str] = {}
+    candidates: list[Intent] = []
+    for it in intents:
+        if it.id in have:
+            refused[it.id] = f"an intent {it.id!r} exists already"
+            continue
+        try:
+            check_names(view, it)
+        except IntentError as e:
+            refused[it.id] = e.reason
+            continue
+        clash = index.conflict(it)
+        if clash:
+            refused[it.id] = clash
+            continue
+        index.add(it)
+        have.add(it.id)
+        candidates.append(it)
+    if candidates:
+        res = compile_intents(view, [*existing, *candidates])
+        refused.update({it.id: res.errors[it.id] for it in candidates if it.id in res.errors})
+    now = time.time()
+    added = []
+    for it in candidates:
+        if it.id in refused:
+            continue
+        session.add(
+            SdnIntentRow(id=it.id, kind=it.kind, spec=it.model_dump(mode="json"), created_at=now)
+        )
+        record_event(session, "intent_added", {"id": it.id, "kind": it.kind})
+        added.append(it.id)
+    return added, refused
+
+
+def reconcile_owned(
+    session: Session, want: Iterable[Intent], owned: Callable[[str], bool]
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Make the stored intents whose ids `owned` accepts exactly `want` (a service's
+    own intents, recomputed from its tables): stale or changed ones are deleted, new
+    or changed ones admitted (see admit). Returns (added, removed, refused). Does not
+    commit."""
+    want_by_id = {it.id: it for it in want}
+    removed = []
+    for row in session.scalars(select(SdnIntentRow)):
+        if not owned(row.id):
+            continue
+        it = want_by_id.get(row.id)
+        if it is not None and it.model_dump(mode="json") == row.spec:
+            del want_by_id[row.id]  # in place already
+            continue
+        session.delete(row)
+        record_event(session, "intent_deleted", {"id": row.id, "kind": row.kind})
+        removed.append(row.id)
+    session.flush()
+    added, refused = admit(session, want_by_id.values())
+    return added, removed, refused
 
 
 def _status(intents: list[Intent], view: NetworkView) -> dict[str, dict[str, Any]]:

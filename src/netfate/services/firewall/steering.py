@@ -15,8 +15,10 @@ controller compiles (orchestrator/sdn):
 
 The steering intent names instances, not ports: when the firewall migrates, the
 controller moves the flows with it. Only intents whose id starts with `netfate-`
-(and the portals' gateways) are managed here; a differing one is replaced in
-the same transaction, a stale one deleted.
+(and the portals' gateways) are managed here, through the SDN API's
+reconcile_owned: a differing one is replaced in the same transaction, a stale one
+deleted, and a new one admitted as any intent is (one refused is reported in the
+forwarding table).
 """
 
 from __future__ import annotations
@@ -24,19 +26,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import InstanceState
-from netfate.orchestrator.sdn.api import build_view
+from netfate.orchestrator.sdn.api import build_view, reconcile_owned
 from netfate.orchestrator.sdn.intents import Intent, NetworkView, parse_intent
 from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.services.firewall.policy import PORTAL, fw_name, live_instance, setting
 from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
-from netfate.store.events import record_event
 from netfate.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger("netfate.firewall.steering")
@@ -146,37 +146,24 @@ def sync(session: Session) -> list[str]:
     portal_ids = {
         i.id for i in session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
     }
-    managed = {
-        r.id: r
-        for r in session.scalars(select(SdnIntentRow))
-        if r.id.startswith(PREFIX) or r.id.removeprefix("fabric-gw-") in portal_ids
-    }
-    changed: list[str] = []
-    for iid, row in managed.items():
-        it = want.get(iid)
-        if it is None or it.model_dump(mode="json") != row.spec:
-            session.delete(row)
-            record_event(session, "intent_deleted", {"id": iid, "kind": row.kind})
-            changed.append(f"-{iid}")
-    session.flush()
-    now = time.time()
-    for iid, it in want.items():
-        kept = managed.get(iid)
-        if kept is not None and it.model_dump(mode="json") == kept.spec:
-            continue
-        # Built by the service from rows it holds: names are known, and every id
-        # here is ours, so no check against other intents is needed beyond the
-        # controller's own (a clash is reported there, per intent).
-        session.add(
-            SdnIntentRow(id=it.id, kind=it.kind, spec=it.model_dump(mode="json"), created_at=now)
-        )
-        record_event(session, "intent_added", {"id": it.id, "kind": it.kind})
-        changed.append(f"+{iid}")
+
+    def owned(iid: str) -> bool:
+        return iid.startswith(PREFIX) or iid.removeprefix("fabric-gw-") in portal_ids
+
+    # Checked as the SDN API checks any intent; one refused stays out, reported below.
+    added, removed, refused = reconcile_owned(session, want.values(), owned)
+    changed = [f"-{i}" for i in removed] + [f"+{i}" for i in added]
+    stored = {r for (r,) in session.execute(select(SdnIntentRow.id))}
     for fwd in session.scalars(select(NfForwardingRow)):
         iid = intent_id(fwd.user)
         how = via.get(fwd.user)
-        fwd.intent = iid if iid in want else None
-        fwd.steering = f"intent {iid}: through {how}" if how else "no steering intent"
+        fwd.intent = iid if iid in stored else None
+        if iid in refused:
+            fwd.steering = f"intent {iid} refused: {refused[iid]}"[:500]
+        else:
+            fwd.steering = f"intent {iid}: through {how}" if how else "no steering intent"
     if changed:
         log.info("netfate intents: %s", " ".join(changed))
+    if refused:
+        log.debug("netfate intents refused: %s", refused)
     return changed

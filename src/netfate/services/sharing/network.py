@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +72,6 @@ from netfate.orchestrator.sdn.intents import (
     ConnectivityIntent,
     Endpoint,
     Intent,
-    IntentError,
     ReplicationIntent,
     TunnelIntent,
     parse_intent,
@@ -396,67 +394,18 @@ def sync(session: Session) -> SyncResult:
     no conflict with the others, flows that compile); one that fails is left out
     and reported, the others still go in.
     """
-    from netfate.orchestrator.sdn.api import build_view, load_intents
-    from netfate.orchestrator.sdn.compile import ConflictIndex, check_names, compile_intents
+    from netfate.orchestrator.sdn.api import reconcile_owned
     from netfate.orchestrator.sdn.tables import SdnIntentRow
 
     want, waiting = desired(session)
-    want_by_id = {it.id: it for it in want}
-    stored = _stored(session)
-    removed: list[str] = []
-    for iid, row in stored.items():
-        spec = want_by_id.get(iid)
-        if spec is None or parse_intent(row.spec) != spec:
-            session.delete(row)
-            removed.append(iid)
-    session.flush()
-    existing = load_intents(session)
-    have = {it.id for it in existing}
-    view = build_view(session)
-    index = ConflictIndex()
-    for it in existing:
-        index.add(it)
-    refused: dict[str, str] = {}
-    candidates: list[Intent] = []
-    for it in want:
-        if it.id in have:
-            continue
-        try:
-            check_names(view, it)
-        except IntentError as e:
-            refused[it.id] = e.reason
-            continue
-        clash = index.conflict(it)
-        if clash:
-            refused[it.id] = clash
-            continue
-        index.add(it)
-        candidates.append(it)
-    if candidates:
-        res = compile_intents(view, [*existing, *candidates])
-        for it in candidates:
-            if it.id in res.errors:
-                refused[it.id] = res.errors[it.id]
-    now = time.time()
-    added: list[str] = []
-    for it in candidates:
-        if it.id in refused:
-            continue
-        session.add(
-            SdnIntentRow(id=it.id, kind=it.kind, spec=it.model_dump(mode="json"), created_at=now)
-        )
-        added.append(it.id)
+    added, removed, refused = reconcile_owned(session, want, lambda iid: iid.startswith(MANAGED))
     if added or removed:
         record_event(session, "sharing_intents", {"added": added, "removed": removed,
                                                   "refused": refused})  # fmt: skip
-    for iid in [i for i in removed if i not in added]:
-        record_event(session, "intent_deleted", {"id": iid})
-    for iid in added:
-        record_event(session, "intent_added", {"id": iid, "kind": want_by_id[iid].kind})
     if refused:
         log.warning("sharing intents refused: %s", refused)
+    in_now = {r for (r,) in session.execute(select(SdnIntentRow.id))}
     # Each built share names its overlay intent once that is in.
-    in_now = have | set(added)
     for sh in session.scalars(
         select(ShareRow).where(ShareRow.state.in_([st.value for st in states.BUILT]))
     ):
