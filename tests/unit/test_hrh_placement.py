@@ -10,8 +10,13 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from netfate.orchestrator.engine.placement import POLICIES, Candidate, NoPlacement, place
-from netfate.services.usbip.placement import DelayBoundRequest, declared
+from netfate.orchestrator.engine.placement import (
+    POLICIES,
+    Candidate,
+    NoPlacement,
+    PlacementRequest,
+    place,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -35,7 +40,7 @@ def test_policy_is_registered() -> None:
 
 
 def test_isp_when_the_round_trip_fits_the_bound() -> None:
-    req = DelayBoundRequest(cpu=0.1, memory_mb=64, serves="sensor", delay_bound_ms=50)
+    req = PlacementRequest(cpu=0.1, memory_mb=64, serves="sensor", delay_bound_ms=50)
     p = place(req, CANDS, home_and_isp(10), "delay-bound")
     assert p.node == "pe1"
     assert p.why.startswith("RTT sensor<->pe1 20.0 ms (link delays)")
@@ -43,14 +48,14 @@ def test_isp_when_the_round_trip_fits_the_bound() -> None:
 
 
 def test_hrh_when_the_isp_is_too_far() -> None:
-    req = DelayBoundRequest(cpu=0.1, memory_mb=64, serves="sensor", delay_bound_ms=15)
+    req = PlacementRequest(cpu=0.1, memory_mb=64, serves="sensor", delay_bound_ms=15)
     p = place(req, CANDS, home_and_isp(10), "delay-bound")
     assert p.node == "hrh1"
     assert "20.3 ms > bound 15 ms" in p.why and "on the HRH hrh1" in p.why
 
 
 def test_a_measured_rtt_overrides_the_link_delays() -> None:
-    req = DelayBoundRequest(
+    req = PlacementRequest(
         cpu=0.1, memory_mb=64, serves="sensor", delay_bound_ms=50, measured_rtt_ms=74.1
     )
     p = place(req, CANDS, home_and_isp(10), "delay-bound")
@@ -59,24 +64,22 @@ def test_a_measured_rtt_overrides_the_link_delays() -> None:
 
 
 def test_no_bound_means_the_isp() -> None:
-    req = DelayBoundRequest(cpu=0.1, memory_mb=64, serves="sensor")
+    req = PlacementRequest(cpu=0.1, memory_mb=64, serves="sensor")
     p = place(req, CANDS, home_and_isp(200), "delay-bound")
     assert p.node == "pe1" and "no delay bound declared" in p.why
 
 
 def test_full_hrh_and_far_isp_cannot_be_placed() -> None:
-    req = DelayBoundRequest(cpu=1.0, memory_mb=64, serves="sensor", delay_bound_ms=5)
+    req = PlacementRequest(cpu=1.0, memory_mb=64, serves="sensor", delay_bound_ms=5)
     with pytest.raises(NoPlacement, match="no HRH with room"):
         place(req, CANDS, home_and_isp(10), "delay-bound")
 
 
-def test_declared_bound_applies_to_a_plain_request() -> None:
-    from netfate.orchestrator.engine.placement import PlacementRequest
-
-    req = PlacementRequest(cpu=0.1, memory_mb=64, serves="sensor")
-    with declared(15.0):
-        assert place(req, CANDS, home_and_isp(10), "delay-bound").node == "hrh1"
-    assert place(req, CANDS, home_and_isp(10), "delay-bound").node == "pe1"
+def test_the_requests_bound_decides_and_none_means_the_isp() -> None:
+    bound = PlacementRequest(cpu=0.1, memory_mb=64, serves="sensor", delay_bound_ms=15.0)
+    assert place(bound, CANDS, home_and_isp(10), "delay-bound").node == "hrh1"
+    plain = PlacementRequest(cpu=0.1, memory_mb=64, serves="sensor")
+    assert place(plain, CANDS, home_and_isp(10), "delay-bound").node == "pe1"
 
 
 TOPO: dict[str, Any] = {

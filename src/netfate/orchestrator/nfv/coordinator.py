@@ -275,6 +275,8 @@ class CreateRequest:
     serves: str | None = None
     policy: str = "nearest"
     config: dict[str, Any] | None = None
+    measured_rtt_ms: float | None = None
+    """A measured round trip from `serves`, for delay-aware policies."""
 
 
 def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
@@ -288,6 +290,7 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         memory_mb=desc.memory_mb,
         serves=req.serves,
         delay_bound_ms=desc.delay_bound_ms,
+        measured_rtt_ms=req.measured_rtt_ms,
     )
     if req.node is not None:
         if session.get(NodeRow, req.node) is None:

@@ -21,7 +21,7 @@ from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.store.tables import DescriptorRow, HostRow
 
-from .placement import POLICY, declared
+from .placement import POLICY
 
 router = APIRouter(prefix="/usbip", tags=["usbip"])
 
@@ -48,17 +48,17 @@ def create_function(
     body: FunctionCreate, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
     desc = _descriptor(session, body.descriptor)
-    with declared(desc.delay_bound_ms, body.measured_rtt_ms):
-        inst, touched = nfv.create_instance(
-            session,
-            nfv.CreateRequest(
-                descriptor=desc.name,
-                name=body.name,
-                serves=body.serves,
-                policy=POLICY,
-                config=body.config,
-            ),
-        )
+    inst, touched = nfv.create_instance(
+        session,
+        nfv.CreateRequest(
+            descriptor=desc.name,
+            name=body.name,
+            serves=body.serves,
+            policy=POLICY,
+            config=body.config,
+            measured_rtt_ms=body.measured_rtt_ms,
+        ),
+    )
     session.commit()
     notifier.notify(touched)
     return views.instance(inst)
@@ -72,12 +72,17 @@ def explain_placement(
     desc = _descriptor(session, descriptor)
     if session.get(HostRow, serves) is None:
         raise NotFound(f"unknown host {serves!r}")
-    req = PlacementRequest(cpu=desc.cpu, memory_mb=desc.memory_mb, serves=serves)
-    with declared(desc.delay_bound_ms, measured_rtt_ms):
-        try:
-            p = place(req, nfv.candidates(session), nfv.graph(session), POLICY)
-        except NoPlacement as e:
-            raise HTTPException(409, detail=str(e)) from None
+    req = PlacementRequest(
+        cpu=desc.cpu,
+        memory_mb=desc.memory_mb,
+        serves=serves,
+        delay_bound_ms=desc.delay_bound_ms,
+        measured_rtt_ms=measured_rtt_ms,
+    )
+    try:
+        p = place(req, nfv.candidates(session), nfv.graph(session), POLICY)
+    except NoPlacement as e:
+        raise HTTPException(409, detail=str(e)) from None
     return {
         "descriptor": desc.name,
         "serves": serves,

@@ -18,18 +18,13 @@ ISP, in which case it runs in a lightweight container on the HRH itself.  So:
 The decision and its numbers are returned in ``why``; the orchestrator records
 it in the InstancePlaced event.
 
-The platform's ``PlacementRequest`` has no delay bound (yet): the policy reads
-``delay_bound_ms`` / ``measured_rtt_ms`` from the request if it has them
-(:class:`DelayBoundRequest`), else from :func:`declared`, which the usbip
-router sets around ``create_instance`` for the descriptor being placed.
+The platform's ``PlacementRequest`` carries both: the descriptor's
+``delay_bound_ms`` and the caller's ``measured_rtt_ms``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import networkx as nx
 
@@ -50,48 +45,8 @@ TUNNEL_OVERHEAD_MS = 0.3
 measured about 0.05 ms median, README)."""
 
 
-@dataclass(frozen=True)
-class DelayBoundRequest(PlacementRequest):
-    """A placement request that carries the descriptor's delay bound."""
-
-    delay_bound_ms: float | None = None
-    measured_rtt_ms: float | None = None
-    """A measured RTT from the served host to the ISP (overrides the topology's delays)."""
-
-
-@dataclass(frozen=True)
-class _Declared:
-    delay_bound_ms: float | None
-    measured_rtt_ms: float | None
-
-
-_DECLARED: contextvars.ContextVar[_Declared | None] = contextvars.ContextVar(
-    "netfate_usbip_delay_bound", default=None
-)
-
-
-@contextlib.contextmanager
-def declared(delay_bound_ms: float | None, measured_rtt_ms: float | None = None) -> Iterator[None]:
-    """Within this block, ``delay-bound`` placements use this bound (and measured RTT)."""
-    token = _DECLARED.set(_Declared(delay_bound_ms, measured_rtt_ms))
-    try:
-        yield
-    finally:
-        _DECLARED.reset(token)
-
-
 def _inputs(req: PlacementRequest) -> tuple[float | None, float | None]:
-    bound = getattr(req, "delay_bound_ms", None)
-    measured = getattr(req, "measured_rtt_ms", None)
-    ctx = _DECLARED.get()
-    if bound is None and ctx is not None:
-        bound = ctx.delay_bound_ms
-    if measured is None and ctx is not None:
-        measured = ctx.measured_rtt_ms
-    return (
-        float(bound) if bound is not None else None,
-        float(measured) if measured is not None else None,
-    )
+    return req.delay_bound_ms, req.measured_rtt_ms
 
 
 def _rtt_ms(dist_s: dict[str, float], node: str) -> float:
