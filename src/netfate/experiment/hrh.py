@@ -45,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from netfate.host import netns
+from netfate.host.netns import connect_in
 from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
-from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice, connect_in
+from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
 Progress = Callable[[str], None]

@@ -13,6 +13,7 @@ which is how `socket_in` hands a namespaced socket back to the caller.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import errno
@@ -194,6 +195,20 @@ class CommandError(subprocess.CalledProcessError):
         err = self.stderr.strip() if isinstance(self.stderr, str) else ""
         cmd = " ".join(self.cmd) if isinstance(self.cmd, list) else str(self.cmd)
         return f"{cmd} exited with {self.returncode}" + (f": {err}" if err else "")
+
+
+async def connect_in(ns: str | None, host: str, port: int, timeout: float = 10.0) -> socket.socket:
+    """A TCP connection to ``host:port`` opened inside namespace ``ns`` (never routing
+    the root namespace in), non-blocking, for an asyncio ``sock=``; closed again if
+    it does not connect in ``timeout``."""
+    s = socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, (host, port)), timeout)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def _argv(ns: str | None, argv: Sequence[str]) -> list[str]:

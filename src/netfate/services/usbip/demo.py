@@ -50,9 +50,10 @@ from typing import Any
 from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
+from netfate.host.netns import connect_in
 from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
 from netfate.testbed.builder import Testbed
-from netfate.vnf.usbip_client import MassStorageClient, connect_in
+from netfate.vnf.usbip_client import MassStorageClient
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
 TOPOLOGY = "hrh.yaml"

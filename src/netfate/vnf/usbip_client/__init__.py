@@ -6,7 +6,6 @@ from .client import (
     RemoteDevice,
     TransferError,
     UsbipError,
-    connect_in,
     endpoints_of,
     list_devices,
 )
@@ -25,7 +24,6 @@ __all__ = [
     "SerialPty",
     "TransferError",
     "UsbipError",
-    "connect_in",
     "endpoints_of",
     "hid_reports",
     "iso_packets",

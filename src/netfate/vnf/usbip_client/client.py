@@ -14,7 +14,6 @@ import socket
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from netfate.host import netns
 from netfate.proto.usbip import (
     ClientConnection,
     DeviceImported,
@@ -155,20 +154,6 @@ async def _open(host: str, port: int, sock: socket.socket | None) -> _ClientProt
     else:
         _t, proto = await loop.create_connection(_ClientProtocol, host, port)
     return proto
-
-
-async def connect_in(ns: str | None, host: str, port: int, timeout: float = 10.0) -> socket.socket:
-    """A TCP connection to ``host:port`` opened inside namespace ``ns`` (setns, never
-    routing the root namespace in), for the ``sock=`` of :meth:`RemoteDevice.attach`
-    and ``TlsRemoteDevice.open_tls``; closed again if it does not connect in ``timeout``."""
-    s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(s, (host, port)), timeout)
-    except BaseException:
-        s.close()
-        raise
-    return s
 
 
 _P = TypeVar("_P", bound=_ClientProtocol)
