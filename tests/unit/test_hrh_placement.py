@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,10 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from netfate.orchestrator.app import Settings, create_app
+
+# Importing the service's placement module registers its policy (as the orchestrator
+# does when it mounts the usbip service).
+importlib.import_module("netfate.services.usbip.placement")
 
 
 def home_and_isp(one_way_ms: float) -> nx.Graph[str]:
