@@ -52,6 +52,13 @@ def isolated_lans(session: Any) -> set[tuple[str, str]]:
     return out
 
 
+def gateway(ep: Endpoint, node: str, intent_id: str | None = None) -> ConnectivityIntent:
+    """`ep` <-> its node's `local:` port, which routes: what a host or an instance
+    needs to reach beyond its LAN. Id `fabric-gw-<name>` unless a service names it."""
+    iid = intent_id or f"fabric-gw-{ep.name}"
+    return ConnectivityIntent(id=iid[:63], a=ep, b=Endpoint("subnet", "0.0.0.0/0", node))
+
+
 def fabric_intents(
     topo: Topology,
     instances: Iterable[tuple[str, str]] = (),
@@ -65,11 +72,9 @@ def fabric_intents(
         out.append(ConnectivityIntent(id=iid[:63], a=a, b=b))
 
     for h in sorted(topo.hosts.values(), key=lambda h: h.name):
-        add(
-            f"fabric-gw-{h.name}", Endpoint("host", h.name), Endpoint("subnet", "0.0.0.0/0", h.node)
-        )
+        out.append(gateway(Endpoint("host", h.name), h.node))
     for iid, node in sorted(instances):
-        add(f"fabric-gw-{iid}", Endpoint("instance", iid), Endpoint("subnet", "0.0.0.0/0", node))
+        out.append(gateway(Endpoint("instance", iid), node))
     nodes = sorted(topo.nodes.values(), key=lambda n: n.name)
     for a, b in combinations(nodes, 2):
         add(

@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import InstanceState
 from netfate.orchestrator.sdn.api import build_view, reconcile_owned
-from netfate.orchestrator.sdn.intents import Intent, NetworkView, parse_intent
+from netfate.orchestrator.sdn.fabric import gateway
+from netfate.orchestrator.sdn.intents import Endpoint, Intent, NetworkView, parse_intent
 from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.services.firewall.policy import PORTAL, fw_name, live_instance, setting
 from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
@@ -85,12 +86,8 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     want: dict[str, dict[str, Any]] = {}
     via: dict[str, str] = {}
     for p in portals:
-        want[f"fabric-gw-{p.id}"] = {
-            "kind": "connectivity",
-            "id": f"fabric-gw-{p.id}"[:63],
-            "a": f"instance:{p.id}",
-            "b": f"subnet:0.0.0.0/0@{p.node}",
-        }
+        gw = gateway(Endpoint("instance", p.id), p.node)
+        want[gw.id] = gw.model_dump(mode="json")
     steer_to = setting(session, "steer_to")
     view: NetworkView | None = None  # built once, only if someone is captive
     for user in session.scalars(select(NfUserRow).order_by(NfUserRow.name)):

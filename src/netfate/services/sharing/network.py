@@ -67,7 +67,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.orchestrator.sdn.fabric import isolated_lans, register_isolation
+from netfate.orchestrator.sdn.fabric import gateway, isolated_lans, register_isolation
 from netfate.orchestrator.sdn.intents import (
     ConnectivityIntent,
     Endpoint,
@@ -279,12 +279,7 @@ def vhg_intents(v: VhgWiring) -> list[Intent]:
     vhg = Endpoint("instance", v.instance)
     out: list[Intent] = []
     if v.gateway:
-        out.append(
-            ConnectivityIntent(
-                id=f"sharing-vhg-{v.instance}-gw"[:63], a=vhg,
-                b=Endpoint("subnet", "0.0.0.0/0", v.node),
-            )
-        )  # fmt: skip
+        out.append(gateway(vhg, v.node, f"sharing-vhg-{v.instance}-gw"))
     for h, port in v.hosts:
         out.append(
             ConnectivityIntent(

@@ -51,6 +51,8 @@ from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
 from netfate.host.netns import connect_in
+from netfate.orchestrator.sdn.fabric import gateway
+from netfate.orchestrator.sdn.intents import Endpoint
 from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
 from netfate.testbed.builder import Testbed
 from netfate.vnf.usbip_client import MassStorageClient
@@ -207,12 +209,7 @@ def _gateway_intent(api: Api, inst: dict[str, Any]) -> None:
     api(
         "POST",
         "/intents",
-        {
-            "kind": "connectivity",
-            "id": f"fabric-gw-{inst['id']}",
-            "a": f"instance:{inst['id']}",
-            "b": f"subnet:0.0.0.0/0@{inst['node']}",
-        },
+        gateway(Endpoint("instance", inst["id"]), inst["node"]).model_dump(mode="json"),
     )
 
 
