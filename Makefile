@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 # Debian packages of the real components the tests and the demo start.
 APT_PACKAGES := openvswitch-switch nftables dnsmasq-base ethtool iproute2 iperf3 \
 	postgresql chromium chromium-driver freeradius freeradius-utils usbip busybox \
-	isc-dhcp-client conntrack tcpdump procps psmisc ffmpeg iputils-ping minidlna openssl
+	isc-dhcp-client conntrack tcpdump procps psmisc ffmpeg iputils-ping minidlna openssl \
+	python3 python3-venv curl nodejs libatomic1
 
 .PHONY: demo test deps apt venv lint unit netns testbed bench clean-testbed
 

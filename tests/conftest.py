@@ -70,13 +70,41 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield d
 
 
+def _skip_reason(rep: pytest.CollectReport | pytest.TestReport) -> str:
+    return rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In a full-tier run (CI), a skipped test is a failure: a missing package or
-    tool must be installed by `make`, not quietly passed over."""
+    tool must be installed by `make`, not quietly passed over. This covers skips in
+    the test, in its fixtures and `skipif` marks (evaluated at set-up)."""
     outcome = yield
     rep = outcome.get_result()  # type: ignore[attr-defined]
     if ALL_TIERS and rep.skipped and not hasattr(rep, "wasxfail"):
-        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome = "failed"
-        rep.longrepr = f"skipped in a full-tier run (NETFATE_ALL_TIERS=1): {reason}"
+        rep.longrepr = f"skipped in a full-tier run (NETFATE_ALL_TIERS=1): {_skip_reason(rep)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """The same for a whole module skipped while it is collected (a module-level
+    `pytest.skip(..., allow_module_level=True)` or `importorskip`): its tests never
+    become items, so the hook above never sees them. Here they are a collection error."""
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    if ALL_TIERS and rep.skipped:
+        rep.outcome = "failed"
+        rep.longrepr = (
+            f"{collector.nodeid} skipped at collection in a full-tier run "
+            f"(NETFATE_ALL_TIERS=1): {_skip_reason(rep)}"
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Last line of defence: whatever mechanism skipped something, a full-tier run
+    that counted a skip fails."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if ALL_TIERS and skipped and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -40,17 +40,25 @@ def _scenario(name: str) -> ModuleType:
 
 
 def demo(
-    scenario: Annotated[str, typer.Argument(help="Which demo: " + ", ".join(SCENARIOS))] = (
-        "platform"
-    ),
+    scenario: Annotated[
+        str, typer.Argument(help="Which demo: " + ", ".join(SCENARIOS) + ", or all (with --check)")
+    ] = "platform",
     check: Annotated[
         bool, typer.Option("--check", help="Run headless, verify every step, exit 0 or 1")
     ] = False,
     port: Annotated[int, typer.Option(help="Dashboard/API port (0: any free port)")] = 8080,
 ) -> None:
     """Bring up the demo edge network with orchestrator and agents; Ctrl-C ends it."""
-    # `netfate demo --check` verifies the platform and then its SDN controller.
-    names = ["platform", "sdn"] if (check and scenario == "platform") else [scenario]
+    # `netfate demo --check` verifies the platform and then its SDN controller;
+    # `netfate demo all --check` every scenario in turn (what CI runs).
+    if scenario == "all":
+        if not check:
+            raise typer.BadParameter("`all` runs the scenarios one after another: add --check")
+        names = list(SCENARIOS)
+    elif check and scenario == "platform":
+        names = ["platform", "sdn"]
+    else:
+        names = [scenario]
     code = 0
     for name in names:
         code = _run(name, check, port)
