@@ -384,7 +384,11 @@ def test_relay_validates_forwards_and_reports() -> None:
     assert relay.receive(rtp(1000, 0), 0.00) == Verdict.PROBATION
     assert relay.receive(rtp(1001, 3600), 0.04) == Verdict.FORWARD
     evs = relay.events()
-    assert evs == [SourceValidated(0x1234, PT_MP2T, 0.04), ActiveSourceChanged(None, 0x1234, 0.04)]
+    # The probation packet was held, and comes back to be sent first.
+    assert evs == [
+        SourceValidated(0x1234, PT_MP2T, 0.04, (rtp(1000, 0),)),
+        ActiveSourceChanged(None, 0x1234, 0.04),
+    ]
     for k in range(2, 60):
         if k == 30:
             continue  # one lost
@@ -430,9 +434,10 @@ def test_relay_single_source_takeover_after_silence() -> None:
     for k in range(5):
         relay.receive(rtp(k, ssrc=1), 0.1 * k)
     relay.events()
-    # A second sender on the same port while the first is live: refused.
+    # A second sender on the same port while the first is live: refused, held nothing.
     assert relay.receive(rtp(500, ssrc=2), 0.5) == Verdict.PROBATION
     assert relay.receive(rtp(501, ssrc=2), 0.6) == Verdict.OTHER_SOURCE
+    assert relay.events() == [SourceValidated(2, PT_MP2T, 0.6, ())]
     # The first falls silent (an encoder restart with a new SSRC): the second takes over.
     assert relay.receive(rtp(502, ssrc=2), 1.5) == Verdict.FORWARD
     evs = relay.events()
@@ -489,6 +494,16 @@ def test_relay_timeout() -> None:
     assert relay.active is None and relay.figures(5.0) == ()
 
 
+def test_probation_run_held_and_restarted() -> None:
+    relay = RelayCore(min_sequential=3)
+    assert relay.receive(rtp(10), 0.0) == Verdict.PROBATION
+    assert relay.receive(rtp(50), 0.1) == Verdict.PROBATION  # out of sequence: a new run
+    assert relay.receive(rtp(51), 0.2) == Verdict.PROBATION
+    assert relay.receive(rtp(52), 0.3) == Verdict.FORWARD
+    validated = relay.events()[0]
+    assert isinstance(validated, SourceValidated) and validated.held == (rtp(50), rtp(51))
+
+
 def test_relay_state_bounded_under_ssrc_flood() -> None:
     relay = RelayCore(min_sequential=2, max_sources=8)
     relay.receive(rtp(1, ssrc=1), 0.0)
@@ -528,6 +543,8 @@ def test_relay_on_ffmpeg_capture() -> None:
             verdicts.append(relay.receive(d.data, d.at))
     rtp_count = sum(not d.rtcp for d in datagrams)
     assert verdicts.count(Verdict.PROBATION) == 1
+    (validated,) = [e for e in relay.events() if isinstance(e, SourceValidated)]
+    assert validated.held == (next(d.data for d in datagrams if not d.rtcp),)
     assert verdicts.count(Verdict.FORWARD) == len(datagrams) - 1
     (fig,) = relay.figures(datagrams[-1].at)
     assert fig.packets == rtp_count - 1 and fig.lost == 0 and fig.reordered == 0

@@ -20,6 +20,9 @@ class SourceValidated(Event):
     """The payload type of the packet that validated it."""
     at: float
     """``now`` of that packet."""
+    held: tuple[bytes, ...] = ()
+    """Its datagrams held during probation, oldest first, when it is forwarded: send
+    them before the one that validated it (empty when it is not forwarded)."""
 
 
 @dataclass(frozen=True)

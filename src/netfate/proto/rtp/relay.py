@@ -4,8 +4,10 @@ The acquirer and the forwarders of the streaming tree copy a provider's RTP
 datagrams to their next hops. Before a copy goes out, this core decides::
 
     relay = RelayCore(payload_types={PT_MP2T})
-    verdict = relay.receive(datagram, now)    # Verdict.FORWARD -> send to every next hop
+    verdict = relay.receive(datagram, now)
     for event in relay.events():              # SourceValidated, ActiveSourceChanged, ...
+        ...                                   # (SourceValidated.held: send those first)
+    if verdict is Verdict.FORWARD:            # send to every next hop
         ...
     relay.poll(now)                           # now and then: silent sources time out
     relay.figures(now)                        # per-SSRC packets, loss, jitter, bitrate
@@ -19,16 +21,24 @@ What is dropped, and why:
 - bytes that are not RTP (or, multiplexed per RFC 5761, not valid compound RTCP):
   counted by reason, never raised;
 - a payload type the relay was not configured for;
-- a new source still on probation, and a sequence jump not yet confirmed
-  (RFC 3550 A.1: one or two packets at a sender's start or restart);
+- a sequence jump not yet confirmed (RFC 3550 A.1: one packet at a sender's
+  restart);
 - exact duplicates (within 128 sequence numbers);
 - in single-source mode (the default: one provider per acquirer port), packets of
   any SSRC but the one being forwarded. A new SSRC takes over when the forwarded
   one has been silent for ``takeover_after`` seconds or said BYE, so a provider
   that restarts its encoder (new SSRC) continues the same event.
 
-State is bounded: at most ``max_sources`` SSRCs are tracked; a flood of random
-SSRCs evicts only sources still on probation, never a validated one.
+A new source's first packets (``min_sequential - 1`` of them) arrive while it is
+on probation (A.1). They are held, not dropped: the first packet of a stream
+carries its PAT, PMT and first key frame, which the analyzer and the viewers
+need. When the source validates and is forwarded, :class:`SourceValidated`
+hands them back (``held``) to be sent before the datagram that validated it;
+if it never validates, they are discarded with it.
+
+State is bounded: at most ``max_sources`` SSRCs are tracked, each holding at most
+``min_sequential - 1`` datagrams; a flood of random SSRCs evicts only sources still
+on probation, never a validated one.
 """
 
 from __future__ import annotations
@@ -75,7 +85,7 @@ class Verdict(enum.Enum):
     PAYLOAD_TYPE = "payload_type"
     """RTP with a payload type the relay does not carry."""
     PROBATION = "probation"
-    """A new source not yet validated (RFC 3550 A.1)."""
+    """A new source not yet validated (RFC 3550 A.1): held, see SourceValidated."""
     SEQUENCE_JUMP = "sequence_jump"
     """A sequence jump waiting for a confirming packet (RFC 3550 A.1)."""
     DUPLICATE = "duplicate"
@@ -156,6 +166,7 @@ class RelayCore:
         self.sources: dict[int, SourceState] = {}
         self.active: int | None = None
         self._sr: dict[int, SenderReport] = {}
+        self._held: dict[int, list[bytes]] = {}
         self._events: list[Event] = []
         self.datagrams = 0
         self.forwarded = 0
@@ -190,20 +201,34 @@ class RelayCore:
         arrival = src.update(seq, ts, now, end - start)
         if arrival >= Arrival.PROBATION:
             if arrival == Arrival.PROBATION:
+                self._hold(src, data)
                 return self._drop(Verdict.PROBATION)
             if arrival == Arrival.JUMPED:
                 return self._drop(Verdict.SEQUENCE_JUMP)
             if self.drop_duplicates:
                 return self._drop(Verdict.DUPLICATE)
-        elif not was_valid:
-            self._events.append(SourceValidated(ssrc, pt, now))
+        switch = self.single_source and self.active != ssrc and self._may_take_over(now)
+        forward = not self.single_source or self.active == ssrc or switch
+        if not was_valid:
+            held = self._held.pop(ssrc, [])
+            self._events.append(SourceValidated(ssrc, pt, now, tuple(held) if forward else ()))
         elif arrival == Arrival.RESTARTED:
             self._events.append(SourceRestarted(ssrc, seq, now))
-        if self.single_source and self.active != ssrc and not self._take_over(ssrc, now):
+        if switch:
+            self._events.append(ActiveSourceChanged(self.active, ssrc, now))
+            self.active = ssrc
+        if not forward:
             return self._drop(Verdict.OTHER_SOURCE)
         self.forwarded += 1
         self.forwarded_octets += len(data)
         return Verdict.FORWARD
+
+    def _hold(self, src: SourceState, data: bytes | bytearray | memoryview) -> None:
+        """Keep the current in-sequence probation run (A.1 restarts it out of sequence)."""
+        if src.probation == self.min_sequential - 1:
+            self._held[src.ssrc] = [bytes(data)]
+        else:
+            self._held.setdefault(src.ssrc, []).append(bytes(data))
 
     def receive_rtcp(self, data: bytes | bytearray | memoryview, now: float) -> Verdict:
         """Decide about one datagram from the RTCP port (or a multiplexed RTCP one)."""
@@ -275,18 +300,15 @@ class RelayCore:
         self.sources[ssrc] = src
         return src
 
-    def _take_over(self, ssrc: int, now: float) -> bool:
-        """Whether validated `ssrc` may become the forwarded source now."""
+    def _may_take_over(self, now: float) -> bool:
+        """Whether another validated source may become the forwarded one now."""
         current = self.sources.get(self.active) if self.active is not None else None
-        if current is not None and now - current.last_seen < self.takeover_after:
-            return False
-        self._events.append(ActiveSourceChanged(self.active, ssrc, now))
-        self.active = ssrc
-        return True
+        return current is None or now - current.last_seen >= self.takeover_after
 
     def _forget(self, ssrc: int) -> None:
         self.sources.pop(ssrc, None)
         self._sr.pop(ssrc, None)
+        self._held.pop(ssrc, None)
 
     # ----- housekeeping -------------------------------------------------------------
 
