@@ -49,6 +49,7 @@ from netfate.proto.mpegts import (
     parse_pmt,
     parse_section,
     parse_sps,
+    scan_nal,
 )
 from netfate.proto.mpegts.events import Event
 from rtp_capture import read_rtpdump
@@ -371,6 +372,27 @@ def test_find_nal_in_annex_b() -> None:
     assert find_nal(stream, 7) is None  # not known to be whole yet
     assert find_nal(stream, 7, final=True) == SPS_BASELINE_1080P30
     assert find_nal(stream + b"\x00\x00\x00\x01\x68\xce", 7) == SPS_BASELINE_1080P30
+
+
+def test_scan_nal_incrementally() -> None:
+    """Bytes arriving in pieces: the SPS is found once whole, and the resume point
+    never goes back before a start code that could still hold it."""
+    stream = (
+        b"\x00\x00\x00\x01\x09\xf0" + b"\x00\x00\x01\x06" + b"\x05" * 700  # AUD, SEI
+        + b"\x00\x00\x00\x01" + SPS_BASELINE_1080P30 + b"\x00\x00\x00\x01\x68\xce"
+    )  # fmt: skip
+    buf = bytearray()
+    at = 0
+    found = None
+    for i in range(0, len(stream), 5):
+        buf += stream[i : i + 5]
+        found, nxt = scan_nal(buf, 7, at)
+        assert at <= nxt <= len(buf)
+        at = nxt
+        if found is not None:
+            break
+    assert found == SPS_BASELINE_1080P30
+    assert scan_nal(b"\x05" * 100, 7, 0) == (None, 97)  # nothing: resume near the end
 
 
 def test_audio_headers_against_ffprobe() -> None:

@@ -23,7 +23,7 @@ from .events import (
     SectionRejected,
     VideoInfo,
 )
-from .h264 import H264Sps, find_nal, parse_sps, profile_name
+from .h264 import H264Sps, find_nal, parse_sps, profile_name, scan_nal
 from .packet import (
     NULL_PID,
     PACKET_SIZE,
@@ -103,4 +103,5 @@ __all__ = [
     "parse_section",
     "parse_sps",
     "profile_name",
+    "scan_nal",
 ]

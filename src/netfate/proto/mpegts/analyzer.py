@@ -45,7 +45,7 @@ from .events import (
     SectionRejected,
     VideoInfo,
 )
-from .h264 import NAL_SPS, find_nal, parse_sps
+from .h264 import NAL_SPS, parse_sps, scan_nal
 from .packet import NULL_PID, PACKET_SIZE, PAT_PID, PCR_HZ, PCR_WRAP, TsFramer, align_datagram
 from .pes import parse_pes_header
 from .psi import (
@@ -82,6 +82,8 @@ class _Probe:
     buf: bytearray = field(default_factory=bytearray)
     started: bool = False
     failures: int = 0
+    scanned: int = 0
+    """Where the next look into ``buf`` starts (bytes before it hold nothing)."""
 
 
 @dataclass
@@ -428,6 +430,7 @@ class StreamAnalyzer:
                 return
             probe.buf = bytearray(payload[header.header_length :])
             probe.started = True
+            probe.scanned = 0
         elif probe.started:
             if len(probe.buf) >= self.probe_limit:
                 return
@@ -446,7 +449,7 @@ class StreamAnalyzer:
         info: VideoInfo | AudioHeader | None = None
         try:
             if probe.codec == "h264":
-                nal = find_nal(probe.buf, NAL_SPS, final)
+                nal, probe.scanned = scan_nal(probe.buf, NAL_SPS, probe.scanned, final)
                 if nal is None:
                     return False
                 sps = parse_sps(nal)

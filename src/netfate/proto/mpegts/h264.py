@@ -137,19 +137,31 @@ def find_nal(buf: bytes | bytearray, nal_type: int, final: bool = False) -> byte
 
     Whole means another start code follows it, or ``final`` says the bytes end there.
     """
-    i = buf.find(b"\x00\x00\x01")
+    return scan_nal(buf, nal_type, 0, final)[0]
+
+
+def scan_nal(
+    buf: bytes | bytearray, nal_type: int, start: int = 0, final: bool = False
+) -> tuple[bytes | None, int]:
+    """:func:`find_nal` from ``start``, for bytes that keep growing: also returns where
+    the next scan must start (a wanted NAL unit that may be incomplete, else the
+    last bytes), so that each byte is looked at about once."""
+    i = buf.find(b"\x00\x00\x01", start)
+    resume = max(start, len(buf) - 3)  # a start code may straddle the end
     while i >= 0:
-        start = i + 3
-        nxt = buf.find(b"\x00\x00\x01", start)
-        if start < len(buf) and buf[start] & 0x1F == nal_type:
-            if nxt < 0:
-                return bytes(buf[start:]) if final else None
+        begin = i + 3
+        if begin >= len(buf):
+            return None, i  # a start code, its NAL header byte yet to come
+        nxt = buf.find(b"\x00\x00\x01", begin)
+        if buf[begin] & 0x1F == nal_type:
+            if nxt < 0:  # the NAL unit may not be whole yet: look again from here
+                return (bytes(buf[begin:]) if final else None), i
             end = nxt
-            while end > start and buf[end - 1] == 0:  # trailing_zero_8bits / 4-byte code
+            while end > begin and buf[end - 1] == 0:  # trailing_zero_8bits / 4-byte code
                 end -= 1
-            return bytes(buf[start:end])
+            return bytes(buf[begin:end]), nxt
         i = nxt
-    return None
+    return None, resume
 
 
 def parse_sps(nal: bytes) -> H264Sps:

@@ -256,7 +256,7 @@ def align_datagram(data: bytes | bytearray | memoryview) -> tuple[bytes, int]:
     """
     b = bytes(data)
     n = len(b)
-    if n % PACKET_SIZE == 0 and all(b[i] == SYNC for i in range(0, n, PACKET_SIZE)):
+    if n % PACKET_SIZE == 0 and b[::PACKET_SIZE].count(SYNC) == n // PACKET_SIZE:
         return b, 0
     out = bytearray()
     i = 0
