@@ -133,20 +133,17 @@ def loop_relay(dgrams: list[bytes], nows: list[float]) -> int:
     return forwarded
 
 
-def loop_analyzer(dgrams: list[bytes], nows: list[float]) -> int:
+def loop_analyzer(dgrams: list[bytes], nows: list[float], as_bytes: bool = False) -> int:
     analyzer = StreamAnalyzer()
+    feed = analyzer.receive_bytes if as_bytes else analyzer.receive_datagram
     events = 0
     for d, now in zip(dgrams, nows, strict=True):
-        events += len(analyzer.receive_datagram(d[12:], now))
+        events += len(feed(d[12:], now))
     return events
 
 
 def loop_analyzer_bytes(dgrams: list[bytes], nows: list[float]) -> int:
-    analyzer = StreamAnalyzer()
-    events = 0
-    for d, now in zip(dgrams, nows, strict=True):
-        events += len(analyzer.receive_bytes(d[12:], now))
-    return events
+    return loop_analyzer(dgrams, nows, as_bytes=True)
 
 
 def loop_acquirer(dgrams: list[bytes], nows: list[float]) -> int:

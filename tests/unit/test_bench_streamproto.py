@@ -3,31 +3,16 @@ agreement, the summary arithmetic). No timed assertions."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
+from netfate.benchcli import load
 from netfate.proto.rtp import PT_MP2T, parse_rtp
 from rtp_capture import read_rtpdump
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 VECTOR = Path(__file__).resolve().parents[1] / "vectors" / "rtp_mpegts_h264_aac.rtpdump"
 
 
-def _load(name: str) -> ModuleType:
-    key = f"netfate_bench_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[key] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sp = _load("streamproto")
+sp = load("streamproto")
 
 
 def test_arguments() -> None:
