@@ -543,6 +543,21 @@ def test_analyzer_recognition_timeout_without_sps() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("tail", [b"\x00\x00\x01\x09\xf0", b""])
+def test_analyzer_gives_up_on_malformed_sps_without_waiting_for_the_timeout(tail: bytes) -> None:
+    """With a NAL unit after it the SPS is judged as it arrives; without, when the PES
+    ends (the next one starts): both paths give up after max_probe_failures."""
+    bad_sps = b"\x00\x00\x00\x01\x67\x42\x00"  # cut after the constraint flags
+    pkts = synthetic((PmtStream(0x1B, 0x100),), {})
+    for k in range(10):
+        pes = build_pes_header(0xE0, None, pts=k * 3600) + bad_sps + tail
+        pkts += packetize_pes(0x100, pes, k)
+    analyzer = StreamAnalyzer(max_probe_failures=8, recognition_timeout=60.0)
+    (prog,) = of(analyzer.receive_datagram(b"".join(pkts), 0.0), ProgramRecognised)
+    assert not prog.complete and prog.streams[0].video is None
+    assert analyzer.counters()["codec_header_errors"] == 8
+
+
 def test_analyzer_new_pmt_version_is_announced_again() -> None:
     analyzer = StreamAnalyzer()
     v0 = synthetic((PmtStream(0x24, 0x100),), {})

@@ -46,7 +46,16 @@ from .events import (
     VideoInfo,
 )
 from .h264 import NAL_SPS, parse_sps, scan_nal
-from .packet import NULL_PID, PACKET_SIZE, PAT_PID, PCR_HZ, PCR_WRAP, TsFramer, align_datagram
+from .packet import (
+    NULL_PID,
+    PACKET_SIZE,
+    PAT_PID,
+    PCR_HZ,
+    PCR_WRAP,
+    TsFramer,
+    align_datagram,
+    decode_pcr,
+)
 from .pes import parse_pes_header
 from .psi import (
     MAX_PSI_SECTION,
@@ -123,6 +132,7 @@ class StreamAnalyzer:
         self._programs: dict[int, _Program] = {}
         self._probes: dict[int, _Probe] = {}
         self._details: dict[int, VideoInfo | AudioHeader] = {}
+        self._gave_up: set[int] = set()
         self._pending: set[int] = set()
         self.pcr_pid: int | None = None
         """PCR PID of the first programme in the PAT: the clock bitrates are measured by."""
@@ -202,7 +212,7 @@ class StreamAnalyzer:
             discontinuity = False
             if afc & 2:
                 aflen = block[start]
-                if aflen > 182 if afc == 3 else aflen != 183:
+                if (afc == 3 and aflen > 182) or (afc == 2 and aflen != 183):
                     self._count("bad_packets")
                     continue
                 if aflen:
@@ -239,11 +249,18 @@ class StreamAnalyzer:
         self.packets = index
 
     def _pcr(
-        self, pid: int, block: bytes, at: int, index: int, signalled: bool, now: float,
+        self,
+        pid: int,
+        block: bytes,
+        at: int,
+        index: int,
+        signalled: bool,
+        now: float,
         out: list[Event],
-    ) -> None:  # fmt: skip
-        hi = int.from_bytes(block[at : at + 6], "big")
-        pcr = (hi >> 15) * 300 + (hi & 0x1FF)
+    ) -> None:
+        """A PCR in packet number ``index``: transport rate = bytes between two PCRs
+        over their 27 MHz difference (13818-1 2.4.2.2), per ``rate_window``."""
+        pcr = decode_pcr(block, at)
         start = self._pcr_start
         gap = (pcr - self._pcr_last) % PCR_WRAP
         self._pcr_last = pcr
@@ -343,6 +360,7 @@ class StreamAnalyzer:
     def _forget_stream(self, pid: int) -> None:
         self._probes.pop(pid, None)
         self._details.pop(pid, None)
+        self._gave_up.discard(pid)
 
     def _set_pcr_pid(self, pid: int | None) -> None:
         if pid == NULL_PID:
@@ -390,18 +408,20 @@ class StreamAnalyzer:
                 continue
             self._pending.discard(number)
             prog.announced = True
+            streams = tuple(
+                self._describe(st.pid, st.stream_type, st.descriptors) for st in pmt.streams
+            )
             out.append(
                 ProgramRecognised(
                     program_number=number,
                     pmt_pid=prog.pmt_pid,
                     pcr_pid=pmt.pcr_pid,
                     version=pmt.version,
-                    streams=tuple(self._describe(st.pid, st.stream_type, st.descriptors)
-                                  for st in pmt.streams),
-                    complete=not waiting,
+                    streams=streams,
+                    complete=not waiting and all(s.pid not in self._gave_up for s in pmt.streams),
                     at=now,
                 )
-            )  # fmt: skip
+            )
 
     def _describe(self, pid: int, stream_type: int, ds: tuple[Descriptor, ...]) -> ElementaryStream:
         codec, kind = classify(stream_type, ds)
@@ -419,6 +439,7 @@ class StreamAnalyzer:
     ) -> None:
         probe = self._probes[pid]
         if unit_start:
+            # The previous PES ends here: what it holds is all there is of it.
             if probe.started and self._detect(pid, probe, final=True):
                 self._found(now, out)
                 return
@@ -445,7 +466,8 @@ class StreamAnalyzer:
             self._check_pending(now, out)
 
     def _detect(self, pid: int, probe: _Probe, final: bool) -> bool:
-        """Look for the stream's parameters in the PES bytes so far; True once found."""
+        """Look for the stream's parameters in the PES bytes so far; True when the probe
+        is over (found, or given up after ``max_probe_failures`` malformed headers)."""
         info: VideoInfo | AudioHeader | None = None
         try:
             if probe.codec == "h264":
@@ -472,6 +494,8 @@ class StreamAnalyzer:
             probe.started = False
             if probe.failures >= self.max_probe_failures:
                 del self._probes[pid]  # give up on parameters; the codec is still known
+                self._gave_up.add(pid)
+                return True
             return False
         self._details[pid] = info
         del self._probes[pid]

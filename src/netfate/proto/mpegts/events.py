@@ -70,7 +70,8 @@ class ProgramRecognised(Event):
     """Its elementary streams, in PMT order."""
     complete: bool
     """True if every stream whose parameters the analyzer reads was read; False if the
-    recognition timeout came first (codecs are known, some parameters are not)."""
+    recognition timeout came first, or its headers kept being malformed (codecs are
+    known, some parameters are not)."""
     at: float
     """``now`` when recognised."""
     container: str = "mpegts"
