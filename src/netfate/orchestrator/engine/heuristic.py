@@ -28,12 +28,13 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from netfate.orchestrator.engine.decisions import Decision, explain
-from netfate.orchestrator.engine.model import Subscription
+from netfate.orchestrator.engine.model import Chain, Sla, Subscription
 from netfate.orchestrator.engine.network import F64, I64, B
 from netfate.orchestrator.engine.refusals import Refusal, diagnose
 from netfate.orchestrator.engine.state import BANDWIDTH, TOL, Options, State, chain_info
 
 TIE = 1e-6
+MAX_FAILURES = 8
 SPLIT_HEADROOM = 0.2
 """A chain that fits whole is split only if every link the split loads keeps this share
 of its capacity free: a small saving of power must not take the last bandwidth that a
@@ -106,9 +107,12 @@ def best_home(
     split: bool = True,
     opts: Options | None = None,
     score: F64 | None = None,
+    run: _Run | None = None,
 ) -> tuple[int, ...] | None:
-    """The cheapest placement of `sub` (not placed): whole on one node, else split.
-    `opts` and `score`: what `st.colocate` and `_score` give, when the caller has them."""
+    """The cheapest placement of `sub` (not placed): whole on one node, or split in two
+    (the entry near the user, the rest on one other node) where that may cost less,
+    or block by block when nothing else fits. `opts` and `score`: what `st.colocate`
+    and `_score` give, when the caller has them; `run`: the greedy's running figures."""
     if opts is None:
         opts = st.colocate(sub, amortise=amortise)
     if score is None:
@@ -118,19 +122,93 @@ def best_home(
     whole = (n,) * nb if n is not None else None
     if not split or nb == 1:
         return whole
-    if (
-        whole is not None
-        and st.objective.latency_weight == 0
-        and not _split_may_pay(st, sub, whole[0])
-    ):
+    consolidating = st.objective.latency_weight == 0
+    if n is not None and consolidating and not _split_may_pay(st, sub, n):
         return whole
     # Where latency counts, only the entry needs to be near the user: the rest may be
     # cheaper elsewhere. Where the whole chain would switch a node on, or runs at a
-    # higher rate per core than a node that is on, part of it may be cheaper there.
-    parts = split_home(st, sub, allowed=allowed, headroom=0.0 if whole is None else SPLIT_HEADROOM)
-    if whole is None or parts is None:
-        return whole or parts
-    return min((whole, parts), key=lambda h: _tied_cost(st, sub, h))
+    # higher rate per core than a node that is on, the rest may be cheaper there.
+    entry, rest = parts_of(sub)
+    if run is not None:
+        eo, es = run.entry.options(entry)
+        ro, rs = run.rest.options(rest)
+    else:
+        eo = st.colocate(entry, amortise=amortise)
+        es = _score(st, entry, eo, slice(None), allowed)
+        ro = st.colocate(rest, amortise=amortise, entry=False)
+        rs = _score(st, rest, ro, slice(None), allowed)
+    two = _two_part(st, sub, entry, eo, es, ro, rs, whole is not None)
+    if two is not None and (n is None or two[1] < float(score[n]) - 1e-12):
+        return two[0]
+    if whole is None:
+        return split_home(st, sub, allowed=allowed)
+    return whole
+
+
+_PARTS: dict[int, tuple[Chain, Chain, Chain]] = {}
+
+
+def parts_of(sub: Subscription) -> tuple[Subscription, Subscription]:
+    """The chain's entry alone (with the user's traffic and round-trip bound) and the
+    rest (no bound), as subscriptions of the same user (cached chains per chain)."""
+    chain = sub.chain
+    got = _PARTS.get(id(chain))
+    if got is None or got[0] is not chain:
+        if len(_PARTS) >= 65536:
+            _PARTS.clear()
+        first = chain.blocks[0].name
+        entry = Chain(
+            f"{chain.name}#entry",
+            chain.blocks[:1],
+            (),
+            chain.user_mbps,
+            Sla(rtt_ms=chain.sla.rtt_ms),
+        )
+        rest = Chain(
+            f"{chain.name}#rest",
+            chain.blocks[1:],
+            tuple(t for t in chain.talks if first not in (t.a, t.b)),
+        )
+        got = (chain, entry, rest)
+        _PARTS[id(chain)] = got
+    return (
+        Subscription(sub.id, sub.user, sub.at, got[1]),
+        Subscription(sub.id, sub.user, sub.at, got[2]),
+    )
+
+
+def _two_part(
+    st: State,
+    sub: Subscription,
+    entry: Subscription,
+    eo: Options,
+    es: F64,
+    ro: Options,
+    rs: F64,
+    optional: bool,
+) -> tuple[tuple[int, ...], float] | None:
+    """The entry on its best node, the rest on the best other node that the talks between
+    them reach (`optional`: keeping SPLIT_HEADROOM of each link free) and that keeps
+    the chain's availability. Its nodes and score (as `_score` ranks), or None."""
+    net = st.net
+    info = chain_info(sub.chain)
+    a = _pick(st, entry, es)
+    if a is None:
+        return None
+    crossing = [m for i, j, m in info.talks if 0 in (i, j)]
+    room = SPLIT_HEADROOM if optional else 0.0
+    for b in np.argsort(rs, kind="stable")[:8].tolist():
+        if not np.isfinite(rs[b]):
+            return None
+        if b == a or net.availability[a] * net.availability[b] < info.avail_bound:
+            continue
+        need = sum(crossing)
+        if all(
+            st.link_free[lk] - need >= room * net.link_cap[lk] - TOL for lk in net.path_links(a, b)
+        ):
+            nodes = (a,) + (b,) * (len(info.names) - 1)
+            return nodes, float(es[a] + rs[b])
+    return None
 
 
 def _split_may_pay(st: State, sub: Subscription, home: int) -> bool:
@@ -149,43 +227,34 @@ def _split_may_pay(st: State, sub: Subscription, home: int) -> bool:
     return bool(cheaper.any())
 
 
-def _tied_cost(st: State, sub: Subscription, nodes: tuple[int, ...]) -> float:
-    watts, rtt = st.placement_cost(sub, nodes)
-    return st.cost_of(sub, nodes) + TIE * (watts + rtt)
-
-
-class _Run:
+class _Tracker:
     """One Options (and greedy score) kept across a run of like subscriptions, refreshed
-    at the nodes changed since (`touch`)."""
+    at the nodes changed since (`touched`)."""
 
-    def __init__(self, st: State, amortise: bool, with_score: bool) -> None:
+    def __init__(self, st: State, amortise: bool, entry: bool = True) -> None:
         self.st = st
         self.amortise = amortise
-        self.with_score = with_score
+        self.entry = entry
         self.key: RunKey = None
         self.opts: Options | None = None
         self.score: F64 | None = None
         self.touched: set[int] = set()
 
-    def touch(self, nodes: Iterable[int]) -> None:
-        self.touched.update(nodes)
-
-    def options(self, sub: Subscription) -> tuple[Options, F64 | None]:
+    def options(self, sub: Subscription) -> tuple[Options, F64]:
         st = self.st
         key = _run_key(st, sub)
-        if key is None or key != self.key or self.opts is None:
-            self.opts = st.colocate(sub, amortise=self.amortise)
-            self.score = _score(st, sub, self.opts, slice(None), None) if self.with_score else None
+        if key is None or key != self.key or self.opts is None or self.score is None:
+            self.opts = st.colocate(sub, amortise=self.amortise, entry=self.entry)
+            self.score = _score(st, sub, self.opts, slice(None), None)
             self.key = key
         elif len(self.touched) <= 4:
             for n in self.touched:
                 self._refresh(sub, n)
         elif self.touched:
             idx = np.fromiter(self.touched, dtype=np.intp, count=len(self.touched))
-            part = st.colocate(sub, amortise=self.amortise, idx=idx)
+            part = st.colocate(sub, amortise=self.amortise, idx=idx, entry=self.entry)
             self.opts.write(idx, part)
-            if self.score is not None:
-                self.score[idx] = _score(st, sub, part, idx, None)
+            self.score[idx] = _score(st, sub, part, idx, None)
         self.touched = set()
         return self.opts, self.score
 
@@ -194,25 +263,40 @@ class _Run:
         where a vector call costs tens)."""
         st = self.st
         opts = self.opts
-        assert opts is not None  # options() sets it before any refresh
-        ok, energy, rtt, moves, raw, cost = st.colocate_one(sub, n, amortise=self.amortise)
+        assert opts is not None and self.score is not None  # options() set them
+        ok, energy, rtt, moves, raw, cost = st.colocate_one(
+            sub, n, amortise=self.amortise, entry=self.entry
+        )
         opts.ok[n] = ok
         opts.energy[n] = energy
         opts.rtt[n] = rtt
         opts.moves[n] = moves
         opts.raw[n] = raw
         opts.cost[n] = cost
-        if self.score is not None:
-            score = cost + TIE * energy
-            if st.objective.latency_weight == 0:
-                score += TIE * rtt
-            if st.objective.saves_energy:
-                t = chain_info(sub.chain).total_l
-                free = st.free[n].tolist()
-                inv = st.net.inv_room_l[n]
-                left = min((free[r] - t[r]) * inv[r] for r in range(3))
-                score += TIE * min(left, 1.0)
-            self.score[n] = score
+        score = cost + TIE * energy
+        if st.objective.latency_weight == 0:
+            score += TIE * rtt
+        if st.objective.saves_energy:
+            t = chain_info(sub.chain).total_l
+            free = st.free[n].tolist()
+            inv = st.net.inv_room_l[n]
+            left = min((free[r] - t[r]) * inv[r] for r in range(3))
+            score += TIE * min(left, 1.0)
+        self.score[n] = score
+
+
+class _Run:
+    """The greedy's running figures: whole chains, and their entries and rests apart."""
+
+    def __init__(self, st: State, amortise: bool) -> None:
+        self.amortise = amortise
+        self.whole = _Tracker(st, amortise)
+        self.entry = _Tracker(st, amortise)
+        self.rest = _Tracker(st, amortise, entry=False)
+
+    def touch(self, nodes: Iterable[int]) -> None:
+        for t in (self.whole, self.entry, self.rest):
+            t.touched.update(nodes)
 
 
 def split_home(
@@ -291,10 +375,10 @@ def split_home(
 def greedy(st: State, subs: Sequence[Subscription]) -> list[Subscription]:
     """Place `subs` into `st`; return those that found no room (not placed)."""
     failed: list[Subscription] = []
-    run = _Run(st, st.objective.saves_energy, with_score=True)
+    run = _Run(st, st.objective.saves_energy)
     for sub in greedy_order(st, subs):
-        opts, score = run.options(sub)
-        home = best_home(st, sub, amortise=run.amortise, opts=opts, score=score)
+        opts, score = run.whole.options(sub)
+        home = best_home(st, sub, amortise=run.amortise, opts=opts, score=score, run=run)
         if home is None:
             failed.append(sub)
         else:
@@ -306,12 +390,13 @@ def greedy(st: State, subs: Sequence[Subscription]) -> list[Subscription]:
 def close_nodes(st: State, passes: int = 3, budget: int | None = None) -> int:
     """Empty nodes where that improves the objective (move costs included): each node
     on (least used first) is emptied onto the other nodes that are on, or failing
-    that onto any node (switching on cheaper ones instead). At most `passes` rounds
-    and `budget` chain moves tried (default: twice the chains placed, at least 2,000).
-    Returns how many nodes were emptied."""
+    that onto any node (switching on cheaper ones instead). At most `passes` rounds,
+    `budget` chain moves tried (default: half the chains placed, at least 2,000), and
+    MAX_FAILURES nodes in a row that could not be emptied. Returns how many were."""
     net = st.net
     emptied = 0
-    left = [budget if budget is not None else max(2000, 2 * len(st.where))]
+    left = [budget if budget is not None else max(2000, len(st.where) // 2)]
+    failures = 0
     for _ in range(passes):
         closed = 0
         cand = np.flatnonzero(st.active() & net.hosts & ~st.keep_on)
@@ -325,11 +410,14 @@ def close_nodes(st: State, passes: int = 3, budget: int | None = None) -> int:
             anywhere[n] = False
             cheaper_off = bool((anywhere & ~on & (net.on_w < net.on_w[n])).any())
             for allowed in (on, anywhere) if cheaper_off else (on,):
-                if left[0] <= 0:
+                if left[0] <= 0 or failures >= MAX_FAILURES:
                     return emptied + closed
                 if _empty(st, n, allowed, left):
                     closed += 1
+                    failures = 0
                     break
+            else:
+                failures += 1
         emptied += closed
         if closed == 0:
             break
@@ -368,38 +456,34 @@ def final_pass(st: State, sids: Iterable[str], action: str = "placed") -> dict[s
     the decision, with every other chain where it is.
 
     Chains are explained in place, one co-location evaluation per run of like
-    chains; a chain that moves (or, where latency counts, may split) is taken out
-    and evaluated on its own.
+    chains. A chain for which a cheaper place may exist (whole elsewhere, or, where
+    latency counts, split in two below its cost) is taken out and evaluated alone.
     """
     out: dict[str, Decision] = {}
     order = sorted(sids, key=lambda sid: _run_key(st, st.subs[sid]) or ("", 0, sid))
     key: RunKey = None
     opts: Options | None = None
+    halves: tuple[Options, Options] | None = None
     raw_order = cost_order = np.zeros(0, dtype=np.intp)
     splits = st.objective.latency_weight > 0
     for sid in order:
         sub = st.subs[sid]
         nodes = st.where[sid]
         k = _run_key(st, sub)
-        if splits and len(nodes) > 1:
-            out[sid] = _reconsider(st, sid, action)
-            opts = None
-            continue
         if k is None or k != key or opts is None:
             opts = st.colocate(sub)
             raw_order = np.argsort(opts.raw, kind="stable")
             cost_order = np.argsort(opts.cost, kind="stable")
+            halves = None
             key = k
         costs = st.costs(sub, nodes, nodes)
         chosen = costs[2]
-        better = False
-        for n in cost_order.tolist():
-            if not opts.cost[n] < chosen - 1e-9:
-                break
-            if n not in nodes and st.user_path_ok(sub, n, nodes):
-                better = True
-                break
-        if better:
+        if splits and len(nodes) > 1 and halves is None:
+            entry, rest = parts_of(sub)
+            halves = (st.colocate(entry), st.colocate(rest, entry=False))
+        if _cheaper_whole(st, sub, nodes, opts, cost_order, chosen) or (
+            halves is not None and _split_below(sub, nodes, chosen, halves)
+        ):
             out[sid] = _reconsider(st, sid, action)
             opts = None
             continue
@@ -415,6 +499,39 @@ def final_pass(st: State, sids: Iterable[str], action: str = "placed") -> dict[s
             costs=costs,
         )
     return out
+
+
+def _cheaper_whole(
+    st: State,
+    sub: Subscription,
+    nodes: tuple[int, ...],
+    opts: Options,
+    cost_order: I64,
+    chosen: float,
+) -> bool:
+    """Whether another node takes the whole chain (placed on `nodes`) for less."""
+    for raw_n in cost_order:
+        n = int(raw_n)
+        if not opts.cost[n] < chosen - 1e-9:
+            return False
+        if n not in nodes and st.user_path_ok(sub, n, nodes):
+            return True
+    return False
+
+
+def _split_below(
+    sub: Subscription, nodes: tuple[int, ...], chosen: float, halves: tuple[Options, Options]
+) -> bool:
+    """Whether the chain's entry and rest on two nodes could cost less than `chosen`: a
+    lower bound from the cheapest node for each half (`halves`: their `colocate`; its
+    own nodes priced without their room, which it holds now)."""
+    own = list(set(nodes))
+    lb = 0.0
+    for o in halves:
+        low = o.cost.copy()
+        low[own] = o.raw[own]
+        lb += float(low.min())
+    return lb < chosen - 1e-9
 
 
 def _reconsider(st: State, sid: str, action: str) -> Decision:
@@ -492,9 +609,12 @@ def _make_room(st: State, sub: Subscription, movable: set[str], tries: int, ejec
     raw = st.colocate(sub).raw
     for n in cand[np.argsort(raw[cand], kind="stable")][:tries].tolist():
         for largest in (True, False):
-            if _eject_for(st, sub, (n,) * len(info.names), movable, eject, largest):
+            if _eject_for(st, sub, (n,) * len(info.names), movable, eject, largest) is not None:
                 return True
     return False
+
+
+Ejected = list[tuple[Subscription, tuple[int, ...]]]
 
 
 def _eject_for(
@@ -504,12 +624,14 @@ def _eject_for(
     movable: set[str],
     eject: int,
     largest: bool,
-) -> bool:
-    """Take blockers out until `sub` fits on `target`, place it, put them back; or undo."""
+) -> Ejected | None:
+    """Take blockers out until `sub` (not placed) fits on `target`, place it, put the
+    blockers back where they fit best. Returns them with their old nodes (for
+    `_undo`), or None after undoing everything."""
     info = chain_info(sub.chain)
     n = target[0]
     route = st.net.path_links(st.net.index[sub.at], n)
-    removed: list[tuple[Subscription, tuple[int, ...]]] = []
+    removed: Ejected = []
     taken: set[str] = set()
     problem = st.problem(sub, target)
     while problem is not None and len(removed) < eject:
@@ -530,12 +652,98 @@ def _eject_for(
             st.add(other, home)
             back.append(other.id)
         else:
-            return True
+            return removed
         for sid in back:
             st.remove(sid)
         st.remove(sub.id)
     for other, old in removed:
         st.add(other, old)
+    return None
+
+
+def _undo(st: State, sub: Subscription, removed: Ejected) -> None:
+    """Reverse a successful `_eject_for` (`sub` comes out; the blockers go back)."""
+    for other, _old in removed:
+        st.remove(other.id)
+    st.remove(sub.id)
+    for other, old in removed:
+        st.add(other, old)
+
+
+def _target(st: State, sub: Subscription, old: tuple[int, ...], m: int) -> tuple[int, ...]:
+    """The whole chain on node m if m has the room for it at all, else its entry alone."""
+    info = chain_info(sub.chain)
+    if bool((st.net.room[m] >= info.total - TOL).all()):
+        return (m,) * len(old)
+    return (m, *old[1:])
+
+
+def improve_by_ejection(st: State, movable: set[str], attempts: int = 500, pull: int = 8) -> int:
+    """Where latency counts: chains whose entry is away from the node where it would cost
+    least (full of chains that gain less from being there) try that node, moving up
+    to 4 of those chains elsewhere (smallest first, then largest first), then
+    pulling in up to `pull` other chains that want the same node and now fit; kept
+    when the objective improves. The chains with most to gain go first, at most
+    `attempts` of them. Returns how many such moves were kept."""
+    gains: list[tuple[float, str, int]] = []
+    seen: dict[tuple[int, str], tuple[int, float]] = {}
+    for sid in sorted(movable):
+        sub = st.subs[sid]
+        nodes = st.where[sid]
+        key = (id(sub.chain), sub.at)
+        best = seen.get(key)
+        if best is None:
+            raw = st.colocate(sub).raw
+            m = int(np.argmin(raw))
+            best = (m, float(raw[m]))
+            seen[key] = best
+        cost = st.costs(sub, nodes, nodes)[2]
+        if nodes[0] != best[0] and cost > best[1] + 1e-9:
+            gains.append((cost - best[1], sid, best[0]))
+    gains.sort(key=lambda g: (-g[0], g[1]))
+    wanting: dict[int, list[str]] = {}
+    for _g, sid, m in gains:
+        wanting.setdefault(m, []).append(sid)
+    kept = 0
+    for _gain, sid, m in gains[:attempts]:
+        if st.where[sid][0] == m:
+            continue
+        for largest in (False, True):
+            if _try_node(st, sid, m, movable, largest, wanting[m][: pull + 1]):
+                kept += 1
+                break
+    return kept
+
+
+def _try_node(
+    st: State, sid: str, m: int, movable: set[str], largest: bool, others: list[str]
+) -> bool:
+    """One ejection move of `improve_by_ejection`; everything undone unless it pays."""
+    before = st.value()
+    sub, old = st.remove(sid)
+    removed = _eject_for(st, sub, _target(st, sub, old, m), movable - {sid}, 4, largest)
+    if removed is None:
+        st.add(sub, old)
+        return False
+    taken = {other.id for other, _ in removed}
+    pulled: Ejected = []
+    for oid in others:
+        if oid == sid or oid in taken or st.where[oid][0] == m:
+            continue
+        osub, oold = st.remove(oid)
+        tgt = _target(st, osub, oold, m)
+        if st.problem(osub, tgt) is None and st.cost_of(osub, tgt) < st.cost_of(osub, oold):
+            st.add(osub, tgt)
+            pulled.append((osub, oold))
+        else:
+            st.add(osub, oold)
+    if st.value() < before - 1e-9:
+        return True
+    for osub, oold in pulled:
+        st.remove(osub.id)
+        st.add(osub, oold)
+    _undo(st, sub, removed)
+    st.add(sub, old)
     return False
 
 
@@ -547,12 +755,14 @@ def solve(
     Returns the decisions, or the refusals when some chain found no room (then
     `st` holds a partial placement: the caller must discard it).
     """
+    movable = {s.id for s in subs}
     failed = greedy(st, subs)
     if failed:
-        placed = {s.id for s in subs} - {s.id for s in failed}
-        failed = repair(st, failed, placed)
+        failed = repair(st, failed, movable - {s.id for s in failed})
     if failed:
         return {}, [diagnose(st, sub, proven=False) for sub in failed]
     if st.objective.saves_energy:
         close_nodes(st, passes)
+    if st.objective.latency_weight > 0:
+        improve_by_ejection(st, movable)
     return final_pass(st, [s.id for s in subs]), []

@@ -256,10 +256,16 @@ class State:
     # ------------------------------------------------------------------ evaluation
 
     def colocate(
-        self, sub: Subscription, *, amortise: bool = False, idx: I64 | None = None
+        self,
+        sub: Subscription,
+        *,
+        amortise: bool = False,
+        idx: I64 | None = None,
+        entry: bool = True,
     ) -> Options:
         """Every node (or the nodes `idx`) as the home of the whole chain, which must
-        not be placed.
+        not be placed. `entry=False`: the blocks are not the chain's entry (the rest of
+        a split chain), so the user's round trip is no cost of theirs.
 
         With `amortise`, an off node's idle power is charged in proportion to the
         share of the node the chain takes: a greedy opening nodes one chain at a
@@ -278,7 +284,9 @@ class State:
             opening = net.on_w[sel]
         energy = net.w_per_cpu[sel] * info.total_l[0] + np.where(active, 0.0, opening)
         obj = self.objective
-        raw = obj.energy_weight * energy + obj.latency_weight * reach.rtt_c[sel]
+        raw = obj.energy_weight * energy
+        if entry:
+            raw = raw + obj.latency_weight * reach.rtt_c[sel]
         cur = self.current.get(sub.id)
         if cur is not None and self.move_cost > 0 and len(cur) == len(info.names):
             stay = np.bincount(np.asarray(cur), minlength=net.size).astype(np.float64)[sel]
@@ -290,7 +298,7 @@ class State:
         return Options(ok, energy, reach.rtt[sel], moves, raw, np.where(ok, raw, np.inf))
 
     def colocate_one(
-        self, sub: Subscription, n: int, *, amortise: bool = False
+        self, sub: Subscription, n: int, *, amortise: bool = False, entry: bool = True
     ) -> tuple[bool, float, float, float, float, float]:
         """`colocate` at one node, in plain floats: (ok, energy, rtt, moves, raw, cost).
         The heuristic's fast path when one placement changed one node."""
@@ -307,7 +315,9 @@ class State:
         active = self.hosted[n] > 0 or self.keep_on[n]
         energy = net.w_per_cpu_l[n] * t0 + (0.0 if active else opening)
         obj = self.objective
-        raw = obj.energy_weight * energy + obj.latency_weight * reach.rtt_c_l[n]
+        raw = obj.energy_weight * energy
+        if entry:
+            raw += obj.latency_weight * reach.rtt_c_l[n]
         moves = 0.0
         cur = self.current.get(sub.id)
         if cur is not None and self.move_cost > 0 and len(cur) == len(info.names):
