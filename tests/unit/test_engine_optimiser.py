@@ -347,3 +347,22 @@ def test_the_synthetic_network_is_deterministic_and_the_baseline_ignores_slas() 
     assert base["refused"] == 0 and len(base["where"]) == 200
     figures = bench._baseline_figures(inf, subs, base)
     assert figures["violations"].get("latency", 0) > 0
+
+
+def test_rebalance_moves_only_the_chains_of_a_node_that_went_down() -> None:
+    inf = infra()
+    one = Chain("one", (Block("b", 0.4, 64),), sla=Sla(rtt_ms=10))
+    subs = subs_at(one, "cpe1", "cpe1", "cpe2")
+    plan = checked(inf, subs, place_batch(Network(inf), subs, LATENCY))
+    assert plan.where["s3"] == {"b": "cpe2"}
+    down = plan.network.with_loads(up={"cpe1": False})
+    after = checked(down.infra, subs, rebalance(plan, down))
+    assert after.where["s3"] == plan.where["s3"]
+    assert after.decisions["s3"] is plan.decisions["s3"]
+    for sid in ("s1", "s2"):
+        assert after.where[sid]["b"] != "cpe1"
+        assert after.decisions[sid].action == "moved"
+    assert after.stats.moved == 2
+    # Nothing changed: nothing moves.
+    again = rebalance(after, down)
+    assert again.where == after.where and again.stats.moved == 0

@@ -122,7 +122,7 @@ def _build(
 
     def y(n: int) -> int:
         if n not in ycol:
-            ycol[n] = p.var(obj.energy_weight * float(net.on_w[n]), True)
+            ycol[n] = p.var(0.0 if elastic else obj.energy_weight * float(net.on_w[n]), True)
         return ycol[n]
 
     # Candidate nodes and x columns.

@@ -13,6 +13,7 @@ with new monitoring figures that shares the routing tables.
 from __future__ import annotations
 
 import copy
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -44,9 +45,11 @@ class Reach:
     """The same with 0 where unreachable (to price without inf * 0)."""
     priced: B
     """A hosting kind and reachable: the nodes a cost is given for."""
-    ok_l: list[bool]
-    rtt_l: list[float]
-    rtt_c_l: list[float]
+    ok_l: bytes
+    rtt_l: array[float]
+    rtt_c_l: array[float]
+    """Plain copies for one-node reads (numpy scalars are slow); the round trips are
+    shared by every Reach from the same node."""
 
 
 def _usage_row(u: Usage) -> list[float]:
@@ -109,6 +112,7 @@ class Network:
         self.on_w_l: list[float] = self.on_w.tolist()
         self.inv_room_l: list[list[float]] = self.inv_room.tolist()
         self._reach: dict[tuple[int, float, float], Reach] = {}
+        self._rows: dict[int, Reach] = {}
         self.memo: dict[tuple[int, str], tuple[object, object]] = {}
         """For callers: (id of an object, name) -> (the object, a figure that depends only
         on it and this network's state). Cleared by with_loads."""
@@ -148,13 +152,26 @@ class Network:
         key = (s, rtt_bound, avail_bound)
         got = self._reach.get(key)
         if got is None:
-            rtt = self.rtt_row(s)
-            finite = np.isfinite(rtt)
-            mask = self.hosts & finite & (rtt <= rtt_bound + 1e-6)
+            row = self._rows.get(s)
+            if row is None:
+                rtt = self.rtt_row(s)
+                finite = np.isfinite(rtt)
+                rtt_c = np.where(finite, rtt, 0.0)
+                row = Reach(
+                    finite,
+                    rtt,
+                    rtt_c,
+                    self.kind_hosts & finite,
+                    b"",
+                    array("d", rtt.tolist()),
+                    array("d", rtt_c.tolist()),
+                )
+                self._rows[s] = row
+            mask = self.hosts & row.ok & (row.rtt <= rtt_bound + 1e-6)
             mask &= self.availability >= avail_bound
-            rtt_c = np.where(finite, rtt, 0.0)
-            priced = self.kind_hosts & finite
-            got = Reach(mask, rtt, rtt_c, priced, mask.tolist(), rtt.tolist(), rtt_c.tolist())
+            got = Reach(
+                mask, row.rtt, row.rtt_c, row.priced, mask.tobytes(), row.rtt_l, row.rtt_c_l
+            )
             self._reach[key] = got
         return got
 

@@ -110,7 +110,12 @@ class Plan:
         return {net.link_names[i]: float(use[i]) for i in range(len(use))}
 
 
-def _plan(st: State, decisions: Mapping[str, Decision], stats: SolveStats) -> Plan:
+def _plan(
+    st: State,
+    decisions: Mapping[str, Decision],
+    stats: SolveStats,
+    where: Mapping[str, Mapping[str, str]] | None = None,
+) -> Plan:
     net = st.net
     on = st.powered()
     names = net.names
@@ -118,7 +123,7 @@ def _plan(st: State, decisions: Mapping[str, Decision], stats: SolveStats) -> Pl
     return Plan(
         network=net,
         objective=st.objective,
-        where={sid: d.nodes for sid, d in decisions.items()},
+        where=where if where is not None else {sid: d.nodes for sid, d in decisions.items()},
         decisions=decisions,
         powered=frozenset(names[i] for i in np.flatnonzero(on)),
         switched_on=frozenset(names[i] for i in np.flatnonzero(on & ~net.powered)),
@@ -296,8 +301,11 @@ def replace(
     st.add(sub, home)
     decisions = dict(plan.decisions)
     decisions[sub.id] = decision
+    where = dict(plan.where)
+    where[sub.id] = decision.nodes
     moved = 1 if old is not None and home != old else 0
-    return _plan(st, decisions, SolveStats(solver, status, time.perf_counter() - t0, None, moved))
+    stats = SolveStats(solver, status, time.perf_counter() - t0, None, moved)
+    return _plan(st, decisions, stats, where)
 
 
 def remove(plan: Plan, subscription: str) -> Plan:
@@ -380,7 +388,7 @@ def _evict(st: State) -> list[Subscription]:
                 take(sid)
     for lk in np.flatnonzero(st.link_free < -TOL).tolist():
         users = sorted(
-            (sid for sid in st.where if lk in st.link_load(st.subs[sid], st.where[sid])),
+            st.on_link[lk],
             key=lambda s: (-st.link_load(st.subs[s], st.where[s])[lk], s),
         )
         for sid in users:
