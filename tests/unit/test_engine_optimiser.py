@@ -366,3 +366,32 @@ def test_rebalance_moves_only_the_chains_of_a_node_that_went_down() -> None:
     # Nothing changed: nothing moves.
     again = rebalance(after, down)
     assert again.where == after.where and again.stats.moved == 0
+
+
+def test_a_batch_re_solve_keeps_what_it_is_told_and_prices_moves() -> None:
+    inf = infra(pe_pinned=True)
+    one = Chain("one", (Block("b", 0.4, 64),), sla=Sla(rtt_ms=10))
+    subs = subs_at(one, "cpe1", "cpe1", "cpe2")
+    net = Network(inf)
+    near = checked(inf, subs, place_batch(net, subs, LATENCY))
+    assert {w["b"] for w in near.where.values()} == {"cpe1", "cpe2"}
+    # Consolidating puts all three on pe1, which is on anyway (0.8 W per chain), and
+    # switches the cpes off (26 W) ...
+    packed = checked(inf, subs, place_batch(net, subs, CONSOLIDATION, current=near, move_cost=1))
+    assert {w["b"] for w in packed.where.values()} == {"pe1"}
+    assert packed.stats.moved == 3
+    # ... but not the chain it must keep, and not when moving costs more than it saves.
+    kept = checked(inf, subs, place_batch(net, subs, CONSOLIDATION, current=near, keep={"s3"}))
+    assert kept.where["s3"] == near.where["s3"] and kept.stats.moved == 2
+    dear = checked(inf, subs, place_batch(net, subs, CONSOLIDATION, current=near, move_cost=100))
+    assert dear.where == near.where and dear.stats.moved == 0
+
+
+def test_the_exact_solver_declines_an_instance_too_large_for_it() -> None:
+    from netfate.orchestrator.engine.exact import MAX_CHOICES, TooLarge
+
+    inf = infra()
+    one = Chain("one", (Block("b", 0.001, 1),))
+    subs = [Subscription(f"s{i}", "u", "pe1", one) for i in range(MAX_CHOICES // 3 + 1)]
+    with pytest.raises(TooLarge, match="too large for the exact solver"):
+        place_batch(Network(inf), subs, CONSOLIDATION, solver="exact")

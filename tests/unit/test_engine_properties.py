@@ -227,3 +227,24 @@ def test_the_one_node_fast_path_agrees_with_the_vector_evaluation(
             assert one[0] == bool(got[0])
             for a, b in zip(one[1:], got[1:], strict=True):
                 assert (math.isinf(a) and math.isinf(b)) or a == pytest.approx(float(b))
+
+
+@PROPS
+@given(problems(), hs.data())
+def test_a_re_solve_keeps_the_chains_it_is_told_to(problem: tuple[Any, ...], data: Any) -> None:
+    inf, subs, objective = problem
+    net = Network(inf)
+    try:
+        plan = place_batch(net, subs, objective)
+    except Infeasible:
+        return
+    keep = set(data.draw(hs.lists(hs.sampled_from([s.id for s in subs]), unique=True)))
+    other = data.draw(hs.sampled_from([CONSOLIDATION, LATENCY, mix(1.0, 2.0)]))
+    try:
+        again = place_batch(net, subs, other, current=plan, keep=keep, move_cost=0.5)
+    except Infeasible as e:
+        refusals_name_inputs(e, subs)
+        return
+    holds(inf, again)
+    for sid in keep:
+        assert dict(again.where[sid]) == dict(plan.where[sid])

@@ -45,6 +45,12 @@ from netfate.orchestrator.engine.model import Subscription
 from netfate.orchestrator.engine.state import TOL, State, chain_info
 
 DEFAULT_TIME_LIMIT_S = 60.0
+MAX_CHOICES = 200_000
+"""Block x node choices beyond which the program is not built (the heuristic's domain)."""
+
+
+class TooLarge(ValueError):
+    """The instance is beyond what the exact solver is asked to take."""
 
 
 @dataclass(frozen=True)
@@ -280,8 +286,15 @@ def _homes(
 def solve(
     st: State, subs: Sequence[Subscription], time_limit_s: float = DEFAULT_TIME_LIMIT_S
 ) -> ExactResult:
-    """Place `subs` optimally around the chains already in `st` (which is not changed)."""
+    """Place `subs` optimally around the chains already in `st` (which is not changed).
+    Raises TooLarge beyond MAX_CHOICES block x node choices."""
     t0 = time.perf_counter()
+    choices = sum(len(s.chain.blocks) for s in subs) * int(st.net.hosts.sum())
+    if choices > MAX_CHOICES:
+        raise TooLarge(
+            f"{choices} block x node choices > {MAX_CHOICES}: too large for the exact solver; "
+            "use the heuristic"
+        )
     p, xcols, _ = _build(st, subs, elastic=False)
     if any(not cols for cols in xcols.values()):
         return _elastic(st, subs, time_limit_s, t0)

@@ -387,12 +387,15 @@ def greedy(st: State, subs: Sequence[Subscription]) -> list[Subscription]:
     return failed
 
 
-def close_nodes(st: State, passes: int = 3, budget: int | None = None) -> int:
+def close_nodes(
+    st: State, passes: int = 3, budget: int | None = None, movable: set[str] | None = None
+) -> int:
     """Empty nodes where that improves the objective (move costs included): each node
     on (least used first) is emptied onto the other nodes that are on, or failing
     that onto any node (switching on cheaper ones instead). At most `passes` rounds,
     `budget` chain moves tried (default: half the chains placed, at least 2,000), and
-    MAX_FAILURES nodes in a row that could not be emptied. Returns how many were."""
+    MAX_FAILURES nodes in a row that could not be emptied. Only nodes whose chains are
+    all `movable` (default: all) are emptied. Returns how many were."""
     net = st.net
     emptied = 0
     left = [budget if budget is not None else max(2000, len(st.where) // 2)]
@@ -403,6 +406,8 @@ def close_nodes(st: State, passes: int = 3, budget: int | None = None) -> int:
         share = ((net.room - st.free) * net.inv_room).max(axis=1)
         for n in cand[np.argsort(share[cand], kind="stable")].tolist():
             if st.hosted[n] == 0:
+                continue
+            if movable is not None and not st.on_node[n] <= movable:
                 continue
             on = st.active() & net.hosts
             on[n] = False
@@ -762,7 +767,7 @@ def solve(
     if failed:
         return {}, [diagnose(st, sub, proven=False) for sub in failed]
     if st.objective.saves_energy:
-        close_nodes(st, passes)
+        close_nodes(st, passes, movable=movable)
     if st.objective.latency_weight > 0:
         improve_by_ejection(st, movable)
     return final_pass(st, [s.id for s in subs]), []

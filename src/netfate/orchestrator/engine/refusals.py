@@ -158,7 +158,8 @@ def diagnose(st: State, sub: Subscription, *, proven: bool) -> Refusal:
         detail = (
             f"the {len(cand)} candidate node(s) {scope} have at most {max(most, 0.0):.2f} "
             f"{RESOURCES[r]} free; the chain needs {info.total[r]:g} "
-            f"(entry {info.demand[0, r]:g}), and no split fits"
+            f"(entry {info.demand[0, r]:g})"
+            + (", and no split fits" if len(info.names) > 1 else "")
         )
     else:
         detail = f"{reasons[constraint]} of {len(cand)} candidate node(s) {scope} fail it"
