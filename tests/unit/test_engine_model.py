@@ -9,6 +9,7 @@ import math
 import networkx as nx
 import pytest
 
+from engine_fixtures import FW, KINDS, infra
 from netfate.orchestrator.engine import (
     Block,
     Chain,
@@ -31,38 +32,6 @@ from netfate.orchestrator.engine import (
     validate_subscriptions,
 )
 from netfate.orchestrator.engine.check import energy_w, rtt_ms
-
-KINDS = (
-    NodeKind("cpe", idle_w=10, w_per_cpu=5, availability=0.99),
-    NodeKind("pe", idle_w=50, w_per_cpu=2, availability=0.999),
-    NodeKind("core", idle_w=100, w_per_cpu=0, hosts=False),
-)
-
-
-def infra() -> Infrastructure:
-    return Infrastructure(
-        KINDS,
-        (
-            Node("cpe1", "cpe", 1, 1024, 100),
-            Node("cpe2", "cpe", 1, 1024, 100),
-            Node("pe1", "pe", 8, 8192, 1000),
-            Node("core", "core", 0, 0),
-        ),
-        (
-            Link("cpe1", "pe1", 100, 2),
-            Link("cpe2", "pe1", 100, 2),
-            Link("pe1", "core", 1000, 1),
-        ),
-    )
-
-
-FW = Chain(
-    "fw",
-    (Block("fw", 0.5, 128, 10), Block("store", 0.5, 256, 50)),
-    (Talk("fw", "store", 10),),
-    user_mbps=5,
-    sla=Sla(rtt_ms=10, availability=0.98),
-)
 
 
 def test_a_sound_infrastructure_validates() -> None:

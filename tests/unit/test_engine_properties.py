@@ -135,6 +135,15 @@ def holds(inf: Infrastructure, plan: Plan) -> None:
     assert plan.rtt_sum_ms == pytest.approx(rtt, abs=1e-6)
 
 
+def placed(problem: tuple[Any, ...]) -> tuple[Infrastructure, list[Subscription], Plan] | None:
+    """The heuristic's plan for a drawn problem, or None when it refuses it."""
+    inf, subs, objective = problem
+    try:
+        return inf, subs, place_batch(Network(inf), subs, objective)
+    except Infeasible:
+        return None
+
+
 def refusals_name_inputs(e: Infeasible, subs: list[Subscription]) -> None:
     ids = {s.id for s in subs}
     assert e.refusals
@@ -174,11 +183,10 @@ def test_every_plan_meets_every_constraint(problem: tuple[Any, ...]) -> None:
 def test_replacement_meets_every_constraint_and_moves_nobody_else(
     problem: tuple[Any, ...], data: Any
 ) -> None:
-    inf, subs, objective = problem
-    try:
-        plan = place_batch(Network(inf), subs, objective)
-    except Infeasible:
+    got = placed(problem)
+    if got is None:
         return
+    inf, subs, plan = got
     who = data.draw(hs.sampled_from(subs))
     to = data.draw(hs.sampled_from([n.name for n in inf.nodes]))
     moved = Subscription(who.id, who.user, to, who.chain)
@@ -202,11 +210,10 @@ def test_replacement_meets_every_constraint_and_moves_nobody_else(
 def test_the_one_node_fast_path_agrees_with_the_vector_evaluation(
     problem: tuple[Any, ...], data: Any
 ) -> None:
-    inf, subs, objective = problem
-    try:
-        plan = place_batch(Network(inf), subs, objective)
-    except Infeasible:
+    got = placed(problem)
+    if got is None:
         return
+    _inf, subs, plan = got
     st = plan.state.copy()
     sub, _nodes = st.remove(data.draw(hs.sampled_from(subs)).id)
     amortise = data.draw(hs.booleans())
@@ -232,12 +239,11 @@ def test_the_one_node_fast_path_agrees_with_the_vector_evaluation(
 @PROPS
 @given(problems(), hs.data())
 def test_a_re_solve_keeps_the_chains_it_is_told_to(problem: tuple[Any, ...], data: Any) -> None:
-    inf, subs, objective = problem
-    net = Network(inf)
-    try:
-        plan = place_batch(net, subs, objective)
-    except Infeasible:
+    got = placed(problem)
+    if got is None:
         return
+    inf, subs, plan = got
+    net = plan.network
     keep = set(data.draw(hs.lists(hs.sampled_from([s.id for s in subs]), unique=True)))
     other = data.draw(hs.sampled_from([CONSOLIDATION, LATENCY, mix(1.0, 2.0)]))
     try:

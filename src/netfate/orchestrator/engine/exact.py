@@ -68,6 +68,10 @@ class ExactResult:
     """When infeasible: where that placement put the chains it kept."""
 
 
+Columns = dict[tuple[int, int], list[tuple[int, int]]]
+"""(chain, block) -> the (node, x column) choices of that block."""
+
+
 class _Program:
     def __init__(self) -> None:
         self.c: list[float] = []
@@ -116,13 +120,13 @@ class _Program:
 
 def _build(
     st: State, subs: Sequence[Subscription], elastic: bool
-) -> tuple[_Program, dict[tuple[int, int], list[tuple[int, int]]], list[int]]:
+) -> tuple[_Program, Columns, list[int]]:
     """The program; x columns per (chain, block) as (node, column); drop columns."""
     net = st.net
     obj = st.objective
     p = _Program()
     active = st.active()
-    xcols: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    xcols: Columns = {}
     ycol: dict[int, int] = {}
     drops: list[int] = []
 
@@ -192,7 +196,7 @@ def _build(
 def _bandwidth(
     st: State,
     subs: Sequence[Subscription],
-    xcols: dict[tuple[int, int], list[tuple[int, int]]],
+    xcols: Columns,
     p: _Program,
 ) -> None:
     net = st.net
@@ -238,7 +242,7 @@ def _bandwidth(
 def _availability(
     st: State,
     subs: Sequence[Subscription],
-    xcols: dict[tuple[int, int], list[tuple[int, int]]],
+    xcols: Columns,
     p: _Program,
 ) -> None:
     net = st.net
@@ -266,7 +270,7 @@ def _availability(
 
 def _homes(
     subs: Sequence[Subscription],
-    xcols: dict[tuple[int, int], list[tuple[int, int]]],
+    xcols: Columns,
     x: np.ndarray,
     skip: set[int],
 ) -> dict[str, tuple[int, ...]]:
