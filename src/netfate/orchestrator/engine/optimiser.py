@@ -285,7 +285,7 @@ def replace(
         options = [
             h
             for h in (
-                heuristic.best_home(st, sub, split=False),
+                heuristic.best_home(st, sub),
                 heuristic.split_home(st, sub) if len(sub.chain.blocks) > 1 else None,
                 old if old is not None and st.problem(sub, old) is None else None,
             )
@@ -329,8 +329,9 @@ def rebalance(
 ) -> Plan:
     """After the loads changed (`network`: the same topology with new figures, from
     `Network.with_loads`): move only the chains whose place now breaks a
-    constraint, then (objectives that save energy, `consolidate`) empty nodes
-    where that pays for the moves. Decisions of chains that did not move stay."""
+    constraint (and others only where that is the one way to make room for them),
+    then (objectives that save energy, `consolidate`) empty nodes where that pays
+    for the moves. Decisions of chains that did not move stay."""
     t0 = time.perf_counter()
     net = network or plan.network
     cur = _indices(plan, net)
@@ -340,6 +341,9 @@ def rebalance(
     evicted = _evict(st)
     evicted_ids = {s.id for s in evicted}
     failed = heuristic.greedy(st, evicted)
+    if failed:
+        # Moving chains that are fine is the last resort, but better than refusing.
+        failed = heuristic.repair(st, failed, set(st.where))
     if failed:
         raise Infeasible([diagnose(st, s, proven=False) for s in failed])
     if consolidate and plan.objective.saves_energy:
