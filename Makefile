@@ -65,7 +65,7 @@ testbed: deps
 	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider tests/testbed
 
 bench: deps
-	@for b in testbed lifecycle api flows steering usbip; do $(BIN)/netfate bench $$b --json; done
+	@for b in testbed lifecycle api flows steering usbip placement; do $(BIN)/netfate bench $$b --json; done
 
 clean-testbed: venv
 	$(BIN)/netfate testbed clean
