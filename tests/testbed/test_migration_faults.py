@@ -92,6 +92,21 @@ class Moving:
         assert [self.probe.ask().count for _ in range(2)] == [1, 2]
         assert serving_at(tb, self.iid) == SOURCE
         self.mid = -1
+        self.down: dict[str, list[str]] = {}  # role -> argv, of what a test killed
+
+    def killed_at(self, node: str, point: str) -> None:
+        """Wait until the agent of `node` killed itself at `point`."""
+        role = f"agent:{node}"
+        ref = role_ref(self.tb, role)
+        self.down[role] = procs.cmdline(ref)
+        until(f"{role} killed at {point}", lambda: not procs.alive(ref), timeout=60.0)
+        assert faults.was_hit(fault_dir(self.tb, node), point)
+
+    def kill9(self, role: str) -> None:
+        self.down[role] = kill9(self.tb, role)
+
+    def restart(self, role: str) -> None:
+        restart(self.tb, role, self.down.pop(role))
 
     def migrate(self) -> int:
         self.mid = int(self.api("POST", f"/instances/{self.iid}/migrate", {"node": TARGET})["id"])
@@ -120,6 +135,14 @@ class Moving:
         assert serving_at(self.tb, self.iid) == node, copies(self.tb, self.iid)
 
     def close(self) -> None:
+        for role in list(self.down):  # a test that failed half-way: the next needs them
+            self.restart(role)
+        until(
+            "every node up",
+            lambda: (
+                health(self.api) and all(n["status"] == "up" for n in self.api("GET", "/nodes"))
+            ),
+        )
         self.probe.close()
         self.api("DELETE", f"/instances/{self.iid}")
         self.api.wait_state(self.iid, "gone")
@@ -138,15 +161,6 @@ def moving(tb: Testbed, api: platform.Api) -> Iterator[Moving]:
         m.close()
 
 
-def agent_killed_at(tb: Testbed, node: str, point: str) -> list[str]:
-    """Wait until the agent of `node` killed itself at `point`; its argv to restart it."""
-    ref = role_ref(tb, f"agent:{node}")
-    argv = procs.cmdline(ref)
-    until(f"agent:{node} killed at {point}", lambda: not procs.alive(ref), timeout=60.0)
-    assert faults.was_hit(fault_dir(tb, node), point)
-    return argv
-
-
 def test_source_killed_after_freeze_before_it_answers(
     tb: Testbed, api: platform.Api, moving: Moving
 ) -> None:
@@ -154,7 +168,7 @@ def test_source_killed_after_freeze_before_it_answers(
     never holds it, gives up, and the restarted source thaws its copy."""
     faults.arm(fault_dir(tb, SOURCE), "migrate.source.frozen", faults.Action.KILL)
     moving.migrate()
-    argv = agent_killed_at(tb, SOURCE, "migrate.source.frozen")
+    moving.killed_at(SOURCE, "migrate.source.frozen")
     failed = moving.settled("failed")
     assert "may have frozen" in failed["reason"], failed["reason"]
     until(
@@ -166,7 +180,7 @@ def test_source_killed_after_freeze_before_it_answers(
     until("the target's standby gone", lambda: copies(tb, moving.iid)[TARGET].absent)
     frozen = copies(tb, moving.iid)[SOURCE]
     assert frozen.pids and frozen.active is False and frozen.port_up is False
-    restart(tb, f"agent:{SOURCE}", argv)
+    moving.restart(f"agent:{SOURCE}")
     moving.one_copy_at(SOURCE)
 
 
@@ -177,14 +191,14 @@ def test_source_killed_when_asked_to_release(
     releases: the move stands, and the restarted source removes its frozen copy."""
     faults.arm(fault_dir(tb, SOURCE), "migrate.source.release", faults.Action.KILL)
     moving.migrate()
-    argv = agent_killed_at(tb, SOURCE, "migrate.source.release")
+    moving.killed_at(SOURCE, "migrate.source.release")
     done = moving.settled("done")
     assert "did not confirm the release" in done["reason"] and done["downtime_ms"] is not None
     assert api("GET", f"/instances/{moving.iid}")["node"] == TARGET
     found = copies(tb, moving.iid)
     assert found[TARGET].serving, found
     assert found[SOURCE].active is False and found[SOURCE].port_up is False, found
-    restart(tb, f"agent:{SOURCE}", argv)
+    moving.restart(f"agent:{SOURCE}")
     moving.one_copy_at(TARGET)
 
 
@@ -203,13 +217,13 @@ def test_target_killed_in_the_cutover(
 ) -> None:
     faults.arm(fault_dir(tb, TARGET), point, faults.Action.KILL)
     moving.migrate()
-    argv = agent_killed_at(tb, TARGET, point)
+    moving.killed_at(TARGET, point)
     # Until the target is back, no copy serves (the source's is frozen, the target's
     # standby), and neither is thrown away: only the target knows who holds the state.
     found = copies(tb, moving.iid)
     assert not any(c.serving for c in found.values()), found
     assert found[SOURCE].active is False and found[TARGET].active is False, found
-    restart(tb, f"agent:{TARGET}", argv)
+    moving.restart(f"agent:{TARGET}")
     moving.settled(ends)
     moving.one_copy_at(at)
 
@@ -220,7 +234,7 @@ def test_target_killed_after_the_release(tb: Testbed, api: platform.Api, moving:
     once the target is unreachable, and the restarted target adds its figures."""
     faults.arm(fault_dir(tb, TARGET), "migrate.target.released", faults.Action.KILL)
     moving.migrate()
-    argv = agent_killed_at(tb, TARGET, "migrate.target.released")
+    moving.killed_at(TARGET, "migrate.target.released")
     until("the target's copy alone serves", lambda: serving_at(tb, moving.iid) == TARGET)
     assert moving.probe.ask().count == 3
     done = moving.settled("done")
@@ -228,7 +242,7 @@ def test_target_killed_after_the_release(tb: Testbed, api: platform.Api, moving:
     assert node_status(api, TARGET) == "unreachable"
     inst = api("GET", f"/instances/{moving.iid}")
     assert inst["node"] == TARGET and inst["state"] == "running"
-    restart(tb, f"agent:{TARGET}", argv)
+    moving.restart(f"agent:{TARGET}")
     until("the target's own figures", lambda: moving.migration()["downtime_ms"] is not None)
     moving.one_copy_at(TARGET, count=4)
 
@@ -242,12 +256,12 @@ def test_orchestrator_killed_during_a_migration(
     faults.arm(fault_dir(tb, TARGET), point, faults.Action.HANG)
     moving.migrate()
     until("the target holding mid-way", lambda: faults.was_hit(fault_dir(tb, TARGET), point))
-    argv = kill9(tb, "orchestrator")
+    moving.kill9("orchestrator")
     faults.disarm(fault_dir(tb, TARGET), point)
     until("the target serving, the source's copy gone", lambda: serving_at(tb, moving.iid))
     assert serving_at(tb, moving.iid) == TARGET
     assert moving.probe.ask().count == 3
-    restart(tb, "orchestrator", argv)
+    moving.restart("orchestrator")
     until("orchestrator back", lambda: health(api))
     done = moving.settled("done")
     assert done["downtime_ms"] is not None
