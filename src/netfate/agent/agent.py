@@ -65,6 +65,7 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
         self.ports_pending = False  # the last read saw a port without an OpenFlow number
+        self._unnumbered: list[tuple[str, str | None]] = []  # those ports: (name, peer)
         self._stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
         self._fn_stats: dict[str, dict[str, Any]] = {}
 
@@ -129,8 +130,26 @@ class Agent:
             with contextlib.suppress(Exception):
                 self._stats = await asyncio.to_thread(self._gather_stats)
             with contextlib.suppress(Exception):
+                await self._drop_stale_ports()
+            with contextlib.suppress(Exception):
                 self._fn_stats = await self._function_stats()
             await asyncio.sleep(self.cfg.heartbeat_s)
+
+    async def _drop_stale_ports(self) -> None:
+        """An instance port on the bridge that no instance here owns and whose
+        interface is gone: the record of a removal that Open vSwitch missed (it was
+        down longer than a removal waits). Without this it stays forever, unnumbered."""
+        for name, peer in self._unnumbered:
+            kind, _, iid = (peer or "").partition(":")
+            if kind != "instance" or iid in self.instances or iid in self.tasks:
+                continue
+            if await asyncio.to_thread(links.link_exists, self.ctx.ovs_netns, name):
+                continue
+            if iid in self.instances or iid in self.tasks:  # started meanwhile
+                continue
+            await asyncio.to_thread(self.ctx.vsctl.del_port, name, self.ctx.bridge)
+            log.info("removed port %s of instance %s, gone from this node", name, iid)
+            self._ports_cache = None
 
     async def _watch_ports(self) -> None:
         """Report the bridge's ports as soon as they change (a host plugged into
@@ -274,7 +293,9 @@ class Agent:
                 del self.failed[iid]
         live = {int(s["migration"]["id"]) for s in desired.values() if s.get("migration")}
         for mid in [m for m in self.aborts if m not in live]:
-            del self.aborts[mid]
+            # Ended without this agent's word (the instance was destroyed, say): a move
+            # in hand gives up too, unless it holds the final state.
+            self.aborts.pop(mid).set()
         for iid in [i for i, lk in self._locks.items() if i not in desired and not lk.locked()]:
             del self._locks[iid]
 
@@ -441,7 +462,7 @@ class Agent:
         inst: Instance | None = None
         try:
             if abort.is_set():
-                raise migration.Aborted("the orchestrator's deadline passed")
+                raise migration.Aborted("the orchestrator called the migration off")
             if not endpoint:
                 raise migration.MigrationError(f"source node {mig.get('peer')} has no agent")
             await self._start(spec, role="standby")  # bounded; never left half-built
@@ -729,7 +750,8 @@ class Agent:
             return self._ports_cache[2] if self._ports_cache else []
         # A port just added has no OpenFlow number until vswitchd takes it: leave
         # it out, and read again at the next look instead of in 10 s.
-        self.ports_pending = any(p.ofport is None for p in infos)
+        self._unnumbered = [(p.name, p.peer) for p in infos if p.ofport is None]
+        self.ports_pending = bool(self._unnumbered)
         ports = [
             {"name": p.name, "ofport": p.ofport, "peer": p.peer}
             for p in infos

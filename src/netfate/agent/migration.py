@@ -110,7 +110,8 @@ class MigrationError(Exception):
 
 
 class Aborted(MigrationError):
-    """The orchestrator's deadline passed before this side held the final state."""
+    """The orchestrator called the migration off (its deadline passed, or it ended
+    without this side's word) before this side held the final state."""
 
 
 class LinkCut(Exception):
@@ -442,14 +443,14 @@ async def unless(abort: asyncio.Event, aw: Awaitable[T]) -> T:
     if abort.is_set():
         if asyncio.iscoroutine(aw):
             aw.close()
-        raise Aborted("the orchestrator's deadline passed")
+        raise Aborted("the orchestrator called the migration off")
     work = asyncio.ensure_future(aw)
     stop = asyncio.ensure_future(abort.wait())
     try:
         await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
         if work.done():
             return work.result()
-        raise Aborted("the orchestrator's deadline passed")
+        raise Aborted("the orchestrator called the migration off")
     finally:
         stop.cancel()
         if not work.done():

@@ -300,21 +300,35 @@ class VsctlBatch:
         """Run all commands as one transaction (all or nothing). Empty batch: no call."""
         if not self.commands:
             return ""
-        out = self._vsctl.run(self.commands, wait=wait)
+        out = self._vsctl.run(self.commands, wait=wait, write=True)
         self.commands = []
         self._noop_qos = False
         return out
 
 
 class Vsctl:
-    """ovs-vsctl against one database; each method is one transaction."""
+    """ovs-vsctl against one database; each method is one transaction.
 
-    def __init__(self, db: str, timeout: float = 60.0) -> None:
+    `wait_for_db`: a change waits (up to `timeout`) for a database that is not
+    there, as while ovsdb-server restarts after a crash, instead of failing at once
+    (ovs-vsctl --retry). Reads still fail fast: their callers keep what they had."""
+
+    def __init__(self, db: str, timeout: float = 60.0, *, wait_for_db: bool = False) -> None:
         self.db = db
         self.timeout = timeout
+        self.wait_for_db = wait_for_db
 
-    def run(self, commands: Sequence[Sequence[str]], *, wait: bool = True, fmt: str = "") -> str:
+    def run(
+        self,
+        commands: Sequence[Sequence[str]],
+        *,
+        wait: bool = True,
+        fmt: str = "",
+        write: bool = False,
+    ) -> str:
         argv = ["ovs-vsctl", f"--db={self.db}", f"--timeout={int(self.timeout)}"]
+        if write and self.wait_for_db:
+            argv.append("--retry")
         if not wait:
             # Do not wait for vswitchd to apply the change (or when it is not running).
             argv.append("--no-wait")
