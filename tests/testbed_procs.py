@@ -5,16 +5,18 @@ for states, and count an instance's copies on every node from the system itself
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pyroute2.netlink.exceptions import NetlinkError
 
 from netfate.agent.instances import control_call
 from netfate.demo import platform
@@ -23,6 +25,21 @@ from netfate.host import proc as procs
 from netfate.host.ovs import Vsctl
 from netfate.testbed.builder import Testbed
 from netfate.vnf.zygote import process_name
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@contextlib.contextmanager
+def up_testbed(example: str, **up: Any) -> Iterator[Testbed]:
+    """A testbed of examples/<example>.yaml for a test module; on exit it is taken
+    down and nothing of it may remain."""
+    bed = Testbed.up(EXAMPLES / f"{example}.yaml", **up)
+    try:
+        yield bed
+    finally:
+        problems = bed.down()
+        assert not problems, problems
+        assert netns.list_with_prefix(bed.prefix + "-") == []
 
 
 def until(what: str, cond: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -130,8 +147,11 @@ def _netns_inode(pid: int) -> int | None:
 
 def _port_up(ns: str, ifname: str) -> bool:
     with links.rtnl(ns) as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        return bool(idx) and bool(ipr.get_links(idx[0])[0]["flags"] & 1)  # IFF_UP
+        try:
+            idx = ipr.link_lookup(ifname=ifname)
+            return bool(idx) and bool(ipr.get_links(idx[0])[0]["flags"] & 1)  # IFF_UP
+        except NetlinkError:  # removed while we looked
+            return False
 
 
 def copies(tb: Testbed, iid: str) -> dict[str, Copy]:

@@ -31,26 +31,19 @@ import pytest
 
 from netfate.demo import platform
 from netfate.demo.probe import CounterProbe, ProbeError
-from netfate.host import netns
 from netfate.host import proc as procs
 from netfate.host.ovs import OvsDaemon, Vsctl
 from netfate.orchestrator.sdn.intents import cookie_for
 from netfate.testbed.builder import Testbed
-from testbed_procs import copies, serving_at, until
+from testbed_procs import copies, serving_at, until, up_testbed
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NODE = "pe1"
 
 
 @pytest.fixture(scope="module")
 def tb() -> Iterator[Testbed]:
-    bed = Testbed.up(EXAMPLES / "demo.yaml", sdn=True)
-    try:
+    with up_testbed("demo", sdn=True) as bed:
         yield bed
-    finally:
-        problems = bed.down()
-        assert not problems, problems
-        assert netns.list_with_prefix(bed.prefix + "-") == []
 
 
 @pytest.fixture

@@ -18,20 +18,21 @@ from netfate.demo import platform
 from netfate.demo.probe import CounterProbe
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
-from testbed_procs import health, instance_namespaces, kill9, node_status, restart, until
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from testbed_procs import (
+    health,
+    instance_namespaces,
+    kill9,
+    node_status,
+    restart,
+    until,
+    up_testbed,
+)
 
 
 @pytest.fixture(scope="module")
 def tb() -> Iterator[Testbed]:
-    bed = Testbed.up(EXAMPLES / "demo.yaml")
-    try:
+    with up_testbed("demo") as bed:
         yield bed
-    finally:
-        problems = bed.down()
-        assert not problems, problems
-        assert netns.list_with_prefix(bed.prefix + "-") == []
 
 
 @pytest.fixture

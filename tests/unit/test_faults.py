@@ -6,23 +6,12 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from netfate import faults
 from netfate.faults import Action
-
-
-@pytest.fixture
-def armed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv(faults.ENV, "1")
-    monkeypatch.setattr(faults, "_dir", None)
-    monkeypatch.setattr(faults, "_holes", set())
-    d = tmp_path / "faults"
-    assert faults.enable(d)
-    yield d
 
 
 def test_off_without_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,55 +23,55 @@ def test_off_without_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not faults.was_hit(tmp_path, "migrate.source.frozen")
 
 
-def test_unarmed_point_passes(armed_dir: Path) -> None:
+def test_unarmed_point_passes(fault_dir: Path) -> None:
     assert asyncio.run(faults.hit("migrate.source.frozen")) is None
 
 
-def test_drop_fires_once(armed_dir: Path) -> None:
-    faults.arm(armed_dir, "p.drop", Action.DROP)
+def test_drop_fires_once(fault_dir: Path) -> None:
+    faults.arm(fault_dir, "p.drop", Action.DROP)
     assert asyncio.run(faults.hit("p.drop")) is Action.DROP
-    assert faults.was_hit(armed_dir, "p.drop")
+    assert faults.was_hit(fault_dir, "p.drop")
     assert asyncio.run(faults.hit("p.drop")) is None
 
 
-def test_blackhole_holds_until_disarmed(armed_dir: Path) -> None:
+def test_blackhole_holds_until_disarmed(fault_dir: Path) -> None:
     assert not faults.blackholed()
-    faults.arm(armed_dir, "p.hole", Action.BLACKHOLE)
+    faults.arm(fault_dir, "p.hole", Action.BLACKHOLE)
     assert not faults.blackholed()  # armed, not yet reached
     assert asyncio.run(faults.hit("p.hole")) is Action.BLACKHOLE
-    assert faults.blackholed() and faults.was_hit(armed_dir, "p.hole")
-    faults.disarm(armed_dir, "p.hole")
+    assert faults.blackholed() and faults.was_hit(fault_dir, "p.hole")
+    faults.disarm(fault_dir, "p.hole")
     assert not faults.blackholed()
 
 
-def test_hang_waits_for_the_test(armed_dir: Path) -> None:
-    faults.arm(armed_dir, "p.hang", Action.HANG)
+def test_hang_waits_for_the_test(fault_dir: Path) -> None:
+    faults.arm(fault_dir, "p.hang", Action.HANG)
 
     async def scenario() -> None:
         task = asyncio.create_task(faults.hit("p.hang"))
         for _ in range(500):
-            if faults.was_hit(armed_dir, "p.hang"):
+            if faults.was_hit(fault_dir, "p.hang"):
                 break
             await asyncio.sleep(0.01)
-        assert faults.was_hit(armed_dir, "p.hang")
+        assert faults.was_hit(fault_dir, "p.hang")
         await asyncio.sleep(0.1)
         assert not task.done()
-        faults.disarm(armed_dir, "p.hang")
+        faults.disarm(fault_dir, "p.hang")
         assert await asyncio.wait_for(task, 5.0) is None
 
     asyncio.run(scenario())
 
 
-def test_unknown_action_is_ignored(armed_dir: Path) -> None:
-    (armed_dir / "p.odd").write_text("explode")
+def test_unknown_action_is_ignored(fault_dir: Path) -> None:
+    (fault_dir / "p.odd").write_text("explode")
     assert asyncio.run(faults.hit("p.odd")) is None
 
 
-def test_point_names_are_checked(armed_dir: Path) -> None:
+def test_point_names_are_checked(fault_dir: Path) -> None:
     with pytest.raises(ValueError):
         asyncio.run(faults.hit("../etc/passwd"))
     with pytest.raises(ValueError):
-        faults.arm(armed_dir, "a/b", Action.KILL)
+        faults.arm(fault_dir, "a/b", Action.KILL)
 
 
 def test_kill_is_kill_9_of_the_process_itself(tmp_path: Path) -> None:

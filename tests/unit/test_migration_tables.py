@@ -144,3 +144,15 @@ def test_reports() -> None:
     assert aborted.report() == {"id": 2, "instance": "i-1", "status": "failed", "reason": "x"}
     frozen = Record(instance="i-1", migration=2, side="source", phase=Sp.FROZEN)
     assert frozen.report()["status"] == "frozen"
+
+
+def test_a_record_is_one_page_rewritten_in_place(tmp_path: Path) -> None:
+    d = tmp_path / "migrations"
+    recs = Records(d)
+    rec = Record(instance="i-1", migration=3, side="target", phase=Tp.PREPARING)
+    recs.save(rec)
+    recs.step(rec, Tp.ABORTED, reason="\u00e9" * 5000)  # far more than a page escaped
+    raw = (d / "i-1.json").read_bytes()
+    assert len(raw) == 4096
+    again = Records(d).load()["i-1"]
+    assert again.phase == Tp.ABORTED and again.reason and set(again.reason) == {"\u00e9"}

@@ -4,7 +4,6 @@ connection and a cut link, and the target's abortable waits."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,6 @@ import pytest
 
 from netfate import faults
 from netfate.agent import migration
-
-
-@pytest.fixture
-def fault_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv(faults.ENV, "1")
-    monkeypatch.setattr(faults, "_dir", None)
-    monkeypatch.setattr(faults, "_holes", set())
-    d = tmp_path / "faults"
-    assert faults.enable(d)
-    yield d
 
 
 async def _handler(req: dict[str, Any]) -> dict[str, Any]:

@@ -482,24 +482,24 @@ class Agent:
                 c1 = time.perf_counter()
                 await migration.fault("migrate.target.freezing")
                 await inst.call({"op": "import", "state": final["state"]})
-                self.records.step(
-                    rec,
-                    Tp.FINAL,
-                    frozen_at=float(final["frozen_at"]),
-                    state_bytes=len(json.dumps(final["state"])),
-                )
+                c2 = time.perf_counter()
+                self.records.step(rec, Tp.FINAL, frozen_at=float(final["frozen_at"]))
+                c3 = time.perf_counter()
+                await migration.fault("migrate.target.final")
+                await self._complete_in(rec, inst, peer, final["state"])
                 log.info(
-                    "final state of %s in: freeze round trip %.2f ms, import %.2f ms",
+                    "final state of %s in: freeze round trip %.2f ms, import %.2f ms, "
+                    "written %.2f ms",
                     iid,
                     (c1 - c0) * 1e3,
-                    (time.perf_counter() - c1) * 1e3,
+                    (c2 - c1) * 1e3,
+                    (c3 - c2) * 1e3,
                 )
-                await migration.fault("migrate.target.final")
-                await self._complete_in(rec, inst, peer)
         except Exception as e:
             if rec.phase in (Tp.PREPARING, Tp.FREEZING):
                 reason = str(e) or type(e).__name__
-                await self._abort_in(rec, inst, reason)
+                # A refusal is an answer: the source did not freeze.
+                await self._abort_in(rec, inst, reason, froze=not isinstance(e, migration.Refused))
             else:  # holds the final state: _complete_in reported what it could not do
                 log.error("migration %s of %s: %s", mid, iid, e)
 
@@ -517,7 +517,11 @@ class Agent:
             await self._complete_in(rec, inst, None)
 
     async def _complete_in(
-        self, rec: Record, inst: Instance | None, peer: migration.Peer | None
+        self,
+        rec: Record,
+        inst: Instance | None,
+        peer: migration.Peer | None,
+        state: dict[str, Any] | None = None,
     ) -> None:
         """From `final` to `done`: nothing here is undone, whatever the source or the
         link do now (the source's copy is frozen and goes when the move is recorded).
@@ -539,6 +543,8 @@ class Agent:
             # first announcement can be lost while the switch still sees the new
             # port as down, and until one arrives traffic goes to the old place.
             self._announce_later(inst)
+        if state is not None:  # measured once serving: a large state takes a while
+            rec.state_bytes = len(json.dumps(state))
         note = ""
         ids = {"instance": rec.instance, "migration": rec.migration, "op": "release"}
         try:
@@ -558,17 +564,21 @@ class Agent:
         self.records.step(rec, Tp.DONE, reason=note)
         log.info("migrated %s in: %s", rec.instance, rec.report())
 
-    async def _abort_in(self, rec: Record, inst: Instance | None, reason: str) -> None:
+    async def _abort_in(
+        self, rec: Record, inst: Instance | None, reason: str, *, froze: bool = True
+    ) -> None:
         """Give up before holding the final state: the standby goes, and the source is
         asked to thaw (if it cannot hear it, it thaws when the orchestrator records
-        the failure)."""
+        the failure). `froze`: the source may have frozen its copy (from `freezing`
+        on, unless it refused)."""
         log.error("migration %s of %s failed: %s", rec.migration, rec.instance, reason)
-        if rec.phase == Tp.FREEZING:
+        froze = froze and rec.phase in (Tp.FREEZING, Tp.FINAL)
+        if froze:
             reason += "; the source may have frozen its copy: it serves again when it thaws it"
         if inst is not None:
             self.instances.pop(rec.instance, None)
             await inst.stop()
-        if rec.phase in (Tp.FREEZING, Tp.FINAL) and rec.peer:
+        if froze and rec.peer:
             try:
                 async with migration.Peer(rec.peer) as peer:
                     await peer.call(
@@ -649,11 +659,17 @@ class Agent:
         elif rec.phase == Sp.REFUSED:
             raise migration.MigrationError(rec.reason)
         # Written before the copy stops serving: a restarted agent must know that its
-        # final state may be elsewhere, and never thaw it on its own.
+        # final state may be elsewhere, and never thaw it on its own. (Not reported at
+        # once: a report now would take the CPU from the cutover.)
         self.records.step(rec, Sp.FROZEN)
-        self.changed.set()
-        resp = await inst.call({"op": "freeze"})
-        await asyncio.to_thread(inst.bring_down)
+        try:
+            resp = await inst.call({"op": "freeze"})
+            await asyncio.to_thread(inst.bring_down)
+        except Exception:
+            # Nothing left here: the copy serves on (the target hears a refusal).
+            with contextlib.suppress(Exception):
+                await self._thaw(rec, inst, "its freeze failed")
+            raise
         await migration.fault("migrate.source.frozen")
         return {"ok": True, "state": resp["state"], "frozen_at": resp["frozen_at"]}
 

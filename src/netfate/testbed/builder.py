@@ -293,22 +293,13 @@ class Testbed:
         stopped first). Bridges and ports come back from the database; flows from
         the controller (secure mode) or NORMAL learning. Returns the new pids."""
         st = self.state
-        if st.ovs_rundir is None:
-            raise TestbedError("this run has no Open vSwitch")
         roles = ("ovsdb-server", "ovs-vswitchd")
-        old = [r for r in st.process_refs() if r.role in roles]
-        for r in old:
-            if proc.alive(r):
+        for r in st.process_refs():
+            if r.role in roles and proc.alive(r):
                 proc.terminate(r, timeout=5.0)
         st.processes = [p for p in st.processes if p.get("role") not in roles]
-        daemon = OvsDaemon(Path(st.ovs_rundir), self.names.sw)
-        try:
-            daemon.start()
-        finally:
-            for ref in daemon.procs.values():
-                st.processes.append(ref.to_dict())
-            st.save()
-        return {name: ref.pid for name, ref in daemon.procs.items()}
+        self._start_ovs()
+        return {r.role: r.pid for r in st.process_refs() if r.role in roles}
 
     def __enter__(self) -> Testbed:
         return self
