@@ -168,6 +168,100 @@ def test_failed_migration_keeps_the_instance_at_the_source(api: TestClient) -> N
     assert after["migrations"][0]["phase"] == "failed"
 
 
+def _moving(api: TestClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    inst = running(api, node="cpe1")
+    r = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "pe1"})
+    assert r.status_code == 202, r.text
+    return inst, r.json()
+
+
+def _says(api: TestClient, node: str, inst: dict[str, Any], mig: dict[str, Any], **m: Any) -> None:
+    report(api, node, migrations=[{"id": mig["id"], "instance": inst["id"], **m}])
+
+
+def _migration(api: TestClient, inst: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = api.get(f"/api/v1/instances/{inst['id']}").json()["migrations"][0]
+    return found
+
+
+def _expire(api: TestClient, deadline_s: float) -> set[str]:
+    from netfate.orchestrator.nfv import coordinator as nfv
+
+    app: Any = api.app
+    with app.state.db.session() as s:
+        return nfv.expire_migrations(s, deadline_s)
+
+
+def test_a_late_migration_is_aborted_and_rolled_back_on_an_agents_word(api: TestClient) -> None:
+    inst, mig = _moving(api)
+    assert _expire(api, 3600) == set()
+    assert _expire(api, 0.0) == {"cpe1", "pe1"}
+    assert _expire(api, 0.0) == set()  # once
+    m = _migration(api, inst)
+    assert m["phase"] == "aborting" and "deadline of 0 s passed" in m["reason"]
+    (src,) = api.get("/api/v1/agents/cpe1/desired").json()["instances"]
+    (dst,) = api.get("/api/v1/agents/pe1/desired").json()["instances"]
+    assert src["migration"]["abort"] is True and dst["migration"]["abort"] is True
+    # The orchestrator does not pick the outcome alone: only an agent knows it.
+    assert api.get(f"/api/v1/instances/{inst['id']}").json()["state"] == "migrating"
+    _says(api, "cpe1", inst, mig, status="refused", reason="not frozen yet")
+    m = _migration(api, inst)
+    assert m["phase"] == "failed"
+    assert m["reason"] == "deadline passed, rolled back: cpe1 refused to freeze: not frozen yet"
+    after = api.get(f"/api/v1/instances/{inst['id']}").json()
+    assert after["node"] == "cpe1" and after["state"] == "running"
+    kinds = [e["kind"] for e in api.get("/api/v1/events?limit=5000").json()]
+    assert kinds.count("MigrationDeadlinePassed") == 1 and kinds.count("MigrationFailed") == 1
+    assert api.get("/api/v1/agents/pe1/desired").json()["instances"] == []
+
+
+def test_a_target_with_the_final_state_completes_after_the_deadline(api: TestClient) -> None:
+    inst, mig = _moving(api)
+    _expire(api, 0.0)
+    _says(api, "pe1", inst, mig, status="done", downtime_ms=2.0, state_bytes=10)
+    assert _migration(api, inst)["phase"] == "done"
+    after = api.get(f"/api/v1/instances/{inst['id']}").json()
+    assert after["node"] == "pe1" and after["state"] == "running"
+
+
+def test_only_the_two_sides_speak_for_a_migration(api: TestClient) -> None:
+    inst, mig = _moving(api)
+    _says(api, "cpe2", inst, mig, status="failed", reason="not mine")  # neither side
+    _says(api, "cpe1", inst, mig, status="done", downtime_ms=1.0)  # the target's word
+    _says(api, "pe1", inst, mig, status="refused")  # the source's word
+    assert _migration(api, inst)["phase"] == "pending"
+    _says(api, "pe1", inst, mig, status="preparing")
+    assert _migration(api, inst)["phase"] == "preparing"
+    r = api.post(
+        "/api/v1/agents/pe1/report",
+        json={"migrations": [{"id": mig["id"], "instance": inst["id"], "status": "exploded"}]},
+    )
+    assert r.status_code == 422
+
+
+def test_a_release_is_the_move_only_when_the_target_went_quiet(api: TestClient) -> None:
+    from netfate.store.tables import NodeRow
+
+    inst, mig = _moving(api)
+    _says(api, "cpe1", inst, mig, status="frozen")
+    assert "cpe1 froze it" in _migration(api, inst)["reason"]
+    _says(api, "cpe1", inst, mig, status="released")
+    assert _migration(api, inst)["phase"] == "pending"  # pe1 is up: it reports with figures
+    app: Any = api.app
+    with app.state.db.session() as s:
+        node = s.get(NodeRow, "pe1")
+        assert node is not None
+        node.status = "unreachable"
+    _says(api, "cpe1", inst, mig, status="released")
+    m = _migration(api, inst)
+    assert m["phase"] == "done" and m["downtime_ms"] is None and "has not reported" in m["reason"]
+    after = api.get(f"/api/v1/instances/{inst['id']}").json()
+    assert after["node"] == "pe1" and after["state"] == "running"
+    _says(api, "pe1", inst, mig, status="done", downtime_ms=3.0, state_bytes=9)
+    m = _migration(api, inst)
+    assert (m["phase"], m["downtime_ms"], m["state_bytes"]) == ("done", 3.0, 9)
+
+
 def test_destroy_then_agent_removal_makes_it_gone(api: TestClient) -> None:
     inst = running(api, node="cpe1")
     assert api.delete(f"/api/v1/instances/{inst['id']}").json()["state"] == "stopping"

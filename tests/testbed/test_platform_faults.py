@@ -9,85 +9,36 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from netfate.demo import platform
 from netfate.demo.probe import CounterProbe
 from netfate.host import netns
-from netfate.host import proc as procs
 from netfate.testbed.builder import Testbed
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+from testbed_procs import (
+    health,
+    instance_namespaces,
+    kill9,
+    node_status,
+    restart,
+    until,
+    up_testbed,
+)
 
 
 @pytest.fixture(scope="module")
 def tb() -> Iterator[Testbed]:
-    bed = Testbed.up(EXAMPLES / "demo.yaml")
-    try:
+    with up_testbed("demo") as bed:
         yield bed
-    finally:
-        problems = bed.down()
-        assert not problems, problems
-        assert netns.list_with_prefix(bed.prefix + "-") == []
 
 
 @pytest.fixture
 def api(tb: Testbed) -> platform.Api:
     assert tb.api_url
     return platform.Api(tb.api_url)
-
-
-def until(what: str, cond: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Wait for a state (not a timing assertion): fail with `what` if it never comes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def role_ref(tb: Testbed, role: str) -> procs.ProcRef:
-    live = [r for r in tb.state.process_refs() if r.role == role and procs.alive(r)]
-    assert len(live) == 1, (role, live)
-    return live[0]
-
-
-def kill9(tb: Testbed, role: str) -> list[str]:
-    """kill -9 one of the testbed's processes; returns its argv to start it again."""
-    ref = role_ref(tb, role)
-    argv = procs.cmdline(ref)
-    os.kill(ref.pid, signal.SIGKILL)
-    until(f"{role} to die", lambda: not procs.alive(ref))
-    return argv
-
-
-def restart(tb: Testbed, role: str, argv: list[str]) -> None:
-    log = tb.state.dir / "logs" / f"{role.replace(':', '-')}.restart.log"
-    with open(log, "ab") as out:
-        p = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    tb.state.add_process(procs.ref(p.pid, role=role))  # so tb.down() stops it
-
-
-def node_status(api: platform.Api, node: str) -> str:
-    return str(api("GET", f"/nodes/{node}")["status"])
-
-
-def instance_namespaces(tb: Testbed, iid: str) -> list[str]:
-    return [n for n in netns.list_with_prefix(tb.prefix + "-") if n.endswith(iid)]
 
 
 def test_demo_steps(tb: Testbed) -> None:
@@ -154,7 +105,7 @@ def test_orchestrator_killed_and_restarted_loses_nothing(tb: Testbed, api: platf
     with CounterProbe(tb.netns_of("laptop2"), inst["ip"].split("/")[0]) as probe:
         assert probe.ask().count == 1  # functions keep serving without orchestrator
     restart(tb, "orchestrator", argv)
-    until("orchestrator back", lambda: _health(api))
+    until("orchestrator back", lambda: health(api))
     until("agents reconnected", lambda: all(n["status"] == "up" for n in api("GET", "/nodes")))
     after = {i["id"]: (i["node"], i["state"]) for i in api("GET", "/instances")}
     assert after == before
@@ -164,14 +115,6 @@ def test_orchestrator_killed_and_restarted_loses_nothing(tb: Testbed, api: platf
     assert api.wait_migration(inst["id"], mig["id"])["phase"] == "done"
     api("DELETE", f"/instances/{inst['id']}")
     api.wait_state(inst["id"], "gone")
-
-
-def _health(api: platform.Api) -> bool:
-    try:
-        api("GET", "/health")
-    except Exception:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("when", ["building", "running"])

@@ -7,10 +7,14 @@
   deleted intent's flows go, the half-installed intent is whole again, and a
   flow that is not the controller's (foreign cookie) is left alone.
 - Switch (ovs-vswitchd) restarts: its flows come back.
+- Switch and database (ovs-vswitchd, ovsdb-server) killed with -9 and started
+  again from the database file, as a service manager would: bridges, ports and
+  their numbers come back from the database, flows from the controller.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from netfate.host import proc
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
 from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 
@@ -125,3 +130,22 @@ def test_switch_restart_gets_its_flows_back(env: Env) -> None:
         lambda: {n: env.flows(n, "ab") for n in full} == full, what="flows back after restart"
     )
     wait_until(lambda: env.rig.ping("alice", "bob"), what="forwarding after switch restart")
+
+
+def test_switch_and_database_killed_with_9_come_back(env: Env) -> None:
+    rig = env.rig
+    full = {n: env.flows(n, "ab") for n in ("cpe1", "pe", "cpe2")}
+    ports = sorted(rig.vsctl("--format=csv", "--columns=name,ofport", "list", "interface").split())
+    daemons = rig.ovs.pids()
+    for name in ("ovs-vswitchd", "ovsdb-server"):
+        os.kill(daemons[name].pid, signal.SIGKILL)
+    wait_until(lambda: not any(proc.alive(r) for r in daemons.values()), what="daemons dead")
+    assert not rig.ping("alice", "bob", wait_s=0.5)  # no switch at all now
+    rig.ovs.start()  # the same database file
+    after = rig.vsctl("--format=csv", "--columns=name,ofport", "list", "interface").split()
+    assert sorted(after) == ports and len(ports) > 6
+    rig.wait_connected()
+    wait_until(
+        lambda: {n: env.flows(n, "ab") for n in full} == full, what="flows back after kill -9"
+    )
+    wait_until(lambda: rig.ping("alice", "bob"), what="forwarding after kill -9")

@@ -19,13 +19,16 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from netfate import faults
 from netfate.agent import migration
 from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all
+from netfate.agent.migration import Record, Settle
+from netfate.agent.migration import SourcePhase as Sp
+from netfate.agent.migration import TargetPhase as Tp
 from netfate.host import links
 
 log = logging.getLogger("netfate.agent")
@@ -49,8 +52,10 @@ class Agent:
         self.instances: dict[str, Instance] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: dict[str, str] = {}
-        self.results: dict[int, dict[str, Any]] = {}  # migration id -> report
-        self.handed_off = self._load_handed_off()
+        # Each instance's migration phase here, on disk (see migration.py's tables).
+        self.records = migration.Records(cfg.ctx.state_dir / "migrations")
+        self.aborts: dict[int, asyncio.Event] = {}  # migration id -> the deadline passed
+        self._locks: dict[str, asyncio.Lock] = {}  # source side: freeze, thaw, release
         self.desired: dict[str, dict[str, Any]] = {}
         self.revision = -1
         self.endpoint = ""
@@ -60,6 +65,7 @@ class Agent:
         self._background: set[asyncio.Task[None]] = set()
         self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
         self.ports_pending = False  # the last read saw a port without an OpenFlow number
+        self._unnumbered: list[tuple[str, str | None]] = []  # those ports: (name, peer)
         self._stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
         self._fn_stats: dict[str, dict[str, Any]] = {}
 
@@ -67,7 +73,9 @@ class Agent:
 
     async def run(self) -> None:
         self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+        faults.enable(self.ctx.state_dir / "faults")  # only under NETFATE_FAULTS=1 (tests)
         self.instances = await asyncio.to_thread(adopt_all, self.ctx)
+        self.records.load()
         server = await migration.serve(self.on_peer, self.cfg.listen_host, self.cfg.listen_port)
         port = server.sockets[0].getsockname()[1]
         self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"
@@ -122,8 +130,26 @@ class Agent:
             with contextlib.suppress(Exception):
                 self._stats = await asyncio.to_thread(self._gather_stats)
             with contextlib.suppress(Exception):
+                await self._drop_stale_ports()
+            with contextlib.suppress(Exception):
                 self._fn_stats = await self._function_stats()
             await asyncio.sleep(self.cfg.heartbeat_s)
+
+    async def _drop_stale_ports(self) -> None:
+        """An instance port on the bridge that no instance here owns and whose
+        interface is gone: the record of a removal that Open vSwitch missed (it was
+        down longer than a removal waits). Without this it stays forever, unnumbered."""
+        for name, peer in self._unnumbered:
+            kind, _, iid = (peer or "").partition(":")
+            if kind != "instance" or iid in self.instances or iid in self.tasks:
+                continue
+            if await asyncio.to_thread(links.link_exists, self.ctx.ovs_netns, name):
+                continue
+            if iid in self.instances or iid in self.tasks:  # started meanwhile
+                continue
+            await asyncio.to_thread(self.ctx.vsctl.del_port, name, self.ctx.bridge)
+            log.info("removed port %s of instance %s, gone from this node", name, iid)
+            self._ports_cache = None
 
     async def _watch_ports(self) -> None:
         """Report the bridge's ports as soon as they change (a host plugged into
@@ -230,24 +256,28 @@ class Agent:
         self.revision = int(state.get("revision", -1))
         desired = {str(s["id"]): s for s in state.get("instances", [])}
         self.desired = desired
+        self._settle(desired)
         for iid, spec in desired.items():
+            mig = spec.get("migration") or {}
+            if mig.get("role") == "target" and mig.get("abort"):
+                self._abort(int(mig["id"])).set()  # the move in hand gives up, unless final
             if iid in self.tasks:
                 continue
-            mig = spec.get("migration") or {}
+            rec = self.records.get(iid)
             local = self.instances.get(iid)
             if spec["role"] == "standby":
-                if mig.get("role") == "target" and int(mig["id"]) not in self.results:
+                if mig.get("role") == "target" and (rec is None or rec.migration != mig["id"]):
                     self._spawn(iid, self._migrate_in(spec))
                 continue
-            if iid in self.handed_off:
-                continue  # released to a target; the orchestrator will move it
+            if rec is not None and rec.phase in (Sp.FROZEN, Sp.RELEASED):
+                continue  # frozen for a move, or handed over: _settle decides, never a restart
             if local is None:
                 if iid not in self.failed:
                     self._spawn(iid, self._start(spec))
             elif local.role == "standby" and local.alive():
-                local.role = "active"  # a finished migration: the copy here is the one
-                local.spec = spec
-                local.save()
+                # The orchestrator says the copy here is the one (a move it recorded
+                # without this agent's word): serve with it.
+                self._spawn(iid, self._activate(local, spec))
             elif local.alive() and (local.spec.get("config") or {}) != (spec.get("config") or {}):
                 self._spawn(iid, self._reconfigure(local, spec))
             elif not local.alive():
@@ -261,16 +291,58 @@ class Agent:
         for iid in list(self.failed):
             if iid not in desired:
                 del self.failed[iid]
-        for iid in list(self.handed_off):
-            if iid not in desired:
-                self.handed_off.discard(iid)
-                self._save_handed_off()
-        live_migrations = {
-            int(s["migration"]["id"]) for s in desired.values() if s.get("migration")
-        }
-        for mid in list(self.results):
-            if mid not in live_migrations and self.results[mid].get("_sent"):
-                del self.results[mid]
+        live = {int(s["migration"]["id"]) for s in desired.values() if s.get("migration")}
+        for mid in [m for m in self.aborts if m not in live]:
+            # Ended without this agent's word (the instance was destroyed, say): a move
+            # in hand gives up too, unless it holds the final state.
+            self.aborts.pop(mid).set()
+        for iid in [i for i, lk in self._locks.items() if i not in desired and not lk.locked()]:
+            del self._locks[iid]
+
+    def _settle(self, desired: dict[str, dict[str, Any]]) -> None:
+        """Act on each migration record as migration.py's SETTLE tables say, given what
+        the desired state says of its migration now."""
+        for rec in self.records:
+            iid = rec.instance
+            if iid in self.tasks:
+                continue  # a move, thaw or stop of it is under way
+            spec = desired.get(iid)
+            mig = (spec or {}).get("migration") or {}
+            if spec is None:
+                situation = "gone"
+            elif mig.get("id") == rec.migration and mig.get("role") == rec.side:
+                situation = "open"
+            else:
+                situation = "over"
+            action = rec.settle(situation)
+            if action is Settle.WAIT:
+                continue
+            if action is Settle.FORGET or action is Settle.RESTART:
+                self.records.forget(iid)  # RESTART: the loop in _converge starts it afresh
+            elif action is Settle.THAW:
+                self._spawn(iid, self._thaw_here(rec, "the migration ended without a move"))
+            elif action in (Settle.ABORT, Settle.COMPLETE):
+                self._spawn(iid, self._resume_in(rec))
+        for iid, spec in desired.items():
+            mig = spec.get("migration") or {}
+            if mig.get("role") == "source" and mig.get("abort") and not self.records.get(iid):
+                # Past the deadline and not frozen: never now (the orchestrator fails it).
+                self.records.save(
+                    Record(
+                        instance=iid,
+                        migration=int(mig["id"]),
+                        side="source",
+                        phase=Sp.REFUSED,
+                        reason="the deadline passed before the target asked for the freeze",
+                    )
+                )
+                self.changed.set()
+
+    def _abort(self, mid: int) -> asyncio.Event:
+        return self.aborts.setdefault(mid, asyncio.Event())
+
+    def _lock(self, iid: str) -> asyncio.Lock:
+        return self._locks.setdefault(iid, asyncio.Lock())
 
     def _announce_later(self, inst: Instance) -> None:
         """Announce the address again (RFC 5227 announces more than once): the first
@@ -365,131 +437,265 @@ class Agent:
         await old.stop()
         await self._start(spec)
 
+    async def _activate(self, inst: Instance, spec: dict[str, Any]) -> None:
+        await inst.call({"op": "activate"})
+        await asyncio.to_thread(inst.bring_up)
+        inst.role = "active"
+        inst.spec = spec
+        inst.save()
+        self._announce_later(inst)
+
     # ---------------------------------------------------------------- migration, target side
 
     async def _migrate_in(self, spec: dict[str, Any]) -> None:
+        """Drive a move here, up to the point where this copy holds the final state;
+        `_complete_in` takes it from there (see migration.py)."""
         mig = spec["migration"]
         mid, iid = int(mig["id"]), str(spec["id"])
-        endpoint = mig.get("peer_endpoint")
-        report: dict[str, Any] = {"id": mid, "instance": iid}
+        endpoint = str(mig.get("peer_endpoint") or "")
+        abort = self._abort(mid)
+        old = self.instances.pop(iid, None)
+        if old is not None:  # a standby of an earlier try (this agent was restarted)
+            await old.stop()
+        rec = Record(instance=iid, migration=mid, side="target", phase=Tp.PREPARING, peer=endpoint)
+        self.records.save(rec)
         inst: Instance | None = None
-        frozen = False
         try:
+            if abort.is_set():
+                raise migration.Aborted("the orchestrator called the migration off")
             if not endpoint:
                 raise migration.MigrationError(f"source node {mig.get('peer')} has no agent")
-            await self._start(spec, role="standby")
+            await self._start(spec, role="standby")  # bounded; never left half-built
             inst = self.instances.get(iid)
             if inst is None:
                 raise migration.MigrationError(
                     f"standby copy did not start: {self.failed.pop(iid, 'unknown')}"
                 )
-            async with migration.Peer(str(endpoint)) as peer:
+            async with migration.Peer(endpoint) as peer:
                 ids = {"instance": iid, "migration": mid}
-                snap = await peer.call({"op": "snapshot", **ids})
+                snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
                 await inst.call({"op": "import", "state": snap["state"]})
+                await migration.fault("migrate.target.snapshot")
+                self.records.step(rec, Tp.FREEZING)
                 c0 = time.perf_counter()
-                final = await peer.call({"op": "freeze", **ids})
-                frozen = True
+                final = await migration.unless(abort, peer.call({"op": "freeze", **ids}))
                 c1 = time.perf_counter()
+                await migration.fault("migrate.target.freezing")
                 await inst.call({"op": "import", "state": final["state"]})
                 c2 = time.perf_counter()
-                await inst.call({"op": "activate"})
+                self.records.step(rec, Tp.FINAL, frozen_at=float(final["frozen_at"]))
                 c3 = time.perf_counter()
-                await asyncio.to_thread(inst.bring_up)
-                active_at = migration.now()
-                c4 = time.perf_counter()
+                await migration.fault("migrate.target.final")
+                await self._complete_in(rec, inst, peer, final["state"])
                 log.info(
-                    "cutover of %s: freeze round trip %.2f ms, import %.2f, activate %.2f, "
-                    "port up + announce %.2f",
+                    "final state of %s in: freeze round trip %.2f ms, import %.2f ms, "
+                    "written %.2f ms",
                     iid,
                     (c1 - c0) * 1e3,
                     (c2 - c1) * 1e3,
                     (c3 - c2) * 1e3,
-                    (c4 - c3) * 1e3,
                 )
-                frozen = False
-                inst.role = "active"
-                inst.save()
-                # Announce again from now on, not after the release round trip: the
-                # first announcement can be lost while the switch still sees the new
-                # port as down, and until one arrives traffic goes to the old place.
-                self._announce_later(inst)
-                await peer.call({"op": "release", **ids})
-            await asyncio.to_thread(inst.limit)
-            report |= {
-                "status": "done",
-                "downtime_ms": round((active_at - final["frozen_at"]) * 1000, 3),
-                "state_bytes": len(json.dumps(final["state"])),
-            }
-            log.info("migrated %s in: downtime %.2f ms", iid, report["downtime_ms"])
         except Exception as e:
-            reason = str(e) or type(e).__name__
-            log.error("migration %s of %s failed: %s", mid, iid, reason)
-            if frozen and endpoint:
-                with contextlib.suppress(Exception):
-                    async with migration.Peer(str(endpoint)) as peer:
-                        await peer.call({"op": "thaw", "instance": iid, "migration": mid})
-            if inst is not None:
-                self.instances.pop(iid, None)
-                await inst.stop()
-            report |= {"status": "failed", "reason": reason[:2000]}
-        self.results[mid] = report
+            if rec.phase in (Tp.PREPARING, Tp.FREEZING):
+                reason = str(e) or type(e).__name__
+                # A refusal is an answer: the source did not freeze.
+                await self._abort_in(rec, inst, reason, froze=not isinstance(e, migration.Refused))
+            else:  # holds the final state: _complete_in reported what it could not do
+                log.error("migration %s of %s: %s", mid, iid, e)
+
+    async def _resume_in(self, rec: Record) -> None:
+        """A move this agent was driving when it was restarted (its record survived)."""
+        inst = self.instances.get(rec.instance)
+        if rec.phase == Tp.FREEZING:
+            await self._abort_in(
+                rec, inst, "the target agent restarted while the final state was in flight"
+            )
+        elif rec.phase == Tp.FINAL and (inst is None or not inst.alive()):
+            # Never activated: the source's frozen copy holds the state and serves again.
+            await self._abort_in(rec, inst, "the standby copy holding the final state died")
+        else:
+            await self._complete_in(rec, inst, None)
+
+    async def _complete_in(
+        self,
+        rec: Record,
+        inst: Instance | None,
+        peer: migration.Peer | None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """From `final` to `done`: nothing here is undone, whatever the source or the
+        link do now (the source's copy is frozen and goes when the move is recorded).
+        `inst` is None only in `active` when the copy died since: converge restarts it."""
+        if rec.phase == Tp.FINAL and inst is not None:
+            c0 = time.perf_counter()
+            await inst.call({"op": "activate"})
+            await asyncio.to_thread(inst.bring_up)
+            active_at = migration.now()
+            inst.role = "active"
+            inst.save()
+            self.records.step(rec, Tp.ACTIVE, active_at=active_at)
+            log.info(
+                "cutover of %s: activate, port up and announce %.2f ms",
+                rec.instance,
+                (time.perf_counter() - c0) * 1e3,
+            )
+            # Announce again from now on, not after the release round trip: the
+            # first announcement can be lost while the switch still sees the new
+            # port as down, and until one arrives traffic goes to the old place.
+            self._announce_later(inst)
+        if state is not None:  # measured once serving: a large state takes a while
+            rec.state_bytes = len(json.dumps(state))
+        note = ""
+        ids = {"instance": rec.instance, "migration": rec.migration, "op": "release"}
+        try:
+            if peer is not None:
+                await peer.call(ids, timeout=3.0)
+            else:
+                async with migration.Peer(rec.peer) as again:
+                    await again.call(ids, timeout=3.0)
+        except Exception as e:  # the source died or the link is cut: the move stands
+            note = f"the source did not confirm the release ({e}); it stops its frozen copy "
+            note += "when the orchestrator records the move"
+            log.warning("migration %s of %s: %s", rec.migration, rec.instance, note)
+        await migration.fault("migrate.target.released")
+        if inst is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(inst.limit)
+        self.records.step(rec, Tp.DONE, reason=note)
+        log.info("migrated %s in: %s", rec.instance, rec.report())
+
+    async def _abort_in(
+        self, rec: Record, inst: Instance | None, reason: str, *, froze: bool = True
+    ) -> None:
+        """Give up before holding the final state: the standby goes, and the source is
+        asked to thaw (if it cannot hear it, it thaws when the orchestrator records
+        the failure). `froze`: the source may have frozen its copy (from `freezing`
+        on, unless it refused)."""
+        log.error("migration %s of %s failed: %s", rec.migration, rec.instance, reason)
+        froze = froze and rec.phase in (Tp.FREEZING, Tp.FINAL)
+        if froze:
+            reason += "; the source may have frozen its copy: it serves again when it thaws it"
+        if inst is not None:
+            self.instances.pop(rec.instance, None)
+            await inst.stop()
+        if froze and rec.peer:
+            try:
+                async with migration.Peer(rec.peer) as peer:
+                    await peer.call(
+                        {"op": "thaw", "instance": rec.instance, "migration": rec.migration},
+                        timeout=2.0,
+                    )
+            except Exception as e:
+                log.warning("could not ask the source to thaw %s: %s", rec.instance, e)
+        self.records.step(rec, Tp.ABORTED, reason=reason[:2000])
 
     # ---------------------------------------------------------------- migration, source side
 
     async def on_peer(self, req: dict[str, Any]) -> dict[str, Any]:
         iid, mid, op = str(req["instance"]), int(req["migration"]), str(req["op"])
-        spec = self.desired.get(iid)
-        mig = (spec or {}).get("migration") or {}
-        if mig.get("role") != "source" or int(mig.get("id", -1)) != mid:
-            # The orchestrator's word may not have reached us yet: ask once more.
-            with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
-                self._converge(await self._fetch_now())
+        rec = self.records.get(iid)
+        if rec is not None and (rec.side != "source" or rec.migration != mid):
+            rec = None
+        mig = await self._source_of(iid, mid)
+        if mig is None and (rec is None or op not in ("thaw", "release")):
+            # thaw and release also answer on the record alone: the orchestrator may
+            # have recorded the outcome before this request arrived.
+            raise migration.MigrationError(f"no migration {mid} of {iid} away from here")
+        async with self._lock(iid):
+            rec = self.records.get(iid)
+            if rec is not None and (rec.side != "source" or rec.migration != mid):
+                rec = None
+            inst = self.instances.get(iid)
+            if op == "snapshot":
+                if rec is not None and rec.phase == Sp.REFUSED:
+                    raise migration.MigrationError(rec.reason)
+                if inst is None:
+                    raise migration.MigrationError(f"instance {iid} does not run here")
+                await migration.fault("migrate.source.snapshot")
+                return {"ok": True, "state": (await inst.call({"op": "export"}))["state"]}
+            if op == "freeze":
+                return await self._freeze(iid, mid, rec, inst, bool((mig or {}).get("abort")))
+            if op == "thaw":
+                if rec is None or rec.phase != Sp.FROZEN:
+                    return {"ok": True}  # never frozen, or thawed already
+                await self._thaw(rec, inst, "the target gave up")
+                return {"ok": True}
+            if op == "release":
+                if rec is not None and rec.phase == Sp.RELEASED:
+                    return {"ok": True}
+                if rec is None or rec.phase != Sp.FROZEN:
+                    raise migration.MigrationError(f"{iid} was not frozen for migration {mid}")
+                await migration.fault("migrate.source.release")
+                self.records.step(rec, Sp.RELEASED)
+                self.changed.set()
+                if inst is not None:
+                    self.instances.pop(iid, None)
+                    self._spawn(iid, inst.stop())
+                return {"ok": True}
+        raise migration.MigrationError(f"unknown op {op!r}")
+
+    async def _source_of(self, iid: str, mid: int) -> dict[str, Any] | None:
+        """The desired state's word that `mid` moves `iid` away from here, or None."""
+        for attempt in range(2):
             spec = self.desired.get(iid)
-            mig = (spec or {}).get("migration") or {}
-            if mig.get("role") != "source" or int(mig.get("id", -1)) != mid:
-                raise migration.MigrationError(f"no migration {mid} of {iid} away from here")
-        inst = self.instances.get(iid)
+            mig: dict[str, Any] = (spec or {}).get("migration") or {}
+            if mig.get("role") == "source" and int(mig.get("id", -1)) == mid:
+                return mig
+            if attempt == 0:
+                # The orchestrator's word may not have reached us yet: ask once more.
+                with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+                    self._converge(await self._fetch_now())
+        return None
+
+    async def _freeze(
+        self, iid: str, mid: int, rec: Record | None, inst: Instance | None, abort: bool
+    ) -> dict[str, Any]:
         if inst is None:
             raise migration.MigrationError(f"instance {iid} does not run here")
-        if op == "snapshot":
-            return {"ok": True, "state": (await inst.call({"op": "export"}))["state"]}
-        if op == "freeze":
+        if rec is None:
+            if abort:
+                raise migration.MigrationError("the migration's deadline passed: not freezing")
+            rec = Record(instance=iid, migration=mid, side="source", phase=Sp.SERVING)
+        elif rec.phase == Sp.REFUSED:
+            raise migration.MigrationError(rec.reason)
+        # Written before the copy stops serving: a restarted agent must know that its
+        # final state may be elsewhere, and never thaw it on its own. (Not reported at
+        # once: a report now would take the CPU from the cutover.)
+        self.records.step(rec, Sp.FROZEN)
+        try:
             resp = await inst.call({"op": "freeze"})
             await asyncio.to_thread(inst.bring_down)
-            return {"ok": True, "state": resp["state"], "frozen_at": resp["frozen_at"]}
-        if op == "thaw":
+        except Exception:
+            # Nothing left here: the copy serves on (the target hears a refusal).
+            with contextlib.suppress(Exception):
+                await self._thaw(rec, inst, "its freeze failed")
+            raise
+        await migration.fault("migrate.source.frozen")
+        return {"ok": True, "state": resp["state"], "frozen_at": resp["frozen_at"]}
+
+    async def _thaw(self, rec: Record, inst: Instance | None, why: str) -> None:
+        """Serve again with the frozen copy (called with the instance's lock held)."""
+        if inst is not None and inst.alive():
             await asyncio.to_thread(inst.bring_up)
             await inst.call({"op": "activate"})
-            return {"ok": True}
-        if op == "release":
-            self.handed_off.add(iid)
-            self._save_handed_off()
-            self.instances.pop(iid, None)
-            self._spawn(iid, inst.stop())
-            return {"ok": True}
-        raise migration.MigrationError(f"unknown op {op!r}")
+            self._announce_later(inst)
+            log.info("instance %s thawed: %s", rec.instance, why)
+        else:
+            log.warning("instance %s: its frozen copy died; it starts again", rec.instance)
+        self.records.step(rec, Sp.SERVING)
+        self.records.forget(rec.instance)  # last: a crash before this thaws again
+        self.changed.set()
+
+    async def _thaw_here(self, rec: Record, why: str) -> None:
+        async with self._lock(rec.instance):
+            if self.records.get(rec.instance) is rec and rec.phase == Sp.FROZEN:
+                await self._thaw(rec, self.instances.get(rec.instance), why)
 
     async def _fetch_now(self) -> dict[str, Any]:
         r = await self.client.get(f"{self.api}/agents/{self.ctx.node}/desired")
         r.raise_for_status()
         state: dict[str, Any] = r.json()
         return state
-
-    def _handed_off_path(self) -> Path:
-        return self.ctx.state_dir / "handed-off.json"
-
-    def _load_handed_off(self) -> set[str]:
-        # Persisted: an agent restarted between release and the orchestrator's update
-        # must not start the released instance again (that would be a duplicate).
-        try:
-            return set(json.loads(self._handed_off_path().read_text()))
-        except (OSError, ValueError):
-            return set()
-
-    def _save_handed_off(self) -> None:
-        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
-        self._handed_off_path().write_text(json.dumps(sorted(self.handed_off)))
 
     # ---------------------------------------------------------------- report
 
@@ -499,8 +705,6 @@ class Agent:
         if r.status_code == 404:
             raise httpx.HTTPStatusError("node unknown", request=r.request, response=r)
         r.raise_for_status()
-        for res in self.results.values():
-            res["_sent"] = True
 
     def _build_report(self) -> dict[str, Any]:
         insts: list[dict[str, Any]] = []
@@ -533,9 +737,7 @@ class Agent:
                 insts.append({"id": iid, "status": "stopping"})
         for iid, detail in self.failed.items():
             insts.append({"id": iid, "status": "failed", "detail": detail})
-        migs = [
-            {k: v for k, v in r.items() if not k.startswith("_")} for r in self.results.values()
-        ]
+        migs = [r.report() for r in self.records if r.phase != Sp.SERVING]
         ports, resources = self._stats
         return {
             "resources": resources,
@@ -564,7 +766,8 @@ class Agent:
             return self._ports_cache[2] if self._ports_cache else []
         # A port just added has no OpenFlow number until vswitchd takes it: leave
         # it out, and read again at the next look instead of in 10 s.
-        self.ports_pending = any(p.ofport is None for p in infos)
+        self._unnumbered = [(p.name, p.peer) for p in infos if p.ofport is None]
+        self.ports_pending = bool(self._unnumbered)
         ports = [
             {"name": p.name, "ofport": p.ofport, "peer": p.peer}
             for p in infos

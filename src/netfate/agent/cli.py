@@ -59,7 +59,8 @@ def agent(
         prefix=prefix,
         state_dir=state_root,
         bridge=bridge or f"{prefix}-{node}",
-        vsctl=Vsctl(ovs_db),
+        # Ports added or removed while Open vSwitch restarts wait for it (60 s at most).
+        vsctl=Vsctl(ovs_db, wait_for_db=True),
         ovs_netns=ovs_netns,
         zygote=None if no_zygote else Zygote(state_root),
     )

@@ -378,7 +378,8 @@ class Instance:
                     os.kill(self.pid, signal.SIGKILL)
                 while self.alive() and time.monotonic() < deadline + 2:
                     await asyncio.sleep(0.01)
-        self.teardown()
+        # In a thread: removing the port waits for Open vSwitch if it is restarting.
+        await asyncio.to_thread(self.teardown)
 
     def leftovers(self) -> bool:
         """Does anything of an earlier try exist? (Cheap checks; add-port tolerates a

@@ -300,21 +300,35 @@ class VsctlBatch:
         """Run all commands as one transaction (all or nothing). Empty batch: no call."""
         if not self.commands:
             return ""
-        out = self._vsctl.run(self.commands, wait=wait)
+        out = self._vsctl.run(self.commands, wait=wait, write=True)
         self.commands = []
         self._noop_qos = False
         return out
 
 
 class Vsctl:
-    """ovs-vsctl against one database; each method is one transaction."""
+    """ovs-vsctl against one database; each method is one transaction.
 
-    def __init__(self, db: str, timeout: float = 60.0) -> None:
+    `wait_for_db`: a change waits (up to `timeout`) for a database that is not
+    there, as while ovsdb-server restarts after a crash, instead of failing at once
+    (ovs-vsctl --retry). Reads still fail fast: their callers keep what they had."""
+
+    def __init__(self, db: str, timeout: float = 60.0, *, wait_for_db: bool = False) -> None:
         self.db = db
         self.timeout = timeout
+        self.wait_for_db = wait_for_db
 
-    def run(self, commands: Sequence[Sequence[str]], *, wait: bool = True, fmt: str = "") -> str:
+    def run(
+        self,
+        commands: Sequence[Sequence[str]],
+        *,
+        wait: bool = True,
+        fmt: str = "",
+        write: bool = False,
+    ) -> str:
         argv = ["ovs-vsctl", f"--db={self.db}", f"--timeout={int(self.timeout)}"]
+        if write and self.wait_for_db:
+            argv.append("--retry")
         if not wait:
             # Do not wait for vswitchd to apply the change (or when it is not running).
             argv.append("--no-wait")
@@ -382,14 +396,7 @@ class Vsctl:
         return info
 
     def list_ports(self, bridge: str) -> list[PortInfo]:
-        names = self.run([["list-ports", _check(bridge, _NAME_RE, "bridge name")]]).split()
-        if not names:
-            return []
-        rows = _parse_table(
-            self.run(
-                [["--columns=name,ofport,external_ids", "list", "interface", *names]], fmt="json"
-            )
-        )
+        rows = self._port_rows(_check(bridge, _NAME_RE, "bridge name"))
         out = []
         for row in rows:
             ofport = row.get("ofport")
@@ -402,6 +409,21 @@ class Vsctl:
                 )
             )
         return sorted(out, key=lambda p: p.name)
+
+    def _port_rows(self, bridge: str, tries: int = 3) -> list[dict[str, Any]]:
+        """Two reads, two transactions: a port removed in between ("no row") means
+        reading its names again (a few times at most)."""
+        for attempt in range(1, tries + 1):
+            names = self.run([["list-ports", bridge]]).split()
+            if not names:
+                return []
+            try:
+                cmd = ["--columns=name,ofport,external_ids", "list", "interface", *names]
+                return _parse_table(self.run([cmd], fmt="json"))
+            except OvsError as e:
+                if "no row" not in str(e) or attempt == tries:
+                    raise
+        return []  # tries < 1
 
     def wait_ofports(self, ports: Iterable[str], timeout: float = 30.0) -> dict[str, int]:
         """Wait until vswitchd has given each port an OpenFlow number."""

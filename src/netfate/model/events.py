@@ -73,10 +73,11 @@ class InstanceMigrated(Event):
     """Node it left."""
     target: str
     """Node it now runs on."""
-    downtime_ms: float
-    """Time no copy served: source frozen until target active."""
-    state_bytes: int
-    """Size of the state carried."""
+    downtime_ms: float | None
+    """Time no copy served: source frozen until target active (None: not measured,
+    the move was recorded on the source's word)."""
+    state_bytes: int | None
+    """Size of the state carried (None: not reported)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,18 @@ class MigrationFailed(Event):
     """Node it could not move to."""
     reason: str
     """What went wrong."""
+
+
+@dataclass(frozen=True)
+class MigrationDeadlinePassed(Event):
+    instance: str
+    """Instance id."""
+    source: str
+    """Node it is moving from."""
+    target: str
+    """Node it was moving to."""
+    deadline_s: float
+    """The deadline it missed, in seconds from its start; the agents now roll it back."""
 
 
 @dataclass(frozen=True)

@@ -68,18 +68,59 @@ def check_transition(current: InstanceState, target: InstanceState) -> None:
 
 
 class MigrationPhase(StrEnum):
-    """A make-before-break migration.
+    """A make-before-break migration, as the orchestrator records it.
+
+        pending ──▶ preparing ──▶ done | failed
+           │            │
+           └────────────┴──▶ aborting ──▶ done | failed
+        (pending may also end at once: done or failed)
 
     pending    recorded; the target agent has not acted yet.
     preparing  the target started a standby copy with a state snapshot.
+    aborting   the deadline passed: the agents were told to roll back. The outcome
+               is still theirs to report: a target that already holds the final
+               state completes the move (done); otherwise the source thaws (failed).
     done       the target serves, the source stopped; downtime recorded.
     failed     aborted; the instance keeps running at the source.
+
+    The orchestrator never picks the outcome alone (agent/migration.py says why):
+    done on the target's "done" or the source's "released", failed on the target's
+    "failed" or the source's "refused".
     """
 
     PENDING = "pending"
     PREPARING = "preparing"
+    ABORTING = "aborting"
     DONE = "done"
     FAILED = "failed"
+
+
+M = MigrationPhase
+
+MIGRATION_TRANSITIONS: dict[MigrationPhase, frozenset[MigrationPhase]] = {
+    M.PENDING: frozenset({M.PREPARING, M.ABORTING, M.DONE, M.FAILED}),
+    M.PREPARING: frozenset({M.ABORTING, M.DONE, M.FAILED}),
+    M.ABORTING: frozenset({M.DONE, M.FAILED}),
+    M.DONE: frozenset(),
+    M.FAILED: frozenset(),
+}
+
+# Migrations still under way (they reserve room at the target, and agents act on them).
+OPEN_MIGRATIONS: frozenset[MigrationPhase] = frozenset({M.PENDING, M.PREPARING, M.ABORTING})
+
+
+class IllegalMigrationStep(Exception):
+    """A migration phase change the table does not allow."""
+
+    def __init__(self, current: MigrationPhase, target: MigrationPhase) -> None:
+        super().__init__(f"migration cannot go from '{current}' to '{target}'")
+        self.current = current
+        self.target = target
+
+
+def check_migration_step(current: MigrationPhase, target: MigrationPhase) -> None:
+    if target not in MIGRATION_TRANSITIONS[current]:
+        raise IllegalMigrationStep(current, target)
 
 
 class NodeStatus(StrEnum):

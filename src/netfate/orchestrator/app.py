@@ -30,6 +30,8 @@ class Settings:
     topology: Path | None = None
     heartbeat_timeout_s: float = 3.0
     """A node is unreachable after this long without a report (agents report each ~1 s)."""
+    migration_deadline_s: float = 30.0
+    """A migration neither agent settled this long after it started is rolled back."""
 
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
@@ -105,17 +107,24 @@ def _prepare(db: Database, settings: Settings) -> None:
 
 
 async def _watch_heartbeats(db: Database, notifier: Notifier, settings: Settings) -> None:
-    def check() -> list[str]:
+    """Nodes that stopped reporting, and migrations past their deadline."""
+
+    def check() -> tuple[list[str], set[str]]:
         with db.session() as s:
-            return nfv.mark_unreachable(s, settings.heartbeat_timeout_s)
+            lost = nfv.mark_unreachable(s, settings.heartbeat_timeout_s)
+            late = nfv.expire_migrations(s, settings.migration_deadline_s)
+            return lost, late
 
     while True:
         await asyncio.sleep(settings.heartbeat_timeout_s / 4)
         try:
-            lost = await asyncio.to_thread(check)
+            lost, late = await asyncio.to_thread(check)
         except Exception:  # a database hiccup must not kill the watchdog
             log.exception("heartbeat check failed")
             continue
         if lost:
             log.warning("nodes unreachable: %s", ", ".join(lost))
-            notifier.notify(lost)
+        if late:
+            log.warning("migrations past their deadline; rolling back on %s", ", ".join(late))
+        if lost or late:
+            notifier.notify(set(lost) | late)

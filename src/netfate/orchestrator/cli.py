@@ -22,6 +22,10 @@ def orchestrator(
     heartbeat_timeout: Annotated[
         float, typer.Option(help="Seconds without a report before a node is unreachable")
     ] = 3.0,
+    migration_deadline: Annotated[
+        float,
+        typer.Option(help="Seconds a migration may take before it is rolled back", min=1.0),
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the orchestrator: REST API under /api/v1, dashboard at /."""
@@ -41,6 +45,7 @@ def orchestrator(
             database_url=database_url,
             topology=topology,
             heartbeat_timeout_s=heartbeat_timeout,
+            migration_deadline_s=migration_deadline,
         )
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -87,6 +87,9 @@ def migrate(
         time.sleep(0.05)
     if mig["phase"] == "failed":
         raise typer.Exit(_say(f"migration failed: {mig['reason']}", err=True))
+    if mig["downtime_ms"] is None:  # recorded on the source's word (agent/migration.py)
+        typer.echo(f"{instance} now on {inst['node']}: {mig['reason']}")
+        return
     typer.echo(
         f"{instance} now on {inst['node']}: downtime {mig['downtime_ms']:.2f} ms, "
         f"{mig['state_bytes']} bytes of state"

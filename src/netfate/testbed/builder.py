@@ -212,9 +212,11 @@ class Testbed:
         sdn: bool = False,
         control: bool = True,
         api_port: int = 0,
+        migration_deadline_s: float | None = None,
         progress: Progress | None = None,
     ) -> Testbed:
-        """Build the network (and, with `control`, start orchestrator and agents).
+        """Build the network (and, with `control`, start orchestrator and agents;
+        `migration_deadline_s` overrides the orchestrator's default deadline).
 
         On any error, Ctrl-C or SIGTERM during the build, everything created so
         far is removed before the exception propagates.
@@ -249,7 +251,12 @@ class Testbed:
                 if control:
                     from netfate.testbed.control import start_control
 
-                    start_control(tb, api_port=api_port, progress=report)
+                    start_control(
+                        tb,
+                        api_port=api_port,
+                        migration_deadline_s=migration_deadline_s,
+                        progress=report,
+                    )
         except BaseException:
             report("rolling back")
             with _shielded():
@@ -279,6 +286,20 @@ class Testbed:
 
         with _shielded():
             return teardown(self.state, progress=progress or _quiet)
+
+    def restart_ovs(self) -> dict[str, int]:
+        """Start the run's ovsdb-server and ovs-vswitchd again, from the database they
+        left, as a service manager would after they crashed (a daemon still alive is
+        stopped first). Bridges and ports come back from the database; flows from
+        the controller (secure mode) or NORMAL learning. Returns the new pids."""
+        st = self.state
+        roles = ("ovsdb-server", "ovs-vswitchd")
+        for r in st.process_refs():
+            if r.role in roles and proc.alive(r):
+                proc.terminate(r, timeout=5.0)
+        st.processes = [p for p in st.processes if p.get("role") not in roles]
+        self._start_ovs()
+        return {r.role: r.pid for r in st.process_refs() if r.role in roles}
 
     def __enter__(self) -> Testbed:
         return self

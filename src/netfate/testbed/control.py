@@ -78,7 +78,13 @@ def _tail(path: Path, n: int = 1500) -> str:
         return ""
 
 
-def start_control(tb: Testbed, *, api_port: int = 0, progress: Progress | None = None) -> str:
+def start_control(
+    tb: Testbed,
+    *,
+    api_port: int = 0,
+    migration_deadline_s: float | None = None,
+    progress: Progress | None = None,
+) -> str:
     """Start orchestrator and agents, wait until every node is up; returns the API URL."""
     from netfate.testbed.builder import TestbedError
 
@@ -108,6 +114,11 @@ def start_control(tb: Testbed, *, api_port: int = 0, progress: Progress | None =
             *(
                 ["--heartbeat-timeout", str(3 * heartbeat_for(len(topo.nodes)))]
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
+                else []
+            ),
+            *(
+                ["--migration-deadline", str(migration_deadline_s)]
+                if migration_deadline_s is not None
                 else []
             ),
         ],

@@ -71,7 +71,10 @@ class InstanceReport(Strict):
 class MigrationReport(Strict):
     id: int
     instance: str
-    status: Literal["preparing", "done", "failed"]
+    status: Literal["preparing", "done", "failed", "frozen", "released", "refused"] = Field(
+        description="From the target: preparing, done, failed; from the source: frozen, "
+        "released, refused (agent/migration.py)"
+    )
     downtime_ms: float | None = None
     state_bytes: int | None = None
     reason: str = Field(default="", max_length=4000)

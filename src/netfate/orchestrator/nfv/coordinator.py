@@ -23,10 +23,12 @@ from sqlalchemy.orm import Session
 from netfate.model import events as ev
 from netfate.model.lifecycle import (
     LIVE,
+    OPEN_MIGRATIONS,
     IllegalTransition,
     InstanceState,
     MigrationPhase,
     NodeStatus,
+    check_migration_step,
     check_transition,
 )
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
@@ -138,7 +140,7 @@ def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[
     mq = (
         select(MigrationRow.target, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
         .join(InstanceRow, InstanceRow.id == MigrationRow.instance)
-        .where(MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]))
+        .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
         .group_by(MigrationRow.target)
     )
     if node is not None:
@@ -358,7 +360,7 @@ def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]
     touched = {inst.node}
     if inst.state == S.MIGRATING.value:
         for m in _open_migrations(session, iid):
-            m.phase = MigrationPhase.FAILED.value
+            _step(m, MigrationPhase.FAILED)
             m.reason = "instance destroyed during migration"
             m.finished_at = time.time()
             touched.add(m.target)
@@ -374,7 +376,7 @@ def _open_migrations(session: Session, iid: str) -> list[MigrationRow]:
         session.scalars(
             select(MigrationRow).where(
                 MigrationRow.instance == iid,
-                MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]),
+                MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]),
             )
         ).all()
     )
@@ -442,12 +444,17 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
         spec = _spec(session, inst, role="active")
         if inst.state == S.MIGRATING.value:
             for m in _open_migrations(session, inst.id):
-                spec["migration"] = {"id": m.id, "role": "source", "peer": m.target}
+                spec["migration"] = {
+                    "id": m.id,
+                    "role": "source",
+                    "peer": m.target,
+                    "abort": m.phase == MigrationPhase.ABORTING,
+                }
         out.append(spec)
     incoming = session.scalars(
         select(MigrationRow).where(
             MigrationRow.target == node,
-            MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]),
+            MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]),
         )
     ).all()
     for m in incoming:
@@ -461,6 +468,7 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
             "role": "target",
             "peer": m.source,
             "peer_endpoint": src.endpoint,
+            "abort": m.phase == MigrationPhase.ABORTING,
         }
         out.append(spec)
     return {"node": node, "revision": row.revision, "instances": out}
@@ -509,7 +517,7 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         replace_ports(session, node, report["ports"])
 
     for mrep in report.get("migrations", []):
-        touched |= _apply_migration_report(session, mrep)
+        touched |= _apply_migration_report(session, node, mrep)
 
     if report.get("instances") is None:
         return touched
@@ -546,40 +554,118 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
     return touched
 
 
-def _apply_migration_report(session: Session, mrep: dict[str, Any]) -> set[str]:
+def _step(m: MigrationRow, phase: MigrationPhase) -> None:
+    check_migration_step(MigrationPhase(m.phase), phase)
+    m.phase = phase.value
+
+
+# What each side of a migration may report (agent/migration.py): anything else, or
+# a report from a node that is not that side, is ignored.
+TARGET_SAYS = frozenset({"preparing", "done", "failed"})
+SOURCE_SAYS = frozenset({"frozen", "released", "refused"})
+
+
+def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -> set[str]:
     m = session.get(MigrationRow, int(mrep["id"]))
-    if m is None or m.phase in (MigrationPhase.DONE, MigrationPhase.FAILED):
+    status = mrep.get("status")
+    if status not in TARGET_SAYS | SOURCE_SAYS:
+        raise LifecycleError(f"unknown migration status {status!r}")
+    if m is None or node != (m.target if status in TARGET_SAYS else m.source):
         return set()
     inst = session.get(InstanceRow, m.instance)
     if inst is None:
         return set()
-    status = mrep.get("status")
-    now = time.time()
-    if status == "preparing":
-        m.phase = MigrationPhase.PREPARING.value
+    phase = MigrationPhase(m.phase)
+    if phase == MigrationPhase.DONE and status == "done" and m.downtime_ms is None:
+        # Recorded on the source's word; the target's own figures arrived later.
+        m.downtime_ms = _float(mrep.get("downtime_ms"))
+        m.state_bytes = _int(mrep.get("state_bytes"))
         return set()
+    if phase not in OPEN_MIGRATIONS:
+        return set()
+    if status == "preparing":
+        if phase == MigrationPhase.PENDING:
+            _step(m, MigrationPhase.PREPARING)
+        return set()
+    if status == "frozen":
+        if phase != MigrationPhase.ABORTING:
+            m.reason = f"{m.source} froze it and sent its final state to {m.target}"
+        return set()
+    if status == "released":
+        target = session.get(NodeRow, m.target)
+        quiet = target is None or target.status != NodeStatus.UP
+        if phase != MigrationPhase.ABORTING and not quiet:
+            return set()  # the target reports the move itself, with its figures
+        # The target asked for the release (it holds the final state) and went quiet.
+        m.reason = f"recorded on {m.source}'s word: {m.target} took it over and has not reported"
+        return _migration_done(session, m, inst, None, None)
     if status == "done":
-        m.phase = MigrationPhase.DONE.value
-        m.finished_at = now
-        m.downtime_ms = float(mrep.get("downtime_ms", 0.0))
-        m.state_bytes = int(mrep.get("state_bytes", 0))
-        inst.node = m.target
-        if inst.state == S.MIGRATING.value:
-            transition(session, inst, S.RUNNING, f"migrated from {m.source} to {m.target}")
-        record(
-            session,
-            ev.InstanceMigrated(inst.id, m.source, m.target, m.downtime_ms, m.state_bytes),
+        m.reason = str(mrep.get("reason", ""))[:2000]
+        return _migration_done(
+            session, m, inst, _float(mrep.get("downtime_ms")), _int(mrep.get("state_bytes"))
         )
-        return bump(session, m.source, m.target)
-    if status == "failed":
-        m.phase = MigrationPhase.FAILED.value
-        m.finished_at = now
-        m.reason = str(mrep.get("reason", "unknown"))[:2000]
-        if inst.state == S.MIGRATING.value:
-            transition(session, inst, S.RUNNING, f"migration to {m.target} failed: {m.reason}")
-        record(session, ev.MigrationFailed(inst.id, m.source, m.target, m.reason))
-        return bump(session, m.source, m.target)
-    raise LifecycleError(f"unknown migration status {status!r}")
+    # failed (the target holds nothing and never will) or refused (the source never froze)
+    why = str(mrep.get("reason") or "unknown")
+    if status == "refused":
+        why = f"{m.source} refused to freeze: {why}"
+    if phase == MigrationPhase.ABORTING:
+        why = f"deadline passed, rolled back: {why}"
+    _step(m, MigrationPhase.FAILED)
+    m.finished_at = time.time()
+    m.reason = why[:2000]
+    if inst.state == S.MIGRATING.value:
+        transition(session, inst, S.RUNNING, f"migration to {m.target} failed: {m.reason}")
+    record(session, ev.MigrationFailed(inst.id, m.source, m.target, m.reason))
+    return bump(session, m.source, m.target)
+
+
+def _migration_done(
+    session: Session,
+    m: MigrationRow,
+    inst: InstanceRow,
+    downtime_ms: float | None,
+    state_bytes: int | None,
+) -> set[str]:
+    _step(m, MigrationPhase.DONE)
+    m.finished_at = time.time()
+    m.downtime_ms = downtime_ms
+    m.state_bytes = state_bytes
+    inst.node = m.target
+    if inst.state == S.MIGRATING.value:
+        transition(session, inst, S.RUNNING, f"migrated from {m.source} to {m.target}")
+    record(session, ev.InstanceMigrated(inst.id, m.source, m.target, downtime_ms, state_bytes))
+    return bump(session, m.source, m.target)
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) else None
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) else None
+
+
+def expire_migrations(session: Session, deadline_s: float) -> set[str]:
+    """Migrations older than `deadline_s` that neither side settled: `aborting`. The
+    agents roll them back unless the target already holds the final state (see
+    model/lifecycle.py MigrationPhase); returns the nodes to wake."""
+    now = time.time()
+    touched: set[str] = set()
+    late = session.scalars(
+        select(MigrationRow).where(
+            MigrationRow.phase.in_([MigrationPhase.PENDING.value, MigrationPhase.PREPARING.value]),
+            MigrationRow.started_at < now - deadline_s,
+        )
+    ).all()
+    for m in late:
+        _step(m, MigrationPhase.ABORTING)
+        m.reason = (
+            f"deadline of {deadline_s:g} s passed: rolling back (the source serves again "
+            f"unless {m.target} already holds the final state)"
+        )
+        record(session, ev.MigrationDeadlinePassed(m.instance, m.source, m.target, deadline_s))
+        touched |= bump(session, m.source, m.target)
+    return touched
 
 
 def register_agent(session: Session, node: str, endpoint: str, datapath_id: str | None) -> set[str]:

@@ -615,7 +615,7 @@
   function drawMigrations(L) {
     clear(layers.migr);
     for (const m of S.migrations) {
-      if (m.phase !== "pending" && m.phase !== "preparing") continue;
+      if (!["pending", "preparing", "aborting"].includes(m.phase)) continue;
       const a = L.pos.get(m.source);
       const b = L.pos.get(m.target);
       if (!a || !b) continue;
@@ -889,7 +889,7 @@
       h("td", { class: "dim" }, String(m.id)),
       withInstance ? h("td", {}, instLabel(m.instance)) : null,
       h("td", {}, m.source, h("span", { class: "arrow" }, " → "), m.target),
-      h("td", {}, h("span", { class: `badge phase-${["pending", "preparing", "done", "failed"].includes(m.phase) ? m.phase : "other"}` }, m.phase)),
+      h("td", {}, h("span", { class: `badge phase-${["pending", "preparing", "aborting", "done", "failed"].includes(m.phase) ? m.phase : "other"}` }, m.phase)),
       h("td", { class: "num" }, m.downtime_ms === null || m.downtime_ms === undefined ? "—" : `${(+m.downtime_ms).toFixed(2)} ms`),
       h("td", { class: "num" }, fmtBytes(m.state_bytes)),
       withInstance ? h("td", { class: "dim", title: isoTime(m.started_at) }, fmtTime(m.started_at)) : h("td", { class: "dim" }, took),
