@@ -58,6 +58,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netfate.host import links, netns, nft
+from netfate.proto.arp import announcement, request
 
 from .att import ATT
 from .translator import DISCOVERY_GROUPS, Role
@@ -436,8 +437,6 @@ def announce(
     alias to a host is exactly what the alias's connectivity intent carries, and
     the host updates its entry for the alias from the request's sender fields.
     """
-    from netfate.agent.garp import announcement
-
     sock = netns.socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.bind((ifname, 0))  # protocol 0: send only
@@ -445,8 +444,7 @@ def announce(
             for a in addresses:
                 sock.send(announcement(mac, a))
             for spa, tpa in directed:
-                # The announcement's frame with another target: its last 4 bytes (tpa).
-                sock.send(announcement(mac, spa)[:-4] + ipaddress.IPv4Address(tpa).packed)
+                sock.send(request(mac, spa, tpa))
     finally:
         sock.close()
 
