@@ -27,11 +27,10 @@ from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
 from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
-from netfate.services.usbip import AllowList
 from netfate.services.usbip.pki import CertificateAuthority
 from netfate.vnf.usbip_client import MassStorageClient, UsbipError
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
-from netfate.vnf.usbip_host import MassStorage, SerialSensor
+from netfate.vnf.usbip_host import AllowList, MassStorage, SerialSensor
 from netfate.vnf.usbip_host.tls import TlsUsbipServer, server_context
 
 PORT = 6653

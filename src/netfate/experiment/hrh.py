@@ -46,7 +46,8 @@ from typing import Any
 
 from netfate.host import netns
 from netfate.host.netns import connect_in
-from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
+from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .allowlist import AllowList, AllowRule
-
 # `netfate usbip ...` (serve, list, serial); see netfate.services.
 CLI = "netfate.services.usbip.cli:app"
 DEMO = "netfate.services.usbip.demo"
@@ -52,7 +50,7 @@ DESCRIPTORS: list[dict[str, Any]] = [
     },
 ]
 
-__all__ = ["CLI", "DEMO", "DEMO_NAME", "DESCRIPTORS", "AllowList", "AllowRule", "router"]
+__all__ = ["CLI", "DEMO", "DEMO_NAME", "DESCRIPTORS", "router"]
 
 
 def __getattr__(name: str) -> Any:
