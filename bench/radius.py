@@ -38,14 +38,15 @@ OUR_SERVER = textwrap.dedent(
     import asyncio, os, sys
     os.environ["NETFATE_RADIUS_LISTEN"] = ""
     from netfate.store.db import Database
+    from netfate.services.firewall import SERVICE
     from netfate.services.firewall.radius import RadiusService
-    from netfate.services.firewall.tables import NfRadiusClientRow, NfUserRow
+    from netfate.services.firewall.tables import FirewallRadiusClientRow, FirewallUserRow
     from netfate.services.firewall.passwords import hash_password
     db = Database("sqlite:///" + sys.argv[1])
-    db.migrate()
+    db.migrate([SERVICE.migrations])
     with db.session() as s:
-        s.add(NfRadiusClientRow(address="127.0.0.1", secret=sys.argv[3], name="bench"))
-        s.add(NfUserRow(name=sys.argv[4], password_hash=hash_password(sys.argv[5]),
+        s.add(FirewallRadiusClientRow(address="127.0.0.1", secret=sys.argv[3], name="bench"))
+        s.add(FirewallUserRow(name=sys.argv[4], password_hash=hash_password(sys.argv[5]),
                         functions=[], status="offline", session_timeout=600, idle_timeout=60,
                         rules={}, rules_version=1, counters={}))
     async def main():

@@ -1,4 +1,5 @@
-"""`netfate demo hrh --check` (examples/hrh.yaml) exits 0: the HRH scenario end to end.
+"""`netfate demo usbip --check` (services/usbip/topologies/hrh.yaml) exits 0: the
+Home Radio Head scenario end to end.
 
 Orchestrator, agents, the HRH function on the HRH node, the climate function
 placed at the ISP by the delay-bound policy, `cat` of its pty, files copied to
@@ -15,7 +16,7 @@ from netfate.host import netns
 
 def test_demo_usbip_check_exits_zero() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "netfate", "demo", "hrh", "--check"],
+        [sys.executable, "-m", "netfate", "demo", "usbip", "--check"],
         capture_output=True,
         text=True,
         timeout=240,

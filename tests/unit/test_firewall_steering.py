@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.services.firewall import SERVICE as FIREWALL
 from netfate.services.firewall import policy
-from netfate.services.firewall.tables import NfUserRow
+from netfate.services.firewall.tables import FirewallUserRow
 from netfate.store.db import Database
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "netfate.yaml"
+EXAMPLE = FIREWALL.topology("firewall.yaml")
 
 
 class Env:
@@ -50,7 +51,11 @@ class Env:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
     db = Database(f"sqlite:///{tmp_path}/o.db")
-    app = create_app(Settings(database_url=db.url, topology=EXAMPLE, heartbeat_timeout_s=3600), db)
+    app = create_app(
+        Settings(database_url=db.url, topology=EXAMPLE, heartbeat_timeout_s=3600),
+        db,
+        services=[FIREWALL],
+    )
     with TestClient(app) as api:
         for node in ("cpe1", "cpe2", "pe1"):
             with db.session() as s:
@@ -60,12 +65,12 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
                 local = {"name": f"{node}l", "ofport": 1, "peer": f"local:{node}"}
                 nfv.apply_report(s, node, {"ports": [local]})
         r = api.post(
-            "/api/v1/netfate/users",
+            "/api/v1/firewall/users",
             json={"name": "alice", "password": "wonderland", "host": "client1",
                   "ip": "192.168.1.2", "idle_timeout": 3600},
         )  # fmt: skip
         assert r.status_code == 201, r.text
-        assert api.put("/api/v1/netfate/settings", json={"steer_to": "host:server1"}).is_success
+        assert api.put("/api/v1/firewall/settings", json={"steer_to": "host:server1"}).is_success
         yield Env(api, db)
 
 
@@ -95,7 +100,7 @@ def test_captive_before_login_firewall_after_and_captive_again_after_release(env
 
     # Logged in (as the RADIUS Access-Accept does): through the firewall once it runs.
     with env.db.session() as s:
-        user = s.get(NfUserRow, "alice")
+        user = s.get(FirewallUserRow, "alice")
         assert user is not None
         out = policy.on_login(s, user, "cpe1", "02:6e:66:00:00:01", "192.168.1.2")
     assert out.accept
@@ -104,13 +109,13 @@ def test_captive_before_login_firewall_after_and_captive_again_after_release(env
     assert env.intents()["netfate-alice"]["chain"] == [p1]
     env.running("cpe1", fw["id"])
     env.wait(lambda: env.intents()["netfate-alice"]["chain"] == [fw["id"]])
-    fwd = env.api.get("/api/v1/netfate/forwarding").json()[0]
+    fwd = env.api.get("/api/v1/firewall/forwarding").json()[0]
     assert fwd["intent"] == "netfate-alice" and fw["id"] in fwd["steering"]
 
     # Released (idle): captive again, never open.
-    env.api.patch("/api/v1/netfate/users/alice", json={"idle_timeout": 1})
+    env.api.patch("/api/v1/firewall/users/alice", json={"idle_timeout": 1})
     env.wait(lambda: env.intents().get("netfate-alice", {}).get("chain") == [p1])
-    assert "portal" in env.api.get("/api/v1/netfate/forwarding").json()[0]["steering"]
+    assert "portal" in env.api.get("/api/v1/firewall/forwarding").json()[0]["steering"]
 
     # A portal that stops takes its intents with it.
     env.api.delete(f"/api/v1/instances/{p2}")
@@ -132,7 +137,7 @@ def test_intent_ids_from_any_user_name_are_valid_and_distinct() -> None:
 
 def test_a_user_named_by_email_is_steered_too(env: Env) -> None:
     r = env.api.post(
-        "/api/v1/netfate/users",
+        "/api/v1/firewall/users",
         json={"name": "carol@example.org", "password": "pw-carol-1", "host": "client2",
               "ip": "192.168.2.2", "idle_timeout": 3600},
     )  # fmt: skip

@@ -9,6 +9,7 @@ agents do. What the intents do to packets is the compiler's business
 from __future__ import annotations
 
 import ipaddress
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.sdn.fabric import fabric_intents
 from netfate.orchestrator.sdn.intents import ReplicationIntent
+from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing.network import Wiring, host_intents, share_intents
 from netfate.vnf.virtual_presence.att import ATT
 
@@ -76,7 +78,10 @@ def intents(c: TestClient) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600))
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[SHARING],
+    )
     with TestClient(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in TOPO["nodes"]:
@@ -109,6 +114,17 @@ def test_a_pn_lan_loses_its_lan_to_lan_intents_and_the_fabric_does_not_bring_the
     assert lan_intents(api) == set()
 
 
+def settled(c: TestClient, sid: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The share once it is in `state`: the service's reconcile loop moves it, with
+    nobody reading (GETs only read); bounded wait, the caller asserts."""
+    deadline = time.monotonic() + timeout
+    sh: dict[str, Any] = c.get(f"{V1}/shares/{sid}").json()
+    while sh["state"] != state and time.monotonic() < deadline:
+        time.sleep(0.02)
+        sh = c.get(f"{V1}/shares/{sid}").json()
+    return sh
+
+
 def share_ids(c: TestClient, sid: int) -> set[str]:
     return {i for i in intents(c) if i.startswith(f"share-{sid}-")}
 
@@ -125,7 +141,7 @@ def test_a_share_opens_its_paths_only_while_it_lives(api: TestClient) -> None:
     assert api.get(f"{V1}/shares/{sid}").json()["state"] == "accepted"
     report(api, "home", (sh["vp2_instance"],))
     report(api, "hotel", (sh["vp1_instance"],))
-    got = api.get(f"{V1}/shares/{sid}").json()
+    got = settled(api, sid, "active")
     assert got["state"] == "active" and got["tunnel_intent"] == f"share-{sid}-overlay"
     ids = share_ids(api, sid)
     n_aliases = len(att["entries"])
@@ -243,6 +259,10 @@ def test_a_vhg_gets_its_dhcp_and_router_paths_while_it_runs(api: TestClient) -> 
     assert api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] is False
     assert vhg_ids(api) == set()
     report(api, "home", (vhg,))
+    # The loop installs them once it runs on its port, with nobody reading.
+    deadline = time.monotonic() + 10
+    while not api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] is True
     everything = intents(api)
     assert vhg_ids(api) == {
@@ -267,10 +287,12 @@ def test_a_vhg_gets_its_dhcp_and_router_paths_while_it_runs(api: TestClient) -> 
     sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": HOTEL}).json()
     report(api, "home", (vhg, sh["vp2_instance"]))
     report(api, "hotel", (sh["vp1_instance"],))
-    assert api.get(f"{V1}/shares/{sh['id']}").json()["state"] == "active"
+    assert settled(api, sh["id"], "active")["state"] == "active"
     everything = intents(api)
     assert all(everything[i]["state"] != "refused" for i in everything), everything
     # The vHG goes: so do its paths.
     assert api.delete(f"/api/v1/instances/{vhg}").status_code in (200, 202)
-    api.get(f"{V1}/pns/{HOME}")
+    deadline = time.monotonic() + 10  # the loop takes them out, with nobody reading
+    while vhg_ids(api) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert vhg_ids(api) == set()

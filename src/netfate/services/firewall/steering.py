@@ -37,7 +37,11 @@ from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import Endpoint, Intent, NetworkView, parse_intent
 from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.services.firewall.policy import PORTAL, fw_name, live_instance, setting
-from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
+from netfate.services.firewall.tables import (
+    FirewallForwardingRow,
+    FirewallFunctionRow,
+    FirewallUserRow,
+)
 from netfate.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger("netfate.firewall.steering")
@@ -90,7 +94,7 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         want[gw.id] = gw.model_dump(mode="json")
     steer_to = setting(session, "steer_to")
     view: NetworkView | None = None  # built once, only if someone is captive
-    for user in session.scalars(select(NfUserRow).order_by(NfUserRow.name)):
+    for user in session.scalars(select(FirewallUserRow).order_by(FirewallUserRow.name)):
         host = session.get(HostRow, user.host) if user.host else None
         if host is None:
             continue
@@ -106,7 +110,7 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
             }
         if not steer_to:
             continue
-        fn = session.get(NfFunctionRow, fw_name(user.name))
+        fn = session.get(FirewallFunctionRow, fw_name(user.name))
         fw = live_instance(session, fn) if fn is not None else None
         chain: str | None = None
         if user.status == "online" and fw is not None and fw.state in CARRIES:
@@ -151,7 +155,7 @@ def sync(session: Session) -> list[str]:
     added, removed, refused = reconcile_owned(session, want.values(), owned)
     changed = [f"-{i}" for i in removed] + [f"+{i}" for i in added]
     stored = {r for (r,) in session.execute(select(SdnIntentRow.id))}
-    for fwd in session.scalars(select(NfForwardingRow)):
+    for fwd in session.scalars(select(FirewallForwardingRow)):
         iid = intent_id(fwd.user)
         how = via.get(fwd.user)
         fwd.intent = iid if iid in stored else None

@@ -52,7 +52,7 @@ from netfate.demo.sdn import until
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
 
-TOPOLOGY = "hotel.yaml"
+TOPOLOGY = Path(__file__).parent / "topologies" / "hotel.yaml"
 SDN = True  # bridges in secure mode: the PNs' isolation is the controller's
 
 # topology name -> shares (owner node, device, recipient node)

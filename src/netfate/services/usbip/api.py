@@ -1,4 +1,4 @@
-"""REST API of the HRH service: /api/v1/usbip/...
+"""REST API of the USB/IP service: /api/v1/usbip/... (mounted by the platform)
 
 ``POST /usbip/functions`` creates an HRH function (a descriptor of this
 service) for a served host, placed by the ``delay-bound`` policy with the
@@ -23,7 +23,7 @@ from netfate.store.tables import DescriptorRow, HostRow
 
 from .placement import POLICY
 
-router = APIRouter(prefix="/usbip", tags=["usbip"])
+router = APIRouter()
 
 
 class FunctionCreate(BaseModel):

@@ -59,7 +59,7 @@ from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
-TOPOLOGY = "hrh.yaml"
+TOPOLOGY = Path(__file__).parent / "topologies" / "hrh.yaml"
 SDN = True
 TUNNEL_ID = "hrh1-usbip"  # the ISP's server LAN -> the HRH function
 CLIMATE_TUNNEL_ID = "hrh1-usbip-climate"  # the climate function -> the HRH function
