@@ -33,6 +33,9 @@ from netfate.proto.radius import Attr, ClientCore, Code
 
 USER, PASSWORD, SECRET = "bench", "bench-password", "bench-secret"
 
+# FreeRADIUS, the baseline, is started by the tests' launcher (tests/freeradius.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 OUR_SERVER = textwrap.dedent(
     """
     import asyncio, os, sys
@@ -125,7 +128,7 @@ async def load(port: int, seconds: float, window: int) -> dict[str, Any]:
 
 
 def _port() -> int:
-    from netfate.services.firewall.freeradius import free_udp_ports
+    from freeradius import free_udp_ports
 
     return free_udp_ports(2)
 
@@ -136,7 +139,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--window", type=int, default=64)
     a = p.parse_args(argv)
-    from netfate.services.firewall.freeradius import FreeRadius, available
+    from freeradius import FreeRadius, available
 
     if not available():
         raise SystemExit("FreeRADIUS is not installed (Debian freeradius)")

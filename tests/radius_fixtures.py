@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from freeradius import FreeRadius
 from netfate.orchestrator.loops import LoopRunner
 from netfate.proto.radius import AcctStatus, Attr, Code, Packet
 from netfate.services.firewall import SERVICE
-from netfate.services.firewall.freeradius import FreeRadius
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
 from netfate.services.firewall.tables import FirewallRadiusClientRow, FirewallUserRow

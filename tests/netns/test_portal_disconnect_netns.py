@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from freeradius import FreeRadius, available
 from netfate.host import netns
 from netfate.services.firewall import policy
-from netfate.services.firewall.freeradius import FreeRadius, available
 from netfate.services.firewall.tables import FirewallAccountingRow, FirewallUserRow
 from netns_lan import sh, until
 from portal_rig import PortalNet

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from freeradius import FreeRadius, available
 from netfate.host import netns
-from netfate.services.firewall.freeradius import FreeRadius, available
 from netfate.services.firewall.tables import FirewallAccountingRow
 from netns_lan import sh
 from portal_rig import PortalNet

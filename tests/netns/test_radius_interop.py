@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from freeradius import FreeRadius, available, free_udp_ports
 from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet
-from netfate.services.firewall.freeradius import FreeRadius, available, free_udp_ports
 from radius_fixtures import OurServer, our_server, radius_db, user_row
 
 pytestmark = pytest.mark.skipif(not available(), reason="FreeRADIUS (Debian freeradius) missing")
