@@ -69,10 +69,6 @@ RULE_PRIORITY = 10
 LOCAL_PRIORITY = 100
 
 
-class KernelPathError(RuntimeError):
-    """The fast path could not be installed or removed."""
-
-
 @dataclass(frozen=True)
 class KernelConfig:
     role: Role
