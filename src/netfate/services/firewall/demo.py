@@ -279,14 +279,14 @@ class Scenario:
             return f"client1's gateway is the portal {self.portals['cpe1']} (no controller)"
         deadline = time.monotonic() + timeout
         while True:
-            it = self.intent(f"netfate-{USER}")
+            it = self.intent(f"firewall-{USER}")
             if (
                 it
                 and it["state"] == "active"
                 and it["intent"]["chain"] != [self.fw_id]
                 and self.in_sync()
             ):
-                return f"steering intent netfate-{USER} through {it['intent']['chain'][0]}"
+                return f"steering intent firewall-{USER} through {it['intent']['chain'][0]}"
             if time.monotonic() > deadline:
                 raise DemoFailed(f"no active captive steering for {USER} after {timeout} s: {it}")
             time.sleep(0.1)
@@ -301,14 +301,14 @@ class Scenario:
             return "routes (no controller): client1 and cpe1 route via the firewall"
         deadline = time.monotonic() + timeout
         while True:
-            it = self.intent(f"netfate-{USER}")
+            it = self.intent(f"firewall-{USER}")
             if (
                 it
                 and it["state"] == "active"
                 and it["intent"]["chain"] == [self.fw_id]
                 and self.in_sync()
             ):
-                return f"steering intent netfate-{USER} through {self.fw_id} ({it['flows']} flows)"
+                return f"steering intent firewall-{USER} through {self.fw_id} ({it['flows']} flows)"
             if time.monotonic() > deadline:
                 raise DemoFailed(
                     f"steering through {self.fw_id} not active after {timeout} s: {it}"

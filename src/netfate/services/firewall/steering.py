@@ -1,21 +1,24 @@
-"""The SDN intents of NetFATE, kept equal to the tables (one pass per policy step).
+"""The firewall service's SDN intents, kept equal to the tables (one pass per step of
+the service's reconcile loop).
 
 What the paper's controller did with OpenFlow, as intents the platform's
 controller compiles (orchestrator/sdn):
 
     fabric-gw-<portal>          a running portal reaches its node, which routes
                                 RADIUS to the orchestrator (connectivity)
-    netfate-p-<user>-<portal>   the user's host reaches every portal's web server
+    firewall-p-<user>-<portal>  the user's host reaches every portal's web server
                                 (tunnel, TCP), ARP included: login and RFC 8908
-    netfate-<user>              the user's traffic to `steer_to` (steering):
+    firewall-<user>             the user's traffic to `steer_to` (steering):
                                 - through the firewall once it runs (policy b, c);
                                 - before login, or after release, through the portal
                                   at the host's current node, whose nftables send
                                   web requests to the login page (captive).
 
 The steering intent names instances, not ports: when the firewall migrates, the
-controller moves the flows with it. Only intents whose id starts with `netfate-`
-(and the portals' gateways) are managed here, through the SDN API's
+controller moves the flows with it. Only intents whose id starts with `firewall-`
+(or `netfate-`, the prefix before the service had one name: such intents of an
+earlier orchestrator are replaced) and the portals' gateways are managed here,
+through the SDN API's
 reconcile_owned: a differing one is replaced in the same transaction, a stale one
 deleted, and a new one admitted as any intent is (one refused is reported in the
 forwarding table).
@@ -46,7 +49,8 @@ from netfate.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger("netfate.firewall.steering")
 
-PREFIX = "netfate-"
+PREFIX = "firewall-"
+EARLIER_PREFIX = "netfate-"
 # The firewall carries the user's traffic in these states (migrating: the source
 # runs until the cut-over, and the intent follows the instance's node).
 CARRIES = {InstanceState.RUNNING.value, InstanceState.MIGRATING.value}
@@ -149,7 +153,9 @@ def sync(session: Session) -> list[str]:
     }
 
     def owned(iid: str) -> bool:
-        return iid.startswith(PREFIX) or iid.removeprefix("fabric-gw-") in portal_ids
+        return iid.startswith((PREFIX, EARLIER_PREFIX)) or (
+            iid.removeprefix("fabric-gw-") in portal_ids
+        )
 
     # Checked as the SDN API checks any intent; one refused stays out, reported below.
     added, removed, refused = reconcile_owned(session, want.values(), owned)
