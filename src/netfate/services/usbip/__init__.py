@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netfate.contract import Demo, Experiment, Role, Service
+from netfate.contract import Demo, Experiment, Loop, Role, Service
 
+from . import reconcile
 from .api import router
 
 OPERATOR, PROVIDER = Role.OPERATOR, Role.PROVIDER
@@ -25,6 +26,9 @@ SERVICE = Service(
     roles={
         "POST /functions": (OPERATOR, PROVIDER),
         "GET /placement": (OPERATOR, PROVIDER),
+        "POST /tunnels": (OPERATOR, PROVIDER),
+        "GET /tunnels": (OPERATOR, PROVIDER),
+        "DELETE /tunnels/{name}": (OPERATOR, PROVIDER),
     },
     descriptors=(
         {
@@ -58,6 +62,7 @@ SERVICE = Service(
             "runs on the HRH when the ISP is farther (delay-bound policy).",
         },
     ),
+    loops=(Loop("tunnels", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
     cli="netfate.services.usbip.cli:app",
     demos=(Demo("usbip", "netfate.services.usbip.demo", aliases=("hrh",)),),
     experiments=(
