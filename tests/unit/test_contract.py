@@ -9,7 +9,6 @@ being built. Earlier names keep working as aliases.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -33,6 +32,7 @@ from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.store.db import Database
+from waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,10 +67,7 @@ def test_one_registration_line_brings_everything_the_service_declares(
         # its descriptor, seeded at start
         assert "fake-fn" in {d["name"] for d in c.get("/api/v1/descriptors").json()}
         # its loop runs with nobody asking: the table it writes fills up
-        deadline = time.monotonic() + 10
-        while c.get("/api/v1/fake/ticks").json().get("loop", 0) < 2:
-            assert time.monotonic() < deadline, "the fake service's loop never stepped"
-            time.sleep(0.02)
+        assert until(lambda: c.get("/api/v1/fake/ticks").json().get("loop", 0) >= 2)
         listed = {s["name"]: s for s in c.get("/api/v1/services").json()}
         fake = listed["fake"]
         assert fake["loops"][0]["name"] == "tick" and fake["loops"][0]["steps"] >= 2

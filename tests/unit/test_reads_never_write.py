@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.services.sharing.tables import ShareRow
 from netfate.store.db import Database
+from waiting import until
 
 TOPO: dict[str, Any] = {
     "name": "reads",
@@ -120,9 +120,7 @@ def scenario(
         ok(fn)
         report(c, "cpe1", [counter.json()["id"], sh["vp2_instance"]])
         report(c, "cpe2", [sh["vp1_instance"]])
-        deadline = time.monotonic() + 10
-        while share_state(db, sh["id"]) != "active" and time.monotonic() < deadline:
-            time.sleep(0.02)
+        until(lambda: share_state(db, sh["id"]) == "active")
         ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db}
         yield c, ids
 

@@ -6,7 +6,6 @@ input: every refusal is a clear 4xx and changes nothing.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ with warnings.catch_warnings():
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing.states import TRANSITIONS, ShareState, check
+from waiting import share_in
 
 TOPO: dict[str, Any] = {
     "name": "sharing",
@@ -88,17 +88,6 @@ def report_running(c: TestClient, *iids: str) -> None:
         assert r.status_code == 200, r.text
 
 
-def settled(c: TestClient, sid: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
-    """The share once it is in `state`: the service's reconcile loop moves it, with
-    nobody reading (GETs only read); bounded wait, the caller asserts."""
-    deadline = time.monotonic() + timeout
-    sh: dict[str, Any] = c.get(f"{V1}/shares/{sid}").json()
-    while sh["state"] != state and time.monotonic() < deadline:
-        time.sleep(0.02)
-        sh = c.get(f"{V1}/shares/{sid}").json()
-    return sh
-
-
 def test_inventory_lists_topology_declared_and_reported_devices(api: TestClient) -> None:
     r = api.post(f"{V1}/pns/{ALICE}/devices", json={"name": "vstb", "ip": "192.168.1.50",
                                                      "kind": "vstb"})  # fmt: skip
@@ -151,7 +140,7 @@ def test_share_workflow_steps_1_to_8(api: TestClient) -> None:
     assert not set(aliases) & used
     # The agents report both VPs running: the share is active.
     report_running(api, vp2["id"], vp1["id"])
-    sh = settled(api, sh["id"], "active")
+    sh = share_in(api, sh["id"], "active")
     assert sh["state"] == "active"
     assert [h["state"] for h in sh["history"]] == ["requested", "accepted", "active"]
     assert [h["actor"] for h in sh["history"]][:2] == [ALICE, BOB]
@@ -186,7 +175,7 @@ def test_a_failed_vp_fails_the_share_and_removes_the_other(api: TestClient) -> N
         f"/api/v1/agents/{inst['node']}/report",
         json={"instances": [{"id": inst["id"], "status": "failed", "detail": "boom"}]},
     )
-    sh = settled(api, sh["id"], "failed")
+    sh = share_in(api, sh["id"], "failed")
     assert sh["state"] == "failed" and "boom" in sh["detail"]
     assert api.get(f"/api/v1/instances/{sh['vp2_instance']}").json()["state"] == "stopping"
 
@@ -277,7 +266,7 @@ def test_pn2_devices_that_come_and_go_get_aliases_added_and_freed(api: TestClien
                                          "recipient": BOB}).json()  # fmt: skip
     sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
     report_running(api, sh["vp2_instance"], sh["vp1_instance"])
-    before = settled(api, sh["id"], "active")
+    before = share_in(api, sh["id"], "active")
     assert before["state"] == "active"
     old = dict((d, a) for a, d in before["att"]["entries"])
     # A new device joins PN2 (the vHG reports a lease).

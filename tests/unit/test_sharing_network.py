@@ -9,7 +9,6 @@ agents do. What the intents do to packets is the compiler's business
 from __future__ import annotations
 
 import ipaddress
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from netfate.orchestrator.sdn.intents import ReplicationIntent
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing.network import Wiring, host_intents, share_intents
 from netfate.vnf.virtual_presence.att import ATT
+from waiting import share_in, until
 
 TOPO: dict[str, Any] = {
     "name": "pns",
@@ -114,17 +114,6 @@ def test_a_pn_lan_loses_its_lan_to_lan_intents_and_the_fabric_does_not_bring_the
     assert lan_intents(api) == set()
 
 
-def settled(c: TestClient, sid: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
-    """The share once it is in `state`: the service's reconcile loop moves it, with
-    nobody reading (GETs only read); bounded wait, the caller asserts."""
-    deadline = time.monotonic() + timeout
-    sh: dict[str, Any] = c.get(f"{V1}/shares/{sid}").json()
-    while sh["state"] != state and time.monotonic() < deadline:
-        time.sleep(0.02)
-        sh = c.get(f"{V1}/shares/{sid}").json()
-    return sh
-
-
 def share_ids(c: TestClient, sid: int) -> set[str]:
     return {i for i in intents(c) if i.startswith(f"share-{sid}-")}
 
@@ -141,7 +130,7 @@ def test_a_share_opens_its_paths_only_while_it_lives(api: TestClient) -> None:
     assert api.get(f"{V1}/shares/{sid}").json()["state"] == "accepted"
     report(api, "home", (sh["vp2_instance"],))
     report(api, "hotel", (sh["vp1_instance"],))
-    got = settled(api, sid, "active")
+    got = share_in(api, sid, "active")
     assert got["state"] == "active" and got["tunnel_intent"] == f"share-{sid}-overlay"
     ids = share_ids(api, sid)
     n_aliases = len(att["entries"])
@@ -260,10 +249,7 @@ def test_a_vhg_gets_its_dhcp_and_router_paths_while_it_runs(api: TestClient) -> 
     assert vhg_ids(api) == set()
     report(api, "home", (vhg,))
     # The loop installs them once it runs on its port, with nobody reading.
-    deadline = time.monotonic() + 10
-    while not api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"] is True
+    assert until(lambda: api.get(f"{V1}/pns/{HOME}").json()["vhg_paths"]) is True
     everything = intents(api)
     assert vhg_ids(api) == {
         f"sharing-vhg-{vhg}-gw", f"sharing-vhg-{vhg}-bcast", "sharing-vhg-nas",
@@ -287,12 +273,10 @@ def test_a_vhg_gets_its_dhcp_and_router_paths_while_it_runs(api: TestClient) -> 
     sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": HOTEL}).json()
     report(api, "home", (vhg, sh["vp2_instance"]))
     report(api, "hotel", (sh["vp1_instance"],))
-    assert settled(api, sh["id"], "active")["state"] == "active"
+    assert share_in(api, sh["id"], "active")["state"] == "active"
     everything = intents(api)
     assert all(everything[i]["state"] != "refused" for i in everything), everything
     # The vHG goes: so do its paths.
     assert api.delete(f"/api/v1/instances/{vhg}").status_code in (200, 202)
-    deadline = time.monotonic() + 10  # the loop takes them out, with nobody reading
-    while vhg_ids(api) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until(lambda: not vhg_ids(api))  # the loop takes them out, with nobody reading
     assert vhg_ids(api) == set()

@@ -8,9 +8,8 @@ a function it joins goes.
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ with warnings.catch_warnings():
 
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.usbip import SERVICE as USBIP
+from waiting import until
 
 TOPO: dict[str, Any] = {
     "name": "home",
@@ -33,14 +33,6 @@ TOPO: dict[str, Any] = {
     "links": [{"a": "hrh1", "b": "pe1", "delay": "10ms", "rate": "50Mbit"}],
 }
 V1 = "/api/v1/usbip"
-
-
-def until(cond: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Bounded wait for the loop (no reads make it happen); the caller asserts."""
-    deadline = time.monotonic() + timeout
-    while not (got := cond()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return got
 
 
 def report(c: TestClient, node: str) -> None:
