@@ -128,10 +128,16 @@ def create_app(
     return app
 
 
+# The first path segments the core uses (its routes below /api/v1, and /static/):
+# a service may not take one as its name.
 CORE_PREFIXES = frozenset(
-    {"agents", "descriptors", "events", "health", "hosts", "instances", "intents", "links",
-     "migrations", "nodes", "openapi.json", "sdn", "services", "static", "topology"}
-)  # fmt: skip
+    {"static"}
+    | {
+        p.split("/")[3]
+        for p in (k.split(" ", 1)[1] for k in roles.CORE)
+        if p.startswith("/api/v1/")
+    }
+)
 
 
 def _check_names(services: Sequence[Service]) -> None:
