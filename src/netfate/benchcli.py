@@ -7,9 +7,10 @@ finds it in the source tree (an editable install, as `make` sets up), runs it an
 prints the JSON, or a readable summary without --json.
 
 Benchmarks are measurement tools, not part of the installed package: they live in
-bench/, next to the test rigs some of them borrow (tests/). The platform's own are
-PLATFORM; a service names its own in its contract (``Service.benches``), which is
-how `netfate bench list` and `make bench` find them.
+bench/, next to the test rigs some of them borrow (tests/). A service names its
+own in its contract (``Service.benches``); the other files are the platform's.
+`netfate bench list` (what `make bench` runs) gives the platform's, then each
+registered service's.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ import typer
 from netfate.contract import Service
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-PLATFORM = ("testbed", "lifecycle", "api", "flows", "steering")
-"""The platform's benchmarks, in the order `make bench` runs them (then the services')."""
 
 
 def available() -> list[str]:
@@ -54,9 +53,9 @@ def load(name: str) -> Any:
 
 def listed(services: Sequence[Service]) -> list[tuple[str, str]]:
     """(bench, owner): the platform's, then each service's, as `make bench` runs them."""
-    out = [(name, "platform") for name in PLATFORM]
-    out += [(name, svc.name) for svc in services for name in svc.benches]
-    return out
+    theirs = [(name, svc.name) for svc in services for name in svc.benches]
+    claimed = {name for name, _ in theirs}
+    return [(name, "platform") for name in available() if name not in claimed] + theirs
 
 
 def command(services: Sequence[Service]) -> Callable[..., None]:

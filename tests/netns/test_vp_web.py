@@ -184,4 +184,4 @@ def test_share_accept_decline_revoke_in_the_browser(browser: Any, base: str) -> 
 def test_page_is_served_with_the_csp(base: str) -> None:
     r = httpx.get(f"{base}/api/v1/sharing/page")
     assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
-    assert "sharing.js" in r.text
+    assert "/static/sharing/panel.js" in r.text
