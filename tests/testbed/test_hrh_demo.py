@@ -28,7 +28,9 @@ def test_demo_usbip_check_exits_zero() -> None:
     assert "cat ttyHRH at the ISP: temp=" in out
     assert "now holds ['family-photo.jpg', 'temperatures.log']" in out
     assert "cannot reach the HRH: no tunnel yet" in out
-    assert "tunnel intent hrh1-usbip deleted" in out
+    # the service's tunnels: the climate function's closes with it, the ISP's on request
+    assert "tunnel hrh1-climate closed by the service with the climate function" in out
+    assert "tunnel hrh1 closed: the ISP's edge cannot reach the HRH again" in out
     assert "everything removed" in out
     prefix = out.split("as run ", 1)[1].split()[0]
     assert netns.list_with_prefix(prefix + "-") == []
