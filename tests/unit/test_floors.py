@@ -27,6 +27,7 @@ FLOORS: list[tuple[int, str]] = [
     (0, "netfate.model"),
     (0, "netfate.clihelp"),
     (1, "netfate.host"),
+    (1, "netfate.faults"),
     (2, "netfate.vnf"),
     (2, "netfate.store"),
     (2, "netfate.testbed"),
@@ -49,8 +50,12 @@ NAMES = {0: "ground", 1: "host", 2: "functions, store, testbed, web", 3: "agent,
 
 
 def floor_of(module: str) -> int:
+    if module == "netfate":
+        return 0
     best = (-1, -1)
     for floor, prefix in FLOORS:
+        if prefix == "netfate":
+            continue  # the package itself only, not a default for what is not listed
         if prefix.endswith("."):
             hit = module.startswith(prefix)
         else:
