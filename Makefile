@@ -64,8 +64,10 @@ netns: deps
 testbed: deps
 	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider tests/testbed
 
+# The platform's benchmarks and every registered service's (their contracts'), as
+# `netfate bench list` names them.
 bench: deps
-	@for b in testbed lifecycle api flows steering usbip placement; do $(BIN)/netfate bench $$b --json; done
+	@for b in $$($(BIN)/netfate bench list); do $(BIN)/netfate bench $$b --json; done
 
 clean-testbed: venv
 	$(BIN)/netfate testbed clean

@@ -43,7 +43,9 @@ from netfate.orchestrator.sdn.compile import (
     compile_intents,
 )
 from netfate.orchestrator.sdn.intents import BASE_COOKIE, PortView, parse_intent
-from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test rigs
+from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 
 PORT = 6653
 CONFIRM_RE = re.compile(r"'flows_added': (\d+), 'flows_deleted': (\d+).* confirmed in ([\d.]+) ms")

@@ -1,6 +1,6 @@
 """Handover of a personal firewall between CPEs: make-before-break vs break-before-make.
 
-On a testbed of examples/netfate.yaml (orchestrator, agents, OVS, portal and
+On a testbed of services/firewall/topologies/firewall.yaml (orchestrator, agents, OVS, portal and
 firewall VNFs), client1 logs in at cpe1 and its firewall starts there. While a
 steady UDP stream (1000 packets/s, client1 -> server1) and an established TCP
 flow (64-byte echo every 10 ms) run through the firewall:
@@ -44,8 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from netfate.host import netns
+from netfate.services.firewall import SERVICE as FIREWALL
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "netfate.yaml"
+EXAMPLE = FIREWALL.topology("firewall.yaml")
 UDP_PORT = 9999
 
 
@@ -182,7 +183,7 @@ def wait_running(sc: Any, node: str, timeout: float = 30.0) -> float:
     """Poll (20 ms) until the user's firewall runs at `node`; returns that time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        t = sc.api("GET", "/netfate/tables")
+        t = sc.api("GET", "/firewall/tables")
         fn = next((f for f in t["functions"] if f["user"] == "alice"), None)
         if fn and fn["instance"]:
             inst = sc.api("GET", f"/instances/{fn['instance']}")
@@ -288,7 +289,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             old = sc.fw_id
             udp.moved = time.monotonic()
             sc.move_client("cpe1")
-            sc.api("POST", "/netfate/users/alice/logout")
+            sc.api("POST", "/firewall/users/alice/logout")
             sc.api.wait_state(old, "gone")
             t_accept = sc.login("cpe1")
             udp.ref = time.monotonic()

@@ -33,19 +33,23 @@ from netfate.proto.radius import Attr, ClientCore, Code
 
 USER, PASSWORD, SECRET = "bench", "bench-password", "bench-secret"
 
+# FreeRADIUS, the baseline, is started by the tests' launcher (tests/freeradius.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 OUR_SERVER = textwrap.dedent(
     """
     import asyncio, os, sys
     os.environ["NETFATE_RADIUS_LISTEN"] = ""
     from netfate.store.db import Database
+    from netfate.services.firewall import SERVICE
     from netfate.services.firewall.radius import RadiusService
-    from netfate.services.firewall.tables import NfRadiusClientRow, NfUserRow
+    from netfate.services.firewall.tables import FirewallRadiusClientRow, FirewallUserRow
     from netfate.services.firewall.passwords import hash_password
     db = Database("sqlite:///" + sys.argv[1])
-    db.migrate()
+    db.migrate([SERVICE.migrations])
     with db.session() as s:
-        s.add(NfRadiusClientRow(address="127.0.0.1", secret=sys.argv[3], name="bench"))
-        s.add(NfUserRow(name=sys.argv[4], password_hash=hash_password(sys.argv[5]),
+        s.add(FirewallRadiusClientRow(address="127.0.0.1", secret=sys.argv[3], name="bench"))
+        s.add(FirewallUserRow(name=sys.argv[4], password_hash=hash_password(sys.argv[5]),
                         functions=[], status="offline", session_timeout=600, idle_timeout=60,
                         rules={}, rules_version=1, counters={}))
     async def main():
@@ -124,7 +128,7 @@ async def load(port: int, seconds: float, window: int) -> dict[str, Any]:
 
 
 def _port() -> int:
-    from netfate.services.firewall.freeradius import free_udp_ports
+    from freeradius import free_udp_ports
 
     return free_udp_ports(2)
 
@@ -135,7 +139,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--window", type=int, default=64)
     a = p.parse_args(argv)
-    from netfate.services.firewall.freeradius import FreeRadius, available
+    from freeradius import FreeRadius, available
 
     if not available():
         raise SystemExit("FreeRADIUS is not installed (Debian freeradius)")

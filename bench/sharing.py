@@ -1,7 +1,7 @@
 """Smart-device sharing figures (issue 5), each against a baseline measured in the same run.
 
-- setup: share set-up time on a real testbed (examples/hotel.yaml): from the accept
-  call to the first datagram delivered to the shared device at its PN2 alias. Twice:
+- setup: share set-up time on a real testbed (the sharing service's hotel.yaml): from the
+  accept call to the first datagram delivered to the shared device at its PN2 alias. Twice:
   with the SDN controller (bridges in secure mode, PNs isolated: the share's intents
   must be compiled and installed first, as `netfate demo sharing` runs it) and with
   standalone bridges (no intents). With the controller also the MTU check: a
@@ -42,12 +42,12 @@ import _common as common
 
 from netfate.host import links, netns
 from netfate.proto import ipv4
+from netfate.services.sharing import SERVICE as SHARING
 from netfate.vnf.virtual_presence import ATT, Role, Side, Translator
 from netfate.vnf.virtual_presence import kernel as kp
 
 A = ipaddress.IPv4Address
 N = ipaddress.IPv4Network
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- the rig
@@ -266,7 +266,7 @@ def testbed_setup(count: int, sdn: bool) -> dict[str, Any]:
     from netfate.services.sharing import demo
     from netfate.testbed.builder import Testbed
 
-    tb = Testbed.up(REPO / "examples" / "hotel.yaml", sdn=sdn)
+    tb = Testbed.up(SHARING.topology("hotel.yaml"), sdn=sdn)
     try:
         assert tb.api_url
         api = Api(tb.api_url)

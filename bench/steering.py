@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.orchestrator.sdn.rig import (
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test rigs
+from sdn_rig import (
     ControllerProcess,
     FakeOrchestrator,
     Rig,

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from freeradius import FreeRadius
 from netfate.agent.instances import control_call
 from netfate.host import netns
-from netfate.services.firewall.freeradius import FreeRadius
 from netns_lan import Host, build_lan, remove_lan, sh, start_vnf, stop_procs
 from radius_fixtures import running
 

@@ -8,27 +8,33 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from freeradius import FreeRadius
+from netfate.orchestrator.loops import LoopRunner
 from netfate.proto.radius import AcctStatus, Attr, Code, Packet
-from netfate.services.firewall.freeradius import FreeRadius
+from netfate.services.firewall import SERVICE
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
-from netfate.services.firewall.tables import NfRadiusClientRow, NfUserRow
+from netfate.services.firewall.tables import FirewallRadiusClientRow, FirewallUserRow
 from netfate.store.db import Database
 from netfate.store.tables import EventRow
+
+assert SERVICE.migrations is not None
+FIREWALL_MIGRATIONS = SERVICE.migrations
 
 
 def user_row(
     name: str, password: str, *, session_timeout: int = 600, idle_timeout: int = 600
-) -> NfUserRow:
+) -> FirewallUserRow:
     """An offline user with no functions (no firewall: the policy's login is a table
     write) and an empty rule set."""
-    return NfUserRow(
+    return FirewallUserRow(
         name=name,
         password_hash=hash_password(password),
         functions=[],
@@ -41,12 +47,12 @@ def user_row(
     )
 
 
-def radius_db(path: Path, client: str, secret: str, users: Iterable[NfUserRow]) -> Database:
+def radius_db(path: Path, client: str, secret: str, users: Iterable[FirewallUserRow]) -> Database:
     """A migrated database with one RADIUS client (an address or subnet) and `users`."""
     db = Database(f"sqlite:///{path}")
-    db.migrate()
+    db.migrate([FIREWALL_MIGRATIONS])
     with db.session() as s:
-        s.add(NfRadiusClientRow(address=client, secret=secret, name="test NASes"))
+        s.add(FirewallRadiusClientRow(address=client, secret=secret, name="test NASes"))
         s.add_all(list(users))
     return db
 
@@ -58,20 +64,27 @@ def events(db: Database, kind: str) -> list[dict[str, Any]]:
 
 class OurServer:
     """The embedded server (the orchestrator's RadiusService) on its own loop thread.
-    The policy loop runs every `policy_interval` s (an hour: never, in a test)."""
+    The service's policy loop runs every `policy_interval` s (an hour: never, in a
+    test), as the orchestrator runs it (its contract's loop)."""
 
     def __init__(self, db: Database, policy_interval: float = 3600.0) -> None:
         self.db = db
         self.port = 0  # the last listener's
         self.loop = asyncio.new_event_loop()
         self.svc = RadiusService(db)
+        policy = replace(SERVICE.loops[0], interval_s=policy_interval)
+        self.loops = LoopRunner(db, None, [(SERVICE.name, policy)])
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         try:
-            self._call(self.svc.start(policy_interval=policy_interval))
+            self._call(self.svc.start())
+            self._call(self._start_loops())
         except BaseException:
             self.close()
             raise
+
+    async def _start_loops(self) -> None:
+        self.loops.start()
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
@@ -85,6 +98,7 @@ class OurServer:
         return events(self.db, kind)
 
     def close(self) -> None:
+        self._call(self.loops.stop())
         self._call(self.svc.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)

@@ -21,7 +21,7 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
     o = Orchestrator(tmp_path)
     try:
         o.start()
-        r = httpx.post(f"{o.base}/api/v1/netfate/users",
+        r = httpx.post(f"{o.base}/api/v1/firewall/users",
                        json={"name": "alice", "password": "s3cret"})  # fmt: skip
         assert r.status_code == 201, r.text
         yield o
@@ -30,14 +30,14 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
 
 
 def stored(o: Orchestrator) -> dict[str, Any]:
-    rules: dict[str, Any] = httpx.get(f"{o.base}/api/v1/netfate/users/alice/rules").json()
+    rules: dict[str, Any] = httpx.get(f"{o.base}/api/v1/firewall/users/alice/rules").json()
     return rules
 
 
 def test_user_edits_own_rules_in_a_browser(orch: Orchestrator) -> None:
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{orch.base}/api/v1/netfate/me")
+        page.goto(f"{orch.base}/api/v1/firewall/me")
         # Wrong password: an error, no editor.
         page.fill("#user", "alice")
         page.fill("#password", "nope")
@@ -79,7 +79,7 @@ def test_user_edits_own_rules_in_a_browser(orch: Orchestrator) -> None:
 
 
 def test_api_needs_the_users_own_password(orch: Orchestrator) -> None:
-    url = f"{orch.base}/api/v1/netfate/me/rules"
+    url = f"{orch.base}/api/v1/firewall/me/rules"
     assert httpx.get(url).status_code == 401
     bad = base64.b64encode(b"alice:wrong").decode()
     assert httpx.get(url, headers={"Authorization": f"Basic {bad}"}).status_code == 401

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from freeradius import FreeRadius, available
 from netfate.host import netns
 from netfate.services.firewall import policy
-from netfate.services.firewall.freeradius import FreeRadius, available
-from netfate.services.firewall.tables import NfAccountingRow, NfUserRow
+from netfate.services.firewall.tables import FirewallAccountingRow, FirewallUserRow
 from netns_lan import sh, until
 from portal_rig import PortalNet
 from radius_fixtures import OurServer, our_server, radius_db, user_row
@@ -154,7 +154,7 @@ def test_release_disconnects_the_session_from_the_servers_namespace(
     ((nas_ip, sid),) = list(ours.svc.nas_sessions)
     assert nas_ip == "10.79.1.1"  # the portal's address towards the server
     with ours.db.session() as s:
-        u = s.get(NfUserRow, "frank")
+        u = s.get(FirewallUserRow, "frank")
         assert u is not None and u.status == "online"
         policy.release(s, u, "logged out")
     assert until(lambda: bool(ours.events("DisconnectAcked")))
@@ -166,7 +166,7 @@ def test_release_disconnects_the_session_from_the_servers_namespace(
 
     def stopped() -> list[str]:
         with ours.db.session() as s:
-            q = select(NfAccountingRow).where(NfAccountingRow.status == "stop")
+            q = select(FirewallAccountingRow).where(FirewallAccountingRow.status == "stop")
             return [r.session_id for r in s.scalars(q)]
 
     assert until(lambda: stopped() == [sid])  # the portal's Stop (Admin-Reset)
@@ -184,12 +184,12 @@ def test_restart_with_new_configuration_carries_the_session_on(net: Net, ours: O
 
     def stops() -> list[str]:
         with ours.db.session() as s:
-            q = select(NfAccountingRow).where(NfAccountingRow.status == "stop")
+            q = select(FirewallAccountingRow).where(FirewallAccountingRow.status == "stop")
             return [r.session_id for r in s.scalars(q)]
 
     def frank_status() -> str:
         with ours.db.session() as s:
-            u = s.get(NfUserRow, "frank")
+            u = s.get(FirewallUserRow, "frank")
             assert u is not None
             return u.status
 

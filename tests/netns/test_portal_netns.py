@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from freeradius import FreeRadius, available
 from netfate.host import netns
-from netfate.services.firewall.freeradius import FreeRadius, available
-from netfate.services.firewall.tables import NfAccountingRow
+from netfate.services.firewall.tables import FirewallAccountingRow
 from netns_lan import sh
 from portal_rig import PortalNet
 from radius_fixtures import OurServer, our_server, radius_db, user_row
@@ -193,7 +193,7 @@ def test_portal_against_our_server_and_form_abuse(net: PortalNet, ours: OurServe
     )
     assert "m&lt;i&gt;x&amp;" in r.stdout and "m<i>x" not in r.stdout
     with ours.db.session() as s:
-        rows = s.query(NfAccountingRow).all()
+        rows = s.query(FirewallAccountingRow).all()
         assert [(a.user, a.status, a.nas) for a in rows][:1] == [("m<i>x&", "start", "cpe1")]
     # Huge fields: a user name over 64 characters, a body over 4 KiB.
     r = net.curl(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from freeradius import FreeRadius, available, free_udp_ports
 from netfate.proto.radius import AcctStatus, Attr, ClientCore, Code, Packet
-from netfate.services.firewall.freeradius import FreeRadius, available, free_udp_ports
 from radius_fixtures import OurServer, our_server, radius_db, user_row
 
 pytestmark = pytest.mark.skipif(not available(), reason="FreeRADIUS (Debian freeradius) missing")
@@ -165,9 +165,9 @@ def test_radclient_accounting_against_our_server(ours: OurServer) -> None:
             'Acct-Input-Octets = 1000, NAS-Identifier = "nas-x"\n',
         )
         assert "Received Accounting-Response" in r.stdout, r.stdout + r.stderr
-    from netfate.services.firewall.tables import NfAccountingRow
+    from netfate.services.firewall.tables import FirewallAccountingRow
 
     with ours.db.session() as s:
-        rows = s.query(NfAccountingRow).order_by(NfAccountingRow.id).all()
+        rows = s.query(FirewallAccountingRow).order_by(FirewallAccountingRow.id).all()
         assert [r.status for r in rows] == ["start", "interim", "stop"]
         assert rows[0].input_octets == 1000

@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from netfate.services.sharing import SERVICE as SHARING
+
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +96,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "netfate", "orchestrator", "--listen", f"127.0.0.1:{port}",
             "--database-url", f"sqlite:///{tmp}/o.db", "--topology",
-            str(REPO / "examples" / "hotel.yaml")]  # fmt: skip
+            str(SHARING.topology("hotel.yaml"))]  # fmt: skip
     with (tmp / "orch.log").open("wb") as log:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     agents = None
@@ -182,4 +184,4 @@ def test_share_accept_decline_revoke_in_the_browser(browser: Any, base: str) -> 
 def test_page_is_served_with_the_csp(base: str) -> None:
     r = httpx.get(f"{base}/api/v1/sharing/page")
     assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
-    assert "sharing.js" in r.text
+    assert "/static/sharing/panel.js" in r.text

@@ -1,4 +1,5 @@
-"""`netfate demo hrh --check` (examples/hrh.yaml) exits 0: the HRH scenario end to end.
+"""`netfate demo usbip --check` (services/usbip/topologies/hrh.yaml) exits 0: the
+Home Radio Head scenario end to end.
 
 Orchestrator, agents, the HRH function on the HRH node, the climate function
 placed at the ISP by the delay-bound policy, `cat` of its pty, files copied to
@@ -15,7 +16,7 @@ from netfate.host import netns
 
 def test_demo_usbip_check_exits_zero() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "netfate", "demo", "hrh", "--check"],
+        [sys.executable, "-m", "netfate", "demo", "usbip", "--check"],
         capture_output=True,
         text=True,
         timeout=240,
@@ -27,7 +28,9 @@ def test_demo_usbip_check_exits_zero() -> None:
     assert "cat ttyHRH at the ISP: temp=" in out
     assert "now holds ['family-photo.jpg', 'temperatures.log']" in out
     assert "cannot reach the HRH: no tunnel yet" in out
-    assert "tunnel intent hrh1-usbip deleted" in out
+    # the service's tunnels: the climate function's closes with it, the ISP's on request
+    assert "tunnel hrh1-climate closed by the service with the climate function" in out
+    assert "tunnel hrh1 closed: the ISP's edge cannot reach the HRH again" in out
     assert "everything removed" in out
     prefix = out.split("as run ", 1)[1].split()[0]
     assert netns.list_with_prefix(prefix + "-") == []

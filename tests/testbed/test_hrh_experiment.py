@@ -1,4 +1,4 @@
-"""`netfate experiment hrh --quick` on the real testbed (issue 6 item 7).
+"""`netfate experiment usbip --quick` on the real testbed (issue 6 item 7).
 
 Checks what must hold whatever the machine's speed: every setting measured,
 the data read back equals what was written, the emulated delays are a floor
@@ -12,8 +12,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from netfate.experiment.hrh import QUICK, run
 from netfate.host import netns
+from netfate.services.usbip.experiment import QUICK, run
 
 
 def test_quick_experiment_writes_tables_and_plots(tmp_path: Path) -> None:

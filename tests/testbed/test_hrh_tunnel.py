@@ -1,7 +1,7 @@
 """HRH tunnels under SDN control (issue 6 item 5): real OVS bridges in secure mode,
 the netfate controller, and the mutual-TLS USB/IP tunnel between them.
 
-Topology (sdn/rig.py): bridge `hrh` (the Home Radio Head's datapath) with the
+Topology (tests/sdn_rig.py): bridge `hrh` (the Home Radio Head's datapath) with the
 HRH's USB/IP endpoint, bridge `isp` with the ISP function, one link.  The
 orchestrator is the SDN tests' stand-in (FakeOrchestrator) serving the view and
 the intents; the controller is the real one, in its own process.
@@ -26,13 +26,12 @@ import pytest
 from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
-from netfate.services.usbip import AllowList
 from netfate.services.usbip.pki import CertificateAuthority
 from netfate.vnf.usbip_client import MassStorageClient, UsbipError
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
-from netfate.vnf.usbip_host import MassStorage, SerialSensor
+from netfate.vnf.usbip_host import AllowList, MassStorage, SerialSensor
 from netfate.vnf.usbip_host.tls import TlsUsbipServer, server_context
+from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 
 PORT = 6653
 HRH_IP, ISP_IP = "10.0.7.20", "10.0.7.30"

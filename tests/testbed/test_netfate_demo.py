@@ -1,5 +1,5 @@
-"""The NetFATE case study on a real testbed (examples/netfate.yaml): orchestrator,
-agents, OVS in secure mode under netfate's SDN controller, the portal and firewall
+"""The NetFATE case study on a real testbed (services/firewall/topologies/firewall.yaml):
+orchestrator, agents, OVS in secure mode under netfate's SDN controller, the portal and firewall
 VNFs, nftables, conntrack, RADIUS in pe1.
 
 The scenario's check() is the test: login at cpe1 starts the firewall there, the
@@ -10,13 +10,11 @@ and the tables and the timeline say so. Any failed step raises DemoFailed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from browser import chromium
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / demo.TOPOLOGY
+EXAMPLE = demo.TOPOLOGY
 
 
 def test_netfate_case_study(run_prefix: str) -> None:
@@ -41,8 +39,8 @@ def dashboard_tables(url: str) -> dict[str, list[str]]:
     with chromium() as browser:
         page = browser.new_page()
         page.goto(url + "/")
-        page.wait_for_selector("table.netfate-users tr td", timeout=30_000)
+        page.wait_for_selector("table.firewall-users tr td", timeout=30_000)
         return {
-            key: page.locator(f"table.netfate-{key} tr").all_inner_texts()
+            key: page.locator(f"table.firewall-{key} tr").all_inner_texts()
             for key in ("users", "functions", "forwarding")
         }

@@ -1,4 +1,4 @@
-"""RFC 5176 Disconnect in the NetFATE case study (examples/netfate.yaml).
+"""RFC 5176 Disconnect in the NetFATE case study (services/firewall/topologies/firewall.yaml).
 
 After the idle release the scenario proves client1 is captive again (TCP 8080 no
 longer reaches server1). Here: that it is so because the orchestrator's RADIUS
@@ -11,14 +11,13 @@ with an Accounting Stop whose cause is Admin-Reset.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from netfate.demo.platform import Api
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / demo.TOPOLOGY
+EXAMPLE = demo.TOPOLOGY
 
 
 def test_idle_release_disconnects_the_portal_sessions(run_prefix: str) -> None:
@@ -39,7 +38,7 @@ def test_idle_release_disconnects_the_portal_sessions(run_prefix: str) -> None:
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for e in api("GET", "/events?tail=5000"):
                 by_kind.setdefault(e["kind"], []).append(e["data"])
-            acct = api("GET", "/netfate/accounting?user=alice&limit=1000")
+            acct = api("GET", "/firewall/accounting?user=alice&limit=1000")
             sent = by_kind.get("DisconnectSent", [])
             acked = by_kind.get("DisconnectAcked", [])
             stopped = {a["session_id"] for a in acct if a["status"] == "stop"}

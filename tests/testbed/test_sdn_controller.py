@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
+from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 
 PORT = 6653
 

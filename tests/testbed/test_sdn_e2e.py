@@ -27,7 +27,7 @@ import pytest
 
 from browser import chromium
 from netfate.model.topology import Topology
-from netfate.orchestrator.sdn.rig import ControllerProcess, wait_until
+from sdn_rig import ControllerProcess, wait_until
 
 TOPO = """
 name: sdn-e2e

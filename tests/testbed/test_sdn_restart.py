@@ -24,7 +24,7 @@ import pytest
 
 from netfate.host import proc
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.orchestrator.sdn.rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
+from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
 
 PORT = 6653
 AB = {"kind": "connectivity", "id": "ab", "a": "host:alice", "b": "host:bob"}

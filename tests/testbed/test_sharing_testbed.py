@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netfate.demo.platform import Api
 from netfate.host import netns
+from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing import demo
 from netfate.testbed.builder import Testbed
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = SHARING.folder / "topologies"
 
 
 @pytest.fixture(scope="module")

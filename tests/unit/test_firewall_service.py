@@ -17,11 +17,12 @@ from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.proto.radius import Attr, ClientCore, Code, DasCore, DisconnectRequested, Packet
 from netfate.proto.radius import packet as rp
-from netfate.services.firewall.tables import NfSettingRow
+from netfate.services.firewall import SERVICE as FIREWALL
+from netfate.services.firewall.tables import FirewallSettingRow
 from netfate.store.db import Database
 from netfate.vnf.firewall.function import VSA_RULES_CHUNK, VSA_RULES_VERSION
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "netfate.yaml"
+EXAMPLE = FIREWALL.topology("firewall.yaml")
 SECRET = b"portal-secret"
 
 
@@ -29,7 +30,7 @@ class Env:
     def __init__(self, client: TestClient, db: Database) -> None:
         self.api = client
         self.db = db
-        st = client.get("/api/v1/netfate/radius/status").json()
+        st = client.get("/api/v1/firewall/radius/status").json()
         self.port = st["listeners"][0]["port"]
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(3.0)
@@ -68,7 +69,7 @@ class Env:
         return self.radius(core, wire)
 
     def tables(self) -> dict[str, Any]:
-        r: dict[str, Any] = self.api.get("/api/v1/netfate/tables").json()
+        r: dict[str, Any] = self.api.get("/api/v1/firewall/tables").json()
         return r
 
     def events(self) -> list[str]:
@@ -93,16 +94,20 @@ class Env:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "127.0.0.1:0")
     db = Database(f"sqlite:///{tmp_path}/o.db")
-    app = create_app(Settings(database_url=db.url, topology=EXAMPLE, heartbeat_timeout_s=3600), db)
+    app = create_app(
+        Settings(database_url=db.url, topology=EXAMPLE, heartbeat_timeout_s=3600),
+        db,
+        services=[FIREWALL],
+    )
     with TestClient(app) as client:
         e = Env(client, db)
         r = client.post(
-            "/api/v1/netfate/radius/clients",
+            "/api/v1/firewall/radius/clients",
             json={"address": "127.0.0.1", "secret": SECRET.decode(), "name": "t"},
         )
         assert r.status_code == 201
         r = client.post(
-            "/api/v1/netfate/users",
+            "/api/v1/firewall/users",
             json={
                 "name": "alice",
                 "password": "wonderland",
@@ -160,7 +165,7 @@ def test_wrong_secret_and_missing_message_authenticator_dropped(env: Env) -> Non
     pkt.add(Attr.USER_NAME, "alice")
     pkt.attributes.append((2, rp.hide_password(b"wonderland", SECRET, ra)))
     assert env.radius(core, rp.encode_request(pkt, SECRET, False), expect_answer=False) is None
-    st = env.api.get("/api/v1/netfate/radius/status").json()
+    st = env.api.get("/api/v1/firewall/radius/status").json()
     assert st["counters"]["drops"] == 2
     assert any("Message-Authenticator" in d for d in st["recent_drops"])
     assert env.api.get("/api/v1/instances").json() == []
@@ -190,7 +195,7 @@ def test_move_migrates_then_tables_follow_and_idle_releases(env: Env) -> None:
     assert env.tables()["forwarding"][0]["node"] == "cpe2"
     assert "FirewallMigrated" in env.events()
     # (d): shorten the idle time; the policy loop releases the firewall.
-    env.api.patch("/api/v1/netfate/users/alice", json={"idle_timeout": 1})
+    env.api.patch("/api/v1/firewall/users/alice", json={"idle_timeout": 1})
     env.wait(lambda: env.tables()["users"][0]["status"] == "offline")
     t = env.tables()
     assert not t["functions"][0]["active"] and t["forwarding"][0]["instance"] is None
@@ -237,14 +242,14 @@ def test_rules_atomic_and_delivered_over_accounting(env: Env) -> None:
             {"action": "deny", "direction": "sideways"},
         ]
     }
-    r = env.api.put("/api/v1/netfate/users/alice/rules", json=bad)
+    r = env.api.put("/api/v1/firewall/users/alice/rules", json=bad)
     assert r.status_code == 422 and "rule 2" in r.text
-    assert env.api.get("/api/v1/netfate/users/alice/rules").json()["version"] == 1
+    assert env.api.get("/api/v1/firewall/users/alice/rules").json()["version"] == 1
     good = {
         "default_in": "deny",
         "rules": [{"action": "allow", "direction": "in", "proto": "tcp", "port": 22}],
     }
-    r = env.api.put("/api/v1/netfate/users/alice/rules", json=good)
+    r = env.api.put("/api/v1/firewall/users/alice/rules", json=good)
     assert r.status_code == 200 and r.json()["version"] == 2
     # The firewall's Interim-Update reports version 1: the answer carries version 2.
     core = ClientCore(SECRET)
@@ -266,7 +271,7 @@ def test_rules_atomic_and_delivered_over_accounting(env: Env) -> None:
 
     doc = json.loads(b"".join(v for t, v in subs if t == VSA_RULES_CHUNK))
     assert doc["rules"][0]["port"] == 22
-    acct = env.api.get("/api/v1/netfate/accounting?user=alice").json()
+    acct = env.api.get("/api/v1/firewall/accounting?user=alice").json()
     assert acct[0]["status"] == "interim"
 
 
@@ -284,7 +289,7 @@ def test_portal_accounting_stop_releases(env: Env) -> None:
         )
         assert resp is not None and resp.code == Code.ACCOUNTING_RESPONSE
     assert env.tables()["users"][0]["status"] == "offline"
-    assert [a["status"] for a in env.api.get("/api/v1/netfate/accounting").json()] == [
+    assert [a["status"] for a in env.api.get("/api/v1/firewall/accounting").json()] == [
         "stop",
         "interim",
         "start",
@@ -298,11 +303,11 @@ def test_radius_status_shows_disconnects_and_remembered_nas_sessions(env: Env) -
     dm.bind(("127.0.0.1", 0))
     dm.settimeout(5.0)
     with env.db.session() as s:
-        s.add(NfSettingRow(key="dm_port", value=dm.getsockname()[1]))
+        s.add(FirewallSettingRow(key="dm_port", value=dm.getsockname()[1]))
     das = DasCore({"127.0.0.1": SECRET})
 
     def status() -> dict[str, Any]:
-        r: dict[str, Any] = env.api.get("/api/v1/netfate/radius/status").json()
+        r: dict[str, Any] = env.api.get("/api/v1/firewall/radius/status").json()
         return r
 
     zero = {"sent": 0, "acked": 0, "naked": 0, "failed": 0, "refused": 0}
@@ -319,7 +324,7 @@ def test_radius_status_shows_disconnects_and_remembered_nas_sessions(env: Env) -
         )
         assert resp is not None and resp.code == Code.ACCOUNTING_RESPONSE
         assert (status()["disconnect"], status()["nas_sessions"]) == (zero, 1)
-        assert env.api.post("/api/v1/netfate/users/alice/logout").status_code == 200
+        assert env.api.post("/api/v1/firewall/users/alice/logout").status_code == 200
         data, peer = dm.recvfrom(4096)
         (ev,) = das.receive(data, peer, 0.0)
         assert isinstance(ev, DisconnectRequested) and ev.session_id == "cpe1-s1"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from netfate.experiment.hrh import SETTINGS, RttStats, SettingResult, markdown, topology_yaml
 from netfate.model.topology import Topology
+from netfate.services.usbip.experiment import (
+    SETTINGS,
+    RttStats,
+    SettingResult,
+    markdown,
+    topology_yaml,
+)
 
 
 def test_topology_is_a_star_with_one_shaped_link_per_remote_setting() -> None:

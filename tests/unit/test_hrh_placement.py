@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from netfate.orchestrator.app import Settings, create_app
+from netfate.services.usbip import SERVICE as USBIP
 
 # Importing the service's placement module registers its policy (as the orchestrator
 # does when it mounts the usbip service).
@@ -100,7 +101,10 @@ TOPO: dict[str, Any] = {
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600))
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[USBIP],
+    )
     with TestClient(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in ("hrh1", "pe1"):

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from netfate.proto.usbip import Status
-from netfate.services.usbip import AllowList
-from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
+from netfate.services.usbip.pki import CertificateAuthority
 from netfate.vnf.runtime import Context
+from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import ImportRefusedError, MassStorageClient, UsbipError
 from netfate.vnf.usbip_client.tls import (
     TlsRefusedError,
@@ -30,7 +30,7 @@ from netfate.vnf.usbip_client.tls import (
     TlsSerialImporter,
     client_context,
 )
-from netfate.vnf.usbip_host import MassStorage, SerialSensor
+from netfate.vnf.usbip_host import AllowList, MassStorage, SerialSensor
 from netfate.vnf.usbip_host.tls import TlsUsbipServer, server_context
 
 IMAGE_BYTES = 8 * 1024 * 1024

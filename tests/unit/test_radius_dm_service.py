@@ -34,7 +34,7 @@ from netfate.proto.radius import packet as rp
 from netfate.proto.radius.packet import Value
 from netfate.services.firewall import policy
 from netfate.services.firewall.radius import RadiusService
-from netfate.services.firewall.tables import NfSettingRow, NfUserRow
+from netfate.services.firewall.tables import FirewallSettingRow, FirewallUserRow
 from netfate.store.db import Database
 from netfate.vnf.portal.function import Portal
 from netfate.vnf.portal.http import Request
@@ -115,11 +115,11 @@ class Nas:
 
 async def _server(db: Database, dm_port: int) -> tuple[RadiusService, int]:
     with db.session() as s:
-        s.add(NfSettingRow(key="dm_port", value=dm_port))
+        s.add(FirewallSettingRow(key="dm_port", value=dm_port))
     svc = RadiusService(db)
     svc.dm_timeout = 0.1  # retransmissions come quickly in this test
     svc.dm_retries = 50
-    await svc.start(policy_interval=3600)
+    await svc.start()
     _, port = await svc.listen("127.0.0.1", 0, None)
     return svc, port
 
@@ -153,21 +153,21 @@ async def started_then_released(
 
 def _login(db: Database, node: str) -> None:
     with db.session() as s:
-        u = s.get(NfUserRow, "alice")
+        u = s.get(FirewallUserRow, "alice")
         assert u is not None
         assert policy.on_login(s, u, node, None, "192.168.1.2").accept
 
 
 def _release(db: Database, reason: str = "logged out") -> None:
     with db.session() as s:
-        u = s.get(NfUserRow, "alice")
+        u = s.get(FirewallUserRow, "alice")
         assert u is not None
         policy.release(s, u, reason)
 
 
 def _status(db: Database) -> tuple[str, str | None]:
     with db.session() as s:
-        u = s.get(NfUserRow, "alice")
+        u = s.get(FirewallUserRow, "alice")
         assert u is not None
         return u.status, u.access_node
 
@@ -318,7 +318,7 @@ def test_real_portal_against_the_real_server(db: Database) -> None:
         )
         await portal.start()
         with db.session() as s:
-            row = s.get(NfSettingRow, "dm_port")
+            row = s.get(FirewallSettingRow, "dm_port")
             assert row is not None
             row.value = portal.dm_port
         try:
@@ -344,8 +344,10 @@ def test_real_portal_against_the_real_server(db: Database) -> None:
 
 
 def _stops(db: Database) -> list[str]:
-    from netfate.services.firewall.tables import NfAccountingRow
+    from netfate.services.firewall.tables import FirewallAccountingRow
 
     with db.session() as s:
-        rows = s.scalars(select(NfAccountingRow).where(NfAccountingRow.status == "stop"))
+        rows = s.scalars(
+            select(FirewallAccountingRow).where(FirewallAccountingRow.status == "stop")
+        )
         return [r.session_id for r in rows]

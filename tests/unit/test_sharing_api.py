@@ -18,7 +18,9 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from netfate.orchestrator.app import Settings, create_app
+from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing.states import TRANSITIONS, ShareState, check
+from waiting import share_in
 
 TOPO: dict[str, Any] = {
     "name": "sharing",
@@ -45,7 +47,10 @@ V1 = "/api/v1/sharing"
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600))
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[SHARING],
+    )
     with TestClient(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in TOPO["nodes"]:
@@ -135,7 +140,7 @@ def test_share_workflow_steps_1_to_8(api: TestClient) -> None:
     assert not set(aliases) & used
     # The agents report both VPs running: the share is active.
     report_running(api, vp2["id"], vp1["id"])
-    sh = api.get(f"{V1}/shares/{sh['id']}").json()
+    sh = share_in(api, sh["id"], "active")
     assert sh["state"] == "active"
     assert [h["state"] for h in sh["history"]] == ["requested", "accepted", "active"]
     assert [h["actor"] for h in sh["history"]][:2] == [ALICE, BOB]
@@ -170,7 +175,7 @@ def test_a_failed_vp_fails_the_share_and_removes_the_other(api: TestClient) -> N
         f"/api/v1/agents/{inst['node']}/report",
         json={"instances": [{"id": inst["id"], "status": "failed", "detail": "boom"}]},
     )
-    sh = api.get(f"{V1}/shares/{sh['id']}").json()
+    sh = share_in(api, sh["id"], "failed")
     assert sh["state"] == "failed" and "boom" in sh["detail"]
     assert api.get(f"/api/v1/instances/{sh['vp2_instance']}").json()["state"] == "stopping"
 
@@ -261,7 +266,7 @@ def test_pn2_devices_that_come_and_go_get_aliases_added_and_freed(api: TestClien
                                          "recipient": BOB}).json()  # fmt: skip
     sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
     report_running(api, sh["vp2_instance"], sh["vp1_instance"])
-    before = api.get(f"{V1}/shares/{sh['id']}").json()
+    before = share_in(api, sh["id"], "active")
     assert before["state"] == "active"
     old = dict((d, a) for a, d in before["att"]["entries"])
     # A new device joins PN2 (the vHG reports a lease).

@@ -23,6 +23,7 @@ from netfate.model.topology import (
     parse_memory,
     parse_rate,
 )
+from netfate.services import registered
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -186,7 +187,8 @@ def test_examples_load() -> None:
     assert kinds == ["cpe", "cpe", "pe"]
     assert len(demo.hosts) == 2
     assert {demo.hosts[h].node for h in demo.hosts} == {"cpe1", "cpe2"}
-    for p in sorted(EXAMPLES.glob("*.yaml")):
+    # the platform's examples and every registered service's (its contract's topologies)
+    for p in [*sorted(EXAMPLES.glob("*.yaml")), *(t for s in registered() for t in s.topologies)]:
         assert Topology.load(p).nodes
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netfate.services.usbip import AllowList, AllowRule
+from netfate.vnf.usbip_host import AllowList, AllowRule
 
 
 def test_deny_by_default() -> None:

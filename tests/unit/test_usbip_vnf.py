@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from netfate.proto.usbip import IsoPacket, SetupPacket, Status
-from netfate.services.usbip import AllowList
 from netfate.vnf.usbip_client import (
     BlockImage,
     ImportRefusedError,
@@ -25,6 +24,7 @@ from netfate.vnf.usbip_client import (
     list_devices,
 )
 from netfate.vnf.usbip_host import (
+    AllowList,
     HidKeyboard,
     IsoStream,
     MassStorage,

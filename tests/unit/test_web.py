@@ -24,9 +24,18 @@ with warnings.catch_warnings():
 
 import netfate.web as web
 from netfate.orchestrator.app import Settings, create_app
+from netfate.services import registered
 
 WEB = Path(web.__file__).parent
-SOURCES = sorted(p for p in [*WEB.glob("templates/*"), *WEB.glob("static/**/*")] if p.is_file())
+SRC = WEB.parent
+# The dashboard's files and every registered service's pages and panels (its folder's
+# templates/ and static/, which its contract serves).
+SOURCES = sorted(
+    p
+    for d in [WEB, *(s.folder for s in registered())]
+    for p in [*d.glob("templates/*"), *d.glob("static/**/*")]
+    if p.is_file()
+)
 
 # A URL with a scheme or protocol-relative ("//host"): anything that could leave
 # this origin. XML namespace names are identifiers, not fetched, so they are allowed.
@@ -78,12 +87,14 @@ def _refs(page: str) -> _Refs:
 
 
 def test_sources_exist() -> None:
-    names = {p.relative_to(WEB).as_posix() for p in SOURCES}
+    names = {p.relative_to(SRC).as_posix() for p in SOURCES}
     assert {
-        "templates/dashboard.html",
-        "static/dashboard.js",
-        "static/dashboard.css",
-        "static/favicon.svg",
+        "web/templates/dashboard.html",
+        "web/static/dashboard.js",
+        "web/static/dashboard.css",
+        "web/static/favicon.svg",
+        "services/firewall/static/panel.js",
+        "services/sharing/templates/page.html",
     } <= names
 
 
@@ -141,7 +152,7 @@ def test_every_reference_on_the_page_is_same_origin_and_served(client: TestClien
     assert parsed.inline_styles == 0
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(WEB).as_posix())
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(SRC).as_posix())
 def test_no_external_urls(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     found = []

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netfate.agent import cgroups, garp
+from netfate.agent import cgroups
 from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
+from netfate.proto import arp
 from netfate.vnf.zygote import process_name
 
 log = logging.getLogger("netfate.agent")
@@ -252,7 +253,7 @@ class Instance:
     def announce(self) -> None:
         ip = self.spec.get("ip")
         if ip:
-            frame = garp.announcement(str(self.spec["mac"]), str(ip).split("/")[0])
+            frame = arp.announcement(str(self.spec["mac"]), str(ip).split("/")[0])
             sock = self._announcer()
             for _ in range(2):
                 sock.send(frame)

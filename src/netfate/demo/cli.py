@@ -1,6 +1,11 @@
-"""`netfate demo [SCENARIO] [--check]`."""
+"""`netfate demo [SCENARIO] [--check]`: wiring, on the top floor.
 
-from __future__ import annotations
+The platform's scenarios (platform, sdn) and the demos of the services the
+`netfate` command hands in (their contracts' ``demos``, aliases included).
+"""
+
+# No `from __future__ import annotations`: typer reads the command's annotations,
+# and the demo's help text is a local of command() (the services' demos).
 
 import importlib
 import signal
@@ -8,72 +13,83 @@ import sys
 import threading
 import time
 import webbrowser
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated
 
 import typer
 
+from netfate.contract import Service
 
-def _scenarios() -> dict[str, str]:
-    """Scenario name -> module with TOPOLOGY, check(tb, say) and show(tb, say)."""
-    from netfate import services
-
-    found = {"platform": "netfate.demo.platform", "sdn": "netfate.demo.sdn"}
-    for name in services.names():
-        mod = importlib.import_module(f"netfate.services.{name}")
-        if isinstance(getattr(mod, "DEMO", None), str):
-            # DEMO_NAME: the scenario's name where it differs from the service's
-            # (the NetFATE firewall's demo is `netfate demo netfate`).
-            found[str(getattr(mod, "DEMO_NAME", name))] = mod.DEMO
-    return found
+PLATFORM = {"platform": "netfate.demo.platform", "sdn": "netfate.demo.sdn"}
 
 
-SCENARIOS = _scenarios()
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+@dataclass(frozen=True)
+class Scenarios:
+    modules: dict[str, str]
+    """Name -> module with TOPOLOGY, check(tb, say) and show(tb, say)."""
+    aliases: dict[str, str]
+    """Earlier name -> name."""
+
+    @classmethod
+    def of(cls, services: Sequence[Service]) -> "Scenarios":
+        modules, aliases = dict(PLATFORM), dict[str, str]()
+        for svc in services:
+            for d in svc.demos:
+                modules[d.name] = d.module
+                aliases |= {a: d.name for a in d.aliases}
+        return cls(modules, aliases)
+
+    def module(self, name: str) -> ModuleType:
+        name = self.aliases.get(name, name)
+        if name not in self.modules:
+            known = ", ".join(self.modules)
+            raise typer.BadParameter(f"unknown scenario {name!r}; known: {known}")
+        return importlib.import_module(self.modules[name])
 
 
-def _scenario(name: str) -> ModuleType:
-    if name not in SCENARIOS:
-        raise typer.BadParameter(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    return importlib.import_module(SCENARIOS[name])
+def command(services: Sequence[Service]) -> Callable[..., None]:
+    """The `netfate demo` command for these services' demos."""
+    known = Scenarios.of(services)
+    listed = ", ".join(known.modules) + ", or all (with --check)"
+    listed += "".join(f"; {a} = {n}" for a, n in known.aliases.items())
+
+    def demo(
+        scenario: Annotated[str, typer.Argument(help=f"Which demo: {listed}")] = "platform",
+        check: Annotated[
+            bool, typer.Option("--check", help="Run headless, verify every step, exit 0 or 1")
+        ] = False,
+        port: Annotated[int, typer.Option(help="Dashboard/API port (0: any free port)")] = 8080,
+    ) -> None:
+        """Bring up the demo edge network with orchestrator and agents; Ctrl-C ends it."""
+        # `netfate demo --check` verifies the platform and then its SDN controller;
+        # `netfate demo all --check` every scenario in turn (what CI runs).
+        if scenario == "all":
+            if not check:
+                raise typer.BadParameter("`all` runs the scenarios one after another: add --check")
+            names = list(known.modules)
+        elif check and scenario == "platform":
+            names = ["platform", "sdn"]
+        else:
+            names = [known.aliases.get(scenario, scenario)]
+        code = 0
+        for name in names:
+            code = _run(name, known.module(name), check, port)
+            if code:
+                break
+        sys.exit(code)
+
+    return demo
 
 
-def demo(
-    scenario: Annotated[
-        str, typer.Argument(help="Which demo: " + ", ".join(SCENARIOS) + ", or all (with --check)")
-    ] = "platform",
-    check: Annotated[
-        bool, typer.Option("--check", help="Run headless, verify every step, exit 0 or 1")
-    ] = False,
-    port: Annotated[int, typer.Option(help="Dashboard/API port (0: any free port)")] = 8080,
-) -> None:
-    """Bring up the demo edge network with orchestrator and agents; Ctrl-C ends it."""
-    # `netfate demo --check` verifies the platform and then its SDN controller;
-    # `netfate demo all --check` every scenario in turn (what CI runs).
-    if scenario == "all":
-        if not check:
-            raise typer.BadParameter("`all` runs the scenarios one after another: add --check")
-        names = list(SCENARIOS)
-    elif check and scenario == "platform":
-        names = ["platform", "sdn"]
-    else:
-        names = [scenario]
-    code = 0
-    for name in names:
-        code = _run(name, check, port)
-        if code:
-            break
-    sys.exit(code)
-
-
-def _run(scenario: str, check: bool, port: int) -> int:
+def _run(scenario: str, mod: ModuleType, check: bool, port: int) -> int:
     from netfate.demo.platform import DemoFailed
     from netfate.testbed.builder import Testbed
     from netfate.testbed.state import new_prefix
 
-    mod = _scenario(scenario)
-    topo = EXAMPLES / mod.TOPOLOGY
+    topo = Path(mod.TOPOLOGY)
     if not topo.is_file():
         raise typer.BadParameter(f"topology {topo} not found (run from a source checkout)")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,9 @@ from netfate.demo.probe import CounterProbe, ProbeError
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
 
-TOPOLOGY = "demo.yaml"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+"""The platform's example topologies (a source checkout's; the services keep theirs)."""
+TOPOLOGY = EXAMPLES / "demo.yaml"
 Say = Callable[[str], None]
 
 

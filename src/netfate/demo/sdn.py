@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from netfate.demo.platform import Api, DemoFailed, Say
+from netfate.demo.platform import EXAMPLES, Api, DemoFailed, Say
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
 
-TOPOLOGY = "demo.yaml"
+TOPOLOGY = EXAMPLES / "demo.yaml"
 SDN = True
 
 

@@ -1,24 +1,36 @@
-"""Wiring only: build the FastAPI app from a database and settings."""
+"""Wiring only: build the FastAPI app from a database, settings and the services.
+
+The services come from the caller (the `netfate orchestrator` command hands in
+the registered ones, netfate.services; a test hands in what it needs): this
+module reads their contracts (netfate.contract) and imports none of them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from netfate import web
+from netfate.contract import ContractError, Service
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
+from netfate.orchestrator.api import roles
 from netfate.orchestrator.api.routes import router as core_router
+from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
+from netfate.orchestrator.sdn.api import router as sdn_router
 from netfate.store.db import Database
 
 log = logging.getLogger("netfate.orchestrator")
@@ -34,27 +46,44 @@ class Settings:
     """A migration neither agent settled this long after it started is rolled back."""
 
 
-def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, db: Database | None = None, *, services: Sequence[Service] = ()
+) -> FastAPI:
+    """The orchestrator's app: the core's API and dashboard, and each of `services`
+    (its router, roles, tables, descriptors, servers, loops and web files).
+
+    Raises ContractError if a service breaks its contract (a route without roles,
+    a name taken twice)."""
+    services = tuple(services)
+    _check_names(services)
     db = db or Database(settings.database_url)
     notifier = Notifier()
+    loops = LoopRunner(db, notifier, [(svc.name, lp) for svc in services for lp in svc.loops])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         notifier.bind(asyncio.get_running_loop())
-        await asyncio.to_thread(_prepare, db, settings)
-        watchdog = asyncio.create_task(_watch_heartbeats(db, notifier, settings))
-        try:
-            yield
-        finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+        await asyncio.to_thread(_prepare, db, settings, services)
+        async with contextlib.AsyncExitStack() as stack:
+            for svc in services:
+                if svc.lifespan is not None:
+                    await stack.enter_async_context(svc.lifespan(app))
+            loops.start()
+            stack.push_async_callback(loops.stop)
+            watchdog = asyncio.create_task(_watch_heartbeats(db, notifier, settings))
+            try:
+                yield
+            finally:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
 
     app = FastAPI(
         title="netfate orchestrator",
         version="0.1.0",
         description="Places personal network functions on edge nodes and steers traffic "
-        "through them. Agents converge their node to the desired state held here.",
+        "through them. Agents converge their node to the desired state held here."
+        + _aliases_text(services),
         openapi_url="/api/v1/openapi.json",
         # Swagger UI and ReDoc load their assets from a CDN: blank pages in an offline
         # lab. The OpenAPI document itself is served (and works with any viewer).
@@ -65,6 +94,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.db = db
     app.state.notifier = notifier
     app.state.settings = settings
+    app.state.services = services
+    app.state.loops = loops
 
     @app.exception_handler(LifecycleError)
     async def _lifecycle(_r: Request, exc: LifecycleError) -> JSONResponse:
@@ -79,29 +110,92 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     app.include_router(core_router, prefix="/api/v1")
-    for router in _service_routers():
-        app.include_router(router, prefix="/api/v1")
-    _mount_web(app)
+    app.include_router(sdn_router, prefix="/api/v1")
+    for svc in services:
+        if svc.api is not None:
+            app.include_router(svc.api, prefix=f"/api/v1{svc.prefix}", tags=[svc.name])
+    web.mount(
+        app,
+        statics={svc.name: svc.static for svc in services if svc.static is not None},
+        panels=[f"/static/{svc.name}/{p}" for svc in services for p in svc.panels],
+    )
+    app.state.roles = roles.matrix(app.routes, services)
+    _annotate_openapi(app)
+    aliases = {f"/api/v1/{a.strip('/')}": f"/api/v1{svc.prefix}" for svc in services
+               for a in svc.api_aliases}  # fmt: skip
+    if aliases:
+        app.add_middleware(_Aliases, aliases=aliases)
     return app
 
 
-def _service_routers() -> list[APIRouter]:
-    """Routers of the services and of the SDN controller, mounted under /api/v1."""
-    from netfate.orchestrator import routers
+# The first path segments the core uses (its routes below /api/v1, and /static/):
+# a service may not take one as its name.
+CORE_PREFIXES = frozenset(
+    {"static"}
+    | {
+        p.split("/")[3]
+        for p in (k.split(" ", 1)[1] for k in roles.CORE)
+        if p.startswith("/api/v1/")
+    }
+)
 
-    return routers.all_routers()
+
+def _check_names(services: Sequence[Service]) -> None:
+    taken: dict[str, str] = {p: "the core" for p in CORE_PREFIXES}
+    for svc in services:
+        for name in (svc.name, *(a.strip("/") for a in svc.api_aliases)):
+            if not name.replace("-", "").replace("_", "").isalnum() or name != name.lower():
+                raise ContractError(f"service {svc.name}: {name!r} is not a valid name")
+            if name in taken:
+                raise ContractError(f"service {svc.name}: {name!r} is taken by {taken[name]}")
+            taken[name] = f"service {svc.name}"
 
 
-def _mount_web(app: FastAPI) -> None:
-    from netfate.web import mount
+def _aliases_text(services: Sequence[Service]) -> str:
+    pairs = [(a, svc.name) for svc in services for a in svc.api_aliases]
+    if not pairs:
+        return ""
+    listed = ", ".join(f"/api/v1/{a.strip('/')}/... = /api/v1/{n}/..." for a, n in pairs)
+    return f" Earlier paths kept as aliases: {listed}."
 
-    mount(app)
+
+def _annotate_openapi(app: FastAPI) -> None:
+    """Each operation of the OpenAPI document names its roles (x-roles)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = roles.annotate(generate(), app.state.roles)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _prepare(db: Database, settings: Settings) -> None:
-    db.migrate()
+class _Aliases:
+    """Requests to a service's earlier prefix are served by its routes (the path
+    is rewritten before routing, so roles and handlers are the same ones)."""
+
+    def __init__(self, app: ASGIApp, aliases: dict[str, str]) -> None:
+        self.app = app
+        self.aliases = sorted(aliases.items(), key=lambda kv: -len(kv[0]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for old, new in self.aliases:
+                if path == old or path.startswith(old + "/"):
+                    raw: bytes = scope.get("raw_path") or path.encode()
+                    if raw.startswith(old.encode()):
+                        raw = new.encode() + raw[len(old) :]
+                    scope = dict(scope, path=new + path[len(old) :], raw_path=raw)
+                    break
+        await self.app(scope, receive, send)
+
+
+def _prepare(db: Database, settings: Settings, services: Sequence[Service]) -> None:
+    db.migrate([svc.migrations for svc in services if svc.migrations is not None])
     with db.session() as s:
-        nfv.ensure_builtin_descriptors(s)
+        nfv.ensure_descriptors(s, [d for svc in services for d in svc.descriptors])
         if settings.topology is not None:
             load_topology(s, Topology.load(settings.topology))
 

@@ -17,6 +17,9 @@ class Notifier:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.changes = 0
+        """Notifications with events so far: a reconcile loop that stepped while one
+        came sees it changed and steps again instead of waiting for the next."""
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -36,6 +39,8 @@ class Notifier:
             loop.call_soon_threadsafe(self._wake, wake)
 
     def _wake(self, keys: list[str]) -> None:
+        if EVENTS in keys:
+            self.changes += 1
         for key in keys:
             for fut in self._waiters.pop(key, set()):
                 if not fut.done():

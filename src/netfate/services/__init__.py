@@ -1,35 +1,43 @@
-"""One folder per service (DESIGN.md, convention 10).
+"""One folder per service (DESIGN.md, convention 10), registered here by one line.
 
-A service package may define, at its top level:
+Each ``netfate/services/NAME/__init__.py`` defines ``SERVICE``, its contract
+(netfate.contract.Service): routers and their roles, tables (its own Alembic
+folder), descriptors, reconcile loops, CLI group, demos, benches, experiments,
+dashboard panel and pages, example topologies.
 
-    router: fastapi.APIRouter        mounted under /api/v1
-    DESCRIPTORS: list[dict]          VNF descriptors it provides (seeded at start);
-                                     `function` may be "package.module:Class"
-    DEMO: str                        module with TOPOLOGY, check(tb, say), show(tb, say)
-                                     for `netfate demo NAME` (SDN = True: with the
-                                     testbed's controller)
-    DEMO_NAME: str                   NAME, where it is not the service's name
-    CLI: str                         "package.module:app", a typer app mounted as
-                                     `netfate NAME ...`
+This registry is wiring, on the top floor: the ``netfate`` command imports it to
+hand the services to the orchestrator (``create_app(settings, services=...)``),
+to the CLI and to ``netfate demo`` / ``experiment`` / ``bench``. The core never
+imports it, nor any service (tests/unit/test_floors.py).
 
-Its tables live on the shared `netfate.store.Base`, and its Alembic revision in
-store/migrations/versions/ branches from "0001_initial" with its own
-branch_labels, so services never depend on each other's migrations.
-
-Adding a service is one line in SERVICES.
+Why a tuple here and not a package entry point: a service is part of this
+source tree, reviewed with it; one line in this file is the whole registration,
+visible next to the others, with no reinstall of the package to take effect,
+and a test can hand in a service of its own without touching installed
+metadata. Entry points would be the way for services shipped as separate
+packages, which netfate does not have.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
-SERVICES: tuple[str, ...] = ("firewall", "sharing", "usbip")
+from netfate.contract import Service
+
+SERVICES: tuple[str, ...] = (
+    "netfate.services.firewall",
+    "netfate.services.sharing",
+    "netfate.services.usbip",
+)
+"""Modules whose ``SERVICE`` is a registered service, in this order."""
 
 
-def load() -> list[ModuleType]:
-    return [importlib.import_module(f"netfate.services.{name}") for name in SERVICES]
-
-
-def names() -> tuple[str, ...]:
-    return SERVICES
+def registered() -> tuple[Service, ...]:
+    """The registered services' contracts (imports each service package)."""
+    out = []
+    for module in SERVICES:
+        svc = getattr(importlib.import_module(module), "SERVICE", None)
+        if not isinstance(svc, Service):
+            raise TypeError(f"{module}.SERVICE is not a netfate.contract.Service")
+        out.append(svc)
+    return tuple(out)

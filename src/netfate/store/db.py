@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,14 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
+    def migrate(self, versions: Iterable[Path] = ()) -> None:
+        """Bring the schema to the newest revision of every branch (idempotent).
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+        `versions`: the services' own Alembic version folders (their contracts'
+        ``migrations``); each is a branch from the core's first revision, so
+        services never depend on each other's migrations. A database once
+        migrated with a service needs that service's folder again."""
+        cfg = alembic_config(versions)
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")  # one branch per service
@@ -72,6 +73,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def alembic_config(versions: Iterable[Path] = ()) -> Config:
+    """The core's migrations and the given services' version folders, as one Alembic
+    script directory (its env.py runs with the connection put in `attributes`)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    locations = [MIGRATIONS / "versions", *versions]
+    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in locations))
+    return cfg
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -25,16 +25,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -42,122 +40,24 @@ from pyroute2 import IPRoute
 from netfate.host import links, netns, proc, tc
 from netfate.host.ovs import OvsDaemon, Vsctl
 from netfate.model.topology import HostSpec, NodeSpec, Topology, TopologyError
+from netfate.testbed.run import (
+    SDN_PORT,
+    Interrupted,
+    Names,
+    Progress,
+    TestbedError,
+    check_interrupted,
+    quiet,
+    shielded,
+    sigterm_raises,
+)
 from netfate.testbed.state import RunState, StateError, check_prefix, new_prefix
 
 __all__ = ["Interrupted", "Names", "Progress", "Testbed", "TestbedError"]
 
-Progress = Callable[[str], None]
 IFACE = "eth0"  # the interface of every node and host namespace
 LINKEMU_READY_TIMEOUT = 30.0
-
-
-# With sdn=True the run's controller listens on this port inside the switch namespace,
-# which belongs to the run alone, so the port is always free there.
-SDN_PORT = 6653
 SDN_TARGET = f"tcp:127.0.0.1:{SDN_PORT}"
-
-
-class TestbedError(Exception):
-    __test__ = False  # not a pytest test class, despite the name
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM arrived while building; the build is rolled back."""
-
-
-# Signals received during a build. The handler only records them; the build checks
-# at every step (check_interrupted). Raising from the handler itself could land inside
-# pyroute2's internal event loop, which swallows the exception and then waits forever
-# for a reply.
-_signalled: list[int] = []
-
-
-def check_interrupted() -> None:
-    """Raise Interrupted if Ctrl-C or SIGTERM arrived since the build began."""
-    if _signalled:
-        raise Interrupted(f"signal {_signalled[0]}")
-
-
-@dataclass(frozen=True)
-class Names:
-    """Every name a run uses, derived from its prefix (all within IFNAMSIZ)."""
-
-    prefix: str
-
-    @property
-    def sw(self) -> str:
-        return f"{self.prefix}-sw"
-
-    def ns(self, node_or_host: str) -> str:
-        return f"{self.prefix}-{node_or_host}"
-
-    def bridge(self, node: NodeSpec) -> str:
-        return f"{self.prefix}b{node.index}"
-
-    def node_port(self, node: NodeSpec) -> str:
-        return f"{self.prefix}n{node.index}"
-
-    def host_port(self, host: HostSpec) -> str:
-        return f"{self.prefix}h{host.index}"
-
-    def link_port(self, index: int, side: str) -> str:
-        return f"{self.prefix}l{index}{side}"
-
-    def emu_port(self, index: int, side: str) -> str:
-        return f"{self.prefix}l{index}{'x' if side == 'a' else 'y'}"
-
-    @staticmethod
-    def node_mac(node: NodeSpec) -> str:
-        i = node.index + 1
-        return f"02:6e:01:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """While building, Ctrl-C and SIGTERM interrupt the build at its next step, so
-    it rolls back (see check_interrupted)."""
-    if not _main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        _signalled.append(signum)
-
-    _signalled.clear()
-    old_term = signal.signal(signal.SIGTERM, handler)
-    old_int = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-        check_interrupted()  # a signal during the last step
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGINT, old_int)
-        _signalled.clear()
-
-
-@contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """A second Ctrl-C must not cut a rollback or teardown short."""
-    if not _main_thread():
-        yield
-        return
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 class Testbed:
@@ -221,7 +121,7 @@ class Testbed:
         On any error, Ctrl-C or SIGTERM during the build, everything created so
         far is removed before the exception propagates.
         """
-        report = progress or _quiet
+        report = progress or quiet
         if sdn:
             if controller is not None:
                 raise TestbedError("give either sdn (our controller) or a controller target")
@@ -246,20 +146,22 @@ class Testbed:
         state.save()
         tb = cls(topo, state)
         try:
-            with _sigterm_raises():
+            with sigterm_raises():
                 tb._build(report, controller)
                 if control:
                     from netfate.testbed.control import start_control
 
                     start_control(
-                        tb,
+                        state,
+                        topo,
+                        tb.names,
                         api_port=api_port,
                         migration_deadline_s=migration_deadline_s,
                         progress=report,
                     )
         except BaseException:
             report("rolling back")
-            with _shielded():
+            with shielded():
                 from netfate.testbed.cleanup import teardown
 
                 teardown(state, progress=report)
@@ -284,8 +186,8 @@ class Testbed:
         """Remove everything of this run. Returns problems met (empty if clean)."""
         from netfate.testbed.cleanup import teardown
 
-        with _shielded():
-            return teardown(self.state, progress=progress or _quiet)
+        with shielded():
+            return teardown(self.state, progress=progress or quiet)
 
     def restart_ovs(self) -> dict[str, int]:
         """Start the run's ovsdb-server and ovs-vswitchd again, from the database they

@@ -27,14 +27,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from netfate.host import proc
-
-if TYPE_CHECKING:
-    from netfate.testbed.builder import Progress, Testbed
+from netfate.model.topology import Topology
+from netfate.testbed.run import SDN_PORT, Names, Progress, TestbedError, check_interrupted
+from netfate.testbed.state import RunState
 
 __all__ = ["free_port", "heartbeat_for", "start_control", "wait_nodes_up"]
 
@@ -56,7 +56,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(tb: Testbed, argv: list[str], role: str, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(st: RunState, argv: list[str], role: str, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as f:
         p = subprocess.Popen(
@@ -67,7 +67,7 @@ def _spawn(tb: Testbed, argv: list[str], role: str, log: Path) -> subprocess.Pop
             start_new_session=True,
         )
     with contextlib.suppress(ProcessLookupError):  # exited at once: the wait reports it
-        tb.state.add_process(proc.ref(p.pid, role=role))
+        st.add_process(proc.ref(p.pid, role=role))
     return p
 
 
@@ -79,17 +79,16 @@ def _tail(path: Path, n: int = 1500) -> str:
 
 
 def start_control(
-    tb: Testbed,
+    st: RunState,
+    topo: Topology,
+    names: Names,
     *,
     api_port: int = 0,
     migration_deadline_s: float | None = None,
     progress: Progress | None = None,
 ) -> str:
     """Start orchestrator and agents, wait until every node is up; returns the API URL."""
-    from netfate.testbed.builder import TestbedError
-
     report = progress or (lambda _: None)
-    st, topo, names = tb.state, tb.topology, tb.names
     port = api_port or free_port()
     url = f"http://127.0.0.1:{port}"
     st.api_url = url
@@ -99,7 +98,7 @@ def start_control(
     report("orchestrator")
     orch_log = logs / "orchestrator.log"
     orch = _spawn(
-        tb,
+        st,
         [
             sys.executable,
             "-m",
@@ -162,7 +161,7 @@ def start_control(
             ]
             if heartbeat != DEFAULT_HEARTBEAT:
                 argv += ["--heartbeat", str(heartbeat)]
-            agents[node.name] = (_spawn(tb, argv, f"agent:{node.name}", log), log)
+            agents[node.name] = (_spawn(st, argv, f"agent:{node.name}", log), log)
         wait_nodes_up(
             url,
             [n.name for n in nodes[: first + wave]],
@@ -172,7 +171,7 @@ def start_control(
             total=len(nodes),
         )
     if st.sdn:
-        start_sdn(tb, url, report)
+        start_sdn(st, topo, names, url, report)
     st.timings["control"] = round(time.monotonic() - t0, 4)
     st.save()
     if orch.poll() is not None:
@@ -180,16 +179,14 @@ def start_control(
     return url
 
 
-def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
+def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Progress) -> None:
     """The run's own OpenFlow controller, listening inside the switch namespace, and
     the fabric intents that let the routed network work in secure mode (nothing
     passes a secure bridge without them)."""
-    from netfate.testbed.builder import SDN_PORT, TestbedError, check_interrupted
-
     report("SDN controller")
-    log = tb.state.dir / "logs" / "controller.log"
+    log = st.dir / "logs" / "controller.log"
     ctl = _spawn(
-        tb,
+        st,
         [
             sys.executable,
             "-m",
@@ -200,7 +197,7 @@ def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
             "--listen",
             f"127.0.0.1:{SDN_PORT}",
             "--netns",
-            tb.names.sw,
+            names.sw,
         ],
         "controller",
         log,
@@ -209,7 +206,7 @@ def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
     # The fabric is compiled from the bridges' ports, which agents report shortly
     # after their node is up: ask again until every host has its gateway intent and
     # another request adds nothing.
-    want = {f"fabric-gw-{h}" for h in tb.topology.hosts}
+    want = {f"fabric-gw-{h}" for h in topo.hosts}
     deadline = time.monotonic() + 60.0
     have: set[str] = set()
     while True:
@@ -231,8 +228,6 @@ def start_sdn(tb: Testbed, url: str, report: Progress) -> None:
 
 
 def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    from netfate.testbed.builder import TestbedError, check_interrupted
-
     deadline = time.monotonic() + timeout
     while True:
         if p.poll() is not None:
@@ -259,8 +254,6 @@ def wait_nodes_up(
     total: int | None = None,
 ) -> None:
     """Poll GET /api/v1/nodes until every node in `nodes` has status "up"."""
-    from netfate.testbed.builder import TestbedError, check_interrupted
-
     deadline = time.monotonic() + timeout
     last_up = -1
     pending: list[str] = list(nodes)

@@ -1,11 +1,12 @@
-"""The dashboard and the users' pages, served by the orchestrator.
+"""The dashboard, served by the orchestrator (the services' own pages and panels
+live in their folders and come through their contracts).
 
 Layout:
 
     templates/dashboard.html   the operator's dashboard (served at `/`)
-    static/dashboard.css       its style
+    static/dashboard.css       its style (the services' pages use it too)
     static/dashboard.js        topology drawing, instances, nodes, live event feed
-    static/panels/*.js         extra panels, loaded after dashboard.js (see below)
+    static/panels/*.js         the platform's extra panels, loaded after dashboard.js
 
 Everything is plain HTML/CSS/JS with no build step and nothing fetched from the
 internet: the page is served with a Content-Security-Policy that only allows this
@@ -13,9 +14,10 @@ origin, so a stray external URL or an injected inline script would not run anywa
 
 Adding a panel (a service does this without editing the core page):
 
-1. Put a script in `static/panels/NAME.js`, or, if the script lives elsewhere
-   (a service's own static folder mounted on the app), call
-   `register_panel("/path/to/script.js")` from Python before the page is served.
+1. A service names the script in its contract (`Service.panels`, files of its
+   own `static/` folder, served at `/static/SERVICE/`); the platform's own panels
+   are `static/panels/NAME.js`; anything else may call
+   `register_panel("/path/to/script.js")` before the page is served.
 2. In the script, use the browser-side registry that dashboard.js exposes:
 
        netfate.registerPanel({
@@ -37,6 +39,7 @@ Adding a panel (a service does this without editing the core page):
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -59,36 +62,56 @@ CSP = (
 _registered: list[str] = []
 
 
-def register_panel(script_url: str) -> None:
-    """Load this same-origin script on the dashboard, after the core (idempotent)."""
+def _check_same_origin(script_url: str) -> None:
     if not script_url.startswith("/") or script_url.startswith("//"):
         raise ValueError(f"panel scripts must be same-origin paths, got {script_url!r}")
+
+
+def register_panel(script_url: str) -> None:
+    """Load this same-origin script on the dashboard, after the core (idempotent)."""
+    _check_same_origin(script_url)
     if script_url not in _registered:
         _registered.append(script_url)
 
 
-def panel_scripts() -> list[str]:
-    """Scripts of extra panels: static/panels/*.js (sorted), then registered ones."""
+def panel_scripts(extra: Sequence[str] = ()) -> list[str]:
+    """Scripts of extra panels: static/panels/*.js (sorted), then registered ones, then
+    `extra` (the services' of this app)."""
     found = []
     if PANELS_DIR.is_dir():
         found = [f"/static/panels/{p.name}" for p in sorted(PANELS_DIR.glob("*.js"))]
-    return found + [u for u in _registered if u not in found]
+    for u in [*_registered, *extra]:
+        if u not in found:
+            found.append(u)
+    return found
 
 
-def render_dashboard() -> str:
+def render_dashboard(extra: Sequence[str] = ()) -> str:
     tags = "\n".join(
-        f'<script src="{html.escape(u, quote=True)}" defer></script>' for u in panel_scripts()
+        f'<script src="{html.escape(u, quote=True)}" defer></script>' for u in panel_scripts(extra)
     )
     return TEMPLATE.read_text(encoding="utf-8").replace(PANELS_MARKER, tags)
 
 
-def mount(app: FastAPI) -> None:
+def mount(
+    app: FastAPI, statics: Mapping[str, Path] | None = None, panels: Sequence[str] = ()
+) -> None:
+    """The dashboard at `/`, the core's files at `/static/`, and each service's
+    `static/` folder at `/static/NAME/` (`statics`: NAME -> folder) with its
+    `panels` (same-origin script paths) on the dashboard."""
+    for url in panels:
+        _check_same_origin(url)
+    # Each service's folder is mounted first: the core's /static would answer its
+    # paths with 404 before a later mount is tried.
+    for name, folder in (statics or {}).items():
+        app.mount(f"/static/{name}", StaticFiles(directory=folder), name=f"static-{name}")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    extra = tuple(panels)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> HTMLResponse:
         return HTMLResponse(
-            render_dashboard(),
+            render_dashboard(extra),
             headers={
                 "Content-Security-Policy": CSP,
                 "X-Content-Type-Options": "nosniff",

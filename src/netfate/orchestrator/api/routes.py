@@ -1,4 +1,5 @@
-"""Core routes: topology, nodes, agents, descriptors, instances, migrations, events."""
+"""Core routes: topology, nodes, agents, descriptors, instances, migrations, events,
+and the services this orchestrator serves."""
 
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ router = APIRouter()
 def health(session: SessionDep) -> dict[str, Any]:
     nodes = session.scalar(select(func.count()).select_from(NodeRow)) or 0
     return {"status": "ok", "nodes": nodes}
+
+
+@router.get("/services", tags=["meta"])
+def services(request: Request) -> list[dict[str, Any]]:
+    """The services plugged in (their contracts), and how their reconcile loops run."""
+    loops = request.app.state.loops
+    return [views.service(svc, loops.of(svc.name)) for svc in request.app.state.services]
 
 
 # ------------------------------------------------------------------ topology

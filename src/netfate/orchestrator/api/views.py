@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from netfate.contract import Service
 from netfate.store.tables import (
     DescriptorRow,
     EventRow,
@@ -105,4 +106,23 @@ def link(link_: LinkRow) -> dict[str, Any]:
         "rate_bps": link_.rate_bps,
         "delay_s": link_.delay_s,
         "loss": link_.loss,
+    }
+
+
+def service(svc: Service, loops: list[dict[str, Any]]) -> dict[str, Any]:
+    api = f"/api/v1{svc.prefix}"
+    return {
+        "name": svc.name,
+        "summary": svc.summary,
+        "api": api if svc.api is not None else None,
+        "api_aliases": [f"/api/v1/{a.strip('/')}" for a in svc.api_aliases],
+        "descriptors": [str(d["name"]) for d in svc.descriptors],
+        "loops": loops,
+        "panels": [f"/static/{svc.name}/{p}" for p in svc.panels],
+        "pages": {title: api + path for title, path in svc.pages.items()},
+        "cli": f"netfate {svc.name}" if svc.cli else None,
+        "demos": [{"name": d.name, "aliases": list(d.aliases)} for d in svc.demos],
+        "experiments": [{"name": e.name, "aliases": list(e.aliases)} for e in svc.experiments],
+        "benches": list(svc.benches),
+        "topologies": [p.name for p in svc.topologies],
     }

@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +50,7 @@ from netfate.store.tables import (
 S = InstanceState
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Descriptors every orchestrator knows; services register more.
+# Descriptors every orchestrator knows; services bring more (their contract).
 BUILTIN_DESCRIPTORS: tuple[dict[str, Any], ...] = (
     {
         "name": "counter",
@@ -73,14 +73,9 @@ BUILTIN_DESCRIPTORS: tuple[dict[str, Any], ...] = (
 )
 
 
-def ensure_builtin_descriptors(session: Session) -> None:
-    """Seed the platform's and every service's descriptors (existing ones are kept)."""
-    from netfate import services
-
-    wanted = list(BUILTIN_DESCRIPTORS)
-    for mod in services.load():
-        wanted.extend(getattr(mod, "DESCRIPTORS", []))
-    for d in wanted:
+def ensure_descriptors(session: Session, extra: Iterable[Mapping[str, Any]] = ()) -> None:
+    """Seed the platform's descriptors and `extra` (the services'); existing ones are kept."""
+    for d in (*BUILTIN_DESCRIPTORS, *extra):
         if session.get(DescriptorRow, d["name"]) is None:
             session.add(DescriptorRow(**d))
 

@@ -283,11 +283,11 @@ def add_intent(
 
 
 @router.post("/sdn/fabric", status_code=201)
-def add_fabric(session: SessionDep, instances: bool = True) -> dict[str, Any]:
+def add_fabric(session: SessionDep, request: Request, instances: bool = True) -> dict[str, Any]:
     """Add the intents that let the testbed's routed network work in secure mode.
 
     Idempotent: intents that exist already (same id) are kept; with `instances`,
-    running instances get their gateway too.
+    running instances get their gateway too. LANs a service isolates get none.
     """
     from netfate.model.topology import Topology, TopologyError
     from netfate.orchestrator.sdn.fabric import fabric_intents, isolated_lans
@@ -312,7 +312,9 @@ def add_fabric(session: SessionDep, instances: bool = True) -> dict[str, Any]:
     view = build_view(session)
     added, refused = [], {}
     now = time.time()
-    for it in fabric_intents(topo, insts, isolated=isolated_lans(session)):
+    services = getattr(request.app.state, "services", ())
+    isolated = isolated_lans(session, [s.isolates for s in services if s.isolates])
+    for it in fabric_intents(topo, insts, isolated=isolated):
         if it.id in have:
             continue
         try:

@@ -19,8 +19,8 @@ Isolated LANs get no `fabric-lan-*` intent at all: their hosts reach their own
 node (the gateway intents stay) and nothing else, until some service adds the
 intents of what it allows (the sharing service: a Personal Network's LAN, and
 per share the paths to its Virtual Presences). Services name their isolated
-LANs through `register_isolation`; `isolated_lans` asks them all, so that
-`POST /sdn/fabric` never brings back what a service withdrew.
+LANs in their contracts (`Service.isolates`); `isolated_lans` asks them all, so
+that `POST /sdn/fabric` never brings back what a service withdrew.
 """
 
 from __future__ import annotations
@@ -36,18 +36,11 @@ from netfate.orchestrator.sdn.intents import ConnectivityIntent, Endpoint
 IsolationSource = Callable[[Any], Iterable[tuple[str, str]]]
 """Given a database session, the (node, LAN in CIDR form) pairs a service isolates."""
 
-_ISOLATION_SOURCES: dict[str, IsolationSource] = {}
 
-
-def register_isolation(name: str, source: IsolationSource) -> None:
-    """A service declares which LANs it isolates (idempotent per name)."""
-    _ISOLATION_SOURCES[name] = source
-
-
-def isolated_lans(session: Any) -> set[tuple[str, str]]:
-    """Every (node, LAN) some registered service isolates."""
+def isolated_lans(session: Any, sources: Iterable[IsolationSource]) -> set[tuple[str, str]]:
+    """Every (node, LAN) one of `sources` (the services') isolates."""
     out: set[tuple[str, str]] = set()
-    for source in _ISOLATION_SOURCES.values():
+    for source in sources:
         out |= {(n, str(ipaddress.IPv4Network(c, strict=False))) for n, c in source(session)}
     return out
 

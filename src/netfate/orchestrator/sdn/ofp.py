@@ -204,20 +204,6 @@ def flow_delete_strict(dp: Any, table: int, priority: int, match: Match, cookie:
     )
 
 
-def flow_delete_cookie(dp: Any, cookie: int) -> Any:
-    """Every flow carrying exactly this cookie, in every table."""
-    return parser.OFPFlowMod(
-        dp,
-        cookie=cookie,
-        cookie_mask=ALL_COOKIES,
-        table_id=ofp.OFPTT_ALL,
-        command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY,
-        match=parser.OFPMatch(),
-    )
-
-
 def group_mod(dp: Any, g: GroupSpec, command: str) -> Any:
     cmd = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}[command]
     buckets = (

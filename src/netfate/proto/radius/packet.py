@@ -58,7 +58,7 @@ import hashlib
 import hmac
 import ipaddress
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from netfate.proto.radius.errors import RadiusError
@@ -541,10 +541,6 @@ def reveal_password(hidden: bytes, secret: bytes, request_authenticator: bytes) 
         out += bytes(x ^ y for x, y in zip(c, b, strict=True))
         prev = c
     return bytes(out).rstrip(b"\x00")
-
-
-def attrs_of(pairs: Iterable[tuple[int, Value]]) -> list[tuple[int, bytes]]:
-    return [(int(t), encode_value(t, v)) for t, v in pairs]
 
 
 # ---------------------------------------------------------------- Vendor-Specific

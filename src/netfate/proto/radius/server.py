@@ -25,7 +25,6 @@ from netfate.proto.radius.events import (
     PacketDropped,
 )
 from netfate.proto.radius.packet import (
-    HEADER,
     MIN_LENGTH,
     ZERO16,
     Attr,
@@ -134,7 +133,3 @@ class ServerCore:
     def forget(self, ev: AccessRequested | AccountingReceived) -> None:
         """Drop the pending entry of a request that will never be answered."""
         self.replies.forget(ev.peer, ev.request)
-
-
-def peek_code(data: bytes) -> int | None:
-    return data[0] if len(data) >= HEADER.size else None

@@ -52,10 +52,6 @@ class HttpHead:
         low = name.lower()
         self.fields = [(k, v) for k, v in self.fields if k.lower() != low]
 
-    @property
-    def is_response(self) -> bool:
-        return self.start.startswith("HTTP/")
-
     def content_length(self) -> int | None:
         v = self.get("content-length")
         if v is None:

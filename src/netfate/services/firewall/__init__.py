@@ -1,40 +1,81 @@
-"""NetFATE: captive-portal login with RADIUS, and a personal firewall that follows its user.
+"""The firewall service (the NetFATE paper's system): captive-portal login with
+RADIUS, and a personal firewall that follows its user.
 
-See README.md in this folder. Plugs into the platform by the names below
-(netfate.services): router, DESCRIPTORS, DEMO, CLI.
+See README.md in this folder. Plugs into the platform by its contract, SERVICE.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from netfate.services.firewall.api import router
+from netfate.contract import Demo, Loop, Role, Service
+from netfate.services.firewall import reconcile
+from netfate.services.firewall.api import lifespan, router
 
-DESCRIPTORS: list[dict[str, Any]] = [
-    {
-        "name": "personal-firewall",
-        "function": "netfate.vnf.firewall:Firewall",
-        # Forwarding is the kernel's and costs the process nothing; the CPU share is
-        # for the state export (conntrack/nft subprocesses inherit the cgroup): at
-        # 0.1 core the export on a migration's critical path took ~150 ms.
-        "cpu": 0.5,
-        "memory_mb": 64,
-        "stateful": True,
-        "description": "A user's personal firewall (nftables, stateful); its rule set and "
-        "conntrack entries migrate with it.",
+OPERATOR, USER, PUBLIC = Role.OPERATOR, Role.USER, Role.PUBLIC
+
+SERVICE = Service(
+    name="firewall",
+    summary="Captive-portal login with RADIUS, and a personal firewall that follows its user "
+    "(the NetFATE paper).",
+    folder=Path(__file__).parent,
+    api=router,
+    api_aliases=("netfate",),  # the API's prefix until the service had one name
+    roles={
+        "GET /tables": (OPERATOR,),
+        "GET /users": (OPERATOR,),
+        "POST /users": (OPERATOR,),
+        "GET /users/{name}": (OPERATOR,),
+        "PATCH /users/{name}": (OPERATOR,),
+        "DELETE /users/{name}": (OPERATOR,),
+        "GET /users/{name}/rules": (OPERATOR,),
+        "PUT /users/{name}/rules": (OPERATOR,),
+        "POST /users/{name}/logout": (OPERATOR,),
+        "GET /functions": (OPERATOR,),
+        "GET /forwarding": (OPERATOR,),
+        "GET /accounting": (OPERATOR,),
+        "GET /settings": (OPERATOR,),
+        "PUT /settings": (OPERATOR,),
+        "GET /radius/clients": (OPERATOR,),
+        "POST /radius/clients": (OPERATOR,),
+        "DELETE /radius/clients/{address:path}": (OPERATOR,),
+        "POST /radius/listeners": (OPERATOR,),
+        "GET /radius/status": (OPERATOR,),
+        # The user's own page: the page is anyone's; its data needs the user's sign-in.
+        "GET /me": (PUBLIC,),
+        "GET /me/rules": (USER,),
+        "PUT /me/rules": (USER,),
     },
-    {
-        "name": "captive-portal",
-        "function": "netfate.vnf.portal:Portal",
-        "cpu": 0.2,
-        "memory_mb": 96,
-        "stateful": False,
-        "description": "Captive portal of a CPE: login page, RFC 8908 API, RFC 8910 DHCP "
-        "announcement, RADIUS PAP with Message-Authenticator and accounting.",
-    },
-]
-DEMO = "netfate.services.firewall.demo"
-DEMO_NAME = "netfate"  # `netfate demo netfate`, as the paper's system is called
-CLI = "netfate.services.firewall.cli:app"
+    descriptors=(
+        {
+            "name": "personal-firewall",
+            "function": "netfate.vnf.firewall:Firewall",
+            # Forwarding is the kernel's and costs the process nothing; the CPU share is
+            # for the state export (conntrack/nft subprocesses inherit the cgroup): at
+            # 0.1 core the export on a migration's critical path took ~150 ms.
+            "cpu": 0.5,
+            "memory_mb": 64,
+            "stateful": True,
+            "description": "A user's personal firewall (nftables, stateful); its rule set "
+            "and conntrack entries migrate with it.",
+        },
+        {
+            "name": "captive-portal",
+            "function": "netfate.vnf.portal:Portal",
+            "cpu": 0.2,
+            "memory_mb": 96,
+            "stateful": False,
+            "description": "Captive portal of a CPE: login page, RFC 8908 API, RFC 8910 DHCP "
+            "announcement, RADIUS PAP with Message-Authenticator and accounting.",
+        },
+    ),
+    lifespan=lifespan,  # the RADIUS server
+    loops=(Loop("policy", reconcile.step, interval_s=reconcile.INTERVAL_S),),
+    cli="netfate.services.firewall.cli:app",
+    demos=(Demo("firewall", "netfate.services.firewall.demo", aliases=("netfate",)),),
+    benches=("radius", "handover"),
+    panels=("panel.js",),
+    pages={"My firewall rules": "/me"},
+)
 
-__all__ = ["CLI", "DEMO", "DEMO_NAME", "DESCRIPTORS", "router"]
+__all__ = ["SERVICE"]

@@ -1,4 +1,7 @@
-"""REST API of the NetFATE service: /api/v1/netfate/... (tables, users, rules, RADIUS)."""
+"""REST API of the firewall service: /api/v1/firewall/... (tables, users, rules, RADIUS).
+
+Mounted by the platform at the service's prefix (its contract, __init__.py);
+/api/v1/firewall/... is the earlier prefix, kept as an alias."""
 
 from __future__ import annotations
 
@@ -16,12 +19,12 @@ from netfate.services.firewall import policy, userpage
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
 from netfate.services.firewall.tables import (
-    NfAccountingRow,
-    NfForwardingRow,
-    NfFunctionRow,
-    NfRadiusClientRow,
-    NfRadiusListenerRow,
-    NfUserRow,
+    FirewallAccountingRow,
+    FirewallForwardingRow,
+    FirewallFunctionRow,
+    FirewallRadiusClientRow,
+    FirewallRadiusListenerRow,
+    FirewallUserRow,
 )
 from netfate.store.events import record_event
 from netfate.vnf.firewall.rules import RuleError
@@ -31,8 +34,9 @@ NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The RADIUS server lives as long as the app (the contract's lifespan)."""
     svc = RadiusService(app.state.db, getattr(app.state, "notifier", None))
-    app.state.netfate_radius = svc
+    app.state.firewall_radius = svc
     await svc.start()
     try:
         yield
@@ -40,11 +44,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await svc.stop()
 
 
-router = APIRouter(prefix="/netfate", tags=["netfate"], lifespan=lifespan)
+router = APIRouter()
 
 
 def _radius(request: Request) -> RadiusService:
-    svc = getattr(request.app.state, "netfate_radius", None)
+    svc = getattr(request.app.state, "firewall_radius", None)
     if not isinstance(svc, RadiusService):
         raise HTTPException(503, detail="the RADIUS server is not running")
     return svc
@@ -84,7 +88,7 @@ class ListenerIn(BaseModel):
     advertise: str | None = Field(default=None, max_length=80)
 
 
-def user_out(u: NfUserRow) -> dict[str, Any]:
+def user_out(u: FirewallUserRow) -> dict[str, Any]:
     return {
         "name": u.name,
         "functions": u.functions,
@@ -102,7 +106,7 @@ def user_out(u: NfUserRow) -> dict[str, Any]:
     }
 
 
-def fn_out(f: NfFunctionRow) -> dict[str, Any]:
+def fn_out(f: FirewallFunctionRow) -> dict[str, Any]:
     return {
         "name": f.name,
         "kind": f.kind,
@@ -116,7 +120,7 @@ def fn_out(f: NfFunctionRow) -> dict[str, Any]:
     }
 
 
-def fwd_out(r: NfForwardingRow) -> dict[str, Any]:
+def fwd_out(r: FirewallForwardingRow) -> dict[str, Any]:
     return {
         "user": r.user,
         "mac": r.mac,
@@ -129,8 +133,8 @@ def fwd_out(r: NfForwardingRow) -> dict[str, Any]:
     }
 
 
-def _user(session: SessionDep, name: str) -> NfUserRow:
-    u = session.get(NfUserRow, name)
+def _user(session: SessionDep, name: str) -> FirewallUserRow:
+    u = session.get(FirewallUserRow, name)
     if u is None:
         raise HTTPException(404, detail=f"unknown user {name!r}")
     return u
@@ -140,26 +144,31 @@ def _user(session: SessionDep, name: str) -> NfUserRow:
 def tables(session: SessionDep) -> dict[str, Any]:
     """The three NFVI tables of the paper (I users, II functions, III forwarding)."""
     return {
-        "users": [user_out(u) for u in session.scalars(select(NfUserRow).order_by(NfUserRow.name))],
-        "functions": [fn_out(f) for f in session.scalars(select(NfFunctionRow))],
-        "forwarding": [fwd_out(r) for r in session.scalars(select(NfForwardingRow))],
+        "users": [
+            user_out(u)
+            for u in session.scalars(select(FirewallUserRow).order_by(FirewallUserRow.name))
+        ],
+        "functions": [fn_out(f) for f in session.scalars(select(FirewallFunctionRow))],
+        "forwarding": [fwd_out(r) for r in session.scalars(select(FirewallForwardingRow))],
     }
 
 
 @router.get("/users")
 def list_users(session: SessionDep) -> list[dict[str, Any]]:
-    return [user_out(u) for u in session.scalars(select(NfUserRow).order_by(NfUserRow.name))]
+    return [
+        user_out(u) for u in session.scalars(select(FirewallUserRow).order_by(FirewallUserRow.name))
+    ]
 
 
 @router.post("/users", status_code=201)
 def add_user(body: UserIn, session: SessionDep) -> dict[str, Any]:
-    if session.get(NfUserRow, body.name) is not None:
+    if session.get(FirewallUserRow, body.name) is not None:
         raise HTTPException(409, detail=f"user {body.name!r} exists")
     try:
         rules = policy.check_rules(body.rules or policy.DEFAULT_RULES).to_json()
     except (RuleError, policy.PolicyError) as e:
         raise HTTPException(422, detail=str(e)) from None
-    u = NfUserRow(
+    u = FirewallUserRow(
         name=body.name,
         password_hash=hash_password(body.password),
         functions=body.functions,
@@ -237,19 +246,23 @@ def logout(name: str, session: SessionDep, notifier: NotifierDep) -> dict[str, A
 
 @router.get("/functions")
 def functions(session: SessionDep) -> list[dict[str, Any]]:
-    return [fn_out(f) for f in session.scalars(select(NfFunctionRow))]
+    return [fn_out(f) for f in session.scalars(select(FirewallFunctionRow))]
 
 
 @router.get("/forwarding")
 def forwarding(session: SessionDep) -> list[dict[str, Any]]:
-    return [fwd_out(r) for r in session.scalars(select(NfForwardingRow))]
+    return [fwd_out(r) for r in session.scalars(select(FirewallForwardingRow))]
 
 
 @router.get("/accounting")
 def accounting(session: SessionDep, user: str | None = None, limit: int = 100) -> list[Any]:
-    q = select(NfAccountingRow).order_by(NfAccountingRow.id.desc()).limit(min(max(limit, 1), 1000))
+    q = (
+        select(FirewallAccountingRow)
+        .order_by(FirewallAccountingRow.id.desc())
+        .limit(min(max(limit, 1), 1000))
+    )
     if user:
-        q = q.where(NfAccountingRow.user == user)
+        q = q.where(FirewallAccountingRow.user == user)
     return [
         {
             "at": r.at,
@@ -299,7 +312,7 @@ def put_settings(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[
 def list_clients(session: SessionDep) -> list[dict[str, str]]:
     return [
         {"address": c.address, "name": c.name}  # secrets are write-only
-        for c in session.scalars(select(NfRadiusClientRow))
+        for c in session.scalars(select(FirewallRadiusClientRow))
     ]
 
 
@@ -311,13 +324,15 @@ def add_client(body: ClientIn, session: SessionDep, request: Request) -> dict[st
         ipaddress.ip_network(body.address, strict=False)
     except ValueError as e:
         raise HTTPException(422, detail=f"address: {e}") from None
-    row = session.get(NfRadiusClientRow, body.address)
+    row = session.get(FirewallRadiusClientRow, body.address)
     if row is None:
-        session.add(NfRadiusClientRow(address=body.address, secret=body.secret, name=body.name))
+        session.add(
+            FirewallRadiusClientRow(address=body.address, secret=body.secret, name=body.name)
+        )
     else:
         row.secret, row.name = body.secret, body.name
     session.commit()
-    svc = getattr(request.app.state, "netfate_radius", None)
+    svc = getattr(request.app.state, "firewall_radius", None)
     if isinstance(svc, RadiusService):
         svc.reload_clients()
     return {"address": body.address, "name": body.name}
@@ -325,12 +340,12 @@ def add_client(body: ClientIn, session: SessionDep, request: Request) -> dict[st
 
 @router.delete("/radius/clients/{address:path}")
 def delete_client(address: str, session: SessionDep, request: Request) -> dict[str, str]:
-    row = session.get(NfRadiusClientRow, address)
+    row = session.get(FirewallRadiusClientRow, address)
     if row is None:
         raise HTTPException(404, detail=f"unknown client {address!r}")
     session.delete(row)
     session.commit()
-    svc = getattr(request.app.state, "netfate_radius", None)
+    svc = getattr(request.app.state, "firewall_radius", None)
     if isinstance(svc, RadiusService):
         svc.reload_clients()
     return {"deleted": address}
@@ -348,7 +363,7 @@ async def add_listener(body: ListenerIn, request: Request) -> dict[str, Any]:
     def save() -> None:
         with svc.db.session() as s:
             s.add(
-                NfRadiusListenerRow(
+                FirewallRadiusListenerRow(
                     address=host, port=port, netns=body.netns, advertise=body.advertise
                 )
             )
@@ -374,5 +389,5 @@ def radius_status(request: Request) -> dict[str, Any]:
     }
 
 
-# The user's own page (/netfate/me): sign in, see and edit one's rules.
+# The user's own page (/firewall/me): sign in, see and edit one's rules.
 router.include_router(userpage.router)

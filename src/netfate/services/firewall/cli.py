@@ -28,7 +28,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
 @app.command()
 def tables(api: Api = None, as_json: Json = False) -> None:
     """The paper's Tables I-III: users, network functions, forwarding rules."""
-    t = call(api, "GET", "/netfate/tables")
+    t = call(api, "GET", "/firewall/tables")
     if as_json:
         typer.echo(json.dumps(t, indent=2))
         return
@@ -57,13 +57,13 @@ def add_user(
         "ip": ip,
         "idle_timeout": idle_timeout,
     }
-    typer.echo(json.dumps(call(api, "POST", "/netfate/users", body), indent=2))
+    typer.echo(json.dumps(call(api, "POST", "/firewall/users", body), indent=2))
 
 
 @app.command()
 def users(api: Api = None) -> None:
     _table(
-        call(api, "GET", "/netfate/users"),
+        call(api, "GET", "/firewall/users"),
         ["name", "status", "access_node", "ip", "rules_version", "idle_timeout"],
     )
 
@@ -78,20 +78,20 @@ def rules(
 ) -> None:
     """Show a user's rule set, or replace it whole (refused whole if invalid)."""
     if set_file is None:
-        typer.echo(json.dumps(call(api, "GET", f"/netfate/users/{user}/rules"), indent=2))
+        typer.echo(json.dumps(call(api, "GET", f"/firewall/users/{user}/rules"), indent=2))
         return
     text = typer.get_text_stream("stdin").read() if str(set_file) == "-" else set_file.read_text()
     try:
         doc = json.loads(text)
     except ValueError as e:
         raise typer.BadParameter(f"not JSON: {e}") from None
-    typer.echo(json.dumps(call(api, "PUT", f"/netfate/users/{user}/rules", doc), indent=2))
+    typer.echo(json.dumps(call(api, "PUT", f"/firewall/users/{user}/rules", doc), indent=2))
 
 
 @app.command()
 def logout(user: str, api: Api = None) -> None:
     """Log a user out: their firewall is released."""
-    typer.echo(json.dumps(call(api, "POST", f"/netfate/users/{user}/logout"), indent=2))
+    typer.echo(json.dumps(call(api, "POST", f"/firewall/users/{user}/logout"), indent=2))
 
 
 @app.command("add-client")
@@ -103,10 +103,10 @@ def add_client(
 ) -> None:
     """Allow a NAS (address or subnet) with its shared secret."""
     body = {"address": address, "secret": secret, "name": name}
-    typer.echo(json.dumps(call(api, "POST", "/netfate/radius/clients", body)))
+    typer.echo(json.dumps(call(api, "POST", "/firewall/radius/clients", body)))
 
 
 @app.command()
 def radius(api: Api = None) -> None:
     """Listeners, counters and recent drops of the embedded RADIUS server."""
-    typer.echo(json.dumps(call(api, "GET", "/netfate/radius/status"), indent=2))
+    typer.echo(json.dumps(call(api, "GET", "/firewall/radius/status"), indent=2))

@@ -35,6 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from netfate.demo.platform import Api, DemoFailed
@@ -43,7 +44,7 @@ from netfate.host import netns
 from netfate.host.ovs import Vsctl
 from netfate.testbed.builder import Testbed
 
-TOPOLOGY = "netfate.yaml"
+TOPOLOGY = Path(__file__).parent / "topologies" / "firewall.yaml"
 SDN = True
 Say = Callable[[str], None]
 USER, PASSWORD = "alice", "alice-in-netfate"
@@ -148,17 +149,17 @@ class Scenario:
         for port in (1812, 1813):
             api(
                 "POST",
-                "/netfate/radius/listeners",
+                "/firewall/radius/listeners",
                 {"address": radius_ip, "port": port, "netns": pe},
             )
         api(
             "POST",
-            "/netfate/radius/clients",
+            "/firewall/radius/clients",
             {"address": "192.168.0.0/16", "secret": self.secret, "name": "cpe LANs"},
         )
         api(
             "PUT",
-            "/netfate/settings",
+            "/firewall/settings",
             {
                 "steer_to": "host:server1",
                 "accounting": {
@@ -170,7 +171,7 @@ class Scenario:
         )
         api(
             "POST",
-            "/netfate/users",
+            "/firewall/users",
             {
                 "name": USER,
                 "password": PASSWORD,
@@ -249,7 +250,7 @@ class Scenario:
     def wait_firewall_running(self, node: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            t = self.api("GET", "/netfate/tables")
+            t = self.api("GET", "/firewall/tables")
             fn = next((f for f in t["functions"] if f["user"] == USER), None)
             if fn and fn["active"] and fn["node"] == node:
                 inst: dict[str, Any] = self.api("GET", f"/instances/{fn['instance']}")
@@ -278,14 +279,14 @@ class Scenario:
             return f"client1's gateway is the portal {self.portals['cpe1']} (no controller)"
         deadline = time.monotonic() + timeout
         while True:
-            it = self.intent(f"netfate-{USER}")
+            it = self.intent(f"firewall-{USER}")
             if (
                 it
                 and it["state"] == "active"
                 and it["intent"]["chain"] != [self.fw_id]
                 and self.in_sync()
             ):
-                return f"steering intent netfate-{USER} through {it['intent']['chain'][0]}"
+                return f"steering intent firewall-{USER} through {it['intent']['chain'][0]}"
             if time.monotonic() > deadline:
                 raise DemoFailed(f"no active captive steering for {USER} after {timeout} s: {it}")
             time.sleep(0.1)
@@ -300,14 +301,14 @@ class Scenario:
             return "routes (no controller): client1 and cpe1 route via the firewall"
         deadline = time.monotonic() + timeout
         while True:
-            it = self.intent(f"netfate-{USER}")
+            it = self.intent(f"firewall-{USER}")
             if (
                 it
                 and it["state"] == "active"
                 and it["intent"]["chain"] == [self.fw_id]
                 and self.in_sync()
             ):
-                return f"steering intent netfate-{USER} through {self.fw_id} ({it['flows']} flows)"
+                return f"steering intent firewall-{USER} through {self.fw_id} ({it['flows']} flows)"
             if time.monotonic() > deadline:
                 raise DemoFailed(
                     f"steering through {self.fw_id} not active after {timeout} s: {it}"
@@ -458,7 +459,7 @@ def _check(sc: Scenario, say: Say) -> None:
     if not sc.blocked():
         raise DemoFailed(f"TCP {BLOCKED_PORT} is not blocked after the move")
     say(f"TCP {BLOCKED_PORT} is still blocked at cpe2")
-    t = api("GET", "/netfate/tables")
+    t = api("GET", "/firewall/tables")
     fn = next(f for f in t["functions"] if f["user"] == USER)
     user = next(u for u in t["users"] if u["name"] == USER)
     if fn["node"] != "cpe2" or user["access_node"] != "cpe2":
@@ -467,7 +468,7 @@ def _check(sc: Scenario, say: Say) -> None:
     while True:
         portals = {
             f["node"]: f["users"]
-            for f in api("GET", "/netfate/functions")
+            for f in api("GET", "/firewall/functions")
             if f["kind"] == "portal" and f["active"]
         }
         if portals == {"cpe1": 0, "cpe2": 1}:
@@ -480,7 +481,7 @@ def _check(sc: Scenario, say: Say) -> None:
     t0 = time.monotonic()
     deadline = t0 + IDLE_S + 30
     while True:
-        t = api("GET", "/netfate/tables")
+        t = api("GET", "/firewall/tables")
         user = next(u for u in t["users"] if u["name"] == USER)
         if user["status"] == "offline":
             break

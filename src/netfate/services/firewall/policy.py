@@ -31,10 +31,10 @@ from netfate.model.lifecycle import LIVE, InstanceState
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.services.firewall.tables import (
-    NfForwardingRow,
-    NfFunctionRow,
-    NfSettingRow,
-    NfUserRow,
+    FirewallForwardingRow,
+    FirewallFunctionRow,
+    FirewallSettingRow,
+    FirewallUserRow,
 )
 from netfate.store.events import record_event
 from netfate.store.tables import HostRow, InstanceRow, MigrationRow, NodeRow
@@ -59,19 +59,19 @@ class PolicyError(Exception):
 # (the user already offline). The RADIUS server registers one that ends the user's
 # sessions at their NASes (RFC 5176 Disconnect-Request) once that transaction
 # commits, so a released user is captive at the portal again, not left open.
-ReleaseHook = Callable[[Session, NfUserRow, str], None]
+ReleaseHook = Callable[[Session, FirewallUserRow, str], None]
 RELEASE_HOOKS: list[ReleaseHook] = []
 
 
 def setting(session: Session, key: str, default: Any = None) -> Any:
-    row = session.get(NfSettingRow, key)
+    row = session.get(FirewallSettingRow, key)
     return default if row is None else row.value
 
 
 def set_setting(session: Session, key: str, value: Any) -> None:
-    row = session.get(NfSettingRow, key)
+    row = session.get(FirewallSettingRow, key)
     if row is None:
-        session.add(NfSettingRow(key=key, value=value))
+        session.add(FirewallSettingRow(key=key, value=value))
     else:
         row.value = value
 
@@ -87,7 +87,7 @@ def check_rules(doc: Any) -> RuleSet:
     return rs
 
 
-def firewall_config(session: Session, user: NfUserRow) -> dict[str, Any]:
+def firewall_config(session: Session, user: FirewallUserRow) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "user": user.name,
         "user_ip": (user.ip or "").split("/")[0],
@@ -107,10 +107,10 @@ class Outcome:
     touched: set[str] = field(default_factory=set)
 
 
-def _fn_row(session: Session, user: str) -> NfFunctionRow:
-    row = session.get(NfFunctionRow, fw_name(user))
+def _fn_row(session: Session, user: str) -> FirewallFunctionRow:
+    row = session.get(FirewallFunctionRow, fw_name(user))
     if row is None:
-        row = NfFunctionRow(
+        row = FirewallFunctionRow(
             name=fw_name(user),
             kind="firewall",
             user=user,
@@ -123,16 +123,16 @@ def _fn_row(session: Session, user: str) -> NfFunctionRow:
     return row
 
 
-def _fwd_row(session: Session, user: NfUserRow) -> NfForwardingRow:
-    row = session.get(NfForwardingRow, user.name)
+def _fwd_row(session: Session, user: FirewallUserRow) -> FirewallForwardingRow:
+    row = session.get(FirewallForwardingRow, user.name)
     if row is None:
-        row = NfForwardingRow(user=user.name, steering="")
+        row = FirewallForwardingRow(user=user.name, steering="")
         session.add(row)
     row.mac, row.ip = user.mac, user.ip
     return row
 
 
-def live_instance(session: Session, fn: NfFunctionRow) -> InstanceRow | None:
+def live_instance(session: Session, fn: FirewallFunctionRow) -> InstanceRow | None:
     if fn.instance is None:
         return None
     inst = session.get(InstanceRow, fn.instance)
@@ -140,7 +140,7 @@ def live_instance(session: Session, fn: NfFunctionRow) -> InstanceRow | None:
 
 
 def on_login(
-    session: Session, user: NfUserRow, node: str, mac: str | None, ip: str | None
+    session: Session, user: FirewallUserRow, node: str, mac: str | None, ip: str | None
 ) -> Outcome:
     """A RADIUS Access-Request with the right password from the portal of `node`."""
     now = time.time()
@@ -179,7 +179,7 @@ def on_login(
     return out
 
 
-def _ensure_firewall(session: Session, user: NfUserRow, node: str) -> Outcome:
+def _ensure_firewall(session: Session, user: FirewallUserRow, node: str) -> Outcome:
     fn = _fn_row(session, user.name)
     fwd = _fwd_row(session, user)
     inst = live_instance(session, fn)
@@ -242,10 +242,10 @@ def _ensure_firewall(session: Session, user: NfUserRow, node: str) -> Outcome:
     return out
 
 
-def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
+def release(session: Session, user: FirewallUserRow, reason: str) -> set[str]:
     """(d) and logout: stop the user's firewall; the tables say so at once."""
     touched: set[str] = set()
-    fn = session.get(NfFunctionRow, fw_name(user.name))
+    fn = session.get(FirewallFunctionRow, fw_name(user.name))
     node = user.access_node
     iid = None
     if fn is not None:
@@ -261,7 +261,7 @@ def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
         fn.node = None
         fn.detail = f"released: {reason}"
         fn.updated_at = time.time()
-    fwd = session.get(NfForwardingRow, user.name)
+    fwd = session.get(FirewallForwardingRow, user.name)
     if fwd is not None:
         # The steering intent goes back to the portal at the next policy step
         # (steering.sync), so the user is captive again, never open.
@@ -283,7 +283,7 @@ def release(session: Session, user: NfUserRow, reason: str) -> set[str]:
 
 def release_idle(session: Session, now: float) -> set[str]:
     touched: set[str] = set()
-    users = session.scalars(select(NfUserRow).where(NfUserRow.status == "online")).all()
+    users = session.scalars(select(FirewallUserRow).where(FirewallUserRow.status == "online")).all()
     for u in users:
         last = max(u.last_packet_at or 0.0, u.logged_in_at or 0.0)
         if now - last > u.idle_timeout:
@@ -298,18 +298,18 @@ def _portal_rows(session: Session, now: float) -> None:
     """Table II lists the portals too: one row per portal instance, its users are the
     users online at its node."""
     online: dict[str, int] = {}
-    for u in session.scalars(select(NfUserRow).where(NfUserRow.status == "online")):
+    for u in session.scalars(select(FirewallUserRow).where(FirewallUserRow.status == "online")):
         if u.access_node:
             online[u.access_node] = online.get(u.access_node, 0) + 1
     portals = session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
     for inst in portals:
         name = f"portal:{inst.id}"
-        row = session.get(NfFunctionRow, name)
+        row = session.get(FirewallFunctionRow, name)
         gone = inst.state not in LIVE_STATES
         if row is None:
             if gone:
                 continue
-            row = NfFunctionRow(name=name, kind="portal", instance=inst.id, detail="")
+            row = FirewallFunctionRow(name=name, kind="portal", instance=inst.id, detail="")
             session.add(row)
         active = inst.state == InstanceState.RUNNING.value
         users = online.get(inst.node, 0) if active else 0
@@ -323,11 +323,13 @@ def reconcile(session: Session) -> set[str]:
     touched: set[str] = set()
     now = time.time()
     _portal_rows(session, now)
-    for fn in session.scalars(select(NfFunctionRow).where(NfFunctionRow.kind == "firewall")):
+    for fn in session.scalars(
+        select(FirewallFunctionRow).where(FirewallFunctionRow.kind == "firewall")
+    ):
         if fn.instance is None:
             continue
         inst = session.get(InstanceRow, fn.instance)
-        user = session.get(NfUserRow, fn.user) if fn.user else None
+        user = session.get(FirewallUserRow, fn.user) if fn.user else None
         if inst is None or inst.state in ("gone", "stopping"):
             if fn.active:
                 fn.active, fn.users, fn.updated_at = False, 0, now
@@ -363,7 +365,7 @@ def reconcile(session: Session) -> set[str]:
                 },
             )
             fn.node, fn.updated_at, fn.detail = inst.node, now, f"running at {inst.node}"
-            fwd = session.get(NfForwardingRow, fn.user) if fn.user else None
+            fwd = session.get(FirewallForwardingRow, fn.user) if fn.user else None
             if fwd is not None:
                 fwd.node = inst.node
         if (
@@ -382,7 +384,11 @@ def reconcile(session: Session) -> set[str]:
 
 
 def on_firewall_accounting(
-    session: Session, user: NfUserRow, version: int, last_packet: int, counters: dict[str, int]
+    session: Session,
+    user: FirewallUserRow,
+    version: int,
+    last_packet: int,
+    counters: dict[str, int],
 ) -> tuple[int, bytes] | None:
     """Interim-Update from a user's firewall. Returns (version, rules JSON) when the
     firewall enforces an older rule set than the table holds."""
@@ -395,12 +401,12 @@ def on_firewall_accounting(
     return None
 
 
-def set_rules(session: Session, user: NfUserRow, doc: Any) -> RuleSet:
+def set_rules(session: Session, user: FirewallUserRow, doc: Any) -> RuleSet:
     """Replace a user's rule set (validated whole first; on error nothing changes)."""
     rs = check_rules(doc)
     user.rules = rs.to_json()
     user.rules_version = (user.rules_version or 0) + 1
-    fn = session.get(NfFunctionRow, fw_name(user.name))
+    fn = session.get(FirewallFunctionRow, fw_name(user.name))
     if fn is not None and fn.instance:
         inst = session.get(InstanceRow, fn.instance)
         if inst is not None:

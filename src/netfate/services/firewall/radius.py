@@ -1,21 +1,22 @@
 """The embedded RADIUS server: an asyncio UDP driver around proto.radius.ServerCore.
 
-Started by the service router's lifespan, so it lives and dies with the
-orchestrator process (FastAPI merges a router's lifespan into the app's; the app's
-own lifespan has migrated the database by then). Why inside the orchestrator and
-not a separate `netfate radius` process: an Access-Accept is where the paper's
-policy acts (create or migrate the user's firewall), and that is a transaction on
-the orchestrator's database with the coordinator's functions; one process keeps it
-one transaction and lets the notifier wake the agents at once.
+Started by the service's lifespan (its contract's, entered by the app's once the
+database is migrated), so it lives and dies with the orchestrator process; the
+policy's own timers run in the service's reconcile loop (reconcile.py). Why
+inside the orchestrator and not a separate `netfate radius` process: an
+Access-Accept is where the paper's policy acts (create or migrate the user's
+firewall), and that is a transaction on the orchestrator's database with the
+coordinator's functions; one process keeps it one transaction and lets the
+notifier wake the agents at once.
 
 Listeners: `NETFATE_RADIUS_LISTEN` (default 127.0.0.1:1812; empty: none) plus the
-rows of netfate_radius_listeners, which may name a network namespace: the socket
+rows of firewall_radius_listeners, which may name a network namespace: the socket
 is then opened inside it (setns in a helper thread), so NASes in an emulated
 network reach the server without the root namespace being routed anywhere.
 Authentication and accounting share each port (RFC 2866's separate 1813 is
 accepted too by listening on it).
 
-Clients (NASes) and their secrets: netfate_radius_clients, by address or subnet.
+Clients (NASes) and their secrets: firewall_radius_clients, by address or subnet.
 Every Access-Request must carry a valid Message-Authenticator; what fails any
 check is dropped and logged (never answered), as RFC 2865 asks.
 
@@ -76,13 +77,13 @@ from netfate.proto.radius import (
     ServerCore,
 )
 from netfate.proto.radius.packet import NETFATE_VENDOR, U32, Value, vsa, vsas
-from netfate.services.firewall import policy, steering
+from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import verify_password
 from netfate.services.firewall.tables import (
-    NfAccountingRow,
-    NfRadiusClientRow,
-    NfRadiusListenerRow,
-    NfUserRow,
+    FirewallAccountingRow,
+    FirewallRadiusClientRow,
+    FirewallRadiusListenerRow,
+    FirewallUserRow,
 )
 from netfate.store.db import Database
 from netfate.store.events import record_event
@@ -190,7 +191,6 @@ class RadiusService:
         self.transports: dict[tuple[str, int, str | None], asyncio.DatagramTransport] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.dropped: list[str] = []  # recent drop reasons (bounded), for the API
-        self.loop_task: asyncio.Task[None] | None = None
         self._users: dict[str, tuple[float, tuple[str, int, int] | None]] = {}
         # RFC 5176: the sessions NASes reported, and the Disconnect-Requests in flight.
         self.dm_timeout, self.dm_retries = DM_TIMEOUT, DM_RETRIES
@@ -207,7 +207,7 @@ class RadiusService:
 
     # ---------------------------------------------------------------- lifecycle
 
-    async def start(self, policy_interval: float = 0.5) -> None:
+    async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._dm_wake = asyncio.Event()
         self._dm_task = asyncio.create_task(self._dm_timers())
@@ -227,16 +227,14 @@ class RadiusService:
                 await self.listen(address, port, ns)
             except (OSError, ValueError) as e:
                 log.warning("RADIUS listener %s:%s (netns %s) not opened: %s", address, port, ns, e)
-        self.loop_task = asyncio.create_task(self._policy_loop(policy_interval))
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             policy.RELEASE_HOOKS.remove(self.on_release)
-        for task in (self.loop_task, self._dm_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._dm_task is not None:
+            self._dm_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dm_task
         for t in list(self.tasks):
             t.cancel()
         for tr in self.transports.values():
@@ -245,11 +243,13 @@ class RadiusService:
 
     def _listener_rows(self) -> list[tuple[str, int, str | None]]:
         with self.db.session() as s:
-            return [(r.address, r.port, r.netns) for r in s.scalars(select(NfRadiusListenerRow))]
+            return [
+                (r.address, r.port, r.netns) for r in s.scalars(select(FirewallRadiusListenerRow))
+            ]
 
     def reload_clients(self) -> None:
         with self.db.session() as s:
-            rows = [(r.address, r.secret) for r in s.scalars(select(NfRadiusClientRow))]
+            rows = [(r.address, r.secret) for r in s.scalars(select(FirewallRadiusClientRow))]
         self.clients.load(rows)
 
     async def listen(self, address: str, port: int, ns: str | None) -> tuple[str, int]:
@@ -340,7 +340,7 @@ class RadiusService:
         if hit is not None and now - hit[0] < USER_CACHE_S:
             return hit[1]
         with self.db.session() as s:
-            u = s.get(NfUserRow, name)
+            u = s.get(FirewallUserRow, name)
             val = None if u is None else (u.password_hash, u.session_timeout, u.idle_timeout)
         if len(self._users) > 10_000:
             self._users.clear()
@@ -364,7 +364,7 @@ class RadiusService:
                 ]
                 return True, attrs0, "", set()
         with self.db.session() as s:
-            user = s.get(NfUserRow, ev.user)
+            user = s.get(FirewallUserRow, ev.user)
             if user is None or not verify_password(ev.password, user.password_hash):
                 record_event(
                     s,
@@ -423,7 +423,7 @@ class RadiusService:
 
         with self.db.session() as s:
             s.add(
-                NfAccountingRow(
+                FirewallAccountingRow(
                     at=time.time(),
                     user=ev.user[:64],
                     session_id=ev.session_id[:128],
@@ -434,7 +434,7 @@ class RadiusService:
                     session_time=num(Attr.ACCT_SESSION_TIME),
                 )
             )
-            user = s.get(NfUserRow, ev.user) if ev.user else None
+            user = s.get(FirewallUserRow, ev.user) if ev.user else None
             if user is None:
                 return attrs, touched
             if nas.startswith(NAS_PREFIX):
@@ -536,7 +536,7 @@ class RadiusService:
         with self._lock:
             return dict(self.dm_counters), len(self.nas_sessions)
 
-    def on_release(self, s: Session, user: NfUserRow, reason: str) -> None:
+    def on_release(self, s: Session, user: FirewallUserRow, reason: str) -> None:
         """policy.RELEASE_HOOKS: end every session `user` has at a NAS now, once the
         release commits (in a worker thread or the loop; never blocks on the network)."""
         with self._lock:
@@ -696,33 +696,3 @@ class RadiusService:
     def _record(self, kind: str, data: dict[str, Any]) -> None:
         with self.db.session() as s:
             record_event(s, kind, data)
-
-    # ---------------------------------------------------------------- policy loop
-
-    async def _policy_loop(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                touched = await asyncio.to_thread(self._policy_step)
-            except Exception:  # a database hiccup must not end the loop
-                log.exception("firewall policy step failed")
-                continue
-            if touched and self.notifier is not None:
-                self.notifier.notify(touched)
-
-    def _policy_step(self) -> set[str]:
-        with self.db.session() as s:
-            # An orchestrator without NetFATE users (other scenarios, benchmarks) pays
-            # one indexed lookup per step and nothing more.
-            if s.scalar(select(NfUserRow.name).limit(1)) is None and (
-                s.scalar(
-                    select(InstanceRow.id).where(InstanceRow.descriptor == policy.PORTAL).limit(1)
-                )
-                is None
-            ):
-                return set()
-            touched = policy.reconcile(s)
-            touched |= policy.release_idle(s, time.time())
-            s.flush()
-            steering.sync(s)
-            return touched

@@ -1,21 +1,24 @@
-"""The SDN intents of NetFATE, kept equal to the tables (one pass per policy step).
+"""The firewall service's SDN intents, kept equal to the tables (one pass per step of
+the service's reconcile loop).
 
 What the paper's controller did with OpenFlow, as intents the platform's
 controller compiles (orchestrator/sdn):
 
     fabric-gw-<portal>          a running portal reaches its node, which routes
                                 RADIUS to the orchestrator (connectivity)
-    netfate-p-<user>-<portal>   the user's host reaches every portal's web server
+    firewall-p-<user>-<portal>  the user's host reaches every portal's web server
                                 (tunnel, TCP), ARP included: login and RFC 8908
-    netfate-<user>              the user's traffic to `steer_to` (steering):
+    firewall-<user>             the user's traffic to `steer_to` (steering):
                                 - through the firewall once it runs (policy b, c);
                                 - before login, or after release, through the portal
                                   at the host's current node, whose nftables send
                                   web requests to the login page (captive).
 
 The steering intent names instances, not ports: when the firewall migrates, the
-controller moves the flows with it. Only intents whose id starts with `netfate-`
-(and the portals' gateways) are managed here, through the SDN API's
+controller moves the flows with it. Only intents whose id starts with `firewall-`
+(or `netfate-`, the prefix before the service had one name: such intents of an
+earlier orchestrator are replaced) and the portals' gateways are managed here,
+through the SDN API's
 reconcile_owned: a differing one is replaced in the same transaction, a stale one
 deleted, and a new one admitted as any intent is (one refused is reported in the
 forwarding table).
@@ -37,12 +40,17 @@ from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import Endpoint, Intent, NetworkView, parse_intent
 from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.services.firewall.policy import PORTAL, fw_name, live_instance, setting
-from netfate.services.firewall.tables import NfForwardingRow, NfFunctionRow, NfUserRow
+from netfate.services.firewall.tables import (
+    FirewallForwardingRow,
+    FirewallFunctionRow,
+    FirewallUserRow,
+)
 from netfate.store.tables import HostRow, InstanceRow
 
 log = logging.getLogger("netfate.firewall.steering")
 
-PREFIX = "netfate-"
+PREFIX = "firewall-"
+EARLIER_PREFIX = "netfate-"
 # The firewall carries the user's traffic in these states (migrating: the source
 # runs until the cut-over, and the intent follows the instance's node).
 CARRIES = {InstanceState.RUNNING.value, InstanceState.MIGRATING.value}
@@ -90,7 +98,7 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         want[gw.id] = gw.model_dump(mode="json")
     steer_to = setting(session, "steer_to")
     view: NetworkView | None = None  # built once, only if someone is captive
-    for user in session.scalars(select(NfUserRow).order_by(NfUserRow.name)):
+    for user in session.scalars(select(FirewallUserRow).order_by(FirewallUserRow.name)):
         host = session.get(HostRow, user.host) if user.host else None
         if host is None:
             continue
@@ -106,7 +114,7 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
             }
         if not steer_to:
             continue
-        fn = session.get(NfFunctionRow, fw_name(user.name))
+        fn = session.get(FirewallFunctionRow, fw_name(user.name))
         fw = live_instance(session, fn) if fn is not None else None
         chain: str | None = None
         if user.status == "online" and fw is not None and fw.state in CARRIES:
@@ -145,13 +153,15 @@ def sync(session: Session) -> list[str]:
     }
 
     def owned(iid: str) -> bool:
-        return iid.startswith(PREFIX) or iid.removeprefix("fabric-gw-") in portal_ids
+        return iid.startswith((PREFIX, EARLIER_PREFIX)) or (
+            iid.removeprefix("fabric-gw-") in portal_ids
+        )
 
     # Checked as the SDN API checks any intent; one refused stays out, reported below.
     added, removed, refused = reconcile_owned(session, want.values(), owned)
     changed = [f"-{i}" for i in removed] + [f"+{i}" for i in added]
     stored = {r for (r,) in session.execute(select(SdnIntentRow.id))}
-    for fwd in session.scalars(select(NfForwardingRow)):
+    for fwd in session.scalars(select(FirewallForwardingRow)):
         iid = intent_id(fwd.user)
         how = via.get(fwd.user)
         fwd.intent = iid if iid in stored else None

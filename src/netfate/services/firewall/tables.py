@@ -1,9 +1,12 @@
 """The NFVI database of the NetFATE paper, plus RADIUS clients and accounting.
 
-Table I  (users):             netfate_users      which functions a user requires, the
-                                                 access CPE, the last packet time
-Table II (network functions): netfate_functions  active, on which node, how many users
-Table III (forwarding rules): netfate_forwarding user MAC, local IP, MAC of the VNF
+Table I  (users):             firewall_users       which functions a user requires, the
+                                                   access CPE, the last packet time
+Table II (network functions): firewall_functions   active, on which node, how many users
+Table III (forwarding rules): firewall_forwarding  user MAC, local IP, MAC of the VNF
+
+(Alembic branch `firewall`, migrations/ in this folder; until revision
+0008_firewall_names the tables were called netfate_*.)
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from netfate.store.base import Base
 
 
-class NfUserRow(Base):
+class FirewallUserRow(Base):
     """Table I. `status`: offline | online (logged in at `access_node`)."""
 
-    __tablename__ = "netfate_users"
+    __tablename__ = "firewall_users"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(200))
     functions: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -37,10 +40,10 @@ class NfUserRow(Base):
     counters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class NfFunctionRow(Base):
+class FirewallFunctionRow(Base):
     """Table II: one row per network function (a user's personal firewall, a portal)."""
 
-    __tablename__ = "netfate_functions"
+    __tablename__ = "firewall_functions"
     name: Mapped[str] = mapped_column(String(96), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     user: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -52,10 +55,10 @@ class NfFunctionRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
-class NfForwardingRow(Base):
+class FirewallForwardingRow(Base):
     """Table III: how a user's traffic reaches their function."""
 
-    __tablename__ = "netfate_forwarding"
+    __tablename__ = "firewall_forwarding"
     user: Mapped[str] = mapped_column(String(64), primary_key=True)
     mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -66,27 +69,27 @@ class NfForwardingRow(Base):
     steering: Mapped[str] = mapped_column(Text, default="")
 
 
-class NfRadiusClientRow(Base):
+class FirewallRadiusClientRow(Base):
     """A NAS allowed to talk to the embedded RADIUS server (by source address)."""
 
-    __tablename__ = "netfate_radius_clients"
+    __tablename__ = "firewall_radius_clients"
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
     secret: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(64), default="")
 
 
-class NfSettingRow(Base):
+class FirewallSettingRow(Base):
     """Service settings (steer_to, accounting_server, ...), one JSON value per key."""
 
-    __tablename__ = "netfate_settings"
+    __tablename__ = "firewall_settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
 
 
-class NfRadiusListenerRow(Base):
+class FirewallRadiusListenerRow(Base):
     """Where the embedded RADIUS server listens (optionally inside a namespace)."""
 
-    __tablename__ = "netfate_radius_listeners"
+    __tablename__ = "firewall_radius_listeners"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     address: Mapped[str] = mapped_column(String(64))
     port: Mapped[int] = mapped_column(Integer)
@@ -96,8 +99,8 @@ class NfRadiusListenerRow(Base):
     advertise: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
-class NfAccountingRow(Base):
-    __tablename__ = "netfate_accounting"
+class FirewallAccountingRow(Base):
+    __tablename__ = "firewall_accounting"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[float] = mapped_column(Float, index=True)
     user: Mapped[str] = mapped_column(String(64), index=True)

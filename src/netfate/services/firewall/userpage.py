@@ -1,8 +1,8 @@
 """The user's own page: see and edit one's personal firewall rules.
 
-    GET /api/v1/netfate/me            the page (a form; its script is same-origin)
-    GET /api/v1/netfate/me/rules      the signed-in user's rule set
-    PUT /api/v1/netfate/me/rules      replace it (validated whole; on a fault nothing changes)
+    GET /api/v1/firewall/me            the page (a form; its script is same-origin)
+    GET /api/v1/firewall/me/rules      the signed-in user's rule set
+    PUT /api/v1/firewall/me/rules      replace it (validated whole; on a fault nothing changes)
 
 Users sign in with the credentials they log in to the captive portal with (HTTP
 Basic over the API, checked against the stored PBKDF2 hash). An unknown user costs
@@ -25,12 +25,12 @@ from fastapi.responses import HTMLResponse
 from netfate.orchestrator.api.deps import SessionDep
 from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import hash_password, verify_password
-from netfate.services.firewall.tables import NfUserRow
+from netfate.services.firewall.tables import FirewallUserRow
 from netfate.vnf.firewall.rules import RuleError
 
 router = APIRouter()
 
-PAGE = Path(__file__).resolve().parents[2] / "web" / "templates" / "netfate_me.html"
+PAGE = Path(__file__).resolve().parent / "templates" / "me.html"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
@@ -50,7 +50,7 @@ def _limited(client: str) -> bool:
     return len(q) >= MAX_FAILURES
 
 
-def _signed_in(request: Request, session: SessionDep) -> NfUserRow:
+def _signed_in(request: Request, session: SessionDep) -> FirewallUserRow:
     client = request.client.host if request.client else "?"
     if _limited(client):
         raise HTTPException(429, detail="too many failed sign-ins; wait a minute")
@@ -62,7 +62,7 @@ def _signed_in(request: Request, session: SessionDep) -> NfUserRow:
             name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             name = password = ""
-    user = session.get(NfUserRow, name) if name and len(name) <= 64 else None
+    user = session.get(FirewallUserRow, name) if name and len(name) <= 64 else None
     ok = verify_password(password.encode(), user.password_hash if user else _DUMMY_HASH)
     if user is None or not ok:
         _failures[client].append(time.monotonic())

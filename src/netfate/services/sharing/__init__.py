@@ -1,36 +1,70 @@
 """Personal Networks and smart-device sharing through Virtual Presence VNFs (issue 5).
 
-See README.md. API under /api/v1/sharing, CLI `netfate sharing ...`, demo
-`netfate demo sharing`, VNFs `vhg` and `virtual-presence`.
+See README.md. Plugs into the platform by its contract, SERVICE.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
+from netfate.contract import Demo, Loop, Role, Service
+
+from . import network, reconcile
 from .router import router
 
-DESCRIPTORS: list[dict[str, Any]] = [
-    {
-        "name": "virtual-presence",
-        "function": "netfate.vnf.virtual_presence.function:VirtualPresence",
-        "cpu": 0.1,
-        "memory_mb": 64,
-        "stateful": False,
-        "description": "Virtual Presence (seed III): IP aliases for remote devices on the PN "
-        "LAN, stateless nftables rewrite per the ATT, VXLAN overlay to its peer VP.",
-    },
-    {
-        "name": "vhg",
-        "function": "netfate.vnf.vhg:Vhg",
-        "cpu": 0.1,
-        "memory_mb": 64,
-        "stateful": False,
-        "description": "Virtual home gateway of a Personal Network: DHCP (dnsmasq), NAT "
-        "(nftables masquerade) and a stateful firewall.",
-    },
-]
-DEMO = "netfate.services.sharing.demo"
-CLI = "netfate.services.sharing.cli:app"
+OPERATOR, USER, AGENT, PUBLIC = Role.OPERATOR, Role.USER, Role.AGENT, Role.PUBLIC
 
-__all__ = ["CLI", "DEMO", "DESCRIPTORS", "router"]
+SERVICE = Service(
+    name="sharing",
+    summary="Personal Networks, and smart-device sharing between them through Virtual "
+    "Presence functions.",
+    folder=Path(__file__).parent,
+    api=router,
+    roles={
+        "POST /pns": (OPERATOR, USER),
+        "GET /pns": (OPERATOR,),
+        "GET /pns/{email}": (OPERATOR, USER),
+        "GET /pns/{email}/devices": (OPERATOR, USER),
+        "POST /pns/{email}/devices": (OPERATOR, USER),
+        # what the PN's vHG sees (its leases and neighbours), reported for it
+        "PUT /pns/{email}/inventory": (OPERATOR, AGENT),
+        "POST /pns/{email}/vhg": (OPERATOR, USER),
+        "POST /shares": (USER,),
+        "GET /shares": (OPERATOR, USER),
+        "GET /shares/{sid}": (OPERATOR, USER),
+        "POST /shares/{sid}/accept": (USER,),
+        "POST /shares/{sid}/decline": (USER,),
+        "POST /shares/{sid}/revoke": (USER,),
+        # the owners' page: anyone's; its data is the owners' (the routes above)
+        "GET /page": (PUBLIC,),
+    },
+    descriptors=(
+        {
+            "name": "virtual-presence",
+            "function": "netfate.vnf.virtual_presence.function:VirtualPresence",
+            "cpu": 0.1,
+            "memory_mb": 64,
+            "stateful": False,
+            "description": "Virtual Presence (seed III): IP aliases for remote devices on the PN "
+            "LAN, stateless nftables rewrite per the ATT, VXLAN overlay to its peer VP.",
+        },
+        {
+            "name": "vhg",
+            "function": "netfate.vnf.vhg:Vhg",
+            "cpu": 0.1,
+            "memory_mb": 64,
+            "stateful": False,
+            "description": "Virtual home gateway of a Personal Network: DHCP (dnsmasq), NAT "
+            "(nftables masquerade) and a stateful firewall.",
+        },
+    ),
+    isolates=network.pn_lans,  # a Personal Network's LAN reaches nothing by default
+    loops=(Loop("shares", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
+    cli="netfate.services.sharing.cli:app",
+    demos=(Demo("sharing", "netfate.services.sharing.demo"),),
+    benches=("sharing",),
+    panels=("panel.js",),
+    pages={"My Personal Network": "/page"},
+)
+
+__all__ = ["SERVICE"]

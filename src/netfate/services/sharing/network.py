@@ -67,7 +67,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.orchestrator.sdn.fabric import gateway, isolated_lans, register_isolation
+from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import (
     ConnectivityIntent,
     Endpoint,
@@ -101,9 +101,6 @@ def pn_lans(session: Any) -> list[tuple[str, str]]:
     """The isolated LANs: every PN's (node, subnet)."""
     rows = session.execute(select(PersonalNetworkRow.node, PersonalNetworkRow.subnet))
     return [(str(n), str(sub)) for n, sub in rows]
-
-
-register_isolation("sharing", pn_lans)
 
 
 @dataclass(frozen=True)
@@ -434,7 +431,7 @@ def withdraw_lans(session: Session) -> list[str]:
     the caller's). The fabric made them before the PN existed; it makes no new ones."""
     from netfate.orchestrator.sdn.tables import SdnIntentRow
 
-    isolated = isolated_lans(session)
+    isolated = {(n, str(ipaddress.IPv4Network(c, strict=False))) for n, c in pn_lans(session)}
     gone: list[str] = []
     for row in session.scalars(select(SdnIntentRow).where(SdnIntentRow.id.like("fabric-lan-%"))):
         ends = [row.spec.get("a"), row.spec.get("b")]

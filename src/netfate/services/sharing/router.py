@@ -1,13 +1,16 @@
-"""REST API of the sharing service, mounted under /api/v1/sharing.
+"""REST API of the sharing service, mounted by the platform under /api/v1/sharing.
 
 There is no user authentication in the platform yet: `by` names the PN owner
 acting, and the workflow checks that this owner may do it (only the recipient
 accepts or declines; either owner revokes).
+
+Reads only read: what converges without anyone asking (intents once a VP has
+its port, accepted -> active, failed shares) is the service's reconcile loop
+(reconcile.py). Writes converge what they changed at once (the intents).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -20,10 +23,10 @@ from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 
 from . import network
 from . import workflow as wf
-from .tables import PersonalNetworkRow, ShareRow
+from .reconcile import sync_intents
+from .tables import PersonalNetworkRow
 
-log = logging.getLogger("netfate.sharing")
-router = APIRouter(prefix="/sharing", tags=["sharing"])
+router = APIRouter()
 
 
 class _In(BaseModel):
@@ -82,9 +85,7 @@ def create_pn(body: PNCreate, session: SessionDep, notifier: NotifierDep) -> dic
 
 
 def _pn_view(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
-    """The PN, once its vHG's paths are synced (they wait for its port on the bridge)."""
-    if pn.vhg_instance:
-        _sync(session, only_if_needed=True)
+    """The PN; `vhg_paths`: are its vHG's intents in (they wait for its port)?"""
     out = wf.pn_view(session, pn)
     out["vhg_paths"] = network.vhg_ready(session, pn) if pn.vhg_instance else None
     return out
@@ -104,8 +105,6 @@ def get_pn(email: str, session: SessionDep) -> dict[str, Any]:
 @router.get("/pns/{email}/devices")
 def devices(email: str, session: SessionDep) -> list[dict[str, Any]]:
     pn = wf.get_pn(session, email)
-    if pn.vhg_instance:
-        _sync(session, only_if_needed=True)
     return [d.to_dict() for d in wf.inventory(session, pn)]
 
 
@@ -115,7 +114,7 @@ def _resync(session: Session, pn: PersonalNetworkRow, notifier: Any) -> None:
     touched = wf.resync(session, pn)
     session.commit()
     notifier.notify(touched)
-    _sync(session)
+    sync_intents(session)
 
 
 @router.post("/pns/{email}/devices", status_code=201)
@@ -151,48 +150,11 @@ def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[st
     inst, touched = wf.start_vhg(session, pn)
     session.commit()
     notifier.notify(touched)
-    _sync(session)  # the paths follow once the vHG runs on its port (GET /pns/{email})
+    sync_intents(session)  # its paths follow once it runs on its port (the loop)
     return {"pn": pn.email, "vhg_instance": inst.id, "node": inst.node, "ip": inst.ip}
 
 
 # ------------------------------------------------------------------ shares
-
-
-def _refreshed(session: Session, sh: ShareRow, notifier: Any) -> ShareRow:
-    ready = True
-    if sh.state == "accepted":
-        # Active means usable: the VPs run and the network carries their paths.
-        _sync(session, only_if_needed=True)
-        ready = network.share_ready(session, sh.id)
-    touched = wf.refresh(session, sh, network_ready=ready)
-    session.commit()
-    if touched:
-        notifier.notify(touched)
-        _sync(session)
-    return sh
-
-
-def _sync(session: Session, only_if_needed: bool = False) -> None:
-    """Step 8 and isolation in the network: the shares' SDN intents (network.py).
-
-    The VXLAN itself runs inside the VPs; the intents let it, and the PN hosts'
-    traffic to the VPs, cross bridges that run in secure mode. A share whose
-    intents cannot all be installed keeps the reason in its detail.
-    """
-    try:
-        if only_if_needed and not network.needs_sync(session):
-            return
-        res = network.sync(session)
-    except Exception:  # the network part must not break the sharing API
-        session.rollback()
-        log.exception("sharing intents")
-        return
-    if res.refused:
-        why = "; ".join(f"{k}: {v}" for k, v in sorted(res.refused.items()))
-        for sh in wf.list_shares(session):
-            if any(k.startswith(f"share-{sh.id}-") for k in res.refused):
-                sh.detail = f"SDN intents not installed: {why}"[:2000]
-        session.commit()
 
 
 @router.post("/shares", status_code=201)
@@ -207,19 +169,14 @@ def request_share(body: ShareIn, session: SessionDep) -> dict[str, Any]:
 @router.get("/shares")
 def list_shares(
     session: SessionDep,
-    notifier: NotifierDep,
     pn: str | None = Query(None, description="Only shares this PN gives or receives"),
 ) -> list[dict[str, Any]]:
-    return [
-        wf.share_view(session, _refreshed(session, sh, notifier))
-        for sh in wf.list_shares(session, pn)
-    ]
+    return [wf.share_view(session, sh) for sh in wf.list_shares(session, pn)]
 
 
 @router.get("/shares/{sid}")
-def get_share(sid: int, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
-    sh = _refreshed(session, wf.get_share(session, sid), notifier)
-    return wf.share_view(session, sh, with_history=True)
+def get_share(sid: int, session: SessionDep) -> dict[str, Any]:
+    return wf.share_view(session, wf.get_share(session, sid), with_history=True)
 
 
 @router.post("/shares/{sid}/accept")
@@ -227,7 +184,7 @@ def accept(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) ->
     sh, touched = wf.accept(session, sid, body.by)
     session.commit()
     notifier.notify(touched)
-    _sync(session)
+    sync_intents(session)
     return wf.share_view(session, sh, with_history=True)
 
 
@@ -243,7 +200,7 @@ def revoke(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) ->
     sh, touched = wf.revoke(session, sid, body.by)
     session.commit()
     notifier.notify(touched)
-    _sync(session)
+    sync_intents(session)
     return wf.share_view(session, sh, with_history=True)
 
 

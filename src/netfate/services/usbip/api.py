@@ -1,4 +1,9 @@
-"""REST API of the HRH service: /api/v1/usbip/...
+"""REST API of the USB/IP service: /api/v1/usbip/... (mounted by the platform)
+
+``POST /usbip/tunnels`` asks for a USB/IP tunnel (tcp/3240 from one side to an
+HRH function, nothing else on secure bridges); the service's loop keeps its SDN
+intent (``usbip-NAME``) and closes it when a function it joins is gone
+(reconcile.py). ``DELETE /usbip/tunnels/NAME`` closes it.
 
 ``POST /usbip/functions`` creates an HRH function (a descriptor of this
 service) for a served host, placed by the ``delay-bound`` policy with the
@@ -9,21 +14,26 @@ otherwise.  The decision is recorded as an InstancePlaced event, with its why.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from netfate.orchestrator.api import views
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.engine.placement import NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NotFound
+from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.store.tables import DescriptorRow, HostRow
 
+from . import reconcile
 from .placement import POLICY
+from .tables import UsbipTunnelRow
 
-router = APIRouter(prefix="/usbip", tags=["usbip"])
+router = APIRouter()
 
 
 class FunctionCreate(BaseModel):
@@ -91,3 +101,54 @@ def explain_placement(
         "policy": p.policy,
         "why": p.why,
     }
+
+
+class TunnelIn(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
+    a: str = Field(max_length=128, description="instance:ID or subnet:CIDR@NODE: the importer")
+    b: str = Field(max_length=128, description="instance:ID or subnet:IP/32@NODE: the HRH function")
+    port: int = Field(default=3240, ge=1, le=65535)
+
+
+def _tunnel_out(session: SessionDep, t: UsbipTunnelRow) -> dict[str, Any]:
+    iid = reconcile.intent_id(t.name)
+    return {
+        "name": t.name, "a": t.a, "b": t.b, "port": t.port, "intent": iid,
+        "open": session.get(SdnIntentRow, iid) is not None, "detail": t.detail,
+    }  # fmt: skip
+
+
+@router.post("/tunnels", status_code=201)
+def open_tunnel(body: TunnelIn, session: SessionDep) -> dict[str, Any]:
+    """Keep a tunnel open from `a` to the HRH function `b` (tcp/`port` only)."""
+    if session.get(UsbipTunnelRow, body.name) is not None:
+        raise HTTPException(409, detail=f"tunnel {body.name!r} exists")
+    t = UsbipTunnelRow(name=body.name, a=body.a, b=body.b, port=body.port,
+                       created_at=time.time(), detail="")  # fmt: skip
+    try:
+        reconcile.intent(t)
+    except ValueError as e:
+        raise HTTPException(422, detail=str(e)) from None
+    session.add(t)
+    session.flush()
+    reconcile.step(session)  # a write converges what it changed at once
+    session.commit()
+    return _tunnel_out(session, t)
+
+
+@router.get("/tunnels")
+def list_tunnels(session: SessionDep) -> list[dict[str, Any]]:
+    rows = session.scalars(select(UsbipTunnelRow).order_by(UsbipTunnelRow.name))
+    return [_tunnel_out(session, t) for t in rows]
+
+
+@router.delete("/tunnels/{name}")
+def close_tunnel(name: str, session: SessionDep) -> dict[str, str]:
+    t = session.get(UsbipTunnelRow, name)
+    if t is None:
+        raise HTTPException(404, detail=f"unknown tunnel {name!r}")
+    session.delete(t)
+    session.flush()
+    reconcile.step(session)
+    session.commit()
+    return {"closed": name}

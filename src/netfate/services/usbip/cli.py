@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from .pki import TlsFiles
+    from netfate.vnf.tls import TlsFiles
 
 app = typer.Typer(
     name="usbip", help="Home Radio Head: USB devices over USB/IP.", no_args_is_help=True
@@ -58,8 +58,7 @@ def serve(
         UsbipServer,
         VirtualDevice,
     )
-
-    from .allowlist import AllowList
+    from netfate.vnf.usbip_host.allowlist import AllowList
 
     devices: list[VirtualDevice] = []
     if serial:
@@ -148,7 +147,7 @@ def serial(
 
 
 def _tls_files(directory: Path, name: str) -> TlsFiles:
-    from .pki import TlsFiles
+    from netfate.vnf.tls import TlsFiles
 
     files = TlsFiles.in_directory(directory, name)
     for p in (files.ca, files.cert, files.key):

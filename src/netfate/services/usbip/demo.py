@@ -26,10 +26,12 @@ tar needs no filesystem driver on either side.
 The testbed runs with netfate's SDN controller (``SDN = True``: bridges in
 secure mode, fabric intents).  The fabric would route the home's LAN to the
 ISP's wholesale; the demo removes that intent, shows that USB/IP no longer
-reaches the HRH, and opens a tunnel intent instead (the ISP's edge may reach
-the HRH function on tcp/3240 and nothing else).  Deleting the tunnel intent
-at the end cuts USB/IP again.  Without a controller (a testbed built by hand)
-these steps are skipped and said so.
+reaches the HRH, and asks the service for a tunnel instead (POST
+/usbip/tunnels: the ISP's edge may reach the HRH function on tcp/3240 and
+nothing else; the service's loop keeps its intent).  The climate function's
+tunnel closes with the function; closing the other at the end cuts USB/IP
+again.  Without a controller (a testbed built by hand) these steps are skipped
+and said so.
 """
 
 from __future__ import annotations
@@ -53,15 +55,17 @@ from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import Endpoint
-from netfate.services.usbip.pki import CertificateAuthority, TlsFiles
+from netfate.services.usbip.pki import CertificateAuthority
 from netfate.testbed.builder import Testbed
+from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 
-TOPOLOGY = "hrh.yaml"
+TOPOLOGY = Path(__file__).parent / "topologies" / "hrh.yaml"
 SDN = True
-TUNNEL_ID = "hrh1-usbip"  # the ISP's server LAN -> the HRH function
-CLIMATE_TUNNEL_ID = "hrh1-usbip-climate"  # the climate function -> the HRH function
+# USB/IP tunnels the service keeps (POST /usbip/tunnels; SDN intent usbip-NAME)
+TUNNEL = "hrh1"  # the ISP's server LAN -> the HRH function
+CLIMATE_TUNNEL = "hrh1-climate"  # the climate function -> the HRH function
 HRH_NODE, ISP_NODE, HOME_HOST, ISP_HOST = "hrh1", "pe1", "laptop", "ispvm"
 PORT = 3240
 PENDRIVE_BYTES = 16 << 20
@@ -233,21 +237,16 @@ def _close_home_and_open_tunnel(tb: Testbed, api: Api, hrh_ip: str, say: Say) ->
     until("USB/IP to the HRH to be closed", lambda: not _tcp_opens(tb, hrh_ip))
     say(f"removed {lan}: the ISP's edge cannot open TCP to the HRH ({hrh_ip}:{PORT})")
     isp_lan = str(tb.topology.nodes[ISP_NODE].lans[0])
-    api(
+    t = api(
         "POST",
-        "/intents",
-        {
-            "kind": "tunnel",
-            "id": TUNNEL_ID,
-            "a": f"subnet:{isp_lan}@{ISP_NODE}",
-            "b": f"subnet:{hrh_ip}/32@{HRH_NODE}",
-            "protocol": "tcp",
-            "port": PORT,
-        },
-    )
-    until(f"tunnel intent {TUNNEL_ID} active", lambda: _intent_active(api, TUNNEL_ID))
+        "/usbip/tunnels",
+        {"name": TUNNEL, "a": f"subnet:{isp_lan}@{ISP_NODE}",
+         "b": f"subnet:{hrh_ip}/32@{HRH_NODE}", "port": PORT},
+    )  # fmt: skip
+    until(f"tunnel intent {t['intent']} active", lambda: _intent_active(api, t["intent"]))
     until("USB/IP through the tunnel", lambda: _tcp_opens(tb, hrh_ip))
-    say(f"tunnel intent {TUNNEL_ID}: {isp_lan}@{ISP_NODE} -> {hrh_ip}:{PORT}/tcp only, open")
+    say(f"tunnel {TUNNEL} (intent {t['intent']}): {isp_lan}@{ISP_NODE} -> {hrh_ip}:{PORT}/tcp "
+        "only, open")  # fmt: skip
 
 
 def _start(tb: Testbed, home: _Home, say: Say) -> tuple[Api, dict[str, Any], dict[str, Any]]:
@@ -301,23 +300,14 @@ def _start(tb: Testbed, home: _Home, say: Say) -> tuple[Api, dict[str, Any], dic
         # The function got an address on the home's LAN (the LAN of the host it
         # serves), so it reaches the HRH on that L2 segment: a tunnel between
         # the two instances, USB/IP only.  Until then it retries in the background.
-        api(
+        t = api(
             "POST",
-            "/intents",
-            {
-                "kind": "tunnel",
-                "id": CLIMATE_TUNNEL_ID,
-                "a": f"instance:{climate['id']}",
-                "b": f"instance:{hrh['id']}",
-                "protocol": "tcp",
-                "port": PORT,
-            },
-        )
-        until(
-            f"tunnel intent {CLIMATE_TUNNEL_ID} active",
-            lambda: _intent_active(api, CLIMATE_TUNNEL_ID),
-        )
-        say(f"tunnel intent {CLIMATE_TUNNEL_ID}: {climate['id']} -> {hrh['id']}:{PORT}/tcp only")
+            "/usbip/tunnels",
+            {"name": CLIMATE_TUNNEL, "a": f"instance:{climate['id']}",
+             "b": f"instance:{hrh['id']}", "port": PORT},
+        )  # fmt: skip
+        until(f"tunnel intent {t['intent']} active", lambda: _intent_active(api, t["intent"]))
+        say(f"tunnel {CLIMATE_TUNNEL}: {climate['id']} -> {hrh['id']}:{PORT}/tcp only")
     say(f"climate function {climate['id']} runs at the ISP ({climate['node']}), pty {home.link}")
     return api, hrh, climate
 
@@ -358,10 +348,15 @@ def check(tb: Testbed, say: Say) -> None:
     api("DELETE", f"/instances/{climate['id']}")
     api.wait_state(climate["id"], "gone")
     if tb.state.sdn:
-        api("DELETE", f"/intents/{CLIMATE_TUNNEL_ID}")
-        api("DELETE", f"/intents/{TUNNEL_ID}")
+        # The service's loop closes the climate function's tunnel with the function.
+        until(
+            f"tunnel {CLIMATE_TUNNEL} to close with its function",
+            lambda: CLIMATE_TUNNEL not in {t["name"] for t in api("GET", "/usbip/tunnels")},
+        )
+        say(f"tunnel {CLIMATE_TUNNEL} closed by the service with the climate function")
+        api("DELETE", f"/usbip/tunnels/{TUNNEL}")
         until("USB/IP to be cut", lambda: not _tcp_opens(tb, hrh_ip))
-        say(f"tunnel intent {TUNNEL_ID} deleted: the ISP's edge cannot reach the HRH again")
+        say(f"tunnel {TUNNEL} closed: the ISP's edge cannot reach the HRH again")
     api("DELETE", f"/instances/{hrh['id']}")
     api.wait_state(hrh["id"], "gone")
     deadline = time.monotonic() + 10

@@ -6,8 +6,9 @@ each ISP function gets a certificate from one CA; both ends require the
 other's.  The client certificate's common name is the identity the HRH's
 allow-list matches (``AllowRule.identities``).
 
-This module only makes files (keys 0600); the TLS contexts are built in
-``netfate.vnf.usbip_host.tls`` and ``netfate.vnf.usbip_client.tls``.
+This module only makes files (keys 0600, named as ``netfate.vnf.tls.TlsFiles``
+says); the TLS contexts are built in ``netfate.vnf.usbip_host.tls`` and
+``netfate.vnf.usbip_client.tls``.
 Keys are ECDSA P-256: small, fast to make in tests, accepted by TLS 1.3.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -24,33 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from netfate.vnf.tls import TlsFiles
+
 VALIDITY = datetime.timedelta(days=365)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """What one end of a tunnel needs: the CA to trust, its own certificate and key."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-    def to_config(self) -> dict[str, str]:
-        """As a function's ``tls`` config entry."""
-        return {"ca": str(self.ca), "cert": str(self.cert), "key": str(self.key)}
-
-    @classmethod
-    def in_directory(cls, directory: Path, name: str) -> TlsFiles:
-        """Where :meth:`CertificateAuthority.issue` in ``directory`` puts ``name``'s files."""
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-        return cls(directory / "ca.pem", directory / f"{safe}.pem", directory / f"{safe}.key")
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, object]) -> TlsFiles:
-        try:
-            return cls(Path(str(cfg["ca"])), Path(str(cfg["cert"])), Path(str(cfg["key"])))
-        except KeyError as e:
-            raise ValueError(f"tls config needs ca, cert and key (missing {e})") from None
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:

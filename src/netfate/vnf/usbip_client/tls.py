@@ -22,8 +22,8 @@ import ssl
 from typing import Any
 
 from netfate.proto.usbip import Status, UsbDevice
-from netfate.services.usbip.pki import TlsFiles
 from netfate.vnf.runtime import Context
+from netfate.vnf.tls import TlsFiles
 
 from .client import (
     OP_TIMEOUT,

@@ -1,5 +1,6 @@
 """HRH side of the Home Radio Head: a userspace USB/IP server with virtual devices."""
 
+from .allowlist import AllowList, AllowRule
 from .devices import (
     HidKeyboard,
     IsoStream,
@@ -13,6 +14,8 @@ from .server import USBIP_PORT, UsbipServer
 
 __all__ = [
     "USBIP_PORT",
+    "AllowList",
+    "AllowRule",
     "HidKeyboard",
     "HostDevice",
     "IsoStream",

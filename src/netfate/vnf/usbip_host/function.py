@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from netfate.services.usbip.allowlist import AllowList
 from netfate.vnf.runtime import Context, Function
+from netfate.vnf.usbip_host.allowlist import AllowList
 
 from .devices import HidKeyboard, IsoStream, MassStorage, SerialSensor, VirtualDevice
 from .server import USBIP_PORT, UsbipServer

@@ -25,7 +25,7 @@ from netfate.proto.usbip import (
     UrbUnlinked,
     UsbipProtocolError,
 )
-from netfate.services.usbip.allowlist import AllowList
+from netfate.vnf.usbip_host.allowlist import AllowList
 
 from .devices import UrbResult, VirtualDevice
 

@@ -22,9 +22,9 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from netfate.services.usbip.allowlist import AllowList
-from netfate.services.usbip.pki import TlsFiles
 from netfate.vnf.runtime import Context
+from netfate.vnf.tls import TlsFiles
+from netfate.vnf.usbip_host.allowlist import AllowList
 
 from .devices import VirtualDevice
 from .function import UsbipHost

@@ -58,6 +58,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from netfate.host import links, netns, nft
+from netfate.proto.arp import announcement, request
 
 from .att import ATT
 from .translator import DISCOVERY_GROUPS, Role
@@ -66,10 +67,6 @@ VXLAN_OVERHEAD = 50
 NUD_PERMANENT = 0x80
 RULE_PRIORITY = 10
 LOCAL_PRIORITY = 100
-
-
-class KernelPathError(RuntimeError):
-    """The fast path could not be installed or removed."""
 
 
 @dataclass(frozen=True)
@@ -436,8 +433,6 @@ def announce(
     alias to a host is exactly what the alias's connectivity intent carries, and
     the host updates its entry for the alias from the request's sender fields.
     """
-    from netfate.agent.garp import announcement
-
     sock = netns.socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.bind((ifname, 0))  # protocol 0: send only
@@ -445,8 +440,7 @@ def announce(
             for a in addresses:
                 sock.send(announcement(mac, a))
             for spa, tpa in directed:
-                # The announcement's frame with another target: its last 4 bytes (tpa).
-                sock.send(announcement(mac, spa)[:-4] + ipaddress.IPv4Address(tpa).packed)
+                sock.send(request(mac, spa, tpa))
     finally:
         sock.close()
 

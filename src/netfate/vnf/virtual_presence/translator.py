@@ -44,7 +44,6 @@ the way the kernel path does it):
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 
@@ -211,7 +210,3 @@ class Translator:
         if pkt.dst not in self.att.pn2 or pkt.dst == alias:
             return self._drop("no_route")
         return self._routed(Side.VI, pkt, src=alias)
-
-
-def parse_address(text: str) -> Address:
-    return ipaddress.IPv4Address(text)

@@ -2,7 +2,7 @@
 // Everything from the server is put in the page as text, never as markup.
 (() => {
   const $ = (id) => document.getElementById(id);
-  const API = "/api/v1/netfate/me/rules";
+  const API = "/api/v1/firewall/me/rules";
   const CHOICES = {
     action: ["allow", "deny"], direction: ["in", "out", "both"],
     proto: ["any", "tcp", "udp", "icmp"],

@@ -1,6 +1,6 @@
 """Cross traffic for the "shared access" setting: paced UDP bursts that stop by themselves.
 
-``python -m netfate.experiment.cross HOST PORT RATE_BPS SECONDS`` (run inside a
+``python -m netfate.testbed.cross HOST PORT RATE_BPS SECONDS`` (run inside a
 testbed namespace, towards a testbed address).  Datagrams leave in bursts of
 ``BURST`` every ``BURST * SIZE * 8 / RATE`` seconds: other users of a shared
 access arrive in bursts, which is what makes the queue, and so the RTT, vary.
@@ -41,7 +41,7 @@ def send(host: str, port: int, rate_bps: float, seconds: float) -> int:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 4:
-        raise SystemExit("usage: python -m netfate.experiment.cross HOST PORT RATE_BPS SECONDS")
+        raise SystemExit("usage: python -m netfate.testbed.cross HOST PORT RATE_BPS SECONDS")
     send(argv[0], int(argv[1]), float(argv[2]), min(float(argv[3]), 3600.0))
 
 

@@ -1,5 +1,5 @@
 // NetFATE's NFVI database, as in the paper: Table I users, Table II network
-// functions, Table III forwarding rules (GET /api/v1/netfate/tables), kept live by
+// functions, Table III forwarding rules (GET /api/v1/firewall/tables), kept live by
 // the service's events.
 (() => {
   if (!(window.netfate && window.netfate.registerPanel)) return;
@@ -22,14 +22,14 @@
     forwarding: "Table III: forwarding rules" };
 
   window.netfate.registerPanel({
-    id: "netfate",
+    id: "firewall",
     title: "NetFATE: NFVI database",
     kinds: KINDS,
     mount(el, ctx) {
       this.el = el;
       this.tables = {};
       for (const key of Object.keys(COLUMNS)) {
-        const t = ctx.h("table", { class: `netfate-${key}` });
+        const t = ctx.h("table", { class: `firewall-${key}` });
         this.tables[key] = t;
         el.append(ctx.h("h4", {}, TITLES[key]), t);
       }
@@ -37,7 +37,7 @@
     async onRefresh(_state, ctx) {
       let got;
       try {
-        got = await ctx.api("/netfate/tables");
+        got = await ctx.api("/firewall/tables");
       } catch (e) {
         return; // the service is not installed on this orchestrator
       }

@@ -1,0 +1,125 @@
+"""Who may use each route (DESIGN.md, convention 12), as data.
+
+The core's routes are declared here, each service's in its contract
+(``Service.roles``, paths below its prefix). ``matrix()`` joins them with the
+routes the app really has when the app is built: a route nobody declared, or a
+declaration for a route that does not exist, is a ContractError, so no route is
+added without saying who it is for. The OpenAPI document carries each
+operation's roles as ``x-roles``; ``app.state.roles`` holds the matrix for the
+identity layer that will enforce it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute
+
+from netfate.contract import ContractError, Role, Roles, Service
+
+API = "/api/v1"
+OPERATOR, PROVIDER, AGENT, CONTROLLER, PUBLIC = (
+    Role.OPERATOR,
+    Role.PROVIDER,
+    Role.AGENT,
+    Role.CONTROLLER,
+    Role.PUBLIC,
+)
+
+CORE: Mapping[str, Roles] = {
+    "GET /": (PUBLIC,),  # the dashboard's page; its data comes from the API below
+    f"GET {API}/openapi.json": (PUBLIC,),
+    f"GET {API}/health": (PUBLIC,),
+    f"GET {API}/services": (OPERATOR,),
+    f"GET {API}/topology": (OPERATOR, PROVIDER),
+    f"PUT {API}/topology": (OPERATOR,),
+    f"GET {API}/hosts": (OPERATOR, PROVIDER),
+    f"GET {API}/links": (OPERATOR, PROVIDER),
+    f"GET {API}/nodes": (OPERATOR, PROVIDER),
+    f"GET {API}/nodes/{{name}}": (OPERATOR, PROVIDER),
+    f"POST {API}/agents/{{node}}/register": (AGENT,),
+    f"POST {API}/agents/{{node}}/report": (AGENT,),
+    f"GET {API}/agents/{{node}}/desired": (AGENT,),
+    f"GET {API}/descriptors": (OPERATOR, PROVIDER),
+    f"POST {API}/descriptors": (OPERATOR, PROVIDER),
+    f"GET {API}/instances": (OPERATOR, PROVIDER),
+    f"POST {API}/instances": (OPERATOR, PROVIDER),
+    f"GET {API}/instances/{{iid}}": (OPERATOR, PROVIDER),
+    f"DELETE {API}/instances/{{iid}}": (OPERATOR, PROVIDER),
+    f"PATCH {API}/instances/{{iid}}": (OPERATOR, PROVIDER),
+    f"POST {API}/instances/{{iid}}/migrate": (OPERATOR, PROVIDER),
+    f"GET {API}/migrations": (OPERATOR, PROVIDER),
+    f"GET {API}/events": (OPERATOR,),
+    f"GET {API}/events/stream": (OPERATOR,),
+    # the SDN controller's API (orchestrator/sdn/api.py)
+    f"POST {API}/intents": (OPERATOR, PROVIDER),
+    f"GET {API}/intents": (OPERATOR, PROVIDER),
+    f"GET {API}/intents/{{intent_id}}": (OPERATOR, PROVIDER),
+    f"DELETE {API}/intents/{{intent_id}}": (OPERATOR, PROVIDER),
+    f"POST {API}/sdn/fabric": (OPERATOR,),
+    f"GET {API}/sdn/view": (CONTROLLER,),
+    f"GET {API}/sdn/status": (OPERATOR, CONTROLLER),
+    f"POST {API}/sdn/events": (CONTROLLER,),
+    f"GET {API}/nodes/{{node}}/flows": (OPERATOR,),
+}
+"""The core's routes: full paths."""
+
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+
+def declared(services: Sequence[Service]) -> dict[str, Roles]:
+    """Every declaration, as ``"METHOD /full/path"``; a service's roles must name
+    at least one role and stay below its own prefix."""
+    out: dict[str, Roles] = dict(CORE)
+    for svc in services:
+        for key, roles in svc.roles.items():
+            method, _, path = key.partition(" ")
+            if not roles or not path.startswith("/") or method != method.upper():
+                raise ContractError(f"service {svc.name}: bad role declaration {key!r}: {roles}")
+            full = f"{method} {API}{svc.prefix}{path}"
+            out[full] = tuple(Role(r) for r in roles)
+    return out
+
+
+def served(routes: Iterable[BaseRoute]) -> set[str]:
+    """``"METHOD /path"`` of every route the app answers (mounts excluded)."""
+    keys: set[str] = set()
+    for rc in iter_route_contexts(list(routes)):
+        path = rc.path
+        if path is None:
+            continue
+        for method in rc.methods or ():
+            if method not in IGNORED_METHODS:
+                keys.add(f"{method} {path}")
+    return keys
+
+
+def matrix(routes: Iterable[BaseRoute], services: Sequence[Service]) -> dict[str, Roles]:
+    """The role of every route of the app; ContractError if one is missing or extra."""
+    want = declared(services)
+    have = served(routes)
+    missing = sorted(have - set(want))
+    extra = sorted(set(want) - have)
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("routes without declared roles: " + ", ".join(missing))
+        if extra:
+            parts.append("roles declared for routes that do not exist: " + ", ".join(extra))
+        raise ContractError("; ".join(parts))
+    return {k: want[k] for k in sorted(have)}
+
+
+def annotate(schema: dict[str, Any], roles: Mapping[str, Roles]) -> dict[str, Any]:
+    """Add ``x-roles`` to every operation of an OpenAPI document."""
+    # OpenAPI writes "{address}" where the route says "{address:path}".
+    plain = {re.sub(r"\{(\w+):\w+\}", r"{\1}", k): v for k, v in roles.items()}
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            key = f"{method.upper()} {path}"
+            if key in plain and isinstance(op, dict):
+                op["x-roles"] = [r.value for r in plain[key]]
+    return schema

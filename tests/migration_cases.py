@@ -1,0 +1,121 @@
+"""An existing database upgrades cleanly to the services' own Alembic folders.
+
+Collected twice, like api_cases: by tests/unit/test_migrations.py (SQLite) and by
+tests/netns/test_migrations_postgres.py (a real PostgreSQL server). Each defines
+the `db_url` fixture (an empty database).
+
+Until issue 11 every revision lived in store/migrations/versions; the firewall's
+(0003_firewall) and the sharing service's (0004_sharing) now live in their
+folders, with the same revision ids, and the firewall's tables were renamed
+(0008_firewall_names). A database an orchestrator of the earlier layout made,
+with rows in it, must come out with the rows under the new names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services import registered
+from netfate.store.db import Database, alembic_config
+
+EARLIER_HEADS = ("0002_sdn", "0003_firewall", "0004_sharing")
+"""The heads of a database migrated before the services had their folders."""
+NEW_USBIP = "0009_usbip_tunnels"
+"""The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
+
+
+def _earlier(db: Database) -> None:
+    """The schema as the earlier layout left it (the same revision files, moved)."""
+    cfg = alembic_config([s.migrations for s in registered() if s.migrations])
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        for head in EARLIER_HEADS:
+            command.upgrade(cfg, head)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO netfate_users (name, password_hash, functions, status, "
+                "session_timeout, idle_timeout, rules, rules_version, counters) VALUES "
+                "('alice', 'x', '[\"firewall\"]', 'offline', 3600, 60, '{}', 1, '{}')"
+            )
+        )
+        conn.execute(
+            text(
+                'INSERT INTO netfate_accounting (at, "user", session_id, status, nas, '
+                "input_octets, output_octets, session_time) VALUES "
+                "(1.5, 'alice', 's1', 'start', 'cpe1', 0, 0, 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sharing_pns (email, name, node, subnet, created_at) VALUES "
+                "('a@example.org', 'home', 'cpe1', '192.168.1.0/24', 1.0)"
+            )
+        )
+
+
+def _versions(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        _earlier(db)
+        assert _versions(db) == set(EARLIER_HEADS)
+        db.migrate([s.migrations for s in registered() if s.migrations])
+        assert _versions(db) == {"0002_sdn", "0008_firewall_names", "0004_sharing", NEW_USBIP}
+        tables = set(inspect(db.engine).get_table_names())
+        assert not {t for t in tables if t.startswith("netfate_")}, tables
+        assert {"firewall_users", "firewall_accounting", "sharing_pns"} <= tables
+        indexes = {i["name"] for i in inspect(db.engine).get_indexes("firewall_accounting")}
+        assert indexes == {"ix_firewall_accounting_at", "ix_firewall_accounting_user"}
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM firewall_users")).scalars().all() == [
+                "alice"
+            ]
+            n = conn.execute(text("SELECT count(*) FROM firewall_accounting")).scalar()
+            assert n == 1
+        db.migrate([s.migrations for s in registered() if s.migrations])  # idempotent
+        assert _versions(db) == {"0002_sdn", "0008_firewall_names", "0004_sharing", NEW_USBIP}
+    finally:
+        db.dispose()
+    # The orchestrator serves the rows through the services' APIs.
+    app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=3600), services=registered())
+    with TestClient(app) as c:
+        users: list[dict[str, Any]] = c.get("/api/v1/firewall/users").json()
+        assert [u["name"] for u in users] == ["alice"]
+        acct = c.get("/api/v1/firewall/accounting?user=alice").json()
+        assert [a["session_id"] for a in acct] == ["s1"]
+        assert [p["email"] for p in c.get("/api/v1/sharing/pns").json()] == ["a@example.org"]
+
+
+def test_the_firewall_rename_goes_back_down(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        versions = [s.migrations for s in registered() if s.migrations]
+        db.migrate(versions)
+        cfg = alembic_config(versions)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003_firewall")
+        tables = set(inspect(db.engine).get_table_names())
+        assert "netfate_users" in tables and "firewall_users" not in tables
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_radius_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
