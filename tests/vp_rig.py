@@ -19,14 +19,15 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from netfate.agent.instances import control_call
 from netfate.host import links, netns
 from netfate.proto import dns
-from netns_lan import start_vnf
+from netns_lan import start_vnf, stop_procs
 
 ATT = {
     "pn1": "192.168.0.0/24",
@@ -170,3 +171,42 @@ def leaks(frames: Iterable[bytes], pn1: str = "192.168.1.0/24") -> list[str]:
                     if isinstance(r.data, dns.Address) and r.data.ip in net:
                         found.append(f"frame {i}: mDNS record {r.data.ip}")
     return found
+
+
+@dataclass
+class SplitShare:
+    """A share on the chain with PN1 192.168.1.0/24 (`split_share`): D2 192.168.1.2 is
+    192.168.0.13 in PN2; d4 (192.168.0.3) is the PN2 host; `capture` keeps all d4
+    receives; `procs` what the rig and its test started (stopped by pid)."""
+
+    ns: dict[str, str]
+    ifs: dict[str, str]
+    tmp: Path
+    capture: Capture | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def d4(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return netns.run_in(self.ns["d4"], list(argv), check=False, timeout=timeout)
+
+
+@contextlib.contextmanager
+def split_share(tmp: Path, share: int) -> Iterator[SplitShare]:
+    """Both VPs with the discovery ALG and no http_ports (every port learned), the
+    hosts' multicast routes, VP2's own address on its VI, and the capture on d4."""
+    ns, ifs = chain_names()
+    r = SplitShare(ns, ifs, tmp)
+    try:
+        build_chain(ns, ifs, d2="192.168.1.2/24")
+        for h, k in (("d2", "a"), ("d4", "f")):
+            netns.run_in(ns[h], ["ip", "route", "add", "224.0.0.0/4", "dev", ifs[k]])
+        links.add_address(ns["vp2"], ifs["b"], "192.168.1.250/24")  # the instance's own
+        common = {"att": ATT_SPLIT, "share": share, "vi_prefixlen": 24, "underlay_mtu": 1550,
+                  "alg": True}  # fmt: skip
+        start_vps(ns, vp_configs(ifs, common), tmp, r.procs)
+        r.capture = Capture(ns["d4"], ifs["f"])
+        yield r
+    finally:
+        if r.capture is not None:
+            r.capture.close()
+        stop_procs(reversed(r.procs))
+        remove_chain(ns)

@@ -18,27 +18,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from netfate.demo import peers
-from netfate.host import netns
-from netns_lan import stop_procs, until
-from vp_rig import (
-    ATT_SPLIT,
-    Capture,
-    build_chain,
-    chain_names,
-    leaks,
-    remove_chain,
-    start_vps,
-    status,
-    vp_configs,
-)
+from netns_lan import until
+from vp_rig import SplitShare, leaks, split_share, status
 
 if shutil.which("ffmpeg") is None or not peers.camera_available():
     pytest.skip("ffmpeg, GStreamer's RTSP server or python3-zeroconf missing (make deps)",
@@ -48,43 +34,17 @@ ALIAS, D4 = "192.168.0.13", "192.168.0.3"
 URL = f"rtsp://{ALIAS}:554/cam"
 
 
-@dataclass
-class Rig:
-    ns: dict[str, str]
-    ifs: dict[str, str]
-    tmp: Path
-    capture: Capture | None = None
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def d4(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return netns.run_in(self.ns["d4"], list(argv), check=False, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SplitShare]:
     tmp = tmp_path_factory.mktemp("camera")
-    ns, ifs = chain_names()
-    r = Rig(ns, ifs, tmp)
-    try:
-        build_chain(ns, ifs, d2="192.168.1.2/24")
-        for h, k in (("d2", "a"), ("d4", "f")):
-            netns.run_in(ns[h], ["ip", "route", "add", "224.0.0.0/4", "dev", ifs[k]])
-        common = {"att": ATT_SPLIT, "share": 7, "vi_prefixlen": 24, "underlay_mtu": 1550,
-                  "alg": True}  # fmt: skip
-        start_vps(ns, vp_configs(ifs, common), tmp, r.procs)
-        r.capture = Capture(ns["d4"], ifs["f"])
-        r.procs.append(peers.start_camera(ns["d2"], tmp, "192.168.1.2"))
+    with split_share(tmp, 7) as share:
+        share.procs.append(peers.start_camera(share.ns["d2"], tmp, "192.168.1.2"))
         out = tmp / "camera.out"
         assert until(lambda: out.exists() and "ready" in out.read_text(), 30), out.read_text()
-        yield r
-    finally:
-        if r.capture is not None:
-            r.capture.close()
-        stop_procs(reversed(r.procs))  # only what this fixture started, by pid
-        remove_chain(ns)
+        yield share
 
 
-def test_mdns_resolves_the_camera_to_the_alias(rig: Rig) -> None:
+def test_mdns_resolves_the_camera_to_the_alias(rig: SplitShare) -> None:
     script = rig.tmp / "browse.py"
     script.write_text(peers.MDNS_BROWSE)
     p = rig.d4(peers.SYSTEM_PYTHON, str(script), D4, "_rtsp._tcp.local.", "10")
@@ -98,7 +58,7 @@ def test_mdns_resolves_the_camera_to_the_alias(rig: Rig) -> None:
     assert st["alg"]["mdns"] > 0
 
 
-def _play(rig: Rig, transport: str) -> str:
+def _play(rig: SplitShare, transport: str) -> str:
     p = rig.d4("ffmpeg", "-nostdin", "-loglevel", "info", "-rtsp_transport", transport,
                "-i", URL, "-frames:v", "10", "-f", "null", "-", timeout=90)  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
@@ -106,7 +66,7 @@ def _play(rig: Rig, transport: str) -> str:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_ffmpeg_plays_the_stream_through_the_alias(rig: Rig, transport: str) -> None:
+def test_ffmpeg_plays_the_stream_through_the_alias(rig: SplitShare, transport: str) -> None:
     if not status(rig.tmp, "vp1")["stats"]["ports"]["proxied"]:
         test_mdns_resolves_the_camera_to_the_alias(rig)  # the port is learned by discovery
     err = _play(rig, transport)
@@ -117,7 +77,7 @@ def test_ffmpeg_plays_the_stream_through_the_alias(rig: Rig, transport: str) -> 
     assert status(rig.tmp, "vp1")["stats"]["alg"]["tcp_rtsp"] >= 1
 
 
-def test_nothing_of_pn1_reached_pn2(rig: Rig) -> None:
+def test_nothing_of_pn1_reached_pn2(rig: SplitShare) -> None:
     assert rig.capture is not None
     rig.capture.close()
     frames = rig.capture.frames

@@ -23,27 +23,16 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netfate.demo import peers
-from netfate.host import links, netns
-from netns_lan import stop_procs, until
-from vp_rig import (
-    ATT_SPLIT,
-    PN1_TEXT,
-    Capture,
-    build_chain,
-    chain_names,
-    leaks,
-    remove_chain,
-    start_vps,
-    status,
-    vp_configs,
-)
+from netfate.host import netns
+from netns_lan import until
+from vp_rig import PN1_TEXT, SplitShare, leaks, split_share, status
 
 for tool in ("gerbera", "gssdp-discover", "curl", "ffmpeg"):
     if shutil.which(tool) is None:
@@ -60,48 +49,28 @@ LISTEN = ("env", "PYTHONUNBUFFERED=1", "timeout")
 
 @dataclass
 class Rig:
-    ns: dict[str, str]
-    ifs: dict[str, str]
-    tmp: Path
-    capture: Capture | None = None
-    media_sha: str = ""
-    server: subprocess.Popen[bytes] | None = None
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    share: SplitShare
+    media_sha: str
+    server: subprocess.Popen[bytes]
 
     def d4(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return netns.run_in(self.ns["d4"], list(argv), check=False, timeout=timeout)
+        return self.share.d4(*argv, timeout=timeout)
+
+    @property
+    def tmp(self) -> Path:
+        return self.share.tmp
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("gerbera")
-    ns, ifs = chain_names()
-    r = Rig(ns, ifs, tmp)
-    try:
-        build_chain(ns, ifs, d2="192.168.1.2/24")
-        for h, k in (("d2", "a"), ("d4", "f")):
-            netns.run_in(ns[h], ["ip", "route", "add", "224.0.0.0/4", "dev", ifs[k]])
-        links.add_address(ns["vp2"], ifs["b"], "192.168.1.250/24")  # the instance's own
-        common = {"att": ATT_SPLIT, "share": 5, "vi_prefixlen": 24, "underlay_mtu": 1550,
-                  "alg": True}  # fmt: skip
-        start_vps(ns, vp_configs(ifs, common), tmp, r.procs)
-        r.capture = Capture(ns["d4"], ifs["f"])
+    with split_share(tmp, 5) as share:
         media = tmp / "media"
         media.mkdir()
-        subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
-             "-y", str(media / "tone.mp3")],
-            check=True, timeout=60,
-        )  # fmt: skip
-        r.media_sha = hashlib.sha256((media / "tone.mp3").read_bytes()).hexdigest()
-        r.server = peers.start_gerbera(ns["d2"], tmp, media, ifs["a"])
-        r.procs.append(r.server)
-        yield r
-    finally:
-        if r.capture is not None:
-            r.capture.close()
-        stop_procs(reversed(r.procs))  # only what this fixture started, by pid
-        remove_chain(ns)
+        sha = hashlib.sha256(peers.make_tone(media / "tone.mp3", 2)).hexdigest()
+        server = peers.start_gerbera(share.ns["d2"], tmp, media, share.ifs["a"])
+        share.procs.append(server)
+        yield Rig(share, sha, server)
 
 
 def search(rig: Rig, *extra: str) -> list[dict[str, Any]]:
@@ -131,7 +100,7 @@ def test_active_search_answer_names_the_alias_and_its_port_is_learned(rig: Rig) 
 
 
 def test_gssdp_discover_finds_the_alias(rig: Rig) -> None:
-    p = rig.d4("gssdp-discover", "-i", rig.ifs["f"], "-t", MEDIA_SERVER, "-n", "3")
+    p = rig.d4("gssdp-discover", "-i", rig.share.ifs["f"], "-t", MEDIA_SERVER, "-n", "3")
     locations = {ln.split(":", 1)[1].strip() for ln in p.stdout.splitlines()
                  if ln.strip().startswith("Location:")}  # fmt: skip
     assert locations == {LOCATION}, p.stdout + p.stderr
@@ -187,9 +156,10 @@ def ssdp_sent(rig: Rig) -> int:
 
 def test_byebye_passes_and_nothing_of_pn1_reached_pn2(rig: Rig) -> None:
     # The last test: gerbera leaves (SIGTERM: libupnp sends ssdp:byebye).
-    assert rig.server is not None and rig.capture is not None
+    capture = rig.share.capture
+    assert capture is not None
     listener = netns.popen_in(
-        rig.ns["d4"], [*LISTEN, "30", UPNP_CLIENT, "advertisements", "--bind", D4],
+        rig.share.ns["d4"], [*LISTEN, "30", UPNP_CLIENT, "advertisements", "--bind", D4],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert listener.stdout is not None
@@ -213,12 +183,12 @@ def test_byebye_passes_and_nothing_of_pn1_reached_pn2(rig: Rig) -> None:
     # libupnp's byebye carries LOCATION too: rewritten like the alive's.
     assert byebye and {a.get("location", LOCATION) for a in byebye} == {LOCATION}, (
         [a.get("nts") for a in seen],
-        sum(b"ssdp:byebye" in f for f in rig.capture.frames),
+        sum(b"ssdp:byebye" in f for f in capture.frames),
         status(rig.tmp, "vp1")["stats"]["alg"],
         (rig.tmp / "gerbera.out").read_text()[-500:],
     )
     assert rig.server.wait(15) is not None
-    rig.capture.close()
-    frames = rig.capture.frames
+    capture.close()
+    frames = capture.frames
     assert any(LOCATION.encode() in f for f in frames)
     assert leaks(frames) == []
