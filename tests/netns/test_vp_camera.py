@@ -15,6 +15,7 @@ frame d4 receives is searched for a PN1 address.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -83,4 +84,16 @@ def test_nothing_of_pn1_reached_pn2(rig: SplitShare) -> None:
     frames = rig.capture.frames
     assert any(b"o=- " in f and b"IN IP4 192.168.0.13" in f for f in frames)  # the SDP
     assert any(b"Content-Base: rtsp://192.168.0.13:554/cam/" in f for f in frames)
+    # The browser's first question was QU: an answer came unicast, from the alias.
+    assert any(_udp(f) == ("192.168.0.13", 5353, D4) for f in frames)
     assert leaks(frames) == []
+
+
+def _udp(frame: bytes) -> tuple[str, int, str] | None:
+    """(source, source port, destination) of a UDP/IPv4 frame."""
+    if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0xF) * 4
+    src, dst = ipaddress.IPv4Address(ip[12:16]), ipaddress.IPv4Address(ip[16:20])
+    return str(src), int.from_bytes(ip[ihl : ihl + 2], "big"), str(dst)

@@ -214,7 +214,11 @@ async def discover(mode, src, via):
             take(headers)
         t0 = time.monotonic()
         while not got.done() and time.monotonic() - t0 < 10:
-            await async_search(cb, timeout=1, source=(src, 0), search_target=MEDIA_SERVER)
+            # A search listens for its whole timeout: go on at the first answer.
+            search = asyncio.ensure_future(async_search(
+                cb, timeout=1, source=(src, 0), search_target=MEDIA_SERVER))
+            await asyncio.wait({search, got}, return_when=asyncio.FIRST_COMPLETED)
+            search.cancel()
         t1, loc = await asyncio.wait_for(got, 1)
         return t0, t1, loc
     listener = SsdpAdvertisementListener(on_alive=take, source=(src, 0))
