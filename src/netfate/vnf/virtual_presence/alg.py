@@ -25,7 +25,13 @@ answers and its RTSP/SDP name its PN1 address. So VP1 handles them in Python
   rewritten both ways (proto.ssdp.rewriter): towards the device the alias becomes
   the device and each PN2 device its VP2 alias (Host, GENA CALLBACK, RTSP
   Transport destination); towards the client the reverse. A connection that does
-  not start with an HTTP or RTSP request line is relayed as it is.
+  not start with an HTTP or RTSP request line is relayed as it is (a protocol whose
+  server speaks first waits for the client's first bytes: not supported).
+
+Bounds: at most MAX_PORTS learned ports (more are refused and counted), at most
+MAX_CONNECTIONS proxied connections at once, clients only among the ATT's PN2
+devices (VP2 would drop anyone else), text bodies up to proto.ssdp.rewriter.MAX_TEXT
+(beyond: 502). mDNS and SSDP datagrams that arrive fragmented are dropped.
 """
 
 from __future__ import annotations
