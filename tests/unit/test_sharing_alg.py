@@ -136,6 +136,7 @@ def test_address_maps_and_sniff() -> None:
     assert to_device.apply(b"192.168.0.13 192.168.0.3") == b"192.168.1.2 192.168.1.31"
     assert sniff(b"GET / HTTP/1.1\r\n") == "http"
     assert sniff(b"DESCRIBE rtsp://x/ RTSP/1.0\r\n") == "rtsp"
+    assert sniff(b"GET_PARAMETER rtsp://x/ RTSP/1.0\r\n") == "rtsp"
     assert sniff(b"GET / HT") is None
     assert sniff(b"\x16\x03\x01") == "raw"  # TLS
     assert sniff(b"get / HTTP/1.1\r\n") == "raw"

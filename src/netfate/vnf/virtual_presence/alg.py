@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import struct
 import threading
@@ -87,6 +88,8 @@ CONNECT_TIMEOUT_S = 10.0
 LEARN_TIMEOUT_S = 5.0
 READ = 65536
 IP_TRANSPARENT = getattr(socket, "IP_TRANSPARENT", 19)
+METHOD = re.compile(rb"[A-Z][A-Z_-]*")
+"""A request method as HTTP and RTSP name them (GET, M-SEARCH, GET_PARAMETER)."""
 
 
 def tap_filter(device: bytes) -> Program:
@@ -177,7 +180,7 @@ def sniff(data: bytes) -> str | None:
         if len(data) < 4096 and all(32 <= c < 127 for c in data):
             return None
         return "raw"
-    if len(parts) == 3 and parts[0].isalpha() and parts[0].isupper():
+    if len(parts) == 3 and METHOD.fullmatch(parts[0]):
         if parts[2].startswith(b"HTTP/1."):
             return "http"
         if parts[2].startswith(b"RTSP/1."):
