@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import pytest
 
 from netfate.demo import peers
-from netns_lan import until
 from vp_rig import SplitShare, leaks, split_share, status
+from waiting import until
 
 if shutil.which("ffmpeg") is None or not peers.camera_available():
     pytest.skip("ffmpeg, GStreamer's RTSP server or python3-zeroconf missing (make deps)",

@@ -31,8 +31,8 @@ import pytest
 
 from netfate.demo import peers
 from netfate.host import netns
-from netns_lan import until
 from vp_rig import PN1_TEXT, SplitShare, leaks, split_share, status
+from waiting import until
 
 for tool in ("gerbera", "gssdp-discover", "curl", "ffmpeg"):
     if shutil.which(tool) is None:

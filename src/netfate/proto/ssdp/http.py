@@ -56,14 +56,6 @@ class HttpHead:
     def is_response(self) -> bool:
         return self.start.startswith(("HTTP/", "RTSP/"))
 
-    def content_length(self) -> int | None:
-        v = self.get("content-length")
-        if v is None:
-            return None
-        if not v.strip() or not all("0" <= c <= "9" for c in v.strip()):
-            raise AlgError("content_length", repr(v))
-        return int(v.strip())
-
     def encode(self) -> bytes:
         lines = [self.start] + [f"{k}: {v}" for k, v in self.fields]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
