@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -150,6 +153,22 @@ def _didl(result: str) -> list[tuple[str, str, str | None]]:
     return out
 
 
+def _lines(stream: IO[bytes], deadline: float) -> Iterator[bytes]:
+    """Lines of a child's output as they come, until it ends or `deadline` passes."""
+    buf = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line
+
+
 def ssdp_sent(rig: Rig) -> int:
     return int(status(rig.tmp, "vp1")["stats"]["alg"].get("ssdp", 0))
 
@@ -158,16 +177,19 @@ def test_byebye_passes_and_nothing_of_pn1_reached_pn2(rig: Rig) -> None:
     # The last test: gerbera leaves (SIGTERM: libupnp sends ssdp:byebye).
     capture = rig.share.capture
     assert capture is not None
+    # No `timeout` wrapper: killing it would leave its child running; the listener is
+    # the process started here (ip netns exec and env exec it), ended by its pid.
     listener = netns.popen_in(
-        rig.share.ns["d4"], [*LISTEN, "30", UPNP_CLIENT, "advertisements", "--bind", D4],
+        rig.share.ns["d4"], ["env", "PYTHONUNBUFFERED=1", UPNP_CLIENT, "advertisements",
+                             "--bind", D4],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert listener.stdout is not None
     seen: list[dict[str, Any]] = []
     stopping = False
+    deadline = time.monotonic() + 30
     try:
-        # Each line as it comes; `timeout` ends the listener (and so the loop) at 30 s.
-        for line in listener.stdout:
+        for line in _lines(listener.stdout, deadline):
             if not line.startswith(b"{"):
                 continue
             seen.append({k.lower(): v for k, v in json.loads(line).items()})
