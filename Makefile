@@ -13,7 +13,9 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := openvswitch-switch nftables dnsmasq-base ethtool iproute2 iperf3 \
 	postgresql chromium chromium-driver freeradius freeradius-utils usbip busybox \
 	isc-dhcp-client conntrack tcpdump procps psmisc ffmpeg iputils-ping minidlna openssl \
-	python3 python3-venv curl nodejs libatomic1
+	python3 python3-venv curl nodejs libatomic1 \
+	gerbera gupnp-tools python3-gi python3-zeroconf gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 
 .PHONY: demo test deps apt venv lint unit netns testbed bench clean-testbed
 
@@ -25,7 +27,7 @@ test: deps lint
 
 deps: apt venv
 
-# Packages' own services (minidlna, freeradius, postgresql) must not start in the
+# Packages' own services (minidlna, gerbera, freeradius, postgresql) must not start in the
 # root namespace: the tests start their own. policy-rc.d (exit 101) forbids it
 # during our install where the machine has no such policy already.
 apt:

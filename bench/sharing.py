@@ -20,13 +20,23 @@
   time per share, and a ping through a sample of them. A VP also runs one Python
   process in the platform (its control socket); its RSS is reported from the
   testbed run.
+- discovery: discovery to the first media byte for a control point that searches
+  (M-SEARCH, MX 1: the server answers after a random delay of up to a second) and
+  for one that waits for a NOTIFY alive, each through a share (PN2 -> the alias,
+  VP1's ALG, its proxy on the learned port) and, the baseline, on the server's own
+  LAN. Server: gerbera (libupnp) on its default port, shared without http_ports;
+  control point: async-upnp-client (description, ContentDirectory Browse, GET of the
+  item). Trials alternate share and baseline; the first share trial is also given
+  alone (its port is learned then).
 
 Usage: netfate bench sharing [--json] [--pairs N] [--seconds S] [--shares N] [--skip-testbed]
+                             [--discovery-trials N] [--only-discovery]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import json
 import os
@@ -40,6 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 
+from netfate.agent.instances import control_call
 from netfate.host import links, netns
 from netfate.proto import ipv4
 from netfate.services.sharing import SERVICE as SHARING
@@ -258,6 +269,153 @@ def scale(shares: int) -> dict[str, Any]:
             netns.remove(n)
 
 
+# ----------------------------------------------------------------------------- discovery
+
+VP_FUNCTION = "netfate.vnf.virtual_presence.function:VirtualPresence"
+
+
+class DiscoveryRig:
+    """PN1 is a Linux bridge (namespace br) joining d2 (gerbera, 192.168.1.2), d3 (the
+    baseline control point, 192.168.1.3) and VP2's VI (192.168.1.250); VP2 == underlay
+    == VP1 - d4 (192.168.0.3, the control point through the share). D2 is 192.168.0.13
+    in PN2. The VPs run as the platform runs them (python -m netfate.vnf), with the
+    discovery ALG and no http_ports: VP1 learns gerbera's port."""
+
+    def __init__(self, work: Path) -> None:
+        self.p = "nfd" + secrets.token_hex(2)
+        self.ns = {k: f"{self.p}-{k}" for k in ("br", "d2", "d3", "vp2", "vp1", "d4")}
+        self.work = work
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.att = ATT(
+            N("192.168.1.0/24"), N("192.168.0.0/24"), A("192.168.1.2"), A("192.168.0.13"),
+            ((A("192.168.1.31"), A("192.168.0.3")),),
+        )  # fmt: skip
+
+    def up(self) -> None:
+        from netfate.demo import peers
+
+        ns = self.ns
+        for n in ns.values():
+            netns.ensure(n)
+            links.set_up(n, "lo")
+        netns.run_in(ns["br"], ["ip", "link", "add", "br0", "type", "bridge"])
+        links.set_up(ns["br"], "br0")
+        for host, ifname, addr in (("d2", "eth0", "192.168.1.2/24"),
+                                   ("d3", "eth0", "192.168.1.3/24"),
+                                   ("vp2", "vi", "192.168.1.250/24")):  # fmt: skip
+            port = f"{self.p}{host}"
+            links.veth_pair(port, ns["br"], ifname, ns[host])
+            netns.run_in(ns["br"], ["ip", "link", "set", port, "master", "br0"])
+            links.set_up(ns["br"], port)
+            links.set_up(ns[host], ifname)
+            links.add_address(ns[host], ifname, addr)
+        links.veth_pair("ul", ns["vp2"], "ul", ns["vp1"], mtu=1550)
+        links.veth_pair("vi", ns["vp1"], "eth0", ns["d4"])
+        for n, i in (("vp2", "ul"), ("vp1", "ul"), ("vp1", "vi"), ("d4", "eth0")):
+            links.set_up(ns[n], i)
+        links.add_address(ns["vp2"], "ul", "172.31.0.1/30")
+        links.add_address(ns["vp1"], "ul", "172.31.0.2/30")
+        links.add_address(ns["d4"], "eth0", "192.168.0.3/24")
+        for h in ("d2", "d3", "d4"):
+            netns.run_in(ns[h], ["ip", "route", "add", "224.0.0.0/4", "dev", "eth0"])
+        common_cfg = {"att": self.att.to_dict(), "share": 9, "vi": "vi", "vi_prefixlen": 24,
+                      "underlay_dev": "ul", "underlay_mtu": 1550, "alg": True}  # fmt: skip
+        cfgs = {
+            "vp2": {**common_cfg, "role": "vp2", "local_underlay": "172.31.0.1",
+                    "remote_underlay": "172.31.0.2", "overlay_local": "10.0.0.1/30",
+                    "overlay_remote": "10.0.0.2"},
+            "vp1": {**common_cfg, "role": "vp1", "local_underlay": "172.31.0.2",
+                    "remote_underlay": "172.31.0.1", "overlay_local": "10.0.0.2/30",
+                    "overlay_remote": "10.0.0.1"},
+        }  # fmt: skip
+        for name, cfg in cfgs.items():
+            control = str(self.work / f"{name}.sock")
+            with open(self.work / f"{name}.log", "wb") as log:
+                self.procs.append(netns.popen_in(ns[name], [
+                    sys.executable, "-m", "netfate.vnf", VP_FUNCTION, "--instance", name,
+                    "--control", control, "--config", json.dumps(cfg)],
+                    stdout=log, stderr=log))  # fmt: skip
+            common.wait_until(lambda c=control: Path(c + ".ready").exists(), 30, what=name)
+        media = self.work / "media"
+        media.mkdir()
+        peers.make_tone(media / "tone.mp3", 5)
+        self.procs.append(peers.start_gerbera(ns["d2"], self.work, media, "eth0"))
+        (self.work / "cp.py").write_text(peers.DISCOVERY_TO_FIRST_BYTE)
+
+    def control_point(self, mode: str, shared: bool) -> dict[str, Any]:
+        host, src, via = ("d4", "192.168.0.3", "192.168.0.13") if shared else (
+            "d3", "192.168.1.3", "192.168.1.2")  # fmt: skip
+        r = netns.run_in(self.ns[host], [sys.executable, str(self.work / "cp.py"), mode, src,
+                                         via], check=False, timeout=90)  # fmt: skip
+        if r.returncode != 0:
+            raise RuntimeError(f"control point ({mode}, shared={shared}): {r.stderr[-1500:]}")
+        out: dict[str, Any] = json.loads(r.stdout)
+        return out
+
+    def down(self) -> None:
+        for p in reversed(self.procs):
+            common.stop_process(p)
+        for n in self.ns.values():
+            netns.remove(n)
+
+
+def discovery(trials: int) -> dict[str, Any]:
+    import tempfile
+
+    from netfate.demo import peers
+
+    if not peers.gerbera_available():
+        return {"skipped": "gerbera missing (make deps)"}
+    with tempfile.TemporaryDirectory(prefix="nfd-") as tmp:
+        rig = DiscoveryRig(Path(tmp))
+        try:
+            rig.up()
+            # gerbera indexes its media after it starts: wait until the baseline finds it.
+            common.wait_until(lambda: _tries(rig), 60, interval=0.5, what="gerbera's item")
+            out: dict[str, Any] = {}
+            for mode in ("active", "passive"):
+                runs: dict[str, list[dict[str, Any]]] = {"share": [], "baseline": []}
+                for k in range(trials):
+                    order = [("share", True), ("baseline", False)]
+                    for name, shared in order if k % 2 == 0 else order[::-1]:
+                        runs[name].append(rig.control_point(mode, shared))
+                fig = {name: common.summary([r["discovery_to_first_byte_ms"] for r in rs], 1)
+                       for name, rs in runs.items()}  # fmt: skip
+                # Active: the part after the search answer (the answer's random delay
+                # aside); passive starts at the NOTIFY, so it is all of it.
+                parts = {f"{name}_location_to_first_byte_ms": common.summary(
+                    [r["location_to_first_byte_ms"] for r in rs], 1)
+                    for name, rs in runs.items() if mode == "active"}  # fmt: skip
+                out[mode] = {
+                    "share_ms": fig["share"],
+                    "baseline_ms": fig["baseline"],
+                    "ratio_of_medians": common.ratio(
+                        fig["share"]["median"], fig["baseline"]["median"]
+                    ),
+                    **parts,
+                    "first_share_trial_ms": round(
+                        runs["share"][0]["discovery_to_first_byte_ms"], 1
+                    ),
+                    "location_through_share": runs["share"][0]["location"],
+                }
+            vp1 = asyncio.run(control_call(str(rig.work / "vp1.sock"), {"op": "status"},
+                                           timeout=15.0))  # fmt: skip
+            out["vp1_ports"] = vp1["stats"]["ports"]
+            out["trials"] = trials
+            out["server"] = "gerbera (libupnp), port learned; control point async-upnp-client"
+            return out
+        finally:
+            rig.down()
+
+
+def _tries(rig: DiscoveryRig) -> bool:
+    try:
+        rig.control_point("active", False)
+    except RuntimeError:
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- testbed
 
 
@@ -314,9 +472,15 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap.add_argument("--shares", type=int, default=100)
     ap.add_argument("--setups", type=int, default=3)
     ap.add_argument("--skip-testbed", action="store_true")
+    ap.add_argument("--discovery-trials", type=int, default=5)
+    ap.add_argument("--only-discovery", action="store_true")
     a = ap.parse_args(argv)
     common.need_root("the sharing benchmark")
     out: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    if a.only_discovery:
+        with common.sigterm_interrupts():
+            out["discovery"] = discovery(a.discovery_trials)
+        return out
     with common.sigterm_interrupts():
         rig = Rig()
         try:
@@ -334,6 +498,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             "note": "Python: translator only, no socket I/O (an upper bound for a userspace VP)",
         }
         out["scale"] = scale(a.shares)
+        out["discovery"] = discovery(a.discovery_trials)
         if not a.skip_testbed:
             out["setup"] = testbed_setup(a.setups, sdn=True)
             out["setup_standalone"] = testbed_setup(a.setups, sdn=False)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from netfate.demo import peers
 from netfate.host import links, netns
 from netfate.services.sharing.demo import CONTROL_POINT
 from netns_lan import stop_procs
@@ -64,12 +65,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         start_vps(ns, vp_configs(ifs, common), tmp, r.procs)
         media = tmp / "media"
         media.mkdir()
-        subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
-             "-y", str(media / "tone.mp3")],
-            check=True, timeout=60,
-        )  # fmt: skip
-        r.media_sha = hashlib.sha256((media / "tone.mp3").read_bytes()).hexdigest()
+        r.media_sha = hashlib.sha256(peers.make_tone(media / "tone.mp3")).hexdigest()
         (tmp / "db").mkdir()
         conf = tmp / "minidlna.conf"
         conf.write_text(

@@ -52,13 +52,9 @@ class HttpHead:
         low = name.lower()
         self.fields = [(k, v) for k, v in self.fields if k.lower() != low]
 
-    def content_length(self) -> int | None:
-        v = self.get("content-length")
-        if v is None:
-            return None
-        if not v.strip().isdigit():
-            raise AlgError("content_length", repr(v))
-        return int(v.strip())
+    @property
+    def is_response(self) -> bool:
+        return self.start.startswith(("HTTP/", "RTSP/"))
 
     def encode(self) -> bytes:
         lines = [self.start] + [f"{k}: {v}" for k, v in self.fields]
@@ -91,19 +87,3 @@ def parse_head(data: bytes) -> tuple[HttpHead, int] | None:
             raise AlgError("field_value", repr(line[:80]))
         fields.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
     return HttpHead(start.decode("latin-1"), fields), end + 4
-
-
-def rewrite_urls(text: bytes, old_host: str, new_host: str) -> bytes:
-    """Replace `old_host` where it is the host of a URL or a bare `host:port`.
-
-    Only whole addresses are replaced (192.168.1.2 must not match 192.168.1.20).
-    """
-    pat = re.compile(rb"(?<![0-9.])" + re.escape(old_host.encode()) + rb"(?![0-9])")
-    return pat.sub(new_host.encode(), text)
-
-
-def rewrite_body(head: HttpHead, body: bytes, old_host: str, new_host: str) -> bytes:
-    """Rewrite URLs in a complete text body and fix Content-Length in `head`."""
-    out = rewrite_urls(body, old_host, new_host)
-    head.set("Content-Length", str(len(out)))
-    return out

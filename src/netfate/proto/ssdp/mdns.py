@@ -1,70 +1,127 @@
-"""mDNS A records (RFC 6762 over the DNS message format of RFC 1035 section 4).
+"""mDNS answers of a shared device, made true in PN2 (RFC 6762 over RFC 1035 messages).
 
-Header (12 bytes, "!HHHHHH"): ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT.
-Questions: QNAME, QTYPE (2), QCLASS (2). Resource records: NAME, TYPE (2),
-CLASS (2; top bit = cache-flush in mDNS), TTL (4), RDLENGTH (2), RDATA.
-Names are label sequences (length byte <= 63) ending in a zero byte, or a
-compression pointer (two bytes, top bits 11, RFC 1035 section 4.1.4).
+The device's messages name its PN1 address in A records and in reverse names
+(`2.1.168.192.in-addr.arpa`), its ports in SRV records, and sometimes URLs in TXT
+strings. Through the share the device has one IPv4 address in PN2, its alias, so:
 
-The ALG rewrites RDATA of A records (TYPE 1, RDLENGTH 4) equal to the device's
-PN1 address; nothing else changes, so the message length is unchanged.
+    record / name                          through VP1
+    A of an address of the map             the mapped address (the device -> its alias)
+    A of any other address                 removed (unreachable in PN2, and PN1's)
+    AAAA                                   removed (the share carries IPv4 only)
+    reverse name of an address of the map  the reverse name of the mapped address
+    any other reverse name (v4 or v6)      the question or record removed
+    TXT                                    each string's addresses mapped; a string
+                                           that would pass 255 bytes: record removed
+    SRV                                    unchanged; its port is learned
+    anything else                          unchanged
+
+A message that needs no change is passed on byte for byte; one that does is rebuilt
+(proto/dns, names compressed). A message left with nothing in it is dropped.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import struct
+from dataclasses import dataclass, field
 
+from netfate.proto import dns
+
+from .addrmap import AddressMap, url_ports
 from .errors import AlgError
 
-_HDR = struct.Struct("!HHHHHH")
-TYPE_A = 1
-MAX_RECORDS = 256
+IPv4 = ipaddress.IPv4Address
 
 
-def _skip_name(data: bytes, off: int) -> int:
-    """Offset after the name at `off` (pointers are not followed: only their size counts)."""
-    for _ in range(128):
-        if off >= len(data):
-            raise AlgError("truncated", "in a name")
-        n = data[off]
-        if n == 0:
-            return off + 1
-        if n & 0xC0 == 0xC0:
-            if off + 2 > len(data):
-                raise AlgError("truncated", "in a pointer")
-            return off + 2
-        if n & 0xC0:
-            raise AlgError("label", f"reserved label type 0x{n:02x}")
-        off += 1 + n
-    raise AlgError("name_too_long")
+@dataclass
+class MdnsRewrite:
+    data: bytes | None
+    """The message to send on, or None when nothing is left of it."""
+    rewritten: int = 0
+    """Records and questions changed."""
+    removed: int = 0
+    """Records and questions taken out."""
+    ports: set[int] = field(default_factory=set)
+    """Ports of SRV records, and of URLs in TXT strings that name the device."""
 
 
-def rewrite_a_records(data: bytes, old: str, new: str) -> tuple[bytes, int]:
-    """(message with A records `old` -> `new`, how many were rewritten)."""
-    if len(data) < _HDR.size:
-        raise AlgError("truncated", "header")
-    _, _, qd, an, ns, ar = _HDR.unpack_from(data)
-    if qd + an + ns + ar > MAX_RECORDS:
-        raise AlgError("too_many_records")
-    o, n = ipaddress.IPv4Address(old).packed, ipaddress.IPv4Address(new).packed
-    out = bytearray(data)
-    off = _HDR.size
-    for _ in range(qd):
-        off = _skip_name(data, off) + 4
-    count = 0
-    for _ in range(an + ns + ar):
-        off = _skip_name(data, off)
-        if off + 10 > len(data):
-            raise AlgError("truncated", "record header")
-        rtype, _, _, rdlen = struct.unpack_from("!HHIH", data, off)
-        off += 10
-        if off + rdlen > len(data):
-            raise AlgError("truncated", "rdata")
-        if rtype == TYPE_A and rdlen == 4 and data[off : off + 4] == o:
-            out[off : off + 4] = n
-            count += 1
-        off += rdlen
-    if off > len(data):
-        raise AlgError("truncated")
-    return bytes(out), count
+class _Rewrite:
+    def __init__(self, amap: AddressMap, device: str) -> None:
+        self.amap = amap
+        self.device = device
+        self.by_addr = {IPv4(a): IPv4(b) for a, b in amap.pairs}
+        self.result = MdnsRewrite(None)
+
+    def name(self, name: dns.Name) -> dns.Name | None:
+        """The name in PN2, or None when it names an address PN2 must not see."""
+        if not dns.is_reverse(name):
+            return name
+        addr = dns.reverse_address(name)
+        new = self.by_addr.get(addr) if addr is not None else None
+        return dns.reverse_name(new) if new is not None else None
+
+    def data(self, rtype: int, d: dns.RData) -> dns.RData | None:
+        if isinstance(d, dns.Address):
+            if rtype != dns.TYPE_A:
+                return None
+            new = self.by_addr.get(IPv4(d.packed))
+            return dns.Address(new.packed) if new is not None else None
+        if isinstance(d, dns.Domain):
+            target = self.name(d.name)
+            return dns.Domain(target) if target is not None else None
+        if isinstance(d, dns.Srv):
+            self.result.ports.add(d.port)
+            return d
+        if isinstance(d, dns.Txt):
+            strings = []
+            for s in d.strings:
+                self.result.ports |= url_ports(s, self.device)
+                t = self.amap.apply(s)
+                if len(t) > 255:
+                    return None
+                strings.append(t)
+            return dns.Txt(tuple(strings))
+        return d
+
+    def record(self, r: dns.Record) -> dns.Record | None:
+        name = self.name(r.name)
+        data = self.data(r.rtype, r.data) if name is not None else None
+        if name is None or data is None:
+            self.result.removed += 1
+            return None
+        if (name, data) != (r.name, r.data):
+            self.result.rewritten += 1
+            return dns.Record(name, r.rtype, r.rclass, r.ttl, data)
+        return r
+
+
+def rewrite_mdns(data: bytes, amap: AddressMap, device: str) -> MdnsRewrite:
+    """The device's mDNS message as PN2 may see it (table above)."""
+    try:
+        msg = dns.parse(data)
+    except dns.DnsError as e:
+        raise AlgError("mdns_" + e.reason, e.detail) from None
+    rw = _Rewrite(amap, device)
+    questions = []
+    for q in msg.questions:
+        name = rw.name(q.name)
+        if name is None:
+            rw.result.removed += 1
+            continue
+        if name != q.name:
+            rw.result.rewritten += 1
+        questions.append(dns.Question(name, q.qtype, q.qclass))
+    sections = [
+        [r2 for r in section if (r2 := rw.record(r)) is not None]
+        for section in (msg.answers, msg.authorities, msg.additionals)
+    ]
+    res = rw.result
+    if not (res.rewritten or res.removed):
+        res.data = data
+        return res
+    if questions or any(sections):
+        out = dns.Message(msg.id, msg.flags, questions, *sections)
+        try:
+            res.data = dns.build(out)
+        except dns.DnsError as e:
+            raise AlgError("mdns_" + e.reason, e.detail) from None
+    return res

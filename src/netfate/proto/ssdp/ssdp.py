@@ -2,19 +2,21 @@
 
     M-SEARCH * HTTP/1.1          search (multicast to 239.255.255.250:1900, or unicast)
     NOTIFY * HTTP/1.1            ssdp:alive / ssdp:byebye / ssdp:update (multicast)
-    HTTP/1.1 200 OK              search response (unicast to the searcher)
+    HTTP/1.1 200 OK              search response (unicast to the searcher, from any port)
 
 A datagram holds exactly one message: the head, and no body. The device's
-addresses appear in LOCATION (its description URL) and in AL (alternate
-locations, `<url><url>`); those are what the ALG rewrites.
+addresses appear in LOCATION (its description URL), AL (alternate locations,
+`<url><url>`) and SECURELOCATION.UPNP.ORG; the ALG rewrites addresses in every
+field, so vendor fields that carry a URL are covered too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .addrmap import AddressMap, url_ports
 from .errors import AlgError
-from .http import HttpHead, parse_head, rewrite_urls
+from .http import HttpHead, parse_head
 
 MAX_DATAGRAM = 8192
 KINDS = ("M-SEARCH", "NOTIFY", "RESPONSE")
@@ -46,13 +48,17 @@ def parse_ssdp(data: bytes) -> SsdpMessage:
     return SsdpMessage(kind, head)
 
 
-def rewrite_ssdp(data: bytes, old_host: str, new_host: str) -> bytes:
-    """The datagram with the device's address in LOCATION/AL replaced; other fields kept."""
+def rewrite_ssdp(
+    data: bytes, amap: AddressMap, device: str | None = None
+) -> tuple[bytes, set[int]]:
+    """(the datagram with the map's addresses replaced in every field, the ports of
+    the URLs in it that name `device`)."""
     msg = parse_ssdp(data)
-    for name in ("LOCATION", "AL"):
-        v = msg.head.get(name)
-        if v is not None:
-            msg.head.set(
-                name, rewrite_urls(v.encode("latin-1"), old_host, new_host).decode("latin-1")
-            )
-    return msg.head.encode()
+    ports: set[int] = set()
+    fields = []
+    for k, v in msg.head.fields:
+        if device is not None:
+            ports |= url_ports(v.encode("latin-1"), device)
+        fields.append((k, amap.apply_text(v)))
+    msg.head.fields = fields
+    return msg.head.encode(), ports

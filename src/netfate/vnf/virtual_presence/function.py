@@ -6,7 +6,8 @@ workflow fills it. On start the function waits for the agent to wire eth0
 installs the fast path. `import` with {"att": ...} replaces the ATT (PN2
 devices that came or left); so does a new configuration that differs from the
 running one in its ATT only (`configure`: the agent applies it in place, no
-restart). Stats are the nft counters.
+restart). Stats are the nft counters, the ALG's counters and, in VP1, the ports
+its proxy serves (`ports`: configured, learned from the device, proxied).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class VirtualPresence(Function):
         self.alg: DiscoveryAlg | None = None
         self.icmp: IcmpErrorTap | None = None
         self._again: asyncio.Task[None] | None = None
+        self._learned: list[int] = []
+        self._restore: asyncio.Task[None] | None = None
+        """Ports VP1's ALG had learned before a restart (import_state)."""
 
     async def start(self) -> None:
         deadline = time.monotonic() + WIRING_TIMEOUT_S
@@ -68,12 +72,9 @@ class VirtualPresence(Function):
                 raise RuntimeError(f"{self.cfg.vi} never got {self.cfg.local_underlay}")
             await asyncio.sleep(0.01)
         await asyncio.to_thread(kernel.install, None, self.cfg)
-        if self.cfg.role is Role.IMPORTER and (self.cfg.alg or self.cfg.http_ports):
-            self.alg = DiscoveryAlg(
-                Translator(Role.IMPORTER, self.cfg.att), self.cfg.ei, self.cfg.vi,
-                str(self.cfg.att.import_alias), self.cfg.overlay_remote,
-                list(self.cfg.http_ports),
-            )  # fmt: skip
+        if self.cfg.proxy:
+            self.alg = DiscoveryAlg(Translator(Role.IMPORTER, self.cfg.att), self.cfg,
+                                    self._learned)  # fmt: skip
             await self.alg.start()
         if self.cfg.role is Role.EXPORTER and self.cfg.icmp_tap:
             self.icmp = IcmpErrorTap(
@@ -100,12 +101,23 @@ class VirtualPresence(Function):
         await asyncio.to_thread(kernel.remove, None, self.cfg)
 
     def export_state(self) -> dict[str, Any]:
-        # Nothing: the ATT is configuration. The agent's restart with a new
-        # configuration (export, stop, start, import) must not bring the old one back.
+        # Not the ATT: it is configuration, and the agent's restart with a new
+        # configuration (export, stop, start, import) must not bring the old one
+        # back. The ports VP1 learned are the device's: a restart keeps them.
+        if self.alg is not None and self.alg.learned:
+            return {"learned_ports": sorted(self.alg.learned)}
         return {}
 
     def import_state(self, state: dict[str, Any]) -> None:
-        att = ATT.from_dict(state["att"]) if "att" in state else self.cfg.att
+        learned = [int(p) for p in state.get("learned_ports", []) if 0 < int(p) < 65536]
+        if learned:
+            if self.alg is not None:
+                self._restore = asyncio.get_running_loop().create_task(self.alg.open_ports(learned))
+            else:
+                self._learned = learned
+        if "att" not in state:
+            return
+        att = ATT.from_dict(state["att"])
         old = self.cfg
         new = kernel.KernelConfig.from_dict({**old.to_dict(), "att": att.to_dict()})
         gone = set(old.aliases) - set(new.aliases)
@@ -117,16 +129,17 @@ class VirtualPresence(Function):
                     for a in gone:
                         ipr.addr("del", index=idx, address=str(a), prefixlen=old.vi_prefixlen)
             if self.installed_at is not None:
-                kernel.install(None, new)
+                kernel.install(None, new, self.alg.proxied if self.alg is not None else ())
 
         # pyroute2 cannot start in the control server's (running) event loop thread.
         with ThreadPoolExecutor(max_workers=1) as ex:
             ex.submit(apply).result()
         self.cfg = new
         # The Python paths translate with the ATT too (VP1's ALG, VP2's ICMP tap).
-        for tap in (self.alg, self.icmp):
-            if tap is not None:
-                tap.tr.update(att)
+        if self.alg is not None:
+            self.alg.update(att)
+        if self.icmp is not None:
+            self.icmp.tr.update(att)
 
     def configure(self, config: dict[str, Any]) -> bool:
         """A new ATT is applied in place (aliases added or removed, rules replaced);
@@ -153,5 +166,8 @@ class VirtualPresence(Function):
             "counters": kernel.counters(None, self.cfg),
             "installed_at": self.installed_at,
             "alg": self.alg.stats() if self.alg is not None else None,
+            # VP1: the TCP ports the ALG proxies: `configured` (the share's http_ports),
+            # `learned` (the device announced them), `proxied` (listening now).
+            "ports": self.alg.ports() if self.alg is not None else None,
             "icmp_errors": dict(self.icmp.counters) if self.icmp is not None else None,
         }

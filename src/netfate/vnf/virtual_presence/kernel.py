@@ -29,6 +29,16 @@ Why each piece is where it is:
   link level in netdev ingress with `fwd` (TTL kept), as the reference does.
 - rp_filter is off: with overlapping PNs the reverse path of any PN2 source
   is the VI, not the EI.
+- VP1's ALG proxy (alg.py) keeps TCP to the alias on the proxied ports (a named
+  set, `alg_ports`, that grows as the ALG learns the device's ports) and connects
+  to the device transparently, from the PN2 client's own address (IP_TRANSPARENT,
+  SO_MARK = the share's mark, so the fwmark rule routes it into the EI). VP2 sees
+  the client's packets as on the kernel path and the device sees the client's
+  VP2 alias: nothing is NATed statefully, and the device's UDP answers (RTP after
+  an RTSP SETUP, GENA events) take the kernel path to the client. The device's
+  TCP answers to those connections come back on the EI addressed to the client;
+  `socket transparent` marks them in prerouting and a fwmark rule (priority 9)
+  routes them to a table whose default route is local, as TPROXY setups do.
 
 MTU: VXLAN adds 50 bytes. The EI MTU is the underlay MTU - 50, at most 1500.
 The sharing service gives the VPs an underlay of 1550 (`link_mtu` of their
@@ -51,7 +61,7 @@ import contextlib
 import ipaddress
 import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +74,13 @@ from .att import ATT
 from .translator import DISCOVERY_GROUPS, Role
 
 VXLAN_OVERHEAD = 50
+ALG_PORTS = "alg_ports"
+UDP_DATA_WORD = {"payload": {"base": "th", "offset": 64, "len": 32}}
+"""The first 4 bytes after the UDP header."""
+HTTP_WORD = int.from_bytes(b"HTTP", "big")
 NUD_PERMANENT = 0x80
 RULE_PRIORITY = 10
+TPROXY_PRIORITY = 9
 LOCAL_PRIORITY = 100
 
 
@@ -90,7 +105,9 @@ class KernelConfig:
     alg: bool = False
     """VP1 hands the device's SSDP and mDNS to the discovery ALG (alg.py)."""
     http_ports: tuple[int, ...] = ()
-    """The device's HTTP ports: VP1 proxies them, VP2 NATs the proxy's connections."""
+    """TCP ports VP1's ALG proxies from the start (an override: it also proxies every
+    port the device announces, once seen). VP2 needs nothing for them: the proxy
+    connects as the PN2 client, through the stateless path."""
     icmp_tap: bool = False
     """VP2 hands ICMP errors to the reference translator (icmp.py), quotes included."""
 
@@ -113,6 +130,21 @@ class KernelConfig:
     @property
     def route_table(self) -> int:
         return 1000 + self.share
+
+    @property
+    def proxy(self) -> bool:
+        """VP1 runs the ALG's TCP proxy (alg.py): discovery ALG on, or ports given."""
+        return self.role is Role.IMPORTER and (self.alg or bool(self.http_ports))
+
+    @property
+    def tproxy_mark(self) -> int:
+        """Marks the device's answers to the proxy's transparent connections (VP1)."""
+        return 0x5660000 + self.share
+
+    @property
+    def tproxy_table(self) -> int:
+        """The routing table that delivers them locally (VP1)."""
+        return 0x20000 + self.share
 
     def ei_mac(self, role: Role | None = None) -> str:
         """The EI's MAC, derived from the share and the role: each VP knows its peer's,
@@ -197,8 +229,9 @@ def _mangle(key: dict[str, Any], value: Any) -> dict[str, Any]:
     return {"mangle": {"key": key, "value": value}}
 
 
-def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
-    """The nftables JSON document (`nft -j -f -`) of one VP of one share.
+def ruleset(cfg: KernelConfig, vi_mac: str, extra_ports: Iterable[int] = ()) -> dict[str, Any]:
+    """The nftables JSON document (`nft -j -f -`) of one VP of one share;
+    `extra_ports`: ports VP1's ALG learned, proxied beside the configured ones.
 
     Named counters carry the reference translator's drop reasons, so the two
     paths can be compared by counter too.
@@ -247,9 +280,8 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
     iif, oif = _meta("iifname"), _meta("oifname")
     d2 = str(att.shared_device)
     groups = _set([str(a) for a in groups_local])
-    ports = sorted(set(cfg.http_ports))
+    ports = sorted(set(cfg.http_ports) | set(extra_ports))
     tcp_dport = _payload("tcp", "dport")
-    ov_local = cfg.overlay_local.split("/")[0]
     if cfg.role is Role.EXPORTER:
         aliases = [str(a) for a in att.aliases]
         pn2_devices = [str(d) for _, d in att.entries]
@@ -262,19 +294,6 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
             if aliases:
                 rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, _set(aliases)),
                      _match(icmp_type, errors), {"drop": None})  # fmt: skip
-        if ports:
-            # VP1's HTTP ALG connects to this EI's address; NAT it to the device (stateful,
-            # for these ports only) and keep it out of the stateless rules below. The
-            # masquerade source is the VI's primary address (the instance's own): it is
-            # no alias, so the stateless VI rules leave the device's answers alone.
-            rule("netdev", "ei_in", _match(saddr, cfg.overlay_remote), _match(daddr, ov_local),
-                 _match(tcp_dport, {"set": ports}), {"accept": None})  # fmt: skip
-            chain("ip", "alg_pre", "prerouting", -100, nat=True)
-            chain("ip", "alg_post", "postrouting", 100, nat=True)
-            rule("ip", "alg_pre", _match(iif, cfg.ei), _match(daddr, ov_local),
-                 _match(tcp_dport, {"set": ports}), {"dnat": {"addr": d2}})  # fmt: skip
-            rule("ip", "alg_post", _match(oif, cfg.vi), _match(saddr, cfg.overlay_remote),
-                 _match(daddr, d2), {"masquerade": None})  # fmt: skip
         # VI: group traffic from D2 is relayed as a frame; from anyone else it stays.
         rule("netdev", "vi_in", _match(saddr, d2, "!="), _match(daddr, groups),
              count("wrong_sender"), {"drop": None})  # fmt: skip
@@ -310,15 +329,29 @@ def ruleset(cfg: KernelConfig, vi_mac: str) -> dict[str, Any]:
         alias = str(att.import_alias)
         if cfg.alg:
             # The device's SSDP and mDNS go to the discovery ALG (its packet tap sees
-            # them before this hook) instead of being relayed unchanged.
+            # them before this hook) instead of being relayed unchanged: port 1900 or
+            # 5353 at either end, or an HTTPU answer ("HTTP" first: a search answer
+            # comes from any port, e.g. libupnp's, to the searcher's own port).
             for port in ("sport", "dport"):
                 udp_port = _payload("udp", port)
                 rule("netdev", "ei_in", _match(saddr, d2),
                      _match(udp_port, {"set": [1900, 5353]}), {"drop": None})  # fmt: skip
-        if ports:
-            # HTTP to the alias on the device's ports stays here, for the ALG's proxy.
+            rule("netdev", "ei_in", _match(saddr, d2), _match(_meta("l4proto"), "udp"),
+                 _match(UDP_DATA_WORD, HTTP_WORD), {"drop": None})  # fmt: skip
+        if cfg.proxy:
+            # TCP to the alias on a proxied port (configured or learned: the set grows
+            # at run time, add_alg_ports) stays here, for the ALG's proxy.
+            cmds.append({"add": {"set": {
+                "family": "ip", "table": t, "name": ALG_PORTS, "type": "inet_service",
+                **({"elem": ports} if ports else {})}}})  # fmt: skip
             rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, alias),
-                 _match(tcp_dport, {"set": ports}), {"accept": None})  # fmt: skip
+                 _match(tcp_dport, f"@{ALG_PORTS}"), {"accept": None})  # fmt: skip
+            # The device's answers to the proxy's transparent connections (made from
+            # the PN2 client's address) are for this host: marked, they are routed to
+            # the local table (install) instead of forwarded to the client.
+            rule("ip", "pre", _match(iif, cfg.ei),
+                 _match({"socket": {"key": "transparent"}}, 1),
+                 _mangle(_meta("mark"), cfg.tproxy_mark))  # fmt: skip
         rule("netdev", "vi_in", _match(daddr, groups), count("to_ei"), {"fwd": {"dev": cfg.ei}})
         rule("ip", "pre", _match(iif, cfg.vi), _match(daddr, alias),
              _mangle(_meta("mark"), cfg.mark), count("to_ei"))  # fmt: skip
@@ -345,8 +378,9 @@ def _mac(ns: str | None, ifname: str) -> str:
     return str(msg.get("IFLA_ADDRESS"))
 
 
-def install(ns: str | None, cfg: KernelConfig) -> None:
-    """Build the fast path of `cfg` in namespace `ns` (None: the caller's). Idempotent."""
+def install(ns: str | None, cfg: KernelConfig, extra_ports: Iterable[int] = ()) -> None:
+    """Build the fast path of `cfg` in namespace `ns` (None: the caller's). Idempotent.
+    `extra_ports`: VP1's learned ports (a new ruleset would forget them)."""
     for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
                 "net.ipv4.conf.default.rp_filter"):  # fmt: skip
         links.sysctl(ns, key, 1 if key.endswith("forward") else 0)
@@ -405,8 +439,16 @@ def install(ns: str | None, cfg: KernelConfig) -> None:
                 "replace", dst=cfg.remote_underlay, dst_len=32, oif=under, scope=253,
                 prefsrc=cfg.local_underlay,
             )  # fmt: skip
+        if cfg.proxy:
+            # TPROXY's routing: what the proxy's transparent sockets receive is local.
+            if not any(r.get_attr("FRA_FWMARK") == cfg.tproxy_mark
+                       for r in ipr.get_rules(family=2)):  # fmt: skip
+                ipr.rule("add", family=2, priority=TPROXY_PRIORITY, fwmark=cfg.tproxy_mark,
+                         table=cfg.tproxy_table)  # fmt: skip
+            ipr.route("replace", dst="0.0.0.0", dst_len=0, type="local", scope=254,
+                      oif=links.link_index(ipr, ns, "lo"), table=cfg.tproxy_table)  # fmt: skip
     mac = _mac(ns, cfg.vi)
-    nft.apply(ruleset(cfg, mac), ns)
+    nft.apply(ruleset(cfg, mac, extra_ports), ns)
     announce_aliases(ns, cfg, mac)
 
 
@@ -468,6 +510,12 @@ def remove(ns: str | None, cfg: KernelConfig) -> None:
             if r.get_attr("FRA_FWMARK") == cfg.mark:
                 ipr.rule("del", family=2, priority=RULE_PRIORITY, fwmark=cfg.mark,
                          table=cfg.route_table)  # fmt: skip
+            if cfg.proxy and r.get_attr("FRA_FWMARK") == cfg.tproxy_mark:
+                ipr.rule("del", family=2, priority=TPROXY_PRIORITY, fwmark=cfg.tproxy_mark,
+                         table=cfg.tproxy_table)  # fmt: skip
+        if cfg.proxy:
+            with contextlib.suppress(NetlinkError):
+                ipr.route("del", dst="0.0.0.0", dst_len=0, type="local", table=cfg.tproxy_table)
         if cfg.underlay_onlink:
             with contextlib.suppress(NetlinkError):
                 ipr.route("del", dst=cfg.remote_underlay, dst_len=32, scope=253)
@@ -478,6 +526,14 @@ def remove(ns: str | None, cfg: KernelConfig) -> None:
                 with contextlib.suppress(NetlinkError):
                     ipr.addr("del", index=idx[0], address=str(a), prefixlen=cfg.vi_prefixlen)
     links.delete_link(ns, cfg.ei)
+
+
+def add_alg_ports(ns: str | None, cfg: KernelConfig, ports: Iterable[int]) -> None:
+    """Proxy `ports` too (VP1's learned ports): TCP to the alias on them stays local."""
+    elem = sorted(set(ports))
+    if elem:
+        element = {"family": "ip", "table": cfg.table, "name": ALG_PORTS, "elem": elem}
+        nft.apply(nft.document([{"add": {"element": element}}]), ns)
 
 
 def counters(ns: str | None, cfg: KernelConfig) -> dict[str, int]:

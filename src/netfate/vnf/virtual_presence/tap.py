@@ -22,7 +22,7 @@ ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26
 # Opcodes (BPF_CLASS | BPF_SIZE | BPF_MODE, or | BPF_OP | BPF_SRC for jumps).
 LD_W_ABS, LD_H_ABS, LD_B_ABS = 0x20, 0x28, 0x30
-LDX_B_MSH, LD_H_IND, LD_B_IND = 0xB1, 0x48, 0x50
+LDX_B_MSH, LD_W_IND, LD_H_IND, LD_B_IND = 0xB1, 0x40, 0x48, 0x50
 JEQ_K, JSET_K, RET_K = 0x15, 0x45, 0x06
 
 Program = list[tuple[int, int, int, int]]
