@@ -280,6 +280,14 @@ class Recording:
             text = text.replace("#EXT-X-ENDLIST\n", "")
         return text, self.state != "recording"
 
+    def media_bytes(self) -> int:
+        """Bytes of its segments (the quota counts every file of the user's)."""
+        total = 0
+        for p in self.dir.glob("r*_*.ts"):
+            with contextlib.suppress(OSError):
+                total += p.stat().st_size
+        return total
+
     def figures(self) -> dict[str, Any]:
         pls = self.playlists()
         return {
@@ -291,7 +299,7 @@ class Recording:
             "runs": len(self.runs),
             "segments": sum(len(p.segments) for p in pls),
             "duration_s": round(sum(p.duration for p in pls), 3),
-            "octets": dir_bytes(self.dir),
+            "octets": self.media_bytes(),
             "path": str(self.dir),
         }
 
