@@ -103,13 +103,14 @@ class Lan:
         return [e for e in items if kind is None or e["kind"] == kind]
 
     def wait_event(
-        self, name: str, kind: str, timeout: float = 20.0, **match: Any
+        self, name: str, kind: str, timeout: float = 20.0, after: int = 0, **match: Any
     ) -> dict[str, Any]:
+        """The latest `kind` event numbered after `after` whose fields match."""
         found: list[dict[str, Any]] = []
 
         def seen() -> bool:
-            found[:] = [e for e in self.events(name, kind)
-                        if all(e.get(k) == v for k, v in match.items())]  # fmt: skip
+            found[:] = [e for e in self.events(name, kind) if e["seq"] > after
+                        and all(e.get(k) == v for k, v in match.items())]  # fmt: skip
             return bool(found)
 
         assert until(seen, timeout), (kind, match, self.events(name), self.log(name))

@@ -348,6 +348,8 @@ class Storage(StreamingFunction):
         self.recordings: dict[str, Recording] = {}
         self.usage: dict[str, int] = {}
         self.requests = 0
+        self.owner = True
+        """This copy writes the manifests (False once frozen: the next copy does)."""
         self._quota_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -380,11 +382,20 @@ class Storage(StreamingFunction):
         await super().stop()
 
     def freeze(self) -> None:
-        """Stop writing: the runs end here; the copy that takes over starts new ones."""
+        """Stop writing: the runs end here (in the state this freeze exports) and the
+        copy that takes over starts new ones. From now on the manifests on the volume
+        are the new copy's to write: this one never saves them again."""
         super().freeze()
+        self.owner = False
         for r in self.recordings.values():
             if r.child is not None:
+                if r.runs and r.runs[-1].get("ended") is None:
+                    r.runs[-1]["ended"] = time.time()
                 self._later(self._end_run(r))
+
+    def activate(self) -> None:
+        super().activate()
+        self.owner = True  # a migration given up: this copy writes again
 
     def scan(self) -> None:
         """Load every manifest on the volume (what a previous process recorded)."""
@@ -479,7 +490,8 @@ class Storage(StreamingFunction):
         await child.stop(grace=5.0)  # EOF: ffmpeg writes its last segment and ENDLIST
         if rec.runs and rec.runs[-1].get("ended") is None:
             rec.runs[-1]["ended"] = time.time()
-        rec.save()
+        if self.owner:
+            rec.save()
 
     def helper_exited(self, child: FfmpegChild, rc: int | None, detail: str) -> None:
         self.emit(HelperFailed(role=child.role, returncode=rc, detail=detail, at=time.time()))
