@@ -143,6 +143,13 @@ class Lan:
         body, _, code = out.stdout.rpartition("\n")
         return int(code or 0), body
 
+    def status(self, host: str, url: str) -> int:
+        """The HTTP status of a GET from `host`'s namespace (the body, maybe binary, dropped)."""
+        out = self.run(
+            host, ["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", url]
+        )
+        return int(out.stdout or 0)
+
     def probe(self, host: str, url: str, seconds: float = 4.0, *, sdp: bool = False,
               stream: str = "v") -> dict[str, Any]:  # fmt: skip
         """ffprobe in `host`'s namespace decoding `seconds` of `url`: frames counted

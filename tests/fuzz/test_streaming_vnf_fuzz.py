@@ -2,7 +2,8 @@
 
 - Configurations come from the orchestrator as JSON: any JSON value is either read
   or refused with a ConfigError (never another exception, never a crash).
-- Playlists (read back from ffmpeg's files): parsed or HlsError.
+- Playlists (read back from ffmpeg's files): parsed or HlsError; fMP4 fragments
+  (LL-HLS parts): a yes/no or Mp4Error.
 - Tokens and the join endpoint's arguments come from viewers: never raise.
 """
 
@@ -22,6 +23,7 @@ from netfate.vnf.streaming import tokens
 from netfate.vnf.streaming.acquirer import AcquirerConfig
 from netfate.vnf.streaming.config import ConfigError
 from netfate.vnf.streaming.edge import Content, EdgeConfig, EdgeStreamer
+from netfate.vnf.streaming.fmp4 import Mp4Error, starts_independent
 from netfate.vnf.streaming.hls import HlsError, parse_media
 from netfate.vnf.streaming.relay import RelayConfig
 from netfate.vnf.streaming.storage import StorageConfig
@@ -87,3 +89,27 @@ def _edge(base: Path) -> EdgeStreamer:
         fn.contents = {x.id: Content(x, fn) for x in fn.cfg.contents}
         _EDGES[base] = fn
     return _EDGES[base]
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+TFHD = _box(b"tfhd", bytes.fromhex("000000200000000101010000"))
+TRUN = _box(b"trun", bytes.fromhex("00000205000000020000000002000000") + bytes(8))
+FRAGMENT = (
+    _box(b"styp", b"msdh") + _box(b"moof", _box(b"traf", TFHD + TRUN)) + _box(b"mdat", bytes(16))
+)
+"""A video fragment starting on a key frame, as ffmpeg writes one."""
+
+
+@SETTINGS
+@given(st.binary(max_size=200) | st.builds(
+    lambda cut, flip, at: (FRAGMENT[:cut] if flip is None else
+                           FRAGMENT[:at] + bytes([flip]) + FRAGMENT[at + 1:]),
+    st.integers(0, len(FRAGMENT)), st.none() | st.integers(0, 255),
+    st.integers(0, len(FRAGMENT) - 1)))  # fmt: skip
+def test_fmp4_fragments_answer_or_raise_mp4_error(data: bytes) -> None:
+    assert starts_independent(FRAGMENT)
+    with contextlib.suppress(Mp4Error):
+        assert starts_independent(data) in (True, False)

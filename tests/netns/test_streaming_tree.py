@@ -62,6 +62,7 @@ EDGE1 = {
 EDGE2 = {
     "contents": [{"id": "X", "port": 7000, "viewers": [{"host": H["v2"], "port": 5006}]}],
     "http_port": 8080,
+    "hls": {"low_latency": True, "part_s": 0.2, "segment_s": 1},
 }
 
 
@@ -178,6 +179,44 @@ def test_hls_viewers_decode_the_source_and_a_lower_rendition(tree: Lan) -> None:
     assert '#EXT-X-MAP:URI="init.mp4"' in playlist  # fMP4 segments
     _, master = tree.http("v1", f"http://{H['edge1']}:8080/hls/X/index.m3u8")
     assert "low/index.m3u8" in master and "source/index.m3u8" in master
+
+
+def holds(playlist: str, msn: int, part: int) -> bool:
+    """An LL-HLS playlist lists segment `msn` whole, or at least its part number `part`."""
+    seq = int(playlist.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+    current, parts = seq, 0
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-PART:"):
+            parts += 1
+        elif line.startswith("s") and line.endswith(".m4s"):
+            if current == msn:
+                return True
+            current, parts = current + 1, 0
+    return current == msn and parts > part
+
+
+def test_low_latency_hls_blocks_for_parts_and_hints_the_next(tree: Lan) -> None:
+    """edge2 serves LL-HLS (above, a plain HLS client read the same playlist)."""
+    url = f"http://{H['edge2']}:8080/hls/X/source/index.m3u8"
+    assert until(lambda: "#EXT-X-PART:" in tree.http("v2", url)[1], 30)
+    _, text = tree.http("v2", url)
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=" in text
+    assert "#EXT-X-PART-INF:PART-TARGET=" in text
+    sequence = int(text.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+    msn = sequence + text.count("#EXTINF")  # the open segment
+    # Blocking reload: ask for part 3 of the open segment; the answer holds it.
+    _, later = tree.http("v2", f"{url}?_HLS_msn={msn}&_HLS_part=3")
+    assert holds(later, msn, 3), later
+    # Preload hint: the next part is answered once written.
+    hint = later.split('#EXT-X-PRELOAD-HINT:TYPE=PART,URI="')[1].split('"')[0]
+    assert tree.status("v2", url.replace("index.m3u8", hint)) == 200
+    # A segment is its parts, concatenated; too far ahead is refused.
+    seg = [ln for ln in later.splitlines() if ln.startswith("s") and ln.endswith(".m4s")][-1]
+    assert tree.status("v2", url.replace("index.m3u8", seg)) == 200
+    assert tree.http("v2", f"{url}?_HLS_msn={msn + 50}")[0] == 400
+    assert tree.http("v2", f"{url}?_HLS_part=1")[0] == 400
+    st = tree.stats("edge2")["contents"]["X"]["feeds"]["source"]["hls"]
+    assert st["segments"] >= 1 and st["part_target"] >= 0.2
 
 
 def test_bad_join_requests_are_refused_with_a_reason(tree: Lan) -> None:

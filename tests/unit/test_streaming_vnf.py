@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,17 @@ from netfate.vnf.streaming.edge import (
     EdgeStreamer,
     HlsSettings,
     RenditionConfig,
+    ll_segmenter_args,
     next_segment_number,
     segmenter_args,
     transcoder_args,
 )
 from netfate.vnf.streaming.events import Outbox, StreamRefused, ViewerJoined
+from netfate.vnf.streaming.fmp4 import Mp4Error, starts_independent
 from netfate.vnf.streaming.hls import (
     HlsError,
+    LowLatencyPlaylist,
+    Part,
     Run,
     Segment,
     Variant,
@@ -486,3 +492,120 @@ def test_ffmpeg_arguments() -> None:
     assert tr[-1] == "rtp://127.0.0.1:40000?pkt_size=1328" and "scale=-2:240" in tr
     rec = recorder_args(2.0, 3)
     assert rec[-1] == "run3.m3u8" and "r3_%d.ts" in rec and "event" in rec
+
+
+# ------------------------------------------------------------------------------ LL-HLS
+
+
+def parts(n: int, key_every: int = 5, start: int = 0, d: float = 0.2) -> list[Part]:
+    return [Part(i, f"p{i}.m4s", d, (i - start) % key_every == 0) for i in range(start, start + n)]
+
+
+def test_low_latency_segments_follow_independent_parts() -> None:
+    ll = LowLatencyPlaylist(part_s=0.2, segment_s=1.0, window=3)
+    for p in parts(23):
+        ll.add_part(p)
+    # Key frames every fifth part: segments of five parts, each starting on one.
+    assert [len(s.parts) for s in ll.segments] == [5, 5, 5, 3]
+    assert [s.msn for s in ll.segments] == [1, 2, 3, 4]  # the window keeps 3 complete
+    assert all(s.parts[0].independent for s in ll.segments)
+    assert ll.last == (4, 2) and ll.next_index == 23
+    assert ll.has(4, 2) and not ll.has(4, 3) and ll.has(3, None) and not ll.has(4, None)
+    assert ll.has(0, None)  # older than the window: long past
+    assert ll.segment(3) is not None and ll.segment(4) is None  # open: not served whole
+
+
+def test_low_latency_segments_without_key_frames_at_part_starts_are_cut_by_time() -> None:
+    ll = LowLatencyPlaylist(part_s=0.2, segment_s=1.0)
+    for p in parts(12, key_every=1000, start=1):  # no part starts on a key frame
+        ll.add_part(p)
+    assert [len(s.parts) for s in ll.segments] == [5, 5, 2]
+
+
+def test_low_latency_playlist_text() -> None:
+    ll = LowLatencyPlaylist(part_s=0.2, segment_s=1.0, window=6)
+    for p in parts(22):
+        ll.add_part(p)
+    ll.discontinuity()
+    ll.add_part(Part(40, "p40.m4s", 0.21, True))  # the segmenter restarted
+    text = ll.render()
+    lines = text.splitlines()
+    assert lines[:7] == [
+        "#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-TARGETDURATION:1",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.630",
+        "#EXT-X-PART-INF:PART-TARGET=0.210", "#EXT-X-MEDIA-SEQUENCE:0",
+        '#EXT-X-MAP:URI="init.mp4"',
+    ]  # fmt: skip
+    # Parts are listed for the last three complete segments and the open one only.
+    # (Segments: s0 = p0-p4 ... s3 = p15-p19, s4 = p20-p21 closed by the restart, s5 open.)
+    assert '#EXT-X-PART:DURATION=0.20000,URI="p5.m4s",INDEPENDENT=YES' not in lines
+    assert '#EXT-X-PART:DURATION=0.20000,URI="p10.m4s",INDEPENDENT=YES' in lines
+    assert '#EXT-X-PART:DURATION=0.20000,URI="p11.m4s"' in lines
+    assert lines[-1] == '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p41.m4s"'
+    restarted = '#EXT-X-PART:DURATION=0.21000,URI="p40.m4s",INDEPENDENT=YES'
+    assert lines[-3:-1] == ["#EXT-X-DISCONTINUITY", restarted]
+    # A player that does not do LL-HLS reads it as a plain media playlist.
+    plain = parse_media(text)
+    assert [s.uri for s in plain.segments] == ["s0.m4s", "s1.m4s", "s2.m4s", "s3.m4s", "s4.m4s"]
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def traf(
+    first_flags: int | None, default_flags: int | None, per_sample: int | None = None
+) -> bytes:
+    tfhd_flags = 0x20 if default_flags is not None else 0
+    tfhd = struct.pack(">II", tfhd_flags, 1) + (struct.pack(">I", default_flags)
+                                               if default_flags is not None else b"")  # fmt: skip
+    if first_flags is not None:
+        trun = struct.pack(">III", 0x205, 2, 0) + struct.pack(">I", first_flags) + b"\0" * 8
+    elif per_sample is not None:
+        trun = struct.pack(">III", 0x601, 1, 0) + struct.pack(">II", 100, per_sample)
+    else:
+        trun = struct.pack(">III", 0x201, 1, 0) + b"\0" * 4
+    return box(b"traf", box(b"tfhd", tfhd) + box(b"trun", trun))
+
+
+def fragment(*trafs: bytes) -> bytes:
+    return box(b"styp", b"msdh") + box(b"moof", b"".join(trafs)) + box(b"mdat", b"\0" * 16)
+
+
+def test_fmp4_fragment_starts_independent() -> None:
+    video_key = traf(0x02000000, 0x01010000)
+    video_delta = traf(None, 0x01010000)
+    audio = traf(None, 0x02000000)
+    assert starts_independent(fragment(video_key, audio))
+    assert not starts_independent(fragment(video_delta, audio))
+    assert starts_independent(fragment(traf(None, None, per_sample=0x02000000)))
+    assert not starts_independent(fragment(traf(None, None)))  # flags only in the init segment
+    assert not starts_independent(box(b"mdat", b""))  # no moof at all
+    # Largesize boxes and a box running to the end (size 0).
+    big = struct.pack(">I4sQ", 1, b"free", 16)
+    assert starts_independent(big + fragment(video_key))
+    assert not starts_independent(struct.pack(">I4s", 0, b"mdat") + b"\0" * 30)
+    cut_tfhd = box(b"moof", box(b"traf", b"\0\0\0\x0ctfhd"))
+    for bad in (b"\0\0\0", b"\0\0\0\x20moof", struct.pack(">I4s", 4, b"moof"),
+                struct.pack(">I4sI", 1, b"moof", 0), cut_tfhd):  # fmt: skip
+        with pytest.raises(Mp4Error):
+            starts_independent(bad)
+
+
+def test_fmp4_on_parts_ffmpeg_wrote(tmp_path: Path) -> None:
+    """ffmpeg's own split_by_time parts: those that start on a key frame, and no others."""
+    src = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi",
+           "-i", "testsrc=size=160x120:rate=25", "-f", "lavfi", "-i", "sine", "-t", "3",
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-f", "mpegts", str(tmp_path / "in.ts")]  # fmt: skip
+    subprocess.run(src, check=True, timeout=60)
+    hls = HlsSettings(segment_s=1.0, part_s=0.2, low_latency=True)
+    args = ll_segmenter_args(hls, 0, False, ["aac"])
+    args[args.index("pipe:0")] = str(tmp_path / "in.ts")
+    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", *args],
+                   check=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    media = parse_media((tmp_path / "parts.m3u8").read_text())
+    assert len(media.segments) >= 14 and all(s.duration <= 0.21 for s in media.segments)
+    flags = [starts_independent((tmp_path / s.uri).read_bytes()) for s in media.segments]
+    # The file starts on a key frame, one every 25 frames: every fifth 0.2 s part.
+    assert [i for i, f in enumerate(flags) if f] == list(range(0, len(flags), 5))

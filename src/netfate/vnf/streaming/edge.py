@@ -49,12 +49,14 @@ and the event outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import shutil
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,18 @@ from . import tokens
 from .base import StreamingFunction
 from .events import HelperFailed, ViewerJoined, ViewerLeft
 from .ffmpeg import FfmpegChild
-from .hls import CONTENT_TYPES, FILE_NAME, MediaPlaylist, Variant, master_playlist, parse_media
+from .fmp4 import Mp4Error, starts_independent
+from .hls import (
+    CONTENT_TYPES,
+    FILE_NAME,
+    HlsError,
+    LowLatencyPlaylist,
+    MediaPlaylist,
+    Part,
+    Variant,
+    master_playlist,
+    parse_media,
+)
 from .net import Fanout, UdpPort, port_pair
 from .path import RelaySettings, RtpPath
 from .sdp import stream_sdp
@@ -76,6 +89,8 @@ MAX_CONTENTS = 16
 MAX_RENDITIONS = 4
 SOURCE = "source"
 PROBE = ("-probesize", "1000000", "-analyzeduration", "2000000")
+PART_POLL_S = 0.02
+"""How often an LL-HLS feed looks at ffmpeg's parts playlist (a stat when unchanged)."""
 
 
 @dataclass(frozen=True)
@@ -152,15 +167,26 @@ class HlsSettings:
     segment_s: float = 1.0
     list_size: int = 6
     format: str = "fmp4"
+    low_latency: bool = False
+    """LL-HLS: ffmpeg writes parts of ``part_s``; the streamer writes the playlist."""
+    part_s: float = 0.2
 
     @classmethod
     def parse(cls, value: Any) -> HlsSettings:
-        d = c.obj(value or {}, "config.hls", ("segment_s", "list_size", "format"))
-        return cls(
-            segment_s=c.number(d, "segment_s", "config.hls", lo=0.2, hi=10, default=1.0),
-            list_size=c.integer(d, "list_size", "config.hls", lo=3, hi=30, default=6),
-            format=c.choice(d, "format", "config.hls", ("fmp4", "ts"), default="fmp4"),
+        w = "config.hls"
+        d = c.obj(value or {}, w, ("segment_s", "list_size", "format", "low_latency", "part_s"))
+        hls = cls(
+            segment_s=c.number(d, "segment_s", w, lo=0.2, hi=10, default=1.0),
+            list_size=c.integer(d, "list_size", w, lo=3, hi=30, default=6),
+            format=c.choice(d, "format", w, ("fmp4", "ts"), default="fmp4"),
+            low_latency=c.boolean(d, "low_latency", w, default=False),
+            part_s=c.number(d, "part_s", w, lo=0.1, hi=1.0, default=0.2),
         )
+        if hls.low_latency and hls.format != "fmp4":
+            raise c.ConfigError(f"{w}.low_latency: needs format fmp4")
+        if hls.low_latency and hls.part_s > hls.segment_s / 2:
+            raise c.ConfigError(f"{w}.part_s: at most half of segment_s")
+        return hls
 
 
 @dataclass(frozen=True)
@@ -248,6 +274,28 @@ def segmenter_args(
     return [*args, "-hls_segment_filename", f"seg%d.{ext}", "index.m3u8"]
 
 
+def ll_segmenter_args(
+    hls: HlsSettings, start_number: int, restarted: bool, audio: Sequence[str] = ()
+) -> list[str]:
+    """LL-HLS: ffmpeg (5.1 writes no EXT-X-PART) cuts ``part_s`` fMP4 fragments at any
+    frame (split_by_time) into ``parts.m3u8``; the streamer groups them into segments
+    and writes the LL-HLS playlist itself (hls.LowLatencyPlaylist)."""
+    flags = "split_by_time+delete_segments+temp_file+omit_endlist"
+    if restarted:
+        flags += "+discont_start"
+    # Enough parts for the streamer's window of segments of up to 2 * segment_s.
+    keep = (hls.list_size + 4) * math.ceil(2 * hls.segment_s / hls.part_s)
+    args = [*PROBE, "-f", "mpegts", "-i", "pipe:0", "-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    if "aac" in audio:
+        args += ["-bsf:a", "aac_adtstoasc"]
+    return [
+        *args, "-f", "hls", "-hls_time", f"{hls.part_s:g}", "-hls_list_size", str(keep),
+        "-hls_delete_threshold", "3", "-hls_flags", flags, "-start_number", str(start_number),
+        "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+        "-hls_segment_filename", "p%d.m4s", "parts.m3u8",
+    ]  # fmt: skip
+
+
 def transcoder_args(r: RenditionConfig, segment_s: float, rtp_port: int) -> list[str]:
     """ffmpeg arguments of a transcoder reading TS on stdin, sending RTP/MPEG-TS."""
     kbps = r.video_kbps
@@ -263,12 +311,12 @@ def transcoder_args(r: RenditionConfig, segment_s: float, rtp_port: int) -> list
     ]  # fmt: skip
 
 
-def next_segment_number(directory: Path) -> int:
+def next_segment_number(directory: Path, prefix: str = "seg") -> int:
     """One past the highest segment number in `directory` (0 if none): a restarted
     segmenter continues the numbering, so players never see it go back."""
     best = -1
-    for p in directory.glob("seg*.*"):
-        digits = p.stem[3:]
+    for p in directory.glob(f"{prefix}*.*"):
+        digits = p.stem[len(prefix) :]
         if digits.isdigit():
             best = max(best, int(digits))
     return best + 1
@@ -295,6 +343,10 @@ class Feed:
         # Analysed: HLS needs the codecs, the master playlist the picture size and rate.
         self.path = RtpPath(self.fanout, fn.cfg.relay, analyze=True)
         self.want_hls = False
+        self.ll: LowLatencyPlaylist | None = None
+        self.watcher: asyncio.Task[None] | None = None
+        self.changed = asyncio.Event()
+        """Set (and replaced) whenever the LL-HLS playlist gets a part."""
         self.viewers: dict[str, Viewer] = {}
         self.segmenter: FfmpegChild | None = None
         self.transcoder: FfmpegChild | None = None
@@ -319,6 +371,14 @@ class Feed:
             start = next_segment_number(self.dir)
             return segmenter_args(hls, start, restarted=start > 0, audio=audio)
 
+        if hls.low_latency:
+
+            def args() -> list[str]:
+                start = next_segment_number(self.dir, "p")
+                return ll_segmenter_args(hls, start, restarted=start > 0, audio=audio)
+
+            self.ll = LowLatencyPlaylist(hls.part_s, hls.segment_s, hls.list_size)
+            self.watcher = asyncio.get_running_loop().create_task(self._watch_parts())
         self.segmenter = FfmpegChild(
             f"hls:{self.content}/{self.name}", args, stdin=True, cwd=self.dir,
             on_exit=self.fn.helper_exited,
@@ -326,9 +386,59 @@ class Feed:
         self.path.sinks["hls"] = self.segmenter.feed
         self.segmenter.start()
 
+    async def _watch_parts(self) -> None:
+        """Follow ffmpeg's parts.m3u8 (every PART_POLL_S) into the LL-HLS playlist."""
+        playlist = self.dir / "parts.m3u8"
+        seen: tuple[int, int] | None = None
+        last = -1
+        while True:
+            await asyncio.sleep(PART_POLL_S)
+            try:
+                st = playlist.stat()
+            except OSError:
+                continue
+            if (st.st_mtime_ns, st.st_size) == seen:
+                continue
+            seen = (st.st_mtime_ns, st.st_size)
+            try:
+                media = parse_media(playlist.read_text())
+            except (OSError, HlsError):
+                continue
+            added = False
+            for seg in media.segments:
+                index = _part_index(seg.uri)
+                if index is None or index <= last or self.ll is None:
+                    continue
+                try:
+                    independent = starts_independent((self.dir / seg.uri).read_bytes())
+                except (OSError, Mp4Error):
+                    independent = False
+                if seg.discontinuity:
+                    self.ll.discontinuity()
+                self.ll.add_part(Part(index, seg.uri, seg.duration, independent))
+                last, added = index, True
+            if added:
+                self.changed.set()
+                self.changed = asyncio.Event()
+
+    async def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Until `ready()` (re-checked at each new part) or `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not ready():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+        return True
+
     async def stop_hls(self) -> None:
         self.want_hls = False
         self.path.sinks.pop("hls", None)
+        if self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
         if self.segmenter is not None:
             seg, self.segmenter = self.segmenter, None
             await seg.stop(grace=2.0)
@@ -394,12 +504,19 @@ class Feed:
             "path": self.path.stats(now),
         }
         if self.segmenter is not None:
-            pl = self.playlist()
-            out["hls"] = {
-                **self.segmenter.stats(),
-                "segments": len(pl.segments) if pl else 0,
-                "media_sequence": pl.media_sequence if pl else None,
-            }
+            out["hls"] = self.segmenter.stats()
+            if self.ll is not None:
+                out["hls"].update(
+                    segments=len([s for s in self.ll.segments if s.complete]),
+                    newest_part=self.ll.last,
+                    part_target=self.ll.part_target,
+                )
+            else:
+                pl = self.playlist()
+                out["hls"].update(
+                    segments=len(pl.segments) if pl else 0,
+                    media_sequence=pl.media_sequence if pl else None,
+                )
         if self.transcoder is not None:
             out["transcoder"] = self.transcoder.stats()
         return out
@@ -644,12 +761,12 @@ class EdgeStreamer(StreamingFunction):
                     raise HttpError(403 if why.startswith("forbidden") else 503, why)
                 return _sdp(req, content, rendition, port)
             if parts and parts[0] == "hls" and req.method == "GET":
-                return await self._hls(parts[1:])
+                return await self._hls(parts[1:], req.query)
         except HttpError as e:
             return Response(e.status, f"{e}\n".encode(), "text/plain")
         return Response(404, b"not found\n", "text/plain")
 
-    async def _hls(self, parts: Sequence[str]) -> Response:
+    async def _hls(self, parts: Sequence[str], query: Mapping[str, str]) -> Response:
         if len(parts) == 2 and parts[1] == "index.m3u8":
             x = self.contents.get(parts[0])
             if x is None or not x.cfg.hls:
@@ -658,6 +775,8 @@ class EdgeStreamer(StreamingFunction):
             return _file_response("index.m3u8", body.encode())
         if len(parts) == 3 and FILE_NAME.fullmatch(parts[2]):
             feed = self._feed(parts[0], parts[1])
+            if feed.ll is not None:
+                return await self._ll(feed, parts[2], query)
             path = feed.dir / parts[2]
             try:
                 data = await asyncio.to_thread(path.read_bytes)
@@ -665,6 +784,43 @@ class EdgeStreamer(StreamingFunction):
                 raise HttpError(404, "no such segment (yet, or any more)") from None
             return _file_response(parts[2], data)
         raise HttpError(404, "not found")
+
+    async def _ll(self, feed: Feed, name: str, query: Mapping[str, str]) -> Response:
+        """LL-HLS: the playlist (blocking reload), parts (blocking preload hint),
+        segments (their parts, concatenated) and the initialisation section."""
+        ll = feed.ll
+        if ll is None:
+            raise HttpError(404, "not found")
+        hold = 3 * ll.target + 1.0
+        if name == "index.m3u8":
+            msn = _query_int(query, "_HLS_msn")
+            part = _query_int(query, "_HLS_part")
+            if part is not None and msn is None:
+                raise HttpError(400, "_HLS_part without _HLS_msn")
+            if msn is not None:
+                last = ll.last
+                if last is not None and msn > last[0] + 2:
+                    raise HttpError(400, "_HLS_msn is more than two segments ahead")
+                await feed.wait_for(lambda: ll.has(msn, part), hold)
+            return _file_response("index.m3u8", ll.render().encode())
+        if name.startswith("s") and name.endswith(".m4s") and name[1:-4].isdigit():
+            seg = ll.segment(int(name[1:-4]))
+            if seg is None:
+                raise HttpError(404, "no such segment (yet, or any more)")
+            try:
+                data = b"".join([await asyncio.to_thread((feed.dir / p.uri).read_bytes)
+                                 for p in seg.parts])  # fmt: skip
+            except OSError:
+                raise HttpError(404, "segment gone") from None
+            return _file_response(name, data)
+        index = _part_index(name)
+        if index is not None and index == ll.next_index:
+            await feed.wait_for(lambda: ll.next_index != index, 3 * ll.part_target + 1.0)
+        try:
+            data = await asyncio.to_thread((feed.dir / name).read_bytes)
+        except OSError:
+            raise HttpError(404, "no such part (yet, or any more)") from None
+        return _file_response(name, data)
 
     def catalogue(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -774,6 +930,22 @@ class EdgeStreamer(StreamingFunction):
                     if hop.key not in feed.viewers:
                         feed.viewers[hop.key] = Viewer(hop, "join", now + min(left, 86400.0))
                 feed.sync()
+
+
+def _part_index(name: str) -> int | None:
+    """N of an LL-HLS part file pN.m4s."""
+    if name.startswith("p") and name.endswith(".m4s") and name[1:-4].isdigit():
+        return int(name[1:-4])
+    return None
+
+
+def _query_int(query: Mapping[str, str], key: str) -> int | None:
+    text = query.get(key)
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 12:
+        raise HttpError(400, f"{key} must be a non-negative integer")
+    return int(text)
 
 
 def _method(req: Request, method: str) -> None:
