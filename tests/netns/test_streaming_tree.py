@@ -22,6 +22,7 @@ import pytest
 
 from netfate.host import netns
 from netfate.proto.rtp import PT_MP2T, RtpPacket
+from netfate.vnf.streaming.sdp import stream_sdp
 from netns_lan import until
 from streaming_rig import HOSTS, Lan, source_args
 
@@ -303,10 +304,15 @@ def test_recordings_survive_a_restart_of_the_function(tree: Lan) -> None:
 # ------------------------------------------------------------------ SRT and RTMP ingest
 
 
+def acquirer_sdp(tree: Lan, name: str) -> Path:
+    """The SDP of the acquirer's copy for a viewer listening on port 9000."""
+    path = tree.tmp / name
+    path.write_text(stream_sdp(H["acq"], 9000, name, "source"))
+    return path
+
+
 def test_srt_ingest_is_recognised_and_forwarded(tree: Lan) -> None:
-    sdp = tree.tmp / "v1-srt.sdp"
-    sdp.write_text(f"v=0\r\no=- 0 1 IN IP4 {H['acq']}\r\ns=srt\r\nc=IN IP4 {H['acq']}\r\n"
-                   "t=0 0\r\nm=video 9000 RTP/AVP 33\r\na=rtpmap:33 MP2T/90000\r\n")  # fmt: skip
+    sdp = acquirer_sdp(tree, "v1-srt.sdp")
     url = f"srt://{H['acq']}:5010?mode=caller&passphrase={SRT_PASSPHRASE}"
     tree.popen("srt-source", "prov", [*source_args(60), "-f", "mpegts", url])
     started = tree.wait_event("acq", "StreamStarted", timeout=30, flow="srt")
@@ -319,9 +325,7 @@ def test_srt_ingest_is_recognised_and_forwarded(tree: Lan) -> None:
 
 
 def test_rtmp_ingest_is_recognised_and_forwarded(tree: Lan) -> None:
-    sdp = tree.tmp / "v2-rtmp.sdp"
-    sdp.write_text(f"v=0\r\no=- 0 1 IN IP4 {H['acq']}\r\ns=rtmp\r\nc=IN IP4 {H['acq']}\r\n"
-                   "t=0 0\r\nm=video 9000 RTP/AVP 33\r\na=rtpmap:33 MP2T/90000\r\n")  # fmt: skip
+    sdp = acquirer_sdp(tree, "v2-rtmp.sdp")
     url = f"rtmp://{H['acq']}:5020/live/stream"
     tree.popen("rtmp-source", "prov", [*source_args(60), "-f", "flv", url])
     started = tree.wait_event("acq", "StreamStarted", timeout=30, flow="rtmp")

@@ -68,7 +68,6 @@ from netfate.vnf.runtime import Context
 from . import config as c
 from .base import StreamingFunction, listen_tcp
 from .events import (
-    HelperFailed,
     StreamMeasured,
     StreamRecognised,
     StreamRefused,
@@ -76,8 +75,8 @@ from .events import (
     StreamStopped,
 )
 from .ffmpeg import FfmpegChild
-from .net import Fanout, UdpPort, port_pair
-from .path import RelaySettings, RtpPath, describe
+from .net import Fanout, UdpPort
+from .path import RelaySettings, RtpPath, describe, internal_input
 
 MAX_FLOWS = 32
 MAX_BLOCK = 256
@@ -249,12 +248,7 @@ class Flow:
     def open_ingest(self) -> None:
         if self.cfg.protocol == "rtp":
             return
-        rtp, rtcp = port_pair()
-        port = rtp.getsockname()[1]
-        for sock, handler in ((rtp, self.path.on_rtp), (rtcp, self.path.on_rtcp)):
-            p = UdpPort("127.0.0.1", sock.getsockname()[1], handler)
-            p.open(sock)
-            self.internal.append(p)
+        self.internal, port = internal_input(self.path)
         out = [
             "-c",
             "copy",
@@ -273,14 +267,8 @@ class Flow:
             src = ["-f", "mpegts", "-i", f"srt://127.0.0.1:{self.ff_port}?{q}"]
         else:
             self.ff_port = _free_tcp_port()
-            src = [
-                "-listen",
-                "1",
-                "-f",
-                "flv",
-                "-i",
-                f"rtmp://127.0.0.1:{self.ff_port}/live/stream",
-            ]
+            url = f"rtmp://127.0.0.1:{self.ff_port}/live/stream"
+            src = ["-listen", "1", "-f", "flv", "-i", url]
         self.child = FfmpegChild(
             f"ingest:{self.cfg.id}", [*probe, *src, *out], on_exit=self.fn.helper_exited
         )
@@ -590,9 +578,6 @@ class Acquirer(StreamingFunction):
         self.refuse(reason or "wrong_port", flow, port, "tcp", source, 0, time.monotonic())
         writer.close()
 
-    def helper_exited(self, child: FfmpegChild, rc: int | None, detail: str) -> None:
-        self.emit(HelperFailed(role=child.role, returncode=rc, detail=detail, at=time.time()))
-
     # ----- housekeeping ----------------------------------------------------------------
 
     def tick(self, now: float) -> None:
@@ -680,7 +665,7 @@ class Acquirer(StreamingFunction):
             ):  # fmt: skip
                 del self.flows[fid]
                 self._stopped(flow, "removed")
-                asyncio.get_running_loop().create_task(flow.close())
+                self.later(flow.close())
         for fid, fc in wanted.items():
             current = self.flows.get(fid)
             if current is None:
@@ -693,7 +678,7 @@ class Acquirer(StreamingFunction):
             if was_armed and not armed:
                 self._stopped(current, "disarmed")
                 if current.child is not None:
-                    asyncio.get_running_loop().create_task(current.close())
+                    self.later(current.close())
             elif armed and current.child is None and fc.protocol != "rtp":
                 current.open_ingest()
         self._index()

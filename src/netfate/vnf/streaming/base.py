@@ -1,5 +1,5 @@
 """What the four streaming functions share: the ``emit`` hook, a sender, a ticker,
-an HTTP listener."""
+an HTTP listener, stream inputs, supervised helpers' exits."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from netfate.vnf.portal.http import Handler, serve
 from netfate.vnf.runtime import Context, Function
 
-from .events import Event, Outbox
-from .net import Sender
+from .config import ConfigError
+from .events import Event, HelperFailed, Outbox
+from .ffmpeg import FfmpegChild
+from .net import Sender, UdpPort
+from .path import RtpPath
 
 TICK = 0.25
 """Seconds between housekeeping rounds (source timeouts, leases, events)."""
@@ -33,6 +37,61 @@ def listen_tcp(host: str, port: int, backlog: int = 64) -> socket.socket:
     return sock
 
 
+class StreamInput:
+    """A stream's ports: RTP on `port` and, with `rtcp`, RTCP on port + 1, into `path`.
+    What arrives while the function is not active (a standby or frozen copy) is
+    counted and dropped."""
+
+    def __init__(
+        self, fn: StreamingFunction, port: int, path: RtpPath, *, bind: str, rtcp: bool = True
+    ) -> None:
+        self.fn = fn
+        self.port = port
+        self.path = path
+        self.ports = [UdpPort(bind, port, self._rtp)]
+        if rtcp:
+            self.ports.append(UdpPort(bind, port + 1, self._rtcp))
+
+    def _rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if self.fn.active:
+            self.path.on_rtp(data, addr, now)
+        else:
+            self.fn.inactive_dropped += 1
+
+    def _rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if self.fn.active:
+            self.path.on_rtcp(data, addr, now)
+        else:
+            self.fn.inactive_dropped += 1
+
+    def open(self) -> None:
+        """Bind the ports (raises OSError, leaving none open)."""
+        try:
+            for p in self.ports:
+                p.open()
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for p in self.ports:
+            p.close()
+
+
+def open_all(inputs: Iterable[StreamInput]) -> None:
+    """Open every input, or none: a port that cannot be bound closes those opened
+    here and refuses the configuration (ConfigError) before anything else changed."""
+    opened: list[StreamInput] = []
+    try:
+        for i in inputs:
+            i.open()
+            opened.append(i)
+    except OSError as e:
+        for i in opened:
+            i.close()
+        raise ConfigError(f"config: cannot open a port: {e}") from None
+
+
 class StreamingFunction(Function):
     """Base of the acquirer, the relay, the edge streamer and the storage function."""
 
@@ -44,6 +103,7 @@ class StreamingFunction(Function):
         """Datagrams that arrived while this copy was not active (standby, frozen)."""
         self._ticker: asyncio.Task[None] | None = None
         self._http: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ----- the hook ----------------------------------------------------------------
 
@@ -52,7 +112,17 @@ class StreamingFunction(Function):
         ``status`` shows and ``export`` carries (see events.py)."""
         self.outbox.emit(event)
 
+    def helper_exited(self, child: FfmpegChild, rc: int | None, detail: str) -> None:
+        """An ffmpeg child exited unexpectedly (it restarts by itself): say so."""
+        self.emit(HelperFailed(role=child.role, returncode=rc, detail=detail, at=time.time()))
+
     # ----- life --------------------------------------------------------------------
+
+    def later(self, coro: Coroutine[object, object, None]) -> None:
+        """Run an async clean-up from synchronous code (configure, tick); stop() waits."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -75,6 +145,8 @@ class StreamingFunction(Function):
                 await self._ticker
         if self._http is not None:
             self._http.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self.sender.close()
 
     # ----- control -----------------------------------------------------------------

@@ -66,8 +66,8 @@ from netfate.vnf.runtime import Context
 
 from . import config as c
 from . import tokens
-from .base import StreamingFunction
-from .events import HelperFailed, ViewerJoined, ViewerLeft
+from .base import StreamingFunction, StreamInput, open_all
+from .events import ViewerJoined, ViewerLeft
 from .ffmpeg import FfmpegChild
 from .fmp4 import Mp4Error, starts_independent
 from .hls import (
@@ -81,8 +81,8 @@ from .hls import (
     master_playlist,
     parse_media,
 )
-from .net import Fanout, UdpPort, port_pair
-from .path import RelaySettings, RtpPath
+from .net import Fanout, UdpPort
+from .path import RelaySettings, RtpPath, internal_input
 from .sdp import stream_sdp
 
 MAX_CONTENTS = 16
@@ -446,12 +446,7 @@ class Feed:
     def start_transcoder(self, r: RenditionConfig, source: RtpPath) -> None:
         """This feed is a lower rendition of `source`: ffmpeg in between."""
         self.rendition = r
-        rtp, rtcp = port_pair()
-        port = rtp.getsockname()[1]
-        for sock, handler in ((rtp, self.path.on_rtp), (rtcp, self.path.on_rtcp)):
-            p = UdpPort("127.0.0.1", sock.getsockname()[1], handler)
-            p.open(sock)
-            self.internal.append(p)
+        self.internal, port = internal_input(self.path)
         self.transcoder = FfmpegChild(
             f"transcode:{self.content}/{self.name}",
             transcoder_args(r, self.fn.cfg.hls.segment_s, port),
@@ -532,32 +527,7 @@ class Content:
         self.source = Feed(cfg.id, SOURCE, fn, self.dir / SOURCE)
         self.source.path.sources = cfg.sources
         self.feeds: dict[str, Feed] = {SOURCE: self.source}
-        self.ports = [
-            UdpPort(fn.cfg.bind, cfg.port, self._rtp),
-            UdpPort(fn.cfg.bind, cfg.port + 1, self._rtcp),
-        ]
-
-    def _rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.fn.active:
-            self.source.path.on_rtp(data, addr, now)
-        else:
-            self.fn.inactive_dropped += 1
-
-    def _rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.fn.active:
-            self.source.path.on_rtcp(data, addr, now)
-        else:
-            self.fn.inactive_dropped += 1
-
-    def open(self) -> None:
-        """Bind the input ports (raises OSError, leaving nothing open)."""
-        try:
-            for p in self.ports:
-                p.open()
-        except OSError:
-            for p in self.ports:
-                p.close()
-            raise
+        self.input = StreamInput(fn, cfg.port, self.source.path, bind=fn.cfg.bind)
 
     def start(self) -> None:
         self.apply(self.cfg)
@@ -598,8 +568,7 @@ class Content:
             feed.sync()
 
     async def close(self) -> None:
-        for p in self.ports:
-            p.close()
+        self.input.close()
         for name, feed in self.feeds.items():
             await feed.close(self.source.path if name != SOURCE else None)
 
@@ -616,23 +585,14 @@ class EdgeStreamer(StreamingFunction):
         self.requests = 0
         self.joins = 0
         self.refused_joins: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ----- life ----------------------------------------------------------------------
 
     async def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        opened: list[Content] = []
-        try:
-            for cc in self.cfg.contents:
-                content = Content(cc, self)
-                content.open()
-                opened.append(content)
-        except OSError:
-            for content in opened:
-                await content.close()
-            raise
-        for content in opened:
+        contents = [Content(cc, self) for cc in self.cfg.contents]
+        open_all(x.input for x in contents)
+        for content in contents:
             self.contents[content.cfg.id] = content
             content.start()
         await self.serve_http(self.cfg.bind, self.cfg.http_port, self.handle)
@@ -641,20 +601,9 @@ class EdgeStreamer(StreamingFunction):
     async def stop(self) -> None:
         for content in self.contents.values():
             await content.close()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         await super().stop()
         if self._own_work:
             shutil.rmtree(self.work, ignore_errors=True)
-
-    def later(self, coro: Any) -> None:
-        """Run an async clean-up from synchronous code (configure, tick)."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def helper_exited(self, child: FfmpegChild, rc: int | None, detail: str) -> None:
-        self.emit(HelperFailed(role=child.role, returncode=rc, detail=detail, at=time.time()))
 
     def joined(self, content: str, rendition: str, viewer: str, via: str) -> None:
         self.emit(ViewerJoined(content, rendition, viewer, via, time.time()))
@@ -848,18 +797,12 @@ class EdgeStreamer(StreamingFunction):
         if any(getattr(new, k) != getattr(self.cfg, k) for k in fixed):
             return False
         wanted = {x.id: x for x in new.contents}
-        fresh: dict[str, Content] = {}
-        try:
-            for cid, x in wanted.items():
-                cur = self.contents.get(cid)
-                if cur is None or cur.cfg.port != x.port:
-                    content = Content(x, self)
-                    content.open()
-                    fresh[cid] = content
-        except OSError as e:
-            for content in fresh.values():
-                self.later(content.close())
-            raise c.ConfigError(f"config.contents: cannot open a port: {e}") from None
+        fresh = {
+            cid: Content(x, self)
+            for cid, x in wanted.items()
+            if cid not in self.contents or self.contents[cid].cfg.port != x.port
+        }
+        open_all(x.input for x in fresh.values())
         self.cfg = new
         for cid, cur in list(self.contents.items()):
             if cid not in wanted or cid in fresh:

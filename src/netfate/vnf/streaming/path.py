@@ -35,7 +35,7 @@ from netfate.proto.rtp import (
 )
 from netfate.proto.rtp.events import Event as RtpEvent
 
-from .net import Fanout
+from .net import Fanout, UdpPort, port_pair
 
 Sink = Callable[[bytes], None]
 """A consumer of the stream's TS payloads (one RTP payload per call)."""
@@ -181,6 +181,18 @@ class RtpPath:
         if self.analyzer is not None:
             out["analyzer"] = self.analyzer.counters()
         return out
+
+
+def internal_input(path: RtpPath) -> tuple[list[UdpPort], int]:
+    """Ports on 127.0.0.1 where an ffmpeg child sends RTP/MPEG-TS (and RTCP to the
+    next port) into `path`: the opened ports, and the RTP port to give ffmpeg."""
+    rtp, rtcp = port_pair()
+    ports = []
+    for sock, handler in ((rtp, path.on_rtp), (rtcp, path.on_rtcp)):
+        p = UdpPort("127.0.0.1", sock.getsockname()[1], handler)
+        p.open(sock)
+        ports.append(p)
+    return ports, ports[0].port
 
 
 def describe(programme: ProgramRecognised) -> tuple[dict[str, Any], ...]:

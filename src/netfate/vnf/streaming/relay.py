@@ -31,8 +31,8 @@ from typing import Any
 from netfate.vnf.runtime import Context
 
 from . import config as c
-from .base import StreamingFunction
-from .net import Fanout, UdpPort
+from .base import StreamingFunction, StreamInput, open_all
+from .net import Fanout
 from .path import RelaySettings, RtpPath
 
 MAX_ROUTES = 64
@@ -88,36 +88,9 @@ class Route:
     def __init__(self, cfg: RouteConfig, fn: Relay) -> None:
         self.cfg = cfg
         self.path = RtpPath(Fanout(fn.sender, cfg.next_hops), fn.cfg.relay, sources=cfg.sources)
-        self.fn = fn
-        self.ports = [UdpPort(fn.cfg.bind, cfg.port, self._rtp)]
-        if fn.cfg.rtcp:
-            self.ports.append(UdpPort(fn.cfg.bind, cfg.port + 1, self._rtcp))
+        self.input = StreamInput(fn, cfg.port, self.path, bind=fn.cfg.bind, rtcp=fn.cfg.rtcp)
         self.carried: dict[str, int] = {}
         """Counters of the peer this route's state was imported from."""
-
-    def open(self) -> None:
-        try:
-            for p in self.ports:
-                p.open()
-        except OSError:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        for p in self.ports:
-            p.close()
-
-    def _rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.fn.active:
-            self.path.on_rtp(data, addr, now)
-        else:
-            self.fn.inactive_dropped += 1
-
-    def _rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.fn.active:
-            self.path.on_rtcp(data, addr, now)
-        else:
-            self.fn.inactive_dropped += 1
 
     def totals(self) -> dict[str, int]:
         mine = self.path.relay.counters()
@@ -132,22 +105,14 @@ class Relay(StreamingFunction):
         self.routes: dict[str, Route] = {}
 
     async def start(self) -> None:
-        opened: list[Route] = []
-        try:
-            for rc in self.cfg.routes:
-                r = Route(rc, self)
-                r.open()
-                opened.append(r)
-        except OSError:
-            for r in opened:
-                r.close()
-            raise
-        self.routes = {r.cfg.id: r for r in opened}
+        routes = [Route(rc, self) for rc in self.cfg.routes]
+        open_all(r.input for r in routes)
+        self.routes = {r.cfg.id: r for r in routes}
         await super().start()
 
     async def stop(self) -> None:
         for r in self.routes.values():
-            r.close()
+            r.input.close()
         await super().stop()
 
     def tick(self, now: float) -> None:
@@ -159,24 +124,15 @@ class Relay(StreamingFunction):
         new = RelayConfig.parse(config)
         if (new.bind, new.rtcp, new.relay) != (self.cfg.bind, self.cfg.rtcp, self.cfg.relay):
             return False  # sockets or cores of every route change: a restart
-        old = {rid: r for rid, r in self.routes.items()}
+        old = dict(self.routes)
         keep = {rc.id for rc in new.routes if rc.id in old and old[rc.id].cfg.port == rc.port}
         # New ports first: if one cannot be opened nothing has changed yet. A route
         # moving to another port keeps the old one until the new one is open.
-        fresh: dict[str, Route] = {}
-        try:
-            for rc in new.routes:
-                if rc.id not in keep:
-                    r = Route(rc, self)
-                    r.open()
-                    fresh[rc.id] = r
-        except OSError as e:
-            for r in fresh.values():
-                r.close()
-            raise c.ConfigError(f"config.routes: cannot open a port: {e}") from None
+        fresh = {rc.id: Route(rc, self) for rc in new.routes if rc.id not in keep}
+        open_all(r.input for r in fresh.values())
         for rid, r in old.items():
             if rid not in keep:
-                r.close()
+                r.input.close()
         routes: dict[str, Route] = {}
         for rc in new.routes:
             if rc.id in keep:

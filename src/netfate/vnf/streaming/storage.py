@@ -62,8 +62,8 @@ from netfate.vnf.runtime import Context
 
 from . import config as c
 from . import tokens
-from .base import StreamingFunction
-from .events import HelperFailed, RecordingStarted, RecordingStopped
+from .base import StreamingFunction, StreamInput, open_all
+from .events import RecordingStarted, RecordingStopped
 from .ffmpeg import FfmpegChild
 from .hls import (
     CONTENT_TYPES,
@@ -75,7 +75,7 @@ from .hls import (
     parse_media,
     vod_playlist,
 )
-from .net import Fanout, UdpPort
+from .net import Fanout
 from .path import RelaySettings, RtpPath
 
 MAX_CONTENTS = 16
@@ -304,35 +304,13 @@ class Recording:
         }
 
 
-class Input:
+class Input(StreamInput):
+    """A content the storage receives (once, whoever records it)."""
+
     def __init__(self, cfg: InputConfig, fn: Storage) -> None:
+        path = RtpPath(Fanout(fn.sender), fn.cfg.relay, sources=cfg.sources)
+        super().__init__(fn, cfg.port, path, bind=fn.cfg.bind)
         self.cfg = cfg
-        self.fn = fn
-        self.path = RtpPath(Fanout(fn.sender), fn.cfg.relay, sources=cfg.sources)
-        self.ports = [UdpPort(fn.cfg.bind, cfg.port, self._rtp),
-                      UdpPort(fn.cfg.bind, cfg.port + 1, self._rtcp)]  # fmt: skip
-
-    def _rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.fn.active:
-            self.path.on_rtp(data, addr, now)
-        else:
-            self.fn.inactive_dropped += 1
-
-    def _rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self.fn.active:
-            self.path.on_rtcp(data, addr, now)
-
-    def open(self) -> None:
-        try:
-            for p in self.ports:
-                p.open()
-        except OSError:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        for p in self.ports:
-            p.close()
 
     def live(self, now: float) -> bool:
         figs = self.path.relay.figures(now)
@@ -351,24 +329,15 @@ class Storage(StreamingFunction):
         self.owner = True
         """This copy writes the manifests (False once frozen: the next copy does)."""
         self._quota_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ----- life ----------------------------------------------------------------------
 
     async def start(self) -> None:
         self.volume.mkdir(parents=True, exist_ok=True)
         self.scan()
-        opened: list[Input] = []
-        try:
-            for ic in self.cfg.contents:
-                inp = Input(ic, self)
-                inp.open()
-                opened.append(inp)
-        except OSError:
-            for inp in opened:
-                inp.close()
-            raise
-        self.inputs = {i.cfg.id: i for i in opened}
+        inputs = [Input(ic, self) for ic in self.cfg.contents]
+        open_all(inputs)
+        self.inputs = {i.cfg.id: i for i in inputs}
         self.apply_requests()
         await self.serve_http(self.cfg.bind, self.cfg.http_port, self.handle)
         await super().start()
@@ -377,8 +346,6 @@ class Storage(StreamingFunction):
         for inp in self.inputs.values():
             inp.close()
         await asyncio.gather(*(self._end_run(r) for r in self.recordings.values()))
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         await super().stop()
 
     def freeze(self) -> None:
@@ -391,7 +358,7 @@ class Storage(StreamingFunction):
             if r.child is not None:
                 if r.runs and r.runs[-1].get("ended") is None:
                     r.runs[-1]["ended"] = time.time()
-                self._later(self._end_run(r))
+                self.later(self._end_run(r))
 
     def activate(self) -> None:
         super().activate()
@@ -413,11 +380,6 @@ class Storage(StreamingFunction):
         self.usage = {
             u: dir_bytes(self.volume / u) for u in {r.user for r in self.recordings.values()}
         }
-
-    def _later(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ----- recordings ----------------------------------------------------------------
 
@@ -453,7 +415,7 @@ class Storage(StreamingFunction):
             await asyncio.to_thread(shutil.rmtree, rec.dir, True)
             self.usage[rec.user] = await asyncio.to_thread(dir_bytes, self.volume / rec.user)
 
-        self._later(remove())
+        self.later(remove())
 
     def _stopped(self, rec: Recording, reason: str) -> None:
         """Final: no more runs. Told once the last run has written its last segment."""
@@ -466,7 +428,7 @@ class Storage(StreamingFunction):
             self.emit(RecordingStopped(rec.id, rec.user, reason, fig["duration_s"],
                                        fig["octets"], time.time()))  # fmt: skip
 
-        self._later(finish())
+        self.later(finish())
 
     def _start_run(self, rec: Recording, inp: Input) -> None:
         run = len(rec.runs)
@@ -493,9 +455,6 @@ class Storage(StreamingFunction):
         if self.owner:
             rec.save()
 
-    def helper_exited(self, child: FfmpegChild, rc: int | None, detail: str) -> None:
-        self.emit(HelperFailed(role=child.role, returncode=rc, detail=detail, at=time.time()))
-
     def tick(self, now: float) -> None:
         for inp in self.inputs.values():
             inp.path.poll(now)
@@ -516,7 +475,7 @@ class Storage(StreamingFunction):
             if rec.state == "recording" and live and rec.child is None and src is not None:
                 self._start_run(rec, src)
             elif rec.child is not None and (not live or rec.state != "recording"):
-                self._later(self._end_run(rec))
+                self.later(self._end_run(rec))
 
     # ----- HTTP ----------------------------------------------------------------------
 
@@ -572,18 +531,12 @@ class Storage(StreamingFunction):
         fixed = ("volume", "http_port", "bind", "relay")
         if any(getattr(new, k) != getattr(self.cfg, k) for k in fixed):
             return False
-        fresh: dict[str, Input] = {}
-        try:
-            for ic in new.contents:
-                cur = self.inputs.get(ic.id)
-                if cur is None or cur.cfg.port != ic.port:
-                    inp = Input(ic, self)
-                    inp.open()
-                    fresh[ic.id] = inp
-        except OSError as e:
-            for inp in fresh.values():
-                inp.close()
-            raise c.ConfigError(f"config.contents: cannot open a port: {e}") from None
+        fresh = {
+            ic.id: Input(ic, self)
+            for ic in new.contents
+            if ic.id not in self.inputs or self.inputs[ic.id].cfg.port != ic.port
+        }
+        open_all(fresh.values())
         self.cfg = new
         wanted = {ic.id: ic for ic in new.contents}
         for cid, inp in list(self.inputs.items()):
@@ -592,7 +545,7 @@ class Storage(StreamingFunction):
                 inp.close()
                 for rec in self.recordings.values():
                     if rec.content == cid and rec.child is not None:
-                        self._later(self._end_run(rec))
+                        self.later(self._end_run(rec))
         for cid, ic in wanted.items():
             if cid in fresh:
                 self.inputs[cid] = fresh[cid]
