@@ -56,6 +56,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -249,21 +250,14 @@ class Flow:
         if self.cfg.protocol == "rtp":
             return
         self.internal, port = internal_input(self.path)
-        out = [
-            "-c",
-            "copy",
-            "-map",
-            "0",
-            "-f",
-            "rtp_mpegts",
-            f"rtp://127.0.0.1:{port}?pkt_size=1328",
-        ]
+        out = ["-c", "copy", "-map", "0", "-f", "rtp_mpegts"]
+        out.append(f"rtp://127.0.0.1:{port}?pkt_size=1328")
         probe = ["-probesize", "500000", "-analyzeduration", "1000000"]
         if self.cfg.protocol == "srt":
             self.ff_port = _free_udp_port()
             q = f"mode=listener&latency={self.cfg.latency_ms * 1000}"
-            if self.cfg.passphrase:
-                q += f"&passphrase={self.cfg.passphrase}"
+            if self.cfg.passphrase:  # ffmpeg URL-decodes it
+                q += "&passphrase=" + urllib.parse.quote(self.cfg.passphrase, safe="")
             src = ["-f", "mpegts", "-i", f"srt://127.0.0.1:{self.ff_port}?{q}"]
         else:
             self.ff_port = _free_tcp_port()
