@@ -23,7 +23,8 @@ from typing import Any
 
 from netfate.agent.instances import control_call
 from netfate.host import netns
-from netns_lan import build_lan, remove_lan, start_vnf, stop_procs, until
+from netns_lan import build_lan, remove_lan, start_vnf, stop_procs
+from waiting import until
 
 HOSTS = {
     "prov": "10.78.0.10",

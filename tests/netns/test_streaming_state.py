@@ -20,8 +20,8 @@ import pytest
 
 from netfate.host import netns
 from netfate.proto.rtp import PT_MP2T, RtpPacket
-from netns_lan import until
 from streaming_rig import HOSTS, Lan, source_args
+from waiting import until
 
 H = HOSTS
 NULL_TS = (b"\x47\x1f\xff\x10" + b"\xff" * 184) * 7

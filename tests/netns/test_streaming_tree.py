@@ -23,8 +23,8 @@ import pytest
 from netfate.host import netns
 from netfate.proto.rtp import PT_MP2T, RtpPacket
 from netfate.vnf.streaming.sdp import stream_sdp
-from netns_lan import until
 from streaming_rig import HOSTS, Lan, source_args
+from waiting import until
 
 H = HOSTS
 SRT_PASSPHRASE = "provider-secret-42"
