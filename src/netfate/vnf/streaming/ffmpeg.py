@@ -1,0 +1,209 @@
+"""ffmpeg children of the streaming functions, supervised.
+
+ffmpeg does what a function should not reimplement: SRT and RTMP termination,
+HLS segmenting, transcoding. Each child is started by its function, dies with it
+(PR_SET_PDEATHSIG: an instance killed outright leaves no ffmpeg behind), is
+stopped by its pid only, and is restarted after an unexpected exit with a
+growing back-off (reported through ``on_exit``); a restarting child that exits
+with status 0 (an SRT or RTMP listener whose publisher disconnected) is started
+again at once, ready for the publisher's next connection. A child fed on stdin gets TS
+payloads through a bounded pipe backlog: when ffmpeg falls behind by more than
+``max_backlog`` bytes, payloads are dropped and counted rather than queued
+without bound (a live stream cannot wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("netfate.vnf.streaming")
+
+PR_SET_PDEATHSIG = 1
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+STABLE_AFTER = 10.0
+"""A child that ran this long before exiting restarts without back-off."""
+STDERR_LINES = 8
+
+FFMPEG = "ffmpeg"
+BASE = (FFMPEG, "-hide_banner", "-loglevel", "warning", "-nostats")
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class FfmpegChild:
+    """One supervised ffmpeg process (argv without the leading ``ffmpeg``)."""
+
+    def __init__(
+        self,
+        role: str,
+        args: Sequence[str] | Callable[[], Sequence[str]],
+        *,
+        stdin: bool = False,
+        on_exit: Callable[[FfmpegChild, int | None, str], None] | None = None,
+        restart: bool = True,
+        max_backlog: int = 4 << 20,
+        cwd: Path | None = None,
+    ) -> None:
+        self.role = role
+        self.args = args
+        """The arguments after ffmpeg's own, or a function giving them at each start."""
+        self.use_stdin = stdin
+        self.on_exit = on_exit
+        self.restart = restart
+        self.max_backlog = max_backlog
+        self.cwd = cwd
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self.exits: int = 0
+        """Unexpected exits (non-zero status, or zero when not restarting)."""
+        self.sessions = 0
+        """Clean exits of a restarting child (a listener whose peer ended)."""
+        self.last_returncode: int | None = None
+        self.fed = 0
+        self.dropped = 0
+        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._started_at = 0.0
+
+    @property
+    def argv(self) -> list[str]:
+        # A fed child reads its input on stdin (-nostdin would close it).
+        args = self.args() if callable(self.args) else self.args
+        return [*BASE, *(() if self.use_stdin else ("-nostdin",)), *args]
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
+    def start(self) -> None:
+        """Start supervising (the first start happens in the background task)."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._supervise(), name=f"ffmpeg {self.role}")
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        self.starts += 1
+        self._started_at = time.monotonic()
+        return await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE if self.use_stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.cwd,
+            preexec_fn=_die_with_parent,
+        )
+
+    async def _supervise(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping:
+            try:
+                self.proc = await self._spawn()
+            except OSError as e:
+                self._exited(None, f"cannot start ffmpeg: {e}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            if self.proc.stderr is not None:
+                await asyncio.gather(self.proc.wait(), self._read_stderr(self.proc.stderr))
+            rc = await self.proc.wait()
+            if self._stopping:
+                return
+            if rc == 0 and self.restart and time.monotonic() - self._started_at > 1.0:
+                # A listener whose peer finished: ready for the next one at once.
+                self.sessions += 1
+                backoff = BACKOFF_FIRST
+                continue
+            self._exited(rc, self.stderr[-1] if self.stderr else "")
+            if not self.restart:
+                return
+            if time.monotonic() - self._started_at > STABLE_AFTER:
+                backoff = BACKOFF_FIRST
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _exited(self, rc: int | None, detail: str) -> None:
+        self.exits += 1
+        self.last_returncode = rc
+        if self.on_exit is not None:
+            self.on_exit(self, rc, detail)
+
+    async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                continue  # an over-long line: skip it
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").strip()
+            if text:
+                self.stderr.append(text[:300])
+
+    def feed(self, data: bytes) -> None:
+        """Write TS bytes to the child's stdin, or count them dropped."""
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            self.dropped += len(data)
+            return
+        transport = proc.stdin.transport
+        if transport.is_closing() or transport.get_write_buffer_size() > self.max_backlog:
+            self.dropped += len(data)
+            return
+        proc.stdin.write(data)
+        self.fed += len(data)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """End the child: EOF on stdin (ffmpeg finishes its files), else SIGTERM
+        (ffmpeg also finalises on it), SIGKILL after `grace` seconds."""
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    proc.stdin.close()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), grace)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pid": self.pid,
+            "starts": self.starts,
+            "exits": self.exits,
+            "sessions": self.sessions,
+            "last_returncode": self.last_returncode,
+        }
+        if self.use_stdin:
+            out.update(fed_octets=self.fed, dropped_octets=self.dropped)
+        if self.stderr:
+            out["stderr"] = self.stderr[-1]
+        return out

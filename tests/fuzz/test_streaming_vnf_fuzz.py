@@ -1,0 +1,115 @@
+"""Fuzz the streaming functions' readers of outside input (hypothesis).
+
+- Configurations come from the orchestrator as JSON: any JSON value is either read
+  or refused with a ConfigError (never another exception, never a crash).
+- Playlists (read back from ffmpeg's files): parsed or HlsError; fMP4 fragments
+  (LL-HLS parts): a yes/no or Mp4Error.
+- Tokens and the join endpoint's arguments come from viewers: never raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netfate.vnf.portal.http import Request
+from netfate.vnf.runtime import Context
+from netfate.vnf.streaming import tokens
+from netfate.vnf.streaming.acquirer import AcquirerConfig
+from netfate.vnf.streaming.config import ConfigError
+from netfate.vnf.streaming.edge import Content, EdgeConfig, EdgeStreamer
+from netfate.vnf.streaming.fmp4 import Mp4Error, starts_independent
+from netfate.vnf.streaming.hls import HlsError, parse_media
+from netfate.vnf.streaming.relay import RelayConfig
+from netfate.vnf.streaming.storage import StorageConfig
+
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True)
+    | st.text(max_size=20) | st.sampled_from(["10.0.0.1", "fd00::1", "rtp", "srt", "started"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["id", "port", "host", "flows", "routes", "contents", "next_hops",
+                         "protocol", "event", "state", "volume", "recordings", "quota",
+                         "users", "renditions", "viewers", "height", "video_kbps", "hls",
+                         "join", "secret", "ports", "first", "last", "sources", "x"]),
+        inner, max_size=6),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@SETTINGS
+@given(json_values)
+def test_configurations_are_read_or_refused_with_a_config_error(value: Any) -> None:
+    for parse in (AcquirerConfig.parse, RelayConfig.parse, EdgeConfig.parse, StorageConfig.parse):
+        with contextlib.suppress(ConfigError):
+            parse(value)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["#EXTM3U", "#EXTINF:", "#EXTINF:1.5,", "#EXT-X-MAP:URI=\"a\"",
+                                 "#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-TARGETDURATION:9",
+                                 "seg1.ts", "", "#EXT-X-ENDLIST"]) | st.text(max_size=30),
+                max_size=12))  # fmt: skip
+def test_playlists_parse_or_raise_hls_error(lines: list[str]) -> None:
+    with contextlib.suppress(HlsError):
+        parse_media("\n".join(lines))
+
+
+@SETTINGS
+@given(st.text(max_size=300), st.text(max_size=40), st.floats(allow_nan=True))
+def test_token_checks_never_raise(token: str, scope: str, now: float) -> None:
+    assert tokens.check("0123456789abcdef", scope, token, now) in (True, False)
+
+
+@SETTINGS
+@given(st.sampled_from(["GET", "POST", "PUT"]), st.lists(st.text(max_size=12), max_size=5),
+       st.dictionaries(st.sampled_from(["port", "token", "x"]), st.text(max_size=12)))  # fmt: skip
+def test_the_edge_endpoints_answer_anything_with_a_status(
+    tmp_path_factory: Any, method: str, parts: list[str], query: dict[str, str]
+) -> None:
+    fn = _edge(tmp_path_factory.getbasetemp())
+    req = Request(method, "/" + "/".join(parts), query, {}, b"", "10.0.0.9", local="10.0.0.4")
+    status = asyncio.run(fn.handle(req)).status
+    assert 200 <= status < 600
+
+
+_EDGES: dict[Path, EdgeStreamer] = {}
+
+
+def _edge(base: Path) -> EdgeStreamer:
+    if base not in _EDGES:
+        cfg = {"contents": [{"id": "X", "port": 7000}], "work_dir": str(base / "edge-fuzz")}
+        fn = EdgeStreamer(Context(instance="edge", config=cfg))
+        fn.contents = {x.id: Content(x, fn) for x in fn.cfg.contents}
+        _EDGES[base] = fn
+    return _EDGES[base]
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+TFHD = _box(b"tfhd", bytes.fromhex("000000200000000101010000"))
+TRUN = _box(b"trun", bytes.fromhex("00000205000000020000000002000000") + bytes(8))
+FRAGMENT = (
+    _box(b"styp", b"msdh") + _box(b"moof", _box(b"traf", TFHD + TRUN)) + _box(b"mdat", bytes(16))
+)
+"""A video fragment starting on a key frame, as ffmpeg writes one."""
+
+
+@SETTINGS
+@given(st.binary(max_size=200) | st.builds(
+    lambda cut, flip, at: (FRAGMENT[:cut] if flip is None else
+                           FRAGMENT[:at] + bytes([flip]) + FRAGMENT[at + 1:]),
+    st.integers(0, len(FRAGMENT)), st.none() | st.integers(0, 255),
+    st.integers(0, len(FRAGMENT) - 1)))  # fmt: skip
+def test_fmp4_fragments_answer_or_raise_mp4_error(data: bytes) -> None:
+    assert starts_independent(FRAGMENT)
+    with contextlib.suppress(Mp4Error):
+        assert starts_independent(data) in (True, False)
