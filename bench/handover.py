@@ -40,7 +40,6 @@ import struct
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from netfate.host import netns
@@ -226,7 +225,6 @@ def run(argv: list[str]) -> dict[str, Any]:
         help="no SDN controller: steer by routes (the comparison of the first version)",
     )
     a = p.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from netfate.services.firewall.demo import Scenario
     from netfate.testbed.builder import Testbed
     from netfate.testbed.state import new_prefix

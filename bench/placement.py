@@ -31,9 +31,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+import _common as c  # bench/ is on the path: as a script, or netfate.benchcli.load
 import networkx as nx
 
 from netfate.orchestrator.engine import (
@@ -60,9 +60,6 @@ from netfate.orchestrator.engine import (
     replace,
 )
 from netfate.orchestrator.engine.check import energy_w
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as c
 
 KINDS = (
     NodeKind("pop", idle_w=200.0, w_per_cpu=3.0, availability=0.9999),

@@ -47,8 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common
+import _common as common  # bench/ is on the path: as a script, or netfate.benchcli.load
 
 from netfate.agent.instances import control_call
 from netfate.host import links, netns

@@ -57,8 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as common
+import _common as common  # bench/ is on the path: as a script, or netfate.benchcli.load
 
 from netfate.host import links, netns
 

@@ -43,12 +43,27 @@ def load(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"netfate_bench_{name}", path)
     if spec is None or spec.loader is None:
         raise typer.BadParameter(f"cannot load {path}")
+    _load_common()
     mod = importlib.util.module_from_spec(spec)
     # Registered before it runs, as a normal import would: dataclasses and pickling
     # look their module up in sys.modules.
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def _load_common() -> None:
+    """bench/_common.py as the module `_common` (what `import _common` finds when a
+    bench runs as a script), loaded by path: putting bench/ on sys.path instead would
+    let bench/usbip.py hide the PyPI `usbip` package from everything imported later."""
+    if "_common" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location("_common", BENCH_DIR / "_common.py")
+    if spec is None or spec.loader is None:
+        return
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["_common"] = mod
+    spec.loader.exec_module(mod)
 
 
 def listed(services: Sequence[Service]) -> list[tuple[str, str]]:
