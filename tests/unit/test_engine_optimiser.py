@@ -4,15 +4,13 @@ under a simulated day/night load curve. Every plan is held to the independent ch
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from engine_fixtures import FW, infra
+from netfate import benchcli
 from netfate.orchestrator.engine import (
     CONSOLIDATION,
     LATENCY,
@@ -278,15 +276,7 @@ def test_consolidation_switches_a_server_off_at_night_and_on_by_day() -> None:
 
 
 def _load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "placement.py"
-    key = "netfate_bench_placement"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[key] = mod
-    spec.loader.exec_module(mod)
+    mod: ModuleType = benchcli.load("placement")
     return mod
 
 
