@@ -8,7 +8,10 @@ Each instance leaves files in the agent's state directory:
     <id>.log       its stdout and stderr
 
 so that an agent killed with -9 and started again adopts what still runs instead
-of starting duplicates, and removes what is half-built.
+of starting duplicates, and removes what is half-built. When an instance goes,
+its files go with it except its log, kept for a post-mortem: the logs of the
+KEEP_LOGS instances that went last stay, older ones are removed (an agent that
+creates and destroys instances all day keeps a bounded directory).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from netfate.vnf.zygote import process_name
 log = logging.getLogger("netfate.agent")
 
 IFNAME = "eth0"  # inside the instance namespace
+KEEP_LOGS = 32  # logs of instances that are gone, newest first
 
 
 class InstanceError(Exception):
@@ -402,6 +406,7 @@ class Instance:
         for suffix in (".json", ".pid", ".sock", ".sock.ready", ".json.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 self.path(suffix).unlink()
+        prune_logs(c.state_dir)
 
     def usage(self) -> dict[str, float]:
         """CPU seconds and resident memory of the process, from /proc."""
@@ -436,6 +441,24 @@ async def control_call(path: str, req: dict[str, Any], timeout: float = 5.0) -> 
         return resp
 
     return await asyncio.wait_for(go(), timeout)
+
+
+def prune_logs(state_dir: Path, keep: int = KEEP_LOGS) -> list[str]:
+    """Remove the logs of gone instances (no `<id>.json` beside them) but the `keep`
+    newest; returns the names removed. A log being started has the newest time."""
+    gone: list[tuple[float, Path]] = []
+    with contextlib.suppress(OSError):
+        for p in state_dir.glob("i-*.log"):
+            if not p.with_suffix(".json").exists():
+                with contextlib.suppress(OSError):
+                    gone.append((p.stat().st_mtime, p))
+    gone.sort(reverse=True)
+    removed = []
+    for _, p in gone[keep:]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p.name)
+    return removed
 
 
 def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
