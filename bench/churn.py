@@ -60,7 +60,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_common: Any = None
 REPO = Path(__file__).resolve().parents[1]
 RSS_GOAL = 0.10  # relative growth allowed from start to end
 HANDED_OFF = "handed-off.json"  # netfate.agent.agent
@@ -68,23 +67,13 @@ EVENTS_SLACK = 100  # events the platform may record between a prune and the sna
 
 
 def _c() -> Any:
-    """bench/_common.py, loaded by path (bench/ is not a package)."""
-    global _common
-    if _common is None:
-        import importlib.util
+    """bench/_common.py, loaded once by path (bench/ is not a package)."""
+    mod = sys.modules.get("netfate_bench__common")
+    if mod is None:
+        from netfate.benchcli import load
 
-        key = "netfate_bench__common"
-        if key in sys.modules:
-            _common = sys.modules[key]
-        else:
-            path = Path(__file__).resolve().with_name("_common.py")
-            spec = importlib.util.spec_from_file_location(key, path)
-            assert spec is not None and spec.loader is not None
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[key] = mod
-            spec.loader.exec_module(mod)
-            _common = mod
-    return _common
+        mod = load("_common")
+    return mod
 
 
 # --------------------------------------------------------------------------- arguments

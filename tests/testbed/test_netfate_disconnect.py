@@ -16,12 +16,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from netfate.demo.platform import Api
+from netfate.demo.sdn import until
 from netfate.host import proc as procs
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
@@ -65,18 +63,6 @@ def test_idle_release_disconnects_the_portal_sessions(run_prefix: str) -> None:
     assert {d["session"] for d in acked} == done
     assert done <= stopped  # each portal sent its Accounting Stop
     assert not by_kind.get("DisconnectFailed") and not by_kind.get("DisconnectNaked")
-
-
-def until(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Wait for a state (not a timing assertion): fail with `what` if it never comes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def kill9_and_restart_orchestrator(tb: Testbed) -> None:

@@ -3,30 +3,13 @@ history bounds, the analysis of a run from its snapshots). No timed assertions."
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from netfate.benchcli import load
 
-
-def _load(name: str) -> ModuleType:
-    key = f"netfate_bench_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[key] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ch = _load("churn")
+ch = load("churn")
 
 
 def test_arguments_defaults_and_quick() -> None:

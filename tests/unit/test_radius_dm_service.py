@@ -362,30 +362,45 @@ def _stops(db: Database) -> list[str]:
 # on the same database ends, at the next release, the sessions reported before.
 
 
-async def _restarted(old: RadiusService, path: Path, port: int, dm_port: int) -> RadiusService:
-    """`old` stops (its socket closes) and a new service, with an engine and memory of
-    its own, listens on the same address and port, as a restarted orchestrator would."""
-    await old.stop()
-    old.db.dispose()
-    db = Database(f"sqlite:///{path}")
-    db.migrate([FIREWALL_MIGRATIONS])
-    svc, _ = await _server(db, dm_port)
-    await svc.listen("127.0.0.1", port, None)
-    return svc
+class Restartable:
+    """The server on `db`, a fake NAS (cpe1, 127.0.0.2) and `restart()`: the server
+    stops (its socket closes) and a new one, with an engine and memory of its own,
+    listens on the same address and port, as a restarted orchestrator would."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.dm_port = db, _free_udp_port()
+
+    async def __aenter__(self) -> Restartable:
+        self.first, self.port = await _server(self.db, self.dm_port)
+        self.svc = self.first
+        self.nas = Nas("cpe1", "127.0.0.2", self.dm_port, ("127.0.0.1", self.port))
+        return self
+
+    async def restart(self) -> RadiusService:
+        path = self.db.engine.url.database
+        await self.svc.stop()
+        self.svc.db.dispose()
+        db = Database(f"sqlite:///{path}")
+        db.migrate([FIREWALL_MIGRATIONS])
+        self.svc, _ = await _server(db, self.dm_port)
+        await self.svc.listen("127.0.0.1", self.port, None)
+        return self.svc
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.nas.close()
+        await self.svc.stop()
+        self.svc.db.dispose()
 
 
 def test_a_release_after_a_restart_disconnects_the_sessions_reported_before(
-    db: Database, tmp_path: Path
+    db: Database,
 ) -> None:
     async def go() -> None:
-        dm_port = _free_udp_port()
-        first, port = await _server(db, dm_port)
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        svc = first
-        try:
+        async with Restartable(db) as r:
+            nas = r.nas
             await asyncio.to_thread(_login, db, "cpe1")
             await nas.account(AcctStatus.START, "cpe1-s2")
-            svc = await _restarted(first, tmp_path / "dm.db", port, dm_port)
+            svc = await r.restart()
             assert list(svc.nas_sessions) == [("127.0.0.2", "cpe1-s2")]
             await asyncio.to_thread(_release, svc.db, "no packet for 600 s")
             ev = await nas.disconnect_request()
@@ -402,58 +417,44 @@ def test_a_release_after_a_restart_disconnects_the_sessions_reported_before(
             assert svc.dm_counters["acked"] == 1 and svc.nas_sessions == {}
             assert [e["session"] for e in events(svc.db, "DisconnectAcked")] == ["cpe1-s2"]
             assert _status(svc.db) == ("offline", None)  # the Stop released nothing more
-        finally:
-            nas.close()
-            await svc.stop()
-            svc.db.dispose()
 
     asyncio.run(go())
 
 
-def test_which_session_is_current_survives_a_restart(db: Database, tmp_path: Path) -> None:
+def test_which_session_is_current_survives_a_restart(db: Database) -> None:
     """alice logs in at cpe1 twice. After a restart, the Stop of her older session
     releases nothing; the Stop of her current one does."""
 
     async def go() -> None:
-        dm_port = _free_udp_port()
-        first, port = await _server(db, dm_port)
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        svc = first
-        try:
+        async with Restartable(db) as r:
+            nas = r.nas
             await asyncio.to_thread(_login, db, "cpe1")
             await nas.account(AcctStatus.START, "cpe1-old")
             await asyncio.to_thread(_login, db, "cpe1")
             await nas.account(AcctStatus.START, "cpe1-new")
-            svc = await _restarted(first, tmp_path / "dm.db", port, dm_port)
+            svc = await r.restart()
             await nas.account(AcctStatus.STOP, "cpe1-old", int(TerminateCause.LOST_CARRIER))
             assert _status(svc.db) == ("online", "cpe1")
             await nas.account(AcctStatus.STOP, "cpe1-new", int(TerminateCause.USER_REQUEST))
             assert _status(svc.db) == ("offline", None)
             assert events(svc.db, "DisconnectSent") == [] and svc.nas_sessions == {}
-        finally:
-            nas.close()
-            await svc.stop()
-            svc.db.dispose()
 
     asyncio.run(go())
 
 
-def test_a_disconnect_sent_before_a_restart_is_not_sent_again(db: Database, tmp_path: Path) -> None:
+def test_a_disconnect_sent_before_a_restart_is_not_sent_again(db: Database) -> None:
     """The NAS does not answer before the restart, and an Interim-Update of that
     session crosses it. alice logs in again at the same NAS; her next release names
     only the new session."""
 
     async def go() -> None:
-        dm_port = _free_udp_port()
-        first, port = await _server(db, dm_port)
-        nas = Nas("cpe1", "127.0.0.2", dm_port, ("127.0.0.1", port))
-        svc = first
-        try:
+        async with Restartable(db) as r:
+            nas = r.nas
             await started_then_released(db, nas, "cpe1-s1")
             await nas.disconnect_request()  # never answered
-            await until(lambda: first.nas_sessions == {})  # marked: sent
-            assert first.nas_sessions == {}
-            svc = await _restarted(first, tmp_path / "dm.db", port, dm_port)
+            await until(lambda: r.first.nas_sessions == {})  # marked: sent
+            assert r.first.nas_sessions == {}
+            svc = await r.restart()
             await nas.account(AcctStatus.INTERIM_UPDATE, "cpe1-s1")
             assert svc.nas_sessions == {}
             await asyncio.to_thread(_login, svc.db, "cpe1")
@@ -467,10 +468,6 @@ def test_a_disconnect_sent_before_a_restart_is_not_sent_again(db: Database, tmp_
             await until(lambda: svc.dm_counters["acked"] == 1)
             assert svc.dm_counters["acked"] == 1
             assert svc.dm_counters["sent"] == 1  # cpe1-s1 was not named again
-        finally:
-            nas.close()
-            await svc.stop()
-            svc.db.dispose()
 
     asyncio.run(go())
 
