@@ -377,10 +377,9 @@ class Restartable:
         return self
 
     async def restart(self) -> RadiusService:
-        path = self.db.engine.url.database
         await self.svc.stop()
         self.svc.db.dispose()
-        db = Database(f"sqlite:///{path}")
+        db = Database(self.db.url)
         db.migrate([FIREWALL_MIGRATIONS])
         self.svc, _ = await _server(db, self.dm_port)
         await self.svc.listen("127.0.0.1", self.port, None)

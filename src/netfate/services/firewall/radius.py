@@ -722,8 +722,12 @@ class RadiusService:
             self._dm_event("DisconnectSent", job, "")
         if sent:
             # On the sessions worker: a Stop the NAS sends in answer comes after it.
-            work = self._sessions_worker.submit(self._mark_disconnected, sent, time.time())
-            work.add_done_callback(_log_failure("marking sessions disconnected"))
+            try:
+                work = self._sessions_worker.submit(self._mark_disconnected, sent, time.time())
+            except RuntimeError:  # the service has stopped: the NAS's Stop will tell
+                log.warning("RADIUS server stopped: %d sessions not marked disconnected", len(sent))
+            else:
+                work.add_done_callback(_log_failure("marking sessions disconnected"))
         self._dm_wake.set()
 
     def _dm_send(
