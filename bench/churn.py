@@ -679,8 +679,10 @@ def run(argv: list[str]) -> dict[str, Any]:
 
             def sample(done: int) -> None:
                 procs, _ = snap.processes()
-                rows = snap.database()["rows"]
-                r.samples.append({"cycle": done, "processes": procs, "rows": rows})
+                db = snap.database()
+                r.samples.append(
+                    {"cycle": done, "processes": procs, "rows": db["rows"], "db_bytes": db["bytes"]}
+                )
 
             sample(0)
             r.records, r.failures, stopped = run_cycles(
@@ -781,6 +783,7 @@ def analyse(a: argparse.Namespace, r: Run) -> dict[str, Any]:
         "migrate_ms": c.summary([r["migrate_ms"] for r in records], 1),
         "destroy_ms": c.summary([r["destroy_ms"] for r in records], 1),
         "cycle_time_last_vs_first_tenth": tenth_ratio(cycle_ms),
+        "db_bytes_samples": [s.get("db_bytes") for s in samples],
         "rows_samples": {
             t: [s["rows"].get(t) for s in samples]
             for t in ("instances", "transitions", "migrations", "events", "sdn_host_sightings")
