@@ -199,6 +199,7 @@ def test_analyse_a_run() -> None:
                 "cycle": c,
                 "processes": {"orchestrator": _proc(10, 100_000 + 1000 * c, 30)},
                 "rows": r,
+                "db_bytes": 100_000 + 10 * c,
             }
             for c, r in ((0, rows0), (2, rows0), (4, rows1))
         ],
@@ -210,6 +211,7 @@ def test_analyse_a_run() -> None:
     assert out["database"]["bytes_per_cycle"] == 10_000.0
     assert out["database"]["rows"]["instances"]["per_cycle"] == 1.0
     assert out["rows_samples"]["events"] == [30, 30, 70]
+    assert out["db_bytes_samples"] == [100_000, 100_020, 100_040]
     assert out["cycle_ms"]["median"] == 350.0
     assert out["goal_nothing_left_over"] and out["goal_no_fd_growth"]
     assert out["goal_rss_growth_under_10_percent"] and out["goal_history_bounded"]
