@@ -1,12 +1,16 @@
-"""The agent keeps the logs of the KEEP_LOGS instances that went last and removes
-older ones (agent/instances.py prune_logs); a live instance's log is never touched."""
+"""What an agent keeps about instances stays bounded by the instances it runs: the
+logs of the KEEP_LOGS instances that went last (older ones are removed, a live
+instance's never), and CPU figures for the instances it has now only."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from netfate.agent.instances import KEEP_LOGS, prune_logs
+from netfate.agent.agent import Agent, AgentConfig
+from netfate.agent.instances import KEEP_LOGS, NodeContext, prune_logs
+from netfate.host.ovs import Vsctl
 
 
 def _log(d: Path, iid: str, mtime: float, live: bool = False) -> None:
@@ -40,3 +44,23 @@ def test_the_default_keeps_some_history(tmp_path: Path) -> None:
     assert len(prune_logs(tmp_path)) == 3
     assert len(list(tmp_path.glob("i-*.log"))) == KEEP_LOGS
     assert prune_logs(tmp_path / "missing") == []
+
+
+class _Running:
+    def __init__(self, cpu_s: float) -> None:
+        self.cpu_s = cpu_s
+
+    def usage(self) -> dict[str, float]:
+        return {"cpu_s": self.cpu_s, "rss_mb": 10.0}
+
+
+def test_cpu_figures_only_for_instances_it_runs(tmp_path: Path) -> None:
+    ctx = NodeContext("cpe1", "nft0", tmp_path, "br0", Vsctl("unix:/nonexistent"))
+    agent = Agent(AgentConfig(ctx=ctx, orchestrator="http://127.0.0.1:9"))
+    running: dict[str, Any] = {f"i-{n:08x}": _Running(1.0) for n in range(3)}
+    agent.instances = running
+    assert agent._resources([])["instances"] == 3
+    del running["i-00000000"], running["i-00000001"]  # gone
+    figures = agent._resources([])
+    assert figures["instances"] == 1 and figures["instance_rss_mb"] == 10.0
+    assert set(agent._last_cpu) == {"i-00000002"}
