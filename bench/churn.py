@@ -157,6 +157,7 @@ def process_growth(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]
         kinds = {k: k1.get(k, 0) - k0.get(k, 0) for k in sorted(set(k0) | set(k1))}
         out[role] = {
             "fd_kinds_changed": {k: d for k, d in kinds.items() if d},
+            "fd_kinds_end": k1,
             "rss_kb_start": rss0,
             "rss_kb_end": rss1,
             "rss_growth": growth,

@@ -95,6 +95,7 @@ def test_process_growth_and_verdict() -> None:
     assert g["orchestrator"]["rss_growth"] == pytest.approx(0.05)
     assert g["orchestrator"]["fds_growth"] == 0
     assert g["orchestrator"]["fd_kinds_changed"] == {"socket": 1, "pipe": -1}
+    assert g["orchestrator"]["fd_kinds_end"] == {"socket": 11, "pipe": 3}
     assert g["agent:cpe1"]["fds_growth"] == 1 and g["controller"]["fds_growth"] == -1
     v = ch.verdict(g, {})
     assert v["goal_rss_growth_under_10_percent"] and not v["goal_no_fd_growth"]
