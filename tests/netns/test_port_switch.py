@@ -8,6 +8,7 @@ import os
 
 from netfate.agent.instances import PortSwitch
 from netfate.host import links, netns
+from testbed_procs import _port_up
 
 
 def _fds() -> int:
@@ -16,12 +17,6 @@ def _fds() -> int:
 
 def _unread(ps: PortSwitch) -> int:
     return 0 if ps._ipr is None else int(ps._ipr.asyncore.msg_queue.root.qsize())
-
-
-def _is_up(ns: str, ifname: str) -> bool:
-    with links.rtnl(ns) as ipr:
-        (link,) = ipr.get_links(ifname=ifname)
-        return bool(link["flags"] & 1)  # IFF_UP
 
 
 def test_ports_switch_and_the_handle_stays_bounded(run_prefix: str) -> None:
@@ -39,9 +34,9 @@ def test_ports_switch_and_the_handle_stays_bounded(run_prefix: str) -> None:
             # read on the worker, after a renewal if one was due).
             unread.append(ps._worker.submit(_unread, ps).result())
         ps.set(f"{run_prefix}p", up=True)
-        assert _is_up(ns, f"{run_prefix}p")
+        assert _port_up(ns, f"{run_prefix}p")
         ps.set(f"{run_prefix}p", up=False)
-        assert not _is_up(ns, f"{run_prefix}p")
+        assert not _port_up(ns, f"{run_prefix}p")
         assert max(unread) <= PortSwitch.RENEW_AFTER
         assert _fds() <= fds
     finally:

@@ -12,17 +12,13 @@ release.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from typing import Any
 
 from netfate.demo.platform import Api
-from netfate.demo.sdn import until
-from netfate.host import proc as procs
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
+from testbed_procs import health, kill9, restart, until
 
 EXAMPLE = demo.TOPOLOGY
 
@@ -65,29 +61,6 @@ def test_idle_release_disconnects_the_portal_sessions(run_prefix: str) -> None:
     assert not by_kind.get("DisconnectFailed") and not by_kind.get("DisconnectNaked")
 
 
-def kill9_and_restart_orchestrator(tb: Testbed) -> None:
-    """kill -9 the run's orchestrator, then start it again with the same command (its
-    pid journalled, so the testbed's teardown stops it)."""
-    (ref,) = [r for r in tb.state.process_refs() if r.role == "orchestrator" and procs.alive(r)]
-    argv = procs.cmdline(ref)
-    os.kill(ref.pid, signal.SIGKILL)
-    until("the orchestrator to die", lambda: not procs.alive(ref))
-    with open(tb.state.dir / "logs" / "orchestrator.restart.log", "ab") as out:
-        p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    tb.state.add_process(procs.ref(p.pid, role="orchestrator"))
-
-
-def _answers(api: Api) -> bool:
-    try:
-        api("GET", "/nodes")
-    except Exception:
-        return False
-    return True
-
-
 def test_an_idle_release_after_an_orchestrator_restart_disconnects(run_prefix: str) -> None:
     """client1 logs in at cpe1; once the portal's accounting Start is recorded the
     orchestrator is killed with -9 and started again. The portals send no
@@ -110,8 +83,8 @@ def test_an_idle_release_after_an_orchestrator_restart_disconnects(run_prefix: s
             starts = api("GET", f"/netfate/accounting?user={demo.USER}&limit=100")
             (sid,) = {a["session_id"] for a in starts if a["status"] == "start"}
             restarted_at = time.time()
-            kill9_and_restart_orchestrator(tb)
-            until("the orchestrator to answer again", lambda: _answers(api), timeout=60)
+            restart(tb, "orchestrator", kill9(tb, "orchestrator"))
+            until("the orchestrator to answer again", lambda: health(api), timeout=60)
             until(
                 f"{demo.USER}'s idle release",
                 lambda: (
