@@ -101,6 +101,20 @@ def test_events_beyond_the_newest_go(db: Database) -> None:
     assert kept == list(range(15, 25))
 
 
+def test_the_newest_event_always_stays(db: Database) -> None:
+    """Ids keep rising: a reader following the log by id misses nothing."""
+    with db.session() as s:
+        for i in range(3):
+            record_event(s, "Thing", {"n": i})
+    with db.session() as s:
+        assert history.prune(s, keep_gone=0, keep_events=0).events == 2
+    with db.session() as s:
+        newer = record_event(s, "Thing", {"n": 3})
+        s.flush()
+        assert newer.id == 4
+    assert _count(db, EventRow) == 2
+
+
 def test_bounds_must_not_be_negative(db: Database) -> None:
     with db.session() as s, pytest.raises(ValueError):
         history.prune(s, keep_gone=-1, keep_events=0)

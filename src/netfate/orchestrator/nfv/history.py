@@ -60,6 +60,10 @@ def prune(session: Session, keep_gone: int, keep_events: int, batch: int = BATCH
         session.execute(delete(InstanceRow).where(InstanceRow.id.in_(old)))
     events = 0
     newest = session.scalar(select(func.max(EventRow.id)))
+    # The newest event always stays: with none left SQLite hands its id out again,
+    # and a reader that follows the log by id (`after`, the event stream) would
+    # miss what comes next.
+    keep_events = max(keep_events, 1)
     if newest is not None:
         cut = session.scalar(
             select(EventRow.id)
