@@ -588,6 +588,8 @@ def run_cycles(
 ) -> tuple[list[dict[str, Any]], list[str], bool]:
     """Up to n cycles before `deadline`; returns records, failures, and whether the
     deadline or the failure cap stopped it early."""
+    import httpx
+
     records: list[dict[str, Any]] = []
     failures: list[str] = []
     for i in range(n):
@@ -595,7 +597,7 @@ def run_cycles(
             return records, failures, True
         try:
             records.append(one_cycle(api, a, first + i))
-        except (RuntimeError, OSError) as e:
+        except (RuntimeError, OSError, httpx.HTTPError) as e:
             failures.append(f"cycle {first + i}: {e}"[:300])
         if a.verbose and (i + 1) % 50 == 0:
             print(f"churn: {i + 1}/{n} cycles", file=sys.stderr, flush=True)
