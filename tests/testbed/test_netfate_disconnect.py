@@ -78,9 +78,9 @@ def test_an_idle_release_after_an_orchestrator_restart_disconnects(run_prefix: s
             api = sc.api
             until(
                 "the portal's session to be remembered",
-                lambda: api("GET", "/netfate/radius/status")["nas_sessions"] == 1,
+                lambda: api("GET", "/firewall/radius/status")["nas_sessions"] == 1,
             )
-            starts = api("GET", f"/netfate/accounting?user={demo.USER}&limit=100")
+            starts = api("GET", f"/firewall/accounting?user={demo.USER}&limit=100")
             (sid,) = {a["session_id"] for a in starts if a["status"] == "start"}
             restarted_at = time.time()
             restart(tb, "orchestrator", kill9(tb, "orchestrator"))
@@ -88,7 +88,7 @@ def test_an_idle_release_after_an_orchestrator_restart_disconnects(run_prefix: s
             until(
                 f"{demo.USER}'s idle release",
                 lambda: (
-                    next(u for u in api("GET", "/netfate/users") if u["name"] == demo.USER)[
+                    next(u for u in api("GET", "/firewall/users") if u["name"] == demo.USER)[
                         "status"
                     ]
                     == "offline"
@@ -111,7 +111,7 @@ def test_an_idle_release_after_an_orchestrator_restart_disconnects(run_prefix: s
                 "the portal's Accounting Stop",
                 lambda: [
                     a
-                    for a in api("GET", f"/netfate/accounting?user={demo.USER}&limit=100")
+                    for a in api("GET", f"/firewall/accounting?user={demo.USER}&limit=100")
                     if a["status"] == "stop" and a["session_id"] == sid
                 ],
             )
