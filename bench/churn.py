@@ -60,20 +60,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _common as c  # bench/ is on the path: as a script, or netfate.benchcli.load
+
 REPO = Path(__file__).resolve().parents[1]
 RSS_GOAL = 0.10  # relative growth allowed from start to end
 HANDED_OFF = "handed-off.json"  # netfate.agent.agent
 EVENTS_SLACK = 100  # events the platform may record between a prune and the snapshot
-
-
-def _c() -> Any:
-    """bench/_common.py, loaded once by path (bench/ is not a package)."""
-    mod = sys.modules.get("netfate_bench__common")
-    if mod is None:
-        from netfate.benchcli import load
-
-        mod = load("_common")
-    return mod
 
 
 # --------------------------------------------------------------------------- arguments
@@ -218,7 +210,6 @@ def row_growth(
 
 def tenth_ratio(durations: Sequence[float]) -> dict[str, Any]:
     """Median cycle time of the last tenth over the first tenth (at least 1 each)."""
-    c = _c()
     if len(durations) < 2:
         return {"first_tenth_median_ms": None, "last_tenth_median_ms": None, "ratio": None}
     k = max(1, len(durations) // 10)
@@ -641,7 +632,6 @@ def _progress(a: argparse.Namespace) -> Any:
 
 def run(argv: list[str]) -> dict[str, Any]:
     a = parse_args(argv)
-    c = _c()
     c.need_root("the churn benchmark (testbed)")
     lc = c.load_sibling("lifecycle")
     from netfate.testbed.builder import Testbed
@@ -721,7 +711,6 @@ class Run:
 
 def analyse(a: argparse.Namespace, r: Run) -> dict[str, Any]:
     """The figures of a run (pure: from the snapshots, samples and cycle records)."""
-    c = _c()
     initial, start, end, samples = r.initial, r.start, r.end, r.samples
     records, failures = r.records, r.failures
     done = len(records) + len(failures)
