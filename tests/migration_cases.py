@@ -32,6 +32,8 @@ EARLIER_HEADS = ("0002_sdn", "0003_firewall", "0004_sharing")
 """The heads of a database migrated before the services had their folders."""
 NEW_USBIP = "0009_usbip_tunnels"
 """The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
+FIREWALL_HEAD = "0007_firewall_nas_sessions"
+"""The firewall branch's newest revision (its NAS sessions, after the renaming)."""
 
 
 def _earlier(db: Database) -> None:
@@ -75,7 +77,7 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
         _earlier(db)
         assert _versions(db) == set(EARLIER_HEADS)
         db.migrate([s.migrations for s in registered() if s.migrations])
-        assert _versions(db) == {"0002_sdn", "0008_firewall_names", "0004_sharing", NEW_USBIP}
+        assert _versions(db) == {"0002_sdn", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
         tables = set(inspect(db.engine).get_table_names())
         assert not {t for t in tables if t.startswith("netfate_")}, tables
         assert {"firewall_users", "firewall_accounting", "sharing_pns"} <= tables
@@ -88,7 +90,7 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
             n = conn.execute(text("SELECT count(*) FROM firewall_accounting")).scalar()
             assert n == 1
         db.migrate([s.migrations for s in registered() if s.migrations])  # idempotent
-        assert _versions(db) == {"0002_sdn", "0008_firewall_names", "0004_sharing", NEW_USBIP}
+        assert _versions(db) == {"0002_sdn", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
     finally:
         db.dispose()
     # The orchestrator serves the rows through the services' APIs.

@@ -5,7 +5,9 @@ longer reaches server1). Here: that it is so because the orchestrator's RADIUS
 server ended client1's portal sessions with Disconnect-Requests, sent from its
 listener inside pe1's namespace to the portals (both the cpe2 session and the
 one left at cpe1 before the move), each acknowledged, and the portals answered
-with an Accounting Stop whose cause is Admin-Reset.
+with an Accounting Stop whose cause is Admin-Reset. And that it still is so when
+the orchestrator was killed with -9 and started again between the login and the
+release.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from netfate.demo.platform import Api
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
+from testbed_procs import health, kill9, restart, until
 
 EXAMPLE = demo.TOPOLOGY
 
@@ -56,3 +59,69 @@ def test_idle_release_disconnects_the_portal_sessions(run_prefix: str) -> None:
     assert {d["session"] for d in acked} == done
     assert done <= stopped  # each portal sent its Accounting Stop
     assert not by_kind.get("DisconnectFailed") and not by_kind.get("DisconnectNaked")
+
+
+def test_an_idle_release_after_an_orchestrator_restart_disconnects(run_prefix: str) -> None:
+    """client1 logs in at cpe1; once the portal's accounting Start is recorded the
+    orchestrator is killed with -9 and started again. The portals send no
+    Interim-Update in the test's time (one an hour), so what the restarted
+    orchestrator knows of the portal session it learnt before it died: its idle
+    release must still end that session at the portal."""
+    said: list[str] = []
+    with Testbed.up(EXAMPLE, prefix=run_prefix) as tb:
+        sc = demo.Scenario(tb, said.append)
+        try:
+            sc.setup(idle_s=demo.IDLE_S, interim=3600.0)
+            sc.wait_captive()
+            sc.login("cpe1")
+            sc.wait_firewall_running("cpe1")
+            api = sc.api
+            until(
+                "the portal's session to be remembered",
+                lambda: api("GET", "/firewall/radius/status")["nas_sessions"] == 1,
+            )
+            starts = api("GET", f"/firewall/accounting?user={demo.USER}&limit=100")
+            (sid,) = {a["session_id"] for a in starts if a["status"] == "start"}
+            restarted_at = time.time()
+            restart(tb, "orchestrator", kill9(tb, "orchestrator"))
+            until("the orchestrator to answer again", lambda: health(api), timeout=60)
+            until(
+                f"{demo.USER}'s idle release",
+                lambda: (
+                    next(u for u in api("GET", "/firewall/users") if u["name"] == demo.USER)[
+                        "status"
+                    ]
+                    == "offline"
+                ),
+                timeout=demo.IDLE_S + 60,
+            )
+
+            def kinds() -> dict[str, list[dict[str, Any]]]:
+                out: dict[str, list[dict[str, Any]]] = {}
+                for e in api("GET", "/events?tail=5000"):
+                    if e["at"] >= restarted_at:
+                        out.setdefault(e["kind"], []).append({**e["data"], "at": e["at"]})
+                return out
+
+            by_kind = until(
+                "the Disconnect to be acknowledged",
+                lambda: (k := kinds()).get("DisconnectAcked") and k,
+            )
+            stops = until(
+                "the portal's Accounting Stop",
+                lambda: [
+                    a
+                    for a in api("GET", f"/firewall/accounting?user={demo.USER}&limit=100")
+                    if a["status"] == "stop" and a["session_id"] == sid
+                ],
+            )
+        finally:
+            sc.close()
+    (sent,) = by_kind["DisconnectSent"]
+    assert (sent["session"], sent["nas"]) == (sid, "cpe1")
+    assert sent["to"] == f"{sc.portals['cpe1']}:3799"
+    assert sent["netns"] == tb.netns_of("pe1")
+    assert str(sent["reason"]).startswith("no packet for")
+    assert [a["session"] for a in by_kind["DisconnectAcked"]] == [sid]
+    assert not by_kind.get("DisconnectFailed") and not by_kind.get("DisconnectNaked")
+    assert len(stops) == 1

@@ -32,14 +32,18 @@ from netfate.proto.radius import (
 )
 from netfate.proto.radius import packet as rp
 from netfate.proto.radius.packet import Value
-from netfate.services.firewall import policy
+from netfate.services.firewall import policy, radius
 from netfate.services.firewall.radius import RadiusService
-from netfate.services.firewall.tables import FirewallSettingRow, FirewallUserRow
+from netfate.services.firewall.tables import (
+    FirewallNasSessionRow,
+    FirewallSettingRow,
+    FirewallUserRow,
+)
 from netfate.store.db import Database
 from netfate.vnf.portal.function import Portal
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context
-from radius_fixtures import events, radius_db, until, user_row
+from radius_fixtures import FIREWALL_MIGRATIONS, events, radius_db, until, user_row
 
 SECRET = "dm-service-secret"
 
@@ -115,7 +119,7 @@ class Nas:
 
 async def _server(db: Database, dm_port: int) -> tuple[RadiusService, int]:
     with db.session() as s:
-        s.add(FirewallSettingRow(key="dm_port", value=dm_port))
+        s.merge(FirewallSettingRow(key="dm_port", value=dm_port))  # again after a restart
     svc = RadiusService(db)
     svc.dm_timeout = 0.1  # retransmissions come quickly in this test
     svc.dm_retries = 50
@@ -351,3 +355,163 @@ def _stops(db: Database) -> list[str]:
             select(FirewallAccountingRow).where(FirewallAccountingRow.status == "stop")
         )
         return [r.session_id for r in rows]
+
+
+# --------------------------------------------------------------------------- restarts
+# The NAS sessions are a table (firewall_nas_sessions): an orchestrator started again
+# on the same database ends, at the next release, the sessions reported before.
+
+
+class Restartable:
+    """The server on `db`, a fake NAS (cpe1, 127.0.0.2) and `restart()`: the server
+    stops (its socket closes) and a new one, with an engine and memory of its own,
+    listens on the same address and port, as a restarted orchestrator would."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.dm_port = db, _free_udp_port()
+
+    async def __aenter__(self) -> Restartable:
+        self.first, self.port = await _server(self.db, self.dm_port)
+        self.svc = self.first
+        self.nas = Nas("cpe1", "127.0.0.2", self.dm_port, ("127.0.0.1", self.port))
+        return self
+
+    async def restart(self) -> RadiusService:
+        await self.svc.stop()
+        self.svc.db.dispose()
+        db = Database(self.db.url)
+        db.migrate([FIREWALL_MIGRATIONS])
+        self.svc, _ = await _server(db, self.dm_port)
+        await self.svc.listen("127.0.0.1", self.port, None)
+        return self.svc
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.nas.close()
+        await self.svc.stop()
+        self.svc.db.dispose()
+
+
+def test_a_release_after_a_restart_disconnects_the_sessions_reported_before(
+    db: Database,
+) -> None:
+    async def go() -> None:
+        async with Restartable(db) as r:
+            nas = r.nas
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-s2")
+            svc = await r.restart()
+            assert list(svc.nas_sessions) == [("127.0.0.2", "cpe1-s2")]
+            await asyncio.to_thread(_release, svc.db, "no packet for 600 s")
+            ev = await nas.disconnect_request()
+            assert (ev.session_id, ev.user, ev.framed_ip, ev.nas_identifier) == (
+                "cpe1-s2",
+                "alice",
+                "192.168.1.2",
+                "cpe1",
+            )
+            assert ev.peer == nas.server  # from the listener the NAS talked to
+            nas.answer(nas.das.ack(ev), ev)
+            await nas.account(AcctStatus.STOP, "cpe1-s2", int(TerminateCause.ADMIN_RESET))
+            await until(lambda: svc.dm_counters["acked"] == 1)
+            assert svc.dm_counters["acked"] == 1 and svc.nas_sessions == {}
+            assert [e["session"] for e in events(svc.db, "DisconnectAcked")] == ["cpe1-s2"]
+            assert _status(svc.db) == ("offline", None)  # the Stop released nothing more
+
+    asyncio.run(go())
+
+
+def test_which_session_is_current_survives_a_restart(db: Database) -> None:
+    """alice logs in at cpe1 twice. After a restart, the Stop of her older session
+    releases nothing; the Stop of her current one does."""
+
+    async def go() -> None:
+        async with Restartable(db) as r:
+            nas = r.nas
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-old")
+            await asyncio.to_thread(_login, db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-new")
+            svc = await r.restart()
+            await nas.account(AcctStatus.STOP, "cpe1-old", int(TerminateCause.LOST_CARRIER))
+            assert _status(svc.db) == ("online", "cpe1")
+            await nas.account(AcctStatus.STOP, "cpe1-new", int(TerminateCause.USER_REQUEST))
+            assert _status(svc.db) == ("offline", None)
+            assert events(svc.db, "DisconnectSent") == [] and svc.nas_sessions == {}
+
+    asyncio.run(go())
+
+
+def test_a_disconnect_sent_before_a_restart_is_not_sent_again(db: Database) -> None:
+    """The NAS does not answer before the restart, and an Interim-Update of that
+    session crosses it. alice logs in again at the same NAS; her next release names
+    only the new session."""
+
+    async def go() -> None:
+        async with Restartable(db) as r:
+            nas = r.nas
+            await started_then_released(db, nas, "cpe1-s1")
+            await nas.disconnect_request()  # never answered
+            await until(lambda: r.first.nas_sessions == {})  # marked: sent
+            assert r.first.nas_sessions == {}
+            svc = await r.restart()
+            await nas.account(AcctStatus.INTERIM_UPDATE, "cpe1-s1")
+            assert svc.nas_sessions == {}
+            await asyncio.to_thread(_login, svc.db, "cpe1")
+            await nas.account(AcctStatus.START, "cpe1-s2")
+            await asyncio.to_thread(_release, svc.db)
+            ev = await nas.disconnect_request()
+            while ev.session_id == "cpe1-s1":  # the first service's retransmissions
+                ev = await nas.disconnect_request()
+            assert ev.session_id == "cpe1-s2"
+            nas.answer(nas.das.ack(ev), ev)
+            await until(lambda: svc.dm_counters["acked"] == 1)
+            assert svc.dm_counters["acked"] == 1
+            assert svc.dm_counters["sent"] == 1  # cpe1-s1 was not named again
+
+    asyncio.run(go())
+
+
+def _session_row(nas: str, sid: str, seen: float) -> FirewallNasSessionRow:
+    return FirewallNasSessionRow(
+        nas=nas,
+        session_id=sid,
+        user="alice",
+        nas_port=40000,
+        listener_address="127.0.0.1",
+        listener_port=1812,
+        started=seen,
+        seen=seen,
+        current=False,
+    )
+
+
+def test_old_sessions_are_forgotten_and_their_number_bounded(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(radius, "MAX_NAS_SESSIONS", 3)
+    now = 1_000_000.0
+    with db.session() as s:
+        s.add(_session_row("127.0.0.2", "stale", now - radius.NAS_SESSION_TTL - 1))
+        for i in range(5):
+            s.add(_session_row("127.0.0.2", f"s{i}", now - 100 + i))
+    svc = RadiusService(db)
+    assert svc.prune_nas_sessions(now) == 3  # the stale one, then the two oldest
+    assert [k[1] for k in svc.nas_sessions] == ["s2", "s3", "s4"]
+    assert svc.prune_nas_sessions(now) == 0
+
+
+def test_the_migration_creates_the_table_the_service_uses(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from netfate.store.base import Base
+
+    with db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn)
+        assert "0007_firewall_nas_sessions" in ctx.get_current_heads()
+        diffs = [
+            d
+            for d in compare_metadata(ctx, Base.metadata)
+            if FirewallNasSessionRow.__tablename__ in repr(d)
+        ]
+    assert diffs == []

@@ -217,6 +217,33 @@ def test_host_seen_event_moves_the_host_in_the_view(api: TestClient) -> None:
     assert any(e["kind"] == "host_seen" and e["data"]["node"] == "cpe2" for e in events)
 
 
+def test_a_mac_no_host_has_is_recorded_as_an_event_only(api: TestClient, db_url: str) -> None:
+    """Sightings are read for hosts' MACs only: an instance's MAC, or any address a
+    device makes up, must not add a row each (they would only ever add up)."""
+    from netfate.orchestrator.sdn.tables import SdnHostSightingRow
+    from netfate.store.db import Database
+
+    for i in range(3):
+        ev = {
+            "kind": "host_seen",
+            "node": "cpe1",
+            "port": "c1h",
+            "ofport": 1,
+            "mac": f"02:4e:00:00:00:0{i}",
+            "ip": None,
+            "time": 1.0,
+        }
+        assert api.post("/api/v1/sdn/events", json=ev).status_code == 202
+    events = api.get("/api/v1/events?limit=100").json()
+    assert sum(e["kind"] == "host_seen" for e in events) == 3
+    db = Database(db_url)
+    try:
+        with db.session() as s:
+            assert s.query(SdnHostSightingRow).count() == 0
+    finally:
+        db.dispose()
+
+
 def test_bad_events_are_422(api: TestClient) -> None:
     assert api.post("/api/v1/sdn/events", json={"kind": "weird"}).status_code == 422
     assert (

@@ -789,6 +789,8 @@ class Agent:
             if prev is not None and now > prev[0]:
                 cpu_pct += 100 * (u["cpu_s"] - prev[1]) / (now - prev[0])
             self._last_cpu[iid] = (now, u["cpu_s"])
+        for gone in self._last_cpu.keys() - self.instances.keys():
+            del self._last_cpu[gone]  # one entry per instance ever run, otherwise
         link_use: dict[str, dict[str, int]] = {}
         for p in ports:
             if str(p["peer"]).startswith("node:"):

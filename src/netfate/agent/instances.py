@@ -8,7 +8,10 @@ Each instance leaves files in the agent's state directory:
     <id>.log       its stdout and stderr
 
 so that an agent killed with -9 and started again adopts what still runs instead
-of starting duplicates, and removes what is half-built.
+of starting duplicates, and removes what is half-built. When an instance goes,
+its files go with it except its log, kept for a post-mortem: the logs of the
+KEEP_LOGS instances that went last stay, older ones are removed (an agent that
+creates and destroys instances all day keeps a bounded directory).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from netfate.vnf.zygote import process_name
 log = logging.getLogger("netfate.agent")
 
 IFNAME = "eth0"  # inside the instance namespace
+KEEP_LOGS = 32  # logs of instances that are gone, newest first
 
 
 class InstanceError(Exception):
@@ -48,19 +52,28 @@ class PortSwitch:
     """Sets switch-side ports up or down over one netlink handle kept open in the
     switch's namespace. Opening one per call (a thread, setns, a pyroute2 handle)
     costs milliseconds, and this call is on a migration's critical path. pyroute2
-    handles belong to the thread that made them, so all calls run on one worker."""
+    handles belong to the thread that made them, so all calls run on one worker.
+
+    pyroute2 (0.9) queues every answer that arrives after its request finished (the
+    acknowledgement of a `link set`) in a queue nobody reads: one per call, for the
+    handle's lifetime. So the handle is replaced after RENEW_AFTER calls, off the
+    critical path (the worker does it after the call has returned)."""
+
+    RENEW_AFTER = 256
 
     def __init__(self, ns: str | None) -> None:
         self.ns = ns
         self._ipr: Any = None
+        self._sock: socket.socket | None = None
+        self._calls = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netfate-ports")
 
     def _handle(self) -> Any:
         from pyroute2 import IPRoute
 
         if self._ipr is None:
-            sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-            self._ipr = IPRoute(use_socket=sock)
+            self._sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+            self._ipr = IPRoute(use_socket=self._sock)
         return self._ipr
 
     def warm(self) -> None:
@@ -69,12 +82,26 @@ class PortSwitch:
     def set(self, ifname: str, up: bool) -> None:
         def work() -> None:
             ipr = self._handle()
+            self._calls += 1
             idx = ipr.link_lookup(ifname=ifname)
             if not idx:
                 raise links.LinkNotFound(self.ns, ifname)
             ipr.link("set", index=idx[0], state="up" if up else "down")
 
         self._worker.submit(work).result()
+        if self._calls >= self.RENEW_AFTER:
+            self._worker.submit(self._renew)
+
+    def _renew(self) -> None:
+        """Close the handle (and what it queued); the next call opens a new one."""
+        if self._ipr is not None and self._calls >= self.RENEW_AFTER:
+            with contextlib.suppress(Exception):
+                self._ipr.close()
+            if self._sock is not None:
+                self._sock.close()  # (pyroute2 closes it with the handle; if it failed to)
+            self._ipr, self._sock = None, None
+            self._calls = 0
+            self._handle()
 
 
 class Zygote:
@@ -402,6 +429,7 @@ class Instance:
         for suffix in (".json", ".pid", ".sock", ".sock.ready", ".json.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 self.path(suffix).unlink()
+        prune_logs(c.state_dir)
 
     def usage(self) -> dict[str, float]:
         """CPU seconds and resident memory of the process, from /proc."""
@@ -436,6 +464,24 @@ async def control_call(path: str, req: dict[str, Any], timeout: float = 5.0) -> 
         return resp
 
     return await asyncio.wait_for(go(), timeout)
+
+
+def prune_logs(state_dir: Path, keep: int = KEEP_LOGS) -> list[str]:
+    """Remove the logs of gone instances (no `<id>.json` beside them) but the `keep`
+    newest; returns the names removed. A log being started has the newest time."""
+    gone: list[tuple[float, Path]] = []
+    with contextlib.suppress(OSError):
+        for p in state_dir.glob("i-*.log"):
+            if not p.with_suffix(".json").exists():
+                with contextlib.suppress(OSError):
+                    gone.append((p.stat().st_mtime, p))
+    gone.sort(reverse=True)
+    removed = []
+    for _, p in gone[keep:]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p.name)
+    return removed
 
 
 def adopt_all(ctx: NodeContext) -> dict[str, Instance]:

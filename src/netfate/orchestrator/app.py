@@ -27,6 +27,7 @@ from netfate.orchestrator.api import roles
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv import history
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
@@ -44,6 +45,12 @@ class Settings:
     """A node is unreachable after this long without a report (agents report each ~1 s)."""
     migration_deadline_s: float = 30.0
     """A migration neither agent settled this long after it started is rolled back."""
+    keep_gone_instances: int = history.DEFAULT_KEEP_GONE
+    """Gone instances kept (with their transitions and migrations); older ones go."""
+    keep_events: int = history.DEFAULT_KEEP_EVENTS
+    """Events kept in the event log; older ones go."""
+    history_prune_s: float = 60.0
+    """How often the history beyond those bounds is deleted."""
 
 
 def create_app(
@@ -70,13 +77,18 @@ def create_app(
                     await stack.enter_async_context(svc.lifespan(app))
             loops.start()
             stack.push_async_callback(loops.stop)
-            watchdog = asyncio.create_task(_watch_heartbeats(db, notifier, settings))
+            tasks = [
+                asyncio.create_task(_watch_heartbeats(db, notifier, settings)),
+                asyncio.create_task(_prune_history(db, settings)),
+            ]
             try:
                 yield
             finally:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     app = FastAPI(
         title="netfate orchestrator",
@@ -222,3 +234,21 @@ async def _watch_heartbeats(db: Database, notifier: Notifier, settings: Settings
             log.warning("migrations past their deadline; rolling back on %s", ", ".join(late))
         if lost or late:
             notifier.notify(set(lost) | late)
+
+
+async def _prune_history(db: Database, settings: Settings) -> None:
+    """Keep the history within its bounds (nfv/history.py), a batch per transaction."""
+
+    def step() -> history.Pruned:
+        with db.session() as s:
+            return history.prune(s, settings.keep_gone_instances, settings.keep_events)
+
+    while True:
+        await asyncio.sleep(settings.history_prune_s)
+        try:
+            while (done := await asyncio.to_thread(step)).instances or done.events:
+                log.info("history pruned: %d instances, %d events", done.instances, done.events)
+                if done.instances < history.BATCH and done.events < history.BATCH:
+                    break
+        except Exception:  # a database hiccup must not end the task
+            log.exception("history prune failed")

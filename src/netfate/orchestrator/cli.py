@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +36,35 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             float,
             typer.Option(help="Seconds a migration may take before it is rolled back", min=1.0),
         ] = 30.0,
+        keep_gone: Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                envvar="NETFATE_KEEP_GONE_INSTANCES",
+                help="Gone instances kept as history, with their transitions and migrations "
+                "(default 10000)",
+            ),
+        ] = None,
+        keep_events: Annotated[
+            int | None,
+            typer.Option(
+                min=0, envvar="NETFATE_KEEP_EVENTS", help="Events kept in the log (default 200000)"
+            ),
+        ] = None,
+        history_prune: Annotated[
+            float | None,
+            typer.Option(
+                min=0.1,
+                envvar="NETFATE_HISTORY_PRUNE_S",
+                help="Seconds between deletions of history beyond those bounds (default 60)",
+            ),
+        ] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     ) -> None:
         """Run the orchestrator: REST API under /api/v1, dashboard at /."""
         serve(
             services, listen, database_url, topology, heartbeat_timeout, migration_deadline,
-            log_level,
+            log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
         )  # fmt: skip
 
     return orchestrator
@@ -54,6 +78,10 @@ def serve(
     heartbeat_timeout: float,
     migration_deadline: float,
     log_level: str,
+    *,
+    keep_gone: int | None = None,
+    keep_events: int | None = None,
+    history_prune: float | None = None,
 ) -> None:
     import uvicorn
 
@@ -66,13 +94,18 @@ def serve(
     except DatabaseURLError as e:
         raise typer.BadParameter(str(e), param_hint="--database-url") from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(
-        Settings(
-            database_url=database_url,
-            topology=topology,
-            heartbeat_timeout_s=heartbeat_timeout,
-            migration_deadline_s=migration_deadline,
-        ),
-        services=services,
+    settings = Settings(
+        database_url=database_url,
+        topology=topology,
+        heartbeat_timeout_s=heartbeat_timeout,
+        migration_deadline_s=migration_deadline,
     )
+    # History bounds: the Settings defaults unless given (nfv/history.py).
+    if keep_gone is not None:
+        settings = replace(settings, keep_gone_instances=keep_gone)
+    if keep_events is not None:
+        settings = replace(settings, keep_events=keep_events)
+    if history_prune is not None:
+        settings = replace(settings, history_prune_s=history_prune)
+    app = create_app(settings, services=services)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -31,7 +31,7 @@ from typing import Any
 
 import pydantic
 from fastapi import APIRouter, Body, HTTPException, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.api.deps import SessionDep
@@ -494,17 +494,22 @@ def post_event(
         if kind == "host_seen":
             seen = HostSeen.model_validate(body)
             mac = seen.mac.lower()
-            row = session.get(SdnHostSightingRow, mac)
-            if row is None:
-                row = SdnHostSightingRow(mac=mac)
-                session.add(row)
-            row.node, row.port, row.ofport, row.ip, row.at = (
-                seen.node,
-                seen.port,
-                seen.ofport,
-                seen.ip,
-                seen.time,
-            )
+            # The view reads the sightings of hosts' MACs only: a row for any other
+            # MAC (each instance's, or any source address a device makes up) would
+            # only ever add up. The event below records every sighting.
+            host = select(HostRow.name).where(func.lower(HostRow.mac) == mac).limit(1)
+            if session.scalar(host) is not None:
+                row = session.get(SdnHostSightingRow, mac)
+                if row is None:
+                    row = SdnHostSightingRow(mac=mac)
+                    session.add(row)
+                row.node, row.port, row.ofport, row.ip, row.at = (
+                    seen.node,
+                    seen.port,
+                    seen.ofport,
+                    seen.ip,
+                    seen.time,
+                )
             record_event(session, "host_seen", seen.model_dump(exclude={"kind"}))
         elif kind == "flows":
             snap = FlowSnapshot.model_validate(body)

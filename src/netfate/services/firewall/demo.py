@@ -142,7 +142,9 @@ class Scenario:
 
     # ------------------------------------------------------------ set-up
 
-    def setup(self, idle_s: int = IDLE_S) -> None:
+    def setup(self, idle_s: int = IDLE_S, interim: float = 5.0) -> None:
+        """Listeners, clients, settings, the user, and a portal per CPE that sends an
+        accounting Interim-Update every `interim` seconds."""
         api, tb = self.api, self.tb
         pe = tb.netns_of("pe1")
         radius_ip = "10.10.0.1"  # pe1's LAN gateway: where the orchestrator is reached
@@ -196,7 +198,7 @@ class Scenario:
                     "config": {
                         "node": node,
                         "port": 80,
-                        "interim": 5.0,
+                        "interim": interim,
                         "radius": {
                             "server": f"{radius_ip}:1812",
                             "acct_server": f"{radius_ip}:1813",

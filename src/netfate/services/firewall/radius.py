@@ -39,8 +39,16 @@ The sessions to end are taken when the release happens and named by
 Acct-Session-Id, so a session the user opens afterwards (a new login, at the same
 or another NAS) is never ended by it. Only sessions learnt through a listener in a
 namespace, or from 127.0.0.0/8, get a Disconnect: nothing is sent anywhere else.
-What is remembered lives in memory; after an orchestrator restart the NASes'
-Interim-Updates teach it again.
+
+What is remembered is a table (firewall_nas_sessions), written in the transaction
+that records the accounting packet, before the NAS gets its Accounting-Response:
+a release right after an orchestrator restart (kill -9 included) still ends the
+sessions reported before it, without waiting for the NASes' next Interim-Update.
+The NAS sessions' accounting is handled by one worker thread in arrival order, so
+a session's Start, Interims and Stop (and our Disconnect's mark) apply in the
+order they came; a firewall's accounting, which names no NAS session, keeps the
+thread pool. Sessions no accounting mentioned for NAS_SESSION_TTL are forgotten,
+and at most MAX_NAS_SESSIONS are kept (the oldest go first).
 """
 
 from __future__ import annotations
@@ -54,11 +62,12 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete, func, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.notify import Notifier
@@ -81,6 +90,7 @@ from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import verify_password
 from netfate.services.firewall.tables import (
     FirewallAccountingRow,
+    FirewallNasSessionRow,
     FirewallRadiusClientRow,
     FirewallRadiusListenerRow,
     FirewallUserRow,
@@ -105,6 +115,7 @@ DM_TIMEOUT = 1.0
 DM_RETRIES = 3  # so at most 4 transmissions per Disconnect-Request
 MAX_NAS_SESSIONS = 65536
 NAS_SESSION_TTL = 86400.0  # a session no accounting mentioned for a day is forgotten
+NAS_SESSION_PRUNE_S = 60.0  # how often the forgetting runs
 ListenerKey = tuple[str, int, str | None]
 
 
@@ -124,6 +135,19 @@ class NasSession:
     started: float
     seen: float
 
+    @classmethod
+    def from_row(cls, r: FirewallNasSessionRow) -> NasSession:
+        return cls(
+            key=(r.nas, r.session_id),
+            user=r.user,
+            nas_identifier=r.nas_identifier,
+            peer=(r.nas, r.nas_port),
+            listener=(r.listener_address, r.listener_port, r.listener_netns),
+            framed_ip=r.framed_ip,
+            started=r.started,
+            seen=r.seen,
+        )
+
 
 @dataclass(frozen=True)
 class DmJob:
@@ -138,6 +162,16 @@ class DmJob:
 def _udp_port(value: Any) -> int | None:
     """`value` if it is a UDP port number, else None."""
     return value if isinstance(value, int) and 0 < value < 65536 else None
+
+
+def _log_failure(what: str) -> Any:
+    """A done-callback for background work: log its exception (a database hiccup)."""
+
+    def done(f: Any) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            log.error("%s failed: %s", what, f.exception())
+
+    return done
 
 
 def _error_cause_name(code: int | None) -> str:
@@ -192,12 +226,12 @@ class RadiusService:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.dropped: list[str] = []  # recent drop reasons (bounded), for the API
         self._users: dict[str, tuple[float, tuple[str, int, int] | None]] = {}
-        # RFC 5176: the sessions NASes reported, and the Disconnect-Requests in flight.
+        # RFC 5176: the Disconnect-Requests in flight (the NAS sessions are a table).
         self.dm_timeout, self.dm_retries = DM_TIMEOUT, DM_RETRIES
-        self._lock = threading.Lock()  # the maps below: the loop and worker threads
-        self.nas_sessions: OrderedDict[tuple[str, str], NasSession] = OrderedDict()
-        self._latest: dict[str, tuple[str, str]] = {}  # user -> their newest session
-        self._disconnected: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._lock = threading.Lock()  # dm_counters: the loop and worker threads
+        # The NAS sessions' accounting, in arrival order (see the module docstring).
+        self._sessions_worker = ThreadPoolExecutor(1, thread_name_prefix="netfate-nas-sessions")
+        self._forget_task: asyncio.Task[None] | None = None
         self._dm_cores: dict[tuple[ListenerKey, str, int, bytes], ClientCore] = {}
         self._dm_wake = asyncio.Event()
         self._dm_task: asyncio.Task[None] | None = None
@@ -211,6 +245,7 @@ class RadiusService:
         self._loop = asyncio.get_running_loop()
         self._dm_wake = asyncio.Event()
         self._dm_task = asyncio.create_task(self._dm_timers())
+        self._forget_task = asyncio.create_task(self._forget_old_sessions())
         policy.RELEASE_HOOKS.append(self.on_release)
         await asyncio.to_thread(self.reload_clients)
         listen = os.environ.get(ENV_LISTEN, DEFAULT_LISTEN)
@@ -231,15 +266,17 @@ class RadiusService:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             policy.RELEASE_HOOKS.remove(self.on_release)
-        if self._dm_task is not None:
-            self._dm_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dm_task
+        for task in (self._dm_task, self._forget_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for t in list(self.tasks):
             t.cancel()
         for tr in self.transports.values():
             tr.close()
         self.transports.clear()
+        self._sessions_worker.shutdown(wait=False, cancel_futures=True)
 
     def _listener_rows(self) -> list[tuple[str, int, str | None]]:
         with self.db.session() as s:
@@ -312,8 +349,7 @@ class RadiusService:
             elif isinstance(ev, AccessRequested):
                 self._spawn(self._access(transport, ev))
             elif isinstance(ev, AccountingReceived):
-                superseded = self._track_session(ev, listener)
-                self._spawn(self._accounting(transport, ev, superseded))
+                self._spawn(self._accounting(transport, ev, listener))
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
@@ -394,10 +430,19 @@ class RadiusService:
             return True, attrs, "", touched
 
     async def _accounting(
-        self, transport: asyncio.DatagramTransport, ev: AccountingReceived, superseded: bool = False
+        self,
+        transport: asyncio.DatagramTransport,
+        ev: AccountingReceived,
+        listener: ListenerKey | None = None,
     ) -> None:
         try:
-            attrs, touched = await asyncio.to_thread(self.account, ev, superseded)
+            if self._names_nas_session(ev, listener):
+                # Submitted now, before this task's first await: in arrival order.
+                loop = asyncio.get_running_loop()
+                work = loop.run_in_executor(self._sessions_worker, self.account, ev, listener)
+                attrs, touched = await work
+            else:
+                attrs, touched = await asyncio.to_thread(self.account, ev, None)
             wire = self.core.accounting_response(ev, attrs)
         except Exception:
             log.exception("RADIUS accounting from %s failed; no answer", ev.peer[0])
@@ -408,11 +453,13 @@ class RadiusService:
             self.notifier.notify(touched)
 
     def account(
-        self, ev: AccountingReceived, superseded: bool = False
+        self, ev: AccountingReceived, listener: ListenerKey | None = None
     ) -> tuple[list[tuple[int, Value]], set[str]]:
-        """Record one accounting packet and act on it. `superseded`: a Stop of a session
-        that is not the user's current one (ended by our Disconnect-Request, or older
-        than their newest login), which must not release the user again."""
+        """Record one accounting packet and act on it; a NAS session's (`listener`
+        given, see _names_nas_session) is remembered or forgotten in the same
+        transaction. A Stop of a session that is not the user's current one (ended
+        by our Disconnect-Request, or older than their newest login) is `superseded`
+        and must not release the user again."""
         req = ev.request
         nas = req.text(Attr.NAS_IDENTIFIER) or ev.peer[0]
         attrs: list[tuple[int, Value]] = []
@@ -434,6 +481,9 @@ class RadiusService:
                     session_time=num(Attr.ACCT_SESSION_TIME),
                 )
             )
+            superseded = False
+            if listener is not None and self._names_nas_session(ev, listener):
+                superseded = self._track_session(s, ev, listener)
             user = s.get(FirewallUserRow, ev.user) if ev.user else None
             if user is None:
                 return attrs, touched
@@ -463,51 +513,103 @@ class RadiusService:
 
     # ---------------------------------------------------------------- RFC 5176
 
-    def _track_session(self, ev: AccountingReceived, listener: ListenerKey | None) -> bool:
-        """Remember (Start/Interim) or forget (Stop) a NAS's session; for a Stop, True
-        when it is not the user's current session (see account())."""
+    @staticmethod
+    def _names_nas_session(ev: AccountingReceived, listener: ListenerKey | None) -> bool:
+        """Accounting of a user's session at a NAS that came in on one of our
+        listeners: a release would end it. A firewall's own accounting is not one."""
         nas_id = ev.request.text(Attr.NAS_IDENTIFIER)
-        if not ev.user or listener is None or (nas_id or "").startswith(NAS_PREFIX):
-            return False
+        return bool(ev.user) and listener is not None and not (nas_id or "").startswith(NAS_PREFIX)
+
+    def _track_session(self, s: Session, ev: AccountingReceived, listener: ListenerKey) -> bool:
+        """Remember (Start/Interim) or forget (Stop) a NAS's session in `s`; for a Stop,
+        True when it is not the user's current session (see account()). Runs on the
+        sessions worker only, so the table changes in the order packets came."""
+        R = FirewallNasSessionRow
         key = (ev.peer[0], ev.session_id)
+        row = s.get(R, key)
         now = time.time()
-        with self._lock:
-            if ev.status == AcctStatus.STOP:
-                self.nas_sessions.pop(key, None)
-                latest = self._latest.get(ev.user)
-                if latest == key:
-                    del self._latest[ev.user]
-                return key in self._disconnected or (latest is not None and latest != key)
-            if key in self._disconnected:
-                return False  # an Interim that crossed our Disconnect-Request
-            try:
-                framed = ev.request.get(Attr.FRAMED_IP_ADDRESS)
-            except RadiusError:
-                framed = None
-            old = self.nas_sessions.pop(key, None)
-            self.nas_sessions[key] = NasSession(
-                key=key,
-                user=ev.user,
-                nas_identifier=nas_id,
-                peer=ev.peer,
-                listener=listener,
-                framed_ip=str(framed) if isinstance(framed, ipaddress.IPv4Address) else None,
-                started=old.started if old is not None else now,
-                seen=now,
+        if ev.status == AcctStatus.STOP:
+            if row is not None:
+                s.delete(row)
+                if row.disconnected_at is not None:
+                    return True
+                if row.current:
+                    return False
+            # Not the current one: superseded if the user has a newer session.
+            newer = select(R.session_id).where(R.user == ev.user, R.current.is_(True))
+            return s.scalar(newer.limit(1)) is not None
+        if row is not None and row.disconnected_at is not None:
+            return False  # an Interim that crossed our Disconnect-Request
+        try:
+            framed = ev.request.get(Attr.FRAMED_IP_ADDRESS)
+        except RadiusError:
+            framed = None
+        if row is None:
+            row = R(nas=key[0], session_id=key[1], started=now, current=False)
+            s.add(row)
+        row.user = ev.user
+        row.nas_identifier = ev.request.text(Attr.NAS_IDENTIFIER)
+        row.nas_port = ev.peer[1]
+        row.listener_address, row.listener_port, row.listener_netns = listener
+        row.framed_ip = str(framed) if isinstance(framed, ipaddress.IPv4Address) else None
+        row.seen = now
+        if ev.status == AcctStatus.START:
+            s.execute(
+                update(R)
+                .where(R.user == ev.user, R.current.is_(True))
+                .values(current=False)
+                .execution_options(synchronize_session=False)
             )
-            if ev.status == AcctStatus.START:
-                self._latest[ev.user] = key
-            while self.nas_sessions:
-                first = next(iter(self.nas_sessions.values()))
-                if (
-                    len(self.nas_sessions) <= MAX_NAS_SESSIONS
-                    and now - first.seen < NAS_SESSION_TTL
-                ):
-                    break
-                self.nas_sessions.popitem(last=False)
-            if len(self._latest) > MAX_NAS_SESSIONS:
-                self._latest.clear()
+            row.current = True
         return False
+
+    @property
+    def nas_sessions(self) -> OrderedDict[tuple[str, str], NasSession]:
+        """The NAS sessions a release would end now, oldest first (a read)."""
+        R = FirewallNasSessionRow
+        with self.db.session() as s:
+            rows = s.scalars(select(R).where(R.disconnected_at.is_(None)).order_by(R.seen))
+            return OrderedDict((n.key, n) for n in map(NasSession.from_row, rows))
+
+    def _mark_disconnected(self, keys: list[tuple[str, str]], at: float) -> None:
+        """Our Disconnect-Requests for these sessions went out (sessions worker)."""
+        R = FirewallNasSessionRow
+        with self.db.session() as s:
+            for nas, sid in keys:
+                s.execute(
+                    update(R)
+                    .where(R.nas == nas, R.session_id == sid)
+                    .values(disconnected_at=at)
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def _forget_old_sessions(self) -> None:
+        """prune_nas_sessions every NAS_SESSION_PRUNE_S, on the sessions worker."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(NAS_SESSION_PRUNE_S)
+            try:
+                await loop.run_in_executor(
+                    self._sessions_worker, self.prune_nas_sessions, time.time()
+                )
+            except Exception:  # a database hiccup must not end the task
+                log.exception("forgetting old NAS sessions failed")
+
+    def prune_nas_sessions(self, now: float) -> int:
+        """Forget the sessions no accounting mentioned for NAS_SESSION_TTL, then the
+        oldest beyond MAX_NAS_SESSIONS (sessions worker). Returns how many went."""
+        R = FirewallNasSessionRow
+        with self.db.session() as s:
+            old = list(s.execute(select(R.nas, R.session_id).where(R.seen < now - NAS_SESSION_TTL)))
+            excess = int(s.scalar(select(func.count()).select_from(R)) or 0) - len(old)
+            excess -= MAX_NAS_SESSIONS
+            if excess > 0:
+                kept = select(R.nas, R.session_id).where(R.seen >= now - NAS_SESSION_TTL)
+                old += list(s.execute(kept.order_by(R.seen).limit(excess)))
+            for nas, sid in old:
+                s.execute(delete(R).where(R.nas == nas, R.session_id == sid))
+            gone = len(old)
+        return int(gone)
 
     @staticmethod
     def may_send(listener: ListenerKey, address: str) -> bool:
@@ -533,20 +635,27 @@ class RadiusService:
     def dm_status(self) -> tuple[dict[str, int], int]:
         """The Disconnect counters (sent, acked, naked, failed, refused) and how many
         NAS sessions are remembered now (the ones a release would end)."""
+        R = FirewallNasSessionRow
+        with self.db.session() as s:
+            n = s.scalar(select(func.count()).select_from(R).where(R.disconnected_at.is_(None)))
         with self._lock:
-            return dict(self.dm_counters), len(self.nas_sessions)
+            return dict(self.dm_counters), int(n or 0)
 
     def on_release(self, s: Session, user: FirewallUserRow, reason: str) -> None:
         """policy.RELEASE_HOOKS: end every session `user` has at a NAS now, once the
         release commits (in a worker thread or the loop; never blocks on the network)."""
-        with self._lock:
-            sessions = [n for n in self.nas_sessions.values() if n.user == user.name]
+        R = FirewallNasSessionRow
+        rows = s.scalars(
+            select(R).where(R.user == user.name, R.disconnected_at.is_(None)).order_by(R.seen)
+        )
+        sessions = [NasSession.from_row(r) for r in rows]
         jobs: list[DmJob] = []
         for n in sessions:
             port = self._dm_port(s, n)
             secret = self.clients.secret_for(n.peer[0])
             if port is None or secret is None or not self.may_send(n.listener, n.peer[0]):
-                self.dm_counters["refused"] += 1
+                with self._lock:
+                    self.dm_counters["refused"] += 1
                 log.warning(
                     "no Disconnect-Request for %s's session %s at %s (%s)",
                     user.name, n.key[1], n.peer[0],
@@ -580,6 +689,7 @@ class RadiusService:
 
     def _send_disconnects(self, jobs: list[DmJob]) -> None:
         now = time.monotonic()
+        sent: list[tuple[str, str]] = []
         for job in jobs:
             n = job.session
             transport = self.transports.get(n.listener)
@@ -606,14 +716,18 @@ class RadiusService:
             except RadiusError as e:  # 256 in flight to one NAS, or an attribute too long
                 self._dm_event("DisconnectFailed", job, str(e))
                 continue
-            with self._lock:
-                self._disconnected[n.key] = now
-                while len(self._disconnected) > MAX_NAS_SESSIONS:
-                    self._disconnected.popitem(last=False)
-                self.nas_sessions.pop(n.key, None)
+            sent.append(n.key)
             self._dm_send(transport, wire, job.to)
             self.dm_counters["sent"] += 1
             self._dm_event("DisconnectSent", job, "")
+        if sent:
+            # On the sessions worker: a Stop the NAS sends in answer comes after it.
+            try:
+                work = self._sessions_worker.submit(self._mark_disconnected, sent, time.time())
+            except RuntimeError:  # the service has stopped: the NAS's Stop will tell
+                log.warning("RADIUS server stopped: %d sessions not marked disconnected", len(sent))
+            else:
+                work.add_done_callback(_log_failure("marking sessions disconnected"))
         self._dm_wake.set()
 
     def _dm_send(

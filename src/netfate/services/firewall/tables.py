@@ -110,3 +110,33 @@ class FirewallAccountingRow(Base):
     input_octets: Mapped[int] = mapped_column(BigInteger, default=0)
     output_octets: Mapped[int] = mapped_column(BigInteger, default=0)
     session_time: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FirewallNasSessionRow(Base):
+    """A session a NAS (a captive portal) reported by accounting and has not stopped:
+    what an RFC 5176 Disconnect-Request needs to end it (radius.py). In the database,
+    not only in memory, so that a release right after an orchestrator restart still
+    ends the sessions the NASes reported before it.
+
+    `current`: the user's newest session (their latest Start), whose Stop releases
+    them; `disconnected_at`: our Disconnect-Request for it went out, so its Stop
+    releases nothing and a later release does not name it again."""
+
+    __tablename__ = "firewall_nas_sessions"
+    # RFC 2865/2866 attributes are up to 253 octets: the session id is kept whole, as
+    # the Disconnect-Request must name it exactly.
+    nas: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(253), primary_key=True)
+    user: Mapped[str] = mapped_column(String(253), index=True)
+    nas_identifier: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    nas_port: Mapped[int] = mapped_column(Integer)
+    """The UDP port its accounting came from (the NAS's address is `nas`)."""
+    listener_address: Mapped[str] = mapped_column(String(64))
+    listener_port: Mapped[int] = mapped_column(Integer)
+    listener_netns: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The listener the accounting came in on: the Disconnect-Request leaves from it."""
+    framed_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started: Mapped[float] = mapped_column(Float)
+    seen: Mapped[float] = mapped_column(Float, index=True)
+    current: Mapped[bool] = mapped_column(Boolean, default=False)
+    disconnected_at: Mapped[float | None] = mapped_column(Float, nullable=True)
