@@ -1,8 +1,27 @@
-"""Engine, sessions and schema migration for SQLite and PostgreSQL."""
+"""Engine, sessions and schema migration for SQLite and PostgreSQL.
+
+Concurrent writers are kept apart by the database, not by Python:
+
+- SQLite: a transaction that may write starts with BEGIN IMMEDIATE, which takes the
+  database's single write lock before the transaction reads anything (waiting up to
+  busy_timeout for it). A deferred transaction that reads and then writes would get
+  SQLITE_BUSY at once whenever another writer committed in between (in WAL mode a
+  stale snapshot cannot be upgraded, and busy_timeout does not help), and its reads
+  would not be serialized with the other writers. A read session (`write=False`)
+  starts a deferred transaction and never holds up a writer. pysqlite's own
+  transaction handling (BEGIN before DML only, reads outside it) is switched off.
+- PostgreSQL: READ COMMITTED, plus row locks where a decision reads rows that
+  another writer may change (`SELECT ... FOR UPDATE`, in one global order; see the
+  coordinator) and `serialize()` where there is no row to lock.
+- Both: unique indexes back what must be unique. The loser of a race that still
+  happens gets an error that `conflicts.classify` recognises; the API runs its whole
+  transaction again (orchestrator/txretry.py).
+"""
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,11 +29,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from netfate.store.conflicts import track_commits
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "netfate_read_only"
 
 
 class DatabaseURLError(ValueError):
@@ -44,8 +66,15 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        """Sessions that may write (on SQLite: BEGIN IMMEDIATE)."""
+        self.readers = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        """Sessions that only read (on SQLite: a deferred BEGIN, no write lock)."""
+        track_commits(self.sessions)
 
     def migrate(self, versions: Iterable[Path] = ()) -> None:
         """Bring the schema to the newest revision of every branch (idempotent).
@@ -59,9 +88,12 @@ class Database:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")  # one branch per service
 
+    def open(self, *, write: bool = True) -> Session:
+        return (self.sessions if write else self.readers)()
+
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        s = self.sessions()
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        s = self.open(write=write)
         try:
             yield s
             s.commit()
@@ -86,7 +118,23 @@ def alembic_config(versions: Iterable[Path] = ()) -> Config:
     return cfg
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def serialize(session: Session, name: str) -> None:
+    """Make concurrent transactions that call this with the same `name` run one after
+    the other from here to their end, for decisions with no row to lock (e.g. whether
+    a new SDN intent conflicts with the stored ones). PostgreSQL: a transaction-level
+    advisory lock; SQLite: a writing transaction holds the database's write lock
+    already. Rows read before it may be stale: every loaded row is expired, and read
+    again when used."""
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(name.encode()) - (1 << 31)  # a stable signed 32-bit key
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    session.expire_all()
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Transactions are begun by _sqlite_begin, not by the driver.
+    dbapi_conn.isolation_level = None
     # WAL lets the dashboard read while the API writes; foreign keys are off by default.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -94,3 +142,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
