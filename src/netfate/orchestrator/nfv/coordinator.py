@@ -4,6 +4,17 @@ Nothing here talks to an agent. Each operation changes rows in one transaction a
 bumps the `revision` of every node whose desired state changed; agents long-poll
 on that revision and converge. A lost message is therefore harmless: the next poll
 or report carries the same information again.
+
+Concurrent requests. Every change to what a node runs or reserves (placing an
+instance there or migrating one to it, an instance's state, the addresses of its
+LANs) is made holding that node's row lock (`lock_nodes`), so what a decision read
+cannot change under it: a full node or a taken address is seen as such. Locks are
+taken first, before anything is read, and in node-name order, so two transactions
+never wait for each other in a cycle. A decision made before the lock could be taken
+(placement reads every node) is checked again under it, and if it no longer holds
+the whole transaction is run again (`RetryTransaction`). The database backs this
+with unique indexes (one holder per address, one open migration per instance); on
+SQLite a writing transaction holds the database's write lock anyway (store/db.py).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from netfate.model import events as ev
@@ -33,6 +44,7 @@ from netfate.model.lifecycle import (
 )
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
+from netfate.store.conflicts import RetryTransaction
 from netfate.store.events import record
 from netfate.store.tables import (
     DescriptorRow,
@@ -80,13 +92,40 @@ def ensure_descriptors(session: Session, extra: Iterable[Mapping[str, Any]] = ()
             session.add(DescriptorRow(**d))
 
 
+def lock_nodes(session: Session, *names: str | None) -> None:
+    """Hold these nodes' rows locked until the transaction ends (PostgreSQL: SELECT ...
+    FOR NO KEY UPDATE, in name order; SQLite: the transaction holds the write lock).
+
+    Call it before changing anything that depends on what the nodes run. Rows read
+    before it may be stale: every loaded row is expired, and read again when used.
+    """
+    wanted = sorted({n for n in names if n})
+    if not wanted:
+        return
+    session.flush()
+    session.expire_all()
+    session.execute(
+        select(NodeRow.name)
+        .where(NodeRow.name.in_(wanted))
+        .order_by(NodeRow.name)
+        .with_for_update(key_share=True)
+    )
+
+
 def bump(session: Session, *nodes: str | None) -> set[str]:
-    """Mark nodes' desired state as changed; returns the names for the notifier."""
+    """Mark nodes' desired state as changed; returns the names for the notifier.
+
+    One atomic UPDATE ... SET revision = revision + 1 per node (in name order): two
+    concurrent bumps give two increments, so an agent waiting on a revision never
+    misses the second change."""
     names = {n for n in nodes if n}
-    for name in names:
-        row = session.get(NodeRow, name)
-        if row is not None:
-            row.revision = (row.revision or 0) + 1
+    for name in sorted(names):
+        session.execute(
+            update(NodeRow)
+            .where(NodeRow.name == name)
+            .values(revision=NodeRow.revision + 1)
+            .execution_options(synchronize_session="fetch")
+        )
     return names
 
 
@@ -251,13 +290,17 @@ def _hosts_downward(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Itera
         yield cls(n)
 
 
-def _lan_for(session: Session, node: str, serves: str | None) -> LanRow | None:
-    if serves is not None:
-        host = session.get(HostRow, serves)
-        if host is not None and host.ip:
-            for lan in session.scalars(select(LanRow).where(LanRow.node == host.node)).all():
-                if ipaddress.ip_address(host.ip) in ipaddress.ip_network(lan.subnet):
-                    return lan
+def _host_lan(session: Session, host: HostRow | None) -> LanRow | None:
+    """The LAN a served host is on: an instance serving it takes its address there."""
+    if host is None or not host.ip:
+        return None
+    for lan in session.scalars(select(LanRow).where(LanRow.node == host.node)).all():
+        if ipaddress.ip_address(host.ip) in ipaddress.ip_network(lan.subnet):
+            return lan
+    return None
+
+
+def _node_lan(session: Session, node: str) -> LanRow | None:
     return session.scalars(select(LanRow).where(LanRow.node == node).order_by(LanRow.id)).first()
 
 
@@ -280,8 +323,13 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     desc = session.get(DescriptorRow, req.descriptor)
     if desc is None:
         raise NotFound(f"unknown descriptor {req.descriptor!r}")
-    if req.serves is not None and session.get(HostRow, req.serves) is None:
+    host = session.get(HostRow, req.serves) if req.serves is not None else None
+    if req.serves is not None and host is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
+    # The address comes from the served host's LAN if it has one, else from the
+    # placement node's; either way under the LAN's node's lock.
+    host_lan = _host_lan(session, host)
+    lan_node = host_lan.node if host_lan is not None else None
     preq = PlacementRequest(
         cpu=desc.cpu,
         memory_mb=desc.memory_mb,
@@ -292,6 +340,7 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     if req.node is not None:
         if session.get(NodeRow, req.node) is None:
             raise NotFound(f"unknown node {req.node!r}")
+        lock_nodes(session, req.node, lan_node)
         try:
             placement = place(preq, candidates(session, req.node), EMPTY_GRAPH, "least-loaded")
         except NoPlacement as e:
@@ -306,8 +355,16 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why, policy = placement.why, placement.policy
+        # Placement read every node unlocked: check the chosen one again under its lock.
+        lock_nodes(session, placement.node, lan_node)
+        try:
+            place(preq, candidates(session, placement.node), EMPTY_GRAPH, "least-loaded")
+        except NoPlacement:
+            raise RetryTransaction(
+                f"node {placement.node} was filled by a concurrent request"
+            ) from None
     iid = "i-" + secrets.token_hex(4)
-    lan = _lan_for(session, placement.node, req.serves)
+    lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
     now = time.time()
     inst = InstanceRow(
         id=iid,
@@ -350,8 +407,20 @@ def get_instance(session: Session, iid: str) -> InstanceRow:
     return inst
 
 
-def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]:
+def _locked_instance(session: Session, iid: str, *also: str) -> InstanceRow:
+    """The instance, read again once its node, the targets of its open migrations and
+    `also` are locked. If it moved meanwhile (a migration ended), run it all again."""
     inst = get_instance(session, iid)
+    nodes = {inst.node, *also, *(m.target for m in _open_migrations(session, iid))}
+    lock_nodes(session, *nodes)
+    now = {inst.node, *(m.target for m in _open_migrations(session, iid))}
+    if not now <= nodes:
+        raise RetryTransaction(f"instance {iid} moved while it was being changed")
+    return inst
+
+
+def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]:
+    inst = _locked_instance(session, iid)
     touched = {inst.node}
     if inst.state == S.MIGRATING.value:
         for m in _open_migrations(session, iid):
@@ -382,7 +451,7 @@ def reconfigure_instance(
 ) -> tuple[InstanceRow, set[str]]:
     """New configuration for a live instance; its agent applies it (in place if the
     function can, else by a restart that carries its state)."""
-    inst = get_instance(session, iid)
+    inst = _locked_instance(session, iid)
     if inst.state not in (S.REQUESTED.value, S.STARTING.value, S.RUNNING.value):
         raise Conflict(
             f"instance {iid} is {inst.state}: only a live, settled instance can be reconfigured"
@@ -396,10 +465,11 @@ def reconfigure_instance(
 
 
 def migrate_instance(session: Session, iid: str, target: str) -> tuple[MigrationRow, set[str]]:
-    inst = get_instance(session, iid)
+    get_instance(session, iid)
     node = session.get(NodeRow, target)
     if node is None:
         raise NotFound(f"unknown node {target!r}")
+    inst = _locked_instance(session, iid, target)
     if target == inst.node:
         raise Conflict(f"instance {iid} already runs on {target}")
     if inst.state != S.RUNNING.value:
@@ -498,6 +568,16 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
     row = session.get(NodeRow, node)
     if row is None:
         raise NotFound(f"unknown node {node!r}")
+    # A migration's end moves its instance between two nodes: lock both as well.
+    mids = [int(m["id"]) for m in report.get("migrations", [])]
+    peers = (
+        session.execute(
+            select(MigrationRow.source, MigrationRow.target).where(MigrationRow.id.in_(mids))
+        ).all()
+        if mids
+        else []
+    )
+    lock_nodes(session, node, *(n for pair in peers for n in pair))
     now = time.time()
     touched: set[str] = set()
     row.last_seen = now
@@ -567,6 +647,7 @@ def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -
         raise LifecycleError(f"unknown migration status {status!r}")
     if m is None or node != (m.target if status in TARGET_SAYS else m.source):
         return set()
+    # (Both of its nodes are locked: apply_report.)
     inst = session.get(InstanceRow, m.instance)
     if inst is None:
         return set()
@@ -669,6 +750,7 @@ def register_agent(session: Session, node: str, endpoint: str, datapath_id: str 
         raise NotFound(
             f"unknown node {node!r}: load a topology that declares it (PUT /api/v1/topology)"
         )
+    lock_nodes(session, node)
     now = time.time()
     row.endpoint = endpoint
     row.registered_at = now
@@ -682,12 +764,21 @@ def register_agent(session: Session, node: str, endpoint: str, datapath_id: str 
 
 def mark_unreachable(session: Session, timeout_s: float) -> list[str]:
     now = time.time()
+    cutoff = now - timeout_s
+    silent = [NodeRow.status == NodeStatus.UP, NodeRow.last_seen < cutoff]
     lost = []
-    for row in session.scalars(select(NodeRow).where(NodeRow.status == NodeStatus.UP)).all():
-        if row.last_seen is not None and now - row.last_seen > timeout_s:
-            row.status = NodeStatus.UNREACHABLE.value
-            record(session, ev.NodeUnreachable(row.name, round(now - row.last_seen, 3)))
-            lost.append(row.name)
+    for name in sorted(session.scalars(select(NodeRow.name).where(*silent)).all()):
+        # Conditional, so a report that arrived since the read above keeps it up.
+        last_seen = session.scalar(
+            update(NodeRow)
+            .where(NodeRow.name == name, *silent)
+            .values(status=NodeStatus.UNREACHABLE.value)
+            .returning(NodeRow.last_seen)
+            .execution_options(synchronize_session="fetch")
+        )
+        if last_seen is not None:
+            record(session, ev.NodeUnreachable(name, round(now - last_seen, 3)))
+            lost.append(name)
     return lost
 
 
