@@ -4,6 +4,8 @@ its body, then 409; 503 while the database is away; never twice once it began to
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,13 +66,17 @@ def test_classify_real_sqlite_errors(tmp_path: Path) -> None:
         with pytest.raises(exc.IntegrityError) as dup, db.session() as s:
             s.execute(text("INSERT INTO t VALUES (1)"))
         assert classify(dup.value) is Failure.CONFLICT
-        with db.engine.connect() as holder:
-            holder.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: holds the write lock
+        # Another process's writer (this process's writers queue before SQLite's lock).
+        holder = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
             with db.engine.connect() as other:
                 raw: Any = other.connection.driver_connection
                 raw.execute("PRAGMA busy_timeout=0")  # give up at once, not after 30 s
                 with pytest.raises(exc.OperationalError) as locked:
                     other.execute(text("SELECT 1"))
+        finally:
+            holder.close()
         assert "locked" in str(locked.value) and classify(locked.value) is Failure.CONFLICT
         with pytest.raises(exc.OperationalError) as bad, db.session() as s:
             s.execute(text("SELECT * FROM nowhere"))
@@ -83,9 +89,39 @@ def test_a_read_session_does_not_take_the_write_lock(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/x.db")
     try:
         with db.engine.connect() as writer:
-            writer.execute(text("SELECT 1"))  # holds the write lock
+            writer.execute(text("SELECT 1"))  # holds the write lock (and this process's gate)
             with db.session(write=False) as s:
                 assert s.execute(text("SELECT 2")).scalar() == 2
+    finally:
+        db.dispose()
+
+
+def test_writers_of_one_process_take_turns(tmp_path: Path) -> None:
+    """The gate is handed over when a writing transaction ends, however it ends."""
+    db = Database(f"sqlite:///{tmp_path}/x.db")
+    try:
+        with db.session() as s:
+            s.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY)"))
+        with pytest.raises(exc.IntegrityError), db.session() as s:
+            s.execute(text("INSERT INTO t VALUES (1), (1)"))  # rolled back
+        errors: list[BaseException] = []
+
+        def writer(k: int) -> None:
+            try:
+                with db.session() as s:  # reads, then writes
+                    s.execute(text("SELECT count(*) FROM t")).scalar_one()
+                    s.execute(text("INSERT INTO t VALUES (:k)"), {"k": 100 + k})
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        with db.session(write=False) as s:
+            assert s.execute(text("SELECT count(*) FROM t")).scalar_one() == 20
     finally:
         db.dispose()
 
