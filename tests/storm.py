@@ -24,11 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from netfate.orchestrator.nfv.coordinator import used_capacity
+from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.store import Database
-from netfate.store.tables import InstanceRow, MigrationRow, NodeRow
 
 # 0.1 CPU and 64 MiB per counter: cpe1 holds 10 (CPU), cpe2 5 (memory), pe1 15 (CPU);
 # core1 hosts nothing. Instances serving laptop1 take addresses in cpe1's LAN
@@ -282,36 +280,11 @@ class Sampler(threading.Thread):
 
 
 def problems(db: Database) -> list[str]:
-    """What must never be true, read in one snapshot of the database."""
-    out = []
+    """coordinator.violations, read in one snapshot of the database."""
     with db.session(write=False) as s:
         if not db.is_sqlite:  # a SQLite read transaction is a snapshot already
             s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        held = (
-            select(InstanceRow.ip, func.count())
-            .where(InstanceRow.state != "gone", InstanceRow.ip.is_not(None))
-            .group_by(InstanceRow.ip)
-            .having(func.count() > 1)
-        )
-        for ip, n in s.execute(held).all():
-            out.append(f"address {ip} held by {n} instances")
-        used = used_capacity(s)
-        for node in s.scalars(select(NodeRow)):
-            cpu, mem = used.get(node.name, (0.0, 0))
-            if cpu > node.cpu + 1e-9 or mem > node.memory_mb:
-                out.append(
-                    f"{node.name} over capacity: {cpu:.2f}/{node.cpu} CPU, "
-                    f"{mem}/{node.memory_mb} MiB"
-                )
-        open_ = (
-            select(MigrationRow.instance, func.count())
-            .where(MigrationRow.phase.in_(["pending", "preparing"]))
-            .group_by(MigrationRow.instance)
-            .having(func.count() > 1)
-        )
-        for iid, n in s.execute(open_).all():
-            out.append(f"instance {iid} has {n} open migrations")
-    return out
+        return nfv.violations(s)
 
 
 def bad_answers(log: Log, allowed_503: Callable[[Answer], bool] = lambda _a: False) -> list[str]:

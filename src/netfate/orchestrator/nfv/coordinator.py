@@ -186,6 +186,39 @@ def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[
     return used
 
 
+def violations(session: Session) -> list[str]:
+    """What must never be true, whatever requests ran at once: an address held by two
+    instances, a node over its CPU or memory (reservations of migrations to it
+    included), an instance with two open migrations. The database and the node locks
+    prevent all three; this reads them back (tests, benchmarks, an operator's check).
+    Call it in one snapshot (a read transaction)."""
+    out = []
+    held = (
+        select(InstanceRow.ip, func.count())
+        .where(InstanceRow.state != S.GONE.value, InstanceRow.ip.is_not(None))
+        .group_by(InstanceRow.ip)
+        .having(func.count() > 1)
+    )
+    for ip, n in session.execute(held).all():
+        out.append(f"address {ip} held by {n} instances")
+    used = used_capacity(session)
+    for node in session.scalars(select(NodeRow).order_by(NodeRow.name)):
+        cpu, mem = used.get(node.name, (0.0, 0))
+        if cpu > node.cpu + 1e-9 or mem > node.memory_mb:
+            out.append(
+                f"{node.name} over capacity: {cpu:.2f}/{node.cpu} CPU, {mem}/{node.memory_mb} MiB"
+            )
+    twice = (
+        select(MigrationRow.instance, func.count())
+        .where(MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]))
+        .group_by(MigrationRow.instance)
+        .having(func.count() > 1)
+    )
+    for iid, n in session.execute(twice).all():
+        out.append(f"instance {iid} has {n} open migrations")
+    return out
+
+
 def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     """Every node (or just `node`) with its free capacity."""
     used = used_capacity(session, node)
