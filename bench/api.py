@@ -234,7 +234,11 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def orchestrator(url: str, workdir: Path, tag: str) -> Iterator[str]:
+def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) -> Iterator[str]:
+    """`python -m netfate orchestrator` on `url`; with `source`, the netfate package of
+    that source tree (put first on PYTHONPATH) instead of the installed one."""
+    import os
+
     import httpx
 
     c = _c()
@@ -255,8 +259,15 @@ def orchestrator(url: str, workdir: Path, tag: str) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(source), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
     with open(log, "ab") as f:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
