@@ -10,9 +10,10 @@ instance there or migrating one to it, an instance's state, the addresses of its
 LANs) is made holding that node's row lock (`lock_nodes`), so what a decision read
 cannot change under it: a full node or a taken address is seen as such. Locks are
 taken first, before anything is read, and in node-name order, so two transactions
-never wait for each other in a cycle. A decision made before the lock could be taken
-(placement reads every node) is checked again under it, and if it no longer holds
-the whole transaction is run again (`RetryTransaction`). The database backs this
+never wait for each other in a cycle. Placement reads every node, so placements run
+one at a time (`serialize`, taken before any node lock), and the chosen node is
+checked again under its lock: if a pinned create or a migration filled it meanwhile,
+the whole transaction runs again (`RetryTransaction`). The database backs this
 with unique indexes (one holder per address, one open migration per instance); on
 SQLite a writing transaction holds the database's write lock anyway (store/db.py).
 """
@@ -45,6 +46,7 @@ from netfate.model.lifecycle import (
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction
+from netfate.store.db import serialize
 from netfate.store.events import record
 from netfate.store.tables import (
     DescriptorRow,
@@ -60,6 +62,7 @@ from netfate.store.tables import (
 )
 
 S = InstanceState
+PLACEMENT = "placement"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Descriptors every orchestrator knows; services bring more (their contract).
@@ -381,6 +384,9 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         why = "named in the request"
         policy = "pinned"
     else:
+        # Placement reads every node's free room: placements are made one at a time
+        # (else concurrent ones all pick the same emptiest node and all but one lose).
+        serialize(session, PLACEMENT)
         # The topology graph is only read when the policy measures distances.
         g = graph(session) if req.serves is not None else EMPTY_GRAPH
         try:
@@ -388,7 +394,7 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why, policy = placement.why, placement.policy
-        # Placement read every node unlocked: check the chosen one again under its lock.
+        # A pinned create or a migration may have filled it since: check it under its lock.
         lock_nodes(session, placement.node, lan_node)
         try:
             place(preq, candidates(session, placement.node), EMPTY_GRAPH, "least-loaded")
