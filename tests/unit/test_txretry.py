@@ -15,6 +15,7 @@ import pytest
 from fastapi import Body, FastAPI
 from fastapi.responses import StreamingResponse
 from sqlalchemy import exc, text
+from sqlalchemy.orm import exc as orm_exc
 
 from netfate.orchestrator.txretry import TransactionRetry
 from netfate.store import Database
@@ -40,6 +41,7 @@ def _wrapped(cls: type[exc.DBAPIError], sqlstate: str | None, invalidated: bool 
     [
         (RetryTransaction("moved"), Failure.CONFLICT),
         (_wrapped(exc.IntegrityError, "23505"), Failure.CONFLICT),
+        (orm_exc.StaleDataError("DELETE matched 0 rows"), Failure.CONFLICT),
         (_wrapped(exc.OperationalError, "40001"), Failure.CONFLICT),  # serialization
         (_wrapped(exc.OperationalError, "40P01"), Failure.CONFLICT),  # deadlock
         (_wrapped(exc.OperationalError, "55P03"), Failure.CONFLICT),  # lock not available

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import exc as orm_exc
 
 
 class RetryTransaction(Exception):
@@ -47,10 +48,11 @@ PG_UNAVAILABLE = {"57P01", "57P02", "57P03"}
 
 def classify(e: BaseException) -> Failure | None:
     """CONFLICT, UNAVAILABLE, or None for any other error."""
-    if isinstance(e, RetryTransaction | sa_exc.IntegrityError):
-        # Integrity errors are races here: a unique index refused the second of two
-        # equal rows, or a row referenced was deleted by a concurrent transaction.
-        # A deterministic one is retried a few times and then answered 409 as well.
+    if isinstance(e, RetryTransaction | sa_exc.IntegrityError | orm_exc.StaleDataError):
+        # Races, here: a unique index refused the second of two equal rows, a row
+        # referenced was deleted meanwhile, or a row this session updates or deletes
+        # was deleted by a concurrent transaction (the ORM's UPDATE matched none). A
+        # deterministic one is retried a few times and then answered 409 as well.
         return Failure.CONFLICT
     if isinstance(e, sa_exc.TimeoutError):  # no pooled connection came free in time
         return Failure.UNAVAILABLE
