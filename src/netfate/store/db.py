@@ -64,7 +64,6 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = normalise_url(url)
         kwargs: dict[str, Any] = {}
-        gate = _Gate()
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {
                 "check_same_thread": False,
@@ -77,6 +76,7 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
+            gate = _Gate()
 
             def connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.gate = gate

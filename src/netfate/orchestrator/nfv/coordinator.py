@@ -504,7 +504,7 @@ def reconfigure_instance(
 
 
 def migrate_instance(session: Session, iid: str, target: str) -> tuple[MigrationRow, set[str]]:
-    get_instance(session, iid)
+    get_instance(session, iid)  # an unknown instance is said first
     node = session.get(NodeRow, target)
     if node is None:
         raise NotFound(f"unknown node {target!r}")
@@ -686,7 +686,7 @@ def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -
         raise LifecycleError(f"unknown migration status {status!r}")
     if m is None or node != (m.target if status in TARGET_SAYS else m.source):
         return set()
-    # (Both of its nodes are locked: apply_report.)
+    # Its instance moves between source and target: apply_report locked both.
     inst = session.get(InstanceRow, m.instance)
     if inst is None:
         return set()
