@@ -40,43 +40,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_common: Any = None
-
 # main before the concurrency work of issue 10 (creates read, then insert, unlocked).
 BASELINE = "8c2377a"
 REPO = Path(__file__).resolve().parents[1]
 BURST = 50
-BURST_TOPOLOGY: dict[str, Any] = {
-    "name": "contention-burst",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "10.1.0.0/24", "cpu": 1.0, "memory": "1GiB"},
-        "cpe2": {"kind": "cpe", "lan": "10.2.0.0/24", "cpu": 2.0, "memory": "320MiB"},
-        "pe1": {"kind": "pe", "cpu": 1.5, "memory": "4GiB"},
-    },
-    "hosts": {"h1": {"node": "cpe1"}, "h2": {"node": "cpe2"}},
-    "links": [{"a": "cpe1", "b": "pe1", "delay": "5ms"}, {"a": "cpe2", "b": "pe1", "delay": "5ms"}],
-}
-BURST_CAPACITY = 30
+BURST_TOPOLOGY = REPO / "examples" / "contention.yaml"
+BURST_CAPACITY = 30  # counters that fit (the file says how)
 
 
 def _c() -> Any:
-    """bench/_common.py, loaded by path (bench/ is not a package)."""
-    global _common
-    if _common is None:
-        import importlib.util
+    """bench/_common.py, loaded once (bench/ is not a package: benchcli loads files)."""
+    from netfate.benchcli import load
 
-        path = Path(__file__).resolve().with_name("_common.py")
-        key = "netfate_bench__common"
-        if key in sys.modules:
-            _common = sys.modules[key]
-        else:
-            spec = importlib.util.spec_from_file_location(key, path)
-            assert spec is not None and spec.loader is not None
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[key] = mod
-            spec.loader.exec_module(mod)
-            _common = mod
-    return _common
+    return sys.modules.get("netfate_bench__common") or load("_common")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -153,7 +129,7 @@ async def _burst(base: str) -> Counter[int]:
         async with httpx.AsyncClient(base_url=base, timeout=120.0) as c:
             await c.get("/api/v1/health")  # connected before the burst
             await gate.wait()
-            host = ("h1", "h2", None)[i % 3]
+            host = ("laptop1", "laptop2", None)[i % 3]
             body = {"descriptor": "counter", **({"serves": host} if host else {})}
             return (await c.post("/api/v1/instances", json=body)).status_code
 
@@ -167,9 +143,12 @@ async def _burst(base: str) -> Counter[int]:
 def burst(base: str, url: str) -> dict[str, Any]:
     import httpx
 
-    r = httpx.put(f"{base}/api/v1/topology", json=BURST_TOPOLOGY, timeout=60)
+    from netfate.model.topology import Topology
+
+    topo = Topology.load(BURST_TOPOLOGY)
+    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=60)
     r.raise_for_status()
-    for n in BURST_TOPOLOGY["nodes"]:
+    for n in topo.nodes:
         r = httpx.post(f"{base}/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:9"})
         r.raise_for_status()
     statuses = asyncio.run(_burst(base))

@@ -20,35 +20,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from netfate.demo.sdn import until
+from netfate.model.topology import Topology
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.store import Database
 
-# 0.1 CPU and 64 MiB per counter: cpe1 holds 10 (CPU), cpe2 5 (memory), pe1 15 (CPU);
-# core1 hosts nothing. Instances serving laptop1 take addresses in cpe1's LAN
-# wherever they run (cpe1 or pe1), so two nodes allocate from one LAN.
-TOPO: dict[str, Any] = {
-    "name": "storm",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "10.1.0.0/24", "cpu": 1.0, "memory": "1GiB"},
-        "cpe2": {"kind": "cpe", "lan": "10.2.0.0/24", "cpu": 2.0, "memory": "320MiB"},
-        "pe1": {"kind": "pe", "cpu": 1.5, "memory": "4GiB"},
-        "core1": {"kind": "core"},
-    },
-    "hosts": {"laptop1": {"node": "cpe1"}, "laptop2": {"node": "cpe2"}},
-    "links": [
-        {"a": "cpe1", "b": "pe1", "delay": "5ms"},
-        {"a": "cpe2", "b": "pe1", "delay": "5ms"},
-        {"a": "pe1", "b": "core1"},
-    ],
-}
+TOPOLOGY = Path(__file__).resolve().parents[1] / "examples" / "contention.yaml"
+TOPO: dict[str, Any] = Topology.load(TOPOLOGY).to_dict()
 NODES = ("cpe1", "cpe2", "pe1", "core1")
 HOSTING = ("cpe1", "cpe2", "pe1")
-CAPACITY = 30
+CAPACITY = 30  # counters that fit (the topology file says how)
 # Placed creates: each succeeds if any node has room.
 PLACED: tuple[dict[str, Any], ...] = (
     {"descriptor": "counter", "serves": "laptop1"},
@@ -89,18 +75,6 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         t.join(30)
-
-
-def until(what: str, cond: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Wait for a state (bounded; not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def client(base: str) -> httpx.Client:

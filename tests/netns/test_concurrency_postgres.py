@@ -1,63 +1,30 @@
 """The concurrency cases on a real PostgreSQL server, with `netfate orchestrator` as
 a process (see tests/concurrency_cases.py); and the server killed with -9 in the
-middle of a storm of creates and migrations, then started again."""
+middle of a storm of creates and migrations, then started again. (`pg_admin` and
+`db_url` come from tests/netns/conftest.py.)"""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 import storm
 from concurrency_cases import *  # noqa: F403  (the shared cases)
 from netfate.store import Database
 from orchproc import Orchestrator
-from pgserver import pg_server
+from pgserver import database_from, pg_server
 
 ORCHESTRATOR_ARGS = ("--heartbeat-timeout", "1000000", "--log-level", "warning")
 
 
-@pytest.fixture(scope="module")
-def pg_admin() -> Iterator[tuple[str, Engine]]:
-    """The server, and a template database migrated once (each test clones it)."""
-    with pg_server() as pg:
-        admin = create_engine(
-            pg.url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-        )
-        with admin.connect() as c:
-            c.execute(text("CREATE DATABASE netfate_template"))
-        base = pg.url.rsplit("/", 1)[0]
-        db = Database(base + "/netfate_template")
-        db.migrate()
-        db.dispose()
-        yield base, admin
-        admin.dispose()
-
-
-def _database(pg_admin: tuple[str, Engine], template: str) -> Iterator[str]:
-    base, admin = pg_admin
-    name = "t" + secrets.token_hex(4)
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
-    yield f"{base}/{name}"
-    with admin.connect() as c:
-        c.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-
-
-@pytest.fixture
-def db_url(pg_admin: tuple[str, Engine]) -> Iterator[str]:
-    yield from _database(pg_admin, "netfate_template")
-
-
 @pytest.fixture
 def empty_db_url(pg_admin: tuple[str, Engine]) -> Iterator[str]:
-    yield from _database(pg_admin, "template0")
+    yield from database_from(pg_admin, "template0")
 
 
 @pytest.fixture

@@ -3,29 +3,13 @@ baseline's source extracted from git history. No server, no timed assertion."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from netfate.benchcli import load
 
-
-def _load(name: str) -> ModuleType:
-    key = f"netfate_bench_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[key] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-contention = _load("contention")
+contention = load("contention")
 
 
 def test_arguments() -> None:
