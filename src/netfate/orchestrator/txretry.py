@@ -97,7 +97,7 @@ class TransactionRetry:
         tries = 0
         while True:
             tries += 1
-            attempt = Attempt()
+            attempt = Attempt(tries=tries)
             token = ATTEMPT.set(attempt)
             out = _Sent(send)
             try:

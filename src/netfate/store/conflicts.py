@@ -91,11 +91,20 @@ def first_line(e: BaseException) -> str:
 class Attempt:
     """One run of a request's transactions: whether any of them began to commit."""
 
+    tries: int = 1
+    """1 for the first run, 2 once it lost a race and runs again, ..."""
     committing: bool = False
     committed: bool = False
 
 
 ATTEMPT: ContextVar[Attempt | None] = ContextVar("netfate_attempt", default=None)
+
+
+def retrying() -> bool:
+    """Whether this request runs again after losing a race (then a contended decision
+    may rather queue than race again)."""
+    a = ATTEMPT.get()
+    return a is not None and a.tries > 1
 
 
 def _before_commit(_session: Session) -> None:

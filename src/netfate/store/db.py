@@ -139,13 +139,11 @@ def serialize(session: Session, name: str) -> None:
     the other from here to their end, for decisions with no row to lock (e.g. whether
     a new SDN intent conflicts with the stored ones). PostgreSQL: a transaction-level
     advisory lock; SQLite: a writing transaction holds the database's write lock
-    already. Rows read before it may be stale: every loaded row is expired, and read
-    again when used."""
-    session.flush()
+    already. Call it before reading what the decision depends on: rows this session
+    loaded before keep what they held then (session.expire_all() reloads them)."""
     if session.get_bind().dialect.name == "postgresql":
         key = zlib.crc32(name.encode()) - (1 << 31)  # a stable signed 32-bit key
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
-    session.expire_all()
 
 
 BUSY_TIMEOUT_S = 30

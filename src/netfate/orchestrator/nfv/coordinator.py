@@ -10,10 +10,10 @@ instance there or migrating one to it, an instance's state, the addresses of its
 LANs) is made holding that node's row lock (`lock_nodes`), so what a decision read
 cannot change under it: a full node or a taken address is seen as such. Locks are
 taken first, before anything is read, and in node-name order, so two transactions
-never wait for each other in a cycle. Placement reads every node, so placements run
-one at a time (`serialize`, taken before any node lock), and the chosen node is
-checked again under its lock: if a pinned create or a migration filled it meanwhile,
-the whole transaction runs again (`RetryTransaction`). The database backs this
+never wait for each other in a cycle. Placement reads every node unlocked, so the
+chosen node is checked again under its lock; if it was filled meanwhile the whole
+transaction runs again (`RetryTransaction`), and then queues behind the other
+placements that lost a race (`serialize`, taken before any node lock). The database backs this
 with unique indexes (one holder per address, one open migration per instance); on
 SQLite a writing transaction holds the database's write lock anyway (store/db.py).
 """
@@ -45,7 +45,7 @@ from netfate.model.lifecycle import (
 )
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
-from netfate.store.conflicts import RetryTransaction
+from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import serialize
 from netfate.store.events import record
 from netfate.store.tables import (
@@ -99,14 +99,12 @@ def lock_nodes(session: Session, *names: str | None) -> None:
     """Hold these nodes' rows locked until the transaction ends (PostgreSQL: SELECT ...
     FOR NO KEY UPDATE, in name order; SQLite: the transaction holds the write lock).
 
-    Call it before changing anything that depends on what the nodes run. Rows read
-    before it may be stale: every loaded row is expired, and read again when used.
-    """
+    Call it before reading what a change depends on: a row this session loaded
+    before keeps what it held then, so read again what you decide on (queries do;
+    `session.get` of a loaded row does not)."""
     wanted = sorted({n for n in names if n})
     if not wanted:
         return
-    session.flush()
-    session.expire_all()
     session.execute(
         select(NodeRow.name)
         .where(NodeRow.name.in_(wanted))
@@ -226,6 +224,7 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     """Every node (or just `node`) with its free capacity."""
     used = used_capacity(session, node)
     q = select(NodeRow) if node is None else select(NodeRow).where(NodeRow.name == node)
+    q = q.execution_options(populate_existing=True)  # status now, not when first loaded
     out = []
     for n in session.scalars(q).all():
         c, m = used.get(n.name, (0.0, 0))
@@ -374,9 +373,9 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         measured_rtt_ms=req.measured_rtt_ms,
     )
     if req.node is not None:
+        lock_nodes(session, req.node, lan_node)
         if session.get(NodeRow, req.node) is None:
             raise NotFound(f"unknown node {req.node!r}")
-        lock_nodes(session, req.node, lan_node)
         try:
             placement = place(preq, candidates(session, req.node), EMPTY_GRAPH, "least-loaded")
         except NoPlacement as e:
@@ -384,9 +383,10 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         why = "named in the request"
         policy = "pinned"
     else:
-        # Placement reads every node's free room: placements are made one at a time
-        # (else concurrent ones all pick the same emptiest node and all but one lose).
-        serialize(session, PLACEMENT)
+        if retrying():
+            # It lost the node it chose to a concurrent request: near full, placements
+            # racing for the same emptiest nodes lose again and again, so now queue.
+            serialize(session, PLACEMENT)
         # The topology graph is only read when the policy measures distances.
         g = graph(session) if req.serves is not None else EMPTY_GRAPH
         try:
@@ -394,7 +394,7 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why, policy = placement.why, placement.policy
-        # A pinned create or a migration may have filled it since: check it under its lock.
+        # Placement read every node unlocked: check the chosen one again under its lock.
         lock_nodes(session, placement.node, lan_node)
         try:
             place(preq, candidates(session, placement.node), EMPTY_GRAPH, "least-loaded")
@@ -452,6 +452,7 @@ def _locked_instance(session: Session, iid: str, *also: str) -> InstanceRow:
     inst = get_instance(session, iid)
     nodes = {inst.node, *also, *(m.target for m in _open_migrations(session, iid))}
     lock_nodes(session, *nodes)
+    session.refresh(inst)
     now = {inst.node, *(m.target for m in _open_migrations(session, iid))}
     if not now <= nodes:
         raise RetryTransaction(f"instance {iid} moved while it was being changed")
@@ -477,10 +478,12 @@ def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]
 def _open_migrations(session: Session, iid: str) -> list[MigrationRow]:
     return list(
         session.scalars(
-            select(MigrationRow).where(
+            select(MigrationRow)
+            .where(
                 MigrationRow.instance == iid,
                 MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]),
             )
+            .execution_options(populate_existing=True)
         ).all()
     )
 
@@ -604,9 +607,6 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
 
     Idempotent: the same report applied twice changes nothing more.
     """
-    row = session.get(NodeRow, node)
-    if row is None:
-        raise NotFound(f"unknown node {node!r}")
     # A migration's end moves its instance between two nodes: lock both as well.
     mids = [int(m["id"]) for m in report.get("migrations", [])]
     peers = (
@@ -617,6 +617,9 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         else []
     )
     lock_nodes(session, node, *(n for pair in peers for n in pair))
+    row = session.get(NodeRow, node)
+    if row is None:
+        raise NotFound(f"unknown node {node!r}")
     now = time.time()
     touched: set[str] = set()
     row.last_seen = now
@@ -784,12 +787,12 @@ def expire_migrations(session: Session, deadline_s: float) -> set[str]:
 
 
 def register_agent(session: Session, node: str, endpoint: str, datapath_id: str | None) -> set[str]:
+    lock_nodes(session, node)
     row = session.get(NodeRow, node)
     if row is None:
         raise NotFound(
             f"unknown node {node!r}: load a topology that declares it (PUT /api/v1/topology)"
         )
-    lock_nodes(session, node)
     now = time.time()
     row.endpoint = endpoint
     row.registered_at = now

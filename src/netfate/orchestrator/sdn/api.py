@@ -125,6 +125,11 @@ def build_view(session: Session) -> NetworkView:
 ADMISSION = "sdn-intent-admission"
 
 
+def _admission(session: Session) -> None:
+    serialize(session, ADMISSION)
+    session.expire_all()  # intents loaded before are read again
+
+
 def load_intents(session: Session) -> list[Intent]:
     rows = session.scalars(select(SdnIntentRow).order_by(SdnIntentRow.created_at, SdnIntentRow.id))
     return [parse_intent(r.spec) for r in rows]
@@ -137,7 +142,7 @@ def admit(
     view knows, no conflict with the stored ones or each other, flows that compile.
     One that fails is left out and reported (id -> reason); the others go in.
     Returns (added ids, refused). Does not commit."""
-    serialize(session, ADMISSION)
+    _admission(session)
     existing = load_intents(session)
     view = view if view is not None else build_view(session)
     index = ConflictIndex()
@@ -185,7 +190,7 @@ def reconcile_owned(
     own intents, recomputed from its tables): stale or changed ones are deleted, new
     or changed ones admitted (see admit). Returns (added, removed, refused). Does not
     commit."""
-    serialize(session, ADMISSION)
+    _admission(session)
     want_by_id = {it.id: it for it in want}
     removed = []
     for row in session.scalars(select(SdnIntentRow)):
@@ -262,7 +267,7 @@ def add_intent(
         raise HTTPException(
             422, detail=[{"loc": err["loc"], "msg": err["msg"]} for err in e.errors()]
         ) from None
-    serialize(session, ADMISSION)
+    _admission(session)
     view = build_view(session)
     existing = load_intents(session)
     try:
@@ -302,7 +307,7 @@ def add_fabric(session: SessionDep, request: Request, instances: bool = True) ->
     from netfate.orchestrator.sdn.fabric import fabric_intents, isolated_lans
     from netfate.store.tables import TopologyRow
 
-    serialize(session, ADMISSION)
+    _admission(session)
     trow = session.get(TopologyRow, 1)
     if trow is None:
         raise HTTPException(409, detail="no topology loaded")

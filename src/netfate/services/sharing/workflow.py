@@ -66,8 +66,10 @@ def _one_at_a_time(session: Session) -> None:
     """Sharing's changes run one at a time. Each decides on rows another could be
     changing at once (a LAN's PN, a PN's free addresses and devices, a share's
     state); they are rare (people's actions), so the service serializes them in the
-    database (store.serialize) rather than lock row by row. Call it first."""
+    database (store.serialize) rather than lock row by row. Call it first: rows
+    loaded before (the route's PN or share) are read again when next used."""
     serialize(session, "sharing")
+    session.expire_all()
 
 
 # ------------------------------------------------------------------ PNs
