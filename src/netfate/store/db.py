@@ -134,6 +134,15 @@ def alembic_config(versions: Iterable[Path] = ()) -> Config:
     return cfg
 
 
+def exclusive(session: Session) -> bool:
+    """Whether this session's transaction holds the whole database, and has since it
+    began (a writing transaction on SQLite: BEGIN IMMEDIATE): nothing it read can
+    have changed since, so a decision need not be checked again under a row lock."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    return not session.connection().get_execution_options().get(READ_ONLY, False)
+
+
 def serialize(session: Session, name: str) -> None:
     """Make concurrent transactions that call this with the same `name` run one after
     the other from here to their end, for decisions with no row to lock (e.g. whether

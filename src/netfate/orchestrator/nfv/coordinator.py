@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.orm import Session
 
 from netfate.model import events as ev
@@ -46,7 +46,7 @@ from netfate.model.lifecycle import (
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction, retrying
-from netfate.store.db import serialize
+from netfate.store.db import exclusive, serialize
 from netfate.store.events import record
 from netfate.store.tables import (
     DescriptorRow,
@@ -95,22 +95,25 @@ def ensure_descriptors(session: Session, extra: Iterable[Mapping[str, Any]] = ()
             session.add(DescriptorRow(**d))
 
 
-def lock_nodes(session: Session, *names: str | None) -> None:
+def lock_nodes(session: Session, *names: str | None) -> dict[str, NodeRow]:
     """Hold these nodes' rows locked until the transaction ends (PostgreSQL: SELECT ...
     FOR NO KEY UPDATE, in name order; SQLite: the transaction holds the write lock).
+    Returns them, read now (an unknown name is not there).
 
     Call it before reading what a change depends on: a row this session loaded
     before keeps what it held then, so read again what you decide on (queries do;
     `session.get` of a loaded row does not)."""
     wanted = sorted({n for n in names if n})
     if not wanted:
-        return
-    session.execute(
-        select(NodeRow.name)
+        return {}
+    rows = session.scalars(
+        select(NodeRow)
         .where(NodeRow.name.in_(wanted))
         .order_by(NodeRow.name)
         .with_for_update(key_share=True)
-    )
+        .execution_options(populate_existing=True)
+    ).all()
+    return {r.name: r for r in rows}
 
 
 def bump(session: Session, *nodes: str | None) -> set[str]:
@@ -159,31 +162,24 @@ def transition(session: Session, inst: InstanceRow, target: InstanceState, reaso
 
 def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[float, int]]:
     """CPU and memory reserved per node by live instances (incl. migration targets)."""
-    used: dict[str, tuple[float, int]] = {}
     live = [s.value for s in LIVE]
-    q = (
-        select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
-        .where(InstanceRow.state.in_(live))
-        .group_by(InstanceRow.node)
+    q = select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb)).where(
+        InstanceRow.state.in_(live)
     )
-    if node is not None:
-        q = q.where(InstanceRow.node == node)
-    rows = session.execute(q).all()
-    for node, cpu, mem in rows:
-        used[node] = (float(cpu or 0), int(mem or 0))
     # A migration reserves room at its target until it ends.
     mq = (
         select(MigrationRow.target, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
         .join(InstanceRow, InstanceRow.id == MigrationRow.instance)
         .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
-        .group_by(MigrationRow.target)
     )
     if node is not None:
+        q = q.where(InstanceRow.node == node)
         mq = mq.where(MigrationRow.target == node)
-    mig = session.execute(mq).all()
-    for node, cpu, mem in mig:
-        c, m = used.get(node, (0.0, 0))
-        used[node] = (c + float(cpu or 0), m + int(mem or 0))
+    both = union_all(q.group_by(InstanceRow.node), mq.group_by(MigrationRow.target))
+    used: dict[str, tuple[float, int]] = {}
+    for name, cpu, mem in session.execute(both).all():  # one round trip
+        c, m = used.get(name, (0.0, 0))
+        used[name] = (c + float(cpu or 0), m + int(mem or 0))
     return used
 
 
@@ -218,6 +214,14 @@ def violations(session: Session) -> list[str]:
     for iid, n in session.execute(twice).all():
         out.append(f"instance {iid} has {n} open migrations")
     return out
+
+
+def room(session: Session, row: NodeRow) -> Candidate:
+    """One node (a row read under its lock) with its free capacity."""
+    cpu, mem = used_capacity(session, row.name).get(row.name, (0.0, 0))
+    return Candidate(
+        row.name, row.kind, row.status == NodeStatus.UP, row.cpu - cpu, row.memory_mb - mem
+    )
 
 
 def candidates(session: Session, node: str | None = None) -> list[Candidate]:
@@ -373,11 +377,11 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         measured_rtt_ms=req.measured_rtt_ms,
     )
     if req.node is not None:
-        lock_nodes(session, req.node, lan_node)
-        if session.get(NodeRow, req.node) is None:
+        row = lock_nodes(session, req.node, lan_node).get(req.node)
+        if row is None:
             raise NotFound(f"unknown node {req.node!r}")
         try:
-            placement = place(preq, candidates(session, req.node), EMPTY_GRAPH, "least-loaded")
+            placement = place(preq, [room(session, row)], EMPTY_GRAPH, "least-loaded")
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why = "named in the request"
@@ -394,14 +398,16 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why, policy = placement.why, placement.policy
-        # Placement read every node unlocked: check the chosen one again under its lock.
-        lock_nodes(session, placement.node, lan_node)
-        try:
-            place(preq, candidates(session, placement.node), EMPTY_GRAPH, "least-loaded")
-        except NoPlacement:
-            raise RetryTransaction(
-                f"node {placement.node} was filled by a concurrent request"
-            ) from None
+        locked = lock_nodes(session, placement.node, lan_node)
+        if not exclusive(session):
+            # Placement read every node unlocked: check the chosen one again under its lock.
+            chosen = locked.get(placement.node)
+            try:
+                place(preq, [room(session, chosen)] if chosen else [], EMPTY_GRAPH, "least-loaded")
+            except NoPlacement:
+                raise RetryTransaction(
+                    f"node {placement.node} was filled by a concurrent request"
+                ) from None
     iid = "i-" + secrets.token_hex(4)
     lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
     now = time.time()
@@ -446,21 +452,26 @@ def get_instance(session: Session, iid: str) -> InstanceRow:
     return inst
 
 
-def _locked_instance(session: Session, iid: str, *also: str) -> InstanceRow:
+def _locked_instance(
+    session: Session, iid: str, *also: str
+) -> tuple[InstanceRow, dict[str, NodeRow]]:
     """The instance, read again once its node, the targets of its open migrations and
-    `also` are locked. If it moved meanwhile (a migration ended), run it all again."""
+    `also` are locked (and those node rows). If it moved meanwhile (a migration
+    ended), run it all again."""
     inst = get_instance(session, iid)
     nodes = {inst.node, *also, *(m.target for m in _open_migrations(session, iid))}
-    lock_nodes(session, *nodes)
+    locked = lock_nodes(session, *nodes)
+    if exclusive(session):
+        return inst, locked  # read in this transaction, which holds the database
     session.refresh(inst)
     now = {inst.node, *(m.target for m in _open_migrations(session, iid))}
     if not now <= nodes:
         raise RetryTransaction(f"instance {iid} moved while it was being changed")
-    return inst
+    return inst, locked
 
 
 def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]:
-    inst = _locked_instance(session, iid)
+    inst, _ = _locked_instance(session, iid)
     touched = {inst.node}
     if inst.state == S.MIGRATING.value:
         for m in _open_migrations(session, iid):
@@ -493,7 +504,7 @@ def reconfigure_instance(
 ) -> tuple[InstanceRow, set[str]]:
     """New configuration for a live instance; its agent applies it (in place if the
     function can, else by a restart that carries its state)."""
-    inst = _locked_instance(session, iid)
+    inst, _ = _locked_instance(session, iid)
     if inst.state not in (S.REQUESTED.value, S.STARTING.value, S.RUNNING.value):
         raise Conflict(
             f"instance {iid} is {inst.state}: only a live, settled instance can be reconfigured"
@@ -508,17 +519,19 @@ def reconfigure_instance(
 
 def migrate_instance(session: Session, iid: str, target: str) -> tuple[MigrationRow, set[str]]:
     get_instance(session, iid)  # an unknown instance is said first
-    node = session.get(NodeRow, target)
-    if node is None:
+    if session.get(NodeRow, target) is None:
         raise NotFound(f"unknown node {target!r}")
-    inst = _locked_instance(session, iid, target)
+    inst, locked = _locked_instance(session, iid, target)
+    node = locked.get(target)
+    if node is None:  # removed by a topology load in between
+        raise NotFound(f"unknown node {target!r}")
     if target == inst.node:
         raise Conflict(f"instance {iid} already runs on {target}")
     if inst.state != S.RUNNING.value:
         raise Conflict(str(IllegalTransition(InstanceState(inst.state), S.MIGRATING)))
     preq = PlacementRequest(cpu=inst.cpu, memory_mb=inst.memory_mb)
     try:
-        place(preq, candidates(session, target), EMPTY_GRAPH, "least-loaded")
+        place(preq, [room(session, node)], EMPTY_GRAPH, "least-loaded")
     except NoPlacement as e:
         raise NoCapacity(f"cannot migrate to {target}: {e}") from None
     m = MigrationRow(
@@ -616,8 +629,7 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         if mids
         else []
     )
-    lock_nodes(session, node, *(n for pair in peers for n in pair))
-    row = session.get(NodeRow, node)
+    row = lock_nodes(session, node, *(n for pair in peers for n in pair)).get(node)
     if row is None:
         raise NotFound(f"unknown node {node!r}")
     now = time.time()
@@ -787,8 +799,7 @@ def expire_migrations(session: Session, deadline_s: float) -> set[str]:
 
 
 def register_agent(session: Session, node: str, endpoint: str, datapath_id: str | None) -> set[str]:
-    lock_nodes(session, node)
-    row = session.get(NodeRow, node)
+    row = lock_nodes(session, node).get(node)
     if row is None:
         raise NotFound(
             f"unknown node {node!r}: load a topology that declares it (PUT /api/v1/topology)"
