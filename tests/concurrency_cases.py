@@ -4,7 +4,8 @@ Collected twice, as tests/api_cases.py is: by tests/unit/test_concurrency_sqlite
 (the app in this process behind a real HTTP server) and by
 tests/netns/test_concurrency_postgres.py (`netfate orchestrator` as a process on a
 real PostgreSQL server). Each defines `db_url` (a migrated, empty database),
-`empty_db_url` (no schema at all) and `orchestrator` (its base URL, on `db_url`).
+and `orchestrator` (its base URL, on `db_url`). An earlier database's upgrade to
+revision 0005_concurrency is in tests/migration_cases.py.
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ from __future__ import annotations
 import threading
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import exc, insert, select, text
+from sqlalchemy import exc, insert
 
 import storm
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.store import Database
-from netfate.store.db import MIGRATIONS
 from netfate.store.tables import (
     DescriptorRow,
-    EventRow,
     InstanceRow,
     MigrationRow,
     NodeRow,
-    TransitionRow,
 )
 
 
@@ -158,60 +154,5 @@ def test_the_database_refuses_a_second_holder_of_an_address(db_url: str) -> None
             s.execute(insert(MigrationRow), [{"instance": "i-1", "phase": "pending", **mig}])
         with pytest.raises(exc.IntegrityError), db.session() as s:
             s.execute(insert(MigrationRow), [{"instance": "i-1", "phase": "preparing", **mig}])
-    finally:
-        db.dispose()
-
-
-def test_an_old_database_upgrades_and_its_races_are_resolved(empty_db_url: str) -> None:
-    """A database at the revisions before 0005, holding what the old races could
-    leave (an address held twice, two open migrations of one instance), upgrades."""
-    db = Database(empty_db_url)
-    try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            for target in ("0002_sdn", "firewall@head", "sharing@head"):
-                command.upgrade(cfg, target)
-        _seed(db)
-        with db.session() as s:
-            s.execute(
-                insert(InstanceRow),
-                [
-                    _instance("i-old", "10.1.0.9/24", at=1.0),
-                    _instance("i-new", "10.1.0.9/24", "starting", at=2.0),
-                    _instance("i-gone", "10.1.0.9/24", "gone", at=0.5),
-                    _instance("i-other", "10.1.0.7/24", "migrating", at=1.5),
-                ],
-            )
-            mig = {"instance": "i-other", "source": "n1", "target": "n1", "reason": ""}
-            s.execute(
-                insert(MigrationRow),
-                [
-                    {"phase": "pending", "started_at": 1.0, **mig},
-                    {"phase": "preparing", "started_at": 2.0, **mig},
-                ],
-            )
-        db.migrate()
-        with db.session(write=False) as s:
-            heads = set(s.scalars(text("SELECT version_num FROM alembic_version")))
-            assert "0005_concurrency" in heads
-            states = {i: st for i, st in s.execute(select(InstanceRow.id, InstanceRow.state))}
-            assert states == {
-                "i-old": "running",
-                "i-new": "gone",
-                "i-gone": "gone",
-                "i-other": "migrating",
-            }
-            (t,) = s.scalars(select(TransitionRow).where(TransitionRow.instance == "i-new"))
-            assert (t.previous, t.state) == ("starting", "gone") and "i-old" in t.reason
-            phases = [m.phase for m in s.scalars(select(MigrationRow).order_by(MigrationRow.id))]
-            assert phases == ["failed", "preparing"]
-            kinds = [e.kind for e in s.scalars(select(EventRow))]
-            assert sorted(kinds) == ["InstanceStateChanged", "MigrationFailed"]
-            node = s.get(NodeRow, "n1")
-            assert node is not None and node.revision == 1  # its agent drops i-new
-        with pytest.raises(exc.IntegrityError), db.session() as s:
-            s.execute(insert(InstanceRow), [_instance("i-5", "10.1.0.9/24")])
     finally:
         db.dispose()

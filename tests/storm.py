@@ -256,7 +256,7 @@ class Sampler(threading.Thread):
 def problems(db: Database) -> list[str]:
     """coordinator.violations, read in one snapshot of the database."""
     with db.session(write=False) as s:
-        if not db.is_sqlite:  # a SQLite read transaction is a snapshot already
+        if not db.url.startswith("sqlite"):  # a SQLite read transaction is a snapshot
             s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         return nfv.violations(s)
 

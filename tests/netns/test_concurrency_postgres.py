@@ -11,20 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
 
 import storm
 from concurrency_cases import *  # noqa: F403  (the shared cases)
 from netfate.store import Database
 from orchproc import Orchestrator
-from pgserver import database_from, pg_server
+from pgserver import pg_server
 
 ORCHESTRATOR_ARGS = ("--heartbeat-timeout", "1000000", "--log-level", "warning")
-
-
-@pytest.fixture
-def empty_db_url(pg_admin: tuple[str, Engine]) -> Iterator[str]:
-    yield from database_from(pg_admin, "template0")
 
 
 @pytest.fixture

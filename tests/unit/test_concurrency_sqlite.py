@@ -14,11 +14,6 @@ from netfate.store import Database
 
 
 @pytest.fixture
-def empty_db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/empty.db"
-
-
-@pytest.fixture
 def db_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/orchestrator.db"
     db = Database(url)
