@@ -781,11 +781,15 @@ def expire_migrations(session: Session, deadline_s: float) -> set[str]:
     model/lifecycle.py MigrationPhase); returns the nodes to wake."""
     now = time.time()
     touched: set[str] = set()
+    unsettled = (
+        MigrationRow.phase.in_([MigrationPhase.PENDING.value, MigrationPhase.PREPARING.value]),
+        MigrationRow.started_at < now - deadline_s,
+    )
+    ends = session.execute(select(MigrationRow.source, MigrationRow.target).where(*unsettled))
+    # Their nodes locked, then read again: a report may have settled one meanwhile.
+    lock_nodes(session, *(n for pair in ends.all() for n in pair))
     late = session.scalars(
-        select(MigrationRow).where(
-            MigrationRow.phase.in_([MigrationPhase.PENDING.value, MigrationPhase.PREPARING.value]),
-            MigrationRow.started_at < now - deadline_s,
-        )
+        select(MigrationRow).where(*unsettled).execution_options(populate_existing=True)
     ).all()
     for m in late:
         _step(m, MigrationPhase.ABORTING)
