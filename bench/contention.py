@@ -40,19 +40,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _common  # bench/ is on the path: as a script, or netfate.benchcli.load
+
 # main before the concurrency work of issue 10 (creates read, then insert, unlocked).
 BASELINE = "8c2377a"
 REPO = Path(__file__).resolve().parents[1]
 BURST = 50
 BURST_TOPOLOGY = REPO / "examples" / "contention.yaml"
 BURST_CAPACITY = 30  # counters that fit (the file says how)
-
-
-def _c() -> Any:
-    """bench/_common.py, loaded once (bench/ is not a package: benchcli loads files)."""
-    from netfate.benchcli import load
-
-    return sys.modules.get("netfate_bench__common") or load("_common")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -168,7 +163,7 @@ def burst(base: str, url: str) -> dict[str, Any]:
 
 
 def throughput(base: str, url: str, a: argparse.Namespace) -> dict[str, Any]:
-    api = _c().load_sibling("api")
+    api = _common.load_sibling("api")
     pop = api.populate(base, url, a.nodes, 0)
     make = api.request_maker("create_placed", pop["topology"], [])
     res = asyncio.run(
@@ -182,7 +177,7 @@ def throughput(base: str, url: str, a: argparse.Namespace) -> dict[str, Any]:
 def one_run(
     kind: str, version: str, source: Path | None, a: argparse.Namespace, workdir: Path, tag: str
 ) -> dict[str, Any]:
-    api = _c().load_sibling("api")
+    api = _common.load_sibling("api")
     server = a.pg_url if kind == "postgresql" else None
     out: dict[str, Any] = {}
     for phase in ("throughput", "burst"):
@@ -208,7 +203,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "burst": [r["burst"] for r in rs],
         }
     if "ours" in out and "baseline" in out:
-        out["creates_per_s_ours_vs_baseline"] = _c().ratio(
+        out["creates_per_s_ours_vs_baseline"] = _common.ratio(
             out["ours"]["creates_per_s_median"], out["baseline"]["creates_per_s_median"]
         )
     return out
@@ -216,7 +211,6 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def run(argv: list[str]) -> dict[str, Any]:
     a = parse_args(argv)
-    c = _c()
     result: dict[str, Any] = {
         "benchmark": "contention",
         "workers": a.workers,
@@ -225,13 +219,16 @@ def run(argv: list[str]) -> dict[str, Any]:
         "rounds": a.rounds,
         "baseline": f"git {a.baseline} (src only), same machine, same run, alternating",
     }
-    with c.sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="nft-bench-cont-") as tmp:
+    with (
+        _common.sigterm_interrupts(),
+        tempfile.TemporaryDirectory(prefix="nft-bench-cont-") as tmp,
+    ):
         workdir = Path(tmp)
         base_src = extract(a.baseline, workdir / "baseline")
         for kind in a.databases:
             with contextlib.ExitStack() as stack:
                 a.pg_url = (
-                    stack.enter_context(c.postgres_server()) if kind == "postgresql" else None
+                    stack.enter_context(_common.postgres_server()) if kind == "postgresql" else None
                 )
                 runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "ours": []}
                 for i in range(a.rounds):
