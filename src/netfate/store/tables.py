@@ -103,7 +103,7 @@ class DescriptorRow(Base):
 # instance may still come back), and the database refuses a second holder.
 HOLDS_ADDRESS = text("state <> 'gone'")
 # A migration reserves room at its target until it ends.
-OPEN_MIGRATION = text("phase IN ('pending', 'preparing')")
+OPEN_MIGRATION = text("phase IN ('pending', 'preparing', 'aborting')")
 
 
 class InstanceRow(Base):

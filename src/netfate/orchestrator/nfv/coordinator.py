@@ -207,7 +207,7 @@ def violations(session: Session) -> list[str]:
             )
     twice = (
         select(MigrationRow.instance, func.count())
-        .where(MigrationRow.phase.in_([MigrationPhase.PENDING, MigrationPhase.PREPARING]))
+        .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
         .group_by(MigrationRow.instance)
         .having(func.count() > 1)
     )

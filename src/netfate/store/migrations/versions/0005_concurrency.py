@@ -25,7 +25,7 @@ branch_labels = None
 depends_on = None
 
 HOLDS_ADDRESS = sa.text("state <> 'gone'")
-OPEN_MIGRATION = sa.text("phase IN ('pending', 'preparing')")
+OPEN_MIGRATION = sa.text("phase IN ('pending', 'preparing', 'aborting')")
 
 instances = sa.table(
     "instances",
