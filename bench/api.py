@@ -186,7 +186,8 @@ async def drive(
     """Closed loop: `workers` tasks, each sends its next request when the last answered,
     until the window [warm-up end, warm-up end + duration) is over.
 
-    Throughput: responses completed inside the window / its length. Latency: every
+    Throughput: responses completed inside the window / its length (a reset
+    connection is status 0 and not a response). Latency: every
     request started inside the window, waited for even when it ends after it (so slow
     requests are not dropped from the tail)."""
     import httpx
@@ -208,14 +209,20 @@ async def drive(
                 if t0 >= t_end:
                     return
                 method, path, body = make(next(counter))
-                r = await client.request(method, path, json=body)
-                await r.aread()
+                try:
+                    r = await client.request(method, path, json=body)
+                    await r.aread()
+                    status = r.status_code
+                except httpx.TransportError:
+                    # A connection the server reset (seen on a loaded machine, with the
+                    # old code and the new): counted as status 0, not the end of the run.
+                    status = 0
                 t1 = time.perf_counter()
-                if t_measure <= t1 < t_end:
+                if t_measure <= t1 < t_end and status:
                     completed_in_window += 1
                 if t0 >= t_measure:
                     latencies.append(t1 - t0)
-                    statuses[r.status_code] += 1
+                    statuses[status] += 1
 
         await asyncio.gather(*(worker() for _ in range(workers)))
     return PhaseResult(latencies, statuses, duration, completed_in_window)
@@ -234,7 +241,11 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def orchestrator(url: str, workdir: Path, tag: str) -> Iterator[str]:
+def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) -> Iterator[str]:
+    """`python -m netfate orchestrator` on `url`; with `source`, the netfate package of
+    that source tree (put first on PYTHONPATH) instead of the installed one."""
+    import os
+
     import httpx
 
     c = _c()
@@ -255,8 +266,15 @@ def orchestrator(url: str, workdir: Path, tag: str) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(source), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
     with open(log, "ab") as f:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

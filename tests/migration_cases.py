@@ -8,7 +8,9 @@ Until issue 11 every revision lived in store/migrations/versions; the firewall's
 (0003_firewall) and the sharing service's (0004_sharing) now live in their
 folders, with the same revision ids, and the firewall's tables were renamed
 (0008_firewall_names). A database an orchestrator of the earlier layout made,
-with rows in it, must come out with the rows under the new names.
+with rows in it, must come out with the rows under the new names. The core's
+0005_concurrency resolves what the earlier concurrent writes could leave, before
+its unique indexes.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import exc, insert, inspect, select, text
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from concurrency_cases import _instance, _seed
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.store.db import Database, alembic_config
+from netfate.store.tables import EventRow, InstanceRow, MigrationRow, NodeRow, TransitionRow
 
 EARLIER_HEADS = ("0002_sdn", "0003_firewall", "0004_sharing")
 """The heads of a database migrated before the services had their folders."""
@@ -34,6 +38,8 @@ NEW_USBIP = "0009_usbip_tunnels"
 """The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
 FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
+HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
+"""Every branch's newest revision."""
 
 
 def _earlier(db: Database) -> None:
@@ -77,7 +83,7 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
         _earlier(db)
         assert _versions(db) == set(EARLIER_HEADS)
         db.migrate([s.migrations for s in registered() if s.migrations])
-        assert _versions(db) == {"0002_sdn", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
+        assert _versions(db) == HEADS
         tables = set(inspect(db.engine).get_table_names())
         assert not {t for t in tables if t.startswith("netfate_")}, tables
         assert {"firewall_users", "firewall_accounting", "sharing_pns"} <= tables
@@ -90,7 +96,7 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
             n = conn.execute(text("SELECT count(*) FROM firewall_accounting")).scalar()
             assert n == 1
         db.migrate([s.migrations for s in registered() if s.migrations])  # idempotent
-        assert _versions(db) == {"0002_sdn", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
+        assert _versions(db) == HEADS
     finally:
         db.dispose()
     # The orchestrator serves the rows through the services' APIs.
@@ -101,6 +107,55 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
         acct = c.get("/api/v1/firewall/accounting?user=alice").json()
         assert [a["session_id"] for a in acct] == ["s1"]
         assert [p["email"] for p in c.get("/api/v1/sharing/pns").json()] == ["a@example.org"]
+
+
+def test_the_races_an_earlier_database_kept_are_resolved(db_url: str) -> None:
+    """0005_concurrency: what the earlier races could leave (an address held twice,
+    two open migrations of one instance) is resolved, then the database refuses it."""
+    db = Database(db_url)
+    try:
+        _earlier(db)
+        _seed(db)
+        with db.session() as s:
+            s.execute(
+                insert(InstanceRow),
+                [
+                    _instance("i-old", "10.1.0.9/24", at=1.0),
+                    _instance("i-new", "10.1.0.9/24", "starting", at=2.0),
+                    _instance("i-gone", "10.1.0.9/24", "gone", at=0.5),
+                    _instance("i-other", "10.1.0.7/24", "migrating", at=1.5),
+                ],
+            )
+            mig = {"instance": "i-other", "source": "n1", "target": "n1", "reason": ""}
+            s.execute(
+                insert(MigrationRow),
+                [
+                    {"phase": "pending", "started_at": 1.0, **mig},
+                    {"phase": "preparing", "started_at": 2.0, **mig},
+                ],
+            )
+        db.migrate([s.migrations for s in registered() if s.migrations])
+        assert _versions(db) == HEADS
+        with db.session(write=False) as s:
+            states = {i: st for i, st in s.execute(select(InstanceRow.id, InstanceRow.state))}
+            assert states == {
+                "i-old": "running",
+                "i-new": "gone",
+                "i-gone": "gone",
+                "i-other": "migrating",
+            }
+            (t,) = s.scalars(select(TransitionRow).where(TransitionRow.instance == "i-new"))
+            assert (t.previous, t.state) == ("starting", "gone") and "i-old" in t.reason
+            phases = [m.phase for m in s.scalars(select(MigrationRow).order_by(MigrationRow.id))]
+            assert phases == ["failed", "preparing"]
+            kinds = [e.kind for e in s.scalars(select(EventRow))]
+            assert sorted(kinds) == ["InstanceStateChanged", "MigrationFailed"]
+            node = s.get(NodeRow, "n1")
+            assert node is not None and node.revision == 1  # its agent drops i-new
+        with pytest.raises(exc.IntegrityError), db.session() as s:
+            s.execute(insert(InstanceRow), [_instance("i-5", "10.1.0.9/24")])
+    finally:
+        db.dispose()
 
 
 def test_the_firewall_rename_goes_back_down(db_url: str) -> None:

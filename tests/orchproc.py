@@ -1,4 +1,4 @@
-"""`netfate orchestrator` as a child process on 127.0.0.1, for the browser tests."""
+"""`netfate orchestrator` as a child process on 127.0.0.1 (browser and concurrency tests)."""
 
 from __future__ import annotations
 
@@ -25,19 +25,28 @@ def _free_port() -> int:
 class Orchestrator:
     """`netfate orchestrator` as a child process on 127.0.0.1, restartable in place."""
 
-    def __init__(self, tmp_path: Path, topology: Path | None = TOPOLOGY) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        topology: Path | None = TOPOLOGY,
+        database_url: str | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.db = tmp_path / "o.db"
+        self.database_url = database_url or f"sqlite:///{self.db}"
         self.log_path = tmp_path / "orchestrator.log"
         self.topology = topology
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "netfate", "orchestrator"]
-        argv += ["--listen", f"127.0.0.1:{self.port}", "--database-url", f"sqlite:///{self.db}"]
+        argv += ["--listen", f"127.0.0.1:{self.port}", "--database-url", self.database_url]
         if self.topology is not None:
             argv += ["--topology", str(self.topology)]
+        argv += self.args
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -85,7 +85,10 @@ def portal(env: Env, node: str) -> str:
 def test_captive_before_login_firewall_after_and_captive_again_after_release(env: Env) -> None:
     assert env.intents() == {}  # nothing runs: nothing to steer through
     p1, p2 = portal(env, "cpe1"), portal(env, "cpe2")
-    got = env.wait(lambda: (i := env.intents()).get("firewall-alice") and i)
+    # The policy loop may sync between the two portals' starts: wait for both.
+    got = env.wait(
+        lambda: (i := env.intents()).get("firewall-alice") and f"firewall-p-alice-{p2}" in i and i
+    )
     # Portals reach their node (RADIUS); alice's host reaches both login pages.
     assert got[f"fabric-gw-{p1}"]["b"] == "subnet:0.0.0.0/0@cpe1"
     assert got[f"firewall-p-alice-{p2}"] == {

@@ -32,6 +32,7 @@ from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
 from netfate.orchestrator.sdn.api import router as sdn_router
+from netfate.orchestrator.txretry import TransactionRetry
 from netfate.store.db import Database
 
 log = logging.getLogger("netfate.orchestrator")
@@ -120,6 +121,9 @@ def create_app(
     @app.exception_handler(TopologyError)
     async def _topology(_r: Request, exc: TopologyError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    # Lost races run again, then 409; an unreachable database is 503 (txretry.py).
+    app.add_middleware(TransactionRetry)
 
     app.include_router(core_router, prefix="/api/v1")
     app.include_router(sdn_router, prefix="/api/v1")

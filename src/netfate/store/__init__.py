@@ -5,6 +5,6 @@ SQLite by default, PostgreSQL by URL. The schema is only ever created by Alembic
 """
 
 from netfate.store.base import Base
-from netfate.store.db import Database, normalise_url
+from netfate.store.db import Database, normalise_url, serialize
 
-__all__ = ["Base", "Database", "normalise_url"]
+__all__ = ["Base", "Database", "normalise_url", "serialize"]

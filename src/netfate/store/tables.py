@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from netfate.store.base import Base
@@ -89,11 +99,26 @@ class DescriptorRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+# An address is held from creation until the instance is gone (a stopping or failed
+# instance may still come back), and the database refuses a second holder.
+HOLDS_ADDRESS = text("state <> 'gone'")
+# A migration reserves room at its target until it ends.
+OPEN_MIGRATION = text("phase IN ('pending', 'preparing', 'aborting')")
+
+
 class InstanceRow(Base):
     __tablename__ = "instances"
     __table_args__ = (
         Index("ix_instances_node_state", "node", "state"),
         Index("ix_instances_lan", "lan"),
+        Index(
+            "uq_instances_lan_ip",
+            "lan",
+            "ip",
+            unique=True,
+            sqlite_where=HOLDS_ADDRESS,
+            postgresql_where=HOLDS_ADDRESS,
+        ),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -133,6 +158,16 @@ class TransitionRow(Base):
 
 class MigrationRow(Base):
     __tablename__ = "migrations"
+    __table_args__ = (
+        # At most one open migration per instance.
+        Index(
+            "uq_migrations_open",
+            "instance",
+            unique=True,
+            sqlite_where=OPEN_MIGRATION,
+            postgresql_where=OPEN_MIGRATION,
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     instance: Mapped[str] = mapped_column(
         ForeignKey("instances.id", ondelete="CASCADE"), index=True

@@ -18,9 +18,13 @@ def get_db(request: Request) -> Database:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; handlers commit what they mean to keep."""
+    """A session per request; handlers commit what they mean to keep.
+
+    A GET only reads (reads never write), so its session never holds up writers;
+    any other method's session may write, and on SQLite takes the write lock
+    before its first read (store/db.py)."""
     db: Database = request.app.state.db
-    s = db.sessions()
+    s = db.open(write=request.method not in ("GET", "HEAD"))
     try:
         yield s
     finally:

@@ -140,14 +140,14 @@ async def agent_desired(
     db = request.app.state.db
 
     def current_revision() -> int:
-        with db.session() as s:
+        with db.session(write=False) as s:
             row = s.get(NodeRow, node)
             if row is None:
                 raise NotFound(f"unknown node {node!r}")
             return int(row.revision)
 
     def read() -> dict[str, Any]:
-        with db.session() as s:
+        with db.session(write=False) as s:
             return nfv.desired_state(s, node)
 
     # Most polls find nothing new: compare the revision (one indexed read) and only
@@ -303,7 +303,7 @@ async def stream_events(request: Request, notifier: NotifierDep, after: int = 0)
         after = max(after, int(last_id))
 
     def read(last: int) -> list[dict[str, Any]]:
-        with db.session() as s:
+        with db.session(write=False) as s:
             q = select(EventRow).where(EventRow.id > last).order_by(EventRow.id).limit(500)
             return [views.event(e) for e in s.scalars(q)]
 

@@ -4,6 +4,18 @@ Nothing here talks to an agent. Each operation changes rows in one transaction a
 bumps the `revision` of every node whose desired state changed; agents long-poll
 on that revision and converge. A lost message is therefore harmless: the next poll
 or report carries the same information again.
+
+Concurrent requests. Every change to what a node runs or reserves (placing an
+instance there or migrating one to it, an instance's state, the addresses of its
+LANs) is made holding that node's row lock (`lock_nodes`), so what a decision read
+cannot change under it: a full node or a taken address is seen as such. Locks are
+taken first, before anything is read, and in node-name order, so two transactions
+never wait for each other in a cycle. Placement reads every node unlocked, so the
+chosen node is checked again under its lock; if it was filled meanwhile the whole
+transaction runs again (`RetryTransaction`), and then queues behind the other
+placements that lost a race (`serialize`, taken before any node lock). The database backs this
+with unique indexes (one holder per address, one open migration per instance); on
+SQLite a writing transaction holds the database's write lock anyway (store/db.py).
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.orm import Session
 
 from netfate.model import events as ev
@@ -33,6 +45,8 @@ from netfate.model.lifecycle import (
 )
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
+from netfate.store.conflicts import RetryTransaction, retrying
+from netfate.store.db import exclusive, serialize
 from netfate.store.events import record
 from netfate.store.tables import (
     DescriptorRow,
@@ -48,6 +62,7 @@ from netfate.store.tables import (
 )
 
 S = InstanceState
+PLACEMENT = "placement"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Descriptors every orchestrator knows; services bring more (their contract).
@@ -80,13 +95,41 @@ def ensure_descriptors(session: Session, extra: Iterable[Mapping[str, Any]] = ()
             session.add(DescriptorRow(**d))
 
 
+def lock_nodes(session: Session, *names: str | None) -> dict[str, NodeRow]:
+    """Hold these nodes' rows locked until the transaction ends (PostgreSQL: SELECT ...
+    FOR NO KEY UPDATE, in name order; SQLite: the transaction holds the write lock).
+    Returns them, read now (an unknown name is not there).
+
+    Call it before reading what a change depends on: a row this session loaded
+    before keeps what it held then, so read again what you decide on (queries do;
+    `session.get` of a loaded row does not)."""
+    wanted = sorted({n for n in names if n})
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(NodeRow)
+        .where(NodeRow.name.in_(wanted))
+        .order_by(NodeRow.name)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).all()
+    return {r.name: r for r in rows}
+
+
 def bump(session: Session, *nodes: str | None) -> set[str]:
-    """Mark nodes' desired state as changed; returns the names for the notifier."""
+    """Mark nodes' desired state as changed; returns the names for the notifier.
+
+    One atomic UPDATE ... SET revision = revision + 1 per node (in name order): two
+    concurrent bumps give two increments, so an agent waiting on a revision never
+    misses the second change."""
     names = {n for n in nodes if n}
-    for name in names:
-        row = session.get(NodeRow, name)
-        if row is not None:
-            row.revision = (row.revision or 0) + 1
+    for name in sorted(names):
+        session.execute(
+            update(NodeRow)
+            .where(NodeRow.name == name)
+            .values(revision=NodeRow.revision + 1)
+            .execution_options(synchronize_session="fetch")
+        )
     return names
 
 
@@ -119,38 +162,73 @@ def transition(session: Session, inst: InstanceRow, target: InstanceState, reaso
 
 def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[float, int]]:
     """CPU and memory reserved per node by live instances (incl. migration targets)."""
-    used: dict[str, tuple[float, int]] = {}
     live = [s.value for s in LIVE]
-    q = (
-        select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
-        .where(InstanceRow.state.in_(live))
-        .group_by(InstanceRow.node)
+    q = select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb)).where(
+        InstanceRow.state.in_(live)
     )
-    if node is not None:
-        q = q.where(InstanceRow.node == node)
-    rows = session.execute(q).all()
-    for node, cpu, mem in rows:
-        used[node] = (float(cpu or 0), int(mem or 0))
     # A migration reserves room at its target until it ends.
     mq = (
         select(MigrationRow.target, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
         .join(InstanceRow, InstanceRow.id == MigrationRow.instance)
         .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
-        .group_by(MigrationRow.target)
     )
     if node is not None:
+        q = q.where(InstanceRow.node == node)
         mq = mq.where(MigrationRow.target == node)
-    mig = session.execute(mq).all()
-    for node, cpu, mem in mig:
-        c, m = used.get(node, (0.0, 0))
-        used[node] = (c + float(cpu or 0), m + int(mem or 0))
+    both = union_all(q.group_by(InstanceRow.node), mq.group_by(MigrationRow.target))
+    used: dict[str, tuple[float, int]] = {}
+    for name, cpu, mem in session.execute(both).all():  # one round trip
+        c, m = used.get(name, (0.0, 0))
+        used[name] = (c + float(cpu or 0), m + int(mem or 0))
     return used
+
+
+def violations(session: Session) -> list[str]:
+    """What must never be true, whatever requests ran at once: an address held by two
+    instances, a node over its CPU or memory (reservations of migrations to it
+    included), an instance with two open migrations. The database and the node locks
+    prevent all three; this reads them back (tests, benchmarks, an operator's check).
+    Call it in one snapshot (a read transaction)."""
+    out = []
+    held = (
+        select(InstanceRow.ip, func.count())
+        .where(InstanceRow.state != S.GONE.value, InstanceRow.ip.is_not(None))
+        .group_by(InstanceRow.ip)
+        .having(func.count() > 1)
+    )
+    for ip, n in session.execute(held).all():
+        out.append(f"address {ip} held by {n} instances")
+    used = used_capacity(session)
+    for node in session.scalars(select(NodeRow).order_by(NodeRow.name)):
+        cpu, mem = used.get(node.name, (0.0, 0))
+        if cpu > node.cpu + 1e-9 or mem > node.memory_mb:
+            out.append(
+                f"{node.name} over capacity: {cpu:.2f}/{node.cpu} CPU, {mem}/{node.memory_mb} MiB"
+            )
+    twice = (
+        select(MigrationRow.instance, func.count())
+        .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
+        .group_by(MigrationRow.instance)
+        .having(func.count() > 1)
+    )
+    for iid, n in session.execute(twice).all():
+        out.append(f"instance {iid} has {n} open migrations")
+    return out
+
+
+def room(session: Session, row: NodeRow) -> Candidate:
+    """One node (a row read under its lock) with its free capacity."""
+    cpu, mem = used_capacity(session, row.name).get(row.name, (0.0, 0))
+    return Candidate(
+        row.name, row.kind, row.status == NodeStatus.UP, row.cpu - cpu, row.memory_mb - mem
+    )
 
 
 def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     """Every node (or just `node`) with its free capacity."""
     used = used_capacity(session, node)
     q = select(NodeRow) if node is None else select(NodeRow).where(NodeRow.name == node)
+    q = q.execution_options(populate_existing=True)  # status now, not when first loaded
     out = []
     for n in session.scalars(q).all():
         c, m = used.get(n.name, (0.0, 0))
@@ -251,13 +329,17 @@ def _hosts_downward(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Itera
         yield cls(n)
 
 
-def _lan_for(session: Session, node: str, serves: str | None) -> LanRow | None:
-    if serves is not None:
-        host = session.get(HostRow, serves)
-        if host is not None and host.ip:
-            for lan in session.scalars(select(LanRow).where(LanRow.node == host.node)).all():
-                if ipaddress.ip_address(host.ip) in ipaddress.ip_network(lan.subnet):
-                    return lan
+def _host_lan(session: Session, host: HostRow | None) -> LanRow | None:
+    """The LAN a served host is on: an instance serving it takes its address there."""
+    if host is None or not host.ip:
+        return None
+    for lan in session.scalars(select(LanRow).where(LanRow.node == host.node)).all():
+        if ipaddress.ip_address(host.ip) in ipaddress.ip_network(lan.subnet):
+            return lan
+    return None
+
+
+def _node_lan(session: Session, node: str) -> LanRow | None:
     return session.scalars(select(LanRow).where(LanRow.node == node).order_by(LanRow.id)).first()
 
 
@@ -280,8 +362,13 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     desc = session.get(DescriptorRow, req.descriptor)
     if desc is None:
         raise NotFound(f"unknown descriptor {req.descriptor!r}")
-    if req.serves is not None and session.get(HostRow, req.serves) is None:
+    host = session.get(HostRow, req.serves) if req.serves is not None else None
+    if req.serves is not None and host is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
+    # The address comes from the served host's LAN if it has one, else from the
+    # placement node's; either way under the LAN's node's lock.
+    host_lan = _host_lan(session, host)
+    lan_node = host_lan.node if host_lan is not None else None
     preq = PlacementRequest(
         cpu=desc.cpu,
         memory_mb=desc.memory_mb,
@@ -290,15 +377,20 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         measured_rtt_ms=req.measured_rtt_ms,
     )
     if req.node is not None:
-        if session.get(NodeRow, req.node) is None:
+        row = lock_nodes(session, req.node, lan_node).get(req.node)
+        if row is None:
             raise NotFound(f"unknown node {req.node!r}")
         try:
-            placement = place(preq, candidates(session, req.node), EMPTY_GRAPH, "least-loaded")
+            placement = place(preq, [room(session, row)], EMPTY_GRAPH, "least-loaded")
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why = "named in the request"
         policy = "pinned"
     else:
+        if retrying():
+            # It lost the node it chose to a concurrent request: near full, placements
+            # racing for the same emptiest nodes lose again and again, so now queue.
+            serialize(session, PLACEMENT)
         # The topology graph is only read when the policy measures distances.
         g = graph(session) if req.serves is not None else EMPTY_GRAPH
         try:
@@ -306,8 +398,18 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         except NoPlacement as e:
             raise NoCapacity(str(e)) from None
         why, policy = placement.why, placement.policy
+        locked = lock_nodes(session, placement.node, lan_node)
+        if not exclusive(session):
+            # Placement read every node unlocked: check the chosen one again under its lock.
+            chosen = locked.get(placement.node)
+            try:
+                place(preq, [room(session, chosen)] if chosen else [], EMPTY_GRAPH, "least-loaded")
+            except NoPlacement:
+                raise RetryTransaction(
+                    f"node {placement.node} was filled by a concurrent request"
+                ) from None
     iid = "i-" + secrets.token_hex(4)
-    lan = _lan_for(session, placement.node, req.serves)
+    lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
     now = time.time()
     inst = InstanceRow(
         id=iid,
@@ -350,8 +452,26 @@ def get_instance(session: Session, iid: str) -> InstanceRow:
     return inst
 
 
-def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]:
+def _locked_instance(
+    session: Session, iid: str, *also: str
+) -> tuple[InstanceRow, dict[str, NodeRow]]:
+    """The instance, read again once its node, the targets of its open migrations and
+    `also` are locked (and those node rows). If it moved meanwhile (a migration
+    ended), run it all again."""
     inst = get_instance(session, iid)
+    nodes = {inst.node, *also, *(m.target for m in _open_migrations(session, iid))}
+    locked = lock_nodes(session, *nodes)
+    if exclusive(session):
+        return inst, locked  # read in this transaction, which holds the database
+    session.refresh(inst)
+    now = {inst.node, *(m.target for m in _open_migrations(session, iid))}
+    if not now <= nodes:
+        raise RetryTransaction(f"instance {iid} moved while it was being changed")
+    return inst, locked
+
+
+def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]:
+    inst, _ = _locked_instance(session, iid)
     touched = {inst.node}
     if inst.state == S.MIGRATING.value:
         for m in _open_migrations(session, iid):
@@ -369,10 +489,12 @@ def destroy_instance(session: Session, iid: str) -> tuple[InstanceRow, set[str]]
 def _open_migrations(session: Session, iid: str) -> list[MigrationRow]:
     return list(
         session.scalars(
-            select(MigrationRow).where(
+            select(MigrationRow)
+            .where(
                 MigrationRow.instance == iid,
                 MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]),
             )
+            .execution_options(populate_existing=True)
         ).all()
     )
 
@@ -382,7 +504,7 @@ def reconfigure_instance(
 ) -> tuple[InstanceRow, set[str]]:
     """New configuration for a live instance; its agent applies it (in place if the
     function can, else by a restart that carries its state)."""
-    inst = get_instance(session, iid)
+    inst, _ = _locked_instance(session, iid)
     if inst.state not in (S.REQUESTED.value, S.STARTING.value, S.RUNNING.value):
         raise Conflict(
             f"instance {iid} is {inst.state}: only a live, settled instance can be reconfigured"
@@ -396,9 +518,12 @@ def reconfigure_instance(
 
 
 def migrate_instance(session: Session, iid: str, target: str) -> tuple[MigrationRow, set[str]]:
-    inst = get_instance(session, iid)
-    node = session.get(NodeRow, target)
-    if node is None:
+    get_instance(session, iid)  # an unknown instance is said first
+    if session.get(NodeRow, target) is None:
+        raise NotFound(f"unknown node {target!r}")
+    inst, locked = _locked_instance(session, iid, target)
+    node = locked.get(target)
+    if node is None:  # removed by a topology load in between
         raise NotFound(f"unknown node {target!r}")
     if target == inst.node:
         raise Conflict(f"instance {iid} already runs on {target}")
@@ -406,7 +531,7 @@ def migrate_instance(session: Session, iid: str, target: str) -> tuple[Migration
         raise Conflict(str(IllegalTransition(InstanceState(inst.state), S.MIGRATING)))
     preq = PlacementRequest(cpu=inst.cpu, memory_mb=inst.memory_mb)
     try:
-        place(preq, candidates(session, target), EMPTY_GRAPH, "least-loaded")
+        place(preq, [room(session, node)], EMPTY_GRAPH, "least-loaded")
     except NoPlacement as e:
         raise NoCapacity(f"cannot migrate to {target}: {e}") from None
     m = MigrationRow(
@@ -495,7 +620,16 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
 
     Idempotent: the same report applied twice changes nothing more.
     """
-    row = session.get(NodeRow, node)
+    # A migration's end moves its instance between two nodes: lock both as well.
+    mids = [int(m["id"]) for m in report.get("migrations", [])]
+    peers = (
+        session.execute(
+            select(MigrationRow.source, MigrationRow.target).where(MigrationRow.id.in_(mids))
+        ).all()
+        if mids
+        else []
+    )
+    row = lock_nodes(session, node, *(n for pair in peers for n in pair)).get(node)
     if row is None:
         raise NotFound(f"unknown node {node!r}")
     now = time.time()
@@ -567,6 +701,7 @@ def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -
         raise LifecycleError(f"unknown migration status {status!r}")
     if m is None or node != (m.target if status in TARGET_SAYS else m.source):
         return set()
+    # Its instance moves between source and target: apply_report locked both.
     inst = session.get(InstanceRow, m.instance)
     if inst is None:
         return set()
@@ -646,11 +781,15 @@ def expire_migrations(session: Session, deadline_s: float) -> set[str]:
     model/lifecycle.py MigrationPhase); returns the nodes to wake."""
     now = time.time()
     touched: set[str] = set()
+    unsettled = (
+        MigrationRow.phase.in_([MigrationPhase.PENDING.value, MigrationPhase.PREPARING.value]),
+        MigrationRow.started_at < now - deadline_s,
+    )
+    ends = session.execute(select(MigrationRow.source, MigrationRow.target).where(*unsettled))
+    # Their nodes locked, then read again: a report may have settled one meanwhile.
+    lock_nodes(session, *(n for pair in ends.all() for n in pair))
     late = session.scalars(
-        select(MigrationRow).where(
-            MigrationRow.phase.in_([MigrationPhase.PENDING.value, MigrationPhase.PREPARING.value]),
-            MigrationRow.started_at < now - deadline_s,
-        )
+        select(MigrationRow).where(*unsettled).execution_options(populate_existing=True)
     ).all()
     for m in late:
         _step(m, MigrationPhase.ABORTING)
@@ -664,7 +803,7 @@ def expire_migrations(session: Session, deadline_s: float) -> set[str]:
 
 
 def register_agent(session: Session, node: str, endpoint: str, datapath_id: str | None) -> set[str]:
-    row = session.get(NodeRow, node)
+    row = lock_nodes(session, node).get(node)
     if row is None:
         raise NotFound(
             f"unknown node {node!r}: load a topology that declares it (PUT /api/v1/topology)"
@@ -682,12 +821,21 @@ def register_agent(session: Session, node: str, endpoint: str, datapath_id: str 
 
 def mark_unreachable(session: Session, timeout_s: float) -> list[str]:
     now = time.time()
+    cutoff = now - timeout_s
+    silent = [NodeRow.status == NodeStatus.UP, NodeRow.last_seen < cutoff]
     lost = []
-    for row in session.scalars(select(NodeRow).where(NodeRow.status == NodeStatus.UP)).all():
-        if row.last_seen is not None and now - row.last_seen > timeout_s:
-            row.status = NodeStatus.UNREACHABLE.value
-            record(session, ev.NodeUnreachable(row.name, round(now - row.last_seen, 3)))
-            lost.append(row.name)
+    for name in sorted(session.scalars(select(NodeRow.name).where(*silent)).all()):
+        # Conditional, so a report that arrived since the read above keeps it up.
+        last_seen = session.scalar(
+            update(NodeRow)
+            .where(NodeRow.name == name, *silent)
+            .values(status=NodeStatus.UNREACHABLE.value)
+            .returning(NodeRow.last_seen)
+            .execution_options(synchronize_session="fetch")
+        )
+        if last_seen is not None:
+            record(session, ev.NodeUnreachable(name, round(now - last_seen, 3)))
+            lost.append(name)
     return lost
 
 

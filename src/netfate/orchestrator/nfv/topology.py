@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import LIVE
 from netfate.model.topology import Topology
+from netfate.orchestrator.nfv.coordinator import lock_nodes
 from netfate.orchestrator.nfv.errors import Conflict
 from netfate.store.tables import (
     HostRow,
@@ -29,6 +30,9 @@ from netfate.store.tables import (
 
 def load_topology(session: Session, topo: Topology) -> set[str]:
     names = list(topo.nodes)
+    # Every node: none may get an instance while we decide whether it can go, and
+    # LANs (whose addresses creates allocate) are replaced.
+    lock_nodes(session, *session.scalars(select(NodeRow.name)).all())
     live = [s.value for s in LIVE]
     gone = [n.name for n in session.scalars(select(NodeRow)) if n.name not in topo.nodes]
     for name in gone:

@@ -56,6 +56,7 @@ from netfate.orchestrator.sdn.intents import (
     parse_intent,
 )
 from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow, SdnHostSightingRow, SdnIntentRow
+from netfate.store.db import serialize
 from netfate.store.events import record_event
 from netfate.store.tables import HostRow, InstanceRow, LinkRow, NodeRow, PortRow
 
@@ -119,6 +120,16 @@ def build_view(session: Session) -> NetworkView:
     return NetworkView(nodes=nodes, hosts=hosts, instances=instances, links=links)
 
 
+# Whether an intent may go in depends on every stored one (conflicts, compiled
+# flows): admissions run one at a time (store.serialize), each seeing the others'.
+ADMISSION = "sdn-intent-admission"
+
+
+def _admission(session: Session) -> None:
+    serialize(session, ADMISSION)
+    session.expire_all()  # intents loaded before are read again
+
+
 def load_intents(session: Session) -> list[Intent]:
     rows = session.scalars(select(SdnIntentRow).order_by(SdnIntentRow.created_at, SdnIntentRow.id))
     return [parse_intent(r.spec) for r in rows]
@@ -131,6 +142,7 @@ def admit(
     view knows, no conflict with the stored ones or each other, flows that compile.
     One that fails is left out and reported (id -> reason); the others go in.
     Returns (added ids, refused). Does not commit."""
+    _admission(session)
     existing = load_intents(session)
     view = view if view is not None else build_view(session)
     index = ConflictIndex()
@@ -178,6 +190,7 @@ def reconcile_owned(
     own intents, recomputed from its tables): stale or changed ones are deleted, new
     or changed ones admitted (see admit). Returns (added, removed, refused). Does not
     commit."""
+    _admission(session)
     want_by_id = {it.id: it for it in want}
     removed = []
     for row in session.scalars(select(SdnIntentRow)):
@@ -254,6 +267,7 @@ def add_intent(
         raise HTTPException(
             422, detail=[{"loc": err["loc"], "msg": err["msg"]} for err in e.errors()]
         ) from None
+    _admission(session)
     view = build_view(session)
     existing = load_intents(session)
     try:
@@ -293,6 +307,7 @@ def add_fabric(session: SessionDep, request: Request, instances: bool = True) ->
     from netfate.orchestrator.sdn.fabric import fabric_intents, isolated_lans
     from netfate.store.tables import TopologyRow
 
+    _admission(session)
     trow = session.get(TopologyRow, 1)
     if trow is None:
         raise HTTPException(409, detail="no topology loaded")

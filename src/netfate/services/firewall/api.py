@@ -133,8 +133,13 @@ def fwd_out(r: FirewallForwardingRow) -> dict[str, Any]:
     }
 
 
-def _user(session: SessionDep, name: str) -> FirewallUserRow:
-    u = session.get(FirewallUserRow, name)
+def _user(session: SessionDep, name: str, *, lock: bool = False) -> FirewallUserRow:
+    """The user; with `lock`, its row locked until the transaction ends and read now,
+    so two changes of one user (rules and their version) run one after the other."""
+    q = select(FirewallUserRow).where(FirewallUserRow.name == name)
+    if lock:
+        q = q.with_for_update().execution_options(populate_existing=True)
+    u = session.scalars(q).first()
     if u is None:
         raise HTTPException(404, detail=f"unknown user {name!r}")
     return u
@@ -196,7 +201,7 @@ def get_user(name: str, session: SessionDep) -> dict[str, Any]:
 
 @router.patch("/users/{name}")
 def patch_user(name: str, body: UserPatch, session: SessionDep) -> dict[str, Any]:
-    u = _user(session, name)
+    u = _user(session, name, lock=True)
     if body.password is not None:
         u.password_hash = hash_password(body.password)
     for key in ("functions", "host", "ip", "idle_timeout", "session_timeout"):
@@ -209,7 +214,7 @@ def patch_user(name: str, body: UserPatch, session: SessionDep) -> dict[str, Any
 
 @router.delete("/users/{name}")
 def delete_user(name: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
-    u = _user(session, name)
+    u = _user(session, name, lock=True)
     touched = policy.release(session, u, "user deleted") if u.status == "online" else set()
     session.delete(u)
     session.commit()
@@ -226,7 +231,7 @@ def get_rules(name: str, session: SessionDep) -> dict[str, Any]:
 @router.put("/users/{name}/rules")
 def put_rules(name: str, session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Replace the rule set whole. Validated first: on any fault nothing changes (422)."""
-    u = _user(session, name)
+    u = _user(session, name, lock=True)
     try:
         policy.set_rules(session, u, body)
     except (RuleError, policy.PolicyError) as e:
@@ -237,7 +242,7 @@ def put_rules(name: str, session: SessionDep, body: dict[str, Any] = Body(...)) 
 
 @router.post("/users/{name}/logout")
 def logout(name: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
-    u = _user(session, name)
+    u = _user(session, name, lock=True)
     touched = policy.release(session, u, "logged out") if u.status == "online" else set()
     session.commit()
     notifier.notify(touched)

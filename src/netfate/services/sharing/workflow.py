@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from netfate.model.lifecycle import LIVE, InstanceState
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
+from netfate.store.db import serialize
 from netfate.store.events import record
 from netfate.store.tables import HostRow, InstanceRow, LanRow, NodeRow
 from netfate.vnf.virtual_presence.att import ATT, ATTError
@@ -61,12 +62,23 @@ class Forbidden(LifecycleError):
     status = 403
 
 
+def _one_at_a_time(session: Session) -> None:
+    """Sharing's changes run one at a time. Each decides on rows another could be
+    changing at once (a LAN's PN, a PN's free addresses and devices, a share's
+    state); they are rare (people's actions), so the service serializes them in the
+    database (store.serialize) rather than lock row by row. Call it first: rows
+    loaded before (the route's PN or share) are read again when next used."""
+    serialize(session, "sharing")
+    session.expire_all()
+
+
 # ------------------------------------------------------------------ PNs
 
 
 def create_pn(
     session: Session, email: str, node: str, subnet: str | None = None, name: str = ""
 ) -> PersonalNetworkRow:
+    _one_at_a_time(session)
     if not EMAIL_RE.match(email):
         raise BadRequest(f"a PN id is its owner's email; {email!r} is not one")
     if session.get(PersonalNetworkRow, email) is not None:
@@ -192,6 +204,7 @@ def declare_device(
     session: Session, pn: PersonalNetworkRow, name: str, ip: str, kind: str, mac: str | None
 ) -> DeviceRow:
     """Add a virtual device (vSTB, vNAS...) to the PN, or replace a declared one."""
+    _one_at_a_time(session)
     addr = ipaddress.ip_address(ip)
     if addr not in ipaddress.ip_network(pn.subnet):
         raise BadRequest(f"{ip} is not in PN {pn.email}'s subnet {pn.subnet}")
@@ -215,6 +228,7 @@ def report_inventory(
     session: Session, pn: PersonalNetworkRow, devices: list[dict[str, Any]]
 ) -> int:
     """Replace what the vHG last reported (DHCP leases, neighbour table)."""
+    _one_at_a_time(session)
     net = ipaddress.ip_network(pn.subnet)
     for old in session.scalars(
         select(DeviceRow).where(DeviceRow.pn == pn.email, DeviceRow.source != "declared")
@@ -274,6 +288,7 @@ def _move(session: Session, sh: ShareRow, target: ShareState, actor: str, why: s
 def request_share(
     session: Session, owner: str, device: str, recipient: str, http_ports: list[int] | None = None
 ) -> ShareRow:
+    _one_at_a_time(session)
     pn1 = get_pn(session, owner)
     if not EMAIL_RE.match(recipient):
         raise BadRequest(f"the recipient is a PN id (an email); {recipient!r} is not one")
@@ -420,6 +435,7 @@ def _launch(
 
 def accept(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
     """PN2's owner accepts: steps 3 to 8. Refuses (changing nothing) if anything is missing."""
+    _one_at_a_time(session)
     sh = get_share(session, sid)
     if by != sh.recipient:
         raise Forbidden(f"only {sh.recipient} (the recipient) can accept share {sid}")
@@ -459,6 +475,7 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> set[str]:
     destroyed); their intents follow at the next `network.sync`. Returns the
     nodes touched.
     """
+    _one_at_a_time(session)
     touched: set[str] = set()
     now = [A(d.ip) for d in inventory(session, pn2)]
     shares = session.scalars(
@@ -509,6 +526,7 @@ def resync(session: Session, pn2: PersonalNetworkRow) -> set[str]:
 
 
 def decline(session: Session, sid: int, by: str) -> ShareRow:
+    _one_at_a_time(session)
     sh = get_share(session, sid)
     if by != sh.recipient:
         raise Forbidden(f"only {sh.recipient} (the recipient) can decline share {sid}")
@@ -527,6 +545,7 @@ def _destroy_vps(session: Session, sh: ShareRow) -> set[str]:
 
 
 def revoke(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
+    _one_at_a_time(session)
     sh = get_share(session, sid)
     if by not in (sh.owner, sh.recipient):
         raise Forbidden(f"only {sh.owner} or {sh.recipient} can revoke share {sid}")
@@ -537,26 +556,40 @@ def revoke(session: Session, sid: int, by: str) -> tuple[ShareRow, set[str]]:
 def refresh(session: Session, sh: ShareRow, network_ready: bool = True) -> set[str]:
     """accepted -> active when both VPs run (and, with `network_ready` false, not yet:
     the share's SDN intents are not all in); -> failed (VPs removed) when one failed."""
-    if ShareState(sh.state) not in states.BUILT:
+    if _verdict(session, sh, network_ready) is None:
+        return set()  # the common case, read only
+    _one_at_a_time(session)
+    verdict = _verdict(session, sh, network_ready)  # again: another request may have moved it
+    if verdict is None:
         return set()
+    target, why = verdict
+    if target == ShareState.FAILED:
+        _move(session, sh, ShareState.FAILED, "orchestrator", why)
+        sh.detail = why
+        return _destroy_vps(session, sh)
+    sh.active_at = time.time()
+    _move(session, sh, ShareState.ACTIVE, "orchestrator", why)
+    return set()
+
+
+def _verdict(session: Session, sh: ShareRow, network_ready: bool) -> tuple[ShareState, str] | None:
+    """Where refresh moves the share, and why; None: it stays."""
+    if ShareState(sh.state) not in states.BUILT:
+        return None
     insts = [session.get(InstanceRow, i) if i else None for i in (sh.vp2_instance, sh.vp1_instance)]
     bad = [i for i in insts if i is None or i.state in ("failed", "gone", "stopping")]
     if bad:
         why = "; ".join(
             f"VP {i.id} {i.state}: {i.detail}" if i is not None else "a VP is missing" for i in bad
         )
-        _move(session, sh, ShareState.FAILED, "orchestrator", why[:2000])
-        sh.detail = why[:2000]
-        return _destroy_vps(session, sh)
+        return ShareState.FAILED, why[:2000]
     if (
         sh.state == ShareState.ACCEPTED
         and network_ready
         and all(i is not None and i.state == "running" for i in insts)
     ):
-        sh.active_at = time.time()
-        _move(session, sh, ShareState.ACTIVE, "orchestrator",
-              "both VPs run; overlay and paths in the network up")  # fmt: skip
-    return set()
+        return ShareState.ACTIVE, "both VPs run; overlay and paths in the network up"
+    return None
 
 
 def history(session: Session, sid: int) -> list[ShareHistoryRow]:
@@ -617,6 +650,7 @@ def list_shares(session: Session, pn: str | None = None) -> list[ShareRow]:
 
 def start_vhg(session: Session, pn: PersonalNetworkRow) -> tuple[InstanceRow, set[str]]:
     """Launch the PN's virtual home gateway (DHCP, NAT, firewall) on its node."""
+    _one_at_a_time(session)
     if pn.vhg_instance:
         cur = session.get(InstanceRow, pn.vhg_instance)
         if cur is not None and cur.state in [s.value for s in LIVE]:

@@ -1,0 +1,30 @@
+"""The concurrency cases on SQLite: the orchestrator app in this process, behind a
+real uvicorn server on 127.0.0.1, with real client threads (see
+tests/concurrency_cases.py)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import storm
+from concurrency_cases import *  # noqa: F403  (the shared cases)
+from netfate.orchestrator.app import Settings, create_app
+from netfate.store import Database
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/orchestrator.db"
+    db = Database(url)
+    db.migrate()
+    db.dispose()
+    return url
+
+
+@pytest.fixture
+def orchestrator(db_url: str) -> Iterator[str]:
+    # Nodes have played agents only: a long timeout keeps them up between reports.
+    app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=3600))
+    with storm.serve(app) as base:
+        yield base
