@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
@@ -427,6 +427,17 @@ def _check_event(session: Session, eid: int, states: tuple[str, ...], what: str)
         invalid("event", f"event {eid} is {e.state}: {what}")
 
 
+UserRow = TypeVar("UserRow", RecordingRow, ReservationRow)
+
+
+def _of_user(session: Session, table: type[UserRow], user: str | None) -> list[UserRow]:
+    """A table's rows, of one user or everyone's, oldest first."""
+    q = select(table).order_by(table.id)
+    if user is not None:
+        q = q.where(table.user == user)
+    return list(session.scalars(q))
+
+
 def _recording(r: RecordingRow) -> dict[str, Any]:
     return {
         "id": r.id,
@@ -451,10 +462,7 @@ def record(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
 @router.get("/recordings")
 def list_recordings(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
     """MyShare: a user's recordings (the paper's Table of Recordings)."""
-    q = select(RecordingRow).order_by(RecordingRow.id)
-    if user is not None:
-        q = q.where(RecordingRow.user == user)
-    return [_recording(r) for r in session.scalars(q)]
+    return [_recording(r) for r in _of_user(session, RecordingRow, user)]
 
 
 @router.delete("/recordings/{rid}")
@@ -474,7 +482,7 @@ def _reservation(r: ReservationRow) -> dict[str, Any]:
 
 @router.post("/reservations", status_code=201)
 def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
-    """A user reserves a future event (the Calendar; feeds the back-end's planning)."""
+    """A user reserves a future event (the Calendar). Planning does not read them yet."""
     _check_event(session, body.event, ("scheduled",), "only a coming one can be reserved")
     r = ReservationRow(user=body.user, event=body.event, created_at=time.time())
     session.add(r)
@@ -488,10 +496,7 @@ def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
 
 @router.get("/reservations")
 def list_reservations(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
-    q = select(ReservationRow).order_by(ReservationRow.id)
-    if user is not None:
-        q = q.where(ReservationRow.user == user)
-    return [_reservation(r) for r in session.scalars(q)]
+    return [_reservation(r) for r in _of_user(session, ReservationRow, user)]
 
 
 @router.delete("/reservations/{rid}")

@@ -50,12 +50,17 @@ def network(session: Session) -> Network:
     return Network(nodes, specs)
 
 
-def _row(session: Session, lock: bool) -> TreeRow | None:
+def _read(session: Session, lock: bool = False) -> TreeRow | None:
     q = select(TreeRow).where(TreeRow.id == 1)
     if lock:
         q = q.with_for_update()
-    row = session.scalars(q.execution_options(populate_existing=True)).first()
-    if row is None and lock:
+    return session.scalars(q.execution_options(populate_existing=True)).first()
+
+
+def _locked(session: Session) -> TreeRow:
+    """The tree's row, locked until the transaction ends (made on first use)."""
+    row = _read(session, lock=True)
+    if row is None:
         row = TreeRow(
             id=1,
             state={},
@@ -74,7 +79,7 @@ def limits(grace_s: float) -> Limits:
 
 def load(session: Session, *, lock: bool = True) -> Tree:
     """The tree (locked for this transaction when ``lock``)."""
-    row = _row(session, lock)
+    row = _locked(session) if lock else _read(session)
     if row is None:
         return Tree(network(session), LIMITS)
     t = Tree.load(network(session), limits(row.grace_s), row.state or {})
@@ -83,16 +88,14 @@ def load(session: Session, *, lock: bool = True) -> Tree:
 
 
 def save(session: Session, t: Tree) -> None:
-    row = _row(session, True)
-    assert row is not None  # created under the lock
+    row = _locked(session)
     row.state = t.dump()
     row.criterion = t.criterion
     row.updated_at = time.time()
 
 
 def settings(session: Session, criterion: Criterion | None, grace_s: float | None) -> Tree:
-    row = _row(session, True)
-    assert row is not None
+    row = _locked(session)
     if criterion is not None:
         row.criterion = criterion
     if grace_s is not None:

@@ -140,10 +140,11 @@ def converge(session: Session, want: Desired) -> set[str]:
 def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any]) -> set[str]:
     f = session.get(FunctionRow, key)
     inst = session.get(InstanceRow, f.instance) if f is not None else None
+    touched: set[str] = set()
     try:
         if inst is None or inst.state in LOST or inst.node != node:
             if inst is not None and inst.state not in LOST:
-                nfv.destroy_instance(session, inst.id)
+                touched |= nfv.destroy_instance(session, inst.id)[1]
             name = key.replace(":", "-")[:64]
             inst, nodes = nfv.create_instance(
                 session, nfv.CreateRequest(descriptor=desc, name=name, node=node, config=cfg)
@@ -155,7 +156,7 @@ def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any
                 session.add(f)
             f.instance, f.node, f.detail = inst.id, node, ""
             session.flush()
-            return nodes
+            return touched | nodes
         if (inst.config or {}) != cfg:
             _, nodes = nfv.reconfigure_instance(session, inst.id, cfg)
             return nodes
@@ -163,7 +164,7 @@ def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any
         log.warning("streaming %s: %s", key, e)
         if f is not None:
             f.detail = str(e)[:2000]
-    return set()
+    return touched
 
 
 def step(session: Session) -> set[str]:

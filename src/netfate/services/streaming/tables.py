@@ -85,7 +85,7 @@ class RecordingRow(Base):
 
 
 class ReservationRow(Base):
-    """A user's intent to watch a future event (feeds planning and reminders)."""
+    """A user's intent to watch a future event (for reminders and, later, planning)."""
 
     __tablename__ = "streaming_reservations"
     __table_args__ = (UniqueConstraint("user", "event"),)
