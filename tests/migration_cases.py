@@ -38,7 +38,9 @@ NEW_USBIP = "0009_usbip_tunnels"
 """The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
 FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
-HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
+NEW_STREAMING = "0014_streaming"
+"""The streaming service's branch, new as well."""
+HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_STREAMING}
 """Every branch's newest revision."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,7 +122,18 @@ def scenario(
         report(c, "cpe1", [counter.json()["id"], sh["vp2_instance"]])
         report(c, "cpe2", [sh["vp1_instance"]])
         until(lambda: share_state(db, sh["id"]) == "active")
-        ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db}
+        # the streaming service: a live event with a viewer, a recording, a reservation
+        st = "/api/v1/streaming"
+        ok(c.post(f"{st}/providers", json={"name": "uni", "title": "U", "pe": "pe1"}))
+        ev = {"provider": "uni", "title": "T", "start": time.time() + 60, "duration_s": 60}
+        live = c.post(f"{st}/events", json=ev).json()
+        later = c.post(f"{st}/events", json=ev).json()
+        ok(c.post(f"{st}/events/{live['id']}/start"))
+        ok(c.post(f"{st}/contents/ev{live['id']}/viewers", json={"client": "c", "pe": "cpe1"}))
+        ok(c.post(f"{st}/recordings", json={"user": "bob", "event": live["id"]}))
+        ok(c.post(f"{st}/reservations", json={"user": "bob", "event": later["id"]}))
+        ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db,
+               "event": live["id"]}  # fmt: skip
         yield c, ids
 
 
@@ -151,6 +163,8 @@ def _fill(path: str, ids: dict[str, Any]) -> str:
         "email": ALICE,
         "sid": str(ids["share"]),
         "address": "10.0.0.0/8",
+        "eid": str(ids["event"]),
+        "cid": f"ev{ids['event']}",
     }
     if path.startswith("/api/v1/firewall/users/"):
         values["name"] = "alice"

@@ -1,0 +1,56 @@
+"""Live streaming for small content providers (the live-streaming-delivery-tree
+paper): a front-end of providers, scheduled events, live contents, recordings and
+reservations, and a back-end that builds and prunes each content's delivery tree
+(acquirer at the provider's PE, forwarders at branch points, edge streamers on
+viewers' PEs) by the paper's rule.
+
+See README.md. Plugs into the platform by its contract, SERVICE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netfate.contract import Demo, Loop, Role, Service
+
+from . import reconcile
+from .api import router
+from .functions import DESCRIPTORS
+
+OPERATOR, PROVIDER, USER = Role.OPERATOR, Role.PROVIDER, Role.USER
+EVERYONE = (OPERATOR, PROVIDER, USER)
+
+SERVICE = Service(
+    name="streaming",
+    summary="Live streaming for small content providers: scheduled events, a delivery "
+    "tree (acquirer, forwarders, edge streamers) built and pruned on demand by the paper's "
+    "rule, recordings and reservations.",
+    folder=Path(__file__).parent,
+    api=router,
+    roles={
+        "POST /providers": (OPERATOR,),
+        "GET /providers": EVERYONE,
+        "POST /events": (OPERATOR, PROVIDER),
+        "GET /events": EVERYONE,
+        "GET /events/{eid}": EVERYONE,
+        "POST /events/{eid}/start": (OPERATOR, PROVIDER),
+        "POST /events/{eid}/stop": (OPERATOR, PROVIDER),
+        "GET /contents": EVERYONE,
+        "POST /contents/{cid}/viewers": (OPERATOR, USER),
+        "GET /contents/{cid}/viewers": (OPERATOR,),
+        "DELETE /contents/{cid}/viewers/{client}": (OPERATOR, USER),
+        "GET /tree": (OPERATOR,),
+        "PUT /settings": (OPERATOR,),
+        "POST /recordings": (USER,),
+        "GET /recordings": (OPERATOR, USER),
+        "DELETE /recordings/{rid}": (OPERATOR, USER),
+        "POST /reservations": (USER,),
+        "GET /reservations": (OPERATOR, USER),
+        "DELETE /reservations/{rid}": (OPERATOR, USER),
+    },
+    descriptors=DESCRIPTORS,
+    loops=(Loop("tree", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
+    demos=(Demo("streaming", "netfate.services.streaming.demo"),),
+)
+
+__all__ = ["SERVICE"]

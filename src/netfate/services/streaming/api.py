@@ -1,0 +1,509 @@
+"""REST API of the streaming service (the paper's front-end), /api/v1/streaming/...
+
+Providers and their scheduled events; an event started is a live content with the
+acquirer port the front-end assigns to its flow; viewers join a content from their
+access PE and get the edge streamer the back-end chose (case of the rule and why),
+or a refusal that says why (503). Users' recordings and reservations.
+
+Bad input is a 422 whose ``detail`` is a list of ``{"loc": [...], "msg": ...}``, the
+shape FastAPI gives schema errors, so a client shows each next to its field.
+Writes converge what they changed at once (the reconcile step); reads only read.
+Users are named by a ``user`` field until the identity issue's sign-in exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any, Literal, NoReturn, TypeVar
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.engine.placement import HOSTING_KINDS
+from netfate.store.tables import HostRow, NodeRow
+
+from . import backend, reconcile
+from .functions import HTTP_PORT, INGEST_PORTS, TREE_PORTS
+from .tables import (
+    ContentRow,
+    EventRow,
+    FunctionRow,
+    ProviderRow,
+    RecordingRow,
+    ReservationRow,
+)
+from .tree import JoinRefused, ViewerAssigned
+
+router = APIRouter()
+NAME = r"^[a-z0-9][a-z0-9-]{0,47}$"
+MAX_DURATION_S = 7 * 24 * 3600
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def invalid(field: str, msg: str) -> NoReturn:
+    """A 422 keyed to the body field at fault."""
+    raise HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+
+
+def _pe(session: Session, field: str, name: str) -> None:
+    node = session.get(NodeRow, name)
+    if node is None:
+        invalid(field, f"unknown node {name!r}")
+    if node.kind not in HOSTING_KINDS:
+        invalid(field, f"{name} is a {node.kind} node: it cannot run the service's functions")
+
+
+# ------------------------------------------------------------------ providers
+
+
+class ProviderIn(_In):
+    name: str = Field(pattern=NAME, description="Its id: lower-case letters, digits, '-'")
+    title: str = Field(min_length=1, max_length=128)
+    pe: str = Field(max_length=64, description="Its access PE: the acquirer runs there")
+    source: str | None = Field(
+        default=None, max_length=64, description="The address it streams from (others refused)"
+    )
+
+
+def _provider(p: ProviderRow) -> dict[str, Any]:
+    return {"name": p.name, "title": p.title, "pe": p.pe, "source": p.source}
+
+
+@router.post("/providers", status_code=201)
+def create_provider(body: ProviderIn, session: SessionDep) -> dict[str, Any]:
+    _pe(session, "pe", body.pe)
+    if body.source is not None:
+        try:
+            ipaddress.ip_address(body.source)
+        except ValueError:
+            invalid("source", f"{body.source!r} is not an IP address")
+    if session.get(ProviderRow, body.name) is not None:
+        raise HTTPException(409, detail=f"provider {body.name!r} exists")
+    p = ProviderRow(
+        name=body.name, title=body.title, pe=body.pe, source=body.source, created_at=time.time()
+    )
+    session.add(p)
+    session.commit()
+    return _provider(p)
+
+
+@router.get("/providers")
+def list_providers(session: SessionDep) -> list[dict[str, Any]]:
+    """The providers, each with its schedule (what the Discover page shows)."""
+    out = []
+    for p in session.scalars(select(ProviderRow).order_by(ProviderRow.name)):
+        evs = session.scalars(
+            select(EventRow).where(EventRow.provider == p.name).order_by(EventRow.start)
+        )
+        out.append({**_provider(p), "events": [_event(session, e) for e in evs]})
+    return out
+
+
+# ------------------------------------------------------------------ events
+
+
+class EventIn(_In):
+    provider: str = Field(max_length=48)
+    title: str = Field(min_length=1, max_length=128)
+    description: str = Field(default="", max_length=4000)
+    start: float = Field(description="Unix seconds")
+    duration_s: float = Field(gt=0, le=MAX_DURATION_S, description="Expected duration")
+    bitrate_kbps: int = Field(
+        default=3000,
+        ge=64,
+        le=50_000,
+        description="What the provider will send (reserved on the tree)",
+    )
+
+
+def _event(session: Session, e: EventRow) -> dict[str, Any]:
+    c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).first()
+    return {
+        "id": e.id,
+        "provider": e.provider,
+        "title": e.title,
+        "description": e.description,
+        "start": e.start,
+        "duration_s": e.duration_s,
+        "bitrate_kbps": e.bitrate_kbps,
+        "state": e.state,
+        "content": _content(session, c) if c is not None else None,
+    }
+
+
+def _get_event(session: Session, eid: int) -> EventRow:
+    e = session.get(EventRow, eid)
+    if e is None:
+        raise HTTPException(404, detail=f"unknown event {eid}")
+    return e
+
+
+@router.post("/events", status_code=201)
+def create_event(body: EventIn, session: SessionDep) -> dict[str, Any]:
+    if session.get(ProviderRow, body.provider) is None:
+        invalid("provider", f"unknown provider {body.provider!r}")
+    if body.start + body.duration_s < time.time():
+        invalid("start", "the event would be over already")
+    e = EventRow(
+        provider=body.provider,
+        title=body.title,
+        description=body.description,
+        start=body.start,
+        duration_s=body.duration_s,
+        bitrate_kbps=body.bitrate_kbps,
+        state="scheduled",
+        created_at=time.time(),
+    )
+    session.add(e)
+    session.commit()
+    return _event(session, e)
+
+
+@router.get("/events")
+def list_events(session: SessionDep, provider: str | None = None) -> list[dict[str, Any]]:
+    q = select(EventRow).order_by(EventRow.start, EventRow.id)
+    if provider is not None:
+        q = q.where(EventRow.provider == provider)
+    return [_event(session, e) for e in session.scalars(q)]
+
+
+@router.get("/events/{eid}")
+def get_event(eid: int, session: SessionDep) -> dict[str, Any]:
+    return _event(session, _get_event(session, eid))
+
+
+def _free_port(taken: set[int], span: tuple[int, int]) -> int | None:
+    return next((p for p in range(span[0], span[1], 2) if p not in taken), None)
+
+
+@router.post("/events/{eid}/start")
+def start_event(eid: int, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """The provider starts its event: a live content, its acquirer at the provider's PE
+    and the port its flow goes to."""
+    e = _get_event(session, eid)
+    if e.state != "scheduled":
+        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    prov = session.get(ProviderRow, e.provider)
+    assert prov is not None
+    live = list(session.scalars(select(ContentRow).where(ContentRow.state == "live")))
+    ingest = _free_port({c.ingest_port for c in live if c.pe == prov.pe}, INGEST_PORTS)
+    tree_port = _free_port({c.tree_port for c in live}, TREE_PORTS)
+    if ingest is None or tree_port is None:
+        raise HTTPException(503, detail="no port free for another live content")
+    t = backend.load(session)
+    cid = f"ev{e.id}"
+    try:
+        t.publish(cid, prov.pe, e.bitrate_kbps * 1000.0)
+    except ValueError as err:
+        raise HTTPException(503, detail=str(err)) from None
+    now = time.time()
+    e.state, e.started_at = "started", now
+    session.add(
+        ContentRow(
+            id=cid,
+            event=e.id,
+            provider=prov.name,
+            pe=prov.pe,
+            ingest_port=ingest,
+            tree_port=tree_port,
+            bitrate_bps=e.bitrate_kbps * 1000,
+            state="live",
+            started_at=now,
+        )
+    )
+    backend.save(session, t)
+    session.flush()
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return _event(session, e)
+
+
+@router.post("/events/{eid}/stop")
+def stop_event(eid: int, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    e = _get_event(session, eid)
+    if e.state != "started":
+        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).one()
+    t = backend.load(session)
+    now = time.time()
+    backend.record(session, t.unpublish(c.id, now))
+    backend.save(session, t)
+    e.state, e.ended_at = "ended", now
+    c.state, c.ended_at = "ended", now
+    for r in session.scalars(
+        select(RecordingRow).where(RecordingRow.event == e.id, RecordingRow.state == "requested")
+    ):
+        r.state, r.stopped_at = "stopped", now
+    session.flush()
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return _event(session, e)
+
+
+# ------------------------------------------------------------------ contents, viewers
+
+
+def _content(session: Session, c: ContentRow) -> dict[str, Any]:
+    acq = reconcile.address(reconcile.instance_of(session, f"acquirer:{c.pe}"))
+    return {
+        "id": c.id,
+        "event": c.event,
+        "provider": c.provider,
+        "state": c.state,
+        "bitrate_bps": c.bitrate_bps,
+        "acquirer": {"node": c.pe, "address": acq, "port": c.ingest_port, "protocol": "rtp"},
+    }
+
+
+@router.get("/contents")
+def list_contents(session: SessionDep) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(ContentRow).where(ContentRow.state == "live").order_by(ContentRow.id)
+    )
+    return [_content(session, c) for c in rows]
+
+
+class JoinIn(_In):
+    client: str = Field(min_length=1, max_length=128, description="The client's id")
+    pe: str | None = Field(default=None, max_length=64, description="Its access PE")
+    host: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Or its host in the topology (its PE is the host's node)",
+    )
+
+
+def _viewer(
+    session: Session, content: str, client: str, streamer: str, node: str
+) -> dict[str, Any]:
+    ip = reconcile.address(reconcile.instance_of(session, f"streamer:{streamer}"))
+    base = f"http://{ip}:{HTTP_PORT}" if ip else None
+    return {
+        "client": client,
+        "content": content,
+        "streamer": streamer,
+        "node": node,
+        "address": ip,
+        "hls": f"{base}/hls/{content}/index.m3u8" if base else None,
+        "rtp_join": f"{base}/rtp/{content}/source/join" if base else None,
+    }
+
+
+@router.post("/contents/{cid}/viewers")
+def join(cid: str, body: JoinIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """A client asks for content X from its PE: the back-end assigns an edge streamer
+    by the paper's rule (the case and why are in the answer); 503 when it cannot."""
+    c = session.get(ContentRow, cid)
+    if c is None or c.state != "live":
+        raise HTTPException(404, detail=f"content {cid!r} is not live")
+    pe = body.pe
+    if pe is None:
+        if body.host is None:
+            invalid("pe", "give the client's access PE (pe) or its host")
+        h = session.get(HostRow, body.host)
+        if h is None:
+            invalid("host", f"unknown host {body.host!r}")
+        pe = h.node
+    _pe(session, "pe" if body.pe else "host", pe)
+    t = backend.load(session)
+    ev = t.join(body.client, cid, pe, time.time())
+    backend.record(session, [ev])
+    if isinstance(ev, JoinRefused):
+        session.commit()  # the refusal stays in the event log
+        raise HTTPException(503, detail=ev.why)
+    assert isinstance(ev, ViewerAssigned)
+    backend.save(session, t)
+    session.flush()
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return {
+        **_viewer(session, cid, ev.client, ev.streamer, ev.node),
+        "pe": pe,
+        "case": ev.case,
+        "why": ev.why,
+    }
+
+
+@router.get("/contents/{cid}/viewers")
+def list_viewers(cid: str, session: SessionDep) -> list[dict[str, Any]]:
+    t = backend.load(session, lock=False)
+    return [
+        {
+            **_viewer(session, cid, v.client, v.streamer, t.streamers[v.streamer].node),
+            "pe": v.pe,
+            "case": v.case,
+        }
+        for v in sorted(t.viewers.values(), key=lambda v: v.client)
+        if v.content == cid
+    ]
+
+
+@router.delete("/contents/{cid}/viewers/{client}")
+def leave(cid: str, client: str, session: SessionDep) -> dict[str, Any]:
+    """The client leaves; its branch goes after the grace period if nobody else watches."""
+    t = backend.load(session)
+    v = t.viewers.get(client)
+    if v is None or v.content != cid:
+        raise HTTPException(404, detail=f"{client!r} is not watching {cid!r}")
+    evs = t.leave(client, time.time())
+    backend.record(session, evs)
+    backend.save(session, t)
+    session.commit()
+    return {"left": client, "prune_at": getattr(evs[0], "prune_at", None)}
+
+
+# ------------------------------------------------------------------ the tree
+
+
+@router.get("/tree")
+def get_tree(session: SessionDep) -> dict[str, Any]:
+    """The delivery tree: contents with their branches, streamers, viewers, loads,
+    the instances the loop keeps for it, and anything over capacity."""
+    t = backend.load(session, lock=False)
+    L = t.loads()
+    want = t.desired()
+    return {
+        "criterion": t.criterion,
+        "grace_s": t.limits.grace_s,
+        "state": t.dump(),
+        "loads": {
+            "node_cpu": L.node_cpu,
+            "node_bps": L.node_bps,
+            "link_bps": {"-".join(sorted(k)): v for k, v in L.link_bps.items()},
+            "streamer_bps": L.streamer_bps,
+        },
+        "desired": {
+            "acquirers": want.acquirers,
+            "forwarders": want.forwarders,
+            "streamers": {
+                k: {"node": n, "contents": list(x)} for k, (n, x) in want.streamers.items()
+            },
+        },
+        "functions": [
+            {"key": f.key, "instance": f.instance, "node": f.node, "detail": f.detail}
+            for f in session.scalars(select(FunctionRow).order_by(FunctionRow.key))
+        ],
+        "violations": t.violations(),
+    }
+
+
+class SettingsIn(_In):
+    criterion: Literal["consolidation", "qos"] | None = None
+    grace_s: float | None = Field(default=None, ge=0, le=3600)
+
+
+@router.put("/settings")
+def put_settings(body: SettingsIn, session: SessionDep) -> dict[str, Any]:
+    """The orchestration criterion (for decisions from now on) and the grace period."""
+    t = backend.settings(session, body.criterion, body.grace_s)
+    session.commit()
+    return {"criterion": t.criterion, "grace_s": t.limits.grace_s}
+
+
+# ------------------------------------------------------------------ recordings, reservations
+
+
+class UserEventIn(_In):
+    user: str = Field(min_length=1, max_length=254)
+    event: int
+
+
+def _check_event(session: Session, eid: int, states: tuple[str, ...], what: str) -> None:
+    e = session.get(EventRow, eid)
+    if e is None:
+        invalid("event", f"unknown event {eid}")
+    if e.state not in states:
+        invalid("event", f"event {eid} is {e.state}: {what}")
+
+
+UserRow = TypeVar("UserRow", RecordingRow, ReservationRow)
+
+
+def _of_user(session: Session, table: type[UserRow], user: str | None) -> list[UserRow]:
+    """A table's rows, of one user or everyone's, oldest first."""
+    q = select(table).order_by(table.id)
+    if user is not None:
+        q = q.where(table.user == user)
+    return list(session.scalars(q))
+
+
+def _recording(r: RecordingRow) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "user": r.user,
+        "event": r.event,
+        "state": r.state,
+        "created_at": r.created_at,
+        "stopped_at": r.stopped_at,
+    }
+
+
+@router.post("/recordings", status_code=201)
+def record(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
+    """A user records an event, even after it has started."""
+    _check_event(session, body.event, ("scheduled", "started"), "only a coming or live one")
+    r = RecordingRow(user=body.user, event=body.event, state="requested", created_at=time.time())
+    session.add(r)
+    session.commit()
+    return _recording(r)
+
+
+@router.get("/recordings")
+def list_recordings(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
+    """MyShare: a user's recordings (the paper's Table of Recordings)."""
+    return [_recording(r) for r in _of_user(session, RecordingRow, user)]
+
+
+@router.delete("/recordings/{rid}")
+def stop_recording(rid: int, session: SessionDep) -> dict[str, Any]:
+    r = session.get(RecordingRow, rid)
+    if r is None:
+        raise HTTPException(404, detail=f"unknown recording {rid}")
+    if r.state == "requested":
+        r.state, r.stopped_at = "stopped", time.time()
+    session.commit()
+    return _recording(r)
+
+
+def _reservation(r: ReservationRow) -> dict[str, Any]:
+    return {"id": r.id, "user": r.user, "event": r.event, "created_at": r.created_at}
+
+
+@router.post("/reservations", status_code=201)
+def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
+    """A user reserves a future event (the Calendar). Planning does not read them yet."""
+    _check_event(session, body.event, ("scheduled",), "only a coming one can be reserved")
+    r = ReservationRow(user=body.user, event=body.event, created_at=time.time())
+    session.add(r)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise HTTPException(409, detail=f"{body.user} has reserved event {body.event}") from None
+    return _reservation(r)
+
+
+@router.get("/reservations")
+def list_reservations(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
+    return [_reservation(r) for r in _of_user(session, ReservationRow, user)]
+
+
+@router.delete("/reservations/{rid}")
+def cancel_reservation(rid: int, session: SessionDep) -> dict[str, Any]:
+    r = session.get(ReservationRow, rid)
+    if r is None:
+        raise HTTPException(404, detail=f"unknown reservation {rid}")
+    session.delete(r)
+    session.commit()
+    return {"cancelled": rid}

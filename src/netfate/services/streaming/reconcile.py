@@ -1,0 +1,181 @@
+"""The streaming service's reconcile loop (netfate.contract.Loop): the delivery
+tree made real.
+
+One step, in one transaction the platform commits:
+
+    1. the tree's pending prunes whose grace period is over (tree.tick);
+    2. the instances the tree needs, made equal to it through the platform's
+       coordinator (the same calls as POST/PATCH/DELETE /instances):
+         acquirer:NODE    streaming-acquirer at a provider's PE: a flow per live
+                          content (its ingest port, its event), next hops below;
+         forwarder:NODE   streaming-forwarder at a branch point that can host one;
+         streamer:ID      streaming-edge on a viewers' PE: its contents;
+       created pinned to the tree's node; reconfigured when their configuration
+       differs; destroyed when the tree no longer needs them; created again when
+       the platform lost one (failed, gone).
+
+Receivers are made first (streamers, then forwarders, then acquirers), so each
+sender's next hops name addresses that exist. The loop steps when the core
+announces a change and at least every INTERVAL_S; the API's writes run it at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv.errors import LifecycleError
+from netfate.store.tables import InstanceRow
+
+from . import backend
+from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
+from .tables import ContentRow, FunctionRow, ProviderRow, TreeRow
+from .tree import Desired, Target
+
+log = logging.getLogger("netfate.streaming")
+
+INTERVAL_S = 1.0
+LOST = {"failed", "gone", "stopping"}
+
+
+def address(inst: InstanceRow | None) -> str | None:
+    if inst is None or not inst.ip:
+        return None
+    return str(ipaddress.ip_interface(inst.ip).ip)
+
+
+def instance_of(session: Session, key: str) -> InstanceRow | None:
+    f = session.get(FunctionRow, key)
+    return session.get(InstanceRow, f.instance) if f is not None else None
+
+
+def _hops(session: Session, targets: tuple[Target, ...], port: int) -> list[dict[str, Any]]:
+    out = []
+    for kind, name in targets:
+        ip = address(instance_of(session, f"{kind}:{name}"))
+        if ip is not None:
+            out.append({"host": ip, "port": port})
+    return out
+
+
+def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """key -> (descriptor, node, config), receivers before senders."""
+    contents = {
+        c.id: c for c in session.scalars(select(ContentRow).where(ContentRow.state == "live"))
+    }
+    out: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for sid, (node, xs) in sorted(want.streamers.items()):
+        cfg = {
+            "contents": [{"id": x, "port": contents[x].tree_port} for x in xs if x in contents],
+            "http_port": HTTP_PORT,
+        }
+        out[f"streamer:{sid}"] = (STREAMER, node, cfg)
+    for node, per in sorted(want.forwarders.items()):
+        routes = [
+            {
+                "id": x,
+                "port": contents[x].tree_port,
+                "next_hops": _hops(session, t, contents[x].tree_port),
+            }
+            for x, t in sorted(per.items())
+            if x in contents
+        ]
+        out[f"forwarder:{node}"] = (FORWARDER, node, {"routes": routes})
+    for node, per in sorted(want.acquirers.items()):
+        flows = []
+        for x, t in sorted(per.items()):
+            c = contents.get(x)
+            if c is None:
+                continue
+            prov = session.get(ProviderRow, c.provider)
+            flow: dict[str, Any] = {
+                "id": x,
+                "event": f"ev{c.event}",
+                "state": "started",
+                "protocol": "rtp",
+                "port": c.ingest_port,
+                "next_hops": _hops(session, t, c.tree_port),
+            }
+            if prov is not None and prov.source:
+                flow["sources"] = [prov.source]
+            flows.append(flow)
+        first, last = INGEST_PORTS
+        out[f"acquirer:{node}"] = (
+            ACQUIRER,
+            node,
+            {"ports": {"first": first, "last": last}, "flows": flows},
+        )
+    return out
+
+
+def converge(session: Session, want: Desired) -> set[str]:
+    """Instances made equal to ``want``; returns the nodes whose desired state changed."""
+    touched: set[str] = set()
+    wanted_keys = set()
+    # Receivers first, so the senders' configurations see their addresses: build the
+    # configurations again after each kind is in place.
+    for kind in ("streamer", "forwarder", "acquirer"):
+        for key, (desc, node, cfg) in configs(session, want).items():
+            if not key.startswith(kind + ":"):
+                continue
+            wanted_keys.add(key)
+            touched |= _ensure(session, key, desc, node, cfg)
+    for f in list(session.scalars(select(FunctionRow))):
+        if f.key in wanted_keys:
+            continue
+        inst = session.get(InstanceRow, f.instance)
+        if inst is not None and inst.state not in LOST:
+            _, nodes = nfv.destroy_instance(session, inst.id)
+            touched |= nodes
+        session.delete(f)
+    return touched
+
+
+def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any]) -> set[str]:
+    f = session.get(FunctionRow, key)
+    inst = session.get(InstanceRow, f.instance) if f is not None else None
+    touched: set[str] = set()
+    try:
+        if inst is None or inst.state in LOST or inst.node != node:
+            if inst is not None and inst.state not in LOST:
+                touched |= nfv.destroy_instance(session, inst.id)[1]
+            name = key.replace(":", "-")[:64]
+            inst, nodes = nfv.create_instance(
+                session, nfv.CreateRequest(descriptor=desc, name=name, node=node, config=cfg)
+            )
+            if f is None:
+                f = FunctionRow(
+                    key=key, instance=inst.id, node=node, created_at=time.time(), detail=""
+                )
+                session.add(f)
+            f.instance, f.node, f.detail = inst.id, node, ""
+            session.flush()
+            return touched | nodes
+        if (inst.config or {}) != cfg:
+            _, nodes = nfv.reconfigure_instance(session, inst.id, cfg)
+            return nodes
+    except LifecycleError as e:  # no room, a node gone: said in the function's row
+        log.warning("streaming %s: %s", key, e)
+        if f is not None:
+            f.detail = str(e)[:2000]
+    return touched
+
+
+def step(session: Session) -> set[str]:
+    """One pass: prunes due, then the instances made equal to the tree."""
+    if session.scalar(select(TreeRow.id).limit(1)) is None and (
+        session.scalar(select(FunctionRow.key).limit(1)) is None
+    ):
+        return set()  # an orchestrator without streaming pays two indexed lookups
+    t = backend.load(session)
+    pruned = t.tick(time.time())
+    if pruned:
+        backend.record(session, pruned)
+        backend.save(session, t)
+    return converge(session, t.desired())

@@ -1,0 +1,241 @@
+"""The streaming service through its API and its loop (services/streaming): the
+front-end's tables with keyed 422s, an event started gets an acquirer at its
+provider's PE, viewers joining get edge streamers by the paper's rule (case and
+why), the loop keeps the platform's instances equal to the tree (created,
+reconfigured with next hops, destroyed after the grace period), a join beyond
+capacity is refused with the reason."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services.streaming import SERVICE as STREAMING
+from waiting import until
+
+V1 = "/api/v1/streaming"
+# The paper's testbed: 5 PEs, 2 core routers.
+TOPO: dict[str, Any] = {
+    "name": "paper",
+    "nodes": {
+        **{f"pe{i}": {"kind": "pe", "lan": f"10.{60 + i}.0.0/24", "cpu": 2} for i in range(1, 6)},
+        "c1": {"kind": "core"},
+        "c2": {"kind": "core"},
+    },
+    "hosts": {"cam": {"node": "pe1"}, "phone": {"node": "pe2"}, "tablet": {"node": "pe4"}},
+    "links": [
+        {"a": "pe1", "b": "c1", "rate": "100Mbit", "delay": "1ms"},
+        {"a": "pe2", "b": "c1", "rate": "100Mbit", "delay": "2ms"},
+        {"a": "pe3", "b": "c1", "rate": "100Mbit", "delay": "2ms"},
+        {"a": "pe4", "b": "c2", "rate": "100Mbit", "delay": "1ms"},
+        {"a": "pe5", "b": "c2", "rate": "10Mbit", "delay": "1ms"},
+        {"a": "c1", "b": "c2", "rate": "1Gbit", "delay": "5ms"},
+    ],
+}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[STREAMING],
+    )
+    with TestClient(app) as c:
+        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
+        for n in TOPO["nodes"]:
+            r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})
+            assert r.status_code == 200, r.text
+        yield c
+
+
+def ok(r: Any, status: int = 200) -> Any:
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def keyed(r: Any, field: str) -> str:
+    """The message of a 422 keyed to ``field``."""
+    assert r.status_code == 422, r.text
+    (err,) = [e for e in r.json()["detail"] if e["loc"][-1] == field]
+    return str(err["msg"])
+
+
+def live_event(c: TestClient, provider: str = "uni", pe: str = "pe1", kbps: int = 4000) -> str:
+    if c.get(f"{V1}/providers").json() == [] or provider not in {
+        p["name"] for p in c.get(f"{V1}/providers").json()
+    }:
+        ok(
+            c.post(f"{V1}/providers", json={"name": provider, "title": "A University", "pe": pe}),
+            201,
+        )
+    ev = ok(
+        c.post(
+            f"{V1}/events",
+            json={
+                "provider": provider,
+                "title": "Opening lecture",
+                "description": "Room A",
+                "start": time.time() + 60,
+                "duration_s": 3600,
+                "bitrate_kbps": kbps,
+            },
+        ),
+        201,
+    )
+    started = ok(c.post(f"{V1}/events/{ev['id']}/start"))
+    assert started["state"] == "started"
+    return str(started["content"]["id"])
+
+
+def instances(c: TestClient) -> dict[str, dict[str, Any]]:
+    live = ("requested", "starting", "running", "migrating")
+    return {i["name"]: i for i in c.get("/api/v1/instances").json() if i["state"] in live}
+
+
+def test_front_end_tables_and_keyed_errors(api: TestClient) -> None:
+    assert "unknown node" in keyed(
+        api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe9"}), "pe"
+    )
+    assert "core node" in keyed(
+        api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "c1"}), "pe"
+    )
+    assert keyed(
+        api.post(f"{V1}/providers", json={"name": "Bad Name", "title": "U", "pe": "pe1"}), "name"
+    )
+    assert "IP address" in keyed(
+        api.post(
+            f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe1", "source": "nowhere"}
+        ),
+        "source",
+    )
+    ok(api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe1"}), 201)
+    assert (
+        api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe1"}).status_code
+        == 409
+    )
+    base = {"provider": "uni", "title": "Lecture", "start": time.time() + 600, "duration_s": 60}
+    assert "unknown provider" in keyed(
+        api.post(f"{V1}/events", json={**base, "provider": "x"}), "provider"
+    )
+    assert "over already" in keyed(
+        api.post(f"{V1}/events", json={**base, "start": 1000.0}), "start"
+    )
+    assert keyed(api.post(f"{V1}/events", json={**base, "duration_s": -1}), "duration_s")
+    assert keyed(api.post(f"{V1}/events", json={**base, "colour": "red"}), "colour")
+    ev = ok(api.post(f"{V1}/events", json={**base, "description": "Room A"}), 201)
+    assert ev["state"] == "scheduled" and ev["content"] is None
+    (prov,) = ok(api.get(f"{V1}/providers"))
+    assert [e["title"] for e in prov["events"]] == ["Lecture"]  # Discover: the schedule
+    # reservations (future events only, once per user) and recordings
+    r = ok(api.post(f"{V1}/reservations", json={"user": "bob", "event": ev["id"]}), 201)
+    assert (
+        api.post(f"{V1}/reservations", json={"user": "bob", "event": ev["id"]}).status_code == 409
+    )
+    assert "unknown event" in keyed(
+        api.post(f"{V1}/reservations", json={"user": "bob", "event": 999}), "event"
+    )
+    assert [x["id"] for x in ok(api.get(f"{V1}/reservations?user=bob"))] == [r["id"]]
+    assert ok(api.get(f"{V1}/reservations?user=eve")) == []
+    rec = ok(api.post(f"{V1}/recordings", json={"user": "bob", "event": ev["id"]}), 201)
+    assert ok(api.get(f"{V1}/recordings?user=bob"))[0]["state"] == "requested"
+    ok(api.post(f"{V1}/events/{ev['id']}/start"))
+    ok(api.post(f"{V1}/events/{ev['id']}/stop"))
+    assert ok(api.get(f"{V1}/recordings?user=bob"))[0]["state"] == "stopped"
+    assert "ended" in keyed(
+        api.post(f"{V1}/reservations", json={"user": "amy", "event": ev["id"]}), "event"
+    )
+    assert api.post(f"{V1}/events/{ev['id']}/start").status_code == 409
+    ok(api.delete(f"{V1}/reservations/{r['id']}"))
+    assert ok(api.delete(f"{V1}/recordings/{rec['id']}"))["state"] == "stopped"
+
+
+def test_an_event_started_gets_its_acquirer_and_viewers_get_streamers(api: TestClient) -> None:
+    cid = live_event(api)
+    (content,) = ok(api.get(f"{V1}/contents"))
+    acq = content["acquirer"]
+    assert acq["node"] == "pe1" and acq["port"] == 5000 and acq["address"].startswith("10.61.0.")
+    assert instances(api)["acquirer-pe1"]["node"] == "pe1"
+    # a viewer on pe2: case 4, a new streamer there; the acquirer now sends to it
+    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "alice", "host": "phone"}))
+    assert a["case"] == 4 and a["node"] == "pe2" and a["pe"] == "pe2", a
+    assert a["address"].startswith("10.62.0.") and a["hls"].endswith(f"/hls/{cid}/index.m3u8")
+    es = instances(api)[f"streamer-{a['streamer']}"]
+    assert es["node"] == "pe2" and es["config"]["contents"] == [{"id": cid, "port": 6000}]
+    (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
+    assert flow["port"] == 5000 and flow["next_hops"] == [{"host": a["address"], "port": 6000}]
+    # case 1 on pe2, case 3 from pe3 (pe2 is its neighbour)
+    b = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "bob", "pe": "pe2"}))
+    assert b["case"] == 1 and b["streamer"] == a["streamer"], b
+    c3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "carol", "pe": "pe3"}))
+    assert c3["case"] == 3 and c3["node"] == "pe2" and "neighbour pe2" in c3["why"], c3
+    # the decisions are in the platform's event log with their why
+    kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
+    assert kinds.count("StreamingViewerAssigned") == 3
+    tree = ok(api.get(f"{V1}/tree"))
+    assert tree["violations"] == [] and tree["loads"]["link_bps"]["c1-pe1"] == 4e6
+    assert {f["key"] for f in tree["functions"]} == {"acquirer:pe1", f"streamer:{a['streamer']}"}
+
+
+def test_the_loop_prunes_after_the_grace_period_and_releases_the_streamer(
+    api: TestClient,
+) -> None:
+    ok(api.put(f"{V1}/settings", json={"grace_s": 0.5}))
+    cid = live_event(api)
+    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "alice", "pe": "pe4"}))
+    name = f"streamer-{a['streamer']}"
+    assert name in instances(api)
+    left = ok(api.delete(f"{V1}/contents/{cid}/viewers/alice"))
+    assert left["prune_at"] is not None
+    assert api.delete(f"{V1}/contents/{cid}/viewers/alice").status_code == 404
+    # nobody asks: the loop prunes the branch and destroys the streamer
+    assert until(lambda: name not in instances(api), 10.0), instances(api)
+    assert ok(api.get(f"{V1}/tree"))["state"]["streamers"] == []
+    (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
+    assert flow["next_hops"] == []
+    # the event ends: the acquirer goes too
+    (content,) = ok(api.get(f"{V1}/contents"))
+    ok(api.post(f"{V1}/events/{content['event']}/stop"))
+    assert "acquirer-pe1" not in instances(api)
+    assert ok(api.get(f"{V1}/contents")) == []
+
+
+def test_a_join_beyond_capacity_is_refused_with_the_reason(api: TestClient) -> None:
+    # pe5 hangs off a 10 Mbit/s link (what it may send: its streamer's viewers): two
+    # 4 Mbit/s viewers there; a third is served from pe4 (the tree's copy and its
+    # stream share pe5's link: 8 Mbit/s); a fourth fits nowhere.
+    cid = live_event(api, kbps=4000)
+    ok(api.put(f"{V1}/settings", json={"criterion": "qos"}))
+    for client in ("v1", "v2"):
+        assert (
+            ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": client, "pe": "pe5"}))[
+                "node"
+            ]
+            == "pe5"
+        )
+    v3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v3", "pe": "pe5"}))
+    assert v3["case"] == 4 and v3["node"] == "pe4" and "pe5 sends 12.0 Mbit/s" in v3["why"]
+    r = api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v4", "pe": "pe5"})
+    assert r.status_code == 503, r.text
+    assert r.json()["detail"].startswith("no edge streamer can take the viewer")
+    kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
+    assert "StreamingJoinRefused" in kinds
+    assert ok(api.get(f"{V1}/tree"))["violations"] == []
+    assert (
+        api.post(f"{V1}/contents/nope/viewers", json={"client": "v", "pe": "pe2"}).status_code
+        == 404
+    )
+    assert keyed(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v"}), "pe")
+    assert "unknown host" in keyed(
+        api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v", "host": "tv"}), "host"
+    )
+    assert keyed(api.put(f"{V1}/settings", json={"criterion": "cheapest"}), "criterion")

@@ -1,0 +1,313 @@
+"""The delivery-tree manager (services/streaming/tree.py): the paper's four cases in
+order, bandwidth per node and link, pruning after the grace period, refusals beyond
+capacity, the two criteria with their reasons, and properties over random joins and
+leaves (no viewer without a branch, nothing over capacity)."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as hs
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from netfate.services.streaming.tree import (
+    BranchPruned,
+    JoinRefused,
+    Limits,
+    LinkSpec,
+    Network,
+    NodeSpec,
+    StreamerReleased,
+    Tree,
+    TreeError,
+    ViewerAssigned,
+    ViewerLeft,
+)
+
+MBIT = 1e6
+
+
+def paper_net(pe_cpu: float = 1.0, link_mbit: float = 100.0, pe_mbit: float = 100.0) -> Network:
+    """The paper's testbed: 5 PEs, 2 core routers (c1: pe1-pe3, c2: pe4-pe5, c1-c2)."""
+    pes = [NodeSpec(f"pe{i}", "pe", pe_cpu, pe_mbit * MBIT) for i in range(1, 6)]
+    cores = [NodeSpec(c, "core", 0.0, 10_000 * MBIT, hosts=False) for c in ("c1", "c2")]
+    links = [
+        LinkSpec("pe1", "c1", link_mbit * MBIT, 0.001),
+        LinkSpec("pe2", "c1", link_mbit * MBIT, 0.002),
+        LinkSpec("pe3", "c1", link_mbit * MBIT, 0.004),
+        LinkSpec("pe4", "c2", link_mbit * MBIT, 0.001),
+        LinkSpec("pe5", "c2", link_mbit * MBIT, 0.001),
+        LinkSpec("c1", "c2", link_mbit * MBIT, 0.005),
+    ]
+    return Network(pes + cores, links)
+
+
+def assigned(ev: object) -> ViewerAssigned:
+    assert isinstance(ev, ViewerAssigned), ev
+    return ev
+
+
+def test_the_four_cases_in_the_rules_order() -> None:
+    t = Tree(paper_net())
+    t.publish("X", "pe1", 4 * MBIT)
+    t.publish("Y", "pe1", 4 * MBIT)
+    a = assigned(t.join("alice", "X", "pe2", 0.0))
+    assert a.case == 4 and a.node == "pe2", a.why  # nothing yet: a new streamer on pe2
+    b = assigned(t.join("bob", "X", "pe2", 1.0))
+    assert b.case == 1 and b.streamer == a.streamer, b.why  # reuse: it serves X already
+    c = assigned(t.join("carol", "Y", "pe2", 2.0))
+    assert c.case == 2 and c.streamer == a.streamer, c.why  # room: it takes Y as well
+    d = assigned(t.join("dave", "X", "pe3", 3.0))
+    assert d.case == 3 and d.streamer == a.streamer and d.node == "pe2", d.why  # neighbour
+    assert "no streamer on pe3" in d.why and "neighbour pe2" in d.why
+    # pe4 (under the other core router) is not pe2's neighbour: a new streamer there
+    e = assigned(t.join("erin", "X", "pe4", 4.0))
+    assert e.case == 4 and e.node == "pe4", e.why
+    assert t.violations() == []
+    want = t.desired()
+    assert set(want.streamers) == {a.streamer, e.streamer}
+    assert set(want.acquirers["pe1"]) == {"X", "Y"}
+
+
+def test_case_3_only_when_the_pe_has_no_streamer_at_all() -> None:
+    # A streamer on pe3 that cannot take X (full of other contents) keeps case 3 out:
+    # the paper looks at neighbours only when no streamer is instantiated on the PE.
+    t = Tree(paper_net(), Limits(streamer_contents=1))
+    t.publish("X", "pe1", 2 * MBIT)
+    t.publish("Y", "pe1", 2 * MBIT)
+    assigned(t.join("a", "X", "pe2", 0.0))  # a streamer with X on pe2
+    y = assigned(t.join("b", "Y", "pe3", 0.0))  # a streamer with Y on pe3
+    c = assigned(t.join("c", "X", "pe3", 0.0))
+    assert c.case == 4 and c.node == "pe3" and c.streamer != y.streamer, c.why
+    assert f"{y.streamer} on pe3" in c.why and "contents" in c.why  # why case 2 failed
+
+
+def test_bandwidth_per_link_and_node_and_a_core_router_passes_one_copy_per_streamer() -> None:
+    t = Tree(paper_net(), Limits(streamer_bandwidth_bps=5 * MBIT))  # one viewer each
+    t.publish("X", "pe1", 5 * MBIT)
+    assigned(t.join("a", "X", "pe4", 0.0))
+    b = assigned(t.join("b", "X", "pe5", 0.0))  # pe4's neighbour streamer is full
+    assert b.case == 4 and b.node == "pe5" and "es1-pe4" in b.why, b.why
+    L = t.loads()
+    link = lambda a, b: L.link_bps.get(frozenset((a, b)), 0.0)  # noqa: E731
+    # c2 cannot duplicate: two streamers below it need two copies from c1 and pe1
+    assert link("pe1", "c1") == link("c1", "c2") == 10 * MBIT
+    assert link("c2", "pe4") == link("c2", "pe5") == 5 * MBIT
+    assert L.node_bps["pe1"] == 10 * MBIT  # the acquirer sends two copies
+    assert L.node_bps["pe4"] == L.node_bps["pe5"] == 5 * MBIT  # to their viewers
+    assert t.desired().acquirers["pe1"]["X"] == (("streamer", "es1-pe4"), ("streamer", "es2-pe5"))
+
+
+def test_a_hosting_node_at_a_branch_point_runs_a_forwarder() -> None:
+    # pe2 sits between pe1 and pe3/pe4 here: a branch point that can host a forwarder.
+    pes = [NodeSpec(n, "pe", 1.0, 100 * MBIT) for n in ("pe1", "pe2", "pe3", "pe4")]
+    net = Network(
+        pes,
+        [
+            LinkSpec("pe1", "pe2", 20 * MBIT),
+            LinkSpec("pe2", "pe3", 20 * MBIT),
+            LinkSpec("pe2", "pe4", 20 * MBIT),
+        ],
+    )
+    t = Tree(net, Limits(streamer_bandwidth_bps=8 * MBIT))  # one viewer per streamer
+    t.publish("X", "pe1", 8 * MBIT)
+    assigned(t.join("a", "X", "pe3", 0.0))
+    assigned(t.join("b", "X", "pe4", 0.0))
+    L = t.loads()
+    assert L.link_bps[frozenset(("pe1", "pe2"))] == 8 * MBIT  # one copy up to the forwarder
+    assert L.forwarders == {"pe2": {"X"}}
+    want = t.desired()
+    assert want.acquirers["pe1"]["X"] == (("forwarder", "pe2"),)
+    assert want.forwarders["pe2"]["X"] == (("streamer", "es1-pe3"), ("streamer", "es2-pe4"))
+
+
+def test_pruned_after_the_grace_period_unless_a_viewer_comes_back() -> None:
+    t = Tree(paper_net(), Limits(grace_s=10.0))
+    t.publish("X", "pe1", 4 * MBIT)
+    s = assigned(t.join("a", "X", "pe2", 0.0)).streamer
+    (left,) = t.leave("a", 100.0)
+    assert isinstance(left, ViewerLeft) and left.prune_at == 110.0
+    assert t.tick(109.0) == [] and s in t.streamers  # within the grace period
+    assert assigned(t.join("b", "X", "pe2", 105.0)).case == 1  # back in time: reused
+    assert t.tick(200.0) == [] and s in t.streamers  # the pending prune was cancelled
+    t.leave("b", 300.0)
+    evs = t.tick(310.0)
+    assert [type(e) for e in evs] == [BranchPruned, StreamerReleased]
+    assert isinstance(evs[0], BranchPruned) and set(evs[0].nodes) == {"c1", "pe2"}
+    assert t.streamers == {} and t.contents["X"].parent == {"pe1": None}
+    assert t.loads().link_bps == {} and t.desired().acquirers["pe1"]["X"] == ()
+
+
+def test_a_branch_goes_but_a_shared_one_stays() -> None:
+    t = Tree(paper_net(), Limits(grace_s=0.0))
+    t.publish("X", "pe1", 4 * MBIT)
+    t.publish("Y", "pe1", 4 * MBIT)
+    s = assigned(t.join("a", "X", "pe2", 0.0)).streamer
+    assigned(t.join("b", "Y", "pe2", 0.0))
+    t.leave("a", 1.0)
+    (pruned,) = t.tick(1.0)
+    assert isinstance(pruned, BranchPruned) and pruned.content == "X"
+    assert t.streamers[s].contents == ["Y"]  # the streamer stays for Y
+
+
+def test_beyond_capacity_a_join_is_refused_with_each_reason() -> None:
+    # 10 Mbit/s links, 4 Mbit/s content, two viewers per streamer, 1 CPU per PE: pe2
+    # fills (CPU), then new streamers elsewhere send across c1-pe2 until it is full.
+    t = Tree(paper_net(link_mbit=10.0), Limits(streamer_bandwidth_bps=8 * MBIT))
+    t.publish("X", "pe1", 4 * MBIT)
+    results = [t.join(f"v{i}", "X", "pe2", 0.0) for i in range(12)]
+    ok = [r for r in results if isinstance(r, ViewerAssigned)]
+    refused = [r for r in results if isinstance(r, JoinRefused)]
+    assert ok and refused and t.violations() == []
+    assert [r.case for r in ok] == [4, 1, 4, 1, 4, 1, 4]  # the last one on pe1
+    assert ok[-1].node == "pe1" and "pe2 has no room" in ok[-1].why
+    why = refused[0].why
+    assert why.startswith("no edge streamer can take the viewer")
+    # each candidate named with what it would break
+    assert "es1-pe2 serves 12.0 Mbit/s > 8.0 Mbit/s" in why and "pe2 CPU" in why
+    assert "a new streamer on pe3 (pe2 has no room): no path to the viewer has room" in why
+    # content not live, unknown PE: refused, nothing changes
+    before = t.dump()
+    assert isinstance(t.join("z", "nope", "pe2", 0.0), JoinRefused)
+    assert "not an access PE" in t.join("z", "X", "c1", 0.0).why  # type: ignore[union-attr]
+    assert t.dump() == before
+
+
+def test_criteria_choose_differently_and_say_so() -> None:
+    def two_streamers(criterion: str) -> Tree:
+        t = Tree(paper_net(), Limits(streamer_bandwidth_bps=12 * MBIT), criterion)  # type: ignore[arg-type]
+        t.publish("X", "pe1", 4 * MBIT)
+        for i in range(4):  # three fill the first streamer, the fourth opens a second
+            assigned(t.join(f"v{i}", "X", "pe2", 0.0))
+        t.leave("v0", 0.0)
+        return t
+
+    cons, qos = two_streamers("consolidation"), two_streamers("qos")
+    c = assigned(cons.join("w", "X", "pe2", 1.0))
+    q = assigned(qos.join("w", "X", "pe2", 1.0))
+    # consolidation fills the busiest (es2 has 1 viewer, es1 has 2); QoS the least loaded
+    assert c.case == q.case == 1
+    assert c.streamer == "es1-pe2" and "(consolidation)" in c.why
+    assert q.streamer == "es2-pe2" and "(qos)" in q.why
+    with pytest.raises(TreeError):
+        Tree(paper_net(), criterion="cheapest")  # type: ignore[arg-type]
+
+
+def test_qos_picks_the_nearest_neighbour_consolidation_the_one_serving_x() -> None:
+    # pe3 has two neighbour PEs, pe1 (2 ms away) and pe2 (4 ms), not neighbours of
+    # each other: pe1 - c1 - pe3 - c2 - pe2.
+    nodes = [NodeSpec(n, "pe", 1.0, 100 * MBIT) for n in ("pe1", "pe2", "pe3")]
+    nodes += [NodeSpec(c, "core", 0.0, 1e10, hosts=False) for c in ("c1", "c2")]
+    links = [
+        LinkSpec("pe1", "c1", 1e9, 0.001),
+        LinkSpec("c1", "pe3", 1e9, 0.001),
+        LinkSpec("pe3", "c2", 1e9, 0.001),
+        LinkSpec("c2", "pe2", 1e9, 0.003),
+    ]
+
+    def setup(criterion: str) -> Tree:
+        t = Tree(Network(nodes, links), criterion=criterion)  # type: ignore[arg-type]
+        t.publish("X", "pe1", 2 * MBIT)
+        t.publish("Y", "pe1", 2 * MBIT)
+        assert assigned(t.join("b", "X", "pe2", 0.0)).node == "pe2"  # serves X
+        assert assigned(t.join("a", "Y", "pe1", 0.0)).node == "pe1"  # serves Y, has room
+        return t
+
+    c = assigned(setup("consolidation").join("z", "X", "pe3", 0.0))
+    q = assigned(setup("qos").join("z", "X", "pe3", 0.0))
+    assert c.case == q.case == 3
+    assert c.node == "pe2" and "already serves X" in c.why and "(consolidation)" in c.why
+    assert q.node == "pe1" and "has room and takes X (2.0 ms away)" in q.why
+
+
+def test_the_state_survives_a_dump_and_load() -> None:
+    net = paper_net()
+    t = Tree(net, Limits(grace_s=5.0))
+    t.publish("X", "pe1", 4 * MBIT)
+    for client, pe in (("a", "pe2"), ("b", "pe3"), ("c", "pe4")):
+        assigned(t.join(client, "X", pe, 0.0))
+    t.leave("c", 1.0)
+    again = Tree.load(net, Limits(grace_s=5.0), t.dump())
+    assert again.dump() == t.dump() and again.desired() == t.desired()
+    assert [type(e) for e in again.tick(6.0)] == [BranchPruned, StreamerReleased]
+
+
+def test_ending_a_content_releases_everything_at_once() -> None:
+    t = Tree(paper_net())
+    t.publish("X", "pe1", 4 * MBIT)
+    assigned(t.join("a", "X", "pe2", 0.0))
+    assigned(t.join("b", "X", "pe4", 0.0))
+    evs = t.unpublish("X", 1.0)
+    assert sum(isinstance(e, ViewerLeft) for e in evs) == 2
+    assert sum(isinstance(e, StreamerReleased) for e in evs) == 2
+    assert t.viewers == {} and t.streamers == {} and "X" not in t.contents
+
+
+# ---------------------------------------------------------------- properties
+
+ops = hs.lists(
+    hs.tuples(
+        hs.sampled_from(["join", "join", "join", "leave", "tick"]),
+        hs.integers(0, 11),  # client
+        hs.sampled_from(["X", "Y", "Z"]),
+        hs.sampled_from(["pe1", "pe2", "pe3", "pe4", "pe5"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=ops,
+    criterion=hs.sampled_from(["consolidation", "qos"]),
+    link=hs.sampled_from([8.0, 20.0, 100.0]),
+    cpu=hs.sampled_from([0.4, 1.0]),
+)
+def test_no_viewer_without_a_branch_and_nothing_over_capacity(
+    ops: list[tuple[str, int, str, str]], criterion: str, link: float, cpu: float
+) -> None:
+    t = Tree(
+        paper_net(pe_cpu=cpu, link_mbit=link, pe_mbit=4 * link),
+        Limits(grace_s=2.0, streamer_bandwidth_bps=12 * MBIT),
+        criterion,
+    )  # type: ignore[arg-type]
+    roots = {"X": "pe1", "Y": "pe4", "Z": "pe1"}
+    for x, r in roots.items():
+        t.publish(x, r, 3 * MBIT)
+    now = 0.0
+    for op, client, x, pe in ops:
+        now += 1.0
+        if op == "join":
+            ev = t.join(f"c{client}", x, pe, now)
+            if isinstance(ev, JoinRefused):
+                assert ev.why  # a refusal says why
+        elif op == "leave":
+            t.leave(f"c{client}", now)
+        else:
+            t.tick(now)
+        assert t.violations() == []
+        for v in t.viewers.values():
+            s = t.streamers[v.streamer]
+            xc = t.contents[v.content]
+            assert v.content in s.contents
+            # the streamer's node is on the content's tree, connected to its root
+            path = [s.node]
+            while (p := xc.parent[path[-1]]) is not None:
+                path.append(p)
+            assert path[-1] == roots[v.content]
+            assert v.leg[0] == s.node and v.leg[-1] == v.pe
+        # every streamer the acquirers and forwarders feed exists and takes the content
+        want = t.desired()
+        fed = {
+            (x, sid)
+            for hops in (*want.acquirers.values(), *want.forwarders.values())
+            for x, targets in hops.items()
+            for kind, sid in targets
+            if kind == "streamer"
+        }
+        assert fed == {(x, s.id) for s in t.streamers.values() for x in s.contents}
+    # everyone leaves: after the grace period the tree shrinks to its roots
+    for c in list(t.viewers):
+        t.leave(c, now)
+    t.tick(now + 10.0)
+    assert t.streamers == {} and t.loads().link_bps == {}
+    assert all(x.parent == {x.root: None} for x in t.contents.values())
