@@ -35,6 +35,7 @@ from typing import Any
 from netfate.agent import cgroups
 from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
+from netfate.model.lifecycle import InstanceRole, check_role_change
 from netfate.proto import arp
 from netfate.vnf.zygote import process_name
 
@@ -190,7 +191,7 @@ class NodeContext:
 class Instance:
     spec: dict[str, Any]
     ctx: NodeContext
-    role: str = "active"
+    role: InstanceRole = InstanceRole.ACTIVE
     pid: int | None = None
     limits: str = ""
     started_at: float = field(default_factory=time.time)
@@ -246,7 +247,7 @@ class Instance:
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
         self._announcer()  # opened now: creating a packet socket costs a kernel RCU wait
         c.ports.warm()
-        if self.role == "active":
+        if self.role == InstanceRole.ACTIVE:
             self.bring_up()
 
     @property
@@ -269,6 +270,11 @@ class Instance:
             sock.bind((IFNAME, 0))  # protocol 0: send only, no receive hook
             self._garp = sock
         return self._garp
+
+    def promote(self) -> None:
+        """This standby copy is the instance now (model/lifecycle.py's role table)."""
+        check_role_change(self.role, InstanceRole.ACTIVE)
+        self.role = InstanceRole.ACTIVE
 
     def bring_up(self) -> None:
         self.ctx.ports.set(self.port, up=True)
@@ -295,7 +301,7 @@ class Instance:
             "--config",
             json.dumps(self.spec.get("config") or {}),
         ]
-        if self.role == "standby":
+        if self.role == InstanceRole.STANDBY:
             args.append("--standby")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.control + ".ready")
@@ -490,7 +496,8 @@ def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
     for f in sorted(ctx.state_dir.glob("*.json")):
         try:
             doc = json.loads(f.read_text())
-            inst = Instance(spec=doc["spec"], ctx=ctx, role=doc.get("role", "active"))
+            role = InstanceRole(doc.get("role", InstanceRole.ACTIVE))
+            inst = Instance(spec=doc["spec"], ctx=ctx, role=role)
             inst.pid = doc.get("pid")
             inst.limits = doc.get("limits", "")
         except (OSError, ValueError, KeyError, TypeError):

@@ -123,6 +123,66 @@ def check_migration_step(current: MigrationPhase, target: MigrationPhase) -> Non
         raise IllegalMigrationStep(current, target)
 
 
+class InstanceRole(StrEnum):
+    """What one copy of an instance does on its node (the desired state's `role`, the
+    agent's copy, its report).
+
+        standby ──▶ active
+
+    standby   a migration's target copy: started with its switch port down, it
+              imports the source's state and serves nothing.
+    active    serves. A copy is started active, or a standby becomes it when the
+              move completes (or when the orchestrator says the copy here is the one).
+              It never goes back: a move away starts a new standby elsewhere.
+    """
+
+    STANDBY = "standby"
+    ACTIVE = "active"
+
+
+ROLE_TRANSITIONS: dict[InstanceRole, frozenset[InstanceRole]] = {
+    InstanceRole.STANDBY: frozenset({InstanceRole.ACTIVE}),
+    InstanceRole.ACTIVE: frozenset(),
+}
+
+
+class IllegalRoleChange(Exception):
+    """A role change the table does not allow."""
+
+    def __init__(self, current: InstanceRole, target: InstanceRole) -> None:
+        super().__init__(f"an instance copy cannot go from '{current}' to '{target}'")
+        self.current = current
+        self.target = target
+
+
+def check_role_change(current: InstanceRole, target: InstanceRole) -> None:
+    if target not in ROLE_TRANSITIONS[current]:
+        raise IllegalRoleChange(current, target)
+
+
+class CopyStatus(StrEnum):
+    """What an agent reports of one instance copy (`InstanceReport.status`).
+
+    Not a state the agent holds, so no transition table: each report derives it
+    afresh from what is true at that moment (a task under way, the process alive,
+    the copy's role, a start that failed), and two reports may be any two of these.
+
+    starting  a start (or restart, or a move in) is under way, or the process died
+              and the next converge starts it again
+    running   an active copy whose process is alive
+    standby   a standby copy whose process is alive
+    stopping  being torn down: gone from the report once nothing of it remains
+    failed    its start failed (the detail says why); the agent does not start it
+              again on its own (the entry goes when it leaves the desired state)
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STANDBY = "standby"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
 class NodeStatus(StrEnum):
     UNKNOWN = "unknown"  # declared in the topology, no agent registered yet
     UP = "up"
