@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -145,20 +146,35 @@ class SourceSide:
         # once: a report now would take the CPU from the cutover.)
         self.records.step(rec, Sp.FROZEN)
         try:
+            c0 = time.perf_counter()
             resp = await inst.call({"op": "freeze"})
-            await asyncio.to_thread(inst.bring_down)
+            c1, answered = time.perf_counter(), migration.now()
+            await inst.bring_down_async()
+            c2 = time.perf_counter()
         except Exception:
             # Nothing left here: the copy serves on (the target hears a refusal).
             with contextlib.suppress(Exception):
                 await self._thaw(rec, inst, "its freeze failed")
             raise
         await migration.fault("migrate.source.frozen")
+        # Logged once the answer is on its way (the server writes it before it next
+        # yields): the downtime runs until the target serves.
+        asyncio.get_running_loop().call_soon(
+            log.info,
+            "froze %s for migration %s: freeze %.2f ms (frozen -> answer here %.2f), "
+            "port down %.2f ms",
+            iid,
+            mid,
+            (c1 - c0) * 1e3,
+            (answered - float(resp["frozen_at"])) * 1e3,
+            (c2 - c1) * 1e3,
+        )
         return {"ok": True, "state": resp["state"], "frozen_at": resp["frozen_at"]}
 
     async def _thaw(self, rec: Record, inst: Instance | None, why: str) -> None:
         """Serve again with the frozen copy (called with the instance's lock held)."""
         if inst is not None and inst.alive():
-            await asyncio.to_thread(inst.bring_up)
+            await inst.bring_up_async()
             await inst.call({"op": "activate"})
             self.sup.announce_later(inst)
             log.info("instance %s thawed: %s", rec.instance, why)

@@ -35,6 +35,37 @@ from netfate.model.lifecycle import InstanceRole
 log = logging.getLogger("netfate.agent")
 
 
+class Window:
+    """Where the time of one migration's downtime goes (frozen_at to active_at, what
+    the orchestrator records), step by step, for the agent's log.
+
+    The first step runs from the source's `frozen_at` (its wall clock) to the final
+    state's arrival here: between two machines it carries their clock offset too.
+    The others are this side's own (monotonic clock)."""
+
+    def __init__(self, frozen_at: float, asked: float) -> None:
+        """Made when the final state arrives; `asked`: perf_counter at the request."""
+        now = time.perf_counter()
+        self.frozen_at = frozen_at
+        self.round_trip = now - asked
+        self.steps = [("frozen -> answer here", migration.now() - frozen_at)]
+        self.total: float | None = None
+        self._last = now
+
+    def mark(self, step: str, active_at: float | None = None) -> None:
+        """`step` ended now; `active_at`: the wall-clock time it ended at, the last."""
+        now = time.perf_counter()
+        self.steps.append((step, now - self._last))
+        self._last = now
+        if active_at is not None:
+            self.total = active_at - self.frozen_at
+
+    def __str__(self) -> str:
+        total = "" if self.total is None else f" {self.total * 1e3:.2f} ms"
+        parts = ", ".join(f"{step} {s * 1e3:.2f}" for step, s in self.steps)
+        return f"downtime{total} = {parts} (freeze round trip {self.round_trip * 1e3:.2f})"
+
+
 class TargetSide:
     def __init__(self, sup: Supervisor, records: migration.Records) -> None:
         self.sup = sup
@@ -91,22 +122,14 @@ class TargetSide:
                 self.records.step(rec, Tp.FREEZING)
                 c0 = time.perf_counter()
                 final = await migration.unless(abort, peer.call({"op": "freeze", **ids}))
-                c1 = time.perf_counter()
+                window = Window(float(final["frozen_at"]), c0)
                 await migration.fault("migrate.target.freezing")
                 await inst.call({"op": "import", "state": final["state"]})
-                c2 = time.perf_counter()
+                window.mark("import")
                 self.records.step(rec, Tp.FINAL, frozen_at=float(final["frozen_at"]))
-                c3 = time.perf_counter()
+                window.mark("written")
                 await migration.fault("migrate.target.final")
-                await self.complete(rec, inst, peer, final["state"])
-                log.info(
-                    "final state of %s in: freeze round trip %.2f ms, import %.2f ms, "
-                    "written %.2f ms",
-                    iid,
-                    (c1 - c0) * 1e3,
-                    (c2 - c1) * 1e3,
-                    (c3 - c2) * 1e3,
-                )
+                await self.complete(rec, inst, peer, final["state"], window)
         except Exception as e:
             if rec.phase in (Tp.PREPARING, Tp.FREEZING):
                 reason = str(e) or type(e).__name__
@@ -134,24 +157,33 @@ class TargetSide:
         inst: Instance | None,
         peer: migration.Peer | None,
         state: dict[str, Any] | None = None,
+        window: Window | None = None,
     ) -> None:
         """From `final` to `done`: nothing here is undone, whatever the source or the
         link do now (the source's copy is frozen and goes when the move is recorded).
-        `inst` is None only in `active` when the copy died since: converge restarts it."""
+        `inst` is None only in `active` when the copy died since: converge restarts it.
+        `window`: the downtime so far, when this agent drove the move from its start."""
         if rec.phase == Tp.FINAL and inst is not None:
             c0 = time.perf_counter()
             await inst.call({"op": "activate"})
-            await asyncio.to_thread(inst.bring_up)
+            if window is not None:
+                window.mark("activate")
+            await inst.bring_up_async()
             active_at = migration.now()
+            if window is not None:
+                window.mark("port up and announce", active_at)
             if inst.role == InstanceRole.STANDBY:  # active already: saved so, then killed
                 inst.promote()
             inst.save()
             self.records.step(rec, Tp.ACTIVE, active_at=active_at)
-            log.info(
-                "cutover of %s: activate, port up and announce %.2f ms",
-                rec.instance,
-                (time.perf_counter() - c0) * 1e3,
-            )
+            if window is not None:
+                log.info("cutover of %s: %s", rec.instance, window)
+            else:
+                log.info(
+                    "cutover of %s: activate, port up and announce %.2f ms",
+                    rec.instance,
+                    (time.perf_counter() - c0) * 1e3,
+                )
             # Announce again from now on, not after the release round trip: the
             # first announcement can be lost while the switch still sees the new
             # port as down, and until one arrives traffic goes to the old place.

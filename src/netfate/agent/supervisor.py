@@ -173,7 +173,7 @@ class Supervisor:
         """The orchestrator says the standby copy here is the one (a move it recorded
         without this agent's word): serve with it."""
         await inst.call({"op": "activate"})
-        await asyncio.to_thread(inst.bring_up)
+        await inst.bring_up_async()
         inst.promote()
         inst.spec = spec
         inst.save()
