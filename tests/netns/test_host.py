@@ -440,3 +440,40 @@ def test_agent_reports_a_port_plugged_into_its_bridge_without_waiting(
     (mine,) = [p for p in ports if p["name"] == a]
     assert mine["peer"] == "host:laptop" and isinstance(mine["ofport"], int)
     assert all(p["name"] != b for p in ports)
+
+
+def test_port_switch_sets_a_port_by_its_index(make_ns: NsFactory, run_prefix: str) -> None:
+    """agent/ports.py: the cutover's port up and down, as one netlink request for an
+    index looked up once; a port made again (new index) is looked up again."""
+    import asyncio
+    import json
+
+    from netfate.agent.ports import PortSwitch
+
+    sw = make_ns("sw")
+    a, b = f"{run_prefix}pa", f"{run_prefix}pb"
+    links.veth_pair(a, sw, b, sw)
+
+    def is_up(ifname: str) -> bool:
+        out = netns.run_in(sw, ["ip", "-j", "link", "show", ifname]).stdout
+        return "UP" in json.loads(out)[0]["flags"]
+
+    ports = PortSwitch(sw)
+    ports.prepare(a)
+    ports.set(a, True)
+    assert is_up(a)
+    asyncio.run(ports.set_async(a, False))
+    assert not is_up(a)
+    asyncio.run(ports.set_async(a, True))
+    assert is_up(a)
+    assert not is_up(b)  # the index was a's
+    links.delete_link(sw, a)
+    links.veth_pair(a, sw, b, sw)
+    assert not is_up(a)
+    asyncio.run(ports.set_async(a, True))
+    assert is_up(a)
+    ports.forget(a)
+    ports.set(a, False)
+    assert not is_up(a)
+    with pytest.raises(links.LinkNotFound):
+        ports.set(f"{run_prefix}px", True)

@@ -27,13 +27,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from netfate.agent import cgroups
+from netfate.agent.ports import PortSwitch
 from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
 from netfate.model.lifecycle import InstanceRole, check_role_change
@@ -48,75 +47,6 @@ KEEP_LOGS = 32  # logs of instances that are gone, newest first
 
 class InstanceError(Exception):
     pass
-
-
-class PortSwitch:
-    """Sets switch-side ports up or down over one netlink handle kept open in the
-    switch's namespace. Opening one per call (a thread, setns, a pyroute2 handle)
-    costs milliseconds, and this call is on a migration's critical path. pyroute2
-    handles belong to the thread that made them, so all calls run on one worker.
-
-    pyroute2 (0.9) queues every answer that arrives after its request finished (the
-    acknowledgement of a `link set`) in a queue nobody reads: one per call, for the
-    handle's lifetime. So the handle is replaced after RENEW_AFTER calls, off the
-    critical path (the worker does it after the call has returned)."""
-
-    RENEW_AFTER = 256
-
-    def __init__(self, ns: str | None) -> None:
-        self.ns = ns
-        self._ipr: Any = None
-        self._sock: socket.socket | None = None
-        self._calls = 0
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netfate-ports")
-
-    def _handle(self) -> Any:
-        from pyroute2 import IPRoute
-
-        if self._ipr is None:
-            self._sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-            self._ipr = IPRoute(use_socket=self._sock)
-        return self._ipr
-
-    def warm(self) -> None:
-        self._worker.submit(self._handle).result()
-
-    def _work(self, ifname: str, up: bool) -> Callable[[], None]:
-        def work() -> None:
-            ipr = self._handle()
-            self._calls += 1
-            idx = ipr.link_lookup(ifname=ifname)
-            if not idx:
-                raise links.LinkNotFound(self.ns, ifname)
-            ipr.link("set", index=idx[0], state="up" if up else "down")
-
-        return work
-
-    def set(self, ifname: str, up: bool) -> None:
-        self._worker.submit(self._work(ifname, up)).result()
-        self._renew_later()
-
-    async def set_async(self, ifname: str, up: bool) -> None:
-        """The same from the event loop, handed to the worker directly: through
-        asyncio.to_thread it would wake a second thread, and on a loaded machine each
-        wake-up waits for a core (a cutover's port went up in 2 to 90 ms that way)."""
-        await asyncio.wrap_future(self._worker.submit(self._work(ifname, up)))
-        self._renew_later()
-
-    def _renew_later(self) -> None:
-        if self._calls >= self.RENEW_AFTER:
-            self._worker.submit(self._renew)
-
-    def _renew(self) -> None:
-        """Close the handle (and what it queued); the next call opens a new one."""
-        if self._ipr is not None and self._calls >= self.RENEW_AFTER:
-            with contextlib.suppress(Exception):
-                self._ipr.close()
-            if self._sock is not None:
-                self._sock.close()  # (pyroute2 closes it with the handle; if it failed to)
-            self._ipr, self._sock = None, None
-            self._calls = 0
-            self._handle()
 
 
 class Zygote:
@@ -260,7 +190,7 @@ class Instance:
             links.add_route(self.netns, "0.0.0.0/0", str(self.spec["gateway"]))
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
         self._announcer()  # opened now: creating a packet socket costs a kernel RCU wait
-        c.ports.warm()
+        c.ports.prepare(self.port)  # looked up now, not on a migration's cutover
         if self.role == InstanceRole.ACTIVE:
             self.bring_up()
 
@@ -446,6 +376,7 @@ class Instance:
         if self._garp is not None:
             self._garp.close()
             self._garp = None
+        c.ports.forget(self.port)
         with contextlib.suppress(Exception):
             c.vsctl.del_port(self.port, c.bridge)
         with contextlib.suppress(Exception):
