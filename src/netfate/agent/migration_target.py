@@ -22,7 +22,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from netfate.agent import migration
@@ -64,6 +64,13 @@ class Window:
         total = "" if self.total is None else f" {self.total * 1e3:.2f} ms"
         parts = ", ".join(f"{step} {s * 1e3:.2f}" for step, s in self.steps)
         return f"downtime{total} = {parts} (freeze round trip {self.round_trip * 1e3:.2f})"
+
+
+async def _timed(aw: Awaitable[Any]) -> float:
+    """Seconds `aw` took."""
+    t0 = time.perf_counter()
+    await aw
+    return time.perf_counter() - t0
 
 
 class TargetSide:
@@ -165,13 +172,26 @@ class TargetSide:
         `window`: the downtime so far, when this agent drove the move from its start."""
         if rec.phase == Tp.FINAL and inst is not None:
             c0 = time.perf_counter()
-            await inst.call({"op": "activate"})
-            if window is not None:
-                window.mark("activate")
-            await inst.bring_up_async()
+            # Both at once: each waits on another process or thread. A frame the port
+            # lets in before the function is active is lost, as it was before the port
+            # was up; nothing arrives that the copy here cannot take.
+            done = await asyncio.gather(
+                _timed(inst.call({"op": "activate"})),
+                _timed(inst.bring_up_async()),
+                return_exceptions=True,  # both end before either failure is raised
+            )
             active_at = migration.now()
+            activated, raised = done
+            if isinstance(activated, BaseException):
+                raise activated
+            if isinstance(raised, BaseException):
+                raise raised
             if window is not None:
-                window.mark("port up and announce", active_at)
+                window.mark(
+                    f"activate ({activated * 1e3:.2f}) with port up and announce "
+                    f"({raised * 1e3:.2f})",
+                    active_at,
+                )
             if inst.role == InstanceRole.STANDBY:  # active already: saved so, then killed
                 inst.promote()
             inst.save()
