@@ -37,7 +37,7 @@ from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
 from netfate.model.lifecycle import InstanceRole, check_role_change
 from netfate.proto import arp
-from netfate.vnf.zygote import process_name
+from netfate.vnf.zygote import PARENT_ENV, process_name
 
 log = logging.getLogger("netfate.agent")
 
@@ -66,6 +66,7 @@ class Zygote:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, PARENT_ENV: str(os.getpid())},  # it dies with us
             )
         finally:
             log.close()
