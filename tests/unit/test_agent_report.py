@@ -10,7 +10,7 @@ from typing import Any
 from netfate.agent.migration import Record
 from netfate.agent.migration import SourcePhase as Sp
 from netfate.agent.migration import TargetPhase as Tp
-from netfate.agent.report import Figures
+from netfate.agent.report import Figures, report_body
 from netfate.agent.supervisor import Supervisor
 from netfate.model.lifecycle import InstanceRole
 
@@ -46,7 +46,7 @@ def test_the_body_says_what_each_copy_task_and_failure_is() -> None:
         Record(instance="i-sby", migration=4, side="target", phase=Tp.FINAL),
         Record(instance="i-x", migration=2, side="source", phase=Sp.SERVING),
     ]
-    body = fig.body(desired, records)
+    body = report_body(sup, fig, desired, records)
     by_id = {i["id"]: i for i in body["instances"]}
     assert by_id["i-run"] == {
         "id": "i-run",

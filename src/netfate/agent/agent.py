@@ -35,7 +35,7 @@ from netfate.agent.instances import NodeContext
 from netfate.agent.migration_source import SourceSide
 from netfate.agent.migration_target import TargetSide
 from netfate.agent.poll import OrchestratorLink
-from netfate.agent.report import Figures
+from netfate.agent.report import Figures, report_body
 from netfate.agent.supervisor import Supervisor
 
 log = logging.getLogger("netfate.agent")
@@ -149,7 +149,8 @@ class Agent:
 
     async def _report(self) -> None:
         # Cheap: statuses and cached figures.
-        await self.orchestrator.report(self.figures.body(self.desired, self.records))
+        body = report_body(self.sup, self.figures, self.desired, self.records)
+        await self.orchestrator.report(body)
 
     # ---------------------------------------------------------------- converge
 

@@ -49,54 +49,6 @@ class Figures:
         """(ports, resources), as last gathered."""
         self.fn_stats: dict[str, dict[str, Any]] = {}
 
-    # ---------------------------------------------------------------- the body
-
-    def body(
-        self, desired: Mapping[str, Mapping[str, Any]], records: Iterable[Record]
-    ) -> dict[str, Any]:
-        """The report: statuses (CopyStatus) and the cached figures."""
-        sup = self.sup
-        insts: list[dict[str, Any]] = []
-        for iid, inst in sup.instances.items():
-            role = inst.role
-            if inst.alive():
-                status = CopyStatus.STANDBY if role == InstanceRole.STANDBY else CopyStatus.RUNNING
-                detail = inst.limits
-            else:
-                # Died: the next converge starts it again (a supervisor, not a
-                # verdict); only a start that fails is reported as failed.
-                status, detail = CopyStatus.STARTING, "restarting: " + inst.tail_log()
-            entry: dict[str, Any] = {
-                "id": iid,
-                "status": status,
-                "role": role,
-                "pid": inst.pid,
-                "detail": detail,
-            }
-            if iid in self.fn_stats:
-                entry["stats"] = self.fn_stats[iid]
-            insts.append(entry)
-        for iid in sup.tasks:
-            if iid in sup.instances:
-                continue
-            if iid in desired:
-                role = desired[iid]["role"]
-                insts.append({"id": iid, "status": CopyStatus.STARTING, "role": role})
-            else:  # being torn down: it is gone only when nothing of it remains
-                insts.append({"id": iid, "status": CopyStatus.STOPPING})
-        for iid, detail in sup.failed.items():
-            insts.append({"id": iid, "status": CopyStatus.FAILED, "detail": detail})
-        migs = [r.report() for r in records if r.phase != Sp.SERVING]
-        ports, resources = self.stats
-        return {
-            "resources": resources,
-            "instances": insts,
-            "migrations": migs,
-            "ports": ports,
-        }
-
-    # ---------------------------------------------------------------- gathering
-
     async def loop(self, every_s: float) -> None:
         """Gather the figures every `every_s` seconds, forever."""
         while True:
@@ -245,3 +197,51 @@ class Figures:
             "links": link_use,
             "at": time.time(),
         }
+
+
+def report_body(
+    sup: Supervisor,
+    figures: Figures,
+    desired: Mapping[str, Mapping[str, Any]],
+    records: Iterable[Record],
+) -> dict[str, Any]:
+    """The report: each copy's status (CopyStatus), the migrations' phases and the
+    figures as last gathered (cheap: nothing is read here but the processes' state)."""
+    insts: list[dict[str, Any]] = []
+    for iid, inst in sup.instances.items():
+        role = inst.role
+        if inst.alive():
+            status = CopyStatus.STANDBY if role == InstanceRole.STANDBY else CopyStatus.RUNNING
+            detail = inst.limits
+        else:
+            # Died: the next converge starts it again (a supervisor, not a
+            # verdict); only a start that fails is reported as failed.
+            status, detail = CopyStatus.STARTING, "restarting: " + inst.tail_log()
+        entry: dict[str, Any] = {
+            "id": iid,
+            "status": status,
+            "role": role,
+            "pid": inst.pid,
+            "detail": detail,
+        }
+        if iid in figures.fn_stats:
+            entry["stats"] = figures.fn_stats[iid]
+        insts.append(entry)
+    for iid in sup.tasks:
+        if iid in sup.instances:
+            continue
+        if iid in desired:
+            role = desired[iid]["role"]
+            insts.append({"id": iid, "status": CopyStatus.STARTING, "role": role})
+        else:  # being torn down: it is gone only when nothing of it remains
+            insts.append({"id": iid, "status": CopyStatus.STOPPING})
+    for iid, detail in sup.failed.items():
+        insts.append({"id": iid, "status": CopyStatus.FAILED, "detail": detail})
+    migs = [r.report() for r in records if r.phase != Sp.SERVING]
+    ports, resources = figures.stats
+    return {
+        "resources": resources,
+        "instances": insts,
+        "migrations": migs,
+        "ports": ports,
+    }
