@@ -123,6 +123,39 @@ def check_migration_step(current: MigrationPhase, target: MigrationPhase) -> Non
         raise IllegalMigrationStep(current, target)
 
 
+class MigrationStatus(StrEnum):
+    """What an agent reports of one migration (`MigrationReport.status`): its side's
+    phase (agent/migration.py) in the words the orchestrator acts on. Not a state
+    the orchestrator holds (MigrationPhase is; these words move it), so no table.
+
+    from the target:
+    preparing  its copy is on the way (standby started, final state in flight or in
+               hand, activated): nothing settled yet
+    done       it serves; the source released its copy (or could not answer)
+    failed     it gave up before holding the final state; the source may thaw
+    from the source:
+    frozen     its copy stopped serving; the final state went to the target
+    released   the target holds the final state; its copy is stopped
+    refused    the deadline passed before the target asked for the freeze
+    """
+
+    PREPARING = "preparing"
+    DONE = "done"
+    FAILED = "failed"
+    FROZEN = "frozen"
+    RELEASED = "released"
+    REFUSED = "refused"
+
+
+# Who may say what: a word from the node that is not that side is ignored.
+TARGET_SAYS: frozenset[MigrationStatus] = frozenset(
+    {MigrationStatus.PREPARING, MigrationStatus.DONE, MigrationStatus.FAILED}
+)
+SOURCE_SAYS: frozenset[MigrationStatus] = frozenset(
+    {MigrationStatus.FROZEN, MigrationStatus.RELEASED, MigrationStatus.REFUSED}
+)
+
+
 class InstanceRole(StrEnum):
     """What one copy of an instance does on its node (the desired state's `role`, the
     agent's copy, its report).
