@@ -107,11 +107,17 @@ def serve(path: str) -> None:
     for name in runtime.FUNCTIONS:
         runtime.load_function(name)
     signal.signal(signal.SIGCHLD, _reap)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    # Bound and listening under another name first, then renamed: the agent takes
+    # the path's existence as ready, and a connect between bind and listen is refused
+    # (an instance's start failed so on a loaded machine).
+    early = f"{path}.{os.getpid()}"
+    for stale in (path, early):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(early)
     listener.listen(16)
+    os.rename(early, path)
     while True:
         try:
             conn, _ = listener.accept()
