@@ -48,24 +48,31 @@ class Local:
 
 
 @dataclass(frozen=True)
-class Forget:
+class _OnRecord:
+    record: Record
+
+
+@dataclass(frozen=True)
+class _OnSpec:
+    instance: str
+    spec: Spec
+
+
+@dataclass(frozen=True)
+class _OnInstance:
+    instance: str
+
+
+class Forget(_OnRecord):
     """Drop a migration record (settled: forget, or restart: a move in starts afresh)."""
 
-    record: Record
 
-
-@dataclass(frozen=True)
-class Thaw:
+class Thaw(_OnRecord):
     """The migration that froze the copy here ended without a move: serve again."""
 
-    record: Record
 
-
-@dataclass(frozen=True)
-class Resume:
+class Resume(_OnRecord):
     """A move in this agent drove before it restarted: abort it or complete it."""
-
-    record: Record
 
 
 @dataclass(frozen=True)
@@ -76,58 +83,32 @@ class Refuse:
     migration: int
 
 
-@dataclass(frozen=True)
-class MigrateIn:
+class MigrateIn(_OnSpec):
     """Start a standby copy here and pull the instance from its source."""
 
-    instance: str
-    spec: Spec
 
-
-@dataclass(frozen=True)
-class Start:
+class Start(_OnSpec):
     """Start a copy that is desired here and runs nowhere here."""
 
-    instance: str
-    spec: Spec
 
-
-@dataclass(frozen=True)
-class Activate:
+class Activate(_OnSpec):
     """The standby copy here is the one (the orchestrator recorded a move)."""
 
-    instance: str
-    spec: Spec
 
-
-@dataclass(frozen=True)
-class Reconfigure:
+class Reconfigure(_OnSpec):
     """The copy here runs with another configuration than the desired one."""
 
-    instance: str
-    spec: Spec
 
-
-@dataclass(frozen=True)
-class Restart:
+class Restart(_OnSpec):
     """The copy here died: start it again."""
 
-    instance: str
-    spec: Spec
 
-
-@dataclass(frozen=True)
-class Stop:
+class Stop(_OnInstance):
     """The copy here is not desired here."""
 
-    instance: str
 
-
-@dataclass(frozen=True)
-class ClearFailure:
+class ClearFailure(_OnInstance):
     """A start that failed, of an instance no longer desired here."""
-
-    instance: str
 
 
 Action = (
