@@ -40,6 +40,7 @@ class PortSwitch:
         """`ns`: the switch's namespace (None: this one)."""
         self.ns = ns
         self._ipr: Any = None
+        self._lookup_sock: socket.socket | None = None
         self._lookups = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netfate-ports")
         self._sock: socket.socket | None = None
@@ -51,8 +52,8 @@ class PortSwitch:
         from pyroute2 import IPRoute
 
         if self._ipr is None:
-            sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-            self._ipr = IPRoute(use_socket=sock)
+            self._lookup_sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+            self._ipr = IPRoute(use_socket=self._lookup_sock)
         return self._ipr
 
     def _lookup(self, ifname: str) -> int:
@@ -65,7 +66,9 @@ class PortSwitch:
         if self._lookups >= self.RENEW_AFTER:
             with contextlib.suppress(Exception):
                 self._ipr.close()  # and what it queued; the next lookup opens another
-            self._ipr, self._lookups = None, 0
+            if self._lookup_sock is not None:
+                self._lookup_sock.close()  # (pyroute2 closes it with the handle; if it failed to)
+            self._ipr, self._lookup_sock, self._lookups = None, None, 0
         return self._index[ifname]
 
     def _ready(self, ifname: str) -> int:
