@@ -395,12 +395,14 @@ def test_impair_builds_netem_then_tbf(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_agent_reports_a_port_plugged_into_its_bridge_without_waiting(
     ovs_daemon: ovs.OvsDaemon, run_prefix: str
 ) -> None:
-    """The agent watches OVSDB (agent._watch_ports): a port added to its bridge is in
-    its next report at once; its periodic read (10 s) is never reached here."""
+    """The agent watches OVSDB (agent/report.py, Figures.watch_ports): a port added to
+    its bridge is in its next report at once; its periodic read (10 s) is never
+    reached here."""
     import asyncio
     import types
 
-    from netfate.agent.agent import Agent
+    from netfate.agent.report import Figures
+    from netfate.agent.supervisor import Supervisor
 
     sw = ovs_daemon.netns
     v = ovs.Vsctl(ovs_daemon.db)
@@ -409,27 +411,24 @@ def test_agent_reports_a_port_plugged_into_its_bridge_without_waiting(
     batch.add_bridge(b1, datapath_id=1, node="cpe1")
     batch.add_bridge(b2, datapath_id=2, node="cpe2")
     batch.commit()
-    agent = object.__new__(Agent)
-    agent.ctx = types.SimpleNamespace(vsctl=v, bridge=b1)  # type: ignore[assignment]
-    agent.instances, agent._ports_cache, agent.ports_pending = {}, None, False
-    agent._stats = ([], {})
-    agent._gather_stats = lambda: (agent._ports(), {})  # type: ignore[method-assign]
     a, b = f"{run_prefix}pa", f"{run_prefix}pb"
     links.veth_pair(a, sw, b, sw)
     links.set_up(sw, a)
     links.set_up(sw, b)
 
     async def scenario() -> list[dict[str, object]]:
-        agent.changed = asyncio.Event()
-        watch = asyncio.create_task(agent._watch_ports())
+        ctx = types.SimpleNamespace(vsctl=v, bridge=b1)
+        figures = Figures(Supervisor(ctx, asyncio.Event()))  # type: ignore[arg-type]
+        figures.gather = lambda: (figures.ports(), {})  # type: ignore[method-assign]
+        watch = asyncio.create_task(figures.watch_ports())
         try:
             await asyncio.sleep(0.5)  # the monitor's initial rows
             v.add_port(b2, b, peer="host:other")  # another bridge: not ours
             v.add_port(b1, a, peer="host:laptop")
-            while not any(p["name"] == a for p in agent._stats[0]):
-                await asyncio.wait_for(agent.changed.wait(), 30)
-                agent.changed.clear()
-            return agent._stats[0]
+            while not any(p["name"] == a for p in figures.stats[0]):
+                await asyncio.wait_for(figures.changed.wait(), 30)
+                figures.changed.clear()
+            return figures.stats[0]
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -441,3 +440,40 @@ def test_agent_reports_a_port_plugged_into_its_bridge_without_waiting(
     (mine,) = [p for p in ports if p["name"] == a]
     assert mine["peer"] == "host:laptop" and isinstance(mine["ofport"], int)
     assert all(p["name"] != b for p in ports)
+
+
+def test_port_switch_sets_a_port_by_its_index(make_ns: NsFactory, run_prefix: str) -> None:
+    """agent/ports.py: the cutover's port up and down, as one netlink request for an
+    index looked up once; a port made again (new index) is looked up again."""
+    import asyncio
+    import json
+
+    from netfate.agent.ports import PortSwitch
+
+    sw = make_ns("sw")
+    a, b = f"{run_prefix}pa", f"{run_prefix}pb"
+    links.veth_pair(a, sw, b, sw)
+
+    def is_up(ifname: str) -> bool:
+        out = netns.run_in(sw, ["ip", "-j", "link", "show", ifname]).stdout
+        return "UP" in json.loads(out)[0]["flags"]
+
+    ports = PortSwitch(sw)
+    ports.prepare(a)
+    ports.set(a, True)
+    assert is_up(a)
+    asyncio.run(ports.set_async(a, False))
+    assert not is_up(a)
+    asyncio.run(ports.set_async(a, True))
+    assert is_up(a)
+    assert not is_up(b)  # the index was a's
+    links.delete_link(sw, a)
+    links.veth_pair(a, sw, b, sw)
+    assert not is_up(a)
+    asyncio.run(ports.set_async(a, True))
+    assert is_up(a)
+    ports.forget(a)
+    ports.set(a, False)
+    assert not is_up(a)
+    with pytest.raises(links.LinkNotFound):
+        ports.set(f"{run_prefix}px", True)

@@ -82,3 +82,39 @@ def test_unknown_function_is_an_error(zygote: Zygote, ns: str, tmp_path: Path) -
             "i-2",
         )
     assert zygote.usable(), "a bad request does not kill the zygote"
+
+
+def test_it_dies_with_an_agent_that_dies_while_it_starts(tmp_path: Path) -> None:
+    """An agent killed within a second of starting its zygote (still importing: a
+    second or more on a loaded machine) left it running before; it goes with it."""
+    import subprocess
+    import sys
+
+    from waiting import until
+
+    starter = (
+        "import sys; from pathlib import Path; from netfate.agent.instances import Zygote; "
+        "z = Zygote(Path(sys.argv[1])); z._popen(); print(z.proc.pid, flush=True)"
+    )  # starts it and exits at once, as an agent killed right after
+    out = subprocess.run(
+        [sys.executable, "-c", starter, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    pid = int(out.stdout)
+
+    def running() -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return b"netfate.vnf.zygote" in cmdline and state != "Z"
+
+    try:
+        assert until(lambda: not running(), timeout=60)
+    finally:
+        if running():
+            os.kill(pid, signal.SIGKILL)

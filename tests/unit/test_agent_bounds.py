@@ -58,9 +58,9 @@ def test_cpu_figures_only_for_instances_it_runs(tmp_path: Path) -> None:
     ctx = NodeContext("cpe1", "nft0", tmp_path, "br0", Vsctl("unix:/nonexistent"))
     agent = Agent(AgentConfig(ctx=ctx, orchestrator="http://127.0.0.1:9"))
     running: dict[str, Any] = {f"i-{n:08x}": _Running(1.0) for n in range(3)}
-    agent.instances = running
-    assert agent._resources([])["instances"] == 3
+    agent.sup.instances = running  # the figures are report.py's, of the supervisor's copies
+    assert agent.figures.resources([])["instances"] == 3
     del running["i-00000000"], running["i-00000001"]  # gone
-    figures = agent._resources([])
+    figures = agent.figures.resources([])
     assert figures["instances"] == 1 and figures["instance_rss_mb"] == 10.0
-    assert set(agent._last_cpu) == {"i-00000002"}
+    assert set(agent.figures._last_cpu) == {"i-00000002"}

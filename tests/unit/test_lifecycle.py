@@ -1,12 +1,23 @@
+import typing
+from pathlib import Path
+
 import pytest
 
+from netfate.agent.instances import Instance, NodeContext
+from netfate.host.ovs import Vsctl
 from netfate.model.lifecycle import (
     LIVE,
+    ROLE_TRANSITIONS,
     TRANSITIONS,
+    CopyStatus,
+    IllegalRoleChange,
     IllegalTransition,
+    InstanceRole,
     InstanceState,
+    check_role_change,
     check_transition,
 )
+from netfate.orchestrator.api.schemas import InstanceReport
 
 S = InstanceState
 
@@ -56,3 +67,28 @@ def test_illegal_names_the_states(a: InstanceState, b: InstanceState) -> None:
 def test_live_states_can_all_be_stopped() -> None:
     for s in LIVE:
         check_transition(s, S.STOPPING)
+
+
+def test_a_copy_becomes_active_once_and_never_goes_back() -> None:
+    r = InstanceRole
+    assert set(ROLE_TRANSITIONS) == set(r)
+    check_role_change(r.STANDBY, r.ACTIVE)
+    for a, b in ((r.ACTIVE, r.STANDBY), (r.ACTIVE, r.ACTIVE), (r.STANDBY, r.STANDBY)):
+        with pytest.raises(IllegalRoleChange, match=f"from '{a}' to '{b}'"):
+            check_role_change(a, b)
+
+
+def test_the_agents_words_are_the_report_schemas() -> None:
+    fields = InstanceReport.model_fields
+    assert set(typing.get_args(fields["status"].annotation)) == set(CopyStatus)
+    assert set(typing.get_args(fields["role"].annotation)) == set(InstanceRole)
+
+
+def test_an_instance_copy_promoted_by_the_table(tmp_path: Path) -> None:
+    ctx = NodeContext(node="cpe1", prefix="nf", state_dir=tmp_path, bridge="nf-cpe1",
+                      vsctl=Vsctl("unix:/nonexistent"))  # fmt: skip
+    inst = Instance(spec={"id": "i-1"}, ctx=ctx, role=InstanceRole.STANDBY)
+    inst.promote()
+    assert inst.role == InstanceRole.ACTIVE
+    with pytest.raises(IllegalRoleChange):
+        inst.promote()

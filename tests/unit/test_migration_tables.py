@@ -4,6 +4,7 @@ safe where it matters, and persisted the way a restarted agent reads them."""
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,14 @@ from netfate.agent.migration import TargetPhase as Tp
 from netfate.model.lifecycle import (
     MIGRATION_TRANSITIONS,
     OPEN_MIGRATIONS,
+    SOURCE_SAYS,
+    TARGET_SAYS,
     IllegalMigrationStep,
     MigrationPhase,
+    MigrationStatus,
     check_migration_step,
 )
+from netfate.orchestrator.api.schemas import MigrationReport
 
 SITUATIONS = ("open", "over", "gone")
 M = MigrationPhase
@@ -62,6 +67,15 @@ def test_the_target_completes_only_with_the_final_state_and_then_always() -> Non
     assert {SETTLE_TARGET[(Tp.FREEZING, s)] for s in SITUATIONS} == {Settle.ABORT}
     # Once active it cannot abort: only done follows.
     assert TARGET_TRANSITIONS[Tp.ACTIVE] == {Tp.DONE}
+
+
+def test_each_side_reports_only_its_own_words_and_the_schema_takes_them() -> None:
+    assert {REPORTED[p] for p in Tp} == TARGET_SAYS
+    assert {REPORTED[p] for p in set(Sp) - {Sp.SERVING}} == SOURCE_SAYS
+    assert set(MigrationStatus) == TARGET_SAYS | SOURCE_SAYS
+    assert not TARGET_SAYS & SOURCE_SAYS  # a word tells which side said it
+    status = MigrationReport.model_fields["status"].annotation
+    assert set(typing.get_args(status)) == set(MigrationStatus)
 
 
 @pytest.mark.parametrize(

@@ -650,3 +650,30 @@ def test_many_nodes_parse() -> None:
 def test_too_many_nodes() -> None:
     doc = {"transit": "10.0.0.0/8", "nodes": {f"n{i}": {"kind": "pe"} for i in range(1001)}}
     assert error_of(doc).path == "nodes"
+
+
+def test_numbers_beyond_a_float_are_refused_by_key() -> None:
+    # Found by tests/fuzz/test_topology_fuzz.py: these raised OverflowError.
+    huge = "9" * 400
+    for change, path in [
+        (lambda d: d["nodes"]["cpe1"].update(cpu=10**400), "nodes.cpe1.cpu"),
+        (lambda d: d["nodes"]["cpe1"].update(memory=huge + "MiB"), "nodes.cpe1.memory"),
+        (lambda d: d["links"][0].update(rate=huge + "Mbit"), "links[0].rate"),
+        (lambda d: d["links"][0].update(delay=huge + "ms"), "links[0].delay"),
+        (lambda d: d["links"][0].update(loss=10**400), "links[0].loss"),
+    ]:
+        assert error_of(mutate(change)).path == path
+
+
+def test_an_empty_key_is_named() -> None:
+    doc = base()
+    doc[""] = 1
+    assert error_of(doc).path == "''"
+    doc = base()
+    doc["links"][0][""] = 1
+    assert error_of(doc).path == "links[0].''"
+
+
+def test_yaml_the_constructors_refuse_is_invalid_yaml() -> None:
+    with pytest.raises(TopologyError, match=r"invalid YAML: month must be in 1\.\.12"):
+        Topology.from_yaml(DEMO_YAML.replace("name: demo", "name: 2024-13-45"))

@@ -27,16 +27,17 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from netfate.agent import cgroups
+from netfate.agent.ports import PortSwitch
 from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
+from netfate.model.lifecycle import InstanceRole, check_role_change
 from netfate.proto import arp
-from netfate.vnf.zygote import process_name
+from netfate.vnf.zygote import PARENT_ENV, process_name
 
 log = logging.getLogger("netfate.agent")
 
@@ -46,62 +47,6 @@ KEEP_LOGS = 32  # logs of instances that are gone, newest first
 
 class InstanceError(Exception):
     pass
-
-
-class PortSwitch:
-    """Sets switch-side ports up or down over one netlink handle kept open in the
-    switch's namespace. Opening one per call (a thread, setns, a pyroute2 handle)
-    costs milliseconds, and this call is on a migration's critical path. pyroute2
-    handles belong to the thread that made them, so all calls run on one worker.
-
-    pyroute2 (0.9) queues every answer that arrives after its request finished (the
-    acknowledgement of a `link set`) in a queue nobody reads: one per call, for the
-    handle's lifetime. So the handle is replaced after RENEW_AFTER calls, off the
-    critical path (the worker does it after the call has returned)."""
-
-    RENEW_AFTER = 256
-
-    def __init__(self, ns: str | None) -> None:
-        self.ns = ns
-        self._ipr: Any = None
-        self._sock: socket.socket | None = None
-        self._calls = 0
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netfate-ports")
-
-    def _handle(self) -> Any:
-        from pyroute2 import IPRoute
-
-        if self._ipr is None:
-            self._sock = netns.socket_in(self.ns, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-            self._ipr = IPRoute(use_socket=self._sock)
-        return self._ipr
-
-    def warm(self) -> None:
-        self._worker.submit(self._handle).result()
-
-    def set(self, ifname: str, up: bool) -> None:
-        def work() -> None:
-            ipr = self._handle()
-            self._calls += 1
-            idx = ipr.link_lookup(ifname=ifname)
-            if not idx:
-                raise links.LinkNotFound(self.ns, ifname)
-            ipr.link("set", index=idx[0], state="up" if up else "down")
-
-        self._worker.submit(work).result()
-        if self._calls >= self.RENEW_AFTER:
-            self._worker.submit(self._renew)
-
-    def _renew(self) -> None:
-        """Close the handle (and what it queued); the next call opens a new one."""
-        if self._ipr is not None and self._calls >= self.RENEW_AFTER:
-            with contextlib.suppress(Exception):
-                self._ipr.close()
-            if self._sock is not None:
-                self._sock.close()  # (pyroute2 closes it with the handle; if it failed to)
-            self._ipr, self._sock = None, None
-            self._calls = 0
-            self._handle()
 
 
 class Zygote:
@@ -121,6 +66,7 @@ class Zygote:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, PARENT_ENV: str(os.getpid())},  # it dies with us
             )
         finally:
             log.close()
@@ -190,7 +136,7 @@ class NodeContext:
 class Instance:
     spec: dict[str, Any]
     ctx: NodeContext
-    role: str = "active"
+    role: InstanceRole = InstanceRole.ACTIVE
     pid: int | None = None
     limits: str = ""
     started_at: float = field(default_factory=time.time)
@@ -245,8 +191,8 @@ class Instance:
             links.add_route(self.netns, "0.0.0.0/0", str(self.spec["gateway"]))
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
         self._announcer()  # opened now: creating a packet socket costs a kernel RCU wait
-        c.ports.warm()
-        if self.role == "active":
+        c.ports.prepare(self.port)  # looked up now, not on a migration's cutover
+        if self.role == InstanceRole.ACTIVE:
             self.bring_up()
 
     @property
@@ -270,12 +216,24 @@ class Instance:
             self._garp = sock
         return self._garp
 
+    def promote(self) -> None:
+        """This standby copy is the instance now (model/lifecycle.py's role table)."""
+        check_role_change(self.role, InstanceRole.ACTIVE)
+        self.role = InstanceRole.ACTIVE
+
     def bring_up(self) -> None:
         self.ctx.ports.set(self.port, up=True)
         self.announce()
 
-    def bring_down(self) -> None:
-        self.ctx.ports.set(self.port, up=False)
+    async def bring_up_async(self) -> None:
+        """Port up and announce, from the event loop (a migration's cutover)."""
+        if self._garp is None:  # adopted after a restart: open it off the loop
+            await asyncio.to_thread(self._announcer)
+        await self.ctx.ports.set_async(self.port, up=True)
+        self.announce()  # two frames on a socket opened in build(): microseconds
+
+    async def bring_down_async(self) -> None:
+        await self.ctx.ports.set_async(self.port, up=False)
 
     def announce(self) -> None:
         ip = self.spec.get("ip")
@@ -295,7 +253,7 @@ class Instance:
             "--config",
             json.dumps(self.spec.get("config") or {}),
         ]
-        if self.role == "standby":
+        if self.role == InstanceRole.STANDBY:
             args.append("--standby")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.control + ".ready")
@@ -419,6 +377,7 @@ class Instance:
         if self._garp is not None:
             self._garp.close()
             self._garp = None
+        c.ports.forget(self.port)
         with contextlib.suppress(Exception):
             c.vsctl.del_port(self.port, c.bridge)
         with contextlib.suppress(Exception):
@@ -490,7 +449,8 @@ def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
     for f in sorted(ctx.state_dir.glob("*.json")):
         try:
             doc = json.loads(f.read_text())
-            inst = Instance(spec=doc["spec"], ctx=ctx, role=doc.get("role", "active"))
+            role = InstanceRole(doc.get("role", InstanceRole.ACTIVE))
+            inst = Instance(spec=doc["spec"], ctx=ctx, role=role)
             inst.pid = doc.get("pid")
             inst.limits = doc.get("limits", "")
         except (OSError, ValueError, KeyError, TypeError):

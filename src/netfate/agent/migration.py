@@ -95,6 +95,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from netfate import faults
+from netfate.model.lifecycle import MigrationStatus
 
 log = logging.getLogger("netfate.agent.migration")
 
@@ -259,16 +260,17 @@ SETTLE_TARGET: dict[tuple[TargetPhase, str], Settle] = {
 }
 
 # What each phase tells the orchestrator (MigrationReport.status).
-REPORTED: dict[str, str] = {
-    Sp.FROZEN: "frozen",
-    Sp.RELEASED: "released",
-    Sp.REFUSED: "refused",
-    Tp.PREPARING: "preparing",
-    Tp.FREEZING: "preparing",
-    Tp.FINAL: "preparing",
-    Tp.ACTIVE: "preparing",
-    Tp.DONE: "done",
-    Tp.ABORTED: "failed",
+Ms = MigrationStatus
+REPORTED: dict[str, MigrationStatus] = {
+    Sp.FROZEN: Ms.FROZEN,
+    Sp.RELEASED: Ms.RELEASED,
+    Sp.REFUSED: Ms.REFUSED,
+    Tp.PREPARING: Ms.PREPARING,
+    Tp.FREEZING: Ms.PREPARING,
+    Tp.FINAL: Ms.PREPARING,
+    Tp.ACTIVE: Ms.PREPARING,
+    Tp.DONE: Ms.DONE,
+    Tp.ABORTED: Ms.FAILED,
 }
 
 

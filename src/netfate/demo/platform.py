@@ -16,6 +16,7 @@ import httpx
 
 from netfate.demo.probe import CounterProbe, ProbeError
 from netfate.host import netns
+from netfate.model.lifecycle import MigrationPhase
 from netfate.testbed.builder import Testbed
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -56,9 +57,9 @@ class Api:
         while True:
             inst = self("GET", f"/instances/{iid}")
             mig: dict[str, Any] = next(m for m in inst["migrations"] if m["id"] == mid)
-            if mig["phase"] == "done":
+            if mig["phase"] == MigrationPhase.DONE:
                 return mig
-            if mig["phase"] == "failed":
+            if mig["phase"] == MigrationPhase.FAILED:
                 raise DemoFailed(f"migration {mid} failed: {mig['reason']}")
             if time.monotonic() > deadline:
                 raise DemoFailed(f"migration {mid} still {mig['phase']} after {timeout:.0f} s")

@@ -123,6 +123,99 @@ def check_migration_step(current: MigrationPhase, target: MigrationPhase) -> Non
         raise IllegalMigrationStep(current, target)
 
 
+class MigrationStatus(StrEnum):
+    """What an agent reports of one migration (`MigrationReport.status`): its side's
+    phase (agent/migration.py) in the words the orchestrator acts on. Not a state
+    the orchestrator holds (MigrationPhase is; these words move it), so no table.
+
+    from the target:
+    preparing  its copy is on the way (standby started, final state in flight or in
+               hand, activated): nothing settled yet
+    done       it serves; the source released its copy (or could not answer)
+    failed     it gave up before holding the final state; the source may thaw
+    from the source:
+    frozen     its copy stopped serving; the final state went to the target
+    released   the target holds the final state; its copy is stopped
+    refused    the deadline passed before the target asked for the freeze
+    """
+
+    PREPARING = "preparing"
+    DONE = "done"
+    FAILED = "failed"
+    FROZEN = "frozen"
+    RELEASED = "released"
+    REFUSED = "refused"
+
+
+# Who may say what: a word from the node that is not that side is ignored.
+TARGET_SAYS: frozenset[MigrationStatus] = frozenset(
+    {MigrationStatus.PREPARING, MigrationStatus.DONE, MigrationStatus.FAILED}
+)
+SOURCE_SAYS: frozenset[MigrationStatus] = frozenset(
+    {MigrationStatus.FROZEN, MigrationStatus.RELEASED, MigrationStatus.REFUSED}
+)
+
+
+class InstanceRole(StrEnum):
+    """What one copy of an instance does on its node (the desired state's `role`, the
+    agent's copy, its report).
+
+        standby ──▶ active
+
+    standby   a migration's target copy: started with its switch port down, it
+              imports the source's state and serves nothing.
+    active    serves. A copy is started active, or a standby becomes it when the
+              move completes (or when the orchestrator says the copy here is the one).
+              It never goes back: a move away starts a new standby elsewhere.
+    """
+
+    STANDBY = "standby"
+    ACTIVE = "active"
+
+
+ROLE_TRANSITIONS: dict[InstanceRole, frozenset[InstanceRole]] = {
+    InstanceRole.STANDBY: frozenset({InstanceRole.ACTIVE}),
+    InstanceRole.ACTIVE: frozenset(),
+}
+
+
+class IllegalRoleChange(Exception):
+    """A role change the table does not allow."""
+
+    def __init__(self, current: InstanceRole, target: InstanceRole) -> None:
+        super().__init__(f"an instance copy cannot go from '{current}' to '{target}'")
+        self.current = current
+        self.target = target
+
+
+def check_role_change(current: InstanceRole, target: InstanceRole) -> None:
+    if target not in ROLE_TRANSITIONS[current]:
+        raise IllegalRoleChange(current, target)
+
+
+class CopyStatus(StrEnum):
+    """What an agent reports of one instance copy (`InstanceReport.status`).
+
+    Not a state the agent holds, so no transition table: each report derives it
+    afresh from what is true at that moment (a task under way, the process alive,
+    the copy's role, a start that failed), and two reports may be any two of these.
+
+    starting  a start (or restart, or a move in) is under way, or the process died
+              and the next converge starts it again
+    running   an active copy whose process is alive
+    standby   a standby copy whose process is alive
+    stopping  being torn down: gone from the report once nothing of it remains
+    failed    its start failed (the detail says why); the agent does not start it
+              again on its own (the entry goes when it leaves the desired state)
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STANDBY = "standby"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
 class NodeStatus(StrEnum):
     UNKNOWN = "unknown"  # declared in the topology, no agent registered yet
     UP = "up"

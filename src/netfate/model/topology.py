@@ -135,14 +135,25 @@ def _number_unit(value: object, path: str, what: str) -> tuple[float, str]:
     if isinstance(value, bool):
         raise TopologyError(path, f"expected {what}, got {_describe(value)}")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
+        number = _finite(value)
+        if number is None or number < 0:
             raise TopologyError(path, f"expected {what}, got {_describe(value)}")
-        return float(value), ""
+        return number, ""
     if isinstance(value, str):
         m = _NUM_UNIT_RE.match(value)
-        if m:
-            return float(m.group(1)), m.group(2).lower()
+        if m and (number := _finite(m.group(1))) is not None:
+            return number, m.group(2).lower()
     raise TopologyError(path, f"expected {what}, got {_describe(value)}")
+
+
+def _finite(value: int | float | str) -> float | None:
+    """`value` as a finite float; None when it is not one (NaN, or beyond a float's
+    range: a 400-digit number would overflow every conversion after it)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_rate(value: object, path: str = "rate") -> int:
@@ -328,6 +339,10 @@ class Topology:
                 where = f" at line {mark.line + 1}, column {mark.column + 1}"
             problem = getattr(e, "problem", None) or str(e)
             raise TopologyError("", f"invalid YAML{where}: {problem}") from e
+        except (ValueError, RecursionError) as e:
+            # What the YAML constructors let through: a date-like scalar that is no
+            # date (`2024-13-45`), nesting deeper than the interpreter's stack.
+            raise TopologyError("", f"invalid YAML: {e}") from e
         return cls.from_dict(doc, default_name=default_name)
 
     @classmethod
@@ -435,8 +450,9 @@ def _mapping(value: object, path: str, what: str) -> Mapping[object, object]:
 def _check_keys(m: Mapping[object, object], allowed: tuple[str, ...], path: str) -> None:
     for key in m:
         if key not in allowed:
+            name = key if isinstance(key, str) and key else repr(key)  # '' named too
             raise TopologyError(
-                f"{path}.{key}" if path else str(key),
+                f"{path}.{name}" if path else name,
                 f"unknown key (allowed: {', '.join(allowed)})",
             )
 
@@ -496,9 +512,10 @@ def _address(value: object, path: str) -> IPv4Address:
 def _cpu(value: object, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TopologyError(path, f"expected a number of cores like 2 or 0.5, got {value!r}")
-    if not math.isfinite(value) or not 0 < value <= 1024:
+    cores = _finite(value)
+    if cores is None or not 0 < cores <= 1024:
         raise TopologyError(path, f"cpu must be greater than 0 and at most 1024 (got {value})")
-    return float(value)
+    return cores
 
 
 def _mtu(value: object, path: str) -> int:
@@ -508,6 +525,8 @@ def _mtu(value: object, path: str) -> int:
 
 
 def _parse(doc: object, default_name: str) -> Topology:
+    """The whole document, section by section; each section is checked against the
+    ones before it (hosts against nodes, links against both)."""
     top = _mapping(doc, "", "a mapping with keys name, transit, nodes, hosts, links")
     if doc is None:
         raise TopologyError("", "empty document: a topology needs at least 'nodes'")
@@ -515,9 +534,26 @@ def _parse(doc: object, default_name: str) -> Topology:
     name = _check_name(top.get("name", default_name), "name", "topology")
     description = _text(top["description"], "description") if "description" in top else ""
     transit = _network(top.get("transit", str(DEFAULT_TRANSIT)), "transit")
+    nodes = _parse_nodes(top.get("nodes"), transit)
+    hosts = _parse_hosts(top.get("hosts"), nodes)
+    links = _parse_links(top.get("links"), nodes, hosts)
+    _check_connected(nodes, links)
+    return Topology(
+        name=name,
+        transit=transit,
+        nodes=nodes,
+        hosts=hosts,
+        links=links,
+        description=description,
+    )
 
-    # ---- nodes
-    raw_nodes = _mapping(top.get("nodes"), "nodes", "a mapping of node name to node")
+
+# ---- nodes
+
+
+def _parse_nodes(raw: object, transit: IPv4Network) -> dict[str, NodeSpec]:
+    """`nodes`: name -> node, in file order (which gives datapath ids and addresses)."""
+    raw_nodes = _mapping(raw, "nodes", "a mapping of node name to node")
     if not raw_nodes:
         raise TopologyError("nodes", "a topology needs at least one node")
     if len(raw_nodes) > MAX_NODES:
@@ -529,143 +565,218 @@ def _parse(doc: object, default_name: str) -> Topology:
             f"{transit} has room for {capacity} nodes but the topology has {len(raw_nodes)}",
         )
     nodes: dict[str, NodeSpec] = {}
-    lan_owner: list[tuple[IPv4Network, str]] = []
-    for index, (key, raw) in enumerate(raw_nodes.items()):
-        nname = _check_name(key, f"nodes.{key}", "node")
-        path = f"nodes.{nname}"
-        if nname in RESERVED_NAMES:
-            raise TopologyError(path, f"{nname!r} is reserved (the testbed's switch namespace)")
-        nd = _mapping(raw, path, "a mapping with kind, lan, cpu, memory")
-        _check_keys(nd, _NODE_KEYS, path)
-        if "kind" not in nd:
-            raise TopologyError(f"{path}.kind", "missing (one of cpe, pe, pop, core, hrh)")
-        try:
-            kind = NodeKind(nd["kind"]) if isinstance(nd["kind"], str) else None
-        except ValueError:
-            kind = None
-        if kind is None:
-            raise TopologyError(
-                f"{path}.kind",
-                f"must be one of {', '.join(k.value for k in NodeKind)} (got {nd['kind']!r})",
-            )
-        if "lan" in nd and "lans" in nd:
-            raise TopologyError(f"{path}.lans", "give either 'lan' or 'lans', not both")
-        lans: list[IPv4Network] = []
-        if "lan" in nd:
-            lans.append(_network(nd["lan"], f"{path}.lan"))
-        elif "lans" in nd:
-            raw_lans = nd["lans"]
-            if not isinstance(raw_lans, list):
-                raise TopologyError(f"{path}.lans", "expected a list of subnets")
-            for i, item in enumerate(raw_lans):
-                lans.append(_network(item, f"{path}.lans[{i}]"))
-        for i, lan in enumerate(lans):
-            lpath = f"{path}.lan" if "lan" in nd else f"{path}.lans[{i}]"
-            if lan.overlaps(transit):
-                raise TopologyError(lpath, f"{lan} overlaps the transit subnet {transit}")
-            for other, owner in lan_owner:
-                if lan.overlaps(other):
-                    where = "another LAN of this node" if owner == nname else f"node {owner}"
-                    raise TopologyError(lpath, f"{lan} overlaps {other} of {where}")
-            lan_owner.append((lan, nname))
-        dcpu, dmem = DEFAULT_RESOURCES[kind]
-        cpu = _cpu(nd["cpu"], f"{path}.cpu") if "cpu" in nd else dcpu
-        mem = parse_memory(nd["memory"], f"{path}.memory") if "memory" in nd else dmem
-        ndesc = _text(nd["description"], f"{path}.description") if "description" in nd else ""
-        nodes[nname] = NodeSpec(
-            name=nname,
-            kind=kind,
-            index=index,
-            lans=tuple(lans),
-            cpu=cpu,
-            memory_mb=mem,
-            transit_ip=transit.network_address + index + 1,
-            description=ndesc,
-        )
+    lan_owner: list[tuple[IPv4Network, str]] = []  # every LAN so far, and its node
+    for index, (key, value) in enumerate(raw_nodes.items()):
+        node = _parse_node(key, value, index, transit, lan_owner)
+        nodes[node.name] = node
+    return nodes
 
-    # ---- hosts
-    raw_hosts = _mapping(top.get("hosts"), "hosts", "a mapping of host name to host")
+
+def _parse_node(
+    key: object,
+    raw: object,
+    index: int,
+    transit: IPv4Network,
+    lan_owner: list[tuple[IPv4Network, str]],
+) -> NodeSpec:
+    nname = _check_name(key, f"nodes.{key}", "node")
+    path = f"nodes.{nname}"
+    if nname in RESERVED_NAMES:
+        raise TopologyError(path, f"{nname!r} is reserved (the testbed's switch namespace)")
+    nd = _mapping(raw, path, "a mapping with kind, lan, cpu, memory")
+    _check_keys(nd, _NODE_KEYS, path)
+    kind = _node_kind(nd, path)
+    lans = _node_lans(nd, path, nname, transit, lan_owner)
+    dcpu, dmem = DEFAULT_RESOURCES[kind]
+    cpu = _cpu(nd["cpu"], f"{path}.cpu") if "cpu" in nd else dcpu
+    mem = parse_memory(nd["memory"], f"{path}.memory") if "memory" in nd else dmem
+    ndesc = _text(nd["description"], f"{path}.description") if "description" in nd else ""
+    return NodeSpec(
+        name=nname,
+        kind=kind,
+        index=index,
+        lans=lans,
+        cpu=cpu,
+        memory_mb=mem,
+        transit_ip=transit.network_address + index + 1,
+        description=ndesc,
+    )
+
+
+def _node_kind(nd: Mapping[object, object], path: str) -> NodeKind:
+    if "kind" not in nd:
+        raise TopologyError(f"{path}.kind", "missing (one of cpe, pe, pop, core, hrh)")
+    try:
+        kind = NodeKind(nd["kind"]) if isinstance(nd["kind"], str) else None
+    except ValueError:
+        kind = None
+    if kind is None:
+        raise TopologyError(
+            f"{path}.kind",
+            f"must be one of {', '.join(k.value for k in NodeKind)} (got {nd['kind']!r})",
+        )
+    return kind
+
+
+def _node_lans(
+    nd: Mapping[object, object],
+    path: str,
+    nname: str,
+    transit: IPv4Network,
+    lan_owner: list[tuple[IPv4Network, str]],
+) -> tuple[IPv4Network, ...]:
+    """`lan` (one) or `lans` (a list): none overlaps the transit subnet or any LAN
+    before it. Each is added to `lan_owner`."""
+    if "lan" in nd and "lans" in nd:
+        raise TopologyError(f"{path}.lans", "give either 'lan' or 'lans', not both")
+    lans: list[IPv4Network] = []
+    if "lan" in nd:
+        lans.append(_network(nd["lan"], f"{path}.lan"))
+    elif "lans" in nd:
+        raw_lans = nd["lans"]
+        if not isinstance(raw_lans, list):
+            raise TopologyError(f"{path}.lans", "expected a list of subnets")
+        for i, item in enumerate(raw_lans):
+            lans.append(_network(item, f"{path}.lans[{i}]"))
+    for i, lan in enumerate(lans):
+        lpath = f"{path}.lan" if "lan" in nd else f"{path}.lans[{i}]"
+        if lan.overlaps(transit):
+            raise TopologyError(lpath, f"{lan} overlaps the transit subnet {transit}")
+        for other, owner in lan_owner:
+            if lan.overlaps(other):
+                where = "another LAN of this node" if owner == nname else f"node {owner}"
+                raise TopologyError(lpath, f"{lan} overlaps {other} of {where}")
+        lan_owner.append((lan, nname))
+    return tuple(lans)
+
+
+# ---- hosts
+
+
+@dataclass(frozen=True)
+class _HostDraft:
+    """A host as written: `ip` and `mac` None until given automatically."""
+
+    name: str
+    node: str
+    ip: IPv4Address | None
+    mac: str | None
+    kind: str
+    description: str
+
+
+def _parse_hosts(raw: object, nodes: dict[str, NodeSpec]) -> dict[str, HostSpec]:
+    """`hosts`: name -> host. Every explicit address is checked first, then hosts
+    without one get the next free address of their node's first LAN, in file order."""
+    raw_hosts = _mapping(raw, "hosts", "a mapping of host name to host")
     if len(raw_hosts) > MAX_HOSTS:
         raise TopologyError("hosts", f"at most {MAX_HOSTS} hosts (got {len(raw_hosts)})")
-    parsed_hosts: list[tuple[str, str, IPv4Address | None, str | None, str, str]] = []
     used_ips: dict[IPv4Address, str] = {}
     used_macs: dict[str, str] = {}
-    for key, raw in raw_hosts.items():
-        hname = _check_name(key, f"hosts.{key}", "host")
-        path = f"hosts.{hname}"
-        if hname in nodes:
-            raise TopologyError(path, f"{hname!r} is already a node name")
-        if hname in RESERVED_NAMES:
-            raise TopologyError(path, f"{hname!r} is reserved (the testbed's switch namespace)")
-        hd = _mapping(raw, path, "a mapping with node, ip, mac, kind")
-        _check_keys(hd, _HOST_KEYS, path)
-        if "node" not in hd:
-            raise TopologyError(f"{path}.node", "missing: the node this host is attached to")
-        node = hd["node"]
-        if not isinstance(node, str) or node not in nodes:
-            raise TopologyError(f"{path}.node", f"unknown node {node!r}")
-        if not nodes[node].lans:
-            raise TopologyError(f"{path}.node", f"node {node} has no LAN to attach a host to")
-        ip: IPv4Address | None = None
-        if "ip" in hd:
-            ip = _address(hd["ip"], f"{path}.ip")
-            in_lan = next((n for n in nodes[node].lans if ip in n), None)
-            if in_lan is None:
-                raise TopologyError(f"{path}.ip", f"{ip} is not in any LAN of node {node}")
-            if ip in (in_lan.network_address, in_lan.broadcast_address):
-                raise TopologyError(f"{path}.ip", f"{ip} is the network or broadcast address")
-            if ip == in_lan.network_address + 1:
-                raise TopologyError(f"{path}.ip", f"{ip} is the gateway address of node {node}")
-            if ip in used_ips:
-                raise TopologyError(f"{path}.ip", f"{ip} is already used by host {used_ips[ip]}")
-            used_ips[ip] = hname
-        mac: str | None = None
-        if "mac" in hd:
-            if not isinstance(hd["mac"], str) or not _MAC_RE.match(hd["mac"].lower()):
-                raise TopologyError(
-                    f"{path}.mac", f"expected a MAC like 02:00:00:00:00:01, got {hd['mac']!r}"
-                )
-            mac = hd["mac"].lower()
-            if int(mac[:2], 16) & 1:
-                raise TopologyError(f"{path}.mac", f"{mac} is a multicast address")
-            if mac == "00:00:00:00:00:00":
-                raise TopologyError(f"{path}.mac", "the all-zero address is not usable")
-            if mac in used_macs:
-                raise TopologyError(
-                    f"{path}.mac", f"{mac} is already used by host {used_macs[mac]}"
-                )
-            used_macs[mac] = hname
-        hkind = "host"
-        if "kind" in hd:
-            if not isinstance(hd["kind"], str) or not _LABEL_RE.match(hd["kind"]):
-                raise TopologyError(
-                    f"{path}.kind",
-                    f"expected a short lowercase label like laptop or tv, got {hd['kind']!r}",
-                )
-            hkind = hd["kind"]
-        hdesc = _text(hd["description"], f"{path}.description") if "description" in hd else ""
-        parsed_hosts.append((hname, node, ip, mac, hkind, hdesc))
+    drafts = [
+        _parse_host(key, value, nodes, used_ips, used_macs) for key, value in raw_hosts.items()
+    ]
+    return _complete_hosts(drafts, nodes, used_ips, used_macs)
 
-    # Automatic addresses: the next free address of the node's first LAN, in file order.
+
+def _parse_host(
+    key: object,
+    raw: object,
+    nodes: dict[str, NodeSpec],
+    used_ips: dict[IPv4Address, str],
+    used_macs: dict[str, str],
+) -> _HostDraft:
+    hname = _check_name(key, f"hosts.{key}", "host")
+    path = f"hosts.{hname}"
+    if hname in nodes:
+        raise TopologyError(path, f"{hname!r} is already a node name")
+    if hname in RESERVED_NAMES:
+        raise TopologyError(path, f"{hname!r} is reserved (the testbed's switch namespace)")
+    hd = _mapping(raw, path, "a mapping with node, ip, mac, kind")
+    _check_keys(hd, _HOST_KEYS, path)
+    if "node" not in hd:
+        raise TopologyError(f"{path}.node", "missing: the node this host is attached to")
+    node = hd["node"]
+    if not isinstance(node, str) or node not in nodes:
+        raise TopologyError(f"{path}.node", f"unknown node {node!r}")
+    if not nodes[node].lans:
+        raise TopologyError(f"{path}.node", f"node {node} has no LAN to attach a host to")
+    ip = _host_ip(hd["ip"], f"{path}.ip", nodes[node], used_ips) if "ip" in hd else None
+    if ip is not None:
+        used_ips[ip] = hname
+    mac = _host_mac(hd["mac"], f"{path}.mac", used_macs) if "mac" in hd else None
+    if mac is not None:
+        used_macs[mac] = hname
+    hkind = "host"
+    if "kind" in hd:
+        if not isinstance(hd["kind"], str) or not _LABEL_RE.match(hd["kind"]):
+            raise TopologyError(
+                f"{path}.kind",
+                f"expected a short lowercase label like laptop or tv, got {hd['kind']!r}",
+            )
+        hkind = hd["kind"]
+    hdesc = _text(hd["description"], f"{path}.description") if "description" in hd else ""
+    return _HostDraft(hname, node, ip, mac, hkind, hdesc)
+
+
+def _host_ip(
+    value: object, path: str, node: NodeSpec, used_ips: dict[IPv4Address, str]
+) -> IPv4Address:
+    ip = _address(value, path)
+    in_lan = next((n for n in node.lans if ip in n), None)
+    if in_lan is None:
+        raise TopologyError(path, f"{ip} is not in any LAN of node {node.name}")
+    if ip in (in_lan.network_address, in_lan.broadcast_address):
+        raise TopologyError(path, f"{ip} is the network or broadcast address")
+    if ip == in_lan.network_address + 1:
+        raise TopologyError(path, f"{ip} is the gateway address of node {node.name}")
+    if ip in used_ips:
+        raise TopologyError(path, f"{ip} is already used by host {used_ips[ip]}")
+    return ip
+
+
+def _host_mac(value: object, path: str, used_macs: dict[str, str]) -> str:
+    if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
+        raise TopologyError(path, f"expected a MAC like 02:00:00:00:00:01, got {value!r}")
+    mac = value.lower()
+    if int(mac[:2], 16) & 1:
+        raise TopologyError(path, f"{mac} is a multicast address")
+    if mac == "00:00:00:00:00:00":
+        raise TopologyError(path, "the all-zero address is not usable")
+    if mac in used_macs:
+        raise TopologyError(path, f"{mac} is already used by host {used_macs[mac]}")
+    return mac
+
+
+def _complete_hosts(
+    drafts: list[_HostDraft],
+    nodes: dict[str, NodeSpec],
+    used_ips: dict[IPv4Address, str],
+    used_macs: dict[str, str],
+) -> dict[str, HostSpec]:
+    """Automatic addresses: the next free address of the node's first LAN, in file
+    order, and locally administered MACs no host uses."""
     next_free: dict[str, int] = {}
     mac_counter = 0
     hosts: dict[str, HostSpec] = {}
-    for index, (hname, node, ip, mac, hkind, hdesc) in enumerate(parsed_hosts):
+    for index, h in enumerate(drafts):
+        ip = h.ip
         if ip is None:
-            lan0 = nodes[node].lans[0]
-            offset = next_free.get(node, 2)
+            lan0 = nodes[h.node].lans[0]
+            offset = next_free.get(h.node, 2)
             while True:
                 if offset >= lan0.num_addresses - 1:
                     raise TopologyError(
-                        f"hosts.{hname}.ip", f"no free address left in {lan0} of node {node}"
+                        f"hosts.{h.name}.ip", f"no free address left in {lan0} of node {h.node}"
                     )
                 candidate = lan0.network_address + offset
                 offset += 1
                 if candidate not in used_ips:
                     break
-            next_free[node] = offset
+            next_free[h.node] = offset
             ip = candidate
-            used_ips[ip] = hname
+            used_ips[ip] = h.name
+        mac = h.mac
         if mac is None:
             while True:
                 mac_counter += 1
@@ -676,66 +787,90 @@ def _parse(doc: object, default_name: str) -> Topology:
                 if candidate_mac not in used_macs:
                     break
             mac = candidate_mac
-            used_macs[mac] = hname
-        lan = next(lan for lan in nodes[node].lans if ip in lan)
-        hosts[hname] = HostSpec(
-            name=hname,
-            node=node,
+            used_macs[mac] = h.name
+        lan = next(lan for lan in nodes[h.node].lans if ip in lan)
+        hosts[h.name] = HostSpec(
+            name=h.name,
+            node=h.node,
             index=index,
             ip=ip,
             lan=lan,
             mac=mac,
-            kind=hkind,
-            description=hdesc,
+            kind=h.kind,
+            description=h.description,
         )
+    return hosts
 
-    # ---- links
-    raw_links = top.get("links")
-    if raw_links is None:
-        raw_links = []
+
+# ---- links
+
+
+def _parse_links(
+    raw: object, nodes: dict[str, NodeSpec], hosts: dict[str, HostSpec]
+) -> tuple[LinkSpec, ...]:
+    """`links`: a list of node pairs, at most one link per pair."""
+    raw_links = [] if raw is None else raw
     if not isinstance(raw_links, list):
         raise TopologyError("links", "expected a list of links")
     if len(raw_links) > MAX_LINKS:
         raise TopologyError("links", f"at most {MAX_LINKS} links (got {len(raw_links)})")
     links: list[LinkSpec] = []
-    seen: dict[frozenset[str], int] = {}
-    for i, raw in enumerate(raw_links):
-        path = f"links[{i}]"
-        ld = _mapping(raw, path, "a mapping with a, b, rate, delay, loss")
-        _check_keys(ld, _LINK_KEYS, path)
-        ends: list[str] = []
-        for end in ("a", "b"):
-            if end not in ld:
-                raise TopologyError(f"{path}.{end}", "missing: links connect two nodes a and b")
-            value = ld[end]
-            if isinstance(value, str) and value in hosts:
-                raise TopologyError(
-                    f"{path}.{end}",
-                    f"{value!r} is a host; attach hosts with hosts.{value}.node",
-                )
-            if not isinstance(value, str) or value not in nodes:
-                raise TopologyError(f"{path}.{end}", f"unknown node {value!r}")
-            ends.append(value)
-        a, b = ends
-        if a == b:
-            raise TopologyError(path, f"a link cannot connect {a} to itself")
-        pair = frozenset((a, b))
-        if pair in seen:
-            raise TopologyError(path, f"duplicate of links[{seen[pair]}] ({a} - {b})")
-        seen[pair] = i
-        links.append(
-            LinkSpec(
-                a=a,
-                b=b,
-                index=i,
-                rate_bps=parse_rate(ld["rate"], f"{path}.rate") if "rate" in ld else None,
-                delay_us=parse_delay(ld["delay"], f"{path}.delay") if "delay" in ld else 0,
-                loss=parse_loss(ld["loss"], f"{path}.loss") if "loss" in ld else 0.0,
-                mtu=_mtu(ld["mtu"], f"{path}.mtu") if "mtu" in ld else None,
-            )
-        )
+    seen: dict[frozenset[str], int] = {}  # node pair -> its link's index
+    for i, value in enumerate(raw_links):
+        links.append(_parse_link(i, value, nodes, hosts, seen))
+    return tuple(links)
 
-    # Hosts on different LANs reach each other through the node graph: it must be connected.
+
+def _parse_link(
+    i: int,
+    raw: object,
+    nodes: dict[str, NodeSpec],
+    hosts: dict[str, HostSpec],
+    seen: dict[frozenset[str], int],
+) -> LinkSpec:
+    path = f"links[{i}]"
+    ld = _mapping(raw, path, "a mapping with a, b, rate, delay, loss")
+    _check_keys(ld, _LINK_KEYS, path)
+    a, b = (_link_end(ld, end, path, nodes, hosts) for end in ("a", "b"))
+    if a == b:
+        raise TopologyError(path, f"a link cannot connect {a} to itself")
+    pair = frozenset((a, b))
+    if pair in seen:
+        raise TopologyError(path, f"duplicate of links[{seen[pair]}] ({a} - {b})")
+    seen[pair] = i
+    return LinkSpec(
+        a=a,
+        b=b,
+        index=i,
+        rate_bps=parse_rate(ld["rate"], f"{path}.rate") if "rate" in ld else None,
+        delay_us=parse_delay(ld["delay"], f"{path}.delay") if "delay" in ld else 0,
+        loss=parse_loss(ld["loss"], f"{path}.loss") if "loss" in ld else 0.0,
+        mtu=_mtu(ld["mtu"], f"{path}.mtu") if "mtu" in ld else None,
+    )
+
+
+def _link_end(
+    ld: Mapping[object, object],
+    end: str,
+    path: str,
+    nodes: dict[str, NodeSpec],
+    hosts: dict[str, HostSpec],
+) -> str:
+    if end not in ld:
+        raise TopologyError(f"{path}.{end}", "missing: links connect two nodes a and b")
+    value = ld[end]
+    if isinstance(value, str) and value in hosts:
+        raise TopologyError(
+            f"{path}.{end}", f"{value!r} is a host; attach hosts with hosts.{value}.node"
+        )
+    if not isinstance(value, str) or value not in nodes:
+        raise TopologyError(f"{path}.{end}", f"unknown node {value!r}")
+    return value
+
+
+def _check_connected(nodes: dict[str, NodeSpec], links: tuple[LinkSpec, ...]) -> None:
+    """Hosts on different LANs reach each other through the node graph: it must be
+    connected."""
     g = nx.Graph()
     g.add_nodes_from(nodes)
     g.add_edges_from((lk.a, lk.b) for lk in links)
@@ -746,15 +881,6 @@ def _parse(doc: object, default_name: str) -> Topology:
         cut_off = sorted(n for c in components if c is not main for n in c)
         shown = ", ".join(cut_off[:5]) + (", ..." if len(cut_off) > 5 else "")
         raise TopologyError("links", f"nodes not connected to {first}: {shown}")
-
-    return Topology(
-        name=name,
-        transit=transit,
-        nodes=nodes,
-        hosts=hosts,
-        links=tuple(links),
-        description=description,
-    )
 
 
 # --------------------------------------------------------------------- generator

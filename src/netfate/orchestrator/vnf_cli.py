@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from netfate.apiclient import call, dump
+from netfate.model.lifecycle import MigrationPhase
 
 app = typer.Typer(help="Create, migrate, destroy and list VNF instances.", no_args_is_help=True)
 
@@ -80,12 +81,12 @@ def migrate(
     while True:
         inst = call(api, "GET", f"/instances/{instance}")
         mig = next(x for x in inst["migrations"] if x["id"] == m["id"])
-        if mig["phase"] in ("done", "failed"):
+        if mig["phase"] in (MigrationPhase.DONE, MigrationPhase.FAILED):
             break
         if time.monotonic() > deadline:
             raise typer.Exit(_say(f"migration still {mig['phase']} after {timeout:.0f} s", True))
         time.sleep(0.05)
-    if mig["phase"] == "failed":
+    if mig["phase"] == MigrationPhase.FAILED:
         raise typer.Exit(_say(f"migration failed: {mig['reason']}", err=True))
     if mig["downtime_ms"] is None:  # recorded on the source's word (agent/migration.py)
         typer.echo(f"{instance} now on {inst['node']}: {mig['reason']}")

@@ -90,19 +90,34 @@ def _child(req: dict[str, Any], listener: socket.socket, conn: socket.socket, re
         os._exit(code)
 
 
+PARENT_ENV = "NETFATE_ZYGOTE_PARENT"  # the agent's pid, set by the agent that starts it
+
+
 def serve(path: str) -> None:
+    # First, before the imports (a second or more on a loaded machine): an agent
+    # killed meanwhile would otherwise leave this process behind. Its parent may have
+    # died even before this line: then it is not the parent any more.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    parent = os.environ.get(PARENT_ENV)
+    if parent is not None and os.getppid() != int(parent):
+        raise SystemExit(0)
     from netfate.vnf import runtime
 
     # Warm the imports every child needs; functions are imported on first request.
     for name in runtime.FUNCTIONS:
         runtime.load_function(name)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     signal.signal(signal.SIGCHLD, _reap)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    # Bound and listening under another name first, then renamed: the agent takes
+    # the path's existence as ready, and a connect between bind and listen is refused
+    # (an instance's start failed so on a loaded machine).
+    early = f"{path}.{os.getpid()}"
+    for stale in (path, early):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind(early)
     listener.listen(16)
+    os.rename(early, path)
     while True:
         try:
             conn, _ = listener.accept()

@@ -36,9 +36,11 @@ from netfate.model import events as ev
 from netfate.model.lifecycle import (
     LIVE,
     OPEN_MIGRATIONS,
+    TARGET_SAYS,
     IllegalTransition,
     InstanceState,
     MigrationPhase,
+    MigrationStatus,
     NodeStatus,
     check_migration_step,
     check_transition,
@@ -688,17 +690,14 @@ def _step(m: MigrationRow, phase: MigrationPhase) -> None:
     m.phase = phase.value
 
 
-# What each side of a migration may report (agent/migration.py): anything else, or
-# a report from a node that is not that side, is ignored.
-TARGET_SAYS = frozenset({"preparing", "done", "failed"})
-SOURCE_SAYS = frozenset({"frozen", "released", "refused"})
-
-
+# What each side of a migration may report (model/lifecycle.py MigrationStatus):
+# anything else is refused, and a word from a node that is not that side ignored.
 def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -> set[str]:
     m = session.get(MigrationRow, int(mrep["id"]))
-    status = mrep.get("status")
-    if status not in TARGET_SAYS | SOURCE_SAYS:
-        raise LifecycleError(f"unknown migration status {status!r}")
+    try:
+        status = MigrationStatus(str(mrep.get("status")))
+    except ValueError:
+        raise LifecycleError(f"unknown migration status {mrep.get('status')!r}") from None
     if m is None or node != (m.target if status in TARGET_SAYS else m.source):
         return set()
     # Its instance moves between source and target: apply_report locked both.
@@ -706,22 +705,22 @@ def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -
     if inst is None:
         return set()
     phase = MigrationPhase(m.phase)
-    if phase == MigrationPhase.DONE and status == "done" and m.downtime_ms is None:
+    if phase == MigrationPhase.DONE and status == MigrationStatus.DONE and m.downtime_ms is None:
         # Recorded on the source's word; the target's own figures arrived later.
         m.downtime_ms = _float(mrep.get("downtime_ms"))
         m.state_bytes = _int(mrep.get("state_bytes"))
         return set()
     if phase not in OPEN_MIGRATIONS:
         return set()
-    if status == "preparing":
+    if status == MigrationStatus.PREPARING:
         if phase == MigrationPhase.PENDING:
             _step(m, MigrationPhase.PREPARING)
         return set()
-    if status == "frozen":
+    if status == MigrationStatus.FROZEN:
         if phase != MigrationPhase.ABORTING:
             m.reason = f"{m.source} froze it and sent its final state to {m.target}"
         return set()
-    if status == "released":
+    if status == MigrationStatus.RELEASED:
         target = session.get(NodeRow, m.target)
         quiet = target is None or target.status != NodeStatus.UP
         if phase != MigrationPhase.ABORTING and not quiet:
@@ -729,14 +728,14 @@ def _apply_migration_report(session: Session, node: str, mrep: dict[str, Any]) -
         # The target asked for the release (it holds the final state) and went quiet.
         m.reason = f"recorded on {m.source}'s word: {m.target} took it over and has not reported"
         return _migration_done(session, m, inst, None, None)
-    if status == "done":
+    if status == MigrationStatus.DONE:
         m.reason = str(mrep.get("reason", ""))[:2000]
         return _migration_done(
             session, m, inst, _float(mrep.get("downtime_ms")), _int(mrep.get("state_bytes"))
         )
     # failed (the target holds nothing and never will) or refused (the source never froze)
     why = str(mrep.get("reason") or "unknown")
-    if status == "refused":
+    if status == MigrationStatus.REFUSED:
         why = f"{m.source} refused to freeze: {why}"
     if phase == MigrationPhase.ABORTING:
         why = f"deadline passed, rolled back: {why}"

@@ -42,6 +42,7 @@ from netfate.demo.platform import Api, DemoFailed
 from netfate.demo.sdn import rx_packets
 from netfate.host import netns
 from netfate.host.ovs import Vsctl
+from netfate.model.lifecycle import MigrationPhase
 from netfate.testbed.builder import Testbed
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "firewall.yaml"
@@ -362,11 +363,11 @@ class Scenario:
         while True:
             inst: dict[str, Any] = self.api("GET", f"/instances/{self.fw_id}")
             migs = [m for m in inst["migrations"] if m["target"] == node]
-            if migs and migs[-1]["phase"] == "done" and inst["state"] == "running":
+            if migs and migs[-1]["phase"] == MigrationPhase.DONE and inst["state"] == "running":
                 self.fw_node = node
                 last: dict[str, Any] = migs[-1]
                 return last
-            if migs and migs[-1]["phase"] == "failed":
+            if migs and migs[-1]["phase"] == MigrationPhase.FAILED:
                 raise DemoFailed(f"migration failed: {migs[-1]['reason']}")
             if time.monotonic() > deadline:
                 raise DemoFailed(f"firewall not migrated to {node} after {timeout} s")

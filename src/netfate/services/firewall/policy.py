@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.model.lifecycle import LIVE, InstanceState
+from netfate.model.lifecycle import LIVE, InstanceState, MigrationPhase
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.services.firewall.tables import (
@@ -349,7 +349,10 @@ def reconcile(session: Session) -> set[str]:
         if running and fn.node != inst.node:
             mig = session.scalars(
                 select(MigrationRow)
-                .where(MigrationRow.instance == inst.id, MigrationRow.phase == "done")
+                .where(
+                    MigrationRow.instance == inst.id,
+                    MigrationRow.phase == MigrationPhase.DONE.value,
+                )
                 .order_by(MigrationRow.id.desc())
             ).first()
             record_event(

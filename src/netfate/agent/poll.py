@@ -1,0 +1,45 @@
+"""The agent's side of the orchestrator's agent API (HTTP, JSON).
+
+    POST /agents/NODE/register {endpoint}      -> the desired state
+    GET  /agents/NODE/desired?revision=R&wait=S -> the desired state, once its revision
+                                                  differs from R or S seconds passed
+    GET  /agents/NODE/desired                   -> the desired state, now
+    POST /agents/NODE/report {instances, migrations, ports, resources}
+
+A desired state is {"revision": int, "instances": [spec, ...]}; a spec has the
+instance's id, function, role, config, addresses and, while it moves, `migration`
+({id, role: source | target, peer, peer_endpoint, abort}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class OrchestratorLink:
+    def __init__(self, url: str, node: str) -> None:
+        self.base = f"{url.rstrip('/')}/api/v1/agents/{node}"
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def register(self, endpoint: str) -> httpx.Response:
+        """The answer as it is: the caller tells a refusal from the desired state."""
+        return await self.client.post(f"{self.base}/register", json={"endpoint": endpoint})
+
+    async def desired(self, revision: int | None = None, wait: float = 0.0) -> dict[str, Any]:
+        """The desired state; with `revision`, a long poll of at most `wait` seconds."""
+        params = {"revision": revision, "wait": wait} if revision is not None else None
+        r = await self.client.get(f"{self.base}/desired", params=params)
+        r.raise_for_status()
+        state: dict[str, Any] = r.json()
+        return state
+
+    async def report(self, body: dict[str, Any]) -> None:
+        r = await self.client.post(f"{self.base}/report", json=body)
+        if r.status_code == 404:
+            raise httpx.HTTPStatusError("node unknown", request=r.request, response=r)
+        r.raise_for_status()

@@ -1,0 +1,247 @@
+"""What an agent tells the orchestrator: its instances, migrations, ports, figures.
+
+The report (`POST /agents/NODE/report`, also the heartbeat) is built from cached
+figures, so building it costs nothing: reading the bridge's ports spawns ovs-vsctl
+and resource figures open netlink sockets, which must not delay the report that
+tells the orchestrator an instance runs. They are gathered off the report path:
+
+    gather, every heartbeat   ports (read again when instances changed here, or
+                              every 10 s), resources, each function's `status`
+    watch                     `ovsdb-client monitor` of the bridge's ports: a port
+                              plugged in (a host moved to another CPE) is read and
+                              reported at once, not at the next periodic read
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from netfate.agent.migration import Record
+from netfate.agent.migration import SourcePhase as Sp
+from netfate.agent.supervisor import Supervisor
+from netfate.host import links
+from netfate.model.lifecycle import CopyStatus, InstanceRole
+
+log = logging.getLogger("netfate.agent")
+
+
+class Figures:
+    """The node's ports and resource figures, and each function's own, as last read."""
+
+    PORTS_EVERY_S = 10.0
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.ctx = sup.ctx
+        self.changed = sup.changed
+        self.ports_pending = False  # the last read saw a port without an OpenFlow number
+        self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
+        self._unnumbered: list[tuple[str, str | None]] = []  # those ports: (name, peer)
+        self._last_cpu: dict[str, tuple[float, float]] = {}
+        self.stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
+        """(ports, resources), as last gathered."""
+        self.fn_stats: dict[str, dict[str, Any]] = {}
+
+    async def loop(self, every_s: float) -> None:
+        """Gather the figures every `every_s` seconds, forever."""
+        while True:
+            with contextlib.suppress(Exception):
+                self.stats = await asyncio.to_thread(self.gather)
+            with contextlib.suppress(Exception):
+                await self.drop_stale_ports()
+            with contextlib.suppress(Exception):
+                self.fn_stats = await self.function_stats()
+            await asyncio.sleep(every_s)
+
+    def gather(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        ports = self.ports()
+        return ports, self.resources(ports)
+
+    async def drop_stale_ports(self) -> None:
+        """An instance port on the bridge that no instance here owns and whose
+        interface is gone: the record of a removal that Open vSwitch missed (it was
+        down longer than a removal waits). Without this it stays forever, unnumbered."""
+        sup = self.sup
+        for name, peer in self._unnumbered:
+            kind, _, iid = (peer or "").partition(":")
+            if kind != "instance" or iid in sup.instances or iid in sup.tasks:
+                continue
+            if await asyncio.to_thread(links.link_exists, self.ctx.ovs_netns, name):
+                continue
+            if iid in sup.instances or iid in sup.tasks:  # started meanwhile
+                continue
+            await asyncio.to_thread(self.ctx.vsctl.del_port, name, self.ctx.bridge)
+            log.info("removed port %s of instance %s, gone from this node", name, iid)
+            self._ports_cache = None
+
+    async def watch_ports(self) -> None:
+        """Report the bridge's ports as soon as they change (a host plugged into
+        another CPE, say): the controller compiles against what agents report, and
+        the periodic read alone would leave a moved host unreachable for seconds."""
+        if shutil.which("ovsdb-client") is None:
+            return
+        argv = ["ovsdb-client", "monitor", self.ctx.vsctl.db, "Open_vSwitch", "Bridge",
+                "name,ports", "--format=csv"]  # fmt: skip
+        while True:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+                )
+            except OSError as e:
+                log.warning("cannot watch the bridge's ports (%s); reading them periodically", e)
+                return
+            try:
+                if proc.stdout is None:  # never: stdout=PIPE above
+                    return
+                mine = None  # our bridge's row: lines are "uuid,action,name,ports"
+                while line := await proc.stdout.readline():
+                    row, _, rest = line.decode(errors="replace").partition(",")
+                    action, _, rest = rest.partition(",")
+                    if action == "initial":
+                        if rest.partition(",")[0].strip('"') == self.ctx.bridge:
+                            mine = row
+                        continue
+                    if row != mine:
+                        continue
+                    for _ in range(40):  # bounded: vswitchd numbers a new port in ms
+                        self._ports_cache = None
+                        with contextlib.suppress(Exception):
+                            self.stats = await asyncio.to_thread(self.gather)
+                        self.changed.set()
+                        if not self.ports_pending:
+                            break
+                        await asyncio.sleep(0.05)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            await asyncio.sleep(1.0)  # the database restarted: watch again
+
+    async def function_stats(self) -> dict[str, dict[str, Any]]:
+        """Each running function's own figures (its `status`), for the orchestrator."""
+        out: dict[str, dict[str, Any]] = {}
+        for iid, inst in list(self.sup.instances.items()):
+            if inst.role != InstanceRole.ACTIVE or not inst.alive():
+                continue
+            with contextlib.suppress(Exception):
+                resp = await inst.call({"op": "status"}, timeout=0.5)
+                if isinstance(resp.get("stats"), dict):
+                    out[iid] = resp["stats"]
+        return out
+
+    def ports(self) -> list[dict[str, Any]]:
+        """The bridge's ports, read again when instances changed here or every 10 s:
+        each read spawns ovs-vsctl, and a 100-node testbed has 100 agents."""
+        key = tuple(sorted(self.sup.instances))
+        now = time.monotonic()
+        if (
+            self._ports_cache is not None
+            and self._ports_cache[0] == key
+            and (now - self._ports_cache[1] < self.PORTS_EVERY_S)
+        ):
+            return self._ports_cache[2]
+        try:
+            infos = self.ctx.vsctl.list_ports(self.ctx.bridge)
+        except Exception as e:
+            log.warning("cannot list ports of %s: %s", self.ctx.bridge, e)
+            return self._ports_cache[2] if self._ports_cache else []
+        # A port just added has no OpenFlow number until vswitchd takes it: leave
+        # it out, and read again at the next look instead of in 10 s.
+        self._unnumbered = [(p.name, p.peer) for p in infos if p.ofport is None]
+        self.ports_pending = bool(self._unnumbered)
+        ports = [
+            {"name": p.name, "ofport": p.ofport, "peer": p.peer}
+            for p in infos
+            if p.ofport is not None
+        ]
+        self._ports_cache = (key, now - self.PORTS_EVERY_S if self.ports_pending else now, ports)
+        return ports
+
+    def resources(self, ports: list[dict[str, Any]]) -> dict[str, Any]:
+        now = time.monotonic()
+        cpu_pct = 0.0
+        rss = 0.0
+        for iid, inst in self.sup.instances.items():
+            u = inst.usage()
+            if not u:
+                continue
+            rss += u["rss_mb"]
+            prev = self._last_cpu.get(iid)
+            if prev is not None and now > prev[0]:
+                cpu_pct += 100 * (u["cpu_s"] - prev[1]) / (now - prev[0])
+            self._last_cpu[iid] = (now, u["cpu_s"])
+        for gone in self._last_cpu.keys() - self.sup.instances.keys():
+            del self._last_cpu[gone]
+        link_use: dict[str, dict[str, int]] = {}
+        for p in ports:
+            if str(p["peer"]).startswith("node:"):
+                with contextlib.suppress(Exception):
+                    st = links.link_stats(self.ctx.ovs_netns, str(p["name"]))
+                    link_use[str(p["peer"])[5:]] = {
+                        "rx_bytes": int(st.get("rx_bytes", 0)),
+                        "tx_bytes": int(st.get("tx_bytes", 0)),
+                    }
+        load1 = os.getloadavg()[0]
+        return {
+            "instances": len(self.sup.instances),
+            "instance_cpu_pct": round(cpu_pct, 2),
+            "instance_rss_mb": round(rss, 1),
+            "loadavg_1m": load1,
+            "links": link_use,
+            "at": time.time(),
+        }
+
+
+def report_body(
+    sup: Supervisor,
+    figures: Figures,
+    desired: Mapping[str, Mapping[str, Any]],
+    records: Iterable[Record],
+) -> dict[str, Any]:
+    """The report: each copy's status (CopyStatus), the migrations' phases and the
+    figures as last gathered (cheap: nothing is read here but the processes' state)."""
+    insts: list[dict[str, Any]] = []
+    for iid, inst in sup.instances.items():
+        role = inst.role
+        if inst.alive():
+            status = CopyStatus.STANDBY if role == InstanceRole.STANDBY else CopyStatus.RUNNING
+            detail = inst.limits
+        else:
+            # Died: the next converge starts it again (a supervisor, not a
+            # verdict); only a start that fails is reported as failed.
+            status, detail = CopyStatus.STARTING, "restarting: " + inst.tail_log()
+        entry: dict[str, Any] = {
+            "id": iid,
+            "status": status,
+            "role": role,
+            "pid": inst.pid,
+            "detail": detail,
+        }
+        if iid in figures.fn_stats:
+            entry["stats"] = figures.fn_stats[iid]
+        insts.append(entry)
+    for iid in sup.tasks:
+        if iid in sup.instances:
+            continue
+        if iid in desired:
+            role = desired[iid]["role"]
+            insts.append({"id": iid, "status": CopyStatus.STARTING, "role": role})
+        else:  # being torn down: it is gone only when nothing of it remains
+            insts.append({"id": iid, "status": CopyStatus.STOPPING})
+    for iid, detail in sup.failed.items():
+        insts.append({"id": iid, "status": CopyStatus.FAILED, "detail": detail})
+    migs = [r.report() for r in records if r.phase != Sp.SERVING]
+    ports, resources = figures.stats
+    return {
+        "resources": resources,
+        "instances": insts,
+        "migrations": migs,
+        "ports": ports,
+    }

@@ -1,0 +1,180 @@
+"""The instances of this node, kept as a supervisor keeps its children.
+
+What runs here (`instances`), what is under way (`tasks`: one start, stop, restart,
+move or thaw at a time per instance) and what could not start (`failed`). Starting
+and stopping run as tasks so that a slow instance never delays the agent's
+heartbeat; each task that ends sets `changed`, so the agent reports at once.
+
+    start        namespace, process (forked by the zygote), wiring, limits
+    stop         politely, then SIGKILL; every trace removed (instances.py)
+    restart      a copy that died: stop what is left, start again
+    reconfigure  in place if the function can, else export, stop, start, import
+    activate     the standby copy here is the instance (the orchestrator says so)
+    adopt        what a previous run of this agent left running (instances.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all
+from netfate.model.lifecycle import InstanceRole
+
+log = logging.getLogger("netfate.agent")
+
+# Re-announcements after an instance starts serving (seconds after it): dense at
+# first, then sparse (RFC 5227 announces more than once).
+ANNOUNCE_AT = (0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Supervisor:
+    def __init__(self, ctx: NodeContext, changed: asyncio.Event) -> None:
+        self.ctx = ctx
+        self.changed = changed
+        self.instances: dict[str, Instance] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.failed: dict[str, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def adopt(self) -> None:
+        """Take over what a previous run of this agent left running."""
+        self.instances.update(await asyncio.to_thread(adopt_all, self.ctx))
+
+    def start_zygote(self, z: Zygote) -> None:
+        """Started in the background: until it is ready, instances start as new
+        interpreters."""
+
+        async def start() -> None:
+            if not await z.start_async():
+                log.warning("fork server did not start; instances start as new interpreters")
+
+        self.keep(asyncio.create_task(start()))
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a background task until it ends (the loop keeps only weak references)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def spawn(self, iid: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` as the one task under way for instance `iid`."""
+        task = asyncio.create_task(coro)
+        self.tasks[iid] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.tasks.pop(iid, None)
+            self.changed.set()
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task for %s failed: %s", iid, t.exception())
+
+        task.add_done_callback(done)
+
+    def announce_later(self, inst: Instance) -> None:
+        """Announce the address again (RFC 5227 announces more than once): the first
+        gratuitous ARP can arrive before the switch polls a port it just added, and
+        after a migration, replies of the old copy still in flight on a delayed link
+        can teach learning switches the old place again. Dense at first, then sparse.
+        """
+
+        async def repeat() -> None:
+            previous = 0.0
+            for at in ANNOUNCE_AT:
+                await asyncio.sleep(at - previous)
+                previous = at
+                if inst.id not in self.instances or inst.role != InstanceRole.ACTIVE:
+                    return
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(inst.announce)
+
+        self.keep(asyncio.create_task(repeat()))
+
+    # ---------------------------------------------------------------- the actions
+
+    async def start(self, spec: dict[str, Any], role: InstanceRole = InstanceRole.ACTIVE) -> None:
+        """Start a copy; on failure nothing of it is left, and `failed` says why."""
+        inst = Instance(spec=spec, ctx=self.ctx, role=role)
+        t0 = time.perf_counter()
+        try:
+            if await asyncio.to_thread(inst.leftovers):  # of a crashed earlier try
+                await asyncio.to_thread(inst.teardown)
+            await asyncio.to_thread(inst.prepare_netns)
+            await asyncio.to_thread(inst.spawn)
+            t1 = time.perf_counter()
+            # Interfaces are wired while the interpreter starts: both take ~50 ms.
+            await asyncio.gather(asyncio.to_thread(inst.build), inst.wait_ready())
+            t2 = time.perf_counter()
+            await asyncio.to_thread(inst.limit)
+        except Exception as e:
+            detail = str(e) or type(e).__name__
+            log.error("instance %s failed to start: %s", inst.id, detail)
+            self.failed[inst.id] = detail[:2000]
+            await inst.stop()
+            return
+        self.instances[inst.id] = inst
+        if role == InstanceRole.ACTIVE:
+            self.announce_later(inst)
+        log.info(
+            "instance %s %s in %.0f ms (namespace+spawn %.0f, wiring and start-up %.0f; "
+            "pid %s, %s)",
+            inst.id,
+            role,
+            (t2 - t0) * 1e3,
+            (t1 - t0) * 1e3,
+            (t2 - t1) * 1e3,
+            inst.pid,
+            inst.limits,
+        )
+
+    def stop(self, inst: Instance) -> None:
+        """Stop a copy here (not desired here, or handed over to a migration target)."""
+        self.instances.pop(inst.id, None)
+        self.spawn(inst.id, inst.stop())
+
+    def restart(self, iid: str, spec: dict[str, Any]) -> None:
+        """The copy here died: start it again."""
+        log.warning("instance %s died; starting it again", iid)
+        old = self.instances.pop(iid)
+
+        async def restart() -> None:
+            await old.stop()
+            await self.start(spec)
+
+        self.spawn(iid, restart())
+
+    async def reconfigure(self, inst: Instance, spec: dict[str, Any]) -> None:
+        """A new configuration: in place if the function can take it, else a restart
+        that carries the function's state across (export, stop, start, import)."""
+        config = spec.get("config") or {}
+        try:
+            resp = await inst.call({"op": "configure", "config": config})
+            if resp.get("applied"):
+                inst.spec = spec
+                inst.save()
+                log.info("instance %s reconfigured in place", inst.id)
+                return
+            state = (await inst.call({"op": "export"}))["state"]
+        except Exception as e:
+            log.error("instance %s: reconfiguration failed: %s", inst.id, e)
+            return
+        self.instances.pop(inst.id, None)
+        await inst.stop(hand_over=True)
+        await self.start(spec)
+        new = self.instances.get(inst.id)
+        if new is not None:
+            with contextlib.suppress(Exception):
+                await new.call({"op": "import", "state": state})
+            log.info("instance %s restarted with its new configuration and its state", inst.id)
+
+    async def activate(self, inst: Instance, spec: dict[str, Any]) -> None:
+        """The orchestrator says the standby copy here is the one (a move it recorded
+        without this agent's word): serve with it."""
+        await inst.call({"op": "activate"})
+        await inst.bring_up_async()
+        inst.promote()
+        inst.spec = spec
+        inst.save()
+        self.announce_later(inst)
