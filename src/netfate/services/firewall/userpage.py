@@ -23,6 +23,7 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from netfate.orchestrator.api.deps import SessionDep
+from netfate.orchestrator.api.errors import errors
 from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import hash_password, verify_password
 from netfate.services.firewall.tables import FirewallUserRow
@@ -79,7 +80,7 @@ def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(), headers=headers)
 
 
-@router.get("/me/rules")
+@router.get("/me/rules", responses=errors(401, 429))
 def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
     user = _signed_in(request, session)
     return {
@@ -91,7 +92,7 @@ def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.put("/me/rules")
+@router.put("/me/rules", responses=errors(401, 429))
 def put_my_rules(
     request: Request, session: SessionDep, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
