@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
@@ -25,7 +26,7 @@ from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
 from netfate.orchestrator.api import errors as api_errors
 from netfate.orchestrator.api import roles
-from netfate.orchestrator.api.limits import Slots
+from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
@@ -115,8 +116,8 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.db = db
     app.state.notifier = notifier
     app.state.settings = settings
@@ -134,6 +135,14 @@ def create_app(
     @app.exception_handler(IllegalTransition)
     async def _illegal(_r: Request, exc: IllegalTransition) -> JSONResponse:
         return JSONResponse(status_code=409, content=api_errors.body(str(exc)))
+
+    @app.exception_handler(DataError)
+    async def _data(_r: Request, exc: DataError) -> JSONResponse:
+        # Input the database cannot hold (a NUL in text, a number out of a column's
+        # range): the request's fault, refused like other invalid input.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid data"
+        log.warning("refused input the database cannot hold: %s", reason)
+        return JSONResponse(status_code=422, content=api_errors.body(f"invalid input: {reason}"))
 
     @app.exception_handler(TopologyError)
     async def _topology(_r: Request, exc: TopologyError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Caps on what a client can hold open: long-polls and event streams.
+"""Bounds on what one request or client can take: the request body's size, and
+the number of long-polls and event streams open at once.
 
 Each waiter costs little (a future on the event loop, no worker thread), but an
 unbounded number of them costs memory, descriptors and, for the view long-poll,
@@ -12,8 +13,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from netfate.orchestrator.api.errors import body as error_body
 
 RETRY_AFTER_S = 1
 
@@ -85,3 +88,39 @@ class EventStream(StreamingResponse):
         if self._release is not None:
             self._release()
             self._release = None
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is refused with 413 and the
+    API's error body, at once when its Content-Length says so, else as soon as the
+    bytes read pass the limit (a chunked upload); the route never sees it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _refusal(self) -> HTTPException:
+        return HTTPException(413, detail=f"request body larger than {self.limit} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                e = self._refusal()
+                await JSONResponse(error_body(str(e.detail)), 413)(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                # Raised where the route reads its body: the app's HTTPException
+                # handler answers it (a route that reads no body never sees it).
+                raise self._refusal()
+            return message
+
+        await self.app(scope, counted, send)

@@ -6,6 +6,7 @@ Mounted by the platform at the service's prefix (its contract, __init__.py);
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -324,8 +325,6 @@ def list_clients(session: SessionDep) -> list[dict[str, str]]:
 
 @router.post("/radius/clients", status_code=201)
 def add_client(body: ClientIn, session: SessionDep, request: Request) -> dict[str, str]:
-    import ipaddress
-
     try:
         ipaddress.ip_network(body.address, strict=False)
     except ValueError as e:
@@ -361,6 +360,10 @@ def delete_client(address: str, session: SessionDep, request: Request) -> dict[s
 async def add_listener(body: ListenerIn, request: Request) -> dict[str, Any]:
     """Open a listener now (inside `netns` when given) and keep it across restarts."""
     svc = _radius(request)
+    try:
+        ipaddress.IPv4Address(body.address)  # the socket is AF_INET: no names, no v6
+    except ValueError as e:
+        raise HTTPException(422, detail=f"address: {e}") from None
     try:
         host, port = await svc.listen(body.address, body.port, body.netns)
     except (OSError, ValueError) as e:
