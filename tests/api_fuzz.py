@@ -312,7 +312,9 @@ def _mix(values: Any) -> st.SearchStrategy[Any]:
         choices = [st.just(v)]
         if pool := KNOWN.get(k):
             choices.append(st.sampled_from(pool))
-        if isinstance(v, (str, int)) and not isinstance(v, bool):
+        if isinstance(v, str):  # the same type: a number in text where text is asked
+            choices.append(st.sampled_from([str(x) for x in EXTREMES]))
+        elif isinstance(v, int) and not isinstance(v, bool):
             choices.append(st.sampled_from(EXTREMES))
         parts[k] = st.one_of(choices)
     return st.fixed_dictionaries(parts)
@@ -343,12 +345,20 @@ def _resolve(value: Any) -> Any:
 
 @SCHEMA.hook
 def flatmap_case(context: Any, case: Any) -> Any:
-    """Path and query parameters and body fields name known things half the time.
-    Set on the case, so schemathesis sees the change: a negative case whose invalid
-    part was replaced by a valid one is judged as the positive case it became."""
+    """Path and query parameters and body fields name known things, or are extreme,
+    now and then. Set on the case, so schemathesis sees the change: a negative case
+    whose invalid part was replaced by a valid one is judged as the positive case it
+    became."""
+
+    # The API ignores query parameters it does not declare, as HTTP APIs do (an
+    # OpenAPI parameter list does not close the query string); schemathesis counts
+    # them as invalid input. Only declared ones are sent.
+    declared = {p.name for p in case.operation.query}
 
     def apply(parts: tuple[Any, Any, Any]) -> Any:
         path, query, body = parts
+        if isinstance(query, dict):
+            query = {k: v for k, v in query.items() if k in declared}
         if path != case.path_parameters:
             case.path_parameters = path
         if query != case.query:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,13 +31,11 @@ def serve(app: FastAPI, timeout: float = 30.0) -> Iterator[str]:
 
     thread = threading.Thread(target=run, name="apiserver", daemon=True)
     thread.start()
-    ready = threading.Event()
-    # uvicorn sets `started` once it listens; poll it (bounded) from here.
+    # uvicorn sets `started` once it listens (after the app's startup); wait, bounded.
     for _ in range(int(timeout / 0.01)):
-        if server.started or failed or not thread.is_alive():
-            ready.set()
+        if server.started or not thread.is_alive():
             break
-        threading.Event().wait(0.01)
+        time.sleep(0.01)
     if not server.started:
         server.should_exit = True
         thread.join(timeout)

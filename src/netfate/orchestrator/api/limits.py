@@ -82,9 +82,9 @@ class EventStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.close()
+            self._release_slot()
 
-    def close(self) -> None:
+    def _release_slot(self) -> None:
         if self._release is not None:
             self._release()
             self._release = None

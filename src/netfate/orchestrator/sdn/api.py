@@ -593,7 +593,8 @@ def post_event(
     except pydantic.ValidationError as e:
         raise _invalid(e) from None
     session.commit()
-    notifier.notify([])
+    if kind not in ("flows", "installed"):  # these change neither the view nor the events
+        notifier.notify([])
     return {"accepted": kind}
 
 
