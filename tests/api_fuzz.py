@@ -2,7 +2,7 @@
 
 Collected twice: by tests/fuzz/test_api_fuzz_sqlite.py and by
 tests/netns/test_api_fuzz_postgres.py (a real PostgreSQL server), each defining the
-`databases` fixture. Every operation of the document (core, SDN and every service's
+`backend` fixture. Every operation of the document (core, SDN and every service's
 router) is one test; each runs against a fresh copy of a seeded database (a loaded
 topology, registered agents, running instances, intents, users, personal networks,
 shares) behind a real uvicorn server, so that operations on existing things reach
@@ -47,7 +47,7 @@ from netfate.orchestrator.app import Settings, create_app
 from netfate.services.firewall.radius import ENV_LISTEN
 from netfate.store.db import Database
 
-EXAMPLES = int(os.environ.get("NETFATE_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("NETFATE_FUZZ_EXAMPLES", "25"))
 """Generated cases per operation and mode (explicit examples and boundary cases come on top)."""
 
 TOPO: dict[str, Any] = {
@@ -188,7 +188,6 @@ VALID: dict[str, list[dict[str, Any]]] = {
 def seed(base: str) -> dict[str, list[Any]]:
     """Fill a fresh orchestrator through its API; returns the names of what exists,
     by the parameter names that refer to them."""
-    known: dict[str, list[Any]] = collections.defaultdict(list)
     with httpx.Client(base_url=base + "/api/v1", timeout=30) as c:
 
         def ok(r: httpx.Response) -> Any:
@@ -223,7 +222,7 @@ def seed(base: str) -> dict[str, list[Any]]:
         ]
         ok(c.post(f"/sharing/shares/{shares[0]['id']}/accept", json={"by": BOB}))
         nodes = list(TOPO["nodes"])
-        known.update(
+        return dict(
             name=[*nodes, "alice", "bob"],
             node=nodes,
             iid=[i["id"] for i in [*live, pending]],
@@ -242,7 +241,6 @@ def seed(base: str) -> dict[str, list[Any]]:
             device=["mediaserver", "cam"],
             state=["running", "requested"],
         )
-    return dict(known)
 
 
 # ------------------------------------------------------------------ the schema
