@@ -453,7 +453,10 @@ def seed_template(url: str) -> None:
     it holds in KNOWN (the same in every copy)."""
     db = Database(url)
     try:
-        with radius_on_loopback(), serve(create_app(Settings(database_url=url), db)) as base:
+        # No agent reports here: a long heartbeat timeout keeps the nodes up while
+        # a slow machine seeds.
+        app = create_app(Settings(database_url=url, heartbeat_timeout_s=3600), db)
+        with radius_on_loopback(), serve(app) as base:
             known = seed(base)
     finally:
         db.dispose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from apiserver import serve
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.firewall import userpage
+from netfate.services.firewall.radius import ENV_LISTEN
 
 TOPO: dict[str, Any] = {
     "name": "limits",
@@ -41,9 +41,9 @@ class Api:
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Api]]:
     """Start an orchestrator with these settings (one per test), topology loaded."""
-    os.environ.setdefault("NETFATE_RADIUS_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv(ENV_LISTEN, "127.0.0.1:0")  # its RADIUS server: not on 1812
     stack: list[Any] = []
 
     def go(**settings: Any) -> Api:
