@@ -43,9 +43,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from apiserver import serve
+from netfate import services
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.firewall.radius import ENV_LISTEN
 from netfate.store.db import Database
+
+SERVICES = services.registered()
+"""The registered services, as `netfate orchestrator` serves them."""
 
 EXAMPLES = int(os.environ.get("NETFATE_FUZZ_EXAMPLES", "25"))
 """Generated cases per operation and mode (explicit examples and boundary cases come on top)."""
@@ -95,8 +99,8 @@ ALICE_AUTH = {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").
 RULES = {"rules": [{"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}]}
 
 # Valid requests, tried first for each operation (explicit examples): each reaches
-# its handler's success path on the seeded database. "@KIND:N" stands for the N-th
-# known thing of that kind (KNOWN, filled when the database is seeded).
+# its handler's success path on the seeded database. "@KIND:N" (after a prefix or not)
+# stands for the N-th known thing of that kind (KNOWN, filled when the database is seeded).
 VALID: dict[str, list[dict[str, Any]]] = {
     "PUT /api/v1/topology": [{"body": TOPO}],
     "POST /api/v1/instances": [{"body": {"descriptor": "counter", "serves": "laptop1"}}],
@@ -125,13 +129,13 @@ VALID: dict[str, list[dict[str, Any]]] = {
         },
         {"body": {"kind": "installed", "version": "0123456789abcdef", "time": 1.0}},
     ],
-    "PATCH /api/v1/netfate/users/{name}": [
+    "PATCH /api/v1/firewall/users/{name}": [
         {"path": {"name": "alice"}, "body": {"idle_timeout": 90}}
     ],
-    "GET /api/v1/netfate/users/{name}/rules": [{"path": {"name": "alice"}}],
-    "PUT /api/v1/netfate/users/{name}/rules": [{"path": {"name": "alice"}, "body": RULES}],
-    "GET /api/v1/netfate/me/rules": [{"headers": ALICE_AUTH}],
-    "PUT /api/v1/netfate/me/rules": [{"headers": ALICE_AUTH, "body": RULES}],
+    "GET /api/v1/firewall/users/{name}/rules": [{"path": {"name": "alice"}}],
+    "PUT /api/v1/firewall/users/{name}/rules": [{"path": {"name": "alice"}, "body": RULES}],
+    "GET /api/v1/firewall/me/rules": [{"headers": ALICE_AUTH}],
+    "PUT /api/v1/firewall/me/rules": [{"headers": ALICE_AUTH, "body": RULES}],
     "POST /api/v1/sharing/pns": [{"body": {"email": "carol@x.example", "node": "cpe3"}}],
     "POST /api/v1/sharing/pns/{email}/devices": [
         {"path": {"email": ALICE}, "body": {"name": "printer", "ip": "192.168.1.60"}}
@@ -168,17 +172,21 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "POST /api/v1/agents/{node}/register": [
         {"path": {"node": "cpe2"}, "body": {"endpoint": "127.0.0.1:7001"}}
     ],
-    "GET /api/v1/netfate/users/{name}": [{"path": {"name": "alice"}}],
+    "GET /api/v1/firewall/users/{name}": [{"path": {"name": "alice"}}],
     "GET /api/v1/sharing/pns/{email}": [{"path": {"email": ALICE}}],
     "GET /api/v1/sharing/pns/{email}/devices": [{"path": {"email": ALICE}}],
     "POST /api/v1/sharing/pns/{email}/vhg": [{"path": {"email": ALICE}}],
     "GET /api/v1/sharing/shares/{sid}": [{"path": {"sid": "@sid:0"}}],
     "DELETE /api/v1/intents/{intent_id}": [{"path": {"intent_id": "laptop-tv"}}],
-    "POST /api/v1/netfate/users/{name}/logout": [{"path": {"name": "alice"}}],
-    "DELETE /api/v1/netfate/users/{name}": [{"path": {"name": "bob"}}],
-    "POST /api/v1/netfate/radius/clients": [{"body": {"address": "10.1.0.0/16", "secret": "x"}}],
-    "DELETE /api/v1/netfate/radius/clients/{address}": [{"path": {"address": "127.0.0.1"}}],
-    "POST /api/v1/netfate/radius/listeners": [{"body": {"address": "127.0.0.1", "port": 0}}],
+    "POST /api/v1/firewall/users/{name}/logout": [{"path": {"name": "alice"}}],
+    "DELETE /api/v1/firewall/users/{name}": [{"path": {"name": "bob"}}],
+    "POST /api/v1/firewall/radius/clients": [{"body": {"address": "10.1.0.0/16", "secret": "x"}}],
+    "DELETE /api/v1/firewall/radius/clients/{address}": [{"path": {"address": "127.0.0.1"}}],
+    "POST /api/v1/firewall/radius/listeners": [{"body": {"address": "127.0.0.1", "port": 0}}],
+    "POST /api/v1/usbip/tunnels": [
+        {"body": {"name": "t2", "a": "instance:@iid:2", "b": "instance:@iid:0", "port": 3240}}
+    ],
+    "DELETE /api/v1/usbip/tunnels/{name}": [{"path": {"name": "cam-usb"}}],
     "POST /api/v1/sharing/shares/{sid}/revoke": [
         {"path": {"sid": "@sid:0"}, "body": {"by": ALICE}}
     ],
@@ -209,9 +217,9 @@ def seed(base: str) -> dict[str, list[Any]]:
             ok(c.post(f"/agents/{inst['node']}/report", json={"instances": runs}))
         ok(c.post("/intents", json={"kind": "connectivity", "id": "laptop-tv",
                                     "a": "host:laptop1", "b": "host:tv"}))  # fmt: skip
-        ok(c.post("/netfate/radius/clients", json={"address": "127.0.0.1", "secret": "s3cret"}))
+        ok(c.post("/firewall/radius/clients", json={"address": "127.0.0.1", "secret": "s3cret"}))
         for user in ("alice", "bob"):
-            ok(c.post("/netfate/users", json={"name": user, "password": "wonderland",
+            ok(c.post("/firewall/users", json={"name": user, "password": "wonderland",
                                               "host": "laptop1"}))  # fmt: skip
         ok(c.post("/sharing/pns", json={"email": ALICE, "node": "cpe1"}))
         ok(c.post("/sharing/pns", json={"email": BOB, "node": "cpe2"}))
@@ -221,9 +229,12 @@ def seed(base: str) -> dict[str, list[Any]]:
             for d in ("mediaserver", "cam")
         ]
         ok(c.post(f"/sharing/shares/{shares[0]['id']}/accept", json={"by": BOB}))
+        tunnel = {"name": "cam-usb", "a": f"instance:{live[0]['id']}",
+                  "b": f"instance:{live[1]['id']}"}  # fmt: skip
+        ok(c.post("/usbip/tunnels", json=tunnel))
         nodes = list(TOPO["nodes"])
         return dict(
-            name=[*nodes, "alice", "bob"],
+            name=[*nodes, "alice", "bob", "cam-usb"],
             node=nodes,
             iid=[i["id"] for i in [*live, pending]],
             intent_id=["laptop-tv"],
@@ -250,7 +261,7 @@ def _document() -> dict[str, Any]:
     """The OpenAPI document as the orchestrator serves it (it needs no database)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return create_app(Settings(database_url="sqlite://")).openapi()
+        return create_app(Settings(database_url="sqlite://"), services=SERVICES).openapi()
 
 
 SCHEMA = schemathesis.openapi.from_dict(
@@ -334,8 +345,9 @@ def before_add_examples(context: Any, examples: list[Any]) -> None:
 
 def _resolve(value: Any) -> Any:
     """Placeholders "@KIND:N" (see VALID) replaced by what they stand for."""
-    if isinstance(value, str) and (m := re.fullmatch(r"@([a-z_]+):([0-9]+)", value)):
-        return KNOWN[m[1]][int(m[2])]
+    if isinstance(value, str) and (m := re.fullmatch(r"(.*?)@([a-z_]+):([0-9]+)", value)):
+        known = KNOWN[m[2]][int(m[3])]
+        return f"{m[1]}{known}" if m[1] else known
     if isinstance(value, dict):
         return {k: _resolve(v) for k, v in value.items()}
     return value
@@ -389,7 +401,7 @@ def api_base(backend: Backend) -> Iterator[str]:
     db = Database(url)
     try:
         settings = Settings(database_url=url, heartbeat_timeout_s=3600, long_poll_max_s=0.05)
-        app = create_app(settings, db)
+        app = create_app(settings, db, services=SERVICES)
         with radius_on_loopback(), serve(app) as base:
             yield base
     finally:
@@ -455,7 +467,9 @@ def seed_template(url: str) -> None:
     try:
         # No agent reports here: a long heartbeat timeout keeps the nodes up while
         # a slow machine seeds.
-        app = create_app(Settings(database_url=url, heartbeat_timeout_s=3600), db)
+        app = create_app(
+            Settings(database_url=url, heartbeat_timeout_s=3600), db, services=SERVICES
+        )
         with radius_on_loopback(), serve(app) as base:
             known = seed(base)
     finally:

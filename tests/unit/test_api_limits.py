@@ -14,9 +14,13 @@ import httpx
 import pytest
 
 from apiserver import serve
+from netfate import services
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.firewall import userpage
 from netfate.services.firewall.radius import ENV_LISTEN
+
+SERVICES = services.registered()
+"""The registered services, as `netfate orchestrator` serves them."""
 
 TOPO: dict[str, Any] = {
     "name": "limits",
@@ -48,7 +52,9 @@ def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
 
     def go(**settings: Any) -> Api:
         url = f"sqlite:///{tmp_path}/o.db"
-        app = create_app(Settings(database_url=url, heartbeat_timeout_s=3600, **settings))
+        app = create_app(
+            Settings(database_url=url, heartbeat_timeout_s=3600, **settings), services=SERVICES
+        )
         cm = serve(app)
         base = cm.__enter__()
         stack.append(cm)
@@ -226,7 +232,7 @@ def test_sign_in_failures_bounded_in_memory_and_the_limit_still_applies(
 
     async def go() -> None:
         async with api.client() as c:
-            r = await c.post("/netfate/users", json={"name": "alice", "password": "right"})
+            r = await c.post("/firewall/users", json={"name": "alice", "password": "right"})
             assert r.status_code == 201
 
         # The API sees each client's address: one transport per address.
@@ -234,18 +240,21 @@ def test_sign_in_failures_bounded_in_memory_and_the_limit_still_applies(
             return api.client(transport=httpx.AsyncHTTPTransport(local_address=ip))
 
         async with client("127.0.0.2") as attacker:
-            codes = [(await attacker.get("/netfate/me/rules", headers=bad)).status_code
+            codes = [(await attacker.get("/firewall/me/rules", headers=bad)).status_code
                      for _ in range(6)]  # fmt: skip
             assert codes == [401] * 5 + [429]
         for i in range(64):  # many distinct clients, each failing once
             async with client(f"127.0.1.{i + 1}") as other:
-                assert (await other.get("/netfate/me/rules", headers=bad)).status_code in (401, 429)
+                assert (await other.get("/firewall/me/rules", headers=bad)).status_code in (
+                    401,
+                    429,
+                )
         failures = api.app.state.netfate_signin_failures
         assert len(failures) <= 16
         async with client("127.0.0.2") as attacker:
-            r = await attacker.get("/netfate/me/rules", headers=bad)
+            r = await attacker.get("/firewall/me/rules", headers=bad)
             _error(r, 429)
             good = {"Authorization": "Basic " + base64.b64encode(b"alice:right").decode()}
-            _error(await attacker.get("/netfate/me/rules", headers=good), 429)
+            _error(await attacker.get("/firewall/me/rules", headers=good), 429)
 
     asyncio.run(go())

@@ -122,7 +122,7 @@ def _tunnel_out(session: SessionDep, t: UsbipTunnelRow) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/tunnels", status_code=201)
+@router.post("/tunnels", status_code=201, responses=errors(409))
 def open_tunnel(body: TunnelIn, session: SessionDep) -> dict[str, Any]:
     """Keep a tunnel open from `a` to the HRH function `b` (tcp/`port` only)."""
     if session.get(UsbipTunnelRow, body.name) is not None:
@@ -146,7 +146,7 @@ def list_tunnels(session: SessionDep) -> list[dict[str, Any]]:
     return [_tunnel_out(session, t) for t in rows]
 
 
-@router.delete("/tunnels/{name}")
+@router.delete("/tunnels/{name}", responses=errors(404))
 def close_tunnel(name: str, session: SessionDep) -> dict[str, str]:
     t = session.get(UsbipTunnelRow, name)
     if t is None:
