@@ -428,8 +428,9 @@ def test_operation(case: Any, api_base: str, http: requests.Session, backend: Ba
         value = getattr(case, name)
         if (resolved := _resolve(value)) != value:
             setattr(case, name, resolved)
-    # An event stream is read for the timeout in total (or its first events): short.
-    timeout = 2 if case.path == "/api/v1/events/stream" else 30
+    # An event stream is read for the timeout in total (or until its first events):
+    # short, yet long enough for a busy machine to answer at all.
+    timeout = 5 if case.path == "/api/v1/events/stream" else 30
     r = case.call_and_validate(base_url=api_base, session=http, checks=CHECKS, timeout=timeout)
     backend.statuses.setdefault(case.operation.label, collections.Counter())[r.status_code] += 1
 
