@@ -112,8 +112,8 @@ def install(app: FastAPI) -> None:
 
 def document_common_errors(app: FastAPI) -> None:
     """In the app's OpenAPI document: 422 (validation) with ErrorBody where FastAPI
-    documents its own body, and 413 on every operation with a request body (the app
-    answers both before a route runs)."""
+    documents its own body, and 400 (not UTF-8 text) and 413 (too large) on every
+    operation with a request body (the app answers all three before a route runs)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
