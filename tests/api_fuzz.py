@@ -395,28 +395,26 @@ def flatmap_case(context: Any, case: Any) -> Any:
 
 @dataclass
 class Backend:
-    """Where the databases live: `clone()` gives a fresh copy of the seeded template
-    (see seed_template), `drop(url)` removes one. `statuses` counts the answers of
-    each operation, by status."""
+    """Where the databases live: `copy()` yields the URL of a fresh copy of the seeded
+    template (see seed_template) and removes the copy once resumed. `statuses` counts
+    the answers of each operation, by status."""
 
-    clone: Callable[[], str]
-    drop: Callable[[str], None] = lambda url: None
+    copy: Callable[[], Iterator[str]]
     statuses: dict[str, collections.Counter[int]] = field(default_factory=dict)
 
 
 @pytest.fixture
 def api_base(backend: Backend) -> Iterator[str]:
     """A fresh server on a fresh copy of the seeded database (per operation)."""
-    url = backend.clone()
-    db = Database(url)
-    try:
-        settings = Settings(database_url=url, heartbeat_timeout_s=3600, long_poll_max_s=0.05)
-        app = create_app(settings, db, services=SERVICES)
-        with radius_on_loopback(), serve(app) as base:
-            yield base
-    finally:
-        db.dispose()
-        backend.drop(url)
+    with contextlib.contextmanager(backend.copy)() as url:
+        db = Database(url)
+        try:
+            settings = Settings(database_url=url, heartbeat_timeout_s=3600, long_poll_max_s=0.05)
+            app = create_app(settings, db, services=SERVICES)
+            with radius_on_loopback(), serve(app) as base:
+                yield base
+        finally:
+            db.dispose()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import itertools
 import shutil
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,12 +17,12 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Backend:
     seed_template(f"sqlite:///{template}")
     counter = itertools.count()
 
-    def clone() -> str:
+    def copy() -> Iterator[str]:
         path = d / f"case{next(counter)}.db"
         shutil.copyfile(template, path)
-        return f"sqlite:///{path}"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            path.unlink(missing_ok=True)
 
-    def drop(url: str) -> None:
-        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-
-    return Backend(clone, drop)
+    return Backend(copy)
