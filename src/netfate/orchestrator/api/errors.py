@@ -12,9 +12,11 @@ field, `loc` saying where (body, query, path, then the field's path). The input
 itself is never echoed back.
 
 Routes document the errors they answer with `responses=errors(404, 409)`; the
-app's document gets 422 (validation) on every operation with input, 400 (not
-UTF-8 text) and 413 (too large) on every operation with a body
-(document_common_errors).
+app's document gets what the app answers before or around a route
+(document_common_errors): 422 (validation) on every operation with input, 400
+(not UTF-8 text) and 413 (too large) on every operation with a body, 503 (the
+database cannot be reached) on every operation and 409 (a lost race, still lost
+after retries: txretry.py) on every operation that may write.
 """
 
 from __future__ import annotations
@@ -111,9 +113,12 @@ def install(app: FastAPI) -> None:
 
 
 def document_common_errors(app: FastAPI) -> None:
-    """In the app's OpenAPI document: 422 (validation) with ErrorBody where FastAPI
-    documents its own body, and 400 (not UTF-8 text) and 413 (too large) on every
-    operation with a request body (the app answers all three before a route runs)."""
+    """In the app's OpenAPI document: every error answer is application/json
+    ErrorBody (also where the route's own answer is another type, as an event
+    stream's), 422 (validation) where FastAPI documents its own body, the errors the
+    app answers before a route runs (400 not UTF-8 text, 413 too large) on every
+    operation with a request body, and around it (txretry.py): 503 on every
+    operation, 409 on every one that may write."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -134,13 +139,18 @@ def _common_errors(doc: dict[str, Any]) -> None:
     schemas["ErrorBody"] = schema
     content = {"application/json": {"schema": {"$ref": REF + "ErrorBody"}}}
     for item in doc.get("paths", {}).values():
-        for op in item.values():
+        for method, op in item.items():
             responses = op.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = {"description": DESCRIPTIONS[422], "content": content}
+            common = [503] if method in ("get", "head") else [409, 503]
             if "requestBody" in op:
                 # Before validation: a body that is not UTF-8 text is a 400 (FastAPI's).
-                responses.setdefault("400", {"description": DESCRIPTIONS[400], "content": content})
-                responses.setdefault("413", {"description": DESCRIPTIONS[413], "content": content})
+                common += [400, 413]
+            for code in common:
+                responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
+            for code, response in responses.items():
+                if code[0] in "45":
+                    response["content"] = content
+            if "422" in responses:
+                responses["422"]["description"] = DESCRIPTIONS[422]
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
