@@ -434,7 +434,7 @@ async def get_view(
     db = request.app.state.db
 
     def look() -> dict[str, Any]:
-        with db.session() as s:
+        with db.session(write=False) as s:
             return view_body(s)
 
     body = await asyncio.to_thread(look)
