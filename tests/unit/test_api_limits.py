@@ -18,6 +18,7 @@ from netfate import services
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.firewall import userpage
 from netfate.services.firewall.radius import ENV_LISTEN
+from waiting import until_async
 
 SERVICES = services.registered()
 """The registered services, as `netfate orchestrator` serves them."""
@@ -69,14 +70,6 @@ def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
     yield go
     for cm in reversed(stack):
         cm.__exit__(None, None, None)
-
-
-async def until(what: Callable[[], bool], timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if what():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def _error(r: httpx.Response, status: int) -> dict[str, Any]:
@@ -137,7 +130,8 @@ def test_with_many_long_polls_open_other_routes_still_answer(start: Callable[...
                 )
                 for _ in range(n_desired)
             ]
-            await until(lambda: api.app.state.long_polls.used == n_view + n_desired)
+            slots = api.app.state.long_polls
+            assert await until_async(lambda: slots.used == n_view + n_desired, 30)
             # Sync routes (worker threads) and async ones answer while all wait.
             assert (await c.get("/health")).status_code == 200
             assert (await c.get("/nodes")).status_code == 200
@@ -169,7 +163,7 @@ def test_long_polls_beyond_the_cap_are_429(start: Callable[..., Api]) -> None:
             held = [
                 asyncio.create_task(c.get("/agents/cpe1/desired", params=params)) for _ in range(4)
             ]
-            await until(lambda: api.app.state.long_polls.used == 4)
+            assert await until_async(lambda: api.app.state.long_polls.used == 4)
             r = await c.get("/agents/cpe1/desired", params=params)
             assert "long-polls" in _error(r, 429)["detail"] and r.headers["retry-after"]
             version = (await c.get("/sdn/view")).json()["version"]
@@ -182,7 +176,7 @@ def test_long_polls_beyond_the_cap_are_429(start: Callable[..., Api]) -> None:
             again = asyncio.create_task(
                 c.get("/agents/cpe1/desired", params={**params, "revision": rev})
             )
-            await until(lambda: api.app.state.long_polls.used == 1)
+            assert await until_async(lambda: api.app.state.long_polls.used == 1)
             assert (await c.post("/instances", json=ON_CPE1)).status_code == 201
             assert (await again).status_code == 200
 
@@ -212,13 +206,13 @@ def test_event_streams_beyond_the_cap_are_429(start: Callable[..., Api]) -> None
                     assert api.app.state.event_streams.used == 2
                     r = await c.get("/events/stream")
                     assert "event streams" in _error(r, 429)["detail"]
-                await until(lambda: api.app.state.event_streams.used == 1)
+                assert await until_async(lambda: api.app.state.event_streams.used == 1)
                 async with c.stream("GET", "/events/stream") as three:
                     lines3 = three.aiter_lines()
                     assert three.status_code == 200 and await first_event(lines3)
                 # The first one still streams (its next event comes).
                 assert (await first_event(lines1)).startswith("id: ")
-            await until(lambda: api.app.state.event_streams.used == 0)
+            assert await until_async(lambda: api.app.state.event_streams.used == 0)
 
     asyncio.run(go())
 

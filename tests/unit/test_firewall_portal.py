@@ -23,6 +23,7 @@ from netfate.vnf.portal.http import (
 )
 from netfate.vnf.runtime import Context
 from radius_fixtures import FakeRadius
+from waiting import until_async
 
 
 def _read(raw: bytes) -> Request:
@@ -173,11 +174,7 @@ def test_connections_bounded_per_client_and_in_all() -> None:
             return await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
 
         async def until_open(n: int) -> None:
-            for _ in range(500):
-                if gate.open == n:
-                    return
-                await asyncio.sleep(0.01)
-            raise AssertionError(f"{gate.open} open, expected {n}")
+            assert await until_async(lambda: gate.open == n), f"{gate.open} open, expected {n}"
 
         held = [await connect("127.0.0.2") for _ in range(3)]
         await until_open(3)
