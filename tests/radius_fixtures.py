@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -125,14 +125,6 @@ def running(fr: FreeRadius) -> Iterator[FreeRadius]:
         yield fr
     finally:
         fr.stop()
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait (bounded) for something done on the running loop; the caller asserts."""
-    for _ in range(int(timeout / 0.02)):
-        if cond():
-            return
-        await asyncio.sleep(0.02)
 
 
 class FakeRadius:

@@ -3,6 +3,7 @@ assertions: the caller asserts on the outcome)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,15 @@ def until(cond: Callable[[], T], timeout: float = 10.0) -> T:
     deadline = time.monotonic() + timeout
     while not (got := cond()) and time.monotonic() < deadline:
         time.sleep(0.02)
+    return got
+
+
+async def until_async(cond: Callable[[], T], timeout: float = 10.0) -> T:
+    """until() inside a test's event loop: waits without blocking the loop, so what
+    it waits for (done by tasks on the same loop) can happen."""
+    deadline = time.monotonic() + timeout
+    while not (got := cond()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
     return got
 
 

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 
 from netfate.proto.radius import Attr
+from netfate.vnf.portal import function as portal_function
 from netfate.vnf.portal.function import Portal
-from netfate.vnf.portal.http import HttpError, Request, parse_head, read_request
+from netfate.vnf.portal.http import (
+    Admission,
+    HttpError,
+    Request,
+    Response,
+    parse_head,
+    read_request,
+    serve,
+)
 from netfate.vnf.runtime import Context
 from radius_fixtures import FakeRadius
+from waiting import until_async
 
 
 def _read(raw: bytes) -> Request:
@@ -117,5 +128,79 @@ def test_reject_limits_and_rate() -> None:
             for _ in range(5)
         ]
         assert codes[-1] == 429 and p.counts["rate_limited"] >= 1
+
+    asyncio.run(go())
+
+
+def test_login_attempts_bounded_in_memory_and_the_limit_still_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many distinct clients posting logins: the portal tracks at most MAX_TRACKED of
+    them, and a client over its limit stays refused however many others come."""
+    monkeypatch.setattr(portal_function, "MAX_TRACKED", 32)
+    p, _ = _portal(accept=False)
+
+    def post(peer: str) -> Request:
+        return Request("POST", "/login", {}, {"host": "192.168.1.254"},
+                       b"username=a&password=b", peer, "192.168.1.254")  # fmt: skip
+
+    async def go() -> None:
+        codes = [(await p.handle(post("192.168.1.2"))).status for _ in range(6)]
+        assert codes[-1] == 429
+        for i in range(500):
+            await p.handle(post(f"10.{i >> 8}.{i & 255}.1"))
+            assert len(p.posts) <= 32
+        assert (await p.handle(post("192.168.1.2"))).status == 429
+
+    asyncio.run(go())
+
+
+def test_connections_bounded_per_client_and_in_all() -> None:
+    """Idle connections from one address, then from many: past the caps each new one
+    is answered 503 and closed at once; freed slots serve again."""
+    gate = Admission(total=6, per_client=3)
+
+    async def handler(req: Request) -> Response:
+        return Response(200, b"ok\n", "text/plain")
+
+    async def go() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        port = sock.getsockname()[1]
+        server = await serve(handler, sock, gate)
+
+        async def connect(src: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0))
+
+        async def until_open(n: int) -> None:
+            assert await until_async(lambda: gate.open == n), f"{gate.open} open, expected {n}"
+
+        held = [await connect("127.0.0.2") for _ in range(3)]
+        await until_open(3)
+        r, w = await connect("127.0.0.2")  # a 4th from the same address
+        assert (await r.read()).startswith(b"HTTP/1.1 503 ")
+        w.close()
+        held += [await connect(f"127.0.0.{i}") for i in (3, 4, 5)]
+        await until_open(6)
+        r, w = await connect("127.0.0.9")  # a 7th in all
+        assert (await r.read()).startswith(b"HTTP/1.1 503 ")
+        w.close()
+        assert gate.refused == 2 and len(gate.by_client) == 4
+        # A held connection is served as usual.
+        r, w = held.pop()
+        w.write(b"GET /api/captive HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await r.read()).startswith(b"HTTP/1.1 200 ")
+        w.close()
+        await until_open(5)
+        r, w = await connect("127.0.0.9")  # its slot serves a new client
+        w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await r.read()).startswith(b"HTTP/1.1 200 ")
+        for _, w in held:
+            w.close()
+        await until_open(0)
+        assert gate.by_client == {}
+        server.close()
+        await server.wait_closed()
 
     asyncio.run(go())

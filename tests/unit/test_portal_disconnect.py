@@ -19,7 +19,8 @@ from netfate.proto.radius.packet import Value
 from netfate.vnf.portal.function import Portal, Session
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context, Runtime
-from radius_fixtures import FakeRadius, until
+from radius_fixtures import FakeRadius
+from waiting import until_async
 
 SECRET = "portal-dm-secret"
 ALICE, BOB = "192.168.1.2", "192.168.1.3"
@@ -106,7 +107,7 @@ def test_disconnect_ends_exactly_the_named_session() -> None:
             )
             assert r.code == Code.DISCONNECT_ACK
             assert set(p.sessions) == {BOB}  # bob untouched
-            await until(lambda: bool(fake.stops()))
+            await until_async(lambda: bool(fake.stops()))
             (stop,) = fake.stops()
             assert stop[Attr.ACCT_SESSION_ID] == alice.session_id
             assert stop[Attr.ACCT_TERMINATE_CAUSE] == TerminateCause.ADMIN_RESET
@@ -149,7 +150,7 @@ def test_wrong_source_or_secret_dropped_and_counted() -> None:
             alice = await _login(p, ALICE, "alice")
             for das in strangers:
                 das.send([(Attr.ACCT_SESSION_ID, alice.session_id)])
-            await until(lambda: p.counts["disconnect_dropped"] == 2)
+            await until_async(lambda: p.counts["disconnect_dropped"] == 2)
             assert p.counts["disconnect_dropped"] == 2
             assert set(p.sessions) == {ALICE} and p.counts["disconnects"] == 0
         finally:
@@ -189,7 +190,7 @@ def test_frozen_copy_stays_silent_and_the_imported_copy_answers() -> None:
             src.freeze()
             state = src.export_state()
             wire = das.send([(Attr.ACCT_SESSION_ID, alice.session_id)])
-            await until(lambda: src.counts["disconnect_dropped"] == 1)
+            await until_async(lambda: src.counts["disconnect_dropped"] == 1)
             assert src.counts["disconnect_dropped"] == 1 and ALICE in src.sessions
             dst, _ = await _portal()
             dst.import_state(state)

@@ -43,7 +43,8 @@ from netfate.store.db import Database
 from netfate.vnf.portal.function import Portal
 from netfate.vnf.portal.http import Request
 from netfate.vnf.runtime import Context
-from radius_fixtures import FIREWALL_MIGRATIONS, events, radius_db, until, user_row
+from radius_fixtures import FIREWALL_MIGRATIONS, events, radius_db, user_row
+from waiting import until_async
 
 SECRET = "dm-service-secret"
 
@@ -193,7 +194,7 @@ def test_release_sends_disconnect_request_and_records_the_ack(db: Database) -> N
             nas.answer(nas.das.ack(ev), ev)
             # The NAS's Stop (Admin-Reset) is recorded and releases nothing more.
             await nas.account(AcctStatus.STOP, "cpe1-s1", int(TerminateCause.ADMIN_RESET))
-            await until(lambda: bool(events(db, "DisconnectAcked")))
+            await until_async(lambda: bool(events(db, "DisconnectAcked")))
             (acked,) = events(db, "DisconnectAcked")
             assert acked["session"] == "cpe1-s1" and acked["reason"] == "logged out"
             assert len(events(db, "DisconnectSent")) == 1
@@ -219,7 +220,7 @@ def test_a_new_session_after_the_release_is_never_disconnected(db: Database) -> 
             assert again[:20] == first.request.encode()[:20]
             cpe1.answer(cpe1.das.ack(first), first)
             await cpe1.account(AcctStatus.STOP, "cpe1-s1", int(TerminateCause.ADMIN_RESET))
-            await until(lambda: bool(events(db, "DisconnectAcked")))
+            await until_async(lambda: bool(events(db, "DisconnectAcked")))
             assert [e["session"] for e in events(db, "DisconnectSent")] == ["cpe1-s1"]
             assert _status(db) == ("online", "cpe2")  # the Stop of cpe1-s1 released nothing
             assert [k[1] for k in svc.nas_sessions] == ["cpe2-s2"]
@@ -228,7 +229,7 @@ def test_a_new_session_after_the_release_is_never_disconnected(db: Database) -> 
             ev = await cpe2.disconnect_request()
             assert ev.session_id == "cpe2-s2" and ev.nas_identifier == "cpe2"
             cpe2.answer(cpe2.das.nak(ev, ErrorCause.SESSION_CONTEXT_NOT_FOUND), ev)
-            await until(lambda: bool(events(db, "DisconnectNaked")))
+            await until_async(lambda: bool(events(db, "DisconnectNaked")))
             (naked,) = events(db, "DisconnectNaked")
             assert naked["error_cause"] == 503
             assert naked["detail"] == "SESSION_CONTEXT_NOT_FOUND"
@@ -263,7 +264,7 @@ def test_no_answer_is_a_bounded_failure(db: Database) -> None:
             while len(seen) < 3:
                 seen.append((await asyncio.wait_for(loop.sock_recvfrom(nas.dm, 4096), 10))[0])
             assert len(set(seen)) == 1  # one request, sent three times
-            await until(lambda: bool(events(db, "DisconnectFailed")))
+            await until_async(lambda: bool(events(db, "DisconnectFailed")))
             (failed,) = events(db, "DisconnectFailed")
             assert failed["detail"] == "no valid answer to 3 sends"
             assert svc.dm_counters["sent"] == 1 and svc.dm_counters["failed"] == 1
@@ -288,11 +289,11 @@ def test_forged_answer_is_dropped(db: Database) -> None:
             )
             nas.answer(wrong, ev)
             nas.answer(bare, ev)
-            await until(lambda: sum("Disconnect answer" in d for d in svc.dropped) == 2)
+            await until_async(lambda: sum("Disconnect answer" in d for d in svc.dropped) == 2)
             assert sum("Disconnect answer" in d for d in svc.dropped) == 2
             assert svc.dm_counters["acked"] == 0
             nas.answer(nas.das.ack(ev), ev)
-            await until(lambda: svc.dm_counters["acked"] == 1)
+            await until_async(lambda: svc.dm_counters["acked"] == 1)
             assert svc.dm_counters["acked"] == 1
 
     asyncio.run(go())
@@ -330,15 +331,15 @@ def test_real_portal_against_the_real_server(db: Database) -> None:
             req = Request("POST", "/login", {}, {"host": "portal"}, body, "127.0.0.1", "127.0.0.1")
             r = await portal.handle(req)
             assert r.status == 200 and b"Logged in as" in r.body
-            await until(lambda: bool(svc.nas_sessions))
+            await until_async(lambda: bool(svc.nas_sessions))
             (sid,) = [k[1] for k in svc.nas_sessions]
             assert sid == portal.sessions["127.0.0.1"].session_id
             await asyncio.to_thread(_release, db, "session timeout")
-            await until(lambda: bool(events(db, "DisconnectAcked")))
+            await until_async(lambda: bool(events(db, "DisconnectAcked")))
             assert portal.sessions == {} and portal.counts["disconnects"] == 1
             assert events(db, "DisconnectAcked")[0]["session"] == sid
             # The portal's Stop (Admin-Reset) reached the accounting table.
-            await until(lambda: _stops(db) == [sid])
+            await until_async(lambda: _stops(db) == [sid])
             assert _stops(db) == [sid]
         finally:
             await portal.stop()
@@ -412,7 +413,7 @@ def test_a_release_after_a_restart_disconnects_the_sessions_reported_before(
             assert ev.peer == nas.server  # from the listener the NAS talked to
             nas.answer(nas.das.ack(ev), ev)
             await nas.account(AcctStatus.STOP, "cpe1-s2", int(TerminateCause.ADMIN_RESET))
-            await until(lambda: svc.dm_counters["acked"] == 1)
+            await until_async(lambda: svc.dm_counters["acked"] == 1)
             assert svc.dm_counters["acked"] == 1 and svc.nas_sessions == {}
             assert [e["session"] for e in events(svc.db, "DisconnectAcked")] == ["cpe1-s2"]
             assert _status(svc.db) == ("offline", None)  # the Stop released nothing more
@@ -451,7 +452,7 @@ def test_a_disconnect_sent_before_a_restart_is_not_sent_again(db: Database) -> N
             nas = r.nas
             await started_then_released(db, nas, "cpe1-s1")
             await nas.disconnect_request()  # never answered
-            await until(lambda: r.first.nas_sessions == {})  # marked: sent
+            await until_async(lambda: r.first.nas_sessions == {})  # marked: sent
             assert r.first.nas_sessions == {}
             svc = await r.restart()
             await nas.account(AcctStatus.INTERIM_UPDATE, "cpe1-s1")
@@ -464,7 +465,7 @@ def test_a_disconnect_sent_before_a_restart_is_not_sent_again(db: Database) -> N
                 ev = await nas.disconnect_request()
             assert ev.session_id == "cpe1-s2"
             nas.answer(nas.das.ack(ev), ev)
-            await until(lambda: svc.dm_counters["acked"] == 1)
+            await until_async(lambda: svc.dm_counters["acked"] == 1)
             assert svc.dm_counters["acked"] == 1
             assert svc.dm_counters["sent"] == 1  # cpe1-s1 was not named again
 

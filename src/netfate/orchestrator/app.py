@@ -17,13 +17,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
 from netfate.contract import ContractError, Service
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
+from netfate.orchestrator.api import errors as api_errors
 from netfate.orchestrator.api import roles
+from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
@@ -52,6 +55,16 @@ class Settings:
     """Events kept in the event log; older ones go."""
     history_prune_s: float = 60.0
     """How often the history beyond those bounds is deleted."""
+    max_body_bytes: int = 8 << 20
+    """Larger request bodies are refused (413). The largest legitimate ones are the
+    controller's flow table snapshots: ~400 bytes a flow."""
+    max_long_polls: int = 256
+    """Long-polls waiting at once (agents' desired state, the controller's view); one
+    more is answered 429. Each agent and controller holds one."""
+    max_event_streams: int = 32
+    """Event-stream (SSE) clients at once (dashboards); one more is answered 429."""
+    long_poll_max_s: float | None = None
+    """Cut every long-poll's wait to this (None: as asked, within each route's bound)."""
 
 
 def create_app(
@@ -104,23 +117,36 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.db = db
     app.state.notifier = notifier
     app.state.settings = settings
     app.state.services = services
     app.state.loops = loops
+    app.state.long_polls = Slots(settings.max_long_polls, "long-polls")
+    app.state.event_streams = Slots(settings.max_event_streams, "event streams")
+
+    api_errors.install(app)
 
     @app.exception_handler(LifecycleError)
     async def _lifecycle(_r: Request, exc: LifecycleError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"detail": str(exc)})
+        return JSONResponse(status_code=exc.status, content=api_errors.body(str(exc)))
 
     @app.exception_handler(IllegalTransition)
     async def _illegal(_r: Request, exc: IllegalTransition) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return JSONResponse(status_code=409, content=api_errors.body(str(exc)))
+
+    @app.exception_handler(DataError)
+    async def _data(_r: Request, exc: DataError) -> JSONResponse:
+        # Input the database cannot hold (a NUL in text, a number out of a column's
+        # range): the request's fault, refused like other invalid input.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid data"
+        log.warning("refused input the database cannot hold: %s", reason)
+        return JSONResponse(status_code=422, content=api_errors.body(f"invalid input: {reason}"))
 
     @app.exception_handler(TopologyError)
     async def _topology(_r: Request, exc: TopologyError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content=api_errors.body(str(exc)))
 
     # Lost races run again, then 409; an unreachable database is 503 (txretry.py).
     app.add_middleware(TransactionRetry)
@@ -136,6 +162,7 @@ def create_app(
         panels=[f"/static/{svc.name}/{p}" for svc in services for p in svc.panels],
     )
     app.state.roles = roles.matrix(app.routes, services)
+    api_errors.document_common_errors(app)
     _annotate_openapi(app)
     aliases = {f"/api/v1/{a.strip('/')}": f"/api/v1{svc.prefix}" for svc in services
                for a in svc.api_aliases}  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from netfate.orchestrator.api.errors import body
 from netfate.store.conflicts import ATTEMPT, Attempt, Failure, classify, first_line
 
 log = logging.getLogger("netfate.orchestrator.txretry")
@@ -158,4 +159,4 @@ class TransactionRetry:
 
 def _json(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
     headers: dict[str, Any] = {"Retry-After": str(retry_after)} if retry_after else {}
-    return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
+    return JSONResponse(status_code=status, content=body(detail), headers=headers)

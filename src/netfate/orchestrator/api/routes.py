@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
 from netfate.model.topology import Topology
 from netfate.orchestrator.api import schemas, views
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.api.limits import EventStream, event_streams, long_polls, poll_wait
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.orchestrator.nfv.topology import load_topology
@@ -32,6 +34,17 @@ from netfate.store.tables import (
 )
 
 router = APIRouter()
+
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event: `data` is the event as GET /events lists it",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "description": "The event's kind"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["id", "event", "data"],
+}
 
 
 @router.get("/health", tags=["meta"])
@@ -62,7 +75,7 @@ def get_topology(session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.put("/topology", tags=["topology"])
+@router.put("/topology", tags=["topology"], responses=errors(409))
 def put_topology(
     body: dict[str, Any], session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -90,7 +103,7 @@ def list_nodes(session: SessionDep) -> list[dict[str, Any]]:
     return [views.node(n) for n in session.scalars(select(NodeRow).order_by(NodeRow.name))]
 
 
-@router.get("/nodes/{name}", tags=["nodes"])
+@router.get("/nodes/{name}", tags=["nodes"], responses=errors(404))
 def get_node(name: str, session: SessionDep) -> dict[str, Any]:
     n = session.get(NodeRow, name)
     if n is None:
@@ -108,7 +121,7 @@ def get_node(name: str, session: SessionDep) -> dict[str, Any]:
 # ------------------------------------------------------------------ agents
 
 
-@router.post("/agents/{node}/register", tags=["agents"])
+@router.post("/agents/{node}/register", tags=["agents"], responses=errors(404))
 def agent_register(
     node: str, body: schemas.AgentRegister, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -118,7 +131,7 @@ def agent_register(
     return nfv.desired_state(session, node)
 
 
-@router.post("/agents/{node}/report", tags=["agents"])
+@router.post("/agents/{node}/report", tags=["agents"], responses=errors(404, 409))
 def agent_report(
     node: str, body: schemas.AgentReport, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -129,7 +142,7 @@ def agent_report(
     return {"revision": row.revision if row else None}
 
 
-@router.get("/agents/{node}/desired", tags=["agents"])
+@router.get("/agents/{node}/desired", tags=["agents"], responses=errors(404, 429))
 async def agent_desired(
     node: str,
     request: Request,
@@ -152,8 +165,10 @@ async def agent_desired(
 
     # Most polls find nothing new: compare the revision (one indexed read) and only
     # build the desired state when it moved or the wait ran out.
+    wait = poll_wait(request, wait)
     if wait > 0 and await asyncio.to_thread(current_revision) == revision:
-        await notifier.wait(node, wait)
+        with long_polls(request).hold():
+            await notifier.wait(node, wait)
     return await asyncio.to_thread(read)
 
 
@@ -187,7 +202,7 @@ def list_instances(
     state: str | None = None,
     include_gone: bool = False,
     limit: int = Query(1000, ge=1, le=100000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=schemas.INT32_MAX),
 ) -> list[dict[str, Any]]:
     q = select(InstanceRow).order_by(InstanceRow.created_at)
     if node is not None:
@@ -199,7 +214,7 @@ def list_instances(
     return [views.instance(i) for i in session.scalars(q.limit(limit).offset(offset))]
 
 
-@router.post("/instances", tags=["instances"], status_code=201)
+@router.post("/instances", tags=["instances"], status_code=201, responses=errors(404, 409))
 def create_instance(
     body: schemas.InstanceCreate, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -219,7 +234,7 @@ def create_instance(
     return views.instance(inst)
 
 
-@router.get("/instances/{iid}", tags=["instances"])
+@router.get("/instances/{iid}", tags=["instances"], responses=errors(404))
 def get_instance(iid: str, session: SessionDep) -> dict[str, Any]:
     inst = nfv.get_instance(session, iid)
     out = views.instance(inst)
@@ -238,7 +253,7 @@ def get_instance(iid: str, session: SessionDep) -> dict[str, Any]:
     return out
 
 
-@router.delete("/instances/{iid}", tags=["instances"], status_code=202)
+@router.delete("/instances/{iid}", tags=["instances"], status_code=202, responses=errors(404, 409))
 def destroy_instance(iid: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     inst, touched = nfv.destroy_instance(session, iid)
     session.commit()
@@ -246,7 +261,7 @@ def destroy_instance(iid: str, session: SessionDep, notifier: NotifierDep) -> di
     return views.instance(inst)
 
 
-@router.patch("/instances/{iid}", tags=["instances"], status_code=202)
+@router.patch("/instances/{iid}", tags=["instances"], status_code=202, responses=errors(404, 409))
 def reconfigure_instance(
     iid: str, body: schemas.InstancePatch, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -257,7 +272,9 @@ def reconfigure_instance(
     return views.instance(inst)
 
 
-@router.post("/instances/{iid}/migrate", tags=["instances"], status_code=202)
+@router.post(
+    "/instances/{iid}/migrate", tags=["instances"], status_code=202, responses=errors(404, 409)
+)
 def migrate_instance(
     iid: str, body: schemas.MigrateRequest, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -281,7 +298,7 @@ def list_migrations(
 @router.get("/events", tags=["events"])
 def list_events(
     session: SessionDep,
-    after: int = Query(0, ge=0, description="Only events with a larger id"),
+    after: int = Query(0, ge=0, le=schemas.INT32_MAX, description="Only events with a larger id"),
     limit: int = Query(200, ge=1, le=5000),
     tail: int | None = Query(None, ge=1, le=5000, description="The newest N events instead"),
 ) -> list[dict[str, Any]]:
@@ -293,14 +310,24 @@ def list_events(
     return [views.event(e) for e in session.scalars(q)]
 
 
-@router.get("/events/stream", tags=["events"])
-async def stream_events(request: Request, notifier: NotifierDep, after: int = 0) -> Response:
+@router.get(
+    "/events/stream",
+    tags=["events"],
+    status_code=200,
+    response_class=EventStream,
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(429)},
+)
+async def stream_events(
+    request: Request,
+    notifier: NotifierDep,
+    after: int = Query(0, ge=0, le=schemas.INT32_MAX, description="Only events with a larger id"),
+) -> Response:
     """Server-sent events: every event after `after` (or after the Last-Event-ID a
     reconnecting EventSource sends), then each new one as it happens."""
     db = request.app.state.db
     last_id = request.headers.get("last-event-id", "")
-    if last_id.isdigit():
-        after = max(after, int(last_id))
+    if re.fullmatch(r"[0-9]{1,10}", last_id):
+        after = min(max(after, int(last_id)), schemas.INT32_MAX)
 
     def read(last: int) -> list[dict[str, Any]]:
         with db.session(write=False) as s:
@@ -326,4 +353,4 @@ async def stream_events(request: Request, notifier: NotifierDep, after: int = 0)
                     idle = 0.0
                     yield ": keep-alive\n\n"
 
-    return StreamingResponse(gen(), media_type="text/event-stream")
+    return EventStream(gen(), event_streams(request))

@@ -3,15 +3,21 @@ typo in a request is an error, not a silently ignored option."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+INT32_MAX = 2**31 - 1
+"""Integers the database stores or looks up fit its INTEGER columns (32-bit on
+PostgreSQL); a larger one is invalid input (422), not a database error."""
+DbInt = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Finite numbers only: JSON has no NaN or Infinity, and a stored one could not be
+    # answered back as JSON.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class InstanceCreate(Strict):
@@ -53,7 +59,7 @@ class AgentRegister(Strict):
 
 class PortReport(Strict):
     name: str = Field(max_length=32)
-    ofport: int = Field(ge=-1)
+    ofport: int = Field(ge=-1, le=INT32_MAX)
     peer: str | None = Field(
         default=None, max_length=96, description="host:NAME, node:NAME, ...; none: a free port"
     )
@@ -63,20 +69,20 @@ class InstanceReport(Strict):
     id: str = Field(max_length=32)
     status: Literal["starting", "running", "standby", "stopping", "failed"]
     role: Literal["active", "standby"] = "active"
-    pid: int | None = None
+    pid: DbInt | None = None
     detail: str = Field(default="", max_length=4000)
     stats: dict[str, Any] | None = Field(default=None, description="The function's own figures")
 
 
 class MigrationReport(Strict):
-    id: int
+    id: DbInt
     instance: str
     status: Literal["preparing", "done", "failed", "frozen", "released", "refused"] = Field(
         description="From the target: preparing, done, failed; from the source: frozen, "
         "released, refused (agent/migration.py)"
     )
     downtime_ms: float | None = None
-    state_bytes: int | None = None
+    state_bytes: DbInt | None = None
     reason: str = Field(default="", max_length=4000)
 
 

@@ -22,6 +22,7 @@ controller polls /sdn/view and converges the switches to it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -30,11 +31,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pydantic
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from netfate.orchestrator.api.deps import SessionDep
+from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.api.limits import long_polls, poll_wait
+from netfate.orchestrator.api.schemas import DbInt
+from netfate.orchestrator.notify import EVENTS
 from netfate.orchestrator.sdn.compile import (
     ConflictIndex,
     check_names,
@@ -225,6 +231,16 @@ def _status(intents: list[Intent], view: NetworkView) -> dict[str, dict[str, Any
     return out
 
 
+def _invalid(e: pydantic.ValidationError) -> RequestValidationError:
+    """A body that does not validate, as FastAPI reports its own (the API's 422)."""
+    return RequestValidationError(
+        [
+            {"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in e.errors()
+        ]
+    )
+
+
 def _out(it: Intent, status: dict[str, Any]) -> dict[str, Any]:
     return {
         "intent": it.model_dump(mode="json"),
@@ -233,9 +249,10 @@ def _out(it: Intent, status: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.post("/intents", status_code=201)
+@router.post("/intents", status_code=201, responses=errors(409))
 def add_intent(
     session: SessionDep,
+    notifier: NotifierDep,
     body: dict[str, Any] = Body(
         ...,
         examples=[
@@ -264,9 +281,7 @@ def add_intent(
     try:
         intent = parse_intent(body)
     except pydantic.ValidationError as e:
-        raise HTTPException(
-            422, detail=[{"loc": err["loc"], "msg": err["msg"]} for err in e.errors()]
-        ) from None
+        raise _invalid(e) from None
     _admission(session)
     view = build_view(session)
     existing = load_intents(session)
@@ -293,11 +308,14 @@ def add_intent(
     )
     record_event(session, "intent_added", {"id": intent.id, "kind": intent.kind})
     session.commit()
+    notifier.notify([])
     return _out(intent, _status([*existing, intent], view)[intent.id])
 
 
-@router.post("/sdn/fabric", status_code=201)
-def add_fabric(session: SessionDep, request: Request, instances: bool = True) -> dict[str, Any]:
+@router.post("/sdn/fabric", status_code=201, responses=errors(409))
+def add_fabric(
+    session: SessionDep, request: Request, notifier: NotifierDep, instances: bool = True
+) -> dict[str, Any]:
     """Add the intents that let the testbed's routed network work in secure mode.
 
     Idempotent: intents that exist already (same id) are kept; with `instances`,
@@ -348,6 +366,7 @@ def add_fabric(session: SessionDep, request: Request, instances: bool = True) ->
     if added:
         record_event(session, "fabric_added", {"intents": len(added)})
     session.commit()
+    notifier.notify([])
     return {"added": added, "kept": sorted(have), "refused": refused}
 
 
@@ -358,7 +377,7 @@ def list_intents(session: SessionDep) -> list[dict[str, Any]]:
     return [_out(it, status[it.id]) for it in intents]
 
 
-@router.get("/intents/{intent_id}")
+@router.get("/intents/{intent_id}", responses=errors(404))
 def get_intent(intent_id: str, session: SessionDep) -> dict[str, Any]:
     intents = load_intents(session)
     found = next((it for it in intents if it.id == intent_id), None)
@@ -367,14 +386,15 @@ def get_intent(intent_id: str, session: SessionDep) -> dict[str, Any]:
     return _out(found, _status(intents, build_view(session))[intent_id])
 
 
-@router.delete("/intents/{intent_id}")
-def delete_intent(intent_id: str, session: SessionDep) -> dict[str, Any]:
+@router.delete("/intents/{intent_id}", responses=errors(404))
+def delete_intent(intent_id: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     row = session.get(SdnIntentRow, intent_id)
     if row is None:
         raise HTTPException(404, detail=f"unknown intent {intent_id!r}")
     session.delete(row)
     record_event(session, "intent_deleted", {"id": intent_id, "kind": row.kind})
     session.commit()
+    notifier.notify([])
     return {"deleted": intent_id}
 
 
@@ -400,22 +420,38 @@ def _installed(request: Request) -> dict[str, Any]:
 MAX_WAIT_S = 10.0
 
 
-@router.get("/sdn/view", response_model=None)
-def get_view(session: SessionDep, since: str | None = None, wait: float = 0.0) -> dict[str, Any]:
+@router.get("/sdn/view", response_model=None, responses=errors(429))
+async def get_view(
+    request: Request,
+    notifier: NotifierDep,
+    since: str | None = None,
+    wait: float = Query(
+        0.0, description=f"Long-poll for up to this many seconds (at most {MAX_WAIT_S:g})"
+    ),
+) -> dict[str, Any]:
     """View + intents + version. With `since` and `wait`, a long poll: answer as soon
     as the version differs from `since`, or after `wait` seconds (at most 10)."""
-    body = view_body(session)
-    if since is None or wait <= 0:
+    db = request.app.state.db
+
+    def look() -> dict[str, Any]:
+        with db.session(write=False) as s:
+            return view_body(s)
+
+    body = await asyncio.to_thread(look)
+    wait = poll_wait(request, min(wait, MAX_WAIT_S))
+    if since is None or not wait > 0 or body["version"] != since:
         return body
-    deadline = time.monotonic() + min(wait, MAX_WAIT_S)
-    took = 0.0
-    while body["version"] == since and time.monotonic() < deadline:
-        # Building the view is the cost of looking: look at most about half the time.
-        time.sleep(min(max(0.02, took), max(0.0, deadline - time.monotonic())))
-        session.rollback()  # end the read transaction: the next look sees new commits
-        t0 = time.monotonic()
-        body = view_body(session)
-        took = time.monotonic() - t0
+    with long_polls(request).hold():
+        deadline = time.monotonic() + wait
+        took = 0.0
+        while body["version"] == since and (left := deadline - time.monotonic()) > 0:
+            # The API's own writes wake the poll at once; other writers' (services'
+            # loops) are seen by looking again, at most about half the time, as
+            # building the view is the cost of looking.
+            await notifier.wait(EVENTS, min(max(0.02, took), left))
+            t0 = time.monotonic()
+            body = await asyncio.to_thread(look)
+            took = time.monotonic() - t0
     return body
 
 
@@ -433,7 +469,12 @@ def sdn_status(session: SessionDep, request: Request) -> dict[str, Any]:
     }
 
 
-class HostSeen(pydantic.BaseModel):
+class _Event(pydantic.BaseModel):
+    # Finite numbers: a stored NaN or Infinity could not be answered back as JSON.
+    model_config = pydantic.ConfigDict(allow_inf_nan=False)
+
+
+class HostSeen(_Event):
     """A switch saw a frame from this MAC on an access port (a packet-in)."""
 
     kind: str = "host_seen"
@@ -441,7 +482,7 @@ class HostSeen(pydantic.BaseModel):
     """Node whose bridge raised the packet-in."""
     port: str
     """Port name on that bridge."""
-    ofport: int
+    ofport: DbInt
     """OpenFlow port number."""
     mac: str
     """Source MAC address of the frame."""
@@ -453,7 +494,7 @@ class HostSeen(pydantic.BaseModel):
     """The host name the controller's view had for this MAC, if any."""
 
 
-class InstallError(pydantic.BaseModel):
+class InstallError(_Event):
     """A switch refused flows of these intents; they are kept off it (all or nothing)."""
 
     kind: str = "install_error"
@@ -467,7 +508,7 @@ class InstallError(pydantic.BaseModel):
     """When the controller saw the errors (UNIX seconds)."""
 
 
-class Installed(pydantic.BaseModel):
+class Installed(_Event):
     """Every switch of the view holds the flows of this view version."""
 
     kind: str = "installed"
@@ -476,7 +517,7 @@ class Installed(pydantic.BaseModel):
     """When the last switch confirmed them (UNIX seconds)."""
 
 
-class InstanceMoved(pydantic.BaseModel):
+class InstanceMoved(_Event):
     """An instance announced itself on another of its ports (a migration's cut-over)
     and every switch now steers to it there."""
 
@@ -490,7 +531,7 @@ class InstanceMoved(pydantic.BaseModel):
     """From the announcement's packet-in to that confirmation."""
 
 
-class FlowSnapshot(pydantic.BaseModel):
+class FlowSnapshot(_Event):
     kind: str = "flows"
     node: str
     dpid: str
@@ -502,7 +543,7 @@ class FlowSnapshot(pydantic.BaseModel):
 
 @router.post("/sdn/events", status_code=202)
 def post_event(
-    session: SessionDep, request: Request, body: dict[str, Any] = Body(...)
+    session: SessionDep, request: Request, notifier: NotifierDep, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
     kind = body.get("kind")
     try:
@@ -550,14 +591,14 @@ def post_event(
         else:
             raise HTTPException(422, detail=f"unknown event kind {kind!r}")
     except pydantic.ValidationError as e:
-        raise HTTPException(
-            422, detail=[{"loc": err["loc"], "msg": err["msg"]} for err in e.errors()]
-        ) from None
+        raise _invalid(e) from None
     session.commit()
+    if kind not in ("flows", "installed"):  # these change neither the view nor the events
+        notifier.notify([])
     return {"accepted": kind}
 
 
-@router.get("/nodes/{node}/flows")
+@router.get("/nodes/{node}/flows", responses=errors(404))
 def node_flows(node: str, session: SessionDep) -> dict[str, Any]:
     if session.get(NodeRow, node) is None:
         raise HTTPException(404, detail=f"unknown node {node!r}")

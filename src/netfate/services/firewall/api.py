@@ -6,6 +6,7 @@ Mounted by the platform at the service's prefix (its contract, __init__.py);
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors
 from netfate.services.firewall import policy, userpage
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
@@ -165,7 +167,7 @@ def list_users(session: SessionDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=errors(409))
 def add_user(body: UserIn, session: SessionDep) -> dict[str, Any]:
     if session.get(FirewallUserRow, body.name) is not None:
         raise HTTPException(409, detail=f"user {body.name!r} exists")
@@ -193,13 +195,13 @@ def add_user(body: UserIn, session: SessionDep) -> dict[str, Any]:
     return user_out(u)
 
 
-@router.get("/users/{name}")
+@router.get("/users/{name}", responses=errors(404))
 def get_user(name: str, session: SessionDep) -> dict[str, Any]:
     u = _user(session, name)
     return {**user_out(u), "rules": u.rules}
 
 
-@router.patch("/users/{name}")
+@router.patch("/users/{name}", responses=errors(404))
 def patch_user(name: str, body: UserPatch, session: SessionDep) -> dict[str, Any]:
     u = _user(session, name, lock=True)
     if body.password is not None:
@@ -212,7 +214,7 @@ def patch_user(name: str, body: UserPatch, session: SessionDep) -> dict[str, Any
     return user_out(u)
 
 
-@router.delete("/users/{name}")
+@router.delete("/users/{name}", responses=errors(404))
 def delete_user(name: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     u = _user(session, name, lock=True)
     touched = policy.release(session, u, "user deleted") if u.status == "online" else set()
@@ -222,13 +224,13 @@ def delete_user(name: str, session: SessionDep, notifier: NotifierDep) -> dict[s
     return {"deleted": name}
 
 
-@router.get("/users/{name}/rules")
+@router.get("/users/{name}/rules", responses=errors(404))
 def get_rules(name: str, session: SessionDep) -> dict[str, Any]:
     u = _user(session, name)
     return {"version": u.rules_version, "rules": u.rules}
 
 
-@router.put("/users/{name}/rules")
+@router.put("/users/{name}/rules", responses=errors(404))
 def put_rules(name: str, session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Replace the rule set whole. Validated first: on any fault nothing changes (422)."""
     u = _user(session, name, lock=True)
@@ -240,7 +242,7 @@ def put_rules(name: str, session: SessionDep, body: dict[str, Any] = Body(...)) 
     return {"version": u.rules_version, "rules": u.rules}
 
 
-@router.post("/users/{name}/logout")
+@router.post("/users/{name}/logout", responses=errors(404))
 def logout(name: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     u = _user(session, name, lock=True)
     touched = policy.release(session, u, "logged out") if u.status == "online" else set()
@@ -323,8 +325,6 @@ def list_clients(session: SessionDep) -> list[dict[str, str]]:
 
 @router.post("/radius/clients", status_code=201)
 def add_client(body: ClientIn, session: SessionDep, request: Request) -> dict[str, str]:
-    import ipaddress
-
     try:
         ipaddress.ip_network(body.address, strict=False)
     except ValueError as e:
@@ -343,7 +343,7 @@ def add_client(body: ClientIn, session: SessionDep, request: Request) -> dict[st
     return {"address": body.address, "name": body.name}
 
 
-@router.delete("/radius/clients/{address:path}")
+@router.delete("/radius/clients/{address:path}", responses=errors(404))
 def delete_client(address: str, session: SessionDep, request: Request) -> dict[str, str]:
     row = session.get(FirewallRadiusClientRow, address)
     if row is None:
@@ -356,10 +356,14 @@ def delete_client(address: str, session: SessionDep, request: Request) -> dict[s
     return {"deleted": address}
 
 
-@router.post("/radius/listeners", status_code=201)
+@router.post("/radius/listeners", status_code=201, responses=errors(409, 503))
 async def add_listener(body: ListenerIn, request: Request) -> dict[str, Any]:
     """Open a listener now (inside `netns` when given) and keep it across restarts."""
     svc = _radius(request)
+    try:
+        ipaddress.IPv4Address(body.address)  # the socket is AF_INET: no names, no v6
+    except ValueError as e:
+        raise HTTPException(422, detail=f"address: {e}") from None
     try:
         host, port = await svc.listen(body.address, body.port, body.netns)
     except (OSError, ValueError) as e:
@@ -379,7 +383,7 @@ async def add_listener(body: ListenerIn, request: Request) -> dict[str, Any]:
     return {"address": host, "port": port, "netns": body.netns}
 
 
-@router.get("/radius/status")
+@router.get("/radius/status", responses=errors(503))
 def radius_status(request: Request) -> dict[str, Any]:
     svc = _radius(request)
     disconnect, nas_sessions = svc.dm_status()

@@ -15,14 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from netfate.model.ratelimit import WindowCounter
 from netfate.orchestrator.api.deps import SessionDep
+from netfate.orchestrator.api.errors import errors
 from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import hash_password, verify_password
 from netfate.services.firewall.tables import FirewallUserRow
@@ -38,22 +39,27 @@ CSP = (
 )
 MAX_FAILURES = 5
 WINDOW_S = 60.0
+MAX_CLIENTS = 4096
+"""Clients whose failures are remembered at once (see netfate.model.ratelimit)."""
 _DUMMY_HASH = hash_password("not a password")
-_failures: dict[str, deque[float]] = {}
 
 
-def _limited(client: str) -> bool:
-    now = time.monotonic()
-    q = _failures.setdefault(client, deque())
-    while q and now - q[0] > WINDOW_S:
-        q.popleft()
-    return len(q) >= MAX_FAILURES
+def _failures(request: Request) -> WindowCounter:
+    """This app's failed sign-ins per client address, in bounded memory."""
+    st = request.app.state
+    if not hasattr(st, "netfate_signin_failures"):
+        st.netfate_signin_failures = WindowCounter(MAX_FAILURES, WINDOW_S, MAX_CLIENTS)
+    failures: WindowCounter = st.netfate_signin_failures
+    return failures
 
 
 def _signed_in(request: Request, session: SessionDep) -> FirewallUserRow:
     client = request.client.host if request.client else "?"
-    if _limited(client):
-        raise HTTPException(429, detail="too many failed sign-ins; wait a minute")
+    failures = _failures(request)
+    if failures.limited(client, time.monotonic()):
+        raise HTTPException(
+            429, detail="too many failed sign-ins; wait a minute", headers={"Retry-After": "60"}
+        )
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     name = password = ""
@@ -65,7 +71,7 @@ def _signed_in(request: Request, session: SessionDep) -> FirewallUserRow:
     user = session.get(FirewallUserRow, name) if name and len(name) <= 64 else None
     ok = verify_password(password.encode(), user.password_hash if user else _DUMMY_HASH)
     if user is None or not ok:
-        _failures[client].append(time.monotonic())
+        failures.record(client, time.monotonic())
         # No WWW-Authenticate header: the page signs in by itself, and the header would
         # make browsers pop up their own password dialog over it.
         raise HTTPException(401, detail="wrong user name or password")
@@ -79,7 +85,7 @@ def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(), headers=headers)
 
 
-@router.get("/me/rules")
+@router.get("/me/rules", responses=errors(401, 429))
 def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
     user = _signed_in(request, session)
     return {
@@ -91,7 +97,7 @@ def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.put("/me/rules")
+@router.put("/me/rules", responses=errors(401, 429))
 def put_my_rules(
     request: Request, session: SessionDep, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:

@@ -11,15 +11,17 @@ its port, accepted -> active, failed shares) is the service's reconcile loop
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.api.schemas import INT32_MAX
 
 from . import network
 from . import workflow as wf
@@ -27,6 +29,7 @@ from .reconcile import sync_intents
 from .tables import PersonalNetworkRow
 
 router = APIRouter()
+ShareId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The share's id")]
 
 
 class _In(BaseModel):
@@ -68,7 +71,7 @@ class Actor(_In):
     by: str = Field(max_length=254, description="The PN owner doing it")
 
 
-@router.post("/pns", status_code=201)
+@router.post("/pns", status_code=201, responses=errors(400, 404, 409))
 def create_pn(body: PNCreate, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     try:
         pn = wf.create_pn(session, body.email, body.node, body.subnet, body.name)
@@ -97,12 +100,12 @@ def list_pns(session: SessionDep) -> list[dict[str, Any]]:
     return [_pn_view(session, pn) for pn in list(rows)]
 
 
-@router.get("/pns/{email}")
+@router.get("/pns/{email}", responses=errors(404))
 def get_pn(email: str, session: SessionDep) -> dict[str, Any]:
     return _pn_view(session, wf.get_pn(session, email))
 
 
-@router.get("/pns/{email}/devices")
+@router.get("/pns/{email}/devices", responses=errors(404))
 def devices(email: str, session: SessionDep) -> list[dict[str, Any]]:
     pn = wf.get_pn(session, email)
     return [d.to_dict() for d in wf.inventory(session, pn)]
@@ -117,7 +120,7 @@ def _resync(session: Session, pn: PersonalNetworkRow, notifier: Any) -> None:
     sync_intents(session)
 
 
-@router.post("/pns/{email}/devices", status_code=201)
+@router.post("/pns/{email}/devices", status_code=201, responses=errors(400, 404, 409))
 def declare_device(
     email: str, body: DeviceIn, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -130,7 +133,7 @@ def declare_device(
     return _pn_view(session, pn)
 
 
-@router.put("/pns/{email}/inventory")
+@router.put("/pns/{email}/inventory", responses=errors(400, 404))
 def report_inventory(
     email: str, body: InventoryIn, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -144,7 +147,7 @@ def report_inventory(
     return {"accepted": n, "devices": [d.to_dict() for d in wf.inventory(session, pn)]}
 
 
-@router.post("/pns/{email}/vhg", status_code=201)
+@router.post("/pns/{email}/vhg", status_code=201, responses=errors(404, 409))
 def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     pn = wf.get_pn(session, email)
     inst, touched = wf.start_vhg(session, pn)
@@ -157,7 +160,7 @@ def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[st
 # ------------------------------------------------------------------ shares
 
 
-@router.post("/shares", status_code=201)
+@router.post("/shares", status_code=201, responses=errors(400, 403, 404, 409))
 def request_share(body: ShareIn, session: SessionDep) -> dict[str, Any]:
     if any(not 0 < p < 65536 for p in body.http_ports):
         raise HTTPException(422, detail="http_ports: ports are 1-65535")
@@ -174,13 +177,13 @@ def list_shares(
     return [wf.share_view(session, sh) for sh in wf.list_shares(session, pn)]
 
 
-@router.get("/shares/{sid}")
-def get_share(sid: int, session: SessionDep) -> dict[str, Any]:
+@router.get("/shares/{sid}", responses=errors(404))
+def get_share(sid: ShareId, session: SessionDep) -> dict[str, Any]:
     return wf.share_view(session, wf.get_share(session, sid), with_history=True)
 
 
-@router.post("/shares/{sid}/accept")
-def accept(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+@router.post("/shares/{sid}/accept", responses=errors(400, 403, 404, 409))
+def accept(sid: ShareId, body: Actor, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     sh, touched = wf.accept(session, sid, body.by)
     session.commit()
     notifier.notify(touched)
@@ -188,15 +191,15 @@ def accept(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) ->
     return wf.share_view(session, sh, with_history=True)
 
 
-@router.post("/shares/{sid}/decline")
-def decline(sid: int, body: Actor, session: SessionDep) -> dict[str, Any]:
+@router.post("/shares/{sid}/decline", responses=errors(403, 404, 409))
+def decline(sid: ShareId, body: Actor, session: SessionDep) -> dict[str, Any]:
     sh = wf.decline(session, sid, body.by)
     session.commit()
     return wf.share_view(session, sh, with_history=True)
 
 
-@router.post("/shares/{sid}/revoke")
-def revoke(sid: int, body: Actor, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+@router.post("/shares/{sid}/revoke", responses=errors(403, 404, 409))
+def revoke(sid: ShareId, body: Actor, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     sh, touched = wf.revoke(session, sid, body.by)
     session.commit()
     notifier.notify(touched)

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from netfate.orchestrator.api import views
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.engine.placement import NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NotFound
@@ -42,7 +43,10 @@ class FunctionCreate(BaseModel):
     name: str | None = Field(default=None, max_length=64)
     config: dict[str, Any] | None = None
     measured_rtt_ms: float | None = Field(
-        default=None, gt=0, description="A measured RTT to the ISP; else the link delays"
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="A measured RTT to the ISP; else the link delays",
     )
 
 
@@ -53,7 +57,7 @@ def _descriptor(session: SessionDep, name: str) -> DescriptorRow:
     return desc
 
 
-@router.post("/functions", status_code=201)
+@router.post("/functions", status_code=201, responses=errors(404, 409))
 def create_function(
     body: FunctionCreate, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def create_function(
     return views.instance(inst)
 
 
-@router.get("/placement")
+@router.get("/placement", responses=errors(404, 409))
 def explain_placement(
     descriptor: str, serves: str, session: SessionDep, measured_rtt_ms: float | None = None
 ) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def _tunnel_out(session: SessionDep, t: UsbipTunnelRow) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/tunnels", status_code=201)
+@router.post("/tunnels", status_code=201, responses=errors(409))
 def open_tunnel(body: TunnelIn, session: SessionDep) -> dict[str, Any]:
     """Keep a tunnel open from `a` to the HRH function `b` (tcp/`port` only)."""
     if session.get(UsbipTunnelRow, body.name) is not None:
@@ -142,7 +146,7 @@ def list_tunnels(session: SessionDep) -> list[dict[str, Any]]:
     return [_tunnel_out(session, t) for t in rows]
 
 
-@router.delete("/tunnels/{name}")
+@router.delete("/tunnels/{name}", responses=errors(404))
 def close_tunnel(name: str, session: SessionDep) -> dict[str, str]:
     t = session.get(UsbipTunnelRow, name)
     if t is None:

@@ -48,12 +48,12 @@ import socket
 import struct
 import subprocess
 import time
-from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from netfate.host import nft
+from netfate.model.ratelimit import WindowCounter
 from netfate.proto.radius import (
     AcctStatus,
     Attr,
@@ -154,7 +154,7 @@ class Portal(Function):
         self.sessions: dict[str, Session] = {}
         # Sessions whose state a restart carries to the next process (hand_over).
         self.handed_on: set[str] = set()
-        self.posts: OrderedDict[str, deque[float]] = OrderedDict()
+        self.posts = WindowCounter(RATE_POSTS, RATE_WINDOW, MAX_TRACKED)
         self.auth: RadiusClient | None = None
         self.acct: RadiusClient | None = None
         self.server: asyncio.Server | None = None
@@ -384,21 +384,6 @@ class Portal(Function):
         )
         return self.page(f"Log in at {self.node or 'this access point'}", body, status)
 
-    def _rate_limited(self, ip: str, now: float) -> bool:
-        q = self.posts.get(ip)
-        if q is None:
-            q = deque()
-            self.posts[ip] = q
-            while len(self.posts) > MAX_TRACKED:
-                self.posts.popitem(last=False)
-        self.posts.move_to_end(ip)
-        while q and now - q[0] > RATE_WINDOW:
-            q.popleft()
-        if len(q) >= RATE_POSTS:
-            return True
-        q.append(now)
-        return False
-
     async def handle(self, req: Request) -> Response:
         host = req.headers.get("host", "")
         me = self.address or req.local
@@ -446,7 +431,7 @@ class Portal(Function):
         return Response(200, json.dumps(doc).encode(), CAPTIVE_JSON, {"Cache-Control": "private"})
 
     async def login(self, req: Request) -> Response:
-        if self._rate_limited(req.peer, time.monotonic()):
+        if self.posts.take(req.peer, time.monotonic()):
             self.counts["rate_limited"] += 1
             return Response(
                 429,

@@ -2,8 +2,11 @@
 
 The portal is reached by unauthenticated, untrusted clients, so parsing is bounded
 everywhere: request line 2 KiB, headers 8 KiB and 50 fields, body 4 KiB
-(Content-Length only, no chunked uploads), 10 s to send a request. Anything else
-gets a 4xx and the connection is closed. Request format (RFC 9112 section 2.1):
+(Content-Length only, no chunked uploads), 10 s to send a whole request. Anything
+else gets a 4xx and the connection is closed. Connections are bounded too: at most
+256 open at once and 16 from one address (Admission); one more is answered 503 and
+closed at once, so idle or slow clients cannot hold the portal's memory or
+descriptors without bound. Request format (RFC 9112 section 2.1):
 
     method SP request-target SP HTTP-version CRLF
     *( field-name ":" OWS field-value OWS CRLF )
@@ -14,6 +17,7 @@ gets a 4xx and the connection is closed. Request format (RFC 9112 section 2.1):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -24,6 +28,8 @@ MAX_HEADERS = 8192
 MAX_FIELDS = 50
 MAX_BODY = 4096
 READ_TIMEOUT = 10.0
+MAX_CONNECTIONS = 256
+MAX_PER_CLIENT = 16
 
 REASONS = {
     200: "OK",
@@ -133,27 +139,74 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def read_request(reader: asyncio.StreamReader, peer: str) -> Request:
+    """One request, head and body, within READ_TIMEOUT in all."""
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+        return await asyncio.wait_for(_read_request(reader, peer), READ_TIMEOUT)
+    except TimeoutError:
+        raise HttpError(408, "request too slow") from None
+
+
+async def _read_request(reader: asyncio.StreamReader, peer: str) -> Request:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
         raise HttpError(431, "head too large") from None
     except asyncio.IncompleteReadError:
         raise HttpError(400, "connection closed mid-request") from None
-    except TimeoutError:
-        raise HttpError(408, "request too slow") from None
     req, length = parse_head(head, peer)
     if length:
         try:
-            req.body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT)
-        except (asyncio.IncompleteReadError, TimeoutError):
+            req.body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
             raise HttpError(400, "body shorter than Content-Length") from None
     return req
 
 
-async def serve(handler: Handler, sock: socket.socket) -> asyncio.Server:
+class Admission:
+    """At most `total` connections open at once, at most `per_client` from one
+    address. Memory is bounded by the connections open (one counter per address
+    that has one)."""
+
+    def __init__(self, total: int = MAX_CONNECTIONS, per_client: int = MAX_PER_CLIENT) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.by_client: dict[str, int] = {}
+        self.open = 0
+        self.refused = 0
+
+    def admit(self, peer: str) -> bool:
+        if self.open >= self.total or self.by_client.get(peer, 0) >= self.per_client:
+            self.refused += 1
+            return False
+        self.open += 1
+        self.by_client[peer] = self.by_client.get(peer, 0) + 1
+        return True
+
+    def release(self, peer: str) -> None:
+        self.open -= 1
+        left = self.by_client[peer] - 1
+        if left:
+            self.by_client[peer] = left
+        else:
+            del self.by_client[peer]
+
+
+BUSY = Response(503, b"busy; try again\n", "text/plain", {"Retry-After": "1"}).encode()
+
+
+async def serve(
+    handler: Handler, sock: socket.socket, admission: Admission | None = None
+) -> asyncio.Server:
+    gate = admission or Admission()
+
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername", ("?", 0))[0])
         local = str(writer.get_extra_info("sockname", ("", 0))[0])
+        if not gate.admit(peer):
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(BUSY)  # into the socket buffer: nothing to wait for
+            writer.close()
+            return
         try:
             try:
                 req = await read_request(reader, peer)
@@ -166,6 +219,7 @@ async def serve(handler: Handler, sock: socket.socket) -> asyncio.Server:
         except (ConnectionError, OSError):
             pass
         finally:
+            gate.release(peer)
             writer.close()
 
     return await asyncio.start_server(client, sock=sock, limit=MAX_HEADERS)

@@ -1,0 +1,487 @@
+"""Property-based fuzzing of the whole REST API from its OpenAPI document (schemathesis).
+
+Collected twice: by tests/fuzz/test_api_fuzz_sqlite.py and by
+tests/netns/test_api_fuzz_postgres.py (a real PostgreSQL server), each defining the
+`backend` fixture. Every operation of the document (core, SDN and every service's
+router) is one test; each runs against a fresh copy of a seeded database (a loaded
+topology, registered agents, running instances, intents, users, personal networks,
+shares) behind a real uvicorn server, so that operations on existing things reach
+their handlers rather than only answering 404.
+
+Required of every answer: never 5xx; its status is documented for the operation;
+its body conforms to the documented schema (error bodies included); for invalid
+input (schemathesis's negative mode) a 4xx. Generation is derandomized (fixed
+seed, no example database), so CI runs the same cases every time.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from apiserver import serve
+from netfate import services
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services.firewall.radius import ENV_LISTEN
+from netfate.store.db import Database
+
+SERVICES = services.registered()
+"""The registered services, as `netfate orchestrator` serves them."""
+
+EXAMPLES = int(os.environ.get("NETFATE_FUZZ_EXAMPLES", "25"))
+"""Generated cases per operation and mode (explicit examples and boundary cases come on top)."""
+
+TOPO: dict[str, Any] = {
+    "name": "fuzz",
+    "nodes": {
+        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 4},
+        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 4},
+        "cpe3": {"kind": "cpe", "lan": "192.168.3.0/24", "cpu": 4},
+        "pe1": {"kind": "pe", "cpu": 8},
+        "core1": {"kind": "core"},
+    },
+    "hosts": {
+        "laptop1": {"node": "cpe1", "mac": "02:00:00:00:01:01"},
+        "mediaserver": {"node": "cpe1", "kind": "nas"},
+        "tv": {"node": "cpe2", "kind": "tv", "mac": "02:00:00:00:02:01"},
+    },
+    "links": [
+        {"a": "cpe1", "b": "pe1", "delay": "5ms"},
+        {"a": "cpe2", "b": "pe1", "delay": "5ms"},
+        {"a": "cpe3", "b": "pe1", "delay": "5ms"},
+        {"a": "pe1", "b": "core1"},
+    ],
+}
+PORTS: dict[str, list[dict[str, Any]]] = {
+    "cpe1": [
+        {"name": "c1h", "ofport": 1, "peer": "host:laptop1"},
+        {"name": "c1m", "ofport": 2, "peer": "host:mediaserver"},
+        {"name": "c1up", "ofport": 3, "peer": "node:pe1"},
+    ],
+    "cpe2": [
+        {"name": "c2h", "ofport": 1, "peer": "host:tv"},
+        {"name": "c2up", "ofport": 2, "peer": "node:pe1"},
+    ],
+    "cpe3": [{"name": "c3up", "ofport": 1, "peer": "node:pe1"}],
+    "pe1": [
+        {"name": "p1", "ofport": 1, "peer": "node:cpe1"},
+        {"name": "p2", "ofport": 2, "peer": "node:cpe2"},
+        {"name": "p3", "ofport": 3, "peer": "node:core1"},
+        {"name": "p4", "ofport": 4, "peer": "node:cpe3"},
+    ],
+    "core1": [{"name": "k1", "ofport": 1, "peer": "node:pe1"}],
+}
+ALICE, BOB = "alice@home.example", "bob@hotel.example"
+ALICE_AUTH = {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").decode()}
+RULES = {"rules": [{"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}]}
+
+# Valid requests, tried first for each operation (explicit examples): each reaches
+# its handler's success path on the seeded database. "@KIND:N" (after a prefix or not)
+# stands for the N-th known thing of that kind (KNOWN, filled when the database is seeded).
+VALID: dict[str, list[dict[str, Any]]] = {
+    "PUT /api/v1/topology": [{"body": TOPO}],
+    "POST /api/v1/instances": [{"body": {"descriptor": "counter", "serves": "laptop1"}}],
+    "POST /api/v1/instances/{iid}/migrate": [{"path": {"iid": "@iid:0"}, "body": {"node": "pe1"}}],
+    "PATCH /api/v1/instances/{iid}": [{"path": {"iid": "@iid:0"}, "body": {"config": {"k": 1}}}],
+    "POST /api/v1/intents": [
+        {
+            "body": {
+                "kind": "connectivity",
+                "id": "tv-media",
+                "a": "host:tv",
+                "b": "host:mediaserver",
+            }
+        }
+    ],
+    "POST /api/v1/sdn/events": [
+        {
+            "body": {
+                "kind": "host_seen",
+                "node": "cpe1",
+                "port": "c1h",
+                "ofport": 1,
+                "mac": "02:00:00:00:01:01",
+                "time": 1.0,
+            }
+        },
+        {"body": {"kind": "installed", "version": "0123456789abcdef", "time": 1.0}},
+    ],
+    "PATCH /api/v1/firewall/users/{name}": [
+        {"path": {"name": "alice"}, "body": {"idle_timeout": 90}}
+    ],
+    "GET /api/v1/firewall/users/{name}/rules": [{"path": {"name": "alice"}}],
+    "PUT /api/v1/firewall/users/{name}/rules": [{"path": {"name": "alice"}, "body": RULES}],
+    "GET /api/v1/firewall/me/rules": [{"headers": ALICE_AUTH}],
+    "PUT /api/v1/firewall/me/rules": [{"headers": ALICE_AUTH, "body": RULES}],
+    "POST /api/v1/sharing/pns": [{"body": {"email": "carol@x.example", "node": "cpe3"}}],
+    "POST /api/v1/sharing/pns/{email}/devices": [
+        {"path": {"email": ALICE}, "body": {"name": "printer", "ip": "192.168.1.60"}}
+    ],
+    "PUT /api/v1/sharing/pns/{email}/inventory": [
+        {
+            "path": {"email": ALICE},
+            "body": {
+                "devices": [
+                    {
+                        "ip": "192.168.1.100",
+                        "mac": "02:00:00:00:00:09",
+                        "name": "phone",
+                        "source": "lease",
+                    }
+                ]
+            },
+        }
+    ],
+    "POST /api/v1/sharing/shares": [{"body": {"owner": BOB, "device": "tv", "recipient": ALICE}}],
+    "POST /api/v1/sharing/shares/{sid}/accept": [{"path": {"sid": "@sid:1"}, "body": {"by": BOB}}],
+    "POST /api/v1/sharing/shares/{sid}/decline": [{"path": {"sid": "@sid:1"}, "body": {"by": BOB}}],
+    "POST /api/v1/usbip/functions": [{"body": {"descriptor": "hrh-climate", "serves": "laptop1"}}],
+    "GET /api/v1/usbip/placement": [{"query": {"descriptor": "hrh-alarm", "serves": "laptop1"}}],
+    "POST /api/v1/agents/{node}/report": [
+        {"path": {"node": "cpe1"}, "body": {"ports": PORTS["cpe1"]}}
+    ],
+    "GET /api/v1/nodes/{node}/flows": [{"path": {"node": "cpe1"}}],
+    "GET /api/v1/nodes/{name}": [{"path": {"name": "cpe1"}}],
+    "GET /api/v1/instances/{iid}": [{"path": {"iid": "@iid:0"}}],
+    "DELETE /api/v1/instances/{iid}": [{"path": {"iid": "@iid:1"}}],
+    "GET /api/v1/intents/{intent_id}": [{"path": {"intent_id": "laptop-tv"}}],
+    "GET /api/v1/agents/{node}/desired": [{"path": {"node": "cpe1"}}],
+    "POST /api/v1/agents/{node}/register": [
+        {"path": {"node": "cpe2"}, "body": {"endpoint": "127.0.0.1:7001"}}
+    ],
+    "GET /api/v1/firewall/users/{name}": [{"path": {"name": "alice"}}],
+    "GET /api/v1/sharing/pns/{email}": [{"path": {"email": ALICE}}],
+    "GET /api/v1/sharing/pns/{email}/devices": [{"path": {"email": ALICE}}],
+    "POST /api/v1/sharing/pns/{email}/vhg": [{"path": {"email": ALICE}}],
+    "GET /api/v1/sharing/shares/{sid}": [{"path": {"sid": "@sid:0"}}],
+    "DELETE /api/v1/intents/{intent_id}": [{"path": {"intent_id": "laptop-tv"}}],
+    "POST /api/v1/firewall/users/{name}/logout": [{"path": {"name": "alice"}}],
+    "DELETE /api/v1/firewall/users/{name}": [{"path": {"name": "bob"}}],
+    "POST /api/v1/firewall/radius/clients": [{"body": {"address": "10.1.0.0/16", "secret": "x"}}],
+    "DELETE /api/v1/firewall/radius/clients/{address}": [{"path": {"address": "127.0.0.1"}}],
+    "POST /api/v1/firewall/radius/listeners": [{"body": {"address": "127.0.0.1", "port": 0}}],
+    "POST /api/v1/usbip/tunnels": [
+        {"body": {"name": "t2", "a": "instance:@iid:2", "b": "instance:@iid:0", "port": 3240}}
+    ],
+    "DELETE /api/v1/usbip/tunnels/{name}": [{"path": {"name": "cam-usb"}}],
+    "POST /api/v1/sharing/shares/{sid}/revoke": [
+        {"path": {"sid": "@sid:0"}, "body": {"by": ALICE}}
+    ],
+}
+
+
+def seed(base: str) -> dict[str, list[Any]]:
+    """Fill a fresh orchestrator through its API; returns the names of what exists,
+    by the parameter names that refer to them."""
+    with httpx.Client(base_url=base + "/api/v1", timeout=30) as c:
+
+        def ok(r: httpx.Response) -> Any:
+            assert r.is_success, f"{r.request.method} {r.request.url}: {r.status_code} {r.text}"
+            return r.json()
+
+        ok(c.put("/topology", json=TOPO))
+        for i, node in enumerate(TOPO["nodes"]):
+            reg = {"endpoint": f"127.0.0.1:{7000 + i}", "datapath_id": f"{i + 1:016x}"}
+            ok(c.post(f"/agents/{node}/register", json=reg))
+            ok(c.post(f"/agents/{node}/report", json={"ports": PORTS[node], "instances": []}))
+        live = []
+        for node in ("cpe1", "cpe2", "pe1"):
+            inst = ok(c.post("/instances", json={"descriptor": "counter", "node": node}))
+            live.append(inst)
+        pending = ok(c.post("/instances", json={"descriptor": "counter", "serves": "tv"}))
+        for inst in live:
+            runs = [{"id": inst["id"], "status": "running", "pid": 1}]
+            ok(c.post(f"/agents/{inst['node']}/report", json={"instances": runs}))
+        ok(c.post("/intents", json={"kind": "connectivity", "id": "laptop-tv",
+                                    "a": "host:laptop1", "b": "host:tv"}))  # fmt: skip
+        ok(c.post("/firewall/radius/clients", json={"address": "127.0.0.1", "secret": "s3cret"}))
+        for user in ("alice", "bob"):
+            ok(c.post("/firewall/users", json={"name": user, "password": "wonderland",
+                                              "host": "laptop1"}))  # fmt: skip
+        ok(c.post("/sharing/pns", json={"email": ALICE, "node": "cpe1"}))
+        ok(c.post("/sharing/pns", json={"email": BOB, "node": "cpe2"}))
+        ok(c.post(f"/sharing/pns/{ALICE}/devices", json={"name": "cam", "ip": "192.168.1.50"}))
+        shares = [
+            ok(c.post("/sharing/shares", json={"owner": ALICE, "device": d, "recipient": BOB}))
+            for d in ("mediaserver", "cam")
+        ]
+        ok(c.post(f"/sharing/shares/{shares[0]['id']}/accept", json={"by": BOB}))
+        tunnel = {"name": "cam-usb", "a": f"instance:{live[0]['id']}",
+                  "b": f"instance:{live[1]['id']}"}  # fmt: skip
+        ok(c.post("/usbip/tunnels", json=tunnel))
+        nodes = list(TOPO["nodes"])
+        return dict(
+            name=[*nodes, "alice", "bob", "cam-usb"],
+            node=nodes,
+            iid=[i["id"] for i in [*live, pending]],
+            intent_id=["laptop-tv"],
+            email=[ALICE, BOB],
+            pn=[ALICE, BOB],
+            owner=[ALICE],
+            recipient=[BOB],
+            by=[ALICE, BOB],
+            sid=[s["id"] for s in shares],
+            address=["127.0.0.1"],
+            user=["alice", "bob"],
+            serves=["laptop1", "tv", "mediaserver"],
+            host=["laptop1", "tv"],
+            descriptor=["counter", "hrh-alarm", "hrh-climate"],
+            device=["mediaserver", "cam"],
+            state=["running", "requested"],
+        )
+
+
+# ------------------------------------------------------------------ the schema
+
+
+def _document() -> dict[str, Any]:
+    """The OpenAPI document as the orchestrator serves it (it needs no database)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return create_app(Settings(database_url="sqlite://"), services=SERVICES).openapi()
+
+
+GENERATION = {
+    "mode": "all",  # valid input, and invalid input that must get a 4xx
+    "max-examples": EXAMPLES,
+    "deterministic": True,
+    "database": "none",
+}
+STREAM_EXAMPLES = 5
+"""The event stream's cases each take a read timeout when no event comes: fewer of
+them (its one parameter is an integer, covered at its bounds all the same)."""
+SCHEMA = schemathesis.openapi.from_dict(
+    _document(),
+    config=schemathesis.Config.from_dict(
+        {
+            "seed": 20261121,
+            "generation": GENERATION,
+            # An event stream never ends: read this many events, or until the timeout.
+            "max-stream-events": 5,
+            "operations": [
+                {
+                    "include-path": "/api/v1/events/stream",
+                    "generation": {**GENERATION, "max-examples": STREAM_EXAMPLES},
+                }
+            ],
+        }
+    ),
+)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+
+# What exists in the database the current case runs against (seed()): path and query
+# parameters and body fields of these names often name it, so that operations on
+# existing things are exercised, not only their 404s.
+KNOWN: dict[str, list[Any]] = {}
+
+
+# Values at the extremes, mixed into path and query parameters and body fields now
+# and then: integers past 32 and 64 bits, long strings, non-ASCII and control text.
+EXTREMES: list[Any] = [
+    2**31,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    "x" * 4096,
+    "é" * 1000,
+    "\U0001f600" * 300,
+    "\u202e\u0000\ufeff",
+    "../../etc/passwd",
+    "%00",
+    " ",
+]
+
+
+def _mix(values: Any) -> st.SearchStrategy[Any]:
+    """Each value as generated, or one that names a known thing of its kind, or an
+    extreme one."""
+    if not isinstance(values, dict):
+        return st.just(values)
+    parts: dict[str, st.SearchStrategy[Any]] = {}
+    for k, v in values.items():
+        choices = [st.just(v)]
+        if pool := KNOWN.get(k):
+            choices.append(st.sampled_from(pool))
+        if isinstance(v, str):  # the same type: a number in text where text is asked
+            choices.append(st.sampled_from([str(x) for x in EXTREMES]))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            choices.append(st.sampled_from(EXTREMES))
+        parts[k] = st.one_of(choices)
+    return st.fixed_dictionaries(parts)
+
+
+@SCHEMA.hook
+def before_add_examples(context: Any, examples: list[Any]) -> None:
+    for req in VALID.get(context.operation.label, []):
+        examples.append(
+            context.operation.Case(
+                path_parameters=req.get("path"),
+                query=req.get("query"),
+                headers=req.get("headers"),
+                body=req.get("body", NOT_SET),
+                media_type="application/json" if "body" in req else None,
+            )
+        )
+
+
+def _resolve(value: Any) -> Any:
+    """Placeholders "@KIND:N" (see VALID) replaced by what they stand for."""
+    if isinstance(value, str) and (m := re.fullmatch(r"(.*?)@([a-z_]+):([0-9]+)", value)):
+        known = KNOWN[m[2]][int(m[3])]
+        return f"{m[1]}{known}" if m[1] else known
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
+@SCHEMA.hook
+def flatmap_case(context: Any, case: Any) -> Any:
+    """Path and query parameters and body fields name known things, or are extreme,
+    now and then. Set on the case, so schemathesis sees the change: a negative case
+    whose invalid part was replaced by a valid one is judged as the positive case it
+    became."""
+
+    # The API ignores query parameters it does not declare, as HTTP APIs do (an
+    # OpenAPI parameter list does not close the query string); schemathesis counts
+    # them as invalid input. Only declared ones are sent.
+    declared = {p.name for p in case.operation.query}
+
+    def apply(parts: tuple[Any, Any, Any]) -> Any:
+        path, query, body = parts
+        if isinstance(query, dict):
+            query = {k: v for k, v in query.items() if k in declared}
+        if path != case.path_parameters:
+            case.path_parameters = path
+        if query != case.query:
+            case.query = query
+        if body != case.body:
+            case.body = body
+        return case
+
+    return st.tuples(_mix(case.path_parameters), _mix(case.query), _mix(case.body)).map(apply)
+
+
+# ------------------------------------------------------------------ the server
+
+
+@dataclass
+class Backend:
+    """Where the databases live: `copy()` yields the URL of a fresh copy of the seeded
+    template (see seed_template) and removes the copy once resumed. `statuses` counts
+    the answers of each operation, by status."""
+
+    copy: Callable[[], Iterator[str]]
+    statuses: dict[str, collections.Counter[int]] = field(default_factory=dict)
+
+
+@pytest.fixture
+def api_base(backend: Backend) -> Iterator[str]:
+    """A fresh server on a fresh copy of the seeded database (per operation)."""
+    with contextlib.contextmanager(backend.copy)() as url:
+        db = Database(url)
+        try:
+            settings = Settings(database_url=url, heartbeat_timeout_s=3600, long_poll_max_s=0.05)
+            app = create_app(settings, db, services=SERVICES)
+            with radius_on_loopback(), serve(app) as base:
+                yield base
+        finally:
+            db.dispose()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+@SCHEMA.parametrize()
+@settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_operation(case: Any, api_base: str, http: requests.Session, backend: Backend) -> None:
+    for name in ("path_parameters", "body"):
+        value = getattr(case, name)
+        if (resolved := _resolve(value)) != value:
+            setattr(case, name, resolved)
+    # An event stream is read for the timeout in total (or until its first events):
+    # short, yet long enough for a busy machine to answer at all.
+    timeout = 5 if case.path == "/api/v1/events/stream" else 30
+    r = case.call_and_validate(base_url=api_base, session=http, checks=CHECKS, timeout=timeout)
+    backend.statuses.setdefault(case.operation.label, collections.Counter())[r.status_code] += 1
+
+
+def test_every_operation_succeeded_at_least_once(backend: Backend) -> None:
+    """The fuzz reached every handler's success path, not only its refusals: each
+    operation answered 2xx at least once (runs after test_operation, in file order)."""
+    labels = [op.ok().label for op in SCHEMA.get_all_operations()]
+    summary = {k: dict(sorted(v.items())) for k, v in sorted(backend.statuses.items())}
+    print(json.dumps({"examples": EXAMPLES, "operations": len(labels), "statuses": summary}))
+    missing = [k for k in labels if k not in backend.statuses]
+    assert not missing, f"operations not fuzzed: {missing}"
+    never = [k for k in labels if not any(200 <= c < 300 for c in backend.statuses[k])]
+    assert not never, f"operations that never succeeded: {never}"
+
+
+@contextlib.contextmanager
+def radius_on_loopback() -> Iterator[None]:
+    """The NetFATE service's RADIUS server on 127.0.0.1, a free port (not 1812)."""
+    old = os.environ.get(ENV_LISTEN)
+    os.environ[ENV_LISTEN] = "127.0.0.1:0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[ENV_LISTEN]
+        else:
+            os.environ[ENV_LISTEN] = old
+
+
+def seed_template(url: str) -> None:
+    """Migrate and seed the database at `url` through a real server; remember what
+    it holds in KNOWN (the same in every copy)."""
+    db = Database(url)
+    try:
+        # No agent reports here: a long heartbeat timeout keeps the nodes up while
+        # a slow machine seeds.
+        app = create_app(
+            Settings(database_url=url, heartbeat_timeout_s=3600), db, services=SERVICES
+        )
+        with radius_on_loopback(), serve(app) as base:
+            known = seed(base)
+    finally:
+        db.dispose()
+    KNOWN.clear()
+    KNOWN.update(known)
