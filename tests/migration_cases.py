@@ -38,7 +38,9 @@ NEW_USBIP = "0009_usbip_tunnels"
 """The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
 FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
-HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP}
+NEW_CATALOG = "0015_catalog"
+"""The catalog's branch, new like the USB/IP one."""
+HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_CATALOG}
 """Every branch's newest revision."""
 
 

@@ -118,10 +118,17 @@ def scenario(
         fn = c.post("/api/v1/usbip/functions", json={"descriptor": "hrh-climate",
                                                      "serves": "sensor"})  # fmt: skip
         ok(fn)
+        # the catalog: a published chain and a subscription to it
+        ok(c.post("/api/v1/catalog/chains", json={"provider": "acme", "descriptor":
+                  "name: archive\nblocks: [{name: a, function: counter}]"}))  # fmt: skip
+        sub = c.post("/api/v1/catalog/subscriptions",
+                     json={"user": "alice", "chain": "archive", "at": "cpe2"})  # fmt: skip
+        ok(sub)
         report(c, "cpe1", [counter.json()["id"], sh["vp2_instance"]])
         report(c, "cpe2", [sh["vp1_instance"]])
         until(lambda: share_state(db, sh["id"]) == "active")
-        ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db}
+        ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db,
+               "subscription": sub.json()["id"]}  # fmt: skip
         yield c, ids
 
 
@@ -156,6 +163,9 @@ def _fill(path: str, ids: dict[str, Any]) -> str:
         values["name"] = "alice"
     elif path.startswith("/api/v1/nodes/"):
         values["name"] = "cpe1"
+    elif path.startswith("/api/v1/catalog/"):
+        values.update(name="archive", version="1", provider="acme", user="alice",
+                      sid=ids["subscription"])  # fmt: skip
 
     def one(m: re.Match[str]) -> str:
         name = m.group(1)

@@ -28,6 +28,7 @@ SERVICES: tuple[str, ...] = (
     "netfate.services.firewall",
     "netfate.services.sharing",
     "netfate.services.usbip",
+    "netfate.services.catalog",
 )
 """Modules whose ``SERVICE`` is a registered service, in this order."""
 
