@@ -7,7 +7,8 @@ check() walks through it, each step raising DemoFailed with the reason:
    as templates, nothing runs;
 2. two users subscribe, one at each home: the engine places each chain, its
    decision explained; the agents start the instances (real processes in their
-   namespaces) and report them running;
+   namespaces) and report them running; each user's laptop asks its collector
+   (the platform's UDP counter) and gets an answer;
 3. the provider sees its subscriptions with abstract sites, never a node name;
 4. the provider publishes v2 (a third block); v1 keeps running until a user
    asks to move: then v2's instances run and v1's stop;
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from netfate.demo.platform import Api, DemoFailed, Say
+from netfate.demo.probe import CounterProbe, ProbeError
 from netfate.demo.sdn import until
 from netfate.testbed.builder import Testbed
 
@@ -43,6 +45,7 @@ V2 = CHAIN.replace(
     "  - {name: archive", "  - {name: index, function: counter}\n  - {name: archive"
 ).replace("talks: [{from: collector, to: archive, mbps: 1}]", "")
 USERS = {"alice": "cpe1", "bob": "cpe2"}
+LAPTOPS = {"alice": "laptop1", "bob": "laptop2"}
 
 
 def _running(api: Api, sub: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +75,15 @@ def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
         subs[user] = _running(api, sub)
         where = {i["block"]: i["node"] for i in subs[user]["instances"]}
         say(f"{user}'s instances run: {where}")
+        # The collector is the platform's UDP counter: it answers from its namespace.
+        coll = next(i for i in subs[user]["instances"] if i["block"] == "collector")
+        ip = api("GET", f"/instances/{coll['instance']}")["ip"].split("/")[0]
+        try:
+            with CounterProbe(tb.netns_of(LAPTOPS[user]), ip) as probe:
+                reply = probe.ask()
+        except ProbeError as e:
+            raise DemoFailed(f"{user}'s collector does not answer: {e}") from None
+        say(f"{user}'s laptop asked the collector at {ip}: instance {reply.instance} answered")
     return api, subs
 
 
