@@ -41,6 +41,7 @@ from netfate.contract import Service
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.nfv.coordinator import BUILTIN_DESCRIPTORS
 from netfate.orchestrator.nfv.errors import Conflict, NotFound
+from netfate.orchestrator.notify import Notifier
 from netfate.store.events import record
 from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 
@@ -58,7 +59,6 @@ from .tables import (
     CatalogSettingRow,
     CatalogSiteRow,
     CatalogSubscriptionRow,
-    CatalogTalkRow,
 )
 
 router = APIRouter()
@@ -93,14 +93,7 @@ class PublishIn(BaseModel):
 
 
 def chain_out(session: Session, c: CatalogChainRow) -> dict[str, Any]:
-    blocks = session.scalars(
-        select(CatalogBlockRow)
-        .where(CatalogBlockRow.chain == c.id)
-        .order_by(CatalogBlockRow.position)
-    ).all()
-    talks = session.scalars(
-        select(CatalogTalkRow).where(CatalogTalkRow.chain == c.id).order_by(CatalogTalkRow.position)
-    ).all()
+    blocks, talks = cd.templates_of(session, c.id)
     subs = session.scalar(
         select(func.count())
         .select_from(CatalogSubscriptionRow)
@@ -352,6 +345,13 @@ def subscribe(
         row, _d, touched = CONDUIT.subscribe(session, body.user, chain, at, body.devices)
     except cd.Refused as e:
         return _refused(session, e)
+    return _committed(session, notifier, row, touched)
+
+
+def _committed(
+    session: Session, notifier: Notifier, row: CatalogSubscriptionRow, touched: set[str]
+) -> dict[str, Any]:
+    """The subscription as the change left it; committed, and its nodes' agents woken."""
     out = subscription_out(session, row, history=True)
     session.commit()
     notifier.notify(touched)
@@ -400,10 +400,7 @@ def upgrade(
         _d, touched = CONDUIT.upgrade(session, row, target)
     except cd.Refused as e:
         return _refused(session, e)
-    out = subscription_out(session, row, history=True)
-    session.commit()
-    notifier.notify(touched)
-    return out
+    return _committed(session, notifier, row, touched)
 
 
 @router.delete("/subscriptions/{sid}")
@@ -411,11 +408,7 @@ def unsubscribe(sid: str, session: SessionDep, notifier: NotifierDep) -> dict[st
     row = cd.get_subscription(session, sid)
     if row.state != SubscriptionState.ACTIVE.value:
         raise Conflict(f"subscription {sid} is {row.state}")
-    touched = CONDUIT.unsubscribe(session, row)
-    out = subscription_out(session, row)
-    session.commit()
-    notifier.notify(touched)
-    return out
+    return _committed(session, notifier, row, CONDUIT.unsubscribe(session, row))
 
 
 @router.get("/positions/{user}")

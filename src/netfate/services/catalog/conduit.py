@@ -154,18 +154,26 @@ class Platform:
 # ------------------------------------------------------------------ reading the tables
 
 
-def chain_of(session: Session, row: CatalogChainRow) -> eng.Chain:
-    """The engine's view of one published version (from its templates)."""
+def templates_of(
+    session: Session, chain: int
+) -> tuple[list[CatalogBlockRow], list[CatalogTalkRow]]:
+    """A published version's templates: its blocks in chain order, its relationships."""
     blocks = session.scalars(
         select(CatalogBlockRow)
-        .where(CatalogBlockRow.chain == row.id)
+        .where(CatalogBlockRow.chain == chain)
         .order_by(CatalogBlockRow.position)
     ).all()
     talks = session.scalars(
         select(CatalogTalkRow)
-        .where(CatalogTalkRow.chain == row.id)
+        .where(CatalogTalkRow.chain == chain)
         .order_by(CatalogTalkRow.position)
     ).all()
+    return list(blocks), list(talks)
+
+
+def chain_of(session: Session, row: CatalogChainRow) -> eng.Chain:
+    """The engine's view of one published version (from its templates)."""
+    blocks, talks = templates_of(session, row.id)
     return eng.Chain(
         f"{row.name}@{row.version}",
         tuple(eng.Block(b.name, b.cpu, b.memory_mb, b.storage_mb) for b in blocks),
@@ -177,10 +185,7 @@ def chain_of(session: Session, row: CatalogChainRow) -> eng.Chain:
 
 def functions_of(session: Session, row: CatalogChainRow) -> dict[str, str]:
     """Block -> the function (descriptor) that runs it."""
-    return {
-        b.name: b.function
-        for b in session.scalars(select(CatalogBlockRow).where(CatalogBlockRow.chain == row.id))
-    }
+    return {b.name: b.function for b in templates_of(session, row.id)[0]}
 
 
 def infrastructure(session: Session, ours: Iterable[str] = ()) -> eng.Infrastructure:
