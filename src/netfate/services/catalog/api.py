@@ -48,7 +48,6 @@ from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 from . import conduit as cd
 from . import templates
 from .descriptor import NAME_RE, DescriptorError, Function
-from .position import PlatformRecords
 from .states import SubscriptionState
 from .tables import (
     CatalogBlockRow,
@@ -326,7 +325,7 @@ class _Gone:
 
 
 def _where_is(session: Session, user: str, devices: list[str]) -> str | None:
-    pos = PlatformRecords().where(session, {user: devices}).get(user)
+    pos = CONDUIT.locator.where(session, {user: devices}).get(user)
     return pos.node if pos is not None else None
 
 
@@ -424,7 +423,7 @@ def position(user: str, session: SessionDep) -> dict[str, Any]:
             for m in (d or [])
         }
     )
-    pos = PlatformRecords().where(session, {user: devices}).get(user)
+    pos = CONDUIT.locator.where(session, {user: devices}).get(user)
     history = session.scalars(
         select(CatalogPositionRow)
         .where(CatalogPositionRow.user == user)

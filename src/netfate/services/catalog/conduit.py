@@ -265,7 +265,7 @@ class _Sub:
         return {b: i.node for b, i in self.instances.items()}
 
 
-def _active(session: Session, exclude: str | None = None) -> list[_Sub]:
+def _active(session: Session) -> list[_Sub]:
     rows = session.scalars(
         select(CatalogSubscriptionRow)
         .where(CatalogSubscriptionRow.state == SubscriptionState.ACTIVE.value)
@@ -277,8 +277,6 @@ def _active(session: Session, exclude: str | None = None) -> list[_Sub]:
         insts.setdefault(ir.subscription, {})[ir.block] = ir
     out = []
     for r in rows:
-        if r.id == exclude:
-            continue
         if r.chain not in chains:
             crow = session.get(CatalogChainRow, r.chain)
             if crow is None:
@@ -293,11 +291,23 @@ def _active(session: Session, exclude: str | None = None) -> list[_Sub]:
 
 
 def _plan(session: Session, subs: Sequence[_Sub], at: Mapping[str, str] | None = None) -> eng.Plan:
+    """The engine's plan of what the catalog runs now (positions `at` overriding the
+    recorded ones). A topology reload cannot remove a node that holds a live
+    instance; a user's node it removed reads as the node of their entry block."""
     ours = [i.instance for s in subs for i in s.instances.values()]
     net = eng.Network(infrastructure(session, ours))
     obj, _ = objective(session)
     at = at or {}
-    return eng.adopt(net, [(s.engine(at.get(s.row.id)), s.where) for s in subs], obj)
+    placed = []
+    for s in subs:
+        where = s.where
+        if not all(n in net.index for n in where.values()):
+            continue
+        user_at = at.get(s.row.id, s.row.at)
+        if user_at not in net.index:
+            user_at = where[s.chain.entry.name]
+        placed.append((s.engine(user_at), where))
+    return eng.adopt(net, placed, obj)
 
 
 # ------------------------------------------------------------------ writing
@@ -525,7 +535,7 @@ class Conduit:
                 plan = eng.replace(
                     plan, s.engine(at.get(sid)), keep_valid=sid not in at, move_cost=move_cost
                 )
-            except eng.Infeasible as e:
+            except (eng.Infeasible, eng.ModelError) as e:
                 detail = f"{reason}; cannot re-place: {e}"[:2000]
                 if s.row.detail != detail:
                     s.row.detail = detail
