@@ -43,6 +43,7 @@ from netfate.model.lifecycle import LIVE, InstanceState, NodeStatus
 from netfate.orchestrator import engine as eng
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError, NotFound
+from netfate.store.db import serialize
 from netfate.store.events import record
 from netfate.store.tables import InstanceRow, LinkRow, NodeRow
 
@@ -83,6 +84,8 @@ DEFAULT_OBJECTIVE: dict[str, Any] = {
     "move_cost": 1.0,
 }
 ENDED = frozenset({InstanceState.GONE.value, InstanceState.FAILED.value})
+SERIALIZE = "catalog"
+"""The name under which the catalog's placements run one at a time (store.serialize)."""
 
 
 class Refused(LifecycleError):
@@ -266,6 +269,13 @@ class _Sub:
 
 
 def _active(session: Session) -> list[_Sub]:
+    """The active subscriptions, read once the catalog's decisions are serialized:
+    the engine decides on a whole-network view that no row lock covers (storage,
+    bandwidth, the SLAs), so two placements never decide on the same view (the
+    coordinator checks CPU and memory again under its node locks anyway)."""
+    session.flush()  # the caller's pending changes stay (expiring would drop them)
+    serialize(session, SERIALIZE)
+    session.expire_all()
     rows = session.scalars(
         select(CatalogSubscriptionRow)
         .where(CatalogSubscriptionRow.state == SubscriptionState.ACTIVE.value)
