@@ -40,7 +40,9 @@ FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
 NEW_STREAMING = "0014_streaming"
 """The streaming service's branch, new as well."""
-HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_STREAMING}
+NEW_CATALOG = "0015_catalog"
+"""The catalog's branch, new like the USB/IP one."""
+HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
 """Every branch's newest revision."""
 
 

@@ -80,7 +80,7 @@ def test_one_registration_line_brings_everything_the_service_declares(
             == (fakesvc.SERVICE.folder / "static" / "panel.js").read_bytes()
         )
         # and the registered services are all there too
-        assert {"firewall", "sharing", "usbip", "streaming", "fake"} == set(listed)
+        assert {"firewall", "sharing", "usbip", "streaming", "catalog", "fake"} == set(listed)
     # its CLI group and its experiment
     runner = CliRunner()
     r = runner.invoke(cli.build(), ["fake", "hello"])

@@ -19,6 +19,7 @@ from netfate.orchestrator.engine import (
     Infeasible,
     Infrastructure,
     Link,
+    ModelError,
     Network,
     Node,
     NodeKind,
@@ -27,6 +28,7 @@ from netfate.orchestrator.engine import (
     Sla,
     Subscription,
     Usage,
+    adopt,
     check,
     diurnal,
     mix,
@@ -352,3 +354,24 @@ def test_the_exact_solver_declines_an_instance_too_large_for_it() -> None:
     subs = [Subscription(f"s{i}", "u", "pe1", one) for i in range(MAX_CHOICES // 3 + 1)]
     with pytest.raises(TooLarge, match="too large for the exact solver"):
         place_batch(Network(inf), subs, CONSOLIDATION, solver="exact")
+
+
+def test_adopt_takes_a_placement_as_it_is_and_replace_starts_from_it() -> None:
+    """What a caller keeping its own records (the catalog) knows runs where: adopted
+    unchanged (even where it breaks a constraint), each decision `kept`; a
+    re-placement from it moves only the subscription asked for."""
+    net = Network(infra())
+    a = Subscription("a", "u1", "cpe1", FW)
+    b = Subscription("b", "u2", "cpe2", FW)
+    plan = adopt(net, [(a, {"fw": "cpe1", "store": "pe1"}), (b, {"fw": "pe1", "store": "pe1"})])
+    assert plan.where == {"a": {"fw": "cpe1", "store": "pe1"}, "b": {"fw": "pe1", "store": "pe1"}}
+    assert {d.action for d in plan.decisions.values()} == {"kept"}
+    # b's entry is 4 ms from its user and back: its 10 ms bound holds, so it stays
+    moved = replace(plan, Subscription("b", "u2", "cpe1", FW))
+    assert moved.where == plan.where and moved.decisions["b"].action == "kept"
+    # without keep_valid it goes where it is cheapest for it now
+    moved = replace(plan, Subscription("b", "u2", "cpe1", FW), keep_valid=False)
+    assert moved.where["a"] == plan.where["a"] and moved.decisions["b"].action != "kept"
+    with pytest.raises(ModelError) as e:
+        adopt(net, [(a, {"fw": "nowhere", "store": "pe1"})])
+    assert set(e.value.errors) == {"placed[a]"}

@@ -119,6 +119,12 @@ def scenario(
         fn = c.post("/api/v1/usbip/functions", json={"descriptor": "hrh-climate",
                                                      "serves": "sensor"})  # fmt: skip
         ok(fn)
+        # the catalog: a published chain and a subscription to it
+        ok(c.post("/api/v1/catalog/chains", json={"provider": "acme", "descriptor":
+                  "name: archive\nblocks: [{name: a, function: counter}]"}))  # fmt: skip
+        sub = c.post("/api/v1/catalog/subscriptions",
+                     json={"user": "alice", "chain": "archive", "at": "cpe2"})  # fmt: skip
+        ok(sub)
         report(c, "cpe1", [counter.json()["id"], sh["vp2_instance"]])
         report(c, "cpe2", [sh["vp1_instance"]])
         until(lambda: share_state(db, sh["id"]) == "active")
@@ -133,7 +139,7 @@ def scenario(
         ok(c.post(f"{st}/recordings", json={"user": "bob", "event": live["id"]}))
         ok(c.post(f"{st}/reservations", json={"user": "bob", "event": later["id"]}))
         ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db,
-               "event": live["id"]}  # fmt: skip
+               "event": live["id"], "subscription": sub.json()["id"]}  # fmt: skip
         yield c, ids
 
 
@@ -170,6 +176,9 @@ def _fill(path: str, ids: dict[str, Any]) -> str:
         values["name"] = "alice"
     elif path.startswith("/api/v1/nodes/"):
         values["name"] = "cpe1"
+    elif path.startswith("/api/v1/catalog/"):
+        values.update(name="archive", version="1", provider="acme", user="alice",
+                      sid=ids["subscription"])  # fmt: skip
 
     def one(m: re.Match[str]) -> str:
         name = m.group(1)

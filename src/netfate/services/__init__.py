@@ -29,6 +29,7 @@ SERVICES: tuple[str, ...] = (
     "netfate.services.sharing",
     "netfate.services.usbip",
     "netfate.services.streaming",
+    "netfate.services.catalog",
 )
 """Modules whose ``SERVICE`` is a registered service, in this order."""
 

@@ -44,6 +44,7 @@ from netfate.orchestrator.engine.objective import (
 from netfate.orchestrator.engine.optimiser import (
     Plan,
     SolveStats,
+    adopt,
     place_batch,
     rebalance,
     remove,
@@ -90,6 +91,7 @@ __all__ = [
     "Talk",
     "Usage",
     "Violation",
+    "adopt",
     "check",
     "diurnal",
     "estimate",

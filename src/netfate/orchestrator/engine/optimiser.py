@@ -153,6 +153,34 @@ def _explain_all(st: State, sids: Iterable[str], action: str) -> dict[str, Decis
     return out
 
 
+def adopt(
+    network: Network,
+    placed: Iterable[tuple[Subscription, Mapping[str, str]]],
+    objective: Objective = CONSOLIDATION,
+) -> Plan:
+    """The plan of what runs now: each subscription where it is (block -> node), as a
+    caller that keeps its own records (the catalog's conduit) knows it, to re-place
+    from (`replace`, `remove`, `rebalance`). Nothing is checked but the names:
+    a placement that now breaks a constraint is adopted as it is (`rebalance`
+    moves it; `check` lists what it breaks). Each decision is explained as `kept`."""
+    t0 = time.perf_counter()
+    pairs = list(placed)
+    validate_subscriptions(network.infra, [s for s, _ in pairs])
+    st = State(network, objective)
+    errors: dict[str, str] = {}
+    for sub, where in pairs:
+        try:
+            nodes = tuple(network.index[where[b.name]] for b in sub.chain.blocks)
+        except KeyError as e:
+            errors[f"placed[{sub.id}]"] = f"{e.args[0]!r}: not a block with a known node"
+            continue
+        st.add(sub, nodes)
+    if errors:
+        raise ModelError(errors)
+    decisions = _explain_all(st, list(st.where), "kept")
+    return _plan(st, decisions, SolveStats("none", "adopted", time.perf_counter() - t0))
+
+
 def place_batch(
     network: Network,
     subscriptions: Iterable[Subscription],

@@ -358,6 +358,10 @@ class CreateRequest:
     config: dict[str, Any] | None = None
     measured_rtt_ms: float | None = None
     """A measured round trip from `serves`, for delay-aware policies."""
+    cpu: float | None = None
+    memory_mb: int | None = None
+    """What to reserve when more than the descriptor's own figures (a service chain's
+    block that declares more); None: the descriptor's."""
 
 
 def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
@@ -371,9 +375,11 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     # placement node's; either way under the LAN's node's lock.
     host_lan = _host_lan(session, host)
     lan_node = host_lan.node if host_lan is not None else None
+    cpu = max(desc.cpu, req.cpu) if req.cpu is not None else desc.cpu
+    memory_mb = max(desc.memory_mb, req.memory_mb) if req.memory_mb is not None else desc.memory_mb
     preq = PlacementRequest(
-        cpu=desc.cpu,
-        memory_mb=desc.memory_mb,
+        cpu=cpu,
+        memory_mb=memory_mb,
         serves=req.serves,
         delay_bound_ms=desc.delay_bound_ms,
         measured_rtt_ms=req.measured_rtt_ms,
@@ -425,8 +431,8 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         gateway=lan.gateway if lan is not None else None,
         mac=instance_mac(iid),
         config={**(desc.config or {}), **(req.config or {})},
-        cpu=desc.cpu,
-        memory_mb=desc.memory_mb,
+        cpu=cpu,
+        memory_mb=memory_mb,
         created_at=now,
         updated_at=now,
         detail="",

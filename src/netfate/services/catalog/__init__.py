@@ -1,0 +1,45 @@
+"""The service catalog of the INPUT/pyroclast seed (issue 15): providers publish
+service chains as YAML descriptors, users subscribe, and the conduit places each
+subscription with the platform's placement engine and keeps it near its user.
+
+See README.md. Plugs into the platform by its contract, SERVICE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netfate.contract import Demo, Loop, Role, Service
+
+from .api import CONDUIT, router
+
+OPERATOR, PROVIDER, USER = Role.OPERATOR, Role.PROVIDER, Role.USER
+INTERVAL_S = 1.0
+
+SERVICE = Service(
+    name="catalog",
+    summary="A catalog of service chains: providers publish them (YAML, versioned), users "
+    "subscribe, and the conduit places each subscription with the placement engine and "
+    "re-places it when its user moves.",
+    folder=Path(__file__).parent,
+    api=router,
+    roles={
+        "POST /chains": (OPERATOR, PROVIDER),
+        "GET /chains/{name}/versions": (OPERATOR, PROVIDER),
+        "GET /chains/{name}/versions/{version}": (OPERATOR, PROVIDER),
+        "GET /providers/{provider}/subscriptions": (OPERATOR, PROVIDER),
+        "GET /services": (OPERATOR, PROVIDER, USER),
+        "POST /subscriptions": (USER,),
+        "GET /subscriptions": (OPERATOR, USER),
+        "GET /subscriptions/{sid}": (OPERATOR, USER),
+        "POST /subscriptions/{sid}/upgrade": (USER,),
+        "DELETE /subscriptions/{sid}": (OPERATOR, USER),
+        "GET /positions/{user}": (OPERATOR, USER),
+        "GET /settings": (OPERATOR,),
+        "PUT /settings": (OPERATOR,),
+    },
+    loops=(Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),),
+    demos=(Demo("catalog", "netfate.services.catalog.demo"),),
+)
+
+__all__ = ["SERVICE"]

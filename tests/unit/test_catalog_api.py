@@ -1,0 +1,216 @@
+"""The catalog's REST API (/api/v1/catalog), through the app with only this service.
+
+A provider publishes (422 with keyed errors when the descriptor is bad, never a
+500 whatever the text), users see the catalog and subscribe (409 with the
+engine's refusal, and nothing created), the provider sees its subscriptions with
+abstract locations only, a user upgrades to v2 and unsubscribes; the conduit's
+loop follows a user's new login with nobody asking.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services.catalog import SERVICE
+from netfate.store.events import record_event
+from waiting import until
+
+TOPO: dict[str, Any] = {
+    "name": "fog",
+    "nodes": {
+        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
+        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
+        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4},
+    },
+    "links": [
+        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
+        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
+    ],
+}
+V = "/api/v1/catalog"
+CHAIN = """
+name: sensor-archive
+summary: Archive a sensor's readings near its owner.
+blocks:
+  - {name: collector, function: counter, cpu: 0.2}
+  - {name: archive, function: forwarder, storage_mb: 100}
+sla: {latency_ms: 5, availability: 0.98}
+"""
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[SERVICE],
+    )
+    with TestClient(app) as c:
+        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
+        for node in TOPO["nodes"]:
+            r = c.post(f"/api/v1/agents/{node}/register", json={"endpoint": "127.0.0.1:1"})
+            assert r.status_code == 200, r.text
+        yield c
+
+
+def run_all(c: TestClient) -> None:
+    """Each agent's report: every live instance of its node runs."""
+    for node in TOPO["nodes"]:
+        live = [i["id"] for i in c.get("/api/v1/instances").json()
+                if i["node"] == node and i["state"] in ("requested", "starting")]  # fmt: skip
+        r = c.post(
+            f"/api/v1/agents/{node}/report",
+            json={"instances": [{"id": i, "status": "running", "pid": 1} for i in live],
+                  "ports": []},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+
+
+def publish(c: TestClient, text: str = CHAIN, provider: str = "acme") -> Any:
+    return c.post(f"{V}/chains", json={"provider": provider, "descriptor": text})
+
+
+def test_publish_list_and_versions(api: TestClient) -> None:
+    r = publish(api)
+    assert r.status_code == 201, r.text
+    v1 = r.json()
+    assert (v1["name"], v1["version"], v1["active_subscriptions"]) == ("sensor-archive", 1, 0)
+    assert [b["name"] for b in v1["templates"]["blocks"]] == ["collector", "archive"]
+    assert api.get("/api/v1/instances").json() == []  # nothing allocated
+    assert publish(api, CHAIN.replace("cpu: 0.2", "cpu: 0.3")).json()["version"] == 2
+    assert [v["version"] for v in api.get(f"{V}/chains/sensor-archive/versions").json()] == [1, 2]
+    assert api.get(f"{V}/chains/sensor-archive/versions/1").json()["templates"] == v1["templates"]
+    assert api.get(f"{V}/chains/sensor-archive/versions/9").status_code == 404
+    listed = api.get(f"{V}/services").json()
+    assert [(s["name"], s["version"], s["blocks"]) for s in listed] == [
+        ("sensor-archive", 2, ["collector", "archive"])
+    ]
+    assert publish(api, provider="rival").status_code == 409
+
+
+def test_a_bad_descriptor_gets_keyed_errors(api: TestClient) -> None:
+    bad = CHAIN.replace("function: forwarder", "function: teleporter") + "colour: red\n"
+    r = publish(api, bad)
+    assert r.status_code == 422
+    assert set(r.json()["errors"]) == {"blocks[1].function", "colour"}
+    # Functions are those the registered services declare, and the platform's own:
+    # a descriptor that is in no contract is unknown.
+    r = publish(api, CHAIN.replace("function: counter", "function: hrh-climate"))
+    assert r.status_code == 422 and "blocks[0].function" in r.json()["errors"]
+    r = publish(api, CHAIN.replace("availability: 0.98", "availability: 0.9999"))
+    assert r.status_code == 422
+    assert "above every node's availability" in r.json()["errors"]["sla.availability"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=st.text(max_size=300))
+def test_any_descriptor_text_is_answered_201_or_422_never_500(api: TestClient, text: str) -> None:
+    r = publish(api, text)
+    assert r.status_code in (201, 409, 422), r.text
+    if r.status_code == 422:
+        assert r.json()["errors"]
+
+
+def test_subscribe_place_and_explain_then_the_provider_sees_only_abstract_sites(
+    api: TestClient,
+) -> None:
+    assert publish(api).status_code == 201
+    r = api.post(f"{V}/subscriptions", json={"user": "alice", "chain": "sensor-archive",
+                                             "at": "cpe1"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    sub = r.json()
+    assert {i["node"] for i in sub["instances"]} == {"cpe1"}
+    assert sub["decisions"][0]["action"] == "placed"
+    assert sub["decisions"][0]["why"].startswith("placed on cpe1 by mix")
+    assert "binding" in sub["decisions"][0] and "runner_up_lost" in sub["decisions"][0]
+    created = api.get("/api/v1/instances").json()
+    assert {i["id"] for i in created} == {i["instance"] for i in sub["instances"]}
+
+    view = api.get(f"{V}/providers/acme/subscriptions").json()
+    assert [(v["id"], v["user"], v["state"]) for v in view] == [(sub["id"], "alice", "active")]
+    assert {b["tier"] for b in view[0]["blocks"]} == {"premises"}
+    text = json.dumps(view)
+    for secret in [*TOPO["nodes"], *(i["ip"] for i in created if i["ip"]), "192.168."]:
+        assert secret not in text, secret
+    assert view[0]["why"].startswith("placed on site-")
+
+
+def test_a_refused_subscription_says_why_and_creates_nothing(api: TestClient) -> None:
+    assert publish(api, CHAIN.replace("cpu: 0.2", "cpu: 1.5")).status_code == 201
+    r = api.post(f"{V}/subscriptions", json={"user": "bob", "chain": "sensor-archive",
+                                             "at": "cpe1"})  # fmt: skip
+    assert r.status_code == 409
+    body = r.json()
+    assert body["refusals"][0]["constraint"] == "capacity:cpu"
+    assert body["refusals"][0]["proven"] is True
+    assert api.get("/api/v1/instances").json() == []
+    assert api.get(f"{V}/subscriptions").json() == []
+    kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
+    assert "SubscriptionRefused" in kinds
+
+
+def test_without_a_position_the_user_must_say_where_they_are(api: TestClient) -> None:
+    assert publish(api).status_code == 201
+    r = api.post(f"{V}/subscriptions", json={"user": "carol", "chain": "sensor-archive"})
+    assert r.status_code == 400 and "at" in r.json()["errors"]
+
+
+def test_upgrade_to_v2_and_unsubscribe(api: TestClient) -> None:
+    assert publish(api).status_code == 201
+    sid = api.post(f"{V}/subscriptions", json={"user": "alice", "chain": "sensor-archive",
+                                               "at": "cpe1"}).json()["id"]  # fmt: skip
+    assert publish(api, CHAIN.replace("storage_mb: 100", "storage_mb: 200")).status_code == 201
+    assert api.get(f"{V}/subscriptions/{sid}").json()["version"] == 1  # v1 keeps running
+    r = api.post(f"{V}/subscriptions/{sid}/upgrade", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2 and r.json()["decisions"][-1]["action"] == "upgraded"
+    assert api.post(f"{V}/subscriptions/{sid}/upgrade", json={}).status_code == 409
+    r = api.delete(f"{V}/subscriptions/{sid}")
+    assert r.status_code == 200 and r.json()["state"] == "ended"
+    states = {i["state"] for i in api.get("/api/v1/instances").json()}
+    assert states <= {"stopping", "gone"}
+    assert api.delete(f"{V}/subscriptions/{sid}").status_code == 409
+
+
+def test_the_loop_follows_a_new_login_with_nobody_asking(api: TestClient) -> None:
+    assert publish(api).status_code == 201
+    sid = api.post(f"{V}/subscriptions", json={"user": "alice", "chain": "sensor-archive",
+                                               "at": "cpe1"}).json()["id"]  # fmt: skip
+    run_all(api)
+    db = api.app.state.db  # type: ignore[attr-defined]
+    with db.session() as s:  # what the firewall's RADIUS server records on a login
+        record_event(s, "UserLoggedIn", {"user": "alice", "node": "cpe2"})
+    api.app.state.notifier.notify({"cpe2"})  # type: ignore[attr-defined]
+    moved = until(lambda: api.get(f"{V}/subscriptions/{sid}").json()["at"] == "cpe2")
+    assert moved
+    sub = api.get(f"{V}/subscriptions/{sid}").json()
+    assert sub["decisions"][-1]["action"] == "moved"
+    assert sub["decisions"][-1]["nodes"]["collector"] == "cpe2"
+    collector = next(i for i in sub["instances"] if i["block"] == "collector")
+    assert collector["state"] == "migrating"  # the platform's migration, asked for
+    migrations = api.get("/api/v1/migrations").json()
+    assert [(m["instance"], m["target"]) for m in migrations] == [(collector["instance"], "cpe2")]
+    pos = api.get(f"{V}/positions/alice").json()
+    assert pos["now"]["node"] == "cpe2" and pos["now"]["source"] == "login"
+    assert pos["history"][0]["node"] == "cpe2"
+
+
+def test_the_operator_chooses_the_objective(api: TestClient) -> None:
+    assert api.get(f"{V}/settings").json()["objective"] == "mix"
+    r = api.put(f"{V}/settings", json={"objective": "consolidation", "move_cost": 5})
+    assert r.status_code == 200 and r.json()["objective"] == "consolidation"
+    assert r.json()["move_cost"] == 5
+    assert api.put(f"{V}/settings", json={"objective": "nonsense"}).status_code == 422
