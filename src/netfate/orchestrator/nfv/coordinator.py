@@ -220,7 +220,12 @@ def room(session: Session, row: NodeRow) -> Candidate:
     """One node (a row read under its lock) with its free capacity."""
     cpu, mem = used_capacity(session, row.name).get(row.name, (0.0, 0))
     return Candidate(
-        row.name, row.kind, row.status == NodeStatus.UP, row.cpu - cpu, row.memory_mb - mem
+        row.name,
+        row.kind,
+        row.status == NodeStatus.UP,
+        row.cpu - cpu,
+        row.memory_mb - mem,
+        lan=_node_lan(session, row.name) is not None,
     )
 
 
@@ -229,10 +234,14 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     used = used_capacity(session, node)
     q = select(NodeRow) if node is None else select(NodeRow).where(NodeRow.name == node)
     q = q.execution_options(populate_existing=True)  # status now, not when first loaded
+    with_lan = set(session.scalars(select(LanRow.node).distinct()))
     out = []
     for n in session.scalars(q).all():
         c, m = used.get(n.name, (0.0, 0))
-        out.append(Candidate(n.name, n.kind, n.status == NodeStatus.UP, n.cpu - c, n.memory_mb - m))
+        up = n.status == NodeStatus.UP
+        out.append(
+            Candidate(n.name, n.kind, up, n.cpu - c, n.memory_mb - m, lan=n.name in with_lan)
+        )
     return out
 
 
