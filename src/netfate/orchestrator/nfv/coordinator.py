@@ -24,7 +24,7 @@ import hashlib
 import ipaddress
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ from netfate.model.lifecycle import (
     check_transition,
 )
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
+from netfate.orchestrator.nfv import fnevents
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
@@ -624,8 +625,15 @@ def _spec(session: Session, inst: InstanceRow, role: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- what an agent reports
 
 
-def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str]:
-    """Record an agent's report: heartbeat, resources, ports, instances, migrations.
+def apply_report(
+    session: Session,
+    node: str,
+    report: dict[str, Any],
+    on_event: Callable[[Session, InstanceRow, dict[str, Any]], set[str]] | None = None,
+) -> set[str]:
+    """Record an agent's report: heartbeat, resources, ports, instances, migrations;
+    each function event its stats show for the first time goes to ``on_event``
+    (nfv/fnevents.py).
 
     Idempotent: the same report applied twice changes nothing more.
     """
@@ -673,7 +681,10 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         if rep and rep.get("pid"):
             inst.pid = int(rep["pid"])
         if rep and isinstance(rep.get("stats"), dict) and rep["stats"] != inst.stats:
+            news = fnevents.fresh(inst.stats, rep["stats"]) if on_event is not None else []
             inst.stats = rep["stats"]
+            for e in news:
+                touched |= on_event(session, inst, e) if on_event is not None else set()
         if state == S.STOPPING and status is None:
             transition(session, inst, S.GONE, f"agent on {node} removed it")
         elif state in (S.REQUESTED, S.FAILED) and status in ("starting", "running"):
