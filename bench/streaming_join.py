@@ -32,25 +32,13 @@ import _common as common  # bench/ is on the path: as a script, or netfate.bench
 
 from netfate.demo.platform import Api
 from netfate.demo.sdn import until
-from netfate.host import netns
-from netfate.services.streaming.demo import TOPOLOGY, Scene, gone
+from netfate.services.streaming.demo import TOPOLOGY, Scene, frames, gone
 from netfate.testbed.builder import Testbed
 
 
 def first_frame(ns: str, url: str) -> bool:
     """One probe: does ffprobe decode a first video frame of ``url`` now?"""
-    out = netns.run_in(
-        ns,
-        ["ffprobe", "-v", "error", "-i", url, "-select_streams", "v", "-count_frames",
-         "-show_entries", "stream=nb_read_frames", "-read_intervals", "%+#1", "-of", "json"],
-        check=False,
-        timeout=30,
-    )  # fmt: skip
-    try:
-        streams = json.loads(out.stdout or "{}").get("streams", [])
-    except json.JSONDecodeError:
-        return False
-    return bool(streams) and int(streams[0].get("nb_read_frames", 0) or 0) >= 1
+    return frames(ns, url, first=1) >= 1
 
 
 def until_frame(ns: str, url: str, t0: float, timeout: float = 60.0) -> float:

@@ -95,12 +95,14 @@ def source_argv(acquirer: str, port: int, clock: str | None) -> list[str]:
     ]  # fmt: skip
 
 
-def frames(ns: str, url: str, seconds: float = 2.0) -> int:
-    """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media."""
+def frames(ns: str, url: str, seconds: float = 2.0, first: int | None = None) -> int:
+    """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media
+    (or its ``first`` frames only)."""
+    interval = f"%+#{first}" if first is not None else f"%+{seconds:g}"
     out = netns.run_in(
         ns,
         ["ffprobe", "-v", "error", "-i", url, "-select_streams", "v", "-count_frames",
-         "-show_entries", "stream=nb_read_frames", "-read_intervals", f"%+{seconds:g}",
+         "-show_entries", "stream=nb_read_frames", "-read_intervals", interval,
          "-of", "json"],
         check=False,
         timeout=seconds + 40,
