@@ -38,8 +38,8 @@ NEW_USBIP = "0009_usbip_tunnels"
 """The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
 FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
-NEW_STREAMING = "0014_streaming"
-"""The streaming service's branch, new as well."""
+NEW_STREAMING = "0014b_streaming_ingest"
+"""The streaming service's branch (its newest revision: the contents' stream), new as well."""
 HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_STREAMING}
 """Every branch's newest revision."""
 
