@@ -53,6 +53,7 @@ def test_fresh_events_once_and_again_after_a_renumbering() -> None:
     # garbage in the stats is not an event
     assert fresh(None, {"events": {"items": [{"seq": "x"}, 3, {"kind": "K"}]}}) == []
     assert fresh(None, {"events": "nope"}) == []
+    assert fresh(None, {"events": {"last_seq": "x", "items": 5}}) == []
 
 
 def test_emit_shows_in_status() -> None:

@@ -35,10 +35,10 @@ def _outbox(stats: Mapping[str, Any] | None) -> tuple[int, list[dict[str, Any]]]
     ev = (stats or {}).get("events")
     if not isinstance(ev, Mapping):
         return 0, []
-    last = ev.get("last_seq")
+    last, raw = ev.get("last_seq"), ev.get("items")
     items = [
         e
-        for e in ev.get("items") or ()
+        for e in (raw if isinstance(raw, list) else ())
         if isinstance(e, dict) and isinstance(e.get("seq"), int) and isinstance(e.get("kind"), str)
     ]
     return (last if isinstance(last, int) else 0), items

@@ -31,12 +31,12 @@ so a join beyond capacity is refused, with each candidate's reason.
 
 Bandwidth. Each content's branches form a tree from its root (a parent per
 node). A node that can host functions duplicates (a forwarder, or the acquirer
-at the root), so one copy enters it; a node that cannot (a core router today)
-passes on one copy per streamer below it. A core node the topology gives compute
-hosts forwarders (only: streamers and acquirers run on PEs). A link carries, per content, the
-copies that enter its lower end, plus one stream per viewer whose streamer is on
-another PE (case 3). A node sends the copies on its links down the tree plus
-its streamers' viewer streams.
+at the root), so one copy enters it; a node that cannot (a core router without
+compute) passes on one copy per streamer below it. A core router the topology
+gives compute hosts forwarders only: acquirers and streamers run on PEs. A link
+carries, per content, the copies that enter its lower end, plus one stream per
+viewer whose streamer is on another PE (case 3). A node sends the copies on its
+links down the tree plus its streamers' viewer streams.
 
 Pruning. When the last viewer of a (content, streamer) pair leaves, the branch
 waits ``grace_s`` (a viewer coming back keeps it); then the streamer drops the
