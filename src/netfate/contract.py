@@ -29,6 +29,8 @@ CLI, and to ``netfate demo``, ``netfate experiment`` and ``netfate bench``::
     experiments                     netfate experiment  `netfate experiment EXP`
     benches                         netfate bench       bench/NAME.py, run by `make bench`
     folder/topologies/              demos, tests        the service's example topologies
+    on_instance_event               agents' reports     each new event a function of one
+                                                        of its descriptors emitted
 
 Everything a service needs from the platform it imports (it stands above the
 core); everything the platform needs from a service it reads here.
@@ -144,6 +146,11 @@ class Service:
     isolates: Callable[[Session], Iterable[tuple[str, str]]] | None = None
     """The (node, LAN) pairs the service isolates: the SDN fabric makes no LAN-to-LAN
     intent for them (the service adds the paths it allows)."""
+    on_instance_event: Callable[[Session, Any, dict[str, Any]], Iterable[str] | None] | None = None
+    """``(session, instance row, event)``: a function running one of ``descriptors``
+    emitted ``event`` (``{"seq", "kind", ...fields}``, netfate.vnf.outbox). Called in
+    the transaction of the agent's report that carried it, at least once; returns the
+    nodes whose desired state it changed (their agents are woken)."""
     panels: tuple[str, ...] = ()
     """Files of ``static/`` that the dashboard loads as panels."""
     pages: Mapping[str, str] = field(default_factory=dict)

@@ -1,13 +1,14 @@
 """A tiny service that lives in the tests, to prove the contract (test_contract.py):
 registering it is one line in netfate.services.SERVICES, and everything it
 declares appears: its route (with its roles), its table (its own Alembic
-branch), its descriptor, its loop, its CLI group, its demo, its experiment, its
-panel and its topology. Nothing outside this folder names it.
+branch), its descriptor (and its functions' events), its loop, its CLI group,
+its demo, its experiment, its panel and its topology. Nothing outside this folder names it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import Integer, String, select
@@ -43,6 +44,20 @@ def tick(s: Session) -> set[str]:
     return set()
 
 
+def on_event(s: Session, inst: Any, event: dict[str, Any]) -> set[str]:
+    """Its functions' events: counted per kind; ``Broke`` writes, then fails."""
+    if event["kind"] == "Broke":
+        s.add(FakeTickRow(name="half-done", count=1))
+        raise RuntimeError("the hook broke")
+    key = f"event:{event['kind']}"
+    row = s.get(FakeTickRow, key)
+    if row is None:
+        s.add(FakeTickRow(name=key, count=1))
+    else:
+        row.count += 1
+    return {inst.node}
+
+
 SERVICE = Service(
     name="fake",
     summary="A service that exists only in the tests.",
@@ -60,6 +75,7 @@ SERVICE = Service(
         },
     ),
     loops=(Loop("tick", tick, interval_s=0.05),),
+    on_instance_event=on_event,
     cli="fakesvc.cli:app",
     demos=(Demo("fake", "fakesvc.demo", aliases=("phony",)),),
     experiments=(Experiment("fake", "fakesvc.cli:experiment"),),

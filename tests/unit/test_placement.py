@@ -69,3 +69,19 @@ def test_policies_are_pluggable() -> None:
         assert place(REQ, cands(), graph(), "alphabetical-last").node == "pe1"
     finally:
         POLICIES.pop("alphabetical-last")
+
+
+def test_a_core_node_hosts_where_the_topology_gives_it_a_lan() -> None:
+    full = {"cpe1": 0.0, "cpe2": 0.0, "pe1": 0.0}
+    without = [c for c in cands(**full, core=8)]
+    with pytest.raises(NoPlacement):
+        place(REQ, without, graph())
+    given = [Candidate(c.node, c.kind, True, c.free_cpu, 512, lan=True) for c in without]
+    p = place(PlacementRequest(0.5, 64, serves="laptop1"), given, graph())
+    assert p.node == "core" and given[-1].hosts
+
+
+def test_a_core_node_with_compute_still_needs_room() -> None:
+    cs = [Candidate("core", "core", True, 0.2, 512, lan=True)]
+    with pytest.raises(NoPlacement, match=r"core: 0\.20 CPU free < 0\.50"):
+        place(REQ, cs, graph())

@@ -239,3 +239,43 @@ def test_a_join_beyond_capacity_is_refused_with_the_reason(api: TestClient) -> N
         api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v", "host": "tv"}), "host"
     )
     assert keyed(api.put(f"{V1}/settings", json={"criterion": "cheapest"}), "criterion")
+
+
+def acquirer_reports(c: TestClient, node: str, items: list[dict[str, Any]]) -> None:
+    """pe's agent reports its acquirer running, with these events in its stats."""
+    (acq,) = [i for i in instances(c).values() if i["name"] == f"acquirer-{node}"]
+    stats = {"events": {"last_seq": items[-1]["seq"], "dropped": 0, "items": items}}
+    inst = {"id": acq["id"], "status": "running", "role": "active", "pid": 1, "stats": stats}
+    ok(c.post(f"/api/v1/agents/{node}/report", json={"instances": [inst]}))
+
+
+def test_the_acquirer_recognises_the_stream_and_the_content_keeps_it(api: TestClient) -> None:
+    cid = live_event(api)
+    (content,) = ok(api.get(f"{V1}/contents"))
+    assert content["stream"] == {"state": "waiting"}
+    h264 = {"kind": "video", "codec": "h264", "pid": 256, "width": 320, "height": 240}
+    started = {"kind": "StreamStarted", "flow": cid, "transport": "rtp", "source": "10.61.0.9"}
+    items = [
+        {"seq": 1, **started, "ssrc": 7, "at": 1.0},
+        {"seq": 2, "kind": "StreamRecognised", "flow": cid, "container": "mpegts",
+         "streams": [h264], "complete": True, "bitrate_bps": None, "at": 2.0},
+        {"seq": 3, "kind": "StreamMeasured", "flow": cid, "bitrate_bps": 812_000.0, "at": 3.0},
+    ]  # fmt: skip
+    acquirer_reports(api, "pe1", items)
+    acquirer_reports(api, "pe1", items)  # reported twice: handled once
+    (content,) = ok(api.get(f"{V1}/contents"))
+    st = content["stream"]
+    assert st["state"] == "streaming" and st["starts"] == 1 and st["source"] == "10.61.0.9"
+    assert st["recognised"]["container"] == "mpegts"
+    assert st["recognised"]["streams"][0]["codec"] == "h264"
+    assert st["bitrate_bps"] == 812_000.0
+    # the provider's encoder went away and came back: the same event continues
+    items += [
+        {"seq": 4, "kind": "StreamStopped", "flow": cid, "reason": "timeout", "at": 4.0},
+        {"seq": 5, **started, "ssrc": 8, "at": 5.0},
+    ]
+    acquirer_reports(api, "pe1", items)
+    (content,) = ok(api.get(f"{V1}/contents"))
+    assert content["id"] == cid and content["stream"]["starts"] == 2
+    assert content["stream"]["state"] == "streaming"
+    assert content["stream"]["stopped"]["reason"] == "timeout"

@@ -120,6 +120,41 @@ def test_a_hosting_node_at_a_branch_point_runs_a_forwarder() -> None:
     assert want.forwarders["pe2"]["X"] == (("streamer", "es1-pe3"), ("streamer", "es2-pe4"))
 
 
+def test_core_nodes_with_compute_run_the_forwarders_and_nothing_else() -> None:
+    # The paper's testbed with compute on both core routers: the branch points are
+    # there, while edge streamers and acquirers stay on PEs.
+    pes = [NodeSpec(f"pe{i}", "pe", 1.0, 100 * MBIT) for i in range(1, 6)]
+    cores = [NodeSpec(c, "core", 1.0, 10_000 * MBIT, edge=False) for c in ("c1", "c2")]
+    net = Network(pes + cores, list(paper_net().links.values()))
+    t = Tree(net)
+    with pytest.raises(TreeError, match="not a PE"):
+        t.publish("Z", "c1", MBIT)
+    t.publish("X", "pe1", 4 * MBIT)
+    t.publish("Y", "pe4", 4 * MBIT)
+    refused = t.join("z", "X", "c1", 0.0)
+    assert isinstance(refused, JoinRefused) and "not an access PE" in refused.why
+    a = assigned(t.join("alice", "X", "pe2", 0.0))
+    assert a.case == 4 and a.node == "pe2"
+    e = assigned(t.join("erin", "X", "pe5", 0.0))
+    assert e.case == 4 and e.node == "pe5", e.why  # pe2 is 4 hops away: not a neighbour
+    f = assigned(t.join("frank", "Y", "pe4", 0.0))
+    assert f.case == 3 and f.streamer == e.streamer, f.why  # pe5's, next door
+    c = assigned(t.join("carol", "Y", "pe2", 0.0))
+    assert c.case == 2 and c.streamer == a.streamer, c.why
+    want = t.desired()
+    assert {s[0] for s in want.streamers.values()} == {"pe2", "pe5"}
+    # X: pe1 -> c1 -> {pe2, c2 -> pe5}: c1 branches; Y: pe4 -> c2 -> {pe5, c1 -> pe2}
+    assert want.acquirers["pe1"]["X"] == (("forwarder", "c1"),)
+    both = {("streamer", a.streamer), ("streamer", e.streamer)}
+    assert set(want.forwarders["c1"]["X"]) == both
+    assert want.acquirers["pe4"]["Y"] == (("forwarder", "c2"),)
+    assert set(want.forwarders["c2"]["Y"]) == both
+    L = t.loads()
+    assert L.link_bps[frozenset(("c1", "c2"))] == 8 * MBIT  # one copy of each, each way
+    assert L.node_cpu["c1"] == pytest.approx(t.limits.forwarder_cpu)
+    assert t.violations() == []
+
+
 def test_pruned_after_the_grace_period_unless_a_viewer_comes_back() -> None:
     t = Tree(paper_net(), Limits(grace_s=10.0))
     t.publish("X", "pe1", 4 * MBIT)

@@ -73,7 +73,7 @@ class NodeKind(StrEnum):
     CPE = "cpe"  # customer premises equipment (home gateway)
     PE = "pe"  # provider edge
     POP = "pop"  # NFVI point of presence
-    CORE = "core"  # core router/switch: forwards, hosts no LAN normally
+    CORE = "core"  # core router/switch: forwards; with a LAN it also runs functions
     HRH = "hrh"  # home radio head
 
 

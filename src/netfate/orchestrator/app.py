@@ -30,7 +30,7 @@ from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
-from netfate.orchestrator.nfv import history
+from netfate.orchestrator.nfv import fnevents, history
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
@@ -122,6 +122,7 @@ def create_app(
     app.state.notifier = notifier
     app.state.settings = settings
     app.state.services = services
+    app.state.function_events = fnevents.dispatcher(services)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")
     app.state.event_streams = Slots(settings.max_event_streams, "event streams")

@@ -8,6 +8,7 @@ over the control socket, a UNIX stream socket in the agent's state directory
 Control protocol: one JSON object per line each way.
 
     {"op": "status"}               -> {"ok": true, "active": bool, "stats": {...}}
+                                      (stats["events"]: what the function emitted)
     {"op": "export"}               -> {"ok": true, "state": {...}}          (keeps serving)
     {"op": "freeze"}               -> {"ok": true, "state": {...}, "frozen_at": t}
     {"op": "import", "state": {}}  -> {"ok": true}
@@ -39,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from netfate.vnf.outbox import Outbox
+
 # Built-in functions by name; a descriptor may also name "package.module:Class".
 FUNCTIONS: dict[str, str] = {
     "counter": "netfate.vnf.counter:Counter",
@@ -61,6 +64,13 @@ class Function:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.active = not ctx.standby
+        self.outbox = Outbox()
+        """What ``emit`` recorded: ``status`` shows it, the orchestrator reads it."""
+
+    def emit(self, event: Any) -> None:
+        """Tell the orchestrator something happened (``event``: a past-tense dataclass).
+        The service owning this function's descriptor gets it (netfate.vnf.outbox)."""
+        self.outbox.emit(event)
 
     async def start(self) -> None:
         """Open sockets, load rules. Called once; must not block."""
@@ -118,7 +128,10 @@ class Runtime:
         op = req.get("op")
         fn = self.fn
         if op == "status":
-            return {"ok": True, "active": fn.active, "stats": fn.stats(), "pid": os.getpid()}
+            stats = fn.stats()
+            if fn.outbox.last_seq:
+                stats.setdefault("events", fn.outbox.snapshot())
+            return {"ok": True, "active": fn.active, "stats": stats, "pid": os.getpid()}
         exported, self.exported = self.exported, None
         if op == "export":
             self.exported = fn.export_state()

@@ -133,9 +133,14 @@ def agent_register(
 
 @router.post("/agents/{node}/report", tags=["agents"], responses=errors(404, 409))
 def agent_report(
-    node: str, body: schemas.AgentReport, session: SessionDep, notifier: NotifierDep
+    node: str,
+    body: schemas.AgentReport,
+    session: SessionDep,
+    notifier: NotifierDep,
+    request: Request,
 ) -> dict[str, Any]:
-    touched = nfv.apply_report(session, node, body.model_dump(exclude_none=True))
+    on_event = request.app.state.function_events  # functions' events to their services
+    touched = nfv.apply_report(session, node, body.model_dump(exclude_none=True), on_event)
     session.commit()
     notifier.notify(touched)
     row = session.get(NodeRow, node)

@@ -13,8 +13,16 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-# Node kinds that can host VNFs; `core` nodes only forward.
 HOSTING_KINDS = frozenset({"cpe", "pe", "pop", "hrh"})
+"""Node kinds that always host functions."""
+COMPUTE_KINDS = frozenset({"core"})
+"""Kinds that forward, and host functions only where the topology gives them compute:
+a LAN their functions attach to (and take their addresses from)."""
+
+
+def can_host(kind: str, lan: bool) -> bool:
+    """Whether a node of ``kind`` (with a LAN or not) runs functions."""
+    return kind in HOSTING_KINDS or (kind in COMPUTE_KINDS and lan)
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,12 @@ class Candidate:
     up: bool
     free_cpu: float
     free_memory_mb: int
+    lan: bool = False
+    """The node has a LAN for its functions (a core node hosts only then)."""
+
+    @property
+    def hosts(self) -> bool:
+        return can_host(self.kind, self.lan)
 
 
 @dataclass(frozen=True)
@@ -62,12 +76,7 @@ def register_policy(name: str) -> Callable[[Policy], Policy]:
 
 
 def fits(req: PlacementRequest, c: Candidate) -> bool:
-    return (
-        c.up
-        and c.kind in HOSTING_KINDS
-        and c.free_cpu + 1e-9 >= req.cpu
-        and c.free_memory_mb >= req.memory_mb
-    )
+    return c.up and c.hosts and c.free_cpu + 1e-9 >= req.cpu and c.free_memory_mb >= req.memory_mb
 
 
 def _explain_none(req: PlacementRequest, candidates: Sequence[Candidate]) -> str:
@@ -75,7 +84,7 @@ def _explain_none(req: PlacementRequest, candidates: Sequence[Candidate]) -> str
         return "no nodes are known"
     reasons = []
     for c in candidates:
-        if c.kind not in HOSTING_KINDS:
+        if not c.hosts:
             continue
         if not c.up:
             reasons.append(f"{c.node}: not up")

@@ -24,7 +24,7 @@ import hashlib
 import ipaddress
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ from netfate.model.lifecycle import (
     check_transition,
 )
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
+from netfate.orchestrator.nfv import fnevents
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
@@ -222,7 +223,12 @@ def room(session: Session, row: NodeRow) -> Candidate:
     """One node (a row read under its lock) with its free capacity."""
     cpu, mem = used_capacity(session, row.name).get(row.name, (0.0, 0))
     return Candidate(
-        row.name, row.kind, row.status == NodeStatus.UP, row.cpu - cpu, row.memory_mb - mem
+        row.name,
+        row.kind,
+        row.status == NodeStatus.UP,
+        row.cpu - cpu,
+        row.memory_mb - mem,
+        lan=_node_lan(session, row.name) is not None,
     )
 
 
@@ -231,10 +237,14 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     used = used_capacity(session, node)
     q = select(NodeRow) if node is None else select(NodeRow).where(NodeRow.name == node)
     q = q.execution_options(populate_existing=True)  # status now, not when first loaded
+    with_lan = set(session.scalars(select(LanRow.node).distinct()))
     out = []
     for n in session.scalars(q).all():
         c, m = used.get(n.name, (0.0, 0))
-        out.append(Candidate(n.name, n.kind, n.status == NodeStatus.UP, n.cpu - c, n.memory_mb - m))
+        up = n.status == NodeStatus.UP
+        out.append(
+            Candidate(n.name, n.kind, up, n.cpu - c, n.memory_mb - m, lan=n.name in with_lan)
+        )
     return out
 
 
@@ -623,8 +633,15 @@ def _spec(session: Session, inst: InstanceRow, role: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- what an agent reports
 
 
-def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str]:
-    """Record an agent's report: heartbeat, resources, ports, instances, migrations.
+def apply_report(
+    session: Session,
+    node: str,
+    report: dict[str, Any],
+    on_event: Callable[[Session, InstanceRow, dict[str, Any]], set[str]] | None = None,
+) -> set[str]:
+    """Record an agent's report: heartbeat, resources, ports, instances, migrations;
+    each function event its stats show for the first time goes to ``on_event``
+    (nfv/fnevents.py).
 
     Idempotent: the same report applied twice changes nothing more.
     """
@@ -672,7 +689,10 @@ def apply_report(session: Session, node: str, report: dict[str, Any]) -> set[str
         if rep and rep.get("pid"):
             inst.pid = int(rep["pid"])
         if rep and isinstance(rep.get("stats"), dict) and rep["stats"] != inst.stats:
+            news = fnevents.fresh(inst.stats, rep["stats"]) if on_event is not None else []
             inst.stats = rep["stats"]
+            for e in news:
+                touched |= on_event(session, inst, e) if on_event is not None else set()
         if state == S.STOPPING and status is None:
             transition(session, inst, S.GONE, f"agent on {node} removed it")
         elif state in (S.REQUESTED, S.FAILED) and status in ("starting", "running"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from netfate.contract import Demo, Loop, Role, Service
 
-from . import reconcile
+from . import notices, reconcile
 from .api import router
 from .functions import DESCRIPTORS
 
@@ -49,6 +49,7 @@ SERVICE = Service(
         "DELETE /reservations/{rid}": (OPERATOR, USER),
     },
     descriptors=DESCRIPTORS,
+    on_instance_event=notices.on_instance_event,
     loops=(Loop("tree", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
     demos=(Demo("streaming", "netfate.services.streaming.demo"),),
 )

@@ -262,6 +262,7 @@ def _content(session: Session, c: ContentRow) -> dict[str, Any]:
         "state": c.state,
         "bitrate_bps": c.bitrate_bps,
         "acquirer": {"node": c.pe, "address": acq, "port": c.ingest_port, "protocol": "rtp"},
+        "stream": {k: v for k, v in (c.stream or {"state": "waiting"}).items() if k != "seq"},
     }
 
 

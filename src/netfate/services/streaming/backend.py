@@ -14,9 +14,9 @@ from dataclasses import asdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.orchestrator.engine.placement import HOSTING_KINDS
+from netfate.orchestrator.engine.placement import HOSTING_KINDS, can_host
 from netfate.store.events import record_event
-from netfate.store.tables import LinkRow, NodeRow
+from netfate.store.tables import LanRow, LinkRow, NodeRow
 
 from .functions import LIMITS
 from .tables import TreeRow
@@ -28,7 +28,8 @@ DEFAULT_LINK_BPS = 1_000_000_000
 
 def network(session: Session) -> Network:
     """The platform's nodes and links as the tree sees them: a node may send what its
-    links carry, and hosts functions if its kind can."""
+    links carry, hosts functions where the platform runs them (a core node with a
+    LAN: forwarders), and is an access PE if its kind hosts always."""
     links = list(session.scalars(select(LinkRow)))
     sends: dict[str, float] = {}
     specs = []
@@ -37,13 +38,15 @@ def network(session: Session) -> Network:
         specs.append(LinkSpec(lk.a, lk.b, rate, float(lk.delay_s or 0.0)))
         for n in (lk.a, lk.b):
             sends[n] = sends.get(n, 0.0) + rate
+    with_lan = set(session.scalars(select(LanRow.node).distinct()))
     nodes = [
         NodeSpec(
             n.name,
             n.kind,
             float(n.cpu),
             sends.get(n.name, DEFAULT_LINK_BPS),
-            hosts=n.kind in HOSTING_KINDS,
+            hosts=can_host(n.kind, n.name in with_lan),
+            edge=n.kind in HOSTING_KINDS,
         )
         for n in session.scalars(select(NodeRow))
     ]

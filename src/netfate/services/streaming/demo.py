@@ -1,27 +1,37 @@
-"""The streaming service on the testbed (topologies/streaming.yaml):
-``netfate demo streaming``.
+"""The streaming paper's testbed (topologies/streaming.yaml: 5 PEs, 2 core routers
+with compute, 2 providers, viewers on four PEs): ``netfate demo streaming``.
 
 check() walks through it, each step raising DemoFailed with the reason:
 
-1. a provider (its camera at pe1) schedules an event and starts it: the service
-   runs an acquirer at pe1 and answers its address and port;
-2. the camera streams an ffmpeg test source (RTP/MPEG-TS, its frame counter
-   visible) to that address and port;
-3. a viewer at pe2 joins: no streamer anywhere, so a new one on pe2 (case 4);
-   the acquirer gets it as its next hop; the viewer's ffprobe decodes frames of
-   the HLS the streamer serves;
-4. a viewer at pe3 joins: pe3 has no streamer, pe2's is its neighbour (case 3);
-5. both leave: after the grace period the loop prunes the branch and the
-   streamer goes; the event stops and the acquirer goes.
+1. two providers (a university's camera at pe1, a sports club's at pe4) schedule
+   an event each and start it: the service runs an acquirer at each PE and
+   answers its address and port; each camera streams an ffmpeg test source with
+   a visible clock (drawtext where ffmpeg has it, else testsrc's own counter);
+2. each acquirer recognises its stream and tells the back-end through the
+   platform's function events: the live content shows container and codecs;
+3. viewers join, and the tree grows by the paper's rule, every case asserted:
+     alice (pe2) lecture   case 4  a new edge streamer on pe2
+     bob   (pe3) lecture   case 3  pe3 has none: pe2's, its neighbour
+     carol (pe2) match     case 2  pe2's streamer has room and takes the match
+     dave  (pe2) lecture   case 1  pe2's streamer already serves the lecture
+     erin  (pe5) lecture   case 4  no neighbour has one: a new one on pe5; the
+                                   lecture's tree branches at c1: a forwarder there
+     frank (pe4) match     case 3  pe5's, next door; the match branches at c2
+   and every viewer's ffprobe decodes frames of the HLS its streamer serves;
+4. everyone leaves: after the grace period the branches are pruned, the
+   streamers and forwarders go; the events stop and the acquirers go: the tree
+   is empty.
 
-Not yet: the paper's full scenario (5 PEs, 2 core routers, 2 providers, a
-recording played back, a browser, cases 1 and 2 on the testbed): issue 14.
+The helpers (Scene) are shared with the fault tests (tests/testbed/test_streaming_faults.py).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,64 +41,72 @@ from netfate.host import netns
 from netfate.testbed.builder import Testbed
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "streaming.yaml"
-SOURCE_S = 120
+SOURCE_S = 600
+"""The sources' length: they are stopped when the walk-through ends."""
 GRACE_S = 1.0
+S = "/streaming"
+GONE = ("gone", "failed", "stopping")
+
+PROVIDERS = {
+    # content key: (provider, title, its PE, its camera host, event title)
+    "lecture": ("uni", "A University", "pe1", "camera", "Opening lecture"),
+    "match": ("club", "A Sports Club", "pe4", "camera2", "Derby"),
+}
+JOINS = (
+    # client, host, content key, expected case, expected streamer node
+    ("alice", "phone", "lecture", 4, "pe2"),
+    ("bob", "tablet", "lecture", 3, "pe2"),
+    ("carol", "phone", "match", 2, "pe2"),
+    ("dave", "phone", "lecture", 1, "pe2"),
+    ("erin", "laptop", "lecture", 4, "pe5"),
+    ("frank", "tv", "match", 3, "pe5"),
+)
+BRANCHES = {"lecture": "c1", "match": "c2"}
+"""Where each content's tree branches once every viewer is in: a forwarder on a core."""
+
+_CLOCK = (
+    "drawtext=text='%{localtime\\:%T} %{n}':fontsize=20:fontcolor=white"
+    ":box=1:boxcolor=black@0.6:x=6:y=6"
+)
 
 
-def _source(acquirer: str, port: int) -> list[str]:
-    """The provider's encoder: testsrc (its frame counter is the visible clock), H.264."""
+def clock_filter() -> str | None:
+    """The drawtext clock when this ffmpeg can draw text (a font found), else None."""
+    try:
+        r = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi",
+             "-i", "testsrc=size=64x48:rate=1:duration=1", "-vf", _CLOCK, "-f", "null", "-"],
+            capture_output=True, timeout=20, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return _CLOCK if r.returncode == 0 else None
+
+
+def source_argv(acquirer: str, port: int, clock: str | None) -> list[str]:
+    """The provider's encoder: testsrc (its frame counter, and the wall clock when
+    drawtext works, is the visible clock), H.264 in RTP/MPEG-TS."""
+    vf = ["-vf", clock] if clock else []
     return [
-        "ffmpeg",
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-t",
-        str(SOURCE_S),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "rtp_mpegts",
-        f"rtp://{acquirer}:{port}",
-    ]
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", str(SOURCE_S), *vf,
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15",
+        "-pix_fmt", "yuv420p", "-f", "rtp_mpegts", f"rtp://{acquirer}:{port}",
+    ]  # fmt: skip
 
 
-def frames(ns: str, url: str, seconds: float = 3.0) -> int:
-    """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media."""
+def frames(ns: str, url: str, seconds: float = 2.0, first: int | None = None) -> int:
+    """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media
+    (or its ``first`` frames only)."""
+    interval = f"%+#{first}" if first is not None else f"%+{seconds:g}"
     out = netns.run_in(
         ns,
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-i",
-            url,
-            "-select_streams",
-            "v",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-read_intervals",
-            f"%+{seconds:g}",
-            "-of",
-            "json",
-        ],
+        ["ffprobe", "-v", "error", "-i", url, "-select_streams", "v", "-count_frames",
+         "-show_entries", "stream=nb_read_frames", "-read_intervals", interval,
+         "-of", "json"],
         check=False,
         timeout=seconds + 40,
-    )
+    )  # fmt: skip
     try:
         streams: list[dict[str, Any]] = json.loads(out.stdout or "{}").get("streams", [])
     except json.JSONDecodeError:
@@ -96,94 +114,225 @@ def frames(ns: str, url: str, seconds: float = 3.0) -> int:
     return int(streams[0].get("nb_read_frames", 0) or 0) if streams else 0
 
 
-def _live(api: Api, name: str) -> dict[str, Any] | None:
+def live(api: Api, name: str) -> dict[str, Any] | None:
     for i in api("GET", "/instances"):
-        if i["name"] == name and i["state"] not in ("gone", "failed", "stopping"):
+        if i["name"] == name and i["state"] not in GONE:
             return dict(i)
     return None
+
+
+def gone(api: Api, name: str) -> Callable[[], bool]:
+    """Whether the instance ``name`` no longer lives (for until)."""
+    return lambda: live(api, name) is None
+
+
+def appears(api: Api, name: str) -> Callable[[], dict[str, Any] | None]:
+    return lambda: live(api, name)
+
+
+@dataclass
+class Scene:
+    """The walk-through's state: what it started, who watches what."""
+
+    tb: Testbed
+    api: Api
+    say: Say
+    clock: str | None = None
+    events: dict[str, int] = field(default_factory=dict)
+    """content key -> event id."""
+    contents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """content key -> the live content (id, acquirer address and port)."""
+    sources: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    hosts: dict[str, str] = field(default_factory=dict)
+    """client -> the host it watches from."""
+
+    # ---------------------------------------------------------------- providers
+
+    def start(self) -> None:
+        api = self.api
+        api("PUT", f"{S}/settings", {"criterion": "consolidation", "grace_s": GRACE_S})
+        self.clock = clock_filter()
+        for key, (prov, title, pe, _cam, ev_title) in PROVIDERS.items():
+            api("POST", f"{S}/providers", {"name": prov, "title": title, "pe": pe})
+            ev = api(
+                "POST",
+                f"{S}/events",
+                {"provider": prov, "title": ev_title, "description": "with a clock",
+                 "start": time.time() + 5, "duration_s": 900, "bitrate_kbps": 1500},
+            )  # fmt: skip
+            ev = api("POST", f"{S}/events/{ev['id']}/start", None)
+            self.events[key], self.contents[key] = ev["id"], ev["content"]
+            acq = ev["content"]["acquirer"]
+            self.say(
+                f"{prov} started event {ev['id']}: content {ev['content']['id']}, acquirer at "
+                f"{acq['node']} {acq['address']}:{acq['port']} ({acq['protocol']})"
+            )
+        for key, (_p, _t, pe, _c, _e) in PROVIDERS.items():
+            inst = until(f"the acquirer at {pe}", appears(api, f"acquirer-{pe}"))
+            api.wait_state(inst["id"], "running", timeout=60)
+            self.stream(key)
+        how = "drawtext wall clock and frame number" if self.clock else "testsrc's counter"
+        self.say(f"both cameras stream ffmpeg test sources ({how})")
+
+    def stream(self, key: str) -> None:
+        """(Re)start the provider's encoder towards its acquirer."""
+        old = self.sources.pop(key, None)
+        if old is not None:
+            self.kill_source(old)
+        acq = self.contents[key]["acquirer"]
+        cam = self.tb.netns_of(PROVIDERS[key][3])
+        argv = source_argv(acq["address"], acq["port"], self.clock)
+        self.sources[key] = netns.popen_in(cam, argv)
+
+    @staticmethod
+    def kill_source(p: subprocess.Popen[bytes]) -> None:
+        p.kill()
+        p.wait()
+
+    def content(self, key: str) -> dict[str, Any]:
+        cid = self.contents[key]["id"]
+        for c in self.api("GET", f"{S}/contents"):
+            if c["id"] == cid:
+                return dict(c)
+        raise DemoFailed(f"content {cid} is not live")
+
+    def recognised(self, key: str) -> dict[str, Any]:
+        st = until(
+            f"the acquirer's recognition of {key}",
+            lambda: self.content(key)["stream"].get("recognised"),
+            60,
+        )
+        return dict(st)
+
+    # ---------------------------------------------------------------- viewers
+
+    def join(self, client: str, host: str, key: str) -> dict[str, Any]:
+        cid = self.contents[key]["id"]
+        a = dict(self.api("POST", f"{S}/contents/{cid}/viewers", {"client": client, "host": host}))
+        self.hosts[client] = host
+        return a
+
+    def viewer(self, client: str) -> dict[str, Any]:
+        for key in self.contents:
+            cid = self.contents[key]["id"]
+            for v in self.api("GET", f"{S}/contents/{cid}/viewers"):
+                if v["client"] == client:
+                    return dict(v)
+        raise DemoFailed(f"{client} watches nothing")
+
+    def decodes(self, client: str, timeout: float = 90) -> int:
+        """Frames the client's ffprobe decodes from the HLS of the streamer serving it
+        now (its address read again: a rebuilt streamer may have another)."""
+        ns = self.tb.netns_of(self.hosts[client])
+
+        def attempt() -> int:
+            v = self.viewer(client)
+            inst = live(self.api, f"streamer-{v['streamer']}")
+            if inst is None or inst["state"] != "running" or not v["hls"]:
+                return 0
+            return frames(ns, v["hls"])
+
+        return int(until(f"frames decoded by {client}", attempt, timeout))
+
+    def leave(self, client: str) -> None:
+        v = self.viewer(client)
+        cid = v["content"]
+        self.api("DELETE", f"{S}/contents/{cid}/viewers/{client}")
+
+    # ---------------------------------------------------------------- the tree
+
+    def tree(self) -> dict[str, Any]:
+        return dict(self.api("GET", f"{S}/tree"))
+
+    def forwarder(self, node: str, key: str) -> dict[str, Any]:
+        """The forwarder on ``node`` carrying ``key``, once it runs."""
+        cid = self.contents[key]["id"]
+        if cid not in self.tree()["desired"]["forwarders"].get(node, {}):
+            raise DemoFailed(f"{key}'s tree has no branch point at {node}: {self.tree()}")
+        inst = until(f"the forwarder on {node}", appears(self.api, f"forwarder-{node}"))
+        return self.api.wait_state(inst["id"], "running", timeout=60)
+
+    def copies(self, node: str, key: str) -> dict[str, int]:
+        """Datagrams the forwarder on ``node`` sent of ``key`` per next hop (its stats
+        in its agent's report), once it duplicates to two hops or more."""
+        cid = self.contents[key]["id"]
+
+        def sent() -> dict[str, int] | None:
+            inst = live(self.api, f"forwarder-{node}")
+            route = ((inst or {}).get("stats") or {}).get("routes", {}).get(cid, {})
+            hops = {str(h["hop"]): int(h.get("sent", 0)) for h in route.get("hops", [])}
+            return hops if len(hops) >= 2 and all(hops.values()) else None
+
+        return dict(until(f"the forwarder on {node} to duplicate {key}", sent, 60))
+
+    def stop(self) -> None:
+        for p in self.sources.values():
+            self.kill_source(p)
+        self.sources.clear()
 
 
 def check(tb: Testbed, say: Say) -> None:
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")
-    api = Api(tb.api_url)
-    s = "/streaming"
-    api("PUT", f"{s}/settings", {"criterion": "consolidation", "grace_s": GRACE_S})
-    api("POST", f"{s}/providers", {"name": "uni", "title": "A University", "pe": "pe1"})
-    ev = api(
-        "POST",
-        f"{s}/events",
-        {
-            "provider": "uni",
-            "title": "Opening lecture",
-            "description": "Room A, with a clock",
-            "start": time.time() + 5,
-            "duration_s": 600,
-            "bitrate_kbps": 2000,
-        },
-    )
-    ev = api("POST", f"{s}/events/{ev['id']}/start", None)
-    content = ev["content"]
-    cid, acq = content["id"], content["acquirer"]
-    say(
-        f"event {ev['id']} started: content {cid}, acquirer at {acq['node']} "
-        f"{acq['address']}:{acq['port']} ({acq['protocol']})"
-    )
-    inst = _live(api, "acquirer-pe1")
-    if inst is None:
-        raise DemoFailed("no acquirer instance at pe1")
-    api.wait_state(inst["id"], "running", timeout=60)
-    camera = tb.netns_of("camera")
-    source = netns.popen_in(camera, _source(acq["address"], acq["port"]))
+    sc = Scene(tb, Api(tb.api_url), say)
     try:
-        _viewers(tb, api, cid, say)
+        sc.start()
+        for key in PROVIDERS:
+            rec = sc.recognised(key)
+            codecs = ", ".join(f"{s['kind']} {s['codec']}" for s in rec["streams"])
+            say(f"the acquirer recognised {key}: {rec['container']} ({codecs})")
+            if rec["container"] != "mpegts" or "h264" not in codecs:
+                raise DemoFailed(f"unexpected recognition of {key}: {rec}")
+        _grow(sc)
+        _shrink(sc)
     finally:
-        source.kill()
-        source.wait()
-    api("POST", f"{s}/events/{ev['id']}/stop", None)
-    until("the acquirer to go", lambda: _live(api, "acquirer-pe1") is None, 30)
-    say("event stopped: the acquirer is gone, the tree is empty")
+        sc.stop()
 
 
-def _viewers(tb: Testbed, api: Api, cid: str, say: Say) -> None:
-    s = "/streaming"
-    a = api("POST", f"{s}/contents/{cid}/viewers", {"client": "alice", "host": "phone"})
-    say(
-        f"alice at {a['pe']}: case {a['case']}, {a['streamer']} on {a['node']} "
-        f"at {a['address']} ({a['why']})"
-    )
-    if a["case"] != 4 or a["node"] != "pe2":
-        raise DemoFailed(f"expected case 4 on pe2, got {a}")
-    es = _live(api, f"streamer-{a['streamer']}")
-    if es is None:
-        raise DemoFailed(f"no instance for {a['streamer']}")
-    api.wait_state(es["id"], "running", timeout=60)
-    phone = tb.netns_of("phone")
-    url = a["hls"]
-
-    def playlist() -> bool:
-        r = netns.run_in(
-            phone,
-            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", url],
-            check=False,
+def _grow(sc: Scene) -> None:
+    for client, host, key, case, node in JOINS:
+        a = sc.join(client, host, key)
+        sc.say(
+            f"{client} at {a['pe']} watches {key}: case {a['case']}, {a['streamer']} on "
+            f"{a['node']} ({a['why']})"
         )
-        return r.stdout.strip() == "200"
+        if a["case"] != case or a["node"] != node:
+            raise DemoFailed(f"expected case {case} on {node} for {client}, got {a}")
+        n = sc.decodes(client)
+        sc.say(f"{client}'s ffprobe decodes {n} frames of {a['hls']}")
+    for key, node in BRANCHES.items():
+        fwd = sc.forwarder(node, key)
+        sc.say(f"{key}'s tree branches at core {node}: forwarder {fwd['ip']} duplicates it")
+    for client, *_ in JOINS:  # through the forwarders now
+        sc.decodes(client)
+    for key, node in BRANCHES.items():
+        sent = ", ".join(f"{n} to {h}" for h, n in sorted(sc.copies(node, key).items()))
+        sc.say(f"the forwarder on {node} sent {key}: {sent}")
+    cases = sorted({c for _, _, _, c, _ in JOINS})
+    sc.say(f"cases {cases} of the rule happened; every viewer decodes through the tree")
 
-    until(f"the HLS playlist {url}", playlist, 60)
-    n = until("frames decoded at the viewer", lambda: frames(phone, url), 60)
-    say(f"alice's ffprobe decodes {n} frames of {url} through {a['streamer']}")
-    b = api("POST", f"{s}/contents/{cid}/viewers", {"client": "bob", "host": "tablet"})
-    say(f"bob at {b['pe']}: case {b['case']}, {b['streamer']} on {b['node']} ({b['why']})")
-    if b["case"] != 3 or b["streamer"] != a["streamer"]:
-        raise DemoFailed(f"expected case 3 through {a['streamer']}, got {b}")
-    for client in ("alice", "bob"):
-        api("DELETE", f"{s}/contents/{cid}/viewers/{client}")
-    until(
-        f"{a['streamer']} to be released",
-        lambda: _live(api, f"streamer-{a['streamer']}") is None,
-        30,
+
+def _shrink(sc: Scene) -> None:
+    streamers = {sc.viewer(c)["streamer"] for c, *_ in JOINS}
+    for client, *_ in JOINS:
+        sc.leave(client)
+    for sid in sorted(streamers):
+        until(f"{sid} to be released", gone(sc.api, f"streamer-{sid}"), 60)
+    for node in BRANCHES.values():
+        until(f"the forwarder on {node} to go", gone(sc.api, f"forwarder-{node}"))
+    sc.say(
+        f"everyone left: after {GRACE_S:g} s the branches were pruned, the streamers and "
+        "forwarders went"
     )
-    say(f"both left: after {GRACE_S:g} s the branch was pruned and {a['streamer']} released")
+    for eid in sc.events.values():
+        sc.api("POST", f"{S}/events/{eid}/stop", None)
+    for _p, _t, pe, _c, _e in PROVIDERS.values():
+        until(f"the acquirer at {pe} to go", gone(sc.api, f"acquirer-{pe}"))
+    t = sc.tree()
+    left = (t["state"]["contents"], t["state"]["streamers"], t["functions"])
+    if any(left):
+        raise DemoFailed(f"the tree is not empty: {left}")
+    sc.say("events stopped: the acquirers are gone, the tree is empty")
 
 
 def show(tb: Testbed, say: Say) -> None:

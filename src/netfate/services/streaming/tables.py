@@ -69,6 +69,9 @@ class ContentRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="live")
     started_at: Mapped[float] = mapped_column(Float)
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stream: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """What the acquirer said of the provider's stream (notices.py): its state, starts,
+    source, recognition (container, codecs), measured bitrate, last refusals."""
 
 
 class RecordingRow(Base):

@@ -31,11 +31,12 @@ so a join beyond capacity is refused, with each candidate's reason.
 
 Bandwidth. Each content's branches form a tree from its root (a parent per
 node). A node that can host functions duplicates (a forwarder, or the acquirer
-at the root), so one copy enters it; a node that cannot (a core router today)
-passes on one copy per streamer below it. A link carries, per content, the
-copies that enter its lower end, plus one stream per viewer whose streamer is on
-another PE (case 3). A node sends the copies on its links down the tree plus
-its streamers' viewer streams.
+at the root), so one copy enters it; a node that cannot (a core router without
+compute) passes on one copy per streamer below it. A core router the topology
+gives compute hosts forwarders only: acquirers and streamers run on PEs. A link
+carries, per content, the copies that enter its lower end, plus one stream per
+viewer whose streamer is on another PE (case 3). A node sends the copies on its
+links down the tree plus its streamers' viewer streams.
 
 Pruning. When the last viewer of a (content, streamer) pair leaves, the branch
 waits ``grace_s`` (a viewer coming back keeps it); then the streamer drops the
@@ -75,7 +76,10 @@ class NodeSpec:
     bandwidth_bps: float
     """What the node may send for the service (tree copies and viewer streams)."""
     hosts: bool = True
-    """It can run functions (acquirer, forwarder, streamers); else it only forwards."""
+    """It can run functions; else it only forwards."""
+    edge: bool = True
+    """An access node (a PE): providers and viewers attach to it, acquirers and edge
+    streamers run there. A core node with compute (hosts, not edge) runs forwarders."""
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,7 @@ class Tree:
     def publish(self, content: str, root: str, bitrate_bps: float) -> None:
         """A provider started an event: content X is live, rooted at ``root``."""
         node = self.net.nodes.get(root)
-        if node is None or not node.hosts:
+        if node is None or not (node.hosts and node.edge):
             raise TreeError(f"content {content}: {root!r} is not a PE that can run the acquirer")
         if bitrate_bps <= 0:
             raise TreeError(f"content {content}: bitrate must be positive")
@@ -354,7 +358,7 @@ class Tree:
         if x is None:
             return JoinRefused(client, content, pe, f"content {content} is not live")
         node = self.net.nodes.get(pe)
-        if node is None or not node.hosts:
+        if node is None or not (node.hosts and node.edge):
             return JoinRefused(client, content, pe, f"{pe!r} is not an access PE")
         cur = self.viewers.get(client)
         if cur is not None and cur.content == content and cur.pe == pe:
@@ -491,10 +495,13 @@ class Tree:
         return sorted(streamers, key=lambda s: (sign * self._count(s), s.id))
 
     def _nearest(self, pe: str) -> list[str]:
-        """Hosting nodes from pe outwards (QoS: by delay; consolidation: by hops)."""
+        """PEs that can host a streamer, from pe outwards (QoS: by delay; consolidation:
+        by hops)."""
         dist, _ = self._dijkstra({pe: 0.0}, lambda _a, _b: True, self.criterion == "qos")
+        nodes = self.net.nodes
         return sorted(
-            (n for n in dist if self.net.nodes[n].hosts), key=lambda n: (n != pe, dist[n], n)
+            (n for n in dist if nodes[n].hosts and nodes[n].edge),
+            key=lambda n: (n != pe, dist[n], n),
         )
 
     def _count(self, s: Streamer) -> int:

@@ -14,7 +14,7 @@ from netfate.vnf.portal.http import Handler, serve
 from netfate.vnf.runtime import Context, Function
 
 from .config import ConfigError
-from .events import Event, HelperFailed, Outbox
+from .events import HelperFailed
 from .ffmpeg import FfmpegChild
 from .net import Sender, UdpPort
 from .path import RtpPath
@@ -97,7 +97,6 @@ class StreamingFunction(Function):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.outbox = Outbox()
         self.sender = Sender()
         self.inactive_dropped = 0
         """Datagrams that arrived while this copy was not active (standby, frozen)."""
@@ -105,12 +104,7 @@ class StreamingFunction(Function):
         self._http: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # ----- the hook ----------------------------------------------------------------
-
-    def emit(self, event: Event) -> None:
-        """Tell the back-end something happened. Recorded in the outbox, which
-        ``status`` shows and ``export`` carries (see events.py)."""
-        self.outbox.emit(event)
+    # ----- events (the platform's emit hook; export carries the outbox) -------------
 
     def helper_exited(self, child: FfmpegChild, rc: int | None, detail: str) -> None:
         """An ffmpeg child exited unexpectedly (it restarts by itself): say so."""

@@ -1,14 +1,11 @@
-"""What the streaming functions tell the back-end, and the hook they tell it through.
+"""What the streaming functions tell the back-end.
 
-Events are past-tense dataclasses (DESIGN.md §5). A function hands one to
-:meth:`Outbox.emit` (its ``emit`` hook); the outbox numbers it and keeps the
-latest :data:`OUTBOX_LIMIT`. Today the orchestrator reads them from the
-function's ``status`` stats (``stats["events"]``: ``last_seq``, ``dropped`` and
-the retained items, oldest first), which every agent report already carries;
-a consumer remembers the last ``seq`` it handled and sees a gap as
-``first_seq > its last + 1``. When the platform can carry events itself (an
-``events`` control op the agent drains and posts), the same outbox is what it
-drains: the functions need not change.
+Events are past-tense dataclasses (DESIGN.md §5). A function hands one to its
+``emit`` hook (``netfate.vnf.runtime.Function.emit``); the platform's outbox
+(``netfate.vnf.outbox``) numbers it, the function's ``status`` stats show it
+(``stats["events"]``: ``last_seq``, ``dropped`` and the retained items, oldest
+first), its agent's report carries it, and the orchestrator hands each new one
+to the streaming service (``Service.on_instance_event``).
 
 Times in events are wall-clock Unix seconds (they leave the machine); the
 functions' internal clocks are monotonic.
@@ -16,11 +13,12 @@ functions' internal clocks are monotonic.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-OUTBOX_LIMIT = 256
+from netfate.vnf.outbox import OUTBOX_LIMIT, Outbox
+
+__all__ = ["OUTBOX_LIMIT", "Event", "Outbox"]
 
 
 @dataclass(frozen=True)
@@ -203,54 +201,3 @@ class HelperFailed(Event):
     """The last line of its error output."""
     at: float
     """Wall-clock time."""
-
-
-@dataclass
-class Outbox:
-    """The ``emit`` hook's queue: numbered events, the latest ``limit`` kept."""
-
-    limit: int = OUTBOX_LIMIT
-    last_seq: int = 0
-    dropped: int = 0
-    """Events pushed out of the window before anyone could read them (a lower bound
-    of what a slow reader missed)."""
-    items: deque[dict[str, Any]] = field(default_factory=deque)
-
-    def emit(self, event: Event) -> int:
-        """Record `event`; returns its sequence number."""
-        self.last_seq += 1
-        self.items.append({"seq": self.last_seq, "kind": type(event).__name__, **asdict(event)})
-        while len(self.items) > self.limit:
-            self.items.popleft()
-            self.dropped += 1
-        return self.last_seq
-
-    def since(self, seq: int) -> list[dict[str, Any]]:
-        """Events numbered after `seq`, oldest first."""
-        return [e for e in self.items if e["seq"] > seq]
-
-    def kinds(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.items if e["kind"] == kind]
-
-    def snapshot(self) -> dict[str, Any]:
-        """What ``status`` shows and ``export`` carries."""
-        return {"last_seq": self.last_seq, "dropped": self.dropped, "items": list(self.items)}
-
-    def restore(self, state: Any) -> None:
-        """Continue a peer's numbering and keep its retained events (migration)."""
-        if not isinstance(state, dict):
-            return
-        items = [e for e in state.get("items", ()) if isinstance(e, dict)][-self.limit :]
-        last = state.get("last_seq", 0)
-        if isinstance(last, int) and last >= self.last_seq:
-            mine = list(self.items)
-            self.items = deque(items)
-            # Events this process emitted before the import follow the peer's.
-            self.last_seq = last
-            for e in mine:
-                self.last_seq += 1
-                self.items.append({**e, "seq": self.last_seq})
-            while len(self.items) > self.limit:
-                self.items.popleft()
-            dropped = state.get("dropped", 0)
-            self.dropped = int(dropped) if isinstance(dropped, int) else 0
