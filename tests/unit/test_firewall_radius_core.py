@@ -1,5 +1,5 @@
 """The RADIUS server's sans-I/O core (services/firewall/core.py, disconnect.py) driven
-in memory against the NAS's cores (ClientCore for its requests, DasCore for our
+in memory against the CORE_NAS's cores (ClientCore for its requests, DasCore for our
 Disconnect-Requests): no socket, no clock, no database. And the user session table
 (states.py)."""
 
@@ -23,120 +23,102 @@ from netfate.proto.radius import (
     PacketDropped,
 )
 from netfate.services.firewall import policy
-from netfate.services.firewall.core import Clients, RadiusCore
 from netfate.services.firewall.disconnect import (
     DisconnectAcked,
     DisconnectFailed,
     DisconnectNaked,
     DisconnectSent,
-    DmJob,
     event_record,
     may_send,
 )
-from netfate.services.firewall.nas_sessions import ListenerKey, NasSession
+from netfate.services.firewall.nas_sessions import ListenerKey
 from netfate.services.firewall.states import (
     IllegalSessionTransition,
     UserStatus,
     check_session_transition,
 )
 from netfate.services.firewall.tables import FirewallUserRow
-from radius_fixtures import events, radius_db, user_row
+from radius_fixtures import (
+    CORE_DM_TO,
+    CORE_LISTENER,
+    CORE_NAS,
+    CORE_SECRET,
+    dm_job,
+    events,
+    radius_core,
+    radius_db,
+    user_row,
+)
 
-SECRET = b"core-secret"
-NAS = ("10.0.0.2", 40000)
-DM_TO = ("10.0.0.2", 3799)
-LISTENER: ListenerKey = ("10.0.0.1", 1812, "ns-pe1")
 OTHER: ListenerKey = ("127.0.0.1", 1812, None)
 
 
-def _core(timeout: float = 1.0, retries: int = 2) -> RadiusCore:
-    clients = Clients()
-    clients.load([("10.0.0.0/24", SECRET.decode()), ("10.0.0.9", "another")])
-    core = RadiusCore(clients)
-    core.dm.timeout, core.dm.retries = timeout, retries
-    return core
-
-
-def _job(session_id: str = "cpe1-s1", listener: ListenerKey = LISTENER) -> DmJob:
-    n = NasSession(
-        key=(NAS[0], session_id),
-        user="alice",
-        nas_identifier="cpe1",
-        peer=NAS,
-        listener=listener,
-        framed_ip="192.168.1.2",
-        started=0.0,
-        seen=0.0,
-    )
-    return DmJob(n, DM_TO, SECRET, "logged out")
-
-
 def test_clients_match_exact_address_before_subnets() -> None:
-    core = _core()
+    core = radius_core()
     assert core.clients.secret_for("10.0.0.9") == b"another"
-    assert core.clients.secret_for("10.0.0.2") == SECRET
+    assert core.clients.secret_for("10.0.0.2") == CORE_SECRET
     assert core.clients.secret_for("10.0.1.2") is None
     assert core.clients.secret_for("not an address") is None
 
 
 def test_access_request_then_answer_and_a_retransmission_from_the_cache() -> None:
-    core, nas = _core(), ClientCore(SECRET)
+    core, nas = radius_core(), ClientCore(CORE_SECRET)
     _, wire = nas.access_request("alice", b"pw", [(Attr.NAS_IDENTIFIER, "cpe1")], 0.0)
-    (ev,) = core.receive(wire, NAS, LISTENER, 0.0)
+    (ev,) = core.receive(wire, CORE_NAS, CORE_LISTENER, 0.0)
     assert isinstance(ev, AccessRequested) and ev.user == "alice" and ev.password == b"pw"
     assert core.datagrams_to_send() == []  # the decision is the application's
-    assert core.receive(wire, NAS, LISTENER, 0.1) == []  # still deciding: no second event
+    assert core.receive(wire, CORE_NAS, CORE_LISTENER, 0.1) == []  # still deciding: no second event
     answer = core.server.accept(ev, [(Attr.SESSION_TIMEOUT, 600)])
     (got,) = nas.receive(answer, 0.2)
     assert got.response.code == Code.ACCESS_ACCEPT
-    assert core.receive(wire, NAS, LISTENER, 0.3) == []  # the NAS sent it once more
-    assert core.datagrams_to_send() == [(LISTENER, answer, NAS)]  # from the same listener
+    assert core.receive(wire, CORE_NAS, CORE_LISTENER, 0.3) == []  # the CORE_NAS sent it once more
+    assert core.datagrams_to_send() == [(CORE_LISTENER, answer, CORE_NAS)]  # from the same listener
     assert core.counters["accepts"] == 1
 
 
 def test_accounting_request_is_an_event() -> None:
-    core, nas = _core(), ClientCore(SECRET)
+    core, nas = radius_core(), ClientCore(CORE_SECRET)
     attrs = [
         (Attr.ACCT_STATUS_TYPE, int(AcctStatus.START)),
         (Attr.ACCT_SESSION_ID, "cpe1-s1"),
         (Attr.USER_NAME, "alice"),
     ]
     _, wire = nas.accounting_request(list(attrs), 0.0)
-    (ev,) = core.receive(wire, NAS, LISTENER, 0.0)
+    (ev,) = core.receive(wire, CORE_NAS, CORE_LISTENER, 0.0)
     assert isinstance(ev, AccountingReceived)
     assert (ev.status, ev.session_id, ev.user) == (AcctStatus.START, "cpe1-s1", "alice")
 
 
 def test_unknown_client_and_garbage_are_dropped_and_remembered() -> None:
-    core, nas = _core(), ClientCore(SECRET)
+    core, nas = radius_core(), ClientCore(CORE_SECRET)
     _, wire = nas.access_request("alice", b"pw", [], 0.0)
-    (ev,) = core.receive(wire, ("10.9.9.9", 1), LISTENER, 0.0)
+    (ev,) = core.receive(wire, ("10.9.9.9", 1), CORE_LISTENER, 0.0)
     assert isinstance(ev, PacketDropped) and "no RADIUS client" in ev.reason
-    (ev,) = core.receive(b"\x01\x00", NAS, LISTENER, 0.0)
+    (ev,) = core.receive(b"\x01\x00", CORE_NAS, CORE_LISTENER, 0.0)
     assert isinstance(ev, PacketDropped)
     for i in range(60):
-        core.receive(bytes([1, i]), NAS, LISTENER, 0.0)
+        core.receive(bytes([1, i]), CORE_NAS, CORE_LISTENER, 0.0)
     assert len(core.dropped) == 50  # bounded
     assert core.datagrams_to_send() == []
 
 
 def test_disconnect_sent_acked_from_where_it_went_only() -> None:
-    core = _core()
-    nas = DasCore({LISTENER[0]: SECRET})
-    (sent,) = core.dm.send([_job()], {LISTENER}, 5.0, 1_700_000_000.0)
+    core = radius_core()
+    nas = DasCore({CORE_LISTENER[0]: CORE_SECRET})
+    (sent,) = core.dm.send([dm_job()], {CORE_LISTENER}, 5.0, 1_700_000_000.0)
     assert isinstance(sent, DisconnectSent)
     ((lk, wire, to),) = core.datagrams_to_send()
-    assert (lk, to) == (LISTENER, DM_TO)
-    (req,) = nas.receive(wire, (LISTENER[0], LISTENER[1]), 5.0, 1_700_000_000.0)
+    assert (lk, to) == (CORE_LISTENER, CORE_DM_TO)
+    (req,) = nas.receive(wire, (CORE_LISTENER[0], CORE_LISTENER[1]), 5.0, 1_700_000_000.0)
     assert isinstance(req, DisconnectRequested)
     assert (req.session_id, req.user, req.framed_ip) == ("cpe1-s1", "alice", "192.168.1.2")
     ack = nas.ack(req)
     # The same answer from another port, or on another listener: dropped.
-    (ev,) = core.receive(ack, (DM_TO[0], 9999), LISTENER, 5.1)
+    (ev,) = core.receive(ack, (CORE_DM_TO[0], 9999), CORE_LISTENER, 5.1)
     assert isinstance(ev, PacketDropped) and "Disconnect answer" in ev.reason
-    (ev,) = core.receive(ack, DM_TO, OTHER, 5.1)
+    (ev,) = core.receive(ack, CORE_DM_TO, OTHER, 5.1)
     assert isinstance(ev, PacketDropped)
-    (ev,) = core.receive(ack, DM_TO, LISTENER, 5.25)
+    (ev,) = core.receive(ack, CORE_DM_TO, CORE_LISTENER, 5.25)
     assert isinstance(ev, DisconnectAcked) and ev.rtt_ms == 250.0
     assert core.dm.counters["sent"] == 1 and core.dm.counters["acked"] == 1
     kind, data = event_record(ev)
@@ -152,18 +134,19 @@ def test_disconnect_sent_acked_from_where_it_went_only() -> None:
     }
     # Answered: nothing left to retransmit, and a second ACK matches nothing.
     assert core.dm.next_deadline() is None and core.dm.poll(100.0) == []
-    (ev,) = core.receive(ack, DM_TO, LISTENER, 5.3)
+    (ev,) = core.receive(ack, CORE_DM_TO, CORE_LISTENER, 5.3)
     assert isinstance(ev, PacketDropped)
 
 
 def test_nak_names_its_error_cause() -> None:
-    core = _core()
-    nas = DasCore({LISTENER[0]: SECRET})
-    core.dm.send([_job()], {LISTENER}, 0.0, 0.0)
+    core = radius_core()
+    nas = DasCore({CORE_LISTENER[0]: CORE_SECRET})
+    core.dm.send([dm_job()], {CORE_LISTENER}, 0.0, 0.0)
     ((_, wire, _),) = core.datagrams_to_send()
-    (req,) = nas.receive(wire, (LISTENER[0], LISTENER[1]), 0.0, 0.0)
+    (req,) = nas.receive(wire, (CORE_LISTENER[0], CORE_LISTENER[1]), 0.0, 0.0)
     assert isinstance(req, DisconnectRequested)
-    (ev,) = core.receive(nas.nak(req, ErrorCause.SESSION_CONTEXT_NOT_FOUND), DM_TO, LISTENER, 0.1)
+    nak = nas.nak(req, ErrorCause.SESSION_CONTEXT_NOT_FOUND)
+    (ev,) = core.receive(nak, CORE_DM_TO, CORE_LISTENER, 0.1)
     assert isinstance(ev, DisconnectNaked)
     assert ev.error_cause == ErrorCause.SESSION_CONTEXT_NOT_FOUND
     kind, data = event_record(ev)
@@ -172,14 +155,14 @@ def test_nak_names_its_error_cause() -> None:
 
 
 def test_retransmitted_then_failed_after_its_tries() -> None:
-    core = _core(timeout=1.0, retries=2)
-    core.dm.send([_job()], {LISTENER}, 0.0, 0.0)
+    core = radius_core(timeout=1.0, retries=2)
+    core.dm.send([dm_job()], {CORE_LISTENER}, 0.0, 0.0)
     ((_, first, _),) = core.datagrams_to_send()
     assert core.dm.next_deadline() == 1.0
     assert core.dm.poll(0.5) == [] and core.datagrams_to_send() == []  # not due yet
     for t in (1.0, 2.0):
         assert core.dm.poll(t) == []
-        assert core.datagrams_to_send() == [(LISTENER, first, DM_TO)]  # the same bytes
+        assert core.datagrams_to_send() == [(CORE_LISTENER, first, CORE_DM_TO)]  # the same bytes
     (ev,) = core.dm.poll(3.0)
     assert isinstance(ev, DisconnectFailed) and ev.detail == "no valid answer to 3 sends"
     assert core.dm.counters["failed"] == 1 and core.dm.cores == {}
@@ -187,22 +170,22 @@ def test_retransmitted_then_failed_after_its_tries() -> None:
 
 
 def test_a_closed_listener_fails_the_job_at_once() -> None:
-    core = _core()
-    (ev,) = core.dm.send([_job(listener=OTHER)], {LISTENER}, 0.0, 0.0)
+    core = radius_core()
+    (ev,) = core.dm.send([dm_job(listener=OTHER)], {CORE_LISTENER}, 0.0, 0.0)
     assert isinstance(ev, DisconnectFailed) and ev.detail == "the listener is closed"
     assert core.datagrams_to_send() == [] and core.dm.counters["sent"] == 0
 
 
 def test_jobs_to_one_nas_share_its_identifiers() -> None:
-    core = _core()
-    events = core.dm.send([_job("s1"), _job("s2")], {LISTENER}, 0.0, 0.0)
+    core = radius_core()
+    events = core.dm.send([dm_job("s1"), dm_job("s2")], {CORE_LISTENER}, 0.0, 0.0)
     assert [type(e) for e in events] == [DisconnectSent, DisconnectSent]
     wires = [w for _, w, _ in core.datagrams_to_send()]
     assert len(core.dm.cores) == 1 and wires[0][1] != wires[1][1]
 
 
 def test_may_send_only_into_namespaces_or_loopback() -> None:
-    assert may_send(LISTENER, "10.0.0.2")
+    assert may_send(CORE_LISTENER, "10.0.0.2")
     assert may_send(OTHER, "127.0.0.2")
     assert not may_send(OTHER, "10.0.0.2")
     assert not may_send(OTHER, "nas.example")
