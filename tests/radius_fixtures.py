@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from freeradius import FreeRadius
 from netfate.orchestrator.loops import LoopRunner
 from netfate.proto.radius import AcctStatus, Attr, Code, Packet
 from netfate.services.firewall import SERVICE
+from netfate.services.firewall.core import Clients, RadiusCore
+from netfate.services.firewall.disconnect import DmJob
+from netfate.services.firewall.nas_sessions import ListenerKey, NasSession
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
 from netfate.services.firewall.tables import FirewallRadiusClientRow, FirewallUserRow
@@ -154,3 +158,58 @@ class FakeRadius:
         """The Accounting Stops sent, as attribute dicts."""
         accts = [dict(attrs) for who, attrs in self.sent if who == "acct"]
         return [a for a in accts if a[Attr.ACCT_STATUS_TYPE] == AcctStatus.STOP]
+
+
+# --------------------------------------------------------------------------- in memory
+# The embedded server's sans-I/O core (services/firewall/core.py) and the cores of
+# the NAS it talks to, with no socket: a NAS at 10.0.0.2 behind a listener in a
+# namespace.
+
+CORE_SECRET = b"core-secret"
+CORE_NAS = ("10.0.0.2", 40000)
+"""Where the NAS's requests come from."""
+CORE_DM_TO = ("10.0.0.2", 3799)
+"""Where the NAS takes Disconnect-Requests."""
+CORE_LISTENER: ListenerKey = ("10.0.0.1", 1812, "ns-pe1")
+
+
+def radius_core(timeout: float = 1.0, retries: int = 2) -> RadiusCore:
+    """A core that knows the NAS's subnet (and one other client by address)."""
+    clients = Clients()
+    clients.load([("10.0.0.0/24", CORE_SECRET.decode()), ("10.0.0.9", "another")])
+    core = RadiusCore(clients)
+    core.dm.timeout, core.dm.retries = timeout, retries
+    return core
+
+
+def dm_job(session_id: str = "cpe1-s1", listener: ListenerKey = CORE_LISTENER) -> DmJob:
+    """A Disconnect-Request for alice's session `session_id` at the NAS."""
+    n = NasSession(
+        key=(CORE_NAS[0], session_id),
+        user="alice",
+        nas_identifier="cpe1",
+        peer=CORE_NAS,
+        listener=listener,
+        framed_ip="192.168.1.2",
+        started=0.0,
+        seen=0.0,
+    )
+    return DmJob(n, CORE_DM_TO, CORE_SECRET, "logged out")
+
+
+def mutated(data: st.DataObject, wire: bytes, keep: tuple[int, ...] = (2, 3)) -> bytes | None:
+    """`wire` with a bit flipped, cut short, or extended (Length fixed); None when the
+    flip drew an octet in `keep` (Length, octets 2-3: covered by cut and extend)."""
+    buf = bytearray(wire)
+    how = data.draw(st.sampled_from(["flip", "cut", "extend_length"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(buf) - 1))
+        if i in keep:
+            return None
+        buf[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "cut":
+        buf = buf[: data.draw(st.integers(0, len(buf) - 1))]
+    else:
+        buf += data.draw(st.binary(min_size=1, max_size=40))
+        buf[2:4] = len(buf).to_bytes(2, "big")
+    return bytes(buf)

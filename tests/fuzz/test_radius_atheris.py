@@ -11,10 +11,13 @@ because ``atheris.Fuzz()`` ends its process. The first input byte picks the targ
        Disconnect-Request, so the paths after verification are fuzzed too
     4  the client core waiting for a Disconnect-ACK/NAK
     5  vendor-specific sub-attributes
+    6  the embedded server's core (services/firewall/core.py) with a Disconnect-Request
+       in flight, the input as a datagram from that NAS's Disconnect port
 
 Beyond "no uncaught exception", the harness checks its invariants: unsigned input
 never yields an AccessRequested or a DisconnectRequested, never gets an answer from
-the Disconnect core, and never completes a client's request.
+the Disconnect core, and never completes a client's request (nor the server core's
+Disconnect-Request).
 """
 
 from __future__ import annotations
@@ -38,14 +41,21 @@ def _harness() -> None:
             decode,
         )
         from netfate.proto.radius import packet as rp
+    # Imported after the instrumented cores (it imports them): the service's own code
+    # (dispatch over those cores) is not instrumented, only checked.
+    from netfate.services.firewall.core import Clients, RadiusCore
+    from netfate.services.firewall.disconnect import DisconnectAcked, DisconnectNaked, DmJob
+    from netfate.services.firewall.nas_sessions import NasSession
 
     secret = b"fuzz-secret"
     peer = ("10.10.0.1", 1813)
+    listener = ("10.10.0.254", 1812, "ns")
+    nas = ("10.10.0.2", 3799)
 
     def one_input(data: bytes) -> None:
         if not data:
             return
-        target, body = data[0] % 6, data[1:]
+        target, body = data[0] % 7, data[1:]
         if target == 0:
             try:
                 pkt = decode(body)
@@ -89,9 +99,19 @@ def _harness() -> None:
             forged[1] = wire[1]
             if client.receive(bytes(forged), 0.0):
                 raise AssertionError("a forged Disconnect answer was accepted")
-        else:
+        elif target == 5:
             with contextlib.suppress(RadiusError):
                 rp.vsas(decode(body))
+        else:
+            clients = Clients()
+            clients.load([("10.10.0.0/24", secret.decode())])
+            core = RadiusCore(clients)
+            n = NasSession((nas[0], "s1"), "alice", None, (nas[0], 1), listener, None, 0.0, 0.0)
+            core.dm.send([DmJob(n, nas, secret, "fuzz")], {listener}, 0.0, 0.0)
+            core.datagrams_to_send()
+            for ev in core.receive(body, nas, listener, 0.5):
+                if isinstance(ev, AccessRequested | DisconnectAcked | DisconnectNaked):
+                    raise AssertionError(f"unsigned bytes passed as {type(ev).__name__}")
 
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()

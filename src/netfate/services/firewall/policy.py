@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from netfate.model.lifecycle import LIVE, InstanceState, MigrationPhase
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
+from netfate.services.firewall.states import UserStatus, check_session_transition
 from netfate.services.firewall.tables import (
     FirewallForwardingRow,
     FirewallFunctionRow,
@@ -149,6 +150,8 @@ def on_login(
         # A firewall must run at the access node: one we do not know cannot host it.
         return Outcome(False, f"unknown access node {node!r}")
     previous = user.access_node
+    # Checked before anything changes: a refused change leaves the row as it was.
+    status = check_session_transition(user.status, UserStatus.ONLINE)
     if mac:
         user.mac = mac.lower().replace("-", ":")
     if ip:
@@ -167,7 +170,7 @@ def on_login(
                 {"user": user.name, "node": node, "reason": str(e)},
             )
             return Outcome(False, f"no firewall for {user.name} at {node}: {e}")
-    user.status = "online"
+    user.status = status.value
     user.access_node = node
     user.logged_in_at = now
     user.last_packet_at = now
@@ -244,6 +247,7 @@ def _ensure_firewall(session: Session, user: FirewallUserRow, node: str) -> Outc
 
 def release(session: Session, user: FirewallUserRow, reason: str) -> set[str]:
     """(d) and logout: stop the user's firewall; the tables say so at once."""
+    status = check_session_transition(user.status, UserStatus.OFFLINE)
     touched: set[str] = set()
     fn = session.get(FirewallFunctionRow, fw_name(user.name))
     node = user.access_node
@@ -266,7 +270,7 @@ def release(session: Session, user: FirewallUserRow, reason: str) -> set[str]:
         # The steering intent goes back to the portal at the next policy step
         # (steering.sync), so the user is captive again, never open.
         fwd.instance = fwd.function_mac = fwd.node = None
-    user.status = "offline"
+    user.status = status.value
     user.access_node = None
     record_event(
         session,
@@ -283,7 +287,9 @@ def release(session: Session, user: FirewallUserRow, reason: str) -> set[str]:
 
 def release_idle(session: Session, now: float) -> set[str]:
     touched: set[str] = set()
-    users = session.scalars(select(FirewallUserRow).where(FirewallUserRow.status == "online")).all()
+    users = session.scalars(
+        select(FirewallUserRow).where(FirewallUserRow.status == UserStatus.ONLINE.value)
+    ).all()
     for u in users:
         last = max(u.last_packet_at or 0.0, u.logged_in_at or 0.0)
         if now - last > u.idle_timeout:
@@ -298,7 +304,9 @@ def _portal_rows(session: Session, now: float) -> None:
     """Table II lists the portals too: one row per portal instance, its users are the
     users online at its node."""
     online: dict[str, int] = {}
-    for u in session.scalars(select(FirewallUserRow).where(FirewallUserRow.status == "online")):
+    for u in session.scalars(
+        select(FirewallUserRow).where(FirewallUserRow.status == UserStatus.ONLINE.value)
+    ):
         if u.access_node:
             online[u.access_node] = online.get(u.access_node, 0) + 1
     portals = session.scalars(select(InstanceRow).where(InstanceRow.descriptor == PORTAL))
@@ -374,7 +382,7 @@ def reconcile(session: Session) -> set[str]:
         if (
             running
             and user is not None
-            and user.status == "online"
+            and user.status == UserStatus.ONLINE
             and user.access_node
             and user.access_node != inst.node
             # Refused once (no room at the access node): keep it where it is until

@@ -40,6 +40,7 @@ from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import Endpoint, Intent, NetworkView, parse_intent
 from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.services.firewall.policy import PORTAL, fw_name, live_instance, setting
+from netfate.services.firewall.states import UserStatus
 from netfate.services.firewall.tables import (
     FirewallForwardingRow,
     FirewallFunctionRow,
@@ -117,7 +118,7 @@ def plan(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         fn = session.get(FirewallFunctionRow, fw_name(user.name))
         fw = live_instance(session, fn) if fn is not None else None
         chain: str | None = None
-        if user.status == "online" and fw is not None and fw.state in CARRIES:
+        if user.status == UserStatus.ONLINE and fw is not None and fw.state in CARRIES:
             chain, via[user.name] = fw.id, f"firewall {fw.id}"
         else:
             if view is None:
