@@ -180,6 +180,7 @@ def create_app(
         panels=[f"/static/{svc.name}/{p}" for svc in services for p in svc.panels],
     )
     app.state.roles = roles.matrix(app.routes, services)
+    requests.learn_routes(app.routes)
     api_errors.document_common_errors(app)
     _annotate_openapi(app)
     aliases = {f"/api/v1/{a.strip('/')}": f"/api/v1{svc.prefix}" for svc in services

@@ -22,14 +22,16 @@ request's read-only session (reads never write).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netfate.model.lifecycle import InstanceState, MigrationPhase, NodeStatus
@@ -57,6 +59,22 @@ class RequestMetrics:
             registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0),
         )
+        self._templates: dict[int, tuple[BaseRoute, str]] = {}
+
+    def learn_routes(self, routes: Iterable[BaseRoute]) -> None:
+        """Each route's full template: an included router's routes keep their own
+        path (`/instances/{iid}`) in the request's scope; the label is the full one."""
+        for rc in iter_route_contexts(list(routes)):
+            if rc.path is not None:
+                self._templates.setdefault(id(rc.original_route), (rc.original_route, rc.path))
+
+    def template(self, route: object) -> str:
+        if route is None:
+            return "unmatched"
+        known = self._templates.get(id(route))
+        if known is not None and known[0] is route:
+            return known[1]
+        return str(getattr(route, "path", "unmatched"))
 
 
 class CountRequests:
@@ -84,7 +102,7 @@ class CountRequests:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = self.metrics.template(scope.get("route"))
             method = str(scope.get("method", ""))
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.seconds.labels(method, route).observe(time.perf_counter() - t0)
