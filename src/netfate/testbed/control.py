@@ -205,6 +205,9 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
     the fabric intents that let the routed network work in secure mode (nothing
     passes a secure bridge without them)."""
     report("SDN controller")
+    if st.prometheus_url:
+        st.metrics["controller"] = f"127.0.0.1:{free_port()}"
+        st.save()
     log = st.dir / "logs" / "controller.log"
     ctl = _spawn(
         st,
@@ -219,6 +222,7 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
             f"127.0.0.1:{SDN_PORT}",
             "--netns",
             names.sw,
+            *(["--metrics", st.metrics["controller"]] if "controller" in st.metrics else []),
         ],
         "controller",
         log,
