@@ -11,16 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
+from catalog_db import catalog_db
 from fakeprom import fake_prometheus
 from netfate.metrics.promapi import Client, PromError, parse_targets, parse_vector
-from netfate.model.topology import Topology
 from netfate.orchestrator import timeseries
 from netfate.orchestrator.engine import Network
-from netfate.orchestrator.nfv import coordinator as nfv
-from netfate.orchestrator.nfv.topology import load_topology
-from netfate.services.catalog import SERVICE
 from netfate.services.catalog.conduit import Conduit, infrastructure, monitored
 from netfate.services.catalog.descriptor import Function
 from netfate.services.catalog.templates import publish
@@ -46,14 +42,7 @@ sla: {latency_ms: 50}
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = Database(f"sqlite:///{tmp_path}/o.db")
-    assert SERVICE.migrations is not None
-    d.migrate([SERVICE.migrations])
-    with d.session() as s:
-        load_topology(s, Topology.from_dict(TOPO))
-        for n in s.scalars(select(NodeRow)):
-            n.status = "up"
-        nfv.ensure_descriptors(s)
+    d = catalog_db(tmp_path, TOPO)
     yield d
     d.dispose()
     timeseries.configure(timeseries.Reader())
