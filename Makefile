@@ -16,7 +16,7 @@ APT_PACKAGES := openvswitch-switch nftables dnsmasq-base ethtool iproute2 iperf3
 	python3 python3-venv curl nodejs libatomic1 \
 	gerbera gupnp-tools python3-gi python3-zeroconf gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
-	multicat nginx libnginx-mod-rtmp
+	multicat nginx libnginx-mod-rtmp prometheus
 
 .PHONY: demo test deps apt venv lint unit netns testbed bench clean-testbed
 

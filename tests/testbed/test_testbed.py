@@ -427,6 +427,7 @@ def test_up_with_orchestrator_and_agents() -> None:
         assert {n["name"]: n["status"] for n in nodes} == {"cpe1": "up", "cpe2": "up", "pe1": "up"}
         roles = sorted(r.role for r in tb.state.process_refs())
         assert "orchestrator" in roles and "agent:pe1" in roles
+        assert "prometheus" in roles  # the run's own, stopped by PID below
         refs = tb.state.process_refs()
         ping(tb, "laptop1", "192.168.2.20", count=2)
     assert not any(proc.alive(r) for r in refs)

@@ -19,11 +19,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from netfate.model.topology import Topology
-from netfate.orchestrator.nfv import coordinator as nfv
+from catalog_db import catalog_db
 from netfate.orchestrator.nfv.errors import Conflict, NoCapacity
-from netfate.orchestrator.nfv.topology import load_topology
-from netfate.services.catalog import SERVICE
 from netfate.services.catalog.conduit import Conduit, Platform, Refused, abstracted
 from netfate.services.catalog.descriptor import Function
 from netfate.services.catalog.position import PlatformRecords
@@ -109,14 +106,7 @@ class FakeCoordinator:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = Database(f"sqlite:///{tmp_path}/o.db")
-    assert SERVICE.migrations is not None
-    d.migrate([SERVICE.migrations])
-    with d.session() as s:
-        load_topology(s, Topology.from_dict(TOPO))
-        for n in s.scalars(select(NodeRow)):
-            n.status = "up"
-        nfv.ensure_descriptors(s)
+    d = catalog_db(tmp_path, TOPO)
     yield d
     d.dispose()
 

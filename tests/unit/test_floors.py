@@ -28,6 +28,7 @@ FLOORS: list[tuple[int, str]] = [
     (0, "netfate.clihelp"),
     (1, "netfate.host"),
     (1, "netfate.faults"),
+    (1, "netfate.metrics"),
     (2, "netfate.vnf"),
     (2, "netfate.store"),
     (2, "netfate.testbed"),

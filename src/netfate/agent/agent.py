@@ -13,6 +13,7 @@ This class is the wiring; each part is its own module:
     migration_source.py  a move away: the server a target pulls from
     migration.py         the protocol both sides speak, its tables and records
     report.py            the report body and the figures gathered for it
+    metrics.py           those figures for Prometheus (--metrics, loopback only)
 
 Starting and stopping run as tasks so a slow instance never delays the heartbeat.
 When the orchestrator is away the instances keep running and the agent retries
@@ -31,12 +32,14 @@ import httpx
 
 from netfate import faults
 from netfate.agent import converge, migration
+from netfate.agent import metrics as agent_metrics
 from netfate.agent.instances import NodeContext
 from netfate.agent.migration_source import SourceSide
 from netfate.agent.migration_target import TargetSide
 from netfate.agent.poll import OrchestratorLink
 from netfate.agent.report import Figures, report_body
 from netfate.agent.supervisor import Supervisor
+from netfate.metrics import exposition
 
 log = logging.getLogger("netfate.agent")
 
@@ -49,6 +52,9 @@ class AgentConfig:
     listen_port: int = 0
     advertise_host: str | None = None
     heartbeat_s: float = 1.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    """Serve /metrics on this loopback port (0: any free one); None: no metrics."""
 
 
 class Agent:
@@ -66,6 +72,7 @@ class Agent:
         self.desired: dict[str, dict[str, Any]] = {}
         self.revision = -1
         self.endpoint = ""
+        self.metrics: exposition.MetricsServer | None = None
 
     async def run(self) -> None:
         self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +84,10 @@ class Agent:
         )
         port = server.sockets[0].getsockname()[1]
         self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"
+        if self.cfg.metrics_port is not None:
+            reg = agent_metrics.registry(self.ctx.node, self.figures)
+            self.metrics = exposition.serve(reg, self.cfg.metrics_host, self.cfg.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", self.cfg.metrics_host, self.metrics.port)
         try:
             await self._register()
             if self.ctx.zygote is not None:
@@ -94,6 +105,8 @@ class Agent:
                     task.cancel()
         finally:
             server.close()
+            if self.metrics is not None:
+                self.metrics.close()
             await self.orchestrator.aclose()
             if self.ctx.zygote is not None:
                 self.ctx.zygote.stop()

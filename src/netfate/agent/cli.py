@@ -33,6 +33,10 @@ def agent(
         "127.0.0.1:0"
     ),
     heartbeat: Annotated[float, typer.Option(help="Seconds between reports")] = 1.0,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Serve Prometheus metrics on this loopback HOST:PORT (PORT 0: any)"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     no_zygote: Annotated[
         bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
@@ -48,6 +52,7 @@ def agent(
     if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
         raise typer.BadParameter("1 to 8 letters or digits", param_hint="--prefix")
     host, port = parse_hostport(listen) if not listen.endswith(":0") else (listen[:-2], 0)
+    metrics_at = _metrics_address(metrics) if metrics is not None else None
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
     )
@@ -73,6 +78,19 @@ def agent(
         listen_host=host,
         listen_port=port,
         heartbeat_s=heartbeat,
+        metrics_host=metrics_at[0] if metrics_at else "127.0.0.1",
+        metrics_port=metrics_at[1] if metrics_at else None,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Agent(cfg).run())
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    from netfate.clihelp import parse_hostport
+    from netfate.metrics.exposition import check_loopback
+
+    try:
+        host, port = parse_hostport(text) if not text.endswith(":0") else (text[:-2], 0)
+        return check_loopback(host), port
+    except (ValueError, typer.BadParameter) as e:
+        raise typer.BadParameter(str(e), param_hint="--metrics") from None

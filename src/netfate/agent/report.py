@@ -45,6 +45,7 @@ class Figures:
         self._ports_cache: tuple[tuple[str, ...], float, list[dict[str, Any]]] | None = None
         self._unnumbered: list[tuple[str, str | None]] = []  # those ports: (name, peer)
         self._last_cpu: dict[str, tuple[float, float]] = {}
+        self._last_link: dict[str, tuple[float, int, int]] = {}  # peer: (t, rx, tx)
         self.stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
         """(ports, resources), as last gathered."""
         self.fn_stats: dict[str, dict[str, Any]] = {}
@@ -179,15 +180,17 @@ class Figures:
             self._last_cpu[iid] = (now, u["cpu_s"])
         for gone in self._last_cpu.keys() - self.sup.instances.keys():
             del self._last_cpu[gone]
-        link_use: dict[str, dict[str, int]] = {}
+        link_use: dict[str, dict[str, float]] = {}
         for p in ports:
             if str(p["peer"]).startswith("node:"):
                 with contextlib.suppress(Exception):
                     st = links.link_stats(self.ctx.ovs_netns, str(p["name"]))
-                    link_use[str(p["peer"])[5:]] = {
-                        "rx_bytes": int(st.get("rx_bytes", 0)),
-                        "tx_bytes": int(st.get("tx_bytes", 0)),
-                    }
+                    peer = str(p["peer"])[5:]
+                    rx, tx = int(st.get("rx_bytes", 0)), int(st.get("tx_bytes", 0))
+                    link_use[peer] = {"rx_bytes": rx, "tx_bytes": tx}
+                    link_use[peer] |= self._link_rates(peer, now, rx, tx)
+        for gone in self._last_link.keys() - link_use.keys():
+            del self._last_link[gone]
         load1 = os.getloadavg()[0]
         return {
             "instances": len(self.sup.instances),
@@ -196,6 +199,19 @@ class Figures:
             "loadavg_1m": load1,
             "links": link_use,
             "at": time.time(),
+        }
+
+    def _link_rates(self, peer: str, now: float, rx: int, tx: int) -> dict[str, float]:
+        """Mbit/s each way since the last read of this link (none on the first read,
+        or when the counters went back: the port was made again)."""
+        prev = self._last_link.get(peer)
+        self._last_link[peer] = (now, rx, tx)
+        if prev is None or now <= prev[0] or rx < prev[1] or tx < prev[2]:
+            return {}
+        dt = now - prev[0]
+        return {
+            "rx_mbps": round((rx - prev[1]) * 8 / dt / 1e6, 6),
+            "tx_mbps": round((tx - prev[2]) * 8 / dt / 1e6, 6),
         }
 
 

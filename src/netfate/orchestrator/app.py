@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,8 +24,10 @@ from netfate import web
 from netfate.contract import ContractError, Service
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
+from netfate.orchestrator import metrics, timeseries
 from netfate.orchestrator.api import errors as api_errors
 from netfate.orchestrator.api import roles
+from netfate.orchestrator.api.deps import SessionDep
 from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.loops import LoopRunner
@@ -65,6 +67,9 @@ class Settings:
     """Event-stream (SSE) clients at once (dashboards); one more is answered 429."""
     long_poll_max_s: float | None = None
     """Cut every long-poll's wait to this (None: as asked, within each route's bound)."""
+    prometheus_url: str | None = None
+    """The Prometheus server that scrapes the platform (http://HOST:PORT): the placement
+    engine reads its time series; None: the engine uses the agents' last samples."""
 
 
 def create_app(
@@ -125,6 +130,8 @@ def create_app(
     app.state.function_events = fnevents.dispatcher(services)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")
+    app.state.timeseries = timeseries.Reader(settings.prometheus_url)
+    timeseries.configure(app.state.timeseries)
     app.state.event_streams = Slots(settings.max_event_streams, "event streams")
 
     api_errors.install(app)
@@ -151,6 +158,16 @@ def create_app(
 
     # Lost races run again, then 409; an unreachable database is 503 (txretry.py).
     app.add_middleware(TransactionRetry)
+    requests = metrics.RequestMetrics()
+    app.add_middleware(metrics.CountRequests, metrics=requests)
+
+    @app.get("/metrics", tags=["meta"], response_class=Response,
+             responses={200: {"content": {metrics.CONTENT_TYPE: {}},
+                              "description": "Prometheus text exposition"}})  # fmt: skip
+    def prometheus_metrics(session: SessionDep) -> Response:
+        """The orchestrator's figures for Prometheus (orchestrator/metrics.py)."""
+        body = metrics.exposition(requests, session, loops)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     app.include_router(core_router, prefix="/api/v1")
     app.include_router(sdn_router, prefix="/api/v1")
@@ -163,6 +180,7 @@ def create_app(
         panels=[f"/static/{svc.name}/{p}" for svc in services for p in svc.panels],
     )
     app.state.roles = roles.matrix(app.routes, services)
+    requests.learn_routes(app.routes)
     api_errors.document_common_errors(app)
     _annotate_openapi(app)
     aliases = {f"/api/v1/{a.strip('/')}": f"/api/v1{svc.prefix}" for svc in services

@@ -59,12 +59,21 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
                 help="Seconds between deletions of history beyond those bounds (default 60)",
             ),
         ] = None,
+        prometheus: Annotated[
+            str | None,
+            typer.Option(
+                envvar="NETFATE_PROMETHEUS",
+                help="Prometheus server the placement engine reads time series from "
+                "(http://HOST:PORT); without it the engine uses the agents' last samples",
+            ),
+        ] = None,
         log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     ) -> None:
-        """Run the orchestrator: REST API under /api/v1, dashboard at /."""
+        """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /."""
         serve(
             services, listen, database_url, topology, heartbeat_timeout, migration_deadline,
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
+            prometheus=prometheus,
         )  # fmt: skip
 
     return orchestrator
@@ -82,6 +91,7 @@ def serve(
     keep_gone: int | None = None,
     keep_events: int | None = None,
     history_prune: float | None = None,
+    prometheus: str | None = None,
 ) -> None:
     import uvicorn
 
@@ -99,6 +109,7 @@ def serve(
         topology=topology,
         heartbeat_timeout_s=heartbeat_timeout,
         migration_deadline_s=migration_deadline,
+        prometheus_url=prometheus,
     )
     # History bounds: the Settings defaults unless given (nfv/history.py).
     if keep_gone is not None:

@@ -86,6 +86,10 @@ class Testbed:
         return self.state.api_url
 
     @property
+    def prometheus_url(self) -> str | None:
+        return self.state.prometheus_url
+
+    @property
     def ovs_db(self) -> str | None:
         return self.state.ovs_db
 
@@ -113,10 +117,12 @@ class Testbed:
         control: bool = True,
         api_port: int = 0,
         migration_deadline_s: float | None = None,
+        prometheus: bool = True,
         progress: Progress | None = None,
     ) -> Testbed:
-        """Build the network (and, with `control`, start orchestrator and agents;
-        `migration_deadline_s` overrides the orchestrator's default deadline).
+        """Build the network (and, with `control`, start orchestrator and agents, and
+        with `prometheus` the run's Prometheus scraping them; `migration_deadline_s`
+        overrides the orchestrator's default deadline).
 
         On any error, Ctrl-C or SIGTERM during the build, everything created so
         far is removed before the exception propagates.
@@ -157,6 +163,7 @@ class Testbed:
                         tb.names,
                         api_port=api_port,
                         migration_deadline_s=migration_deadline_s,
+                        prometheus=prometheus,
                         progress=report,
                     )
         except BaseException:

@@ -85,6 +85,13 @@ def up(
         ),
     ] = False,
     port: Annotated[int, typer.Option(help="Orchestrator API port (default: a free one)")] = 0,
+    no_prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--no-prometheus",
+            help="Run no Prometheus (the placement engine then uses the agents' last samples)",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Build the network described in FILE, then start the orchestrator and agents."""
@@ -107,6 +114,7 @@ def up(
                 sdn=sdn,
                 control=not no_control,
                 api_port=port,
+                prometheus=not no_prometheus,
                 progress=progress,
             )
         except (KeyboardInterrupt, Interrupted):
@@ -128,6 +136,7 @@ def up(
         "controller": st.controller,
         "api": st.api_url,
         "dashboard": f"{st.api_url}/" if st.api_url else None,
+        "prometheus": st.prometheus_url,
         "seconds": round(elapsed, 2),
         "timings": st.timings,
     }
@@ -143,6 +152,8 @@ def up(
     out.print(f"bridges: {mode}" + (", RSTP (the topology has loops)" if st.rstp else ""))
     if st.api_url:
         out.print(f"dashboard: [link={st.api_url}/]{st.api_url}/[/link]")
+    if st.prometheus_url:
+        out.print(f"Prometheus: {st.prometheus_url} (scraping {len(st.metrics)} targets)")
     out.print(f"try: netfate testbed exec {next(iter(topo.hosts), 'sw')} -- ip addr")
 
 
@@ -184,6 +195,7 @@ def _status_of(prefix: str) -> dict[str, Any]:
         "netem_available": st.netem_available,
         "controller": st.controller,
         "api": st.api_url,
+        "prometheus": st.prometheus_url,
         "processes": procs,
         "linkemu": linkemu,
         "timings": st.timings,

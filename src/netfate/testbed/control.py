@@ -9,6 +9,10 @@ module entirely. Commands and flags are the ones in docs/CONTRACTS.md:
         --ovs-db unix:<run>/ovs/db.sock --ovs-netns P-sw --bridge Pb<i>
         --state-dir <run>/agents/N --prefix P
 
+With Prometheus (the default), the orchestrator also gets `--prometheus URL`, each
+agent and the controller `--metrics 127.0.0.1:PORT`, and the run's Prometheus
+(testbed/prometheus.py) starts last, scraping all of them.
+
 Beyond 30 nodes the agents' `--heartbeat` and the orchestrator's
 `--heartbeat-timeout` (their own options, not in the contract) are stretched
 so the orchestrator keeps up on a small machine (`heartbeat_for`).
@@ -33,10 +37,11 @@ import httpx
 
 from netfate.host import proc
 from netfate.model.topology import Topology
+from netfate.testbed import prometheus as prom
 from netfate.testbed.run import SDN_PORT, Names, Progress, TestbedError, check_interrupted
 from netfate.testbed.state import RunState
 
-__all__ = ["free_port", "heartbeat_for", "start_control", "wait_nodes_up"]
+__all__ = ["free_port", "heartbeat_for", "start_control", "start_prometheus", "wait_nodes_up"]
 
 
 DEFAULT_HEARTBEAT = 1.0
@@ -85,13 +90,23 @@ def start_control(
     *,
     api_port: int = 0,
     migration_deadline_s: float | None = None,
+    prometheus: bool = True,
     progress: Progress | None = None,
 ) -> str:
-    """Start orchestrator and agents, wait until every node is up; returns the API URL."""
+    """Start orchestrator and agents (and with `prometheus` the run's Prometheus,
+    scraping them), wait until every node is up; returns the API URL."""
     report = progress or (lambda _: None)
     port = api_port or free_port()
     url = f"http://127.0.0.1:{port}"
     st.api_url = url
+    st.metrics = {"orchestrator": f"127.0.0.1:{port}"}
+    if prometheus:
+        if not prom.available():
+            raise TestbedError(
+                f"{prom.BINARY} not found: install Debian's prometheus (make deps), "
+                "or run without Prometheus"
+            )
+        st.prometheus_url = f"http://127.0.0.1:{free_port()}"
     st.save()
     logs = st.dir / "logs"
     t0 = time.monotonic()
@@ -120,6 +135,7 @@ def start_control(
                 if migration_deadline_s is not None
                 else []
             ),
+            *(["--prometheus", st.prometheus_url] if st.prometheus_url else []),
         ],
         "orchestrator",
         orch_log,
@@ -159,6 +175,9 @@ def start_control(
                 "--prefix",
                 st.prefix,
             ]
+            if prometheus:
+                st.metrics[f"agent:{node.name}"] = f"127.0.0.1:{free_port()}"
+                argv += ["--metrics", st.metrics[f"agent:{node.name}"]]
             if heartbeat != DEFAULT_HEARTBEAT:
                 argv += ["--heartbeat", str(heartbeat)]
             agents[node.name] = (_spawn(st, argv, f"agent:{node.name}", log), log)
@@ -172,6 +191,8 @@ def start_control(
         )
     if st.sdn:
         start_sdn(st, topo, names, url, report)
+    if st.prometheus_url:
+        start_prometheus(st, report)
     st.timings["control"] = round(time.monotonic() - t0, 4)
     st.save()
     if orch.poll() is not None:
@@ -184,6 +205,9 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
     the fabric intents that let the routed network work in secure mode (nothing
     passes a secure bridge without them)."""
     report("SDN controller")
+    if st.prometheus_url:
+        st.metrics["controller"] = f"127.0.0.1:{free_port()}"
+        st.save()
     log = st.dir / "logs" / "controller.log"
     ctl = _spawn(
         st,
@@ -198,6 +222,7 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
             f"127.0.0.1:{SDN_PORT}",
             "--netns",
             names.sw,
+            *(["--metrics", st.metrics["controller"]] if "controller" in st.metrics else []),
         ],
         "controller",
         log,
@@ -225,6 +250,23 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
         time.sleep(0.5)
     if ctl.poll() is not None:
         raise TestbedError(f"controller exited with {ctl.returncode}: {_tail(log)}")
+
+
+def start_prometheus(st: RunState, report: Progress) -> None:
+    """The run's Prometheus (testbed/prometheus.py), scraping every /metrics in
+    `st.metrics`; waits until it is ready."""
+    if st.prometheus_url is None:
+        raise TestbedError("no Prometheus address chosen for this run")
+    report("Prometheus")
+    agents = {k[6:]: v for k, v in st.metrics.items() if k.startswith("agent:")}
+    cfg = prom.config(st.metrics["orchestrator"], agents, st.metrics.get("controller"))
+    directory = st.dir / "prometheus"
+    prom.write_config(directory, cfg)
+    port = int(st.prometheus_url.rpartition(":")[2])
+    log = st.dir / "logs" / "prometheus.log"
+    p = _spawn(st, prom.argv(directory, port), "prometheus", log)
+    if not prom.wait_ready(st.prometheus_url, lambda: p.poll() is None):
+        raise TestbedError(f"Prometheus not ready at {st.prometheus_url}: {_tail(log)}")
 
 
 def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -91,6 +91,11 @@ class RunState:
     """Bridges run RSTP (the node graph has loops)."""
     control: bool = False
     api_url: str | None = None
+    prometheus_url: str | None = None
+    """The run's Prometheus server (testbed/prometheus.py), when it runs one."""
+    metrics: dict[str, str] = field(default_factory=dict)
+    """What exports metrics, and where: "orchestrator", "agent:NODE", "controller" ->
+    HOST:PORT of its /metrics."""
     namespaces: list[str] = field(default_factory=list)
     ovs_rundir: str | None = None
     ovs_db: str | None = None

@@ -33,6 +33,7 @@ CORE: Mapping[str, Roles] = {
     "GET /": (PUBLIC,),  # the dashboard's page; its data comes from the API below
     f"GET {API}/openapi.json": (PUBLIC,),
     f"GET {API}/health": (PUBLIC,),
+    "GET /metrics": (OPERATOR,),  # Prometheus's scrape, for the operator's monitoring
     f"GET {API}/services": (OPERATOR,),
     f"GET {API}/topology": (OPERATOR, PROVIDER),
     f"PUT {API}/topology": (OPERATOR,),

@@ -38,15 +38,27 @@ def controller(
         str | None, typer.Option(help="Open the listening socket inside this namespace.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Serve Prometheus metrics on this loopback HOST:PORT (PORT 0: any)"),
+    ] = None,
 ) -> None:
     """Run the OpenFlow 1.3 controller (os-ken) in this process, until killed."""
+    from netfate.metrics.exposition import check_loopback
     from netfate.orchestrator.sdn.process import parse_listen, run
 
     try:
         parse_listen(listen)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    run(orchestrator, listen, netns, verbose)
+    at = None
+    if metrics is not None:
+        try:
+            host, port = parse_listen(metrics)
+            at = (check_loopback(host), port)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--metrics") from None
+    run(orchestrator, listen, netns, verbose, metrics=at)
 
 
 def _call(method: str, orchestrator: str, path: str, body: Any = None) -> Any:

@@ -37,6 +37,7 @@ from os_ken.controller.handler import (
 )
 from os_ken.ofproto import ofproto_v1_3
 
+from netfate.orchestrator.sdn import metrics as sdn_metrics
 from netfate.orchestrator.sdn import ofp, wire
 from netfate.orchestrator.sdn.compile import (
     PRIO_DISCOVERY,
@@ -782,6 +783,7 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         self.settings: Settings = SETTINGS
         self.brain = Brain()
         self.switches: dict[int, Switch] = {}
+        sdn_metrics.attach(self)
         self.switches_lock = threading.Lock()
         self.seen: set[tuple[str, int, str, str | None]] = set()
         # (node, ofport, mac) -> since when its flows are being installed. An entry
@@ -992,6 +994,7 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
     @handler(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev: Any) -> None:
         try:
+            sdn_metrics.packet_in(self.brain.node_for(ev.msg.datapath.id))
             self._handle_packet_in(ev.msg)
         except Exception:
             log.exception("packet-in handling failed")

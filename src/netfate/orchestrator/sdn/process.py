@@ -180,8 +180,15 @@ def _install_datapath_handling(listener: socket.socket) -> None:
     ofp_handler.OpenFlowController = Acceptor
 
 
-def run(orchestrator: str, listen: str, netns: str | None = None, verbose: bool = False) -> None:
-    """Run the controller until killed. Blocks."""
+def run(
+    orchestrator: str,
+    listen: str,
+    netns: str | None = None,
+    verbose: bool = False,
+    metrics: tuple[str, int] | None = None,
+) -> None:
+    """Run the controller until killed (with `metrics`, Prometheus's /metrics on that
+    loopback address: sdn/metrics.py). Blocks."""
     from netfate.orchestrator.sdn import controller
 
     logging.basicConfig(
@@ -193,6 +200,12 @@ def run(orchestrator: str, listen: str, netns: str | None = None, verbose: bool 
     host, port = parse_listen(listen)
     listener = open_listener(host, port, netns)
     log.info("listening for switches on %s:%d%s", host, port, f" in netns {netns}" if netns else "")
+    if metrics is not None:
+        from netfate.metrics.exposition import serve
+        from netfate.orchestrator.sdn.metrics import REGISTRY
+
+        served = serve(REGISTRY, *metrics)
+        log.info("metrics on http://%s:%d/metrics", metrics[0], served.port)
 
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager

@@ -23,12 +23,15 @@ is gone:
 
 All the engine sees comes from the core's tables: nodes (capacity, kind, up or
 not), links (rate, delay), and as background load the instances the catalog does
-not own. The energy model per node kind is `KINDS` (figures of the same order as
-the placement benchmark's).
+not own, or what monitoring measures in use beyond the catalog's own reservations
+where that is more (`monitored`: Prometheus's series, or the agents' last samples;
+each decision's reason says which). The energy model per node kind is `KINDS`
+(figures of the same order as the placement benchmark's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -41,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import LIVE, InstanceState, NodeStatus
 from netfate.orchestrator import engine as eng
+from netfate.orchestrator import timeseries
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError, NotFound
 from netfate.store.db import serialize
@@ -300,12 +304,50 @@ def _active(session: Session) -> list[_Sub]:
     return out
 
 
-def _plan(session: Session, subs: Sequence[_Sub], at: Mapping[str, str] | None = None) -> eng.Plan:
+def monitored(session: Session, net: eng.Network, subs: Sequence[_Sub]) -> tuple[eng.Network, str]:
+    """`net` with what monitoring sees (orchestrator/timeseries.py: Prometheus's series,
+    or the agents' last samples): a node's background load is the larger of what
+    other instances reserve there and what is measured in use beyond the catalog's
+    own reservations; a link's, what is measured on it. Returns the network and
+    where the figures came from, for the decisions' reasons."""
+    reading = timeseries.current().read(session)
+    managed: dict[str, list[float]] = {}
+    for s in subs:
+        for blk in s.chain.blocks:
+            node = s.where.get(blk.name)
+            if node is not None:
+                u = managed.setdefault(node, [0.0, 0.0, 0.0])
+                u[0], u[1], u[2] = u[0] + blk.cpu, u[1] + blk.memory_mb, u[2] + blk.storage_mb
+    links = {}
+    for (a, b), samples in reading.links.items():
+        with contextlib.suppress(KeyError):
+            net.link_index(a, b)
+            links[(a, b)] = samples
+    mon = eng.from_series(
+        net,
+        {n: series for n, series in reading.nodes.items() if n in net.index},
+        links,
+        how="p95",
+        managed={n: eng.Usage(*u) for n, u in managed.items()},
+    )
+    loads = {}
+    for name, seen in mon.nodes.items():
+        base = net.infra.nodes[net.index[name]].load
+        loads[name] = eng.Usage(
+            max(base.cpu, seen.cpu), max(base.memory_mb, seen.memory_mb), base.storage_mb
+        )
+    return net.with_loads(loads, mon.links), reading.source
+
+
+def _plan(
+    session: Session, subs: Sequence[_Sub], at: Mapping[str, str] | None = None
+) -> tuple[eng.Plan, str]:
     """The engine's plan of what the catalog runs now (positions `at` overriding the
-    recorded ones). A topology reload cannot remove a node that holds a live
-    instance; a user's node it removed reads as the node of their entry block."""
+    recorded ones), and where its monitoring figures came from. A topology reload
+    cannot remove a node that holds a live instance; a user's node it removed reads
+    as the node of their entry block."""
     ours = [i.instance for s in subs for i in s.instances.values()]
-    net = eng.Network(infrastructure(session, ours))
+    net, source = monitored(session, eng.Network(infrastructure(session, ours)), subs)
     obj, _ = objective(session)
     at = at or {}
     placed = []
@@ -317,7 +359,7 @@ def _plan(session: Session, subs: Sequence[_Sub], at: Mapping[str, str] | None =
         if user_at not in net.index:
             user_at = where[s.chain.entry.name]
         placed.append((s.engine(user_at), where))
-    return eng.adopt(net, placed, obj)
+    return eng.adopt(net, placed, obj), source
 
 
 # ------------------------------------------------------------------ writing
@@ -337,8 +379,13 @@ def site_of(session: Session, node: str) -> CatalogSiteRow:
     return row
 
 
+def with_loads(why: str, source: str) -> str:
+    """A decision's reason, with where the loads it weighed came from."""
+    return f"{why} (loads: {source})"
+
+
 def _decision_row(
-    session: Session, sid: str, d: eng.Decision, action: str | None = None
+    session: Session, sid: str, d: eng.Decision, source: str, action: str | None = None
 ) -> CatalogDecisionRow:
     row = CatalogDecisionRow(
         subscription=sid,
@@ -347,8 +394,9 @@ def _decision_row(
         objective=d.objective,
         nodes=dict(d.nodes),
         rtt_ms=d.rtt_ms,
-        why=d.why,
+        why=with_loads(d.why, source),
         data={
+            "monitoring": source,
             "cost": d.cost,
             "energy_w": d.energy_w,
             "binding": d.binding,
@@ -387,7 +435,7 @@ class Conduit:
             raise BadRequest(f"unknown node {at!r} (at)")
         sid = "c-" + secrets.token_hex(4)
         subs = _active(session)
-        plan = _plan(session, subs)
+        plan, source = _plan(session, subs)
         chain = chain_of(session, chain_row)
         label = f"{chain_row.name}@{chain_row.version}"
         try:
@@ -403,13 +451,13 @@ class Conduit:
         row = CatalogSubscriptionRow(
             id=sid, user=user, chain=chain_row.id, state=SubscriptionState.ACTIVE.value,
             at=at, devices=[m.lower() for m in devices], created_at=now, updated_at=now,
-            why=d.why, detail="",
+            why=with_loads(d.why, source), detail="",
         )  # fmt: skip
         session.add(row)
         session.flush()
         touched = self._create(session, row, chain_row, chain, d.nodes)
-        drow = _decision_row(session, sid, d)
-        record(session, SubscriptionPlaced(sid, user, label, d.action, dict(d.nodes), d.why))
+        drow = _decision_row(session, sid, d, source)
+        record(session, SubscriptionPlaced(sid, user, label, d.action, dict(d.nodes), row.why))
         return row, drow, touched
 
     def _create(
@@ -468,7 +516,7 @@ class Conduit:
         changes) when the new version does not fit."""
         states.check(SubscriptionState(row.state), SubscriptionState.ACTIVE)
         subs = _active(session)
-        plan = _plan(session, subs)
+        plan, source = _plan(session, subs)
         chain = chain_of(session, target)
         label = f"{target.name}@{target.version}"
         try:
@@ -493,10 +541,10 @@ class Conduit:
         session.flush()
         row.chain = target.id
         touched |= self._create(session, row, target, chain, d.nodes)
-        row.why, row.updated_at, row.detail = d.why, time.time(), ""
-        drow = _decision_row(session, row.id, d, "upgraded")
+        row.why, row.updated_at, row.detail = with_loads(d.why, source), time.time(), ""
+        drow = _decision_row(session, row.id, d, source, "upgraded")
         record(
-            session, SubscriptionPlaced(row.id, row.user, label, "upgraded", dict(d.nodes), d.why)
+            session, SubscriptionPlaced(row.id, row.user, label, "upgraded", dict(d.nodes), row.why)
         )
         return drow, touched
 
@@ -532,7 +580,7 @@ class Conduit:
                 s.row.detail = ""  # what it waited for, or could not do, is past
         if not todo:
             return touched
-        plan = _plan(session, subs, at)
+        plan, source = _plan(session, subs, at)
         by_id = {s.row.id: s for s in subs}
         _, move_cost = objective(session)
         for sid, reason in todo.items():
@@ -551,7 +599,7 @@ class Conduit:
                     s.row.detail = detail
                     record(session, SubscriptionRefused(s.row.user, s.chain.name, str(e)))
                 continue
-            touched |= self._apply(session, s, plan.decisions[sid], at.get(sid), reason)
+            touched |= self._apply(session, s, plan.decisions[sid], at.get(sid), reason, source)
         return touched
 
     def _recreate(self, session: Session, s: _Sub, nodes: Mapping[str, NodeRow]) -> set[str]:
@@ -594,8 +642,9 @@ class Conduit:
         return ""
 
     def _apply(
-        self, session: Session, s: _Sub, d: eng.Decision, new_at: str | None, reason: str
-    ) -> set[str]:
+        self, session: Session, s: _Sub, d: eng.Decision, new_at: str | None, reason: str,
+        source: str,
+    ) -> set[str]:  # fmt: skip
         touched: set[str] = set()
         for b, node in d.nodes.items():
             ir = s.instances[b]
@@ -610,9 +659,9 @@ class Conduit:
             site_of(session, node)
         if new_at is not None:
             s.row.at = new_at
-        why = f"{reason}: {d.why}"
+        why = f"{reason}: {with_loads(d.why, source)}"
         s.row.why, s.row.detail, s.row.updated_at = why, "", time.time()
-        drow = _decision_row(session, s.row.id, d)
+        drow = _decision_row(session, s.row.id, d, source)
         drow.why = why
         record(
             session,
