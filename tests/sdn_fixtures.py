@@ -183,6 +183,68 @@ def arp_req(src: str, dst_ip: str) -> dict[str, Any]:
     }
 
 
+_MASKED = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+# OpenFlow prerequisites: a field implies these (a flow on ipv4_dst matches IPv4 only).
+_IMPLIES: dict[str, tuple[str, int]] = {
+    "ipv4_src": ("eth_type", 0x0800),
+    "ipv4_dst": ("eth_type", 0x0800),
+    "ip_proto": ("eth_type", 0x0800),
+    "arp_op": ("eth_type", 0x0806),
+    "arp_spa": ("eth_type", 0x0806),
+    "arp_tpa": ("eth_type", 0x0806),
+    "tcp_src": ("ip_proto", 6),
+    "tcp_dst": ("ip_proto", 6),
+    "udp_src": ("ip_proto", 17),
+    "udp_dst": ("ip_proto", 17),
+}
+
+
+def _with_prerequisites(match: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(match)
+    for k in list(out):
+        if k in _IMPLIES:
+            field, value = _IMPLIES[k]
+            out.setdefault(field, value)
+            if field == "ip_proto":
+                out.setdefault("eth_type", 0x0800)
+    return out
+
+
+def matches_overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether some frame matches both: every field both name must agree (prefixes
+    overlap when one holds the other); a field only one names constrains nothing."""
+    a, b = _with_prerequisites(a), _with_prerequisites(b)
+    for k in a.keys() & b.keys():
+        if k in _MASKED:
+            if not ipaddress.IPv4Network(a[k]).overlaps(ipaddress.IPv4Network(b[k])):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def ties(res: CompileResult) -> list[tuple[str, FlowSpec, FlowSpec]]:
+    """Flows of different owners (cookies) at one table and priority whose matches
+    overlap but whose actions differ: which of them a switch applies is undefined
+    (OpenFlow 1.3, 5.3 "Matching"), so a frame in the overlap goes either way."""
+    out: list[tuple[str, FlowSpec, FlowSpec]] = []
+    for node, flows in sorted(res.flows.items()):
+        level: dict[tuple[int, int], list[FlowSpec]] = {}
+        for f in flows:
+            level.setdefault((f.table, f.priority), []).append(f)
+        for same in level.values():
+            same.sort(key=lambda f: (f.cookie, f.match))
+            for i, f in enumerate(same):
+                for g in same[i + 1 :]:
+                    if (
+                        f.cookie != g.cookie
+                        and f.actions != g.actions
+                        and matches_overlap(dict(f.match), dict(g.match))
+                    ):
+                        out.append((node, f, g))
+    return out
+
+
 def conn(iid: str, a: str, b: str) -> Intent:
     return parse_intent({"kind": "connectivity", "id": iid, "a": a, "b": b})
 
