@@ -1,19 +1,21 @@
 """Views and a tiny OpenFlow table simulator shared by the SDN unit tests.
 
 `simulate` is a tiny OpenFlow 1.3 table: highest priority match wins, actions
-rewrite fields, outputs follow the port's peer.
+rewrite fields, outputs follow the port's peer. `ties` finds flows a switch may
+apply either of; `FakeSwitch` is a switch for the controller's core.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from netfate.orchestrator.sdn.compile import (
     OFPP_IN_PORT,
     CompileResult,
     FlowSpec,
+    GroupSpec,
     Output,
     SetField,
     ToController,
@@ -24,6 +26,8 @@ from netfate.orchestrator.sdn.intents import (
     NetworkView,
     parse_intent,
 )
+from netfate.orchestrator.sdn.reconcile import Plan, as_entries
+from netfate.orchestrator.sdn.switch import BatchResult, Reinject, Table
 
 MAC = {
     "alice": "02:00:00:00:00:0a",
@@ -250,3 +254,78 @@ def conn(iid: str, a: str, b: str) -> Intent:
 
 
 # --- intents as data ------------------------------------------------------
+
+
+# --- an in-memory switch ----------------------------------------------------
+
+
+class FakeSwitch:
+    """`SwitchIO` (orchestrator/sdn/switch.py) over an in-memory table, for driving
+    the controller's core with explicit times. Messages apply as OVS applies them:
+    an add replaces the entry with its table/priority/match, a strict delete removes
+    that entry if the cookie matches, one refused message leaves the others in.
+
+    The test sets `now` (the time the core is given); a read takes `read_s`, a batch
+    `batch_s` until its barrier reply. Flows added with a hard timeout vanish once
+    `now` passes it. With `answering` false the switch never replies.
+    """
+
+    def __init__(self, read_s: float = 0.001, batch_s: float = 0.002) -> None:
+        self.now = 0.0
+        self.read_s = read_s
+        self.batch_s = batch_s
+        self.answering = True
+        self.refuse: set[int] = set()
+        """Cookies of flow adds the switch answers with an error."""
+        self.flows: dict[tuple[int, int, Any], tuple[FlowSpec, float | None]] = {}
+        self.groups: dict[int, GroupSpec] = {}
+        self.reads = 0
+        self.batches: list[Plan] = []
+        self.reinjected: list[Reinject] = []
+        self.sent: list[tuple[int, bytes]] = []
+
+    def table(self) -> set[FlowSpec]:
+        """Every flow the switch holds now."""
+        self._expire()
+        return {f for f, _ in self.flows.values()}
+
+    def _expire(self) -> None:
+        for key, (_f, until) in list(self.flows.items()):
+            if until is not None and until <= self.now:
+                del self.flows[key]
+
+    def read_table(self) -> Table | None:
+        if not self.answering:
+            return None
+        self.reads += 1
+        return Table(as_entries(self.table()), dict(self.groups), [], self.read_s)
+
+    def send_batch(self, plan: Plan, trailer: Sequence[Reinject]) -> BatchResult:
+        self.batches.append(plan)
+        if not self.answering:
+            return BatchResult(False, self.now, self.now + 5.0)
+        for g in [*plan.group_adds, *plan.group_mods]:
+            self.groups[g.group_id] = g
+        refused: dict[int, str] = {}
+        for f in plan.flow_adds:
+            if f.cookie in self.refuse:
+                refused[f.cookie] = "OFPT_ERROR type=5 code=0"
+            else:
+                self.flows[f.key] = (f, None)
+        for d in plan.flow_dels:
+            key = (d.table, d.priority, d.match)
+            if key in self.flows and self.flows[key][0].cookie == d.cookie:
+                del self.flows[key]
+        for gid in plan.group_dels:
+            self.groups.pop(gid, None)
+        self.reinjected.extend(trailer)
+        return BatchResult(not refused, self.now, self.now + self.batch_s, refused)
+
+    def reinject(self, packets: Sequence[Reinject]) -> None:
+        self.reinjected.extend(packets)
+
+    def flow_add(self, flow: FlowSpec, hard_timeout: int) -> None:
+        self.flows[flow.key] = (flow, self.now + hard_timeout)
+
+    def packet_out(self, port: int, frame: bytes) -> None:
+        self.sent.append((port, frame))

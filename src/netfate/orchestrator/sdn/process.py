@@ -182,7 +182,7 @@ def _install_datapath_handling(listener: socket.socket) -> None:
 
 def run(orchestrator: str, listen: str, netns: str | None = None, verbose: bool = False) -> None:
     """Run the controller until killed. Blocks."""
-    from netfate.orchestrator.sdn import controller
+    from netfate.orchestrator.sdn import controller, driver
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -209,6 +209,6 @@ def run(orchestrator: str, listen: str, netns: str | None = None, verbose: bool 
     threading.Thread(target=collect_periodically, name="gc", daemon=True).start()
     hub.patch(thread=False)
     cfg.CONF(args=[], project="os_ken")
-    controller.SETTINGS = controller.Settings(orchestrator=orchestrator)
+    controller.SETTINGS = driver.Settings(orchestrator=orchestrator)
     _install_datapath_handling(listener)
     AppManager.run_apps(["netfate.orchestrator.sdn.controller"])
