@@ -31,6 +31,7 @@ from netfate.orchestrator.sdn.intents import (
     parse_intent,
 )
 from netfate.orchestrator.sdn.keeper import Step, SwitchKeeper, Timers
+from netfate.orchestrator.sdn.reconcile import as_entries
 from netfate.orchestrator.sdn.reports import (
     FlowsRefused,
     HostSeen,
@@ -91,6 +92,15 @@ class Net:
     def connect(self, node: str) -> None:
         self.keepers[node] = self.core.connected(DPID[node])
 
+    def up(self, intents: list[Intent], now: float | None = None) -> Net:
+        """Every switch connected, view version 1 taken, and synced at `now` if given."""
+        for node in DPID:
+            self.connect(node)
+        self.take(intents, "1")
+        if now is not None:
+            self.sync(now)
+        return self
+
     def take(self, intents: list[Intent], version: str) -> bool:
         return self.core.take_view(ViewAndIntents(view=self.view, intents=intents, version=version))
 
@@ -139,10 +149,7 @@ def test_a_restarted_controller_touches_no_switch_until_the_first_view() -> None
 
 
 def test_installed_is_reported_once_every_switch_holds_the_version() -> None:
-    net = Net()
-    for node in DPID:
-        net.connect(node)
-    net.take([AS], "1")
+    net = Net().up([AS])
     net.step("cpe1", 1.0)
     net.step("pe", 1.0)
     assert not net.of(VersionInstalled)  # cpe2 does not hold it yet
@@ -156,11 +163,7 @@ def test_installed_is_reported_once_every_switch_holds_the_version() -> None:
 
 
 def test_a_reconnected_switch_is_read_back_and_repaired_and_drift_waits_for_the_snapshot() -> None:
-    net = Net(timers=Timers(snapshot_interval_s=2.0))
-    for node in DPID:
-        net.connect(node)
-    net.take([AS], "1")
-    net.sync(10.0)
+    net = Net(timers=Timers(snapshot_interval_s=2.0)).up([AS], now=10.0)
     pe = net.sw["pe"]
     # The switch restarts empty and connects again: a new session, a new keeper.
     old = net.keepers["pe"]
@@ -184,35 +187,32 @@ def test_a_reconnected_switch_is_read_back_and_repaired_and_drift_waits_for_the_
 def test_a_big_table_is_read_less_often_and_reported_when_it_changes_or_is_due() -> None:
     net = Net(timers=Timers(snapshot_interval_s=2.0, post_interval_s=5.0))
     net.sw["pe"].read_s = 0.5  # reading costs half a second: read every 10 s at most
-    for node in DPID:
-        net.connect(node)
-    net.take([AS], "1")
+    net.up([AS])
     net.step("pe", 100.0)
     assert net.keepers["pe"].next_snapshot == 110.0
     for t in (102.0, 105.0, 109.9):
         net.step("pe", t)
     assert net.sw["pe"].reads == 1
-    net.step("pe", 110.0)  # unchanged, and reported 10 s ago: reported again
-    net.step("pe", 120.0)
-    net.step("pe", 130.0)
+    for t in (110.0, 120.0, 130.0):  # every read reported: 5 s have passed each time
+        net.step("pe", t)
     read = [r for r in net.of(TableRead) if r.node == "pe"]
     assert net.sw["pe"].reads == 4 and len(read) == 4
-    # Fast reads every 2 s: an unchanged table is reported every 5 s only.
-    for t in range(0, 11, 2):
-        net.step("cpe2", 200.0 + t)
-    cpe2 = [r for r in net.of(TableRead) if r.node == "cpe2"]
-    assert net.sw["cpe2"].reads == 6 and len(cpe2) == 3  # at 200, 206, 210
+    # Fast reads every 2 s: a table is reported when it changed, or 5 s on.
+    net.step("cpe2", 199.0)  # read (empty), its flows installed
+    reported = []
+    for t in range(201, 213, 2):
+        before = len(net.of(TableRead))
+        net.step("cpe2", float(t))
+        if len(net.of(TableRead)) > before:
+            reported.append(t)
+    assert net.sw["cpe2"].reads == 7
+    assert reported == [201, 207]  # its flows were in; then 5 s had passed
 
 
 def _moved() -> Net:
     """alice, known, plugs into an anonymous port of cpe2 (ofport 9)."""
     view = _with_port(make_view(), "cpe2", PortView(name="ap", ofport=9, peer="host:guest"))
-    net = Net(view)
-    for node in DPID:
-        net.connect(node)
-    net.take([AS], "1")
-    net.sync(0.0)
-    return net
+    return Net(view).up([AS], now=0.0)
 
 
 def test_a_moved_host_gets_its_flows_and_its_first_packet_goes_through_them() -> None:
@@ -278,12 +278,7 @@ def test_node_links_raise_nothing() -> None:
 def _migrating() -> Net:
     """fw1 (cpe1, port 3) steers alice's traffic; its standby copy sits on cpe2 port 7."""
     view = _with_port(make_view(), "cpe2", PortView(name="c2fw", ofport=7, peer="instance:fw1"))
-    net = Net(view)
-    for node in DPID:
-        net.connect(node)
-    net.take([STEER], "1")
-    net.sync(0.0)
-    return net
+    return Net(view).up([STEER], now=0.0)
 
 
 def _to_fw1(flows: set[FlowSpec]) -> set[int]:
@@ -339,10 +334,8 @@ def test_instances_get_proxy_arp_answers() -> None:
 
 def test_refused_flows_keep_their_intent_off_that_switch_until_the_version_changes() -> None:
     net = Net()
-    for node in DPID:
-        net.connect(node)
     net.sw["pe"].refuse = {AS.cookie}
-    net.take([AS, conn("bs", "host:bob", "host:server")], "1")
+    net.up([AS, conn("bs", "host:bob", "host:server")])
     step = net.step("pe", 1.0)
     assert step.retry_after == pytest.approx(0.4)  # the first failure in a row
     [err] = net.of(FlowsRefused)
@@ -402,3 +395,23 @@ def test_after_a_burst_of_moves_the_full_compile_waits_for_a_pause() -> None:
     assert net.core.settle(30.0 + SETTLE_AFTER_S)
     full = compile_intents(view, [*many, STEER], {MAC["alice"]: ("cpe2", 9)})
     assert brain.result is not None and brain.result.flows == full.flows
+
+
+def test_every_report_is_an_event_the_api_accepts() -> None:
+    from netfate.orchestrator.sdn import api
+
+    entry = as_entries([next(iter(compile_intents(make_view(), [AS]).flows["pe"]))])
+    cases: list[tuple[Report, type[Any]]] = [
+        (HostSeen("cpe2", "ap", 9, MAC["alice"], IP["alice"], "alice"), api.HostSeen),
+        (TableRead("pe", 3, entry, [{"port_no": 1}], 2), api.FlowSnapshot),
+        (FlowsRefused("pe", ["as"], ["OFPT_ERROR type=5 code=0"]), api.InstallError),
+        (InstanceMoved("fw1", "cpe2", 7, 7.0004), api.InstanceMoved),
+        (VersionInstalled("v1"), api.Installed),
+    ]
+    for report, model in cases:
+        body = report.to_json(1234.5)
+        parsed = model.model_validate(body)
+        assert parsed.kind == body["kind"] and parsed.time == 1234.5
+    snap = api.FlowSnapshot.model_validate(cases[1][0].to_json(0.0))
+    assert snap.dpid == "0000000000000003" and snap.flows == [entry[0].to_json()]
+    assert cases[3][0].to_json(0.0)["install_ms"] == 7.0

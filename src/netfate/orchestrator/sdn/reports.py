@@ -7,10 +7,15 @@ FlowSnapshot, InstallError, InstanceMoved, Installed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from netfate.orchestrator.sdn.reconcile import FlowEntry
+
+
+def _event(kind: str, report: Any, at: float) -> dict[str, Any]:
+    """A report's fields as they are, with its kind and the time it was handed over."""
+    return {"kind": kind, **{f.name: getattr(report, f.name) for f in fields(report)}, "time": at}
 
 
 @dataclass(frozen=True)
@@ -31,16 +36,7 @@ class HostSeen:
     """The name the view has for this MAC, if any."""
 
     def to_json(self, at: float) -> dict[str, Any]:
-        return {
-            "kind": "host_seen",
-            "node": self.node,
-            "port": self.port,
-            "ofport": self.ofport,
-            "mac": self.mac,
-            "ip": self.ip,
-            "time": at,
-            "known_as": self.known_as,
-        }
+        return _event("host_seen", self, at)
 
 
 @dataclass(frozen=True)
@@ -80,13 +76,7 @@ class FlowsRefused:
     """The switch's OpenFlow errors (at most ten)."""
 
     def to_json(self, at: float) -> dict[str, Any]:
-        return {
-            "kind": "install_error",
-            "node": self.node,
-            "intents": self.intents,
-            "errors": self.errors,
-            "time": at,
-        }
+        return _event("install_error", self, at)
 
 
 @dataclass(frozen=True)
@@ -101,14 +91,7 @@ class InstanceMoved:
     """From the announcement's packet-in to the last switch's confirmation."""
 
     def to_json(self, at: float) -> dict[str, Any]:
-        return {
-            "kind": "instance_moved",
-            "instance": self.instance,
-            "node": self.node,
-            "ofport": self.ofport,
-            "time": at,
-            "install_ms": round(self.install_ms, 3),
-        }
+        return {**_event("instance_moved", self, at), "install_ms": round(self.install_ms, 3)}
 
 
 @dataclass(frozen=True)
@@ -118,7 +101,7 @@ class VersionInstalled:
     version: str
 
     def to_json(self, at: float) -> dict[str, Any]:
-        return {"kind": "installed", "version": self.version, "time": at}
+        return _event("installed", self, at)
 
 
 Report = HostSeen | TableRead | FlowsRefused | InstanceMoved | VersionInstalled
