@@ -8,6 +8,7 @@ apply either of; `FakeSwitch` is a switch for the controller's core.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -247,6 +248,26 @@ def ties(res: CompileResult) -> list[tuple[str, FlowSpec, FlowSpec]]:
                     ):
                         out.append((node, f, g))
     return out
+
+
+def _frame(src: str, dst: str, eth_type: int, payload: bytes) -> bytes:
+    return (
+        bytes.fromhex(dst.replace(":", "") + src.replace(":", "")) + eth_type.to_bytes(2) + payload
+    )
+
+
+def udp_frame(src_mac: str, src_ip: str, dst_ip: str) -> bytes:
+    """An Ethernet frame with an IPv4/UDP header (no checksums), to the server's MAC."""
+    ip = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0])
+    ip += socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
+    return _frame(src_mac, MAC["server"], 0x0800, ip + bytes(8))
+
+
+def arp_request_frame(src_mac: str, spa: str, tpa: str) -> bytes:
+    """A broadcast ARP request (RFC 826); with spa == tpa, an announcement."""
+    arp = bytes.fromhex("0001080006040001" + src_mac.replace(":", ""))
+    arp += socket.inet_aton(spa) + bytes(6) + socket.inet_aton(tpa)
+    return _frame(src_mac, "ff:ff:ff:ff:ff:ff", 0x0806, arp)
 
 
 def conn(iid: str, a: str, b: str) -> Intent:

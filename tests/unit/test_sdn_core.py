@@ -41,7 +41,7 @@ from netfate.orchestrator.sdn.reports import (
     VersionInstalled,
 )
 from netfate.orchestrator.sdn.switch import Reinject
-from sdn_fixtures import IP, MAC, FakeSwitch, conn, make_view
+from sdn_fixtures import IP, MAC, FakeSwitch, arp_request_frame, conn, make_view, udp_frame
 
 DPID = {"cpe1": 1, "cpe2": 2, "pe": 3}
 AS = conn("as", "host:alice", "host:server")
@@ -56,27 +56,6 @@ def _with_port(view: NetworkView, node: str, port: PortView) -> NetworkView:
         for n in view.nodes
     ]
     return view.model_copy(update={"nodes": nodes})
-
-
-def _frame(src: str, dst: str, eth_type: int, payload: bytes) -> bytes:
-    mac = bytes.fromhex
-    return mac(dst.replace(":", "")) + mac(src.replace(":", "")) + eth_type.to_bytes(2) + payload
-
-
-def _udp(src_mac: str, src_ip: str, dst_ip: str) -> bytes:
-    import socket
-
-    ip = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0])
-    ip += socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
-    return _frame(src_mac, MAC["server"], 0x0800, ip + bytes(8))
-
-
-def _arp_request(src_mac: str, spa: str, tpa: str) -> bytes:
-    import socket
-
-    arp = bytes.fromhex("0001080006040001") + bytes.fromhex(src_mac.replace(":", ""))
-    arp += socket.inet_aton(spa) + bytes(6) + socket.inet_aton(tpa)
-    return _frame(src_mac, "ff:ff:ff:ff:ff:ff", 0x0806, arp)
 
 
 class Net:
@@ -217,7 +196,7 @@ def _moved() -> Net:
 
 def test_a_moved_host_gets_its_flows_and_its_first_packet_goes_through_them() -> None:
     net = _moved()
-    first = _udp(MAC["alice"], IP["alice"], IP["server"])
+    first = udp_frame(MAC["alice"], IP["alice"], IP["server"])
     assert net.packet_in("cpe2", 9, first, now=20.0)
     assert net.of(HostSeen) == [
         HostSeen(node="cpe2", port="ap", ofport=9, mac=MAC["alice"], ip=IP["alice"],
@@ -244,7 +223,7 @@ def test_a_moved_host_gets_its_flows_and_its_first_packet_goes_through_them() ->
 
 def test_a_host_already_placed_is_quieted_for_a_while() -> None:
     net = _moved()
-    pkt = _udp(MAC["alice"], IP["alice"], IP["server"])
+    pkt = udp_frame(MAC["alice"], IP["alice"], IP["server"])
     assert net.packet_in("cpe2", 9, pkt, now=20.0)
     net.sync(20.01)
     # Her next packet-in (after the patience) has nothing to install: her unmatched
@@ -260,7 +239,7 @@ def test_a_host_already_placed_is_quieted_for_a_while() -> None:
 
 def test_a_host_without_an_address_yet_is_listened_to() -> None:
     net = _moved()
-    dhcp = _udp("02:00:00:00:00:99", "0.0.0.0", "255.255.255.255")
+    dhcp = udp_frame("02:00:00:00:00:99", "0.0.0.0", "255.255.255.255")
     assert not net.packet_in("cpe2", 9, dhcp, now=5.0)
     assert [r.ip for r in net.of(HostSeen)] == [None]
     assert not [f for f in net.sw["cpe2"].table() if f.cookie == DISCOVERY_COOKIE]
@@ -269,8 +248,8 @@ def test_a_host_without_an_address_yet_is_listened_to() -> None:
 def test_node_links_raise_nothing() -> None:
     net = _moved()
     before = list(net.reports)
-    assert not net.packet_in("pe", 1, _udp(MAC["alice"], IP["alice"], IP["server"]), now=1.0)
-    assert not net.packet_in("cpe1", 4, _udp(MAC["alice"], IP["alice"], IP["server"]), now=1.0)
+    assert not net.packet_in("pe", 1, udp_frame(MAC["alice"], IP["alice"], IP["server"]), now=1.0)
+    assert not net.packet_in("cpe1", 4, udp_frame(MAC["alice"], IP["alice"], IP["server"]), now=1.0)
     assert net.reports == before
     assert not [f for f in net.sw["pe"].table() if f.cookie == DISCOVERY_COOKIE]
 
@@ -292,7 +271,7 @@ def _to_fw1(flows: set[FlowSpec]) -> set[int]:
 def test_a_migrated_instances_gratuitous_arp_moves_the_steering_and_is_reported() -> None:
     net = _migrating()
     assert _to_fw1(net.sw["cpe1"].table()) == {3}
-    garp = _arp_request(MAC["fw1"], IP["fw1"], IP["fw1"])
+    garp = arp_request_frame(MAC["fw1"], IP["fw1"], IP["fw1"])
     assert net.packet_in("cpe2", 7, garp, now=50.0)
     assert not net.of(InstanceMoved)
     net.step("cpe1", 50.001)
@@ -313,17 +292,17 @@ def test_a_migrated_instances_gratuitous_arp_moves_the_steering_and_is_reported(
 
 def test_an_instance_cannot_pull_the_steering_to_a_port_that_is_not_its_own() -> None:
     net = _migrating()
-    garp = _arp_request(MAC["fw1"], IP["fw1"], IP["fw1"])
+    garp = arp_request_frame(MAC["fw1"], IP["fw1"], IP["fw1"])
     assert not net.packet_in("cpe1", 3, garp, now=1.0)  # where the view has it already
-    fake = _arp_request(MAC["fw2"], IP["fw2"], IP["fw2"])
+    fake = arp_request_frame(MAC["fw2"], IP["fw2"], IP["fw2"])
     assert not net.packet_in("cpe2", 7, fake, now=1.0)  # fw2's MAC on fw1's port
     assert net.core.brain.overrides == {}
 
 
 def test_instances_get_proxy_arp_answers() -> None:
     net = _migrating()
-    assert not net.packet_in("cpe1", 3, _arp_request(MAC["fw1"], IP["fw1"], IP["server"]), 2.0)
-    assert not net.packet_in("cpe1", 3, _arp_request(MAC["fw1"], IP["fw1"], "10.9.9.9"), 2.0)
+    assert not net.packet_in("cpe1", 3, arp_request_frame(MAC["fw1"], IP["fw1"], IP["server"]), 2.0)
+    assert not net.packet_in("cpe1", 3, arp_request_frame(MAC["fw1"], IP["fw1"], "10.9.9.9"), 2.0)
     answers = [(port, frames.parse_packet(f)) for port, f in net.sw["cpe1"].sent]
     assert [(p, i.eth_src if i else None, i.arp_op if i else None) for p, i in answers] == [
         (3, MAC["server"], 2),
