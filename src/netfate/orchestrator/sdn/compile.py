@@ -237,6 +237,11 @@ def _net(text: str) -> str | None:
     return str(net)
 
 
+@functools.lru_cache(maxsize=65536)
+def _prefixlen(text: str) -> int:
+    return ipaddress.IPv4Network(text).prefixlen
+
+
 def _freeze(match: Mapping[str, MatchValue]) -> Match:
     return tuple(sorted(match.items()))
 
@@ -467,10 +472,7 @@ def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> 
 def _toward(dst: _Attach) -> tuple[int, int]:
     """Priorities (data, ARP) of connectivity flows toward `dst`, ranked by how
     precisely it is named (the module docstring): longest prefix first."""
-    if dst.is_subnet:
-        rank = PRIO_GATEWAY + 2 * ipaddress.IPv4Network(dst.ip).prefixlen
-    else:
-        rank = PRIO_CONNECTIVITY
+    rank = PRIO_GATEWAY + 2 * _prefixlen(dst.ip) if dst.is_subnet else PRIO_CONNECTIVITY
     return rank, rank + 1
 
 
