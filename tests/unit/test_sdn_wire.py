@@ -12,6 +12,7 @@ from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 from netfate.orchestrator.sdn import frames, ofp, wire
 from netfate.orchestrator.sdn.compile import FlowSpec, Output, SetField, compile_intents
 from netfate.orchestrator.sdn.intents import parse_intent
+from netfate.proto.arp import reply as arp_reply
 from sdn_fixtures import make_view
 
 
@@ -128,7 +129,7 @@ def test_packet_parse_matches_os_ken_packets() -> None:
     for junk in (b"", b"\x01" * 13, req[:20], dgram[:20]):
         info = frames.parse_packet(junk)
         assert info is None or info.ip is None
-    reply = frames.arp_reply(
+    reply = arp_reply(
         asker_mac="02:00:00:00:00:0a",
         asker_ip="10.0.0.10",
         target_mac="02:00:00:00:00:05",
@@ -153,7 +154,7 @@ def test_proxy_arp_replies_are_os_kens_bytes() -> None:
                 dst_mac=asker_mac, dst_ip=asker_ip)
     )  # fmt: skip
     ref.serialize()
-    got = frames.arp_reply(
+    got = arp_reply(
         asker_mac=asker_mac, asker_ip=asker_ip, target_mac=target_mac, target_ip=target_ip
     )
     assert got == bytes(ref.data) and len(got) == 60

@@ -41,6 +41,7 @@ from netfate.orchestrator.sdn.intents import DISCOVERY_COOKIE, ViewAndIntents
 from netfate.orchestrator.sdn.keeper import Step, SwitchKeeper, Timers
 from netfate.orchestrator.sdn.reports import HostSeen, InstanceMoved, Report, VersionInstalled
 from netfate.orchestrator.sdn.switch import Reinject, SwitchIO
+from netfate.proto import arp
 
 log = logging.getLogger("netfate.sdn")
 
@@ -228,7 +229,7 @@ class ControllerCore:
         # a fixed virtual one. Traffic no intent allows is dropped either way, and an
         # intent's own ARP flows (priority 35 and up) win over this rule (priority 5).
         target_mac = self.brain.mac_for_ip(target_ip) or VIRTUAL_ROUTER_MAC
-        frame = frames.arp_reply(
+        frame = arp.reply(
             asker_mac=asker_mac, asker_ip=asker_ip, target_mac=target_mac, target_ip=target_ip
         )
         io.packet_out(in_port, frame)

@@ -1,6 +1,6 @@
-"""The frames the controller reads and writes itself: packet-in headers, proxy ARP
-replies. Pure; parsed by hand (os-ken's packet library costs ~0.1 ms a frame on
-the packet-in path)::
+"""The frames the controller reads itself: packet-in headers (its proxy ARP
+replies are built by `proto.arp.reply`). Pure; parsed by hand (os-ken's packet
+library costs ~0.1 ms a frame on the packet-in path)::
 
     Ethernet: dst(6) src(6) [0x8100 tci(2)] type(2)
     ARP (type 0x0806, RFC 826): htype(2) ptype(2) hlen(1) plen(1) op(2)
@@ -18,8 +18,6 @@ ETH_ARP = 0x0806
 ETH_IPV4 = 0x0800
 ARP_REQUEST = 1
 ARP_REPLY = 2
-ETH_MIN_FRAME = 60
-"""Without the FCS: shorter frames are padded."""
 
 
 @dataclass(frozen=True)
@@ -67,21 +65,3 @@ def parse_packet(data: bytes) -> PacketInfo | None:
 
 def _mac(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
-
-
-def _mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
-
-
-def arp_reply(*, asker_mac: str, asker_ip: str, target_mac: str, target_ip: str) -> bytes:
-    """`target_ip` is at `target_mac`, told to the asker (Ethernet II, zero-padded to
-    the 60-byte minimum frame, as os-ken builds it)."""
-    eth = _mac_bytes(asker_mac) + _mac_bytes(target_mac) + struct.pack("!H", ETH_ARP)
-    arp = (
-        struct.pack("!HHBBH", 1, ETH_IPV4, 6, 4, ARP_REPLY)
-        + _mac_bytes(target_mac)
-        + socket.inet_aton(target_ip)
-        + _mac_bytes(asker_mac)
-        + socket.inet_aton(asker_ip)
-    )
-    return (eth + arp).ljust(ETH_MIN_FRAME, b"\x00")
