@@ -1,19 +1,22 @@
 """Views and a tiny OpenFlow table simulator shared by the SDN unit tests.
 
 `simulate` is a tiny OpenFlow 1.3 table: highest priority match wins, actions
-rewrite fields, outputs follow the port's peer.
+rewrite fields, outputs follow the port's peer. `ties` finds flows a switch may
+apply either of; `FakeSwitch` is a switch for the controller's core.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from netfate.orchestrator.sdn.compile import (
     OFPP_IN_PORT,
     CompileResult,
     FlowSpec,
+    GroupSpec,
     Output,
     SetField,
     ToController,
@@ -24,6 +27,8 @@ from netfate.orchestrator.sdn.intents import (
     NetworkView,
     parse_intent,
 )
+from netfate.orchestrator.sdn.reconcile import Plan, as_entries
+from netfate.orchestrator.sdn.switch import BatchResult, Reinject, Table
 
 MAC = {
     "alice": "02:00:00:00:00:0a",
@@ -183,8 +188,165 @@ def arp_req(src: str, dst_ip: str) -> dict[str, Any]:
     }
 
 
+_MASKED = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+# OpenFlow prerequisites: a field implies these (a flow on ipv4_dst matches IPv4 only).
+_IMPLIES: dict[str, tuple[str, int]] = {
+    "ipv4_src": ("eth_type", 0x0800),
+    "ipv4_dst": ("eth_type", 0x0800),
+    "ip_proto": ("eth_type", 0x0800),
+    "arp_op": ("eth_type", 0x0806),
+    "arp_spa": ("eth_type", 0x0806),
+    "arp_tpa": ("eth_type", 0x0806),
+    "tcp_src": ("ip_proto", 6),
+    "tcp_dst": ("ip_proto", 6),
+    "udp_src": ("ip_proto", 17),
+    "udp_dst": ("ip_proto", 17),
+}
+
+
+def _with_prerequisites(match: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(match)
+    for k in list(out):
+        if k in _IMPLIES:
+            field, value = _IMPLIES[k]
+            out.setdefault(field, value)
+            if field == "ip_proto":
+                out.setdefault("eth_type", 0x0800)
+    return out
+
+
+def matches_overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether some frame matches both: every field both name must agree (prefixes
+    overlap when one holds the other); a field only one names constrains nothing."""
+    a, b = _with_prerequisites(a), _with_prerequisites(b)
+    for k in a.keys() & b.keys():
+        if k in _MASKED:
+            if not ipaddress.IPv4Network(a[k]).overlaps(ipaddress.IPv4Network(b[k])):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def ties(res: CompileResult) -> list[tuple[str, FlowSpec, FlowSpec]]:
+    """Flows of different owners (cookies) at one table and priority whose matches
+    overlap but whose actions differ: which of them a switch applies is undefined
+    (OpenFlow 1.3, 5.3 "Matching"), so a frame in the overlap goes either way."""
+    out: list[tuple[str, FlowSpec, FlowSpec]] = []
+    for node, flows in sorted(res.flows.items()):
+        level: dict[tuple[int, int], list[FlowSpec]] = {}
+        for f in flows:
+            level.setdefault((f.table, f.priority), []).append(f)
+        for same in level.values():
+            same.sort(key=lambda f: (f.cookie, f.match))
+            for i, f in enumerate(same):
+                for g in same[i + 1 :]:
+                    if (
+                        f.cookie != g.cookie
+                        and f.actions != g.actions
+                        and matches_overlap(dict(f.match), dict(g.match))
+                    ):
+                        out.append((node, f, g))
+    return out
+
+
+def _frame(src: str, dst: str, eth_type: int, payload: bytes) -> bytes:
+    return (
+        bytes.fromhex(dst.replace(":", "") + src.replace(":", "")) + eth_type.to_bytes(2) + payload
+    )
+
+
+def udp_frame(src_mac: str, src_ip: str, dst_ip: str) -> bytes:
+    """An Ethernet frame with an IPv4/UDP header (no checksums), to the server's MAC."""
+    ip = bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0])
+    ip += socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
+    return _frame(src_mac, MAC["server"], 0x0800, ip + bytes(8))
+
+
+def arp_request_frame(src_mac: str, spa: str, tpa: str) -> bytes:
+    """A broadcast ARP request (RFC 826); with spa == tpa, an announcement."""
+    arp = bytes.fromhex("0001080006040001" + src_mac.replace(":", ""))
+    arp += socket.inet_aton(spa) + bytes(6) + socket.inet_aton(tpa)
+    return _frame(src_mac, "ff:ff:ff:ff:ff:ff", 0x0806, arp)
+
+
 def conn(iid: str, a: str, b: str) -> Intent:
     return parse_intent({"kind": "connectivity", "id": iid, "a": a, "b": b})
 
 
 # --- intents as data ------------------------------------------------------
+
+
+# --- an in-memory switch ----------------------------------------------------
+
+
+class FakeSwitch:
+    """`SwitchIO` (orchestrator/sdn/switch.py) over an in-memory table, for driving
+    the controller's core with explicit times. Messages apply as OVS applies them:
+    an add replaces the entry with its table/priority/match, a strict delete removes
+    that entry if the cookie matches, one refused message leaves the others in.
+
+    The test sets `now` (the time the core is given); a read takes `read_s`, a batch
+    `batch_s` until its barrier reply. Flows added with a hard timeout vanish once
+    `now` passes it. With `answering` false the switch never replies.
+    """
+
+    def __init__(self, read_s: float = 0.001, batch_s: float = 0.002) -> None:
+        self.now = 0.0
+        self.read_s = read_s
+        self.batch_s = batch_s
+        self.answering = True
+        self.refuse: set[int] = set()
+        """Cookies of flow adds the switch answers with an error."""
+        self.flows: dict[tuple[int, int, Any], tuple[FlowSpec, float | None]] = {}
+        self.groups: dict[int, GroupSpec] = {}
+        self.reads = 0
+        self.batches: list[Plan] = []
+        self.reinjected: list[Reinject] = []
+        self.sent: list[tuple[int, bytes]] = []
+
+    def table(self) -> set[FlowSpec]:
+        """Every flow the switch holds now."""
+        self._expire()
+        return {f for f, _ in self.flows.values()}
+
+    def _expire(self) -> None:
+        for key, (_f, until) in list(self.flows.items()):
+            if until is not None and until <= self.now:
+                del self.flows[key]
+
+    def read_table(self) -> Table | None:
+        if not self.answering:
+            return None
+        self.reads += 1
+        return Table(as_entries(self.table()), dict(self.groups), [], self.read_s)
+
+    def send_batch(self, plan: Plan, trailer: Sequence[Reinject]) -> BatchResult:
+        self.batches.append(plan)
+        if not self.answering:
+            return BatchResult(False, self.now, self.now + 5.0)
+        for g in [*plan.group_adds, *plan.group_mods]:
+            self.groups[g.group_id] = g
+        refused: dict[int, str] = {}
+        for f in plan.flow_adds:
+            if f.cookie in self.refuse:
+                refused[f.cookie] = "OFPT_ERROR type=5 code=0"
+            else:
+                self.flows[f.key] = (f, None)
+        for d in plan.flow_dels:
+            key = (d.table, d.priority, d.match)
+            if key in self.flows and self.flows[key][0].cookie == d.cookie:
+                del self.flows[key]
+        for gid in plan.group_dels:
+            self.groups.pop(gid, None)
+        self.reinjected.extend(trailer)
+        return BatchResult(not refused, self.now, self.now + self.batch_s, refused)
+
+    def reinject(self, packets: Sequence[Reinject]) -> None:
+        self.reinjected.extend(packets)
+
+    def flow_add(self, flow: FlowSpec, hard_timeout: int) -> None:
+        self.flows[flow.key] = (flow, self.now + hard_timeout)
+
+    def packet_out(self, port: int, frame: bytes) -> None:
+        self.sent.append((port, frame))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from netfate.orchestrator.sdn.controller import Brain
+from netfate.orchestrator.sdn.brain import Brain
 from netfate.orchestrator.sdn.intents import PortView, ViewAndIntents, parse_intent
 from sdn_fixtures import MAC, make_view
+
+NOW = 1000.0  # the brain is given the time; these tests do not move it
 
 
 def _brain() -> Brain:
@@ -40,29 +42,29 @@ def test_same_version_is_not_recompiled() -> None:
 
 def test_known_host_on_its_own_port_changes_nothing() -> None:
     b = _brain()
-    assert not b.host_at(MAC["alice"], "cpe1", 1)
+    assert not b.host_at(MAC["alice"], "cpe1", 1, NOW)
 
 
 def test_known_host_on_an_anonymous_port_moves_its_flows() -> None:
     b = _brain()
     gen = b.generation
-    assert b.host_at(MAC["alice"], "cpe2", 9)
+    assert b.host_at(MAC["alice"], "cpe2", 9, NOW)
     assert b.generation == gen + 1
     flows, _groups, _gen = b.desired("cpe2") or (set(), set(), 0)
     assert any(("in_port", 9) in f.match and ("eth_src", MAC["alice"]) in f.match for f in flows)
-    assert not b.host_at(MAC["alice"], "cpe2", 9)  # already there
+    assert not b.host_at(MAC["alice"], "cpe2", 9, NOW)  # already there
 
 
 def test_a_copied_mac_on_another_hosts_port_is_ignored() -> None:
     b = _brain()
     gen = b.generation
-    assert not b.host_at(MAC["alice"], "cpe2", 1)  # bob's port
+    assert not b.host_at(MAC["alice"], "cpe2", 1, NOW)  # bob's port
     assert b.generation == gen
 
 
 def test_unknown_mac_changes_nothing() -> None:
     b = _brain()
-    assert not b.host_at("02:de:ad:be:ef:00", "cpe2", 9)
+    assert not b.host_at("02:de:ad:be:ef:00", "cpe2", 9, NOW)
     assert b.known("02:de:ad:be:ef:00") is None
     assert b.mac_for_ip("10.0.0.5") == MAC["server"]
 
@@ -94,13 +96,13 @@ def test_many_intents_a_move_recompiles_that_host_first_then_settles() -> None:
     )
     b = Brain()
     b.update(ViewAndIntents(view=view, intents=intents, version="1"))
-    assert b.host_at(MAC["alice"], "cpe2", 9)
+    assert b.host_at(MAC["alice"], "cpe2", 9, NOW)
     assert b.full_due
     fast = {n: set(fs) for n, fs in (b.result.flows if b.result else {}).items()}
     assert any(("in_port", 9) in f.match for f in fast["cpe2"] if f.priority == 400)
-    assert not b.settle()  # too soon: more hosts may be arriving
+    assert not b.settle(NOW)  # too soon: more hosts may be arriving
     b.last_partial -= 10.0
-    assert b.settle() and not b.full_due and not b.settle()
+    assert b.settle(NOW) and not b.full_due and not b.settle(NOW)
     full = b.result.flows if b.result else {}
     # No flows are shared between these intents: the spliced result was already exact.
     assert fast == full
@@ -145,24 +147,24 @@ def test_a_migrated_instance_announcing_itself_takes_the_steering_ahead_of_the_v
     b = _migrating_brain()
     assert _to_fw(b, "cpe1") == {3}  # the view's node: the copy at cpe1
     gen = b.generation
-    assert b.instance_at(MAC["fw1"], "cpe2", 7)  # its gratuitous ARP at the cut-over
+    assert b.instance_at(MAC["fw1"], "cpe2", 7, NOW)  # its gratuitous ARP at the cut-over
     assert b.generation > gen
     assert 3 not in _to_fw(b, "cpe1")  # alice's frames now leave cpe1 toward pe
     assert _to_fw(b, "pe") == {2}  # ...and on to cpe2
-    assert not b.instance_at(MAC["fw1"], "cpe2", 7)  # already there: nothing to do
+    assert not b.instance_at(MAC["fw1"], "cpe2", 7, NOW)  # already there: nothing to do
 
 
 def test_an_instance_is_not_pulled_to_a_port_that_is_not_its_own() -> None:
     b = _migrating_brain()
     gen = b.generation
-    assert not b.instance_at(MAC["fw1"], "cpe2", 1)  # bob's port
-    assert not b.instance_at(MAC["alice"], "cpe2", 7)  # a host's MAC is not an instance
+    assert not b.instance_at(MAC["fw1"], "cpe2", 1, NOW)  # bob's port
+    assert not b.instance_at(MAC["alice"], "cpe2", 7, NOW)  # a host's MAC is not an instance
     assert b.generation == gen
 
 
 def test_the_override_ends_when_its_port_goes() -> None:
     b = _migrating_brain()
-    assert b.instance_at(MAC["fw1"], "cpe2", 7)
+    assert b.instance_at(MAC["fw1"], "cpe2", 7, NOW)
     assert b.data is not None
     gone = [
         n.model_copy(update={"ports": [p for p in n.ports if p.ofport != 7]})

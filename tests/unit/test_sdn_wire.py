@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
-from netfate.orchestrator.sdn import ofp, wire
+from netfate.orchestrator.sdn import frames, ofp, wire
 from netfate.orchestrator.sdn.compile import FlowSpec, Output, SetField, compile_intents
 from netfate.orchestrator.sdn.intents import parse_intent
+from netfate.proto.arp import reply as arp_reply
 from sdn_fixtures import make_view
 
 
@@ -112,8 +113,8 @@ def test_packet_parse_matches_os_ken_packets() -> None:
             dst_ip="10.0.0.5",
         ),
     )
-    got = ofp.parse_packet(req)
-    assert got == ofp.PacketInfo(
+    got = frames.parse_packet(req)
+    assert got == frames.PacketInfo(
         "02:00:00:00:00:0a", "ff:ff:ff:ff:ff:ff", 0x0806, "10.0.0.10", 1, "10.0.0.5"
     )
     dgram = build(
@@ -121,28 +122,48 @@ def test_packet_parse_matches_os_ken_packets() -> None:
         ipv4.ipv4(src="10.0.0.10", dst="10.0.0.5", proto=17),
         udp.udp(1, 2),
     )
-    assert ofp.parse_packet(dgram) == ofp.PacketInfo(
+    assert frames.parse_packet(dgram) == frames.PacketInfo(
         "02:00:00:00:00:0a", "02:00:00:00:00:05", 0x0800, "10.0.0.10"
     )
     # Truncated or foreign frames are not errors.
     for junk in (b"", b"\x01" * 13, req[:20], dgram[:20]):
-        info = ofp.parse_packet(junk)
+        info = frames.parse_packet(junk)
         assert info is None or info.ip is None
-    reply = ofp.arp_reply(
+    reply = arp_reply(
         asker_mac="02:00:00:00:00:0a",
         asker_ip="10.0.0.10",
         target_mac="02:00:00:00:00:05",
         target_ip="10.0.0.5",
     )
-    assert ofp.parse_packet(reply) == ofp.PacketInfo(
+    assert frames.parse_packet(reply) == frames.PacketInfo(
         "02:00:00:00:00:05", "02:00:00:00:00:0a", 0x0806, "10.0.0.5", 2, "10.0.0.10"
     )
+
+
+def test_proxy_arp_replies_are_os_kens_bytes() -> None:
+    from os_ken.lib.packet import arp, ether_types, ethernet, packet
+
+    asker_mac, asker_ip = "02:00:00:00:00:0a", "10.0.0.10"
+    target_mac, target_ip = "02:4e:46:00:00:01", "10.0.0.5"
+    ref = packet.Packet()
+    ref.add_protocol(
+        ethernet.ethernet(dst=asker_mac, src=target_mac, ethertype=ether_types.ETH_TYPE_ARP)
+    )
+    ref.add_protocol(
+        arp.arp(opcode=arp.ARP_REPLY, src_mac=target_mac, src_ip=target_ip,
+                dst_mac=asker_mac, dst_ip=asker_ip)
+    )  # fmt: skip
+    ref.serialize()
+    got = arp_reply(
+        asker_mac=asker_mac, asker_ip=asker_ip, target_mac=target_mac, target_ip=target_ip
+    )
+    assert got == bytes(ref.data) and len(got) == 60
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200))
 def test_packet_parse_never_raises_on_junk(data: bytes) -> None:
-    info = ofp.parse_packet(data)
+    info = frames.parse_packet(data)
     assert info is None or len(info.eth_src) == 17
 
 

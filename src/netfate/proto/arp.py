@@ -1,7 +1,10 @@
-"""ARP frames a node sends on its own (RFC 826): how an address tells the switches
-and the hosts on its segment where it now is.
+"""ARP frames netfate builds itself (RFC 826): how an address tells the switches
+and the hosts on its segment where it now is, and the SDN controller's proxy
+answers to instances.
 
-Ethernet II + ARP request, sender `mac`/`spa`, target protocol address `tpa`:
+Ethernet II + ARP, here a request (oper 1), sender `mac`/`spa`, target `tpa`;
+a reply (oper 2) carries the answer in the sender fields and the asker in the
+target fields, sent to the asker:
 
     0                   6                  12     14
     +-------------------+-------------------+------+
@@ -20,6 +23,8 @@ import ipaddress
 import struct
 
 ETH_P_ARP = 0x0806
+ETH_MIN_FRAME = 60
+"""Without the FCS: shorter frames are padded."""
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -42,3 +47,14 @@ def request(mac: str, spa: str, tpa: str) -> bytes:
 def announcement(mac: str, ip: str) -> bytes:
     """Gratuitous ARP: `ip` is at `mac` (sender and target address both `ip`)."""
     return request(mac, ip, ip)
+
+
+def reply(*, asker_mac: str, asker_ip: str, target_mac: str, target_ip: str) -> bytes:
+    """`target_ip` is at `target_mac`, told to the asker (zero-padded to the 60-byte
+    minimum frame, as os-ken builds it): the SDN controller's proxy ARP answer."""
+    sha, tha = mac_bytes(target_mac), mac_bytes(asker_mac)
+    sender = ipaddress.IPv4Address(target_ip).packed
+    target = ipaddress.IPv4Address(asker_ip).packed
+    eth = tha + sha + struct.pack("!H", ETH_P_ARP)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + sha + sender + tha + target
+    return (eth + arp).ljust(ETH_MIN_FRAME, b"\x00")

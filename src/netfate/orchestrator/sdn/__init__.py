@@ -2,7 +2,14 @@
 
 - `intents`   typed intents and the network view (pure, JSON via pydantic)
 - `compile`   intents + view -> flows and groups per switch (pure)
-- `ofp`       flow specs <-> os-ken OpenFlow messages (untyped calls live here)
-- `controller` the os-ken application (runs in its own process, see `process`)
-- `api`, `tables`, `cli`  the orchestrator side and `netfate flow ...`
+- `reconcile` desired vs actual table -> the batch to send (pure)
+- the controller process (see `process`), sans-I/O core and its driver:
+  - `brain`     what every switch should hold: view, intents, hosts seen ahead of it
+  - `keeper`    one switch's table kept equal to the brain's (read, plan, send)
+  - `core`      every decision: packet-ins, ports, reports; given `now` and a switch
+  - `switch`    the switch as the core sees it (a Protocol); `frames` the frames it reads
+  - `reports`   what the core tells the orchestrator (past-tense events)
+  - `osken_switch`, `driver`, `controller`  os-ken, threads, HTTP, the os-ken app
+- `ofp`, `wire`  flow specs <-> OpenFlow messages (os-ken's, and hand-packed flow-mods)
+- `api`, `tables`, `cli`, `fabric`  the orchestrator side and `netfate flow ...`
 """

@@ -10,7 +10,8 @@ Pipeline on every bridge (one table, OpenFlow 1.3):
               port (an instance's extra addresses)
     120       connectivity above the gateway: a host and   intent
               the instance that is its router (by MAC)
-    100       connectivity: A <-> B, ARP included          intent
+    34-101    connectivity: A <-> B, ARP included, each    intent
+              direction ranked by its destination (below)
       5       instance port, ARP request -> controller     base   (proxy ARP)
       1       access port, anything else -> controller     base   (host discovery)
       0       drop                                         base
@@ -21,23 +22,42 @@ cannot inject traffic from another port. Flows that two intents both need
 (ARP between the same pair, say) are installed once, owned by the intent
 whose id sorts first; when that intent goes, the other takes the flow over.
 
+No two intents' flows may tie: at one priority, flows whose matches overlap
+but whose actions differ leave the switch free to apply either (OpenFlow 1.3,
+5.3). A host's gateway (`host:H <-> subnet:0.0.0.0/0@N`, fabric.py) matches
+every IPv4 frame and every ARP request of H, so at one priority with H's
+connectivity to an instance on its own LAN, H's ARP for the instance went to
+the node in two runs of six. Connectivity therefore ranks each direction by
+how precisely it names where the frames go, as the longest prefix wins in
+routing:
+
+    to a host or an instance (its MAC; for ARP, its address)   100   ARP 101
+    to a subnet of prefix length L                          34+2L   ARP +1
+    to 0.0.0.0/0 (a gateway: whatever the node routes)          34   ARP  35
+
+ARP flows sit one above the data flows of their rank: the data flows between
+two MACs take any frame between them, ARP included, but it is the target
+address that says where an ARP frame should go. Steering, replication and
+tunnels keep a tier each, above all connectivity; tests/unit/
+test_sdn_compile_ties.py compiles a set of every kind, as the services make
+them, and finds no tie.
+
 A subnet behind a named port (`subnet:CIDR@NODE/PORT`) is more specific than
 what a node routes through its `local:` port: a host's gateway intent
-(`host:H <-> subnet:0.0.0.0/0@N`) matches every IPv4 packet of H, including
-those for the addresses an instance holds besides its own (a Virtual
-Presence's aliases). Such connectivity therefore compiles one tier higher
-(150), both ways, instead of tying with the gateway flows; and frames to such
-a subnet leave for the instance with the instance's MAC (a host may still hold
-the MAC of the instance that had the address before, as when a share's alias
-goes to a new Virtual Presence).
+matches every IPv4 packet of H, including those for the addresses an instance
+holds besides its own (a Virtual Presence's aliases), and the host may still
+send them to the MAC of another host or instance (the one that had the address
+before, as when a share's alias goes to a new Virtual Presence). Such
+connectivity therefore compiles in a tier of its own (150), both ways; and
+frames to such a subnet leave for the instance with the instance's MAC.
 
-The same holds for a host whose router is an instance (a Personal Network's
-vHG): its frames to the instance's MAC tie with its gateway flows, and the
-instance's frames to it (its DHCP offers, NATed replies) with the instance's
-own. Connectivity marked `above_gateway` compiles at 120 between the two: by
-MAC, whatever the IPv4 addresses (a DHCP lease the view does not know), plus
-ARP for the ends' known addresses. Below 150, so that frames to a Virtual
-Presence's aliases still go to the VP.
+A host whose router is an instance (a Personal Network's vHG) sends it frames
+whatever their addresses, and the instance's frames to it (its DHCP offers,
+NATed replies) carry addresses the view does not know. Connectivity marked
+`above_gateway` compiles at 120 between the two, above all ranked
+connectivity: by MAC, whatever the IPv4 addresses (a DHCP lease), plus ARP for
+the ends' known addresses. Below 150, so that frames to a Virtual Presence's
+aliases still go to the VP.
 """
 
 from __future__ import annotations
@@ -71,6 +91,9 @@ PRIO_TUNNEL = 200
 PRIO_CONNECTIVITY_PORT = 150
 PRIO_CONNECTIVITY_ROUTER = 120
 PRIO_CONNECTIVITY = 100
+"""Connectivity toward a host or an instance; toward subnets it ranks lower (`_toward`)."""
+PRIO_GATEWAY = PRIO_CONNECTIVITY - 2 * 33
+"""Connectivity toward 0.0.0.0/0, below every other rank."""
 PRIO_PROXY_ARP = 5
 PRIO_DISCOVERY = 1
 PRIO_DROP = 0
@@ -212,6 +235,11 @@ def _net(text: str) -> str | None:
     if net.prefixlen == 32:
         return str(net.network_address)
     return str(net)
+
+
+@functools.lru_cache(maxsize=65536)
+def _prefixlen(text: str) -> int:
+    return ipaddress.IPv4Network(text).prefixlen
 
 
 def _freeze(match: Mapping[str, MatchValue]) -> Match:
@@ -429,15 +457,23 @@ class _Emitter:
 def _compile_connectivity(r: _Resolver, it: ConnectivityIntent, e: _Emitter) -> None:
     a, b = r.attach(it.a, it.id), r.attach(it.b, it.id)
     named_port = any(ep.kind == "subnet" and ep.port is not None for ep in (it.a, it.b))
-    prio = PRIO_CONNECTIVITY_PORT if named_port else PRIO_CONNECTIVITY
+    tier = PRIO_CONNECTIVITY_PORT if named_port else None
     if it.above_gateway:
-        prio = PRIO_CONNECTIVITY_ROUTER
+        tier = PRIO_CONNECTIVITY_ROUTER
     for x, y in ((a, b), (b, a)):
+        data, arp = (tier, tier) if tier is not None else _toward(y)
         hops = r.hops(x, y)
         # To addresses behind an instance's port, frames get the instance's MAC: a
         # host may still hold the MAC of the instance that had the address before.
-        e.along(hops, prio, {**_src_l2(x), **_dst_l2(y)}, y.deliver_mac)
-        e.along(hops, prio, _arp(x, y), y.deliver_mac)
+        e.along(hops, data, {**_src_l2(x), **_dst_l2(y)}, y.deliver_mac)
+        e.along(hops, arp, _arp(x, y), y.deliver_mac)
+
+
+def _toward(dst: _Attach) -> tuple[int, int]:
+    """Priorities (data, ARP) of connectivity flows toward `dst`, ranked by how
+    precisely it is named (the module docstring): longest prefix first."""
+    rank = PRIO_GATEWAY + 2 * _prefixlen(dst.ip) if dst.is_subnet else PRIO_CONNECTIVITY
+    return rank, rank + 1
 
 
 def _compile_tunnel(r: _Resolver, it: TunnelIntent, e: _Emitter) -> None:

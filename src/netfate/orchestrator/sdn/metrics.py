@@ -34,7 +34,7 @@ class _State(Collector):
         switches = GaugeMetricFamily("netfate_controller_switches", "Switches connected now")
         app = self.app
         if app is not None:
-            for node, n in sorted(app.brain.summary().get("flows", {}).items()):
+            for node, n in sorted(app.core.brain.summary().get("flows", {}).items()):
                 flows.add_metric([str(node)], float(n))
             switches.add_metric([], float(len(app.switches)))
         yield from (flows, switches)

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
-import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -294,72 +291,21 @@ def error_text(msg: Any) -> str:
     return f"OFPT_ERROR type={msg.type} code={msg.code} xid={msg.xid}"
 
 
-# --- packets (packet-in parsing, proxy ARP replies) -----------------------------
+# --- events ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PacketInfo:
-    eth_src: str
-    eth_dst: str
-    eth_type: int
-    ip: str | None
-    """IPv4 source, or the ARP sender address."""
-    arp_op: int | None = None
-    arp_tpa: str | None = None
-
-
-def parse_packet(data: bytes) -> PacketInfo | None:
-    """The few header fields discovery needs; None if the frame is not something we read.
-
-    Parsed by hand (os-ken's packet library costs ~0.1 ms a frame on this path)::
-
-        Ethernet: dst(6) src(6) [0x8100 tci(2)] type(2)
-        ARP (type 0x0806): htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
-        IPv4 (type 0x0800): ver/ihl(1) ... src at offset 12 (4), dst at 16 (4)
-    """
-    if len(data) < 14:
-        return None
-    dst, src = _mac(data[0:6]), _mac(data[6:12])
-    (eth_type,) = struct.unpack_from("!H", data, 12)
-    off = 14
-    if eth_type == 0x8100 and len(data) >= 18:
-        (eth_type,) = struct.unpack_from("!H", data, 16)
-        off = 18
-    if eth_type == 0x0806 and len(data) >= off + 28:
-        (op,) = struct.unpack_from("!H", data, off + 6)
-        spa = socket.inet_ntoa(data[off + 14 : off + 18])
-        tpa = socket.inet_ntoa(data[off + 24 : off + 28])
-        return PacketInfo(src, dst, eth_type, spa, int(op), tpa)
-    if eth_type == 0x0800 and len(data) >= off + 20 and data[off] >> 4 == 4:
-        ip: str | None = socket.inet_ntoa(data[off + 12 : off + 16])
-        if ip == "0.0.0.0":
-            ip = None  # DHCP discover: no address yet
-        return PacketInfo(src, dst, eth_type, ip)
-    return PacketInfo(src, dst, eth_type, None)
-
-
-def _mac(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
-
-
-def arp_reply(*, asker_mac: str, asker_ip: str, target_mac: str, target_ip: str) -> bytes:
-    from os_ken.lib.packet import arp, ether_types, ethernet, packet
-
-    pkt = packet.Packet()
-    pkt.add_protocol(
-        ethernet.ethernet(dst=asker_mac, src=target_mac, ethertype=ether_types.ETH_TYPE_ARP)
-    )
-    pkt.add_protocol(
-        arp.arp(
-            opcode=arp.ARP_REPLY,
-            src_mac=target_mac,
-            src_ip=target_ip,
-            dst_mac=asker_mac,
-            dst_ip=asker_ip,
-        )
-    )
-    pkt.serialize()
-    return bytes(pkt.data)
+def port_came_up(msg: Any) -> int | None:
+    """The port an OFPT_PORT_STATUS says was added or changed and is up (link up,
+    not disabled, a numbered port, not a reserved one); None otherwise."""
+    desc = msg.desc
+    if (
+        msg.reason in (ofp.OFPPR_ADD, ofp.OFPPR_MODIFY)
+        and not desc.state & ofp.OFPPS_LINK_DOWN
+        and not desc.config & ofp.OFPPC_PORT_DOWN
+        and 0 < desc.port_no < ofp.OFPP_MAX
+    ):
+        return int(desc.port_no)
+    return None
 
 
 def packet_in_fields(msg: Any) -> tuple[int, bytes]:

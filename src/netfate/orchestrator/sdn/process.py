@@ -189,7 +189,7 @@ def run(
 ) -> None:
     """Run the controller until killed (with `metrics`, Prometheus's /metrics on that
     loopback address: sdn/metrics.py). Blocks."""
-    from netfate.orchestrator.sdn import controller
+    from netfate.orchestrator.sdn import controller, driver
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -222,6 +222,6 @@ def run(
     threading.Thread(target=collect_periodically, name="gc", daemon=True).start()
     hub.patch(thread=False)
     cfg.CONF(args=[], project="os_ken")
-    controller.SETTINGS = controller.Settings(orchestrator=orchestrator)
+    controller.SETTINGS = driver.Settings(orchestrator=orchestrator)
     _install_datapath_handling(listener)
     AppManager.run_apps(["netfate.orchestrator.sdn.controller"])
