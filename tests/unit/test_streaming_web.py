@@ -164,3 +164,29 @@ def test_watched_events(api: TestClient) -> None:
     assert seen["event"] == eid and seen["title"] == "Lecture" and seen["provider"] == "uni"
     assert ok(api.get(f"{V1}/app/watched?user=bob")) == []
     assert api.get(f"{V1}/app/watched").status_code == 422
+
+
+def test_a_refusal_on_a_port_no_flow_owns_reaches_its_provider(api: TestClient) -> None:
+    """The acquirer refuses a stream to a wrong port (no flow of its own): the
+    provider whose address sent it sees the refusal on its live event; another
+    provider at the same PE does not."""
+    ok(api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe1",
+                                         "source": "10.61.0.9"}), 201)  # fmt: skip
+    ok(api.post(f"{V1}/providers", json={"name": "club", "title": "C", "pe": "pe1"}), 201)
+    cids = {}
+    for prov in ("uni", "club"):
+        body = {"provider": prov, "title": "E", "start": time.time() + 60, "duration_s": 600}
+        eid = ok(api.post(f"{V1}/events", json=body), 201)["id"]
+        cids[prov] = ok(api.post(f"{V1}/events/{eid}/start"))["content"]["id"]
+    detail = "port 5010 is not assigned to any stream; your event ev1 takes RTP on port 5000"
+    refused = {"seq": 1, "kind": "StreamRefused", "port": 5010, "transport": "udp",
+               "source": "10.61.0.9", "reason": "wrong_port", "detail": detail, "flow": None,
+               "event": None, "at": 1.0}  # fmt: skip
+    events = {"last_seq": 1, "dropped": 0, "items": [refused]}
+    _report(api, "pe1", {"acquirer-pe1": {"events": events}})
+    _report(api, "pe1", {"acquirer-pe1": {"events": events}})  # twice: handled once
+    by_id = {e["content"]["id"]: e["content"]["stream"] for e in ok(api.get(f"{V1}/events"))}
+    assert by_id[cids["uni"]]["refused"] == [
+        {"reason": "wrong_port", "detail": detail, "source": "10.61.0.9", "at": 1.0}
+    ]
+    assert "refused" not in by_id[cids["club"]]
