@@ -9,11 +9,15 @@ namespace (the phone, at pe2): the page comes through a stand-in of the front do
   the edge streamer's HLS and the video element renders frames;
 - the user records the live event (after it started); the storage function joins,
   records, stops; MyShare plays the recording as seekable VoD, frames rendered after
-  a seek; the Calendar lists the event as watched.
+  a seek; the Calendar lists the event as watched;
+- the storage function's process is killed: started again, it serves the recording
+  from the service's volume and MyShare plays it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +29,14 @@ from browser import chromium, front_door
 from netfate.demo.platform import Api
 from netfate.host import netns
 from netfate.services.streaming import recordings
-from netfate.services.streaming.demo import PROVIDERS, TOPOLOGY, Scene, appears
+from netfate.services.streaming.demo import (
+    PROVIDERS,
+    TOPOLOGY,
+    Scene,
+    appears,
+    live,
+    restarted,
+)
 from netfate.testbed.builder import Testbed
 from testbed_procs import until
 
@@ -160,3 +171,21 @@ def test_record_then_play_back_seekable(scene: Scene, page: Any) -> None:
     page.locator("#watched").get_by_text("Opening lecture").wait_for(timeout=T)
     files = list(Path(recordings.volume()).glob(f"alice/r{rec['id']}/*.ts"))
     assert files, "the recording's segments are on the service's volume"
+
+
+def test_a_recording_survives_its_storage_function_restarting(scene: Scene, page: Any) -> None:
+    """The storage's process killed (-9): started again, it finds the recording on
+    the service's volume and MyShare plays it (frames rendered) as before."""
+    before = live(scene.api, "storage-pe1")
+    assert before is not None and before["pid"]
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    until(
+        "the storage's process started again",
+        restarted(scene.api, "storage-pe1", before["pid"]),
+        120,
+    )
+    page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
+    page.get_by_role("tab", name="MyShare").click()
+    page.locator("#recordings").get_by_role("button", name="Play").first.click()
+    page.evaluate(FRAMES, "vod")
+    page.wait_for_function(f"() => ({FRAMES})('vod') >= 10", timeout=T)
