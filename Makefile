@@ -18,7 +18,7 @@ APT_PACKAGES := openvswitch-switch nftables dnsmasq-base ethtool iproute2 iperf3
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly \
 	multicat nginx libnginx-mod-rtmp prometheus
 
-.PHONY: demo test deps apt venv lint unit netns testbed bench clean-testbed
+.PHONY: demo test deps apt venv web lint unit netns testbed bench clean-testbed
 
 demo: deps
 	$(BIN)/netfate demo $(DEMO_ARGS)
@@ -26,7 +26,23 @@ demo: deps
 test: deps lint
 	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) tests
 
-deps: apt venv
+deps: apt venv web
+
+# Browser libraries of the services' web apps (hls.js for the streaming player), from
+# the npm registry at the versions their lockfiles pin, into each folder's
+# node_modules (git-ignored; the app serves the files from there). Debian's `nodejs`
+# has no npm; a Node.js that brings its own (it conflicts with Debian's npm) is kept.
+WEB_DIRS := src/netfate/services/streaming/web
+WEB_STAMPS := $(addsuffix /node_modules/.installed,$(WEB_DIRS))
+
+web: $(WEB_STAMPS)
+
+%/node_modules/.installed: %/package-lock.json %/package.json
+	@command -v npm >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to install: npm" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; }
+	npm ci --prefix $* --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Packages' own services (minidlna, gerbera, freeradius, postgresql) must not start in the
 # root namespace: the tests start their own. policy-rc.d (exit 101) forbids it

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from netfate.demo.platform import Api
-from netfate.services.streaming.demo import TOPOLOGY, Scene, live
+from netfate.services.streaming.demo import TOPOLOGY, Scene, live, restarted
 from netfate.testbed.builder import Testbed
 from testbed_procs import until
 
@@ -66,11 +66,7 @@ def test_a_killed_forwarder_is_started_again_and_the_viewers_resume(scene: Scene
     kill(int(before["pid"]))
     until(
         "the forwarder's process started again",
-        lambda: (
-            (i := live(scene.api, "forwarder-c1")) is not None
-            and i["state"] == "running"
-            and i["pid"] not in (None, before["pid"])
-        ),
+        restarted(scene.api, "forwarder-c1", before["pid"]),
         120,
     )
     everyone_decodes(scene)
@@ -103,11 +99,7 @@ def test_a_killed_edge_streamer_is_started_again_and_its_viewer_resumes(scene: S
     kill(int(before["pid"]))
     until(
         "the edge streamer's process started again",
-        lambda: (
-            (i := live(scene.api, f"streamer-{sid}")) is not None
-            and i["state"] == "running"
-            and i["pid"] not in (None, before["pid"])
-        ),
+        restarted(scene.api, f"streamer-{sid}", before["pid"]),
         120,
     )
     assert scene.decodes("erin", timeout=120) > 0

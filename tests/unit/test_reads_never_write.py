@@ -191,6 +191,8 @@ def _fill(path: str, ids: dict[str, Any]) -> str:
 
 QUERIES = {
     "/api/v1/usbip/placement": "?descriptor=hrh-climate&serves=sensor",
+    "/api/v1/streaming/app/recordings": "?user=alice",
+    "/api/v1/streaming/app/watched": "?user=alice",
 }
 HEADERS = {  # the user's own page needs the user's sign-in
     "/api/v1/firewall/me/rules": {

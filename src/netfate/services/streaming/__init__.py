@@ -13,11 +13,13 @@ from pathlib import Path
 
 from netfate.contract import Demo, Loop, Role, Service
 
-from . import notices, reconcile
+from . import notices, reconcile, web
 from .api import router
 from .functions import DESCRIPTORS
 
-OPERATOR, PROVIDER, USER = Role.OPERATOR, Role.PROVIDER, Role.USER
+OPERATOR, PROVIDER, USER, PUBLIC = Role.OPERATOR, Role.PROVIDER, Role.USER, Role.PUBLIC
+# The web apps' routes (web.py) beside the API's: one router, one prefix.
+router.include_router(web.router)
 EVERYONE = (OPERATOR, PROVIDER, USER)
 
 SERVICE = Service(
@@ -47,11 +49,22 @@ SERVICE = Service(
         "POST /reservations": (USER,),
         "GET /reservations": (OPERATOR, USER),
         "DELETE /reservations/{rid}": (OPERATOR, USER),
+        # The apps' pages and their files: anyone's; their data is the user's (below).
+        "GET /app": (PUBLIC,),
+        "GET /studio": (PUBLIC,),
+        "GET /app/hls.js": (PUBLIC,),
+        "GET /app/manifest.webmanifest": (PUBLIC,),
+        "GET /app/me": (PROVIDER, USER),
+        "GET /app/recordings": (OPERATOR, USER),
+        "DELETE /app/recordings/{rid}": (OPERATOR, USER),
+        "GET /app/watched": (OPERATOR, USER),
     },
     descriptors=DESCRIPTORS,
     on_instance_event=notices.on_instance_event,
     loops=(Loop("tree", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
     demos=(Demo("streaming", "netfate.services.streaming.demo"),),
+    panels=("panel.js",),
+    pages={"Live events (viewers)": "/app", "Live events (providers)": "/studio"},
 )
 
 __all__ = ["SERVICE"]

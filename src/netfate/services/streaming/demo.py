@@ -130,6 +130,17 @@ def appears(api: Api, name: str) -> Callable[[], dict[str, Any] | None]:
     return lambda: live(api, name)
 
 
+def restarted(api: Api, name: str, pid: int) -> Callable[[], bool]:
+    """Whether the instance ``name`` runs again, with another process than ``pid``
+    (for until)."""
+
+    def again() -> bool:
+        i = live(api, name)
+        return i is not None and i["state"] == "running" and i["pid"] not in (None, pid)
+
+    return again
+
+
 @dataclass
 class Scene:
     """The walk-through's state: what it started, who watches what."""

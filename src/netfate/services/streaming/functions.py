@@ -9,7 +9,8 @@ from typing import Any
 from .tree import Limits
 
 ACQUIRER, FORWARDER, STREAMER = "streaming-acquirer", "streaming-forwarder", "streaming-edge"
-ACQUIRER_CPU, FORWARDER_CPU, STREAMER_CPU = 0.1, 0.1, 0.3
+STORAGE = "streaming-storage"
+ACQUIRER_CPU, FORWARDER_CPU, STREAMER_CPU, STORAGE_CPU = 0.1, 0.1, 0.3, 0.2
 
 LIMITS = Limits(
     streamer_cpu=STREAMER_CPU,
@@ -27,6 +28,8 @@ TREE_PORTS = (6000, 6127)
 """Where contents arrive at forwarders and edge streamers."""
 HTTP_PORT = 8080
 """The edge streamer's HTTP (RTP joins, SDP, HLS)."""
+STORAGE_HTTP_PORT = 8081
+"""The storage function's HTTP (HLS VoD of the recordings)."""
 
 DESCRIPTORS: tuple[dict[str, Any], ...] = (
     {
@@ -55,5 +58,15 @@ DESCRIPTORS: tuple[dict[str, Any], ...] = (
         "stateful": False,
         "description": "Edge streamer on viewers' access PEs: RTP (an SDP per stream) and "
         "HLS / LL-HLS, optional lower renditions.",
+    },
+    {
+        "name": STORAGE,
+        "function": "netfate.vnf.streaming.storage:Storage",
+        "cpu": STORAGE_CPU,
+        "memory_mb": 128,
+        "stateful": False,
+        "description": "The storage subsystem at a provider's PE: records the contents users "
+        "asked to record on the service's volume (per-user quota) and serves them as "
+        "seekable HLS VoD.",
     },
 )

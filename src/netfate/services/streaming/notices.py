@@ -12,7 +12,8 @@ Each acquirer flow is a live content (its id is the content's). The content keep
     recognised   {container, streams: [{kind, codec, ...}], complete, bitrate_bps, at}
     bitrate_bps  the programme-clock bitrate measured
     stopped      {reason, at} of the latest stop
-    refused      the latest refusals on the content's port ({reason, detail, source, at})
+    refused      the latest refusals on the content's port, and on ports no flow owns
+                 from the provider's source address ({reason, detail, source, at})
     seq          {instance: the last event handled}: an event delivered twice is
                  handled once
 
@@ -24,27 +25,39 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .tables import ContentRow
+from .tables import ContentRow, ProviderRow
 
 REFUSALS_KEPT = 8
 
 
 def on_instance_event(session: Session, inst: Any, event: dict[str, Any]) -> set[str]:
-    """A streaming function's event: the acquirer's stream notices go to the content."""
+    """A streaming function's event: the acquirer's stream notices go to the content;
+    a refusal on a port no flow owns goes to the live contents of the provider it
+    came from (a provider known by its ``source`` address at that acquirer's PE)."""
     flow = event.get("flow")
-    if not isinstance(flow, str):
-        return set()
-    c = session.get(ContentRow, flow)
-    if c is None:
-        return set()
+    if isinstance(flow, str):
+        c = session.get(ContentRow, flow)
+        if c is not None:
+            _apply(c, inst, event)
+    elif event.get("kind") == "StreamRefused" and isinstance(event.get("source"), str):
+        live = select(ContentRow).where(ContentRow.state == "live", ContentRow.pe == inst.node)
+        for c in session.scalars(live):
+            p = session.get(ProviderRow, c.provider)
+            if p is not None and p.source == event["source"]:
+                _apply(c, inst, event)
+    return set()
+
+
+def _apply(c: ContentRow, inst: Any, event: dict[str, Any]) -> None:
     st: dict[str, Any] = dict(c.stream or {"state": "waiting", "starts": 0})
     seen = dict(st.get("seq") or {})
     seq = event.get("seq")
     if isinstance(seq, int):
         if seq <= int(seen.get(inst.id, 0)):
-            return set()
+            return
         seen[inst.id] = seq
     st["seq"] = seen
     kind, at = event.get("kind"), event.get("at")
@@ -68,6 +81,5 @@ def on_instance_event(session: Session, inst: Any, event: dict[str, Any]) -> set
         keep = {k: event.get(k) for k in ("reason", "detail", "source", "at")}
         st["refused"] = [*(st.get("refused") or []), keep][-REFUSALS_KEPT:]
     else:
-        return set()
+        return
     c.stream = st  # a new object: the JSON column sees the change
-    return set()

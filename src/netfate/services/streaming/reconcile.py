@@ -10,11 +10,14 @@ One step, in one transaction the platform commits:
                           content (its ingest port, its event), next hops below;
          forwarder:NODE   streaming-forwarder at a branch point that can host one;
          streamer:ID      streaming-edge on a viewers' PE: its contents;
+         storage:NODE     streaming-storage at a PE whose provider's events users
+                          record (recordings.py): fed by the acquirer there while a
+                          recording of a live content is requested;
        created pinned to the tree's node; reconfigured when their configuration
        differs; destroyed when the tree no longer needs them; created again when
        the platform lost one (failed, gone).
 
-Receivers are made first (streamers, then forwarders, then acquirers), so each
+Receivers are made first (storage, streamers, forwarders, then acquirers), so each
 sender's next hops name addresses that exist. The loop steps when the core
 announces a change and at least every INTERVAL_S; the API's writes run it at once.
 """
@@ -33,7 +36,7 @@ from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.store.tables import InstanceRow
 
-from . import backend
+from . import backend, recordings
 from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
 from .tables import ContentRow, FunctionRow, ProviderRow, TreeRow
 from .tree import Desired, Target
@@ -69,7 +72,8 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
     contents = {
         c.id: c for c in session.scalars(select(ContentRow).where(ContentRow.state == "live"))
     }
-    out: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    out = recordings.configs(session)
+    recorded = recordings.recorded(session)
     for sid, (node, xs) in sorted(want.streamers.items()):
         cfg = {
             "contents": [{"id": x, "port": contents[x].tree_port} for x in xs if x in contents],
@@ -102,6 +106,8 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
                 "port": c.ingest_port,
                 "next_hops": _hops(session, t, c.tree_port),
             }
+            if x in recorded:  # the storage joins while a recording is requested
+                flow["next_hops"] += _hops(session, (("storage", node),), c.tree_port)
             if prov is not None and prov.source:
                 flow["sources"] = [prov.source]
             flows.append(flow)
@@ -120,7 +126,7 @@ def converge(session: Session, want: Desired) -> set[str]:
     wanted_keys = set()
     # Receivers first, so the senders' configurations see their addresses: build the
     # configurations again after each kind is in place.
-    for kind in ("streamer", "forwarder", "acquirer"):
+    for kind in ("storage", "streamer", "forwarder", "acquirer"):
         for key, (desc, node, cfg) in configs(session, want).items():
             if not key.startswith(kind + ":"):
                 continue

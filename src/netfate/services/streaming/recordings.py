@@ -1,0 +1,154 @@
+"""Recordings made real: the storage function (netfate.vnf.streaming.storage) driven by
+the Table of Recordings (``streaming_recordings``).
+
+Where: one storage function, ``storage:NODE``, at the PE of each provider whose events
+users record, kept while one of its recordings exists (it serves them as HLS VoD).
+
+Joins only when a recording is requested: while a recording of a live content is
+``requested``, the content's acquirer sends it to the storage as one more next hop
+(on the PE's own LAN, so no link of the tree carries it); when the last one stops,
+the hop goes. A recording asked for before its event starts begins with the stream.
+
+The volume is the service's: a directory on the node (``NETFATE_STREAMING_VOLUME``,
+default /var/lib/netfate/streaming), outside any instance, so a restarted or rebuilt
+storage function scans it and serves what is there. Each user's bytes count against
+a quota (``NETFATE_STREAMING_QUOTA_BYTES``, default 1 GiB): reaching it stops the
+user's recordings, a new one is refused (the function's ``stop_reason``).
+
+Recording ``r{id}`` of user U lives in VOLUME/U'/r{id}/, where U' is U when it is a
+plain name and ``u-`` + a digest of it otherwise (e-mail addresses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from netfate.store.tables import InstanceRow
+from netfate.vnf.streaming.config import NAME
+
+from .functions import STORAGE, STORAGE_HTTP_PORT
+from .tables import ContentRow, EventRow, FunctionRow, ProviderRow, RecordingRow
+
+VOLUME_ENV = "NETFATE_STREAMING_VOLUME"
+DEFAULT_VOLUME = "/var/lib/netfate/streaming"
+QUOTA_ENV = "NETFATE_STREAMING_QUOTA_BYTES"
+DEFAULT_QUOTA = 1 << 30
+MAX_PER_STORAGE = 256
+"""Recordings one storage function is told of (its own bound): the newest."""
+FIGURES = ("state", "stop_reason", "duration_s", "octets", "segments", "runs", "writing")
+"""What MyShare shows of the storage function's figures of a recording."""
+KEPT = ("requested", "stopped")
+"""States whose files the storage keeps (``deleted`` has them removed)."""
+
+
+def volume() -> str:
+    return os.environ.get(VOLUME_ENV) or DEFAULT_VOLUME
+
+
+def quota_bytes() -> int:
+    raw = os.environ.get(QUOTA_ENV, "")
+    return int(raw) if raw.isdigit() else DEFAULT_QUOTA
+
+
+def volume_user(user: str) -> str:
+    """The user's folder name on the volume (the function takes plain names only)."""
+    if NAME.fullmatch(user):
+        return user
+    return "u-" + hashlib.sha256(user.encode()).hexdigest()[:24]
+
+
+def key(node: str) -> str:
+    return f"storage:{node}"
+
+
+def node_of(session: Session, event: int) -> str | None:
+    """Where an event's recordings are made: its provider's PE."""
+    e = session.get(EventRow, event)
+    p = session.get(ProviderRow, e.provider) if e is not None else None
+    return p.pe if p is not None else None
+
+
+def by_node(session: Session) -> dict[str, list[RecordingRow]]:
+    """Each storage node's recordings, newest first, at most MAX_PER_STORAGE; a node
+    whose recordings are all deleted keeps its storage until the function no longer
+    reports one of them (it has removed their files)."""
+    out: dict[str, list[RecordingRow]] = {}
+    for r in session.scalars(select(RecordingRow).order_by(RecordingRow.id.desc())):
+        node = node_of(session, r.event)
+        if node is not None and len(out.setdefault(node, [])) < MAX_PER_STORAGE:
+            out[node].append(r)
+
+    def needed(node: str, rows: list[RecordingRow]) -> bool:
+        if any(r.state in KEPT for r in rows):
+            return True
+        inst = instance(session, node)
+        held = ((inst.stats or {}).get("recordings") or {}) if inst is not None else {}
+        return any(f"r{r.id}" in held for r in rows)
+
+    return {n: rs for n, rs in out.items() if needed(n, rs)}
+
+
+def recorded(session: Session) -> dict[str, ContentRow]:
+    """The live contents someone records now (their acquirer feeds the storage)."""
+    out = {}
+    for r in session.scalars(select(RecordingRow).where(RecordingRow.state == "requested")):
+        c = session.scalars(select(ContentRow).where(ContentRow.event == r.event)).first()
+        if c is not None and c.state == "live":
+            out[c.id] = c
+    return out
+
+
+def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """key -> (descriptor, node, config) of every storage function needed."""
+    live = recorded(session)
+    out: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for node, rows in sorted(by_node(session).items()):
+        contents = sorted(
+            {c.id: c.tree_port for c in live.values() if c.pe == node}.items(),
+        )
+        recs = [
+            {
+                "id": f"r{r.id}",
+                "user": volume_user(r.user),
+                "content": f"ev{r.event}",
+                "state": {"requested": "recording"}.get(r.state, r.state),
+            }
+            for r in reversed(rows)
+        ]
+        cfg = {
+            "volume": volume(),
+            "http_port": STORAGE_HTTP_PORT,
+            "contents": [{"id": cid, "port": port} for cid, port in contents],
+            "recordings": recs,
+            "quota": {"default_bytes": quota_bytes()},
+        }
+        out[key(node)] = (STORAGE, node, cfg)
+    return out
+
+
+def instance(session: Session, node: str) -> InstanceRow | None:
+    f = session.get(FunctionRow, key(node))
+    return session.get(InstanceRow, f.instance) if f is not None else None
+
+
+def playback(session: Session, r: RecordingRow, address: str | None) -> dict[str, Any]:
+    """What MyShare shows of a recording: its VoD playlist at the storage function
+    (``address``: the function's, None while it has none) and the function's figures
+    (state, duration, bytes; empty until it reports)."""
+    node = node_of(session, r.event)
+    inst = instance(session, node) if node is not None else None
+    stats = (inst.stats or {}) if inst is not None else {}
+    figs = (stats.get("recordings") or {}).get(f"r{r.id}") or {}
+    user = (stats.get("users") or {}).get(volume_user(r.user)) or {}
+    vod = f"http://{address}:{STORAGE_HTTP_PORT}/vod/r{r.id}/index.m3u8" if address else None
+    return {
+        "node": node,
+        "vod": vod if r.state in KEPT else None,
+        "recorded": {k: figs.get(k) for k in FIGURES},
+        "quota": {"used": user.get("used"), "bytes": user.get("quota")},
+    }

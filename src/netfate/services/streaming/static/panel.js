@@ -1,0 +1,54 @@
+// The delivery trees, live on the dashboard (GET /api/v1/streaming/tree): each
+// content's tree as indented nodes from its acquirer down (forwarders where it
+// branches), the edge streamers with their viewers, and the functions the loop runs.
+(() => {
+  if (!(window.netfate && window.netfate.registerPanel)) return;
+  const KINDS = ["StreamingViewerAssigned", "StreamingJoinRefused", "StreamingViewerLeft",
+    "StreamingBranchPruned", "StreamingStreamerReleased"];
+  const mbit = (bps) => `${(bps / 1e6).toFixed(1)} Mbit/s`;
+
+  function tree(x, t, ctx) {
+    const kids = {};
+    for (const [n, p] of Object.entries(x.parent)) if (p) (kids[p] = kids[p] || []).push(n);
+    const fwd = t.desired.forwarders;
+    const streamers = t.state.streamers.filter((s) => s.contents.includes(x.id));
+    const viewers = t.state.viewers.filter((v) => v.content === x.id);
+    const item = (n) => {
+      const here = streamers.filter((s) => s.node === n).map((s) => {
+        const vs = viewers.filter((v) => v.streamer === s.id)
+          .map((v) => `${v.client}@${v.pe} (case ${v.case})`);
+        return ctx.h("li", { class: "dim" }, `edge streamer ${s.id}: ${vs.join(", ") || "no viewer"}`);
+      });
+      const role = n === x.root ? "acquirer" : (fwd[n] && fwd[n][x.id] ? "forwarder" : "switch");
+      return ctx.h("li", {}, `${n} · ${role}`,
+        ctx.h("ul", {}, ...here, ...(kids[n] || []).sort().map(item)));
+    };
+    return ctx.h("div", { class: "streaming-tree", "data-content": x.id },
+      ctx.h("strong", {}, `${x.id} (${mbit(x.bitrate_bps)})`), ctx.h("ul", {}, item(x.root)));
+  }
+
+  window.netfate.registerPanel({
+    id: "streaming",
+    title: "Live streaming: delivery trees",
+    kinds: KINDS,
+    mount(el) { this.el = el; },
+    async onRefresh(_state, ctx) {
+      let t;
+      try {
+        t = await ctx.api("/streaming/tree");
+      } catch (e) {
+        return; // the service is not installed on this orchestrator
+      }
+      const fns = t.functions.map((f) => `${f.key} on ${f.node}${f.detail ? ` (${f.detail})` : ""}`);
+      this.el.replaceChildren(
+        ctx.h("p", { class: "dim" }, `criterion ${t.criterion} · grace ${t.grace_s} s` +
+          (t.violations.length ? ` · over capacity: ${t.violations.join("; ")}` : "")),
+        ...(t.state.contents || []).map((x) => tree(x, t, ctx)),
+        ctx.h("p", { class: "dim mono" }, fns.join(" · ") || "no functions"));
+    },
+    onEvent(_ev, ctx) { this.onRefresh(ctx.state, ctx); },
+  });
+  window.netfate.describeEvent("StreamingViewerAssigned",
+    (d) => `${d.client} watches ${d.content} from ${d.streamer} on ${d.node} (case ${d.case})`);
+  window.netfate.describeEvent("StreamingJoinRefused", (d) => `${d.client} refused: ${d.why}`);
+})();

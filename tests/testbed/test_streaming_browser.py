@@ -1,0 +1,191 @@
+"""The streaming apps in headless Chromium (Debian's) on the paper's testbed
+(services/streaming/topologies/streaming.yaml), the browser inside a viewer's
+namespace (the phone, at pe2): the page comes through a stand-in of the front door
+(tests/browser.py), the media straight from the functions in the emulated network.
+
+- the provider's studio shows its event's acquirer address and port, and a stream
+  sent to a wrong port is refused with the acquirer's reason;
+- the user's app joins the live event: hls.js (from the build's node_modules) plays
+  the edge streamer's HLS and the video element renders frames;
+- the user records the live event (after it started); the storage function joins,
+  records, stops; MyShare plays the recording as seekable VoD, frames rendered after
+  a seek; the Calendar lists the event as watched;
+- the storage function's process is killed: started again, it serves the recording
+  from the service's volume and MyShare plays it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser import chromium, front_door
+from netfate.demo.platform import Api
+from netfate.host import netns
+from netfate.services.streaming import recordings
+from netfate.services.streaming.demo import (
+    PROVIDERS,
+    TOPOLOGY,
+    Scene,
+    appears,
+    live,
+    restarted,
+)
+from netfate.testbed.builder import Testbed
+from testbed_procs import until
+
+S = "/streaming"
+T = 120_000
+"""Milliseconds the page gets for each state (a new edge streamer, the first segments)."""
+FRAMES = """(id) => {  // frames the video element rendered since asked (requestVideoFrameCallback)
+  const v = document.getElementById(id);
+  if (!v.__frames) {
+    v.__frames = { n: 0 };
+    const cb = () => { v.__frames.n += 1; v.requestVideoFrameCallback(cb); };
+    v.requestVideoFrameCallback(cb);
+  }
+  return v.__frames.n;
+}"""
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    """The lecture (uni at pe1) streaming, nobody watching yet."""
+    volume = tmp_path_factory.mktemp("volume")
+    mp = pytest.MonkeyPatch()
+    mp.setenv(recordings.VOLUME_ENV, str(volume))  # the orchestrator's (a child) too
+    tb = Testbed.up(TOPOLOGY)
+    try:
+        assert tb.api_url
+        sc = Scene(tb, Api(tb.api_url), lambda _m: None)
+        prov, title, pe, cam, ev_title = PROVIDERS["lecture"]
+        sc.api("PUT", f"{S}/settings", {"criterion": "consolidation", "grace_s": 1.0})
+        # Its camera's address: the acquirer arms the flow for it alone and tells the
+        # provider of what else it sends (a wrong port).
+        (src,) = [h["ip"].split("/")[0] for h in sc.api("GET", "/hosts") if h["name"] == cam]
+        sc.api("POST", f"{S}/providers", {"name": prov, "title": title, "pe": pe, "source": src})
+        body = {"provider": prov, "title": ev_title, "description": "with a clock",
+                "start": time.time() + 5, "duration_s": 900, "bitrate_kbps": 1500}  # fmt: skip
+        ev = sc.api("POST", f"{S}/events", body)
+        ev = sc.api("POST", f"{S}/events/{ev['id']}/start", None)
+        sc.events["lecture"], sc.contents["lecture"] = ev["id"], ev["content"]
+        inst = until(f"the acquirer at {pe}", appears(sc.api, f"acquirer-{pe}"), 60)
+        sc.api.wait_state(inst["id"], "running", timeout=60)
+        sc.stream("lecture")
+        sc.recognised("lecture")
+        yield sc
+        sc.stop()
+    finally:
+        problems = tb.down()
+        mp.undo()
+        assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def page(scene: Scene) -> Iterator[Any]:
+    """A page in Chromium in the phone's namespace, and the front door's base URL."""
+    ns = scene.tb.netns_of("phone")
+    assert scene.tb.api_url
+    with front_door(ns, scene.tb.api_url) as base, chromium(netns=ns) as browser:
+        pg = browser.new_page()
+        pg.base = base  # type: ignore[attr-defined]
+        yield pg
+
+
+def test_studio_shows_the_acquirer_and_a_refusal(scene: Scene, page: Any) -> None:
+    eid = scene.events["lecture"]
+    acq = scene.contents["lecture"]["acquirer"]
+    page.goto(f"{page.base}/api/v1/streaming/studio?provider=uni")
+    shown = page.locator(f'[data-event="{eid}"] [data-acquirer]')
+    shown.wait_for(timeout=T)
+    assert shown.inner_text() == f"{acq['address']}:{acq['port']}"
+    # The provider's encoder aimed at a port no flow has: the acquirer refuses it and
+    # the studio says why.
+    wrong = acq["port"] + 2
+    cam = scene.tb.netns_of(PROVIDERS["lecture"][3])
+    p = netns.popen_in(cam, ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+                             "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+                             "-t", "60", "-c:v", "libx264", "-preset", "ultrafast",
+                             "-f", "rtp_mpegts", f"rtp://{acq['address']}:{wrong}"])  # fmt: skip
+    try:
+        refused = page.locator(f'[data-event="{eid}"] [data-refused="wrong_port"]').first
+        refused.wait_for(timeout=T)
+        assert str(wrong) in refused.inner_text()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_user_joins_and_the_player_renders_frames(scene: Scene, page: Any) -> None:
+    eid = scene.events["lecture"]
+    page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
+    page.get_by_role("tab", name="Live").click()
+    page.locator(f'#live-list button[data-event="{eid}"]').click()
+    page.wait_for_function("() => document.getElementById('player-info').textContent"
+                           ".includes('edge streamer')", timeout=T)  # fmt: skip
+    assert "case 4" in page.locator("#player-info").inner_text()  # a new streamer on pe2
+    page.evaluate(FRAMES, "player")
+    page.wait_for_function(f"() => ({FRAMES})('player') >= 30", timeout=T)
+    assert page.evaluate("() => document.getElementById('player').currentTime") > 1
+    page.locator("#leave").click()
+    until("alice to leave", lambda: not scene.api("GET", f"{S}/contents/ev{eid}/viewers"))
+
+
+def test_record_then_play_back_seekable(scene: Scene, page: Any) -> None:
+    eid = scene.events["lecture"]
+    page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
+    page.get_by_role("tab", name="Record").click()
+    page.locator(f'#record-list button[data-event="{eid}"]').click()
+    page.get_by_text("it will be in MyShare").wait_for(timeout=T)
+
+    def segments() -> Any:
+        (r,) = scene.api("GET", f"{S}/app/recordings?user=alice")
+        return r if (r["recorded"]["segments"] or 0) >= 4 else None
+
+    rec = until("four recorded segments", segments, 120)
+    page.get_by_role("tab", name="MyShare").click()
+    item = page.locator(f'[data-recording="{rec["id"]}"]')
+    item.get_by_role("button", name="Stop recording").click()
+
+    def stopped() -> bool:
+        (r,) = scene.api("GET", f"{S}/app/recordings?user=alice")
+        return bool(r["recorded"]["state"] == "stopped")
+
+    until("the recording to stop", stopped, 60)
+    item.get_by_role("button", name="Play").click()
+    seekable = "() => { const v = document.getElementById('vod'); return v.seekable.length > 0"
+    page.wait_for_function(seekable + " && v.seekable.end(0) > 6; }", timeout=T)
+    end = page.evaluate("() => document.getElementById('vod').seekable.end(0)")
+    page.evaluate("(t) => { document.getElementById('vod').currentTime = t; }", end - 3)
+    page.evaluate(FRAMES, "vod")
+    page.wait_for_function(f"() => ({FRAMES})('vod') >= 10", timeout=T)
+    assert page.evaluate("() => document.getElementById('vod').currentTime") >= end - 3.5
+    # Calendar: the live event shows among those watched (the join above).
+    page.get_by_role("tab", name="Calendar").click()
+    page.locator("#watched").get_by_text("Opening lecture").wait_for(timeout=T)
+    files = list(Path(recordings.volume()).glob(f"alice/r{rec['id']}/*.ts"))
+    assert files, "the recording's segments are on the service's volume"
+
+
+def test_a_recording_survives_its_storage_function_restarting(scene: Scene, page: Any) -> None:
+    """The storage's process killed (-9): started again, it finds the recording on
+    the service's volume and MyShare plays it (frames rendered) as before."""
+    before = live(scene.api, "storage-pe1")
+    assert before is not None and before["pid"]
+    os.kill(int(before["pid"]), signal.SIGKILL)
+    until(
+        "the storage's process started again",
+        restarted(scene.api, "storage-pe1", before["pid"]),
+        120,
+    )
+    page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
+    page.get_by_role("tab", name="MyShare").click()
+    page.locator("#recordings").get_by_role("button", name="Play").first.click()
+    page.evaluate(FRAMES, "vod")
+    page.wait_for_function(f"() => ({FRAMES})('vod') >= 10", timeout=T)

@@ -1,0 +1,192 @@
+"""The streaming service's web apps (services/streaming/web.py): the pages and the
+player library (hls.js from the build's node_modules) are served; who the page
+speaks for; MyShare lists a user's recordings with the storage function's VoD
+playlist; a recording drives the storage function (it joins the acquirer's next
+hops only while a recording is requested); deletion; the events a user watched."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services.streaming import SERVICE as STREAMING
+from netfate.services.streaming import recordings
+from netfate.services.streaming.web import LIBRARY
+from waiting import until
+
+V1 = "/api/v1/streaming"
+NODES = ("pe1", "pe2", "c1")
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """pe1 (the provider's) and pe2 (a viewer's phone) through core c1."""
+    monkeypatch.setenv(recordings.VOLUME_ENV, str(tmp_path / "volume"))
+    monkeypatch.setenv(recordings.QUOTA_ENV, "5000000")
+    topo = {
+        "name": "web",
+        "nodes": {"pe1": {"kind": "pe", "lan": "10.61.0.0/24", "cpu": 2},
+                  "pe2": {"kind": "pe", "lan": "10.62.0.0/24", "cpu": 2}, "c1": {"kind": "core"}},
+        "hosts": {"cam": {"node": "pe1"}, "phone": {"node": "pe2"}},
+        "links": [{"a": "pe1", "b": "c1"}, {"a": "pe2", "b": "c1"}],
+    }  # fmt: skip
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600)
+    with TestClient(create_app(settings, services=[STREAMING])) as c:
+        ok(c.put("/api/v1/topology", json=topo))
+        for n in NODES:
+            ok(c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"}))
+        yield c
+
+
+def ok(r: Any, status: int = 200) -> Any:
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def scheduled(c: TestClient) -> int:
+    """A provider at pe1 and an event of it, scheduled."""
+    ok(c.post(f"{V1}/providers", json={"name": "uni", "title": "A University", "pe": "pe1"}), 201)
+    body = {"provider": "uni", "title": "Lecture", "start": time.time() + 60, "duration_s": 600}
+    return int(ok(c.post(f"{V1}/events", json=body), 201)["id"])
+
+
+def named(c: TestClient) -> dict[str, dict[str, Any]]:
+    """The live instances by name."""
+    gone = ("gone", "failed", "stopping")
+    return {i["name"]: i for i in c.get("/api/v1/instances").json() if i["state"] not in gone}
+
+
+def _report(c: TestClient, node: str, stats: dict[str, dict[str, Any]]) -> None:
+    """An agent's report: every instance of ``node`` running, with ``stats`` by name."""
+    mine = [i for i in c.get("/api/v1/instances").json() if i["node"] == node]
+    body = {
+        "instances": [
+            {"id": i["id"], "status": "running", "pid": 1, "stats": stats.get(i["name"], {})}
+            for i in mine
+        ]
+    }
+    ok(c.post(f"/api/v1/agents/{node}/report", json=body))
+
+
+def test_pages_and_player_library(api: TestClient) -> None:
+    for path, marker in (("/app", 'id="player"'), ("/studio", 'id="schedule"')):
+        r = api.get(V1 + path)
+        assert r.status_code == 200 and marker in r.text
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "media-src 'self' blob:" in csp
+    lib = api.get(f"{V1}/app/hls.js")
+    assert lib.status_code == 200, "hls.js missing: make deps runs npm ci"
+    assert lib.content == LIBRARY.read_bytes() and b"MediaSource" in lib.content
+    man = ok(api.get(f"{V1}/app/manifest.webmanifest"))
+    assert man["start_url"] == f"{V1}/app"
+    home = api.get("/").text
+    assert "/static/streaming/panel.js" in home
+    for f in ("app.js", "common.js", "studio.js", "app.css", "panel.js"):
+        assert api.get(f"/static/streaming/{f}").status_code == 200
+
+
+def test_who(api: TestClient) -> None:
+    assert ok(api.get(f"{V1}/app/me?user=alice&host=phone")) == {
+        "user": "alice", "provider": None, "host": "phone", "pe": "pe2",
+    }  # fmt: skip
+    assert api.get(f"{V1}/app/me?host=nowhere").status_code == 404
+    assert api.get(f"{V1}/app/me?provider=nobody").status_code == 404
+    assert api.get(f"{V1}/app/me?user=").status_code == 422
+    assert api.get(f"{V1}/app/recordings?user=").status_code == 422
+
+
+def test_a_recording_drives_the_storage_function(api: TestClient, tmp_path: Path) -> None:
+    eid = scheduled(api)
+    rec = ok(api.post(f"{V1}/recordings", json={"user": "alice", "event": eid}), 201)
+    # Asked for before the start: nothing runs yet (no content to record).
+    assert not [n for n in named(api) if n.startswith("storage")]
+    ok(api.post(f"{V1}/events/{eid}/start"))
+    inst = named(api)
+    sto, acq = inst["storage-pe1"], inst["acquirer-pe1"]
+    assert sto["node"] == "pe1" and sto["descriptor"] == "streaming-storage"
+    cfg = sto["config"]
+    assert cfg["volume"] == str(tmp_path / "volume")  # the service's, not the instance's
+    assert cfg["contents"] == [{"id": f"ev{eid}", "port": cfg["contents"][0]["port"]}]
+    assert cfg["recordings"] == [
+        {"id": f"r{rec['id']}", "user": "alice", "content": f"ev{eid}", "state": "recording"}
+    ]
+    assert cfg["quota"] == {"default_bytes": 5_000_000}
+    # The storage joined: the acquirer sends the content to it, on the content's port.
+    sto_ip = sto["ip"].split("/")[0]
+    (flow,) = acq["config"]["flows"]
+    assert {"host": sto_ip, "port": cfg["contents"][0]["port"]} in flow["next_hops"]
+
+    # MyShare: the VoD playlist at the storage, the function's figures once reported.
+    figs = {"state": "recording", "duration_s": 12.0, "octets": 90_000, "segments": 6}
+    users = {"alice": {"used": 90_000, "quota": 5_000_000}}
+    _report(api, "pe1", {"storage-pe1": {"recordings": {f"r{rec['id']}": figs}, "users": users}})
+    (mine,) = ok(api.get(f"{V1}/app/recordings?user=alice"))
+    assert mine["vod"] == f"http://{sto_ip}:8081/vod/r{rec['id']}/index.m3u8"
+    assert mine["title"] == "Lecture" and mine["state"] == "requested"
+    assert mine["recorded"]["duration_s"] == 12.0 and mine["quota"]["used"] == 90_000
+    assert ok(api.get(f"{V1}/app/recordings?user=bob")) == []
+
+    # Stopping the recording: the storage leaves the tree; the function keeps serving it.
+    ok(api.delete(f"{V1}/recordings/{rec['id']}"))  # the service's loop converges it
+    assert until(lambda: named(api)["storage-pe1"]["config"]["recordings"][0]["state"] == "stopped")
+    inst = named(api)
+    (flow,) = inst["acquirer-pe1"]["config"]["flows"]
+    assert all(h["host"] != sto_ip for h in flow["next_hops"])
+
+    # Deleting it: the function is told to remove the files, and goes once it has.
+    assert api.delete(f"{V1}/app/recordings/{rec['id']}?user=bob").status_code == 404
+    ok(api.delete(f"{V1}/app/recordings/{rec['id']}?user=alice"))
+    assert ok(api.get(f"{V1}/app/recordings?user=alice")) == []
+    sto = named(api)["storage-pe1"]
+    assert sto["config"]["recordings"][0]["state"] == "deleted"
+    _report(api, "pe1", {"storage-pe1": {"recordings": {}}})
+    assert until(lambda: "storage-pe1" not in named(api))
+
+
+def test_watched_events(api: TestClient) -> None:
+    eid = scheduled(api)
+    content = ok(api.post(f"{V1}/events/{eid}/start"))["content"]["id"]
+    assert ok(api.get(f"{V1}/app/watched?user=alice")) == []
+    ok(api.post(f"{V1}/contents/{content}/viewers", json={"client": "alice", "host": "phone"}))
+    ok(api.delete(f"{V1}/contents/{content}/viewers/alice"))
+    ok(api.post(f"{V1}/contents/{content}/viewers", json={"client": "alice", "host": "phone"}))
+    (seen,) = ok(api.get(f"{V1}/app/watched?user=alice"))
+    assert seen["event"] == eid and seen["title"] == "Lecture" and seen["provider"] == "uni"
+    assert ok(api.get(f"{V1}/app/watched?user=bob")) == []
+    assert api.get(f"{V1}/app/watched").status_code == 422
+
+
+def test_a_refusal_on_a_port_no_flow_owns_reaches_its_provider(api: TestClient) -> None:
+    """The acquirer refuses a stream to a wrong port (no flow of its own): the
+    provider whose address sent it sees the refusal on its live event; another
+    provider at the same PE does not."""
+    ok(api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe1",
+                                         "source": "10.61.0.9"}), 201)  # fmt: skip
+    ok(api.post(f"{V1}/providers", json={"name": "club", "title": "C", "pe": "pe1"}), 201)
+    cids = {}
+    for prov in ("uni", "club"):
+        body = {"provider": prov, "title": "E", "start": time.time() + 60, "duration_s": 600}
+        eid = ok(api.post(f"{V1}/events", json=body), 201)["id"]
+        cids[prov] = ok(api.post(f"{V1}/events/{eid}/start"))["content"]["id"]
+    detail = "port 5010 is not assigned to any stream; your event ev1 takes RTP on port 5000"
+    refused = {"seq": 1, "kind": "StreamRefused", "port": 5010, "transport": "udp",
+               "source": "10.61.0.9", "reason": "wrong_port", "detail": detail, "flow": None,
+               "event": None, "at": 1.0}  # fmt: skip
+    events = {"last_seq": 1, "dropped": 0, "items": [refused]}
+    _report(api, "pe1", {"acquirer-pe1": {"events": events}})
+    _report(api, "pe1", {"acquirer-pe1": {"events": events}})  # twice: handled once
+    by_id = {e["content"]["id"]: e["content"]["stream"] for e in ok(api.get(f"{V1}/events"))}
+    assert by_id[cids["uni"]]["refused"] == [
+        {"reason": "wrong_port", "detail": detail, "source": "10.61.0.9", "at": 1.0}
+    ]
+    assert "refused" not in by_id[cids["club"]]
