@@ -107,7 +107,8 @@ def misplaced(root: Path) -> list[str]:
     vnf = vnf_owners()
     shared = shared_vnf_modules(vnf)
     out = []
-    for path in sorted({*root.rglob("test_*.py"), *root.rglob("*_test.py")}):  # pytest's
+    # pytest's two default patterns for a test module
+    for path in sorted({*root.rglob("test_*.py"), *root.rglob("*_test.py")}):
         rel = path.relative_to(TESTS).as_posix()
         home = home_of(path)
         strangers = services_imported(path, vnf, shared) - {home}
@@ -153,8 +154,9 @@ def test_crossing_list_is_current() -> None:
 
 
 def test_the_check_sees_a_test_in_the_wrong_place(tmp_path: Path) -> None:
-    """A platform test importing a service, a service's test importing another, a
-    function's own package, and a stray folder: each is found."""
+    """What the checks read: a service's module, its functions' package (imported
+    inside a function too, or by name), a shared function module and a wire format
+    (neither a service's); a folder not a service's, a folder not a tier."""
     vnf = vnf_owners()
     shared = shared_vnf_modules(vnf)
     assert "netfate.vnf.portal.http" in shared
