@@ -74,14 +74,17 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src/netfate
 
+# One tier: the platform's tests (tests/TIER) and every service's (tests/services/NAME/TIER).
+tier = tests/$(1) $(wildcard tests/services/*/$(1))
+
 unit: venv
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/fuzz
+	$(BIN)/pytest -p no:cacheprovider $(call tier,unit) $(call tier,fuzz)
 
 netns: deps
-	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider tests/netns
+	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider $(call tier,netns)
 
 testbed: deps
-	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider tests/testbed
+	NETFATE_ALL_TIERS=1 $(BIN)/pytest -p no:cacheprovider $(call tier,testbed)
 
 # The platform's benchmarks and every registered service's (their contracts'), as
 # `netfate bench list` names them.

@@ -1,8 +1,9 @@
-"""Test tiers (DESIGN.md, convention 9).
+"""Test tiers (DESIGN.md, convention 9), read from the folder a test sits in:
+tests/TIER/ for the platform's tests, tests/services/NAME/TIER/ for a service's.
 
-- unit:    needs nothing.
-- netns:   needs root and network namespaces (tests/netns).
-- testbed: needs root, namespaces and Open vSwitch (tests/testbed).
+- unit:    needs nothing (tests/unit, tests/services/NAME/unit; and fuzz alike).
+- netns:   needs root and network namespaces (tests/netns, tests/services/NAME/netns).
+- testbed: needs root, namespaces and Open vSwitch (tests/testbed, .../NAME/testbed).
 
 A tier that cannot run is a failure, not a skip, when NETFATE_ALL_TIERS=1 (set by
 `make test` and CI): a suite that silently skips its network tests proves nothing.
@@ -17,6 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The shared fixtures (tests/shared_fixtures.py), for tests in any folder.
+pytest_plugins = ["shared_fixtures"]
 
 ALL_TIERS = os.environ.get("NETFATE_ALL_TIERS") == "1"
 

@@ -1,5 +1,5 @@
 """The API fuzz cases (tests/api_fuzz.py) on a real PostgreSQL server (root tier: the
-server runs as the postgres user; `pg_admin` comes from tests/netns/conftest.py)."""
+server runs as the postgres user; `pg_admin` comes from tests/shared_fixtures.py)."""
 
 from collections.abc import Iterator
 

@@ -1,7 +1,7 @@
 """The concurrency cases on a real PostgreSQL server, with `netfate orchestrator` as
 a process (see tests/concurrency_cases.py); and the server killed with -9 in the
 middle of a storm of creates and migrations, then started again. (`pg_admin` and
-`db_url` come from tests/netns/conftest.py.)"""
+`db_url` come from tests/shared_fixtures.py.)"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Pure: text and the functions the platform offers in, a `ChainDescriptor` out,
 or `DescriptorError` whose `errors` map each bad field's key (``blocks[1].cpu``,
 ``talks[0]``, ``sla.availability``) to what is wrong. Untrusted text: every
-failure, whatever the bytes, is a `DescriptorError` (tests/fuzz fuzzes it).
+failure, whatever the bytes, is a `DescriptorError` (tests/services/catalog/fuzz fuzzes it).
 
     name: sensor-archive          # a slug: lowercase letters, digits, '-'
     version: 2                    # optional: the next one when omitted

@@ -22,7 +22,8 @@ check() walks through it, each step raising DemoFailed with the reason:
    streamers and forwarders go; the events stop and the acquirers go: the tree
    is empty.
 
-The helpers (Scene) are shared with the fault tests (tests/testbed/test_streaming_faults.py).
+The helpers (Scene) are shared with the fault tests
+(tests/services/streaming/testbed/test_streaming_faults.py).
 """
 
 from __future__ import annotations

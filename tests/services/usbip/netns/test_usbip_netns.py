@@ -106,7 +106,7 @@ def hrh(run_prefix: str, tmp_path: Path) -> Iterator[dict[str, object]]:
 
 
 def _client(ns: str, host: str) -> dict[str, object]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[4] / "src")}
     r = netns.run_in(ns, [sys.executable, "-c", CLIENT, host], timeout=120, env=env)
     result: dict[str, object] = json.loads(r.stdout)
     return result

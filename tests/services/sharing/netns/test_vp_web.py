@@ -28,7 +28,7 @@ from netfate.services.sharing import SERVICE as SHARING
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

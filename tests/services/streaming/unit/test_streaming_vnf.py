@@ -52,7 +52,7 @@ from netfate.vnf.streaming.sdp import stream_sdp
 from netfate.vnf.streaming.storage import Recording, StorageConfig, recorder_args
 from rtp_capture import read_rtpdump
 
-VECTOR = Path(__file__).resolve().parents[1] / "vectors" / "rtp_mpegts_h264_aac.rtpdump"
+VECTOR = Path(__file__).resolve().parents[3] / "vectors" / "rtp_mpegts_h264_aac.rtpdump"
 
 
 class FakeSender:
