@@ -5,8 +5,9 @@ tests/netns/test_api_fuzz_postgres.py (a real PostgreSQL server), each defining 
 `backend` fixture. Every operation of the document (core, SDN and every service's
 router) is one test; each runs against a fresh copy of a seeded database (a loaded
 topology, registered agents, running instances, intents, users, personal networks,
-shares) behind a real uvicorn server, so that operations on existing things reach
-their handlers rather than only answering 404.
+shares, a live stream with a viewer, a catalog subscription) behind a real uvicorn
+server, so that operations on existing things reach their handlers rather than
+only answering 404.
 
 Required of every answer: never 5xx; its status is documented for the operation;
 its body conforms to the documented schema (error bodies included); for invalid
@@ -97,6 +98,18 @@ PORTS: dict[str, list[dict[str, Any]]] = {
 ALICE, BOB = "alice@home.example", "bob@hotel.example"
 ALICE_AUTH = {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").decode()}
 RULES = {"rules": [{"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}]}
+START = 4102444800.0
+"""Streaming events start on 2100-01-01: never over already, whenever the fuzz runs."""
+LECTURE = {"provider": "uni", "title": "Lecture", "start": START, "duration_s": 3600}
+CHAIN = """
+name: sensor-archive
+blocks:
+  - {name: collector, function: counter, cpu: 0.2}
+  - {name: archive, function: forwarder, storage_mb: 100}
+sla: {latency_ms: 50}
+"""
+"""The catalog's chain (built-in functions only), published twice: a subscription
+to version 1 can upgrade to 2."""
 
 # Valid requests, tried first for each operation (explicit examples): each reaches
 # its handler's success path on the seeded database. "@KIND:N" (after a prefix or not)
@@ -190,6 +203,35 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "POST /api/v1/sharing/shares/{sid}/revoke": [
         {"path": {"sid": "@sid:0"}, "body": {"by": ALICE}}
     ],
+    "POST /api/v1/streaming/providers": [{"body": {"name": "tv", "title": "TV", "pe": "pe1"}}],
+    "POST /api/v1/streaming/events": [{"body": LECTURE}],
+    "GET /api/v1/streaming/events/{eid}": [{"path": {"eid": "@eid:0"}}],
+    "POST /api/v1/streaming/events/{eid}/start": [{"path": {"eid": "@eid:1"}}],
+    "POST /api/v1/streaming/events/{eid}/stop": [{"path": {"eid": "@eid:0"}}],
+    "POST /api/v1/streaming/contents/{cid}/viewers": [
+        {"path": {"cid": "@cid:0"}, "body": {"client": "phone", "host": "laptop1"}}
+    ],
+    "GET /api/v1/streaming/contents/{cid}/viewers": [{"path": {"cid": "@cid:0"}}],
+    "DELETE /api/v1/streaming/contents/{cid}/viewers/{client}": [
+        {"path": {"cid": "@cid:0", "client": "@client:0"}}
+    ],
+    "POST /api/v1/streaming/recordings": [{"body": {"user": "bob", "event": "@eid:1"}}],
+    "DELETE /api/v1/streaming/recordings/{rid}": [{"path": {"rid": "@rid:0"}}],
+    "POST /api/v1/streaming/reservations": [{"body": {"user": "bob", "event": "@eid:1"}}],
+    "DELETE /api/v1/streaming/reservations/{rid}": [{"path": {"rid": "@rid:1"}}],
+    "POST /api/v1/catalog/chains": [{"body": {"provider": "acme", "descriptor": CHAIN}}],
+    "GET /api/v1/catalog/chains/{name}/versions": [{"path": {"name": "sensor-archive"}}],
+    "GET /api/v1/catalog/chains/{name}/versions/{version}": [
+        {"path": {"name": "sensor-archive", "version": 1}}
+    ],
+    "GET /api/v1/catalog/providers/{provider}/subscriptions": [{"path": {"provider": "acme"}}],
+    "POST /api/v1/catalog/subscriptions": [
+        {"body": {"user": "bob", "chain": "sensor-archive", "at": "cpe2"}}
+    ],
+    "GET /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
+    "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [{"path": {"sid": "@sid:2"}, "body": {}}],
+    "DELETE /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
+    "GET /api/v1/catalog/positions/{user}": [{"path": {"user": "alice"}}],
 }
 
 
@@ -232,18 +274,39 @@ def seed(base: str) -> dict[str, list[Any]]:
         tunnel = {"name": "cam-usb", "a": f"instance:{live[0]['id']}",
                   "b": f"instance:{live[1]['id']}"}  # fmt: skip
         ok(c.post("/usbip/tunnels", json=tunnel))
+        # Streaming: a provider, one live event (a content, a viewer, a recording) and
+        # one coming (a reservation).
+        ok(c.post("/streaming/providers", json={"name": "uni", "title": "Uni", "pe": "pe1"}))
+        events = [ok(c.post("/streaming/events", json=LECTURE))["id"] for _ in range(2)]
+        content = ok(c.post(f"/streaming/events/{events[0]}/start"))["content"]["id"]
+        ok(c.post(f"/streaming/contents/{content}/viewers", json={"client": "tv1", "pe": "pe1"}))
+        rec = ok(c.post("/streaming/recordings", json={"user": "alice", "event": events[0]}))
+        res = ok(c.post("/streaming/reservations", json={"user": "alice", "event": events[1]}))
+        # Catalog: a chain, a subscription to its version 1, then version 2.
+        ok(c.post("/catalog/chains", json={"provider": "acme", "descriptor": CHAIN}))
+        alice = {"user": "alice", "chain": "sensor-archive", "at": "cpe1"}
+        sub = ok(c.post("/catalog/subscriptions", json=alice))
+        ok(c.post("/catalog/chains", json={"provider": "acme", "descriptor": CHAIN}))
         nodes = list(TOPO["nodes"])
         return dict(
-            name=[*nodes, "alice", "bob", "cam-usb"],
+            name=[*nodes, "alice", "bob", "cam-usb", "sensor-archive"],
             node=nodes,
             iid=[i["id"] for i in [*live, pending]],
+            eid=events,
+            event=events,
+            cid=[content],
+            client=["tv1"],
+            rid=[rec["id"], res["id"]],
+            provider=["uni", "acme"],
+            chain=["sensor-archive"],
+            version=[1, 2],
             intent_id=["laptop-tv"],
             email=[ALICE, BOB],
             pn=[ALICE, BOB],
             owner=[ALICE],
             recipient=[BOB],
             by=[ALICE, BOB],
-            sid=[s["id"] for s in shares],
+            sid=[*(s["id"] for s in shares), sub["id"]],
             address=["127.0.0.1"],
             user=["alice", "bob"],
             serves=["laptop1", "tv", "mediaserver"],

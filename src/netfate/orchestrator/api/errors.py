@@ -21,6 +21,7 @@ after retries: txretry.py) on every operation that may write.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -91,6 +92,17 @@ def validation_body(problems: list[Any]) -> dict[str, Any]:
     more = len(problems) - min(len(problems), 3)
     detail = f"invalid input: {shown}" + (f" (and {more} more)" if more else "")
     return body(detail, fields)
+
+
+def invalid(
+    fields: Mapping[tuple[str | int, ...], str], kind: str = "value_error"
+) -> RequestValidationError:
+    """Input that passes the schema but not the route's own checks (an unknown name,
+    a descriptor's field): `fields` maps each field's `loc` to what is wrong with it.
+    Raised, it is answered like FastAPI's own validation errors (422, validation_body)."""
+    return RequestValidationError(
+        [{"loc": loc, "msg": msg, "type": kind} for loc, msg in fields.items()]
+    )
 
 
 async def _validation(_r: Request, exc: Exception) -> JSONResponse:

@@ -3,7 +3,8 @@
 Service providers (the seed's stakeholders, section II):
 
     POST /chains                          publish a chain (a YAML descriptor): a new
-                                          version; 422 with keyed errors when invalid
+                                          version; 422 when invalid, each fault in
+                                          `errors` (loc: body, descriptor, its key)
     GET  /chains/{name}/versions          its versions
     GET  /chains/{name}/versions/{v}      one version: descriptor and templates
     GET  /providers/{provider}/subscriptions   its subscriptions, abstract locations only
@@ -12,7 +13,7 @@ End users:
 
     GET  /services                        the catalog: each chain's newest version
     POST /subscriptions                   subscribe (placed, instances asked for);
-                                          409 with the engine's refusals
+                                          409 saying the engine's refusals
     GET  /subscriptions?user=U            a user's subscriptions (with each decision's why)
     GET  /subscriptions/{sid}             one, with its decisions
     POST /subscriptions/{sid}/upgrade     move to another (default: the newest) version
@@ -24,21 +25,24 @@ The operator:
     GET/PUT /settings                     the placement objective and move cost
 
 Reads never write: a GET reads the tables; placing, moving and recording
-positions happen in POSTs and in the conduit's loop.
+positions happen in POSTs and in the conduit's loop. Every error answer is the
+API's one error body (orchestrator/api/errors.py).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from netfate.contract import Service
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors, invalid
+from netfate.orchestrator.api.schemas import INT32_MAX, Strict
 from netfate.orchestrator.nfv.coordinator import BUILTIN_DESCRIPTORS
 from netfate.orchestrator.nfv.errors import Conflict, NotFound
 from netfate.orchestrator.notify import Notifier
@@ -65,10 +69,18 @@ CONDUIT = cd.Conduit()
 """The conduit the API and the loop share (the platform's coordinator, the
 platform's records of where users are)."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$"
+MAC = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
+# Path and query parameters fit the columns they are looked up in (tables.py).
+ChainName = Annotated[str, Path(min_length=1, max_length=48, description="The chain's name")]
+Version = Annotated[int, Path(ge=1, le=INT32_MAX, description="The chain's version")]
+SubscriptionId = Annotated[str, Path(min_length=1, max_length=16, description="Its id")]
+UserName = Annotated[str, Path(min_length=1, max_length=64, description="The user")]
+ProviderName = Annotated[str, Path(min_length=1, max_length=64, description="The provider")]
 
 
-def keyed(status: int, message: str, errors: dict[str, str]) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": message, "errors": errors})
+def descriptor_errors(e: DescriptorError) -> RequestValidationError:
+    """A 422 naming each fault of a descriptor by its key in the YAML document."""
+    return invalid({("body", "descriptor", key): msg for key, msg in e.errors.items()})
 
 
 # ------------------------------------------------------------------ providers
@@ -86,7 +98,7 @@ def functions(request: Request, session: Session) -> dict[str, Function]:
     return out
 
 
-class PublishIn(BaseModel):
+class PublishIn(Strict):
     provider: str = Field(pattern=_ID, description="Who publishes (owns the chain's name)")
     descriptor: str = Field(max_length=64 * 1024, description="The chain, in YAML")
 
@@ -122,20 +134,16 @@ def chain_out(session: Session, c: CatalogChainRow) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/chains", status_code=201, response_model=None)
-def publish(
-    body: PublishIn, request: Request, session: SessionDep
-) -> dict[str, Any] | JSONResponse:
+@router.post("/chains", status_code=201, responses=errors(409))
+def publish(body: PublishIn, request: Request, session: SessionDep) -> dict[str, Any]:
     """Publish a chain version: checked, then decomposed into stored templates (one
     per block and per relationship). Nothing is allocated until a user subscribes."""
     try:
         row = templates.publish(
             session, body.provider, body.descriptor, functions(request, session)
         )
-    except templates.Impossible as e:
-        return keyed(422, "the platform's nodes cannot meet this chain", e.errors)
-    except DescriptorError as e:
-        return keyed(422, "invalid descriptor", e.errors)
+    except DescriptorError as e:  # Impossible too: keyed the same way, said "impossible: ..."
+        raise descriptor_errors(e) from None
     out = chain_out(session, row)
     session.commit()
     return out
@@ -154,23 +162,27 @@ def _versions(session: Session, name: str) -> list[CatalogChainRow]:
     return rows
 
 
-@router.get("/chains/{name}/versions")
-def versions(name: str, session: SessionDep) -> list[dict[str, Any]]:
+@router.get("/chains/{name}/versions", responses=errors(404))
+def versions(name: ChainName, session: SessionDep) -> list[dict[str, Any]]:
     return [chain_out(session, c) for c in _versions(session, name)]
 
 
-@router.get("/chains/{name}/versions/{version}")
-def version(name: str, version: int, session: SessionDep) -> dict[str, Any]:
+@router.get("/chains/{name}/versions/{version}", responses=errors(404))
+def version(name: ChainName, version: Version, session: SessionDep) -> dict[str, Any]:
     for c in _versions(session, name):
         if c.version == version:
             return chain_out(session, c)
     raise NotFound(f"chain {name!r} has no version {version}")
 
 
-@router.get("/providers/{provider}/subscriptions")
-def provider_view(provider: str, session: SessionDep) -> list[dict[str, Any]]:
+@router.get("/providers/{provider}/subscriptions", responses=errors(404))
+def provider_view(provider: ProviderName, session: SessionDep) -> list[dict[str, Any]]:
     """The provider's subscriptions, where its blocks run given as abstract sites
-    (a tier and an opaque name): the infrastructure stays hidden (seed, II)."""
+    (a tier and an opaque name): the infrastructure stays hidden (seed, II). A
+    provider is known once it has published a chain."""
+    published = select(CatalogChainRow.id).where(CatalogChainRow.provider == provider)
+    if session.scalar(published.limit(1)) is None:
+        raise NotFound(f"provider {provider!r} has published no chain")
     sites = cd.all_sites(session)
     tiers = {r.site: r.tier for r in session.scalars(select(CatalogSiteRow))}
     rows = session.execute(
@@ -237,16 +249,16 @@ def catalog(session: SessionDep) -> list[dict[str, Any]]:
     return out
 
 
-class SubscribeIn(BaseModel):
+class SubscribeIn(Strict):
     user: str = Field(pattern=_ID)
     chain: str = Field(pattern=NAME_RE.pattern)
-    version: int | None = Field(default=None, ge=1, description="Default: the newest")
+    version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Default: the newest")
     at: str | None = Field(
-        default=None, max_length=64,
+        default=None, min_length=1, max_length=64,
         description="The node the user is attached to; default: where the platform saw "
         "them last (a RADIUS login, a device at a switch port)",
     )  # fmt: skip
-    devices: list[str] = Field(
+    devices: list[Annotated[str, Field(pattern=MAC)]] = Field(
         default_factory=list, max_length=16,
         description="MAC addresses of the user's devices (a sighting places the user)",
     )  # fmt: skip
@@ -329,21 +341,19 @@ def _where_is(session: Session, user: str, devices: list[str]) -> str | None:
     return pos.node if pos is not None else None
 
 
-@router.post("/subscriptions", status_code=201, response_model=None)
-def subscribe(
-    body: SubscribeIn, session: SessionDep, notifier: NotifierDep
-) -> dict[str, Any] | JSONResponse:
+@router.post("/subscriptions", status_code=201, responses=errors(404, 409))
+def subscribe(body: SubscribeIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     chain = _chain(session, body.chain, body.version)
-    at = body.at or _where_is(session, body.user, body.devices)
+    at = body.at if body.at is not None else _where_is(session, body.user, body.devices)
     if at is None:
-        return keyed(
-            400, "where the user is is not known",
-            {"at": "required: the platform has not seen this user (no login, no device)"},
-        )  # fmt: skip
+        why = "required: the platform has not seen this user (no login, no device)"
+        raise invalid({("body", "at"): why})
+    if session.get(NodeRow, at) is None:
+        raise invalid({("body", "at"): f"unknown node {at!r}"})
     try:
         row, _d, touched = CONDUIT.subscribe(session, body.user, chain, at, body.devices)
     except cd.Refused as e:
-        return _refused(session, e)
+        raise _refused(session, e) from None
     return _committed(session, notifier, row, touched)
 
 
@@ -357,35 +367,39 @@ def _committed(
     return out
 
 
-def _refused(session: Session, e: cd.Refused) -> JSONResponse:
-    """409 with the engine's refusals; nothing of the attempt is kept but its event."""
+def _refused(session: Session, e: cd.Refused) -> HTTPException:
+    """409 saying the engine's refusals (each one's binding constraint, and whether it
+    is proven); nothing of the attempt is kept but its event."""
     session.rollback()
     record(session, e.event)
     session.commit()
-    return JSONResponse(status_code=409, content={"detail": str(e), "refusals": e.refusals})
+    proven = all(r["proven"] for r in e.refusals)
+    return HTTPException(409, detail=f"{e} ({'proven' if proven else 'not proven'})")
 
 
 @router.get("/subscriptions")
-def list_subscriptions(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
+def list_subscriptions(
+    session: SessionDep, user: Annotated[str | None, Query(min_length=1, max_length=64)] = None
+) -> list[dict[str, Any]]:
     q = select(CatalogSubscriptionRow).order_by(CatalogSubscriptionRow.created_at)
     if user is not None:
         q = q.where(CatalogSubscriptionRow.user == user)
     return [subscription_out(session, s) for s in session.scalars(q)]
 
 
-@router.get("/subscriptions/{sid}")
-def get_subscription(sid: str, session: SessionDep) -> dict[str, Any]:
+@router.get("/subscriptions/{sid}", responses=errors(404))
+def get_subscription(sid: SubscriptionId, session: SessionDep) -> dict[str, Any]:
     return subscription_out(session, cd.get_subscription(session, sid), history=True)
 
 
-class UpgradeIn(BaseModel):
-    version: int | None = Field(default=None, ge=1, description="Default: the newest")
+class UpgradeIn(Strict):
+    version: int | None = Field(default=None, ge=1, le=INT32_MAX, description="Default: the newest")
 
 
-@router.post("/subscriptions/{sid}/upgrade", response_model=None)
+@router.post("/subscriptions/{sid}/upgrade", responses=errors(404, 409))
 def upgrade(
-    sid: str, body: UpgradeIn, session: SessionDep, notifier: NotifierDep
-) -> dict[str, Any] | JSONResponse:
+    sid: SubscriptionId, body: UpgradeIn, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
     row = cd.get_subscription(session, sid)
     if row.state != SubscriptionState.ACTIVE.value:
         raise Conflict(f"subscription {sid} is {row.state}")
@@ -398,31 +412,27 @@ def upgrade(
     try:
         _d, touched = CONDUIT.upgrade(session, row, target)
     except cd.Refused as e:
-        return _refused(session, e)
+        raise _refused(session, e) from None
     return _committed(session, notifier, row, touched)
 
 
-@router.delete("/subscriptions/{sid}")
-def unsubscribe(sid: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+@router.delete("/subscriptions/{sid}", responses=errors(404, 409))
+def unsubscribe(sid: SubscriptionId, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     row = cd.get_subscription(session, sid)
     if row.state != SubscriptionState.ACTIVE.value:
         raise Conflict(f"subscription {sid} is {row.state}")
     return _committed(session, notifier, row, CONDUIT.unsubscribe(session, row))
 
 
-@router.get("/positions/{user}")
-def position(user: str, session: SessionDep) -> dict[str, Any]:
+@router.get("/positions/{user}", responses=errors(404))
+def position(user: UserName, session: SessionDep) -> dict[str, Any]:
     """Where the user is now (the platform's records), and the positions the conduit
-    recorded for them (newest first)."""
-    devices = sorted(
-        {
-            m
-            for d in session.scalars(
-                select(CatalogSubscriptionRow.devices).where(CatalogSubscriptionRow.user == user)
-            )
-            for m in (d or [])
-        }
-    )
+    recorded for them (newest first); 404 when the platform knows nothing of them
+    (no subscription, login, sighting or recorded position)."""
+    subscribed = session.scalars(
+        select(CatalogSubscriptionRow.devices).where(CatalogSubscriptionRow.user == user)
+    ).all()
+    devices = sorted({m for d in subscribed for m in (d or [])})
     pos = CONDUIT.locator.where(session, {user: devices}).get(user)
     history = session.scalars(
         select(CatalogPositionRow)
@@ -430,6 +440,8 @@ def position(user: str, session: SessionDep) -> dict[str, Any]:
         .order_by(CatalogPositionRow.id.desc())
         .limit(100)
     ).all()
+    if pos is None and not history and not subscribed:
+        raise NotFound(f"nothing is known of user {user!r}")
     return {
         "user": user,
         "now": None if pos is None else
@@ -445,11 +457,17 @@ def position(user: str, session: SessionDep) -> dict[str, Any]:
 # ------------------------------------------------------------------ the operator
 
 
-class SettingsIn(BaseModel):
+class SettingsIn(Strict):
     objective: Literal["consolidation", "latency", "mix"] = "mix"
     energy_weight: float = Field(default=1.0, ge=0, le=1e6)
     latency_weight: float = Field(default=1.0, ge=0, le=1e6)
     move_cost: float = Field(default=1.0, ge=0, le=1e9)
+
+    @model_validator(mode="after")
+    def _weighs_something(self) -> Self:
+        if self.objective == "mix" and self.energy_weight == 0 and self.latency_weight == 0:
+            raise ValueError("a mix weighs energy, latency or both")
+        return self
 
 
 @router.get("/settings")
@@ -466,8 +484,6 @@ def get_settings(session: SessionDep) -> dict[str, Any]:
 
 @router.put("/settings")
 def put_settings(body: SettingsIn, session: SessionDep) -> dict[str, Any]:
-    if body.objective == "mix" and body.energy_weight == 0 and body.latency_weight == 0:
-        raise cd.BadRequest("a mix weighs energy, latency or both")
     value = {
         "name": body.objective, "energy_weight": body.energy_weight,
         "latency_weight": body.latency_weight, "move_cost": body.move_cost,

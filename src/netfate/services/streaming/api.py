@@ -5,8 +5,9 @@ acquirer port the front-end assigns to its flow; viewers join a content from the
 access PE and get the edge streamer the back-end chose (case of the rule and why),
 or a refusal that says why (503). Users' recordings and reservations.
 
-Bad input is a 422 whose ``detail`` is a list of ``{"loc": [...], "msg": ...}``, the
-shape FastAPI gives schema errors, so a client shows each next to its field.
+Bad input is a 422 with the API's one error body, each field at fault in its
+``errors`` (``loc`` names it), as FastAPI gives schema errors, so a client shows each
+next to its field.
 Writes converge what they changed at once (the reconcile step); reads only read.
 Users are named by a ``user`` field until the identity issue's sign-in exists.
 """
@@ -15,15 +16,18 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.api.errors import invalid as invalid_input
+from netfate.orchestrator.api.schemas import INT32_MAX, DbInt, Strict
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
 from netfate.store.tables import HostRow, NodeRow
 
@@ -42,15 +46,18 @@ from .tree import JoinRefused, ViewerAssigned
 router = APIRouter()
 NAME = r"^[a-z0-9][a-z0-9-]{0,47}$"
 MAX_DURATION_S = 7 * 24 * 3600
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Path and query parameters fit the columns they are looked up in (tables.py).
+EventId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The event's id")]
+RecordingId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The recording's id")]
+ReservationId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The reservation's id")]
+ContentId = Annotated[str, Path(min_length=1, max_length=32, description="The content's id")]
+ClientId = Annotated[str, Path(min_length=1, max_length=128, description="The client's id")]
+User = Annotated[str | None, Query(min_length=1, max_length=254, description="Only this user's")]
 
 
 def invalid(field: str, msg: str) -> NoReturn:
     """A 422 keyed to the body field at fault."""
-    raise HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+    raise invalid_input({("body", field): msg})
 
 
 def _pe(session: Session, field: str, name: str) -> None:
@@ -64,7 +71,7 @@ def _pe(session: Session, field: str, name: str) -> None:
 # ------------------------------------------------------------------ providers
 
 
-class ProviderIn(_In):
+class ProviderIn(Strict):
     name: str = Field(pattern=NAME, description="Its id: lower-case letters, digits, '-'")
     title: str = Field(min_length=1, max_length=128)
     pe: str = Field(max_length=64, description="Its access PE: the acquirer runs there")
@@ -77,7 +84,7 @@ def _provider(p: ProviderRow) -> dict[str, Any]:
     return {"name": p.name, "title": p.title, "pe": p.pe, "source": p.source}
 
 
-@router.post("/providers", status_code=201)
+@router.post("/providers", status_code=201, responses=errors(409))
 def create_provider(body: ProviderIn, session: SessionDep) -> dict[str, Any]:
     _pe(session, "pe", body.pe)
     if body.source is not None:
@@ -110,11 +117,11 @@ def list_providers(session: SessionDep) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ events
 
 
-class EventIn(_In):
+class EventIn(Strict):
     provider: str = Field(max_length=48)
     title: str = Field(min_length=1, max_length=128)
     description: str = Field(default="", max_length=4000)
-    start: float = Field(description="Unix seconds")
+    start: float = Field(ge=0, description="Unix seconds")
     duration_s: float = Field(gt=0, le=MAX_DURATION_S, description="Expected duration")
     bitrate_kbps: int = Field(
         default=3000,
@@ -168,15 +175,17 @@ def create_event(body: EventIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/events")
-def list_events(session: SessionDep, provider: str | None = None) -> list[dict[str, Any]]:
+def list_events(
+    session: SessionDep, provider: str | None = Query(None, min_length=1, max_length=48)
+) -> list[dict[str, Any]]:
     q = select(EventRow).order_by(EventRow.start, EventRow.id)
     if provider is not None:
         q = q.where(EventRow.provider == provider)
     return [_event(session, e) for e in session.scalars(q)]
 
 
-@router.get("/events/{eid}")
-def get_event(eid: int, session: SessionDep) -> dict[str, Any]:
+@router.get("/events/{eid}", responses=errors(404))
+def get_event(eid: EventId, session: SessionDep) -> dict[str, Any]:
     return _event(session, _get_event(session, eid))
 
 
@@ -184,8 +193,8 @@ def _free_port(taken: set[int], span: tuple[int, int]) -> int | None:
     return next((p for p in range(span[0], span[1], 2) if p not in taken), None)
 
 
-@router.post("/events/{eid}/start")
-def start_event(eid: int, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+@router.post("/events/{eid}/start", responses=errors(404, 409, 503))
+def start_event(eid: EventId, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     """The provider starts its event: a live content, its acquirer at the provider's PE
     and the port its flow goes to."""
     e = _get_event(session, eid)
@@ -227,8 +236,8 @@ def start_event(eid: int, session: SessionDep, notifier: NotifierDep) -> dict[st
     return _event(session, e)
 
 
-@router.post("/events/{eid}/stop")
-def stop_event(eid: int, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+@router.post("/events/{eid}/stop", responses=errors(404, 409))
+def stop_event(eid: EventId, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
     e = _get_event(session, eid)
     if e.state != "started":
         raise HTTPException(409, detail=f"event {eid} is {e.state}")
@@ -274,11 +283,12 @@ def list_contents(session: SessionDep) -> list[dict[str, Any]]:
     return [_content(session, c) for c in rows]
 
 
-class JoinIn(_In):
+class JoinIn(Strict):
     client: str = Field(min_length=1, max_length=128, description="The client's id")
-    pe: str | None = Field(default=None, max_length=64, description="Its access PE")
+    pe: str | None = Field(default=None, min_length=1, max_length=64, description="Its access PE")
     host: str | None = Field(
         default=None,
+        min_length=1,
         max_length=64,
         description="Or its host in the topology (its PE is the host's node)",
     )
@@ -300,8 +310,10 @@ def _viewer(
     }
 
 
-@router.post("/contents/{cid}/viewers")
-def join(cid: str, body: JoinIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+@router.post("/contents/{cid}/viewers", responses=errors(404, 503))
+def join(
+    cid: ContentId, body: JoinIn, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
     """A client asks for content X from its PE: the back-end assigns an edge streamer
     by the paper's rule (the case and why are in the answer); 503 when it cannot."""
     c = session.get(ContentRow, cid)
@@ -315,7 +327,7 @@ def join(cid: str, body: JoinIn, session: SessionDep, notifier: NotifierDep) -> 
         if h is None:
             invalid("host", f"unknown host {body.host!r}")
         pe = h.node
-    _pe(session, "pe" if body.pe else "host", pe)
+    _pe(session, "pe" if body.pe is not None else "host", pe)
     t = backend.load(session)
     ev = t.join(body.client, cid, pe, time.time())
     backend.record(session, [ev])
@@ -336,8 +348,11 @@ def join(cid: str, body: JoinIn, session: SessionDep, notifier: NotifierDep) -> 
     }
 
 
-@router.get("/contents/{cid}/viewers")
-def list_viewers(cid: str, session: SessionDep) -> list[dict[str, Any]]:
+@router.get("/contents/{cid}/viewers", responses=errors(404))
+def list_viewers(cid: ContentId, session: SessionDep) -> list[dict[str, Any]]:
+    """The content's viewers (none once it ended)."""
+    if session.get(ContentRow, cid) is None:
+        raise HTTPException(404, detail=f"unknown content {cid!r}")
     t = backend.load(session, lock=False)
     return [
         {
@@ -350,8 +365,8 @@ def list_viewers(cid: str, session: SessionDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.delete("/contents/{cid}/viewers/{client}")
-def leave(cid: str, client: str, session: SessionDep) -> dict[str, Any]:
+@router.delete("/contents/{cid}/viewers/{client}", responses=errors(404))
+def leave(cid: ContentId, client: ClientId, session: SessionDep) -> dict[str, Any]:
     """The client leaves; its branch goes after the grace period if nobody else watches."""
     t = backend.load(session)
     v = t.viewers.get(client)
@@ -399,7 +414,7 @@ def get_tree(session: SessionDep) -> dict[str, Any]:
     }
 
 
-class SettingsIn(_In):
+class SettingsIn(Strict):
     criterion: Literal["consolidation", "qos"] | None = None
     grace_s: float | None = Field(default=None, ge=0, le=3600)
 
@@ -415,9 +430,9 @@ def put_settings(body: SettingsIn, session: SessionDep) -> dict[str, Any]:
 # ------------------------------------------------------------------ recordings, reservations
 
 
-class UserEventIn(_In):
+class UserEventIn(Strict):
     user: str = Field(min_length=1, max_length=254)
-    event: int
+    event: DbInt
 
 
 def _check_event(session: Session, eid: int, states: tuple[str, ...], what: str) -> None:
@@ -461,13 +476,13 @@ def record(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/recordings")
-def list_recordings(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
+def list_recordings(session: SessionDep, user: User = None) -> list[dict[str, Any]]:
     """MyShare: a user's recordings (the paper's Table of Recordings)."""
     return [_recording(r) for r in _of_user(session, RecordingRow, user)]
 
 
-@router.delete("/recordings/{rid}")
-def stop_recording(rid: int, session: SessionDep) -> dict[str, Any]:
+@router.delete("/recordings/{rid}", responses=errors(404))
+def stop_recording(rid: RecordingId, session: SessionDep) -> dict[str, Any]:
     r = session.get(RecordingRow, rid)
     if r is None:
         raise HTTPException(404, detail=f"unknown recording {rid}")
@@ -481,7 +496,7 @@ def _reservation(r: ReservationRow) -> dict[str, Any]:
     return {"id": r.id, "user": r.user, "event": r.event, "created_at": r.created_at}
 
 
-@router.post("/reservations", status_code=201)
+@router.post("/reservations", status_code=201, responses=errors(409))
 def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
     """A user reserves a future event (the Calendar). Planning does not read them yet."""
     _check_event(session, body.event, ("scheduled",), "only a coming one can be reserved")
@@ -496,12 +511,12 @@ def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/reservations")
-def list_reservations(session: SessionDep, user: str | None = None) -> list[dict[str, Any]]:
+def list_reservations(session: SessionDep, user: User = None) -> list[dict[str, Any]]:
     return [_reservation(r) for r in _of_user(session, ReservationRow, user)]
 
 
-@router.delete("/reservations/{rid}")
-def cancel_reservation(rid: int, session: SessionDep) -> dict[str, Any]:
+@router.delete("/reservations/{rid}", responses=errors(404))
+def cancel_reservation(rid: ReservationId, session: SessionDep) -> dict[str, Any]:
     r = session.get(ReservationRow, rid)
     if r is None:
         raise HTTPException(404, detail=f"unknown reservation {rid}")

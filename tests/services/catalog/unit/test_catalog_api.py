@@ -1,7 +1,7 @@
 """The catalog's REST API (/api/v1/catalog), through the app with only this service.
 
 A provider publishes (422 with keyed errors when the descriptor is bad, never a
-500 whatever the text), users see the catalog and subscribe (409 with the
+500 whatever the text), users see the catalog and subscribe (409 saying the
 engine's refusal, and nothing created), the provider sees its subscriptions with
 abstract locations only, a user upgrades to v2 and unsubscribes; the conduit's
 loop follows a user's new login with nobody asking.
@@ -23,6 +23,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.catalog import SERVICE
 from netfate.store.events import record_event
@@ -101,18 +102,24 @@ def test_publish_list_and_versions(api: TestClient) -> None:
     assert publish(api, provider="rival").status_code == 409
 
 
+def keyed(r: Any) -> dict[str, str]:
+    """A 422's field errors (the API's one error body), by the descriptor's keys."""
+    assert r.status_code == 422, r.text
+    body = ErrorBody.model_validate(r.json())
+    assert body.errors
+    assert all(e.loc[:2] == ["body", "descriptor"] for e in body.errors), body.errors
+    return {str(e.loc[2]): e.msg for e in body.errors}
+
+
 def test_a_bad_descriptor_gets_keyed_errors(api: TestClient) -> None:
     bad = CHAIN.replace("function: forwarder", "function: teleporter") + "colour: red\n"
-    r = publish(api, bad)
-    assert r.status_code == 422
-    assert set(r.json()["errors"]) == {"blocks[1].function", "colour"}
+    assert set(keyed(publish(api, bad))) == {"blocks[1].function", "colour"}
     # Functions are those the registered services declare, and the platform's own:
     # a descriptor that is in no contract is unknown.
     r = publish(api, CHAIN.replace("function: counter", "function: hrh-climate"))
-    assert r.status_code == 422 and "blocks[0].function" in r.json()["errors"]
+    assert "blocks[0].function" in keyed(r)
     r = publish(api, CHAIN.replace("availability: 0.98", "availability: 0.9999"))
-    assert r.status_code == 422
-    assert "above every node's availability" in r.json()["errors"]["sla.availability"]
+    assert "above every node's availability" in keyed(r)["sla.availability"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -121,7 +128,7 @@ def test_any_descriptor_text_is_answered_201_or_422_never_500(api: TestClient, t
     r = publish(api, text)
     assert r.status_code in (201, 409, 422), r.text
     if r.status_code == 422:
-        assert r.json()["errors"]
+        assert keyed(r)
 
 
 def test_subscribe_place_and_explain_then_the_provider_sees_only_abstract_sites(
@@ -146,6 +153,7 @@ def test_subscribe_place_and_explain_then_the_provider_sees_only_abstract_sites(
     for secret in [*TOPO["nodes"], *(i["ip"] for i in created if i["ip"]), "192.168."]:
         assert secret not in text, secret
     assert view[0]["why"].startswith("placed on site-")
+    assert api.get(f"{V}/providers/nobody/subscriptions").status_code == 404
 
 
 def test_a_refused_subscription_says_why_and_creates_nothing(api: TestClient) -> None:
@@ -153,9 +161,8 @@ def test_a_refused_subscription_says_why_and_creates_nothing(api: TestClient) ->
     r = api.post(f"{V}/subscriptions", json={"user": "bob", "chain": "sensor-archive",
                                              "at": "cpe1"})  # fmt: skip
     assert r.status_code == 409
-    body = r.json()
-    assert body["refusals"][0]["constraint"] == "capacity:cpu"
-    assert body["refusals"][0]["proven"] is True
+    detail = ErrorBody.model_validate(r.json()).detail
+    assert "capacity:cpu" in detail and detail.endswith("(proven)"), detail
     assert api.get("/api/v1/instances").json() == []
     assert api.get(f"{V}/subscriptions").json() == []
     kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
@@ -165,7 +172,13 @@ def test_a_refused_subscription_says_why_and_creates_nothing(api: TestClient) ->
 def test_without_a_position_the_user_must_say_where_they_are(api: TestClient) -> None:
     assert publish(api).status_code == 201
     r = api.post(f"{V}/subscriptions", json={"user": "carol", "chain": "sensor-archive"})
-    assert r.status_code == 400 and "at" in r.json()["errors"]
+    assert r.status_code == 422, r.text
+    (err,) = ErrorBody.model_validate(r.json()).errors or []
+    assert err.loc == ["body", "at"] and err.msg.startswith("required")
+    r = api.post(f"{V}/subscriptions", json={"user": "carol", "chain": "sensor-archive",
+                                             "at": "nowhere"})  # fmt: skip
+    (err,) = ErrorBody.model_validate(r.json()).errors or []
+    assert r.status_code == 422 and err.loc == ["body", "at"] and "unknown node" in err.msg
 
 
 def test_upgrade_to_v2_and_unsubscribe(api: TestClient) -> None:
@@ -206,6 +219,7 @@ def test_the_loop_follows_a_new_login_with_nobody_asking(api: TestClient) -> Non
     pos = api.get(f"{V}/positions/alice").json()
     assert pos["now"]["node"] == "cpe2" and pos["now"]["source"] == "login"
     assert pos["history"][0]["node"] == "cpe2"
+    assert api.get(f"{V}/positions/nobody").status_code == 404
 
 
 def test_the_operator_chooses_the_objective(api: TestClient) -> None:
@@ -214,3 +228,5 @@ def test_the_operator_chooses_the_objective(api: TestClient) -> None:
     assert r.status_code == 200 and r.json()["objective"] == "consolidation"
     assert r.json()["move_cost"] == 5
     assert api.put(f"{V}/settings", json={"objective": "nonsense"}).status_code == 422
+    r = api.put(f"{V}/settings", json={"energy_weight": 0, "latency_weight": 0})
+    assert r.status_code == 422 and "weighs energy" in r.json()["detail"]

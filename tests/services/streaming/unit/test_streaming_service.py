@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
 from waiting import until
@@ -64,10 +65,11 @@ def ok(r: Any, status: int = 200) -> Any:
 
 
 def keyed(r: Any, field: str) -> str:
-    """The message of a 422 keyed to ``field``."""
+    """The message of a 422 keyed to ``field`` (in the API's one error body)."""
     assert r.status_code == 422, r.text
-    (err,) = [e for e in r.json()["detail"] if e["loc"][-1] == field]
-    return str(err["msg"])
+    body = ErrorBody.model_validate(r.json())
+    (err,) = [e for e in body.errors or [] if e.loc[-1] == field]
+    return err.msg
 
 
 def live_event(c: TestClient, provider: str = "uni", pe: str = "pe1", kbps: int = 4000) -> str:
@@ -178,6 +180,9 @@ def test_an_event_started_gets_its_acquirer_and_viewers_get_streamers(api: TestC
     assert b["case"] == 1 and b["streamer"] == a["streamer"], b
     c3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "carol", "pe": "pe3"}))
     assert c3["case"] == 3 and c3["node"] == "pe2" and "neighbour pe2" in c3["why"], c3
+    watching = ok(api.get(f"{V1}/contents/{cid}/viewers"))
+    assert [v["client"] for v in watching] == ["alice", "bob", "carol"]
+    assert api.get(f"{V1}/contents/nope/viewers").status_code == 404
     # the decisions are in the platform's event log with their why
     kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
     assert kinds.count("StreamingViewerAssigned") == 3
