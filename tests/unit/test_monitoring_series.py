@@ -1,64 +1,38 @@
 """Monitoring as time series, without processes: Prometheus's HTTP API client against
 a fake server (tests/fakeprom.py), the engine's reader (orchestrator/timeseries.py)
-with Prometheus and with its fallback to the agents' last samples, and the catalog's
-decisions naming where their loads came from."""
+with Prometheus and with its fallback to the agents' last samples (the catalog's
+decisions naming where their loads came from: tests/services/catalog/unit)."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from catalog_db import catalog_db
 from fakeprom import fake_prometheus
+from monitoring_fixtures import TOPO, report
 from netfate.metrics.promapi import Client, PromError, parse_targets, parse_vector
+from netfate.model.topology import Topology
 from netfate.orchestrator import timeseries
-from netfate.orchestrator.engine import Network
-from netfate.services.catalog.conduit import Conduit, infrastructure, monitored
-from netfate.services.catalog.descriptor import Function
-from netfate.services.catalog.templates import publish
+from netfate.orchestrator.nfv.topology import load_topology
 from netfate.store.db import Database
 from netfate.store.tables import NodeRow
-
-TOPO = {
-    "name": "mon",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
-        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4, "memory": "4096MiB"},
-    },
-    "links": [{"a": "cpe1", "b": "pe1", "delay": "1ms", "rate": "100Mbit"}],
-}
-CHAIN = """
-name: probe
-blocks:
-  - {name: one, function: counter, cpu: 0.2}
-user_mbps: 1
-sla: {latency_ms: 50}
-"""
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = catalog_db(tmp_path, TOPO)
+    d = Database(f"sqlite:///{tmp_path}/o.db")
+    d.migrate()
+    with d.session() as s:
+        load_topology(s, Topology.from_dict(TOPO))
+        for n in s.scalars(select(NodeRow)):
+            n.status = "up"
     yield d
     d.dispose()
     timeseries.configure(timeseries.Reader())
-
-
-def report(db: Database, node: str, cpu_pct: float, rss_mb: float, tx_mbps: float) -> None:
-    """What an agent's report leaves in the node's row (agent/report.py's resources)."""
-    with db.session() as s:
-        row = s.get(NodeRow, node)
-        assert row is not None
-        peer = "pe1" if node == "cpe1" else "cpe1"
-        row.resources = {
-            "instance_cpu_pct": cpu_pct, "instance_rss_mb": rss_mb, "at": time.time(),
-            "links": {peer: {"rx_bytes": 1, "tx_bytes": 2, "tx_mbps": tx_mbps}},
-        }  # fmt: skip
-        s.commit()
 
 
 # ------------------------------------------------------------------ the API client
@@ -187,23 +161,3 @@ def test_a_failing_prometheus_falls_back_to_the_last_samples_and_says_why(db: Da
     assert not got.prometheus
     assert got.source.startswith("the agents' last samples (Prometheus failed: answer is not JSON")
     assert [x.value for x in got.nodes["cpe1"].cpu] == [0.3]
-
-
-# ------------------------------------------------------------------ into the catalog's decisions
-
-
-def test_measured_load_beyond_reservations_weighs_and_decisions_name_the_source(
-    db: Database,
-) -> None:
-    report(db, "cpe1", 90.0, 100.0, 0.0)
-    with db.session() as s:
-        net, source = monitored(s, Network(infrastructure(s)), [])
-        cpe1 = net.infra.nodes[net.index["cpe1"]]
-        assert cpe1.load.cpu == pytest.approx(0.9) and cpe1.load.memory_mb == 100.0
-        assert source == "the agents' last samples (no Prometheus configured)"
-        fns = {"counter": Function("counter", 0.1, 64)}
-        row, d, _ = Conduit().subscribe(s, "alice", publish(s, "acme", CHAIN, fns), "cpe1")
-        # cpe1 has 1 core and 0.9 of it is in use: the block goes to pe1.
-        assert d.nodes == {"one": "pe1"}
-        assert d.why.endswith("(loads: the agents' last samples (no Prometheus configured))")
-        assert d.why == row.why and d.data["monitoring"] == source
