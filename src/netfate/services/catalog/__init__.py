@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netfate.contract import Demo, Loop, Role, Service
+from netfate.contract import Demo, Experiment, Loop, Role, Service
 
 from .api import CONDUIT, router
 
@@ -52,6 +52,7 @@ SERVICE = Service(
     ),
     loops=(Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),),
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
+    experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
 )
 
 __all__ = ["SERVICE"]
