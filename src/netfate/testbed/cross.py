@@ -9,12 +9,16 @@ It stops after ``SECONDS`` whatever happens (bounded load, DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 SIZE = 1200
 BURST = 16
+CROSS_PORT = 5999
 
 
 def send(host: str, port: int, rate_bps: float, seconds: float) -> int:
@@ -37,6 +41,38 @@ def send(host: str, port: int, rate_bps: float, seconds: float) -> int:
         due += period
     s.close()
     return sent
+
+
+@contextlib.contextmanager
+def cross_traffic(
+    a: tuple[str, str], b: tuple[str, str], mbit: float, seconds: float, port: int = CROSS_PORT
+) -> Iterator[None]:
+    """Paced UDP bursts a->b and b->a (namespace, address) into sinks nobody reads,
+    for at most `seconds`."""
+    from netfate.host import netns
+
+    if mbit <= 0:
+        yield
+        return
+    sinks: list[socket.socket] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for ns, ip in (a, b):
+            s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((ip, port))
+            sinks.append(s)
+        for (src_ns, _src), (_dst_ns, dst_ip) in ((a, b), (b, a)):
+            argv = [sys.executable, "-m", "netfate.testbed.cross", dst_ip, str(port)]
+            argv += [str(mbit * 1e6), str(seconds)]
+            procs.append(netns.popen_in(src_ns, argv))
+        yield
+    finally:
+        for p in procs:  # ours, by pid
+            if p.poll() is None:
+                p.terminate()
+            p.wait(10)
+        for s in sinks:
+            s.close()
 
 
 def main(argv: list[str]) -> None:

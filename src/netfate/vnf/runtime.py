@@ -20,6 +20,8 @@ Control protocol: one JSON object per line each way.
     {"op": "stop", "hand_over": true}  the same, after fn.hand_over(state) when the
                                       last op but status was an export: the agent
                                       restarts the instance and imports that state
+    {"op": "NAME.…", ...}          -> fn.control(req): a function's own ops (e.g. a VO
+                                      host's "vo.push"), None when it has no such op
     anything else                  -> {"ok": false, "error": "..."}
 
 `freeze` stops serving and returns the final state in one step, so that the
@@ -102,6 +104,11 @@ class Function:
         """Apply a new configuration while running; False if this function cannot."""
         return False
 
+    async def control(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        """An op the runtime does not know: the function's own answer, or None (then
+        the op is unknown). Bad arguments raise ValueError, TypeError or KeyError."""
+        return None
+
 
 def load_function(name: str) -> type[Function]:
     target = FUNCTIONS.get(name, name)
@@ -161,6 +168,9 @@ class Runtime:
                 fn.hand_over(exported)
             self.done.set()
             return {"ok": True}
+        own = await fn.control(req)
+        if own is not None:
+            return own
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

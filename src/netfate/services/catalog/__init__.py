@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netfate.contract import Demo, Loop, Role, Service
+from netfate.contract import Demo, Experiment, Loop, Role, Service
 
 from .api import CONDUIT, router
 
@@ -38,8 +38,21 @@ SERVICE = Service(
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
     },
+    descriptors=(
+        {
+            "name": "vo-host",
+            "function": "netfate.vnf.vo.function:VoHost",
+            "cpu": 0.2,
+            "memory_mb": 64,
+            "stateful": True,
+            "description": "A PaaS-like host of per-user Virtual Objects, each collecting one "
+            "sensor's readings (the HRH's CDC-ACM sensor over USB/IP). Moved state-only: "
+            "its freeze exports only what changed since the snapshot.",
+        },
+    ),
     loops=(Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),),
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
+    experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
 )
 
 __all__ = ["SERVICE"]

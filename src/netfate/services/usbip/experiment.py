@@ -31,26 +31,22 @@ The paper's RTTs include Bluetooth and an Arduino (its local baseline is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from netfate.host import netns
+from netfate.demo.function import FunctionProcess
 from netfate.host.netns import connect_in
 from netfate.services.usbip.pki import CertificateAuthority
+from netfate.testbed.cross import cross_traffic
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
@@ -276,73 +272,20 @@ async def measure_rtt(dev: RemoteDevice, samples: int, gap: float) -> list[float
     return out
 
 
-@contextlib.contextmanager
-def _cross_traffic(
-    a: tuple[str, str], b: tuple[str, str], mbit: float, seconds: float
-) -> Iterator[None]:
-    """Paced UDP bursts a->b and b->a (namespace, address) into sinks nobody reads."""
-    if mbit <= 0:
-        yield
-        return
-    sinks: list[socket.socket] = []
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for ns, ip in (a, b):
-            s = netns.socket_in(ns, socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((ip, CROSS_PORT))
-            sinks.append(s)
-        for (src_ns, _src), (_dst_ns, dst_ip) in ((a, b), (b, a)):
-            argv = [sys.executable, "-m", "netfate.testbed.cross", dst_ip, str(CROSS_PORT)]
-            argv += [str(mbit * 1e6), str(seconds)]
-            procs.append(netns.popen_in(src_ns, argv))
-        yield
-    finally:
-        for p in procs:  # ours, by pid
-            if p.poll() is None:
-                p.terminate()
-            p.wait(10)
-        for s in sinks:
-            s.close()
-
-
-class _HrhProcess:
+def _hrh_process(ns: str, work: Path, image: Path, files: TlsFiles) -> FunctionProcess:
     """The HRH function under the VNF runtime, in the HRH's namespace."""
-
-    def __init__(self, ns: str, work: Path, image: Path, files: TlsFiles) -> None:
-        self.control = work / "hrh.ctl"
-        config = {
-            "host": "0.0.0.0",
-            "port": USBIP_PORT,
-            "devices": [
-                # No periodic readings during the RTT test: only pongs on the line.
-                {"kind": "serial", "busid": "1-1", "period": 86400},
-                {"kind": "storage", "busid": "1-2", "image": str(image)},
-            ],
-            "allow": {"*": [ISP_IDENTITY]},
-            "tls": files.to_config(),
-        }
-        argv = [sys.executable, "-m", "netfate.vnf", "netfate.vnf.usbip_host.tls:TlsUsbipHost"]
-        argv += ["--instance", "hrh-experiment", "--control", str(self.control)]
-        argv += ["--config", json.dumps(config)]
-        self.log = open(work / "hrh.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = netns.popen_in(ns, argv, stdout=self.log, stderr=subprocess.STDOUT)
-        ready = Path(str(self.control) + ".ready")
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the HRH function did not start; see {work / 'hrh.log'}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+    config = {
+        "host": "0.0.0.0",
+        "port": USBIP_PORT,
+        "devices": [
+            # No periodic readings during the RTT test: only pongs on the line.
+            {"kind": "serial", "busid": "1-1", "period": 86400},
+            {"kind": "storage", "busid": "1-2", "image": str(image)},
+        ],
+        "allow": {"*": [ISP_IDENTITY]},
+        "tls": files.to_config(),
+    }
+    return FunctionProcess(ns, "netfate.vnf.usbip_host.tls:TlsUsbipHost", "hrh", work, config)
 
 
 @dataclass(frozen=True)
@@ -382,18 +325,18 @@ def run(
     say("bringing up the testbed (HRH + ISP nodes, shaped links)")
     tb = Testbed.up(topo, control=False)
     results: list[SettingResult] = []
-    hrh: _HrhProcess | None = None
+    hrh: FunctionProcess | None = None
     try:
         hrh_ns = tb.netns_of(HRH_NAME)
         hrh_ip = str(tb.state.nodes[HRH_NAME]["transit_ip"])
-        hrh = _HrhProcess(hrh_ns, work, image, hrh_files)
+        hrh = _hrh_process(hrh_ns, work, image, hrh_files)
         for s in settings:
             ns = hrh_ns if s.node is None else tb.netns_of(s.node)
             ip = "127.0.0.1" if s.node is None else hrh_ip
             say(f"{s.name}: {s.link_text()}")
             isp = (ns, str(tb.state.nodes[s.node]["transit_ip"])) if s.node else (ns, ip)
             budget = 60 + plan.samples * (plan.gap + 0.2) + plan.size / 1e5
-            with _cross_traffic((hrh_ns, hrh_ip), isp, s.cross_mbit, budget):
+            with cross_traffic((hrh_ns, hrh_ip), isp, s.cross_mbit, budget):
                 results.append(asyncio.run(_measure(s, ns, ip, isp_files, plan)))
             r = results[-1]
             say(
