@@ -80,7 +80,7 @@ class Agent:
         await self.sup.adopt()
         self.records.load()
         server = await migration.serve(
-            self.source.on_peer, self.cfg.listen_host, self.cfg.listen_port
+            self.source.on_peer, self.source.secret_of, self.cfg.listen_host, self.cfg.listen_port
         )
         port = server.sockets[0].getsockname()[1]
         self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"
