@@ -104,7 +104,8 @@ async def connect_retrying(ns: str, ip: str, port: int, within: float = 20.0) ->
 
 def test_usbip_passes_only_while_the_tunnel_intent_exists(net: Net, tmp_path: Path) -> None:
     ca = CertificateAuthority(tmp_path / "ca")
-    hrh_files, isp_files = ca.issue("hrh-1", names=(HRH_IP,)), ca.issue("isp-fn-1")
+    hrh_files = ca.issue("hrh-1", usage="server", names=(HRH_IP,))
+    isp_files = ca.issue("isp-fn-1", usage="client")
     image = tmp_path / "pen.img"
     image.write_bytes(os.urandom(4 * 1024 * 1024))
     hrh_ns, isp_ns = net.rig.endpoints["hrhusb"].netns, net.rig.endpoints["ispfn"].netns

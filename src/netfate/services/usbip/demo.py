@@ -81,9 +81,9 @@ class _Home:
         self.dir = tb.state.dir / "hrh"
         self.dir.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority(self.dir / "pki")
-        self.hrh = ca.issue(HRH_NODE)
-        self.climate = ca.issue("isp-climate")
-        self.storage = ca.issue("isp-storage")
+        self.hrh = ca.issue(HRH_NODE, usage="server")
+        self.climate = ca.issue("isp-climate", usage="client")
+        self.storage = ca.issue("isp-storage", usage="client")
         self.image = self.dir / "pendrive.img"
         self.link = self.dir / "ttyHRH"
         self.photo = hashlib.sha256(b"netfate hrh demo").digest() * 4096  # 128 KiB

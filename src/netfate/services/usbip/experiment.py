@@ -374,7 +374,8 @@ def run(
     topo = work / "topology.yaml"
     topo.write_text(topology_yaml(settings))
     ca = CertificateAuthority(work / "pki")
-    hrh_files, isp_files = ca.issue(HRH_NAME), ca.issue(ISP_IDENTITY)
+    hrh_files = ca.issue(HRH_NAME, usage="server")
+    isp_files = ca.issue(ISP_IDENTITY, usage="client")
     image = work / "pendrive.img"
     with open(image, "wb") as f:  # sparse: a pendrive of the size we need
         f.truncate(plan.size + (8 << 20))
