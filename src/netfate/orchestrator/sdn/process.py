@@ -265,9 +265,12 @@ def run(
     netns: str | None = None,
     verbose: bool = False,
     metrics: tuple[str, int] | None = None,
+    ca: str | None = None,
 ) -> None:
     """Run the controller until killed (with `metrics`, Prometheus's /metrics on that
-    loopback address: sdn/metrics.py). Blocks."""
+    loopback address: sdn/metrics.py; with `ca`, the orchestrator's certificate is
+    checked against that CA: clihelp.client_tls). Blocks."""
+    from netfate.clihelp import client_tls
     from netfate.orchestrator.sdn import controller, driver
 
     logging.basicConfig(
@@ -301,6 +304,6 @@ def run(
     threading.Thread(target=collect_periodically, name="gc", daemon=True).start()
     hub.patch(thread=False)
     cfg.CONF(args=[], project="os_ken")
-    controller.SETTINGS = driver.Settings(orchestrator=orchestrator)
+    controller.SETTINGS = driver.Settings(orchestrator=orchestrator, verify=client_tls(ca))
     _install_datapath_handling(listener)
     AppManager.run_apps(["netfate.orchestrator.sdn.controller"])
