@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from netfate.host import links, netns
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 
 HRH_IP, ISP_IP = "10.93.1.1", "10.93.1.2"
 

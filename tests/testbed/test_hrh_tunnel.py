@@ -26,7 +26,7 @@ import pytest
 from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.usbip_client import MassStorageClient, UsbipError
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 from netfate.vnf.usbip_host import AllowList, MassStorage, SerialSensor

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from netfate.proto.usbip import Status
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.runtime import Context
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import ImportRefusedError, MassStorageClient, UsbipError

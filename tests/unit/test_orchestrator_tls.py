@@ -1,6 +1,6 @@
 """The orchestrator over TLS (--tls-cert/--tls-key), and plain HTTP only on loopback.
 
-A CA made here (services/usbip/pki.py, with the cryptography library) signs the
+A CA made here (vnf/pki.py, with the cryptography library) signs the
 orchestrator's certificate for 127.0.0.1; clients trust it through --ca or
 NETFATE_CA (clihelp.client_tls), and nothing else. As processes on 127.0.0.1.
 """
@@ -20,7 +20,7 @@ import typer
 
 from netfate.clihelp import CA_ENV, client_tls, is_loopback
 from netfate.orchestrator.cli import check_tls
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.tls import TlsFiles
 from orchproc import Orchestrator
 from waiting import until

@@ -172,7 +172,7 @@ def certs(
 ) -> None:
     """Make (or reuse) a tiny CA and issue certificates for mutual TLS: leaves in
     DIRECTORY, the CA's key in DIRECTORY-ca-key (never among the leaves)."""
-    from .pki import CertificateAuthority, Usage
+    from netfate.vnf.pki import CertificateAuthority, Usage
 
     wanted: list[tuple[str, Usage]] = [(n, "server") for n in server or ()]
     wanted += [(n, "client") for n in client or ()]

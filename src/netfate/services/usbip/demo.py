@@ -55,8 +55,8 @@ from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import Endpoint
-from netfate.services.usbip.pki import CertificateAuthority
 from netfate.testbed.builder import Testbed
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context

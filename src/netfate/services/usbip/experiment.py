@@ -50,7 +50,7 @@ import typer
 
 from netfate.host import netns
 from netfate.host.netns import connect_in
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context

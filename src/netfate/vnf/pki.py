@@ -1,4 +1,8 @@
-"""A tiny certificate authority for the HRH tunnels (mutual TLS around USB/IP).
+"""A tiny certificate authority: the HRH tunnels' mutual TLS around USB/IP, and any
+other TLS end of the platform that wants one (the orchestrator's HTTPS in tests).
+
+It lives here, below the services, so that the platform can use it without one
+(it was the USB/IP service's ``pki.py``).
 
 USB/IP has no authentication or encryption of its own, and what it carries
 (sensor readings, a pendrive's files) comes from inside a home.  Each HRH and
