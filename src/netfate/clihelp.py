@@ -5,11 +5,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
+from typing import Annotated
 
 import typer
 
 CA_ENV = "NETFATE_CA"
 """A PEM file of the CA that signed the orchestrator's certificate (clients trust it)."""
+CaOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=CA_ENV, help="PEM file of the CA that signed the orchestrator's certificate (https)"
+    ),
+]
+"""A client command's --ca (clients check the orchestrator's certificate: client_tls)."""
 
 
 def parse_hostport(value: str) -> tuple[str, int]:

@@ -197,23 +197,25 @@ def test_wrong_client_certificate_is_refused_and_logged(
     assert "127.0.0.1" in refusals[0].getMessage()
 
 
-def test_wrong_server_certificate_is_refused_by_the_client(pki: Pki, image: Path) -> None:
-    async def main() -> None:
-        impostor = TlsUsbipServer(
-            [SerialSensor("1-1")],
-            context=server_context(pki.stranger_hrh),
-            allow=AllowList.open_to("127.0.0.0/8"),
-        )
-        async with impostor:
-            await impostor.start()
-            with pytest.raises(TlsRefusedError, match="certificate"):
-                await TlsRemoteDevice.open_tls(
-                    "127.0.0.1", "1-1", impostor.port,
-                    context=client_context(pki.isp), server_hostname="hrh-1",
-                )  # fmt: skip
-            assert impostor.owners == {}
+async def refused_by_the_client(pki: Pki, shown: TlsFiles) -> None:
+    """An HRH that shows `shown` is refused by a good client, which imports nothing."""
+    impostor = TlsUsbipServer(
+        [SerialSensor("1-1")],
+        context=server_context(shown),
+        allow=AllowList.open_to("127.0.0.0/8"),
+    )
+    async with impostor:
+        await impostor.start()
+        with pytest.raises(TlsRefusedError, match="certificate"):
+            await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-1", impostor.port,
+                context=client_context(pki.isp), server_hostname="hrh-1",
+            )  # fmt: skip
+        assert impostor.owners == {}
 
-    run(main())
+
+def test_wrong_server_certificate_is_refused_by_the_client(pki: Pki, image: Path) -> None:
+    run(refused_by_the_client(pki, pki.stranger_hrh))
 
 
 def test_each_leaf_is_for_one_end_and_the_ca_key_lies_apart(pki: Pki) -> None:
@@ -264,19 +266,7 @@ def test_a_certificate_shown_for_the_other_end_is_refused(pki: Pki, image: Path)
                 )  # fmt: skip
             assert len(srv.refused) == 1 and srv.owners == {}
         # A client certificate (clientAuth) for the HRH's name, presented by a server.
-        impostor = TlsUsbipServer(
-            [SerialSensor("1-1")],
-            context=server_context(pki.hrh_as_client),
-            allow=AllowList.open_to("127.0.0.0/8"),
-        )
-        async with impostor:
-            await impostor.start()
-            with pytest.raises(TlsRefusedError, match="certificate"):
-                await TlsRemoteDevice.open_tls(
-                    "127.0.0.1", "1-1", impostor.port,
-                    context=client_context(pki.isp), server_hostname="hrh-1",
-                )  # fmt: skip
-            assert impostor.owners == {}
+        await refused_by_the_client(pki, pki.hrh_as_client)
 
     run(main())
 

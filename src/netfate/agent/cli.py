@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from netfate.clihelp import CaOption
+
 
 def agent(
     node: Annotated[str, typer.Option(help="Name of the node this agent manages")],
@@ -39,13 +41,7 @@ def agent(
             "--listen host; give a routable one when listening on 0.0.0.0 or between hosts)"
         ),
     ] = None,
-    ca: Annotated[
-        str | None,
-        typer.Option(
-            envvar="NETFATE_CA",
-            help="PEM file of the CA that signed the orchestrator's certificate (https)",
-        ),
-    ] = None,
+    ca: CaOption = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between reports")] = 1.0,
     metrics: Annotated[
         str | None,

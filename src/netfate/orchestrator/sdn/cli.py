@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from netfate.clihelp import client_tls
+from netfate.clihelp import CaOption, client_tls
 
 app = typer.Typer(add_completion=False)
 flow = typer.Typer(help="SDN intents and flow tables.", no_args_is_help=True)
@@ -44,13 +44,7 @@ def controller(
         str | None,
         typer.Option(help="Serve Prometheus metrics on this loopback HOST:PORT (PORT 0: any)"),
     ] = None,
-    ca: Annotated[
-        str | None,
-        typer.Option(
-            envvar="NETFATE_CA",
-            help="PEM file of the CA that signed the orchestrator's certificate (https)",
-        ),
-    ] = None,
+    ca: CaOption = None,
 ) -> None:
     """Run the OpenFlow 1.3 controller (os-ken) in this process, until killed."""
     from netfate.clihelp import client_tls
