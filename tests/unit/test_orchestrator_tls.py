@@ -172,7 +172,8 @@ def test_agent_flags_are_checked(tmp_path: Path) -> None:
     base += ["--state-dir", str(tmp_path / "s")]
     r = _cli(*base, "--listen", "0.0.0.0:0")
     assert r.returncode == 2 and "--advertise" in r.stderr
-    r = _cli(*base, "--advertise", "a b")
-    assert r.returncode == 2 and "--advertise" in r.stderr
+    for bad in ("a b", "10.0.0.1:7000", ""):
+        r = _cli(*base, "--advertise", bad)
+        assert r.returncode == 2 and "--advertise" in r.stderr, bad
     r = _cli(*base, "--ca", str(tmp_path / "none.pem"))
     assert r.returncode == 2 and "none.pem" in r.stderr

@@ -62,10 +62,8 @@ def agent(
     if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
         raise typer.BadParameter("1 to 8 letters or digits", param_hint="--prefix")
     host, port = parse_hostport(listen) if not listen.endswith(":0") else (listen[:-2], 0)
-    if advertise is not None and (
-        not advertise or any(c.isspace() or c in "/@" for c in advertise)
-    ):
-        raise typer.BadParameter(f"expected a host name or address, got {advertise!r}",
+    if advertise is not None and not _is_host(advertise):
+        raise typer.BadParameter(f"expected a host name or address (no port), got {advertise!r}",
                                  param_hint="--advertise")  # fmt: skip
     if advertise is None and host in ("0.0.0.0", "::", ""):
         raise typer.BadParameter(
@@ -106,6 +104,19 @@ def agent(
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Agent(cfg).run())
+
+
+def _is_host(text: str) -> bool:
+    """A host name or an address, without a port (an IPv6 address has colons)."""
+    import ipaddress
+
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text.strip("[]"))
+        except ValueError:
+            return False
+        return True
+    return bool(text) and not any(c.isspace() or c in "/@[]" for c in text)
 
 
 def _metrics_address(text: str) -> tuple[str, int]:
