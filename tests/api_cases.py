@@ -153,6 +153,37 @@ def test_migration_make_before_break_records_downtime(api: TestClient) -> None:
     assert api.get("/api/v1/agents/cpe1/desired").json()["instances"] == []
 
 
+def test_a_migrations_secret_is_in_its_two_agents_desired_states_only(api: TestClient) -> None:
+    """The agents prove it to each other (agent/migration_auth.py): it is random per
+    migration, and no read of the API nor any event shows it."""
+    first, mig = _moving(api)
+    src = api.get("/api/v1/agents/cpe1/desired").json()["instances"][0]["migration"]
+    dst = api.get("/api/v1/agents/pe1/desired").json()["instances"][0]["migration"]
+    secret = src["secret"]
+    assert len(secret) == 64 and int(secret, 16) and dst["secret"] == secret
+    assert mig["id"] == src["id"] == dst["id"]
+    second = running(api, node="cpe1")
+    api.post(f"/api/v1/instances/{second['id']}/migrate", json={"node": "pe1"})
+    others = [
+        i["migration"]["secret"]
+        for i in api.get("/api/v1/agents/pe1/desired").json()["instances"]
+        if i["id"] == second["id"]
+    ]
+    assert others and others[0] != secret
+    reads = [
+        "/api/v1/instances?include_gone=true",
+        f"/api/v1/instances/{first['id']}",
+        "/api/v1/migrations",
+        "/api/v1/events?limit=5000",
+        "/api/v1/nodes",
+        "/api/v1/openapi.json",
+    ]
+    for path in reads:
+        r = api.get(path)
+        assert r.status_code == 200, path
+        assert secret not in r.text and others[0] not in r.text, path
+
+
 def test_failed_migration_keeps_the_instance_at_the_source(api: TestClient) -> None:
     inst = running(api, node="cpe1")
     mig = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "pe1"}).json()

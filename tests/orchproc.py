@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,9 +32,13 @@ class Orchestrator:
         topology: Path | None = TOPOLOGY,
         database_url: str | None = None,
         args: tuple[str, ...] = (),
+        ca: Path | None = None,
     ) -> None:
+        """`ca`: the orchestrator serves HTTPS (`args` give --tls-cert/--tls-key) with a
+        certificate from this CA, which the readiness check trusts."""
         self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.ca = ca
+        self.base = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
         self.db = tmp_path / "o.db"
         self.database_url = database_url or f"sqlite:///{self.db}"
         self.log_path = tmp_path / "orchestrator.log"
@@ -57,7 +62,9 @@ class Orchestrator:
                     + self.log_path.read_text()[-2000:]
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
+                verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+                r = httpx.get(f"{self.base}/api/v1/health", timeout=1, verify=verify)
+                if r.status_code == 200:
                     return
             if time.monotonic() > deadline:
                 pytest.fail("orchestrator did not answer within 30 s")

@@ -2,7 +2,8 @@
 
 Where the API is, in order: `--api URL`, the NETFATE_API environment variable, the
 one testbed run on this machine (its state journal records the URL), then
-http://127.0.0.1:8080.
+http://127.0.0.1:8080. An https:// orchestrator's certificate is checked against
+the CA in NETFATE_CA if set (else the system's trust).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import typer
+
+from netfate.clihelp import client_tls
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -38,7 +41,7 @@ def call(api: str | None, method: str, path: str, body: Any = None, timeout: flo
     base = find_api(api)
     url = f"{base}/api/v1{path}"
     try:
-        r = httpx.request(method, url, json=body, timeout=timeout)
+        r = httpx.request(method, url, json=body, timeout=timeout, verify=client_tls())
     except httpx.HTTPError as e:
         raise typer.Exit(_fail(f"cannot reach the orchestrator at {base}: {e}")) from None
     if r.status_code >= 400:

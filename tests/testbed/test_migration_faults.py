@@ -21,6 +21,7 @@ until the test disarms it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Iterator
@@ -29,10 +30,12 @@ from typing import Any
 import pytest
 
 from netfate import faults
+from netfate.agent.migration_auth import proof
 from netfate.demo import platform
 from netfate.demo.probe import CounterProbe
 from netfate.host import proc as procs
 from netfate.testbed.builder import Testbed
+from rogue_peer import exchange
 from testbed_procs import (
     copies,
     fault_dir,
@@ -291,3 +294,45 @@ def test_link_cut_during_the_state_transfer_rolls_back_at_the_deadline(
         f"\nlink cut at {point}: deadline {DEADLINE_S:g} s, migration failed after "
         f"{t_failed:.2f} s, one copy serving at the source after {t_serving:.2f} s"
     )
+
+
+def test_the_migration_channel_opens_only_with_the_migrations_secret(
+    tb: Testbed, api: platform.Api, moving: Moving
+) -> None:
+    """While a migration is open (the target held after its snapshot), a peer that
+    knows the migration's id, which the API publishes, but not its secret connects to
+    the source agent: every request is refused and the connection closed, and nothing
+    changed (the source serves on and wrote no record). The real move then completes."""
+    point = "migrate.target.snapshot"
+    faults.arm(fault_dir(tb, TARGET), point, faults.Action.HANG)
+    mid = moving.migrate()
+    until("the target holding the move", lambda: faults.was_hit(fault_dir(tb, TARGET), point))
+    endpoint = next(n["endpoint"] for n in api("GET", "/nodes") if n["name"] == SOURCE)
+    ids = {"instance": moving.iid, "migration": mid}
+    nt = "11" * 32
+    forged = proof("00" * 32, "target", nt, "22" * 32, moving.iid, mid)
+
+    async def rogue() -> list[list[dict[str, Any] | None]]:
+        return [
+            await exchange(endpoint, {"op": "freeze", **ids}, {"op": "snapshot", **ids}),
+            await exchange(
+                endpoint,
+                {"op": "hello", **ids, "nonce": nt},
+                {"op": "auth", "proof": forged},
+                {"op": "freeze", **ids},
+            ),
+            await exchange(endpoint, {"op": "hello", **ids, "nonce": nt}, {"op": "release", **ids}),
+        ]
+
+    straight, wrong, unproven = asyncio.run(rogue())
+    assert straight[0] is not None and not straight[0]["ok"] and straight[1] is None, straight
+    assert wrong[0] is not None and wrong[0]["ok"] and "state" not in wrong[0], wrong
+    assert wrong[1] == {"ok": False, "error": "authentication failed"} and wrong[2] is None
+    assert unproven[1] is not None and not unproven[1]["ok"], unproven
+    record = tb.state.dir / "agents" / SOURCE / "migrations" / f"{moving.iid}.json"
+    assert not record.exists()
+    assert copies(tb, moving.iid)[SOURCE].active
+    assert moving.probe.ask().count == 3  # served by the source, its state untouched
+    faults.disarm(fault_dir(tb, TARGET), point)
+    moving.settled("done")
+    moving.one_copy_at(TARGET, count=4)

@@ -366,16 +366,49 @@ def _recv_msg(s: socket.socket) -> tuple[int, int, bytes]:
     return typ, xid, body
 
 
-def test_malformed_messages_are_survived_and_other_switches_unaffected(clean: Net) -> None:
-    s = _connect_in_ns(clean.rig.sw, PORT)
+def _handshake_as(ns: str, dpid: int) -> socket.socket:
+    """A raw OpenFlow 1.3 client in `ns` that says HELLO and announces `dpid`."""
+    s = _connect_in_ns(ns, PORT)
+    s.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # HELLO, OpenFlow 1.3
+    types = set()
+    while 5 not in types:  # until FEATURES_REQUEST
+        typ, xid, _ = _recv_msg(s)
+        types.add(typ)
+    # FEATURES_REPLY: dpid, n_buffers, n_tables, aux id, pad, capabilities, reserved
+    s.sendall(struct.pack("!BBHIQIBB2xII", 4, 6, 32, xid, dpid, 0, 254, 0, 0, 0))
+    return s
+
+
+def _types_until_closed(s: socket.socket, timeout: float = 15.0) -> list[int] | None:
+    """The message types the controller sent until it closed `s`; None if it did not
+    close within `timeout`."""
+    deadline = time.monotonic() + timeout
+    types: list[int] = []
+    buf = b""
     try:
-        s.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # HELLO, OpenFlow 1.3
-        types = set()
-        while 5 not in types:  # until FEATURES_REQUEST
-            typ, xid, _ = _recv_msg(s)
-            types.add(typ)
-        # FEATURES_REPLY: dpid, n_buffers, n_tables, aux id, pad, capabilities, reserved
-        s.sendall(struct.pack("!BBHIQIBB2xII", 4, 6, 32, xid, 0xBAD, 0, 254, 0, 0, 0))
+        while True:
+            # A session the controller keeps talking to never idles: bound the whole wait.
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= 8:
+                _v, typ, length, _x = struct.unpack("!BBHI", buf[:8])
+                if len(buf) < length:
+                    break
+                types.append(typ)
+                buf = buf[length:]
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return types
+
+
+def test_malformed_messages_are_survived_and_other_switches_unaffected(clean: Net) -> None:
+    s = _handshake_as(clean.rig.sw, 0xBAD)
+    try:
         time.sleep(0.3)
         # A PACKET_IN whose body is cut short, then bytes that are not OpenFlow at all.
         s.sendall(struct.pack("!BBHI", 4, 10, 12, 77) + b"\x00\x00\x00\x01")
@@ -395,6 +428,34 @@ def test_malformed_messages_are_survived_and_other_switches_unaffected(clean: Ne
     wait_until(lambda: clean.rig.ping("alice", "bob"), what="ping after the bad switch")
     assert clean.ctl is not None and clean.ctl.proc.poll() is None
     assert "malformed OpenFlow message skipped" in clean.ctl.output()
+
+
+def test_a_second_connection_claiming_a_connected_datapath_id_is_refused(clean: Net) -> None:
+    """An impostor announces cpe1's datapath id while cpe1's switch is connected: it is
+    closed before anything is sent to it, and the real switch keeps its session, its
+    flows and its place (new intents still reach it)."""
+    ab = {"kind": "connectivity", "id": "ab", "a": "host:alice", "b": "host:bob"}
+    clean.intents(ab)
+    wait_until(lambda: clean.rig.ping("alice", "bob"), what="alice -> bob")
+    before = sorted(clean.cookie_flows("cpe1", "ab"))
+    assert before
+    s = _handshake_as(clean.rig.sw, clean.rig.nodes["cpe1"])
+    try:
+        types = _types_until_closed(s)
+    finally:
+        s.close()
+    assert types is not None, "the impostor's session was not closed"
+    # No port description request (os-ken's next handshake step), no flow or
+    # statistics traffic: the session never got past the claim.
+    assert 18 not in types and 14 not in types, types
+    assert clean.ctl is not None and "is already connected" in clean.ctl.output()
+    assert clean.rig.is_connected("cpe1")
+    assert sorted(clean.cookie_flows("cpe1", "ab")) == before
+    assert clean.rig.ping("alice", "bob")
+    # The controller still drives the real switch: a new intent is installed on it.
+    clean.intents(ab, {"kind": "connectivity", "id": "as", "a": "host:alice", "b": "host:server"})
+    wait_until(lambda: clean.cookie_flows("cpe1", "as"), what="a new intent on the real cpe1")
+    wait_until(lambda: clean.rig.ping("alice", "server"), what="alice -> server")
 
 
 def test_flows_a_switch_refuses_keep_that_intent_off_it_whole(clean: Net) -> None:

@@ -11,6 +11,11 @@ import pytest
 
 from netfate import faults
 from netfate.agent import migration
+from netfate.agent.migration_auth import Credentials
+
+SECRET = "ab" * 32
+CRED = Credentials("i-1", 7, SECRET)
+IDS = {"instance": "i-1", "migration": 7}
 
 
 async def _handler(req: dict[str, Any]) -> dict[str, Any]:
@@ -18,32 +23,37 @@ async def _handler(req: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "op": req["op"]}
 
 
+async def _secret_of(iid: str, mid: int) -> str | None:
+    return SECRET if (iid, mid) == ("i-1", 7) else None
+
+
 def test_answers_drop_and_cut(fault_dir: Path) -> None:
     async def scenario() -> None:
-        server = await migration.serve(_handler, "127.0.0.1", 0)
+        server = await migration.serve(_handler, _secret_of, "127.0.0.1", 0)
         endpoint = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
         try:
-            async with migration.Peer(endpoint) as peer:
-                assert (await peer.call({"op": "snapshot"}))["op"] == "snapshot"
+            async with migration.Peer(endpoint, CRED) as peer:
+                assert (await peer.call({"op": "snapshot", **IDS}))["op"] == "snapshot"
 
             faults.arm(fault_dir, "migrate.source.snapshot", faults.Action.DROP)
-            async with migration.Peer(endpoint) as peer:
+            async with migration.Peer(endpoint, CRED) as peer:
                 with pytest.raises(migration.MigrationError, match="closed the connection"):
-                    await peer.call({"op": "snapshot"})
-            async with migration.Peer(endpoint) as peer:  # fired once
-                assert (await peer.call({"op": "snapshot"}))["ok"]
+                    await peer.call({"op": "snapshot", **IDS})
+            async with migration.Peer(endpoint, CRED) as peer:  # fired once
+                assert (await peer.call({"op": "snapshot", **IDS}))["ok"]
 
             faults.arm(fault_dir, "migrate.source.freeze", faults.Action.BLACKHOLE)
-            async with migration.Peer(endpoint) as peer:
+            async with migration.Peer(endpoint, CRED) as peer:
                 with pytest.raises(migration.MigrationError, match="no answer to freeze"):
-                    await peer.call({"op": "freeze"}, timeout=0.3)
-            # The link stays cut for every connection until the test disarms it.
-            async with migration.Peer(endpoint) as peer:
-                with pytest.raises(migration.MigrationError, match="no answer to thaw"):
-                    await peer.call({"op": "thaw"}, timeout=0.3)
+                    await peer.call({"op": "freeze", **IDS}, timeout=0.3)
+            # The link stays cut for every connection until the test disarms it: a new
+            # connection's handshake goes unanswered too.
+            with pytest.raises(migration.MigrationError, match="no answer to hello"):
+                async with migration.Peer(endpoint, CRED, timeout=0.3):
+                    pass
             faults.disarm(fault_dir, "migrate.source.freeze")
-            async with migration.Peer(endpoint) as peer:
-                assert (await peer.call({"op": "thaw"}))["ok"]
+            async with migration.Peer(endpoint, CRED) as peer:
+                assert (await peer.call({"op": "thaw", **IDS}))["ok"]
         finally:
             server.close()
             await server.wait_closed()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,15 @@ class AgentConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     """Serve /metrics on this loopback port (0: any free one); None: no metrics."""
+    verify: ssl.SSLContext | bool = True
+    """How the orchestrator's certificate is checked (clihelp.client_tls)."""
 
 
 class Agent:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.ctx = cfg.ctx
-        self.orchestrator = OrchestratorLink(cfg.orchestrator, cfg.ctx.node)
+        self.orchestrator = OrchestratorLink(cfg.orchestrator, cfg.ctx.node, cfg.verify)
         self.changed = asyncio.Event()  # something here changed: report at once
         self.sup = Supervisor(cfg.ctx, self.changed)
         # Each instance's migration phase here, on disk (see migration.py's tables).
@@ -80,7 +83,7 @@ class Agent:
         await self.sup.adopt()
         self.records.load()
         server = await migration.serve(
-            self.source.on_peer, self.cfg.listen_host, self.cfg.listen_port
+            self.source.on_peer, self.source.secret_of, self.cfg.listen_host, self.cfg.listen_port
         )
         port = server.sockets[0].getsockname()[1]
         self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from netfate.clihelp import CaOption
+
 
 def agent(
     node: Annotated[str, typer.Option(help="Name of the node this agent manages")],
@@ -32,6 +34,14 @@ def agent(
     listen: Annotated[str, typer.Option(help="HOST:PORT for agent-to-agent migration")] = (
         "127.0.0.1:0"
     ),
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            help="The address other agents reach the migration listener at (default: the "
+            "--listen host; give a routable one when listening on 0.0.0.0 or between hosts)"
+        ),
+    ] = None,
+    ca: CaOption = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between reports")] = 1.0,
     metrics: Annotated[
         str | None,
@@ -45,13 +55,22 @@ def agent(
     """Converge NODE to the desired state the orchestrator holds, and report."""
     from netfate.agent.agent import Agent, AgentConfig
     from netfate.agent.instances import NodeContext, Zygote
-    from netfate.clihelp import parse_hostport
+    from netfate.clihelp import client_tls, parse_hostport
     from netfate.host.ovs import Vsctl
 
     # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
     if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
         raise typer.BadParameter("1 to 8 letters or digits", param_hint="--prefix")
     host, port = parse_hostport(listen) if not listen.endswith(":0") else (listen[:-2], 0)
+    if advertise is not None and not _is_host(advertise):
+        raise typer.BadParameter(f"expected a host name or address (no port), got {advertise!r}",
+                                 param_hint="--advertise")  # fmt: skip
+    if advertise is None and host in ("0.0.0.0", "::", ""):
+        raise typer.BadParameter(
+            f"listening on {host or 'every address'}, other agents need --advertise HOST",
+            param_hint="--advertise",
+        )
+    verify = client_tls(ca)
     metrics_at = _metrics_address(metrics) if metrics is not None else None
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
@@ -77,12 +96,27 @@ def agent(
         orchestrator=orchestrator,
         listen_host=host,
         listen_port=port,
+        advertise_host=advertise,
         heartbeat_s=heartbeat,
         metrics_host=metrics_at[0] if metrics_at else "127.0.0.1",
         metrics_port=metrics_at[1] if metrics_at else None,
+        verify=verify,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Agent(cfg).run())
+
+
+def _is_host(text: str) -> bool:
+    """A host name or an address, without a port (an IPv6 address has colons)."""
+    import ipaddress
+
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text.strip("[]"))
+        except ValueError:
+            return False
+        return True
+    return bool(text) and not any(c.isspace() or c in "/@[]" for c in text)
 
 
 def _metrics_address(text: str) -> tuple[str, int]:

@@ -294,7 +294,11 @@ class Instance:
         self.save()
 
     def save(self) -> None:
-        doc = {"spec": self.spec, "role": self.role, "pid": self.pid, "limits": self.limits}
+        spec = dict(self.spec)
+        if isinstance(mig := spec.get("migration"), dict) and "secret" in mig:
+            # The migration's secret lives in the migration record (0600) only.
+            spec["migration"] = {k: v for k, v in mig.items() if k != "secret"}
+        doc = {"spec": spec, "role": self.role, "pid": self.pid, "limits": self.limits}
         tmp = self.path(".json.tmp")
         tmp.write_text(json.dumps(doc))
         tmp.replace(self.path(".json"))

@@ -76,8 +76,10 @@ Every window, and how it ends (S source, T target, O orchestrator):
                                                    its word could make two
 
 Wire: one JSON object per line each way, as the instances' control sockets.
-The source answers only for instances the orchestrator marked as migrating away
-from it, under the migration id it gave (so a stray peer cannot pull state).
+Each connection opens with a handshake in which both ends prove they hold the
+secret the orchestrator gave this migration (migration_auth.py): a migration id
+alone opens nothing. The source then answers only for the instance the orchestrator
+marked as migrating away from it under that id, on that connection only.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from netfate import faults
+from netfate.agent.migration_auth import AuthFailed, ClientAuth, Credentials, ServerAuth
 from netfate.model.lifecycle import MigrationStatus
 
 log = logging.getLogger("netfate.agent.migration")
@@ -289,6 +292,10 @@ class Record:
     state_bytes: int | None = None
     reason: str = ""
     at: float = field(default_factory=time.time)
+    secret: str = field(default="", repr=False)
+    """The migration's secret (migration_auth.py), for the requests after a restart
+    (thaw, release), when the desired state may no longer name the migration. The
+    record's file is its owner's only (0600)."""
 
     def advance(self, phase: str) -> None:
         """Move to `phase` if the side's table allows it; IllegalStep otherwise."""
@@ -389,11 +396,71 @@ class Records:
 # ---------------------------------------------------------------- wire
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+SecretOf = Callable[[str, int], Awaitable[str | None]]
+"""The secret of migration (instance, id) as this side knows it, None if it knows none."""
+
+HANDSHAKE_S = 5.0
+"""How long either end waits for the other's next handshake line."""
 
 
-async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
+async def _handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret_of: SecretOf
+) -> ServerAuth | None:
+    """The source's half of migration_auth's handshake; None: refused (answered so)."""
+    auth = ServerAuth()
+    try:
+        hello = await _read_request(reader)
+        if hello is None:
+            return None
+        iid, mid = ServerAuth.hello_ids(hello)
+        secret = await secret_of(iid, mid)
+        if not secret:
+            raise AuthFailed(f"no migration {mid} of {iid} away from here")
+        await _answer(writer, auth.challenge(hello, secret))
+        req = await _read_request(reader)
+        if req is None:
+            return None
+        await _answer(writer, auth.on_auth(req))
+        return auth
+    except (AuthFailed, ValueError) as e:
+        log.warning("migration peer %s refused: %s", writer.get_extra_info("peername"), e)
+        await _answer(writer, {"ok": False, "error": str(e)})
+        return None
+
+
+async def _read_request(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """One handshake line as a JSON object; None at the end of the stream or when it is
+    late (or a cut link, fault injection, swallowed it)."""
+    while True:
+        try:
+            line = await asyncio.wait_for(reader.readline(), HANDSHAKE_S)
+        except TimeoutError:
+            return None
+        if not line:
+            return None
+        if faults.blackholed():
+            continue
+        req = json.loads(line)
+        if not isinstance(req, dict):
+            raise AuthFailed("expected a JSON object")
+        return req
+
+
+async def _answer(writer: asyncio.StreamWriter, resp: dict[str, Any]) -> None:
+    writer.write(json.dumps(resp).encode() + b"\n")
+    await writer.drain()
+
+
+async def serve(handler: Handler, secret_of: SecretOf, host: str, port: int) -> asyncio.Server:
+    """The source's migration server: each connection authenticates first (see
+    migration_auth.py), then its requests, for that instance and migration only, go
+    to `handler`."""
+
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            auth = await _handshake(reader, writer, secret_of)
+            if auth is None:
+                return
             while line := await reader.readline():
                 if faults.blackholed():
                     continue  # a cut link (fault injection): the request is lost
@@ -401,20 +468,20 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
                     req = json.loads(line)
                     if not isinstance(req, dict):
                         raise MigrationError("expected a JSON object")
+                    auth.check(req)
                     resp = await handler(req)
                 except LinkCut:
                     continue
                 except LinkDropped:
                     return
-                except (MigrationError, ValueError, KeyError, TypeError) as e:
+                except (MigrationError, AuthFailed, ValueError, KeyError, TypeError) as e:
                     resp = {"ok": False, "error": str(e)}
                 except Exception as e:  # never let a peer's request kill the server
                     log.exception("migration request failed")
                     resp = {"ok": False, "error": f"{type(e).__name__}: {e}"}
                 if faults.blackholed():
                     continue
-                writer.write(json.dumps(resp).encode() + b"\n")
-                await writer.drain()
+                await _answer(writer, resp)
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
@@ -424,20 +491,37 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
 
 
 class Peer:
-    """The target's connection to the source agent."""
+    """The target's connection to the source agent, authenticated with `cred` (the
+    migration it drives and its secret) before any request."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, cred: Credentials, timeout: float = HANDSHAKE_S) -> None:
         host, _, port = endpoint.rpartition(":")
         if not host or not port.isdigit():
             raise MigrationError(f"bad peer endpoint {endpoint!r}")
-        self.host, self.port = host, int(port)
+        self.host, self.port = host.strip("[]"), int(port)
+        self.cred = cred
+        self.timeout = timeout
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> Peer:
-        self.reader, self.writer = await asyncio.wait_for(
+        try:
+            auth = ClientAuth(self.cred)
+        except AuthFailed as e:
+            raise MigrationError(str(e)) from None
+        self.reader, writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, limit=MAX_LINE), 5.0
         )
+        self.writer = writer
+        try:
+            challenge = await self.call(auth.hello(), self.timeout)
+            await self.call(auth.on_challenge(challenge), self.timeout)
+        except AuthFailed as e:
+            writer.close()
+            raise MigrationError(str(e)) from None
+        except BaseException:
+            writer.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -8,8 +8,10 @@ the source's column of them, one request at a time (the wire is `migration.serve
     thaw      the target gave up before holding the final state: serve again
     release   the target serves: stop the frozen copy (`released`)
 
-It answers only for an instance the desired state moves away from here under that
-migration id (asking the orchestrator once more if its word has not arrived yet);
+It answers only a peer that proved it holds the migration's secret (the handshake of
+migration_auth.py, with `secret_of`), and only for an instance the desired state
+moves away from here under that migration id (asking the orchestrator once more if
+its word has not arrived yet);
 thaw and release also answer on this side's record alone, since the orchestrator may
 have recorded the outcome first. Freeze, thaw and release of one instance never
 interleave (one lock per instance).
@@ -72,6 +74,16 @@ class SourceSide:
         )
         self.sup.changed.set()
 
+    async def secret_of(self, iid: str, mid: int) -> str | None:
+        """The secret of migration `mid` of `iid` away from here: the desired state's,
+        or this side's record's (thaw and release may come after the orchestrator
+        recorded the outcome)."""
+        mig = await self._source_of(iid, mid)
+        if mig is not None and mig.get("secret"):
+            return str(mig["secret"])
+        rec = self._record(iid, mid)
+        return rec.secret if rec is not None and rec.secret else None
+
     async def on_peer(self, req: dict[str, Any]) -> dict[str, Any]:
         """One request of a target agent (`migration.serve` calls it)."""
         iid, mid, op = str(req["instance"]), int(req["migration"]), str(req["op"])
@@ -92,7 +104,7 @@ class SourceSide:
                 await migration.fault("migrate.source.snapshot")
                 return {"ok": True, "state": (await inst.call({"op": "export"}))["state"]}
             if op == "freeze":
-                return await self._freeze(iid, mid, rec, inst, bool((mig or {}).get("abort")))
+                return await self._freeze(iid, mid, rec, inst, mig or {})
             if op == "thaw":
                 if rec is None or rec.phase != Sp.FROZEN:
                     return {"ok": True}  # never frozen, or thawed already
@@ -131,14 +143,20 @@ class SourceSide:
         return None
 
     async def _freeze(
-        self, iid: str, mid: int, rec: Record | None, inst: Instance | None, abort: bool
+        self, iid: str, mid: int, rec: Record | None, inst: Instance | None, mig: Mapping[str, Any]
     ) -> dict[str, Any]:
         if inst is None:
             raise migration.MigrationError(f"instance {iid} does not run here")
         if rec is None:
-            if abort:
+            if mig.get("abort"):
                 raise migration.MigrationError("the migration's deadline passed: not freezing")
-            rec = Record(instance=iid, migration=mid, side="source", phase=Sp.SERVING)
+            rec = Record(
+                instance=iid,
+                migration=mid,
+                side="source",
+                phase=Sp.SERVING,
+                secret=str(mig.get("secret") or ""),
+            )
         elif rec.phase == Sp.REFUSED:
             raise migration.MigrationError(rec.reason)
         # Written before the copy stops serving: a restarted agent must know that its

@@ -29,6 +29,7 @@ from netfate.agent import migration
 from netfate.agent.instances import Instance
 from netfate.agent.migration import Record
 from netfate.agent.migration import TargetPhase as Tp
+from netfate.agent.migration_auth import Credentials
 from netfate.agent.supervisor import Supervisor
 from netfate.model.lifecycle import InstanceRole
 
@@ -64,6 +65,10 @@ class Window:
         total = "" if self.total is None else f" {self.total * 1e3:.2f} ms"
         parts = ", ".join(f"{step} {s * 1e3:.2f}" for step, s in self.steps)
         return f"downtime{total} = {parts} (freeze round trip {self.round_trip * 1e3:.2f})"
+
+
+def _credentials(rec: Record) -> Credentials:
+    return Credentials(rec.instance, rec.migration, rec.secret)
 
 
 async def _timed(aw: Awaitable[Any]) -> float:
@@ -107,7 +112,14 @@ class TargetSide:
         old = self.sup.instances.pop(iid, None)
         if old is not None:  # a standby of an earlier try (this agent was restarted)
             await old.stop()
-        rec = Record(instance=iid, migration=mid, side="target", phase=Tp.PREPARING, peer=endpoint)
+        rec = Record(
+            instance=iid,
+            migration=mid,
+            side="target",
+            phase=Tp.PREPARING,
+            peer=endpoint,
+            secret=str(mig.get("secret") or ""),
+        )
         self.records.save(rec)
         inst: Instance | None = None
         try:
@@ -121,7 +133,7 @@ class TargetSide:
                 raise migration.MigrationError(
                     f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
                 )
-            async with migration.Peer(endpoint) as peer:
+            async with migration.Peer(endpoint, _credentials(rec)) as peer:
                 ids = {"instance": iid, "migration": mid}
                 snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
                 await inst.call({"op": "import", "state": snap["state"]})
@@ -216,7 +228,7 @@ class TargetSide:
             if peer is not None:
                 await peer.call(ids, timeout=3.0)
             else:
-                async with migration.Peer(rec.peer) as again:
+                async with migration.Peer(rec.peer, _credentials(rec), timeout=3.0) as again:
                     await again.call(ids, timeout=3.0)
         except Exception as e:  # the source died or the link is cut: the move stands
             note = f"the source did not confirm the release ({e}); it stops its frozen copy "
@@ -245,7 +257,7 @@ class TargetSide:
             await inst.stop()
         if froze and rec.peer:
             try:
-                async with migration.Peer(rec.peer) as peer:
+                async with migration.Peer(rec.peer, _credentials(rec), timeout=2.0) as peer:
                     await peer.call(
                         {"op": "thaw", "instance": rec.instance, "migration": rec.migration},
                         timeout=2.0,

@@ -8,20 +8,23 @@
 
 A desired state is {"revision": int, "instances": [spec, ...]}; a spec has the
 instance's id, function, role, config, addresses and, while it moves, `migration`
-({id, role: source | target, peer, peer_endpoint, abort}).
+({id, role: source | target, peer, peer_endpoint, abort, secret}: the secret is what
+the two agents prove to each other, migration_auth.py).
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
 
 
 class OrchestratorLink:
-    def __init__(self, url: str, node: str) -> None:
+    def __init__(self, url: str, node: str, verify: ssl.SSLContext | bool = True) -> None:
+        """`verify`: how the orchestrator's certificate is checked (clihelp.client_tls)."""
         self.base = f"{url.rstrip('/')}/api/v1/agents/{node}"
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0), verify=verify)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from netfate.clihelp import client_tls
 from netfate.demo.probe import CounterProbe, ProbeError
 from netfate.host import netns
 from netfate.model.lifecycle import MigrationPhase
@@ -32,7 +33,7 @@ class DemoFailed(Exception):
 class Api:
     def __init__(self, base: str) -> None:
         self.base = base.rstrip("/") + "/api/v1"
-        self.http = httpx.Client(timeout=30.0)
+        self.http = httpx.Client(timeout=30.0, verify=client_tls())  # NETFATE_CA for https
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
         r = self.http.request(method, self.base + path, json=body)

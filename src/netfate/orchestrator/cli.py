@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from netfate.clihelp import parse_hostport
+from netfate.clihelp import is_loopback, parse_hostport
 from netfate.contract import Service
 
 
@@ -67,16 +67,51 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
                 "(http://HOST:PORT); without it the engine uses the agents' last samples",
             ),
         ] = None,
+        tls_cert: Annotated[
+            Path | None,
+            typer.Option(help="Serve HTTPS with this certificate (PEM, chain first)", exists=True),
+        ] = None,
+        tls_key: Annotated[
+            Path | None, typer.Option(help="The certificate's private key (PEM)", exists=True)
+        ] = None,
+        insecure: Annotated[
+            bool,
+            typer.Option(
+                "--insecure",
+                help="Serve plain HTTP on an address other than loopback (credentials and "
+                "secrets then cross the network in the clear)",
+            ),
+        ] = False,
         log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     ) -> None:
         """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /."""
+        tls = check_tls(listen, tls_cert, tls_key, insecure)
         serve(
             services, listen, database_url, topology, heartbeat_timeout, migration_deadline,
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
-            prometheus=prometheus,
+            prometheus=prometheus, tls=tls,
         )  # fmt: skip
 
     return orchestrator
+
+
+def check_tls(
+    listen: str, cert: Path | None, key: Path | None, insecure: bool
+) -> tuple[Path, Path] | None:
+    """The certificate and key to serve with, or None for plain HTTP, which is allowed
+    on loopback only unless `insecure` says otherwise (BadParameter if not)."""
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    if cert is not None and key is not None:
+        return cert, key
+    host, _ = parse_hostport(listen)
+    if not is_loopback(host) and not insecure:
+        raise typer.BadParameter(
+            f"{host} is not a loopback address: serve it with --tls-cert and --tls-key, or "
+            "say --insecure to serve plain HTTP there anyway",
+            param_hint="--listen",
+        )
+    return None
 
 
 def serve(
@@ -92,7 +127,9 @@ def serve(
     keep_events: int | None = None,
     history_prune: float | None = None,
     prometheus: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
+    """`tls`: (certificate, key) to serve HTTPS with (check_tls decides)."""
     import uvicorn
 
     from netfate.orchestrator.app import Settings, create_app
@@ -119,4 +156,12 @@ def serve(
     if history_prune is not None:
         settings = replace(settings, history_prune_s=history_prune)
     app = create_app(settings, services=services)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+    )

@@ -180,6 +180,9 @@ class MigrationRow(Base):
     downtime_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     state_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The agents' shared secret for this migration (agent/migration_auth.py): in the
+    two agents' desired state only, never in a read of the API or an event."""
 
 
 class EventRow(Base):

@@ -1,6 +1,6 @@
 """The files one end of a mutual-TLS connection needs, as a function's config names them.
 
-A CA (``netfate.services.usbip.pki.CertificateAuthority``) writes them; the
+A CA (``netfate.vnf.pki.CertificateAuthority``) writes them; the
 functions that run inside namespaces (the HRH's USB/IP host and its importers)
 only read them, so the type lives here, below the services that issue them.
 """

@@ -559,6 +559,7 @@ def migrate_instance(session: Session, iid: str, target: str) -> tuple[Migration
         phase=MigrationPhase.PENDING.value,
         started_at=time.time(),
         reason="",
+        secret=secrets.token_hex(32),  # 256 bits (agent/migration_auth.py)
     )
     session.add(m)
     transition(session, inst, S.MIGRATING, f"migration to {target} requested")
@@ -587,6 +588,7 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
                     "role": "source",
                     "peer": m.target,
                     "abort": m.phase == MigrationPhase.ABORTING,
+                    "secret": m.secret or "",
                 }
         out.append(spec)
     incoming = session.scalars(
@@ -607,6 +609,9 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
             "peer": m.source,
             "peer_endpoint": src.endpoint,
             "abort": m.phase == MigrationPhase.ABORTING,
+            # The agents prove it to each other (agent/migration_auth.py); only the
+            # two agents' desired states carry it.
+            "secret": m.secret or "",
         }
         out.append(spec)
     return {"node": node, "revision": row.revision, "instances": out}

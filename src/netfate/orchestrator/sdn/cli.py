@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from netfate.clihelp import CaOption, client_tls
+
 app = typer.Typer(add_completion=False)
 flow = typer.Typer(help="SDN intents and flow tables.", no_args_is_help=True)
 add = typer.Typer(help="Add an intent.", no_args_is_help=True)
@@ -42,8 +44,10 @@ def controller(
         str | None,
         typer.Option(help="Serve Prometheus metrics on this loopback HOST:PORT (PORT 0: any)"),
     ] = None,
+    ca: CaOption = None,
 ) -> None:
     """Run the OpenFlow 1.3 controller (os-ken) in this process, until killed."""
+    from netfate.clihelp import client_tls
     from netfate.metrics.exposition import check_loopback
     from netfate.orchestrator.sdn.process import parse_listen, run
 
@@ -58,13 +62,14 @@ def controller(
             at = (check_loopback(host), port)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--metrics") from None
-    run(orchestrator, listen, netns, verbose, metrics=at)
+    client_tls(ca)  # a CA file that cannot be read is said here, before os-ken starts
+    run(orchestrator, listen, netns, verbose, metrics=at, ca=ca)
 
 
 def _call(method: str, orchestrator: str, path: str, body: Any = None) -> Any:
     url = f"{orchestrator.rstrip('/')}/api/v1{path}"
     try:
-        r = httpx.request(method, url, json=body, timeout=10.0)
+        r = httpx.request(method, url, json=body, timeout=10.0, verify=client_tls())
     except httpx.HTTPError as e:
         typer.echo(f"error: cannot reach the orchestrator at {orchestrator}: {e}", err=True)
         raise typer.Exit(2) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ class Settings:
     reply_timeout_s: float = 5.0
     suppress_s: int = 10
     """How long packet-ins from one (port, MAC) are dropped at the switch once handled."""
+    verify: ssl.SSLContext | bool = True
+    """How the orchestrator's certificate is checked (clihelp.client_tls)."""
 
     def timers(self) -> Timers:
         return Timers(self.snapshot_interval_s, self.post_interval_s, self.suppress_s)
@@ -97,7 +100,7 @@ class ViewPoller:
         brain = self.core.brain
         # A long poll: the orchestrator answers when the version changes (or after
         # LONG_POLL_S), so a migrated instance's flows move within milliseconds.
-        client = httpx.Client(timeout=5.0 + LONG_POLL_S)
+        client = httpx.Client(timeout=5.0 + LONG_POLL_S, verify=self.settings.verify)
         failing = False
         while True:
             t0 = time.monotonic()
@@ -138,6 +141,7 @@ class Outbox:
     """POSTs events in order from its own thread; packet-in handling never waits on HTTP."""
 
     url: str
+    verify: ssl.SSLContext | bool = True
     q: queue.Queue[dict[str, Any]] = field(default_factory=lambda: queue.Queue(maxsize=10000))
 
     def put(self, report: Report) -> None:
@@ -148,7 +152,7 @@ class Outbox:
             log.warning("event outbox full; dropping a %s event", event.get("kind"))
 
     def run(self) -> None:
-        client = httpx.Client(timeout=5.0)
+        client = httpx.Client(timeout=5.0, verify=self.verify)
         failing = False
         while True:
             ev = self.q.get()

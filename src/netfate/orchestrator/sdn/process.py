@@ -11,6 +11,12 @@ runs in the testbed's switch namespace reaches it on its own 127.0.0.1, and the
 root namespace gets no route anywhere. Accepted connections are fed to os-ken's
 datapath handling through a `Datapath` subclass that also survives malformed
 messages (they are logged and skipped) instead of dropping the switch.
+
+A datapath id belongs to the first live connection that claims it (its
+FEATURES_REPLY): a second connection claiming a connected id is refused and
+closed, so nobody can take a switch's place by announcing its id. The first
+connection's liveness is checked with echo requests (ECHO_INTERVAL_S,
+ECHO_UNANSWERED), so a switch whose old session died silently gets back in.
 """
 
 from __future__ import annotations
@@ -32,6 +38,46 @@ log = logging.getLogger("netfate.sdn.process")
 # (bench/churn). One full collection at this interval keeps them bounded, at one
 # stall per interval instead of one every few flow installs.
 GC_INTERVAL_S = 30.0
+# A session whose switch answers none of this many echo requests, sent this far
+# apart, is closed: it no longer holds its datapath id (DatapathClaims).
+ECHO_INTERVAL_S = 5.0
+ECHO_UNANSWERED = 3
+
+
+class DatapathClaims:
+    """Which live session holds each datapath id. Thread-safe (recv threads call it).
+
+    The first claim of an id wins until its holder releases it (its session
+    ended); a claim of a held id by another session is refused. One session holds
+    at most one id: announcing a second one is refused as well.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, object] = {}
+
+    def claim(self, dpid: int, session: object) -> bool:
+        with self._lock:
+            holder = self._held.get(dpid)
+            if holder is not None:
+                return holder is session
+            if any(s is session for s in self._held.values()):
+                return False
+            self._held[dpid] = session
+            return True
+
+    def release(self, session: object) -> None:
+        """Drop whatever `session` holds (nothing if it held nothing)."""
+        with self._lock:
+            for dpid in [d for d, s in self._held.items() if s is session]:
+                del self._held[dpid]
+
+    def holder(self, dpid: int) -> object | None:
+        with self._lock:
+            return self._held.get(dpid)
+
+
+CLAIMS = DatapathClaims()
 
 
 def collect_periodically(interval: float = GC_INTERVAL_S) -> None:
@@ -71,7 +117,7 @@ def _install_datapath_handling(listener: socket.socket) -> None:
     """Make os-ken serve switches from our socket, with a sturdier receive loop."""
     from os_ken.controller import controller as ofc
     from os_ken.controller import ofp_event, ofp_handler
-    from os_ken.controller.handler import DEAD_DISPATCHER
+    from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER
     from os_ken.lib import hub
     from os_ken.ofproto import ofproto_common, ofproto_parser
 
@@ -104,14 +150,16 @@ def _install_datapath_handling(listener: socket.socket) -> None:
                             break
                         raw = bytes(buf[:msg_len])
                         del buf[:msg_len]
-                        self._dispatch(version, msg_type, msg_len, xid, raw)
+                        if not self._dispatch(version, msg_type, msg_len, xid, raw):
+                            return
             finally:
                 with contextlib.suppress(OSError):
                     self.socket.close()
 
         def _dispatch(
             self, version: int, msg_type: int, msg_len: int, xid: int, raw: bytes
-        ) -> None:
+        ) -> bool:
+            """Parse and deliver one message; False ends the session (refused)."""
             try:
                 msg = ofproto_parser.msg(self, version, msg_type, msg_len, xid, raw)
             except Exception as e:
@@ -123,7 +171,7 @@ def _install_datapath_handling(listener: socket.socket) -> None:
                     msg_len,
                     e,
                 )
-                return
+                return True
             if msg is None:
                 # os-ken's parser already logged the bytes; say what became of them.
                 log.warning(
@@ -133,9 +181,11 @@ def _install_datapath_handling(listener: socket.socket) -> None:
                     msg_type,
                     msg_len,
                 )
-                return
+                return True
+            if not self._claim(msg):
+                return False
             if self.ofp_brick is None:
-                return
+                return True
             ev = ofp_event.ofp_msg_to_ev(msg)
             self.ofp_brick.send_event_to_observers(ev, self.state)
             for h in self.ofp_brick.get_handlers(ev):
@@ -144,10 +194,36 @@ def _install_datapath_handling(listener: socket.socket) -> None:
                         h(ev)
                     except Exception:
                         log.exception("%s: handler failed on %s", self.address, type(msg).__name__)
+            return True
+
+        def _claim(self, msg: Any) -> bool:
+            # Here, in the receive thread and before any handler sees it: os-ken's
+            # own handler would otherwise adopt the id, and the app would take this
+            # session for the switch. Only where os-ken would act on the reply.
+            if self.state != CONFIG_DISPATCHER or not isinstance(
+                msg, self.ofproto_parser.OFPSwitchFeatures
+            ):
+                return True
+            dpid = int(msg.datapath_id)
+            if CLAIMS.claim(dpid, self):
+                return True
+            holder = CLAIMS.holder(dpid)
+            log.warning(
+                "%s: refused: datapath %016x is already connected%s",
+                self.address,
+                dpid,
+                f" from {holder.address}" if isinstance(holder, Datapath) else "",
+            )
+            return False
 
         def serve(self) -> None:
             send_thr = hub.spawn(self._send_loop)
             self.send_msg(self.ofproto_parser.OFPHello(self))
+            # Liveness: os-ken's echo loop closes the session (state DEAD, which also
+            # ends _recv_loop) when ECHO_UNANSWERED requests in a row go unanswered.
+            self.echo_request_interval = ECHO_INTERVAL_S
+            self.max_unreplied_echo_requests = ECHO_UNANSWERED
+            hub.spawn(self._echo_request_loop)
             try:
                 self._recv_loop()
             finally:
@@ -164,7 +240,10 @@ def _install_datapath_handling(listener: socket.socket) -> None:
         except Exception:
             log.exception("datapath %s: session ended with an error", addr)
         finally:
+            # Close first: the DEAD state change is queued to the app before the id
+            # is free, so the app sees this session go before a successor arrives.
             dp.close()
+            CLAIMS.release(dp)
 
     class Acceptor:
         def __call__(self) -> None:
@@ -186,9 +265,12 @@ def run(
     netns: str | None = None,
     verbose: bool = False,
     metrics: tuple[str, int] | None = None,
+    ca: str | None = None,
 ) -> None:
     """Run the controller until killed (with `metrics`, Prometheus's /metrics on that
-    loopback address: sdn/metrics.py). Blocks."""
+    loopback address: sdn/metrics.py; with `ca`, the orchestrator's certificate is
+    checked against that CA: clihelp.client_tls). Blocks."""
+    from netfate.clihelp import client_tls
     from netfate.orchestrator.sdn import controller, driver
 
     logging.basicConfig(
@@ -222,6 +304,6 @@ def run(
     threading.Thread(target=collect_periodically, name="gc", daemon=True).start()
     hub.patch(thread=False)
     cfg.CONF(args=[], project="os_ken")
-    controller.SETTINGS = driver.Settings(orchestrator=orchestrator)
+    controller.SETTINGS = driver.Settings(orchestrator=orchestrator, verify=client_tls(ca))
     _install_datapath_handling(listener)
     AppManager.run_apps(["netfate.orchestrator.sdn.controller"])

@@ -159,15 +159,26 @@ def _tls_files(directory: Path, name: str) -> TlsFiles:
 @app.command()
 def certs(
     directory: Annotated[Path, typer.Argument(help="Where the CA and certificates live")],
-    names: Annotated[list[str], typer.Argument(help="Certificate names to issue (hrh, isp-fn)")],
+    server: Annotated[
+        list[str] | None, typer.Option(help="Issue a server certificate for this name (the HRH)")
+    ] = None,
+    client: Annotated[
+        list[str] | None,
+        typer.Option(help="Issue a client certificate for this name (an ISP function)"),
+    ] = None,
     address: Annotated[
         list[str] | None, typer.Option(help="Also put this IP/DNS name in every certificate")
     ] = None,
 ) -> None:
-    """Make (or reuse) a tiny CA in DIRECTORY and issue certificates for mutual TLS."""
-    from .pki import CertificateAuthority
+    """Make (or reuse) a tiny CA and issue certificates for mutual TLS: leaves in
+    DIRECTORY, the CA's key in DIRECTORY-ca-key (never among the leaves)."""
+    from netfate.vnf.pki import CertificateAuthority, Usage
 
+    wanted: list[tuple[str, Usage]] = [(n, "server") for n in server or ()]
+    wanted += [(n, "client") for n in client or ()]
+    if not wanted:
+        raise typer.BadParameter("name at least one --server or --client")
     ca = CertificateAuthority(directory)
-    for n in names:
-        files = ca.issue(n, names=tuple(address or ()))
-        typer.echo(f"{n}: {files.cert} {files.key} (CA {files.ca})")
+    for n, usage in wanted:
+        files = ca.issue(n, usage=usage, names=tuple(address or ()))
+        typer.echo(f"{n} ({usage}): {files.cert} {files.key} (CA {files.ca})")

@@ -55,8 +55,8 @@ from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.fabric import gateway
 from netfate.orchestrator.sdn.intents import Endpoint
-from netfate.services.usbip.pki import CertificateAuthority
 from netfate.testbed.builder import Testbed
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
@@ -81,9 +81,9 @@ class _Home:
         self.dir = tb.state.dir / "hrh"
         self.dir.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority(self.dir / "pki")
-        self.hrh = ca.issue(HRH_NODE)
-        self.climate = ca.issue("isp-climate")
-        self.storage = ca.issue("isp-storage")
+        self.hrh = ca.issue(HRH_NODE, usage="server")
+        self.climate = ca.issue("isp-climate", usage="client")
+        self.storage = ca.issue("isp-storage", usage="client")
         self.image = self.dir / "pendrive.img"
         self.link = self.dir / "ttyHRH"
         self.photo = hashlib.sha256(b"netfate hrh demo").digest() * 4096  # 128 KiB

@@ -45,8 +45,8 @@ import typer
 
 from netfate.demo.function import FunctionProcess
 from netfate.host.netns import connect_in
-from netfate.services.usbip.pki import CertificateAuthority
 from netfate.testbed.cross import cross_traffic
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
@@ -317,7 +317,8 @@ def run(
     topo = work / "topology.yaml"
     topo.write_text(topology_yaml(settings))
     ca = CertificateAuthority(work / "pki")
-    hrh_files, isp_files = ca.issue(HRH_NAME), ca.issue(ISP_IDENTITY)
+    hrh_files = ca.issue(HRH_NAME, usage="server")
+    isp_files = ca.issue(ISP_IDENTITY, usage="client")
     image = work / "pendrive.img"
     with open(image, "wb") as f:  # sparse: a pendrive of the size we need
         f.truncate(plan.size + (8 << 20))

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from netfate.host import links, netns
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 
 HRH_IP, ISP_IP = "10.93.1.1", "10.93.1.2"
 
@@ -83,7 +83,8 @@ def test_importer_survives_a_network_reset_and_reimports(
 ) -> None:
     hrh_ns, isp_ns = nets
     ca = CertificateAuthority(tmp_path / "pki")
-    hrh_files, isp_files = ca.issue("hrh-1", names=(HRH_IP,)), ca.issue("isp-climate")
+    hrh_files = ca.issue("hrh-1", usage="server", names=(HRH_IP,))
+    isp_files = ca.issue("isp-climate", usage="client")
     link = tmp_path / "ttyHRH"
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -26,7 +26,7 @@ import pytest
 from netfate.host import netns
 from netfate.host.netns import connect_in
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.usbip_client import MassStorageClient, UsbipError
 from netfate.vnf.usbip_client.tls import TlsRemoteDevice, client_context
 from netfate.vnf.usbip_host import AllowList, MassStorage, SerialSensor
@@ -104,7 +104,8 @@ async def connect_retrying(ns: str, ip: str, port: int, within: float = 20.0) ->
 
 def test_usbip_passes_only_while_the_tunnel_intent_exists(net: Net, tmp_path: Path) -> None:
     ca = CertificateAuthority(tmp_path / "ca")
-    hrh_files, isp_files = ca.issue("hrh-1", names=(HRH_IP,)), ca.issue("isp-fn-1")
+    hrh_files = ca.issue("hrh-1", usage="server", names=(HRH_IP,))
+    isp_files = ca.issue("isp-fn-1", usage="client")
     image = tmp_path / "pen.img"
     image.write_bytes(os.urandom(4 * 1024 * 1024))
     hrh_ns, isp_ns = net.rig.endpoints["hrhusb"].netns, net.rig.endpoints["ispfn"].netns

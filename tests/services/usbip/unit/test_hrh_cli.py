@@ -32,13 +32,25 @@ def _line(proc: subprocess.Popen[str], pattern: str) -> re.Match[str]:
 def test_certs_serve_and_serial_over_tls(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     r = subprocess.run(
-        [sys.executable, "-m", "netfate", "usbip", "certs", str(pki), "hrh", "isp"],
+        [
+            sys.executable,
+            "-m",
+            "netfate",
+            "usbip",
+            "certs",
+            str(pki),
+            "--server",
+            "hrh",
+            "--client",
+            "isp",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
     assert (pki / "ca.pem").is_file() and (pki / "isp.key").stat().st_mode & 0o077 == 0
+    assert not (pki / "ca.key").exists() and (tmp_path / "pki-ca-key" / "ca.key").is_file()
 
     server = _netfate(
         "serve", "--port", "0", "--period", "0.1", "--tls-dir", str(pki), "--allow", "isp"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from netfate.proto.usbip import Status
-from netfate.services.usbip.pki import CertificateAuthority
+from netfate.vnf.pki import CertificateAuthority
 from netfate.vnf.runtime import Context
 from netfate.vnf.tls import TlsFiles
 from netfate.vnf.usbip_client import ImportRefusedError, MassStorageClient, UsbipError
@@ -43,6 +43,8 @@ class Pki:
     other_isp: TlsFiles
     stranger: TlsFiles  # same names, another CA
     stranger_hrh: TlsFiles
+    hrh_as_client: TlsFiles  # the right CA and the HRH's name, but for a client's end
+    dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +53,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca = CertificateAuthority(d / "ca")
     evil = CertificateAuthority(d / "evil", name="not the operator")
     return Pki(
-        hrh=ca.issue("hrh-1", names=("127.0.0.1",)),
-        isp=ca.issue("isp-fn-1"),
-        other_isp=ca.issue("isp-fn-2"),
+        hrh=ca.issue("hrh-1", usage="server", names=("127.0.0.1",)),
+        isp=ca.issue("isp-fn-1", usage="client"),
+        other_isp=ca.issue("isp-fn-2", usage="client"),
         # trusts the right CA, but its own certificate is from the wrong one
-        stranger=replace(evil.issue("isp-fn-1"), ca=ca.cert_path),
-        stranger_hrh=evil.issue("hrh-1", names=("127.0.0.1",)),
+        stranger=replace(evil.issue("isp-fn-1", usage="client"), ca=ca.cert_path),
+        stranger_hrh=evil.issue("hrh-1", usage="server", names=("127.0.0.1",)),
+        hrh_as_client=replace(
+            ca.issue("hrh-1-client", usage="client", names=("hrh-1", "127.0.0.1")),
+            ca=ca.cert_path,
+        ),
+        dir=d,
     )
 
 
@@ -190,21 +197,76 @@ def test_wrong_client_certificate_is_refused_and_logged(
     assert "127.0.0.1" in refusals[0].getMessage()
 
 
+async def refused_by_the_client(pki: Pki, shown: TlsFiles) -> None:
+    """An HRH that shows `shown` is refused by a good client, which imports nothing."""
+    impostor = TlsUsbipServer(
+        [SerialSensor("1-1")],
+        context=server_context(shown),
+        allow=AllowList.open_to("127.0.0.0/8"),
+    )
+    async with impostor:
+        await impostor.start()
+        with pytest.raises(TlsRefusedError, match="certificate"):
+            await TlsRemoteDevice.open_tls(
+                "127.0.0.1", "1-1", impostor.port,
+                context=client_context(pki.isp), server_hostname="hrh-1",
+            )  # fmt: skip
+        assert impostor.owners == {}
+
+
 def test_wrong_server_certificate_is_refused_by_the_client(pki: Pki, image: Path) -> None:
+    run(refused_by_the_client(pki, pki.stranger_hrh))
+
+
+def test_each_leaf_is_for_one_end_and_the_ca_key_lies_apart(pki: Pki) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    def usages(files: TlsFiles) -> list[x509.ObjectIdentifier]:
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+    assert usages(pki.hrh) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert usages(pki.isp) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    leaves = pki.dir / "ca"
+    assert sorted(p.name for p in leaves.iterdir() if p.suffix == ".key") == [
+        "hrh-1-client.key", "hrh-1.key", "isp-fn-1.key", "isp-fn-2.key",
+    ]  # fmt: skip
+    ca_key = pki.dir / "ca-ca-key" / "ca.key"
+    assert ca_key.stat().st_mode & 0o777 == 0o600
+    assert (pki.dir / "ca-ca-key").stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o077 == 0 for p in leaves.glob("*.key"))
+    # The CA opened again signs with the same key (its certificate is unchanged).
+    again = CertificateAuthority(leaves)
+    assert again.cert_path.read_bytes() == pki.hrh.ca.read_bytes()
+    with pytest.raises(ValueError, match="usage"):
+        again.issue("x", usage="both")  # type: ignore[arg-type]
+
+
+def test_a_ca_key_among_the_leaves_is_moved_out(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    cert = ca.cert_path.read_bytes()
+    # The earlier layout: the key beside the leaves.
+    (tmp_path / "pki-ca-key" / "ca.key").rename(tmp_path / "pki" / "ca.key")
+    again = CertificateAuthority(tmp_path / "pki")
+    assert not (tmp_path / "pki" / "ca.key").exists()
+    assert (tmp_path / "pki-ca-key" / "ca.key").is_file()
+    assert again.cert_path.read_bytes() == cert
+
+
+def test_a_certificate_shown_for_the_other_end_is_refused(pki: Pki, image: Path) -> None:
     async def main() -> None:
-        impostor = TlsUsbipServer(
-            [SerialSensor("1-1")],
-            context=server_context(pki.stranger_hrh),
-            allow=AllowList.open_to("127.0.0.0/8"),
-        )
-        async with impostor:
-            await impostor.start()
-            with pytest.raises(TlsRefusedError, match="certificate"):
+        async with server(pki, image) as srv:
+            await srv.start()
+            # The HRH's own certificate (serverAuth) presented by a client.
+            with pytest.raises(TlsRefusedError):
                 await TlsRemoteDevice.open_tls(
-                    "127.0.0.1", "1-1", impostor.port,
-                    context=client_context(pki.isp), server_hostname="hrh-1",
+                    "127.0.0.1", "1-1", srv.port,
+                    context=client_context(pki.hrh), server_hostname="hrh-1",
                 )  # fmt: skip
-            assert impostor.owners == {}
+            assert len(srv.refused) == 1 and srv.owners == {}
+        # A client certificate (clientAuth) for the HRH's name, presented by a server.
+        await refused_by_the_client(pki, pki.hrh_as_client)
 
     run(main())
 

@@ -1,4 +1,8 @@
-"""A tiny certificate authority for the HRH tunnels (mutual TLS around USB/IP).
+"""A tiny certificate authority: the HRH tunnels' mutual TLS around USB/IP, and any
+other TLS end of the platform that wants one (the orchestrator's HTTPS in tests).
+
+It lives here, below the services, so that the platform can use it without one
+(it was the USB/IP service's ``pki.py``).
 
 USB/IP has no authentication or encryption of its own, and what it carries
 (sensor readings, a pendrive's files) comes from inside a home.  Each HRH and
@@ -10,6 +14,14 @@ This module only makes files (keys 0600, named as ``netfate.vnf.tls.TlsFiles``
 says); the TLS contexts are built in ``netfate.vnf.usbip_host.tls`` and
 ``netfate.vnf.usbip_client.tls``.
 Keys are ECDSA P-256: small, fast to make in tests, accepted by TLS 1.3.
+
+Each leaf is for one end only: a server certificate (the HRH) carries the
+serverAuth extended key usage, a client certificate (an ISP function) clientAuth,
+and OpenSSL refuses a certificate presented for the other end. The CA's key never
+lies among the leaves: the leaf directory (``ca.pem``, ``NAME.pem``, ``NAME.key``)
+is what functions are pointed at, and the CA key lives in a directory of its own
+(``<dir>-ca-key/ca.key``, 0700 and 0600). A CA key an earlier version left in the
+leaf directory is moved there when the CA is opened.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import datetime
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +40,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from netfate.vnf.tls import TlsFiles
 
 VALIDITY = datetime.timedelta(days=365)
+Usage = Literal["server", "client"]
+USAGES = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -36,18 +51,45 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.NoEncryption(),
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that existed keeps its mode through O_CREAT
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    """A CA's key signs certificates only; an ECDSA leaf's signs its handshakes only."""
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def key_directory(directory: Path) -> Path:
+    """Where the CA of leaf directory `directory` keeps its key: beside it, not in it."""
+    return directory.parent / f"{directory.name}-ca-key"
+
+
 class CertificateAuthority:
-    """A CA in a directory (``ca.pem``, ``ca.key``); ``issue`` makes leaf certificates."""
+    """A CA whose certificate is ``directory/ca.pem`` and whose key is
+    ``key_directory(directory)/ca.key``; ``issue`` makes leaves in ``directory``."""
 
     def __init__(self, directory: Path, name: str = "netfate HRH CA") -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.key_dir = key_directory(directory)
+        self.key_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.key_dir, 0o700)
         self.cert_path = directory / "ca.pem"
-        key_path = directory / "ca.key"
+        key_path = self.key_dir / "ca.key"
+        if (directory / "ca.key").exists() and not key_path.exists():
+            os.replace(directory / "ca.key", key_path)  # an earlier layout: out of the leaves
         if self.cert_path.exists() and key_path.exists():
             key = serialization.load_pem_private_key(key_path.read_bytes(), None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -68,17 +110,7 @@ class CertificateAuthority:
             .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                _key_usage(ca=True),
                 critical=True,
             )
             .sign(self._key, hashes.SHA256())
@@ -86,12 +118,15 @@ class CertificateAuthority:
         _write_key(key_path, self._key)
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, names: tuple[str, ...] = ()) -> TlsFiles:
-        """A certificate for ``common_name`` valid as TLS server and client.
+    def issue(self, common_name: str, *, usage: Usage, names: tuple[str, ...] = ()) -> TlsFiles:
+        """A certificate for ``common_name``, valid for one end of a TLS connection:
+        ``usage`` "server" (serverAuth) or "client" (clientAuth).
 
         ``names`` become subjectAltNames (IP addresses or DNS names); the CN is
         always one too, so a client can check the HRH by its name.
         """
+        if usage not in USAGES:
+            raise ValueError(f"usage must be 'server' or 'client', not {usage!r}")
         key = ec.generate_private_key(ec.SECP256R1())
         alt: list[x509.GeneralName] = [x509.DNSName(common_name)]
         for n in names:
@@ -111,11 +146,10 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(alt), critical=False)
             .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
+                _key_usage(ca=False),
+                critical=True,
             )
+            .add_extension(x509.ExtendedKeyUsage([USAGES[usage]]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         files = TlsFiles.in_directory(self.dir, common_name)
