@@ -42,7 +42,9 @@ NEW_STREAMING = "0014b_streaming_ingest"
 """The streaming service's branch (its newest revision: the contents' stream), new as well."""
 NEW_CATALOG = "0015_catalog"
 """The catalog's branch, new like the USB/IP one."""
-HEADS = {"0005_concurrency", FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
+SHARING_HEAD = "0004b_sharing_invitations"
+"""The sharing branch's newest revision (its invitation codes)."""
+HEADS = {"0005_concurrency", FIREWALL_HEAD, SHARING_HEAD, NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
 """Every branch's newest revision."""
 
 
