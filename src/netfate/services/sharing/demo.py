@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netfate.demo import peers
 from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
@@ -660,8 +661,6 @@ MEDIA_SERVER = "urn:schemas-upnp-org:device:MediaServer:1"
 
 
 def pairs_available() -> bool:
-    from netfate.demo import peers
-
     return (
         peers.gerbera_available()
         and peers.camera_available()
@@ -705,8 +704,6 @@ def prove_independent_pairs(tb: Testbed, api: Api, say: Say) -> None:
     libupnp media server) on its default port found by an actively searching control
     point (async-upnp-client's M-SEARCH; GSSDP's gssdp-discover) and a passive one,
     browsed and fetched; an RTSP camera on 554 found over mDNS and played by ffmpeg."""
-    from netfate.demo import peers
-
     hosts = tb.topology.hosts
     work = Path(tempfile.mkdtemp(prefix=f"{tb.prefix}-pairs-"))
     procs: list[subprocess.Popen[bytes]] = []

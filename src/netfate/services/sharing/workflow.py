@@ -54,7 +54,7 @@ DHCP_FIRST, DHCP_LAST = 100, 149
 OVERLAY = ("10.0.0.1/30", "10.0.0.2/30")  # the seed's EI addresses, inside each VP's namespace
 UNDERLAY_MTU = 1550  # a LAN's 1500 + VXLAN's 50: no fragmentation, no MSS clamping
 # Invitation codes: 12 symbols a person reads out or types (no 0/O, 1/I/L), in groups
-# of four: 32^12 = 2^60 codes, so guessing a live one is hopeless.
+# of four: 31^12 (about 2^59) codes, so guessing a live one is hopeless.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_RE = re.compile(r"^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$")
 INVITATION_TTL_S = 7 * 86400.0
