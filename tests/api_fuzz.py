@@ -169,6 +169,8 @@ VALID: dict[str, list[dict[str, Any]]] = {
         }
     ],
     "POST /api/v1/sharing/shares": [{"body": {"owner": BOB, "device": "tv", "recipient": ALICE}}],
+    "POST /api/v1/sharing/invitations": [{"body": {"by": BOB}}],
+    "GET /api/v1/sharing/invitations": [{"query": {"pn": BOB}}],
     "POST /api/v1/sharing/shares/{sid}/accept": [{"path": {"sid": "@sid:1"}, "body": {"by": BOB}}],
     "POST /api/v1/sharing/shares/{sid}/decline": [{"path": {"sid": "@sid:1"}, "body": {"by": BOB}}],
     "POST /api/v1/usbip/functions": [{"body": {"descriptor": "hrh-climate", "serves": "laptop1"}}],

@@ -44,7 +44,9 @@ NEW_CATALOG = "0015_catalog"
 """The catalog's branch, new like the USB/IP one."""
 CORE_HEAD = "0016_migration_secret"
 """The core's newest revision (each migration's secret, after 0005_concurrency)."""
-HEADS = {CORE_HEAD, FIREWALL_HEAD, "0004_sharing", NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
+SHARING_HEAD = "0004b_sharing_invitations"
+"""The sharing branch's newest revision (its invitation codes)."""
+HEADS = {CORE_HEAD, FIREWALL_HEAD, SHARING_HEAD, NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
 """Every branch's newest revision."""
 
 

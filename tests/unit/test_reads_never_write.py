@@ -193,6 +193,7 @@ QUERIES = {
     "/api/v1/usbip/placement": "?descriptor=hrh-climate&serves=sensor",
     "/api/v1/streaming/app/recordings": "?user=alice",
     "/api/v1/streaming/app/watched": "?user=alice",
+    "/api/v1/sharing/invitations": f"?pn={ALICE}",
 }
 HEADERS = {  # the user's own page needs the user's sign-in
     "/api/v1/firewall/me/rules": {

@@ -29,6 +29,8 @@ SERVICE = Service(
         # what the PN's vHG sees (its leases and neighbours), reported for it
         "PUT /pns/{email}/inventory": (OPERATOR, AGENT),
         "POST /pns/{email}/vhg": (OPERATOR, USER),
+        "POST /invitations": (USER,),
+        "GET /invitations": (OPERATOR, USER),
         "POST /shares": (USER,),
         "GET /shares": (OPERATOR, USER),
         "GET /shares/{sid}": (OPERATOR, USER),

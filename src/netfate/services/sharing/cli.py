@@ -3,7 +3,8 @@
 netfate sharing pn create alice@example.org cpe1 [--vhg]
 netfate sharing pn list | pn show EMAIL | pn devices EMAIL
 netfate sharing pn declare EMAIL NAME IP [--kind vstb]
-netfate sharing share OWNER DEVICE RECIPIENT
+netfate sharing invite --by EMAIL [--ttl-s S] | invitations EMAIL
+netfate sharing share OWNER DEVICE RECIPIENT [--http-port P ...]
 netfate sharing list [--pn EMAIL] | show ID
 netfate sharing accept ID --by EMAIL | decline ID --by EMAIL | revoke ID --by EMAIL
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -25,13 +27,24 @@ app.add_typer(pn_app, name="pn")
 
 Api = Annotated[str | None, typer.Option("--api", help="Orchestrator URL")]
 By = Annotated[str, typer.Option("--by", help="The PN owner acting (email)")]
+HTTP_PORT = ("Proxy this port from the start (repeatable); without it the ports the device "
+             "announces are learned")  # fmt: skip
+
+
+def _ports(p: dict[str, list[int]] | None) -> str:
+    """`ports 8200 (set), 49152 (learned)`: what VP1's ALG proxies, and why."""
+    p = p or {}
+    set_ = set(p.get("configured", []))
+    learned = [x for x in p.get("learned", []) if x not in set_]
+    shown = [f"{x} (set)" for x in sorted(set_)] + [f"{x} (learned)" for x in learned]
+    return f"; ports {', '.join(shown)}" if shown else ""
 
 
 def _share_line(s: dict[str, Any]) -> str:
     where = f" -> {s['address_in_recipient_pn']}" if s.get("address_in_recipient_pn") else ""
     return (
         f"{s['id']:>4}  {s['state']:<9}  {s['owner']} shares {s['device']} "
-        f"({s['device_ip']}{where}) with {s['recipient']}"
+        f"({s['device_ip']}{where}) with {s['recipient']}{_ports(s.get('ports'))}"
     )
 
 
@@ -79,11 +92,41 @@ def pn_declare(
     dump(call(api, "POST", f"/sharing/pns/{email}/devices", {"name": name, "ip": ip, "kind": kind}))
 
 
+@app.command("invite")
+def invite(
+    by: By,
+    ttl_s: Annotated[float, typer.Option(help="How long the code can be used (seconds)")] = (
+        7 * 86400.0
+    ),
+    api: Api = None,
+) -> None:
+    """A code to give someone who will share a device with your PN (used once)."""
+    inv = call(api, "POST", "/sharing/invitations", {"by": by, "ttl_s": ttl_s})
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(inv["expires_at"]))
+    typer.echo(f"{inv['code']}  (for {inv['pn']}, until {until}; "
+               f"they run: netfate sharing share THEIR-EMAIL DEVICE {inv['code']})")  # fmt: skip
+
+
+@app.command("invitations")
+def invitations(email: str, api: Api = None) -> None:
+    """The PN's invitation codes and what became of them."""
+    for inv in call(api, "GET", f"/sharing/invitations?pn={quote(email)}"):
+        used = f" share {inv['share']}" if inv["share"] else ""
+        typer.echo(f"{inv['code']}  {inv['state']:<7}{used}")
+
+
 @app.command("share")
-def share(owner: str, device: str, recipient: str, api: Api = None) -> None:
+def share(
+    owner: str,
+    device: str,
+    recipient: Annotated[str, typer.Argument(help="The PN's id (email) or an invitation code")],
+    http_port: Annotated[list[int] | None, typer.Option("--http-port", help=HTTP_PORT)] = None,
+    api: Api = None,
+) -> None:
     """Ask to share OWNER's DEVICE (name or address) with RECIPIENT's PN."""
     s = call(api, "POST", "/sharing/shares", {"owner": owner, "device": device,
-                                               "recipient": recipient})  # fmt: skip
+                                               "recipient": recipient,
+                                               "http_ports": http_port or []})  # fmt: skip
     typer.echo(_share_line(s))
 
 
@@ -91,7 +134,7 @@ def share(owner: str, device: str, recipient: str, api: Api = None) -> None:
 def list_(
     pn: Annotated[str | None, typer.Option(help="Only this PN's shares")] = None, api: Api = None
 ) -> None:
-    path = "/sharing/shares" + (f"?pn={pn}" if pn else "")
+    path = "/sharing/shares" + (f"?pn={quote(pn)}" if pn else "")
     for s in call(api, "GET", path):
         typer.echo(_share_line(s))
 

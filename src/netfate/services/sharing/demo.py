@@ -17,7 +17,12 @@ a 1500-byte packet with DF set and a TCP bulk transfer cross the overlay
 whole. Then the negative cases, with the shares up: no direct path between PNs
 (the shared device included), an unshared device of PN1 cannot use the share,
 a third PN gets nothing through it. Finally revocation removes the VPs, their
-intents, and the alias stops answering. On the hotel, last, the home PN's vHG:
+intents, and the alias stops answering. On the hotel, then, real software through
+shares made without typing a port (issue 13): minidlna with an async-upnp-client
+control point, gerbera on its default port found by active (M-SEARCH:
+async-upnp-client, gssdp-discover) and passive control points, browsed and
+fetched, and an RTSP camera resolved over mDNS and played by ffmpeg; each share
+shows the ports VP1 learned. Last, the home PN's vHG:
 laptop takes a lease from it (the vHG as router), the lease shows in the PN's
 inventory, laptop reaches its node through the vHG's NAT and no other PN; then
 the vHG goes and laptop gets its address back. Each step raises DemoFailed
@@ -47,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netfate.demo import peers
 from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
@@ -633,14 +639,136 @@ def prove_dlna(tb: Testbed, api: Api, say: Say) -> None:
     finally:
         if sh is not None:
             revoke(tb, api, sh, "home", lambda _m: None)
-        for p in procs:  # only the server this step started, by its pid
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+        _stop(procs)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """End the processes a step started, by their pids."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+# ------------------------------------------------------------------ independent pairs
+
+MEDIA_SERVER = "urn:schemas-upnp-org:device:MediaServer:1"
+
+
+def pairs_available() -> bool:
+    return (
+        peers.gerbera_available()
+        and peers.camera_available()
+        and all(shutil.which(t) for t in ("gssdp-discover", "curl", "ffmpeg"))
+        and importlib.util.find_spec("async_upnp_client") is not None
+    )
+
+
+def _learned(api: Api, sh: Share, port: int) -> dict[str, list[int]]:
+    """The share's ports once VP1 reports `port` learned (its agent reports it)."""
+    got: dict[str, list[int]] = {}
+
+    def seen() -> bool:
+        got.update(api("GET", f"/sharing/shares/{sh.id}")["ports"])
+        return port in got.get("learned", []) and port in got.get("proxied", [])
+
+    until(f"share {sh.id} to show port {port} learned", seen, 30.0)
+    if got["configured"]:
+        raise DemoFailed(f"share {sh.id} was made without ports, yet has {got['configured']}")
+    return got
+
+
+def _control_point(tb: Testbed, host: str, mode: str, alias: str, script: Path) -> dict[str, Any]:
+    """async-upnp-client discovering (active: M-SEARCH; passive: NOTIFY), browsing and
+    fetching the first media bytes from `host`; retried while the server indexes."""
+    err = ""
+    for _ in range(10):
+        p = netns.run_in(tb.netns_of(host), [sys.executable, str(script), mode,
+                                             str(tb.topology.hosts[host].ip), alias],
+                         check=False, timeout=90)  # fmt: skip
+        if p.returncode == 0:
+            out: dict[str, Any] = json.loads(p.stdout)
+            return out
+        err = p.stderr[-1000:]
+        time.sleep(0.5)
+    raise DemoFailed(f"the {mode} control point on {host} failed: {err}")
+
+
+def prove_independent_pairs(tb: Testbed, api: Api, say: Say) -> None:
+    """Issue 13's pairs, each through a share made without typing a port: gerbera (a
+    libupnp media server) on its default port found by an actively searching control
+    point (async-upnp-client's M-SEARCH; GSSDP's gssdp-discover) and a passive one,
+    browsed and fetched; an RTSP camera on 554 found over mDNS and played by ffmpeg."""
+    hosts = tb.topology.hosts
+    work = Path(tempfile.mkdtemp(prefix=f"{tb.prefix}-pairs-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    shares: list[Share] = []
+    try:
+        media = work / "media"
+        media.mkdir()
+        sha = hashlib.sha256(peers.make_tone(media / "tone.mp3", 2)).hexdigest()
+        procs.append(peers.start_gerbera(tb.netns_of("mediaserver"), work, media, "eth0"))
+        cam_ip = str(hosts["laptop"].ip)
+        procs.append(peers.start_camera(tb.netns_of("laptop"), work, cam_ip))
+        ready = work / "camera.out"
+        until("the camera to be ready", lambda: ready.exists() and "ready" in ready.read_text(),
+              30.0)  # fmt: skip
+        g = share_and_accept(tb, api, "home", "mediaserver", "hotel")
+        c = share_and_accept(tb, api, "home", "laptop", "hotel")
+        shares += [g, c]
+        base = f"http://{g.alias}:{peers.GERBERA_PORT}/"
+        script = work / "cp.py"
+        script.write_text(peers.DISCOVERY_TO_FIRST_BYTE)
+        for host, mode in (("tv", "active"), ("guestphone", "passive")):
+            out = _control_point(tb, host, mode, g.alias, script)
+            if not out["location"].startswith(base) or not out["url"].startswith(base):
+                raise DemoFailed(f"gerbera's URLs through share {g.id} are not the alias's: {out}")
+            say(f"gerbera: {host} discovered it {mode}ly at {out['location']}, browsed it, "
+                f"first media byte after {out['discovery_to_first_byte_ms']:.0f} ms")  # fmt: skip
+        fetched = work / "fetched.mp3"
+        curl = netns.run_in(tb.netns_of("tv"), ["curl", "-sS", "-o", str(fetched), out["url"]],
+                            check=False, timeout=60)  # fmt: skip
+        if curl.returncode != 0 or hashlib.sha256(fetched.read_bytes()).hexdigest() != sha:
+            raise DemoFailed(f"the media fetched through share {g.id} differs: {curl.stderr}")
+        gssdp = netns.run_in(tb.netns_of("tv"), ["gssdp-discover", "-i", "eth0", "-t",
+                                                 MEDIA_SERVER, "-n", "3"], check=False)  # fmt: skip
+        found = {ln.split(":", 1)[1].strip() for ln in gssdp.stdout.splitlines()
+                 if ln.strip().startswith("Location:")}  # fmt: skip
+        if found != {base + "description.xml"}:
+            raise DemoFailed(f"gssdp-discover on tv found {found or 'nothing'}: {gssdp.stderr}")
+        ports = _learned(api, g, peers.GERBERA_PORT)
+        say(f"gerbera: gssdp-discover on tv finds {base}description.xml; the media fetched "
+            f"whole; share {g.id} shows learned ports {ports['learned']} (none typed)")  # fmt: skip
+        cam = f"rtsp://{c.alias}:554/cam"
+        browse = work / "browse.py"
+        browse.write_text(peers.MDNS_BROWSE)
+        p = netns.run_in(tb.netns_of("tv"), [peers.SYSTEM_PYTHON, str(browse),
+                                             str(hosts["tv"].ip), "_rtsp._tcp.local.", "10"],
+                         check=False, timeout=60)  # fmt: skip
+        seen = json.loads(p.stdout) if p.returncode == 0 else {}
+        if seen.get("addresses") != [c.alias] or seen.get("port") != 554:
+            raise DemoFailed(f"mDNS on tv resolved the camera to {seen or p.stderr[-500:]}")
+        if seen.get("properties", {}).get("url") != cam:
+            raise DemoFailed(f"the camera's TXT URL was not rewritten: {seen}")
+        for transport in ("udp", "tcp"):
+            argv = ["ffmpeg", "-nostdin", "-loglevel", "info", "-rtsp_transport", transport,
+                    "-i", cam, "-frames:v", "10", "-f", "null", "-"]  # fmt: skip
+            play = netns.run_in(tb.netns_of("tv"), argv, check=False, timeout=90)
+            if play.returncode != 0 or "Video: h264" not in play.stderr:
+                raise DemoFailed(f"ffmpeg on tv could not play {cam} over {transport}: "
+                                 f"{play.stderr[-1500:]}")  # fmt: skip
+        ports = _learned(api, c, 554)
+        say(f"camera: tv resolved it over mDNS to {cam} and played it (RTP over UDP and TCP); "
+            f"share {c.id} shows learned ports {ports['learned']} (none typed)")  # fmt: skip
+    finally:
+        for sh in shares:
+            revoke(tb, api, sh, "home", lambda _m: None)
+        _stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -785,6 +913,11 @@ def check(tb: Testbed, say: Say) -> None:
             prove_dlna(tb, api, say)
         else:
             say("DLNA step skipped: needs Debian minidlna and PyPI async-upnp-client")
+        if pairs_available():
+            prove_independent_pairs(tb, api, say)
+        else:
+            say("independent pairs skipped: need gerbera, gupnp-tools, GStreamer's RTSP "
+                "server, python3-zeroconf, ffmpeg, curl and async-upnp-client")  # fmt: skip
         if sdn:
             prove_vhg_then_restore(tb, api, "home", "laptop", say)
 

@@ -58,13 +58,26 @@ class InventoryIn(_In):
 class ShareIn(_In):
     owner: str = Field(max_length=254, description="PN1: the owner sharing the device")
     device: str = Field(max_length=64, description="Device name or address in PN1")
-    recipient: str = Field(max_length=254, description="PN2's id (its owner's email)")
+    recipient: str = Field(
+        max_length=254,
+        description="PN2: its id (its owner's email) or an invitation code its owner gave "
+        "(e.g. ABCD-EFGH-JKMN; used up by this share)",
+    )
     http_ports: list[int] = Field(
         default_factory=list,
         max_length=8,
-        description="The device's HTTP ports (e.g. a DLNA server's 8200): the VP's ALG "
-        "rewrites the device's address in what it serves",
+        description="An override: ports the VP's ALG proxies from the start. Without it, "
+        "the ports the device announces (LOCATION, SRV, URLs in its descriptions) are "
+        "learned; the share's `ports` shows both",
     )
+
+
+class InvitationIn(_In):
+    by: str = Field(max_length=254, description="The PN owner inviting (the future recipient)")
+    ttl_s: float = Field(
+        default=wf.INVITATION_TTL_S, ge=60, le=30 * 86400,
+        description="How long the code can be used (seconds; default a week)",
+    )  # fmt: skip
 
 
 class Actor(_In):
@@ -157,11 +170,34 @@ def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[st
     return {"pn": pn.email, "vhg_instance": inst.id, "node": inst.node, "ip": inst.ip}
 
 
+# ------------------------------------------------------------------ invitations
+
+
+@router.post("/invitations", status_code=201, responses=errors(404, 409))
+def invite(body: InvitationIn, session: SessionDep) -> dict[str, Any]:
+    """A code to give someone: a share they make with it comes to `by`'s PN. 404: no
+    such PN; 409: too many unused codes."""
+    inv = wf.create_invitation(session, wf.get_pn(session, body.by), body.ttl_s)
+    session.commit()
+    return wf.invitation_view(inv)
+
+
+@router.get("/invitations", responses=errors(404))
+def invitations(
+    session: SessionDep,
+    pn: str = Query(max_length=254, description="The PN whose invitations these are"),
+) -> list[dict[str, Any]]:
+    return [wf.invitation_view(i) for i in wf.list_invitations(session, wf.get_pn(session, pn))]
+
+
 # ------------------------------------------------------------------ shares
 
 
 @router.post("/shares", status_code=201, responses=errors(400, 403, 404, 409))
 def request_share(body: ShareIn, session: SessionDep) -> dict[str, Any]:
+    """400: a recipient that is neither a PN id nor a code; 403: not the owner's
+    device; 404: unknown PN or invitation code; 409: already shared, or the code was
+    used or has expired (nothing changes: the code stays as it was)."""
     if any(not 0 < p < 65536 for p in body.http_ports):
         raise HTTPException(422, detail="http_ports: ports are 1-65535")
     sh = wf.request_share(session, body.owner, body.device, body.recipient, body.http_ports)

@@ -71,3 +71,18 @@ class ShareHistoryRow(Base):
     at: Mapped[float] = mapped_column(Float)
     actor: Mapped[str] = mapped_column(String(254), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class InvitationRow(Base):
+    """A code a PN's owner gives someone so that they can share a device with that PN
+    without knowing its id (migration 0004b_sharing_invitations). Used once."""
+
+    __tablename__ = "sharing_invitations"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    pn: Mapped[str] = mapped_column(ForeignKey("sharing_pns.email", ondelete="CASCADE"), index=True)
+    """The PN a share made with this code goes to (the recipient)."""
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    share: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The share the code was used for."""

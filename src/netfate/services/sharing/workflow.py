@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ from netfate.vnf.virtual_presence.translator import Role
 from . import states
 from .events import PersonalNetworkCreated, ShareStateChanged
 from .states import ShareState
-from .tables import DeviceRow, PersonalNetworkRow, ShareHistoryRow, ShareRow
+from .tables import DeviceRow, InvitationRow, PersonalNetworkRow, ShareHistoryRow, ShareRow
 
 A = ipaddress.IPv4Address
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}$")
@@ -52,6 +53,13 @@ VHG_DESCRIPTOR = "vhg"
 DHCP_FIRST, DHCP_LAST = 100, 149
 OVERLAY = ("10.0.0.1/30", "10.0.0.2/30")  # the seed's EI addresses, inside each VP's namespace
 UNDERLAY_MTU = 1550  # a LAN's 1500 + VXLAN's 50: no fragmentation, no MSS clamping
+# Invitation codes: 12 symbols a person reads out or types (no 0/O, 1/I/L), in groups
+# of four: 31^12 (about 2^59) codes, so guessing a live one is hopeless.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_RE = re.compile(r"^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$")
+INVITATION_TTL_S = 7 * 86400.0
+MAX_OPEN_INVITATIONS = 20
+"""Unused, unexpired codes one PN may hold at once (asking for more is a 409)."""
 
 
 class BadRequest(LifecycleError):
@@ -256,6 +264,69 @@ def report_inventory(
     return n
 
 
+# ------------------------------------------------------------------ invitations
+
+
+def create_invitation(
+    session: Session, pn: PersonalNetworkRow, ttl_s: float = INVITATION_TTL_S
+) -> InvitationRow:
+    """A code for someone who will share a device with `pn` (used once, until it expires)."""
+    _one_at_a_time(session)
+    now = time.time()
+    open_ = session.scalars(
+        select(InvitationRow).where(
+            InvitationRow.pn == pn.email,
+            InvitationRow.used_at.is_(None),
+            InvitationRow.expires_at > now,
+        )
+    ).all()
+    if len(open_) >= MAX_OPEN_INVITATIONS:
+        raise Conflict(
+            f"PN {pn.email} has {len(open_)} unused invitations: use or let some expire first"
+        )
+    while True:
+        raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12))
+        code = f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+        if session.get(InvitationRow, code) is None:
+            break
+    row = InvitationRow(code=code, pn=pn.email, created_at=now, expires_at=now + ttl_s)
+    session.add(row)
+    return row
+
+
+def invitation_view(inv: InvitationRow, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    state = "used" if inv.used_at is not None else "expired" if inv.expires_at <= now else "open"
+    return {"code": inv.code, "pn": inv.pn, "created_at": inv.created_at,
+            "expires_at": inv.expires_at, "state": state, "share": inv.share}  # fmt: skip
+
+
+def list_invitations(session: Session, pn: PersonalNetworkRow) -> list[InvitationRow]:
+    q = select(InvitationRow).where(InvitationRow.pn == pn.email)
+    return list(session.scalars(q.order_by(InvitationRow.created_at)))
+
+
+def _redeem(session: Session, code: str) -> InvitationRow:
+    """The open invitation `code` names; unknown, used or expired: refused."""
+    inv = session.get(InvitationRow, code)
+    if inv is None:
+        raise NotFound(f"unknown invitation code {code}")
+    if inv.used_at is not None:
+        raise Conflict(f"invitation {code} was already used (share {inv.share})")
+    if inv.expires_at <= time.time():
+        raise Conflict(f"invitation {code} has expired: ask its owner for a new one")
+    return inv
+
+
+def normalize_code(text: str) -> str | None:
+    """`text` as an invitation code (upper case, dashes where they go), or None."""
+    raw = re.sub(r"[\s-]", "", text).upper()
+    if len(raw) != 12:
+        return None
+    code = f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+    return code if CODE_RE.match(code) else None
+
+
 # ------------------------------------------------------------------ shares
 
 
@@ -288,10 +359,19 @@ def _move(session: Session, sh: ShareRow, target: ShareState, actor: str, why: s
 def request_share(
     session: Session, owner: str, device: str, recipient: str, http_ports: list[int] | None = None
 ) -> ShareRow:
+    """PN1's owner shares `device` with `recipient`: a PN's id (its owner's email) or an
+    invitation code that PN's owner gave them (used up by the share)."""
     _one_at_a_time(session)
     pn1 = get_pn(session, owner)
-    if not EMAIL_RE.match(recipient):
-        raise BadRequest(f"the recipient is a PN id (an email); {recipient!r} is not one")
+    inv: InvitationRow | None = None
+    code = normalize_code(recipient) if not EMAIL_RE.match(recipient) else None
+    if code is not None:
+        inv = _redeem(session, code)
+        recipient = inv.pn
+    elif not EMAIL_RE.match(recipient):
+        raise BadRequest(
+            f"the recipient is a PN id (an email) or an invitation code; {recipient!r} is neither"
+        )
     pn2 = session.get(PersonalNetworkRow, recipient)
     if pn2 is None:
         raise NotFound(f"unknown PN {recipient!r}: nobody to share with")
@@ -316,7 +396,10 @@ def request_share(
     )  # fmt: skip
     session.add(sh)
     session.flush()
-    _history(session, sh, None, ShareState.REQUESTED, owner, f"{owner} shares {dev.name}")
+    how = f" (invitation {inv.code})" if inv is not None else ""
+    _history(session, sh, None, ShareState.REQUESTED, owner, f"{owner} shares {dev.name}{how}")
+    if inv is not None:
+        inv.used_at, inv.share = now, sh.id
     return sh
 
 
@@ -600,6 +683,32 @@ def history(session: Session, sid: int) -> list[ShareHistoryRow]:
     )
 
 
+def _port_list(value: Any) -> list[int]:
+    """Ports as the VP reported them: only what is a port (the stats are the function's)."""
+    if not isinstance(value, list):
+        return []
+    ok = {p for p in value if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536}
+    return sorted(ok)
+
+
+def share_ports(session: Session, sh: ShareRow) -> dict[str, list[int]]:
+    """The TCP ports of the device that VP1's ALG proxies: `configured` (the share's
+    http_ports, the override), `learned` (the device announced them: LOCATION, SRV,
+    the URLs in its descriptions) and `proxied` (VP1 listens on them now). Learned and
+    proxied come from VP1's own figures, which its agent's reports keep on the
+    instance row; they are empty until VP1 runs and the device has announced."""
+    configured = _port_list((sh.options or {}).get("http_ports", []))
+    inst = session.get(InstanceRow, sh.vp1_instance) if sh.vp1_instance else None
+    reported = (inst.stats or {}).get("ports") if inst is not None else None
+    if inst is None or inst.state != InstanceState.RUNNING.value or not isinstance(reported, dict):
+        reported = {}
+    return {
+        "configured": configured,
+        "learned": _port_list(reported.get("learned")),
+        "proxied": _port_list(reported.get("proxied")),
+    }
+
+
 def share_view(session: Session, sh: ShareRow, with_history: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": sh.id,
@@ -621,6 +730,7 @@ def share_view(session: Session, sh: ShareRow, with_history: bool = False) -> di
     if sh.att:
         att = ATT.from_dict(sh.att)
         out["address_in_recipient_pn"] = str(att.import_alias)
+    out["ports"] = share_ports(session, sh)
     if with_history:
         out["history"] = [
             {"previous": h.previous, "state": h.state, "at": h.at, "actor": h.actor,

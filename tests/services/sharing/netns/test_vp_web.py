@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -179,6 +180,38 @@ def test_share_accept_decline_revoke_in_the_browser(browser: Any, base: str) -> 
     history = httpx.get(f"{base}/api/v1/sharing/shares/1").json()["history"]
     assert [h["state"] for h in history] == ["requested", "accepted", "active", "revoked"]
     assert not [e for e in errors if "409" not in e and "404" not in e], errors
+
+
+def test_share_by_invitation_code_with_a_port_in_the_browser(browser: Any, base: str) -> None:
+    """Bob's page gives him a code; Alice's link with it (?to=CODE) fills the Share
+    form; her share goes to Bob's PN, shows the port she set, and the code is used."""
+    errors: list[str] = []
+    bob = open_page(browser, base, BOB, errors)
+    bob.click("#invite-button")
+    bob.wait_for_selector('#invitations tr[data-code] td.state:text-is("open")', timeout=T)
+    code = bob.get_attribute("#invitations tr[data-code]", "data-code") or ""
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code), code
+    alice = browser.new_page()
+    alice.on("pageerror", lambda e: errors.append(str(e)))
+    alice.goto(f"{base}/api/v1/sharing/page?pn={ALICE}&to={code}")
+    alice.wait_for_selector("#devices tbody tr", timeout=T)
+    assert alice.input_value("#recipient") == code
+    alice.click('#devices tr[data-device="mediaserver"]')
+    alice.fill("#http-port", "8200")
+    alice.click("#share-button")
+    row = alice.locator('#outgoing tr[data-state="requested"]')
+    row.wait_for(timeout=T)
+    assert row.locator("td:nth-child(2)").text_content() == "mediaserver"
+    assert row.locator("td:nth-child(3)").text_content() == BOB
+    assert row.locator("td.ports").text_content() == "8200 (set)"
+    bob.wait_for_selector(f'#invitations tr[data-code="{code}"] td.state:text-is("used")',
+                          timeout=T)  # fmt: skip
+    # The same code again: the API's reason is shown.
+    alice.click('#devices tr[data-device="laptop"]')
+    alice.fill("#recipient", code)
+    alice.click("#share-button")
+    alice.locator("#status.error", has_text="already used").wait_for(timeout=T)
+    assert not [e for e in errors if "409" not in e], errors
 
 
 def test_page_is_served_with_the_csp(base: str) -> None:

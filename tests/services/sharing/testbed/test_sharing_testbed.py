@@ -56,6 +56,13 @@ def test_hotel_demo_check(hotel: Testbed) -> None:
     assert text.count("revoked by") == 1
     if demo.dlna_available():
         assert "DLNA: tv discovered 'home-nas'" in text
+    # Issue 13's independent pairs, shares made without a port (make deps installs them).
+    assert demo.pairs_available()
+    assert "gerbera: tv discovered it actively at http://" in text
+    assert "gerbera: guestphone discovered it passively at http://" in text
+    assert "shows learned ports [49152] (none typed)" in text
+    assert "shows learned ports [554] (none typed)" in text
+    assert "camera: tv resolved it over mDNS to rtsp://" in text
     assert "laptop, itself as router" in text and "through the vHG's NAT" in text
     assert "routed by the vHG) reaches none of 3 hosts of the other PNs" in text
     assert "its intents are gone; laptop has its own address again" in text

@@ -1,17 +1,24 @@
 """The sharing API in-process (SQLite), agents played by the test.
 
 The workflow of seed III.A, the share state machine with its history, and bad
-input: every refusal is a clear 4xx and changes nothing.
+input: every refusal is a clear 4xx and changes nothing. Then shares made the way a
+person makes them (issue 13): without typing a port, the ports VP1 learned show in
+the share's details; the recipient named by an invitation code; the CLI doing what
+the page does.
 """
 
 from __future__ import annotations
 
+import re
+import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -19,6 +26,8 @@ with warnings.catch_warnings():
 
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
+from netfate.services.sharing import cli
+from netfate.services.sharing import workflow as wf
 from netfate.services.sharing.states import TRANSITIONS, ShareState, check
 from waiting import share_in
 
@@ -330,3 +339,166 @@ def test_inventory_includes_what_the_vhg_reports_through_its_agent(api: TestClie
     assert devs["192.168.1.120"]["source"] == "lease"
     assert devs["192.168.1.121"]["source"] == "neighbour"
     assert "10.9.9.9" not in devs
+
+
+# ------------------------------------------------------------------ issue 13
+
+CODE = re.compile(r"^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$")
+
+
+def _share_to(c: Any, recipient: str = BOB, device: str = "mediaserver", **extra: Any) -> Any:
+    body = {"owner": ALICE, "device": device, "recipient": recipient, **extra}
+    return c.post(f"{V1}/shares", json=body)
+
+
+def _vp1_reports(c: Any, sh: dict[str, Any], stats: dict[str, Any]) -> None:
+    """VP1's agent reports it running with these function figures."""
+    iid = sh["vp1_instance"]
+    node = c.get(f"/api/v1/instances/{iid}").json()["node"]
+    r = c.post(f"/api/v1/agents/{node}/report", json={
+        "instances": [{"id": iid, "status": "running", "pid": 1, "stats": stats}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+
+
+def test_learned_ports_show_in_the_share_and_http_ports_stay_an_override(api: Any) -> None:
+    r = _share_to(api)
+    assert r.status_code == 201, r.text
+    sh = r.json()
+    assert sh["ports"] == {"configured": [], "learned": [], "proxied": []}
+    sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
+    report_running(api, sh["vp2_instance"], sh["vp1_instance"])
+    share_in(api, sh["id"], "active")
+    # VP1's ALG learned gerbera's port from the LOCATION it rewrote.
+    learned = {"configured": [], "learned": [49152], "proxied": [49152]}
+    _vp1_reports(api, sh, {"role": "vp1", "ports": learned})
+    got = api.get(f"{V1}/shares/{sh['id']}").json()
+    assert got["ports"] == learned
+    listed = {s["id"]: s for s in api.get(f"{V1}/shares?pn={BOB}").json()}
+    assert listed[sh["id"]]["ports"] == learned
+    # What the function reports is its own: anything that is not a port is left out.
+    _vp1_reports(api, sh, {"ports": {"learned": [554, "x", 0, 70000, True, 554],
+                                     "proxied": "all"}})  # fmt: skip
+    got = api.get(f"{V1}/shares/{sh['id']}").json()
+    assert got["ports"] == {"configured": [], "learned": [554], "proxied": []}
+    _vp1_reports(api, sh, {"ports": None})
+    assert api.get(f"{V1}/shares/{sh['id']}").json()["ports"]["learned"] == []
+    # The override: configured from the request, learned beside it.
+    r = _share_to(api, device="laptop1", http_ports=[8200, 8200])
+    other = api.post(f"{V1}/shares/{r.json()['id']}/accept", json={"by": BOB}).json()
+    _vp1_reports(api, other, {"ports": {"configured": [8200], "learned": [9000],
+                                        "proxied": [8200, 9000]}})  # fmt: skip
+    got = api.get(f"{V1}/shares/{other['id']}").json()
+    assert got["ports"] == {"configured": [8200], "learned": [9000], "proxied": [8200, 9000]}
+    # After revocation VP1 no longer runs: nothing is proxied any more.
+    api.post(f"{V1}/shares/{other['id']}/revoke", json={"by": ALICE})
+    got = api.get(f"{V1}/shares/{other['id']}").json()
+    assert got["ports"] == {"configured": [8200], "learned": [], "proxied": []}
+
+
+def test_an_invitation_code_names_the_recipient_once(api: Any) -> None:
+    r = api.post(f"{V1}/invitations", json={"by": BOB})
+    assert r.status_code == 201, r.text
+    inv = r.json()
+    assert CODE.match(inv["code"]) and inv["pn"] == BOB and inv["state"] == "open"
+    assert inv["expires_at"] > inv["created_at"] + 86400
+    # Typed as a person would: lower case, spaces for dashes.
+    typed = inv["code"].lower().replace("-", " ")
+    r = _share_to(api, recipient=typed)
+    assert r.status_code == 201, r.text
+    sh = r.json()
+    assert sh["recipient"] == BOB and sh["state"] == "requested"
+    assert inv["code"] in sh["history"][0]["reason"]
+    (used,) = api.get(f"{V1}/invitations?pn={BOB}").json()
+    assert (used["state"], used["share"]) == ("used", sh["id"])
+    # Bob accepts it like any request.
+    assert api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).status_code == 200
+    # Another PN's codes are its own.
+    assert api.get(f"{V1}/invitations?pn={CAROL}").json() == []
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "says"),
+    [
+        ("unknown code", 404, "unknown invitation code"),
+        ("expired code", 409, "expired"),
+        ("code used twice", 409, "already used"),
+        ("code that is not one", 400, "neither"),
+        ("code, but not the owner's device", 403, "no device"),
+        ("code for oneself", 400, "itself"),
+        ("invitation for an unknown PN", 404, "unknown PN"),
+        ("too many open invitations", 409, "unused invitations"),
+        ("invitations of an unknown PN", 404, "unknown PN"),
+        ("too short a lifetime", 422, "ttl_s"),
+    ],
+)
+def test_bad_invitations_are_refused_and_change_nothing(
+    api: Any, monkeypatch: pytest.MonkeyPatch, case: str, status: int, says: str
+) -> None:
+    code = api.post(f"{V1}/invitations", json={"by": BOB}).json()["code"]
+    own = api.post(f"{V1}/invitations", json={"by": ALICE}).json()["code"]
+    if case == "code used twice":
+        assert _share_to(api, recipient=code).status_code == 201
+    elif case == "too many open invitations":
+        for _ in range(wf.MAX_OPEN_INVITATIONS - 1):
+            assert api.post(f"{V1}/invitations", json={"by": BOB}).status_code == 201
+    elif case == "expired code":
+        later = wf.time.time() + wf.INVITATION_TTL_S + 1
+        monkeypatch.setattr(wf, "time", types.SimpleNamespace(time=lambda: later))
+
+    def state() -> Any:
+        invs = [api.get(f"{V1}/invitations?pn={p}").json() for p in (ALICE, BOB)]
+        return snapshot(api), invs
+
+    before = state()
+    if case in ("unknown code", "expired code", "code used twice"):
+        r = _share_to(api, recipient="ZZZZ-ZZZZ-ZZZZ" if case == "unknown code" else code)
+    elif case == "code that is not one":
+        r = _share_to(api, recipient="ABCD-EFGH")
+    elif case == "code, but not the owner's device":
+        r = _share_to(api, recipient=code, device="tv")
+    elif case == "code for oneself":
+        r = _share_to(api, recipient=own)
+    elif case == "invitation for an unknown PN":
+        r = api.post(f"{V1}/invitations", json={"by": "nobody@nowhere.example"})
+    elif case == "too many open invitations":
+        r = api.post(f"{V1}/invitations", json={"by": BOB})
+    elif case == "invitations of an unknown PN":
+        r = api.get(f"{V1}/invitations?pn=nobody@nowhere.example")
+    else:
+        r = api.post(f"{V1}/invitations", json={"by": BOB, "ttl_s": 1})
+    assert r.status_code == status, r.text
+    assert says in r.json()["detail"]
+    assert state() == before
+    if case == "code, but not the owner's device":  # the refused share left the code usable
+        assert _share_to(api, recipient=code).status_code == 201
+
+
+def test_the_cli_shares_by_code_with_a_port_and_lists_the_learned_ones(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def through_app(method: str, url: str, **kw: Any) -> httpx.Response:
+        kw.pop("timeout", None)
+        return api.request(method, url, **kw)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr("netfate.apiclient.httpx.request", through_app)
+    run = CliRunner().invoke
+    r = run(cli.app, ["invite", "--by", BOB])
+    assert r.exit_code == 0, r.output
+    code = r.output.split()[0]
+    assert CODE.match(code) and BOB in r.output
+    r = run(cli.app, ["share", ALICE, "mediaserver", code, "--http-port", "8200"])
+    assert r.exit_code == 0, r.output
+    assert f"with {BOB}; ports 8200 (set)" in r.output
+    sid = int(r.output.split()[0])
+    r = run(cli.app, ["invitations", BOB])
+    assert r.exit_code == 0 and f"{code}  used    share {sid}" in r.output
+    sh = api.post(f"{V1}/shares/{sid}/accept", json={"by": BOB}).json()
+    _vp1_reports(api, sh, {"ports": {"configured": [8200], "learned": [8200, 49152],
+                                     "proxied": [8200, 49152]}})  # fmt: skip
+    r = run(cli.app, ["list", "--pn", ALICE])
+    assert r.exit_code == 0 and "ports 8200 (set), 49152 (learned)" in r.output, r.output
+    # Bad input: a clear one-line error and exit status 1.
+    r = run(cli.app, ["share", ALICE, "mediaserver", code])
+    assert r.exit_code == 1 and "409" in r.output and "already used" in r.output
+    r = run(cli.app, ["share", ALICE, "mediaserver", BOB, "--http-port", "0"])
+    assert r.exit_code == 1 and "ports are 1-65535" in r.output

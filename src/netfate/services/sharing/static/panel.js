@@ -1,6 +1,8 @@
 // Smart-device sharing (issue 5). Two uses of one script:
 // - on the owner's vHG page (/api/v1/sharing/page, #sharing-app): devices, details,
-//   Share; requests to me (accept/decline); my shares (revoke);
+//   Share (with a PN id or an invitation code; ?to=CODE fills it in); requests to me
+//   (accept/decline); my shares (revoke); each share's ports (set, learned);
+//   invitation codes to give;
 // - on the operator dashboard: a "Device sharing" panel listing every share.
 // DOM is built with createElement/textContent only: API data never becomes markup.
 "use strict";
@@ -51,6 +53,13 @@
       }
     }
 
+    // "8200 (set), 49152 (learned)": the ports VP1's ALG proxies, and why.
+    function ports(p) {
+      const set = new Set((p && p.configured) || []);
+      const learned = ((p && p.learned) || []).filter((x) => !set.has(x));
+      return [...[...set].map((x) => `${x} (set)`), ...learned.map((x) => `${x} (learned)`)].join(", ");
+    }
+
     function button(label, cls, fn) {
       return h("button", { type: "button", class: cls, onclick: async () => {
         try { await fn(); say(`${label}: done`); } catch (e) { say(e.message, true); }
@@ -90,7 +99,7 @@
         }
         return h("tr", { "data-share": s.id, "data-state": s.state },
           h("td", {}, s.id), h("td", {}, s.owner), h("td", {}, s.device), h("td", { class: "state" }, s.state),
-          h("td", {}, s.address_in_recipient_pn || ""), actions);
+          h("td", {}, s.address_in_recipient_pn || ""), h("td", { class: "ports" }, ports(s.ports)), actions);
       }));
       $("outgoing").tBodies[0].replaceChildren(...out.map((s) => {
         const actions = h("td", {});
@@ -99,8 +108,12 @@
         }
         return h("tr", { "data-share": s.id, "data-state": s.state },
           h("td", {}, s.id), h("td", {}, s.device), h("td", {}, s.recipient),
-          h("td", { class: "state" }, s.state), actions);
+          h("td", { class: "state" }, s.state), h("td", { class: "ports" }, ports(s.ports)), actions);
       }));
+      const invs = await call("GET", `/invitations?pn=${encodeURIComponent(me)}`);
+      $("invitations").tBodies[0].replaceChildren(...invs.map((i) => h("tr", { "data-code": i.code },
+        h("td", { class: "code" }, i.code), h("td", { class: "state" }, i.state),
+        h("td", {}, new Date(i.expires_at * 1000).toLocaleString()), h("td", {}, i.share ?? ""))));
     }
 
     $("who").addEventListener("submit", (ev) => {
@@ -113,14 +126,26 @@
       ev.preventDefault();
       if (!selected) return;
       try {
+        const port = $("http-port").value;
         const s = await call("POST", "/shares", { owner: me, device: selected.name,
-          recipient: $("recipient").value.trim() });
+          recipient: $("recipient").value.trim(), http_ports: port ? [Number(port)] : [] });
         say(`share ${s.id} requested: ${s.device} with ${s.recipient}`);
       } catch (e) {
         say(e.message, true);
       }
       await refresh();
     });
+    $("invite-button").addEventListener("click", async () => {
+      if (!me) return;
+      try {
+        const i = await call("POST", "/invitations", { by: me });
+        say(`invitation code ${i.code}: give it to whoever shares a device with you`);
+      } catch (e) {
+        say(e.message, true);
+      }
+      await refresh();
+    });
+    $("recipient").value = params.get("to") || "";
     refresh();
     setInterval(refresh, 2000);
   }
