@@ -478,6 +478,7 @@ def test_the_cli_shares_by_code_with_a_port_and_lists_the_learned_ones(
 ) -> None:
     def through_app(method: str, url: str, **kw: Any) -> httpx.Response:
         kw.pop("timeout", None)
+        kw.pop("verify", None)  # TLS settings of a real connection (apiclient.client_tls)
         return api.request(method, url, **kw)  # type: ignore[no-any-return]
 
     monkeypatch.setattr("netfate.apiclient.httpx.request", through_app)
