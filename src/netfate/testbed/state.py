@@ -89,6 +89,9 @@ class RunState:
     """The testbed runs its own SDN controller (`netfate controller`) and fabric intents."""
     rstp: bool = False
     """Bridges run RSTP (the node graph has loops)."""
+    tso: bool = False
+    """OVS userspace TSO on, and the namespaces' veths keep their offloads on (host/ovs.py).
+    False in journals written before the option: those runs turned offloads off."""
     control: bool = False
     api_url: str | None = None
     prometheus_url: str | None = None
