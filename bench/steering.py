@@ -11,8 +11,8 @@ client alice and a one-armed router instance fw1 on cpe1, server on pe.
 - direct: the controller installs `connectivity alice <-> server` (direct path,
           OpenFlow flows): separates "flows vs NORMAL" from "two passes".
 Each round measures (steer, normal) under OVS userspace TSO off (tx checksum
-offload off in the namespaces: `netfate testbed up --no-tso`) and on
-(`other_config:userspace-tso-enable=true`, offloads on: the testbed's default);
+offload off in the namespaces: the testbed's default) and on
+(`other_config:userspace-tso-enable=true`, offloads on: `testbed up --tso`);
 rounds alternate the order of the two configurations and of steer and normal.
 Medians are reported with every run, next to the kernel reference (a veth pair
 between two namespaces) in the same run.
@@ -195,12 +195,12 @@ def run(argv: list[str]) -> dict[str, Any]:
                         crossed[tso].append(frames)
                     order.append(f"{'tso' if tso else 'no-tso'}:{mode}")
         tso_off = summary(
-            "userspace TSO off, tx checksum offload off (testbed --no-tso)",
+            "userspace TSO off, tx checksum offload off (the testbed's default)",
             runs[False],
             crossed[False],
         )
         tso_on = summary(
-            "userspace TSO on, offloads on in the namespaces (the testbed's default)",
+            "userspace TSO on, offloads on in the namespaces (testbed --tso)",
             runs[True],
             crossed[True],
         )

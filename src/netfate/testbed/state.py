@@ -91,7 +91,7 @@ class RunState:
     """Bridges run RSTP (the node graph has loops)."""
     tso: bool = False
     """OVS userspace TSO on, and the namespaces' veths keep their offloads on (host/ovs.py).
-    False in journals written before the option: those runs turned offloads off."""
+    Off (the default, and in journals from before the option): tx checksum offload off."""
     control: bool = False
     api_url: str | None = None
     prometheus_url: str | None = None
