@@ -10,12 +10,12 @@ client alice and a one-armed router instance fw1 on cpe1, server on pe.
           (secure mode keeps it), alice -> server direct.
 - direct: the controller installs `connectivity alice <-> server` (direct path,
           OpenFlow flows): separates "flows vs NORMAL" from "two passes".
-Pairs (steer, normal) alternate in order; medians are reported with every run.
-
-Then the switch path itself: NORMAL with OVS userspace TSO off (tx checksum
-offload off in the namespaces, as the testbed needs) vs on
-(`other_config:userspace-tso-enable=true`, offloads on), alternating, next to
-the kernel reference (a veth pair between two namespaces) in the same run.
+Each round measures (steer, normal) under OVS userspace TSO off (tx checksum
+offload off in the namespaces: the testbed's default) and on
+(`other_config:userspace-tso-enable=true`, offloads on: `testbed up --tso`);
+rounds alternate the order of the two configurations and of steer and normal.
+Medians are reported with every run, next to the kernel reference (a veth pair
+between two namespaces) in the same run.
 
     python bench/steering.py [--pairs 3] [--seconds 4]
 """
@@ -129,45 +129,39 @@ def run(argv: list[str]) -> dict[str, Any]:
             rig.vsctl("set", "Open_vSwitch", ".", f"other_config:userspace-tso-enable={flag}")
             rig.restart_vswitchd()  # the option is read at start-up
             rig.wait_connected() if ctl is not None else time.sleep(0.5)
-            off = "on" if on else "off"
+            v = "on" if on else "off"
             for ep in ("alice", "fw1", "server"):
-                rig.exec(ep, "ethtool", "-K", "eth0", "tx", off, "tso", off, "sg", off, check=False)
+                rig.exec(ep, "ethtool", "-K", "eth0", "tx", v, "tso", v, "sg", v, check=False)
 
-        def pairs(label: str) -> dict[str, Any]:
+        def measure(mode: str) -> tuple[float, int | None]:
+            """One iperf run alice -> server; with steering also the frames fw1 took."""
             nonlocal ctl
-            runs: dict[str, list[float]] = {"steer": [], "normal": []}
-            crossed: list[int] = []
-            order: list[str] = []
-            for i in range(args.pairs):
-                for mode in ("steer", "normal") if i % 2 == 0 else ("normal", "steer"):
-                    if mode == "steer":
-                        if ctl is None:
-                            ctl = start_controller()
-                        wait_until(steer_ready, what="steering flows")
-                        wait_until(lambda: rig.ping("alice", "server"), what="ping through fw1")
-                        before = fw_rx()
-                        runs["steer"].append(
-                            iperf(alice.netns, server.netns, server.ip, args.seconds)
-                        )
-                        crossed.append(fw_rx() - before)
-                    else:
-                        if ctl is not None:
-                            ctl.stop(signal.SIGKILL)
-                            ctl = None
-                        to_normal()
-                        wait_until(lambda: rig.ping("alice", "server"), what="ping with NORMAL")
-                        runs["normal"].append(
-                            iperf(alice.netns, server.netns, server.ip, args.seconds)
-                        )
-                    order.append(mode)
+            if mode == "steer":
+                if ctl is None:
+                    ctl = start_controller()
+                wait_until(steer_ready, what="steering flows")
+                wait_until(lambda: rig.ping("alice", "server"), what="ping through fw1")
+                before = fw_rx()
+                gbps = iperf(alice.netns, server.netns, server.ip, args.seconds)
+                return gbps, fw_rx() - before
+            if ctl is not None:
+                ctl.stop(signal.SIGKILL)
+                ctl = None
+            to_normal()
+            wait_until(lambda: rig.ping("alice", "server"), what="ping with NORMAL")
+            return iperf(alice.netns, server.netns, server.ip, args.seconds), None
+
+        def summary(label: str, runs: dict[str, list[float]], crossed: list[int]) -> dict[str, Any]:
             ms, mn = statistics.median(runs["steer"]), statistics.median(runs["normal"])
             return {
-                "order": order,
                 "steer_gbps": [round(x, 3) for x in runs["steer"]],
                 "normal_gbps": [round(x, 3) for x in runs["normal"]],
                 "steer_median_gbps": round(ms, 3),
                 "normal_median_gbps": round(mn, 3),
                 "ratio_steer_vs_normal": round(ms / mn, 3),
+                "ratio_steer_vs_normal_per_round": [
+                    round(a / b, 3) for a, b in zip(runs["steer"], runs["normal"], strict=True)
+                ],
                 "packets_crossing_fw1_per_steer_run": crossed,
                 "config": label,
             }
@@ -175,11 +169,8 @@ def run(argv: list[str]) -> dict[str, Any]:
         ctl = start_controller()
         wait_until(steer_ready, what="steering flows")
         wait_until(lambda: rig.ping("alice", "server"), what="ping through fw1")
-        tso_off = pairs("userspace TSO off, tx checksum offload off (the testbed's setting)")
 
-        # Direct path with controller flows (for the breakdown: flows vs NORMAL).
-        if ctl is None:
-            ctl = start_controller()
+        # Direct path with controller flows (for the breakdown: flows vs NORMAL), TSO off.
         orch.set(intents=[parse_intent(DIRECT)])
         wait_until(
             lambda: any(f"cookie={cookie_for('direct'):#x}," in f for f in rig.flows("pe")),
@@ -189,8 +180,30 @@ def run(argv: list[str]) -> dict[str, Any]:
         direct = [iperf(alice.netns, server.netns, server.ip, args.seconds) for _ in range(2)]
         orch.set(intents=[parse_intent(STEER)])
 
-        set_tso(True)
-        tso_on = pairs("userspace TSO on, offloads on in the namespaces")
+        # Rounds alternate the configuration (off, on / on, off) and, inside each,
+        # the order of steer and normal: drift in the machine's load hits both alike.
+        runs = {tso: {"steer": [], "normal": []} for tso in (False, True)}
+        crossed: dict[bool, list[int]] = {False: [], True: []}
+        order: list[str] = []
+        for i in range(args.pairs):
+            for tso in (False, True) if i % 2 == 0 else (True, False):
+                set_tso(tso)
+                for mode in ("steer", "normal") if i % 2 == 0 else ("normal", "steer"):
+                    gbps, frames = measure(mode)
+                    runs[tso][mode].append(gbps)
+                    if frames is not None:
+                        crossed[tso].append(frames)
+                    order.append(f"{'tso' if tso else 'no-tso'}:{mode}")
+        tso_off = summary(
+            "userspace TSO off, tx checksum offload off (the testbed's default)",
+            runs[False],
+            crossed[False],
+        )
+        tso_on = summary(
+            "userspace TSO on, offloads on in the namespaces (testbed --tso)",
+            runs[True],
+            crossed[True],
+        )
         log = (rig.work / "ovs-vswitchd.log").read_text(errors="replace")
         tso_log = sorted({ln.split("|")[-1] for ln in log.splitlines() if "TCP Segmentation" in ln})
         if ctl is not None:
@@ -210,6 +223,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         km = statistics.median(kernel)
         return {
             "benchmark": "steering",
+            "order": order,
             "load_average_1m_at_end": os.getloadavg()[0],
             "seconds_per_run": args.seconds,
             "tso_off": tso_off,

@@ -124,6 +124,7 @@ def test_layout_follows_the_contract(two_cpe: Testbed) -> None:
     eth0 = tb.exec("tv", ["ip", "-o", "addr", "show", "eth0"]).stdout
     assert "192.168.2.20/24" in eth0
     assert "default via 192.168.2.1" in tb.exec("tv", ["ip", "route"]).stdout
+    assert not Vsctl(tb.ovs_db).userspace_tso()
     assert not links.tx_checksum_enabled(tb.netns_of("tv"), "eth0")
     # The root namespace got nothing.
     assert not [n for n in links.list_links(None) if n.startswith(p)]
@@ -250,6 +251,24 @@ def test_controller_mode_is_secure_and_blocks_without_controller(run_prefix: str
         assert info["controller"] == ["tcp:127.0.0.1:6653"]
         r = tb.exec("laptop1", ["ping", "-c", "2", "-w", "3", "192.168.2.20"], check=False)
         assert r.returncode != 0  # no controller, no flows: nothing passes
+    assert leftovers(run_prefix) == []
+
+
+def test_with_tso_offloads_stay_on_and_tcp_passes(run_prefix: str) -> None:
+    with Testbed.up(Topology.from_yaml(TWO_CPE), prefix=run_prefix, control=False, tso=True) as tb:
+        assert tb.ovs_db is not None
+        assert Vsctl(tb.ovs_db).userspace_tso()
+        assert RunState.load(run_prefix).tso
+        for name in ("tv", "laptop1", "cpe1", "pe1"):
+            assert links.tx_checksum_enabled(tb.netns_of(name), "eth0"), name
+        # Only the switch's ends of the emulated (delayed) link lose them: the link
+        # emulator's raw sockets need whole frames with their checksums done.
+        assert tb.emulator == "userspace"
+        assert not links.tx_checksum_enabled(tb.netns_of("sw"), f"{run_prefix}l0a")
+        assert links.tx_checksum_enabled(tb.netns_of("sw"), f"{run_prefix}l1a")
+        # Through the emulated link, the shaper and both routers, shaped as without TSO.
+        bps = iperf_bps(tb, "laptop1", "tv", "192.168.2.20")
+        assert 0 < bps <= 20_000_000 * 1.1
     assert leftovers(run_prefix) == []
 
 

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from netfate.clihelp import CaOption
+
+if TYPE_CHECKING:
+    from netfate.host.ovs import Vsctl
 
 
 def agent(
@@ -78,15 +81,17 @@ def agent(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     state_root = state_dir or Path("/run/netfate") / f"agent-{node}"
     state_root.mkdir(parents=True, exist_ok=True)
+    # Ports added or removed while Open vSwitch restarts wait for it (60 s at most).
+    vsctl = Vsctl(ovs_db, wait_for_db=True)
     ctx = NodeContext(
         node=node,
         prefix=prefix,
         state_dir=state_root,
         bridge=bridge or f"{prefix}-{node}",
-        # Ports added or removed while Open vSwitch restarts wait for it (60 s at most).
-        vsctl=Vsctl(ovs_db, wait_for_db=True),
+        vsctl=vsctl,
         ovs_netns=ovs_netns,
         zygote=None if no_zygote else Zygote(state_root),
+        offloads=_switch_tso(vsctl),
     )
     # `netns` (the node's own namespace) is where node-level functions would live; the
     # agent process itself stays in the root namespace so it reaches the orchestrator.
@@ -117,6 +122,18 @@ def _is_host(text: str) -> bool:
             return False
         return True
     return bool(text) and not any(c.isspace() or c in "/@[]" for c in text)
+
+
+def _switch_tso(vsctl: Vsctl) -> bool:
+    """The switch's userspace TSO setting, read once. Unreadable: offloads off, which
+    carries TCP with TSO on or off (only slower)."""
+    from netfate.host.ovs import OvsError
+
+    try:
+        return vsctl.userspace_tso()
+    except OvsError as e:
+        logging.getLogger("netfate.agent").warning("cannot read the switch's TSO setting: %s", e)
+        return False
 
 
 def _metrics_address(text: str) -> tuple[str, int]:

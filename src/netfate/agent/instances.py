@@ -127,6 +127,9 @@ class NodeContext:
     ovs_netns: str | None = None
     ports: PortSwitch = field(init=False)
     zygote: Zygote | None = None
+    offloads: bool = False
+    """The switch runs userspace TSO: instance veths keep tx checksum offload and TSO
+    on. Without it they must be off or TCP stalls (host/ovs.py)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ports", PortSwitch(self.ovs_netns))
@@ -182,8 +185,9 @@ class Instance:
         self.prepare_netns()
         links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns, mtu=self.link_mtu)
         links.set_mac(self.netns, IFNAME, str(self.spec["mac"]))
-        links.tx_offload_off(self.netns, IFNAME)
-        links.tx_offload_off(c.ovs_netns, self.port)
+        if not c.offloads:
+            links.tx_offload_off(self.netns, IFNAME)
+            links.tx_offload_off(c.ovs_netns, self.port)
         if self.spec.get("ip"):
             links.add_address(self.netns, IFNAME, str(self.spec["ip"]))
         links.set_up(self.netns, IFNAME)

@@ -78,9 +78,11 @@ class PortInfo:
 class OvsDaemon:
     """ovsdb-server + ovs-vswitchd of one run, everything under `rundir`."""
 
-    def __init__(self, rundir: Path, netns: str | None = None) -> None:
+    def __init__(self, rundir: Path, netns: str | None = None, *, tso: bool = False) -> None:
         self.rundir = Path(rundir)
         self.netns = netns
+        self.tso = tso
+        """Userspace TSO: written to the database before vswitchd starts (it reads it once)."""
         self.dbfile = self.rundir / "conf.db"
         self.sock = self.rundir / "db.sock"
         self.procs: dict[str, _proc.ProcRef] = {}
@@ -158,7 +160,11 @@ class OvsDaemon:
             ],
             timeout,
         )
-        Vsctl(self.db).run([["init"]], wait=False)
+        tso = "true" if self.tso else "false"
+        Vsctl(self.db).run(
+            [["init"], ["set", "Open_vSwitch", ".", f"other_config:userspace-tso-enable={tso}"]],
+            wait=False,
+        )
         self._start_vswitchd(timeout)
 
     def _start_vswitchd(self, timeout: float) -> None:
@@ -346,6 +352,15 @@ class Vsctl:
 
     def batch(self) -> VsctlBatch:
         return VsctlBatch(self)
+
+    def userspace_tso(self) -> bool:
+        """Whether the switch is configured for userspace TSO (then ports keep their
+        offloads on; see the module docstring)."""
+        out = self.run(
+            [["--if-exists", "get", "Open_vSwitch", ".", "other_config:userspace-tso-enable"]],
+            wait=False,
+        )
+        return out.strip().strip('"') == "true"
 
     # one-transaction conveniences -------------------------------------------
 

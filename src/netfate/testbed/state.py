@@ -89,6 +89,9 @@ class RunState:
     """The testbed runs its own SDN controller (`netfate controller`) and fabric intents."""
     rstp: bool = False
     """Bridges run RSTP (the node graph has loops)."""
+    tso: bool = False
+    """OVS userspace TSO on, and the namespaces' veths keep their offloads on (host/ovs.py).
+    Off (the default, and in journals from before the option): tx checksum offload off."""
     control: bool = False
     api_url: str | None = None
     prometheus_url: str | None = None

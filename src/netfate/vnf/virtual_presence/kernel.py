@@ -405,6 +405,11 @@ def install(ns: str | None, cfg: KernelConfig, extra_ports: Iterable[int] = ()) 
             )
         ei = links.link_index(ipr, ns, cfg.ei)
         ipr.link("set", index=ei, state="up")
+    # Checksums finished before encapsulation: a frame that leaves with its inner
+    # checksum still to do (offloads on, as under OVS userspace TSO) is lost in the
+    # userspace datapath, which places checksums by the outer headers it parses.
+    links.tx_offload_off(ns, cfg.ei)
+    with links.rtnl(ns) as ipr:
         peer = Role.IMPORTER if cfg.role is Role.EXPORTER else Role.EXPORTER
         ipr.neigh(
             "replace", dst=cfg.overlay_remote, lladdr=cfg.ei_mac(peer), ifindex=ei,
