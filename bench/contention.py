@@ -78,7 +78,10 @@ def extract(ref: str, into: Path) -> Path:
         ["git", "-C", str(REPO), "archive", ref, "src"], check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        t.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            t.extractall(into, filter="data")
+        else:  # a Python before 3.11.4 (a fresh Debian 12 root has one); our own archive
+            t.extractall(into)
     return into / "src"
 
 
