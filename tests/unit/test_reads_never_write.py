@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.api.roles import served
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
@@ -92,7 +93,7 @@ def scenario(
     app = create_app(
         Settings(database_url=db.url, heartbeat_timeout_s=3600), db, services=registered()
     )
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         ok = lambda r: r.status_code in (200, 201, 202) or pytest.fail(r.text)  # noqa: E731
         ok(c.put("/api/v1/topology", json=TOPO))
         for n in TOPO["nodes"]:
@@ -174,6 +175,8 @@ def _fill(path: str, ids: dict[str, Any]) -> str:
     }
     if path.startswith("/api/v1/firewall/users/"):
         values["name"] = "alice"
+    elif path.startswith("/api/v1/accounts/"):
+        values["name"] = authn.OPERATOR
     elif path.startswith("/api/v1/nodes/"):
         values["name"] = "cpe1"
     elif path.startswith("/api/v1/catalog/"):
@@ -208,16 +211,18 @@ def test_no_get_changes_the_database(scenario: tuple[TestClient, dict[str, Any]]
     c.portal.call(c.app.state.loops.stop)  # type: ignore[attr-defined]  # the loops write
     gets = sorted(k.split(" ", 1)[1] for k in served(c.app.routes) if k.startswith("GET "))  # type: ignore[attr-defined]
     assert len(gets) > 30
+    # Each read's credentials are made first: making them is a write (as a sign-in is).
+    urls = [(path, _fill(path, ids) + QUERIES.get(path, "")) for path in gets]
+    signed = {path: HEADERS.get(path) or c.auth.headers_for("GET", url) for path, url in urls}  # type: ignore[union-attr]
     before = dump(db)
     checked = []
-    for path in gets:
-        url = _fill(path, ids) + QUERIES.get(path, "")
+    for path, url in urls:
         if path == "/api/v1/events/stream":  # server-sent events: read the first ones
-            with c.stream("GET", url) as r:
+            with c.stream("GET", url, headers=signed[path]) as r:
                 assert r.status_code == 200
                 next(r.iter_lines())
         else:
-            r = c.get(url, headers=HEADERS.get(path, {}))
+            r = c.get(url, headers=signed[path])
             assert r.status_code == 200, (url, r.status_code, r.text[:300])
         after = dump(db)
         changed = {t for t in set(before) | set(after) if before.get(t) != after.get(t)}

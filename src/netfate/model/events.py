@@ -112,3 +112,25 @@ class InstanceReconfigured(Event):
     """Node it runs on."""
     keys: list[str]
     """Configuration keys that changed."""
+
+
+@dataclass(frozen=True)
+class RequestServed(Event):
+    """A state-changing API request a person or a provider made, answered with
+    success (the audit log; the event's actor is who made it)."""
+
+    method: str
+    """POST, PUT, PATCH or DELETE."""
+    path: str
+    """The URL path asked for."""
+    status: int
+    """The answer's status (below 400)."""
+
+
+@dataclass(frozen=True)
+class SignedIn(Event):
+    account: str
+    """The account that signed in (a failed sign-in is not an event: it would show
+    the names people try)."""
+    via: str
+    """api (a token for the API) or session (the web's cookie)."""

@@ -1,0 +1,238 @@
+"""Enforcement: every route's declared roles, checked in one place.
+
+`create_app` installs `enforce` as a dependency of the whole app, so it runs for
+every route (the core's, the SDN API, every service's, the dashboard's page)
+before the route's own code, with the route it matched:
+
+    route declared PUBLIC          passes; no credential is looked at
+    no credential                  401 (WWW-Authenticate: Bearer)
+    malformed Authorization        401 (never 500)
+    unknown/expired/revoked token  401; a disabled account's too
+    role not declared for route    403
+    agent, route with {node}       403 unless it is the agent's own node
+    web session, unsafe method     403 without the session's CSRF token in X-CSRF-Token,
+                                   or with an Origin that is not an allowed host
+
+A credential is ``Authorization: Bearer TOKEN`` or the web session cookie; the
+bearer token wins when a request has both (and needs no CSRF token: a browser
+never adds it by itself). The handler gets the principal from `PrincipalDep`.
+
+`Audit` (an ASGI middleware) records, for each state-changing request a person or a
+provider made that succeeded, a `RequestServed` event with its actor, before the
+answer leaves (so what a client does next sees it). Agents' and the controller's
+requests (reports and heartbeats, every second) are not recorded one by one; the
+events they cause carry their actor like every event recorded while a request is
+served (store/events.ACTOR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from netfate.contract import Role, Roles
+from netfate.model.events import RequestServed
+from netfate.orchestrator.identity import tokens
+from netfate.orchestrator.identity.accounts import Limits
+from netfate.orchestrator.identity.tokens import Principal, TokenCache
+from netfate.store.db import Database
+from netfate.store.events import ACTOR, record
+
+log = logging.getLogger("netfate.identity")
+
+SESSION_COOKIE = "netfate_session"
+CSRF_COOKIE = "netfate_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AUDITED_ROLES = frozenset({Role.OPERATOR, Role.PROVIDER, Role.USER})
+UNCHECKED = Principal(name="", role=Role.OPERATOR, account_id=0, via="unchecked")
+"""The principal of every request to an app built with enforcement off."""
+MAX_AUTHORIZATION = 512
+
+
+class Identity:
+    """The identity layer of one app: the roles of each route, the token cache, the
+    sign-in limits, the hosts a browser may name."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        enforce: bool = True,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
+        self.db = db
+        self.enforce = enforce
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.cache = TokenCache()
+        self.limits = Limits()
+        self._routes: dict[tuple[int, str], Roles] = {}
+        self.lookups = 0
+        """Tokens looked up in the database (cache misses): a figure for the benchmark."""
+
+    def bind(self, routes: Iterable[BaseRoute], matrix: Mapping[str, Roles]) -> None:
+        """Map each route object (as the router hands it to a request) to its roles."""
+        for rc in iter_route_contexts(list(routes)):
+            if rc.path is None:
+                continue
+            for method in rc.methods or ():
+                key = f"{method} {rc.path}"
+                if key in matrix:
+                    self._routes[(id(rc.original_route), method)] = matrix[key]
+
+    def roles_of(self, route: Any, method: str) -> Roles | None:
+        if route is None:
+            return None
+        return self._routes.get((id(route), "GET" if method == "HEAD" else method))
+
+    def host_allowed(self, host: str) -> bool:
+        return not self.allowed_hosts or "*" in self.allowed_hosts or host in self.allowed_hosts
+
+    async def principal_of(self, token: str) -> Principal | None:
+        """The principal of a token: the cache, else the database (in a worker thread)."""
+        d = tokens.digest(token)
+        now = time.time()
+        got = self.cache.get(d, now)
+        if got is not None:
+            return got
+
+        def read() -> Principal | None:
+            with self.db.session(write=False) as s:
+                return tokens.lookup(s, d, now)
+
+        self.lookups += 1
+        got = await asyncio.to_thread(read)
+        if got is not None:
+            self.cache.put(d, got, now)
+        return got
+
+
+def _refuse(status: int, detail: str) -> HTTPException:
+    headers = {"WWW-Authenticate": 'Bearer realm="netfate"'} if status == 401 else None
+    return HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+def _bearer(header: str) -> str:
+    """The token of an ``Authorization: Bearer TOKEN`` header; 401 if malformed."""
+    if len(header) > MAX_AUTHORIZATION:
+        raise _refuse(401, "malformed Authorization header")
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not tokens.TOKEN_RE.match(value):
+        raise _refuse(401, "malformed Authorization header: expected Bearer TOKEN")
+    return value
+
+
+def _origin_host(request: Request) -> str | None:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin
+    return (urlsplit(origin).hostname or "").lower()
+
+
+async def enforce(request: Request) -> None:
+    """The app's dependency: authenticate, then check the route's roles (module doc)."""
+    ident: Identity = request.app.state.identity
+    route = request.scope.get("route")
+    roles = ident.roles_of(route, request.method)
+    if roles is None:  # every route is declared (roles.matrix): fail closed all the same
+        log.error("no roles known for %s %s", request.method, request.url.path)
+        raise _refuse(403, "this route declares no roles")
+    if Role.PUBLIC in roles:
+        return
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header is not None:
+        token = _bearer(header)
+    elif cookie is not None:
+        if not tokens.TOKEN_RE.match(cookie):
+            raise _refuse(401, "malformed session cookie")
+        token = cookie
+    else:
+        raise _refuse(401, "sign in first: no credentials")
+    principal = await ident.principal_of(token)
+    if principal is None:
+        raise _refuse(401, "invalid, expired or revoked credentials")
+    if (principal.via == tokens.SESSION) != (header is None):
+        # A session token in a header, or an API token in the cookie: not how each is used.
+        raise _refuse(401, "invalid, expired or revoked credentials")
+    if principal.via == tokens.SESSION and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), tokens.csrf_for(token).encode()):
+            raise _refuse(403, f"missing or wrong CSRF token ({CSRF_HEADER} header)")
+        origin = _origin_host(request)
+        if origin is not None and not (origin != "null" and ident.host_allowed(origin)):
+            raise _refuse(403, "request from another origin")
+    if principal.role not in roles:
+        raise _refuse(403, f"not for the {principal.role.value} role")
+    node = request.path_params.get("node")
+    if principal.node is not None and node is not None and node != principal.node:
+        raise _refuse(403, f"this credential acts for node {principal.node} only")
+    request.state.principal = principal
+    ACTOR.set(principal.name)
+
+
+async def unchecked(request: Request) -> None:
+    """Enforcement off (tests, the API benchmark's baseline): everyone is an operator."""
+    request.state.principal = UNCHECKED
+
+
+def current(request: Request) -> Principal:
+    """The request's principal; 401 on a PUBLIC route asked without one."""
+    p: Principal | None = getattr(request.state, "principal", None)
+    if p is None:
+        raise _refuse(401, "sign in first: no credentials")
+    return p
+
+
+PrincipalDep = Annotated[Principal, Depends(current)]
+"""A handler's parameter: who is asking (`Principal`)."""
+
+
+class Audit:
+    """Records a `RequestServed` event for each successful state-changing request of
+    a person or provider, before the answer's first byte (module doc)."""
+
+    def __init__(self, app: ASGIApp, db: Database) -> None:
+        self.app = app
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})  # shared with the request's
+        method, path = scope["method"], scope["path"]
+
+        async def send_after_audit(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                principal = state.get("principal")
+                status = int(message["status"])
+                if (
+                    isinstance(principal, Principal)
+                    and principal.via != "unchecked"
+                    and principal.role in AUDITED_ROLES
+                    and status < 400
+                ):
+                    await asyncio.to_thread(self._record, principal.name, method, path, status)
+            await send(message)
+
+        await self.app(scope, receive, send_after_audit)
+
+    def _record(self, actor: str, method: str, path: str, status: int) -> None:
+        ACTOR.set(actor)  # this worker thread's own context
+        try:
+            with self.db.session() as s:
+                record(s, RequestServed(method=method, path=path, status=status))
+        except Exception:  # the change is made; losing its audit line must not hide it
+            log.exception("could not record %s %s by %s", method, path, actor)

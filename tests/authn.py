@@ -1,0 +1,143 @@
+"""Signing the tests' clients in (the orchestrator enforces every route's roles).
+
+Accounts and tokens are made straight in the app's database with the core's own
+functions (netfate.orchestrator.identity), as `netfate admin` would on the
+orchestrator's host; what a request carries is then a real token the app checks.
+
+    client(app)              a TestClient on http://127.0.0.1 (an allowed Host) whose
+                             requests are signed in as a principal their route allows
+                             (`AsAllowed`); a request that brings its own
+                             Authorization header keeps it
+    token(app, name, role)   a token of an account (made if missing); an agent's:
+                             token(app, agent_name(node), AGENT, node=node)
+    bearer(token)            the header
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from netfate.contract import Role
+from netfate.orchestrator.identity import accounts, tokens
+from netfate.store.tables import AccountRow
+
+BASE_URL = "http://127.0.0.1"
+OPERATOR = "test-operator"
+PROVIDER = "test-provider"
+USER = "test-user"
+CONTROLLER = "controller:test"
+PASSWORD = "a test password"
+
+
+def token(app: Any, name: str, role: Role, node: str | None = None) -> str:
+    """A fresh token of account `name` (made with `role` if missing)."""
+    now = time.time()
+    with app.state.db.session() as s:
+        if role in (Role.AGENT, Role.CONTROLLER):
+            tok, _, _ = accounts.machine_credential(s, name, role, node, 3600.0, now)
+            return tok
+        acct = accounts.get(s, name)
+        if acct is None:
+            acct, _ = accounts.create(s, name, role, PASSWORD, now)
+        tok, _ = tokens.issue(s, acct, tokens.API, 3600.0, now)
+        return tok
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {tok}"}
+
+
+def account(app: Any, name: str) -> AccountRow | None:
+    with app.state.db.session() as s:
+        return accounts.get(s, name)
+
+
+def template_regex(path: str) -> str:
+    """A route's path template as a regex with a named group per parameter."""
+    out = []
+    for part in re.split(r"(\{\w+(?::\w+)?\})", path):
+        m = re.fullmatch(r"\{(\w+)(:path)?\}", part)
+        if m is None:
+            out.append(re.escape(part))
+        else:
+            out.append(f"(?P<{m.group(1)}>{'.+' if m.group(2) else '[^/]+'})")
+    return "".join(out)
+
+
+class AsAllowed(httpx.Auth):
+    """Signs each request in as a principal its route allows: the operator when the
+    route is an operator's, else the agent of the path's node, the controller, a
+    user, a provider (in that order). PUBLIC routes go without credentials."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._tokens: dict[tuple[str, str | None], str] = {}
+        self._routes: list[tuple[str, re.Pattern[str], tuple[Role, ...]]] | None = None
+
+    def routes(self) -> list[tuple[str, re.Pattern[str], tuple[Role, ...]]]:
+        if self._routes is None:
+            out = []
+            for key, roles in self.app.state.roles.items():
+                method, path = key.split(" ", 1)
+                out.append((method, re.compile(f"^{template_regex(path)}$"), roles))
+            # literal paths before parametrised ones, as the router would prefer them
+            out.sort(key=lambda r: r[1].pattern.count("(?P"))
+            self._routes = out
+        return self._routes
+
+    def _roles(self, method: str, path: str) -> tuple[tuple[Role, ...], dict[str, str]] | None:
+        method = "GET" if method == "HEAD" else method
+        for m, rx, roles in self.routes():
+            if m == method and (hit := rx.match(path)):
+                return roles, hit.groupdict()
+        return None
+
+    def _token(self, role: Role, node: str | None) -> str:
+        key = (role.value, node)
+        if key not in self._tokens:
+            name = {
+                Role.OPERATOR: OPERATOR,
+                Role.PROVIDER: PROVIDER,
+                Role.USER: USER,
+                Role.CONTROLLER: CONTROLLER,
+            }.get(role) or accounts.agent_name(node or "?")
+            self._tokens[key] = token(self.app, name, role, node)
+        return self._tokens[key]
+
+    def headers_for(self, method: str, url: str) -> dict[str, str]:
+        """The Authorization header this client sends with `method url` (a token is
+        made on first use), or none for a PUBLIC route."""
+        found = self._roles(method, httpx.URL(url).path)
+        roles, params = found if found is not None else ((Role.OPERATOR,), {})
+        if Role.PUBLIC in roles:
+            return {}
+        for role in (Role.OPERATOR, Role.AGENT, Role.CONTROLLER, Role.USER, Role.PROVIDER):
+            if role in roles:
+                node = params.get("node") if role is Role.AGENT else None
+                return bearer(self._token(role, node))
+        return {}
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if "authorization" not in request.headers:
+            request.headers.update(self.headers_for(request.method, str(request.url)))
+        yield request
+
+
+@contextmanager
+def client(app: Any, *, signed_in: bool = True, **kw: Any) -> Iterator[TestClient]:
+    """`with client(app) as c:` — a started TestClient, signed in per route."""
+    with TestClient(app, base_url=BASE_URL, **kw) as c:
+        if signed_in:
+            c.auth = AsAllowed(app)
+        yield c
