@@ -255,7 +255,7 @@ def list_instances(
     rows = list(session.scalars(q.limit(limit).offset(offset)))
     if p.operator:
         return [views.instance(i) for i in rows]
-    kinds = dict(session.execute(select(NodeRow.name, NodeRow.kind)).tuples().all())
+    kinds = {n: k for n, k in session.execute(select(NodeRow.name, NodeRow.kind))}
     return [views.instance_abstract(i, kinds.get(i.node)) for i in rows]
 
 
