@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
 from netfate.contract import ContractError, Service
+from netfate.host.private import write_private
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
 from netfate.orchestrator import metrics, timeseries
@@ -300,10 +300,7 @@ def _hand_over(name: str, password: str, path: Path | None) -> None:
     """The first operator's password, given once: to a 0600 file, or to standard
     output (never to a log)."""
     if path is not None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        with os.fdopen(fd, "w") as f:
-            json.dump({"name": name, "password": password}, f)
+        write_private(path, json.dumps({"name": name, "password": password}))
         return
     sys.stdout.write(
         f"netfate: made the first operator account {name!r} with password {password}\n"
