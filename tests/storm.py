@@ -77,8 +77,31 @@ def serve(app: Any) -> Iterator[str]:
         t.join(30)
 
 
+class Credentials(httpx.Auth):
+    """The operator's token, and a node's agent's for /api/v1/agents/{node}/..."""
+
+    def __init__(self, operator: str, agent: Callable[[str], str]) -> None:
+        self.operator, self.agent = operator, agent
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        parts = request.url.path.split("/")
+        node = parts[4] if len(parts) > 4 and parts[3] == "agents" else None
+        tok = self.operator if node is None else self.agent(node)
+        request.headers["authorization"] = f"Bearer {tok}"
+        yield request
+
+
+SIGNED_IN: dict[str, Credentials] = {}
+"""Each orchestrator's credentials by its base URL (`sign_in`)."""
+
+
+def sign_in(base: str, credentials: Credentials) -> None:
+    """Every client of `base` from now on sends these credentials."""
+    SIGNED_IN[base] = credentials
+
+
 def client(base: str) -> httpx.Client:
-    return httpx.Client(base_url=base + "/api/v1", timeout=120.0)
+    return httpx.Client(base_url=base + "/api/v1", timeout=120.0, auth=SIGNED_IN.get(base))
 
 
 def prepare(base: str) -> None:

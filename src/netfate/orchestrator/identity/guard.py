@@ -212,22 +212,28 @@ class Audit:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})  # shared with the request's
-        method, path = scope["method"], scope["path"]
+        # The answer is held back until the handler is done: its session (a FastAPI
+        # dependency, closed after the answer is sent) holds SQLite's write gate
+        # until then, so recording while it is open would wait for itself.
+        held: list[Message] = []
 
-        async def send_after_audit(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                principal = state.get("principal")
-                status = int(message["status"])
-                if (
-                    isinstance(principal, Principal)
-                    and principal.via != "unchecked"
-                    and principal.role in AUDITED_ROLES
-                    and status < 400
-                ):
-                    await asyncio.to_thread(self._record, principal.name, method, path, status)
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
+        principal = state.get("principal")
+        if (
+            start is not None
+            and isinstance(principal, Principal)
+            and principal.via != "unchecked"
+            and principal.role in AUDITED_ROLES
+            and int(start["status"]) < 400
+        ):
+            method, path, status = scope["method"], scope["path"], int(start["status"])
+            await asyncio.to_thread(self._record, principal.name, method, path, status)
+        for message in held:
             await send(message)
-
-        await self.app(scope, receive, send_after_audit)
 
     def _record(self, actor: str, method: str, path: str, status: int) -> None:
         ACTOR.set(actor)  # this worker thread's own context
