@@ -197,7 +197,9 @@ async def drive(
     statuses: Counter[int] = Counter()
     completed_in_window = 0
     counter = iter(range(1 << 62))
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120.0) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=120.0, auth=signed_in(base_url)
+    ) as client:
         t_start = time.perf_counter()
         t_measure = t_start + warmup
         t_end = t_measure + duration
@@ -240,10 +242,35 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
         yield url
 
 
+SIGNED_IN: dict[str, Any] = {}
+"""Each orchestrator's credentials by its base URL (netfate.apiclient.SignedIn): its
+first operator's token, and each node's agent's once `populate` made them."""
+AGENT_TOKENS: dict[str, dict[str, str]] = {}
+
+
+def signed_in(base: str) -> Any:
+    """The httpx auth of `base`'s orchestrator (None: a tree from before accounts)."""
+    return SIGNED_IN.get(base)
+
+
+def _sign_in(base: str, operator_file: Path) -> None:
+    import json
+
+    import httpx
+
+    from netfate.apiclient import SignedIn
+
+    r = httpx.post(f"{base}/api/v1/auth/token", json=json.loads(operator_file.read_text()))
+    r.raise_for_status()
+    agents = AGENT_TOKENS.setdefault(base, {})
+    SIGNED_IN[base] = SignedIn(r.json()["token"], agents.get)
+
+
 @contextlib.contextmanager
 def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) -> Iterator[str]:
-    """`python -m netfate orchestrator` on `url`; with `source`, the netfate package of
-    that source tree (put first on PYTHONPATH) instead of the installed one."""
+    """`python -m netfate orchestrator` on `url`, signed in as its first operator;
+    with `source`, the netfate package of that source tree (put first on PYTHONPATH)
+    instead of the installed one (a baseline from before accounts: no credentials)."""
     import os
 
     import httpx
@@ -266,6 +293,9 @@ def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) 
         "--log-level",
         "warning",
     ]
+    operator_file = workdir / f"operator-{tag}.json"
+    if source is None:
+        argv += ["--operator-file", str(operator_file)]
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(
@@ -291,8 +321,12 @@ def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) 
             if time.monotonic() > deadline:
                 raise RuntimeError("orchestrator did not answer within 60 s")
             time.sleep(0.1)
+        if source is None:
+            _sign_in(base, operator_file)
         yield base
     finally:
+        SIGNED_IN.pop(base, None)
+        AGENT_TOKENS.pop(base, None)
         c.stop_process(p)
 
 
@@ -366,16 +400,22 @@ def bulk_rows(
     return insts, trans
 
 
-async def _register_all(base: str, names: list[str], workers: int) -> None:
+async def register_all(base: str, names: list[str], workers: int) -> None:
     import httpx
 
     queue = list(names)
 
-    async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
+    auth = signed_in(base)
+    agents = AGENT_TOKENS.get(base)
+    async with httpx.AsyncClient(base_url=base, timeout=60.0, auth=auth) as client:
 
         async def worker() -> None:
             while queue:
                 n = queue.pop()
+                if auth is not None and agents is not None:  # the node's agent's token
+                    r = await client.post("/api/v1/accounts/agents", json={"node": n})
+                    r.raise_for_status()
+                    agents[n] = r.json()["token"]
                 r = await client.post(
                     f"/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:9"}
                 )
@@ -395,13 +435,14 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
     timings: dict[str, float] = {}
     topo = generate_tree(n_nodes)
     t0 = time.perf_counter()
-    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=300)
+    auth = signed_in(base)
+    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=300, auth=auth)
     r.raise_for_status()
     timings["put_topology_s"] = round(time.perf_counter() - t0, 3)
-    r = httpx.post(f"{base}/api/v1/descriptors", json=BULK_DESCRIPTOR, timeout=30)
+    r = httpx.post(f"{base}/api/v1/descriptors", json=BULK_DESCRIPTOR, timeout=30, auth=auth)
     r.raise_for_status()
     t0 = time.perf_counter()
-    asyncio.run(_register_all(base, list(topo.nodes), workers=4))
+    asyncio.run(register_all(base, list(topo.nodes), workers=4))
     timings["register_agents_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     insts, trans = bulk_rows(topo, n_instances, BULK_DESCRIPTOR, now=time.time())

@@ -123,8 +123,10 @@ def violations(url: str) -> list[str]:
 async def _burst(base: str) -> Counter[int]:
     import httpx
 
+    auth = _common.load_sibling("api").signed_in(base)
+
     async def one(i: int) -> int:
-        async with httpx.AsyncClient(base_url=base, timeout=120.0) as c:
+        async with httpx.AsyncClient(base_url=base, timeout=120.0, auth=auth) as c:
             await c.get("/api/v1/health")  # connected before the burst
             await gate.wait()
             host = ("laptop1", "laptop2", None)[i % 3]
@@ -146,12 +148,13 @@ def burst(base: str, url: str) -> dict[str, Any]:
 
     from netfate.model.topology import Topology
 
+    api = _common.load_sibling("api")
     topo = Topology.load(BURST_TOPOLOGY)
-    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=60)
+    r = httpx.put(
+        f"{base}/api/v1/topology", json=topo.to_dict(), timeout=60, auth=api.signed_in(base)
+    )
     r.raise_for_status()
-    for n in topo.nodes:
-        r = httpx.post(f"{base}/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:9"})
-        r.raise_for_status()
+    asyncio.run(api.register_all(base, list(topo.nodes), workers=1))
     statuses = asyncio.run(_burst(base))
     found = violations(url)
     return {

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from netfate.apiclient import SignedIn
 from netfate.demo.sdn import until
 from netfate.model.topology import Topology
 from netfate.orchestrator.nfv import coordinator as nfv
@@ -77,25 +78,11 @@ def serve(app: Any) -> Iterator[str]:
         t.join(30)
 
 
-class Credentials(httpx.Auth):
-    """The operator's token, and a node's agent's for /api/v1/agents/{node}/..."""
-
-    def __init__(self, operator: str, agent: Callable[[str], str]) -> None:
-        self.operator, self.agent = operator, agent
-
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
-        parts = request.url.path.split("/")
-        node = parts[4] if len(parts) > 4 and parts[3] == "agents" else None
-        tok = self.operator if node is None else self.agent(node)
-        request.headers["authorization"] = f"Bearer {tok}"
-        yield request
-
-
-SIGNED_IN: dict[str, Credentials] = {}
+SIGNED_IN: dict[str, SignedIn] = {}
 """Each orchestrator's credentials by its base URL (`sign_in`)."""
 
 
-def sign_in(base: str, credentials: Credentials) -> None:
+def sign_in(base: str, credentials: SignedIn) -> None:
     """Every client of `base` from now on sends these credentials."""
     SIGNED_IN[base] = credentials
 

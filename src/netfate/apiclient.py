@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,26 @@ def find_token(base: str) -> str | None:
     except Exception:  # no readable run: no token from there
         return None
     return None
+
+
+class SignedIn(httpx.Auth):
+    """An httpx client's credentials: `token` (an operator's, say) for every request,
+    but a node's agent's token for that node's routes (/api/v1/agents/{node}/...)
+    when `agent(node)` gives one. Programs that play the agents (benchmarks, load
+    tests) use it; an agent itself sends its own token only."""
+
+    def __init__(
+        self, token: str | None, agent: Callable[[str], str | None] = lambda _n: None
+    ) -> None:
+        self.token, self.agent = token, agent
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        parts = request.url.path.split("/")
+        node = parts[4] if len(parts) > 4 and parts[1:4] == ["api", "v1", "agents"] else None
+        token = (self.agent(node) if node else None) or self.token
+        if token and "authorization" not in request.headers:
+            request.headers["authorization"] = f"Bearer {token}"
+        yield request
 
 
 def auth_headers(base: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ import pytest
 import authn
 import storm
 from concurrency_cases import *  # noqa: F403  (the shared cases)
+from netfate.apiclient import SignedIn
 from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.identity import accounts
@@ -34,7 +35,5 @@ def orchestrator(db_url: str) -> Iterator[str]:
         agents = functools.cache(
             lambda node: authn.token(app, accounts.agent_name(node), Role.AGENT, node)
         )
-        storm.sign_in(
-            base, storm.Credentials(authn.token(app, authn.OPERATOR, Role.OPERATOR), agents)
-        )
+        storm.sign_in(base, SignedIn(authn.token(app, authn.OPERATOR, Role.OPERATOR), agents))
         yield base
