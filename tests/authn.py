@@ -15,6 +15,7 @@ orchestrator's host; what a request carries is then a real token the app checks.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
@@ -78,7 +79,10 @@ def template_regex(path: str) -> str:
 class AsAllowed(httpx.Auth):
     """Signs each request in as a principal its route allows: the operator when the
     route is an operator's, else the agent of the path's node, the controller, a
-    user, a provider (in that order). PUBLIC routes go without credentials."""
+    user, a provider (in that order). PUBLIC routes go without credentials. A user's
+    request is signed in as the user it names (a path's {email}, ?pn=, a JSON body's
+    by, owner or email: the identity layer lets a user name only itself), else
+    USER."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -103,35 +107,60 @@ class AsAllowed(httpx.Auth):
                 return roles, hit.groupdict()
         return None
 
-    def _token(self, role: Role, node: str | None) -> str:
-        key = (role.value, node)
+    def _token(self, role: Role, node: str | None, user: str | None = None) -> str:
+        key = (role.value, node or user)
         if key not in self._tokens:
             name = {
                 Role.OPERATOR: OPERATOR,
                 Role.PROVIDER: PROVIDER,
-                Role.USER: USER,
+                Role.USER: user or USER,
                 Role.CONTROLLER: CONTROLLER,
             }.get(role) or accounts.agent_name(node or "?")
             self._tokens[key] = token(self.app, name, role, node)
         return self._tokens[key]
 
-    def headers_for(self, method: str, url: str) -> dict[str, str]:
+    def headers_for(self, method: str, url: str, body: bytes = b"") -> dict[str, str]:
         """The Authorization header this client sends with `method url` (a token is
         made on first use), or none for a PUBLIC route."""
-        found = self._roles(method, httpx.URL(url).path)
+        u = httpx.URL(url)
+        found = self._roles(method, u.path)
         roles, params = found if found is not None else ((Role.OPERATOR,), {})
         if Role.PUBLIC in roles:
             return {}
         for role in (Role.OPERATOR, Role.AGENT, Role.CONTROLLER, Role.USER, Role.PROVIDER):
             if role in roles:
                 node = params.get("node") if role is Role.AGENT else None
-                return bearer(self._token(role, node))
+                user = _named_user(params, u, body) if role is Role.USER else None
+                return bearer(self._token(role, node, user))
         return {}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if "authorization" not in request.headers:
-            request.headers.update(self.headers_for(request.method, str(request.url)))
+            request.headers.update(
+                self.headers_for(request.method, str(request.url), request.content)
+            )
         yield request
+
+
+def _named_user(params: dict[str, str], url: httpx.URL, body: bytes) -> str | None:
+    """The user a request names (guard.SELF_PATH, SELF_QUERY, SELF_BODY), if any."""
+    from netfate.orchestrator.identity import guard
+
+    for key in guard.SELF_PATH:
+        if params.get(key):
+            return params[key]
+    for key in guard.SELF_QUERY:
+        if url.params.get(key):
+            return url.params[key]
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        for key in guard.SELF_BODY:
+            if isinstance(data.get(key), str):
+                return str(data[key])
+    return None
 
 
 @contextmanager

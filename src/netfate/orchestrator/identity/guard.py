@@ -10,6 +10,8 @@ before the route's own code, with the route it matched:
     unknown/expired/revoked token  401; a disabled account's too
     role not declared for route    403
     agent, route with {node}       403 unless it is the agent's own node
+    user naming another user       404 for another's {email} in the path; 403 for another
+                                   in ?pn= or in a JSON body's by, owner or email
     web session, unsafe method     403 without the session's CSRF token in X-CSRF-Token,
                                    or with an Origin that is not an allowed host
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -178,8 +181,41 @@ async def enforce(request: Request) -> None:
     node = request.path_params.get("node")
     if principal.node is not None and node is not None and node != principal.node:
         raise _refuse(403, f"this credential acts for node {principal.node} only")
+    if principal.role is Role.USER:
+        await _acts_as_itself(request, principal.name)
     request.state.principal = principal
     ACTOR.set(principal.name)
+
+
+# Where a route names the end user it acts for (the sharing service's PNs are their
+# owners' emails; `by` is who accepts, declines or revokes). A user may name only
+# itself there: these are not the user's to declare.
+SELF_PATH = ("email",)
+SELF_QUERY = ("pn",)
+SELF_BODY = ("by", "owner", "email")
+
+
+async def _acts_as_itself(request: Request, name: str) -> None:
+    """An end user's request names no other user (module doc)."""
+    for key in SELF_PATH:
+        said = request.path_params.get(key)
+        if said is not None and said != name:
+            raise _refuse(404, "not found")  # another user's: not even whether it exists
+    for key in SELF_QUERY:
+        said = request.query_params.get(key)
+        if said is not None and said != name:
+            raise _refuse(403, f"{key}: a user acts as itself only")
+    if request.method in SAFE_METHODS:
+        return
+    try:
+        body = json.loads(await request.body() or b"null")  # cached for the handler
+    except ValueError:
+        return  # not JSON: the handler's validation refuses it (422)
+    if isinstance(body, dict):
+        for key in SELF_BODY:
+            said = body.get(key)
+            if said is not None and said != name:
+                raise _refuse(403, f"{key}: a user acts as itself only")
 
 
 async def unchecked(request: Request) -> None:
