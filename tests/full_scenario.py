@@ -43,6 +43,13 @@ TOPO: dict[str, Any] = {
     ],
 }
 ALICE, BOB = "alice@home.example", "bob@hotel.example"
+SECRETS = {
+    "radius_client": "rc-0d6f3b2a9e",
+    "accounting": "acct-5c1e88f07b",
+    "portal": "portal-a39b41d2c7",
+    "user_password": "pw-7e2f90c4d1",
+}
+"""Every secret the scenario configures (write-only: tests/unit/test_secrets.py)."""
 
 
 def report(c: Any, node: str, running: list[str]) -> None:
@@ -83,11 +90,16 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
     ok(c.post("/api/v1/intents", json={"kind": "connectivity", "id": "t-1",
                                        "a": "host:laptop1", "b": "host:server"}))  # fmt: skip
     # the firewall service
-    ok(c.post("/api/v1/firewall/users", json={"name": "alice", "password": "pw",
-                                              "host": "laptop1"}))  # fmt: skip
-    ok(c.post("/api/v1/firewall/radius/clients", json={"address": "10.0.0.0/8",
-                                                       "secret": "s"}))  # fmt: skip
-    ok(c.put("/api/v1/firewall/settings", json={"steer_to": "host:server"}))
+    ok(c.post("/api/v1/firewall/users", json={"name": "alice", "host": "laptop1",
+                                              "password": SECRETS["user_password"]}))  # fmt: skip
+    nas = {"address": "10.0.0.0/8", "secret": SECRETS["radius_client"]}
+    ok(c.post("/api/v1/firewall/radius/clients", json=nas))
+    acct = {"server": "10.10.0.9:1813", "secret": SECRETS["accounting"]}
+    ok(c.put("/api/v1/firewall/settings", json={"steer_to": "host:server", "accounting": acct}))
+    radius = {"auth": "10.10.0.9:1812", "acct": "10.10.0.9:1813", "secret": SECRETS["portal"]}
+    portal = c.post("/api/v1/instances", json={"descriptor": "captive-portal", "node": "cpe2",
+                                               "config": {"radius": radius}})  # fmt: skip
+    ok(portal)
     # the sharing service: two PNs and a share that becomes active
     for email, node in ((ALICE, "cpe1"), (BOB, "cpe2")):
         ok(c.post("/api/v1/sharing/pns", json={"email": email, "node": node}))
@@ -118,7 +130,8 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
     ok(c.post(f"{st}/recordings", json={"user": "bob", "event": live["id"]}))
     ok(c.post(f"{st}/reservations", json={"user": "bob", "event": later["id"]}))
     ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db,
-           "event": live["id"], "subscription": sub.json()["id"]}  # fmt: skip
+           "portal": portal.json()["id"], "event": live["id"],
+           "subscription": sub.json()["id"]}  # fmt: skip
     return ids
 
 
@@ -172,6 +185,7 @@ QUERIES = {
 }
 HEADERS = {  # the user's own page needs the user's sign-in
     "/api/v1/firewall/me/rules": {
-        "authorization": "Basic " + base64.b64encode(b"alice:pw").decode()
+        "authorization": "Basic "
+        + base64.b64encode(f"alice:{SECRETS['user_password']}".encode()).decode()
     },
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from netfate.contract import Service
+from netfate.model.secrets import redact
 from netfate.store.tables import (
     DescriptorRow,
     EventRow,
@@ -42,7 +43,7 @@ def instance(i: InstanceRow) -> dict[str, Any]:
         "serves": i.serves,
         "ip": i.ip,
         "mac": i.mac,
-        "config": i.config,
+        "config": redact(i.config),
         "cpu": i.cpu,
         "memory_mb": i.memory_mb,
         "created_at": i.created_at,
@@ -65,7 +66,7 @@ def instance_abstract(i: InstanceRow, node_kind: str | None) -> dict[str, Any]:
         "state": i.state,
         "serves": i.serves,
         "location": {"tier": node_kind, "near": i.serves},
-        "config": i.config,
+        "config": redact(i.config),
         "cpu": i.cpu,
         "memory_mb": i.memory_mb,
         "created_at": i.created_at,
@@ -117,7 +118,7 @@ def event(e: EventRow, abstract: bool = False) -> dict[str, Any]:
     data = e.data
     if abstract and isinstance(data, dict):
         data = {k: v for k, v in data.items() if k not in INFRASTRUCTURE_KEYS}
-    return {"id": e.id, "at": e.at, "kind": e.kind, "actor": e.actor, "data": data}
+    return {"id": e.id, "at": e.at, "kind": e.kind, "actor": e.actor, "data": redact(data)}
 
 
 def descriptor(d: DescriptorRow) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def descriptor(d: DescriptorRow) -> dict[str, Any]:
         "stateful": d.stateful,
         "delay_bound_ms": d.delay_bound_ms,
         "description": d.description,
-        "config": d.config,
+        "config": redact(d.config),
         "owner": d.owner,
     }
 

@@ -45,6 +45,7 @@ from netfate.model.lifecycle import (
     check_migration_step,
     check_transition,
 )
+from netfate.model.secrets import restore
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv import fnevents
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
@@ -532,6 +533,7 @@ def reconfigure_instance(
             f"instance {iid} is {inst.state}: only a live, settled instance can be reconfigured"
         )
     old = inst.config or {}
+    config = restore(config, old)  # a secret read back as HIDDEN keeps its value
     keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
     inst.config = config
     inst.updated_at = time.time()
