@@ -11,12 +11,21 @@ from __future__ import annotations
 import base64
 import re
 import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select, text
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
 import authn
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services import registered
 from netfate.services.sharing.tables import ShareRow
 from netfate.store.db import Database
 from waiting import until
@@ -189,3 +198,18 @@ HEADERS = {  # the user's own page needs the user's sign-in
         + base64.b64encode(f"alice:{SECRETS['user_password']}".encode()).decode()
     },
 }
+
+
+@pytest.fixture
+def scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, dict[str, Any]]]:
+    """Every registered service's app, signed in per route, filled by `populate`
+    (import this fixture into a test module)."""
+    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
+    db = Database(f"sqlite:///{tmp_path}/o.db")
+    app = create_app(
+        Settings(database_url=db.url, heartbeat_timeout_s=3600), db, services=registered()
+    )
+    with authn.client(app) as c:
+        yield c, populate(c, db)

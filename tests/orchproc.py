@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,14 @@ class Orchestrator:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def orch(tmp_path: Path) -> Iterator[Orchestrator]:
+    """A started orchestrator process (import this fixture into a test module)."""
+    o = Orchestrator(tmp_path)
+    try:
+        o.start()
+        yield o
+    finally:
+        o.stop()

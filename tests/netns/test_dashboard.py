@@ -40,16 +40,6 @@ if not Path(CHROMIUM).exists():
 
 
 @pytest.fixture
-def orch(tmp_path: Path) -> Iterator[Orchestrator]:
-    o = Orchestrator(tmp_path)
-    try:
-        o.start()
-        yield o
-    finally:
-        o.stop()
-
-
-@pytest.fixture
 def orchestrator(orch: Orchestrator) -> str:
     return orch.base
 

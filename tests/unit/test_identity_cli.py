@@ -10,23 +10,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from orchproc import REPO, Orchestrator
-
-
-@pytest.fixture
-def orch(tmp_path: Path) -> Iterator[Orchestrator]:
-    o = Orchestrator(tmp_path)
-    try:
-        o.start()
-        yield o
-    finally:
-        o.stop()
 
 
 def netfate(

@@ -14,36 +14,15 @@ loop, while the test only looks at the database.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-import authn
-from full_scenario import HEADERS, QUERIES, dump, fill, populate, share_state
+from full_scenario import HEADERS, QUERIES, dump, fill, share_state
 from netfate.orchestrator.api.roles import served
-from netfate.orchestrator.app import Settings, create_app
-from netfate.services import registered
 from netfate.store.db import Database
-
-
-@pytest.fixture
-def scenario(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[TestClient, dict[str, Any]]]:
-    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
-    db = Database(f"sqlite:///{tmp_path}/o.db")
-    app = create_app(
-        Settings(database_url=db.url, heartbeat_timeout_s=3600), db, services=registered()
-    )
-    with authn.client(app) as c:
-        ids = populate(c, db)
-        yield c, ids
 
 
 def test_a_share_becomes_active_with_nobody_reading_it(

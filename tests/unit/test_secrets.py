@@ -9,38 +9,17 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-import authn
-from full_scenario import HEADERS, QUERIES, SECRETS, fill, populate
+from full_scenario import HEADERS, QUERIES, SECRETS, fill
 from netfate.model.secrets import HIDDEN, redact, restore
 from netfate.orchestrator.api.roles import served
-from netfate.orchestrator.app import Settings, create_app
-from netfate.services import registered
-from netfate.store.db import Database
 
 AGENTS_OWN = "/api/v1/agents/{node}/desired"  # the one read that must carry them
-
-
-@pytest.fixture
-def scenario(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[TestClient, dict[str, Any]]]:
-    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
-    db = Database(f"sqlite:///{tmp_path}/o.db")
-    app = create_app(
-        Settings(database_url=db.url, heartbeat_timeout_s=3600), db, services=registered()
-    )
-    with authn.client(app) as c:
-        yield c, populate(c, db)
 
 
 def leaked(text: str) -> list[str]:
