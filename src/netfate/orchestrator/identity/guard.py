@@ -210,7 +210,7 @@ async def _acts_as_itself(request: Request, name: str) -> None:
     try:
         body = json.loads(await request.body() or b"null")  # cached for the handler
     except ValueError:
-        return  # not JSON: the handler's validation refuses it (422)
+        return  # not JSON: FastAPI refuses it (400 or 422) before the handler runs
     if isinstance(body, dict):
         for key in SELF_BODY:
             said = body.get(key)
