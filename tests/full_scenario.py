@@ -1,9 +1,9 @@
 """One scenario with a row in every service (nodes and agents, an instance, SDN
 intents, a firewall user with its RADIUS client, two Personal Networks with an
 active share, a USB/IP function, a catalog chain with a subscription, a live
-streaming event with a viewer, a recording and a reservation), for the tests that call every route: reads
-never write (tests/unit/test_reads_never_write.py) and the role matrix
-(tests/role_matrix_cases.py).
+streaming event with a viewer, a recording and a reservation), for the tests that
+call every route: reads never write (tests/unit/test_reads_never_write.py) and the
+role matrix (tests/role_matrix_cases.py).
 """
 
 from __future__ import annotations

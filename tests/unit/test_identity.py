@@ -6,6 +6,7 @@ The role matrix over every route is tests/role_matrix_cases.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -252,6 +253,25 @@ def test_no_per_request_token_check_hashes_a_password(
     assert ident.lookups - before == 1  # one database read, then the cache
 
 
+def test_requests_missing_the_cache_at_once_share_one_lookup(c: TestClient) -> None:
+    # A busy client's entry ages out with tens of its requests in flight: they must
+    # not each take a pooled connection to read the same row.
+    person(c, "pat", "provider")
+    tok = sign_in(c, "pat").json()["token"]
+    ident = c.app.state.identity  # type: ignore[attr-defined]
+    ident.cache.drop_account(authn.account(c.app, "pat").id)  # type: ignore[union-attr]
+    before = ident.lookups
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*(ident.principal_of(tok) for _ in range(40)))
+
+    got = asyncio.run(many())
+    assert {(p.name, p.role) for p in got} == {("pat", Role.PROVIDER)}
+    assert ident.lookups - before == 1
+    assert asyncio.run(ident.principal_of("x" * 43)) is None  # unknown: looked up, not kept
+    assert asyncio.run(ident.principal_of("x" * 43)) is None and ident.lookups - before == 3
+
+
 def test_verified_cache_skips_argon2_only_for_a_known_good_password() -> None:
     stored = passwords.hash_password(PW)
     cache = passwords.VerifiedCache(ttl_s=60)
@@ -355,6 +375,9 @@ def test_each_state_change_names_its_actor(c: TestClient) -> None:
     did = c.get("/api/v1/events", params={"actor": "pat"}).json()
     served = [(e["data"]["method"], e["data"]["path"]) for e in did if e["kind"] == "RequestServed"]
     assert served == [("POST", "/api/v1/instances"), ("DELETE", f"/api/v1/instances/{iid}")]
+    # Written by the request's own commit, with its changes (no answer status yet),
+    # not in a second transaction after it.
+    assert all(e["data"]["status"] is None for e in did if e["kind"] == "RequestServed")
     assert {e["actor"] for e in did} == {"pat"}
     kinds = {e["kind"] for e in did}
     assert {"SignedIn", "InstancePlaced", "RequestServed"} <= kinds  # caused by pat

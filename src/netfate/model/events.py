@@ -116,15 +116,18 @@ class InstanceReconfigured(Event):
 
 @dataclass(frozen=True)
 class RequestServed(Event):
-    """A state-changing API request a person or a provider made, answered with
-    success (the audit log; the event's actor is who made it)."""
+    """A state-changing API request a person or a provider made, whose changes were
+    committed (the audit log; the event's actor is who made it). Written in the
+    request's own transaction, with its changes."""
 
     method: str
     """POST, PUT, PATCH or DELETE."""
     path: str
     """The URL path asked for."""
-    status: int
-    """The answer's status (below 400)."""
+    status: int | None = None
+    """The answer's status (below 400) when the line was written after the answer was
+    made (a request that committed nothing through its own session); None when
+    written with the request's changes, before there was an answer."""
 
 
 @dataclass(frozen=True)

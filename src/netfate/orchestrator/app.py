@@ -211,6 +211,7 @@ def create_app(
     identity.bind(app.routes, app.state.roles)
     _annotate_openapi(app)
     if enforce:
+        guard.audit_commits(db)
         app.add_middleware(guard.Audit, db=db)
     aliases = {f"/api/v1/{a.strip('/')}": f"/api/v1{svc.prefix}" for svc in services
                for a in svc.api_aliases}  # fmt: skip

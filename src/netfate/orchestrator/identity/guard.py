@@ -19,12 +19,18 @@ A credential is ``Authorization: Bearer TOKEN`` or the web session cookie; the
 bearer token wins when a request has both (and needs no CSRF token: a browser
 never adds it by itself). The handler gets the principal from `PrincipalDep`.
 
-`Audit` (an ASGI middleware) records, for each state-changing request a person or a
-provider made that succeeded, a `RequestServed` event with its actor, before the
-answer leaves (so what a client does next sees it). Agents' and the controller's
-requests (reports and heartbeats, every second) are not recorded one by one; the
-events they cause carry their actor like every event recorded while a request is
-served (store/events.ACTOR).
+The audit: each state-changing request a person or a provider made gets a
+`RequestServed` event with its actor. It is written in the request's own
+transaction, by its first commit (`audit_into`, the request session's
+before_commit), so it costs one more row, not one more transaction: on SQLite a
+second writing transaction per request queued again for the one write lock behind
+every other request's, and the answer waited for it (creates/s fell to a third
+under 50 clients; bench/contention.py). A request that succeeds without committing
+through its own session (a handler that writes through a session of its own) is
+recorded by `Audit` after the handler, before the answer leaves. Agents' and the
+controller's requests (reports and heartbeats, every second) are not recorded one
+by one; the events they cause carry their actor like every event recorded while a
+request is served (store/events.ACTOR).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.routing import iter_route_contexts
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -80,6 +88,8 @@ class Identity:
         self.cache = TokenCache()
         self.limits = Limits()
         self._routes: dict[tuple[int, str], Roles] = {}
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
+        """Lookups under way, by token digest (used on the event loop's thread only)."""
         self.lookups = 0
         """Tokens looked up in the database (cache misses): a figure for the benchmark."""
 
@@ -102,13 +112,23 @@ class Identity:
         return not self.allowed_hosts or "*" in self.allowed_hosts or host in self.allowed_hosts
 
     async def principal_of(self, token: str) -> Principal | None:
-        """The principal of a token: the cache, else the database (in a worker thread)."""
+        """The principal of a token: the cache, else the database (in a worker thread).
+        Requests that miss the cache for the same token at once share one lookup: when
+        a busy client's entry ages out, its tens of requests in flight would otherwise
+        each take a pooled connection and a worker thread to read the same row."""
         d = tokens.digest(token)
         now = time.time()
         got = self.cache.get(d, now)
         if got is not None:
             return got
+        lookup = self._lookups.get(d)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(d, now))
+            self._lookups[d] = lookup
+            lookup.add_done_callback(lambda _t: self._lookups.pop(d, None))
+        return await asyncio.shield(lookup)  # one caller gone does not cancel the others'
 
+    async def _look_up(self, d: str, now: float) -> Principal | None:
         def read() -> Principal | None:
             with self.db.session(write=False) as s:
                 return tokens.lookup(s, d, now)
@@ -235,9 +255,57 @@ PrincipalDep = Annotated[Principal, Depends(current)]
 """A handler's parameter: who is asking (`Principal`)."""
 
 
+AUDIT = "netfate_audit"
+"""The key, in a request session's `info`, of the audit line its first commit writes."""
+AUDITED = "netfate_audited"
+"""The key, in the request's scope state, saying its audit line is written."""
+
+
+def audit_into(request: Request, session: Session) -> None:
+    """Have the first commit of this request's session write its audit line (module
+    doc), if the request is a state-changing one of a person or a provider."""
+    principal = getattr(request.state, "principal", None)
+    if (
+        request.method not in SAFE_METHODS
+        and isinstance(principal, Principal)
+        and principal.via != "unchecked"
+        and principal.role in AUDITED_ROLES
+    ):
+        session.info[AUDIT] = (principal.name, request.method, request.url.path, request.scope)
+
+
+def _write_audit(session: Session) -> None:
+    """before_commit of a request's session: its audit line, once."""
+    pending = session.info.pop(AUDIT, None)
+    if pending is None:
+        return
+    actor, method, path, scope = pending
+    reset = ACTOR.set(actor)
+    try:
+        record(session, RequestServed(method=method, path=path))
+    finally:
+        ACTOR.reset(reset)
+    session.info[AUDITED] = scope
+
+
+def _audit_written(session: Session) -> None:
+    """after_commit: the request's line is in the database; Audit need not write it."""
+    scope = session.info.pop(AUDITED, None)
+    if scope is not None:
+        scope.setdefault("state", {})[AUDITED] = True
+
+
+def audit_commits(db: Database) -> None:
+    """Write the audit lines of `db`'s writing sessions as they commit (once per db)."""
+    if not event.contains(db.sessions, "before_commit", _write_audit):
+        event.listen(db.sessions, "before_commit", _write_audit)
+        event.listen(db.sessions, "after_commit", _audit_written)
+
+
 class Audit:
-    """Records a `RequestServed` event for each successful state-changing request of
-    a person or provider, before the answer's first byte (module doc)."""
+    """Records a `RequestServed` event for a successful state-changing request of a
+    person or provider whose own session did not commit (module doc), before the
+    answer's first byte."""
 
     def __init__(self, app: ASGIApp, db: Database) -> None:
         self.app = app
@@ -248,19 +316,24 @@ class Audit:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})  # shared with the request's
-        # The answer is held back until the handler is done: its session (a FastAPI
-        # dependency, closed after the answer is sent) holds SQLite's write gate
+        # Answers whose line is written (in the request's transaction) pass at once.
+        # Others are held until the handler is done: its session (a FastAPI
+        # dependency, closed after the answer is sent) may hold SQLite's write gate
         # until then, so recording while it is open would wait for itself.
         held: list[Message] = []
 
-        async def hold(message: Message) -> None:
-            held.append(message)
+        async def forward(message: Message) -> None:
+            if held or not state.get(AUDITED):
+                held.append(message)
+            else:
+                await send(message)
 
-        await self.app(scope, receive, hold)
+        await self.app(scope, receive, forward)
         start = next((m for m in held if m["type"] == "http.response.start"), None)
         principal = state.get("principal")
         if (
             start is not None
+            and not state.get(AUDITED)
             and isinstance(principal, Principal)
             and principal.via != "unchecked"
             and principal.role in AUDITED_ROLES
