@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from netfate.contract import Role
-from netfate.orchestrator.identity import accounts, tokens
+from netfate.orchestrator.identity import accounts, guard, tokens
 from netfate.store.tables import AccountRow
 
 BASE_URL = "http://127.0.0.1"
@@ -80,9 +80,10 @@ class AsAllowed(httpx.Auth):
     """Signs each request in as a principal its route allows: the operator when the
     route is an operator's, else the agent of the path's node, the controller, a
     user, a provider (in that order). PUBLIC routes go without credentials. A user's
-    request is signed in as the user it names (a path's {email}, ?pn=, a JSON body's
-    by, owner or email: the identity layer lets a user name only itself), else
-    USER."""
+    or a provider's request is signed in as the user or provider it names (a path's
+    {email}, {user} or {provider}, ?pn=, ?user=, a JSON body's by, owner, email, user
+    or provider: the identity layer lets each name only itself), else USER or
+    PROVIDER."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -107,13 +108,13 @@ class AsAllowed(httpx.Auth):
                 return roles, hit.groupdict()
         return None
 
-    def _token(self, role: Role, node: str | None, user: str | None = None) -> str:
-        key = (role.value, node or user)
+    def _token(self, role: Role, node: str | None, named: str | None = None) -> str:
+        key = (role.value, node or named)
         if key not in self._tokens:
             name = {
                 Role.OPERATOR: OPERATOR,
-                Role.PROVIDER: PROVIDER,
-                Role.USER: user or USER,
+                Role.PROVIDER: named or PROVIDER,
+                Role.USER: named or USER,
                 Role.CONTROLLER: CONTROLLER,
             }.get(role) or accounts.agent_name(node or "?")
             self._tokens[key] = token(self.app, name, role, node)
@@ -130,8 +131,8 @@ class AsAllowed(httpx.Auth):
         for role in (Role.OPERATOR, Role.AGENT, Role.CONTROLLER, Role.USER, Role.PROVIDER):
             if role in roles:
                 node = params.get("node") if role is Role.AGENT else None
-                user = _named_user(params, u, body) if role is Role.USER else None
-                return bearer(self._token(role, node, user))
+                named = _named(role, params, u, body) if role in guard.SELF_PATH else None
+                return bearer(self._token(role, node, named))
         return {}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -142,14 +143,13 @@ class AsAllowed(httpx.Auth):
         yield request
 
 
-def _named_user(params: dict[str, str], url: httpx.URL, body: bytes) -> str | None:
-    """The user a request names (guard.SELF_PATH, SELF_QUERY, SELF_BODY), if any."""
-    from netfate.orchestrator.identity import guard
-
-    for key in guard.SELF_PATH:
+def _named(role: Role, params: dict[str, str], url: httpx.URL, body: bytes) -> str | None:
+    """The user or provider a request names (guard.SELF_PATH, SELF_QUERY, SELF_BODY),
+    if any."""
+    for key in guard.SELF_PATH[role]:
         if params.get(key):
             return params[key]
-    for key in guard.SELF_QUERY:
+    for key in guard.SELF_QUERY[role]:
         if url.params.get(key):
             return url.params[key]
     try:
@@ -157,7 +157,7 @@ def _named_user(params: dict[str, str], url: httpx.URL, body: bytes) -> str | No
     except ValueError:
         return None
     if isinstance(data, dict):
-        for key in guard.SELF_BODY:
+        for key in guard.SELF_BODY[role]:
             if isinstance(data.get(key), str):
                 return str(data[key])
     return None

@@ -136,11 +136,12 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
     later = c.post(f"{st}/events", json=ev).json()
     ok(c.post(f"{st}/events/{live['id']}/start"))
     ok(c.post(f"{st}/contents/ev{live['id']}/viewers", json={"client": "c", "pe": "cpe1"}))
-    ok(c.post(f"{st}/recordings", json={"user": "bob", "event": live["id"]}))
+    rec = c.post(f"{st}/recordings", json={"user": "bob", "event": live["id"]})
+    ok(rec)
     ok(c.post(f"{st}/reservations", json={"user": "bob", "event": later["id"]}))
     ids = {"share": sh["id"], "instance": counter.json()["id"], "db": db,
            "portal": portal.json()["id"], "event": live["id"],
-           "subscription": sub.json()["id"]}  # fmt: skip
+           "subscription": sub.json()["id"], "recording": rec.json()["id"]}  # fmt: skip
     return ids
 
 
@@ -164,6 +165,8 @@ def fill(path: str, ids: dict[str, Any]) -> str:
         "address": "10.0.0.0/8",
         "eid": str(ids["event"]),
         "cid": f"ev{ids['event']}",
+        "client": "c",
+        "rid": str(ids["recording"]),
     }
     if path.startswith("/api/v1/firewall/users/"):
         values["name"] = "alice"

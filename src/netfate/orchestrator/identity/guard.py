@@ -10,8 +10,11 @@ before the route's own code, with the route it matched:
     unknown/expired/revoked token  401; a disabled account's too
     role not declared for route    403
     agent, route with {node}       403 unless it is the agent's own node
-    user naming another user       404 for another's {email} in the path; 403 for another
-                                   in ?pn= or in a JSON body's by, owner or email
+    user naming another user       404 for another's {email} or {user} in the path; 403
+                                   for another in ?pn=, ?user= or a JSON body's by,
+                                   owner, email or user
+    provider naming another        404 for another's {provider} in the path; 403 for
+                                   another in a JSON body's provider
     web session, unsafe method     403 without the session's CSRF token in X-CSRF-Token,
                                    or with an Origin that is not an allowed host
 
@@ -201,30 +204,39 @@ async def enforce(request: Request) -> None:
     node = request.path_params.get("node")
     if principal.node is not None and node is not None and node != principal.node:
         raise _refuse(403, f"this credential acts for node {principal.node} only")
-    if principal.role is Role.USER:
-        await _acts_as_itself(request, principal.name)
+    if principal.role in SELF_PATH:
+        await _acts_as_itself(request, principal)
     request.state.principal = principal
     ACTOR.set(principal.name)
 
 
-# Where a route names the end user it acts for (the sharing service's PNs are their
-# owners' emails; `by` is who accepts, declines or revokes). A user may name only
-# itself there: these are not the user's to declare.
-SELF_PATH = ("email",)
-SELF_QUERY = ("pn",)
-SELF_BODY = ("by", "owner", "email")
+# Where a route names the end user or the provider it acts for. An end user may name
+# only itself there (the sharing service's PNs are their owners' emails; `by` is who
+# accepts, declines or revokes; the streaming and catalog services' `user`), and a
+# provider only itself (the streaming and catalog services' `provider`): these are
+# not the caller's to declare. A provider's ?provider= is not checked: the streaming
+# schedule it filters is everyone's to read.
+SELF_PATH: dict[Role, tuple[str, ...]] = {
+    Role.USER: ("email", "user"),
+    Role.PROVIDER: ("provider",),
+}
+SELF_QUERY: dict[Role, tuple[str, ...]] = {Role.USER: ("pn", "user"), Role.PROVIDER: ()}
+SELF_BODY: dict[Role, tuple[str, ...]] = {
+    Role.USER: ("by", "owner", "email", "user"),
+    Role.PROVIDER: ("provider",),
+}
 
 
-async def _acts_as_itself(request: Request, name: str) -> None:
-    """An end user's request names no other user (module doc)."""
-    for key in SELF_PATH:
+async def _acts_as_itself(request: Request, p: Principal) -> None:
+    """A user's or a provider's request names no other user or provider (module doc)."""
+    for key in SELF_PATH[p.role]:
         said = request.path_params.get(key)
-        if said is not None and said != name:
-            raise _refuse(404, "not found")  # another user's: not even whether it exists
-    for key in SELF_QUERY:
+        if said is not None and said != p.name:
+            raise _refuse(404, "not found")  # another's: not even whether it exists
+    for key in SELF_QUERY[p.role]:
         said = request.query_params.get(key)
-        if said is not None and said != name:
-            raise _refuse(403, f"{key}: a user acts as itself only")
+        if said is not None and said != p.name:
+            raise _refuse(403, f"{key}: a {p.role.value} acts as itself only")
     if request.method in SAFE_METHODS:
         return
     try:
@@ -232,10 +244,17 @@ async def _acts_as_itself(request: Request, name: str) -> None:
     except ValueError:
         return  # not JSON: FastAPI refuses it (400 or 422) before the handler runs
     if isinstance(body, dict):
-        for key in SELF_BODY:
+        for key in SELF_BODY[p.role]:
             said = body.get(key)
-            if said is not None and said != name:
-                raise _refuse(403, f"{key}: a user acts as itself only")
+            if said is not None and said != p.name:
+                raise _refuse(403, f"{key}: a {p.role.value} acts as itself only")
+
+
+def owned(p: Principal, owner: str | None, what: str) -> None:
+    """404 unless `p` may act on a row of this owner (an operator on every row): to
+    anyone else another's row is as if it did not exist."""
+    if not p.owns(owner):
+        raise _refuse(404, f"unknown {what}")
 
 
 async def unchecked(request: Request) -> None:
