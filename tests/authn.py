@@ -19,7 +19,7 @@ import json
 import re
 import time
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -87,6 +87,10 @@ class AsAllowed(httpx.Auth):
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.make = True
+        """Make a token (and its account) on first use; False: a principal not made
+        before signs in as its role's default one (`premake`), e.g. a fuzzer's random
+        user name, which the identity layer then refuses (403)."""
         self._tokens: dict[tuple[str, str | None], str] = {}
         self._routes: list[tuple[str, re.Pattern[str], tuple[Role, ...]]] | None = None
 
@@ -108,8 +112,20 @@ class AsAllowed(httpx.Auth):
                 return roles, hit.groupdict()
         return None
 
+    def premake(self, role: Role, names: Iterable[str | None] = (None,)) -> None:
+        """Tokens of these principals of `role` (None: its default one; an agent's
+        names are nodes), made now."""
+        for name in names:
+            if role is Role.AGENT:
+                self._token(role, name)
+            else:
+                self._token(role, None, name)
+
     def _token(self, role: Role, node: str | None, named: str | None = None) -> str:
         key = (role.value, node or named)
+        if key not in self._tokens and not self.make:
+            key = (role.value, None)
+            node = named = None
         if key not in self._tokens:
             name = {
                 Role.OPERATOR: OPERATOR,
@@ -126,13 +142,24 @@ class AsAllowed(httpx.Auth):
         u = httpx.URL(url)
         found = self._roles(method, u.path)
         roles, params = found if found is not None else ((Role.OPERATOR,), {})
+        return self.headers_as(roles, params, dict(u.params), body)
+
+    def headers_as(
+        self,
+        roles: Iterable[Role],
+        params: Mapping[str, Any],
+        query: Mapping[str, Any],
+        body: bytes = b"",
+    ) -> dict[str, str]:
+        """The header for a request to a route of these roles, with these path and
+        query parameters and body (see the class doc)."""
         if Role.PUBLIC in roles:
             return {}
         for role in (Role.OPERATOR, Role.AGENT, Role.CONTROLLER, Role.USER, Role.PROVIDER):
             if role in roles:
                 node = params.get("node") if role is Role.AGENT else None
-                named = _named(role, params, u, body) if role in guard.SELF_PATH else None
-                return bearer(self._token(role, node, named))
+                named = _named(role, params, query, body) if role in guard.SELF_PATH else None
+                return bearer(self._token(role, None if node is None else str(node), named))
         return {}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -143,15 +170,17 @@ class AsAllowed(httpx.Auth):
         yield request
 
 
-def _named(role: Role, params: dict[str, str], url: httpx.URL, body: bytes) -> str | None:
+def _named(
+    role: Role, params: Mapping[str, Any], query: Mapping[str, Any], body: bytes
+) -> str | None:
     """The user or provider a request names (guard.SELF_PATH, SELF_QUERY, SELF_BODY),
     if any."""
     for key in guard.SELF_PATH[role]:
         if params.get(key):
-            return params[key]
+            return str(params[key])
     for key in guard.SELF_QUERY[role]:
-        if url.params.get(key):
-            return url.params[key]
+        if query.get(key):
+            return str(query[key])
     try:
         data = json.loads(body or b"null")
     except ValueError:

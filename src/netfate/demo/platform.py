@@ -50,11 +50,12 @@ class Api:
             raise DemoFailed(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
         return r.json()
 
-    def as_user(self, name: str) -> Api:
-        """The API signed in as the end user `name` (an operator's Api makes the
-        account, or gives it a new password, and signs in with it; kept per name)."""
+    def as_user(self, name: str, role: str = "user") -> Api:
+        """The API signed in as the end user (or, with `role`, the provider) `name` (an
+        operator's Api makes the account, or gives it a new password, and signs in
+        with it; kept per name)."""
         if name not in self._users:
-            r = self.http.post(self.base + "/accounts", json={"name": name, "role": "user"})
+            r = self.http.post(self.base + "/accounts", json={"name": name, "role": role})
             if r.status_code == 409:  # made earlier: a new password, to sign in with
                 r = self.http.post(self.base + f"/accounts/{name}/password", json={})
             if r.status_code >= 400:

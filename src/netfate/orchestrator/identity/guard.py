@@ -202,7 +202,7 @@ async def enforce(request: Request) -> None:
     if principal.role not in roles:
         raise _refuse(403, f"not for the {principal.role.value} role")
     node = request.path_params.get("node")
-    if principal.node is not None and node is not None and node != principal.node:
+    if principal.role is Role.AGENT and node is not None and node != principal.node:
         raise _refuse(403, f"this credential acts for node {principal.node} only")
     if principal.role in SELF_PATH:
         await _acts_as_itself(request, principal)
