@@ -239,9 +239,18 @@ VALID: dict[str, list[dict[str, Any]]] = {
         {"body": {"user": "bob", "chain": "sensor-archive", "at": "cpe2"}}
     ],
     "GET /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
-    "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [{"path": {"sid": "@sid:2"}, "body": {}}],
+    "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [  # alice's: she upgrades it
+        {"path": {"sid": "@sid:2"}, "body": {}, "headers": {"authorization": "@as-user:alice"}}
+    ],
     "DELETE /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "GET /api/v1/catalog/positions/{user}": [{"path": {"user": "alice"}}],
+    # identity (the accounts authn made in the template)
+    "POST /api/v1/auth/token": [{"body": {"name": authn.OPERATOR, "password": authn.PASSWORD}}],
+    "POST /api/v1/auth/session": [{"body": {"name": authn.USER, "password": authn.PASSWORD}}],
+    "GET /api/v1/accounts/{name}": [{"path": {"name": authn.OPERATOR}}],
+    "PATCH /api/v1/accounts/{name}": [{"path": {"name": authn.USER}, "body": {"disabled": False}}],
+    "POST /api/v1/accounts/{name}/password": [{"path": {"name": authn.USER}, "body": {}}],
+    "POST /api/v1/accounts/agents": [{"body": {"node": "cpe3"}}],
 }
 
 
@@ -518,7 +527,14 @@ def test_operation(case: Any, api_base: str, http: requests.Session, backend: Ba
     roles = [Role(r) for r in op["x-roles"]]
     body = json.dumps(case.body).encode() if isinstance(case.body, dict) else b""
     signed = AUTH.headers_as(roles, case.path_parameters or {}, case.query or {}, body)
-    if signed and not any(k.lower() == "authorization" for k in case.headers or {}):
+    said = {k.lower(): v for k, v in (case.headers or {}).items()}.get("authorization", "")
+    if said.startswith("@as-user:"):  # an example made by the user who owns what it names
+        signed = AUTH.headers_as([Role.USER], {}, {"user": said[len("@as-user:") :]})
+        case.headers = {
+            k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"
+        }
+        said = ""
+    if signed and not said:
         case.headers = {**(case.headers or {}), **signed}
     r = case.call_and_validate(base_url=api_base, session=http, checks=CHECKS, timeout=timeout)
     backend.statuses.setdefault(case.operation.label, collections.Counter())[r.status_code] += 1

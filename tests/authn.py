@@ -164,9 +164,11 @@ class AsAllowed(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if "authorization" not in request.headers:
-            request.headers.update(
-                self.headers_for(request.method, str(request.url), request.content)
-            )
+            try:
+                body = request.content
+            except httpx.RequestNotRead:  # a streamed body: it names nobody here
+                body = b""
+            request.headers.update(self.headers_for(request.method, str(request.url), body))
         yield request
 
 

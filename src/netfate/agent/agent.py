@@ -67,9 +67,7 @@ class Agent:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.ctx = cfg.ctx
-        self.orchestrator = OrchestratorLink(
-            cfg.orchestrator, cfg.ctx.node, cfg.verify, cfg.token
-        )
+        self.orchestrator = OrchestratorLink(cfg.orchestrator, cfg.ctx.node, cfg.verify, cfg.token)
         self.changed = asyncio.Event()  # something here changed: report at once
         self.sup = Supervisor(cfg.ctx, self.changed)
         # Each instance's migration phase here, on disk (see migration.py's tables).

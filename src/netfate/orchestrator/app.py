@@ -207,9 +207,9 @@ def create_app(
     )
     app.state.roles = roles.matrix(app.routes, services)
     requests.learn_routes(app.routes)
-    api_errors.document_common_errors(app)
     identity.bind(app.routes, app.state.roles)
-    _annotate_openapi(app)
+    _annotate_openapi(app)  # 401 and 403, then their body with every error's:
+    api_errors.document_common_errors(app)
     if enforce:
         guard.audit_commits(db)
         app.add_middleware(guard.Audit, db=db)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from netfate.contract import Role
 from netfate.model.events import SignedIn
 from netfate.orchestrator.api.deps import SessionDep
+from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.identity import accounts, tokens
 from netfate.orchestrator.identity.accounts import AccountError
 from netfate.orchestrator.identity.guard import (
@@ -123,14 +124,14 @@ def me_view(p: Principal) -> dict[str, Any]:
             "expires_at": p.expires_at}  # fmt: skip
 
 
-@router.post("/auth/token")
+@router.post("/auth/token", responses=errors(401, 409, 429))
 def sign_in_token(body: SignIn, request: Request, session: SessionDep) -> dict[str, Any]:
     """Sign in with a name and password: an API token, shown once (send it as
     ``Authorization: Bearer TOKEN``)."""
     return _sign_in(request, session, body, tokens.API)
 
 
-@router.post("/auth/session")
+@router.post("/auth/session", responses=errors(401, 409, 429))
 def sign_in_session(
     body: SignIn, request: Request, response: Response, session: SessionDep
 ) -> dict[str, Any]:
@@ -194,7 +195,7 @@ def list_accounts(session: SessionDep) -> list[dict[str, Any]]:
     return [accounts.view(a) for a in rows]
 
 
-@router.post("/accounts", status_code=201)
+@router.post("/accounts", status_code=201, responses=errors(409))
 def create_account(body: AccountIn, session: SessionDep) -> dict[str, Any]:
     """An operator's, provider's or user's account. Without a password one is made,
     and this answer is the only place it is shown."""
@@ -209,12 +210,12 @@ def create_account(body: AccountIn, session: SessionDep) -> dict[str, Any]:
     return out
 
 
-@router.get("/accounts/{name}")
+@router.get("/accounts/{name}", responses=errors(404))
 def get_account(name: str, session: SessionDep) -> dict[str, Any]:
     return accounts.view(_account(session, name))
 
 
-@router.patch("/accounts/{name}")
+@router.patch("/accounts/{name}", responses=errors(404, 409))
 def patch_account(
     name: str, body: AccountPatch, request: Request, session: SessionDep, p: PrincipalDep
 ) -> dict[str, Any]:
@@ -230,7 +231,7 @@ def patch_account(
     return accounts.view(acct)
 
 
-@router.post("/accounts/{name}/password")
+@router.post("/accounts/{name}/password", responses=errors(404, 409))
 def reset_password(
     name: str, body: PasswordIn, request: Request, session: SessionDep
 ) -> dict[str, Any]:
@@ -264,7 +265,7 @@ def _machine(
     return {"token": token, "expires_at": row.expires_at, "account": accounts.view(acct)}
 
 
-@router.post("/accounts/agents", status_code=201)
+@router.post("/accounts/agents", status_code=201, responses=errors(404, 409))
 def agent_credential(body: AgentIn, request: Request, session: SessionDep) -> dict[str, Any]:
     """The token of NODE's agent, shown once: it may read only that node's desired
     state and report only for it. Any earlier token of that agent is revoked."""
@@ -274,7 +275,7 @@ def agent_credential(body: AgentIn, request: Request, session: SessionDep) -> di
     return _machine(request, session, name, Role.AGENT, body.node, body.ttl_s)
 
 
-@router.post("/accounts/controllers", status_code=201)
+@router.post("/accounts/controllers", status_code=201, responses=errors(409))
 def controller_credential(
     body: ControllerIn, request: Request, session: SessionDep
 ) -> dict[str, Any]:
