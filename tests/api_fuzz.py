@@ -54,6 +54,8 @@ from apiserver import serve
 from netfate import services
 from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
+from netfate.orchestrator.identity import accounts
+from netfate.orchestrator.identity.throttle import FailureCounter
 from netfate.services.firewall.radius import ENV_LISTEN
 from netfate.store.db import Database
 
@@ -412,6 +414,9 @@ def _mix(values: Any) -> st.SearchStrategy[Any]:
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for k, v in values.items():
         choices = [st.just(v)]
+        if k == "password":  # names nothing; a mixed one is only a failed sign-in
+            parts[k] = choices[0]
+            continue
         if pool := KNOWN.get(k):
             choices.append(st.sampled_from(pool))
         if isinstance(v, str):  # the same type: a number in text where text is asked
@@ -494,6 +499,12 @@ def api_base(backend: Backend) -> Iterator[str]:
         try:
             settings = Settings(database_url=url, heartbeat_timeout_s=3600, long_poll_max_s=0.05)
             app = create_app(settings, db, services=SERVICES)
+            # Sign-in failures are throttled per client (tests/unit/test_identity.py):
+            # here every case comes from one client, whose failed sign-ins would
+            # otherwise make the valid one a 429.
+            app.state.identity.limits = accounts.Limits(
+                per_client=FailureCounter(1 << 20, 60.0), per_account=FailureCounter(1 << 20, 300.0)
+            )
             with radius_on_loopback(), serve(app) as base:
                 yield base
         finally:
