@@ -246,6 +246,9 @@ VALID: dict[str, list[dict[str, Any]]] = {
     ],
     "DELETE /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "GET /api/v1/catalog/positions/{user}": [{"path": {"user": "alice"}}],
+    "DELETE /api/v1/streaming/app/recordings/{rid}": [
+        {"path": {"rid": "@rid:0"}, "query": {"user": "alice"}}
+    ],
     # identity (the accounts authn made in the template)
     "POST /api/v1/auth/token": [{"body": {"name": authn.OPERATOR, "password": authn.PASSWORD}}],
     "POST /api/v1/auth/session": [{"body": {"name": authn.USER, "password": authn.PASSWORD}}],

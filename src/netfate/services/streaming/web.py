@@ -39,6 +39,7 @@ from netfate.store.tables import EventRow as LogRow
 from netfate.store.tables import HostRow
 
 from . import reconcile, recordings
+from .api import RecordingId
 from .tables import EventRow, ProviderRow, RecordingRow
 
 router = APIRouter()
@@ -206,7 +207,7 @@ def my_recordings(
 
 @router.delete("/app/recordings/{rid}", responses=errors(401, 404))
 def delete_recording(
-    rid: int,
+    rid: RecordingId,
     request: Request,
     session: SessionDep,
     notifier: NotifierDep,
