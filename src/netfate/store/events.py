@@ -24,6 +24,11 @@ ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("netfate_acto
 the request's task; worker threads the request runs in inherit it)."""
 
 
+READS_ALL: contextvars.ContextVar[bool] = contextvars.ContextVar("netfate_reads_all", default=False)
+"""Whether that account reads every event anyway (an operator): it needs no reader
+row (on SQLite every row is written under the one write lock)."""
+
+
 def current_actor() -> str | None:
     return ACTOR.get()
 
@@ -36,12 +41,13 @@ def record_event(
     actor = ACTOR.get()
     row = EventRow(at=time.time(), kind=kind, data=data, actor=actor)
     who = {r for r in readers if r}
-    if actor:
+    reads_all = READS_ALL.get()
+    if actor and not reads_all:
         who.add(actor)
     iid = data.get("instance")
     if isinstance(iid, str):
         inst = session.get(InstanceRow, iid)  # the caller's identity map: no query, mostly
-        if inst is not None and inst.owner:
+        if inst is not None and inst.owner and not (reads_all and inst.owner == actor):
             who.add(inst.owner)
     row.readers = [EventReaderRow(reader=r) for r in sorted(who)]
     session.add(row)

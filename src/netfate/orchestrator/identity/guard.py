@@ -60,7 +60,7 @@ from netfate.orchestrator.identity import tokens
 from netfate.orchestrator.identity.accounts import Limits
 from netfate.orchestrator.identity.tokens import Principal, TokenCache
 from netfate.store.db import Database
-from netfate.store.events import ACTOR, record
+from netfate.store.events import ACTOR, READS_ALL, record
 
 log = logging.getLogger("netfate.identity")
 
@@ -208,6 +208,7 @@ async def enforce(request: Request) -> None:
         await _acts_as_itself(request, principal)
     request.state.principal = principal
     ACTOR.set(principal.name)
+    READS_ALL.set(principal.operator)
 
 
 # Where a route names the end user or the provider it acts for. An end user may name
@@ -359,14 +360,15 @@ class Audit:
             and int(start["status"]) < 400
         ):
             method, path, status = scope["method"], scope["path"], int(start["status"])
-            await asyncio.to_thread(self._record, principal.name, method, path, status)
+            await asyncio.to_thread(self._record, principal, method, path, status)
         for message in held:
             await send(message)
 
-    def _record(self, actor: str, method: str, path: str, status: int) -> None:
-        ACTOR.set(actor)  # this worker thread's own context
+    def _record(self, principal: Principal, method: str, path: str, status: int) -> None:
+        ACTOR.set(principal.name)  # this worker thread's own context
+        READS_ALL.set(principal.operator)
         try:
             with self.db.session() as s:
                 record(s, RequestServed(method=method, path=path, status=status))
         except Exception:  # the change is made; losing its audit line must not hide it
-            log.exception("could not record %s %s by %s", method, path, actor)
+            log.exception("could not record %s %s by %s", method, path, principal.name)
