@@ -53,9 +53,9 @@ import authn
 from apiserver import serve
 from netfate import services
 from netfate.contract import Role
+from netfate.model.ratelimit import WindowCounter
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.identity import accounts
-from netfate.orchestrator.identity.throttle import FailureCounter
 from netfate.services.firewall.radius import ENV_LISTEN
 from netfate.store.db import Database
 
@@ -506,7 +506,7 @@ def api_base(backend: Backend) -> Iterator[str]:
             # here every case comes from one client, whose failed sign-ins would
             # otherwise make the valid one a 429.
             app.state.identity.limits = accounts.Limits(
-                per_client=FailureCounter(1 << 20, 60.0), per_account=FailureCounter(1 << 20, 300.0)
+                per_client=WindowCounter(1 << 20, 60.0), per_account=WindowCounter(1 << 20, 300.0)
             )
             with radius_on_loopback(), serve(app) as base:
                 yield base

@@ -25,9 +25,9 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.contract import Role
+from netfate.model.ratelimit import WindowCounter
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.identity import accounts, guard, passwords, tokens
-from netfate.orchestrator.identity.throttle import FailureCounter
 from netfate.services.firewall.passwords import hash_password as pbkdf2_hash
 from netfate.store.tables import AccountRow, TokenRow
 
@@ -189,11 +189,11 @@ def test_brute_force_is_refused_with_429_and_retry_after(c: TestClient) -> None:
 
 
 def test_failure_counters_stay_bounded_and_keep_limited_keys() -> None:
-    fc = FailureCounter(limit=3, window=60.0, max_keys=100)
+    fc = WindowCounter(limit=3, window=60.0, max_keys=100)
     for _ in range(3):
-        fc.failed("attacker", 0.0)
+        fc.record("attacker", 0.0)
     for k in range(10_000):  # a flood of other keys
-        fc.failed(f"k{k}", 1.0)
+        fc.record(f"k{k}", 1.0)
     assert len(fc) <= 100
     assert fc.limited("attacker", 2.0)  # not forgotten under the flood
     assert fc.retry_after("attacker", 2.0) == pytest.approx(58.0)

@@ -6,7 +6,7 @@ and ``. _ @ + -`` (an email fits); the platform's own accounts carry a colon,
 which no other name may: ``agent:NODE`` (one per node) and ``controller:NAME``.
 
 Sign-in failures are counted per client address and per account name
-(throttle.FailureCounter, bounded memory); past the limit a sign-in is refused
+(model/ratelimit.WindowCounter, bounded memory); past the limit a sign-in is refused
 with 429 before any password is checked.
 """
 
@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.contract import Role
+from netfate.model.ratelimit import WindowCounter
 from netfate.orchestrator.identity import passwords, tokens
-from netfate.orchestrator.identity.throttle import FailureCounter
 from netfate.store.tables import AccountRow, TokenRow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,253}$")
@@ -46,8 +46,8 @@ class AccountError(Exception):
 class Limits:
     """Sign-in failure limits and token lifetimes of one orchestrator."""
 
-    per_client: FailureCounter = field(default_factory=lambda: FailureCounter(10, 60.0))
-    per_account: FailureCounter = field(default_factory=lambda: FailureCounter(20, 300.0))
+    per_client: WindowCounter = field(default_factory=lambda: WindowCounter(10, 60.0))
+    per_account: WindowCounter = field(default_factory=lambda: WindowCounter(20, 300.0))
     token_ttl_s: float = 12 * 3600.0
     """A sign-in's token or web session (the client may ask for less, or up to 30 days)."""
     machine_ttl_s: float = 365 * DAY
@@ -210,8 +210,8 @@ def sign_in(
     got = passwords.check(stored or passwords.dummy(), password)
     if acct is None or stored is None or not got.ok or acct.disabled:
         with limits.lock:
-            limits.per_client.failed(client_key, now)
-            limits.per_account.failed(account_key, now)
+            limits.per_client.record(client_key, now)
+            limits.per_account.record(account_key, now)
         raise AccountError("wrong name or password", 401)
     if got.rehash is not None:
         acct.password_hash = got.rehash
