@@ -194,8 +194,7 @@ def test_share_by_invitation_code_with_a_port_in_the_browser(browser: Any, base:
     bob.wait_for_selector('#invitations tr[data-code] td.state:text-is("open")', timeout=T)
     code = bob.get_attribute("#invitations tr[data-code]", "data-code") or ""
     assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code), code
-    alice = browser.new_page()
-    alice.on("pageerror", lambda e: errors.append(str(e)))
+    alice = open_page(browser, base, ALICE, errors)  # signed in as herself
     alice.goto(f"{base}/api/v1/sharing/page?pn={ALICE}&to={code}")
     alice.wait_for_selector("#devices tbody tr", timeout=T)
     assert alice.input_value("#recipient") == code
