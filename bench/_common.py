@@ -25,6 +25,24 @@ from types import FrameType, ModuleType
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+
+
+def extract(ref: str, into: Path) -> Path:
+    """The `src` tree of git `ref` of this repository (a baseline to run side by side:
+    put it first on PYTHONPATH)."""
+    import io
+    import tarfile
+
+    tar = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "src"], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        if hasattr(tarfile, "data_filter"):
+            t.extractall(into, filter="data")
+        else:  # a Python before 3.11.4 (a fresh Debian 12 root has one); our own archive
+            t.extractall(into)
+    return into / "src"
 
 
 def load_sibling(name: str) -> ModuleType:

@@ -28,9 +28,17 @@ The baseline runs first and last; each phase's figures are reported with its
 ratio to the mean of the two (rps ratio < 1 and p99 ratio > 1 = slower than the
 framework's ceiling). Only 127.0.0.1 is used.
 
+With `--baseline REF` the same phases also run on the orchestrator of git REF's
+`src` (put first on PYTHONPATH), in the same run, baseline then ours per database
+and round: per phase, ours / baseline (rps and p99). This tree signs every request
+in (its first operator's token, each node's agent's); a REF from before accounts
+answers everyone, so against such a REF the ratio is the cost of authentication
+(issue 12's goal: reads within 10%).
+
     netfate bench api --json [--quick] [--nodes 1000] [--instances 10000]
         [--duration 3] [--create-duration 6] [--warmup 0.5] [--workers 8]
         [--databases sqlite,postgresql] [--phases health,node,...]
+        [--baseline REF] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -115,6 +123,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset")
     p.add_argument("--keep-logs", action="store_true", help="print the orchestrator log dir")
+    p.add_argument("--baseline", default=None, help="also run git REF's orchestrator (ratios)")
+    p.add_argument("--rounds", type=int, default=1, help="baseline/ours pairs (--baseline)")
     a = p.parse_args(argv)
     quick = a.quick
     a.nodes = a.nodes if a.nodes is not None else (60 if quick else 1000)
@@ -197,7 +207,9 @@ async def drive(
     statuses: Counter[int] = Counter()
     completed_in_window = 0
     counter = iter(range(1 << 62))
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120.0) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=120.0, auth=signed_in(base_url)
+    ) as client:
         t_start = time.perf_counter()
         t_measure = t_start + warmup
         t_end = t_measure + duration
@@ -232,18 +244,43 @@ async def drive(
 
 
 @contextlib.contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
+def database(kind: str, workdir: Path, tag: str = "") -> Iterator[str]:
     if kind == "sqlite":
-        yield f"sqlite:///{workdir / 'api-bench.db'}"
+        yield f"sqlite:///{workdir / f'api-bench{tag}.db'}"
         return
     with _c().postgres_server() as url:
         yield url
 
 
+SIGNED_IN: dict[str, Any] = {}
+"""Each orchestrator's credentials by its base URL (netfate.apiclient.SignedIn): its
+first operator's token, and each node's agent's once `populate` made them."""
+AGENT_TOKENS: dict[str, dict[str, str]] = {}
+
+
+def signed_in(base: str) -> Any:
+    """The httpx auth of `base`'s orchestrator (None: a tree from before accounts)."""
+    return SIGNED_IN.get(base)
+
+
+def _sign_in(base: str, operator_file: Path) -> None:
+    import json
+
+    import httpx
+
+    from netfate.apiclient import SignedIn
+
+    r = httpx.post(f"{base}/api/v1/auth/token", json=json.loads(operator_file.read_text()))
+    r.raise_for_status()
+    agents = AGENT_TOKENS.setdefault(base, {})
+    SIGNED_IN[base] = SignedIn(r.json()["token"], agents.get)
+
+
 @contextlib.contextmanager
 def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) -> Iterator[str]:
-    """`python -m netfate orchestrator` on `url`; with `source`, the netfate package of
-    that source tree (put first on PYTHONPATH) instead of the installed one."""
+    """`python -m netfate orchestrator` on `url`, signed in as its first operator;
+    with `source`, the netfate package of that source tree (put first on PYTHONPATH)
+    instead of the installed one (a baseline from before accounts: no credentials)."""
     import os
 
     import httpx
@@ -266,6 +303,9 @@ def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) 
         "--log-level",
         "warning",
     ]
+    operator_file = workdir / f"operator-{tag}.json"
+    if source is None:
+        argv += ["--operator-file", str(operator_file)]
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(
@@ -291,8 +331,12 @@ def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) 
             if time.monotonic() > deadline:
                 raise RuntimeError("orchestrator did not answer within 60 s")
             time.sleep(0.1)
+        if source is None:
+            _sign_in(base, operator_file)
         yield base
     finally:
+        SIGNED_IN.pop(base, None)
+        AGENT_TOKENS.pop(base, None)
         c.stop_process(p)
 
 
@@ -366,16 +410,22 @@ def bulk_rows(
     return insts, trans
 
 
-async def _register_all(base: str, names: list[str], workers: int) -> None:
+async def register_all(base: str, names: list[str], workers: int) -> None:
     import httpx
 
     queue = list(names)
 
-    async with httpx.AsyncClient(base_url=base, timeout=60.0) as client:
+    auth = signed_in(base)
+    agents = AGENT_TOKENS.get(base)
+    async with httpx.AsyncClient(base_url=base, timeout=60.0, auth=auth) as client:
 
         async def worker() -> None:
             while queue:
                 n = queue.pop()
+                if auth is not None and agents is not None:  # the node's agent's token
+                    r = await client.post("/api/v1/accounts/agents", json={"node": n})
+                    r.raise_for_status()
+                    agents[n] = r.json()["token"]
                 r = await client.post(
                     f"/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:9"}
                 )
@@ -395,13 +445,14 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
     timings: dict[str, float] = {}
     topo = generate_tree(n_nodes)
     t0 = time.perf_counter()
-    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=300)
+    auth = signed_in(base)
+    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=300, auth=auth)
     r.raise_for_status()
     timings["put_topology_s"] = round(time.perf_counter() - t0, 3)
-    r = httpx.post(f"{base}/api/v1/descriptors", json=BULK_DESCRIPTOR, timeout=30)
+    r = httpx.post(f"{base}/api/v1/descriptors", json=BULK_DESCRIPTOR, timeout=30, auth=auth)
     r.raise_for_status()
     t0 = time.perf_counter()
-    asyncio.run(_register_all(base, list(topo.nodes), workers=4))
+    asyncio.run(register_all(base, list(topo.nodes), workers=4))
     timings["register_agents_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     insts, trans = bulk_rows(topo, n_instances, BULK_DESCRIPTOR, now=time.time())
@@ -490,9 +541,14 @@ def request_maker(
     return make
 
 
-def bench_database(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def bench_database(
+    kind: str, a: argparse.Namespace, workdir: Path, tag: str = "", source: Path | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with database(kind, workdir) as url, orchestrator(url, workdir, kind) as base:
+    with (
+        database(kind, workdir, tag) as url,
+        orchestrator(url, workdir, kind + tag, source=source) as base,
+    ):
         t0 = time.perf_counter()
         pop = populate(base, url, a.nodes, a.instances)
         out["populate"] = {**pop["timings"], "total_s": round(time.perf_counter() - t0, 3)}
@@ -545,16 +601,45 @@ def run(argv: list[str]) -> dict[str, Any]:
         "warmup_s": a.warmup,
         "baseline": "GET /api/v1/health on the same server, first and last",
     }
+    if a.baseline:
+        result["versions"] = f"git {a.baseline} (src only) and this tree, same run, alternating"
     with c.sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="nft-bench-api-") as tmp:
         workdir = Path(tmp)
+        base_src = c.extract(a.baseline, workdir / "baseline") if a.baseline else None
         for kind in a.databases:
             try:
-                result[kind] = bench_database(kind, a, workdir)
+                if base_src is None:
+                    result[kind] = bench_database(kind, a, workdir)
+                    continue
+                runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "ours": []}
+                for i in range(a.rounds):
+                    for version, source in (("baseline", base_src), ("ours", None)):
+                        tag = f"-{version}-r{i}"
+                        runs[version].append(bench_database(kind, a, workdir, tag, source))
+                result[kind] = {**runs, "ours_vs_baseline": versus(runs)}
             except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
                 log = workdir / f"orchestrator-{kind}.log"
                 tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
                 result[kind] = {"error": f"{type(e).__name__}: {e}", "log_tail": tail}
     return result
+
+
+def versus(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per phase, the median rps and p99 of ours over the baseline's (same run)."""
+    import statistics
+
+    c = _c()
+
+    def med(version: str, phase: str, figure: str) -> float | None:
+        fs = [r["phases"][phase] for r in runs[version]]
+        got = [f.get("rps") if figure == "rps" else f["latency_ms"].get("p99") for f in fs]
+        vals = [v for v in got if v is not None]
+        return statistics.median(vals) if vals else None
+
+    return {
+        ph: {fig: c.ratio(med("ours", ph, fig), med("baseline", ph, fig)) for fig in ("rps", "p99")}
+        for ph in runs["ours"][0]["phases"]
+    }
 
 
 if __name__ == "__main__":

@@ -662,7 +662,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         api = None
         try:
             assert tb.api_url is not None
-            api = lc.Api(tb.api_url, a.poll)
+            api = lc.Api(tb.api_url, a.poll, tb.api_token)
             snap = Snapshotter(tb, api)
             r = Run(hosts=len(tb.topology.hosts), initial=snap.take(a.settle))
             began = time.monotonic()

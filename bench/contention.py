@@ -29,11 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -70,19 +67,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if a.workers < 1 or a.duration <= 0 or a.rounds < 1 or a.nodes < 2:
         p.error("need --workers >= 1, --duration > 0, --rounds >= 1, --nodes >= 2")
     return a
-
-
-def extract(ref: str, into: Path) -> Path:
-    """The `src` tree of `ref`, from this repository's git history."""
-    tar = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "src"], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        if hasattr(tarfile, "data_filter"):
-            t.extractall(into, filter="data")
-        else:  # a Python before 3.11.4 (a fresh Debian 12 root has one); our own archive
-            t.extractall(into)
-    return into / "src"
 
 
 @contextlib.contextmanager
@@ -123,8 +107,10 @@ def violations(url: str) -> list[str]:
 async def _burst(base: str) -> Counter[int]:
     import httpx
 
+    auth = _common.load_sibling("api").signed_in(base)
+
     async def one(i: int) -> int:
-        async with httpx.AsyncClient(base_url=base, timeout=120.0) as c:
+        async with httpx.AsyncClient(base_url=base, timeout=120.0, auth=auth) as c:
             await c.get("/api/v1/health")  # connected before the burst
             await gate.wait()
             host = ("laptop1", "laptop2", None)[i % 3]
@@ -146,12 +132,13 @@ def burst(base: str, url: str) -> dict[str, Any]:
 
     from netfate.model.topology import Topology
 
+    api = _common.load_sibling("api")
     topo = Topology.load(BURST_TOPOLOGY)
-    r = httpx.put(f"{base}/api/v1/topology", json=topo.to_dict(), timeout=60)
+    r = httpx.put(
+        f"{base}/api/v1/topology", json=topo.to_dict(), timeout=60, auth=api.signed_in(base)
+    )
     r.raise_for_status()
-    for n in topo.nodes:
-        r = httpx.post(f"{base}/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:9"})
-        r.raise_for_status()
+    asyncio.run(api.register_all(base, list(topo.nodes), workers=1))
     statuses = asyncio.run(_burst(base))
     found = violations(url)
     return {
@@ -227,7 +214,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="nft-bench-cont-") as tmp,
     ):
         workdir = Path(tmp)
-        base_src = extract(a.baseline, workdir / "baseline")
+        base_src = _common.extract(a.baseline, workdir / "baseline")
         for kind in a.databases:
             with contextlib.ExitStack() as stack:
                 a.pg_url = (

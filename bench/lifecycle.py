@@ -373,10 +373,11 @@ def baseline_python() -> float:
 
 
 class Api:
-    def __init__(self, url: str, poll: float) -> None:
+    def __init__(self, url: str, poll: float, token: str | None) -> None:
         import httpx
 
-        self.c = httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=30.0)
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        self.c = httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=30.0, headers=headers)
         self.poll = poll
 
     def close(self) -> None:
@@ -622,7 +623,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             api: Api | None = None
             try:
                 assert tb.api_url is not None
-                api = Api(tb.api_url, a.poll)
+                api = Api(tb.api_url, a.poll, tb.api_token)
                 if n == 0 and a.creates:
                     result["create"] = bench_creates(api, a, tb.prefix, workdir)
                     log = tb.state.dir / "logs" / f"agent-{a.node}.log"

@@ -426,7 +426,7 @@ def testbed_setup(count: int, sdn: bool) -> dict[str, Any]:
     tb = Testbed.up(SHARING.topology("hotel.yaml"), sdn=sdn)
     try:
         assert tb.api_url
-        api = Api(tb.api_url)
+        api = Api(tb.api_url, tb.api_token)
         demo.create_pns(tb, api)
         times, rss, spawn = [], [], []
         for _ in range(count):
@@ -441,7 +441,8 @@ def testbed_setup(count: int, sdn: bool) -> dict[str, Any]:
                 status = Path(f"/proc/{pid}/status").read_text()
                 kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
                 rss.append(kib / 1024)
-            api("POST", f"/sharing/shares/{sh.id}/revoke", {"by": demo.email(tb, "home")})
+            home = demo.email(tb, "home")
+            api.as_user(home)("POST", f"/sharing/shares/{sh.id}/revoke", {"by": home})
             for iid in (view["vp2_instance"], view["vp1_instance"]):
                 api.wait_state(iid, "gone")
         mtu: dict[str, Any] = {}

@@ -18,6 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.app import Settings, create_app
 
 TOPO: dict[str, Any] = {
@@ -42,7 +43,7 @@ def api(db_url: str) -> Iterator[TestClient]:
     # No heartbeats come from these test agents: a long timeout keeps the watchdog
     # from marking nodes unreachable in the middle of a slow test.
     app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=3600))
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in ("cpe1", "cpe2", "pe1", "core1"):
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}0"[:20]})
@@ -311,7 +312,7 @@ def test_agent_failure_is_recorded(api: TestClient) -> None:
 
 def test_unreachable_after_missed_heartbeats(db_url: str) -> None:
     app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=0.2))
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         c.put("/api/v1/topology", json=TOPO)
         c.post("/api/v1/agents/cpe1/register", json={"endpoint": "127.0.0.1:1"})
         # Wait for the state (bounded in time, not a timing assertion).

@@ -9,6 +9,12 @@ shares, a live stream with a viewer, a catalog subscription) behind a real uvico
 server, so that operations on existing things reach their handlers rather than
 only answering 404.
 
+Signed in: each request carries the operator's token where the operation is the
+operator's, else a token of a role it declares (the agent of the path's node, the
+controller, the user or provider the request names), all made in the seeded
+template (`AUTH`); a principal it names that was not made (a generated name) signs
+in as its role's default one, which the identity layer refuses (403, documented).
+
 Required of every answer: never 5xx; its status is documented for the operation;
 its body conforms to the documented schema (error bodies included); for invalid
 input (schemathesis's negative mode) a 4xx. Generation is derandomized (fixed
@@ -43,9 +49,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+import authn
 from apiserver import serve
 from netfate import services
+from netfate.contract import Role
+from netfate.model.ratelimit import WindowCounter
 from netfate.orchestrator.app import Settings, create_app
+from netfate.orchestrator.identity import accounts
 from netfate.services.firewall.radius import ENV_LISTEN
 from netfate.store.db import Database
 
@@ -231,16 +241,28 @@ VALID: dict[str, list[dict[str, Any]]] = {
         {"body": {"user": "bob", "chain": "sensor-archive", "at": "cpe2"}}
     ],
     "GET /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
-    "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [{"path": {"sid": "@sid:2"}, "body": {}}],
+    "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [  # alice's: she upgrades it
+        {"path": {"sid": "@sid:2"}, "body": {}, "headers": {"authorization": "@as-user:alice"}}
+    ],
     "DELETE /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "GET /api/v1/catalog/positions/{user}": [{"path": {"user": "alice"}}],
+    "DELETE /api/v1/streaming/app/recordings/{rid}": [
+        {"path": {"rid": "@rid:0"}, "query": {"user": "alice"}}
+    ],
+    # identity (the accounts authn made in the template)
+    "POST /api/v1/auth/token": [{"body": {"name": authn.OPERATOR, "password": authn.PASSWORD}}],
+    "POST /api/v1/auth/session": [{"body": {"name": authn.USER, "password": authn.PASSWORD}}],
+    "GET /api/v1/accounts/{name}": [{"path": {"name": authn.OPERATOR}}],
+    "PATCH /api/v1/accounts/{name}": [{"path": {"name": authn.USER}, "body": {"disabled": False}}],
+    "POST /api/v1/accounts/{name}/password": [{"path": {"name": authn.USER}, "body": {}}],
+    "POST /api/v1/accounts/agents": [{"body": {"node": "cpe3"}}],
 }
 
 
-def seed(base: str) -> dict[str, list[Any]]:
+def seed(base: str, auth: httpx.Auth) -> dict[str, list[Any]]:
     """Fill a fresh orchestrator through its API; returns the names of what exists,
     by the parameter names that refer to them."""
-    with httpx.Client(base_url=base + "/api/v1", timeout=30) as c:
+    with httpx.Client(base_url=base + "/api/v1", timeout=30, auth=auth) as c:
 
         def ok(r: httpx.Response) -> Any:
             assert r.is_success, f"{r.request.method} {r.request.url}: {r.status_code} {r.text}"
@@ -338,8 +360,9 @@ GENERATION = {
 STREAM_EXAMPLES = 5
 """The event stream's cases each take a read timeout when no event comes: fewer of
 them (its one parameter is an integer, covered at its bounds all the same)."""
+DOC = _document()
 SCHEMA = schemathesis.openapi.from_dict(
-    _document(),
+    DOC,
     config=schemathesis.Config.from_dict(
         {
             "seed": 20261121,
@@ -394,6 +417,9 @@ def _mix(values: Any) -> st.SearchStrategy[Any]:
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for k, v in values.items():
         choices = [st.just(v)]
+        if k == "password":  # names nothing; a mixed one is only a failed sign-in
+            parts[k] = choices[0]
+            continue
         if pool := KNOWN.get(k):
             choices.append(st.sampled_from(pool))
         if isinstance(v, str):  # the same type: a number in text where text is asked
@@ -476,6 +502,12 @@ def api_base(backend: Backend) -> Iterator[str]:
         try:
             settings = Settings(database_url=url, heartbeat_timeout_s=3600, long_poll_max_s=0.05)
             app = create_app(settings, db, services=SERVICES)
+            # Sign-in failures are throttled per client (tests/unit/test_identity.py):
+            # here every case comes from one client, whose failed sign-ins would
+            # otherwise make the valid one a 429.
+            app.state.identity.limits = accounts.Limits(
+                per_client=WindowCounter(1 << 20, 60.0), per_account=WindowCounter(1 << 20, 300.0)
+            )
             with radius_on_loopback(), serve(app) as base:
                 yield base
         finally:
@@ -504,6 +536,22 @@ def test_operation(case: Any, api_base: str, http: requests.Session, backend: Ba
     # An event stream is read for the timeout in total (or until its first events):
     # short, yet long enough for a busy machine to answer at all.
     timeout = 5 if case.path == "/api/v1/events/stream" else 30
+    assert AUTH is not None
+    op = DOC["paths"][case.operation.path][case.operation.method.lower()]
+    roles = [Role(r) for r in op["x-roles"]]
+    body = json.dumps(case.body).encode() if isinstance(case.body, dict) else b""
+    signed = AUTH.headers_as(roles, case.path_parameters or {}, case.query or {}, body)
+    said = {k.lower(): v for k, v in (case.headers or {}).items()}.get("authorization")
+    if said is not None and said.startswith("@as-user:"):  # made by the user who owns it
+        signed = AUTH.headers_as([Role.USER], {}, {"user": said[len("@as-user:") :]})
+        case.headers = {
+            k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"
+        }
+        said = None
+    # A case that brings its own Authorization (even an empty one: schemathesis's
+    # invalid credentials) is sent as it is.
+    if signed and said is None:
+        case.headers = {**(case.headers or {}), **signed}
     r = case.call_and_validate(base_url=api_base, session=http, checks=CHECKS, timeout=timeout)
     backend.statuses.setdefault(case.operation.label, collections.Counter())[r.status_code] += 1
 
@@ -544,9 +592,24 @@ def seed_template(url: str) -> None:
         app = create_app(
             Settings(database_url=url, heartbeat_timeout_s=3600), db, services=SERVICES
         )
+        auth = authn.AsAllowed(app)
         with radius_on_loopback(), serve(app) as base:
-            known = seed(base)
+            known = seed(base, auth)
+        # Every principal a valid request names, and each role's default one, made
+        # in the template: the copies hold them all.
+        auth.premake(Role.OPERATOR)
+        auth.premake(Role.CONTROLLER)
+        auth.premake(Role.AGENT, [None, *TOPO["nodes"]])
+        auth.premake(Role.USER, [None, *{*known["email"], *known["user"]}])
+        auth.premake(Role.PROVIDER)
+        auth.make = False
     finally:
         db.dispose()
     KNOWN.clear()
     KNOWN.update(known)
+    global AUTH
+    AUTH = auth
+
+
+AUTH: authn.AsAllowed | None = None
+"""The fuzz's credentials (seed_template)."""

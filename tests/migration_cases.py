@@ -15,17 +15,13 @@ its unique indexes.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
 from alembic import command
 from sqlalchemy import exc, insert, inspect, select, text
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
+import authn
 from concurrency_cases import _instance, _seed
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
@@ -42,8 +38,9 @@ NEW_STREAMING = "0014b_streaming_ingest"
 """The streaming service's branch (its newest revision: the contents' stream), new as well."""
 NEW_CATALOG = "0015_catalog"
 """The catalog's branch, new like the USB/IP one."""
-CORE_HEAD = "0016_migration_secret"
-"""The core's newest revision (each migration's secret, after 0005_concurrency)."""
+CORE_HEAD = "0017_identity"
+"""The core's newest revision (accounts and tokens, owners, events' actors; after
+0016_migration_secret, each migration's secret)."""
 SHARING_HEAD = "0004b_sharing_invitations"
 """The sharing branch's newest revision (its invitation codes)."""
 HEADS = {CORE_HEAD, FIREWALL_HEAD, SHARING_HEAD, NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
@@ -95,6 +92,7 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
         tables = set(inspect(db.engine).get_table_names())
         assert not {t for t in tables if t.startswith("netfate_")}, tables
         assert {"firewall_users", "firewall_accounting", "sharing_pns"} <= tables
+        assert {"accounts", "tokens", "event_readers"} <= tables
         indexes = {i["name"] for i in inspect(db.engine).get_indexes("firewall_accounting")}
         assert indexes == {"ix_firewall_accounting_at", "ix_firewall_accounting_user"}
         with db.engine.connect() as conn:
@@ -109,7 +107,7 @@ def test_an_earlier_database_upgrades_and_keeps_its_rows(db_url: str) -> None:
         db.dispose()
     # The orchestrator serves the rows through the services' APIs.
     app = create_app(Settings(database_url=db_url, heartbeat_timeout_s=3600), services=registered())
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         users: list[dict[str, Any]] = c.get("/api/v1/firewall/users").json()
         assert [u["name"] for u in users] == ["alice"]
         acct = c.get("/api/v1/firewall/accounting?user=alice").json()

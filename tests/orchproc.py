@@ -1,14 +1,22 @@
-"""`netfate orchestrator` as a child process on 127.0.0.1 (browser and concurrency tests)."""
+"""`netfate orchestrator` as a child process on 127.0.0.1 (browser and concurrency tests).
+
+The orchestrator writes its first operator's credentials to a file of the test's
+(`--operator-file`); `token` is that operator's (signed in once), `agent_token(n)`
+node n's agent's, `sign_in_browser(context)` gives a browser context its session.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,11 +52,15 @@ class Orchestrator:
         self.log_path = tmp_path / "orchestrator.log"
         self.topology = topology
         self.args = args
+        self.operator_file = tmp_path / "operator.json"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
+        self._agents: dict[str, str] = {}
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "netfate", "orchestrator"]
         argv += ["--listen", f"127.0.0.1:{self.port}", "--database-url", self.database_url]
+        argv += ["--operator-file", str(self.operator_file)]
         if self.topology is not None:
             argv += ["--topology", str(self.topology)]
         argv += self.args
@@ -62,13 +74,47 @@ class Orchestrator:
                     + self.log_path.read_text()[-2000:]
                 )
             with contextlib.suppress(httpx.HTTPError):
-                verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+                verify = self.verify
                 r = httpx.get(f"{self.base}/api/v1/health", timeout=1, verify=verify)
                 if r.status_code == 200:
+                    if not self.token:
+                        r = httpx.post(f"{self.base}/api/v1/auth/token", json=self.operator,
+                                       verify=verify)  # fmt: skip
+                        r.raise_for_status()
+                        self.token = r.json()["token"]
                     return
             if time.monotonic() > deadline:
                 pytest.fail("orchestrator did not answer within 30 s")
             time.sleep(0.1)
+
+    @property
+    def operator(self) -> dict[str, str]:
+        """The first operator's name and password (JSON the orchestrator wrote)."""
+        got: dict[str, str] = json.loads(self.operator_file.read_text())
+        return got
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """How a client here checks the orchestrator's certificate (its CA, if any)."""
+        return ssl.create_default_context(cafile=self.ca) if self.ca else True
+
+    def agent_token(self, node: str) -> str:
+        """Node `node`'s agent token (asked of the operator API once)."""
+        if node not in self._agents:
+            r = httpx.post(f"{self.base}/api/v1/accounts/agents", json={"node": node},
+                           headers=self.headers, verify=self.verify)  # fmt: skip
+            r.raise_for_status()
+            self._agents[node] = r.json()["token"]
+        return self._agents[node]
+
+    def sign_in_browser(self, context: Any) -> None:
+        """Give a Playwright browser context the operator's web session (its cookies)."""
+        r = context.request.post(f"{self.base}/api/v1/auth/session", data=self.operator)
+        assert r.ok, r.text()
 
     def kill(self) -> None:
         """SIGKILL, as in the fault cases of the issue (only this process, by its pid)."""
@@ -85,3 +131,14 @@ class Orchestrator:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def orch(tmp_path: Path) -> Iterator[Orchestrator]:
+    """A started orchestrator process (import this fixture into a test module)."""
+    o = Orchestrator(tmp_path)
+    try:
+        o.start()
+        yield o
+    finally:
+        o.stop()

@@ -376,19 +376,29 @@ class FakeOrchestrator:
 class ControllerProcess:
     """`netfate controller` as a child process (its own process, as in production)."""
 
-    def __init__(self, orchestrator: str, port: int, netns: str | None, log: Path) -> None:
+    def __init__(
+        self, orchestrator: str, port: int, netns: str | None, log: Path, token: str | None = None
+    ) -> None:
+        """`token`: the controller's credential, handed over in its environment."""
+        import os
         import sys
 
         self.log = log
         code = (
-            "import sys; from netfate.orchestrator.sdn.process import run; "
-            "run(sys.argv[1], sys.argv[2], sys.argv[3] or None)"
+            "import os, sys; from netfate.orchestrator.sdn.process import run; "
+            "run(sys.argv[1], sys.argv[2], sys.argv[3] or None, "
+            "token=os.environ.get('NETFATE_TOKEN'))"
         )
+        env = dict(os.environ)
+        env.pop("NETFATE_TOKEN", None)
+        if token:
+            env["NETFATE_TOKEN"] = token
         self.fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, orchestrator, f"127.0.0.1:{port}", netns or ""],
             stdout=self.fh,
             stderr=subprocess.STDOUT,
+            env=env,
         )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

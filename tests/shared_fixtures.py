@@ -4,6 +4,9 @@ plugin, so a service's tests under tests/services/NAME/ get them too).
 - fault_dir: fault injection (netfate.faults) armed in this process.
 - pg_admin, db_url: PostgreSQL for the tests that run cases on it (test_api_postgres.py,
   test_concurrency_postgres.py): one server per module, one database per test.
+- orch: an orchestrator process (tests/orchproc.py), signed in as its first operator.
+- scenario: every registered service's app filled with the full scenario
+  (tests/full_scenario.py), its test client signed in per route.
 """
 
 from collections.abc import Iterator
@@ -12,7 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from full_scenario import scenario  # noqa: F401  (a fixture: every service, filled)
 from netfate import faults
+from orchproc import orch  # noqa: F401  (a fixture: an orchestrator process)
 from pgserver import database_from, migrated_template
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from netfate.apiclient import SignedIn
 from netfate.demo.sdn import until
 from netfate.model.topology import Topology
 from netfate.orchestrator.nfv import coordinator as nfv
@@ -77,8 +78,17 @@ def serve(app: Any) -> Iterator[str]:
         t.join(30)
 
 
+SIGNED_IN: dict[str, SignedIn] = {}
+"""Each orchestrator's credentials by its base URL (`sign_in`)."""
+
+
+def sign_in(base: str, credentials: SignedIn) -> None:
+    """Every client of `base` from now on sends these credentials."""
+    SIGNED_IN[base] = credentials
+
+
 def client(base: str) -> httpx.Client:
-    return httpx.Client(base_url=base + "/api/v1", timeout=120.0)
+    return httpx.Client(base_url=base + "/api/v1", timeout=120.0, auth=SIGNED_IN.get(base))
 
 
 def prepare(base: str) -> None:

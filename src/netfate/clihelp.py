@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,3 +48,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a name other than localhost may resolve anywhere
+
+
+def read_token(token_file: Path | None) -> str | None:
+    """The credential a process calls the orchestrator with: the content of
+    `token_file` (a 0600 file: a token never goes on an argument list, which every
+    user can read), else the NETFATE_TOKEN environment variable, else None."""
+    if token_file is not None:
+        try:
+            text = token_file.read_text().strip()
+        except OSError as e:
+            hint = "--token-file"
+            raise typer.BadParameter(f"cannot read {token_file}: {e}", param_hint=hint) from None
+        if not text:
+            raise typer.BadParameter(f"{token_file} is empty", param_hint="--token-file")
+        return text
+    return os.environ.get("NETFATE_TOKEN", "").strip() or None

@@ -14,6 +14,7 @@ import pytest
 
 import storm
 from concurrency_cases import *  # noqa: F403  (the shared cases)
+from netfate.apiclient import SignedIn
 from netfate.store import Database
 from orchproc import Orchestrator
 from pgserver import pg_server
@@ -25,6 +26,7 @@ ORCHESTRATOR_ARGS = ("--heartbeat-timeout", "1000000", "--log-level", "warning")
 def orchestrator(db_url: str, tmp_path: Path) -> Iterator[str]:
     o = Orchestrator(tmp_path, topology=None, database_url=db_url, args=ORCHESTRATOR_ARGS)
     o.start()
+    storm.sign_in(o.base, SignedIn(o.token, o.agent_token))
     try:
         yield o.base
     finally:
@@ -36,6 +38,7 @@ def test_postgres_killed_during_a_storm(tmp_path: Path) -> None:
         db = Database(pg.url)
         orch = Orchestrator(tmp_path, topology=None, database_url=pg.url, args=ORCHESTRATOR_ARGS)
         orch.start()
+        storm.sign_in(orch.base, SignedIn(orch.token, orch.agent_token))
         log = storm.Log()
         agents = storm.Agents(orch.base, log)
         halt = threading.Event()

@@ -2,8 +2,9 @@
 
 The orchestrator runs on 127.0.0.1 with a temporary SQLite database and
 examples/demo.yaml; the test plays the node agents over the same HTTP API real
-agents use (register, report), so the page sees exactly what it would see in the
-testbed. Every wait is for a selector or a condition in the page, never a sleep.
+agents use (register, report, each with its node's token), so the page sees
+exactly what it would see in the testbed. The browser has the operator's web
+session. Every wait is for a selector or a condition in the page, never a sleep.
 
 Screenshots land in the test's tmp dir (pytest prints its path on failure).
 """
@@ -39,16 +40,6 @@ if not Path(CHROMIUM).exists():
 
 
 @pytest.fixture
-def orch(tmp_path: Path) -> Iterator[Orchestrator]:
-    o = Orchestrator(tmp_path)
-    try:
-        o.start()
-        yield o
-    finally:
-        o.stop()
-
-
-@pytest.fixture
 def orchestrator(orch: Orchestrator) -> str:
     return orch.base
 
@@ -60,8 +51,9 @@ class FakeAgents:
     after 3 s of silence, so this reports every 0.5 s from a thread until stopped.
     """
 
-    def __init__(self, base: str) -> None:
-        self.api = f"{base}/api/v1"
+    def __init__(self, orch: Orchestrator) -> None:
+        self.orch = orch
+        self.api = f"{orch.base}/api/v1"
         self.http = httpx.Client(timeout=5)
         self.lock = threading.Lock()
         self.reports: dict[str, dict[str, Any]] = {}
@@ -71,7 +63,8 @@ class FakeAgents:
 
     def register(self, *nodes: str) -> None:
         for n in nodes:
-            r = self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"})
+            r = self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"},
+                               headers=self._auth(n))  # fmt: skip
             r.raise_for_status()
             with self.lock:
                 self.reports.setdefault(n, {"instances": [], "migrations": []})
@@ -84,6 +77,9 @@ class FakeAgents:
             self.reports[node] = {"instances": [], "migrations": [], **report}
         self._report(node)
 
+    def _auth(self, node: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.orch.agent_token(node)}"}
+
     def silence(self, node: str) -> None:
         with self.lock:
             self.reports.pop(node, None)
@@ -93,7 +89,7 @@ class FakeAgents:
             body = self.reports.get(node)
         if body is None:
             return
-        r = self.http.post(f"{self.api}/agents/{node}/report", json=body)
+        r = self.http.post(f"{self.api}/agents/{node}/report", json=body, headers=self._auth(node))
         if r.status_code != 200:
             self.errors.append(f"{node}: {r.status_code} {r.text}")
 
@@ -113,8 +109,8 @@ class FakeAgents:
 
 
 @pytest.fixture
-def agents(orchestrator: str) -> Iterator[FakeAgents]:
-    a = FakeAgents(orchestrator)
+def agents(orch: Orchestrator) -> Iterator[FakeAgents]:
+    a = FakeAgents(orch)
     yield a
     a.close()
     assert not a.errors, a.errors
@@ -132,9 +128,10 @@ def browser() -> Iterator[Any]:
 class Page:
     """A page plus what it did: console errors, page errors, requests, dialogs."""
 
-    def __init__(self, browser: Any, base: str) -> None:
-        self.base = base
+    def __init__(self, browser: Any, orch: Orchestrator) -> None:
+        self.base = orch.base
         self.ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+        orch.sign_in_browser(self.ctx)  # the operator's session cookie
         self.page = self.ctx.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.errors: list[str] = []
@@ -179,8 +176,8 @@ class Page:
 
 
 @pytest.fixture
-def page(browser: Any, orchestrator: str) -> Iterator[Page]:
-    p = Page(browser, orchestrator)
+def page(browser: Any, orch: Orchestrator) -> Iterator[Page]:
+    p = Page(browser, orch)
     yield p
     p.close()
 
@@ -203,9 +200,9 @@ def _chip_inside_node(page: Any, iid: str, node: str) -> None:
 
 
 def test_topology_instances_and_live_events(
-    page: Page, agents: FakeAgents, orchestrator: str, tmp_path: Path
+    page: Page, agents: FakeAgents, orch: Orchestrator, tmp_path: Path
 ) -> None:
-    api = f"{orchestrator}/api/v1"
+    api = f"{orch.base}/api/v1"
     pg = page.open()
 
     # The demo topology is drawn: three nodes, two links, two hosts on their CPEs.
@@ -229,7 +226,8 @@ def test_topology_instances_and_live_events(
     page.wait(".node-card[data-node='cpe1'][data-status='up']")
 
     # An instance for laptop1 is placed on cpe1 (nearest), then runs there.
-    r = httpx.post(f"{api}/instances", json={"descriptor": "counter", "serves": "laptop1"})
+    r = httpx.post(f"{api}/instances", json={"descriptor": "counter", "serves": "laptop1"},
+                   headers=orch.headers)  # fmt: skip
     assert r.status_code == 201, r.text
     inst = r.json()
     iid, name = inst["id"], inst["name"]
@@ -248,7 +246,7 @@ def test_topology_instances_and_live_events(
     page.shot(tmp_path / "2-running.png")
 
     # Migrate to pe1: drawn as migrating with an arrow, then on pe1.
-    r = httpx.post(f"{api}/instances/{iid}/migrate", json={"node": "pe1"})
+    r = httpx.post(f"{api}/instances/{iid}/migrate", json={"node": "pe1"}, headers=orch.headers)
     assert r.status_code == 202, r.text
     mid = r.json()["id"]
     page.wait(f"g.inst[data-instance-id='{iid}'][data-node='cpe1'][data-state='migrating']")
@@ -295,7 +293,7 @@ def test_topology_instances_and_live_events(
     page.wait("#feed li[data-kind='NodeUnreachable'][data-node='cpe2']")
 
     # Destroy: the chip leaves the drawing.
-    assert httpx.delete(f"{api}/instances/{iid}").status_code == 202
+    assert httpx.delete(f"{api}/instances/{iid}", headers=orch.headers).status_code == 202
     page.wait(f"g.inst[data-instance-id='{iid}'][data-state='stopping']")
     agents.set("pe1", instances=[])
     pg.wait_for_selector(f"g.inst[data-instance-id='{iid}']", state="detached")
@@ -352,9 +350,9 @@ def test_panels_and_events_of_kinds_the_page_does_not_know(
 
 
 def test_markup_from_the_api_renders_as_text(
-    page: Page, agents: FakeAgents, orchestrator: str, tmp_path: Path
+    page: Page, agents: FakeAgents, orch: Orchestrator, tmp_path: Path
 ) -> None:
-    api = f"{orchestrator}/api/v1"
+    api = f"{orch.base}/api/v1"
     # User-supplied text in a descriptor, an instance config, and an agent's failure detail.
     r = httpx.post(
         f"{api}/descriptors",
@@ -366,6 +364,7 @@ def test_markup_from_the_api_renders_as_text(
             "description": PAYLOAD,
             "config": {"x": PAYLOAD},
         },
+        headers=orch.headers,
     )
     assert r.status_code == 201, r.text
     pg = page.open()
@@ -373,6 +372,7 @@ def test_markup_from_the_api_renders_as_text(
     r = httpx.post(
         f"{api}/instances",
         json={"descriptor": "evil", "serves": "laptop1", "config": {"note": PAYLOAD}},
+        headers=orch.headers,
     )
     assert r.status_code == 201, r.text
     iid = r.json()["id"]
@@ -399,7 +399,7 @@ def test_page_survives_an_orchestrator_without_topology(browser: Any, tmp_path: 
     o = Orchestrator(tmp_path, topology=None)
     try:
         o.start()
-        p = Page(browser, o.base)
+        p = Page(browser, o)
         try:
             pg = p.open()
             p.wait("#topo-empty:not([hidden])")
@@ -422,7 +422,7 @@ def test_page_reconnects_after_the_orchestrator_is_killed(
     orch.start()
     page.wait("#conn[data-state='live']")
     # Events recorded after the restart arrive live, in the same page.
-    agents = FakeAgents(orch.base)
+    agents = FakeAgents(orch)
     try:
         agents.register("cpe2")
         page.wait("#feed li[data-kind='NodeRegistered'][data-node='cpe2']")

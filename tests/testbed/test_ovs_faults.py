@@ -49,7 +49,7 @@ def tb() -> Iterator[Testbed]:
 @pytest.fixture
 def api(tb: Testbed) -> platform.Api:
     assert tb.api_url
-    return platform.Api(tb.api_url)
+    return platform.Api(tb.api_url, tb.api_token)
 
 
 def flows(tb: Testbed, node: str, cookie: int) -> set[str]:

@@ -38,7 +38,7 @@ def tb() -> Iterator[Testbed]:
 @pytest.fixture
 def api(tb: Testbed) -> platform.Api:
     assert tb.api_url
-    return platform.Api(tb.api_url)
+    return platform.Api(tb.api_url, tb.api_token)
 
 
 def test_demo_steps(tb: Testbed) -> None:

@@ -60,6 +60,7 @@ def test_prometheus_scrapes_every_component_and_the_engine_reads_a_cpu_series(
         r = httpx.post(
             f"{tb.api_url}/api/v1/instances",
             json={"descriptor": "counter", "name": "c1", "node": "cpe1"},
+            headers={"authorization": f"Bearer {tb.api_token}"},  # the run's operator
             timeout=30,
         )
         assert r.status_code == 201, r.text

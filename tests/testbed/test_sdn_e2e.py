@@ -65,7 +65,8 @@ class E2E:
         return r.stdout + r.stderr
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
-        r = httpx.request(method, f"{self.url}/api/v1{path}", timeout=10, **kw)
+        headers = {"authorization": f"Bearer {self.tb.api_token}"}
+        r = httpx.request(method, f"{self.url}/api/v1{path}", timeout=10, headers=headers, **kw)
         r.raise_for_status()
         return r.json()
 
@@ -93,7 +94,11 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     )
     ctl = None
     try:
-        ctl = ControllerProcess(tb.state.api_url, PORT, tb.names.sw, tmp / "ctl.log")
+        issued = httpx.post(f"{tb.state.api_url}/api/v1/accounts/controllers", json={},
+                            headers={"authorization": f"Bearer {tb.api_token}"})  # fmt: skip
+        issued.raise_for_status()
+        ctl = ControllerProcess(tb.state.api_url, PORT, tb.names.sw, tmp / "ctl.log",
+                                token=issued.json()["token"])  # fmt: skip
         yield E2E(tb, ctl, topo)
     finally:
         if ctl is not None:

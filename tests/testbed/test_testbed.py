@@ -441,12 +441,26 @@ def test_up_with_orchestrator_and_agents() -> None:
     import httpx
 
     with Testbed.up(Topology.from_yaml(TWO_CPE), prefix=prefix, control=True) as tb:
-        assert tb.api_url is not None
-        nodes = httpx.get(f"{tb.api_url}/api/v1/nodes", timeout=10).json()
+        assert tb.api_url is not None and tb.api_token
+        assert httpx.get(f"{tb.api_url}/api/v1/nodes", timeout=10).status_code == 401
+        nodes = httpx.get(f"{tb.api_url}/api/v1/nodes", timeout=10,
+                          headers={"authorization": f"Bearer {tb.api_token}"}).json()  # fmt: skip
         assert {n["name"]: n["status"] for n in nodes} == {"cpe1": "up", "cpe2": "up", "pe1": "up"}
         roles = sorted(r.role for r in tb.state.process_refs())
         assert "orchestrator" in roles and "agent:pe1" in roles
         assert "prometheus" in roles  # the run's own, stopped by PID below
+        # Each agent has its own credential, in a file only root reads; no token nor
+        # password is on any process's argument list.
+        files = sorted(tb.state.secrets.iterdir())
+        assert {f.name for f in files} >= {"operator.json", "operator.token",
+                                          "agent-cpe1.token", "agent-pe1.token"}  # fmt: skip
+        assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+        assert tb.state.secrets.stat().st_mode & 0o777 == 0o700
+        secrets_ = {f.read_text().strip() for f in files if f.suffix == ".token"}
+        secrets_ |= {tb.operator()[1]}  # type: ignore[index]
+        for r in tb.state.process_refs():
+            argv = Path(f"/proc/{r.pid}/cmdline").read_bytes().decode(errors="replace")
+            assert not [s for s in secrets_ if s in argv], r.role
         refs = tb.state.process_refs()
         ping(tb, "laptop1", "192.168.2.20", count=2)
     assert not any(proc.alive(r) for r in refs)

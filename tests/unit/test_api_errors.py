@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import authn
 from netfate import services
 from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
@@ -54,7 +55,7 @@ def test_every_error_answer_is_documented_as_the_error_body() -> None:
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv(ENV_LISTEN, "127.0.0.1:0")  # the firewall's RADIUS server: not 1812
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db"), services=SERVICES)
-    with TestClient(app) as c:
+    with authn.client(app) as c:  # signed in per route
         yield c
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+import authn
 from apiserver import serve
 from netfate import services
 from netfate.orchestrator.app import Settings, create_app
@@ -40,9 +41,10 @@ class Api:
     def __init__(self, app: Any, base: str) -> None:
         self.app = app
         self.base = base + "/api/v1"
+        self.auth = authn.AsAllowed(app)  # signed in per route
 
     def client(self, **kw: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base, timeout=60, **kw)
+        return httpx.AsyncClient(base_url=self.base, timeout=60, auth=self.auth, **kw)
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
         cm = serve(app)
         base = cm.__enter__()
         stack.append(cm)
-        with httpx.Client(base_url=base + "/api/v1") as c:
+        with httpx.Client(base_url=base + "/api/v1", auth=authn.AsAllowed(app)) as c:
             assert c.put("/topology", json=TOPO).status_code == 200
             for node in ("cpe1", "pe1"):
                 r = c.post(f"/agents/{node}/register", json={"endpoint": "127.0.0.1:1"})

@@ -41,6 +41,6 @@ def test_summary_takes_medians_and_their_ratio() -> None:
 
 
 def test_the_baseline_source_comes_from_git(tmp_path: Path) -> None:
-    src = contention.extract(contention.BASELINE, tmp_path)
+    src = contention._common.extract(contention.BASELINE, tmp_path)
     assert (src / "netfate" / "store" / "db.py").is_file()
     assert "serialize" not in (src / "netfate" / "store" / "db.py").read_text()

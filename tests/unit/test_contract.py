@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 import fakesvc
 from netfate import benchcli, cli, services
 from netfate.contract import ContractError, Role, Service
@@ -56,7 +57,7 @@ def test_one_registration_line_brings_everything_the_service_declares(
 ) -> None:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
     assert with_fake[-1] is fakesvc.SERVICE
-    with TestClient(_app(tmp_path, with_fake)) as c:
+    with authn.client(_app(tmp_path, with_fake)) as c:
         # its route, with its roles in the OpenAPI document
         assert c.get("/api/v1/fake/ticks").status_code == 200
         op = c.get("/api/v1/openapi.json").json()["paths"]["/api/v1/fake/ticks"]["get"]
@@ -96,7 +97,7 @@ def test_one_registration_line_brings_everything_the_service_declares(
 
 
 def test_without_the_line_nothing_of_it_is_there(tmp_path: Path) -> None:
-    with TestClient(_app(tmp_path, registered())) as c:
+    with authn.client(_app(tmp_path, registered())) as c:
         assert c.get("/api/v1/fake/ticks").status_code == 404
         assert "fake" not in {s["name"] for s in c.get("/api/v1/services").json()}
         assert "/static/fake/" not in c.get("/").text
@@ -148,7 +149,7 @@ def test_every_route_of_the_registered_app_names_its_roles(tmp_path: Path) -> No
 @pytest.fixture
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
-    with TestClient(_app(tmp_path, registered())) as c:
+    with authn.client(_app(tmp_path, registered())) as c:
         yield c
 
 

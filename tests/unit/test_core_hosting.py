@@ -16,6 +16,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.app import Settings, create_app
 
 TOPO: dict[str, Any] = {
@@ -34,7 +35,7 @@ FN = {"name": "fwd", "function": "counter", "cpu": 0.6, "memory_mb": 32}
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600))
-    with TestClient(app) as c:
+    with authn.client(app) as c:  # signed in per route
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in TOPO["nodes"]:
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})

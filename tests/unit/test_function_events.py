@@ -18,6 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 import fakesvc
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv.fnevents import fresh
@@ -79,7 +80,7 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
         "hosts": {},
         "links": [],
     }
-    with TestClient(app) as c:
+    with authn.client(app) as c:  # signed in per route
         assert c.put("/api/v1/topology", json=topo).status_code == 200
         r = c.post("/api/v1/agents/pe1/register", json={"endpoint": "127.0.0.1:1"})
         assert r.status_code == 200, r.text

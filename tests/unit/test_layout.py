@@ -31,8 +31,8 @@ CROSSING: dict[str, str] = {
     "RADIUS listener moved off 1812",
     "unit/test_api_limits.py": "the app's bounds with every service loaded; the firewall's "
     "RADIUS listener moved off 1812, its sign-in counter",
-    "unit/test_reads_never_write.py": "every GET of every registered service; a share "
-    "activated by the sharing loop alone",
+    "unit/test_identity.py": "earlier accounts' PBKDF2 hashes (the firewall's format) "
+    "upgraded to argon2id at sign-in",
     "fuzz/test_radius_atheris.py": "the RADIUS wire format's harness; its target 6 drives "
     "the firewall's embedded server core",
     "fuzz/test_ipv4_fuzz.py": "the IPv4 and overlay parsers; the Virtual Presence's "

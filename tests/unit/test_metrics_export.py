@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import authn
 from netfate.agent import metrics as agent_metrics
 from netfate.metrics import exposition
 from netfate.orchestrator.app import Settings, create_app
@@ -36,7 +37,7 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600))
-    with TestClient(app) as c:
+    with authn.client(app) as c:  # signed in per route (the operator's for /metrics)
         yield c
 
 
@@ -75,6 +76,7 @@ def test_the_orchestrator_counts_requests_by_route_and_instances_by_state(
     # Declared for the operator, like every route (api/roles.py).
     op = api.get("/api/v1/openapi.json").json()["paths"]["/metrics"]["get"]
     assert op["x-roles"] == ["operator"]
+    assert api.get("/metrics", auth=None).status_code == 401
 
 
 def figures(**res: Any) -> Any:

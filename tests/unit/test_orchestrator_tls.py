@@ -54,6 +54,9 @@ def orch(
         o.stop()
 
 
+TOKEN = "NETFATE_TOKEN"
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "netfate", *args],
@@ -68,7 +71,9 @@ def test_https_with_the_ca_and_nothing_without_it(
     orch: Orchestrator, pki: tuple[TlsFiles, TlsFiles]
 ) -> None:
     ours, other = pki
-    r = httpx.get(f"{orch.base}/api/v1/nodes", verify=client_tls(str(ours.ca)))
+    r = httpx.get(
+        f"{orch.base}/api/v1/nodes", verify=client_tls(str(ours.ca)), headers=orch.headers
+    )
     assert r.status_code == 200 and r.json()
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"{orch.base}/api/v1/nodes", verify=client_tls(str(other.ca)))
@@ -80,7 +85,7 @@ def test_https_with_the_ca_and_nothing_without_it(
 
 
 def test_the_cli_trusts_netfate_ca(orch: Orchestrator, pki: tuple[TlsFiles, TlsFiles]) -> None:
-    ok = _cli("vnf", "list", "--api", orch.base, env={CA_ENV: str(pki[0].ca)})
+    ok = _cli("vnf", "list", "--api", orch.base, env={CA_ENV: str(pki[0].ca), TOKEN: orch.token})
     assert ok.returncode == 0, ok.stderr
     refused = _cli("vnf", "list", "--api", orch.base, env={CA_ENV: str(pki[1].ca)})
     assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
@@ -127,7 +132,8 @@ def _agent(orch: Orchestrator, tmp: Path, node: str, *extra: str) -> subprocess.
     argv = [sys.executable, "-m", "netfate", "agent", "--node", node, "--orchestrator", orch.base]
     argv += ["--state-dir", str(tmp / node), "--no-zygote", "--prefix", "nftls", *extra]
     log = (tmp / f"{node}.log").open("w")
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, TOKEN: orch.agent_token(node)}  # the node's own credential
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _stop(p: subprocess.Popen[str]) -> None:
@@ -143,7 +149,9 @@ def test_an_agent_registers_over_tls_with_its_ca_and_advertised_address(
     orch: Orchestrator, pki: tuple[TlsFiles, TlsFiles], tmp_path: Path
 ) -> None:
     ours, other = pki
-    api = httpx.Client(base_url=f"{orch.base}/api/v1", verify=client_tls(str(ours.ca)))
+    api = httpx.Client(
+        base_url=f"{orch.base}/api/v1", verify=client_tls(str(ours.ca)), headers=orch.headers
+    )
 
     def endpoint(node: str) -> str | None:
         found = [n.get("endpoint") for n in api.get("/nodes").json() if n["name"] == node]

@@ -13,6 +13,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.sdn.api import router as sdn_router
 from netfate.orchestrator.sdn.intents import ViewAndIntents, cookie_for
@@ -62,7 +63,7 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def api(db_url: str) -> Iterator[TestClient]:
-    with TestClient(_app(db_url)) as c:
+    with authn.client(_app(db_url)) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for i, n in enumerate(("cpe1", "cpe2", "pe1")):
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{9000 + i}"})
@@ -282,7 +283,7 @@ def test_flow_snapshot_round_trip(api: TestClient) -> None:
 
 def test_intents_survive_an_orchestrator_restart(db_url: str, api: TestClient) -> None:
     assert api.post("/api/v1/intents", json=conn()).status_code == 201
-    with TestClient(_app(db_url)) as c2:
+    with authn.client(_app(db_url)) as c2:
         assert [i["intent"]["id"] for i in c2.get("/api/v1/intents").json()] == ["c1"]
         assert [i["id"] for i in c2.get("/api/v1/sdn/view").json()["intents"]] == ["c1"]
 

@@ -22,6 +22,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 import netfate.web as web
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
@@ -219,7 +220,7 @@ def test_register_panel_refuses_other_origins(url: str) -> None:
 
 def test_mounted_on_the_orchestrator_next_to_the_api(tmp_path: Path) -> None:
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db"))
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         page = c.get("/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")

@@ -58,13 +58,16 @@ class AgentConfig:
     """Serve /metrics on this loopback port (0: any free one); None: no metrics."""
     verify: ssl.SSLContext | bool = True
     """How the orchestrator's certificate is checked (clihelp.client_tls)."""
+    token: str | None = None
+    """This node's agent token (it acts for this node only); None: unauthenticated,
+    which an orchestrator refuses (401)."""
 
 
 class Agent:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.ctx = cfg.ctx
-        self.orchestrator = OrchestratorLink(cfg.orchestrator, cfg.ctx.node, cfg.verify)
+        self.orchestrator = OrchestratorLink(cfg.orchestrator, cfg.ctx.node, cfg.verify, cfg.token)
         self.changed = asyncio.Event()  # something here changed: report at once
         self.sup = Supervisor(cfg.ctx, self.changed)
         # Each instance's migration phase here, on disk (see migration.py's tables).
@@ -127,6 +130,9 @@ class Agent:
                     await self._report()
                     return
                 log.error("registration refused: %s %s", r.status_code, r.text[:300])
+                if r.status_code in (401, 403):
+                    log.error("this agent needs node %s's own token (--token-file or "
+                              "NETFATE_TOKEN)", self.ctx.node)  # fmt: skip
             except (httpx.HTTPError, OSError) as e:
                 log.warning("orchestrator not reachable yet: %s", e)
             await asyncio.sleep(delay)

@@ -54,11 +54,18 @@ def agent(
     no_zygote: Annotated[
         bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
     ] = False,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding this node's agent token (from the operator: `netfate accounts "
+            "agent-token NODE`); or set NETFATE_TOKEN"
+        ),
+    ] = None,
 ) -> None:
     """Converge NODE to the desired state the orchestrator holds, and report."""
     from netfate.agent.agent import Agent, AgentConfig
     from netfate.agent.instances import NodeContext, Zygote
-    from netfate.clihelp import client_tls, parse_hostport
+    from netfate.clihelp import client_tls, parse_hostport, read_token
     from netfate.host.ovs import Vsctl
 
     # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
@@ -75,6 +82,7 @@ def agent(
         )
     verify = client_tls(ca)
     metrics_at = _metrics_address(metrics) if metrics is not None else None
+    token = read_token(token_file)
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
     )
@@ -106,6 +114,7 @@ def agent(
         metrics_host=metrics_at[0] if metrics_at else "127.0.0.1",
         metrics_port=metrics_at[1] if metrics_at else None,
         verify=verify,
+        token=token,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Agent(cfg).run())

@@ -21,10 +21,17 @@ import httpx
 
 
 class OrchestratorLink:
-    def __init__(self, url: str, node: str, verify: ssl.SSLContext | bool = True) -> None:
-        """`verify`: how the orchestrator's certificate is checked (clihelp.client_tls)."""
+    def __init__(
+        self, url: str, node: str, verify: ssl.SSLContext | bool = True, token: str | None = None
+    ) -> None:
+        """`verify`: how the orchestrator's certificate is checked (clihelp.client_tls);
+        `token`: the node's own agent token (it may read and report for this node only)."""
         self.base = f"{url.rstrip('/')}/api/v1/agents/{node}"
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0), verify=verify)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=3.0),
+            verify=verify,
+            headers={"authorization": f"Bearer {token}"} if token else None,
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()

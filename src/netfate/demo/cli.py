@@ -125,6 +125,8 @@ def _run(scenario: str, mod: ModuleType, check: bool, port: int) -> int:
         f"up in {time.monotonic() - t0:.1f} s (prefix {tb.prefix}, delay emulation: "
         f"{tb.emulator}); dashboard {tb.api_url}/"
     )
+    if (op := tb.operator()) is not None:
+        say(f"operator: {op[0]}, password {op[1]}")
     code = 0
     try:
         if check:

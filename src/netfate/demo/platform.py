@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from netfate.apiclient import find_token
 from netfate.clihelp import client_tls
 from netfate.demo.probe import CounterProbe, ProbeError
 from netfate.host import netns
@@ -31,15 +32,40 @@ class DemoFailed(Exception):
 
 
 class Api:
-    def __init__(self, base: str) -> None:
-        self.base = base.rstrip("/") + "/api/v1"
-        self.http = httpx.Client(timeout=30.0, verify=client_tls())  # NETFATE_CA for https
+    """The orchestrator's API, signed in: as `token`, or (None) as whoever the CLI
+    would be (NETFATE_TOKEN, `netfate login`, the testbed run's operator)."""
+
+    def __init__(self, base: str, token: str | None = None) -> None:
+        self.root = base.rstrip("/")
+        self.base = self.root + "/api/v1"
+        token = token or find_token(self.root)
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        # NETFATE_CA for https
+        self.http = httpx.Client(timeout=30.0, headers=headers, verify=client_tls())
+        self._users: dict[str, Api] = {}
 
     def __call__(self, method: str, path: str, body: Any = None) -> Any:
         r = self.http.request(method, self.base + path, json=body)
         if r.status_code >= 400:
             raise DemoFailed(f"{method} {path} -> {r.status_code}: {r.text[:500]}")
         return r.json()
+
+    def as_user(self, name: str, role: str = "user") -> Api:
+        """The API signed in as the end user (or, with `role`, the provider) `name` (an
+        operator's Api makes the account, or gives it a new password, and signs in
+        with it; kept per name)."""
+        if name not in self._users:
+            r = self.http.post(self.base + "/accounts", json={"name": name, "role": role})
+            if r.status_code == 409:  # made earlier: a new password, to sign in with
+                r = self.http.post(self.base + f"/accounts/{name}/password", json={})
+            if r.status_code >= 400:
+                raise DemoFailed(f"account {name}: {r.status_code}: {r.text[:300]}")
+            signed = httpx.post(self.base + "/auth/token", timeout=30.0, verify=client_tls(),
+                                json={"name": name, "password": r.json()["password"]})  # fmt: skip
+            if signed.status_code != 200:
+                raise DemoFailed(f"{name} cannot sign in: {signed.status_code}: {signed.text}")
+            self._users[name] = Api(self.root, signed.json()["token"])
+        return self._users[name]
 
     def wait_state(self, iid: str, want: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -70,7 +96,7 @@ class Api:
 def check(tb: Testbed, say: Say) -> None:
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")
-    api = Api(tb.api_url)
+    api = Api(tb.api_url, tb.api_token)
     laptop = tb.netns_of("laptop1")
 
     inst = api("POST", "/instances", {"descriptor": "counter", "serves": "laptop1"})
@@ -120,7 +146,7 @@ def show(tb: Testbed, say: Say) -> None:
     """Leave one instance running for the person looking at the dashboard."""
     if tb.api_url is None:
         return
-    api = Api(tb.api_url)
+    api = Api(tb.api_url, tb.api_token)
     inst = api("POST", "/instances", {"descriptor": "counter", "serves": "laptop1"})
     api.wait_state(inst["id"], "running")
     say(f"instance {inst['id']} runs on {inst['node']} for laptop1 at {inst['ip']}")

@@ -53,7 +53,7 @@ def rx_packets(ns: str) -> int:
 def check(tb: Testbed, say: Say) -> None:
     if tb.api_url is None or not tb.state.sdn:
         raise DemoFailed("this scenario needs a testbed with its SDN controller")
-    api = Api(tb.api_url)
+    api = Api(tb.api_url, tb.api_token)
     laptop2 = str(tb.topology.hosts["laptop2"].ip)
 
     intents = api("GET", "/intents")

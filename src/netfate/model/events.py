@@ -112,3 +112,28 @@ class InstanceReconfigured(Event):
     """Node it runs on."""
     keys: list[str]
     """Configuration keys that changed."""
+
+
+@dataclass(frozen=True)
+class RequestServed(Event):
+    """A state-changing API request a person or a provider made, whose changes were
+    committed (the audit log; the event's actor is who made it). Written in the
+    request's own transaction, with its changes."""
+
+    method: str
+    """POST, PUT, PATCH or DELETE."""
+    path: str
+    """The URL path asked for."""
+    status: int | None = None
+    """The answer's status (below 400) when the line was written after the answer was
+    made (a request that committed nothing through its own session); None when
+    written with the request's changes, before there was an answer."""
+
+
+@dataclass(frozen=True)
+class SignedIn(Event):
+    account: str
+    """The account that signed in (a failed sign-in is not an event: it would show
+    the names people try)."""
+    via: str
+    """api (a token for the API) or session (the web's cookie)."""

@@ -53,6 +53,14 @@ class WindowCounter:
         self._expire(q, now)
         q.append(now)
 
+    def retry_after(self, key: str, now: float) -> float:
+        """Seconds until `key` may have an event again (0 when it may now)."""
+        q = self._find(key, now)
+        if q is None:
+            return 0.0
+        self._expire(q, now)
+        return max(0.0, q[0] + self.window - now) if len(q) >= self.limit else 0.0
+
     def take(self, key: str, now: float) -> bool:
         """Count an attempt unless `key` is limited; True if it is (nothing counted)."""
         if self.limited(key, now):

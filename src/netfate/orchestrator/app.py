@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
 from netfate.contract import ContractError, Service
+from netfate.host.private import write_private
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
 from netfate.orchestrator import metrics, timeseries
@@ -30,6 +35,8 @@ from netfate.orchestrator.api import roles
 from netfate.orchestrator.api.deps import SessionDep
 from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
+from netfate.orchestrator.identity import accounts, guard
+from netfate.orchestrator.identity.routes import router as identity_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv import fnevents, history
@@ -70,19 +77,34 @@ class Settings:
     prometheus_url: str | None = None
     """The Prometheus server that scrapes the platform (http://HOST:PORT): the placement
     engine reads its time series; None: the engine uses the agents' last samples."""
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    """Host header values the API answers (others get 400): a web page from a name
+    that resolves here (DNS rebinding) is not served. ("*": any.)"""
+    operator_file: Path | None = None
+    """On a database with no operator, the one made at start is written here (mode
+    0600, JSON: name, password) instead of printed once on standard output."""
 
 
 def create_app(
-    settings: Settings, db: Database | None = None, *, services: Sequence[Service] = ()
+    settings: Settings,
+    db: Database | None = None,
+    *,
+    services: Sequence[Service] = (),
+    enforce: bool = True,
 ) -> FastAPI:
     """The orchestrator's app: the core's API and dashboard, and each of `services`
     (its router, roles, tables, descriptors, servers, loops and web files).
+
+    Every route's declared roles are enforced (orchestrator/identity/guard.py).
+    `enforce=False` builds the app without: every request is an operator's. It
+    exists for tests and the API benchmark's baseline, and no command sets it.
 
     Raises ContractError if a service breaks its contract (a route without roles,
     a name taken twice)."""
     services = tuple(services)
     _check_names(services)
     db = db or Database(settings.database_url)
+    identity = guard.Identity(db, enforce=enforce, allowed_hosts=settings.allowed_hosts)
     notifier = Notifier()
     loops = LoopRunner(db, notifier, [(svc.name, lp) for svc in services for lp in svc.loops])
 
@@ -121,9 +143,12 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # One place for who may use what: every route, whoever declared it.
+        dependencies=[Depends(guard.enforce if enforce else guard.unchecked)],
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.db = db
+    app.state.identity = identity
     app.state.notifier = notifier
     app.state.settings = settings
     app.state.services = services
@@ -170,6 +195,7 @@ def create_app(
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     app.include_router(core_router, prefix="/api/v1")
+    app.include_router(identity_router, prefix="/api/v1")
     app.include_router(sdn_router, prefix="/api/v1")
     for svc in services:
         if svc.api is not None:
@@ -181,12 +207,18 @@ def create_app(
     )
     app.state.roles = roles.matrix(app.routes, services)
     requests.learn_routes(app.routes)
+    identity.bind(app.routes, app.state.roles)
+    _annotate_openapi(app)  # 401 and 403, then their body with every error's:
     api_errors.document_common_errors(app)
-    _annotate_openapi(app)
+    if enforce:
+        guard.audit_commits(db)
+        app.add_middleware(guard.Audit, db=db)
     aliases = {f"/api/v1/{a.strip('/')}": f"/api/v1{svc.prefix}" for svc in services
                for a in svc.api_aliases}  # fmt: skip
     if aliases:
         app.add_middleware(_Aliases, aliases=aliases)
+    if settings.allowed_hosts and "*" not in settings.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     return app
 
 
@@ -260,6 +292,23 @@ def _prepare(db: Database, settings: Settings, services: Sequence[Service]) -> N
         nfv.ensure_descriptors(s, [d for svc in services for d in svc.descriptors])
         if settings.topology is not None:
             load_topology(s, Topology.load(settings.topology))
+        password = accounts.ensure_first_operator(s, time.time())
+        if password is not None:
+            _hand_over("admin", password, settings.operator_file)
+
+
+def _hand_over(name: str, password: str, path: Path | None) -> None:
+    """The first operator's password, given once: to a 0600 file, or to standard
+    output (never to a log)."""
+    if path is not None:
+        write_private(path, json.dumps({"name": name, "password": password}))
+        return
+    sys.stdout.write(
+        f"netfate: made the first operator account {name!r} with password {password}\n"
+        "netfate: it is shown this once; sign in with `netfate login` and change it with "
+        f"`netfate accounts reset {name}`\n"
+    )
+    sys.stdout.flush()
 
 
 async def _watch_heartbeats(db: Database, notifier: Notifier, settings: Settings) -> None:

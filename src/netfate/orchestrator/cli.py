@@ -83,13 +83,33 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             ),
         ] = False,
         log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+        allowed_host: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="A name clients reach the API by (repeatable); the Host header must "
+                "be one of these, the listen address, 127.0.0.1 or localhost (DNS rebinding)"
+            ),
+        ] = None,
+        operator_file: Annotated[
+            Path | None,
+            typer.Option(
+                help="On a database without an operator, write the one made at start here "
+                "(0600, JSON) instead of printing its password once"
+            ),
+        ] = None,
     ) -> None:
-        """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /."""
+        """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /.
+
+        Every route asks for credentials but health, sign-in and the pages. On a new
+        database it makes the first operator, `admin`, with a random password shown
+        once (or written to --operator-file); `netfate admin create-operator` makes
+        one beforehand instead."""
         tls = check_tls(listen, tls_cert, tls_key, insecure)
         serve(
             services, listen, database_url, topology, heartbeat_timeout, migration_deadline,
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
-            prometheus=prometheus, tls=tls,
+            prometheus=prometheus, tls=tls, allowed_hosts=tuple(allowed_host or ()),
+            operator_file=operator_file,
         )  # fmt: skip
 
     return orchestrator
@@ -128,6 +148,8 @@ def serve(
     history_prune: float | None = None,
     prometheus: str | None = None,
     tls: tuple[Path, Path] | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    operator_file: Path | None = None,
 ) -> None:
     """`tls`: (certificate, key) to serve HTTPS with (check_tls decides)."""
     import uvicorn
@@ -147,6 +169,8 @@ def serve(
         heartbeat_timeout_s=heartbeat_timeout,
         migration_deadline_s=migration_deadline,
         prometheus_url=prometheus,
+        allowed_hosts=(*Settings.allowed_hosts, host, *allowed_hosts),
+        operator_file=operator_file,
     )
     # History bounds: the Settings defaults unless given (nfv/history.py).
     if keep_gone is not None:

@@ -130,15 +130,12 @@ def list_(
 
     t = Table("id", "name", "descriptor", "node", "state", "ip", "serves")
     for r in rows:
+        # A provider's view has no node or address, only a location class.
+        where = r.get("node") or (r.get("location") or {}).get("tier") or ""
         t.add_row(
-            r["id"],
-            r["name"],
-            r["descriptor"],
-            r["node"],
-            r["state"],
-            r["ip"] or "",
+            r["id"], r["name"], r["descriptor"], where, r["state"], r.get("ip") or "",
             r["serves"] or "",
-        )
+        )  # fmt: skip
     Console().print(t)
 
 

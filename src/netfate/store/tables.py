@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -16,9 +17,12 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from netfate.store.base import Base
+
+NAME_LEN = 254
+"""An account's name: a person's email fits."""
 
 
 class TopologyRow(Base):
@@ -97,6 +101,8 @@ class DescriptorRow(Base):
     delay_bound_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     description: Mapped[str] = mapped_column(Text, default="")
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    """The account that published it (None: the platform's, seeded by a service)."""
 
 
 # An address is held from creation until the instance is gone (a stopping or failed
@@ -119,6 +125,7 @@ class InstanceRow(Base):
             sqlite_where=HOLDS_ADDRESS,
             postgresql_where=HOLDS_ADDRESS,
         ),
+        Index("ix_instances_owner", "owner"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -141,6 +148,9 @@ class InstanceRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """What the function last said of itself (its `status` op), via its agent."""
+    owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    """The account on whose request it was created (None: the platform's own, made by
+    a service's loop); a provider sees and acts on its own instances only."""
 
 
 class TransitionRow(Base):
@@ -191,3 +201,52 @@ class EventRow(Base):
     at: Mapped[float] = mapped_column(Float, index=True)
     kind: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True, index=True)
+    """The account whose request caused it (None: the platform itself: a loop, a timer)."""
+    readers: Mapped[list[EventReaderRow]] = relationship(cascade="all, delete-orphan", lazy="raise")
+
+
+class EventReaderRow(Base):
+    """Who, besides operators, may read an event: the owner of what it is about (an
+    instance's provider, the user whose session or share it is), and its actor."""
+
+    __tablename__ = "event_readers"
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    reader: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True, index=True)
+
+
+class AccountRow(Base):
+    """A principal (DESIGN.md, convention 12): operator, provider, user, an agent (one
+    per node) or the SDN controller. Agents and controllers have no password: they
+    hold tokens the operator issued."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    """argon2id (PHC string); an earlier PBKDF2 hash is upgraded at its next sign-in."""
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """An agent's node: the only node its token may act for."""
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class TokenRow(Base):
+    """A credential: an API token or a web session. Only its SHA-256 is stored (the
+    token is 256 random bits: a fast hash is enough, and a lookup is one index read)."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """api (an Authorization: Bearer token) or session (the web's cookie)."""
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -39,6 +39,7 @@ from pyroute2 import IPRoute
 
 from netfate.host import links, netns, proc, tc
 from netfate.host.ovs import OvsDaemon, Vsctl
+from netfate.host.private import read_private
 from netfate.model.topology import HostSpec, NodeSpec, Topology, TopologyError
 from netfate.testbed.run import (
     SDN_PORT,
@@ -88,6 +89,20 @@ class Testbed:
     @property
     def prometheus_url(self) -> str | None:
         return self.state.prometheus_url
+
+    @property
+    def api_token(self) -> str | None:
+        """The operator's token for this run's orchestrator (None without one)."""
+        return self.state.operator_token()
+
+    def operator(self) -> tuple[str, str] | None:
+        """The operator's name and password, as the orchestrator made them at its first
+        start (None without an orchestrator)."""
+        text = read_private(self.state.secrets / "operator.json")
+        if text is None:
+            return None
+        got = json.loads(text)
+        return str(got["name"]), str(got["password"])
 
     @property
     def ovs_db(self) -> str | None:

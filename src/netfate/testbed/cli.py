@@ -148,6 +148,7 @@ def up(
         "api": st.api_url,
         "dashboard": f"{st.api_url}/" if st.api_url else None,
         "prometheus": st.prometheus_url,
+        "operator": {"credentials": str(st.secrets / "operator.json")} if st.api_url else None,
         "seconds": round(elapsed, 2),
         "timings": st.timings,
     }
@@ -167,6 +168,9 @@ def up(
     )
     if st.api_url:
         out.print(f"dashboard: [link={st.api_url}/]{st.api_url}/[/link]")
+        if (op := tb.operator()) is not None:
+            out.print(f"operator: {op[0]}, password {op[1]} (also in {st.secrets}/, mode "
+                      "0600; `netfate` commands on this machine use its token)")  # fmt: skip
     if st.prometheus_url:
         out.print(f"Prometheus: {st.prometheus_url} (scraping {len(st.metrics)} targets)")
     out.print(f"try: netfate testbed exec {next(iter(topo.hosts), 'sw')} -- ip addr")

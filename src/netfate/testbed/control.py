@@ -20,11 +20,19 @@ so the orchestrator keeps up on a small machine (`heartbeat_for`).
 All run in the root namespace (agents reach into their node's namespace
 themselves), detached in their own sessions so they outlive `testbed up`,
 with logs under the run directory. Each pid is journalled as soon as it exists.
+
+Credentials (the run's `secrets/`, mode 0700, each file 0600): the orchestrator
+writes its first operator's password to `operator.json` (`--operator-file`);
+this module signs in as that operator (`operator.token`, which the CLI and the
+demos find by the run's URL), asks the operator API for each agent's token and
+the controller's, and hands each to its process as `--token-file` (a path on
+the argument list; the token itself never is).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -36,6 +44,7 @@ from typing import Any
 import httpx
 
 from netfate.host import proc
+from netfate.host.private import read_private, write_private
 from netfate.model.topology import Topology
 from netfate.testbed import prometheus as prom
 from netfate.testbed.run import SDN_PORT, Names, Progress, TestbedError, check_interrupted
@@ -125,6 +134,8 @@ def start_control(
             f"sqlite:///{st.dir / 'orchestrator.db'}",
             "--topology",
             str(st.dir / "topology.yaml"),
+            "--operator-file",
+            str(st.secrets / "operator.json"),
             *(
                 ["--heartbeat-timeout", str(3 * heartbeat_for(len(topo.nodes)))]
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
@@ -141,6 +152,8 @@ def start_control(
         orch_log,
     )
     _wait_http(url, orch, orch_log, timeout=60.0)
+    report("credentials")
+    token = sign_in_operator(st, url)
     report(f"agents ({len(topo.nodes)})")
     agents: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     heartbeat = heartbeat_for(len(topo.nodes))
@@ -174,6 +187,8 @@ def start_control(
                 str(st.dir / "agents" / node.name),
                 "--prefix",
                 st.prefix,
+                "--token-file",
+                str(issue_token(st, url, token, "agents", {"node": node.name})),
             ]
             if prometheus:
                 st.metrics[f"agent:{node.name}"] = f"127.0.0.1:{free_port()}"
@@ -183,6 +198,7 @@ def start_control(
             agents[node.name] = (_spawn(st, argv, f"agent:{node.name}", log), log)
         wait_nodes_up(
             url,
+            token,
             [n.name for n in nodes[: first + wave]],
             timeout=max(deadline - time.monotonic(), 1.0),
             agents=agents,
@@ -190,7 +206,7 @@ def start_control(
             total=len(nodes),
         )
     if st.sdn:
-        start_sdn(st, topo, names, url, report)
+        start_sdn(st, topo, names, url, token, report)
     if st.prometheus_url:
         start_prometheus(st, report)
     st.timings["control"] = round(time.monotonic() - t0, 4)
@@ -200,7 +216,48 @@ def start_control(
     return url
 
 
-def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Progress) -> None:
+def sign_in_operator(st: RunState, url: str) -> str:
+    """Sign in as the operator the orchestrator made at its first start; the token is
+    kept in the run's secrets (an orchestrator started again on the run's database
+    makes none: the token made the first time serves)."""
+    kept = st.operator_token()
+    if kept:
+        return kept
+    text = read_private(st.secrets / "operator.json")
+    if text is None:
+        raise TestbedError("the orchestrator wrote no operator credentials")
+    op = json.loads(text)
+    try:
+        r = httpx.post(f"{url}/api/v1/auth/token", json=op, timeout=30.0)
+        r.raise_for_status()
+        token = str(r.json()["token"])
+    except (httpx.HTTPError, ValueError, KeyError) as e:
+        raise TestbedError(f"cannot sign in as the operator: {e}") from e
+    write_private(st.secrets / "operator.token", token)
+    return token
+
+
+def issue_token(st: RunState, url: str, token: str, kind: str, body: dict[str, str]) -> Path:
+    """An agent's (kind "agents", body {node}) or a controller's ("controllers") token,
+    from the operator API, in a file of the run's secrets; the file's path."""
+    try:
+        r = httpx.post(f"{url}/api/v1/accounts/{kind}", json=body, timeout=30.0,
+                       headers=bearer(token))  # fmt: skip
+        r.raise_for_status()
+        issued = str(r.json()["token"])
+    except (httpx.HTTPError, ValueError, KeyError) as e:
+        raise TestbedError(f"no {kind} credential for {body}: {e}") from e
+    name = "-".join([kind.rstrip("s"), *body.values()])
+    return write_private(st.secrets / f"{name}.token", issued)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def start_sdn(
+    st: RunState, topo: Topology, names: Names, url: str, token: str, report: Progress
+) -> None:
     """The run's own OpenFlow controller, listening inside the switch namespace, and
     the fabric intents that let the routed network work in secure mode (nothing
     passes a secure bridge without them)."""
@@ -208,6 +265,7 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
     if st.prometheus_url:
         st.metrics["controller"] = f"127.0.0.1:{free_port()}"
         st.save()
+    token_file = issue_token(st, url, token, "controllers", {"name": "sdn"})
     log = st.dir / "logs" / "controller.log"
     ctl = _spawn(
         st,
@@ -223,6 +281,8 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
             "--netns",
             names.sw,
             *(["--metrics", st.metrics["controller"]] if "controller" in st.metrics else []),
+            "--token-file",
+            str(token_file),
         ],
         "controller",
         log,
@@ -236,7 +296,7 @@ def start_sdn(st: RunState, topo: Topology, names: Names, url: str, report: Prog
     have: set[str] = set()
     while True:
         try:
-            r = httpx.post(f"{url}/api/v1/sdn/fabric", timeout=60.0)
+            r = httpx.post(f"{url}/api/v1/sdn/fabric", timeout=60.0, headers=bearer(token))
             r.raise_for_status()
             result = r.json()
         except (httpx.HTTPError, ValueError) as e:
@@ -259,7 +319,9 @@ def start_prometheus(st: RunState, report: Progress) -> None:
         raise TestbedError("no Prometheus address chosen for this run")
     report("Prometheus")
     agents = {k[6:]: v for k, v in st.metrics.items() if k.startswith("agent:")}
-    cfg = prom.config(st.metrics["orchestrator"], agents, st.metrics.get("controller"))
+    token = st.secrets / "operator.token"
+    cfg = prom.config(st.metrics["orchestrator"], agents, st.metrics.get("controller"),
+                      orchestrator_token=token if token.exists() else None)  # fmt: skip
     directory = st.dir / "prometheus"
     prom.write_config(directory, cfg)
     port = int(st.prometheus_url.rpartition(":")[2])
@@ -275,7 +337,7 @@ def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) 
         if p.poll() is not None:
             raise TestbedError(f"orchestrator exited with {p.returncode}: {_tail(log)}")
         try:
-            r = httpx.get(f"{url}/api/v1/nodes", timeout=2.0)
+            r = httpx.get(f"{url}/api/v1/health", timeout=2.0)
             if r.status_code == 200:
                 return
         except httpx.HTTPError:
@@ -288,6 +350,7 @@ def _wait_http(url: str, p: subprocess.Popen[bytes], log: Path, timeout: float) 
 
 def wait_nodes_up(
     url: str,
+    token: str,
     nodes: list[str],
     *,
     timeout: float,
@@ -304,7 +367,7 @@ def wait_nodes_up(
             if p.poll() is not None:
                 raise TestbedError(f"agent of {name} exited with {p.returncode}: {_tail(log)}")
         try:
-            r = httpx.get(f"{url}/api/v1/nodes", timeout=5.0)
+            r = httpx.get(f"{url}/api/v1/nodes", timeout=5.0, headers=bearer(token))
             listed: Any = r.json() if r.status_code == 200 else []
         except (httpx.HTTPError, ValueError):
             listed = []

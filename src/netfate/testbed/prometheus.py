@@ -33,13 +33,22 @@ def config(
     controller: str | None = None,
     *,
     interval_s: float = 2.0,
+    orchestrator_token: Path | None = None,
 ) -> dict[str, Any]:
     """Scrape jobs for the run: `orchestrator` (HOST:PORT of its app), `agent` (node
     name -> HOST:PORT of its /metrics) and `controller`. The metrics carry their own
-    `node` label, so targets add none (it would clash and become exported_node)."""
+    `node` label, so targets add none (it would clash and become exported_node).
+    The orchestrator's /metrics is the operator's: `orchestrator_token` is the file
+    of the token Prometheus sends (a file, so no token is in the configuration)."""
     every = f"{max(interval_s, 0.5):g}s"
+    orch: dict[str, Any] = {
+        "job_name": "orchestrator",
+        "static_configs": [{"targets": [orchestrator]}],
+    }
+    if orchestrator_token is not None:
+        orch["authorization"] = {"type": "Bearer", "credentials_file": str(orchestrator_token)}
     jobs: list[dict[str, Any]] = [
-        {"job_name": "orchestrator", "static_configs": [{"targets": [orchestrator]}]},
+        orch,
         {"job_name": "agent", "static_configs": [{"targets": [agents[n] for n in sorted(agents)]}]},
     ]
     if controller is not None:

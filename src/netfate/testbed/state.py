@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netfate.host.private import read_private
 from netfate.host.proc import ProcRef
 
 __all__ = [
@@ -115,6 +116,15 @@ class RunState:
     @property
     def path(self) -> Path:
         return self.dir / "state.json"
+
+    @property
+    def secrets(self) -> Path:
+        """The run's credentials (mode 0700, each file 0600): the operator's password
+        and token, each agent's token, the controller's."""
+        return self.dir / "secrets"
+
+    def operator_token(self) -> str | None:
+        return read_private(self.secrets / "operator.token")
 
     @classmethod
     def create(cls, prefix: str) -> RunState:

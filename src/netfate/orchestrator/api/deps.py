@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from netfate.orchestrator.identity.guard import audit_into
 from netfate.orchestrator.notify import Notifier
 from netfate.store.db import Database
 
@@ -25,6 +26,7 @@ def get_session(request: Request) -> Iterator[Session]:
     before its first read (store/db.py)."""
     db: Database = request.app.state.db
     s = db.open(write=request.method not in ("GET", "HEAD"))
+    audit_into(request, s)  # the request's audit line goes in with its first commit
     try:
         yield s
     finally:

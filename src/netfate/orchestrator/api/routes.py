@@ -1,5 +1,12 @@
 """Core routes: topology, nodes, agents, descriptors, instances, migrations, events,
-and the services this orchestrator serves."""
+and the services this orchestrator serves.
+
+Who may call each is declared in roles.py and enforced before a handler runs
+(orchestrator/identity). What a handler adds is ownership: a provider sees and acts
+on its own instances only (another's is a 404, as if it did not exist), in the
+abstract view (views.instance_abstract), and reads only the events it is a reader
+of; an operator sees everything.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,23 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, select
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 from netfate.model.topology import Topology
 from netfate.orchestrator.api import schemas, views
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.limits import EventStream, event_streams, long_polls, poll_wait
+from netfate.orchestrator.identity import Principal, PrincipalDep
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import EVENTS
 from netfate.store.tables import (
     DescriptorRow,
+    EventReaderRow,
     EventRow,
     HostRow,
     InstanceRow,
@@ -186,11 +196,16 @@ def list_descriptors(session: SessionDep) -> list[dict[str, Any]]:
 
 
 @router.post("/descriptors", tags=["descriptors"], status_code=201)
-def put_descriptor(body: schemas.DescriptorIn, session: SessionDep) -> dict[str, Any]:
+def put_descriptor(
+    body: schemas.DescriptorIn, session: SessionDep, p: PrincipalDep
+) -> dict[str, Any]:
+    """Publish a descriptor, or replace one of one's own (an operator: any)."""
     row = session.get(DescriptorRow, body.name)
     if row is None:
-        row = DescriptorRow(name=body.name)
+        row = DescriptorRow(name=body.name, owner=p.name or None)
         session.add(row)
+    elif not p.owns(row.owner):
+        raise HTTPException(403, detail=f"descriptor {body.name!r} is not yours")
     for k, v in body.model_dump().items():
         setattr(row, k, v)
     session.commit()
@@ -200,29 +215,58 @@ def put_descriptor(body: schemas.DescriptorIn, session: SessionDep) -> dict[str,
 # ------------------------------------------------------------------ instances
 
 
+def _instance_view(session: Session, p: Principal, inst: InstanceRow) -> dict[str, Any]:
+    if p.operator:
+        return views.instance(inst)
+    node = session.get(NodeRow, inst.node)
+    return views.instance_abstract(inst, node.kind if node else None)
+
+
+def _own_instance(session: Session, p: Principal, iid: str) -> InstanceRow:
+    """The instance if `p` may see it; another provider's is not found, as if absent."""
+    inst = nfv.get_instance(session, iid)
+    if not p.owns(inst.owner):
+        raise NotFound(f"unknown instance {iid!r}")
+    return inst
+
+
 @router.get("/instances", tags=["instances"])
 def list_instances(
     session: SessionDep,
+    p: PrincipalDep,
     node: str | None = None,
     state: str | None = None,
     include_gone: bool = False,
     limit: int = Query(1000, ge=1, le=100000),
     offset: int = Query(0, ge=0, le=schemas.INT32_MAX),
 ) -> list[dict[str, Any]]:
+    """Instances; a provider's list holds its own, each in the abstract view."""
     q = select(InstanceRow).order_by(InstanceRow.created_at)
+    if not p.operator:
+        if node is not None:
+            raise HTTPException(403, detail="node names are the operator's: no node filter")
+        q = q.where(InstanceRow.owner == p.name)
     if node is not None:
         q = q.where(InstanceRow.node == node)
     if state is not None:
         q = q.where(InstanceRow.state == state)
     elif not include_gone:
         q = q.where(InstanceRow.state != "gone")
-    return [views.instance(i) for i in session.scalars(q.limit(limit).offset(offset))]
+    rows = list(session.scalars(q.limit(limit).offset(offset)))
+    if p.operator:
+        return [views.instance(i) for i in rows]
+    kinds = {n: k for n, k in session.execute(select(NodeRow.name, NodeRow.kind))}
+    return [views.instance_abstract(i, kinds.get(i.node)) for i in rows]
 
 
 @router.post("/instances", tags=["instances"], status_code=201, responses=errors(404, 409))
 def create_instance(
-    body: schemas.InstanceCreate, session: SessionDep, notifier: NotifierDep
+    body: schemas.InstanceCreate, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
 ) -> dict[str, Any]:
+    """Create an instance (placement picks its node; an operator may name one). It is
+    the caller's: a provider sees and acts on its own instances only."""
+    if body.node is not None and not p.operator:
+        raise HTTPException(403, detail="node names are the operator's: say `serves` instead")
     inst, touched = nfv.create_instance(
         session,
         nfv.CreateRequest(
@@ -232,25 +276,27 @@ def create_instance(
             serves=body.serves,
             policy=body.policy,
             config=body.config,
+            owner=p.name or None,
         ),
     )
     session.commit()
     notifier.notify(touched)
-    return views.instance(inst)
+    return _instance_view(session, p, inst)
 
 
 @router.get("/instances/{iid}", tags=["instances"], responses=errors(404))
-def get_instance(iid: str, session: SessionDep) -> dict[str, Any]:
-    inst = nfv.get_instance(session, iid)
-    out = views.instance(inst)
+def get_instance(iid: str, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+    inst = _own_instance(session, p, iid)
+    out = _instance_view(session, p, inst)
+    abstract = not p.operator
     out["transitions"] = [
-        views.transition(t)
+        views.transition(t, abstract)
         for t in session.scalars(
             select(TransitionRow).where(TransitionRow.instance == iid).order_by(TransitionRow.id)
         )
     ]
     out["migrations"] = [
-        views.migration(m)
+        views.migration(m, abstract)
         for m in session.scalars(
             select(MigrationRow).where(MigrationRow.instance == iid).order_by(MigrationRow.id)
         )
@@ -259,22 +305,30 @@ def get_instance(iid: str, session: SessionDep) -> dict[str, Any]:
 
 
 @router.delete("/instances/{iid}", tags=["instances"], status_code=202, responses=errors(404, 409))
-def destroy_instance(iid: str, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+def destroy_instance(
+    iid: str, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
+    _own_instance(session, p, iid)
     inst, touched = nfv.destroy_instance(session, iid)
     session.commit()
     notifier.notify(touched)
-    return views.instance(inst)
+    return _instance_view(session, p, inst)
 
 
 @router.patch("/instances/{iid}", tags=["instances"], status_code=202, responses=errors(404, 409))
 def reconfigure_instance(
-    iid: str, body: schemas.InstancePatch, session: SessionDep, notifier: NotifierDep
+    iid: str,
+    body: schemas.InstancePatch,
+    session: SessionDep,
+    notifier: NotifierDep,
+    p: PrincipalDep,
 ) -> dict[str, Any]:
     """Give a live instance a new configuration; its agent applies it."""
+    _own_instance(session, p, iid)
     inst, touched = nfv.reconfigure_instance(session, iid, body.config)
     session.commit()
     notifier.notify(touched)
-    return views.instance(inst)
+    return _instance_view(session, p, inst)
 
 
 @router.post(
@@ -300,19 +354,39 @@ def list_migrations(
 # ------------------------------------------------------------------ events
 
 
+def _events(p: Principal, actor: str | None) -> Select[EventRow]:
+    """The events `p` may read (an operator: all; anyone else: those it is a reader
+    of), of one actor if asked."""
+    q = select(EventRow)
+    if not p.operator:
+        mine = select(EventReaderRow.event_id).where(EventReaderRow.reader == p.name)
+        q = q.where(EventRow.id.in_(mine))
+    if actor is not None:
+        q = q.where(EventRow.actor == actor)
+    return q
+
+
+ActorQuery = Query(None, max_length=254, description="Only what this account did")
+
+
 @router.get("/events", tags=["events"])
 def list_events(
     session: SessionDep,
+    p: PrincipalDep,
     after: int = Query(0, ge=0, le=schemas.INT32_MAX, description="Only events with a larger id"),
     limit: int = Query(200, ge=1, le=5000),
     tail: int | None = Query(None, ge=1, le=5000, description="The newest N events instead"),
+    actor: str | None = ActorQuery,
 ) -> list[dict[str, Any]]:
-    """Events in id order: those after `after`, or with `tail`, the newest N."""
+    """Events in id order: those after `after`, or with `tail`, the newest N. An
+    operator reads every event; a provider or a user its own (about its instances,
+    its sessions and shares, or what it did), without infrastructure details."""
+    abstract = not p.operator
     if tail is not None:
-        newest = select(EventRow).order_by(EventRow.id.desc()).limit(tail)
-        return [views.event(e) for e in reversed(list(session.scalars(newest)))]
-    q = select(EventRow).where(EventRow.id > after).order_by(EventRow.id).limit(limit)
-    return [views.event(e) for e in session.scalars(q)]
+        newest = _events(p, actor).order_by(EventRow.id.desc()).limit(tail)
+        return [views.event(e, abstract) for e in reversed(list(session.scalars(newest)))]
+    q = _events(p, actor).where(EventRow.id > after).order_by(EventRow.id).limit(limit)
+    return [views.event(e, abstract) for e in session.scalars(q)]
 
 
 @router.get(
@@ -325,19 +399,23 @@ def list_events(
 async def stream_events(
     request: Request,
     notifier: NotifierDep,
+    p: PrincipalDep,
     after: int = Query(0, ge=0, le=schemas.INT32_MAX, description="Only events with a larger id"),
+    actor: str | None = ActorQuery,
 ) -> Response:
     """Server-sent events: every event after `after` (or after the Last-Event-ID a
-    reconnecting EventSource sends), then each new one as it happens."""
+    reconnecting EventSource sends), then each new one as it happens; the same
+    events as GET /events shows this principal."""
     db = request.app.state.db
     last_id = request.headers.get("last-event-id", "")
     if re.fullmatch(r"[0-9]{1,10}", last_id):
         after = min(max(after, int(last_id)), schemas.INT32_MAX)
+    abstract = not p.operator
 
     def read(last: int) -> list[dict[str, Any]]:
         with db.session(write=False) as s:
-            q = select(EventRow).where(EventRow.id > last).order_by(EventRow.id).limit(500)
-            return [views.event(e) for e in s.scalars(q)]
+            q = _events(p, actor).where(EventRow.id > last).order_by(EventRow.id).limit(500)
+            return [views.event(e, abstract) for e in s.scalars(q)]
 
     async def gen() -> AsyncIterator[str]:
         last = after

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from netfate.contract import Service
+from netfate.model.secrets import redact
 from netfate.store.tables import (
     DescriptorRow,
     EventRow,
@@ -42,7 +43,7 @@ def instance(i: InstanceRow) -> dict[str, Any]:
         "serves": i.serves,
         "ip": i.ip,
         "mac": i.mac,
-        "config": i.config,
+        "config": redact(i.config),
         "cpu": i.cpu,
         "memory_mb": i.memory_mb,
         "created_at": i.created_at,
@@ -50,10 +51,33 @@ def instance(i: InstanceRow) -> dict[str, Any]:
         "pid": i.pid,
         "detail": i.detail,
         "stats": i.stats or {},
+        "owner": i.owner,
     }
 
 
-def transition(t: TransitionRow) -> dict[str, Any]:
+def instance_abstract(i: InstanceRow, node_kind: str | None) -> dict[str, Any]:
+    """An instance as its provider sees it: where it runs only as a location class
+    (the tier of edge node, near the host it serves), never the node's name, its
+    addresses, its process or the agent's words (`detail` and `stats` name nodes)."""
+    return {
+        "id": i.id,
+        "name": i.name,
+        "descriptor": i.descriptor,
+        "state": i.state,
+        "serves": i.serves,
+        "location": {"tier": node_kind, "near": i.serves},
+        "config": redact(i.config),
+        "cpu": i.cpu,
+        "memory_mb": i.memory_mb,
+        "created_at": i.created_at,
+        "updated_at": i.updated_at,
+        "owner": i.owner,
+    }
+
+
+def transition(t: TransitionRow, abstract: bool = False) -> dict[str, Any]:
+    if abstract:  # a provider's view: the reasons name nodes
+        return {"previous": t.previous, "state": t.state, "at": t.at}
     return {
         "previous": t.previous,
         "state": t.state,
@@ -63,7 +87,11 @@ def transition(t: TransitionRow) -> dict[str, Any]:
     }
 
 
-def migration(m: MigrationRow) -> dict[str, Any]:
+def migration(m: MigrationRow, abstract: bool = False) -> dict[str, Any]:
+    if abstract:  # a provider's view: no source, target or reason (they name nodes)
+        return {"id": m.id, "instance": m.instance, "phase": m.phase,
+                "started_at": m.started_at, "finished_at": m.finished_at,
+                "downtime_ms": m.downtime_ms, "state_bytes": m.state_bytes}  # fmt: skip
     return {
         "id": m.id,
         "instance": m.instance,
@@ -78,8 +106,19 @@ def migration(m: MigrationRow) -> dict[str, Any]:
     }
 
 
-def event(e: EventRow) -> dict[str, Any]:
-    return {"id": e.id, "at": e.at, "kind": e.kind, "data": e.data}
+INFRASTRUCTURE_KEYS = frozenset({
+    "node", "source", "target", "endpoint", "ip", "mac", "address", "gateway", "lan",
+    "subnet", "datapath_id", "dpid", "port", "ofport", "nas", "reason", "why", "detail",
+})  # fmt: skip
+"""Event data a provider or a user does not see: the infrastructure, and free text
+that names it."""
+
+
+def event(e: EventRow, abstract: bool = False) -> dict[str, Any]:
+    data = e.data
+    if abstract and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in INFRASTRUCTURE_KEYS}
+    return {"id": e.id, "at": e.at, "kind": e.kind, "actor": e.actor, "data": redact(data)}
 
 
 def descriptor(d: DescriptorRow) -> dict[str, Any]:
@@ -91,7 +130,8 @@ def descriptor(d: DescriptorRow) -> dict[str, Any]:
         "stateful": d.stateful,
         "delay_bound_ms": d.delay_bound_ms,
         "description": d.description,
-        "config": d.config,
+        "config": redact(d.config),
+        "owner": d.owner,
     }
 
 

@@ -45,12 +45,13 @@ from netfate.model.lifecycle import (
     check_migration_step,
     check_transition,
 )
+from netfate.model.secrets import restore
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv import fnevents
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
-from netfate.store.events import record
+from netfate.store.events import current_actor, record
 from netfate.store.tables import (
     DescriptorRow,
     HostRow,
@@ -372,6 +373,9 @@ class CreateRequest:
     memory_mb: int | None = None
     """What to reserve when more than the descriptor's own figures (a service chain's
     block that declares more); None: the descriptor's."""
+    owner: str | None = None
+    """The account it is made for; None: whoever's request is being served
+    (store.events.ACTOR), or the platform's own when none is (a loop)."""
 
 
 def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
@@ -446,6 +450,7 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         created_at=now,
         updated_at=now,
         detail="",
+        owner=req.owner if req.owner is not None else current_actor(),
     )
     session.add(inst)
     session.flush()
@@ -528,6 +533,7 @@ def reconfigure_instance(
             f"instance {iid} is {inst.state}: only a live, settled instance can be reconfigured"
         )
     old = inst.config or {}
+    config = restore(config, old)  # a secret read back as HIDDEN keeps its value
     keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
     inst.config = config
     inst.updated_at = time.time()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from netfate.clihelp import CaOption, client_tls
+from netfate.apiclient import auth_headers
+from netfate.clihelp import CaOption, client_tls, read_token
 
 app = typer.Typer(add_completion=False)
 flow = typer.Typer(help="SDN intents and flow tables.", no_args_is_help=True)
@@ -45,6 +47,13 @@ def controller(
         typer.Option(help="Serve Prometheus metrics on this loopback HOST:PORT (PORT 0: any)"),
     ] = None,
     ca: CaOption = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the controller's token (from the operator: `netfate accounts "
+            "controller-token`); or set NETFATE_TOKEN"
+        ),
+    ] = None,
 ) -> None:
     """Run the OpenFlow 1.3 controller (os-ken) in this process, until killed."""
     from netfate.clihelp import client_tls
@@ -63,13 +72,14 @@ def controller(
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--metrics") from None
     client_tls(ca)  # a CA file that cannot be read is said here, before os-ken starts
-    run(orchestrator, listen, netns, verbose, metrics=at, ca=ca)
+    run(orchestrator, listen, netns, verbose, metrics=at, ca=ca, token=read_token(token_file))
 
 
 def _call(method: str, orchestrator: str, path: str, body: Any = None) -> Any:
     url = f"{orchestrator.rstrip('/')}/api/v1{path}"
     try:
-        r = httpx.request(method, url, json=body, timeout=10.0, verify=client_tls())
+        r = httpx.request(method, url, json=body, timeout=10.0, verify=client_tls(),
+                          headers=auth_headers(orchestrator))  # fmt: skip
     except httpx.HTTPError as e:
         typer.echo(f"error: cannot reach the orchestrator at {orchestrator}: {e}", err=True)
         raise typer.Exit(2) from None

@@ -63,7 +63,9 @@ class NetfateController(app_manager.OSKenApp):  # type: ignore[misc]
         if SETTINGS is None:
             raise RuntimeError("netfate controller: SETTINGS not configured (use process.run)")
         self.settings: Settings = SETTINGS
-        self.outbox = Outbox(self.settings.orchestrator.rstrip("/"), self.settings.verify)
+        self.outbox = Outbox(
+            self.settings.orchestrator.rstrip("/"), self.settings.verify, self.settings.headers
+        )
         self.core = ControllerCore(self.outbox.put, self.settings.timers())
         self.switches: dict[int, SwitchRunner] = {}
         self.switches_lock = threading.Lock()

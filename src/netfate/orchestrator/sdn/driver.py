@@ -49,6 +49,12 @@ class Settings:
     """How long packet-ins from one (port, MAC) are dropped at the switch once handled."""
     verify: ssl.SSLContext | bool = True
     """How the orchestrator's certificate is checked (clihelp.client_tls)."""
+    token: str | None = None
+    """The controller's credential (it may read the view and post events only)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
     def timers(self) -> Timers:
         return Timers(self.snapshot_interval_s, self.post_interval_s, self.suppress_s)
@@ -100,7 +106,9 @@ class ViewPoller:
         brain = self.core.brain
         # A long poll: the orchestrator answers when the version changes (or after
         # LONG_POLL_S), so a migrated instance's flows move within milliseconds.
-        client = httpx.Client(timeout=5.0 + LONG_POLL_S, verify=self.settings.verify)
+        client = httpx.Client(
+            timeout=5.0 + LONG_POLL_S, verify=self.settings.verify, headers=self.settings.headers
+        )
         failing = False
         while True:
             t0 = time.monotonic()
@@ -142,6 +150,7 @@ class Outbox:
 
     url: str
     verify: ssl.SSLContext | bool = True
+    headers: dict[str, str] = field(default_factory=dict)
     q: queue.Queue[dict[str, Any]] = field(default_factory=lambda: queue.Queue(maxsize=10000))
 
     def put(self, report: Report) -> None:
@@ -152,7 +161,7 @@ class Outbox:
             log.warning("event outbox full; dropping a %s event", event.get("kind"))
 
     def run(self) -> None:
-        client = httpx.Client(timeout=5.0, verify=self.verify)
+        client = httpx.Client(timeout=5.0, verify=self.verify, headers=self.headers)
         failing = False
         while True:
             ev = self.q.get()

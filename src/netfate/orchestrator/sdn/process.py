@@ -266,10 +266,12 @@ def run(
     verbose: bool = False,
     metrics: tuple[str, int] | None = None,
     ca: str | None = None,
+    token: str | None = None,
 ) -> None:
     """Run the controller until killed (with `metrics`, Prometheus's /metrics on that
     loopback address: sdn/metrics.py; with `ca`, the orchestrator's certificate is
-    checked against that CA: clihelp.client_tls). Blocks."""
+    checked against that CA: clihelp.client_tls). Blocks. `token`: the controller's
+    credential."""
     from netfate.clihelp import client_tls
     from netfate.orchestrator.sdn import controller, driver
 
@@ -304,6 +306,8 @@ def run(
     threading.Thread(target=collect_periodically, name="gc", daemon=True).start()
     hub.patch(thread=False)
     cfg.CONF(args=[], project="os_ken")
-    controller.SETTINGS = driver.Settings(orchestrator=orchestrator, verify=client_tls(ca))
+    controller.SETTINGS = driver.Settings(
+        orchestrator=orchestrator, verify=client_tls(ca), token=token
+    )
     _install_datapath_handling(listener)
     AppManager.run_apps(["netfate.orchestrator.sdn.controller"])

@@ -27,6 +27,11 @@ The operator:
 Reads never write: a GET reads the tables; placing, moving and recording
 positions happen in POSTs and in the conduit's loop. Every error answer is the
 API's one error body (orchestrator/api/errors.py).
+
+Who may call each route is the contract's (__init__.py). A signed-in provider names
+only itself in ``provider`` (the identity layer refuses another's name, in a body or
+the path), a user only itself in ``user``; a user lists, reads, upgrades and ends
+only its own subscriptions (another's is a 404).
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ from pydantic import Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from netfate.contract import Service
+from netfate.contract import Role, Service
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors, invalid
 from netfate.orchestrator.api.schemas import INT32_MAX, Strict
+from netfate.orchestrator.identity import Principal, PrincipalDep
 from netfate.orchestrator.nfv.coordinator import BUILTIN_DESCRIPTORS
 from netfate.orchestrator.nfv.errors import Conflict, NotFound
 from netfate.orchestrator.notify import Notifier
@@ -379,17 +385,30 @@ def _refused(session: Session, e: cd.Refused) -> HTTPException:
 
 @router.get("/subscriptions")
 def list_subscriptions(
-    session: SessionDep, user: Annotated[str | None, Query(min_length=1, max_length=64)] = None
+    session: SessionDep,
+    p: PrincipalDep,
+    user: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> list[dict[str, Any]]:
+    """Subscriptions, of one user or everyone's; a user's own only."""
+    if p.role is Role.USER:
+        user = p.name
     q = select(CatalogSubscriptionRow).order_by(CatalogSubscriptionRow.created_at)
     if user is not None:
         q = q.where(CatalogSubscriptionRow.user == user)
     return [subscription_out(session, s) for s in session.scalars(q)]
 
 
+def _own_subscription(session: Session, p: Principal, sid: str) -> CatalogSubscriptionRow:
+    """The subscription; another user's is as if it did not exist (404)."""
+    row = cd.get_subscription(session, sid)
+    if not p.owns(row.user):
+        raise NotFound(f"unknown subscription {sid!r}")
+    return row
+
+
 @router.get("/subscriptions/{sid}", responses=errors(404))
-def get_subscription(sid: SubscriptionId, session: SessionDep) -> dict[str, Any]:
-    return subscription_out(session, cd.get_subscription(session, sid), history=True)
+def get_subscription(sid: SubscriptionId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+    return subscription_out(session, _own_subscription(session, p, sid), history=True)
 
 
 class UpgradeIn(Strict):
@@ -398,9 +417,13 @@ class UpgradeIn(Strict):
 
 @router.post("/subscriptions/{sid}/upgrade", responses=errors(404, 409))
 def upgrade(
-    sid: SubscriptionId, body: UpgradeIn, session: SessionDep, notifier: NotifierDep
+    sid: SubscriptionId,
+    body: UpgradeIn,
+    session: SessionDep,
+    notifier: NotifierDep,
+    p: PrincipalDep,
 ) -> dict[str, Any]:
-    row = cd.get_subscription(session, sid)
+    row = _own_subscription(session, p, sid)
     if row.state != SubscriptionState.ACTIVE.value:
         raise Conflict(f"subscription {sid} is {row.state}")
     current = session.get(CatalogChainRow, row.chain)
@@ -417,8 +440,10 @@ def upgrade(
 
 
 @router.delete("/subscriptions/{sid}", responses=errors(404, 409))
-def unsubscribe(sid: SubscriptionId, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
-    row = cd.get_subscription(session, sid)
+def unsubscribe(
+    sid: SubscriptionId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
+    row = _own_subscription(session, p, sid)
     if row.state != SubscriptionState.ACTIVE.value:
         raise Conflict(f"subscription {sid} is {row.state}")
     return _committed(session, notifier, row, CONDUIT.unsubscribe(session, row))

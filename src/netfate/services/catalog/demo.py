@@ -61,18 +61,21 @@ def _running(api: Api, sub: dict[str, Any]) -> dict[str, Any]:
 
 
 def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
+    """Acme (signed in as the provider) publishes; each user (signed in as itself)
+    subscribes. The operator's Api, and the subscriptions, are returned."""
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")
     api = Api(tb.api_url)
-    v1 = api("POST", f"{V}/chains", {"provider": "acme", "descriptor": CHAIN})
+    acme = api.as_user("acme", role="provider")
+    v1 = acme("POST", f"{V}/chains", {"provider": "acme", "descriptor": CHAIN})
     blocks = [b["name"] for b in v1["templates"]["blocks"]]
     say(f"acme published {v1['name']} v{v1['version']}: templates {blocks}; nothing runs")
     subs = {}
     for user, at in USERS.items():
-        sub = api("POST", f"{V}/subscriptions", {"user": user, "chain": "sensor-archive",
-                                                 "at": at})  # fmt: skip
+        sub = api.as_user(user)("POST", f"{V}/subscriptions",
+                                {"user": user, "chain": "sensor-archive", "at": at})  # fmt: skip
         say(f"{user} subscribed at {at}: {sub['decisions'][-1]['why']}")
-        subs[user] = _running(api, sub)
+        subs[user] = _running(api.as_user(user), sub)
         where = {i["block"]: i["node"] for i in subs[user]["instances"]}
         say(f"{user}'s instances run: {where}")
         # The collector is the platform's UDP counter: it answers from its namespace.
@@ -89,7 +92,8 @@ def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
 
 def check(tb: Testbed, say: Say) -> None:
     api, subs = _subscribe(tb, say)
-    view = api("GET", f"{V}/providers/acme/subscriptions")
+    acme, alice = api.as_user("acme", role="provider"), api.as_user("alice")
+    view = acme("GET", f"{V}/providers/acme/subscriptions")
     text = repr(view)
     leaked = [n for n in (*USERS.values(), "pe1") if n in text]
     if leaked or len(view) != len(USERS):
@@ -97,19 +101,19 @@ def check(tb: Testbed, say: Say) -> None:
     sites = sorted({b["site"] for v in view for b in v["blocks"]})
     say(f"acme sees {len(view)} subscriptions at abstract sites {sites}")
 
-    v2 = api("POST", f"{V}/chains", {"provider": "acme", "descriptor": V2})
-    still = api("GET", f"{V}/subscriptions/{subs['alice']['id']}")["version"]
+    v2 = acme("POST", f"{V}/chains", {"provider": "acme", "descriptor": V2})
+    still = alice("GET", f"{V}/subscriptions/{subs['alice']['id']}")["version"]
     say(f"acme published v{v2['version']}; alice's subscription still runs v{still}")
     old = {i["instance"] for i in subs["alice"]["instances"]}
-    up = api("POST", f"{V}/subscriptions/{subs['alice']['id']}/upgrade", {})
-    up = _running(api, up)
+    up = alice("POST", f"{V}/subscriptions/{subs['alice']['id']}/upgrade", {})
+    up = _running(alice, up)
     say(f"alice moved to v{up['version']}: {[i['block'] for i in up['instances']]} run")
     for iid in old:
         api.wait_state(iid, "gone", timeout=60)
     say("v1's instances stopped")
 
     for user, sub in subs.items():
-        ended = api("DELETE", f"{V}/subscriptions/{sub['id']}")
+        ended = api.as_user(user)("DELETE", f"{V}/subscriptions/{sub['id']}")
         for i in api("GET", f"{V}/subscriptions/{ended['id']}")["instances"]:
             api.wait_state(i["instance"], "gone", timeout=60)
         say(f"{user} unsubscribed: the instances are gone")

@@ -12,7 +12,7 @@ from netfate.contract import Demo, Loop, Role, Service
 from netfate.services.firewall import reconcile
 from netfate.services.firewall.api import lifespan, router
 
-OPERATOR, USER, PUBLIC = Role.OPERATOR, Role.USER, Role.PUBLIC
+OPERATOR, PUBLIC = Role.OPERATOR, Role.PUBLIC
 
 SERVICE = Service(
     name="firewall",
@@ -41,10 +41,13 @@ SERVICE = Service(
         "DELETE /radius/clients/{address:path}": (OPERATOR,),
         "POST /radius/listeners": (OPERATOR,),
         "GET /radius/status": (OPERATOR,),
-        # The user's own page: the page is anyone's; its data needs the user's sign-in.
+        # The user's own page: the page is anyone's. Its data routes sign the user in
+        # by themselves (HTTP Basic with the portal credentials, checked against the
+        # service's own users), so the platform lets every request reach them: a
+        # firewall user is not a platform account yet.
         "GET /me": (PUBLIC,),
-        "GET /me/rules": (USER,),
-        "PUT /me/rules": (USER,),
+        "GET /me/rules": (PUBLIC,),
+        "PUT /me/rules": (PUBLIC,),
     },
     descriptors=(
         {

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from netfate.model.secrets import redact
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.services.firewall import policy, userpage
@@ -287,7 +288,8 @@ def accounting(session: SessionDep, user: str | None = None, limit: int = 100) -
 
 @router.get("/settings")
 def get_settings(session: SessionDep) -> dict[str, Any]:
-    return {k: policy.setting(session, k) for k in ("steer_to", "accounting")}
+    # The accounting server's secret is write-only (netfate.model.secrets).
+    return {k: redact(policy.setting(session, k)) for k in ("steer_to", "accounting")}
 
 
 @router.put("/settings")

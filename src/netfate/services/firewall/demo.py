@@ -126,7 +126,7 @@ class Scenario:
         if tb.api_url is None or tb.ovs_db is None:
             raise DemoFailed("the testbed runs without orchestrator")
         self.tb, self.say = tb, say
-        self.api = Api(tb.api_url)
+        self.api = Api(tb.api_url, tb.api_token)
         self.secret = secrets.token_hex(12)
         self.server_ip = str(tb.state.hosts["server1"]["ip"])
         self.client_ip = str(tb.state.hosts["client1"]["ip"])

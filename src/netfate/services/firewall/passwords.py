@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
+
+from netfate.orchestrator.identity.passwords import verify_pbkdf2
 
 ITERATIONS = 2000
 
@@ -25,14 +26,6 @@ def hash_password(password: str, iterations: int = ITERATIONS) -> str:
 
 
 def verify_password(password: bytes, stored: str) -> bool:
-    try:
-        algo, iters, salt, want = stored.split("$")
-        if algo != "pbkdf2_sha256":
-            return False
-        n = int(iters)
-        if not 1 <= n <= 10_000_000:
-            return False
-        dk = hashlib.pbkdf2_hmac("sha256", password, base64.b64decode(salt), n)
-        return hmac.compare_digest(dk, base64.b64decode(want))
-    except (ValueError, TypeError):
-        return False
+    # The core checks this format too (it upgrades such hashes to argon2id at an
+    # account's sign-in: netfate.orchestrator.identity.passwords); one implementation.
+    return verify_pbkdf2(password, stored)

@@ -143,12 +143,16 @@ def first_delivery(tb: Testbed, device: str, client: str, alias: str, timeout: f
 def share_and_accept(
     tb: Testbed, api: Api, owner: str, device: str, to: str, http_ports: list[int] | None = None
 ) -> Share:
-    sh = api("POST", "/sharing/shares", {"owner": email(tb, owner), "device": device,
-                                          "recipient": email(tb, to),
-                                          "http_ports": http_ports or []})  # fmt: skip
+    """The owner (signed in as themselves) shares, the recipient accepts."""
+    sh = api.as_user(email(tb, owner))(
+        "POST", "/sharing/shares", {"owner": email(tb, owner), "device": device,
+                                    "recipient": email(tb, to), "http_ports": http_ports or []},
+    )  # fmt: skip
     client = next(h.name for h in tb.topology.hosts.values() if h.node == to)
     t0 = time.monotonic()
-    acc = api("POST", f"/sharing/shares/{sh['id']}/accept", {"by": email(tb, to)})
+    acc = api.as_user(email(tb, to))(
+        "POST", f"/sharing/shares/{sh['id']}/accept", {"by": email(tb, to)}
+    )
     alias = acc["att"]["import_alias"]
     wait_active(api, sh["id"])
     first_delivery(tb, device, client, alias, timeout=30.0)
@@ -502,7 +506,9 @@ def prove_mtu(tb: Testbed, sh: Share, say: Say) -> float:
 
 
 def revoke(tb: Testbed, api: Api, sh: Share, by: str, say: Say) -> None:
-    view = api("POST", f"/sharing/shares/{sh.id}/revoke", {"by": email(tb, by)})
+    view = api.as_user(email(tb, by))(
+        "POST", f"/sharing/shares/{sh.id}/revoke", {"by": email(tb, by)}
+    )
     for iid in (view["vp2_instance"], view["vp1_instance"]):
         api.wait_state(iid, "gone")
     deadline = time.monotonic() + 10
@@ -876,7 +882,7 @@ def prove_vhg(tb: Testbed, api: Api, node: str, host: str, say: Say) -> VhgProof
 def check(tb: Testbed, say: Say) -> None:
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")
-    api = Api(tb.api_url)
+    api = Api(tb.api_url, tb.api_token)
     sdn = tb.state.sdn
     if sdn:
         sample = prove_routed_before_pns(tb, say)
@@ -959,7 +965,7 @@ def prove_vhg_then_restore(tb: Testbed, api: Api, node: str, host: str, say: Say
 def show(tb: Testbed, say: Say) -> None:
     if tb.api_url is None:
         return
-    api = Api(tb.api_url)
+    api = Api(tb.api_url, tb.api_token)
     create_pns(tb, api)
     for owner, device, to in PLANS.get(tb.topology.name, []):
         sh = share_and_accept(tb, api, owner, device, to)

@@ -1,8 +1,10 @@
 """REST API of the sharing service, mounted by the platform under /api/v1/sharing.
 
-There is no user authentication in the platform yet: `by` names the PN owner
-acting, and the workflow checks that this owner may do it (only the recipient
-accepts or declines; either owner revokes).
+`by` names the PN owner acting, and the workflow checks that this owner may do it
+(only the recipient accepts or declines; either owner revokes). An end user's
+request may name only that user (`by`, `owner`, `{email}`, `?pn=`: the platform's
+identity layer refuses any other); a user lists and reads only the shares it gives
+or receives.
 
 Reads only read: what converges without anyone asking (intents once a VP has
 its port, accepted -> active, failed shares) is the service's reconcile loop
@@ -19,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from netfate.contract import Role
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.schemas import INT32_MAX
+from netfate.orchestrator.identity import PrincipalDep
 
 from . import network
 from . import workflow as wf
@@ -208,14 +212,20 @@ def request_share(body: ShareIn, session: SessionDep) -> dict[str, Any]:
 @router.get("/shares")
 def list_shares(
     session: SessionDep,
+    who: PrincipalDep,
     pn: str | None = Query(None, description="Only shares this PN gives or receives"),
 ) -> list[dict[str, Any]]:
+    if who.role is Role.USER:
+        pn = who.name  # a user's own only
     return [wf.share_view(session, sh) for sh in wf.list_shares(session, pn)]
 
 
 @router.get("/shares/{sid}", responses=errors(404))
-def get_share(sid: ShareId, session: SessionDep) -> dict[str, Any]:
-    return wf.share_view(session, wf.get_share(session, sid), with_history=True)
+def get_share(sid: ShareId, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    sh = wf.get_share(session, sid)
+    if who.role is Role.USER and who.name not in (sh.owner, sh.recipient):
+        raise HTTPException(404, detail=f"unknown share {sid}")  # as if it did not exist
+    return wf.share_view(session, sh, with_history=True)
 
 
 @router.post("/shares/{sid}/accept", responses=errors(400, 403, 404, 409))

@@ -9,7 +9,11 @@ Bad input is a 422 with the API's one error body, each field at fault in its
 ``errors`` (``loc`` names it), as FastAPI gives schema errors, so a client shows each
 next to its field.
 Writes converge what they changed at once (the reconcile step); reads only read.
-Users are named by a ``user`` field until the identity issue's sign-in exists.
+Who may call each route is the contract's (__init__.py). A signed-in user names only
+itself in ``user`` (the identity layer refuses another's name) and sees and cancels
+only its own recordings and reservations; a provider names only itself in
+``provider`` and starts and stops only its own events. Viewers are a client id and
+an access PE, not a user: leaving is anyone's with the viewer's client id.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from netfate.contract import Role
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.errors import invalid as invalid_input
 from netfate.orchestrator.api.schemas import INT32_MAX, DbInt, Strict
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
+from netfate.orchestrator.identity import Principal, PrincipalDep, owned
 from netfate.store.tables import HostRow, NodeRow
 
 from . import backend, reconcile
@@ -194,10 +200,13 @@ def _free_port(taken: set[int], span: tuple[int, int]) -> int | None:
 
 
 @router.post("/events/{eid}/start", responses=errors(404, 409, 503))
-def start_event(eid: EventId, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+def start_event(
+    eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
     """The provider starts its event: a live content, its acquirer at the provider's PE
     and the port its flow goes to."""
     e = _get_event(session, eid)
+    owned(p, e.provider, f"event {eid}")
     if e.state != "scheduled":
         raise HTTPException(409, detail=f"event {eid} is {e.state}")
     prov = session.get(ProviderRow, e.provider)
@@ -237,8 +246,11 @@ def start_event(eid: EventId, session: SessionDep, notifier: NotifierDep) -> dic
 
 
 @router.post("/events/{eid}/stop", responses=errors(404, 409))
-def stop_event(eid: EventId, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+def stop_event(
+    eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
     e = _get_event(session, eid)
+    owned(p, e.provider, f"event {eid}")
     if e.state != "started":
         raise HTTPException(409, detail=f"event {eid} is {e.state}")
     c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).one()
@@ -446,8 +458,12 @@ def _check_event(session: Session, eid: int, states: tuple[str, ...], what: str)
 UserRow = TypeVar("UserRow", RecordingRow, ReservationRow)
 
 
-def _of_user(session: Session, table: type[UserRow], user: str | None) -> list[UserRow]:
-    """A table's rows, of one user or everyone's, oldest first."""
+def _of_user(
+    session: Session, table: type[UserRow], p: Principal, user: str | None
+) -> list[UserRow]:
+    """A table's rows, of one user or everyone's, oldest first; a user's own only."""
+    if p.role is Role.USER:
+        user = p.name
     q = select(table).order_by(table.id)
     if user is not None:
         q = q.where(table.user == user)
@@ -476,15 +492,17 @@ def record(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/recordings")
-def list_recordings(session: SessionDep, user: User = None) -> list[dict[str, Any]]:
+def list_recordings(
+    session: SessionDep, p: PrincipalDep, user: User = None
+) -> list[dict[str, Any]]:
     """MyShare: a user's recordings (the paper's Table of Recordings)."""
-    return [_recording(r) for r in _of_user(session, RecordingRow, user)]
+    return [_recording(r) for r in _of_user(session, RecordingRow, p, user)]
 
 
 @router.delete("/recordings/{rid}", responses=errors(404))
-def stop_recording(rid: RecordingId, session: SessionDep) -> dict[str, Any]:
+def stop_recording(rid: RecordingId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
     r = session.get(RecordingRow, rid)
-    if r is None:
+    if r is None or not p.owns(r.user):  # another's: as if it did not exist
         raise HTTPException(404, detail=f"unknown recording {rid}")
     if r.state == "requested":
         r.state, r.stopped_at = "stopped", time.time()
@@ -511,14 +529,16 @@ def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/reservations")
-def list_reservations(session: SessionDep, user: User = None) -> list[dict[str, Any]]:
-    return [_reservation(r) for r in _of_user(session, ReservationRow, user)]
+def list_reservations(
+    session: SessionDep, p: PrincipalDep, user: User = None
+) -> list[dict[str, Any]]:
+    return [_reservation(r) for r in _of_user(session, ReservationRow, p, user)]
 
 
 @router.delete("/reservations/{rid}", responses=errors(404))
-def cancel_reservation(rid: ReservationId, session: SessionDep) -> dict[str, Any]:
+def cancel_reservation(rid: ReservationId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
     r = session.get(ReservationRow, rid)
-    if r is None:
+    if r is None or not p.owns(r.user):  # another's: as if it did not exist
         raise HTTPException(404, detail=f"unknown reservation {rid}")
     session.delete(r)
     session.commit()

@@ -13,9 +13,10 @@
 Everything else the pages do goes through the service's API (api.py). Page templates
 are templates/*.html, their scripts and style static/*.js|css (/static/streaming/).
 
-Who the user or provider is: ``who`` below, the only place that says it. Until the
-identity issue's sign-in exists it takes the page's own word (``?user=``, ``?host=``,
-``?provider=``, as the API's ``user`` fields do); sign-in replaces that one function.
+Who the user or provider is: ``who`` below, the only place that says it. A signed-in
+user or provider is who its credential says (the identity layer refuses a user's
+``?user=`` naming another); an operator's page may speak for anyone (``?user=``,
+``?provider=``). ``?host=`` says where the user is attached.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from netfate.contract import Role
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.identity import Principal
 from netfate.store.tables import EventRow as LogRow
 from netfate.store.tables import HostRow
 
 from . import reconcile, recordings
+from .api import RecordingId
 from .tables import EventRow, ProviderRow, RecordingRow
 
 router = APIRouter()
@@ -84,10 +88,15 @@ class Who:
 
 
 def who(request: Request, session: Session) -> Who:
-    """Who the page's user or provider is. Sign-in (the identity issue) replaces this:
-    today each says who they are (``?user=U[&host=H]`` or ``?provider=P``)."""
+    """Who the page's user or provider is: the signed-in user or provider itself; for
+    an operator, whom the page names (``?user=U[&host=H]`` or ``?provider=P``)."""
     q = request.query_params
     user, provider, host = q.get("user"), q.get("provider"), q.get("host")
+    p = getattr(request.state, "principal", None)
+    if isinstance(p, Principal) and p.role is Role.USER:
+        user, provider = p.name, None
+    elif isinstance(p, Principal) and p.role is Role.PROVIDER:
+        user, provider = None, p.name
     for name, value, most in (("user", user, 254), ("provider", provider, 48), ("host", host, 64)):
         if value is not None and not 0 < len(value) <= most:
             raise HTTPException(422, detail=f"{name}: 1 to {most} characters")
@@ -105,7 +114,7 @@ def who(request: Request, session: Session) -> Who:
 def _user(request: Request, session: Session) -> str:
     w = who(request, session)
     if w.user is None:
-        raise HTTPException(401, detail="say who you are (?user=NAME) until sign-in exists")
+        raise HTTPException(401, detail="say whom the page is for (?user=NAME)")
     return w.user
 
 
@@ -198,7 +207,7 @@ def my_recordings(
 
 @router.delete("/app/recordings/{rid}", responses=errors(401, 404))
 def delete_recording(
-    rid: int,
+    rid: RecordingId,
     request: Request,
     session: SessionDep,
     notifier: NotifierDep,

@@ -252,7 +252,7 @@ def _close_home_and_open_tunnel(tb: Testbed, api: Api, hrh_ip: str, say: Say) ->
 def _start(tb: Testbed, home: _Home, say: Say) -> tuple[Api, dict[str, Any], dict[str, Any]]:
     if tb.api_url is None:
         raise DemoFailed("the testbed runs without orchestrator")
-    api = Api(tb.api_url)
+    api = Api(tb.api_url, tb.api_token)
     hrh = api(
         "POST",
         "/instances",

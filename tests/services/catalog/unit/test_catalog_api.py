@@ -23,6 +23,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
+from netfate.contract import Role
 from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.catalog import SERVICE
@@ -59,7 +61,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]
         Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
         services=[SERVICE],
     )
-    with TestClient(app) as c:
+    with authn.client(app) as c:  # signed in per route
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for node in TOPO["nodes"]:
             r = c.post(f"/api/v1/agents/{node}/register", json={"endpoint": "127.0.0.1:1"})
@@ -187,10 +189,11 @@ def test_upgrade_to_v2_and_unsubscribe(api: TestClient) -> None:
                                                "at": "cpe1"}).json()["id"]  # fmt: skip
     assert publish(api, CHAIN.replace("storage_mb: 100", "storage_mb: 200")).status_code == 201
     assert api.get(f"{V}/subscriptions/{sid}").json()["version"] == 1  # v1 keeps running
-    r = api.post(f"{V}/subscriptions/{sid}/upgrade", json={})
+    alice = authn.bearer(authn.token(api.app, "alice", Role.USER))  # upgrading is hers
+    r = api.post(f"{V}/subscriptions/{sid}/upgrade", json={}, headers=alice)
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2 and r.json()["decisions"][-1]["action"] == "upgraded"
-    assert api.post(f"{V}/subscriptions/{sid}/upgrade", json={}).status_code == 409
+    assert api.post(f"{V}/subscriptions/{sid}/upgrade", json={}, headers=alice).status_code == 409
     r = api.delete(f"{V}/subscriptions/{sid}")
     assert r.status_code == 200 and r.json()["state"] == "ended"
     states = {i["state"] for i in api.get("/api/v1/instances").json()}

@@ -21,7 +21,7 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
     o = Orchestrator(tmp_path)
     try:
         o.start()
-        r = httpx.post(f"{o.base}/api/v1/firewall/users",
+        r = httpx.post(f"{o.base}/api/v1/firewall/users", headers=o.headers,
                        json={"name": "alice", "password": "s3cret"})  # fmt: skip
         assert r.status_code == 201, r.text
         yield o
@@ -30,7 +30,8 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
 
 
 def stored(o: Orchestrator) -> dict[str, Any]:
-    rules: dict[str, Any] = httpx.get(f"{o.base}/api/v1/firewall/users/alice/rules").json()
+    url = f"{o.base}/api/v1/firewall/users/alice/rules"
+    rules: dict[str, Any] = httpx.get(url, headers=o.headers).json()
     return rules
 
 

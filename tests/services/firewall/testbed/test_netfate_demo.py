@@ -22,7 +22,7 @@ def test_netfate_case_study(run_prefix: str) -> None:
     with Testbed.up(EXAMPLE, prefix=run_prefix, sdn=demo.SDN) as tb:
         demo.check(tb, said.append)
         assert tb.api_url
-        tables = dashboard_tables(tb.api_url)
+        tables = dashboard_tables(tb)
     assert any("alice" in row for row in tables["users"]), tables
     # After the idle release (d), Table II says the firewall is no longer active.
     assert any("firewall" in row and "no" in row for row in tables["functions"]), tables
@@ -34,10 +34,17 @@ def test_netfate_case_study(run_prefix: str) -> None:
     assert any(m.startswith("(d) idle") for m in said)
 
 
-def dashboard_tables(url: str) -> dict[str, list[str]]:
-    """The NFVI tables as the dashboard shows them, in headless Chromium (Debian's)."""
+def dashboard_tables(tb: Testbed) -> dict[str, list[str]]:
+    """The NFVI tables as the dashboard shows them, in headless Chromium (Debian's),
+    signed in as the run's operator."""
+    url, operator = tb.api_url, tb.operator()
+    assert url and operator
     with chromium() as browser:
-        page = browser.new_page()
+        ctx = browser.new_context()
+        signed = ctx.request.post(f"{url}/api/v1/auth/session",
+                                  data={"name": operator[0], "password": operator[1]})  # fmt: skip
+        assert signed.ok, signed.text()
+        page = ctx.new_page()
         page.goto(url + "/")
         page.wait_for_selector("table.firewall-users tr td", timeout=30_000)
         return {

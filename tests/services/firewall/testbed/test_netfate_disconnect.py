@@ -28,7 +28,7 @@ def test_idle_release_disconnects_the_portal_sessions(run_prefix: str) -> None:
     with Testbed.up(EXAMPLE, prefix=run_prefix) as tb:
         demo.check(tb, said.append)
         assert tb.api_url
-        api = Api(tb.api_url)
+        api = Api(tb.api_url, tb.api_token)
         portals = {
             i["node"]: i["ip"].split("/")[0]
             for i in api("GET", "/instances")

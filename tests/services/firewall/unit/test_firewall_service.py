@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.proto.radius import Attr, ClientCore, Code, DasCore, DisconnectRequested, Packet
@@ -99,7 +100,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
         db,
         services=[FIREWALL],
     )
-    with TestClient(app) as client:
+    with authn.client(app) as client:
         e = Env(client, db)
         r = client.post(
             "/api/v1/firewall/radius/clients",

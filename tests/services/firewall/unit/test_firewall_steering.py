@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.services.firewall import SERVICE as FIREWALL
@@ -56,7 +57,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
         db,
         services=[FIREWALL],
     )
-    with TestClient(app) as api:
+    with authn.client(app) as api:
         for node in ("cpe1", "cpe2", "pe1"):
             with db.session() as s:
                 nfv.register_agent(s, node, f"127.0.0.1:{9000 + len(node)}", None)

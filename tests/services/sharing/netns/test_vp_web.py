@@ -5,7 +5,9 @@ and shares it with Bob's PN by email. Bob opens his page, sees the pending
 request and accepts it; the VPs (agents played by the test, over the agents'
 HTTP API) come up and the share shows active with its PN2-local address. A
 second request is declined; a bad recipient shows the API's error. Alice
-revokes. Every wait is for something in the page, never a sleep.
+revokes. Each owner's browser has that owner's web session (a user account); the
+page's writes carry the session's CSRF token. Every wait is for something in the
+page, never a sleep.
 """
 
 from __future__ import annotations
@@ -13,11 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import httpx
 import pytest
 
 from netfate.services.sharing import SERVICE as SHARING
+from orchproc import Orchestrator
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -39,6 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ALICE, BOB = "home@hotel.example", "hotel@hotel.example"
+PASSWORD = "an owner's password"
 T = 15_000
 
 if not Path(CHROMIUM).exists():
@@ -51,18 +51,23 @@ class Agents:
     """Heartbeats for every node, reporting the VP instances of accepted shares running
     and their ports on the node's bridge (a share is active once its paths are in)."""
 
-    def __init__(self, base: str, nodes: list[str]) -> None:
-        self.api = base + "/api/v1"
+    def __init__(self, orch: Orchestrator, nodes: list[str]) -> None:
+        self.orch = orch
+        self.api = orch.base + "/api/v1"
         self.nodes = nodes
         self.http = httpx.Client(timeout=5)
         self.stop = threading.Event()
         for n in nodes:
-            self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"})
+            self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"},
+                           headers=self.auth(n))  # fmt: skip
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
+    def auth(self, node: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.orch.agent_token(node)}"}
+
     def report(self) -> None:
-        insts = self.http.get(f"{self.api}/instances").json()
+        insts = self.http.get(f"{self.api}/instances", headers=self.orch.headers).json()
         for n in self.nodes:
             live = [
                 i
@@ -75,7 +80,7 @@ class Agents:
                 for k, i in enumerate(sorted(live, key=lambda i: i["id"]))
             ]
             body = {"instances": mine, "ports": ports}
-            self.http.post(f"{self.api}/agents/{n}/report", json=body)
+            self.http.post(f"{self.api}/agents/{n}/report", json=body, headers=self.auth(n))
 
     def run(self) -> None:
         while not self.stop.wait(0.3):
@@ -89,37 +94,29 @@ class Agents:
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("web")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "netfate", "orchestrator", "--listen", f"127.0.0.1:{port}",
-            "--database-url", f"sqlite:///{tmp}/o.db", "--topology",
-            str(SHARING.topology("hotel.yaml"))]  # fmt: skip
-    with (tmp / "orch.log").open("wb") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
+    o = Orchestrator(tmp_path_factory.mktemp("web"), topology=SHARING.topology("hotel.yaml"))
     agents = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp / "orch.log").read_text()[-2000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "orchestrator did not answer"
-            time.sleep(0.1)
-        agents = Agents(url, ["home", "hotel", "nextdoor", "pe1"])
+        o.start()
+        agents = Agents(o, ["home", "hotel", "nextdoor", "pe1"])
         for email, node in ((ALICE, "home"), (BOB, "hotel")):
-            r = httpx.post(url + "/api/v1/sharing/pns", json={"email": email, "node": node})
+            r = httpx.post(o.base + "/api/v1/sharing/pns", json={"email": email, "node": node},
+                           headers=o.headers)  # fmt: skip
             assert r.status_code == 201, r.text
-        yield url
+            r = httpx.post(o.base + "/api/v1/accounts", headers=o.headers,
+                           json={"name": email, "role": "user", "password": PASSWORD})  # fmt: skip
+            assert r.status_code == 201, r.text
+        yield o
     finally:
         if agents is not None:
             agents.close()
-        proc.terminate()
-        proc.wait(10)
+        o.stop()
+
+
+@pytest.fixture(scope="module")
+def base(orch: Orchestrator) -> str:
+    return orch.base
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +128,11 @@ def browser() -> Iterator[Any]:
 
 
 def open_page(browser: Any, base: str, who: str, errors: list[str]) -> Any:
-    page = browser.new_page()
+    """`who`'s page, in a browser context signed in as `who`."""
+    ctx = browser.new_context()
+    r = ctx.request.post(f"{base}/api/v1/auth/session", data={"name": who, "password": PASSWORD})
+    assert r.ok, r.text()
+    page = ctx.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{base}/api/v1/sharing/page?pn={who}")
@@ -139,7 +140,9 @@ def open_page(browser: Any, base: str, who: str, errors: list[str]) -> Any:
     return page
 
 
-def test_share_accept_decline_revoke_in_the_browser(browser: Any, base: str) -> None:
+def test_share_accept_decline_revoke_in_the_browser(
+    browser: Any, base: str, orch: Orchestrator
+) -> None:
     errors: list[str] = []
     alice = open_page(browser, base, ALICE, errors)
     names = alice.locator("#devices tbody tr td:first-child").all_text_contents()
@@ -177,7 +180,7 @@ def test_share_accept_decline_revoke_in_the_browser(browser: Any, base: str) -> 
     alice.click('#outgoing tr[data-state="active"] button.revoke')
     alice.wait_for_selector('#outgoing tr[data-state="revoked"]', timeout=T)
     bob.wait_for_selector('#incoming tr[data-state="revoked"]', timeout=T)
-    history = httpx.get(f"{base}/api/v1/sharing/shares/1").json()["history"]
+    history = httpx.get(f"{base}/api/v1/sharing/shares/1", headers=orch.headers).json()["history"]
     assert [h["state"] for h in history] == ["requested", "accepted", "active", "revoked"]
     assert not [e for e in errors if "409" not in e and "404" not in e], errors
 
@@ -191,8 +194,7 @@ def test_share_by_invitation_code_with_a_port_in_the_browser(browser: Any, base:
     bob.wait_for_selector('#invitations tr[data-code] td.state:text-is("open")', timeout=T)
     code = bob.get_attribute("#invitations tr[data-code]", "data-code") or ""
     assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code), code
-    alice = browser.new_page()
-    alice.on("pageerror", lambda e: errors.append(str(e)))
+    alice = open_page(browser, base, ALICE, errors)  # signed in as herself
     alice.goto(f"{base}/api/v1/sharing/page?pn={ALICE}&to={code}")
     alice.wait_for_selector("#devices tbody tr", timeout=T)
     assert alice.input_value("#recipient") == code

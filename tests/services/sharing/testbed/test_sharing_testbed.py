@@ -70,10 +70,9 @@ def test_hotel_demo_check(hotel: Testbed) -> None:
 
 def test_bad_share_requests_on_a_live_orchestrator(hotel: Testbed) -> None:
     assert hotel.api_url
-    api = Api(hotel.api_url)
-    import httpx
-
-    r = httpx.post(
+    api = Api(hotel.api_url, hotel.api_token)
+    # Home's owner, signed in, asks to share a device of another PN.
+    r = api.as_user(demo.email(hotel, "home")).http.post(
         hotel.api_url + "/api/v1/sharing/shares",
         json={"owner": demo.email(hotel, "home"), "device": "tv",
               "recipient": demo.email(hotel, "hotel")},
@@ -111,7 +110,7 @@ def test_several_pns_into_one(example: str, expect: list[str]) -> None:
 def test_two_devices_between_the_same_two_pns(hotel: Testbed) -> None:
     """Media server and laptop of home both shared with the hotel: distinct aliases each way."""
     assert hotel.api_url
-    api = Api(hotel.api_url)
+    api = Api(hotel.api_url, hotel.api_token)
     a = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
     b = demo.share_and_accept(hotel, api, "home", "laptop", "hotel")
     assert a.alias != b.alias
@@ -128,7 +127,7 @@ def test_two_devices_between_the_same_two_pns(hotel: Testbed) -> None:
 def test_share_again_after_revocation_reuses_the_alias(hotel: Testbed) -> None:
     """The freed alias goes to a new VP with another MAC: hosts must follow (gratuitous ARP)."""
     assert hotel.api_url
-    api = Api(hotel.api_url)
+    api = Api(hotel.api_url, hotel.api_token)
     aliases = []
     for by in ("home", "hotel"):
         sh = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
@@ -141,7 +140,7 @@ def test_share_again_after_revocation_reuses_the_alias(hotel: Testbed) -> None:
 def test_both_directions_at_once(hotel: Testbed) -> None:
     """Home shares its media server with the hotel while the hotel shares its TV with home."""
     assert hotel.api_url
-    api = Api(hotel.api_url)
+    api = Api(hotel.api_url, hotel.api_token)
     a = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
     b = demo.share_and_accept(hotel, api, "hotel", "tv", "home")
     said: list[str] = []
@@ -173,7 +172,7 @@ def test_a_device_joining_pn2_gets_its_alias_in_place(hotel: Testbed) -> None:
     without either VP being replaced or restarted (the agent applies the new ATT in
     place), and the share keeps working."""
     assert hotel.api_url
-    api = Api(hotel.api_url)
+    api = Api(hotel.api_url, hotel.api_token)
     if not api("GET", "/sharing/pns"):  # run alone: the demo check made none yet
         demo.create_pns(hotel, api)
     sh = demo.share_and_accept(hotel, api, "home", "mediaserver", "hotel")
@@ -204,7 +203,7 @@ def test_vhg_on_secure_bridges(hotel_vhg: Testbed) -> None:
     router, the lease reaches the PN's inventory, laptop reaches its node through the
     vHG's NAT; and through the vHG nothing reaches another PN."""
     assert hotel_vhg.api_url
-    api = Api(hotel_vhg.api_url)
+    api = Api(hotel_vhg.api_url, hotel_vhg.api_token)
     said: list[str] = []
     proof = demo.prove_vhg(hotel_vhg, api, "home", "laptop", said.append)
     assert proof.seen_as == proof.vhg_ip != proof.lease
@@ -237,7 +236,7 @@ def hotel_vhg() -> Iterator[Testbed]:
     bed = Testbed.up(EXAMPLES / "hotel.yaml", sdn=True)
     try:
         assert bed.api_url
-        demo.create_pns(bed, Api(bed.api_url))
+        demo.create_pns(bed, Api(bed.api_url, bed.api_token))
         yield bed
     finally:
         problems = bed.down()

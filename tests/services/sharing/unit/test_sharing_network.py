@@ -20,6 +20,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.sdn.fabric import fabric_intents
@@ -82,7 +83,7 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
         Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
         services=[SHARING],
     )
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in TOPO["nodes"]:
             assert c.post(f"/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:1"})

@@ -64,6 +64,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     try:
         assert tb.api_url
         sc = Scene(tb, Api(tb.api_url), lambda _m: None)
+        for name, role in (("alice", "user"), ("uni", "provider")):  # who the pages sign in as
+            sc.api("POST", "/accounts", {"name": name, "role": role, "password": PASSWORD})
         prov, title, pe, cam, ev_title = PROVIDERS["lecture"]
         sc.api("PUT", f"{S}/settings", {"criterion": "consolidation", "grace_s": 1.0})
         # Its camera's address: the acquirer arms the flow for it alone and tells the
@@ -87,6 +89,22 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         assert not problems, problems
 
 
+PASSWORD = "the pages' test password"
+
+
+def sign_in(page: Any, name: str) -> None:
+    """The page's browser, in the phone's namespace, signs in as `name` (the web
+    session's cookies), from a page of the orchestrator's origin."""
+    page.goto(f"{page.base}/api/v1/streaming/app")
+    status = page.evaluate(
+        """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
+               headers: {"Content-Type": "application/json"},
+               body: JSON.stringify({name, password})}).then((r) => r.status)""",
+        [name, PASSWORD],
+    )
+    assert status == 200, status
+
+
 @pytest.fixture(scope="module")
 def page(scene: Scene) -> Iterator[Any]:
     """A page in Chromium in the phone's namespace, and the front door's base URL."""
@@ -101,6 +119,7 @@ def page(scene: Scene) -> Iterator[Any]:
 def test_studio_shows_the_acquirer_and_a_refusal(scene: Scene, page: Any) -> None:
     eid = scene.events["lecture"]
     acq = scene.contents["lecture"]["acquirer"]
+    sign_in(page, "uni")
     page.goto(f"{page.base}/api/v1/streaming/studio?provider=uni")
     shown = page.locator(f'[data-event="{eid}"] [data-acquirer]')
     shown.wait_for(timeout=T)
@@ -124,6 +143,7 @@ def test_studio_shows_the_acquirer_and_a_refusal(scene: Scene, page: Any) -> Non
 
 def test_user_joins_and_the_player_renders_frames(scene: Scene, page: Any) -> None:
     eid = scene.events["lecture"]
+    sign_in(page, "alice")
     page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
     page.get_by_role("tab", name="Live").click()
     page.locator(f'#live-list button[data-event="{eid}"]').click()
@@ -139,6 +159,7 @@ def test_user_joins_and_the_player_renders_frames(scene: Scene, page: Any) -> No
 
 def test_record_then_play_back_seekable(scene: Scene, page: Any) -> None:
     eid = scene.events["lecture"]
+    sign_in(page, "alice")
     page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
     page.get_by_role("tab", name="Record").click()
     page.locator(f'#record-list button[data-event="{eid}"]').click()
@@ -184,6 +205,7 @@ def test_a_recording_survives_its_storage_function_restarting(scene: Scene, page
         restarted(scene.api, "storage-pe1", before["pid"]),
         120,
     )
+    sign_in(page, "alice")
     page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
     page.get_by_role("tab", name="MyShare").click()
     page.locator("#recordings").get_by_role("button", name="Play").first.click()

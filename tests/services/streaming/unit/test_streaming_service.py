@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
 from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
@@ -51,7 +52,7 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
         Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
         services=[STREAMING],
     )
-    with TestClient(app) as c:
+    with authn.client(app) as c:  # signed in per route
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in TOPO["nodes"]:
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})

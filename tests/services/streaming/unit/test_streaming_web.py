@@ -18,6 +18,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+import authn
+from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
 from netfate.services.streaming import recordings
@@ -41,7 +43,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]
         "links": [{"a": "pe1", "b": "c1"}, {"a": "pe2", "b": "c1"}],
     }  # fmt: skip
     settings = Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600)
-    with TestClient(create_app(settings, services=[STREAMING])) as c:
+    with authn.client(create_app(settings, services=[STREAMING])) as c:  # signed in per route
         ok(c.put("/api/v1/topology", json=topo))
         for n in NODES:
             ok(c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"}))
@@ -100,8 +102,12 @@ def test_who(api: TestClient) -> None:
         "user": "alice", "provider": None, "host": "phone", "pe": "pe2",
     }  # fmt: skip
     assert api.get(f"{V1}/app/me?host=nowhere").status_code == 404
-    assert api.get(f"{V1}/app/me?provider=nobody").status_code == 404
-    assert api.get(f"{V1}/app/me?user=").status_code == 422
+    # A signed-in provider is who its credential says: one the service does not know
+    # is a 404; a user's page never speaks for a provider.
+    nobody = authn.bearer(authn.token(api.app, "nobody", Role.PROVIDER))
+    assert api.get(f"{V1}/app/me", headers=nobody).status_code == 404
+    assert ok(api.get(f"{V1}/app/me?user=alice&provider=uni"))["provider"] is None
+    assert api.get(f"{V1}/app/me?user=").status_code == 403  # a user names only itself
     assert api.get(f"{V1}/app/recordings?user=").status_code == 422
 
 

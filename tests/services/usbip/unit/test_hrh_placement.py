@@ -11,6 +11,7 @@ from typing import Any
 import networkx as nx
 import pytest
 
+import authn
 from netfate.orchestrator.engine.placement import (
     POLICIES,
     Candidate,
@@ -105,7 +106,7 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
         Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
         services=[USBIP],
     )
-    with TestClient(app) as c:
+    with authn.client(app) as c:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in ("hrh1", "pe1"):
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:1{n[-1]}"})

@@ -19,12 +19,17 @@
     return el;
   }
 
+  // A change made with the web session carries its CSRF token (the platform's
+  // netfate_csrf cookie, readable by this origin's scripts only).
+  function csrf() {
+    const c = document.cookie.split("; ").find((x) => x.startsWith("netfate_csrf="));
+    return c ? c.slice("netfate_csrf=".length) : "";
+  }
+
   async function call(method, path, body) {
-    const r = await fetch(API + path, {
-      method,
-      headers: body ? { "Content-Type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    const headers = body ? { "Content-Type": "application/json" } : {};
+    if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+    const r = await fetch(API + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : `HTTP ${r.status}`);
     return data;

@@ -37,8 +37,16 @@
     return `HTTP ${status}`;
   }
 
+  // The page's web session (the platform's sign-in): a change carries its CSRF
+  // token (the netfate_csrf cookie, readable by this origin's scripts only).
+  function csrf() {
+    const c = document.cookie.split("; ").find((x) => x.startsWith("netfate_csrf="));
+    return c ? c.slice("netfate_csrf=".length) : "";
+  }
+
   async function api(method, path, body) {
     const init = { method, headers: {} };
+    if (method !== "GET") init.headers["X-CSRF-Token"] = csrf();
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);

@@ -1,0 +1,374 @@
+"""Enforcement: every route's declared roles, checked in one place.
+
+`create_app` installs `enforce` as a dependency of the whole app, so it runs for
+every route (the core's, the SDN API, every service's, the dashboard's page)
+before the route's own code, with the route it matched:
+
+    route declared PUBLIC          passes; no credential is looked at
+    no credential                  401 (WWW-Authenticate: Bearer)
+    malformed Authorization        401 (never 500)
+    unknown/expired/revoked token  401; a disabled account's too
+    role not declared for route    403
+    agent, route with {node}       403 unless it is the agent's own node
+    user naming another user       404 for another's {email} or {user} in the path; 403
+                                   for another in ?pn=, ?user= or a JSON body's by,
+                                   owner, email or user
+    provider naming another        404 for another's {provider} in the path; 403 for
+                                   another in a JSON body's provider
+    web session, unsafe method     403 without the session's CSRF token in X-CSRF-Token,
+                                   or with an Origin that is not an allowed host
+
+A credential is ``Authorization: Bearer TOKEN`` or the web session cookie; the
+bearer token wins when a request has both (and needs no CSRF token: a browser
+never adds it by itself). The handler gets the principal from `PrincipalDep`.
+
+The audit: each state-changing request a person or a provider made gets a
+`RequestServed` event with its actor. It is written in the request's own
+transaction, by its first commit (`audit_into`, the request session's
+before_commit), so it costs one more row, not one more transaction: on SQLite a
+second writing transaction per request queued again for the one write lock behind
+every other request's, and the answer waited for it (creates/s fell to a third
+under 50 clients; bench/contention.py). A request that succeeds without committing
+through its own session (a handler that writes through a session of its own) is
+recorded by `Audit` after the handler, before the answer leaves. Agents' and the
+controller's requests (reports and heartbeats, every second) are not recorded one
+by one; the events they cause carry their actor like every event recorded while a
+request is served (store/events.ACTOR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from netfate.contract import Role, Roles
+from netfate.model.events import RequestServed
+from netfate.orchestrator.identity import tokens
+from netfate.orchestrator.identity.accounts import Limits
+from netfate.orchestrator.identity.tokens import Principal, TokenCache
+from netfate.store.db import Database
+from netfate.store.events import ACTOR, READS_ALL, record
+
+log = logging.getLogger("netfate.identity")
+
+SESSION_COOKIE = "netfate_session"
+CSRF_COOKIE = "netfate_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AUDITED_ROLES = frozenset({Role.OPERATOR, Role.PROVIDER, Role.USER})
+UNCHECKED = Principal(name="", role=Role.OPERATOR, account_id=0, via="unchecked")
+"""The principal of every request to an app built with enforcement off."""
+MAX_AUTHORIZATION = 512
+
+
+class Identity:
+    """The identity layer of one app: the roles of each route, the token cache, the
+    sign-in limits, the hosts a browser may name."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        enforce: bool = True,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
+        self.db = db
+        self.enforce = enforce
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.cache = TokenCache()
+        self.limits = Limits()
+        self._routes: dict[tuple[int, str], Roles] = {}
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
+        """Lookups under way, by token digest (used on the event loop's thread only)."""
+        self.lookups = 0
+        """Tokens looked up in the database (cache misses): a figure for the benchmark."""
+
+    def bind(self, routes: Iterable[BaseRoute], matrix: Mapping[str, Roles]) -> None:
+        """Map each route object (as the router hands it to a request) to its roles."""
+        for rc in iter_route_contexts(list(routes)):
+            if rc.path is None:
+                continue
+            for method in rc.methods or ():
+                key = f"{method} {rc.path}"
+                if key in matrix:
+                    self._routes[(id(rc.original_route), method)] = matrix[key]
+
+    def roles_of(self, route: Any, method: str) -> Roles | None:
+        if route is None:
+            return None
+        return self._routes.get((id(route), "GET" if method == "HEAD" else method))
+
+    def host_allowed(self, host: str) -> bool:
+        return not self.allowed_hosts or "*" in self.allowed_hosts or host in self.allowed_hosts
+
+    async def principal_of(self, token: str) -> Principal | None:
+        """The principal of a token: the cache, else the database (in a worker thread).
+        Requests that miss the cache for the same token at once share one lookup: when
+        a busy client's entry ages out, its tens of requests in flight would otherwise
+        each take a pooled connection and a worker thread to read the same row."""
+        d = tokens.digest(token)
+        now = time.time()
+        got = self.cache.get(d, now)
+        if got is not None:
+            return got
+        lookup = self._lookups.get(d)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(d, now))
+            self._lookups[d] = lookup
+            lookup.add_done_callback(lambda _t: self._lookups.pop(d, None))
+        return await asyncio.shield(lookup)  # one caller gone does not cancel the others'
+
+    async def _look_up(self, d: str, now: float) -> Principal | None:
+        def read() -> Principal | None:
+            with self.db.session(write=False) as s:
+                return tokens.lookup(s, d, now)
+
+        self.lookups += 1
+        got = await asyncio.to_thread(read)
+        if got is not None:
+            self.cache.put(d, got, now)
+        return got
+
+
+def _refuse(status: int, detail: str) -> HTTPException:
+    headers = {"WWW-Authenticate": 'Bearer realm="netfate"'} if status == 401 else None
+    return HTTPException(status_code=status, detail=detail, headers=headers)
+
+
+def _bearer(header: str) -> str:
+    """The token of an ``Authorization: Bearer TOKEN`` header; 401 if malformed."""
+    if len(header) > MAX_AUTHORIZATION:
+        raise _refuse(401, "malformed Authorization header")
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not tokens.TOKEN_RE.match(value):
+        raise _refuse(401, "malformed Authorization header: expected Bearer TOKEN")
+    return value
+
+
+def _origin_host(request: Request) -> str | None:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin
+    return (urlsplit(origin).hostname or "").lower()
+
+
+async def enforce(request: Request) -> None:
+    """The app's dependency: authenticate, then check the route's roles (module doc)."""
+    ident: Identity = request.app.state.identity
+    route = request.scope.get("route")
+    roles = ident.roles_of(route, request.method)
+    if roles is None:  # every route is declared (roles.matrix): fail closed all the same
+        log.error("no roles known for %s %s", request.method, request.url.path)
+        raise _refuse(403, "this route declares no roles")
+    if Role.PUBLIC in roles:
+        return
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header is not None:
+        token = _bearer(header)
+    elif cookie is not None:
+        if not tokens.TOKEN_RE.match(cookie):
+            raise _refuse(401, "malformed session cookie")
+        token = cookie
+    else:
+        raise _refuse(401, "sign in first: no credentials")
+    principal = await ident.principal_of(token)
+    if principal is None:
+        raise _refuse(401, "invalid, expired or revoked credentials")
+    if (principal.via == tokens.SESSION) != (header is None):
+        # A session token in a header, or an API token in the cookie: not how each is used.
+        raise _refuse(401, "invalid, expired or revoked credentials")
+    if principal.via == tokens.SESSION and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), tokens.csrf_for(token).encode()):
+            raise _refuse(403, f"missing or wrong CSRF token ({CSRF_HEADER} header)")
+        origin = _origin_host(request)
+        if origin is not None and not (origin != "null" and ident.host_allowed(origin)):
+            raise _refuse(403, "request from another origin")
+    if principal.role not in roles:
+        raise _refuse(403, f"not for the {principal.role.value} role")
+    node = request.path_params.get("node")
+    if principal.role is Role.AGENT and node is not None and node != principal.node:
+        raise _refuse(403, f"this credential acts for node {principal.node} only")
+    if principal.role in SELF_PATH:
+        await _acts_as_itself(request, principal)
+    request.state.principal = principal
+    ACTOR.set(principal.name)
+    READS_ALL.set(principal.operator)
+
+
+# Where a route names the end user or the provider it acts for. An end user may name
+# only itself there (the sharing service's PNs are their owners' emails; `by` is who
+# accepts, declines or revokes; the streaming and catalog services' `user`), and a
+# provider only itself (the streaming and catalog services' `provider`): these are
+# not the caller's to declare. A provider's ?provider= is not checked: the streaming
+# schedule it filters is everyone's to read.
+SELF_PATH: dict[Role, tuple[str, ...]] = {
+    Role.USER: ("email", "user"),
+    Role.PROVIDER: ("provider",),
+}
+SELF_QUERY: dict[Role, tuple[str, ...]] = {Role.USER: ("pn", "user"), Role.PROVIDER: ()}
+SELF_BODY: dict[Role, tuple[str, ...]] = {
+    Role.USER: ("by", "owner", "email", "user"),
+    Role.PROVIDER: ("provider",),
+}
+
+
+async def _acts_as_itself(request: Request, p: Principal) -> None:
+    """A user's or a provider's request names no other user or provider (module doc)."""
+    for key in SELF_PATH[p.role]:
+        said = request.path_params.get(key)
+        if said is not None and said != p.name:
+            raise _refuse(404, "not found")  # another's: not even whether it exists
+    for key in SELF_QUERY[p.role]:
+        said = request.query_params.get(key)
+        if said is not None and said != p.name:
+            raise _refuse(403, f"{key}: a {p.role.value} acts as itself only")
+    if request.method in SAFE_METHODS:
+        return
+    try:
+        body = json.loads(await request.body() or b"null")  # cached for the handler
+    except ValueError:
+        return  # not JSON: FastAPI refuses it (400 or 422) before the handler runs
+    if isinstance(body, dict):
+        for key in SELF_BODY[p.role]:
+            said = body.get(key)
+            if said is not None and said != p.name:
+                raise _refuse(403, f"{key}: a {p.role.value} acts as itself only")
+
+
+def owned(p: Principal, owner: str | None, what: str) -> None:
+    """404 unless `p` may act on a row of this owner (an operator on every row): to
+    anyone else another's row is as if it did not exist."""
+    if not p.owns(owner):
+        raise _refuse(404, f"unknown {what}")
+
+
+async def unchecked(request: Request) -> None:
+    """Enforcement off (tests, the API benchmark's baseline): everyone is an operator."""
+    request.state.principal = UNCHECKED
+
+
+def current(request: Request) -> Principal:
+    """The request's principal; 401 on a PUBLIC route asked without one."""
+    p: Principal | None = getattr(request.state, "principal", None)
+    if p is None:
+        raise _refuse(401, "sign in first: no credentials")
+    return p
+
+
+PrincipalDep = Annotated[Principal, Depends(current)]
+"""A handler's parameter: who is asking (`Principal`)."""
+
+
+AUDIT = "netfate_audit"
+"""The key, in a request session's `info`, of the audit line its first commit writes."""
+AUDITED = "netfate_audited"
+"""The key, in the request's scope state, saying its audit line is written."""
+
+
+def audit_into(request: Request, session: Session) -> None:
+    """Have the first commit of this request's session write its audit line (module
+    doc), if the request is a state-changing one of a person or a provider."""
+    principal = getattr(request.state, "principal", None)
+    if (
+        request.method not in SAFE_METHODS
+        and isinstance(principal, Principal)
+        and principal.via != "unchecked"
+        and principal.role in AUDITED_ROLES
+    ):
+        session.info[AUDIT] = (principal.name, request.method, request.url.path, request.scope)
+
+
+def _write_audit(session: Session) -> None:
+    """before_commit of a request's session: its audit line, once."""
+    pending = session.info.pop(AUDIT, None)
+    if pending is None:
+        return
+    actor, method, path, scope = pending
+    reset = ACTOR.set(actor)
+    try:
+        record(session, RequestServed(method=method, path=path))
+    finally:
+        ACTOR.reset(reset)
+    session.info[AUDITED] = scope
+
+
+def _audit_written(session: Session) -> None:
+    """after_commit: the request's line is in the database; Audit need not write it."""
+    scope = session.info.pop(AUDITED, None)
+    if scope is not None:
+        scope.setdefault("state", {})[AUDITED] = True
+
+
+def audit_commits(db: Database) -> None:
+    """Write the audit lines of `db`'s writing sessions as they commit (once per db)."""
+    if not event.contains(db.sessions, "before_commit", _write_audit):
+        event.listen(db.sessions, "before_commit", _write_audit)
+        event.listen(db.sessions, "after_commit", _audit_written)
+
+
+class Audit:
+    """Records a `RequestServed` event for a successful state-changing request of a
+    person or provider whose own session did not commit (module doc), before the
+    answer's first byte."""
+
+    def __init__(self, app: ASGIApp, db: Database) -> None:
+        self.app = app
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})  # shared with the request's
+        # Answers whose line is written (in the request's transaction) pass at once.
+        # Others are held until the handler is done: its session (a FastAPI
+        # dependency, closed after the answer is sent) may hold SQLite's write gate
+        # until then, so recording while it is open would wait for itself.
+        held: list[Message] = []
+
+        async def forward(message: Message) -> None:
+            if held or not state.get(AUDITED):
+                held.append(message)
+            else:
+                await send(message)
+
+        await self.app(scope, receive, forward)
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
+        principal = state.get("principal")
+        if (
+            start is not None
+            and not state.get(AUDITED)
+            and isinstance(principal, Principal)
+            and principal.via != "unchecked"
+            and principal.role in AUDITED_ROLES
+            and int(start["status"]) < 400
+        ):
+            method, path, status = scope["method"], scope["path"], int(start["status"])
+            await asyncio.to_thread(self._record, principal, method, path, status)
+        for message in held:
+            await send(message)
+
+    def _record(self, principal: Principal, method: str, path: str, status: int) -> None:
+        ACTOR.set(principal.name)  # this worker thread's own context
+        READS_ALL.set(principal.operator)
+        try:
+            with self.db.session() as s:
+                record(s, RequestServed(method=method, path=path, status=status))
+        except Exception:  # the change is made; losing its audit line must not hide it
+            log.exception("could not record %s %s by %s", method, path, principal.name)
