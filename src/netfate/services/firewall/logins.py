@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy import delete, select
+
 from netfate.proto.radius import AccessRequested, AccountingReceived, AcctStatus, Attr
 from netfate.proto.radius.packet import NETFATE_VENDOR, U32, Value, vsa, vsas
 from netfate.services.firewall import nas_sessions, policy
@@ -164,3 +166,23 @@ class Logins:
             elif ev.status == AcctStatus.START:
                 record_event(s, "AccountingStarted", {"user": user.name, "nas": nas})
         return attrs, touched
+
+
+def prune_accounting(db: Database, keep: int, batch: int = 2_000) -> int:
+    """Delete accounting records beyond the newest `keep`, `batch` per transaction (a
+    prune never holds the writer long) until none is left over. A record is history
+    for people: nothing decides on an old one, but every Interim-Update of every
+    portal and firewall adds one, so without this the table only grows. Returns how
+    many went."""
+    if keep < 0 or batch < 1:
+        raise ValueError("need keep >= 0 and batch >= 1")
+    R = FirewallAccountingRow
+    gone = 0
+    while True:
+        with db.session() as s:
+            cut = s.scalar(select(R.id).order_by(R.id.desc()).offset(keep).limit(1))
+            if cut is None:
+                return gone
+            old = list(s.scalars(select(R.id).where(R.id <= cut).order_by(R.id).limit(batch)))
+            s.execute(delete(R).where(R.id.in_(old)))
+        gone += len(old)

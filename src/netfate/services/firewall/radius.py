@@ -54,7 +54,8 @@ The NAS sessions' accounting is handled by one worker thread in arrival order, s
 a session's Start, Interims and Stop (and our Disconnect's mark) apply in the
 order they came; a firewall's accounting, which names no NAS session, keeps the
 thread pool. Sessions no accounting mentioned for NAS_SESSION_TTL are forgotten,
-and at most MAX_NAS_SESSIONS are kept (the oldest go first).
+and at most MAX_NAS_SESSIONS are kept (the oldest go first); the accounting records
+themselves (history) are cut to the newest KEEP_ACCOUNTING at the same time.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ from sqlalchemy.orm import Session
 
 from netfate.orchestrator.notify import Notifier
 from netfate.proto.radius import AccessRequested, AccountingReceived, PacketDropped
-from netfate.services.firewall import disconnect, nas_sessions, policy
+from netfate.services.firewall import disconnect, logins, nas_sessions, policy
 from netfate.services.firewall.core import Clients, RadiusCore
 from netfate.services.firewall.disconnect import (
     DisconnectFailed,
@@ -101,6 +102,7 @@ DEFAULT_LISTEN = "127.0.0.1:1812"
 MAX_NAS_SESSIONS = 65536
 NAS_SESSION_TTL = 86400.0  # a session no accounting mentioned for a day is forgotten
 NAS_SESSION_PRUNE_S = 60.0  # how often the forgetting runs
+KEEP_ACCOUNTING = 200_000  # accounting records kept (newest), pruned with the sessions
 
 
 def _log_failure(what: str) -> Any:
@@ -324,8 +326,11 @@ class RadiusService:
 
     def prune_nas_sessions(self, now: float) -> int:
         """Forget the sessions no accounting mentioned for NAS_SESSION_TTL, then the
-        oldest beyond MAX_NAS_SESSIONS (sessions worker). Returns how many went."""
-        return nas_sessions.prune(self.db, now, NAS_SESSION_TTL, MAX_NAS_SESSIONS)
+        oldest beyond MAX_NAS_SESSIONS, and accounting records beyond the newest
+        KEEP_ACCOUNTING (sessions worker). Returns how many sessions went."""
+        gone = nas_sessions.prune(self.db, now, NAS_SESSION_TTL, MAX_NAS_SESSIONS)
+        logins.prune_accounting(self.db, KEEP_ACCOUNTING)
+        return gone
 
     # ---------------------------------------------------------------- RFC 5176
 

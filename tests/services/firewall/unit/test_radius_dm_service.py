@@ -32,7 +32,7 @@ from netfate.proto.radius import (
 )
 from netfate.proto.radius import packet as rp
 from netfate.proto.radius.packet import Value
-from netfate.services.firewall import policy, radius
+from netfate.services.firewall import logins, policy, radius
 from netfate.services.firewall.radius import RadiusService
 from netfate.services.firewall.tables import (
     FirewallNasSessionRow,
@@ -516,3 +516,30 @@ def test_the_migration_creates_the_table_the_service_uses(db: Database) -> None:
             if FirewallNasSessionRow.__tablename__ in repr(d)
         ]
     assert diffs == []
+
+
+def test_accounting_history_is_cut_to_the_newest_records(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netfate.services.firewall.tables import FirewallAccountingRow
+
+    def row(i: int) -> FirewallAccountingRow:
+        return FirewallAccountingRow(
+            at=float(i), user=f"u{i}", session_id=f"s{i}", status="Interim-Update", nas="n"
+        )
+
+    with db.session() as s:
+        s.add_all(row(i) for i in range(7))
+    monkeypatch.setattr(radius, "KEEP_ACCOUNTING", 3)
+    svc = RadiusService(db)
+    svc.prune_nas_sessions(1_000_000.0)
+    with db.session() as s:
+        kept = [r.session_id for r in s.query(FirewallAccountingRow).order_by("id")]
+    assert kept == ["s4", "s5", "s6"]
+    # In batches: 5 more records, 2 a transaction, all beyond the newest 3 go.
+    with db.session() as s:
+        s.add_all(row(i) for i in range(7, 12))
+    assert logins.prune_accounting(db, 3, batch=2) == 5
+    with db.session() as s:
+        assert s.query(FirewallAccountingRow).count() == 3
+    assert logins.prune_accounting(db, 3) == 0
