@@ -11,7 +11,7 @@ Layout (docs/CONTRACTS.md), for run prefix P:
     namespace P-<node>  eth0: transit address + .1 of each LAN, ip_forward on,
                         routes to every other node's LANs via that node's transit address
     namespace P-<host>  eth0: its address, default route via its LAN's .1
-    namespace P-door    eth0: the front door's address (the transit network's last),
+    namespace P-door    (with control) eth0: the front door's address (the transit network's last),
                         a veth to the first node's namespace (`door` there, proxy ARP),
                         which routes it; every other node routes it via that node
 
@@ -283,7 +283,8 @@ class Testbed:
             for h in topo.hosts.values()
         }
         st.namespaces = [n.sw] + [n.ns(x) for x in topo.nodes] + [n.ns(x) for x in topo.hosts]
-        st.namespaces.append(n.door)
+        if st.control:  # the front door's, which runs with the control plane
+            st.namespaces.append(n.door)
         st.ovs_rundir = str(st.dir / "ovs")
         st.save()  # journal first: what follows may be interrupted at any point
 
@@ -292,7 +293,8 @@ class Testbed:
         self._step(report, "Open vSwitch", self._start_ovs)
         self._step(report, f"veth links ({self._veth_count()})", self._veths)
         self._step(report, "addresses and routes", self._configure_namespaces)
-        self._step(report, "front door namespace", self._door_namespace)
+        if st.control:
+            self._step(report, "front door namespace", self._door_namespace)
         self._step(report, "traffic control", self._traffic_control)
         self._step(report, f"bridges ({len(topo.nodes)})", lambda: self._bridges(controller))
         if self.state.emulator == "userspace":
@@ -406,8 +408,8 @@ class Testbed:
             for lan in node.lans:
                 lan_routes.append((str(lan.network_address), lan.prefixlen, str(node.transit_ip)))
         jobs: list[tuple[str, Callable[[], None]]] = []
-        # The front door sits behind the first node (`_door_namespace`).
-        lan_routes.append((str(topo.door_ip), 32, str(topo.door_node.transit_ip)))
+        if self.state.control:  # the front door sits behind the first node (`_door_namespace`)
+            lan_routes.append((str(topo.door_ip), 32, str(topo.door_node.transit_ip)))
         for node in topo.nodes.values():
             routes = [r for r in lan_routes if r[2] != str(node.transit_ip)]
             jobs.append((self.names.ns(node.name), _node_setup(node, topo, routes, self.state.tso)))
