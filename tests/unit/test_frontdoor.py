@@ -230,3 +230,31 @@ def test_sign_in_failures_count_per_client_behind_the_door(tmp_path: Path) -> No
         assert [sign_in("192.168.1.66", "wrong") for _ in range(10)] == [401] * 10
         assert sign_in("192.168.1.66", "pw-" * 4) == 429  # that client is limited
         assert sign_in("192.168.2.10", "pw-" * 4) == 200  # another behind the same door is not
+
+
+VALUES = st.one_of(
+    st.binary(max_size=40), st.sampled_from([b"10.255.0.254", b"10.255.0.254:80", b"12", b"2000"])
+)
+PATHS = st.one_of(st.text(max_size=200),
+                  st.sampled_from(PREFIXES).map(lambda p: p + "/x"))  # fmt: skip
+
+
+@given(
+    path=PATHS,
+    headers=st.lists(st.tuples(st.sampled_from([b"host", b"content-length", b"x-other"]),
+                               VALUES), max_size=6),
+)  # fmt: skip
+def test_any_request_head_gets_an_answer_never_an_exception(
+    path: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Whatever path and header bytes the HTTP parser hands the door (it parses no bytes
+    itself: uvicorn's h11 does), the check answers with a status, and relays only a
+    request with one Host of its own, a sane Content-Length and an allowed path."""
+    door, _ = door_and_upstream(max_body=1024)
+    status, _detail = door.check({"path": path, "headers": headers})
+    assert status in (0, 400, 404, 413)
+    if status == 0:
+        assert allowed(path, PREFIXES)
+        (host,) = [v for k, v in headers if k == b"host"]
+        assert host_name(host.decode("latin-1")) == "10.255.0.254"
+        assert all(v.isdigit() and int(v) <= 1024 for k, v in headers if k == b"content-length")
