@@ -237,6 +237,7 @@ def serve(door: Door, sock: socket.socket, max_connections: int = 256) -> None:
         h11_max_incomplete_event_size=16 * 1024,
         proxy_headers=False,
         server_header=False,
+        date_header=False,  # the orchestrator's answer has its own
     )
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
