@@ -94,7 +94,7 @@ PASSWORD = "the pages' test password"
 
 def sign_in(page: Any, name: str) -> None:
     """The page's browser, in the phone's namespace, signs in as `name` (the web
-    session's cookies), from a page of the orchestrator's origin."""
+    session's cookies), from a page of the front door's origin."""
     page.goto(f"{page.base}/api/v1/streaming/app")
     status = page.evaluate(
         """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
