@@ -36,6 +36,22 @@ from netfate.orchestrator.sdn.intents import (
     PortView,
 )
 
+TWO_HOMES = """
+name: sdn-e2e
+transit: 10.255.0.0/24
+nodes:
+  cpe1: {kind: cpe, lan: 192.168.1.0/24}
+  cpe2: {kind: cpe, lan: 192.168.2.0/24}
+  pe1:  {kind: pe, lan: 10.10.0.0/24, cpu: 4, memory: 2GiB}
+hosts:
+  laptop1: {node: cpe1}
+  laptop2: {node: cpe2}
+links:
+  - {a: cpe1, b: pe1}
+  - {a: cpe2, b: pe1}
+"""
+"""Two homes and a provider edge, as a testbed topology (the SDN and front door tests)."""
+
 
 def sh(*args: str, check: bool = True, timeout: float = 30.0) -> str:
     r = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)

@@ -47,6 +47,7 @@ PARTS: dict[str, Part] = {
     "logout": Part("netfate.orchestrator.identity.cli:logout", "command"),
     "accounts": Part("netfate.orchestrator.identity.cli:accounts", "group"),
     "admin": Part("netfate.orchestrator.identity.admin:command", "group", wired=True),
+    "frontdoor": Part("netfate.frontdoor:command", "command", wired=True),
     "testbed": Part("netfate.testbed.cli:app", "group"),
     "controller": Part("netfate.orchestrator.sdn.cli:app", "merge"),
     "flow": Part("netfate.orchestrator.sdn.cli:app", "merge"),

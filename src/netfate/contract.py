@@ -24,6 +24,8 @@ CLI, and to ``netfate demo``, ``netfate experiment`` and ``netfate bench``::
                                                         stopped with the app
     folder/static/, panels, pages   create_app, web     /static/NAME/...; panel scripts
                                                         on the dashboard; pages listed
+    door                            netfate frontdoor   paths relayed to users inside
+                                                        the emulated network
     cli                             netfate (CLI)       `netfate NAME ...`
     demos                           netfate demo        `netfate demo DEMO [--check]`
     experiments                     netfate experiment  `netfate experiment EXP`
@@ -155,6 +157,10 @@ class Service:
     """Files of ``static/`` that the dashboard loads as panels."""
     pages: Mapping[str, str] = field(default_factory=dict)
     """Title -> path (below /api/v1/NAME) of the service's own web pages."""
+    door: tuple[str, ...] = ()
+    """Paths (below /api/v1/NAME) the front door relays from inside the emulated
+    network, each with what lies below it: the users' pages and the routes they
+    call (`netfate frontdoor`); everything else of the service stays the operator's."""
 
     @property
     def prefix(self) -> str:

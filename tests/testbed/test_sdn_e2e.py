@@ -27,22 +27,9 @@ import pytest
 
 from browser import chromium
 from netfate.model.topology import Topology
-from sdn_rig import ControllerProcess, wait_until
+from sdn_rig import TWO_HOMES, ControllerProcess, wait_until
 
-TOPO = """
-name: sdn-e2e
-transit: 10.255.0.0/24
-nodes:
-  cpe1: {kind: cpe, lan: 192.168.1.0/24}
-  cpe2: {kind: cpe, lan: 192.168.2.0/24}
-  pe1:  {kind: pe, lan: 10.10.0.0/24, cpu: 4, memory: 2GiB}
-hosts:
-  laptop1: {node: cpe1}
-  laptop2: {node: cpe2}
-links:
-  - {a: cpe1, b: pe1}
-  - {a: cpe2, b: pe1}
-"""
+TOPO = TWO_HOMES
 PORT = 6653
 
 

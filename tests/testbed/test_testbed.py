@@ -449,6 +449,13 @@ def test_up_with_orchestrator_and_agents() -> None:
         roles = sorted(r.role for r in tb.state.process_refs())
         assert "orchestrator" in roles and "agent:pe1" in roles
         assert "prometheus" in roles  # the run's own, stopped by PID below
+        assert "frontdoor" in roles and tb.door_url == "http://10.255.0.254"
+        # The front door's namespace: the transit network's last address, behind cpe1
+        # (the first node), which routes it; the others route it via cpe1.
+        door = netns.run_in(f"{prefix}-door", ["ip", "-4", "-o", "addr", "show"]).stdout
+        assert "10.255.0.254/32" in door
+        assert "10.255.0.254 dev door" in tb.exec("cpe1", ["ip", "route"]).stdout
+        assert "10.255.0.254 via 10.255.0.1" in tb.exec("pe1", ["ip", "route"]).stdout
         # Each agent has its own credential, in a file only root reads; no token nor
         # password is on any process's argument list.
         files = sorted(tb.state.secrets.iterdir())
@@ -456,7 +463,7 @@ def test_up_with_orchestrator_and_agents() -> None:
                                           "agent-cpe1.token", "agent-pe1.token"}  # fmt: skip
         assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
         assert tb.state.secrets.stat().st_mode & 0o777 == 0o700
-        secrets_ = {f.read_text().strip() for f in files if f.suffix == ".token"}
+        secrets_ = {f.read_text().strip() for f in files if f.suffix in (".token", ".secret")}
         secrets_ |= {tb.operator()[1]}  # type: ignore[index]
         for r in tb.state.process_refs():
             argv = Path(f"/proc/{r.pid}/cmdline").read_bytes().decode(errors="replace")

@@ -35,6 +35,7 @@ FLOORS: list[tuple[int, str]] = [
     (2, "netfate.web"),
     (3, "netfate.agent"),
     (3, "netfate.apiclient"),
+    (3, "netfate.frontdoor"),
     (3, "netfate.demo"),
     (4, "netfate.contract"),
     (4, "netfate.orchestrator"),

@@ -556,7 +556,7 @@ ERROR_CASES: list[tuple[str, Any, str]] = [
     (
         "transit room",
         lambda d: d.update(transit="10.255.0.0/30"),
-        "transit: 10.255.0.0/30 has room for 2 nodes but the topology has 3",
+        "transit: 10.255.0.0/30 has room for 1 nodes but the topology has 3",
     ),
     ("bad topology name", lambda d: d.update(name="My Lab"), "name: topology name 'My Lab'"),
     ("description not text", lambda d: d.update(description=5), "description: expected a string"),

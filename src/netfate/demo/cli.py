@@ -127,6 +127,8 @@ def _run(scenario: str, mod: ModuleType, check: bool, port: int) -> int:
     )
     if (op := tb.operator()) is not None:
         say(f"operator: {op[0]}, password {op[1]}")
+    if tb.door_url:
+        say(f"users' pages, from a host of the network: {tb.door_url}/ (the front door)")
     code = 0
     try:
         if check:

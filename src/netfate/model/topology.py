@@ -83,7 +83,7 @@ MAX_HOSTS = 10000
 # Interface names are `<prefix>l<index>a`: four digits keep them within IFNAMSIZ.
 MAX_LINKS = 9999
 MAX_NAME = 32
-RESERVED_NAMES = frozenset({"sw"})  # `<prefix>-sw` is the testbed's switch namespace
+RESERVED_NAMES = frozenset({"sw", "door"})  # the testbed's `<prefix>-sw` and `<prefix>-door`
 
 # Resources a node gets when the file does not say (the orchestrator's capacity view).
 DEFAULT_RESOURCES: dict[NodeKind, tuple[float, int]] = {
@@ -314,6 +314,17 @@ class Topology:
     hosts: dict[str, HostSpec]
     links: tuple[LinkSpec, ...]
     description: str = ""
+
+    @property
+    def door_ip(self) -> IPv4Address:
+        """The front door's service address: the last of the transit network (the
+        operator's part), which no node gets; it lives behind `door_node`."""
+        return self.transit.broadcast_address - 1
+
+    @property
+    def door_node(self) -> NodeSpec:
+        """The node whose namespace routes to the front door: the first one."""
+        return min(self.nodes.values(), key=lambda n: n.index)
 
     # ----------------------------------------------------------- loading
 
@@ -558,7 +569,7 @@ def _parse_nodes(raw: object, transit: IPv4Network) -> dict[str, NodeSpec]:
         raise TopologyError("nodes", "a topology needs at least one node")
     if len(raw_nodes) > MAX_NODES:
         raise TopologyError("nodes", f"at most {MAX_NODES} nodes (got {len(raw_nodes)})")
-    capacity = transit.num_addresses - 2
+    capacity = transit.num_addresses - 3  # less network, broadcast and the front door
     if len(raw_nodes) > capacity:
         raise TopologyError(
             "transit",
@@ -582,7 +593,7 @@ def _parse_node(
     nname = _check_name(key, f"nodes.{key}", "node")
     path = f"nodes.{nname}"
     if nname in RESERVED_NAMES:
-        raise TopologyError(path, f"{nname!r} is reserved (the testbed's switch namespace)")
+        raise TopologyError(path, f"{nname!r} is reserved (a namespace of the testbed's own)")
     nd = _mapping(raw, path, "a mapping with kind, lan, cpu, memory")
     _check_keys(nd, _NODE_KEYS, path)
     kind = _node_kind(nd, path)
@@ -691,7 +702,7 @@ def _parse_host(
     if hname in nodes:
         raise TopologyError(path, f"{hname!r} is already a node name")
     if hname in RESERVED_NAMES:
-        raise TopologyError(path, f"{hname!r} is reserved (the testbed's switch namespace)")
+        raise TopologyError(path, f"{hname!r} is reserved (a namespace of the testbed's own)")
     hd = _mapping(raw, path, "a mapping with node, ip, mac, kind")
     _check_keys(hd, _HOST_KEYS, path)
     if "node" not in hd:

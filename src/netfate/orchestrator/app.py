@@ -36,6 +36,7 @@ from netfate.orchestrator.api.deps import SessionDep
 from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.identity import accounts, guard
+from netfate.orchestrator.identity.door import DoorClients
 from netfate.orchestrator.identity.routes import router as identity_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
@@ -80,6 +81,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     """Host header values the API answers (others get 400): a web page from a name
     that resolves here (DNS rebinding) is not served. ("*": any.)"""
+    door_secret: str | None = None
+    """The front door's secret (`netfate frontdoor`): a request that carries it has its
+    client address from the door (identity/door.py); None: no door."""
     operator_file: Path | None = None
     """On a database with no operator, the one made at start is written here (mode
     0600, JSON: name, password) instead of printed once on standard output."""
@@ -219,6 +223,8 @@ def create_app(
         app.add_middleware(_Aliases, aliases=aliases)
     if settings.allowed_hosts and "*" not in settings.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    if settings.door_secret is not None:  # outermost: no other part sees the door's headers
+        app.add_middleware(DoorClients, secret=settings.door_secret)
     return app
 
 

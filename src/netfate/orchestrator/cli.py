@@ -97,6 +97,13 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
                 "(0600, JSON) instead of printing its password once"
             ),
         ] = None,
+        door_secret_file: Annotated[
+            Path | None,
+            typer.Option(
+                help="The front door's secret (a file, as `netfate frontdoor --secret-file`): "
+                "requests carrying it are counted by the client address the door gives"
+            ),
+        ] = None,
     ) -> None:
         """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /.
 
@@ -109,10 +116,26 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             services, listen, database_url, topology, heartbeat_timeout, migration_deadline,
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
             prometheus=prometheus, tls=tls, allowed_hosts=tuple(allowed_host or ()),
-            operator_file=operator_file,
+            operator_file=operator_file, door_secret=read_door_secret(door_secret_file),
         )  # fmt: skip
 
     return orchestrator
+
+
+def read_door_secret(path: Path | None) -> str | None:
+    """The secret in `path` (one line), or None without a path (BadParameter if unreadable
+    or shorter than 16 characters)."""
+    if path is None:
+        return None
+    try:
+        secret = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise typer.BadParameter(f"cannot read {path}: {e}", param_hint="--door-secret-file") from e
+    if len(secret) < 16:
+        raise typer.BadParameter(
+            f"{path}: the secret is shorter than 16 characters", param_hint="--door-secret-file"
+        )
+    return secret
 
 
 def check_tls(
@@ -150,6 +173,7 @@ def serve(
     tls: tuple[Path, Path] | None = None,
     allowed_hosts: tuple[str, ...] = (),
     operator_file: Path | None = None,
+    door_secret: str | None = None,
 ) -> None:
     """`tls`: (certificate, key) to serve HTTPS with (check_tls decides)."""
     import uvicorn
@@ -171,6 +195,7 @@ def serve(
         prometheus_url=prometheus,
         allowed_hosts=(*Settings.allowed_hosts, host, *allowed_hosts),
         operator_file=operator_file,
+        door_secret=door_secret,
     )
     # History bounds: the Settings defaults unless given (nfv/history.py).
     if keep_gone is not None:

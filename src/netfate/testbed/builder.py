@@ -11,6 +11,9 @@ Layout (docs/CONTRACTS.md), for run prefix P:
     namespace P-<node>  eth0: transit address + .1 of each LAN, ip_forward on,
                         routes to every other node's LANs via that node's transit address
     namespace P-<host>  eth0: its address, default route via its LAN's .1
+    namespace P-door    (with control) eth0: the front door's address (the transit network's last),
+                        a veth to the first node's namespace (`door` there, proxy ARP),
+                        which routes it; every other node routes it via that node
 
 All bridges form one L2 network (NORMAL learning in standalone mode, RSTP
 when the node graph has loops; or a controller in secure mode); the node
@@ -57,6 +60,7 @@ from netfate.testbed.state import RunState, StateError, check_prefix, new_prefix
 __all__ = ["Interrupted", "Names", "Progress", "Testbed", "TestbedError"]
 
 IFACE = "eth0"  # the interface of every node and host namespace
+DOOR_IFACE = "door"  # the first node's veth to the front door's namespace
 LINKEMU_READY_TIMEOUT = 30.0
 SDN_TARGET = f"tcp:127.0.0.1:{SDN_PORT}"
 
@@ -85,6 +89,11 @@ class Testbed:
     @property
     def api_url(self) -> str | None:
         return self.state.api_url
+
+    @property
+    def door_url(self) -> str | None:
+        """The front door, http://ADDRESS: reachable from the hosts' namespaces only."""
+        return self.state.door_url
 
     @property
     def prometheus_url(self) -> str | None:
@@ -274,6 +283,8 @@ class Testbed:
             for h in topo.hosts.values()
         }
         st.namespaces = [n.sw] + [n.ns(x) for x in topo.nodes] + [n.ns(x) for x in topo.hosts]
+        if st.control:  # the front door's, which runs with the control plane
+            st.namespaces.append(n.door)
         st.ovs_rundir = str(st.dir / "ovs")
         st.save()  # journal first: what follows may be interrupted at any point
 
@@ -282,6 +293,8 @@ class Testbed:
         self._step(report, "Open vSwitch", self._start_ovs)
         self._step(report, f"veth links ({self._veth_count()})", self._veths)
         self._step(report, "addresses and routes", self._configure_namespaces)
+        if st.control:
+            self._step(report, "front door namespace", self._door_namespace)
         self._step(report, "traffic control", self._traffic_control)
         self._step(report, f"bridges ({len(topo.nodes)})", lambda: self._bridges(controller))
         if self.state.emulator == "userspace":
@@ -395,6 +408,8 @@ class Testbed:
             for lan in node.lans:
                 lan_routes.append((str(lan.network_address), lan.prefixlen, str(node.transit_ip)))
         jobs: list[tuple[str, Callable[[], None]]] = []
+        if self.state.control:  # the front door sits behind the first node (`_door_namespace`)
+            lan_routes.append((str(topo.door_ip), 32, str(topo.door_node.transit_ip)))
         for node in topo.nodes.values():
             routes = [r for r in lan_routes if r[2] != str(node.transit_ip)]
             jobs.append((self.names.ns(node.name), _node_setup(node, topo, routes, self.state.tso)))
@@ -404,6 +419,44 @@ class Testbed:
         with ThreadPoolExecutor(max_workers=4) as pool:
             for f in [pool.submit(netns.in_netns, ns, job) for ns, job in jobs]:
                 f.result()
+
+    def _door_namespace(self) -> None:
+        """The front door's namespace: a veth to the first node's namespace, which
+        routes the door's address (a /32 of the transit network) to it and answers
+        ARP for the door's neighbours (proxy ARP), so the door needs one route."""
+        topo, n = self.topology, self.names
+        node_ns, door = n.ns(topo.door_node.name), str(topo.door_ip)
+        fd = os.open(netns.NETNS_DIR / node_ns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with links.rtnl(n.door) as ipr:
+                ipr.link("add", ifname=IFACE, kind="veth", peer={"ifname": DOOR_IFACE,
+                                                                  "net_ns_fd": fd})  # fmt: skip
+        finally:
+            os.close(fd)
+
+        def door_side() -> None:
+            _ipv4_only()
+            with _rtnl_here() as ipr:
+                idx = ipr.link_lookup(ifname=IFACE)[0]
+                ipr.link("set", index=1, state="up")
+                ipr.addr("add", index=idx, address=door, prefixlen=32)
+                ipr.link("set", index=idx, state="up")
+                ipr.route("replace", dst="0.0.0.0", dst_len=0, oif=idx, scope=253)  # link
+            if not self.state.tso:
+                links.tx_offload_off(None, IFACE)
+
+        def node_side() -> None:
+            with _rtnl_here() as ipr:
+                idx = ipr.link_lookup(ifname=DOOR_IFACE)[0]
+                ipr.link("set", index=idx, state="up")
+                ipr.route("replace", dst=door, dst_len=32, oif=idx)
+            links.sysctl(None, f"net.ipv4.conf.{DOOR_IFACE}.proxy_arp", 1)
+            links.sysctl(None, f"net.ipv4.conf.{DOOR_IFACE}.rp_filter", 0)
+            if not self.state.tso:
+                links.tx_offload_off(None, DOOR_IFACE)
+
+        netns.in_netns(n.door, door_side)
+        netns.in_netns(node_ns, node_side)
 
     def _traffic_control(self) -> None:
         topo, n, sw = self.topology, self.names, self.names.sw

@@ -147,6 +147,7 @@ def up(
         "userspace_tso": st.tso,
         "api": st.api_url,
         "dashboard": f"{st.api_url}/" if st.api_url else None,
+        "door": st.door_url,
         "prometheus": st.prometheus_url,
         "operator": {"credentials": str(st.secrets / "operator.json")} if st.api_url else None,
         "seconds": round(elapsed, 2),
@@ -171,6 +172,8 @@ def up(
         if (op := tb.operator()) is not None:
             out.print(f"operator: {op[0]}, password {op[1]} (also in {st.secrets}/, mode "
                       "0600; `netfate` commands on this machine use its token)")  # fmt: skip
+    if st.door_url:
+        out.print(f"front door (users' pages, from inside the network): {st.door_url}/")
     if st.prometheus_url:
         out.print(f"Prometheus: {st.prometheus_url} (scraping {len(st.metrics)} targets)")
     out.print(f"try: netfate testbed exec {next(iter(topo.hosts), 'sw')} -- ip addr")
@@ -214,6 +217,7 @@ def _status_of(prefix: str) -> dict[str, Any]:
         "netem_available": st.netem_available,
         "controller": st.controller,
         "api": st.api_url,
+        "door": st.door_url,
         "prometheus": st.prometheus_url,
         "processes": procs,
         "linkemu": linkemu,
@@ -258,6 +262,8 @@ def status(
             )
         if d["api"]:
             out.print(f"  api: {d['api']}  dashboard: {d['api']}/")
+        if d.get("door"):
+            out.print(f"  front door (inside the network): {d['door']}/")
         if d["controller"]:
             out.print(f"  controller: {d['controller']} (fail-mode secure)")
         table = Table("role", "pid", "alive", box=None, padding=(0, 2))

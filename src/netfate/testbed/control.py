@@ -9,6 +9,11 @@ module entirely. Commands and flags are the ones in docs/CONTRACTS.md:
         --ovs-db unix:<run>/ovs/db.sock --ovs-netns P-sw --bridge Pb<i>
         --state-dir <run>/agents/N --prefix P
 
+The front door (`netfate frontdoor`, after the orchestrator) listens at the
+topology's door address (the transit network's last) inside the run's
+`<prefix>-door` namespace and relays the users' pages to the orchestrator; it and
+the orchestrator share the run's `secrets/door.secret`.
+
 With Prometheus (the default), the orchestrator also gets `--prometheus URL`, each
 agent and the controller `--metrics 127.0.0.1:PORT`, and the run's Prometheus
 (testbed/prometheus.py) starts last, scraping all of them.
@@ -34,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -43,18 +49,26 @@ from typing import Any
 
 import httpx
 
-from netfate.host import proc
+from netfate.host import netns, proc
 from netfate.host.private import read_private, write_private
 from netfate.model.topology import Topology
 from netfate.testbed import prometheus as prom
 from netfate.testbed.run import SDN_PORT, Names, Progress, TestbedError, check_interrupted
 from netfate.testbed.state import RunState
 
-__all__ = ["free_port", "heartbeat_for", "start_control", "start_prometheus", "wait_nodes_up"]
+__all__ = [
+    "free_port",
+    "heartbeat_for",
+    "start_control",
+    "start_door",
+    "start_prometheus",
+    "wait_nodes_up",
+]
 
 
 DEFAULT_HEARTBEAT = 1.0
 NODES_PER_HEARTBEAT_SECOND = 30
+DOOR_PORT = 80
 
 
 def heartbeat_for(n_nodes: int) -> float:
@@ -119,6 +133,7 @@ def start_control(
     st.save()
     logs = st.dir / "logs"
     t0 = time.monotonic()
+    door_secret = write_private(st.secrets / "door.secret", secrets.token_urlsafe(32))
     report("orchestrator")
     orch_log = logs / "orchestrator.log"
     orch = _spawn(
@@ -136,6 +151,10 @@ def start_control(
             str(st.dir / "topology.yaml"),
             "--operator-file",
             str(st.secrets / "operator.json"),
+            "--door-secret-file",
+            str(door_secret),
+            "--allowed-host",
+            str(topo.door_ip),
             *(
                 ["--heartbeat-timeout", str(3 * heartbeat_for(len(topo.nodes)))]
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
@@ -154,6 +173,7 @@ def start_control(
     _wait_http(url, orch, orch_log, timeout=60.0)
     report("credentials")
     token = sign_in_operator(st, url)
+    start_door(st, topo, names, url, door_secret, report)
     report(f"agents ({len(topo.nodes)})")
     agents: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     heartbeat = heartbeat_for(len(topo.nodes))
@@ -214,6 +234,45 @@ def start_control(
     if orch.poll() is not None:
         raise TestbedError(f"orchestrator exited with {orch.returncode}: {_tail(orch_log)}")
     return url
+
+
+def start_door(
+    st: RunState, topo: Topology, names: Names, url: str, secret: Path, report: Progress
+) -> None:
+    """The front door (`netfate frontdoor`): the users' pages at http://<door address>
+    inside the emulated network (its `<prefix>-door` namespace), relayed to `url`."""
+    report("front door")
+    log = st.dir / "logs" / "frontdoor.log"
+    door = str(topo.door_ip)
+    p = _spawn(
+        st,
+        [sys.executable, "-m", "netfate", "frontdoor", "--listen", f"{door}:{DOOR_PORT}",
+         "--netns", names.door, "--upstream", url, "--secret-file", str(secret)],
+        "frontdoor",
+        log,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60.0
+    while not _door_answers(names.door, door):
+        if p.poll() is not None:
+            raise TestbedError(f"front door exited with {p.returncode}: {_tail(log)}")
+        if time.monotonic() > deadline:
+            raise TestbedError(f"front door not answering at {door} after 60s: {_tail(log)}")
+        check_interrupted()
+        time.sleep(0.1)
+    st.door_url = f"http://{door}"
+    st.save()
+
+
+def _door_answers(ns: str, door: str) -> bool:
+    """The door relays the orchestrator's health (asked from inside its namespace)."""
+    try:
+        with netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(2.0)
+            s.connect((door, DOOR_PORT))
+            s.sendall(f"GET /api/v1/health HTTP/1.0\r\nHost: {door}\r\n\r\n".encode())
+            return s.recv(64).startswith((b"HTTP/1.1 200 ", b"HTTP/1.0 200 "))
+    except OSError:
+        return False
 
 
 def sign_in_operator(st: RunState, url: str) -> str:

@@ -51,6 +51,11 @@ class Names:
     def sw(self) -> str:
         return f"{self.prefix}-sw"
 
+    @property
+    def door(self) -> str:
+        """The front door's namespace (behind the first node, testbed/builder.py)."""
+        return f"{self.prefix}-door"
+
     def ns(self, node_or_host: str) -> str:
         return f"{self.prefix}-{node_or_host}"
 

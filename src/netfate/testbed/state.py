@@ -100,6 +100,9 @@ class RunState:
     metrics: dict[str, str] = field(default_factory=dict)
     """What exports metrics, and where: "orchestrator", "agent:NODE", "controller" ->
     HOST:PORT of its /metrics."""
+    door_url: str | None = None
+    """The front door (`netfate frontdoor`): http://ADDRESS inside the emulated network,
+    in the run's `<prefix>-door` namespace; None without control."""
     namespaces: list[str] = field(default_factory=list)
     ovs_rundir: str | None = None
     ovs_db: str | None = None

@@ -10,6 +10,12 @@ node's gateway. The intents that let that routed network work:
     fabric-gw-<instance>          instance:<i>  <-> subnet:0.0.0.0/0@<its node>
     fabric-transit-<a>-<b>        subnet:<transit a>/32@a <-> subnet:<transit b>/32@b
     fabric-lan-<a>-<i>-<b>-<j>    subnet:<LAN i of a>@a   <-> subnet:<LAN j of b>@b
+    fabric-door-<b>-<j>           subnet:<door>/32@<first> <-> subnet:<LAN j of b>@b
+
+The front door (`netfate frontdoor`) listens at the transit network's last address
+behind the first node, which routes it (testbed/builder.py): every LAN of every
+other node reaches it, isolated ones too (it relays only the users' pages, each
+behind its sign-in); a host of the first node reaches it through its gateway.
 
 Node pairs are all pairs (the testbed routes a LAN directly to the node that
 owns it), so the count grows with the square of the nodes: meant for demo and
@@ -69,6 +75,12 @@ def fabric_intents(
     for iid, node in sorted(instances):
         out.append(gateway(Endpoint("instance", iid), node))
     nodes = sorted(topo.nodes.values(), key=lambda n: n.name)
+    first = topo.door_node
+    door = Endpoint("subnet", f"{topo.door_ip}/32", first.name)
+    for b in nodes:
+        if b.name != first.name:
+            for j, lb in enumerate(b.lans):
+                add(f"fabric-door-{b.name}-{j}", door, Endpoint("subnet", str(lb), b.name))
     for a, b in combinations(nodes, 2):
         add(
             f"fabric-transit-{a.name}-{b.name}",

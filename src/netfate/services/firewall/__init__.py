@@ -79,6 +79,7 @@ SERVICE = Service(
     benches=("radius", "handover"),
     panels=("panel.js",),
     pages={"My firewall rules": "/me"},
+    door=("/me",),  # the users' pages and what they call
 )
 
 __all__ = ["SERVICE"]

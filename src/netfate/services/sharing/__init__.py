@@ -67,6 +67,7 @@ SERVICE = Service(
     benches=("sharing",),
     panels=("panel.js",),
     pages={"My Personal Network": "/page"},
+    door=("/page", "/pns", "/invitations", "/shares"),  # the users' pages and what they call
 )
 
 __all__ = ["SERVICE"]

@@ -65,6 +65,15 @@ SERVICE = Service(
     demos=(Demo("streaming", "netfate.services.streaming.demo"),),
     panels=("panel.js",),
     pages={"Live events (viewers)": "/app", "Live events (providers)": "/studio"},
+    door=(
+        "/app",
+        "/studio",
+        "/providers",
+        "/events",
+        "/contents",
+        "/recordings",
+        "/reservations",
+    ),  # the users' pages and what they call
 )
 
 __all__ = ["SERVICE"]

@@ -1,7 +1,7 @@
 """The streaming apps in headless Chromium (Debian's) on the paper's testbed
 (services/streaming/topologies/streaming.yaml), the browser inside a viewer's
-namespace (the phone, at pe2): the page comes through a stand-in of the front door
-(tests/browser.py), the media straight from the functions in the emulated network.
+namespace (the phone, at pe2): the page comes through the run's front door (its
+service address inside the emulated network), the media straight from the functions.
 
 - the provider's studio shows its event's acquirer address and port, and a stream
   sent to a wrong port is refused with the acquirer's reason;
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from browser import chromium, front_door
+from browser import chromium
 from netfate.demo.platform import Api
 from netfate.host import netns
 from netfate.services.streaming import recordings
@@ -94,7 +94,7 @@ PASSWORD = "the pages' test password"
 
 def sign_in(page: Any, name: str) -> None:
     """The page's browser, in the phone's namespace, signs in as `name` (the web
-    session's cookies), from a page of the orchestrator's origin."""
+    session's cookies), from a page of the front door's origin."""
     page.goto(f"{page.base}/api/v1/streaming/app")
     status = page.evaluate(
         """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
@@ -108,11 +108,10 @@ def sign_in(page: Any, name: str) -> None:
 @pytest.fixture(scope="module")
 def page(scene: Scene) -> Iterator[Any]:
     """A page in Chromium in the phone's namespace, and the front door's base URL."""
-    ns = scene.tb.netns_of("phone")
-    assert scene.tb.api_url
-    with front_door(ns, scene.tb.api_url) as base, chromium(netns=ns) as browser:
+    assert scene.tb.door_url
+    with chromium(netns=scene.tb.netns_of("phone")) as browser:
         pg = browser.new_page()
-        pg.base = base  # type: ignore[attr-defined]
+        pg.base = scene.tb.door_url  # type: ignore[attr-defined]
         yield pg
 
 
