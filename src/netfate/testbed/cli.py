@@ -84,6 +84,14 @@ def up(
             "intents for the routed network (netfate flow ... adds more)",
         ),
     ] = False,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="With --sdn: OpenFlow over TLS, switches and controller authenticated "
+            "both ways by certificates from the run's own CA (plain-TCP switches refused)",
+        ),
+    ] = False,
     port: Annotated[int, typer.Option(help="Orchestrator API port (default: a free one)")] = 0,
     no_prometheus: Annotated[
         bool,
@@ -121,6 +129,7 @@ def up(
                 prefix=prefix,
                 controller=controller,
                 sdn=sdn,
+                secure=secure,
                 control=not no_control,
                 api_port=port,
                 prometheus=not no_prometheus,
@@ -144,6 +153,7 @@ def up(
         "namespaces": len(st.namespaces),
         "emulator": st.emulator,
         "controller": st.controller,
+        "openflow_tls": st.secure,
         "userspace_tso": st.tso,
         "api": st.api_url,
         "dashboard": f"{st.api_url}/" if st.api_url else None,
@@ -161,6 +171,8 @@ def up(
     )
     out.print(f"delay/loss emulation: {EMULATOR_TEXT.get(st.emulator, st.emulator)}")
     mode = f"secure, controller {st.controller}" if st.controller else "standalone (NORMAL)"
+    if st.secure:
+        mode += " (OpenFlow over TLS, certificates of the run's CA both ways)"
     out.print(
         f"bridges: {mode}"
         + (", RSTP (the topology has loops)" if st.rstp else "")
