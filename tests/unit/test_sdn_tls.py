@@ -86,6 +86,29 @@ def test_a_switch_of_the_ca_is_relayed_both_ways(
     local.close()
 
 
+def test_one_direction_stalled_does_not_stall_the_other(
+    pki: tuple[TlsFiles, CertificateAuthority],
+) -> None:
+    """os-ken's receive thread can wait on its send queue: while it reads nothing, what
+    it sends must still reach the switch (a relay blocked writing towards os-ken would
+    hold both directions, and the controller with them)."""
+    server, ca = pki
+    local, sw = _session(server, ca.issue("switch", usage="client"))
+    assert local is not None
+    local.settimeout(30.0)
+    big = os.urandom(4_000_000)  # far beyond both socket buffers
+    up = threading.Thread(target=sw.sendall, args=(big,), daemon=True)
+    up.start()
+    down = threading.Thread(target=local.sendall, args=(big[::-1],), daemon=True)
+    down.start()
+    assert _recv_exactly(sw, len(big)) == big[::-1]  # while os-ken reads nothing
+    assert _recv_exactly(local, len(big)) == big
+    up.join(timeout=30.0)
+    down.join(timeout=30.0)
+    sw.close()
+    local.close()
+
+
 @pytest.mark.parametrize("who", ["other CA", "server certificate", "no certificate"])
 def test_others_get_no_session(
     pki: tuple[TlsFiles, CertificateAuthority], tmp_path: Path, who: str

@@ -82,43 +82,49 @@ class _LocalEnd:
 
 def relay(tls: ssl.SSLSocket, plain: socket.socket) -> None:
     """Copy bytes both ways until either side ends; closes both. The only thread that
-    touches `tls`. `plain` stays blocking: its peer (os-ken) always reads."""
+    touches `tls`. Neither direction ever blocks the other: os-ken's receive thread
+    may wait on its send queue, whose thread may wait on this relay, so a relay stuck
+    writing to a full socket pair would close the circle. Each direction holds at
+    most one chunk and reads no more until it is passed on (back-pressure)."""
     tls.setblocking(False)
-    out = b""  # read from plain, not yet taken by TLS
-    want_write_for_read = False
+    plain.setblocking(False)
+    to_plain = b""  # from the switch, for os-ken
+    to_tls = b""  # from os-ken, for the switch
+    tls_wants_write = False  # a TLS read that must first write (a handshake message)
     try:
         while True:
-            rl: list[socket.socket] = [tls] if not want_write_for_read else []
-            if not out:
-                rl.append(plain)
-            wl: list[socket.socket] = [tls] if out or want_write_for_read else []
-            if not tls.pending():
-                readable, _, _ = select.select(rl, wl, [], 30.0)
+            if tls.pending() and not to_plain:
+                ready: set[socket.socket] = {tls}
             else:
-                readable = [tls]
-            if tls in readable or want_write_for_read or tls.pending():
-                want_write_for_read = False
+                rl = ([] if to_plain or tls_wants_write else [tls]) + ([] if to_tls else [plain])
+                wl = ([plain] if to_plain else []) + ([tls] if to_tls or tls_wants_write else [])
+                r, w, _ = select.select(rl, wl, [], 30.0)
+                ready = set(r) | set(w)
+            if tls in ready and not to_plain:
+                tls_wants_write = False
                 try:
                     data = tls.recv(CHUNK)
-                except ssl.SSLWantReadError:
-                    data = None
-                except ssl.SSLWantWriteError:
-                    want_write_for_read, data = True, None
-                if data is not None:
                     if not data:
                         return
-                    plain.sendall(data)
-            if plain in readable:
-                got = plain.recv(CHUNK)
-                if not got:
-                    return
-                out = got
-            if out:
-                try:
-                    sent = tls.send(out)
-                    out = out[sent:]
-                except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    to_plain = data
+                except ssl.SSLWantReadError:
                     pass
+                except ssl.SSLWantWriteError:
+                    tls_wants_write = True
+            if plain in ready and not to_tls:
+                try:
+                    got = plain.recv(CHUNK)
+                    if not got:
+                        return
+                    to_tls = got
+                except BlockingIOError:
+                    pass
+            if to_plain:
+                with contextlib.suppress(BlockingIOError):
+                    to_plain = to_plain[plain.send(to_plain) :]
+            if to_tls:
+                with contextlib.suppress(ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    to_tls = to_tls[tls.send(to_tls) :]
     except OSError as e:
         log.info("TLS session ended: %s", e)
     finally:
