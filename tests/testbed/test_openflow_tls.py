@@ -16,6 +16,8 @@ import socket
 import ssl
 import stat
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +74,11 @@ def first_reply(tb: Testbed, tls: TlsFiles | None) -> bytes:
 
 def test_every_bridge_is_connected_over_ssl(tb: Testbed) -> None:
     assert tb.state.secure and tb.state.controller == f"ssl:127.0.0.1:{SDN_PORT}"
+    status = subprocess.run(
+        [sys.executable, "-m", "netfate", "testbed", "status", "--prefix", tb.prefix, "--json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(status.stdout)[0]["openflow_tls"] is True, status.stdout
     until(
         "every bridge connected over ssl",
         lambda: (

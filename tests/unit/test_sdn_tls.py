@@ -149,3 +149,11 @@ def test_switch_tls_files_must_be_absolute_paths() -> None:
         batch.set_ssl(Path("key.pem"), Path("/a/cert.pem"), Path("/a/ca.pem"))
     batch.set_ssl(Path("/a/key.pem"), Path("/a/cert.pem"), Path("/a/ca.pem"))
     assert batch.commands == [["set-ssl", "/a/key.pem", "/a/cert.pem", "/a/ca.pem"]]
+
+
+def test_a_secure_testbed_needs_its_own_controller(tmp_path: Path) -> None:
+    from netfate.testbed.builder import Testbed
+    from netfate.testbed.run import TestbedError
+
+    with pytest.raises(TestbedError, match="needs sdn"):
+        Testbed.up(tmp_path / "never-read.yaml", secure=True)

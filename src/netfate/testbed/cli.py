@@ -225,6 +225,7 @@ def _status_of(prefix: str) -> dict[str, Any]:
         "emulator": st.emulator,
         "netem_available": st.netem_available,
         "controller": st.controller,
+        "openflow_tls": st.secure,
         "api": st.api_url,
         "prometheus": st.prometheus_url,
         "processes": procs,
@@ -271,7 +272,8 @@ def status(
         if d["api"]:
             out.print(f"  api: {d['api']}  dashboard: {d['api']}/")
         if d["controller"]:
-            out.print(f"  controller: {d['controller']} (fail-mode secure)")
+            tls = ", OpenFlow over TLS" if d["openflow_tls"] else ""
+            out.print(f"  controller: {d['controller']} (fail-mode secure{tls})")
         table = Table("role", "pid", "alive", box=None, padding=(0, 2))
         for p in d["processes"]:
             table.add_row(p["role"], str(p["pid"]), "yes" if p["alive"] else "[red]no[/red]")
