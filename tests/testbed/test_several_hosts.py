@@ -39,7 +39,7 @@ import httpx
 import pytest
 
 from netfate.demo.probe import CounterProbe, ProbeError
-from netfate.host import links, netns
+from netfate.host import links, netns, nft
 from netfate.host import proc as procs
 from netfate.host.private import read_private, write_private
 from netfate.testbed.builder import Testbed
@@ -94,6 +94,30 @@ class Machines:
             for side, ifname in ((rt, theirs), (ns, mine), (ns, "lo")):
                 links.set_up(side, ifname)
             links.add_route(ns, "default", f"10.201.{n}.1")
+        # What the router forwards between the two agents' machines, counted: only a
+        # migration's channel goes that way (each agent otherwise talks to the
+        # orchestrator only).
+        table = {"family": "ip", "table": "machines"}
+        chain = {**table, "name": "fwd", "type": "filter", "hook": "forward", "prio": 0,
+                 "policy": "accept"}  # fmt: skip
+        rule = {**table, "chain": "fwd", "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                       "right": {"set": [addr("ha"), addr("hb")]}}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": {"set": [addr("ha"), addr("hb")]}}},
+            {"counter": {"packets": 0, "bytes": 0}},
+        ]}  # fmt: skip
+        nft.apply(nft.document([*nft.fresh_table("ip", "machines"), {"add": {"chain": chain}},
+                                {"add": {"rule": rule}}]), ns=rt)  # fmt: skip
+
+    def between_agents(self) -> int:
+        """Bytes the router forwarded between hostA and hostB."""
+        out = netns.run_in(self.ns("rt"), ["nft", "-j", "list", "table", "ip", "machines"])
+        for item in json.loads(out.stdout)["nftables"]:
+            for e in item.get("rule", {}).get("expr", []):
+                if "counter" in e:
+                    return int(e["counter"]["bytes"])
+        raise AssertionError(f"no counter in {out.stdout}")
 
     def spawn(self, host: str, role: str, argv: list[str]) -> None:
         log = self.work / f"{role}.log"
@@ -230,6 +254,7 @@ def test_a_counter_migrates_between_the_machines_with_its_state(machines: Machin
     until("the counter answers", lambda: _ask(probe) == 1, timeout=30.0)
     assert _ask(probe) == 2
     assert serving_at(tb, iid) == SOURCE, copies(tb, iid)
+    assert machines.between_agents() == 0  # the agents have had nothing to say to each other
     mid = machines.api("POST", f"/instances/{iid}/migrate", {"node": TARGET})["id"]
 
     def ended() -> dict[str, Any] | None:
@@ -242,6 +267,8 @@ def test_a_counter_migrates_between_the_machines_with_its_state(machines: Machin
     until(f"one serving copy at {TARGET}", lambda: serving_at(tb, iid) == TARGET, timeout=60.0)
     assert machines.api("GET", f"/instances/{iid}")["node"] == TARGET
     assert _ask(probe) == 3, "the count moved with the function"
+    # The migration went from machine to machine, through the router.
+    assert machines.between_agents() > 0
 
 
 def _ask(probe: CounterProbe) -> int | None:
