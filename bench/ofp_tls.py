@@ -26,15 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netfate import benchcli
 from netfate.orchestrator.sdn.compile import compile_intents
 from netfate.orchestrator.sdn.intents import BASE_COOKIE
 from netfate.vnf.pki import CertificateAuthority
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test rigs
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flows import _confirms, _intents
-
 from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
+
+# The flows bench's intents and log reading, loaded by path (benchcli.load): bench/
+# on sys.path would let bench/usbip.py hide the PyPI package of that name.
+_flows = benchcli.load("flows")
 
 PORT = 6653
 
@@ -63,7 +65,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         view = rig.view()
         orch.set(view=view)
         br = rig.bridge("cpe1")
-        intents = _intents(args.flows)
+        intents = _flows._intents(args.flows)
         compiled = compile_intents(view, intents).flows["cpe1"]
         n = len([f for f in compiled if f.cookie != BASE_COOKIE])
         for trial in range(args.trials):
@@ -80,12 +82,12 @@ def run(argv: list[str]) -> dict[str, Any]:
                 )
                 rig.wait_connected()
                 c = ctl
-                wait_until(lambda c=c: _confirms(c), what="base flows")  # type: ignore[misc]
-                seen = len(_confirms(ctl))
+                wait_until(lambda c=c: _flows._confirms(c), what="base flows")  # type: ignore[misc]
+                seen = len(_flows._confirms(ctl))
                 t0 = time.monotonic()
                 orch.set(intents=intents)
                 done = wait_until(
-                    lambda s=seen, c=c: [x for x in _confirms(c)[s:] if x[0] >= n],  # type: ignore[misc]
+                    lambda s=seen, c=c: [x for x in _flows._confirms(c)[s:] if x[0] >= n],  # type: ignore[misc]
                     timeout=180,
                     what=f"install over {mode}",
                 )
