@@ -6,7 +6,9 @@ certificate that CA signed. On the secure testbed: every bridge is connected ove
 ssl, the fabric and a steering intent work (flows installed over TLS, traffic
 through a forwarder), and a would-be switch that speaks plain TCP, or shows a
 certificate from another CA, gets no OpenFlow at all, while one with the run's
-certificate does (so the refusals are the CA's doing, not a dead listener).
+certificate does (so the refusals are the CA's doing, not a dead listener). Last,
+vswitchd itself is given another CA's certificate: every bridge is refused, and
+let in again once it has the run's back.
 """
 
 from __future__ import annotations
@@ -118,3 +120,45 @@ def test_only_a_switch_with_the_runs_certificate_gets_openflow(tb: Testbed, tmp_
     assert log.count("refused: TLS handshake failed") >= 2, log[-3000:]
     # The refusals took nothing from the real switches.
     assert all(c for _, c in controllers(tb))
+
+
+def test_the_real_switch_with_another_cas_certificate_is_refused(
+    tb: Testbed, tmp_path: Path
+) -> None:
+    """vswitchd itself, given a certificate from another CA (it still trusts the run's
+    CA for the controller), connects again and is refused; given its own back, it is
+    let in again. Last in the module: it takes the switches off for a while."""
+    assert tb.ovs_db
+    vs = Vsctl(tb.ovs_db)
+    ours = openflow_pki.files(tb.state.dir).switch
+    other = CertificateAuthority(tmp_path / "other", name="another CA").issue(
+        "switches", usage="client"
+    )
+    log = tb.state.dir / "logs" / "controller.log"
+    refused_before = log.read_text().count("refused: TLS handshake failed")
+    bridges = [tb.bridge_of(n) for n in tb.state.nodes]
+
+    def reconnect(files: TlsFiles) -> None:
+        batch = vs.batch().set_ssl(files.key, files.cert, ours.ca)
+        for br in bridges:  # new sessions, with the new certificate
+            batch.add("del-controller", br)
+        batch.commit()
+        batch = vs.batch()
+        for br in bridges:
+            batch.add("set-controller", br, f"ssl:127.0.0.1:{SDN_PORT}")
+        batch.commit()
+
+    try:
+        reconnect(other)
+        until(
+            "every bridge refused",
+            lambda: (
+                log.read_text().count("refused: TLS handshake failed")
+                >= refused_before + len(bridges)
+            ),
+            timeout=60.0,
+        )
+        assert not any(c for _, c in controllers(tb)), controllers(tb)
+    finally:
+        reconnect(ours)
+    until("every bridge let in again", lambda: all(c for _, c in controllers(tb)), timeout=60.0)
