@@ -393,17 +393,26 @@ class ControllerProcess:
     """`netfate controller` as a child process (its own process, as in production)."""
 
     def __init__(
-        self, orchestrator: str, port: int, netns: str | None, log: Path, token: str | None = None
+        self,
+        orchestrator: str,
+        port: int,
+        netns: str | None,
+        log: Path,
+        token: str | None = None,
+        ofp_tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
-        """`token`: the controller's credential, handed over in its environment."""
+        """`token`: the controller's credential, handed over in its environment.
+        `ofp_tls`: (cert, key, CA) for OpenFlow over TLS (sdn/tls.py)."""
         import os
         import sys
 
         self.log = log
         code = (
             "import os, sys; from netfate.orchestrator.sdn.process import run; "
+            "from netfate.orchestrator.sdn.tls import server_context; "
+            "tls = server_context(*sys.argv[4:7]) if len(sys.argv) > 4 else None; "
             "run(sys.argv[1], sys.argv[2], sys.argv[3] or None, "
-            "token=os.environ.get('NETFATE_TOKEN'))"
+            "token=os.environ.get('NETFATE_TOKEN'), ofp_tls=tls)"
         )
         env = dict(os.environ)
         env.pop("NETFATE_TOKEN", None)
@@ -411,7 +420,15 @@ class ControllerProcess:
             env["NETFATE_TOKEN"] = token
         self.fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, orchestrator, f"127.0.0.1:{port}", netns or ""],
+            [
+                sys.executable,
+                "-c",
+                code,
+                orchestrator,
+                f"127.0.0.1:{port}",
+                netns or "",
+                *(str(p) for p in ofp_tls or ()),
+            ],
             stdout=self.fh,
             stderr=subprocess.STDOUT,
             env=env,

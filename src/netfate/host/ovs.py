@@ -42,6 +42,7 @@ PEER_KINDS = ("host", "node", "local", "instance")
 FAIL_MODES = ("standalone", "secure")
 _PEER_RE = re.compile(r"^(host|node|local|instance):[A-Za-z0-9_.:@-]{1,128}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_./-]+$")
 _TARGET_RE = re.compile(r"^(tcp|ssl|unix|ptcp|pssl|punix):[A-Za-z0-9_.:/\[\]-]+$")
 
 
@@ -265,6 +266,13 @@ class VsctlBatch:
             self.add("del-controller", bridge)
         else:
             self.add("set-controller", bridge, _check(target, _TARGET_RE, "controller target"))
+
+    def set_ssl(self, key: Path, cert: Path, ca: Path) -> VsctlBatch:
+        """The switch's own TLS key and certificate, and the CA its peers' certificates
+        must come from: used by every `ssl:` controller target of this vswitchd."""
+        for p in (key, cert, ca):
+            _check(str(p), _PATH_RE, "absolute path of a TLS file")
+        return self.add("set-ssl", str(key), str(cert), str(ca))
 
     def set_controller(self, bridge: str, target: str | None, fail_mode: str) -> VsctlBatch:
         if fail_mode not in FAIL_MODES:

@@ -63,6 +63,7 @@ IFACE = "eth0"  # the interface of every node and host namespace
 DOOR_IFACE = "door"  # the first node's veth to the front door's namespace
 LINKEMU_READY_TIMEOUT = 30.0
 SDN_TARGET = f"tcp:127.0.0.1:{SDN_PORT}"
+SDN_TLS_TARGET = f"ssl:127.0.0.1:{SDN_PORT}"
 
 
 class Testbed:
@@ -138,6 +139,7 @@ class Testbed:
         prefix: str | None = None,
         controller: str | None = None,
         sdn: bool = False,
+        secure: bool = False,
         control: bool = True,
         api_port: int = 0,
         migration_deadline_s: float | None = None,
@@ -154,16 +156,21 @@ class Testbed:
         function with a larger MTU than its onward path (sharing's VXLAN overlay,
         1550 -> 1500) gets segments it cannot forward and TCP through it stalls.
 
+        `secure` (with `sdn`): OpenFlow over TLS with mutual authentication, with
+        certificates from a CA of the run's own (testbed/openflow_pki.py).
+
         On any error, Ctrl-C or SIGTERM during the build, everything created so
         far is removed before the exception propagates.
         """
         report = progress or quiet
+        if secure and not sdn:
+            raise TestbedError("secure is OpenFlow over TLS to our controller: it needs sdn")
         if sdn:
             if controller is not None:
                 raise TestbedError("give either sdn (our controller) or a controller target")
             if not control:
                 raise TestbedError("sdn needs the orchestrator: it holds the intents")
-            controller = SDN_TARGET
+            controller = SDN_TLS_TARGET if secure else SDN_TARGET
         topo = topology if isinstance(topology, Topology) else Topology.load(topology)
         topo_file = str(Path(topology).resolve()) if not isinstance(topology, Topology) else ""
         prefix = check_prefix(prefix) if prefix else new_prefix()
@@ -178,6 +185,7 @@ class Testbed:
         state.topology_file = topo_file
         state.controller = controller
         state.sdn = sdn
+        state.secure = secure
         state.control = control
         state.tso = tso
         state.save()
@@ -496,6 +504,11 @@ class Testbed:
         self.state.rstp = rstp
         fail_mode = "secure" if controller else "standalone"
         batch = vs.batch()
+        if self.state.secure:
+            from netfate.testbed import openflow_pki
+
+            sw = openflow_pki.make(self.state.dir, self.state.prefix).switch
+            batch.set_ssl(sw.key, sw.cert, sw.ca)
         edge_ports: list[str] = []
         ports: list[str] = []
         for node in topo.nodes.values():

@@ -84,6 +84,14 @@ def up(
             "intents for the routed network (netfate flow ... adds more)",
         ),
     ] = False,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="With --sdn: OpenFlow over TLS, switches and controller authenticated "
+            "both ways by certificates from the run's own CA (plain-TCP switches refused)",
+        ),
+    ] = False,
     port: Annotated[int, typer.Option(help="Orchestrator API port (default: a free one)")] = 0,
     no_prometheus: Annotated[
         bool,
@@ -121,6 +129,7 @@ def up(
                 prefix=prefix,
                 controller=controller,
                 sdn=sdn,
+                secure=secure,
                 control=not no_control,
                 api_port=port,
                 prometheus=not no_prometheus,
@@ -144,6 +153,7 @@ def up(
         "namespaces": len(st.namespaces),
         "emulator": st.emulator,
         "controller": st.controller,
+        "openflow_tls": st.secure,
         "userspace_tso": st.tso,
         "api": st.api_url,
         "dashboard": f"{st.api_url}/" if st.api_url else None,
@@ -162,6 +172,8 @@ def up(
     )
     out.print(f"delay/loss emulation: {EMULATOR_TEXT.get(st.emulator, st.emulator)}")
     mode = f"secure, controller {st.controller}" if st.controller else "standalone (NORMAL)"
+    if st.secure:
+        mode += " (OpenFlow over TLS, certificates of the run's CA both ways)"
     out.print(
         f"bridges: {mode}"
         + (", RSTP (the topology has loops)" if st.rstp else "")
@@ -216,6 +228,7 @@ def _status_of(prefix: str) -> dict[str, Any]:
         "emulator": st.emulator,
         "netem_available": st.netem_available,
         "controller": st.controller,
+        "openflow_tls": st.secure,
         "api": st.api_url,
         "door": st.door_url,
         "prometheus": st.prometheus_url,
@@ -265,7 +278,8 @@ def status(
         if d.get("door"):
             out.print(f"  front door (inside the network): {d['door']}/")
         if d["controller"]:
-            out.print(f"  controller: {d['controller']} (fail-mode secure)")
+            tls = ", OpenFlow over TLS" if d["openflow_tls"] else ""
+            out.print(f"  controller: {d['controller']} (fail-mode secure{tls})")
         table = Table("role", "pid", "alive", box=None, padding=(0, 2))
         for p in d["processes"]:
             table.add_row(p["role"], str(p["pid"]), "yes" if p["alive"] else "[red]no[/red]")

@@ -52,6 +52,7 @@ import httpx
 from netfate.host import netns, proc
 from netfate.host.private import read_private, write_private
 from netfate.model.topology import Topology
+from netfate.testbed import openflow_pki
 from netfate.testbed import prometheus as prom
 from netfate.testbed.run import SDN_PORT, Names, Progress, TestbedError, check_interrupted
 from netfate.testbed.state import RunState
@@ -326,6 +327,10 @@ def start_sdn(
         st.save()
     token_file = issue_token(st, url, token, "controllers", {"name": "sdn"})
     log = st.dir / "logs" / "controller.log"
+    tls: list[str] = []
+    if st.secure:
+        mine = openflow_pki.files(st.dir).controller
+        tls = ["--ofp-cert", str(mine.cert), "--ofp-key", str(mine.key), "--ofp-ca", str(mine.ca)]
     ctl = _spawn(
         st,
         [
@@ -342,6 +347,7 @@ def start_sdn(
             *(["--metrics", st.metrics["controller"]] if "controller" in st.metrics else []),
             "--token-file",
             str(token_file),
+            *tls,
         ],
         "controller",
         log,

@@ -88,6 +88,9 @@ class RunState:
     controller: str | None = None
     sdn: bool = False
     """The testbed runs its own SDN controller (`netfate controller`) and fabric intents."""
+    secure: bool = False
+    """OpenFlow between the switches and that controller is TLS, mutually authenticated
+    with the run's own CA (testbed/openflow_pki.py)."""
     rstp: bool = False
     """Bridges run RSTP (the node graph has loops)."""
     tso: bool = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,20 @@ def controller(
             "controller-token`); or set NETFATE_TOKEN"
         ),
     ] = None,
+    ofp_cert: Annotated[
+        Path | None,
+        typer.Option(help="OpenFlow over TLS: the controller's certificate (PEM, serverAuth)"),
+    ] = None,
+    ofp_key: Annotated[
+        Path | None, typer.Option(help="OpenFlow over TLS: the key of --ofp-cert (PEM)")
+    ] = None,
+    ofp_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="OpenFlow over TLS: switches must show a certificate from this CA "
+            "(clientAuth); plain-TCP switches are refused"
+        ),
+    ] = None,
 ) -> None:
     """Run the OpenFlow 1.3 controller (os-ken) in this process, until killed."""
     from netfate.clihelp import client_tls
@@ -72,7 +87,26 @@ def controller(
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--metrics") from None
     client_tls(ca)  # a CA file that cannot be read is said here, before os-ken starts
-    run(orchestrator, listen, netns, verbose, metrics=at, ca=ca, token=read_token(token_file))
+    ofp_tls = _ofp_tls(ofp_cert, ofp_key, ofp_ca)
+    run(orchestrator, listen, netns, verbose, metrics=at, ca=ca, token=read_token(token_file),
+        ofp_tls=ofp_tls)  # fmt: skip
+
+
+def _ofp_tls(cert: Path | None, key: Path | None, ca: Path | None) -> ssl.SSLContext | None:
+    """All three of --ofp-cert/--ofp-key/--ofp-ca, or none; files checked here."""
+    from netfate.orchestrator.sdn.tls import server_context
+
+    given = [cert is not None, key is not None, ca is not None]
+    if not any(given):
+        return None
+    if cert is None or key is None or ca is None:
+        raise typer.BadParameter("give --ofp-cert, --ofp-key and --ofp-ca together",
+                                 param_hint="--ofp-cert")  # fmt: skip
+    try:
+        return server_context(cert, key, ca)
+    except (OSError, ValueError) as e:
+        raise typer.BadParameter(f"cannot load the OpenFlow TLS files: {e}",
+                                 param_hint="--ofp-cert") from None  # fmt: skip
 
 
 def _call(method: str, orchestrator: str, path: str, body: Any = None) -> Any:

@@ -17,6 +17,9 @@ FEATURES_REPLY): a second connection claiming a connected id is refused and
 closed, so nobody can take a switch's place by announcing its id. The first
 connection's liveness is checked with echo requests (ECHO_INTERVAL_S,
 ECHO_UNANSWERED), so a switch whose old session died silently gets back in.
+
+With --ofp-cert/--ofp-key/--ofp-ca each accepted connection first completes a
+mutually authenticated TLS handshake (sdn/tls.py) or is closed.
 """
 
 from __future__ import annotations
@@ -113,8 +116,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _install_datapath_handling(listener: socket.socket) -> None:
-    """Make os-ken serve switches from our socket, with a sturdier receive loop."""
+def _install_datapath_handling(listener: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+    """Make os-ken serve switches from our socket, with a sturdier receive loop (with
+    `tls`, only switches that complete a mutually authenticated handshake: sdn/tls.py)."""
     from os_ken.controller import controller as ofc
     from os_ken.controller import ofp_event, ofp_handler
     from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER
@@ -234,6 +238,12 @@ def _install_datapath_handling(listener: socket.socket) -> None:
                 self.is_active = False
 
     def serve_connection(sock: Any, addr: Any) -> None:
+        if tls is not None:
+            from netfate.orchestrator.sdn.tls import open_session
+
+            sock = open_session(sock, addr, tls)
+            if sock is None:
+                return
         dp = Datapath(sock, addr)
         try:
             dp.serve()
@@ -267,11 +277,12 @@ def run(
     metrics: tuple[str, int] | None = None,
     ca: str | None = None,
     token: str | None = None,
+    ofp_tls: ssl.SSLContext | None = None,
 ) -> None:
     """Run the controller until killed (with `metrics`, Prometheus's /metrics on that
     loopback address: sdn/metrics.py; with `ca`, the orchestrator's certificate is
     checked against that CA: clihelp.client_tls). Blocks. `token`: the controller's
-    credential."""
+    credential. `ofp_tls`: switches connect over TLS with this context (sdn/tls.py)."""
     from netfate.clihelp import client_tls
     from netfate.orchestrator.sdn import controller, driver
 
@@ -283,7 +294,13 @@ def run(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     host, port = parse_listen(listen)
     listener = open_listener(host, port, netns)
-    log.info("listening for switches on %s:%d%s", host, port, f" in netns {netns}" if netns else "")
+    log.info(
+        "listening for switches on %s:%d%s%s",
+        host,
+        port,
+        f" in netns {netns}" if netns else "",
+        " (TLS, switch certificates required)" if ofp_tls else " (plain TCP)",
+    )
     if metrics is not None:
         from netfate.metrics.exposition import serve
         from netfate.orchestrator.sdn.metrics import REGISTRY
@@ -309,5 +326,5 @@ def run(
     controller.SETTINGS = driver.Settings(
         orchestrator=orchestrator, verify=client_tls(ca), token=token
     )
-    _install_datapath_handling(listener)
+    _install_datapath_handling(listener, ofp_tls)
     AppManager.run_apps(["netfate.orchestrator.sdn.controller"])
