@@ -483,6 +483,9 @@ def test_the_cli_shares_by_code_with_a_port_and_lists_the_learned_ones(
         return api.request(method, url, **kw)  # type: ignore[no-any-return]
 
     monkeypatch.setattr("netfate.apiclient.httpx.request", through_app)
+    # The app's client signs each request in as the one it names: no token of the
+    # machine's (a login, NETFATE_TOKEN, a testbed running beside) may replace it.
+    monkeypatch.setattr("netfate.apiclient.find_token", lambda base: None)
     run = CliRunner().invoke
     r = run(cli.app, ["invite", "--by", BOB])
     assert r.exit_code == 0, r.output
