@@ -33,12 +33,23 @@ With `--baseline REF` the same phases also run on the orchestrator of git REF's
 and round: per phase, ours / baseline (rps and p99). This tree signs every request
 in (its first operator's token, each node's agent's); a REF from before accounts
 answers everyone, so against such a REF the ratio is the cost of authentication
-(issue 12's goal: reads within 10%).
+(issue 12's goal: reads within 10%). Ours also runs a `sign_in` phase last
+(POST /api/v1/auth/token with the operator's password: argon2id each time), the rate
+at which people can sign in, which the per-request token check never pays.
+
+With `--unchecked` the same phases also run on this tree's app built with
+enforcement off (`create_app(enforce=False)`: every request is an operator's and
+nothing is checked; no command serves it, the bench starts it itself), on its own
+database filled the same way, both servers up at once: each phase is measured in
+`--slices` short windows alternating between the two (the order flipped each
+slice), so the machine's load falls on both alike. Per phase: signed / unchecked
+(rps and p99) — the cost of checking every request's token and role, this tree
+against itself.
 
     netfate bench api --json [--quick] [--nodes 1000] [--instances 10000]
         [--duration 3] [--create-duration 6] [--warmup 0.5] [--workers 8]
         [--databases sqlite,postgresql] [--phases health,node,...]
-        [--baseline REF] [--rounds 1]
+        [--baseline REF] [--rounds 1] [--unchecked] [--slices 6]
 """
 
 from __future__ import annotations
@@ -125,6 +136,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep-logs", action="store_true", help="print the orchestrator log dir")
     p.add_argument("--baseline", default=None, help="also run git REF's orchestrator (ratios)")
     p.add_argument("--rounds", type=int, default=1, help="baseline/ours pairs (--baseline)")
+    p.add_argument(
+        "--unchecked",
+        action="store_true",
+        help="also this tree with enforcement off, interleaved (the cost of authentication)",
+    )
+    p.add_argument("--slices", type=int, default=6, help="alternating windows (--unchecked)")
     a = p.parse_args(argv)
     quick = a.quick
     a.nodes = a.nodes if a.nodes is not None else (60 if quick else 1000)
@@ -144,8 +161,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"unknown phase {ph!r}; known: {', '.join(PHASES)}")
     if "health" not in a.phases:
         a.phases.insert(0, "health")  # the baseline is not optional
-    if a.nodes < 2 or a.instances < 0 or a.workers < 1 or a.duration <= 0:
-        p.error("need --nodes >= 2, --instances >= 0, --workers >= 1, --duration > 0")
+    if a.nodes < 2 or a.instances < 0 or a.workers < 1 or a.duration <= 0 or a.slices < 2:
+        p.error(
+            "need --nodes >= 2, --instances >= 0, --workers >= 1, --duration > 0, --slices >= 2"
+        )
+    if a.unchecked and a.baseline:
+        p.error("--unchecked and --baseline are two different comparisons: give one")
     return a
 
 
@@ -166,6 +187,19 @@ class PhaseResult:
         self.statuses = statuses
         self.window_s = window_s
         self.completed = len(latencies_s) if completed_in_window is None else completed_in_window
+
+    @classmethod
+    def merged(cls, parts: list[PhaseResult]) -> PhaseResult:
+        """Several windows of one phase as one (the --unchecked slices)."""
+        statuses: Counter[int] = Counter()
+        for r in parts:
+            statuses.update(r.statuses)
+        return cls(
+            [x for r in parts for x in r.latencies_s],
+            statuses,
+            sum(r.window_s for r in parts),
+            sum(r.completed for r in parts),
+        )
 
     def figures(self) -> dict[str, Any]:
         c = _c()
@@ -192,6 +226,7 @@ async def drive(
     workers: int,
     duration: float,
     warmup: float,
+    auth: bool = True,
 ) -> PhaseResult:
     """Closed loop: `workers` tasks, each sends its next request when the last answered,
     until the window [warm-up end, warm-up end + duration) is over.
@@ -208,7 +243,7 @@ async def drive(
     completed_in_window = 0
     counter = iter(range(1 << 62))
     async with httpx.AsyncClient(
-        base_url=base_url, limits=limits, timeout=120.0, auth=signed_in(base_url)
+        base_url=base_url, limits=limits, timeout=120.0, auth=signed_in(base_url) if auth else None
     ) as client:
         t_start = time.perf_counter()
         t_measure = t_start + warmup
@@ -252,6 +287,8 @@ def database(kind: str, workdir: Path, tag: str = "") -> Iterator[str]:
         yield url
 
 
+SIGN_IN_BODY: dict[str, dict[str, str]] = {}
+"""Each orchestrator's first operator's name and password (the sign_in phase's body)."""
 SIGNED_IN: dict[str, Any] = {}
 """Each orchestrator's credentials by its base URL (netfate.apiclient.SignedIn): its
 first operator's token, and each node's agent's once `populate` made them."""
@@ -270,14 +307,33 @@ def _sign_in(base: str, operator_file: Path) -> None:
 
     from netfate.apiclient import SignedIn
 
-    r = httpx.post(f"{base}/api/v1/auth/token", json=json.loads(operator_file.read_text()))
+    body = json.loads(operator_file.read_text())
+    r = httpx.post(f"{base}/api/v1/auth/token", json=body)
     r.raise_for_status()
+    SIGN_IN_BODY[base] = body
     agents = AGENT_TOKENS.setdefault(base, {})
     SIGNED_IN[base] = SignedIn(r.json()["token"], agents.get)
 
 
+UNCHECKED_APP = """
+import logging, sys
+import uvicorn
+from netfate.orchestrator.app import Settings, create_app
+from netfate.services import registered
+host, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+logging.basicConfig(level="WARNING", format="%(asctime)s %(name)s %(message)s")
+settings = Settings(database_url=url, heartbeat_timeout_s=1e9,
+                    allowed_hosts=(*Settings.allowed_hosts, host))
+app = create_app(settings, services=registered(), enforce=False)
+uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+"""
+"""`netfate orchestrator` as its command builds it, but with enforcement off."""
+
+
 @contextlib.contextmanager
-def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) -> Iterator[str]:
+def orchestrator(
+    url: str, workdir: Path, tag: str, source: Path | None = None, unchecked: bool = False
+) -> Iterator[str]:
     """`python -m netfate orchestrator` on `url`, signed in as its first operator;
     with `source`, the netfate package of that source tree (put first on PYTHONPATH)
     instead of the installed one (a baseline from before accounts: no credentials)."""
@@ -304,7 +360,9 @@ def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) 
         "warning",
     ]
     operator_file = workdir / f"operator-{tag}.json"
-    if source is None:
+    if unchecked:
+        argv = [sys.executable, "-c", UNCHECKED_APP, "127.0.0.1", str(port), url]
+    elif source is None:
         argv += ["--operator-file", str(operator_file)]
     env = dict(os.environ)
     if source is not None:
@@ -331,11 +389,12 @@ def orchestrator(url: str, workdir: Path, tag: str, source: Path | None = None) 
             if time.monotonic() > deadline:
                 raise RuntimeError("orchestrator did not answer within 60 s")
             time.sleep(0.1)
-        if source is None:
+        if source is None and not unchecked:
             _sign_in(base, operator_file)
         yield base
     finally:
         SIGNED_IN.pop(base, None)
+        SIGN_IN_BODY.pop(base, None)
         AGENT_TOKENS.pop(base, None)
         c.stop_process(p)
 
@@ -561,9 +620,73 @@ def bench_database(
             res = asyncio.run(drive(base, make, workers=a.workers, duration=dur, warmup=a.warmup))
             key = ph if ph != "health" else ("health_first" if i == 0 else "health_last")
             phases[key] = res.figures()
+        if base in SIGN_IN_BODY:
+            phases["sign_in"] = sign_in_phase(base, a).figures()
         out["phases"] = phases
         out["ratios"] = ratios(phases)
     return out
+
+
+def sign_in_phase(base: str, a: argparse.Namespace) -> PhaseResult:
+    """Signing in hashes the password (argon2id) and writes a token: its rate is the
+    price a person pays once, against the reads that only check a token."""
+    body = SIGN_IN_BODY[base]
+    return asyncio.run(
+        drive(
+            base,
+            lambda i: ("POST", "/api/v1/auth/token", body),
+            workers=a.workers,
+            duration=a.duration,
+            warmup=a.warmup,
+            auth=False,
+        )
+    )
+
+
+def bench_unchecked(kind: str, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """This tree signed in (enforced) and with enforcement off, both servers up, each
+    phase in alternating slices (module doc)."""
+    versions = ("signed", "unchecked")
+    with (
+        database(kind, workdir, "-signed") as url_s,
+        database(kind, workdir, "-unchecked") as url_u,
+        orchestrator(url_s, workdir, kind + "-signed") as base_s,
+        orchestrator(url_u, workdir, kind + "-unchecked", unchecked=True) as base_u,
+    ):
+        bases = dict(zip(versions, (base_s, base_u), strict=True))
+        pops = {v: populate(bases[v], url, a.nodes, a.instances)
+                for v, url in zip(versions, (url_s, url_u), strict=True)}  # fmt: skip
+        phases: dict[str, dict[str, Any]] = {v: {} for v in versions}
+        for ph in a.phases:
+            parts: dict[str, list[PhaseResult]] = {v: [] for v in versions}
+            dur = (a.create_duration if ph.startswith("create") else a.duration) / a.slices
+            for k in range(a.slices):
+                for v in versions if k % 2 == 0 else versions[::-1]:
+                    pop = pops[v]
+                    make = request_maker(ph, pop["topology"], pop["instance_ids"], pop["by_node"])
+                    parts[v].append(
+                        asyncio.run(
+                            drive(bases[v], make, workers=a.workers, duration=dur, warmup=a.warmup)
+                        )
+                    )
+            for v in versions:
+                phases[v][ph] = PhaseResult.merged(parts[v]).figures()
+        phases["signed"]["sign_in"] = sign_in_phase(base_s, a).figures()
+    c = _c()
+    return {
+        **phases,
+        "populate": {v: pops[v]["timings"] for v in versions},
+        "signed_vs_unchecked": {
+            ph: {
+                "rps": c.ratio(f.get("rps"), phases["unchecked"][ph].get("rps")),
+                "p99": c.ratio(
+                    f["latency_ms"].get("p99"), phases["unchecked"][ph]["latency_ms"].get("p99")
+                ),
+            }
+            for ph, f in phases["signed"].items()
+            if ph in phases["unchecked"]
+        },
+    }
 
 
 def ratios(phases: dict[str, Any]) -> dict[str, Any]:
@@ -603,11 +726,19 @@ def run(argv: list[str]) -> dict[str, Any]:
     }
     if a.baseline:
         result["versions"] = f"git {a.baseline} (src only) and this tree, same run, alternating"
+    if a.unchecked:
+        result["versions"] = (
+            f"this tree signed in and with enforcement off, both up, {a.slices} alternating "
+            "slices per phase"
+        )
     with c.sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="nft-bench-api-") as tmp:
         workdir = Path(tmp)
         base_src = c.extract(a.baseline, workdir / "baseline") if a.baseline else None
         for kind in a.databases:
             try:
+                if a.unchecked:
+                    result[kind] = bench_unchecked(kind, a, workdir)
+                    continue
                 if base_src is None:
                     result[kind] = bench_database(kind, a, workdir)
                     continue
@@ -639,6 +770,7 @@ def versus(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     return {
         ph: {fig: c.ratio(med("ours", ph, fig), med("baseline", ph, fig)) for fig in ("rps", "p99")}
         for ph in runs["ours"][0]["phases"]
+        if all(ph in r["phases"] for r in runs["baseline"])  # sign_in: ours only
     }
 
 
