@@ -16,6 +16,8 @@ import os
 import re
 import sqlite3
 import stat
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -122,33 +124,41 @@ def scan_api(tb: Testbed, leaks: Leaks, values: dict[str, str]) -> list[dict[str
     return events
 
 
-def scan_files(root: Path, leaks: Leaks) -> list[str]:
-    """Every regular file under the run's directory: a secret in a log is a leak; in
-    another file, when the file is open to group or others or its directory to others.
-    Returns the logs scanned."""
+def scan_files(root: Path, leaks: Leaks, also: Iterable[Path] = ()) -> list[str]:
+    """Every regular file under the run's directory and under the paths `also` (the
+    functions' own files elsewhere): a secret in a log is a leak; in another file,
+    when the file is open to group or others or its directory to others. Returns the
+    logs scanned (relative to `root` where under it)."""
     logs: list[str] = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            f = Path(dirpath) / name
-            st = f.lstat()
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            try:
-                data = f.read_bytes()
-            except OSError:
-                continue  # gone meanwhile (a temporary file renamed)
-            if name.endswith(".log"):
-                logs.append(str(f.relative_to(root)))
-                leaks.scan(f"log {f}", data)
-                continue
-            hit = [k for k, v in leaks.secrets.items() if v.encode() in data]
-            if not hit:
-                continue
-            where = f.parent.stat().st_mode
-            if st.st_mode & 0o077 or where & 0o007:
-                leaks.found.append(f"{f} ({oct(st.st_mode & 0o777)}, in a directory "
-                                   f"{oct(where & 0o777)}): {hit}")  # fmt: skip
+    for top in [root, *also]:
+        walked = os.walk(top) if top.is_dir() else [(str(top.parent), [], [top.name])]
+        for dirpath, _dirs, files in walked:
+            for name in files:
+                f = Path(dirpath) / name
+                try:
+                    st = f.lstat()
+                    data = f.read_bytes() if stat.S_ISREG(st.st_mode) else None
+                except OSError:
+                    continue  # gone meanwhile (a temporary file renamed)
+                if data is None:
+                    continue
+                if name.endswith(".log"):
+                    logs.append(str(f.relative_to(root) if f.is_relative_to(root) else f))
+                    leaks.scan(f"log {f}", data)
+                    continue
+                hit = [k for k, v in leaks.secrets.items() if v.encode() in data]
+                where = f.parent.stat().st_mode
+                if hit and (st.st_mode & 0o077 or where & 0o007):
+                    leaks.found.append(f"{f} ({oct(st.st_mode & 0o777)}, in a directory "
+                                       f"{oct(where & 0o777)}): {hit}")  # fmt: skip
     return logs
+
+
+def temp_files(instances: Iterable[str]) -> list[Path]:
+    """What the run's functions made in the machine's temporary directory (a portal's
+    leases, a vHG's dnsmasq files): the names there carry the instance's id."""
+    tmp = Path(tempfile.gettempdir())
+    return sorted(p for i in instances for p in tmp.glob(f"*{i}*"))
 
 
 def scan_processes(leaks: Leaks) -> int:

@@ -22,7 +22,15 @@ from __future__ import annotations
 from netfate.demo.platform import Api
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
-from secret_scan import Leaks, credentials, migration_secrets, scan_api, scan_files, scan_processes
+from secret_scan import (
+    Leaks,
+    credentials,
+    migration_secrets,
+    scan_api,
+    scan_files,
+    scan_processes,
+    temp_files,
+)
 
 EXAMPLE = demo.TOPOLOGY
 
@@ -61,7 +69,9 @@ def test_no_secret_in_reads_logs_files_or_argv(run_prefix: str) -> None:
             )  # fmt: skip
             procs = scan_processes(leaks)
             events = scan_api(tb, leaks, path_values(tb))
-            logs = scan_files(tb.state.dir, leaks)
+            ids = [i["id"] for i in Api(tb.api_url, tb.api_token)("GET", "/instances")]
+            # (the demo's portals serve no DHCP: no leases of theirs in /tmp)
+            logs = scan_files(tb.state.dir, leaks, temp_files(ids))
         finally:
             sc.close()
     # What was scanned: the scenario's events, every kind of process log of the run.
