@@ -19,6 +19,8 @@ none of those secrets may be found in:
 
 from __future__ import annotations
 
+import secrets
+
 from netfate.demo.platform import Api
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
@@ -58,13 +60,21 @@ def test_no_secret_in_reads_logs_files_or_argv(run_prefix: str) -> None:
         try:
             sc.setup()
             sc.wait_captive()
+            # A wrong password tried first: refused, and no more written down than a
+            # right one (portal, RADIUS server, events).
+            wrong = "wrong-" + secrets.token_hex(8)
+            form = ["--data-urlencode", f"username={demo.USER}",
+                    "--data-urlencode", f"password={wrong}"]  # fmt: skip
+            login = f"http://{sc.portals['cpe1']}/login"
+            r = tb.exec("client1", ["curl", "-s", "-m", "10", *form, login])
+            assert "Logged in as" not in r.stdout and r.stdout, r.stdout
             sc.login("cpe1")
             sc.wait_firewall_running("cpe1")
             sc.move_client("cpe2")
             sc.login("cpe2")
             sc.wait_migrated("cpe2")
             leaks = Leaks(
-                {"radius secret": sc.secret, "user password": demo.PASSWORD,
+                {"radius secret": sc.secret, "user password": demo.PASSWORD, "tried": wrong,
                  **credentials(tb), **migration_secrets(tb)}
             )  # fmt: skip
             procs = scan_processes(leaks)
