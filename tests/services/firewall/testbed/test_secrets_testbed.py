@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import secrets
 
+import httpx
+
 from netfate.demo.platform import Api
 from netfate.services.firewall import demo
 from netfate.testbed.builder import Testbed
@@ -53,6 +55,21 @@ def path_values(tb: Testbed) -> dict[str, str]:
     }
 
 
+def account(tb: Testbed) -> dict[str, str]:
+    """An end user's account made by the operator, its API token and web session
+    (their cookie and CSRF token), each used once."""
+    assert tb.api_url
+    made = Api(tb.api_url, tb.api_token)("POST", "/accounts", {"name": "carol", "role": "user"})
+    signin = {"name": "carol", "password": made["password"]}
+    with httpx.Client(base_url=tb.api_url + "/api/v1", timeout=30.0) as c:
+        token = c.post("/auth/token", json=signin).raise_for_status().json()["token"]
+        me = c.get("/auth/me", headers={"authorization": f"Bearer {token}"})
+        web = c.post("/auth/session", json=signin).raise_for_status()
+        assert me.status_code == 200 and c.get("/auth/me").status_code == 200
+    return {"account password": made["password"], "account token": token,
+            "session": web.cookies["netfate_session"], "csrf": web.json()["csrf"]}  # fmt: skip
+
+
 def test_no_secret_in_reads_logs_files_or_argv(run_prefix: str) -> None:
     said: list[str] = []
     with Testbed.up(EXAMPLE, prefix=run_prefix, sdn=demo.SDN) as tb:
@@ -75,7 +92,7 @@ def test_no_secret_in_reads_logs_files_or_argv(run_prefix: str) -> None:
             sc.wait_migrated("cpe2")
             leaks = Leaks(
                 {"radius secret": sc.secret, "user password": demo.PASSWORD, "tried": wrong,
-                 **credentials(tb), **migration_secrets(tb)}
+                 **credentials(tb), **migration_secrets(tb), **account(tb)}
             )  # fmt: skip
             procs = scan_processes(leaks)
             events = scan_api(tb, leaks, path_values(tb))
