@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from netfate.host.private import write_private
+
 SOURCE = Path("/etc/freeradius/3.0")
 BINARY = "freeradius"
 
@@ -117,12 +119,14 @@ class FreeRadius:
         (self.dir / "sites-enabled" / "netfate").write_text(
             SITE.format(auth=self.auth_port, acct=self.acct_port, listen=self.listen)
         )
-        (self.dir / "clients.conf").write_text(
+        # The shared secret and the users' passwords: files only their owner reads.
+        write_private(
+            self.dir / "clients.conf",
             "client netfate {\n"
             f"    ipaddr = {self.client}\n"
             f'    secret = "{self.secret}"\n'
             "    require_message_authenticator = yes\n"
-            "}\n"
+            "}\n",
         )
         lines = []
         for user, (password, reply) in self.users.items():
@@ -131,7 +135,7 @@ class FreeRadius:
             if items:
                 lines[-1] += "\n" + ",\n".join(items)
             lines.append("")
-        (self.dir / "mods-config" / "files" / "authorize").write_text("\n".join(lines) + "\n")
+        write_private(self.dir / "mods-config" / "files" / "authorize", "\n".join(lines) + "\n")
 
     def start(self, timeout: float = 10.0) -> None:
         self.configure()

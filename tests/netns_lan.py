@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from netfate.host import netns
+from netfate.host.private import write_private
 
 # name, addresses (CIDR) on its eth0, routes (destination, via)
 Host = tuple[str, Sequence[str], Sequence[tuple[str, str]]]
@@ -82,8 +83,11 @@ def start_vnf(
 ) -> subprocess.Popen[bytes]:
     """`python -m netfate.vnf FUNCTION` inside `ns`, as the agent runs it; returns once
     its control socket is ready (AssertionError with its log if it exits first)."""
+    # The configuration in a 0600 file, as the agent hands it (its secrets stay off
+    # the argument list, which tests/services/*/netns check).
+    config_file = write_private(Path(control + ".config"), json.dumps(config))
     argv = [sys.executable, "-m", "netfate.vnf", function, "--instance", instance,
-            "--control", control, "--config", json.dumps(config), *extra]  # fmt: skip
+            "--control", control, "--config-file", str(config_file), *extra]  # fmt: skip
     with open(log_path, "wb") as log:
         p = netns.popen_in(ns, argv, stdout=log, stderr=log)
     if not until(lambda: Path(control + ".ready").exists() or p.poll() is not None):

@@ -40,6 +40,7 @@ from netfate.agent.migration_target import TargetSide
 from netfate.agent.poll import OrchestratorLink
 from netfate.agent.report import Figures, report_body
 from netfate.agent.supervisor import Supervisor
+from netfate.host.private import private_dir
 from netfate.metrics import exposition
 
 log = logging.getLogger("netfate.agent")
@@ -81,7 +82,7 @@ class Agent:
         self.metrics: exposition.MetricsServer | None = None
 
     async def run(self) -> None:
-        self.ctx.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.ctx.state_dir)  # configurations with secrets: 0700
         faults.enable(self.ctx.state_dir / "faults")  # only under NETFATE_FAULTS=1 (tests)
         await self.sup.adopt()
         self.records.load()

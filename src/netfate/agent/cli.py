@@ -67,6 +67,7 @@ def agent(
     from netfate.agent.instances import NodeContext, Zygote
     from netfate.clihelp import client_tls, parse_hostport, read_token
     from netfate.host.ovs import Vsctl
+    from netfate.host.private import private_dir
 
     # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
     if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
@@ -88,7 +89,8 @@ def agent(
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     state_root = state_dir or Path("/run/netfate") / f"agent-{node}"
-    state_root.mkdir(parents=True, exist_ok=True)
+    # It holds the functions' configurations (their secrets) and control sockets.
+    private_dir(state_root)
     # Ports added or removed while Open vSwitch restarts wait for it (60 s at most).
     vsctl = Vsctl(ovs_db, wait_for_db=True)
     ctx = NodeContext(

@@ -3,6 +3,7 @@
 Each instance leaves files in the agent's state directory:
 
     <id>.json      the spec it was started with and its role (active | standby)
+    <id>.config    its configuration, handed to its process (secrets and all)
     <id>.pid       the process id
     <id>.sock      its control socket (see netfate.vnf.runtime)
     <id>.log       its stdout and stderr
@@ -12,6 +13,10 @@ of starting duplicates, and removes what is half-built. When an instance goes,
 its files go with it except its log, kept for a post-mortem: the logs of the
 KEEP_LOGS instances that went last stay, older ones are removed (an agent that
 creates and destroys instances all day keeps a bounded directory).
+
+A configuration may hold secrets (a portal's RADIUS secret): the state directory
+is 0700, the files that hold one are 0600, and the process gets its configuration
+in <id>.config, never on its argument list (readable by anyone in /proc).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from netfate.agent import cgroups
 from netfate.agent.ports import PortSwitch
 from netfate.host import links, netns
 from netfate.host.ovs import Vsctl
+from netfate.host.private import write_private
 from netfate.model.lifecycle import InstanceRole, check_role_change
 from netfate.proto import arp
 from netfate.vnf.zygote import PARENT_ENV, process_name
@@ -254,8 +260,8 @@ class Instance:
             self.id,
             "--control",
             self.control,
-            "--config",
-            json.dumps(self.spec.get("config") or {}),
+            "--config-file",
+            str(write_private(self.path(".config"), json.dumps(self.spec.get("config") or {}))),
         ]
         if self.role == InstanceRole.STANDBY:
             args.append("--standby")
@@ -303,9 +309,7 @@ class Instance:
             # The migration's secret lives in the migration record (0600) only.
             spec["migration"] = {k: v for k, v in mig.items() if k != "secret"}
         doc = {"spec": spec, "role": self.role, "pid": self.pid, "limits": self.limits}
-        tmp = self.path(".json.tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.path(".json"))
+        write_private(self.path(".json"), json.dumps(doc))
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         ready = Path(self.control + ".ready")
@@ -393,7 +397,7 @@ class Instance:
         with contextlib.suppress(Exception):
             netns.remove(self.netns)
         cgroups.remove(f"{c.prefix}-{c.node}-{self.id}")
-        for suffix in (".json", ".pid", ".sock", ".sock.ready", ".json.tmp"):
+        for suffix in (".json", ".config", ".pid", ".sock", ".sock.ready", ".json.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 self.path(suffix).unlink()
         prune_logs(c.state_dir)

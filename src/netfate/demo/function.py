@@ -14,6 +14,7 @@ from typing import Any
 
 from netfate.agent.instances import control_call
 from netfate.host import netns
+from netfate.host.private import write_private
 
 
 class FunctionProcess:
@@ -25,7 +26,10 @@ class FunctionProcess:
     ) -> None:  # fmt: skip
         self.control = str(work / f"{name}.ctl")
         argv = [sys.executable, "-m", "netfate.vnf", function, "--instance", name]
-        argv += ["--control", self.control, "--config", json.dumps(config)]
+        # The configuration in a 0600 file, as the agent hands it: never on the argument
+        # list, which every user reads in /proc.
+        conf = write_private(work / f"{name}.config", json.dumps(config))
+        argv += ["--control", self.control, "--config-file", str(conf)]
         argv += ["--standby"] if standby else []
         self.log = open(work / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = netns.popen_in(ns, argv, stdout=self.log, stderr=subprocess.STDOUT)

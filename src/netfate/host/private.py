@@ -6,6 +6,8 @@ on its argument list, which every user of the machine can read in /proc.
     write_private(path, text)   mode 0600 from the first byte (a new directory 0700),
                                 replaced atomically
     read_private(path)          the text, stripped; None when there is no such file
+    private_dir(path)           a directory only its owner enters (0700, made so if it
+                                exists with another mode)
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def write_private(path: Path, text: str) -> Path:
         if fd >= 0:
             os.close(fd)
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir leaves an existing directory as it was
     return path
 
 

@@ -24,6 +24,7 @@ Concurrent writers are kept apart by the database, not by Python:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -35,7 +36,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +66,7 @@ class Database:
         self.url = normalise_url(url)
         kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
+            _owner_only(make_url(self.url).database)
             kwargs["connect_args"] = {
                 "check_same_thread": False,
                 "timeout": BUSY_TIMEOUT_S,
@@ -208,6 +210,20 @@ class _GatedConnection(sqlite3.Connection):
             super().close()
         finally:
             self.leave()
+
+
+def _owner_only(database: str | None) -> None:
+    """A SQLite file holds secrets (write-only in reads, e.g. RADIUS shared secrets):
+    only its owner reads it. SQLite gives its -wal and -shm files the database's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    with contextlib.suppress(FileExistsError, FileNotFoundError):  # no directory: SQLite says
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if (mode := f.stat().st_mode) & 0o077:
+                os.chmod(f, mode & 0o700)
 
 
 def _sqlite_connect(dbapi_conn: Any) -> None:

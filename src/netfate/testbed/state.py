@@ -138,7 +138,9 @@ class RunState:
         d = run_root() / prefix
         d.parent.mkdir(parents=True, exist_ok=True)
         try:
-            d.mkdir(mode=0o755)
+            # Only its owner enters: it holds the orchestrator's database (secrets,
+            # write-only in reads), the agents' state and the run's credentials.
+            d.mkdir(mode=0o700)
         except FileExistsError as e:
             raise StateError(f"a run with prefix {prefix} exists already ({d})") from e
         st = cls(prefix=prefix)

@@ -21,7 +21,8 @@ and OpenSSL refuses a certificate presented for the other end. The CA's key neve
 lies among the leaves: the leaf directory (``ca.pem``, ``NAME.pem``, ``NAME.key``)
 is what functions are pointed at, and the CA key lives in a directory of its own
 (``<dir>-ca-key/ca.key``, 0700 and 0600). A CA key an earlier version left in the
-leaf directory is moved there when the CA is opened.
+leaf directory is moved there when the CA is opened. The leaf directory holds the
+leaves' keys: it is 0700 as well.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from netfate.host.private import private_dir
 from netfate.vnf.tls import TlsFiles
 
 VALIDITY = datetime.timedelta(days=365)
@@ -81,11 +83,8 @@ class CertificateAuthority:
     ``key_directory(directory)/ca.key``; ``issue`` makes leaves in ``directory``."""
 
     def __init__(self, directory: Path, name: str = "netfate HRH CA") -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.key_dir = key_directory(directory)
-        self.key_dir.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.key_dir, 0o700)
+        self.dir = private_dir(directory)
+        self.key_dir = private_dir(key_directory(directory))
         self.cert_path = directory / "ca.pem"
         key_path = self.key_dir / "ca.key"
         if (directory / "ca.key").exists() and not key_path.exists():

@@ -1,7 +1,8 @@
 """The process an instance is: one function, one control socket.
 
 The agent launches `python -m netfate.vnf FUNCTION --instance ID --control PATH
---config JSON [--standby]` inside the instance's namespace and then speaks to it
+--config-file PATH [--standby]` (or `--config JSON` for a configuration without
+secrets) inside the instance's namespace and then speaks to it
 over the control socket, a UNIX stream socket in the agent's state directory
 (files do not belong to network namespaces, so the agent reaches it from anywhere).
 
@@ -40,6 +41,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from netfate.vnf.outbox import Outbox
@@ -221,17 +223,29 @@ class Runtime:
                 os.unlink(path)
 
 
+def read_config(path: str | None, text: str | None) -> dict[str, Any]:
+    """The configuration from the file at `path` (how the agent hands it: a file only
+    its owner reads, since an argument list is readable by every user of the machine
+    in /proc/PID/cmdline), else from the JSON `text`."""
+    try:
+        config = json.loads(Path(path).read_text() if path else (text or "{}"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"cannot read the configuration: {e}") from None
+    if not isinstance(config, dict):
+        raise SystemExit("the configuration must be a JSON object")
+    return config
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m netfate.vnf")
     p.add_argument("function")
     p.add_argument("--instance", required=True)
     p.add_argument("--control", required=True)
     p.add_argument("--config", default="{}")
+    p.add_argument("--config-file", default=None)  # one with secrets: see read_config
     p.add_argument("--standby", action="store_true")
     a = p.parse_args(argv)
-    config = json.loads(a.config)
-    if not isinstance(config, dict):
-        raise SystemExit("--config must be a JSON object")
+    config = read_config(a.config_file, a.config)
     cls = load_function(a.function)
     fn = cls(Context(instance=a.instance, config=config, standby=a.standby))
     try:

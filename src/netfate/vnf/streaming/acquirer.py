@@ -54,14 +54,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import tempfile
 import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from netfate.host.private import write_private
 from netfate.proto.mpegts import BitrateMeasured, ProgramRecognised
 from netfate.proto.rtp import ActiveSourceChanged, SourceLeft, SourceTimedOut
 from netfate.vnf.runtime import Context
@@ -235,6 +239,8 @@ class Flow:
         """The streams last told to the back-end (a peer's, after a migration)."""
         self.measured = False
         self.child: FfmpegChild | None = None
+        self.private: Path | None = None
+        """The directory of ffmpeg's input script when it holds a passphrase."""
         self.internal: list[UdpPort] = []
         self.ff_port = 0
         # SRT proxy: the provider's address and the socket towards ffmpeg.
@@ -253,25 +259,49 @@ class Flow:
         out = ["-c", "copy", "-map", "0", "-f", "rtp_mpegts"]
         out.append(f"rtp://127.0.0.1:{port}?pkt_size=1328")
         probe = ["-probesize", "500000", "-analyzeduration", "1000000"]
+        secrets: list[str] = []
         if self.cfg.protocol == "srt":
             self.ff_port = _free_udp_port()
             q = f"mode=listener&latency={self.cfg.latency_ms * 1000}"
+            url = f"srt://127.0.0.1:{self.ff_port}?{q}"
             if self.cfg.passphrase:  # ffmpeg URL-decodes it
-                q += "&passphrase=" + urllib.parse.quote(self.cfg.passphrase, safe="")
-            src = ["-f", "mpegts", "-i", f"srt://127.0.0.1:{self.ff_port}?{q}"]
+                quoted = urllib.parse.quote(self.cfg.passphrase, safe="")
+                secrets = [self.cfg.passphrase, quoted]
+                src = self._private_input(f"{url}&passphrase={quoted}")
+            else:
+                src = ["-f", "mpegts", "-i", url]
         else:
             self.ff_port = _free_tcp_port()
             url = f"rtmp://127.0.0.1:{self.ff_port}/live/stream"
             src = ["-listen", "1", "-f", "flv", "-i", url]
         self.child = FfmpegChild(
-            f"ingest:{self.cfg.id}", [*probe, *src, *out], on_exit=self.fn.helper_exited
+            f"ingest:{self.cfg.id}",
+            [*probe, *src, *out],
+            on_exit=self.fn.helper_exited,
+            secrets=secrets,
         )
         self.child.start()
+
+    def _private_input(self, url: str) -> list[str]:
+        """ffmpeg's input for an SRT URL that carries the passphrase: a concat script of
+        that one URL in a file only its owner reads (0600, in a 0700 directory), never
+        ffmpeg's argument list, which every user reads in /proc/PID/cmdline. The script
+        probes the stream as `probe` would; the quoted passphrase holds no quote."""
+        if self.private is None:
+            self.private = Path(tempfile.mkdtemp(prefix=f"nf-acq-{self.cfg.id}-"))
+        script = (f"ffconcat version 1.0\nfile '{url}'\n"
+                  "option probesize 500000\noption analyzeduration 1000000\n")  # fmt: skip
+        path = write_private(self.private / "ingest.ffconcat", script)
+        return ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file,srt,udp",
+                "-i", str(path)]  # fmt: skip
 
     async def close(self) -> None:
         for p in self.internal:
             p.close()
         self.internal = []
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
+            self.private = None
         self._srt_forget()
         if self.rtmp_conn is not None:
             self.rtmp_conn.cancel()

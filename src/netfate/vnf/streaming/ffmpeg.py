@@ -10,6 +10,11 @@ again at once, ready for the publisher's next connection. A child fed on stdin g
 payloads through a bounded pipe backlog: when ffmpeg falls behind by more than
 ``max_backlog`` bytes, payloads are dropped and counted rather than queued
 without bound (a live stream cannot wait).
+
+A child given `secrets` (an SRT passphrase) never has them on its argument list
+(its caller puts them in a file: see acquirer.py), and its stderr lines, kept for
+the function's stats and logs, show them as HIDDEN (ffmpeg quotes the URL it could
+not open).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from netfate.model.secrets import HIDDEN
 
 log = logging.getLogger("netfate.vnf.streaming")
 
@@ -56,8 +63,10 @@ class FfmpegChild:
         restart: bool = True,
         max_backlog: int = 4 << 20,
         cwd: Path | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.role = role
+        self.secrets = [x for x in secrets if x]
         self.args = args
         """The arguments after ffmpeg's own, or a function giving them at each start."""
         self.use_stdin = stdin
@@ -149,6 +158,8 @@ class FfmpegChild:
             if not line:
                 return
             text = line.decode("utf-8", "replace").strip()
+            for secret in self.secrets:
+                text = text.replace(secret, HIDDEN)
             if text:
                 self.stderr.append(text[:300])
 

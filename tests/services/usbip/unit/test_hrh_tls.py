@@ -236,6 +236,7 @@ def test_each_leaf_is_for_one_end_and_the_ca_key_lies_apart(pki: Pki) -> None:
     assert ca_key.stat().st_mode & 0o777 == 0o600
     assert (pki.dir / "ca-ca-key").stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o077 == 0 for p in leaves.glob("*.key"))
+    assert leaves.stat().st_mode & 0o777 == 0o700  # it holds the leaves' keys
     # The CA opened again signs with the same key (its certificate is unchanged).
     again = CertificateAuthority(leaves)
     assert again.cert_path.read_bytes() == pki.hrh.ca.read_bytes()
