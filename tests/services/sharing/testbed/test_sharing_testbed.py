@@ -302,11 +302,14 @@ def test_a_share_made_on_the_page_serves_media_to_the_tv(hotel: Testbed) -> None
         with chromiums(hotel.netns_of("guestphone"), hotel.netns_of("laptop")) as (bobs, alices):
             bob = _signed_in_page(bobs, hotel.door_url, recipient)
             bob.click("#invite-button")
-            code = bob.locator("#invitations tbody td.code").first
-            code.wait_for(timeout=T)
+            bob.locator("#status").filter(has_text="invitation code").wait_for(timeout=T)
+            given = re.search(r"invitation code (\S+):", bob.inner_text("#status"))
+            assert given, bob.inner_text("#status")
+            code = given[1]
+            bob.wait_for_selector(f'#invitations tbody tr[data-code="{code}"]', timeout=T)
             alice = _signed_in_page(alices, hotel.door_url, owner)
             alice.click('#devices tbody tr[data-device="mediaserver"]')
-            alice.fill("#recipient", code.inner_text().strip())
+            alice.fill("#recipient", code)
             assert alice.input_value("#http-port") == ""  # no port typed
             alice.click("#share-button")
             said = alice.locator("#status")
@@ -320,6 +323,10 @@ def test_a_share_made_on_the_page_serves_media_to_the_tv(hotel: Testbed) -> None
             theirs = f'#incoming tbody tr[data-share="{sid}"]'
             bob.click(f"{theirs} button.accept", timeout=T)
             bob.wait_for_selector(f'{theirs}[data-state="active"]', timeout=T)
+            # The code was the recipient's, and is spent.
+            bob.locator(f'#invitations tbody tr[data-code="{code}"] td.state').filter(
+                has_text="used"
+            ).wait_for(timeout=T)
             alias = bob.locator(f"{theirs} td").nth(4).inner_text().strip()
             assert alias == api("GET", f"/sharing/shares/{sid}")["address_in_recipient_pn"]
             alice.wait_for_selector(f'{mine}[data-state="active"]', timeout=T)
@@ -353,3 +360,26 @@ def test_a_share_made_on_the_page_serves_media_to_the_tv(hotel: Testbed) -> None
         if gerbera is not None:
             demo.stop_procs([gerbera])
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_hosts_behind_their_vhgs_sign_in_through_the_door(hotel_vhg: Testbed) -> None:
+    """A host that took its lease from its PN's vHG (the vHG its router, its NAT) signs
+    in to the owners' page through the front door: laptop behind home's vHG (home
+    routes the door), guestphone behind the hotel room's (across the fabric)."""
+    tb = hotel_vhg
+    assert tb.api_url and tb.door_url
+    api = Api(tb.api_url, tb.api_token)
+    for node, host in (("home", "laptop"), ("hotel", "guestphone")):
+        pn = demo.email(tb, node)
+        if not api("GET", f"/sharing/pns/{pn}")["vhg_instance"]:  # an earlier test's stays
+            demo.prove_vhg(tb, api, node, host, lambda _m: None)
+        vhg = api("GET", f"/instances/{api('GET', f'/sharing/pns/{pn}')['vhg_instance']}")
+        vhg_ip = str(vhg["ip"]).split("/")[0]
+        routes = netns.run_in(tb.netns_of(host), ["ip", "route", "show", "default"]).stdout
+        assert f"via {vhg_ip}" in routes, routes
+        _with_password(api, pn)
+        with chromiums(tb.netns_of(host)) as (browser,):
+            page = _signed_in_page(browser, tb.door_url, pn)
+            status, me = call(page, "GET", "/api/v1/auth/me")
+            assert status == 200 and f'"name":"{pn}"' in me, me
+            assert call(page, "GET", f"/api/v1/sharing/pns/{pn}")[0] == 200
