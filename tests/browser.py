@@ -15,6 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The pages' own way to call the API: with the web session's cookie and, for a change,
+# its CSRF token (the netfate_csrf cookie, readable by the page's origin only).
+FETCH = """async ([method, path, body]) => {
+  const csrf = (document.cookie.match(/netfate_csrf=([^;]+)/) || [])[1] || "";
+  const r = await fetch(path, {method, headers: {"Content-Type": "application/json",
+                                                 "X-CSRF-Token": csrf},
+                               body: body === null ? undefined : JSON.stringify(body)});
+  return [r.status, await r.text()];
+}"""
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -33,17 +43,35 @@ def available() -> bool:
 def chromium(netns: str | None = None) -> Iterator[Any]:
     """A launched headless browser (playwright's Browser), closed on exit; inside
     namespace ``netns`` when given."""
+    with chromiums(netns) as (browser,):
+        yield browser
+
+
+@contextlib.contextmanager
+def chromiums(*netns: str | None) -> Iterator[list[Any]]:
+    """One browser per namespace given (None: this one's), closed on exit: two people
+    at two hosts at once (one Playwright per thread, so one for them all)."""
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="netfate-chromium-") as tmp:
-        exe = CHROMIUM
-        if netns is not None:
-            exe = os.path.join(tmp, "chromium-in-netns")
-            Path(exe).write_text(f'#!/bin/sh\nexec ip netns exec {netns} {CHROMIUM} "$@"\n')
-            os.chmod(exe, stat.S_IRWXU)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
-            try:
-                yield browser
-            finally:
-                browser.close()
+    with tempfile.TemporaryDirectory(prefix="netfate-chromium-") as tmp, sync_playwright() as p:
+        browsers: list[Any] = []
+        try:
+            for i, ns in enumerate(netns):
+                exe = CHROMIUM
+                if ns is not None:
+                    exe = os.path.join(tmp, f"chromium-in-netns-{i}")
+                    Path(exe).write_text(f'#!/bin/sh\nexec ip netns exec {ns} {CHROMIUM} "$@"\n')
+                    os.chmod(exe, stat.S_IRWXU)
+                browsers.append(
+                    p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+                )
+            yield browsers
+        finally:
+            for b in browsers:
+                b.close()
+
+
+def call(page: Any, method: str, path: str, body: Any = None) -> tuple[int, str]:
+    """`method path` from the page, as its scripts call the API: (status, body text)."""
+    status, text = page.evaluate(FETCH, [method, path, body])
+    return int(status), str(text)

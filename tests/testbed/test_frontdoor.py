@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from browser import chromium
+from browser import call, chromium
 from netfate.demo.platform import Api
 from netfate.model.topology import Topology
 from netfate.testbed.builder import Testbed
@@ -32,13 +31,6 @@ from sdn_rig import TWO_HOMES
 ALICE, BOB = "alice@home.example", "bob@home.example"
 PASSWORD = "a user's password here"
 T = 30_000
-FETCH = """async ([method, path, body]) => {
-  const csrf = (document.cookie.match(/netfate_csrf=([^;]+)/) || [])[1] || "";
-  const r = await fetch(path, {method, headers: {"Content-Type": "application/json",
-                                                 "X-CSRF-Token": csrf},
-                               body: body === null ? undefined : JSON.stringify(body)});
-  return [r.status, await r.text()];
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +51,6 @@ def tb() -> Iterator[Testbed]:
     finally:
         problems = tb.down()
         assert not problems, problems
-
-
-def call(page: Any, method: str, path: str, body: Any = None) -> tuple[int, str]:
-    status, text = page.evaluate(FETCH, [method, path, body])
-    return int(status), str(text)
 
 
 def test_the_door_is_inside_the_network_only(tb: Testbed) -> None:

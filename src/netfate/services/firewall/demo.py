@@ -205,6 +205,8 @@ class Scenario:
                             "acct_server": f"{radius_ip}:1813",
                             "secret": self.secret,
                         },
+                        # The front door: a captive client signs in to its pages there.
+                        "garden": [str(tb.topology.door_ip)] if tb.door_url else [],
                     },
                 },
             )

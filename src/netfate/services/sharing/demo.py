@@ -645,11 +645,11 @@ def prove_dlna(tb: Testbed, api: Api, say: Say) -> None:
     finally:
         if sh is not None:
             revoke(tb, api, sh, "home", lambda _m: None)
-        _stop(procs)
+        stop_procs(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def stop_procs(procs: list[subprocess.Popen[bytes]]) -> None:
     """End the processes a step started, by their pids."""
     for p in procs:
         if p.poll() is None:
@@ -689,7 +689,7 @@ def _learned(api: Api, sh: Share, port: int) -> dict[str, list[int]]:
     return got
 
 
-def _control_point(tb: Testbed, host: str, mode: str, alias: str, script: Path) -> dict[str, Any]:
+def control_point(tb: Testbed, host: str, mode: str, alias: str, script: Path) -> dict[str, Any]:
     """async-upnp-client discovering (active: M-SEARCH; passive: NOTIFY), browsing and
     fetching the first media bytes from `host`; retried while the server indexes."""
     err = ""
@@ -731,7 +731,7 @@ def prove_independent_pairs(tb: Testbed, api: Api, say: Say) -> None:
         script = work / "cp.py"
         script.write_text(peers.DISCOVERY_TO_FIRST_BYTE)
         for host, mode in (("tv", "active"), ("guestphone", "passive")):
-            out = _control_point(tb, host, mode, g.alias, script)
+            out = control_point(tb, host, mode, g.alias, script)
             if not out["location"].startswith(base) or not out["url"].startswith(base):
                 raise DemoFailed(f"gerbera's URLs through share {g.id} are not the alias's: {out}")
             say(f"gerbera: {host} discovered it {mode}ly at {out['location']}, browsed it, "
@@ -774,7 +774,7 @@ def prove_independent_pairs(tb: Testbed, api: Api, say: Say) -> None:
     finally:
         for sh in shares:
             revoke(tb, api, sh, "home", lambda _m: None)
-        _stop(procs)
+        stop_procs(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import socket
 import subprocess
@@ -79,6 +80,9 @@ class Portal(Front, RadiusSide):
         self.interim = float(c.get("interim", 30.0))
         self.dhcp: dict[str, Any] = dict(c.get("dhcp") or {})
         self.gate = Gate(bool(c.get("nft", True)))
+        # The walled garden (gate.py): the front door's address, which the firewall
+        # service gives, so that a captive client can sign in to its users' pages.
+        self.garden = [_ipv4(a, "garden") for a in c.get("garden") or []]
         self.sessions: dict[str, Session] = {}
         # Sessions whose state a restart carries to the next process (hand_over).
         self.handed_on: set[str] = set()
@@ -114,7 +118,7 @@ class Portal(Front, RadiusSide):
         self.server = await serve(self.handle, sock)
         self.port = int(sock.getsockname()[1])
         if self.gate.enabled:
-            await asyncio.to_thread(self.gate.setup, self.port)
+            await asyncio.to_thread(self.gate.setup, self.port, self.garden)
         if self.dhcp:
             self._start_dnsmasq()
         self.tasks.append(asyncio.create_task(self._interim_loop()))
@@ -192,3 +196,10 @@ class Portal(Front, RadiusSide):
             "dm_port": self.dm_port,
             "pid": os.getpid(),
         }
+
+
+def _ipv4(value: object, what: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        raise ValueError(f"{what}: {value!r} is not an IPv4 address") from None

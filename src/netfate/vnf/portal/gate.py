@@ -2,9 +2,14 @@
 
     table inet netfate_portal
       set allowed { ipv4_addr }                 clients logged in
+      set garden  { ipv4_addr }                 the walled garden: the run's front
+                                                door, which a captive client may
+                                                reach (its web, TCP 80 and 443)
       chain pre  (nat, prerouting)              TCP 80 of the others, to anywhere
-                                                but us: redirected to the portal
-      chain fwd  (filter, forward, policy drop) established/related, and `allowed`
+                                                but us and the garden: redirected
+                                                to the portal
+      chain fwd  (filter, forward, policy drop) established/related, `allowed`,
+                                                and web to the garden
 
 `allow` adds or removes one client; `end` makes a client captive again at once
 (out of `allowed`, and its conntrack entries deleted so no established flow
@@ -16,25 +21,35 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from netfate.host import nft
 
 TABLE = "netfate_portal"
+GARDEN_PORTS = [80, 443]  # what a captive client may reach of the walled garden
 
 
 class Gate:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    def setup(self, port: int) -> None:
-        """The table, its set and chains; redirects to the portal's HTTP `port`."""
+    def setup(self, port: int, garden: list[str] | None = None) -> None:
+        """The table, its sets and chains; redirects to the portal's HTTP `port`.
+        `garden`: the addresses a client reaches before it logs in (the front door,
+        where its users' pages are: signing in there needs no portal login first)."""
         t = {"family": "inet", "table": TABLE}
         redirect = {"redirect": {"port": port}}
+        daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
+        dport = {"payload": {"protocol": "tcp", "field": "dport"}}
+        garden_set: dict[str, Any] = {**t, "name": "garden", "type": "ipv4_addr"}
+        if garden:
+            garden_set["elem"] = list(garden)
         nft.apply(
             nft.document(
                 [
                     *nft.fresh_table("inet", TABLE),
                     {"add": {"set": {**t, "name": "allowed", "type": "ipv4_addr"}}},
+                    {"add": {"set": garden_set}},
                     {
                         "add": {
                             "chain": {
@@ -75,6 +90,7 @@ class Gate:
                                             "right": "@allowed",
                                         }
                                     },
+                                    {"match": {"op": "!=", "left": daddr, "right": "@garden"}},
                                     {
                                         "match": {
                                             "op": "!=",
@@ -127,6 +143,27 @@ class Gate:
                                                 "payload": {"protocol": "ip", "field": "saddr"}
                                             },
                                             "right": "@allowed",
+                                        }
+                                    },
+                                    {"accept": None},
+                                ],
+                            }
+                        }
+                    },
+                    # The walled garden's web, before any login (its answers are
+                    # established: the first rule).
+                    {
+                        "add": {
+                            "rule": {
+                                **t,
+                                "chain": "fwd",
+                                "expr": [
+                                    {"match": {"op": "==", "left": daddr, "right": "@garden"}},
+                                    {
+                                        "match": {
+                                            "op": "==",
+                                            "left": dport,
+                                            "right": {"set": GARDEN_PORTS},
                                         }
                                     },
                                     {"accept": None},

@@ -13,12 +13,19 @@ before any share, with shares up and after revocation.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser import call, chromiums
+from netfate.demo import peers
 from netfate.demo.platform import Api
 from netfate.host import netns
 from netfate.services.sharing import SERVICE as SHARING
@@ -26,6 +33,8 @@ from netfate.services.sharing import demo
 from netfate.testbed.builder import Testbed
 
 EXAMPLES = SHARING.folder / "topologies"
+PASSWORD = "a user's password here"
+T = 60_000  # ms: a page's wait for what the platform does (VPs, agents, flows)
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +251,135 @@ def hotel_vhg() -> Iterator[Testbed]:
         problems = bed.down()
         assert not problems, problems
         assert netns.list_with_prefix(bed.prefix + "-") == []
+
+
+def _with_password(api: Api, name: str) -> None:
+    """The end user `name` has an account signed in with PASSWORD (made, or given it:
+    an earlier step may have made the account with a password of its own)."""
+    r = api.http.post(api.base + "/accounts",
+                      json={"name": name, "role": "user", "password": PASSWORD})  # fmt: skip
+    if r.status_code == 409:
+        r = api.http.post(api.base + f"/accounts/{name}/password", json={"password": PASSWORD})
+    assert r.status_code < 400, r.text
+
+
+def _signed_in_page(browser: Any, base: str, pn: str) -> Any:
+    """The owners' page, opened through the front door and signed in as the PN's owner
+    (the session API, from the page's origin, as the pages do)."""
+    page = browser.new_page()
+    page.goto(f"{base}/api/v1/sharing/page?pn={pn}", timeout=T)
+    status, text = call(page, "POST", "/api/v1/auth/session", {"name": pn, "password": PASSWORD})
+    assert status == 200, text
+    page.reload(timeout=T)
+    page.get_by_text(pn).first.wait_for(timeout=T)
+    return page
+
+
+def test_a_share_made_on_the_page_serves_media_to_the_tv(hotel: Testbed) -> None:
+    """Issue 13: the owner (home's PN), signed in on the owners' page in Chromium on
+    laptop, shares the media server (gerbera, on its own default port) by the
+    invitation code the recipient's page gave, typing no port; the recipient (the
+    hotel room's PN), signed in from guestphone, sees the request and accepts. Both
+    browsers reach the page through the front door from inside their PNs. Then the
+    TV, a control point that searches actively, finds the server through the share
+    and fetches the media: the bytes are the file's. The owner's page shows the port
+    VP1 learned, and the owner revokes there."""
+    assert hotel.api_url and hotel.door_url
+    api = Api(hotel.api_url, hotel.api_token)
+    if not api("GET", "/sharing/pns"):  # run alone: the demo check made none yet
+        demo.create_pns(hotel, api)
+    owner, recipient = demo.email(hotel, "home"), demo.email(hotel, "hotel")
+    for name in (owner, recipient):
+        _with_password(api, name)
+    work = Path(tempfile.mkdtemp(prefix=f"{hotel.prefix}-page-"))
+    gerbera = None
+    sid: int | None = None
+    try:
+        media = work / "media"
+        media.mkdir()
+        tone = peers.make_tone(media / "tone.mp3", 2)
+        gerbera = peers.start_gerbera(hotel.netns_of("mediaserver"), work, media, "eth0")
+        with chromiums(hotel.netns_of("guestphone"), hotel.netns_of("laptop")) as (bobs, alices):
+            bob = _signed_in_page(bobs, hotel.door_url, recipient)
+            bob.click("#invite-button")
+            bob.locator("#status").filter(has_text="invitation code").wait_for(timeout=T)
+            given = re.search(r"invitation code (\S+):", bob.inner_text("#status"))
+            assert given, bob.inner_text("#status")
+            code = given[1]
+            bob.wait_for_selector(f'#invitations tbody tr[data-code="{code}"]', timeout=T)
+            alice = _signed_in_page(alices, hotel.door_url, owner)
+            alice.click('#devices tbody tr[data-device="mediaserver"]')
+            alice.fill("#recipient", code)
+            assert alice.input_value("#http-port") == ""  # no port typed
+            alice.click("#share-button")
+            said = alice.locator("#status")
+            said.filter(has_text="requested").wait_for(timeout=T)
+            made = re.search(r"share (\d+) requested: mediaserver with (\S+)", said.inner_text())
+            assert made and made[2] == recipient, said.inner_text()
+            sid = int(made[1])
+            mine = f'#outgoing tbody tr[data-share="{sid}"]'
+            alice.wait_for_selector(mine, timeout=T)
+            # The recipient's page lists the request (it refreshes by itself): Accept.
+            theirs = f'#incoming tbody tr[data-share="{sid}"]'
+            bob.click(f"{theirs} button.accept", timeout=T)
+            bob.wait_for_selector(f'{theirs}[data-state="active"]', timeout=T)
+            # The code was the recipient's, and is spent.
+            bob.locator(f'#invitations tbody tr[data-code="{code}"] td.state').filter(
+                has_text="used"
+            ).wait_for(timeout=T)
+            alias = bob.locator(f"{theirs} td").nth(4).inner_text().strip()
+            assert alias == api("GET", f"/sharing/shares/{sid}")["address_in_recipient_pn"]
+            alice.wait_for_selector(f'{mine}[data-state="active"]', timeout=T)
+            # The TV searches (M-SEARCH), browses and fetches the media through the share.
+            script = work / "cp.py"
+            script.write_text(peers.DISCOVERY_TO_FIRST_BYTE)
+            out = demo.control_point(hotel, "tv", "active", alias, script)
+            base = f"http://{alias}:{peers.GERBERA_PORT}/"
+            assert out["location"].startswith(base) and out["url"].startswith(base), out
+            fetched = work / "fetched.mp3"
+            netns.run_in(hotel.netns_of("tv"), ["curl", "-sS", "-o", str(fetched), out["url"]],
+                         timeout=60)  # fmt: skip
+            got = fetched.read_bytes()
+            assert got[:16] == tone[:16] and hashlib.sha256(got).digest() == (
+                hashlib.sha256(tone).digest()
+            )
+            # The port nobody typed shows on the owner's page, learned; then Revoke.
+            alice.locator(f"{mine} td.ports").filter(
+                has_text=f"{peers.GERBERA_PORT} (learned)"
+            ).wait_for(timeout=T)
+            alice.click(f"{mine} button.revoke")
+            alice.wait_for_selector(f'{mine}[data-state="revoked"]', timeout=T)
+        view = api("GET", f"/sharing/shares/{sid}")
+        for iid in (view["vp2_instance"], view["vp1_instance"]):
+            api.wait_state(iid, "gone")
+    finally:
+        if sid is not None and api("GET", f"/sharing/shares/{sid}")["state"] not in (
+            "revoked", "declined", "failed"
+        ):  # fmt: skip
+            api("POST", f"/sharing/shares/{sid}/revoke", {"by": owner})
+        if gerbera is not None:
+            demo.stop_procs([gerbera])
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_hosts_behind_their_vhgs_sign_in_through_the_door(hotel_vhg: Testbed) -> None:
+    """A host that took its lease from its PN's vHG (the vHG its router, its NAT) signs
+    in to the owners' page through the front door: laptop behind home's vHG (home
+    routes the door), guestphone behind the hotel room's (across the fabric)."""
+    tb = hotel_vhg
+    assert tb.api_url and tb.door_url
+    api = Api(tb.api_url, tb.api_token)
+    for node, host in (("home", "laptop"), ("hotel", "guestphone")):
+        pn = demo.email(tb, node)
+        if not api("GET", f"/sharing/pns/{pn}")["vhg_instance"]:  # an earlier test's stays
+            demo.prove_vhg(tb, api, node, host, lambda _m: None)
+        vhg = api("GET", f"/instances/{api('GET', f'/sharing/pns/{pn}')['vhg_instance']}")
+        vhg_ip = str(vhg["ip"]).split("/")[0]
+        routes = netns.run_in(tb.netns_of(host), ["ip", "route", "show", "default"]).stdout
+        assert f"via {vhg_ip}" in routes, routes
+        _with_password(api, pn)
+        with chromiums(tb.netns_of(host)) as (browser,):
+            page = _signed_in_page(browser, tb.door_url, pn)
+            status, me = call(page, "GET", "/api/v1/auth/me")
+            assert status == 200 and f'"name":"{pn}"' in me, me
+            assert call(page, "GET", f"/api/v1/sharing/pns/{pn}")[0] == 200
