@@ -1,4 +1,5 @@
-// The user's page: sign in (HTTP Basic to the API), edit the rule set, save it whole.
+// The user's page, behind sign-in (the platform's web session, session.js): edit the
+// rule set, save it whole (a change carries the session's CSRF token).
 // Everything from the server is put in the page as text, never as markup.
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -7,7 +8,6 @@
     action: ["allow", "deny"], direction: ["in", "out", "both"],
     proto: ["any", "tcp", "udp", "icmp"],
   };
-  let auth = null;
   let lastNode = null;
 
   function say(text, kind) {
@@ -80,21 +80,20 @@
     return { default_in: $("default_in").value, default_out: $("default_out").value, rules };
   }
 
+  const session = window.netfateSession;
+
   async function call(method, body) {
-    const r = await fetch(API, {
-      method,
-      headers: { Authorization: auth, "Content-Type": "application/json", Accept: "application/json" },
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (method !== "GET") headers["X-CSRF-Token"] = session.csrf();
+    const r = await fetch(API, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    if (r.status === 401) session.expired(); // signed out, or the session ended
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     if (!r.ok) throw new Error((data && data.detail) || `HTTP ${r.status}`);
     return data;
   }
 
-  $("signin").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    auth = "Basic " + btoa(unescape(encodeURIComponent(`${$("user").value}:${$("password").value}`)));
+  async function load() {
     try {
       show(await call("GET"));
       say("", "");
@@ -102,7 +101,7 @@
       $("editor").hidden = true;
       say(e.message, "error");
     }
-  });
+  }
   $("add").addEventListener("click", () => $("rules").querySelector("tbody").append(row({})));
   $("save").addEventListener("click", async () => {
     try {
@@ -113,4 +112,5 @@
       say(`Not saved, your rules are unchanged: ${e.message}`, "error");
     }
   });
+  load();
 })();
