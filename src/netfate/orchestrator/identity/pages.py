@@ -41,7 +41,9 @@ MAX_FORM = 4096
 HEADERS = {
     "Content-Security-Policy": web.CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it Chromium sends the form's POST with "Origin: null",
+    # which the origin check below must refuse.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

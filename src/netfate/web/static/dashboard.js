@@ -978,6 +978,8 @@
 
   // ------------------------------------------------------------------ events feed
 
+  const onNode = (d) => (d.node === undefined ? "" : ` on ${d.node}`);
+
   function describe(ev) {
     const d = ev.data || {};
     const custom = describers.get(ev.kind);
@@ -994,10 +996,12 @@
       case "NodeUnreachable":
         return `${d.node} unreachable: silent for ${d.silent_for_s} s`;
       case "InstancePlaced":
-        return `${instLabel(d.instance)} placed on ${d.node} by ${d.policy}${d.why ? `: ${d.why}` : ""}`;
+        // A provider's or a user's events carry no node (views.event): none is named.
+        return `${instLabel(d.instance)} placed${onNode(d)} by ${d.policy}${d.why ? `: ${d.why}` : ""}`;
       case "InstanceStateChanged":
-        return `${instLabel(d.instance)} ${d.previous} → ${d.state} on ${d.node}${d.reason ? ` (${d.reason})` : ""}`;
+        return `${instLabel(d.instance)} ${d.previous} → ${d.state}${onNode(d)}${d.reason ? ` (${d.reason})` : ""}`;
       case "InstanceMigrated":
+        if (d.source === undefined) return `${instLabel(d.instance)} moved: downtime ${(+d.downtime_ms).toFixed(2)} ms`;
         return `${instLabel(d.instance)} moved ${d.source} → ${d.target}: downtime ${(+d.downtime_ms).toFixed(2)} ms, ${fmtBytes(d.state_bytes)} of state`;
       case "MigrationFailed":
         return `${instLabel(d.instance)} could not move ${d.source} → ${d.target}: ${d.reason}`;
