@@ -7,11 +7,11 @@
 
 The page's requests carry the platform's web session (a user account, signed in at
 /signin): its firewall user is the one of the account's name (404 without one), and a
-change carries the session's CSRF token. An API client may instead sign in with the
-credentials the user logs in to the captive portal with (HTTP Basic, checked against
-the stored hash). An unknown user costs the same hash check as a wrong password, so
-the answer does not tell which; repeated failures from one client are refused for a
-while (429).
+change carries the session's CSRF token. An API client, or the page for an account
+with no firewall user of its name, may instead sign in with the credentials the user
+logs in to the captive portal with (HTTP Basic, checked against the stored hash). An
+unknown user costs the same hash check as a wrong password, so the answer does not
+tell which; repeated failures from one client are refused for a while (429).
 """
 
 from __future__ import annotations

@@ -88,6 +88,39 @@ def test_user_edits_own_rules_in_a_browser(orch: Orchestrator) -> None:
         assert page.locator("#rules b").count() == 0
 
 
+def test_an_account_without_a_firewall_user_signs_in_with_the_portals(
+    orch: Orchestrator,
+) -> None:
+    """An account whose name is no firewall user's (alice@home.example; the firewall
+    user is alice): the page asks for the login page's name and password."""
+    r = httpx.post(f"{orch.base}/api/v1/accounts", headers=orch.headers,
+                   json={"name": "alice@home.example", "role": "user",
+                         "password": ACCOUNT_PW})  # fmt: skip
+    assert r.status_code == 201, r.text
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{orch.base}/api/v1/firewall/me")
+        page.wait_for_url("**/signin?next=*")
+        page.fill("#signin-name", "alice@home.example")
+        page.fill("#signin-password", ACCOUNT_PW)
+        page.click("#signin-submit")
+        page.wait_for_selector("#signin:not([hidden])")
+        assert "no personal firewall is registered for alice@home.example" in page.inner_text(
+            "#message"
+        )
+        page.fill("#user", "alice")
+        page.fill("#password", "nope")
+        page.click("#signin button")
+        page.wait_for_selector("#message.error")
+        assert "wrong user name or password" in page.inner_text("#message")
+        assert page.locator("#editor").is_hidden()
+        page.fill("#password", "s3cret")
+        page.click("#signin button")
+        page.wait_for_selector("#editor:not([hidden])")
+        assert "Signed in as alice" in page.inner_text("#who")
+        assert page.locator("#signin").is_hidden()
+
+
 def test_api_needs_the_users_own_password(orch: Orchestrator) -> None:
     url = f"{orch.base}/api/v1/firewall/me/rules"
     assert httpx.get(url).status_code == 401
