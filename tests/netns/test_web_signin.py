@@ -194,6 +194,11 @@ def test_a_user_sees_her_own_dashboard(session: Session, world: dict[str, Any]) 
         f"'My Personal Network {ALICE}')"
     )
     assert pg.locator(".topo-card").is_hidden()
+    # Her instance's details: where it runs as a location class, its transitions.
+    pg.click(f"#instances tr[data-instance-id='{ids[ALICE]}']")
+    pg.wait_for_selector(f"#detail-body[data-instance-id='{ids[ALICE]}'] .timeline li.tl")
+    facts = pg.locator("#detail-body dl.facts").inner_text()
+    assert "location" in facts and "cpe" in facts and "cpe1" not in facts
     body = pg.locator("main").inner_text()
     for absent in (BOB, ids[BOB], "acme", "globex", ids["acme"], ids["globex"]):
         assert absent not in body, absent

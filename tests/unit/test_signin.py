@@ -173,7 +173,12 @@ def test_a_page_of_another_role_is_refused(c: TestClient) -> None:
     assert sign_in(c, "acme").status_code == 303  # a provider
     assert c.get("/", headers=HTML, follow_redirects=False).status_code == 200
     for page in ("/api/v1/sharing/page", "/api/v1/firewall/me"):
-        assert c.get(page, headers=HTML, follow_redirects=False).status_code == 403
+        r = c.get(page, headers=HTML, follow_redirects=False)  # a browser: the form, saying so
+        assert r.status_code == 403
+        assert "Refused (not for the provider role)" in r.text
+        assert f'name="next" value="{page}"' in r.text
+        api = c.get(page, headers={"accept": "application/json"}, follow_redirects=False)
+        assert api.status_code == 403 and api.json()["detail"] == "not for the provider role"
 
 
 def test_the_firewall_page_takes_the_web_session(c: TestClient) -> None:

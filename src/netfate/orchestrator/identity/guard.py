@@ -20,6 +20,7 @@ before the route's own code, with the route it matched:
     a page (the dashboard, a       401 as above to an API client; a browser (its Accept
     service's `pages`), no valid   names text/html) is sent to /signin?next=PATH
     credential                     instead (303; `SignInFirst`, identity/pages.py)
+    a page, another role           403; a browser gets it as the sign-in form saying so
 
 A credential is ``Authorization: Bearer TOKEN`` or the web session cookie; the
 bearer token wins when a request has both (and needs no CSRF token: a browser
@@ -185,11 +186,13 @@ def origin_host(request: Request) -> str | None:
 
 class SignInFirst(Exception):
     """A browser asked for a page without a valid session: it is sent to `location`
-    (the sign-in page, which comes back to the page once signed in)."""
+    (the sign-in page, which comes back to the page once signed in). With `refused`,
+    its session's role may not see the page: the sign-in form says so (403)."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, refused: str | None = None) -> None:
         super().__init__(location)
         self.location = location
+        self.refused = refused
 
 
 MAX_NEXT = 2048
@@ -209,9 +212,9 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def sign_in_url(request: Request) -> str:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return "/signin?next=" + quote(safe_next(here), safe="")
+def here(request: Request) -> str:
+    """The request's own path and query, as a `next` (safe_next)."""
+    return safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
 
 
 def _wants_html(request: Request) -> bool:
@@ -226,12 +229,14 @@ async def enforce(request: Request) -> None:
     except HTTPException as e:
         ident: Identity = request.app.state.identity
         if (
-            e.status_code == 401
+            e.status_code in (401, 403)
             and request.method in ("GET", "HEAD")
             and ident.is_page(request.scope.get("route"))
             and _wants_html(request)
         ):
-            raise SignInFirst(sign_in_url(request)) from None
+            location = "/signin?next=" + quote(here(request), safe="")
+            refused = str(e.detail) if e.status_code == 403 else None
+            raise SignInFirst(location, refused) from None
         raise
 
 

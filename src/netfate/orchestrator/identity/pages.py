@@ -7,7 +7,8 @@
                              too many failures the form with the wait (429, Retry-After)
 
 A browser that opens a page (the dashboard, a service's `pages`) without a session
-is sent here by the guard (`SignInFirst`), with the page as `next`. Signing out is
+is sent here by the guard (`SignInFirst`), with the page as `next`; one whose
+session's role may not see the page gets this form with the reason (403). Signing out is
 DELETE /api/v1/auth/session (the pages' sign-out button, web/static/session.js).
 The page is plain HTML from web/templates/signin.html, served with the dashboard's
 Content-Security-Policy.
@@ -28,6 +29,7 @@ from netfate import web
 from netfate.orchestrator.identity.guard import (
     Identity,
     SignInFirst,
+    here,
     origin_host,
     safe_next,
 )
@@ -73,7 +75,10 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
 
     @app.exception_handler(SignInFirst)
-    async def _sign_in_first(_r: Request, exc: SignInFirst) -> Response:
+    async def _sign_in_first(request: Request, exc: SignInFirst) -> Response:
+        if exc.refused is not None:  # signed in, but this page is not for its role
+            return _page(here(request), 403, f"Refused ({exc.refused}): sign in as someone "
+                         "this page is for, or go back.")  # fmt: skip
         return RedirectResponse(exc.location, status_code=303,
                                 headers={"Cache-Control": "no-store"})  # fmt: skip
 
