@@ -2,7 +2,8 @@
 
 The orchestrator writes its first operator's credentials to a file of the test's
 (`--operator-file`); `token` is that operator's (signed in once), `agent_token(n)`
-node n's agent's, `sign_in_browser(context)` gives a browser context its session.
+node n's agent's, `sign_in_browser(context)` gives a browser context its session. `FakeAgents` plays
+the node agents over the agents' HTTP API (register, heartbeats).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,67 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
         yield o
     finally:
         o.stop()
+
+
+class FakeAgents:
+    """Plays the agents of some nodes: heartbeats with the instances the test set.
+
+    Agents report about once a second and the orchestrator marks a node unreachable
+    after 3 s of silence, so this reports every 0.5 s from a thread until stopped.
+    """
+
+    def __init__(self, orch: Orchestrator) -> None:
+        self.orch = orch
+        self.api = f"{orch.base}/api/v1"
+        self.http = httpx.Client(timeout=5)
+        self.lock = threading.Lock()
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.errors: list[str] = []
+
+    def register(self, *nodes: str) -> None:
+        for n in nodes:
+            r = self.http.post(f"{self.api}/agents/{n}/register", json={"endpoint": "127.0.0.1:1"},
+                               headers=self._auth(n))  # fmt: skip
+            r.raise_for_status()
+            with self.lock:
+                self.reports.setdefault(n, {"instances": [], "migrations": []})
+        if not self.thread.is_alive():
+            self.thread.start()
+
+    def set(self, node: str, **report: Any) -> None:
+        """Replace what `node` reports from now on, and report it at once."""
+        with self.lock:
+            self.reports[node] = {"instances": [], "migrations": [], **report}
+        self._report(node)
+
+    def _auth(self, node: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.orch.agent_token(node)}"}
+
+    def silence(self, node: str) -> None:
+        with self.lock:
+            self.reports.pop(node, None)
+
+    def _report(self, node: str) -> None:
+        with self.lock:
+            body = self.reports.get(node)
+        if body is None:
+            return
+        r = self.http.post(f"{self.api}/agents/{node}/report", json=body, headers=self._auth(node))
+        if r.status_code != 200:
+            self.errors.append(f"{node}: {r.status_code} {r.text}")
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.5):
+            with self.lock:
+                nodes = list(self.reports)
+            for n in nodes:
+                with contextlib.suppress(httpx.HTTPError):
+                    self._report(n)
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        self.http.close()

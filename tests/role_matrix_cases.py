@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -32,7 +33,7 @@ with warnings.catch_warnings():
 import authn
 from full_scenario import dump, fill, populate
 from netfate.contract import Role
-from netfate.orchestrator.api.roles import served
+from netfate.orchestrator.api.roles import pages, served
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.identity import accounts
 from netfate.services import registered
@@ -96,11 +97,26 @@ def test_every_operation_refuses_the_unsigned_and_the_wrong_roles(
     c, w = world
     ops = operations(c.app)
     assert len(ops) > 60
-    # Pages outside the document are PUBLIC pages (their data is behind the API).
+    # Pages outside the document are PUBLIC pages (their data is behind the API), or
+    # web pages behind sign-in (the dashboard, a service's `pages`): those refuse as
+    # the API does, except that a browser without a session is sent to sign in.
     documented = {f"{m} {p}" for m, p, _ in ops}
     hidden = {k for k in served(c.app.routes) if k.replace(":path}", "}") not in documented}  # type: ignore[attr-defined]
-    assert hidden and all(c.app.state.roles[k] == (Role.PUBLIC,) for k in hidden), hidden  # type: ignore[attr-defined]
+    signed = {k for k in hidden if c.app.state.roles[k] != (Role.PUBLIC,)}  # type: ignore[attr-defined]
+    assert hidden - signed and signed <= set(pages(registered())), signed
+    assert {"GET /", "GET /api/v1/sharing/page"} <= signed
     tested = 0
+    for key in sorted(signed):
+        method, path = key.split(" ", 1)
+        assert refused(c, w["db"], method, path, None) == 401, key
+        r = c.request(method, path, headers={"accept": "text/html"}, auth=None,
+                      follow_redirects=False)  # fmt: skip
+        assert r.status_code == 303, (key, r.status_code)
+        assert r.headers["location"] == "/signin?next=" + quote(path, safe=""), key
+        for role in SIGNED_IN_ROLES:
+            if role not in c.app.state.roles[key]:  # type: ignore[attr-defined]
+                assert refused(c, w["db"], method, path, w["tokens"][role]) == 403, (key, role)
+                tested += 1
     for method, path, roles in ops:
         url = fill(path, w["ids"])
         if Role.PUBLIC in roles:

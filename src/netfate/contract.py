@@ -156,7 +156,9 @@ class Service:
     panels: tuple[str, ...] = ()
     """Files of ``static/`` that the dashboard loads as panels."""
     pages: Mapping[str, str] = field(default_factory=dict)
-    """Title -> path (below /api/v1/NAME) of the service's own web pages."""
+    """Title -> path (below /api/v1/NAME) of the service's own web pages. A page whose
+    roles are not PUBLIC is behind sign-in: a browser without a session is sent to
+    /signin, and back after."""
     door: tuple[str, ...] = ()
     """Paths (below /api/v1/NAME) the front door relays from inside the emulated
     network, each with what lies below it: the users' pages and the routes they

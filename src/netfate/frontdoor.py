@@ -13,6 +13,9 @@ What it relays, and what not:
     GET  /static/...                      the pages' files
     *    /api/v1/auth/session, /auth/me   sign-in, who am I, sign-out
     GET  /api/v1/health                   (the testbed waits for it)
+    GET  /api/v1/events[/stream]          the principal's own events (live pages)
+    GET  /signin, POST /signin            the sign-in page
+    GET  /                                303 to /signin, then the home page (--home)
     *    /api/v1/NAME/PATH/...            each service's `door` paths (contract.py):
                                           the users' pages and the routes they call
     anything else                         404, the API's one error body, before any
@@ -42,14 +45,26 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import typer
 
 from netfate.clihelp import parse_hostport
 
-CORE_PATHS = ("/api/v1/auth/session", "/api/v1/auth/me", "/api/v1/health", "/static", "/signin")
-"""What the door relays of the core (the module doc); `/signin` is the sign-in page."""
+CORE_PATHS = (
+    "/api/v1/auth/session",
+    "/api/v1/auth/me",
+    "/api/v1/health",
+    "/api/v1/events",
+    "/static",
+    "/signin",
+)
+"""What the door relays of the core (the module doc): `/signin` is the sign-in page;
+the event log and its stream keep the pages live (each principal reads only the
+events it is a reader of)."""
+HOME = "/api/v1/sharing/page"
+"""Where the door's `/` sends a browser (through sign-in): the owners' page."""
 DOOR_HEADER = "x-netfate-door"
 CLIENT_HEADER = "x-netfate-client"
 HOP_BY_HOP = frozenset(
@@ -96,6 +111,8 @@ class Door:
     hosts: frozenset[str]
     """The Host names this door answers (its address, its names)."""
     prefixes: tuple[str, ...] = CORE_PATHS
+    home: str = HOME
+    """Where `/` sends a browser, after sign-in."""
     max_body: int = 1 << 20
     per_client: int = 16
     timeout_s: float = 60.0
@@ -122,6 +139,9 @@ class Door:
             return
         if scope["type"] != "http":
             return  # websockets: refused by closing (no page of the users' uses one)
+        if scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
+            await _redirect(send, "/signin?next=" + quote(self.home, safe="/"))
+            return
         status, detail = self.check(scope)
         if status:
             await _answer(send, status, detail)
@@ -206,6 +226,13 @@ async def _answer(send: Any, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _redirect(send: Any, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0"),
+                            (b"cache-control", b"no-store")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b""})
+
+
 def listen_in(netns: str | None, host: str, port: int, backlog: int = 128) -> socket.socket:
     """A listening TCP socket at host:port inside namespace `netns` (None: here)."""
     from netfate.host.netns import socket_in
@@ -271,6 +298,9 @@ def command(services: Sequence[Relayed]) -> Callable[..., None]:
         max_connections: Annotated[int, typer.Option(min=1, max=4096)] = 256,
         per_client: Annotated[int, typer.Option(min=1, max=1024)] = 16,
         max_body: Annotated[int, typer.Option(min=1024, max=64 << 20)] = 1 << 20,
+        home: Annotated[
+            str, typer.Option(help="Where / sends a browser after sign-in (a relayed path)")
+        ] = HOME,
     ) -> None:
         """The front door: users' pages (sign-in, the services' `door` paths) at an
         address inside the emulated network, relayed to the orchestrator; the rest
@@ -284,11 +314,15 @@ def command(services: Sequence[Relayed]) -> Callable[..., None]:
             raise typer.BadParameter(f"{secret_file}: shorter than 16 characters")
         if not upstream.startswith("http://") and not upstream.startswith("https://"):
             raise typer.BadParameter("give the orchestrator's URL (http://127.0.0.1:PORT)")
+        prefixes = CORE_PATHS + service_paths((s.name, s.door) for s in services)
+        if not allowed(home, prefixes):
+            raise typer.BadParameter(f"{home}: not a path the door relays", param_hint="--home")
         door = Door(
             upstream=upstream.rstrip("/"),
+            home=home,
             secret=secret,
             hosts=frozenset({addr.lower(), *(h.lower() for h in host or ())}),
-            prefixes=CORE_PATHS + service_paths((s.name, s.door) for s in services),
+            prefixes=prefixes,
             max_body=max_body,
             per_client=per_client,
         )

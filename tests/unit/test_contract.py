@@ -141,7 +141,8 @@ def test_every_route_of_the_registered_app_names_its_roles(tmp_path: Path) -> No
         roles = op.get("x-roles")
         assert roles and set(roles) <= {r.value for r in Role}, (method, path)
     # The matrix covers the routes outside the schema too (pages, the OpenAPI itself).
-    assert app.state.roles["GET /api/v1/firewall/me"] == (Role.PUBLIC,)
+    assert app.state.roles["GET /api/v1/firewall/me"] == (Role.USER,)  # behind sign-in
+    assert app.state.roles["GET /api/v1/firewall/me/rules"] == (Role.PUBLIC,)
     assert app.state.roles["GET /api/v1/openapi.json"] == (Role.PUBLIC,)
     assert app.state.roles["GET /api/v1/agents/{node}/desired"] == (Role.AGENT,)
 

@@ -129,12 +129,21 @@ def test_a_users_request_is_relayed_with_the_client_vouched_for() -> None:
 
 @pytest.mark.parametrize(
     "path", ["/api/v1/nodes", "/api/v1/accounts", "/api/v1/instances", "/api/v1/sdn/intents",
-             "/api/v1/auth/token", "/", "/api/v1/sharing/shares/../../accounts"],
+             "/api/v1/auth/token", "/api/v1/sharing/shares/../../accounts"],
 )  # fmt: skip
 def test_the_operators_api_is_refused_at_the_door(path: str) -> None:
     door, up = door_and_upstream()
     r = ask(door, "GET", path)
     assert r.status_code == 404 and r.json() == {"detail": "not found"}
+    assert up.seen == []
+
+
+def test_the_root_sends_a_browser_to_sign_in_then_home() -> None:
+    door, up = door_and_upstream()
+    r = ask(door, "GET", "/")
+    assert r.status_code == 303
+    assert r.headers["location"] == "/signin?next=/api/v1/sharing/page"
+    assert ask(door, "POST", "/").status_code == 404  # only a browser's GET is sent on
     assert up.seen == []
 
 

@@ -33,6 +33,8 @@ CROSSING: dict[str, str] = {
     "RADIUS listener moved off 1812, its sign-in counter",
     "unit/test_identity.py": "earlier accounts' PBKDF2 hashes (the firewall's format) "
     "upgraded to argon2id at sign-in",
+    "unit/test_signin.py": "the pages behind the web's sign-in: the sharing owners' page, "
+    "the firewall page and its data routes with the web session",
     "fuzz/test_radius_atheris.py": "the RADIUS wire format's harness; its target 6 drives "
     "the firewall's embedded server core",
     "fuzz/test_ipv4_fuzz.py": "the IPv4 and overlay parsers; the Virtual Presence's "

@@ -147,7 +147,7 @@ def test_every_reference_on_the_page_is_same_origin_and_served(client: TestClien
         if url.startswith("/static/"):
             assert client.get(url).status_code == 200, url
     srcs = [u for t, a, u in parsed.refs if t == "script"]
-    assert srcs[0] == "/static/dashboard.js"
+    assert srcs[:2] == ["/static/session.js", "/static/dashboard.js"]  # who, then the page
     # The CSP forbids inline code and styles; the page must not rely on them.
     assert parsed.inline_scripts == 0
     assert parsed.inline_styles == 0
@@ -202,6 +202,7 @@ def test_panels_in_the_panels_folder_load_after_the_core(
     web.register_panel('/svc/static/x.js?v=1&y="2"')  # idempotent
     srcs = [u for t, a, u in _refs(web.render_dashboard()).refs if t == "script"]
     assert srcs == [
+        "/static/session.js",
         "/static/dashboard.js",
         "/static/panels/a-first.js",
         "/static/panels/b-second.js",

@@ -35,7 +35,7 @@ from netfate.orchestrator.api import roles
 from netfate.orchestrator.api.deps import SessionDep
 from netfate.orchestrator.api.limits import BodyLimit, Slots
 from netfate.orchestrator.api.routes import router as core_router
-from netfate.orchestrator.identity import accounts, guard
+from netfate.orchestrator.identity import accounts, guard, pages
 from netfate.orchestrator.identity.door import DoorClients
 from netfate.orchestrator.identity.routes import router as identity_router
 from netfate.orchestrator.loops import LoopRunner
@@ -209,9 +209,10 @@ def create_app(
         statics={svc.name: svc.static for svc in services if svc.static is not None},
         panels=[f"/static/{svc.name}/{p}" for svc in services for p in svc.panels],
     )
+    pages.install(app)  # /signin, where a browser without a session is sent
     app.state.roles = roles.matrix(app.routes, services)
     requests.learn_routes(app.routes)
-    identity.bind(app.routes, app.state.roles)
+    identity.bind(app.routes, app.state.roles, pages=roles.pages(services))
     _annotate_openapi(app)  # 401 and 403, then their body with every error's:
     api_errors.document_common_errors(app)
     if enforce:

@@ -3,9 +3,12 @@ live in their folders and come through their contracts).
 
 Layout:
 
-    templates/dashboard.html   the operator's dashboard (served at `/`)
+    templates/dashboard.html   the dashboard (served at `/`, behind sign-in): the
+                               operator's whole view, a provider's or a user's own
+    templates/signin.html      the sign-in form (served by orchestrator/identity/pages.py)
     static/dashboard.css       its style (the services' pages use it too)
     static/dashboard.js        topology drawing, instances, nodes, live event feed
+    static/session.js          who is signed in, and the sign-out button, on every page
     static/panels/*.js         the platform's extra panels, loaded after dashboard.js
 
 Everything is plain HTML/CSS/JS with no build step and nothing fetched from the
@@ -23,6 +26,8 @@ Adding a panel (a service does this without editing the core page):
        netfate.registerPanel({
          id: "firewall",                 // unique, used for the DOM id
          title: "Personal firewalls",
+         roles: ["operator"],            // who sees it (all when absent); its
+                                         // requests must be ones these roles may make
          kinds: ["FirewallRuleAdded"],  // event kinds the panel wants live
          mount(el, ctx) { ... },         // el: an empty <div> to fill (use ctx.h)
          onEvent(ev, ctx) { ... },       // each event of `kinds`, as it happens

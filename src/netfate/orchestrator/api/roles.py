@@ -37,7 +37,11 @@ ANYONE_SIGNED_IN = (OPERATOR, PROVIDER, USER, AGENT, CONTROLLER)
 # migrations and SDN intents are the operator's). Agents act for their own node only
 # (the identity layer checks {node}); the controller reads the view, posts events.
 CORE: Mapping[str, Roles] = {
-    "GET /": (PUBLIC,),  # the dashboard's page; its data comes from the API below
+    # The dashboard: each principal's own (its data comes from the API below, which
+    # shows each only its own). A browser without a session is sent to sign in.
+    "GET /": (OPERATOR, PROVIDER, USER),
+    "GET /signin": (PUBLIC,),
+    "POST /signin": (PUBLIC,),
     f"GET {API}/openapi.json": (PUBLIC,),
     f"GET {API}/health": (PUBLIC,),
     "GET /metrics": (OPERATOR,),  # Prometheus's scrape, for the operator's monitoring
@@ -53,9 +57,9 @@ CORE: Mapping[str, Roles] = {
     f"GET {API}/agents/{{node}}/desired": (AGENT,),
     f"GET {API}/descriptors": (OPERATOR, PROVIDER),
     f"POST {API}/descriptors": (OPERATOR, PROVIDER),
-    f"GET {API}/instances": (OPERATOR, PROVIDER),
+    f"GET {API}/instances": (OPERATOR, PROVIDER, USER),  # a user's: its own (its vHG)
     f"POST {API}/instances": (OPERATOR, PROVIDER),
-    f"GET {API}/instances/{{iid}}": (OPERATOR, PROVIDER),
+    f"GET {API}/instances/{{iid}}": (OPERATOR, PROVIDER, USER),
     f"DELETE {API}/instances/{{iid}}": (OPERATOR, PROVIDER),
     f"PATCH {API}/instances/{{iid}}": (OPERATOR, PROVIDER),
     f"POST {API}/instances/{{iid}}/migrate": (OPERATOR,),  # names a node
@@ -104,6 +108,12 @@ def declared(services: Sequence[Service]) -> dict[str, Roles]:
             full = f"{method} {API}{svc.prefix}{path}"
             out[full] = tuple(Role(r) for r in roles)
     return out
+
+
+def pages(services: Sequence[Service]) -> list[str]:
+    """The web pages, as ``"GET /full/path"``: the dashboard and each service's
+    `pages`. A browser that opens one without a session is sent to sign in."""
+    return ["GET /", *(f"GET {API}{svc.prefix}{p}" for svc in services for p in svc.pages.values())]
 
 
 def served(routes: Iterable[BaseRoute]) -> set[str]:

@@ -240,7 +240,7 @@ def list_instances(
     limit: int = Query(1000, ge=1, le=100000),
     offset: int = Query(0, ge=0, le=schemas.INT32_MAX),
 ) -> list[dict[str, Any]]:
-    """Instances; a provider's list holds its own, each in the abstract view."""
+    """Instances; a provider's or a user's list holds its own, each in the abstract view."""
     q = select(InstanceRow).order_by(InstanceRow.created_at)
     if not p.operator:
         if node is not None:

@@ -3,6 +3,7 @@
     tokens.Principal     who a request is from: name, role, node (agents), how
     guard.PrincipalDep   a handler's parameter that gives it the request's Principal
     guard.enforce        the app's one dependency that checks every route's roles
+    guard.WebSessionDep  a PUBLIC handler's parameter: the web session's principal, if any
     guard.audit_into     each state-changing request's audit line (RequestServed), written
                          by its own first commit (guard.Audit: a request that has none)
     accounts             create, sign in (throttled), disable, reset; machine credentials
@@ -16,7 +17,7 @@ its contract declares are already enforced when the handler runs; ``owned(p,
 row.owner, what)`` answers 404 for a row that is not the caller's.
 """
 
-from netfate.orchestrator.identity.guard import PrincipalDep, current, owned
+from netfate.orchestrator.identity.guard import PrincipalDep, WebSessionDep, current, owned
 from netfate.orchestrator.identity.tokens import Principal
 
-__all__ = ["Principal", "PrincipalDep", "current", "owned"]
+__all__ = ["Principal", "PrincipalDep", "WebSessionDep", "current", "owned"]

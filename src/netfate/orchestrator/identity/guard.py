@@ -17,6 +17,10 @@ before the route's own code, with the route it matched:
                                    another in a JSON body's provider
     web session, unsafe method     403 without the session's CSRF token in X-CSRF-Token,
                                    or with an Origin that is not an allowed host
+    a page (the dashboard, a       401 as above to an API client; a browser (its Accept
+    service's `pages`), no valid   names text/html) is sent to /signin?next=PATH
+    credential                     instead (303; `SignInFirst`, identity/pages.py)
+    a page, another role           403; a browser gets it as the sign-in form saying so
 
 A credential is ``Authorization: Bearer TOKEN`` or the web session cookie; the
 bearer token wins when a request has both (and needs no CSRF token: a browser
@@ -45,7 +49,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.routing import iter_route_contexts
@@ -91,13 +95,22 @@ class Identity:
         self.cache = TokenCache()
         self.limits = Limits()
         self._routes: dict[tuple[int, str], Roles] = {}
+        self._pages: set[int] = set()
+        """The routes (by id) that are web pages: a browser is sent to sign in."""
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
         """Lookups under way, by token digest (used on the event loop's thread only)."""
         self.lookups = 0
         """Tokens looked up in the database (cache misses): a figure for the benchmark."""
 
-    def bind(self, routes: Iterable[BaseRoute], matrix: Mapping[str, Roles]) -> None:
-        """Map each route object (as the router hands it to a request) to its roles."""
+    def bind(
+        self,
+        routes: Iterable[BaseRoute],
+        matrix: Mapping[str, Roles],
+        pages: Iterable[str] = (),
+    ) -> None:
+        """Map each route object (as the router hands it to a request) to its roles;
+        `pages` ("GET /path") are the web pages among them."""
+        page_keys = set(pages)
         for rc in iter_route_contexts(list(routes)):
             if rc.path is None:
                 continue
@@ -105,6 +118,11 @@ class Identity:
                 key = f"{method} {rc.path}"
                 if key in matrix:
                     self._routes[(id(rc.original_route), method)] = matrix[key]
+                if key in page_keys:
+                    self._pages.add(id(rc.original_route))
+
+    def is_page(self, route: Any) -> bool:
+        return route is not None and id(route) in self._pages
 
     def roles_of(self, route: Any, method: str) -> Roles | None:
         if route is None:
@@ -159,15 +177,70 @@ def _bearer(header: str) -> str:
     return value
 
 
-def _origin_host(request: Request) -> str | None:
+def origin_host(request: Request) -> str | None:
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin
     return (urlsplit(origin).hostname or "").lower()
 
 
+class SignInFirst(Exception):
+    """A browser asked for a page without a valid session: it is sent to `location`
+    (the sign-in page, which comes back to the page once signed in). With `refused`,
+    its session's role may not see the page: the sign-in form says so (403)."""
+
+    def __init__(self, location: str, refused: str | None = None) -> None:
+        super().__init__(location)
+        self.location = location
+        self.refused = refused
+
+
+MAX_NEXT = 2048
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path of this origin, else "/". Anything that
+    could leave the origin (a scheme, "//host", a backslash browsers read as a slash,
+    control characters) or loop back to the sign-in page is refused: no open redirect."""
+    if not value or len(value) > MAX_NEXT or not value.startswith("/"):
+        return "/"
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x21 or c == "\x7f" for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.path.startswith("/signin"):
+        return "/"
+    return value
+
+
+def here(request: Request) -> str:
+    """The request's own path and query, as a `next` (safe_next)."""
+    return safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser's navigation (its Accept names HTML); fetch() and API clients do not."""
+    return "text/html" in request.headers.get("accept", "")
+
+
 async def enforce(request: Request) -> None:
     """The app's dependency: authenticate, then check the route's roles (module doc)."""
+    try:
+        await _enforce(request)
+    except HTTPException as e:
+        ident: Identity = request.app.state.identity
+        if (
+            e.status_code in (401, 403)
+            and request.method in ("GET", "HEAD")
+            and ident.is_page(request.scope.get("route"))
+            and _wants_html(request)
+        ):
+            location = "/signin?next=" + quote(here(request), safe="")
+            refused = str(e.detail) if e.status_code == 403 else None
+            raise SignInFirst(location, refused) from None
+        raise
+
+
+async def _enforce(request: Request) -> None:
     ident: Identity = request.app.state.identity
     route = request.scope.get("route")
     roles = ident.roles_of(route, request.method)
@@ -178,6 +251,24 @@ async def enforce(request: Request) -> None:
         return
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
+    principal = await _authenticate(request, ident, header, cookie)
+    if principal.role not in roles:
+        raise _refuse(403, f"not for the {principal.role.value} role")
+    node = request.path_params.get("node")
+    if principal.role is Role.AGENT and node is not None and node != principal.node:
+        raise _refuse(403, f"this credential acts for node {principal.node} only")
+    if principal.role in SELF_PATH:
+        await _acts_as_itself(request, principal)
+    request.state.principal = principal
+    ACTOR.set(principal.name)
+    READS_ALL.set(principal.operator)
+
+
+async def _authenticate(
+    request: Request, ident: Identity, header: str | None, cookie: str | None
+) -> Principal:
+    """The principal of the request's credential: the bearer token, else the session
+    cookie (with its CSRF token and Origin on a change); 401 or 403 (module doc)."""
     if header is not None:
         token = _bearer(header)
     elif cookie is not None:
@@ -196,19 +287,34 @@ async def enforce(request: Request) -> None:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode(), tokens.csrf_for(token).encode()):
             raise _refuse(403, f"missing or wrong CSRF token ({CSRF_HEADER} header)")
-        origin = _origin_host(request)
+        origin = origin_host(request)
         if origin is not None and not (origin != "null" and ident.host_allowed(origin)):
             raise _refuse(403, "request from another origin")
-    if principal.role not in roles:
-        raise _refuse(403, f"not for the {principal.role.value} role")
-    node = request.path_params.get("node")
-    if principal.role is Role.AGENT and node is not None and node != principal.node:
-        raise _refuse(403, f"this credential acts for node {principal.node} only")
-    if principal.role in SELF_PATH:
-        await _acts_as_itself(request, principal)
+    return principal
+
+
+async def web_session(request: Request) -> Principal | None:
+    """On a PUBLIC route that also signs its callers in by itself (the firewall's
+    /me/rules: HTTP Basic), the web session's principal when the request carries the
+    session cookie and no Authorization header, checked as `enforce` checks it (401
+    dead, 403 a change without its CSRF token); None otherwise. It is the request's
+    principal from then on (its actor, its audit line): a handler asks for it before
+    its database session (`WebSessionDep` first)."""
+    if request.headers.get("authorization") is not None or SESSION_COOKIE not in request.cookies:
+        return None
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    principal = await _authenticate(request, request.app.state.identity, None,
+                                    request.cookies[SESSION_COOKIE])  # fmt: skip
     request.state.principal = principal
     ACTOR.set(principal.name)
     READS_ALL.set(principal.operator)
+    return principal
+
+
+WebSessionDep = Annotated[Principal | None, Depends(web_session)]
+"""A PUBLIC handler's parameter: the web session's principal, if the request has one."""
 
 
 # Where a route names the end user or the provider it acts for. An end user may name

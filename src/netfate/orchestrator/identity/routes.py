@@ -137,6 +137,15 @@ def sign_in_session(
 ) -> dict[str, Any]:
     """Sign in for the web: the session cookie, and the CSRF token that state-changing
     requests made with it send in the X-CSRF-Token header."""
+    return start_web_session(request, response, session, body)
+
+
+def start_web_session(
+    request: Request, response: Response, session: Session, body: SignIn
+) -> dict[str, Any]:
+    """Sign in (AccountError's HTTPException on failure) and set the web session's
+    cookies on `response`: the session (HttpOnly) and its CSRF token (readable by the
+    origin's scripts). Also the sign-in page's (identity/pages.py)."""
     out = _sign_in(request, session, body, tokens.SESSION)
     token = out.pop("token")
     csrf = tokens.csrf_for(token)

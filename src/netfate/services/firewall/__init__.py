@@ -12,7 +12,7 @@ from netfate.contract import Demo, Loop, Role, Service
 from netfate.services.firewall import reconcile
 from netfate.services.firewall.api import lifespan, router
 
-OPERATOR, PUBLIC = Role.OPERATOR, Role.PUBLIC
+OPERATOR, USER, PUBLIC = Role.OPERATOR, Role.USER, Role.PUBLIC
 
 SERVICE = Service(
     name="firewall",
@@ -41,11 +41,12 @@ SERVICE = Service(
         "DELETE /radius/clients/{address:path}": (OPERATOR,),
         "POST /radius/listeners": (OPERATOR,),
         "GET /radius/status": (OPERATOR,),
-        # The user's own page: the page is anyone's. Its data routes sign the user in
-        # by themselves (HTTP Basic with the portal credentials, checked against the
-        # service's own users), so the platform lets every request reach them: a
-        # firewall user is not a platform account yet.
-        "GET /me": (PUBLIC,),
+        # The user's own page, behind sign-in (a browser without a session is sent to
+        # /signin). Its data routes take the page's web session (the firewall user of
+        # the account's name) or sign the caller in by themselves (HTTP Basic with the
+        # portal credentials, checked against the service's own users), so the platform
+        # lets every request reach them.
+        "GET /me": (USER,),
         "GET /me/rules": (PUBLIC,),
         "PUT /me/rules": (PUBLIC,),
     },

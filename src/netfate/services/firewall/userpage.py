@@ -1,13 +1,17 @@
 """The user's own page: see and edit one's personal firewall rules.
 
-    GET /api/v1/firewall/me            the page (a form; its script is same-origin)
+    GET /api/v1/firewall/me            the page, behind sign-in (a browser without a
+                                       web session is sent to /signin first)
     GET /api/v1/firewall/me/rules      the signed-in user's rule set
     PUT /api/v1/firewall/me/rules      replace it (validated whole; on a fault nothing changes)
 
-Users sign in with the credentials they log in to the captive portal with (HTTP
-Basic over the API, checked against the stored PBKDF2 hash). An unknown user costs
-the same hash check as a wrong password, so the answer does not tell which; repeated
-failures from one client are refused for a while (429).
+The page's requests carry the platform's web session (a user account, signed in at
+/signin): its firewall user is the one of the account's name (404 without one), and a
+change carries the session's CSRF token. An API client, or the page for an account
+with no firewall user of its name, may instead sign in with the credentials the user
+logs in to the captive portal with (HTTP Basic, checked against the stored hash). An
+unknown user costs the same hash check as a wrong password, so the answer does not
+tell which; repeated failures from one client are refused for a while (429).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from netfate.contract import Role
 from netfate.model.ratelimit import WindowCounter
 from netfate.orchestrator.api.deps import SessionDep
 from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.identity import Principal, WebSessionDep
 from netfate.services.firewall import policy
 from netfate.services.firewall.passwords import hash_password, verify_password
 from netfate.services.firewall.tables import FirewallUserRow
@@ -78,6 +84,18 @@ def _signed_in(request: Request, session: SessionDep) -> FirewallUserRow:
     return user
 
 
+def _user_of(request: Request, session: SessionDep, web: Principal | None) -> FirewallUserRow:
+    """The web session's user (the firewall user of its account's name), else HTTP Basic's."""
+    if web is None:
+        return _signed_in(request, session)
+    if web.role is not Role.USER:
+        raise HTTPException(403, detail=f"not for the {web.role.value} role")
+    user = session.get(FirewallUserRow, web.name)
+    if user is None:
+        raise HTTPException(404, detail=f"no personal firewall is registered for {web.name}")
+    return user
+
+
 @router.get("/me", response_class=HTMLResponse, include_in_schema=False)
 def page() -> HTMLResponse:
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
@@ -85,9 +103,9 @@ def page() -> HTMLResponse:
     return HTMLResponse(PAGE.read_text(), headers=headers)
 
 
-@router.get("/me/rules", responses=errors(401, 429))
-def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
-    user = _signed_in(request, session)
+@router.get("/me/rules", responses=errors(401, 403, 404, 429))
+def my_rules(request: Request, web: WebSessionDep, session: SessionDep) -> dict[str, Any]:
+    user = _user_of(request, session, web)
     return {
         "user": user.name,
         "version": user.rules_version,
@@ -97,12 +115,12 @@ def my_rules(request: Request, session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.put("/me/rules", responses=errors(401, 429))
+@router.put("/me/rules", responses=errors(401, 403, 404, 429))
 def put_my_rules(
-    request: Request, session: SessionDep, body: dict[str, Any] = Body(...)
+    request: Request, web: WebSessionDep, session: SessionDep, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
     """Replace the signed-in user's rule set; a set that does not parse changes nothing."""
-    user = _signed_in(request, session)
+    user = _user_of(request, session, web)
     try:
         policy.set_rules(session, user, body)
     except (RuleError, policy.PolicyError) as e:

@@ -37,8 +37,8 @@ SERVICE = Service(
         "POST /shares/{sid}/accept": (USER,),
         "POST /shares/{sid}/decline": (USER,),
         "POST /shares/{sid}/revoke": (USER,),
-        # the owners' page: anyone's; its data is the owners' (the routes above)
-        "GET /page": (PUBLIC,),
+        # the owners' page: a browser without a session is sent to sign in first
+        "GET /page": (OPERATOR, USER),
     },
     descriptors=(
         {

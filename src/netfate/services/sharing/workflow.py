@@ -112,7 +112,7 @@ def create_pn(
         created_at=time.time(),
     )  # fmt: skip
     session.add(row)
-    record(session, PersonalNetworkCreated(email, node, subnet))
+    record(session, PersonalNetworkCreated(email, node, subnet), readers=(email,))
     return row
 
 
@@ -345,6 +345,7 @@ def _history(
         ShareStateChanged(
             sh.id, sh.owner, sh.recipient, sh.device, prev.value if prev else None, new.value, why
         ),
+        readers=(sh.owner, sh.recipient),  # both owners' pages follow it live
     )
 
 

@@ -14,6 +14,12 @@
  *     in the ids and every few seconds);
  *   - a slow periodic refresh keeps node resources and "last seen" current.
  *
+ * Each principal sees its own (the page asks /auth/me, session.js): the operator
+ * everything; a provider or a user only its own instances, where they run as a
+ * location class ("cpe near laptop1", never a node's name), and its own events; the
+ * topology, nodes and migrations are the operator's and are not asked for. A panel
+ * names the roles it is for (`roles`; all when absent).
+ *
  * Extension point for services: window.netfate (see registerPanel below and the
  * docstring of netfate/web/__init__.py). Panel scripts in /static/panels/*.js are
  * loaded after this file.
@@ -60,6 +66,7 @@
   // ------------------------------------------------------------------ state
 
   const S = {
+    role: "operator",
     topo: null,
     instances: [],
     byId: new Map(),
@@ -116,6 +123,7 @@
 
   async function api(path, init) {
     const r = await fetch(API + path, Object.assign({ headers: { Accept: "application/json" } }, init));
+    if (r.status === 401 && window.netfateSession) window.netfateSession.expired(); // signed out
     if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
     return r.json();
   }
@@ -239,6 +247,11 @@
    * maps node name -> {x, y, w, h, cx, cy} and layout.hostPos host name -> {x, y, w, h}.
    * A panel with only `draw` adds no card.
    */
+  /** Whether the signed-in principal's role may see this panel. */
+  function allowed(panel) {
+    return !panel.roles || panel.roles.includes(S.role);
+  }
+
   function registerPanel(panel) {
     panels.push(panel);
     if (panel.draw) {
@@ -246,8 +259,8 @@
       svg.insertBefore(layer, layers.insts);
       overlays.push({ panel, layer });
     }
-    for (const k of panel.kinds || []) on(k, (ev) => panel.onEvent && panel.onEvent(ev, ctx));
-    if (panel.onRefresh) refreshHooks.push((st) => panel.onRefresh(st, ctx));
+    for (const k of panel.kinds || []) on(k, (ev) => allowed(panel) && panel.onEvent && panel.onEvent(ev, ctx));
+    if (panel.onRefresh) refreshHooks.push((st) => allowed(panel) && panel.onRefresh(st, ctx));
     if (started) {
       mountPanel(panel);
       if (S.topo) render();
@@ -255,7 +268,7 @@
   }
 
   function mountPanel(panel) {
-    if (!panel.mount) return;
+    if (!panel.mount || !allowed(panel)) return;
     const body = h("div", { class: "panel-body" });
     const sec = h(
       "section",
@@ -743,9 +756,9 @@
     const running = live.filter((i) => i.state === "running").length;
     const el = clear($("stats"));
     const stat = (v, label, cls) => h("span", { class: `stat ${cls || ""}` }, h("b", {}, String(v)), ` ${label}`);
-    el.appendChild(stat(`${up}/${nodes.length}`, "nodes up", unreachable ? "warn" : ""));
+    if (S.topo) el.appendChild(stat(`${up}/${nodes.length}`, "nodes up", unreachable ? "warn" : ""));
     el.appendChild(stat(running, `running${live.length > running ? ` of ${live.length}` : ""}`, ""));
-    el.appendChild(stat((S.topo?.hosts || []).length, "hosts", ""));
+    if (S.topo) el.appendChild(stat((S.topo.hosts || []).length, "hosts", ""));
     el.appendChild(h("span", { class: "stat", id: "stat-events" }, h("b", {}, String(S.lastId)), " events"));
     $("topo-name").textContent = S.topo?.name || "";
     document.title = S.topo?.name ? `netfate · ${S.topo.name}` : "netfate · orchestrator";
@@ -755,6 +768,13 @@
 
   function badge(state) {
     return h("span", { class: `badge state-${stateClass(state)}`, data: { state } }, state);
+  }
+
+  /** Where an instance runs: its node (the operator's view), else its location class. */
+  function where(i) {
+    if (i.node !== undefined) return i.node;
+    const loc = i.location || {};
+    return [loc.tier || "edge", loc.near ? `near ${loc.near}` : ""].filter(Boolean).join(" ");
   }
 
   function drawInstances() {
@@ -775,7 +795,7 @@
         h("td", { class: "name" }, i.name || "—"),
         h("td", { class: "mono dim" }, truncate(i.id, 12)),
         h("td", {}, i.descriptor),
-        h("td", { class: "node" }, i.node),
+        h("td", { class: "node" }, where(i)),
         h("td", {}, badge(i.state), i.state === "failed" && i.detail ? h("span", { class: "why" }, truncate(i.detail, 60)) : null),
         h("td", {}, i.serves || "—"),
         h("td", { class: "mono" }, i.ip || "—"),
@@ -832,7 +852,7 @@
       kv("state", badge(d.state)),
       kv("id", d.id, "mono"),
       kv("function", desc ? `${d.descriptor} — ${desc.description || desc.function}` : d.descriptor),
-      kv("node", d.node),
+      d.node !== undefined ? kv("node", d.node) : kv("location", where(d)),
       kv("serves", d.serves),
       kv("address", d.ip ? `${d.ip}  ${d.mac || ""}` : d.mac, "mono"),
       kv("limits", `${d.cpu ?? "?"} cpu · ${fmtMem(d.memory_mb)}`),
@@ -958,6 +978,8 @@
 
   // ------------------------------------------------------------------ events feed
 
+  const onNode = (d) => (d.node === undefined ? "" : ` on ${d.node}`);
+
   function describe(ev) {
     const d = ev.data || {};
     const custom = describers.get(ev.kind);
@@ -974,10 +996,12 @@
       case "NodeUnreachable":
         return `${d.node} unreachable: silent for ${d.silent_for_s} s`;
       case "InstancePlaced":
-        return `${instLabel(d.instance)} placed on ${d.node} by ${d.policy}${d.why ? `: ${d.why}` : ""}`;
+        // A provider's or a user's events carry no node (views.event): none is named.
+        return `${instLabel(d.instance)} placed${onNode(d)} by ${d.policy}${d.why ? `: ${d.why}` : ""}`;
       case "InstanceStateChanged":
-        return `${instLabel(d.instance)} ${d.previous} → ${d.state} on ${d.node}${d.reason ? ` (${d.reason})` : ""}`;
+        return `${instLabel(d.instance)} ${d.previous} → ${d.state}${onNode(d)}${d.reason ? ` (${d.reason})` : ""}`;
       case "InstanceMigrated":
+        if (d.source === undefined) return `${instLabel(d.instance)} moved: downtime ${(+d.downtime_ms).toFixed(2)} ms`;
         return `${instLabel(d.instance)} moved ${d.source} → ${d.target}: downtime ${(+d.downtime_ms).toFixed(2)} ms, ${fmtBytes(d.state_bytes)} of state`;
       case "MigrationFailed":
         return `${instLabel(d.instance)} could not move ${d.source} → ${d.target}: ${d.reason}`;
@@ -1184,13 +1208,18 @@
     refreshing = true;
     try {
       const q = S.showGone ? "?include_gone=true" : "";
-      const [topo, instances, migrations] = await Promise.all([api("/topology"), api(`/instances${q}`), api("/migrations?limit=100")]);
+      const operator = S.role === "operator";
+      const [topo, instances, migrations] = await Promise.all([
+        operator ? api("/topology") : null,
+        api(`/instances${q}`),
+        operator ? api("/migrations?limit=100") : [],
+      ]);
       S.topo = topo;
       S.instances = instances;
       S.byId = new Map(instances.map((i) => [i.id, i]));
       S.migrations = migrations;
       if (instances.some((i) => !S.descriptors.has(i.descriptor))) await loadDescriptors();
-      updateLinkRates(topo.nodes || []);
+      updateLinkRates(topo ? topo.nodes || [] : []);
       render();
       if (detailAgain || S.selected) {
         detailAgain = false;
@@ -1209,6 +1238,7 @@
   }
 
   async function loadDescriptors() {
+    if (S.role === "user") return; // the functions' catalogue is the operator's and providers'
     try {
       for (const d of await api("/descriptors")) S.descriptors.set(d.name, d);
     } catch (err) {
@@ -1235,7 +1265,22 @@
 
   // ------------------------------------------------------------------ start
 
+  /** A provider's or a user's page: only what is theirs (the module's doc). */
+  function applyRole() {
+    document.body.dataset.role = S.role;
+    if (S.role === "operator") return;
+    for (const sel of [".topo-card", ".nodes-card", ".mig-card"]) document.querySelector(sel).hidden = true;
+    $("inst-where").textContent = "location";
+    document.querySelector("main.grid").classList.add("own");
+  }
+
   async function start() {
+    if (window.netfateSession) {
+      const who = await window.netfateSession.me();
+      if (!who) return window.netfateSession.expired();
+      S.role = who.role;
+    }
+    applyRole();
     started = true;
     drawLegend();
     for (const k of BUILTIN_KINDS) on(k);

@@ -1,6 +1,8 @@
 """The NetFATE user's own page, in headless Chromium (Debian's) against a real
-orchestrator: sign in with one's portal credentials, add a rule, save it; a bad
-rule set is refused whole and the stored rules stay; a wrong password shows nothing."""
+orchestrator: the page is behind sign-in (the platform's sign-in page, the account of
+the firewall user's name); add a rule, save it; a bad rule set is refused whole and
+the stored rules stay; a wrong password shows nothing. API clients may still send the
+portal credentials (HTTP Basic)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import pytest
 from browser import chromium
 from orchproc import Orchestrator
 
+ACCOUNT_PW = "alice's account password"
+
 
 @pytest.fixture
 def orch(tmp_path: Path) -> Iterator[Orchestrator]:
@@ -23,6 +27,9 @@ def orch(tmp_path: Path) -> Iterator[Orchestrator]:
         o.start()
         r = httpx.post(f"{o.base}/api/v1/firewall/users", headers=o.headers,
                        json={"name": "alice", "password": "s3cret"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{o.base}/api/v1/accounts", headers=o.headers,
+                       json={"name": "alice", "role": "user", "password": ACCOUNT_PW})  # fmt: skip
         assert r.status_code == 201, r.text
         yield o
     finally:
@@ -39,18 +46,20 @@ def test_user_edits_own_rules_in_a_browser(orch: Orchestrator) -> None:
     with chromium() as browser:
         page = browser.new_page()
         page.goto(f"{orch.base}/api/v1/firewall/me")
-        # Wrong password: an error, no editor.
-        page.fill("#user", "alice")
-        page.fill("#password", "nope")
-        page.click("#signin button")
-        page.wait_for_selector("#message.error")
-        assert "wrong user name or password" in page.inner_text("#message")
-        assert page.locator("#editor").is_hidden()
+        # No session: the sign-in page. A wrong password: its error, no page.
+        page.wait_for_url("**/signin?next=%2Fapi%2Fv1%2Ffirewall%2Fme")
+        page.fill("#signin-name", "alice")
+        page.fill("#signin-password", "nope")
+        page.click("#signin-submit")
+        page.wait_for_selector("#signin-error:not([hidden])")
+        assert page.inner_text("#signin-error") == "Wrong name or password."
 
-        page.fill("#password", "s3cret")
-        page.click("#signin button")
+        page.fill("#signin-password", ACCOUNT_PW)
+        page.click("#signin-submit")
+        page.wait_for_url(f"{orch.base}/api/v1/firewall/me")
         page.wait_for_selector("#editor:not([hidden])")
         assert "Signed in as alice" in page.inner_text("#who")
+        page.wait_for_selector("#session #signout")
 
         page.click("#add")
         row = page.locator("#rules tbody tr").last
@@ -77,6 +86,39 @@ def test_user_edits_own_rules_in_a_browser(orch: Orchestrator) -> None:
         assert len(stored(orch)["rules"]["rules"]) == 1
         # Markup typed by the user is shown as text, never rendered.
         assert page.locator("#rules b").count() == 0
+
+
+def test_an_account_without_a_firewall_user_signs_in_with_the_portals(
+    orch: Orchestrator,
+) -> None:
+    """An account whose name is no firewall user's (alice@home.example; the firewall
+    user is alice): the page asks for the login page's name and password."""
+    r = httpx.post(f"{orch.base}/api/v1/accounts", headers=orch.headers,
+                   json={"name": "alice@home.example", "role": "user",
+                         "password": ACCOUNT_PW})  # fmt: skip
+    assert r.status_code == 201, r.text
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{orch.base}/api/v1/firewall/me")
+        page.wait_for_url("**/signin?next=*")
+        page.fill("#signin-name", "alice@home.example")
+        page.fill("#signin-password", ACCOUNT_PW)
+        page.click("#signin-submit")
+        page.wait_for_selector("#signin:not([hidden])")
+        assert "no personal firewall is registered for alice@home.example" in page.inner_text(
+            "#message"
+        )
+        page.fill("#user", "alice")
+        page.fill("#password", "nope")
+        page.click("#signin button")
+        page.wait_for_selector("#message.error")
+        assert "wrong user name or password" in page.inner_text("#message")
+        assert page.locator("#editor").is_hidden()
+        page.fill("#password", "s3cret")
+        page.click("#signin button")
+        page.wait_for_selector("#editor:not([hidden])")
+        assert "Signed in as alice" in page.inner_text("#who")
+        assert page.locator("#signin").is_hidden()
 
 
 def test_api_needs_the_users_own_password(orch: Orchestrator) -> None:

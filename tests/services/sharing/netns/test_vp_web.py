@@ -6,7 +6,8 @@ request and accepts it; the VPs (agents played by the test, over the agents'
 HTTP API) come up and the share shows active with its PN2-local address. A
 second request is declined; a bad recipient shows the API's error. Alice
 revokes. Each owner's browser has that owner's web session (a user account); the
-page's writes carry the session's CSRF token. Every wait is for something in the
+page's writes carry the session's CSRF token. The page follows the other side live
+(the event stream), and is behind sign-in. Every wait is for something in the
 page, never a sleep.
 """
 
@@ -216,7 +217,75 @@ def test_share_by_invitation_code_with_a_port_in_the_browser(browser: Any, base:
     assert not [e for e in errors if "409" not in e], errors
 
 
-def test_page_is_served_with_the_csp(base: str) -> None:
-    r = httpx.get(f"{base}/api/v1/sharing/page")
+def _bearer(base: str, who: str) -> dict[str, str]:
+    r = httpx.post(f"{base}/api/v1/auth/token", json={"name": who, "password": PASSWORD})
+    r.raise_for_status()
+    return {"authorization": f"Bearer {r.json()['token']}"}
+
+
+def test_the_page_follows_the_other_side_live(browser: Any, base: str) -> None:
+    """Alice opens her page without a session: the sign-in page, then her page (her own
+    PN's). Her share is requested and Bob accepts it through the API, not a page: her
+    page shows both as they happen, in its live list and in her shares, without a
+    reload (the page does not poll: what changes comes by the event stream). Her
+    invitations list holds her own codes only, not Bob's."""
+    errors: list[str] = []
+    requests: list[str] = []
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{base}/api/v1/sharing/page")
+    page.wait_for_url("**/signin?next=*", timeout=T)
+    page.fill("#signin-name", ALICE)
+    page.fill("#signin-password", PASSWORD)
+    page.click("#signin-submit")
+    page.wait_for_url(f"{base}/api/v1/sharing/page", timeout=T)
+    page.wait_for_selector("#live-state[data-state='live']", timeout=T)
+    assert page.get_attribute("#sharing-app", "data-pn") == ALICE
+    assert page.locator("#who").is_hidden()  # a user's page is her own PN's
+    page.evaluate("() => { window.__notReloaded = true; }")
+
+    alice, bob = _bearer(base, ALICE), _bearer(base, BOB)
+    r = httpx.post(f"{base}/api/v1/sharing/shares", headers=alice,
+                   json={"owner": ALICE, "device": "laptop", "recipient": BOB})  # fmt: skip
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    page.wait_for_selector(f'#outgoing tr[data-share="{sid}"][data-state="requested"]', timeout=T)
+    r = httpx.post(f"{base}/api/v1/sharing/shares/{sid}/accept", json={"by": BOB}, headers=bob)
+    assert r.status_code == 200, r.text
+    page.wait_for_selector(
+        f'#outgoing tr[data-share="{sid}"]:is([data-state="accepted"], [data-state="active"])',
+        timeout=T,
+    )
+    page.locator("#live-events li[data-kind='ShareStateChanged']",
+                 has_text=f"share {sid}: laptop of {ALICE} with {BOB}: requested → accepted"
+                 ).wait_for(timeout=T)  # fmt: skip
+    assert page.evaluate("() => window.__notReloaded === true"), "the page reloaded"
+    assert any("/api/v1/events/stream" in u for u in requests)
+
+    # Invitations: Bob's code (made through the API) is not on Alice's page; hers is.
+    bobs = httpx.post(f"{base}/api/v1/sharing/invitations", json={"by": BOB}, headers=bob)
+    assert bobs.status_code == 201, bobs.text
+    page.click("#invite-button")
+    page.wait_for_selector("#invitations tr[data-code]", timeout=T)
+    shown = set(page.locator("#invitations tr[data-code]").evaluate_all(
+        "els => els.map(e => e.dataset.code)"))  # fmt: skip
+    hers = httpx.get(f"{base}/api/v1/sharing/invitations", params={"pn": ALICE}, headers=alice)
+    assert shown == {i["code"] for i in hers.json()} and shown
+    assert bobs.json()["code"] not in shown
+    assert not errors, errors
+    ctx.close()
+
+
+def test_page_is_behind_sign_in_and_served_with_the_csp(base: str) -> None:
+    url = f"{base}/api/v1/sharing/page"
+    r = httpx.get(url, headers={"accept": "text/html"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/signin?next=")
+    assert httpx.get(url).status_code == 401  # an API client: the API's answer
+    with httpx.Client() as c:
+        signed = c.post(f"{base}/api/v1/auth/session", json={"name": ALICE, "password": PASSWORD})
+        assert signed.status_code == 200
+        r = c.get(url, headers={"accept": "text/html"})
     assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
-    assert "/static/sharing/panel.js" in r.text
+    assert "/static/sharing/panel.js" in r.text and "/static/session.js" in r.text

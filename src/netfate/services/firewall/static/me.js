@@ -1,4 +1,7 @@
-// The user's page: sign in (HTTP Basic to the API), edit the rule set, save it whole.
+// The user's page, behind sign-in (the platform's web session, session.js): edit the
+// rule set, save it whole (a change carries the session's CSRF token). An account
+// with no firewall user of its name signs in below with the login page's name and
+// password (HTTP Basic to the API) instead.
 // Everything from the server is put in the page as text, never as markup.
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -7,8 +10,8 @@
     action: ["allow", "deny"], direction: ["in", "out", "both"],
     proto: ["any", "tcp", "udp", "icmp"],
   };
-  let auth = null;
   let lastNode = null;
+  let auth = null; // HTTP Basic: the portal's credentials, when the account has no firewall
 
   function say(text, kind) {
     const m = $("message");
@@ -80,16 +83,37 @@
     return { default_in: $("default_in").value, default_out: $("default_out").value, rules };
   }
 
+  const session = window.netfateSession;
+
   async function call(method, body) {
-    const r = await fetch(API, {
-      method,
-      headers: { Authorization: auth, "Content-Type": "application/json", Accept: "application/json" },
-      body: body ? JSON.stringify(body) : undefined,
-    });
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (auth) headers.Authorization = auth;
+    else if (method !== "GET") headers["X-CSRF-Token"] = session.csrf();
+    const r = await fetch(API, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    if (r.status === 401 && !auth) session.expired(); // signed out, or the session ended
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
-    if (!r.ok) throw new Error((data && data.detail) || `HTTP ${r.status}`);
+    if (!r.ok) {
+      const err = new Error((data && data.detail) || `HTTP ${r.status}`);
+      err.status = r.status;
+      throw err;
+    }
     return data;
+  }
+
+  async function load() {
+    try {
+      show(await call("GET"));
+      say("", "");
+    } catch (e) {
+      $("editor").hidden = true;
+      if (e.status === 404) {
+        $("signin").hidden = false; // no firewall user of the account's name
+        say(`${e.message}: sign in with the name and password of the login page.`, "");
+      } else {
+        say(e.message, "error");
+      }
+    }
   }
 
   $("signin").addEventListener("submit", async (ev) => {
@@ -97,8 +121,10 @@
     auth = "Basic " + btoa(unescape(encodeURIComponent(`${$("user").value}:${$("password").value}`)));
     try {
       show(await call("GET"));
+      $("signin").hidden = true;
       say("", "");
     } catch (e) {
+      auth = null;
       $("editor").hidden = true;
       say(e.message, "error");
     }
@@ -113,4 +139,5 @@
       say(`Not saved, your rules are unchanged: ${e.message}`, "error");
     }
   });
+  load();
 })();

@@ -23,6 +23,7 @@
 
   window.netfate.registerPanel({
     id: "firewall",
+    roles: ["operator"], // node names, addresses: the operator's
     title: "NetFATE: NFVI database",
     kinds: KINDS,
     mount(el, ctx) {

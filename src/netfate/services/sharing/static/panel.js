@@ -1,9 +1,12 @@
 // Smart-device sharing (issue 5). Two uses of one script:
-// - on the owner's vHG page (/api/v1/sharing/page, #sharing-app): devices, details,
+// - on the owner's vHG page (/api/v1/sharing/page, #sharing-app), behind sign-in: a
+//   user's page is their own PN's (an operator's names one: ?pn=); devices, details,
 //   Share (with a PN id or an invitation code; ?to=CODE fills it in); requests to me
 //   (accept/decline); my shares (revoke); each share's ports (set, learned);
-//   invitation codes to give;
-// - on the operator dashboard: a "Device sharing" panel listing every share.
+//   invitation codes to give; kept live by the event stream (the owner's own events:
+//   the other side accepting shows without a reload);
+// - on the dashboard: a "Device sharing" panel, every share for the operator, a
+//   user's own PN and shares for a user.
 // DOM is built with createElement/textContent only: API data never becomes markup.
 "use strict";
 (function () {
@@ -20,25 +23,45 @@
   }
 
   // A change made with the web session carries its CSRF token (the platform's
-  // netfate_csrf cookie, readable by this origin's scripts only).
-  function csrf() {
-    const c = document.cookie.split("; ").find((x) => x.startsWith("netfate_csrf="));
-    return c ? c.slice("netfate_csrf=".length) : "";
-  }
+  // netfate_csrf cookie, readable by this origin's scripts only; session.js).
+  const session = window.netfateSession;
 
   async function call(method, path, body) {
     const headers = body ? { "Content-Type": "application/json" } : {};
-    if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+    if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf() : "";
     const r = await fetch(API + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    if (r.status === 401 && session) session.expired(); // signed out, or the session ended
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : `HTTP ${r.status}`);
     return data;
   }
 
-  function page(root) {
+  // Events the page shows in its live list and refreshes on (the stream shows this
+  // principal its own only: its shares either way, its PN, its instances).
+  const LIVE_KINDS = ["ShareStateChanged", "PersonalNetworkCreated", "InstanceStateChanged"];
+
+  function describe(ev) {
+    const d = ev.data || {};
+    if (ev.kind === "ShareStateChanged") {
+      return `share ${d.share}: ${d.device} of ${d.owner} with ${d.recipient}: ${d.previous || "new"} → ${d.state}`;
+    }
+    if (ev.kind === "PersonalNetworkCreated") return `Personal Network ${d.email} created`;
+    if (ev.kind === "InstanceStateChanged") return `${d.name || d.instance}: ${d.previous || "new"} → ${d.state}`;
+    return ev.kind;
+  }
+
+  async function page(root) {
     const $ = (id) => document.getElementById(id);
     const params = new URLSearchParams(location.search);
-    let me = params.get("pn") || "";
+    const who = session ? await session.me() : null;
+    if (!who) {
+      if (session) session.expired();
+      return;
+    }
+    // A user's page is their own PN's; an operator opens anyone's (?pn= or the form).
+    let me = who.role === "user" ? who.name : params.get("pn") || "";
+    $("who").hidden = who.role === "user";
+    root.dataset.pn = me;
     let selected = null;
     $("pn-email").value = me;
 
@@ -151,8 +174,56 @@
       await refresh();
     });
     $("recipient").value = params.get("to") || "";
-    refresh();
-    setInterval(refresh, 2000);
+    await refresh();
+    live(refresh);
+  }
+
+  // The owner's events as they happen: each is listed and the page refreshed (no
+  // polling: what changes comes by the stream; a reconnection refreshes once).
+  async function live(refresh) {
+    const list = document.getElementById("live-events");
+    const state = document.getElementById("live-state");
+    let last = 0;
+    try {
+      const r = await fetch("/api/v1/events?tail=1", { headers: { Accept: "application/json" } });
+      const tail = r.ok ? await r.json() : [];
+      last = tail.length ? tail[tail.length - 1].id : 0;
+    } catch (e) {
+      last = 0;
+    }
+    let timer = null;
+    const soon = () => {
+      if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, 100);
+    };
+    const onEvent = (msg) => {
+      let ev;
+      try { ev = JSON.parse(msg.data); } catch (e) { return; }
+      if (typeof ev.id !== "number" || ev.id <= last) return;
+      last = ev.id;
+      list.prepend(h("li", { "data-kind": ev.kind, "data-event": ev.id },
+        h("time", {}, new Date(ev.at * 1000).toLocaleTimeString()), " ", describe(ev)));
+      while (list.children.length > 50) list.lastChild.remove();
+      soon();
+    };
+    let retry = 1000;
+    const connect = () => {
+      const es = new EventSource(`/api/v1/events/stream?after=${last}`);
+      for (const k of LIVE_KINDS) es.addEventListener(k, onEvent);
+      es.onopen = () => {
+        retry = 1000;
+        state.dataset.state = "live";
+        state.textContent = "live";
+        soon();
+      };
+      es.onerror = () => {
+        state.dataset.state = "down";
+        state.textContent = "reconnecting…";
+        es.close();
+        setTimeout(connect, retry);
+        retry = Math.min(10000, retry * 2);
+      };
+    };
+    connect();
   }
 
   const root = document.getElementById("sharing-app");
@@ -162,14 +233,25 @@
     window.netfate.registerPanel({
       id: "sharing",
       title: "Device sharing",
+      roles: ["operator", "user"], // a user's: its own PN and shares (the API's answer)
       kinds: ["ShareStateChanged"],
       mount(el, ctx) {
-        this.list = ctx.h("ul", {});
-        el.append(ctx.h("p", {}, ctx.h("a", { href: "/api/v1/sharing/page" }, "owners' page")), this.list);
+        this.pn = ctx.h("p", { id: "sharing-pn" });
+        this.list = ctx.h("ul", { id: "sharing-shares" });
+        el.append(ctx.h("p", {}, ctx.h("a", { href: "/api/v1/sharing/page" }, "owners' page")), this.pn, this.list);
       },
-      async onRefresh(_state, ctx) {
+      async onRefresh(state, ctx) {
+        if (state.role === "user" && session) {
+          const who = await session.me();
+          try {
+            const pn = await ctx.api(`/sharing/pns/${encodeURIComponent(who.name)}`);
+            this.pn.textContent = `My Personal Network ${pn.email}: ${pn.subnet}, ${pn.devices.length} devices`;
+          } catch (e) {
+            this.pn.textContent = "No Personal Network yet.";
+          }
+        }
         const shares = await ctx.api("/sharing/shares");
-        this.list.replaceChildren(...shares.map((s) => ctx.h("li", {},
+        this.list.replaceChildren(...shares.map((s) => ctx.h("li", { "data-share": s.id },
           `#${s.id} ${s.owner} → ${s.recipient}: ${s.device} (${s.state})`)));
       },
     });

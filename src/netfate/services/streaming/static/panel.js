@@ -29,6 +29,7 @@
 
   window.netfate.registerPanel({
     id: "streaming",
+    roles: ["operator"], // node names, addresses: the operator's
     title: "Live streaming: delivery trees",
     kinds: KINDS,
     mount(el) { this.el = el; },

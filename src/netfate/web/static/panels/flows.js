@@ -4,6 +4,7 @@
   if (!(window.netfate && window.netfate.registerPanel)) return;
   window.netfate.registerPanel({
     id: "flows",
+    roles: ["operator"], // node names, addresses: the operator's
     title: "Flow tables",
     kinds: ["intent_added", "intent_deleted"],
     mount(el, ctx) {
