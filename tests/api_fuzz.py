@@ -128,7 +128,9 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "PUT /api/v1/topology": [{"body": TOPO}],
     "POST /api/v1/instances": [{"body": {"descriptor": "counter", "serves": "laptop1"}}],
     "POST /api/v1/instances/{iid}/migrate": [{"path": {"iid": "@iid:0"}, "body": {"node": "pe1"}}],
-    "PATCH /api/v1/instances/{iid}": [{"path": {"iid": "@iid:0"}, "body": {"config": {"k": 1}}}],
+    "PATCH /api/v1/instances/{iid}": [
+        {"path": {"iid": "@iid:0"}, "body": {"config": {"port": 7778}}}
+    ],
     "POST /api/v1/intents": [
         {
             "body": {

@@ -25,7 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
-from netfate.contract import ContractError, Service
+from netfate.contract import ContractError, Service, registered_functions
 from netfate.host.private import write_private
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
@@ -46,6 +46,7 @@ from netfate.orchestrator.notify import Notifier
 from netfate.orchestrator.sdn.api import router as sdn_router
 from netfate.orchestrator.txretry import TransactionRetry
 from netfate.store.db import Database
+from netfate.vnf import registry
 
 log = logging.getLogger("netfate.orchestrator")
 
@@ -80,6 +81,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     """Host header values the API answers (others get 400): a web page from a name
     that resolves here (DNS rebinding) is not served. ("*": any.)"""
+    image_dir: Path = registry.DEFAULT_IMAGE_DIR
+    """A USB/IP storage device's image must lie below this directory (each agent checks
+    against its own --image-dir as well)."""
     operator_file: Path | None = None
     """On a database with no operator, the one made at start is written here (mode
     0600, JSON: name, password) instead of printed once on standard output."""
@@ -103,6 +107,7 @@ def create_app(
     a name taken twice)."""
     services = tuple(services)
     _check_names(services)
+    functions = registered_functions(services)
     db = db or Database(settings.database_url)
     identity = guard.Identity(db, enforce=enforce, allowed_hosts=settings.allowed_hosts)
     notifier = Notifier()
@@ -152,6 +157,7 @@ def create_app(
     app.state.notifier = notifier
     app.state.settings = settings
     app.state.services = services
+    app.state.functions = functions
     app.state.function_events = fnevents.dispatcher(services)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")

@@ -97,6 +97,13 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
                 "(0600, JSON) instead of printing its password once"
             ),
         ] = None,
+        image_dir: Annotated[
+            Path | None,
+            typer.Option(
+                help="A USB/IP storage device's image must lie below this directory "
+                "(default /var/lib/netfate/images)"
+            ),
+        ] = None,
     ) -> None:
         """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /.
 
@@ -109,7 +116,7 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             services, listen, database_url, topology, heartbeat_timeout, migration_deadline,
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
             prometheus=prometheus, tls=tls, allowed_hosts=tuple(allowed_host or ()),
-            operator_file=operator_file,
+            operator_file=operator_file, image_dir=image_dir,
         )  # fmt: skip
 
     return orchestrator
@@ -150,6 +157,7 @@ def serve(
     tls: tuple[Path, Path] | None = None,
     allowed_hosts: tuple[str, ...] = (),
     operator_file: Path | None = None,
+    image_dir: Path | None = None,
 ) -> None:
     """`tls`: (certificate, key) to serve HTTPS with (check_tls decides)."""
     import uvicorn
@@ -171,6 +179,7 @@ def serve(
         prometheus_url=prometheus,
         allowed_hosts=(*Settings.allowed_hosts, host, *allowed_hosts),
         operator_file=operator_file,
+        image_dir=image_dir or Settings.image_dir,
     )
     # History bounds: the Settings defaults unless given (nfv/history.py).
     if keep_gone is not None:

@@ -118,6 +118,7 @@ def start_control(
         st.prometheus_url = f"http://127.0.0.1:{free_port()}"
     st.save()
     logs = st.dir / "logs"
+    st.images.mkdir(mode=0o700, parents=True, exist_ok=True)
     t0 = time.monotonic()
     report("orchestrator")
     orch_log = logs / "orchestrator.log"
@@ -136,6 +137,8 @@ def start_control(
             str(st.dir / "topology.yaml"),
             "--operator-file",
             str(st.secrets / "operator.json"),
+            "--image-dir",
+            str(st.images),
             *(
                 ["--heartbeat-timeout", str(3 * heartbeat_for(len(topo.nodes)))]
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
@@ -187,6 +190,8 @@ def start_control(
                 str(st.dir / "agents" / node.name),
                 "--prefix",
                 st.prefix,
+                "--image-dir",
+                str(st.images),
                 "--token-file",
                 str(issue_token(st, url, token, "agents", {"node": node.name})),
             ]

@@ -31,6 +31,13 @@ from netfate.services.usbip import SERVICE as USBIP
 # does when it mounts the usbip service).
 importlib.import_module("netfate.services.usbip.placement")
 
+# The HRH function's own configuration: its TLS files (its schema requires them).
+HRH: dict[str, Any] = {
+    "descriptor": "hrh-usbip-host",
+    "node": "hrh1",
+    "config": {"tls": {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}},
+}
+
 
 def home_and_isp(one_way_ms: float) -> nx.Graph[str]:
     g: nx.Graph[str] = nx.Graph()
@@ -154,12 +161,7 @@ def test_api_refuses_when_neither_the_isp_nor_the_hrh_can_meet_the_bound(api: Te
     # Fill the HRH (1 CPU, 512 MiB) with pinned HRH functions until it refuses one:
     # then the alarm (15 ms) has nowhere to go.
     made = 0
-    while (
-        api.post(
-            "/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"}
-        ).status_code
-        == 201
-    ):
+    while api.post("/api/v1/instances", json=HRH).status_code == 201:
         made += 1
     assert made == 8  # 8 x 64 MiB
     r = api.post("/api/v1/usbip/functions", json={"descriptor": "hrh-alarm", "serves": "sensor"})

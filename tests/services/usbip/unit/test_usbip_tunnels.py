@@ -35,6 +35,13 @@ TOPO: dict[str, Any] = {
 }
 V1 = "/api/v1/usbip"
 
+# The HRH function's own configuration: its TLS files (its schema requires them).
+HRH: dict[str, Any] = {
+    "descriptor": "hrh-usbip-host",
+    "node": "hrh1",
+    "config": {"tls": {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}},
+}
+
 
 def report(c: TestClient, node: str) -> None:
     """An agent's report: its instances run, each with a port on the node's bridge."""
@@ -76,7 +83,7 @@ def intent_ids(c: TestClient) -> set[str]:
 def test_a_tunnel_opens_once_its_functions_have_ports_and_closes_with_them(
     api: TestClient,
 ) -> None:
-    hrh = api.post("/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"})
+    hrh = api.post("/api/v1/instances", json=HRH)
     climate = api.post(f"{V1}/functions", json={"descriptor": "hrh-climate", "serves": "sensor"})
     assert hrh.status_code == 201 and climate.status_code == 201, (hrh.text, climate.text)
     h, cl = hrh.json()["id"], climate.json()["id"]
@@ -103,7 +110,7 @@ def test_a_tunnel_opens_once_its_functions_have_ports_and_closes_with_them(
 def test_a_routed_tunnel_waits_for_its_port_and_stays_until_it_is_closed(
     api: TestClient,
 ) -> None:
-    hrh = api.post("/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"})
+    hrh = api.post("/api/v1/instances", json=HRH)
     h = hrh.json()["id"]
     report(api, "hrh1")
     r = api.post(f"{V1}/tunnels", json={"name": "isp", "a": "subnet:10.10.0.0/24@pe1",

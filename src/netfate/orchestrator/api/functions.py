@@ -1,0 +1,41 @@
+"""What functions may run, checked where a request names one or configures one.
+
+A descriptor's function must be one a registered service provides
+(``app.state.functions``, from the services' contracts); an instance's configuration
+must pass its function's schema (netfate.vnf.registry), with the storage images
+below the orchestrator's image directory. Anything else is a 422 naming the field,
+the body every validation error has (api/errors.py); nothing is imported for a
+name that is refused. Each agent checks again before it runs anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from netfate.orchestrator.api.errors import invalid
+from netfate.vnf import registry
+
+Loc = tuple[str | int, ...]
+
+
+def function(request: Request, name: str, loc: Loc) -> str:
+    """The ``module:Class`` of ``name`` if a registered service provides it; else 422."""
+    try:
+        return registry.resolve(name, request.app.state.functions)
+    except registry.UnknownFunction as e:
+        raise invalid({loc: str(e)}) from None
+
+
+def config(request: Request, name: str, cfg: Mapping[str, Any], loc: Loc) -> None:
+    """422 naming each field of ``cfg`` that the schema of function ``name`` refuses."""
+    ref = function(request, name, ("body", "function"))
+    try:
+        registry.check_config(ref, cfg, request.app.state.settings.image_dir)
+    except ValidationError as e:
+        raise invalid(
+            {(*loc, *err["loc"]): err["msg"] for err in e.errors(include_url=False)}
+        ) from None
