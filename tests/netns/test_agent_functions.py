@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ TLS = {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}
 def bird(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Canary:
     c = canary(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the zygote, python -m netfate.vnf
+    # The zygote and `python -m netfate.vnf` find it too (and the netfate under test).
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
     return c
 
 

@@ -181,3 +181,14 @@ def test_a_service_providing_a_function_the_project_does_not_ship_breaks_the_con
         registered_functions([svc])
     with pytest.raises(ContractError):
         create_app(Settings(database_url=f"sqlite:///{tmp_path}/o.db"), services=[svc])
+
+
+def test_the_openapi_shows_each_function_configuration_schema(api: TestClient) -> None:
+    doc = api.get("/api/v1/openapi.json").json()
+    ref = doc["x-function-configs"]["netfate.vnf.counter:Counter"]["$ref"]
+    counter = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert counter["additionalProperties"] is False
+    assert (counter["properties"]["port"]["minimum"], counter["properties"]["port"]["maximum"]) == (
+        1, 65535
+    )  # fmt: skip
+    assert set(doc["x-function-configs"]) == set(api.app.state.functions)  # type: ignore[attr-defined]

@@ -265,10 +265,33 @@ def _annotate_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = roles.annotate(generate(), app.state.roles)
+            doc = roles.annotate(generate(), app.state.roles)
+            _function_configs(doc, app.state.functions)
+            app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _function_configs(doc: dict[str, Any], functions: frozenset[str]) -> None:
+    """Each registered function's configuration schema, in the document's components
+    (``FnConfig.<Model>``) and listed by function under ``x-function-configs``: what
+    an instance's or a descriptor's ``config`` must be (checked at the API and again
+    by the agent)."""
+    comps = doc.setdefault("components", {}).setdefault("schemas", {})
+    listed: dict[str, Any] = {}
+    template = "#/components/schemas/FnConfig.{model}"
+    for ref in sorted(functions):
+        model = registry.schema(ref)
+        if model is None:
+            listed[ref] = {"type": "object", "description": "not typed yet"}
+            continue
+        js = model.model_json_schema(ref_template=template)
+        for name, sub in js.pop("$defs", {}).items():
+            comps[f"FnConfig.{name}"] = sub
+        comps[f"FnConfig.{model.__name__}"] = js
+        listed[ref] = {"$ref": template.format(model=model.__name__)}
+    doc["x-function-configs"] = listed
 
 
 class _Aliases:
