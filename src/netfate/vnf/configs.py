@@ -4,7 +4,12 @@ netfate.vnf.registry names them."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+
+from netfate.vnf.registry import DEFAULT_IMAGE_DIR, below
 
 IFNAME = r"^[A-Za-z0-9_.-]{1,15}$"
 """A Linux interface name: at most 15 bytes (IFNAMSIZ), no '/', no space."""
@@ -15,6 +20,32 @@ class FunctionConfig(BaseModel):
     error), numbers are finite, and JSON types are taken as they are."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _below_image_dir(v: str, info: ValidationInfo) -> str:
+    ctx = info.context if isinstance(info.context, dict) else {}
+    root = Path(ctx.get("image_dir") or DEFAULT_IMAGE_DIR)
+    if not below(v, root):
+        raise ValueError(f"must be an absolute path below {root}")
+    return v
+
+
+DevicePath = Annotated[
+    str,
+    Field(min_length=2, max_length=4096),
+    AfterValidator(_below_image_dir),
+]
+"""A file a function opens or replaces as root (a disk image, a pty's link): an
+absolute path below the node's image directory (--image-dir), symlinks and ``..``
+resolved; whoever checks passes that directory as the context's ``image_dir``."""
+
+
+class TlsFilesConfig(FunctionConfig):
+    """A function's ``tls``: its CA, certificate and key files (netfate.vnf.tls)."""
+
+    ca: str = Field(min_length=1, max_length=4096)
+    cert: str = Field(min_length=1, max_length=4096)
+    key: str = Field(min_length=1, max_length=4096)
 
 
 class CounterConfig(FunctionConfig):

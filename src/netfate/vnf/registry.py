@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,19 +32,20 @@ BUILTIN: dict[str, str] = {
 """Short names of the platform's own functions."""
 
 _HOST = "netfate.vnf.usbip_host.config"
+_CLIENT = "netfate.vnf.usbip_client.config"
 SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.counter:Counter": "netfate.vnf.configs:CounterConfig",
     "netfate.vnf.forwarder:Forwarder": "netfate.vnf.configs:ForwarderConfig",
     "netfate.vnf.usbip_host.function:UsbipHost": f"{_HOST}:HostConfig",
     "netfate.vnf.usbip_host.tls:TlsUsbipHost": f"{_HOST}:TlsHostConfig",
+    "netfate.vnf.usbip_client.function:SerialImporter": f"{_CLIENT}:ImporterConfig",
+    "netfate.vnf.usbip_client.tls:TlsSerialImporter": f"{_CLIENT}:TlsImporterConfig",
+    "netfate.vnf.vo.function:VoHost": "netfate.vnf.vo.config:VoHostConfig",
     # Not typed yet (each parses its own configuration when it starts):
     "netfate.vnf.firewall:Firewall": None,
     "netfate.vnf.portal:Portal": None,
     "netfate.vnf.vhg:Vhg": None,
     "netfate.vnf.virtual_presence.function:VirtualPresence": None,
-    "netfate.vnf.usbip_client.function:SerialImporter": None,
-    "netfate.vnf.usbip_client.tls:TlsSerialImporter": None,
-    "netfate.vnf.vo.function:VoHost": None,
     "netfate.vnf.streaming.acquirer:Acquirer": None,
     "netfate.vnf.streaming.relay:Relay": None,
     "netfate.vnf.streaming.edge:EdgeStreamer": None,
@@ -60,7 +61,7 @@ class UnknownFunction(ValueError):
     """A function name this table does not hold (nothing was imported for it)."""
 
 
-def resolve(name: str, allowed: Mapping[str, object] | None = None) -> str:
+def resolve(name: str, allowed: Collection[str] | None = None) -> str:
     """The ``module:Class`` a function name stands for, if it is in ``allowed`` (by
     default every function shipped); else UnknownFunction. Imports nothing."""
     ref = BUILTIN.get(name, name)

@@ -17,6 +17,7 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from netfate.orchestrator.api.errors import invalid
+from netfate.store.tables import DescriptorRow
 from netfate.vnf import registry
 
 Loc = tuple[str | int, ...]
@@ -39,3 +40,10 @@ def config(request: Request, name: str, cfg: Mapping[str, Any], loc: Loc) -> Non
         raise invalid(
             {(*loc, *err["loc"]): err["msg"] for err in e.errors(include_url=False)}
         ) from None
+
+
+def instance(request: Request, desc: DescriptorRow, cfg: Mapping[str, Any] | None) -> None:
+    """422 unless an instance of ``desc`` given ``cfg`` runs a registered function with
+    a configuration its schema takes (the descriptor's merged with ``cfg``, as
+    nfv.create_instance makes it)."""
+    config(request, desc.function, {**(desc.config or {}), **(cfg or {})}, ("body", "config"))

@@ -277,8 +277,7 @@ def create_instance(
         raise HTTPException(403, detail="node names are the operator's: say `serves` instead")
     desc = session.get(DescriptorRow, body.descriptor)
     if desc is not None:  # (else nfv answers 404)
-        cfg = {**(desc.config or {}), **(body.config or {})}  # what the instance gets
-        functions.config(request, desc.function, cfg, ("body", "config"))
+        functions.instance(request, desc, body.config)
     inst, touched = nfv.create_instance(
         session,
         nfv.CreateRequest(

@@ -9,13 +9,11 @@ checker passes that directory as the validation context's ``image_dir``.
 from __future__ import annotations
 
 from ipaddress import ip_address
-from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
-from netfate.vnf.configs import FunctionConfig
-from netfate.vnf.registry import DEFAULT_IMAGE_DIR, below
+from netfate.vnf.configs import DevicePath, FunctionConfig, TlsFilesConfig
 
 BusId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,31}$", description="USB bus id")]
 """At most 31 characters: the USB/IP wire format gives a bus id 32 bytes, NUL included."""
@@ -34,20 +32,8 @@ class SerialDevice(FunctionConfig):
 class StorageDevice(FunctionConfig):
     kind: Literal["storage"]
     busid: BusId | None = None
-    image: str = Field(
-        min_length=2, max_length=4096, description="Absolute path of the disk image, below "
-        "the node's image directory (--image-dir)"
-    )  # fmt: skip
+    image: DevicePath = Field(description="The disk image, below the node's --image-dir")
     read_only: bool = False
-
-    @field_validator("image")
-    @classmethod
-    def _below_image_dir(cls, v: str, info: ValidationInfo) -> str:
-        ctx = info.context if isinstance(info.context, dict) else {}
-        root = Path(ctx.get("image_dir") or DEFAULT_IMAGE_DIR)
-        if not below(v, root):
-            raise ValueError(f"the image must be an absolute path below {root}")
-        return v
 
 
 class HidDevice(FunctionConfig):
@@ -85,12 +71,6 @@ class HostConfig(FunctionConfig):
         if v is not None and any(len(clients) > 64 for clients in v.values()):
             raise ValueError("at most 64 clients a device")
         return v
-
-
-class TlsFilesConfig(FunctionConfig):
-    ca: str = Field(min_length=1, max_length=4096)
-    cert: str = Field(min_length=1, max_length=4096)
-    key: str = Field(min_length=1, max_length=4096)
 
 
 class TlsHostConfig(HostConfig):

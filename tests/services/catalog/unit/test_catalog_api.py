@@ -29,6 +29,7 @@ from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.catalog import SERVICE
 from netfate.store.events import record_event
+from netfate.store.tables import DescriptorRow
 from waiting import until
 
 TOPO: dict[str, Any] = {
@@ -122,6 +123,19 @@ def test_a_bad_descriptor_gets_keyed_errors(api: TestClient) -> None:
     assert "blocks[0].function" in keyed(r)
     r = publish(api, CHAIN.replace("availability: 0.98", "availability: 0.9999"))
     assert "above every node's availability" in keyed(r)["sla.availability"]
+
+
+def test_a_block_whose_descriptor_names_an_unregistered_function_is_refused(
+    api: TestClient,
+) -> None:
+    # The database says the platform's own descriptor runs another module (written
+    # by hand, or before descriptors were checked): a chain may not use it.
+    db = api.app.state.db  # type: ignore[attr-defined]
+    with db.session() as s:
+        s.get(DescriptorRow, "forwarder").function = "os:system"
+        s.commit()
+    assert set(keyed(publish(api))) == {"blocks[1].function"}
+    assert api.get(f"{V}/services").json() == []
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -37,6 +37,11 @@ HRH: dict[str, Any] = {
     "node": "hrh1",
     "config": {"tls": {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}},
 }
+# An ISP function's: the HRH it imports from, its TLS files.
+CLIENT: dict[str, Any] = {
+    "server": "192.168.50.2",
+    "tls": {"ca": "/pki/ca.pem", "cert": "/pki/isp.pem", "key": "/pki/isp.key"},
+}
 
 
 def home_and_isp(one_way_ms: float) -> nx.Graph[str]:
@@ -131,10 +136,12 @@ def test_api_places_by_the_descriptors_bound_and_records_why(api: TestClient) ->
     assert r.json()["node"] == "hrh1" and "> bound 15 ms" in r.json()["why"]
 
     alarm = api.post(
-        "/api/v1/usbip/functions", json={"descriptor": "hrh-alarm", "serves": "sensor"}
+        "/api/v1/usbip/functions",
+        json={"descriptor": "hrh-alarm", "serves": "sensor", "config": CLIENT},
     )
     climate = api.post(
-        "/api/v1/usbip/functions", json={"descriptor": "hrh-climate", "serves": "sensor"}
+        "/api/v1/usbip/functions",
+        json={"descriptor": "hrh-climate", "serves": "sensor", "config": CLIENT},
     )
     assert alarm.status_code == 201, alarm.text
     assert climate.status_code == 201, climate.text
@@ -164,7 +171,10 @@ def test_api_refuses_when_neither_the_isp_nor_the_hrh_can_meet_the_bound(api: Te
     while api.post("/api/v1/instances", json=HRH).status_code == 201:
         made += 1
     assert made == 8  # 8 x 64 MiB
-    r = api.post("/api/v1/usbip/functions", json={"descriptor": "hrh-alarm", "serves": "sensor"})
+    r = api.post(
+        "/api/v1/usbip/functions",
+        json={"descriptor": "hrh-alarm", "serves": "sensor", "config": CLIENT},
+    )
     assert r.status_code == 409
     assert "delay-bound 15 ms cannot be met" in r.json()["detail"]
     assert "no HRH with room near sensor" in r.json()["detail"]
@@ -180,7 +190,12 @@ def test_the_generic_instances_api_honours_the_descriptors_bound(api: TestClient
     for descriptor, node in (("hrh-alarm", "hrh1"), ("hrh-climate", "pe1")):
         r = api.post(
             "/api/v1/instances",
-            json={"descriptor": descriptor, "serves": "sensor", "policy": "delay-bound"},
+            json={
+                "descriptor": descriptor,
+                "serves": "sensor",
+                "policy": "delay-bound",
+                "config": CLIENT,
+            },
         )
         assert r.status_code == 201, r.text
         assert r.json()["node"] == node, (descriptor, r.json())

@@ -141,3 +141,31 @@ def test_the_agent_refuses_an_image_outside_its_own_directory(images: Path) -> N
     # The agent's directory, not the orchestrator's: another one refuses the same path.
     with pytest.raises(ValueError, match="below"):
         vet({"function": FN, "config": storage(f"{images}/pen.img")}, images / "other")
+
+
+def climate(link: str | None = None, **more: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"server": "192.168.50.2", "tls": TLS, **more}
+    if link is not None:
+        cfg["link"] = link
+    return {"descriptor": "hrh-climate", "serves": "sensor", "config": cfg}
+
+
+def test_the_usbip_functions_route_checks_configs_as_the_core_does(
+    api: TestClient, images: Path
+) -> None:
+    # Its own way to create a function is no way around the schema.
+    r = api.post("/api/v1/usbip/functions", json={"descriptor": "hrh-usbip-host",
+                                                  "serves": "sensor",
+                                                  "config": storage("/etc/shadow")})  # fmt: skip
+    assert r.status_code == 422, r.text
+    # The importer replaces its pty's link as root: below the directory too.
+    for link in outside(images):
+        r = api.post("/api/v1/usbip/functions", json=climate(link))
+        assert r.status_code == 422, (link, r.text)
+        assert [e["loc"] for e in r.json()["errors"]] == [["body", "config", "link"]]
+    for bad in ({"retry_seconds": 0}, {"port": 0}, {"server_name": "x" * 300}, {"junk": 1}):
+        r = api.post("/api/v1/usbip/functions", json=climate(**bad))
+        assert r.status_code == 422, (bad, r.text)
+    assert api.get("/api/v1/instances").json() == []
+    r = api.post("/api/v1/usbip/functions", json=climate(f"{images}/ttyHRH"))
+    assert r.status_code == 201, r.text

@@ -41,6 +41,12 @@ HRH: dict[str, Any] = {
     "node": "hrh1",
     "config": {"tls": {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}},
 }
+CLIMATE: dict[str, Any] = {
+    "descriptor": "hrh-climate",
+    "serves": "sensor",
+    "config": {"server": "192.168.50.2", "tls": {"ca": "/pki/ca.pem", "cert": "/pki/isp.pem",
+                                                 "key": "/pki/isp.key"}},
+}  # fmt: skip
 
 
 def report(c: TestClient, node: str) -> None:
@@ -84,7 +90,7 @@ def test_a_tunnel_opens_once_its_functions_have_ports_and_closes_with_them(
     api: TestClient,
 ) -> None:
     hrh = api.post("/api/v1/instances", json=HRH)
-    climate = api.post(f"{V1}/functions", json={"descriptor": "hrh-climate", "serves": "sensor"})
+    climate = api.post(f"{V1}/functions", json=CLIMATE)
     assert hrh.status_code == 201 and climate.status_code == 201, (hrh.text, climate.text)
     h, cl = hrh.json()["id"], climate.json()["id"]
     report(api, "hrh1")
