@@ -26,22 +26,14 @@ with warnings.catch_warnings():
 
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.usbip import SERVICE as USBIP
+from usbip_configs import CLIENT_CONFIG, HRH_CONFIG
 
 # Importing the service's placement module registers its policy (as the orchestrator
 # does when it mounts the usbip service).
 importlib.import_module("netfate.services.usbip.placement")
 
-# The HRH function's own configuration: its TLS files (its schema requires them).
-HRH: dict[str, Any] = {
-    "descriptor": "hrh-usbip-host",
-    "node": "hrh1",
-    "config": {"tls": {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}},
-}
-# An ISP function's: the HRH it imports from, its TLS files.
-CLIENT: dict[str, Any] = {
-    "server": "192.168.50.2",
-    "tls": {"ca": "/pki/ca.pem", "cert": "/pki/isp.pem", "key": "/pki/isp.key"},
-}
+HRH: dict[str, Any] = {"descriptor": "hrh-usbip-host", "node": "hrh1", "config": HRH_CONFIG}
+CLIENT = CLIENT_CONFIG
 
 
 def home_and_isp(one_way_ms: float) -> nx.Graph[str]:

@@ -23,6 +23,7 @@ import authn
 from netfate.agent.instances import vet
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.usbip import SERVICE as USBIP
+from usbip_configs import HRH_TLS, ISP_TLS
 
 TOPO: dict[str, Any] = {
     "name": "home",
@@ -30,7 +31,7 @@ TOPO: dict[str, Any] = {
     "hosts": {"sensor": {"node": "hrh1"}},
     "links": [],
 }
-TLS = {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}
+TLS = HRH_TLS
 FN = "netfate.vnf.usbip_host.tls:TlsUsbipHost"
 
 
@@ -144,7 +145,7 @@ def test_the_agent_refuses_an_image_outside_its_own_directory(images: Path) -> N
 
 
 def climate(link: str | None = None, **more: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"server": "192.168.50.2", "tls": TLS, **more}
+    cfg: dict[str, Any] = {"server": "192.168.50.2", "tls": ISP_TLS, **more}
     if link is not None:
         cfg["link"] = link
     return {"descriptor": "hrh-climate", "serves": "sensor", "config": cfg}

@@ -22,6 +22,7 @@ with warnings.catch_warnings():
 import authn
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.usbip import SERVICE as USBIP
+from usbip_configs import CLIENT_CONFIG, HRH_CONFIG
 from waiting import until
 
 TOPO: dict[str, Any] = {
@@ -35,18 +36,8 @@ TOPO: dict[str, Any] = {
 }
 V1 = "/api/v1/usbip"
 
-# The HRH function's own configuration: its TLS files (its schema requires them).
-HRH: dict[str, Any] = {
-    "descriptor": "hrh-usbip-host",
-    "node": "hrh1",
-    "config": {"tls": {"ca": "/pki/ca.pem", "cert": "/pki/hrh.pem", "key": "/pki/hrh.key"}},
-}
-CLIMATE: dict[str, Any] = {
-    "descriptor": "hrh-climate",
-    "serves": "sensor",
-    "config": {"server": "192.168.50.2", "tls": {"ca": "/pki/ca.pem", "cert": "/pki/isp.pem",
-                                                 "key": "/pki/isp.key"}},
-}  # fmt: skip
+HRH: dict[str, Any] = {"descriptor": "hrh-usbip-host", "node": "hrh1", "config": HRH_CONFIG}
+CLIMATE: dict[str, Any] = {"descriptor": "hrh-climate", "serves": "sensor", "config": CLIENT_CONFIG}
 
 
 def report(c: TestClient, node: str) -> None:
