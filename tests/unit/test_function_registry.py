@@ -92,7 +92,7 @@ def test_an_instance_of_a_descriptor_whose_stored_function_is_unregistered_is_re
         s.add(DescriptorRow(name="planted", function=bird.ref, cpu=0.1, memory_mb=64))
         s.commit()
     r = api.post("/api/v1/instances", json={"descriptor": "planted", "node": "cpe1"})
-    assert locs(r) == [["body", "function"]]
+    assert locs(r) == [["body", "descriptor"]]
     assert api.get("/api/v1/instances").json() == []
     assert not bird.imported()
 

@@ -1,6 +1,8 @@
-"""Configuration schemas of the platform's built-in functions (counter, forwarder),
-apart from the functions so that a function's own start-up does not import pydantic;
-netfate.vnf.registry names them."""
+"""What every function's configuration schema is built from (the base, a path that
+must lie below the image directory, TLS files) and the schemas of the platform's
+built-in functions (counter, forwarder). Kept apart from the functions, so that a
+function's own start-up does not import pydantic; netfate.vnf.registry names each
+schema."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ the floor below, readable by an agent that knows no service.
 Each function's configuration has a schema (a pydantic model) declared next to the
 function, named here as ``module:Model`` and imported only when it is checked.
 Whoever checks passes the node's image directory in the validation context
-(``{"image_dir": PATH}``): a USB/IP storage device's image lies below it.
+(``{"image_dir": PATH}``): what a function opens or replaces as root by a path in
+its configuration (a USB/IP storage device's image, an importer's pty link) lies
+below it (configs.DevicePath).
 """
 
 from __future__ import annotations

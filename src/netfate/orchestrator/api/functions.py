@@ -31,9 +31,16 @@ def function(request: Request, name: str, loc: Loc) -> str:
         raise invalid({loc: str(e)}) from None
 
 
-def config(request: Request, name: str, cfg: Mapping[str, Any], loc: Loc) -> None:
-    """422 naming each field of ``cfg`` that the schema of function ``name`` refuses."""
-    ref = function(request, name, ("body", "function"))
+def config(
+    request: Request,
+    name: str,
+    cfg: Mapping[str, Any],
+    loc: Loc,
+    fn_loc: Loc = ("body", "function"),
+) -> None:
+    """422 naming each field of ``cfg`` (below ``loc``) that the schema of function
+    ``name`` refuses, or naming ``fn_loc`` when ``name`` is no registered function."""
+    ref = function(request, name, fn_loc)
     try:
         registry.check_config(ref, cfg, request.app.state.settings.image_dir)
     except ValidationError as e:
@@ -45,5 +52,7 @@ def config(request: Request, name: str, cfg: Mapping[str, Any], loc: Loc) -> Non
 def instance(request: Request, desc: DescriptorRow, cfg: Mapping[str, Any] | None) -> None:
     """422 unless an instance of ``desc`` given ``cfg`` runs a registered function with
     a configuration its schema takes (the descriptor's merged with ``cfg``, as
-    nfv.create_instance makes it)."""
-    config(request, desc.function, {**(desc.config or {}), **(cfg or {})}, ("body", "config"))
+    nfv.create_instance makes it); a stored descriptor naming another function is
+    refused as the request's ``descriptor``."""
+    merged = {**(desc.config or {}), **(cfg or {})}
+    config(request, desc.function, merged, ("body", "config"), ("body", "descriptor"))

@@ -340,7 +340,7 @@ def reconfigure_instance(
     desc = session.get(DescriptorRow, inst.descriptor)
     function = desc.function if desc is not None else inst.descriptor  # as the agent gets it
     cfg = restore(body.config, inst.config or {})
-    functions.config(request, function, cfg, ("body", "config"))
+    functions.config(request, function, cfg, ("body", "config"), ("path", "iid"))
     inst, touched = nfv.reconfigure_instance(session, iid, body.config)
     session.commit()
     notifier.notify(touched)
