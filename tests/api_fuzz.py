@@ -127,8 +127,21 @@ to version 1 can upgrade to 2."""
 VALID: dict[str, list[dict[str, Any]]] = {
     "PUT /api/v1/topology": [{"body": TOPO}],
     "POST /api/v1/instances": [{"body": {"descriptor": "counter", "serves": "laptop1"}}],
+    "POST /api/v1/descriptors": [
+        {
+            "body": {
+                "name": "fuzzed",
+                "function": "counter",
+                "cpu": 0.1,
+                "memory_mb": 64,
+                "config": {"port": 9000},
+            }
+        }
+    ],
     "POST /api/v1/instances/{iid}/migrate": [{"path": {"iid": "@iid:0"}, "body": {"node": "pe1"}}],
-    "PATCH /api/v1/instances/{iid}": [{"path": {"iid": "@iid:0"}, "body": {"config": {"k": 1}}}],
+    "PATCH /api/v1/instances/{iid}": [
+        {"path": {"iid": "@iid:0"}, "body": {"config": {"port": 7778}}}
+    ],
     "POST /api/v1/intents": [
         {
             "body": {
@@ -183,7 +196,18 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "GET /api/v1/sharing/invitations": [{"query": {"pn": BOB}}],
     "POST /api/v1/sharing/shares/{sid}/accept": [{"path": {"sid": "@sid:1"}, "body": {"by": BOB}}],
     "POST /api/v1/sharing/shares/{sid}/decline": [{"path": {"sid": "@sid:1"}, "body": {"by": BOB}}],
-    "POST /api/v1/usbip/functions": [{"body": {"descriptor": "hrh-climate", "serves": "laptop1"}}],
+    "POST /api/v1/usbip/functions": [
+        {
+            "body": {
+                "descriptor": "hrh-climate",
+                "serves": "laptop1",
+                "config": {
+                    "server": "192.168.1.2",
+                    "tls": {"ca": "/pki/ca.pem", "cert": "/pki/isp.pem", "key": "/pki/isp.key"},
+                },
+            }
+        }
+    ],
     "GET /api/v1/usbip/placement": [{"query": {"descriptor": "hrh-alarm", "serves": "laptop1"}}],
     "POST /api/v1/agents/{node}/report": [
         {"path": {"node": "cpe1"}, "body": {"ports": PORTS["cpe1"]}}

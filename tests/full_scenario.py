@@ -116,8 +116,9 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
                 json={"owner": ALICE, "device": "nas", "recipient": BOB}).json()  # fmt: skip
     sh = c.post(f"/api/v1/sharing/shares/{sh['id']}/accept", json={"by": BOB}).json()
     # the usbip service
-    fn = c.post("/api/v1/usbip/functions", json={"descriptor": "hrh-climate",
-                                                 "serves": "sensor"})  # fmt: skip
+    tls = {"ca": "/pki/ca.pem", "cert": "/pki/isp.pem", "key": "/pki/isp.key"}
+    fn = c.post("/api/v1/usbip/functions", json={"descriptor": "hrh-climate", "serves": "sensor",
+                "config": {"server": "192.168.50.2", "tls": tls}})  # fmt: skip
     ok(fn)
     # the catalog: a published chain and a subscription to it
     ok(c.post("/api/v1/catalog/chains", json={"provider": "acme", "descriptor":

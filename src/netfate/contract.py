@@ -18,6 +18,9 @@ CLI, and to ``netfate demo``, ``netfate experiment`` and ``netfate bench``::
     folder/migrations/              create_app          its Alembic branch, upgraded with
                                                         the core's (version_locations)
     descriptors                     create_app          seeded at start (kept if present)
+    functions                       create_app, agents  the functions it provides (its
+                                                        descriptors' too): the only ones
+                                                        a descriptor may name
     lifespan                        create_app          entered with the app (servers:
                                                         e.g. the RADIUS listener)
     loops                           create_app          reconcile loops, started and
@@ -47,6 +50,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from netfate.vnf import registry
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
@@ -136,6 +141,9 @@ class Service:
     api_aliases: tuple[str, ...] = ()
     """Earlier prefixes (``/api/v1/OLD/...``) that keep working, rewritten to NAME."""
     descriptors: tuple[Mapping[str, Any], ...] = ()
+    functions: tuple[str, ...] = ()
+    """``"package.module:Class"`` of the functions it provides beyond those its
+    descriptors name; each must be one the project ships (netfate.vnf.registry)."""
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None
     loops: tuple[Loop, ...] = ()
     cli: str | None = None
@@ -184,6 +192,22 @@ class Service:
 
     def topology(self, name: str) -> Path:
         return self.folder / "topologies" / name
+
+
+def registered_functions(services: Iterable[Service]) -> frozenset[str]:
+    """The functions a descriptor may name (``module:Class``): the platform's built-in
+    ones and those the registered ``services`` provide. ContractError if a service
+    provides one the project does not ship (an agent would refuse to run it)."""
+    out = set(registry.BUILTIN.values())
+    for svc in services:
+        for name in (*(str(d["function"]) for d in svc.descriptors), *svc.functions):
+            try:
+                out.add(registry.resolve(name))
+            except registry.UnknownFunction:
+                raise ContractError(
+                    f"service {svc.name}: function {name!r} is not in netfate.vnf.registry"
+                ) from None
+    return frozenset(out)
 
 
 def load(ref: str) -> Any:

@@ -54,6 +54,13 @@ def agent(
     no_zygote: Annotated[
         bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
     ] = False,
+    image_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Storage images (USB/IP) an instance may open lie below this directory "
+            "(default /var/lib/netfate/images)"
+        ),
+    ] = None,
     token_file: Annotated[
         Path | None,
         typer.Option(
@@ -68,6 +75,7 @@ def agent(
     from netfate.clihelp import client_tls, parse_hostport, read_token
     from netfate.host.ovs import Vsctl
     from netfate.host.private import private_dir
+    from netfate.vnf import registry
 
     # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
     if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
@@ -102,6 +110,7 @@ def agent(
         ovs_netns=ovs_netns,
         zygote=None if no_zygote else Zygote(state_root),
         offloads=_switch_tso(vsctl),
+        image_dir=image_dir or registry.DEFAULT_IMAGE_DIR,
     )
     # `netns` (the node's own namespace) is where node-level functions would live; the
     # agent process itself stays in the root namespace so it reaches the orchestrator.

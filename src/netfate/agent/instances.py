@@ -43,6 +43,7 @@ from netfate.host.ovs import Vsctl
 from netfate.host.private import write_private
 from netfate.model.lifecycle import InstanceRole, check_role_change
 from netfate.proto import arp
+from netfate.vnf import registry
 from netfate.vnf.zygote import PARENT_ENV, process_name
 
 log = logging.getLogger("netfate.agent")
@@ -136,9 +137,17 @@ class NodeContext:
     offloads: bool = False
     """The switch runs userspace TSO: instance veths keep tx checksum offload and TSO
     on. Without it they must be off or TCP stalls (host/ovs.py)."""
+    image_dir: Path = registry.DEFAULT_IMAGE_DIR
+    """Storage images an instance may open lie below this directory (--image-dir)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ports", PortSwitch(self.ovs_netns))
+
+
+def vet(spec: dict[str, Any], image_dir: Path) -> None:
+    """ValueError (UnknownFunction, pydantic's ValidationError) when ``spec`` names a
+    function the registry does not hold or a configuration its schema refuses."""
+    registry.check_config(str(spec.get("function")), spec.get("config") or {}, image_dir)
 
 
 @dataclass
@@ -253,7 +262,14 @@ class Instance:
             for _ in range(2):
                 sock.send(frame)
 
+    def vet(self) -> None:
+        """Refuse, before anything is imported or spawned, a function the registry does
+        not hold or a configuration its schema refuses (an image outside the image
+        directory): the orchestrator's word is not enough (netfate.vnf.registry)."""
+        vet(self.spec, self.ctx.image_dir)
+
     def spawn(self) -> None:
+        self.vet()
         args = [
             str(self.spec["function"]),
             "--instance",

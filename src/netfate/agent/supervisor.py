@@ -22,7 +22,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all
+from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all, vet
 from netfate.model.lifecycle import InstanceRole
 
 log = logging.getLogger("netfate.agent")
@@ -99,6 +99,7 @@ class Supervisor:
         inst = Instance(spec=spec, ctx=self.ctx, role=role)
         t0 = time.perf_counter()
         try:
+            await asyncio.to_thread(inst.vet)  # before a namespace is made for it
             if await asyncio.to_thread(inst.leftovers):  # of a crashed earlier try
                 await asyncio.to_thread(inst.teardown)
             await asyncio.to_thread(inst.prepare_netns)
@@ -150,6 +151,7 @@ class Supervisor:
         that carries the function's state across (export, stop, start, import)."""
         config = spec.get("config") or {}
         try:
+            vet(spec, self.ctx.image_dir)
             resp = await inst.call({"op": "configure", "config": config})
             if resp.get("applied"):
                 inst.spec = spec

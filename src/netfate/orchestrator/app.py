@@ -21,11 +21,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
-from netfate.contract import ContractError, Service
+from netfate.contract import ContractError, Service, registered_functions
 from netfate.host.private import write_private
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
@@ -33,7 +32,7 @@ from netfate.orchestrator import metrics, timeseries
 from netfate.orchestrator.api import errors as api_errors
 from netfate.orchestrator.api import roles
 from netfate.orchestrator.api.deps import SessionDep
-from netfate.orchestrator.api.limits import BodyLimit, Slots
+from netfate.orchestrator.api.limits import BodyLimit, KnownHosts, Slots
 from netfate.orchestrator.api.routes import router as core_router
 from netfate.orchestrator.identity import accounts, guard, pages
 from netfate.orchestrator.identity.door import DoorClients
@@ -47,6 +46,7 @@ from netfate.orchestrator.notify import Notifier
 from netfate.orchestrator.sdn.api import router as sdn_router
 from netfate.orchestrator.txretry import TransactionRetry
 from netfate.store.db import Database
+from netfate.vnf import registry
 
 log = logging.getLogger("netfate.orchestrator")
 
@@ -84,6 +84,9 @@ class Settings:
     door_secret: str | None = None
     """The front door's secret (`netfate frontdoor`): a request that carries it has its
     client address from the door (identity/door.py); None: no door."""
+    image_dir: Path = registry.DEFAULT_IMAGE_DIR
+    """A USB/IP storage device's image must lie below this directory (each agent checks
+    against its own --image-dir as well)."""
     operator_file: Path | None = None
     """On a database with no operator, the one made at start is written here (mode
     0600, JSON: name, password) instead of printed once on standard output."""
@@ -107,6 +110,7 @@ def create_app(
     a name taken twice)."""
     services = tuple(services)
     _check_names(services)
+    functions = registered_functions(services)
     db = db or Database(settings.database_url)
     identity = guard.Identity(db, enforce=enforce, allowed_hosts=settings.allowed_hosts)
     notifier = Notifier()
@@ -156,6 +160,7 @@ def create_app(
     app.state.notifier = notifier
     app.state.settings = settings
     app.state.services = services
+    app.state.functions = functions
     app.state.function_events = fnevents.dispatcher(services)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")
@@ -223,7 +228,7 @@ def create_app(
     if aliases:
         app.add_middleware(_Aliases, aliases=aliases)
     if settings.allowed_hosts and "*" not in settings.allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+        app.add_middleware(KnownHosts, hosts=settings.allowed_hosts)
     if settings.door_secret is not None:  # outermost: no other part sees the door's headers
         app.add_middleware(DoorClients, secret=settings.door_secret)
     return app
@@ -266,10 +271,33 @@ def _annotate_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = roles.annotate(generate(), app.state.roles)
+            doc = roles.annotate(generate(), app.state.roles)
+            _function_configs(doc, app.state.functions)
+            app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _function_configs(doc: dict[str, Any], functions: frozenset[str]) -> None:
+    """Each registered function's configuration schema, in the document's components
+    (``FnConfig.<Model>``) and listed by function under ``x-function-configs``: what
+    an instance's or a descriptor's ``config`` must be (checked at the API and again
+    by the agent)."""
+    comps = doc.setdefault("components", {}).setdefault("schemas", {})
+    listed: dict[str, Any] = {}
+    template = "#/components/schemas/FnConfig.{model}"
+    for ref in sorted(functions):
+        model = registry.schema(ref)
+        if model is None:
+            listed[ref] = {"type": "object", "description": "not typed yet"}
+            continue
+        js = model.model_json_schema(ref_template=template)
+        for name, sub in js.pop("$defs", {}).items():
+            comps[f"FnConfig.{name}"] = sub
+        comps[f"FnConfig.{model.__name__}"] = js
+        listed[ref] = {"$ref": template.format(model=model.__name__)}
+    doc["x-function-configs"] = listed
 
 
 class _Aliases:

@@ -104,6 +104,13 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
                 "requests carrying it are counted by the client address the door gives"
             ),
         ] = None,
+        image_dir: Annotated[
+            Path | None,
+            typer.Option(
+                help="A USB/IP storage device's image must lie below this directory "
+                "(default /var/lib/netfate/images)"
+            ),
+        ] = None,
     ) -> None:
         """Run the orchestrator: REST API under /api/v1, metrics at /metrics, dashboard at /.
 
@@ -117,6 +124,7 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
             prometheus=prometheus, tls=tls, allowed_hosts=tuple(allowed_host or ()),
             operator_file=operator_file, door_secret=read_door_secret(door_secret_file),
+            image_dir=image_dir,
         )  # fmt: skip
 
     return orchestrator
@@ -174,6 +182,7 @@ def serve(
     allowed_hosts: tuple[str, ...] = (),
     operator_file: Path | None = None,
     door_secret: str | None = None,
+    image_dir: Path | None = None,
 ) -> None:
     """`tls`: (certificate, key) to serve HTTPS with (check_tls decides)."""
     import uvicorn
@@ -196,6 +205,7 @@ def serve(
         allowed_hosts=(*Settings.allowed_hosts, host, *allowed_hosts),
         operator_file=operator_file,
         door_secret=door_secret,
+        image_dir=image_dir or Settings.image_dir,
     )
     # History bounds: the Settings defaults unless given (nfv/history.py).
     if keep_gone is not None:

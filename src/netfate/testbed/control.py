@@ -133,6 +133,7 @@ def start_control(
         st.prometheus_url = f"http://127.0.0.1:{free_port()}"
     st.save()
     logs = st.dir / "logs"
+    st.images.mkdir(mode=0o700, parents=True, exist_ok=True)
     t0 = time.monotonic()
     door_secret = write_private(st.secrets / "door.secret", secrets.token_urlsafe(32))
     report("orchestrator")
@@ -156,6 +157,8 @@ def start_control(
             str(door_secret),
             "--allowed-host",
             str(topo.door_ip),
+            "--image-dir",
+            str(st.images),
             *(
                 ["--heartbeat-timeout", str(3 * heartbeat_for(len(topo.nodes)))]
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
@@ -208,6 +211,8 @@ def start_control(
                 str(st.dir / "agents" / node.name),
                 "--prefix",
                 st.prefix,
+                "--image-dir",
+                str(st.images),
                 "--token-file",
                 str(issue_token(st, url, token, "agents", {"node": node.name})),
             ]

@@ -129,6 +129,12 @@ class RunState:
         and token, each agent's token, the controller's."""
         return self.dir / "secrets"
 
+    @property
+    def images(self) -> Path:
+        """Storage images (USB/IP) the run's functions may open: the orchestrator's and
+        every agent's --image-dir."""
+        return self.dir / "images"
+
     def operator_token(self) -> str | None:
         return read_private(self.secrets / "operator.token")
 

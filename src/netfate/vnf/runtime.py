@@ -44,13 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netfate.vnf import registry
 from netfate.vnf.outbox import Outbox
 
-# Built-in functions by name; a descriptor may also name "package.module:Class".
-FUNCTIONS: dict[str, str] = {
-    "counter": "netfate.vnf.counter:Counter",
-    "forwarder": "netfate.vnf.forwarder:Forwarder",
-}
+# Built-in functions by name; a descriptor may also name a shipped "package.module:Class".
+FUNCTIONS = registry.BUILTIN
 
 MAX_CONTROL_LINE = 64 << 20  # state blobs can be large (conntrack tables)
 
@@ -113,10 +111,13 @@ class Function:
 
 
 def load_function(name: str) -> type[Function]:
-    target = FUNCTIONS.get(name, name)
-    module, sep, cls = target.partition(":")
-    if not sep:
-        raise SystemExit(f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}")
+    """The function class ``name`` stands for; a name the registry does not hold is
+    refused before anything is imported for it."""
+    try:
+        target = registry.resolve(name)
+    except registry.UnknownFunction as e:
+        raise SystemExit(f"{e}; built-in: {', '.join(sorted(FUNCTIONS))}") from None
+    module, _, cls = target.partition(":")
     obj = getattr(importlib.import_module(module), cls)
     if not (isinstance(obj, type) and issubclass(obj, Function)):
         raise SystemExit(f"{target} is not a netfate Function")

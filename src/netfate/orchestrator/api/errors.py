@@ -14,9 +14,10 @@ itself is never echoed back.
 Routes document the errors they answer with `responses=errors(404, 409)`; the
 app's document gets what the app answers before or around a route
 (document_common_errors): 422 (validation) on every operation with input, 400
-(not UTF-8 text) and 413 (too large) on every operation with a body, 503 (the
-database cannot be reached) on every operation and 409 (a lost race, still lost
-after retries: txretry.py) on every operation that may write.
+(not UTF-8 text) and 413 (too large) on every operation with a body, 400 (a Host
+not the server's) and 503 (the database cannot be reached) on every operation, and
+409 (a lost race, still lost after retries: txretry.py) on every operation that
+may write.
 """
 
 from __future__ import annotations
@@ -153,10 +154,11 @@ def _common_errors(doc: dict[str, Any]) -> None:
     for item in doc.get("paths", {}).values():
         for method, op in item.items():
             responses = op.setdefault("responses", {})
-            common = [503] if method in ("get", "head") else [409, 503]
+            # 400 on every operation: a Host that is not the server's (limits.KnownHosts).
+            common = [400, 503] if method in ("get", "head") else [400, 409, 503]
             if "requestBody" in op:
                 # Before validation: a body that is not UTF-8 text is a 400 (FastAPI's).
-                common += [400, 413]
+                common += [413]
             for code in common:
                 responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
             for code, response in responses.items():

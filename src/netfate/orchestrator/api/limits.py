@@ -90,6 +90,32 @@ class EventStream(StreamingResponse):
             self._release = None
 
 
+class KnownHosts:
+    """ASGI middleware: a request whose Host is not one of `hosts` (a page loaded
+    from another name that resolves here: DNS rebinding) is refused with 400 and
+    the API's error body before any route runs. Starlette's TrustedHostMiddleware
+    does the same check but answers in plain text, which no client of this API
+    expects."""
+
+    def __init__(self, app: ASGIApp, hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.hosts = frozenset(h.lower() for h in hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = [v for k, v in scope["headers"] if k == b"host"]
+            name = given[0].decode("latin-1").lower() if len(given) == 1 else ""
+            # host:port, [v6]:port or a bare name; the port is not part of the check.
+            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+            if name.startswith("[") and "]" in name:
+                name = name[1 : name.index("]")]
+            if name not in self.hosts:
+                answer = JSONResponse(error_body("unknown Host: use this server's own name"), 400)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI middleware: a request body over `limit` bytes is refused with 413 and the
     API's error body, at once when its Content-Length says so, else as soon as the

@@ -20,8 +20,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from netfate.model.secrets import restore
 from netfate.model.topology import Topology
-from netfate.orchestrator.api import schemas, views
+from netfate.orchestrator.api import functions, schemas, views
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.limits import EventStream, event_streams, long_polls, poll_wait
@@ -195,11 +196,14 @@ def list_descriptors(session: SessionDep) -> list[dict[str, Any]]:
     return [views.descriptor(d) for d in session.scalars(select(DescriptorRow))]
 
 
-@router.post("/descriptors", tags=["descriptors"], status_code=201)
+@router.post("/descriptors", tags=["descriptors"], status_code=201, responses=errors(422))
 def put_descriptor(
-    body: schemas.DescriptorIn, session: SessionDep, p: PrincipalDep
+    body: schemas.DescriptorIn, request: Request, session: SessionDep, p: PrincipalDep
 ) -> dict[str, Any]:
-    """Publish a descriptor, or replace one of one's own (an operator: any)."""
+    """Publish a descriptor, or replace one of one's own (an operator: any). Its
+    function must be one a registered service provides (422 otherwise), and its
+    configuration must pass that function's schema."""
+    functions.config(request, body.function, body.config, ("body", "config"))
     row = session.get(DescriptorRow, body.name)
     if row is None:
         row = DescriptorRow(name=body.name, owner=p.name or None)
@@ -261,12 +265,19 @@ def list_instances(
 
 @router.post("/instances", tags=["instances"], status_code=201, responses=errors(404, 409))
 def create_instance(
-    body: schemas.InstanceCreate, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+    body: schemas.InstanceCreate,
+    request: Request,
+    session: SessionDep,
+    notifier: NotifierDep,
+    p: PrincipalDep,
 ) -> dict[str, Any]:
     """Create an instance (placement picks its node; an operator may name one). It is
     the caller's: a provider sees and acts on its own instances only."""
     if body.node is not None and not p.operator:
         raise HTTPException(403, detail="node names are the operator's: say `serves` instead")
+    desc = session.get(DescriptorRow, body.descriptor)
+    if desc is not None:  # (else nfv answers 404)
+        functions.instance(request, desc, body.config)
     inst, touched = nfv.create_instance(
         session,
         nfv.CreateRequest(
@@ -319,12 +330,17 @@ def destroy_instance(
 def reconfigure_instance(
     iid: str,
     body: schemas.InstancePatch,
+    request: Request,
     session: SessionDep,
     notifier: NotifierDep,
     p: PrincipalDep,
 ) -> dict[str, Any]:
     """Give a live instance a new configuration; its agent applies it."""
-    _own_instance(session, p, iid)
+    inst = _own_instance(session, p, iid)
+    desc = session.get(DescriptorRow, inst.descriptor)
+    function = desc.function if desc is not None else inst.descriptor  # as the agent gets it
+    cfg = restore(body.config, inst.config or {})
+    functions.config(request, function, cfg, ("body", "config"), ("path", "iid"))
     inst, touched = nfv.reconfigure_instance(session, iid, body.config)
     session.commit()
     notifier.notify(touched)

@@ -24,10 +24,10 @@ A token is shown once, when it is made; the store keeps its SHA-256 only.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -54,13 +54,18 @@ MAX_MACHINE_TTL_S = 10 * 365 * accounts.DAY
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Numbers and flags taken strictly, as the core API's inputs (api/schemas.py): true is
+# not a lifetime, "1" is not a flag.
+Lifetime = Annotated[float, Strict()]
 
 
 class SignIn(_In):
     name: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=1024)
-    ttl_s: float | None = Field(
+    ttl_s: Lifetime | None = Field(
         default=None, gt=0, le=MAX_TTL_S, description="Lifetime (default 12 hours)"
     )
 
@@ -74,7 +79,7 @@ class AccountIn(_In):
 
 
 class AccountPatch(_In):
-    disabled: bool
+    disabled: Annotated[bool, Strict()]
 
 
 class PasswordIn(_In):
@@ -83,12 +88,12 @@ class PasswordIn(_In):
 
 class AgentIn(_In):
     node: str = Field(min_length=1, max_length=64)
-    ttl_s: float | None = Field(default=None, gt=0, le=MAX_MACHINE_TTL_S)
+    ttl_s: Lifetime | None = Field(default=None, gt=0, le=MAX_MACHINE_TTL_S)
 
 
 class ControllerIn(_In):
     name: str = Field(default="sdn", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    ttl_s: float | None = Field(default=None, gt=0, le=MAX_MACHINE_TTL_S)
+    ttl_s: Lifetime | None = Field(default=None, gt=0, le=MAX_MACHINE_TTL_S)
 
 
 def _identity(request: Request) -> Identity:

@@ -36,6 +36,7 @@ only its own subscriptions (another's is a 404).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -54,6 +55,7 @@ from netfate.orchestrator.nfv.errors import Conflict, NotFound
 from netfate.orchestrator.notify import Notifier
 from netfate.store.events import record
 from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
+from netfate.vnf import registry
 
 from . import conduit as cd
 from . import templates
@@ -98,9 +100,14 @@ def functions(request: Request, session: Session) -> dict[str, Function]:
     services: tuple[Service, ...] = tuple(getattr(request.app.state, "services", ()))
     names = {str(d["name"]) for svc in services for d in svc.descriptors}
     names |= {str(d["name"]) for d in BUILTIN_DESCRIPTORS}
+    allowed: frozenset[str] = getattr(request.app.state, "functions", frozenset())
     out = {}
     for d in session.scalars(select(DescriptorRow).where(DescriptorRow.name.in_(sorted(names)))):
-        out[d.name] = Function(d.name, float(d.cpu), float(d.memory_mb))
+        # A row whose function is not a registered one (the database says so) is no
+        # function a chain may use: its block is refused as unknown.
+        with contextlib.suppress(registry.UnknownFunction):
+            registry.resolve(d.function, allowed)
+            out[d.name] = Function(d.name, float(d.cpu), float(d.memory_mb))
     return out
 
 

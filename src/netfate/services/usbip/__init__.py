@@ -62,6 +62,11 @@ SERVICE = Service(
             "runs on the HRH when the ISP is farther (delay-bound policy).",
         },
     ),
+    # The same without TLS (its experiments and tests run them).
+    functions=(
+        "netfate.vnf.usbip_host.function:UsbipHost",
+        "netfate.vnf.usbip_client.function:SerialImporter",
+    ),
     loops=(Loop("tunnels", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
     cli="netfate.services.usbip.cli:app",
     demos=(Demo("usbip", "netfate.services.usbip.demo", aliases=("hrh",)),),

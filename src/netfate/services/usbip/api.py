@@ -17,11 +17,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from netfate.orchestrator.api import views
+from netfate.orchestrator.api import functions, views
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.engine.placement import NoPlacement, PlacementRequest, place
@@ -57,11 +57,12 @@ def _descriptor(session: SessionDep, name: str) -> DescriptorRow:
     return desc
 
 
-@router.post("/functions", status_code=201, responses=errors(404, 409))
+@router.post("/functions", status_code=201, responses=errors(404, 409, 422))
 def create_function(
-    body: FunctionCreate, session: SessionDep, notifier: NotifierDep
+    body: FunctionCreate, request: Request, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
     desc = _descriptor(session, body.descriptor)
+    functions.instance(request, desc, body.config)  # 422: its function's schema refuses it
     inst, touched = nfv.create_instance(
         session,
         nfv.CreateRequest(

@@ -84,8 +84,10 @@ class _Home:
         self.hrh = ca.issue(HRH_NODE, usage="server")
         self.climate = ca.issue("isp-climate", usage="client")
         self.storage = ca.issue("isp-storage", usage="client")
-        self.image = self.dir / "pendrive.img"
-        self.link = self.dir / "ttyHRH"
+        # Where the run's functions may open storage images (--image-dir).
+        tb.state.images.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.image = tb.state.images / "pendrive.img"
+        self.link = tb.state.images / "ttyHRH"  # replaced by the function: below --image-dir
         self.photo = hashlib.sha256(b"netfate hrh demo").digest() * 4096  # 128 KiB
         # The family's photo, put on the pendrive at home before it is exported.
         with open(self.image, "wb") as f:

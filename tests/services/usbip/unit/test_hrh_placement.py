@@ -26,10 +26,14 @@ with warnings.catch_warnings():
 
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.usbip import SERVICE as USBIP
+from usbip_configs import CLIENT_CONFIG, HRH_CONFIG
 
 # Importing the service's placement module registers its policy (as the orchestrator
 # does when it mounts the usbip service).
 importlib.import_module("netfate.services.usbip.placement")
+
+HRH: dict[str, Any] = {"descriptor": "hrh-usbip-host", "node": "hrh1", "config": HRH_CONFIG}
+CLIENT = CLIENT_CONFIG
 
 
 def home_and_isp(one_way_ms: float) -> nx.Graph[str]:
@@ -124,10 +128,12 @@ def test_api_places_by_the_descriptors_bound_and_records_why(api: TestClient) ->
     assert r.json()["node"] == "hrh1" and "> bound 15 ms" in r.json()["why"]
 
     alarm = api.post(
-        "/api/v1/usbip/functions", json={"descriptor": "hrh-alarm", "serves": "sensor"}
+        "/api/v1/usbip/functions",
+        json={"descriptor": "hrh-alarm", "serves": "sensor", "config": CLIENT},
     )
     climate = api.post(
-        "/api/v1/usbip/functions", json={"descriptor": "hrh-climate", "serves": "sensor"}
+        "/api/v1/usbip/functions",
+        json={"descriptor": "hrh-climate", "serves": "sensor", "config": CLIENT},
     )
     assert alarm.status_code == 201, alarm.text
     assert climate.status_code == 201, climate.text
@@ -154,15 +160,13 @@ def test_api_refuses_when_neither_the_isp_nor_the_hrh_can_meet_the_bound(api: Te
     # Fill the HRH (1 CPU, 512 MiB) with pinned HRH functions until it refuses one:
     # then the alarm (15 ms) has nowhere to go.
     made = 0
-    while (
-        api.post(
-            "/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"}
-        ).status_code
-        == 201
-    ):
+    while api.post("/api/v1/instances", json=HRH).status_code == 201:
         made += 1
     assert made == 8  # 8 x 64 MiB
-    r = api.post("/api/v1/usbip/functions", json={"descriptor": "hrh-alarm", "serves": "sensor"})
+    r = api.post(
+        "/api/v1/usbip/functions",
+        json={"descriptor": "hrh-alarm", "serves": "sensor", "config": CLIENT},
+    )
     assert r.status_code == 409
     assert "delay-bound 15 ms cannot be met" in r.json()["detail"]
     assert "no HRH with room near sensor" in r.json()["detail"]
@@ -178,7 +182,12 @@ def test_the_generic_instances_api_honours_the_descriptors_bound(api: TestClient
     for descriptor, node in (("hrh-alarm", "hrh1"), ("hrh-climate", "pe1")):
         r = api.post(
             "/api/v1/instances",
-            json={"descriptor": descriptor, "serves": "sensor", "policy": "delay-bound"},
+            json={
+                "descriptor": descriptor,
+                "serves": "sensor",
+                "policy": "delay-bound",
+                "config": CLIENT,
+            },
         )
         assert r.status_code == 201, r.text
         assert r.json()["node"] == node, (descriptor, r.json())

@@ -22,6 +22,7 @@ with warnings.catch_warnings():
 import authn
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.usbip import SERVICE as USBIP
+from usbip_configs import CLIENT_CONFIG, HRH_CONFIG
 from waiting import until
 
 TOPO: dict[str, Any] = {
@@ -34,6 +35,9 @@ TOPO: dict[str, Any] = {
     "links": [{"a": "hrh1", "b": "pe1", "delay": "10ms", "rate": "50Mbit"}],
 }
 V1 = "/api/v1/usbip"
+
+HRH: dict[str, Any] = {"descriptor": "hrh-usbip-host", "node": "hrh1", "config": HRH_CONFIG}
+CLIMATE: dict[str, Any] = {"descriptor": "hrh-climate", "serves": "sensor", "config": CLIENT_CONFIG}
 
 
 def report(c: TestClient, node: str) -> None:
@@ -76,8 +80,8 @@ def intent_ids(c: TestClient) -> set[str]:
 def test_a_tunnel_opens_once_its_functions_have_ports_and_closes_with_them(
     api: TestClient,
 ) -> None:
-    hrh = api.post("/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"})
-    climate = api.post(f"{V1}/functions", json={"descriptor": "hrh-climate", "serves": "sensor"})
+    hrh = api.post("/api/v1/instances", json=HRH)
+    climate = api.post(f"{V1}/functions", json=CLIMATE)
     assert hrh.status_code == 201 and climate.status_code == 201, (hrh.text, climate.text)
     h, cl = hrh.json()["id"], climate.json()["id"]
     report(api, "hrh1")
@@ -103,7 +107,7 @@ def test_a_tunnel_opens_once_its_functions_have_ports_and_closes_with_them(
 def test_a_routed_tunnel_waits_for_its_port_and_stays_until_it_is_closed(
     api: TestClient,
 ) -> None:
-    hrh = api.post("/api/v1/instances", json={"descriptor": "hrh-usbip-host", "node": "hrh1"})
+    hrh = api.post("/api/v1/instances", json=HRH)
     h = hrh.json()["id"]
     report(api, "hrh1")
     r = api.post(f"{V1}/tunnels", json={"name": "isp", "a": "subnet:10.10.0.0/24@pe1",
