@@ -195,16 +195,20 @@ def _two_part(
     a = _pick(st, entry, es)
     if a is None:
         return None
-    crossing = [m for i, j, m in info.talks if 0 in (i, j)]
+    need = sum(m for i, j, m in info.talks if 0 in (i, j))
+    # The user's traffic to the entry shares any link its route has with the talks'.
+    user: dict[int, float] = {}
+    if info.user_mbps > 0:
+        user = dict.fromkeys(net.path_links(net.index[sub.at], a), info.user_mbps)
     room = SPLIT_HEADROOM if optional else 0.0
     for b in np.argsort(rs, kind="stable")[:8].tolist():
         if not np.isfinite(rs[b]):
             return None
         if b == a or net.availability[a] * net.availability[b] < info.avail_bound:
             continue
-        need = sum(crossing)
         if all(
-            st.link_free[lk] - need >= room * net.link_cap[lk] - TOL for lk in net.path_links(a, b)
+            st.link_free[lk] - need - user.get(lk, 0.0) >= room * net.link_cap[lk] - TOL
+            for lk in net.path_links(a, b)
         ):
             nodes = (a,) + (b,) * (len(info.names) - 1)
             return nodes, float(es[a] + rs[b])
