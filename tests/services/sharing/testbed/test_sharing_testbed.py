@@ -31,6 +31,7 @@ from netfate.host import netns
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing import demo
 from netfate.testbed.builder import Testbed
+from waiting import until
 
 EXAMPLES = SHARING.folder / "topologies"
 PASSWORD = "a user's password here"
@@ -263,14 +264,30 @@ def _with_password(api: Api, name: str) -> None:
     assert r.status_code < 400, r.text
 
 
+def _door_answers(bed: Testbed, host: str) -> bool:
+    """Whether `host` reaches the front door's health route (from its namespace)."""
+    import httpx
+
+    def ask() -> bool:
+        try:
+            return httpx.get(f"{bed.door_url}/api/v1/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return bool(netns.in_netns(bed.netns_of(host), ask))
+
+
 def _signed_in_page(browser: Any, base: str, pn: str) -> Any:
-    """The owners' page, opened through the front door and signed in as the PN's owner
-    (the session API, from the page's origin, as the pages do)."""
+    """The owners' page, opened through the front door as a person would: the door's
+    address sends the browser to the sign-in page, the PN's owner signs in there and
+    lands on their own page."""
     page = browser.new_page()
-    page.goto(f"{base}/api/v1/sharing/page?pn={pn}", timeout=T)
-    status, text = call(page, "POST", "/api/v1/auth/session", {"name": pn, "password": PASSWORD})
-    assert status == 200, text
-    page.reload(timeout=T)
+    page.goto(f"{base}/", timeout=T)
+    page.wait_for_url(lambda url: "/signin?next=" in url, timeout=T)
+    page.fill("#signin-name", pn)
+    page.fill("#signin-password", PASSWORD)
+    page.click("#signin-submit")
+    page.wait_for_url(lambda url: "/api/v1/sharing/page" in url, timeout=T)
     page.get_by_text(pn).first.wait_for(timeout=T)
     return page
 
@@ -288,6 +305,10 @@ def test_a_share_made_on_the_page_serves_media_to_the_tv(hotel: Testbed) -> None
     api = Api(hotel.api_url, hotel.api_token)
     if not api("GET", "/sharing/pns"):  # run alone: the demo check made none yet
         demo.create_pns(hotel, api)
+    # New PNs re-route their hosts (through the fabric's intents, installed by the
+    # controller a moment later): wait until both browsers' hosts reach the door.
+    for host in ("guestphone", "laptop"):
+        assert until(lambda h=host: _door_answers(hotel, h), timeout=60.0), host
     owner, recipient = demo.email(hotel, "home"), demo.email(hotel, "hotel")
     for name in (owner, recipient):
         _with_password(api, name)
