@@ -111,3 +111,37 @@ def test_the_zygote_never_imports_a_function_outside_the_registry(
     finally:
         netns.remove(name)
     assert not bird.imported()
+
+
+def test_an_agent_restarted_does_not_adopt_what_it_would_not_start(
+    ctx: NodeContext, bird: Canary
+) -> None:
+    """A previous run left an instance running whose function is not (or no longer) in
+    the registry: the restarted agent stops it and reports it failed instead of taking
+    it over. The process stands in for it: its command line names the instance."""
+    import subprocess
+    import sys
+
+    iid = "i-0000ad0b"
+    inst = Instance(spec=spec(iid, bird.ref, {}), ctx=ctx)
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    netns.ensure(inst.netns)
+    # alive() checks the command line names the instance.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", iid])
+    try:
+        inst.pid = proc.pid
+        inst.save()
+        sup = Supervisor(ctx, asyncio.Event())
+        asyncio.run(sup.adopt())
+        assert iid not in sup.instances
+        assert "not a registered function" in sup.failed[iid]
+        assert proc.wait(timeout=10) != 0  # stopped (SIGKILL: it answers no control call)
+        assert not netns.exists(inst.netns)
+        assert not list(ctx.state_dir.glob(f"{iid}*"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if netns.exists(inst.netns):
+            netns.remove(inst.netns)
+    assert not bird.imported()

@@ -42,8 +42,18 @@ class Supervisor:
         self._background: set[asyncio.Task[None]] = set()
 
     async def adopt(self) -> None:
-        """Take over what a previous run of this agent left running."""
-        self.instances.update(await asyncio.to_thread(adopt_all, self.ctx))
+        """Take over what a previous run of this agent left running, but only what it
+        would start now: an instance whose function left the registry, or whose
+        configuration its schema now refuses, is stopped and reported failed."""
+        for iid, inst in (await asyncio.to_thread(adopt_all, self.ctx)).items():
+            try:
+                inst.vet()
+            except ValueError as e:
+                log.warning("not adopting instance %s: %s", iid, e)
+                self.failed[iid] = f"refused at adoption: {e}"[:500]
+                await inst.stop()
+                continue
+            self.instances[iid] = inst
 
     def start_zygote(self, z: Zygote) -> None:
         """Started in the background: until it is ready, instances start as new
