@@ -30,13 +30,21 @@ from netfate.services.streaming import SERVICE as STREAMING
 from netfate.services.streaming import recordings
 from netfate.vnf import registry
 from netfate.vnf.streaming import schemas
+from streaming_configs import (
+    ACQ,
+    CONTENT,
+    EDGE,
+    FLOW,
+    RELAY,
+    ROUTE,
+    SECRET,
+    STORAGE,
+    documented,
+    storage,
+)
 from waiting import until
 
 V1 = "/api/v1/streaming"
-ACQ = "netfate.vnf.streaming.acquirer:Acquirer"
-RELAY = "netfate.vnf.streaming.relay:Relay"
-EDGE = "netfate.vnf.streaming.edge:EdgeStreamer"
-STORAGE = "netfate.vnf.streaming.storage:Storage"
 FUNCTIONS = (ACQ, RELAY, EDGE, STORAGE)
 # The provider at pe1, viewers at pe4 and pe5 (no neighbours: each gets its streamer),
 # their paths part at c2 (a core with compute: a LAN): a forwarder there.
@@ -130,11 +138,6 @@ def create(c: TestClient, descriptor: str, config: dict[str, Any]) -> Any:
                                              "config": config})  # fmt: skip
 
 
-def storage(volume: str, **more: Any) -> dict[str, Any]:
-    return {"volume": volume, "contents": [{"id": "X", "port": 7100}],
-            "recordings": [{"id": "r1", "user": "alice", "content": "X"}], **more}  # fmt: skip
-
-
 def outside(images: Path) -> list[str]:
     return [
         "/etc",
@@ -184,45 +187,15 @@ def test_an_edge_work_directory_outside_is_refused(api: TestClient, images: Path
     ok(create(api, "streaming-edge", edge), 201)  # its own temporary directory
 
 
-FLOW = {"id": "f1", "protocol": "srt", "port": 5000, "event": "ev1", "state": "started",
-        "next_hops": [{"host": "10.0.9.2", "port": 6000}], "sources": ["10.1.0.7"],
-        "armed_from": 1767000000, "armed_until": 1767007200,
-        "passphrase": "a passphrase", "latency_ms": 120}  # fmt: skip
-ROUTE = {"id": "X", "port": 6000, "next_hops": [{"host": "10.0.1.5", "port": 7000}]}
-CONTENT = {"id": "X", "port": 7000, "sources": ["10.0.9.1"], "hls": True,
-           "renditions": [{"name": "low", "height": 240, "video_kbps": 400, "audio_kbps": 64}],
-           "viewers": [{"host": "10.0.3.7", "port": 5004, "rendition": "low"}]}  # fmt: skip
-SECRET = "sixteen or more characters"
-
-
 def valid(images: Path) -> dict[str, list[dict[str, Any]]]:
-    """The configurations each function's docstring shows, and their smallest."""
+    """The configurations each function's docstring shows, and small ones."""
+    doc = documented(images)
     return {
-        ACQ: [
-            {"ports": {"first": 5000, "last": 5031}, "flows": [FLOW], "bind": "0.0.0.0",
-             "source_timeout": 10, "refusal_quiet_s": 10},
-            {"flows": [{"id": "f2", "protocol": "rtmp", "port": 1935, "event": None}]},
-            {},
-        ],
-        RELAY: [
-            {"routes": [{**ROUTE, "sources": ["10.0.0.2"]}], "bind": "::", "rtcp": True,
-             "source_timeout": 10},
-            {"routes": [ROUTE], "rtcp": False},
-        ],
-        EDGE: [
-            {"contents": [CONTENT], "http_port": 8080, "bind": "0.0.0.0",
-             "hls": {"segment_s": 1.0, "list_size": 6, "format": "fmp4", "low_latency": True,
-                     "part_s": 0.2},
-             "join": {"secret": SECRET, "lease_s": 300, "max_viewers": 200, "per_address": 8},
-             "work_dir": f"{images}/edge", "source_timeout": 10},
-            {"contents": [], "join": {"secret": None}, "work_dir": None},
-        ],
-        STORAGE: [
-            storage(f"{images}/rec", http_port=8081, bind="0.0.0.0", segment_s=2,
-                    quota={"default_bytes": 1000000000, "users": {"alice": 500000000}},
-                    secret=SECRET, source_timeout=10),
-            {"volume": f"{images}/a/b/c"},
-        ],
+        ACQ: [doc[ACQ], {"flows": [{"id": "f2", "protocol": "rtmp", "port": 1935,
+                                    "event": None}]}, {}],
+        RELAY: [doc[RELAY], {"routes": [ROUTE], "rtcp": False}],
+        EDGE: [doc[EDGE], {"contents": [], "join": {"secret": None}, "work_dir": None}],
+        STORAGE: [doc[STORAGE], {"volume": f"{images}/a/b/c"}],
     }  # fmt: skip
 
 
