@@ -35,8 +35,8 @@ def _address(v: str) -> str:
     return v
 
 
-Address = Annotated[str, Field(max_length=45), AfterValidator(_address)]
-"""An IP address, v4 or v6."""
+Address = Annotated[str, Field(max_length=64), AfterValidator(_address)]
+"""An IP address, v4 or v6 (a link-local one with its interface: at most 64)."""
 Port = Annotated[int, Field(ge=1, le=65535)]
 RtpPort = Annotated[int, Field(ge=1, le=65534, description="RTP here, RTCP on port + 1")]
 Seconds = Annotated[float, Field(ge=1, le=3600)]
