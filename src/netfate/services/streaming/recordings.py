@@ -12,10 +12,10 @@ the hop goes. A recording asked for before its event starts begins with the stre
 The volume is the service's: a directory on the node (``NETFATE_STREAMING_VOLUME``,
 default /var/lib/netfate/images/streaming), outside any instance, so a restarted or
 rebuilt storage function scans it and serves what is there. The function writes it
-as root, so it must lie below the node's --image-dir (the agent and the API refuse
-a volume elsewhere; a testbed run sets it below the run's images). Each user's bytes count against
-a quota (``NETFATE_STREAMING_QUOTA_BYTES``, default 1 GiB): reaching it stops the
-user's recordings, a new one is refused (the function's ``stop_reason``).
+as root, so it must lie below the node's --image-dir (the agent refuses a volume
+elsewhere; a testbed run sets it below the run's images). Each user's bytes count
+against a quota (``NETFATE_STREAMING_QUOTA_BYTES``, default 1 GiB): reaching it stops
+the user's recordings, a new one is refused (the function's ``stop_reason``).
 
 Recording ``r{id}`` of user U lives in VOLUME/U'/r{id}/, where U' is U when it is a
 plain name and ``u-`` + a digest of it otherwise (e-mail addresses).

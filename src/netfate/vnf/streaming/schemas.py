@@ -5,7 +5,10 @@ reconfigured (netfate.vnf.registry names each one).
 Each field carries the limits its function's own reader (config.py and the
 ``parse`` of each function's config) enforces; the rules that tie fields together
 (unique ids, ports that clash, an SRT-only passphrase, a rendition a viewer names)
-are that reader's, run on the checked configuration, so the two cannot disagree.
+are that reader's, run on the checked configuration (imported then), so what the
+schema takes the function takes. The converse is fuzzed (the schema refuses nothing
+the reader takes but the paths below, and a false or empty value where the reader
+reads an object or the work directory as not given).
 
 Paths a function writes as root lie below the node's image directory (the
 validation context's ``image_dir``, configs.DevicePath): the storage's ``volume``,
