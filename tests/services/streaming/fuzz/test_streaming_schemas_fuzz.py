@@ -1,7 +1,7 @@
 """Fuzz the streaming functions' configuration schemas (vnf/streaming/schemas.py)
 against the functions' own readers (hypothesis).
 
-- Any JSON value: the schema takes it or refuses it with a ValidationError (never
+- Any JSON object: the schema takes it or refuses it with a ValidationError (never
   another exception), and what it takes the function's reader takes too.
 - A documented configuration with one value changed, added or removed: the schema
   and the reader agree both ways, so the schema refuses nothing the function would
