@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from netfate.agent.instances import control_call
+from netfate.agent.instances import control_call, vet
 from netfate.host import netns
 from netns_lan import build_lan, remove_lan, start_vnf, stop_procs
 from waiting import until
@@ -65,6 +65,7 @@ class Lan:
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.controls: dict[str, str] = {}
+        self.functions: dict[str, str] = {}
 
     def ns(self, host: str) -> str:
         return f"{self.p}-{host}"
@@ -81,11 +82,15 @@ class Lan:
     def start(self, name: str, host: str, function: str, config: dict[str, Any],
               standby: bool = False) -> str:  # fmt: skip
         control = str(self.tmp / f"{name}.sock")
+        # As an agent would: the config passes the function's schema (volumes below
+        # the run's directory, standing for the agent's --image-dir).
+        vet({"function": FUNCTIONS[function], "config": config}, self.tmp)
         self.procs[name] = start_vnf(
             self.ns(host), FUNCTIONS[function], name, control, config,
             self.tmp / f"{name}.log", ["--standby"] if standby else [],
         )  # fmt: skip
         self.controls[name] = control
+        self.functions[name] = FUNCTIONS[function]
         return control
 
     def stop(self, name: str) -> None:
@@ -93,6 +98,8 @@ class Lan:
         stop_procs([p])
 
     def call(self, name: str, req: dict[str, Any]) -> dict[str, Any]:
+        if req.get("op") == "configure":  # checked as the agent checks a reconfiguration
+            vet({"function": self.functions[name], "config": req["config"]}, self.tmp)
         return asyncio.run(control_call(self.controls[name], req, timeout=20.0))
 
     def stats(self, name: str) -> dict[str, Any]:

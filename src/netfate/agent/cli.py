@@ -57,8 +57,8 @@ def agent(
     image_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Storage images (USB/IP) an instance may open lie below this directory "
-            "(default /var/lib/netfate/images)"
+            help="Paths an instance writes as root (USB/IP storage images, pty links, streaming "
+            "recording volumes) lie below this directory (default /var/lib/netfate/images)"
         ),
     ] = None,
     token_file: Annotated[

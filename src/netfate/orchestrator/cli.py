@@ -107,8 +107,8 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
         image_dir: Annotated[
             Path | None,
             typer.Option(
-                help="A USB/IP storage device's image must lie below this directory "
-                "(default /var/lib/netfate/images)"
+                help="Paths functions write as root (USB/IP storage images, pty links, streaming "
+                "recording volumes) must lie below this directory (default /var/lib/netfate/images)"
             ),
         ] = None,
     ) -> None:

@@ -85,11 +85,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(st: RunState, argv: list[str], role: str, log: Path) -> subprocess.Popen[bytes]:
+STREAMING_VOLUME = "NETFATE_STREAMING_VOLUME"
+"""The streaming service's volume (services/streaming/recordings.py; named, not imported:
+the testbed sits below the services)."""
+
+
+def _spawn(
+    st: RunState, argv: list[str], role: str, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as f:
         p = subprocess.Popen(
             argv,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=f,
             stderr=subprocess.STDOUT,
@@ -173,6 +181,9 @@ def start_control(
         ],
         "orchestrator",
         orch_log,
+        # Where the streaming service records (its storage function writes there as
+        # root): below the agents' --image-dir, or they refuse the function.
+        {STREAMING_VOLUME: str(st.images / "streaming"), **os.environ},
     )
     _wait_http(url, orch, orch_log, timeout=60.0)
     report("credentials")

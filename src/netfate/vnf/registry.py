@@ -12,7 +12,8 @@ Each function's configuration has a schema (a pydantic model) declared next to t
 function, named here as ``module:Model`` and imported only when it is checked.
 Whoever checks passes the node's image directory in the validation context
 (``{"image_dir": PATH}``): what a function opens or replaces as root by a path in
-its configuration (a USB/IP storage device's image, an importer's pty link) lies
+its configuration (a USB/IP storage device's image, an importer's pty link, the
+streaming storage's recording volume, an edge streamer's work directory) lies
 below it (configs.DevicePath).
 """
 
@@ -35,6 +36,7 @@ BUILTIN: dict[str, str] = {
 
 _HOST = "netfate.vnf.usbip_host.config"
 _CLIENT = "netfate.vnf.usbip_client.config"
+_STREAMING = "netfate.vnf.streaming.schemas"
 SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.counter:Counter": "netfate.vnf.configs:CounterConfig",
     "netfate.vnf.forwarder:Forwarder": "netfate.vnf.configs:ForwarderConfig",
@@ -43,15 +45,15 @@ SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.usbip_client.function:SerialImporter": f"{_CLIENT}:ImporterConfig",
     "netfate.vnf.usbip_client.tls:TlsSerialImporter": f"{_CLIENT}:TlsImporterConfig",
     "netfate.vnf.vo.function:VoHost": "netfate.vnf.vo.config:VoHostConfig",
+    "netfate.vnf.streaming.acquirer:Acquirer": f"{_STREAMING}:AcquirerConfig",
+    "netfate.vnf.streaming.relay:Relay": f"{_STREAMING}:RelayConfig",
+    "netfate.vnf.streaming.edge:EdgeStreamer": f"{_STREAMING}:EdgeConfig",
+    "netfate.vnf.streaming.storage:Storage": f"{_STREAMING}:StorageConfig",
     # Not typed yet (each parses its own configuration when it starts):
     "netfate.vnf.firewall:Firewall": None,
     "netfate.vnf.portal:Portal": None,
     "netfate.vnf.vhg:Vhg": None,
     "netfate.vnf.virtual_presence.function:VirtualPresence": None,
-    "netfate.vnf.streaming.acquirer:Acquirer": None,
-    "netfate.vnf.streaming.relay:Relay": None,
-    "netfate.vnf.streaming.edge:EdgeStreamer": None,
-    "netfate.vnf.streaming.storage:Storage": None,
 }
 """Every function the project ships -> its configuration's schema (None: untyped)."""
 

@@ -10,10 +10,12 @@ Joins only when a recording is requested: while a recording of a live content is
 the hop goes. A recording asked for before its event starts begins with the stream.
 
 The volume is the service's: a directory on the node (``NETFATE_STREAMING_VOLUME``,
-default /var/lib/netfate/streaming), outside any instance, so a restarted or rebuilt
-storage function scans it and serves what is there. Each user's bytes count against
-a quota (``NETFATE_STREAMING_QUOTA_BYTES``, default 1 GiB): reaching it stops the
-user's recordings, a new one is refused (the function's ``stop_reason``).
+default /var/lib/netfate/images/streaming), outside any instance, so a restarted or
+rebuilt storage function scans it and serves what is there. The function writes it
+as root, so it must lie below the node's --image-dir (the agent refuses a volume
+elsewhere; a testbed run sets it below the run's images). Each user's bytes count
+against a quota (``NETFATE_STREAMING_QUOTA_BYTES``, default 1 GiB): reaching it stops
+the user's recordings, a new one is refused (the function's ``stop_reason``).
 
 Recording ``r{id}`` of user U lives in VOLUME/U'/r{id}/, where U' is U when it is a
 plain name and ``u-`` + a digest of it otherwise (e-mail addresses).
@@ -29,13 +31,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.store.tables import InstanceRow
+from netfate.vnf.registry import DEFAULT_IMAGE_DIR
 from netfate.vnf.streaming.config import NAME
 
 from .functions import STORAGE, STORAGE_HTTP_PORT
 from .tables import ContentRow, EventRow, FunctionRow, ProviderRow, RecordingRow
 
 VOLUME_ENV = "NETFATE_STREAMING_VOLUME"
-DEFAULT_VOLUME = "/var/lib/netfate/streaming"
+DEFAULT_VOLUME = str(DEFAULT_IMAGE_DIR / "streaming")
 QUOTA_ENV = "NETFATE_STREAMING_QUOTA_BYTES"
 DEFAULT_QUOTA = 1 << 30
 MAX_PER_STORAGE = 256

@@ -27,24 +27,13 @@ from netfate.vnf.streaming.fmp4 import Mp4Error, starts_independent
 from netfate.vnf.streaming.hls import HlsError, parse_media
 from netfate.vnf.streaming.relay import RelayConfig
 from netfate.vnf.streaming.storage import StorageConfig
+from streaming_configs import json_values
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=True)
-    | st.text(max_size=20) | st.sampled_from(["10.0.0.1", "fd00::1", "rtp", "srt", "started"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["id", "port", "host", "flows", "routes", "contents", "next_hops",
-                         "protocol", "event", "state", "volume", "recordings", "quota",
-                         "users", "renditions", "viewers", "height", "video_kbps", "hls",
-                         "join", "secret", "ports", "first", "last", "sources", "x"]),
-        inner, max_size=6),
-    max_leaves=20,
-)  # fmt: skip
-
 
 @SETTINGS
-@given(json_values)
+@given(json_values())
 def test_configurations_are_read_or_refused_with_a_config_error(value: Any) -> None:
     for parse in (AcquirerConfig.parse, RelayConfig.parse, EdgeConfig.parse, StorageConfig.parse):
         with contextlib.suppress(ConfigError):

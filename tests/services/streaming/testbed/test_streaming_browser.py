@@ -20,7 +20,6 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ import pytest
 from browser import chromium
 from netfate.demo.platform import Api
 from netfate.host import netns
-from netfate.services.streaming import recordings
 from netfate.services.streaming.demo import (
     PROVIDERS,
     TOPOLOGY,
@@ -55,11 +53,8 @@ FRAMES = """(id) => {  // frames the video element rendered since asked (request
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+def scene() -> Iterator[Scene]:
     """The lecture (uni at pe1) streaming, nobody watching yet."""
-    volume = tmp_path_factory.mktemp("volume")
-    mp = pytest.MonkeyPatch()
-    mp.setenv(recordings.VOLUME_ENV, str(volume))  # the orchestrator's (a child) too
     tb = Testbed.up(TOPOLOGY)
     try:
         assert tb.api_url
@@ -85,7 +80,6 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         sc.stop()
     finally:
         problems = tb.down()
-        mp.undo()
         assert not problems, problems
 
 
@@ -189,7 +183,8 @@ def test_record_then_play_back_seekable(scene: Scene, page: Any) -> None:
     # Calendar: the live event shows among those watched (the join above).
     page.get_by_role("tab", name="Calendar").click()
     page.locator("#watched").get_by_text("Opening lecture").wait_for(timeout=T)
-    files = list(Path(recordings.volume()).glob(f"alice/r{rec['id']}/*.ts"))
+    # The run's volume: below its images (the agents' --image-dir), as the testbed sets.
+    files = list((scene.tb.state.images / "streaming").glob(f"alice/r{rec['id']}/*.ts"))
     assert files, "the recording's segments are on the service's volume"
 
 
