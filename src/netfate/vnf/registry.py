@@ -35,6 +35,7 @@ BUILTIN: dict[str, str] = {
 
 _HOST = "netfate.vnf.usbip_host.config"
 _CLIENT = "netfate.vnf.usbip_client.config"
+_VP = "netfate.vnf.virtual_presence.config"
 SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.counter:Counter": "netfate.vnf.configs:CounterConfig",
     "netfate.vnf.forwarder:Forwarder": "netfate.vnf.configs:ForwarderConfig",
@@ -43,11 +44,11 @@ SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.usbip_client.function:SerialImporter": f"{_CLIENT}:ImporterConfig",
     "netfate.vnf.usbip_client.tls:TlsSerialImporter": f"{_CLIENT}:TlsImporterConfig",
     "netfate.vnf.vo.function:VoHost": "netfate.vnf.vo.config:VoHostConfig",
+    "netfate.vnf.firewall:Firewall": "netfate.vnf.firewall.config:FirewallConfig",
+    "netfate.vnf.portal:Portal": "netfate.vnf.portal.config:PortalConfig",
+    "netfate.vnf.vhg:Vhg": "netfate.vnf.vhg.config:VhgConfig",
+    "netfate.vnf.virtual_presence.function:VirtualPresence": f"{_VP}:VirtualPresenceConfig",
     # Not typed yet (each parses its own configuration when it starts):
-    "netfate.vnf.firewall:Firewall": None,
-    "netfate.vnf.portal:Portal": None,
-    "netfate.vnf.vhg:Vhg": None,
-    "netfate.vnf.virtual_presence.function:VirtualPresence": None,
     "netfate.vnf.streaming.acquirer:Acquirer": None,
     "netfate.vnf.streaming.relay:Relay": None,
     "netfate.vnf.streaming.edge:EdgeStreamer": None,
