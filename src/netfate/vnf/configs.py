@@ -1,7 +1,7 @@
 """What every function's configuration schema is built from (the base, a path that
 must lie below the image directory, TLS files, IPv4 addresses and prefixes, a UDP
-endpoint, a write-only secret) and the schemas of the platform's
-built-in functions (counter, forwarder). Kept apart from the functions, so that a
+endpoint, a write-only secret) and the schemas of the platform's built-in functions
+(counter, forwarder). Kept apart from the functions, so that a
 function's own start-up does not import pydantic; netfate.vnf.registry names each
 schema."""
 

@@ -312,12 +312,16 @@ def put_settings(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[
             raise HTTPException(422, detail="accounting: {server: 'IP:PORT', secret: '...'}")
         # A read shows the secret as HIDDEN: written back so, it keeps the stored one.
         acct = body["accounting"] = restore(acct, policy.setting(session, "accounting"))
+        wrong: dict[tuple[str | int, ...], str] = {}
+        if not isinstance(acct.get("secret"), str):
+            wrong["body", "accounting", "secret"] = "a string is required"
         try:  # what each firewall's configuration takes (the agent refuses the rest)
             AccountingConfig.model_validate(acct)
         except ValidationError as e:
-            raise invalid(
-                {("body", "accounting", *x["loc"]): x["msg"] for x in e.errors(include_url=False)}
-            ) from None
+            for x in e.errors(include_url=False):
+                wrong["body", "accounting", *x["loc"]] = x["msg"]
+        if wrong:
+            raise invalid(wrong)
     for k, v in body.items():
         policy.set_setting(session, k, v)
     session.commit()

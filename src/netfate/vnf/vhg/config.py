@@ -5,8 +5,7 @@ its DHCP pool inside it, the node's gateway, and the ports opened into the PN.""
 
 from __future__ import annotations
 
-import ipaddress
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -37,9 +36,9 @@ class VhgConfig(FunctionConfig):
     @field_validator("dhcp_first", "dhcp_last")
     @classmethod
     def _in_subnet(cls, v: str, info: ValidationInfo) -> str:
-        a = ipaddress.IPv4Address(v)
+        a = IPv4Address(v)
         subnet = info.data.get("subnet")
-        if subnet is not None and a not in ipaddress.IPv4Network(subnet):
+        if subnet is not None and a not in IPv4Network(subnet):
             raise ValueError(f"{a} is not in the subnet {subnet}")
         first = info.data.get("dhcp_first")
         if info.field_name == "dhcp_last" and first is not None and a < IPv4Address(first):

@@ -300,6 +300,7 @@ def test_the_accounting_setting_is_checked_as_the_firewalls_take_it(api: TestCli
         ({**acct, "server": "10.10.0.1"}, ["body", "accounting", "server"]),
         ({**acct, "interval": -1}, ["body", "accounting", "interval"]),
         ({**acct, "junk": True}, ["body", "accounting", "junk"]),
+        ({"server": "10.10.0.1:1813"}, ["body", "accounting", "secret"]),  # as it always was
     ):
         r = api.put("/api/v1/firewall/settings", json={"accounting": bad})
         assert r.status_code == 422, r.text
