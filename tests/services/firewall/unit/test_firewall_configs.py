@@ -12,20 +12,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
 
-import authn
-from netfate.agent.instances import vet
-from netfate.orchestrator.app import Settings, create_app
+from config_checks import assert_api_checks, assert_refused, assert_taken, one_node_api
 from netfate.services.firewall import SERVICE as FIREWALL
 from netfate.services.firewall import policy
 from netfate.services.firewall.policy import DEFAULT_RULES
-from netfate.vnf import registry
 from portal_rig import PortalNet
 
 FW = "netfate.vnf.firewall:Firewall"
 PORTAL = "netfate.vnf.portal:Portal"
-IMAGES = Path("/var/lib/netfate/images")
 
 # What policy.firewall_config gives a user's firewall with the demo's rules and
 # accounting settings (services/firewall/demo.py).
@@ -56,15 +51,6 @@ PORTAL_CFG: dict[str, Any] = {
     "radius": {"server": "10.10.0.1:1812", "acct_server": "10.10.0.1:1813", "secret": "s3"},
     "garden": ["10.10.0.2"],
 }
-
-
-def errors(function: str, config: dict[str, Any]) -> list[tuple[str | int, ...]]:
-    """Where the schema of `function` refuses `config` ([]: it takes it)."""
-    try:
-        registry.check_config(function, config, IMAGES)
-    except ValidationError as e:
-        return [tuple(err["loc"]) for err in e.errors()]
-    return []
 
 
 def test_the_configurations_the_service_and_its_rigs_give_pass() -> None:
@@ -124,8 +110,7 @@ def test_the_configurations_the_service_and_its_rigs_give_pass() -> None:
             },
         ),
     ):
-        assert errors(function, cfg) == [], cfg
-        vet({"function": function, "config": cfg}, IMAGES)  # the agent's own check
+        assert_taken(function, cfg)
 
 
 BIG = "x" * 100_000
@@ -199,9 +184,7 @@ BIG = "x" * 100_000
 def test_a_bad_firewall_configuration_is_refused_naming_the_field(
     config: dict[str, Any], loc: tuple[str | int, ...]
 ) -> None:
-    assert errors(FW, config)[0][: len(loc)] == loc
-    with pytest.raises(ValueError):
-        vet({"function": FW, "config": config}, IMAGES)
+    assert_refused(FW, config, loc)
 
 
 @pytest.mark.parametrize(
@@ -245,53 +228,27 @@ def test_a_bad_firewall_configuration_is_refused_naming_the_field(
 def test_a_bad_portal_configuration_is_refused_naming_the_field(
     config: dict[str, Any], loc: tuple[str | int, ...]
 ) -> None:
-    assert errors(PORTAL, config)[0][: len(loc)] == loc
-    with pytest.raises(ValueError):
-        vet({"function": PORTAL, "config": config}, IMAGES)
+    assert_refused(PORTAL, config, loc)
 
 
 @pytest.fixture
 def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
-    app = create_app(
-        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
-        services=[FIREWALL],
-    )
-    with authn.client(app) as c:
-        topo = {
-            "name": "fw",
-            "nodes": {"cpe1": {"kind": "cpe", "lan": "192.168.1.0/24"}},
-            "hosts": {},
-            "links": [],
-        }
-        assert c.put("/api/v1/topology", json=topo).status_code == 200
-        assert c.post("/api/v1/agents/cpe1/register", json={"endpoint": "127.0.0.1:1"}).is_success
+    with one_node_api(tmp_path, FIREWALL, "192.168.1.0/24") as c:
         yield c
 
 
 def test_the_api_refuses_a_bad_portal_or_firewall_configuration_with_422(
     api: TestClient,
 ) -> None:
-    for descriptor, cfg, loc in (
+    bad = [
         ("captive-portal", {**PORTAL_CFG, "interim": -1}, ["body", "config", "interim"]),
-        (
-            "captive-portal",
-            {"radius": {"server": "10.0.0.1:1812", "secret": 7}},
-            ["body", "config", "radius", "secret"],
-        ),
+        ("captive-portal", {"radius": {"server": "10.0.0.1:1812", "secret": 7}},
+         ["body", "config", "radius", "secret"]),
         ("personal-firewall", {**FIREWALL_CFG, "user_ip": "x"}, ["body", "config", "user_ip"]),
-    ):
-        r = api.post(
-            "/api/v1/instances", json={"descriptor": descriptor, "node": "cpe1", "config": cfg}
-        )
-        assert r.status_code == 422, r.text
-        assert [e["loc"] for e in r.json()["errors"]] == [loc]
-    assert api.get("/api/v1/instances").json() == []
-    for descriptor, cfg in (("captive-portal", PORTAL_CFG), ("personal-firewall", FIREWALL_CFG)):
-        r = api.post(
-            "/api/v1/instances", json={"descriptor": descriptor, "node": "cpe1", "config": cfg}
-        )
-        assert r.status_code == 201, r.text
+    ]  # fmt: skip
+    assert_api_checks(api, bad, [("captive-portal", PORTAL_CFG),
+                                 ("personal-firewall", FIREWALL_CFG)])  # fmt: skip
 
 
 def test_the_accounting_setting_is_checked_as_the_firewalls_take_it(api: TestClient) -> None:

@@ -12,17 +12,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
 
-import authn
-from netfate.agent.instances import vet
-from netfate.orchestrator.app import Settings, create_app
+from config_checks import assert_api_checks, assert_refused, assert_taken, one_node_api
 from netfate.services.sharing import SERVICE as SHARING
-from netfate.vnf import registry
 from vp_rig import ATT, ATT_SPLIT, VP_FUNCTION, vp_configs
 
 VHG = "netfate.vnf.vhg:Vhg"
-IMAGES = Path("/var/lib/netfate/images")
 IFS = {k: f"nftab12{k}" for k in "abcdef"}
 # The netns test's vHG (tests/services/sharing/netns/test_vp_vhg.py) as the workflow
 # names it (workflow.start_vhg: its PN, and no gateway when the node has no LAN).
@@ -39,15 +34,6 @@ VP2 = vp_configs(
     IFS, {"att": ATT, "share": 3, "vi_prefixlen": 24, "underlay_mtu": 1550, "alg": True}
 )["vp2"]
 """VP2 of the overlapping PNs' share (tests/services/sharing/netns/test_vp_dlna.py)."""
-
-
-def errors(function: str, config: dict[str, Any]) -> list[tuple[str | int, ...]]:
-    """Where the schema of `function` refuses `config` ([]: it takes it)."""
-    try:
-        registry.check_config(function, config, IMAGES)
-    except ValidationError as e:
-        return [tuple(err["loc"]) for err in e.errors()]
-    return []
 
 
 def test_the_configurations_the_rigs_and_the_workflow_give_pass() -> None:
@@ -74,8 +60,7 @@ def test_the_configurations_the_rigs_and_the_workflow_give_pass() -> None:
         (VP_FUNCTION, workflow),
         (VP_FUNCTION, {**VP2, "att": {**ATT, "entries": []}}),
     ):
-        assert errors(function, cfg) == [], cfg
-        vet({"function": function, "config": cfg}, IMAGES)  # the agent's own check
+        assert_taken(function, cfg)
 
 
 BIG = "x" * 100_000
@@ -110,9 +95,7 @@ def _att(**kw: Any) -> dict[str, Any]:
 def test_a_bad_vhg_configuration_is_refused_naming_the_field(
     config: dict[str, Any], loc: tuple[str | int, ...]
 ) -> None:
-    assert errors(VHG, config)[0][: len(loc)] == loc
-    with pytest.raises(ValueError):
-        vet({"function": VHG, "config": config}, IMAGES)
+    assert_refused(VHG, config, loc)
 
 
 @pytest.mark.parametrize(
@@ -151,46 +134,19 @@ def test_a_bad_vhg_configuration_is_refused_naming_the_field(
 def test_a_bad_virtual_presence_configuration_is_refused_naming_the_field(
     config: dict[str, Any], loc: tuple[str | int, ...]
 ) -> None:
-    assert errors(VP_FUNCTION, config)[0][: len(loc)] == loc
-    with pytest.raises(ValueError):
-        vet({"function": VP_FUNCTION, "config": config}, IMAGES)
+    assert_refused(VP_FUNCTION, config, loc)
 
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(
-        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
-        services=[SHARING],
-    )
-    with authn.client(app) as c:
-        topo = {
-            "name": "sh",
-            "nodes": {"cpe1": {"kind": "cpe", "lan": "192.168.77.0/24"}},
-            "hosts": {},
-            "links": [],
-        }
-        assert c.put("/api/v1/topology", json=topo).status_code == 200
-        assert c.post("/api/v1/agents/cpe1/register", json={"endpoint": "127.0.0.1:1"}).is_success
+    with one_node_api(tmp_path, SHARING, "192.168.77.0/24") as c:
         yield c
 
 
 def test_the_api_refuses_a_bad_vhg_or_vp_configuration_with_422(api: TestClient) -> None:
-    for descriptor, cfg, loc in (
+    bad = [
         ("vhg", {**VHG_CFG, "lease_seconds": 10**12}, ["body", "config", "lease_seconds"]),
-        (
-            "virtual-presence",
-            _att(import_alias="192.168.0.0/24"),
-            ["body", "config", "att", "import_alias"],
-        ),
-    ):
-        r = api.post(
-            "/api/v1/instances", json={"descriptor": descriptor, "node": "cpe1", "config": cfg}
-        )
-        assert r.status_code == 422, r.text
-        assert [e["loc"] for e in r.json()["errors"]] == [loc]
-    assert api.get("/api/v1/instances").json() == []
-    for descriptor, cfg in (("vhg", VHG_CFG), ("virtual-presence", VP2)):
-        r = api.post(
-            "/api/v1/instances", json={"descriptor": descriptor, "node": "cpe1", "config": cfg}
-        )
-        assert r.status_code == 201, r.text
+        ("virtual-presence", _att(import_alias="192.168.0.0/24"),
+         ["body", "config", "att", "import_alias"]),
+    ]  # fmt: skip
+    assert_api_checks(api, bad, [("vhg", VHG_CFG), ("virtual-presence", VP2)])
