@@ -105,7 +105,11 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
     ok(c.post("/api/v1/firewall/radius/clients", json=nas))
     acct = {"server": "10.10.0.9:1813", "secret": SECRETS["accounting"]}
     ok(c.put("/api/v1/firewall/settings", json={"steer_to": "host:server", "accounting": acct}))
-    radius = {"auth": "10.10.0.9:1812", "acct": "10.10.0.9:1813", "secret": SECRETS["portal"]}
+    radius = {
+        "server": "10.10.0.9:1812",
+        "acct_server": "10.10.0.9:1813",
+        "secret": SECRETS["portal"],
+    }
     portal = c.post("/api/v1/instances", json={"descriptor": "captive-portal", "node": "cpe2",
                                                "config": {"radius": radius}})  # fmt: skip
     ok(portal)

@@ -26,6 +26,7 @@ with warnings.catch_warnings():
 import authn
 from canary import Canary, canary
 from netfate.contract import ContractError, Service, registered_functions
+from netfate.model.secrets import is_secret_key
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.store.tables import DescriptorRow
@@ -192,3 +193,36 @@ def test_the_openapi_shows_each_function_configuration_schema(api: TestClient) -
         1, 65535
     )  # fmt: skip
     assert set(doc["x-function-configs"]) == set(api.app.state.functions)  # type: ignore[attr-defined]
+
+
+def _fields(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every (name, schema) of a property, at any depth of a model's JSON schema."""
+    for sub in [schema, *schema.get("$defs", {}).values()]:
+        yield from sub.get("properties", {}).items()
+
+
+def test_a_secret_in_a_function_configuration_is_write_only_both_ways() -> None:
+    # A read hides a value by its key's name (model.secrets): a field named so is marked
+    # writeOnly in the OpenAPI, and a field marked so is named so (or a read shows it).
+    seen = []
+    for ref in registry.SCHEMAS:
+        model = registry.schema(ref)
+        if model is None:
+            continue
+        for name, prop in _fields(model.model_json_schema()):
+            assert is_secret_key(name) == bool(prop.get("writeOnly")), (ref, name)
+            if is_secret_key(name):
+                seen.append((ref, name))
+    assert ("netfate.vnf.portal:Portal", "secret") in seen
+    assert ("netfate.vnf.firewall:Firewall", "secret") in seen
+
+
+def test_each_function_of_the_firewall_and_sharing_services_has_a_schema() -> None:
+    for ref in (
+        "netfate.vnf.firewall:Firewall",
+        "netfate.vnf.portal:Portal",
+        "netfate.vnf.vhg:Vhg",
+        "netfate.vnf.virtual_presence.function:VirtualPresence",
+    ):
+        model = registry.schema(ref)
+        assert model is not None and model.model_config.get("extra") == "forbid", ref

@@ -68,14 +68,14 @@ def test_a_configuration_read_back_keeps_its_secret(
     iid = ids["portal"]
     cfg = c.get(f"/api/v1/instances/{iid}").json()["config"]
     c.post("/api/v1/agents/cpe2/report", json={"instances": [{"id": iid, "status": "running"}]})
-    cfg["radius"]["auth"] = "10.10.0.8:1812"
+    cfg["radius"]["server"] = "10.10.0.8:1812"
     r = c.patch(f"/api/v1/instances/{iid}", json={"config": cfg})
     assert r.status_code == 202, r.text
     (spec,) = [
         i for i in c.get("/api/v1/agents/cpe2/desired").json()["instances"] if i["id"] == iid
     ]
     assert spec["config"]["radius"] == {
-        "auth": "10.10.0.8:1812", "acct": "10.10.0.9:1813", "secret": SECRETS["portal"]
+        "server": "10.10.0.8:1812", "acct_server": "10.10.0.9:1813", "secret": SECRETS["portal"]
     }  # fmt: skip
 
 

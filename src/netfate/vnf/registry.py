@@ -37,6 +37,7 @@ BUILTIN: dict[str, str] = {
 _HOST = "netfate.vnf.usbip_host.config"
 _CLIENT = "netfate.vnf.usbip_client.config"
 _STREAMING = "netfate.vnf.streaming.schemas"
+_VP = "netfate.vnf.virtual_presence.config"
 SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.counter:Counter": "netfate.vnf.configs:CounterConfig",
     "netfate.vnf.forwarder:Forwarder": "netfate.vnf.configs:ForwarderConfig",
@@ -49,11 +50,10 @@ SCHEMAS: dict[str, str | None] = {
     "netfate.vnf.streaming.relay:Relay": f"{_STREAMING}:RelayConfig",
     "netfate.vnf.streaming.edge:EdgeStreamer": f"{_STREAMING}:EdgeConfig",
     "netfate.vnf.streaming.storage:Storage": f"{_STREAMING}:StorageConfig",
-    # Not typed yet (each parses its own configuration when it starts):
-    "netfate.vnf.firewall:Firewall": None,
-    "netfate.vnf.portal:Portal": None,
-    "netfate.vnf.vhg:Vhg": None,
-    "netfate.vnf.virtual_presence.function:VirtualPresence": None,
+    "netfate.vnf.firewall:Firewall": "netfate.vnf.firewall.config:FirewallConfig",
+    "netfate.vnf.portal:Portal": "netfate.vnf.portal.config:PortalConfig",
+    "netfate.vnf.vhg:Vhg": "netfate.vnf.vhg.config:VhgConfig",
+    "netfate.vnf.virtual_presence.function:VirtualPresence": f"{_VP}:VirtualPresenceConfig",
 }
 """Every function the project ships -> its configuration's schema (None: untyped)."""
 

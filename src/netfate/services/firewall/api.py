@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from netfate.model.secrets import redact
+from netfate.model.secrets import redact, restore
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
-from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.api.errors import errors, invalid
 from netfate.services.firewall import policy, userpage
 from netfate.services.firewall.passwords import hash_password
 from netfate.services.firewall.radius import RadiusService
@@ -30,6 +30,7 @@ from netfate.services.firewall.tables import (
     FirewallUserRow,
 )
 from netfate.store.events import record_event
+from netfate.vnf.firewall.config import AccountingConfig
 from netfate.vnf.firewall.rules import RuleError
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
@@ -295,7 +296,8 @@ def get_settings(session: SessionDep) -> dict[str, Any]:
 @router.put("/settings")
 def put_settings(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """steer_to: "host:NAME" or "instance:ID" (steering target), or null;
-    accounting: {"server": "IP:PORT", "secret": "...", "interval": s} for firewalls."""
+    accounting: {"server": "IP:PORT", "secret": "...", "interval": s} for firewalls
+    (their configuration's ``accounting``: 422 naming the field it refuses)."""
     unknown = set(body) - {"steer_to", "accounting"}
     if unknown:
         raise HTTPException(422, detail=f"unknown settings {sorted(unknown)}")
@@ -305,12 +307,21 @@ def put_settings(session: SessionDep, body: dict[str, Any] = Body(...)) -> dict[
     ):
         raise HTTPException(422, detail="steer_to: host:NAME or instance:ID")
     acct = body.get("accounting")
-    if acct is not None and (
-        not isinstance(acct, dict)
-        or not isinstance(acct.get("server"), str)
-        or not isinstance(acct.get("secret"), str)
-    ):
-        raise HTTPException(422, detail="accounting: {server: 'IP:PORT', secret: '...'}")
+    if acct is not None:
+        if not isinstance(acct, dict):
+            raise HTTPException(422, detail="accounting: {server: 'IP:PORT', secret: '...'}")
+        # A read shows the secret as HIDDEN: written back so, it keeps the stored one.
+        acct = body["accounting"] = restore(acct, policy.setting(session, "accounting"))
+        wrong: dict[tuple[str | int, ...], str] = {}
+        if not isinstance(acct.get("secret"), str):
+            wrong["body", "accounting", "secret"] = "a string is required"
+        try:  # what each firewall's configuration takes (the agent refuses the rest)
+            AccountingConfig.model_validate(acct)
+        except ValidationError as e:
+            for x in e.errors(include_url=False):
+                wrong["body", "accounting", *x["loc"]] = x["msg"]
+        if wrong:
+            raise invalid(wrong)
     for k, v in body.items():
         policy.set_setting(session, k, v)
     session.commit()

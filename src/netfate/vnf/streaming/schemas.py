@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
+from netfate.vnf import configs
 from netfate.vnf.configs import DevicePath, FunctionConfig
 
 from . import config as c
@@ -52,10 +53,7 @@ Sources = Annotated[
 def write_only(lo: int, hi: int, what: str) -> Any:
     """A write-only field: shown to no reader (its key is a secret key), given to the
     function."""
-    return Field(
-        default=None, min_length=lo, max_length=hi, description=what,
-        json_schema_extra={"writeOnly": True, "format": "password"},
-    )  # fmt: skip
+    return configs.write_only(None, hi, min_length=lo, description=what)
 
 
 class NextHop(FunctionConfig):

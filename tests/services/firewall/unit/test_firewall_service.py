@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import authn
+from netfate.agent.instances import vet
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.proto.radius import Attr, ClientCore, Code, DasCore, DisconnectRequested, Packet
@@ -144,6 +145,27 @@ def test_accept_creates_firewall_at_access_cpe(env: Env) -> None:
     assert fwd["function_mac"] == inst["mac"] and fwd["mac"] == "02:6e:66:00:00:01"
     assert inst["config"]["rules"]["rules"][0]["port"] == 8081
     assert "UserLoggedIn" in env.events() and "FirewallCreated" in env.events()
+
+
+def test_the_firewall_a_login_makes_passes_its_schema_at_the_agent(env: Env) -> None:
+    """The configuration the policy gives a firewall (the user, their address, their
+    rules, the demo's accounting setting) is one its schema takes: the agent runs it."""
+    acct = {"server": "10.10.0.1:1813", "secret": "acct-secret", "interval": 0.5}
+    assert env.api.put("/api/v1/firewall/settings", json={"accounting": acct}).is_success
+    rules = {"default_in": "deny", "rules": [
+        {"action": "allow", "direction": "in", "proto": "tcp", "port": "8000-8100",
+         "address": "10.0.0.0/8"},
+        {"action": "deny", "direction": "both", "proto": "icmp"}]}  # fmt: skip
+    assert env.api.put("/api/v1/firewall/users/alice/rules", json=rules).is_success
+    resp = env.login("alice", "wonderland", "cpe1")
+    assert resp is not None and resp.code == Code.ACCESS_ACCEPT
+    desired = env.api.get("/api/v1/agents/cpe1/desired").json()["instances"]
+    (spec,) = [i for i in desired if i["function"] == "netfate.vnf.firewall:Firewall"]
+    assert spec["config"]["accounting"] == acct and spec["config"]["user_ip"] == "192.168.1.2"
+    vet(spec, Path("/var/lib/netfate/images"))  # the agent's check before it spawns
+    # The same with the user's address made wrong: refused (the check is live).
+    with pytest.raises(ValueError, match="user_ip"):
+        vet({**spec, "config": {**spec["config"], "user_ip": "192.168.1"}}, Path("/tmp"))
 
 
 def test_wrong_password_rejected_and_starts_nothing(env: Env) -> None:

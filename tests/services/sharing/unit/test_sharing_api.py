@@ -25,6 +25,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import authn
+from netfate.agent.instances import vet
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing import cli
@@ -303,6 +304,34 @@ def test_pn2_devices_that_come_and_go_get_aliases_added_and_freed(api: TestClien
     gone = api.get(f"{V1}/shares/{sh['id']}").json()
     assert {d for _, d in gone["att"]["entries"]} == set(old)
     assert gone["vp2_instance"] == before["vp2_instance"]
+
+
+def test_what_the_agents_are_given_passes_each_function_schema(api: TestClient) -> None:
+    """The VPs' configurations the workflow writes (on accept, then with a new ATT) and
+    the vHGs': each is one its function's schema takes, so the agents run them."""
+
+    def vet_all() -> int:
+        n = 0
+        for node in ("cpe1", "cpe2"):
+            for spec in api.get(f"/api/v1/agents/{node}/desired").json()["instances"]:
+                vet(spec, Path("/var/lib/netfate/images"))  # the agent's check
+                n += 1
+        return n
+
+    for email in (ALICE, BOB):
+        assert api.post(f"{V1}/pns/{email}/vhg").status_code == 201
+    body = {"owner": ALICE, "device": "mediaserver", "recipient": BOB, "http_ports": [8200, 8080]}
+    sh = api.post(f"{V1}/shares", json=body).json()
+    sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
+    report_running(api, sh["vp2_instance"], sh["vp1_instance"])
+    assert share_in(api, sh["id"], "active")["state"] == "active"
+    assert vet_all() == 4  # two vHGs, two VPs
+    r = api.put(f"{V1}/pns/{BOB}/inventory", json={"devices": [
+        {"ip": "192.168.2.120", "name": "laptop", "source": "lease"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    vp2 = api.get(f"/api/v1/instances/{sh['vp2_instance']}").json()
+    assert "192.168.2.120" in {d for _, d in vp2["config"]["att"]["entries"]}
+    assert vet_all() == 4
 
 
 def test_pn2_devices_change_before_the_vps_run_replaces_them(api: TestClient) -> None:

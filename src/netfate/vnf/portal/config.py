@@ -1,0 +1,85 @@
+"""The configuration of a CPE's captive portal (function.py), as a schema the API and
+the agent check before the function starts: its node and address, its RADIUS
+server(s) and shared secret, the Disconnect port, its DHCP service (handed to
+dnsmasq as arguments, so each part is checked for what it is) and the walled
+garden."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from netfate.vnf.configs import (
+    IFNAME,
+    NODE,
+    EndpointOrAddress,
+    FunctionConfig,
+    IPv4,
+    IPv4OrEmpty,
+    write_only,
+)
+
+MAX_DHCP_HOSTS = 256
+LEASE = re.compile(r"^(infinite|[0-9]{1,9}[smhdw]?)$")
+DHCP_HOST = r"^[A-Za-z0-9][A-Za-z0-9.:,_*-]{0,199}$"
+"""A dnsmasq --dhcp-host value (MAC, address, name, lease time, comma-separated)."""
+
+
+class RadiusConfig(FunctionConfig):
+    server: EndpointOrAddress = Field(
+        default="127.0.0.1:1812", description="Authentication: IPv4[:PORT] (port 1812)"
+    )
+    acct_server: EndpointOrAddress | None = Field(
+        default=None, description="Accounting: IPv4[:PORT] (port 1813; default: server's)"
+    )
+    secret: str = write_only(description="The RADIUS shared secret (write-only)")
+    require_message_authenticator: bool = True
+
+
+class DhcpConfig(FunctionConfig):
+    range: str = Field(
+        max_length=80,
+        description="dnsmasq's --dhcp-range: FIRST,LAST[,NETMASK][,LEASE] (e.g. "
+        "10.0.0.100,10.0.0.150,1h)",
+    )
+    router: IPv4 | None = Field(default=None, description="DHCP option 3 (default: none)")
+    hosts: list[Annotated[str, Field(pattern=DHCP_HOST)]] = Field(
+        default_factory=list, max_length=MAX_DHCP_HOSTS, description="dnsmasq's --dhcp-host"
+    )
+    interface: str = Field(default="eth0", pattern=IFNAME)
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        parts = v.split(",")
+        if not 2 <= len(parts) <= 4:
+            raise ValueError("FIRST,LAST[,NETMASK][,LEASE]")
+        first, last = (ipaddress.IPv4Address(p) for p in parts[:2])
+        if first > last:
+            raise ValueError(f"{first} is above {last}")
+        rest = parts[2:]
+        if rest and LEASE.match(rest[-1]):
+            rest = rest[:-1]
+        for p in rest:
+            ipaddress.IPv4Address(p)  # a netmask
+        return v
+
+
+class PortalConfig(FunctionConfig):
+    node: str = Field(default="", pattern=NODE, description="Its CPE (NAS-Identifier)")
+    port: int = Field(default=80, ge=0, le=65535, description="HTTP (0: any free port)")
+    address: IPv4OrEmpty = Field(default="", description="Its own address, in its URLs")
+    radius: RadiusConfig | None = None
+    dm_port: int | None = Field(
+        default=3799, ge=0, le=65535, description="RFC 5176 Disconnect (UDP; null: off)"
+    )
+    dm_address: IPv4 | None = Field(default=None, description="Where it takes them (any)")
+    interim: float = Field(default=30.0, gt=0, le=86400, description="Seconds between updates")
+    dhcp: DhcpConfig | None = None
+    nft: bool = Field(default=True, description="The nftables gate (off only in tests)")
+    garden: list[IPv4] = Field(
+        default_factory=list, max_length=64, description="What a captive client may reach"
+    )
