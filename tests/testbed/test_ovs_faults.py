@@ -33,6 +33,7 @@ from netfate.demo import platform
 from netfate.demo.probe import CounterProbe, ProbeError
 from netfate.host import proc as procs
 from netfate.host.ovs import OvsDaemon, Vsctl
+from netfate.host.private import read_private
 from netfate.orchestrator.sdn.intents import cookie_for
 from netfate.testbed.builder import Testbed
 from testbed_procs import copies, serving_at, until, up_testbed
@@ -74,9 +75,12 @@ def ports(tb: Testbed) -> dict[str, tuple[int | None, str | None]]:
     }
 
 
-def view_ports(api: platform.Api) -> dict[str, tuple[int | None, str | None]]:
-    """The ports as the orchestrator knows them (from the agents' reports)."""
-    nodes = api("GET", "/sdn/view")["view"]["nodes"]
+def view_ports(tb: Testbed) -> dict[str, tuple[int | None, str | None]]:
+    """The ports as the orchestrator knows them (from the agents' reports), read as
+    the controller reads them: the SDN view is the controller's route."""
+    assert tb.api_url
+    token = read_private(tb.state.secrets / "controller-sdn.token")
+    nodes = platform.Api(tb.api_url, token)("GET", "/sdn/view")["view"]["nodes"]
     return {p["name"]: (p["ofport"], p["peer"]) for n in nodes for p in n["ports"]}
 
 
@@ -138,10 +142,10 @@ def test_open_vswitch_killed_with_9_comes_back_through_reconcile(
         # A port added while vswitchd was down may take a number an old port had:
         # whatever the numbers now, the agents report them and the controller's flows
         # follow. The orchestrator's view is OVS's, and the intent's flows are back.
-        until("the orchestrator's ports are OVS's", lambda: view_ports(api) == ports(tb))
+        until("the orchestrator's ports are OVS's", lambda: view_ports(tb) == ports(tb))
         until("in sync again", lambda: in_sync(api) and bool(flows(tb, NODE, cookie)))
         renumbered = sorted(
-            n for n, v in view_ports(api).items() if n in before_ports and before_ports[n] != v
+            n for n, v in view_ports(tb).items() if n in before_ports and before_ports[n] != v
         )
         print(f"\nports renumbered after the restart: {renumbered or 'none'}")
         if not renumbered:
