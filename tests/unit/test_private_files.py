@@ -29,6 +29,7 @@ from netfate.vnf import runtime
 
 SECRET = "s3cret-4d1c9e0b"
 CONFIG = {"radius": {"server": "10.10.0.1:1812", "secret": SECRET}, "port": 80}
+PORTAL = "netfate.vnf.portal:Portal"
 
 
 class _Started:
@@ -47,7 +48,7 @@ def test_a_new_interpreter_gets_its_configuration_in_a_private_file(
 
     monkeypatch.setattr(instances.netns, "popen_in", popen_in)
     ctx = NodeContext("cpe1", "nft0", state, "br0", Vsctl("unix:/nonexistent"), zygote=None)
-    inst = Instance(spec={"id": "i-1", "function": "portal", "config": CONFIG}, ctx=ctx)
+    inst = Instance(spec={"id": "i-1", "function": PORTAL, "config": CONFIG}, ctx=ctx)
     inst.spawn()
     (argv,) = started
     assert not any(SECRET in a for a in argv), argv

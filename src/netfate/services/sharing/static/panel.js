@@ -70,6 +70,7 @@
       $("status").className = bad ? "error" : "ok";
     };
 
+    let shownDevices = "";
     function showDetails(d) {
       selected = d;
       $("details").hidden = false;
@@ -106,12 +107,20 @@
       }
       $("pn-info").textContent = `${pn.email}: ${pn.subnet} on ${pn.node}` +
         (pn.vhg_instance ? `, vHG ${pn.vhg_instance}` : "");
-      const tb = $("devices").tBodies[0];
-      tb.replaceChildren(...pn.devices.map((d) => {
-        const tr = h("tr", { "data-device": d.name, tabindex: "0", onclick: () => showDetails(d) },
-          h("td", {}, d.name), h("td", {}, d.ip), h("td", {}, d.kind), h("td", {}, d.source));
-        return tr;
-      }));
+      // Rows are rebuilt only when the devices changed: every event refreshes the page,
+      // and a row replaced under the pointer loses the click a person just made.
+      const devices = JSON.stringify(pn.devices);
+      if (devices !== shownDevices) {
+        shownDevices = devices;
+        const tb = $("devices").tBodies[0];
+        tb.replaceChildren(...pn.devices.map((d) => {
+          const tr = h("tr", { "data-device": d.name, tabindex: "0", onclick: () => showDetails(d) },
+            h("td", {}, d.name), h("td", {}, d.ip), h("td", {}, d.kind), h("td", {}, d.source));
+          return tr;
+        }));
+        const again = selected && pn.devices.find((d) => d.name === selected.name);
+        if (again) showDetails(again);
+      }
       const shares = await call("GET", `/shares?pn=${encodeURIComponent(me)}`);
       const inc = shares.filter((s) => s.recipient === me);
       const out = shares.filter((s) => s.owner === me);
