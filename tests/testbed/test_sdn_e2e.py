@@ -262,9 +262,17 @@ def test_steering_through_a_vnf_instance_and_back_to_direct(e2e: E2E) -> None:
 def test_dashboard_shows_the_flow_tables_with_counters(e2e: E2E) -> None:
     """The dashboard's flow-table panel, in headless Chromium (Debian's, never a
     downloaded one), lists the switch's flows with their counters."""
+    import json
+
+    from netfate.host.private import read_private
+
+    operator = json.loads(read_private(e2e.tb.state.secrets / "operator.json") or "{}")
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(e2e.url + "/")
+        page.goto(e2e.url + "/")  # behind sign-in: the form, then the dashboard
+        page.fill("#signin-name", operator["name"])
+        page.fill("#signin-password", operator["password"])
+        page.click("#signin-submit")
         page.wait_for_selector("table.flows tr td", timeout=30_000)
         header = page.locator("table.flows th").all_inner_texts()
         assert header == ["prio", "cookie", "match", "actions", "packets", "bytes"]
