@@ -170,3 +170,13 @@ def test_a_record_is_one_page_rewritten_in_place(tmp_path: Path) -> None:
     assert len(raw) == 4096
     again = Records(d).load()["i-1"]
     assert again.phase == Tp.ABORTED and again.reason and set(again.reason) == {"\u00e9"}
+
+
+def test_records_carry_secrets_so_only_the_agent_reads_them(tmp_path: Path) -> None:
+    d = tmp_path / "migrations"
+    Records(d).save(Record(instance="i-1", migration=3, side="source", phase=Sp.SERVING))
+    assert d.stat().st_mode & 0o777 == 0o700
+    assert (d / "i-1.json").stat().st_mode & 0o777 == 0o600
+    d.chmod(0o755)  # as an older agent left it
+    Records(d).load()
+    assert d.stat().st_mode & 0o777 == 0o700

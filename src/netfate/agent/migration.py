@@ -337,7 +337,10 @@ class Records:
         self.by_instance: dict[str, Record] = {}
 
     def load(self) -> dict[str, Record]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Records carry the migration's secret: the directory is the agent's alone
+        # (one made by an older agent with the umask's 0755 is narrowed).
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
         for f in sorted(self.dir.glob("*.json")):
             try:
                 rec = Record(**json.loads(f.read_text()))
@@ -365,7 +368,7 @@ class Records:
         costs microseconds, and a kill -9 cannot tear it: the kernel checks for a
         fatal signal between pages, never within one."""
         self.by_instance[rec.instance] = rec
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         doc = asdict(rec)
         data = json.dumps(doc).encode()
         while len(data) > PAGE:  # only a long reason can make it so: shorten it
