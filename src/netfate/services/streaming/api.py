@@ -35,6 +35,7 @@ from netfate.orchestrator.api.errors import invalid as invalid_input
 from netfate.orchestrator.api.schemas import INT32_MAX, DbInt, Strict
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
 from netfate.orchestrator.identity import Principal, PrincipalDep, owned
+from netfate.orchestrator.notify import Notifier
 from netfate.store.tables import HostRow, NodeRow
 
 from . import backend, reconcile, recordings
@@ -47,7 +48,7 @@ from .tables import (
     RecordingRow,
     ReservationRow,
 )
-from .tree import JoinRefused, ViewerAssigned
+from .tree import Event, JoinRefused, Tree, ViewerAssigned
 
 router = APIRouter()
 NAME = r"^[a-z0-9][a-z0-9-]{0,47}$"
@@ -295,8 +296,9 @@ def list_contents(session: SessionDep) -> list[dict[str, Any]]:
     return [_content(session, c) for c in rows]
 
 
-class JoinIn(Strict):
-    client: str = Field(min_length=1, max_length=128, description="The client's id")
+class WhereIn(Strict):
+    """Where a client is: its access PE, or its host."""
+
     pe: str | None = Field(default=None, min_length=1, max_length=64, description="Its access PE")
     host: str | None = Field(
         default=None,
@@ -304,6 +306,10 @@ class JoinIn(Strict):
         max_length=64,
         description="Or its host in the topology (its PE is the host's node)",
     )
+
+
+class JoinIn(WhereIn):
+    client: str = Field(min_length=1, max_length=128, description="The client's id")
 
 
 def _viewer(
@@ -322,7 +328,7 @@ def _viewer(
     }
 
 
-def _client_pe(session: Session, body: JoinIn | PlayIn) -> str:
+def _client_pe(session: Session, body: WhereIn) -> str:
     """The client's access PE: given, or its host's node."""
     pe = body.pe
     if pe is None:
@@ -336,6 +342,23 @@ def _client_pe(session: Session, body: JoinIn | PlayIn) -> str:
     return pe
 
 
+def _assigned(session: Session, notifier: Notifier, t: Tree, ev: Event) -> ViewerAssigned:
+    """A join's outcome recorded; refused, a 503 with why; assigned, the tree saved
+    and converged at once."""
+    backend.record(session, [ev])
+    if isinstance(ev, JoinRefused):
+        session.commit()  # the refusal stays in the event log
+        raise HTTPException(503, detail=ev.why)
+    if not isinstance(ev, ViewerAssigned):
+        raise TypeError(f"a join's outcome, not {ev!r}")
+    backend.save(session, t)
+    session.flush()
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return ev
+
+
 @router.post("/contents/{cid}/viewers", responses=errors(404, 503))
 def join(
     cid: ContentId, body: JoinIn, session: SessionDep, notifier: NotifierDep
@@ -347,17 +370,7 @@ def join(
         raise HTTPException(404, detail=f"content {cid!r} is not live")
     pe = _client_pe(session, body)
     t = backend.load(session)
-    ev = t.join(body.client, cid, pe, time.time())
-    backend.record(session, [ev])
-    if isinstance(ev, JoinRefused):
-        session.commit()  # the refusal stays in the event log
-        raise HTTPException(503, detail=ev.why)
-    assert isinstance(ev, ViewerAssigned)
-    backend.save(session, t)
-    session.flush()
-    touched = reconcile.step(session)
-    session.commit()
-    notifier.notify(touched)
+    ev = _assigned(session, notifier, t, t.join(body.client, cid, pe, time.time()))
     return {
         **_viewer(session, cid, ev.client, ev.streamer, ev.node),
         "pe": pe,
@@ -516,16 +529,6 @@ def stop_recording(rid: RecordingId, session: SessionDep, p: PrincipalDep) -> di
     return _recording(r)
 
 
-class PlayIn(Strict):
-    pe: str | None = Field(default=None, min_length=1, max_length=64, description="Its access PE")
-    host: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=64,
-        description="Or its host in the topology (its PE is the host's node)",
-    )
-
-
 def _own_recording(session: Session, rid: int, p: Principal) -> RecordingRow:
     r = session.get(RecordingRow, rid)
     if r is None or not p.owns(r.user) or r.state not in recordings.KEPT:
@@ -535,7 +538,7 @@ def _own_recording(session: Session, rid: int, p: Principal) -> RecordingRow:
 
 @router.post("/recordings/{rid}/play", responses=errors(404, 409, 503))
 def play(
-    rid: RecordingId, body: PlayIn, session: SessionDep, p: PrincipalDep, notifier: NotifierDep
+    rid: RecordingId, body: WhereIn, session: SessionDep, p: PrincipalDep, notifier: NotifierDep
 ) -> dict[str, Any]:
     """MyShare plays a recording on demand through the most suitable edge streamer for
     the user's PE (the live rule: the case and why are in the answer), as HLS VoD that
@@ -547,22 +550,11 @@ def play(
     e = session.get(EventRow, r.event)
     if node is None or e is None or recordings.address(recordings.instance(session, node)) is None:
         raise HTTPException(409, detail=f"recording {rid} has no running storage function yet")
-    secret = backend.secret(session, create=True)
-    assert secret is not None  # made above
+    secret = backend.key(session)
     t = backend.load(session)
     now = time.time()
     cid, client = recordings.content_id(rid), recordings.client_id(rid)
-    ev = t.play(client, cid, node, e.bitrate_kbps * 1000.0, pe, now)
-    backend.record(session, [ev])
-    if isinstance(ev, JoinRefused):
-        session.commit()  # the refusal stays in the event log
-        raise HTTPException(503, detail=ev.why)
-    assert isinstance(ev, ViewerAssigned)
-    backend.save(session, t)
-    session.flush()
-    touched = reconcile.step(session)
-    session.commit()
-    notifier.notify(touched)
+    ev = _assigned(session, notifier, t, t.play(client, cid, node, e.bitrate_kbps * 1e3, pe, now))
     ip = recordings.address(reconcile.instance_of(session, f"streamer:{ev.streamer}"))
     token = recordings.user_token(secret, r, now)
     return {

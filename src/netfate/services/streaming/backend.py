@@ -96,17 +96,22 @@ SECRET = "secret"
 streamers' ``secret``: playback tokens), kept beside the tree's state."""
 
 
-def secret(session: Session, *, create: bool = False) -> str | None:
-    """The service's token key; made on first use when ``create`` (a write), else None
-    until then (reads never write)."""
+def secret(session: Session) -> str | None:
+    """The service's token key, None until it is made (reads never write)."""
     row = _read(session)
     key = (row.state or {}).get(SECRET) if row is not None else None
-    if key is None and create:
-        row = _locked(session)
-        key = (row.state or {}).get(SECRET) or secrets.token_hex(24)
-        row.state = {**(row.state or {}), SECRET: key}
-        session.flush()
     return str(key) if key is not None else None
+
+
+def key(session: Session) -> str:
+    """The service's token key, made on first use (a write: the tree's row, locked)."""
+    row = _locked(session)
+    made = (row.state or {}).get(SECRET)
+    if made is None:
+        made = secrets.token_hex(24)
+        row.state = {**(row.state or {}), SECRET: made}
+        session.flush()
+    return str(made)
 
 
 def save(session: Session, t: Tree) -> None:

@@ -456,7 +456,7 @@ def _relayed(sc: Scene, sid: str, content: str) -> dict[str, Any]:
     return dict(until(f"{sid}'s report of {content}", report, 30))
 
 
-FRAMES = """(id) => {  // frames the video element rendered since asked
+FRAMES = """(id) => {  // frames the video element rendered since asked (requestVideoFrameCallback)
   const v = document.getElementById(id);
   if (!v.__frames) {
     v.__frames = { n: 0 };

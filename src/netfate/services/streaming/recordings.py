@@ -25,7 +25,7 @@ PE, never straight from the storage. The recording is a *pulled* content of the
 tree (``r{id}``, rooted at the storage's PE: the rule, the bandwidth reserved on the
 way, the grace period and the release are the live branches'); the streamer relays
 the storage's HLS VoD over HTTP and caches it (netfate.vnf.streaming.vod). Tokens
-(the service's key, backend.secret): the storage serves ``r{id}`` only with a grant
+(the service's key, backend.key): the storage serves ``r{id}`` only with a grant
 of scope ``vod:r{id}`` that the streamers relaying it hold; the streamer serves it
 only with the user's token, scope ``vod:r{id}:U'``, given in the play answer. A
 playback ends when the user stops it or its streamer has served nothing of it for
@@ -131,9 +131,10 @@ def recorded(session: Session) -> dict[str, ContentRow]:
 def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """key -> (descriptor, node, config) of every storage function needed."""
     live = recorded(session)
-    secret = backend.secret(session, create=True)
+    nodes = by_node(session)
+    secret = backend.key(session) if nodes else None  # made with the first storage
     out: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    for node, rows in sorted(by_node(session).items()):
+    for node, rows in sorted(nodes.items()):
         contents = sorted(
             {c.id: c.tree_port for c in live.values() if c.pe == node}.items(),
         )

@@ -28,6 +28,7 @@ from browser import chromium
 from netfate.demo.platform import Api
 from netfate.host import netns
 from netfate.services.streaming.demo import (
+    FRAMES,
     PROVIDERS,
     TOPOLOGY,
     Scene,
@@ -41,15 +42,6 @@ from testbed_procs import until
 S = "/streaming"
 T = 120_000
 """Milliseconds the page gets for each state (a new edge streamer, the first segments)."""
-FRAMES = """(id) => {  // frames the video element rendered since asked (requestVideoFrameCallback)
-  const v = document.getElementById(id);
-  if (!v.__frames) {
-    v.__frames = { n: 0 };
-    const cb = () => { v.__frames.n += 1; v.requestVideoFrameCallback(cb); };
-    v.requestVideoFrameCallback(cb);
-  }
-  return v.__frames.n;
-}"""
 
 
 @pytest.fixture(scope="module")
