@@ -195,15 +195,19 @@ class VodRelay:
         self.cached: OrderedDict[Path, int] = OrderedDict()
         """Cached segment files, oldest first, with their sizes."""
         self.pending: dict[Path, asyncio.Future[bytes]] = {}
+        shutil.rmtree(directory, ignore_errors=True)  # what a process before left: unaccounted
         self.apply(settings)
 
     def apply(self, settings: VodSettings) -> None:
         self.cfg = settings
         wanted = {r.id: r for r in settings.recordings}
-        for rid in list(self.played):
-            if rid not in wanted or wanted[rid] != self.played[rid].cfg:
+        for rid, p in list(self.played.items()):
+            new = wanted.get(rid)
+            if new is None or (new.user, new.origin) != (p.cfg.user, p.cfg.origin):
                 del self.played[rid]
                 self._forget(rid)
+            else:
+                p.cfg = new  # a renewed grant: the cache stays
         for rid, r in wanted.items():
             self.played.setdefault(rid, Played(r))
         self._evict()

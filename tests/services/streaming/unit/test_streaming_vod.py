@@ -19,7 +19,7 @@ from netfate.vnf.streaming import config as c
 from netfate.vnf.streaming import tokens
 from netfate.vnf.streaming.edge import EdgeStreamer
 from netfate.vnf.streaming.hls import Run, Segment, parse_media, vod_playlist
-from netfate.vnf.streaming.vod import VodRelay, VodSettings, rewrite
+from netfate.vnf.streaming.vod import VodRecording, VodRelay, VodSettings, rewrite
 
 KEY = "k" * 24
 ORIGIN = "http://10.0.1.2:8081/vod/r5/"
@@ -130,6 +130,12 @@ def test_segments_are_fetched_once_then_cached_within_bounds(tmp_path: Path) -> 
     relay.cfg = VodSettings(KEY, relay.cfg.recordings, cache_bytes=500)
     get(relay, "r1_0.ts", tok)
     assert not (tmp_path / "r5" / "r0_1.ts").exists() and relay.stats()["cached_bytes"] <= 500
+    # A renewed grant keeps the cache; a recording no longer relayed loses it.
+    renewed = VodRecording("r5", "alice", ORIGIN, "456.renewed")
+    relay.apply(VodSettings(KEY, (renewed,)))
+    assert (tmp_path / "r5" / "r1_0.ts").exists() and relay.played["r5"].cfg == renewed
+    get(relay, "r1_0.ts", tok)
+    assert storage.fetched[-1] == f"{ORIGIN}r1_0.ts?token={GRANT}"  # from the cache
     # A recording no longer relayed: its cache goes, and it is not served.
     relay.apply(VodSettings(KEY, ()))
     assert not (tmp_path / "r5").exists() and get(relay, "index.m3u8", tok)[0] == 404
