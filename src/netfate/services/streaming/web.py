@@ -49,7 +49,7 @@ TEMPLATES = HERE / "templates"
 LIBRARY = HERE / "web" / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    # The player fetches HLS from edge streamers and storage functions, at addresses
+    # The player fetches HLS (live and recordings) from edge streamers, at addresses
     # that come and go with the tree, and plays it through MediaSource (a blob: URL).
     "media-src 'self' blob:; connect-src 'self' http: https:; manifest-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
