@@ -217,6 +217,14 @@ def test_a_recording_plays_through_the_users_edge_streamer(
     _report(api, "pe2", {streamer: {"vod": {"recordings": {f"r{rid}": {"idle_s": 1.0}}}}})
     assert until(lambda: "vod" not in named(api)[streamer]["config"])
     assert links() == before
+    # Played, then deleted: the playback ends with its recording.
+    monkeypatch.setattr(recordings, "IDLE_S", 3600.0)
+    ok(api.post(play, json={"host": "phone"}, headers=alice))
+    assert links() != before
+    ok(api.delete(f"{V1}/app/recordings/{rid}?user=alice"))
+    assert until(lambda: "vod" not in named(api)[streamer]["config"])
+    assert links() == before
+    assert api.post(play, json={"host": "phone"}, headers=alice).status_code == 404
 
 
 def test_watched_events(api: TestClient) -> None:
