@@ -22,7 +22,8 @@ check() walks through it, each step raising DemoFailed with the reason:
    joins at pe1);
 4. alice stops the recording and plays it back from her phone (pe2): the rule
    picks pe2's edge streamer (case 2: it has room and takes the recording), which
-   relays the storage's HLS VoD with her token (another's is refused); ffprobe
+   relays the storage's HLS VoD with her token (none, or a false one, is refused,
+   and the storage refuses anyone without the streamer's grant); ffprobe
    decodes its first frames and frames from its middle (seekable: a VOD playlist,
    whole), and Chromium in the phone's namespace plays it from MyShare with frames
    rendered; she stops it and the branch goes after the grace period;
@@ -50,6 +51,7 @@ from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
+from netfate.vnf.streaming.hls import HlsError, parse_media
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "streaming.yaml"
 SOURCE_S = 600
@@ -411,9 +413,12 @@ def _play_back(sc: Scene, rid: int) -> None:
     frames(ns, url, first=5)
     warm = time.monotonic() - start
     status, text = http_get(ns, url)
-    whole = sum(float(x.split(":")[1].rstrip(",")) for x in text.split() if x.startswith("#EXTINF"))
     if status != 200 or "#EXT-X-PLAYLIST-TYPE:VOD" not in text or "#EXT-X-ENDLIST" not in text:
         raise DemoFailed(f"not a final VoD playlist ({status}): {text[:300]}")
+    try:
+        whole = parse_media(text).duration
+    except HlsError as e:
+        raise DemoFailed(f"the VoD playlist does not parse: {e}") from None
     if abs(whole - dur) > 0.5:
         raise DemoFailed(f"the playlist holds {whole:.1f} s of a {dur:.1f} s recording")
     mid = round(whole / 2, 1)
