@@ -8,12 +8,12 @@ through the run's front door (`Testbed.door_url`, netfate/frontdoor.py)."""
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from netfate.demo.browser import CHROMIUM, CHROMIUM_ARGS, available, chromiums
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "FETCH", "available", "call", "chromium", "chromiums"]
 
 # The pages' own way to call the API: with the web session's cookie and, for a change,
 # its CSRF token (the netfate_csrf cookie, readable by the page's origin only).
@@ -25,19 +25,6 @@ FETCH = """async ([method, path, body]) => {
   return [r.status, await r.text()];
 }"""
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-def available() -> bool:
-    return Path(CHROMIUM).exists()
-
 
 @contextlib.contextmanager
 def chromium(netns: str | None = None) -> Iterator[Any]:
@@ -45,30 +32,6 @@ def chromium(netns: str | None = None) -> Iterator[Any]:
     namespace ``netns`` when given."""
     with chromiums(netns) as (browser,):
         yield browser
-
-
-@contextlib.contextmanager
-def chromiums(*netns: str | None) -> Iterator[list[Any]]:
-    """One browser per namespace given (None: this one's), closed on exit: two people
-    at two hosts at once (one Playwright per thread, so one for them all)."""
-    from playwright.sync_api import sync_playwright
-
-    with tempfile.TemporaryDirectory(prefix="netfate-chromium-") as tmp, sync_playwright() as p:
-        browsers: list[Any] = []
-        try:
-            for i, ns in enumerate(netns):
-                exe = CHROMIUM
-                if ns is not None:
-                    exe = os.path.join(tmp, f"chromium-in-netns-{i}")
-                    Path(exe).write_text(f'#!/bin/sh\nexec ip netns exec {ns} {CHROMIUM} "$@"\n')
-                    os.chmod(exe, stat.S_IRWXU)
-                browsers.append(
-                    p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
-                )
-            yield browsers
-        finally:
-            for b in browsers:
-                b.close()
 
 
 def call(page: Any, method: str, path: str, body: Any = None) -> tuple[int, str]:

@@ -46,6 +46,8 @@ SERVICE = Service(
         "POST /recordings": (USER,),
         "GET /recordings": (OPERATOR, USER),
         "DELETE /recordings/{rid}": (OPERATOR, USER),
+        "POST /recordings/{rid}/play": (OPERATOR, USER),
+        "DELETE /recordings/{rid}/play": (OPERATOR, USER),
         "POST /reservations": (USER,),
         "GET /reservations": (OPERATOR, USER),
         "DELETE /reservations/{rid}": (OPERATOR, USER),

@@ -35,9 +35,10 @@ from netfate.orchestrator.api.errors import invalid as invalid_input
 from netfate.orchestrator.api.schemas import INT32_MAX, DbInt, Strict
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
 from netfate.orchestrator.identity import Principal, PrincipalDep, owned
+from netfate.orchestrator.notify import Notifier
 from netfate.store.tables import HostRow, NodeRow
 
-from . import backend, reconcile
+from . import backend, reconcile, recordings
 from .functions import HTTP_PORT, INGEST_PORTS, TREE_PORTS
 from .tables import (
     ContentRow,
@@ -47,7 +48,7 @@ from .tables import (
     RecordingRow,
     ReservationRow,
 )
-from .tree import JoinRefused, ViewerAssigned
+from .tree import Event, JoinRefused, Tree, ViewerAssigned
 
 router = APIRouter()
 NAME = r"^[a-z0-9][a-z0-9-]{0,47}$"
@@ -275,7 +276,7 @@ def stop_event(
 
 
 def _content(session: Session, c: ContentRow) -> dict[str, Any]:
-    acq = reconcile.address(reconcile.instance_of(session, f"acquirer:{c.pe}"))
+    acq = recordings.address(reconcile.instance_of(session, f"acquirer:{c.pe}"))
     return {
         "id": c.id,
         "event": c.event,
@@ -295,8 +296,9 @@ def list_contents(session: SessionDep) -> list[dict[str, Any]]:
     return [_content(session, c) for c in rows]
 
 
-class JoinIn(Strict):
-    client: str = Field(min_length=1, max_length=128, description="The client's id")
+class WhereIn(Strict):
+    """Where a client is: its access PE, or its host."""
+
     pe: str | None = Field(default=None, min_length=1, max_length=64, description="Its access PE")
     host: str | None = Field(
         default=None,
@@ -306,10 +308,14 @@ class JoinIn(Strict):
     )
 
 
+class JoinIn(WhereIn):
+    client: str = Field(min_length=1, max_length=128, description="The client's id")
+
+
 def _viewer(
     session: Session, content: str, client: str, streamer: str, node: str
 ) -> dict[str, Any]:
-    ip = reconcile.address(reconcile.instance_of(session, f"streamer:{streamer}"))
+    ip = recordings.address(reconcile.instance_of(session, f"streamer:{streamer}"))
     base = f"http://{ip}:{HTTP_PORT}" if ip else None
     return {
         "client": client,
@@ -322,15 +328,8 @@ def _viewer(
     }
 
 
-@router.post("/contents/{cid}/viewers", responses=errors(404, 503))
-def join(
-    cid: ContentId, body: JoinIn, session: SessionDep, notifier: NotifierDep
-) -> dict[str, Any]:
-    """A client asks for content X from its PE: the back-end assigns an edge streamer
-    by the paper's rule (the case and why are in the answer); 503 when it cannot."""
-    c = session.get(ContentRow, cid)
-    if c is None or c.state != "live":
-        raise HTTPException(404, detail=f"content {cid!r} is not live")
+def _client_pe(session: Session, body: WhereIn) -> str:
+    """The client's access PE: given, or its host's node."""
     pe = body.pe
     if pe is None:
         if body.host is None:
@@ -340,18 +339,38 @@ def join(
             invalid("host", f"unknown host {body.host!r}")
         pe = h.node
     _pe(session, "pe" if body.pe is not None else "host", pe)
-    t = backend.load(session)
-    ev = t.join(body.client, cid, pe, time.time())
+    return pe
+
+
+def _assigned(session: Session, notifier: Notifier, t: Tree, ev: Event) -> ViewerAssigned:
+    """A join's outcome recorded; refused, a 503 with why; assigned, the tree saved
+    and converged at once."""
     backend.record(session, [ev])
     if isinstance(ev, JoinRefused):
         session.commit()  # the refusal stays in the event log
         raise HTTPException(503, detail=ev.why)
-    assert isinstance(ev, ViewerAssigned)
+    if not isinstance(ev, ViewerAssigned):
+        raise TypeError(f"a join's outcome, not {ev!r}")
     backend.save(session, t)
     session.flush()
     touched = reconcile.step(session)
     session.commit()
     notifier.notify(touched)
+    return ev
+
+
+@router.post("/contents/{cid}/viewers", responses=errors(404, 503))
+def join(
+    cid: ContentId, body: JoinIn, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    """A client asks for content X from its PE: the back-end assigns an edge streamer
+    by the paper's rule (the case and why are in the answer); 503 when it cannot."""
+    c = session.get(ContentRow, cid)
+    if c is None or c.state != "live":
+        raise HTTPException(404, detail=f"content {cid!r} is not live")
+    pe = _client_pe(session, body)
+    t = backend.load(session)
+    ev = _assigned(session, notifier, t, t.join(body.client, cid, pe, time.time()))
     return {
         **_viewer(session, cid, ev.client, ev.streamer, ev.node),
         "pe": pe,
@@ -382,7 +401,7 @@ def leave(cid: ContentId, client: ClientId, session: SessionDep) -> dict[str, An
     """The client leaves; its branch goes after the grace period if nobody else watches."""
     t = backend.load(session)
     v = t.viewers.get(client)
-    if v is None or v.content != cid:
+    if v is None or v.content != cid or t.contents[cid].pull:  # a playback: its user's
         raise HTTPException(404, detail=f"{client!r} is not watching {cid!r}")
     evs = t.leave(client, time.time())
     backend.record(session, evs)
@@ -508,6 +527,64 @@ def stop_recording(rid: RecordingId, session: SessionDep, p: PrincipalDep) -> di
         r.state, r.stopped_at = "stopped", time.time()
     session.commit()
     return _recording(r)
+
+
+def _own_recording(session: Session, rid: int, p: Principal) -> RecordingRow:
+    r = session.get(RecordingRow, rid)
+    if r is None or not p.owns(r.user) or r.state not in recordings.KEPT:
+        raise HTTPException(404, detail=f"unknown recording {rid}")  # another's: unknown
+    return r
+
+
+@router.post("/recordings/{rid}/play", responses=errors(404, 409, 503))
+def play(
+    rid: RecordingId, body: WhereIn, session: SessionDep, p: PrincipalDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    """MyShare plays a recording on demand through the most suitable edge streamer for
+    the user's PE (the live rule: the case and why are in the answer), as HLS VoD that
+    the streamer relays from the storage function; ``vod`` carries the user's token.
+    The bandwidth is reserved on the way until the playback ends (DELETE, or idle)."""
+    r = _own_recording(session, rid, p)
+    pe = _client_pe(session, body)
+    node = recordings.node_of(session, r.event)
+    e = session.get(EventRow, r.event)
+    if node is None or e is None or recordings.address(recordings.instance(session, node)) is None:
+        raise HTTPException(409, detail=f"recording {rid} has no running storage function yet")
+    secret = backend.key(session)
+    t = backend.load(session)
+    now = time.time()
+    cid, client = recordings.content_id(rid), recordings.client_id(rid)
+    ev = _assigned(session, notifier, t, t.play(client, cid, node, e.bitrate_kbps * 1e3, pe, now))
+    ip = recordings.address(reconcile.instance_of(session, f"streamer:{ev.streamer}"))
+    token = recordings.user_token(secret, r, now)
+    return {
+        "recording": rid,
+        "content": cid,
+        "client": client,
+        "streamer": ev.streamer,
+        "node": ev.node,
+        "address": ip,
+        "vod": f"http://{ip}:{HTTP_PORT}/vod/{cid}/index.m3u8?token={token}" if ip else None,
+        "stored_at": node,
+        "pe": pe,
+        "case": ev.case,
+        "why": ev.why,
+    }
+
+
+@router.delete("/recordings/{rid}/play", responses=errors(404))
+def stop_playing(rid: RecordingId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+    """The playback ends: its branch goes after the grace period."""
+    _own_recording(session, rid, p)
+    t = backend.load(session)
+    client = recordings.client_id(rid)
+    if client not in t.viewers:
+        raise HTTPException(404, detail=f"recording {rid} is not being played")
+    evs = t.leave(client, time.time())
+    backend.record(session, evs)
+    backend.save(session, t)
+    session.commit()
+    return {"stopped": rid, "prune_at": getattr(evs[0], "prune_at", None)}
 
 
 def _reservation(r: ReservationRow) -> dict[str, Any]:

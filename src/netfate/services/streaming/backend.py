@@ -8,6 +8,7 @@ The caller commits; the reconcile loop turns the tree into instances.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import asdict
 
@@ -90,9 +91,33 @@ def load(session: Session, *, lock: bool = True) -> Tree:
     return t
 
 
+SECRET = "secret"
+"""The tree row's key of the service's token key (the storage's and the edge
+streamers' ``secret``: playback tokens), kept beside the tree's state."""
+
+
+def secret(session: Session) -> str | None:
+    """The service's token key, None until it is made (reads never write)."""
+    row = _read(session)
+    key = (row.state or {}).get(SECRET) if row is not None else None
+    return str(key) if key is not None else None
+
+
+def key(session: Session) -> str:
+    """The service's token key, made on first use (a write: the tree's row, locked)."""
+    row = _locked(session)
+    made = (row.state or {}).get(SECRET)
+    if made is None:
+        made = secrets.token_hex(24)
+        row.state = {**(row.state or {}), SECRET: made}
+        session.flush()
+    return str(made)
+
+
 def save(session: Session, t: Tree) -> None:
     row = _locked(session)
-    row.state = t.dump()
+    key = (row.state or {}).get(SECRET)
+    row.state = t.dump() | ({SECRET: key} if key else {})
     row.criterion = t.criterion
     row.updated_at = time.time()
 

@@ -18,9 +18,18 @@ check() walks through it, each step raising DemoFailed with the reason:
                                    lecture's tree branches at c1: a forwarder there
      frank (pe4) match     case 3  pe5's, next door; the match branches at c2
    and every viewer's ffprobe decodes frames of the HLS its streamer serves;
-4. everyone leaves: after the grace period the branches are pruned, the
-   streamers and forwarders go; the events stop and the acquirers go: the tree
-   is empty.
+   while they join, alice records the lecture (mid-event: the storage function
+   joins at pe1);
+4. alice stops the recording and plays it back from her phone (pe2): the rule
+   picks pe2's edge streamer (case 2: it has room and takes the recording), which
+   relays the storage's HLS VoD with her token (none, or a false one, is refused,
+   and the storage refuses anyone without the streamer's grant); ffprobe
+   decodes its first frames and frames from its middle (seekable: a VOD playlist,
+   whole), and Chromium in the phone's namespace plays it from MyShare with frames
+   rendered; she stops it and the branch goes after the grace period;
+5. everyone leaves: after the grace period the branches are pruned, the
+   streamers and forwarders go; the recording is deleted and the storage goes; the
+   events stop and the acquirers go: the tree is empty.
 
 The helpers (Scene) are shared with the fault tests
 (tests/services/streaming/testbed/test_streaming_faults.py).
@@ -31,6 +40,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +51,7 @@ from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
 from netfate.testbed.builder import Testbed
+from netfate.vnf.streaming.hls import HlsError, parse_media
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "streaming.yaml"
 SOURCE_S = 600
@@ -96,10 +108,13 @@ def source_argv(acquirer: str, port: int, clock: str | None) -> list[str]:
     ]  # fmt: skip
 
 
-def frames(ns: str, url: str, seconds: float = 2.0, first: int | None = None) -> int:
+def frames(
+    ns: str, url: str, seconds: float = 2.0, first: int | None = None, at: float | None = None
+) -> int:
     """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media
-    (or its ``first`` frames only)."""
-    interval = f"%+#{first}" if first is not None else f"%+{seconds:g}"
+    (or its ``first`` frames only), from its start or (a seek) from ``at`` seconds."""
+    span = f"+#{first}" if first is not None else f"+{seconds:g}"
+    interval = f"{at:g}%{span}" if at is not None else f"%{span}"
     out = netns.run_in(
         ns,
         ["ffprobe", "-v", "error", "-i", url, "-select_streams", "v", "-count_frames",
@@ -113,6 +128,22 @@ def frames(ns: str, url: str, seconds: float = 2.0, first: int | None = None) ->
     except json.JSONDecodeError:
         return 0
     return int(streams[0].get("nb_read_frames", 0) or 0) if streams else 0
+
+
+def http_get(ns: str, url: str) -> tuple[int, str]:
+    """GET ``url`` from inside namespace ``ns`` (no proxy): status and text."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get() -> tuple[int, str]:
+        try:
+            with opener.open(url, timeout=20) as r:
+                return int(r.status), r.read(1 << 20).decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+        except OSError as e:
+            return 0, str(e)
+
+    return netns.in_netns(ns, get)
 
 
 def live(api: Api, name: str) -> dict[str, Any] | None:
@@ -295,8 +326,10 @@ def check(tb: Testbed, say: Say) -> None:
             say(f"the acquirer recognised {key}: {rec['container']} ({codecs})")
             if rec["container"] != "mpegts" or "h264" not in codecs:
                 raise DemoFailed(f"unexpected recognition of {key}: {rec}")
+        rid = _record(sc)
         _grow(sc)
-        _shrink(sc)
+        _play_back(sc, rid)
+        _shrink(sc, rid)
     finally:
         sc.stop()
 
@@ -324,7 +357,155 @@ def _grow(sc: Scene) -> None:
     sc.say(f"cases {cases} of the rule happened; every viewer decodes through the tree")
 
 
-def _shrink(sc: Scene) -> None:
+RECORDER = ("alice", "phone", "lecture")
+"""Who records what mid-event and plays it back from where."""
+RECORDED_S = 8.0
+"""Media recorded before the recording stops (at least: the walk-through goes on)."""
+
+
+def _record(sc: Scene) -> int:
+    """Alice records the lecture from now on: the storage function joins at its PE."""
+    user, _host, key = RECORDER
+    rec = sc.api.as_user(user)("POST", f"{S}/recordings", {"user": user, "event": sc.events[key]})
+    sto = until("the storage function", appears(sc.api, f"storage-{PROVIDERS[key][2]}"))
+    sc.say(f"{user} records {key} mid-event (recording {rec['id']}): storage at {sto['node']}")
+    return int(rec["id"])
+
+
+def _recorded(sc: Scene, rid: int) -> dict[str, Any]:
+    user = RECORDER[0]
+    for r in sc.api("GET", f"{S}/app/recordings?user={user}"):
+        if r["id"] == rid:
+            return dict(r)
+    raise DemoFailed(f"recording {rid} is not in {user}'s MyShare")
+
+
+def _play_back(sc: Scene, rid: int) -> None:
+    user, host, _key = RECORDER
+    me = sc.api.as_user(user)
+    ns = sc.tb.netns_of(host)
+    until(
+        f"{RECORDED_S:g} s recorded",
+        lambda: (_recorded(sc, rid)["recorded"]["duration_s"] or 0) >= RECORDED_S,
+        90,
+    )
+    me("DELETE", f"{S}/recordings/{rid}")
+    rec = until(
+        "the recording to stop",
+        lambda: (r := _recorded(sc, rid))["recorded"]["state"] == "stopped" and r,
+        60,
+    )
+    dur = float(rec["recorded"]["duration_s"])
+    sc.say(f"{user} stopped recording {rid}: {dur:.1f} s in {rec['recorded']['segments']} "
+           f"segments on {rec['node']}'s volume")  # fmt: skip
+    a = me("POST", f"{S}{rec['play']}", {"host": host})
+    sc.say(f"{user} plays recording {rid} from {host}: case {a['case']}, {a['streamer']} on "
+           f"{a['node']} ({a['why']})")  # fmt: skip
+    if a["case"] != 2 or a["node"] != "pe2" or a["streamer"] != sc.viewer(user)["streamer"]:
+        raise DemoFailed(f"expected pe2's streamer to take the recording (case 2): {a}")
+    url = str(a["vod"])
+    if not url.startswith(f"http://{a['address']}:"):
+        raise DemoFailed(f"the playback is not served by the chosen streamer: {url}")
+    start = time.monotonic()
+    first = int(until(f"{user}'s first VoD frames", lambda: frames(ns, url, first=5), 60))
+    cold = time.monotonic() - start
+    start = time.monotonic()
+    frames(ns, url, first=5)
+    warm = time.monotonic() - start
+    status, text = http_get(ns, url)
+    if status != 200 or "#EXT-X-PLAYLIST-TYPE:VOD" not in text or "#EXT-X-ENDLIST" not in text:
+        raise DemoFailed(f"not a final VoD playlist ({status}): {text[:300]}")
+    try:
+        whole = parse_media(text).duration
+    except HlsError as e:
+        raise DemoFailed(f"the VoD playlist does not parse: {e}") from None
+    if abs(whole - dur) > 0.5:
+        raise DemoFailed(f"the playlist holds {whole:.1f} s of a {dur:.1f} s recording")
+    mid = round(whole / 2, 1)
+    seeked = frames(ns, url, first=5, at=mid)
+    if seeked < 1:
+        raise DemoFailed(f"no frame decoded after a seek to {mid} s")
+    bare = url.split("?", 1)[0]
+    if http_get(ns, bare)[0] != 403 or http_get(ns, bare + "?token=1.0")[0] != 403:
+        raise DemoFailed("the streamer served the recording without its user's token")
+    sto = live(sc.api, f"storage-{rec['node']}") or {}
+    if (
+        http_get(ns, f"http://{sto.get('ip', '').split('/')[0]}:8081/vod/r{rid}/index.m3u8")[0]
+        != 403
+    ):
+        raise DemoFailed("the storage served the recording without a grant")
+    relayed = _relayed(sc, a["streamer"], f"r{rid}")
+    sc.say(f"{user}'s ffprobe decodes {first} frames of {url.split('?')[0]} (VOD, {whole:.1f} s, "
+           f"first frames in {cold:.2f} s cold, {warm:.2f} s from the streamer's cache) and "
+           f"{seeked} after a seek to {mid:g} s; the streamer fetched {relayed['fetches']} "
+           f"objects from the storage and served {relayed['hits']} from its cache; "
+           "without her token: 403")  # fmt: skip
+    _browser_plays(sc, rid)
+    sc.api("DELETE", f"{S}/recordings/{rid}/play")  # her password was just renewed
+    until(
+        "the playback's branch to go",
+        lambda: f"r{rid}" not in {x["id"] for x in sc.tree()["state"]["contents"]},
+        60,
+    )
+    sc.say(f"{user} stopped playing: after {GRACE_S:g} s its branch went, its bandwidth freed")
+
+
+def _relayed(sc: Scene, sid: str, content: str) -> dict[str, Any]:
+    """The streamer's figures of a recording it relays, once its report shows requests."""
+
+    def report() -> dict[str, Any] | None:
+        inst = live(sc.api, f"streamer-{sid}") or {}
+        figs = ((inst.get("stats") or {}).get("vod") or {}).get("recordings", {}).get(content)
+        return dict(figs) if figs and figs.get("fetches") and figs.get("hits") else None
+
+    return dict(until(f"{sid}'s report of {content}", report, 30))
+
+
+FRAMES = """(id) => {  // frames the video element rendered since asked (requestVideoFrameCallback)
+  const v = document.getElementById(id);
+  if (!v.__frames) {
+    v.__frames = { n: 0 };
+    const cb = () => { v.__frames.n += 1; v.requestVideoFrameCallback(cb); };
+    v.requestVideoFrameCallback(cb);
+  }
+  return v.__frames.n;
+}"""
+
+
+def _browser_plays(sc: Scene, rid: int) -> None:
+    """Chromium in the phone's namespace: alice signs in on the app (through the front
+    door), plays the recording from MyShare, and the video element renders frames."""
+    from netfate.demo.browser import available, chromiums
+
+    user, host, _key = RECORDER
+    if not available() or sc.tb.door_url is None:
+        raise DemoFailed("Chromium or the front door is missing: the browser step cannot run")
+    pw = sc.api("POST", f"/accounts/{user}/password", {})["password"]
+    base = sc.tb.door_url
+    t0 = time.monotonic()
+    with chromiums(sc.tb.netns_of(host)) as (browser,):
+        page = browser.new_page()
+        # Signed in from the door's origin on its smallest page (the app loads once).
+        page.goto(f"{base}/api/v1/streaming/app/manifest.webmanifest")
+        status = page.evaluate(
+            """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
+                   headers: {"Content-Type": "application/json"},
+                   body: JSON.stringify({name, password})}).then((r) => r.status)""",
+            [user, pw],
+        )
+        if status != 200:
+            raise DemoFailed(f"{user} cannot sign in on the app: {status}")
+        page.goto(f"{base}/api/v1/streaming/app?user={user}&host={host}")
+        page.get_by_role("tab", name="MyShare").click()
+        page.locator(f'[data-recording="{rid}"]').get_by_role("button", name="Play").click()
+        page.evaluate(FRAMES, "vod")
+        page.wait_for_function(f"() => ({FRAMES})('vod') >= 10", timeout=60_000)
+        info = page.locator("#vod-info").inner_text()
+    sc.say(f"Chromium at {host} plays recording {rid} from MyShare and renders frames "
+           f"({time.monotonic() - t0:.1f} s): {info}")  # fmt: skip
+
+
+def _shrink(sc: Scene, rid: int) -> None:
     streamers = {sc.viewer(c)["streamer"] for c, *_ in JOINS}
     for client, *_ in JOINS:
         sc.leave(client)
@@ -336,6 +517,9 @@ def _shrink(sc: Scene) -> None:
         f"everyone left: after {GRACE_S:g} s the branches were pruned, the streamers and "
         "forwarders went"
     )
+    sc.api("DELETE", f"{S}/app/recordings/{rid}?user={RECORDER[0]}")
+    node = PROVIDERS[RECORDER[2]][2]
+    until(f"the storage at {node} to go", gone(sc.api, f"storage-{node}"), 60)
     for eid in sc.events.values():
         sc.api("POST", f"{S}/events/{eid}/stop", None)
     for _p, _t, pe, _c, _e in PROVIDERS.values():

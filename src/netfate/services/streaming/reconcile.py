@@ -9,7 +9,8 @@ One step, in one transaction the platform commits:
          acquirer:NODE    streaming-acquirer at a provider's PE: a flow per live
                           content (its ingest port, its event), next hops below;
          forwarder:NODE   streaming-forwarder at a branch point that can host one;
-         streamer:ID      streaming-edge on a viewers' PE: its contents;
+         streamer:ID      streaming-edge on a viewers' PE: its contents, and the
+                          recordings it relays to users playing them (``vod``);
          storage:NODE     streaming-storage at a PE whose provider's events users
                           record (recordings.py): fed by the acquirer there while a
                           recording of a live content is requested;
@@ -24,7 +25,6 @@ announces a change and at least every INTERVAL_S; the API's writes run it at onc
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from typing import Any
@@ -38,19 +38,14 @@ from netfate.store.tables import InstanceRow
 
 from . import backend, recordings
 from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
-from .tables import ContentRow, FunctionRow, ProviderRow, TreeRow
-from .tree import Desired, Target
+from .recordings import address
+from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, TreeRow
+from .tree import Desired, Event, Target, Tree
 
 log = logging.getLogger("netfate.streaming")
 
 INTERVAL_S = 1.0
 LOST = {"failed", "gone", "stopping"}
-
-
-def address(inst: InstanceRow | None) -> str | None:
-    if inst is None or not inst.ip:
-        return None
-    return str(ipaddress.ip_interface(inst.ip).ip)
 
 
 def instance_of(session: Session, key: str) -> InstanceRow | None:
@@ -74,11 +69,15 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
     }
     out = recordings.configs(session)
     recorded = recordings.recorded(session)
+    now = time.time()
     for sid, (node, xs) in sorted(want.streamers.items()):
-        cfg = {
+        cfg: dict[str, Any] = {
             "contents": [{"id": x, "port": contents[x].tree_port} for x in xs if x in contents],
             "http_port": HTTP_PORT,
         }
+        vod = recordings.vod_config(session, xs, now)
+        if vod is not None:
+            cfg["vod"] = vod
         out[f"streamer:{sid}"] = (STREAMER, node, cfg)
     for node, per in sorted(want.forwarders.items()):
         routes = [
@@ -180,8 +179,32 @@ def step(session: Session) -> set[str]:
     ):
         return set()  # an orchestrator without streaming pays two indexed lookups
     t = backend.load(session)
-    pruned = t.tick(time.time())
+    now = time.time()
+    pruned = ended(session, t, now) + t.tick(now)
     if pruned:
         backend.record(session, pruned)
         backend.save(session, t)
     return converge(session, t.desired())
+
+
+def ended(session: Session, t: Tree, now: float) -> list[Event]:
+    """Playbacks that ended: their recording is gone, or their streamer reports that it
+    served nothing of it for recordings.IDLE_S (a player closed without a word). Their
+    viewers leave; the branches go after the grace period, as a live viewer's."""
+    out: list[Event] = []
+    for v in [v for v in t.viewers.values() if t.contents[v.content].pull]:
+        rid = recordings.rid_of(v.content)
+        r = session.get(RecordingRow, rid) if rid is not None else None
+        inst = instance_of(session, f"streamer:{v.streamer}")
+        figs = (((inst.stats or {}) if inst is not None else {}).get("vod") or {}).get(
+            "recordings", {}
+        ).get(v.content) or {}
+        idle = figs.get("idle_s")
+        idle_long = isinstance(idle, int | float) and idle > recordings.IDLE_S
+        if (
+            r is None
+            or r.state not in recordings.KEPT
+            or (idle_long and now - v.since > recordings.IDLE_S)
+        ):
+            out += t.leave(v.client, now)
+    return out

@@ -19,11 +19,23 @@ the user's recordings, a new one is refused (the function's ``stop_reason``).
 
 Recording ``r{id}`` of user U lives in VOLUME/U'/r{id}/, where U' is U when it is a
 plain name and ``u-`` + a digest of it otherwise (e-mail addresses).
+
+Playback (MyShare): through the edge streamer the tree's rule picks for the user's
+PE, never straight from the storage. The recording is a *pulled* content of the
+tree (``r{id}``, rooted at the storage's PE: the rule, the bandwidth reserved on the
+way, the grace period and the release are the live branches'); the streamer relays
+the storage's HLS VoD over HTTP and caches it (netfate.vnf.streaming.vod). Tokens
+(the service's key, backend.key): the storage serves ``r{id}`` only with a grant
+of scope ``vod:r{id}`` that the streamers relaying it hold; the streamer serves it
+only with the user's token, scope ``vod:r{id}:U'``, given in the play answer. A
+playback ends when the user stops it or its streamer has served nothing of it for
+IDLE_S; its branch goes after the grace period.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from typing import Any
 
@@ -32,8 +44,10 @@ from sqlalchemy.orm import Session
 
 from netfate.store.tables import InstanceRow
 from netfate.vnf.registry import DEFAULT_IMAGE_DIR
+from netfate.vnf.streaming import tokens
 from netfate.vnf.streaming.config import NAME
 
+from . import backend
 from .functions import STORAGE, STORAGE_HTTP_PORT
 from .tables import ContentRow, EventRow, FunctionRow, ProviderRow, RecordingRow
 
@@ -47,6 +61,14 @@ FIGURES = ("state", "stop_reason", "duration_s", "octets", "segments", "runs", "
 """What MyShare shows of the storage function's figures of a recording."""
 KEPT = ("requested", "stopped")
 """States whose files the storage keeps (``deleted`` has them removed)."""
+PLAY_TOKEN_S = 6 * 3600
+"""How long a user's playback token is good for."""
+GRANT_DAYS = 2
+"""A streamer's grant at the storage runs to the end of the day after next (a day's
+bucket: the streamer's configuration, which holds it, changes once a day at most)."""
+IDLE_S = 120.0
+"""A playback whose streamer served nothing of it for this long has ended (a player
+buffers up to about half a minute ahead, then asks for nothing while it plays)."""
 
 
 def volume() -> str:
@@ -109,8 +131,10 @@ def recorded(session: Session) -> dict[str, ContentRow]:
 def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """key -> (descriptor, node, config) of every storage function needed."""
     live = recorded(session)
+    nodes = by_node(session)
+    secret = backend.key(session) if nodes else None  # made with the first storage
     out: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    for node, rows in sorted(by_node(session).items()):
+    for node, rows in sorted(nodes.items()):
         contents = sorted(
             {c.id: c.tree_port for c in live.values() if c.pe == node}.items(),
         )
@@ -125,6 +149,7 @@ def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
         ]
         cfg = {
             "volume": volume(),
+            "secret": secret,
             "http_port": STORAGE_HTTP_PORT,
             "contents": [{"id": cid, "port": port} for cid, port in contents],
             "recordings": recs,
@@ -139,19 +164,70 @@ def instance(session: Session, node: str) -> InstanceRow | None:
     return session.get(InstanceRow, f.instance) if f is not None else None
 
 
-def playback(session: Session, r: RecordingRow, address: str | None) -> dict[str, Any]:
-    """What MyShare shows of a recording: its VoD playlist at the storage function
-    (``address``: the function's, None while it has none) and the function's figures
-    (state, duration, bytes; empty until it reports)."""
+def content_id(rid: int) -> str:
+    """The recording as a pulled content of the tree (live contents are ``ev{id}``)."""
+    return f"r{rid}"
+
+
+def client_id(rid: int) -> str:
+    """Its playback as the tree's viewer: one per recording (its user's)."""
+    return f"play-r{rid}"
+
+
+def rid_of(content: str) -> int | None:
+    return int(content[1:]) if content[:1] == "r" and content[1:].isdigit() else None
+
+
+def user_token(secret: str, r: RecordingRow, now: float) -> str:
+    """The user's token of recording ``r`` at the edge streamer."""
+    return tokens.issue(secret, f"vod:r{r.id}:{volume_user(r.user)}", int(now) + PLAY_TOKEN_S)
+
+
+def vod_config(session: Session, contents: tuple[str, ...], now: float) -> dict[str, Any] | None:
+    """An edge streamer's ``vod``: the recordings among ``contents`` it relays, each
+    with its storage's address and the streamer's grant there (None: none)."""
+    secret = backend.secret(session)
+    if secret is None:
+        return None
+    expires = (int(now) // 86400 + GRANT_DAYS) * 86400
+    out = []
+    for x in contents:
+        rid = rid_of(x)
+        r = session.get(RecordingRow, rid) if rid is not None else None
+        node = node_of(session, r.event) if r is not None else None
+        ip = address(instance(session, node)) if node is not None else None
+        if r is None or ip is None:
+            continue
+        out.append(
+            {
+                "id": x,
+                "user": volume_user(r.user),
+                "origin": f"http://{ip}:{STORAGE_HTTP_PORT}/vod/{x}/",
+                "origin_secret": tokens.issue(secret, f"vod:{x}", expires),
+            }
+        )
+    return {"secret": secret, "recordings": out} if out else None
+
+
+def address(inst: InstanceRow | None) -> str | None:
+    if inst is None or not inst.ip:
+        return None
+    return str(ipaddress.ip_interface(inst.ip).ip)
+
+
+def playback(session: Session, r: RecordingRow) -> dict[str, Any]:
+    """What MyShare shows of a recording: where it is stored, whether it can be played
+    (``play``: the API path that starts a playback through an edge streamer) and the
+    storage function's figures (state, duration, bytes; empty until it reports)."""
     node = node_of(session, r.event)
     inst = instance(session, node) if node is not None else None
     stats = (inst.stats or {}) if inst is not None else {}
     figs = (stats.get("recordings") or {}).get(f"r{r.id}") or {}
     user = (stats.get("users") or {}).get(volume_user(r.user)) or {}
-    vod = f"http://{address}:{STORAGE_HTTP_PORT}/vod/r{r.id}/index.m3u8" if address else None
+    ok = r.state in KEPT and address(inst) is not None
     return {
         "node": node,
-        "vod": vod if r.state in KEPT else None,
+        "play": f"/recordings/{r.id}/play" if ok else None,
         "recorded": {k: figs.get(k) for k in FIGURES},
         "quota": {"used": user.get("used"), "bytes": user.get("quota")},
     }

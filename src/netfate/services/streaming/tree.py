@@ -150,6 +150,10 @@ class Content:
     bitrate_bps: float
     parent: dict[str, str | None] = field(default_factory=dict)
     """The tree: node -> its parent (the root's is None)."""
+    pull: bool = False
+    """A recording played on demand: its root is the storage function, and each edge
+    streamer pulls its own copy over HTTP (no acquirer, nothing duplicates on the way:
+    every link carries one copy per streamer below it)."""
 
 
 @dataclass
@@ -320,8 +324,9 @@ class Tree:
 
     # -------------------------------------------------------------- contents
 
-    def publish(self, content: str, root: str, bitrate_bps: float) -> None:
-        """A provider started an event: content X is live, rooted at ``root``."""
+    def publish(self, content: str, root: str, bitrate_bps: float, pull: bool = False) -> None:
+        """A provider started an event: content X is live, rooted at ``root``; or
+        (``pull``) a recording is played from the storage function at ``root``."""
         node = self.net.nodes.get(root)
         if node is None or not (node.hosts and node.edge):
             raise TreeError(f"content {content}: {root!r} is not a PE that can run the acquirer")
@@ -333,7 +338,7 @@ class Tree:
                 raise TreeError(f"content {content} is already live at {old.root}")
             old.bitrate_bps = bitrate_bps  # a new estimate; the next joins see it
             return
-        self.contents[content] = Content(content, root, bitrate_bps, {root: None})
+        self.contents[content] = Content(content, root, bitrate_bps, {root: None}, pull)
         if self.violations():
             del self.contents[content]
             raise TreeError(f"content {content}: no room for the acquirer at {root}")
@@ -387,6 +392,25 @@ class Tree:
         why = "no edge streamer can take the viewer: " + ("; ".join(tried) or "no candidate")
         return JoinRefused(client, content, pe, why)
 
+    def play(
+        self, client: str, content: str, root: str, bitrate_bps: float, pe: str, now: float
+    ) -> Event:
+        """A recording played on demand (``content``, pulled from the storage at
+        ``root``) through the edge streamer the rule picks for ``pe``, exactly as a
+        live join; refused, it leaves no reservation behind."""
+        if content in self.contents and not self.contents[content].pull:
+            return JoinRefused(client, content, pe, f"{content} is a live content")
+        try:
+            self.publish(content, root, bitrate_bps, pull=True)
+        except TreeError as e:
+            return JoinRefused(client, content, pe, str(e))
+        ev = self.join(client, content, pe, now)
+        if isinstance(ev, ViewerAssigned):
+            self.viewers[client].since = now  # played again: idle from now on
+        elif not any(content in s.contents for s in self.streamers.values()):
+            del self.contents[content]
+        return ev
+
     def leave(self, client: str, now: float) -> list[Event]:
         v = self.viewers.pop(client, None)
         if v is None:
@@ -409,6 +433,9 @@ class Tree:
             s = self.streamers.get(sid)
             if s is not None and content in s.contents:
                 out += self._drop(content, s)
+        taken = {x for s in self.streamers.values() for x in s.contents}
+        for x in [x for x in self.contents.values() if x.pull and x.id not in taken]:
+            del self.contents[x.id]  # a playback ended: nothing of it stays reserved
         return out
 
     # -------------------------------------------------------------- the rule
@@ -621,7 +648,7 @@ class Tree:
             i += 1
         for n in reversed(order):
             raw = len(sh.at.get(n, ())) + sum(sh.need[c] for c in sh.children.get(n, ()))
-            hosts = self.net.nodes[n].hosts
+            hosts = self.net.nodes[n].hosts and not x.pull
             sh.need[n] = min(raw, 1) if hosts else raw
             if n != x.root and hosts and raw > 1:
                 sh.forwarders.append(n)
@@ -633,7 +660,7 @@ class Tree:
         lim = self.limits
         for s in self.streamers.values():
             L.add(L.node_cpu, s.node, lim.streamer_cpu + lim.content_cpu * len(s.contents))
-        for root in {x.root for x in self.contents.values()}:
+        for root in {x.root for x in self.contents.values() if not x.pull}:
             L.add(L.node_cpu, root, lim.acquirer_cpu)
         for x in self.contents.values():
             sh = self._shape(x)
@@ -687,6 +714,8 @@ class Tree:
         acq: dict[str, dict[str, tuple[Target, ...]]] = {}
         fwd: dict[str, dict[str, tuple[Target, ...]]] = {}
         for x in self.contents.values():
+            if x.pull:  # the streamers pull it from the storage: no acquirer, no forwarder
+                continue
             sh = self._shape(x)
             acq.setdefault(x.root, {})[x.id] = tuple(sh.below(x.root))
             for n in sh.forwarders:
@@ -703,6 +732,7 @@ class Tree:
             "serial": self.serial,
             "contents": [
                 {"id": x.id, "root": x.root, "bitrate_bps": x.bitrate_bps, "parent": x.parent}
+                | ({"pull": True} if x.pull else {})
                 for x in self.contents.values()
             ],
             "streamers": [
@@ -722,7 +752,11 @@ class Tree:
         for x in data.get("contents", []):
             if x["root"] in net.nodes and all(n in net.nodes for n in x["parent"]):
                 t.contents[x["id"]] = Content(
-                    x["id"], x["root"], float(x["bitrate_bps"]), dict(x["parent"])
+                    x["id"],
+                    x["root"],
+                    float(x["bitrate_bps"]),
+                    dict(x["parent"]),
+                    bool(x.get("pull", False)),
                 )
         for s in data.get("streamers", []):
             if s["node"] in net.nodes:

@@ -49,7 +49,7 @@ TEMPLATES = HERE / "templates"
 LIBRARY = HERE / "web" / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    # The player fetches HLS from edge streamers and storage functions, at addresses
+    # The player fetches HLS (live and recordings) from edge streamers, at addresses
     # that come and go with the tree, and plays it through MediaSource (a blob: URL).
     "media-src 'self' blob:; connect-src 'self' http: https:; manifest-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
@@ -180,8 +180,8 @@ def _title(session: Session, event: int) -> dict[str, Any]:
 def my_recordings(
     request: Request, session: SessionDep, user: str = Query(max_length=254)
 ) -> list[dict[str, Any]]:
-    """MyShare: the user's recordings, newest first, each with its event, its VoD
-    playlist (HLS, seekable once stopped) and what the storage function reports."""
+    """MyShare: the user's recordings, newest first, each with its event, how to play
+    it (``play``: through an edge streamer) and what the storage function reports."""
     name = _user(request, session)
     rows = session.scalars(
         select(RecordingRow)
@@ -190,8 +190,6 @@ def my_recordings(
     )
     out = []
     for r in rows:
-        node = recordings.node_of(session, r.event)
-        ip = reconcile.address(recordings.instance(session, node)) if node else None
         out.append(
             {
                 "id": r.id,
@@ -199,7 +197,7 @@ def my_recordings(
                 "created_at": r.created_at,
                 "stopped_at": r.stopped_at,
                 **_title(session, r.event),
-                **recordings.playback(session, r, ip),
+                **recordings.playback(session, r),
             }
         )
     return out

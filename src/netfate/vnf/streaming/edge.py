@@ -38,7 +38,12 @@ Config::
      "http_port": 8080, "bind": "0.0.0.0",
      "hls": {"segment_s": 1.0, "list_size": 6, "format": "fmp4"},
      "join": {"secret": null, "lease_s": 300, "max_viewers": 200, "per_address": 8},
-     "work_dir": null, "source_timeout": 10}
+     "work_dir": null, "source_timeout": 10,
+     "vod": {"secret": "...", "recordings": [{"id": "r5", "user": "alice",
+             "origin": "http://10.0.1.2:8081/vod/r5/", "origin_secret": "..."}]}}
+
+``vod``: recordings played on demand through this streamer, pulled from the
+storage function and cached (vod.py): ``GET /vod/RECORDING/index.m3u8?token=T``.
 
 ``configure`` applies content, viewer, rendition and join changes in place
 (existing viewers keep receiving); ``http_port``, ``bind``, ``hls``, ``work_dir``
@@ -84,6 +89,7 @@ from .hls import (
 from .net import Fanout, UdpPort
 from .path import RelaySettings, RtpPath, internal_input
 from .sdp import stream_sdp
+from .vod import VodRelay, VodSettings
 
 MAX_CONTENTS = 16
 MAX_RENDITIONS = 4
@@ -220,12 +226,14 @@ class EdgeConfig:
     join: JoinSettings = field(default_factory=JoinSettings)
     work_dir: str | None = None
     relay: RelaySettings = field(default_factory=RelaySettings)
+    vod: VodSettings = field(default_factory=VodSettings)
 
     @classmethod
     def parse(cls, value: Any) -> EdgeConfig:
         w = "config"
         d = c.obj(value, w, (
             "contents", "http_port", "bind", "hls", "join", "work_dir", "source_timeout",
+            "vod",
         ))  # fmt: skip
         contents = [
             ContentConfig.parse(x, f"{w}.contents[{i}]")
@@ -250,6 +258,7 @@ class EdgeConfig:
             relay=RelaySettings(
                 source_timeout=c.number(d, "source_timeout", w, lo=1, hi=3600, default=10.0)
             ),
+            vod=VodSettings.parse(d.get("vod")),
         )
 
 
@@ -582,6 +591,7 @@ class EdgeStreamer(StreamingFunction):
             self.cfg.work_dir or tempfile.mkdtemp(prefix=f"netfate-edge-{ctx.instance[:32]}-")
         )
         self.contents: dict[str, Content] = {}
+        self.vod = VodRelay(self.cfg.vod, self.work / "vod")
         self.requests = 0
         self.joins = 0
         self.refused_joins: dict[str, int] = {}
@@ -711,6 +721,8 @@ class EdgeStreamer(StreamingFunction):
                 return _sdp(req, content, rendition, port)
             if parts and parts[0] == "hls" and req.method == "GET":
                 return await self._hls(parts[1:], req.query)
+            if parts and parts[0] == "vod" and req.method == "GET":
+                return await self.vod.handle(parts[1:], req.query)
         except HttpError as e:
             return Response(e.status, f"{e}\n".encode(), "text/plain")
         return Response(404, b"not found\n", "text/plain")
@@ -804,6 +816,7 @@ class EdgeStreamer(StreamingFunction):
         }
         open_all(x.input for x in fresh.values())
         self.cfg = new
+        self.vod.apply(new.vod)
         for cid, cur in list(self.contents.items()):
             if cid not in wanted or cid in fresh:
                 del self.contents[cid]
@@ -831,6 +844,7 @@ class EdgeStreamer(StreamingFunction):
                 for cid, x in self.contents.items()
             },
             "viewers": self.viewer_count(),
+            "vod": self.vod.stats(),
             "http": {
                 "requests": self.requests,
                 "joins": self.joins,

@@ -179,6 +179,19 @@ class EdgeJoin(FunctionConfig):
     per_address: int | None = Field(default=8, ge=1, le=64)
 
 
+class EdgeVodRecording(FunctionConfig):
+    id: Name
+    user: Name = Field(description="Whose it is: only their token plays it")
+    origin: str = Field(max_length=256, description="http://ADDRESS:PORT/vod/ID/ at the storage")
+    origin_secret: str | None = write_only(0, 200, "The storage's token for it")
+
+
+class EdgeVod(FunctionConfig):
+    secret: str | None = write_only(16, 256, "Playback needs a user's token made with this key")
+    recordings: list[EdgeVodRecording] | None = Field(default=None, max_length=16)
+    cache_bytes: int | None = Field(default=256 << 20, ge=1 << 20, le=1 << 40)
+
+
 class EdgeConfig(_Checked):
     contents: list[EdgeContent] | None = Field(default=None, max_length=16)
     http_port: Port | None = 8080
@@ -189,6 +202,7 @@ class EdgeConfig(_Checked):
         default=None, description="Its HLS segments (default: a temporary directory)"
     )
     source_timeout: Seconds | None = 10.0
+    vod: EdgeVod | None = None
 
     @classmethod
     def reader(cls) -> Callable[[Any], object]:

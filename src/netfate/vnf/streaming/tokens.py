@@ -25,7 +25,7 @@ def issue(secret: str, scope: str, expires: int) -> str:
 
 def check(secret: str, scope: str, token: str, now: float) -> bool:
     """True if `token` grants `scope` at `now` (never raises on bad input)."""
-    if len(token) > MAX_TOKEN:
+    if len(token) > MAX_TOKEN or not token.isascii():  # compare_digest takes ASCII only
         return False
     expires_text, sep, _ = token.partition(".")
     if not sep or not expires_text.isdigit() or len(expires_text) > 12:

@@ -5,6 +5,10 @@
 - Playlists (read back from ffmpeg's files): parsed or HlsError; fMP4 fragments
   (LL-HLS parts): a yes/no or Mp4Error.
 - Tokens and the join endpoint's arguments come from viewers: never raise.
+- The edge streamer's recordings on demand (vod.py): any request to /vod answers
+  with a status (without a user's token nothing reaches the storage); a playlist
+  from the storage is rewritten, every URI a plain segment name with the user's
+  token, or refused with an HttpError.
 """
 
 from __future__ import annotations
@@ -13,20 +17,22 @@ import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netfate.vnf.portal.http import Request
+from netfate.vnf.portal.http import HttpError, Request
 from netfate.vnf.runtime import Context
 from netfate.vnf.streaming import tokens
 from netfate.vnf.streaming.acquirer import AcquirerConfig
 from netfate.vnf.streaming.config import ConfigError
 from netfate.vnf.streaming.edge import Content, EdgeConfig, EdgeStreamer
 from netfate.vnf.streaming.fmp4 import Mp4Error, starts_independent
-from netfate.vnf.streaming.hls import HlsError, parse_media
+from netfate.vnf.streaming.hls import FILE_NAME, HlsError, parse_media
 from netfate.vnf.streaming.relay import RelayConfig
 from netfate.vnf.streaming.storage import StorageConfig
+from netfate.vnf.streaming.vod import VodSettings, rewrite
 from streaming_configs import json_values
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
@@ -35,7 +41,8 @@ SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(
 @SETTINGS
 @given(json_values())
 def test_configurations_are_read_or_refused_with_a_config_error(value: Any) -> None:
-    for parse in (AcquirerConfig.parse, RelayConfig.parse, EdgeConfig.parse, StorageConfig.parse):
+    for parse in (AcquirerConfig.parse, RelayConfig.parse, EdgeConfig.parse, StorageConfig.parse,
+                  VodSettings.parse):  # fmt: skip
         with contextlib.suppress(ConfigError):
             parse(value)
 
@@ -68,13 +75,52 @@ def test_the_edge_endpoints_answer_anything_with_a_status(
     assert 200 <= status < 600
 
 
+@SETTINGS
+@given(st.lists(st.sampled_from(["vod", "r5", "index.m3u8", "r0_0.ts", "..", "%2F"])
+                | st.text(max_size=12), max_size=4),
+       st.dictionaries(st.sampled_from(["token", "x"]), st.text(max_size=40)))  # fmt: skip
+def test_the_vod_endpoint_answers_anything_with_a_status_and_fetches_nothing(
+    tmp_path_factory: Any, parts: list[str], query: dict[str, str]
+) -> None:
+    fn = _edge(tmp_path_factory.getbasetemp())
+    req = Request("GET", "/vod/" + "/".join(parts), query, {}, b"", "10.0.0.9", local="10.0.0.4")
+    status = asyncio.run(fn.handle(req)).status
+    assert 200 <= status < 600 and status != 200  # no user's token: nothing served
+
+
+async def _no_fetch(url: str) -> bytes:
+    raise AssertionError(f"fetched {url} without a user's token")
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["#EXTM3U", "#EXTINF:2.0,", "r0_0.ts?token=g", "r0_1.ts",
+                                 "../x.ts", "http://a/b.ts", "x.m3u8", ""])
+                | st.text(max_size=30), max_size=12),
+       st.none() | st.text(max_size=20))  # fmt: skip
+def test_storage_playlists_are_rewritten_or_refused(lines: list[str], token: str | None) -> None:
+    try:
+        out = rewrite("\n".join(lines), token)
+    except HttpError as e:
+        assert e.status == 502
+        return
+    for line in out.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("?", 1)[0]
+            assert FILE_NAME.fullmatch(name) and name.endswith(".ts")
+            assert line == name + (f"?token={quote(token)}" if token else "")
+
+
 _EDGES: dict[Path, EdgeStreamer] = {}
 
 
 def _edge(base: Path) -> EdgeStreamer:
     if base not in _EDGES:
-        cfg = {"contents": [{"id": "X", "port": 7000}], "work_dir": str(base / "edge-fuzz")}
+        vod = {"secret": "k" * 16, "recordings": [
+            {"id": "r5", "user": "alice", "origin": "http://10.0.1.2:8081/vod/r5/"}]}  # fmt: skip
+        cfg = {"contents": [{"id": "X", "port": 7000}], "work_dir": str(base / "edge-fuzz"),
+               "vod": vod}  # fmt: skip
         fn = EdgeStreamer(Context(instance="edge", config=cfg))
+        fn.vod.fetch = _no_fetch
         fn.contents = {x.id: Content(x, fn) for x in fn.cfg.contents}
         _EDGES[base] = fn
     return _EDGES[base]

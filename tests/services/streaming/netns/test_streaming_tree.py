@@ -24,6 +24,7 @@ import pytest
 
 from netfate.host import netns
 from netfate.proto.rtp import PT_MP2T, RtpPacket
+from netfate.vnf.streaming import tokens
 from netfate.vnf.streaming.sdp import stream_sdp
 from streaming_rig import HOSTS, Lan, source_args
 from waiting import until
@@ -271,6 +272,49 @@ def test_recording_made_mid_stream_plays_back_as_vod(tree: Lan) -> None:
     # On the volume: the manifest and the segments, under the user's directory.
     assert (volume / "alice" / "r1" / "recording.json").exists()
     assert list((volume / "alice" / "r1").glob("r0_*.ts"))
+
+
+def test_a_recording_plays_through_an_edge_streamer_with_its_users_token(tree: Lan) -> None:
+    """edge1 relays r1 (recorded above) from the real storage, which now wants a grant:
+    alice's token plays it (a whole VOD, seekable), bob's or none is refused."""
+    key = "k" * 24
+    volume = tree.tmp / "volume"
+    rec = [{"id": "r1", "user": "alice", "content": "X", "state": "stopped"}]
+    sto_url = f"http://{H['sto']}:8081/vod/r1/"
+    grant = tokens.issue(key, "vod:r1", int(time.time()) + 600)
+    relayed = {"id": "r1", "user": "alice", "origin": sto_url, "origin_secret": grant}
+    try:
+        sto = {**storage_config(volume, rec), "secret": key}
+        assert tree.call("sto", {"op": "configure", "config": sto})["applied"]
+        vod = {"secret": key, "recordings": [relayed]}
+        assert tree.call("edge1", {"op": "configure", "config": {**EDGE1, "vod": vod}})["applied"]
+        assert tree.http("v1", sto_url + "index.m3u8")[0] == 403  # no grant, no recording
+
+        def token(user: str) -> str:
+            return tokens.issue(key, f"vod:r1:{user}", int(time.time()) + 600)
+
+        url = f"http://{H['edge1']}:8080/vod/r1/index.m3u8"
+        mine = token("alice")
+        alice = f"{url}?token={mine}"
+        status, playlist = tree.http("v1", alice)
+        assert status == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in playlist
+        assert playlist.rstrip().endswith("#EXT-X-ENDLIST") and grant not in playlist
+        assert f".ts?token={mine}" in playlist  # her token on its segments
+        assert tree.http("v1", url)[0] == 403
+        assert tree.http("v1", f"{url}?token={token('bob')}")[0] == 403
+        fmt = tree.run("v1", ["ffprobe", "-v", "error", "-show_entries", "format=duration",
+                              "-of", "json", alice])  # fmt: skip
+        whole = float(json.loads(fmt.stdout)["format"]["duration"])
+        assert whole >= 5, fmt.stdout
+        out = tree.run("v1", ["ffprobe", "-v", "error", "-i", alice, "-select_streams", "v",
+                              "-read_intervals", f"{whole / 2:.3f}%+#1",
+                              "-show_entries", "frame=pts_time", "-of", "json"])  # fmt: skip
+        assert json.loads(out.stdout or "{}").get("frames"), out.stderr  # a seek to its middle
+        figs = tree.stats("edge1")["vod"]["recordings"]["r1"]
+        assert figs["fetches"] > 0 and figs["hits"] > 0 and figs["refused"] == 2
+    finally:
+        tree.call("edge1", {"op": "configure", "config": EDGE1})
+        tree.call("sto", {"op": "configure", "config": storage_config(volume, rec)})
 
 
 def test_recording_quota_stops_then_refuses(tree: Lan) -> None:

@@ -28,6 +28,7 @@ from browser import chromium
 from netfate.demo.platform import Api
 from netfate.host import netns
 from netfate.services.streaming.demo import (
+    FRAMES,
     PROVIDERS,
     TOPOLOGY,
     Scene,
@@ -41,15 +42,6 @@ from testbed_procs import until
 S = "/streaming"
 T = 120_000
 """Milliseconds the page gets for each state (a new edge streamer, the first segments)."""
-FRAMES = """(id) => {  // frames the video element rendered since asked (requestVideoFrameCallback)
-  const v = document.getElementById(id);
-  if (!v.__frames) {
-    v.__frames = { n: 0 };
-    const cb = () => { v.__frames.n += 1; v.requestVideoFrameCallback(cb); };
-    v.requestVideoFrameCallback(cb);
-  }
-  return v.__frames.n;
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +165,14 @@ def test_record_then_play_back_seekable(scene: Scene, page: Any) -> None:
 
     until("the recording to stop", stopped, 60)
     item.get_by_role("button", name="Play").click()
+
+    def playback() -> Any:  # through an edge streamer on the phone's PE, by the rule
+        t = scene.api("GET", f"{S}/tree")["state"]
+        on = {s["id"]: s["node"] for s in t["streamers"]}
+        mine = [v for v in t["viewers"] if v["client"] == f"play-r{rec['id']}"]
+        return mine and on[mine[0]["streamer"]] == "pe2" and mine[0]
+
+    assert until("alice's playback on pe2's streamer", playback, 60)["content"] == f"r{rec['id']}"
     seekable = "() => { const v = document.getElementById('vod'); return v.seekable.length > 0"
     page.wait_for_function(seekable + " && v.seekable.end(0) > 6; }", timeout=T)
     end = page.evaluate("() => document.getElementById('vod').seekable.end(0)")
@@ -190,7 +190,24 @@ def test_record_then_play_back_seekable(scene: Scene, page: Any) -> None:
 
 def test_a_recording_survives_its_storage_function_restarting(scene: Scene, page: Any) -> None:
     """The storage's process killed (-9): started again, it finds the recording on
-    the service's volume and MyShare plays it (frames rendered) as before."""
+    the service's volume and MyShare plays it (frames rendered) as before, through
+    an edge streamer that fetches it from the restarted storage (the playback before
+    is ended first, so no streamer holds it in its cache)."""
+    (rec,) = scene.api("GET", f"{S}/app/recordings?user=alice")
+    content = f"r{rec['id']}"
+
+    def played() -> set[str]:
+        return {v["client"] for v in scene.api("GET", f"{S}/tree")["state"]["viewers"]}
+
+    if f"play-{content}" in played():
+        scene.api("DELETE", f"{S}/recordings/{rec['id']}/play")
+    until(
+        "the last playback's branch to go",
+        lambda: (
+            content not in {x["id"] for x in scene.api("GET", f"{S}/tree")["state"]["contents"]}
+        ),
+        60,
+    )
     before = live(scene.api, "storage-pe1")
     assert before is not None and before["pid"]
     os.kill(int(before["pid"]), signal.SIGKILL)
@@ -205,3 +222,12 @@ def test_a_recording_survives_its_storage_function_restarting(scene: Scene, page
     page.locator("#recordings").get_by_role("button", name="Play").first.click()
     page.evaluate(FRAMES, "vod")
     page.wait_for_function(f"() => ({FRAMES})('vod') >= 10", timeout=T)
+    (v,) = [v for v in scene.api("GET", f"{S}/tree")["state"]["viewers"]
+            if v["content"] == content]  # fmt: skip
+
+    def fetched() -> Any:
+        inst = live(scene.api, f"streamer-{v['streamer']}") or {}
+        figs = ((inst.get("stats") or {}).get("vod") or {}).get("recordings", {}).get(content)
+        return figs if figs and figs["fetches"] > 0 else None
+
+    assert until("the streamer's fetches from the storage", fetched, 60)

@@ -1,11 +1,15 @@
 """`netfate demo streaming --check` (services/streaming/topologies/streaming.yaml, the
 paper's testbed) exits 0: two providers' ffmpeg sources, recognised by their
 acquirers; six viewers on four PEs joining by the paper's rule, cases 1 to 4 each
-asserted, each decoding frames; forwarders on both core routers duplicating; then
-the tree shrinks to nothing (services/streaming/demo.py)."""
+asserted, each decoding frames; forwarders on both core routers duplicating; a
+recording made mid-event and played back through the edge streamer the rule chose
+(ffprobe frames, a seek into its middle, a VOD playlist; refused without the user's
+token), and in Chromium from MyShare; then the tree shrinks to nothing
+(services/streaming/demo.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -39,6 +43,26 @@ def test_demo_streaming_check_exits_zero() -> None:
     assert "branches at core c1: forwarder 10.91.0." in out
     assert "branches at core c2: forwarder 10.92.0." in out
     assert "the forwarder on c1 sent lecture" in out and "the forwarder on c2 sent match" in out
+    # The recording: made mid-event, played back through pe2's streamer (the one
+    # alice's live HLS came from), seekable, refused without her token, in a browser.
+    assert "alice records lecture mid-event (recording 1): storage at pe1" in out
+    assert "alice plays recording 1 from phone: case 2, es1-pe2 on pe2" in out
+    live = re.search(r"alice's ffprobe decodes \d+ frames of http://([\d.]+):8080/hls/", out)
+    vod = re.search(
+        r"alice's ffprobe decodes (\d+) frames of http://([\d.]+):8080/vod/r1/index.m3u8 "
+        r"\(VOD, ([\d.]+) s, .*\) and (\d+) after a seek to ([\d.]+) s; the streamer "
+        r"fetched (\d+) objects from the storage and served (\d+) from its cache; "
+        r"without her token: 403",
+        out,
+    )
+    assert live and vod, out[-6000:]
+    assert vod[2] == live[1]  # through the chosen streamer, not from the storage
+    assert int(vod[1]) > 0 and int(vod[4]) > 0  # frames from the start and after the seek
+    assert abs(float(vod[5]) - float(vod[3]) / 2) <= 0.1 and float(vod[5]) > 2  # its middle
+    assert int(vod[6]) > 0 and int(vod[7]) > 0  # relayed from the storage, then cached
+    assert "Chromium at phone plays recording 1 from MyShare and renders frames" in out
+    assert "edge streamer es1-pe2 on pe2, stored at pe1" in out
+    assert "alice stopped playing: after 1 s its branch went" in out
     assert "the branches were pruned" in out and "the tree is empty" in out
     prefix = out.split("as run ", 1)[1].split()[0]
     assert netns.list_with_prefix(prefix + "-") == []

@@ -325,7 +325,7 @@ def test_secrets_are_write_only_and_read_hidden(api: TestClient, images: Path) -
                   schemas.StorageConfig):  # fmt: skip
         _props(model.model_json_schema(), found)
     marked = {k for k, w in found.items() if w}
-    assert marked == {"passphrase", "secret"}
+    assert marked == {"passphrase", "secret", "origin_secret"}  # the last: a streamer's grant
     # Marked exactly where the API hides a value: the key is a secret key.
     assert {k for k in found if is_secret_key(k)} == marked
     doc = api.get("/api/v1/openapi.json").json()

@@ -346,3 +346,83 @@ def test_no_viewer_without_a_branch_and_nothing_over_capacity(
     t.tick(now + 10.0)
     assert t.streamers == {} and t.loads().link_bps == {}
     assert all(x.parent == {x.root: None} for x in t.contents.values())
+
+
+# ------------------------------------------------------------------ recordings on demand
+
+
+def test_a_playback_follows_the_rule_and_says_why() -> None:
+    """A recording (stored at pe1) played from pe2, pe3, pe2 again and pe5: the live
+    rule's cases, in its order, with the decision in ``why``."""
+    t = Tree(paper_net())
+    t.publish("X", "pe1", 4 * MBIT)
+    live = assigned(t.join("alice", "X", "pe2", 0.0))  # a live streamer on pe2
+    p = assigned(t.play("play-r1", "r1", "pe1", 2 * MBIT, "pe2", 1.0))
+    assert p.case == 2 and p.streamer == live.streamer, p.why  # it has room: takes r1
+    assert p.why.startswith("case 2 (consolidation): ") and "takes r1" in p.why
+    again = assigned(t.play("play-r1b", "r1", "pe1", 2 * MBIT, "pe2", 2.0))
+    assert again.case == 1 and again.streamer == live.streamer, again.why  # serves r1
+    near = assigned(t.play("play-r2", "r2", "pe1", 2 * MBIT, "pe3", 3.0))
+    assert near.case == 3 and near.node == "pe2", near.why  # pe3 has none: its neighbour
+    new = assigned(t.play("play-r3", "r3", "pe1", 2 * MBIT, "pe5", 4.0))
+    assert new.case == 4 and new.node == "pe5", new.why  # no neighbour within 2 hops
+    assert t.violations() == []
+
+
+def test_a_playback_is_pulled_one_copy_per_streamer_and_needs_no_acquirer() -> None:
+    t = Tree(paper_net())
+    assigned(t.play("play-r1", "r1", "pe1", 3 * MBIT, "pe4", 0.0))
+    t2 = assigned(t.play("play-r1x", "r1", "pe1", 3 * MBIT, "pe5", 0.0))
+    assert t2.case == 3  # pe5 has none: pe4's, a neighbour, already serves r1
+    assigned(t.play("play-r1y", "r1", "pe1", 3 * MBIT, "pe2", 0.0))
+    L = t.loads()
+    link = lambda a, b: L.link_bps.get(frozenset((a, b)), 0.0)  # noqa: E731
+    # Each streamer pulls its own copy from the storage: two cross pe1-c1, nothing is
+    # duplicated on the way; pe4's streamer sends the pe5 viewer's back through c2.
+    assert link("pe1", "c1") == 6 * MBIT and link("c1", "c2") == 3 * MBIT
+    assert link("c2", "pe4") == 6 * MBIT  # its copy in, the pe5 viewer's stream out
+    assert link("c2", "pe5") == 3 * MBIT and link("c1", "pe2") == 3 * MBIT
+    assert L.forwarders == {} and "pe1" not in L.node_cpu  # no acquirer, no forwarder
+    want = t.desired()
+    assert want.acquirers == {} and want.forwarders == {}
+    assert {x for _n, xs in want.streamers.values() for x in xs} == {"r1"}
+    # A pulled content never duplicates, even at a node that could host a forwarder.
+    pes = [NodeSpec(n, "pe", 1.0, 100 * MBIT) for n in ("pe1", "pe2", "pe3", "pe4")]
+    links = [LinkSpec("pe1", "pe2", 20 * MBIT), LinkSpec("pe2", "pe3", 20 * MBIT),
+             LinkSpec("pe2", "pe4", 20 * MBIT)]  # fmt: skip
+    u = Tree(Network(pes, links), Limits(streamer_bandwidth_bps=8 * MBIT))
+    assigned(u.play("a", "r9", "pe1", 8 * MBIT, "pe3", 0.0))
+    assigned(u.play("b", "r9", "pe1", 8 * MBIT, "pe4", 0.0))
+    assert u.loads().link_bps[frozenset(("pe1", "pe2"))] == 16 * MBIT
+    assert u.loads().forwarders == {}
+
+
+def test_a_refused_playback_reserves_nothing_and_a_live_id_is_not_played() -> None:
+    t = Tree(paper_net(link_mbit=5.0))
+    refused = t.play("play-r1", "r1", "pe1", 8 * MBIT, "pe2", 0.0)
+    assert isinstance(refused, JoinRefused) and "8.0 Mbit/s spare" in refused.why, refused
+    assert "r1" not in t.contents and t.streamers == {} and t.loads().link_bps == {}
+    t.publish("X", "pe1", MBIT)
+    assert isinstance(t.play("p", "X", "pe1", MBIT, "pe2", 0.0), JoinRefused)
+    assert not t.contents["X"].pull
+
+
+def test_a_playback_ended_is_released_after_the_grace_period() -> None:
+    t = Tree(paper_net(), Limits(grace_s=5.0))
+    s = assigned(t.play("play-r1", "r1", "pe1", 3 * MBIT, "pe2", 0.0)).streamer
+    assert t.loads().link_bps[frozenset(("pe1", "c1"))] == 3 * MBIT
+    (left,) = t.leave("play-r1", 10.0)
+    assert isinstance(left, ViewerLeft) and left.prune_at == 15.0
+    assert t.tick(14.0) == [] and "r1" in t.contents  # reserved during the grace period
+    evs = t.tick(15.0)
+    assert [type(e) for e in evs] == [BranchPruned, StreamerReleased]
+    assert s not in t.streamers and "r1" not in t.contents and t.loads().link_bps == {}
+    again = Tree.load(t.net, t.limits, t.dump())  # nothing of it left in the state either
+    assert again.contents == {}
+
+
+def test_a_pulled_content_survives_a_dump_and_load() -> None:
+    t = Tree(paper_net())
+    assigned(t.play("play-r1", "r1", "pe1", 3 * MBIT, "pe2", 0.0))
+    again = Tree.load(t.net, t.limits, t.dump())
+    assert again.contents["r1"].pull and again.loads() == t.loads()

@@ -22,8 +22,9 @@ import authn
 from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
-from netfate.services.streaming import recordings
+from netfate.services.streaming import backend, recordings
 from netfate.services.streaming.web import LIBRARY
+from netfate.vnf.streaming import tokens
 from waiting import until
 
 V1 = "/api/v1/streaming"
@@ -137,7 +138,7 @@ def test_a_recording_drives_the_storage_function(api: TestClient, tmp_path: Path
     users = {"alice": {"used": 90_000, "quota": 5_000_000}}
     _report(api, "pe1", {"storage-pe1": {"recordings": {f"r{rec['id']}": figs}, "users": users}})
     (mine,) = ok(api.get(f"{V1}/app/recordings?user=alice"))
-    assert mine["vod"] == f"http://{sto_ip}:8081/vod/r{rec['id']}/index.m3u8"
+    assert mine["play"] == f"/recordings/{rec['id']}/play"  # through an edge streamer
     assert mine["title"] == "Lecture" and mine["state"] == "requested"
     assert mine["recorded"]["duration_s"] == 12.0 and mine["quota"]["used"] == 90_000
     assert ok(api.get(f"{V1}/app/recordings?user=bob")) == []
@@ -157,6 +158,73 @@ def test_a_recording_drives_the_storage_function(api: TestClient, tmp_path: Path
     assert sto["config"]["recordings"][0]["state"] == "deleted"
     _report(api, "pe1", {"storage-pe1": {"recordings": {}}})
     assert until(lambda: "storage-pe1" not in named(api))
+
+
+def test_a_recording_plays_through_the_users_edge_streamer(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MyShare's playback: the live rule picks the edge streamer (here case 2: pe2's
+    streamer of a live viewer takes the recording), the bandwidth is reserved from the
+    storage's PE, the streamer relays the storage's VoD with its grant there and the
+    user's token alone; stopping, or the streamer saying it is idle, releases it."""
+    eid = scheduled(api)
+    rid = ok(api.post(f"{V1}/recordings", json={"user": "alice", "event": eid}), 201)["id"]
+    content = ok(api.post(f"{V1}/events/{eid}/start"))["content"]["id"]
+    live = ok(api.post(f"{V1}/contents/{content}/viewers", json={"client": "c", "host": "phone"}))
+    ok(api.delete(f"{V1}/recordings/{rid}"))  # stopped: a whole VoD
+    alice = authn.bearer(authn.token(api.app, "alice", Role.USER))
+    bob = authn.bearer(authn.token(api.app, "bob", Role.USER))
+    play = f"{V1}/recordings/{rid}/play"
+    links = lambda: ok(api.get(f"{V1}/tree"))["loads"]["link_bps"]  # noqa: E731
+    before = links()
+    assert api.post(play, json={"host": "phone"}, headers=bob).status_code == 404  # alice's
+    assert api.post(play, json={"host": "nowhere"}, headers=alice).status_code == 422
+    a = ok(api.post(play, json={"host": "phone"}, headers=alice))
+    assert a["case"] == 2 and a["streamer"] == live["streamer"] and a["node"] == "pe2", a
+    assert a["stored_at"] == "pe1" and f"takes r{rid}" in a["why"], a["why"]
+    base = f"http://{live['address']}:8080/vod/r{rid}/index.m3u8?token="
+    assert a["vod"].startswith(base)
+    with api.app.state.db.session() as s:
+        key = backend.secret(s)
+    assert key is not None
+    tok = a["vod"][len(base) :]
+    assert tokens.check(key, f"vod:r{rid}:alice", tok, time.time())
+    assert not tokens.check(key, f"vod:r{rid}", tok, time.time())  # no grant at the storage
+    # The streamer relays it from the storage, with its own grant there.
+    inst = named(api)
+    sto_ip = inst["storage-pe1"]["ip"].split("/")[0]
+    (relayed,) = inst[f"streamer-{a['streamer']}"]["config"]["vod"]["recordings"]
+    assert relayed["id"] == f"r{rid}" and relayed["user"] == "alice"
+    assert relayed["origin"] == f"http://{sto_ip}:8081/vod/r{rid}/"
+    # Reserved like a live branch: one more copy from pe1 to pe2.
+    (bps,) = {x["bitrate_bps"] for x in ok(api.get(f"{V1}/tree"))["state"]["contents"]
+              if x["id"] == f"r{rid}" and x.get("pull")}  # fmt: skip
+    during = links()
+    for k in ("c1-pe1", "c1-pe2"):
+        assert during[k] == pytest.approx(before[k] + bps)
+    # Stopped: released after the grace period (0 here); the live viewer keeps its streamer.
+    ok(api.put(f"{V1}/settings", json={"grace_s": 0}))
+    assert api.delete(play, headers=bob).status_code == 404
+    ok(api.delete(play, headers=alice))
+    assert api.delete(play, headers=alice).status_code == 404  # not being played
+    streamer = f"streamer-{a['streamer']}"
+    assert until(lambda: "vod" not in named(api)[streamer]["config"])
+    assert links() == before
+    # Played again and never asked for: the streamer reports it idle, the loop ends it.
+    monkeypatch.setattr(recordings, "IDLE_S", 0.0)
+    ok(api.post(play, json={"host": "phone"}, headers=alice))
+    assert "vod" in named(api)[streamer]["config"]
+    _report(api, "pe2", {streamer: {"vod": {"recordings": {f"r{rid}": {"idle_s": 1.0}}}}})
+    assert until(lambda: "vod" not in named(api)[streamer]["config"])
+    assert links() == before
+    # Played, then deleted: the playback ends with its recording.
+    monkeypatch.setattr(recordings, "IDLE_S", 3600.0)
+    ok(api.post(play, json={"host": "phone"}, headers=alice))
+    assert links() != before
+    ok(api.delete(f"{V1}/app/recordings/{rid}?user=alice"))
+    assert until(lambda: "vod" not in named(api)[streamer]["config"])
+    assert links() == before
+    assert api.post(play, json={"host": "phone"}, headers=alice).status_code == 404
 
 
 def test_watched_events(api: TestClient) -> None:

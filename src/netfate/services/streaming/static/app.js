@@ -18,6 +18,7 @@
 
   let providers = [];
   let watching = null; // {content, client, title}
+  let playing = null; // the recording played in MyShare (its id)
   let reserved = [];
   const reminded = new Set();
 
@@ -104,6 +105,28 @@
       .catch(() => {}); // already gone (the event ended)
   }
 
+  // A recording plays through the edge streamer the back-end picks for this device's
+  // PE (the answer's vod URL carries the user's token); the previous playback ends.
+  const playRecording = (w, r) => act(async () => {
+    if (!w.host) throw new Error("say which device you watch on (its host name)");
+    await stopRecording();
+    const a = await api("POST", r.play, { host: w.host });
+    playing = r.id;
+    $("vod-title").textContent = r.title || `recording ${r.id}`;
+    $("vod-box").hidden = false;
+    $("vod-info").textContent = `edge streamer ${a.streamer} on ${a.node}, stored at ` +
+      `${a.stored_at} (case ${a.case}: ${a.why})`;
+    play($("vod"), a.vod, $("vod-info"));
+  });
+
+  async function stopRecording() {
+    if (playing === null) return;
+    const rid = playing;
+    playing = null;
+    stop($("vod"));
+    await api("DELETE", `/recordings/${rid}/play`).catch(() => {}); // already ended
+  }
+
   const record = (ev) => act(async () => {
     const w = need();
     await api("POST", "/recordings", { user: w.user, event: ev.id });
@@ -172,12 +195,8 @@
           f.stop_reason && f.stop_reason !== "requested" ? `stopped: ${f.stop_reason}` : ""]
           .filter(Boolean).join(" · ")),
         h("div", { class: "sapp-actions" },
-          r.vod && f.segments ? button("Play", () => {
-            $("vod-title").textContent = r.title || `recording ${r.id}`;
-            $("vod-box").hidden = false;
-            $("vod-info").textContent = `${r.vod} (stored at ${r.node})`;
-            play($("vod"), r.vod, $("vod-info"));
-          }) : h("span", { class: "dim" }, "nothing recorded yet"),
+          r.play && f.segments ? button("Play", () => playRecording(w, r))
+            : h("span", { class: "dim" }, "nothing recorded yet"),
           r.state === "requested" && button("Stop recording", () => act(async () => {
             await api("DELETE", `/recordings/${r.id}`);
           })),
@@ -279,7 +298,10 @@
     const p = await Notification.requestPermission();
     say(p === "granted" ? "reminders will come as notifications" : "reminders will show on this page", "ok");
   });
-  window.addEventListener("pagehide", () => { if (watching) leave(); });
+  window.addEventListener("pagehide", () => {
+    if (watching) leave();
+    if (playing !== null) stopRecording();
+  });
   refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, 5000);
 })();
