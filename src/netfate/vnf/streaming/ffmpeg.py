@@ -64,9 +64,13 @@ class FfmpegChild:
         max_backlog: int = 4 << 20,
         cwd: Path | None = None,
         secrets: Sequence[str] = (),
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.role = role
         self.secrets = [x for x in secrets if x]
+        self.on_line = on_line
+        """Each stderr line (secrets hidden): what ffmpeg's libraries said, e.g. an SRT
+        caller rejected for its passphrase."""
         self.args = args
         """The arguments after ffmpeg's own, or a function giving them at each start."""
         self.use_stdin = stdin
@@ -162,6 +166,8 @@ class FfmpegChild:
                 text = text.replace(secret, HIDDEN)
             if text:
                 self.stderr.append(text[:300])
+                if self.on_line is not None:
+                    self.on_line(text)
 
     def feed(self, data: bytes) -> None:
         """Write TS bytes to the child's stdin, or count them dropped."""
