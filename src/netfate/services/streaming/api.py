@@ -279,6 +279,7 @@ def stop_event(
     backend.save(session, t)
     e.state, e.ended_at = "ended", now
     c.state, c.ended_at = "ended", now
+    c.ingest_secret = None  # a flow's passphrase or key lives while the flow does
     for r in session.scalars(
         select(RecordingRow).where(RecordingRow.event == e.id, RecordingRow.state == "requested")
     ):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -28,6 +29,7 @@ from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
 from netfate.services.streaming.functions import INGEST_PORTS
+from netfate.services.streaming.tables import ContentRow
 
 V1 = "/api/v1/streaming"
 NODES = ("pe1", "pe2", "c1")
@@ -173,6 +175,9 @@ def test_the_url_is_its_providers_alone(api: TestClient) -> None:
     ok(api.post(f"{V1}/events/{eid}/stop"))
     r = api.get(path, headers=as_(api, "uni", Role.PROVIDER))
     assert r.status_code == 404 and "is ended" in r.json()["detail"]
+    with api.app.state.db.session() as s:  # the ended flow's key is forgotten
+        (c,) = s.scalars(select(ContentRow).where(ContentRow.event == eid))
+        assert c.state == "ended" and c.ingest_secret is None
     assert (
         api.get(f"{V1}/events/999/ingest", headers=as_(api, "uni", Role.PROVIDER)).status_code
         == 404
