@@ -8,8 +8,9 @@ command line as given (a test source for its input):
 - SRT: the acquirer recognises the stream (mpegts, h264), a viewer at pe2 joins and
   ffprobe decodes frames of its edge streamer's HLS;
 - RTMP, as OBS sends it (server rtmp://ADDR:PORT/live, the stream key): first with
-  another key, refused with the reason the provider reads on its event; then with
-  its own, recognised, and a viewer decodes frames;
+  another key, refused with the reason the provider reads on its event and sees in
+  its studio (Chromium, signed in as the provider: the URL, the key, the refusal);
+  then with its own, recognised, and a viewer decodes frames;
 - while the flows run, no passphrase or key (nor the run's credentials) is in any
   GET of the API but the provider's own ingest route, the event log and stream, a
   log, a file open to others, or a process's argument list but the camera's own
@@ -26,8 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from browser import chromium
 from netfate.demo.platform import Api, DemoFailed
 from netfate.host import netns
 from netfate.services.streaming.demo import PROVIDERS, TOPOLOGY, Scene, appears
@@ -37,6 +40,9 @@ from testbed_procs import until
 
 S = "/streaming"
 PROV, TITLE, PE, CAMERA, _ = PROVIDERS["lecture"]
+PASSWORD = "the studio's test password"
+T = 60_000
+"""Milliseconds the studio gets to show a state (it polls every 2 s)."""
 SOURCE = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "600", "-pix_fmt", "yuv420p"]
 
 
@@ -49,6 +55,10 @@ def scene() -> Iterator[Scene]:
         sc.api("PUT", f"{S}/settings", {"criterion": "consolidation", "grace_s": 1.0})
         (src,) = [h["ip"].split("/")[0] for h in sc.api("GET", "/hosts") if h["name"] == CAMERA]
         sc.api("POST", f"{S}/providers", {"name": PROV, "title": TITLE, "pe": PE, "source": src})
+        sc.api("POST", "/accounts", {"name": PROV, "role": "provider", "password": PASSWORD})
+        signed = httpx.post(f"{tb.api_url}/api/v1/auth/token", timeout=30.0,
+                            json={"name": PROV, "password": PASSWORD})  # fmt: skip
+        PROVIDER.append(Api(tb.api_url, signed.raise_for_status().json()["token"]))
         yield sc
         sc.stop()
     finally:
@@ -56,6 +66,8 @@ def scene() -> Iterator[Scene]:
         assert not problems, problems
 
 
+PROVIDER: list[Api] = []
+"""The API as the provider (its studio's calls)."""
 SECRETS: dict[str, str] = {}
 """The flows' passphrase and key, by protocol, as the provider read them."""
 
@@ -78,7 +90,7 @@ def started(sc: Scene, key: str, protocol: str) -> dict[str, Any]:
         return bool(flow.get("armed")) and flow.get("protocol") == protocol
 
     until(f"the acquirer's {protocol} flow armed", armed, 60)
-    mine = sc.api.as_user(PROV, "provider")
+    (mine,) = PROVIDER
 
     def url() -> dict[str, Any] | None:
         got: dict[str, Any] = mine("GET", f"{S}/events/{ev['id']}/ingest")
@@ -106,7 +118,7 @@ def encoder(sc: Scene, key: str, command: str, url: str | None = None) -> None:
 
 def provider_sees(sc: Scene, key: str) -> dict[str, Any]:
     """The stream of the event as its provider's studio reads it."""
-    mine = sc.api.as_user(PROV, "provider")
+    (mine,) = PROVIDER
     (ev,) = [e for e in mine("GET", f"{S}/events?provider={PROV}") if e["id"] == sc.events[key]]
     return dict(ev["content"]["stream"])
 
@@ -148,11 +160,38 @@ def test_rtmp_like_obs_a_wrong_key_refused_then_its_own(scene: Scene) -> None:
         r["detail"] == f"the RTMP stream key is not event ev{ev}'s: use the URL your studio shows"
     )
     assert provider_sees(scene, "rtmp")["state"] == "waiting"
+    studio_shows(scene, ev, g["url"], key)
     encoder(scene, "rtmp", g["ffmpeg"])  # the URL as the studio gives it
     watched(scene, "bob", "rtmp")
     # the SRT flow's provider meanwhile: still streaming, nothing refused
     st = provider_sees(scene, "srt")
     assert st["state"] == "streaming" and not st.get("refused"), st
+
+
+def studio_shows(sc: Scene, eid: int, url: str, key: str) -> None:
+    """The provider's studio, signed in as the provider in Chromium (in the phone's
+    namespace, through the front door): the event's URL, its stream key, and the
+    wrong key's refusal with its reason."""
+    assert sc.tb.door_url
+    with chromium(netns=sc.tb.netns_of("phone")) as browser:
+        page = browser.new_page()
+        page.goto(f"{sc.tb.door_url}/api/v1/streaming/studio?provider={PROV}")
+        status = page.evaluate(
+            """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
+                   headers: {"Content-Type": "application/json"},
+                   body: JSON.stringify({name, password})}).then((r) => r.status)""",
+            [PROV, PASSWORD],
+        )
+        assert status == 200, status
+        page.reload()
+        shown = page.locator(f'[data-url="{eid}"]')
+        shown.wait_for(timeout=T)
+        assert shown.inner_text() == url
+        assert page.locator(f'[data-key="{eid}"]').inner_text() == key
+        assert url in page.locator(f'[data-ffmpeg="{eid}"]').inner_text()
+        refused = page.locator(f'[data-event="{eid}"] [data-refused="wrong_key"]').first
+        refused.wait_for(timeout=T)
+        assert "stream key is not event" in refused.inner_text()
 
 
 def test_no_passphrase_or_key_leaks(scene: Scene) -> None:
