@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import chromium
+from browser import chromium, sign_in
 from netfate.demo.platform import Api, DemoFailed
 from netfate.host import netns
 from netfate.services.streaming.demo import PROVIDERS, TOPOLOGY, Scene, appears
@@ -176,13 +176,7 @@ def studio_shows(sc: Scene, eid: int, url: str, key: str) -> None:
     with chromium(netns=sc.tb.netns_of("phone")) as browser:
         page = browser.new_page()
         page.goto(f"{sc.tb.door_url}/api/v1/streaming/studio?provider={PROV}")
-        status = page.evaluate(
-            """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
-                   headers: {"Content-Type": "application/json"},
-                   body: JSON.stringify({name, password})}).then((r) => r.status)""",
-            [PROV, PASSWORD],
-        )
-        assert status == 200, status
+        sign_in(page, PROV, PASSWORD)
         page.reload()
         shown = page.locator(f'[data-url="{eid}"]')
         shown.wait_for(timeout=T)

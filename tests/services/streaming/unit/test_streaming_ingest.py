@@ -25,14 +25,11 @@ with warnings.catch_warnings():
 import authn
 from netfate.contract import Role
 from netfate.model.secrets import HIDDEN
-from netfate.orchestrator.api.errors import ErrorBody
-from netfate.orchestrator.app import Settings, create_app
-from netfate.services.streaming import SERVICE as STREAMING
 from netfate.services.streaming.functions import INGEST_PORTS
 from netfate.services.streaming.tables import ContentRow
+from streaming_api import keyed, ok, streaming_api
 
 V1 = "/api/v1/streaming"
-NODES = ("pe1", "pe2", "c1")
 
 
 @pytest.fixture
@@ -44,27 +41,11 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
                   "pe2": {"kind": "pe", "lan": "10.62.0.0/24", "cpu": 2}, "c1": {"kind": "core"}},
         "links": [{"a": "pe1", "b": "c1"}, {"a": "pe2", "b": "c1"}],
     }  # fmt: skip
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600)
-    with authn.client(create_app(settings, services=[STREAMING])) as c:  # signed in per route
-        ok(c.put("/api/v1/topology", json=topo))
-        for n in NODES:
-            ok(c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"}))
+    with streaming_api(tmp_path, topo) as c:
         for name in ("uni", "club"):
             body = {"name": name, "title": name.title(), "pe": "pe1"}
             ok(c.post(f"{V1}/providers", json=body), 201)
         yield c
-
-
-def ok(r: Any, status: int = 200) -> Any:
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-def keyed(r: Any, field: str) -> str:
-    assert r.status_code == 422, r.text
-    body = ErrorBody.model_validate(r.json())
-    (err,) = [e for e in body.errors or [] if e.loc[-1] == field]
-    return err.msg
 
 
 def as_(c: TestClient, name: str, role: Role) -> dict[str, str]:
