@@ -1,7 +1,9 @@
 """REST API of the streaming service (the paper's front-end), /api/v1/streaming/...
 
 Providers and their scheduled events; an event started is a live content with the
-acquirer port the front-end assigns to its flow; viewers join a content from their
+acquirer port the front-end assigns to its flow (RTP/MPEG-TS over UDP, SRT or RTMP,
+ingest.py; the flow's URL, with its SRT passphrase or RTMP stream key, is its
+provider's alone); viewers join a content from their
 access PE and get the edge streamer the back-end chose (case of the rule and why),
 or a refusal that says why (503). Users' recordings and reservations.
 

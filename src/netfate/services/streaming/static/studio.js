@@ -63,7 +63,7 @@
       h("div", { class: "mono" }, `send ${PROTOCOLS[a.protocol] || a.protocol} to `,
         h("strong", { "data-acquirer": c.id }, `${a.address || "(starting)"}:${a.port}`),
         ` · acquirer at ${a.node}`),
-      howTo(c.event),
+      c.state === "live" ? howTo(c.event) : null,
       h("div", {}, `stream: ${st.state || "waiting"}` + (st.starts ? ` · started ${st.starts}×` : "") +
         (st.source ? ` · from ${st.source}` : "") +
         (st.bitrate_bps ? ` · ${(st.bitrate_bps / 1e6).toFixed(2)} Mbit/s` : "")),
