@@ -449,6 +449,8 @@ class Flow:
 
     def _rtmp_refused(self, reason: str, source: str, said: str | None,
                       *conns: asyncio.StreamWriter) -> None:  # fmt: skip
+        if self.child is not None:  # ffmpeg's listener ends with the cut session
+            self.child.expect_exit()
         for w in conns:
             with contextlib.suppress(OSError, RuntimeError):
                 w.close()

@@ -383,6 +383,14 @@ def test_a_wrong_rtmp_key_or_srt_passphrase_is_refused_with_the_reason(tree: Lan
     assert ev["transport"] == "tcp" and ev["source"] == H["prov"]
     assert ev["detail"] == "the RTMP stream key is not event ev3's: use the URL your studio shows"
     tree.stop("bad-rtmp")
+    s = netns.socket_in(tree.ns("prov"), socket.AF_INET, socket.SOCK_STREAM)
+    with s:  # not RTMP at all
+        s.settimeout(5)
+        s.connect((acq, 5020))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(10) == b""  # closed
+    ev = tree.wait_event("acq", "StreamRefused", timeout=30, after=last, reason="not_rtmp")
+    assert ev["flow"] == "rtmp" and "RTMP version 71" in ev["detail"], ev
     for name, q, reason, says in (
         ("bad-srt", "&passphrase=another-passphrase", "wrong_passphrase", "is not event ev2's"),
         ("no-srt", "", "no_passphrase", "is missing: it is event ev2's"),
@@ -402,6 +410,8 @@ def test_a_wrong_rtmp_key_or_srt_passphrase_is_refused_with_the_reason(tree: Lan
     url = f"rtmp://{acq}:5020/live/{RTMP_KEY}"
     tree.popen("rtmp-again", "prov", [*source_args(30), "-f", "flv", url])
     tree.wait_event("acq", "StreamStarted", timeout=30, after=last, flow="rtmp")
+    # The refused sessions ended ffmpeg's listener by the acquirer's doing: no failure.
+    assert not [e for e in tree.events("acq", "HelperFailed") if e["role"] == "ingest:rtmp"]
     assert tree.stats("acq")["flows"]["main"]["streaming"]
     status = json.dumps(tree.call("acq", {"op": "status"}))
     assert RTMP_KEY not in status and SRT_PASSPHRASE not in status
