@@ -244,6 +244,7 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "GET /api/v1/streaming/events/{eid}": [{"path": {"eid": "@eid:0"}}],
     "POST /api/v1/streaming/events/{eid}/start": [{"path": {"eid": "@eid:1"}}],
     "POST /api/v1/streaming/events/{eid}/stop": [{"path": {"eid": "@eid:0"}}],
+    "GET /api/v1/streaming/events/{eid}/ingest": [{"path": {"eid": "@eid:2"}}],
     "POST /api/v1/streaming/contents/{cid}/viewers": [
         {"path": {"cid": "@cid:0"}, "body": {"client": "phone", "host": "laptop1"}}
     ],
@@ -330,6 +331,13 @@ def seed(base: str, auth: httpx.Auth) -> dict[str, list[Any]]:
         ok(c.post(f"/streaming/contents/{content}/viewers", json={"client": "tv1", "pe": "pe1"}))
         rec = ok(c.post("/streaming/recordings", json={"user": "alice", "event": events[0]}))
         res = ok(c.post("/streaming/reservations", json={"user": "alice", "event": events[1]}))
+        # An RTMP event of the default provider account, live: its ingest URL is that
+        # provider's alone (the fuzz signs a provider's route in as it).
+        mine = {"name": authn.PROVIDER, "title": "Club", "pe": "pe1"}
+        ok(c.post("/streaming/providers", json=mine))
+        rtmp = {**LECTURE, "provider": authn.PROVIDER, "protocol": "rtmp"}
+        events.append(ok(c.post("/streaming/events", json=rtmp))["id"])
+        ok(c.post(f"/streaming/events/{events[2]}/start"))
         # Catalog: a chain, a subscription to its version 1, then version 2.
         ok(c.post("/catalog/chains", json={"provider": "acme", "descriptor": CHAIN}))
         alice = {"user": "alice", "chain": "sensor-archive", "at": "cpe1"}

@@ -13,7 +13,16 @@ from typing import Any
 
 from netfate.demo.browser import CHROMIUM, CHROMIUM_ARGS, available, chromiums
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "FETCH", "available", "call", "chromium", "chromiums"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "FETCH",
+    "available",
+    "call",
+    "chromium",
+    "chromiums",
+    "sign_in",
+]
 
 # The pages' own way to call the API: with the web session's cookie and, for a change,
 # its CSRF token (the netfate_csrf cookie, readable by the page's origin only).
@@ -24,6 +33,18 @@ FETCH = """async ([method, path, body]) => {
                                body: body === null ? undefined : JSON.stringify(body)});
   return [r.status, await r.text()];
 }"""
+
+
+def sign_in(page: Any, name: str, password: str) -> None:
+    """The page, on a page of the front door's origin, signs in as `name`: the web
+    session's cookies, for the page's own API calls from now on."""
+    status = page.evaluate(
+        """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
+               headers: {"Content-Type": "application/json"},
+               body: JSON.stringify({name, password})}).then((r) => r.status)""",
+        [name, password],
+    )
+    assert status == 200, status
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 API (every operation the OpenAPI lists), the event log and stream, a log of the run,
 a file under the run's directory open to others, or a process's argument list or
 environment. Used by the testbed tests of the demos that configure secrets
-(tests/services/*/testbed/test_secrets_*.py).
+(tests/services/*/testbed/test_secrets_*.py, and the streaming ingest's passphrases
+and stream keys: tests/services/streaming/testbed/test_streaming_ingest.py).
 
     leaks = Leaks({"what": secret, ...} | credentials(tb))
     scan_processes(leaks); events = scan_api(tb, leaks, values); scan_files(root, leaks)
@@ -43,9 +44,9 @@ def migration_secrets(tb: Testbed) -> dict[str, str]:
     return {f"migration {mid} secret": str(secret) for mid, secret in rows}
 
 
-def credentials(tb: Testbed) -> dict[str, str]:
+def credentials(tb: Testbed, *, controller: bool = True) -> dict[str, str]:
     """The run's credentials, from its secrets directory (tokens, the operator's
-    password)."""
+    password; the controller's where the run has one)."""
     out: dict[str, str] = {}
     for f in sorted(tb.state.secrets.iterdir()):
         text = read_private(f)
@@ -55,7 +56,8 @@ def credentials(tb: Testbed) -> dict[str, str]:
         else:
             out[f.name] = text
     assert {"operator.token", "operator.json:password"} <= set(out), sorted(out)
-    assert any(k.startswith("agent-") for k in out) and any(k.startswith("controller") for k in out)
+    assert any(k.startswith("agent-") for k in out), sorted(out)
+    assert any(k.startswith("controller") for k in out) == controller, sorted(out)
     return out
 
 

@@ -1,10 +1,12 @@
-"""Coverage-guided fuzzing of the RTP and MPEG-TS cores with atheris (libFuzzer), bounded.
+"""Coverage-guided fuzzing of the RTP and MPEG-TS cores and the RTMP publish reader with
+atheris (libFuzzer), bounded.
 
 Run as a script it is an ordinary atheris harness (``python
 tests/fuzz/test_streaming_atheris.py -runs=1000000``); the pytest test runs it in a
 subprocess for a fixed number of inputs, because ``atheris.Fuzz()`` ends its
 process. The first input byte picks the target; the rest is its input, split into
-datagrams by the second byte for the cores. Parsers may raise only their
+datagrams by the second byte for the cores (reads, for the RTMP reader, after a valid
+handshake). Parsers may raise only their
 protocol's exception type; the cores may raise nothing.
 """
 
@@ -19,7 +21,16 @@ def _harness() -> None:
     import atheris
 
     with atheris.instrument_imports():
-        from netfate.proto import mpegts, rtp
+        from netfate.proto import mpegts, rtmp, rtp
+
+    handshake = b"\x03" + bytes(2 * 1536)
+
+    def publish(body: bytes, step: int) -> None:
+        reader = rtmp.PublishReader()
+        with contextlib.suppress(rtmp.RtmpError):
+            reader.feed(handshake)
+            for i in range(0, len(body), step):
+                reader.feed(body[i : i + step])
 
     def cores(body: bytes, step: int) -> None:
         relay = rtp.RelayCore(min_sequential=1, max_sources=4)
@@ -60,14 +71,16 @@ def _harness() -> None:
         if len(data) < 2:
             return
         target, body = data[0], data[2:]
-        n = len(rtp_parsers) + len(ts_parsers) + 1
+        n = len(rtp_parsers) + len(ts_parsers) + 2
         pick = target % n
         if pick < len(rtp_parsers):
             with contextlib.suppress(rtp.RtpError):
                 rtp_parsers[pick](body)
-        elif pick < n - 1:
+        elif pick < n - 2:
             with contextlib.suppress(mpegts.MpegTsError):
                 ts_parsers[pick - len(rtp_parsers)](body)
+        elif pick == n - 2:
+            publish(body, 1 + data[1])
         else:
             cores(body, 1 + data[1] * 8)
 

@@ -37,6 +37,8 @@ SERVICE = Service(
         "GET /events/{eid}": EVERYONE,
         "POST /events/{eid}/start": (OPERATOR, PROVIDER),
         "POST /events/{eid}/stop": (OPERATOR, PROVIDER),
+        # The flow's URL carries its passphrase or stream key: its provider's alone.
+        "GET /events/{eid}/ingest": (PROVIDER,),
         "GET /contents": EVERYONE,
         "POST /contents/{cid}/viewers": (OPERATOR, USER),
         "GET /contents/{cid}/viewers": (OPERATOR,),

@@ -1,7 +1,9 @@
 """REST API of the streaming service (the paper's front-end), /api/v1/streaming/...
 
 Providers and their scheduled events; an event started is a live content with the
-acquirer port the front-end assigns to its flow; viewers join a content from their
+acquirer port the front-end assigns to its flow (RTP/MPEG-TS over UDP, SRT or RTMP,
+ingest.py; the flow's URL, with its SRT passphrase or RTMP stream key, is its
+provider's alone); viewers join a content from their
 access PE and get the edge streamer the back-end chose (case of the rule and why),
 or a refusal that says why (503). Users' recordings and reservations.
 
@@ -38,7 +40,7 @@ from netfate.orchestrator.identity import Principal, PrincipalDep, owned
 from netfate.orchestrator.notify import Notifier
 from netfate.store.tables import HostRow, NodeRow
 
-from . import backend, reconcile, recordings
+from . import backend, ingest, reconcile, recordings
 from .functions import HTTP_PORT, INGEST_PORTS, TREE_PORTS
 from .tables import (
     ContentRow,
@@ -136,6 +138,9 @@ class EventIn(Strict):
         le=50_000,
         description="What the provider will send (reserved on the tree)",
     )
+    protocol: ingest.Protocol = Field(
+        default="rtp-udp", description="How the provider sends: rtp-udp, srt or rtmp"
+    )
 
 
 def _event(session: Session, e: EventRow) -> dict[str, Any]:
@@ -148,6 +153,7 @@ def _event(session: Session, e: EventRow) -> dict[str, Any]:
         "start": e.start,
         "duration_s": e.duration_s,
         "bitrate_kbps": e.bitrate_kbps,
+        "protocol": e.protocol,
         "state": e.state,
         "content": _content(session, c) if c is not None else None,
     }
@@ -173,6 +179,7 @@ def create_event(body: EventIn, session: SessionDep) -> dict[str, Any]:
         start=body.start,
         duration_s=body.duration_s,
         bitrate_kbps=body.bitrate_kbps,
+        protocol=body.protocol,
         state="scheduled",
         created_at=time.time(),
     )
@@ -200,22 +207,34 @@ def _free_port(taken: set[int], span: tuple[int, int]) -> int | None:
     return next((p for p in range(span[0], span[1], 2) if p not in taken), None)
 
 
+class StartIn(Strict):
+    protocol: ingest.Protocol | None = Field(
+        default=None, description="This flow's ingest protocol (default: the event's)"
+    )
+
+
 @router.post("/events/{eid}/start", responses=errors(404, 409, 503))
 def start_event(
-    eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+    eid: EventId,
+    session: SessionDep,
+    notifier: NotifierDep,
+    p: PrincipalDep,
+    body: StartIn | None = None,
 ) -> dict[str, Any]:
     """The provider starts its event: a live content, its acquirer at the provider's PE
-    and the port its flow goes to."""
+    and the port its flow goes to, by the event's protocol or the one given (SRT and
+    RTMP flows get a passphrase or stream key: ``GET /events/{eid}/ingest``)."""
     e = _get_event(session, eid)
     owned(p, e.provider, f"event {eid}")
     if e.state != "scheduled":
         raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    protocol = body.protocol if body is not None and body.protocol else e.protocol
     prov = session.get(ProviderRow, e.provider)
     assert prov is not None
     live = list(session.scalars(select(ContentRow).where(ContentRow.state == "live")))
-    ingest = _free_port({c.ingest_port for c in live if c.pe == prov.pe}, INGEST_PORTS)
+    port = _free_port({c.ingest_port for c in live if c.pe == prov.pe}, INGEST_PORTS)
     tree_port = _free_port({c.tree_port for c in live}, TREE_PORTS)
-    if ingest is None or tree_port is None:
+    if port is None or tree_port is None:
         raise HTTPException(503, detail="no port free for another live content")
     t = backend.load(session)
     cid = f"ev{e.id}"
@@ -224,14 +243,16 @@ def start_event(
     except ValueError as err:
         raise HTTPException(503, detail=str(err)) from None
     now = time.time()
-    e.state, e.started_at = "started", now
+    e.state, e.started_at, e.protocol = "started", now, protocol
     session.add(
         ContentRow(
             id=cid,
             event=e.id,
             provider=prov.name,
             pe=prov.pe,
-            ingest_port=ingest,
+            ingest_port=port,
+            protocol=protocol,
+            ingest_secret=ingest.new_secret(protocol),
             tree_port=tree_port,
             bitrate_bps=e.bitrate_kbps * 1000,
             state="live",
@@ -261,6 +282,7 @@ def stop_event(
     backend.save(session, t)
     e.state, e.ended_at = "ended", now
     c.state, c.ended_at = "ended", now
+    c.ingest_secret = None  # a flow's passphrase or key lives while the flow does
     for r in session.scalars(
         select(RecordingRow).where(RecordingRow.event == e.id, RecordingRow.state == "requested")
     ):
@@ -270,6 +292,22 @@ def stop_event(
     session.commit()
     notifier.notify(touched)
     return _event(session, e)
+
+
+@router.get("/events/{eid}/ingest", responses=errors(404))
+def get_ingest(eid: EventId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+    """Where and how the provider sends its started event's stream: the acquirer's
+    address and port, the exact URL for OBS or ffmpeg (with the flow's passphrase or
+    stream key) and an ffmpeg command line. Its own provider's only: anyone else's
+    event is as if it did not exist (the operator's role does not reach it)."""
+    e = _get_event(session, eid)
+    owned(p, e.provider, f"event {eid}")
+    c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).first()
+    if c is None or c.state != "live":
+        raise HTTPException(404, detail=f"event {eid} is {e.state}: it has no flow to send to")
+    acq = reconcile.address(reconcile.instance_of(session, f"acquirer:{c.pe}"))
+    out = ingest.instructions(c.protocol, acq, c.ingest_port, c.id, c.ingest_secret)
+    return {"event": e.id, "content": c.id, "node": c.pe, **out}
 
 
 # ------------------------------------------------------------------ contents, viewers
@@ -283,7 +321,7 @@ def _content(session: Session, c: ContentRow) -> dict[str, Any]:
         "provider": c.provider,
         "state": c.state,
         "bitrate_bps": c.bitrate_bps,
-        "acquirer": {"node": c.pe, "address": acq, "port": c.ingest_port, "protocol": "rtp"},
+        "acquirer": {"node": c.pe, "address": acq, "port": c.ingest_port, "protocol": c.protocol},
         "stream": {k: v for k, v in (c.stream or {"state": "waiting"}).items() if k != "seq"},
     }
 

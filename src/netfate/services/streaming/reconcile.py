@@ -36,7 +36,7 @@ from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.store.tables import InstanceRow
 
-from . import backend, recordings
+from . import backend, ingest, recordings
 from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
 from .recordings import address
 from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, TreeRow
@@ -101,7 +101,7 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
                 "id": x,
                 "event": f"ev{c.event}",
                 "state": "started",
-                "protocol": "rtp",
+                "protocol": ingest.ACQUIRER_PROTOCOL.get(c.protocol, "rtp"),
                 "port": c.ingest_port,
                 "next_hops": _hops(session, t, c.tree_port),
             }
@@ -109,6 +109,7 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
                 flow["next_hops"] += _hops(session, (("storage", node),), c.tree_port)
             if prov is not None and prov.source:
                 flow["sources"] = [prov.source]
+            flow.update(ingest.flow_secrets(c.protocol, c.ingest_secret))
             flows.append(flow)
         first, last = INGEST_PORTS
         out[f"acquirer:{node}"] = (

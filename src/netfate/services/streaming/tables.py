@@ -45,6 +45,9 @@ class EventRow(Base):
     duration_s: Mapped[float] = mapped_column(Float)
     bitrate_kbps: Mapped[int] = mapped_column(Integer)
     """What the provider expects to send: the tree reserves it on every branch."""
+    protocol: Mapped[str] = mapped_column(String(8), default="rtp-udp")
+    """How the provider sends: rtp-udp (the paper's), srt or rtmp (its start may
+    choose another)."""
     state: Mapped[str] = mapped_column(String(16), default="scheduled")
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -62,7 +65,12 @@ class ContentRow(Base):
     provider: Mapped[str] = mapped_column(String(48))
     pe: Mapped[str] = mapped_column(String(64))
     ingest_port: Mapped[int] = mapped_column(Integer)
-    """The acquirer's port for this flow (RTP; RTCP on the next)."""
+    """The acquirer's port for this flow (RTP, RTCP on the next; SRT; RTMP)."""
+    protocol: Mapped[str] = mapped_column(String(8), default="rtp-udp")
+    """The flow's ingest protocol: rtp-udp, srt or rtmp."""
+    ingest_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """SRT: the flow's passphrase; RTMP: its stream key. Shown to its provider only
+    (``GET /events/{eid}/ingest``), given to the acquirer write-only."""
     tree_port: Mapped[int] = mapped_column(Integer)
     """The port the content arrives on at forwarders and edge streamers."""
     bitrate_bps: Mapped[int] = mapped_column(Integer)

@@ -27,7 +27,11 @@ seconds) and the sender is in its optional ``sources``. Otherwise what arrives i
 refused with one of: ``wrong_port`` (no flow on that port), ``no_event``,
 ``event_ended``, ``outside_window``, ``wrong_source``, ``wrong_protocol`` (UDP to
 an RTMP port, TCP to an RTP/SRT port), ``busy`` (a second SRT/RTMP provider while
-one is connected).
+one is connected), ``wrong_key`` (an RTMP publisher naming another stream key than
+the flow's ``stream_secret``: the proxy reads the publish command, netfate.proto.rtmp),
+``not_rtmp`` (bytes that are not an RTMP publisher's), ``wrong_passphrase`` and
+``no_passphrase`` (an SRT caller with another passphrase than the flow's, or none:
+libsrt in ffmpeg rejects it and says so on ffmpeg's stderr, which the acquirer reads).
 
 The acquirer recognises each flow's stream with the MPEG-TS analyzer and emits
 ``StreamStarted``, ``StreamRecognised`` (container, codecs, picture, audio),
@@ -42,6 +46,7 @@ Config::
                 "sources": ["10.1.0.7"],              # optional
                 "armed_from": 1767000000, "armed_until": 1767007200,   # optional
                 "passphrase": "...",                  # SRT only, optional (10-79 chars)
+                "stream_secret": "...",               # RTMP only, optional: the stream key
                 "latency_ms": 120}],                  # SRT only
      "bind": "0.0.0.0", "source_timeout": 10, "refusal_quiet_s": 10}
 
@@ -54,6 +59,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import re
 import shutil
 import socket
 import tempfile
@@ -67,6 +74,7 @@ from typing import Any
 
 from netfate.host.private import write_private
 from netfate.proto.mpegts import BitrateMeasured, ProgramRecognised
+from netfate.proto.rtmp import PublishReader, RtmpError
 from netfate.proto.rtp import ActiveSourceChanged, SourceLeft, SourceTimedOut
 from netfate.vnf.runtime import Context
 
@@ -94,6 +102,12 @@ PROXY_IDLE_S = 5.0
 CONNECT_RETRY_S = 5.0
 """How long an RTMP connection waits for ffmpeg's listener (it restarts between sessions)."""
 SPLICE_CHUNK = 65536
+MIN_KEY, MAX_KEY = 8, 128
+"""An RTMP stream key's length."""
+SRT_REJECTED = re.compile(r"rsp\(REJECT\): (\d+) - (.*)$")
+"""libsrt's line on ffmpeg's stderr when the listener rejects a caller."""
+SRT_SECRET_REJECTIONS = {1010: "wrong_passphrase", 1011: "no_passphrase"}
+"""libsrt's SRT_REJ_BADSECRET and SRT_REJ_UNSECURE: another passphrase, or none."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ class FlowConfig:
     armed_from: float | None = None
     armed_until: float | None = None
     passphrase: str | None = None
+    stream_secret: str | None = None
     latency_ms: int = 120
 
     @property
@@ -124,7 +139,7 @@ class FlowConfig:
     def parse(cls, value: Any, where: str) -> FlowConfig:
         d = c.obj(value, where, (
             "id", "protocol", "port", "event", "state", "next_hops", "sources",
-            "armed_from", "armed_until", "passphrase", "latency_ms",
+            "armed_from", "armed_until", "passphrase", "stream_secret", "latency_ms",
         ))  # fmt: skip
         protocol = c.choice(d, "protocol", where, PROTOCOLS)
         passphrase = None
@@ -134,6 +149,13 @@ class FlowConfig:
             passphrase = c.text(d, "passphrase", where, max_len=79)
             if len(passphrase) < 10:
                 raise c.ConfigError(f"{where}.passphrase: SRT needs 10 to 79 characters")
+        key = None
+        if d.get("stream_secret") is not None:
+            if protocol != "rtmp":
+                raise c.ConfigError(f"{where}.stream_secret: only RTMP flows take one")
+            key = c.text(d, "stream_secret", where, max_len=MAX_KEY)
+            if len(key) < MIN_KEY:
+                raise c.ConfigError(f"{where}.stream_secret: at least {MIN_KEY} characters")
         flow = cls(
             id=c.name(d, "id", where),
             protocol=protocol,
@@ -145,6 +167,7 @@ class FlowConfig:
             armed_from=c.optional_number(d, "armed_from", where, lo=0, hi=1e11),
             armed_until=c.optional_number(d, "armed_until", where, lo=0, hi=1e11),
             passphrase=passphrase,
+            stream_secret=key,
             latency_ms=c.integer(d, "latency_ms", where, lo=20, hi=8000, default=120),
         )
         if (
@@ -274,11 +297,14 @@ class Flow:
             self.ff_port = _free_tcp_port()
             url = f"rtmp://127.0.0.1:{self.ff_port}/live/stream"
             src = ["-listen", "1", "-f", "flv", "-i", url]
+        if self.cfg.stream_secret:  # ffmpeg warns of a stream name it did not expect
+            secrets = [self.cfg.stream_secret, urllib.parse.quote(self.cfg.stream_secret)]
         self.child = FfmpegChild(
             f"ingest:{self.cfg.id}",
             [*probe, *src, *out],
             on_exit=self.fn.helper_exited,
             secrets=secrets,
+            on_line=self._ingest_said if self.cfg.protocol == "srt" else None,
         )
         self.child.start()
 
@@ -308,6 +334,19 @@ class Flow:
         if self.child is not None:
             await self.child.stop(grace=2.0)
             self.child = None
+
+    def _ingest_said(self, line: str) -> None:
+        """libsrt rejected a caller (its passphrase): refused, and the flow free again."""
+        m = SRT_REJECTED.search(line)
+        if m is None:
+            return
+        code = int(m.group(1))
+        reason = SRT_SECRET_REJECTIONS.get(code, "srt_rejected")
+        source = self.srt_peer[0] if self.srt_peer is not None else "?"
+        port = self.cfg.port
+        self._srt_forget()
+        self.fn.refuse(reason, self, port, "udp", source, 0, time.monotonic(),
+                       said=m.group(2)[:120])  # fmt: skip
 
     # ----- SRT proxy -----------------------------------------------------------------
 
@@ -354,7 +393,9 @@ class Flow:
 
     # ----- RTMP proxy ----------------------------------------------------------------
 
-    async def rtmp_splice(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def rtmp_splice(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, source: str
+    ) -> None:
         self.connections += 1
         deadline = time.monotonic() + CONNECT_RETRY_S
         while True:
@@ -375,12 +416,46 @@ class Flow:
             with contextlib.suppress(OSError, RuntimeError):
                 dst.close()
 
+        async def keyed(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            """The publisher's bytes, read as far as its publish command: a wrong stream
+            key never reaches ffmpeg (which would take any)."""
+            key = self.cfg.stream_secret
+            if key is not None:
+                publish = PublishReader()
+                with contextlib.suppress(ConnectionError, OSError):
+                    while data := await src.read(SPLICE_CHUNK):
+                        try:
+                            got = publish.feed(data)
+                        except RtmpError as e:
+                            self._rtmp_refused("not_rtmp", source, str(e)[:120], dst, writer)
+                            return
+                        if got is not None and not hmac.compare_digest(
+                            got.name.encode(), key.encode()
+                        ):
+                            self._rtmp_refused("wrong_key", source, None, dst, writer)
+                            return
+                        dst.write(data)
+                        await dst.drain()
+                        if got is not None:
+                            break
+            await pump(src, dst)
+
         try:
-            await asyncio.gather(pump(reader, up_w), pump(up_r, writer))
+            await asyncio.gather(keyed(reader, up_w), pump(up_r, writer))
         finally:
             for w in (writer, up_w):
                 with contextlib.suppress(OSError, RuntimeError):
                     w.close()
+
+    def _rtmp_refused(self, reason: str, source: str, said: str | None,
+                      *conns: asyncio.StreamWriter) -> None:  # fmt: skip
+        if self.child is not None:  # ffmpeg's listener ends with the cut session
+            self.child.expect_exit()
+        for w in conns:
+            with contextlib.suppress(OSError, RuntimeError):
+                w.close()
+        self.fn.refuse(reason, self, self.cfg.port, "tcp", source, 0, time.monotonic(),
+                       said=said)  # fmt: skip
 
     # ----- figures -------------------------------------------------------------------
 
@@ -521,7 +596,9 @@ class Acquirer(StreamingFunction):
             return "wrong_source"
         return reason
 
-    def detail(self, reason: str, flow: Flow | None, port: int, source: str) -> str:
+    def detail(
+        self, reason: str, flow: Flow | None, port: int, source: str, said: str | None = None
+    ) -> str:
         if flow is None:
             mine = [f.cfg for f in self.flows.values() if f.cfg.sources and source in f.cfg.sources]
             hint = "".join(
@@ -544,10 +621,20 @@ class Acquirer(StreamingFunction):
             return f"{source} may not stream to event {f.event}"
         if reason == "busy":
             return f"event {f.event} already has a provider connected ({flow.provider})"
+        if reason == "wrong_key":  # never the key sent, nor the right one
+            return f"the RTMP stream key is not event {f.event}'s: use the URL your studio shows"
+        if reason == "not_rtmp":
+            return f"port {port} takes RTMP and this was not an RTMP publisher ({said})"
+        if reason in ("wrong_passphrase", "no_passphrase"):
+            which = "not" if reason == "wrong_passphrase" else "missing: it is"
+            return (f"the SRT passphrase is {which} event {f.event}'s: use the URL your "
+                    f"studio shows ({said})")  # fmt: skip
+        if reason == "srt_rejected":
+            return f"the SRT connection to event {f.event} was rejected ({said})"
         return reason
 
     def refuse(self, reason: str, flow: Flow | None, port: int, transport: str, source: str,
-               octets: int, now: float) -> None:  # fmt: skip
+               octets: int, now: float, said: str | None = None) -> None:  # fmt: skip
         self.refused[reason] = self.refused.get(reason, 0) + 1
         self.refused_octets += octets
         key = (source, port, transport, reason)
@@ -558,7 +645,7 @@ class Acquirer(StreamingFunction):
         if last is None or now - last >= self.cfg.refusal_quiet_s:
             self.emit(StreamRefused(
                 port=port, transport=transport, source=source, reason=reason,
-                detail=self.detail(reason, flow, port, source),
+                detail=self.detail(reason, flow, port, source, said),
                 flow=flow.cfg.id if flow else None, event=flow.cfg.event if flow else None,
                 at=time.time(),
             ))  # fmt: skip
@@ -597,7 +684,7 @@ class Acquirer(StreamingFunction):
                 flow.provider = source
                 task = asyncio.current_task()
                 flow.rtmp_conn = task
-                await flow.rtmp_splice(reader, writer)
+                await flow.rtmp_splice(reader, writer, source)
                 return
         self.refuse(reason or "wrong_port", flow, port, "tcp", source, 0, time.monotonic())
         writer.close()
@@ -684,8 +771,10 @@ class Acquirer(StreamingFunction):
         wanted = {fc.id: fc for fc in new.flows}
         for fid, flow in list(self.flows.items()):
             fc = wanted.get(fid)
-            if fc is None or (fc.protocol, fc.port, fc.passphrase, fc.latency_ms) != (
-                flow.cfg.protocol, flow.cfg.port, flow.cfg.passphrase, flow.cfg.latency_ms
+            if fc is None or (fc.protocol, fc.port, fc.passphrase, fc.stream_secret,
+                              fc.latency_ms) != (
+                flow.cfg.protocol, flow.cfg.port, flow.cfg.passphrase, flow.cfg.stream_secret,
+                flow.cfg.latency_ms
             ):  # fmt: skip
                 del self.flows[fid]
                 self._stopped(flow, "removed")

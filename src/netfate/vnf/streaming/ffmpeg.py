@@ -6,10 +6,11 @@ HLS segmenting, transcoding. Each child is started by its function, dies with it
 stopped by its pid only, and is restarted after an unexpected exit with a
 growing back-off (reported through ``on_exit``); a restarting child that exits
 with status 0 (an SRT or RTMP listener whose publisher disconnected) is started
-again at once, ready for the publisher's next connection. A child fed on stdin gets TS
-payloads through a bounded pipe backlog: when ffmpeg falls behind by more than
-``max_backlog`` bytes, payloads are dropped and counted rather than queued
-without bound (a live stream cannot wait).
+again at once, ready for the publisher's next connection, and so is one whose
+session its function cut (``expect_exit``: a publisher the acquirer refused). A
+child fed on stdin gets TS payloads through a bounded pipe backlog: when ffmpeg
+falls behind by more than ``max_backlog`` bytes, payloads are dropped and counted
+rather than queued without bound (a live stream cannot wait).
 
 A child given `secrets` (an SRT passphrase) never has them on its argument list
 (its caller puts them in a file: see acquirer.py), and its stderr lines, kept for
@@ -64,9 +65,13 @@ class FfmpegChild:
         max_backlog: int = 4 << 20,
         cwd: Path | None = None,
         secrets: Sequence[str] = (),
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.role = role
         self.secrets = [x for x in secrets if x]
+        self.on_line = on_line
+        """Each stderr line (secrets hidden): what ffmpeg's libraries said, e.g. an SRT
+        caller rejected for its passphrase."""
         self.args = args
         """The arguments after ffmpeg's own, or a function giving them at each start."""
         self.use_stdin = stdin
@@ -85,6 +90,7 @@ class FfmpegChild:
         self.dropped = 0
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self._stopping = False
+        self._expected = False
         self._task: asyncio.Task[None] | None = None
         self._started_at = 0.0
 
@@ -130,6 +136,13 @@ class FfmpegChild:
             rc = await self.proc.wait()
             if self._stopping:
                 return
+            if self._expected and self.restart:
+                # Its caller cut the session (a refused publisher): no failure, and
+                # ready for the next publisher at once.
+                self._expected = False
+                self.sessions += 1
+                backoff = BACKOFF_FIRST
+                continue
             if rc == 0 and self.restart and time.monotonic() - self._started_at > 1.0:
                 # A listener whose peer finished: ready for the next one at once.
                 self.sessions += 1
@@ -142,6 +155,11 @@ class FfmpegChild:
                 backoff = BACKOFF_FIRST
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def expect_exit(self) -> None:
+        """The child's next exit is its caller's doing (a session it cut): restarted at
+        once, not reported as a failure."""
+        self._expected = True
 
     def _exited(self, rc: int | None, detail: str) -> None:
         self.exits += 1
@@ -162,6 +180,8 @@ class FfmpegChild:
                 text = text.replace(secret, HIDDEN)
             if text:
                 self.stderr.append(text[:300])
+                if self.on_line is not None:
+                    self.on_line(text)
 
     def feed(self, data: bytes) -> None:
         """Write TS bytes to the child's stdin, or count them dropped."""

@@ -13,7 +13,8 @@ reads an object or the work directory as not given).
 Paths a function writes as root lie below the node's image directory (the
 validation context's ``image_dir``, configs.DevicePath): the storage's ``volume``,
 where it creates, writes and deletes recordings, and an edge's ``work_dir``.
-Secrets (an SRT passphrase, the key tokens are made with) are marked write-only;
+Secrets (an SRT passphrase, an RTMP stream key, the key tokens are made with) are
+marked write-only;
 their keys are ones netfate.model.secrets hides from every read.
 """
 
@@ -99,6 +100,7 @@ class AcquirerFlow(FunctionConfig):
     armed_from: float | None = Field(default=None, ge=0, le=1e11, description="Unix seconds")
     armed_until: float | None = Field(default=None, ge=0, le=1e11, description="Unix seconds")
     passphrase: str | None = write_only(10, 79, "SRT flows only: the stream's passphrase")
+    stream_secret: str | None = write_only(8, 128, "RTMP flows only: the publisher's stream key")
     latency_ms: int | None = Field(default=120, ge=20, le=8000, description="SRT only")
 
 

@@ -31,6 +31,7 @@ from waiting import until
 
 H = HOSTS
 SRT_PASSPHRASE = "provider-secret-42"
+RTMP_KEY = "rtmp-stream-key-42"
 BLOCK = {"first": 5000, "last": 5039}
 
 
@@ -43,7 +44,8 @@ def acquirer_config() -> dict[str, Any]:
             {"id": "srt", "event": "ev2", "state": "started", "protocol": "srt", "port": 5010,
              "passphrase": SRT_PASSPHRASE, "next_hops": [{"host": H["v1"], "port": 9000}]},
             {"id": "rtmp", "event": "ev3", "state": "started", "protocol": "rtmp",
-             "port": 5020, "next_hops": [{"host": H["v2"], "port": 9000}]},
+             "port": 5020, "stream_secret": RTMP_KEY,
+             "next_hops": [{"host": H["v2"], "port": 9000}]},
             {"id": "over", "event": "ev0", "state": "ended", "protocol": "rtp", "port": 5030},
             {"id": "free", "protocol": "rtp", "port": 5034},
             {"id": "later", "event": "ev9", "state": "scheduled", "protocol": "rtp",
@@ -390,7 +392,7 @@ def argvs() -> list[list[str]]:
 
 def test_rtmp_ingest_is_recognised_and_forwarded(tree: Lan) -> None:
     sdp = acquirer_sdp(tree, "v2-rtmp.sdp")
-    url = f"rtmp://{H['acq']}:5020/live/stream"
+    url = f"rtmp://{H['acq']}:5020/live/{RTMP_KEY}"  # as OBS: server .../live, the key
     tree.popen("rtmp-source", "prov", [*source_args(60), "-f", "flv", url])
     started = tree.wait_event("acq", "StreamStarted", timeout=30, flow="rtmp")
     assert started["transport"] == "rtmp" and started["source"] == H["prov"]
@@ -407,6 +409,58 @@ def test_rtmp_ingest_is_recognised_and_forwarded(tree: Lan) -> None:
     ev = tree.wait_event("acq", "StreamRefused", port=5020, reason="busy")
     assert "already has a provider" in ev["detail"]
     tree.stop("rtmp-source")
+    # ffmpeg warns of the stream name it did not expect: the key is hidden in its stats.
+    assert RTMP_KEY not in json.dumps(tree.call("acq", {"op": "status"}))
+
+
+def test_a_wrong_rtmp_key_or_srt_passphrase_is_refused_with_the_reason(tree: Lan) -> None:
+    """A publisher with another stream key, an SRT caller with another passphrase or
+    none: refused with the reason on their flow, never the keys in the event; the
+    right key is taken after (the flow is unchanged)."""
+    acq = H["acq"]
+    last = max([e["seq"] for e in tree.events("acq")], default=0)
+    before = tree.stats("acq")["refused"]
+    tree.popen("bad-rtmp", "prov", [*source_args(5), "-f", "flv",
+                                    f"rtmp://{acq}:5020/live/not-the-key"])  # fmt: skip
+    ev = tree.wait_event("acq", "StreamRefused", timeout=30, after=last, reason="wrong_key")
+    assert ev["flow"] == "rtmp" and ev["event"] == "ev3" and ev["port"] == 5020, ev
+    assert ev["transport"] == "tcp" and ev["source"] == H["prov"]
+    assert ev["detail"] == "the RTMP stream key is not event ev3's: use the URL your studio shows"
+    tree.stop("bad-rtmp")
+    s = netns.socket_in(tree.ns("prov"), socket.AF_INET, socket.SOCK_STREAM)
+    with s:  # not RTMP at all
+        s.settimeout(5)
+        s.connect((acq, 5020))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(10) == b""  # closed
+    ev = tree.wait_event("acq", "StreamRefused", timeout=30, after=last, reason="not_rtmp")
+    assert ev["flow"] == "rtmp" and "RTMP version 71" in ev["detail"], ev
+    for name, q, reason, says in (
+        ("bad-srt", "&passphrase=another-passphrase", "wrong_passphrase", "is not event ev2's"),
+        ("no-srt", "", "no_passphrase", "is missing: it is event ev2's"),
+    ):
+        url = f"srt://{acq}:5010?mode=caller{q}"
+        tree.popen(name, "prov", [*source_args(5), "-f", "mpegts", url])
+        ev = tree.wait_event("acq", "StreamRefused", timeout=30, after=last, reason=reason)
+        assert ev["flow"] == "srt" and ev["event"] == "ev2" and ev["port"] == 5010, ev
+        assert ev["source"] == H["prov"] and ev["transport"] == "udp"
+        assert f"the SRT passphrase {says}" in ev["detail"], ev
+        tree.stop(name)
+    refused = tree.stats("acq")["refused"]
+    for reason in ("wrong_key", "wrong_passphrase", "no_passphrase"):
+        assert refused.get(reason, 0) > before.get(reason, 0), (reason, refused)
+    # Nothing changed for the flows: the right key streams again.
+    last = max(e["seq"] for e in tree.events("acq"))
+    url = f"rtmp://{acq}:5020/live/{RTMP_KEY}"
+    tree.popen("rtmp-again", "prov", [*source_args(30), "-f", "flv", url])
+    tree.wait_event("acq", "StreamStarted", timeout=30, after=last, flow="rtmp")
+    # The refused sessions ended ffmpeg's listener by the acquirer's doing: no failure.
+    assert not [e for e in tree.events("acq", "HelperFailed") if e["role"] == "ingest:rtmp"]
+    assert tree.stats("acq")["flows"]["main"]["streaming"]
+    status = json.dumps(tree.call("acq", {"op": "status"}))
+    assert RTMP_KEY not in status and SRT_PASSPHRASE not in status
+    assert "not-the-key" not in status and "another-passphrase" not in status
+    tree.stop("rtmp-again")
 
 
 # ---------------------------------------------------------------------------- refusals

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import browser
 from browser import chromium
 from netfate.demo.platform import Api
 from netfate.host import netns
@@ -82,13 +83,7 @@ def sign_in(page: Any, name: str) -> None:
     """The page's browser, in the phone's namespace, signs in as `name` (the web
     session's cookies), from a page of the front door's origin."""
     page.goto(f"{page.base}/api/v1/streaming/app")
-    status = page.evaluate(
-        """([name, password]) => fetch("/api/v1/auth/session", {method: "POST",
-               headers: {"Content-Type": "application/json"},
-               body: JSON.stringify({name, password})}).then((r) => r.status)""",
-        [name, PASSWORD],
-    )
-    assert status == 200, status
+    browser.sign_in(page, name, PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -269,6 +269,7 @@ def test_a_value_out_of_range_is_refused_naming_its_field(
     ("fn", "cfg", "message"),
     [
         (ACQ, {"flows": [{**FLOW, "protocol": "rtp"}]}, "only SRT flows"),
+        (ACQ, {"flows": [{**FLOW, "passphrase": None, "stream_secret": "k" * 9}]}, "RTMP"),
         (ACQ, {"flows": [FLOW, FLOW]}, "appears twice"),
         (ACQ, {"ports": {"first": 5000, "last": 6000}}, "must hold"),
         (ACQ, {"flows": [FLOW], "ports": {"first": 6000, "last": 6010}}, "outside the block"),
@@ -325,7 +326,8 @@ def test_secrets_are_write_only_and_read_hidden(api: TestClient, images: Path) -
                   schemas.StorageConfig):  # fmt: skip
         _props(model.model_json_schema(), found)
     marked = {k for k, w in found.items() if w}
-    assert marked == {"passphrase", "secret", "origin_secret"}  # the last: a streamer's grant
+    # origin_secret: a streamer's grant to read the storage.
+    assert marked == {"passphrase", "stream_secret", "secret", "origin_secret"}
     # Marked exactly where the API hides a value: the key is a secret key.
     assert {k for k in found if is_secret_key(k)} == marked
     doc = api.get("/api/v1/openapi.json").json()
@@ -336,6 +338,12 @@ def test_secrets_are_write_only_and_read_hidden(api: TestClient, images: Path) -
     # Read back: the passphrase and the key are hidden, the rest is as written.
     acq = ok(create(api, "streaming-acquirer", {"flows": [FLOW]}), 201)
     assert acq["config"]["flows"][0]["passphrase"] == HIDDEN
+    key = "an-rtmp-stream-key"
+    rtmp = {"id": "f2", "protocol": "rtmp", "port": 1935, "stream_secret": key}
+    acq2 = ok(create(api, "streaming-acquirer", {"flows": [rtmp]}), 201)
+    assert acq2["config"]["flows"][0]["stream_secret"] == HIDDEN
+    (spec,) = [s for s in desired(api) if s["id"] == acq2["id"]]
+    assert spec["config"]["flows"][0]["stream_secret"] == key  # the agent gets it
     sto = ok(create(api, "streaming-storage", storage(f"{images}/rec", secret=SECRET)), 201)
     got = ok(api.get(f"/api/v1/instances/{sto['id']}"))["config"]
     assert got["secret"] == HIDDEN and got["volume"] == f"{images}/rec"

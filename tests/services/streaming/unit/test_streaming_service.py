@@ -20,9 +20,9 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import authn
-from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
+from streaming_api import keyed, ok
 from waiting import until
 
 V1 = "/api/v1/streaming"
@@ -58,19 +58,6 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})
             assert r.status_code == 200, r.text
         yield c
-
-
-def ok(r: Any, status: int = 200) -> Any:
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-def keyed(r: Any, field: str) -> str:
-    """The message of a 422 keyed to ``field`` (in the API's one error body)."""
-    assert r.status_code == 422, r.text
-    body = ErrorBody.model_validate(r.json())
-    (err,) = [e for e in body.errors or [] if e.loc[-1] == field]
-    return err.msg
 
 
 def live_event(c: TestClient, provider: str = "uni", pe: str = "pe1", kbps: int = 4000) -> str:

@@ -20,15 +20,13 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.contract import Role
-from netfate.orchestrator.app import Settings, create_app
-from netfate.services.streaming import SERVICE as STREAMING
 from netfate.services.streaming import backend, recordings
 from netfate.services.streaming.web import LIBRARY
 from netfate.vnf.streaming import tokens
+from streaming_api import ok, streaming_api
 from waiting import until
 
 V1 = "/api/v1/streaming"
-NODES = ("pe1", "pe2", "c1")
 
 
 @pytest.fixture
@@ -43,17 +41,8 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]
         "hosts": {"cam": {"node": "pe1"}, "phone": {"node": "pe2"}},
         "links": [{"a": "pe1", "b": "c1"}, {"a": "pe2", "b": "c1"}],
     }  # fmt: skip
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600)
-    with authn.client(create_app(settings, services=[STREAMING])) as c:  # signed in per route
-        ok(c.put("/api/v1/topology", json=topo))
-        for n in NODES:
-            ok(c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"}))
+    with streaming_api(tmp_path, topo) as c:  # signed in per route
         yield c
-
-
-def ok(r: Any, status: int = 200) -> Any:
-    assert r.status_code == status, r.text
-    return r.json()
 
 
 def scheduled(c: TestClient) -> int:
