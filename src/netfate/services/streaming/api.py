@@ -305,7 +305,7 @@ def get_ingest(eid: EventId, session: SessionDep, p: PrincipalDep) -> dict[str, 
     c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).first()
     if c is None or c.state != "live":
         raise HTTPException(404, detail=f"event {eid} is {e.state}: it has no flow to send to")
-    acq = reconcile.address(reconcile.instance_of(session, f"acquirer:{c.pe}"))
+    acq = recordings.address(reconcile.instance_of(session, f"acquirer:{c.pe}"))
     out = ingest.instructions(c.protocol, acq, c.ingest_port, c.id, c.ingest_secret)
     return {"event": e.id, "content": c.id, "node": c.pe, **out}
 
