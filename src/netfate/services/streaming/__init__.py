@@ -37,6 +37,7 @@ SERVICE = Service(
         "GET /events/{eid}": EVERYONE,
         "POST /events/{eid}/start": (OPERATOR, PROVIDER),
         "POST /events/{eid}/stop": (OPERATOR, PROVIDER),
+        "POST /events/{eid}/cancel": (OPERATOR, PROVIDER),
         "GET /contents": EVERYONE,
         "POST /contents/{cid}/viewers": (OPERATOR, USER),
         "GET /contents/{cid}/viewers": (OPERATOR,),

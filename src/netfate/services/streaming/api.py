@@ -37,8 +37,8 @@ from netfate.orchestrator.engine.placement import HOSTING_KINDS
 from netfate.orchestrator.identity import Principal, PrincipalDep, owned
 from netfate.store.tables import HostRow, NodeRow
 
-from . import backend, reconcile
-from .functions import HTTP_PORT, INGEST_PORTS, TREE_PORTS
+from . import backend, planning, reconcile
+from .functions import HTTP_PORT
 from .tables import (
     ContentRow,
     EventRow,
@@ -195,49 +195,50 @@ def get_event(eid: EventId, session: SessionDep) -> dict[str, Any]:
     return _event(session, _get_event(session, eid))
 
 
-def _free_port(taken: set[int], span: tuple[int, int]) -> int | None:
-    return next((p for p in range(span[0], span[1], 2) if p not in taken), None)
-
-
 @router.post("/events/{eid}/start", responses=errors(404, 409, 503))
 def start_event(
     eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
 ) -> dict[str, Any]:
     """The provider starts its event: a live content, its acquirer at the provider's PE
-    and the port its flow goes to."""
+    and the port its flow goes to (those of its pre-started content, if planning made
+    one for its reservations)."""
     e = _get_event(session, eid)
     owned(p, e.provider, f"event {eid}")
     if e.state != "scheduled":
         raise HTTPException(409, detail=f"event {eid} is {e.state}")
     prov = session.get(ProviderRow, e.provider)
     assert prov is not None
-    live = list(session.scalars(select(ContentRow).where(ContentRow.state == "live")))
-    ingest = _free_port({c.ingest_port for c in live if c.pe == prov.pe}, INGEST_PORTS)
-    tree_port = _free_port({c.tree_port for c in live}, TREE_PORTS)
-    if ingest is None or tree_port is None:
-        raise HTTPException(503, detail="no port free for another live content")
+    now = time.time()
+    c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).first()
+    if c is None:
+        c = planning.new_content(session, e, prov, "live", now)
+        if c is None:
+            raise HTTPException(503, detail="no port free for another live content")
     t = backend.load(session)
-    cid = f"ev{e.id}"
     try:
-        t.publish(cid, prov.pe, e.bitrate_kbps * 1000.0)
+        t.publish(c.id, prov.pe, e.bitrate_kbps * 1000.0)
     except ValueError as err:
         raise HTTPException(503, detail=str(err)) from None
-    now = time.time()
     e.state, e.started_at = "started", now
-    session.add(
-        ContentRow(
-            id=cid,
-            event=e.id,
-            provider=prov.name,
-            pe=prov.pe,
-            ingest_port=ingest,
-            tree_port=tree_port,
-            bitrate_bps=e.bitrate_kbps * 1000,
-            state="live",
-            started_at=now,
-        )
-    )
+    c.state, c.started_at = "live", now
     backend.save(session, t)
+    session.flush()
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return _event(session, e)
+
+
+@router.post("/events/{eid}/cancel", responses=errors(404, 409))
+def cancel_event(
+    eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
+    """The provider cancels a scheduled event: what planning pre-started for it goes."""
+    e = _get_event(session, eid)
+    owned(p, e.provider, f"event {eid}")
+    if e.state != "scheduled":
+        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    e.state, e.ended_at = "cancelled", time.time()
     session.flush()
     touched = reconcile.step(session)
     session.commit()
@@ -295,8 +296,7 @@ def list_contents(session: SessionDep) -> list[dict[str, Any]]:
     return [_content(session, c) for c in rows]
 
 
-class JoinIn(Strict):
-    client: str = Field(min_length=1, max_length=128, description="The client's id")
+class WhereIn(Strict):
     pe: str | None = Field(default=None, min_length=1, max_length=64, description="Its access PE")
     host: str | None = Field(
         default=None,
@@ -304,6 +304,23 @@ class JoinIn(Strict):
         max_length=64,
         description="Or its host in the topology (its PE is the host's node)",
     )
+
+    def access_pe(self, session: Session) -> str | None:
+        """The access PE it names (``pe``, or its ``host``'s node), checked; None if neither."""
+        if self.pe is None and self.host is None:
+            return None
+        pe = self.pe
+        if pe is None:
+            h = session.get(HostRow, self.host)
+            if h is None:
+                invalid("host", f"unknown host {self.host!r}")
+            pe = h.node
+        _pe(session, "pe" if self.pe is not None else "host", pe)
+        return pe
+
+
+class JoinIn(WhereIn):
+    client: str = Field(min_length=1, max_length=128, description="The client's id")
 
 
 def _viewer(
@@ -331,17 +348,11 @@ def join(
     c = session.get(ContentRow, cid)
     if c is None or c.state != "live":
         raise HTTPException(404, detail=f"content {cid!r} is not live")
-    pe = body.pe
+    pe = body.access_pe(session)
     if pe is None:
-        if body.host is None:
-            invalid("pe", "give the client's access PE (pe) or its host")
-        h = session.get(HostRow, body.host)
-        if h is None:
-            invalid("host", f"unknown host {body.host!r}")
-        pe = h.node
-    _pe(session, "pe" if body.pe is not None else "host", pe)
+        invalid("pe", "give the client's access PE (pe) or its host")
     t = backend.load(session)
-    ev = t.join(body.client, cid, pe, time.time())
+    ev = t.join(body.client, cid, pe, reconcile.clock())
     backend.record(session, [ev])
     if isinstance(ev, JoinRefused):
         session.commit()  # the refusal stays in the event log
@@ -384,7 +395,7 @@ def leave(cid: ContentId, client: ClientId, session: SessionDep) -> dict[str, An
     v = t.viewers.get(client)
     if v is None or v.content != cid:
         raise HTTPException(404, detail=f"{client!r} is not watching {cid!r}")
-    evs = t.leave(client, time.time())
+    evs = t.leave(client, reconcile.clock())
     backend.record(session, evs)
     backend.save(session, t)
     session.commit()
@@ -511,20 +522,29 @@ def stop_recording(rid: RecordingId, session: SessionDep, p: PrincipalDep) -> di
 
 
 def _reservation(r: ReservationRow) -> dict[str, Any]:
-    return {"id": r.id, "user": r.user, "event": r.event, "created_at": r.created_at}
+    return {"id": r.id, "user": r.user, "event": r.event, "pe": r.pe, "created_at": r.created_at}
+
+
+class ReserveIn(UserEventIn, WhereIn):
+    """A reservation; where the user will watch from (``pe`` or ``host``) lets the
+    back-end pre-start a branch there shortly before the start (planning.py)."""
 
 
 @router.post("/reservations", status_code=201, responses=errors(409))
-def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
-    """A user reserves a future event (the Calendar). Planning does not read them yet."""
+def reserve(body: ReserveIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """A user reserves a future event (the Calendar, and the back-end's planning)."""
     _check_event(session, body.event, ("scheduled",), "only a coming one can be reserved")
-    r = ReservationRow(user=body.user, event=body.event, created_at=time.time())
+    pe = body.access_pe(session)
+    r = ReservationRow(user=body.user, event=body.event, pe=pe, created_at=time.time())
     session.add(r)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:
         session.rollback()
         raise HTTPException(409, detail=f"{body.user} has reserved event {body.event}") from None
+    touched = reconcile.step(session)  # inside the lead time: pre-started now
+    session.commit()
+    notifier.notify(touched)
     return _reservation(r)
 
 
@@ -536,10 +556,16 @@ def list_reservations(
 
 
 @router.delete("/reservations/{rid}", responses=errors(404))
-def cancel_reservation(rid: ReservationId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+def cancel_reservation(
+    rid: ReservationId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
+    """The reservation goes, and what planning pre-started only for it."""
     r = session.get(ReservationRow, rid)
     if r is None or not p.owns(r.user):  # another's: as if it did not exist
         raise HTTPException(404, detail=f"unknown reservation {rid}")
     session.delete(r)
+    session.flush()
+    touched = reconcile.step(session)
     session.commit()
+    notifier.notify(touched)
     return {"cancelled": rid}

@@ -112,7 +112,8 @@
 
   const reserve = (ev) => act(async () => {
     const w = need();
-    await api("POST", "/reservations", { user: w.user, event: ev.id });
+    // where the user watches from: the back-end pre-starts a branch there before the start
+    await api("POST", "/reservations", { user: w.user, event: ev.id, ...(w.host ? { host: w.host } : {}) });
     say(`reserved ${ev.title}`, "ok");
   });
 
