@@ -117,16 +117,14 @@ def new_content(
 def plan(session: Session, t: Tree, now: float) -> list[Event]:
     """The tree made equal to the reservations in their planning window; returns the
     decisions (the caller records them and saves the tree)."""
-    rows = session.execute(
-        select(ReservationRow.event, ReservationRow.pe, EventRow.state, EventRow.start).join(
-            EventRow, EventRow.id == ReservationRow.event
-        )
+    lead, grace = lead_s(), t.limits.grace_s
+    rows = session.execute(  # the loop runs every second: only the window's reservations
+        select(ReservationRow.event, ReservationRow.pe, EventRow.state, EventRow.start)
+        .join(EventRow, EventRow.id == ReservationRow.event)
+        .where(EventRow.start <= now + lead, EventRow.start > now - grace)
     )
     want = wanted(
-        (Booking(int(r[0]), str(r[2]), float(r[3]), r[1]) for r in rows),
-        now,
-        lead_s(),
-        t.limits.grace_s,
+        (Booking(int(r[0]), str(r[2]), float(r[3]), r[1]) for r in rows), now, lead, grace
     )
     out: list[Event] = []
     held = {c.id: c for c in session.scalars(select(ContentRow).where(ContentRow.state.in_(HELD)))}

@@ -137,7 +137,7 @@
       h("h3", {}, p.title, " ", h("span", { class: "dim" }, `(${p.name}, at ${p.pe})`)),
       p.events.length ? p.events.map((e) => eventRow({ ...e, who: p.title }, [
         e.state === "started" && button("Watch", () => watch(e)),
-        e.state !== "ended" && button("Record", () => record(e)),
+        (e.state === "scheduled" || e.state === "started") && button("Record", () => record(e)),
         e.state === "scheduled" && button("Reserve", () => reserve(e)),
       ])) : h("p", { class: "dim" }, "nothing scheduled")));
     $("providers").replaceChildren(...(list.length ? list : [h("p", { class: "dim" }, "no providers yet")]));
@@ -152,7 +152,7 @@
   }
 
   function drawRecord() {
-    const open = events().filter((e) => e.state !== "ended");
+    const open = events().filter((e) => e.state === "scheduled" || e.state === "started");
     $("record-list").replaceChildren(...(open.length
       ? open.map((e) => eventRow(e, [button("Record", () => record(e), { "data-event": e.id })]))
       : [h("p", { class: "dim" }, "no live or coming event")]));
