@@ -159,6 +159,15 @@ def _get_event(session: Session, eid: int) -> EventRow:
     return e
 
 
+def _own_event(session: Session, eid: int, p: Principal, state: str) -> EventRow:
+    """The caller's event (a provider's own), in ``state`` (else 409)."""
+    e = _get_event(session, eid)
+    owned(p, e.provider, f"event {eid}")
+    if e.state != state:
+        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    return e
+
+
 @router.post("/events", status_code=201)
 def create_event(body: EventIn, session: SessionDep) -> dict[str, Any]:
     if session.get(ProviderRow, body.provider) is None:
@@ -202,10 +211,7 @@ def start_event(
     """The provider starts its event: a live content, its acquirer at the provider's PE
     and the port its flow goes to (those of its pre-started content, if planning made
     one for its reservations)."""
-    e = _get_event(session, eid)
-    owned(p, e.provider, f"event {eid}")
-    if e.state != "scheduled":
-        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    e = _own_event(session, eid, p, "scheduled")
     prov = session.get(ProviderRow, e.provider)
     assert prov is not None
     now = time.time()
@@ -234,10 +240,7 @@ def cancel_event(
     eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
 ) -> dict[str, Any]:
     """The provider cancels a scheduled event: what planning pre-started for it goes."""
-    e = _get_event(session, eid)
-    owned(p, e.provider, f"event {eid}")
-    if e.state != "scheduled":
-        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    e = _own_event(session, eid, p, "scheduled")
     e.state, e.ended_at = "cancelled", time.time()
     session.flush()
     touched = reconcile.step(session)
@@ -250,10 +253,7 @@ def cancel_event(
 def stop_event(
     eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
 ) -> dict[str, Any]:
-    e = _get_event(session, eid)
-    owned(p, e.provider, f"event {eid}")
-    if e.state != "started":
-        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    e = _own_event(session, eid, p, "started")
     c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).one()
     t = backend.load(session)
     now = time.time()
