@@ -39,6 +39,7 @@ under those names, or as X-Forwarded-*, is dropped here.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -121,11 +122,7 @@ class Door:
 
     def _http(self) -> httpx.AsyncClient:
         if self.client is None:
-            self.client = httpx.AsyncClient(
-                base_url=self.upstream,
-                timeout=httpx.Timeout(self.timeout_s, connect=5.0),
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            )
+            self.client = relay_client(self.upstream, self.timeout_s)
         return self.client
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -216,6 +213,32 @@ class Door:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await resp.aclose()
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keeps no cookie and sends none: the door serves every client with one HTTP
+    client, and a cookie it kept (a user's web session, set by a sign-in it relayed)
+    would go with every other client's requests after it."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def relay_client(
+    upstream: str, timeout_s: float = 60.0, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The door's HTTP client to the orchestrator: pooled, and without a cookie jar of
+    its own (clients' cookies pass through as headers, both ways)."""
+    return httpx.AsyncClient(
+        base_url=upstream,
+        timeout=httpx.Timeout(timeout_s, connect=5.0),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+        transport=transport,
+    )
 
 
 async def _answer(send: Any, status: int, detail: str) -> None:

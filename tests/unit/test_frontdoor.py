@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import authn
-from netfate.frontdoor import CORE_PATHS, Door, allowed, host_name, service_paths
+from netfate.frontdoor import CORE_PATHS, Door, allowed, host_name, relay_client, service_paths
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.identity.door import CLIENT_HEADER, DOOR_HEADER, DoorClients
 
@@ -97,7 +97,7 @@ def door_and_upstream(**kw: Any) -> tuple[Door, Upstream]:
     up = Upstream()
     door = Door(upstream="http://127.0.0.1:9", secret=SECRET,
                 hosts=frozenset({"10.255.0.254"}), prefixes=PREFIXES, **kw)  # fmt: skip
-    door.client = httpx.AsyncClient(transport=httpx.MockTransport(up), base_url=door.upstream)
+    door.client = relay_client(door.upstream, transport=httpx.MockTransport(up))
     return door, up
 
 
@@ -125,6 +125,20 @@ def test_a_users_request_is_relayed_with_the_client_vouched_for() -> None:
     assert req.headers["host"] == "10.255.0.254"
     assert req.headers["x-csrf-token"] == "t"
     assert req.content == b'{"name":"alice"}'
+
+
+def test_a_cookie_set_for_one_client_never_goes_with_anothers_requests() -> None:
+    # The door relays every client through one HTTP client: a session cookie the
+    # orchestrator set for one (a sign-in) must not sign the next one in.
+    door, up = door_and_upstream()
+    first = ask(door, "POST", "/api/v1/auth/session", client="192.168.1.10")
+    assert first.headers.get_list("set-cookie") == ["a=1", "b=2"]  # to its client
+    ask(door, "GET", "/api/v1/auth/me", client="192.168.1.11")
+    mine = ask(door, "GET", "/api/v1/auth/me", client="192.168.1.10", headers={"Cookie": "a=1"})
+    assert mine.status_code == 200
+    _, other, own = up.seen
+    assert "cookie" not in other.headers, other.headers
+    assert own.headers.get_list("cookie") == ["a=1"]  # a client's own cookie passes
 
 
 @pytest.mark.parametrize(

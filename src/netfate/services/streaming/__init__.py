@@ -37,6 +37,7 @@ SERVICE = Service(
         "GET /events/{eid}": EVERYONE,
         "POST /events/{eid}/start": (OPERATOR, PROVIDER),
         "POST /events/{eid}/stop": (OPERATOR, PROVIDER),
+        "POST /events/{eid}/cancel": (OPERATOR, PROVIDER),
         # The flow's URL carries its passphrase or stream key: its provider's alone.
         "GET /events/{eid}/ingest": (PROVIDER,),
         "GET /contents": EVERYONE,
@@ -53,8 +54,10 @@ SERVICE = Service(
         "POST /reservations": (USER,),
         "GET /reservations": (OPERATOR, USER),
         "DELETE /reservations/{rid}": (OPERATOR, USER),
-        # The apps' pages and their files: anyone's; their data is the user's (below).
-        "GET /app": (PUBLIC,),
+        # The user's app is behind sign-in: a browser without a session is sent to the
+        # sign-in page (the guard's pages), as a new client is by its PE's captive portal.
+        "GET /app": EVERYONE,
+        # The studio and the apps' files: anyone's; their data is the caller's (below).
         "GET /studio": (PUBLIC,),
         "GET /app/hls.js": (PUBLIC,),
         "GET /app/manifest.webmanifest": (PUBLIC,),

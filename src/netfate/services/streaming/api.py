@@ -40,8 +40,8 @@ from netfate.orchestrator.identity import Principal, PrincipalDep, owned
 from netfate.orchestrator.notify import Notifier
 from netfate.store.tables import HostRow, NodeRow
 
-from . import backend, ingest, reconcile, recordings
-from .functions import HTTP_PORT, INGEST_PORTS, TREE_PORTS
+from . import backend, ingest, planning, reconcile, recordings
+from .functions import HTTP_PORT
 from .tables import (
     ContentRow,
     EventRow,
@@ -166,6 +166,15 @@ def _get_event(session: Session, eid: int) -> EventRow:
     return e
 
 
+def _own_event(session: Session, eid: int, p: Principal, state: str) -> EventRow:
+    """The caller's event (a provider's own), in ``state`` (else 409)."""
+    e = _get_event(session, eid)
+    owned(p, e.provider, f"event {eid}")
+    if e.state != state:
+        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    return e
+
+
 @router.post("/events", status_code=201)
 def create_event(body: EventIn, session: SessionDep) -> dict[str, Any]:
     if session.get(ProviderRow, body.provider) is None:
@@ -203,10 +212,6 @@ def get_event(eid: EventId, session: SessionDep) -> dict[str, Any]:
     return _event(session, _get_event(session, eid))
 
 
-def _free_port(taken: set[int], span: tuple[int, int]) -> int | None:
-    return next((p for p in range(span[0], span[1], 2) if p not in taken), None)
-
-
 class StartIn(Strict):
     protocol: ingest.Protocol | None = Field(
         default=None, description="This flow's ingest protocol (default: the event's)"
@@ -222,44 +227,44 @@ def start_event(
     body: StartIn | None = None,
 ) -> dict[str, Any]:
     """The provider starts its event: a live content, its acquirer at the provider's PE
-    and the port its flow goes to, by the event's protocol or the one given (SRT and
-    RTMP flows get a passphrase or stream key: ``GET /events/{eid}/ingest``)."""
-    e = _get_event(session, eid)
-    owned(p, e.provider, f"event {eid}")
-    if e.state != "scheduled":
-        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    and the port its flow goes to (those of its pre-started content, if planning made
+    one for its reservations), by the event's protocol or the one given (SRT and RTMP
+    flows get a passphrase or stream key: ``GET /events/{eid}/ingest``)."""
+    e = _own_event(session, eid, p, "scheduled")
     protocol = body.protocol if body is not None and body.protocol else e.protocol
     prov = session.get(ProviderRow, e.provider)
     assert prov is not None
-    live = list(session.scalars(select(ContentRow).where(ContentRow.state == "live")))
-    port = _free_port({c.ingest_port for c in live if c.pe == prov.pe}, INGEST_PORTS)
-    tree_port = _free_port({c.tree_port for c in live}, TREE_PORTS)
-    if port is None or tree_port is None:
-        raise HTTPException(503, detail="no port free for another live content")
+    now = time.time()
+    e.protocol = protocol
+    c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).first()
+    if c is None:
+        c = planning.new_content(session, e, prov, "live", now)
+        if c is None:
+            raise HTTPException(503, detail="no port free for another live content")
+    elif c.protocol != protocol:  # planned with the event's protocol; the start chose another
+        c.protocol, c.ingest_secret = protocol, ingest.new_secret(protocol)
     t = backend.load(session)
-    cid = f"ev{e.id}"
     try:
-        t.publish(cid, prov.pe, e.bitrate_kbps * 1000.0)
+        t.publish(c.id, prov.pe, e.bitrate_kbps * 1000.0)
     except ValueError as err:
         raise HTTPException(503, detail=str(err)) from None
-    now = time.time()
-    e.state, e.started_at, e.protocol = "started", now, protocol
-    session.add(
-        ContentRow(
-            id=cid,
-            event=e.id,
-            provider=prov.name,
-            pe=prov.pe,
-            ingest_port=port,
-            protocol=protocol,
-            ingest_secret=ingest.new_secret(protocol),
-            tree_port=tree_port,
-            bitrate_bps=e.bitrate_kbps * 1000,
-            state="live",
-            started_at=now,
-        )
-    )
+    e.state, e.started_at = "started", now
+    c.state, c.started_at = "live", now
     backend.save(session, t)
+    session.flush()
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return _event(session, e)
+
+
+@router.post("/events/{eid}/cancel", responses=errors(404, 409))
+def cancel_event(
+    eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
+    """The provider cancels a scheduled event: what planning pre-started for it goes."""
+    e = _own_event(session, eid, p, "scheduled")
+    e.state, e.ended_at = "cancelled", time.time()
     session.flush()
     touched = reconcile.step(session)
     session.commit()
@@ -271,10 +276,7 @@ def start_event(
 def stop_event(
     eid: EventId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
 ) -> dict[str, Any]:
-    e = _get_event(session, eid)
-    owned(p, e.provider, f"event {eid}")
-    if e.state != "started":
-        raise HTTPException(409, detail=f"event {eid} is {e.state}")
+    e = _own_event(session, eid, p, "started")
     c = session.scalars(select(ContentRow).where(ContentRow.event == e.id)).one()
     t = backend.load(session)
     now = time.time()
@@ -345,6 +347,19 @@ class WhereIn(Strict):
         description="Or its host in the topology (its PE is the host's node)",
     )
 
+    def access_pe(self, session: Session) -> str | None:
+        """The access PE it names (``pe``, or its ``host``'s node), checked; None if neither."""
+        if self.pe is None and self.host is None:
+            return None
+        pe = self.pe
+        if pe is None:
+            h = session.get(HostRow, self.host)
+            if h is None:
+                invalid("host", f"unknown host {self.host!r}")
+            pe = h.node
+        _pe(session, "pe" if self.pe is not None else "host", pe)
+        return pe
+
 
 class JoinIn(WhereIn):
     client: str = Field(min_length=1, max_length=128, description="The client's id")
@@ -368,15 +383,9 @@ def _viewer(
 
 def _client_pe(session: Session, body: WhereIn) -> str:
     """The client's access PE: given, or its host's node."""
-    pe = body.pe
+    pe = body.access_pe(session)
     if pe is None:
-        if body.host is None:
-            invalid("pe", "give the client's access PE (pe) or its host")
-        h = session.get(HostRow, body.host)
-        if h is None:
-            invalid("host", f"unknown host {body.host!r}")
-        pe = h.node
-    _pe(session, "pe" if body.pe is not None else "host", pe)
+        invalid("pe", "give the client's access PE (pe) or its host")
     return pe
 
 
@@ -408,7 +417,7 @@ def join(
         raise HTTPException(404, detail=f"content {cid!r} is not live")
     pe = _client_pe(session, body)
     t = backend.load(session)
-    ev = _assigned(session, notifier, t, t.join(body.client, cid, pe, time.time()))
+    ev = _assigned(session, notifier, t, t.join(body.client, cid, pe, reconcile.clock()))
     return {
         **_viewer(session, cid, ev.client, ev.streamer, ev.node),
         "pe": pe,
@@ -441,7 +450,7 @@ def leave(cid: ContentId, client: ClientId, session: SessionDep) -> dict[str, An
     v = t.viewers.get(client)
     if v is None or v.content != cid or t.contents[cid].pull:  # a playback: its user's
         raise HTTPException(404, detail=f"{client!r} is not watching {cid!r}")
-    evs = t.leave(client, time.time())
+    evs = t.leave(client, reconcile.clock())
     backend.record(session, evs)
     backend.save(session, t)
     session.commit()
@@ -626,20 +635,29 @@ def stop_playing(rid: RecordingId, session: SessionDep, p: PrincipalDep) -> dict
 
 
 def _reservation(r: ReservationRow) -> dict[str, Any]:
-    return {"id": r.id, "user": r.user, "event": r.event, "created_at": r.created_at}
+    return {"id": r.id, "user": r.user, "event": r.event, "pe": r.pe, "created_at": r.created_at}
+
+
+class ReserveIn(UserEventIn, WhereIn):
+    """A reservation; where the user will watch from (``pe`` or ``host``) lets the
+    back-end pre-start a branch there shortly before the start (planning.py)."""
 
 
 @router.post("/reservations", status_code=201, responses=errors(409))
-def reserve(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
-    """A user reserves a future event (the Calendar). Planning does not read them yet."""
+def reserve(body: ReserveIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """A user reserves a future event (the Calendar, and the back-end's planning)."""
     _check_event(session, body.event, ("scheduled",), "only a coming one can be reserved")
-    r = ReservationRow(user=body.user, event=body.event, created_at=time.time())
+    pe = body.access_pe(session)
+    r = ReservationRow(user=body.user, event=body.event, pe=pe, created_at=time.time())
     session.add(r)
     try:
-        session.commit()
+        session.flush()
     except IntegrityError:
         session.rollback()
         raise HTTPException(409, detail=f"{body.user} has reserved event {body.event}") from None
+    touched = reconcile.step(session)  # inside the lead time: pre-started now
+    session.commit()
+    notifier.notify(touched)
     return _reservation(r)
 
 
@@ -651,10 +669,16 @@ def list_reservations(
 
 
 @router.delete("/reservations/{rid}", responses=errors(404))
-def cancel_reservation(rid: ReservationId, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+def cancel_reservation(
+    rid: ReservationId, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
+    """The reservation goes, and what planning pre-started only for it."""
     r = session.get(ReservationRow, rid)
     if r is None or not p.owns(r.user):  # another's: as if it did not exist
         raise HTTPException(404, detail=f"unknown reservation {rid}")
     session.delete(r)
+    session.flush()
+    touched = reconcile.step(session)
     session.commit()
+    notifier.notify(touched)
     return {"cancelled": rid}

@@ -4,7 +4,8 @@ tree made real.
 One step, in one transaction the platform commits:
 
     1. the tree's pending prunes whose grace period is over (tree.tick);
-    2. the instances the tree needs, made equal to it through the platform's
+    2. planning: the reservations' pre-started contents and branches (planning.py);
+    3. the instances the tree needs, made equal to it through the platform's
        coordinator (the same calls as POST/PATCH/DELETE /instances):
          acquirer:NODE    streaming-acquirer at a provider's PE: a flow per live
                           content (its ingest port, its event), next hops below;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -36,16 +38,18 @@ from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.store.tables import InstanceRow
 
-from . import backend, ingest, recordings
+from . import backend, ingest, planning, recordings
 from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
 from .recordings import address
-from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, TreeRow
+from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, ReservationRow, TreeRow
 from .tree import Desired, Event, Target, Tree
 
 log = logging.getLogger("netfate.streaming")
 
 INTERVAL_S = 1.0
 LOST = {"failed", "gone", "stopping"}
+clock: Callable[[], float] = time.time
+"""The loop's clock (prunes, planning); unit tests replace it."""
 
 
 def instance_of(session: Session, key: str) -> InstanceRow | None:
@@ -65,7 +69,8 @@ def _hops(session: Session, targets: tuple[Target, ...], port: int) -> list[dict
 def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """key -> (descriptor, node, config), receivers before senders."""
     contents = {
-        c.id: c for c in session.scalars(select(ContentRow).where(ContentRow.state == "live"))
+        c.id: c
+        for c in session.scalars(select(ContentRow).where(ContentRow.state.in_(planning.HELD)))
     }
     out = recordings.configs(session)
     recorded = recordings.recorded(session)
@@ -100,7 +105,8 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
             flow: dict[str, Any] = {
                 "id": x,
                 "event": f"ev{c.event}",
-                "state": "started",
+                # a planned content's flow is armed, not started (the event is not yet)
+                "state": "started" if c.state == "live" else "scheduled",
                 "protocol": ingest.ACQUIRER_PROTOCOL.get(c.protocol, "rtp"),
                 "port": c.ingest_port,
                 "next_hops": _hops(session, t, c.tree_port),
@@ -174,17 +180,22 @@ def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any
 
 
 def step(session: Session) -> set[str]:
-    """One pass: prunes due, then the instances made equal to the tree."""
-    if session.scalar(select(TreeRow.id).limit(1)) is None and (
-        session.scalar(select(FunctionRow.key).limit(1)) is None
+    """One pass: prunes due, planning, then the instances made equal to the tree."""
+    if (
+        session.scalar(select(TreeRow.id).limit(1)) is None
+        and session.scalar(select(FunctionRow.key).limit(1)) is None
+        and session.scalar(select(ReservationRow.id).limit(1)) is None
     ):
-        return set()  # an orchestrator without streaming pays two indexed lookups
+        return set()  # an orchestrator without streaming pays three indexed lookups
+    now = clock()
     t = backend.load(session)
-    now = time.time()
-    pruned = ended(session, t, now) + t.tick(now)
-    if pruned:
-        backend.record(session, pruned)
+    before = t.dump()
+    events = ended(session, t, now) + t.tick(now)
+    events += planning.plan(session, t, now)
+    backend.record(session, events)
+    if events or t.dump() != before:
         backend.save(session, t)
+        session.flush()
     return converge(session, t.desired())
 
 

@@ -32,7 +32,7 @@ class ProviderRow(Base):
 
 
 class EventRow(Base):
-    """A scheduled event: scheduled -> started -> ended."""
+    """A scheduled event: scheduled -> started -> ended, or scheduled -> cancelled."""
 
     __tablename__ = "streaming_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -55,7 +55,8 @@ class EventRow(Base):
 
 
 class ContentRow(Base):
-    """A live content: an event started. Its id names it in the tree and the functions."""
+    """A live content: an event started (``live``), or pre-started for its reservations
+    (``planned``, planning.py). Its id names it in the tree and the functions."""
 
     __tablename__ = "streaming_contents"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -96,7 +97,8 @@ class RecordingRow(Base):
 
 
 class ReservationRow(Base):
-    """A user's intent to watch a future event (for reminders and, later, planning)."""
+    """A user's intent to watch a future event: the Calendar's reminders, and the
+    back-end's planning (planning.py) when it says the user's access PE."""
 
     __tablename__ = "streaming_reservations"
     __table_args__ = (UniqueConstraint("user", "event"),)
@@ -104,6 +106,8 @@ class ReservationRow(Base):
     user: Mapped[str] = mapped_column(String(254), index=True)
     event: Mapped[int] = mapped_column(ForeignKey("streaming_events.id", ondelete="CASCADE"))
     created_at: Mapped[float] = mapped_column(Float)
+    pe: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The user's access PE, where a branch is pre-started (None: nothing is)."""
 
 
 class TreeRow(Base):

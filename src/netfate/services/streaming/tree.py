@@ -42,6 +42,13 @@ Pruning. When the last viewer of a (content, streamer) pair leaves, the branch
 waits ``grace_s`` (a viewer coming back keeps it); then the streamer drops the
 content, the tree loses the nodes nothing below needs, and a streamer left with
 no content is released.
+
+Planning (reservations). Shortly before a reserved event starts, the back-end
+pre-starts its content (the acquirer) and, on each reserving user's PE, a branch
+chosen by the same rule as a join (``prestart``), its bandwidth reserved as for a
+real branch; a later join from that PE is case 1 (the warm tree). A pre-started
+branch nobody joined goes at its plan's ``until`` (the event's start plus the
+grace period), or at once when its reservations go (``unplan``).
 """
 
 from __future__ import annotations
@@ -164,6 +171,20 @@ class Streamer:
 
 
 @dataclass
+class Plan:
+    """A branch pre-started for the reservations of one PE."""
+
+    content: str
+    pe: str
+    reservations: int
+    streamer: str | None
+    """Who took the content for them (None: refused, see ``why``)."""
+    until: float
+    """When it goes if nobody joined it."""
+    why: str
+
+
+@dataclass
 class Viewer:
     client: str
     content: str
@@ -238,7 +259,47 @@ class StreamerReleased:
     """Where it ran."""
 
 
-Event = ViewerAssigned | JoinRefused | ViewerLeft | BranchPruned | StreamerReleased
+@dataclass(frozen=True)
+class BranchPrestarted:
+    content: str
+    """The reserved event's content."""
+    pe: str
+    """The reserving users' access PE."""
+    streamer: str
+    """The edge streamer that took the content for them."""
+    node: str
+    """Where that streamer runs."""
+    case: int
+    """The rule's case, as for a join."""
+    reservations: int
+    """How many reservations from that PE."""
+    until: float
+    """When it goes if nobody joined it."""
+    why: str
+    """The decision ("pre-started for N reservations: case ...")."""
+
+
+@dataclass(frozen=True)
+class PrestartRefused:
+    content: str
+    """The reserved event's content."""
+    pe: str
+    """The reserving users' access PE."""
+    reservations: int
+    """How many reservations from that PE."""
+    why: str
+    """Each candidate and what it would have broken."""
+
+
+Event = (
+    ViewerAssigned
+    | JoinRefused
+    | ViewerLeft
+    | BranchPruned
+    | StreamerReleased
+    | BranchPrestarted
+    | PrestartRefused
+)
 
 
 # ------------------------------------------------------------------ loads
@@ -320,6 +381,8 @@ class Tree:
         self.streamers: dict[str, Streamer] = {}
         self.viewers: dict[str, Viewer] = {}
         self.prune_at: dict[tuple[str, str], float] = {}
+        self.plans: dict[tuple[str, str], Plan] = {}
+        """(content, PE) -> the branch pre-started for that PE's reservations."""
         self.serial = 0
 
     # -------------------------------------------------------------- contents
@@ -353,6 +416,7 @@ class Tree:
             if content in s.contents:
                 out += self._drop(content, s)
         self.contents.pop(content, None)
+        self.plans = {k: p for k, p in self.plans.items() if k[0] != content}
         return out
 
     # -------------------------------------------------------------- viewers
@@ -371,20 +435,9 @@ class Tree:
             return ViewerAssigned(client, content, pe, s.id, s.node, cur.case, "already joined")
         if cur is not None:
             self.leave(client, now)  # a viewer watches one content at a time
-        tried: list[str] = []
-        for c in self._candidates(x, pe):
-            trial = self._clone()
-            try:
-                trial._apply(c, client, now)
-                bad = trial.violations()
-            except TreeError as e:
-                bad = [str(e)]
-            if bad:
-                tried.append(f"{c.label}: {', '.join(bad[:3])}")
-                continue
-            self._adopt(trial)
-            v = self.viewers[client]
-            s = self.streamers[v.streamer]
+        c, sid, tried = self._first(x, pe, lambda trial, c: trial._apply(c, client, now))
+        if c is not None:
+            s = self.streamers[sid]
             self.prune_at.pop((content, s.id), None)
             passed = f"; passed over: {'; '.join(tried)}" if tried else ""
             why = f"case {c.case} ({self.criterion}): {c.label}{passed}"
@@ -420,6 +473,9 @@ class Tree:
             o.streamer == v.streamer and o.content == v.content for o in self.viewers.values()
         ):
             at = now + self.limits.grace_s
+            for p in self.plans.values():  # a pre-started branch is kept for its event
+                if p.content == v.content and p.streamer == v.streamer:
+                    at = max(at, p.until)
             self.prune_at[(v.content, v.streamer)] = at
         return [ViewerLeft(client, v.content, v.streamer, at)]
 
@@ -436,7 +492,62 @@ class Tree:
         taken = {x for s in self.streamers.values() for x in s.contents}
         for x in [x for x in self.contents.values() if x.pull and x.id not in taken]:
             del self.contents[x.id]  # a playback ended: nothing of it stays reserved
+        self.plans = {k: p for k, p in self.plans.items() if p.until > now}
         return out
+
+    # -------------------------------------------------------------- planning
+
+    def prestart(
+        self, content: str, pe: str, reservations: int, until: float, now: float
+    ) -> list[Event]:
+        """Reservations from ``pe`` for ``content`` (published already): a branch to
+        that PE, chosen by the join rule, held until ``until`` unless someone joins.
+        Done once per (content, PE); a refusal is tried again only when the number of
+        reservations changes."""
+        x = self.contents.get(content)
+        if x is None:
+            raise TreeError(f"content {content} is not published")
+        old = self.plans.get((content, pe))
+        if old is not None and (old.streamer is not None or old.reservations == reservations):
+            old.reservations, old.until = reservations, until
+            if old.streamer is not None and (content, old.streamer) in self.prune_at:
+                self.prune_at[(content, old.streamer)] = max(
+                    self.prune_at[(content, old.streamer)], until
+                )
+            return []
+        node = self.net.nodes.get(pe)
+        if node is None or not (node.hosts and node.edge):
+            why = f"{pe!r} is not an access PE"
+            self.plans[(content, pe)] = Plan(content, pe, reservations, None, until, why)
+            return [PrestartRefused(content, pe, reservations, why)]
+        n = f"{reservations} reservation{'s' if reservations != 1 else ''}"
+        c, sid, tried = self._first(x, pe, lambda trial, c: trial._take(c))
+        if c is not None:
+            s = self.streamers[sid]
+            if not any(v.streamer == s.id and v.content == content for v in self.viewers.values()):
+                self.prune_at[(content, s.id)] = max(self.prune_at.get((content, s.id), 0.0), until)
+            passed = f"; passed over: {'; '.join(tried)}" if tried else ""
+            why = f"pre-started for {n}: case {c.case} ({self.criterion}): {c.label}{passed}"
+            self.plans[(content, pe)] = Plan(content, pe, reservations, s.id, until, why)
+            return [BranchPrestarted(content, pe, s.id, s.node, c.case, reservations, until, why)]
+        why = f"nothing can be pre-started for {n}: " + ("; ".join(tried) or "no candidate")
+        self.plans[(content, pe)] = Plan(content, pe, reservations, None, until, why)
+        return [PrestartRefused(content, pe, reservations, why)]
+
+    def unplan(self, content: str, pe: str, now: float) -> list[Event]:
+        """``pe``'s reservations for ``content`` are gone: its pre-started branch goes
+        now unless a viewer watches there or another PE's plan uses it."""
+        p = self.plans.pop((content, pe), None)
+        if p is None or p.streamer is None:
+            return []
+        s = self.streamers.get(p.streamer)
+        if s is None or content not in s.contents:
+            return []
+        if any(v.streamer == s.id and v.content == content for v in self.viewers.values()):
+            return []
+        if any(o.streamer == s.id and o.content == content for o in self.plans.values()):
+            return []
+        return self._drop(content, s)
 
     # -------------------------------------------------------------- the rule
 
@@ -447,6 +558,8 @@ class Tree:
         # 1: reuse a streamer on the PE already processing X
         for s in self._by_load(s for s in local if x.id in s.contents):
             label = f"{s.id} on {pe} already serves {x.id} ({self._count(s)} viewers)"
+            if any(p.streamer == s.id and p.content == x.id for p in self.plans.values()):
+                label += ", pre-started for reservations"
             yield Candidate(1, label, x.id, s.id, pe, (pe,))
         # 2: a streamer on the PE with spare CPU and bandwidth takes X
         for s in self._by_load(s for s in local if x.id not in s.contents):
@@ -488,8 +601,35 @@ class Tree:
                 4, f"a new streamer {where}", x.id, None, n, tuple(leg) if leg is not None else None
             )
 
-    def _apply(self, c: Candidate, client: str, now: float) -> None:
-        """Candidate ``c`` taken (on a trial copy: violations() decides)."""
+    def _first(
+        self, x: Content, pe: str, take: Callable[[Tree, Candidate], Streamer]
+    ) -> tuple[Candidate | None, str, list[str]]:
+        """The first of the rule's candidates that ``take`` applies with nothing over
+        capacity (on a trial copy, then adopted), the streamer it gave, and why each
+        candidate before it was passed over."""
+        tried: list[str] = []
+        for c in self._candidates(x, pe):
+            trial = self._clone()
+            try:
+                sid = take(trial, c).id
+                bad = trial.violations()
+            except TreeError as e:
+                bad = [str(e)]
+            if not bad:
+                self._adopt(trial)
+                return c, sid, tried
+            tried.append(f"{c.label}: {', '.join(bad[:3])}")
+        return None, "", tried
+
+    def _apply(self, c: Candidate, client: str, now: float) -> Streamer:
+        """Candidate ``c`` taken by a viewer (on a trial copy: violations() decides)."""
+        s = self._take(c)
+        assert c.leg is not None  # _take checked it
+        self.viewers[client] = Viewer(client, c.content, c.leg[-1], s.id, c.case, list(c.leg), now)
+        return s
+
+    def _take(self, c: Candidate) -> Streamer:
+        """The streamer of candidate ``c`` takes its content (made if new)."""
         if c.leg is None:
             raise TreeError("no path to the viewer has room")
         x = self.contents[c.content]
@@ -502,7 +642,7 @@ class Tree:
         if x.id not in s.contents:
             self._graft(x, s.node)
             s.contents.append(x.id)
-        self.viewers[client] = Viewer(client, x.id, c.leg[-1], s.id, c.case, list(c.leg), now)
+        return s
 
     def _clone(self) -> Tree:
         t = Tree(self.net, self.limits, self.criterion)
@@ -510,10 +650,10 @@ class Tree:
         return t
 
     def _adopt(self, other: Tree, deep: bool = False) -> None:
-        state = (other.contents, other.streamers, other.viewers, other.prune_at)
+        state = (other.contents, other.streamers, other.viewers, other.prune_at, other.plans)
         if deep:
             state = copy.deepcopy(state)
-        self.contents, self.streamers, self.viewers, self.prune_at = state
+        self.contents, self.streamers, self.viewers, self.prune_at, self.plans = state
         self.serial = other.serial
 
     def _by_load(self, streamers: Iterable[Streamer]) -> list[Streamer]:
@@ -612,6 +752,9 @@ class Tree:
         out: list[Event] = []
         s.contents.remove(content)
         self.prune_at.pop((content, s.id), None)
+        self.plans = {
+            k: p for k, p in self.plans.items() if not (p.content == content and p.streamer == s.id)
+        }
         x = self.contents.get(content)
         gone: tuple[str, ...] = ()
         if x is not None:
@@ -741,6 +884,7 @@ class Tree:
             ],
             "viewers": [vars(v) for v in self.viewers.values()],
             "prune_at": [[c, s, at] for (c, s), at in self.prune_at.items()],
+            "plans": [vars(p) for p in self.plans.values()],
         }
 
     @classmethod
@@ -767,6 +911,11 @@ class Tree:
                 t.viewers[v["client"]] = Viewer(**v)
         for c, s, at in data.get("prune_at", []):
             t.prune_at[(c, s)] = float(at)
+        for p in data.get("plans", []):
+            if p["content"] in t.contents and (
+                p["streamer"] is None or p["streamer"] in t.streamers
+            ):
+                t.plans[(p["content"], p["pe"])] = Plan(**p)
         return t
 
 

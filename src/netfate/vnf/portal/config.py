@@ -1,8 +1,8 @@
 """The configuration of a CPE's captive portal (function.py), as a schema the API and
 the agent check before the function starts: its node and address, its RADIUS
 server(s) and shared secret, the Disconnect port, its DHCP service (handed to
-dnsmasq as arguments, so each part is checked for what it is) and the walled
-garden."""
+dnsmasq as arguments, so each part is checked for what it is), the walled
+garden and the front-end's sign-in a captive client is sent to."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from netfate.vnf.configs import (
     IFNAME,
@@ -83,3 +83,35 @@ class PortalConfig(FunctionConfig):
     garden: list[IPv4] = Field(
         default_factory=list, max_length=64, description="What a captive client may reach"
     )
+    signin: str = Field(
+        default="",
+        max_length=512,
+        description="The front-end's sign-in (http://ADDRESS/PATH, ADDRESS in the garden): "
+        "where a captive client's web is sent instead of this portal's login form",
+    )
+
+    @field_validator("signin")
+    @classmethod
+    def _signin_in_garden(cls, v: str, info: ValidationInfo) -> str:
+        if v:  # the garden is checked first (declared before): a bad one is its own error
+            signin_host(v, [str(a) for a in info.data.get("garden") or []])
+        return v
+
+
+def signin_host(url: str, garden: list[str]) -> str:
+    """The garden address a sign-in URL names (http://ADDRESS[:PORT]/PATH); a URL a
+    captive client could not reach (not http, not an address in the garden) is an
+    error that says so."""
+    m = SIGNIN.fullmatch(url)
+    if m is None:
+        raise ValueError(f"signin: {url!r} is not http://ADDRESS[:PORT]/PATH")
+    if m["host"] not in garden:
+        raise ValueError(
+            f"signin: {m['host']} is not in the garden (a captive client reaches only it)"
+        )
+    return m["host"]
+
+
+SIGNIN = re.compile(r"http://(?P<host>[0-9.]{7,15})(?::[0-9]{1,5})?(?P<path>/[!-~]*)")
+"""A sign-in URL: plain HTTP (what the gate lets through is web to the garden), an
+IPv4 address (the garden is addresses), printable ASCII with no space."""

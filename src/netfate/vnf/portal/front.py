@@ -1,7 +1,9 @@
 """The captive portal's HTTP front: the login page, logout, and the RFC 8908 API.
 
 Web traffic of clients not logged in reaches it by the gate's redirect (gate.py):
-a request for another site gets a redirect to the login page. A login POST asks
+a request for another site gets a redirect to the login page, or to the front-end's
+sign-in when the portal has one (`signin`: a page in the walled garden, where the
+client signs in with its account of the run's apps). A login POST asks
 the RADIUS server (Access-Request, radius_client.py); on Access-Accept the client
 joins the gate's `allowed` set and its session is accounted (radius.py). Every
 field is length-bounded and HTML-escaped on output; login POSTs are rate-limited
@@ -46,10 +48,16 @@ class Front(PortalBase):
     """The HTTP handler (`handle`) of the portal."""
 
     posts: WindowCounter
+    signin: str
+    """The front-end's sign-in, or "" (this portal's login form)."""
 
     def url(self, path: str, local: str = "") -> str:
         host = self.address or local or "portal"
         return f"http://{host}{'' if self.port == 80 else f':{self.port}'}{path}"
+
+    def login_url(self, local: str) -> str:
+        """Where a captive client signs in: the front-end's sign-in, else ours."""
+        return self.signin or self.url("/login", local)
 
     def page(self, title: str, body: str, status: int = 200) -> Response:
         doc = PAGE.format(title=html.escape(title), body=body)
@@ -75,7 +83,7 @@ class Front(PortalBase):
             return self.captive_api(req)
         if host not in own:
             # A redirected request for another site: send the browser to the login page.
-            return Response(302, b"", "text/plain", {"Location": self.url("/login", req.local)})
+            return Response(302, b"", "text/plain", {"Location": self.login_url(req.local)})
         if req.path in ("/", "/login") and req.method == "GET":
             s = self.sessions.get(req.peer)
             if s is not None:
@@ -106,7 +114,7 @@ class Front(PortalBase):
         s = self.sessions.get(req.peer)
         doc: dict[str, Any] = {
             "captive": s is None,
-            "user-portal-url": self.url("/login", req.local),
+            "user-portal-url": self.login_url(req.local),
         }
         if s is not None:
             doc["seconds-remaining"] = max(0, int(s.started + s.timeout - time.time()))

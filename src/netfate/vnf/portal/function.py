@@ -40,6 +40,7 @@ from typing import Any
 from netfate.model.ratelimit import WindowCounter
 from netfate.proto.radius import AcctStatus, DasCore, TerminateCause
 from netfate.vnf.portal.base import Session
+from netfate.vnf.portal.config import signin_host
 from netfate.vnf.portal.front import MAX_TRACKED, RATE_POSTS, RATE_WINDOW, Front
 from netfate.vnf.portal.gate import Gate
 from netfate.vnf.portal.http import serve
@@ -83,6 +84,11 @@ class Portal(Front, RadiusSide):
         # The walled garden (gate.py): the front door's address, which the firewall
         # service gives, so that a captive client can sign in to its users' pages.
         self.garden = [_ipv4(a, "garden") for a in c.get("garden") or []]
+        # The front-end's sign-in (a page in the garden): where captive clients are
+        # sent instead of this portal's own login form (users of the run's apps).
+        self.signin = str(c.get("signin") or "")
+        if self.signin:
+            signin_host(self.signin, self.garden)
         self.sessions: dict[str, Session] = {}
         # Sessions whose state a restart carries to the next process (hand_over).
         self.handed_on: set[str] = set()

@@ -221,6 +221,11 @@ def test_a_bad_firewall_configuration_is_refused_naming_the_field(
         ({"dhcp": {}}, ("dhcp", "range")),
         ({"garden": ["the door"]}, ("garden", 0)),
         ({"garden": ["10.0.0.1"] * 65}, ("garden",)),
+        ({"signin": "http://10.0.0.1/signin"}, ("signin",)),  # no garden: unreachable
+        ({"garden": ["10.0.0.1"], "signin": "http://10.0.0.2/signin"}, ("signin",)),
+        ({"garden": ["10.0.0.1"], "signin": "https://10.0.0.1/signin"}, ("signin",)),
+        ({"garden": ["10.0.0.1"], "signin": "http://10.0.0.1/a b"}, ("signin",)),
+        ({"garden": ["10.0.0.1"], "signin": "http://10.0.0.1/" + "a" * 600}, ("signin",)),
         ({"nft": "false"}, ("nft",)),
         ({"secret": "x"}, ("secret",)),
     ],

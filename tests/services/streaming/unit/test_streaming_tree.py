@@ -281,7 +281,7 @@ def test_ending_a_content_releases_everything_at_once() -> None:
 
 ops = hs.lists(
     hs.tuples(
-        hs.sampled_from(["join", "join", "join", "leave", "tick"]),
+        hs.sampled_from(["join", "join", "join", "leave", "tick", "plan", "unplan"]),
         hs.integers(0, 11),  # client
         hs.sampled_from(["X", "Y", "Z"]),
         hs.sampled_from(["pe1", "pe2", "pe3", "pe4", "pe5"]),
@@ -317,9 +317,15 @@ def test_no_viewer_without_a_branch_and_nothing_over_capacity(
                 assert ev.why  # a refusal says why
         elif op == "leave":
             t.leave(f"c{client}", now)
+        elif op == "plan":  # reservations from pe: a pre-started branch, held 5 s
+            t.prestart(x, pe, client % 3 + 1, now + 5.0, now)
+        elif op == "unplan":
+            t.unplan(x, pe, now)
         else:
             t.tick(now)
         assert t.violations() == []
+        for pl in t.plans.values():  # a plan's streamer takes its content
+            assert pl.streamer is None or pl.content in t.streamers[pl.streamer].contents
         for v in t.viewers.values():
             s = t.streamers[v.streamer]
             xc = t.contents[v.content]

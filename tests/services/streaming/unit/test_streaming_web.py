@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -85,6 +86,15 @@ def test_pages_and_player_library(api: TestClient) -> None:
     assert "/static/streaming/panel.js" in home
     for f in ("app.js", "common.js", "studio.js", "app.css", "panel.js"):
         assert api.get(f"/static/streaming/{f}").status_code == 200
+    # The user's app is behind sign-in: a browser without a session is sent to the
+    # sign-in page with the app as next; an API client gets 401; its files stay public.
+    html = {"Accept": "text/html"}
+    r = api.get(f"{V1}/app", headers=html, auth=None, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/signin?next=" + quote(f"{V1}/app", safe="")
+    assert api.get(f"{V1}/app", auth=None).status_code == 401
+    assert api.get(f"{V1}/providers", auth=None).status_code == 401
+    assert api.get("/static/streaming/app.js", auth=None).status_code == 200
 
 
 def test_who(api: TestClient) -> None:

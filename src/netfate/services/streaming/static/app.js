@@ -135,7 +135,8 @@
 
   const reserve = (ev) => act(async () => {
     const w = need();
-    await api("POST", "/reservations", { user: w.user, event: ev.id });
+    // where the user watches from: the back-end pre-starts a branch there before the start
+    await api("POST", "/reservations", { user: w.user, event: ev.id, ...(w.host ? { host: w.host } : {}) });
     say(`reserved ${ev.title}`, "ok");
   });
 
@@ -159,7 +160,7 @@
       h("h3", {}, p.title, " ", h("span", { class: "dim" }, `(${p.name}, at ${p.pe})`)),
       p.events.length ? p.events.map((e) => eventRow({ ...e, who: p.title }, [
         e.state === "started" && button("Watch", () => watch(e)),
-        e.state !== "ended" && button("Record", () => record(e)),
+        (e.state === "scheduled" || e.state === "started") && button("Record", () => record(e)),
         e.state === "scheduled" && button("Reserve", () => reserve(e)),
       ])) : h("p", { class: "dim" }, "nothing scheduled")));
     $("providers").replaceChildren(...(list.length ? list : [h("p", { class: "dim" }, "no providers yet")]));
@@ -174,7 +175,7 @@
   }
 
   function drawRecord() {
-    const open = events().filter((e) => e.state !== "ended");
+    const open = events().filter((e) => e.state === "scheduled" || e.state === "started");
     $("record-list").replaceChildren(...(open.length
       ? open.map((e) => eventRow(e, [button("Record", () => record(e), { "data-event": e.id })]))
       : [h("p", { class: "dim" }, "no live or coming event")]));
