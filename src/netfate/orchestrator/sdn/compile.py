@@ -396,10 +396,13 @@ class _Resolver:
     def tree(self, root: str, nodes: Iterable[str]) -> dict[str, list[str]]:
         """The shortest paths from `root` to each of `nodes` it reaches, all from one
         search: they share their prefixes, so together they form a tree."""
+        want = set(nodes)
+        if want <= {root}:
+            return {root: [root]} if want else {}  # every target here: no search
         paths: dict[str, list[str]] = nx.single_source_dijkstra_path(
             self.graph, root, weight="weight"
         )
-        return {n: paths[n] for n in nodes if n in paths}
+        return {n: paths[n] for n in want if n in paths}
 
 
 def _endpoints(intent: Intent) -> list[Endpoint]:
