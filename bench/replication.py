@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _common as common  # bench/ is on the path: as a script, or netfate.benchcli.load
+
 from netfate.orchestrator.sdn.intents import Intent, cookie_for, parse_intent
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test rigs
@@ -132,14 +134,8 @@ def one_run(rig: Rig, path: str, seconds: float, tmp: Path) -> dict[str, Any]:
         )
         got = {r: int(p.communicate(timeout=60)[0].split()[0]) for r, p in rx.items()}
     finally:
-        for p in [*rx.values(), *([relay] if relay else [])]:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        for p in [*rx.values(), relay]:
+            common.stop_process(p)
     return {
         "sent": sent,
         "received": got,
