@@ -24,7 +24,8 @@ One step, in one transaction the platform commits:
                             edge streamer taking X: groups ALL where the tree
                             branches, each copy rewritten to its streamer
          streaming-X-rtcp   the same on the RTCP port (tree port + 1)
-       the acquirer then sends X once, to the group address; the intents follow
+       once streaming-X is admitted (the next step), the acquirer sends X once, to
+       the group address, instead of a copy per streamer; the intents follow
        the streamers (targets added and removed modify the groups in place) and
        go when the content no longer needs them.
 
@@ -129,8 +130,14 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
                 "port": c.ingest_port,
                 "next_hops": _hops(session, t, c.tree_port),
             }
-            if x in want.switched and flow["next_hops"]:
-                # One copy: the switches make the others (intents()).
+            if (
+                x in want.switched
+                and flow["next_hops"]
+                and session.get(SdnIntentRow, f"{INTENT_PREFIX}{x}") is not None
+            ):
+                # One copy: the switches make the others (intents()). Only once the
+                # intent is admitted: until then (a step later; or for good, if it is
+                # refused) the acquirer sends a copy to each streamer itself.
                 flow["next_hops"] = [{"host": group_address(c.tree_port), "port": c.tree_port}]
             if x in recorded:  # the storage joins while a recording is requested
                 flow["next_hops"] += _hops(session, (("storage", node),), c.tree_port)
