@@ -32,7 +32,11 @@ so a join beyond capacity is refused, with each candidate's reason.
 Bandwidth. Each content's branches form a tree from its root (a parent per
 node). A node that can host functions duplicates (a forwarder, or the acquirer
 at the root), so one copy enters it; a node that cannot (a core router without
-compute) passes on one copy per streamer below it.
+compute) passes on one copy per streamer below it. A core router the topology
+gives compute hosts forwarders only: acquirers and streamers run on PEs. A link
+carries, per content, the copies that enter its lower end, plus one stream per
+viewer whose streamer is on another PE (case 3). A node sends the copies on its
+links down the tree plus its streamers' viewer streams.
 
 Copies in the switches. Where every node of a content's tree has a switch the
 SDN controller programs (``NodeSpec.copies``), the switches duplicate instead of
@@ -47,11 +51,7 @@ not the controller's (a bridge in standalone mode, or no controller): the
 replication intent compiles flows on every switch from the acquirer to the
 streamers, so one switch it cannot program breaks the whole path. The switches'
 tree follows the SDN's shortest paths; it is this tree on tree-shaped topologies
-(the paper's: PEs hang off core routers). A core router the topology
-gives compute hosts forwarders only: acquirers and streamers run on PEs. A link
-carries, per content, the copies that enter its lower end, plus one stream per
-viewer whose streamer is on another PE (case 3). A node sends the copies on its
-links down the tree plus its streamers' viewer streams.
+(the paper's: PEs hang off core routers).
 
 Pruning. When the last viewer of a (content, streamer) pair leaves, the branch
 waits ``grace_s`` (a viewer coming back keeps it); then the streamer drops the
@@ -673,10 +673,10 @@ class Tree:
             return ""
         sh = self._shape(x)
         if sh.switched:
-            where = ", ".join(sh.branches) or "none yet"
+            where = f"groups ALL at {', '.join(sh.branches)}" if sh.branches else "no branch yet"
             return (
-                f"{x.id}'s copies in the switches (groups ALL at {where}; no forwarder, "
-                "no function hop: every switch on its tree is the SDN controller's)"
+                f"{x.id}'s copies in the switches ({where}; no forwarder, no function "
+                "hop: every switch on its tree is the SDN controller's)"
             )
         manual = sorted(n for n in x.parent if not self.net.nodes[n].copies)
         fwd = ", ".join(sorted(sh.forwarders)) or "none"
