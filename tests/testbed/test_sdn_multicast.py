@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from netfate.orchestrator.sdn.intents import cookie_for, parse_intent
-from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
+from sdn_rig import ControlledRig, wait_until
 
 PORT = 6653
 GROUP = "239.1.2.3"
@@ -36,24 +36,11 @@ HOSTS = {"src": "s0", "r1": "s1", "r2": "s2", "r4": "s4", "r5": "s5"}
 LINKS = [("s0", "s1"), ("s1", "s2"), ("s1", "s3"), ("s3", "s4"), ("s3", "s5")]
 
 
-class Net:
+class Net(ControlledRig):
     def __init__(self, tmp: Path) -> None:
-        self.rig = Rig("nfm" + secrets.token_hex(2), controller_port=PORT)
-        self.orch = FakeOrchestrator()
-        self.tmp = tmp
-        self.ctl: ControllerProcess | None = None
-
-    def build(self) -> None:
-        self.rig.start()
-        for n in ("s0", "s1", "s2", "s3", "s4", "s5"):
-            self.rig.add_node(n)
-        for a, b in LINKS:
-            self.rig.link(a, b)
-        for i, (h, n) in enumerate(HOSTS.items()):
-            self.rig.add_endpoint(h, n, f"10.1.0.{i + 1}")
-        self.orch.set(view=self.rig.view())
-        self.ctl = ControllerProcess(self.orch.url, PORT, self.rig.sw, self.tmp / "ctl.log")
-        self.rig.wait_connected()
+        nodes = ["s0", "s1", "s2", "s3", "s4", "s5"]
+        hosts = {h: (n, "host") for h, n in HOSTS.items()}
+        super().__init__("nfm" + secrets.token_hex(2), tmp, nodes, LINKS, hosts, PORT)
 
     def replicate(self, *targets: str) -> None:
         spec: dict[str, Any] = {
@@ -66,16 +53,11 @@ class Net:
         }
         self.orch.set(intents=[parse_intent(spec)] if targets else [])
 
-    def groups(self, node: str) -> list[str]:
-        """The group entries on a node's bridge, as ovs-ofctl dumps them."""
-        out = self.rig.ofctl(self.rig.bridge(node), "dump-groups")
-        return [ln.strip() for ln in out.splitlines() if "group_id=" in ln]
-
     def buckets(self) -> dict[str, int]:
         """Node -> how many buckets its group ALL has (nodes without a group left out)."""
         out = {}
         for n in self.rig.nodes:
-            gs = self.groups(n)
+            gs = [ln.strip() for ln in self.groups(n).splitlines() if "group_id=" in ln]
             assert len(gs) <= 1, gs
             if gs:
                 assert "type=all" in gs[0], gs[0]
@@ -94,14 +76,6 @@ class Net:
             int(m) for ln in out.splitlines() if c in ln for m in re.findall(r"n_packets=(\d+)", ln)
         ]
 
-    def close(self) -> None:
-        try:
-            if self.ctl is not None:
-                self.ctl.stop()
-        finally:
-            self.rig.close()
-            self.orch.close()
-
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
@@ -110,8 +84,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         n.build()
         yield n
     finally:
-        if n.ctl is not None:
-            print(n.ctl.output()[-5000:])
         n.close()
 
 

@@ -28,7 +28,7 @@ import pytest
 from netfate.orchestrator.sdn.intents import Endpoint, ReplicationIntent, parse_intent
 from netfate.services.streaming.reconcile import group_address
 from netns_lan import start_vnf, stop_procs
-from sdn_rig import ControllerProcess, FakeOrchestrator, Rig, wait_until
+from sdn_rig import ControlledRig, wait_until
 from streaming_rig import FUNCTIONS, source_args
 
 PORT = 6653
@@ -39,28 +39,18 @@ LINKS = [("s0", "s1"), ("s1", "s2"), ("s1", "s3"), ("s3", "s4"), ("s3", "s5")]
 EDGES = ("edge1", "edge2", "edge3")
 
 
-class Net:
+class Net(ControlledRig):
     def __init__(self, tmp: Path) -> None:
-        self.rig = Rig("nfc" + secrets.token_hex(2), controller_port=PORT)
-        self.orch = FakeOrchestrator()
-        self.tmp = tmp
-        self.ctl: ControllerProcess | None = None
+        nodes = ["s0", "s1", "s2", "s3", "s4", "s5"]
+        ends = {h: (n, "instance" if h in INSTANCES else "host") for h, n in HOSTS.items()}
+        super().__init__("nfc" + secrets.token_hex(2), tmp, nodes, LINKS, ends, PORT)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def build(self) -> None:
-        self.rig.start()
-        for n in ("s0", "s1", "s2", "s3", "s4", "s5"):
-            self.rig.add_node(n)
-        for a, b in LINKS:
-            self.rig.link(a, b)
-        for i, (h, n) in enumerate(HOSTS.items()):
-            kind = "instance" if h in INSTANCES else "host"
-            self.rig.add_endpoint(h, n, f"10.1.0.{i + 1}", kind=kind)
+        super().build()
+        for h in HOSTS:
             # As the platform gives an instance: a default route (its node's gateway).
             self.rig.exec(h, "ip", "route", "add", "default", "via", "10.1.0.254")
-        self.orch.set(view=self.rig.view())
-        self.ctl = ControllerProcess(self.orch.url, PORT, self.rig.sw, self.tmp / "ctl.log")
-        self.rig.wait_connected()
 
     def ip(self, h: str) -> str:
         return self.rig.endpoints[h].ip
@@ -74,12 +64,8 @@ class Net:
     def close(self) -> None:
         try:
             stop_procs(self.procs)
-            if self.ctl is not None:
-                print(self.ctl.output()[-4000:])
-                self.ctl.stop()
         finally:
-            self.rig.close()
-            self.orch.close()
+            super().close()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +100,7 @@ def test_the_switches_copy_a_content_to_three_edge_streamers(net: Net) -> None:
     def groups() -> dict[str, int]:
         out = {}
         for n in net.rig.nodes:
-            dump = net.rig.ofctl(net.rig.bridge(n), "dump-groups")
+            dump = net.groups(n)
             if "group_id=" in dump:
                 out[n] = dump.count("bucket=") if "type=all" in dump else -1
         return out
