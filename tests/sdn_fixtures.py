@@ -119,9 +119,15 @@ def _matches(flow: FlowSpec, pkt: Mapping[str, Any]) -> bool:
 
 
 def simulate(
-    view: NetworkView, res: CompileResult, node: str, in_port: int, pkt: dict[str, Any]
+    view: NetworkView,
+    res: CompileResult,
+    node: str,
+    in_port: int,
+    pkt: dict[str, Any],
+    crossed: list[tuple[str, str]] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Where a packet entering `node` at `in_port` is delivered: [(peer, packet), ...]."""
+    """Where a packet entering `node` at `in_port` is delivered: [(peer, packet), ...].
+    Each link a copy crosses is appended to `crossed` as (from node, to node)."""
     ports = {n.name: {p.ofport: p.peer for p in n.ports} for n in view.nodes}
     groups = {n: {g.group_id: g for g in gs} for n, gs in res.groups.items()}
     out: list[tuple[str, dict[str, Any]]] = []
@@ -154,6 +160,8 @@ def simulate(
                 assert peer is not None
                 if peer.startswith("node:"):
                     nxt = peer[5:]
+                    if crossed is not None:
+                        crossed.append((node, nxt))
                     back = next(o for o, pr in ports[nxt].items() if pr == f"node:{node}")
                     run(nxt, back, {k: v for k, v in p.items() if k != "in_port"}, ttl - 1)
                 else:

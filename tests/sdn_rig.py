@@ -458,3 +458,53 @@ def wait_until(cond: Any, timeout: float = 40.0, what: str = "condition") -> Any
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.1)
+
+
+class ControlledRig:
+    """A rig of given nodes, links and endpoints, served by a stand-in orchestrator,
+    its bridges under the controller (a child process); `close()` ends all three.
+
+    `endpoints`: name -> (node, kind); endpoint i (from 0) gets 10.1.0.(i + 1)/24.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        tmp: Path,
+        nodes: list[str],
+        links: list[tuple[str, str]],
+        endpoints: dict[str, tuple[str, str]],
+        port: int = 6653,
+    ) -> None:
+        self.rig = Rig(prefix, controller_port=port)
+        self.orch = FakeOrchestrator()
+        self.tmp = tmp
+        self.port = port
+        self.spec = (nodes, links, endpoints)
+        self.ctl: ControllerProcess | None = None
+
+    def build(self) -> None:
+        nodes, links, endpoints = self.spec
+        self.rig.start()
+        for n in nodes:
+            self.rig.add_node(n)
+        for a, b in links:
+            self.rig.link(a, b)
+        for i, (name, (node, kind)) in enumerate(endpoints.items()):
+            self.rig.add_endpoint(name, node, f"10.1.0.{i + 1}", kind=kind)
+        self.orch.set(view=self.rig.view())
+        self.ctl = ControllerProcess(self.orch.url, self.port, self.rig.sw, self.tmp / "ctl.log")
+        self.rig.wait_connected()
+
+    def groups(self, node: str) -> str:
+        """`ovs-ofctl dump-groups` of a node's bridge."""
+        return self.rig.ofctl(self.rig.bridge(node), "dump-groups")
+
+    def close(self) -> None:
+        try:
+            if self.ctl is not None:
+                print(self.ctl.output()[-4000:])
+                self.ctl.stop()
+        finally:
+            self.rig.close()
+            self.orch.close()

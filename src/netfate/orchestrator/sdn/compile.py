@@ -4,7 +4,8 @@ Pipeline on every bridge (one table, OpenFlow 1.3):
 
     priority  what                                         cookie
     400       steering: rewrite eth_dst to the next stage  intent
-    300       replication: into / along a group ALL        intent
+    300       replication: along a multicast tree, a group  intent
+              ALL on each switch where it branches
     200       tunnel: one protocol/port, both directions   intent
     150       connectivity with a subnet behind a named    intent
               port (an instance's extra addresses)
@@ -65,6 +66,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -379,12 +381,28 @@ class _Resolver:
             path: list[str] = nx.shortest_path(self.graph, src.node, dst.node, weight="weight")
         except nx.NetworkXNoPath:
             raise _Pending(f"no path from {src.node} to {dst.node}") from None
+        return self.path_hops(path, src.ofport, dst.ofport)
+
+    def path_hops(self, path: Sequence[str], in_port: int, out_port: int) -> list[_Hop]:
+        """The hops along `path`, entering its first node at `in_port` and leaving
+        its last at `out_port`."""
         hops = []
         for i, n in enumerate(path):
-            in_port = src.ofport if i == 0 else self.toward[(n, path[i - 1])]
-            out_port = dst.ofport if i == len(path) - 1 else self.toward[(n, path[i + 1])]
-            hops.append(_Hop(n, in_port, out_port))
+            inp = in_port if i == 0 else self.toward[(n, path[i - 1])]
+            outp = out_port if i == len(path) - 1 else self.toward[(n, path[i + 1])]
+            hops.append(_Hop(n, inp, outp))
         return hops
+
+    def tree(self, root: str, nodes: Iterable[str]) -> dict[str, list[str]]:
+        """The shortest paths from `root` to each of `nodes` it reaches, all from one
+        search: they share their prefixes, so together they form a tree."""
+        want = set(nodes)
+        if want <= {root}:
+            return {root: [root]} if want else {}  # every target here: no search
+        paths: dict[str, list[str]] = nx.single_source_dijkstra_path(
+            self.graph, root, weight="weight"
+        )
+        return {n: paths[n] for n in want if n in paths}
 
 
 def _endpoints(intent: Intent) -> list[Endpoint]:
@@ -534,15 +552,23 @@ def _compile_steering(r: _Resolver, it: SteeringIntent, e: _Emitter) -> None:
 def _compile_replication(
     r: _Resolver, it: ReplicationIntent, e: _Emitter, pending: list[str]
 ) -> None:
+    """A multicast tree. The flow is carried unreplicated to `at` (default: the
+    source's node), then along the shortest-path tree from there to the targets'
+    nodes. Every switch of the tree holds one flow, matched on the port the copy
+    arrives on; where the tree branches (two outputs or more) it points at a
+    group ALL with a bucket per output, so a copy crosses each link once. A copy
+    gets its target's MAC and IPv4 address (unless `rewrite` is false) at the
+    last hop, in the output to the target's port: the links carry the flow as
+    the source sent it, so a target added or removed changes only the switches
+    where its branch leaves the tree and below (the others' copies go on)."""
     src = r.attach(it.source, it.id)
     at = it.at or src.node
     if at not in r.nodes:
         raise UnknownName("node", at, it.id)
     proto = IP_PROTO[it.protocol]
-    base = _m(eth_type=ETH_IPV4, ip_proto=proto, **_src_ip(src))
-    base.pop("eth_src", None)  # matched at the source's own switch only (below)
+    m = _m(eth_type=ETH_IPV4, ip_proto=proto, **_src_ip(src), ipv4_dst=it.dst_ip)
     if it.port is not None:
-        base[f"{it.protocol}_dst"] = it.port
+        m[f"{it.protocol}_dst"] = it.port
     targets: list[_Attach] = []
     for ep in it.targets:
         try:
@@ -555,36 +581,45 @@ def _compile_replication(
             pending.append(f"{ep} is not on node {at}, where the unchanged copies are made")
             continue
         targets.append(t)
+    paths = r.tree(at, {t.node for t in targets})
+    for t in [t for t in targets if t.node not in paths]:
+        pending.append(f"no path from {at} to {t.node} (for {t.endpoint})")
+        targets.remove(t)
     if not targets:
         raise _Pending("; ".join(pending) or "no target is attached yet")
-    # Carry the flow unreplicated to the branch node, then copy it there.
-    branch = _Attach(Endpoint("host", "(branch)"), at, 0, None, "")
+    # Carry the flow unreplicated to the branch node.
     if at == src.node:
         in_port = src.ofport
     else:
-        to_branch = r.hops(src, branch)
-        ingress = {**base, **_m(eth_src=src.mac, ipv4_dst=it.dst_ip)}
-        e.along(to_branch[:-1], PRIO_REPLICATION, ingress)
+        to_branch = r.hops(src, _Attach(Endpoint("host", "(branch)"), at, 0, None, ""))
+        e.along(to_branch[:-1], PRIO_REPLICATION, m)
         in_port = to_branch[-1].in_port
+    children: dict[str, set[str]] = {}
+    for path in paths.values():
+        for a, b in itertools.pairwise(path):
+            children.setdefault(a, set()).add(b)
     gid = group_id_for(it.id)
-    buckets: list[tuple[Action, ...]] = []
-    for t in targets:
-        from_branch = r.hops(_Attach(t.endpoint, at, in_port, None, ""), t)
-        first = from_branch[0]
-        if not it.rewrite:
-            buckets.append((first.output(),))
-            continue
-        buckets.append(
-            (SetField("eth_dst", t.mac or ""), SetField("ipv4_dst", t.ip), first.output())
-        )
-        e.along(
-            from_branch[1:], PRIO_REPLICATION, {**base, "ipv4_dst": t.ip, "eth_dst": t.mac or ""}
-        )
-    first_match = {**base, **_m(ipv4_dst=it.dst_ip), "in_port": in_port}
-    if at == src.node and src.mac is not None:
-        first_match["eth_src"] = src.mac
-    e.flow(at, PRIO_REPLICATION, first_match, ToGroup(gid))
-    e.groups.append((at, GroupSpec(gid, tuple(buckets), e.cookie)))
+    todo = [(at, in_port)]
+    while todo:
+        node, inp = todo.pop()
+        outs: list[tuple[Action, ...]] = []
+        for t in targets:
+            if t.node == node:
+                out = _Hop(node, inp, t.ofport).output()
+                if it.rewrite:
+                    outs.append((SetField("eth_dst", t.mac or ""), SetField("ipv4_dst", t.ip), out))
+                else:
+                    outs.append((out,))
+        for child in sorted(children.get(node, ())):
+            # Back out of the port the flow came in on, when `at` is not the source's node.
+            outs.append((_Hop(node, inp, r.toward[(node, child)]).output(),))
+            todo.append((child, r.toward[(child, node)]))
+        match = {**m, "in_port": inp}
+        if len(outs) == 1:
+            e.flow(node, PRIO_REPLICATION, match, *outs[0])
+        else:
+            e.flow(node, PRIO_REPLICATION, match, ToGroup(gid))
+            e.groups.append((node, GroupSpec(gid, tuple(outs), e.cookie)))
 
 
 def base_flows(node: NodeView) -> set[FlowSpec]:

@@ -231,11 +231,16 @@ class TunnelIntent(_IntentBase):
 
 
 class ReplicationIntent(_IntentBase):
-    """A flow from `source` is copied, at node `at`, to every target.
+    """A flow from `source` is copied to every target along a multicast tree.
 
-    The copies are made by one OpenFlow group of type ALL on `at` (default: the
-    node the source attaches to); each copy gets the target's MAC and IPv4
-    address so the target's stack accepts it.
+    The flow goes unreplicated to node `at` (default: the node the source
+    attaches to), then along the shortest paths from there to the targets'
+    nodes, which form a tree: every switch where the tree branches holds an
+    OpenFlow group of type ALL with one bucket per output, so a copy crosses
+    each link once, over as many levels as the tree has. Each copy gets its
+    target's MAC and IPv4 address, where it becomes that target's alone, so the
+    target's stack accepts it. Targets added or removed modify the groups in
+    place (same intent id, same group id): the other targets' copies go on.
 
     With `rewrite` false the copies keep their addresses (multicast and
     broadcast stay what they are, for every target's stack to take as such);

@@ -480,6 +480,7 @@ def get_tree(session: SessionDep) -> dict[str, Any]:
         "desired": {
             "acquirers": want.acquirers,
             "forwarders": want.forwarders,
+            "switched": want.switched,
             "streamers": {
                 k: {"node": n, "contents": list(x)} for k, (n, x) in want.streamers.items()
             },

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.engine.placement import HOSTING_KINDS, can_host
+from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow
 from netfate.store.events import record_event
 from netfate.store.tables import LanRow, LinkRow, NodeRow
 
@@ -30,7 +31,9 @@ DEFAULT_LINK_BPS = 1_000_000_000
 def network(session: Session) -> Network:
     """The platform's nodes and links as the tree sees them: a node may send what its
     links carry, hosts functions where the platform runs them (a core node with a
-    LAN: forwarders), and is an access PE if its kind hosts always."""
+    LAN: forwarders), is an access PE if its kind hosts always, and its switch copies
+    (groups ALL) if the SDN controller programs it: the controller has reported its
+    flow table."""
     links = list(session.scalars(select(LinkRow)))
     sends: dict[str, float] = {}
     specs = []
@@ -40,6 +43,7 @@ def network(session: Session) -> Network:
         for n in (lk.a, lk.b):
             sends[n] = sends.get(n, 0.0) + rate
     with_lan = set(session.scalars(select(LanRow.node).distinct()))
+    programmed = set(session.scalars(select(SdnFlowSnapshotRow.node)))
     nodes = [
         NodeSpec(
             n.name,
@@ -48,6 +52,7 @@ def network(session: Session) -> Network:
             sends.get(n.name, DEFAULT_LINK_BPS),
             hosts=can_host(n.kind, n.name in with_lan),
             edge=n.kind in HOSTING_KINDS,
+            copies=n.name in programmed,
         )
         for n in session.scalars(select(NodeRow))
     ]

@@ -19,6 +19,18 @@ One step, in one transaction the platform commits:
        differs; destroyed when the tree no longer needs them; created again when
        the platform lost one (failed, gone).
 
+    3. for a content whose copies the switches make (tree.py, "Copies in the
+       switches"), the SDN intents that make them:
+         streaming-X        replication of what the acquirer sends to X's group
+                            address (group_address) on X's tree port, to every
+                            edge streamer taking X: groups ALL where the tree
+                            branches, each copy rewritten to its streamer
+         streaming-X-rtcp   the same on the RTCP port (tree port + 1)
+       once streaming-X is admitted (the next step), the acquirer sends X once, to
+       the group address, instead of a copy per streamer; the intents follow
+       the streamers (targets added and removed modify the groups in place) and
+       go when the content no longer needs them.
+
 Receivers are made first (storage, streamers, forwarders, then acquirers), so each
 sender's next hops name addresses that exist. The loop steps when the core
 announces a change and at least every INTERVAL_S; the API's writes run it at once.
@@ -36,6 +48,9 @@ from sqlalchemy.orm import Session
 
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
+from netfate.orchestrator.sdn.api import reconcile_owned
+from netfate.orchestrator.sdn.intents import Endpoint, Intent, ReplicationIntent
+from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.store.tables import InstanceRow
 
 from . import backend, ingest, planning, recordings
@@ -50,6 +65,15 @@ INTERVAL_S = 1.0
 LOST = {"failed", "gone", "stopping"}
 clock: Callable[[], float] = time.time
 """The loop's clock (prunes, planning); unit tests replace it."""
+INTENT_PREFIX = "streaming-"
+
+
+def group_address(tree_port: int) -> str:
+    """Where an acquirer sends a content the switches copy: an administratively
+    scoped multicast address (RFC 2365) from the content's tree port, unique among
+    live contents as the port is; no target's address, so targets come and go
+    without the acquirer's configuration changing."""
+    return f"239.255.{tree_port >> 8}.{tree_port & 0xFF}"
 
 
 def instance_of(session: Session, key: str) -> InstanceRow | None:
@@ -111,6 +135,15 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
                 "port": c.ingest_port,
                 "next_hops": _hops(session, t, c.tree_port),
             }
+            if (
+                x in want.switched
+                and flow["next_hops"]
+                and session.get(SdnIntentRow, f"{INTENT_PREFIX}{x}") is not None
+            ):
+                # One copy: the switches make the others (intents()). Only once the
+                # intent is admitted: until then (a step later; or for good, if it is
+                # refused) the acquirer sends a copy to each streamer itself.
+                flow["next_hops"] = [{"host": group_address(c.tree_port), "port": c.tree_port}]
             if x in recorded:  # the storage joins while a recording is requested
                 flow["next_hops"] += _hops(session, (("storage", node),), c.tree_port)
             if prov is not None and prov.source:
@@ -179,6 +212,48 @@ def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any
     return touched
 
 
+def intents(session: Session, want: Desired) -> list[Intent]:
+    """The replication intents of the contents the switches copy (the module's 3)."""
+    out: list[Intent] = []
+    for x in sorted(want.switched):
+        c = session.get(ContentRow, x)
+        acq = instance_of(session, f"acquirer:{c.pe}") if c is not None else None
+        if c is None or acq is None or address(acq) is None:
+            continue
+        targets = []
+        for kind, name in want.acquirers.get(c.pe, {}).get(x, ()):
+            inst = instance_of(session, f"{kind}:{name}")
+            if inst is not None and address(inst) is not None:
+                targets.append(Endpoint("instance", inst.id))
+        if not targets:
+            continue
+        for suffix, port in (("", c.tree_port), ("-rtcp", c.tree_port + 1)):
+            out.append(
+                ReplicationIntent(
+                    id=f"{INTENT_PREFIX}{x}{suffix}", source=Endpoint("instance", acq.id),
+                    port=port, dst_ip=group_address(c.tree_port), targets=targets,
+                )
+            )  # fmt: skip
+    return out
+
+
+def sync_intents(session: Session, want: Desired) -> None:
+    """The stored streaming-* intents made equal to intents(want)."""
+    wanted = intents(session, want)
+    if not wanted and (
+        session.scalar(
+            select(SdnIntentRow.id).where(SdnIntentRow.id.like(f"{INTENT_PREFIX}%")).limit(1)
+        )
+        is None
+    ):
+        return  # no switch copies: one indexed lookup
+    added, removed, refused = reconcile_owned(
+        session, wanted, lambda iid: iid.startswith(INTENT_PREFIX)
+    )
+    if added or removed or refused:
+        log.info("streaming intents: added %s, removed %s, refused %s", added, removed, refused)
+
+
 def step(session: Session) -> set[str]:
     """One pass: prunes due, planning, then the instances made equal to the tree."""
     if (
@@ -196,7 +271,10 @@ def step(session: Session) -> set[str]:
     if events or t.dump() != before:
         backend.save(session, t)
         session.flush()
-    return converge(session, t.desired())
+    want = t.desired()
+    touched = converge(session, want)
+    sync_intents(session, want)
+    return touched
 
 
 def ended(session: Session, t: Tree, now: float) -> list[Event]:

@@ -38,6 +38,21 @@ carries, per content, the copies that enter its lower end, plus one stream per
 viewer whose streamer is on another PE (case 3). A node sends the copies on its
 links down the tree plus its streamers' viewer streams.
 
+Copies in the switches. Where every node of a content's tree has a switch the
+SDN controller programs (``NodeSpec.copies``), the switches duplicate instead of
+forwarders: the acquirer sends one copy to the content's group address and a
+replication intent (the back-end's) copies it with a group ALL on every switch
+where the tree branches, over as many levels as it has. One copy enters every
+node and crosses every link of the tree; no forwarder runs. Both criteria take
+that when the path allows it: QoS because a copy in the switch adds no function
+hop (no relay's delay, no queue in a process), consolidation because it needs
+no forwarder function at all. Forwarders remain where one switch of the tree is
+not the controller's (a bridge in standalone mode, or no controller): the
+replication intent compiles flows on every switch from the acquirer to the
+streamers, so one switch it cannot program breaks the whole path. The switches'
+tree follows the SDN's shortest paths; it is this tree on tree-shaped topologies
+(the paper's: PEs hang off core routers).
+
 Pruning. When the last viewer of a (content, streamer) pair leaves, the branch
 waits ``grace_s`` (a viewer coming back keeps it); then the streamer drops the
 content, the tree loses the nodes nothing below needs, and a streamer left with
@@ -87,6 +102,8 @@ class NodeSpec:
     edge: bool = True
     """An access node (a PE): providers and viewers attach to it, acquirers and edge
     streamers run there. A core node with compute (hosts, not edge) runs forwarders."""
+    copies: bool = False
+    """Its switch can copy a flow (the SDN controller programs it: groups ALL)."""
 
 
 @dataclass(frozen=True)
@@ -346,6 +363,11 @@ class Shape:
     """Node -> copies that must enter it."""
     forwarders: list[str] = field(default_factory=list)
     """Nodes that duplicate for their subtree (not the root: the acquirer does)."""
+    switched: bool = False
+    """The switches copy (every node's switch can): no forwarders."""
+    branches: list[str] = field(default_factory=list)
+    """With ``switched``, the nodes whose switch copies (a group ALL): where the tree
+    branches, the root included."""
 
     def below(self, n: str) -> list[Target]:
         """Who n sends a copy to: its streamers, then per child its forwarder, or
@@ -366,6 +388,10 @@ class Desired:
     """Node -> content -> its next hops."""
     streamers: Mapping[str, tuple[str, tuple[str, ...]]]
     """Streamer id -> (node, contents)."""
+    switched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Content -> the nodes whose switches copy it, for a content whose acquirer
+    sends one copy that the switches duplicate (its next hops are the streamers a
+    replication intent reaches)."""
 
 
 class Tree:
@@ -440,7 +466,8 @@ class Tree:
             s = self.streamers[sid]
             self.prune_at.pop((content, s.id), None)
             passed = f"; passed over: {'; '.join(tried)}" if tried else ""
-            why = f"case {c.case} ({self.criterion}): {c.label}{passed}"
+            copies = self.copies_why(content)
+            why = f"case {c.case} ({self.criterion}): {c.label}{passed}; {copies}"
             return ViewerAssigned(client, content, pe, s.id, s.node, c.case, why)
         why = "no edge streamer can take the viewer: " + ("; ".join(tried) or "no candidate")
         return JoinRefused(client, content, pe, why)
@@ -789,13 +816,47 @@ class Tree:
         while i < len(order):  # breadth first; reversed, children come before parents
             order += sh.children.get(order[i], [])
             i += 1
+        sh.switched = self.switched(x)
         for n in reversed(order):
             raw = len(sh.at.get(n, ())) + sum(sh.need[c] for c in sh.children.get(n, ()))
             hosts = self.net.nodes[n].hosts and not x.pull
+            if sh.switched:
+                sh.need[n] = min(raw, 1)
+                if raw > 1:
+                    sh.branches.append(n)
+                continue
             sh.need[n] = min(raw, 1) if hosts else raw
             if n != x.root and hosts and raw > 1:
                 sh.forwarders.append(n)
+        sh.branches.sort()
         return sh
+
+    def switched(self, x: Content) -> bool:
+        """Whether X's copies are made in the switches: every node of its tree has a
+        switch the controller programs (the module's docstring). Never a pulled
+        content: each streamer fetches its own copy from the storage over HTTP."""
+        return not x.pull and all(self.net.nodes[n].copies for n in x.parent)
+
+    def copies_why(self, content: str) -> str:
+        """How the content's copies are made now, in words (for a decision's why)."""
+        x = self.contents.get(content)
+        if x is None:
+            return ""
+        if x.pull:
+            return f"{x.id} pulled from its storage at {x.root} (one copy per streamer)"
+        sh = self._shape(x)
+        if sh.switched:
+            where = f"groups ALL at {', '.join(sh.branches)}" if sh.branches else "no branch yet"
+            return (
+                f"{x.id}'s copies in the switches ({where}; no forwarder, no function "
+                "hop: every switch on its tree is the SDN controller's)"
+            )
+        manual = sorted(n for n in x.parent if not self.net.nodes[n].copies)
+        fwd = ", ".join(sorted(sh.forwarders)) or "none"
+        return (
+            f"{x.id}'s copies by functions (forwarders: {fwd}; the switches of "
+            f"{', '.join(manual)} are not the SDN controller's)"
+        )
 
     def loads(self) -> Loads:
         """Every load, recomputed from the state (see the module's docstring)."""
@@ -856,6 +917,7 @@ class Tree:
     def desired(self) -> Desired:
         acq: dict[str, dict[str, tuple[Target, ...]]] = {}
         fwd: dict[str, dict[str, tuple[Target, ...]]] = {}
+        switched: dict[str, tuple[str, ...]] = {}
         for x in self.contents.values():
             if x.pull:  # the streamers pull it from the storage: no acquirer, no forwarder
                 continue
@@ -863,8 +925,10 @@ class Tree:
             acq.setdefault(x.root, {})[x.id] = tuple(sh.below(x.root))
             for n in sh.forwarders:
                 fwd.setdefault(n, {})[x.id] = tuple(sh.below(n))
+            if sh.switched:
+                switched[x.id] = tuple(sh.branches)
         streamers = {s.id: (s.node, tuple(s.contents)) for s in self.streamers.values()}
-        return Desired(acq, fwd, streamers)
+        return Desired(acq, fwd, streamers, switched)
 
     # -------------------------------------------------------------- persistence
 

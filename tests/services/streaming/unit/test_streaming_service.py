@@ -272,3 +272,51 @@ def test_the_acquirer_recognises_the_stream_and_the_content_keeps_it(api: TestCl
     assert content["id"] == cid and content["stream"]["starts"] == 2
     assert content["stream"]["state"] == "streaming"
     assert content["stream"]["stopped"]["reason"] == "timeout"
+
+
+def controller_programs(c: TestClient, *nodes: str) -> None:
+    """The SDN controller reports each node's flow table: it programs their switches."""
+    for i, n in enumerate(nodes):
+        snap = {"kind": "flows", "node": n, "dpid": f"{i + 1:016x}", "time": 1.0, "flows": []}
+        ok(c.post("/api/v1/sdn/events", json=snap), 202)
+
+
+def test_switches_copy_a_content_where_the_controller_programs_them(api: TestClient) -> None:
+    controller_programs(api, "pe1", "pe2", "pe3", "pe4", "pe5", "c1", "c2")
+    ok(api.put(f"{V1}/settings", json={"grace_s": 0.5}))
+    cid = live_event(api)
+    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "alice", "pe": "pe2"}))
+    b = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "bob", "pe": "pe4"}))
+    # pe1 -> c1 -> {pe2, c2 -> pe4}: c1's switch copies; no forwarder anywhere.
+    assert "copies in the switches (groups ALL at c1; no forwarder" in b["why"], b["why"]
+    tree = ok(api.get(f"{V1}/tree"))
+    assert tree["desired"]["switched"] == {cid: ["c1"]} and tree["desired"]["forwarders"] == {}
+    assert tree["loads"]["link_bps"]["c1-pe1"] == 4e6  # one copy up to c1
+    # The acquirer sends once, to the content's group address; the intents copy it.
+    (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
+    assert flow["next_hops"] == [{"host": "239.255.23.112", "port": 6000}]  # 6000 = 23 * 256 + 112
+    ids = {n: i["id"] for n, i in instances(api).items()}
+
+    def spec(iid: str) -> dict[str, Any]:
+        return dict(ok(api.get(f"/api/v1/intents/{iid}"))["intent"])
+
+    rtp = spec(f"streaming-{cid}")
+    assert rtp["kind"] == "replication" and rtp["source"] == f"instance:{ids['acquirer-pe1']}"
+    assert (rtp["port"], rtp["dst_ip"], rtp["rewrite"]) == (6000, "239.255.23.112", True)
+    streamers = {f"instance:{ids['streamer-' + v['streamer']]}" for v in (a, b)}
+    assert set(rtp["targets"]) == streamers
+    assert spec(f"streaming-{cid}-rtcp")["port"] == 6001
+    # bob leaves: after the grace period his streamer goes and the intents follow.
+    ok(api.delete(f"{V1}/contents/{cid}/viewers/bob"))
+    gone = f"instance:{ids['streamer-' + b['streamer']]}"
+    assert until(lambda: gone not in spec(f"streaming-{cid}")["targets"], 10.0)
+    assert spec(f"streaming-{cid}")["targets"] == [f"instance:{ids['streamer-' + a['streamer']]}"]
+    # The event ends: no streaming intent is left.
+    (content,) = ok(api.get(f"{V1}/contents"))
+    ok(api.post(f"{V1}/events/{content['event']}/stop"))
+
+    def streaming_intents() -> list[str]:
+        ids = [i["intent"]["id"] for i in ok(api.get("/api/v1/intents"))]
+        return [i for i in ids if i.startswith("streaming-")]
+
+    assert until(lambda: not streaming_intents(), 10.0), streaming_intents()

@@ -432,3 +432,79 @@ def test_a_pulled_content_survives_a_dump_and_load() -> None:
     assigned(t.play("play-r1", "r1", "pe1", 3 * MBIT, "pe2", 0.0))
     again = Tree.load(t.net, t.limits, t.dump())
     assert again.contents["r1"].pull and again.loads() == t.loads()
+
+
+# ------------------------------------------------------------------ switch copies
+
+
+def switch_net(copies: tuple[str, ...]) -> Network:
+    """The paper's testbed with compute on the core routers (forwarders could run
+    there) and the SDN controller programming the switches of `copies`."""
+    pes = [
+        NodeSpec(f"pe{i}", "pe", 1.0, 100 * MBIT, copies=f"pe{i}" in copies) for i in range(1, 6)
+    ]
+    cores = [
+        NodeSpec(c, "core", 1.0, 10_000 * MBIT, edge=False, copies=c in copies)
+        for c in ("c1", "c2")
+    ]
+    return Network(pes + cores, list(paper_net().links.values()))
+
+
+def test_switches_copy_at_every_branch_point_instead_of_forwarders() -> None:
+    every = ("pe1", "pe2", "pe3", "pe4", "pe5", "c1", "c2")
+    t = Tree(switch_net(every), Limits(streamer_bandwidth_bps=5 * MBIT))  # one viewer each
+    t.publish("X", "pe1", 5 * MBIT)
+    joins = [
+        assigned(t.join(c, "X", pe, 0.0))
+        for c, pe in zip("abcd", ("pe2", "pe3", "pe4", "pe5"), strict=True)
+    ]
+    assert [j.node for j in joins] == ["pe2", "pe3", "pe4", "pe5"]
+    # X: pe1 -> c1 -> {pe2, pe3, c2 -> {pe4, pe5}}: two levels of branch points, both
+    # in the switches; the core routers could host forwarders but none runs.
+    want = t.desired()
+    assert want.switched == {"X": ("c1", "c2")}
+    assert want.forwarders == {}
+    assert set(want.acquirers["pe1"]["X"]) == {("streamer", j.streamer) for j in joins}
+    L = t.loads()
+    # One copy per link of the tree (the acquirer sends one), none per streamer.
+    for a, b in [
+        ("pe1", "c1"),
+        ("c1", "pe2"),
+        ("c1", "pe3"),
+        ("c1", "c2"),
+        ("c2", "pe4"),
+        ("c2", "pe5"),
+    ]:
+        assert L.link_bps[frozenset((a, b))] == 5 * MBIT, (a, b)
+    assert L.node_bps["pe1"] == 5 * MBIT and L.node_bps["c1"] == 15 * MBIT
+    assert "c1" not in L.node_cpu and "c2" not in L.node_cpu  # no forwarder's CPU
+    why = joins[-1].why
+    assert "copies in the switches (groups ALL at c1, c2; no forwarder, no function hop" in why
+    # The last viewer of pe5 leaves: c2 no longer branches, the tree says so.
+    t.leave("d", 0.0)
+    t.tick(100.0)
+    assert t.desired().switched == {"X": ("c1",)}
+    assert t.loads().link_bps.get(frozenset(("c2", "pe5")), 0.0) == 0.0
+
+
+def test_a_switch_the_controller_does_not_program_keeps_the_forwarders() -> None:
+    # c2's bridge is not the controller's: the path does not allow switch copies.
+    t = Tree(
+        switch_net(("pe1", "pe2", "pe3", "pe4", "pe5", "c1")),
+        Limits(streamer_bandwidth_bps=5 * MBIT),
+    )
+    t.publish("X", "pe1", 5 * MBIT)
+    joins = [
+        assigned(t.join(c, "X", pe, 0.0))
+        for c, pe in zip("abcd", ("pe2", "pe3", "pe4", "pe5"), strict=True)
+    ]
+    want = t.desired()
+    assert want.switched == {}
+    assert set(want.forwarders) == {"c1", "c2"}
+    assert "copies by functions (forwarders: c1, c2; the switches of c2 are not" in joins[-1].why
+    # Before the tree reaches c2, X's switches are all the controller's: switch copies.
+    t2 = Tree(switch_net(("pe1", "pe2", "pe3", "c1")), Limits(streamer_bandwidth_bps=5 * MBIT))
+    t2.publish("X", "pe1", 5 * MBIT)
+    assigned(t2.join("a", "X", "pe2", 0.0))
+    b = assigned(t2.join("b", "X", "pe3", 0.0))
+    assert t2.desired().switched == {"X": ("c1",)} and "groups ALL at c1" in b.why
