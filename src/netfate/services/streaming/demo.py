@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,13 +96,15 @@ def source_argv(acquirer: str, port: int, clock: str | None) -> list[str]:
     ]  # fmt: skip
 
 
-def frames(ns: str, url: str, seconds: float = 2.0, first: int | None = None) -> int:
+def frames(
+    ns: str, url: str, seconds: float = 2.0, first: int | None = None, probe: Sequence[str] = ()
+) -> int:
     """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media
-    (or its ``first`` frames only)."""
+    (or its ``first`` frames only); ``probe``: ffprobe's input options."""
     interval = f"%+#{first}" if first is not None else f"%+{seconds:g}"
     out = netns.run_in(
         ns,
-        ["ffprobe", "-v", "error", "-i", url, "-select_streams", "v", "-count_frames",
+        ["ffprobe", "-v", "error", *probe, "-i", url, "-select_streams", "v", "-count_frames",
          "-show_entries", "stream=nb_read_frames", "-read_intervals", interval,
          "-of", "json"],
         check=False,
