@@ -571,6 +571,7 @@ def hls_step(rig: Any, relay: Any, port: int, n: int, seconds: float) -> dict[st
     return {
         "segments": len(out.segments),
         "failed_requests": len(out.errors),
+        "failures": sorted(set(out.errors))[:3],
         "segment_ms": common.summary([x * 1e3 for x in out.segments], 1),
         "request_p99_ms": round(p99 * 1e3, 1),
         "served": not out.errors and p99 <= 0.5,
