@@ -14,6 +14,8 @@ pe1. Each round, from the phone's namespace (pe2):
 - ``floor`` (baseline, same round): the same ffprobe probe on the already-served
   URL with no join at all: what the measuring method itself costs.
 
+The probe analyses 0.5 s of stream (PROBE), as a player does, not ffprobe's 5 s.
+
 Then both leave and the round waits for the streamer to be released (grace 1 s).
 Ratios are medians against the floor.
 
@@ -35,10 +37,16 @@ from netfate.demo.sdn import until
 from netfate.services.streaming.demo import TOPOLOGY, Scene, frames, gone
 from netfate.testbed.builder import Testbed
 
+PROBE = ("-analyzeduration", "500000")
+"""ffprobe's own analysis, short as a player's: by default it reads 5 s of stream to
+estimate the frame rate, and with a new streamer's single 1 s segment of a 15 fps
+stream it waits for the second segment before it gives a first frame (+1 s) that a
+player (hls.js) would have shown already."""
+
 
 def first_frame(ns: str, url: str) -> bool:
     """One probe: does ffprobe decode a first video frame of ``url`` now?"""
-    return frames(ns, url, first=1) >= 1
+    return frames(ns, url, first=1, probe=PROBE) >= 1
 
 
 def until_frame(ns: str, url: str, t0: float, timeout: float = 60.0) -> float:

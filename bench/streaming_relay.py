@@ -25,14 +25,17 @@ frames; the benchmark reads each frame's code back and takes the time. Paths:
 - ``ours_rtp``: source -> acquirer -> forwarder -> edge streamer -> RTP viewer
   (joined over HTTP, reading the SDP; no buffering);
 - ``ours_hls``: the same tree, the edge streamer's HLS (1 s fMP4 segments);
+  ``before_hls``: the same with the streamer's former settings (no EXT-X-START, a
+  2 s probe) in the same rounds;
 - ``nginx_hls``: source -> nginx-rtmp (RTMP ingest, ``hls_fragment 1s``) in the
   edge's namespace -> the same HLS viewer;
 
-each HLS path viewed two ways: ``player`` (ffmpeg ``-re`` from 3 segments back,
-the live position hls.js and most players start at, played at 1x) and ``edge``
-(``-live_start_index -1``, no pacing: the age of a frame when its segment becomes
-fetchable, the floor any player could reach). LL-HLS is reported as not
-measured: ffmpeg 5.1 writes no EXT-X-PART.
+each HLS path viewed two ways: ``player`` (ffmpeg ``-re`` from the playlist's
+EXT-X-START as hls.js honours it, else 3 segments back, where hls.js and most
+players start; played at 1x) and ``edge`` (``-live_start_index -1``, no pacing: the
+age of a frame when its segment becomes fetchable, the floor any player could
+reach). LL-HLS (``ours_llhls``): the bench's own LL-HLS client (below), since
+ffmpeg 5.1 reads no EXT-X-PART.
 
     netfate bench streaming_relay --json [--seconds 10] [--rounds 2] [--g2g-seconds 20]
 """
@@ -89,7 +92,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--g2g-seconds", type=float, default=20.0, help="frames measured per path")
     p.add_argument("--skip-relay", action="store_true")
     p.add_argument("--skip-g2g", action="store_true")
-    p.add_argument("--only", default="", help="comma-separated g2g paths: direct,rtp,hls,ll,nginx")
+    p.add_argument(
+        "--only", default="", help="comma-separated g2g paths: direct,rtp,before,hls,ll,nginx"
+    )
     a = p.parse_args(argv)
     if not 1 <= a.levels <= 3:
         p.error("--levels must be 1..3")
@@ -489,8 +494,12 @@ def collect(into: Measured, label: str, viewer: Viewer, src: FrameSource, warmup
 
 
 def hls_viewers(rig: Rig, url: str, tag: str) -> dict[str, Viewer]:
+    # The player starts where the playlist's EXT-X-START says, as hls.js does; without
+    # one, 3 segments back (ffmpeg's live_start_index, hls.js's liveSyncDurationCount).
     return {
-        f"{tag}_hls_player": Viewer(rig, f"{tag}-player", ["-re", "-i", url]),
+        f"{tag}_hls_player": Viewer(
+            rig, f"{tag}-player", ["-re", "-prefer_x_start", "1", "-i", url]
+        ),
         f"{tag}_hls_edge": Viewer(rig, f"{tag}-edge", ["-live_start_index", "-1", "-i", url]),
     }
 
@@ -503,10 +512,20 @@ def wait_playlist(rig: Rig, url: str, timeout: float = 40.0) -> None:
     common.wait_until(ready, timeout, 0.2, what=f"{url} with 3 segments")
 
 
-def ours_round(rig: Rig, seconds: float, into: Measured, hls: bool, ll: bool = False) -> None:
+def ours_round(
+    rig: Rig,
+    seconds: float,
+    into: Measured,
+    hls: bool,
+    ll: bool = False,
+    settings: dict[str, Any] | None = None,
+    tag: str = "ours",
+) -> None:
     """The tree: acquirer (r1) -> forwarder (r2) -> edge streamer (edge). RTP and HLS
     viewers are measured in separate rounds, so each round decodes what the direct
-    floor decodes (one viewer) or what nginx's round decodes (two HLS viewers)."""
+    floor decodes (one viewer) or what nginx's round decodes (two HLS viewers).
+    ``settings``: more of the edge streamer's ``hls`` settings; ``tag`` labels its HLS
+    viewers."""
     procs = [
         rig.function("r1", "acquirer", {"flows": [{
             "id": "main", "event": "bench", "state": "started", "protocol": "rtp", "port": 5000,
@@ -515,7 +534,7 @@ def ours_round(rig: Rig, seconds: float, into: Measured, hls: bool, ll: bool = F
             {"host": addr("edge"), "port": 7000}]}]}, "fwd"),
         rig.function("edge", "edge", {"contents": [{"id": "X", "port": 7000, "hls": hls}],
                                       "http_port": 8080, "hls": {"segment_s": 1,
-                                                                 "low_latency": ll}}, "edge"),
+                                      "low_latency": ll, **(settings or {})}}, "edge"),
     ]  # fmt: skip
     warm = 6.0 if hls else 4.0
     out = ["-f", "rtp_mpegts", f"rtp://{addr('r1')}:5000"]
@@ -532,7 +551,7 @@ def ours_round(rig: Rig, seconds: float, into: Measured, hls: bool, ll: bool = F
                 viewers[f"ours_llhls_{label}"] = c.viewer
         elif hls:
             wait_playlist(rig, f"{base}/hls/X/source/index.m3u8")
-            viewers.update(hls_viewers(rig, f"{base}/hls/X/source/index.m3u8", "ours"))
+            viewers.update(hls_viewers(rig, f"{base}/hls/X/source/index.m3u8", tag))
         else:
             join = ["curl", "-s", "-m", "5", "-X", "POST", f"{base}/rtp/X/source/join?port=5004"]
             (rig.tmp / "view.sdp").write_text(netns.run_in(rig.ns("view"), join).stdout)
@@ -613,14 +632,22 @@ def nginx_round(rig: Rig, seconds: float, into: Measured) -> None:
             collect(into, label, v, src, warm)
 
 
+BEFORE_HLS = {"probe_s": 2.0, "start_segments": 0, "preroll_s": 0, "wait_first_s": 0}
+"""The edge streamer's HLS as it was before EXT-X-START, the short probe, the
+pre-roll and the held first playlist (path ``before``: viewers ``before_hls_*``)."""
+
+
 def glass_to_glass(rig: Rig, a: argparse.Namespace) -> dict[str, Any]:
     paths = Measured()
-    only = set(a.only.split(",")) if a.only else {"direct", "rtp", "hls", "ll", "nginx"}
+    every = {"direct", "rtp", "before", "hls", "ll", "nginx"}
+    only = set(a.only.split(",")) if a.only else every
     for _ in range(a.rounds):
         if "direct" in only:
             direct_round(rig, a.g2g_seconds, paths)
         if "rtp" in only:
             ours_round(rig, a.g2g_seconds, paths, hls=False)
+        if "before" in only:
+            ours_round(rig, a.g2g_seconds, paths, hls=True, settings=BEFORE_HLS, tag="before")
         if "hls" in only:
             ours_round(rig, a.g2g_seconds, paths, hls=True)
         if "ll" in only:
@@ -644,13 +671,18 @@ def glass_to_glass(rig: Rig, a: argparse.Namespace) -> dict[str, Any]:
         med("ours_hls_player"), med("nginx_hls_player")
     )
     out["ratio_ours_to_nginx_hls_edge"] = common.ratio(med("ours_hls_edge"), med("nginx_hls_edge"))
+    out["ratio_ours_to_before_hls_player"] = common.ratio(
+        med("ours_hls_player"), med("before_hls_player")
+    )
     goals = {"ours_rtp": 200, "ours_hls_player": 3000, "ours_llhls_player": 1500}
     out["goals_ms"] = goals
     out["goals_met"] = {k: (med(k) or float("inf")) < g for k, g in goals.items()}
     out["setup"] = {
         "picture": f"{WIDTH}x{HEIGHT} at {FPS} fps, x264 ultrafast/zerolatency, GOP 1 s",
         "segments": "1 s (fMP4 ours, TS nginx-rtmp)",
-        "player": "ffmpeg -re from the playlist's live start (3 segments back)",
+        "player": "ffmpeg -re from the playlist's EXT-X-START (-prefer_x_start 1, as hls.js "
+        "does), else 3 segments back (ours now: 2 segments back; before and nginx: 3)",
+        "before": f"ours with the edge streamer's former HLS behaviour {BEFORE_HLS}",
         "edge": "ffmpeg -live_start_index -1, unpaced: a frame's age when fetchable",
         "ll_hls": "0.2 s parts; the bench's LL-HLS client (preload hints) into ffmpeg, "
         "3 parts (PART-HOLD-BACK) behind the edge, -re for the player",

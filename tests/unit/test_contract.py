@@ -200,6 +200,8 @@ def test_make_bench_runs_the_platforms_and_the_services_benches() -> None:
     assert set(owners) == set(benchcli.available())  # every file of bench/
     assert {b: o for b, o in owners.items() if o != "platform"} == {
         "radius": "firewall", "handover": "firewall", "sharing": "sharing", "usbip": "usbip",
+        "streaming": "streaming", "streaming_relay": "streaming", "streaming_join": "streaming",
+        "streaming_vod": "streaming",
     }  # fmt: skip
     assert {"testbed", "lifecycle", "api", "flows", "steering"} <= {
         b for b, o in owners.items() if o == "platform"

@@ -70,6 +70,7 @@ SERVICE = Service(
     on_instance_event=notices.on_instance_event,
     loops=(Loop("tree", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
     demos=(Demo("streaming", "netfate.services.streaming.demo"),),
+    benches=("streaming", "streaming_relay", "streaming_join", "streaming_vod"),
     panels=("panel.js",),
     pages={"Live events (viewers)": "/app", "Live events (providers)": "/studio"},
     door=(

@@ -42,7 +42,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,15 +109,21 @@ def source_argv(acquirer: str, port: int, clock: str | None) -> list[str]:
 
 
 def frames(
-    ns: str, url: str, seconds: float = 2.0, first: int | None = None, at: float | None = None
+    ns: str,
+    url: str,
+    seconds: float = 2.0,
+    first: int | None = None,
+    at: float | None = None,
+    probe: Sequence[str] = (),
 ) -> int:
     """Video frames ffprobe decodes from ``url`` in ``ns`` within ``seconds`` of media
-    (or its ``first`` frames only), from its start or (a seek) from ``at`` seconds."""
+    (or its ``first`` frames only), from its start or (a seek) from ``at`` seconds;
+    ``probe``: ffprobe's input options."""
     span = f"+#{first}" if first is not None else f"+{seconds:g}"
     interval = f"{at:g}%{span}" if at is not None else f"%{span}"
     out = netns.run_in(
         ns,
-        ["ffprobe", "-v", "error", "-i", url, "-select_streams", "v", "-count_frames",
+        ["ffprobe", "-v", "error", *probe, "-i", url, "-select_streams", "v", "-count_frames",
          "-show_entries", "stream=nb_read_frames", "-read_intervals", interval,
          "-of", "json"],
         check=False,

@@ -16,7 +16,12 @@ ffmpeg when configured. Each rendition reaches viewers two ways:
 - **HLS** to browsers: an ffmpeg segmenter per rendition (``-c copy``) writes
   fMP4 (or TS) segments into the streamer's work directory, served from
   ``/hls/CONTENT/RENDITION/index.m3u8``; ``/hls/CONTENT/index.m3u8`` is the master
-  playlist over the renditions.
+  playlist over the renditions. A new viewer's first frame comes soon: the stream
+  held while it was recognised starts the segmenter (``hls.preroll_s``: its first
+  segment begins at the key frame recognition waited for), ffmpeg probes briefly
+  (``hls.probe_s``: the streamer already knows the codecs), a media playlist asked
+  for before its first segment is held until it exists (``hls.wait_first_s``), and
+  players start ``hls.start_segments`` back from the live edge (EXT-X-START).
 
 A lower rendition is an ffmpeg transcoder fed with the source's TS on stdin and
 sending RTP/MPEG-TS to an internal port, from where it is served exactly as the
@@ -36,7 +41,8 @@ Config::
                                    "audio_kbps": 64}],
                    "viewers": [{"host": "10.0.3.7", "port": 5004, "rendition": "source"}]}],
      "http_port": 8080, "bind": "0.0.0.0",
-     "hls": {"segment_s": 1.0, "list_size": 6, "format": "fmp4"},
+     "hls": {"segment_s": 1.0, "list_size": 6, "format": "fmp4", "probe_s": 0.5,
+             "start_segments": 2, "preroll_s": 2, "wait_first_s": 8},
      "join": {"secret": null, "lease_s": 300, "max_viewers": 200, "per_address": 8},
      "work_dir": null, "source_timeout": 10,
      "vod": {"secret": "...", "recordings": [{"id": "r5", "user": "alice",
@@ -61,6 +67,7 @@ import shutil
 import tempfile
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +102,10 @@ MAX_CONTENTS = 16
 MAX_RENDITIONS = 4
 SOURCE = "source"
 PROBE = ("-probesize", "1000000", "-analyzeduration", "2000000")
+"""The transcoders' probe (the segmenters': ``hls.probe_s``)."""
 PART_POLL_S = 0.02
+PREROLL_BYTES = 4 << 20
+"""At most this much of the stream is held for a segmenter's start (hls.preroll_s)."""
 """How often an LL-HLS feed looks at ffmpeg's parts playlist (a stat when unchanged)."""
 
 
@@ -176,17 +186,40 @@ class HlsSettings:
     low_latency: bool = False
     """LL-HLS: ffmpeg writes parts of ``part_s``; the streamer writes the playlist."""
     part_s: float = 0.2
+    probe_s: float = 0.5
+    """The segmenter's ffmpeg analyses this much stream (-analyzeduration) before it
+    writes. The streamer starts it only once its own analyser recognised the stream,
+    and ffmpeg reads on until it has the codecs' parameters anyway (up to the probe
+    size), so a short one is enough; 2 s cost a new streamer's first segment 1.4 s."""
+    start_segments: float = 2.0
+    """EXT-X-START:TIME-OFFSET of the media playlists, in segments back from the live
+    edge (0: none). Players (hls.js, ffmpeg with prefer_x_start) start there instead
+    of three target durations back; two 1 s segments keep HLS glass-to-glass < 3 s."""
+    preroll_s: float = 2.0
+    """A segmenter starts with the stream's last seconds, held while the stream was
+    recognised and ffmpeg spawned: its first segment begins at the key frame the
+    recognition waited for, not at the next one a GOP later (0: none)."""
+    wait_first_s: float = 8.0
+    """A media playlist asked for before its first segment is held this long for it,
+    as a blocking reload, rather than a 404 that players retry a second or more
+    later (0: 404 at once)."""
 
     @classmethod
     def parse(cls, value: Any) -> HlsSettings:
         w = "config.hls"
-        d = c.obj(value or {}, w, ("segment_s", "list_size", "format", "low_latency", "part_s"))
+        keys = ("segment_s", "list_size", "format", "low_latency", "part_s", "probe_s",
+                "start_segments", "preroll_s", "wait_first_s")  # fmt: skip
+        d = c.obj(value or {}, w, keys)
         hls = cls(
             segment_s=c.number(d, "segment_s", w, lo=0.2, hi=10, default=1.0),
             list_size=c.integer(d, "list_size", w, lo=3, hi=30, default=6),
             format=c.choice(d, "format", w, ("fmp4", "ts"), default="fmp4"),
             low_latency=c.boolean(d, "low_latency", w, default=False),
             part_s=c.number(d, "part_s", w, lo=0.1, hi=1.0, default=0.2),
+            probe_s=c.number(d, "probe_s", w, lo=0.1, hi=5.0, default=0.5),
+            start_segments=c.number(d, "start_segments", w, lo=0, hi=10, default=2.0),
+            preroll_s=c.number(d, "preroll_s", w, lo=0, hi=10, default=2.0),
+            wait_first_s=c.number(d, "wait_first_s", w, lo=0, hi=30, default=8.0),
         )
         if hls.low_latency and hls.format != "fmp4":
             raise c.ConfigError(f"{w}.low_latency: needs format fmp4")
@@ -262,6 +295,22 @@ class EdgeConfig:
         )
 
 
+def _probe(hls: HlsSettings) -> list[str]:
+    return ["-probesize", "1000000", "-analyzeduration", str(round(hls.probe_s * 1e6))]
+
+
+def with_start(playlist: bytes, hls: HlsSettings) -> bytes:
+    """A live media playlist with EXT-X-START ``hls.start_segments`` back from its end
+    (right after #EXTM3U; as it is when that is 0 or the playlist has one already)."""
+    if hls.start_segments <= 0 or b"#EXT-X-START" in playlist:
+        return playlist
+    head, sep, rest = playlist.partition(b"\n")
+    if head.strip() != b"#EXTM3U" or not sep:
+        return playlist
+    offset = -hls.start_segments * hls.segment_s
+    return b"%s\n#EXT-X-START:TIME-OFFSET=%.3f\n%s" % (head, offset, rest)
+
+
 def segmenter_args(
     hls: HlsSettings, start_number: int, restarted: bool, audio: Sequence[str] = ()
 ) -> list[str]:
@@ -273,7 +322,8 @@ def segmenter_args(
     flags = "delete_segments+independent_segments+temp_file+omit_endlist"
     if restarted:
         flags += "+discont_start"
-    args = [*PROBE, "-f", "mpegts", "-i", "pipe:0", "-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    args = [*_probe(hls), "-f", "mpegts", "-i", "pipe:0", "-map", "0:v?", "-map", "0:a?"]
+    args += ["-c", "copy"]
     if hls.format == "fmp4" and "aac" in audio:
         args += ["-bsf:a", "aac_adtstoasc"]
     args += ["-f", "hls", "-hls_time", f"{hls.segment_s:g}", "-hls_list_size", str(hls.list_size)]
@@ -294,7 +344,8 @@ def ll_segmenter_args(
         flags += "+discont_start"
     # Enough parts for the streamer's window of segments of up to 2 * segment_s.
     keep = (hls.list_size + 4) * math.ceil(2 * hls.segment_s / hls.part_s)
-    args = [*PROBE, "-f", "mpegts", "-i", "pipe:0", "-map", "0:v?", "-map", "0:a?", "-c", "copy"]
+    args = [*_probe(hls), "-f", "mpegts", "-i", "pipe:0", "-map", "0:v?", "-map", "0:a?"]
+    args += ["-c", "copy"]
     if "aac" in audio:
         args += ["-bsf:a", "aac_adtstoasc"]
     return [
@@ -352,6 +403,8 @@ class Feed:
         # Analysed: HLS needs the codecs, the master playlist the picture size and rate.
         self.path = RtpPath(self.fanout, fn.cfg.relay, analyze=True)
         self.want_hls = False
+        self.preroll: deque[tuple[float, bytes]] = deque()
+        self.preroll_bytes = 0
         self.ll: LowLatencyPlaylist | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
@@ -370,10 +423,14 @@ class Feed:
         depend on its codecs); until then `want_hls` makes tick() try again."""
         self.want_hls = True
         prog = self.path.programme
-        if self.segmenter is not None or prog is None:
+        hls = self.fn.cfg.hls
+        if self.segmenter is not None:
+            return
+        if prog is None:
+            if hls.preroll_s > 0:
+                self.path.sinks["hls"] = self._hold
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        hls = self.fn.cfg.hls
         audio = [s.codec for s in prog.streams if s.kind == "audio"]
 
         def args() -> list[str]:
@@ -390,10 +447,23 @@ class Feed:
             self.watcher = asyncio.get_running_loop().create_task(self._watch_parts())
         self.segmenter = FfmpegChild(
             f"hls:{self.content}/{self.name}", args, stdin=True, cwd=self.dir,
-            on_exit=self.fn.helper_exited,
+            on_exit=self.fn.helper_exited, preroll_s=hls.preroll_s,
         )  # fmt: skip
+        for at, data in self.preroll:
+            self.segmenter.hold(data, at)
+        self.preroll.clear()
+        self.preroll_bytes = 0
         self.path.sinks["hls"] = self.segmenter.feed
         self.segmenter.start()
+
+    def _hold(self, data: bytes) -> None:
+        """The stream while it is being recognised: its last ``hls.preroll_s`` seconds."""
+        now = time.monotonic()
+        self.preroll.append((now, data))
+        self.preroll_bytes += len(data)
+        keep = self.fn.cfg.hls.preroll_s
+        while now - self.preroll[0][0] > keep or self.preroll_bytes > PREROLL_BYTES:
+            self.preroll_bytes -= len(self.preroll.popleft()[1])
 
     async def _watch_parts(self) -> None:
         """Follow ffmpeg's parts.m3u8 (every PART_POLL_S) into the LL-HLS playlist."""
@@ -445,6 +515,8 @@ class Feed:
     async def stop_hls(self) -> None:
         self.want_hls = False
         self.path.sinks.pop("hls", None)
+        self.preroll.clear()
+        self.preroll_bytes = 0
         if self.watcher is not None:
             self.watcher.cancel()
             self.watcher = None
@@ -739,10 +811,14 @@ class EdgeStreamer(StreamingFunction):
             if feed.ll is not None:
                 return await self._ll(feed, parts[2], query)
             path = feed.dir / parts[2]
+            if parts[2] == "index.m3u8" and feed.want_hls:
+                await _appears(path, self.cfg.hls.wait_first_s)
             try:
                 data = await asyncio.to_thread(path.read_bytes)
             except OSError:
                 raise HttpError(404, "no such segment (yet, or any more)") from None
+            if parts[2] == "index.m3u8":
+                data = with_start(data, self.cfg.hls)
             return _file_response(parts[2], data)
         raise HttpError(404, "not found")
 
@@ -925,6 +1001,13 @@ def _sdp(req: Request, content: str, rendition: str, port: int) -> Response:
 
 def _json(doc: Any) -> Response:
     return Response(200, json.dumps(doc).encode(), "application/json")
+
+
+async def _appears(path: Path, timeout: float) -> None:
+    """Until ``path`` exists (a stat every 50 ms), at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def _file_response(name: str, data: bytes) -> Response:

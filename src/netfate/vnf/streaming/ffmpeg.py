@@ -10,7 +10,12 @@ again at once, ready for the publisher's next connection, and so is one whose
 session its function cut (``expect_exit``: a publisher the acquirer refused). A
 child fed on stdin gets TS payloads through a bounded pipe backlog: when ffmpeg
 falls behind by more than ``max_backlog`` bytes, payloads are dropped and counted
-rather than queued without bound (a live stream cannot wait).
+rather than queued without bound (a live stream cannot wait). With ``preroll_s``,
+what is fed while the process is not running yet (it is being spawned, or
+restarted) is held, its last ``preroll_s`` seconds and at most ``max_backlog``
+bytes, and written once it runs: a segmenter starting on a live stream then
+begins at the key frame that just passed instead of waiting a whole GOP for the
+next one.
 
 A child given `secrets` (an SRT passphrase) never has them on its argument list
 (its caller puts them in a file: see acquirer.py), and its stderr lines, kept for
@@ -66,6 +71,7 @@ class FfmpegChild:
         cwd: Path | None = None,
         secrets: Sequence[str] = (),
         on_line: Callable[[str], None] | None = None,
+        preroll_s: float = 0.0,
     ) -> None:
         self.role = role
         self.secrets = [x for x in secrets if x]
@@ -93,6 +99,9 @@ class FfmpegChild:
         self._expected = False
         self._task: asyncio.Task[None] | None = None
         self._started_at = 0.0
+        self.preroll_s = preroll_s
+        self._held: deque[tuple[float, bytes]] = deque()
+        self._held_bytes = 0
 
     @property
     def argv(self) -> list[str]:
@@ -131,6 +140,7 @@ class FfmpegChild:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            self._write_held()
             if self.proc.stderr is not None:
                 await asyncio.gather(self.proc.wait(), self._read_stderr(self.proc.stderr))
             rc = await self.proc.wait()
@@ -183,11 +193,30 @@ class FfmpegChild:
                 if self.on_line is not None:
                     self.on_line(text)
 
+    def hold(self, data: bytes, at: float) -> None:
+        """Keep ``data`` (arrived at monotonic ``at``) for the process's start: the
+        last ``preroll_s`` seconds, at most ``max_backlog`` bytes."""
+        self._held.append((at, data))
+        self._held_bytes += len(data)
+        while self._held and (
+            at - self._held[0][0] > self.preroll_s or self._held_bytes > self.max_backlog
+        ):
+            self._held_bytes -= len(self._held.popleft()[1])
+
+    def _write_held(self) -> None:
+        held, self._held, self._held_bytes = self._held, deque(), 0
+        for _, data in held:
+            self.feed(data)
+
     def feed(self, data: bytes) -> None:
-        """Write TS bytes to the child's stdin, or count them dropped."""
+        """Write TS bytes to the child's stdin, or count them dropped (or hold them
+        for its start, with ``preroll_s``)."""
         proc = self.proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
-            self.dropped += len(data)
+            if self.preroll_s > 0 and not self._stopping:
+                self.hold(data, time.monotonic())
+            else:
+                self.dropped += len(data)
             return
         transport = proc.stdin.transport
         if transport.is_closing() or transport.get_write_buffer_size() > self.max_backlog:
@@ -200,6 +229,7 @@ class FfmpegChild:
         """End the child: EOF on stdin (ffmpeg finishes its files), else SIGTERM
         (ffmpeg also finalises on it), SIGKILL after `grace` seconds."""
         self._stopping = True
+        self._held, self._held_bytes = deque(), 0
         proc = self.proc
         if proc is not None and proc.returncode is None:
             if proc.stdin is not None:

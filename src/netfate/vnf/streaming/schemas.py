@@ -172,6 +172,10 @@ class EdgeHls(FunctionConfig):
     format: Literal["fmp4", "ts"] | None = "fmp4"
     low_latency: bool | None = False
     part_s: float | None = Field(default=0.2, ge=0.1, le=1.0)
+    probe_s: float | None = Field(default=0.5, ge=0.1, le=5.0)
+    start_segments: float | None = Field(default=2.0, ge=0, le=10)
+    preroll_s: float | None = Field(default=2.0, ge=0, le=10)
+    wait_first_s: float | None = Field(default=8.0, ge=0, le=30)
 
 
 class EdgeJoin(FunctionConfig):

@@ -31,8 +31,10 @@ from netfate.vnf.streaming.edge import (
     next_segment_number,
     segmenter_args,
     transcoder_args,
+    with_start,
 )
 from netfate.vnf.streaming.events import Outbox, StreamRefused, ViewerJoined
+from netfate.vnf.streaming.ffmpeg import FfmpegChild
 from netfate.vnf.streaming.fmp4 import Mp4Error, starts_independent
 from netfate.vnf.streaming.hls import (
     HlsError,
@@ -492,6 +494,28 @@ def test_ffmpeg_arguments() -> None:
     assert tr[-1] == "rtp://127.0.0.1:40000?pkt_size=1328" and "scale=-2:240" in tr
     rec = recorder_args(2.0, 3)
     assert rec[-1] == "run3.m3u8" and "r3_%d.ts" in rec and "event" in rec
+    assert args[args.index("-analyzeduration") + 1] == "500000"
+    slow = segmenter_args(HlsSettings.parse({"probe_s": 2}), 0, False)
+    assert slow[slow.index("-analyzeduration") + 1] == "2000000"
+    ll = ll_segmenter_args(HlsSettings.parse({"probe_s": 0.2}), 0, False)
+    assert ll[ll.index("-analyzeduration") + 1] == "200000"
+
+
+def test_media_playlists_tell_players_where_to_start() -> None:
+    live = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg0.m4s\n"
+    two = with_start(live, HlsSettings.parse({"segment_s": 1.0}))
+    assert two.split(b"\n")[:2] == [b"#EXTM3U", b"#EXT-X-START:TIME-OFFSET=-2.000"]
+    assert two.replace(b"#EXT-X-START:TIME-OFFSET=-2.000\n", b"") == live
+    assert parse_media(two.decode()).segments[0].uri == "seg0.m4s"
+    half = with_start(live, HlsSettings.parse({"segment_s": 2.0, "start_segments": 1.5}))
+    assert b"#EXT-X-START:TIME-OFFSET=-3.000\n" in half
+    assert with_start(live, HlsSettings.parse({"start_segments": 0})) == live
+    assert with_start(two, HlsSettings()) == two  # one tag only
+    assert with_start(b"garbage", HlsSettings()) == b"garbage"
+    with pytest.raises(c.ConfigError, match="start_segments"):
+        HlsSettings.parse({"start_segments": -1})
+    with pytest.raises(c.ConfigError, match="probe_s"):
+        HlsSettings.parse({"probe_s": 0})
 
 
 # ------------------------------------------------------------------------------ LL-HLS
@@ -609,3 +633,87 @@ def test_fmp4_on_parts_ffmpeg_wrote(tmp_path: Path) -> None:
     flags = [starts_independent((tmp_path / s.uri).read_bytes()) for s in media.segments]
     # The file starts on a key frame, one every 25 frames: every fifth 0.2 s part.
     assert [i for i, f in enumerate(flags) if f] == list(range(0, len(flags), 5))
+
+
+def test_a_media_playlist_asked_for_early_is_held_until_its_first_segment(
+    tmp_path: Path,
+) -> None:
+    """A player asking before the segmenter's first segment gets the playlist once it
+    is written (not a 404 it would retry a second later), EXT-X-START included."""
+    fn = edge(tmp_path)
+    feed = fn.contents["X"].source
+    feed.want_hls = True
+    feed.dir.mkdir(parents=True)
+    playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg0.m4s\n"
+
+    async def ask_then_write() -> tuple[int, bytes]:
+        asked = asyncio.create_task(fn.handle(request("GET", "/hls/X/source/index.m3u8")))
+        await asyncio.sleep(0.1)
+        assert not asked.done()
+        (feed.dir / "index.m3u8").write_bytes(playlist)
+        r = await asked
+        return r.status, r.body
+
+    status, body = asyncio.run(ask_then_write())
+    assert status == 200 and body.startswith(b"#EXTM3U\n#EXT-X-START:TIME-OFFSET=-2.000\n")
+    assert body.endswith(b"seg0.m4s\n")
+    at_once = edge(tmp_path / "b", hls={"wait_first_s": 0})
+    at_once.contents["X"].source.want_hls = True
+    r = asyncio.run(at_once.handle(request("GET", "/hls/X/source/index.m3u8")))
+    assert r.status == 404
+    not_wanted = edge(tmp_path / "c")  # no HLS asked for: nothing to wait for
+    r = asyncio.run(not_wanted.handle(request("GET", "/hls/X/source/index.m3u8")))
+    assert r.status == 404
+
+
+def test_a_segmenter_is_fed_the_stream_held_before_it_ran(tmp_path: Path) -> None:
+    child = FfmpegChild("hls:x", [], stdin=True, preroll_s=100.0, max_backlog=25)
+    t = time.monotonic() - 130  # feed() below holds at the current monotonic time
+    child.hold(b"a" * 10, t)
+    child.hold(b"b" * 10, t + 50)
+    child.hold(b"c" * 10, t + 120)  # "a" is older than the pre-roll
+    assert [d for _, d in child._held] == [b"b" * 10, b"c" * 10]
+    child.hold(b"d" * 10, t + 130)  # 30 bytes held is over the bound: "b" goes
+    assert [d for _, d in child._held] == [b"c" * 10, b"d" * 10]
+    child.feed(b"e" * 5)  # no process yet: held too
+    assert child._held[-1][1] == b"e" * 5 and child.dropped == 0
+
+    written: list[bytes] = []
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    class Stdin:
+        transport = Transport()
+
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    class Proc:
+        stdin = Stdin()
+        returncode = None
+
+    child.proc = Proc()  # type: ignore[assignment]
+    child._write_held()  # what _supervise does once the process runs
+    assert written == [b"c" * 10, b"d" * 10, b"e" * 5]
+    assert not child._held and child.fed == sum(map(len, written))
+    plain = FfmpegChild("hls:y", [], stdin=True)
+    plain.feed(b"x" * 7)
+    assert plain.dropped == 7 and not plain._held
+
+
+def test_an_edge_streamer_holds_its_stream_until_recognised(tmp_path: Path) -> None:
+    feed = edge(tmp_path).contents["X"].source
+    feed.start_hls()  # nothing recognised yet: no segmenter, the stream held
+    assert feed.segmenter is None and feed.want_hls
+    feed.path.sinks["hls"](b"\x47" * 188)
+    assert [d for _, d in feed.preroll] == [b"\x47" * 188]
+    asyncio.run(feed.stop_hls())
+    assert not feed.preroll and "hls" not in feed.path.sinks
+    off = edge(tmp_path / "b", hls={"preroll_s": 0}).contents["X"].source
+    off.start_hls()
+    assert "hls" not in off.path.sinks
