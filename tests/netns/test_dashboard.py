@@ -212,7 +212,14 @@ def test_topology_instances_and_live_events(
     states = pg.locator("#detail-body .timeline li.tl").evaluate_all(
         "els => els.map(e => e.dataset.state)"
     )
-    assert states == ["requested", "starting", "running", "migrating", "running"]
+    # The page shows the transitions the orchestrator recorded, in order. Under load a
+    # fake agent's report can come late: its node looks silent and the instance goes
+    # back through starting, which the timeline must show too (CI saw it).
+    recorded = httpx.get(f"{api}/instances/{iid}", headers=orch.headers).json()["transitions"]
+    assert states == [t["state"] for t in recorded][: len(states)]
+    assert states[:3] == ["requested", "starting", "running"], states
+    after = iter(states[states.index("migrating") :])
+    assert all(w in after for w in ("migrating", "running")), states
     times = pg.locator("#detail-body .timeline time").all_text_contents()
     assert all(len(t) == len("12:34:56.789") and t[2] == ":" for t in times), times
     mig_row = pg.locator(f"#detail-body tr[data-migration='{mid}']").text_content() or ""

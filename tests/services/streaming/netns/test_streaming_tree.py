@@ -371,20 +371,25 @@ def test_srt_ingest_is_recognised_and_forwarded(tree: Lan) -> None:
     assert got["frames"] > 25 and got["width"] == 320, got
     # The passphrase reaches the acquirer's ffmpeg in a 0600 file: no argument list
     # holds it but the provider's own tool's, and the function's stats do not show it.
-    holders = [a for a in argvs() if any(SRT_PASSPHRASE in x for x in a)]
+    ours = argvs(tree)
+    holders = [a for a in ours if any(SRT_PASSPHRASE in x for x in a)]
     assert holders and all(any("mode=caller" in x for x in a) for a in holders), holders
-    ingest = [a for a in argvs() if any(x.endswith("ingest.ffconcat") for x in a)]
+    ingest = [a for a in ours if any(x.endswith("ingest.ffconcat") for x in a)]
     assert len(ingest) == 1 and ingest[0][0].endswith("ffmpeg"), ingest
     assert SRT_PASSPHRASE not in json.dumps(tree.call("acq", {"op": "status"}))
     tree.stop("srt-source")
 
 
-def argvs() -> list[list[str]]:
-    """The argument list of every process of the machine (/proc/PID/cmdline)."""
+def argvs(tree: Lan) -> list[list[str]]:
+    """The argument list (/proc/PID/cmdline) of every process in this run's
+    namespaces: not another run's (other tests run the same programs at once)."""
+    mine = {os.stat(f"/var/run/netns/{tree.ns(h)}").st_ino for h in H}
     out = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             with contextlib.suppress(OSError):  # ended meanwhile
+                if os.stat(f"/proc/{pid}/ns/net").st_ino not in mine:
+                    continue
                 raw = Path(f"/proc/{pid}/cmdline").read_bytes()
                 out.append([a.decode(errors="replace") for a in raw.split(b"\0") if a])
     return out
