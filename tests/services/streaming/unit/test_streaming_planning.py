@@ -20,6 +20,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import authn
+from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.streaming import SERVICE as STREAMING
 from netfate.services.streaming import planning, reconcile
@@ -305,3 +306,31 @@ def test_a_cancelled_event_or_one_never_started_releases_what_was_prestarted(
     assert ok(api.get(f"{V1}/tree"))["state"]["contents"] == []
     # a late start still works the usual way
     assert ok(api.post(f"{V1}/events/{first}/start"))["content"]["state"] == "live"
+
+
+def test_a_planned_flow_keeps_its_protocol_and_a_start_may_choose_another(
+    api: TestClient, clock: Clock
+) -> None:
+    """A reserved RTMP event's planned flow carries its protocol and stream key; a
+    start with SRT makes a new secret for the new protocol, on the same content and
+    port, and the provider's ingest URL says SRT."""
+    start = clock.now + 3600
+    body = {"provider": "uni", "title": "Match", "start": start, "duration_s": 600,
+            "bitrate_kbps": 4000, "protocol": "rtmp"}  # fmt: skip
+    eid = int(ok(api.post(f"{V1}/events", json=body), 201)["id"])
+    reserve(api, "alice", eid, host="phone")
+    clock.now = start - 60
+    assert until(lambda: "acquirer-pe1" in instances(api)), instances(api)
+    (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
+    assert flow["state"] == "scheduled" and flow["protocol"] == "rtmp", flow
+    assert flow.get("stream_secret") not in (None, ""), "the planned flow has its key"
+    port = flow["port"]
+    clock.now = start
+    started = ok(api.post(f"{V1}/events/{eid}/start", json={"protocol": "srt"}))
+    assert started["content"]["id"] == f"ev{eid}"
+    (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
+    assert flow["state"] == "started" and flow["protocol"] == "srt" and flow["port"] == port
+    assert flow.get("passphrase") not in (None, "") and "stream_secret" not in flow, flow
+    prov = authn.bearer(authn.token(api.app, "uni", Role.PROVIDER))
+    got = ok(api.get(f"{V1}/events/{eid}/ingest", headers=prov))
+    assert got["protocol"] == "srt" and got["url"].startswith("srt://"), got
