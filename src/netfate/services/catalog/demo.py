@@ -13,9 +13,11 @@ check() walks through it, each step raising DemoFailed with the reason:
 4. alice walks from cpe1 to cpe2 (walk.py): she logs in at cpe1's captive portal
    (the firewall service's RADIUS server records the login; nothing moves), her
    laptop's port goes to cpe2's bridge, she logs in at cpe2's portal; the conduit
-   re-places her chain on the login and the platform migrates its instances:
-   the same instances (never a second copy) run at cpe2, the collector's count of
-   her requests came along, and her laptop at cpe2 gets its answers;
+   re-places her chain on the login and the platform migrates what moves: her
+   collector (the entry, under the SLA's bound) runs at cpe2, the archive where
+   the engine's decision says (it stays at cpe1: moving it would not pay), each
+   the instance it was, one copy of each; the collector's count of her requests
+   came along, and her laptop at cpe2 gets its answers;
 5. the provider publishes v2 (a third block); v1 keeps running until a user
    asks to move: then v2's instances run and v1's stop;
 6. both unsubscribe: every instance stops.
@@ -115,7 +117,7 @@ def followed(api: Api, sub: dict[str, Any], node: str, timeout: float = 90) -> d
         placed = now["decisions"][-1]["nodes"]
         if now["at"] != node or placed.get("collector") != node:
             return None
-        if all(i["node"] == placed[i["block"]] and i["state"] == "running"
+        if all(i["node"] == placed.get(i["block"]) and i["state"] == "running"
                for i in now["instances"]):  # fmt: skip
             return now
         return None
