@@ -59,7 +59,8 @@ def test_a_login_during_a_migration_the_last_wins_never_two_copies(
 ) -> None:
     topo = tmp_path / "fog3.yaml"
     topo.write_text(THREE_HOMES)
-    with Testbed.up(topo, prefix=run_prefix) as tb:
+    # The held migration must not reach its deadline (and roll back) while held.
+    with Testbed.up(topo, prefix=run_prefix, migration_deadline_s=300) as tb:
         assert tb.api_url
         api = Api(tb.api_url)
         acme, alice = api.as_user("acme", role="provider"), api.as_user("alice")
@@ -82,7 +83,7 @@ def test_a_login_during_a_migration_the_last_wins_never_two_copies(
         def waiting() -> str:
             got = alice("GET", f"{demo.V}/subscriptions/{sub['id']}")
             detail = str(got["detail"])
-            return detail if "waiting for collector (migrating)" in detail else ""
+            return detail if "(migrating) to settle" in detail else ""
 
         detail = until("the conduit waiting for the migration", waiting, timeout=60)
         assert detail.startswith("user seen at cpe3 (login)"), detail
