@@ -53,6 +53,7 @@ SERVICE = Service(
     loops=(Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),),
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
     experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
+    panels=("panel.js",),  # placements and their reasons, live (operator)
     door=("/services", "/subscriptions", "/positions"),  # the users' routes (no page yet)
 )
 

@@ -10,13 +10,22 @@ check() walks through it, each step raising DemoFailed with the reason:
    namespaces) and report them running; each user's laptop asks its collector
    (the platform's UDP counter) and gets an answer;
 3. the provider sees its subscriptions with abstract sites, never a node name;
-4. the provider publishes v2 (a third block); v1 keeps running until a user
+4. alice walks from cpe1 to cpe2 (walk.py): she logs in at cpe1's captive portal
+   (the firewall service's RADIUS server records the login; nothing moves), her
+   laptop's port goes to cpe2's bridge, she logs in at cpe2's portal; the conduit
+   re-places her chain on the login and the platform migrates what moves: her
+   collector (the entry, under the SLA's bound) runs at cpe2, the archive where
+   the engine's decision says (it stays at cpe1: moving it would not pay), each
+   the instance it was, one copy of each; the collector's count of her requests
+   came along, and her laptop at cpe2 gets its answers;
+5. the provider publishes v2 (a third block); v1 keeps running until a user
    asks to move: then v2's instances run and v1's stop;
-5. both unsubscribe: every instance stops.
+6. both unsubscribe: every instance stops.
 
-Not shown yet (issue 15): a user walking to the other home (a new RADIUS login
-through the firewall's portal) and their chain following, consolidation
-switching a node off at night, the dashboard panel.
+The dashboard's catalog panel (static/panel.js) shows each subscription's
+placement and its decisions' reasons as they happen.
+
+Not shown yet (issue 15): consolidation switching a node off at night.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from netfate.demo.platform import Api, DemoFailed, Say
-from netfate.demo.probe import CounterProbe, ProbeError
+from netfate.demo.probe import CounterProbe, ProbeError, Reply
 from netfate.demo.sdn import until
 from netfate.testbed.builder import Testbed
+
+from .walk import Portals, move
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "fog.yaml"
 V = "/catalog"
@@ -78,16 +89,92 @@ def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
         subs[user] = _running(api.as_user(user), sub)
         where = {i["block"]: i["node"] for i in subs[user]["instances"]}
         say(f"{user}'s instances run: {where}")
-        # The collector is the platform's UDP counter: it answers from its namespace.
-        coll = next(i for i in subs[user]["instances"] if i["block"] == "collector")
-        ip = api("GET", f"/instances/{coll['instance']}")["ip"].split("/")[0]
-        try:
-            with CounterProbe(tb.netns_of(LAPTOPS[user]), ip) as probe:
-                reply = probe.ask()
-        except ProbeError as e:
-            raise DemoFailed(f"{user}'s collector does not answer: {e}") from None
+        ip, reply = ask_collector(tb, api, user, subs[user])
         say(f"{user}'s laptop asked the collector at {ip}: instance {reply.instance} answered")
     return api, subs
+
+
+def ask_collector(tb: Testbed, api: Api, user: str, sub: dict[str, Any]) -> tuple[str, Reply]:
+    """The user's laptop asks the chain's collector (the platform's UDP counter, in
+    its namespace): its address and its answer."""
+    coll = next(i for i in sub["instances"] if i["block"] == "collector")
+    ip = str(api("GET", f"/instances/{coll['instance']}")["ip"]).split("/")[0]
+    try:
+        with CounterProbe(tb.netns_of(LAPTOPS[user]), ip) as probe:
+            return ip, probe.ask()
+    except ProbeError as e:
+        raise DemoFailed(f"{user}'s collector does not answer: {e}") from None
+
+
+def followed(api: Api, sub: dict[str, Any], node: str, timeout: float = 90) -> dict[str, Any]:
+    """The subscription once its user is recorded at `node`, its entry block (the one
+    the user talks to, under the SLA's bound) was placed there, and every block runs
+    where that decision put it. (The engine moves a block without a bound of its own
+    only when that pays: its reason says so.)"""
+
+    def there() -> dict[str, Any] | None:
+        now: dict[str, Any] = api("GET", f"{V}/subscriptions/{sub['id']}")
+        placed = now["decisions"][-1]["nodes"]
+        if now["at"] != node or placed.get("collector") != node:
+            return None
+        if all(i["node"] == placed.get(i["block"]) and i["state"] == "running"
+               for i in now["instances"]):  # fmt: skip
+            return now
+        return None
+
+    got: dict[str, Any] = until(f"{sub['id']}'s chain following to {node}", there, timeout=timeout)
+    return got
+
+
+def copies(api: Api, sub: dict[str, Any]) -> dict[str, list[str]]:
+    """Block -> the live instances of that block (its name), on the platform's list."""
+    out: dict[str, list[str]] = {i["block"]: [] for i in sub["instances"]}
+    for inst in api("GET", "/instances"):
+        for block in out:
+            if inst["name"] == f"{sub['id']}-{block}" and inst["state"] != "gone":
+                out[block].append(f"{inst['id']}@{inst['node']}")
+    return out
+
+
+def walk(tb: Testbed, api: Api, sub: dict[str, Any], portals: Portals, say: Say) -> dict[str, Any]:
+    """alice logs in at home (cpe1), walks to cpe2 and logs in there; her chain follows
+    (module docstring, step 4). Returns her subscription once it runs at cpe2."""
+    user, laptop = "alice", LAPTOPS["alice"]
+    # A few requests first: a fresh counter (state lost) would answer 1 (or a little
+    # more, when a reply was lost and the probe asked again), never more than these.
+    for _ in range(4):
+        _, before = ask_collector(tb, api, user, sub)
+    portals.login(laptop, "cpe1", user)
+    say(f"{user} logged in at cpe1's captive portal (RADIUS): her chain stays at cpe1")
+    move(tb, laptop, "cpe2")
+    portals.login(laptop, "cpe2", user)
+    say(f"{user} walked to cpe2 with {laptop} and logged in at cpe2's captive portal")
+    now = followed(api, sub, "cpe2")
+    say(f"{user}'s chain followed: {now['decisions'][-1]['why']}")
+    old = {i["block"]: (i["instance"], i["node"]) for i in sub["instances"]}
+    new = {i["block"]: (i["instance"], i["node"]) for i in now["instances"]}
+    if {b: i for b, (i, _) in old.items()} != {b: i for b, (i, _) in new.items()}:
+        raise DemoFailed(f"{user}'s chain was recreated, not moved: {old} -> {new}")
+    for block, (iid, node) in new.items():
+        if node == old[block][1]:
+            continue
+        migs = api("GET", f"/instances/{iid}")["migrations"]
+        if not migs or migs[-1]["target"] != node or migs[-1]["phase"] != "done":
+            raise DemoFailed(f"{block} ({iid}) has no finished migration to {node}: {migs}")
+    seen = copies(api, now)
+    if any(len(v) != 1 for v in seen.values()):
+        raise DemoFailed(f"two copies of a block: {seen}")
+    say(f"{user}'s instances, one copy each: {seen}")
+    ip, after = ask_collector(tb, api, user, now)
+    if after.instance != before.instance or after.count <= before.count:
+        raise DemoFailed(
+            f"the collector's state did not come along: {before} then, at cpe2, {after}"
+        )
+    say(
+        f"{user}'s laptop at cpe2 asked the collector at {ip}: instance {after.instance} "
+        f"answered, request {after.count} of hers (its count of {before.count} came along)"
+    )
+    return now
 
 
 def check(tb: Testbed, say: Say) -> None:
@@ -100,6 +187,10 @@ def check(tb: Testbed, say: Say) -> None:
         raise DemoFailed(f"the provider's view shows {leaked} or {len(view)} subscriptions")
     sites = sorted({b["site"] for v in view for b in v["blocks"]})
     say(f"acme sees {len(view)} subscriptions at abstract sites {sites}")
+
+    portals = Portals(tb, api, USERS.values(), USERS)
+    say(f"captive portals run at {sorted(portals.ip)}; RADIUS in pe1")
+    subs["alice"] = walk(tb, api, subs["alice"], portals, say)
 
     v2 = acme("POST", f"{V}/chains", {"provider": "acme", "descriptor": V2})
     still = alice("GET", f"{V}/subscriptions/{subs['alice']['id']}")["version"]

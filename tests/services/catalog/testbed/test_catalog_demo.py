@@ -1,11 +1,14 @@
 """`netfate demo catalog --check` (services/catalog/topologies/fog.yaml) exits 0: a
 chain published, two subscriptions placed by the engine whose instances really run
 (the agents start them in their namespaces and report them running), the
-provider's abstract view, an upgrade to v2, and both unsubscribed
-(services/catalog/demo.py)."""
+provider's abstract view, alice's walk from cpe1 to cpe2 (a login at each CPE's
+captive portal through the firewall service's RADIUS server; her chain's entry
+follows her, moved with its state, one copy of each block, her laptop answered at
+cpe2), an upgrade to v2, and both unsubscribed (services/catalog/demo.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -28,6 +31,12 @@ def test_demo_catalog_check_exits_zero() -> None:
     assert "alice's laptop asked the collector at 192.168.81." in out
     assert "bob's laptop asked the collector at 192.168.82." in out
     assert "acme sees 2 subscriptions at abstract sites ['site-" in out
+    assert "alice logged in at cpe1's captive portal (RADIUS): her chain stays at cpe1" in out
+    assert "alice's chain followed: user seen at cpe2 (login): moved on " in out
+    assert re.search(r"alice's instances, one copy each: \{'archive': \['i-\w+@cpe\d'\], "
+                     r"'collector': \['i-\w+@cpe2'\]\}", out)  # fmt: skip
+    assert "alice's laptop at cpe2 asked the collector at 192.168.81." in out
+    assert "(its count of " in out
     assert "alice's subscription still runs v1" in out
     assert "alice moved to v2" in out and "v1's instances stopped" in out
     assert "demo check passed" in out
