@@ -135,9 +135,10 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
     until(lambda: share_state(db, sh["id"]) == "active")
     # the streaming service: a live event with a viewer, a recording, a reservation
     st = "/api/v1/streaming"
-    ok(c.post(f"{st}/providers", json={"name": "uni", "title": "U", "pe": "pe1"}))
-    ev = {"provider": "uni", "title": "T", "start": time.time() + 60, "duration_s": 60}
-    live = c.post(f"{st}/events", json=ev).json()
+    # the provider is the one the per-route sign-in uses (its flow's key is its own read)
+    ok(c.post(f"{st}/providers", json={"name": authn.PROVIDER, "title": "U", "pe": "pe1"}))
+    ev = {"provider": authn.PROVIDER, "title": "T", "start": time.time() + 60, "duration_s": 60}
+    live = c.post(f"{st}/events", json={**ev, "protocol": "rtmp"}).json()
     later = c.post(f"{st}/events", json=ev).json()
     ok(c.post(f"{st}/events/{live['id']}/start"))
     ok(c.post(f"{st}/contents/ev{live['id']}/viewers", json={"client": "c", "pe": "cpe1"}))

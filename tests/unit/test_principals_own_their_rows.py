@@ -65,9 +65,9 @@ def test_a_streaming_provider_schedules_starts_and_stops_only_its_own_events(
 ) -> None:
     c, ids = scenario
     assert c.post(f"{ST}/providers", json={"name": "other", "title": "O", "pe": "pe1"}).is_success
-    uni = authn.token(c.app, "uni", Role.PROVIDER)
+    uni = authn.token(c.app, authn.PROVIDER, Role.PROVIDER)  # the scenario's provider
     other = authn.token(c.app, "other", Role.PROVIDER)
-    ev = {"provider": "uni", "title": "T", "start": time.time() + 60, "duration_s": 60}
+    ev = {"provider": authn.PROVIDER, "title": "T", "start": time.time() + 60, "duration_s": 60}
     refused(c, ids, other, "POST", f"{ST}/events", 403, json=ev)
     refused(c, ids, other, "POST", f"{ST}/events/{ids['event']}/stop", 404)
     later = as_(c, uni, "POST", f"{ST}/events", json=ev)

@@ -20,6 +20,7 @@ from netfate.model.secrets import HIDDEN, redact, restore
 from netfate.orchestrator.api.roles import served
 
 AGENTS_OWN = "/api/v1/agents/{node}/desired"  # the one read that must carry them
+INGEST = "/api/v1/streaming/events/{eid}/ingest"  # the provider's own flow's stream key
 
 
 def leaked(text: str) -> list[str]:
@@ -30,6 +31,10 @@ def test_no_read_and_no_event_shows_a_secret(scenario: tuple[TestClient, dict[st
     c, ids = scenario
     gets = sorted(k.split(" ", 1)[1] for k in served(c.app.routes) if k.startswith("GET "))  # type: ignore[attr-defined]
     assert len(gets) > 30
+    # The live RTMP event's stream key: its provider reads it (to paste into OBS), no
+    # other read does.
+    key = c.get(fill(INGEST, ids)).json()["obs"]["stream_key"]
+    assert len(key) >= 32, key
     read = []
     for path in gets:
         if path == AGENTS_OWN or path == "/api/v1/events/stream":
@@ -38,11 +43,13 @@ def test_no_read_and_no_event_shows_a_secret(scenario: tuple[TestClient, dict[st
         r = c.get(url, headers=HEADERS.get(path))
         assert r.status_code == 200, (url, r.status_code, r.text[:300])
         assert leaked(r.text) == [], url
+        assert (key in r.text) == (path == INGEST), url
         read.append(path)
     assert {"/api/v1/instances", "/api/v1/firewall/settings", "/api/v1/events"} <= set(read)
     # The event log, whole (every kind of event the scenario caused).
     events = c.get("/api/v1/events", params={"limit": 5000}).json()
     assert len(events) > 20 and leaked(json.dumps(events)) == []
+    assert key not in json.dumps(events)
     data = []
     with c.stream("GET", "/api/v1/events/stream?after=0") as r:
         for line in r.iter_lines():  # every event so far, then it would wait for more
