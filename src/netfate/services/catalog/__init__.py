@@ -37,6 +37,8 @@ SERVICE = Service(
         "GET /positions/{user}": (OPERATOR, USER),
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
+        "POST /consolidate": (OPERATOR,),
+        "GET /consolidation": (OPERATOR,),
     },
     descriptors=(
         {

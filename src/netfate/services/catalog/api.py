@@ -23,6 +23,9 @@ End users:
 The operator:
 
     GET/PUT /settings                     the placement objective and move cost
+    POST /consolidate                     one night-consolidation pass at an hour of a
+                                          simulated day, under a load curve (night.py)
+    GET  /consolidation                   what it switched off, its last decisions
 
 Reads never write: a GET reads the tables; placing, moving and recording
 positions happen in POSTs and in the conduit's loop. Every error answer is the
@@ -58,7 +61,7 @@ from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 from netfate.vnf import registry
 
 from . import conduit as cd
-from . import templates
+from . import night, templates
 from .descriptor import NAME_RE, DescriptorError, Function
 from .states import SubscriptionState
 from .tables import (
@@ -527,3 +530,45 @@ def put_settings(body: SettingsIn, session: SessionDep) -> dict[str, Any]:
         row.value = value
     session.commit()
     return get_settings(session)
+
+
+Cores = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class NodeCurve(Strict):
+    low: Cores = Field(description="Background CPU (cores) at night")
+    high: Cores = Field(description="Background CPU (cores) at the peak hour")
+
+
+class NightIn(Strict):
+    hour: float = Field(ge=0, lt=24, allow_inf_nan=False, description="Hour of the (simulated) day")
+    curve: dict[Annotated[str, Field(min_length=1, max_length=64)], NodeCurve] = Field(
+        max_length=10000, description="Node -> its load curve"
+    )
+    peak_hour: float = Field(default=15.0, ge=0, lt=24, allow_inf_nan=False)
+
+
+@router.post("/consolidate")
+def consolidate(body: NightIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """One pass of the night consolidation (night.py) at `hour` under the load curve:
+    nodes switched off where what they host fits elsewhere within the SLAs, or on
+    again; each decision with its why."""
+    known = set(session.scalars(select(NodeRow.name)))
+    bad: dict[tuple[str | int, ...], str] = {
+        ("body", "curve", n): "unknown node" for n in body.curve if n not in known
+    }
+    bad |= {("body", "curve", n): "low above high" for n, c in body.curve.items() if c.low > c.high}
+    if bad:
+        raise invalid(bad)
+    curve = night.LoadCurve({n: (c.low, c.high) for n, c in body.curve.items()}, body.peak_hour)
+    decisions, touched = night.consolidate(session, CONDUIT, curve, body.hour)
+    out = {"hour": body.hour, "decisions": [d.to_dict() for d in decisions]}
+    session.commit()
+    notifier.notify(touched)
+    return {**out, **night.state(session)}
+
+
+@router.get("/consolidation")
+def consolidation(session: SessionDep) -> dict[str, Any]:
+    """The nodes the consolidation switched off (node -> why) and its last decisions."""
+    return night.state(session)

@@ -49,3 +49,15 @@ class SubscriptionEnded(Event):
     """The subscription's id."""
     user: str
     """Its user."""
+
+
+@dataclass(frozen=True)
+class NodeConsolidated(Event):
+    node: str
+    """The node decided on (empty when the pass decided nothing: wait, none)."""
+    action: str
+    """off, on, stays on (its drain was refused), wait, none."""
+    hour: float
+    """The hour of the (simulated) day the decision was made at."""
+    why: str
+    """The load curve's figures, what moved where, the energy before and after."""

@@ -1,0 +1,228 @@
+"""Night consolidation (seed section III, issue 15 section 7): under a day/night load
+curve, the engine switches a node off when what it hosts fits elsewhere within the
+SLAs, and on again when the load comes back.
+
+    consolidate(session, conduit, curve, hour)      one pass, the caller commits
+      anything of the catalog still moving, or a node draining -> wait (nothing)
+      the plan of what runs now, each node's background CPU plus the curve's at
+      `hour` -> eng.rebalance (chains that no longer fit move; then nodes are
+      emptied where that saves energy, move costs included)
+      -> nodes the plan switches on (the catalog had switched them off): on,
+         then the chains moved there
+      -> nodes the plan switches off: the platform's drain is checked first
+         (power.plan_drain: another instance there that cannot move refuses it,
+         and the node stays on with that reason; its chains stay too), then the
+         chains migrate off (conduit._apply, a decision each) and the platform
+         drains the rest and switches it off (nfv/power.py: off once empty)
+      -> each node's decision: a `why`, a NodeConsolidated event, and the last
+         ones in catalog_settings
+
+The clock and the curve are injected: tests give explicit hours; the demo runs a
+compressed day (`CompressedDay`). The curve stands for what the homes and the
+edge do besides the catalog's chains (a simulation: on this testbed nothing
+loads the nodes at night or by day).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from netfate.model.lifecycle import NodePower
+from netfate.orchestrator import engine as eng
+from netfate.orchestrator.nfv import power
+from netfate.store.events import record
+from netfate.store.tables import NodeRow
+
+from . import conduit as cd
+from .events import NodeConsolidated
+from .tables import CatalogSettingRow
+
+KEEP_DECISIONS = 50
+"""How many of the last decisions catalog_settings keeps (the events keep them all)."""
+
+
+@dataclass(frozen=True)
+class LoadCurve:
+    """Each node's background CPU (cores) over a day: `low` at night, `high` at the
+    peak hour, a cosine in between (eng.diurnal)."""
+
+    nodes: Mapping[str, tuple[float, float]]
+    """Node -> (low, high)."""
+    peak_hour: float = 15.0
+
+    def at(self, hour: float) -> dict[str, float]:
+        return {n: eng.diurnal(hour, lo, hi, self.peak_hour) for n, (lo, hi) in self.nodes.items()}
+
+
+class Clock(Protocol):
+    def hour(self) -> float:
+        """The hour of the (simulated) day, in [0, 24)."""
+        ...
+
+
+@dataclass
+class CompressedDay:
+    """A day of `day_s` wall seconds, starting at `start_hour`."""
+
+    day_s: float
+    start_hour: float = 12.0
+    now: Callable[[], float] = time.monotonic
+    t0: float = field(default=-1.0)
+
+    def __post_init__(self) -> None:
+        if self.t0 < 0:
+            self.t0 = self.now()
+
+    def hour(self) -> float:
+        return (self.start_hour + 24.0 * (self.now() - self.t0) / self.day_s) % 24.0
+
+
+@dataclass(frozen=True)
+class PowerDecision:
+    node: str
+    action: str
+    """off, on, stays on (its drain was refused), or wait (something still moves)."""
+    hour: float
+    why: str
+    moved: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Subscription -> block -> node, for the chains this decision moved."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "action": self.action,
+            "hour": round(self.hour, 3),
+            "why": self.why,
+            "moved": self.moved,
+        }
+
+
+def _hhmm(hour: float) -> str:
+    m = round(hour * 60) % (24 * 60)
+    return f"{m // 60:02d}:{m % 60:02d}"
+
+
+def _loads(net: eng.Network, nodes: list[str]) -> str:
+    """Each node's background CPU (the curve's included) over its capacity."""
+    out = []
+    for n in nodes:
+        i = net.index[n]
+        out.append(f"{n} {float(net.load[i, 0]):.2f}/{float(net.cap[i, 0]):g} CPU")
+    return ", ".join(out) or "none"
+
+
+def consolidate(
+    session: Session, conduit: cd.Conduit, curve: LoadCurve, hour: float
+) -> tuple[list[PowerDecision], set[str]]:
+    """One pass (the module docstring): the decisions and the nodes to wake."""
+    subs = cd._active(session)
+    busy = sorted(f"{s.row.id}: {b}" for s in subs if (b := conduit._unsettled(session, s)))
+    draining = session.scalars(
+        select(NodeRow.name).where(NodeRow.power == NodePower.DRAINING.value)
+    ).all()
+    if busy or draining:
+        why = "; ".join([*(f"{n} draining" for n in draining), *busy])
+        return [PowerDecision("", "wait", hour, f"still moving: {why}")], set()
+    figures = curve.at(hour)
+    plan, source = cd._plan(session, subs, extra_cpu=figures)
+    obj, move_cost = cd.objective(session)
+    if not obj.saves_energy:
+        why = f"the objective ({obj.name}) does not weigh energy: no node is switched off"
+        return [PowerDecision("", "none", hour, why)], set()
+    try:
+        new = eng.rebalance(plan, move_cost=move_cost)
+    except eng.Infeasible as e:
+        return [PowerDecision("", "none", hour, f"the load does not fit: {e}")], set()
+    net = plan.network
+    asleep = cd.switched_off(session)
+    by_id = {s.row.id: s for s in subs}
+    moved = {
+        sid: dict(new.where[sid]) for sid, s in by_id.items() if dict(new.where[sid]) != s.where
+    }
+    curve_nodes = sorted(n for n in figures if n in net.index)
+    at = f"at {_hhmm(hour)} (load curve: {_loads(net, curve_nodes)})"
+    watts = f"{plan.energy_w:.0f} W -> {new.energy_w:.0f} W"
+    decisions: list[PowerDecision] = []
+    touched: set[str] = set()
+
+    for node in sorted(new.switched_on & set(asleep)):
+        to_it = {sid: w for sid, w in moved.items() if node in w.values()}
+        why = (
+            f"{at}: {node} on: {', '.join(sorted(to_it)) or 'nothing'} no longer fit(s) "
+            f"where it ran within its SLA; {watts}"
+        )
+        touched |= power.power_on(session, node, f"catalog: {why}")
+        del asleep[node]
+        decisions.append(PowerDecision(node, "on", hour, why, to_it))
+    cd.set_switched_off(session, asleep)
+
+    skipped: set[str] = set()
+    off_ok: dict[str, str] = {}
+    for node in sorted(new.switched_off):
+        leaving = {sid: w for sid, w in moved.items() if node in by_id[sid].where.values()}
+        catalog_moves = {
+            by_id[sid].instances[b].instance: w[b]
+            for sid, w in leaving.items()
+            for b, n in by_id[sid].where.items()
+            if n == node
+        }
+        try:
+            power.plan_drain(session, node, catalog_moves)
+        except power.NotDrainable as e:
+            skipped |= set(leaving)
+            why = f"{at}: {node} stays on: the engine would switch it off ({watts}), but {e}"
+            decisions.append(PowerDecision(node, "stays on", hour, why))
+            continue
+        targets = sorted({n for w in leaving.values() for n in w.values()})
+        fits = (
+            f"{', '.join(sorted(leaving))} fit(s) on {', '.join(targets)} within the SLAs"
+            if leaving
+            else "it hosts no chain of the catalog"
+        )
+        off_ok[node] = f"{at}: {node} off: {fits}; {watts}"
+        decisions.append(PowerDecision(node, "off", hour, off_ok[node], leaving))
+
+    for sid in moved:
+        if sid in skipped:
+            continue
+        s = by_id[sid]
+        d = new.decisions[sid]
+        node_why = next(
+            (dd.why for dd in decisions if sid in dd.moved and dd.action in ("on", "off")),
+            f"{at}: rebalanced",
+        )
+        touched |= conduit._apply(session, s, d, None, f"consolidation: {node_why}", source)
+    for node, why in off_ok.items():
+        _drain, t = power.power_off(session, node, f"catalog: {why}")
+        touched |= t
+        asleep[node] = why
+    cd.set_switched_off(session, asleep)
+    _remember(session, decisions)
+    for pd in decisions:
+        record(session, NodeConsolidated(pd.node, pd.action, round(pd.hour, 3), pd.why))
+    return decisions, touched
+
+
+def _remember(session: Session, decisions: list[PowerDecision]) -> None:
+    row = session.get(CatalogSettingRow, cd.CONSOLIDATION)
+    if row is None:
+        row = CatalogSettingRow(key=cd.CONSOLIDATION, value={})
+        session.add(row)
+    last = list(row.value.get("decisions", [])) + [d.to_dict() for d in decisions]
+    row.value = {**row.value, "decisions": last[-KEEP_DECISIONS:]}
+
+
+def state(session: Session) -> dict[str, Any]:
+    """What the consolidation switched off, and its last decisions (reads only)."""
+    row = session.get(CatalogSettingRow, cd.CONSOLIDATION)
+    value = row.value if row is not None and isinstance(row.value, dict) else {}
+    return {
+        "switched_off": cd.switched_off(session),
+        "decisions": list(value.get("decisions", [])),
+    }
