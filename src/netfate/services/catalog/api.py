@@ -570,5 +570,6 @@ def consolidate(body: NightIn, session: SessionDep, notifier: NotifierDep) -> di
 
 @router.get("/consolidation")
 def consolidation(session: SessionDep) -> dict[str, Any]:
-    """The nodes the consolidation switched off (node -> why) and its last decisions."""
+    """The nodes the consolidation switched off (node -> why) and its last decisions
+    (`recent`)."""
     return night.state(session)

@@ -108,6 +108,10 @@ def _hhmm(hour: float) -> str:
     return f"{m // 60:02d}:{m % 60:02d}"
 
 
+def _they(sids: list[str]) -> str:
+    return f"the chains of {', '.join(sids)}" if sids else "no chain"
+
+
 def _loads(net: eng.Network, nodes: list[str]) -> str:
     """Each node's background CPU (the curve's included) over its capacity."""
     out = []
@@ -154,8 +158,8 @@ def consolidate(
     for node in sorted(new.switched_on & set(asleep)):
         to_it = {sid: w for sid, w in moved.items() if node in w.values()}
         why = (
-            f"{at}: {node} on: {', '.join(sorted(to_it)) or 'nothing'} no longer fit(s) "
-            f"where it ran within its SLA; {watts}"
+            f"{at}: {node} on: {_they(sorted(to_it))} no longer fit where they ran within "
+            f"the SLAs; {watts}"
         )
         touched |= power.power_on(session, node, f"catalog: {why}")
         del asleep[node]
@@ -181,7 +185,7 @@ def consolidate(
             continue
         targets = sorted({n for w in leaving.values() for n in w.values()})
         fits = (
-            f"{', '.join(sorted(leaving))} fit(s) on {', '.join(targets)} within the SLAs"
+            f"{_they(sorted(leaving))} fit on {', '.join(targets)} within the SLAs"
             if leaving
             else "it hosts no chain of the catalog"
         )
@@ -224,5 +228,5 @@ def state(session: Session) -> dict[str, Any]:
     value = row.value if row is not None and isinstance(row.value, dict) else {}
     return {
         "switched_off": cd.switched_off(session),
-        "decisions": list(value.get("decisions", [])),
+        "recent": list(value.get("decisions", [])),
     }

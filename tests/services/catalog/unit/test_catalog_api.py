@@ -259,7 +259,8 @@ def test_the_operator_runs_a_consolidation_pass_at_an_hour(api: TestClient) -> N
     (d,) = r.json()["decisions"]
     assert (d["node"], d["action"]) == ("pe1", "off") and "hosts no chain" in d["why"]
     assert api.get("/api/v1/nodes/pe1").json()["power"] == "off"
-    assert api.get(f"{V}/consolidation").json()["switched_off"] == {"pe1": d["why"]}
+    state = api.get(f"{V}/consolidation").json()
+    assert state["switched_off"] == {"pe1": d["why"]} and state["recent"] == [d]
     bad = api.post(f"{V}/consolidate", json={"hour": 3, "curve": {"nope": home}})
     assert bad.status_code == 422 and "unknown node" in bad.text
     bad = api.post(f"{V}/consolidate", json={"hour": 3, "curve": {"pe1": {"low": 2, "high": 1}}})

@@ -1,0 +1,36 @@
+"""The night switch-off on the catalog's fog topology with real agents
+(services/catalog/night_demo.py): by day the loose chains run at the edge (pe1);
+at night their instances migrate home, pe1 is drained and reported off; in the
+morning pe1 is on and they are back."""
+
+from __future__ import annotations
+
+from netfate.demo.platform import Api
+from netfate.services.catalog.demo import TOPOLOGY
+from netfate.services.catalog.night_demo import night
+from netfate.testbed.builder import Testbed
+
+
+def test_the_edge_is_off_at_night_and_back_in_the_morning() -> None:
+    tb = Testbed.up(TOPOLOGY)
+    said: list[str] = []
+    try:
+        powers = night(tb, said.append)
+        assert powers == ["on", "off", "on"], said
+        text = "\n".join(said)
+        # by day at the edge; at night at home, the edge off; in the morning back
+        runs = [s for s in said if s.startswith("pe1 ")]
+        assert "'pe1'" in runs[0] and "'pe1'" not in runs[1] and "'pe1'" in runs[2], said
+        assert text.count("off: at 03:00 (load curve: cpe1 0.10/1 CPU") == 1, said
+        assert "pe1 off: " in text and "within the SLAs" in text, said
+        assert "on: at 11:00" in text and "no longer fit" in text, said
+        assert tb.api_url
+        api = Api(tb.api_url)
+        kinds = [e["kind"] for e in api("GET", "/events?tail=5000")]
+        assert "NodeDraining" in kinds and "NodePoweredOff" in kinds and "NodePoweredOn" in kinds
+        assert kinds.count("NodeConsolidated") >= 2
+        migrations = api("GET", "/migrations")
+        assert migrations and all(m["phase"] == "done" for m in migrations), migrations
+    finally:
+        problems = tb.down()
+        assert not problems, problems
