@@ -17,10 +17,13 @@ SLAs, and on again when the load comes back.
       -> each node's decision: a `why`, a NodeConsolidated event, and the last
          ones in catalog_settings
 
-The clock and the curve are injected: tests give explicit hours; the demo runs a
-compressed day (`CompressedDay`). The curve stands for what the homes and the
-edge do besides the catalog's chains (a simulation: on this testbed nothing
-loads the nodes at night or by day).
+The clock and the curve are injected: tests give explicit hours (and so does
+POST /consolidate); the operator may set a compressed day (PUT /night: a curve,
+the wall seconds a day lasts), which the catalog's `night` loop follows
+(`step`). The curve stands for what the homes and the edge do besides the
+catalog's chains (a simulation: on this testbed nothing loads the nodes at night
+or by day). A pass that changes nothing (wait, none, a node that again stays on)
+is returned but not recorded again.
 """
 
 from __future__ import annotations
@@ -208,25 +211,89 @@ def consolidate(
         asleep[node] = why
     cd.set_switched_off(session, asleep)
     _remember(session, decisions)
-    for pd in decisions:
-        record(session, NodeConsolidated(pd.node, pd.action, round(pd.hour, 3), pd.why))
     return decisions, touched
 
 
 def _remember(session: Session, decisions: list[PowerDecision]) -> None:
+    """Record the decisions that change something: not wait or none, nor a node
+    staying on again (the loop would record it every pass)."""
     row = session.get(CatalogSettingRow, cd.CONSOLIDATION)
     if row is None:
         row = CatalogSettingRow(key=cd.CONSOLIDATION, value={})
         session.add(row)
-    last = list(row.value.get("decisions", [])) + [d.to_dict() for d in decisions]
-    row.value = {**row.value, "decisions": last[-KEEP_DECISIONS:]}
+    last = list(row.value.get("decisions", []))
+    before = {d.get("node"): d.get("action") for d in last}
+    new = [
+        d
+        for d in decisions
+        if d.node and not (d.action == "stays on" and before.get(d.node) == "stays on")
+    ]
+    for pd in new:
+        record(session, NodeConsolidated(pd.node, pd.action, round(pd.hour, 3), pd.why))
+    if new:
+        last += [d.to_dict() for d in new]
+        row.value = {**row.value, "decisions": last[-KEEP_DECISIONS:]}
 
 
 def state(session: Session) -> dict[str, Any]:
-    """What the consolidation switched off, and its last decisions (reads only)."""
+    """What the consolidation switched off, its last decisions, and the simulated
+    day the loop follows (reads only)."""
     row = session.get(CatalogSettingRow, cd.CONSOLIDATION)
     value = row.value if row is not None and isinstance(row.value, dict) else {}
+    day = value.get("day")
+    if isinstance(day, dict):
+        day = {**day, "hour": round(_clock(day).hour(), 3)}
     return {
         "switched_off": cd.switched_off(session),
         "recent": list(value.get("decisions", [])),
+        "day": day,
     }
+
+
+# ------------------------------------------------------------------ the loop's day
+
+
+def set_day(
+    session: Session, curve: LoadCurve | None, day_s: float = 240.0, start_hour: float = 12.0
+) -> None:
+    """The compressed day the `night` loop follows from now (None: no day, the loop
+    does nothing)."""
+    row = session.get(CatalogSettingRow, cd.CONSOLIDATION)
+    if row is None:
+        row = CatalogSettingRow(key=cd.CONSOLIDATION, value={})
+        session.add(row)
+    day = None
+    if curve is not None:
+        day = {
+            "curve": {n: list(lh) for n, lh in curve.nodes.items()},
+            "peak_hour": curve.peak_hour,
+            "day_s": day_s,
+            "start_hour": start_hour,
+            "started_at": time.time(),
+        }
+    row.value = {**row.value, "day": day}
+
+
+def _clock(day: Mapping[str, Any]) -> CompressedDay:
+    return CompressedDay(
+        float(day["day_s"]), float(day["start_hour"]), time.time, float(day["started_at"])
+    )
+
+
+@dataclass
+class NightLoop:
+    """The catalog's `night` loop: a pass at the hour of the operator's compressed
+    day, when one is set."""
+
+    conduit: cd.Conduit
+
+    def step(self, session: Session) -> set[str]:
+        row = session.get(CatalogSettingRow, cd.CONSOLIDATION)
+        day = row.value.get("day") if row is not None and isinstance(row.value, dict) else None
+        if not isinstance(day, dict):
+            return set()
+        curve = LoadCurve(
+            {str(n): (float(lh[0]), float(lh[1])) for n, lh in day["curve"].items()},
+            float(day["peak_hour"]),
+        )
+        return consolidate(session, self.conduit, curve, _clock(day).hour())[1]

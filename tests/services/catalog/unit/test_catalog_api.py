@@ -269,6 +269,10 @@ def test_the_operator_runs_a_consolidation_pass_at_an_hour(api: TestClient) -> N
     user = authn.bearer(authn.token(api.app, "u", Role.USER))
     r = api.post(f"{V}/consolidate", json={"hour": 3, "curve": {}}, headers=user)
     assert r.status_code == 403
+    r = api.put(f"{V}/night", json={"curve": curve, "day_s": 60, "start_hour": 3})
+    assert r.status_code == 200 and r.json()["day"]["day_s"] == 60, r.text
+    assert api.put(f"{V}/night", json={"curve": curve, "day_s": 0}).status_code == 422
+    assert api.delete(f"{V}/night").json()["day"] is None
 
 
 # ------------------------------------------------------------------ the VO host's config

@@ -20,7 +20,14 @@ from catalog_db import FNS, TOPO, V1, FakeCoordinator, catalog_db
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NoCapacity
 from netfate.services.catalog.conduit import Conduit, Refused
-from netfate.services.catalog.night import CompressedDay, LoadCurve, consolidate, state
+from netfate.services.catalog.night import (
+    CompressedDay,
+    LoadCurve,
+    NightLoop,
+    consolidate,
+    set_day,
+    state,
+)
 from netfate.services.catalog.tables import (
     CatalogDecisionRow,
     CatalogInstanceRow,
@@ -130,6 +137,8 @@ def test_a_node_whose_other_instance_cannot_move_stays_on_with_why(db: Database)
         assert power_of(s, "pe1") == "on"
         assert where(s) == before  # its chains stay too: nothing moved for nothing
         assert all(target == "pe1" for _, target in fake.migrated)  # by day only
+        consolidate(s, conduit, CURVE, NIGHT)  # again: refused again, recorded once
+        assert [d["action"] for d in state(s)["recent"]] == ["stays on"]
 
 
 def test_a_chain_is_not_placed_on_a_node_off_for_another_reason(db: Database) -> None:
@@ -165,3 +174,32 @@ def test_a_subscription_wakes_a_node_the_consolidation_switched_off(db: Database
         conduit.subscribe(s, "carol", big, "cpe1")  # fits only at pe1
         assert power_of(s, "pe1") == "on"
         assert state(s)["switched_off"] == {}
+
+
+def test_the_loop_follows_the_operators_day_and_records_only_changes(db: Database) -> None:
+    """A week-long 'day' so that the hour stays where it was set while the test runs."""
+    fake = FakeCoordinator()
+    conduit = Conduit(fake)
+    loop = NightLoop(conduit)
+    week = 7 * 86400.0
+    with db.session() as s:
+        assert loop.step(s) == set()  # no day set: nothing decided
+        subscribed(s, conduit)
+        set_day(s, CURVE, week, start_hour=DAY)
+        loop.step(s)
+        assert set(where(s).values()) == {"pe1"}
+        set_day(s, CURVE, week, start_hour=NIGHT)
+        assert state(s)["day"]["hour"] == pytest.approx(NIGHT, abs=0.01)
+        loop.step(s)
+        assert power_of(s, "pe1") == "off"
+        loop.step(s)
+        loop.step(s)  # nothing changes: nothing more recorded
+        assert [d["action"] for d in state(s)["recent"]] == ["off"]
+        set_day(s, CURVE, week, start_hour=DAY)
+        loop.step(s)
+        assert power_of(s, "pe1") == "on"
+        assert [d["action"] for d in state(s)["recent"]] == ["off", "on"]
+        kinds = [e.kind for e in s.scalars(select(EventRow).order_by(EventRow.id))]
+        assert kinds.count("NodeConsolidated") == 2
+        set_day(s, None)
+        assert state(s)["day"] is None and loop.step(s) == set()
