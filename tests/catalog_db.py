@@ -8,29 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.model.topology import Topology
-from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import NoCapacity
-from netfate.orchestrator.nfv.topology import load_topology
 from netfate.services.catalog import SERVICE
 from netfate.services.catalog.descriptor import Function
 from netfate.store.db import Database
-from netfate.store.tables import NodeRow
+from topology_db import topology_db
 
 
 def catalog_db(directory: Path, topology: dict[str, Any]) -> Database:
-    d = Database(f"sqlite:///{directory}/o.db")
     assert SERVICE.migrations is not None
-    d.migrate([SERVICE.migrations])
-    with d.session() as s:
-        load_topology(s, Topology.from_dict(topology))
-        for n in s.scalars(select(NodeRow)):
-            n.status = "up"
-        nfv.ensure_descriptors(s)
-    return d
+    return topology_db(directory, topology, [SERVICE.migrations])
 
 
 TOPO: dict[str, Any] = {

@@ -18,14 +18,13 @@ from sqlalchemy.orm import Session
 
 import authn
 from netfate.contract import Role
-from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv import power
 from netfate.orchestrator.nfv.errors import NoCapacity
-from netfate.orchestrator.nfv.topology import load_topology
 from netfate.store.db import Database
 from netfate.store.tables import EventRow, InstanceRow, MigrationRow, NodeRow
+from topology_db import topology_db
 
 TOPO = {
     "name": "fog",
@@ -40,13 +39,7 @@ TOPO = {
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = Database(f"sqlite:///{tmp_path}/o.db")
-    d.migrate()
-    with d.session() as s:
-        load_topology(s, Topology.from_dict(TOPO))
-        for n in s.scalars(select(NodeRow)):
-            n.status = "up"
-        nfv.ensure_descriptors(s)
+    d = topology_db(tmp_path, TOPO)
     yield d
     d.dispose()
 

@@ -118,12 +118,18 @@ def test_the_edge_goes_off_at_night_and_comes_back_in_the_morning(db: Database) 
         assert "NodePoweredOff" in kinds and kinds.count("NodePoweredOn") == 1
 
 
-def test_a_node_whose_other_instance_cannot_move_stays_on_with_why(db: Database) -> None:
+def at_the_edge(s: Session) -> tuple[FakeCoordinator, Conduit]:
+    """alice and bob subscribed, and the chains at pe1 after a pass by day."""
     fake = FakeCoordinator()
     conduit = Conduit(fake)
+    subscribed(s, conduit)
+    consolidate(s, conduit, CURVE, DAY)
+    return fake, conduit
+
+
+def test_a_node_whose_other_instance_cannot_move_stays_on_with_why(db: Database) -> None:
     with db.session() as s:
-        subscribed(s, conduit)
-        consolidate(s, conduit, CURVE, DAY)
+        fake, conduit = at_the_edge(s)
         # something else of the platform's runs at pe1, too big for a home
         inst, _ = nfv.create_instance(
             s, nfv.CreateRequest(descriptor="counter", node="pe1", cpu=2.0, name="big")
@@ -162,11 +168,8 @@ def test_a_chain_is_not_placed_on_a_node_off_for_another_reason(db: Database) ->
 
 
 def test_a_subscription_wakes_a_node_the_consolidation_switched_off(db: Database) -> None:
-    fake = FakeCoordinator()
-    conduit = Conduit(fake)
     with db.session() as s:
-        subscribed(s, conduit)
-        consolidate(s, conduit, CURVE, DAY)
+        _fake, conduit = at_the_edge(s)
         consolidate(s, conduit, CURVE, NIGHT)
         assert power_of(s, "pe1") == "off"
         big = publish(s, "acme", LOOSE.replace("name: sensor-archive", "name: big").replace(
