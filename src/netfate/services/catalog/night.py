@@ -9,11 +9,11 @@ SLAs, and on again when the load comes back.
       emptied where that saves energy, move costs included)
       -> nodes the plan switches on (the catalog had switched them off): on,
          then the chains moved there
-      -> nodes the plan switches off: the platform's drain is checked first
-         (power.plan_drain: another instance there that cannot move refuses it,
-         and the node stays on with that reason; its chains stay too), then the
-         chains migrate off (conduit._apply, a decision each) and the platform
-         drains the rest and switches it off (nfv/power.py: off once empty)
+      -> nodes the plan switches off: only where nothing but the catalog's
+         instances runs, and the platform's drain would be accepted
+         (power.plan_drain); else the node stays on with that reason, and its
+         chains stay too; then the chains migrate off (conduit._apply, a decision
+         each) and the platform switches it off once empty (nfv/power.py)
       -> each node's decision: a `why`, a NodeConsolidated event, and the last
          ones in catalog_settings
 
@@ -36,11 +36,11 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.model.lifecycle import NodePower
+from netfate.model.lifecycle import InstanceState, NodePower
 from netfate.orchestrator import engine as eng
 from netfate.orchestrator.nfv import power
 from netfate.store.events import record
-from netfate.store.tables import NodeRow
+from netfate.store.tables import InstanceRow, NodeRow
 
 from . import conduit as cd
 from .events import NodeConsolidated
@@ -149,6 +149,7 @@ def consolidate(
     net = plan.network
     asleep = cd.switched_off(session)
     by_id = {s.row.id: s for s in subs}
+    ours = {i.instance for s in subs for i in s.instances.values()}
     moved = {
         sid: dict(new.where[sid]) for sid, s in by_id.items() if dict(new.where[sid]) != s.where
     }
@@ -180,6 +181,7 @@ def consolidate(
             if n == node
         }
         try:
+            _others(session, node, ours)
             power.plan_drain(session, node, catalog_moves)
         except power.NotDrainable as e:
             skipped |= set(leaving)
@@ -212,6 +214,23 @@ def consolidate(
     cd.set_switched_off(session, asleep)
     _remember(session, decisions)
     return decisions, touched
+
+
+def _others(session: Session, node: str, ours: set[str]) -> None:
+    """NotDrainable when something not the catalog's runs on `node`: the consolidation
+    moves its own chains only (another service keeps its own records of where its
+    functions run; the operator's `netfate node power` drains anything)."""
+    there = session.execute(
+        select(InstanceRow.id, InstanceRow.descriptor)
+        .where(InstanceRow.node == node, InstanceRow.state != InstanceState.GONE.value)
+        .order_by(InstanceRow.id)
+    ).all()
+    others = [f"{iid} ({desc})" for iid, desc in there if iid not in ours]
+    if others:
+        raise power.NotDrainable(
+            f"{node} runs {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}, "
+            "not the catalog's: the consolidation moves only its own chains"
+        )
 
 
 def _remember(session: Session, decisions: list[PowerDecision]) -> None:

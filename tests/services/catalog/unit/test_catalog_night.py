@@ -127,24 +127,38 @@ def at_the_edge(s: Session) -> tuple[FakeCoordinator, Conduit]:
     return fake, conduit
 
 
-def test_a_node_whose_other_instance_cannot_move_stays_on_with_why(db: Database) -> None:
+def test_a_node_running_anothers_instance_stays_on_with_why(db: Database) -> None:
     with db.session() as s:
         fake, conduit = at_the_edge(s)
-        # something else of the platform's runs at pe1, too big for a home
+        # something else of the platform's runs at pe1: the catalog does not move it
         inst, _ = nfv.create_instance(
-            s, nfv.CreateRequest(descriptor="counter", node="pe1", cpu=2.0, name="big")
+            s, nfv.CreateRequest(descriptor="counter", node="pe1", name="theirs")
         )
         inst.state = "running"
     with db.session() as s:
         before = where(s)
         decisions, _ = consolidate(s, conduit, CURVE, NIGHT)
         assert [(d.node, d.action) for d in decisions] == [("pe1", "stays on")]
-        assert "fits on no other node" in decisions[0].why and inst.id in decisions[0].why
+        assert f"pe1 runs {inst.id} (counter), not the catalog's" in decisions[0].why
         assert power_of(s, "pe1") == "on"
         assert where(s) == before  # its chains stay too: nothing moved for nothing
         assert all(target == "pe1" for _, target in fake.migrated)  # by day only
         consolidate(s, conduit, CURVE, NIGHT)  # again: refused again, recorded once
         assert [d["action"] for d in state(s)["recent"]] == ["stays on"]
+
+
+def test_a_node_the_platform_would_not_drain_stays_on_with_why(db: Database) -> None:
+    with db.session() as s:
+        _fake, conduit = at_the_edge(s)
+        # another's instance on its way to pe1: a drain now would be refused
+        inst, _ = nfv.create_instance(s, nfv.CreateRequest(descriptor="counter", node="cpe1"))
+        inst.state = "running"
+        nfv.migrate_instance(s, inst.id, "pe1")
+    with db.session() as s:
+        decisions, _ = consolidate(s, conduit, CURVE, NIGHT)
+        assert [(d.node, d.action) for d in decisions] == [("pe1", "stays on")]
+        assert "1 migration(s) to it under way" in decisions[0].why
+        assert power_of(s, "pe1") == "on"
 
 
 def test_a_chain_is_not_placed_on_a_node_off_for_another_reason(db: Database) -> None:
