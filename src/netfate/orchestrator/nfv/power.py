@@ -1,13 +1,13 @@
 """A node's power switch: drained, then off; back on for placement.
 
-    power_off(node, why, moves)   one transaction, under the node's lock:
+    power_off(node, why)          one transaction, under the node's lock:
       every instance there must be running (it migrates away) or already
-      migrating elsewhere; anything else (starting, stopping, failed, a migration
-      coming in) refuses, with the reason, and nothing changes
-      -> each running instance gets a target: the caller's (`moves`: the
-         catalog's conduit passes the engine's choice) or the least-loaded node
-         that is up, on and has room (room taken by earlier picks counted);
-         one that fits nowhere refuses the whole drain (NotDrainable, 409)
+      migrating elsewhere (the catalog moves its own chains first, where its
+      engine places them); anything else (starting, stopping, failed, a
+      migration coming in) refuses, with the reason, and nothing changes
+      -> each running instance gets a target: the least-loaded node that is up,
+         on and has room (room taken by earlier picks counted); one that fits
+         nowhere refuses the whole drain (NotDrainable, 409)
       -> draining (nothing new placed there), one make-before-break migration
          each (never two copies: the platform's migration), NodeDraining
     settle()                      the watchdog's pass
@@ -24,7 +24,7 @@ Placement (coordinator.room, candidates) offers only nodes that are on. What
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -36,7 +36,7 @@ from netfate.model.lifecycle import (
     InstanceState,
     NodePower,
 )
-from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
+from netfate.orchestrator.engine import NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import Conflict, NotFound
 from netfate.store.events import record
@@ -73,8 +73,9 @@ def _set(session: Session, row: NodeRow, target: NodePower, why: str) -> None:
 def plan_drain(
     session: Session, node: str, moves: Mapping[str, str] | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """Where each instance on `node` would go (instance -> target) and which are
-    already leaving; NotDrainable when something cannot move. Writes nothing."""
+    """Where each instance on `node` would go (instance -> target; `moves`: targets
+    the caller chose, checked for room) and which are already leaving; NotDrainable
+    when something cannot move. Writes nothing."""
     moves = dict(moves or {})
     incoming = session.scalar(
         select(func.count())
@@ -119,17 +120,14 @@ def plan_drain(
                 f"{inst.memory_mb} MiB) fits on no other node: {e}"
             ) from None
         c = others[target]
-        others[target] = Candidate(
-            c.node, c.kind, c.up, c.free_cpu - inst.cpu, c.free_memory_mb - inst.memory_mb,
-            lan=c.lan, power=c.power,
-        )  # fmt: skip
+        others[target] = replace(
+            c, free_cpu=c.free_cpu - inst.cpu, free_memory_mb=c.free_memory_mb - inst.memory_mb
+        )
         out[inst.id] = target
     return out, leaving
 
 
-def power_off(
-    session: Session, node: str, why: str, moves: Mapping[str, str] | None = None
-) -> tuple[Drain, set[str]]:
+def power_off(session: Session, node: str, why: str) -> tuple[Drain, set[str]]:
     """Drain `node` and switch it off (the module docstring); returns what was asked
     and the nodes to wake. Refused (NotDrainable) with nothing changed."""
     row = nfv.lock_nodes(session, node).get(node)
@@ -137,7 +135,7 @@ def power_off(
         raise NotFound(f"unknown node {node!r}")
     if row.power != NodePower.ON.value:
         return Drain(node, row.power, {}, []), set()  # asked twice: the first stands
-    planned, leaving = plan_drain(session, node, moves)
+    planned, leaving = plan_drain(session, node)
     touched: set[str] = set()
     if not planned and not leaving:
         _set(session, row, NodePower.OFF, why)

@@ -380,10 +380,19 @@ def _plan(
 
 
 def switched_off(session: Session) -> dict[str, str]:
-    """The nodes the catalog's consolidation switched off (night.py): node -> why."""
+    """The nodes the catalog's consolidation switched off (night.py) and that are not
+    on again (the operator may switch one on, or its drain be given up): node -> why."""
     row = session.get(CatalogSettingRow, CONSOLIDATION)
     got = row.value.get("switched_off") if row is not None else None
-    return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else {}
+    if not isinstance(got, dict) or not got:
+        return {}
+    names = list(got)
+    on = set(
+        session.scalars(
+            select(NodeRow.name).where(NodeRow.power == NodePower.ON.value, NodeRow.name.in_(names))
+        )
+    )
+    return {str(k): str(v) for k, v in got.items() if k not in on}
 
 
 def set_switched_off(session: Session, nodes: Mapping[str, str]) -> None:

@@ -54,9 +54,9 @@ class SubscriptionEnded(Event):
 @dataclass(frozen=True)
 class NodeConsolidated(Event):
     node: str
-    """The node decided on (empty when the pass decided nothing: wait, none)."""
+    """The node decided on."""
     action: str
-    """off, on, stays on (its drain was refused), wait, none."""
+    """off, on, or stays on (the reason says what holds it)."""
     hour: float
     """The hour of the (simulated) day the decision was made at."""
     why: str

@@ -151,7 +151,9 @@ def consolidate(
     by_id = {s.row.id: s for s in subs}
     ours = {i.instance for s in subs for i in s.instances.values()}
     moved = {
-        sid: dict(new.where[sid]) for sid, s in by_id.items() if dict(new.where[sid]) != s.where
+        sid: dict(new.where[sid])
+        for sid, s in by_id.items()
+        if sid in new.where and dict(new.where[sid]) != s.where
     }
     curve_nodes = sorted(n for n in figures if n in net.index)
     at = f"at {_hhmm(hour)} (load curve: {_loads(net, curve_nodes)})"

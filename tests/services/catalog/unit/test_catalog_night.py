@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from catalog_db import FNS, TOPO, V1, FakeCoordinator, catalog_db
 from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv import power
 from netfate.orchestrator.nfv.errors import NoCapacity
 from netfate.services.catalog.conduit import Conduit, Refused
 from netfate.services.catalog.night import (
@@ -220,3 +221,12 @@ def test_the_loop_follows_the_operators_day_and_records_only_changes(db: Databas
         assert kinds.count("NodeConsolidated") == 2
         set_day(s, None)
         assert state(s)["day"] is None and loop.step(s) == set()
+
+
+def test_a_node_the_operator_switched_on_is_no_longer_the_consolidations(db: Database) -> None:
+    with db.session() as s:
+        _fake, conduit = at_the_edge(s)
+        consolidate(s, conduit, CURVE, NIGHT)
+        assert set(state(s)["switched_off"]) == {"pe1"}
+        power.power_on(s, "pe1", "operator")
+        assert state(s)["switched_off"] == {}
