@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import exc, insert
+from sqlalchemy import exc, insert, text
 
 import storm
 from netfate.orchestrator.nfv import coordinator as nfv
@@ -131,8 +131,14 @@ def _instance(
 
 def _seed(db: Database) -> None:
     with db.session() as s:
-        s.add(NodeRow(name="n1", kind="cpe", status="up", revision=0, resources={}))
-        # Only the columns every revision has (migration_cases seeds an earlier schema).
+        # Only the columns every revision has (migration_cases seeds an earlier schema):
+        # plain SQL, as the ORM would add the newer columns' defaults.
+        s.execute(
+            text(
+                "INSERT INTO nodes (name, kind, cpu, memory_mb, status, resources, revision) "
+                "VALUES ('n1', 'cpe', 2.0, 1024, 'up', '{}', 0)"
+            )
+        )
         counter = {"name": "counter", "function": "counter", "cpu": 0.1, "memory_mb": 64}
         s.execute(insert(DescriptorRow), [counter])
 

@@ -38,9 +38,9 @@ NEW_STREAMING = "0014d_streaming_planning"
 """The streaming service's branch (its newest revision: the reservations' PE), new as well."""
 NEW_CATALOG = "0015_catalog"
 """The catalog's branch, new like the USB/IP one."""
-CORE_HEAD = "0017_identity"
-"""The core's newest revision (accounts and tokens, owners, events' actors; after
-0016_migration_secret, each migration's secret)."""
+CORE_HEAD = "0018_night_power"
+"""The core's newest revision (a node's power switch; after 0017_identity, accounts
+and tokens, owners, events' actors; and 0016_migration_secret, each migration's secret)."""
 SHARING_HEAD = "0004b_sharing_invitations"
 """The sharing branch's newest revision (its invitation codes)."""
 HEADS = {CORE_HEAD, FIREWALL_HEAD, SHARING_HEAD, NEW_USBIP, NEW_STREAMING, NEW_CATALOG}

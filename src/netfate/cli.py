@@ -42,6 +42,7 @@ PARTS: dict[str, Part] = {
     "agent": Part("netfate.agent.cli:agent", "command"),
     "demo": Part("netfate.demo.cli:command", "command", wired=True),
     "vnf": Part("netfate.orchestrator.vnf_cli:app", "group"),
+    "node": Part("netfate.orchestrator.node_cli:app", "group"),
     "events": Part("netfate.orchestrator.events_cli:events", "command"),
     "login": Part("netfate.orchestrator.identity.cli:login", "command"),
     "logout": Part("netfate.orchestrator.identity.cli:logout", "command"),

@@ -137,3 +137,37 @@ class SignedIn(Event):
     the names people try)."""
     via: str
     """api (a token for the API) or session (the web's cookie)."""
+
+
+@dataclass(frozen=True)
+class NodeDraining(Event):
+    node: str
+    """The node being switched off."""
+    why: str
+    """Who asked, and why."""
+    moves: dict[str, str]
+    """Instance -> the node it migrates to."""
+
+
+@dataclass(frozen=True)
+class NodePoweredOff(Event):
+    node: str
+    """The node now off: it hosts nothing and is counted at 0 W."""
+    why: str
+    """Who asked, and why."""
+
+
+@dataclass(frozen=True)
+class NodePoweredOn(Event):
+    node: str
+    """The node back on: placement may use it again."""
+    why: str
+    """Who asked, and why."""
+
+
+@dataclass(frozen=True)
+class NodeDrainFailed(Event):
+    node: str
+    """The node that stays on."""
+    reason: str
+    """What could not move (its instances keep running there)."""

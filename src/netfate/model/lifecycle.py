@@ -220,3 +220,30 @@ class NodeStatus(StrEnum):
     UNKNOWN = "unknown"  # declared in the topology, no agent registered yet
     UP = "up"
     UNREACHABLE = "unreachable"  # missed heartbeats
+
+
+class NodePower(StrEnum):
+    """A node's power switch (orchestrator/nfv/power.py), apart from its status.
+
+        on ──▶ draining ──▶ off ──▶ on
+                  │
+                  └──▶ on (a move failed: the drain is given up, nothing lost)
+
+    `draining`: nothing new is placed there; its instances are migrating away.
+    `off`: it hosts nothing and is counted at 0 W. On the emulated testbed its
+    namespace, switch and agent stay (the switch keeps forwarding, as the
+    engine's model says; the agent keeps reporting): off means out of service
+    for compute, not a dark box.
+    """
+
+    ON = "on"
+    DRAINING = "draining"
+    OFF = "off"
+
+
+POWER_TRANSITIONS: dict[NodePower, frozenset[NodePower]] = {
+    NodePower.ON: frozenset({NodePower.DRAINING, NodePower.OFF}),
+    NodePower.DRAINING: frozenset({NodePower.OFF, NodePower.ON}),
+    NodePower.OFF: frozenset({NodePower.ON}),
+}
+"""on -> off at once: a node with nothing to drain."""

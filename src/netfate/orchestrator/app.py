@@ -39,7 +39,7 @@ from netfate.orchestrator.identity.door import DoorClients
 from netfate.orchestrator.identity.routes import router as identity_router
 from netfate.orchestrator.loops import LoopRunner
 from netfate.orchestrator.nfv import coordinator as nfv
-from netfate.orchestrator.nfv import fnevents, history
+from netfate.orchestrator.nfv import fnevents, history, power
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
@@ -347,12 +347,14 @@ def _hand_over(name: str, password: str, path: Path | None) -> None:
 
 
 async def _watch_heartbeats(db: Database, notifier: Notifier, settings: Settings) -> None:
-    """Nodes that stopped reporting, and migrations past their deadline."""
+    """Nodes that stopped reporting, migrations past their deadline, and drains that
+    ended (nfv/power.py: off, or on again when a move failed)."""
 
     def check() -> tuple[list[str], set[str]]:
         with db.session() as s:
             lost = nfv.mark_unreachable(s, settings.heartbeat_timeout_s)
             late = nfv.expire_migrations(s, settings.migration_deadline_s)
+            power.settle(s)
             return lost, late
 
     while True:

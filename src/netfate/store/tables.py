@@ -47,6 +47,10 @@ class NodeRow(Base):
     resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Bumped on every change of what this node should run; agents long-poll on it.
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    # on | draining | off (model/lifecycle.py NodePower; nfv/power.py): the operator's
+    # or the consolidation's switch, apart from `status` (whether its agent reports).
+    power: Mapped[str] = mapped_column(String(16), default="on", server_default="on")
+    power_why: Mapped[str] = mapped_column(String(2000), default="", server_default="")
 
 
 class LanRow(Base):

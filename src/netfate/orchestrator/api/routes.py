@@ -28,6 +28,7 @@ from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.limits import EventStream, event_streams, long_polls, poll_wait
 from netfate.orchestrator.identity import Principal, PrincipalDep
 from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv import power
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import EVENTS
@@ -127,6 +128,29 @@ def get_node(name: str, session: SessionDep) -> dict[str, Any]:
         )
     ]
     return out
+
+
+@router.put("/nodes/{name}/power", tags=["nodes"], status_code=202, responses=errors(404, 409))
+def put_node_power(
+    name: str, body: schemas.PowerRequest, session: SessionDep, notifier: NotifierDep,
+    p: PrincipalDep,
+) -> dict[str, Any]:  # fmt: skip
+    """Switch a node off (drained first: its instances migrate away, then it is off;
+    a node that cannot be drained is refused, 409, with the reason, and nothing
+    changes) or on (back for placement). 202: a drain completes as its migrations do
+    (`power` goes draining -> off; GET /nodes/{name})."""
+    why = f"{p.name}: {body.why}" if body.why else f"{p.name} asked"
+    if body.state == "off":
+        drain, touched = power.power_off(session, name, why)
+        moves = drain.moves
+    else:
+        touched, moves = power.power_on(session, name, why), {}
+    session.commit()
+    notifier.notify(touched)
+    n = session.get(NodeRow, name)
+    if n is None:  # removed by a topology load in between
+        raise NotFound(f"unknown node {name!r}")
+    return {**views.node(n), "moves": moves}
 
 
 # ------------------------------------------------------------------ agents

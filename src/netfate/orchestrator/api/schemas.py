@@ -37,6 +37,14 @@ class MigrateRequest(Strict):
     node: str = Field(min_length=1, max_length=64, description="Target node")
 
 
+class PowerRequest(Strict):
+    state: Literal["on", "off"] = Field(
+        description="off: drain the node (its instances migrate away), then off; on: back "
+        "for placement"
+    )
+    why: str = Field("", max_length=500, description="Recorded with the change")
+
+
 class DescriptorIn(Strict):
     name: str = Field(pattern=NAME)
     function: str = Field(

@@ -30,6 +30,8 @@ def node(n: NodeRow) -> dict[str, Any]:
         "last_seen": n.last_seen,
         "resources": n.resources or {},
         "revision": n.revision,
+        "power": n.power,
+        "power_why": n.power_why,
     }
 
 

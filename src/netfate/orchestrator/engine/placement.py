@@ -34,6 +34,8 @@ class Candidate:
     free_memory_mb: int
     lan: bool = False
     """The node has a LAN for its functions (a core node hosts only then)."""
+    power: str = "on"
+    """The node's power switch (on, draining, off): only an on node takes anything."""
 
     @property
     def hosts(self) -> bool:
@@ -76,7 +78,13 @@ def register_policy(name: str) -> Callable[[Policy], Policy]:
 
 
 def fits(req: PlacementRequest, c: Candidate) -> bool:
-    return c.up and c.hosts and c.free_cpu + 1e-9 >= req.cpu and c.free_memory_mb >= req.memory_mb
+    return (
+        c.up
+        and c.power == "on"
+        and c.hosts
+        and c.free_cpu + 1e-9 >= req.cpu
+        and c.free_memory_mb >= req.memory_mb
+    )
 
 
 def _explain_none(req: PlacementRequest, candidates: Sequence[Candidate]) -> str:
@@ -88,6 +96,8 @@ def _explain_none(req: PlacementRequest, candidates: Sequence[Candidate]) -> str
             continue
         if not c.up:
             reasons.append(f"{c.node}: not up")
+        elif c.power != "on":
+            reasons.append(f"{c.node}: switched {c.power}")
         elif c.free_cpu + 1e-9 < req.cpu:
             reasons.append(f"{c.node}: {c.free_cpu:.2f} CPU free < {req.cpu:.2f}")
         elif c.free_memory_mb < req.memory_mb:

@@ -230,6 +230,7 @@ def room(session: Session, row: NodeRow) -> Candidate:
         row.cpu - cpu,
         row.memory_mb - mem,
         lan=_node_lan(session, row.name) is not None,
+        power=row.power,
     )
 
 
@@ -244,8 +245,11 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
         c, m = used.get(n.name, (0.0, 0))
         up = n.status == NodeStatus.UP
         out.append(
-            Candidate(n.name, n.kind, up, n.cpu - c, n.memory_mb - m, lan=n.name in with_lan)
-        )
+            Candidate(
+                n.name, n.kind, up, n.cpu - c, n.memory_mb - m, lan=n.name in with_lan,
+                power=n.power,
+            )
+        )  # fmt: skip
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from netfate.contract import Demo, Experiment, Loop, Role, Service
 
-from .api import CONDUIT, router
+from .api import CONDUIT, NIGHT, router
 
 OPERATOR, PROVIDER, USER = Role.OPERATOR, Role.PROVIDER, Role.USER
 INTERVAL_S = 1.0
@@ -37,6 +37,10 @@ SERVICE = Service(
         "GET /positions/{user}": (OPERATOR, USER),
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
+        "POST /consolidate": (OPERATOR,),
+        "GET /consolidation": (OPERATOR,),
+        "PUT /night": (OPERATOR,),
+        "DELETE /night": (OPERATOR,),
     },
     descriptors=(
         {
@@ -50,7 +54,10 @@ SERVICE = Service(
             "its freeze exports only what changed since the snapshot.",
         },
     ),
-    loops=(Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),),
+    loops=(
+        Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),
+        Loop("night", NIGHT.step, interval_s=INTERVAL_S),
+    ),
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
     experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
     panels=("panel.js",),  # placements and their reasons, live (operator)

@@ -23,6 +23,11 @@ End users:
 The operator:
 
     GET/PUT /settings                     the placement objective and move cost
+    POST /consolidate                     one night-consolidation pass at an hour of a
+                                          simulated day, under a load curve (night.py)
+    GET  /consolidation                   what it switched off, its last decisions, the day
+    PUT/DELETE /night                     a compressed day (a curve, seconds per day) the
+                                          catalog's `night` loop follows, or none
 
 Reads never write: a GET reads the tables; placing, moving and recording
 positions happen in POSTs and in the conduit's loop. Every error answer is the
@@ -58,7 +63,7 @@ from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 from netfate.vnf import registry
 
 from . import conduit as cd
-from . import templates
+from . import night, templates
 from .descriptor import NAME_RE, DescriptorError, Function
 from .states import SubscriptionState
 from .tables import (
@@ -76,6 +81,8 @@ router = APIRouter()
 CONDUIT = cd.Conduit()
 """The conduit the API and the loop share (the platform's coordinator, the
 platform's records of where users are)."""
+NIGHT = night.NightLoop(CONDUIT)
+"""The night loop: a consolidation pass at each hour of the operator's simulated day."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$"
 MAC = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
 # Path and query parameters fit the columns they are looked up in (tables.py).
@@ -527,3 +534,82 @@ def put_settings(body: SettingsIn, session: SessionDep) -> dict[str, Any]:
         row.value = value
     session.commit()
     return get_settings(session)
+
+
+Cores = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class NodeCurve(Strict):
+    low: Cores = Field(description="Background CPU (cores) at night")
+    high: Cores = Field(description="Background CPU (cores) at the peak hour")
+
+
+Hour = Annotated[float, Field(ge=0, lt=24, allow_inf_nan=False)]
+
+
+class CurveIn(Strict):
+    curve: dict[Annotated[str, Field(min_length=1, max_length=64)], NodeCurve] = Field(
+        max_length=10000, description="Node -> its load curve"
+    )
+    peak_hour: Hour = 15.0
+
+    def checked(self, session: Session) -> night.LoadCurve:
+        known = set(session.scalars(select(NodeRow.name)))
+        bad: dict[tuple[str | int, ...], str] = {
+            ("body", "curve", n): "unknown node" for n in self.curve if n not in known
+        }
+        bad |= {
+            ("body", "curve", n): "low above high" for n, c in self.curve.items() if c.low > c.high
+        }
+        if bad:
+            raise invalid(bad)
+        return night.LoadCurve({n: (c.low, c.high) for n, c in self.curve.items()}, self.peak_hour)
+
+
+class NightIn(CurveIn):
+    hour: Hour = Field(description="Hour of the (simulated) day")
+
+
+class DayIn(CurveIn):
+    day_s: float = Field(
+        default=240.0, gt=0, le=7 * 86400, allow_inf_nan=False,
+        description="Wall seconds a simulated day lasts",
+    )  # fmt: skip
+    start_hour: Hour = 12.0
+
+
+@router.post("/consolidate")
+def consolidate(body: NightIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """One pass of the night consolidation (night.py) at `hour` under the load curve:
+    nodes switched off where what they host fits elsewhere within the SLAs, or on
+    again; each decision with its why."""
+    decisions, touched = night.consolidate(session, CONDUIT, body.checked(session), body.hour)
+    out = {"hour": body.hour, "decisions": [d.to_dict() for d in decisions]}
+    session.commit()
+    notifier.notify(touched)
+    return {**out, **night.state(session)}
+
+
+@router.get("/consolidation")
+def consolidation(session: SessionDep) -> dict[str, Any]:
+    """The nodes the consolidation switched off (node -> why) and its last decisions
+    (`recent`)."""
+    return night.state(session)
+
+
+@router.put("/night")
+def put_night(body: DayIn, session: SessionDep) -> dict[str, Any]:
+    """A compressed day from now: the catalog's `night` loop runs a consolidation pass
+    at each of its hours under the curve."""
+    night.set_day(session, body.checked(session), body.day_s, body.start_hour)
+    session.commit()
+    return night.state(session)
+
+
+@router.delete("/night")
+def delete_night(session: SessionDep) -> dict[str, Any]:
+    """No simulated day: the loop stops deciding (what is off stays off until a
+    placement needs it, or the operator switches it on)."""
+    night.set_day(session, None)
+    session.commit()
+    return night.state(session)

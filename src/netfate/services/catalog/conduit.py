@@ -42,10 +42,11 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from netfate.model.lifecycle import LIVE, InstanceState, NodeStatus
+from netfate.model.lifecycle import LIVE, InstanceState, NodePower, NodeStatus
 from netfate.orchestrator import engine as eng
 from netfate.orchestrator import timeseries
 from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.orchestrator.nfv import power
 from netfate.orchestrator.nfv.errors import LifecycleError, NotFound
 from netfate.store.db import serialize
 from netfate.store.events import record
@@ -88,6 +89,8 @@ DEFAULT_OBJECTIVE: dict[str, Any] = {
     "move_cost": 1.0,
 }
 ENDED = frozenset({InstanceState.GONE.value, InstanceState.FAILED.value})
+CONSOLIDATION = "consolidation"
+"""The catalog_settings key of the night consolidation's record (night.py)."""
 SERIALIZE = "catalog"
 """The name under which the catalog's placements run one at a time (store.serialize)."""
 
@@ -195,10 +198,16 @@ def functions_of(session: Session, row: CatalogChainRow) -> dict[str, str]:
     return {b.name: b.function for b in templates_of(session, row.id)[0]}
 
 
-def infrastructure(session: Session, ours: Iterable[str] = ()) -> eng.Infrastructure:
+def infrastructure(
+    session: Session, ours: Iterable[str] = (), extra_cpu: Mapping[str, float] | None = None
+) -> eng.Infrastructure:
     """Nodes and links as the engine models them. Instances other than `ours` (the
-    catalog's own) count as background load on their node."""
+    catalog's own) count as background load on their node, and `extra_cpu` (a
+    simulated load curve, night.py) on top. A node the catalog switched off is off
+    for the engine, which may switch it on again; one off or draining for another
+    reason (the operator) hosts nothing."""
     mine = set(ours)
+    asleep = switched_off(session)
     load: dict[str, list[float]] = {}
     live = [s.value for s in LIVE]
     for node, iid, cpu, mem in session.execute(
@@ -219,13 +228,16 @@ def infrastructure(session: Session, ours: Iterable[str] = ()) -> eng.Infrastruc
         res = n.resources or {}
         storage = res.get("storage_mb")
         cpu_l, mem_l = load.get(n.name, (0.0, 0.0))
+        cpu_l += (extra_cpu or {}).get(n.name, 0.0)
+        on = n.power == NodePower.ON
         nodes.append(
             eng.Node(
                 n.name, kind, float(n.cpu) if KINDS[kind].hosts else 0.0,
                 float(n.memory_mb) if KINDS[kind].hosts else 0.0,
                 float(storage) if isinstance(storage, int | float) else STORAGE_MB[kind],
                 load=eng.Usage(cpu_l, mem_l, 0.0),
-                up=n.status == NodeStatus.UP,
+                up=n.status == NodeStatus.UP and (on or n.name in asleep),
+                powered=on,
                 pinned=kind in PINNED,
             )
         )  # fmt: skip
@@ -340,14 +352,16 @@ def monitored(session: Session, net: eng.Network, subs: Sequence[_Sub]) -> tuple
 
 
 def _plan(
-    session: Session, subs: Sequence[_Sub], at: Mapping[str, str] | None = None
-) -> tuple[eng.Plan, str]:
+    session: Session, subs: Sequence[_Sub], at: Mapping[str, str] | None = None,
+    extra_cpu: Mapping[str, float] | None = None,
+) -> tuple[eng.Plan, str]:  # fmt: skip
     """The engine's plan of what the catalog runs now (positions `at` overriding the
     recorded ones), and where its monitoring figures came from. A topology reload
     cannot remove a node that holds a live instance; a user's node it removed reads
     as the node of their entry block."""
     ours = [i.instance for s in subs for i in s.instances.values()]
-    net, source = monitored(session, eng.Network(infrastructure(session, ours)), subs)
+    infra = infrastructure(session, ours, extra_cpu)
+    net, source = monitored(session, eng.Network(infra), subs)
     obj, _ = objective(session)
     at = at or {}
     placed = []
@@ -363,6 +377,41 @@ def _plan(
 
 
 # ------------------------------------------------------------------ writing
+
+
+def switched_off(session: Session) -> dict[str, str]:
+    """The nodes the catalog's consolidation switched off (night.py) and that are not
+    on again (the operator may switch one on, or its drain be given up): node -> why."""
+    row = session.get(CatalogSettingRow, CONSOLIDATION)
+    got = row.value.get("switched_off") if row is not None else None
+    if not isinstance(got, dict) or not got:
+        return {}
+    names = list(got)
+    on = set(
+        session.scalars(
+            select(NodeRow.name).where(NodeRow.power == NodePower.ON.value, NodeRow.name.in_(names))
+        )
+    )
+    return {str(k): str(v) for k, v in got.items() if k not in on}
+
+
+def set_switched_off(session: Session, nodes: Mapping[str, str]) -> None:
+    row = session.get(CatalogSettingRow, CONSOLIDATION)
+    if row is None:
+        row = CatalogSettingRow(key=CONSOLIDATION, value={})
+        session.add(row)
+    row.value = {**row.value, "switched_off": dict(nodes)}
+
+
+def wake(session: Session, node: str) -> set[str]:
+    """A node the catalog switched off is switched on before anything goes there
+    (the engine chose it, its idle power counted)."""
+    asleep = switched_off(session)
+    if node not in asleep:
+        return set()
+    touched = power.power_on(session, node, "catalog: the engine places a chain there")
+    set_switched_off(session, {n: w for n, w in asleep.items() if n != node})
+    return touched
 
 
 def site_of(session: Session, node: str) -> CatalogSiteRow:
@@ -471,6 +520,7 @@ class Conduit:
             if wanted is not None and b.name not in wanted:
                 continue
             node = nodes[b.name]
+            touched |= wake(session, node)
             iid, t = self.coordinator.create(
                 session, descriptor=fns[b.name], name=f"{row.id}-{b.name}", node=node,
                 cpu=b.cpu, memory_mb=round(b.memory_mb),
@@ -654,6 +704,7 @@ class Conduit:
             if st is None or st[0] in ENDED:
                 touched |= self._create(session, s.row, s.chain_row, s.chain, d.nodes, only=[b])
             else:
+                touched |= wake(session, node)
                 touched |= self.coordinator.migrate(session, ir.instance, node)
                 ir.node = node
             site_of(session, node)

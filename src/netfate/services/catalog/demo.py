@@ -20,7 +20,10 @@ check() walks through it, each step raising DemoFailed with the reason:
    came along, and her laptop at cpe2 gets its answers;
 5. the provider publishes v2 (a third block); v1 keeps running until a user
    asks to move: then v2's instances run and v1's stop;
-6. both unsubscribe: every instance stops.
+6. both unsubscribe: every instance stops;
+7. the night (night_demo.py): a looser chain for each user, a compressed day
+   under a load curve: by day the chains run at the edge (pe1), at night they
+   migrate home and pe1 is drained and switched off, in the morning it is on again.
 
 The dashboard's catalog panel (static/panel.js) shows each subscription's
 placement and its decisions' reasons as they happen.
@@ -38,6 +41,7 @@ from netfate.demo.probe import CounterProbe, ProbeError, Reply
 from netfate.demo.sdn import until
 from netfate.testbed.builder import Testbed
 
+from .night_demo import USERS, night
 from .walk import Portals, move
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "fog.yaml"
@@ -55,7 +59,6 @@ sla: {latency_ms: 5, availability: 0.98}
 V2 = CHAIN.replace(
     "  - {name: archive", "  - {name: index, function: counter}\n  - {name: archive"
 ).replace("talks: [{from: collector, to: archive, mbps: 1}]", "")
-USERS = {"alice": "cpe1", "bob": "cpe2"}
 LAPTOPS = {"alice": "laptop1", "bob": "laptop2"}
 
 
@@ -208,6 +211,7 @@ def check(tb: Testbed, say: Say) -> None:
         for i in api("GET", f"{V}/subscriptions/{ended['id']}")["instances"]:
             api.wait_state(i["instance"], "gone", timeout=60)
         say(f"{user} unsubscribed: the instances are gone")
+    night(tb, say)
     say("demo check passed")
 
 

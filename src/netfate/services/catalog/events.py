@@ -49,3 +49,15 @@ class SubscriptionEnded(Event):
     """The subscription's id."""
     user: str
     """Its user."""
+
+
+@dataclass(frozen=True)
+class NodeConsolidated(Event):
+    node: str
+    """The node decided on."""
+    action: str
+    """off, on, or stays on (the reason says what holds it)."""
+    hour: float
+    """The hour of the (simulated) day the decision was made at."""
+    why: str
+    """The load curve's figures, what moved where, the energy before and after."""

@@ -249,6 +249,32 @@ def test_the_operator_chooses_the_objective(api: TestClient) -> None:
     assert r.status_code == 422 and "weighs energy" in r.json()["detail"]
 
 
+def test_the_operator_runs_a_consolidation_pass_at_an_hour(api: TestClient) -> None:
+    """Nothing subscribed: the edge hosts nothing, so the engine switches it off (a
+    home gateway stays on); the platform reports it off."""
+    home = {"low": 0.1, "high": 0.9}
+    curve = {"cpe1": home, "cpe2": home, "pe1": {"low": 0.2, "high": 0.5}}
+    r = api.post(f"{V}/consolidate", json={"hour": 3, "curve": curve})
+    assert r.status_code == 200, r.text
+    (d,) = r.json()["decisions"]
+    assert (d["node"], d["action"]) == ("pe1", "off") and "hosts no chain" in d["why"]
+    assert api.get("/api/v1/nodes/pe1").json()["power"] == "off"
+    state = api.get(f"{V}/consolidation").json()
+    assert state["switched_off"] == {"pe1": d["why"]} and state["recent"] == [d]
+    bad = api.post(f"{V}/consolidate", json={"hour": 3, "curve": {"nope": home}})
+    assert bad.status_code == 422 and "unknown node" in bad.text
+    bad = api.post(f"{V}/consolidate", json={"hour": 3, "curve": {"pe1": {"low": 2, "high": 1}}})
+    assert bad.status_code == 422 and "low above high" in bad.text
+    assert api.post(f"{V}/consolidate", json={"hour": 24, "curve": {}}).status_code == 422
+    user = authn.bearer(authn.token(api.app, "u", Role.USER))
+    r = api.post(f"{V}/consolidate", json={"hour": 3, "curve": {}}, headers=user)
+    assert r.status_code == 403
+    r = api.put(f"{V}/night", json={"curve": curve, "day_s": 60, "start_hour": 3})
+    assert r.status_code == 200 and r.json()["day"]["day_s"] == 60, r.text
+    assert api.put(f"{V}/night", json={"curve": curve, "day_s": 0}).status_code == 422
+    assert api.delete(f"{V}/night").json()["day"] is None
+
+
 # ------------------------------------------------------------------ the VO host's config
 
 VO_HOST: dict[str, Any] = {
