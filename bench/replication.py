@@ -126,7 +126,8 @@ PATHS = ("switch", "relay", "unicast")
 SLOTS_BEFORE_UNICAST = 2
 N_SLOTS = SLOTS_BEFORE_UNICAST + len(RECEIVERS)
 """The sender's turns: the group address, aggregartp, then each receiver by unicast."""
-ROUND_SEQ = 1 << 40
+ROUND_SEQ = N_SLOTS << 32
+"""Rounds' sequence numbers kept apart, turns still aligned (a multiple of N_SLOTS)."""
 Row = tuple[int, float, float]
 """A datagram received: (sequence number, delay by CLOCK_MONOTONIC, by the kernel's stamp)."""
 TREE = {

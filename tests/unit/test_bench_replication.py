@@ -42,7 +42,8 @@ def test_added_latency_per_level_takes_medians_and_p99s_apart() -> None:
 
 def test_latency_figures_per_receiver_per_level_and_ratio() -> None:
     levels = {"r1": 1, "r2": 1, "r4": 2, "r5": 2}
-    turns = range(0, 60, rp.N_SLOTS)  # ten turns of the sender's slots
+    # Ten turns of the sender's slots, five in each of two rounds.
+    turns = [*range(0, 30, rp.N_SLOTS), *range(rp.ROUND_SEQ, rp.ROUND_SEQ + 30, rp.N_SLOTS)]
     samples = {
         r: {
             "switch": [(t, 100.0 + 40 * levels[r], 50.0 + 20 * levels[r]) for t in turns],
