@@ -201,13 +201,9 @@ and CLOCK_REALTIME send times in ns), taking turns over the slots CODE@ADDRESS."
 def intents(rig: Rig, path: str) -> list[Intent]:
     if path == "switch":
         spec: dict[str, Any] = {
-            "kind": "replication",
-            "id": "copies",
-            "source": "host:src",
-            "port": UDP_PORT,
-            "dst_ip": GROUP,
-            "targets": [f"host:{r}" for r in RECEIVERS],
-        }
+            "kind": "replication", "id": "copies", "source": "host:src", "port": UDP_PORT,
+            "dst_ip": GROUP, "targets": [f"host:{r}" for r in RECEIVERS],
+        }  # fmt: skip
         return [parse_intent(spec)]
     ends = [("src", "relay"), *(("relay", r) for r in RECEIVERS)]
     return [
