@@ -43,8 +43,11 @@ medians and p99s taken separately (p99 of copies - p99 of unicast), and their
 ratio switch / aggregartp. Paired as well: each copy (each relayed datagram)
 against the unicast datagram to the same receiver in the same turn of the
 sender's slots, sent at most 5 ms apart, so that a stall of this shared machine
-meets both: the median and p99 of those differences per level. The first second
-of datagrams (ARP, first flows) is left out. The rig's bridges are joined by
+meets both: the median and p99 of those differences per level. Under load the
+paired p99 comes out as the send gap within the pair (2-5 ms for r1..r5): a stall
+of the userspace datapath releases both together, and the one sent first waited
+longer; the unpaired figures do not have that bias (each path sampled in turn).
+The first second of datagrams (ARP, first flows) is left out. The rig's bridges are joined by
 patch ports, so in the userspace datapath all six are one pass: what a branch
 level costs here is the group's copying, not a link.
 
