@@ -24,9 +24,13 @@ Each part measures ours against a baseline in the same run where one exists:
   edge streamer fed a real 2 Mbit/s H.264 stream; N RTP viewers (joined over HTTP,
   sockets in the viewers' namespace), then N HLS viewers (clients polling the
   playlist, fetching each new segment), N growing; the serving process's CPU from
-  /proc. What *served* means and how viewers per core are derived: the result's
-  ``served_means``. The HLS baseline: nginx serving the streamer's own directory
-  to the same clients, alternating per step.
+  /proc. The viewers' namespace gets as many addresses as the largest step needs:
+  64 RTP joins and 16 HLS clients at most per address (the streamer's HTTP server
+  admits 16 connections from one address, as a portal must; nginx has no such
+  cap), so a step measures capacity, not that cap. What *served* means and how
+  viewers per core are derived: the result's ``served_means``. The HLS baseline:
+  nginx serving the streamer's own directory to the same clients, alternating per
+  step.
 - ``g2g``: glass-to-glass at the viewer (bench/streaming_relay.py): ours (RTP, HLS,
   LL-HLS) against the encoder-decoder floor and nginx-rtmp's HLS, and ours with
   the edge streamer's former HLS behaviour (``before``) in the same rounds.
@@ -62,6 +66,7 @@ from netfate.demo.sdn import until
 from netfate.host import links, netns
 from netfate.services.streaming.demo import TOPOLOGY, Scene, gone, live, restarted
 from netfate.testbed.builder import Testbed
+from netfate.vnf.portal.http import MAX_PER_CLIENT
 
 PARTS = ("join", "recovery", "capacity", "g2g")
 POLL_S = 0.05
@@ -357,14 +362,42 @@ def testbed_parts(a: argparse.Namespace, parts: set[str]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ the rig parts
 
-VIEW_ADDRS = ("40", "41", "42", "43", "44")
-"""The viewers' namespace's addresses (last octets): 64 joins each at most."""
+VIEW_FIRST, VIEW_LAST = 40, 250
+"""The viewers' namespace's addresses: NET.40 (its own) and, as many as a step needs, the next."""
+RTP_PER_ADDRESS = 64
+"""RTP joins per viewer address: the edge streamer's `join.per_address` below."""
+HLS_PER_ADDRESS = MAX_PER_CLIENT
+"""HLS clients per viewer address: the streamer's HTTP server admits 16 connections
+from one address (portal/http.py Admission); nginx has no such cap. Real viewers sit
+behind many addresses: more clients per address would measure the cap, not capacity."""
+
+
+def view_addr(net: str, i: int) -> str:
+    """The viewers' i-th address."""
+    if not 0 <= i <= VIEW_LAST - VIEW_FIRST:
+        raise SystemExit(f"at most {VIEW_LAST - VIEW_FIRST + 1} viewer addresses")
+    return f"{net}.{VIEW_FIRST + i}"
+
+
+def addresses_needed(rtp_viewers: int, hls_viewers: int) -> int:
+    """Viewer addresses for the largest steps: 64 RTP joins, 16 HLS clients each."""
+    return max(1, -(-rtp_viewers // RTP_PER_ADDRESS), -(-hls_viewers // HLS_PER_ADDRESS))
+
+
+def hls_sources(net: str, n: int) -> list[str]:
+    """Each of N HLS clients' source address: spread evenly over as few addresses as
+    hold them at HLS_PER_ADDRESS each."""
+    k = addresses_needed(0, n)
+    return [view_addr(net, i % k) for i in range(n)]
+
+
 EDGE_URL = "http://{edge}:8080/hls/X/source/index.m3u8"
 
 
 def edge_config(settings: dict[str, Any], hls: bool = True, **join: Any) -> dict[str, Any]:
     return {"contents": [{"id": "X", "port": 7000, "hls": hls}], "http_port": 8080,
-            "hls": {"segment_s": 1, **settings}, "join": {"per_address": 64, **join},
+            "hls": {"segment_s": 1, **settings},
+            "join": {"per_address": RTP_PER_ADDRESS, **join},
             }  # fmt: skip
 
 
@@ -430,7 +463,8 @@ class RtpViewers(threading.Thread):
         self.rx: list[dict[int, float]] = []
         self.binds: list[tuple[str, int]] = []
         for i in range(n):
-            bind = (f"{relay.NET}.{VIEW_ADDRS[i // 64]}", 20000 + 2 * (i % 64))
+            port = 20000 + 2 * (i % RTP_PER_ADDRESS)
+            bind = (view_addr(relay.NET, i // RTP_PER_ADDRESS), port)
             sock = netns.socket_in(rig.ns("view"), socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.setsockopt(socket.SOL_SOCKET, relay.SO_TIMESTAMPNS, 1)
@@ -560,7 +594,7 @@ def hls_step(rig: Any, relay: Any, port: int, n: int, seconds: float) -> dict[st
 
     async def all_of_them() -> None:
         end = time.monotonic() + seconds
-        srcs = [f"{relay.NET}.{VIEW_ADDRS[i % len(VIEW_ADDRS)]}" for i in range(n)]
+        srcs = hls_sources(relay.NET, n)
         await asyncio.gather(*(hls_client(srcs[i], host, port, path, end, out)
                                for i in range(n)))  # fmt: skip
 
@@ -610,20 +644,19 @@ def cbr_clip(rig: Any) -> Path:
 
 def capacity(rig: Any, relay: Any, a: argparse.Namespace) -> dict[str, Any]:
     """Viewers one edge streamer serves, RTP then HLS, and its CPU per step."""
-    have = netns.run_in(rig.ns("view"), ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).stdout
-    for last in VIEW_ADDRS[1:]:
-        if f"{relay.NET}.{last}/" not in have:
-            links.add_address(rig.ns("view"), "eth0", f"{relay.NET}.{last}/24")
     steps = {"rtp": [int(x) for x in a.rtp_steps.split(",")],
              "hls": [int(x) for x in a.hls_steps.split(",")]}  # fmt: skip
-    if max(steps["rtp"]) > 64 * len(VIEW_ADDRS):
-        raise SystemExit(f"at most {64 * len(VIEW_ADDRS)} RTP viewers")
+    count = addresses_needed(max(steps["rtp"]), max(steps["hls"]))
+    have = netns.run_in(rig.ns("view"), ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).stdout
+    for i in range(1, count):
+        if f"{view_addr(relay.NET, i)}/" not in have:
+            links.add_address(rig.ns("view"), "eth0", f"{view_addr(relay.NET, i)}/24")
     clip = cbr_clip(rig)
     src = rig.popen("src", ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
                             "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f",
                             "rtp_mpegts", f"rtp://{relay.addr('edge')}:7000"],
                     "capacity-source", stdout=subprocess.DEVNULL)  # fmt: skip
-    res: dict[str, Any] = {"rtp": [], "hls": [], "hls_nginx": []}
+    res: dict[str, Any] = {"rtp": [], "hls": [], "hls_nginx": [], "viewer_addresses": count}
     try:
         p = rig.function("edge", "edge", edge_config({}, hls=False, max_viewers=10000),
                          "edge-rtp")  # fmt: skip
@@ -663,7 +696,10 @@ def capacity(rig: Any, relay: Any, a: argparse.Namespace) -> dict[str, Any]:
         "the CPU one more viewer costs, from the smallest to the largest step served, of "
         "the serving process (the edge streamer's Python process; the HLS segmenter's "
         "ffmpeg, one per content, not counted; nginx: master and worker). Source: "
-        "640x360 at 25 fps, 2 Mbit/s CBR, looped. The clients are one Python thread on "
+        "640x360 at 25 fps, 2 Mbit/s CBR, looped. Viewers come from several addresses "
+        f"of the viewers' namespace: {RTP_PER_ADDRESS} RTP joins, {HLS_PER_ADDRESS} HLS "
+        "clients at most per address (the streamer's HTTP server admits 16 connections "
+        "from one address), the same for nginx. The clients are one Python thread on "
         "the same 2 cores: at the larger HLS steps they, not the server, limit requests"
     )
     return res
