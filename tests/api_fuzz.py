@@ -71,7 +71,11 @@ TOPO: dict[str, Any] = {
         "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 4},
         "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 4},
         "cpe3": {"kind": "cpe", "lan": "192.168.3.0/24", "cpu": 4},
-        "pe1": {"kind": "pe", "cpu": 8},
+        "pe1": {
+            "kind": "pe",
+            "lan": "10.9.0.0/24",
+            "cpu": 8,
+        },  # a LAN: streaming functions get addresses
         "core1": {"kind": "core"},
     },
     "hosts": {
@@ -214,6 +218,7 @@ VALID: dict[str, list[dict[str, Any]]] = {
     ],
     "GET /api/v1/nodes/{node}/flows": [{"path": {"node": "cpe1"}}],
     "GET /api/v1/nodes/{name}": [{"path": {"name": "cpe1"}}],
+    "PUT /api/v1/nodes/{name}/power": [{"path": {"name": "cpe3"}, "body": {"state": "on"}}],
     "GET /api/v1/instances/{iid}": [{"path": {"iid": "@iid:0"}}],
     "DELETE /api/v1/instances/{iid}": [{"path": {"iid": "@iid:1"}}],
     "GET /api/v1/intents/{intent_id}": [{"path": {"intent_id": "laptop-tv"}}],
@@ -256,6 +261,18 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "DELETE /api/v1/streaming/recordings/{rid}": [{"path": {"rid": "@rid:0"}}],
     "POST /api/v1/streaming/reservations": [{"body": {"user": "bob", "event": "@eid:1"}}],
     "DELETE /api/v1/streaming/reservations/{rid}": [{"path": {"rid": "@rid:1"}}],
+    "POST /api/v1/streaming/events/{eid}/cancel": [{"path": {"eid": "@eid:3"}}],
+    # bob's recording, played from pe1 (the seed plays it once, so a stop finds it too)
+    "POST /api/v1/streaming/recordings/{rid}/play": [
+        {
+            "path": {"rid": "@rid:2"},
+            "body": {"pe": "pe1"},
+            "headers": {"authorization": "@as-user:bob"},
+        }
+    ],
+    "DELETE /api/v1/streaming/recordings/{rid}/play": [
+        {"path": {"rid": "@rid:2"}, "headers": {"authorization": "@as-user:bob"}}
+    ],
     "POST /api/v1/catalog/chains": [{"body": {"provider": "acme", "descriptor": CHAIN}}],
     "GET /api/v1/catalog/chains/{name}/versions": [{"path": {"name": "sensor-archive"}}],
     "GET /api/v1/catalog/chains/{name}/versions/{version}": [
@@ -338,6 +355,10 @@ def seed(base: str, auth: httpx.Auth) -> dict[str, list[Any]]:
         rtmp = {**LECTURE, "provider": authn.PROVIDER, "protocol": "rtmp"}
         events.append(ok(c.post("/streaming/events", json=rtmp))["id"])
         ok(c.post(f"/streaming/events/{events[2]}/start"))
+        # One more coming (to cancel), and bob's recording of the live one, played.
+        events.append(ok(c.post("/streaming/events", json=LECTURE))["id"])
+        bobs = ok(c.post("/streaming/recordings", json={"user": "bob", "event": events[0]}))
+        ok(c.post(f"/streaming/recordings/{bobs['id']}/play", json={"pe": "pe1"}))
         # Catalog: a chain, a subscription to its version 1, then version 2.
         ok(c.post("/catalog/chains", json={"provider": "acme", "descriptor": CHAIN}))
         alice = {"user": "alice", "chain": "sensor-archive", "at": "cpe1"}
@@ -352,7 +373,7 @@ def seed(base: str, auth: httpx.Auth) -> dict[str, list[Any]]:
             event=events,
             cid=[content],
             client=["tv1"],
-            rid=[rec["id"], res["id"]],
+            rid=[rec["id"], res["id"], bobs["id"]],
             provider=["uni", "acme"],
             chain=["sensor-archive"],
             version=[1, 2],
