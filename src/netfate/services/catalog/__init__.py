@@ -11,7 +11,7 @@ from pathlib import Path
 
 from netfate.contract import Demo, Experiment, Loop, Role, Service
 
-from .api import CONDUIT, router
+from .api import CONDUIT, WHEREIS, router
 
 OPERATOR, PROVIDER, USER = Role.OPERATOR, Role.PROVIDER, Role.USER
 INTERVAL_S = 1.0
@@ -34,7 +34,7 @@ SERVICE = Service(
         "GET /subscriptions/{sid}": (OPERATOR, USER),
         "POST /subscriptions/{sid}/upgrade": (USER,),
         "DELETE /subscriptions/{sid}": (OPERATOR, USER),
-        "GET /positions/{user}": (OPERATOR, USER),
+        "GET /positions/{user}": (OPERATOR, PROVIDER, USER),
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
     },
@@ -50,7 +50,11 @@ SERVICE = Service(
             "its freeze exports only what changed since the snapshot.",
         },
     ),
-    loops=(Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),),
+    loops=(
+        Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),
+        Loop("whereis", WHEREIS.step, interval_s=INTERVAL_S, wake_on_change=True),
+    ),
+    cli="netfate.services.catalog.cli:app",
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
     experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
     door=("/services", "/subscriptions", "/positions"),  # the users' routes (no page yet)

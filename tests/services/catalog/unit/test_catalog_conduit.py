@@ -23,7 +23,6 @@ from catalog_db import catalog_db
 from netfate.orchestrator.nfv.errors import Conflict, NoCapacity
 from netfate.services.catalog.conduit import Conduit, Platform, Refused, abstracted
 from netfate.services.catalog.descriptor import Function
-from netfate.services.catalog.position import PlatformRecords
 from netfate.services.catalog.tables import (
     CatalogBlockRow,
     CatalogChainRow,
@@ -34,6 +33,7 @@ from netfate.services.catalog.tables import (
     CatalogTalkRow,
 )
 from netfate.services.catalog.templates import Impossible, publish
+from netfate.services.catalog.whereabouts import Whereabouts
 from netfate.store.db import Database
 from netfate.store.events import record_event
 from netfate.store.tables import EventRow, InstanceRow, NodeRow
@@ -251,7 +251,7 @@ def test_v2_is_published_while_v1_runs_and_a_subscription_moves_on_request(
 
 def test_the_loop_follows_the_user_to_their_new_login(db: Database) -> None:
     fake = FakeCoordinator()
-    conduit = Conduit(fake, PlatformRecords())
+    conduit = Conduit(fake, Whereabouts())
     with db.session() as s:
         row, _, _ = conduit.subscribe(s, "alice", chain(s), "cpe1")
         login(s, "alice", "cpe1")
