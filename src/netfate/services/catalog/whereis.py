@@ -48,6 +48,8 @@ MAX_LINES = 4096
 """Lease lines read per file (a pool is at most this large; more are refused)."""
 MAX_LINE = 512
 """A lease line is at most 5 fields of at most 255 characters' worth; longer is refused."""
+SHOWN = 100
+"""Characters of a refused line shown (escaped)."""
 MAX_EXPIRY = 2**40
 """Far beyond any real expiry (year 36812); larger is no clock dnsmasq wrote."""
 _MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
@@ -98,6 +100,11 @@ def _said(s: Sighting) -> str:
     return f"{s.source} at {s.node} (t={s.at:.3f}{extra})"
 
 
+def _order(s: Sighting) -> tuple[float, int, str, str, float]:
+    until = s.until if s.until is not None else float("inf")
+    return (-s.at, RANK.get(s.source, len(RANK)), s.node, s.detail, -until)
+
+
 def locate(sightings: Iterable[Sighting], now: float) -> dict[str, Fix]:
     """Per user, the newest evidence that is not stale (module docstring)."""
     by_user: dict[str, list[Sighting]] = {}
@@ -105,16 +112,19 @@ def locate(sightings: Iterable[Sighting], now: float) -> dict[str, Fix]:
         by_user.setdefault(s.user, []).append(s)
     out: dict[str, Fix] = {}
     for user, seen in by_user.items():
+        # Newest first; at the same instant the lower rank; then the node's name (and
+        # the rest), so the answer never depends on the order the sources were read in.
+        seen.sort(key=_order)
         fresh = [s for s in seen if s.until is None or s.until > now]
-        stale = [s for s in seen if s not in fresh]
-        lost = [f"{_said(s)} is stale: the lease expired at {s.until:.3f}" for s in stale]
+        lost = [
+            f"{_said(s)} is stale: it expired at {s.until:.3f}"
+            for s in seen
+            if s.until is not None and s.until <= now
+        ]
         if not fresh:
             continue
-        # Newest first; at the same instant the lower rank; then the node's name, so
-        # the answer never depends on the order the sources were read in.
-        ordered = sorted(fresh, key=lambda s: (-s.at, RANK.get(s.source, len(RANK)), s.node))
-        win = ordered[0]
-        for s in ordered[1:]:
+        win = fresh[0]
+        for s in fresh[1:]:
             if s.node == win.node and s.at == win.at:
                 lost.append(f"{_said(s)} agrees")
             elif s.at == win.at:
@@ -174,7 +184,7 @@ class Refusal:
     line: int
     """1-based."""
     text: str
-    """The line as read (shortened, non-printable characters escaped)."""
+    """The line as read (escaped: ascii(), at most SHOWN characters)."""
     reason: str
 
 
@@ -220,7 +230,7 @@ def parse_lease_file(text: str) -> tuple[list[Lease], list[Refusal]]:
         try:
             leases.append(parse_lease_line(line))
         except LeaseError as e:
-            refused.append(Refusal(n, ascii(line[:80]), str(e)))
+            refused.append(Refusal(n, ascii(line[:80])[:SHOWN], str(e)))
     return leases, refused
 
 
