@@ -5,6 +5,7 @@ and the CPE portal report it, netfate/vnf/leasefile.py, and its agent stores it)
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,13 +14,18 @@ from netfate.store.tables import InstanceRow
 LEASE_S = 3600
 
 
-def dhcp_server(s: Session, iid: str, node: str, lease_file: str) -> InstanceRow:
+def dhcp_server(
+    s: Session, iid: str, node: str, lease_file: str = "", stats: dict[str, Any] | None = None
+) -> InstanceRow:
+    """The function's row, running on `node`; its stats `stats` (what it reported) or
+    a lease file alone."""
     now = time.time()
+    if stats is None:
+        stats = {"dhcp": {"running": True, "lease_file": lease_file, "lease_seconds": LEASE_S}}
     row = InstanceRow(
         id=iid, name=f"vhg-{node}", descriptor="forwarder", node=node, state="running",
         mac="02:00:00:00:99:01", config={}, cpu=0.1, memory_mb=64, created_at=now,
-        updated_at=now,
-        stats={"dhcp": {"running": True, "lease_file": lease_file, "lease_seconds": LEASE_S}},
+        updated_at=now, stats=stats,
     )  # fmt: skip
     s.add(row)
     s.flush()
