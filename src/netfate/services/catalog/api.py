@@ -38,6 +38,7 @@ only its own subscriptions (another's is a 404).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import Annotated, Any, Literal, Self
 
@@ -466,8 +467,9 @@ def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, 
     """Where the user is now, what each source says of them, and their history
     (newest first): the where-is service (whereabouts.py). The operator asks of
     anyone, and sees the lease lines refused; a user of themself only; a provider
-    of a user subscribed to one of its chains, with abstract sites for nodes. 404
-    when nothing is known of the user (or they are not the asker's to know)."""
+    of a user subscribed to one of its chains, with abstract sites for nodes and
+    no details (device MACs, function names) nor history reasons. 404 when nothing
+    is known of the user (or they are not the asker's to know)."""
     devices = WHEREIS.devices(session, user)
     sites: dict[str, str] | None = None
     if p.role is Role.PROVIDER:
@@ -481,6 +483,8 @@ def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, 
             raise NotFound(f"nothing is known of user {user!r}")
         sites = cd.all_sites(session)
     seen = WHEREIS.read(session, {user: devices})
+    if sites is not None:  # details name devices, and functions whose names may hold a node's
+        seen.sightings = [dataclasses.replace(x, detail="") for x in seen.sightings]
     fix = where_core.locate(seen.sightings, time.time()).get(user)
     history = WHEREIS.history(session, user)
     subscribed = session.scalar(
@@ -492,13 +496,11 @@ def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, 
     def node(name: str) -> str:
         return name if sites is None else sites.get(name, "another site")
 
-    def why(text: str) -> str:
-        return text if sites is None else cd.abstracted(text, sites)
-
+    why = "" if fix is None else fix.why if sites is None else cd.abstracted(fix.why, sites)
     out: dict[str, Any] = {
         "user": user,
         "now": None if fix is None else
-        {"node": node(fix.node), "source": fix.source, "seen_at": fix.at, "why": why(fix.why)},
+        {"node": node(fix.node), "source": fix.source, "seen_at": fix.at, "why": why},
         "sources": [
             {"source": x.source, "node": node(x.node), "seen_at": x.at, "until": x.until,
              **({"detail": x.detail} if sites is None else {})}
@@ -506,7 +508,7 @@ def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, 
         ],
         "history": [
             {"node": node(h.node), "source": h.source, "seen_at": h.seen_at,
-             "recorded_at": h.recorded_at, "why": why(h.why)}
+             "recorded_at": h.recorded_at, **({"why": h.why} if sites is None else {})}
             for h in history
         ],
     }  # fmt: skip

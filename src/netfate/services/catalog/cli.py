@@ -20,6 +20,11 @@ app = typer.Typer(
 Api = Annotated[str | None, typer.Option("--api", help="Orchestrator URL")]
 
 
+@app.callback()
+def catalog() -> None:
+    """The service catalog (a group: `where` is one of its commands, not the only one)."""
+
+
 def _when(t: float | None) -> str:
     if t is None:
         return "-"
