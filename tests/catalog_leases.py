@@ -12,6 +12,15 @@ from sqlalchemy.orm import Session
 from netfate.store.tables import InstanceRow
 
 LEASE_S = 3600
+HOMES: dict[str, Any] = {
+    "name": "two-homes",
+    "nodes": {
+        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24"},
+        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24"},
+    },
+    "links": [{"a": "cpe1", "b": "cpe2", "delay": "5ms"}],
+}
+"""Two homes 5 ms apart: a block within 5 ms of its user follows them."""
 
 
 def dhcp_server(

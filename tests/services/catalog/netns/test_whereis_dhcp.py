@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from catalog_db import catalog_db
-from catalog_leases import dhcp_server
+from catalog_leases import HOMES, dhcp_server
 from netfate.agent.instances import control_call
 from netfate.services.catalog.conduit import Conduit
 from netfate.services.catalog.descriptor import Function
@@ -35,18 +35,6 @@ from netns_lan import build_lan, remove_lan, sh, start_vnf, stop_procs, until
 
 PHONE = "02:aa:00:00:78:01"
 NAMES = ("vhg", "phone")
-TOPO: dict[str, Any] = {
-    "name": "two-homes",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
-        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
-        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4, "memory": "4096MiB"},
-    },
-    "links": [
-        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-    ],
-}
 CHAIN = """
 name: sensor-archive
 blocks:
@@ -97,7 +85,7 @@ def test_a_lease_from_the_real_dnsmasq_moves_the_users_subscription(
 ) -> None:
     stats = status(vhg)
     assert stats["dhcp"]["lease_seconds"] == 3600
-    db = catalog_db(tmp_path, TOPO)
+    db = catalog_db(tmp_path, HOMES)
     try:
         conduit = Conduit(locator=Whereabouts())  # the platform's coordinator
         with db.session() as s:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog_db import catalog_db
-from catalog_leases import LEASE_S, dhcp_server, lease
+from catalog_leases import HOMES, LEASE_S, dhcp_server, lease
 from netfate.services.catalog import conduit as cd
 from netfate.services.catalog import whereabouts
 from netfate.services.catalog.tables import CatalogPositionRow
@@ -27,20 +27,12 @@ from netfate.services.catalog.whereabouts import Whereabouts
 from netfate.store.db import Database
 from netfate.store.events import record_event
 
-TOPO = {
-    "name": "two-homes",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24"},
-        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24"},
-    },
-    "links": [{"a": "cpe1", "b": "cpe2"}],
-}
 PHONE = "02:aa:00:00:00:01"
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = catalog_db(tmp_path, TOPO)
+    d = catalog_db(tmp_path, HOMES)
     yield d
     d.dispose()
 
