@@ -52,7 +52,8 @@ SERVICE = Service(
     ),
     loops=(
         Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),
-        Loop("whereis", WHEREIS.step, interval_s=INTERVAL_S, wake_on_change=True),
+        # Positions for the history of every user (the conduit reads its users' itself).
+        Loop("whereis", WHEREIS.step, interval_s=INTERVAL_S),
     ),
     cli="netfate.services.catalog.cli:app",
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),

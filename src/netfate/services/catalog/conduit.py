@@ -554,7 +554,10 @@ class Conduit:
         subs = _active(session)
         if not subs:
             return set()
-        seen = self.locator.where(session, {s.row.user: s.row.devices or [] for s in subs})
+        devices: dict[str, list[str]] = {}  # a user's devices: all their subscriptions'
+        for s in subs:
+            devices.setdefault(s.row.user, []).extend(s.row.devices or [])
+        seen = self.locator.where(session, devices)
         self._record_positions(session, seen)
         nodes = {n.name: n for n in session.scalars(select(NodeRow))}
         touched: set[str] = set()

@@ -101,7 +101,7 @@ def _leases(session: Session, owners: Mapping[str, str], seen: Seen) -> None:
         secs = dhcp.get("lease_seconds")
         length = secs if isinstance(secs, int) and not isinstance(secs, bool) and secs > 0 else None
         seen.sightings += core.lease_sightings(
-            leases, dict(owners), node, length, f"{name} ({iid})", float(updated_at)
+            leases, owners, node, length, f"{name} ({iid})", float(updated_at)
         )
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 LOGIN, LEASE, HOST_SEEN = "login", "lease", "host-seen"
@@ -235,7 +235,7 @@ def parse_lease_file(text: str) -> tuple[list[Lease], list[Refusal]]:
 
 
 def lease_sightings(
-    leases: Iterable[Lease], owners: dict[str, str], node: str, seconds: int | None,
+    leases: Iterable[Lease], owners: Mapping[str, str], node: str, seconds: int | None,
     source_name: str, reported_at: float,
 ) -> list[Sighting]:  # fmt: skip
     """The sightings the leases of one function give: a lease whose MAC belongs to a

@@ -373,3 +373,15 @@ def test_a_move_seen_only_through_a_dhcp_lease_re_places_the_subscription(
         assert newest.why.startswith(f"newest: lease at cpe2 {said}")
         assert "lease at cpe1" in newest.why and "is older" in newest.why
         assert conduit.step(s) == set()  # settled
+
+
+def test_a_users_devices_are_those_of_all_their_subscriptions(db: Database) -> None:
+    conduit = Conduit(FakeCoordinator(), Whereabouts())
+    with db.session() as s:
+        c = chain(s)
+        a, _, _ = conduit.subscribe(s, "alice", c, "cpe1", devices=[PHONE])
+        b, _, _ = conduit.subscribe(s, "alice", c, "cpe1", devices=["02:aa:00:00:00:02"])
+        tablet = lease("02:aa:00:00:00:02", "192.168.2.9", int(time.time()))
+        dhcp_server(s, "i-cpe2", "cpe2", tablet)  # her second subscription's device
+        conduit.step(s)
+        assert a.at == b.at == "cpe2"
