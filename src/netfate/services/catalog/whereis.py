@@ -46,8 +46,9 @@ RANK = {LOGIN: 0, LEASE: 1, HOST_SEEN: 2}
 """Ties (the same instant, two nodes): the lower rank wins."""
 MAX_LINES = 4096
 """Lease lines read per file (a pool is at most this large; more are refused)."""
-MAX_LINE = 512
-"""A lease line is at most 5 fields of at most 255 characters' worth; longer is refused."""
+MAX_LINE = 1024
+"""A lease line's longest field is a client id of 255 octets (764 characters); a line
+longer than this is refused."""
 SHOWN = 100
 """Characters of a refused line shown (escaped)."""
 MAX_EXPIRY = 2**40

@@ -122,6 +122,7 @@ def test_a_history_keeps_at_least_one_entry() -> None:
 
 GOOD = [
     "1763712000 02:00:00:00:00:01 192.168.1.100 tv 01:02:00:00:00:00:01",
+    "1763712000 02:00:00:00:00:04 192.168.1.104 * " + ":".join(["ff"] * 255),  # the longest id
     "1763712600 02:00:00:00:00:02 192.168.1.101 * *",
     "0 0A:00:00:00:00:03 192.168.1.102 laptop-3 *",
 ]
@@ -140,7 +141,8 @@ HOSTILE = {
     "1763712000 02:00:00:00:00:01 192.168.1.100 tv\x00 *": "control or non-printable",
     "1763712000 02:00:00:00:00:01 192.168.1.100 tv\r *": "control or non-printable",
     "1763712000  02:00:00:00:00:01 192.168.1.100 tv *": "6 space-separated fields, not 5",
-    "1763712000 02:00:00:00:00:01 192.168.1.100 " + "a" * 600 + " *": "longer than 512",
+    "1763712000 02:00:00:00:00:01 192.168.1.100 tv " + "ab:" * 400 + "ab": "longer than 1024",
+    "1763712000 02:00:00:00:00:01 192.168.1.100 " + "a" * 600 + " *": "is not a DNS label",
     "١٢٣ 02:00:00:00:00:01 192.168.1.100 tv *": "is not epoch seconds",  # Arabic digits
 }
 
@@ -152,12 +154,15 @@ def test_each_good_line_is_a_lease() -> None:
     assert refused == []
     assert [(le.expires, le.mac, le.ip, le.hostname) for le in leases] == [
         (1763712000, "02:00:00:00:00:01", "192.168.1.100", "tv"),
+        (1763712000, "02:00:00:00:00:04", "192.168.1.104", None),
         (1763712600, "02:00:00:00:00:02", "192.168.1.101", None),
         (0, "0a:00:00:00:00:03", "192.168.1.102", "laptop-3"),
     ]
 
 
-@pytest.mark.parametrize(("line", "reason"), sorted(HOSTILE.items()))
+@pytest.mark.parametrize(
+    ("line", "reason"), sorted(HOSTILE.items()), ids=[f"hostile{k}" for k in range(len(HOSTILE))]
+)
 def test_a_malformed_line_is_refused_with_its_reason(line: str, reason: str) -> None:
     with pytest.raises(core.LeaseError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         core.parse_lease_line(line)
