@@ -199,10 +199,8 @@ def record(session: Session, seen: Mapping[str, Position], rows: int = HISTORY_R
     added = 0
     now = time.time()
     for user, pos in sorted(seen.items()):
-        kept = history(session, user, rows)
-        track = core.Track(
-            rows, [core.Entry(r.node, r.source, r.seen_at, r.why) for r in reversed(kept)]
-        )
+        kept = history(session, user, 1)  # the last entry is all the decision needs
+        track = core.Track(rows, [core.Entry(r.node, r.source, r.seen_at, r.why) for r in kept])
         entry = track.observe(core.Fix(user, pos.node, pos.source, pos.at, pos.why))
         if entry is None:
             continue
