@@ -20,6 +20,7 @@ service's loop `step`) adds history rows.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ LOGINS_READ = 5000
 """The newest logins read per pass (older ones are superseded for an active user)."""
 HISTORY_ROWS = 100
 """Entries kept per user (the oldest go first)."""
+PARSED = 256
+"""Lease files whose parse is kept (at most 64 KiB each: vnf/leasefile.py)."""
 SERIALIZE = "catalog"
 """The conduit's (conduit.SERIALIZE): its pass and this loop record positions one at
 a time, so no entry is written twice."""
@@ -81,6 +84,14 @@ def _host_seen(session: Session, owners: Mapping[str, str]) -> Iterable[core.Sig
         yield core.Sighting(owners[s.mac], s.node, core.HOST_SEEN, float(s.at), None, s.mac + port)
 
 
+@functools.lru_cache(maxsize=PARSED)
+def _parsed(text: str) -> tuple[tuple[core.Lease, ...], tuple[core.Refusal, ...]]:
+    """A lease file parsed once while it stays the same (the pass runs every second;
+    a file changes when a lease is granted or renewed)."""
+    leases, refused = core.parse_lease_file(text)
+    return tuple(leases), tuple(refused)
+
+
 def _leases(session: Session, owners: Mapping[str, str], seen: Seen) -> None:
     rows = session.execute(
         select(InstanceRow.id, InstanceRow.name, InstanceRow.node, InstanceRow.updated_at,
@@ -93,7 +104,7 @@ def _leases(session: Session, owners: Mapping[str, str], seen: Seen) -> None:
         text = dhcp.get("lease_file") if isinstance(dhcp, dict) else None
         if not isinstance(text, str) or not isinstance(dhcp, dict):
             continue
-        leases, refused = core.parse_lease_file(text)
+        leases, refused = _parsed(text)
         seen.refused += [
             {"instance": iid, "node": node, "line": r.line, "text": r.text, "reason": r.reason}
             for r in refused
