@@ -14,7 +14,7 @@ core (whereis.py), records each user's history (bounded), and is the conduit's
                .lease_seconds, reported via its agent)
 
 A user's devices are the MACs their subscriptions list (`devices`). Reads never
-write: `where` and `explain` only read; `record` (the conduit's pass, and this
+write: `read` and `where` only read; `record` (the conduit's pass, and this
 service's loop `step`) adds history rows.
 """
 
@@ -48,12 +48,13 @@ PARSED = 256
 """Lease files whose parse is kept (at most 64 KiB each: vnf/leasefile.py)."""
 SERIALIZE = "catalog"
 """The conduit's (conduit.SERIALIZE): its pass and this loop record positions one at
-a time, so no entry is written twice."""
+a time (PostgreSQL: the advisory lock; SQLite: a writing transaction holds the
+database from its start), so no entry is written twice."""
 
 
 @dataclass
 class Seen:
-    """Everything the sources say of some users (for `where` and the API's `explain`)."""
+    """Everything the sources say of some users (for `where`, and the API's answer)."""
 
     sightings: list[core.Sighting] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
