@@ -36,8 +36,9 @@ FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
 NEW_STREAMING = "0014d_streaming_planning"
 """The streaming service's branch (its newest revision: the reservations' PE), new as well."""
-NEW_CATALOG = "0015_catalog"
-"""The catalog's branch, new like the USB/IP one."""
+NEW_CATALOG = "0016_catalog_whereis"
+"""The catalog's branch, new like the USB/IP one (its newest revision: the where-is
+service's `why` of each recorded position)."""
 CORE_HEAD = "0018_night_power"
 """The core's newest revision (a node's power switch; after 0017_identity, accounts
 and tokens, owners, events' actors; and 0016_migration_secret, each migration's secret)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from netfate.contract import Demo, Experiment, Loop, Role, Service
 
-from .api import CONDUIT, NIGHT, router
+from .api import CONDUIT, NIGHT, WHEREIS, router
 
 OPERATOR, PROVIDER, USER = Role.OPERATOR, Role.PROVIDER, Role.USER
 INTERVAL_S = 1.0
@@ -34,7 +34,7 @@ SERVICE = Service(
         "GET /subscriptions/{sid}": (OPERATOR, USER),
         "POST /subscriptions/{sid}/upgrade": (USER,),
         "DELETE /subscriptions/{sid}": (OPERATOR, USER),
-        "GET /positions/{user}": (OPERATOR, USER),
+        "GET /positions/{user}": (OPERATOR, PROVIDER, USER),
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
         "POST /consolidate": (OPERATOR,),
@@ -57,7 +57,10 @@ SERVICE = Service(
     loops=(
         Loop("conduit", CONDUIT.step, interval_s=INTERVAL_S, wake_on_change=True),
         Loop("night", NIGHT.step, interval_s=INTERVAL_S),
+        # Positions for the history of every user (the conduit reads its users' itself).
+        Loop("whereis", WHEREIS.step, interval_s=INTERVAL_S),
     ),
+    cli="netfate.services.catalog.cli:app",
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
     experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
     panels=("panel.js",),  # placements and their reasons, live (operator)

@@ -18,7 +18,8 @@ End users:
     GET  /subscriptions/{sid}             one, with its decisions
     POST /subscriptions/{sid}/upgrade     move to another (default: the newest) version
     DELETE /subscriptions/{sid}           unsubscribe (its instances stop)
-    GET  /positions/{user}                where the user is, and where they were seen
+    GET  /positions/{user}                where the user is (each source, why it won), and
+                                          their history; providers: abstract sites
 
 The operator:
 
@@ -42,6 +43,8 @@ only its own subscriptions (another's is a 404).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import time
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -64,6 +67,7 @@ from netfate.vnf import registry
 
 from . import conduit as cd
 from . import night, templates
+from . import whereis as where_core
 from .descriptor import NAME_RE, DescriptorError, Function
 from .states import SubscriptionState
 from .tables import (
@@ -71,16 +75,18 @@ from .tables import (
     CatalogChainRow,
     CatalogDecisionRow,
     CatalogInstanceRow,
-    CatalogPositionRow,
     CatalogSettingRow,
     CatalogSiteRow,
     CatalogSubscriptionRow,
 )
+from .whereabouts import Whereabouts
 
 router = APIRouter()
-CONDUIT = cd.Conduit()
+WHEREIS = Whereabouts()
+"""The where-is service the API, the conduit and its own loop share."""
+CONDUIT = cd.Conduit(locator=WHEREIS)
 """The conduit the API and the loop share (the platform's coordinator, the
-platform's records of where users are)."""
+where-is service)."""
 NIGHT = night.NightLoop(CONDUIT)
 """The night loop: a consolidation pass at each hour of the operator's simulated day."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$"
@@ -464,33 +470,58 @@ def unsubscribe(
 
 
 @router.get("/positions/{user}", responses=errors(404))
-def position(user: UserName, session: SessionDep) -> dict[str, Any]:
-    """Where the user is now (the platform's records), and the positions the conduit
-    recorded for them (newest first); 404 when the platform knows nothing of them
-    (no subscription, login, sighting or recorded position)."""
-    subscribed = session.scalars(
-        select(CatalogSubscriptionRow.devices).where(CatalogSubscriptionRow.user == user)
-    ).all()
-    devices = sorted({m for d in subscribed for m in (d or [])})
-    pos = CONDUIT.locator.where(session, {user: devices}).get(user)
-    history = session.scalars(
-        select(CatalogPositionRow)
-        .where(CatalogPositionRow.user == user)
-        .order_by(CatalogPositionRow.id.desc())
-        .limit(100)
-    ).all()
-    if pos is None and not history and not subscribed:
+def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+    """Where the user is now, what each source says of them, and their history
+    (newest first): the where-is service (whereabouts.py). The operator asks of
+    anyone, and sees the lease lines refused; a user of themself only; a provider
+    of a user subscribed to one of its chains, with abstract sites for nodes and
+    no details (device MACs, function names) nor history reasons. 404 when nothing
+    is known of the user (or they are not the asker's to know)."""
+    devices = WHEREIS.devices(session, user)
+    sites: dict[str, str] | None = None
+    if p.role is Role.PROVIDER:
+        theirs = session.scalar(
+            select(CatalogSubscriptionRow.id)
+            .join(CatalogChainRow, CatalogChainRow.id == CatalogSubscriptionRow.chain)
+            .where(CatalogSubscriptionRow.user == user, CatalogChainRow.provider == p.name)
+            .limit(1)
+        )
+        if theirs is None:
+            raise NotFound(f"nothing is known of user {user!r}")
+        sites = cd.all_sites(session)
+    seen = WHEREIS.read(session, {user: devices})
+    if sites is not None:  # details name devices, and functions whose names may hold a node's
+        seen.sightings = [dataclasses.replace(x, detail="") for x in seen.sightings]
+    fix = where_core.locate(seen.sightings, time.time()).get(user)
+    history = WHEREIS.history(session, user)
+    subscribed = session.scalar(
+        select(CatalogSubscriptionRow.id).where(CatalogSubscriptionRow.user == user).limit(1)
+    )
+    if fix is None and not history and subscribed is None and not seen.sightings:
         raise NotFound(f"nothing is known of user {user!r}")
-    return {
+
+    def node(name: str) -> str:
+        return name if sites is None else sites.get(name, "another site")
+
+    why = "" if fix is None else fix.why if sites is None else cd.abstracted(fix.why, sites)
+    out: dict[str, Any] = {
         "user": user,
-        "now": None if pos is None else
-        {"node": pos.node, "source": pos.source, "seen_at": pos.at},
+        "now": None if fix is None else
+        {"node": node(fix.node), "source": fix.source, "seen_at": fix.at, "why": why},
+        "sources": [
+            {"source": x.source, "node": node(x.node), "seen_at": x.at, "until": x.until,
+             **({"detail": x.detail} if sites is None else {})}
+            for x in sorted(seen.sightings, key=lambda x: -x.at)
+        ],
         "history": [
-            {"node": h.node, "source": h.source, "seen_at": h.seen_at,
-             "recorded_at": h.recorded_at}
+            {"node": node(h.node), "source": h.source, "seen_at": h.seen_at,
+             "recorded_at": h.recorded_at, **({"why": h.why} if sites is None else {})}
             for h in history
         ],
     }  # fmt: skip
+    if p.operator:
+        out["refused"] = seen.refused
+    return out
 
 
 # ------------------------------------------------------------------ the operator

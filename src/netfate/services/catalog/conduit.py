@@ -52,16 +52,15 @@ from netfate.store.db import serialize
 from netfate.store.events import record
 from netfate.store.tables import InstanceRow, LinkRow, NodeRow
 
-from . import states
+from . import states, whereabouts
 from .events import SubscriptionEnded, SubscriptionPlaced, SubscriptionRefused
-from .position import Locator, PlatformRecords, Position
+from .position import Locator, Position
 from .states import SubscriptionState
 from .tables import (
     CatalogBlockRow,
     CatalogChainRow,
     CatalogDecisionRow,
     CatalogInstanceRow,
-    CatalogPositionRow,
     CatalogSettingRow,
     CatalogSiteRow,
     CatalogSubscriptionRow,
@@ -470,7 +469,7 @@ def _refusal(r: eng.Refusal) -> dict[str, Any]:
 @dataclass
 class Conduit:
     coordinator: Coordinator = field(default_factory=Platform)
-    locator: Locator = field(default_factory=PlatformRecords)
+    locator: Locator = field(default_factory=whereabouts.Whereabouts)
 
     # -------------------------------------------------------------- subscribe
 
@@ -605,7 +604,10 @@ class Conduit:
         subs = _active(session)
         if not subs:
             return set()
-        seen = self.locator.where(session, {s.row.user: s.row.devices or [] for s in subs})
+        devices: dict[str, list[str]] = {}  # a user's devices: all their subscriptions'
+        for s in subs:
+            devices.setdefault(s.row.user, []).extend(s.row.devices or [])
+        seen = self.locator.where(session, devices)
         self._record_positions(session, seen)
         nodes = {n.name: n for n in session.scalars(select(NodeRow))}
         touched: set[str] = set()
@@ -721,20 +723,7 @@ class Conduit:
         return touched
 
     def _record_positions(self, session: Session, seen: Mapping[str, Position]) -> None:
-        for user, pos in seen.items():
-            last = session.scalars(
-                select(CatalogPositionRow)
-                .where(CatalogPositionRow.user == user)
-                .order_by(CatalogPositionRow.id.desc())
-                .limit(1)
-            ).first()
-            if last is None or last.node != pos.node or last.source != pos.source:
-                session.add(
-                    CatalogPositionRow(
-                        user=user, node=pos.node, source=pos.source, seen_at=pos.at,
-                        recorded_at=time.time(),
-                    )
-                )  # fmt: skip
+        whereabouts.record(session, seen)  # the where-is service's history
 
 
 # ------------------------------------------------------------------ abstract locations

@@ -1,5 +1,5 @@
 """The catalog's tables (on the shared `netfate.store.Base`; its Alembic branch is
-migrations/ in this folder, revision 0015_catalog).
+migrations/ in this folder, revisions 0015_catalog, 0016_catalog_whereis).
 
     catalog_chains         one row per published version of a chain (its descriptor)
     catalog_blocks         the templates a version is decomposed into: one per block
@@ -9,7 +9,8 @@ migrations/ in this folder, revision 0015_catalog).
     catalog_instances      the platform instance that runs each block of a subscription
     catalog_decisions      every placement decision of a subscription, with its why
     catalog_sites          the abstract name of each node providers see (never the node)
-    catalog_positions      where each user was seen, as the conduit read it (history)
+    catalog_positions      where each user was seen (history, bounded per user: the
+                           where-is service, whereabouts.py)
     catalog_settings       the operator's choices (the placement objective)
 """
 
@@ -133,6 +134,8 @@ class CatalogPositionRow(Base):
     seen_at: Mapped[float] = mapped_column(Float)
     """When the source saw the user there."""
     recorded_at: Mapped[float] = mapped_column(Float)
+    why: Mapped[str] = mapped_column(Text, default="")
+    """Which source won and why the others lost (whereis.locate; revision 0016)."""
 
 
 class CatalogSettingRow(Base):

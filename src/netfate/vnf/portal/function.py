@@ -39,6 +39,7 @@ from typing import Any
 
 from netfate.model.ratelimit import WindowCounter
 from netfate.proto.radius import AcctStatus, DasCore, TerminateCause
+from netfate.vnf import leasefile
 from netfate.vnf.portal.base import Session
 from netfate.vnf.portal.config import signin_host
 from netfate.vnf.portal.front import MAX_TRACKED, RATE_POSTS, RATE_WINDOW, Front
@@ -97,6 +98,7 @@ class Portal(Front, RadiusSide):
         self.acct: RadiusClient | None = None
         self.server: asyncio.Server | None = None
         self.dnsmasq: subprocess.Popen[bytes] | None = None
+        self.leasefile = Path(f"/tmp/netfate-portal-{ctx.instance}.leases")
         self.tasks: list[asyncio.Task[None]] = []
         self.counts = {
             "logins": 0,
@@ -158,7 +160,7 @@ class Portal(Front, RadiusSide):
 
     def _start_dnsmasq(self) -> None:
         d = self.dhcp
-        lease = Path(f"/tmp/netfate-portal-{self.ctx.instance}.leases")
+        lease = self.leasefile
         argv = [
             "dnsmasq",
             "--no-daemon",
@@ -195,13 +197,17 @@ class Portal(Front, RadiusSide):
             self.gate.allow(s.ip, True)
 
     def stats(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             **self.counts,
             "sessions": len(self.sessions),
             "port": self.port,
             "dm_port": self.dm_port,
             "pid": os.getpid(),
         }
+        if self.dhcp:  # what the catalog's where-is service reads (vnf/leasefile.py)
+            secs = leasefile.seconds_of(str(self.dhcp.get("range", "")))
+            out["dhcp"] = leasefile.report(self.leasefile, secs)
+        return out
 
 
 def _ipv4(value: object, what: str) -> str:

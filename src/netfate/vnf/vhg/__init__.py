@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from netfate.host import links, netns, nft
+from netfate.vnf import leasefile
 from netfate.vnf.runtime import Context, Function
 
 from .inventory import parse_leases
@@ -214,7 +215,11 @@ class Vhg(Function):
         alive = self.dnsmasq is not None and self.dnsmasq.poll() is None
         return {
             "address": self.address,
-            "dhcp": {"range": [self.first, self.last], "running": alive},
+            "dhcp": {
+                "range": [self.first, self.last],
+                "running": alive,
+                **leasefile.report(self.leasefile, self.lease_secs),
+            },
             "devices": self.devices(),
             "pid": os.getpid(),
         }

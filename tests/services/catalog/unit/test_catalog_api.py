@@ -10,6 +10,7 @@ loop follows a user's new login with nobody asking.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,15 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from typer.testing import CliRunner
+
 import authn
+from catalog_leases import dhcp_server, lease
 from netfate.contract import Role
 from netfate.orchestrator.api.errors import ErrorBody
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.catalog import SERVICE
+from netfate.services.catalog import cli as catalog_cli
 from netfate.store.events import record_event
 from netfate.store.tables import DescriptorRow
 from waiting import until
@@ -237,6 +242,73 @@ def test_the_loop_follows_a_new_login_with_nobody_asking(api: TestClient) -> Non
     assert pos["now"]["node"] == "cpe2" and pos["now"]["source"] == "login"
     assert pos["history"][0]["node"] == "cpe2"
     assert api.get(f"{V}/positions/nobody").status_code == 404
+
+
+PHONE = "02:aa:00:00:00:01"
+
+
+def test_where_is_a_user_by_role(api: TestClient) -> None:
+    """The operator sees anyone (and the lease lines refused); a user only themself;
+    a provider only its subscribers, and never a node's name."""
+    assert publish(api).status_code == 201
+    assert publish(api, CHAIN.replace("sensor-archive", "other"), "zeta").status_code == 201
+    r = api.post(f"{V}/subscriptions", json={"user": "alice", "chain": "sensor-archive",
+                                             "at": "cpe1", "devices": [PHONE]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    db = api.app.state.db  # type: ignore[attr-defined]
+    with db.session() as s:  # her phone leased at cpe2's DHCP server, a bad line too
+        dhcp_server(s, "i-dhcp", "cpe2", "bad line\n" + lease(PHONE, "192.168.2.7", time.time()))
+        record_event(s, "UserLoggedIn", {"user": "bob", "node": "cpe1"})
+    op = api.get(f"{V}/positions/alice").json()
+    assert (op["now"]["node"], op["now"]["source"]) == ("cpe2", "lease")
+    assert f"{PHONE} got 192.168.2.7 from vhg-cpe2 (i-dhcp)" in op["now"]["why"]
+    assert [(x["source"], x["node"]) for x in op["sources"]] == [("lease", "cpe2")]
+    assert [(x["instance"], x["line"]) for x in op["refused"]] == [("i-dhcp", 1)]
+    assert api.get(f"{V}/positions/bob").json()["now"]["node"] == "cpe1"
+
+    alice = authn.bearer(authn.token(api.app, "alice", Role.USER))
+    mine = api.get(f"{V}/positions/alice", headers=alice)
+    assert mine.status_code == 200 and mine.json()["now"]["node"] == "cpe2"
+    assert "refused" not in mine.json()
+    assert api.get(f"{V}/positions/bob", headers=alice).status_code == 404
+
+    acme = authn.bearer(authn.token(api.app, "acme", Role.PROVIDER))
+    seen = api.get(f"{V}/positions/alice", headers=acme)
+    assert seen.status_code == 200
+    got = seen.json()
+    assert got["now"]["source"] == "lease" and got["now"]["node"] not in TOPO["nodes"]
+    for name in TOPO["nodes"]:
+        assert name not in seen.text  # nor in a reason, a detail or the history
+    assert PHONE not in seen.text and "refused" not in got
+    assert api.get(f"{V}/positions/bob", headers=acme).status_code == 404  # not its subscriber
+    zeta = authn.bearer(authn.token(api.app, "zeta", Role.PROVIDER))
+    assert api.get(f"{V}/positions/alice", headers=zeta).status_code == 404
+
+
+def test_netfate_catalog_where(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI prints the API's answer: where now and why, each source, the history."""
+    publish(api)
+    api.post(f"{V}/subscriptions", json={"user": "alice", "chain": "sensor-archive",
+                                         "at": "cpe1", "devices": [PHONE]})  # fmt: skip
+    with api.app.state.db.session() as s:  # type: ignore[attr-defined]
+        record_event(s, "UserLoggedIn", {"user": "alice", "node": "cpe2"})
+    assert until(lambda: api.get(f"{V}/positions/alice").json()["history"])  # the loops record
+
+    def call(_api: str | None, method: str, path: str) -> Any:
+        r = api.request(method, f"/api/v1{path}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    monkeypatch.setattr(catalog_cli, "call", call)
+    out = CliRunner().invoke(catalog_cli.app, ["where", "alice"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith("alice is at cpe2 (login, ")
+    assert lines[1].startswith("  why: newest: login at cpe2")
+    assert lines[2].startswith("  login     cpe2")
+    assert "history (newest first):" in lines and lines[-1].split()[-2:] == ["cpe2", "login"]
+    out = CliRunner().invoke(catalog_cli.app, ["where", "alice", "--json"])
+    assert json.loads(out.output)["now"]["node"] == "cpe2"
 
 
 def test_the_operator_chooses_the_objective(api: TestClient) -> None:

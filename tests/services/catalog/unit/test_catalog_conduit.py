@@ -5,11 +5,13 @@ is placed by the placement engine and its instances asked of the coordinator (a
 fake one that records what it is asked, or the platform's own); a refusal, or a
 coordinator that fails half-way, leaves nothing behind; v2 is published while v1
 runs and a subscription moves on request; the loop follows the user (a RADIUS
-login recorded by the platform) and moves off a node that went down.
+login recorded by the platform, or only a DHCP lease of their phone at another
+node's dnsmasq) and moves off a node that went down.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog_db import FNS, TOPO, V1, V2, FakeCoordinator, catalog_db
+from catalog_leases import dhcp_server, lease
 from netfate.orchestrator.nfv.errors import Conflict, NoCapacity
+from netfate.services.catalog import whereabouts
 from netfate.services.catalog.conduit import Conduit, Platform, Refused, abstracted
-from netfate.services.catalog.position import PlatformRecords
 from netfate.services.catalog.tables import (
     CatalogBlockRow,
     CatalogChainRow,
@@ -32,6 +35,7 @@ from netfate.services.catalog.tables import (
     CatalogTalkRow,
 )
 from netfate.services.catalog.templates import Impossible, publish
+from netfate.services.catalog.whereabouts import Whereabouts
 from netfate.store.db import Database
 from netfate.store.events import record_event
 from netfate.store.tables import EventRow, InstanceRow, NodeRow
@@ -184,7 +188,7 @@ def test_v2_is_published_while_v1_runs_and_a_subscription_moves_on_request(
 
 def test_the_loop_follows_the_user_to_their_new_login(db: Database) -> None:
     fake = FakeCoordinator()
-    conduit = Conduit(fake, PlatformRecords())
+    conduit = Conduit(fake, Whereabouts())
     with db.session() as s:
         row, _, _ = conduit.subscribe(s, "alice", chain(s), "cpe1")
         login(s, "alice", "cpe1")
@@ -268,3 +272,49 @@ def test_node_names_become_abstract_sites_even_inside_words_boundaries() -> None
     assert abstracted(text, sites) == (
         "placed on site-bb by mix; runner-up site-aa lost; site-cc@site-aa and xpe1 and pe1-x"
     )
+
+
+# ------------------------------------------------------------------ a move seen by DHCP only
+
+PHONE = "02:aa:00:00:00:01"
+
+
+def test_a_move_seen_only_through_a_dhcp_lease_re_places_the_subscription(
+    db: Database,
+) -> None:
+    fake = FakeCoordinator()
+    conduit = Conduit(fake, Whereabouts())
+    with db.session() as s:
+        row, _, _ = conduit.subscribe(s, "alice", chain(s), "cpe1", devices=[PHONE.upper()])
+        t = int(time.time())
+        dhcp_server(s, "i-cpe1", "cpe1", lease(PHONE, "192.168.1.100", t - 100))
+        assert conduit.step(s) == set()  # leased where it is placed: nothing to do
+        assert fake.migrated == []
+        # The phone gets a lease at cpe2's DHCP server: no login, no switch sighting.
+        dhcp_server(s, "i-cpe2", "cpe2", lease(PHONE, "192.168.2.100", t - 10))
+        touched = conduit.step(s)
+        last = s.scalars(select(CatalogDecisionRow).order_by(CatalogDecisionRow.id.desc())).first()
+        assert last is not None and last.action == "moved"
+        assert last.nodes["collector"] == "cpe2"
+        assert fake.migrated and all(node == "cpe2" for _, node in fake.migrated)
+        assert touched >= {"cpe2"} and row.at == "cpe2"
+        assert row.why.startswith("user seen at cpe2 (lease): moved on ")
+        hist = [(p.node, p.source) for p in s.scalars(select(CatalogPositionRow))]
+        assert hist == [("cpe1", "lease"), ("cpe2", "lease")]
+        newest = whereabouts.history(s, "alice")[0]
+        said = f"(t={t - 10}.000, {PHONE} got 192.168.2.100 from vhg-cpe2 (i-cpe2))"
+        assert newest.why.startswith(f"newest: lease at cpe2 {said}")
+        assert "lease at cpe1" in newest.why and "is older" in newest.why
+        assert conduit.step(s) == set()  # settled
+
+
+def test_a_users_devices_are_those_of_all_their_subscriptions(db: Database) -> None:
+    conduit = Conduit(FakeCoordinator(), Whereabouts())
+    with db.session() as s:
+        c = chain(s)
+        a, _, _ = conduit.subscribe(s, "alice", c, "cpe1", devices=[PHONE])
+        b, _, _ = conduit.subscribe(s, "alice", c, "cpe1", devices=["02:aa:00:00:00:02"])
+        tablet = lease("02:aa:00:00:00:02", "192.168.2.9", int(time.time()))
+        dhcp_server(s, "i-cpe2", "cpe2", tablet)  # her second subscription's device
+        conduit.step(s)
+        assert a.at == b.at == "cpe2"

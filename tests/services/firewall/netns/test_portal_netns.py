@@ -27,7 +27,7 @@ import pytest
 from freeradius import FreeRadius, available
 from netfate.host import netns
 from netfate.services.firewall.tables import FirewallAccountingRow
-from netns_lan import sh
+from netns_lan import sh, until
 from portal_rig import PortalNet
 from radius_fixtures import OurServer, our_server, radius_db, user_row
 
@@ -163,6 +163,11 @@ def test_rfc8910_option_114_via_dnsmasq(net: PortalNet, freeradius: FreeRadius) 
     assert "router=10.78.0.1" in env
     uri = b"http://10.78.0.1/api/captive".hex()
     assert f"opt114={uri}" in env, env
+    # The lease, in the portal's stats as its agent reports them (the catalog's
+    # where-is service reads them: vnf/leasefile.py).
+    mac = sh(net.ns("dhc"), "cat", "/sys/class/net/eth0/address").stdout.strip()
+    assert until(lambda: f" {mac} 10.78.0.1" in net.stats()["dhcp"]["lease_file"]), net.stats()
+    assert net.stats()["dhcp"]["lease_seconds"] == 3600
 
 
 @pytest.fixture
