@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.sdn.api import reconcile_owned
@@ -163,31 +163,26 @@ def wanted(session: Session) -> dict[str, list[Keyed]]:
     subs = session.scalars(
         select(CatalogSubscriptionRow)
         .where(CatalogSubscriptionRow.state == SubscriptionState.ACTIVE.value)
-        .order_by(CatalogSubscriptionRow.id)
+        # The older first: of two that both want a host steered, it gets it.
+        .order_by(CatalogSubscriptionRow.created_at, CatalogSubscriptionRow.id)
     ).all()
     if not subs:
         return {}
-    ids = [s.id for s in subs]
     placed: dict[str, dict[str, str]] = {}
-    for ir in session.scalars(
-        select(CatalogInstanceRow).where(CatalogInstanceRow.subscription.in_(ids))
-    ):
-        placed.setdefault(ir.subscription, {})[ir.block] = ir.instance
-    all_iids = sorted({i for m in placed.values() for i in m.values()})
-    live = {
-        iid
-        for iid, state in session.execute(
-            select(InstanceRow.id, InstanceRow.state).where(InstanceRow.id.in_(all_iids))
-        )
-        if state not in _NO_PORT
-    }
-    macs = sorted({m.lower() for s in subs for m in (s.devices or []) if isinstance(m, str)})
+    for sid, block, iid, state in session.execute(
+        select(
+            CatalogInstanceRow.subscription, CatalogInstanceRow.block,
+            CatalogInstanceRow.instance, InstanceRow.state,
+        ).join(InstanceRow, InstanceRow.id == CatalogInstanceRow.instance)
+    ):  # fmt: skip
+        if state not in _NO_PORT:
+            placed.setdefault(sid, {})[block] = iid
     host_of = {
         mac.lower(): name
         for name, mac in session.execute(
-            select(HostRow.name, HostRow.mac).where(HostRow.mac.in_(macs))
+            select(HostRow.name, HostRow.mac).where(HostRow.mac.is_not(None))
         )
-        if mac
+        if mac is not None
     }
     out: dict[str, list[Keyed]] = {}
     chains: dict[int, tuple[list[str], list[tuple[str, str]]]] = {}
@@ -195,7 +190,7 @@ def wanted(session: Session) -> dict[str, list[Keyed]]:
         if s.chain not in chains:
             chains[s.chain] = _templates(session, s.chain)
         names, talks_ab = chains[s.chain]
-        running = {b: i for b, i in placed.get(s.id, {}).items() if i in live}
+        running = placed.get(s.id, {})
         hosts = {
             k: host_of[m.lower()]
             for k, m in enumerate(s.devices or [])
@@ -209,6 +204,7 @@ def sync(session: Session) -> dict[str, dict[str, str]]:
     """Make the stored catalog-* intents equal to wanted(); report what the platform
     refused in each subscription's `why`. Returns subscription -> {key: reason} of
     the refused ones (empty when all hold)."""
+    session.flush()  # the loop's changes stay (admission expires what is loaded)
     want = wanted(session)
     if not any(want.values()) and (
         session.scalar(select(SdnIntentRow.id).where(SdnIntentRow.id.like(f"{PREFIX}%")).limit(1))
@@ -227,9 +223,19 @@ def sync(session: Session) -> dict[str, dict[str, str]]:
             for k in keyed
             if k.intent.id in refused
         }
-        report(session, sid, mine)
         if mine:
             out[sid] = mine
+    # Only those refused now, or said refused before, are written to.
+    for row in session.scalars(
+        select(CatalogSubscriptionRow).where(
+            CatalogSubscriptionRow.state == SubscriptionState.ACTIVE.value,
+            or_(
+                CatalogSubscriptionRow.id.in_(sorted(out)),
+                CatalogSubscriptionRow.why.contains(REFUSED),
+            ),
+        )
+    ):
+        report(session, row, out.get(row.id, {}))
     return out
 
 
@@ -242,12 +248,10 @@ def with_refusals(why: str, refused: Mapping[str, str]) -> str:
     return base + REFUSED + "; ".join(f"{k}: {r}" for k, r in sorted(refused.items()))
 
 
-def report(session: Session, sid: str, refused: Mapping[str, str]) -> None:
+def report(session: Session, row: CatalogSubscriptionRow, refused: Mapping[str, str]) -> None:
     """The refusals in the subscription's `why` and its last decision's (written only
     when they change)."""
-    row = session.get(CatalogSubscriptionRow, sid)
-    if row is None:
-        return
+    sid = row.id
     why = with_refusals(row.why, refused)
     if why != row.why:
         row.why = why

@@ -272,6 +272,7 @@ def test_a_refused_intent_is_said_keyed_in_the_why_and_cleared_once_it_holds(
     with db.session() as s:
         chain = _chain(s)
         first, _, _ = conduit.subscribe(s, "alice", chain, "cpe1", devices=[LAPTOP])
+        conduit.step(s)
         second, _, _ = conduit.subscribe(s, "alice", chain, "cpe1", devices=[LAPTOP])
         conduit.step(s)
         steer1 = intent_id(first.id, "s", "laptop1")
