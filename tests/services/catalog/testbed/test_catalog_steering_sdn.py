@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog_db import catalog_db
+from catalog_db import FOG, catalog_db
 from netfate.host.netns import socket_in
 from netfate.orchestrator.sdn.api import load_intents
 from netfate.orchestrator.sdn.intents import PortView, cookie_for
@@ -46,19 +46,6 @@ from netfate.store.tables import HostRow, InstanceRow
 from sdn_rig import ControlledRig, wait_until
 
 PORT = 6653
-TOPO: dict[str, Any] = {
-    "name": "fog",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
-        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
-        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4, "memory": "4096MiB"},
-    },
-    "hosts": {"laptop1": {"node": "cpe1"}},
-    "links": [
-        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-    ],
-}
 CHAIN = """
 name: sensor-path
 blocks:
@@ -136,7 +123,7 @@ class Fog:
             "nfc" + secrets.token_hex(2), tmp, ["cpe1", "cpe2", "pe1"],
             [("cpe1", "pe1"), ("cpe2", "pe1")], {"laptop1": ("cpe1", "host")}, PORT,
         )  # fmt: skip
-        self.db: Database = catalog_db(tmp, TOPO)
+        self.db: Database = catalog_db(tmp, FOG)
         self.conduit = Conduit(RigPlatform(self.net))
 
     def build(self) -> None:

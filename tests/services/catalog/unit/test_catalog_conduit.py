@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from catalog_db import catalog_db
+from catalog_db import FOG, catalog_db
 from netfate.orchestrator.nfv.errors import Conflict, NoCapacity
 from netfate.services.catalog.conduit import Conduit, Platform, Refused, abstracted
 from netfate.services.catalog.descriptor import Function
@@ -38,18 +38,6 @@ from netfate.store.db import Database
 from netfate.store.events import record_event
 from netfate.store.tables import EventRow, InstanceRow, NodeRow
 
-TOPO: dict[str, Any] = {
-    "name": "fog",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
-        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
-        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4, "memory": "4096MiB"},
-    },
-    "links": [
-        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-    ],
-}
 FNS = {"counter": Function("counter", 0.1, 64), "forwarder": Function("forwarder", 0.2, 64)}
 V1 = """
 name: sensor-archive
@@ -106,7 +94,7 @@ class FakeCoordinator:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = catalog_db(tmp_path, TOPO)
+    d = catalog_db(tmp_path, FOG)
     yield d
     d.dispose()
 

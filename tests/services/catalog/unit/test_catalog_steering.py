@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog_db import catalog_db
+from catalog_db import FOG, catalog_db
 from netfate.orchestrator.sdn.api import load_intents
 from netfate.orchestrator.sdn.compile import compile_intents
 from netfate.orchestrator.sdn.intents import ConnectivityIntent, NetworkView, SteeringIntent
@@ -37,20 +37,7 @@ from netfate.store.events import record_event
 from netfate.store.tables import InstanceRow
 from sdn_fixtures import simulate, ties
 
-LAPTOP = "02:00:00:00:00:a1"
-TOPO: dict[str, Any] = {
-    "name": "fog",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
-        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
-        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4, "memory": "4096MiB"},
-    },
-    "hosts": {"laptop1": {"node": "cpe1", "mac": LAPTOP}},
-    "links": [
-        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-    ],
-}
+LAPTOP = FOG["hosts"]["laptop1"]["mac"]
 FNS = {"counter": Function("counter", 0.1, 64), "forwarder": Function("forwarder", 0.2, 64)}
 THREE = """
 name: sensor-path
@@ -199,7 +186,7 @@ def test_packets_reach_the_entry_and_cross_the_blocks_in_order_then_follow_a_mov
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = catalog_db(tmp_path, TOPO)
+    d = catalog_db(tmp_path, FOG)
     yield d
     d.dispose()
 
