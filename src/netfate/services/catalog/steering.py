@@ -173,7 +173,10 @@ def wanted(session: Session) -> dict[str, list[Keyed]]:
         select(
             CatalogInstanceRow.subscription, CatalogInstanceRow.block,
             CatalogInstanceRow.instance, InstanceRow.state,
-        ).join(InstanceRow, InstanceRow.id == CatalogInstanceRow.instance)
+        )
+        .join(InstanceRow, InstanceRow.id == CatalogInstanceRow.instance)
+        .join(CatalogSubscriptionRow, CatalogSubscriptionRow.id == CatalogInstanceRow.subscription)
+        .where(CatalogSubscriptionRow.state == SubscriptionState.ACTIVE.value)
     ):  # fmt: skip
         if state not in _NO_PORT:
             placed.setdefault(sid, {})[block] = iid
