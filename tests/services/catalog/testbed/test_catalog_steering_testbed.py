@@ -1,0 +1,150 @@
+"""A subscription's chain steered on the whole platform: the catalog's fog testbed
+under netfate's controller (`sdn`: bridges in secure mode, nothing passes but what
+intents say), the orchestrator with its loops, the agents and real `forwarder`
+instances in their namespaces.
+
+A provider publishes a chain of three forwarders; alice subscribes through the API
+with her laptop as a device. The conduit's loop stores the chain's intents; once
+they are active, packets laptop1 sends to the last block are captured in each
+block's namespace: the first gets them from the laptop, the second from the first,
+the last from the second (chain order, across whatever nodes the engine chose).
+The middle block's instance is then lost (deleted): the loop runs the block as a
+new instance, the intents are replaced to name it, and the same capture finds the
+packets crossing it in order. Unsubscribing removes the intents.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from netfate.demo.platform import Api
+from netfate.host import netns
+from netfate.host.netns import socket_in
+from netfate.services.catalog.demo import TOPOLOGY
+from netfate.testbed.builder import Testbed
+from testbed_procs import until
+
+CHAIN = """
+name: sensor-path
+blocks:
+  - {name: collector, function: forwarder}
+  - {name: index, function: forwarder}
+  - {name: archive, function: forwarder}
+user_mbps: 1
+sla: {latency_ms: 5}
+"""
+ORDER = ("collector", "index", "archive")
+
+
+@pytest.fixture(scope="module")
+def tb() -> Iterator[Testbed]:
+    bed = Testbed.up(TOPOLOGY, prefix="nfs" + secrets.token_hex(2)[:3], sdn=True)
+    try:
+        yield bed
+    finally:
+        problems = bed.down()
+        assert not problems, problems
+        assert netns.list_with_prefix(bed.prefix + "-") == []
+
+
+def _ours(api: Api, sid: str) -> list[dict[str, Any]]:
+    return [i for i in api("GET", "/intents") if i["intent"]["id"].startswith(f"catalog-{sid}-")]
+
+
+def _ping(tb: Testbed, ip: str, count: int = 1) -> str:
+    r = tb.exec("laptop1", ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "2", ip],
+                check=False)  # fmt: skip
+    return str(r.stdout)
+
+
+def _senders(s: socket.socket, dst_ip: str, n: int) -> list[str]:
+    """The source MACs of the first `n` ICMP echo requests to `dst_ip` that arrive."""
+    dst = socket.inet_aton(dst_ip)
+    got: list[str] = []
+    while len(got) < n:
+        frame, addr = s.recvfrom(2048)
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        if frame[23] == 1 and frame[30:34] == dst and frame[14 + ihl] == 8:
+            got.append(frame[6:12].hex(":"))
+    return got
+
+
+def _path(tb: Testbed, api: Api, sid: str, laptop_mac: str) -> dict[str, dict[str, Any]]:
+    """Once the subscription's instances run and its intents (naming them) are active:
+    laptop1 pings the last block three times, and each block's namespace captures who
+    sent it the requests. Asserts chain order; returns the blocks' instances."""
+
+    def running() -> dict[str, Any] | None:
+        now: dict[str, Any] = api("GET", f"/catalog/subscriptions/{sid}")
+        states = {i["state"] for i in now["instances"]}
+        assert "failed" not in states, now["instances"]
+        return now if states == {"running"} else None
+
+    now = until("the chain's instances running", running, timeout=120)
+    insts = {i["block"]: api("GET", f"/instances/{i['instance']}") for i in now["instances"]}
+    ids = [insts[b]["id"] for b in ORDER]
+
+    def active() -> bool:
+        xs = _ours(api, sid)  # entry, steering, and the two talks
+        steer = [x["intent"] for x in xs if x["intent"]["kind"] == "steering"]
+        return (
+            len(xs) == 4
+            and all(x["state"] == "active" for x in xs)
+            and [(s["chain"], s["to"]) for s in steer] == [(ids[:2], f"instance:{ids[2]}")]
+        )
+
+    until("the chain's four intents active, naming its instances", active, timeout=60)
+    archive_ip = insts["archive"]["ip"].split("/")[0]
+    until("laptop1 reaches the archive", lambda: "1 received" in _ping(tb, archive_ip), 60)
+    socks = {}
+    try:
+        for b in ORDER:
+            ns = f"{tb.prefix}-{insts[b]['node']}-{insts[b]['id']}"
+            s = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0800))
+            s.bind(("eth0", 0))
+            s.settimeout(10)
+            socks[b] = s
+        out = _ping(tb, archive_ip, count=3)
+        assert "3 received" in out, out
+        got = {b: _senders(s, archive_ip, 3) for b, s in socks.items()}
+    finally:
+        for s in socks.values():
+            s.close()
+    mac = {b: insts[b]["mac"].lower() for b in ORDER}
+    assert got == {
+        "collector": [laptop_mac.lower()] * 3,
+        "index": [mac["collector"]] * 3,
+        "archive": [mac["index"]] * 3,
+    }
+    return insts
+
+
+def test_a_subscriptions_chain_carries_its_users_packets_in_chain_order(tb: Testbed) -> None:
+    assert tb.api_url is not None
+    api = Api(tb.api_url, tb.api_token)
+    api.as_user("acme", role="provider")(
+        "POST", "/catalog/chains", {"provider": "acme", "descriptor": CHAIN}
+    )
+    laptop = next(h for h in api("GET", "/hosts") if h["name"] == "laptop1")
+    sub = api.as_user("alice")("POST", "/catalog/subscriptions",
+                               {"user": "alice", "chain": "sensor-path", "at": "cpe1",
+                                "devices": [laptop["mac"]]})  # fmt: skip
+    sid = sub["id"]
+    before = _path(tb, api, sid, laptop["mac"])
+
+    # The index's instance is lost: the loop runs the block anew (another instance,
+    # MAC and address), and the intents move to it.
+    api("DELETE", f"/instances/{before['index']['id']}")
+    after = _path(tb, api, sid, laptop["mac"])
+    assert after["index"]["id"] != before["index"]["id"]
+    assert after["collector"]["id"] == before["collector"]["id"]
+
+    api.as_user("alice")("DELETE", f"/catalog/subscriptions/{sid}")
+    until("the chain's intents removed", lambda: not _ours(api, sid), timeout=60)
