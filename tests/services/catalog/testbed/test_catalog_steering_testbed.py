@@ -10,7 +10,9 @@ block's namespace: the first gets them from the laptop, the second from the firs
 the last from the second (chain order, across whatever nodes the engine chose).
 The middle block's instance is then lost (deleted): the loop runs the block as a
 new instance, the intents are replaced to name it, and the same capture finds the
-packets crossing it in order. Unsubscribing removes the intents.
+packets crossing it in order. Unsubscribing removes the intents. Then alice walks
+to cpe2 with her laptop and logs in there: her chain is re-placed (the entry block
+migrates to cpe2) and her packets cross the blocks in order where they now run.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import pytest
 from netfate.demo.platform import Api
 from netfate.host import netns
 from netfate.host.netns import socket_in
+from netfate.host.ovs import Vsctl
 from netfate.services.catalog.demo import TOPOLOGY
+from netfate.store.db import Database
+from netfate.store.events import record_event
 from netfate.testbed.builder import Testbed
 from testbed_procs import until
 
@@ -50,6 +55,17 @@ def tb() -> Iterator[Testbed]:
         problems = bed.down()
         assert not problems, problems
         assert netns.list_with_prefix(bed.prefix + "-") == []
+
+
+@pytest.fixture(scope="module")
+def api(tb: Testbed) -> Api:
+    """The operator's API, the chain published by its provider."""
+    assert tb.api_url is not None
+    op = Api(tb.api_url, tb.api_token)
+    op.as_user("acme", role="provider")(
+        "POST", "/catalog/chains", {"provider": "acme", "descriptor": CHAIN}
+    )
+    return op
 
 
 def _ours(api: Api, sid: str) -> list[dict[str, Any]]:
@@ -126,12 +142,9 @@ def _path(tb: Testbed, api: Api, sid: str, laptop_mac: str) -> dict[str, dict[st
     return insts
 
 
-def test_a_subscriptions_chain_carries_its_users_packets_in_chain_order(tb: Testbed) -> None:
-    assert tb.api_url is not None
-    api = Api(tb.api_url, tb.api_token)
-    api.as_user("acme", role="provider")(
-        "POST", "/catalog/chains", {"provider": "acme", "descriptor": CHAIN}
-    )
+def test_a_subscriptions_chain_carries_its_users_packets_in_chain_order(
+    tb: Testbed, api: Api
+) -> None:
     laptop = next(h for h in api("GET", "/hosts") if h["name"] == "laptop1")
     sub = api.as_user("alice")("POST", "/catalog/subscriptions",
                                {"user": "alice", "chain": "sensor-path", "at": "cpe1",
@@ -146,5 +159,48 @@ def test_a_subscriptions_chain_carries_its_users_packets_in_chain_order(tb: Test
     assert after["index"]["id"] != before["index"]["id"]
     assert after["collector"]["id"] == before["collector"]["id"]
 
+    api.as_user("alice")("DELETE", f"/catalog/subscriptions/{sid}")
+    until("the chain's intents removed", lambda: not _ours(api, sid), timeout=60)
+
+
+def test_after_the_user_moves_the_packets_cross_the_chain_where_it_was_re_placed(
+    tb: Testbed, api: Api
+) -> None:
+    """Alice carries her laptop to cpe2 (its access port moves to cpe2's bridge) and
+    logs in there: the loop re-places her chain (the entry, bound to 5 ms of her,
+    migrates to cpe2), and her packets cross the blocks in order where they now run."""
+    assert tb.ovs_db is not None
+    laptop = next(h for h in api("GET", "/hosts") if h["name"] == "laptop1")
+    sub = api.as_user("alice")("POST", "/catalog/subscriptions",
+                               {"user": "alice", "chain": "sensor-path", "at": "cpe1",
+                                "devices": [laptop["mac"]]})  # fmt: skip
+    sid = sub["id"]
+    before = _path(tb, api, sid, laptop["mac"])
+    assert before["collector"]["node"] == "cpe1"
+
+    port = str(tb.state.hosts["laptop1"]["port"])
+    b = Vsctl(tb.ovs_db).batch()
+    b.del_port(port)
+    b.add_port(tb.bridge_of("cpe2"), port, peer="host:laptop1")
+    b.commit()
+
+    # The login at cpe2, as the firewall's RADIUS server records it on an Access-Accept
+    # (this testbed runs no portal): what tells the conduit where alice is now. A
+    # port that declares its host is not a sighting (the controller compiles the
+    # laptop's flows there and sees no packet of it).
+    db = Database(f"sqlite:///{tb.state.dir / 'orchestrator.db'}")
+    try:
+        with db.session() as s:
+            record_event(s, "UserLoggedIn", {"user": "alice", "node": "cpe2", "previous": "cpe1"})
+    finally:
+        db.dispose()
+    until(
+        "alice's chain re-placed for cpe2",
+        lambda: api("GET", f"/catalog/subscriptions/{sid}")["at"] == "cpe2",
+        timeout=60,
+    )
+    after = _path(tb, api, sid, laptop["mac"])
+    assert after["collector"]["id"] == before["collector"]["id"]  # migrated, not recreated
+    assert after["collector"]["node"] == "cpe2"
     api.as_user("alice")("DELETE", f"/catalog/subscriptions/{sid}")
     until("the chain's intents removed", lambda: not _ours(api, sid), timeout=60)
