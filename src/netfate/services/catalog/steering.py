@@ -209,16 +209,26 @@ def sync(session: Session) -> dict[str, dict[str, str]]:
     the refused ones (empty when all hold)."""
     session.flush()  # the loop's changes stay (admission expires what is loaded)
     want = wanted(session)
-    if not any(want.values()) and (
-        session.scalar(select(SdnIntentRow.id).where(SdnIntentRow.id.like(f"{PREFIX}%")).limit(1))
-        is None
-    ):
-        return {}  # no catalog intents wanted or stored: one indexed lookup
-    added, removed, refused = reconcile_owned(
-        session, [k.intent for ks in want.values() for k in ks], lambda i: i.startswith(PREFIX)
-    )
-    if added or removed or refused:
-        log.info("catalog intents: added %s, removed %s, refused %s", added, removed, refused)
+    specs = {k.intent.id: k.intent.model_dump(mode="json") for ks in want.values() for k in ks}
+    stored = {
+        iid: spec
+        for iid, spec in session.execute(
+            select(SdnIntentRow.id, SdnIntentRow.spec).where(SdnIntentRow.id.like(f"{PREFIX}%"))
+        )
+        if iid.startswith(PREFIX)
+    }
+    if not want and not stored:
+        return {}  # no active subscription, no catalog intent: nothing to say
+    if stored == specs:
+        # All in place (none refused: a refused one is not stored): no admission, which
+        # reads every intent and the whole view. Only a `why` that said a refusal changes.
+        refused: dict[str, str] = {}
+    else:
+        added, removed, refused = reconcile_owned(
+            session, [k.intent for ks in want.values() for k in ks], lambda i: i.startswith(PREFIX)
+        )
+        if added or removed or refused:
+            log.info("catalog intents: added %s, removed %s, refused %s", added, removed, refused)
     out: dict[str, dict[str, str]] = {}
     for sid, keyed in want.items():
         mine = {
