@@ -22,7 +22,6 @@ unsubscribe no flow of the catalog's intents is left on any bridge.
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog_db import FOG, catalog_db
-from netfate.host.netns import socket_in
+from chain_capture import CHAIN, ORDER, echo_senders, raw_socket
 from netfate.orchestrator.sdn.api import load_intents
 from netfate.orchestrator.sdn.intents import PortView, cookie_for
 from netfate.services.catalog.conduit import Conduit, get_subscription
@@ -46,16 +45,6 @@ from netfate.store.tables import HostRow, InstanceRow
 from sdn_rig import ControlledRig, wait_until
 
 PORT = 6653
-CHAIN = """
-name: sensor-path
-blocks:
-  - {name: collector, function: forwarder}
-  - {name: index, function: forwarder}
-  - {name: archive, function: forwarder}
-user_mbps: 1
-sla: {latency_ms: 5}
-"""
-ORDER = ("collector", "index", "archive")
 
 
 class RigPlatform:
@@ -174,36 +163,13 @@ def fog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fog]:
         f.close()
 
 
-def capture(fog: Fog, instance: str) -> socket.socket:
-    """A raw socket on the instance's eth0, open before anything is sent."""
-    s = socket_in(fog.net.rig.endpoints[instance].netns, socket.AF_PACKET, socket.SOCK_RAW,
-                  socket.ntohs(0x0800))  # fmt: skip
-    s.bind(("eth0", 0))
-    s.settimeout(10)
-    return s
-
-
-def echo_senders(s: socket.socket, dst_ip: str, n: int) -> list[str]:
-    """The source MACs of the first `n` ICMP echo requests to `dst_ip` that arrive."""
-    dst = socket.inet_aton(dst_ip)
-    got: list[str] = []
-    while len(got) < n:
-        frame, addr = s.recvfrom(2048)
-        if addr[2] == socket.PACKET_OUTGOING:
-            continue
-        ihl = (frame[14] & 0x0F) * 4
-        if frame[23] == 1 and frame[30:34] == dst and frame[14 + ihl] == 8:
-            got.append(frame[6:12].hex(":"))
-    return got
-
-
 def through_the_chain(fog: Fog) -> dict[str, list[str]]:
     """laptop1 pings the archive three times; who sent each block the requests."""
     where = fog.blocks()
     eps = fog.net.rig.endpoints
     archive_ip = eps[where["archive"][0]].ip
     wait_until(lambda: fog.ping(archive_ip), timeout=60, what="laptop1 reaches the archive")
-    socks = {b: capture(fog, where[b][0]) for b in ORDER}
+    socks = {b: raw_socket(fog.net.rig.endpoints[where[b][0]].netns) for b in ORDER}
     try:
         out = fog.net.rig.exec("laptop1", "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2",
                                archive_ip, check=False)  # fmt: skip

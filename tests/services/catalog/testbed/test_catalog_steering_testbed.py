@@ -18,32 +18,20 @@ migrates to cpe2) and her packets cross the blocks in order where they now run.
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from chain_capture import CHAIN, ORDER, echo_senders, raw_socket
 from netfate.demo.platform import Api
 from netfate.host import netns
-from netfate.host.netns import socket_in
 from netfate.host.ovs import Vsctl
 from netfate.services.catalog.demo import TOPOLOGY
 from netfate.store.db import Database
 from netfate.store.events import record_event
 from netfate.testbed.builder import Testbed
 from testbed_procs import until
-
-CHAIN = """
-name: sensor-path
-blocks:
-  - {name: collector, function: forwarder}
-  - {name: index, function: forwarder}
-  - {name: archive, function: forwarder}
-user_mbps: 1
-sla: {latency_ms: 5}
-"""
-ORDER = ("collector", "index", "archive")
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +66,12 @@ def _ping(tb: Testbed, ip: str, count: int = 1) -> str:
     return str(r.stdout)
 
 
-def _senders(s: socket.socket, dst_ip: str, n: int) -> list[str]:
-    """The source MACs of the first `n` ICMP echo requests to `dst_ip` that arrive."""
-    dst = socket.inet_aton(dst_ip)
-    got: list[str] = []
-    while len(got) < n:
-        frame, addr = s.recvfrom(2048)
-        if addr[2] == socket.PACKET_OUTGOING:
-            continue
-        ihl = (frame[14] & 0x0F) * 4
-        if frame[23] == 1 and frame[30:34] == dst and frame[14 + ihl] == 8:
-            got.append(frame[6:12].hex(":"))
-    return got
+def _subscribe(api: Api, laptop_mac: str) -> str:
+    """Alice subscribes at home (cpe1), her laptop as her device: the subscription's id."""
+    sub = api.as_user("alice")("POST", "/catalog/subscriptions",
+                               {"user": "alice", "chain": "sensor-path", "at": "cpe1",
+                                "devices": [laptop_mac]})  # fmt: skip
+    return str(sub["id"])
 
 
 def _path(tb: Testbed, api: Api, sid: str, laptop_mac: str) -> dict[str, dict[str, Any]]:
@@ -122,14 +104,10 @@ def _path(tb: Testbed, api: Api, sid: str, laptop_mac: str) -> dict[str, dict[st
     socks = {}
     try:
         for b in ORDER:
-            ns = f"{tb.prefix}-{insts[b]['node']}-{insts[b]['id']}"
-            s = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0800))
-            s.bind(("eth0", 0))
-            s.settimeout(10)
-            socks[b] = s
+            socks[b] = raw_socket(f"{tb.prefix}-{insts[b]['node']}-{insts[b]['id']}")
         out = _ping(tb, archive_ip, count=3)
         assert "3 received" in out, out
-        got = {b: _senders(s, archive_ip, 3) for b, s in socks.items()}
+        got = {b: echo_senders(s, archive_ip, 3) for b, s in socks.items()}
     finally:
         for s in socks.values():
             s.close()
@@ -146,10 +124,7 @@ def test_a_subscriptions_chain_carries_its_users_packets_in_chain_order(
     tb: Testbed, api: Api
 ) -> None:
     laptop = next(h for h in api("GET", "/hosts") if h["name"] == "laptop1")
-    sub = api.as_user("alice")("POST", "/catalog/subscriptions",
-                               {"user": "alice", "chain": "sensor-path", "at": "cpe1",
-                                "devices": [laptop["mac"]]})  # fmt: skip
-    sid = sub["id"]
+    sid = _subscribe(api, laptop["mac"])
     before = _path(tb, api, sid, laptop["mac"])
 
     # The index's instance is lost: the loop runs the block anew (another instance,
@@ -171,10 +146,7 @@ def test_after_the_user_moves_the_packets_cross_the_chain_where_it_was_re_placed
     migrates to cpe2), and her packets cross the blocks in order where they now run."""
     assert tb.ovs_db is not None
     laptop = next(h for h in api("GET", "/hosts") if h["name"] == "laptop1")
-    sub = api.as_user("alice")("POST", "/catalog/subscriptions",
-                               {"user": "alice", "chain": "sensor-path", "at": "cpe1",
-                                "devices": [laptop["mac"]]})  # fmt: skip
-    sid = sub["id"]
+    sid = _subscribe(api, laptop["mac"])
     before = _path(tb, api, sid, laptop["mac"])
     assert before["collector"]["node"] == "cpe1"
 
