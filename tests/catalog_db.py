@@ -16,6 +16,21 @@ from netfate.services.catalog.descriptor import Function
 from netfate.store.db import Database
 from topology_db import topology_db
 
+FOG: dict[str, Any] = {
+    "name": "fog",
+    "nodes": {
+        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
+        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
+        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4, "memory": "4096MiB"},
+    },
+    "hosts": {"laptop1": {"node": "cpe1", "mac": "02:00:00:00:00:a1"}},
+    "links": [
+        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
+        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
+    ],
+}
+"""Two homes 5 ms from the provider edge, a laptop at the first (the steering tests)."""
+
 
 def catalog_db(directory: Path, topology: dict[str, Any]) -> Database:
     assert SERVICE.migrations is not None

@@ -20,6 +20,10 @@ is gone:
       -> each block whose node changed: coordinator.migrate (its state comes along)
       a block not settled (starting, migrating): wait, next pass (the last move wins,
       and an instance is never copied: one migration at a time per instance)
+      -> the chains' SDN intents (steering.py) made equal to the placement: the
+         user's hosts reach the entry block, their traffic crosses the blocks in
+         chain order, the blocks that talk reach each other; a refusal is said in
+         the subscription's `why`
 
 All the engine sees comes from the core's tables: nodes (capacity, kind, up or
 not), links (rate, delay), and as background load the instances the catalog does
@@ -52,7 +56,7 @@ from netfate.store.db import serialize
 from netfate.store.events import record
 from netfate.store.tables import InstanceRow, LinkRow, NodeRow
 
-from . import states, whereabouts
+from . import states, steering, whereabouts
 from .events import SubscriptionEnded, SubscriptionPlaced, SubscriptionRefused
 from .position import Locator, Position
 from .states import SubscriptionState
@@ -600,7 +604,13 @@ class Conduit:
     # -------------------------------------------------------------- the loop
 
     def step(self, session: Session) -> set[str]:
-        """One pass of the reconcile loop (module docstring)."""
+        """One pass of the reconcile loop (module docstring), then the chains' SDN
+        intents made equal to what is placed (steering.py)."""
+        touched = self._place(session)
+        steering.sync(session)
+        return touched
+
+    def _place(self, session: Session) -> set[str]:
         subs = _active(session)
         if not subs:
             return set()

@@ -8,7 +8,9 @@ check() walks through it, each step raising DemoFailed with the reason:
 2. two users subscribe, one at each home: the engine places each chain, its
    decision explained; the agents start the instances (real processes in their
    namespaces) and report them running; each user's laptop asks its collector
-   (the platform's UDP counter) and gets an answer;
+   (the platform's UDP counter) and gets an answer; the conduit's loop stores the
+   chain's SDN intents (the laptop's traffic steered through the blocks in chain
+   order), said with their states (compiled against the view: no controller runs);
 3. the provider sees its subscriptions with abstract sites, never a node name;
 4. alice walks from cpe1 to cpe2 (walk.py): she logs in at cpe1's captive portal
    (the firewall service's RADIUS server records the login; nothing moves), her
@@ -20,19 +22,18 @@ check() walks through it, each step raising DemoFailed with the reason:
    came along, and her laptop at cpe2 gets its answers;
 5. the provider publishes v2 (a third block); v1 keeps running until a user
    asks to move: then v2's instances run and v1's stop;
-6. both unsubscribe: every instance stops;
+6. both unsubscribe: every instance stops, and the intents go;
 7. the night (night_demo.py): a looser chain for each user, a compressed day
    under a load curve: by day the chains run at the edge (pe1), at night they
    migrate home and pe1 is drained and switched off, in the morning it is on again.
 
 The dashboard's catalog panel (static/panel.js) shows each subscription's
 placement and its decisions' reasons as they happen.
-
-Not shown yet (issue 15): consolidation switching a node off at night.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,36 @@ def _running(api: Api, sub: dict[str, Any]) -> dict[str, Any]:
     return got
 
 
+def _intents(api: Api, sid: str) -> list[dict[str, Any]]:
+    return [i for i in api("GET", "/intents") if i["intent"]["id"].startswith(f"catalog-{sid}-")]
+
+
+def _intents_gone(api: Api, sid: str) -> bool:
+    return not _intents(api, sid)
+
+
+def _steered(api: Api, sub: dict[str, Any]) -> str:
+    """The path the conduit asked of the network for a subscription (steering.py), once
+    its intents are stored, with their states (this demo runs without the controller:
+    `active` says they compile against the network's view, not that a switch holds them)."""
+    sid = sub["id"]
+
+    def stored() -> list[dict[str, Any]] | None:
+        xs = _intents(api, sid)
+        return xs if any(x["intent"]["kind"] == "steering" for x in xs) else None
+
+    got: list[dict[str, Any]] = until(f"{sid}'s steering intent", stored, timeout=60)
+    block = {i["instance"]: i["block"] for i in sub["instances"]}
+    steer = next(x["intent"] for x in got if x["intent"]["kind"] == "steering")
+    hops = [block.get(i, i) for i in steer["chain"]]
+    to = block.get(steer["to"].partition(":")[2], steer["to"])
+    prefix = f"catalog-{sid}-"
+    states = ", ".join(
+        sorted(f"{x['intent']['id'].removeprefix(prefix)} {x['state']}" for x in got)
+    )
+    return f"{sid} steered: {steer['host']} -> {' -> '.join(hops)} -> {to} ({states})"
+
+
 def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
     """Acme (signed in as the provider) publishes; each user (signed in as itself)
     subscribes. The operator's Api, and the subscriptions, are returned."""
@@ -85,13 +116,16 @@ def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
     blocks = [b["name"] for b in v1["templates"]["blocks"]]
     say(f"acme published {v1['name']} v{v1['version']}: templates {blocks}; nothing runs")
     subs = {}
+    macs = {h["name"]: h["mac"] for h in api("GET", "/hosts")}
     for user, at in USERS.items():
         sub = api.as_user(user)("POST", f"{V}/subscriptions",
-                                {"user": user, "chain": "sensor-archive", "at": at})  # fmt: skip
+                                {"user": user, "chain": "sensor-archive", "at": at,
+                                 "devices": [macs[LAPTOPS[user]]]})  # fmt: skip
         say(f"{user} subscribed at {at}: {sub['decisions'][-1]['why']}")
         subs[user] = _running(api.as_user(user), sub)
         where = {i["block"]: i["node"] for i in subs[user]["instances"]}
         say(f"{user}'s instances run: {where}")
+        say(_steered(api, subs[user]))
         ip, reply = ask_collector(tb, api, user, subs[user])
         say(f"{user}'s laptop asked the collector at {ip}: instance {reply.instance} answered")
     return api, subs
@@ -210,7 +244,8 @@ def check(tb: Testbed, say: Say) -> None:
         ended = api.as_user(user)("DELETE", f"{V}/subscriptions/{sub['id']}")
         for i in api("GET", f"{V}/subscriptions/{ended['id']}")["instances"]:
             api.wait_state(i["instance"], "gone", timeout=60)
-        say(f"{user} unsubscribed: the instances are gone")
+        until(f"{sub['id']}'s intents removed", partial(_intents_gone, api, sub["id"]), 60)
+        say(f"{user} unsubscribed: the instances and the intents are gone")
     night(tb, say)
     say("demo check passed")
 

@@ -1,10 +1,12 @@
 """`netfate demo catalog --check` (services/catalog/topologies/fog.yaml) exits 0: a
 chain published, two subscriptions placed by the engine whose instances really run
 (the agents start them in their namespaces and report them running), the
-provider's abstract view, alice's walk from cpe1 to cpe2 (a login at each CPE's
-captive portal through the firewall service's RADIUS server; her chain's entry
-follows her, moved with its state, one copy of each block, her laptop answered at
-cpe2), an upgrade to v2, and both unsubscribed (services/catalog/demo.py)."""
+provider's abstract view, each chain's steering intents stored, alice's walk from
+cpe1 to cpe2 (a login at each CPE's captive portal through the firewall service's
+RADIUS server; her chain's entry follows her, moved with its state, one copy of
+each block, her laptop answered at cpe2), an upgrade to v2, both unsubscribed
+(their intents gone), and the night: the edge switched off and on again
+(services/catalog/demo.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ def test_demo_catalog_check_exits_zero() -> None:
     assert "bob's instances run: {'archive': 'cpe2', 'collector': 'cpe2'}" in out
     assert "alice's laptop asked the collector at 192.168.81." in out
     assert "bob's laptop asked the collector at 192.168.82." in out
+    # The conduit's loop stored each chain's intents: the laptop steered through it.
+    assert out.count(" steered: laptop1 -> collector -> archive (") == 1, out[-6000:]
+    assert out.count(" steered: laptop2 -> collector -> archive (") == 1, out[-6000:]
+    assert out.count("unsubscribed: the instances and the intents are gone") == 2
     assert "acme sees 2 subscriptions at abstract sites ['site-" in out
     assert "alice logged in at cpe1's captive portal (RADIUS): her chain stays at cpe1" in out
     assert "alice's chain followed: user seen at cpe2 (login): moved on " in out

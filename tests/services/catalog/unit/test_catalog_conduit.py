@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from catalog_db import FNS, TOPO, V1, V2, FakeCoordinator, catalog_db
+from catalog_db import FNS, FOG, V1, V2, FakeCoordinator, catalog_db
 from catalog_leases import dhcp_server, lease
 from netfate.orchestrator.nfv.errors import Conflict, NoCapacity
 from netfate.services.catalog import whereabouts
@@ -43,7 +43,7 @@ from netfate.store.tables import EventRow, InstanceRow, NodeRow
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    d = catalog_db(tmp_path, TOPO)
+    d = catalog_db(tmp_path, FOG)
     yield d
     d.dispose()
 
