@@ -76,7 +76,12 @@ def capture(seconds: float, pix_fmt: str | None = None) -> list[Datagram]:
     deadline = t0 + seconds + 30
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([rtp, rtcp], [], [], 0.5)
+            # poll(), not select(): the suite's process may hold descriptors past 1024
+            p = select.poll()
+            byfd = {s.fileno(): s for s in (rtp, rtcp)}
+            for fd in byfd:
+                p.register(fd, select.POLLIN)
+            ready = [byfd[fd] for fd, _ in p.poll(500)]
             for s in ready:
                 out.append(Datagram(s is rtcp, time.monotonic() - t0, s.recv(65536)))
             if not ready and proc.poll() is not None:

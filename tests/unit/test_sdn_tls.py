@@ -9,6 +9,7 @@ CA, a server certificate presented as a switch's, or no certificate gets no sess
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import ssl
 import threading
@@ -157,3 +158,19 @@ def test_a_secure_testbed_needs_its_own_controller(tmp_path: Path) -> None:
 
     with pytest.raises(TestbedError, match="needs sdn"):
         Testbed.up(tmp_path / "never-read.yaml", secure=True)
+
+
+def test_the_relay_works_past_descriptor_1024(
+    pki: tuple[TlsFiles, CertificateAuthority],
+) -> None:
+    """A controller with many switches holds more than 1024 descriptors: the relay's
+    sockets are then numbered past select()'s limit (CI's suite process reached it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        test_a_switch_of_the_ca_is_relayed_both_ways(pki)
+    finally:
+        for fd in held:
+            os.close(fd)

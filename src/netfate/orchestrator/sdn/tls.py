@@ -80,6 +80,17 @@ class _LocalEnd:
         return getattr(self._sock, name)
 
 
+def _ready(rl: list[socket.socket], wl: list[socket.socket], timeout: float) -> set[socket.socket]:
+    """The sockets of `rl` readable or of `wl` writable (or hung up) within `timeout`.
+    poll(), not select(): select() refuses a descriptor numbered 1024 or more, which a
+    controller with many switches (or a process with many files) reaches."""
+    p = select.poll()
+    socks = {s.fileno(): s for s in (*rl, *wl)}
+    for fd, s in socks.items():
+        p.register(fd, (select.POLLIN if s in rl else 0) | (select.POLLOUT if s in wl else 0))
+    return {socks[fd] for fd, _ in p.poll(timeout * 1000)}
+
+
 def relay(tls: ssl.SSLSocket, plain: socket.socket) -> None:
     """Copy bytes both ways until either side ends; closes both. The only thread that
     touches `tls`. Neither direction ever blocks the other: os-ken's receive thread
@@ -98,8 +109,7 @@ def relay(tls: ssl.SSLSocket, plain: socket.socket) -> None:
             else:
                 rl = ([] if to_plain or tls_wants_write else [tls]) + ([] if to_tls else [plain])
                 wl = ([plain] if to_plain else []) + ([tls] if to_tls or tls_wants_write else [])
-                r, w, _ = select.select(rl, wl, [], 30.0)
-                ready = set(r) | set(w)
+                ready = _ready(rl, wl, 30.0)
             if tls in ready and not to_plain:
                 tls_wants_write = False
                 try:
