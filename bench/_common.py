@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
+
+from netfate.host.ports import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -100,12 +101,6 @@ def ratio(ours: float | None, baseline: float | None, digits: int = 3) -> float 
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stop_process(p: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:

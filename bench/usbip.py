@@ -33,6 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from netfate.host.ports import free_port as _free_port
+
 BLOCK = 512
 LATENCY_SAMPLES = 2000
 
@@ -49,14 +51,6 @@ def _pypi_usbip() -> ModuleType:
         return importlib.import_module("usbip")
     finally:
         sys.path[:] = saved
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def _cpu(pid: int | None) -> float:

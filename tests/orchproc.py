@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -23,14 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
+from netfate.host.ports import free_port as _free_port
+
 REPO = Path(__file__).resolve().parents[1]
 TOPOLOGY = REPO / "examples" / "demo.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Orchestrator:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import threading
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import httpx
 
 from netfate.apiclient import SignedIn
 from netfate.demo.sdn import until
+from netfate.host.ports import free_port
 from netfate.model.topology import Topology
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.store import Database
@@ -51,12 +51,6 @@ EXPECTED = {
     "report": {200},
     "health": {200},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

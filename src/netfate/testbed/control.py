@@ -50,6 +50,7 @@ from typing import Any
 import httpx
 
 from netfate.host import netns, proc
+from netfate.host.ports import free_port
 from netfate.host.private import read_private, write_private
 from netfate.model.topology import Topology
 from netfate.testbed import openflow_pki
@@ -76,13 +77,6 @@ def heartbeat_for(n_nodes: int) -> float:
     """Agent report interval: 1 s up to 30 nodes, then longer so the orchestrator sees
     about 30 reports a second (on 2 cores, 30 agents at 1 s already cost half a core)."""
     return max(DEFAULT_HEARTBEAT, round(n_nodes / NODES_PER_HEARTBEAT_SECOND, 1))
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 STREAMING_VOLUME = "NETFATE_STREAMING_VOLUME"

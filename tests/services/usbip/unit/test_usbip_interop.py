@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from netfate.host.ports import free_port as _free_port
 from netfate.vnf.usbip_client import MassStorageClient, RemoteDevice, list_devices
 from netfate.vnf.usbip_host import HidKeyboard, IsoStream, MassStorage, SerialSensor, UsbipServer
 
@@ -37,14 +37,6 @@ class _Store:
 
     def write(self, lba: int, count: int, data: bytes) -> None:
         self.buf[lba * 512 : (lba + count) * 512] = data
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
 
 
 def test_their_client_against_our_server(tmp_path: Path) -> None:
