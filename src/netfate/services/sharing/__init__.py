@@ -9,7 +9,7 @@ from pathlib import Path
 
 from netfate.contract import Demo, Loop, Role, Service
 
-from . import network, reconcile
+from . import network, reconcile, workflow
 from .router import router
 
 OPERATOR, USER, AGENT, PUBLIC = Role.OPERATOR, Role.USER, Role.AGENT, Role.PUBLIC
@@ -60,6 +60,7 @@ SERVICE = Service(
             "(nftables masquerade) and a stateful firewall.",
         },
     ),
+    on_instance_event=workflow.on_instance_event,  # VP1's learned ports, to the pages
     isolates=network.pn_lans,  # a Personal Network's LAN reaches nothing by default
     loops=(Loop("shares", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
     cli="netfate.services.sharing.cli:app",

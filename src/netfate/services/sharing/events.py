@@ -33,3 +33,16 @@ class ShareStateChanged(Event):
     """State after."""
     reason: str
     """Why, in words."""
+
+
+@dataclass(frozen=True)
+class SharePortsLearned(Event):
+    share: int
+    """The share request's id."""
+    owner: str
+    recipient: str
+    device: str
+    learned: list[int]
+    """Every port of the device VP1 learned so far."""
+    proxied: list[int]
+    """The ports VP1 proxies for the device now."""

@@ -41,7 +41,7 @@ from netfate.vnf.virtual_presence.att import ATT, ATTError
 from netfate.vnf.virtual_presence.translator import Role
 
 from . import states
-from .events import PersonalNetworkCreated, ShareStateChanged
+from .events import PersonalNetworkCreated, SharePortsLearned, ShareStateChanged
 from .states import ShareState
 from .tables import DeviceRow, InvitationRow, PersonalNetworkRow, ShareHistoryRow, ShareRow
 
@@ -708,6 +708,29 @@ def share_ports(session: Session, sh: ShareRow) -> dict[str, list[int]]:
         "learned": _port_list(reported.get("learned")),
         "proxied": _port_list(reported.get("proxied")),
     }
+
+
+def on_instance_event(session: Session, inst: InstanceRow, event: dict[str, Any]) -> set[str]:
+    """A Virtual Presence's event (``Service.on_instance_event``). VP1 learned ports
+    of the device: both owners' pages show the share's ports, and this event is the
+    only news of it they get (the figures come on the instance row, which raises no
+    event). Delivered at least once: a repeat tells the same, harmlessly."""
+    if event.get("kind") != "PortsLearned":
+        return set()
+    for sh in session.scalars(select(ShareRow).where(ShareRow.vp1_instance == inst.id)):
+        record(
+            session,
+            SharePortsLearned(
+                sh.id,
+                sh.owner,
+                sh.recipient,
+                sh.device,
+                _port_list(event.get("learned")),
+                _port_list(event.get("proxied")),
+            ),
+            readers=(sh.owner, sh.recipient),
+        )
+    return set()
 
 
 def share_view(session: Session, sh: ShareRow, with_history: bool = False) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from netfate.proto import ipv4
@@ -189,7 +189,13 @@ def sniff(data: bytes) -> str | None:
 
 
 class DiscoveryAlg:
-    def __init__(self, tr: Translator, cfg: kernel.KernelConfig, learned: Iterable[int] = ()):
+    def __init__(
+        self,
+        tr: Translator,
+        cfg: kernel.KernelConfig,
+        learned: Iterable[int] = (),
+        on_learned: Callable[[], None] | None = None,
+    ):
         if tr.role is not Role.IMPORTER:
             raise ValueError("the discovery ALG runs in VP1")
         self.tr = tr
@@ -202,6 +208,10 @@ class DiscoveryAlg:
         self.learned: set[int] = set()
         """Ports the device named for itself (announced or in URLs it served)."""
         self._initial = sorted(set(learned))
+        self._on_learned = on_learned
+        """Called (in the function's loop: open_ports runs there) once new learned
+        ports are proxied: the function tells the owners' pages, which have no other
+        way to hear of it."""
         self.counters: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,10 +241,12 @@ class DiscoveryAlg:
         before anything that names them is sent on."""
         async with self._lock:
             opened = []
+            new = False
             for p in sorted(set(ports)):
                 if learned and p not in self.learned:
                     self.learned.add(p)
                     self.counters["ports_learned"] += 1
+                    new = True
                 if p in self._servers:
                     continue
                 if len(self._servers) >= max(MAX_PORTS, len(self.http_ports)):
@@ -250,6 +262,8 @@ class DiscoveryAlg:
                 opened.append(p)
             if opened:
                 await asyncio.to_thread(kernel.add_alg_ports, None, self.cfg, opened)
+            if new and self._on_learned is not None:
+                self._on_learned()
 
     def _learn_from_thread(self, ports: set[int]) -> None:
         if not ports - set(self._servers) - self.learned or self._loop is None:

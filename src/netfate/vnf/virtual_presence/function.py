@@ -24,6 +24,7 @@ from netfate.vnf.runtime import Context, Function
 from . import kernel
 from .alg import DiscoveryAlg
 from .att import ATT
+from .events import PortsLearned
 from .icmp import IcmpErrorTap
 from .translator import Role, Translator
 
@@ -73,8 +74,12 @@ class VirtualPresence(Function):
             await asyncio.sleep(0.01)
         await asyncio.to_thread(kernel.install, None, self.cfg)
         if self.cfg.proxy:
-            self.alg = DiscoveryAlg(Translator(Role.IMPORTER, self.cfg.att), self.cfg,
-                                    self._learned)  # fmt: skip
+            self.alg = DiscoveryAlg(
+                Translator(Role.IMPORTER, self.cfg.att),
+                self.cfg,
+                self._learned,
+                on_learned=self._tell_learned,
+            )
             await self.alg.start()
         if self.cfg.role is Role.EXPORTER and self.cfg.icmp_tap:
             self.icmp = IcmpErrorTap(
@@ -83,6 +88,11 @@ class VirtualPresence(Function):
             self.icmp.start()
         self.installed_at = time.time()
         self._again = asyncio.create_task(self._announce_again())
+
+    def _tell_learned(self) -> None:
+        """The owners' pages show the ports VP1 proxies: tell the sharing service."""
+        if self.alg is not None:
+            self.emit(PortsLearned(sorted(self.alg.learned), self.alg.proxied, time.time()))
 
     async def _announce_again(self) -> None:
         """Once more after the hosts' ARP lock time (1 s): a host that updated its

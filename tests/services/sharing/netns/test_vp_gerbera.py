@@ -100,6 +100,11 @@ def test_active_search_answer_names_the_alias_and_its_port_is_learned(rig: Rig) 
                      "proxied": [peers.GERBERA_PORT]}  # fmt: skip
     alg = status(rig.tmp, "vp1")["stats"]["alg"]
     assert ssdp_sent(rig) > 0 and alg.get("alg_unparsed", 0) == 0
+    # VP1 told its agent's next report (the owners' pages hear of it by that event).
+    told = [e for e in status(rig.tmp, "vp1")["stats"]["events"]["items"]
+            if e["kind"] == "PortsLearned"]  # fmt: skip
+    assert told and told[-1]["learned"] == [peers.GERBERA_PORT], told
+    assert told[-1]["proxied"] == [peers.GERBERA_PORT]
 
 
 def test_gssdp_discover_finds_the_alias(rig: Rig) -> None:

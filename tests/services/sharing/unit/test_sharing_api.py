@@ -26,6 +26,7 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.agent.instances import vet
+from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing import cli
@@ -423,6 +424,35 @@ def test_learned_ports_show_in_the_share_and_http_ports_stay_an_override(api: An
     api.post(f"{V1}/shares/{other['id']}/revoke", json={"by": ALICE})
     got = api.get(f"{V1}/shares/{other['id']}").json()
     assert got["ports"] == {"configured": [8200], "learned": [], "proxied": []}
+
+
+def test_learned_ports_reach_both_owners_pages_as_an_event(api: Any) -> None:
+    """The owners' pages refresh on events only; VP1's figures come on its instance
+    row, which raises none. VP1 tells (PortsLearned, through its agent's report):
+    both owners, and nobody else, get SharePortsLearned, once per event."""
+    sh = _share_to(api).json()
+    sh = api.post(f"{V1}/shares/{sh['id']}/accept", json={"by": BOB}).json()
+    report_running(api, sh["vp2_instance"], sh["vp1_instance"])
+    share_in(api, sh["id"], "active")
+    told = {"seq": 1, "kind": "PortsLearned", "learned": [49152, "x"], "proxied": [49152],
+            "at": 1.0}  # fmt: skip
+    stats = {"ports": {"configured": [], "learned": [49152], "proxied": [49152]},
+             "events": {"last_seq": 1, "dropped": 0, "items": [told]}}  # fmt: skip
+    _vp1_reports(api, sh, stats)
+    _vp1_reports(api, sh, stats)  # the same outbox again: nothing new
+
+    def seen(who: str) -> list[dict[str, Any]]:
+        tok = authn.token(api.app, who, Role.USER)
+        r = api.get("/api/v1/events", headers=authn.bearer(tok))
+        assert r.status_code == 200, r.text
+        return [e for e in r.json() if e["kind"] == "SharePortsLearned"]
+
+    for who in (ALICE, BOB):
+        got = seen(who)
+        assert len(got) == 1, got
+        assert got[0]["data"]["share"] == sh["id"]
+        assert got[0]["data"]["learned"] == [49152] and got[0]["data"]["proxied"] == [49152]
+    assert seen(CAROL) == []
 
 
 def test_an_invitation_code_names_the_recipient_once(api: Any) -> None:

@@ -38,12 +38,16 @@
 
   // Events the page shows in its live list and refreshes on (the stream shows this
   // principal its own only: its shares either way, its PN, its instances).
-  const LIVE_KINDS = ["ShareStateChanged", "PersonalNetworkCreated", "InstanceStateChanged"];
+  const LIVE_KINDS = ["ShareStateChanged", "SharePortsLearned", "PersonalNetworkCreated",
+    "InstanceStateChanged"];
 
   function describe(ev) {
     const d = ev.data || {};
     if (ev.kind === "ShareStateChanged") {
       return `share ${d.share}: ${d.device} of ${d.owner} with ${d.recipient}: ${d.previous || "new"} → ${d.state}`;
+    }
+    if (ev.kind === "SharePortsLearned") {
+      return `share ${d.share}: ports of ${d.device} learned: ${(d.learned || []).join(", ")}`;
     }
     if (ev.kind === "PersonalNetworkCreated") return `Personal Network ${d.email} created`;
     if (ev.kind === "InstanceStateChanged") return `${d.name || d.instance}: ${d.previous || "new"} → ${d.state}`;
