@@ -111,6 +111,7 @@ def create_app(
     services = tuple(services)
     _check_names(services)
     functions = registered_functions(services)
+    owns_db = db is None
     db = db or Database(settings.database_url)
     identity = guard.Identity(db, enforce=enforce, allowed_hosts=settings.allowed_hosts)
     notifier = Notifier()
@@ -121,6 +122,11 @@ def create_app(
         notifier.bind(asyncio.get_running_loop())
         await asyncio.to_thread(_prepare, db, settings, services)
         async with contextlib.AsyncExitStack() as stack:
+            if owns_db:
+                # Last out: the pool's connections close with the app (an engine the
+                # caller handed in is the caller's). The engine stays usable: a later
+                # session opens new connections.
+                stack.callback(db.dispose)
             for svc in services:
                 if svc.lifespan is not None:
                     await stack.enter_async_context(svc.lifespan(app))
