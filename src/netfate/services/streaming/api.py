@@ -376,6 +376,7 @@ class JoinIn(WhereIn):
         default=None,
         min_length=1,
         max_length=128,
+        pattern=r"^[^/]+$",  # it is a path segment when the device leaves
         description="A label of the user's device (default: its host, else its PE): one "
         "user may watch on two devices",
     )
@@ -473,7 +474,7 @@ def _abstract(t: Tree, session: Session, v: Viewer) -> dict[str, Any]:
     """A viewer as its content's provider sees it (issue 12): where it watches only as
     a location class, never its user, node names or addresses."""
     node = session.get(NodeRow, v.pe)
-    served = "its access PE" if t.streamers[v.streamer].node == v.pe else "a neighbour PE"
+    served = "its access PE" if t.streamers[v.streamer].node == v.pe else "another PE"
     return {
         "content": v.content,
         "case": v.case,

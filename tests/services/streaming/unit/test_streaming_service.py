@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.contract import Role
+from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
+from netfate.services import registered
 from netfate.services.streaming import SERVICE as STREAMING
 from streaming_api import keyed, ok
 from waiting import until
@@ -367,16 +370,31 @@ def test_a_viewer_is_the_signed_in_user_on_one_of_its_devices(api: TestClient) -
         ("alice", "phone"),
     ]
     assert [(v["user"], v["client"]) for v in ok(api.get(viewers, headers=bob))] == [("bob", "pe4")]
-    assert len(ok(api.get(viewers))) == 3  # the operator
+    # carol at pe3: pe2's streamer, a neighbour's (case 3)
+    carol = ok(api.post(viewers, json={"pe": "pe3"}, headers=signed_in(api, "carol")))
+    assert (carol["case"], carol["node"]) == (3, "pe2"), carol
+    assert len(ok(api.get(viewers))) == 4  # the operator
     # the provider of the content: its viewers, where only as a location class
     seen = ok(api.get(viewers, headers=signed_in(api, "uni", Role.PROVIDER)))
     assert sorted((v["case"], v["location"]["served_from"]) for v in seen) == [
         (1, "its access PE"),
+        (3, "another PE"),
         (4, "its access PE"),
         (4, "its access PE"),
     ]
     said = str(seen)
-    for secret in ("alice", "bob", "phone", "laptop", "pe2", "pe4", "10.6", a["streamer"]):
+    for secret in (
+        "alice",
+        "bob",
+        "carol",
+        "phone",
+        "laptop",
+        "pe2",
+        "pe3",
+        "pe4",
+        "10.6",
+        a["streamer"],
+    ):
         assert secret not in said, (secret, seen)
     assert {v["location"]["tier"] for v in seen} == {"pe"}
     # another provider: as if the content did not exist
@@ -384,11 +402,58 @@ def test_a_viewer_is_the_signed_in_user_on_one_of_its_devices(api: TestClient) -
     assert api.get(viewers, headers=other).status_code == 404
     # alice leaves from her phone: her laptop still watches
     assert ok(api.delete(f"{viewers}/phone", headers=alice))["user"] == "alice"
-    assert tree_viewers() == ["alice/laptop", "bob/pe4"]
+    assert tree_viewers() == ["alice/laptop", "bob/pe4", "carol/pe3"]
     # the operator acts for a user it names
     ok(api.delete(f"{viewers}/pe4?user=bob"))
-    assert tree_viewers() == ["alice/laptop"]
+    assert tree_viewers() == ["alice/laptop", "carol/pe3"]
     d = ok(api.post(viewers, json={"user": "bob", "client": "tablet", "host": "tablet"}))
     assert (d["user"], d["client"], d["node"]) == ("bob", "tablet", "pe4"), d
     # a name that is no account's is refused before anything is looked at
     assert keyed(api.post(viewers, json={"user": "no/one", "pe": "pe2"}), "user")
+    assert keyed(api.post(viewers, json={"client": "a/b", "pe": "pe2"}, headers=bob), "client")
+
+
+@pytest.fixture
+def with_portals(tmp_path: Path) -> Iterator[TestClient]:
+    """The streaming service beside the firewall service (whose captive-portal
+    function the platform then knows by name; its RADIUS server is not started)."""
+    (fw,) = [replace(s, lifespan=None, loops=()) for s in registered() if s.name == "firewall"]
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[STREAMING, fw],
+    )
+    with authn.client(app) as c:
+        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
+        for n in TOPO["nodes"]:
+            r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})
+            assert r.status_code == 200, r.text
+        yield c
+
+
+def test_the_service_starts_the_viewers_portals_itself(
+    with_portals: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PEs the operator names get a captive portal from the service's loop (its
+    garden the front door, its sign-in the front-end's), through the platform; no
+    longer named, it goes; a name that is no PE is skipped."""
+    api = with_portals
+    monkeypatch.setenv("NETFATE_STREAMING_PORTALS", "pe2, pe3, c9")
+
+    def portals() -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in instances(api).items() if k.startswith("portal-")}
+
+    assert until(lambda: set(portals()) == {"portal-pe2", "portal-pe3"}, 10.0), instances(api)
+    door = str(Topology.from_dict(TOPO).door_ip)
+    p2 = portals()["portal-pe2"]
+    assert p2["descriptor"] == "captive-portal" and p2["node"] == "pe2"
+    assert p2["config"]["garden"] == [door]
+    assert p2["config"]["signin"] == f"http://{door}/signin?next=/api/v1/streaming/app"
+    keys = {f["key"] for f in ok(api.get(f"{V1}/tree"))["functions"]}
+    assert {"portal:pe2", "portal:pe3"} <= keys
+    # every PE a host is attached to (phone: pe2, tablet: pe4, cam: pe1)
+    monkeypatch.setenv("NETFATE_STREAMING_PORTALS", "all")
+    want = {"portal-pe1", "portal-pe2", "portal-pe4"}
+    assert until(lambda: set(portals()) == want, 10.0), portals()
+    assert portals()["portal-pe2"]["id"] == p2["id"]  # kept, not made again
+    monkeypatch.delenv("NETFATE_STREAMING_PORTALS")
+    assert until(lambda: portals() == {}, 10.0), portals()
