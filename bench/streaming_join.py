@@ -59,6 +59,8 @@ def until_frame(ns: str, url: str, t0: float, timeout: float = 60.0) -> float:
 
 
 def one_round(sc: Scene, ns: str, i: int) -> dict[str, float]:
+    for user in (f"new{i}", f"warm{i}"):  # viewers sign in first: not timed
+        sc.api.as_user(user)
     t0 = time.monotonic()
     a = sc.join(f"new{i}", "phone", "lecture")
     assert a["case"] == 4, a

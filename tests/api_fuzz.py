@@ -251,11 +251,16 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "POST /api/v1/streaming/events/{eid}/stop": [{"path": {"eid": "@eid:0"}}],
     "GET /api/v1/streaming/events/{eid}/ingest": [{"path": {"eid": "@eid:2"}}],
     "POST /api/v1/streaming/contents/{cid}/viewers": [
-        {"path": {"cid": "@cid:0"}, "body": {"client": "phone", "host": "laptop1"}}
+        # bob joins as himself (a user names only itself; the operator may name anyone)
+        {
+            "path": {"cid": "@cid:0"},
+            "body": {"client": "phone", "host": "laptop1"},
+            "headers": {"authorization": "@as-user:bob"},
+        }
     ],
     "GET /api/v1/streaming/contents/{cid}/viewers": [{"path": {"cid": "@cid:0"}}],
     "DELETE /api/v1/streaming/contents/{cid}/viewers/{client}": [
-        {"path": {"cid": "@cid:0", "client": "@client:0"}}
+        {"path": {"cid": "@cid:0", "client": "@client:0"}, "query": {"user": "alice"}}
     ],
     "POST /api/v1/streaming/recordings": [{"body": {"user": "bob", "event": "@eid:1"}}],
     "DELETE /api/v1/streaming/recordings/{rid}": [{"path": {"rid": "@rid:0"}}],
@@ -345,7 +350,8 @@ def seed(base: str, auth: httpx.Auth) -> dict[str, list[Any]]:
         ok(c.post("/streaming/providers", json={"name": "uni", "title": "Uni", "pe": "pe1"}))
         events = [ok(c.post("/streaming/events", json=LECTURE))["id"] for _ in range(2)]
         content = ok(c.post(f"/streaming/events/{events[0]}/start"))["content"]["id"]
-        ok(c.post(f"/streaming/contents/{content}/viewers", json={"client": "tv1", "pe": "pe1"}))
+        tv1 = {"user": "alice", "client": "tv1", "pe": "pe1"}  # alice's tv1, joined for her
+        ok(c.post(f"/streaming/contents/{content}/viewers", json=tv1))
         rec = ok(c.post("/streaming/recordings", json={"user": "alice", "event": events[0]}))
         res = ok(c.post("/streaming/reservations", json={"user": "alice", "event": events[1]}))
         # An RTMP event of the default provider account, live: its ingest URL is that

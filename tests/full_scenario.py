@@ -141,7 +141,8 @@ def populate(c: Any, db: Database) -> dict[str, Any]:
     live = c.post(f"{st}/events", json={**ev, "protocol": "rtmp"}).json()
     later = c.post(f"{st}/events", json=ev).json()
     ok(c.post(f"{st}/events/{live['id']}/start"))
-    ok(c.post(f"{st}/contents/ev{live['id']}/viewers", json={"client": "c", "pe": "cpe1"}))
+    bobs = {"user": "bob", "client": "c", "pe": "cpe1"}  # bob's device c, joined for him
+    ok(c.post(f"{st}/contents/ev{live['id']}/viewers", json=bobs))
     rec = c.post(f"{st}/recordings", json={"user": "bob", "event": live["id"]})
     ok(rec)
     ok(c.post(f"{st}/reservations", json={"user": "bob", "event": later["id"]}))

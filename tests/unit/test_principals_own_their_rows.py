@@ -58,6 +58,16 @@ def test_streaming_users_see_and_end_only_their_own_rows(
     assert as_(c, bob, "DELETE", f"{ST}/recordings/{rec}").json()["state"] == "stopped"
     # The operator lists everyone's.
     assert {r["user"] for r in c.get(f"{ST}/recordings").json()} == {"alice", "bob"}
+    # Viewers: bob's device c watches; alice neither joins as him, nor leaves it, nor
+    # sees it; bob sees his own.
+    viewers = f"{ST}/contents/ev{ids['event']}/viewers"
+    assert [v["user"] for v in as_(c, bob, "GET", viewers).json()] == ["bob"]
+    assert as_(c, alice, "GET", viewers).json() == []
+    refused(c, ids, alice, "POST", viewers, 403, json={"user": "bob", "pe": "cpe1"})
+    refused(c, ids, alice, "DELETE", f"{viewers}/c", 404)
+    refused(c, ids, alice, "DELETE", f"{viewers}/c?user=bob", 403)
+    assert as_(c, bob, "DELETE", f"{viewers}/c").json()["user"] == "bob"
+    assert c.get(viewers).json() == []
 
 
 def test_a_streaming_provider_schedules_starts_and_stops_only_its_own_events(

@@ -67,6 +67,11 @@ class Api:
             self._users[name] = Api(self.root, signed.json()["token"])
         return self._users[name]
 
+    def forget(self, name: str) -> None:
+        """`as_user(name)` signs in afresh next time: its password was reset elsewhere
+        (which revoked the token kept here)."""
+        self._users.pop(name, None)
+
     def wait_state(self, iid: str, want: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

@@ -42,7 +42,9 @@ SERVICE = Service(
         "GET /events/{eid}/ingest": (PROVIDER,),
         "GET /contents": EVERYONE,
         "POST /contents/{cid}/viewers": (OPERATOR, USER),
-        "GET /contents/{cid}/viewers": (OPERATOR,),
+        # Each its own: the operator all, a user its devices, a provider its contents'
+        # viewers in the abstract (api.list_viewers).
+        "GET /contents/{cid}/viewers": EVERYONE,
         "DELETE /contents/{cid}/viewers/{client}": (OPERATOR, USER),
         "GET /tree": (OPERATOR,),
         "PUT /settings": (OPERATOR,),

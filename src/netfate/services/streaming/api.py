@@ -14,8 +14,11 @@ Writes converge what they changed at once (the reconcile step); reads only read.
 Who may call each route is the contract's (__init__.py). A signed-in user names only
 itself in ``user`` (the identity layer refuses another's name) and sees and cancels
 only its own recordings and reservations; a provider names only itself in
-``provider`` and starts and stops only its own events. Viewers are a client id and
-an access PE, not a user: leaving is anyone's with the viewer's client id.
+``provider`` and starts and stops only its own events. A viewer is a signed-in
+user's account and a device of theirs (the client id, a label: one user may watch on
+two devices): a user joins, leaves and reads only its own viewers; the operator acts
+for any user and sees every viewer; a provider sees its own contents' viewers with
+abstract locations only (no node names, addresses or users).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from netfate.orchestrator.api.errors import invalid as invalid_input
 from netfate.orchestrator.api.schemas import INT32_MAX, DbInt, Strict
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
 from netfate.orchestrator.identity import Principal, PrincipalDep, owned
+from netfate.orchestrator.identity.accounts import NAME_RE
 from netfate.orchestrator.notify import Notifier
 from netfate.store.tables import HostRow, NodeRow
 
@@ -50,7 +54,7 @@ from .tables import (
     RecordingRow,
     ReservationRow,
 )
-from .tree import Event, JoinRefused, Tree, ViewerAssigned
+from .tree import Event, JoinRefused, Tree, Viewer, ViewerAssigned
 
 router = APIRouter()
 NAME = r"^[a-z0-9][a-z0-9-]{0,47}$"
@@ -60,8 +64,14 @@ EventId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The event's id")]
 RecordingId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The recording's id")]
 ReservationId = Annotated[int, Path(ge=1, le=INT32_MAX, description="The reservation's id")]
 ContentId = Annotated[str, Path(min_length=1, max_length=32, description="The content's id")]
-ClientId = Annotated[str, Path(min_length=1, max_length=128, description="The client's id")]
+ClientId = Annotated[
+    str, Path(min_length=1, max_length=128, description="The viewer's device (its client id)")
+]
 User = Annotated[str | None, Query(min_length=1, max_length=254, description="Only this user's")]
+Whose = Annotated[
+    str | None,
+    Query(min_length=1, max_length=254, description="The viewer's user (the operator's only)"),
+]
 
 
 def invalid(field: str, msg: str) -> NoReturn:
@@ -362,16 +372,47 @@ class WhereIn(Strict):
 
 
 class JoinIn(WhereIn):
-    client: str = Field(min_length=1, max_length=128, description="The client's id")
+    client: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^/]+$",  # it is a path segment when the device leaves
+        description="A label of the user's device (default: its host, else its PE): one "
+        "user may watch on two devices",
+    )
+    user: str | None = Field(
+        default=None,
+        pattern=NAME_RE.pattern,
+        description="Whose viewer: a user's own only; the operator's, any user's "
+        "(default: the caller)",
+    )
 
 
-def _viewer(
-    session: Session, content: str, client: str, streamer: str, node: str
-) -> dict[str, Any]:
+def viewer_key(user: str, device: str) -> str:
+    """The tree's viewer (the paper's client id): a user's device. Account names have
+    no '/', so the first one splits it back (`viewer_of`)."""
+    return f"{user}/{device}"
+
+
+def viewer_of(key: str) -> tuple[str, str] | None:
+    """(user, device) of a tree's viewer key; None for a playback's (recordings.py)."""
+    user, sep, device = key.partition("/")
+    return (user, device) if sep else None
+
+
+def _whose(p: Principal, named: str | None) -> str:
+    """Whose viewer a request acts on: a user's own (the identity layer refused a
+    user's naming another); the operator's, the user it names, else its own."""
+    return named if named is not None and p.operator else p.name
+
+
+def _viewer(session: Session, content: str, key: str, streamer: str, node: str) -> dict[str, Any]:
     ip = recordings.address(reconcile.instance_of(session, f"streamer:{streamer}"))
     base = f"http://{ip}:{HTTP_PORT}" if ip else None
+    user, device = viewer_of(key) or ("", key)
     return {
-        "client": client,
+        "user": user,
+        "client": device,
         "content": content,
         "streamer": streamer,
         "node": node,
@@ -408,16 +449,19 @@ def _assigned(session: Session, notifier: Notifier, t: Tree, ev: Event) -> Viewe
 
 @router.post("/contents/{cid}/viewers", responses=errors(404, 503))
 def join(
-    cid: ContentId, body: JoinIn, session: SessionDep, notifier: NotifierDep
+    cid: ContentId, body: JoinIn, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
 ) -> dict[str, Any]:
-    """A client asks for content X from its PE: the back-end assigns an edge streamer
-    by the paper's rule (the case and why are in the answer); 503 when it cannot."""
+    """A signed-in user asks for content X from its PE on one of its devices: the
+    back-end assigns an edge streamer by the paper's rule (the case and why are in
+    the answer); 503 when it cannot. The viewer is the caller (the operator may join
+    for a user it names)."""
     c = session.get(ContentRow, cid)
     if c is None or c.state != "live":
         raise HTTPException(404, detail=f"content {cid!r} is not live")
     pe = _client_pe(session, body)
+    key = viewer_key(_whose(p, body.user), body.client or body.host or pe)
     t = backend.load(session)
-    ev = _assigned(session, notifier, t, t.join(body.client, cid, pe, reconcile.clock()))
+    ev = _assigned(session, notifier, t, t.join(key, cid, pe, reconcile.clock()))
     return {
         **_viewer(session, cid, ev.client, ev.streamer, ev.node),
         "pe": pe,
@@ -426,35 +470,65 @@ def join(
     }
 
 
+def _abstract(t: Tree, session: Session, v: Viewer) -> dict[str, Any]:
+    """A viewer as its content's provider sees it (issue 12): where it watches only as
+    a location class, never its user, node names or addresses."""
+    node = session.get(NodeRow, v.pe)
+    served = "its access PE" if t.streamers[v.streamer].node == v.pe else "another PE"
+    return {
+        "content": v.content,
+        "case": v.case,
+        "since": v.since,
+        "location": {"tier": node.kind if node else None, "served_from": served},
+    }
+
+
 @router.get("/contents/{cid}/viewers", responses=errors(404))
-def list_viewers(cid: ContentId, session: SessionDep) -> list[dict[str, Any]]:
-    """The content's viewers (none once it ended)."""
-    if session.get(ContentRow, cid) is None:
+def list_viewers(cid: ContentId, session: SessionDep, p: PrincipalDep) -> list[dict[str, Any]]:
+    """The content's viewers (none once it ended): the operator's, all of them; a
+    user's, its own devices; its provider's, each in the abstract (another provider's
+    content is as if it did not exist)."""
+    c = session.get(ContentRow, cid)
+    if c is None or (p.role is Role.PROVIDER and c.provider != p.name):
         raise HTTPException(404, detail=f"unknown content {cid!r}")
     t = backend.load(session, lock=False)
+    mine = sorted((v for v in t.viewers.values() if v.content == cid), key=lambda v: v.client)
+    if p.role is Role.PROVIDER:
+        return [_abstract(t, session, v) for v in mine]
+    if not p.operator:
+        mine = [v for v in mine if (viewer_of(v.client) or ("",))[0] == p.name]
     return [
         {
             **_viewer(session, cid, v.client, v.streamer, t.streamers[v.streamer].node),
             "pe": v.pe,
             "case": v.case,
         }
-        for v in sorted(t.viewers.values(), key=lambda v: v.client)
-        if v.content == cid
+        for v in mine
     ]
 
 
 @router.delete("/contents/{cid}/viewers/{client}", responses=errors(404))
-def leave(cid: ContentId, client: ClientId, session: SessionDep) -> dict[str, Any]:
-    """The client leaves; its branch goes after the grace period if nobody else watches."""
+def leave(
+    cid: ContentId,
+    client: ClientId,
+    session: SessionDep,
+    p: PrincipalDep,
+    user: Whose = None,
+) -> dict[str, Any]:
+    """The user's device leaves; its branch goes after the grace period if nobody else
+    watches. A user's own viewer only (``?user=`` another: refused by the identity
+    layer; another's device: 404); the operator's, the user's it names."""
     t = backend.load(session)
-    v = t.viewers.get(client)
-    if v is None or v.content != cid or t.contents[cid].pull:  # a playback: its user's
+    whose = _whose(p, user)
+    key = viewer_key(whose, client)
+    v = t.viewers.get(key)
+    if v is None or v.content != cid:
         raise HTTPException(404, detail=f"{client!r} is not watching {cid!r}")
-    evs = t.leave(client, reconcile.clock())
+    evs = t.leave(key, reconcile.clock())
     backend.record(session, evs)
     backend.save(session, t)
     session.commit()
-    return {"left": client, "prune_at": getattr(evs[0], "prune_at", None)}
+    return {"left": client, "user": whose, "prune_at": getattr(evs[0], "prune_at", None)}
 
 
 # ------------------------------------------------------------------ the tree

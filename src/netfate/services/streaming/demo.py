@@ -66,7 +66,7 @@ PROVIDERS = {
     "match": ("club", "A Sports Club", "pe4", "camera2", "Derby"),
 }
 JOINS = (
-    # client, host, content key, expected case, expected streamer node
+    # user (signed in as itself), its device (host), content key, expected case and node
     ("alice", "phone", "lecture", 4, "pe2"),
     ("bob", "tablet", "lecture", 3, "pe2"),
     ("carol", "phone", "match", 2, "pe2"),
@@ -193,7 +193,7 @@ class Scene:
     """content key -> the live content (id, acquirer address and port)."""
     sources: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     hosts: dict[str, str] = field(default_factory=dict)
-    """client -> the host it watches from."""
+    """user -> the host (its device) it watches from."""
 
     # ---------------------------------------------------------------- providers
 
@@ -255,38 +255,45 @@ class Scene:
 
     # ---------------------------------------------------------------- viewers
 
-    def join(self, client: str, host: str, key: str) -> dict[str, Any]:
+    def join(self, user: str, host: str, key: str) -> dict[str, Any]:
+        """``user``, signed in as itself, watches ``key`` from its device ``host``."""
         cid = self.contents[key]["id"]
-        a = dict(self.api("POST", f"{S}/contents/{cid}/viewers", {"client": client, "host": host}))
-        self.hosts[client] = host
+        me = self.api.as_user(user)
+        a = dict(me("POST", f"{S}/contents/{cid}/viewers", {"host": host}))
+        if (a["user"], a["client"]) != (user, host):
+            raise DemoFailed(f"{user} on {host} joined as {a['user']} on {a['client']}")
+        self.hosts[user] = host
         return a
 
-    def viewer(self, client: str) -> dict[str, Any]:
+    def viewer(self, user: str) -> dict[str, Any]:
+        """The user's viewer, as the user reads it (its own only)."""
+        me = self.api.as_user(user)
         for key in self.contents:
             cid = self.contents[key]["id"]
-            for v in self.api("GET", f"{S}/contents/{cid}/viewers"):
-                if v["client"] == client:
+            for v in me("GET", f"{S}/contents/{cid}/viewers"):
+                if v["client"] == self.hosts[user]:
                     return dict(v)
-        raise DemoFailed(f"{client} watches nothing")
+        raise DemoFailed(f"{user} watches nothing")
 
-    def decodes(self, client: str, timeout: float = 90) -> int:
-        """Frames the client's ffprobe decodes from the HLS of the streamer serving it
-        now (its address read again: a rebuilt streamer may have another)."""
-        ns = self.tb.netns_of(self.hosts[client])
+    def decodes(self, user: str, timeout: float = 90) -> int:
+        """Frames the user's ffprobe (on its device) decodes from the HLS of the
+        streamer serving it now (its address read again: a rebuilt streamer may have
+        another)."""
+        ns = self.tb.netns_of(self.hosts[user])
 
         def attempt() -> int:
-            v = self.viewer(client)
+            v = self.viewer(user)
             inst = live(self.api, f"streamer-{v['streamer']}")
             if inst is None or inst["state"] != "running" or not v["hls"]:
                 return 0
             return frames(ns, v["hls"])
 
-        return int(until(f"frames decoded by {client}", attempt, timeout))
+        return int(until(f"frames decoded by {user}", attempt, timeout))
 
-    def leave(self, client: str) -> None:
-        v = self.viewer(client)
-        cid = v["content"]
-        self.api("DELETE", f"{S}/contents/{cid}/viewers/{client}")
+    def leave(self, user: str) -> None:
+        """The user's device leaves, the user signed in as itself."""
+        v = self.viewer(user)
+        self.api.as_user(user)("DELETE", f"{S}/contents/{v['content']}/viewers/{v['client']}")
 
     # ---------------------------------------------------------------- the tree
 
@@ -341,21 +348,21 @@ def check(tb: Testbed, say: Say) -> None:
 
 
 def _grow(sc: Scene) -> None:
-    for client, host, key, case, node in JOINS:
-        a = sc.join(client, host, key)
+    for user, host, key, case, node in JOINS:
+        a = sc.join(user, host, key)
         sc.say(
-            f"{client} at {a['pe']} watches {key}: case {a['case']}, {a['streamer']} on "
+            f"{user} at {a['pe']} watches {key}: case {a['case']}, {a['streamer']} on "
             f"{a['node']} ({a['why']})"
         )
         if a["case"] != case or a["node"] != node:
-            raise DemoFailed(f"expected case {case} on {node} for {client}, got {a}")
-        n = sc.decodes(client)
-        sc.say(f"{client}'s ffprobe decodes {n} frames of {a['hls']}")
+            raise DemoFailed(f"expected case {case} on {node} for {user}, got {a}")
+        n = sc.decodes(user)
+        sc.say(f"{user}'s ffprobe decodes {n} frames of {a['hls']}")
     for key, node in BRANCHES.items():
         fwd = sc.forwarder(node, key)
         sc.say(f"{key}'s tree branches at core {node}: forwarder {fwd['ip']} duplicates it")
-    for client, *_ in JOINS:  # through the forwarders now
-        sc.decodes(client)
+    for user, *_ in JOINS:  # through the forwarders now
+        sc.decodes(user)
     for key, node in BRANCHES.items():
         sent = ", ".join(f"{n} to {h}" for h, n in sorted(sc.copies(node, key).items()))
         sc.say(f"the forwarder on {node} sent {key}: {sent}")
@@ -487,6 +494,7 @@ def _browser_plays(sc: Scene, rid: int) -> None:
     if not available() or sc.tb.door_url is None:
         raise DemoFailed("Chromium or the front door is missing: the browser step cannot run")
     pw = sc.api("POST", f"/accounts/{user}/password", {})["password"]
+    sc.api.forget(user)  # the reset revoked the token her viewer's calls used
     base = sc.tb.door_url
     t0 = time.monotonic()
     with chromiums(sc.tb.netns_of(host)) as (browser,):
@@ -513,8 +521,8 @@ def _browser_plays(sc: Scene, rid: int) -> None:
 
 def _shrink(sc: Scene, rid: int) -> None:
     streamers = {sc.viewer(c)["streamer"] for c, *_ in JOINS}
-    for client, *_ in JOINS:
-        sc.leave(client)
+    for user, *_ in JOINS:
+        sc.leave(user)
     for sid in sorted(streamers):
         until(f"{sid} to be released", gone(sc.api, f"streamer-{sid}"), 60)
     for node in BRANCHES.values():

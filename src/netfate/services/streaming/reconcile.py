@@ -15,6 +15,9 @@ One step, in one transaction the platform commits:
          storage:NODE     streaming-storage at a PE whose provider's events users
                           record (recordings.py): fed by the acquirer there while a
                           recording of a live content is requested;
+         portal:NODE      the firewall service's captive-portal at a viewers' PE
+                          the operator names (portals.py): new clients sign in at
+                          the front-end first;
        created pinned to the tree's node; reconfigured when their configuration
        differs; destroyed when the tree no longer needs them; created again when
        the platform lost one (failed, gone).
@@ -53,7 +56,7 @@ from netfate.orchestrator.sdn.intents import Endpoint, Intent, ReplicationIntent
 from netfate.orchestrator.sdn.tables import SdnIntentRow
 from netfate.store.tables import InstanceRow
 
-from . import backend, ingest, planning, recordings
+from . import backend, ingest, planning, portals, recordings
 from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
 from .recordings import address
 from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, ReservationRow, TreeRow
@@ -165,6 +168,9 @@ def converge(session: Session, want: Desired) -> set[str]:
     wanted_keys = set()
     # Receivers first, so the senders' configurations see their addresses: build the
     # configurations again after each kind is in place.
+    for key, (desc, node, cfg) in portals.configs(session).items():  # not the tree's
+        wanted_keys.add(key)
+        touched |= _ensure(session, key, desc, node, cfg)
     for kind in ("storage", "streamer", "forwarder", "acquirer"):
         for key, (desc, node, cfg) in configs(session, want).items():
             if not key.startswith(kind + ":"):
@@ -260,6 +266,7 @@ def step(session: Session) -> set[str]:
         session.scalar(select(TreeRow.id).limit(1)) is None
         and session.scalar(select(FunctionRow.key).limit(1)) is None
         and session.scalar(select(ReservationRow.id).limit(1)) is None
+        and not portals.named()
     ):
         return set()  # an orchestrator without streaming pays three indexed lookups
     now = clock()

@@ -39,7 +39,7 @@ from netfate.store.tables import EventRow as LogRow
 from netfate.store.tables import HostRow
 
 from . import reconcile, recordings
-from .api import RecordingId
+from .api import RecordingId, viewer_of
 from .tables import EventRow, ProviderRow, RecordingRow
 
 router = APIRouter()
@@ -230,7 +230,8 @@ def delete_recording(
 def watched(
     request: Request, session: SessionDep, user: str = Query(max_length=254)
 ) -> list[dict[str, Any]]:
-    """The events the user joined (the back-end's viewer assignments), newest first."""
+    """The events the user joined on any of its devices (the back-end's viewer
+    assignments), newest first."""
     name = _user(request, session)
     seen: dict[int, float] = {}
     rows = session.scalars(
@@ -242,6 +243,7 @@ def watched(
     for row in rows:
         d = row.data or {}
         content = str(d.get("content", ""))
-        if d.get("client") == name and content.startswith("ev") and content[2:].isdigit():
+        whose = viewer_of(str(d.get("client", "")))
+        if whose and whose[0] == name and content.startswith("ev") and content[2:].isdigit():
             seen.setdefault(int(content[2:]), row.at)
     return [{**_title(session, eid), "joined_at": at} for eid, at in seen.items()]

@@ -124,12 +124,16 @@ def test_studio_shows_the_acquirer_and_a_refusal(scene: Scene, page: Any) -> Non
 def test_user_joins_and_the_player_renders_frames(scene: Scene, page: Any) -> None:
     eid = scene.events["lecture"]
     sign_in(page, "alice")
-    page.goto(f"{page.base}/api/v1/streaming/app?user=alice&host=phone")
+    # The page names no user: it speaks for the signed-in one, and joins as her.
+    page.goto(f"{page.base}/api/v1/streaming/app?host=phone")
+    page.locator("#who-user", has_text="alice").wait_for(timeout=T)
     page.get_by_role("tab", name="Live").click()
     page.locator(f'#live-list button[data-event="{eid}"]').click()
     page.wait_for_function("() => document.getElementById('player-info').textContent"
                            ".includes('edge streamer')", timeout=T)  # fmt: skip
     assert "case 4" in page.locator("#player-info").inner_text()  # a new streamer on pe2
+    (v,) = scene.api("GET", f"{S}/contents/ev{eid}/viewers")
+    assert (v["user"], v["client"], v["node"]) == ("alice", "phone", "pe2"), v
     page.evaluate(FRAMES, "player")
     page.wait_for_function(f"() => ({FRAMES})('player') >= 30", timeout=T)
     assert page.evaluate("() => document.getElementById('player').currentTime") > 1

@@ -2,9 +2,11 @@
 redirection), on the paper's testbed (services/streaming/topologies/streaming.yaml).
 
 The viewers' access PEs (pe2: the phone, pe3: the tablet) run the firewall
-service's captive portal as their clients' gateway, with the run's front door as
-its walled garden and the front-end's sign-in (through the door) as where captive
-clients go (`signin`). Then:
+service's captive portal, started by the streaming service itself
+(NETFATE_STREAMING_PORTALS names the PEs), with the run's front door as its walled
+garden and the front-end's sign-in (through the door) as where captive clients go
+(`signin`); the test makes each its host's gateway (what the PE's DHCP would say).
+Then:
 
 - the phone's browser (Chromium in its namespace) asks for a page of another site:
   the portal sends it to the sign-in; it signs in with its account and lands on the
@@ -24,8 +26,9 @@ import pytest
 
 from browser import chromium
 from netfate.demo.platform import Api
-from netfate.services.streaming.demo import PROVIDERS, TOPOLOGY
+from netfate.services.streaming.demo import PROVIDERS, TOPOLOGY, appears
 from netfate.testbed.builder import Testbed
+from testbed_procs import until
 
 S = "/streaming"
 APP = "/api/v1/streaming/app"
@@ -43,14 +46,17 @@ class Scene:
         self.sites: dict[str, str] = {}
 
     def portal(self, host: str) -> None:
-        """A captive portal at ``host``'s PE, the host's gateway from now on (what the
-        portal's DHCP would say; the testbed's hosts have static addresses)."""
+        """The captive portal the streaming service started at ``host``'s PE, the
+        host's gateway from now on (what the portal's DHCP would say; the testbed's
+        hosts have static addresses)."""
         (h,) = [h for h in self.api("GET", "/hosts") if h["name"] == host]
-        door = str(self.tb.topology.door_ip)
-        cfg = {"node": h["node"], "port": 80, "garden": [door], "signin": self.signin}
-        body = {"descriptor": "captive-portal", "node": h["node"], "name": f"portal-{host}"}
-        inst = self.api("POST", "/instances", {**body, "config": cfg})
-        self.api.wait_state(inst["id"], "running", timeout=60)
+        inst = until(
+            f"the service's portal at {h['node']}", appears(self.api, f"portal-{h['node']}"), 60
+        )
+        assert inst["descriptor"] == "captive-portal", inst
+        assert inst["config"]["garden"] == [str(self.tb.topology.door_ip)], inst
+        assert inst["config"]["signin"] == self.signin, inst
+        inst = self.api.wait_state(inst["id"], "running", timeout=60)
         ip = str(ipaddress.ip_interface(inst["ip"]).ip)
         self.tb.exec(host, ["ip", "route", "replace", "default", "via", ip])
         self.portals[host] = ip
@@ -63,7 +69,10 @@ class Scene:
 @pytest.fixture(scope="module")
 def scene() -> Iterator[Scene]:
     """A provider and its schedule; captive portals for the phone and the tablet."""
-    tb = Testbed.up(TOPOLOGY)
+    with pytest.MonkeyPatch.context() as env:
+        # The viewers' PEs (the phone's, the tablet's) whose portals the service starts.
+        env.setenv("NETFATE_STREAMING_PORTALS", "pe2,pe3")
+        tb = Testbed.up(TOPOLOGY)
     try:
         sc = Scene(tb)
         sc.api("POST", "/accounts", {"name": "alice", "role": "user", "password": PASSWORD})

@@ -267,7 +267,7 @@ def test_reservations_prestart_the_tree_and_a_join_is_warm(api: TestClient, cloc
     (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
     assert flow["state"] == "started"
     # alice joins from pe2: the warm tree (case 1, the pre-started streamer)
-    a = ok(api.post(f"{V1}/contents/ev{eid}/viewers", json={"client": "alice", "host": "phone"}))
+    a = ok(api.post(f"{V1}/contents/ev{eid}/viewers", json={"user": "alice", "host": "phone"}))
     assert a["case"] == 1 and "pre-started for reservations" in a["why"], a
     assert f"streamer-{a['streamer']}" == streamers_on(api)["pe2"]
     # nobody joined on pe4: after the grace period (10 s) its branch goes; pe2's stays

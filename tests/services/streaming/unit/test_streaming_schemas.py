@@ -111,7 +111,7 @@ def test_every_config_the_service_builds_passes_the_agents_check(
     ok(api.post(f"{V1}/recordings", json={"user": "alice@example.org", "event": eid}), 201)
     cid = ok(api.post(f"{V1}/events/{eid}/start"))["content"]["id"]
     for client, pe in (("alice", "pe4"), ("bob", "pe5")):
-        ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": client, "pe": pe}))
+        ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": client, "pe": pe}))
 
     def all_four() -> bool:
         return {s["function"] for s in desired(api)} >= set(FUNCTIONS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import authn
+from netfate.contract import Role
+from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
+from netfate.services import registered
 from netfate.services.streaming import SERVICE as STREAMING
 from streaming_api import keyed, ok
 from waiting import until
@@ -156,7 +160,7 @@ def test_an_event_started_gets_its_acquirer_and_viewers_get_streamers(api: TestC
     assert acq["node"] == "pe1" and acq["port"] == 5000 and acq["address"].startswith("10.61.0.")
     assert instances(api)["acquirer-pe1"]["node"] == "pe1"
     # a viewer on pe2: case 4, a new streamer there; the acquirer now sends to it
-    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "alice", "host": "phone"}))
+    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "alice", "host": "phone"}))
     assert a["case"] == 4 and a["node"] == "pe2" and a["pe"] == "pe2", a
     assert a["address"].startswith("10.62.0.") and a["hls"].endswith(f"/hls/{cid}/index.m3u8")
     es = instances(api)[f"streamer-{a['streamer']}"]
@@ -164,12 +168,12 @@ def test_an_event_started_gets_its_acquirer_and_viewers_get_streamers(api: TestC
     (flow,) = instances(api)["acquirer-pe1"]["config"]["flows"]
     assert flow["port"] == 5000 and flow["next_hops"] == [{"host": a["address"], "port": 6000}]
     # case 1 on pe2, case 3 from pe3 (pe2 is its neighbour)
-    b = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "bob", "pe": "pe2"}))
+    b = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "bob", "pe": "pe2"}))
     assert b["case"] == 1 and b["streamer"] == a["streamer"], b
-    c3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "carol", "pe": "pe3"}))
+    c3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "carol", "pe": "pe3"}))
     assert c3["case"] == 3 and c3["node"] == "pe2" and "neighbour pe2" in c3["why"], c3
     watching = ok(api.get(f"{V1}/contents/{cid}/viewers"))
-    assert [v["client"] for v in watching] == ["alice", "bob", "carol"]
+    assert [v["user"] for v in watching] == ["alice", "bob", "carol"]
     assert api.get(f"{V1}/contents/nope/viewers").status_code == 404
     # the decisions are in the platform's event log with their why
     kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
@@ -184,12 +188,12 @@ def test_the_loop_prunes_after_the_grace_period_and_releases_the_streamer(
 ) -> None:
     ok(api.put(f"{V1}/settings", json={"grace_s": 0.5}))
     cid = live_event(api)
-    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "alice", "pe": "pe4"}))
+    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "alice", "pe": "pe4"}))
     name = f"streamer-{a['streamer']}"
     assert name in instances(api)
-    left = ok(api.delete(f"{V1}/contents/{cid}/viewers/alice"))
+    left = ok(api.delete(f"{V1}/contents/{cid}/viewers/pe4?user=alice"))
     assert left["prune_at"] is not None
-    assert api.delete(f"{V1}/contents/{cid}/viewers/alice").status_code == 404
+    assert api.delete(f"{V1}/contents/{cid}/viewers/pe4?user=alice").status_code == 404
     # nobody asks: the loop prunes the branch and destroys the streamer
     assert until(lambda: name not in instances(api), 10.0), instances(api)
     assert ok(api.get(f"{V1}/tree"))["state"]["streamers"] == []
@@ -210,14 +214,12 @@ def test_a_join_beyond_capacity_is_refused_with_the_reason(api: TestClient) -> N
     ok(api.put(f"{V1}/settings", json={"criterion": "qos"}))
     for client in ("v1", "v2"):
         assert (
-            ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": client, "pe": "pe5"}))[
-                "node"
-            ]
+            ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": client, "pe": "pe5"}))["node"]
             == "pe5"
         )
-    v3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v3", "pe": "pe5"}))
+    v3 = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "v3", "pe": "pe5"}))
     assert v3["case"] == 4 and v3["node"] == "pe4" and "pe5 sends 12.0 Mbit/s" in v3["why"]
-    r = api.post(f"{V1}/contents/{cid}/viewers", json={"client": "v4", "pe": "pe5"})
+    r = api.post(f"{V1}/contents/{cid}/viewers", json={"user": "v4", "pe": "pe5"})
     assert r.status_code == 503, r.text
     assert r.json()["detail"].startswith("no edge streamer can take the viewer")
     kinds = [e["kind"] for e in api.get("/api/v1/events").json()]
@@ -285,8 +287,8 @@ def test_switches_copy_a_content_where_the_controller_programs_them(api: TestCli
     controller_programs(api, "pe1", "pe2", "pe3", "pe4", "pe5", "c1", "c2")
     ok(api.put(f"{V1}/settings", json={"grace_s": 0.5}))
     cid = live_event(api)
-    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "alice", "pe": "pe2"}))
-    b = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"client": "bob", "pe": "pe4"}))
+    a = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "alice", "pe": "pe2"}))
+    b = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "bob", "pe": "pe4"}))
     # pe1 -> c1 -> {pe2, c2 -> pe4}: c1's switch copies; no forwarder anywhere.
     assert "copies in the switches (groups ALL at c1; no forwarder" in b["why"], b["why"]
     tree = ok(api.get(f"{V1}/tree"))
@@ -307,7 +309,7 @@ def test_switches_copy_a_content_where_the_controller_programs_them(api: TestCli
     assert set(rtp["targets"]) == streamers
     assert spec(f"streaming-{cid}-rtcp")["port"] == 6001
     # bob leaves: after the grace period his streamer goes and the intents follow.
-    ok(api.delete(f"{V1}/contents/{cid}/viewers/bob"))
+    ok(api.delete(f"{V1}/contents/{cid}/viewers/pe4?user=bob"))
     gone = f"instance:{ids['streamer-' + b['streamer']]}"
     assert until(lambda: gone not in spec(f"streaming-{cid}")["targets"], 10.0)
     assert spec(f"streaming-{cid}")["targets"] == [f"instance:{ids['streamer-' + a['streamer']]}"]
@@ -320,3 +322,138 @@ def test_switches_copy_a_content_where_the_controller_programs_them(api: TestCli
         return [i for i in ids if i.startswith("streaming-")]
 
     assert until(lambda: not streaming_intents(), 10.0), streaming_intents()
+
+
+def signed_in(c: TestClient, name: str, role: Role = Role.USER) -> dict[str, str]:
+    return authn.bearer(authn.token(c.app, name, role))
+
+
+def test_a_viewer_is_the_signed_in_user_on_one_of_its_devices(api: TestClient) -> None:
+    """A user joins, leaves and reads only as itself (its devices are labels: one user
+    on two devices is two viewers); the operator sees and acts for everyone; the
+    content's provider sees its viewers with abstract locations only."""
+    cid = live_event(api)
+    alice, bob = signed_in(api, "alice"), signed_in(api, "bob")
+    viewers = f"{V1}/contents/{cid}/viewers"
+
+    def tree_viewers() -> list[str]:
+        return sorted(v["client"] for v in ok(api.get(f"{V1}/tree"))["state"]["viewers"])
+
+    # alice joins from her phone as herself, no client id given: the device is its host
+    a = ok(api.post(viewers, json={"host": "phone"}, headers=alice))
+    assert (a["user"], a["client"], a["case"], a["node"]) == ("alice", "phone", 4, "pe2"), a
+    # and from a second device at the same PE: the same user, another viewer (case 1)
+    b = ok(api.post(viewers, json={"client": "laptop", "pe": "pe2"}, headers=alice))
+    assert (b["user"], b["client"], b["case"]) == ("alice", "laptop", 1), b
+    assert tree_viewers() == ["alice/laptop", "alice/phone"]
+    # bob cannot join as alice: refused by the identity layer, nothing changes
+    r = api.post(viewers, json={"user": "alice", "client": "tv", "pe": "pe4"}, headers=bob)
+    assert r.status_code == 403, r.text
+    assert tree_viewers() == ["alice/laptop", "alice/phone"]
+    # nor leave one of her devices: his own "phone" does not watch (404); naming her, 403
+    assert api.delete(f"{viewers}/phone", headers=bob).status_code == 404
+    assert api.delete(f"{viewers}/phone?user=alice", headers=bob).status_code == 403
+    assert tree_viewers() == ["alice/laptop", "alice/phone"]
+    # a provider joins nobody
+    assert (
+        api.post(
+            viewers, json={"pe": "pe2"}, headers=signed_in(api, "uni", Role.PROVIDER)
+        ).status_code
+        == 403
+    )
+    # bob joins as himself at pe4: his own viewer (a new streamer there)
+    c = ok(api.post(viewers, json={"pe": "pe4"}, headers=bob))
+    assert (c["user"], c["client"], c["case"], c["node"]) == ("bob", "pe4", 4, "pe4"), c
+    # each user reads its own viewers only; the operator all of them
+    assert [(v["user"], v["client"]) for v in ok(api.get(viewers, headers=alice))] == [
+        ("alice", "laptop"),
+        ("alice", "phone"),
+    ]
+    assert [(v["user"], v["client"]) for v in ok(api.get(viewers, headers=bob))] == [("bob", "pe4")]
+    # carol at pe3: pe2's streamer, a neighbour's (case 3)
+    carol = ok(api.post(viewers, json={"pe": "pe3"}, headers=signed_in(api, "carol")))
+    assert (carol["case"], carol["node"]) == (3, "pe2"), carol
+    assert len(ok(api.get(viewers))) == 4  # the operator
+    # the provider of the content: its viewers, where only as a location class
+    seen = ok(api.get(viewers, headers=signed_in(api, "uni", Role.PROVIDER)))
+    assert sorted((v["case"], v["location"]["served_from"]) for v in seen) == [
+        (1, "its access PE"),
+        (3, "another PE"),
+        (4, "its access PE"),
+        (4, "its access PE"),
+    ]
+    said = str(seen)
+    for secret in (
+        "alice",
+        "bob",
+        "carol",
+        "phone",
+        "laptop",
+        "pe2",
+        "pe3",
+        "pe4",
+        "10.6",
+        a["streamer"],
+    ):
+        assert secret not in said, (secret, seen)
+    assert {v["location"]["tier"] for v in seen} == {"pe"}
+    # another provider: as if the content did not exist
+    other = signed_in(api, "tv", Role.PROVIDER)
+    assert api.get(viewers, headers=other).status_code == 404
+    # alice leaves from her phone: her laptop still watches
+    assert ok(api.delete(f"{viewers}/phone", headers=alice))["user"] == "alice"
+    assert tree_viewers() == ["alice/laptop", "bob/pe4", "carol/pe3"]
+    # the operator acts for a user it names
+    ok(api.delete(f"{viewers}/pe4?user=bob"))
+    assert tree_viewers() == ["alice/laptop", "carol/pe3"]
+    d = ok(api.post(viewers, json={"user": "bob", "client": "tablet", "host": "tablet"}))
+    assert (d["user"], d["client"], d["node"]) == ("bob", "tablet", "pe4"), d
+    # a name that is no account's is refused before anything is looked at
+    assert keyed(api.post(viewers, json={"user": "no/one", "pe": "pe2"}), "user")
+    assert keyed(api.post(viewers, json={"client": "a/b", "pe": "pe2"}, headers=bob), "client")
+
+
+@pytest.fixture
+def with_portals(tmp_path: Path) -> Iterator[TestClient]:
+    """The streaming service beside the firewall service (whose captive-portal
+    function the platform then knows by name; its RADIUS server is not started)."""
+    (fw,) = [replace(s, lifespan=None, loops=()) for s in registered() if s.name == "firewall"]
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
+        services=[STREAMING, fw],
+    )
+    with authn.client(app) as c:
+        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
+        for n in TOPO["nodes"]:
+            r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})
+            assert r.status_code == 200, r.text
+        yield c
+
+
+def test_the_service_starts_the_viewers_portals_itself(
+    with_portals: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PEs the operator names get a captive portal from the service's loop (its
+    garden the front door, its sign-in the front-end's), through the platform; no
+    longer named, it goes; a name that is no PE is skipped."""
+    api = with_portals
+    monkeypatch.setenv("NETFATE_STREAMING_PORTALS", "pe2, pe3, c9")
+
+    def portals() -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in instances(api).items() if k.startswith("portal-")}
+
+    assert until(lambda: set(portals()) == {"portal-pe2", "portal-pe3"}, 10.0), instances(api)
+    door = str(Topology.from_dict(TOPO).door_ip)
+    p2 = portals()["portal-pe2"]
+    assert p2["descriptor"] == "captive-portal" and p2["node"] == "pe2"
+    assert p2["config"]["garden"] == [door]
+    assert p2["config"]["signin"] == f"http://{door}/signin?next=/api/v1/streaming/app"
+    keys = {f["key"] for f in ok(api.get(f"{V1}/tree"))["functions"]}
+    assert {"portal:pe2", "portal:pe3"} <= keys
+    # every PE a host is attached to (phone: pe2, tablet: pe4, cam: pe1)
+    monkeypatch.setenv("NETFATE_STREAMING_PORTALS", "all")
+    want = {"portal-pe1", "portal-pe2", "portal-pe4"}
+    assert until(lambda: set(portals()) == want, 10.0), portals()
+    assert portals()["portal-pe2"]["id"] == p2["id"]  # kept, not made again
+    monkeypatch.delenv("NETFATE_STREAMING_PORTALS")
+    assert until(lambda: portals() == {}, 10.0), portals()

@@ -230,9 +230,14 @@ def test_watched_events(api: TestClient) -> None:
     eid = scheduled(api)
     content = ok(api.post(f"{V1}/events/{eid}/start"))["content"]["id"]
     assert ok(api.get(f"{V1}/app/watched?user=alice")) == []
-    ok(api.post(f"{V1}/contents/{content}/viewers", json={"client": "alice", "host": "phone"}))
-    ok(api.delete(f"{V1}/contents/{content}/viewers/alice"))
-    ok(api.post(f"{V1}/contents/{content}/viewers", json={"client": "alice", "host": "phone"}))
+    alice = authn.bearer(authn.token(api.app, "alice", Role.USER))
+    ok(api.post(f"{V1}/contents/{content}/viewers", json={"host": "phone"}, headers=alice))
+    ok(api.delete(f"{V1}/contents/{content}/viewers/phone", headers=alice))
+    ok(api.post(f"{V1}/contents/{content}/viewers", json={"host": "phone"}, headers=alice))
+    # Another user's joins are not alice's past (the viewer is the signed-in user).
+    carol = authn.bearer(authn.token(api.app, "carol", Role.USER))
+    ok(api.post(f"{V1}/contents/{content}/viewers", json={"host": "phone"}, headers=carol))
+    assert ok(api.get(f"{V1}/app/watched?user=carol", headers=carol))[0]["event"] == eid
     (seen,) = ok(api.get(f"{V1}/app/watched?user=alice"))
     assert seen["event"] == eid and seen["title"] == "Lecture" and seen["provider"] == "uni"
     assert ok(api.get(f"{V1}/app/watched?user=bob")) == []

@@ -6,14 +6,25 @@
   const RETRY_MS = 1000;
   const MAX_RETRIES = 60; // a new edge streamer needs a few seconds before its playlist
 
-  // Who the user is: the only place the app decides it. Until sign-in exists the
-  // user says it (?user=&host= in the address, or the form, kept in this browser).
+  // Who the user is: the only place the app decides it. The signed-in user, as the
+  // server says (/app/me; an operator's page names whom it speaks for: ?user=); the
+  // device the user watches on is its host (?host= or the form, kept in this browser),
+  // which is also the device's label as a viewer (one user may watch on two devices).
+  let signedIn = "";
   function who() {
     const url = new URLSearchParams(location.search);
     return {
-      user: url.get("user") || localStorage.getItem("streaming.user") || "",
+      user: signedIn,
       host: url.get("host") || localStorage.getItem("streaming.host") || "",
     };
+  }
+
+  async function whoAmI(host) {
+    const url = new URLSearchParams(location.search);
+    const me = await api("GET", `/app/me?${qs({ user: url.get("user"), host })}`);
+    signedIn = me.user || "";
+    $("who-user").textContent = signedIn || "(not a viewer)";
+    return me;
   }
 
   let providers = [];
@@ -66,7 +77,7 @@
 
   function need() {
     const w = who();
-    if (!w.user) throw new Error("say who you are first (the form at the top)");
+    if (!w.user) throw new Error("sign in as a viewer first");
     return w;
   }
 
@@ -83,9 +94,9 @@
     const w = need();
     if (!w.host) throw new Error("say which device you watch on (its host name)");
     if (watching) await leave();
-    const a = await api("POST", `/contents/${ev.content.id}/viewers`,
-      { client: w.user, host: w.host });
-    watching = { content: ev.content.id, client: w.user, title: ev.title };
+    // The viewer is the signed-in user; the server labels the device by its host.
+    const a = await api("POST", `/contents/${ev.content.id}/viewers`, { host: w.host });
+    watching = { content: ev.content.id, client: a.client, title: ev.title };
     $("player-title").textContent = ev.title;
     $("player-box").hidden = false;
     $("player-info").textContent =
@@ -276,17 +287,15 @@
 
   const show = tabs(() => refresh());
 
-  $("who-user").value = who().user;
   $("who-host").value = who().host;
   $("who").addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const user = $("who-user").value.trim();
     const host = $("who-host").value.trim();
     try {
-      const me = await api("GET", `/app/me?${qs({ user, host })}`);
-      localStorage.setItem("streaming.user", user);
+      const me = await whoAmI(host);
       localStorage.setItem("streaming.host", host);
-      history.replaceState(null, "", `?${qs({ user, host })}`);
+      const url = new URLSearchParams(location.search);
+      history.replaceState(null, "", `?${qs({ user: url.get("user"), host })}`);
       say(`hello ${me.user}${me.pe ? `, you are at ${me.pe}` : ""}`, "ok");
     } catch (e) {
       say(String(e.message || e), "error");
@@ -303,6 +312,9 @@
     if (watching) leave();
     if (playing !== null) stopRecording();
   });
-  refresh();
+  whoAmI(who().host)
+    .catch(() => whoAmI("")) // a host this run does not know: the user still signed in
+    .catch((e) => say(String(e.message || e), "error"))
+    .then(refresh);
   setInterval(() => { if (!document.hidden) refresh(); }, 5000);
 })();
