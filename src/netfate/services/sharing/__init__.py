@@ -29,6 +29,9 @@ SERVICE = Service(
         # what the PN's vHG sees (its leases and neighbours), reported for it
         "PUT /pns/{email}/inventory": (OPERATOR, AGENT),
         "POST /pns/{email}/vhg": (OPERATOR, USER),
+        # the PN's gateway settings (LAN, DHCP, port forwards, firewall): its owner's
+        "GET /pns/{email}/gateway": (OPERATOR, USER),
+        "PUT /pns/{email}/gateway": (OPERATOR, USER),
         "POST /invitations": (USER,),
         "GET /invitations": (OPERATOR, USER),
         "POST /shares": (USER,),
