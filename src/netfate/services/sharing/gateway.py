@@ -48,6 +48,35 @@ _KEYS: dict[str, Loc] = {
 }
 
 
+def rule_spec(text: str, forward: bool) -> dict[str, Any]:
+    """A rule as a person types it: a forward ``tcp/8080=192.168.1.20:80`` (the
+    device's port defaults to the external one), an allow rule ``udp/9001`` or
+    ``tcp/22=192.168.1.20``. ValueError saying what is wrong; the API checks the rest."""
+    head, _, target = text.strip().partition("=")
+    proto, sep, port = head.partition("/")
+    if not sep or proto not in ("tcp", "udp") or not port.isdigit() or len(port) > 5:
+        raise ValueError(f"{text[:64]!r}: PROTO/PORT first, PROTO tcp or udp")
+    out: dict[str, Any] = {"proto": proto, "port": int(port)}
+    to, _, to_port = target.partition(":")
+    if forward and not to:
+        raise ValueError(f"{text[:64]!r}: a forward needs =ADDRESS[:PORT]")
+    if to:
+        out["to"] = to
+    if to_port:
+        if not forward or not to_port.isdigit() or len(to_port) > 5:
+            raise ValueError(f"{text[:64]!r}: only a forward has a device port, a number")
+        out["to_port"] = int(to_port)
+    return out
+
+
+def rule_text(rule: Mapping[str, Any], forward: bool) -> str:
+    """The other way: ``tcp/8080=192.168.1.20:80``, ``udp/9001`` (any device)."""
+    head = f"{rule.get('proto', 'tcp')}/{rule['port']}"
+    if forward:
+        return f"{head}={rule['to']}:{rule.get('to_port') or rule['port']}"
+    return f"{head}={rule['to']}" if rule.get("to") else f"{head} (any device)"
+
+
 class Invalid(ValueError):
     """Settings that were refused; `problems` maps each place to what is wrong there."""
 

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -25,6 +27,7 @@ from netfate.agent.instances import vet
 from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
+from netfate.services.sharing import cli
 
 TOPO: dict[str, Any] = {
     "name": "gateway",
@@ -214,3 +217,47 @@ def test_a_shares_alias_keeps_out_of_a_moved_pool(api: TestClient) -> None:
     r = api.put(f"{V1}/pns/{BOB}/gateway", json={"dhcp": {"first": "192.168.2.2",
                                                           "last": "192.168.2.99"}})  # fmt: skip
     assert r.status_code == 422, r.text
+
+
+def test_the_cli_shows_and_sets_them(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def through_app(method: str, url: str, **kw: Any) -> httpx.Response:
+        kw.pop("timeout", None)
+        kw.pop("verify", None)
+        return api.request(method, url, **kw)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr("netfate.apiclient.httpx.request", through_app)
+    monkeypatch.setattr("netfate.apiclient.find_token", lambda base: None)
+    run = CliRunner().invoke
+    r = run(cli.app, ["gateway", ALICE])
+    assert r.exit_code == 0, r.output
+    assert "LAN 192.168.1.0/24" in r.output and "DHCP 192.168.1.100-192.168.1.149" in r.output
+    r = run(cli.app, ["gateway", ALICE, "set", "--dhcp", "192.168.1.50-192.168.1.60",
+                      "--forward", "tcp/8080=192.168.1.20:80", "--forward", "udp/53=192.168.1.21",
+                      "--allow", "tcp/22=192.168.1.20"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "forward tcp/8080=192.168.1.20:80" in r.output
+    assert "forward udp/53=192.168.1.21:53" in r.output
+    assert "allow tcp/22=192.168.1.20" in r.output and "DHCP 192.168.1.50-192.168.1.60" in r.output
+    assert api.get(GW).json()["forwards"] == [
+        FWD | {"to": "192.168.1.20"},
+        {"proto": "udp", "port": 53, "to": "192.168.1.21"},
+    ]
+    before = snapshot(api)
+    for bad in (
+        ["--forward", "tcp/8080=192.168.9.9"],  # outside the PN: the API's 422
+        ["--forward", "icmp/1=192.168.1.20"],
+        ["--forward", "tcp/80"],
+        ["--allow", "udp/53=192.168.1.20:53"],
+        ["--dhcp", "192.168.1.50"],
+        [],
+    ):
+        r = run(cli.app, ["gateway", ALICE, "set", *bad])
+        assert r.exit_code != 0, (bad, r.output)
+    assert (
+        "forwards.0.to"
+        in run(cli.app, ["gateway", ALICE, "set", "--forward", "tcp/8080=192.168.9.9"]).output
+    )
+    assert snapshot(api) == before
+    r = run(cli.app, ["gateway", ALICE, "set", "--no-forwards", "--lease-seconds", "600"])
+    assert r.exit_code == 0 and "forward " not in r.output and "leases 600 s" in r.output
+    assert "allow tcp/22" in r.output  # left out: kept
