@@ -42,6 +42,7 @@ SERVICE = Service(
         "POST /shares/{sid}/revoke": (USER,),
         # the owners' page: a browser without a session is sent to sign in first
         "GET /page": (OPERATOR, USER),
+        "GET /gateway-page": (OPERATOR, USER),
     },
     descriptors=(
         {
@@ -70,8 +71,9 @@ SERVICE = Service(
     demos=(Demo("sharing", "netfate.services.sharing.demo"),),
     benches=("sharing",),
     panels=("panel.js",),
-    pages={"My Personal Network": "/page"},
-    door=("/page", "/pns", "/invitations", "/shares"),  # the users' pages and what they call
+    pages={"My Personal Network": "/page", "Gateway settings": "/gateway-page"},
+    # the users' pages and what they call
+    door=("/page", "/gateway-page", "/pns", "/invitations", "/shares"),
 )
 
 __all__ = ["SERVICE"]

@@ -309,13 +309,23 @@ def revoke(sid: ShareId, body: Actor, session: SessionDep, notifier: NotifierDep
     return wf.share_view(session, sh, with_history=True)
 
 
-@router.get("/page", response_class=HTMLResponse, include_in_schema=False)
-def page() -> HTMLResponse:
-    """The owner's vHG page (devices, details, Share; pending requests to accept)."""
+def _html(name: str) -> HTMLResponse:
     from netfate.web import CSP
 
     from .web import render_page
 
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}  # fmt: skip
-    return HTMLResponse(render_page(), headers=headers)
+    return HTMLResponse(render_page(name), headers=headers)
+
+
+@router.get("/page", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    """The owner's vHG page (devices, details, Share; pending requests to accept)."""
+    return _html("page.html")
+
+
+@router.get("/gateway-page", response_class=HTMLResponse, include_in_schema=False)
+def gateway_page() -> HTMLResponse:
+    """The gateway settings page (LAN, DHCP, port forwards, firewall)."""
+    return _html("gateway.html")

@@ -7,6 +7,7 @@
 //   the other side accepting shows without a reload);
 // - on the dashboard: a "Device sharing" panel, every share for the operator, a
 //   user's own PN and shares for a user.
+// - for the gateway settings page (gateway.js): its helpers, as window.netfateSharing.
 // DOM is built with createElement/textContent only: API data never becomes markup.
 "use strict";
 (function () {
@@ -193,7 +194,7 @@
 
   // The owner's events as they happen: each is listed and the page refreshed (no
   // polling: what changes comes by the stream; a reconnection refreshes once).
-  async function live(refresh) {
+  async function live(refresh, kinds = LIVE_KINDS, say = describe) {
     const list = document.getElementById("live-events");
     const state = document.getElementById("live-state");
     let last = 0;
@@ -214,14 +215,14 @@
       if (typeof ev.id !== "number" || ev.id <= last) return;
       last = ev.id;
       list.prepend(h("li", { "data-kind": ev.kind, "data-event": ev.id },
-        h("time", {}, new Date(ev.at * 1000).toLocaleTimeString()), " ", describe(ev)));
+        h("time", {}, new Date(ev.at * 1000).toLocaleTimeString()), " ", say(ev)));
       while (list.children.length > 50) list.lastChild.remove();
       soon();
     };
     let retry = 1000;
     const connect = () => {
       const es = new EventSource(`/api/v1/events/stream?after=${last}`);
-      for (const k of LIVE_KINDS) es.addEventListener(k, onEvent);
+      for (const k of kinds) es.addEventListener(k, onEvent);
       es.onopen = () => {
         retry = 1000;
         state.dataset.state = "live";
@@ -239,6 +240,7 @@
     connect();
   }
 
+  window.netfateSharing = { h, call, live };
   const root = document.getElementById("sharing-app");
   if (root) {
     page(root);
