@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
-import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,11 +33,11 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.agent.instances import control_call, vet
-from netfate.host import netns
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing.demo import TAKE_LEASE
 from netns_lan import build_lan, remove_lan, sh, start_vnf, stop_procs
+from tcp_peer import peer_echo, peer_seen
 
 ALICE = "alice@home.example"
 GW = f"/api/v1/sharing/pns/{ALICE}/gateway"
@@ -122,53 +120,24 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def _from_outside(rig: Rig, port: int) -> str | None:
-    """A TCP connection from the node's outside address to the vHG's on `port`: what
-    the server in the PN answers (the peer it saw), or None if nothing let it in."""
-    cli = netns.socket_in(rig.ns("node"), socket.AF_INET, socket.SOCK_STREAM)
-    with cli:
-        cli.settimeout(5)
-        cli.bind((OUTSIDE, 0))
-        try:
-            cli.connect((rig.vhg_ip, port))
-            cli.sendall(b"hello")
-            return cli.recv(64).decode()
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError):
-            return None
+    """From the node's outside address to the vHG's on `port`: the peer the server in
+    the PN saw, or None if nothing let the connection in."""
+    return peer_seen(rig.ns("node"), rig.vhg_ip, port, src=OUTSIDE)
 
 
 def test_a_forward_set_through_the_api_opens_and_removed_closes(rig: Rig) -> None:
     server_ip = rig.lease("first")
-    srv = netns.socket_in(rig.ns("server"), socket.AF_INET, socket.SOCK_STREAM)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, peer = srv.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(64)
-                conn.sendall(f"from {peer[0]}".encode())
-
-    with srv:
-        srv.bind(("0.0.0.0", 80))
-        srv.listen(8)
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        try:
-            assert _from_outside(rig, 8080) is None
-            fwd = {"proto": "tcp", "port": 8080, "to": server_ip, "to_port": 80}
-            r = rig.api.put(GW, json={"forwards": [fwd]})
-            assert r.status_code == 200, r.text
-            assert rig.agent_applies()["forwards"] == [fwd]
-            assert _from_outside(rig, 8080) == f"from {OUTSIDE}"
-            assert _from_outside(rig, 8081) is None  # only the forwarded port
-            assert rig.api.put(GW, json={"forwards": []}).status_code == 200
-            assert rig.agent_applies()["forwards"] == []
-            assert _from_outside(rig, 8080) is None
-        finally:
-            srv.shutdown(socket.SHUT_RDWR)
-            t.join(10)
+    with peer_echo(rig.ns("server"), 80):
+        assert _from_outside(rig, 8080) is None
+        fwd = {"proto": "tcp", "port": 8080, "to": server_ip, "to_port": 80}
+        r = rig.api.put(GW, json={"forwards": [fwd]})
+        assert r.status_code == 200, r.text
+        assert rig.agent_applies()["forwards"] == [fwd]
+        assert _from_outside(rig, 8080) == f"from {OUTSIDE}"
+        assert _from_outside(rig, 8081) is None  # only the forwarded port
+        assert rig.api.put(GW, json={"forwards": []}).status_code == 200
+        assert rig.agent_applies()["forwards"] == []
+        assert _from_outside(rig, 8080) is None
 
 
 def test_a_dhcp_pool_set_through_the_api_is_what_dnsmasq_hands_out(rig: Rig) -> None:

@@ -21,14 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from browser import CHROMIUM, chromium
 from netfate.services.sharing import SERVICE as SHARING
 from orchproc import Orchestrator
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
 ALICE, BOB = "home@hotel.example", "hotel@hotel.example"
 PASSWORD = "an owner's password"
 VHG = "netfate.vnf.vhg:Vhg"
@@ -68,10 +64,8 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def desired_vhg(o: Orchestrator, node: str) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import pytest
 
 from netfate.host import links, netns
 from netfate.services.sharing.demo import TAKE_LEASE
+from tcp_peer import peer_echo, peer_seen
 
 
 @dataclass
@@ -189,17 +189,9 @@ def test_firewall_drops_new_inbound_but_allows_the_allowed_port(net: Net) -> Non
 
 
 def _connect(net: Net, port: int) -> str | None:
-    """A TCP connection from the outside to the vHG's address: what the server in the
-    PN answers (its own name for the peer), or None when nothing is let through."""
-    cli = netns.socket_in(net.ns["out"], socket.AF_INET, socket.SOCK_STREAM)
-    with cli:
-        cli.settimeout(5)
-        try:
-            cli.connect(("192.168.77.2", port))
-            cli.sendall(b"hello")
-            return cli.recv(64).decode()
-        except (ConnectionRefusedError, ConnectionResetError, TimeoutError):
-            return None
+    """From the outside to the vHG's address: the peer the server in the PN saw, or
+    None when nothing is let through."""
+    return peer_seen(net.ns["out"], "192.168.77.2", port)
 
 
 def _reconfigure(net: Net, **changes: Any) -> None:
@@ -209,43 +201,20 @@ def _reconfigure(net: Net, **changes: Any) -> None:
 
 
 def test_a_port_forward_reaches_the_pn_server_and_closes_when_removed(net: Net) -> None:
-    srv = netns.socket_in(net.ns["client"], socket.AF_INET, socket.SOCK_STREAM)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, peer = srv.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(64)
-                conn.sendall(f"from {peer[0]}".encode())
-
-    with srv:
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("0.0.0.0", 8080))
-        srv.listen(8)
-        t = threading.Thread(target=serve, daemon=True)
-        t.start()
-        try:
-            assert _connect(net, 18080) is None  # nothing forwarded: the vHG refuses
-            fwd = {"proto": "tcp", "port": 18080, "to": net.client_ip, "to_port": 8080}
-            _reconfigure(net, forwards=[fwd])
-            assert _connect(net, 18080) == "from 10.99.0.2"  # the outside's own address
-            rules = netns.run_in(net.ns["vhg"], ["nft", "list", "table", "ip", "vhg"]).stdout
-            assert f"dnat to {net.client_ip}:8080" in rules
-            # the forward filter let the DNATed flow in by its own rule
-            let_in = rf"ip daddr {net.client_ip} tcp dport 8080 counter packets [1-9]"
-            assert re.search(let_in, rules)
-            _reconfigure(net, forwards=[])
-            assert _connect(net, 18080) is None
-            # dnsmasq was not restarted for a change of rules alone
-            assert control(net.control, {"op": "status"})["stats"]["dhcp"]["running"]
-        finally:
-            stop.set()
-            srv.shutdown(socket.SHUT_RDWR)
-            t.join(10)
+    with peer_echo(net.ns["client"], 8080):
+        assert _connect(net, 18080) is None  # nothing forwarded: the vHG refuses
+        fwd = {"proto": "tcp", "port": 18080, "to": net.client_ip, "to_port": 8080}
+        _reconfigure(net, forwards=[fwd])
+        assert _connect(net, 18080) == "from 10.99.0.2"  # the outside's own address
+        rules = netns.run_in(net.ns["vhg"], ["nft", "list", "table", "ip", "vhg"]).stdout
+        assert f"dnat to {net.client_ip}:8080" in rules
+        # the forward filter let the DNATed flow in by its own rule
+        let_in = rf"ip daddr {net.client_ip} tcp dport 8080 counter packets [1-9]"
+        assert re.search(let_in, rules)
+        _reconfigure(net, forwards=[])
+        assert _connect(net, 18080) is None
+        # dnsmasq was not restarted for a change of rules alone
+        assert control(net.control, {"op": "status"})["stats"]["dhcp"]["running"]
 
 
 def test_a_new_dhcp_pool_is_what_dnsmasq_hands_out(net: Net) -> None:

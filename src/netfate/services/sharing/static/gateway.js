@@ -4,11 +4,11 @@
 // operator's names one: ?pn=). Each change is one PUT of /pns/{email}/gateway; the
 // vHG takes it in place. A refused change shows the API's keyed errors and leaves
 // the settings as they were. Live by the event stream (GatewaySettingsChanged, the
-// vHG's state). Helpers (h, call, live) come from panel.js, loaded first.
+// vHG's state). Helpers (h, call, live, describe) come from panel.js, loaded first.
 // DOM is built with createElement/textContent only: API data never becomes markup.
 "use strict";
 (function () {
-  const { h, call, live } = window.netfateSharing;
+  const { h, call, live, describe: shared } = window.netfateSharing;
   const session = window.netfateSession;
   const KINDS = ["GatewaySettingsChanged", "InstanceStateChanged", "PersonalNetworkCreated"];
 
@@ -18,9 +18,7 @@
       return `gateway settings of ${d.pn} changed by ${d.by}: DHCP ${(d.dhcp || []).join("-")}, ` +
         `${d.forwards} forwards, ${d.allow} allow rules`;
     }
-    if (ev.kind === "InstanceStateChanged") return `${d.name || d.instance}: ${d.previous || "new"} → ${d.state}`;
-    if (ev.kind === "PersonalNetworkCreated") return `Personal Network ${d.email} created`;
-    return ev.kind;
+    return shared(ev);
   }
 
   async function page() {

@@ -240,7 +240,7 @@
     connect();
   }
 
-  window.netfateSharing = { h, call, live };
+  window.netfateSharing = { h, call, live, describe };
   const root = document.getElementById("sharing-app");
   if (root) {
     page(root);
