@@ -4,12 +4,12 @@
 // operator's names one: ?pn=). Each change is one PUT of /pns/{email}/gateway; the
 // vHG takes it in place. A refused change shows the API's keyed errors and leaves
 // the settings as they were. Live by the event stream (GatewaySettingsChanged, the
-// vHG's state). Helpers (h, call, live, describe) come from panel.js, loaded first.
+// vHG's state). Helpers (h, call, live, describe, pageOwner) come from panel.js,
+// loaded first.
 // DOM is built with createElement/textContent only: API data never becomes markup.
 "use strict";
 (function () {
-  const { h, call, live, describe: shared } = window.netfateSharing;
-  const session = window.netfateSession;
+  const { h, call, live, describe: shared, pageOwner } = window.netfateSharing;
   const KINDS = ["GatewaySettingsChanged", "InstanceStateChanged", "PersonalNetworkCreated"];
 
   function describe(ev) {
@@ -23,14 +23,8 @@
 
   async function page() {
     const $ = (id) => document.getElementById(id);
-    const params = new URLSearchParams(location.search);
-    const who = session ? await session.me() : null;
-    if (!who) {
-      if (session) session.expired();
-      return;
-    }
-    let me = who.role === "user" ? who.name : params.get("pn") || "";
-    $("who").hidden = who.role === "user";
+    let me = await pageOwner();
+    if (me === null) return;
     $("pn-email").value = me;
     let current = null;
     const path = () => `/pns/${encodeURIComponent(me)}/gateway`;

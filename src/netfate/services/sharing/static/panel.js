@@ -55,17 +55,23 @@
     return ev.kind;
   }
 
-  async function page(root) {
-    const $ = (id) => document.getElementById(id);
-    const params = new URLSearchParams(location.search);
+  // Whose PN a page shows: a user's page is their own PN's; an operator opens
+  // anyone's (?pn= or the #who form, hidden for a user). null: not signed in.
+  async function pageOwner() {
     const who = session ? await session.me() : null;
     if (!who) {
       if (session) session.expired();
-      return;
+      return null;
     }
-    // A user's page is their own PN's; an operator opens anyone's (?pn= or the form).
-    let me = who.role === "user" ? who.name : params.get("pn") || "";
-    $("who").hidden = who.role === "user";
+    document.getElementById("who").hidden = who.role === "user";
+    return who.role === "user" ? who.name : new URLSearchParams(location.search).get("pn") || "";
+  }
+
+  async function page(root) {
+    const $ = (id) => document.getElementById(id);
+    const params = new URLSearchParams(location.search);
+    let me = await pageOwner();
+    if (me === null) return;
     root.dataset.pn = me;
     let selected = null;
     $("pn-email").value = me;
@@ -240,7 +246,7 @@
     connect();
   }
 
-  window.netfateSharing = { h, call, live, describe };
+  window.netfateSharing = { h, call, live, describe, pageOwner };
   const root = document.getElementById("sharing-app");
   if (root) {
     page(root);
