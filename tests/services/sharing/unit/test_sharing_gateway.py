@@ -34,12 +34,13 @@ TOPO: dict[str, Any] = {
     "nodes": {
         "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 2},
         "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 2},
+        "tiny": {"kind": "cpe", "lan": "10.9.9.0/28", "cpu": 2},
         "pe1": {"kind": "pe", "cpu": 4},
     },
     "hosts": {"mediaserver": {"node": "cpe1", "kind": "nas"}, "tv": {"node": "cpe2"}},
-    "links": [{"a": n, "b": "pe1"} for n in ("cpe1", "cpe2")],
+    "links": [{"a": n, "b": "pe1"} for n in ("cpe1", "cpe2", "tiny")],
 }
-ALICE, BOB = "alice@home.example", "bob@hotel.example"
+ALICE, BOB, TINY = "alice@home.example", "bob@hotel.example", "t@t.io"
 V1 = "/api/v1/sharing"
 FWD = {"proto": "tcp", "port": 8080, "to": "192.168.1.20", "to_port": 80}
 GW = f"{V1}/pns/{ALICE}/gateway"
@@ -55,7 +56,7 @@ def api(tmp_path: Path) -> Iterator[TestClient]:
         assert c.put("/api/v1/topology", json=TOPO).status_code == 200
         for n in TOPO["nodes"]:
             assert c.post(f"/api/v1/agents/{n}/register", json={"endpoint": "127.0.0.1:1"})
-        for email, node in ((ALICE, "cpe1"), (BOB, "cpe2")):
+        for email, node in ((ALICE, "cpe1"), (BOB, "cpe2"), (TINY, "tiny")):
             assert c.post(f"{V1}/pns", json={"email": email, "node": node}).status_code == 201
         yield c
 
@@ -261,3 +262,18 @@ def test_the_cli_shows_and_sets_them(api: TestClient, monkeypatch: pytest.Monkey
     r = run(cli.app, ["gateway", ALICE, "set", "--no-forwards", "--lease-seconds", "600"])
     assert r.exit_code == 0 and "forward " not in r.output and "leases 600 s" in r.output
     assert "allow tcp/22" in r.output  # left out: kept
+
+
+def test_a_pn_smaller_than_a_24_gets_a_vhg_once_its_pool_fits(api: TestClient) -> None:
+    """The default pool (.100-.149) does not fit a /28: its owner sets one that does,
+    and the vHG started then is one its agent runs."""
+    path = f"{V1}/pns/{TINY}/gateway"
+    r = api.put(path, json={"forwards": []})  # the default pool is named as the problem
+    assert r.status_code == 422 and ["body", "dhcp", "first"] in [
+        e["loc"] for e in r.json()["errors"]
+    ], r.text
+    r = api.put(path, json={"dhcp": {"first": "10.9.9.5", "last": "10.9.9.10"}})
+    assert r.status_code == 200, r.text
+    assert api.post(f"{V1}/pns/{TINY}/vhg").status_code == 201
+    cfg = vhg_spec(api, "tiny")["config"]
+    assert (cfg["dhcp_first"], cfg["dhcp_last"]) == ("10.9.9.5", "10.9.9.10")
