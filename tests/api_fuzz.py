@@ -229,6 +229,17 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "GET /api/v1/firewall/users/{name}": [{"path": {"name": "alice"}}],
     "GET /api/v1/sharing/pns/{email}": [{"path": {"email": ALICE}}],
     "GET /api/v1/sharing/pns/{email}/devices": [{"path": {"email": ALICE}}],
+    "GET /api/v1/sharing/pns/{email}/gateway": [{"path": {"email": ALICE}}],
+    "PUT /api/v1/sharing/pns/{email}/gateway": [
+        {
+            "path": {"email": ALICE},
+            "body": {
+                "dhcp": {"first": "192.168.1.100", "last": "192.168.1.149"},
+                "forwards": [{"proto": "tcp", "port": 8080, "to": "192.168.1.20", "to_port": 80}],
+                "allow": [{"proto": "udp", "port": 9001}],
+            },
+        }
+    ],
     "POST /api/v1/sharing/pns/{email}/vhg": [{"path": {"email": ALICE}}],
     "GET /api/v1/sharing/shares/{sid}": [{"path": {"sid": "@sid:0"}}],
     "DELETE /api/v1/intents/{intent_id}": [{"path": {"intent_id": "laptop-tv"}}],

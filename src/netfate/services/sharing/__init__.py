@@ -29,6 +29,9 @@ SERVICE = Service(
         # what the PN's vHG sees (its leases and neighbours), reported for it
         "PUT /pns/{email}/inventory": (OPERATOR, AGENT),
         "POST /pns/{email}/vhg": (OPERATOR, USER),
+        # the PN's gateway settings (LAN, DHCP, port forwards, firewall): its owner's
+        "GET /pns/{email}/gateway": (OPERATOR, USER),
+        "PUT /pns/{email}/gateway": (OPERATOR, USER),
         "POST /invitations": (USER,),
         "GET /invitations": (OPERATOR, USER),
         "POST /shares": (USER,),
@@ -39,6 +42,7 @@ SERVICE = Service(
         "POST /shares/{sid}/revoke": (USER,),
         # the owners' page: a browser without a session is sent to sign in first
         "GET /page": (OPERATOR, USER),
+        "GET /gateway-page": (OPERATOR, USER),
     },
     descriptors=(
         {
@@ -67,8 +71,9 @@ SERVICE = Service(
     demos=(Demo("sharing", "netfate.services.sharing.demo"),),
     benches=("sharing",),
     panels=("panel.js",),
-    pages={"My Personal Network": "/page"},
-    door=("/page", "/pns", "/invitations", "/shares"),  # the users' pages and what they call
+    pages={"My Personal Network": "/page", "Gateway settings": "/gateway-page"},
+    # the users' pages and what they call
+    door=("/page", "/gateway-page", "/pns", "/invitations", "/shares"),
 )
 
 __all__ = ["SERVICE"]

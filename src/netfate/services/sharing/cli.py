@@ -7,6 +7,10 @@ netfate sharing invite --by EMAIL [--ttl-s S] | invitations EMAIL
 netfate sharing share OWNER DEVICE RECIPIENT [--http-port P ...]
 netfate sharing list [--pn EMAIL] | show ID
 netfate sharing accept ID --by EMAIL | decline ID --by EMAIL | revoke ID --by EMAIL
+netfate sharing gateway EMAIL [show]
+netfate sharing gateway EMAIL set [--dhcp FIRST-LAST] [--lease-seconds S]
+    [--forward tcp/8080=192.168.1.20:80 ...] [--allow udp/9001[=IP] ...] [--no-forwards]
+    [--no-allow]      (a part left out keeps what it was)
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from urllib.parse import quote
 import typer
 
 from netfate.apiclient import call, dump
+
+from .gateway import rule_spec, rule_text
 
 app = typer.Typer(
     name="sharing", help="Personal Networks and smart-device sharing.", no_args_is_help=True
@@ -172,3 +178,59 @@ def decline(sid: int, by: By, api: Api = None) -> None:
 def revoke(sid: int, by: By, api: Api = None) -> None:
     """Revoke a share (either owner): VPs, aliases, overlay and rules are removed."""
     typer.echo(_share_line(call(api, "POST", f"/sharing/shares/{sid}/revoke", {"by": by})))
+
+
+@app.command("gateway")
+def gateway(
+    email: str,
+    action: Annotated[str, typer.Argument(help="show, or set")] = "show",
+    dhcp: Annotated[str | None, typer.Option(help="The DHCP pool, FIRST-LAST")] = None,
+    lease_seconds: Annotated[int | None, typer.Option(help="The DHCP lease time")] = None,
+    forward: Annotated[
+        list[str] | None,
+        typer.Option(help="PROTO/PORT=ADDRESS[:PORT], repeatable: the forwards from now on"),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(help="PROTO/PORT[=ADDRESS], repeatable: the allow rules from now on"),
+    ] = None,
+    no_forwards: Annotated[bool, typer.Option(help="Remove every forward")] = False,
+    no_allow: Annotated[bool, typer.Option(help="Remove every allow rule")] = False,
+    api: Api = None,
+) -> None:
+    """A PN's gateway settings (LAN, DHCP, port forwards, firewall): show or set them."""
+    path = f"/sharing/pns/{quote(email, safe='@')}/gateway"
+    if action == "show":
+        got = call(api, "GET", path)
+    elif action == "set":
+        body: dict[str, Any] = {}
+        try:
+            if dhcp is not None or lease_seconds is not None:
+                cur = call(api, "GET", path)["dhcp"]
+                first, sep, last = (dhcp or "").partition("-")
+                if dhcp is not None and not sep:
+                    raise ValueError(f"--dhcp {dhcp!r}: FIRST-LAST")
+                body["dhcp"] = {"first": first if sep else cur["first"],
+                                "last": last if sep else cur["last"],
+                                "lease_seconds": lease_seconds or cur["lease_seconds"]}  # fmt: skip
+            if forward or no_forwards:
+                body["forwards"] = [rule_spec(f, forward=True) for f in forward or []]
+            if allow or no_allow:
+                body["allow"] = [rule_spec(a, forward=False) for a in allow or []]
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        if not body:
+            raise typer.BadParameter("set what? (--dhcp, --lease-seconds, --forward, --allow)")
+        got = call(api, "PUT", path, body)
+    else:
+        raise typer.BadParameter(f"{action!r}: show or set")
+    vhg = got["vhg"]
+    where = f"vHG {vhg['instance']} at {vhg['address']} ({vhg['state']})" if vhg else "no vHG"
+    d = got["dhcp"]
+    typer.echo(f"PN {got['pn']} on {got['node']}: LAN {got['lan']['subnet']} "
+               f"(node {got['lan']['node_gateway']}), {where}")  # fmt: skip
+    typer.echo(f"DHCP {d['first']}-{d['last']}, leases {d['lease_seconds']} s")
+    for f in got["forwards"]:
+        typer.echo(f"forward {rule_text(f, forward=True)}")
+    for a in got["allow"]:
+        typer.echo(f"allow {rule_text(a, forward=False)}")

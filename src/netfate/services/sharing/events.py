@@ -46,3 +46,21 @@ class SharePortsLearned(Event):
     """Every port of the device VP1 learned so far."""
     proxied: list[int]
     """The ports VP1 proxies for the device now."""
+
+
+@dataclass(frozen=True)
+class GatewaySettingsChanged(Event):
+    pn: str
+    """The PN (its owner's email) whose gateway settings changed."""
+    by: str
+    """Who changed them (the owner, or the operator)."""
+    dhcp: list[str]
+    """The DHCP pool now: its first and last address."""
+    lease_seconds: int
+    """The DHCP lease time now."""
+    forwards: int
+    """How many port forwards there are now."""
+    allow: int
+    """How many firewall allow rules there are now."""
+    vhg: str | None
+    """The vHG instance reconfigured with them (None: the PN has no live vHG)."""

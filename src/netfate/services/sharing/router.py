@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 
 from netfate.contract import Role
 from netfate.orchestrator.api.deps import NotifierDep, SessionDep
-from netfate.orchestrator.api.errors import errors
+from netfate.orchestrator.api.errors import errors, invalid
 from netfate.orchestrator.api.schemas import INT32_MAX
 from netfate.orchestrator.identity import PrincipalDep
+from netfate.vnf.configs import IPv4
+from netfate.vnf.vhg.config import MAX_ALLOW, MAX_FORWARDS, AllowConfig, ForwardConfig
 
-from . import network
+from . import gateway, network
 from . import workflow as wf
 from .reconcile import sync_intents
 from .tables import PersonalNetworkRow
@@ -81,6 +83,28 @@ class InvitationIn(_In):
     ttl_s: float = Field(
         default=wf.INVITATION_TTL_S, ge=60, le=30 * 86400,
         description="How long the code can be used (seconds; default a week)",
+    )  # fmt: skip
+
+
+class DhcpIn(_In):
+    first: IPv4 = Field(description="The pool's first address")
+    last: IPv4 = Field(description="The pool's last address")
+    lease_seconds: int = Field(default=gateway.LEASE_SECONDS, ge=120, le=365 * 86400)
+
+
+class GatewayIn(_In):
+    """A PN's gateway settings; a part left out keeps what it was."""
+
+    dhcp: DhcpIn | None = None
+    forwards: list[ForwardConfig] | None = Field(
+        default=None, max_length=MAX_FORWARDS,
+        description="Port forwards: outside the PN, the vHG's address on `port` reaches "
+        "`to`:`to_port` (the same port when left out)",
+    )  # fmt: skip
+    allow: list[AllowConfig] | None = Field(
+        default=None, max_length=MAX_ALLOW,
+        description="Firewall: new connections into the PN that are let in (to one device, "
+        "or to any)",
     )  # fmt: skip
 
 
@@ -174,6 +198,38 @@ def start_vhg(email: str, session: SessionDep, notifier: NotifierDep) -> dict[st
     return {"pn": pn.email, "vhg_instance": inst.id, "node": inst.node, "ip": inst.ip}
 
 
+@router.get("/pns/{email}/gateway", responses=errors(404))
+def get_gateway(email: str, session: SessionDep) -> dict[str, Any]:
+    """The PN's gateway settings: its LAN, its vHG, DHCP, port forwards, firewall."""
+    return gateway.view(session, wf.get_pn(session, email))
+
+
+@router.put("/pns/{email}/gateway", responses=errors(404, 409))
+def set_gateway(
+    email: str, body: GatewayIn, session: SessionDep, notifier: NotifierDep, who: PrincipalDep
+) -> dict[str, Any]:
+    """New gateway settings; a live vHG takes them in place. 422 names each refused
+    field (an address outside the PN, a port forwarded twice, a pool over an address
+    in use) and then nothing changes."""
+    pn = wf.get_pn(session, email)
+    changes: dict[str, Any] = {}
+    if body.dhcp is not None:
+        changes |= {"dhcp_first": body.dhcp.first, "dhcp_last": body.dhcp.last,
+                    "lease_seconds": body.dhcp.lease_seconds}  # fmt: skip
+    for key in gateway.RULES:
+        rules = getattr(body, key)
+        if rules is not None:
+            changes[key] = [r.model_dump(exclude_none=True) for r in rules]
+    try:
+        touched = wf.set_gateway(session, pn, changes, who.name)
+    except gateway.Invalid as e:
+        session.rollback()
+        raise invalid({("body", *k): v for k, v in e.problems.items()}) from None
+    session.commit()
+    notifier.notify(touched)
+    return gateway.view(session, pn)
+
+
 # ------------------------------------------------------------------ invitations
 
 
@@ -253,13 +309,23 @@ def revoke(sid: ShareId, body: Actor, session: SessionDep, notifier: NotifierDep
     return wf.share_view(session, sh, with_history=True)
 
 
-@router.get("/page", response_class=HTMLResponse, include_in_schema=False)
-def page() -> HTMLResponse:
-    """The owner's vHG page (devices, details, Share; pending requests to accept)."""
+def _html(name: str) -> HTMLResponse:
     from netfate.web import CSP
 
     from .web import render_page
 
     headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}  # fmt: skip
-    return HTMLResponse(render_page(), headers=headers)
+    return HTMLResponse(render_page(name), headers=headers)
+
+
+@router.get("/page", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    """The owner's vHG page (devices, details, Share; pending requests to accept)."""
+    return _html("page.html")
+
+
+@router.get("/gateway-page", response_class=HTMLResponse, include_in_schema=False)
+def gateway_page() -> HTMLResponse:
+    """The gateway settings page (LAN, DHCP, port forwards, firewall)."""
+    return _html("gateway.html")

@@ -21,6 +21,9 @@ class PersonalNetworkRow(Base):
     subnet: Mapped[str] = mapped_column(String(64))
     vhg_instance: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    gateway: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The vHG's settings its owner chose (services/sharing/gateway.py; migration
+    0019_gateway): DHCP pool and lease time, forwards, allow rules. None: defaults."""
 
 
 class DeviceRow(Base):

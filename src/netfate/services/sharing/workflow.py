@@ -40,7 +40,7 @@ from netfate.store.tables import HostRow, InstanceRow, LanRow, NodeRow
 from netfate.vnf.virtual_presence.att import ATT, ATTError
 from netfate.vnf.virtual_presence.translator import Role
 
-from . import states
+from . import gateway, states
 from .events import PersonalNetworkCreated, SharePortsLearned, ShareStateChanged
 from .states import ShareState
 from .tables import DeviceRow, InvitationRow, PersonalNetworkRow, ShareHistoryRow, ShareRow
@@ -49,8 +49,6 @@ A = ipaddress.IPv4Address
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}$")
 VP_DESCRIPTOR = "virtual-presence"
 VHG_DESCRIPTOR = "vhg"
-# The vHG's DHCP pool (host numbers within the PN's subnet); aliases never come from it.
-DHCP_FIRST, DHCP_LAST = 100, 149
 OVERLAY = ("10.0.0.1/30", "10.0.0.2/30")  # the seed's EI addresses, inside each VP's namespace
 UNDERLAY_MTU = 1550  # a LAN's 1500 + VXLAN's 50: no fragmentation, no MSS clamping
 # Invitation codes: 12 symbols a person reads out or types (no 0/O, 1/I/L), in groups
@@ -430,8 +428,10 @@ def _taken(session: Session, pn: PersonalNetworkRow) -> set[A]:
     for ip in session.scalars(select(InstanceRow.ip).where(InstanceRow.state.in_(live))):
         add(ip)
     taken |= _vp_addresses(session, pn)
-    base = int(net.network_address)
-    taken |= {A(base + i) for i in range(DHCP_FIRST, DHCP_LAST + 1) if A(base + i) in net}
+    # the vHG's DHCP pool (the PN's gateway settings)
+    pool = gateway.settings(session, pn)
+    first, last = int(A(pool["dhcp_first"])), int(A(pool["dhcp_last"]))
+    taken |= {A(i) for i in range(first, last + 1) if A(i) in net}
     return taken
 
 
@@ -789,22 +789,29 @@ def start_vhg(session: Session, pn: PersonalNetworkRow) -> tuple[InstanceRow, se
         cur = session.get(InstanceRow, pn.vhg_instance)
         if cur is not None and cur.state in [s.value for s in LIVE]:
             raise Conflict(f"PN {pn.email} already has vHG {cur.id}")
-    net = ipaddress.IPv4Network(pn.subnet)
-    gw = session.scalars(select(LanRow.gateway).where(LanRow.node == pn.node)).first()
     inst, touched = nfv.create_instance(
         session,
         nfv.CreateRequest(
             descriptor=VHG_DESCRIPTOR,
             name=f"vhg-{pn.name}"[:64],
             node=pn.node,
-            config={
-                "pn": pn.email,
-                "subnet": str(net),
-                "dhcp_first": str(net.network_address + DHCP_FIRST),
-                "dhcp_last": str(net.network_address + DHCP_LAST),
-                "upstream_gateway": gw,
-            },
+            config=gateway.vhg_config(session, pn),  # its owner's settings, or the defaults
         ),
     )
     pn.vhg_instance = inst.id
     return inst, touched
+
+
+def set_gateway(
+    session: Session, pn: PersonalNetworkRow, changes: dict[str, Any], by: str
+) -> set[str]:
+    """New gateway settings for the PN (gateway.update), one change at a time; a DHCP
+    pool over an address the PN's shares or the platform's instances use is refused."""
+    _one_at_a_time(session)
+    net = ipaddress.IPv4Network(pn.subnet)
+    live = [s.value for s in LIVE]
+    used = {A(a.split("/")[0]) for a in session.scalars(
+        select(InstanceRow.ip).where(InstanceRow.state.in_(live), InstanceRow.ip.is_not(None))
+    ) if a}  # fmt: skip
+    used = {a for a in used if a in net} | _vp_addresses(session, pn)
+    return gateway.update(session, pn, changes, by, used)

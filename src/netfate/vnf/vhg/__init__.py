@@ -6,10 +6,19 @@ one-armed router on the PN's LAN (its eth0):
 - DHCP: dnsmasq on eth0 hands out the PN's pool and names the vHG as router;
 - NAT: nftables masquerade of PN traffic leaving the PN;
 - firewall: forwarded traffic into the PN is dropped unless it belongs to a
-  connection a PN device opened, or matches an `allow` rule of the config.
+  connection a PN device opened, or matches an `allow` rule of the config;
+- port forwards: what reaches the vHG's own address from outside the PN on a
+  forwarded port is sent to a PN device (DNAT in prerouting), and the forward
+  filter lets exactly those DNATed flows in. The device answers through the vHG
+  (it is the router its lease names), where conntrack undoes the DNAT.
 
-Config: subnet, dhcp_first, dhcp_last, upstream_gateway (the node's address
-on the LAN), allow: [{"proto": "tcp", "port": 80, "to": "192.168.1.5"}].
+Config (config.py): subnet, dhcp_first, dhcp_last, lease_seconds,
+upstream_gateway (the node's address on the LAN), allow: [{"proto": "tcp",
+"port": 80, "to": "192.168.1.5"}], forwards: [{"proto": "tcp", "port": 8080,
+"to": "192.168.1.5", "to_port": 80}]. A running vHG takes a new pool, lease time,
+allow rules and forwards in place (`configure`: the ruleset replaced in one
+transaction, dnsmasq restarted on its lease file when the pool or lease time
+changed); a new subnet or interface needs a restart.
 Stats carry the inventory (leases and neighbours) the sharing service shows.
 """
 
@@ -23,7 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,8 +64,15 @@ def _own_address(ifname: str, net: ipaddress.IPv4Network) -> str | None:
     return None
 
 
-def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> dict[str, Any]:
-    """nftables JSON of the vHG: masquerade + a stateful forward filter."""
+def firewall_ruleset(
+    subnet: str,
+    ifname: str,
+    allow: list[dict[str, Any]],
+    forwards: Sequence[dict[str, Any]] = (),
+    address: str | None = None,
+) -> dict[str, Any]:
+    """nftables JSON of the vHG: masquerade, port forwards (DNAT to `address`, the
+    vHG's own, from outside the PN) and a stateful forward filter."""
     t = {"family": "ip", "table": TABLE}
     saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
     daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
@@ -95,6 +111,18 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
                 }
             }
         },
+        {
+            "add": {
+                "chain": {
+                    **t,
+                    "name": "pre",
+                    "type": "nat",
+                    "hook": "prerouting",
+                    "prio": -100,
+                    "policy": "accept",
+                }
+            }
+        },
         rule("post", m(saddr, pfx), m(daddr, pfx, "!="), {"masquerade": None}),
         rule(
             "forward",
@@ -117,6 +145,28 @@ def firewall_ruleset(subnet: str, ifname: str, allow: list[dict[str, Any]]) -> d
         if a.get("to"):
             expr.append(m(daddr, str(ipaddress.IPv4Address(str(a["to"])))))
         cmds.append(rule("forward", *expr, {"counter": None}, {"accept": None}))
+    for f in forwards:
+        proto = str(f.get("proto", "tcp"))
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"forward: protocol {proto!r} is not tcp or udp")
+        to = str(ipaddress.IPv4Address(str(f["to"])))
+        port, to_port = int(f["port"]), int(f.get("to_port") or f["port"])
+        dport = {"payload": {"protocol": proto, "field": "dport"}}
+        into = [m({"meta": {"key": "iifname"}}, ifname), m(saddr, pfx, "!=")]
+        if address is not None:
+            into.append(m(daddr, address))
+        cmds.append(rule("pre", *into, m(dport, port), {"dnat": {"addr": to, "port": to_port}}))
+        # Only what a forward DNATed to this device and port is let in by it.
+        cmds.append(
+            rule(
+                "forward",
+                m({"ct": {"key": "status"}}, "dnat", "in"),
+                m(daddr, to),
+                m(dport, to_port),
+                {"counter": None},
+                {"accept": None},
+            )
+        )
     return nft.document(cmds)
 
 
@@ -136,6 +186,7 @@ class Vhg(Function):
         self.last = str(ipaddress.IPv4Address(str(c["dhcp_last"])))
         self.upstream = c.get("upstream_gateway")
         self.allow: list[dict[str, Any]] = list(c.get("allow", []))
+        self.forwards: list[dict[str, Any]] = list(c.get("forwards", []))
         self.ifname = str(c.get("ifname", IFNAME))
         self.lease_secs = int(c.get("lease_seconds", 3600))
         self.dir = Path(tempfile.mkdtemp(prefix=f"vhg-{ctx.instance}-"))
@@ -157,9 +208,16 @@ class Vhg(Function):
         # One-armed router: clients must keep using us, not be redirected to the node.
         for conf in ("all", "default", self.ifname):
             links.sysctl(None, f"net.ipv4.conf.{conf}.send_redirects", 0)
-        doc = firewall_ruleset(str(self.subnet), self.ifname, self.allow)
-        nft.apply(doc)
+        self._apply_rules()
         self.leasefile.touch()
+        self._start_dnsmasq()
+
+    def _apply_rules(self) -> None:
+        nft.apply(
+            firewall_ruleset(str(self.subnet), self.ifname, self.allow, self.forwards, self.address)
+        )
+
+    def _start_dnsmasq(self) -> None:
         dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         argv = [
             dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0",
@@ -173,14 +231,43 @@ class Vhg(Function):
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
-    async def stop(self) -> None:
+    def _stop_dnsmasq(self) -> None:
         if self.dnsmasq is not None and self.dnsmasq.poll() is None:
             self.dnsmasq.terminate()
             try:
-                await asyncio.to_thread(self.dnsmasq.wait, 5)
+                self.dnsmasq.wait(5)
             except subprocess.TimeoutExpired:
                 self.dnsmasq.kill()
-                await asyncio.to_thread(self.dnsmasq.wait)
+                self.dnsmasq.wait()
+
+    def configure(self, config: dict[str, Any]) -> bool:
+        """New allow rules, forwards, DHCP pool or lease time, in place (the agent's
+        reconfiguration); another change (subnet, interface, gateway) needs a restart."""
+        fixed = ("pn", "subnet", "upstream_gateway", "ifname")
+        if any(config.get(k) != self.ctx.config.get(k) for k in fixed):
+            return False
+        try:
+            first = str(ipaddress.IPv4Address(str(config["dhcp_first"])))
+            last = str(ipaddress.IPv4Address(str(config["dhcp_last"])))
+            lease = int(config.get("lease_seconds", 3600))
+            allow, forwards = list(config.get("allow", [])), list(config.get("forwards", []))
+            doc = firewall_ruleset(str(self.subnet), self.ifname, allow, forwards, self.address)
+        except (KeyError, TypeError, ValueError):
+            return False
+        try:
+            nft.apply(doc)  # one transaction: the old rules stay if it is refused
+        except nft.NftError:
+            return False
+        self.allow, self.forwards = allow, forwards
+        if (first, last, lease) != (self.first, self.last, self.lease_secs):
+            self.first, self.last, self.lease_secs = first, last, lease
+            # dnsmasq reads its range at start; the lease file carries the leases over.
+            self._stop_dnsmasq()
+            self._start_dnsmasq()
+        return True
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._stop_dnsmasq)
         with contextlib.suppress(netns.CommandError):
             await asyncio.to_thread(netns.run_in, None, ["nft", "delete", "table", "ip", TABLE])
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,18 +1,23 @@
 """The configuration of a Personal Network's virtual home gateway (vHG, __init__.py),
 as a schema the API and the agent check before the function starts: what the
-sharing service gives it (services/sharing/workflow.start_vhg): the PN's subnet,
-its DHCP pool inside it, the node's gateway, and the ports opened into the PN."""
+sharing service gives it (services/sharing/workflow.start_vhg, and the PN's gateway
+settings, services/sharing/gateway.py): the PN's subnet, its DHCP pool inside it,
+the node's gateway, the ports opened into the PN and the ports forwarded to it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from netfate.vnf.configs import IFNAME, FunctionConfig, IPv4, IPv4Prefix, Port
 
 MAX_ALLOW = 256
+MAX_FORWARDS = 256
+
+Loc = tuple[str | int, ...]
 
 
 class AllowConfig(FunctionConfig):
@@ -23,6 +28,48 @@ class AllowConfig(FunctionConfig):
     to: IPv4 | None = None
 
 
+class ForwardConfig(FunctionConfig):
+    """A port forward: what reaches the vHG's own address from outside the PN on
+    `port` is sent (DNAT) to `to`:`to_port` in the PN, and let through its firewall."""
+
+    proto: Literal["tcp", "udp"] = "tcp"
+    port: Port = Field(description="The external port, on the vHG's address")
+    to: IPv4 = Field(description="The PN device's address")
+    to_port: Port | None = Field(default=None, description="The device's port (default: port)")
+
+
+def rule_problems(
+    subnet: str, forwards: Iterable[Mapping[str, Any]], allow: Iterable[Mapping[str, Any]] = ()
+) -> dict[Loc, str]:
+    """What is wrong with well-typed rules against the PN's subnet, keyed by where:
+    an address outside the subnet (or its network or broadcast address), and an
+    external port forwarded twice for one protocol."""
+    net = IPv4Network(subnet)
+    out: dict[Loc, str] = {}
+
+    def host(kind: str, i: int, to: Any) -> None:
+        if to is None:
+            return
+        a = IPv4Address(str(to))
+        if a not in net:
+            out[(kind, i, "to")] = f"{a} is not in the PN's subnet {net}"
+        elif net.prefixlen < 31 and a in (net.network_address, net.broadcast_address):
+            out[(kind, i, "to")] = f"{a} is not a host address of {net}"
+
+    seen: dict[tuple[str, int], int] = {}
+    for i, f in enumerate(forwards):
+        host("forwards", i, f.get("to"))
+        key = (str(f.get("proto", "tcp")), int(f["port"]))
+        if key in seen:
+            out[("forwards", i, "port")] = (
+                f"{key[0]} port {key[1]} is already forwarded (forwards[{seen[key]}])"
+            )
+        seen.setdefault(key, i)
+    for i, a in enumerate(allow):
+        host("allow", i, a.get("to"))
+    return out
+
+
 class VhgConfig(FunctionConfig):
     pn: str | None = Field(default=None, max_length=254, description="The PN (its email)")
     subnet: IPv4Prefix = Field(description="The PN's LAN")
@@ -30,6 +77,10 @@ class VhgConfig(FunctionConfig):
     dhcp_last: IPv4 = Field(description="The DHCP pool's last address")
     upstream_gateway: IPv4 | None = Field(default=None, description="The node's LAN address")
     allow: list[AllowConfig] = Field(default_factory=list, max_length=MAX_ALLOW)
+    # validate_default: the check of every rule's address runs with no forwards too
+    forwards: list[ForwardConfig] = Field(
+        default_factory=list, max_length=MAX_FORWARDS, validate_default=True
+    )
     ifname: str = Field(default="eth0", pattern=IFNAME)
     lease_seconds: int = Field(default=3600, ge=120, le=365 * 86400)
 
@@ -43,4 +94,18 @@ class VhgConfig(FunctionConfig):
         first = info.data.get("dhcp_first")
         if info.field_name == "dhcp_last" and first is not None and a < IPv4Address(first):
             raise ValueError(f"{a} is below dhcp_first {first}")
+        return v
+
+    @field_validator("forwards")
+    @classmethod
+    def _forwards(cls, v: list[ForwardConfig], info: ValidationInfo) -> list[ForwardConfig]:
+        subnet = info.data.get("subnet")
+        allow = info.data.get("allow") or []
+        if subnet is not None:
+            problems = rule_problems(
+                subnet, [f.model_dump() for f in v], [a.model_dump() for a in allow]
+            )
+            if problems:
+                (kind, i, key), msg = next(iter(problems.items()))
+                raise ValueError(f"{kind}[{i}].{key}: {msg}")
         return v

@@ -9,12 +9,15 @@ inside its namespace, control socket). The client gets a lease from the vHG with
 the vHG as router; its traffic to the outside is masqueraded; the outside cannot
 open a connection into the PN unless an `allow` rule says so (gw routes the
 client's address via the vHG, as an operator routes a PN via its gateway); the
-inventory shows the lease.
+inventory shows the lease. Reconfigured while running (the agent's `configure`
+op): a port forward lets the outside reach a server in the PN through the vHG's
+own address, and is gone once removed; a new DHCP pool is what dnsmasq hands out.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import subprocess
@@ -29,6 +32,7 @@ import pytest
 
 from netfate.host import links, netns
 from netfate.services.sharing.demo import TAKE_LEASE
+from tcp_peer import peer_echo, peer_seen
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Net:
     control: Path
     proc: subprocess.Popen[bytes]
     client_ip: str
+    config: dict[str, Any]
+    tmp: Path
 
 
 def control(path: Path, req: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +89,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         links.sysctl(ns["gw"], "net.ipv4.ip_forward", 1)
         links.add_address(ns["out"], ifs["U"], "10.99.0.2/24")
         links.add_route(ns["out"], "0.0.0.0/0", "10.99.0.1")
-        config = {
+        config: dict[str, Any] = {
             "subnet": "192.168.77.0/24",
             "dhcp_first": "192.168.77.100",
             "dhcp_last": "192.168.77.149",
@@ -116,7 +122,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             timeout=30,
         )  # fmt: skip
         client_ip = lease_out.read_text().split()[0]
-        yield Net(ns, ifs, ctl, proc, client_ip)
+        yield Net(ns, ifs, ctl, proc, client_ip, config, tmp)
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -180,6 +186,54 @@ def test_firewall_drops_new_inbound_but_allows_the_allowed_port(net: Net) -> Non
             srv.recvfrom(10)
     counters = netns.run_in(net.ns["vhg"], ["nft", "list", "chain", "ip", "vhg", "forward"]).stdout
     assert "udp dport 9001 counter packets 1" in counters
+
+
+def _connect(net: Net, port: int) -> str | None:
+    """From the outside to the vHG's address: the peer the server in the PN saw, or
+    None when nothing is let through."""
+    return peer_seen(net.ns["out"], "192.168.77.2", port)
+
+
+def _reconfigure(net: Net, **changes: Any) -> None:
+    net.config = {**net.config, **changes}
+    resp = control(net.control, {"op": "configure", "config": net.config})
+    assert resp == {"ok": True, "applied": True}, resp
+
+
+def test_a_port_forward_reaches_the_pn_server_and_closes_when_removed(net: Net) -> None:
+    with peer_echo(net.ns["client"], 8080):
+        assert _connect(net, 18080) is None  # nothing forwarded: the vHG refuses
+        fwd = {"proto": "tcp", "port": 18080, "to": net.client_ip, "to_port": 8080}
+        _reconfigure(net, forwards=[fwd])
+        assert _connect(net, 18080) == "from 10.99.0.2"  # the outside's own address
+        rules = netns.run_in(net.ns["vhg"], ["nft", "list", "table", "ip", "vhg"]).stdout
+        assert f"dnat to {net.client_ip}:8080" in rules
+        # the forward filter let the DNATed flow in by its own rule
+        let_in = rf"ip daddr {net.client_ip} tcp dport 8080 counter packets [1-9]"
+        assert re.search(let_in, rules)
+        _reconfigure(net, forwards=[])
+        assert _connect(net, 18080) is None
+        # dnsmasq was not restarted for a change of rules alone
+        assert control(net.control, {"op": "status"})["stats"]["dhcp"]["running"]
+
+
+def test_a_new_dhcp_pool_is_what_dnsmasq_hands_out(net: Net) -> None:
+    _reconfigure(net, dhcp_first="192.168.77.150", dhcp_last="192.168.77.150")
+    st = control(net.control, {"op": "status"})["stats"]["dhcp"]
+    assert st["range"] == ["192.168.77.150", "192.168.77.150"]
+    lease_out = net.tmp / "lease2.txt"
+    netns.run_in(
+        net.ns["client"],
+        ["env", f"LEASE_OUT={lease_out}", "busybox", "udhcpc", "-i", net.ifs["c"], "-n", "-q",
+         "-f", "-t", "5", "-T", "1", "-s", str(net.tmp / "udhcpc.sh"), "-x", "hostname:tv"],
+        timeout=30,
+    )  # fmt: skip
+    assert lease_out.read_text().split() == ["192.168.77.150", "192.168.77.2"]
+
+
+def test_a_change_the_vhg_cannot_take_in_place_is_refused_for_a_restart(net: Net) -> None:
+    resp = control(net.control, {"op": "configure", "config": {**net.config, "ifname": "eth9"}})
+    assert resp == {"ok": True, "applied": False}  # the agent restarts it instead
 
 
 def test_stop_removes_dnsmasq_and_rules(net: Net) -> None:

@@ -31,6 +31,7 @@ from netfate.host import netns
 from netfate.services.sharing import SERVICE as SHARING
 from netfate.services.sharing import demo
 from netfate.testbed.builder import Testbed
+from tcp_peer import peer_echo, peer_seen
 from waiting import until
 
 EXAMPLES = SHARING.folder / "topologies"
@@ -237,6 +238,35 @@ def test_vhg_on_secure_bridges(hotel_vhg: Testbed) -> None:
         f"sharing-vhg-{proof_instance}-bcast"
     } <= intents
     assert any("through the vHG's NAT" in s for s in said)
+
+
+def test_a_port_forward_set_through_the_api_on_secure_bridges(hotel_vhg: Testbed) -> None:
+    """Gateway settings with the whole platform: a forward set through the API reaches
+    the running vHG by its agent (the platform's reconfiguration, in place), and home's
+    node, from its transit address (outside the PN), reaches a server on laptop (behind
+    the vHG, its lease's router) through the vHG's address; removed, it is closed."""
+    assert hotel_vhg.api_url
+    api = Api(hotel_vhg.api_url, hotel_vhg.api_token)
+    pn = demo.email(hotel_vhg, "home")
+    inst = api("GET", f"/sharing/pns/{pn}/gateway")["vhg"]
+    if inst is None or inst["state"] != "running":  # run alone: the vHG and the lease
+        demo.start_vhg(api, pn)
+    lease, router = demo.take_lease(hotel_vhg, "laptop")
+    vhg = api("GET", f"/sharing/pns/{pn}/gateway")["vhg"]
+    assert router == vhg["address"].split("/")[0]
+    node_ns, transit = hotel_vhg.netns_of("home"), str(hotel_vhg.topology.nodes["home"].transit_ip)
+    fwd = {"proto": "tcp", "port": 8080, "to": lease, "to_port": 80}
+    with peer_echo(hotel_vhg.netns_of("laptop"), 80):
+        assert peer_seen(node_ns, router, 8080, src=transit) is None
+        api("PUT", f"/sharing/pns/{pn}/gateway", {"forwards": [fwd]})
+        # its agent applies it (a bounded wait for the outcome, no timing claim)
+        seen = until(lambda: peer_seen(node_ns, router, 8080, src=transit), timeout=30)
+        assert seen == f"from {transit}", seen
+        st = api("GET", f"/instances/{vhg['instance']}")
+        assert st["state"] == "running" and st["config"]["forwards"] == [fwd]
+        api("PUT", f"/sharing/pns/{pn}/gateway", {"forwards": []})
+        closed = until(lambda: peer_seen(node_ns, router, 8080, src=transit) is None, timeout=30)
+        assert closed
 
 
 @pytest.fixture(scope="module")

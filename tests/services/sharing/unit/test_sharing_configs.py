@@ -54,6 +54,7 @@ def test_the_configurations_the_rigs_and_the_workflow_give_pass() -> None:
         (VHG, VHG_CFG),
         (VHG, {**VHG_CFG, "upstream_gateway": None, "allow": [], "lease_seconds": 600}),
         (VHG, {k: VHG_CFG[k] for k in ("subnet", "dhcp_first", "dhcp_last")}),
+        (VHG, {**VHG_CFG, "forwards": FWD}),
         (VP_FUNCTION, VP2),
         (VP_FUNCTION, split["vp1"]),
         (VP_FUNCTION, split["vp2"]),
@@ -64,6 +65,10 @@ def test_the_configurations_the_rigs_and_the_workflow_give_pass() -> None:
 
 
 BIG = "x" * 100_000
+FWD = [
+    {"proto": "tcp", "port": 8080, "to": "192.168.77.5", "to_port": 80},
+    {"proto": "udp", "port": 8080, "to": "192.168.77.6"},  # another protocol: no clash
+]
 
 
 def _att(**kw: Any) -> dict[str, Any]:
@@ -86,6 +91,15 @@ def _att(**kw: Any) -> dict[str, Any]:
         ({**VHG_CFG, "allow": [{"port": 80, "to": "192.168.77.5/32"}]}, ("allow", 0, "to")),
         ({**VHG_CFG, "allow": [{"port": 80, "from": "x"}]}, ("allow", 0, "from")),
         ({**VHG_CFG, "allow": [{"port": 80}] * 257}, ("allow",)),
+        ({**VHG_CFG, "allow": [{"port": 80, "to": "10.0.0.5"}]}, ("forwards",)),
+        ({**VHG_CFG, "forwards": [{**FWD[0], "to": "192.168.78.5"}]}, ("forwards",)),
+        ({**VHG_CFG, "forwards": [{**FWD[0], "to": "192.168.77.255"}]}, ("forwards",)),
+        ({**VHG_CFG, "forwards": [FWD[0], {**FWD[0], "to": "192.168.77.9"}]}, ("forwards",)),
+        ({**VHG_CFG, "forwards": [{**FWD[0], "port": 65536}]}, ("forwards", 0, "port")),
+        ({**VHG_CFG, "forwards": [{**FWD[0], "to_port": 0}]}, ("forwards", 0, "to_port")),
+        ({**VHG_CFG, "forwards": [{**FWD[0], "proto": "sctp"}]}, ("forwards", 0, "proto")),
+        ({**VHG_CFG, "forwards": [{"port": 80}]}, ("forwards", 0, "to")),
+        ({**VHG_CFG, "forwards": [FWD[0]] * 257}, ("forwards",)),
         ({**VHG_CFG, "ifname": "eth0/../x"}, ("ifname",)),
         ({**VHG_CFG, "lease_seconds": 5}, ("lease_seconds",)),
         ({**VHG_CFG, "pn": BIG}, ("pn",)),

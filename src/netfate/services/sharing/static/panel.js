@@ -7,6 +7,7 @@
 //   the other side accepting shows without a reload);
 // - on the dashboard: a "Device sharing" panel, every share for the operator, a
 //   user's own PN and shares for a user.
+// - for the gateway settings page (gateway.js): its helpers, as window.netfateSharing.
 // DOM is built with createElement/textContent only: API data never becomes markup.
 "use strict";
 (function () {
@@ -54,17 +55,23 @@
     return ev.kind;
   }
 
-  async function page(root) {
-    const $ = (id) => document.getElementById(id);
-    const params = new URLSearchParams(location.search);
+  // Whose PN a page shows: a user's page is their own PN's; an operator opens
+  // anyone's (?pn= or the #who form, hidden for a user). null: not signed in.
+  async function pageOwner() {
     const who = session ? await session.me() : null;
     if (!who) {
       if (session) session.expired();
-      return;
+      return null;
     }
-    // A user's page is their own PN's; an operator opens anyone's (?pn= or the form).
-    let me = who.role === "user" ? who.name : params.get("pn") || "";
-    $("who").hidden = who.role === "user";
+    document.getElementById("who").hidden = who.role === "user";
+    return who.role === "user" ? who.name : new URLSearchParams(location.search).get("pn") || "";
+  }
+
+  async function page(root) {
+    const $ = (id) => document.getElementById(id);
+    const params = new URLSearchParams(location.search);
+    let me = await pageOwner();
+    if (me === null) return;
     root.dataset.pn = me;
     let selected = null;
     $("pn-email").value = me;
@@ -193,7 +200,7 @@
 
   // The owner's events as they happen: each is listed and the page refreshed (no
   // polling: what changes comes by the stream; a reconnection refreshes once).
-  async function live(refresh) {
+  async function live(refresh, kinds = LIVE_KINDS, say = describe) {
     const list = document.getElementById("live-events");
     const state = document.getElementById("live-state");
     let last = 0;
@@ -214,14 +221,14 @@
       if (typeof ev.id !== "number" || ev.id <= last) return;
       last = ev.id;
       list.prepend(h("li", { "data-kind": ev.kind, "data-event": ev.id },
-        h("time", {}, new Date(ev.at * 1000).toLocaleTimeString()), " ", describe(ev)));
+        h("time", {}, new Date(ev.at * 1000).toLocaleTimeString()), " ", say(ev)));
       while (list.children.length > 50) list.lastChild.remove();
       soon();
     };
     let retry = 1000;
     const connect = () => {
       const es = new EventSource(`/api/v1/events/stream?after=${last}`);
-      for (const k of LIVE_KINDS) es.addEventListener(k, onEvent);
+      for (const k of kinds) es.addEventListener(k, onEvent);
       es.onopen = () => {
         retry = 1000;
         state.dataset.state = "live";
@@ -239,6 +246,7 @@
     connect();
   }
 
+  window.netfateSharing = { h, call, live, describe, pageOwner };
   const root = document.getElementById("sharing-app");
   if (root) {
     page(root);
