@@ -79,18 +79,19 @@ class Decision:
         return f"{head}; {bind}; {self.runner_up_lost}{tail}"
 
 
-def _crossing(st: State, a: int, b: int, mbps: float, own: Mapping[int, float]) -> str:
-    """The links from node a to b, the round trip they add, and those that lack `mbps`
-    (`own`: the chain's own traffic, free for itself)."""
+def _crossing(st: State, a: int, b: int, mbps: float, own: Mapping[int, float], hop: bool) -> str:
+    """The links from node a to b, the round trip they add to the chain's path (`hop`:
+    the two blocks are consecutive), and those that lack `mbps` (`own`: the chain's own
+    traffic, free for itself)."""
     net = st.net
     route = net.path_links(a, b)
-    out = f"{', '.join(net.link_names[lk] for lk in route)} "
-    out += f"(+{2.0 * float(net.delay_ms[a, b]):.3g} ms round trip"
+    notes = [f"+{2.0 * float(net.delay_ms[a, b]):.3g} ms round trip"] if hop else []
     for lk in route:
         free = float(st.link_free[lk]) + own.get(lk, 0.0)
         if free < mbps - TOL:
-            out += f"; {net.link_names[lk]} has {max(free, 0.0):.3g} Mbit/s free"
-    return out + ")"
+            notes.append(f"{net.link_names[lk]} has {max(free, 0.0):.3g} Mbit/s free")
+    out = ", ".join(net.link_names[lk] for lk in route)
+    return out + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def traffic(
@@ -115,14 +116,14 @@ def traffic(
         if nodes[i] != nodes[j]:
             out.append(
                 f"{b} apart from {a}: {amount} between them cross "
-                f"{_crossing(st, nodes[i], nodes[j], 0.0, own)}"
+                f"{_crossing(st, nodes[i], nodes[j], 0.0, own, j == i + 1)}"
             )
         elif cur is not None and (cur[i] != nodes[i] or cur[j] != nodes[j]):
             # Together now and one of them moved: had the follower stayed, this crossed.
             lead, follower, left = (a, b, cur[j]) if cur[j] != nodes[j] else (b, a, cur[i])
             out.append(
                 f"{follower} follows {lead}: {amount} between them would cross "
-                f"{_crossing(st, nodes[i], left, mbps, own)}"
+                f"{_crossing(st, nodes[i], left, mbps, own, j == i + 1)}"
             )
     return "; ".join(out)
 
