@@ -40,8 +40,9 @@ SPLIT_HEADROOM = 0.2
 of its capacity free: a small saving of power must not take the last bandwidth that a
 chain placed later needs."""
 ENTRY_TRIES = 3
-"""Entry nodes a split tries (the cheapest for the entry alone first): the cheapest entry
-may leave the rest of the chain far away, or with no room on the way."""
+"""Entry nodes a split of a chain that fits nowhere whole tries (the cheapest for the
+entry alone first): the cheapest entry may leave the rest far away, or no room on the
+way. (A chain that fits whole tries the cheapest entry only: the batch's time.)"""
 RunKey = tuple[str, int, str] | None
 
 
@@ -191,15 +192,17 @@ def _two_part(
     rs: F64,
     optional: bool,
 ) -> tuple[tuple[int, ...], float] | None:
-    """The entry on one of its ENTRY_TRIES best nodes, the rest on the best other node
-    (priced with the round trip between the two, on the chain's path) that the traffic
-    between them reaches (`optional`: keeping SPLIT_HEADROOM of each link free) and
-    that keeps the chain's availability. The cheapest such pair's nodes and score (as
-    `_score` ranks), or None."""
+    """The entry on its best node (on one of its ENTRY_TRIES best when the chain does
+    not fit whole: not `optional`), the rest on the best other node (priced with the
+    round trip between the two, on the chain's path) that the traffic between them
+    reaches (`optional`: keeping SPLIT_HEADROOM of each link free) and that keeps the
+    chain's availability. The cheapest such pair's nodes and score (as `_score` ranks),
+    or None."""
     best: tuple[tuple[int, ...], float] | None = None
     tried = 0
-    for a in np.argsort(es, kind="stable")[: 4 * ENTRY_TRIES].tolist():
-        if tried >= ENTRY_TRIES or not np.isfinite(es[a]):
+    tries = 1 if optional else ENTRY_TRIES
+    for a in np.argsort(es, kind="stable")[: 4 * tries].tolist():
+        if tried >= tries or not np.isfinite(es[a]):
             break
         if not st.user_path_ok(entry, a):
             continue
@@ -522,7 +525,7 @@ def final_pass(st: State, sids: Iterable[str], action: str = "placed") -> dict[s
             entry, rest = parts_of(sub)
             halves = (st.colocate(entry), st.colocate(rest, entry=False))
         if _cheaper_whole(st, sub, nodes, opts, cost_order, chosen) or (
-            halves is not None and _split_below(sub, nodes, chosen, halves)
+            halves is not None and _split_below(st, sub, nodes, chosen, halves)
         ):
             out[sid] = _reconsider(st, sid, action)
             opts = None
@@ -569,13 +572,21 @@ def _cheaper_whole(
 
 
 def _split_below(
-    sub: Subscription, nodes: tuple[int, ...], chosen: float, halves: tuple[Options, Options]
+    st: State,
+    sub: Subscription,
+    nodes: tuple[int, ...],
+    chosen: float,
+    halves: tuple[Options, Options],
 ) -> bool:
     """Whether the chain's entry and rest on two nodes could cost less than `chosen`: a
     lower bound from the cheapest node for each half (`halves`: their `colocate`; its
-    own nodes priced without their room, which it holds now)."""
+    own nodes priced without their room, which it holds now), plus the least round trip
+    between two nodes on the chain's path (a split crosses at least one link)."""
     own = list(set(nodes))
+    net = st.net
     lb = 0.0
+    if st.objective.latency_weight > 0 and len(net.link_delay):
+        lb = st.objective.latency_weight * 2.0 * float(net.link_delay.min())
     for o in halves:
         low = o.cost.copy()
         low[own] = o.raw[own]
