@@ -269,12 +269,14 @@ def test_a_re_solve_keeps_the_chains_it_is_told_to(problem: tuple[Any, ...], dat
 def test_heuristic_and_exact_agree_on_one_chain(
     inf: Infrastructure, chain: Chain, data: Any
 ) -> None:
-    """One chain of one or two blocks alone, then its user moved: where the exact solver
-    proves an optimum, the heuristic finds a plan of the same value (the traffic between
-    blocks and the chain's path priced alike), and both refuse alike. (With three blocks
-    the heuristic splits a chain only as its entry and the rest, so it may miss a plan
-    that puts the last block apart; and where no node takes the chain whole, its bounded
-    search of splits may miss the one the exact solver finds: those are left out.)"""
+    """One chain of one or two blocks alone, then its user moved: both solvers refuse
+    alike; the heuristic never beats the exact solver; and where the optimum keeps the
+    chain whole, the heuristic finds a plan of the same value (the traffic between
+    blocks and the chain's path priced alike, so it does not split a chain whose
+    traffic would cost more apart). (An optimum that splits the chain may be missed:
+    the heuristic tries the entry on its 3 cheapest nodes and the rest on its 8
+    cheapest; with three blocks it splits only as the entry and the rest. Those are
+    left out, as are chains no node takes whole.)"""
     need = chain.total
     hosts = {k.name for k in KINDS if k.hosts}
     assume(
@@ -307,7 +309,9 @@ def test_heuristic_and_exact_agree_on_one_chain(
     holds(inf, h)
     holds(inf, x)
     if x.stats.status == "optimal":
-        assert h.value == pytest.approx(x.value, rel=1e-6, abs=1e-6)
+        assert x.value <= h.value + 1e-6 * max(1.0, abs(h.value))
+        if _whole(x):
+            assert h.value == pytest.approx(x.value, rel=1e-6, abs=1e-6)
     moved = Subscription("s1", "u", data.draw(hs.sampled_from(names)), chain)
     try:
         ha: Plan | None = replace(h, moved, keep_valid=False, solver="heuristic")
@@ -323,4 +327,11 @@ def test_heuristic_and_exact_agree_on_one_chain(
     holds(inf, ha)
     holds(inf, xa)
     costs = [a.decisions["s1"].cost for a in (ha, xa)]
-    assert costs[0] == pytest.approx(costs[1], rel=1e-6, abs=1e-6)
+    assert costs[1] <= costs[0] + 1e-6 * max(1.0, abs(costs[0]))
+    if _whole(xa):
+        assert costs[0] == pytest.approx(costs[1], rel=1e-6, abs=1e-6)
+
+
+def _whole(plan: Plan) -> bool:
+    """Whether the plan's one chain sits whole on one node."""
+    return len(set(plan.where["s1"].values())) == 1

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netfate.orchestrator.engine.model import Subscription
+from netfate.orchestrator.engine.network import Network
 from netfate.orchestrator.engine.state import TOL, State, chain_info
 
 DEFAULT_TIME_LIMIT_S = 60.0
@@ -208,7 +209,7 @@ def _relations(
     lat_w = 0.0 if elastic else st.objective.latency_weight
     load: dict[int, list[tuple[int, float]]] = {}
     potential: dict[int, float] = {}
-    crossing: list[tuple[int, int, float, bool, dict[int, dict[int, list[int]]]]] = []
+    crossing: list[tuple[int, int, int, float, bool, dict[int, dict[int, list[int]]]]] = []
     for si, sub in enumerate(subs):
         info = chain_info(sub.chain)
         at = net.index[sub.at]
@@ -237,9 +238,9 @@ def _relations(
             if mbps > 0:
                 for lk in by_link:
                     potential[lk] = potential.get(lk, 0.0) + mbps
-            crossing.append((si, i, mbps, hop, by_link))
+            crossing.append((si, i, j, mbps, hop, by_link))
     binding = {lk for lk, v in potential.items() if v > st.link_free[lk] + TOL}
-    for si, i, mbps, hop, by_link in crossing:
+    for si, i, j, mbps, hop, by_link in crossing:
         x1 = dict(xcols[(si, i)])
         for lk, from_n1 in by_link.items():
             bind = mbps > 0 and lk in binding
@@ -251,10 +252,39 @@ def _relations(
             z = p.var(price, False)
             if bind:
                 load.setdefault(lk, []).append((z, mbps))
+            cut = _cut(net, lk, x1, xcols[(si, j)], from_n1)
+            if cut is not None:
+                # The route crosses lk exactly when the two blocks sit on its two sides:
+                # z >= |on side A (block i) - on side A (block j)|, a far tighter form.
+                a1, a2 = cut
+                p.row([*((c, 1.0) for c in a1), *((c, -1.0) for c in a2), (z, -1.0)], -np.inf, 0.0)
+                p.row([*((c, 1.0) for c in a2), *((c, -1.0) for c in a1), (z, -1.0)], -np.inf, 0.0)
+                continue
             for n1, c2s in from_n1.items():
                 p.row([(x1[n1], 1.0), *((c, 1.0) for c in c2s), (z, -1.0)], -np.inf, 1.0)
     for lk in binding:
         p.row(load.get(lk, []), -np.inf, float(st.link_free[lk]))
+
+
+def _cut(
+    net: Network,
+    lk: int,
+    x1: dict[int, int],
+    x2: list[tuple[int, int]],
+    from_n1: dict[int, list[int]],
+) -> tuple[list[int], list[int]] | None:
+    """When the routes between the two blocks' candidate nodes cross link lk exactly
+    between its two sides (side A: the nodes whose route to the link's end `a` does not
+    take it, as on a tree), the x columns of each block on side A; else None."""
+    end = int(net.link_a[lk])
+    side = {n: lk not in net.path_links(n, end) for n in {*x1, *(n for n, _c in x2)}}
+    cols2 = dict(x2)
+    for n1 in x1:
+        crossing = set(from_n1.get(n1, ()))
+        for n2, c2 in x2:
+            if (c2 in crossing) != (side[n1] != side[n2]):
+                return None
+    return [c for n, c in x1.items() if side[n]], [c for n, c in cols2.items() if side[n]]
 
 
 def _availability(

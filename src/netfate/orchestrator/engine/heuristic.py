@@ -40,9 +40,8 @@ SPLIT_HEADROOM = 0.2
 of its capacity free: a small saving of power must not take the last bandwidth that a
 chain placed later needs."""
 ENTRY_TRIES = 3
-"""Entry nodes a split of a chain that fits nowhere whole tries (the cheapest for the
-entry alone first): the cheapest entry may leave the rest far away, or no room on the
-way. (A chain that fits whole tries the cheapest entry only: the batch's time.)"""
+"""Entry nodes a split tries (the cheapest for the entry alone first): the cheapest entry
+may leave the rest of the chain far away, or with no room on the way."""
 RunKey = tuple[str, int, str] | None
 
 
@@ -192,17 +191,15 @@ def _two_part(
     rs: F64,
     optional: bool,
 ) -> tuple[tuple[int, ...], float] | None:
-    """The entry on its best node (on one of its ENTRY_TRIES best when the chain does
-    not fit whole: not `optional`), the rest on the best other node (priced with the
-    round trip between the two, on the chain's path) that the traffic between them
-    reaches (`optional`: keeping SPLIT_HEADROOM of each link free) and that keeps the
-    chain's availability. The cheapest such pair's nodes and score (as `_score` ranks),
-    or None."""
+    """The entry on one of its ENTRY_TRIES best nodes, the rest on the best other node
+    (priced with the round trip between the two, on the chain's path) that the traffic
+    between them reaches (`optional`: keeping SPLIT_HEADROOM of each link free) and
+    that keeps the chain's availability. The cheapest such pair's nodes and score (as
+    `_score` ranks), or None."""
     best: tuple[tuple[int, ...], float] | None = None
     tried = 0
-    tries = 1 if optional else ENTRY_TRIES
-    for a in np.argsort(es, kind="stable")[: 4 * tries].tolist():
-        if tried >= tries or not np.isfinite(es[a]):
+    for a in np.argsort(es, kind="stable")[: 4 * ENTRY_TRIES].tolist():
+        if tried >= ENTRY_TRIES or not np.isfinite(es[a]):
             break
         if not st.user_path_ok(entry, a):
             continue
