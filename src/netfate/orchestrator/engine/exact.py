@@ -20,9 +20,10 @@ Constraints:
 - capacity: ``sum x[s,b,n] * need[b,r] <= room[n,r] * y[n]`` (``<= room[n,r]`` for
   an on node), and ``x[s,b,n] <= y[n]``;
 - bandwidth: user traffic on the route from the user's node to the entry's
-  node, relations (model.py) through ``z``: ``z[f,e] >= x[s,i,n1] + sum x[s,j,n2] - 1`` over the
-  n2 whose route from n1 crosses e, and the sum of traffic on e <= its free
-  capacity (routes are fixed, as the model says);
+  node, relations (model.py) through ``z``: ``z[f,e] >= x[s,i,n1] + sum x[s,j,n2] - 1``
+  over the n2 whose route from n1 crosses e (or, where e parts the candidate nodes
+  in two sides as on a tree, ``z[f,e] >= |x[s,i](side A) - x[s,j](side A)|``), and
+  the sum of traffic on e <= its free capacity (routes are fixed, as the model says);
 - availability: ``u[s,n] >= x[s,b,n]``, ``sum_n -ln(avail[n]) u[s,n] <= -ln(bound)``.
 
 Objective: the same linear form as the heuristic (objective.py): the power of
