@@ -10,7 +10,7 @@ from typing import Any
 
 import hypothesis.strategies as hs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 
 from netfate.orchestrator.engine import (
     CONSOLIDATION,
@@ -91,8 +91,8 @@ def networks(draw: Any) -> Infrastructure:
 
 
 @hs.composite
-def chains(draw: Any) -> Chain:
-    nb = draw(hs.integers(1, 3))
+def chains(draw: Any, max_blocks: int = 3) -> Chain:
+    nb = draw(hs.integers(1, max_blocks))
     blocks = tuple(
         Block(
             f"b{i}",
@@ -111,7 +111,15 @@ def chains(draw: Any) -> Chain:
         rtt_ms=draw(hs.sampled_from([None, None, 2.0, 8.0, 30.0])),
         availability=draw(hs.sampled_from([None, None, 0.95, 0.985, 0.995])),
     )
-    return Chain(f"c{nb}", blocks, tuple(talks), draw(hs.sampled_from([0.0, 5.0, 30.0])), sla)
+    # chain_mbps: what the chain order carries where no talk gives a bandwidth.
+    return Chain(
+        f"c{nb}",
+        blocks,
+        tuple(talks),
+        draw(hs.sampled_from([0.0, 5.0, 30.0])),
+        sla,
+        draw(hs.sampled_from([0.0, 0.0, 3.0, 12.0])),
+    )
 
 
 @hs.composite
@@ -254,3 +262,76 @@ def test_a_re_solve_keeps_the_chains_it_is_told_to(problem: tuple[Any, ...], dat
     holds(inf, again)
     for sid in keep:
         assert dict(again.where[sid]) == dict(plan.where[sid])
+
+
+@PROPS
+@given(networks(), chains(max_blocks=2), hs.data())
+def test_heuristic_and_exact_agree_on_one_chain(
+    inf: Infrastructure, chain: Chain, data: Any
+) -> None:
+    """One chain of one or two blocks alone, then its user moved: both solvers refuse
+    alike; the heuristic never beats the exact solver; and where the optimum keeps the
+    chain whole, the heuristic finds a plan of the same value (the traffic between
+    blocks and the chain's path priced alike, so it does not split a chain whose
+    traffic would cost more apart). (An optimum that splits the chain may be missed:
+    the heuristic tries the entry on its 3 cheapest nodes and the rest on its 8
+    cheapest; with three blocks it splits only as the entry and the rest. Those are
+    left out, as are chains no node takes whole.)"""
+    need = chain.total
+    hosts = {k.name for k in KINDS if k.hosts}
+    assume(
+        any(
+            n.up
+            and n.kind in hosts
+            and n.cpu - n.load.cpu >= need.cpu
+            and n.memory_mb - n.load.memory_mb >= need.memory_mb
+            and n.storage_mb - n.load.storage_mb >= need.storage_mb
+            for n in inf.nodes
+        )
+    )
+    names = [n.name for n in inf.nodes]
+    sub = Subscription("s1", "u", data.draw(hs.sampled_from(names)), chain)
+    # Objectives that weigh the chain's path. (Under consolidation alone the heuristic's
+    # choice between splits of a chain on nodes that are on may miss the optimum; the
+    # property above holds it to the exact solver's bound there.)
+    objective = data.draw(hs.sampled_from([LATENCY, mix(1.0, 1.0), mix(1.0, 5.0)]))
+    net = Network(inf)
+    plans: dict[str, Plan | None] = {}
+    for solver in ("heuristic", "exact"):
+        try:
+            plans[solver] = place_batch(net, [sub], objective, solver=solver, time_limit_s=20)
+        except Infeasible:
+            plans[solver] = None
+    h, x = plans["heuristic"], plans["exact"]
+    assert (h is None) == (x is None)
+    if h is None or x is None:
+        return
+    holds(inf, h)
+    holds(inf, x)
+    if x.stats.status == "optimal":
+        assert x.value <= h.value + 1e-6 * max(1.0, abs(h.value))
+        if _whole(x):
+            assert h.value == pytest.approx(x.value, rel=1e-6, abs=1e-6)
+    moved = Subscription("s1", "u", data.draw(hs.sampled_from(names)), chain)
+    try:
+        ha: Plan | None = replace(h, moved, keep_valid=False, solver="heuristic")
+    except Infeasible:
+        ha = None
+    try:
+        xa: Plan | None = replace(h, moved, keep_valid=False, solver="exact")
+    except Infeasible:
+        xa = None
+    assert (ha is None) == (xa is None)
+    if ha is None or xa is None:
+        return
+    holds(inf, ha)
+    holds(inf, xa)
+    costs = [a.decisions["s1"].cost for a in (ha, xa)]
+    assert costs[1] <= costs[0] + 1e-6 * max(1.0, abs(costs[0]))
+    if _whole(xa):
+        assert costs[0] == pytest.approx(costs[1], rel=1e-6, abs=1e-6)
+
+
+def _whole(plan: Plan) -> bool:
+    """Whether the plan's one chain sits whole on one node."""
+    return len(set(plan.where["s1"].values())) == 1

@@ -119,8 +119,15 @@ def check(
                     Violation("availability", s.id, f"{avail:.6f} < {s.chain.sla.availability}")
                 )
         carry(s.at, entry, s.chain.user_mbps, s.id)
+        # Talks and consecutive blocks; one without a bandwidth carries chain_mbps.
+        related: dict[tuple[str, str], float] = {}
         for t in s.chain.talks:
-            carry(placed[t.a], placed[t.b], t.mbps, s.id)
+            pair = (t.a, t.b) if t.a < t.b else (t.b, t.a)
+            related[pair] = related.get(pair, 0.0) + t.mbps
+        for u, v in itertools.pairwise(names):
+            related.setdefault((u, v) if u < v else (v, u), 0.0)
+        for (u, v), mbps in related.items():
+            carry(placed[u], placed[v], mbps if mbps > 0 else s.chain.chain_mbps, s.id)
     for name, (cpu, mem, sto) in use.items():
         n = nodes[name]
         for label, need, cap, bg in (

@@ -5,12 +5,14 @@ last decided (the heuristic's final pass, or the exact solver's result, or the
 re-placement), with every other chain fixed:
 
 - the chosen nodes and what they cost in the objective's terms (marginal power,
-  round trip, moves);
+  round trip along the chain's path, moves);
 - the binding constraint: of the nodes that would have been cheaper for the
   whole chain, the cheapest one and the first constraint it breaks ("none"
   when the choice is the unconstrained best);
 - the runner-up: the cheapest other node that could have taken the whole chain,
-  and what it would have cost more (or that none could).
+  and what it would have cost more (or that none could);
+- the traffic between its blocks: a block that followed its partner and the links
+  their traffic would have crossed, or the links it crosses where they are apart.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from netfate.orchestrator.engine.model import Subscription
 from netfate.orchestrator.engine.network import I64
-from netfate.orchestrator.engine.state import Options, State, chain_info
+from netfate.orchestrator.engine.state import TOL, Options, State, chain_info
 
 EPS = 1e-9
 
@@ -47,6 +49,12 @@ class Decision:
     runner_up: str | None
     """The cheapest other node that could take the whole chain, if any."""
     runner_up_lost: str
+    entry_rtt_ms: float | None = None
+    """The user's round trip to the entry (what the SLA bounds), when `rtt_ms`, the
+    round trip along the chain's path, differs from it."""
+    traffic: str = ""
+    """The traffic between the chain's blocks: which block follows which and what its
+    traffic would have crossed, or what it crosses where they are apart."""
 
     @property
     def why(self) -> str:
@@ -55,8 +63,11 @@ class Decision:
         home = nodes[0] if len(nodes) == 1 else "+".join(nodes)
         head = (
             f"{self.action} on {home} by {self.objective} "
-            f"(cost {self.cost:.3g}: {self.energy_w:.3g} W, {self.rtt_ms:.3g} ms round trip)"
+            f"(cost {self.cost:.3g}: {self.energy_w:.3g} W, {self.rtt_ms:.3g} ms round trip"
         )
+        if self.entry_rtt_ms is not None:
+            head += f" along the chain, {self.entry_rtt_ms:.3g} ms to the entry"
+        head += ")"
         if len(nodes) > 1:
             head += f" split as {where}"
         bind = (
@@ -64,7 +75,57 @@ class Decision:
             if self.binding == "none"
             else f"binding {self.binding}: {self.binding_detail}"
         )
-        return f"{head}; {bind}; {self.runner_up_lost}"
+        tail = f"; {self.traffic}" if self.traffic else ""
+        return f"{head}; {bind}; {self.runner_up_lost}{tail}"
+
+
+def _crossing(st: State, a: int, b: int, mbps: float, own: Mapping[int, float], hop: bool) -> str:
+    """The links from node a to b, the round trip they add to the chain's path (`hop`:
+    the two blocks are consecutive), and those that lack `mbps` (`own`: the chain's own
+    traffic, free for itself)."""
+    net = st.net
+    route = net.path_links(a, b)
+    notes = [f"+{2.0 * float(net.delay_ms[a, b]):.3g} ms round trip"] if hop else []
+    for lk in route:
+        free = float(st.link_free[lk]) + own.get(lk, 0.0)
+        if free < mbps - TOL:
+            notes.append(f"{net.link_names[lk]} has {max(free, 0.0):.3g} Mbit/s free")
+    out = ", ".join(net.link_names[lk] for lk in route)
+    return out + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def traffic(
+    st: State, sub: Subscription, nodes: tuple[int, ...], back: tuple[int, ...] | None = None
+) -> str:
+    """The relations between the chain's blocks (model.py) in words: two blocks apart and
+    the links their traffic crosses; a block that moved to stay with its partner and
+    what the traffic would have crossed had it stayed (and which link lacks the room).
+    `back`: where `sub` is placed in `st`, if it is."""
+    info = chain_info(sub.chain)
+    own = st.link_load(sub, back) if back is not None else {}
+    rels: dict[tuple[int, int], float] = {(i, j): m for i, j, m in info.talks}
+    for i in range(len(nodes) - 1):
+        rels.setdefault((i, i + 1), 0.0)
+    cur = st.current.get(sub.id)
+    if cur is not None and len(cur) != len(nodes):
+        cur = None
+    out: list[str] = []
+    for (i, j), mbps in sorted(rels.items()):
+        a, b = info.names[i], info.names[j]
+        amount = f"{mbps:g} Mbit/s" if mbps > 0 else "the chain's path"
+        if nodes[i] != nodes[j]:
+            out.append(
+                f"{b} apart from {a}: {amount} between them cross "
+                f"{_crossing(st, nodes[i], nodes[j], 0.0, own, j == i + 1)}"
+            )
+        elif cur is not None and (cur[i] != nodes[i] or cur[j] != nodes[j]):
+            # Together now and one of them moved: had the follower stayed, this crossed.
+            lead, follower, left = (a, b, cur[j]) if cur[j] != nodes[j] else (b, a, cur[i])
+            out.append(
+                f"{follower} follows {lead}: {amount} between them would cross "
+                f"{_crossing(st, nodes[i], left, mbps, own, j == i + 1)}"
+            )
+    return "; ".join(out)
 
 
 def _describe_gap(
@@ -143,6 +204,7 @@ def explain(
         lost = "no other node could take the whole chain"
     else:
         lost = _describe_gap(st, opts, runner, nodes, chosen_cost, energy)
+    entry_rtt = st.rtt(sub, nodes[0])
     return Decision(
         subscription=sub.id,
         nodes={b: net.names[n] for b, n in zip(info.names, nodes, strict=True)},
@@ -155,4 +217,6 @@ def explain(
         binding_detail=detail,
         runner_up=net.names[runner] if runner is not None else None,
         runner_up_lost=lost,
+        entry_rtt_ms=entry_rtt if abs(entry_rtt - rtt) > EPS else None,
+        traffic=traffic(st, sub, nodes, back),
     )

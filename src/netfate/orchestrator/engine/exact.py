@@ -8,8 +8,9 @@ and only take room away):
   the block alone are offered (hosting, room, and for the entry: the latency
   bound and a route carrying the user's traffic).
 - ``y[n]`` binary: node n is switched on. Only for nodes that are off.
-- ``z[f,e]`` in [0, 1]: talk f crosses link e. Only for links that the traffic
-  could overload.
+- ``z[f,e]`` in [0, 1]: relation f (a talk, or two consecutive blocks) crosses
+  link e. Only for links that the traffic could overload, and, where latency is
+  weighed, for the chain-order hops (each crossing costs its link's round trip).
 - ``u[s,n]`` in [0, 1]: chain s uses node n. Only for chains whose availability
   bound could be broken.
 
@@ -19,13 +20,15 @@ Constraints:
 - capacity: ``sum x[s,b,n] * need[b,r] <= room[n,r] * y[n]`` (``<= room[n,r]`` for
   an on node), and ``x[s,b,n] <= y[n]``;
 - bandwidth: user traffic on the route from the user's node to the entry's
-  node, talks through ``z``: ``z[f,e] >= x[s,i,n1] + sum x[s,j,n2] - 1`` over the
-  n2 whose route from n1 crosses e, and the sum of traffic on e <= its free
-  capacity (routes are fixed, as the model says);
+  node, relations (model.py) through ``z``: ``z[f,e] >= x[s,i,n1] + sum x[s,j,n2] - 1``
+  over the n2 whose route from n1 crosses e (or, where e parts the candidate nodes
+  in two sides as on a tree, ``z[f,e] >= |x[s,i](side A) - x[s,j](side A)|``), and
+  the sum of traffic on e <= its free capacity (routes are fixed, as the model says);
 - availability: ``u[s,n] >= x[s,b,n]``, ``sum_n -ln(avail[n]) u[s,n] <= -ln(bound)``.
 
 Objective: the same linear form as the heuristic (objective.py): the power of
-the nodes switched on and of the placed CPU, the user-to-entry round trips,
+the nodes switched on and of the placed CPU, the round trips along each chain's
+path (user to entry on the entry's ``x``, each chain-order hop on its ``z``),
 and the move cost of each block off its current node.
 
 When HiGHS proves the program infeasible, a second program with one "dropped"
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netfate.orchestrator.engine.model import Subscription
+from netfate.orchestrator.engine.network import Network
 from netfate.orchestrator.engine.state import TOL, State, chain_info
 
 DEFAULT_TIME_LIMIT_S = 60.0
@@ -188,21 +192,25 @@ def _build(
             else:
                 p.row([*need, (y(n), -float(st.free[n, r]))], -np.inf, 0.0)
 
-    _bandwidth(st, subs, xcols, p)
+    _relations(st, subs, xcols, p, elastic)
     _availability(st, subs, xcols, p)
     return p, xcols, drops
 
 
-def _bandwidth(
+def _relations(
     st: State,
     subs: Sequence[Subscription],
     xcols: Columns,
     p: _Program,
+    elastic: bool,
 ) -> None:
+    """The user's traffic and each relation's (talks and chain order) on the links, and
+    the round trip of each chain-order hop (the latency objective's chain path)."""
     net = st.net
+    lat_w = 0.0 if elastic else st.objective.latency_weight
     load: dict[int, list[tuple[int, float]]] = {}
     potential: dict[int, float] = {}
-    crossing: list[tuple[int, int, int, float, dict[int, dict[int, list[int]]]]] = []
+    crossing: list[tuple[int, int, int, float, bool, dict[int, dict[int, list[int]]]]] = []
     for si, sub in enumerate(subs):
         info = chain_info(sub.chain)
         at = net.index[sub.at]
@@ -214,7 +222,13 @@ def _bandwidth(
                     seen.add(lk)
             for lk in seen:
                 potential[lk] = potential.get(lk, 0.0) + info.user_mbps
-        for i, j, mbps in info.talks:
+        rels: dict[tuple[int, int], float] = {(i, j): m for i, j, m in info.talks}
+        for i in range(len(info.names) - 1):
+            rels.setdefault((i, i + 1), 0.0)
+        for (i, j), mbps in rels.items():
+            hop = j == i + 1 and lat_w > 0
+            if mbps <= 0 and not hop:
+                continue
             # per link: n1 -> the x columns of block j whose route from n1 crosses it
             by_link: dict[int, dict[int, list[int]]] = {}
             for n1, _c1 in xcols[(si, i)]:
@@ -222,21 +236,56 @@ def _bandwidth(
                     if n1 != n2:
                         for lk in net.path_links(n1, n2):
                             by_link.setdefault(lk, {}).setdefault(n1, []).append(c2)
-            for lk in by_link:
-                potential[lk] = potential.get(lk, 0.0) + mbps
-            crossing.append((si, i, j, mbps, by_link))
+            if mbps > 0:
+                for lk in by_link:
+                    potential[lk] = potential.get(lk, 0.0) + mbps
+            crossing.append((si, i, j, mbps, hop, by_link))
     binding = {lk for lk, v in potential.items() if v > st.link_free[lk] + TOL}
-    for si, i, _j, mbps, by_link in crossing:
+    for si, i, j, mbps, hop, by_link in crossing:
         x1 = dict(xcols[(si, i)])
         for lk, from_n1 in by_link.items():
-            if lk not in binding:
+            bind = mbps > 0 and lk in binding
+            price = 2.0 * lat_w * float(net.link_delay[lk]) if hop else 0.0
+            if not bind and price <= 0:
                 continue
-            z = p.var(0.0, False)
-            load.setdefault(lk, []).append((z, mbps))
+            # z = 1 exactly when the relation crosses lk: it is bounded below by the rows
+            # and, being priced or capacity-bound, never above what they force.
+            z = p.var(price, False)
+            if bind:
+                load.setdefault(lk, []).append((z, mbps))
+            cut = _cut(net, lk, x1, xcols[(si, j)], from_n1)
+            if cut is not None:
+                # The route crosses lk exactly when the two blocks sit on its two sides:
+                # z >= |on side A (block i) - on side A (block j)|, a far tighter form.
+                a1, a2 = cut
+                p.row([*((c, 1.0) for c in a1), *((c, -1.0) for c in a2), (z, -1.0)], -np.inf, 0.0)
+                p.row([*((c, 1.0) for c in a2), *((c, -1.0) for c in a1), (z, -1.0)], -np.inf, 0.0)
+                continue
             for n1, c2s in from_n1.items():
                 p.row([(x1[n1], 1.0), *((c, 1.0) for c in c2s), (z, -1.0)], -np.inf, 1.0)
     for lk in binding:
         p.row(load.get(lk, []), -np.inf, float(st.link_free[lk]))
+
+
+def _cut(
+    net: Network,
+    lk: int,
+    x1: dict[int, int],
+    x2: list[tuple[int, int]],
+    from_n1: dict[int, list[int]],
+) -> tuple[list[int], list[int]] | None:
+    """When the routes between the two blocks' candidate nodes cross link lk exactly
+    between its two sides (side A: the nodes whose route to the link's end `a` does not
+    take it, as on a tree), the x columns of each block on side A; else None."""
+    end = int(net.link_a[lk])
+    side = {n: lk not in net.path_links(n, end) for n in {*x1, *(n for n, _c in x2)}}
+    cols2 = dict(x2)
+    for n1 in x1:
+        crossing = set(from_n1.get(n1, ()))
+        for n2, c2 in x2:
+            if (c2 in crossing) != (side[n1] != side[n2]):
+                return None
+    return [c for n, c in x1.items() if side[n]], [c for n, c in cols2.items() if side[n]]
 
 
 def _availability(

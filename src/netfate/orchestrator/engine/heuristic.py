@@ -39,6 +39,9 @@ SPLIT_HEADROOM = 0.2
 """A chain that fits whole is split only if every link the split loads keeps this share
 of its capacity free: a small saving of power must not take the last bandwidth that a
 chain placed later needs."""
+ENTRY_TRIES = 3
+"""Entry nodes a split tries (the cheapest for the entry alone first): the cheapest entry
+may leave the rest of the chain far away, or with no room on the way."""
 RunKey = tuple[str, int, str] | None
 
 
@@ -168,6 +171,7 @@ def parts_of(sub: Subscription) -> tuple[Subscription, Subscription]:
             f"{chain.name}#rest",
             chain.blocks[1:],
             tuple(t for t in chain.talks if first not in (t.a, t.b)),
+            chain_mbps=chain.chain_mbps,
         )
         got = (chain, entry, rest)
         _PARTS[id(chain)] = got
@@ -187,20 +191,41 @@ def _two_part(
     rs: F64,
     optional: bool,
 ) -> tuple[tuple[int, ...], float] | None:
-    """The entry on its best node, the rest on the best other node that the talks between
-    them reach (`optional`: keeping SPLIT_HEADROOM of each link free) and that keeps
-    the chain's availability. Its nodes and score (as `_score` ranks), or None."""
+    """The entry on one of its ENTRY_TRIES best nodes, the rest on the best other node
+    (priced with the round trip between the two, on the chain's path) that the traffic
+    between them reaches (`optional`: keeping SPLIT_HEADROOM of each link free) and
+    that keeps the chain's availability. The cheapest such pair's nodes and score (as
+    `_score` ranks), or None."""
+    best: tuple[tuple[int, ...], float] | None = None
+    tried = 0
+    for a in np.argsort(es, kind="stable")[: 4 * ENTRY_TRIES].tolist():
+        if tried >= ENTRY_TRIES or not np.isfinite(es[a]):
+            break
+        if not st.user_path_ok(entry, a):
+            continue
+        tried += 1
+        got = _rest_for(st, sub, a, float(es[a]), rs, optional)
+        if got is not None and (best is None or got[1] < best[1]):
+            best = got
+    return best
+
+
+def _rest_for(
+    st: State, sub: Subscription, a: int, cost_a: float, rs: F64, optional: bool
+) -> tuple[tuple[int, ...], float] | None:
+    """The rest of the chain on the best node other than `a` (the entry's), or None."""
     net = st.net
     info = chain_info(sub.chain)
-    a = _pick(st, entry, es)
-    if a is None:
-        return None
     need = sum(m for i, j, m in info.talks if 0 in (i, j))
     # The user's traffic to the entry shares any link its route has with the talks'.
     user: dict[int, float] = {}
     if info.user_mbps > 0:
         user = dict.fromkeys(net.path_links(net.index[sub.at], a), info.user_mbps)
     room = SPLIT_HEADROOM if optional else 0.0
+    # The chain's path crosses from the entry to the rest's first block: its round trip
+    # is priced as the objective weighs it.
+    hop = 2.0 * net.delay_ms[a]
+    rs = rs + np.where(np.isfinite(hop), st.objective.latency_weight * hop, np.inf)
     for b in np.argsort(rs, kind="stable")[:8].tolist():
         if not np.isfinite(rs[b]):
             return None
@@ -211,7 +236,7 @@ def _two_part(
             for lk in net.path_links(a, b)
         ):
             nodes = (a,) + (b,) * (len(info.names) - 1)
-            return nodes, float(es[a] + rs[b])
+            return nodes, cost_a + float(rs[b])
     return None
 
 
@@ -333,6 +358,12 @@ def split_home(
         if b == 0:
             ok &= np.isfinite(rtt) & (rtt <= info.rtt_bound + TOL)
             cost = cost + obj.latency_weight * np.where(np.isfinite(rtt), rtt, 0.0)
+        if b > 0:
+            # The chain's path runs through the previous block: its round trip from there
+            # is the objective's (model docstring).
+            hop = 2.0 * net.delay_ms[chosen[b - 1]]
+            ok &= np.isfinite(hop)
+            cost = cost + obj.latency_weight * np.where(np.isfinite(hop), hop, 0.0)
         for p, _m in partners:
             ok &= np.isfinite(net.delay_ms[chosen[p]])
             # Near the blocks it talks to, among equals (after power: keeping room near
@@ -491,7 +522,7 @@ def final_pass(st: State, sids: Iterable[str], action: str = "placed") -> dict[s
             entry, rest = parts_of(sub)
             halves = (st.colocate(entry), st.colocate(rest, entry=False))
         if _cheaper_whole(st, sub, nodes, opts, cost_order, chosen) or (
-            halves is not None and _split_below(sub, nodes, chosen, halves)
+            halves is not None and _split_below(st, sub, nodes, chosen, halves)
         ):
             out[sid] = _reconsider(st, sid, action)
             opts = None
@@ -518,7 +549,16 @@ def _cheaper_whole(
     cost_order: I64,
     chosen: float,
 ) -> bool:
-    """Whether another node takes the whole chain (placed on `nodes`) for less."""
+    """Whether another node, or one of its own, takes the whole chain (placed on `nodes`)
+    for less."""
+    if len(set(nodes)) > 1:
+        # Its own nodes are priced in `opts` without the room the chain holds there.
+        for n in sorted(set(nodes)):
+            whole = (n,) * len(nodes)
+            if st.problem(sub, whole, nodes) is None and (
+                st.cost_of(sub, whole, nodes) < chosen - 1e-9
+            ):
+                return True
     for raw_n in cost_order:
         n = int(raw_n)
         if not opts.cost[n] < chosen - 1e-9:
@@ -529,13 +569,21 @@ def _cheaper_whole(
 
 
 def _split_below(
-    sub: Subscription, nodes: tuple[int, ...], chosen: float, halves: tuple[Options, Options]
+    st: State,
+    sub: Subscription,
+    nodes: tuple[int, ...],
+    chosen: float,
+    halves: tuple[Options, Options],
 ) -> bool:
     """Whether the chain's entry and rest on two nodes could cost less than `chosen`: a
     lower bound from the cheapest node for each half (`halves`: their `colocate`; its
-    own nodes priced without their room, which it holds now)."""
+    own nodes priced without their room, which it holds now), plus the least round trip
+    between two nodes on the chain's path (a split crosses at least one link)."""
     own = list(set(nodes))
+    net = st.net
     lb = 0.0
+    if st.objective.latency_weight > 0 and len(net.link_delay):
+        lb = st.objective.latency_weight * 2.0 * float(net.link_delay.min())
     for o in halves:
         low = o.cost.copy()
         low[own] = o.raw[own]

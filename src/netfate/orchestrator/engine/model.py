@@ -25,11 +25,24 @@ What the model means (the constraints and objectives rely on it):
   path (fewest hops among equals), as the controller programs it. A link's
   capacity is shared by both directions.
 - **A chain** is a tuple of blocks in chain order; the first is the entry,
-  which the user's traffic reaches (`user_mbps`). `talks` say which blocks
-  exchange traffic and how much; two blocks on one node talk for free.
+  which the user's traffic reaches (`user_mbps`). Blocks exchange traffic along
+  *relations*: each `talks` pair, and each two consecutive blocks of the chain
+  order (the user's traffic is steered through the chain, block to block). A
+  relation carries its talk's `mbps`; one no talk gives a bandwidth (no talk, or
+  0 Mbit/s, as the catalog descriptor's default talks) carries the chain's
+  `chain_mbps` (the catalog sets it to `user_mbps`). That traffic takes link
+  capacity on the route between the two blocks' nodes, like the user's; two
+  blocks on one node talk for free.
+- **The chain's path** is user -> entry -> ... -> last block, in chain order.
+  Its round trip (twice the summed one-way delays of the routes user -> entry
+  and each block -> the next) is what the latency objective weighs: a block
+  whose partner moved away costs the delay back to it.
 - **The SLA**: `rtt_ms` bounds the round trip from the node the user is
   attached to, to the node of the entry block (twice the summed one-way link
-  delays on the route, as the delay-bound policy counts it). `availability`
+  delays on the route, as the delay-bound policy counts it). It stays that,
+  not the chain's path: the catalog descriptor defines `sla.latency_ms` as the
+  round trip between the user and the entry block, and a provider who set it
+  so has not promised anything about the blocks behind the entry. `availability`
   bounds the chain's availability, defined as the product of the availability
   of each distinct node hosting one of its blocks (every one of them must be up
   for the chain to work; the network is not counted). So spreading a chain over
@@ -207,6 +220,21 @@ class Chain:
     user_mbps: float = 0.0
     """Traffic between the user and the entry block."""
     sla: Sla = Sla()
+    chain_mbps: float = 0.0
+    """Traffic on each relation no talk gives a bandwidth (module docstring)."""
+
+    def relations(self) -> dict[tuple[int, int], float]:
+        """Block index pairs (lower first) that exchange traffic -> Mbit/s (0 allowed):
+        every talk pair and every two consecutive blocks (module docstring)."""
+        pos = {b.name: i for i, b in enumerate(self.blocks)}
+        out: dict[tuple[int, int], float] = {}
+        for t in self.talks:
+            if t.a in pos and t.b in pos and t.a != t.b:
+                i, j = sorted((pos[t.a], pos[t.b]))
+                out[(i, j)] = out.get((i, j), 0.0) + t.mbps
+        for i in range(len(self.blocks) - 1):
+            out.setdefault((i, i + 1), 0.0)
+        return {k: (v if v > 0 else self.chain_mbps) for k, v in out.items()}
 
     @property
     def entry(self) -> Block:
@@ -244,6 +272,7 @@ class Chain:
                 errors[f"{key}.b"] = "a block does not talk to itself"
             _nonneg(errors, f"{key}.mbps", t.mbps)
         _nonneg(errors, f"{prefix}.user_mbps", self.user_mbps)
+        _nonneg(errors, f"{prefix}.chain_mbps", self.chain_mbps)
         if self.sla.rtt_ms is not None:
             _positive(errors, f"{prefix}.sla.rtt_ms", self.sla.rtt_ms)
         if self.sla.availability is not None:

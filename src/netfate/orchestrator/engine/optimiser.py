@@ -314,6 +314,9 @@ def replace(
             h
             for h in (
                 heuristic.best_home(st, sub),
+                # Whole on one node too: a split's score leaves out the moves (its parts
+                # are not the chain whose blocks move), the comparison here does not.
+                heuristic.best_home(st, sub, split=False) if len(sub.chain.blocks) > 1 else None,
                 heuristic.split_home(st, sub) if len(sub.chain.blocks) > 1 else None,
                 old if old is not None and st.problem(sub, old) is None else None,
             )

@@ -149,6 +149,11 @@ def diagnose(st: State, sub: Subscription, *, proven: bool) -> Refusal:
         reasons[why[0]] += 1
     reasons.pop("none", None)
     constraint = reasons.most_common(1)[0][0] if reasons else CAPACITY[0]
+    if constraint in CAPACITY and len(info.names) > 1:
+        split = _split_bandwidth(st, sub, cand)
+        if split is not None:
+            who = "proved by the exact solver" if proven else "the heuristic found no room"
+            return Refusal(sub.id, BANDWIDTH, f"{split} ({who})", proven)
     scope = (
         f"within {info.rtt_bound:g} ms of {sub.at}" if np.isfinite(info.rtt_bound) else "anywhere"
     )
@@ -165,3 +170,25 @@ def diagnose(st: State, sub: Subscription, *, proven: bool) -> Refusal:
         detail = f"{reasons[constraint]} of {len(cand)} candidate node(s) {scope} fail it"
     who = "proved by the exact solver" if proven else "the heuristic found no room"
     return Refusal(sub.id, constraint, f"{detail} ({who})", proven)
+
+
+def _split_bandwidth(st: State, sub: Subscription, cand: np.ndarray) -> str | None:
+    """When no node takes the whole chain: a split in two (the entry on a candidate, the
+    rest on another node) that only the traffic between the blocks keeps out, in words;
+    None when there is none (a bounded search: 32 entries x 64 nodes)."""
+    net = st.net
+    info = chain_info(sub.chain)
+    rest = len(info.names) - 1
+    others = np.flatnonzero(net.hosts)[:64].tolist()
+    for n in cand[:32].tolist():
+        for m in others:
+            if m == n:
+                continue
+            why = st.problem(sub, (n,) + (m,) * rest)
+            if why is not None and why[0] == BANDWIDTH:
+                return (
+                    f"no node takes the whole chain, and split ({info.names[0]} on "
+                    f"{net.names[n]}, the rest on {net.names[m]}) the traffic between its "
+                    f"blocks does not fit: {why[1]}"
+                )
+    return None

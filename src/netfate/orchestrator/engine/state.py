@@ -10,6 +10,7 @@ independent checker the tests hold every plan to.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class ChainInfo:
     """(blocks, 3): CPU, memory, storage per block."""
     total: F64
     talks: tuple[tuple[int, int, float], ...]
+    """The relations that carry traffic: (block, block, Mbit/s), talks and chain order."""
     user_mbps: float
     rtt_bound: float
     """inf without a bound."""
@@ -67,11 +69,11 @@ def chain_info(chain: Chain) -> ChainInfo:
 
 def _compile(chain: Chain) -> ChainInfo:
     names = tuple(b.name for b in chain.blocks)
-    pos = {n: i for i, n in enumerate(names)}
     demand = np.array(
         [[b.cpu, b.memory_mb, b.storage_mb] for b in chain.blocks], dtype=np.float64
     ).reshape(len(names), 3)
-    talks = tuple((pos[t.a], pos[t.b], t.mbps) for t in chain.talks if t.mbps > 0)
+    # Every relation that carries traffic: talks and consecutive blocks (model docstring).
+    talks = tuple((i, j, mbps) for (i, j), mbps in chain.relations().items() if mbps > 0)
     total = demand.sum(axis=0)
     return ChainInfo(
         demand,
@@ -176,7 +178,19 @@ class State:
         return (self.hosted > 0) | self.keep_on
 
     def rtt(self, sub: Subscription, entry_node: int) -> float:
+        """The user's round trip to the entry: what the SLA bounds."""
         return float(2.0 * self.net.delay_ms[self.net.index[sub.at], entry_node])
+
+    def path_rtt(self, sub: Subscription, nodes: tuple[int, ...]) -> float:
+        """The round trip along the chain's path, user -> entry -> ... -> last: what the
+        latency objective weighs (model docstring)."""
+        out = self.rtt(sub, nodes[0])
+        if len(nodes) > 1:
+            d = self.net.delay_ms
+            for a, b in itertools.pairwise(nodes):
+                if a != b:
+                    out += 2.0 * float(d[a, b])
+        return out
 
     def _moves(self, sid: str, nodes: tuple[int, ...]) -> int:
         cur = self.current.get(sid)
@@ -227,7 +241,7 @@ class State:
             self._link_set(lk).add(sub.id)
         self.where[sub.id] = nodes
         self.subs[sub.id] = sub
-        self.rtt_sum += self.rtt(sub, nodes[0])
+        self.rtt_sum += self.path_rtt(sub, nodes)
         self.moved_blocks += self._moves(sub.id, nodes)
 
     def remove(self, sid: str) -> tuple[Subscription, tuple[int, ...]]:
@@ -247,7 +261,7 @@ class State:
         for lk, v in self.link_load(sub, nodes).items():
             self.link_free[lk] += v
             self._link_set(lk).discard(sid)
-        self.rtt_sum -= self.rtt(sub, nodes[0])
+        self.rtt_sum -= self.path_rtt(sub, nodes)
         self.moved_blocks -= self._moves(sid, nodes)
         return sub, nodes
 
@@ -369,8 +383,8 @@ class State:
     def placement_cost(
         self, sub: Subscription, nodes: tuple[int, ...], back: tuple[int, ...] | None = None
     ) -> tuple[float, float]:
-        """(marginal power W, round trip ms) of `sub` on `nodes`; `sub` is not placed,
-        or placed on `back` (then counted as if taken out)."""
+        """(marginal power W, round trip ms along the chain's path) of `sub` on `nodes`;
+        `sub` is not placed, or placed on `back` (then counted as if taken out)."""
         info = chain_info(sub.chain)
         net = self.net
         watts = 0.0
@@ -379,12 +393,13 @@ class State:
                 watts += float(net.on_w[n])
         for b, n in enumerate(nodes):
             watts += float(net.w_per_cpu[n] * info.demand[b, 0])
-        return watts, self.rtt(sub, nodes[0])
+        return watts, self.path_rtt(sub, nodes)
 
     def costs(
         self, sub: Subscription, nodes: tuple[int, ...], back: tuple[int, ...] | None = None
     ) -> tuple[float, float, float]:
-        """(marginal power W, round trip ms, cost in the objective with moves)."""
+        """(marginal power W, round trip ms along the chain, cost in the objective with
+        moves)."""
         watts, rtt = self.placement_cost(sub, nodes, back)
         cur = self.current.get(sub.id)
         moves = 0
@@ -412,7 +427,9 @@ class State:
         rtt = self.rtt(sub, nodes[0])
         if not math.isfinite(rtt):
             return HOST, f"{net.names[nodes[0]]} is unreachable from {sub.at}"
-        for i, j, _mbps in info.talks:
+        pairs = [(i, j) for i, j, _mbps in info.talks]
+        pairs += [(i, i + 1) for i in range(len(nodes) - 1)]
+        for i, j in pairs:
             if not math.isfinite(net.delay_ms[nodes[i], nodes[j]]):
                 return HOST, f"{net.names[nodes[i]]} cannot reach {net.names[nodes[j]]}"
         if not rtt <= info.rtt_bound + TOL:

@@ -193,6 +193,9 @@ def chain_of(session: Session, row: CatalogChainRow) -> eng.Chain:
         tuple(eng.Talk(t.a, t.b, t.mbps) for t in talks),
         user_mbps=row.user_mbps,
         sla=eng.Sla(row.latency_ms, row.availability),
+        # The user's traffic is steered through the chain block to block (steering.py):
+        # a relation the descriptor gives no bandwidth (its default talks) carries it.
+        chain_mbps=row.user_mbps,
     )
 
 

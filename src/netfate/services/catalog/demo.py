@@ -17,9 +17,11 @@ check() walks through it, each step raising DemoFailed with the reason:
    laptop's port goes to cpe2's bridge, she logs in at cpe2's portal; the conduit
    re-places her chain on the login and the platform migrates what moves: her
    collector (the entry, under the SLA's bound) runs at cpe2, the archive where
-   the engine's decision says (it stays at cpe1: moving it would not pay), each
-   the instance it was, one copy of each; the collector's count of her requests
-   came along, and her laptop at cpe2 gets its answers;
+   the engine's decision says (it follows: left at cpe1, the 1 Mbit/s between the
+   blocks would cross cpe2 -> pe1 -> cpe1 and add 20 ms to the chain's path, more
+   than a move costs), each the instance it was, one copy of each; the demo says
+   which blocks followed and the decision's why; the collector's count of her
+   requests came along, and her laptop at cpe2 gets its answers;
 5. the provider publishes v2 (a third block); v1 keeps running until a user
    asks to move: then v2's instances run and v1's stop;
 6. both unsubscribe: every instance stops, and the intents go;
@@ -147,7 +149,8 @@ def followed(api: Api, sub: dict[str, Any], node: str, timeout: float = 90) -> d
     """The subscription once its user is recorded at `node`, its entry block (the one
     the user talks to, under the SLA's bound) was placed there, and every block runs
     where that decision put it. (The engine moves a block without a bound of its own
-    only when that pays: its reason says so.)"""
+    only when that pays, e.g. to keep the traffic between blocks off the links: its
+    reason says so.)"""
 
     def there() -> dict[str, Any] | None:
         now: dict[str, Any] = api("GET", f"{V}/subscriptions/{sub['id']}")
@@ -188,6 +191,10 @@ def walk(tb: Testbed, api: Api, sub: dict[str, Any], portals: Portals, say: Say)
     say(f"{user} walked to cpe2 with {laptop} and logged in at cpe2's captive portal")
     now = followed(api, sub, "cpe2")
     say(f"{user}'s chain followed: {now['decisions'][-1]['why']}")
+    there = sorted(i["block"] for i in now["instances"] if i["node"] == "cpe2")
+    left = sorted(i["block"] for i in now["instances"] if i["node"] != "cpe2")
+    whole = "the whole chain" if not left else f"{there} only ({left} stayed)"
+    say(f"{user}'s blocks at cpe2: {whole}")
     old = {i["block"]: (i["instance"], i["node"]) for i in sub["instances"]}
     new = {i["block"]: (i["instance"], i["node"]) for i in now["instances"]}
     if {b: i for b, (i, _) in old.items()} != {b: i for b, (i, _) in new.items()}:

@@ -3,8 +3,9 @@ chain published, two subscriptions placed by the engine whose instances really r
 (the agents start them in their namespaces and report them running), the
 provider's abstract view, each chain's steering intents stored, alice's walk from
 cpe1 to cpe2 (a login at each CPE's captive portal through the firewall service's
-RADIUS server; her chain's entry follows her, moved with its state, one copy of
-each block, her laptop answered at cpe2), an upgrade to v2, both unsubscribed
+RADIUS server; her whole chain follows her, the entry under the SLA's bound and the
+archive with it, the decision saying why; moved with its state, one copy of each
+block, her laptop answered at cpe2), an upgrade to v2, both unsubscribed
 (their intents gone), and the night: the edge switched off and on again
 (services/catalog/demo.py)."""
 
@@ -39,7 +40,10 @@ def test_demo_catalog_check_exits_zero() -> None:
     assert "acme sees 2 subscriptions at abstract sites ['site-" in out
     assert "alice logged in at cpe1's captive portal (RADIUS): her chain stays at cpe1" in out
     assert "alice's chain followed: user seen at cpe2 (login): moved on " in out
-    assert re.search(r"alice's instances, one copy each: \{'archive': \['i-\w+@cpe\d'\], "
+    # The whole chain follows her: the archive's traffic would cross pe1 otherwise.
+    assert "alice's blocks at cpe2: the whole chain" in out
+    assert "archive follows collector: 1 Mbit/s between them would cross " in out
+    assert re.search(r"alice's instances, one copy each: \{'archive': \['i-\w+@cpe2'\], "
                      r"'collector': \['i-\w+@cpe2'\]\}", out)  # fmt: skip
     assert "alice's laptop at cpe2 asked the collector at 192.168.81." in out
     assert "(its count of " in out

@@ -4,13 +4,16 @@ copies (issue 15, "Bad input").
 The demo's fog with a third home (cpe3). alice subscribes at cpe1, then logs in at
 cpe2's captive portal (the firewall service's RADIUS server records the login,
 services/catalog/walk.py): the conduit follows her and the platform migrates her
-collector to cpe2. That migration is held mid-way (cpe2's agent hangs at a fault
-point, netfate.faults) while she logs in again, at cpe3: the conduit does not
-start a second move of a migrating instance, it says it waits. Released, the
-first migration completes and the conduit follows the last login: the collector
-runs at cpe3, the instance it always was, one copy on the whole machine (its
-namespaces, processes and ports read from the system, testbed_procs.serving_at),
-and its count of alice's requests came along both moves.
+chain to cpe2 (the collector, the entry, under the SLA's bound; the archive follows
+it, since the traffic between them would otherwise cross cpe2 -> pe1 -> cpe1 and add
+20 ms to the chain's path: the engine's decision says so). That move is held mid-way
+(cpe2's agent hangs at a fault point, netfate.faults) while she logs in again, at
+cpe3: the conduit does not start a second move of a migrating instance, it says it
+waits. Released, the first move completes and the conduit follows the last login:
+both blocks run at cpe3, each the instance it always was, one copy on the whole
+machine (its namespaces, processes and ports read from the system,
+testbed_procs.serving_at), and the collector's count of alice's requests came along
+both moves.
 """
 
 from __future__ import annotations
@@ -69,7 +72,6 @@ def test_a_login_during_a_migration_the_last_wins_never_two_copies(
                     {"user": "alice", "chain": "sensor-archive", "at": "cpe1"})  # fmt: skip
         sub = demo._running(alice, sub)
         ids = {i["block"]: i["instance"] for i in sub["instances"]}
-        coll = ids["collector"]
         for _ in range(3):
             _, before = demo.ask_collector(tb, api, "alice", sub)
         portals = Portals(tb, api, ["cpe2", "cpe3"], ["alice"])
@@ -94,16 +96,23 @@ def test_a_login_during_a_migration_the_last_wins_never_two_copies(
         assert last["why"].startswith("user seen at cpe3 (login): moved on "), last
         assert {i["block"]: i["instance"] for i in now["instances"]} == ids  # moved, not new
         placed = {i["block"]: i["node"] for i in now["instances"]}
+        # The whole chain followed her, and the decision says why the archive did.
+        assert placed == {"collector": "cpe3", "archive": "cpe3"}, last
+        assert "archive follows collector: 1 Mbit/s between them would cross " in last["why"]
         for block, iid in ids.items():
             at = placed[block]
             until(f"one copy of {block}, at {at}",
                   lambda iid=iid, at=at: serving_at(tb, iid) == at, timeout=60)  # fmt: skip
-        assert len(demo.copies(api, now)["collector"]) == 1
-        migs = api("GET", f"/instances/{coll}")["migrations"]
-        assert [(m["source"], m["target"], m["phase"]) for m in migs] == [
-            ("cpe1", "cpe2", "done"),
-            ("cpe2", "cpe3", "done"),
-        ], migs
+        assert {b: len(v) for b, v in demo.copies(api, now).items()} == {
+            "collector": 1,
+            "archive": 1,
+        }
+        for iid in ids.values():
+            migs = api("GET", f"/instances/{iid}")["migrations"]
+            assert [(m["source"], m["target"], m["phase"]) for m in migs] == [
+                ("cpe1", "cpe2", "done"),
+                ("cpe2", "cpe3", "done"),
+            ], migs
         got = alice("GET", f"{demo.V}/subscriptions/{sub['id']}")
         assert got["at"] == "cpe3" and got["detail"] == "", got
         _, after = demo.ask_collector(tb, api, "alice", now)
