@@ -9,9 +9,11 @@ has no PN makes one at the node the user is at, in the subscribing request; with
 it, the subscription is made as before and says that no PN was.
 
 A PN the provider refuses (a user name that is no email, the only LAN already
-another's PN, no room for the vHG) is said in the subscription's `why` and does
-not refuse the subscription: the attempt runs under a savepoint, and nothing of it
-is kept.
+another's PN, no room for the vHG) does not refuse the subscription: the attempt
+runs under a savepoint, and nothing of it is kept. The stored `why` names only the
+user and the node (the provider reads it with nodes made abstract sites); the
+PN's subnet and vHG, and a refusal's reason (which may name another user's PN),
+are in the subscribing answer only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Outcome:
     """Made now (the user had none)."""
     why: str
     """What the subscription's `why` says of it."""
+    detail: str = ""
+    """A refusal's reason (the answer's only)."""
     pn: dict[str, Any] | None = None
     """The PN as its provider shows it; None when there is none."""
     nodes: set[str] = field(default_factory=set)
@@ -42,7 +46,7 @@ class Outcome:
 
     def out(self) -> dict[str, Any]:
         """The subscription answer's ``personal_network``."""
-        return {"created": self.created, "why": self.why, "pn": self.pn}
+        return {"created": self.created, "why": self.why, "detail": self.detail, "pn": self.pn}
 
 
 def ensure(session: Session, caps: Capabilities, user: str, node: str) -> Outcome:
@@ -54,9 +58,10 @@ def ensure(session: Session, caps: Capabilities, user: str, node: str) -> Outcom
         with session.begin_nested():  # a refusal leaves nothing of the attempt
             pn, created, nodes = ensure_pn(session, user, node)
     except LifecycleError as e:
-        return Outcome(False, f"no Personal Network made for {user}: {e}")
+        svc = caps.provider(CAPABILITY)
+        return Outcome(False, f"no Personal Network made for {user}: {svc} refused", str(e))
     if not created:
-        return Outcome(False, f"{user}'s Personal Network is at {pn['node']}", pn)
-    vhg = f", its vHG {pn['vhg_instance']}" if pn.get("vhg_instance") else ""
-    why = f"created {user}'s Personal Network at {pn['node']} ({pn['subnet']}{vhg})"
-    return Outcome(True, why, pn, set(nodes))
+        return Outcome(False, f"{user}'s Personal Network is at {pn['node']}", pn=pn)
+    return Outcome(
+        True, f"created {user}'s Personal Network at {pn['node']}", pn=pn, nodes=set(nodes)
+    )

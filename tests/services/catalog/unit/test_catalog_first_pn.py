@@ -76,9 +76,13 @@ def test_the_first_subscription_makes_the_users_pn_and_its_vhg(both: Any) -> Non
     pn = made["pn"]
     assert (pn["email"], pn["node"], pn["subnet"]) == (ALICE, "cpe1", "192.168.1.0/24")
     assert pn["vhg_instance"] == vhg["id"]
-    said = f"created {ALICE}'s Personal Network at cpe1 (192.168.1.0/24, its vHG {vhg['id']})"
-    assert made["why"] == said and sub["why"].endswith(f"; {said}")
+    said = f"created {ALICE}'s Personal Network at cpe1"
+    assert made["why"] == said and sub["why"].endswith(f"; {said}") and made["detail"] == ""
     assert sub["why"].startswith("placed on cpe1")
+    # the provider reads it with an abstract site, and nothing of the PN's LAN or vHG
+    (seen,) = both.get(f"{V}/providers/acme/subscriptions").json()
+    assert f"; created {ALICE}'s Personal Network at site-" in seen["why"]
+    assert "cpe1" not in seen["why"] and "192.168" not in seen["why"]
     # the sharing service holds it, as if its owner had made it there
     got = both.get(f"{PN}/{ALICE}").json()
     assert (got["node"], got["vhg_instance"]) == ("cpe1", vhg["id"])
@@ -102,8 +106,9 @@ def test_a_pn_the_provider_refuses_leaves_the_subscription_and_no_pn(both: Any) 
     assert r.status_code == 201, r.text
     made = r.json()["personal_network"]
     assert made["created"] is False and made["pn"] is None
-    assert made["why"].startswith("no Personal Network made for alice: a PN id is")
-    assert r.json()["why"].endswith(made["why"])
+    assert made["why"] == "no Personal Network made for alice: sharing refused"
+    assert made["detail"] == "a PN id is its owner's email; 'alice' is not one"
+    assert r.json()["why"].endswith(f"; {made['why']}")
     assert vhgs(both) == [] and both.get(PN).json() == []
     assert len(r.json()["instances"]) == 2  # the chain runs all the same
 
@@ -114,10 +119,9 @@ def test_a_lan_that_is_another_users_pn_is_not_taken(both: Any) -> None:
     assert r.status_code == 201, r.text
     bob = r.json()["personal_network"]
     assert bob["created"] is False and bob["pn"] is None
-    assert bob["why"] == (
-        "no Personal Network made for bob@example.org: "
-        "LAN 192.168.1.0/24 of cpe1 is already PN alice@example.org"
-    )
+    assert bob["why"] == "no Personal Network made for bob@example.org: sharing refused"
+    assert bob["detail"] == "LAN 192.168.1.0/24 of cpe1 is already PN alice@example.org"
+    assert "alice" not in r.json()["why"]  # another user's PN stays out of the stored why
     assert [p["email"] for p in both.get(PN).json()] == [ALICE]
     assert len(vhgs(both)) == 1
 
@@ -134,7 +138,7 @@ def test_without_the_sharing_service_a_subscription_makes_no_pn(alone: Any) -> N
     assert r.status_code == 201, r.text
     sub = r.json()
     said = "no Personal Network made: no registered service provides one"
-    assert sub["personal_network"] == {"created": False, "why": said, "pn": None}
+    assert sub["personal_network"] == {"created": False, "why": said, "detail": "", "pn": None}
     assert sub["why"].startswith("placed on cpe1") and sub["why"].endswith(f"; {said}")
     assert len(sub["instances"]) == 2 and vhgs(alone) == []
     assert alone.get(PN).status_code == 404  # no sharing API either
