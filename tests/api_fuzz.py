@@ -110,6 +110,8 @@ PORTS: dict[str, list[dict[str, Any]]] = {
     "core1": [{"name": "k1", "ofport": 1, "peer": "node:pe1"}],
 }
 ALICE, BOB = "alice@home.example", "bob@hotel.example"
+CAROL = "carol@home.example"
+"""A user with no PN: her first catalog subscription makes one (at cpe3)."""
 ALICE_AUTH = {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").decode()}
 RULES = {"rules": [{"action": "deny", "direction": "out", "proto": "tcp", "port": 8081}]}
 START = 4102444800.0
@@ -296,7 +298,9 @@ VALID: dict[str, list[dict[str, Any]]] = {
     ],
     "GET /api/v1/catalog/providers/{provider}/subscriptions": [{"path": {"provider": "acme"}}],
     "POST /api/v1/catalog/subscriptions": [
-        {"body": {"user": "bob", "chain": "sensor-archive", "at": "cpe2"}}
+        {"body": {"user": "bob", "chain": "sensor-archive", "at": "cpe2"}},
+        # a first subscription that makes its user's PN (cpe3's LAN is no PN yet)
+        {"body": {"user": CAROL, "chain": "sensor-archive", "at": "cpe3"}},
     ],
     "GET /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [  # alice's: she upgrades it
@@ -670,7 +674,7 @@ def seed_template(url: str) -> None:
         auth.premake(Role.OPERATOR)
         auth.premake(Role.CONTROLLER)
         auth.premake(Role.AGENT, [None, *TOPO["nodes"]])
-        auth.premake(Role.USER, [None, *{*known["email"], *known["user"]}])
+        auth.premake(Role.USER, [None, *{*known["email"], *known["user"]}, CAROL])
         auth.premake(Role.PROVIDER)
         auth.make = False
     finally:

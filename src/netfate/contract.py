@@ -36,9 +36,17 @@ CLI, and to ``netfate demo``, ``netfate experiment`` and ``netfate bench``::
     folder/topologies/              demos, tests        the service's example topologies
     on_instance_event               agents' reports     each new event a function of one
                                                         of its descriptors emitted
+    provides                        other services      capabilities by name, each a
+                                    (Capabilities)      "module:function" loaded when first
+                                                        asked for; a name provided twice
+                                                        is an error at start-up
 
 Everything a service needs from the platform it imports (it stands above the
-core); everything the platform needs from a service it reads here.
+core); everything the platform needs from a service it reads here. What one service
+needs from another it asks the platform for by a capability's name (``provides``,
+``Capabilities``): it never imports the other, which may not be registered; the
+name and the function's signature are the agreement between the two, documented
+by the provider.
 """
 
 from __future__ import annotations
@@ -171,6 +179,10 @@ class Service:
     """Paths (below /api/v1/NAME) the front door relays from inside the emulated
     network, each with what lies below it: the users' pages and the routes they
     call (`netfate frontdoor`); everything else of the service stays the operator's."""
+    provides: Mapping[str, str] = field(default_factory=dict)
+    """Capability name -> ``"module:function"``: what the service offers the other
+    services (they reach it through ``Capabilities``, never by importing it). The
+    provider documents each one's signature."""
 
     @property
     def prefix(self) -> str:
@@ -216,3 +228,50 @@ def load(ref: str) -> Any:
     module, _, attr = ref.partition(":")
     mod = importlib.import_module(module)
     return getattr(mod, attr) if attr else mod
+
+
+class NotProvided(LookupError):
+    """No registered service provides the capability asked for."""
+
+
+class Capabilities:
+    """What the registered services provide each other (``Service.provides``), by
+    capability name. Built once from the services the app serves (``create_app``:
+    ``app.state.capabilities``; a route gets it as ``CapabilitiesDep``). A function
+    is imported when it is first asked for, so a service's module is loaded only if
+    another actually uses it.
+
+    ContractError if two services provide one name (which to call would be a guess).
+    """
+
+    def __init__(self, services: Iterable[Service]) -> None:
+        self._refs: dict[str, tuple[str, str]] = {}  # name -> (service, "module:function")
+        for svc in services:
+            for name, ref in svc.provides.items():
+                if name in self._refs:
+                    raise ContractError(
+                        f"capability {name!r} is provided by both "
+                        f"{self._refs[name][0]} and {svc.name}"
+                    )
+                self._refs[name] = (svc.name, ref)
+        self._loaded: dict[str, Callable[..., Any]] = {}
+
+    def provider(self, name: str) -> str | None:
+        """The service that provides ``name``, or None."""
+        got = self._refs.get(name)
+        return got[0] if got else None
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The function behind ``name``; NotProvided, naming what is provided, if no
+        registered service provides it."""
+        if name not in self._refs:
+            have = ", ".join(f"{n} ({s})" for n, (s, _r) in sorted(self._refs.items()))
+            raise NotProvided(
+                f"no registered service provides {name!r} (provided: {have or 'nothing'})"
+            )
+        if name not in self._loaded:
+            fn = load(self._refs[name][1])
+            if not callable(fn):
+                raise ContractError(f"capability {name!r}: {self._refs[name][1]} is not callable")
+            self._loaded[name] = fn
+        return self._loaded[name]

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netfate import web
-from netfate.contract import ContractError, Service, registered_functions
+from netfate.contract import Capabilities, ContractError, Service, registered_functions
 from netfate.host.private import write_private
 from netfate.model.lifecycle import IllegalTransition
 from netfate.model.topology import Topology, TopologyError
@@ -111,6 +111,7 @@ def create_app(
     services = tuple(services)
     _check_names(services)
     functions = registered_functions(services)
+    capabilities = Capabilities(services)  # what they provide each other, by name
     owns_db = db is None
     db = db or Database(settings.database_url)
     identity = guard.Identity(db, enforce=enforce, allowed_hosts=settings.allowed_hosts)
@@ -167,6 +168,7 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
     app.state.functions = functions
+    app.state.capabilities = capabilities
     app.state.function_events = fnevents.dispatcher(services)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from netfate.contract import Capabilities
 from netfate.orchestrator.identity.guard import audit_into
 from netfate.orchestrator.notify import Notifier
 from netfate.store.db import Database
@@ -39,6 +40,13 @@ def get_notifier(request: Request) -> Notifier:
     return n
 
 
+def get_capabilities(request: Request) -> Capabilities:
+    """What the app's services provide each other (contract.Capabilities)."""
+    caps: Capabilities = request.app.state.capabilities
+    return caps
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
+CapabilitiesDep = Annotated[Capabilities, Depends(get_capabilities)]

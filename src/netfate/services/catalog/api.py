@@ -54,7 +54,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from netfate.contract import Role, Service
-from netfate.orchestrator.api.deps import NotifierDep, SessionDep
+from netfate.orchestrator.api.deps import CapabilitiesDep, NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors, invalid
 from netfate.orchestrator.api.schemas import INT32_MAX, Strict
 from netfate.orchestrator.identity import Principal, PrincipalDep
@@ -66,7 +66,7 @@ from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 from netfate.vnf import registry
 
 from . import conduit as cd
-from . import night, templates
+from . import night, personal, templates
 from . import whereis as where_core
 from .descriptor import NAME_RE, DescriptorError, Function
 from .states import SubscriptionState
@@ -368,7 +368,13 @@ def _where_is(session: Session, user: str, devices: list[str]) -> str | None:
 
 
 @router.post("/subscriptions", status_code=201, responses=errors(404, 409))
-def subscribe(body: SubscribeIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+def subscribe(
+    body: SubscribeIn, session: SessionDep, notifier: NotifierDep, caps: CapabilitiesDep
+) -> dict[str, Any]:
+    """Place and create a subscription. A user without a Personal Network gets one at
+    the node they are at (when a registered service provides PNs: personal.py), made
+    first so that placement counts its vHG; `personal_network` and `why` say what was
+    done. A refused placement keeps neither."""
     chain = _chain(session, body.chain, body.version)
     at = body.at if body.at is not None else _where_is(session, body.user, body.devices)
     if at is None:
@@ -376,11 +382,15 @@ def subscribe(body: SubscribeIn, session: SessionDep, notifier: NotifierDep) -> 
         raise invalid({("body", "at"): why})
     if session.get(NodeRow, at) is None:
         raise invalid({("body", "at"): f"unknown node {at!r}"})
+    pn = personal.ensure(session, caps, body.user, at)
     try:
         row, _d, touched = CONDUIT.subscribe(session, body.user, chain, at, body.devices)
     except cd.Refused as e:
         raise _refused(session, e) from None
-    return _committed(session, notifier, row, touched)
+    row.why = f"{row.why}; {pn.why}"
+    out = _committed(session, notifier, row, touched | pn.nodes)
+    out["personal_network"] = pn.out()
+    return out
 
 
 def _committed(

@@ -74,6 +74,8 @@ SERVICE = Service(
     pages={"My Personal Network": "/page", "Gateway settings": "/gateway-page"},
     # the users' pages and what they call
     door=("/page", "/gateway-page", "/pns", "/invitations", "/shares"),
+    # what the other services may ask for (the catalog's first subscription)
+    provides={"personal-network": "netfate.services.sharing.provided:ensure_pn"},
 )
 
 __all__ = ["SERVICE"]

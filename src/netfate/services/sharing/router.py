@@ -29,7 +29,7 @@ from netfate.orchestrator.identity import PrincipalDep
 from netfate.vnf.configs import IPv4
 from netfate.vnf.vhg.config import MAX_ALLOW, MAX_FORWARDS, AllowConfig, ForwardConfig
 
-from . import gateway, network
+from . import gateway, network, provided
 from . import workflow as wf
 from .reconcile import sync_intents
 from .tables import PersonalNetworkRow
@@ -128,11 +128,7 @@ def create_pn(body: PNCreate, session: SessionDep, notifier: NotifierDep) -> dic
     return _pn_view(session, pn)
 
 
-def _pn_view(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
-    """The PN; `vhg_paths`: are its vHG's intents in (they wait for its port)?"""
-    out = wf.pn_view(session, pn)
-    out["vhg_paths"] = network.vhg_ready(session, pn) if pn.vhg_instance else None
-    return out
+_pn_view = provided.pn_view
 
 
 @router.get("/pns")
