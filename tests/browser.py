@@ -8,8 +8,12 @@ through the run's front door (`Testbed.door_url`, netfate/frontdoor.py)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from netfate.demo.browser import CHROMIUM, CHROMIUM_ARGS, available, chromiums
 
@@ -21,8 +25,21 @@ __all__ = [
     "call",
     "chromium",
     "chromiums",
+    "require_chromium",
     "sign_in",
 ]
+
+
+def require_chromium() -> None:
+    """At a browser test module's top: without Debian's Chromium the module fails when
+    every tier must run (NETFATE_ALL_TIERS=1, as in CI), and is skipped otherwise."""
+    if Path(CHROMIUM).exists():
+        return
+    why = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if os.environ.get("NETFATE_ALL_TIERS") == "1":
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
 
 # The pages' own way to call the API: with the web session's cookie and, for a change,
 # its CSRF token (the netfate_csrf cookie, readable by the page's origin only).

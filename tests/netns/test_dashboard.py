@@ -11,7 +11,6 @@ Screenshots land in the test's tmp dir (pytest prints its path on failure).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import CHROMIUM, chromium
+from browser import chromium, require_chromium
 from orchproc import FakeAgents, Orchestrator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,10 +27,7 @@ TOPOLOGY = REPO / "examples" / "demo.yaml"
 PAYLOAD = "<img src=x onerror=alert(1)>"
 TIMEOUT_MS = 15_000
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("NETFATE_ALL_TIERS") == "1":
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 # ---------------------------------------------------------------- orchestrator

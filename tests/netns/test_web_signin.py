@@ -16,15 +16,13 @@ the session (its cookie is refused after). Every wait is for something in the pa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from browser import CHROMIUM, chromium
+from browser import chromium, require_chromium
 from orchproc import FakeAgents, Orchestrator
 
 T = 15_000
@@ -32,10 +30,7 @@ PASSWORD = "a web test password"
 ALICE, BOB = "alice@home.example", "bob@home.example"
 NODES = ("cpe1", "cpe2", "pe1")
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("NETFATE_ALL_TIERS") == "1":
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 def _token(o: Orchestrator, name: str) -> dict[str, str]:

@@ -13,15 +13,13 @@ the forward. Every wait is for something in the page, never a sleep.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from browser import CHROMIUM, chromium
+from browser import chromium, require_chromium
 from netfate.services.sharing import SERVICE as SHARING
 from orchproc import Orchestrator
 
@@ -30,10 +28,7 @@ PASSWORD = "an owner's password"
 VHG = "netfate.vnf.vhg:Vhg"
 T = 15_000
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("NETFATE_ALL_TIERS") == "1":
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ page, never a sleep.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -24,28 +23,18 @@ from typing import Any
 import httpx
 import pytest
 
+from browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from netfate.services.sharing import SERVICE as SHARING
 from orchproc import Orchestrator
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[4]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ALICE, BOB = "home@hotel.example", "hotel@hotel.example"
 PASSWORD = "an owner's password"
 T = 15_000
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("NETFATE_ALL_TIERS") == "1":
-        pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 
 class Agents:
