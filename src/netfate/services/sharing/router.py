@@ -125,21 +125,18 @@ def create_pn(body: PNCreate, session: SessionDep, notifier: NotifierDep) -> dic
         _, touched = wf.start_vhg(session, pn)
     session.commit()
     notifier.notify(touched)
-    return _pn_view(session, pn)
-
-
-_pn_view = provided.pn_view
+    return provided.pn_view(session, pn)
 
 
 @router.get("/pns")
 def list_pns(session: SessionDep) -> list[dict[str, Any]]:
     rows = session.scalars(select(PersonalNetworkRow).order_by(PersonalNetworkRow.email))
-    return [_pn_view(session, pn) for pn in list(rows)]
+    return [provided.pn_view(session, pn) for pn in list(rows)]
 
 
 @router.get("/pns/{email}", responses=errors(404))
 def get_pn(email: str, session: SessionDep) -> dict[str, Any]:
-    return _pn_view(session, wf.get_pn(session, email))
+    return provided.pn_view(session, wf.get_pn(session, email))
 
 
 @router.get("/pns/{email}/devices", responses=errors(404))
@@ -167,7 +164,7 @@ def declare_device(
     except ValueError as e:
         raise HTTPException(400, detail=str(e)) from None
     _resync(session, pn, notifier)
-    return _pn_view(session, pn)
+    return provided.pn_view(session, pn)
 
 
 @router.put("/pns/{email}/inventory", responses=errors(400, 404))
