@@ -17,7 +17,14 @@ rounds alternate the order of the two configurations and of steer and normal.
 Medians are reported with every run, next to the kernel reference (a veth pair
 between two namespaces) in the same run.
 
-    python bench/steering.py [--pairs 3] [--seconds 4]
+With `--afxdp` a third configuration runs in the same rounds: the endpoints' ports
+become AF_XDP ports (`type=afxdp`, generic XDP on the veths) polled by one PMD
+thread on the second core (`pmd-cpu-mask=0x2`), the datapath OVS offers besides
+the main thread's recvmmsg/sendmsg. It tells whether the second crossing's cost is
+the main thread's I/O (then a polling thread would close the gap) or the crossing
+itself (then it would not).
+
+    python bench/steering.py [--pairs 3] [--seconds 4] [--afxdp]
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="bench/steering.py")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--afxdp", action="store_true", help="also AF_XDP ports under a PMD thread")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="nfbench-"))
@@ -124,10 +132,32 @@ def run(argv: list[str]) -> dict[str, Any]:
         def fw_rx() -> int:
             return int(rig.exec("fw1", "cat", "/sys/class/net/eth0/statistics/rx_packets"))
 
-        def set_tso(on: bool) -> None:
+        endpoint_ports = [
+            p.name
+            for ports in rig.node_ports.values()
+            for p in ports
+            if not p.peer.startswith("node:")
+        ]
+
+        def set_config(cfg: str) -> None:
+            """`off`, `tso` or `afxdp` (TSO off, endpoint ports AF_XDP under a PMD)."""
+            on = cfg == "tso"
             flag = "true" if on else "false"
             rig.vsctl("set", "Open_vSwitch", ".", f"other_config:userspace-tso-enable={flag}")
-            rig.restart_vswitchd()  # the option is read at start-up
+            if args.afxdp:
+                if cfg == "afxdp":
+                    rig.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+                else:
+                    rig.vsctl("remove", "Open_vSwitch", ".", "other_config", "pmd-cpu-mask")
+                for port in endpoint_ports:
+                    if cfg == "afxdp":
+                        rig.vsctl(
+                            "set", "interface", port, "type=afxdp", "options:xdp-mode=generic"
+                        )
+                    else:
+                        rig.vsctl("set", "interface", port, 'type=""')
+                        rig.vsctl("remove", "interface", port, "options", "xdp-mode")
+            rig.restart_vswitchd()  # the options are read at start-up
             rig.wait_connected() if ctl is not None else time.sleep(0.5)
             v = "on" if on else "off"
             for ep in ("alice", "fw1", "server"):
@@ -182,28 +212,40 @@ def run(argv: list[str]) -> dict[str, Any]:
 
         # Rounds alternate the configuration (off, on / on, off) and, inside each,
         # the order of steer and normal: drift in the machine's load hits both alike.
-        runs = {tso: {"steer": [], "normal": []} for tso in (False, True)}
-        crossed: dict[bool, list[int]] = {False: [], True: []}
+        configs = ["off", "tso"] + (["afxdp"] if args.afxdp else [])
+        runs: dict[str, dict[str, list[float]]] = {c: {"steer": [], "normal": []} for c in configs}
+        crossed: dict[str, list[int]] = {c: [] for c in configs}
         order: list[str] = []
         for i in range(args.pairs):
-            for tso in (False, True) if i % 2 == 0 else (True, False):
-                set_tso(tso)
+            for cfg in configs if i % 2 == 0 else configs[::-1]:
+                set_config(cfg)
                 for mode in ("steer", "normal") if i % 2 == 0 else ("normal", "steer"):
                     gbps, frames = measure(mode)
-                    runs[tso][mode].append(gbps)
+                    runs[cfg][mode].append(gbps)
                     if frames is not None:
-                        crossed[tso].append(frames)
-                    order.append(f"{'tso' if tso else 'no-tso'}:{mode}")
+                        crossed[cfg].append(frames)
+                    order.append(f"{cfg}:{mode}")
         tso_off = summary(
             "userspace TSO off, tx checksum offload off (the testbed's default)",
-            runs[False],
-            crossed[False],
+            runs["off"],
+            crossed["off"],
         )
         tso_on = summary(
             "userspace TSO on, offloads on in the namespaces (testbed --tso)",
-            runs[True],
-            crossed[True],
+            runs["tso"],
+            crossed["tso"],
         )
+        afxdp = (
+            summary(
+                "AF_XDP endpoint ports (generic XDP) under one PMD thread on core 1, TSO off",
+                runs["afxdp"],
+                crossed["afxdp"],
+            )
+            if args.afxdp
+            else None
+        )
+        if args.afxdp:
+            set_config("off")  # leave the rig as built (its close removes it anyway)
         log = (rig.work / "ovs-vswitchd.log").read_text(errors="replace")
         tso_log = sorted({ln.split("|")[-1] for ln in log.splitlines() if "TCP Segmentation" in ln})
         if ctl is not None:
@@ -228,6 +270,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             "seconds_per_run": args.seconds,
             "tso_off": tso_off,
             "tso_on": tso_on,
+            **({"afxdp": afxdp} if afxdp is not None else {}),
             "goal_ratio_0_9_met_tso_off": tso_off["ratio_steer_vs_normal"] >= 0.9,
             "goal_ratio_0_9_met_tso_on": tso_on["ratio_steer_vs_normal"] >= 0.9,
             "direct_flows_gbps_tso_off": [round(x, 3) for x in direct],
