@@ -84,7 +84,7 @@ def choose(host: str, port: int, advertise: str | None, netns: str | None) -> Ch
             f"listening on {host or 'every address'}, other agents need --advertise HOST"
         )
     if netns is None:
-        return Channel(host or "0.0.0.0", port, None, advertise)
+        return Channel(host, port, None, advertise)  # "" binds every address, as before
     # Inside a node's namespace: an address of that namespace, which other nodes reach
     # over the emulated links.
     if host == "localhost" or (addr is not None and addr.is_loopback):
