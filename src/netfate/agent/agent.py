@@ -12,6 +12,7 @@ This class is the wiring; each part is its own module:
     migration_target.py  a move in: the client that pulls an instance here
     migration_source.py  a move away: the server a target pulls from
     migration.py         the protocol both sides speak, its tables and records
+    channel.py           where its sockets live (testbed: the node's namespace)
     report.py            the report body and the figures gathered for it
     metrics.py           those figures for Prometheus (--metrics, loopback only)
 
