@@ -445,7 +445,9 @@ def summary(trials: Sequence[Trial]) -> dict[str, Any]:
                 "baseline_max_gap_ms": _median(
                     [x.user["baseline_max_gap_ms"] for x in ts if x.user]
                 ),
-                "failed_requests": sum(x.user.get("failed", 0) for x in ts),
+                "failed_requests": (
+                    sum(x.user["failed"] for x in ts if x.user) if any(x.user for x in ts) else None
+                ),
             }
 
     def ratio(a: str, b: str, key: str) -> float | None:
@@ -523,8 +525,8 @@ def run(
         "experiment": "migration",
         "testbed_prefix": tb.prefix,
         "emulator": f"{EMULATORS.get(tb.emulator, tb.emulator)} + TBF rate",
-        "migration_channel": "platform kind: the agents' channel between pop1's and pop2's "
-        "namespaces, over the emulated link (agent/channel.py)",
+        "migration_channel": "platform kind moves over the agents' channel between pop1's "
+        "and pop2's namespaces, across the emulated link (agent/channel.py)",
         "plan": asdict(plan),
         "objects_kb": SIZES_KB,
         "source": "HRH CDC-ACM temperature sensors over USB/IP (netfate.vnf.usbip_host)",
@@ -568,7 +570,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 if g["user_max_gap_ms"] is not None
                 else "- (agents' stamps) | "
             )
-            + f"{g['failed_requests']} |"
+            + f"{'-' if g['failed_requests'] is None else g['failed_requests']} |"
         )
     r, p = s["relations"], doc["paper"]
     lines += [
@@ -589,7 +591,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| platform (agents' state-only move) / VO migration time, pre-deployed | "
         f"{r.get('platform_over_vo_time_pre')} | - |",
         "",
-        f"Delay: {doc['emulator']}. {doc.get('migration_channel', '')}.",
+        f"The {doc.get('migration_channel', '')}.",
         "",
     ]
     return "\n".join(lines)
