@@ -6,11 +6,17 @@ import asyncio
 import json
 from typing import Any
 
+from netfate.agent import channel
 
-async def exchange(endpoint: str, *lines: dict[str, Any]) -> list[dict[str, Any] | None]:
-    """Send each line and read its answer; None once the other end closed the connection."""
+
+async def exchange(
+    endpoint: str, *lines: dict[str, Any], netns: str | None = None
+) -> list[dict[str, Any] | None]:
+    """Send each line and read its answer; None once the other end closed the connection.
+    `netns`: connect from there (a testbed node's namespace: the agents' channel lives
+    on the nodes' transit addresses, which the root namespace has no route to)."""
     host, _, port = endpoint.rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await channel.connect(netns, host, int(port), 1 << 16, 10.0)
     out: list[dict[str, Any] | None] = []
     try:
         for line in lines:

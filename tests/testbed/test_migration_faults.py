@@ -13,8 +13,9 @@ OVS ports, the function's own `status`), not only through the API:
 - the API says where it runs, and the migration says done or failed with a reason;
 - a migration that misses its deadline is rolled back.
 
-The link between agents is 127.0.0.1 in the root namespace (agents are root-
-namespace processes), so "cutting" it is emulated: the source's migration server,
+The agents' channel runs between the nodes' namespaces (agent/channel.py), over the
+emulated links; "cutting" it is still emulated, so that only the migration's own
+connection is cut (not the node's other traffic): the source's migration server,
 from the armed point on, reads every request and never answers, as over a cut link,
 until the test disarms it.
 """
@@ -309,19 +310,25 @@ def test_the_migration_channel_opens_only_with_the_migrations_secret(
     until("the target holding the move", lambda: faults.was_hit(fault_dir(tb, TARGET), point))
     endpoint = next(n["endpoint"] for n in api("GET", "/nodes") if n["name"] == SOURCE)
     ids = {"instance": moving.iid, "migration": mid}
+    # The impostor dials from the target's namespace: the endpoint is the source's
+    # transit address, which only the emulated network reaches.
+    ns = tb.netns_of(TARGET)
     nt = "11" * 32
     forged = proof("00" * 32, "target", nt, "22" * 32, moving.iid, mid)
 
     async def rogue() -> list[list[dict[str, Any] | None]]:
         return [
-            await exchange(endpoint, {"op": "freeze", **ids}, {"op": "snapshot", **ids}),
+            await exchange(endpoint, {"op": "freeze", **ids}, {"op": "snapshot", **ids}, netns=ns),
             await exchange(
                 endpoint,
                 {"op": "hello", **ids, "nonce": nt},
                 {"op": "auth", "proof": forged},
                 {"op": "freeze", **ids},
+                netns=ns,
             ),
-            await exchange(endpoint, {"op": "hello", **ids, "nonce": nt}, {"op": "release", **ids}),
+            await exchange(
+                endpoint, {"op": "hello", **ids, "nonce": nt}, {"op": "release", **ids}, netns=ns
+            ),
         ]
 
     straight, wrong, unproven = asyncio.run(rogue())

@@ -12,6 +12,7 @@ This class is the wiring; each part is its own module:
     migration_target.py  a move in: the client that pulls an instance here
     migration_source.py  a move away: the server a target pulls from
     migration.py         the protocol both sides speak, its tables and records
+    channel.py           where its sockets live (testbed: the node's namespace)
     report.py            the report body and the figures gathered for it
     metrics.py           those figures for Prometheus (--metrics, loopback only)
 
@@ -32,7 +33,7 @@ from typing import Any
 import httpx
 
 from netfate import faults
-from netfate.agent import converge, migration
+from netfate.agent import channel, converge, migration
 from netfate.agent import metrics as agent_metrics
 from netfate.agent.instances import NodeContext
 from netfate.agent.migration_source import SourceSide
@@ -53,6 +54,9 @@ class AgentConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
     advertise_host: str | None = None
+    migration_netns: str | None = None
+    """The namespace the migration channel's sockets are made in (agent/channel.py):
+    the testbed node's, so migrations cross its emulated links; None: the agent's."""
     heartbeat_s: float = 1.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
@@ -73,7 +77,7 @@ class Agent:
         self.sup = Supervisor(cfg.ctx, self.changed)
         # Each instance's migration phase here, on disk (see migration.py's tables).
         self.records = migration.Records(cfg.ctx.state_dir / "migrations")
-        self.target = TargetSide(self.sup, self.records)
+        self.target = TargetSide(self.sup, self.records, cfg.migration_netns)
         self.source = SourceSide(self.sup, self.records, lambda: self.desired, self._refresh)
         self.figures = Figures(self.sup)
         self.desired: dict[str, dict[str, Any]] = {}
@@ -86,11 +90,14 @@ class Agent:
         faults.enable(self.ctx.state_dir / "faults")  # only under NETFATE_FAULTS=1 (tests)
         await self.sup.adopt()
         self.records.load()
-        server = await migration.serve(
-            self.source.on_peer, self.source.secret_of, self.cfg.listen_host, self.cfg.listen_port
+        where = channel.Channel(
+            self.cfg.listen_host,
+            self.cfg.listen_port,
+            self.cfg.migration_netns,
+            self.cfg.advertise_host,
         )
-        port = server.sockets[0].getsockname()[1]
-        self.endpoint = f"{self.cfg.advertise_host or self.cfg.listen_host}:{port}"
+        server = await migration.serve(self.source.on_peer, self.source.secret_of, where)
+        self.endpoint = where.endpoint(server.sockets[0].getsockname()[1])
         if self.cfg.metrics_port is not None:
             reg = agent_metrics.registry(self.ctx.node, self.figures)
             self.metrics = exposition.serve(reg, self.cfg.metrics_host, self.cfg.metrics_port)

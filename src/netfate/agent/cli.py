@@ -44,6 +44,14 @@ def agent(
             "--listen host; give a routable one when listening on 0.0.0.0 or between hosts)"
         ),
     ] = None,
+    migration_netns: Annotated[
+        str | None,
+        typer.Option(
+            help="Namespace the migration listener and connections live in (testbed: the "
+            "node's, with --listen on its transit address, so migrations cross the emulated "
+            "links); omit on real hardware"
+        ),
+    ] = None,
     ca: CaOption = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between reports")] = 1.0,
     metrics: Annotated[
@@ -71,6 +79,7 @@ def agent(
 ) -> None:
     """Converge NODE to the desired state the orchestrator holds, and report."""
     from netfate.agent.agent import Agent, AgentConfig
+    from netfate.agent.channel import ChannelError, choose
     from netfate.agent.instances import NodeContext, Zygote
     from netfate.clihelp import client_tls, parse_hostport, read_token
     from netfate.host.ovs import Vsctl
@@ -84,11 +93,10 @@ def agent(
     if advertise is not None and not _is_host(advertise):
         raise typer.BadParameter(f"expected a host name or address (no port), got {advertise!r}",
                                  param_hint="--advertise")  # fmt: skip
-    if advertise is None and host in ("0.0.0.0", "::", ""):
-        raise typer.BadParameter(
-            f"listening on {host or 'every address'}, other agents need --advertise HOST",
-            param_hint="--advertise",
-        )
+    try:
+        where = choose(host, port, advertise, migration_netns)
+    except ChannelError as e:
+        raise typer.BadParameter(str(e), param_hint="--listen / --advertise") from None
     verify = client_tls(ca)
     metrics_at = _metrics_address(metrics) if metrics is not None else None
     token = read_token(token_file)
@@ -118,9 +126,10 @@ def agent(
     cfg = AgentConfig(
         ctx=ctx,
         orchestrator=orchestrator,
-        listen_host=host,
-        listen_port=port,
-        advertise_host=advertise,
+        listen_host=where.host,
+        listen_port=where.port,
+        advertise_host=where.advertise,
+        migration_netns=where.netns,
         heartbeat_s=heartbeat,
         metrics_host=metrics_at[0] if metrics_at else "127.0.0.1",
         metrics_port=metrics_at[1] if metrics_at else None,

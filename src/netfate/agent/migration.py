@@ -97,6 +97,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from netfate import faults
+from netfate.agent import channel
 from netfate.agent.migration_auth import AuthFailed, ClientAuth, Credentials, ServerAuth
 from netfate.model.lifecycle import MigrationStatus
 
@@ -454,10 +455,13 @@ async def _answer(writer: asyncio.StreamWriter, resp: dict[str, Any]) -> None:
     await writer.drain()
 
 
-async def serve(handler: Handler, secret_of: SecretOf, host: str, port: int) -> asyncio.Server:
+async def serve(
+    handler: Handler, secret_of: SecretOf, host: str | channel.Channel, port: int = 0
+) -> asyncio.Server:
     """The source's migration server: each connection authenticates first (see
     migration_auth.py), then its requests, for that instance and migration only, go
-    to `handler`."""
+    to `handler`. `host` is an address here, or a `channel.Channel` (its namespace:
+    the testbed node's, so that migrations cross the emulated links)."""
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -490,20 +494,29 @@ async def serve(handler: Handler, secret_of: SecretOf, host: str, port: int) -> 
         finally:
             writer.close()
 
-    return await asyncio.start_server(client, host, port, limit=MAX_LINE)
+    where = host if isinstance(host, channel.Channel) else channel.Channel(host, port)
+    return await channel.listen(where, client, MAX_LINE)
 
 
 class Peer:
     """The target's connection to the source agent, authenticated with `cred` (the
-    migration it drives and its secret) before any request."""
+    migration it drives and its secret) before any request, opened from `netns` (the
+    target node's namespace in the testbed; None: the agent's own)."""
 
-    def __init__(self, endpoint: str, cred: Credentials, timeout: float = HANDSHAKE_S) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        cred: Credentials,
+        timeout: float = HANDSHAKE_S,
+        netns: str | None = None,
+    ) -> None:
         host, _, port = endpoint.rpartition(":")
         if not host or not port.isdigit():
             raise MigrationError(f"bad peer endpoint {endpoint!r}")
         self.host, self.port = host.strip("[]"), int(port)
         self.cred = cred
         self.timeout = timeout
+        self.netns = netns
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -512,9 +525,7 @@ class Peer:
             auth = ClientAuth(self.cred)
         except AuthFailed as e:
             raise MigrationError(str(e)) from None
-        self.reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=MAX_LINE), 5.0
-        )
+        self.reader, writer = await channel.connect(self.netns, self.host, self.port, MAX_LINE, 5.0)
         self.writer = writer
         try:
             challenge = await self.call(auth.hello(), self.timeout)

@@ -79,9 +79,14 @@ async def _timed(aw: Awaitable[Any]) -> float:
 
 
 class TargetSide:
-    def __init__(self, sup: Supervisor, records: migration.Records) -> None:
+    def __init__(
+        self, sup: Supervisor, records: migration.Records, netns: str | None = None
+    ) -> None:
+        """`netns`: where connections to source agents are opened (the migration
+        channel's namespace, agent/channel.py; None: the agent's own)."""
         self.sup = sup
         self.records = records
+        self.netns = netns
         self.aborts: dict[int, asyncio.Event] = {}  # migration id -> called off
 
     def _abort(self, mid: int) -> asyncio.Event:
@@ -133,7 +138,7 @@ class TargetSide:
                 raise migration.MigrationError(
                     f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
                 )
-            async with migration.Peer(endpoint, _credentials(rec)) as peer:
+            async with migration.Peer(endpoint, _credentials(rec), netns=self.netns) as peer:
                 ids = {"instance": iid, "migration": mid}
                 snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
                 await inst.call({"op": "import", "state": snap["state"]})
@@ -228,7 +233,9 @@ class TargetSide:
             if peer is not None:
                 await peer.call(ids, timeout=3.0)
             else:
-                async with migration.Peer(rec.peer, _credentials(rec), timeout=3.0) as again:
+                async with migration.Peer(
+                    rec.peer, _credentials(rec), timeout=3.0, netns=self.netns
+                ) as again:
                     await again.call(ids, timeout=3.0)
         except Exception as e:  # the source died or the link is cut: the move stands
             note = f"the source did not confirm the release ({e}); it stops its frozen copy "
@@ -257,7 +264,9 @@ class TargetSide:
             await inst.stop()
         if froze and rec.peer:
             try:
-                async with migration.Peer(rec.peer, _credentials(rec), timeout=2.0) as peer:
+                async with migration.Peer(
+                    rec.peer, _credentials(rec), timeout=2.0, netns=self.netns
+                ) as peer:
                     await peer.call(
                         {"op": "thaw", "instance": rec.instance, "migration": rec.migration},
                         timeout=2.0,

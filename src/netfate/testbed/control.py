@@ -6,6 +6,7 @@ module entirely. Commands and flags are the ones in docs/CONTRACTS.md:
     python -m netfate orchestrator --listen 127.0.0.1:PORT
         --database-url sqlite:///<run>/orchestrator.db --topology <run>/topology.yaml
     python -m netfate agent --node N --orchestrator URL --netns P-N
+        --migration-netns P-N --listen <N's transit address>:0
         --ovs-db unix:<run>/ovs/db.sock --ovs-netns P-sw --bridge Pb<i>
         --state-dir <run>/agents/N --prefix P
 
@@ -23,7 +24,9 @@ Beyond 30 nodes the agents' `--heartbeat` and the orchestrator's
 so the orchestrator keeps up on a small machine (`heartbeat_for`).
 
 All run in the root namespace (agents reach into their node's namespace
-themselves), detached in their own sessions so they outlive `testbed up`,
+themselves: their migration channel is a socket made inside it, on the node's transit
+address, so a migration's bytes cross the emulated links and never the root
+namespace's loopback), detached in their own sessions so they outlive `testbed up`,
 with logs under the run directory. Each pid is journalled as soon as it exists.
 
 Credentials (the run's `secrets/`, mode 0700, each file 0600): the orchestrator
@@ -206,6 +209,12 @@ def start_control(
                 url,
                 "--netns",
                 names.ns(node.name),
+                # Migrations between agents leave and enter through the nodes'
+                # namespaces, so they cross the emulated links (agent/channel.py).
+                "--migration-netns",
+                names.ns(node.name),
+                "--listen",
+                f"{node.transit_ip}:0",
                 "--ovs-db",
                 str(st.ovs_db),
                 "--ovs-netns",

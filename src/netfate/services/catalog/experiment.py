@@ -34,11 +34,29 @@ Two kinds of migration, each with and without the image at the target:
               and the copy takes over (the platform's       and modules) is at pop2; else
               standby/freeze/import/activate steps)         it is sent first, as a tar
 
+    platform  the same VO host as a platform instance      the function's package is
+              (descriptor ``vo-host``), moved by the        installed at every node (only
+              orchestrator and the agents: standby at pop2, "pre-deployed" is run)
+              snapshot, freeze, final delta, activate
+              (agent/migration.py), over the agents'
+              channel, which lives in the nodes'
+              namespaces (agent/channel.py): its bytes
+              cross the shaped, delayed and loaded link
+
 The memory copy is real bytes read from /proc/PID/mem and sent across the link,
 but the copy at pop2 is not restored from them (CRIU fails on this kernel): it
 starts from the installed package and imports the function's state. Without
 dirty-page tracking (no soft-dirty bits here) there is one pre-copy round; the
 stop-and-copy round carries the function's state, not dirty pages.
+
+The ``platform`` kind's figures are the platform's own: migration time from the
+orchestrator's record (requested to done, so it includes the agents' long-poll
+pick-up and report), downtime as the agents stamp it (the source's freeze to the
+target's activation, wall clock of this one machine), and the bytes the source
+agent's channel sent out of pop1's namespace (an nftables counter there, TCP and IP
+headers included). Its objects carry their preloaded history only (no USB/IP feed:
+the HRH's sensors are the other kinds'), and no request stream is pointed at it.
+The run's testbed has its control plane (orchestrator and agents) for this kind.
 
 Downtime, where users see it, on one clock (CLOCK_MONOTONIC, one machine): the
 source stamps when it stops serving, every answer carries when it was served, and
@@ -67,7 +85,7 @@ from typing import Annotated, Any
 import typer
 
 from netfate.demo.function import FunctionProcess as Fn
-from netfate.host import netns
+from netfate.host import netns, nft
 from netfate.testbed.cross import cross_traffic
 from netfate.vnf.vo.stream import Stream, analyse
 
@@ -86,6 +104,11 @@ PAPER = {
     "downtime_ms": {"vm": [500.0, 1000.0], "paas_below": 1.0},
     "setting": "background load 5-40% of link capacity, base RTT 5 ms, 10 VOs of 8-78 KB",
 }
+EMULATORS = {
+    "userspace": "userspace delay emulator (testbed/linkemu_driver.py: the kernel has no netem)",
+    "netem": "kernel netem",
+    "none": "no delay emulation",
+}
 
 
 @dataclass(frozen=True)
@@ -93,7 +116,7 @@ class Plan:
     loads: tuple[float, ...] = (0.05, 0.10, 0.20, 0.30, 0.40)
     """Background load, share of the link's capacity (both ways)."""
     repeat: int = 2
-    kinds: tuple[str, ...] = ("vo", "instance")
+    kinds: tuple[str, ...] = ("vo", "instance", "platform")
     predeployed: tuple[bool, ...] = (True, False)
     rate_mbit: float = 100.0
     delay_ms: float = 2.5
@@ -228,6 +251,8 @@ class Rig:
     plan: Plan
     ns: dict[str, str]
     ip: dict[str, str]
+    api: Any = None
+    """The run's orchestrator (demo.platform.Api), for the ``platform`` kind."""
 
     def objects(self) -> list[dict[str, Any]]:
         return [
@@ -251,6 +276,8 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
 
 
 def trial(rig: Rig, kind: str, predeployed: bool, load: float) -> Trial:
+    if kind == "platform":
+        return _platform(rig, load)
     plan, ns, ip = rig.plan, rig.ns, rig.ip
     t = Trial(kind, predeployed, load)
     src = rig.host("pop1", 1, rig.objects())
@@ -329,6 +356,67 @@ def _instance(rig: Rig, src: Fn, bulk: Bulk, predeployed: bool, t: Trial) -> tup
     return dst, stopped
 
 
+COUNTER_TABLE = "nfexpmig"
+
+
+def _count_sent(ns: str, port: int) -> None:
+    """An nftables counter in `ns` of the TCP bytes sent from `port` (the source agent's
+    migration listener: its socket lives in that namespace), from zero."""
+    table, chain = {"family": "ip", "name": COUNTER_TABLE}, "out"
+    sport = {"payload": {"protocol": "tcp", "field": "sport"}}
+    nft.apply(nft.document([
+        *nft.fresh_table("ip", COUNTER_TABLE),
+        {"add": {"chain": {**table, "table": COUNTER_TABLE, "name": chain, "type": "filter",
+                           "hook": "output", "prio": 0, "policy": "accept"}}},
+        {"add": {"rule": {"family": "ip", "table": COUNTER_TABLE, "chain": chain, "expr": [
+            {"match": {"op": "==", "left": sport, "right": port}},
+            {"counter": {"packets": 0, "bytes": 0}},
+        ]}}},
+    ]), ns)  # fmt: skip
+
+
+def _counted(ns: str) -> int:
+    out = netns.run_in(ns, ["nft", "-j", "list", "table", "ip", COUNTER_TABLE]).stdout
+    for item in json.loads(out)["nftables"]:
+        for expr in item.get("rule", {}).get("expr", []):
+            if "counter" in expr:
+                return int(expr["counter"]["bytes"])
+    raise RuntimeError(f"no counter in table {COUNTER_TABLE} of {ns}")
+
+
+def _platform(rig: Rig, load: float) -> Trial:
+    """The VO host moved by the orchestrator and the agents, under background load."""
+    plan, ns, ip, api = rig.plan, rig.ns, rig.ip, rig.api
+    t = Trial("platform", True, load)
+    objects = [{k: v for k, v in o.items() if k != "sensor"} for o in rig.objects()]
+    body = {"descriptor": "vo-host", "node": "pop1", "config": {"host": 1, "objects": objects}}
+    iid = str(api("POST", "/instances", body)["id"])
+    budget = 600.0
+    try:
+        api.wait_state(iid, "running", timeout=120.0)
+        nodes = {n["name"]: n for n in api("GET", "/nodes")}
+        endpoint = str(nodes["pop1"]["endpoint"])
+        _count_sent(ns["pop1"], int(endpoint.rpartition(":")[2]))
+        mbit = plan.rate_mbit * load
+        with cross_traffic((ns["pop1"], ip["pop1"]), (ns["pop2"], ip["pop2"]), mbit, budget):
+            time.sleep(plan.warm_s)
+            mid = int(api("POST", f"/instances/{iid}/migrate", {"node": "pop2"})["id"])
+            m = api.wait_migration(iid, mid, timeout=budget)
+        t.migration_s = float(m["finished_at"]) - float(m["started_at"])
+        t.downtime_ms = float(m["downtime_ms"])
+        t.bytes_moved = _counted(ns["pop1"])
+        t.parts = {"channel": t.bytes_moved}
+        t.detail = {"endpoint": endpoint, "final_state_bytes": m["state_bytes"],
+                    "node_after": api("GET", f"/instances/{iid}")["node"]}  # fmt: skip
+    finally:
+        with contextlib.suppress(Exception):
+            nft.apply(nft.document(nft.remove_table("ip", COUNTER_TABLE)), ns["pop1"])
+        with contextlib.suppress(Exception):
+            api("DELETE", f"/instances/{iid}")
+            api.wait_state(iid, "gone", timeout=60.0)
+    return t
+
+
 # --------------------------------------------------------------------------- #
 # the run
 # --------------------------------------------------------------------------- #
@@ -341,7 +429,7 @@ def _median(xs: Sequence[float]) -> float | None:
 def summary(trials: Sequence[Trial]) -> dict[str, Any]:
     """Medians per (kind, pre-deployed), and the paper's relations computed on them."""
     groups: dict[str, dict[str, Any]] = {}
-    for kind in ("vo", "instance"):
+    for kind in ("vo", "instance", "platform"):
         for pre in (True, False):
             ts = [x for x in trials if x.kind == kind and x.predeployed == pre]
             if not ts:
@@ -352,9 +440,14 @@ def summary(trials: Sequence[Trial]) -> dict[str, Any]:
                 "bytes": _median([float(x.bytes_moved) for x in ts]),
                 "downtime_ms": _median([x.downtime_ms for x in ts]),
                 "downtime_ms_max": max(x.downtime_ms for x in ts),
-                "user_max_gap_ms": _median([x.user["max_gap_ms"] for x in ts]),
-                "baseline_max_gap_ms": _median([x.user["baseline_max_gap_ms"] for x in ts]),
-                "failed_requests": sum(x.user["failed"] for x in ts),
+                # The platform kind has no request stream (its downtime is the agents').
+                "user_max_gap_ms": _median([x.user["max_gap_ms"] for x in ts if x.user]),
+                "baseline_max_gap_ms": _median(
+                    [x.user["baseline_max_gap_ms"] for x in ts if x.user]
+                ),
+                "failed_requests": (
+                    sum(x.user["failed"] for x in ts if x.user) if any(x.user for x in ts) else None
+                ),
             }
 
     def ratio(a: str, b: str, key: str) -> float | None:
@@ -371,6 +464,7 @@ def summary(trials: Sequence[Trial]) -> dict[str, Any]:
             "instance_over_vo_bytes_pre": ratio("instance-pre", "vo-pre", "bytes"),
             "predeploy_speedup_vo": ratio("vo-transfer", "vo-pre", "migration_s"),
             "predeploy_speedup_instance": ratio("instance-transfer", "instance-pre", "migration_s"),
+            "platform_over_vo_time_pre": ratio("platform-pre", "vo-pre", "migration_s"),
         },
     }  # fmt: skip
 
@@ -388,7 +482,8 @@ def run(
     topo = work / "topology.yaml"
     topo.write_text(topology_yaml(plan))
     say("bringing up the testbed (home -- pop1 -- pop2, the shaped link between the PoPs)")
-    tb = Testbed.up(topo, control=False)
+    # The control plane only for the platform kind (its agents' channel crosses the link).
+    tb = Testbed.up(topo, control="platform" in plan.kinds, prometheus=False)
     trials: list[Trial] = []
     hrh: Fn | None = None
     try:
@@ -400,18 +495,25 @@ def run(
         ]
         hrh_cfg = {"devices": sensors, "allow": {"*": ["10.254.0.0/24"]}}
         hrh = Fn(ns["home"], HRH_FN, "hrh", work, hrh_cfg)
-        rig = Rig(tb, work, plan, ns, ip)
+        api = None
+        if tb.api_url:
+            from netfate.demo.platform import Api
+
+            api = Api(tb.api_url, tb.api_token)
+        rig = Rig(tb, work, plan, ns, ip, api)
         for rep in range(plan.repeat):
             for load in plan.loads:
                 for kind in plan.kinds:
                     for pre in plan.predeployed:
+                        if kind == "platform" and not pre:
+                            continue  # its package is installed at every node
                         x = trial(rig, kind, pre, load)
                         trials.append(x)
                         say(
                             f"[{rep + 1}/{plan.repeat}] {kind:8} {'pre' if pre else 'transfer':8} "
                             f"load {load:4.0%}: {x.migration_s * 1e3:9.1f} ms, "
                             f"{x.bytes_moved / 1e6:8.3f} MB, downtime {x.downtime_ms:8.3f} ms, "
-                            f"failed {x.user['failed']}"
+                            f"failed {x.user.get('failed', '-')}"
                         )
     finally:
         if hrh is not None:
@@ -422,7 +524,9 @@ def run(
     doc = {
         "experiment": "migration",
         "testbed_prefix": tb.prefix,
-        "emulator": f"{tb.emulator} delay + TBF rate",
+        "emulator": f"{EMULATORS.get(tb.emulator, tb.emulator)} + TBF rate",
+        "migration_channel": "platform kind moves over the agents' channel between pop1's "
+        "and pop2's namespaces, across the emulated link (agent/channel.py)",
         "plan": asdict(plan),
         "objects_kb": SIZES_KB,
         "source": "HRH CDC-ACM temperature sensors over USB/IP (netfate.vnf.usbip_host)",
@@ -461,8 +565,12 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {kind} | {'pre-deployed' if pre == 'pre' else 'transferred'} | {g['trials']} | "
             f"{g['migration_s'] * 1e3:.1f} | {g['bytes'] / 1e6:.3f} | "
             f"{g['downtime_ms']:.3f} ({g['downtime_ms_max']:.3f}) | "
-            f"{g['user_max_gap_ms']:.2f} ({g['baseline_max_gap_ms']:.2f}) | "
-            f"{g['failed_requests']} |"
+            + (
+                f"{g['user_max_gap_ms']:.2f} ({g['baseline_max_gap_ms']:.2f}) | "
+                if g["user_max_gap_ms"] is not None
+                else "- (agents' stamps) | "
+            )
+            + f"{'-' if g['failed_requests'] is None else g['failed_requests']} |"
         )
     r, p = s["relations"], doc["paper"]
     lines += [
@@ -480,6 +588,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{p['predeploy_speedup']['vm']:g}x (VM) |",
         "| downtime, instance | see table | VM 500-1000 ms |",
         "| downtime, VO | see table | PaaS below 1 ms |",
+        f"| platform (agents' state-only move) / VO migration time, pre-deployed | "
+        f"{r.get('platform_over_vo_time_pre')} | - |",
+        "",
+        f"The {doc.get('migration_channel', '')}.",
         "",
     ]
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """`netfate experiment migration` with a small plan on the real testbed (issue 15,
-section 6): one load, both kinds, the images pre-deployed.
+section 6): one load, the three kinds, the images pre-deployed.
 
 Outcomes whatever the machine's speed: each trial ends with the ten objects served
 at pop2, the request stream saw both places serve, the whole instance moved more
@@ -19,7 +19,14 @@ def test_small_plan_writes_json_table_and_plots(tmp_path: Path) -> None:
     plan = Plan(loads=(0.05,), repeat=1, predeployed=(True,), warm_s=0.5, tail_s=0.3)
     doc = run(tmp_path, plan=plan)
     by = {t["kind"]: t for t in doc["trials"]}
-    assert sorted(by) == ["instance", "vo"]
+    assert sorted(by) == ["instance", "platform", "vo"]
+    # The platform's own move: its agents' channel sent at least the objects' history
+    # out of pop1's namespace (over the link: the channel lives there), and it is done.
+    plat = by.pop("platform")
+    assert plat["detail"]["node_after"] == "pop2", plat
+    assert plat["bytes_moved"] >= sum(doc["objects_kb"]) * 1000, plat
+    assert plat["downtime_ms"] > 0, plat
+    assert "userspace delay emulator" in doc["emulator"] or "netem" in doc["emulator"]
     for t in by.values():
         assert t["detail"]["target_serving"] == 10, t
         assert t["user"]["by_host"]["1"] > 0 and t["user"]["by_host"]["2"] > 0, t["user"]
