@@ -12,6 +12,14 @@ from netfate.apiclient import call
 app = typer.Typer(
     name="streaming", help="Live streaming: the operator's settings.", no_args_is_help=True
 )
+
+
+@app.callback()
+def main() -> None:
+    """Live streaming: the operator's settings (a group: `netfate streaming portals`,
+    never one command standing for the group)."""
+
+
 Api = Annotated[str | None, typer.Option("--api", help="Orchestrator URL")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON")]
 

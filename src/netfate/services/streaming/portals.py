@@ -80,11 +80,10 @@ def _env_setting() -> dict[str, Any]:
 def setting(session: Session) -> tuple[dict[str, Any], str]:
     """(the setting, where it comes from: "stored" or "environment"). Reads only."""
     row = session.get(TreeRow, 1)
-    if row is not None and row.portals is not None:
-        return {"all": bool(row.portals.get("all")), "pes": list(row.portals.get("pes", []))}, (
-            "stored"
-        )
-    return _env_setting(), "environment"
+    if row is None or row.portals is None:
+        return _env_setting(), "environment"
+    stored = {"all": bool(row.portals.get("all")), "pes": list(row.portals.get("pes", []))}
+    return stored, "stored"
 
 
 def hosting(session: Session) -> set[str]:
@@ -195,14 +194,13 @@ def status(session: Session) -> dict[str, Any]:
         select(FunctionRow).where(FunctionRow.key.like("portal:%")).order_by(FunctionRow.key)
     ):
         inst = session.get(InstanceRow, f.instance)
+        ip = inst.ip if inst is not None else None
         running.append(
             {
                 "pe": f.node,
                 "instance": f.instance,
                 "state": inst.state if inst is not None else None,
-                "address": str(ipaddress.ip_interface(inst.ip).ip)
-                if inst is not None and inst.ip
-                else None,
+                "address": str(ipaddress.ip_interface(ip).ip) if ip else None,
                 "dhcp": (inst.config or {}).get("dhcp") if inst is not None else None,
                 "detail": f.detail,
             }

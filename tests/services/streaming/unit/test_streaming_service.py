@@ -14,7 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -26,6 +28,7 @@ from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.services.streaming import SERVICE as STREAMING
+from netfate.services.streaming import cli
 from streaming_api import keyed, ok
 from waiting import until
 
@@ -551,3 +554,33 @@ def test_user_and_provider_default_to_the_caller(api: TestClient) -> None:
     r = api.post(f"{V1}/recordings", json={"user": "bob", "event": ev["id"]}, headers=alice)
     assert r.status_code == 403, r.text
     assert ok(api.get(f"{V1}/recordings?user=bob")) == []
+
+
+def test_the_cli_shows_and_sets_where_the_portals_are(
+    with_portals: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`netfate streaming portals`: shows the setting, sets PEs, --all and --none; a
+    PE the API refuses is a one-line error and exit status 1, nothing changed."""
+    api = with_portals
+
+    def through_app(method: str, url: str, **kw: Any) -> httpx.Response:
+        kw.pop("timeout", None)
+        kw.pop("verify", None)  # TLS settings of a real connection (apiclient.client_tls)
+        return api.request(method, url, **kw)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr("netfate.apiclient.httpx.request", through_app)
+    monkeypatch.setattr("netfate.apiclient.find_token", lambda base: None)
+    run = CliRunner().invoke
+    r = run(cli.app, ["portals"])
+    assert r.exit_code == 0 and "portals at: none (environment)" in r.output, r.output
+    r = run(cli.app, ["portals", "pe2", "c1"])
+    assert r.exit_code == 1 and "pes.1" in r.output and "core node" in r.output, r.output
+    assert ok(api.get(f"{V1}/portals"))["source"] == "environment"
+    r = run(cli.app, ["portals", "pe2"])
+    assert r.exit_code == 0, r.output
+    assert "portals at: pe2 (stored); now at: pe2" in r.output and "  pe2: i-" in r.output
+    assert "DHCP 10.62.0.100,10.62.0.149,255.255.255.0,1h via 10.62.0." in r.output
+    r = run(cli.app, ["portals", "--all", "--json"])
+    assert r.exit_code == 0 and '"all": true' in r.output, r.output
+    r = run(cli.app, ["portals", "--none"])
+    assert r.exit_code == 0 and "portals at: none (stored); now at: -" in r.output, r.output
