@@ -280,6 +280,8 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "POST /api/v1/streaming/reservations": [{"body": {"user": "bob", "event": "@eid:1"}}],
     "DELETE /api/v1/streaming/reservations/{rid}": [{"path": {"rid": "@rid:1"}}],
     "POST /api/v1/streaming/events/{eid}/cancel": [{"path": {"eid": "@eid:3"}}],
+    # the viewers' portals kept at pe1 (the fuzz topology's one PE)
+    "PUT /api/v1/streaming/portals": [{"body": {"pes": ["pe1"]}}],
     # bob's recording, played from pe1 (the seed plays it once, so a stop finds it too)
     "POST /api/v1/streaming/recordings/{rid}/play": [
         {

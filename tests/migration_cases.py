@@ -34,8 +34,9 @@ NEW_USBIP = "0009_usbip_tunnels"
 """The USB/IP service's branch, new: an earlier database gets it on its upgrade."""
 FIREWALL_HEAD = "0007_firewall_nas_sessions"
 """The firewall branch's newest revision (its NAS sessions, after the renaming)."""
-NEW_STREAMING = "0014d_streaming_planning"
-"""The streaming service's branch (its newest revision: the reservations' PE), new as well."""
+NEW_STREAMING = "0014e_streaming_portals"
+"""The streaming service's branch (its newest revision: where the viewers' portals are
+kept), new as well."""
 NEW_CATALOG = "0016_catalog_whereis"
 """The catalog's branch, new like the USB/IP one (its newest revision: the where-is
 service's `why` of each recorded position)."""

@@ -48,6 +48,9 @@ SERVICE = Service(
         "DELETE /contents/{cid}/viewers/{client}": (OPERATOR, USER),
         "GET /tree": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
+        # Where the viewers' captive portals are kept: the operator's network.
+        "GET /portals": (OPERATOR,),
+        "PUT /portals": (OPERATOR,),
         "POST /recordings": (USER,),
         "GET /recordings": (OPERATOR, USER),
         "DELETE /recordings/{rid}": (OPERATOR, USER),
@@ -71,6 +74,7 @@ SERVICE = Service(
     descriptors=DESCRIPTORS,
     on_instance_event=notices.on_instance_event,
     loops=(Loop("tree", reconcile.step, interval_s=reconcile.INTERVAL_S, wake_on_change=True),),
+    cli="netfate.services.streaming.cli:app",
     demos=(Demo("streaming", "netfate.services.streaming.demo"),),
     benches=("streaming", "streaming_relay", "streaming_join", "streaming_vod"),
     panels=("panel.js",),

@@ -44,7 +44,7 @@ from netfate.orchestrator.identity.accounts import NAME_RE
 from netfate.orchestrator.notify import Notifier
 from netfate.store.tables import HostRow, NodeRow
 
-from . import backend, ingest, planning, reconcile, recordings
+from . import backend, ingest, planning, portals, reconcile, recordings
 from .functions import HTTP_PORT
 from .tables import (
     ContentRow,
@@ -77,6 +77,17 @@ Whose = Annotated[
 def invalid(field: str, msg: str) -> NoReturn:
     """A 422 keyed to the body field at fault."""
     raise invalid_input({("body", field): msg})
+
+
+def _caller_as(p: Principal, role: Role, given: str | None, field: str) -> str:
+    """A body's ``user`` or ``provider``: as given (the identity layer refused a user or
+    provider naming another), else the caller when it has that role; the operator
+    names whom it acts for (else a keyed 422)."""
+    if given is not None:
+        return given
+    if p.role is role:
+        return p.name
+    invalid(field, f"give the {field}: a {p.role.value} acts for a {role.value} it names")
 
 
 def _pe(session: Session, field: str, name: str) -> None:
@@ -137,7 +148,9 @@ def list_providers(session: SessionDep) -> list[dict[str, Any]]:
 
 
 class EventIn(Strict):
-    provider: str = Field(max_length=48)
+    provider: str | None = Field(
+        default=None, max_length=48, description="Whose event (default: the calling provider)"
+    )
     title: str = Field(min_length=1, max_length=128)
     description: str = Field(default="", max_length=4000)
     start: float = Field(ge=0, description="Unix seconds")
@@ -186,13 +199,14 @@ def _own_event(session: Session, eid: int, p: Principal, state: str) -> EventRow
 
 
 @router.post("/events", status_code=201)
-def create_event(body: EventIn, session: SessionDep) -> dict[str, Any]:
-    if session.get(ProviderRow, body.provider) is None:
-        invalid("provider", f"unknown provider {body.provider!r}")
+def create_event(body: EventIn, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
+    provider = _caller_as(p, Role.PROVIDER, body.provider, "provider")
+    if session.get(ProviderRow, provider) is None:
+        invalid("provider", f"unknown provider {provider!r}")
     if body.start + body.duration_s < time.time():
         invalid("start", "the event would be over already")
     e = EventRow(
-        provider=body.provider,
+        provider=provider,
         title=body.title,
         description=body.description,
         start=body.start,
@@ -580,11 +594,57 @@ def put_settings(body: SettingsIn, session: SessionDep) -> dict[str, Any]:
     return {"criterion": t.criterion, "grace_s": t.limits.grace_s}
 
 
+class PortalsIn(Strict):
+    """Where the viewers' captive portals are kept: the PEs named, or every PE a host
+    is attached to (``all``); ``{"pes": []}`` keeps none."""
+
+    pes: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=256, description="The PEs that keep a portal"
+    )
+    all: bool = Field(default=False, description="Every PE a host is attached to (then no pes)")
+
+
+@router.get("/portals")
+def get_portals(session: SessionDep) -> dict[str, Any]:
+    """Where the viewers' captive portals are kept (``source``: the stored setting,
+    or the environment's default until the operator puts one), the PEs that keep one
+    now, and each portal the loop keeps (its instance, address and DHCP service)."""
+    return portals.status(session)
+
+
+@router.put("/portals")
+def put_portals(body: PortalsIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+    """The PEs where the service keeps the viewers' captive portals, stored (the
+    environment's default no longer read); the loop starts and releases them at once.
+    A name that is no PE able to host a portal: 422 keyed to it, nothing changes."""
+    problems: dict[tuple[str | int, ...], str] = {}
+    if body.all and body.pes:
+        problems[("body", "all")] = "either all or pes, not both"
+    can = portals.hosting(session)
+    for i, name in enumerate(body.pes):
+        if name not in can:
+            node = session.get(NodeRow, name)
+            problems[("body", "pes", i)] = (
+                f"unknown node {name!r}"
+                if node is None
+                else f"{name} is a {node.kind} node: it cannot keep a portal"
+            )
+    if problems:
+        raise invalid_input(problems)
+    backend.set_portals(session, body.all, body.pes)
+    touched = reconcile.step(session)
+    session.commit()
+    notifier.notify(touched)
+    return portals.status(session)
+
+
 # ------------------------------------------------------------------ recordings, reservations
 
 
 class UserEventIn(Strict):
-    user: str = Field(min_length=1, max_length=254)
+    user: str | None = Field(
+        default=None, min_length=1, max_length=254, description="Whose (default: the caller)"
+    )
     event: DbInt
 
 
@@ -623,10 +683,11 @@ def _recording(r: RecordingRow) -> dict[str, Any]:
 
 
 @router.post("/recordings", status_code=201)
-def record(body: UserEventIn, session: SessionDep) -> dict[str, Any]:
+def record(body: UserEventIn, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
     """A user records an event, even after it has started."""
+    user = _caller_as(p, Role.USER, body.user, "user")
     _check_event(session, body.event, ("scheduled", "started"), "only a coming or live one")
-    r = RecordingRow(user=body.user, event=body.event, state="requested", created_at=time.time())
+    r = RecordingRow(user=user, event=body.event, state="requested", created_at=time.time())
     session.add(r)
     session.commit()
     return _recording(r)
@@ -719,17 +780,20 @@ class ReserveIn(UserEventIn, WhereIn):
 
 
 @router.post("/reservations", status_code=201, responses=errors(409))
-def reserve(body: ReserveIn, session: SessionDep, notifier: NotifierDep) -> dict[str, Any]:
+def reserve(
+    body: ReserveIn, session: SessionDep, notifier: NotifierDep, p: PrincipalDep
+) -> dict[str, Any]:
     """A user reserves a future event (the Calendar, and the back-end's planning)."""
+    user = _caller_as(p, Role.USER, body.user, "user")
     _check_event(session, body.event, ("scheduled",), "only a coming one can be reserved")
     pe = body.access_pe(session)
-    r = ReservationRow(user=body.user, event=body.event, pe=pe, created_at=time.time())
+    r = ReservationRow(user=user, event=body.event, pe=pe, created_at=time.time())
     session.add(r)
     try:
         session.flush()
     except IntegrityError:
         session.rollback()
-        raise HTTPException(409, detail=f"{body.user} has reserved event {body.event}") from None
+        raise HTTPException(409, detail=f"{user} has reserved event {body.event}") from None
     touched = reconcile.step(session)  # inside the lead time: pre-started now
     session.commit()
     notifier.notify(touched)

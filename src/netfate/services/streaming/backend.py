@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow
 from netfate.store.events import record_event
 from netfate.store.tables import LanRow, LinkRow, NodeRow
 
+from . import portals
 from .functions import LIMITS
 from .tables import TreeRow
 from .tree import Criterion, Event, Limits, LinkSpec, Network, NodeSpec, Tree
@@ -89,9 +91,10 @@ def limits(grace_s: float) -> Limits:
 def load(session: Session, *, lock: bool = True) -> Tree:
     """The tree (locked for this transaction when ``lock``)."""
     row = _locked(session) if lock else _read(session)
+    reserved = portals.reserved_cpu(session)  # the viewers' portals take their PEs' CPU
     if row is None:
-        return Tree(network(session), LIMITS)
-    t = Tree.load(network(session), limits(row.grace_s), row.state or {})
+        return Tree(network(session), LIMITS, reserved_cpu=reserved)
+    t = Tree.load(network(session), limits(row.grace_s), row.state or {}, reserved)
     t.criterion = row.criterion  # type: ignore[assignment]
     return t
 
@@ -137,6 +140,16 @@ def settings(session: Session, criterion: Criterion | None, grace_s: float | Non
     t = load(session)
     save(session, t)
     return t
+
+
+def set_portals(session: Session, all_: bool, nodes: list[str]) -> dict[str, Any]:
+    """Where the viewers' captive portals are kept (portals.py), as the operator puts
+    it (the API checked each PE); the loop starts and releases them."""
+    row = _locked(session)
+    row.portals = {"all": all_, "pes": sorted(set(nodes))}
+    row.updated_at = time.time()
+    session.flush()
+    return dict(row.portals)
 
 
 def record(session: Session, events: list[Event]) -> None:

@@ -3,20 +3,38 @@
 As in the paper, a new client's web traffic is first re-routed to the front-end for
 authentication. The service starts, through the platform's coordinator (as it
 starts its own functions, reconcile.py), the firewall service's captive portal
-(``captive-portal``) at each viewers' PE the operator names in
-``NETFATE_STREAMING_PORTALS`` (``pe2,pe3``; ``all``: every PE a host is attached
-to; unset or empty: none): its walled garden the run's front door, its ``signin``
-the front-end's sign-in through the door with the user's app as where to go next.
+(``captive-portal``) at each viewers' PE the operator names: its walled garden the
+run's front door, its ``signin`` the front-end's sign-in through the door with the
+user's app as where to go next.
 
-Each is the loop's function ``portal:NODE`` (a FunctionRow, like the tree's):
-created when named, configured again when the door moves, destroyed when no longer
-named, created again when the platform lost it. A name that is no PE is skipped
-(logged once per step). Making a portal its clients' gateway (what the PE's DHCP
-would say) is the network's part, not the service's.
+Where: the operator's stored setting (``PUT /api/v1/streaming/portals``, kept on
+the tree's row: ``{"all": bool, "pes": [...]}``; ``all``: every PE a host is
+attached to, looked at each step). Until the operator first puts one, the
+orchestrator's environment ``NETFATE_STREAMING_PORTALS`` is the default (``pe2,pe3``
+or ``all``; unset or empty: none), read at each step; once stored, the environment
+is no longer read.
+
+The portal is its clients' gateway: its dnsmasq hands out the PE LAN's addresses
+with itself as the default router (DHCP option 3), so a device that just runs a
+DHCP client sends its traffic through the portal. The hosts the platform knows at
+the PE get their topology address (the rest of the platform names them by it); the
+portal answers only them (``known_only``): the testbed's bridges are one L2 network,
+so a DHCP request reaches every PE's portal, and only the host's own PE may answer
+it. A device the platform does not know at the PE gets no lease (README, "Not done
+yet"). The DHCP part is added once the portal's instance has its address (the same
+step: the loop builds the configurations again, nfv.reconfigure_instance on a
+requested instance), as the router it names is that address.
+
+Each portal is the loop's function ``portal:NODE`` (a FunctionRow, like the tree's):
+created when named, configured again when the door or the PE's hosts change,
+destroyed when no longer named, created again when the platform lost it. A name
+that is no PE is skipped (logged once per step; the API refuses one with a 422). Its
+CPU (the descriptor's) counts in the tree's loads at its PE (``reserved_cpu``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from typing import Any
@@ -26,39 +44,82 @@ from sqlalchemy.orm import Session
 
 from netfate.model.topology import Topology, TopologyError
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
-from netfate.store.tables import HostRow, NodeRow, TopologyRow
+from netfate.store.tables import DescriptorRow, HostRow, InstanceRow, NodeRow, TopologyRow
+
+from .tables import FunctionRow, TreeRow
 
 log = logging.getLogger("netfate.streaming")
 
 PORTALS_ENV = "NETFATE_STREAMING_PORTALS"
 PORTAL = "captive-portal"
 """The firewall service's function, requested by name through the platform."""
+PORTAL_CPU = 0.2
+"""Its CPU when the platform has no such descriptor (the firewall service's figure)."""
 PORT = 80
 APP = "/api/v1/streaming/app"
 """Where a client goes once signed in: the user's app (its Discover)."""
+LEASE = "1h"
+POOL = (100 / 256, 150 / 256)
+"""The dynamic pool, as fractions of the LAN (.100-.149 of a /24): below the
+instances' addresses (the platform gives them top-down) and above the hosts' (the
+topology gives them bottom-up). dnsmasq pings an address before it offers it."""
 
 
-def named() -> str:
-    """The environment's list of PEs, as given ("" when none)."""
+def env() -> str:
+    """The environment's default, as given ("" when none)."""
     return os.environ.get(PORTALS_ENV, "").strip()
+
+
+def _env_setting() -> dict[str, Any]:
+    raw = env()
+    if raw == "all":
+        return {"all": True, "pes": []}
+    return {"all": False, "pes": sorted({p.strip() for p in raw.split(",") if p.strip()})}
+
+
+def setting(session: Session) -> tuple[dict[str, Any], str]:
+    """(the setting, where it comes from: "stored" or "environment"). Reads only."""
+    row = session.get(TreeRow, 1)
+    if row is None or row.portals is None:
+        return _env_setting(), "environment"
+    stored = {"all": bool(row.portals.get("all")), "pes": list(row.portals.get("pes", []))}
+    return stored, "stored"
+
+
+def hosting(session: Session) -> set[str]:
+    """The nodes that can keep a portal (the PEs: nodes of a hosting kind)."""
+    return set(session.scalars(select(NodeRow.name).where(NodeRow.kind.in_(HOSTING_KINDS))))
 
 
 def pes(session: Session) -> list[str]:
     """The PEs that get a portal: those named that can host it (``all``: every
     hosting node a host is attached to)."""
-    raw = named()
-    if not raw:
+    want, source = setting(session)
+    if not want["all"] and not want["pes"]:
         return []
-    hosting = {
-        n.name for n in session.scalars(select(NodeRow).where(NodeRow.kind.in_(HOSTING_KINDS)))
-    }
-    if raw == "all":
+    can = hosting(session)
+    if want["all"]:
         attached = set(session.scalars(select(HostRow.node)))
-        return sorted(hosting & attached)
-    want = [p.strip() for p in raw.split(",") if p.strip()]
-    if unknown := [p for p in want if p not in hosting]:
-        log.warning("%s: %s not a PE that can host a portal: skipped", PORTALS_ENV, unknown)
-    return sorted({p for p in want if p in hosting})
+        return sorted(can & attached)
+    if unknown := [p for p in want["pes"] if p not in can]:
+        where = PORTALS_ENV if source == "environment" else "the stored setting"
+        log.warning("%s: %s not a PE that can host a portal: skipped", where, unknown)
+    return sorted({p for p in want["pes"] if p in can})
+
+
+def cpu(session: Session) -> float:
+    """What one portal reserves at its PE: its descriptor's CPU."""
+    d = session.get(DescriptorRow, PORTAL)
+    return float(d.cpu) if d is not None else PORTAL_CPU
+
+
+def reserved_cpu(session: Session) -> dict[str, float]:
+    """PE -> the CPU its portal takes (the tree's ``reserved_cpu``)."""
+    nodes = pes(session)
+    if not nodes:
+        return {}
+    each = cpu(session)
+    return dict.fromkeys(nodes, each)
 
 
 def door(session: Session) -> str | None:
@@ -73,6 +134,34 @@ def door(session: Session) -> str | None:
         return None
 
 
+def dhcp(session: Session, node: str, inst: InstanceRow | None) -> dict[str, Any] | None:
+    """The portal's DHCP service at ``node``: the pool of its LAN, itself as the
+    router, the PE's hosts known by MAC (at their topology address when it is in the
+    LAN) and no one else answered. None until the instance has its address."""
+    if inst is None or not inst.ip or not inst.lan:
+        return None
+    own = ipaddress.ip_interface(inst.ip)
+    lan = ipaddress.ip_network(inst.lan, strict=False)
+    if not isinstance(lan, ipaddress.IPv4Network) or own.ip not in lan:
+        return None
+    size = lan.num_addresses
+    first = max(2, int(size * POOL[0]))
+    last = max(first, min(size - 2, int(size * POOL[1]) - 1))
+    base = lan.network_address
+    hosts = []
+    for h in session.scalars(select(HostRow).where(HostRow.node == node).order_by(HostRow.name)):
+        if not h.mac:
+            continue
+        ip = ipaddress.ip_interface(h.ip).ip if h.ip else None
+        hosts.append(f"{h.mac},{ip}" if ip is not None and ip in lan else h.mac)
+    return {
+        "range": f"{base + first},{base + last},{lan.netmask},{LEASE}",
+        "router": str(own.ip),
+        "hosts": hosts,
+        "known_only": True,
+    }
+
+
 def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """key -> (descriptor, node, config) of the portals wanted now."""
     nodes = pes(session)
@@ -80,4 +169,40 @@ def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
     if ip is None:
         return {}
     cfg = {"port": PORT, "garden": [ip], "signin": f"http://{ip}/signin?next={APP}"}
-    return {f"portal:{n}": (PORTAL, n, {"node": n, **cfg}) for n in nodes}
+    out: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    for n in nodes:
+        key = f"portal:{n}"
+        c: dict[str, Any] = {"node": n, **cfg}
+        f = session.get(FunctionRow, key)
+        inst = session.get(InstanceRow, f.instance) if f is not None else None
+        if inst is not None and inst.node != n:
+            inst = None
+        d = dhcp(session, n, inst)
+        if d is not None:
+            assert inst is not None and inst.ip  # dhcp() said it has its address
+            c["address"] = str(ipaddress.ip_interface(inst.ip).ip)
+            c["dhcp"] = d
+        out[key] = (PORTAL, n, c)
+    return out
+
+
+def status(session: Session) -> dict[str, Any]:
+    """The setting, where it comes from, and each portal the loop keeps. Reads only."""
+    want, source = setting(session)
+    running = []
+    for f in session.scalars(
+        select(FunctionRow).where(FunctionRow.key.like("portal:%")).order_by(FunctionRow.key)
+    ):
+        inst = session.get(InstanceRow, f.instance)
+        ip = inst.ip if inst is not None else None
+        running.append(
+            {
+                "pe": f.node,
+                "instance": f.instance,
+                "state": inst.state if inst is not None else None,
+                "address": str(ipaddress.ip_interface(ip).ip) if ip else None,
+                "dhcp": (inst.config or {}).get("dhcp") if inst is not None else None,
+                "detail": f.detail,
+            }
+        )
+    return {**want, "source": source, "pes_now": pes(session), "portals": running}

@@ -168,9 +168,10 @@ def converge(session: Session, want: Desired) -> set[str]:
     wanted_keys = set()
     # Receivers first, so the senders' configurations see their addresses: build the
     # configurations again after each kind is in place.
-    for key, (desc, node, cfg) in portals.configs(session).items():  # not the tree's
-        wanted_keys.add(key)
-        touched |= _ensure(session, key, desc, node, cfg)
+    for _ in range(2):  # not the tree's; a new portal's DHCP names its address (portals.py)
+        for key, (desc, node, cfg) in portals.configs(session).items():
+            wanted_keys.add(key)
+            touched |= _ensure(session, key, desc, node, cfg)
     for kind in ("storage", "streamer", "forwarder", "acquirer"):
         for key, (desc, node, cfg) in configs(session, want).items():
             if not key.startswith(kind + ":"):
@@ -266,7 +267,7 @@ def step(session: Session) -> set[str]:
         session.scalar(select(TreeRow.id).limit(1)) is None
         and session.scalar(select(FunctionRow.key).limit(1)) is None
         and session.scalar(select(ReservationRow.id).limit(1)) is None
-        and not portals.named()
+        and not portals.env()
     ):
         return set()  # an orchestrator without streaming pays three indexed lookups
     now = clock()

@@ -120,6 +120,10 @@ class TreeRow(Base):
     criterion: Mapped[str] = mapped_column(String(16), default="consolidation")
     grace_s: Mapped[float] = mapped_column(Float, default=10.0)
     updated_at: Mapped[float] = mapped_column(Float)
+    portals: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """Where the viewers' captive portals are kept (portals.py): ``{"all": bool,
+    "pes": [...]}`` as the operator last put it; None until then (the environment's
+    NETFATE_STREAMING_PORTALS is the default)."""
 
 
 class FunctionRow(Base):

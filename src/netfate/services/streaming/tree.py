@@ -396,13 +396,21 @@ class Desired:
 
 class Tree:
     def __init__(
-        self, net: Network, limits: Limits | None = None, criterion: Criterion = "consolidation"
+        self,
+        net: Network,
+        limits: Limits | None = None,
+        criterion: Criterion = "consolidation",
+        reserved_cpu: Mapping[str, float] | None = None,
     ) -> None:
         if criterion not in CRITERIA:
             raise TreeError(f"criterion: one of {', '.join(CRITERIA)}, not {criterion!r}")
         self.net = net
         self.limits = limits or Limits()
         self.criterion: Criterion = criterion
+        self.reserved_cpu: dict[str, float] = dict(reserved_cpu or {})
+        """Node -> CPU the service's other functions take there (the viewers' captive
+        portals, portals.py): counted in every load, so a streamer placed there sees
+        that much less spare CPU. Not part of the state (dump): the caller says it."""
         self.contents: dict[str, Content] = {}
         self.streamers: dict[str, Streamer] = {}
         self.viewers: dict[str, Viewer] = {}
@@ -672,7 +680,7 @@ class Tree:
         return s
 
     def _clone(self) -> Tree:
-        t = Tree(self.net, self.limits, self.criterion)
+        t = Tree(self.net, self.limits, self.criterion, self.reserved_cpu)
         t._adopt(self, deep=True)
         return t
 
@@ -862,6 +870,11 @@ class Tree:
         """Every load, recomputed from the state (see the module's docstring)."""
         L = Loads()
         lim = self.limits
+        for n, cpu in sorted(self.reserved_cpu.items()):
+            if n in self.net.nodes:
+                # At most the node's whole CPU: a portal over it blocks the tree's
+                # functions there, not every join elsewhere (violations() is global).
+                L.add(L.node_cpu, n, min(cpu, self.net.nodes[n].cpu))
         for s in self.streamers.values():
             L.add(L.node_cpu, s.node, lim.streamer_cpu + lim.content_cpu * len(s.contents))
         for root in {x.root for x in self.contents.values() if not x.pull}:
@@ -952,10 +965,16 @@ class Tree:
         }
 
     @classmethod
-    def load(cls, net: Network, limits: Limits, data: Mapping[str, Any]) -> Tree:
+    def load(
+        cls,
+        net: Network,
+        limits: Limits,
+        data: Mapping[str, Any],
+        reserved_cpu: Mapping[str, float] | None = None,
+    ) -> Tree:
         """The state ``dump`` wrote, on the network as it is now: what names a node
         the network lost is dropped (its viewers join again)."""
-        t = cls(net, limits, data.get("criterion", "consolidation"))
+        t = cls(net, limits, data.get("criterion", "consolidation"), reserved_cpu)
         t.serial = int(data.get("serial", 0))
         for x in data.get("contents", []):
             if x["root"] in net.nodes and all(n in net.nodes for n in x["parent"]):

@@ -50,6 +50,11 @@ class DhcpConfig(FunctionConfig):
         default_factory=list, max_length=MAX_DHCP_HOSTS, description="dnsmasq's --dhcp-host"
     )
     interface: str = Field(default="eth0", pattern=IFNAME)
+    known_only: bool = Field(
+        default=False,
+        description="Answer only the clients in `hosts` (a LAN other DHCP servers share: "
+        "the testbed's bridges are one L2 network)",
+    )
 
     @field_validator("range")
     @classmethod

@@ -177,6 +177,8 @@ class Portal(Front, RadiusSide):
             argv.append(f"--dhcp-option=3,{d['router']}")
         for host in d.get("hosts", []):
             argv.append(f"--dhcp-host={host}")
+        if d.get("known_only"):  # another PE's clients are another portal's
+            argv.append("--dhcp-ignore=tag:!known")
         self.dnsmasq = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # ---------------------------------------------------------------- state

@@ -14,7 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -26,6 +28,7 @@ from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.services.streaming import SERVICE as STREAMING
+from netfate.services.streaming import cli
 from streaming_api import keyed, ok
 from waiting import until
 
@@ -457,3 +460,127 @@ def test_the_service_starts_the_viewers_portals_itself(
     assert portals()["portal-pe2"]["id"] == p2["id"]  # kept, not made again
     monkeypatch.delenv("NETFATE_STREAMING_PORTALS")
     assert until(lambda: portals() == {}, 10.0), portals()
+
+
+def test_the_operator_stores_where_the_portals_are_kept(
+    with_portals: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUT /portals: the operator's setting, stored (the environment's default no
+    longer read); each portal is its clients' DHCP server and gateway (the PE's hosts
+    at their topology addresses, itself as the router); an unknown PE or a core node
+    is a keyed 422 and anyone else a 403, and nothing changes."""
+    api = with_portals
+    url = f"{V1}/portals"
+
+    def portals() -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in instances(api).items() if k.startswith("portal-")}
+
+    got = ok(api.get(url))
+    assert (got["source"], got["all"], got["pes"], got["portals"]) == (
+        "environment", False, [], []
+    )  # fmt: skip
+    # refused, keyed to each name at fault; nothing stored, nothing started
+    r = api.put(url, json={"pes": ["pe2", "c1", "pe9"]})
+    assert r.status_code == 422, r.text
+    errs = {tuple(e["loc"]): e["msg"] for e in r.json()["errors"]}
+    assert set(errs) == {("body", "pes", 1), ("body", "pes", 2)}, errs
+    assert "core node" in errs[("body", "pes", 1)] and "unknown node" in errs[("body", "pes", 2)]
+    assert "either all or pes" in keyed(api.put(url, json={"all": True, "pes": ["pe2"]}), "all")
+    for role in (Role.USER, Role.PROVIDER):
+        r = api.put(url, json={"pes": ["pe2"]}, headers=signed_in(api, "someone", role))
+        assert r.status_code == 403, r.text
+        assert api.get(url, headers=signed_in(api, "someone", role)).status_code == 403
+    assert ok(api.get(url)) == got and portals() == {}
+    # stored: pe2 and pe3 get portals from the service's loop
+    got = ok(api.put(url, json={"pes": ["pe3", "pe2"]}))
+    assert (got["source"], got["pes"], got["pes_now"]) == ("stored", ["pe2", "pe3"], ["pe2", "pe3"])
+    assert set(portals()) == {"portal-pe2", "portal-pe3"}  # at once, by the request's step
+    p2 = portals()["portal-pe2"]
+    own = p2["ip"].split("/")[0]
+    (phone,) = [h for h in ok(api.get("/api/v1/hosts")) if h["name"] == "phone"]
+    phone_ip = phone["ip"].split("/")[0]
+    assert p2["config"]["address"] == own
+    assert p2["config"]["dhcp"] == {
+        "range": "10.62.0.100,10.62.0.149,255.255.255.0,1h",
+        "router": own,  # the clients' gateway: the portal itself
+        "hosts": [f"{phone['mac']},{phone_ip}"],  # the PE's host, at its topology address
+        "known_only": True,  # the testbed's one L2 network: another PE's hosts are not ours
+    }
+    assert portals()["portal-pe3"]["config"]["dhcp"]["hosts"] == []
+    shown = {p["pe"]: p for p in ok(api.get(url))["portals"]}
+    assert shown["pe2"]["address"] == own and shown["pe2"]["dhcp"]["router"] == own
+    # the environment is no longer read once the operator has stored a setting
+    monkeypatch.setenv("NETFATE_STREAMING_PORTALS", "pe4")
+    got = ok(api.get(url))  # pes_now: what the loop's portals.pes reads at each step
+    assert (got["source"], got["pes_now"]) == ("stored", ["pe2", "pe3"]), got
+    assert set(portals()) == {"portal-pe2", "portal-pe3"}
+    # every PE a host is attached to (cam: pe1, phone: pe2, tablet: pe4); pe2's kept
+    ok(api.put(url, json={"all": True}))
+    assert set(portals()) == {"portal-pe1", "portal-pe2", "portal-pe4"}
+    assert portals()["portal-pe2"]["id"] == p2["id"]
+    # none: they go
+    assert ok(api.put(url, json={"pes": []}))["pes_now"] == []
+    assert portals() == {}
+
+
+def test_a_portal_takes_its_cpu_in_the_trees_accounting(with_portals: TestClient) -> None:
+    """Each portal's CPU (its descriptor's) counts at its PE in the tree's loads."""
+    api = with_portals
+    ok(api.put(f"{V1}/portals", json={"pes": ["pe2"]}))
+    loads = ok(api.get(f"{V1}/tree"))["loads"]["node_cpu"]
+    assert loads == {"pe2": pytest.approx(0.2)}, loads
+    cid = live_event(api)  # the acquirer at pe1; a viewer at pe2: its new streamer there
+    ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "bob", "pe": "pe2"}))
+    loads = ok(api.get(f"{V1}/tree"))["loads"]["node_cpu"]
+    assert loads["pe2"] == pytest.approx(0.2 + 0.2 + 0.1), loads  # portal + streamer + X
+
+
+def test_user_and_provider_default_to_the_caller(api: TestClient) -> None:
+    """A provider's event, a user's recording and reservation name their caller when
+    the body names no one; the operator must name whom it acts for (keyed 422)."""
+    ok(api.post(f"{V1}/providers", json={"name": "uni", "title": "U", "pe": "pe1"}), 201)
+    uni, alice = signed_in(api, "uni", Role.PROVIDER), signed_in(api, "alice")
+    base = {"title": "Lecture", "start": time.time() + 600, "duration_s": 60}
+    ev = ok(api.post(f"{V1}/events", json=base, headers=uni), 201)
+    assert ev["provider"] == "uni"
+    assert "give the provider" in keyed(api.post(f"{V1}/events", json=base), "provider")
+    later = ok(api.post(f"{V1}/events", json={**base, "provider": "uni"}), 201)
+    rec = ok(api.post(f"{V1}/recordings", json={"event": ev["id"]}, headers=alice), 201)
+    assert rec["user"] == "alice"
+    res = ok(api.post(f"{V1}/reservations", json={"event": later["id"]}, headers=alice), 201)
+    assert res["user"] == "alice"
+    assert [r["id"] for r in ok(api.get(f"{V1}/recordings", headers=alice))] == [rec["id"]]
+    # naming another is still refused by the identity layer, and nothing is made
+    r = api.post(f"{V1}/recordings", json={"user": "bob", "event": ev["id"]}, headers=alice)
+    assert r.status_code == 403, r.text
+    assert ok(api.get(f"{V1}/recordings?user=bob")) == []
+
+
+def test_the_cli_shows_and_sets_where_the_portals_are(
+    with_portals: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`netfate streaming portals`: shows the setting, sets PEs, --all and --none; a
+    PE the API refuses is a one-line error and exit status 1, nothing changed."""
+    api = with_portals
+
+    def through_app(method: str, url: str, **kw: Any) -> httpx.Response:
+        kw.pop("timeout", None)
+        kw.pop("verify", None)  # TLS settings of a real connection (apiclient.client_tls)
+        return api.request(method, url, **kw)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr("netfate.apiclient.httpx.request", through_app)
+    monkeypatch.setattr("netfate.apiclient.find_token", lambda base: None)
+    run = CliRunner().invoke
+    r = run(cli.app, ["portals"])
+    assert r.exit_code == 0 and "portals at: none (environment)" in r.output, r.output
+    r = run(cli.app, ["portals", "pe2", "c1"])
+    assert r.exit_code == 1 and "pes.1" in r.output and "core node" in r.output, r.output
+    assert ok(api.get(f"{V1}/portals"))["source"] == "environment"
+    r = run(cli.app, ["portals", "pe2"])
+    assert r.exit_code == 0, r.output
+    assert "portals at: pe2 (stored); now at: pe2" in r.output and "  pe2: i-" in r.output
+    assert "DHCP 10.62.0.100,10.62.0.149,255.255.255.0,1h via 10.62.0." in r.output
+    r = run(cli.app, ["portals", "--all", "--json"])
+    assert r.exit_code == 0 and '"all": true' in r.output, r.output
+    r = run(cli.app, ["portals", "--none"])
+    assert r.exit_code == 0 and "portals at: none (stored); now at: -" in r.output, r.output

@@ -508,3 +508,29 @@ def test_a_switch_the_controller_does_not_program_keeps_the_forwarders() -> None
     assigned(t2.join("a", "X", "pe2", 0.0))
     b = assigned(t2.join("b", "X", "pe3", 0.0))
     assert t2.desired().switched == {"X": ("c1",)} and "groups ALL at c1" in b.why
+
+
+def test_a_portal_at_a_pe_leaves_its_streamers_less_spare_cpu() -> None:
+    """The CPU a viewers' captive portal takes at its PE (reserved_cpu) counts in the
+    loads: where a new streamer fits beside nothing, it does not fit beside a portal,
+    and the viewer goes to the next PE out, saying why; a dump and load keeps none of
+    it (the caller says it each time)."""
+    net = paper_net(pe_cpu=0.45)  # a new streamer with one content: 0.2 + 0.1
+    bare = Tree(net)
+    bare.publish("X", "pe1", 2 * MBIT)
+    assert assigned(bare.join("a", "X", "pe2", 0.0)).node == "pe2"
+    t = Tree(net, reserved_cpu={"pe2": 0.2})
+    assert t.loads().node_cpu == {"pe2": pytest.approx(0.2)}
+    t.publish("X", "pe1", 2 * MBIT)
+    a = assigned(t.join("a", "X", "pe2", 0.0))
+    assert a.case == 4 and a.node != "pe2", a.why
+    assert "pe2 CPU 0.50 > 0.45" in a.why, a.why
+    assert t.violations() == []
+    assert t.loads().node_cpu["pe2"] == pytest.approx(0.2)
+    # more than the node has: the portal blocks the tree's functions there only
+    full = Tree(net, reserved_cpu={"pe3": 5.0})
+    full.publish("X", "pe1", 2 * MBIT)
+    assert full.loads().node_cpu == {"pe1": pytest.approx(0.1), "pe3": pytest.approx(0.45)}
+    assert assigned(full.join("b", "X", "pe2", 0.0)).node == "pe2"
+    again = Tree.load(net, t.limits, t.dump())
+    assert "pe2" not in again.loads().node_cpu
