@@ -115,6 +115,17 @@ class Zygote:
             raise InstanceError(f"zygote: {reply.get('error', 'no answer')}")
         return int(reply["pid"])
 
+    def preload(self, function: str) -> None:
+        """Import `function` in the fork server now (a pre-deployed image): forks of it,
+        warm standbys included, inherit the import."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30.0)
+            s.connect(self.path)
+            s.sendall(json.dumps({"preload": function}).encode() + b"\n")
+            reply = json.loads(s.makefile("rb").readline() or b"{}")
+        if not reply.get("ok"):
+            raise InstanceError(f"zygote: {reply.get('error', 'no answer')}")
+
     def stop(self) -> None:
         if self.usable() and self.proc is not None:
             self.proc.terminate()
@@ -158,6 +169,10 @@ class Instance:
     pid: int | None = None
     limits: str = ""
     started_at: float = field(default_factory=time.time)
+    ns: str | None = None
+    """The namespace it runs in when not its own name's: a warm standby's it took."""
+    from_standby: bool = False
+    """It took a warm standby of its function instead of a cold start (standbys.py)."""
     _garp: socket.socket | None = field(default=None, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -171,7 +186,7 @@ class Instance:
     def netns(self) -> str:
         # The node is part of the name: during a migration between two nodes of one
         # testbed, source and target copies exist side by side on one machine.
-        return f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
+        return self.ns or f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
 
     @property
     def port(self) -> str:
@@ -325,6 +340,8 @@ class Instance:
             # The migration's secret lives in the migration record (0600) only.
             spec["migration"] = {k: v for k, v in mig.items() if k != "secret"}
         doc = {"spec": spec, "role": self.role, "pid": self.pid, "limits": self.limits}
+        if self.ns is not None:
+            doc |= {"netns": self.ns, "from_standby": self.from_standby}
         write_private(self.path(".json"), json.dumps(doc))
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -481,6 +498,8 @@ def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
             inst = Instance(spec=doc["spec"], ctx=ctx, role=role)
             inst.pid = doc.get("pid")
             inst.limits = doc.get("limits", "")
+            inst.ns = doc.get("netns")
+            inst.from_standby = bool(doc.get("from_standby", False))
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("ignoring unreadable instance file %s", f)
             continue

@@ -197,6 +197,7 @@ class Figures:
             "instance_cpu_pct": round(cpu_pct, 2),
             "instance_rss_mb": round(rss, 1),
             "loadavg_1m": load1,
+            "standbys": self.sup.pool.counts(),
             "links": link_use,
             "at": time.time(),
         }
@@ -242,6 +243,8 @@ def report_body(
         }
         if iid in figures.fn_stats:
             entry["stats"] = figures.fn_stats[iid]
+        if inst.from_standby:
+            entry["from_standby"] = True
         insts.append(entry)
     for iid in sup.tasks:
         if iid in sup.instances:

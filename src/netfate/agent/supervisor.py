@@ -10,6 +10,7 @@ heartbeat; each task that ends sets `changed`, so the agent reports at once.
     restart      a copy that died: stop what is left, start again
     reconfigure  in place if the function can, else export, stop, start, import
     activate     the standby copy here is the instance (the orchestrator says so)
+    start_from   a create that takes a warm standby of its function (standbys.py)
     adopt        what a previous run of this agent left running (instances.py)
 """
 
@@ -17,12 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from typing import Any
 
-from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all, vet
+from netfate.agent.instances import (
+    Instance,
+    NodeContext,
+    Zygote,
+    adopt_all,
+    control_call,
+    vet,
+)
+from netfate.agent.standbys import Pool, Standby
+from netfate.host.private import write_private
 from netfate.model.lifecycle import InstanceRole
 
 log = logging.getLogger("netfate.agent")
@@ -40,11 +52,15 @@ class Supervisor:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.pool = Pool(ctx, changed)
 
     async def adopt(self) -> None:
         """Take over what a previous run of this agent left running, but only what it
         would start now: an instance whose function left the registry, or whose
-        configuration its schema now refuses, is stopped and reported failed."""
+        configuration its schema now refuses, is stopped and reported failed. Warm
+        standbys a previous run left are removed (standbys.py: none is adopted)."""
+        for sid in await asyncio.to_thread(self.pool.clear_leftovers):
+            log.info("removed warm standby %s of a previous run", sid)
         for iid, inst in (await asyncio.to_thread(adopt_all, self.ctx)).items():
             try:
                 inst.vet()
@@ -105,7 +121,13 @@ class Supervisor:
     # ---------------------------------------------------------------- the actions
 
     async def start(self, spec: dict[str, Any], role: InstanceRole = InstanceRole.ACTIVE) -> None:
-        """Start a copy; on failure nothing of it is left, and `failed` says why."""
+        """Start a copy; on failure nothing of it is left, and `failed` says why. An
+        active copy takes a warm standby of its function when one is ready here."""
+        if role == InstanceRole.ACTIVE:
+            sb = self.pool.take(str(spec.get("function")))
+            if sb is not None:
+                await self.start_from(sb, spec)
+                return
         inst = Instance(spec=spec, ctx=self.ctx, role=role)
         t0 = time.perf_counter()
         try:
@@ -139,6 +161,45 @@ class Supervisor:
             inst.pid,
             inst.limits,
         )
+
+    async def start_from(self, sb: Standby, spec: dict[str, Any]) -> None:
+        """Start a copy in a warm standby: its namespace and process become the
+        instance's; what is left is the wiring and the configuration (standbys.py)."""
+        inst = Instance(spec=spec, ctx=self.ctx, ns=sb.netns, from_standby=True)
+        inst.pid = sb.pid
+        t0 = time.perf_counter()
+        try:
+            inst.vet()  # the configuration, as a cold start checks it
+            config = json.dumps(spec.get("config") or {})
+            cfg = write_private(inst.path(".config"), config)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(inst.control + ".ready")
+            with contextlib.suppress(OSError):
+                sb.path(".log").rename(inst.path(".log"))  # the process keeps writing it
+            inst.path(".pid").write_text(str(inst.pid))
+            inst.save()
+            sb.handed_over()
+            take = {"op": "take", "instance": inst.id, "control": inst.control,
+                    "config_file": str(cfg)}  # fmt: skip
+            await control_call(sb.control, take, timeout=5.0)
+            await asyncio.gather(asyncio.to_thread(inst.build), inst.wait_ready())
+            t1 = time.perf_counter()
+            await asyncio.to_thread(inst.limit)
+        except Exception as e:
+            detail = str(e) or type(e).__name__
+            log.error("instance %s failed to start from standby %s: %s", inst.id, sb.id, detail)
+            self.failed[inst.id] = detail[:2000]
+            await inst.stop()
+            sb.teardown()
+            self.pool.refill()
+            return
+        self.instances[inst.id] = inst
+        self.announce_later(inst)
+        self.pool.refill()  # now that it serves: the refill does not slow this take
+        log.info(
+            "instance %s active in %.0f ms from warm standby %s (pid %s, %s)",
+            inst.id, (t1 - t0) * 1e3, sb.id, inst.pid, inst.limits,
+        )  # fmt: skip
 
     def stop(self, inst: Instance) -> None:
         """Stop a copy here (not desired here, or handed over to a migration target)."""
