@@ -665,6 +665,14 @@ AGENT_START_RE = re.compile(
 )
 
 
+WARM_TAKE_RE = re.compile(r"instance (i-[0-9a-f]+) active in (\d+) ms from warm standby")
+
+
+def warm_takes(log_text: str) -> list[float]:
+    """The agent's own figure for each create that took a warm standby (ms)."""
+    return [float(m.group(2)) for m in WARM_TAKE_RE.finditer(log_text)]
+
+
 def agent_start_breakdown(log_text: str) -> dict[str, list[float]]:
     """The agent's own start-up log lines: total, namespace+spawn, wiring+start-up (ms)."""
     out: dict[str, list[float]] = {"total": [], "namespace_spawn": [], "wiring_startup": []}
@@ -725,6 +733,18 @@ def run(argv: list[str]) -> dict[str, Any]:
                         }
                 if n == 0 and a.warm:
                     result["create_warm"] = bench_warm(api, a)
+                    logs = tb.state.dir / "logs"
+                    with contextlib.suppress(OSError):
+                        wl = (logs / f"agent-{a.node}.log").read_text(errors="replace")
+                        cl = (logs / f"agent-{a.cold_node}.log").read_text(errors="replace")
+                        result["create_warm"]["agent_log_ms"] = {
+                            "warm_take": c.summary(warm_takes(wl), 1),
+                            "cold_start": c.summary(agent_start_breakdown(cl)["total"], 1),
+                        }
+                        result["create_warm"]["agent_log_warm_lines"] = [
+                            ln.split("instance ", 1)[-1] for ln in wl.splitlines()
+                            if "from warm standby" in ln
+                        ]  # fmt: skip
                 if a.migrations:
                     mig = bench_migrations(api, tb, a, workdir)
                     mig["link_emulator"] = tb.emulator

@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,12 @@ class NodeContext:
         object.__setattr__(self, "ports", PortSwitch(self.ovs_netns))
 
 
+def port_name(ctx: NodeContext, key: str) -> str:
+    """The bridge port of an instance (or a warm standby) named `key` on this node."""
+    h = hashlib.sha1(f"{ctx.node}/{key}".encode()).hexdigest()
+    return f"{ctx.prefix}v{h[: 14 - len(ctx.prefix)]}"
+
+
 def vet(spec: dict[str, Any], image_dir: Path) -> None:
     """ValueError (UnknownFunction, pydantic's ValidationError) when ``spec`` names a
     function the registry does not hold or a configuration its schema refuses."""
@@ -173,6 +180,8 @@ class Instance:
     """The namespace it runs in when not its own name's: a warm standby's it took."""
     from_standby: bool = False
     """It took a warm standby of its function instead of a cold start (standbys.py)."""
+    port_name: str | None = None
+    """Its bridge port when not its own name's: the warm standby's, wired in advance."""
     _garp: socket.socket | None = field(default=None, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -190,8 +199,7 @@ class Instance:
 
     @property
     def port(self) -> str:
-        h = hashlib.sha1(f"{self.ctx.node}/{self.id}".encode()).hexdigest()
-        return f"{self.ctx.prefix}v{h[: 14 - len(self.ctx.prefix)]}"
+        return self.port_name or port_name(self.ctx, self.id)
 
     def path(self, suffix: str) -> Path:
         return self.ctx.state_dir / f"{self.id}{suffix}"
@@ -226,6 +234,40 @@ class Instance:
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
         self._announcer()  # opened now: creating a packet socket costs a kernel RCU wait
         c.ports.prepare(self.port)  # looked up now, not on a migration's cutover
+        if self.role == InstanceRole.ACTIVE:
+            self.bring_up()
+
+    def attach(self) -> None:
+        """The wiring left to do in a warm standby (standbys.py), whose veth into the
+        bridge exists, port down, since before the request: its address, MAC and
+        route, the port's label in Open vSwitch (no wait for vswitchd: only the
+        database row changes), then the port up. Netlink operations: milliseconds."""
+        c = self.ctx
+        # The label is another process (ovs-vsctl): it runs while netlink does the rest.
+        failed: list[BaseException] = []
+
+        def relabel() -> None:
+            try:
+                c.vsctl.set_peer(self.port, f"instance:{self.id}")
+            except BaseException as e:  # raised below, in the caller's thread
+                failed.append(e)
+
+        label = threading.Thread(target=relabel)
+        label.start()
+        try:
+            if (mtu := self.link_mtu) is not None:
+                links.set_mtu(c.ovs_netns, self.port, mtu)
+            links.configure(
+                self.netns, IFNAME, mac=str(self.spec["mac"]), mtu=mtu,
+                cidr=str(self.spec["ip"]) if self.spec.get("ip") else None,
+                gateway=str(self.spec["gateway"]) if self.spec.get("gateway") else None,
+            )  # fmt: skip
+            self._announcer()
+            c.ports.prepare(self.port)
+        finally:
+            label.join()
+        if failed:
+            raise failed[0]
         if self.role == InstanceRole.ACTIVE:
             self.bring_up()
 
@@ -341,7 +383,7 @@ class Instance:
             spec["migration"] = {k: v for k, v in mig.items() if k != "secret"}
         doc = {"spec": spec, "role": self.role, "pid": self.pid, "limits": self.limits}
         if self.ns is not None:
-            doc |= {"netns": self.ns, "from_standby": self.from_standby}
+            doc |= {"netns": self.ns, "from_standby": self.from_standby, "port": self.port_name}
         write_private(self.path(".json"), json.dumps(doc))
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -499,6 +541,7 @@ def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
             inst.pid = doc.get("pid")
             inst.limits = doc.get("limits", "")
             inst.ns = doc.get("netns")
+            inst.port_name = doc.get("port")
             inst.from_standby = bool(doc.get("from_standby", False))
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("ignoring unreadable instance file %s", f)

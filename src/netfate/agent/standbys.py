@@ -6,15 +6,18 @@ warm standbys of which function (`standbys`). The agent keeps them:
 
 - an image is imported into the fork server (Zygote.preload), so every fork of it,
   standby or cold start, skips that import;
-- a standby is a namespace of its own (loopback only) and a process forked into it
-  that has imported its function and waits on its control socket
-  (`python -m netfate.vnf FUNCTION --pool`, runtime.wait_taken): no configuration,
-  no address, no bridge port, no user.
+- a standby is a namespace of its own, a veth into the bridge with both ends down
+  (no carrier: it sends and receives nothing), and a process forked into it that
+  has imported its function and waits on its control socket (`python -m
+  netfate.vnf FUNCTION --pool`, runtime.wait_taken): no configuration, no address,
+  no user.
 
-A create of that function here takes one (Supervisor.start): the standby's
-namespace becomes the instance's (`Instance.ns`), its veth into the bridge is made,
-the process gets its configuration by the `take` op and starts serving. What a
-cold start spends on a namespace, a fork and the function's import is spent before
+A create of that function here takes one (Supervisor.start_from): the standby's
+namespace and port become the instance's (`Instance.ns`, `Instance.port_name`),
+the port gets the instance's MAC, address and label and comes up
+(`Instance.attach`), and the process gets its configuration by the `take` op and
+starts serving. What a cold start spends on a namespace, a fork, the function's
+import and the bridge port (an ovs-vsctl that waits for vswitchd) is spent before
 the request instead. The pool is then refilled in the background, after the taken
 one serves, so the refill never competes with the take it replaces.
 
@@ -44,7 +47,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from netfate.agent.instances import InstanceError, NodeContext, control_call
+from netfate.agent.instances import IFNAME, InstanceError, NodeContext, control_call, port_name
 from netfate.host import links, netns
 from netfate.host.private import write_private
 from netfate.vnf import registry
@@ -69,6 +72,10 @@ class Standby:
     def netns(self) -> str:
         return f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
 
+    @property
+    def port(self) -> str:
+        return port_name(self.ctx, self.id)
+
     def path(self, suffix: str) -> Path:
         return self.ctx.state_dir / f"{self.id}{suffix}"
 
@@ -77,10 +84,19 @@ class Standby:
         return str(self.path(".sock"))
 
     def spawn(self) -> None:
-        """Namespace and process (forked by the zygote when it runs)."""
+        """Namespace, veth into the bridge (both ends down: no carrier, no traffic),
+        and the process (forked by the zygote when it runs)."""
         registry.resolve(self.function)  # a name the registry does not hold: nothing made
+        c = self.ctx
         netns.ensure(self.netns)
         links.set_up(self.netns, "lo")
+        # Written first: a standby that fails half-way is cleaned by its record.
+        write_private(self.path(".pool"), json.dumps({"function": self.function}))
+        links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns)
+        if not c.offloads:
+            links.tx_offload_off(self.netns, IFNAME)
+            links.tx_offload_off(c.ovs_netns, self.port)
+        c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
         args = [self.function, "--instance", self.id, "--control", self.control, "--pool"]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.control + ".ready")
@@ -135,6 +151,12 @@ class Standby:
         await asyncio.to_thread(self.teardown)
 
     def teardown(self) -> None:
+        c = self.ctx
+        c.ports.forget(self.port)
+        with contextlib.suppress(Exception):
+            c.vsctl.del_port(self.port, c.bridge)
+        with contextlib.suppress(Exception):
+            links.delete_link(c.ovs_netns, self.port)
         with contextlib.suppress(Exception):
             netns.remove(self.netns)
         for suffix in (".pool", ".sock", ".sock.ready", ".log"):
