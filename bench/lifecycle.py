@@ -665,7 +665,7 @@ AGENT_START_RE = re.compile(
 )
 
 
-WARM_TAKE_RE = re.compile(r"instance (i-[0-9a-f]+) active in (\d+) ms from warm standby")
+WARM_TAKE_RE = re.compile(r"instance (i-[0-9a-f]+) \w+ in (\d+) ms from warm standby")
 
 
 def warm_takes(log_text: str) -> list[float]:

@@ -190,7 +190,7 @@ def test_a_create_takes_a_standby_of_its_function_only(
     taken: list[tuple[str, str]] = []
     cold: list[str] = []
 
-    async def start_from(sb: Any, spec: dict[str, Any]) -> None:
+    async def start_from(sb: Any, spec: dict[str, Any], role: Any) -> None:
         taken.append((sb.function, spec["id"]))
 
     def refuse(self: Any) -> None:  # the cold path stops at its first step

@@ -121,13 +121,13 @@ class Supervisor:
     # ---------------------------------------------------------------- the actions
 
     async def start(self, spec: dict[str, Any], role: InstanceRole = InstanceRole.ACTIVE) -> None:
-        """Start a copy; on failure nothing of it is left, and `failed` says why. An
-        active copy takes a warm standby of its function when one is ready here."""
-        if role == InstanceRole.ACTIVE:
-            sb = self.pool.take(str(spec.get("function")))
-            if sb is not None:
-                await self.start_from(sb, spec)
-                return
+        """Start a copy; on failure nothing of it is left, and `failed` says why. A
+        copy takes a warm standby of its function when one is ready here (a migration
+        target's standby copy too: its port stays down until the cut-over)."""
+        sb = self.pool.take(str(spec.get("function")))
+        if sb is not None:
+            await self.start_from(sb, spec, role)
+            return
         inst = Instance(spec=spec, ctx=self.ctx, role=role)
         t0 = time.perf_counter()
         try:
@@ -162,10 +162,13 @@ class Supervisor:
             inst.limits,
         )
 
-    async def start_from(self, sb: Standby, spec: dict[str, Any]) -> None:
+    async def start_from(
+        self, sb: Standby, spec: dict[str, Any], role: InstanceRole = InstanceRole.ACTIVE
+    ) -> None:
         """Start a copy in a warm standby: its namespace and process become the
         instance's; what is left is the wiring and the configuration (standbys.py)."""
-        inst = Instance(spec=spec, ctx=self.ctx, ns=sb.netns, from_standby=True, port_name=sb.port)
+        inst = Instance(spec=spec, ctx=self.ctx, role=role, ns=sb.netns, from_standby=True,
+                        port_name=sb.port)  # fmt: skip
         inst.pid = sb.pid
         t0 = time.perf_counter()
         try:
@@ -180,7 +183,7 @@ class Supervisor:
             inst.save()
             sb.handed_over()
             take = {"op": "take", "instance": inst.id, "control": inst.control,
-                    "config_file": str(cfg)}  # fmt: skip
+                    "config_file": str(cfg), "standby": role == InstanceRole.STANDBY}  # fmt: skip
             await control_call(sb.control, take, timeout=5.0)
             tt = time.perf_counter()
             marks: dict[str, float] = {}
@@ -203,12 +206,13 @@ class Supervisor:
             self.pool.refill()
             return
         self.instances[inst.id] = inst
-        self.announce_later(inst)
+        if role == InstanceRole.ACTIVE:
+            self.announce_later(inst)
         self.pool.refill()  # now that it serves: the refill does not slow this take
         log.info(
-            "instance %s active in %.0f ms from warm standby %s (take %.0f, then attach "
+            "instance %s %s in %.0f ms from warm standby %s (take %.0f, then attach "
             "%.0f, ready %.0f; pid %s, %s)",
-            inst.id, (t1 - t0) * 1e3, sb.id, (tt - t0) * 1e3, marks.get("attach", 0),
+            inst.id, role, (t1 - t0) * 1e3, sb.id, (tt - t0) * 1e3, marks.get("attach", 0),
             marks.get("ready", 0), inst.pid, inst.limits,
         )  # fmt: skip
 

@@ -231,6 +231,8 @@ class Take:
     instance: str
     control: str
     config: dict[str, Any]
+    standby: bool = False
+    """A migration target's copy: it serves only once activated."""
 
 
 async def wait_taken(control: str) -> Take:
@@ -238,7 +240,8 @@ async def wait_taken(control: str) -> Take:
     namespace, idle, holding no configuration. It answers `status` and `stop`, and
     one `take`:
 
-        {"op": "take", "instance": ID, "control": PATH, "config_file": PATH}
+        {"op": "take", "instance": ID, "control": PATH, "config_file": PATH,
+         "standby": bool}
                                        -> {"ok": true}, then it becomes that instance
 
     after which it serves PATH as any instance's control socket (and writes its
@@ -259,7 +262,8 @@ async def wait_taken(control: str) -> Take:
                     taken.set_result(None)
             elif op == "take" and not taken.done():
                 config = read_config(str(req["config_file"]), None)
-                t = Take(str(req["instance"]), str(req["control"]), config)
+                t = Take(str(req["instance"]), str(req["control"]), config,
+                         req.get("standby") is True)  # fmt: skip
                 _set_name(t.instance)  # before the answer: the agent checks it at once
                 taken.set_result(t)
                 resp = {"ok": True}
@@ -348,4 +352,5 @@ async def _pooled(cls: type[Function], control: str) -> None:
     """A warm standby until taken, then the instance it was taken for (one event loop:
     no second interpreter start, no second import)."""
     t = await wait_taken(control)
-    await Runtime(cls(Context(instance=t.instance, config=t.config)), t.control).run()
+    ctx = Context(instance=t.instance, config=t.config, standby=t.standby)
+    await Runtime(cls(ctx), t.control).run()
