@@ -213,3 +213,38 @@ def test_a_create_takes_a_standby_of_its_function_only(
         assert cold == ["i-00000001", "i-00000003"]
 
     asyncio.run(go())
+
+
+def test_the_cli_sets_a_budget_and_shows_each_decision_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from netfate.orchestrator import node_cli
+
+    calls: list[tuple[str, str, Any]] = []
+    plan_view = {
+        "cpe1": {
+            "node": "cpe1", "budget": {"storage_mb": 1.0, "standbys": 1}, "used_mb": 0.0026,
+            "images": [{"function": "counter", "size_mb": 0.0026, "kept": True, "why": "rank 1"},
+                       {"function": "vhg", "size_mb": 2.0, "kept": False,
+                        "why": "storage budget exceeded: needs 2.000 MB"}],
+            "standbys": {"counter": 1}, "standbys_why": ["slot 1 of 1: counter"],
+            "standbys_ready": {"counter": 1},
+        }
+    }  # fmt: skip
+
+    def call(api: Any, method: str, path: str, body: Any = None) -> Any:
+        calls.append((method, path, body))
+        return plan_view if method == "GET" else plan_view["cpe1"]
+
+    monkeypatch.setattr(node_cli, "call", call)
+    r = CliRunner().invoke(
+        node_cli.app, ["predeploy", "cpe1", "--storage-mb", "1", "--standbys", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    assert calls[0] == ("PUT", "/nodes/cpe1/predeploy", {"storage_mb": 1.0, "standbys": 1})
+    assert "refused vhg: storage budget exceeded" in r.output
+    assert "kept    counter: rank 1" in r.output and "ready {'counter': 1}" in r.output
+    half = CliRunner().invoke(node_cli.app, ["predeploy", "cpe1", "--standbys", "1"])
+    assert half.exit_code != 0 and len(calls) == 2  # refused before any request
