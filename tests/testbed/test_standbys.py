@@ -145,7 +145,9 @@ def test_a_create_is_served_by_the_warm_standby_and_nothing_is_left(bed: Bed) ->
     assert d["state"] == "running", d
     assert "from a warm standby" in d["transitions"][-1]["reason"]
     assert d["pid"] == sb_pid, "the standby's process serves the instance"
-    assert pids_in(sb_ns) == {sb_pid}
+    ns = f"{bed.tb.prefix}-cpe1-{inst['id']}"
+    assert pids_in(ns) == {sb_pid}, "in the standby's namespace, under the instance's name"
+    assert sb_ns not in bed.standby_namespaces()
     assert f"instance:{inst['id']}" in bed.instance_ports(), "the port is the instance's now"
     answer = ask_counter(bed, d["ip"].split("/")[0])
     assert answer["instance"] == inst["id"] and answer["count"] == 1
@@ -154,19 +156,22 @@ def test_a_create_is_served_by_the_warm_standby_and_nothing_is_left(bed: Bed) ->
     wait_for(
         lambda: (
             bed.api("GET", "/predeploy")["cpe1"]["standbys_ready"] == {"counter": 1}
-            and len(bed.standby_namespaces()) == 2
+            and len(bed.standby_namespaces()) == 1
         ),
         "the refill",
     )
-    refill = [n for n in bed.standby_namespaces() if n != sb_ns]
-    assert len(refill) == 1
+    refill = bed.standby_namespaces()
+    assert refill != [sb_ns]
 
     bed.api("DELETE", f"/instances/{inst['id']}")
     bed.state(inst["id"], ("gone",))
     assert not os.path.exists(f"/proc/{sb_pid}/ns"), "the instance's process is gone"
-    assert bed.standby_namespaces() == refill, "the taken namespace went with the instance"
+    assert bed.standby_namespaces() == refill
+    assert not netns.exists(ns), "the taken namespace went with the instance"
 
     (refill_pid,) = pids_in(refill[0])
+    # The desired state with no instance: the agent keeps its standby, no instance port.
+    assert bed.instance_ports() == [f"instance:{refill[0].split('-cpe1-')[1]}"]
     bed.api("PUT", "/nodes/cpe1/predeploy", json={"storage_mb": 0, "standbys": 0})
     wait_for(lambda: bed.standby_namespaces() == [], "the standbys stopped")
     wait_for(lambda: not os.path.exists(f"/proc/{refill_pid}/ns"), "the standby's process gone")

@@ -176,8 +176,6 @@ class Instance:
     pid: int | None = None
     limits: str = ""
     started_at: float = field(default_factory=time.time)
-    ns: str | None = None
-    """The namespace it runs in when not its own name's: a warm standby's it took."""
     from_standby: bool = False
     """It took a warm standby of its function instead of a cold start (standbys.py)."""
     port_name: str | None = None
@@ -195,7 +193,7 @@ class Instance:
     def netns(self) -> str:
         # The node is part of the name: during a migration between two nodes of one
         # testbed, source and target copies exist side by side on one machine.
-        return self.ns or f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
+        return f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
 
     @property
     def port(self) -> str:
@@ -382,8 +380,8 @@ class Instance:
             # The migration's secret lives in the migration record (0600) only.
             spec["migration"] = {k: v for k, v in mig.items() if k != "secret"}
         doc = {"spec": spec, "role": self.role, "pid": self.pid, "limits": self.limits}
-        if self.ns is not None:
-            doc |= {"netns": self.ns, "from_standby": self.from_standby, "port": self.port_name}
+        if self.from_standby:
+            doc |= {"from_standby": True, "port": self.port_name}
         write_private(self.path(".json"), json.dumps(doc))
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -540,7 +538,6 @@ def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
             inst = Instance(spec=doc["spec"], ctx=ctx, role=role)
             inst.pid = doc.get("pid")
             inst.limits = doc.get("limits", "")
-            inst.ns = doc.get("netns")
             inst.port_name = doc.get("port")
             inst.from_standby = bool(doc.get("from_standby", False))
         except (OSError, ValueError, KeyError, TypeError):

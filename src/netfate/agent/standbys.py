@@ -13,7 +13,9 @@ warm standbys of which function (`standbys`). The agent keeps them:
   no user.
 
 A create of that function here takes one (Supervisor.start_from): the standby's
-namespace and port become the instance's (`Instance.ns`, `Instance.port_name`),
+namespace is renamed to the instance's (netns.rename: the same namespace, under
+the name every part of the platform finds an instance's by), its port becomes the
+instance's (`Instance.port_name`),
 the port gets the instance's MAC, address and label and comes up
 (`Instance.attach`), and the process gets its configuration by the `take` op and
 starts serving. What a cold start spends on a namespace, a fork, the function's

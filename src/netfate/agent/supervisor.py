@@ -34,6 +34,7 @@ from netfate.agent.instances import (
     vet,
 )
 from netfate.agent.standbys import Pool, Standby
+from netfate.host import netns
 from netfate.host.private import write_private
 from netfate.model.lifecycle import InstanceRole
 
@@ -167,12 +168,16 @@ class Supervisor:
     ) -> None:
         """Start a copy in a warm standby: its namespace and process become the
         instance's; what is left is the wiring and the configuration (standbys.py)."""
-        inst = Instance(spec=spec, ctx=self.ctx, role=role, ns=sb.netns, from_standby=True,
-                        port_name=sb.port)  # fmt: skip
+        inst = Instance(spec=spec, ctx=self.ctx, role=role, from_standby=True, port_name=sb.port)
         inst.pid = sb.pid
         t0 = time.perf_counter()
         try:
             inst.vet()  # the configuration, as a cold start checks it
+            if netns.exists(inst.netns):  # of a crashed earlier try (its veth goes with it)
+                await asyncio.to_thread(netns.remove, inst.netns)
+            # The instance's own name from now on: whatever finds an instance's
+            # namespace by its name (tests, demos, the migration) finds this one.
+            netns.rename(sb.netns, inst.netns)
             config = json.dumps(spec.get("config") or {})
             cfg = write_private(inst.path(".config"), config)
             with contextlib.suppress(FileNotFoundError):
