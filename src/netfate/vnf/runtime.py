@@ -306,7 +306,7 @@ def _set_name(instance: str) -> None:
     restarts recognises its process by it in /proc."""
     import ctypes
 
-    from netfate.vnf.zygote import process_name
+    from netfate.vnf.names import process_name
 
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)

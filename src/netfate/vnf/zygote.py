@@ -31,16 +31,15 @@ import sys
 import traceback
 from typing import Any
 
+from netfate.vnf.names import process_name
+
 CLONE_NEWNET = 0x40000000
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-
-def process_name(instance: str) -> str:
-    """The name a forked instance gives itself (at most 15 bytes: the kernel's limit)."""
-    return f"nf-{instance}"[:15]
+__all__ = ["PARENT_ENV", "main", "process_name", "serve"]
 
 
 def _reap(_signum: int, _frame: Any) -> None:

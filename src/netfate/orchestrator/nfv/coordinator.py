@@ -47,7 +47,7 @@ from netfate.model.lifecycle import (
 )
 from netfate.model.secrets import restore
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
-from netfate.orchestrator.nfv import fnevents
+from netfate.orchestrator.nfv import fnevents, predeploy
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
@@ -626,8 +626,6 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
         out.append(spec)
     doc: dict[str, Any] = {"node": node, "revision": row.revision, "instances": out}
     if row.predeploy:  # the pre-deploy policy's part (nfv/predeploy.py): images, standbys
-        from netfate.orchestrator.nfv import predeploy  # it imports bump from here
-
         doc["predeploy"] = predeploy.node_part(session, row)
     return doc
 

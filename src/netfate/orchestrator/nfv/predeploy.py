@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.engine import predeploy as policy
-from netfate.orchestrator.nfv.coordinator import bump
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 
@@ -75,7 +74,15 @@ def set_budget(session: Session, node: str, storage_mb: float, standbys: int) ->
         raise NotFound(f"unknown node {node!r}")
     some = storage_mb > 0 or standbys > 0
     row.predeploy = {"storage_mb": storage_mb, "standbys": standbys} if some else {}
-    return bump(session, node)
+    # coordinator.bump's atomic increment (imported from there it would be a circle:
+    # the coordinator's desired_state calls node_part here).
+    session.execute(
+        update(NodeRow)
+        .where(NodeRow.name == node)
+        .values(revision=NodeRow.revision + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+    return {node}
 
 
 def view(p: policy.NodePlan, row: NodeRow | None) -> dict[str, Any]:
