@@ -256,15 +256,19 @@ def make_before_break(sc: Any, server_ns: str, node: str, settle: float) -> dict
     }
 
 
-def wait_standby(sc: Any, node: str, timeout: float = 60.0) -> str:
-    """Until `node`'s agent reports a warm standby ready; returns its function."""
+FIREWALL_FUNCTION = "netfate.vnf.firewall:Firewall"
+
+
+def wait_standby(sc: Any, node: str, timeout: float = 60.0) -> None:
+    """Until `node`'s agent reports a warm standby of the firewall ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready = (sc.api("GET", "/predeploy").get(node) or {}).get("standbys_ready") or {}
-        if ready:
-            return str(next(iter(ready)))
+        if ready.get(FIREWALL_FUNCTION):
+            return
         time.sleep(0.05)
-    raise RuntimeError(f"no warm standby at {node} after {timeout} s")
+    plan = sc.api("GET", "/predeploy").get(node)
+    raise RuntimeError(f"no warm standby of the firewall at {node} after {timeout} s: {plan}")
 
 
 def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dict[str, Any]:

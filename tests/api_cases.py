@@ -514,7 +514,7 @@ def test_predeploy_plan_reaches_the_agent_and_a_warm_create_is_recorded(api: Tes
     plan = r.json()
     assert plan["standbys"] == {"counter": 2}
     assert [i["function"] for i in plan["images"] if i["kept"]] == ["counter"]
-    assert "1 created here" in plan["images"][0]["why"]
+    assert "1 asked here" in plan["images"][0]["why"]
     assert len(plan["standbys_why"]) == 2
     part = api.get("/api/v1/agents/cpe1/desired").json()["predeploy"]
     assert part == {"images": ["counter"], "standbys": {"counter": 2}}
@@ -544,3 +544,19 @@ def test_predeploy_plan_reaches_the_agent_and_a_warm_create_is_recorded(api: Tes
     api.put("/api/v1/nodes/cpe1/predeploy", json={"storage_mb": 0, "standbys": 0})
     assert api.get("/api/v1/nodes/cpe1").json()["revision"] == rev + 1
     assert "predeploy" not in api.get("/api/v1/agents/cpe1/desired").json()
+
+
+def test_predeploy_demand_counts_moves_in_where_they_went_and_creates_where_made(
+    api: TestClient,
+) -> None:
+    """A firewall that follows its user is created once, then only moves: the moves
+    into a node are what was asked of it; the create counts where it was made."""
+    inst = running(api, node="cpe1")
+    r = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "pe1"})
+    assert r.status_code in (200, 202), r.text
+    for node in ("cpe1", "pe1"):
+        api.put(f"/api/v1/nodes/{node}/predeploy", json={"storage_mb": 1.0, "standbys": 1})
+    plans = api.get("/api/v1/predeploy").json()
+    assert plans["pe1"]["images"][0]["why"].startswith("rank 1: 1 asked here, 2 everywhere")
+    assert plans["cpe1"]["images"][0]["why"].startswith("rank 1: 1 asked here, 2 everywhere")
+    assert plans["pe1"]["standbys"] == {"counter": 1}

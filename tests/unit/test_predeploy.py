@@ -29,7 +29,7 @@ def test_images_are_kept_most_requested_here_first_within_the_budget() -> None:
     refused = p.images[2]
     assert not refused.kept
     assert "storage budget exceeded: needs 3.000 MB, 0.000 of 13 MB left" in refused.reason
-    assert "rank 1: 4 created here, 4 everywhere" in p.images[0].reason
+    assert "rank 1: 4 asked here, 4 everywhere" in p.images[0].reason
 
 
 def test_a_node_without_history_gets_what_is_asked_for_elsewhere() -> None:

@@ -4,8 +4,9 @@ A pure function over three inputs, no I/O:
 
 - each node's budget (`Budget`, set by the operator: `PUT /nodes/NODE/predeploy`):
   the storage its pre-deployed images may take, and how many warm standbys it keeps;
-- demand: how many instances of each function were created at each node (all
-  time, gone ones included: what was asked for, not what runs now);
+- demand: how many copies of each function were asked of each node (all time,
+  gone ones included: what was asked for, not what runs now): the instances
+  created there and the migrations into it (nfv/predeploy.py's `demand`);
 - each function's image size (its package on disk: `image_mb`).
 
 Per node, the candidate functions are those requested anywhere, ranked most
@@ -81,7 +82,7 @@ def plan_node(
 ) -> NodePlan:
     """The pre-deployment of `node` (see the module's docstring). `demand`: (node,
     function) -> creates; `sizes`: function -> image MB (a function without a size
-    is never kept: its image cannot be accounted for)."""
+    is never kept: its image cannot be accounted for). Asked: created or moved in."""
     here: dict[str, int] = {}
     everywhere: dict[str, int] = {}
     for (n, fn), count in demand.items():
@@ -94,7 +95,7 @@ def plan_node(
     out = NodePlan(node=node, budget=budget)
     left = budget.storage_mb
     for rank, fn in enumerate(ranked, 1):
-        asked = f"rank {rank}: {here.get(fn, 0)} created here, {everywhere[fn]} everywhere"
+        asked = f"rank {rank}: {here.get(fn, 0)} asked here, {everywhere[fn]} everywhere"
         size = sizes.get(fn)
         if size is None:
             out.images.append(Choice(fn, 0.0, False, f"{asked}; image size unknown"))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from netfate.orchestrator.engine import predeploy as policy
 from netfate.orchestrator.nfv.errors import NotFound
-from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
+from netfate.store.tables import DescriptorRow, InstanceRow, MigrationRow, NodeRow
 
 
 def budget_of(row: NodeRow) -> policy.Budget | None:
@@ -27,13 +27,40 @@ def budget_of(row: NodeRow) -> policy.Budget | None:
 
 
 def demand(session: Session) -> dict[tuple[str, str], int]:
-    """Instances ever created, per (node, function): gone ones count (what was asked)."""
-    q = (
-        select(InstanceRow.node, DescriptorRow.function, func.count())
+    """What was asked of each node, per (node, function): the instances created
+    there (gone ones count) and the migrations into it (a move in starts a copy
+    there, as a create does: a firewall that follows its user is created once and
+    then only moves). An instance counts where it was first placed: its `node` now
+    may be where it moved since, so creates are counted by the node of its first
+    copy, which is its node minus the moves it made."""
+    out: dict[tuple[str, str], int] = {}
+    fn = (
+        select(InstanceRow.id, InstanceRow.node, DescriptorRow.function)
         .join(DescriptorRow, DescriptorRow.name == InstanceRow.descriptor)
-        .group_by(InstanceRow.node, DescriptorRow.function)
+        .subquery()
     )
-    return {(str(n), str(f)): int(c) for n, f, c in session.execute(q)}
+    first = (
+        select(MigrationRow.instance, func.min(MigrationRow.id).label("mid"))
+        .group_by(MigrationRow.instance)
+        .subquery()
+    )
+    origin = func.coalesce(MigrationRow.source, fn.c.node)
+    created = (
+        select(origin, fn.c.function, func.count())
+        .select_from(fn)
+        .outerjoin(first, first.c.instance == fn.c.id)
+        .outerjoin(MigrationRow, MigrationRow.id == first.c.mid)
+        .group_by(origin, fn.c.function)
+    )
+    moved_in = (
+        select(MigrationRow.target, fn.c.function, func.count())
+        .join(fn, fn.c.id == MigrationRow.instance)
+        .group_by(MigrationRow.target, fn.c.function)
+    )
+    for q in (created, moved_in):
+        for n, f, c in session.execute(q):
+            out[(str(n), str(f))] = out.get((str(n), str(f)), 0) + int(c)
+    return out
 
 
 def sizes(functions: set[str]) -> dict[str, float]:
