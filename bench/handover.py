@@ -201,7 +201,9 @@ def wait_running(sc: Any, node: str, timeout: float = 30.0) -> float:
     raise RuntimeError(f"firewall not running at {node} after {timeout} s")
 
 
-def wait_enforced(sc: Any, node: str, timeout: float = 30.0) -> tuple[float, float]:
+def wait_enforced(
+    sc: Any, node: str, timeout: float = 30.0, since: float = 0.0
+) -> tuple[float, float]:
     """The firewall runs at `node` and (with the controller) the switches steer through
     it there. Returns (running at, enforced at). Enforced: for a migration, when the
     controller confirmed the steering toward the copy that announced itself at its
@@ -211,12 +213,19 @@ def wait_enforced(sc: Any, node: str, timeout: float = 30.0) -> tuple[float, flo
     if not sc.sdn:
         return t_running, t_running
     sc.steer(timeout)
-    moved = [
-        e
-        for e in sc.api("GET", "/events?tail=500")
-        if e["kind"] == "steering_moved" and e["data"]["instance"] == sc.fw_id
-        and e["data"]["node"] == node
-    ]  # fmt: skip
+    # This move's event only (`since`: its login answer): with moves back and forth,
+    # an earlier move to the same node left one too. It may come a little later.
+    deadline = time.monotonic() + 5.0
+    while True:
+        moved = [
+            e
+            for e in sc.api("GET", "/events?tail=500")
+            if e["kind"] == "steering_moved" and e["data"]["instance"] == sc.fw_id
+            and e["data"]["node"] == node and float(e["data"]["time"]) >= since
+        ]  # fmt: skip
+        if moved or not since or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     if moved:
         return t_running, float(moved[-1]["data"]["time"])
     status = sc.api("GET", "/sdn/status")
@@ -234,7 +243,7 @@ def make_before_break(sc: Any, server_ns: str, node: str, settle: float) -> dict
     sc.move_client(node)
     t_accept = sc.login(node)
     udp.ref = time.monotonic()
-    t_running, t_enforced = wait_enforced(sc, node)
+    t_running, t_enforced = wait_enforced(sc, node, since=t_accept)
     mig = sc.wait_migrated(node)
     rec = next(
         m for m in sc.api("GET", f"/instances/{sc.fw_id}")["migrations"] if m["id"] == mig["id"]
@@ -283,6 +292,7 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
             other = "cpe2" if target == "cpe1" else "cpe1"
             sc.api("PUT", f"/nodes/{other}/predeploy", none)
             plan = sc.api("PUT", f"/nodes/{target}/predeploy", budget if kind == "warm" else none)
+            wait_no_standby(sc, other)  # its standbys' removal is over before the move
             if kind == "warm":
                 wait_standby(sc, target)
             else:
@@ -290,9 +300,10 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
             r = make_before_break(sc, server_ns, target, a.settle)
             log = (tb.state.dir / "logs" / f"agent-{target}.log").read_text(errors="replace")
             r["to"] = target
-            r["took_a_warm_standby"] = any(
-                sc.fw_id in ln and "from warm standby" in ln for ln in log.splitlines()
-            )
+            took = [ln for ln in log.splitlines() if sc.fw_id in ln and "from warm standby" in ln]
+            r["took_a_warm_standby"] = bool(took)
+            if took:
+                r["agent_log"] = took[-1].split("instance ", 1)[-1]
             if kind == "warm":
                 r["plan"] = {k: plan.get(k) for k in ("images", "standbys", "standbys_why")}
             runs[kind].append(r)

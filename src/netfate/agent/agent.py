@@ -77,6 +77,7 @@ class Agent:
         self.target = TargetSide(self.sup, self.records)
         self.source = SourceSide(self.sup, self.records, lambda: self.desired, self._refresh)
         self.figures = Figures(self.sup)
+        self.sup.ports_changed = self.figures.refresh_ports
         self.desired: dict[str, dict[str, Any]] = {}
         self.revision = -1
         self.endpoint = ""

@@ -125,6 +125,16 @@ class Figures:
                     await proc.wait()
             await asyncio.sleep(1.0)  # the database restarted: watch again
 
+    async def refresh_ports(self) -> None:
+        """Read the ports again now and report (a warm standby's port relabelled for
+        the instance that took it: the bridge's port list did not change, so the
+        watch above does not see it, and the controller must not wait a heartbeat
+        to learn where the instance is)."""
+        self._ports_cache = None
+        with contextlib.suppress(Exception):
+            self.stats = await asyncio.to_thread(self.gather)
+        self.changed.set()
+
     async def function_stats(self) -> dict[str, dict[str, Any]]:
         """Each running function's own figures (its `status`), for the orchestrator."""
         out: dict[str, dict[str, Any]] = {}

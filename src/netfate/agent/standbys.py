@@ -20,8 +20,9 @@ the port gets the instance's MAC, address and label and comes up
 (`Instance.attach`), and the process gets its configuration by the `take` op and
 starts serving. What a cold start spends on a namespace, a fork, the function's
 import and the bridge port (an ovs-vsctl that waits for vswitchd) is spent before
-the request instead. The pool is then refilled in the background, after the taken
-one serves, so the refill never competes with the take it replaces.
+the request instead. The pool is then refilled in the background, REFILL_DELAY_S
+after the take, so the refill does not compete with the take it replaces nor with
+what follows it.
 
 Files, in the agent's state directory, per standby `sb-XXXXXXXX`:
 
@@ -58,6 +59,11 @@ from netfate.vnf.zygote import process_name
 log = logging.getLogger("netfate.agent")
 
 REFILL_BACKOFF_S = 2.0  # after a standby failed to start: not a busy loop
+REFILL_DELAY_S = 2.0
+"""A take's refill waits this long: a new standby (namespace, veth, bridge port,
+fork) competes for the CPU with what follows the take (a migration's state
+transfer and cut-over), and its new port makes the controller compile the
+node's flows again, which delays the steering toward the instance just taken."""
 
 
 class Standby:
@@ -198,6 +204,7 @@ class Pool:
         self.taken = 0
         """Standbys taken by creates since the agent started (a figure)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self.last_take = -1e9
 
     # ---------------------------------------------------------------- the plan
 
@@ -222,22 +229,34 @@ class Pool:
             sb = sbs.pop(0)
             if sb.alive():
                 self.taken += 1
+                self.last_take = time.monotonic()
                 return sb
             self._later(sb.stop())  # died while idle: cleaned, and the refill replaces it
         return None
 
-    def refill(self) -> None:
-        """Bring the pool back to its size (in the background, from the loop)."""
-        self.wake.set()
+    def refill(self, delay: float = REFILL_DELAY_S) -> None:
+        """Bring the pool back to its size, `delay` seconds from now (from the loop)."""
+        if delay <= 0:
+            self.wake.set()
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self.wake.set()
+
+        self._later(later())
 
     # ---------------------------------------------------------------- the loop
 
-    async def loop(self, every_s: float = 1.0) -> None:
-        """Keep the pool at its planned size, forever; a dead standby is replaced."""
+    async def loop(self, every_s: float = 5.0) -> None:
+        """Keep the pool at its planned size, forever: at once when the plan changes,
+        REFILL_DELAY_S after a take, and every `every_s` (a dead standby replaced)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), every_s)
             self.wake.clear()
+            if time.monotonic() - self.last_take < REFILL_DELAY_S:
+                continue  # a periodic round right after a take: the refill waits
             try:
                 if await self.converge():
                     self.changed.set()

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from netfate.agent.instances import (
@@ -54,6 +54,8 @@ class Supervisor:
         self.failed: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.pool = Pool(ctx, changed)
+        self.ports_changed: Callable[[], Coroutine[Any, Any, None]] | None = None
+        """Read the bridge's ports again and report (the agent's Figures.refresh_ports)."""
 
     async def adopt(self) -> None:
         """Take over what a previous run of this agent left running, but only what it
@@ -201,6 +203,8 @@ class Supervisor:
                 timed("attach", asyncio.to_thread(inst.attach)), timed("ready", inst.wait_ready())
             )
             t1 = time.perf_counter()
+            if self.ports_changed is not None:  # its port's new label, reported now
+                self.keep(asyncio.create_task(self.ports_changed()))  # (not waited for)
             await asyncio.to_thread(inst.limit)
         except Exception as e:
             detail = str(e) or type(e).__name__
