@@ -96,10 +96,10 @@ class Standby:
         and the process (forked by the zygote when it runs)."""
         registry.resolve(self.function)  # a name the registry does not hold: nothing made
         c = self.ctx
-        netns.ensure(self.netns)
-        links.set_up(self.netns, "lo")
         # Written first: a standby that fails half-way is cleaned by its record.
         write_private(self.path(".pool"), json.dumps({"function": self.function}))
+        netns.ensure(self.netns)
+        links.set_up(self.netns, "lo")
         links.veth_pair(IFNAME, self.netns, self.port, c.ovs_netns)
         if not c.offloads:
             links.tx_offload_off(self.netns, IFNAME)
@@ -303,11 +303,13 @@ class Pool:
         return changed
 
     async def close(self) -> None:
-        """Stop every standby (the agent stops)."""
+        """Stop every standby (the agent stops), and one whose start the stop cut
+        short (its record says what to remove)."""
         for sbs in self.ready.values():
             for sb in sbs:
                 await sb.stop()
         self.ready.clear()
+        await asyncio.to_thread(self.clear_leftovers)
 
     def clear_leftovers(self) -> list[str]:
         """Remove what a killed run left: processes, namespaces, files. Returns their ids."""
