@@ -27,6 +27,9 @@ Control protocol: one JSON object per line each way.
 
 `freeze` stops serving and returns the final state in one step, so that the
 downtime of a migration is one round trip plus the target's `import`+`activate`.
+
+`--pool` starts a warm standby instead (agent/standbys.py): the function imported,
+no configuration, waiting for one `take` that makes it an instance (`wait_taken`).
 """
 
 from __future__ import annotations
