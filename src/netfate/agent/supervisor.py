@@ -211,7 +211,7 @@ class Supervisor:
             log.error("instance %s failed to start from standby %s: %s", inst.id, sb.id, detail)
             self.failed[inst.id] = detail[:2000]
             await inst.stop()
-            sb.teardown()
+            await sb.stop()  # not taken after all (still named as the standby): killed
             self.pool.refill()
             return
         self.instances[inst.id] = inst
