@@ -17,6 +17,13 @@ service's steering intent carries the user's traffic through the firewall (its
 flows follow the instance); `--routes` runs without controller and steers by routes,
 as the first version did.
 
+Then (`--rounds K`, default 3) K pairs of make-before-break moves back and forth
+between the CPEs, alternating cold and warm: cold, the target has no pre-deploy
+budget (no standby); warm, the target gets one (PUT /nodes/NODE/predeploy) and its
+agent keeps a firewall standby ready, which the move's standby copy takes
+(`cold_vs_warm`: medians, each move, whether the agent's log says it took a
+standby, and the ratio warm / cold of accept_to_enforced_ms).
+
 Figures per mode: accept_to_enforced_ms, the time from the portal's answer to the
 login (it follows the RADIUS Access-Accept) until the firewall runs at the new CPE
 with the user's rules and, with the controller, every switch holds the steering
@@ -194,7 +201,9 @@ def wait_running(sc: Any, node: str, timeout: float = 30.0) -> float:
     raise RuntimeError(f"firewall not running at {node} after {timeout} s")
 
 
-def wait_enforced(sc: Any, node: str, timeout: float = 30.0) -> tuple[float, float]:
+def wait_enforced(
+    sc: Any, node: str, timeout: float = 30.0, since: float = 0.0
+) -> tuple[float, float]:
     """The firewall runs at `node` and (with the controller) the switches steer through
     it there. Returns (running at, enforced at). Enforced: for a migration, when the
     controller confirmed the steering toward the copy that announced itself at its
@@ -204,16 +213,136 @@ def wait_enforced(sc: Any, node: str, timeout: float = 30.0) -> tuple[float, flo
     if not sc.sdn:
         return t_running, t_running
     sc.steer(timeout)
-    moved = [
-        e
-        for e in sc.api("GET", "/events?tail=500")
-        if e["kind"] == "steering_moved" and e["data"]["instance"] == sc.fw_id
-        and e["data"]["node"] == node
-    ]  # fmt: skip
+    # This move's event only (`since`: its login answer): with moves back and forth,
+    # an earlier move to the same node left one too. It may come a little later.
+    deadline = time.monotonic() + 5.0
+    while True:
+        moved = [
+            e
+            for e in sc.api("GET", "/events?tail=500")
+            if e["kind"] == "steering_moved" and e["data"]["instance"] == sc.fw_id
+            and e["data"]["node"] == node and float(e["data"]["time"]) >= since
+        ]  # fmt: skip
+        if moved or not since or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     if moved:
         return t_running, float(moved[-1]["data"]["time"])
     status = sc.api("GET", "/sdn/status")
     return t_running, max(t_running, float(status["installed_at"]))
+
+
+def make_before_break(sc: Any, server_ns: str, node: str, settle: float) -> dict[str, Any]:
+    """The client moves to `node` and logs in; its firewall migrates with its state."""
+    udp = UdpStream(sc.client_ns, server_ns, sc.server_ip)
+    tcp = TcpFlow(sc.client_ns, sc.server_ip)
+    udp.start()
+    tcp.start()
+    time.sleep(settle)
+    t_move = udp.moved = time.monotonic()
+    sc.move_client(node)
+    t_accept = sc.login(node)
+    udp.ref = time.monotonic()
+    t_running, t_enforced = wait_enforced(sc, node, since=t_accept)
+    mig = sc.wait_migrated(node)
+    rec = next(
+        m for m in sc.api("GET", f"/instances/{sc.fw_id}")["migrations"] if m["id"] == mig["id"]
+    )
+    time.sleep(settle)
+    return {
+        "accept_to_enforced_ms": round((t_enforced - t_accept) * 1e3, 1),
+        "accept_to_running_ms": round((t_running - t_accept) * 1e3, 1),
+        "move_to_login_answer_ms": round((udp.ref - t_move) * 1e3, 1),
+        "agent_downtime_ms": mig["downtime_ms"],
+        # Requested in the Access-Accept's transaction, done when the target
+        # agent reported it (so this includes the report's latency).
+        "migration_request_to_done_ms": round((rec["finished_at"] - rec["started_at"]) * 1e3, 1)
+        if rec.get("finished_at") and rec.get("started_at")
+        else None,
+        "state_bytes": mig["state_bytes"],
+        "udp": udp.stop(),
+        "tcp": tcp.stop(),
+    }
+
+
+FIREWALL_FUNCTION = "netfate.vnf.firewall:Firewall"
+
+
+def wait_standby(sc: Any, node: str, timeout: float = 60.0) -> None:
+    """Until `node`'s agent reports a warm standby of the firewall ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = (sc.api("GET", "/predeploy").get(node) or {}).get("standbys_ready") or {}
+        if ready.get(FIREWALL_FUNCTION):
+            return
+        time.sleep(0.05)
+    plan = sc.api("GET", "/predeploy").get(node)
+    raise RuntimeError(f"no warm standby of the firewall at {node} after {timeout} s: {plan}")
+
+
+def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dict[str, Any]:
+    """`a.rounds` pairs of make-before-break moves between cpe1 and cpe2: cold, then
+    warm (see run()). Medians and the ratio warm / cold, same run."""
+    runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+    budget = {"storage_mb": 10.0, "standbys": 1}
+    none = {"storage_mb": 0, "standbys": 0}
+    for _ in range(a.rounds):
+        for kind in ("cold", "warm"):
+            target = "cpe1" if sc.fw_node == "cpe2" else "cpe2"
+            other = "cpe2" if target == "cpe1" else "cpe1"
+            sc.api("PUT", f"/nodes/{other}/predeploy", none)
+            plan = sc.api("PUT", f"/nodes/{target}/predeploy", budget if kind == "warm" else none)
+            wait_no_standby(sc, other)  # its standbys' removal is over before the move
+            if kind == "warm":
+                wait_standby(sc, target)
+            else:
+                wait_no_standby(sc, target)
+            r = make_before_break(sc, server_ns, target, a.settle)
+            log = (tb.state.dir / "logs" / f"agent-{target}.log").read_text(errors="replace")
+            r["to"] = target
+            took = [ln for ln in log.splitlines() if sc.fw_id in ln and "from warm standby" in ln]
+            r["took_a_warm_standby"] = bool(took)
+            if took:
+                r["agent_log"] = took[-1].split("instance ", 1)[-1]
+            if kind == "warm":
+                r["plan"] = {k: plan.get(k) for k in ("images", "standbys", "standbys_why")}
+            runs[kind].append(r)
+    for node in ("cpe1", "cpe2"):
+        sc.api("PUT", f"/nodes/{node}/predeploy", none)
+
+    def med(kind: str, key: str) -> dict[str, Any]:
+        xs = sorted(float(r[key]) for r in runs[kind] if r.get(key) is not None)
+        return {"median": xs[len(xs) // 2] if xs else None, "all": xs}
+
+    def gap(r: dict[str, Any]) -> Any:
+        return r["udp"].get("handover_max_gap_ms")
+
+    out: dict[str, Any] = {"runs": runs}
+    for kind in ("cold", "warm"):
+        for r in runs[kind]:
+            r["udp_handover_max_gap_ms"] = gap(r)
+        out[kind] = {
+            k: med(kind, k)
+            for k in ("accept_to_enforced_ms", "accept_to_running_ms", "agent_downtime_ms",
+                      "migration_request_to_done_ms", "udp_handover_max_gap_ms")
+        }  # fmt: skip
+        out[kind]["took_a_warm_standby"] = [r["took_a_warm_standby"] for r in runs[kind]]
+        out[kind]["tcp_survived"] = [r["tcp"]["survived"] for r in runs[kind]]
+    w = out["warm"]["accept_to_enforced_ms"]["median"]
+    c = out["cold"]["accept_to_enforced_ms"]["median"]
+    out["ratio_accept_to_enforced_warm_vs_cold_median"] = round(w / c, 3) if w and c else None
+    return out
+
+
+def wait_no_standby(sc: Any, node: str, timeout: float = 60.0) -> None:
+    """Until `node`'s agent reports no warm standby (its budget was taken away)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = sc.api("GET", "/nodes/" + node)
+        if not (view.get("resources") or {}).get("standbys"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"standbys still at {node} after {timeout} s")
 
 
 def run(argv: list[str]) -> dict[str, Any]:
@@ -223,6 +352,12 @@ def run(argv: list[str]) -> dict[str, Any]:
         "--routes",
         action="store_true",
         help="no SDN controller: steer by routes (the comparison of the first version)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="then pairs of make-before-break moves, cold vs to a warm standby (0: none)",
     )
     a = p.parse_args(argv)
     from netfate.services.firewall.demo import Scenario
@@ -243,40 +378,8 @@ def run(argv: list[str]) -> dict[str, Any]:
             sc.steer()
             server_ns = tb.netns_of("server1")
 
-            # ---- make-before-break: migrate with state
-            udp = UdpStream(sc.client_ns, server_ns, sc.server_ip)
-            tcp = TcpFlow(sc.client_ns, sc.server_ip)
-            udp.start()
-            tcp.start()
-            time.sleep(a.settle)
-            t_move = udp.moved = time.monotonic()
-            sc.move_client("cpe2")
-            t_accept = sc.login("cpe2")
-            udp.ref = time.monotonic()
-            t_running, t_enforced = wait_enforced(sc, "cpe2")
-            mig = sc.wait_migrated("cpe2")
-            rec = next(
-                m
-                for m in sc.api("GET", f"/instances/{sc.fw_id}")["migrations"]
-                if m["id"] == mig["id"]
-            )
-            time.sleep(a.settle)
-            out["make_before_break"] = {
-                "accept_to_enforced_ms": round((t_enforced - t_accept) * 1e3, 1),
-                "accept_to_running_ms": round((t_running - t_accept) * 1e3, 1),
-                "move_to_login_answer_ms": round((udp.ref - t_move) * 1e3, 1),
-                "agent_downtime_ms": mig["downtime_ms"],
-                # Requested in the Access-Accept's transaction, done when the target
-                # agent reported it (so this includes the report's latency).
-                "migration_request_to_done_ms": round(
-                    (rec["finished_at"] - rec["started_at"]) * 1e3, 1
-                )
-                if rec.get("finished_at") and rec.get("started_at")
-                else None,
-                "state_bytes": mig["state_bytes"],
-                "udp": udp.stop(),
-                "tcp": tcp.stop(),
-            }
+            # ---- make-before-break: migrate with state (cold: no standby at cpe2)
+            out["make_before_break"] = make_before_break(sc, server_ns, "cpe2", a.settle)
 
             # ---- break-before-make: stop, then start afresh (no state)
             udp = UdpStream(sc.client_ns, server_ns, sc.server_ip)
@@ -299,6 +402,14 @@ def run(argv: list[str]) -> dict[str, Any]:
                 "udp": udp.stop(),
                 "tcp": tcp.stop(),
             }
+
+            # ---- make-before-break, cold vs warm (--rounds K): K pairs of moves
+            # between the CPEs, alternating, each pair one cold (the target has no
+            # pre-deploy budget: no standby) and one warm (the target gets a budget;
+            # its agent keeps a firewall standby ready, the firewall being asked for
+            # already: the policy's demand; the move's standby copy takes it).
+            if a.rounds:
+                out["cold_vs_warm"] = cold_vs_warm(sc, tb, server_ns, a)
         finally:
             sc.close()
     mbb, bbm = out["make_before_break"], out["break_before_make"]
@@ -312,6 +423,10 @@ def run(argv: list[str]) -> dict[str, Any]:
     out["ratio_handover_gap_to_steady_jitter"] = (
         round(mbb_gap / steady, 3) if mbb_gap and steady else None
     )
+    if "cold_vs_warm" in out:
+        cw = out["cold_vs_warm"]
+        med = cw["warm"]["accept_to_enforced_ms"]["median"]
+        out["goals"]["warm_accept_to_enforced_under_50ms"] = med is not None and med < 50
     # The whole move (client re-attach + handover): break-before-make's outage comes
     # with the logout, before its login answer, so only the whole compares.
     mbb_all, bbm_all = mbb["udp"]["max_gap_ms"], bbm["udp"]["max_gap_ms"]

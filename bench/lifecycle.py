@@ -11,6 +11,11 @@ downtime on a real testbed, against bare baselines measured in the same run.
    `ip netns exec NS python -m netfate.vnf counter ...` until its control socket's
    `.ready` file exists (the same interpreter running the same function, without
    the platform), and a plain `python -c pass` spawn. Ratio: create / baseline.
+2b. Warm standbys (`--warm N`): the node gets a pre-deploy budget of one standby
+   (PUT /nodes/NODE/predeploy); N creates there, each taking the standby the agent
+   refilled (waited for first), alternate with N cold creates at `--cold-node`
+   (no budget). Ratio: warm / cold create-to-running, same run; each warm create
+   must say it took a standby (its transition's reason).
 3. Migration downtime: one counter serving a host (placement puts it on the
    host's CPE) is migrated back and forth K times between two nodes while a probe
    in the host's namespace sends a UDP datagram every 1 ms to the instance's
@@ -27,7 +32,7 @@ Everything started here is stopped by pid; namespaces go with `Testbed.down()`
 (baseline namespaces carry the run's prefix, so a crashed run's `testbed clean`
 removes them too), also on Ctrl-C or SIGTERM.
 
-    netfate bench lifecycle --json [--quick] [--creates 20] [--migrations 10]
+    netfate bench lifecycle --json [--quick] [--creates 20] [--migrations 10] [--warm 10]
         [--topology examples/demo.yaml] [--node cpe1] [--serves laptop1]
         [--pair cpe1,cpe2] [--interval-ms 1] [--settle 0.3] [--steady 1]
 """
@@ -84,6 +89,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--node", default="cpe1", help="node the creates are pinned to")
     p.add_argument("--serves", default="laptop1", help="host the migrated instance serves")
     p.add_argument("--pair", default="cpe1,cpe2", help="the two nodes migrated between")
+    p.add_argument(
+        "--warm",
+        type=int,
+        default=None,
+        help="pairs of creates, warm standby at --node vs cold at --cold-node (10)",
+    )
+    p.add_argument("--cold-node", default="cpe2", help="node without standbys (--warm)")
     p.add_argument("--interval-ms", type=float, default=1.0, help="probe send interval")
     p.add_argument("--settle", type=float, default=0.3, help="seconds between migrations")
     p.add_argument("--steady", type=float, default=None, help="probe seconds before migrating")
@@ -98,6 +110,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--verbose", action="store_true", help="progress on stderr")
     a = p.parse_args(argv)
     a.creates = a.creates if a.creates is not None else (3 if a.quick else 20)
+    a.warm = a.warm if a.warm is not None else (2 if a.quick else 10)
+    if a.warm and a.cold_node == a.node:
+        p.error("--cold-node must differ from --node: it keeps no standby")
     a.migrations = a.migrations if a.migrations is not None else (2 if a.quick else 10)
     a.steady = a.steady if a.steady is not None else (0.5 if a.quick else 1.0)
     pair = [x.strip() for x in a.pair.split(",") if x.strip()]
@@ -465,6 +480,82 @@ def bench_creates(api: Api, a: argparse.Namespace, prefix: str, workdir: Path) -
     }
 
 
+def took_standby(transitions: list[dict[str, Any]]) -> bool:
+    """Did the agent say this create took a warm standby (the transition's reason)?"""
+    return any("from a warm standby" in str(t.get("reason", "")) for t in transitions)
+
+
+def _wait_standby(api: Api, node: str, function: str, timeout: float = 60) -> float:
+    """Seconds until the node's agent reports a standby of `function` ready."""
+    t0 = time.monotonic()
+    while True:
+        view = api.call("GET", "/predeploy").get(node) or {}
+        if (view.get("standbys_ready") or {}).get(function, 0) >= 1:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"no warm standby of {function} on {node}: {view}")
+        time.sleep(0.05)
+
+
+def bench_warm(api: Api, a: argparse.Namespace) -> dict[str, Any]:
+    """Create-to-running from a warm standby (`--node`, with a pre-deploy budget of one
+    standby) against a cold start (`--cold-node`, no budget), alternating, same run.
+    Each warm create waits first until the refilled standby is reported ready."""
+    c = _c()
+    # Demand first: the policy keeps what was asked for (a counter at each node).
+    for node in (a.node, a.cold_node):
+        api.call("PUT", f"/nodes/{node}/predeploy", {"storage_mb": 0, "standbys": 0})
+    seed = api.call("POST", "/instances", {"descriptor": "counter", "node": a.node})
+    api.wait_state(seed["id"], ("running", "failed"))
+    api.call("DELETE", f"/instances/{seed['id']}")
+    api.wait_state(seed["id"], ("gone",))
+    plan = api.call("PUT", f"/nodes/{a.node}/predeploy", {"storage_mb": 1.0, "standbys": 1})
+    warm: list[float] = []
+    cold: list[float] = []
+    refill: list[float] = []
+    taken = 0
+    failures: list[str] = []
+    try:
+        for i in range(a.warm):
+            for node, out in ((a.node, warm), (a.cold_node, cold)):
+                # Before the cold one too: a refill under way would slow it (2 cores).
+                waited = _wait_standby(api, a.node, "counter") * 1e3
+                if node == a.node:
+                    refill.append(waited)
+                inst = api.call("POST", "/instances", {"descriptor": "counter", "node": node})
+                d = api.wait_state(inst["id"], ("running", "failed"))
+                if d["state"] == "failed":
+                    failures.append(f"{inst['id']}: {d.get('detail', '')[:200]}")
+                else:
+                    ms = transition_ms(d["transitions"], "requested", "running")
+                    if ms is not None:
+                        out.append(ms)
+                    if node == a.node and took_standby(d["transitions"]):
+                        taken += 1
+                    if node != a.node and took_standby(d["transitions"]):
+                        failures.append(f"{inst['id']}: a cold create took a standby")
+                api.call("DELETE", f"/instances/{inst['id']}")
+                api.wait_state(inst["id"], ("gone",))
+            if a.verbose:
+                print(f"pair {i}: warm {warm[-1:]} ms, cold {cold[-1:]} ms", file=sys.stderr)
+    finally:
+        api.call("PUT", f"/nodes/{a.node}/predeploy", {"storage_mb": 0, "standbys": 0})
+    w, k = c.summary(warm, 1), c.summary(cold, 1)
+    return {
+        "warm_create_to_running_ms": w,
+        "cold_create_to_running_ms": k,
+        "warm_node": a.node,
+        "cold_node": a.cold_node,
+        "warm_creates_that_took_a_standby": taken,
+        "warm_creates": len(warm),
+        "refill_wait_ms": c.summary(refill, 1),
+        "plan": {x: plan.get(x) for x in ("images", "standbys", "standbys_why")},
+        "failed": failures,
+        "ratio_warm_vs_cold_median": c.ratio(w.get("median"), k.get("median")),
+        "goal_warm_median_under_20_ms": (w.get("median") or 1e9) < 20,
+    }
+
+
 def bench_migrations(api: Api, tb: Any, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     c = _c()
     inst = api.call("POST", "/instances", {"descriptor": "counter", "serves": a.serves})
@@ -574,6 +665,14 @@ AGENT_START_RE = re.compile(
 )
 
 
+WARM_TAKE_RE = re.compile(r"instance (i-[0-9a-f]+) \w+ in (\d+) ms from warm standby")
+
+
+def warm_takes(log_text: str) -> list[float]:
+    """The agent's own figure for each create that took a warm standby (ms)."""
+    return [float(m.group(2)) for m in WARM_TAKE_RE.finditer(log_text)]
+
+
 def agent_start_breakdown(log_text: str) -> dict[str, list[float]]:
     """The agent's own start-up log lines: total, namespace+spawn, wiring+start-up (ms)."""
     out: dict[str, list[float]] = {"total": [], "namespace_spawn": [], "wiring_startup": []}
@@ -632,6 +731,20 @@ def run(argv: list[str]) -> dict[str, Any]:
                         result["create"]["agent_log_ms"] = {
                             k: c.summary(v, 1) for k, v in br.items()
                         }
+                if n == 0 and a.warm:
+                    result["create_warm"] = bench_warm(api, a)
+                    logs = tb.state.dir / "logs"
+                    with contextlib.suppress(OSError):
+                        wl = (logs / f"agent-{a.node}.log").read_text(errors="replace")
+                        cl = (logs / f"agent-{a.cold_node}.log").read_text(errors="replace")
+                        result["create_warm"]["agent_log_ms"] = {
+                            "warm_take": c.summary(warm_takes(wl), 1),
+                            "cold_start": c.summary(agent_start_breakdown(cl)["total"], 1),
+                        }
+                        result["create_warm"]["agent_log_warm_lines"] = [
+                            ln.split("instance ", 1)[-1] for ln in wl.splitlines()
+                            if "from warm standby" in ln
+                        ]  # fmt: skip
                 if a.migrations:
                     mig = bench_migrations(api, tb, a, workdir)
                     mig["link_emulator"] = tb.emulator

@@ -376,6 +376,22 @@ def test_unreachable_after_missed_heartbeats(db_url: str) -> None:
             "status",
         ),
         ("get", "/api/v1/agents/cpe1/desired?wait=99", None, 422, "wait"),
+        (
+            "put",
+            "/api/v1/nodes/cpe1/predeploy",
+            {"storage_mb": -1, "standbys": 1},
+            422,
+            "storage_mb",
+        ),
+        ("put", "/api/v1/nodes/cpe1/predeploy", {"storage_mb": 1, "standbys": 65}, 422, "standbys"),
+        ("put", "/api/v1/nodes/cpe1/predeploy", {"storage_mb": 1}, 422, "standbys"),
+        (
+            "put",
+            "/api/v1/nodes/ghost/predeploy",
+            {"storage_mb": 1, "standbys": 1},
+            404,
+            "unknown node",
+        ),
     ],
 )
 def test_bad_requests_are_refused_and_change_nothing(
@@ -484,3 +500,63 @@ def test_agents_forward_function_stats(api: TestClient) -> None:
     inst = running(api, node="cpe1")
     report(api, "cpe1", instances=[{"id": inst["id"], "status": "running", "stats": {"total": 3}}])
     assert api.get(f"/api/v1/instances/{inst['id']}").json()["stats"] == {"total": 3}
+
+
+def test_predeploy_plan_reaches_the_agent_and_a_warm_create_is_recorded(api: TestClient) -> None:
+    """The operator's budget: the plan (with its reasons) is readable, the node's
+    desired state carries its images and standbys, and a create its agent served
+    from a warm standby says so in its transitions. Nodes without a budget get none."""
+    assert api.get("/api/v1/predeploy").json() == {}
+    assert "predeploy" not in api.get("/api/v1/agents/cpe1/desired").json()
+    first = running(api, node="cpe1")  # demand: one counter at cpe1
+    r = api.put("/api/v1/nodes/cpe1/predeploy", json={"storage_mb": 1.0, "standbys": 2})
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert plan["standbys"] == {"counter": 2}
+    assert [i["function"] for i in plan["images"] if i["kept"]] == ["counter"]
+    assert "1 asked here" in plan["images"][0]["why"]
+    assert len(plan["standbys_why"]) == 2
+    part = api.get("/api/v1/agents/cpe1/desired").json()["predeploy"]
+    assert part == {"images": ["counter"], "standbys": {"counter": 2}}
+    assert "predeploy" not in api.get("/api/v1/agents/cpe2/desired").json()
+    report(api, "cpe1", resources={"standbys": {"counter": 2}},
+           instances=[{"id": first["id"], "status": "running"}])  # fmt: skip
+    assert api.get("/api/v1/predeploy").json()["cpe1"]["standbys_ready"] == {"counter": 2}
+    inst = api.post("/api/v1/instances", json={"descriptor": "counter", "node": "cpe1"}).json()
+    report(api, "cpe1", instances=[
+        {"id": first["id"], "status": "running"},
+        {"id": inst["id"], "status": "running", "from_standby": True},
+    ])  # fmt: skip
+    tr = api.get(f"/api/v1/instances/{inst['id']}").json()["transitions"]
+    assert [t["state"] for t in tr] == ["requested", "starting", "running"]
+    assert all("from a warm standby" in t["reason"] for t in tr[1:])
+    assert not any(
+        "warm" in t["reason"]
+        for t in api.get(f"/api/v1/instances/{first['id']}").json()["transitions"]
+    )
+    # A budget too small for the image: refused, with the figures, and no standby.
+    small = api.put("/api/v1/nodes/cpe1/predeploy", json={"storage_mb": 0.0001, "standbys": 1})
+    (img,) = small.json()["images"]
+    assert not img["kept"] and "storage budget exceeded" in img["why"]
+    assert small.json()["standbys"] == {}
+    # 0 and 0: no pre-deployment at all; its agent hears it (the revision moved).
+    rev = api.get("/api/v1/nodes/cpe1").json()["revision"]
+    api.put("/api/v1/nodes/cpe1/predeploy", json={"storage_mb": 0, "standbys": 0})
+    assert api.get("/api/v1/nodes/cpe1").json()["revision"] == rev + 1
+    assert "predeploy" not in api.get("/api/v1/agents/cpe1/desired").json()
+
+
+def test_predeploy_demand_counts_moves_in_where_they_went_and_creates_where_made(
+    api: TestClient,
+) -> None:
+    """A firewall that follows its user is created once, then only moves: the moves
+    into a node are what was asked of it; the create counts where it was made."""
+    inst = running(api, node="cpe1")
+    r = api.post(f"/api/v1/instances/{inst['id']}/migrate", json={"node": "pe1"})
+    assert r.status_code in (200, 202), r.text
+    for node in ("cpe1", "pe1"):
+        api.put(f"/api/v1/nodes/{node}/predeploy", json={"storage_mb": 1.0, "standbys": 1})
+    plans = api.get("/api/v1/predeploy").json()
+    assert plans["pe1"]["images"][0]["why"].startswith("rank 1: 1 asked here, 2 everywhere")
+    assert plans["cpe1"]["images"][0]["why"].startswith("rank 1: 1 asked here, 2 everywhere")
+    assert plans["pe1"]["standbys"] == {"counter": 1}

@@ -221,6 +221,9 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "GET /api/v1/nodes/{node}/flows": [{"path": {"node": "cpe1"}}],
     "GET /api/v1/nodes/{name}": [{"path": {"name": "cpe1"}}],
     "PUT /api/v1/nodes/{name}/power": [{"path": {"name": "cpe3"}, "body": {"state": "on"}}],
+    "PUT /api/v1/nodes/{name}/predeploy": [
+        {"path": {"name": "cpe1"}, "body": {"storage_mb": 1.0, "standbys": 1}}
+    ],
     "GET /api/v1/instances/{iid}": [{"path": {"iid": "@iid:0"}}],
     "DELETE /api/v1/instances/{iid}": [{"path": {"iid": "@iid:1"}}],
     "GET /api/v1/intents/{intent_id}": [{"path": {"intent_id": "laptop-tv"}}],

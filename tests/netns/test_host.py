@@ -75,6 +75,32 @@ def test_ensure_exists_list_remove(run_prefix: str) -> None:
         netns.remove(name)
 
 
+def test_rename_keeps_the_namespace_and_what_is_in_it(run_prefix: str) -> None:
+    """A warm standby's namespace gets its instance's name (agent/standbys.py): the
+    same namespace, its interfaces with it; the old name is gone."""
+    old, new, other = f"{run_prefix}-sb", f"{run_prefix}-inst", f"{run_prefix}-taken"
+    try:
+        netns.ensure(old)
+        netns.ensure(other)
+        links.set_up(old, "lo")
+        links.add_address(old, "lo", "10.99.0.1/32")
+        inode = ns_inode(old)
+        netns.rename(old, new)
+        assert not netns.exists(old) and netns.exists(new)
+        assert ns_inode(new) == inode
+        out = netns.run_in(new, ["ip", "-4", "addr", "show", "lo"]).stdout
+        assert "10.99.0.1" in out
+        with pytest.raises(FileExistsError):
+            netns.rename(new, other)  # a name taken is never replaced
+        assert ns_inode(new) == inode and netns.exists(other)
+        with pytest.raises(FileNotFoundError):
+            netns.rename(old, f"{run_prefix}-x")
+        assert not netns.exists(f"{run_prefix}-x")
+    finally:
+        for n in (old, new, other, f"{run_prefix}-x"):
+            netns.remove(n)
+
+
 def test_invalid_names_rejected() -> None:
     for bad in ("", "../etc", "a/b", ".", "-x", "x" * 200):
         with pytest.raises(ValueError):

@@ -16,9 +16,10 @@ from netfate.model.lifecycle import InstanceRole
 
 
 class Copy:
-    def __init__(self, role: InstanceRole, alive: bool) -> None:
+    def __init__(self, role: InstanceRole, alive: bool, from_standby: bool = False) -> None:
         self.role, self._alive = role, alive
         self.pid, self.limits = 42, "cpu 0.1 cores, memory 64 MiB"
+        self.from_standby = from_standby
 
     def alive(self) -> bool:
         return self._alive
@@ -35,6 +36,7 @@ def test_the_body_says_what_each_copy_task_and_failure_is() -> None:
             "i-run": Copy(InstanceRole.ACTIVE, True),
             "i-sby": Copy(InstanceRole.STANDBY, True),
             "i-dead": Copy(InstanceRole.ACTIVE, False),
+            "i-warm": Copy(InstanceRole.ACTIVE, True, from_standby=True),
         }  # type: ignore[dict-item]
     )
     sup.tasks.update({"i-new": None, "i-old": None, "i-run": None})  # type: ignore[dict-item]
@@ -64,7 +66,9 @@ def test_the_body_says_what_each_copy_task_and_failure_is() -> None:
     assert by_id["i-new"] == {"id": "i-new", "status": "starting", "role": "standby"}
     assert by_id["i-old"] == {"id": "i-old", "status": "stopping"}
     assert by_id["i-bad"] == {"id": "i-bad", "status": "failed", "detail": "no such function"}
-    assert len(body["instances"]) == 6
+    # One that took a warm standby says so (its record does: agent/standbys.py).
+    assert by_id["i-warm"]["from_standby"] is True and "from_standby" not in by_id["i-run"]
+    assert len(body["instances"]) == 7
     # A record still serving is no migration to report.
     assert body["migrations"] == [{"id": 4, "instance": "i-sby", "status": "preparing"}]
     assert body["ports"] == [{"name": "p", "ofport": 1, "peer": "host:h"}]

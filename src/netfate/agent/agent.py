@@ -9,6 +9,7 @@ This class is the wiring; each part is its own module:
     poll.py              the orchestrator's agent API (register, desired, report)
     converge.py          what to do, decided without I/O (desired vs what runs here)
     supervisor.py        the instances here: start, stop, restart, reconfigure, adopt
+    standbys.py          warm standbys kept ready as the pre-deploy policy says
     migration_target.py  a move in: the client that pulls an instance here
     migration_source.py  a move away: the server a target pulls from
     migration.py         the protocol both sides speak, its tables and records
@@ -80,6 +81,7 @@ class Agent:
         self.target = TargetSide(self.sup, self.records, cfg.migration_netns)
         self.source = SourceSide(self.sup, self.records, lambda: self.desired, self._refresh)
         self.figures = Figures(self.sup)
+        self.sup.ports_changed = self.figures.refresh_ports
         self.desired: dict[str, dict[str, Any]] = {}
         self.revision = -1
         self.endpoint = ""
@@ -111,6 +113,7 @@ class Agent:
                 asyncio.create_task(self._report_loop()),
                 asyncio.create_task(self.figures.loop(self.cfg.heartbeat_s)),
                 asyncio.create_task(self.figures.watch_ports()),
+                asyncio.create_task(self.sup.pool.loop()),
             ]
             try:
                 await self._poll_loop()
@@ -118,6 +121,7 @@ class Agent:
                 for task in loops:
                     task.cancel()
         finally:
+            await self.sup.pool.close()  # warm standbys are the agent's own: they go
             server.close()
             if self.metrics is not None:
                 self.metrics.close()
@@ -192,6 +196,7 @@ class Agent:
         self.desired = desired
         self.target.hear(desired)
         sup = self.sup
+        sup.pool.plan(state.get("predeploy"))
         local = {
             iid: converge.Local(inst.role, inst.alive(), inst.spec.get("config") or {})
             for iid, inst in sup.instances.items()

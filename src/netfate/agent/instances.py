@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,17 @@ class Zygote:
             raise InstanceError(f"zygote: {reply.get('error', 'no answer')}")
         return int(reply["pid"])
 
+    def preload(self, function: str) -> None:
+        """Import `function` in the fork server now (a pre-deployed image): forks of it,
+        warm standbys included, inherit the import."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30.0)
+            s.connect(self.path)
+            s.sendall(json.dumps({"preload": function}).encode() + b"\n")
+            reply = json.loads(s.makefile("rb").readline() or b"{}")
+        if not reply.get("ok"):
+            raise InstanceError(f"zygote: {reply.get('error', 'no answer')}")
+
     def stop(self) -> None:
         if self.usable() and self.proc is not None:
             self.proc.terminate()
@@ -144,6 +156,12 @@ class NodeContext:
         object.__setattr__(self, "ports", PortSwitch(self.ovs_netns))
 
 
+def port_name(ctx: NodeContext, key: str) -> str:
+    """The bridge port of an instance (or a warm standby) named `key` on this node."""
+    h = hashlib.sha1(f"{ctx.node}/{key}".encode()).hexdigest()
+    return f"{ctx.prefix}v{h[: 14 - len(ctx.prefix)]}"
+
+
 def vet(spec: dict[str, Any], image_dir: Path) -> None:
     """ValueError (UnknownFunction, pydantic's ValidationError) when ``spec`` names a
     function the registry does not hold or a configuration its schema refuses."""
@@ -158,6 +176,10 @@ class Instance:
     pid: int | None = None
     limits: str = ""
     started_at: float = field(default_factory=time.time)
+    from_standby: bool = False
+    """It took a warm standby of its function instead of a cold start (standbys.py)."""
+    port_name: str | None = None
+    """Its bridge port when not its own name's: the warm standby's, wired in advance."""
     _garp: socket.socket | None = field(default=None, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -175,8 +197,7 @@ class Instance:
 
     @property
     def port(self) -> str:
-        h = hashlib.sha1(f"{self.ctx.node}/{self.id}".encode()).hexdigest()
-        return f"{self.ctx.prefix}v{h[: 14 - len(self.ctx.prefix)]}"
+        return self.port_name or port_name(self.ctx, self.id)
 
     def path(self, suffix: str) -> Path:
         return self.ctx.state_dir / f"{self.id}{suffix}"
@@ -211,6 +232,40 @@ class Instance:
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
         self._announcer()  # opened now: creating a packet socket costs a kernel RCU wait
         c.ports.prepare(self.port)  # looked up now, not on a migration's cutover
+        if self.role == InstanceRole.ACTIVE:
+            self.bring_up()
+
+    def attach(self) -> None:
+        """The wiring left to do in a warm standby (standbys.py), whose veth into the
+        bridge exists, port down, since before the request: its address, MAC and
+        route, the port's label in Open vSwitch (no wait for vswitchd: only the
+        database row changes), then the port up. Netlink operations: milliseconds."""
+        c = self.ctx
+        # The label is another process (ovs-vsctl): it runs while netlink does the rest.
+        failed: list[BaseException] = []
+
+        def relabel() -> None:
+            try:
+                c.vsctl.set_peer(self.port, f"instance:{self.id}")
+            except BaseException as e:  # raised below, in the caller's thread
+                failed.append(e)
+
+        label = threading.Thread(target=relabel)
+        label.start()
+        try:
+            if (mtu := self.link_mtu) is not None:
+                links.set_mtu(c.ovs_netns, self.port, mtu)
+            links.configure(
+                self.netns, IFNAME, mac=str(self.spec["mac"]), mtu=mtu,
+                cidr=str(self.spec["ip"]) if self.spec.get("ip") else None,
+                gateway=str(self.spec["gateway"]) if self.spec.get("gateway") else None,
+            )  # fmt: skip
+            self._announcer()
+            c.ports.prepare(self.port)
+        finally:
+            label.join()
+        if failed:
+            raise failed[0]
         if self.role == InstanceRole.ACTIVE:
             self.bring_up()
 
@@ -325,6 +380,8 @@ class Instance:
             # The migration's secret lives in the migration record (0600) only.
             spec["migration"] = {k: v for k, v in mig.items() if k != "secret"}
         doc = {"spec": spec, "role": self.role, "pid": self.pid, "limits": self.limits}
+        if self.from_standby:
+            doc |= {"from_standby": True, "port": self.port_name}
         write_private(self.path(".json"), json.dumps(doc))
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -481,6 +538,8 @@ def adopt_all(ctx: NodeContext) -> dict[str, Instance]:
             inst = Instance(spec=doc["spec"], ctx=ctx, role=role)
             inst.pid = doc.get("pid")
             inst.limits = doc.get("limits", "")
+            inst.port_name = doc.get("port")
+            inst.from_standby = bool(doc.get("from_standby", False))
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("ignoring unreadable instance file %s", f)
             continue

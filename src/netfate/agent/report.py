@@ -125,6 +125,16 @@ class Figures:
                     await proc.wait()
             await asyncio.sleep(1.0)  # the database restarted: watch again
 
+    async def refresh_ports(self) -> None:
+        """Read the ports again now and report (a warm standby's port relabelled for
+        the instance that took it: the bridge's port list did not change, so the
+        watch above does not see it, and the controller must not wait a heartbeat
+        to learn where the instance is)."""
+        self._ports_cache = None
+        with contextlib.suppress(Exception):
+            self.stats = await asyncio.to_thread(self.gather)
+        self.changed.set()
+
     async def function_stats(self) -> dict[str, dict[str, Any]]:
         """Each running function's own figures (its `status`), for the orchestrator."""
         out: dict[str, dict[str, Any]] = {}
@@ -197,6 +207,7 @@ class Figures:
             "instance_cpu_pct": round(cpu_pct, 2),
             "instance_rss_mb": round(rss, 1),
             "loadavg_1m": load1,
+            "standbys": self.sup.pool.counts(),
             "links": link_use,
             "at": time.time(),
         }
@@ -242,6 +253,8 @@ def report_body(
         }
         if iid in figures.fn_stats:
             entry["stats"] = figures.fn_stats[iid]
+        if inst.from_standby:
+            entry["from_standby"] = True
         insts.append(entry)
     for iid in sup.tasks:
         if iid in sup.instances:

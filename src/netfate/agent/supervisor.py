@@ -10,6 +10,7 @@ heartbeat; each task that ends sets `changed`, so the agent reports at once.
     restart      a copy that died: stop what is left, start again
     reconfigure  in place if the function can, else export, stop, start, import
     activate     the standby copy here is the instance (the orchestrator says so)
+    start_from   a create that takes a warm standby of its function (standbys.py)
     adopt        what a previous run of this agent left running (instances.py)
 """
 
@@ -17,12 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from netfate.agent.instances import Instance, NodeContext, Zygote, adopt_all, vet
+from netfate.agent.instances import (
+    Instance,
+    NodeContext,
+    Zygote,
+    adopt_all,
+    control_call,
+    vet,
+)
+from netfate.agent.standbys import Pool, Standby
+from netfate.host import netns
+from netfate.host.private import write_private
 from netfate.model.lifecycle import InstanceRole
 
 log = logging.getLogger("netfate.agent")
@@ -40,11 +53,17 @@ class Supervisor:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.pool = Pool(ctx, changed)
+        self.ports_changed: Callable[[], Coroutine[Any, Any, None]] | None = None
+        """Read the bridge's ports again and report (the agent's Figures.refresh_ports)."""
 
     async def adopt(self) -> None:
         """Take over what a previous run of this agent left running, but only what it
         would start now: an instance whose function left the registry, or whose
-        configuration its schema now refuses, is stopped and reported failed."""
+        configuration its schema now refuses, is stopped and reported failed. Warm
+        standbys a previous run left are removed (standbys.py: none is adopted)."""
+        for sid in await asyncio.to_thread(self.pool.clear_leftovers):
+            log.info("removed warm standby %s of a previous run", sid)
         for iid, inst in (await asyncio.to_thread(adopt_all, self.ctx)).items():
             try:
                 inst.vet()
@@ -105,7 +124,13 @@ class Supervisor:
     # ---------------------------------------------------------------- the actions
 
     async def start(self, spec: dict[str, Any], role: InstanceRole = InstanceRole.ACTIVE) -> None:
-        """Start a copy; on failure nothing of it is left, and `failed` says why."""
+        """Start a copy; on failure nothing of it is left, and `failed` says why. A
+        copy takes a warm standby of its function when one is ready here (a migration
+        target's standby copy too: its port stays down until the cut-over)."""
+        sb = self.pool.take(str(spec.get("function")))
+        if sb is not None:
+            await self.start_from(sb, spec, role)
+            return
         inst = Instance(spec=spec, ctx=self.ctx, role=role)
         t0 = time.perf_counter()
         try:
@@ -139,6 +164,66 @@ class Supervisor:
             inst.pid,
             inst.limits,
         )
+
+    async def start_from(
+        self, sb: Standby, spec: dict[str, Any], role: InstanceRole = InstanceRole.ACTIVE
+    ) -> None:
+        """Start a copy in a warm standby: its namespace and process become the
+        instance's; what is left is the wiring and the configuration (standbys.py)."""
+        inst = Instance(spec=spec, ctx=self.ctx, role=role, from_standby=True, port_name=sb.port)
+        inst.pid = sb.pid
+        t0 = time.perf_counter()
+        try:
+            inst.vet()  # the configuration, as a cold start checks it
+            if netns.exists(inst.netns):  # of a crashed earlier try (its veth goes with it)
+                await asyncio.to_thread(netns.remove, inst.netns)
+            # The instance's own name from now on: whatever finds an instance's
+            # namespace by its name (tests, demos, the migration) finds this one.
+            netns.rename(sb.netns, inst.netns)
+            config = json.dumps(spec.get("config") or {})
+            cfg = write_private(inst.path(".config"), config)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(inst.control + ".ready")
+            with contextlib.suppress(OSError):
+                sb.path(".log").rename(inst.path(".log"))  # the process keeps writing it
+            inst.path(".pid").write_text(str(inst.pid))
+            inst.save()
+            sb.handed_over()
+            take = {"op": "take", "instance": inst.id, "control": inst.control,
+                    "config_file": str(cfg), "standby": role == InstanceRole.STANDBY}  # fmt: skip
+            await control_call(sb.control, take, timeout=5.0)
+            tt = time.perf_counter()
+            marks: dict[str, float] = {}
+
+            async def timed(name: str, aw: Any) -> None:
+                await aw
+                marks[name] = (time.perf_counter() - tt) * 1e3
+
+            await asyncio.gather(
+                timed("attach", asyncio.to_thread(inst.attach)), timed("ready", inst.wait_ready())
+            )
+            t1 = time.perf_counter()
+            if self.ports_changed is not None:  # its port's new label, reported now
+                self.keep(asyncio.create_task(self.ports_changed()))  # (not waited for)
+            await asyncio.to_thread(inst.limit)
+        except Exception as e:
+            detail = str(e) or type(e).__name__
+            log.error("instance %s failed to start from standby %s: %s", inst.id, sb.id, detail)
+            self.failed[inst.id] = detail[:2000]
+            await inst.stop()
+            await sb.stop()  # not taken after all (still named as the standby): killed
+            self.pool.refill()
+            return
+        self.instances[inst.id] = inst
+        if role == InstanceRole.ACTIVE:
+            self.announce_later(inst)
+        self.pool.refill()  # now that it serves: the refill does not slow this take
+        log.info(
+            "instance %s %s in %.0f ms from warm standby %s (take %.0f, then attach "
+            "%.0f, ready %.0f; pid %s, %s)",
+            inst.id, role, (t1 - t0) * 1e3, sb.id, (tt - t0) * 1e3, marks.get("attach", 0),
+            marks.get("ready", 0), inst.pid, inst.limits,
+        )  # fmt: skip
 
     def stop(self, inst: Instance) -> None:
         """Stop a copy here (not desired here, or handed over to a migration target)."""

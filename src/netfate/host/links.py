@@ -31,6 +31,7 @@ __all__ = [
     "add_address",
     "add_route",
     "add_routes",
+    "configure",
     "delete_link",
     "link_exists",
     "link_index",
@@ -161,6 +162,38 @@ def add_route(ns: str | None, dst_cidr: str, gateway: str) -> None:
         spec["dst_len"] = net.prefixlen
     with rtnl(ns) as ipr:
         ipr.route("replace", **spec)
+
+
+def configure(
+    ns: str | None,
+    ifname: str,
+    *,
+    mac: str,
+    cidr: str | None = None,
+    gateway: str | None = None,
+    mtu: int | None = None,
+) -> None:
+    """MAC (and MTU), address, up, default route: what set_mac, add_address, set_up
+    and add_route do, over one netlink socket (a warm standby's take: each socket
+    opened in a namespace costs a setns)."""
+    if not _MAC_RE.match(mac):
+        raise ValueError(f"invalid MAC address {mac!r}")
+    with rtnl(ns) as ipr:
+        idx = link_index(ipr, ns, ifname)
+        attrs: dict[str, Any] = {"address": mac.lower()}
+        if mtu is not None:
+            attrs["mtu"] = mtu
+        ipr.link("set", index=idx, **attrs)
+        if cidr:
+            iface = ipaddress.ip_interface(cidr)
+            try:
+                ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+        ipr.link("set", index=idx, state="up")
+        if gateway:
+            ipr.route("replace", gateway=str(ipaddress.ip_address(gateway)))
 
 
 # --- batched route adds -----------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "list_with_prefix",
     "popen_in",
     "remove",
+    "rename",
     "run_in",
     "socket_in",
 ]
@@ -139,6 +140,23 @@ def ensure(name: str) -> bool:
         path.unlink(missing_ok=True)
         raise
     return True
+
+
+def rename(old: str, new: str) -> None:
+    """Give namespace `old` the name `new` (which must not exist): a second bind mount
+    of the same namespace under `new`, then `old`'s removed. The namespace, its
+    interfaces and its processes are untouched (a warm standby's, taken by an
+    instance, gets the instance's name: agent/standbys.py)."""
+    src, dst = _path(old), _path(new)
+    if not src.exists():
+        raise FileNotFoundError(errno.ENOENT, f"no namespace {old!r}")
+    fd = os.open(dst, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+    if _libc.mount(bytes(src), bytes(dst), b"none", MS_BIND, None) != 0:
+        err = _oserror("bind-mount namespace", new)
+        dst.unlink(missing_ok=True)
+        raise err
+    remove(old)
 
 
 def remove(name: str) -> bool:

@@ -402,6 +402,13 @@ class Vsctl:
     def del_port(self, port: str, bridge: str | None = None) -> None:
         self.batch().del_port(port, bridge).commit()
 
+    def set_peer(self, port: str, peer: str) -> None:
+        """Relabel a port's peer (a warm standby's port taken by an instance): a
+        database change only, so no wait for vswitchd."""
+        _check(port, _NAME_RE, "port name")
+        _check(peer, _PEER_RE, "peer (kind:name with kind host, node, local or instance)")
+        self.run([["set", "interface", port, f"external_ids:netfate-peer={peer}"]], wait=False)
+
     def set_controller(self, bridge: str, target: str | None, fail_mode: str = "secure") -> None:
         self.batch().set_controller(bridge, target, fail_mode).commit()
 

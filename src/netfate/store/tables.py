@@ -51,6 +51,8 @@ class NodeRow(Base):
     # or the consolidation's switch, apart from `status` (whether its agent reports).
     power: Mapped[str] = mapped_column(String(16), default="on", server_default="on")
     power_why: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    # The operator's pre-deploy budget ({"storage_mb", "standbys"}; engine/predeploy.py).
+    predeploy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class LanRow(Base):

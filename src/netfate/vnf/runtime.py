@@ -27,6 +27,9 @@ Control protocol: one JSON object per line each way.
 
 `freeze` stops serving and returns the final state in one step, so that the
 downtime of a migration is one round trip plus the target's `import`+`activate`.
+
+`--pool` starts a warm standby instead (agent/standbys.py): the function imported,
+no configuration, waiting for one `take` that makes it an instance (`wait_taken`).
 """
 
 from __future__ import annotations
@@ -224,6 +227,95 @@ class Runtime:
                 os.unlink(path)
 
 
+@dataclass(frozen=True)
+class Take:
+    """What a warm standby is taken for (the `take` op): its instance from now on."""
+
+    instance: str
+    control: str
+    config: dict[str, Any]
+    standby: bool = False
+    """A migration target's copy: it serves only once activated."""
+
+
+async def wait_taken(control: str) -> Take:
+    """A warm standby (`--pool`): the function is imported and the process sits in its
+    namespace, idle, holding no configuration. It answers `status` and `stop`, and
+    one `take`:
+
+        {"op": "take", "instance": ID, "control": PATH, "config_file": PATH,
+         "standby": bool}
+                                       -> {"ok": true}, then it becomes that instance
+
+    after which it serves PATH as any instance's control socket (and writes its
+    `.ready`, which is what the agent waits for). A `stop` ends it: SystemExit(0)."""
+    taken: asyncio.Future[Take | None] = asyncio.get_running_loop().create_future()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            req = json.loads(line) if line else {}
+            op = req.get("op") if isinstance(req, dict) else None
+            resp: dict[str, Any]
+            if op == "status":
+                resp = {"ok": True, "active": False, "standby": True, "pid": os.getpid()}
+            elif op == "stop":
+                resp = {"ok": True}
+                if not taken.done():
+                    taken.set_result(None)
+            elif op == "take" and not taken.done():
+                config = read_config(str(req["config_file"]), None)
+                t = Take(str(req["instance"]), str(req["control"]), config,
+                         req.get("standby") is True)  # fmt: skip
+                _set_name(t.instance)  # before the answer: the agent checks it at once
+                taken.set_result(t)
+                resp = {"ok": True}
+            else:
+                resp = {"ok": False, "error": f"a warm standby does not take {op!r}"}
+        except (ValueError, TypeError, KeyError, SystemExit) as e:
+            resp = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        with contextlib.suppress(ConnectionError):
+            writer.write(json.dumps(resp).encode() + b"\n")
+            await writer.drain()
+        writer.close()
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(control)
+    server = await asyncio.start_unix_server(client, control)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _end, taken)
+    with open(control + ".ready", "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        result = await taken
+    finally:
+        server.close()
+        for path in (control, control + ".ready"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    if result is None:
+        raise SystemExit(0)
+    return result
+
+
+def _end(taken: asyncio.Future[Take | None]) -> None:
+    if not taken.done():
+        taken.set_result(None)
+
+
+def _set_name(instance: str) -> None:
+    """Take the name a forked instance has (zygote.process_name): an agent that
+    restarts recognises its process by it in /proc."""
+    import ctypes
+
+    from netfate.vnf.names import process_name
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, process_name(instance).encode(), 0, 0, 0)  # PR_SET_NAME
+
+
 def read_config(path: str | None, text: str | None) -> dict[str, Any]:
     """The configuration from the file at `path` (how the agent hands it: a file only
     its owner reads, since an argument list is readable by every user of the machine
@@ -245,11 +337,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="{}")
     p.add_argument("--config-file", default=None)  # one with secrets: see read_config
     p.add_argument("--standby", action="store_true")
+    p.add_argument("--pool", action="store_true", help="a warm standby: wait for `take`")
     a = p.parse_args(argv)
-    config = read_config(a.config_file, a.config)
     cls = load_function(a.function)
-    fn = cls(Context(instance=a.instance, config=config, standby=a.standby))
     try:
+        if a.pool:
+            asyncio.run(_pooled(cls, a.control))
+            return
+        config = read_config(a.config_file, a.config)
+        fn = cls(Context(instance=a.instance, config=config, standby=a.standby))
         asyncio.run(Runtime(fn, a.control).run())
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+async def _pooled(cls: type[Function], control: str) -> None:
+    """A warm standby until taken, then the instance it was taken for (one event loop:
+    no second interpreter start, no second import)."""
+    t = await wait_taken(control)
+    ctx = Context(instance=t.instance, config=t.config, standby=t.standby)
+    await Runtime(cls(ctx), t.control).run()

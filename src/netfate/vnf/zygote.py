@@ -15,6 +15,8 @@ and dies with the agent that started it (PR_SET_PDEATHSIG); the instances do not
 Protocol: a UNIX stream socket, one JSON line each way:
     {"netns": NAME, "argv": [runtime arguments], "log": PATH, "instance": ID}
     -> {"ok": true, "pid": PID} | {"ok": false, "error": "..."}
+    {"preload": FUNCTION}   import it now (a pre-deployed image, agent/standbys.py)
+    -> {"ok": true} | {"ok": false, "error": "..."}
 """
 
 from __future__ import annotations
@@ -29,16 +31,15 @@ import sys
 import traceback
 from typing import Any
 
+from netfate.vnf.names import process_name
+
 CLONE_NEWNET = 0x40000000
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-
-def process_name(instance: str) -> str:
-    """The name a forked instance gives itself (at most 15 bytes: the kernel's limit)."""
-    return f"nf-{instance}"[:15]
+__all__ = ["PARENT_ENV", "main", "process_name", "serve"]
 
 
 def _reap(_signum: int, _frame: Any) -> None:
@@ -128,6 +129,10 @@ def serve(path: str) -> None:
                 req = json.loads(conn.makefile("rb").readline())
                 if not isinstance(req, dict):
                     raise ValueError("expected a JSON object")
+                if "preload" in req:  # a pre-deployed image: imported now, forks inherit it
+                    runtime.load_function(str(req["preload"]))
+                    conn.sendall(b'{"ok": true}\n')
+                    continue
                 argv = [str(a) for a in req["argv"]]
                 runtime.load_function(argv[0])  # import here once; children inherit it
                 ready_r, ready_w = os.pipe()

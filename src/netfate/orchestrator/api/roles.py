@@ -53,6 +53,8 @@ CORE: Mapping[str, Roles] = {
     f"GET {API}/nodes": (OPERATOR,),
     f"GET {API}/nodes/{{name}}": (OPERATOR,),
     f"PUT {API}/nodes/{{name}}/power": (OPERATOR,),
+    f"PUT {API}/nodes/{{name}}/predeploy": (OPERATOR,),
+    f"GET {API}/predeploy": (OPERATOR,),
     f"POST {API}/agents/{{node}}/register": (AGENT,),
     f"POST {API}/agents/{{node}}/report": (AGENT,),
     f"GET {API}/agents/{{node}}/desired": (AGENT,),

@@ -28,7 +28,7 @@ from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.limits import EventStream, event_streams, long_polls, poll_wait
 from netfate.orchestrator.identity import Principal, PrincipalDep
 from netfate.orchestrator.nfv import coordinator as nfv
-from netfate.orchestrator.nfv import power
+from netfate.orchestrator.nfv import power, predeploy
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import EVENTS
@@ -151,6 +151,35 @@ def put_node_power(
     if n is None:  # removed by a topology load in between
         raise NotFound(f"unknown node {name!r}")
     return {**views.node(n), "moves": moves}
+
+
+@router.put("/nodes/{name}/predeploy", tags=["nodes"], responses=errors(404))
+def put_node_predeploy(
+    name: str, body: schemas.PredeployBudget, session: SessionDep, notifier: NotifierDep
+) -> dict[str, Any]:
+    """Set a node's pre-deploy budget: storage for function images and a number of
+    warm standbys (0 and 0: none). The policy picks which images and standbys
+    (GET /predeploy says which, and why); the node's agent keeps them ready."""
+    touched = predeploy.set_budget(session, name, body.storage_mb, body.standbys)
+    session.commit()
+    notifier.notify(touched)
+    none: dict[str, Any] = {"node": name, "budget": body.model_dump(), "images": []}
+    view: dict[str, Any] = predeploy_view(session).get(name, none)  # 0 and 0: nothing
+    return view
+
+
+@router.get("/predeploy", tags=["nodes"])
+def get_predeploy(session: SessionDep) -> dict[str, Any]:
+    """Per node with a budget: the function images kept and refused, the warm
+    standbys planned, each with its reason, and the standbys its agent has ready."""
+    return predeploy_view(session)
+
+
+def predeploy_view(session: Session) -> dict[str, Any]:
+    return {
+        node: predeploy.view(p, session.get(NodeRow, node))
+        for node, p in predeploy.plans(session).items()
+    }
 
 
 # ------------------------------------------------------------------ agents

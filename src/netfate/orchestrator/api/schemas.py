@@ -45,6 +45,15 @@ class PowerRequest(Strict):
     why: str = Field("", max_length=500, description="Recorded with the change")
 
 
+class PredeployBudget(Strict):
+    storage_mb: float = Field(
+        ge=0, le=1_000_000, description="Room for pre-deployed function images (MB)"
+    )
+    standbys: int = Field(
+        ge=0, le=64, description="Warm standbys kept ready (idle processes, one namespace each)"
+    )
+
+
 class DescriptorIn(Strict):
     name: str = Field(pattern=NAME)
     function: str = Field(
@@ -80,6 +89,9 @@ class InstanceReport(Strict):
     pid: DbInt | None = None
     detail: str = Field(default="", max_length=4000)
     stats: dict[str, Any] | None = Field(default=None, description="The function's own figures")
+    from_standby: bool | None = Field(
+        default=None, description="It took a warm standby instead of a cold start"
+    )
 
 
 class MigrationReport(Strict):

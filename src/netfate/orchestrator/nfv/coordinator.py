@@ -47,7 +47,7 @@ from netfate.model.lifecycle import (
 )
 from netfate.model.secrets import restore
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
-from netfate.orchestrator.nfv import fnevents
+from netfate.orchestrator.nfv import fnevents, predeploy
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
@@ -624,7 +624,10 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
             "secret": m.secret or "",
         }
         out.append(spec)
-    return {"node": node, "revision": row.revision, "instances": out}
+    doc: dict[str, Any] = {"node": node, "revision": row.revision, "instances": out}
+    if row.predeploy:  # the pre-deploy policy's part (nfv/predeploy.py): images, standbys
+        doc["predeploy"] = predeploy.node_part(session, row)
+    return doc
 
 
 def _spec(session: Session, inst: InstanceRow, role: str) -> dict[str, Any]:
@@ -710,12 +713,15 @@ def apply_report(
                 touched |= on_event(session, inst, e) if on_event is not None else set()
         if state == S.STOPPING and status is None:
             transition(session, inst, S.GONE, f"agent on {node} removed it")
-        elif state in (S.REQUESTED, S.FAILED) and status in ("starting", "running"):
-            transition(session, inst, S.STARTING, f"agent on {node} is starting it")
+            continue
+        # A copy that took a warm standby says so (agent/standbys.py): its record does.
+        warm = " (from a warm standby)" if rep and rep.get("from_standby") else ""
+        if state in (S.REQUESTED, S.FAILED) and status in ("starting", "running"):
+            transition(session, inst, S.STARTING, f"agent on {node} is starting it{warm}")
             if status == "running":
-                transition(session, inst, S.RUNNING, f"agent on {node} reports it running")
+                transition(session, inst, S.RUNNING, f"agent on {node} reports it running{warm}")
         elif state == S.STARTING and status == "running":
-            transition(session, inst, S.RUNNING, f"agent on {node} reports it running")
+            transition(session, inst, S.RUNNING, f"agent on {node} reports it running{warm}")
         elif state in (S.REQUESTED, S.STARTING, S.RUNNING) and status == "failed":
             inst.detail = str(rep.get("detail", ""))[:2000] if rep else ""
             transition(session, inst, S.FAILED, f"agent on {node}: {inst.detail or 'failed'}")
