@@ -424,13 +424,17 @@ def bulk_rows(
                 ids.add(iid)
                 break
         host = host_of.get(node.name)
-        ip = None
+        ip = lan_s = gateway = None
         if host is not None:
             lan = host.lan
             used = next_ip.get(node.name, 0)
             addr = lan.broadcast_address - 1 - used
             next_ip[node.name] = used + 1
             ip = f"{addr}/{lan.prefixlen}"
+            # The LAN it was taken from, as the coordinator records it: allocation
+            # reads a LAN's instances by this column (without it, creates would hand
+            # these addresses out again).
+            lan_s, gateway = str(lan), str(next(lan.hosts()))
         at = now - (n_instances - k) * 0.01
         insts.append(
             {
@@ -441,6 +445,8 @@ def bulk_rows(
                 "state": "running",
                 "serves": host.name if host is not None else None,
                 "ip": ip,
+                "lan": lan_s,
+                "gateway": gateway,
                 "mac": instance_mac(iid),
                 "config": {},
                 "cpu": descriptor["cpu"],
@@ -495,9 +501,10 @@ async def register_all(base: str, names: list[str], workers: int) -> None:
 
 def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, Any]:
     import httpx
-    from sqlalchemy import insert
+    from sqlalchemy import insert, inspect
 
     from netfate.model.topology import generate_tree
+    from netfate.store import usage
     from netfate.store.db import Database
     from netfate.store.tables import InstanceRow, TransitionRow
 
@@ -522,6 +529,11 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
                 s.execute(insert(InstanceRow), insts[i : i + 2000])
             for i in range(0, len(trans), 6000):
                 s.execute(insert(TransitionRow), trans[i : i + 6000])
+        if "used_cpu" in {c["name"] for c in inspect(db.engine).get_columns("nodes")}:
+            # The bulk INSERT bypassed the ORM that keeps each node's use (a tree with
+            # the kept columns; a baseline from before them sums the instances).
+            with db.session() as s:
+                usage.recount(s)
     finally:
         db.dispose()
     timings["insert_instances_s"] = round(time.perf_counter() - t0, 3)
