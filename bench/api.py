@@ -336,7 +336,8 @@ def orchestrator(
 ) -> Iterator[str]:
     """`python -m netfate orchestrator` on `url`, signed in as its first operator;
     with `source`, the netfate package of that source tree (put first on PYTHONPATH)
-    instead of the installed one (a baseline from before accounts: no credentials)."""
+    instead of the installed one (signed in as well if that tree has accounts; a
+    baseline from before accounts: no credentials)."""
     import os
 
     import httpx
@@ -360,9 +361,10 @@ def orchestrator(
         "warning",
     ]
     operator_file = workdir / f"operator-{tag}.json"
+    accounts = source is None or (source / "netfate" / "orchestrator" / "identity").is_dir()
     if unchecked:
         argv = [sys.executable, "-c", UNCHECKED_APP, "127.0.0.1", str(port), url]
-    elif source is None:
+    elif accounts:
         argv += ["--operator-file", str(operator_file)]
     env = dict(os.environ)
     if source is not None:
@@ -389,7 +391,7 @@ def orchestrator(
             if time.monotonic() > deadline:
                 raise RuntimeError("orchestrator did not answer within 60 s")
             time.sleep(0.1)
-        if source is None and not unchecked:
+        if accounts and not unchecked:
             _sign_in(base, operator_file)
         yield base
     finally:

@@ -228,8 +228,11 @@ def room(session: Session, row: NodeRow) -> Candidate:
 
 
 def candidates(session: Session, node: str | None = None) -> list[Candidate]:
-    """Every node (or just `node`) with its free capacity: its row's kept use, read as
-    plain columns (no ORM objects: 1,000 of them cost more than the placement)."""
+    """Every node (or just `node`) with its free capacity: its row's kept use.
+
+    Read as plain columns on the session's connection (ORM rows for 1,000 nodes cost
+    more than the placement; pending changes are flushed first so their use counts),
+    and each distinct row becomes a Candidate once (`_candidate`)."""
     q = select(
         NodeRow.name,
         NodeRow.kind,
@@ -240,27 +243,57 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     )
     if node is not None:
         q = q.where(NodeRow.name == node)
-    with_lan = set(session.scalars(select(LanRow.node).distinct()))
-    up = NodeStatus.UP.value
-    return [
-        Candidate(name, kind, status == up, cpu, mem, lan=name in with_lan, power=power)
-        for name, kind, status, cpu, mem, power in session.execute(q).all()
-    ]
+    with_lan = lan_nodes(session)
+    session.flush()
+    rows = session.connection().execute(q).all()
+    return [_candidate(*row, row[0] in with_lan) for row in rows]
+
+
+# Candidates by their every field: between two creates all nodes but one keep the
+# same figures, and building 1,000 frozen dataclasses each time cost ~3 ms.
+_CANDIDATES: dict[tuple[Any, ...], Candidate] = {}
+_CANDIDATES_MAX = 200_000
+
+
+def _candidate(
+    name: str, kind: str, status: str, cpu: float, mem: int, power: str, lan: bool
+) -> Candidate:
+    key = (name, kind, status, cpu, mem, power, lan)
+    c = _CANDIDATES.get(key)
+    if c is None:
+        if len(_CANDIDATES) >= _CANDIDATES_MAX:
+            _CANDIDATES.clear()
+        up = status == NodeStatus.UP
+        c = _CANDIDATES[key] = Candidate(name, kind, up, cpu, mem, lan=lan, power=power)
+    return c
 
 
 EMPTY_GRAPH: nx.Graph[str] = nx.Graph()
 
 
 # The topology graph changes only when a topology is loaded; building it for every
-# placement cost ~100 ms at 1,000 nodes. Cached per database and topology load.
+# placement cost ~100 ms at 1,000 nodes. Cached per database and topology load, as
+# is the set of nodes with a LAN (LANs, too, come only from a topology load).
 _GRAPHS: dict[tuple[str, float], nx.Graph[str]] = {}
+_LAN_NODES: dict[tuple[str, float], frozenset[str]] = {}
+
+
+def _topology_key(session: Session) -> tuple[tuple[str, float], bool]:
+    """(database URL, when its topology was loaded), and whether one was."""
+    loaded = session.scalar(select(TopologyRow.loaded_at).where(TopologyRow.id == 1))
+    return (str(session.get_bind().engine.url), float(loaded or 0.0)), loaded is not None
+
+
+def _remember(cache: dict[tuple[str, float], Any], key: tuple[str, float], value: Any) -> None:
+    for old in [k for k in cache if k[0] == key[0]]:
+        del cache[old]
+    cache[key] = value
 
 
 def graph(session: Session) -> nx.Graph[str]:
-    loaded = session.scalar(select(TopologyRow.loaded_at).where(TopologyRow.id == 1))
-    key = (str(session.get_bind().engine.url), float(loaded or 0.0))
+    key, loaded = _topology_key(session)
     cached = _GRAPHS.get(key)
-    if cached is not None and loaded is not None:
+    if cached is not None and loaded:
         return cached
     g: nx.Graph[str] = nx.Graph()
     for n in session.scalars(select(NodeRow)).all():
@@ -270,11 +303,21 @@ def graph(session: Session) -> nx.Graph[str]:
     for h in session.scalars(select(HostRow)).all():
         g.add_node(h.name, kind="host")
         g.add_edge(h.name, h.node, delay_s=0.0)
-    if loaded is not None:
-        for old in [k for k in _GRAPHS if k[0] == key[0]]:
-            del _GRAPHS[old]
-        _GRAPHS[key] = g
+    if loaded:
+        _remember(_GRAPHS, key, g)
     return g
+
+
+def lan_nodes(session: Session) -> frozenset[str]:
+    """The nodes that have a LAN (a core node hosts functions only then)."""
+    key, loaded = _topology_key(session)
+    cached = _LAN_NODES.get(key)
+    if cached is not None and loaded:
+        return cached
+    nodes = frozenset(session.scalars(select(LanRow.node).distinct()))
+    if loaded:
+        _remember(_LAN_NODES, key, nodes)
+    return nodes
 
 
 # ---------------------------------------------------------------- addressing
