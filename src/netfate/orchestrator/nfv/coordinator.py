@@ -16,6 +16,12 @@ transaction runs again (`RetryTransaction`), and then queues behind the other
 placements that lost a race (`serialize`, taken before any node lock). The database backs this
 with unique indexes (one holder per address, one open migration per instance); on
 SQLite a writing transaction holds the database's write lock anyway (store/db.py).
+
+A node's room is its capacity less its kept use (`nodes.used_cpu`,
+`nodes.used_memory_mb`), which every flush that changes an instance or a migration
+updates in the same transaction (store/usage.py), under those same node locks: a
+placement reads 1,000 nodes' room in one plain query instead of summing every
+instance. `used_capacity` recomputes it from the instances; `violations` compares.
 """
 
 from __future__ import annotations
@@ -172,11 +178,13 @@ def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[
     return usage.recompute(session, node)
 
 
-def violations(session: Session) -> list[str]:
+def violations(session: Session, *, kept_use: bool = True) -> list[str]:
     """What must never be true, whatever requests ran at once: an address held by two
     instances, a node over its CPU or memory (reservations of migrations to it
     included), an instance with two open migrations. The database and the node locks
     prevent all three; this reads them back (tests, benchmarks, an operator's check).
+    And, with `kept_use`, a node whose kept use (store/usage.py) is not the sum of
+    what it runs (off: a database from before those columns, a benchmark's baseline).
     Call it in one snapshot (a read transaction)."""
     out = []
     held = (
@@ -188,12 +196,11 @@ def violations(session: Session) -> list[str]:
     for ip, n in session.execute(held).all():
         out.append(f"address {ip} held by {n} instances")
     used = used_capacity(session)
-    for node in session.scalars(select(NodeRow).order_by(NodeRow.name)):
-        cpu, mem = used.get(node.name, (0.0, 0))
-        if cpu > node.cpu + 1e-9 or mem > node.memory_mb:
-            out.append(
-                f"{node.name} over capacity: {cpu:.2f}/{node.cpu} CPU, {mem}/{node.memory_mb} MiB"
-            )
+    nodes = select(NodeRow.name, NodeRow.cpu, NodeRow.memory_mb).order_by(NodeRow.name)
+    for name, cap_cpu, cap_mem in session.execute(nodes).all():
+        cpu, mem = used.get(name, (0.0, 0))
+        if cpu > cap_cpu + 1e-9 or mem > cap_mem:
+            out.append(f"{name} over capacity: {cpu:.2f}/{cap_cpu} CPU, {mem}/{cap_mem} MiB")
     twice = (
         select(MigrationRow.instance, func.count())
         .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
@@ -202,6 +209,8 @@ def violations(session: Session) -> list[str]:
     )
     for iid, n in session.execute(twice).all():
         out.append(f"instance {iid} has {n} open migrations")
+    if not kept_use:
+        return out
     kept = session.execute(select(NodeRow.name, NodeRow.used_cpu, NodeRow.used_memory_mb))
     for name, cpu, mem in kept.all():
         want_cpu, want_mem = used.get(name, (0.0, 0))
