@@ -336,7 +336,8 @@ def orchestrator(
 ) -> Iterator[str]:
     """`python -m netfate orchestrator` on `url`, signed in as its first operator;
     with `source`, the netfate package of that source tree (put first on PYTHONPATH)
-    instead of the installed one (a baseline from before accounts: no credentials)."""
+    instead of the installed one (signed in as well if that tree has accounts; a
+    baseline from before accounts: no credentials)."""
     import os
 
     import httpx
@@ -360,9 +361,10 @@ def orchestrator(
         "warning",
     ]
     operator_file = workdir / f"operator-{tag}.json"
+    accounts = source is None or (source / "netfate" / "orchestrator" / "identity").is_dir()
     if unchecked:
         argv = [sys.executable, "-c", UNCHECKED_APP, "127.0.0.1", str(port), url]
-    elif source is None:
+    elif accounts:
         argv += ["--operator-file", str(operator_file)]
     env = dict(os.environ)
     if source is not None:
@@ -389,7 +391,7 @@ def orchestrator(
             if time.monotonic() > deadline:
                 raise RuntimeError("orchestrator did not answer within 60 s")
             time.sleep(0.1)
-        if source is None and not unchecked:
+        if accounts and not unchecked:
             _sign_in(base, operator_file)
         yield base
     finally:
@@ -424,13 +426,17 @@ def bulk_rows(
                 ids.add(iid)
                 break
         host = host_of.get(node.name)
-        ip = None
+        ip = lan_s = gateway = None
         if host is not None:
             lan = host.lan
             used = next_ip.get(node.name, 0)
             addr = lan.broadcast_address - 1 - used
             next_ip[node.name] = used + 1
             ip = f"{addr}/{lan.prefixlen}"
+            # The LAN it was taken from, as the coordinator records it: allocation
+            # reads a LAN's instances by this column (without it, creates would hand
+            # these addresses out again).
+            lan_s, gateway = str(lan), str(next(lan.hosts()))
         at = now - (n_instances - k) * 0.01
         insts.append(
             {
@@ -441,6 +447,8 @@ def bulk_rows(
                 "state": "running",
                 "serves": host.name if host is not None else None,
                 "ip": ip,
+                "lan": lan_s,
+                "gateway": gateway,
                 "mac": instance_mac(iid),
                 "config": {},
                 "cpu": descriptor["cpu"],
@@ -495,9 +503,10 @@ async def register_all(base: str, names: list[str], workers: int) -> None:
 
 def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, Any]:
     import httpx
-    from sqlalchemy import insert
+    from sqlalchemy import insert, inspect
 
     from netfate.model.topology import generate_tree
+    from netfate.store import usage
     from netfate.store.db import Database
     from netfate.store.tables import InstanceRow, TransitionRow
 
@@ -522,6 +531,11 @@ def populate(base: str, url: str, n_nodes: int, n_instances: int) -> dict[str, A
                 s.execute(insert(InstanceRow), insts[i : i + 2000])
             for i in range(0, len(trans), 6000):
                 s.execute(insert(TransitionRow), trans[i : i + 6000])
+        if "used_cpu" in {c["name"] for c in inspect(db.engine).get_columns("nodes")}:
+            # The bulk INSERT bypassed the ORM that keeps each node's use (a tree with
+            # the kept columns; a baseline from before them sums the instances).
+            with db.session() as s:
+                usage.recount(s)
     finally:
         db.dispose()
     timings["insert_instances_s"] = round(time.perf_counter() - t0, 3)

@@ -93,13 +93,17 @@ def fresh_database(kind: str, workdir: Path, server: str | None, tag: str) -> It
 
 def violations(url: str) -> list[str]:
     """coordinator.violations (this tree's), read after the burst (nothing else runs)."""
+    from sqlalchemy import inspect
+
     from netfate.orchestrator.nfv.coordinator import violations as check
     from netfate.store import Database
 
     db = Database(url)
     try:
+        # A baseline's database may predate the nodes' kept use (store/usage.py).
+        kept = "used_cpu" in {c["name"] for c in inspect(db.engine).get_columns("nodes")}
         with db.session(write=False) as s:
-            return check(s)
+            return check(s, kept_use=kept)
     finally:
         db.dispose()
 

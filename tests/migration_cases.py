@@ -40,9 +40,10 @@ kept), new as well."""
 NEW_CATALOG = "0016_catalog_whereis"
 """The catalog's branch, new like the USB/IP one (its newest revision: the where-is
 service's `why` of each recorded position)."""
-CORE_HEAD = "0019_standby_predeploy"
-"""The core's newest revision (a node's pre-deploy budget; after 0018_night_power, a
-node's power switch; after 0017_identity, accounts
+CORE_HEAD = "0020_creates_node_usage"
+"""The core's newest revision (each node's kept CPU and memory use; after
+0019_standby_predeploy, a node's pre-deploy budget; after 0018_night_power, a node's
+power switch; after 0017_identity, accounts
 and tokens, owners, events' actors; and 0016_migration_secret, each migration's secret)."""
 SHARING_HEAD = "0019_gateway"
 """The sharing branch's newest revision (a PN's gateway settings, after its invitation codes)."""

@@ -81,6 +81,7 @@ class Orchestrator:
                         self.token = r.json()["token"]
                     return
             if time.monotonic() > deadline:
+                self.stop()  # the fixture never gets to stop it: do not leave it running
                 pytest.fail("orchestrator did not answer within 30 s")
             time.sleep(0.1)
 

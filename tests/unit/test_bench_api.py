@@ -91,10 +91,13 @@ def test_bulk_rows_are_what_the_coordinator_writes() -> None:
         assert i["state"] == "running" and i["descriptor"] == "bench-small"
         if i["ip"] is None:  # a node without a LAN (PE): the coordinator leaves it empty
             assert not topo.nodes[i["node"]].lans
+            assert i["lan"] is None and i["gateway"] is None
             continue
         iface = ipaddress.ip_interface(i["ip"])
         host = topo.hosts[i["serves"]]
         assert iface.network == host.lan and host.node == i["node"]
+        # allocation reads a LAN's holders by this column: the address is seen as taken
+        assert i["lan"] == str(host.lan) and i["gateway"] == str(host.gateway)
         assert str(iface.ip) not in taken and iface.ip != host.gateway
         assert i["ip"] not in ips
         ips.add(i["ip"])

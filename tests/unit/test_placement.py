@@ -85,3 +85,39 @@ def test_a_core_node_with_compute_still_needs_room() -> None:
     cs = [Candidate("core", "core", True, 0.2, 512, lan=True)]
     with pytest.raises(NoPlacement, match=r"core: 0\.20 CPU free < 0\.50"):
         place(REQ, cs, graph())
+
+
+def test_nearest_stops_early_and_chooses_as_a_full_search_would() -> None:
+    """`nearest` settles nodes only until the nearest fitting one (and its ties): on
+    random trees with random delays (ties included) and random free room, its choice
+    is the minimum of (path delay, -free CPU, name) over every fitting node, as a
+    full single-source Dijkstra of the whole graph gives it."""
+    import random
+
+    rng = random.Random(15)
+    for trial in range(200):
+        n = rng.randint(2, 40)
+        g: nx.Graph[str] = nx.Graph()
+        names = [f"n{i}" for i in range(n)]
+        for i in range(1, n):
+            g.add_edge(names[i], names[rng.randrange(i)], delay_s=rng.choice([0.0, 0.001, 0.002]))
+        if trial % 3 == 0:  # a few extra links: more than one path
+            for _ in range(3):
+                a, b = rng.sample(names, 2)
+                g.add_edge(a, b, delay_s=rng.choice([0.001, 0.003]))
+        g.add_edge("host", rng.choice(names), delay_s=0.0)
+        free = {x: rng.choice([0.0, 0.2, 0.5, 1.0]) for x in names}
+        cs = [Candidate(x, "pe", True, free[x], 512) for x in names]
+        req = PlacementRequest(cpu=0.5, memory_mb=64, serves="host")
+        dist = nx.single_source_dijkstra_path_length(
+            g, "host", weight=lambda _u, _v, d: float(d.get("delay_s", 0.0)) + 1e-6
+        )
+        ok = [c for c in cs if c.free_cpu >= 0.5]
+        if not ok:
+            with pytest.raises(NoPlacement):
+                place(req, cs, g, "nearest")
+            continue
+        want = min(ok, key=lambda c: (dist[c.node], -c.free_cpu, c.node))
+        got = place(req, cs, g, "nearest")
+        assert got.node == want.node, trial
+        assert f"({dist[want.node] * 1000:.2f} ms path)" in got.why

@@ -40,6 +40,7 @@ from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from netfate.store import usage
 from netfate.store.conflicts import RetryTransaction, track_commits
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -93,6 +94,7 @@ class Database:
         )
         """Sessions that only read (on SQLite: a deferred BEGIN, no write lock)."""
         track_commits(self.sessions)
+        usage.track(self.sessions)  # each node's used CPU and memory, kept in its row
 
     def migrate(self, versions: Iterable[Path] = ()) -> None:
         """Bring the schema to the newest revision of every branch (idempotent).

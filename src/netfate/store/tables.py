@@ -53,6 +53,12 @@ class NodeRow(Base):
     power_why: Mapped[str] = mapped_column(String(2000), default="", server_default="")
     # The operator's pre-deploy budget ({"storage_mb", "standbys"}; engine/predeploy.py).
     predeploy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    # CPU and memory reserved here by live instances and by open migrations to here,
+    # kept by store/usage.py in the transaction that changes them, so placement reads
+    # 1,000 nodes' room without summing 10,000 instances (coordinator.used_capacity
+    # recomputes them; coordinator.violations says when the two differ).
+    used_cpu: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    used_memory_mb: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LanRow(Base):
@@ -136,8 +142,9 @@ class InstanceRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     descriptor: Mapped[str] = mapped_column(ForeignKey("descriptors.name"))
-    node: Mapped[str] = mapped_column(ForeignKey("nodes.name"))
-    state: Mapped[str] = mapped_column(String(16))
+    # active_history: the old value is loaded before a change (store/usage.py's deltas).
+    node: Mapped[str] = mapped_column(ForeignKey("nodes.name"), active_history=True)
+    state: Mapped[str] = mapped_column(String(16), active_history=True)
     serves: Mapped[str | None] = mapped_column(String(64), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The LAN the address was taken from and its gateway: allocation looks at one
@@ -146,8 +153,8 @@ class InstanceRow(Base):
     gateway: Mapped[str | None] = mapped_column(String(64), nullable=True)
     mac: Mapped[str] = mapped_column(String(17))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    cpu: Mapped[float] = mapped_column(Float)
-    memory_mb: Mapped[int] = mapped_column(Integer)
+    cpu: Mapped[float] = mapped_column(Float, active_history=True)
+    memory_mb: Mapped[int] = mapped_column(Integer, active_history=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -189,8 +196,8 @@ class MigrationRow(Base):
         ForeignKey("instances.id", ondelete="CASCADE"), index=True
     )
     source: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(64))
-    phase: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(64), active_history=True)
+    phase: Mapped[str] = mapped_column(String(16), active_history=True)
     started_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     downtime_ms: Mapped[float | None] = mapped_column(Float, nullable=True)

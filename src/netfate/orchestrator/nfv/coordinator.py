@@ -16,6 +16,12 @@ transaction runs again (`RetryTransaction`), and then queues behind the other
 placements that lost a race (`serialize`, taken before any node lock). The database backs this
 with unique indexes (one holder per address, one open migration per instance); on
 SQLite a writing transaction holds the database's write lock anyway (store/db.py).
+
+A node's room is its capacity less its kept use (`nodes.used_cpu`,
+`nodes.used_memory_mb`), which every flush that changes an instance or a migration
+updates in the same transaction (store/usage.py), under those same node locks: a
+placement reads 1,000 nodes' room in one plain query instead of summing every
+instance. `used_capacity` recomputes it from the instances; `violations` compares.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import func, select, union_all, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from netfate.model import events as ev
@@ -49,6 +55,7 @@ from netfate.model.secrets import restore
 from netfate.orchestrator.engine import Candidate, NoPlacement, PlacementRequest, place
 from netfate.orchestrator.nfv import fnevents, predeploy
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
+from netfate.store import usage
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
 from netfate.store.events import current_actor, record
@@ -165,33 +172,19 @@ def transition(session: Session, inst: InstanceRow, target: InstanceState, reaso
 
 
 def used_capacity(session: Session, node: str | None = None) -> dict[str, tuple[float, int]]:
-    """CPU and memory reserved per node by live instances (incl. migration targets)."""
-    live = [s.value for s in LIVE]
-    q = select(InstanceRow.node, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb)).where(
-        InstanceRow.state.in_(live)
-    )
-    # A migration reserves room at its target until it ends.
-    mq = (
-        select(MigrationRow.target, func.sum(InstanceRow.cpu), func.sum(InstanceRow.memory_mb))
-        .join(InstanceRow, InstanceRow.id == MigrationRow.instance)
-        .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
-    )
-    if node is not None:
-        q = q.where(InstanceRow.node == node)
-        mq = mq.where(MigrationRow.target == node)
-    both = union_all(q.group_by(InstanceRow.node), mq.group_by(MigrationRow.target))
-    used: dict[str, tuple[float, int]] = {}
-    for name, cpu, mem in session.execute(both).all():  # one round trip
-        c, m = used.get(name, (0.0, 0))
-        used[name] = (c + float(cpu or 0), m + int(mem or 0))
-    return used
+    """CPU and memory reserved per node by live instances (incl. migration targets),
+    summed from them: what each node's kept `used_cpu`/`used_memory_mb` must equal
+    (store/usage.py). Placement reads the kept figures; this is for checks."""
+    return usage.recompute(session, node)
 
 
-def violations(session: Session) -> list[str]:
+def violations(session: Session, *, kept_use: bool = True) -> list[str]:
     """What must never be true, whatever requests ran at once: an address held by two
     instances, a node over its CPU or memory (reservations of migrations to it
     included), an instance with two open migrations. The database and the node locks
     prevent all three; this reads them back (tests, benchmarks, an operator's check).
+    And, with `kept_use`, a node whose kept use (store/usage.py) is not the sum of
+    what it runs (off: a database from before those columns, a benchmark's baseline).
     Call it in one snapshot (a read transaction)."""
     out = []
     held = (
@@ -203,12 +196,11 @@ def violations(session: Session) -> list[str]:
     for ip, n in session.execute(held).all():
         out.append(f"address {ip} held by {n} instances")
     used = used_capacity(session)
-    for node in session.scalars(select(NodeRow).order_by(NodeRow.name)):
-        cpu, mem = used.get(node.name, (0.0, 0))
-        if cpu > node.cpu + 1e-9 or mem > node.memory_mb:
-            out.append(
-                f"{node.name} over capacity: {cpu:.2f}/{node.cpu} CPU, {mem}/{node.memory_mb} MiB"
-            )
+    nodes = select(NodeRow.name, NodeRow.cpu, NodeRow.memory_mb).order_by(NodeRow.name)
+    for name, cap_cpu, cap_mem in session.execute(nodes).all():
+        cpu, mem = used.get(name, (0.0, 0))
+        if cpu > cap_cpu + 1e-9 or mem > cap_mem:
+            out.append(f"{name} over capacity: {cpu:.2f}/{cap_cpu} CPU, {mem}/{cap_mem} MiB")
     twice = (
         select(MigrationRow.instance, func.count())
         .where(MigrationRow.phase.in_([p.value for p in OPEN_MIGRATIONS]))
@@ -217,55 +209,100 @@ def violations(session: Session) -> list[str]:
     )
     for iid, n in session.execute(twice).all():
         out.append(f"instance {iid} has {n} open migrations")
+    if not kept_use:
+        return out
+    kept = session.execute(select(NodeRow.name, NodeRow.used_cpu, NodeRow.used_memory_mb))
+    for name, cpu, mem in kept.all():
+        want_cpu, want_mem = used.get(name, (0.0, 0))
+        if abs(cpu - want_cpu) > usage.CPU_SLACK or mem != want_mem:
+            out.append(
+                f"{name} keeps {cpu:.2f} CPU, {mem} MiB used; its instances use "
+                f"{want_cpu:.2f} CPU, {want_mem} MiB"
+            )
     return out
 
 
 def room(session: Session, row: NodeRow) -> Candidate:
-    """One node (a row read under its lock) with its free capacity."""
-    cpu, mem = used_capacity(session, row.name).get(row.name, (0.0, 0))
+    """One node (a row read under its lock, so its kept use is current) with its free
+    capacity."""
     return Candidate(
         row.name,
         row.kind,
         row.status == NodeStatus.UP,
-        row.cpu - cpu,
-        row.memory_mb - mem,
+        row.cpu - row.used_cpu,
+        row.memory_mb - row.used_memory_mb,
         lan=_node_lan(session, row.name) is not None,
         power=row.power,
     )
 
 
 def candidates(session: Session, node: str | None = None) -> list[Candidate]:
-    """Every node (or just `node`) with its free capacity."""
-    used = used_capacity(session, node)
-    q = select(NodeRow) if node is None else select(NodeRow).where(NodeRow.name == node)
-    q = q.execution_options(populate_existing=True)  # status now, not when first loaded
-    with_lan = set(session.scalars(select(LanRow.node).distinct()))
-    out = []
-    for n in session.scalars(q).all():
-        c, m = used.get(n.name, (0.0, 0))
-        up = n.status == NodeStatus.UP
-        out.append(
-            Candidate(
-                n.name, n.kind, up, n.cpu - c, n.memory_mb - m, lan=n.name in with_lan,
-                power=n.power,
-            )
-        )  # fmt: skip
-    return out
+    """Every node (or just `node`) with its free capacity: its row's kept use.
+
+    Read as plain columns on the session's connection (ORM rows for 1,000 nodes cost
+    more than the placement; pending changes are flushed first so their use counts),
+    and each distinct row becomes a Candidate once (`_candidate`)."""
+    q = select(
+        NodeRow.name,
+        NodeRow.kind,
+        NodeRow.status,
+        NodeRow.cpu - NodeRow.used_cpu,
+        NodeRow.memory_mb - NodeRow.used_memory_mb,
+        NodeRow.power,
+    )
+    if node is not None:
+        q = q.where(NodeRow.name == node)
+    with_lan = lan_nodes(session)
+    session.flush()
+    rows = session.connection().execute(q).all()
+    return [_candidate(*row, row[0] in with_lan) for row in rows]
+
+
+# Candidates by their every field: between two creates all nodes but one keep the
+# same figures, and building 1,000 frozen dataclasses each time cost ~3 ms.
+_CANDIDATES: dict[tuple[Any, ...], Candidate] = {}
+_CANDIDATES_MAX = 200_000
+
+
+def _candidate(
+    name: str, kind: str, status: str, cpu: float, mem: int, power: str, lan: bool
+) -> Candidate:
+    key = (name, kind, status, cpu, mem, power, lan)
+    c = _CANDIDATES.get(key)
+    if c is None:
+        if len(_CANDIDATES) >= _CANDIDATES_MAX:
+            _CANDIDATES.clear()
+        up = status == NodeStatus.UP
+        c = _CANDIDATES[key] = Candidate(name, kind, up, cpu, mem, lan=lan, power=power)
+    return c
 
 
 EMPTY_GRAPH: nx.Graph[str] = nx.Graph()
 
 
 # The topology graph changes only when a topology is loaded; building it for every
-# placement cost ~100 ms at 1,000 nodes. Cached per database and topology load.
+# placement cost ~100 ms at 1,000 nodes. Cached per database and topology load, as
+# is the set of nodes with a LAN (LANs, too, come only from a topology load).
 _GRAPHS: dict[tuple[str, float], nx.Graph[str]] = {}
+_LAN_NODES: dict[tuple[str, float], frozenset[str]] = {}
+
+
+def _topology_key(session: Session) -> tuple[tuple[str, float], bool]:
+    """(database URL, when its topology was loaded), and whether one was."""
+    loaded = session.scalar(select(TopologyRow.loaded_at).where(TopologyRow.id == 1))
+    return (str(session.get_bind().engine.url), float(loaded or 0.0)), loaded is not None
+
+
+def _remember(cache: dict[tuple[str, float], Any], key: tuple[str, float], value: Any) -> None:
+    for old in [k for k in cache if k[0] == key[0]]:
+        del cache[old]
+    cache[key] = value
 
 
 def graph(session: Session) -> nx.Graph[str]:
-    loaded = session.scalar(select(TopologyRow.loaded_at).where(TopologyRow.id == 1))
-    key = (str(session.get_bind().engine.url), float(loaded or 0.0))
+    key, loaded = _topology_key(session)
     cached = _GRAPHS.get(key)
-    if cached is not None and loaded is not None:
+    if cached is not None and loaded:
         return cached
     g: nx.Graph[str] = nx.Graph()
     for n in session.scalars(select(NodeRow)).all():
@@ -275,11 +312,21 @@ def graph(session: Session) -> nx.Graph[str]:
     for h in session.scalars(select(HostRow)).all():
         g.add_node(h.name, kind="host")
         g.add_edge(h.name, h.node, delay_s=0.0)
-    if loaded is not None:
-        for old in [k for k in _GRAPHS if k[0] == key[0]]:
-            del _GRAPHS[old]
-        _GRAPHS[key] = g
+    if loaded:
+        _remember(_GRAPHS, key, g)
     return g
+
+
+def lan_nodes(session: Session) -> frozenset[str]:
+    """The nodes that have a LAN (a core node hosts functions only then)."""
+    key, loaded = _topology_key(session)
+    cached = _LAN_NODES.get(key)
+    if cached is not None and loaded:
+        return cached
+    nodes = frozenset(session.scalars(select(LanRow.node).distinct()))
+    if loaded:
+        _remember(_LAN_NODES, key, nodes)
+    return nodes
 
 
 # ---------------------------------------------------------------- addressing
