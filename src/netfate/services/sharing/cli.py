@@ -28,7 +28,9 @@ from .gateway import rule_spec, rule_text
 app = typer.Typer(
     name="sharing", help="Personal Networks and smart-device sharing.", no_args_is_help=True
 )
-pn_app = typer.Typer(help="Personal Networks (id: the owner's email).", no_args_is_help=True)
+pn_app = typer.Typer(
+    help="Personal Networks (id: the owner's account name, e.g. an email).", no_args_is_help=True
+)
 app.add_typer(pn_app, name="pn")
 
 Api = Annotated[str | None, typer.Option("--api", help="Orchestrator URL")]

@@ -43,7 +43,10 @@ class _In(BaseModel):
 
 
 class PNCreate(_In):
-    email: str = Field(max_length=254, description="The owner's email: the PN's id")
+    email: str = Field(
+        max_length=254,
+        description="The owner's account name (an email, or any other account): the PN's id",
+    )
     node: str = Field(max_length=64, description="The edge node whose LAN is the PN")
     subnet: str | None = Field(default=None, description="Which LAN of the node (default: first)")
     name: str = Field(default="", max_length=64)
@@ -66,7 +69,7 @@ class ShareIn(_In):
     device: str = Field(max_length=64, description="Device name or address in PN1")
     recipient: str = Field(
         max_length=254,
-        description="PN2: its id (its owner's email) or an invitation code its owner gave "
+        description="PN2: its id (its owner's account name) or an invitation code its owner gave "
         "(e.g. ABCD-EFGH-JKMN; used up by this share)",
     )
     http_ports: list[int] = Field(

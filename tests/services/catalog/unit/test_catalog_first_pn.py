@@ -101,16 +101,23 @@ def test_the_first_subscription_makes_the_users_pn_and_its_vhg(both: Any) -> Non
     assert [p["email"] for p in both.get(PN).json()] == [ALICE]
 
 
-def test_a_pn_the_provider_refuses_leaves_the_subscription_and_no_pn(both: Any) -> None:
-    r = subscribe(both, "alice", "cpe1")  # a PN's id is its owner's email
+def test_any_account_gets_its_pn_not_only_an_email(both: Any) -> None:
+    """A PN's id is its owner's account name: `alice`, with no email, gets hers."""
+    r = subscribe(both, "alice", "cpe1")
     assert r.status_code == 201, r.text
     made = r.json()["personal_network"]
-    assert made["created"] is False and made["pn"] is None
-    assert made["why"] == "no Personal Network made for alice: sharing refused"
-    assert made["detail"] == "a PN id is its owner's email; 'alice' is not one"
-    assert r.json()["why"].endswith(f"; {made['why']}")
-    assert vhgs(both) == [] and both.get(PN).json() == []
-    assert len(r.json()["instances"]) == 2  # the chain runs all the same
+    assert made["created"] is True and made["detail"] == ""
+    assert made["why"] == "created alice's Personal Network at cpe1"
+    assert (made["pn"]["owner"], made["pn"]["email"], made["pn"]["node"]) == (
+        "alice", "alice", "cpe1",
+    )  # fmt: skip
+    (vhg,) = vhgs(both)
+    assert made["pn"]["vhg_instance"] == vhg["id"] and vhg["name"] == "vhg-alice"
+    # the sharing service's routes take the account name where they took an email
+    got = both.get(f"{PN}/alice")
+    assert got.status_code == 200 and got.json()["vhg_instance"] == vhg["id"]
+    assert both.get(f"{PN}/alice/gateway").json()["lan"]["subnet"] == "192.168.1.0/24"
+    assert len(r.json()["instances"]) == 2
 
 
 def test_a_lan_that_is_another_users_pn_is_not_taken(both: Any) -> None:
