@@ -27,7 +27,14 @@ from netfate.orchestrator.api.errors import errors, invalid
 from netfate.orchestrator.api.schemas import INT32_MAX
 from netfate.orchestrator.identity import PrincipalDep
 from netfate.vnf.configs import IPv4
-from netfate.vnf.vhg.config import MAX_ALLOW, MAX_FORWARDS, AllowConfig, ForwardConfig
+from netfate.vnf.vhg.config import (
+    MAX_ALLOW,
+    MAX_FORWARDS,
+    MAX_STATIC,
+    AllowConfig,
+    ForwardConfig,
+    StaticLeaseConfig,
+)
 
 from . import gateway, network, provided
 from . import workflow as wf
@@ -108,6 +115,11 @@ class GatewayIn(_In):
         default=None, max_length=MAX_ALLOW,
         description="Firewall: new connections into the PN that are let in (to one device, "
         "or to any)",
+    )  # fmt: skip
+    static: list[StaticLeaseConfig] | None = Field(
+        default=None, max_length=MAX_STATIC,
+        description="Static DHCP leases: the device with `mac` always gets `ip` (in the "
+        "pool or not)",
     )  # fmt: skip
 
 
