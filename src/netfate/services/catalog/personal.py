@@ -118,7 +118,7 @@ def _others_macs(session: Session, user: str) -> set[str]:
 
 def join(session: Session, caps: Capabilities, user: str, refs: list[str]) -> Joined:
     """Make the devices ``refs`` names (names or MACs) the ones that join ``user``'s PN.
-    Unjoinable (nothing kept worth keeping: the caller rolls back) when a device is
+    Unjoinable (the caller rolls back: nothing is kept) when a device is
     unknown, named twice, not on the PN's LAN, another user's (their PN's, or listed by
     their subscriptions), or the user has no PN."""
     if caps.provider(DEVICES) is None:

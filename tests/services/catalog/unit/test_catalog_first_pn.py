@@ -149,3 +149,14 @@ def test_without_the_sharing_service_a_subscription_makes_no_pn(alone: Any) -> N
     assert sub["why"].startswith("placed on cpe1") and sub["why"].endswith(f"; {said}")
     assert len(sub["instances"]) == 2 and vhgs(alone) == []
     assert alone.get(PN).status_code == 404  # no sharing API either
+
+
+def test_without_the_sharing_service_no_device_can_join_a_pn(alone: Any) -> None:
+    body = {"user": ALICE, "chain": "sensor-archive", "at": "cpe1", "pn_devices": ["laptop"]}
+    r = alone.post(f"{V}/subscriptions", json=body)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["errors"]
+    assert err["loc"] == ["body", "pn_devices"]
+    assert err["msg"] == "no registered service provides Personal Networks"
+    assert alone.get(f"{V}/subscriptions").json() == []
+    assert alone.get("/api/v1/instances").json() == []
