@@ -95,11 +95,19 @@ def create_pn(
         raise Conflict(f"PN {email} exists")
     if session.get(NodeRow, node) is None:
         raise NotFound(f"unknown node {node!r}")
-    lans = [lan.subnet for lan in session.scalars(select(LanRow).where(LanRow.node == node))]
+    q = select(LanRow).where(LanRow.node == node).order_by(LanRow.id)
+    lans = [lan.subnet for lan in session.scalars(q)]
     if not lans:
         raise BadRequest(f"node {node} has no LAN to be a PN")
     if subnet is None:
-        subnet = lans[0]
+        # The node's first LAN that is no PN yet: a node with several gives a second
+        # user one of its own (the first user's stays theirs).
+        owned = set(
+            session.scalars(
+                select(PersonalNetworkRow.subnet).where(PersonalNetworkRow.node == node)
+            )
+        )
+        subnet = next((lan for lan in lans if lan not in owned), lans[0])
     elif str(ipaddress.ip_network(subnet, strict=False)) not in lans:
         raise BadRequest(f"{subnet} is not a LAN of node {node} ({', '.join(lans)})")
     taken = session.scalars(
@@ -810,6 +818,7 @@ def start_vhg(session: Session, pn: PersonalNetworkRow) -> tuple[InstanceRow, se
             descriptor=VHG_DESCRIPTOR,
             name=f"vhg-{pn.name}"[:64],
             node=pn.node,
+            lan=pn.subnet,  # its address on the PN's own LAN (a node may have several)
             config=gateway.vhg_config(session, pn),  # its owner's settings, or the defaults
         ),
     )

