@@ -306,6 +306,15 @@ VALID: dict[str, list[dict[str, Any]]] = {
         {"body": {"user": "bob", "chain": "sensor-archive", "at": "cpe2"}},
         # a first subscription that makes its user's PN (cpe3's LAN is no PN yet)
         {"body": {"user": CAROL, "chain": "sensor-archive", "at": "cpe3"}},
+        # a user whose PN (ALICE's, at cpe1) the mediaserver joins, by its name
+        {
+            "body": {
+                "user": ALICE,
+                "chain": "sensor-archive",
+                "at": "cpe1",
+                "pn_devices": ["mediaserver"],
+            }
+        },
     ],
     "GET /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "POST /api/v1/catalog/subscriptions/{sid}/upgrade": [  # alice's: she upgrades it
@@ -313,6 +322,10 @@ VALID: dict[str, list[dict[str, Any]]] = {
     ],
     "DELETE /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "GET /api/v1/catalog/positions/{user}": [{"path": {"user": "alice"}}],
+    # which of a PN owner's devices join their PN (ALICE's at cpe1 holds laptop1)
+    "PUT /api/v1/catalog/users/{user}/devices": [
+        {"path": {"user": ALICE}, "body": {"devices": ["laptop1"]}}
+    ],
     "DELETE /api/v1/streaming/app/recordings/{rid}": [
         {"path": {"rid": "@rid:0"}, "query": {"user": "alice"}}
     ],

@@ -45,8 +45,9 @@ CORE_HEAD = "0020_creates_node_usage"
 0019_standby_predeploy, a node's pre-deploy budget; after 0018_night_power, a node's
 power switch; after 0017_identity, accounts
 and tokens, owners, events' actors; and 0016_migration_secret, each migration's secret)."""
-SHARING_HEAD = "0019_gateway"
-"""The sharing branch's newest revision (a PN's gateway settings, after its invitation codes)."""
+SHARING_HEAD = "0020_pnuser"
+"""The sharing branch's newest revision (the devices that join a PN, after its gateway
+settings and invitation codes)."""
 HEADS = {CORE_HEAD, FIREWALL_HEAD, SHARING_HEAD, NEW_USBIP, NEW_STREAMING, NEW_CATALOG}
 """Every branch's newest revision."""
 

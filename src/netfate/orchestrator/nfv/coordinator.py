@@ -403,6 +403,16 @@ def _host_lan(session: Session, host: HostRow | None) -> LanRow | None:
     return None
 
 
+def _named_lan(session: Session, node: str | None, subnet: str) -> LanRow:
+    """The LAN `subnet` of `node` (CreateRequest.lan); NotFound if it has none such."""
+    if node is None:
+        raise NotFound("an instance's lan needs its node")
+    for lan in session.scalars(select(LanRow).where(LanRow.node == node)).all():
+        if ipaddress.ip_network(lan.subnet) == ipaddress.ip_network(subnet, strict=False):
+            return lan
+    raise NotFound(f"node {node} has no LAN {subnet}")
+
+
 def _node_lan(session: Session, node: str) -> LanRow | None:
     return session.scalars(select(LanRow).where(LanRow.node == node).order_by(LanRow.id)).first()
 
@@ -427,6 +437,10 @@ class CreateRequest:
     owner: str | None = None
     """The account it is made for; None: whoever's request is being served
     (store.events.ACTOR), or the platform's own when none is (a loop)."""
+    lan: str | None = None
+    """Which LAN (subnet) of `node` its address comes from, for a node with several
+    (a Personal Network's vHG on its own LAN); None: the served host's, else the
+    node's first. Needs `node`."""
 
 
 def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
@@ -439,6 +453,8 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     # The address comes from the served host's LAN if it has one, else from the
     # placement node's; either way under the LAN's node's lock.
     host_lan = _host_lan(session, host)
+    if req.lan is not None:
+        host_lan = _named_lan(session, req.node, req.lan)
     lan_node = host_lan.node if host_lan is not None else None
     cpu = max(desc.cpu, req.cpu) if req.cpu is not None else desc.cpu
     memory_mb = max(desc.memory_mb, req.memory_mb) if req.memory_mb is not None else desc.memory_mb

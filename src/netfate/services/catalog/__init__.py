@@ -34,6 +34,8 @@ SERVICE = Service(
         "GET /subscriptions/{sid}": (OPERATOR, USER),
         "POST /subscriptions/{sid}/upgrade": (USER,),
         "DELETE /subscriptions/{sid}": (OPERATOR, USER),
+        # which of the user's devices join their Personal Network (the sharing service's)
+        "PUT /users/{user}/devices": (OPERATOR, USER),
         "GET /positions/{user}": (OPERATOR, PROVIDER, USER),
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
@@ -64,7 +66,7 @@ SERVICE = Service(
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
     experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
     panels=("panel.js",),  # placements and their reasons, live (operator)
-    door=("/services", "/subscriptions", "/positions"),  # the users' routes (no page yet)
+    door=("/services", "/subscriptions", "/positions", "/users"),  # the users' routes (no page yet)
 )
 
 __all__ = ["SERVICE"]

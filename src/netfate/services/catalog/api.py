@@ -13,7 +13,11 @@ End users:
 
     GET  /services                        the catalog: each chain's newest version
     POST /subscriptions                   subscribe (placed, instances asked for);
-                                          409 saying the engine's refusals
+                                          409 saying the engine's refusals; the first
+                                          makes the user's Personal Network, and
+                                          `pn_devices` says which devices join it
+    PUT  /users/{user}/devices            which of the user's devices join their PN (and
+                                          are their subscriptions' `devices`)
     GET  /subscriptions?user=U            a user's subscriptions (with each decision's why)
     GET  /subscriptions/{sid}             one, with its decisions
     POST /subscriptions/{sid}/upgrade     move to another (default: the newest) version
@@ -53,7 +57,7 @@ from pydantic import Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from netfate.contract import Role, Service
+from netfate.contract import Capabilities, Role, Service
 from netfate.orchestrator.api.deps import CapabilitiesDep, NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors, invalid
 from netfate.orchestrator.api.schemas import INT32_MAX, Strict
@@ -286,8 +290,23 @@ class SubscribeIn(Strict):
     )  # fmt: skip
     devices: list[Annotated[str, Field(pattern=MAC)]] = Field(
         default_factory=list, max_length=16,
-        description="MAC addresses of the user's devices (a sighting places the user)",
+        description="MAC addresses of the user's devices (a sighting places the user); "
+        "with `pn_devices`, leave it out: it is then their MACs",
     )  # fmt: skip
+    pn_devices: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=16,
+        description="The user's devices (host names or MACs) that join their Personal "
+        "Network, the ones on its LAN; they are then the subscription's `devices` too. "
+        "Left out: the PN keeps every host of its LAN",
+    )  # fmt: skip
+
+
+class DevicesIn(Strict):
+    devices: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        max_length=16,
+        description="The user's devices (host names or MACs) that join their Personal "
+        "Network; they become every active subscription's `devices`",
+    )
 
 
 def _chain(session: Session, name: str, version: int | None) -> CatalogChainRow:
@@ -383,14 +402,66 @@ def subscribe(
     if session.get(NodeRow, at) is None:
         raise invalid({("body", "at"): f"unknown node {at!r}"})
     pn = personal.ensure(session, caps, body.user, at)
+    devices, nodes = body.devices, set(pn.nodes)
+    if body.pn_devices is not None:
+        joined = _join(session, caps, body.user, body.pn_devices, "pn_devices")
+        if body.devices and sorted({m.lower() for m in body.devices}) != joined.macs:
+            session.rollback()
+            why = (
+                f"with pn_devices, the devices are theirs ({', '.join(joined.macs)}): leave it out"
+            )
+            raise invalid({("body", "devices"): why})
+        devices, nodes = joined.macs, nodes | joined.nodes
+        pn = dataclasses.replace(pn, pn=joined.pn)
     try:
-        row, _d, touched = CONDUIT.subscribe(session, body.user, chain, at, body.devices)
+        row, _d, touched = CONDUIT.subscribe(session, body.user, chain, at, devices)
     except cd.Refused as e:
         raise _refused(session, e) from None
     row.why = f"{row.why}; {pn.why}"
-    out = _committed(session, notifier, row, touched | pn.nodes)
+    out = _committed(session, notifier, row, touched | nodes)
     out["personal_network"] = pn.out()
     return out
+
+
+def _join(
+    session: Session, caps: Capabilities, user: str, refs: list[str], key: str
+) -> personal.Joined:
+    """personal.join, its refusal a keyed 422 (at ``body.KEY.I``) that keeps nothing."""
+    try:
+        return personal.join(session, caps, user, refs)
+    except personal.Unjoinable as e:
+        session.rollback()
+        where = {("body", key, *(() if i is None else (i,))): v for i, v in e.problems.items()}
+        raise invalid(where) from None
+
+
+@router.put("/users/{user}/devices", responses=errors(404))
+def set_devices(
+    user: Annotated[str, Path(pattern=_ID)],
+    body: DevicesIn,
+    session: SessionDep,
+    notifier: NotifierDep,
+    caps: CapabilitiesDep,
+) -> dict[str, Any]:
+    """Which of the user's devices join their Personal Network (names or MACs); each
+    of their active subscriptions then lists those devices' MACs (where the user is,
+    and what the chain steers, follow on the conduit's next pass). A keyed 422 (an
+    unknown device, another user's, no PN) changes nothing."""
+    joined = _join(session, caps, user, body.devices, "devices")
+    subs = session.scalars(
+        select(CatalogSubscriptionRow)
+        .where(
+            CatalogSubscriptionRow.user == user,
+            CatalogSubscriptionRow.state == SubscriptionState.ACTIVE.value,
+        )
+        .order_by(CatalogSubscriptionRow.created_at)
+    ).all()
+    for sub in subs:
+        sub.devices = joined.macs
+    session.commit()
+    notifier.notify(joined.nodes)
+    return {"user": user, "devices": joined.devices, "macs": joined.macs,
+            "subscriptions": [s.id for s in subs], "pn": joined.pn}  # fmt: skip
 
 
 def _committed(

@@ -5,12 +5,16 @@ check() walks through it, each step raising DemoFailed with the reason:
 1. a provider publishes ``sensor-archive`` v1 (a collector and an archive, the
    platform's counter and forwarder functions, a 5 ms round-trip bound): stored
    as templates, nothing runs;
-2. two users subscribe, one at each home: the engine places each chain, its
-   decision explained; the agents start the instances (real processes in their
-   namespaces) and report them running; each user's laptop asks its collector
-   (the platform's UDP counter) and gets an answer; the conduit's loop stores the
-   chain's SDN intents (the laptop's traffic steered through the blocks in chain
-   order), said with their states (compiled against the view: no controller runs);
+2. two users subscribe, one at each home, each naming the laptop that joins their
+   Personal Network: the first subscription makes the user's PN (pn_demo.py: the
+   sharing service's, on their home's LAN, its vHG running, the laptop in it and the
+   subscription's device; alice's vHG offers her laptop a DHCP lease); the engine
+   places each chain, its decision explained; the agents start the instances
+   (real processes in their namespaces) and report them running; each user's
+   laptop asks its collector (the platform's UDP counter) and gets an answer; the
+   conduit's loop stores the chain's SDN intents (the laptop's traffic steered
+   through the blocks in chain order), said with their states (compiled against the
+   view: no controller runs);
 3. the provider sees its subscriptions with abstract sites, never a node name;
 4. alice walks from cpe1 to cpe2 (walk.py): she logs in at cpe1's captive portal
    (the firewall service's RADIUS server records the login; nothing moves), her
@@ -45,6 +49,7 @@ from netfate.demo.sdn import until
 from netfate.testbed.builder import Testbed
 
 from .night_demo import USERS, night
+from .pn_demo import check_pn
 from .walk import Portals, move
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "fog.yaml"
@@ -118,12 +123,13 @@ def _subscribe(tb: Testbed, say: Say) -> tuple[Api, dict[str, dict[str, Any]]]:
     blocks = [b["name"] for b in v1["templates"]["blocks"]]
     say(f"acme published {v1['name']} v{v1['version']}: templates {blocks}; nothing runs")
     subs = {}
-    macs = {h["name"]: h["mac"] for h in api("GET", "/hosts")}
     for user, at in USERS.items():
+        # the laptop joins the user's PN, and its MAC is the subscription's device
         sub = api.as_user(user)("POST", f"{V}/subscriptions",
                                 {"user": user, "chain": "sensor-archive", "at": at,
-                                 "devices": [macs[LAPTOPS[user]]]})  # fmt: skip
+                                 "pn_devices": [LAPTOPS[user]]})  # fmt: skip
         say(f"{user} subscribed at {at}: {sub['decisions'][-1]['why']}")
+        check_pn(tb, api, user, at, LAPTOPS[user], sub, say, dhcp=user == "alice")
         subs[user] = _running(api.as_user(user), sub)
         where = {i["block"]: i["node"] for i in subs[user]["instances"]}
         say(f"{user}'s instances run: {where}")

@@ -75,7 +75,10 @@ SERVICE = Service(
     # the users' pages and what they call
     door=("/page", "/gateway-page", "/pns", "/invitations", "/shares"),
     # what the other services may ask for (the catalog's first subscription)
-    provides={"personal-network": "netfate.services.sharing.provided:ensure_pn"},
+    provides={
+        "personal-network": "netfate.services.sharing.provided:ensure_pn",
+        "personal-network-devices": "netfate.services.sharing.provided:set_pn_devices",
+    },
 )
 
 __all__ = ["SERVICE"]

@@ -28,7 +28,9 @@ from .gateway import rule_spec, rule_text
 app = typer.Typer(
     name="sharing", help="Personal Networks and smart-device sharing.", no_args_is_help=True
 )
-pn_app = typer.Typer(help="Personal Networks (id: the owner's email).", no_args_is_help=True)
+pn_app = typer.Typer(
+    help="Personal Networks (id: the owner's account name, e.g. an email).", no_args_is_help=True
+)
 app.add_typer(pn_app, name="pn")
 
 Api = Annotated[str | None, typer.Option("--api", help="Orchestrator URL")]
@@ -180,6 +182,16 @@ def revoke(sid: int, by: By, api: Api = None) -> None:
     typer.echo(_share_line(call(api, "POST", f"/sharing/shares/{sid}/revoke", {"by": by})))
 
 
+def _static_spec(text: str) -> dict[str, Any]:
+    """A static lease as typed: ``02:00:00:00:00:07=192.168.1.7[/nas]`` (the API checks
+    the values)."""
+    mac, sep, rest = text.strip().partition("=")
+    ip, _, name = rest.partition("/")
+    if not sep or not mac or not ip:
+        raise ValueError(f"--static {text[:64]!r}: MAC=ADDRESS[/NAME]")
+    return {"mac": mac, "ip": ip, **({"name": name} if name else {})}
+
+
 @app.command("gateway")
 def gateway(
     email: str,
@@ -194,8 +206,13 @@ def gateway(
         list[str] | None,
         typer.Option(help="PROTO/PORT[=ADDRESS], repeatable: the allow rules from now on"),
     ] = None,
+    static: Annotated[
+        list[str] | None,
+        typer.Option(help="MAC=ADDRESS[/NAME], repeatable: the static DHCP leases from now on"),
+    ] = None,
     no_forwards: Annotated[bool, typer.Option(help="Remove every forward")] = False,
     no_allow: Annotated[bool, typer.Option(help="Remove every allow rule")] = False,
+    no_static: Annotated[bool, typer.Option(help="Remove every static lease")] = False,
     api: Api = None,
 ) -> None:
     """A PN's gateway settings (LAN, DHCP, port forwards, firewall): show or set them."""
@@ -217,10 +234,14 @@ def gateway(
                 body["forwards"] = [rule_spec(f, forward=True) for f in forward or []]
             if allow or no_allow:
                 body["allow"] = [rule_spec(a, forward=False) for a in allow or []]
+            if static or no_static:
+                body["static"] = [_static_spec(x) for x in static or []]
         except ValueError as e:
             raise typer.BadParameter(str(e)) from None
         if not body:
-            raise typer.BadParameter("set what? (--dhcp, --lease-seconds, --forward, --allow)")
+            raise typer.BadParameter(
+                "set what? (--dhcp, --lease-seconds, --static, --forward, --allow)"
+            )
         got = call(api, "PUT", path, body)
     else:
         raise typer.BadParameter(f"{action!r}: show or set")
@@ -230,6 +251,8 @@ def gateway(
     typer.echo(f"PN {got['pn']} on {got['node']}: LAN {got['lan']['subnet']} "
                f"(node {got['lan']['node_gateway']}), {where}")  # fmt: skip
     typer.echo(f"DHCP {d['first']}-{d['last']}, leases {d['lease_seconds']} s")
+    for st in got.get("static", []):
+        typer.echo(f"static {st['mac']}={st['ip']}" + (f"/{st['name']}" if st.get("name") else ""))
     for f in got["forwards"]:
         typer.echo(f"forward {rule_text(f, forward=True)}")
     for a in got["allow"]:

@@ -10,7 +10,7 @@ from netfate.model.events import Event
 @dataclass(frozen=True)
 class PersonalNetworkCreated(Event):
     email: str
-    """The owner's email: the PN's id."""
+    """The owner's account name (an email, or any other): the PN's id."""
     node: str
     """The edge node whose LAN is the PN."""
     subnet: str

@@ -1,6 +1,6 @@
 """A Personal Network's gateway settings (issue 15 §2): what its owner sets on the
 "Gateway settings" page, like a home router's: the LAN's DHCP pool and lease time,
-port forwards into the PN and firewall allow rules.
+static DHCP leases, port forwards into the PN and firewall allow rules.
 
 The settings are kept on the PN (`PersonalNetworkRow.gateway`, migration
 0019_gateway), so they exist before the PN has a vHG and outlive it: `start_vhg`
@@ -13,7 +13,8 @@ touched.
 Checked before anything changes, each problem keyed by where it is in the
 request (``("dhcp", "first")``, ``("forwards", 2, "to")``): a pool outside the
 PN's host addresses or over the node's gateway, an address of a rule outside the
-PN, an external port forwarded twice for one protocol; then the vHG's own schema
+PN, an external port forwarded twice for one protocol, a static lease's MAC or
+address given twice, or its address the node's or one in use; then the vHG's own schema
 (vnf/vhg/config.py) on the whole configuration, as the agent will check it.
 """
 
@@ -39,7 +40,8 @@ from .tables import PersonalNetworkRow
 DHCP_FIRST, DHCP_LAST = 100, 149
 """The default pool (host numbers within the PN's subnet); aliases never come from it."""
 LEASE_SECONDS = 3600
-RULES = ("forwards", "allow")
+RULES = ("forwards", "allow", "static")
+"""The settings that are lists (a part left out of a change keeps its own)."""
 # Where each of the vHG configuration's keys is in a gateway request.
 _KEYS: dict[str, Loc] = {
     "dhcp_first": ("dhcp", "first"),
@@ -105,7 +107,7 @@ def settings(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
     """The PN's gateway settings in the vHG's own keys: stored ones, else what its
     running vHG was given, else the defaults. Reads only."""
     if pn.gateway:
-        return dict(pn.gateway)
+        return {"static": [], **pn.gateway}  # stored before static leases: none
     net = ipaddress.IPv4Network(pn.subnet)
     out: dict[str, Any] = {
         "dhcp_first": str(net.network_address + DHCP_FIRST),
@@ -113,6 +115,7 @@ def settings(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
         "lease_seconds": LEASE_SECONDS,
         "forwards": [],
         "allow": [],
+        "static": [],
     }
     inst = _vhg(session, pn)
     if inst is not None:
@@ -145,6 +148,7 @@ def view(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
                  "lease_seconds": s["lease_seconds"]},
         "forwards": [dict(f) for f in s.get("forwards", [])],
         "allow": [dict(a) for a in s.get("allow", [])],
+        "static": [dict(st) for st in s.get("static", [])],
     }  # fmt: skip
 
 
@@ -171,7 +175,16 @@ def _problems(
         out[_KEYS["dhcp_first"]] = (
             f"the pool {first}-{last} holds {inside[0]}, which the PN's gateway or a share uses"
         )
-    out.update(rule_problems(str(net), cfg.get("forwards", []), cfg.get("allow", [])))
+    static = cfg.get("static", [])
+    out.update(rule_problems(str(net), cfg.get("forwards", []), cfg.get("allow", []), static))
+    for i, st in enumerate(static):
+        if ("static", i, "ip") in out:
+            continue
+        a = ipaddress.IPv4Address(str(st["ip"]))
+        if gw and a == ipaddress.IPv4Address(gw):
+            out[("static", i, "ip")] = f"{a} is the node's address"
+        elif a in used:
+            out[("static", i, "ip")] = f"{a} is in use (the PN's gateway, an instance or a share)"
     if out:
         return out
     try:

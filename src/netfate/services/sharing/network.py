@@ -323,6 +323,8 @@ def vhg_wirings(session: Session) -> list[VhgWiring]:
         ):
             if not h.ip or ipaddress.IPv4Address(h.ip.split("/")[0]) not in net:
                 continue
+            if pn.members is not None and h.name not in pn.members:
+                continue  # a host its owner left out of the PN: no path to its vHG
             port = session.scalars(
                 select(PortRow.name).where(
                     PortRow.node == where[0], PortRow.peer_kind == "host",

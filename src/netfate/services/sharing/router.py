@@ -27,7 +27,14 @@ from netfate.orchestrator.api.errors import errors, invalid
 from netfate.orchestrator.api.schemas import INT32_MAX
 from netfate.orchestrator.identity import PrincipalDep
 from netfate.vnf.configs import IPv4
-from netfate.vnf.vhg.config import MAX_ALLOW, MAX_FORWARDS, AllowConfig, ForwardConfig
+from netfate.vnf.vhg.config import (
+    MAX_ALLOW,
+    MAX_FORWARDS,
+    MAX_STATIC,
+    AllowConfig,
+    ForwardConfig,
+    StaticLeaseConfig,
+)
 
 from . import gateway, network, provided
 from . import workflow as wf
@@ -43,7 +50,10 @@ class _In(BaseModel):
 
 
 class PNCreate(_In):
-    email: str = Field(max_length=254, description="The owner's email: the PN's id")
+    email: str = Field(
+        max_length=254,
+        description="The owner's account name (an email, or any other account): the PN's id",
+    )
     node: str = Field(max_length=64, description="The edge node whose LAN is the PN")
     subnet: str | None = Field(default=None, description="Which LAN of the node (default: first)")
     name: str = Field(default="", max_length=64)
@@ -66,7 +76,7 @@ class ShareIn(_In):
     device: str = Field(max_length=64, description="Device name or address in PN1")
     recipient: str = Field(
         max_length=254,
-        description="PN2: its id (its owner's email) or an invitation code its owner gave "
+        description="PN2: its id (its owner's account name) or an invitation code its owner gave "
         "(e.g. ABCD-EFGH-JKMN; used up by this share)",
     )
     http_ports: list[int] = Field(
@@ -105,6 +115,11 @@ class GatewayIn(_In):
         default=None, max_length=MAX_ALLOW,
         description="Firewall: new connections into the PN that are let in (to one device, "
         "or to any)",
+    )  # fmt: skip
+    static: list[StaticLeaseConfig] | None = Field(
+        default=None, max_length=MAX_STATIC,
+        description="Static DHCP leases: the device with `mac` always gets `ip` (in the "
+        "pool or not)",
     )  # fmt: skip
 
 

@@ -11,7 +11,9 @@ from netfate.store.base import Base
 
 
 class PersonalNetworkRow(Base):
-    """A Personal Network: its owner's email is its id (seed section II)."""
+    """A Personal Network: its owner's account name is its id (seed section II names
+    PNs by their owner's email; an email is one account name among others). The
+    column keeps its first name, `email` (migration 0020_pnuser)."""
 
     __tablename__ = "sharing_pns"
     email: Mapped[str] = mapped_column(String(254), primary_key=True)
@@ -24,6 +26,9 @@ class PersonalNetworkRow(Base):
     gateway: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """The vHG's settings its owner chose (services/sharing/gateway.py; migration
     0019_gateway): DHCP pool and lease time, forwards, allow rules. None: defaults."""
+    members: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    """The topology hosts of its LAN that its owner chose to join it (by name;
+    migration 0020_pnuser). None: every host of the LAN, as before the choice."""
 
 
 class DeviceRow(Base):

@@ -7,7 +7,7 @@ are reported running; `refresh` checks that whenever a share is read.
 
 Steps of III.A and where they happen:
 
-1. PN1's owner picks a device and PN2's id (email)       request_share
+1. PN1's owner picks a device and PN2's id (its owner)    request_share
 2. PN2's owner is notified                                list_shares(recipient=...)
 3. on accept, PN2's active device addresses are taken     accept -> inventory(PN2)
 4. VP2 is launched in PN1, one alias per PN2 device       accept -> create_instance
@@ -32,6 +32,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import LIVE, InstanceState
+from netfate.orchestrator.identity.accounts import NAME_RE as OWNER_RE
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity, NotFound
 from netfate.store.db import serialize
@@ -46,7 +47,6 @@ from .states import ShareState
 from .tables import DeviceRow, InvitationRow, PersonalNetworkRow, ShareHistoryRow, ShareRow
 
 A = ipaddress.IPv4Address
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}$")
 VP_DESCRIPTOR = "virtual-presence"
 VHG_DESCRIPTOR = "vhg"
 OVERLAY = ("10.0.0.1/30", "10.0.0.2/30")  # the seed's EI addresses, inside each VP's namespace
@@ -84,18 +84,30 @@ def _one_at_a_time(session: Session) -> None:
 def create_pn(
     session: Session, email: str, node: str, subnet: str | None = None, name: str = ""
 ) -> PersonalNetworkRow:
+    """A PN for the account `email` names (any account name: an email, or `alice`)."""
     _one_at_a_time(session)
-    if not EMAIL_RE.match(email):
-        raise BadRequest(f"a PN id is its owner's email; {email!r} is not one")
+    if not OWNER_RE.match(email):
+        raise BadRequest(
+            f"a PN id is its owner's account name (letters, digits, . _ @ + -); "
+            f"{email!r} is not one"
+        )
     if session.get(PersonalNetworkRow, email) is not None:
         raise Conflict(f"PN {email} exists")
     if session.get(NodeRow, node) is None:
         raise NotFound(f"unknown node {node!r}")
-    lans = [lan.subnet for lan in session.scalars(select(LanRow).where(LanRow.node == node))]
+    q = select(LanRow).where(LanRow.node == node).order_by(LanRow.id)
+    lans = [lan.subnet for lan in session.scalars(q)]
     if not lans:
         raise BadRequest(f"node {node} has no LAN to be a PN")
     if subnet is None:
-        subnet = lans[0]
+        # The node's first LAN that is no PN yet: a node with several gives a second
+        # user one of its own (the first user's stays theirs).
+        owned = set(
+            session.scalars(
+                select(PersonalNetworkRow.subnet).where(PersonalNetworkRow.node == node)
+            )
+        )
+        subnet = next((lan for lan in lans if lan not in owned), lans[0])
     elif str(ipaddress.ip_network(subnet, strict=False)) not in lans:
         raise BadRequest(f"{subnet} is not a LAN of node {node} ({', '.join(lans)})")
     taken = session.scalars(
@@ -160,11 +172,16 @@ def _vp_addresses(session: Session, pn: PersonalNetworkRow) -> set[A]:
     return out
 
 
-def inventory(session: Session, pn: PersonalNetworkRow) -> list[Device]:
-    """The PN's devices: topology hosts of its LAN, declared virtual devices, vHG reports."""
+def inventory(session: Session, pn: PersonalNetworkRow, every: bool = False) -> list[Device]:
+    """The PN's devices: topology hosts of its LAN (those its owner chose to join it,
+    `members`, when they chose), declared virtual devices, vHG reports. `every`: all
+    the LAN's hosts, chosen or not."""
     net = ipaddress.ip_network(pn.subnet)
     found: dict[str, Device] = {}
+    members = None if every or pn.members is None else set(pn.members)
     for h in session.scalars(select(HostRow).where(HostRow.node == pn.node)):
+        if members is not None and h.name not in members:
+            continue  # a host of the LAN its owner left out of the PN
         if h.ip and ipaddress.ip_address(h.ip) in net:
             found[h.ip] = Device(h.name, h.ip, h.mac, h.kind or "host", "topology")
     vps = {str(a) for a in _vp_addresses(session, pn)}
@@ -358,22 +375,26 @@ def _move(session: Session, sh: ShareRow, target: ShareState, actor: str, why: s
 def request_share(
     session: Session, owner: str, device: str, recipient: str, http_ports: list[int] | None = None
 ) -> ShareRow:
-    """PN1's owner shares `device` with `recipient`: a PN's id (its owner's email) or an
+    """PN1's owner shares `device` with `recipient`: a PN's id (its owner's account name) or an
     invitation code that PN's owner gave them (used up by the share)."""
     _one_at_a_time(session)
     pn1 = get_pn(session, owner)
     inv: InvitationRow | None = None
-    code = normalize_code(recipient) if not EMAIL_RE.match(recipient) else None
+    # A PN's id is any account name, and a code looks like one: a PN of that name wins
+    # (codes are random: no account is likely to be named like a live one).
+    code = None if session.get(PersonalNetworkRow, recipient) else normalize_code(recipient)
     if code is not None:
         inv = _redeem(session, code)
         recipient = inv.pn
-    elif not EMAIL_RE.match(recipient):
+    elif not OWNER_RE.match(recipient):
         raise BadRequest(
-            f"the recipient is a PN id (an email) or an invitation code; {recipient!r} is neither"
+            f"the recipient is a PN id (its owner's account name) or an invitation code; "
+            f"{recipient!r} is neither"
         )
     pn2 = session.get(PersonalNetworkRow, recipient)
     if pn2 is None:
-        raise NotFound(f"unknown PN {recipient!r}: nobody to share with")
+        how = "" if inv is not None else " (nor is it an invitation code)"
+        raise NotFound(f"unknown PN {recipient!r}: nobody to share with{how}")
     if pn2.email == pn1.email:
         raise BadRequest("a PN cannot share a device with itself")
     dev = find_device(session, pn1, device)
@@ -766,12 +787,14 @@ def share_view(session: Session, sh: ShareRow, with_history: bool = False) -> di
 
 def pn_view(session: Session, pn: PersonalNetworkRow) -> dict[str, Any]:
     return {
-        "email": pn.email,
+        "email": pn.email,  # the PN's id under its first name: its owner's account
+        "owner": pn.email,
         "name": pn.name,
         "node": pn.node,
         "subnet": pn.subnet,
         "vhg_instance": pn.vhg_instance,
         "devices": [d.to_dict() for d in inventory(session, pn)],
+        "members": pn.members,
     }
 
 
@@ -795,6 +818,7 @@ def start_vhg(session: Session, pn: PersonalNetworkRow) -> tuple[InstanceRow, se
             descriptor=VHG_DESCRIPTOR,
             name=f"vhg-{pn.name}"[:64],
             node=pn.node,
+            lan=pn.subnet,  # its address on the PN's own LAN (a node may have several)
             config=gateway.vhg_config(session, pn),  # its owner's settings, or the defaults
         ),
     )
@@ -815,3 +839,81 @@ def set_gateway(
     ) if a}  # fmt: skip
     used = {a for a in used if a in net} | _vp_addresses(session, pn)
     return gateway.update(session, pn, changes, by, used)
+
+
+# ------------------------------------------------------------------ devices that join
+
+
+def _owner_of_lan(session: Session, node: str, ip: str | None) -> PersonalNetworkRow | None:
+    """The PN whose LAN holds address `ip` of `node`, if any."""
+    if not ip:
+        return None
+    addr = ipaddress.ip_interface(ip).ip
+    for other in session.scalars(select(PersonalNetworkRow).where(PersonalNetworkRow.node == node)):
+        if addr in ipaddress.ip_network(other.subnet):
+            return other
+    return None
+
+
+def resolve_members(
+    session: Session, pn: PersonalNetworkRow, refs: list[str]
+) -> tuple[list[Device | None], dict[int, str]]:
+    """The device each of `refs` (a name or a MAC) names among those that may join
+    `pn`: a host of its LAN, or a device declared or reported in it. Otherwise a
+    problem at its index: unknown, named twice, another user's (a host on another
+    PN's LAN, or a device of another PN: whose is not said), or a host of a LAN that
+    is no PN's but not this PN's either."""
+    mine = inventory(session, pn, every=True)
+    out: list[Device | None] = []
+    problems: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for i, ref in enumerate(refs):
+        key = ref.lower()
+        dev = next((d for d in mine if key in (d.name.lower(), (d.mac or "").lower())), None)
+        if dev is None:
+            out.append(None)
+            problems[i] = _not_joinable(session, pn, ref, key)
+            continue
+        if dev.name in seen:
+            out.append(None)
+            problems[i] = f"{ref!r} names {dev.name}, already given at [{seen[dev.name]}]"
+            continue
+        seen[dev.name] = i
+        out.append(dev)
+    return out, problems
+
+
+def _not_joinable(session: Session, pn: PersonalNetworkRow, ref: str, key: str) -> str:
+    """Why `ref`, which is no device of `pn`'s LAN, cannot join it."""
+    for h in session.scalars(select(HostRow).order_by(HostRow.name)):
+        if key not in (h.name.lower(), (h.mac or "").lower()):
+            continue
+        other = _owner_of_lan(session, h.node, h.ip)
+        if other is not None and other.email != pn.email:
+            return f"{ref!r} is another user's device"
+        return (
+            f"{ref!r} is on {h.node}'s LAN, not on this Personal Network's ({pn.node} {pn.subnet})"
+        )
+    others = session.scalars(select(DeviceRow).where(DeviceRow.pn != pn.email)).all()
+    if any(key in (d.name.lower(), (d.mac or "").lower()) for d in others):
+        return f"{ref!r} is another user's device"
+    return f"unknown device {ref!r}"
+
+
+def set_members(
+    session: Session, pn: PersonalNetworkRow, refs: list[str]
+) -> tuple[list[Device | None], dict[int, str], set[str]]:
+    """Which hosts of its LAN join `pn` (its owner's choice): the devices `refs` name,
+    the problems (index -> why; then nothing changes) and the nodes touched. Shares
+    into the PN follow its devices (resync); its vHG's paths follow on the service's
+    next pass (network.vhg_wirings). Declared and reported devices stay in the PN
+    whether named or not (they came to it by its owner or its vHG)."""
+    _one_at_a_time(session)
+    devices, problems = resolve_members(session, pn, refs)
+    if problems:
+        return devices, problems, set()
+    topology = {h.name for h in session.scalars(select(HostRow).where(HostRow.node == pn.node))}
+    pn.members = sorted(d.name for d in devices if d is not None and d.source == "topology"
+                        and d.name in topology)  # fmt: skip
+    session.flush()
+    return devices, {}, resync(session, pn)

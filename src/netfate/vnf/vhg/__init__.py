@@ -15,10 +15,12 @@ one-armed router on the PN's LAN (its eth0):
 Config (config.py): subnet, dhcp_first, dhcp_last, lease_seconds,
 upstream_gateway (the node's address on the LAN), allow: [{"proto": "tcp",
 "port": 80, "to": "192.168.1.5"}], forwards: [{"proto": "tcp", "port": 8080,
-"to": "192.168.1.5", "to_port": 80}]. A running vHG takes a new pool, lease time,
-allow rules and forwards in place (`configure`: the ruleset replaced in one
-transaction, dnsmasq restarted on its lease file when the pool or lease time
-changed); a new subnet or interface needs a restart.
+"to": "192.168.1.5", "to_port": 80}], static: [{"mac": "02:..", "ip":
+"192.168.1.20", "name": "nas"}] (static leases: dnsmasq's dhcp-host). A running vHG
+takes a new pool, lease time, static leases, allow rules and forwards in place
+(`configure`: the ruleset replaced in one transaction, dnsmasq restarted on its
+lease file when the pool, lease time or static leases changed); a new subnet or
+interface needs a restart.
 Stats carry the inventory (leases and neighbours) the sharing service shows.
 """
 
@@ -28,6 +30,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -177,6 +180,22 @@ def _off_loop(fn: Callable[[], T]) -> T:
         return ex.submit(fn).result()
 
 
+def _static(entries: Any) -> list[tuple[str, ...]]:
+    """Static leases as dnsmasq's dhcp-host fields (MAC, address[, name]), checked:
+    ValueError on anything else (the agent checked the schema already)."""
+    out: list[tuple[str, ...]] = []
+    for e in entries or []:
+        mac = str(e["mac"]).lower()
+        if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
+            raise ValueError(f"static lease: bad MAC {mac!r}")
+        ip = str(ipaddress.IPv4Address(str(e["ip"])))
+        name = e.get("name")
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,63}", str(name)):
+            raise ValueError(f"static lease: bad name {name!r}")
+        out.append((mac, ip, str(name)) if name else (mac, ip))
+    return out
+
+
 class Vhg(Function):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -187,6 +206,7 @@ class Vhg(Function):
         self.upstream = c.get("upstream_gateway")
         self.allow: list[dict[str, Any]] = list(c.get("allow", []))
         self.forwards: list[dict[str, Any]] = list(c.get("forwards", []))
+        self.static = _static(c.get("static", []))
         self.ifname = str(c.get("ifname", IFNAME))
         self.lease_secs = int(c.get("lease_seconds", 3600))
         self.dir = Path(tempfile.mkdtemp(prefix=f"vhg-{ctx.instance}-"))
@@ -226,6 +246,7 @@ class Vhg(Function):
             f"--dhcp-option=option:router,{self.address}",
             f"--dhcp-leasefile={self.leasefile}", "--dhcp-authoritative",
             f"--pid-file={self.dir / 'dnsmasq.pid'}", "--log-facility=-",
+            *(f"--dhcp-host={','.join(host)}" for host in self.static),
         ]  # fmt: skip
         self.dnsmasq = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -251,6 +272,7 @@ class Vhg(Function):
             last = str(ipaddress.IPv4Address(str(config["dhcp_last"])))
             lease = int(config.get("lease_seconds", 3600))
             allow, forwards = list(config.get("allow", [])), list(config.get("forwards", []))
+            static = _static(config.get("static", []))
             doc = firewall_ruleset(str(self.subnet), self.ifname, allow, forwards, self.address)
         except (KeyError, TypeError, ValueError):
             return False
@@ -259,9 +281,11 @@ class Vhg(Function):
         except nft.NftError:
             return False
         self.allow, self.forwards = allow, forwards
-        if (first, last, lease) != (self.first, self.last, self.lease_secs):
-            self.first, self.last, self.lease_secs = first, last, lease
-            # dnsmasq reads its range at start; the lease file carries the leases over.
+        if (first, last, lease, static) != (self.first, self.last, self.lease_secs, self.static):
+            self.first, self.last, self.lease_secs, self.static = first, last, lease, static
+            # dnsmasq reads its range and hosts at start; the lease file carries the
+            # leases over (a device whose lease is not its static address is refused
+            # at its renewal and asks again).
             self._stop_dnsmasq()
             self._start_dnsmasq()
         return True

@@ -16,6 +16,9 @@ from netfate.vnf.configs import IFNAME, FunctionConfig, IPv4, IPv4Prefix, Port
 
 MAX_ALLOW = 256
 MAX_FORWARDS = 256
+MAX_STATIC = 64
+MAC = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
+HOSTNAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
 
 Loc = tuple[str | int, ...]
 
@@ -38,12 +41,25 @@ class ForwardConfig(FunctionConfig):
     to_port: Port | None = Field(default=None, description="The device's port (default: port)")
 
 
+class StaticLeaseConfig(FunctionConfig):
+    """A static DHCP lease (a reservation): dnsmasq always gives `mac` the address
+    `ip` (its dhcp-host), in the pool or not."""
+
+    mac: str = Field(pattern=MAC, description="The device's MAC address")
+    ip: IPv4 = Field(description="The address it always gets, in the PN")
+    name: str | None = Field(default=None, pattern=HOSTNAME, description="Its host name")
+
+
 def rule_problems(
-    subnet: str, forwards: Iterable[Mapping[str, Any]], allow: Iterable[Mapping[str, Any]] = ()
+    subnet: str,
+    forwards: Iterable[Mapping[str, Any]],
+    allow: Iterable[Mapping[str, Any]] = (),
+    static: Iterable[Mapping[str, Any]] = (),
 ) -> dict[Loc, str]:
     """What is wrong with well-typed rules against the PN's subnet, keyed by where:
-    an address outside the subnet (or its network or broadcast address), and an
-    external port forwarded twice for one protocol."""
+    an address outside the subnet (or its network or broadcast address), an
+    external port forwarded twice for one protocol, and a static lease's MAC or
+    address given twice."""
     net = IPv4Network(subnet)
     out: dict[Loc, str] = {}
 
@@ -67,6 +83,20 @@ def rule_problems(
         seen.setdefault(key, i)
     for i, a in enumerate(allow):
         host("allow", i, a.get("to"))
+    macs: dict[str, int] = {}
+    ips: dict[str, int] = {}
+    for i, st in enumerate(static):
+        before = len(out)
+        host("static", i, st.get("ip"))
+        if len(out) > before:  # keyed "to" by host(): a static lease's key is "ip"
+            out[("static", i, "ip")] = out.pop(("static", i, "to"))
+        mac, ip = str(st.get("mac", "")).lower(), str(st.get("ip", ""))
+        if mac in macs:
+            out[("static", i, "mac")] = f"{mac} already has a static lease (static[{macs[mac]}])"
+        elif ip in ips:
+            out[("static", i, "ip")] = f"{ip} is already static[{ips[ip]}]'s"
+        macs.setdefault(mac, i)
+        ips.setdefault(ip, i)
     return out
 
 
@@ -77,6 +107,7 @@ class VhgConfig(FunctionConfig):
     dhcp_last: IPv4 = Field(description="The DHCP pool's last address")
     upstream_gateway: IPv4 | None = Field(default=None, description="The node's LAN address")
     allow: list[AllowConfig] = Field(default_factory=list, max_length=MAX_ALLOW)
+    static: list[StaticLeaseConfig] = Field(default_factory=list, max_length=MAX_STATIC)
     # validate_default: the check of every rule's address runs with no forwards too
     forwards: list[ForwardConfig] = Field(
         default_factory=list, max_length=MAX_FORWARDS, validate_default=True
@@ -101,9 +132,13 @@ class VhgConfig(FunctionConfig):
     def _forwards(cls, v: list[ForwardConfig], info: ValidationInfo) -> list[ForwardConfig]:
         subnet = info.data.get("subnet")
         allow = info.data.get("allow") or []
+        static = info.data.get("static") or []
         if subnet is not None:
             problems = rule_problems(
-                subnet, [f.model_dump() for f in v], [a.model_dump() for a in allow]
+                subnet,
+                [f.model_dump() for f in v],
+                [a.model_dump() for a in allow],
+                [st.model_dump() for st in static],
             )
             if problems:
                 (kind, i, key), msg = next(iter(problems.items()))

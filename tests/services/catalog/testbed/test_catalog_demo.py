@@ -29,6 +29,17 @@ def test_demo_catalog_check_exits_zero() -> None:
     assert r.returncode == 0, out[-6000:]
     assert "acme published sensor-archive v1: templates ['collector', 'archive']" in out
     assert "alice subscribed at cpe1: placed on cpe1 by mix" in out
+    # The first subscription made each user's PN (an account name, not an email) at
+    # home, its vHG running, the laptop the user named in it (pn_demo.py checks each).
+    assert re.search(r"alice's first subscription made alice's Personal Network at cpe1: "
+                     r"LAN 192\.168\.81\.0/24, vHG i-\w+ running at 192\.168\.81\.\d+; "
+                     r"laptop1 \([0-9a-f:]{17}\) joined it and is the subscription's device",
+                     out), out[-6000:]  # fmt: skip
+    assert (
+        "bob's first subscription made bob's Personal Network at cpe2: LAN 192.168.82.0/24" in out
+    )
+    assert re.search(r"alice's vHG offered laptop1 the lease 192\.168\.81\.1\d\d, itself as "
+                     r"router; the PN lists it", out), out[-6000:]  # fmt: skip
     assert "alice's instances run: {'archive': 'cpe1', 'collector': 'cpe1'}" in out
     assert "bob's instances run: {'archive': 'cpe2', 'collector': 'cpe2'}" in out
     assert "alice's laptop asked the collector at 192.168.81." in out

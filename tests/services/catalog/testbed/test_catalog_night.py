@@ -25,7 +25,9 @@ def test_the_edge_is_off_at_night_and_back_in_the_morning() -> None:
         # by day at the edge; at night at home, the edge off; in the morning back
         runs = [s for s in said if s.startswith("pe1 ")]
         assert "'pe1'" in runs[0] and "'pe1'" not in runs[1] and "'pe1'" in runs[2], said
-        assert text.count("off: at 03:00 (load curve: cpe1 0.10/2 CPU") == 1, said
+        # cpe1's background: the curve's 0.10 and the vHG of alice's Personal Network
+        # (0.1 CPU), made by her first subscription
+        assert text.count("off: at 03:00 (load curve: cpe1 0.20/2 CPU") == 1, said
         assert "pe1 off: " in text and "within the SLAs" in text, said
         assert "on: at 11:00" in text and "no longer fit" in text, said
         assert tb.api_url

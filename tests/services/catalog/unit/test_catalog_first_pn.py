@@ -31,14 +31,14 @@ def _sharing() -> Service:
     return svc
 
 
-def _client(tmp_path: Path, svcs: list[Service]) -> Iterator[Any]:
+def _client(tmp_path: Path, svcs: list[Service], topo: dict[str, Any] = TOPO) -> Iterator[Any]:
     app = create_app(
         Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
         services=svcs,
     )
     with authn.client(app) as c:
-        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
-        for node in TOPO["nodes"]:
+        assert c.put("/api/v1/topology", json=topo).status_code == 200
+        for node in topo["nodes"]:
             r = c.post(f"/api/v1/agents/{node}/register", json={"endpoint": "127.0.0.1:1"})
             assert r.status_code == 200, r.text
         assert publish(c).status_code == 201
@@ -49,6 +49,16 @@ def _client(tmp_path: Path, svcs: list[Service]) -> Iterator[Any]:
 def both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
     yield from _client(tmp_path, [_sharing(), CATALOG])
+
+
+@pytest.fixture
+def two_lans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """cpe1 with two LANs (the topology's `lans`)."""
+    monkeypatch.setenv("NETFATE_RADIUS_LISTEN", "")
+    cpe1 = {**TOPO["nodes"]["cpe1"], "cpu": 2, "lans": ["192.168.1.0/24", "192.168.11.0/24"]}
+    del cpe1["lan"]
+    topo = {**TOPO, "nodes": {**TOPO["nodes"], "cpe1": cpe1}}
+    yield from _client(tmp_path, [_sharing(), CATALOG], topo)
 
 
 @pytest.fixture
@@ -101,16 +111,23 @@ def test_the_first_subscription_makes_the_users_pn_and_its_vhg(both: Any) -> Non
     assert [p["email"] for p in both.get(PN).json()] == [ALICE]
 
 
-def test_a_pn_the_provider_refuses_leaves_the_subscription_and_no_pn(both: Any) -> None:
-    r = subscribe(both, "alice", "cpe1")  # a PN's id is its owner's email
+def test_any_account_gets_its_pn_not_only_an_email(both: Any) -> None:
+    """A PN's id is its owner's account name: `alice`, with no email, gets hers."""
+    r = subscribe(both, "alice", "cpe1")
     assert r.status_code == 201, r.text
     made = r.json()["personal_network"]
-    assert made["created"] is False and made["pn"] is None
-    assert made["why"] == "no Personal Network made for alice: sharing refused"
-    assert made["detail"] == "a PN id is its owner's email; 'alice' is not one"
-    assert r.json()["why"].endswith(f"; {made['why']}")
-    assert vhgs(both) == [] and both.get(PN).json() == []
-    assert len(r.json()["instances"]) == 2  # the chain runs all the same
+    assert made["created"] is True and made["detail"] == ""
+    assert made["why"] == "created alice's Personal Network at cpe1"
+    assert (made["pn"]["owner"], made["pn"]["email"], made["pn"]["node"]) == (
+        "alice", "alice", "cpe1",
+    )  # fmt: skip
+    (vhg,) = vhgs(both)
+    assert made["pn"]["vhg_instance"] == vhg["id"] and vhg["name"] == "vhg-alice"
+    # the sharing service's routes take the account name where they took an email
+    got = both.get(f"{PN}/alice")
+    assert got.status_code == 200 and got.json()["vhg_instance"] == vhg["id"]
+    assert both.get(f"{PN}/alice/gateway").json()["lan"]["subnet"] == "192.168.1.0/24"
+    assert len(r.json()["instances"]) == 2
 
 
 def test_a_lan_that_is_another_users_pn_is_not_taken(both: Any) -> None:
@@ -142,3 +159,37 @@ def test_without_the_sharing_service_a_subscription_makes_no_pn(alone: Any) -> N
     assert sub["why"].startswith("placed on cpe1") and sub["why"].endswith(f"; {said}")
     assert len(sub["instances"]) == 2 and vhgs(alone) == []
     assert alone.get(PN).status_code == 404  # no sharing API either
+
+
+def test_without_the_sharing_service_no_device_can_join_a_pn(alone: Any) -> None:
+    body = {"user": ALICE, "chain": "sensor-archive", "at": "cpe1", "pn_devices": ["laptop"]}
+    r = alone.post(f"{V}/subscriptions", json=body)
+    assert r.status_code == 422, r.text
+    (err,) = r.json()["errors"]
+    assert err["loc"] == ["body", "pn_devices"]
+    assert err["msg"] == "no registered service provides Personal Networks"
+    assert alone.get(f"{V}/subscriptions").json() == []
+    assert alone.get("/api/v1/instances").json() == []
+
+
+def test_a_second_user_at_a_node_with_another_lan_gets_that_lan(two_lans: Any) -> None:
+    """The node's first LAN is alice's PN: bob's first subscription there makes his on
+    the node's second LAN, his vHG addressed on it (its own LAN, not the first)."""
+    alice = subscribe(two_lans, ALICE, "cpe1").json()["personal_network"]["pn"]
+    r = subscribe(two_lans, "bob", "cpe1")
+    assert r.status_code == 201, r.text
+    made = r.json()["personal_network"]
+    assert made["created"] is True, made
+    assert (alice["subnet"], made["pn"]["subnet"]) == ("192.168.1.0/24", "192.168.11.0/24")
+    by_id = {v["id"]: v for v in vhgs(two_lans)}
+    bob_vhg = by_id[made["pn"]["vhg_instance"]]
+    assert bob_vhg["ip"].startswith("192.168.11.") and bob_vhg["node"] == "cpe1"
+    assert by_id[alice["vhg_instance"]]["ip"].startswith("192.168.1.")
+    gw = two_lans.get(f"{PN}/bob/gateway").json()
+    assert gw["lan"] == {"subnet": "192.168.11.0/24", "node_gateway": "192.168.11.1"}
+    assert gw["dhcp"]["first"] == "192.168.11.100"
+    # a third user finds both LANs taken: no PN, said, and nothing kept
+    r = subscribe(two_lans, "carol", "cpe1")
+    assert r.status_code == 201 and r.json()["personal_network"]["created"] is False
+    assert "is already PN" in r.json()["personal_network"]["detail"]
+    assert len(vhgs(two_lans)) == 2

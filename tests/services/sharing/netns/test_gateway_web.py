@@ -118,6 +118,31 @@ def test_a_forward_set_on_the_page_reaches_the_vhg(browser: Any, orch: Orchestra
     assert page.locator("#forwards tbody tr").count() == 1
     assert desired_vhg(orch, "home")["forwards"] == [fwd]
 
+    # A static lease, by the keyboard: in the table and in the vHG's configuration;
+    # a second one for the same MAC is refused with its key.
+    page.focus("#static-mac")
+    page.keyboard.type("02:00:00:00:00:07")
+    page.keyboard.press("Tab")
+    page.keyboard.type("192.168.1.7")
+    page.keyboard.press("Tab")
+    page.keyboard.type("nas")
+    page.keyboard.press("Enter")
+    srow = page.locator('#static tr[data-static="02:00:00:00:00:07"]')
+    srow.wait_for(timeout=T)
+    assert srow.locator("td").all_text_contents()[:3] == ["02:00:00:00:00:07", "192.168.1.7", "nas"]
+    lease = {"mac": "02:00:00:00:00:07", "ip": "192.168.1.7", "name": "nas"}
+    assert desired_vhg(orch, "home")["static"] == [lease]
+    page.fill("#static-mac", "02:00:00:00:00:07")
+    page.fill("#static-ip", "192.168.1.8")
+    page.focus("#static-add")
+    page.keyboard.press("Enter")
+    page.locator("#status.error", has_text="body.static.1.mac").wait_for(timeout=T)
+    assert page.locator("#static tbody tr").count() == 1
+    page.focus('#static tr[data-static="02:00:00:00:00:07"] button.remove')
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#static tbody tr", state="detached", timeout=T)
+    assert desired_vhg(orch, "home")["static"] == []
+
     # Bob's change is not Alice's news; the operator's change to hers shows live.
     bob = httpx.post(f"{base}/api/v1/auth/token", json={"name": BOB, "password": PASSWORD})
     r = httpx.put(f"{base}/api/v1/sharing/pns/{BOB}/gateway",

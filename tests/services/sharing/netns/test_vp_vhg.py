@@ -231,6 +231,32 @@ def test_a_new_dhcp_pool_is_what_dnsmasq_hands_out(net: Net) -> None:
     assert lease_out.read_text().split() == ["192.168.77.150", "192.168.77.2"]
 
 
+def test_a_static_lease_is_what_dnsmasq_gives_that_mac(net: Net) -> None:
+    """A static DHCP lease (dhcp-host), added in place: the client's MAC gets its
+    address, outside the pool; removed, the client gets a pool address again."""
+    mac = netns.run_in(net.ns["client"], ["cat", f"/sys/class/net/{net.ifs['c']}/address"])
+    mac_s = mac.stdout.strip()
+
+    def lease(name: str) -> list[str]:
+        out = net.tmp / name
+        netns.run_in(
+            net.ns["client"],
+            ["env", f"LEASE_OUT={out}", "busybox", "udhcpc", "-i", net.ifs["c"], "-n", "-q",
+             "-f", "-t", "5", "-T", "1", "-s", str(net.tmp / "udhcpc.sh"), "-x", "hostname:tv"],
+            timeout=30,
+        )  # fmt: skip
+        return out.read_text().split()
+
+    pool = {"dhcp_first": "192.168.77.100", "dhcp_last": "192.168.77.149"}
+    _reconfigure(net, **pool, static=[{"mac": mac_s.upper(), "ip": "192.168.77.42",
+                                       "name": "tv"}])  # fmt: skip
+    assert lease("static.txt") == ["192.168.77.42", "192.168.77.2"]
+    _reconfigure(net, static=[])
+    got = lease("pool.txt")
+    assert got[1] == "192.168.77.2"
+    assert 100 <= int(got[0].rsplit(".", 1)[1]) <= 149, got
+
+
 def test_a_change_the_vhg_cannot_take_in_place_is_refused_for_a_restart(net: Net) -> None:
     resp = control(net.control, {"op": "configure", "config": {**net.config, "ifname": "eth9"}})
     assert resp == {"ok": True, "applied": False}  # the agent restarts it instead

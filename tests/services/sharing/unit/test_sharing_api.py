@@ -196,7 +196,7 @@ def test_a_failed_vp_fails_the_share_and_removes_the_other(api: TestClient) -> N
     ("case", "status"),
     [
         ("unknown recipient PN", 404),
-        ("recipient not an email", 400),
+        ("recipient not an account name", 400),
         ("device not owned", 403),
         ("unknown owner PN", 404),
         ("share with oneself", 400),
@@ -235,8 +235,8 @@ def test_bad_input_is_refused_and_changes_nothing(api: TestClient, case: str, st
     before = snapshot(api)
     if case == "unknown recipient PN":
         r = share(to="nobody@nowhere.example")
-    elif case == "recipient not an email":
-        r = share(to="not-an-email")
+    elif case == "recipient not an account name":
+        r = share(to="no/such name!")  # a PN's id is an account name: none has these
     elif case == "device not owned":
         r = share(device="tv")  # bob's TV
     elif case == "unknown owner PN":
@@ -482,7 +482,8 @@ def test_an_invitation_code_names_the_recipient_once(api: Any) -> None:
         ("unknown code", 404, "unknown invitation code"),
         ("expired code", 409, "expired"),
         ("code used twice", 409, "already used"),
-        ("code that is not one", 400, "neither"),
+        # any account name may be a PN's id: a short code is a PN nobody has
+        ("code that is not one", 404, "nor is it an invitation code"),
         ("code, but not the owner's device", 403, "no device"),
         ("code for oneself", 400, "itself"),
         ("invitation for an unknown PN", 404, "unknown PN"),

@@ -43,6 +43,7 @@ TOPO: dict[str, Any] = {
 ALICE, BOB, TINY = "alice@home.example", "bob@hotel.example", "t@t.io"
 V1 = "/api/v1/sharing"
 FWD = {"proto": "tcp", "port": 8080, "to": "192.168.1.20", "to_port": 80}
+STATIC = {"mac": "02:00:00:00:00:07", "ip": "192.168.1.7", "name": "nas"}
 GW = f"{V1}/pns/{ALICE}/gateway"
 
 
@@ -91,7 +92,7 @@ def test_the_defaults_are_the_pns_lan_and_the_usual_pool(api: TestClient) -> Non
     assert got["lan"] == {"subnet": "192.168.1.0/24", "node_gateway": "192.168.1.1"}
     assert got["dhcp"] == {"first": "192.168.1.100", "last": "192.168.1.149",
                            "lease_seconds": 3600}  # fmt: skip
-    assert (got["forwards"], got["allow"], got["vhg"]) == ([], [], None)
+    assert (got["forwards"], got["allow"], got["static"], got["vhg"]) == ([], [], [], None)
 
 
 def test_settings_made_before_the_vhg_are_what_it_starts_with(api: TestClient) -> None:
@@ -136,6 +137,27 @@ def test_a_change_reaches_the_running_vhg_and_its_owner_hears_of_it(api: TestCli
     assert vhg_spec(api)["config"]["forwards"] == []
 
 
+def test_a_static_lease_reaches_the_running_vhg(api: TestClient) -> None:
+    vhg = api.post(f"{V1}/pns/{ALICE}/vhg").json()
+    report_running(api, vhg["vhg_instance"])
+    assert api.get(GW).json()["static"] == []
+    r = api.put(GW, json={"static": [STATIC]})
+    assert r.status_code == 200, r.text
+    assert r.json()["static"] == [STATIC] and r.json()["dhcp"]["first"] == "192.168.1.100"
+    assert vhg_spec(api)["config"]["static"] == [STATIC]  # the agent configures it in place
+    assert api.get(f"/api/v1/instances/{vhg['vhg_instance']}").json()["state"] == "running"
+    # another part of the settings changed later leaves it as it was
+    assert api.put(GW, json={"forwards": [FWD]}).json()["static"] == [STATIC]
+    # an address the vHG itself holds is no device's
+    own = vhg["ip"].split("/")[0]
+    before = snapshot(api)
+    r = api.put(GW, json={"static": [{**STATIC, "ip": own}]})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "static", 0, "ip"]
+    assert snapshot(api) == before
+    assert api.put(GW, json={"static": []}).json()["static"] == []
+    assert vhg_spec(api)["config"]["static"] == []
+
+
 def test_the_owner_and_the_operator_may_and_no_other_user(api: TestClient) -> None:
     alice = authn.bearer(authn.token(api.app, ALICE, Role.USER))
     bob = authn.bearer(authn.token(api.app, BOB, Role.USER))
@@ -170,6 +192,16 @@ def test_bob_sees_his_own_settings_only(api: TestClient) -> None:
         ({"forwards": [{**FWD, "to": "nas"}]}, ["body", "forwards", 0, "to"]),
         ({"forwards": [{**FWD, "from": "x"}]}, ["body", "forwards", 0, "from"]),
         ({"allow": [{"port": 22, "to": "10.0.0.1"}]}, ["body", "allow", 0, "to"]),
+        ({"static": [{**STATIC, "ip": "192.168.2.7"}]}, ["body", "static", 0, "ip"]),
+        ({"static": [{**STATIC, "ip": "192.168.1.255"}]}, ["body", "static", 0, "ip"]),
+        ({"static": [{**STATIC, "ip": "192.168.1.1"}]}, ["body", "static", 0, "ip"]),
+        ({"static": [STATIC, {**STATIC, "ip": "192.168.1.8"}]}, ["body", "static", 1, "mac"]),
+        (
+            {"static": [STATIC, {**STATIC, "mac": "02:00:00:00:00:08"}]},
+            ["body", "static", 1, "ip"],
+        ),
+        ({"static": [{**STATIC, "mac": "02:00:00:00:07"}]}, ["body", "static", 0, "mac"]),
+        ({"static": [{**STATIC, "name": "a b"}]}, ["body", "static", 0, "name"]),
         ({"dhcp": {"first": "192.168.2.10", "last": "192.168.1.20"}}, ["body", "dhcp", "first"]),
         ({"dhcp": {"first": "192.168.1.30", "last": "192.168.1.20"}}, ["body", "dhcp", "last"]),
         ({"dhcp": {"first": "192.168.1.0", "last": "192.168.1.20"}}, ["body", "dhcp", "first"]),
@@ -262,6 +294,17 @@ def test_the_cli_shows_and_sets_them(api: TestClient, monkeypatch: pytest.Monkey
     r = run(cli.app, ["gateway", ALICE, "set", "--no-forwards", "--lease-seconds", "600"])
     assert r.exit_code == 0 and "forward " not in r.output and "leases 600 s" in r.output
     assert "allow tcp/22" in r.output  # left out: kept
+    # static leases: set, a bad one refused (typed, then the API's key), removed
+    r = run(cli.app, ["gateway", ALICE, "set", "--static", "02:00:00:00:00:07=192.168.1.7/nas"])
+    assert r.exit_code == 0 and "static 02:00:00:00:00:07=192.168.1.7/nas" in r.output, r.output
+    assert api.get(GW).json()["static"] == [STATIC]
+    before = snapshot(api)
+    assert run(cli.app, ["gateway", ALICE, "set", "--static", "02:00:00:00:00:07"]).exit_code
+    r = run(cli.app, ["gateway", ALICE, "set", "--static", "02:00:00:00:00:07=192.168.9.7"])
+    assert r.exit_code != 0 and "static.0.ip" in r.output, r.output
+    assert snapshot(api) == before
+    r = run(cli.app, ["gateway", ALICE, "set", "--no-static"])
+    assert r.exit_code == 0 and "static " not in r.output and api.get(GW).json()["static"] == []
 
 
 def test_a_pn_smaller_than_a_24_gets_a_vhg_once_its_pool_fits(api: TestClient) -> None:

@@ -281,3 +281,33 @@ def test_a_vhg_gets_its_dhcp_and_router_paths_while_it_runs(api: TestClient) -> 
     assert api.delete(f"/api/v1/instances/{vhg}").status_code in (200, 202)
     until(lambda: not vhg_ids(api))  # the loop takes them out, with nobody reading
     assert vhg_ids(api) == set()
+
+
+def test_a_host_its_owner_leaves_out_of_the_pn_loses_its_vhg_paths(api: TestClient) -> None:
+    """A PN of any account (here `alice`, no email); the hosts of its LAN that join it
+    are its owner's choice (the `personal-network-devices` capability, which the
+    catalog calls): a host left out gets no path to the vHG and is not the PN's."""
+    r = api.post(f"{V1}/pns", json={"email": "alice", "node": "home", "vhg": True})
+    assert r.status_code == 201, r.text
+    vhg = r.json()["vhg_instance"]
+    report(api, "home", (vhg,))
+    until(lambda: api.get(f"{V1}/pns/alice").json()["vhg_paths"])
+    assert {"sharing-vhg-nas", "sharing-vhg-laptop"} <= vhg_ids(api)
+    join = api.app.state.capabilities.get("personal-network-devices")
+    with api.app.state.db.session() as s:
+        view, devices, problems, _nodes = join(s, "alice", ["laptop", "tv"])
+    assert problems == {1: "'tv' is on hotel's LAN, not on this Personal Network's "
+                        "(home 192.168.1.0/24)"}  # fmt: skip
+    assert devices[0]["name"] == "laptop" and devices[1] is None
+    assert api.get(f"{V1}/pns/alice").json()["members"] is None  # refused: unchanged
+    with api.app.state.db.session() as s:
+        view, devices, problems, _nodes = join(s, "alice", ["laptop"])
+    assert problems == {} and view["members"] == ["laptop"]
+    assert [d["name"] for d in api.get(f"{V1}/pns/alice/devices").json()] == ["laptop"]
+    until(lambda: "sharing-vhg-nas" not in vhg_ids(api))  # the loop takes its paths out
+    assert {"sharing-vhg-laptop", "sharing-vhg-laptop-dhcp"} <= vhg_ids(api)
+    assert not [i for i in vhg_ids(api) if "nas" in i]
+    # the nas is no device of the PN any more: it cannot be shared from it
+    assert api.post(f"{V1}/pns", json={"email": HOTEL, "node": "hotel"}).status_code == 201
+    r = api.post(f"{V1}/shares", json={"owner": "alice", "device": "nas", "recipient": HOTEL})
+    assert r.status_code == 403 and "has no device 'nas'" in r.json()["detail"], r.text

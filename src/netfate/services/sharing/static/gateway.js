@@ -1,5 +1,5 @@
 // A Personal Network's gateway settings (issue 15 §2), like a home router's page:
-// LAN, DHCP (pool, lease time), port forwards, firewall allow rules. Served at
+// LAN, DHCP (pool, lease time, static leases), port forwards, firewall allow rules. Served at
 // /api/v1/sharing/gateway-page behind sign-in: a user's page is their own PN's (an
 // operator's names one: ?pn=). Each change is one PUT of /pns/{email}/gateway; the
 // vHG takes it in place. A refused change shows the API's keyed errors and leaves
@@ -77,6 +77,11 @@
         return h("tr", { "data-forward": `${f.proto}/${f.port}` }, h("td", {}, f.proto),
           h("td", {}, f.port), h("td", {}, f.to), h("td", {}, to), h("td", {}, remove("forwards", i, what)));
       }));
+      $("static").tBodies[0].replaceChildren(...(c.static || []).map((st, i) => {
+        const what = `static lease of ${st.mac} (${st.ip})`;
+        return h("tr", { "data-static": st.mac.toLowerCase() }, h("td", {}, st.mac),
+          h("td", {}, st.ip), h("td", {}, st.name || "—"), h("td", {}, remove("static", i, what)));
+      }));
       $("allow").tBodies[0].replaceChildren(...c.allow.map((a, i) => {
         const what = `allow ${a.proto} ${a.port}${a.to ? ` to ${a.to}` : ""}`;
         return h("tr", { "data-allow": `${a.proto}/${a.port}` }, h("td", {}, a.proto),
@@ -114,6 +119,15 @@
         to: $("fwd-to").value.trim() };
       if ($("fwd-to-port").value) f.to_port = Number($("fwd-to-port").value);
       if (await put({ forwards: [...current.forwards, f] }, `forward ${f.proto} ${f.port}`)) {
+        ev.target.reset();
+      }
+    });
+    $("static-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (!current) return;
+      const st = { mac: $("static-mac").value.trim(), ip: $("static-ip").value.trim() };
+      if ($("static-name").value.trim()) st.name = $("static-name").value.trim();
+      if (await put({ static: [...(current.static || []), st] }, `static lease of ${st.mac}`)) {
         ev.target.reset();
       }
     });
