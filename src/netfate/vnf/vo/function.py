@@ -345,6 +345,7 @@ class VoHost(Function):
                         final = pusher.finalize()
                         report["final_bytes"] = len(final)
                         writer.write(final)
+                        report["final_sent"] = now()
                 await writer.drain()
         except BaseException:
             pusher.abort()

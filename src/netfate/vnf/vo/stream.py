@@ -10,7 +10,11 @@ this side's stamps compare directly.
 
 `analyse` is pure: which requests failed (no OK answer), and the largest gap
 between two consecutive servings (any host) in a window, next to the same figure
-in an equally long window before it (the stream's own granularity).
+in an equally long window before it (the stream's own granularity). What a user
+feels is `excess_wait_ms`: a request's wait beyond the usual service time of the
+place that answered it (its median latency outside the window: before it for the
+old host, after it for the new), the worst over the window, next to the same
+figure for the equally long window before it (the machine's noise, no migration).
 """
 
 from __future__ import annotations
@@ -137,6 +141,52 @@ def _largest_gap(stamps: Sequence[float], lo: float, hi: float) -> float:
     return max(b - a for a, b in itertools.pairwise(inside))
 
 
+def _median(xs: Sequence[float]) -> float | None:
+    ys = sorted(xs)
+    return ys[len(ys) // 2] if ys else None
+
+
+def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[str, Any]:
+    """A request's wait beyond its usual service time, in ms: per answering host, the
+    usual time is the median latency of the requests it answered outside [lo, hi]
+    (before lo for `old`, after hi for `new`: the new place may be farther, that is
+    not downtime). `max_ms` over requests sent in [lo, hi]; `baseline_max_ms` the same
+    over the window of equal length before lo (no migration: the machine's noise). A
+    request never answered counts as waiting until the last answer seen."""
+    lat: dict[int, list[tuple[float, float]]] = {old: [], new: []}
+    for q, t in enumerate(seen.sent):
+        a = seen.answers.get(q)
+        if a is not None and a[1] in lat:
+            lat[a[1]].append((t, a[0] - t))
+    usual = {
+        old: _median([x for t, x in lat[old] if t < lo]),
+        new: _median([x for t, x in lat[new] if t > hi]),
+    }
+    last = max((a[0] for a in seen.answers.values()), default=hi)
+
+    def worst(a: float, b: float) -> float | None:
+        out: float | None = None
+        for q, t in enumerate(seen.sent):
+            if not a <= t <= b:
+                continue
+            ans = seen.answers.get(q)
+            if ans is None:
+                excess = last - t
+            else:
+                base = usual.get(ans[1])
+                if base is None:
+                    continue
+                excess = ans[0] - t - base
+            out = excess if out is None else max(out, excess)
+        return None if out is None else round(max(0.0, out) * 1e3, 3)
+
+    return {
+        "max_ms": worst(lo, hi),
+        "baseline_max_ms": worst(lo - (hi - lo), lo),
+        "usual_ms": {str(h): None if u is None else round(u * 1e3, 3) for h, u in usual.items()},
+    }
+
+
 def analyse(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[str, Any]:
     """What the user saw of a move from host `old` to host `new` during [lo, hi]
     (CLOCK_MONOTONIC), and the same window length just before it as a baseline."""
@@ -177,5 +227,6 @@ def analyse(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[str, A
         "max_gap_ms": round(_largest_gap(served, lo, hi) * 1e3, 3),
         "baseline_max_gap_ms": round(_largest_gap(served, lo - (hi - lo), lo) * 1e3, 3),
         "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+        "excess_wait_ms": excess_wait(seen, old, new, lo, hi),
         "learnt_moves": len(seen.moves),
     }
