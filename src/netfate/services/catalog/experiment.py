@@ -456,6 +456,11 @@ def _baseline_wait(t: Trial) -> float | None:
     return w
 
 
+def _unanswered(t: Trial) -> int:
+    n: int = t.user.get("excess_wait_ms", {}).get("unanswered", {}).get("window", 0)
+    return n
+
+
 def summary(trials: Sequence[Trial]) -> dict[str, Any]:
     """Medians per (kind, pre-deployed), and the paper's relations computed on them."""
     groups: dict[str, dict[str, Any]] = {}
@@ -484,6 +489,10 @@ def summary(trials: Sequence[Trial]) -> dict[str, Any]:
                 ),
                 "failed_requests": (
                     sum(x.user["failed"] for x in ts if x.user) if any(x.user for x in ts) else None
+                ),
+                # Of them, sent during the migration's window (the rest: the path's).
+                "failed_in_window": (
+                    sum(_unanswered(x) for x in ts if x.user) if any(x.user for x in ts) else None
                 ),
             }
 
@@ -594,7 +603,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "| kind | image | trials | migration ms | MB moved | downtime ms (max) | "
         "no-migration wait ms | freeze ms | stop to first new ms | "
-        "user max gap ms (baseline) | failed requests |",
+        "user max gap ms (baseline) | failed requests (in the window) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -614,7 +623,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 if g["user_max_gap_ms"] is not None
                 else "- (agents' stamps) | "
             )
-            + f"{'-' if g['failed_requests'] is None else g['failed_requests']} |"
+            + f"{'-' if g['failed_requests'] is None else g['failed_requests']} "
+            f"({'-' if g.get('failed_in_window') is None else g['failed_in_window']}) |"
         )
     r, p = s["relations"], doc["paper"]
     lines += [

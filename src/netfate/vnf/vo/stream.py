@@ -150,9 +150,10 @@ def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[st
     """A request's wait beyond its usual service time, in ms: per answering host, the
     usual time is the median latency of the requests it answered outside [lo, hi]
     (before lo for `old`, after hi for `new`: the new place may be farther, that is
-    not downtime). `max_ms` over requests sent in [lo, hi]; `baseline_max_ms` the same
-    over the window of equal length before lo (no migration: the machine's noise). A
-    request never answered counts as waiting until the last answer seen."""
+    not downtime). `max_ms` over the answered requests sent in [lo, hi];
+    `baseline_max_ms` the same over the window of equal length before lo (no
+    migration: the machine's noise). Requests never answered are counted apart, in
+    the window, before it and after it (after: the new path's own losses)."""
     lat: dict[int, list[tuple[float, float]]] = {old: [], new: []}
     for q, t in enumerate(seen.sent):
         a = seen.answers.get(q)
@@ -162,28 +163,29 @@ def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[st
         old: _median([x for t, x in lat[old] if t < lo]),
         new: _median([x for t, x in lat[new] if t > hi]),
     }
-    last = max((a[0] for a in seen.answers.values()), default=hi)
 
     def worst(a: float, b: float) -> float | None:
         out: float | None = None
-        for q, t in enumerate(seen.sent):
-            if not a <= t <= b:
-                continue
-            ans = seen.answers.get(q)
-            if ans is None:
-                excess = last - t
-            else:
-                base = usual.get(ans[1])
-                if base is None:
-                    continue
-                excess = ans[0] - t - base
-            out = excess if out is None else max(out, excess)
+        for h, xs in lat.items():
+            base = usual[h]
+            for t, x in xs:
+                if base is not None and a <= t <= b:
+                    out = x - base if out is None else max(out, x - base)
         return None if out is None else round(max(0.0, out) * 1e3, 3)
 
+    def unanswered(a: float, b: float) -> int:
+        return sum(1 for q, t in enumerate(seen.sent) if a <= t <= b and q not in seen.answers)
+
+    end = seen.sent[-1] if seen.sent else hi
     return {
         "max_ms": worst(lo, hi),
         "baseline_max_ms": worst(lo - (hi - lo), lo),
         "usual_ms": {str(h): None if u is None else round(u * 1e3, 3) for h, u in usual.items()},
+        "unanswered": {
+            "before": unanswered(lo - (hi - lo), lo),
+            "window": unanswered(lo, hi),
+            "after": unanswered(hi, end),
+        },
     }
 
 

@@ -40,10 +40,10 @@ def test_the_platform_kind_is_summarised_without_a_stream() -> None:
     }
     text = markdown(doc)
     assert "| platform | pre-deployed | 2 | 1200.0 | 0.620 | 27.000 (30.000) | - | - | - | " \
-        "- (agents' stamps) | - |" in text  # fmt: skip
+        "- (agents' stamps) | - (-) |" in text  # fmt: skip
     # Downtime next to the same stream's worst wait without a migration (median 10),
     # the freeze and the stop-to-first-new figure.
     assert "| vo | pre-deployed | 2 | 400.0 | 0.440 | 10.000 (11.000) | 10.000 | 0.000 | " \
-        "7.000 | 3.00 (2.00) | 12 |" in text  # fmt: skip
+        "7.000 | 3.00 (2.00) | 12 (0) |" in text  # fmt: skip
     assert "The platform kind moves over the agents' channel." in text
     assert "(userspace delay emulator + TBF rate)" in text
