@@ -6,15 +6,21 @@ append-only log of readings. A host holds several (the paper: 10 per instance,
 8-78 KB each). Moving them to another host that already runs is *state-only*
 migration: the objects are copied while both hosts run, in rounds, each round
 carrying only what changed since the previous one; then the source stops taking
-readings, sends the last changes and asks the target to take over:
+readings, sends the last changes and asks the target to take over; it answers
+reads from its (held, so identical) state until its users have learnt the new
+place, then releases the target's readings:
 
     source (Pusher)                                   target (Puller)
       ROUND  all objects (base: nothing)     ----->   applied; ACK with lengths
       ROUND  what grew since the last mark   ----->   applied (base checked); ACK
       ... until a round is under `threshold` bytes or `max_rounds` were sent
-      FINAL  the last changes (writes held)  ----->   applied; objects active
-                                             <-----   ACTIVE, active_at
-      (the source stops serving them and forwards what still reaches it)
+      FINAL  the last changes (writes held)  ----->   applied; objects served
+                                             <-----   ACTIVE, active_at (readings
+                                                      still held: same state)
+      (both serve; the source also forwards each read so that the target's
+       answer teaches the user the new place; once the reads stop coming, or at
+       a bound, it stops serving them and forwards only)
+      RELEASE                                ----->   readings taken again here
 
 The core never reads a clock or a socket: the driver (function.py) passes `now`
 and moves the frames. A frame whose base does not match what the target holds is
@@ -26,8 +32,8 @@ Frames (each prefixed by its length, u32 big-endian, on a TCP stream):
     +------+------+-------------------------------------------------+
     | type | seq  | body                                            |
     +------+------+-------------------------------------------------+
-    type  u8   1 ROUND, 2 FINAL, 3 ACK, 4 ACTIVE, 5 APP, 6 APP_ACK
-    seq   u32  the round's number (ACK/ACTIVE: the round answered)
+    type  u8   1 ROUND, 2 FINAL, 3 ACK, 4 ACTIVE, 5 APP, 6 APP_ACK, 7 RELEASE
+    seq   u32  the round's number (ACK/ACTIVE: the round answered; RELEASE: FINAL's)
 
     ROUND/FINAL body: count u16, then per piece
       vo u8 | base u32 (length the target must hold; 0xFFFFFFFF: new object)
@@ -35,6 +41,7 @@ Frames (each prefixed by its length, u32 big-endian, on a TCP stream):
     ACK body: count u16, then per object vo u8 | length u32
     ACTIVE body: active_at f64 (the target's clock; one machine: one clock)
     APP body: sha256 (32) | the application's bytes (a zip), APP_ACK body: empty
+    RELEASE body: empty (the source no longer serves: readings may change now)
 
 A reading in an object's log is 10 bytes: at f64 (seconds), centi-celsius i16.
 """
@@ -69,6 +76,7 @@ class Frame(IntEnum):
     ACTIVE = 4
     APP = 5
     APP_ACK = 6
+    RELEASE = 7
 
 
 def reading(at: float, celsius: float) -> bytes:
@@ -267,18 +275,25 @@ class Frames:
 #
 # Source (one push of all its objects to one target):
 #
-#     idle ──▶ app ──▶ syncing ⟲ ──▶ final ──▶ handed
+#     idle ──▶ app ──▶ syncing ⟲ ──▶ final ──▶ handed ──▶ released
 #       │                 │            │
 #       └──▶ syncing      └────────────┴──▶ aborted (the target is lost: serve on)
 #
 #   app      the application's image is on its way (when the target lacks it)
 #   syncing  rounds go while both run; each waits for its ACK
 #   final    readings are held here; the last round and the take-over are asked
-#   handed   the target serves the objects; this side forwards what reaches it
+#   handed   the target serves the objects too (readings held on both sides):
+#            this side answers reads and forwards each, so users learn the place
+#   released this side stopped serving them and forwards what reaches it; the
+#            target takes readings again
 #
 # Target (one push received):
 #
-#     idle ──▶ receiving ⟲ ──▶ active         receiving ──▶ aborted
+#     idle ──▶ receiving ⟲ ──▶ active ──▶ released      receiving ──▶ aborted
+#
+#   active   serves the objects, readings still held (the source serves too)
+#   released the source stopped: readings taken here (also when the sync
+#            connection drops after active: the target is then the one place)
 
 
 class SourcePhase(StrEnum):
@@ -287,6 +302,7 @@ class SourcePhase(StrEnum):
     SYNCING = "syncing"
     FINAL = "final"
     HANDED = "handed"
+    RELEASED = "released"
     ABORTED = "aborted"
 
 
@@ -294,6 +310,7 @@ class TargetPhase(StrEnum):
     IDLE = "idle"
     RECEIVING = "receiving"
     ACTIVE = "active"
+    RELEASED = "released"
     ABORTED = "aborted"
 
 
@@ -303,13 +320,15 @@ SOURCE_STEPS: dict[SourcePhase, frozenset[SourcePhase]] = {
     Sp.APP: frozenset({Sp.SYNCING, Sp.ABORTED}),
     Sp.SYNCING: frozenset({Sp.SYNCING, Sp.FINAL, Sp.ABORTED}),
     Sp.FINAL: frozenset({Sp.HANDED, Sp.ABORTED}),
-    Sp.HANDED: frozenset(),
+    Sp.HANDED: frozenset({Sp.RELEASED}),
+    Sp.RELEASED: frozenset(),
     Sp.ABORTED: frozenset(),
 }
 TARGET_STEPS: dict[TargetPhase, frozenset[TargetPhase]] = {
     Tp.IDLE: frozenset({Tp.RECEIVING, Tp.ABORTED}),
     Tp.RECEIVING: frozenset({Tp.RECEIVING, Tp.ACTIVE, Tp.ABORTED}),
-    Tp.ACTIVE: frozenset(),
+    Tp.ACTIVE: frozenset({Tp.RELEASED}),
+    Tp.RELEASED: frozenset(),
     Tp.ABORTED: frozenset(),
 }
 
@@ -364,7 +383,14 @@ class ObjectsActivated:
     at: float
 
 
-Event = RoundApplied | AppDelivered | TookOver | ObjectsActivated
+@dataclass(frozen=True)
+class ReadingsReleased:
+    """(target) The source stopped serving: the objects take readings here again."""
+
+    at: float
+
+
+Event = RoundApplied | AppDelivered | TookOver | ObjectsActivated | ReadingsReleased
 
 
 class Pusher:
@@ -421,8 +447,13 @@ class Pusher:
         self.seq += 1
         return self._send(frame(Frame.FINAL, self.seq, encode_pieces(pieces)))
 
+    def release(self) -> bytes:
+        """This side stopped serving the objects: the target may take readings."""
+        self._to(Sp.RELEASED)
+        return self._send(frame(Frame.RELEASE, self.seq))
+
     def abort(self) -> None:
-        if self.phase not in (Sp.HANDED, Sp.ABORTED):
+        if self.phase not in (Sp.HANDED, Sp.RELEASED, Sp.ABORTED):
             self._to(Sp.ABORTED)
 
     def on_frame(self, kind: Frame, seq: int, body: bytes, now: float) -> tuple[bytes, list[Event]]:
@@ -484,8 +515,11 @@ class Puller:
             at = now if active_at is None else active_at
             vos = tuple(sorted(self.store.objects))
             return active_frame(seq, at), [ObjectsActivated(vos, at)]
+        if kind == Frame.RELEASE and self.phase == Tp.ACTIVE and not body:
+            self._to(Tp.RELEASED)
+            return b"", [ReadingsReleased(now)]
         raise VoError(f"unexpected {kind.name} {seq} in phase '{self.phase}'")
 
     def abort(self) -> None:
-        if self.phase != Tp.ACTIVE:
+        if self.phase not in (Tp.ACTIVE, Tp.RELEASED):
             self._to(Tp.ABORTED)

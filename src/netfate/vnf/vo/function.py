@@ -15,6 +15,9 @@ Radio Head's CDC-ACM temperature sensor of that busid, imported over USB/IP
 the paper. Users read an object over UDP (wire.py); each object is, here:
 
     serving   answered at once
+    handing   (after a push's take-over, readings held on both hosts, so the same
+              state) answered at once (status HANDED) and forwarded too: the new
+              host's answer teaches the user the new place
     held      (being taken over, or frozen) requests wait, answered once it serves
               here, or forwarded once another host does
     moved     another host serves it: requests are forwarded there, and that host
@@ -25,13 +28,19 @@ Two migrations:
 - state-only (the paper's PaaS VO migration), op ``vo.push``: the objects go to
   another running host over its sync port in rounds while both serve (core.py),
   then readings are held (the sensors are released: the HRH keeps what they
-  measure meanwhile), the last round goes, the target serves, this host stops
-  serving them and forwards. No gap: the source serves until the target does.
+  measure meanwhile), the last round goes, the target serves (readings still
+  held), this host hands them over: it answers reads from its state and forwards
+  each, until no direct read came for `quiet_ms` (its users learnt the new place)
+  or `linger_ms` passed; then it stops serving them, forwards only, and releases
+  the target's readings. No gap: the source serves until the target does, and a
+  user's request is answered here, at its usual speed, until the user has learnt
+  the new place.
 - the platform's (agents): ``export`` is a full snapshot, and ``freeze`` (serving
   stops, stamped) exports only what changed since it, so the copy that holds the
   snapshot needs only that delta; ``import`` takes either.
 
-Own ops: ``vo.push {"to", "sync_port", "port", "app", "threshold", "max_rounds"}``,
+Own ops: ``vo.push {"to", "sync_port", "port", "app", "threshold", "max_rounds",
+"linger_ms", "quiet_ms"}``,
 ``vo.moved {"to", "port"}`` (after a platform freeze: forward to the new copy),
 ``vo.image`` (the files this process runs from: the instance's image).
 """
@@ -68,6 +77,11 @@ APP_PACKAGES = ("netfate.vnf.vo", "netfate.vnf.usbip_client", "netfate.proto.usb
 """The VO application: the objects' code and their sensor driver (what a target
 without it receives; the PaaS runtime itself, this function, is there already)."""
 PUSH_TIMEOUT_S = 60.0
+LINGER_MS = 100.0
+"""At most this long the source hands over (answers and forwards) after the take-over;
+readings stay held meanwhile (the HRH keeps them), so it bounds the write hold."""
+QUIET_MS = 2.0
+"""The hand-over ends early once no user read reached the source for this long."""
 
 
 def now() -> float:
@@ -129,12 +143,18 @@ class VoHost(Function):
             )  # fmt: skip
         self.serving: set[int] = set() if ctx.standby else set(self.store.objects)
         self.moved: dict[int, tuple[str, int]] = {}
+        self.handing: dict[int, tuple[str, int]] = {}
+        """Objects the target serves too (readings held both sides): answer, forward."""
+        self.last_read = 0.0
+        """When a user's own read (not a forwarded one) of a handing object came."""
         self.held: deque[tuple[wire.Request, tuple[str, int]]] = deque(maxlen=HELD_MAX)
         self.export_mark: dict[int, int] | None = None
         self.feeds: dict[int, asyncio.Task[None]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.sync_server: asyncio.Server | None = None
-        self.counts = {"served": 0, "forwarded": 0, "held": 0, "unknown": 0, "bad": 0}
+        self.counts = {
+            "served": 0, "forwarded": 0, "held": 0, "unknown": 0, "bad": 0, "handed": 0,
+        }  # fmt: skip
         self.stamps: dict[str, float | None] = {
             "first_served": None, "last_served": None, "stopped": None, "active": None,
         }  # fmt: skip
@@ -179,7 +199,12 @@ class VoHost(Function):
 
     def _handle(self, req: wire.Request, client: tuple[str, int]) -> None:
         vo = req.vo
-        if vo in self.serving:
+        if vo in self.handing:
+            self._answer(req, client, wire.Status.HANDED)
+            if req.kind == wire.Kind.READ:
+                self.last_read = now()
+                self._forward(req, client, self.handing[vo])
+        elif vo in self.serving:
             self._answer(req, client)
         elif vo in self.moved:
             self._forward(req, client)
@@ -191,7 +216,9 @@ class VoHost(Function):
             unknown = wire.Answer(wire.Status.UNKNOWN, vo, req.seq, self.host_id, 0, now(), 0)
             self._send(unknown, client)
 
-    def _answer(self, req: wire.Request, client: tuple[str, int]) -> None:
+    def _answer(
+        self, req: wire.Request, client: tuple[str, int], status: wire.Status = wire.Status.OK
+    ) -> None:
         data = self.store.objects[req.vo].data
         count = len(data) // core.READING.size
         centi = core.READING.unpack_from(data, len(data) - core.READING.size)[1] if count else 0
@@ -200,15 +227,18 @@ class VoHost(Function):
             self.stamps["first_served"] = at
         self.stamps["last_served"] = at
         self.counts["served"] += 1
-        ok = wire.Answer(wire.Status.OK, req.vo, req.seq, self.host_id, count, at, centi)
+        self.counts["handed"] += status == wire.Status.HANDED
+        ok = wire.Answer(status, req.vo, req.seq, self.host_id, count, at, centi)
         self._send(ok, client)
 
-    def _forward(self, req: wire.Request, client: tuple[str, int]) -> None:
+    def _forward(
+        self, req: wire.Request, client: tuple[str, int], to: tuple[str, int] | None = None
+    ) -> None:
         if self.transport is None:
             return
         self.counts["forwarded"] += 1
         fwd = wire.Request(wire.Kind.FORWARDED, req.vo, req.seq, client)
-        self.transport.sendto(wire.encode_request(fwd), self.moved[req.vo])
+        self.transport.sendto(wire.encode_request(fwd), to or self.moved[req.vo])
 
     def _send(self, a: wire.Answer, client: tuple[str, int]) -> None:
         if self.transport is not None:
@@ -226,21 +256,29 @@ class VoHost(Function):
     def _stop_serving(self, vos: set[int], to: tuple[str, int] | None) -> float:
         at = now()
         self.serving -= vos
+        for vo in vos:
+            self.handing.pop(vo, None)
         if to is not None:
             self.moved.update({vo: to for vo in vos})
         self.stamps["stopped"] = at
         return at
 
-    def _start_serving(self, vos: set[int]) -> float:
+    def _start_serving(self, vos: set[int], feed: bool = True) -> float:
+        """`feed`: take readings at once (not while a source still serves them)."""
         at = now()
         for vo in vos:
             self.moved.pop(vo, None)
         self.serving |= vos
         self.stamps["active"] = at
         self._release_held()
-        for vo in vos:
-            self._feed(vo)
+        if feed:
+            self._start_feeds(vos)
         return at
+
+    def _start_feeds(self, vos: set[int]) -> None:
+        for vo in vos:
+            if vo in self.serving:
+                self._feed(vo)
 
     # ------------------------------------------------------------ sensors
 
@@ -307,8 +345,9 @@ class VoHost(Function):
     # ------------------------------------------------------------ state-only push
 
     async def push(
-        self, to: str, sync_port: int, port: int, *, app: bool, threshold: int, max_rounds: int
-    ) -> dict[str, Any]:
+        self, to: str, sync_port: int, port: int, *, app: bool, threshold: int, max_rounds: int,
+        linger_ms: float = LINGER_MS, quiet_ms: float = QUIET_MS,
+    ) -> dict[str, Any]:  # fmt: skip
         vos = set(self.store.objects) - set(self.moved)
         pusher = Pusher(
             self.store, threshold=threshold, max_rounds=max_rounds,
@@ -334,8 +373,10 @@ class VoHost(Function):
                             report["app_bytes"], report["app_acked"] = ev.nbytes, ev.at
                         elif isinstance(ev, core.TookOver):
                             report["active"], report["heard_active"] = ev.active_at, ev.at
-                            report["stopped"] = self._stop_serving(vos, (to, port))
-                            self._release_held()
+                            # Both serve the same held state: answer here, and
+                            # forward so the target's answer teaches the place.
+                            self.handing.update({vo: (to, port) for vo in vos})
+                            self.last_read = ev.at
                     if out:
                         writer.write(out)
                     if pusher.ready and pusher.phase == core.SourcePhase.SYNCING:
@@ -347,9 +388,20 @@ class VoHost(Function):
                         writer.write(final)
                         report["final_sent"] = now()
                 await writer.drain()
+            await self._hand_over(report, linger_ms / 1e3, quiet_ms / 1e3)
+            report["stopped"] = self._stop_serving(vos, (to, port))
+            self._release_held()
+            writer.write(pusher.release())
+            await writer.drain()
+            report["released"] = now()
         except BaseException:
+            if pusher.phase == core.SourcePhase.HANDED:
+                # The target serves already: stop here (forwarding), never both.
+                report.setdefault("stopped", self._stop_serving(vos, (to, port)))
+                raise
             pusher.abort()
             for vo in vos:
+                self.handing.pop(vo, None)
                 if vo in self.serving:
                     self._feed(vo)  # serve on, readings again
             raise
@@ -361,12 +413,25 @@ class VoHost(Function):
         self.pushes.append(report)
         return report
 
+    async def _hand_over(self, report: dict[str, Any], linger: float, quiet: float) -> None:
+        """Answer and forward until the users' reads stopped coming here for `quiet`
+        (they learnt the new place) or `linger` passed since the take-over."""
+        start = now()
+        while True:
+            t = now()
+            if t - start >= linger or t - self.last_read >= quiet:
+                break
+            await asyncio.sleep(min(quiet / 4, 0.0005))
+        report["handed_for"] = now() - start
+
     async def _on_push(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         puller = Puller(self.store)
         frames = Frames()
         t0 = now()
+        new: set[int] = set()
+        released: float | None = None
         try:
-            while puller.phase != core.TargetPhase.ACTIVE:
+            while puller.phase != core.TargetPhase.RELEASED:
                 data = await reader.read(1 << 16)
                 if not data:
                     break
@@ -375,19 +440,26 @@ class VoHost(Function):
                     for ev in events:
                         if isinstance(ev, core.ObjectsActivated):
                             new = set(ev.vos) - self.serving
-                            at = self._start_serving(new)
+                            # Served now; readings only once the source stopped.
+                            at = self._start_serving(new, feed=False)
                             # The stamp sent back is when serving began here.
                             out = core.active_frame(seq, at)
-                    writer.write(out)
+                        elif isinstance(ev, core.ReadingsReleased):
+                            released = ev.at
+                    if out:
+                        writer.write(out)
                 await writer.drain()
         except (VoError, ConnectionError) as e:
             log.error("push refused: %s", e)
             puller.abort()
         finally:
             writer.close()
+            if puller.phase in (core.TargetPhase.ACTIVE, core.TargetPhase.RELEASED):
+                # Released, or the source is gone after the take-over: one place now.
+                self._start_feeds(new)
         self.received.append(
             {"started": t0, "phase": str(puller.phase), "bytes": puller.received,
-             "app_bytes": len(puller.app or b"")}
+             "app_bytes": len(puller.app or b""), "released": released}
         )  # fmt: skip
 
     # ------------------------------------------------------------ the platform's ops
@@ -442,6 +514,8 @@ class VoHost(Function):
                 str(req["to"]), int(req.get("sync_port", 7781)), int(req.get("port", 7780)),
                 app=bool(req.get("app", False)), threshold=int(req.get("threshold", 4096)),
                 max_rounds=int(req.get("max_rounds", 5)),
+                linger_ms=float(req.get("linger_ms", LINGER_MS)),
+                quiet_ms=float(req.get("quiet_ms", QUIET_MS)),
             )  # fmt: skip
             return {"ok": True, "report": report}
         if op == "vo.moved":
@@ -459,6 +533,7 @@ class VoHost(Function):
             "object_bytes": self.store.nbytes(),
             "serving": sorted(self.serving),
             "moved": sorted(self.moved),
+            "handing": sorted(self.handing),
             "held_now": len(self.held),
             **self.counts,
             "stamps": dict(self.stamps),

@@ -2,8 +2,9 @@
 
 `Stream` sends `rate` requests a second (10 kHz and more), round-robin over the
 objects, each to the host that serves that object as far as this user knows: it
-learns a new place from an answer that comes from a new address (a forwarded
-request is answered by the new host). A sender thread and a receiver thread, on
+learns a new place from an OK answer that comes from a new address (a forwarded
+request is answered by the new host; a HANDED answer, from the old host while it
+hands over, is a good reading but not a place to learn). A sender thread and a receiver thread, on
 one socket (made by the caller, e.g. inside a namespace); every time is
 CLOCK_MONOTONIC, the hosts' clock too (one machine), so a host's `served_at` and
 this side's stamps compare directly.
@@ -37,8 +38,8 @@ class Seen:
     """Per seq (its index): when it left."""
     vo: list[int] = field(default_factory=list)
     answers: dict[int, tuple[float, int, float, int]] = field(default_factory=dict)
-    """seq -> (received at, host, served_at, readings the object held); the first OK
-    answer wins."""
+    """seq -> (received at, host, served_at, readings the object held); the first good
+    answer (OK or HANDED) wins."""
     duplicates: int = 0
     moves: list[tuple[float, int, str]] = field(default_factory=list)
     """(when, object, new address) the stream learnt."""
@@ -122,10 +123,11 @@ class Stream:
                 a = wire.decode_answer(data)
             except wire.WireError:
                 continue
-            if a.status != wire.Status.OK:
+            if a.status not in (wire.Status.OK, wire.Status.HANDED):
                 continue
             src = (str(addr[0]), int(addr[1]))
-            if self.where.get(a.vo) != src:
+            # A HANDED answer is good but comes from the old place: not learnt.
+            if a.status == wire.Status.OK and self.where.get(a.vo) != src:
                 self.where[a.vo] = src
                 seen.moves.append((at, a.vo, f"{src[0]}:{src[1]}"))
             if a.seq in seen.answers:
@@ -164,21 +166,28 @@ def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[st
         new: _median([x for t, x in lat[new] if t > hi]),
     }
 
-    def worst(a: float, b: float) -> float | None:
-        out: float | None = None
+    def worst_at(a: float, b: float) -> tuple[float, float] | None:
+        out: tuple[float, float] | None = None
         for h, xs in lat.items():
             base = usual[h]
             for t, x in xs:
-                if base is not None and a <= t <= b:
-                    out = x - base if out is None else max(out, x - base)
-        return None if out is None else round(max(0.0, out) * 1e3, 3)
+                if base is not None and a <= t <= b and (out is None or x - base > out[0]):
+                    out = (x - base, t)
+        return out
+
+    def worst(a: float, b: float) -> float | None:
+        w = worst_at(a, b)
+        return None if w is None else round(max(0.0, w[0]) * 1e3, 3)
 
     def unanswered(a: float, b: float) -> int:
         return sum(1 for q, t in enumerate(seen.sent) if a <= t <= b and q not in seen.answers)
 
     end = seen.sent[-1] if seen.sent else hi
+    w = worst_at(lo, hi)
     return {
         "max_ms": worst(lo, hi),
+        # When the request that waited most was sent: placed among the push stamps.
+        "max_sent_at": None if w is None else w[1],
         "baseline_max_ms": worst(lo - (hi - lo), lo),
         "usual_ms": {str(h): None if u is None else round(u * 1e3, 3) for h, u in usual.items()},
         "unanswered": {

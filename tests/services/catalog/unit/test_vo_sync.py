@@ -139,3 +139,25 @@ def test_a_delta_on_a_copy_without_the_snapshot_is_refused() -> None:
         host([], standby=True).import_state(src.export_state())
     with pytest.raises(VoError, match="kind"):
         host([]).import_state({"kind": "other"})
+
+
+def test_the_target_takes_readings_only_once_released() -> None:
+    # A target that never took over refuses a RELEASE.
+    with pytest.raises(VoError, match="unexpected RELEASE"):
+        relay(core.frame(Frame.RELEASE, 1), Puller(VoStore()), 0.0)
+    # The whole exchange, ending in RELEASE.
+    pusher, puller = Pusher(store([64, 128])), Puller(VoStore())
+    wire = pusher.start()
+    while pusher.phase != core.SourcePhase.HANDED:
+        answer, ev = relay(wire, puller, 1.0)
+        wire, _ = relay(answer, pusher, 2.0)
+        if pusher.ready and pusher.phase == core.SourcePhase.SYNCING:
+            wire = pusher.finalize()
+    assert puller.phase == core.TargetPhase.ACTIVE
+    out, ev = relay(pusher.release(), puller, 3.0)
+    assert out == b"" and ev == [core.ReadingsReleased(3.0)]
+    assert (pusher.phase, puller.phase) == (core.SourcePhase.RELEASED, core.TargetPhase.RELEASED)
+    with pytest.raises(core.IllegalStep):
+        pusher.release()
+    with pytest.raises(VoError, match="unexpected RELEASE"):
+        relay(core.frame(Frame.RELEASE, 2), puller, 4.0)
