@@ -18,8 +18,11 @@ place, then releases the target's readings:
                                              <-----   ACTIVE, active_at (readings
                                                       still held: same state)
       (both serve; the source also forwards each read so that the target's
-       answer teaches the user the new place; once the reads stop coming, or at
-       a bound, it stops serving them and forwards only)
+       answer teaches the user the new place)
+                                             <-----   SEEN (user, object): a user's
+                                                      own read came here: it learnt
+      (once every user that read there was seen at the target, or at a bound,
+       the source stops serving them and forwards only)
       RELEASE                                ----->   readings taken again here
 
 The core never reads a clock or a socket: the driver (function.py) passes `now`
@@ -32,7 +35,7 @@ Frames (each prefixed by its length, u32 big-endian, on a TCP stream):
     +------+------+-------------------------------------------------+
     | type | seq  | body                                            |
     +------+------+-------------------------------------------------+
-    type  u8   1 ROUND, 2 FINAL, 3 ACK, 4 ACTIVE, 5 APP, 6 APP_ACK, 7 RELEASE
+    type  u8   1 ROUND, 2 FINAL, 3 ACK, 4 ACTIVE, 5 APP, 6 APP_ACK, 7 RELEASE, 8 SEEN
     seq   u32  the round's number (ACK/ACTIVE: the round answered; RELEASE: FINAL's)
 
     ROUND/FINAL body: count u16, then per piece
@@ -42,6 +45,7 @@ Frames (each prefixed by its length, u32 big-endian, on a TCP stream):
     ACTIVE body: active_at f64 (the target's clock; one machine: one clock)
     APP body: sha256 (32) | the application's bytes (a zip), APP_ACK body: empty
     RELEASE body: empty (the source no longer serves: readings may change now)
+    SEEN body: count u16, then per user ipv4 (4) | port u16 | vo u8
 
 A reading in an object's log is 10 bytes: at f64 (seconds), centi-celsius i16.
 """
@@ -77,6 +81,7 @@ class Frame(IntEnum):
     APP = 5
     APP_ACK = 6
     RELEASE = 7
+    SEEN = 8
 
 
 def reading(at: float, celsius: float) -> bytes:
@@ -174,6 +179,18 @@ def frame(kind: Frame, seq: int, body: bytes = b"") -> bytes:
 def active_frame(seq: int, active_at: float) -> bytes:
     """The target's answer to FINAL `seq`: it serves since `active_at`."""
     return frame(Frame.ACTIVE, seq, struct.pack("!d", active_at))
+
+
+SEEN_ITEM = struct.Struct("!4sHB")
+User = tuple[bytes, int, int]
+"""(IPv4 address, 4 bytes; port; object): a user's reads of one object."""
+
+
+def seen_frame(seq: int, users: Iterable[User]) -> bytes:
+    """(target) These users read these objects here directly: they know the place."""
+    items = list(users)
+    body = struct.pack("!H", len(items)) + b"".join(SEEN_ITEM.pack(*u) for u in items)
+    return frame(Frame.SEEN, seq, body)
 
 
 def _text(b: bytes, what: str) -> bytes:
@@ -390,7 +407,15 @@ class ReadingsReleased:
     at: float
 
 
-Event = RoundApplied | AppDelivered | TookOver | ObjectsActivated | ReadingsReleased
+@dataclass(frozen=True)
+class UsersLearnt:
+    """(source) The target saw these users read these objects there directly."""
+
+    users: tuple[User, ...]
+    at: float
+
+
+Event = RoundApplied | AppDelivered | TookOver | ObjectsActivated | ReadingsReleased | UsersLearnt
 
 
 class Pusher:
@@ -473,6 +498,15 @@ class Pusher:
             (active_at,) = struct.unpack("!d", _Reader(body).take(8))
             self._to(Sp.HANDED)
             return b"", [TookOver(active_at, now)]
+        if kind == Frame.SEEN and self.phase in (Sp.HANDED, Sp.RELEASED):
+            r = _Reader(body)
+            (n,) = r.unpack(struct.Struct("!H"))
+            users = tuple(
+                (bytes(ip), int(port), int(vo))
+                for ip, port, vo in (SEEN_ITEM.unpack(r.take(SEEN_ITEM.size)) for _ in range(n))
+            )
+            r.done()
+            return b"", [UsersLearnt(users, now)]
         raise VoError(f"unexpected {kind.name} {seq} in phase '{self.phase}'")
 
 

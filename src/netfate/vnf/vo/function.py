@@ -30,7 +30,8 @@ Two migrations:
   then readings are held (the sensors are released: the HRH keeps what they
   measure meanwhile), the last round goes, the target serves (readings still
   held), this host hands them over: it answers reads from its state and forwards
-  each, until no direct read came for `quiet_ms` (its users learnt the new place)
+  each, until the target has seen a direct read from every user that read here
+  (SEEN: they learnt the new place) and none came from a new one for `quiet_ms`,
   or `linger_ms` passed; then it stops serving them, forwards only, and releases
   the target's readings. No gap: the source serves until the target does, and a
   user's request is answered here, at its usual speed, until the user has learnt
@@ -77,11 +78,12 @@ APP_PACKAGES = ("netfate.vnf.vo", "netfate.vnf.usbip_client", "netfate.proto.usb
 """The VO application: the objects' code and their sensor driver (what a target
 without it receives; the PaaS runtime itself, this function, is there already)."""
 PUSH_TIMEOUT_S = 60.0
-LINGER_MS = 100.0
+LINGER_MS = 200.0
 """At most this long the source hands over (answers and forwards) after the take-over;
 readings stay held meanwhile (the HRH keeps them), so it bounds the write hold."""
-QUIET_MS = 2.0
-"""The hand-over ends early once no user read reached the source for this long."""
+QUIET_MS = 1.0
+"""The hand-over ends once every user that read here was seen at the target and no
+other user's read came for this long (a read already on its way is forwarded)."""
 
 
 def now() -> float:
@@ -127,6 +129,10 @@ def image_files() -> list[str]:
     return sorted(f for f in files if Path(f).is_file())
 
 
+def _user(client: tuple[str, int], vo: int) -> core.User:
+    return (socket.inet_aton(client[0]), client[1], vo)
+
+
 class VoHost(Function):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -146,7 +152,14 @@ class VoHost(Function):
         self.handing: dict[int, tuple[str, int]] = {}
         """Objects the target serves too (readings held both sides): answer, forward."""
         self.last_read = 0.0
-        """When a user's own read (not a forwarded one) of a handing object came."""
+        """When a read of a handing object came from a user not yet seen at the target."""
+        self.pending: set[core.User] = set()
+        """(source) Users that read a handing object here, not yet seen at the target."""
+        self.learnt: set[core.User] = set()
+        """(source) Users the target saw reading there directly."""
+        self.watch: tuple[set[int], asyncio.StreamWriter, set[core.User]] | None = None
+        """(target, taken over, source still serving) the objects, the sync connection
+        and the users already reported: a user's direct read is reported (SEEN)."""
         self.held: deque[tuple[wire.Request, tuple[str, int]]] = deque(maxlen=HELD_MAX)
         self.export_mark: dict[int, int] | None = None
         self.feeds: dict[int, asyncio.Task[None]] = {}
@@ -202,10 +215,19 @@ class VoHost(Function):
         if vo in self.handing:
             self._answer(req, client, wire.Status.HANDED)
             if req.kind == wire.Kind.READ:
-                self.last_read = now()
+                user = _user(client, vo)
+                if user not in self.learnt:
+                    self.pending.add(user)
+                    self.last_read = now()
                 self._forward(req, client, self.handing[vo])
         elif vo in self.serving:
             self._answer(req, client)
+            if self.watch is not None and req.kind == wire.Kind.READ and vo in self.watch[0]:
+                _, writer, told = self.watch
+                user = _user(client, vo)
+                if user not in told:  # the user reads here: it learnt the place
+                    told.add(user)
+                    writer.write(core.seen_frame(0, [user]))
         elif vo in self.moved:
             self._forward(req, client)
         elif vo in self.store.objects:
@@ -376,7 +398,10 @@ class VoHost(Function):
                             # Both serve the same held state: answer here, and
                             # forward so the target's answer teaches the place.
                             self.handing.update({vo: (to, port) for vo in vos})
+                            self.pending, self.learnt = set(), set()
                             self.last_read = ev.at
+                        elif isinstance(ev, core.UsersLearnt):  # with ACTIVE, in one read
+                            self.learnt.update(ev.users)
                     if out:
                         writer.write(out)
                     if pusher.ready and pusher.phase == core.SourcePhase.SYNCING:
@@ -388,7 +413,7 @@ class VoHost(Function):
                         writer.write(final)
                         report["final_sent"] = now()
                 await writer.drain()
-            await self._hand_over(report, linger_ms / 1e3, quiet_ms / 1e3)
+            await self._hand_over(reader, frames, pusher, report, linger_ms / 1e3, quiet_ms / 1e3)
             report["stopped"] = self._stop_serving(vos, (to, port))
             self._release_held()
             writer.write(pusher.release())
@@ -413,16 +438,39 @@ class VoHost(Function):
         self.pushes.append(report)
         return report
 
-    async def _hand_over(self, report: dict[str, Any], linger: float, quiet: float) -> None:
-        """Answer and forward until the users' reads stopped coming here for `quiet`
-        (they learnt the new place) or `linger` passed since the take-over."""
+    async def _hand_over(
+        self, reader: asyncio.StreamReader, frames: Frames, pusher: Pusher,
+        report: dict[str, Any], linger: float, quiet: float,
+    ) -> None:  # fmt: skip
+        """Answer and forward until every user that read here was seen at the target
+        and no new one read for `quiet`, or `linger` passed since the take-over."""
+
+        async def learn() -> None:
+            while data := await reader.read(1 << 16):
+                for kind, seq, body in frames.feed(data):
+                    for ev in pusher.on_frame(kind, seq, body, now())[1]:
+                        if isinstance(ev, core.UsersLearnt):
+                            self.learnt.update(ev.users)
+                            self.pending.difference_update(ev.users)
+
+        task = asyncio.get_running_loop().create_task(learn())
         start = now()
-        while True:
-            t = now()
-            if t - start >= linger or t - self.last_read >= quiet:
-                break
-            await asyncio.sleep(min(quiet / 4, 0.0005))
+        try:
+            while True:
+                t = now()
+                if t - start >= linger:
+                    report["hand_over_end"] = "linger"
+                    break
+                if not self.pending and t - self.last_read >= quiet:
+                    report["hand_over_end"] = "users learnt"
+                    break
+                await asyncio.sleep(0.0002)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, VoError, ConnectionError):
+                await task
         report["handed_for"] = now() - start
+        report["users"] = {"learnt": len(self.learnt), "not_learnt": len(self.pending)}
 
     async def _on_push(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         puller = Puller(self.store)
@@ -442,6 +490,7 @@ class VoHost(Function):
                             new = set(ev.vos) - self.serving
                             # Served now; readings only once the source stopped.
                             at = self._start_serving(new, feed=False)
+                            self.watch = (new, writer, set())
                             # The stamp sent back is when serving began here.
                             out = core.active_frame(seq, at)
                         elif isinstance(ev, core.ReadingsReleased):
@@ -453,6 +502,7 @@ class VoHost(Function):
             log.error("push refused: %s", e)
             puller.abort()
         finally:
+            self.watch = None
             writer.close()
             if puller.phase in (core.TargetPhase.ACTIVE, core.TargetPhase.RELEASED):
                 # Released, or the source is gone after the take-over: one place now.
