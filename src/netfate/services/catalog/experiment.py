@@ -322,7 +322,9 @@ def trial(rig: Rig, kind: str, predeployed: bool, load: float) -> Trial:
                 stopped, done = rep["stopped"], rep["done"]
                 t.freeze_ms = round(max(0.0, rep["active"] - stopped) * 1e3, 3)
                 # Every phase on the one clock (CLOCK_MONOTONIC), for the write-up.
-                t.detail = {k: rep.get(k) for k in PHASES} | {"rounds": rep["rounds"]}
+                t.detail = {k: rep.get(k) for k in PHASES} | {
+                    k: rep.get(k) for k in ("rounds", "handed_for", "hand_over_end", "users")
+                }
             else:
                 assert bulk is not None
                 dst, stopped = _instance(rig, src, bulk, predeployed, t)

@@ -81,6 +81,7 @@ PUSH_TIMEOUT_S = 60.0
 LINGER_MS = 200.0
 """At most this long the source hands over (answers and forwards) after the take-over;
 readings stay held meanwhile (the HRH keeps them), so it bounds the write hold."""
+FEED_STAGGER_S = 0.002
 QUIET_MS = 1.0
 """The hand-over ends once every user that read here was seen at the target and no
 other user's read came for this long (a read already on its way is forwarded)."""
@@ -153,6 +154,8 @@ class VoHost(Function):
         """Objects the target serves too (readings held both sides): answer, forward."""
         self.last_read = 0.0
         """When a read of a handing object came from a user not yet seen at the target."""
+        self.starting: asyncio.Task[None] | None = None
+        """The staggered start of the sensors' feeds (kept: a task needs a holder)."""
         self.pending: set[core.User] = set()
         """(source) Users that read a handing object here, not yet seen at the target."""
         self.learnt: set[core.User] = set()
@@ -194,6 +197,8 @@ class VoHost(Function):
             self._feed(vo)
 
     async def stop(self) -> None:
+        if self.starting is not None:
+            self.starting.cancel()
         for vo in list(self.feeds):
             await self._unfeed(vo)
         if self.sync_server is not None:
@@ -298,9 +303,20 @@ class VoHost(Function):
         return at
 
     def _start_feeds(self, vos: set[int]) -> None:
-        for vo in vos:
-            if vo in self.serving:
-                self._feed(vo)
+        """One sensor import at a time, FEED_STAGGER_S apart: ten USB/IP imports begun
+        at once hold this loop ~10 ms (seen in the netns test as a user's wait right
+        after the release), longer than the readings gain by starting together."""
+
+        if self.feed.get("kind") not in ("usbip", "local"):
+            return  # no sensors to import
+
+        async def staggered() -> None:
+            for vo in sorted(vos):
+                if vo in self.serving:
+                    self._feed(vo)
+                await asyncio.sleep(FEED_STAGGER_S)
+
+        self.starting = asyncio.get_running_loop().create_task(staggered())
 
     # ------------------------------------------------------------ sensors
 
@@ -410,8 +426,9 @@ class VoHost(Function):
                         report["readings_held"] = now()
                         final = pusher.finalize()
                         report["final_bytes"] = len(final)
-                        writer.write(final)
+                        # Stamped before the write: the target may serve before it returns.
                         report["final_sent"] = now()
+                        writer.write(final)
                 await writer.drain()
             await self._hand_over(reader, frames, pusher, report, linger_ms / 1e3, quiet_ms / 1e3)
             report["stopped"] = self._stop_serving(vos, (to, port))
