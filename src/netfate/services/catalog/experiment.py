@@ -131,6 +131,9 @@ class Plan:
     warm_s: float = 1.0
     tail_s: float = 0.5
     sensor_period_s: float = 0.1
+    linger_ms: float | None = None
+    """vo.push's bound on the hand-over (None: its default); 0 stops the source at the
+    take-over (it forwards from then on: the behaviour before the hand-over)."""
 
 
 QUICK = Plan(loads=(0.05, 0.20, 0.40), repeat=1)
@@ -314,7 +317,9 @@ def trial(rig: Rig, kind: str, predeployed: bool, load: float) -> Trial:
             time.sleep(plan.warm_s)
             t0 = time.monotonic()
             if kind == "vo":
-                req = {"op": "vo.push", "to": ip["pop2"], "app": not predeployed}
+                req: dict[str, Any] = {"op": "vo.push", "to": ip["pop2"], "app": not predeployed}
+                if plan.linger_ms is not None:
+                    req["linger_ms"] = plan.linger_ms
                 rep = src.call({**req, "threshold": 2048}, timeout=budget)["report"]
                 t.parts = {"objects": rep["object_bytes"], "application": rep.get("app_bytes", 0)}
                 t.bytes_moved = rep["sent_bytes"]
@@ -675,6 +680,10 @@ def command(
     kinds: Annotated[
         str | None, typer.Option(help="Comma-separated kinds among vo,instance,platform")
     ] = None,
+    linger_ms: Annotated[
+        float | None,
+        typer.Option(help="vo: bound on the hand-over; 0 stops the source at the take-over"),
+    ] = None,
 ) -> None:
     """The INPUT paper's Figure 4: VO (state-only) vs whole-instance migration, with and
     without pre-deployed images, under background load, base RTT 5 ms."""
@@ -689,6 +698,8 @@ def command(
         if bad or not chosen:
             raise typer.BadParameter(f"unknown kind(s) {bad}; choose among {Plan().kinds}")
         plan = replace(plan, kinds=chosen)
+    if linger_ms is not None:
+        plan = replace(plan, linger_ms=linger_ms)
 
     def say(msg: str) -> None:
         typer.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
