@@ -31,8 +31,8 @@ Two migrations:
   measure meanwhile), the last round goes, the target serves (readings still
   held), this host hands them over: it answers reads from its state and forwards
   each, until the target has seen a direct read from every user that read here
-  (SEEN: they learnt the new place) and none came from a new one for `quiet_ms`,
-  or `linger_ms` passed; then it stops serving them, forwards only, and releases
+  since the readings were held (SEEN: they learnt the new place) and none came
+  from a new one for `quiet_ms`, or `linger_ms` passed; then it stops serving them, forwards only, and releases
   the target's readings. No gap: the source serves until the target does, and a
   user's request is answered here, at its usual speed, until the user has learnt
   the new place.
@@ -159,6 +159,11 @@ class VoHost(Function):
         self.pending: set[core.User] = set()
         """(source) Users that read a handing object here, not yet seen at the target."""
         self.learnt: set[core.User] = set()
+        self.collect: set[int] = set()
+        """(source, from the held readings to the take-over) objects whose readers are
+        noted: they too must be seen at the target, even if a stalled path keeps
+        their next reads from coming here during the hand-over."""
+        self.readers: set[core.User] = set()
         """(source) Users the target saw reading there directly."""
         self.watch: tuple[set[int], asyncio.StreamWriter, set[core.User]] | None = None
         """(target, taken over, source still serving) the objects, the sync connection
@@ -227,6 +232,8 @@ class VoHost(Function):
                 self._forward(req, client, self.handing[vo])
         elif vo in self.serving:
             self._answer(req, client)
+            if vo in self.collect and req.kind == wire.Kind.READ:
+                self.readers.add(_user(client, vo))
             if self.watch is not None and req.kind == wire.Kind.READ and vo in self.watch[0]:
                 _, writer, told = self.watch
                 user = _user(client, vo)
@@ -414,7 +421,8 @@ class VoHost(Function):
                             # Both serve the same held state: answer here, and
                             # forward so the target's answer teaches the place.
                             self.handing.update({vo: (to, port) for vo in vos})
-                            self.pending, self.learnt = set(), set()
+                            self.pending, self.learnt = set(self.readers), set()
+                            self.collect, self.readers = set(), set()
                             self.last_read = ev.at
                         elif isinstance(ev, core.UsersLearnt):  # with ACTIVE, in one read
                             self.learnt.update(ev.users)
@@ -424,6 +432,7 @@ class VoHost(Function):
                         # Readings held from here: the sensors keep theirs meanwhile.
                         await self._unfeed_all(vos)
                         report["readings_held"] = now()
+                        self.collect, self.readers = set(vos), set()
                         final = pusher.finalize()
                         report["final_bytes"] = len(final)
                         # Stamped before the write: the target may serve before it returns.
@@ -437,6 +446,7 @@ class VoHost(Function):
             await writer.drain()
             report["released"] = now()
         except BaseException:
+            self.collect = set()
             if pusher.phase == core.SourcePhase.HANDED:
                 # The target serves already: stop here (forwarding), never both.
                 report.setdefault("stopped", self._stop_serving(vos, (to, port)))
