@@ -166,13 +166,13 @@ def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[st
         new: _median([x for t, x in lat[new] if t > hi]),
     }
 
-    def worst_at(a: float, b: float) -> tuple[float, float] | None:
-        out: tuple[float, float] | None = None
+    def worst_at(a: float, b: float) -> tuple[float, float, int] | None:
+        out: tuple[float, float, int] | None = None
         for h, xs in lat.items():
             base = usual[h]
             for t, x in xs:
                 if base is not None and a <= t <= b and (out is None or x - base > out[0]):
-                    out = (x - base, t)
+                    out = (x - base, t, h)
         return out
 
     def worst(a: float, b: float) -> float | None:
@@ -188,6 +188,7 @@ def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[st
         "max_ms": worst(lo, hi),
         # When the request that waited most was sent: placed among the push stamps.
         "max_sent_at": None if w is None else w[1],
+        "max_host": None if w is None else w[2],
         "baseline_max_ms": worst(lo - (hi - lo), lo),
         "usual_ms": {str(h): None if u is None else round(u * 1e3, 3) for h, u in usual.items()},
         "unanswered": {
