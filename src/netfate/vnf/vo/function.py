@@ -32,10 +32,10 @@ Two migrations:
   held), this host hands them over: it answers reads from its state and forwards
   each, until the target has seen a direct read from every user that read here
   since the readings were held (SEEN: they learnt the new place) and none came
-  from a new one for `quiet_ms`, or `linger_ms` passed; then it stops serving them, forwards only, and releases
-  the target's readings. No gap: the source serves until the target does, and a
-  user's request is answered here, at its usual speed, until the user has learnt
-  the new place.
+  from a new one for `quiet_ms`, or `linger_ms` passed; then it stops serving
+  them, forwards only, and releases the target's readings. No gap: the source
+  serves until the target does, and a user's request is answered here, at its
+  usual speed, until the user has learnt the new place.
 - the platform's (agents): ``export`` is a full snapshot, and ``freeze`` (serving
   stops, stamped) exports only what changed since it, so the copy that holds the
   snapshot needs only that delta; ``import`` takes either.
