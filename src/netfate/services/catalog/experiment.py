@@ -60,10 +60,16 @@ The run's testbed has its control plane (orchestrator and agents) for this kind.
 
 Downtime, where users see it, on one clock (CLOCK_MONOTONIC, one machine): the
 source stamps when it stops serving, every answer carries when it was served, and
-the stream records each request. ``serving gap`` = first answer served by the new
-place minus the last by the old (0 when they overlap); ``max gap`` = the longest
-time with no request served, in the migration's window, next to the same figure in
-an equally long window before it (the machine's own noise).
+the stream records each request. ``downtime`` (vo, instance) = the worst wait of a
+request sent in the migration's window beyond the usual service time of the place
+that answered it (its median latency outside the window; stream.excess_wait), next
+to the same figure over an equally long window before it, with no migration (the
+machine's own noise). ``freeze`` = from when the objects stop being served anywhere
+to when they are served somewhere (the hosts' stamps: 0 when the target served
+before the source stopped). ``stop to first new`` = the source's stop stamp to the
+first answer the new place served (the former downtime figure: over a link it holds
+the forward hop, not a freeze). ``max gap`` = the longest time with no request
+served, in the window, next to the same figure in the window before it.
 """
 
 from __future__ import annotations
@@ -125,9 +131,17 @@ class Plan:
     warm_s: float = 1.0
     tail_s: float = 0.5
     sensor_period_s: float = 0.1
+    linger_ms: float | None = None
+    """vo.push's bound on the hand-over (None: its default); 0 stops the source at the
+    take-over (it forwards from then on: the behaviour before the hand-over)."""
 
 
 QUICK = Plan(loads=(0.05, 0.20, 0.40), repeat=1)
+PHASES = (
+    "started", "readings_held", "final_sent", "active", "heard_active", "stopped",
+    "released", "done",
+)  # fmt: skip
+"""A push's stamps (vnf/vo/function.py), in the order they happen."""
 
 
 def topology_yaml(plan: Plan) -> str:
@@ -238,7 +252,12 @@ class Trial:
     parts: dict[str, int] = field(default_factory=dict)
     """Bytes by part: objects, application or image, memory, state."""
     downtime_ms: float = 0.0
-    """The source's stop-serving stamp to the new place's first answer (0: overlap)."""
+    """What users see (vo, instance): the worst wait beyond the usual service time
+    in the window (stream.excess_wait); platform: the agents' freeze-to-activate."""
+    freeze_ms: float | None = None
+    """No place serving: the source's stop to the target's first serving (0: overlap)."""
+    stop_to_first_new_ms: float | None = None
+    """The source's stop stamp to the new place's first answer (holds the forward hop)."""
     user: dict[str, Any] = field(default_factory=dict)
     """What the request stream saw (stream.analyse)."""
     detail: dict[str, Any] = field(default_factory=dict)
@@ -298,13 +317,19 @@ def trial(rig: Rig, kind: str, predeployed: bool, load: float) -> Trial:
             time.sleep(plan.warm_s)
             t0 = time.monotonic()
             if kind == "vo":
-                req = {"op": "vo.push", "to": ip["pop2"], "app": not predeployed}
+                req: dict[str, Any] = {"op": "vo.push", "to": ip["pop2"], "app": not predeployed}
+                if plan.linger_ms is not None:
+                    req["linger_ms"] = plan.linger_ms
                 rep = src.call({**req, "threshold": 2048}, timeout=budget)["report"]
                 t.parts = {"objects": rep["object_bytes"], "application": rep.get("app_bytes", 0)}
                 t.bytes_moved = rep["sent_bytes"]
                 t.migration_s = rep["done"] - t0
                 stopped, done = rep["stopped"], rep["done"]
-                t.detail = {"rounds": rep["rounds"], "active": rep["active"], "stopped": stopped}
+                t.freeze_ms = round(max(0.0, rep["active"] - stopped) * 1e3, 3)
+                # Every phase on the one clock (CLOCK_MONOTONIC), for the write-up.
+                t.detail = {k: rep.get(k) for k in PHASES} | {
+                    k: rep.get(k) for k in ("rounds", "handed_for", "hand_over_end", "users")
+                }
             else:
                 assert bulk is not None
                 dst, stopped = _instance(rig, src, bulk, predeployed, t)
@@ -315,7 +340,14 @@ def trial(rig: Rig, kind: str, predeployed: bool, load: float) -> Trial:
         hi = max([done, *(m[0] for m in seen.moves)]) + 0.1
         t.user = analyse(seen, 1, 2, t0, hi)
         first_new = t.user["new_first_served"]
-        t.downtime_ms = round(max(0.0, first_new - stopped) * 1e3, 3) if first_new else -1.0
+        t.stop_to_first_new_ms = (
+            round(max(0.0, first_new - stopped) * 1e3, 3) if first_new else None
+        )
+        if t.freeze_ms is None:  # the instance: its copy serves only after the stop
+            t.freeze_ms = t.stop_to_first_new_ms
+        wait = t.user["excess_wait_ms"]["max_ms"]
+        t.downtime_ms = -1.0 if wait is None else wait
+        t.detail["first_new_served"] = first_new
         assert dst is not None
         t.detail["target_serving"] = len(dst.stats()["serving"])
     finally:
@@ -426,6 +458,16 @@ def _median(xs: Sequence[float]) -> float | None:
     return round(statistics.median(xs), 6) if xs else None
 
 
+def _baseline_wait(t: Trial) -> float | None:
+    w: float | None = t.user.get("excess_wait_ms", {}).get("baseline_max_ms")
+    return w
+
+
+def _unanswered(t: Trial) -> int:
+    n: int = t.user.get("excess_wait_ms", {}).get("unanswered", {}).get("window", 0)
+    return n
+
+
 def summary(trials: Sequence[Trial]) -> dict[str, Any]:
     """Medians per (kind, pre-deployed), and the paper's relations computed on them."""
     groups: dict[str, dict[str, Any]] = {}
@@ -442,11 +484,22 @@ def summary(trials: Sequence[Trial]) -> dict[str, Any]:
                 "downtime_ms_max": max(x.downtime_ms for x in ts),
                 # The platform kind has no request stream (its downtime is the agents').
                 "user_max_gap_ms": _median([x.user["max_gap_ms"] for x in ts if x.user]),
+                "baseline_wait_ms": _median(
+                    [w for x in ts if x.user and (w := _baseline_wait(x)) is not None]
+                ),
+                "freeze_ms": _median([x.freeze_ms for x in ts if x.freeze_ms is not None]),
+                "stop_to_first_new_ms": _median(
+                    [x.stop_to_first_new_ms for x in ts if x.stop_to_first_new_ms is not None]
+                ),
                 "baseline_max_gap_ms": _median(
                     [x.user["baseline_max_gap_ms"] for x in ts if x.user]
                 ),
                 "failed_requests": (
                     sum(x.user["failed"] for x in ts if x.user) if any(x.user for x in ts) else None
+                ),
+                # Of them, sent during the migration's window (the rest: the path's).
+                "failed_in_window": (
+                    sum(_unanswered(x) for x in ts if x.user) if any(x.user for x in ts) else None
                 ),
             }
 
@@ -556,21 +609,29 @@ def markdown(doc: dict[str, Any]) -> str:
         f"request stream {doc['plan']['stream_hz']:g} Hz. Medians over loads and repetitions.",
         "",
         "| kind | image | trials | migration ms | MB moved | downtime ms (max) | "
-        "user max gap ms (baseline) | failed requests |",
-        "|---|---|---|---|---|---|---|---|",
+        "no-migration wait ms | freeze ms | stop to first new ms | "
+        "user max gap ms (baseline) | failed requests (in the window) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
     for name, g in s["groups"].items():
         kind, pre = name.split("-")
         lines.append(
             f"| {kind} | {'pre-deployed' if pre == 'pre' else 'transferred'} | {g['trials']} | "
             f"{g['migration_s'] * 1e3:.1f} | {g['bytes'] / 1e6:.3f} | "
             f"{g['downtime_ms']:.3f} ({g['downtime_ms_max']:.3f}) | "
+            f"{ms(g.get('baseline_wait_ms'))} | {ms(g.get('freeze_ms'))} | "
+            f"{ms(g.get('stop_to_first_new_ms'))} | "
             + (
                 f"{g['user_max_gap_ms']:.2f} ({g['baseline_max_gap_ms']:.2f}) | "
                 if g["user_max_gap_ms"] is not None
                 else "- (agents' stamps) | "
             )
-            + f"{'-' if g['failed_requests'] is None else g['failed_requests']} |"
+            + f"{'-' if g['failed_requests'] is None else g['failed_requests']} "
+            f"({'-' if g.get('failed_in_window') is None else g['failed_in_window']}) |"
         )
     r, p = s["relations"], doc["paper"]
     lines += [
@@ -593,6 +654,13 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"The {doc.get('migration_channel', '')}.",
         "",
+        "Downtime (vo, instance): the worst wait of a request sent during the migration "
+        "beyond the usual service time of the place that answered it; next to it the same "
+        "figure over an equally long window before, without a migration (the machine's "
+        "noise). Freeze: no place serving the objects (hosts' stamps). Stop to first new: "
+        "the source's stop to the new place's first answer (includes the forward hop). "
+        "Platform: the agents' freeze-to-activate stamps.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -609,6 +677,13 @@ def command(
     ] = None,
     repeat: Annotated[int | None, typer.Option(help="Repetitions per setting")] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots")] = True,
+    kinds: Annotated[
+        str | None, typer.Option(help="Comma-separated kinds among vo,instance,platform")
+    ] = None,
+    linger_ms: Annotated[
+        float | None,
+        typer.Option(help="vo: bound on the hand-over; 0 stops the source at the take-over"),
+    ] = None,
 ) -> None:
     """The INPUT paper's Figure 4: VO (state-only) vs whole-instance migration, with and
     without pre-deployed images, under background load, base RTT 5 ms."""
@@ -617,6 +692,14 @@ def command(
         plan = replace(plan, loads=tuple(float(x) for x in loads.split(",")))
     if repeat is not None:
         plan = replace(plan, repeat=repeat)
+    if kinds:
+        chosen = tuple(k.strip() for k in kinds.split(","))
+        bad = [k for k in chosen if k not in Plan().kinds]
+        if bad or not chosen:
+            raise typer.BadParameter(f"unknown kind(s) {bad}; choose among {Plan().kinds}")
+        plan = replace(plan, kinds=chosen)
+    if linger_ms is not None:
+        plan = replace(plan, linger_ms=linger_ms)
 
     def say(msg: str) -> None:
         typer.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")

@@ -6,15 +6,24 @@ append-only log of readings. A host holds several (the paper: 10 per instance,
 8-78 KB each). Moving them to another host that already runs is *state-only*
 migration: the objects are copied while both hosts run, in rounds, each round
 carrying only what changed since the previous one; then the source stops taking
-readings, sends the last changes and asks the target to take over:
+readings, sends the last changes and asks the target to take over; it answers
+reads from its (held, so identical) state until its users have learnt the new
+place, then releases the target's readings:
 
     source (Pusher)                                   target (Puller)
       ROUND  all objects (base: nothing)     ----->   applied; ACK with lengths
       ROUND  what grew since the last mark   ----->   applied (base checked); ACK
       ... until a round is under `threshold` bytes or `max_rounds` were sent
-      FINAL  the last changes (writes held)  ----->   applied; objects active
-                                             <-----   ACTIVE, active_at
-      (the source stops serving them and forwards what still reaches it)
+      FINAL  the last changes (writes held)  ----->   applied; objects served
+                                             <-----   ACTIVE, active_at (readings
+                                                      still held: same state)
+      (both serve; the source also forwards each read so that the target's
+       answer teaches the user the new place)
+                                             <-----   SEEN (user, object): a user's
+                                                      own read came here: it learnt
+      (once every user that read there was seen at the target, or at a bound,
+       the source stops serving them and forwards only)
+      RELEASE                                ----->   readings taken again here
 
 The core never reads a clock or a socket: the driver (function.py) passes `now`
 and moves the frames. A frame whose base does not match what the target holds is
@@ -26,8 +35,8 @@ Frames (each prefixed by its length, u32 big-endian, on a TCP stream):
     +------+------+-------------------------------------------------+
     | type | seq  | body                                            |
     +------+------+-------------------------------------------------+
-    type  u8   1 ROUND, 2 FINAL, 3 ACK, 4 ACTIVE, 5 APP, 6 APP_ACK
-    seq   u32  the round's number (ACK/ACTIVE: the round answered)
+    type  u8   1 ROUND, 2 FINAL, 3 ACK, 4 ACTIVE, 5 APP, 6 APP_ACK, 7 RELEASE, 8 SEEN
+    seq   u32  the round's number (ACK/ACTIVE: the round answered; RELEASE: FINAL's)
 
     ROUND/FINAL body: count u16, then per piece
       vo u8 | base u32 (length the target must hold; 0xFFFFFFFF: new object)
@@ -35,6 +44,8 @@ Frames (each prefixed by its length, u32 big-endian, on a TCP stream):
     ACK body: count u16, then per object vo u8 | length u32
     ACTIVE body: active_at f64 (the target's clock; one machine: one clock)
     APP body: sha256 (32) | the application's bytes (a zip), APP_ACK body: empty
+    RELEASE body: empty (the source no longer serves: readings may change now)
+    SEEN body: count u16, then per user ipv4 (4) | port u16 | vo u8
 
 A reading in an object's log is 10 bytes: at f64 (seconds), centi-celsius i16.
 """
@@ -69,6 +80,8 @@ class Frame(IntEnum):
     ACTIVE = 4
     APP = 5
     APP_ACK = 6
+    RELEASE = 7
+    SEEN = 8
 
 
 def reading(at: float, celsius: float) -> bytes:
@@ -166,6 +179,18 @@ def frame(kind: Frame, seq: int, body: bytes = b"") -> bytes:
 def active_frame(seq: int, active_at: float) -> bytes:
     """The target's answer to FINAL `seq`: it serves since `active_at`."""
     return frame(Frame.ACTIVE, seq, struct.pack("!d", active_at))
+
+
+SEEN_ITEM = struct.Struct("!4sHB")
+User = tuple[bytes, int, int]
+"""(IPv4 address, 4 bytes; port; object): a user's reads of one object."""
+
+
+def seen_frame(seq: int, users: Iterable[User]) -> bytes:
+    """(target) These users read these objects here directly: they know the place."""
+    items = list(users)
+    body = struct.pack("!H", len(items)) + b"".join(SEEN_ITEM.pack(*u) for u in items)
+    return frame(Frame.SEEN, seq, body)
 
 
 def _text(b: bytes, what: str) -> bytes:
@@ -267,18 +292,25 @@ class Frames:
 #
 # Source (one push of all its objects to one target):
 #
-#     idle ──▶ app ──▶ syncing ⟲ ──▶ final ──▶ handed
+#     idle ──▶ app ──▶ syncing ⟲ ──▶ final ──▶ handed ──▶ released
 #       │                 │            │
 #       └──▶ syncing      └────────────┴──▶ aborted (the target is lost: serve on)
 #
 #   app      the application's image is on its way (when the target lacks it)
 #   syncing  rounds go while both run; each waits for its ACK
 #   final    readings are held here; the last round and the take-over are asked
-#   handed   the target serves the objects; this side forwards what reaches it
+#   handed   the target serves the objects too (readings held on both sides):
+#            this side answers reads and forwards each, so users learn the place
+#   released this side stopped serving them and forwards what reaches it; the
+#            target takes readings again
 #
 # Target (one push received):
 #
-#     idle ──▶ receiving ⟲ ──▶ active         receiving ──▶ aborted
+#     idle ──▶ receiving ⟲ ──▶ active ──▶ released      receiving ──▶ aborted
+#
+#   active   serves the objects, readings still held (the source serves too)
+#   released the source stopped: readings taken here (also when the sync
+#            connection drops after active: the target is then the one place)
 
 
 class SourcePhase(StrEnum):
@@ -287,6 +319,7 @@ class SourcePhase(StrEnum):
     SYNCING = "syncing"
     FINAL = "final"
     HANDED = "handed"
+    RELEASED = "released"
     ABORTED = "aborted"
 
 
@@ -294,6 +327,7 @@ class TargetPhase(StrEnum):
     IDLE = "idle"
     RECEIVING = "receiving"
     ACTIVE = "active"
+    RELEASED = "released"
     ABORTED = "aborted"
 
 
@@ -303,13 +337,15 @@ SOURCE_STEPS: dict[SourcePhase, frozenset[SourcePhase]] = {
     Sp.APP: frozenset({Sp.SYNCING, Sp.ABORTED}),
     Sp.SYNCING: frozenset({Sp.SYNCING, Sp.FINAL, Sp.ABORTED}),
     Sp.FINAL: frozenset({Sp.HANDED, Sp.ABORTED}),
-    Sp.HANDED: frozenset(),
+    Sp.HANDED: frozenset({Sp.RELEASED}),
+    Sp.RELEASED: frozenset(),
     Sp.ABORTED: frozenset(),
 }
 TARGET_STEPS: dict[TargetPhase, frozenset[TargetPhase]] = {
     Tp.IDLE: frozenset({Tp.RECEIVING, Tp.ABORTED}),
     Tp.RECEIVING: frozenset({Tp.RECEIVING, Tp.ACTIVE, Tp.ABORTED}),
-    Tp.ACTIVE: frozenset(),
+    Tp.ACTIVE: frozenset({Tp.RELEASED}),
+    Tp.RELEASED: frozenset(),
     Tp.ABORTED: frozenset(),
 }
 
@@ -364,7 +400,22 @@ class ObjectsActivated:
     at: float
 
 
-Event = RoundApplied | AppDelivered | TookOver | ObjectsActivated
+@dataclass(frozen=True)
+class ReadingsReleased:
+    """(target) The source stopped serving: the objects take readings here again."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class UsersLearnt:
+    """(source) The target saw these users read these objects there directly."""
+
+    users: tuple[User, ...]
+    at: float
+
+
+Event = RoundApplied | AppDelivered | TookOver | ObjectsActivated | ReadingsReleased | UsersLearnt
 
 
 class Pusher:
@@ -421,8 +472,13 @@ class Pusher:
         self.seq += 1
         return self._send(frame(Frame.FINAL, self.seq, encode_pieces(pieces)))
 
+    def release(self) -> bytes:
+        """This side stopped serving the objects: the target may take readings."""
+        self._to(Sp.RELEASED)
+        return self._send(frame(Frame.RELEASE, self.seq))
+
     def abort(self) -> None:
-        if self.phase not in (Sp.HANDED, Sp.ABORTED):
+        if self.phase not in (Sp.HANDED, Sp.RELEASED, Sp.ABORTED):
             self._to(Sp.ABORTED)
 
     def on_frame(self, kind: Frame, seq: int, body: bytes, now: float) -> tuple[bytes, list[Event]]:
@@ -442,6 +498,15 @@ class Pusher:
             (active_at,) = struct.unpack("!d", _Reader(body).take(8))
             self._to(Sp.HANDED)
             return b"", [TookOver(active_at, now)]
+        if kind == Frame.SEEN and self.phase in (Sp.HANDED, Sp.RELEASED):
+            r = _Reader(body)
+            (n,) = r.unpack(struct.Struct("!H"))
+            users = tuple(
+                (bytes(ip), int(port), int(vo))
+                for ip, port, vo in (SEEN_ITEM.unpack(r.take(SEEN_ITEM.size)) for _ in range(n))
+            )
+            r.done()
+            return b"", [UsersLearnt(users, now)]
         raise VoError(f"unexpected {kind.name} {seq} in phase '{self.phase}'")
 
 
@@ -484,8 +549,11 @@ class Puller:
             at = now if active_at is None else active_at
             vos = tuple(sorted(self.store.objects))
             return active_frame(seq, at), [ObjectsActivated(vos, at)]
+        if kind == Frame.RELEASE and self.phase == Tp.ACTIVE and not body:
+            self._to(Tp.RELEASED)
+            return b"", [ReadingsReleased(now)]
         raise VoError(f"unexpected {kind.name} {seq} in phase '{self.phase}'")
 
     def abort(self) -> None:
-        if self.phase != Tp.ACTIVE:
+        if self.phase not in (Tp.ACTIVE, Tp.RELEASED):
             self._to(Tp.ABORTED)

@@ -15,6 +15,9 @@ Radio Head's CDC-ACM temperature sensor of that busid, imported over USB/IP
 the paper. Users read an object over UDP (wire.py); each object is, here:
 
     serving   answered at once
+    handing   (after a push's take-over, readings held on both hosts, so the same
+              state) answered at once (status HANDED) and forwarded too: the new
+              host's answer teaches the user the new place
     held      (being taken over, or frozen) requests wait, answered once it serves
               here, or forwarded once another host does
     moved     another host serves it: requests are forwarded there, and that host
@@ -25,13 +28,20 @@ Two migrations:
 - state-only (the paper's PaaS VO migration), op ``vo.push``: the objects go to
   another running host over its sync port in rounds while both serve (core.py),
   then readings are held (the sensors are released: the HRH keeps what they
-  measure meanwhile), the last round goes, the target serves, this host stops
-  serving them and forwards. No gap: the source serves until the target does.
+  measure meanwhile), the last round goes, the target serves (readings still
+  held), this host hands them over: it answers reads from its state and forwards
+  each, until the target has seen a direct read from every user that read here
+  since the readings were held (SEEN: they learnt the new place) and none came
+  from a new one for `quiet_ms`, or `linger_ms` passed; then it stops serving
+  them, forwards only, and releases the target's readings. No gap: the source
+  serves until the target does, and a user's request is answered here, at its
+  usual speed, until the user has learnt the new place.
 - the platform's (agents): ``export`` is a full snapshot, and ``freeze`` (serving
   stops, stamped) exports only what changed since it, so the copy that holds the
   snapshot needs only that delta; ``import`` takes either.
 
-Own ops: ``vo.push {"to", "sync_port", "port", "app", "threshold", "max_rounds"}``,
+Own ops: ``vo.push {"to", "sync_port", "port", "app", "threshold", "max_rounds",
+"linger_ms", "quiet_ms"}``,
 ``vo.moved {"to", "port"}`` (after a platform freeze: forward to the new copy),
 ``vo.image`` (the files this process runs from: the instance's image).
 """
@@ -68,6 +78,13 @@ APP_PACKAGES = ("netfate.vnf.vo", "netfate.vnf.usbip_client", "netfate.proto.usb
 """The VO application: the objects' code and their sensor driver (what a target
 without it receives; the PaaS runtime itself, this function, is there already)."""
 PUSH_TIMEOUT_S = 60.0
+LINGER_MS = 200.0
+"""At most this long the source hands over (answers and forwards) after the take-over;
+readings stay held meanwhile (the HRH keeps them), so it bounds the write hold."""
+FEED_STAGGER_S = 0.002
+QUIET_MS = 1.0
+"""The hand-over ends once every user that read here was seen at the target and no
+other user's read came for this long (a read already on its way is forwarded)."""
 
 
 def now() -> float:
@@ -113,6 +130,10 @@ def image_files() -> list[str]:
     return sorted(f for f in files if Path(f).is_file())
 
 
+def _user(client: tuple[str, int], vo: int) -> core.User:
+    return (socket.inet_aton(client[0]), client[1], vo)
+
+
 class VoHost(Function):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -129,12 +150,32 @@ class VoHost(Function):
             )  # fmt: skip
         self.serving: set[int] = set() if ctx.standby else set(self.store.objects)
         self.moved: dict[int, tuple[str, int]] = {}
+        self.handing: dict[int, tuple[str, int]] = {}
+        """Objects the target serves too (readings held both sides): answer, forward."""
+        self.last_read = 0.0
+        """When a read of a handing object came from a user not yet seen at the target."""
+        self.starting: asyncio.Task[None] | None = None
+        """The staggered start of the sensors' feeds (kept: a task needs a holder)."""
+        self.pending: set[core.User] = set()
+        """(source) Users that read a handing object here, not yet seen at the target."""
+        self.learnt: set[core.User] = set()
+        self.collect: set[int] = set()
+        """(source, from the held readings to the take-over) objects whose readers are
+        noted: they too must be seen at the target, even if a stalled path keeps
+        their next reads from coming here during the hand-over."""
+        self.readers: set[core.User] = set()
+        """(source) Users the target saw reading there directly."""
+        self.watch: tuple[set[int], asyncio.StreamWriter, set[core.User]] | None = None
+        """(target, taken over, source still serving) the objects, the sync connection
+        and the users already reported: a user's direct read is reported (SEEN)."""
         self.held: deque[tuple[wire.Request, tuple[str, int]]] = deque(maxlen=HELD_MAX)
         self.export_mark: dict[int, int] | None = None
         self.feeds: dict[int, asyncio.Task[None]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.sync_server: asyncio.Server | None = None
-        self.counts = {"served": 0, "forwarded": 0, "held": 0, "unknown": 0, "bad": 0}
+        self.counts = {
+            "served": 0, "forwarded": 0, "held": 0, "unknown": 0, "bad": 0, "handed": 0,
+        }  # fmt: skip
         self.stamps: dict[str, float | None] = {
             "first_served": None, "last_served": None, "stopped": None, "active": None,
         }  # fmt: skip
@@ -161,6 +202,8 @@ class VoHost(Function):
             self._feed(vo)
 
     async def stop(self) -> None:
+        if self.starting is not None:
+            self.starting.cancel()
         for vo in list(self.feeds):
             await self._unfeed(vo)
         if self.sync_server is not None:
@@ -179,8 +222,24 @@ class VoHost(Function):
 
     def _handle(self, req: wire.Request, client: tuple[str, int]) -> None:
         vo = req.vo
-        if vo in self.serving:
+        if vo in self.handing:
+            self._answer(req, client, wire.Status.HANDED)
+            if req.kind == wire.Kind.READ:
+                user = _user(client, vo)
+                if user not in self.learnt:
+                    self.pending.add(user)
+                    self.last_read = now()
+                self._forward(req, client, self.handing[vo])
+        elif vo in self.serving:
             self._answer(req, client)
+            if vo in self.collect and req.kind == wire.Kind.READ:
+                self.readers.add(_user(client, vo))
+            if self.watch is not None and req.kind == wire.Kind.READ and vo in self.watch[0]:
+                _, writer, told = self.watch
+                user = _user(client, vo)
+                if user not in told:  # the user reads here: it learnt the place
+                    told.add(user)
+                    writer.write(core.seen_frame(0, [user]))
         elif vo in self.moved:
             self._forward(req, client)
         elif vo in self.store.objects:
@@ -191,7 +250,9 @@ class VoHost(Function):
             unknown = wire.Answer(wire.Status.UNKNOWN, vo, req.seq, self.host_id, 0, now(), 0)
             self._send(unknown, client)
 
-    def _answer(self, req: wire.Request, client: tuple[str, int]) -> None:
+    def _answer(
+        self, req: wire.Request, client: tuple[str, int], status: wire.Status = wire.Status.OK
+    ) -> None:
         data = self.store.objects[req.vo].data
         count = len(data) // core.READING.size
         centi = core.READING.unpack_from(data, len(data) - core.READING.size)[1] if count else 0
@@ -200,15 +261,18 @@ class VoHost(Function):
             self.stamps["first_served"] = at
         self.stamps["last_served"] = at
         self.counts["served"] += 1
-        ok = wire.Answer(wire.Status.OK, req.vo, req.seq, self.host_id, count, at, centi)
+        self.counts["handed"] += status == wire.Status.HANDED
+        ok = wire.Answer(status, req.vo, req.seq, self.host_id, count, at, centi)
         self._send(ok, client)
 
-    def _forward(self, req: wire.Request, client: tuple[str, int]) -> None:
+    def _forward(
+        self, req: wire.Request, client: tuple[str, int], to: tuple[str, int] | None = None
+    ) -> None:
         if self.transport is None:
             return
         self.counts["forwarded"] += 1
         fwd = wire.Request(wire.Kind.FORWARDED, req.vo, req.seq, client)
-        self.transport.sendto(wire.encode_request(fwd), self.moved[req.vo])
+        self.transport.sendto(wire.encode_request(fwd), to or self.moved[req.vo])
 
     def _send(self, a: wire.Answer, client: tuple[str, int]) -> None:
         if self.transport is not None:
@@ -226,21 +290,40 @@ class VoHost(Function):
     def _stop_serving(self, vos: set[int], to: tuple[str, int] | None) -> float:
         at = now()
         self.serving -= vos
+        for vo in vos:
+            self.handing.pop(vo, None)
         if to is not None:
             self.moved.update({vo: to for vo in vos})
         self.stamps["stopped"] = at
         return at
 
-    def _start_serving(self, vos: set[int]) -> float:
+    def _start_serving(self, vos: set[int], feed: bool = True) -> float:
+        """`feed`: take readings at once (not while a source still serves them)."""
         at = now()
         for vo in vos:
             self.moved.pop(vo, None)
         self.serving |= vos
         self.stamps["active"] = at
         self._release_held()
-        for vo in vos:
-            self._feed(vo)
+        if feed:
+            self._start_feeds(vos)
         return at
+
+    def _start_feeds(self, vos: set[int]) -> None:
+        """One sensor import at a time, FEED_STAGGER_S apart: ten USB/IP imports begun
+        at once hold this loop ~10 ms (seen in the netns test as a user's wait right
+        after the release), longer than the readings gain by starting together."""
+
+        if self.feed.get("kind") not in ("usbip", "local"):
+            return  # no sensors to import
+
+        async def staggered() -> None:
+            for vo in sorted(vos):
+                if vo in self.serving:
+                    self._feed(vo)
+                await asyncio.sleep(FEED_STAGGER_S)
+
+        self.starting = asyncio.get_running_loop().create_task(staggered())
 
     # ------------------------------------------------------------ sensors
 
@@ -307,8 +390,9 @@ class VoHost(Function):
     # ------------------------------------------------------------ state-only push
 
     async def push(
-        self, to: str, sync_port: int, port: int, *, app: bool, threshold: int, max_rounds: int
-    ) -> dict[str, Any]:
+        self, to: str, sync_port: int, port: int, *, app: bool, threshold: int, max_rounds: int,
+        linger_ms: float = LINGER_MS, quiet_ms: float = QUIET_MS,
+    ) -> dict[str, Any]:  # fmt: skip
         vos = set(self.store.objects) - set(self.moved)
         pusher = Pusher(
             self.store, threshold=threshold, max_rounds=max_rounds,
@@ -334,21 +418,42 @@ class VoHost(Function):
                             report["app_bytes"], report["app_acked"] = ev.nbytes, ev.at
                         elif isinstance(ev, core.TookOver):
                             report["active"], report["heard_active"] = ev.active_at, ev.at
-                            report["stopped"] = self._stop_serving(vos, (to, port))
-                            self._release_held()
+                            # Both serve the same held state: answer here, and
+                            # forward so the target's answer teaches the place.
+                            self.handing.update({vo: (to, port) for vo in vos})
+                            self.pending, self.learnt = set(self.readers), set()
+                            self.collect, self.readers = set(), set()
+                            self.last_read = ev.at
+                        elif isinstance(ev, core.UsersLearnt):  # with ACTIVE, in one read
+                            self.learnt.update(ev.users)
                     if out:
                         writer.write(out)
                     if pusher.ready and pusher.phase == core.SourcePhase.SYNCING:
                         # Readings held from here: the sensors keep theirs meanwhile.
                         await self._unfeed_all(vos)
                         report["readings_held"] = now()
+                        self.collect, self.readers = set(vos), set()
                         final = pusher.finalize()
                         report["final_bytes"] = len(final)
+                        # Stamped before the write: the target may serve before it returns.
+                        report["final_sent"] = now()
                         writer.write(final)
                 await writer.drain()
+            await self._hand_over(reader, frames, pusher, report, linger_ms / 1e3, quiet_ms / 1e3)
+            report["stopped"] = self._stop_serving(vos, (to, port))
+            self._release_held()
+            writer.write(pusher.release())
+            await writer.drain()
+            report["released"] = now()
         except BaseException:
+            self.collect = set()
+            if pusher.phase == core.SourcePhase.HANDED:
+                # The target serves already: stop here (forwarding), never both.
+                report.setdefault("stopped", self._stop_serving(vos, (to, port)))
+                raise
             pusher.abort()
             for vo in vos:
+                self.handing.pop(vo, None)
                 if vo in self.serving:
                     self._feed(vo)  # serve on, readings again
             raise
@@ -360,12 +465,48 @@ class VoHost(Function):
         self.pushes.append(report)
         return report
 
+    async def _hand_over(
+        self, reader: asyncio.StreamReader, frames: Frames, pusher: Pusher,
+        report: dict[str, Any], linger: float, quiet: float,
+    ) -> None:  # fmt: skip
+        """Answer and forward until every user that read here was seen at the target
+        and no new one read for `quiet`, or `linger` passed since the take-over."""
+
+        async def learn() -> None:
+            while data := await reader.read(1 << 16):
+                for kind, seq, body in frames.feed(data):
+                    for ev in pusher.on_frame(kind, seq, body, now())[1]:
+                        if isinstance(ev, core.UsersLearnt):
+                            self.learnt.update(ev.users)
+                            self.pending.difference_update(ev.users)
+
+        task = asyncio.get_running_loop().create_task(learn())
+        start = now()
+        try:
+            while True:
+                t = now()
+                if t - start >= linger:
+                    report["hand_over_end"] = "linger"
+                    break
+                if not self.pending and t - self.last_read >= quiet:
+                    report["hand_over_end"] = "users learnt"
+                    break
+                await asyncio.sleep(0.0002)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, VoError, ConnectionError):
+                await task
+        report["handed_for"] = now() - start
+        report["users"] = {"learnt": len(self.learnt), "not_learnt": len(self.pending)}
+
     async def _on_push(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         puller = Puller(self.store)
         frames = Frames()
         t0 = now()
+        new: set[int] = set()
+        released: float | None = None
         try:
-            while puller.phase != core.TargetPhase.ACTIVE:
+            while puller.phase != core.TargetPhase.RELEASED:
                 data = await reader.read(1 << 16)
                 if not data:
                     break
@@ -374,19 +515,28 @@ class VoHost(Function):
                     for ev in events:
                         if isinstance(ev, core.ObjectsActivated):
                             new = set(ev.vos) - self.serving
-                            at = self._start_serving(new)
+                            # Served now; readings only once the source stopped.
+                            at = self._start_serving(new, feed=False)
+                            self.watch = (new, writer, set())
                             # The stamp sent back is when serving began here.
                             out = core.active_frame(seq, at)
-                    writer.write(out)
+                        elif isinstance(ev, core.ReadingsReleased):
+                            released = ev.at
+                    if out:
+                        writer.write(out)
                 await writer.drain()
         except (VoError, ConnectionError) as e:
             log.error("push refused: %s", e)
             puller.abort()
         finally:
+            self.watch = None
             writer.close()
+            if puller.phase in (core.TargetPhase.ACTIVE, core.TargetPhase.RELEASED):
+                # Released, or the source is gone after the take-over: one place now.
+                self._start_feeds(new)
         self.received.append(
             {"started": t0, "phase": str(puller.phase), "bytes": puller.received,
-             "app_bytes": len(puller.app or b"")}
+             "app_bytes": len(puller.app or b""), "released": released}
         )  # fmt: skip
 
     # ------------------------------------------------------------ the platform's ops
@@ -441,6 +591,8 @@ class VoHost(Function):
                 str(req["to"]), int(req.get("sync_port", 7781)), int(req.get("port", 7780)),
                 app=bool(req.get("app", False)), threshold=int(req.get("threshold", 4096)),
                 max_rounds=int(req.get("max_rounds", 5)),
+                linger_ms=float(req.get("linger_ms", LINGER_MS)),
+                quiet_ms=float(req.get("quiet_ms", QUIET_MS)),
             )  # fmt: skip
             return {"ok": True, "report": report}
         if op == "vo.moved":
@@ -458,6 +610,7 @@ class VoHost(Function):
             "object_bytes": self.store.nbytes(),
             "serving": sorted(self.serving),
             "moved": sorted(self.moved),
+            "handing": sorted(self.handing),
             "held_now": len(self.held),
             **self.counts,
             "stamps": dict(self.stamps),

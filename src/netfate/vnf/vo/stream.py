@@ -2,15 +2,20 @@
 
 `Stream` sends `rate` requests a second (10 kHz and more), round-robin over the
 objects, each to the host that serves that object as far as this user knows: it
-learns a new place from an answer that comes from a new address (a forwarded
-request is answered by the new host). A sender thread and a receiver thread, on
+learns a new place from an OK answer that comes from a new address (a forwarded
+request is answered by the new host; a HANDED answer, from the old host while it
+hands over, is a good reading but not a place to learn). A sender thread and a receiver thread, on
 one socket (made by the caller, e.g. inside a namespace); every time is
 CLOCK_MONOTONIC, the hosts' clock too (one machine), so a host's `served_at` and
 this side's stamps compare directly.
 
 `analyse` is pure: which requests failed (no OK answer), and the largest gap
 between two consecutive servings (any host) in a window, next to the same figure
-in an equally long window before it (the stream's own granularity).
+in an equally long window before it (the stream's own granularity). What a user
+feels is `excess_wait_ms`: a request's wait beyond the usual service time of the
+place that answered it (its median latency outside the window: before it for the
+old host, after it for the new), the worst over the window, next to the same
+figure for the equally long window before it (the machine's noise, no migration).
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ class Seen:
     """Per seq (its index): when it left."""
     vo: list[int] = field(default_factory=list)
     answers: dict[int, tuple[float, int, float, int]] = field(default_factory=dict)
-    """seq -> (received at, host, served_at, readings the object held); the first OK
-    answer wins."""
+    """seq -> (received at, host, served_at, readings the object held); the first good
+    answer (OK or HANDED) wins."""
     duplicates: int = 0
     moves: list[tuple[float, int, str]] = field(default_factory=list)
     """(when, object, new address) the stream learnt."""
@@ -118,10 +123,11 @@ class Stream:
                 a = wire.decode_answer(data)
             except wire.WireError:
                 continue
-            if a.status != wire.Status.OK:
+            if a.status not in (wire.Status.OK, wire.Status.HANDED):
                 continue
             src = (str(addr[0]), int(addr[1]))
-            if self.where.get(a.vo) != src:
+            # A HANDED answer is good but comes from the old place: not learnt.
+            if a.status == wire.Status.OK and self.where.get(a.vo) != src:
                 self.where[a.vo] = src
                 seen.moves.append((at, a.vo, f"{src[0]}:{src[1]}"))
             if a.seq in seen.answers:
@@ -135,6 +141,62 @@ def _largest_gap(stamps: Sequence[float], lo: float, hi: float) -> float:
     if len(inside) < 2:
         return hi - lo
     return max(b - a for a, b in itertools.pairwise(inside))
+
+
+def _median(xs: Sequence[float]) -> float | None:
+    ys = sorted(xs)
+    return ys[len(ys) // 2] if ys else None
+
+
+def excess_wait(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[str, Any]:
+    """A request's wait beyond its usual service time, in ms: per answering host, the
+    usual time is the median latency of the requests it answered outside [lo, hi]
+    (before lo for `old`, after hi for `new`: the new place may be farther, that is
+    not downtime). `max_ms` over the answered requests sent in [lo, hi];
+    `baseline_max_ms` the same over the window of equal length before lo (no
+    migration: the machine's noise). Requests never answered are counted apart, in
+    the window, before it and after it (after: the new path's own losses)."""
+    lat: dict[int, list[tuple[float, float]]] = {old: [], new: []}
+    for q, t in enumerate(seen.sent):
+        a = seen.answers.get(q)
+        if a is not None and a[1] in lat:
+            lat[a[1]].append((t, a[0] - t))
+    usual = {
+        old: _median([x for t, x in lat[old] if t < lo]),
+        new: _median([x for t, x in lat[new] if t > hi]),
+    }
+
+    def worst_at(a: float, b: float) -> tuple[float, float, int] | None:
+        out: tuple[float, float, int] | None = None
+        for h, xs in lat.items():
+            base = usual[h]
+            for t, x in xs:
+                if base is not None and a <= t <= b and (out is None or x - base > out[0]):
+                    out = (x - base, t, h)
+        return out
+
+    def worst(a: float, b: float) -> float | None:
+        w = worst_at(a, b)
+        return None if w is None else round(max(0.0, w[0]) * 1e3, 3)
+
+    def unanswered(a: float, b: float) -> int:
+        return sum(1 for q, t in enumerate(seen.sent) if a <= t <= b and q not in seen.answers)
+
+    end = seen.sent[-1] if seen.sent else hi
+    w = worst_at(lo, hi)
+    return {
+        "max_ms": worst(lo, hi),
+        # When the request that waited most was sent: placed among the push stamps.
+        "max_sent_at": None if w is None else w[1],
+        "max_host": None if w is None else w[2],
+        "baseline_max_ms": worst(lo - (hi - lo), lo),
+        "usual_ms": {str(h): None if u is None else round(u * 1e3, 3) for h, u in usual.items()},
+        "unanswered": {
+            "before": unanswered(lo - (hi - lo), lo),
+            "window": unanswered(lo, hi),
+            "after": unanswered(hi, end),
+        },
+    }
 
 
 def analyse(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[str, Any]:
@@ -177,5 +239,6 @@ def analyse(seen: Seen, old: int, new: int, lo: float, hi: float) -> dict[str, A
         "max_gap_ms": round(_largest_gap(served, lo, hi) * 1e3, 3),
         "baseline_max_gap_ms": round(_largest_gap(served, lo - (hi - lo), lo) * 1e3, 3),
         "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+        "excess_wait_ms": excess_wait(seen, old, new, lo, hi),
         "learnt_moves": len(seen.moves),
     }

@@ -14,7 +14,9 @@
     | VR | status | vo | seq u64  | host u16 | count u32 | served_at f64 | centi |
     +----+--------+----+----------+----------+-----------+---------------+-------+
     status  0 OK, 1 UNKNOWN (no such object here), 2 MOVED (unasked, seq 0: the
-            object is served by the sender from now on)
+            object is served by the sender from now on), 3 HANDED (a good answer
+            from a host that handed the object over and still serves it for a
+            moment: the reading is valid, the place is not the one to learn)
     count   readings the object holds; centi: its last reading (centi-celsius)
     served_at  when the host served it (CLOCK_MONOTONIC: one clock on one machine)
 
@@ -46,6 +48,7 @@ class Status(IntEnum):
     OK = 0
     UNKNOWN = 1
     MOVED = 2
+    HANDED = 3
 
 
 @dataclass(frozen=True)

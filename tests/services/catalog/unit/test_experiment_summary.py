@@ -9,16 +9,19 @@ from dataclasses import asdict
 from netfate.services.catalog.experiment import PAPER, Plan, Trial, markdown, summary
 
 
-def _stream(failed: int) -> dict[str, float | int]:
-    return {"max_gap_ms": 3.0, "baseline_max_gap_ms": 2.0, "failed": failed}
+def _stream(failed: int) -> dict[str, object]:
+    return {
+        "max_gap_ms": 3.0, "baseline_max_gap_ms": 2.0, "failed": failed,
+        "excess_wait_ms": {"max_ms": 1.0, "baseline_max_ms": 4.0 + failed},
+    }  # fmt: skip
 
 
 def test_the_platform_kind_is_summarised_without_a_stream() -> None:
     trials = [
         Trial("vo", True, 0.05, migration_s=0.3, bytes_moved=440_000, downtime_ms=9.0,
-              user=_stream(5)),
+              freeze_ms=0.0, stop_to_first_new_ms=6.0, user=_stream(5)),
         Trial("vo", True, 0.4, migration_s=0.5, bytes_moved=440_000, downtime_ms=11.0,
-              user=_stream(7)),
+              freeze_ms=0.0, stop_to_first_new_ms=8.0, user=_stream(7)),
         Trial("platform", True, 0.05, migration_s=0.8, bytes_moved=600_000, downtime_ms=24.0),
         Trial("platform", True, 0.4, migration_s=1.6, bytes_moved=640_000, downtime_ms=30.0),
     ]  # fmt: skip
@@ -36,8 +39,11 @@ def test_the_platform_kind_is_summarised_without_a_stream() -> None:
         "migration_channel": "platform kind moves over the agents' channel",
     }
     text = markdown(doc)
-    assert "| platform | pre-deployed | 2 | 1200.0 | 0.620 | 27.000 (30.000) | - (agents' " \
-        "stamps) | - |" in text  # fmt: skip
-    assert "| vo | pre-deployed | 2 | 400.0 | 0.440 | 10.000 (11.000) | 3.00 (2.00) | 12 |" in text
+    assert "| platform | pre-deployed | 2 | 1200.0 | 0.620 | 27.000 (30.000) | - | - | - | " \
+        "- (agents' stamps) | - (-) |" in text  # fmt: skip
+    # Downtime next to the same stream's worst wait without a migration (median 10),
+    # the freeze and the stop-to-first-new figure.
+    assert "| vo | pre-deployed | 2 | 400.0 | 0.440 | 10.000 (11.000) | 10.000 | 0.000 | " \
+        "7.000 | 3.00 (2.00) | 12 (0) |" in text  # fmt: skip
     assert "The platform kind moves over the agents' channel." in text
     assert "(userspace delay emulator + TBF rate)" in text

@@ -139,3 +139,44 @@ def test_a_delta_on_a_copy_without_the_snapshot_is_refused() -> None:
         host([], standby=True).import_state(src.export_state())
     with pytest.raises(VoError, match="kind"):
         host([]).import_state({"kind": "other"})
+
+
+def test_the_target_takes_readings_only_once_released() -> None:
+    # A target that never took over refuses a RELEASE.
+    with pytest.raises(VoError, match="unexpected RELEASE"):
+        relay(core.frame(Frame.RELEASE, 1), Puller(VoStore()), 0.0)
+    # The whole exchange, ending in RELEASE.
+    pusher, puller = Pusher(store([64, 128])), Puller(VoStore())
+    wire = pusher.start()
+    while pusher.phase != core.SourcePhase.HANDED:
+        answer, ev = relay(wire, puller, 1.0)
+        wire, _ = relay(answer, pusher, 2.0)
+        if pusher.ready and pusher.phase == core.SourcePhase.SYNCING:
+            wire = pusher.finalize()
+    assert puller.phase == core.TargetPhase.ACTIVE
+    out, ev = relay(pusher.release(), puller, 3.0)
+    assert out == b"" and ev == [core.ReadingsReleased(3.0)]
+    assert (pusher.phase, puller.phase) == (core.SourcePhase.RELEASED, core.TargetPhase.RELEASED)
+    with pytest.raises(core.IllegalStep):
+        pusher.release()
+    with pytest.raises(VoError, match="unexpected RELEASE"):
+        relay(core.frame(Frame.RELEASE, 2), puller, 4.0)
+
+
+def test_seen_users_reach_the_source_while_it_hands_over() -> None:
+    pusher, puller = Pusher(store([64])), Puller(VoStore())
+    with pytest.raises(VoError, match="unexpected SEEN"):
+        relay(core.seen_frame(0, []), pusher, 0.0)
+    wire = pusher.start()
+    while pusher.phase != core.SourcePhase.HANDED:
+        answer, _ = relay(wire, puller, 1.0)
+        wire, _ = relay(answer, pusher, 2.0)
+        if pusher.ready and pusher.phase == core.SourcePhase.SYNCING:
+            wire = pusher.finalize()
+    users = [(bytes([10, 0, 0, 10]), 40000, 0), (bytes([10, 0, 0, 11]), 40001, 0)]
+    out, ev = relay(core.seen_frame(0, users), pusher, 3.0)
+    assert out == b"" and ev == [core.UsersLearnt(tuple(users), 3.0)]
+    # A count that does not match the body is refused, not half-read.
+    bad = core.seen_frame(0, users)[:-2]
+    with pytest.raises(VoError):
+        relay(core.LENGTH.pack(len(bad) - 4) + bad[4:], pusher, 4.0)
