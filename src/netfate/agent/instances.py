@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -437,18 +438,8 @@ class Instance:
 
         `hand_over`: the state it just exported lives on in a new process (a restart
         with a new configuration), so the function must not end what that state holds."""
-        if self.alive():
-            req: dict[str, Any] = {"op": "stop", "hand_over": True} if hand_over else {"op": "stop"}
-            with contextlib.suppress(Exception):
-                await self.call(req, timeout=1.0)
-            deadline = time.monotonic() + timeout
-            while self.alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            if self.alive() and self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                while self.alive() and time.monotonic() < deadline + 2:
-                    await asyncio.sleep(0.01)
+        req: dict[str, Any] = {"op": "stop", "hand_over": True} if hand_over else {"op": "stop"}
+        await stop_process(self.control, req, self.alive, lambda: self.pid, timeout)
         # In a thread: removing the port waits for Open vSwitch if it is restarting.
         await asyncio.to_thread(self.teardown)
 
@@ -508,6 +499,30 @@ async def control_call(path: str, req: dict[str, Any], timeout: float = 5.0) -> 
         return resp
 
     return await asyncio.wait_for(go(), timeout)
+
+
+async def stop_process(
+    control: str,
+    req: dict[str, Any],
+    alive: Callable[[], bool],
+    pid: Callable[[], int | None],
+    timeout: float,
+) -> None:
+    """A function's process stopped: its `stop` op, then SIGKILL by pid after
+    `timeout`, waiting (at most 2 s more) until it is gone."""
+    if not alive():
+        return
+    with contextlib.suppress(Exception):
+        await control_call(control, req, timeout=1.0)
+    deadline = time.monotonic() + timeout
+    while alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    p = pid()
+    if alive() and p is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+        while alive() and time.monotonic() < deadline + 2:
+            await asyncio.sleep(0.01)
 
 
 def prune_logs(state_dir: Path, keep: int = KEEP_LOGS) -> list[str]:

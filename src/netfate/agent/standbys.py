@@ -50,7 +50,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from netfate.agent.instances import IFNAME, InstanceError, NodeContext, control_call, port_name
+from netfate.agent.instances import (
+    IFNAME,
+    InstanceError,
+    NodeContext,
+    port_name,
+    stop_process,
+)
 from netfate.host import links, netns
 from netfate.host.private import write_private
 from netfate.vnf import registry
@@ -145,17 +151,7 @@ class Standby:
 
     async def stop(self) -> None:
         """Politely, then SIGKILL by pid; then its namespace and files."""
-        if self.alive():
-            with contextlib.suppress(Exception):
-                await control_call(self.control, {"op": "stop"}, timeout=1.0)
-            deadline = time.monotonic() + 2.0
-            while self.alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            if self.alive() and self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                while self.alive() and time.monotonic() < deadline + 2:
-                    await asyncio.sleep(0.01)
+        await stop_process(self.control, {"op": "stop"}, self.alive, lambda: self.pid, 2.0)
         await asyncio.to_thread(self.teardown)
 
     def teardown(self) -> None:

@@ -13,45 +13,12 @@ own report. The catalog reaches the PN only through the platform's API here too.
 
 from __future__ import annotations
 
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
+from netfate.demo import dhcp as udhcpc
 from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
-from netfate.host import netns
 from netfate.testbed.builder import Testbed
-
-# udhcpc event script: record the lease it was given (address, router) and configure
-# nothing: the laptop keeps its topology address.
-RECORD_LEASE = """#!/bin/sh
-case "$1" in
-  bound|renew) echo "$ip $router" > "$LEASE_OUT" ;;
-esac
-exit 0
-"""
-
-
-def dhcp_lease(tb: Testbed, host: str, timeout: float = 30.0) -> tuple[str, str]:
-    """The (address, router) of a lease `host` is given on its LAN, taken by nobody."""
-    with tempfile.TemporaryDirectory(prefix="netfate-lease-") as d:
-        script, out = Path(d) / "lease.sh", Path(d) / "lease.txt"
-        script.write_text(RECORD_LEASE)
-        script.chmod(0o755)
-        deadline = time.monotonic() + timeout
-        while True:
-            netns.run_in(
-                tb.netns_of(host),
-                ["env", f"LEASE_OUT={out}", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
-                 "-t", "3", "-T", "1", "-s", str(script), "-x", f"hostname:{host}"],
-                check=False, timeout=30,
-            )  # fmt: skip
-            if out.exists():
-                ip, router = out.read_text().split()
-                return ip, router
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"{host} got no DHCP lease within {timeout:.0f} s")
 
 
 def check_pn(
@@ -88,7 +55,7 @@ def check_pn(
     )
     if dhcp:
         vhg_ip = str(vhg["ip"]).split("/")[0]
-        lease, router = dhcp_lease(tb, laptop)
+        lease, router = udhcpc.lease(tb.netns_of(laptop), laptop, take=False)
         if router != vhg_ip:
             raise DemoFailed(f"{laptop}'s lease {lease} names router {router}, not {vhg_ip}")
         found: dict[str, Any] = {}

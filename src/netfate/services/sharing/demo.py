@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netfate.demo import peers
+from netfate.demo import dhcp, peers
 from netfate.demo.platform import Api, DemoFailed, Say
 from netfate.demo.sdn import until
 from netfate.host import netns
@@ -781,19 +781,6 @@ def prove_independent_pairs(tb: Testbed, api: Api, say: Say) -> None:
 # ------------------------------------------------------------------ the vHG
 
 
-TAKE_LEASE = """#!/bin/sh
-# udhcpc event script: take the lease (address, the vHG as default router) and
-# record it; the host's resolv.conf is never touched
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$mask" dev "$interface"
-    ip route replace default via "$router" dev "$interface"
-    echo "$ip $router" > "$LEASE_OUT"
-    ;;
-esac
-exit 0
-"""
 VHG_PORT = 7073  # the NAT probe
 
 
@@ -816,26 +803,8 @@ def start_vhg(api: Api, pn: str, timeout: float = 30.0) -> dict[str, Any]:
 
 
 def take_lease(tb: Testbed, host: str, timeout: float = 30.0) -> tuple[str, str]:
-    """The host asks for a lease on its LAN (busybox udhcpc) and takes it; returns
-    (address, router). Retried until `timeout`: the controller installs the flows
-    shortly after the intents are stored."""
-    with tempfile.TemporaryDirectory(prefix="netfate-lease-") as d:
-        script, out = Path(d) / "lease.sh", Path(d) / "lease.txt"
-        script.write_text(TAKE_LEASE)
-        script.chmod(0o755)
-        deadline = time.monotonic() + timeout
-        while True:
-            netns.run_in(
-                tb.netns_of(host),
-                ["env", f"LEASE_OUT={out}", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
-                 "-t", "3", "-T", "1", "-s", str(script), "-x", f"hostname:{host}"],
-                check=False, timeout=30,
-            )  # fmt: skip
-            if out.exists():
-                ip, router = out.read_text().split()
-                return ip, router
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"{host} got no DHCP lease within {timeout:.0f} s")
+    """The host asks for a lease on its LAN and takes it; returns (address, router)."""
+    return dhcp.lease(tb.netns_of(host), host, take=True, timeout=timeout)
 
 
 def prove_vhg(tb: Testbed, api: Api, node: str, host: str, say: Say) -> VhgProof:

@@ -33,9 +33,9 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.agent.instances import control_call, vet
+from netfate.demo.dhcp import TAKE_LEASE
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.sharing import SERVICE as SHARING
-from netfate.services.sharing.demo import TAKE_LEASE
 from netns_lan import build_lan, remove_lan, sh, start_vnf, stop_procs
 from tcp_peer import peer_echo, peer_seen
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
+from netfate.demo.dhcp import TAKE_LEASE
 from netfate.host import links, netns
-from netfate.services.sharing.demo import TAKE_LEASE
 from tcp_peer import peer_echo, peer_seen
 
 
