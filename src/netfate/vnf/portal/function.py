@@ -93,6 +93,7 @@ class Portal(Front, RadiusSide):
         self.sessions: dict[str, Session] = {}
         # Sessions whose state a restart carries to the next process (hand_over).
         self.handed_on: set[str] = set()
+        self.restarting = False
         self.posts = WindowCounter(RATE_POSTS, RATE_WINDOW, MAX_TRACKED)
         self.auth: RadiusClient | None = None
         self.acct: RadiusClient | None = None
@@ -157,6 +158,10 @@ class Portal(Front, RadiusSide):
                 self.dnsmasq.wait(3)
             if self.dnsmasq.poll() is None:
                 self.dnsmasq.kill()
+        # The lease file outlives a restart (the next process's dnsmasq reads it) and a
+        # frozen copy's stop (the serving copy keeps it); the serving copy's end removes it.
+        if self.active and not self.restarting:
+            self.leasefile.unlink(missing_ok=True)
 
     def _start_dnsmasq(self) -> None:
         d = self.dhcp
@@ -190,6 +195,7 @@ class Portal(Front, RadiusSide):
         """A restart carries these sessions to the next process: stop() sends no
         Accounting Stop for them (a session that began after the export still gets one)."""
         self.handed_on = {str(d.get("session_id")) for d in state.get("sessions", [])}
+        self.restarting = True
 
     def import_state(self, state: dict[str, Any]) -> None:
         self.sessions = {}

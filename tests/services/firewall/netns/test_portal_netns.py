@@ -168,6 +168,11 @@ def test_rfc8910_option_114_via_dnsmasq(net: PortalNet, freeradius: FreeRadius) 
     mac = sh(net.ns("dhc"), "cat", "/sys/class/net/eth0/address").stdout.strip()
     assert until(lambda: f" {mac} 10.78.0.1" in net.stats()["dhcp"]["lease_file"]), net.stats()
     assert net.stats()["dhcp"]["lease_seconds"] == 3600
+    # Its end removes the lease file (a restart's hand-over keeps it for the next one).
+    leases = Path("/tmp/netfate-portal-i-portal.leases")
+    assert leases.exists()
+    net.call({"op": "stop"})
+    assert until(lambda: not leases.exists()), "the stopped portal left its lease file"
 
 
 @pytest.fixture
