@@ -43,7 +43,7 @@ from netfate.vnf import leasefile
 from netfate.vnf.portal.base import Session
 from netfate.vnf.portal.config import signin_host
 from netfate.vnf.portal.front import MAX_TRACKED, RATE_POSTS, RATE_WINDOW, Front
-from netfate.vnf.portal.gate import Gate
+from netfate.vnf.portal.gate import Gate, Pinhole
 from netfate.vnf.portal.http import serve
 from netfate.vnf.portal.radius import DM_PORT, RadiusSide
 from netfate.vnf.portal.radius_client import RadiusClient
@@ -90,6 +90,9 @@ class Portal(Front, RadiusSide):
         self.signin = str(c.get("signin") or "")
         if self.signin:
             signin_host(self.signin, self.garden)
+        # Pinholes (gate.py): one client to one address's ports, no login (the
+        # streaming service's viewers, signed in at its front-end).
+        self.pinholes = [_pinhole(h) for h in c.get("pinholes") or []]
         self.sessions: dict[str, Session] = {}
         # Sessions whose state a restart carries to the next process (hand_over).
         self.handed_on: set[str] = set()
@@ -126,7 +129,7 @@ class Portal(Front, RadiusSide):
         self.server = await serve(self.handle, sock)
         self.port = int(sock.getsockname()[1])
         if self.gate.enabled:
-            await asyncio.to_thread(self.gate.setup, self.port, self.garden)
+            await asyncio.to_thread(self.gate.setup, self.port, self.garden, self.pinholes)
         if self.dhcp:
             self._start_dnsmasq()
         self.tasks.append(asyncio.create_task(self._interim_loop()))
@@ -217,3 +220,17 @@ def _ipv4(value: object, what: str) -> str:
         return str(ipaddress.IPv4Address(str(value)))
     except ValueError:
         raise ValueError(f"{what}: {value!r} is not an IPv4 address") from None
+
+
+def _pinhole(value: object) -> Pinhole:
+    """A checked pinhole entry (the schema said so; an agent's config is checked again)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"pinholes: {value!r} is not an object")
+    ports = value.get("ports")
+    if (
+        not isinstance(ports, list)
+        or not ports
+        or not all(type(p) is int and 1 <= p <= 65535 for p in ports)
+    ):
+        raise ValueError(f"pinholes: ports {ports!r} are not TCP ports")
+    return (_ipv4(value.get("client"), "pinholes"), _ipv4(value.get("to"), "pinholes"), ports)
