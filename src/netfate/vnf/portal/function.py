@@ -187,7 +187,10 @@ class Portal(Front, RadiusSide):
     # ---------------------------------------------------------------- state
 
     def export_state(self) -> dict[str, Any]:
-        return {"sessions": [asdict(s) for s in self.sessions.values()]}
+        return {
+            "sessions": [asdict(s) for s in self.sessions.values()],
+            "pinholes": [[c, to, ports] for c, to, ports in self.pinholes],
+        }
 
     def hand_over(self, state: dict[str, Any]) -> None:
         """A restart carries these sessions to the next process: stop() sends no
@@ -200,6 +203,14 @@ class Portal(Front, RadiusSide):
             s = Session(**{k: d[k] for k in Session.__dataclass_fields__})
             self.sessions[s.ip] = s
             self.gate.allow(s.ip, True)
+        # A pinhole the new configuration no longer has (its viewer left): flows
+        # established through it end too (the gate accepts established ones).
+        kept = {(c, to, p) for c, to, ports in self.pinholes for p in ports}
+        for hole in state.get("pinholes") or []:
+            with contextlib.suppress(ValueError, TypeError):
+                c, to, ports = _pinhole({"client": hole[0], "to": hole[1], "ports": hole[2]})
+                if gone := [p for p in ports if (c, to, p) not in kept]:
+                    self.gate.cut(c, to, gone)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -201,6 +201,21 @@ class Gate:
             elem = {"family": "inet", "table": TABLE, "name": "allowed", "elem": [ip]}
             nft.apply(nft.document([{op: {"element": elem}}]))
 
+    def cut(self, client: str, to: str, ports: list[int]) -> None:
+        """A pinhole's established flows end (its rule is gone already)."""
+        if not self.enabled:
+            return
+        for port in ports:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["conntrack", "-D", "-p", "tcp", "--orig-src", client,
+                     "--orig-dst", to, "--dport", str(port)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=5,
+                    check=False,
+                )  # fmt: skip
+
     def end(self, ips: list[str]) -> None:
         """Captive again: out of `allowed`, and no established flow carries on."""
         for ip in ips:

@@ -10,11 +10,15 @@ pinhole's port), 8081 (not) and 80.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from netfate.host import netns
 from netns_lan import sh
 from portal_rig import PortalNet
 from waiting import until
@@ -63,3 +67,70 @@ def test_a_pinhole_that_is_no_address_is_refused(net: PortalNet) -> None:
     cfg["pinholes"] = [{"client": "a viewer", "to": STREAMER, "ports": [8080]}]
     with pytest.raises(AssertionError, match="pinholes: 'a viewer' is not an IPv4 address"):
         net.start_portal(cfg)
+
+
+ECHO = """
+import socket
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((%r, 8082))
+srv.listen(4)
+while True:
+    c, _ = srv.accept()
+    while data := c.recv(100):
+        c.sendall(data)
+    c.close()
+"""
+TALK = """
+import socket, sys
+s = socket.create_connection((%r, 8082), timeout=3)
+for line in sys.stdin:
+    s.sendall(line.encode())
+    try:
+        print(s.recv(100).decode().strip() or "CLOSED", flush=True)
+    except OSError:
+        print("NO ANSWER", flush=True)
+"""
+
+
+def test_a_removed_pinhole_ends_the_flows_established_through_it(net: PortalNet) -> None:
+    """As the agent applies a new configuration (export, stop handing over, start,
+    import): a pinhole kept keeps its client's open connection; one removed (its
+    viewer left) ends it, although the gate accepts established flows."""
+    net.procs.append(netns.popen_in(net.ns("web"), [sys.executable, "-c", ECHO % STREAMER]))
+    hole = {"client": f"{NET}.0.10", "to": STREAMER, "ports": [8082]}
+    cfg = {**net.portal_config("pinhole-secret"), "pinholes": [hole]}
+    net.start_portal(cfg)
+    portal = [net.procs[-1]]
+    talk = netns.popen_in(
+        net.ns("cli"),
+        [sys.executable, "-c", TALK % STREAMER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    net.procs.append(talk)
+    assert talk.stdin is not None and talk.stdout is not None
+
+    def say(word: str) -> str:
+        assert talk.stdin is not None and talk.stdout is not None
+        talk.stdin.write(word + "\n")
+        talk.stdin.flush()
+        return talk.stdout.readline().strip()
+
+    def restart(new: dict[str, Any]) -> None:
+        state = net.call({"op": "export"})["state"]
+        assert net.call({"op": "stop", "hand_over": True})["ok"]
+        assert portal[0].wait(10) == 0
+        net.start_portal(new)
+        portal[0] = net.procs[-1]
+        assert net.call({"op": "import", "state": state})["ok"]
+
+    assert say("one") == "one"
+    # another client's pinhole added, this one kept: the connection carries on
+    other = {"client": f"{NET}.0.11", "to": STREAMER, "ports": [8082]}
+    restart({**cfg, "pinholes": [hole, other]})
+    assert say("two") == "two"
+    # this one removed: its open connection ends with it
+    restart({**cfg, "pinholes": [other]})
+    assert say("three") == "NO ANSWER"
