@@ -25,6 +25,15 @@ yet"). The DHCP part is added once the portal's instance has its address (the sa
 step: the loop builds the configurations again, nfv.reconfigure_instance on a
 requested instance), as the router it names is that address.
 
+A viewer signed in at the front-end but assigned an edge streamer on a neighbour PE
+(the paper's case 3) is routed through its own PE's portal, whose gate forwards only
+logged-in (RADIUS) clients: its portal gets a pinhole (``pinholes``: that client's
+address to that streamer's address, its HTTP port: HLS and the RTP join), kept from
+the tree at each step and gone when the viewer leaves. Nothing else of the client
+passes, and no other client gets it. The client's address is its host's (the
+viewer's device named as a host at its PE: the app sends its ``host``); a viewer
+whose device is no host there gets none (README, "Not done yet").
+
 Each portal is the loop's function ``portal:NODE`` (a FunctionRow, like the tree's):
 created when named, configured again when the door or the PE's hosts change,
 destroyed when no longer named, created again when the platform lost it. A name
@@ -46,7 +55,9 @@ from netfate.model.topology import Topology, TopologyError
 from netfate.orchestrator.engine.placement import HOSTING_KINDS
 from netfate.store.tables import DescriptorRow, HostRow, InstanceRow, NodeRow, TopologyRow
 
+from .functions import HTTP_PORT
 from .tables import FunctionRow, TreeRow
+from .tree import Tree
 
 log = logging.getLogger("netfate.streaming")
 
@@ -162,8 +173,44 @@ def dhcp(session: Session, node: str, inst: InstanceRow | None) -> dict[str, Any
     }
 
 
-def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """key -> (descriptor, node, config) of the portals wanted now."""
+def _address(inst: InstanceRow | None) -> str | None:
+    if inst is None or not inst.ip:
+        return None
+    return str(ipaddress.ip_interface(inst.ip).ip)
+
+
+def pinholes(session: Session, tree: Tree | None, node: str) -> list[dict[str, Any]]:
+    """The pinholes of ``node``'s portal: each of its viewers served by a streamer on
+    another PE, from its host's address to that streamer's HTTP port (one entry per
+    client and streamer; none until the streamer has its address)."""
+    if tree is None:
+        return []
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for v in sorted(tree.viewers.values(), key=lambda v: v.client):
+        s = tree.streamers.get(v.streamer)
+        if v.pe != node or s is None or s.node == node:
+            continue
+        _, sep, device = v.client.partition("/")  # api.viewer_key: user/device
+        host = session.get(HostRow, device) if sep else None
+        client = _address_of_host(host, node)
+        f = session.get(FunctionRow, f"streamer:{v.streamer}")
+        to = _address(session.get(InstanceRow, f.instance) if f is not None else None)
+        if client is not None and to is not None:
+            out[(client, to)] = {"client": client, "to": to, "ports": [HTTP_PORT]}
+    return [out[k] for k in sorted(out)]
+
+
+def _address_of_host(host: HostRow | None, node: str) -> str | None:
+    if host is None or host.node != node or not host.ip:
+        return None
+    return str(ipaddress.ip_interface(host.ip).ip)
+
+
+def configs(
+    session: Session, tree: Tree | None = None
+) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """key -> (descriptor, node, config) of the portals wanted now (``tree``: its
+    case-3 viewers' pinholes)."""
     nodes = pes(session)
     ip = door(session) if nodes else None
     if ip is None:
@@ -182,6 +229,8 @@ def configs(session: Session) -> dict[str, tuple[str, str, dict[str, Any]]]:
             assert inst is not None and inst.ip  # dhcp() said it has its address
             c["address"] = str(ipaddress.ip_interface(inst.ip).ip)
             c["dhcp"] = d
+        if holes := pinholes(session, tree, n):
+            c["pinholes"] = holes
         out[key] = (PORTAL, n, c)
     return out
 

@@ -162,14 +162,15 @@ def configs(session: Session, want: Desired) -> dict[str, tuple[str, str, dict[s
     return out
 
 
-def converge(session: Session, want: Desired) -> set[str]:
-    """Instances made equal to ``want``; returns the nodes whose desired state changed."""
+def converge(session: Session, want: Desired, tree: Tree | None = None) -> set[str]:
+    """Instances made equal to ``want``; returns the nodes whose desired state changed.
+    ``tree``: the portals' pinholes for its viewers served from another PE."""
     touched: set[str] = set()
     wanted_keys = set()
     # Receivers first, so the senders' configurations see their addresses: build the
     # configurations again after each kind is in place.
     for _ in range(2):  # not the tree's; a new portal's DHCP names its address (portals.py)
-        for key, (desc, node, cfg) in portals.configs(session).items():
+        for key, (desc, node, cfg) in portals.configs(session, tree).items():
             wanted_keys.add(key)
             touched |= _ensure(session, key, desc, node, cfg)
     for kind in ("storage", "streamer", "forwarder", "acquirer"):
@@ -178,6 +179,9 @@ def converge(session: Session, want: Desired) -> set[str]:
                 continue
             wanted_keys.add(key)
             touched |= _ensure(session, key, desc, node, cfg)
+    # Once more: a pinhole names a streamer's address, which a new one has only now.
+    for key, (desc, node, cfg) in portals.configs(session, tree).items():
+        touched |= _ensure(session, key, desc, node, cfg)
     for f in list(session.scalars(select(FunctionRow))):
         if f.key in wanted_keys:
             continue
@@ -280,7 +284,7 @@ def step(session: Session) -> set[str]:
         backend.save(session, t)
         session.flush()
     want = t.desired()
-    touched = converge(session, want)
+    touched = converge(session, want, t)
     sync_intents(session, want)
     return touched
 

@@ -73,6 +73,17 @@ class DhcpConfig(FunctionConfig):
         return v
 
 
+MAX_PINHOLES = 256
+
+
+class PinholeConfig(FunctionConfig):
+    client: IPv4 = Field(description="The captive client's address")
+    to: IPv4 = Field(description="The one address it may reach (e.g. its edge streamer)")
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        min_length=1, max_length=16, description="The TCP ports it may reach there"
+    )
+
+
 class PortalConfig(FunctionConfig):
     node: str = Field(default="", pattern=NODE, description="Its CPE (NAS-Identifier)")
     port: int = Field(default=80, ge=0, le=65535, description="HTTP (0: any free port)")
@@ -93,6 +104,14 @@ class PortalConfig(FunctionConfig):
         max_length=512,
         description="The front-end's sign-in (http://ADDRESS/PATH, ADDRESS in the garden): "
         "where a captive client's web is sent instead of this portal's login form",
+    )
+
+    pinholes: list[PinholeConfig] = Field(
+        default_factory=list,
+        max_length=MAX_PINHOLES,
+        description="A client let through to one address's TCP ports without a portal "
+        "login (streaming: a viewer signed in at the front-end, to its edge streamer on "
+        "a neighbour PE)",
     )
 
     @field_validator("signin")

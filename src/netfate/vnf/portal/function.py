@@ -43,7 +43,7 @@ from netfate.vnf import leasefile
 from netfate.vnf.portal.base import Session
 from netfate.vnf.portal.config import signin_host
 from netfate.vnf.portal.front import MAX_TRACKED, RATE_POSTS, RATE_WINDOW, Front
-from netfate.vnf.portal.gate import Gate
+from netfate.vnf.portal.gate import Gate, Pinhole
 from netfate.vnf.portal.http import serve
 from netfate.vnf.portal.radius import DM_PORT, RadiusSide
 from netfate.vnf.portal.radius_client import RadiusClient
@@ -90,6 +90,9 @@ class Portal(Front, RadiusSide):
         self.signin = str(c.get("signin") or "")
         if self.signin:
             signin_host(self.signin, self.garden)
+        # Pinholes (gate.py): one client to one address's ports, no login (the
+        # streaming service's viewers, signed in at its front-end).
+        self.pinholes = [_pinhole(h) for h in c.get("pinholes") or []]
         self.sessions: dict[str, Session] = {}
         # Sessions whose state a restart carries to the next process (hand_over).
         self.handed_on: set[str] = set()
@@ -127,7 +130,7 @@ class Portal(Front, RadiusSide):
         self.server = await serve(self.handle, sock)
         self.port = int(sock.getsockname()[1])
         if self.gate.enabled:
-            await asyncio.to_thread(self.gate.setup, self.port, self.garden)
+            await asyncio.to_thread(self.gate.setup, self.port, self.garden, self.pinholes)
         if self.dhcp:
             self._start_dnsmasq()
         self.tasks.append(asyncio.create_task(self._interim_loop()))
@@ -189,7 +192,10 @@ class Portal(Front, RadiusSide):
     # ---------------------------------------------------------------- state
 
     def export_state(self) -> dict[str, Any]:
-        return {"sessions": [asdict(s) for s in self.sessions.values()]}
+        return {
+            "sessions": [asdict(s) for s in self.sessions.values()],
+            "pinholes": [[c, to, ports] for c, to, ports in self.pinholes],
+        }
 
     def hand_over(self, state: dict[str, Any]) -> None:
         """A restart carries these sessions to the next process: stop() sends no
@@ -203,6 +209,14 @@ class Portal(Front, RadiusSide):
             s = Session(**{k: d[k] for k in Session.__dataclass_fields__})
             self.sessions[s.ip] = s
             self.gate.allow(s.ip, True)
+        # A pinhole the new configuration no longer has (its viewer left): flows
+        # established through it end too (the gate accepts established ones).
+        kept = {(c, to, p) for c, to, ports in self.pinholes for p in ports}
+        for hole in state.get("pinholes") or []:
+            with contextlib.suppress(ValueError, TypeError):
+                c, to, ports = _pinhole({"client": hole[0], "to": hole[1], "ports": hole[2]})
+                if gone := [p for p in ports if (c, to, p) not in kept]:
+                    self.gate.cut(c, to, gone)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -223,3 +237,17 @@ def _ipv4(value: object, what: str) -> str:
         return str(ipaddress.IPv4Address(str(value)))
     except ValueError:
         raise ValueError(f"{what}: {value!r} is not an IPv4 address") from None
+
+
+def _pinhole(value: object) -> Pinhole:
+    """A checked pinhole entry (the schema said so; an agent's config is checked again)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"pinholes: {value!r} is not an object")
+    ports = value.get("ports")
+    if (
+        not isinstance(ports, list)
+        or not ports
+        or not all(type(p) is int and 1 <= p <= 65535 for p in ports)
+    ):
+        raise ValueError(f"pinholes: ports {ports!r} are not TCP ports")
+    return (_ipv4(value.get("client"), "pinholes"), _ipv4(value.get("to"), "pinholes"), ports)

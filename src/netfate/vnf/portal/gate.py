@@ -9,7 +9,12 @@
                                                 but us and the garden: redirected
                                                 to the portal
       chain fwd  (filter, forward, policy drop) established/related, `allowed`,
-                                                and web to the garden
+                                                web to the garden, and the pinholes
+
+A pinhole (streaming: a signed-in viewer's edge streamer on a neighbour PE) is one
+rule per client: that client's TCP to that address's ports, accepted in `fwd` and
+left alone by `pre` (a streamer on port 80 is not sent to the portal); nothing else
+of the client passes, and no other client gets it.
 
 `allow` adds or removes one client; `end` makes a client captive again at once
 (out of `allowed`, and its conntrack entries deleted so no established flow
@@ -26,6 +31,8 @@ from typing import Any
 from netfate.host import nft
 
 TABLE = "netfate_portal"
+Pinhole = tuple[str, str, list[int]]
+"""(client address, destination address, its TCP ports)."""
 GARDEN_PORTS = [80, 443]  # what a captive client may reach of the walled garden
 
 
@@ -33,10 +40,13 @@ class Gate:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    def setup(self, port: int, garden: list[str] | None = None) -> None:
+    def setup(
+        self, port: int, garden: list[str] | None = None, pinholes: list[Pinhole] | None = None
+    ) -> None:
         """The table, its sets and chains; redirects to the portal's HTTP `port`.
         `garden`: the addresses a client reaches before it logs in (the front door,
-        where its users' pages are: signing in there needs no portal login first)."""
+        where its users' pages are: signing in there needs no portal login first).
+        `pinholes`: (client, to, TCP ports) a captive client may reach besides."""
         t = {"family": "inet", "table": TABLE}
         redirect = {"redirect": {"port": port}}
         daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
@@ -44,6 +54,7 @@ class Gate:
         garden_set: dict[str, Any] = {**t, "name": "garden", "type": "ipv4_addr"}
         if garden:
             garden_set["elem"] = list(garden)
+        holes = [_pinhole(t, chain, p) for p in pinholes or [] for chain in ("pre", "fwd")]
         nft.apply(
             nft.document(
                 [
@@ -74,6 +85,8 @@ class Gate:
                             }
                         }
                     },
+                    # Before the redirect: a pinhole's traffic goes where it is sent.
+                    *[h for h in holes if h["add"]["rule"]["chain"] == "pre"],
                     # Web traffic of unauthenticated clients to anywhere else: to us.
                     {
                         "add": {
@@ -171,6 +184,7 @@ class Gate:
                             }
                         }
                     },
+                    *[h for h in holes if h["add"]["rule"]["chain"] == "fwd"],
                 ]
             )
         )
@@ -187,6 +201,21 @@ class Gate:
             elem = {"family": "inet", "table": TABLE, "name": "allowed", "elem": [ip]}
             nft.apply(nft.document([{op: {"element": elem}}]))
 
+    def cut(self, client: str, to: str, ports: list[int]) -> None:
+        """A pinhole's established flows end (its rule is gone already)."""
+        if not self.enabled:
+            return
+        for port in ports:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["conntrack", "-D", "-p", "tcp", "--orig-src", client,
+                     "--orig-dst", to, "--dport", str(port)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=5,
+                    check=False,
+                )  # fmt: skip
+
     def end(self, ips: list[str]) -> None:
         """Captive again: out of `allowed`, and no established flow carries on."""
         for ip in ips:
@@ -200,3 +229,21 @@ class Gate:
                         timeout=5,
                         check=False,
                     )
+
+
+def _pinhole(t: dict[str, str], chain: str, hole: Pinhole) -> dict[str, Any]:
+    """One client's TCP to one address's ports: accepted in `chain`."""
+    client, to, ports = hole
+
+    def ip(field: str, value: str) -> dict[str, Any]:
+        left = {"payload": {"protocol": "ip", "field": field}}
+        return {"match": {"op": "==", "left": left, "right": value}}
+
+    dport = {"payload": {"protocol": "tcp", "field": "dport"}}
+    expr = [
+        ip("saddr", client),
+        ip("daddr", to),
+        {"match": {"op": "==", "left": dport, "right": {"set": sorted(set(ports))}}},
+        {"accept": None},
+    ]
+    return {"add": {"rule": {**t, "chain": chain, "expr": expr}}}

@@ -109,11 +109,17 @@ def test_the_configurations_the_service_and_its_rigs_give_pass() -> None:
                 },
             },
         ),
+        # the streaming service's portals: a viewer to its streamer on a neighbour PE
+        (
+            PORTAL,
+            {**rig, "pinholes": [{"client": "10.78.0.10", "to": "10.79.0.5", "ports": [8080]}]},
+        ),
     ):
         assert_taken(function, cfg)
 
 
 BIG = "x" * 100_000
+HOLE_CLIENT, HOLE_TO = "10.63.0.10", "10.62.0.250"  # a case-3 viewer and its streamer
 
 
 @pytest.mark.parametrize(
@@ -228,6 +234,39 @@ def test_a_bad_firewall_configuration_is_refused_naming_the_field(
         ({"garden": ["10.0.0.1"], "signin": "http://10.0.0.1/" + "a" * 600}, ("signin",)),
         ({"nft": "false"}, ("nft",)),
         ({"secret": "x"}, ("secret",)),
+        (
+            {"pinholes": [{"client": "a viewer", "to": HOLE_TO, "ports": [8080]}]},
+            ("pinholes", 0, "client"),
+        ),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": "10.0.0.256", "ports": [8080]}]},
+            ("pinholes", 0, "to"),
+        ),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO, "ports": []}]},
+            ("pinholes", 0, "ports"),
+        ),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO, "ports": [0]}]},
+            ("pinholes", 0, "ports", 0),
+        ),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO, "ports": [65536]}]},
+            ("pinholes", 0, "ports", 0),
+        ),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO, "ports": list(range(1, 18))}]},
+            ("pinholes", 0, "ports"),
+        ),
+        ({"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO}]}, ("pinholes", 0, "ports")),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO, "ports": [80], "udp": True}]},
+            ("pinholes", 0, "udp"),
+        ),
+        (
+            {"pinholes": [{"client": HOLE_CLIENT, "to": HOLE_TO, "ports": [80]}] * 257},
+            ("pinholes",),
+        ),
     ],
 )
 def test_a_bad_portal_configuration_is_refused_naming_the_field(

@@ -416,21 +416,66 @@ def test_a_viewer_is_the_signed_in_user_on_one_of_its_devices(api: TestClient) -
     assert keyed(api.post(viewers, json={"client": "a/b", "pe": "pe2"}, headers=bob), "client")
 
 
-@pytest.fixture
-def with_portals(tmp_path: Path) -> Iterator[TestClient]:
-    """The streaming service beside the firewall service (whose captive-portal
-    function the platform then knows by name; its RADIUS server is not started)."""
+def _beside_firewall(tmp_path: Path, topo: dict[str, Any]) -> Iterator[TestClient]:
     (fw,) = [replace(s, lifespan=None, loops=()) for s in registered() if s.name == "firewall"]
     app = create_app(
         Settings(database_url=f"sqlite:///{tmp_path}/o.db", heartbeat_timeout_s=3600),
         services=[STREAMING, fw],
     )
     with authn.client(app) as c:
-        assert c.put("/api/v1/topology", json=TOPO).status_code == 200
-        for n in TOPO["nodes"]:
+        assert c.put("/api/v1/topology", json=topo).status_code == 200
+        for n in topo["nodes"]:
             r = c.post(f"/api/v1/agents/{n}/register", json={"endpoint": f"127.0.0.1:{n}"})
             assert r.status_code == 200, r.text
         yield c
+
+
+@pytest.fixture
+def with_portals(tmp_path: Path) -> Iterator[TestClient]:
+    """The streaming service beside the firewall service (whose captive-portal
+    function the platform then knows by name; its RADIUS server is not started)."""
+    yield from _beside_firewall(tmp_path, TOPO)
+
+
+@pytest.fixture
+def with_pe3_host(tmp_path: Path) -> Iterator[TestClient]:
+    """As with_portals, a host at pe3 besides (a viewer there, no streamer)."""
+    topo = {**TOPO, "hosts": {**TOPO["hosts"], "laptop": {"node": "pe3"}}}
+    yield from _beside_firewall(tmp_path, topo)
+
+
+def test_a_viewer_served_from_a_neighbour_pe_gets_a_pinhole_in_its_portal(
+    with_pe3_host: TestClient,
+) -> None:
+    """Case 3 (the viewer's streamer on another PE, routed through the viewer's portal):
+    its portal lets exactly its host's address reach that streamer's HTTP port; a
+    viewer served on its own PE gets none; the pinhole goes when the viewer leaves."""
+    api = with_pe3_host
+    ok(api.put(f"{V1}/portals", json={"pes": ["pe2", "pe3"]}))
+    cid = live_event(api)
+    viewers = f"{V1}/contents/{cid}/viewers"
+    hosts = {h["name"]: h["ip"].split("/")[0] for h in ok(api.get("/api/v1/hosts"))}
+
+    def cfg(pe: str) -> dict[str, Any]:
+        c: dict[str, Any] = instances(api)[f"portal-{pe}"]["config"]
+        return c
+
+    bob = ok(api.post(viewers, json={"user": "bob", "host": "phone"}))
+    assert (bob["case"], bob["node"]) == (4, "pe2"), bob  # its own PE: no pinhole
+    assert "pinholes" not in cfg("pe2") and "pinholes" not in cfg("pe3")
+    carol = ok(api.post(viewers, json={"user": "carol", "host": "laptop"}))
+    assert (carol["case"], carol["node"]) == (3, "pe2"), carol
+    assert carol["address"] and carol["address"] != hosts["laptop"]
+    holes = [{"client": hosts["laptop"], "to": carol["address"], "ports": [8080]}]
+    assert cfg("pe3")["pinholes"] == holes  # at once, by the join's step
+    assert "pinholes" not in cfg("pe2")  # bob's portal: nothing of carol's
+    # a second device of the same user, on pe3 but no host there: no address, none
+    ok(api.post(viewers, json={"user": "carol", "client": "tv", "pe": "pe3"}))
+    assert cfg("pe3")["pinholes"] == holes
+    # carol's laptop leaves: its pinhole goes at the loop's next step
+    ok(api.delete(f"{viewers}/laptop?user=carol"))
+    assert until(lambda: "pinholes" not in cfg("pe3"), 10.0), cfg("pe3")
+    assert "pinholes" not in cfg("pe2")
 
 
 def test_the_service_starts_the_viewers_portals_itself(
