@@ -24,7 +24,7 @@ the request instead. The pool is then refilled in the background, REFILL_DELAY_S
 after the take, so the refill does not compete with the take it replaces nor with
 what follows it.
 
-Files, in the agent's state directory, per standby `sb-XXXXXXXX`:
+Files, in the agent's state directory, per standby `sb-` + 8 hex digits:
 
     sb-….pool          {"function", "pid", "netns"}: what to clean after a crash
     sb-….sock, .ready  its control socket, and the mark that it waits

@@ -226,8 +226,7 @@ def configs(
             inst = None
         d = dhcp(session, n, inst)
         if d is not None:
-            assert inst is not None and inst.ip  # dhcp() said it has its address
-            c["address"] = str(ipaddress.ip_interface(inst.ip).ip)
+            c["address"] = d["router"]  # the portal's own address (dhcp() names it)
             c["dhcp"] = d
         if holes := pinholes(session, tree, n):
             c["pinholes"] = holes
