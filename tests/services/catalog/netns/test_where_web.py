@@ -195,3 +195,18 @@ def test_a_user_sees_only_herself_and_abstract_sites(session: Session, world: Or
     assert "edge near you" in panel and not [n for n in NODES if n in panel], panel
     assert "bob" not in dash.locator("#panel-catalog-where").inner_text()
     assert not session.errors, session.errors
+
+
+def test_a_provider_sees_its_subscribers_at_abstract_sites(
+    session: Session, world: Orchestrator
+) -> None:
+    pg = session.open_signed_in(PAGE, "acme")
+    pg.wait_for_selector("tr.where-user[data-user='bob']")
+    pg.wait_for_selector("#placements .where-block[data-block='archive']")
+    assert _users(pg) == ["alice", "bob"]
+    places = pg.locator("tr.where-user").evaluate_all("els => els.map(e => e.dataset.node)")
+    assert all(p.startswith(("site-", "another site")) for p in places), places
+    body = pg.locator("main").inner_text()
+    assert not [n for n in NODES if n in body], body
+    assert "edge near the user" in pg.locator("#placements").inner_text()
+    assert not session.errors, session.errors
