@@ -39,7 +39,7 @@ from .tables import (
     CatalogSiteRow,
     CatalogSubscriptionRow,
 )
-from .whereabouts import Whereabouts
+from .whereabouts import Whereabouts, history
 
 DECISIONS = 5
 """Decisions shown per subscription in the placements view (newest first)."""
@@ -177,7 +177,7 @@ def positions(
     out = []
     for user in users:
         fix, mine = fixes.get(user), by_user.get(user, [])
-        hist = w.history(session, user)[:history_rows] if history_rows else []
+        hist = history(session, user, min(history_rows, w.history_rows)) if history_rows else []
         known = fix is not None or hist or mine or user in subscribed
         if not known and not keep_unknown:
             continue
