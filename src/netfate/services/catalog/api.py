@@ -609,7 +609,7 @@ def placements(session: SessionDep, p: PrincipalDep) -> list[dict[str, Any]]:
     and a label relative to the subscription's user, e.g. "edge near you"): a
     provider's of its chains, a user's own, the operator's all (as the others see
     them; node names are in /subscriptions). Decisions' reasons in sites (views.py)."""
-    return views.placements(session, p)
+    return views.placements(session, p, WHEREIS)
 
 
 @router.get("/where", response_class=HTMLResponse, include_in_schema=False)

@@ -203,11 +203,13 @@ def positions(
 # ------------------------------------------------------------------ placements
 
 
-def placements(session: Session, p: Principal) -> list[dict[str, Any]]:
+def placements(session: Session, p: Principal, w: Whereabouts) -> list[dict[str, Any]]:
     """Active subscriptions as abstract sites: the operator's all (as the others see
     them), a provider's those of its chains, a user's their own. Each block's site,
-    tier and label relative to the subscription's user (where the placement was
-    computed for them), and the last decisions with their reasons in sites."""
+    tier and label relative to where the subscription's user is now (the where-is
+    service; else where the placement was computed for them: a chain that has not
+    followed its user yet shows so), and the last decisions with their reasons in
+    sites."""
     q = (
         select(CatalogSubscriptionRow, CatalogChainRow)
         .join(CatalogChainRow, CatalogChainRow.id == CatalogSubscriptionRow.chain)
@@ -218,10 +220,16 @@ def placements(session: Session, p: Principal) -> list[dict[str, Any]]:
         q = q.where(CatalogChainRow.provider == p.name)
     elif not p.operator:
         q = q.where(CatalogSubscriptionRow.user == p.name)
+    rows = list(session.execute(q))
     sites = Sites.read(session)
     you = p.role is Role.USER
+    devices: dict[str, list[str]] = {}
+    for sub, _chain in rows:
+        devices.setdefault(sub.user, []).extend(m for m in sub.devices or [] if isinstance(m, str))
+    now = w.where(session, devices)
     out = []
-    for sub, chain in session.execute(q):
+    for sub, chain in rows:
+        at = now[sub.user].node if sub.user in now else sub.at
         blocks = []
         for ir in session.scalars(
             select(CatalogInstanceRow)
@@ -229,11 +237,11 @@ def placements(session: Session, p: Principal) -> list[dict[str, Any]]:
             .order_by(CatalogInstanceRow.block)
         ):
             inst = session.get(InstanceRow, ir.instance)
-            blocks.append({"block": ir.block, **sites.where(ir.node, sub.at, you),
+            blocks.append({"block": ir.block, **sites.where(ir.node, at, you),
                            "state": inst.state if inst is not None else "gone"})  # fmt: skip
         decisions = [
             {"at": d.at, "action": d.action, "rtt_ms": d.rtt_ms,
-             "blocks": {b: sites.label(n, sub.at, you) for b, n in sorted(d.nodes.items())},
+             "blocks": {b: sites.label(n, at, you) for b, n in sorted(d.nodes.items())},
              "why": sites.text(d.why)}
             for d in session.scalars(
                 select(CatalogDecisionRow)
@@ -245,7 +253,8 @@ def placements(session: Session, p: Principal) -> list[dict[str, Any]]:
         out.append({
             "id": sub.id, "user": sub.user, "chain": chain.name, "version": chain.version,
             "provider": chain.provider,
-            "user_at": sites.where(sub.at, sub.at, you),
+            "user_at": sites.where(at, at, you),
+            "placed_for": sites.where(sub.at, at, you),
             "sla": {"latency_ms": chain.latency_ms, "availability": chain.availability},
             "blocks": blocks, "decisions": decisions,
         })  # fmt: skip

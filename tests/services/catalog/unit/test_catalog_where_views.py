@@ -173,6 +173,19 @@ def test_placements_are_abstract_for_everyone_and_scoped_by_role(api: TestClient
     assert api.get(f"{V}/placements", headers=as_(api, "erin", Role.USER)).json() == []
 
 
+def test_labels_follow_where_the_user_is_now(api: TestClient) -> None:
+    """alice logs in at cpe2 and her chain has not moved (the loops are stopped): her
+    collector is no longer "where you are", and the placement says whom it was for."""
+    with api.app.state.db.session() as s:  # type: ignore[attr-defined]
+        record_event(s, "UserLoggedIn", {"user": "alice", "node": "cpe2"})
+    (sub,) = api.get(f"{V}/placements", headers=as_(api, "alice", Role.USER)).json()
+    assert sub["user_at"]["label"] == "home (where you are)"
+    assert sub["placed_for"]["label"] == "another home"
+    assert sub["placed_for"]["site"] != sub["user_at"]["site"]
+    where = {b["block"]: b["label"] for b in sub["blocks"]}
+    assert where == {"collector": "another home", "archive": "edge near you"}  # pe1: cpe2's too
+
+
 def test_a_link_between_two_nodes_is_abstracted_too() -> None:
     sites = {"cpe2": "site-aa", "pe1": "site-bb", "pe1-b": "site-cc"}
     said = "1 Mbit/s would cross cpe2--pe1, pe1-b--pe1 (+20 ms); pe1 has room"

@@ -87,10 +87,13 @@
 
   function placementsView(subs) {
     if (!subs.length) return [h("p", { class: "dim", id: "no-placements" }, "no active subscription")];
-    return subs.map((s) => h("div", { class: "where-subscription", data: { subscription: s.id, user: s.user } },
-      h("h3", {}, `${s.user} · ${s.chain} v${s.version} · ${s.user_at.label}`),
+    return subs.map((s) => h("div", { class: "where-subscription", data: { subscription: s.id, user: s.user, at: s.user_at.label } },
+      h("h3", {}, `${s.user} · ${s.chain} v${s.version} · now at ${s.user_at.label}`),
+      // placed for another place: the chain has not followed its user (yet)
+      s.placed_for.site !== s.user_at.site
+        ? h("p", { class: "dim where-behind" }, `placed for ${s.placed_for.label} (${s.placed_for.site})`) : null,
       h("ul", { class: "where-blocks" }, ...s.blocks.map((b) =>
-        h("li", { class: "where-block", data: { block: b.block, site: b.site, tier: b.tier } },
+        h("li", { class: "where-block", data: { block: b.block, site: b.site, tier: b.tier, label: b.label } },
           `${b.block}: ${b.label} (${b.site}, ${b.tier}; ${b.state})`))),
       h("ol", { class: "where-decisions" }, ...s.decisions.map((d) =>
         h("li", { data: { action: d.action } }, h("strong", {}, `${d.action}`), ` ${when(d.at)} — `,
