@@ -322,6 +322,12 @@ VALID: dict[str, list[dict[str, Any]]] = {
     ],
     "DELETE /api/v1/catalog/subscriptions/{sid}": [{"path": {"sid": "@sid:2"}}],
     "GET /api/v1/catalog/positions/{user}": [{"path": {"user": "alice"}}],
+    # every user the asker may know of (the operator: all), and the user's own
+    "GET /api/v1/catalog/positions": [
+        {"query": {"history": 3}},
+        {"query": {"history": 0}, "headers": {"authorization": "@as-user:alice"}},
+    ],
+    "GET /api/v1/catalog/placements": [{"headers": {"authorization": "@as-user:alice"}}],
     # which of a PN owner's devices join their PN (ALICE's at cpe1 holds laptop1)
     "PUT /api/v1/catalog/users/{user}/devices": [
         {"path": {"user": ALICE}, "body": {"devices": ["laptop1"]}}

@@ -205,3 +205,39 @@ def test_another_providers_descriptor_is_not_replaced(world: tuple[TestClient, A
                    headers=authn.bearer(other), auth=None)  # fmt: skip
         assert r.status_code == 403, (name, r.status_code, r.text)
         assert dump(db) == before
+
+
+def test_where_users_are_and_where_their_services_run_by_role(
+    world: tuple[TestClient, Any],
+) -> None:
+    """The catalog's pages' data (GET /positions, GET /placements): the operator sees
+    every user; a user themself only; a provider its subscribers only; the placements
+    of a provider and of a user name no node (abstract sites); a principal with
+    nothing there gets empty lists; no answer changes anything."""
+    c, w = world
+    db = w["db"]
+    # the scenario: alice subscribed to acme's chain "archive" at cpe2
+    alice = authn.token(c.app, "alice", Role.USER)
+    acme = authn.token(c.app, "acme", Role.PROVIDER)
+    nodes = [n["name"] for n in c.get("/api/v1/nodes").json()]
+    assert "cpe2" in nodes
+    cat = "/api/v1/catalog"
+    before = dump(db)
+
+    def get(path: str, tok: str | None = None) -> Any:
+        r = c.get(cat + path, headers=authn.bearer(tok), auth=None) if tok else c.get(cat + path)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r
+
+    assert "alice" in {u["user"] for u in get("/positions").json()["users"]}
+    assert {s["user"] for s in get("/placements").json()} >= {"alice"}
+    for tok, users in ((alice, ["alice"]), (acme, ["alice"]),
+                       (w["tokens"][Role.USER], []), (w["tokens"][Role.PROVIDER], [])):  # fmt: skip
+        pos = get("/positions", tok)
+        assert [u["user"] for u in pos.json()["users"]] == users, pos.text
+        subs = get("/placements", tok)
+        assert sorted({s["user"] for s in subs.json()}) == users, subs.text
+        assert not [n for n in nodes if n in subs.text], subs.text
+        if tok == acme:  # a provider: abstract sites in positions too
+            assert not [n for n in nodes if n in pos.text], pos.text
+    assert dump(db) == before

@@ -36,7 +36,12 @@ SERVICE = Service(
         "DELETE /subscriptions/{sid}": (OPERATOR, USER),
         # which of the user's devices join their Personal Network (the sharing service's)
         "PUT /users/{user}/devices": (OPERATOR, USER),
+        "GET /positions": (OPERATOR, PROVIDER, USER),
         "GET /positions/{user}": (OPERATOR, PROVIDER, USER),
+        # active subscriptions at abstract sites ("edge near you"): no node names
+        "GET /placements": (OPERATOR, PROVIDER, USER),
+        # the page of both: a browser without a session is sent to sign in first
+        "GET /where": (OPERATOR, PROVIDER, USER),
         "GET /settings": (OPERATOR,),
         "PUT /settings": (OPERATOR,),
         "POST /consolidate": (OPERATOR,),
@@ -65,8 +70,12 @@ SERVICE = Service(
     cli="netfate.services.catalog.cli:app",
     demos=(Demo("catalog", "netfate.services.catalog.demo"),),
     experiments=(Experiment("migration", "netfate.services.catalog.experiment:command"),),
-    panels=("panel.js",),  # placements and their reasons, live (operator)
-    door=("/services", "/subscriptions", "/positions", "/users"),  # the users' routes (no page yet)
+    # placements and their reasons, live (operator: panel.js); where each user is, and
+    # (provider, user) where their services run at abstract sites (where.js)
+    panels=("panel.js", "where.js"),
+    pages={"Where each user is": "/where"},
+    # the users' page and the routes they call
+    door=("/where", "/services", "/subscriptions", "/positions", "/placements", "/users"),
 )
 
 __all__ = ["SERVICE"]

@@ -22,8 +22,14 @@ End users:
     GET  /subscriptions/{sid}             one, with its decisions
     POST /subscriptions/{sid}/upgrade     move to another (default: the newest) version
     DELETE /subscriptions/{sid}           unsubscribe (its instances stop)
+    GET  /positions                       where each user the asker may know of is, with
+                                          history (the operator: all; a user: themself;
+                                          a provider: its subscribers, abstract sites)
     GET  /positions/{user}                where the user is (each source, why it won), and
                                           their history; providers: abstract sites
+    GET  /placements                      active subscriptions' blocks at abstract sites
+                                          ("edge near you"): a provider's, a user's own
+    GET  /where                           the page of both (templates/where.html)
 
 The operator:
 
@@ -49,10 +55,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from pathlib import Path as PathLib
 from typing import Annotated, Any, Literal, Self
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from pydantic import Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -70,8 +78,7 @@ from netfate.store.tables import DescriptorRow, InstanceRow, NodeRow
 from netfate.vnf import registry
 
 from . import conduit as cd
-from . import night, personal, templates
-from . import whereis as where_core
+from . import night, personal, templates, views, whereabouts
 from .descriptor import NAME_RE, DescriptorError, Function
 from .states import SubscriptionState
 from .tables import (
@@ -86,6 +93,7 @@ from .tables import (
 from .whereabouts import Whereabouts
 
 router = APIRouter()
+TEMPLATES = PathLib(__file__).resolve().parent / "templates"
 WHEREIS = Whereabouts()
 """The where-is service the API, the conduit and its own loop share."""
 CONDUIT = cd.Conduit(locator=WHEREIS)
@@ -550,6 +558,23 @@ def unsubscribe(
     return _committed(session, notifier, row, CONDUIT.unsubscribe(session, row))
 
 
+HistoryRows = Annotated[
+    int, Query(ge=0, le=whereabouts.HISTORY_ROWS, description="History entries per user")
+]
+
+
+@router.get("/positions")
+def positions(session: SessionDep, p: PrincipalDep, history: HistoryRows = 20) -> dict[str, Any]:
+    """Where each user the asker may know of is now (and from which source: login,
+    host-seen or lease), and their history (newest first, `history` entries): the
+    operator every user the catalog knows, with the lease lines refused; a user
+    themself only; a provider its subscribers only, with abstract sites for nodes
+    and no details (views.py). The page /where shows it."""
+    users = views.visible_users(session, p, WHEREIS)
+    out, refused = views.positions(session, p, WHEREIS, users, history)
+    return {"at": time.time(), "users": out, **({"refused": refused} if p.operator else {})}
+
+
 @router.get("/positions/{user}", responses=errors(404))
 def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, Any]:
     """Where the user is now, what each source says of them, and their history
@@ -558,8 +583,6 @@ def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, 
     of a user subscribed to one of its chains, with abstract sites for nodes and
     no details (device MACs, function names) nor history reasons. 404 when nothing
     is known of the user (or they are not the asker's to know)."""
-    devices = WHEREIS.devices(session, user)
-    sites: dict[str, str] | None = None
     if p.role is Role.PROVIDER:
         theirs = session.scalar(
             select(CatalogSubscriptionRow.id)
@@ -569,40 +592,36 @@ def position(user: UserName, session: SessionDep, p: PrincipalDep) -> dict[str, 
         )
         if theirs is None:
             raise NotFound(f"nothing is known of user {user!r}")
-        sites = cd.all_sites(session)
-    seen = WHEREIS.read(session, {user: devices})
-    if sites is not None:  # details name devices, and functions whose names may hold a node's
-        seen.sightings = [dataclasses.replace(x, detail="") for x in seen.sightings]
-    fix = where_core.locate(seen.sightings, time.time()).get(user)
-    history = WHEREIS.history(session, user)
-    subscribed = session.scalar(
-        select(CatalogSubscriptionRow.id).where(CatalogSubscriptionRow.user == user).limit(1)
+    found, refused = views.positions(
+        session, p, WHEREIS, {user: WHEREIS.devices(session, user)}, WHEREIS.history_rows
     )
-    if fix is None and not history and subscribed is None and not seen.sightings:
+    if not found:
         raise NotFound(f"nothing is known of user {user!r}")
-
-    def node(name: str) -> str:
-        return name if sites is None else sites.get(name, "another site")
-
-    why = "" if fix is None else fix.why if sites is None else cd.abstracted(fix.why, sites)
-    out: dict[str, Any] = {
-        "user": user,
-        "now": None if fix is None else
-        {"node": node(fix.node), "source": fix.source, "seen_at": fix.at, "why": why},
-        "sources": [
-            {"source": x.source, "node": node(x.node), "seen_at": x.at, "until": x.until,
-             **({"detail": x.detail} if sites is None else {})}
-            for x in sorted(seen.sightings, key=lambda x: -x.at)
-        ],
-        "history": [
-            {"node": node(h.node), "source": h.source, "seen_at": h.seen_at,
-             "recorded_at": h.recorded_at, **({"why": h.why} if sites is None else {})}
-            for h in history
-        ],
-    }  # fmt: skip
+    out = found[0]
     if p.operator:
-        out["refused"] = seen.refused
+        out["refused"] = refused
     return out
+
+
+@router.get("/placements")
+def placements(session: SessionDep, p: PrincipalDep) -> list[dict[str, Any]]:
+    """Active subscriptions with abstract sites only (a site's opaque name, its tier,
+    and a label relative to the subscription's user, e.g. "edge near you"): a
+    provider's of its chains, a user's own, the operator's all (as the others see
+    them; node names are in /subscriptions). Decisions' reasons in sites (views.py)."""
+    return views.placements(session, p, WHEREIS)
+
+
+@router.get("/where", response_class=HTMLResponse, include_in_schema=False)
+def where_page() -> HTMLResponse:
+    """The page of where each user is and where their services run (templates/where.html,
+    static/where.js); its data is /positions and /placements, as the signed-in role
+    may see them."""
+    from netfate.web import CSP  # the web layer's policy (imported late, as sharing does)
+
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}  # fmt: skip
+    return HTMLResponse((TEMPLATES / "where.html").read_text(encoding="utf-8"), headers=headers)
 
 
 # ------------------------------------------------------------------ the operator

@@ -749,8 +749,11 @@ def abstracted(text: str, sites: Mapping[str, str]) -> str:
     if not sites:
         return text
     names = sorted(sites, key=len, reverse=True)
+    # A dash may be part of a node's name, but a link is named "a--b": both ends count.
     pat = re.compile(
-        rf"(?<![{_NODE_CHARS}])(" + "|".join(re.escape(n) for n in names) + rf")(?![{_NODE_CHARS}])"
+        rf"(?:(?<![{_NODE_CHARS}])|(?<=--))("
+        + "|".join(re.escape(n) for n in names)
+        + rf")(?:(?![{_NODE_CHARS}])|(?=--))"
     )
     return pat.sub(lambda m: sites[m.group(1)], text)
 
