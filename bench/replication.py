@@ -61,6 +61,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -434,6 +435,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     orch = FakeOrchestrator()
     ctl: ControllerProcess | None = None
     groups: dict[str, str] = {}
+    ok = False
     try:
         rig.start()
         for n in ("s0", "s1", "s2", "s3", "s4", "s5"):
@@ -471,11 +473,17 @@ def run(argv: list[str]) -> dict[str, Any]:
                     # Sequence numbers restart each round: kept apart for pairing.
                     rows = [(i * ROUND_SEQ + q, u, k) for q, u, k in rows]
                     samples.setdefault(r, {}).setdefault(path, []).extend(rows)
+        ok = True
     finally:
         if ctl is not None:
             ctl.stop()
         rig.close()
         orch.close()
+        # The controller's log and the captures are only worth keeping when a run failed.
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"bench/replication.py: logs kept in {tmp}", file=sys.stderr)
     sw = statistics.median(r["copies_per_s"] for r in runs["switch"])
     rl = statistics.median(r["copies_per_s"] for r in runs["relay"])
     return {
