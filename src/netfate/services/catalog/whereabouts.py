@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import InstanceState
 from netfate.orchestrator.sdn.tables import SdnHostSightingRow
+from netfate.proto import dnsmasq
 from netfate.store.db import serialize
 from netfate.store.tables import EventRow, InstanceRow
 
@@ -86,10 +87,10 @@ def _host_seen(session: Session, owners: Mapping[str, str]) -> Iterable[core.Sig
 
 
 @functools.lru_cache(maxsize=PARSED)
-def _parsed(text: str) -> tuple[tuple[core.Lease, ...], tuple[core.Refusal, ...]]:
+def _parsed(text: str) -> tuple[tuple[dnsmasq.Lease, ...], tuple[dnsmasq.Refusal, ...]]:
     """A lease file parsed once while it stays the same (the pass runs every second;
     a file changes when a lease is granted or renewed)."""
-    leases, refused = core.parse_lease_file(text)
+    leases, refused = dnsmasq.parse_lease_file(text)
     return tuple(leases), tuple(refused)
 
 

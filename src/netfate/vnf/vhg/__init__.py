@@ -44,7 +44,7 @@ from netfate.host import links, netns, nft
 from netfate.vnf import leasefile
 from netfate.vnf.runtime import Context, Function
 
-from .inventory import parse_leases
+from .inventory import lease_devices
 
 IFNAME = "eth0"
 WIRING_TIMEOUT_S = 30.0
@@ -302,9 +302,7 @@ class Vhg(Function):
             text = self.leasefile.read_text()
         except OSError:
             text = ""
-        out: dict[str, dict[str, Any]] = {
-            le.ip: le.to_device() for le in parse_leases(text) if le.expires > time.time()
-        }
+        out: dict[str, dict[str, Any]] = dict(lease_devices(text, time.time()))
         for n in _off_loop(self._neighbours):
             ip, mac = n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")
             # NUD_INCOMPLETE (1) and NUD_FAILED (32) are no evidence of a device.

@@ -1,51 +1,21 @@
-"""What the vHG knows about its PN's devices: dnsmasq leases and the neighbour table.
+"""What the vHG knows about its PN's devices from its dnsmasq's lease file.
 
-dnsmasq lease file (one lease per line, `dhcp-leasefile`, see dnsmasq(8) and
-its lease.c `lease_update_file`):
-
-    <expiry epoch seconds> <MAC> <IPv4> <hostname or *> <client-id or *>
-
-e.g. `1763712000 02:00:00:00:00:01 192.168.1.100 tv *`. Lines that do not
-parse are skipped (the file is written by another process and may be partial).
+The file is read by the platform's one reader of it (`netfate.proto.dnsmasq`):
+lines that are not leases as dnsmasq writes them are passed over (the file is
+written by another process and may be partial).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass
-
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+from netfate.proto.dnsmasq import parse_lease_file
 
 
-@dataclass(frozen=True)
-class Lease:
-    expires: int
-    mac: str
-    ip: str
-    hostname: str | None
-
-    def to_device(self) -> dict[str, str | None]:
-        return {"name": self.hostname, "ip": self.ip, "mac": self.mac, "source": "lease"}
-
-
-def parse_leases(text: str) -> list[Lease]:
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        expiry, mac, ip, host = parts[:4]
-        try:
-            exp = int(expiry)
-            addr = ipaddress.IPv4Address(ip)
-        except ValueError:
-            continue
-        mac = mac.lower()
-        if not _MAC.match(mac):
-            continue
-        name = (
-            host if host != "*" and re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", host) else None
-        )
-        out.append(Lease(exp, mac, str(addr), name))
-    return out
+def lease_devices(text: str, now: float) -> dict[str, dict[str, str | None]]:
+    """The devices the leases in force at `now` name, by address (expiry 0: a lease
+    that never ends)."""
+    leases, _refused = parse_lease_file(text)
+    return {
+        le.ip: {"name": le.hostname, "ip": le.ip, "mac": le.mac, "source": "lease"}
+        for le in leases
+        if le.expires == 0 or le.expires > now
+    }

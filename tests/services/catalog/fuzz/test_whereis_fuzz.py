@@ -15,6 +15,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netfate.proto import dnsmasq
 from netfate.services.catalog import whereis as core
 
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -23,20 +24,20 @@ MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 def check(text: str) -> None:
     """The invariants, for this feed and atheris's."""
-    leases, refused = core.parse_lease_file(text)
+    leases, refused = dnsmasq.parse_lease_file(text)
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
-    duids = sum(line.startswith("duid ") for line in lines[: core.MAX_LINES])
-    if len(lines) <= core.MAX_LINES:
+    duids = sum(line.startswith("duid ") for line in lines[: dnsmasq.MAX_LINES])
+    if len(lines) <= dnsmasq.MAX_LINES:
         assert len(leases) + len(refused) + duids == len(lines)
     for le in leases:
         assert MAC.match(le.mac) and ipaddress.IPv4Address(le.ip)
-        assert 0 <= le.expires < core.MAX_EXPIRY
+        assert 0 <= le.expires < dnsmasq.MAX_EXPIRY
         assert le.hostname is None or (le.hostname.isascii() and le.hostname.isprintable())
     for r in refused:
         assert 1 <= r.line <= len(lines) and r.reason
-        assert r.text.isascii() and r.text.isprintable() and len(r.text) <= core.SHOWN
+        assert r.text.isascii() and r.text.isprintable() and len(r.text) <= dnsmasq.SHOWN
     sightings = core.lease_sightings(leases, {le.mac: "u" for le in leases}, "n", 60, "f", 1.0)
     assert len(sightings) == len(leases)
     core.locate(sightings, now=1.0)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netfate.proto import dnsmasq
 from netfate.services.catalog import whereis as core
 
 NODES = ["cpe1", "cpe2", "pe1"]
@@ -148,7 +149,7 @@ HOSTILE = {
 
 
 def test_each_good_line_is_a_lease() -> None:
-    leases, refused = core.parse_lease_file(
+    leases, refused = dnsmasq.parse_lease_file(
         "\n".join(GOOD) + "\nduid 00:01:00:01:2c:00:00:00:02:00:00:00:00:01\n"
     )
     assert refused == []
@@ -164,8 +165,8 @@ def test_each_good_line_is_a_lease() -> None:
     ("line", "reason"), sorted(HOSTILE.items()), ids=[f"hostile{k}" for k in range(len(HOSTILE))]
 )
 def test_a_malformed_line_is_refused_with_its_reason(line: str, reason: str) -> None:
-    with pytest.raises(core.LeaseError, match=reason.replace("(", r"\(").replace(")", r"\)")):
-        core.parse_lease_line(line)
+    with pytest.raises(dnsmasq.LeaseError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        dnsmasq.parse_lease_line(line)
 
 
 @settings(max_examples=300, deadline=None)
@@ -181,8 +182,8 @@ def test_a_malformed_line_is_refused_with_its_reason(line: str, reason: str) -> 
 )
 def test_hostile_lines_are_refused_and_lose_nothing(lines: list[tuple[bool | None, str]]) -> None:
     text = "".join(line + "\n" for _, line in lines)
-    leases, refused = core.parse_lease_file(text)
-    good = [core.parse_lease_line(line) for ok, line in lines if ok]
+    leases, refused = dnsmasq.parse_lease_file(text)
+    good = [dnsmasq.parse_lease_line(line) for ok, line in lines if ok]
     bad = [n for n, (ok, _) in enumerate(lines, 1) if ok is False]
     # Every good line is a lease, in order (random text that happens to be one counts too).
     it = iter(leases)
@@ -191,20 +192,20 @@ def test_hostile_lines_are_refused_and_lose_nothing(lines: list[tuple[bool | Non
     assert len(leases) + len(refused) + sum(t.startswith("duid ") for _, t in lines) == len(lines)
     for r in refused:
         assert r.reason and r.line >= 1
-        assert r.text.isprintable() and r.text.isascii() and len(r.text) <= core.SHOWN
+        assert r.text.isprintable() and r.text.isascii() and len(r.text) <= dnsmasq.SHOWN
 
 
 def test_a_file_past_its_bound_is_refused_beyond_it_and_keeps_the_rest() -> None:
-    text = "".join(GOOD[1] + "\n" for _ in range(core.MAX_LINES + 5))
-    leases, refused = core.parse_lease_file(text)
-    assert len(leases) == core.MAX_LINES
+    text = "".join(GOOD[1] + "\n" for _ in range(dnsmasq.MAX_LINES + 5))
+    leases, refused = dnsmasq.parse_lease_file(text)
+    assert len(leases) == dnsmasq.MAX_LINES
     assert [(r.line, r.reason) for r in refused] == [
-        (core.MAX_LINES + 1, f"beyond {core.MAX_LINES} lines: 5 unread")
+        (dnsmasq.MAX_LINES + 1, f"beyond {dnsmasq.MAX_LINES} lines: 5 unread")
     ]
 
 
 def test_a_lease_of_a_users_device_places_the_user_at_the_functions_node() -> None:
-    leases, _ = core.parse_lease_file("\n".join(GOOD))
+    leases, _ = dnsmasq.parse_lease_file("\n".join(GOOD))
     owners = {"02:00:00:00:00:01": "alice", "0a:00:00:00:00:03": "bob"}
     got = core.lease_sightings(leases, owners, "cpe2", 3600, "vhg (i-1)", reported_at=42.0)
     assert got == [

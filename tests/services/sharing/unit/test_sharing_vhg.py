@@ -5,26 +5,26 @@ from __future__ import annotations
 import pytest
 
 from netfate.vnf.vhg import firewall_ruleset
-from netfate.vnf.vhg.inventory import parse_leases
+from netfate.vnf.vhg.inventory import lease_devices
 
 LEASES = """\
-1763712000 02:00:00:00:00:01 192.168.1.100 tv *
+0 02:00:00:00:00:01 192.168.1.100 tv *
 1763712001 02:AA:00:00:00:02 192.168.1.101 * 01:02:aa:00:00:00:02
 garbage line
 1763712002 not-a-mac 192.168.1.102 x *
 1763712003 02:00:00:00:00:04 999.1.1.1 x *
-1763712004 02:00:00:00:00:05 192.168.1.105 bad;name *
+1763712004 02:00:00:00:00:05 192.168.1.105 * *
+1763712005 02:00:00:00:00:06 192.168.1.106 bad;name *
 """
 
 
-def test_parse_leases_keeps_good_lines_only() -> None:
-    got = parse_leases(LEASES)
-    assert [(le.ip, le.mac, le.hostname) for le in got] == [
-        ("192.168.1.100", "02:00:00:00:00:01", "tv"),
-        ("192.168.1.101", "02:aa:00:00:00:02", None),
+def test_lease_devices_keep_good_lines_in_force_only() -> None:
+    got = lease_devices(LEASES, now=1763712001.5)
+    assert [(d["ip"], d["mac"], d["name"]) for d in got.values()] == [
+        ("192.168.1.100", "02:00:00:00:00:01", "tv"),  # expiry 0: never ends
         ("192.168.1.105", "02:00:00:00:00:05", None),
     ]
-    assert got[0].to_device()["source"] == "lease"
+    assert all(d["source"] == "lease" for d in got.values())
 
 
 def test_firewall_ruleset_masquerade_and_allow() -> None:
