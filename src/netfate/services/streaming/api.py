@@ -400,6 +400,14 @@ class JoinIn(WhereIn):
         description="Whose viewer: a user's own only; the operator's, any user's "
         "(default: the caller)",
     )
+    rtp_port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65534,
+        description="A native client's RTP port (RTCP on the next one), as it joins at the "
+        "streamer (rtp_join?port=): served from a neighbour PE, its portal lets exactly "
+        "that stream through to its host",
+    )
 
 
 def viewer_key(user: str, device: str) -> str:
@@ -475,7 +483,8 @@ def join(
     pe = _client_pe(session, body)
     key = viewer_key(_whose(p, body.user), body.client or body.host or pe)
     t = backend.load(session)
-    ev = _assigned(session, notifier, t, t.join(key, cid, pe, reconcile.clock()))
+    joined = t.join(key, cid, pe, reconcile.clock(), body.host, body.rtp_port)
+    ev = _assigned(session, notifier, t, joined)
     return {
         **_viewer(session, cid, ev.client, ev.streamer, ev.node),
         "pe": pe,
@@ -737,7 +746,8 @@ def play(
     t = backend.load(session)
     now = time.time()
     cid, client = recordings.content_id(rid), recordings.client_id(rid)
-    ev = _assigned(session, notifier, t, t.play(client, cid, node, e.bitrate_kbps * 1e3, pe, now))
+    played = t.play(client, cid, node, e.bitrate_kbps * 1e3, pe, now, body.host)
+    ev = _assigned(session, notifier, t, played)
     ip = recordings.address(reconcile.instance_of(session, f"streamer:{ev.streamer}"))
     token = recordings.user_token(secret, r, now)
     return {

@@ -28,11 +28,15 @@ requested instance), as the router it names is that address.
 A viewer signed in at the front-end but assigned an edge streamer on a neighbour PE
 (the paper's case 3) is routed through its own PE's portal, whose gate forwards only
 logged-in (RADIUS) clients: its portal gets a pinhole (``pinholes``: that client's
-address to that streamer's address, its HTTP port: HLS and the RTP join), kept from
-the tree at each step and gone when the viewer leaves. Nothing else of the client
-passes, and no other client gets it. The client's address is its host's (the
-viewer's device named as a host at its PE: the app sends its ``host``); a viewer
-whose device is no host there gets none (README, "Not done yet").
+address to that streamer's address, its HTTP port: HLS, VoD and the RTP join; and for
+a native client that gave its RTP port at the join, that streamer's UDP to that port
+and the next, RTP and RTCP), kept from the tree at each step and gone when the
+viewer leaves. A playback (MyShare) gets the same as a live viewer. Nothing else of
+the client passes, and no other client gets it. The client's address is its host's
+(the ``host`` the join or play named, else a device label that is a host at its PE:
+the app sends its ``host``); a viewer whose device is no host there gets none
+(README, "Not done yet"). The portal applies a change of its pinholes in place (the
+agent's reconfigure: no restart).
 
 Each portal is the loop's function ``portal:NODE`` (a FunctionRow, like the tree's):
 created when named, configured again when the door or the PE's hosts change,
@@ -180,23 +184,32 @@ def _address(inst: InstanceRow | None) -> str | None:
 
 
 def pinholes(session: Session, tree: Tree | None, node: str) -> list[dict[str, Any]]:
-    """The pinholes of ``node``'s portal: each of its viewers served by a streamer on
-    another PE, from its host's address to that streamer's HTTP port (one entry per
-    client and streamer; none until the streamer has its address)."""
+    """The pinholes of ``node``'s portal: each of its viewers (a live one or a playback)
+    served by a streamer on another PE, from its host's address to that streamer's
+    HTTP port; a native client that gave its RTP port, besides, that streamer's UDP to
+    that port and the next (RTP, RTCP). One entry per client, streamer and kind; none
+    until the streamer has its address."""
     if tree is None:
         return []
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for v in sorted(tree.viewers.values(), key=lambda v: v.client):
         s = tree.streamers.get(v.streamer)
         if v.pe != node or s is None or s.node == node:
             continue
         _, sep, device = v.client.partition("/")  # api.viewer_key: user/device
-        host = session.get(HostRow, device) if sep else None
-        client = _address_of_host(host, node)
+        name = v.host or (device if sep else None)  # a playback's: the host it named
+        client = _address_of_host(session.get(HostRow, name) if name else None, node)
         f = session.get(FunctionRow, f"streamer:{v.streamer}")
         to = _address(session.get(InstanceRow, f.instance) if f is not None else None)
-        if client is not None and to is not None:
-            out[(client, to)] = {"client": client, "to": to, "ports": [HTTP_PORT]}
+        if client is None or to is None:
+            continue
+        out[(client, to, "http")] = {"client": client, "to": to, "ports": [HTTP_PORT]}
+        if v.rtp_port is not None:
+            rtp = out.setdefault(
+                (client, to, "rtp"),
+                {"client": client, "to": to, "ports": [], "proto": "udp", "direction": "in"},
+            )
+            rtp["ports"] = sorted({*rtp["ports"], v.rtp_port, v.rtp_port + 1})
     return [out[k] for k in sorted(out)]
 
 

@@ -211,6 +211,11 @@ class Viewer:
     leg: list[str]
     """Nodes from the streamer's node to the client's PE (one node: the same PE)."""
     since: float
+    host: str | None = None
+    """The client's device as a host of the topology, when the join named one (its
+    portal's pinholes give that host's address)."""
+    rtp_port: int | None = None
+    """The RTP port it receives on (RTCP on the next one), when the join said so."""
 
 
 # ------------------------------------------------------------------ events
@@ -455,8 +460,24 @@ class Tree:
 
     # -------------------------------------------------------------- viewers
 
-    def join(self, client: str, content: str, pe: str, now: float) -> Event:
-        """Assign an edge streamer to ``client`` watching ``content`` from ``pe``."""
+    def join(
+        self,
+        client: str,
+        content: str,
+        pe: str,
+        now: float,
+        host: str | None = None,
+        rtp_port: int | None = None,
+    ) -> Event:
+        """Assign an edge streamer to ``client`` watching ``content`` from ``pe``
+        (``host``, ``rtp_port``: its device, kept on the viewer; a join again renews them)."""
+        ev = self._join(client, content, pe, now)
+        if isinstance(ev, ViewerAssigned):
+            v = self.viewers[client]
+            v.host, v.rtp_port = host, rtp_port
+        return ev
+
+    def _join(self, client: str, content: str, pe: str, now: float) -> Event:
         x = self.contents.get(content)
         if x is None:
             return JoinRefused(client, content, pe, f"content {content} is not live")
@@ -481,7 +502,14 @@ class Tree:
         return JoinRefused(client, content, pe, why)
 
     def play(
-        self, client: str, content: str, root: str, bitrate_bps: float, pe: str, now: float
+        self,
+        client: str,
+        content: str,
+        root: str,
+        bitrate_bps: float,
+        pe: str,
+        now: float,
+        host: str | None = None,
     ) -> Event:
         """A recording played on demand (``content``, pulled from the storage at
         ``root``) through the edge streamer the rule picks for ``pe``, exactly as a
@@ -492,7 +520,7 @@ class Tree:
             self.publish(content, root, bitrate_bps, pull=True)
         except TreeError as e:
             return JoinRefused(client, content, pe, str(e))
-        ev = self.join(client, content, pe, now)
+        ev = self.join(client, content, pe, now, host)
         if isinstance(ev, ViewerAssigned):
             self.viewers[client].since = now  # played again: idle from now on
         elif not any(content in s.contents for s in self.streamers.values()):

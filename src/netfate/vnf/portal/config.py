@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -78,9 +78,19 @@ MAX_PINHOLES = 256
 
 class PinholeConfig(FunctionConfig):
     client: IPv4 = Field(description="The captive client's address")
-    to: IPv4 = Field(description="The one address it may reach (e.g. its edge streamer)")
+    to: IPv4 = Field(
+        description="The one address it may reach, or be reached from (e.g. its edge streamer)"
+    )
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
-        min_length=1, max_length=16, description="The TCP ports it may reach there"
+        min_length=1,
+        max_length=16,
+        description="Destination ports: `to`'s (direction out), the client's (direction in)",
+    )
+    proto: Literal["tcp", "udp"] = Field(default="tcp", description="Their protocol")
+    direction: Literal["out", "in"] = Field(
+        default="out",
+        description="out: the client to `to`'s ports (HLS, the RTP join); in: `to` to the "
+        "client's ports (a stream it pushes: an edge streamer's RTP and RTCP)",
     )
 
 
@@ -109,9 +119,10 @@ class PortalConfig(FunctionConfig):
     pinholes: list[PinholeConfig] = Field(
         default_factory=list,
         max_length=MAX_PINHOLES,
-        description="A client let through to one address's TCP ports without a portal "
-        "login (streaming: a viewer signed in at the front-end, to its edge streamer on "
-        "a neighbour PE)",
+        description="A client let through to one address's ports, or that address's UDP "
+        "to the client's ports, without a portal login (streaming: a viewer signed in at "
+        "the front-end, and its edge streamer on a neighbour PE); changed while running "
+        "(no restart)",
     )
 
     @field_validator("signin")

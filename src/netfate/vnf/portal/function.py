@@ -16,6 +16,9 @@
   (Admin-Reboot) for each session when the function stops, except in a frozen or
   standby copy and for the sessions a restart carries to the next process (the
   agent's export, stop, start, import for a new configuration: see hand_over).
+- Pinholes (gate.py): a new configuration that changes only them is applied in
+  place (`configure`: the set's elements on the live table), so the process, its
+  dnsmasq and its sessions carry on; any other change restarts the portal.
 - Its parts: the HTTP front (front.py), the RADIUS side (radius.py: accounting and
   the Disconnect server), the nftables set-up (gate.py), the state they share
   (base.py); this module starts and stops them, and dnsmasq.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
 import subprocess
@@ -37,19 +41,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from netfate.host.nft import NftError
 from netfate.model.ratelimit import WindowCounter
 from netfate.proto.radius import AcctStatus, DasCore, TerminateCause
 from netfate.vnf import leasefile
 from netfate.vnf.portal.base import Session
 from netfate.vnf.portal.config import signin_host
 from netfate.vnf.portal.front import MAX_TRACKED, RATE_POSTS, RATE_WINDOW, Front
-from netfate.vnf.portal.gate import Gate, Pinhole
+from netfate.vnf.portal.gate import DIRECTIONS, PROTOS, Gate, Pinhole, elements
 from netfate.vnf.portal.http import serve
 from netfate.vnf.portal.radius import DM_PORT, RadiusSide
 from netfate.vnf.portal.radius_client import RadiusClient
 from netfate.vnf.runtime import Context
 
 __all__ = ["Portal", "Session"]
+
+log = logging.getLogger("netfate.portal")
 
 
 def _hostport(text: str, default_port: int) -> tuple[str, int]:
@@ -90,7 +97,7 @@ class Portal(Front, RadiusSide):
         self.signin = str(c.get("signin") or "")
         if self.signin:
             signin_host(self.signin, self.garden)
-        # Pinholes (gate.py): one client to one address's ports, no login (the
+        # Pinholes (gate.py): one client and one address's ports, no login (the
         # streaming service's viewers, signed in at its front-end).
         self.pinholes = [_pinhole(h) for h in c.get("pinholes") or []]
         self.sessions: dict[str, Session] = {}
@@ -194,7 +201,7 @@ class Portal(Front, RadiusSide):
     def export_state(self) -> dict[str, Any]:
         return {
             "sessions": [asdict(s) for s in self.sessions.values()],
-            "pinholes": [[c, to, ports] for c, to, ports in self.pinholes],
+            "pinholes": [h.dump() for h in self.pinholes],
         }
 
     def hand_over(self, state: dict[str, Any]) -> None:
@@ -211,12 +218,33 @@ class Portal(Front, RadiusSide):
             self.gate.allow(s.ip, True)
         # A pinhole the new configuration no longer has (its viewer left): flows
         # established through it end too (the gate accepts established ones).
-        kept = {(c, to, p) for c, to, ports in self.pinholes for p in ports}
+        before: list[Pinhole] = []
         for hole in state.get("pinholes") or []:
-            with contextlib.suppress(ValueError, TypeError):
-                c, to, ports = _pinhole({"client": hole[0], "to": hole[1], "ports": hole[2]})
-                if gone := [p for p in ports if (c, to, p) not in kept]:
-                    self.gate.cut(c, to, gone)
+            with contextlib.suppress(ValueError, TypeError, IndexError):
+                if isinstance(hole, list):  # a state of before directions and UDP
+                    hole = {"client": hole[0], "to": hole[1], "ports": hole[2]}
+                before.append(_pinhole(hole))
+        self.gate.cut(sorted(elements(before) - elements(self.pinholes)))
+
+    def configure(self, config: dict[str, Any]) -> bool:
+        """A new configuration that changes only the pinholes: applied to the live table
+        (gate.holes), the process, its dnsmasq and its sessions carrying on; a removed
+        pinhole's flows end. Anything else (or nft refusing): False, and the agent
+        restarts the portal carrying its state (import_state)."""
+
+        def rest(c: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in c.items() if k != "pinholes"}
+
+        if rest(config) != rest(self.ctx.config):
+            return False
+        try:
+            new = [_pinhole(h) for h in config.get("pinholes") or []]
+            self.gate.holes(self.pinholes, new)
+        except (ValueError, NftError) as e:
+            log.warning("portal %s: pinholes not changed in place: %s", self.ctx.instance, e)
+            return False
+        self.pinholes = new
+        return True
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -249,5 +277,14 @@ def _pinhole(value: object) -> Pinhole:
         or not ports
         or not all(type(p) is int and 1 <= p <= 65535 for p in ports)
     ):
-        raise ValueError(f"pinholes: ports {ports!r} are not TCP ports")
-    return (_ipv4(value.get("client"), "pinholes"), _ipv4(value.get("to"), "pinholes"), ports)
+        raise ValueError(f"pinholes: ports {ports!r} are not TCP or UDP ports")
+    proto, direction = value.get("proto", "tcp"), value.get("direction", "out")
+    if proto not in PROTOS or direction not in DIRECTIONS:
+        raise ValueError(f"pinholes: {proto!r} {direction!r} is not tcp/udp out/in")
+    return Pinhole(
+        _ipv4(value.get("client"), "pinholes"),
+        _ipv4(value.get("to"), "pinholes"),
+        tuple(sorted(set(ports))),
+        str(proto),
+        str(direction),
+    )

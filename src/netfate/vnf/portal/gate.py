@@ -1,20 +1,30 @@
 """The captive portal's nftables set-up, in its own namespace (one JSON transaction).
 
     table inet netfate_portal
-      set allowed { ipv4_addr }                 clients logged in
-      set garden  { ipv4_addr }                 the walled garden: the run's front
+      set allowed  { ipv4_addr }                clients logged in
+      set garden   { ipv4_addr }                the walled garden: the run's front
                                                 door, which a captive client may
                                                 reach (its web, TCP 80 and 443)
-      chain pre  (nat, prerouting)              TCP 80 of the others, to anywhere
-                                                but us and the garden: redirected
-                                                to the portal
+      set pinholes { ipv4_addr . ipv4_addr . inet_proto . inet_service }
+                                                source . destination . protocol .
+                                                destination port, each a pinhole's
+      chain pre  (nat, prerouting)              pinholes left alone; TCP 80 of the
+                                                others, to anywhere but us and the
+                                                garden: redirected to the portal
       chain fwd  (filter, forward, policy drop) established/related, `allowed`,
                                                 web to the garden, and the pinholes
 
 A pinhole (streaming: a signed-in viewer's edge streamer on a neighbour PE) is one
-rule per client: that client's TCP to that address's ports, accepted in `fwd` and
-left alone by `pre` (a streamer on port 80 is not sent to the portal); nothing else
-of the client passes, and no other client gets it.
+client and one address: outward, that client's TCP (or UDP) to that address's ports
+(HLS, the RTP join); inward, that address's UDP to the client's ports (RTP and RTCP
+pushed to a native client). Its elements are in the set `pinholes`, matched in `fwd`
+and before the redirect in `pre` (a streamer on port 80 is not sent to the portal);
+nothing else of the client passes, and no other client gets it.
+
+Pinholes change on the live table (`holes`: elements added and deleted in one
+transaction), so the portal and its dnsmasq keep running; a removed pinhole's
+established flows end with it (their conntrack entries deleted: the gate accepts
+established flows).
 
 `allow` adds or removes one client; `end` makes a client captive again at once
 (out of `allowed`, and its conntrack entries deleted so no established flow
@@ -25,15 +35,66 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from netfate.host import nft
 
 TABLE = "netfate_portal"
-Pinhole = tuple[str, str, list[int]]
-"""(client address, destination address, its TCP ports)."""
 GARDEN_PORTS = [80, 443]  # what a captive client may reach of the walled garden
+PROTOS = ("tcp", "udp")
+DIRECTIONS = ("out", "in")
+
+Element = tuple[str, str, str, int]
+"""One entry of the set `pinholes`: (source, destination, protocol, destination port)."""
+
+
+@dataclass(frozen=True)
+class Pinhole:
+    client: str
+    """The captive client's address."""
+    to: str
+    """The one address it is let through to (or from)."""
+    ports: tuple[int, ...]
+    """Destination ports: `to`'s (out), the client's (in)."""
+    proto: str = "tcp"
+    direction: str = "out"
+    """out: the client to `to`'s ports; in: `to` to the client's ports (a stream it
+    pushes, as an edge streamer's RTP to a native client)."""
+
+    def elements(self) -> set[Element]:
+        src, dst = (self.client, self.to) if self.direction == "out" else (self.to, self.client)
+        return {(src, dst, self.proto, p) for p in self.ports}
+
+    def dump(self) -> dict[str, object]:
+        return {"client": self.client, "to": self.to, "ports": list(self.ports),
+                "proto": self.proto, "direction": self.direction}  # fmt: skip
+
+
+def elements(holes: Iterable[Pinhole]) -> set[Element]:
+    return {e for h in holes for e in h.elements()}
+
+
+def _elem(e: Element) -> dict[str, Any]:
+    return {"concat": list(e)}
+
+
+_PINHOLE_MATCH = {
+    "match": {
+        "op": "==",
+        "left": {
+            "concat": [
+                {"payload": {"protocol": "ip", "field": "saddr"}},
+                {"payload": {"protocol": "ip", "field": "daddr"}},
+                {"meta": {"key": "l4proto"}},
+                {"payload": {"protocol": "th", "field": "dport"}},
+            ]
+        },
+        "right": "@pinholes",
+    }
+}
 
 
 class Gate:
@@ -46,7 +107,7 @@ class Gate:
         """The table, its sets and chains; redirects to the portal's HTTP `port`.
         `garden`: the addresses a client reaches before it logs in (the front door,
         where its users' pages are: signing in there needs no portal login first).
-        `pinholes`: (client, to, TCP ports) a captive client may reach besides."""
+        `pinholes`: what a captive client may reach (or be reached by) besides."""
         t = {"family": "inet", "table": TABLE}
         redirect = {"redirect": {"port": port}}
         daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
@@ -54,13 +115,20 @@ class Gate:
         garden_set: dict[str, Any] = {**t, "name": "garden", "type": "ipv4_addr"}
         if garden:
             garden_set["elem"] = list(garden)
-        holes = [_pinhole(t, chain, p) for p in pinholes or [] for chain in ("pre", "fwd")]
+        holes_set: dict[str, Any] = {
+            **t,
+            "name": "pinholes",
+            "type": ["ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"],
+        }
+        if elems := sorted(elements(pinholes or [])):
+            holes_set["elem"] = [_elem(e) for e in elems]
         nft.apply(
             nft.document(
                 [
                     *nft.fresh_table("inet", TABLE),
                     {"add": {"set": {**t, "name": "allowed", "type": "ipv4_addr"}}},
                     {"add": {"set": garden_set}},
+                    {"add": {"set": holes_set}},
                     {
                         "add": {
                             "chain": {
@@ -86,7 +154,15 @@ class Gate:
                         }
                     },
                     # Before the redirect: a pinhole's traffic goes where it is sent.
-                    *[h for h in holes if h["add"]["rule"]["chain"] == "pre"],
+                    {
+                        "add": {
+                            "rule": {
+                                **t,
+                                "chain": "pre",
+                                "expr": [_PINHOLE_MATCH, {"accept": None}],
+                            }
+                        }
+                    },
                     # Web traffic of unauthenticated clients to anywhere else: to us.
                     {
                         "add": {
@@ -184,14 +260,29 @@ class Gate:
                             }
                         }
                     },
-                    *[h for h in holes if h["add"]["rule"]["chain"] == "fwd"],
+                    {
+                        "add": {
+                            "rule": {
+                                **t,
+                                "chain": "fwd",
+                                "expr": [_PINHOLE_MATCH, {"accept": None}],
+                            }
+                        }
+                    },
                 ]
             )
         )
-        # A one-armed router: forward, and never tell clients to bypass us.
-        for key, value in (("ipv4/ip_forward", "1"), ("ipv4/conf/all/send_redirects", "0")):
+        # A one-armed router: forward, and never tell clients to bypass us. The kernel
+        # sends redirects when `all` OR the interface says so: each one is set (with
+        # shared_media, the default, a host takes a redirect to an off-subnet gateway,
+        # and a streamer's UDP then went straight to the client, past the gate).
+        conf = Path("/proc/sys/net/ipv4/conf")
+        keys = [Path("/proc/sys/net/ipv4/ip_forward")]
+        with contextlib.suppress(OSError):
+            keys += sorted(conf.glob("*/send_redirects"))
+        for key in keys:
             with contextlib.suppress(OSError):
-                Path("/proc/sys/net", key).write_text(value)
+                key.write_text("1" if key.name == "ip_forward" else "0")
 
     def allow(self, ip: str, yes: bool) -> None:
         if not self.enabled:
@@ -201,15 +292,32 @@ class Gate:
             elem = {"family": "inet", "table": TABLE, "name": "allowed", "elem": [ip]}
             nft.apply(nft.document([{op: {"element": elem}}]))
 
-    def cut(self, client: str, to: str, ports: list[int]) -> None:
-        """A pinhole's established flows end (its rule is gone already)."""
+    def holes(self, old: Iterable[Pinhole], new: Iterable[Pinhole]) -> None:
+        """The pinholes become `new` on the live table (one transaction; the portal and
+        its dnsmasq keep running); the flows established through an element that went
+        end too. Raises NftError when nft refuses (nothing changed then)."""
+        before, after = elements(old), elements(new)
+        gone, added = sorted(before - after), sorted(after - before)
+        if not self.enabled or not (gone or added):
+            return
+        t = {"family": "inet", "table": TABLE, "name": "pinholes"}
+        ops: list[dict[str, Any]] = []
+        if gone:
+            ops.append({"delete": {"element": {**t, "elem": [_elem(e) for e in gone]}}})
+        if added:
+            ops.append({"add": {"element": {**t, "elem": [_elem(e) for e in added]}}})
+        nft.apply(nft.document(ops))
+        self.cut(gone)
+
+    def cut(self, gone: Iterable[Element]) -> None:
+        """These pinhole elements' established flows end (they are out of the set)."""
         if not self.enabled:
             return
-        for port in ports:
+        for src, dst, proto, port in gone:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(
-                    ["conntrack", "-D", "-p", "tcp", "--orig-src", client,
-                     "--orig-dst", to, "--dport", str(port)],
+                    ["conntrack", "-D", "-p", proto, "--orig-src", src,
+                     "--orig-dst", dst, "--dport", str(port)],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     timeout=5,
@@ -229,21 +337,3 @@ class Gate:
                         timeout=5,
                         check=False,
                     )
-
-
-def _pinhole(t: dict[str, str], chain: str, hole: Pinhole) -> dict[str, Any]:
-    """One client's TCP to one address's ports: accepted in `chain`."""
-    client, to, ports = hole
-
-    def ip(field: str, value: str) -> dict[str, Any]:
-        left = {"payload": {"protocol": "ip", "field": field}}
-        return {"match": {"op": "==", "left": left, "right": value}}
-
-    dport = {"payload": {"protocol": "tcp", "field": "dport"}}
-    expr = [
-        ip("saddr", client),
-        ip("daddr", to),
-        {"match": {"op": "==", "left": dport, "right": {"set": sorted(set(ports))}}},
-        {"accept": None},
-    ]
-    return {"add": {"rule": {**t, "chain": chain, "expr": expr}}}

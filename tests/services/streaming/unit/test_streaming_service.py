@@ -28,7 +28,7 @@ from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.services.streaming import SERVICE as STREAMING
-from netfate.services.streaming import cli
+from netfate.services.streaming import cli, recordings
 from streaming_api import keyed, ok
 from waiting import until
 
@@ -476,6 +476,79 @@ def test_a_viewer_served_from_a_neighbour_pe_gets_a_pinhole_in_its_portal(
     ok(api.delete(f"{viewers}/laptop?user=carol"))
     assert until(lambda: "pinholes" not in cfg("pe3"), 10.0), cfg("pe3")
     assert "pinholes" not in cfg("pe2")
+
+
+def test_a_native_viewer_at_a_neighbour_pe_gets_its_rtp_through_its_portal(
+    with_pe3_host: TestClient,
+) -> None:
+    """Case 3 with a native client (its RTP port given at the join): its portal lets
+    that streamer's UDP reach exactly that port and the next (RTP, RTCP) of its host,
+    besides the HTTP pinhole; a join again with another port moves it; it goes when
+    the viewer leaves; nothing of it in another portal."""
+    api = with_pe3_host
+    ok(api.put(f"{V1}/portals", json={"pes": ["pe2", "pe3"]}))
+    cid = live_event(api)
+    viewers = f"{V1}/contents/{cid}/viewers"
+    laptop = {h["name"]: h["ip"].split("/")[0] for h in ok(api.get("/api/v1/hosts"))}["laptop"]
+
+    def cfg(pe: str) -> dict[str, Any]:
+        c: dict[str, Any] = instances(api)[f"portal-{pe}"]["config"]
+        return c
+
+    def holes(to: str, rtp: int) -> list[dict[str, Any]]:
+        rtp_hole = {"ports": [rtp, rtp + 1], "proto": "udp", "direction": "in"}
+        return [
+            {"client": laptop, "to": to, "ports": [8080]},
+            {"client": laptop, "to": to, **rtp_hole},
+        ]
+
+    # bob's phone: pe2's own streamer (case 4), RTP or not: no pinhole anywhere
+    ok(api.post(viewers, json={"user": "bob", "host": "phone", "rtp_port": 5004}))
+    assert "pinholes" not in cfg("pe2") and "pinholes" not in cfg("pe3")
+    assert keyed(api.post(viewers, json={"user": "carol", "host": "laptop", "rtp_port": 80}),
+                 "rtp_port")  # fmt: skip
+    carol = ok(api.post(viewers, json={"user": "carol", "host": "laptop", "rtp_port": 5004}))
+    assert (carol["case"], carol["node"]) == (3, "pe2"), carol
+    assert cfg("pe3")["pinholes"] == holes(carol["address"], 5004)  # at once
+    assert "pinholes" not in cfg("pe2")
+    # joined again on another port: that port only
+    ok(api.post(viewers, json={"user": "carol", "host": "laptop", "rtp_port": 6000}))
+    assert until(lambda: cfg("pe3")["pinholes"] == holes(carol["address"], 6000), 10.0), cfg("pe3")
+    # it leaves: every pinhole of it goes
+    ok(api.delete(f"{viewers}/laptop?user=carol"))
+    assert until(lambda: "pinholes" not in cfg("pe3"), 10.0), cfg("pe3")
+    assert "pinholes" not in cfg("pe2")
+
+
+def test_a_playback_at_a_neighbour_pe_gets_a_pinhole(
+    with_pe3_host: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MyShare: a recording played through a streamer on a neighbour PE (case 3) is let
+    through the player's portal as a live viewer is (its host to that streamer's HTTP
+    port, the VoD); it goes when the playback stops."""
+    monkeypatch.setenv(recordings.VOLUME_ENV, str(tmp_path / "volume"))
+    api = with_pe3_host
+    ok(api.put(f"{V1}/portals", json={"pes": ["pe2", "pe3"]}))
+    carol_h = authn.bearer(authn.token(api.app, "carol", Role.USER))
+    cid = live_event(api)
+    eid = int(cid.removeprefix("ev"))  # a live content is its event's (recordings.py)
+    rid = ok(api.post(f"{V1}/recordings", json={"event": eid}, headers=carol_h), 201)["id"]
+    ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "bob", "host": "phone"}))
+    ok(api.delete(f"{V1}/recordings/{rid}"))  # stopped: a whole VoD
+    laptop = {h["name"]: h["ip"].split("/")[0] for h in ok(api.get("/api/v1/hosts"))}["laptop"]
+
+    def cfg(pe: str) -> dict[str, Any]:
+        c: dict[str, Any] = instances(api)[f"portal-{pe}"]["config"]
+        return c
+
+    assert "pinholes" not in cfg("pe3")
+    play = f"{V1}/recordings/{rid}/play"
+    a = ok(api.post(play, json={"host": "laptop"}, headers=carol_h))
+    assert (a["case"], a["node"]) == (3, "pe2"), a
+    assert cfg("pe3")["pinholes"] == [{"client": laptop, "to": a["address"], "ports": [8080]}]
+    assert "pinholes" not in cfg("pe2")
+    ok(api.delete(play, headers=carol_h))
+    assert until(lambda: "pinholes" not in cfg("pe3"), 10.0), cfg("pe3")
 
 
 def test_the_service_starts_the_viewers_portals_itself(
