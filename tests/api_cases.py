@@ -618,6 +618,31 @@ def test_a_topology_files_predeploy_budget_applies_and_an_operators_later_one_wi
     assert budgets() == {"cpe1": (0.0001, 1, "operator"), "cpe2": (3.0, 0, "topology")}
 
 
+def test_an_orchestrator_restarted_on_its_topology_file_keeps_the_operators_budget(
+    db_url: str, tmp_path: Any
+) -> None:
+    """`--topology FILE` loads the file at each start: the file's budget applies on
+    the first, and an operator's budget set in between survives the next."""
+    import json
+
+    doc = {**TOPO, "nodes": {**TOPO["nodes"], "pe1": {"kind": "pe", "cpu": 4,
+           "predeploy": {"storage_mb": 2, "standbys": 1}}}}  # fmt: skip
+    path = tmp_path / "topo.json"  # YAML's subset: JSON parses as YAML
+    path.write_text(json.dumps(doc))
+    settings = Settings(database_url=db_url, heartbeat_timeout_s=3600, topology=path)
+
+    def budget(c: TestClient) -> Any:
+        p = c.get("/api/v1/predeploy").json().get("pe1")
+        return p and (p["budget"], p["set_by"])
+
+    with authn.client(create_app(settings)) as c:
+        assert budget(c) == ({"storage_mb": 2.0, "standbys": 1}, "topology")
+        r = c.put("/api/v1/nodes/pe1/predeploy", json={"storage_mb": 7, "standbys": 0})
+        assert r.status_code == 200, r.text
+    with authn.client(create_app(settings)) as c:
+        assert budget(c) == ({"storage_mb": 7.0, "standbys": 0}, "operator")
+
+
 def test_predeploy_demand_counts_moves_in_where_they_went_and_creates_where_made(
     api: TestClient,
 ) -> None:
