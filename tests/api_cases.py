@@ -546,6 +546,103 @@ def test_predeploy_plan_reaches_the_agent_and_a_warm_create_is_recorded(api: Tes
     assert "predeploy" not in api.get("/api/v1/agents/cpe1/desired").json()
 
 
+def test_a_topology_files_predeploy_budget_applies_and_an_operators_later_one_wins(
+    api: TestClient,
+) -> None:
+    """A node's `predeploy:` in the topology file is its budget once loaded; a bad
+    file changes nothing; a reload of the same file changes nothing either; a
+    budget the operator sets through the API wins over the file on every reload."""
+    import copy
+
+    def revisions() -> dict[str, int]:
+        return {n["name"]: n["revision"] for n in api.get("/api/v1/nodes").json()}
+
+    def budgets() -> dict[str, tuple[Any, Any, Any]]:
+        plans = api.get("/api/v1/predeploy").json()
+        return {
+            n: (p["budget"]["storage_mb"], p["budget"]["standbys"], p["set_by"])
+            for n, p in plans.items()
+        }
+
+    running(api, node="cpe1")  # demand: one counter at cpe1
+    doc = copy.deepcopy(TOPO)
+    doc["nodes"]["cpe1"]["predeploy"] = {"storage_mb": 1.0, "standbys": 2}
+    doc["nodes"]["pe1"]["predeploy"] = {"storage_mb": 2, "standbys": 1}
+    before = revisions()
+    assert api.put("/api/v1/topology", json=doc).status_code == 200
+    assert budgets() == {"cpe1": (1.0, 2, "topology"), "pe1": (2.0, 1, "topology")}
+    after = revisions()  # the two agents hear their plans; the others are untouched
+    assert after == {**before, "cpe1": before["cpe1"] + 1, "pe1": before["pe1"] + 1}
+    part = api.get("/api/v1/agents/cpe1/desired").json()["predeploy"]
+    assert part == {"images": ["counter"], "standbys": {"counter": 2}}
+    assert "predeploy" not in api.get("/api/v1/agents/cpe2/desired").json()
+    document = api.get("/api/v1/topology").json()["document"]
+    assert document["nodes"]["cpe1"]["predeploy"] == {"storage_mb": 1.0, "standbys": 2}
+
+    # A bad file: a keyed error, and nothing changed (budgets, revisions, document).
+    bad = copy.deepcopy(doc)
+    bad["nodes"]["cpe2"]["predeploy"] = {"storage_mb": 5, "standbys": 1}
+    bad["nodes"]["pe1"]["predeploy"] = {"storage_mb": -1, "standbys": 0}
+    r = api.put("/api/v1/topology", json=bad)
+    assert r.status_code == 422 and "nodes.pe1.predeploy.storage_mb" in r.text, r.text
+    assert budgets() == {"cpe1": (1.0, 2, "topology"), "pe1": (2.0, 1, "topology")}
+    assert revisions() == after
+    assert api.get("/api/v1/topology").json()["document"] == document
+
+    # The same file again: nothing to change, no agent disturbed.
+    assert api.put("/api/v1/topology", json=doc).status_code == 200
+    assert budgets() == {"cpe1": (1.0, 2, "topology"), "pe1": (2.0, 1, "topology")}
+    assert revisions() == after
+
+    # The operator's budgets (pe1's 0 and 0 included) win over every reload.
+    api.put("/api/v1/nodes/cpe1/predeploy", json={"storage_mb": 0.0001, "standbys": 1})
+    api.put("/api/v1/nodes/pe1/predeploy", json={"storage_mb": 0, "standbys": 0})
+    assert budgets() == {"cpe1": (0.0001, 1, "operator")}
+    assert api.put("/api/v1/topology", json=doc).status_code == 200
+    assert budgets() == {"cpe1": (0.0001, 1, "operator")}
+    assert "predeploy" not in api.get("/api/v1/agents/pe1/desired").json()
+
+    # A changed file: its new budget applies where the operator set none, and a
+    # budget that came from the file goes when the file drops it.
+    changed = copy.deepcopy(TOPO)
+    changed["nodes"]["cpe2"]["predeploy"] = {"storage_mb": 3, "standbys": 0}
+    changed["nodes"]["core1"]["predeploy"] = {"storage_mb": 4, "standbys": 1}
+    assert api.put("/api/v1/topology", json=changed).status_code == 200
+    assert budgets() == {
+        "cpe1": (0.0001, 1, "operator"),
+        "cpe2": (3.0, 0, "topology"),
+        "core1": (4.0, 1, "topology"),
+    }
+    del changed["nodes"]["core1"]["predeploy"]
+    assert api.put("/api/v1/topology", json=changed).status_code == 200
+    assert budgets() == {"cpe1": (0.0001, 1, "operator"), "cpe2": (3.0, 0, "topology")}
+
+
+def test_an_orchestrator_restarted_on_its_topology_file_keeps_the_operators_budget(
+    db_url: str, tmp_path: Any
+) -> None:
+    """`--topology FILE` loads the file at each start: the file's budget applies on
+    the first, and an operator's budget set in between survives the next."""
+    import json
+
+    doc = {**TOPO, "nodes": {**TOPO["nodes"], "pe1": {"kind": "pe", "cpu": 4,
+           "predeploy": {"storage_mb": 2, "standbys": 1}}}}  # fmt: skip
+    path = tmp_path / "topo.json"  # YAML's subset: JSON parses as YAML
+    path.write_text(json.dumps(doc))
+    settings = Settings(database_url=db_url, heartbeat_timeout_s=3600, topology=path)
+
+    def budget(c: TestClient) -> Any:
+        p = c.get("/api/v1/predeploy").json().get("pe1")
+        return p and (p["budget"], p["set_by"])
+
+    with authn.client(create_app(settings)) as c:
+        assert budget(c) == ({"storage_mb": 2.0, "standbys": 1}, "topology")
+        r = c.put("/api/v1/nodes/pe1/predeploy", json={"storage_mb": 7, "standbys": 0})
+        assert r.status_code == 200, r.text
+    with authn.client(create_app(settings)) as c:
+        assert budget(c) == ({"storage_mb": 7.0, "standbys": 0}, "operator")
+
+
 def test_predeploy_demand_counts_moves_in_where_they_went_and_creates_where_made(
     api: TestClient,
 ) -> None:

@@ -21,7 +21,11 @@ SEEDS: list[dict[str, Any]] = [
         "nodes": {
             "cpe1": {"kind": "cpe", "lans": ["192.168.1.0/24", "192.168.3.0/28"]},
             "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 0.5, "memory": "256MiB"},
-            "pe1": {"kind": "pe", "description": "provider edge"},
+            "pe1": {
+                "kind": "pe",
+                "description": "provider edge",
+                "predeploy": {"storage_mb": 5, "standbys": 1},
+            },
         },
         "hosts": {
             "laptop1": {"node": "cpe1"},
@@ -61,7 +65,8 @@ JUNK = st.one_of(
     st.dictionaries(st.sampled_from(["a", "b", "kind", "node", "lan", "ip"]),
                     st.sampled_from(WORDS), max_size=3),
 )  # fmt: skip
-KEYS = st.one_of(st.sampled_from(["kind", "lan", "ip", "mac", "a", "b", "rate", "x", ""]),
+KEYS = st.one_of(st.sampled_from(["kind", "lan", "ip", "mac", "a", "b", "rate", "x", "",
+                                  "predeploy", "storage_mb", "standbys"]),
                  st.integers(0, 3), st.none(), st.text(max_size=6))  # fmt: skip
 
 

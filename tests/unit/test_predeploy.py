@@ -230,7 +230,7 @@ def test_the_cli_sets_a_budget_and_shows_each_decision_with_its_reason(
                        {"function": "vhg", "size_mb": 2.0, "kept": False,
                         "why": "storage budget exceeded: needs 2.000 MB"}],
             "standbys": {"counter": 1}, "standbys_why": ["slot 1 of 1: counter"],
-            "standbys_ready": {"counter": 1},
+            "standbys_ready": {"counter": 1}, "set_by": "topology",
         }
     }  # fmt: skip
 
@@ -246,5 +246,6 @@ def test_the_cli_sets_a_budget_and_shows_each_decision_with_its_reason(
     assert calls[0] == ("PUT", "/nodes/cpe1/predeploy", {"storage_mb": 1.0, "standbys": 1})
     assert "refused vhg: storage budget exceeded" in r.output
     assert "kept    counter: rank 1" in r.output and "ready {'counter': 1}" in r.output
+    assert "ready {'counter': 1}; set by the topology" in r.output
     half = CliRunner().invoke(node_cli.app, ["predeploy", "cpe1", "--standbys", "1"])
     assert half.exit_code != 0 and len(calls) == 2  # refused before any request

@@ -677,3 +677,63 @@ def test_an_empty_key_is_named() -> None:
 def test_yaml_the_constructors_refuse_is_invalid_yaml() -> None:
     with pytest.raises(TopologyError, match=r"invalid YAML: month must be in 1\.\.12"):
         Topology.from_yaml(DEMO_YAML.replace("name: demo", "name: 2024-13-45"))
+
+
+# ------------------------------------------------------------------ predeploy
+
+
+def with_predeploy(node: str, value: object) -> dict[str, Any]:
+    return mutate(lambda d: d["nodes"][node].update(predeploy=value))
+
+
+def test_a_node_predeploy_budget_is_parsed_and_round_trips() -> None:
+    doc = with_predeploy("pe1", {"storage_mb": 2.5, "standbys": 2})
+    t = Topology.from_dict(doc)
+    pe1 = t.nodes["pe1"].predeploy
+    assert pe1 is not None and (pe1.storage_mb, pe1.standbys) == (2.5, 2)
+    assert t.nodes["cpe1"].predeploy is None  # no section: the file sets no budget
+    assert t.to_dict()["nodes"]["pe1"]["predeploy"] == {"storage_mb": 2.5, "standbys": 2}
+    assert "predeploy" not in t.to_dict()["nodes"]["cpe1"]
+    assert Topology.from_dict(json.loads(t.to_json())) == t
+    assert Topology.from_yaml(t.to_yaml()) == t
+    zero = Topology.from_dict(with_predeploy("pe1", {"storage_mb": 0, "standbys": 0}))
+    assert zero.nodes["pe1"].predeploy is not None  # allowed: the API's "none"
+
+
+PREDEPLOY_ERRORS: list[tuple[str, object, str, str]] = [
+    ("not a mapping", 5, "nodes.pe1.predeploy", "expected a mapping"),
+    ("empty", None, "nodes.pe1.predeploy", "expected a mapping"),
+    ("unknown key", {"storage_mb": 1, "standbys": 0, "disk": 1}, "nodes.pe1.predeploy.disk",
+     "unknown key (allowed: storage_mb, standbys)"),
+    ("images named", {"storage_mb": 1, "standbys": 0, "images": ["firewall"]},
+     "nodes.pe1.predeploy.images", "the policy picks them by demand"),
+    ("missing standbys", {"storage_mb": 1}, "nodes.pe1.predeploy.standbys", "missing"),
+    ("missing storage", {"standbys": 1}, "nodes.pe1.predeploy.storage_mb", "missing"),
+    ("negative budget", {"storage_mb": -1, "standbys": 0}, "nodes.pe1.predeploy.storage_mb",
+     "expected a number of MB between 0 and 1000000 (got -1)"),
+    ("text budget", {"storage_mb": "50MB", "standbys": 0}, "nodes.pe1.predeploy.storage_mb",
+     "(got '50MB')"),
+    ("boolean budget", {"storage_mb": True, "standbys": 0}, "nodes.pe1.predeploy.storage_mb",
+     "(got True)"),
+    ("nan budget", {"storage_mb": float("nan"), "standbys": 0},
+     "nodes.pe1.predeploy.storage_mb", "expected a number of MB"),
+    ("huge budget", {"storage_mb": 1e7, "standbys": 0}, "nodes.pe1.predeploy.storage_mb",
+     "between 0 and 1000000"),
+    ("negative pool", {"storage_mb": 1, "standbys": -1}, "nodes.pe1.predeploy.standbys",
+     "between 0 and 64 (got -1)"),
+    ("fractional pool", {"storage_mb": 1, "standbys": 1.5}, "nodes.pe1.predeploy.standbys",
+     "a whole number"),
+    ("pool past the API's bound", {"storage_mb": 1, "standbys": 65},
+     "nodes.pe1.predeploy.standbys", "between 0 and 64 (got 65)"),
+    ("pool with no storage", {"storage_mb": 0, "standbys": 2}, "nodes.pe1.predeploy.standbys",
+     "2 standby(s) but storage_mb is 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "value", "path", "message"), PREDEPLOY_ERRORS, ids=[c[0] for c in PREDEPLOY_ERRORS]
+)
+def test_predeploy_errors_name_the_key(label: str, value: object, path: str, message: str) -> None:
+    err = error_of(with_predeploy("pe1", value))
+    assert err.path == path, f"{label}: {err}"
+    assert message in err.problem, f"{label}: {err}"

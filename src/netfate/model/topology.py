@@ -10,12 +10,18 @@ File format (YAML or the same structure as JSON)::
     transit: 10.255.0.0/24        # operator-side addresses of node namespaces
     nodes:
       cpe1: {kind: cpe, lan: 192.168.1.0/24, cpu: 2, memory: 512MiB}
-      pe1:  {kind: pe}
+      pe1:  {kind: pe, predeploy: {storage_mb: 50, standbys: 2}}
     hosts:
       laptop1: {node: cpe1}       # ip: next free address of the node's first LAN
       tv:      {node: cpe1, ip: 192.168.1.20, kind: tv, mac: "02:00:00:00:00:20"}
     links:
       - {a: cpe1, b: pe1, rate: 100Mbit, delay: 5ms, loss: 0.1%, mtu: 1500}
+
+A node's `predeploy` is its pre-deploy budget, the fields `PUT
+/nodes/NODE/predeploy` takes: `storage_mb` (room for function images) and
+`standbys` (warm standbys kept ready); the orchestrator's policy picks the images
+(orchestrator/engine/predeploy.py). It is the file's default: a budget the
+operator sets through the API later wins over it, reloads included.
 
 Every check runs before anything is returned, so a `Topology` value is always
 complete and consistent: a builder never starts on a half-valid file. Errors
@@ -47,6 +53,7 @@ __all__ = [
     "LinkSpec",
     "NodeKind",
     "NodeSpec",
+    "PredeploySpec",
     "Topology",
     "TopologyError",
     "format_delay",
@@ -100,7 +107,12 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
 _NUM_UNIT_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z%]*)\s*$")
 
 _TOP_KEYS = ("name", "description", "transit", "nodes", "hosts", "links")
-_NODE_KEYS = ("kind", "lan", "lans", "cpu", "memory", "description")
+_NODE_KEYS = ("kind", "lan", "lans", "cpu", "memory", "description", "predeploy")
+_PREDEPLOY_KEYS = ("storage_mb", "standbys")
+# The API's bounds (orchestrator/api/schemas.py PredeployBudget): a file may not
+# set what an operator could not.
+MAX_PREDEPLOY_MB = 1_000_000
+MAX_STANDBYS = 64
 _HOST_KEYS = ("node", "ip", "mac", "kind", "description")
 _LINK_KEYS = ("a", "b", "rate", "delay", "loss", "mtu")
 
@@ -238,6 +250,16 @@ def format_memory(mib: int) -> str:
 
 
 @dataclass(frozen=True)
+class PredeploySpec:
+    """A node's pre-deploy budget as the file gives it (the API's fields)."""
+
+    storage_mb: float
+    """Room for pre-deployed function images (MB)."""
+    standbys: int
+    """Warm standbys kept ready."""
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """An edge node: one namespace and one OVS bridge in the testbed."""
 
@@ -251,6 +273,8 @@ class NodeSpec:
     transit_ip: IPv4Address
     """The node's operator-side address (in `Topology.transit`)."""
     description: str = ""
+    predeploy: PredeploySpec | None = None
+    """The file's pre-deploy budget; None: the file sets none."""
 
     @property
     def gateways(self) -> tuple[IPv4Address, ...]:
@@ -378,6 +402,11 @@ class Topology:
             }
             if n.description:
                 nd["description"] = n.description
+            if n.predeploy is not None:
+                nd["predeploy"] = {
+                    "storage_mb": n.predeploy.storage_mb,
+                    "standbys": n.predeploy.standbys,
+                }
             nodes[n.name] = nd
         out["nodes"] = nodes
         hosts: dict[str, Any] = {}
@@ -602,6 +631,7 @@ def _parse_node(
     cpu = _cpu(nd["cpu"], f"{path}.cpu") if "cpu" in nd else dcpu
     mem = parse_memory(nd["memory"], f"{path}.memory") if "memory" in nd else dmem
     ndesc = _text(nd["description"], f"{path}.description") if "description" in nd else ""
+    pre = _predeploy(nd["predeploy"], f"{path}.predeploy") if "predeploy" in nd else None
     return NodeSpec(
         name=nname,
         kind=kind,
@@ -611,7 +641,46 @@ def _parse_node(
         memory_mb=mem,
         transit_ip=transit.network_address + index + 1,
         description=ndesc,
+        predeploy=pre,
     )
+
+
+def _predeploy(raw: object, path: str) -> PredeploySpec:
+    """A node's `predeploy`: both fields, in the API's bounds, and a pool the budget
+    can hold (a standby is only ever of a kept image: no storage, no standby)."""
+    if raw is None or not isinstance(raw, Mapping):
+        raise TopologyError(path, "expected a mapping with storage_mb and standbys")
+    if "images" in raw:
+        raise TopologyError(
+            f"{path}.images",
+            "images are not named here: the policy picks them by demand within storage_mb "
+            "(GET /predeploy says which and why)",
+        )
+    _check_keys(raw, _PREDEPLOY_KEYS, path)
+    for key in _PREDEPLOY_KEYS:
+        if key not in raw:
+            raise TopologyError(f"{path}.{key}", "missing")
+    mb_raw, sb_raw = raw["storage_mb"], raw["standbys"]
+    mb = None
+    if isinstance(mb_raw, int | float) and not isinstance(mb_raw, bool):
+        mb = _finite(mb_raw)
+    if mb is None or not 0 <= mb <= MAX_PREDEPLOY_MB:
+        raise TopologyError(
+            f"{path}.storage_mb",
+            f"expected a number of MB between 0 and {MAX_PREDEPLOY_MB} (got {mb_raw!r})",
+        )
+    if isinstance(sb_raw, bool) or not isinstance(sb_raw, int) or not 0 <= sb_raw <= MAX_STANDBYS:
+        raise TopologyError(
+            f"{path}.standbys",
+            f"expected a whole number of standbys between 0 and {MAX_STANDBYS} (got {sb_raw!r})",
+        )
+    if sb_raw > 0 and mb == 0:
+        raise TopologyError(
+            f"{path}.standbys",
+            f"{sb_raw} standby(s) but storage_mb is 0: a standby is only ever of a kept "
+            "image, and no image fits",
+        )
+    return PredeploySpec(storage_mb=float(mb), standbys=sb_raw)
 
 
 def _node_kind(nd: Mapping[object, object], path: str) -> NodeKind:

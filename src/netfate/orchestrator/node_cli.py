@@ -68,6 +68,7 @@ def _show_plan(p: dict[str, Any]) -> None:
         f"{p['node']}: {p.get('used_mb', 0):.3f} of {b.get('storage_mb', 0):g} MB, "
         f"{b.get('standbys', 0)} standby slot(s); planned {p.get('standbys') or {}}, "
         f"ready {p.get('standbys_ready') or {}}"
+        + (f"; set by the {p['set_by']}" if p.get("set_by") else "")
     )
     for img in p.get("images") or []:
         mark = "kept   " if img["kept"] else "refused"

@@ -688,7 +688,8 @@ def desired_state(session: Session, node: str) -> dict[str, Any]:
         }
         out.append(spec)
     doc: dict[str, Any] = {"node": node, "revision": row.revision, "instances": out}
-    if row.predeploy:  # the pre-deploy policy's part (nfv/predeploy.py): images, standbys
+    # The pre-deploy policy's part (nfv/predeploy.py): images, standbys.
+    if predeploy.budget_of(row) is not None:
         doc["predeploy"] = predeploy.node_part(session, row)
     return doc
 

@@ -4,6 +4,12 @@ The policy itself is engine/predeploy.py (pure); this module reads its inputs
 (each node's `predeploy` budget, the instances created per node and function) and
 turns a node's plan into the part of its desired state its agent acts on:
 `predeploy: {"images": [...], "standbys": {function: n}}`.
+
+A budget comes from one of two places, recorded with it as `set_by`: the topology
+file (a node's `predeploy:`, applied by nfv/topology.py on each load) or the
+operator (`PUT /nodes/NODE/predeploy`). The operator's wins: a load, even of the
+same file again, leaves it alone, and an operator's 0 and 0 is kept as such (not
+erased) so that a reload does not bring the file's budget back.
 """
 
 from __future__ import annotations
@@ -21,9 +27,38 @@ from netfate.store.tables import DescriptorRow, InstanceRow, MigrationRow, NodeR
 def budget_of(row: NodeRow) -> policy.Budget | None:
     """The node's budget, or None when the operator set none (nothing pre-deployed)."""
     b = row.predeploy or {}
+    mb, standbys = float(b.get("storage_mb", 0.0)), int(b.get("standbys", 0))
+    if mb <= 0 and standbys <= 0:  # none, or an operator's 0 and 0
+        return None
+    return policy.Budget(mb, standbys)
+
+
+OPERATOR = "operator"
+TOPOLOGY = "topology"
+
+
+def set_by(row: NodeRow) -> str | None:
+    """Who set the node's budget: OPERATOR, TOPOLOGY, or None (nobody). A budget
+    stored before `set_by` was recorded could only have come from the operator."""
+    b = row.predeploy or {}
     if not b:
         return None
-    return policy.Budget(float(b.get("storage_mb", 0.0)), int(b.get("standbys", 0)))
+    return str(b.get("set_by", OPERATOR))
+
+
+def apply_file_budget(row: NodeRow, storage_mb: float | None, standbys: int) -> bool:
+    """A topology load's budget for the node (`storage_mb` None: the file sets none).
+    The operator's budget stays; the file's replaces the file's. True when the
+    node's budget changed (its agent must hear it)."""
+    if set_by(row) == OPERATOR:
+        return False
+    new: dict[str, Any] = {}
+    if storage_mb is not None:
+        new = {"storage_mb": storage_mb, "standbys": standbys, "set_by": TOPOLOGY}
+    if (row.predeploy or {}) == new:
+        return False
+    row.predeploy = new
+    return True
 
 
 def demand(session: Session) -> dict[tuple[str, str], int]:
@@ -94,13 +129,13 @@ def node_part(session: Session, row: NodeRow) -> dict[str, Any] | None:
 
 
 def set_budget(session: Session, node: str, storage_mb: float, standbys: int) -> set[str]:
-    """Record a node's budget and bump its revision, so its agent hears it at once.
-    0 MB and 0 standbys: no pre-deployment (its agent stops its standbys)."""
+    """Record an operator's budget for a node and bump its revision, so its agent
+    hears it at once. 0 MB and 0 standbys: no pre-deployment (its agent stops its
+    standbys), kept as the operator's so a topology reload does not undo it."""
     row = session.get(NodeRow, node)
     if row is None:
         raise NotFound(f"unknown node {node!r}")
-    some = storage_mb > 0 or standbys > 0
-    row.predeploy = {"storage_mb": storage_mb, "standbys": standbys} if some else {}
+    row.predeploy = {"storage_mb": storage_mb, "standbys": standbys, "set_by": OPERATOR}
     # coordinator.bump's atomic increment (imported from there it would be a circle:
     # the coordinator's desired_state calls node_part here).
     session.execute(
@@ -119,6 +154,7 @@ def view(p: policy.NodePlan, row: NodeRow | None) -> dict[str, Any]:
     return {
         "node": p.node,
         "budget": {"storage_mb": p.budget.storage_mb, "standbys": p.budget.standbys},
+        "set_by": set_by(row) if row is not None else None,
         "used_mb": round(p.used_mb, 6),
         "images": [
             {"function": c.function, "size_mb": c.size_mb, "kept": c.kept, "why": c.reason}

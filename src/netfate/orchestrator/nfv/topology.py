@@ -1,7 +1,9 @@
 """Load a topology into the database (nodes, LANs, links, hosts).
 
 Loading again with a changed file updates in place: nodes keep their status and
-agents; a node that still has live instances cannot be removed.
+agents; a node that still has live instances cannot be removed. A node's
+`predeploy:` becomes its pre-deploy budget unless the operator set one through the
+API (nfv/predeploy.py: the operator's wins, on every reload).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from netfate.model.lifecycle import LIVE
 from netfate.model.topology import Topology
+from netfate.orchestrator.nfv import predeploy
 from netfate.orchestrator.nfv.coordinator import lock_nodes
 from netfate.orchestrator.nfv.errors import Conflict
 from netfate.store.tables import (
@@ -57,6 +60,12 @@ def load_topology(session: Session, topo: Topology) -> set[str]:
         row.cpu = float(spec.cpu)
         row.memory_mb = int(spec.memory_mb)
         row.datapath_id = f"{spec.datapath_id:016x}"
+        pre = spec.predeploy
+        changed = predeploy.apply_file_budget(
+            row, pre.storage_mb if pre else None, pre.standbys if pre else 0
+        )
+        if changed:  # its agent hears the new plan (the lock above is held)
+            row.revision = (row.revision or 0) + 1
     session.flush()
     for name in names:
         for lan in topo.nodes[name].lans:
