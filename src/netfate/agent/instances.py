@@ -370,6 +370,8 @@ class Instance:
             int(self.spec.get("memory_mb", 64)),
             entered=entered,
         )
+        if entered_as is not None and not entered:
+            cgroups.remove(entered_as)  # not renamed: the process moved out, it is empty
         self.limits = lim.detail
         self.save()
 

@@ -360,6 +360,9 @@ class Pool:
             if pid and _ours(pid, sid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 2.0  # gone before its cgroup is removed
+                while _ours(pid, sid) and time.monotonic() < deadline:
+                    time.sleep(0.01)
             Standby(self.ctx, "", sid).teardown()
             gone.append(sid)
         return gone
