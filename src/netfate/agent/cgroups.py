@@ -94,6 +94,10 @@ def apply(group: str, pid: int, cpu: float, memory_mb: int, *, entered: bool = F
     return Limits(group, True, f"cpu {cpu:g} cores, memory {memory_mb} MiB")
 
 
+def exists(group: str) -> bool:
+    return any(d.exists() for d in _dirs(group))
+
+
 def remove(group: str) -> None:
     for d in _dirs(group):
         with contextlib.suppress(OSError):

@@ -194,7 +194,13 @@ class Standby:
             links.delete_link(c.ovs_netns, self.port)
         with contextlib.suppress(Exception):
             netns.remove(self.netns)
-        cgroups.remove(self.netns)  # (empty once its process is gone; renamed if taken)
+        # Empty once its process is gone (renamed if taken): a process that is still
+        # exiting keeps it busy for a moment, and a group left behind is never removed.
+        deadline = time.monotonic() + 2.0
+        cgroups.remove(self.netns)
+        while cgroups.exists(self.netns) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            cgroups.remove(self.netns)
         for suffix in (".pool", ".sock", ".sock.ready", ".log"):
             with contextlib.suppress(FileNotFoundError):
                 self.path(suffix).unlink()
