@@ -326,3 +326,22 @@ def test_cgroups_entered_in_advance_are_renamed_and_the_process_not_moved(
     assert (inst / "memory.max").read_text() == str(64 << 20)
     assert "cgroup.procs" not in writes  # no move: it is in the group already
     assert not cgroups.rename("nft-cpe1-sb-gone", "nft-cpe1-i-2")  # then apply moves it
+
+
+def test_a_runs_cgroups_are_removed_by_prefix_and_no_other_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """testbed/cleanup.py's sweep: an agent leaves its instances running when it
+    stops, so their groups (and a standby's stopped too late) outlive the run."""
+    from netfate.agent import cgroups
+
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)  # a v1 layout: cpu and memory
+    names = ["nf1a2b-cpe1-i-00000001", "nf1a2b-cpe1-sb-0000000a", "nf1a2b0-cpe1-i-2",
+             "nf9999-cpe1-i-00000003"]  # fmt: skip
+    for h in ("cpu", "memory"):
+        for n in names:
+            (tmp_path / h / "netfate" / n).mkdir(parents=True)
+    assert cgroups.remove_prefixed("nf1a2b") == []
+    for h in ("cpu", "memory"):
+        left = sorted(d.name for d in (tmp_path / h / "netfate").iterdir())
+        assert left == ["nf1a2b0-cpe1-i-2", "nf9999-cpe1-i-00000003"]

@@ -102,3 +102,19 @@ def remove(group: str) -> None:
     for d in _dirs(group):
         with contextlib.suppress(OSError):
             os.rmdir(d)
+
+
+def remove_prefixed(prefix: str) -> list[str]:
+    """Remove every group named `prefix`-… (a testbed run's: its instances' and warm
+    standbys' groups, which outlive processes killed at the run's end). Only empty
+    groups go (rmdir); returns the names of those that would not."""
+    bases = [ROOT / "netfate"] if _v2() else [ROOT / "cpu" / "netfate", ROOT / "memory" / "netfate"]
+    busy = []
+    for base in bases:
+        for d in sorted(base.glob(f"{prefix}-*")):
+            if d.is_dir():
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    busy.append(d.name)
+    return busy
