@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import re
 import socket
 import struct
 import sys
@@ -260,6 +261,13 @@ def make_before_break(sc: Any, server_ns: str, node: str, settle: float) -> dict
         if rec.get("finished_at") and rec.get("started_at")
         else None,
         "state_bytes": mig["state_bytes"],
+        "stamps": {
+            "accept": t_accept,
+            "running": t_running,
+            "enforced": t_enforced,
+            "requested": rec.get("started_at"),
+            "done": rec.get("finished_at"),
+        },
         "udp": udp.stop(),
         "tcp": tcp.stop(),
     }
@@ -278,6 +286,32 @@ def wait_standby(sc: Any, node: str, timeout: float = 60.0) -> None:
         time.sleep(0.05)
     plan = sc.api("GET", "/predeploy").get(node)
     raise RuntimeError(f"no warm standby of the firewall at {node} after {timeout} s: {plan}")
+
+
+TAKE_STAMPS_RE = re.compile(r"heard at ([\d.]+), serving at ([\d.]+)")
+HOPS = (
+    ("accept_to_migration_requested", "accept", "requested"),
+    ("requested_to_target_agent_heard", "requested", "heard"),
+    ("target_take_to_serving", "heard", "serving"),
+    ("serving_to_migration_done", "serving", "done"),
+    ("done_to_enforced", "done", "enforced"),
+    ("accept_to_enforced", "accept", "enforced"),
+)
+"""A move's hops, one clock (this machine): the login answer (accept), the
+migration's record (requested: in the Access-Accept's transaction, or just after;
+done: the target's report), the target agent's log for a warm take (heard: the
+desired state with the standby copy arrived; serving: the standby wired and
+configured) and the controller's confirmation (enforced). Negative: that stamp
+came first (a migration requested before the login's answer reached the client)."""
+
+
+def med_of(stamps: list[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    xs = sorted(
+        round((float(st[b]) - float(st[a])) * 1e3, 1)
+        for st in stamps
+        if st.get(a) is not None and st.get(b) is not None
+    )
+    return {"median": xs[len(xs) // 2] if xs else None, "all": xs}
 
 
 def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dict[str, Any]:
@@ -304,6 +338,8 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
             r["took_a_warm_standby"] = bool(took)
             if took:
                 r["agent_log"] = took[-1].split("instance ", 1)[-1]
+                if m := TAKE_STAMPS_RE.search(r["agent_log"]):
+                    r["stamps"] |= {"heard": float(m.group(1)), "serving": float(m.group(2))}
             if kind == "warm":
                 r["plan"] = {k: plan.get(k) for k in ("images", "standbys", "standbys_why")}
             runs[kind].append(r)
@@ -327,6 +363,9 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
                       "migration_request_to_done_ms", "udp_handover_max_gap_ms")
         }  # fmt: skip
         out[kind]["took_a_warm_standby"] = [r["took_a_warm_standby"] for r in runs[kind]]
+        out[kind]["breakdown_ms"] = {
+            name: med_of([r["stamps"] for r in runs[kind]], a, b) for name, a, b in HOPS
+        }
         out[kind]["tcp_survived"] = [r["tcp"]["survived"] for r in runs[kind]]
     w = out["warm"]["accept_to_enforced_ms"]["median"]
     c = out["cold"]["accept_to_enforced_ms"]["median"]

@@ -515,6 +515,7 @@ def bench_warm(api: Api, a: argparse.Namespace) -> dict[str, Any]:
     refill: list[float] = []
     taken = 0
     failures: list[str] = []
+    stamps: dict[str, dict[str, float]] = {}
     try:
         for i in range(a.warm):
             for node, out in ((a.node, warm), (a.cold_node, cold)):
@@ -522,8 +523,16 @@ def bench_warm(api: Api, a: argparse.Namespace) -> dict[str, Any]:
                 waited = _wait_standby(api, a.node, "counter") * 1e3
                 if node == a.node:
                     refill.append(waited)
+                posted = time.time()
                 inst = api.call("POST", "/instances", {"descriptor": "counter", "node": node})
+                answered = time.time()
                 d = api.wait_state(inst["id"], ("running", "failed"))
+                seen = time.time()
+                if node == a.node:
+                    stamps[inst["id"]] = {
+                        "posted": posted, "answered": answered, "seen": seen,
+                        **{t["state"]: t["at"] for t in reversed(d["transitions"])},
+                    }  # fmt: skip
                 if d["state"] == "failed":
                     failures.append(f"{inst['id']}: {d.get('detail', '')[:200]}")
                 else:
@@ -553,7 +562,43 @@ def bench_warm(api: Api, a: argparse.Namespace) -> dict[str, Any]:
         "failed": failures,
         "ratio_warm_vs_cold_median": c.ratio(w.get("median"), k.get("median")),
         "goal_warm_median_under_20_ms": (w.get("median") or 1e9) < 20,
+        "stamps": stamps,
     }
+
+
+WARM_STAMPS_RE = re.compile(
+    r"instance (i-[0-9a-f]+) \w+ in \d+ ms from warm standby .*heard at ([\d.]+), "
+    r"serving at ([\d.]+), done at ([\d.]+)\)"
+)
+
+HOPS = (
+    ("client_to_api", "posted", "requested"),
+    ("api_answer", "requested", "answered"),
+    ("requested_to_agent_heard", "requested", "heard"),
+    ("agent_take_to_serving", "heard", "serving"),
+    ("agent_limits_and_task_end", "serving", "done"),
+    ("agent_report_to_running", "done", "running"),
+    ("requested_to_running", "requested", "running"),
+    ("running_to_client_seen", "running", "seen"),
+)
+"""A warm create's hops, each from one stamp to the next (one machine, one clock):
+the client's (posted, answered, seen), the orchestrator's transitions (requested,
+starting, running) and the agent's log (heard: the desired state arrived; serving:
+wired and ready; done: limits applied, the task over, the report next)."""
+
+
+def warm_breakdown(stamps: dict[str, dict[str, float]], log_text: str) -> dict[str, Any]:
+    """Per hop, milliseconds over the warm creates whose agent line has stamps."""
+    c = _c()
+    for m in WARM_STAMPS_RE.finditer(log_text):
+        st = stamps.get(m.group(1))
+        if st is not None:
+            st.update(heard=float(m.group(2)), serving=float(m.group(3)), done=float(m.group(4)))
+    out: dict[str, Any] = {}
+    for name, a, b in HOPS:
+        xs = [(st[b] - st[a]) * 1e3 for st in stamps.values() if a in st and b in st]
+        out[name] = c.summary(xs, 1)
+    return out
 
 
 def bench_migrations(api: Api, tb: Any, a: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -741,6 +786,9 @@ def run(argv: list[str]) -> dict[str, Any]:
                             "warm_take": c.summary(warm_takes(wl), 1),
                             "cold_start": c.summary(agent_start_breakdown(cl)["total"], 1),
                         }
+                        result["create_warm"]["breakdown_ms"] = warm_breakdown(
+                            result["create_warm"].pop("stamps"), wl
+                        )
                         result["create_warm"]["agent_log_warm_lines"] = [
                             ln.split("instance ", 1)[-1] for ln in wl.splitlines()
                             if "from warm standby" in ln

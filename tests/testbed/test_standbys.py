@@ -102,6 +102,16 @@ def pids_in(ns: str) -> set[int]:
     return out
 
 
+def cgroup_names() -> set[str]:
+    """Groups under netfate/ in every hierarchy mounted here (v1 or v2)."""
+    root = Path("/sys/fs/cgroup")
+    return {d.name for d in root.glob("**/netfate/*") if d.is_dir()}
+
+
+def standby_cgroups(bed: Bed) -> set[str]:
+    return {n for n in cgroup_names() if n.startswith(f"{bed.tb.prefix}-cpe1-sb-")}
+
+
 def ask_counter(bed: Bed, ip: str) -> dict[str, Any]:
     """One datagram from laptop1 to the counter at `ip`, its answer."""
     s = netns.socket_in(bed.tb.netns_of("laptop1"), socket.AF_INET, socket.SOCK_DGRAM)
@@ -149,6 +159,9 @@ def test_a_create_is_served_by_the_warm_standby_and_nothing_is_left(bed: Bed) ->
     assert pids_in(ns) == {sb_pid}, "in the standby's namespace, under the instance's name"
     assert sb_ns not in bed.standby_namespaces()
     assert f"instance:{inst['id']}" in bed.instance_ports(), "the port is the instance's now"
+    # Its limits' group is the standby's, renamed (the process was not moved).
+    assert f"/netfate/{ns}\n" in Path(f"/proc/{sb_pid}/cgroup").read_text() + "\n"
+    assert not standby_cgroups(bed), "no group under the standby's name"
     answer = ask_counter(bed, d["ip"].split("/")[0])
     assert answer["instance"] == inst["id"] and answer["count"] == 1
 
@@ -176,3 +189,6 @@ def test_a_create_is_served_by_the_warm_standby_and_nothing_is_left(bed: Bed) ->
     wait_for(lambda: bed.standby_namespaces() == [], "the standbys stopped")
     wait_for(lambda: not os.path.exists(f"/proc/{refill_pid}/ns"), "the standby's process gone")
     wait_for(lambda: bed.instance_ports() == [], "no port of a standby or instance on the bridge")
+    assert not standby_cgroups(bed) and not any(
+        n.startswith(f"{bed.tb.prefix}-cpe1-") for n in cgroup_names()
+    ), "no group of a standby or an instance left"

@@ -143,3 +143,25 @@ def test_topology_variants() -> None:
     assert [lk.rate_bps for lk in flat.links] == [lk.rate_bps for lk in as_is.links]
     assert lc.path_delay_ms(as_is, "cpe1", "cpe2") == pytest.approx(10.0)
     assert lc.path_delay_ms(flat, "cpe1", "cpe2") == 0.0
+
+
+def test_a_warm_creates_hops_come_from_the_client_the_orchestrator_and_the_agent_log() -> None:
+    stamps = {
+        "i-0000000a": {"posted": 99.990, "requested": 100.000, "answered": 100.010,
+                       "starting": 100.050, "running": 100.060, "seen": 100.080},
+        "i-0000000b": {"posted": 200.0, "requested": 200.005, "running": 200.2},  # no log line
+    }  # fmt: skip
+    log = (
+        "2026-12-07 22:00:00,000 agent[cpe1] INFO instance i-0000000a active in 20 ms from "
+        "warm standby sb-1 (files 1, then take 2, attach 3, ready 4; pid 7, cpu 0.1 cores, "
+        "memory 64 MiB; heard at 100.0200, serving at 100.0400, done at 100.0450)\n"
+    )
+    hops = lc.warm_breakdown(stamps, log)
+    assert hops["requested_to_agent_heard"]["median"] == pytest.approx(20.0)
+    assert hops["agent_take_to_serving"]["median"] == pytest.approx(20.0)
+    assert hops["agent_limits_and_task_end"]["median"] == pytest.approx(5.0)
+    assert hops["agent_report_to_running"]["median"] == pytest.approx(15.0)
+    assert hops["running_to_client_seen"]["median"] == pytest.approx(20.0)
+    assert hops["client_to_api"]["median"] == pytest.approx(7.5)  # of 10 and 5
+    # Both creates have the orchestrator's stamps; only one has the agent's.
+    assert hops["requested_to_running"]["n"] == 2 and hops["agent_take_to_serving"]["n"] == 1

@@ -97,6 +97,9 @@ class FakeStandby:
     def spawn(self) -> None:
         self.up = True
 
+    def enter_group(self) -> None:
+        self.entered = True
+
     async def wait_ready(self) -> None:
         pass
 
@@ -249,3 +252,97 @@ def test_the_cli_sets_a_budget_and_shows_each_decision_with_its_reason(
     assert "ready {'counter': 1}; set by the topology" in r.output
     half = CliRunner().invoke(node_cli.app, ["predeploy", "cpe1", "--standbys", "1"])
     assert half.exit_code != 0 and len(calls) == 2  # refused before any request
+
+
+def test_will_take_counts_the_ready_standbys_of_each_function(pool: standbys.Pool) -> None:
+    async def go() -> None:
+        pool.plan({"images": ["counter", "firewall"], "standbys": {"counter": 1, "firewall": 1}})
+        await pool.converge()
+        assert all(getattr(s, "entered", False) for s in FakeStandby.made)  # once ready
+        assert pool.will_take(["counter"]) and pool.will_take(["counter", "firewall"])
+        assert not pool.will_take(["counter", "counter"])  # one standby of it only
+        assert not pool.will_take(["forwarder"])
+        assert pool.take("counter") is not None
+        assert not pool.will_take(["counter"]) and pool.will_take(["firewall"])
+
+    asyncio.run(go())
+
+
+def _agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str]]:
+    from netfate.agent.agent import Agent, AgentConfig
+    from netfate.host.ovs import Vsctl
+
+    ctx = NodeContext("cpe1", "nft0", tmp_path, "br0", Vsctl("unix:/nonexistent"))
+    agent = Agent(AgentConfig(ctx=ctx, orchestrator="http://127.0.0.1:9"))
+    spawned: list[str] = []
+
+    def spawn(iid: str, coro: Any) -> None:
+        coro.close()  # not run: only which instance got a task
+        spawned.append(iid)
+
+    monkeypatch.setattr(agent.sup, "spawn", spawn)
+    return agent, spawned
+
+
+def test_a_start_that_a_warm_standby_takes_is_reported_by_its_take_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agent.converge: a desired state whose only acts are starts that ready standbys
+    take asks for no report now (the take reports running as it ends); any other
+    act, or none, still reports at once."""
+    agent, spawned = _agent(tmp_path, monkeypatch)
+    agent.sup.pool.ready["counter"] = [FakeStandby(agent.ctx, "counter")]
+    one = {"revision": 2, "instances": [_spec("i-00000001", "counter")]}
+    assert agent.converge(one) is False
+    assert spawned == ["i-00000001"]
+    two = {"revision": 3, "instances": [_spec("i-00000001", "counter"),
+                                        _spec("i-00000002", "counter")]}  # fmt: skip
+    assert agent.converge(two) is True  # one standby for two starts: one is cold
+    assert agent.converge({"revision": 4, "instances": []}) is True  # nothing to do
+
+
+def test_cgroups_entered_in_advance_are_renamed_and_the_process_not_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netfate.agent import cgroups
+
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    (tmp_path / "cgroup.controllers").write_text("cpu memory")  # a v2 hierarchy
+    assert cgroups.enter("nft-cpe1-sb-1", 4242)
+    sb = tmp_path / "netfate" / "nft-cpe1-sb-1"
+    assert (sb / "cgroup.procs").read_text() == "4242"
+    writes: list[str] = []
+    real = Path.write_text
+
+    def record(self: Path, data: str, *a: Any, **k: Any) -> int:
+        writes.append(self.name)
+        return real(self, data, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", record)
+    assert cgroups.rename("nft-cpe1-sb-1", "nft-cpe1-i-1")
+    lim = cgroups.apply("nft-cpe1-i-1", 4242, 0.1, 64, entered=True)
+    inst = tmp_path / "netfate" / "nft-cpe1-i-1"
+    assert lim.applied and not sb.exists()
+    assert (inst / "cpu.max").read_text() == "1000 10000"
+    assert (inst / "memory.max").read_text() == str(64 << 20)
+    assert "cgroup.procs" not in writes  # no move: it is in the group already
+    assert not cgroups.rename("nft-cpe1-sb-gone", "nft-cpe1-i-2")  # then apply moves it
+
+
+def test_a_runs_cgroups_are_removed_by_prefix_and_no_other_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """testbed/cleanup.py's sweep: an agent leaves its instances running when it
+    stops, so their groups (and a standby's stopped too late) outlive the run."""
+    from netfate.agent import cgroups
+
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)  # a v1 layout: cpu and memory
+    names = ["nf1a2b-cpe1-i-00000001", "nf1a2b-cpe1-sb-0000000a", "nf1a2b0-cpe1-i-2",
+             "nf9999-cpe1-i-00000003"]  # fmt: skip
+    for h in ("cpu", "memory"):
+        for n in names:
+            (tmp_path / h / "netfate" / n).mkdir(parents=True)
+    assert cgroups.remove_prefixed("nf1a2b") == []
+    for h in ("cpu", "memory"):
+        left = sorted(d.name for d in (tmp_path / h / "netfate").iterdir())
+        assert left == ["nf1a2b0-cpe1-i-2", "nf9999-cpe1-i-00000003"]

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,8 +155,10 @@ class Agent:
         backoff = 0.2
         while True:
             try:
-                self.converge(await self.orchestrator.desired(self.revision, self.cfg.heartbeat_s))
-                self.changed.set()
+                if self.converge(
+                    await self.orchestrator.desired(self.revision, self.cfg.heartbeat_s)
+                ):
+                    self.changed.set()
                 backoff = 0.2
             except (httpx.HTTPError, OSError, ValueError) as e:
                 log.warning("orchestrator unreachable (%s); retrying in %.1f s", e, backoff)
@@ -188,9 +191,13 @@ class Agent:
 
     # ---------------------------------------------------------------- converge
 
-    def converge(self, state: dict[str, Any]) -> None:
+    def converge(self, state: dict[str, Any]) -> bool:
         """Act on a desired state: the decision is converge.decide's, the acts are
-        tasks of the parts (none of them waits here)."""
+        tasks of the parts (none of them waits here). True: report now; False when
+        every act is a start a warm standby here takes (Pool.will_take): its task
+        reports it running within milliseconds, and a report of it "starting" sent
+        meanwhile would only compete with the take and delay that report."""
+        self.sup.heard_at = time.time()
         self.revision = int(state.get("revision", -1))
         desired = {str(s["id"]): s for s in state.get("instances", [])}
         self.desired = desired
@@ -202,7 +209,10 @@ class Agent:
             for iid, inst in sup.instances.items()
         }
         records = {rec.instance: rec for rec in self.records}
-        for act in converge.decide(desired, local, sup.tasks, sup.failed, records):
+        acts = converge.decide(desired, local, sup.tasks, sup.failed, records)
+        starts = [str(a.spec.get("function")) for a in acts if isinstance(a, converge.Start)]
+        report_now = not (acts and len(starts) == len(acts) and sup.pool.will_take(starts))
+        for act in acts:
             match act:
                 case converge.Forget(rec):
                     self.records.forget(rec.instance)
@@ -228,3 +238,4 @@ class Agent:
                 case converge.ClearFailure(iid):
                     del sup.failed[iid]
         self.source.prune(desired)
+        return report_now

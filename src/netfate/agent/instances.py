@@ -31,7 +31,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -182,6 +181,9 @@ class Instance:
     port_name: str | None = None
     """Its bridge port when not its own name's: the warm standby's, wired in advance."""
     _garp: socket.socket | None = field(default=None, repr=False)
+    _rtnl: socket.socket | None = field(default=None, repr=False)
+    """An rtnetlink socket in its namespace, opened by the warm standby it takes
+    (attach uses and closes it): no helper thread and setns at the take."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- names
@@ -238,35 +240,25 @@ class Instance:
 
     def attach(self) -> None:
         """The wiring left to do in a warm standby (standbys.py), whose veth into the
-        bridge exists, port down, since before the request: its address, MAC and
-        route, the port's label in Open vSwitch (no wait for vswitchd: only the
-        database row changes), then the port up. Netlink operations: milliseconds."""
+        bridge exists, port down, since before the request, with its sockets open
+        (rtnetlink and announcer in its namespace, the switch-side port looked up):
+        its address, MAC and route, the port's label in Open vSwitch (one OVSDB
+        transaction from this process, no wait for vswitchd: only the database row
+        changes), then the port up. Netlink operations: milliseconds."""
         c = self.ctx
-        # The label is another process (ovs-vsctl): it runs while netlink does the rest.
-        failed: list[BaseException] = []
-
-        def relabel() -> None:
-            try:
-                c.vsctl.set_peer(self.port, f"instance:{self.id}")
-            except BaseException as e:  # raised below, in the caller's thread
-                failed.append(e)
-
-        label = threading.Thread(target=relabel)
-        label.start()
-        try:
-            if (mtu := self.link_mtu) is not None:
-                links.set_mtu(c.ovs_netns, self.port, mtu)
-            links.configure(
-                self.netns, IFNAME, mac=str(self.spec["mac"]), mtu=mtu,
-                cidr=str(self.spec["ip"]) if self.spec.get("ip") else None,
-                gateway=str(self.spec["gateway"]) if self.spec.get("gateway") else None,
-            )  # fmt: skip
-            self._announcer()
+        if (mtu := self.link_mtu) is not None:
+            links.set_mtu(c.ovs_netns, self.port, mtu)
+        sock, self._rtnl = self._rtnl, None
+        links.configure(
+            self.netns, IFNAME, mac=str(self.spec["mac"]), mtu=mtu,
+            cidr=str(self.spec["ip"]) if self.spec.get("ip") else None,
+            gateway=str(self.spec["gateway"]) if self.spec.get("gateway") else None,
+            sock=sock,
+        )  # fmt: skip
+        c.vsctl.set_peer(self.port, f"instance:{self.id}")
+        self._announcer()
+        if not c.ports.prepared(self.port):
             c.ports.prepare(self.port)
-        finally:
-            label.join()
-        if failed:
-            raise failed[0]
         if self.role == InstanceRole.ACTIVE:
             self.bring_up()
 
@@ -361,17 +353,25 @@ class Instance:
         self.path(".pid").write_text(str(self.pid))
         self.save()
 
-    def limit(self) -> None:
+    def limit(self, entered_as: str | None = None) -> None:
         """Apply the descriptor's CPU and memory limits. Called once the function is
-        ready: interpreter start-up under a 0.1-core quota would take ten times longer."""
+        ready: interpreter start-up under a 0.1-core quota would take ten times longer.
+        `entered_as`: the group the process already sits in without limits (a warm
+        standby's, cgroups.enter): renamed to the instance's, so the process is not
+        moved."""
         if self.pid is None:
             return
+        group = f"{self.ctx.prefix}-{self.ctx.node}-{self.id}"
+        entered = entered_as is not None and cgroups.rename(entered_as, group)
         lim = cgroups.apply(
-            f"{self.ctx.prefix}-{self.ctx.node}-{self.id}",
+            group,
             self.pid,
             float(self.spec.get("cpu", 0.1)),
             int(self.spec.get("memory_mb", 64)),
+            entered=entered,
         )
+        if entered_as is not None and not entered:
+            cgroups.remove(entered_as)  # not renamed: the process moved out, it is empty
         self.limits = lim.detail
         self.save()
 
@@ -450,9 +450,10 @@ class Instance:
 
     def teardown(self) -> None:
         c = self.ctx
-        if self._garp is not None:
-            self._garp.close()
-            self._garp = None
+        for sock in (self._garp, self._rtnl):
+            if sock is not None:
+                sock.close()
+        self._garp = self._rtnl = None
         c.ports.forget(self.port)
         with contextlib.suppress(Exception):
             c.vsctl.del_port(self.port, c.bridge)

@@ -86,6 +86,10 @@ class PortSwitch:
         setting it later costs only the request."""
         self._worker.submit(self._ready, ifname).result()
 
+    def prepared(self, ifname: str) -> bool:
+        """Was the port looked up already (prepare), and the socket opened?"""
+        return ifname in self._index and self._sock is not None
+
     def forget(self, ifname: str) -> None:
         """The port is gone (a new one of that name gets another index)."""
         self._index.pop(ifname, None)

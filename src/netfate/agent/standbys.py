@@ -43,6 +43,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from netfate.agent import cgroups
 from netfate.agent.instances import (
     IFNAME,
     InstanceError,
@@ -81,6 +83,12 @@ class Standby:
         self.id = sid or f"sb-{secrets.token_hex(4)}"
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self.cgroup: str | None = None
+        """Its cgroup (cgroups.enter), which the instance taking it renames."""
+        self.rtnl: socket.socket | None = None
+        """An rtnetlink socket in its namespace, for the take's addresses."""
+        self.garp: socket.socket | None = None
+        """The announcer (a packet socket on its interface), for the take's ARP."""
 
     @property
     def netns(self) -> str:
@@ -111,6 +119,14 @@ class Standby:
             links.tx_offload_off(self.netns, IFNAME)
             links.tx_offload_off(c.ovs_netns, self.port)
         c.vsctl.add_port(c.bridge, self.port, peer=f"instance:{self.id}")
+        # What the take would otherwise open: sockets in the namespace (each a helper
+        # thread and a setns; a packet socket's creation waits for the kernel's RCU)
+        # and the switch-side port's index. They stay valid across the rename.
+        self.rtnl = links.rtnl_socket(self.netns)
+        garp = netns.socket_in(self.netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.garp = garp
+        garp.bind((IFNAME, 0))  # protocol 0: send only, no receive hook
+        c.ports.prepare(self.port)
         args = [self.function, "--instance", self.id, "--control", self.control, "--pool"]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.control + ".ready")
@@ -134,6 +150,13 @@ class Standby:
         doc = {"function": self.function, "pid": self.pid, "netns": self.netns}
         write_private(self.path(".pool"), json.dumps(doc))
 
+    def enter_group(self) -> None:
+        """A cgroup of its own, no limits yet, once it is ready: the take renames it
+        and sets them, with no process to move. Entered after its imports, as a cold
+        start is moved once ready: what it charged so far stays where it was."""
+        if self.pid is not None and cgroups.enter(self.netns, self.pid):
+            self.cgroup = self.netns
+
     async def wait_ready(self, timeout: float = 15.0) -> None:
         ready = Path(self.control + ".ready")
         deadline = time.monotonic() + timeout
@@ -154,8 +177,16 @@ class Standby:
         await stop_process(self.control, {"op": "stop"}, self.alive, lambda: self.pid, 2.0)
         await asyncio.to_thread(self.teardown)
 
+    def sockets(self) -> tuple[socket.socket | None, socket.socket | None]:
+        """Its rtnetlink and announcer sockets, handed to the instance that takes it."""
+        out, self.rtnl, self.garp = (self.rtnl, self.garp), None, None
+        return out
+
     def teardown(self) -> None:
         c = self.ctx
+        for sock in self.sockets():
+            if sock is not None:
+                sock.close()
         c.ports.forget(self.port)
         with contextlib.suppress(Exception):
             c.vsctl.del_port(self.port, c.bridge)
@@ -163,6 +194,13 @@ class Standby:
             links.delete_link(c.ovs_netns, self.port)
         with contextlib.suppress(Exception):
             netns.remove(self.netns)
+        # Empty once its process is gone (renamed if taken): a process that is still
+        # exiting keeps it busy for a moment, and a group left behind is never removed.
+        deadline = time.monotonic() + 2.0
+        cgroups.remove(self.netns)
+        while cgroups.exists(self.netns) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            cgroups.remove(self.netns)
         for suffix in (".pool", ".sock", ".sock.ready", ".log"):
             with contextlib.suppress(FileNotFoundError):
                 self.path(suffix).unlink()
@@ -217,6 +255,13 @@ class Pool:
     def counts(self) -> dict[str, int]:
         """Standbys ready, per function."""
         return {fn: len(sbs) for fn, sbs in self.ready.items() if sbs}
+
+    def will_take(self, functions: list[str]) -> bool:
+        """Would starts of `functions` (one each) all find a ready standby here?"""
+        need: dict[str, int] = {}
+        for fn in functions:
+            need[fn] = need.get(fn, 0) + 1
+        return all(len(self.ready.get(fn) or []) >= n for fn, n in need.items())
 
     def take(self, function: str) -> Standby | None:
         """A ready standby of `function`, out of the pool, or None (cold start)."""
@@ -288,6 +333,7 @@ class Pool:
                 try:
                     await asyncio.to_thread(sb.spawn)
                     await sb.wait_ready()
+                    await asyncio.to_thread(sb.enter_group)
                 except Exception as e:
                     log.warning("warm standby of %s did not start: %s", fn, e)
                     await sb.stop()
@@ -320,6 +366,9 @@ class Pool:
             if pid and _ours(pid, sid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 2.0  # gone before its cgroup is removed
+                while _ours(pid, sid) and time.monotonic() < deadline:
+                    time.sleep(0.01)
             Standby(self.ctx, "", sid).teardown()
             gone.append(sid)
         return gone

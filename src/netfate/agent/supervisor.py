@@ -54,6 +54,9 @@ class Supervisor:
         self.failed: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.pool = Pool(ctx, changed)
+        self.heard_at = 0.0
+        """When the agent last heard a desired state (time.time()): the start of a
+        take's stamps in the log (bench/lifecycle.py's breakdown)."""
         self.ports_changed: Callable[[], Coroutine[Any, Any, None]] | None = None
         """Read the bridge's ports again and report (the agent's Figures.refresh_ports)."""
 
@@ -170,8 +173,10 @@ class Supervisor:
     ) -> None:
         """Start a copy in a warm standby: its namespace and process become the
         instance's; what is left is the wiring and the configuration (standbys.py)."""
+        heard = self.heard_at
         inst = Instance(spec=spec, ctx=self.ctx, role=role, from_standby=True, port_name=sb.port)
         inst.pid = sb.pid
+        inst._rtnl, inst._garp = sb.sockets()
         t0 = time.perf_counter()
         try:
             inst.vet()  # the configuration, as a cold start checks it
@@ -191,7 +196,6 @@ class Supervisor:
             sb.handed_over()
             take = {"op": "take", "instance": inst.id, "control": inst.control,
                     "config_file": str(cfg), "standby": role == InstanceRole.STANDBY}  # fmt: skip
-            await control_call(sb.control, take, timeout=5.0)
             tt = time.perf_counter()
             marks: dict[str, float] = {}
 
@@ -199,13 +203,20 @@ class Supervisor:
                 await aw
                 marks[name] = (time.perf_counter() - tt) * 1e3
 
+            async def configure() -> None:
+                await timed("take", control_call(sb.control, take, timeout=5.0))
+                await inst.wait_ready()
+
+            # The wiring needs only the namespace: it runs while the process takes its
+            # configuration (as a cold start wires while the interpreter starts).
             await asyncio.gather(
-                timed("attach", asyncio.to_thread(inst.attach)), timed("ready", inst.wait_ready())
+                timed("attach", asyncio.to_thread(inst.attach)), timed("ready", configure())
             )
             t1 = time.perf_counter()
+            serving = time.time()
             if self.ports_changed is not None:  # its port's new label, reported now
                 self.keep(asyncio.create_task(self.ports_changed()))  # (not waited for)
-            await asyncio.to_thread(inst.limit)
+            await asyncio.to_thread(inst.limit, sb.cgroup)
         except Exception as e:
             detail = str(e) or type(e).__name__
             log.error("instance %s failed to start from standby %s: %s", inst.id, sb.id, detail)
@@ -219,10 +230,11 @@ class Supervisor:
             self.announce_later(inst)
         self.pool.refill()  # now that it serves: the refill does not slow this take
         log.info(
-            "instance %s %s in %.0f ms from warm standby %s (take %.0f, then attach "
-            "%.0f, ready %.0f; pid %s, %s)",
-            inst.id, role, (t1 - t0) * 1e3, sb.id, (tt - t0) * 1e3, marks.get("attach", 0),
-            marks.get("ready", 0), inst.pid, inst.limits,
+            "instance %s %s in %.0f ms from warm standby %s (files %.0f, then take %.0f, "
+            "attach %.0f, ready %.0f; pid %s, %s; heard at %.4f, serving at %.4f, done at %.4f)",
+            inst.id, role, (t1 - t0) * 1e3, sb.id, (tt - t0) * 1e3, marks.get("take", 0),
+            marks.get("attach", 0), marks.get("ready", 0), inst.pid, inst.limits, heard, serving,
+            time.time(),
         )  # fmt: skip
 
     def stop(self, inst: Instance) -> None:

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -320,6 +321,40 @@ class VsctlBatch:
         return out
 
 
+def ovsdb_transact(sock_path: str, ops: list[dict[str, Any]], timeout: float) -> list[Any]:
+    """One `transact` of `ops` on the Open_vSwitch database at unix socket
+    `sock_path`; the operations' results. OvsError when the server refuses it (the
+    transaction, or one of its operations: then none is applied), OSError when no
+    server answers."""
+    req = {"method": "transact", "params": ["Open_vSwitch", *ops], "id": 1}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(json.dumps(req).encode())
+        buf, decoder = "", json.JSONDecoder()
+        msg: dict[str, Any] = {}
+        while msg.get("id") != 1:  # a request of the server's own (echo) is skipped
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("ovsdb-server closed the connection")
+            buf += chunk.decode()
+            while buf.strip():
+                try:
+                    msg, end = decoder.raw_decode(buf.lstrip())
+                except ValueError:
+                    break  # not whole yet
+                buf = buf.lstrip()[end:]
+                if msg.get("id") == 1:
+                    break
+    if msg.get("error") is not None:
+        raise OvsError(f"ovsdb transact: {msg['error']}")
+    results = msg.get("result") or []
+    for r in results:
+        if isinstance(r, dict) and r.get("error"):
+            raise OvsError(f"ovsdb transact: {r['error']}: {r.get('details', '')}")
+    return list(results)
+
+
 class Vsctl:
     """ovs-vsctl against one database; each method is one transaction.
 
@@ -404,9 +439,30 @@ class Vsctl:
 
     def set_peer(self, port: str, peer: str) -> None:
         """Relabel a port's peer (a warm standby's port taken by an instance): a
-        database change only, so no wait for vswitchd."""
+        database change only, so no wait for vswitchd. On a unix socket it is one
+        OVSDB transaction sent from this process (RFC 7047): an ovs-vsctl costs a
+        process spawn, 10-40 ms on a loaded 2-core machine, on a take's path."""
         _check(port, _NAME_RE, "port name")
         _check(peer, _PEER_RE, "peer (kind:name with kind host, node, local or instance)")
+        if self.db.startswith("unix:"):
+            op = {
+                "op": "mutate",
+                "table": "Interface",
+                "where": [["name", "==", port]],
+                # In order: the old label out, the new one in (insert keeps a key).
+                "mutations": [
+                    ["external_ids", "delete", ["set", ["netfate-peer"]]],
+                    ["external_ids", "insert", ["map", [["netfate-peer", peer]]]],
+                ],
+            }
+            try:
+                result = ovsdb_transact(self.db.removeprefix("unix:"), [op], self.timeout)
+            except OSError:  # no database on that socket now: ovs-vsctl's own handling
+                pass
+            else:
+                if int((result[0] or {}).get("count", 0)) != 1:
+                    raise OvsError(f"set_peer: no interface {port!r}")
+                return
         self.run([["set", "interface", port, f"external_ids:netfate-peer={peer}"]], wait=False)
 
     def set_controller(self, bridge: str, target: str | None, fail_mode: str = "secure") -> None:

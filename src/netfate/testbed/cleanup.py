@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from netfate.agent import cgroups
 from netfate.host import links, netns, proc
 from netfate.testbed.state import RunState, StateError, check_prefix, list_runs, run_root
 
@@ -154,6 +155,16 @@ def teardown(state: RunState, progress: Progress = _quiet) -> list[str]:
             netns.remove(name)
         except OSError as e:
             problems.append(f"namespace {name}: {e}")
+
+    # Instances' and warm standbys' cgroups: their processes are gone by now (an
+    # agent leaves its instances running when it stops; the sweep above ends them).
+    busy = cgroups.remove_prefixed(prefix)
+    for _ in range(10):  # a killed process leaves its group a moment later
+        if not busy:
+            break
+        time.sleep(0.1)
+        busy = cgroups.remove_prefixed(prefix)
+    problems += [f"cgroup {name} still holds processes" for name in busy]
 
     pattern = re.compile(_ROOT_IF_RE.format(prefix=re.escape(prefix)))
     try:

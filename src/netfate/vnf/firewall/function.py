@@ -38,6 +38,7 @@ from typing import Any
 
 from netfate.host.nft import NftError
 from netfate.host.nft import apply as nft_apply
+from netfate.host.nft import preload as nft_preload
 from netfate.vnf.firewall import conntrack
 from netfate.vnf.firewall.rules import TABLE, RuleError, RuleSet, compile_nft, parse_ruleset
 from netfate.vnf.runtime import Context, Function
@@ -51,6 +52,8 @@ VSA_LAST_PACKET = 3
 # The firewall's own accounting names it NAS-Identifier "fw:<instance>" (a portal
 # names its node): the server keeps it apart from users' logins by this prefix.
 NAS_PREFIX = "fw:"
+
+nft_preload()  # imported by a warm standby too: its take loads nothing
 
 
 def sysctl(key: str, value: str) -> None:
