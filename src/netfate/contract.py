@@ -102,7 +102,10 @@ class Loop:
     The core runs each step in a worker thread, in one database session that it
     commits after the step, every ``interval_s``, and, with ``wake_on_change``, also
     soon after anything the core is told changed (an agent's report, an API write),
-    at most once per ``min_gap_s``. A step that raises is logged; the loop goes on.
+    ``min_gap_s`` after it; while changes keep coming (one came during its last
+    step), that wait doubles each step, up to half a second (or ``interval_s``), so a
+    burst of changes costs a few steps, not one per change. A step that raises is
+    logged; the loop goes on.
     """
 
     name: str

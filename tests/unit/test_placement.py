@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 import networkx as nx
 import pytest
 
@@ -121,3 +123,70 @@ def test_nearest_stops_early_and_chooses_as_a_full_search_would() -> None:
         got = place(req, cs, g, "nearest")
         assert got.node == want.node, trial
         assert f"({dist[want.node] * 1000:.2f} ms path)" in got.why
+
+
+def test_nearest_near_reads_a_few_nodes_and_chooses_as_nearest_does() -> None:
+    """`nearest_near` asks for candidates in growing batches of the nodes nearest the
+    served host: on random graphs with random room (ties included) it chooses what
+    `nearest` chooses given every candidate, or None where `nearest` finds nothing
+    (the caller then asks `nearest`, for the refusal). Where the host's own node
+    fits, it reads one batch, not the whole graph."""
+    import random
+
+    from netfate.orchestrator.engine.placement import nearest_near
+
+    rng = random.Random(1515)
+    for trial in range(300):
+        n = rng.randint(2, 120)
+        g: nx.Graph[str] = nx.Graph()
+        names = [f"n{i}" for i in range(n)]
+        g.add_node(names[0])
+        for i in range(1, n):
+            g.add_edge(names[i], names[rng.randrange(i)], delay_s=rng.choice([0.0, 0.001, 0.002]))
+        if trial % 3 == 0:
+            for _ in range(3):
+                a, b = rng.sample(names, 2)
+                g.add_edge(a, b, delay_s=rng.choice([0.001, 0.003]))
+        for k in range(rng.randint(1, 4)):  # hosts: graph vertices that are no node
+            g.add_edge(f"h{k}", rng.choice(names), delay_s=0.0)
+        full = rng.random() < 0.1
+        free = {x: 0.0 if full else rng.choice([0.0, 0.2, 0.5, 0.5, 1.0]) for x in names}
+        cs = {x: Candidate(x, rng.choice(["pe", "cpe", "core"]), True, free[x], 512) for x in names}
+        req = PlacementRequest(cpu=0.5, memory_mb=64, serves="h0")
+        asked: list[str] = []
+
+        def lookup(
+            batch: Sequence[str], cs: dict[str, Candidate] = cs, asked: list[str] = asked
+        ) -> dict[str, Candidate]:
+            asked.extend(batch)
+            return {x: cs[x] for x in batch if x in cs}
+
+        got = nearest_near(req, g, lookup, first=4)
+        try:
+            want = place(req, list(cs.values()), g, "nearest")
+        except NoPlacement:
+            assert got is None, trial
+            continue
+        if got is None:  # only when nothing fits at all: nearest then refuses
+            pytest.fail(f"trial {trial}: nearest chose {want.node}, nearest_near nothing")
+        assert (got.node, got.why, got.policy) == (want.node, want.why, want.policy), trial
+        assert len(asked) == len(set(asked))  # each vertex asked for once
+
+
+def test_nearest_near_stops_at_the_first_batch_when_a_near_node_fits() -> None:
+    from netfate.orchestrator.engine.placement import nearest_near
+
+    g: nx.Graph[str] = nx.Graph()
+    for i in range(1, 1000):
+        g.add_edge(f"n{i}", f"n{(i - 1) // 3}", delay_s=0.001)
+    g.add_edge("laptop", "n500", delay_s=0.0)
+    asked: list[str] = []
+
+    def lookup(batch: Sequence[str]) -> dict[str, Candidate]:
+        asked.extend(batch)
+        return {x: Candidate(x, "cpe", True, 1.0, 512) for x in batch if x != "laptop"}
+
+    p = nearest_near(PlacementRequest(0.5, 64, serves="laptop"), g, lookup, first=16)
+    assert p is not None and p.node == "n500"
+    assert len(asked) == 16
+    assert nearest_near(PlacementRequest(0.5, 64, serves="nowhere"), g, lookup) is None

@@ -4,7 +4,8 @@ Reads never write (DESIGN.md, convention 11): what converges without anyone
 asking (a share becoming active once its functions run, a firewall following
 its user, an idle user's release) happens here, one step at a time:
 
-    wait: interval_s, or (wake_on_change) a change the notifier announces
+    wait: interval_s, or (wake_on_change) a change the notifier announces, then
+          min_gap_s, doubled (up to MAX_GAP_S) while changes keep coming
       -> step(session) in a worker thread, one transaction, committed
       -> the nodes it returns: their agents are woken (notifier)
       -> status: steps, last step's time and duration, last error (GET /services)
@@ -28,6 +29,10 @@ from netfate.orchestrator.notify import EVENTS, Notifier
 from netfate.store.db import Database
 
 log = logging.getLogger("netfate.loops")
+
+MAX_GAP_S = 0.5
+"""The longest wait between a change and the step that sees it while changes keep
+coming (a loop's `interval_s` if shorter); after a quiet spell it is `min_gap_s`."""
 
 
 @dataclass
@@ -102,11 +107,21 @@ class LoopRunner:
     async def _run(self, st: LoopStatus) -> None:
         lp, notifier = st.loop, self.notifier
         seen = notifier.changes if notifier is not None else 0
+        gap = lp.min_gap_s
+        longest = max(lp.min_gap_s, min(MAX_GAP_S, lp.interval_s))
         while True:
             if lp.wake_on_change and notifier is not None:
-                if notifier.changes == seen:  # else a change came while it stepped
+                if notifier.changes == seen:
+                    # Quiet since its last step: the next change is stepped soon.
+                    gap = lp.min_gap_s
                     await notifier.wait(EVENTS, lp.interval_s)
-                await asyncio.sleep(lp.min_gap_s)  # a burst of changes: one step
+                else:
+                    # A change came while it stepped: changes keep coming (creates at
+                    # hundreds a second each wake every loop), so it waits twice as
+                    # long each time, up to `longest`, and steps a few times per burst
+                    # instead of once per change; it still steps after the last one.
+                    gap = min(gap * 2, longest)
+                await asyncio.sleep(gap)  # the changes of this gap: one step
                 seen = notifier.changes
             else:
                 await asyncio.sleep(lp.interval_s)

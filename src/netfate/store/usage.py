@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, func, inspect, select, union_all, update
+from sqlalchemy import bindparam, event, func, inspect, select, union_all, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from netfate.model.lifecycle import LIVE, OPEN_MIGRATIONS
 from netfate.store.tables import InstanceRow, MigrationRow, NodeRow
@@ -112,19 +113,36 @@ def deltas(session: Session) -> Deltas:
     return d
 
 
+_ADD = (
+    update(NodeRow)
+    .where(NodeRow.name == bindparam("d_name"))
+    .values(
+        used_cpu=NodeRow.used_cpu + bindparam("d_cpu"),
+        used_memory_mb=NodeRow.used_memory_mb + bindparam("d_mem"),
+    )
+)
+"""Run on the connection: plain SQL, the session's copies untouched."""
+
+
 def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
-    for node, (cpu, mem) in sorted(deltas(session).items()):
+    d = deltas(session) if session.new or session.dirty or session.deleted else {}
+    if not d:
+        return
+    conn = session.connection()
+    mapper = inspect(NodeRow)
+    for node, (cpu, mem) in sorted(d.items()):
         if cpu == 0.0 and mem == 0:
             continue
-        session.execute(
-            update(NodeRow)
-            .where(NodeRow.name == node)
-            .values(
-                used_cpu=NodeRow.used_cpu + cpu, used_memory_mb=NodeRow.used_memory_mb + int(mem)
-            )
-            # The session's copy of the row gets the new figures too (no reload).
-            .execution_options(synchronize_session="evaluate")
-        )
+        # Plain SQL (the ORM's UPDATE with "evaluate" cost several times more); the
+        # session's copy of the row, if it holds one, gets the new figures too (no
+        # reload), as "evaluate" gave it.
+        conn.execute(_ADD, {"d_name": node, "d_cpu": cpu, "d_mem": int(mem)})
+        row = session.identity_map.get(mapper.identity_key_from_primary_key((node,)))
+        if row is not None:
+            loaded = row.__dict__
+            for key, add in (("used_cpu", cpu), ("used_memory_mb", int(mem))):
+                if key in loaded:
+                    set_committed_value(row, key, loaded[key] + add)
 
 
 def track(factory: Any) -> None:

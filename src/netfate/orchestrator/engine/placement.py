@@ -8,10 +8,10 @@ policy never needs the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from heapq import heappop, heappush
-from itertools import count
+from itertools import count, islice
 from math import inf
 
 import networkx as nx
@@ -133,40 +133,89 @@ def nearest(
     )
 
 
+def settled(graph: nx.Graph[str], source: str) -> Iterator[tuple[float, str]]:
+    """Every vertex reachable from `source` with its distance, nearest first, as
+    Dijkstra settles them (a vertex's neighbours are only looked at once the caller
+    asks for the next one, so stopping early costs nothing more). Weight: a link's
+    delay plus 1 µs per hop, so equal-delay paths prefer fewer hops."""
+    dist: dict[str, float] = {}
+    seen = {source: 0.0}
+    heap: list[tuple[float, int, str]] = [(0.0, 0, source)]
+    tie = count(1)
+    adj = graph.adj
+    while heap:
+        d, _, u = heappop(heap)
+        if u in dist:
+            continue
+        dist[u] = d
+        yield d, u
+        for v, e in adj[u].items():
+            nd = d + float(e.get("delay_s", 0.0)) + 1e-6
+            if v not in dist and nd < seen.get(v, inf):
+                seen[v] = nd
+                heappush(heap, (nd, next(tie), v))
+
+
 def _nearest_fitting(
     graph: nx.Graph[str], source: str, ok: dict[str, Candidate]
 ) -> tuple[Candidate, float] | None:
     """Dijkstra from `source` that stops once the nearest fitting node is settled
     (and every node as near, for the tie-break): the served host's own node usually
     fits, so a create looks at a few nodes, not the whole graph (a full search cost
-    ~10 ms at 1,000 nodes). Weight: a link's delay plus 1 µs per hop, so equal-delay
-    paths prefer fewer hops."""
-    dist: dict[str, float] = {}
-    seen = {source: 0.0}
-    heap: list[tuple[float, int, str]] = [(0.0, 0, source)]
-    tie = count(1)
+    ~10 ms at 1,000 nodes)."""
     best: tuple[float, float, str] | None = None  # (dist, -free_cpu, name)
-    adj = graph.adj
-    while heap:
-        d, _, u = heappop(heap)
-        if u in dist:
-            continue
+    for d, u in settled(graph, source):
         if best is not None and d > best[0]:
             break
-        dist[u] = d
         c = ok.get(u)
         if c is not None:
             key = (d, -c.free_cpu, c.node)
             if best is None or key < best:
                 best = key
-        for v, e in adj[u].items():
-            nd = d + float(e.get("delay_s", 0.0)) + 1e-6
-            if v not in dist and nd < seen.get(v, inf):
-                seen[v] = nd
-                heappush(heap, (nd, next(tie), v))
     if best is None:
         return None
     return ok[best[2]], best[0]
+
+
+Lookup = Callable[[Sequence[str]], Mapping[str, Candidate]]
+"""Names -> the candidates among them (a name that is no node is left out)."""
+
+
+def nearest_near(
+    req: PlacementRequest, graph: nx.Graph[str], lookup: Lookup, first: int = 16
+) -> Placement | None:
+    """What `nearest` would choose given every candidate, reading only the candidates
+    of the nodes nearest the served host (`lookup`, in growing batches: `first`, then
+    4x more each time) until the nearest fitting one and its ties are known. None
+    when there is no served host in the graph or no fitting node is found: the
+    caller then runs `nearest` over every candidate (its choice or its refusal, with
+    the reasons). A create then reads a few nodes' room instead of 1,000 (issue 15)."""
+    if req.serves is None or req.serves not in graph:
+        return None
+    order = settled(graph, req.serves)
+    best: tuple[float, float, str] | None = None  # (dist, -free_cpu, name)
+    want = first
+    while True:
+        batch = list(islice(order, want))
+        if not batch:
+            break
+        found = lookup([u for _, u in batch])
+        for d, u in batch:
+            if best is not None and d > best[0]:
+                break  # every vertex after it is as far or farther
+            c = found.get(u)
+            if c is not None and fits(req, c):
+                key = (d, -c.free_cpu, c.node)
+                if best is None or key < best:
+                    best = key
+        if best is not None and batch[-1][0] > best[0]:
+            break
+        want *= 4
+    if best is None:
+        return None
+    return Placement(
+        best[2], "nearest", f"closest fitting node to {req.serves} ({best[0] * 1000:.2f} ms path)"
+    )
 
 
 @register_policy("least-loaded")
