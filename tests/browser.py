@@ -21,6 +21,7 @@ __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "FETCH",
+    "PageSession",
     "available",
     "call",
     "chromium",
@@ -76,3 +77,48 @@ def call(page: Any, method: str, path: str, body: Any = None) -> tuple[int, str]
     """`method path` from the page, as its scripts call the API: (status, body text)."""
     status, text = page.evaluate(FETCH, [method, path, body])
     return int(status), str(text)
+
+
+class PageSession:
+    """A browser context on one page, signed in through the sign-in form; records the
+    URLs its page asked for, and what went wrong (console errors, page errors and every
+    response of 400 or more) for a test to assert empty."""
+
+    def __init__(self, browser: Any, base: str, *, timeout_ms: int, password: str,
+                 viewport: tuple[int, int] = (1440, 1000)) -> None:  # fmt: skip
+        self.base = base
+        self.password = password
+        self.ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        self.page = self.ctx.new_page()
+        self.page.set_default_timeout(timeout_ms)
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on(
+            "response",
+            lambda r: r.status >= 400 and self.errors.append(f"{r.status} {r.url}"),
+        )
+
+    def sign_in(self, name: str, password: str | None = None) -> None:
+        """On the sign-in page (already open): fill the form, send it."""
+        self.page.fill("#signin-name", name)
+        self.page.fill("#signin-password", self.password if password is None else password)
+        self.page.click("#signin-submit")
+
+    def open_signed_in(self, path: str, name: str, password: str | None = None) -> Any:
+        """Open `path` without a session: sent to /signin, sign in, back at `path`."""
+        self.page.goto(self.base + path)
+        assert self.page.url.startswith(f"{self.base}/signin?next="), self.page.url
+        self.sign_in(name, password)
+        self.page.wait_for_url(self.base + path)
+        return self.page
+
+    def api_calls(self) -> set[str]:
+        """The API paths the page asked for (no query)."""
+        prefix = f"{self.base}/api/v1"
+        return {u[len(prefix) :].split("?")[0] for u in self.requests if u.startswith(prefix)}
+
+    def close(self) -> None:
+        self.ctx.close()

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import chromium, require_chromium
+from browser import PageSession, chromium, require_chromium
 from orchproc import FakeAgents, Orchestrator
 
 T = 15_000
@@ -79,37 +79,9 @@ def browser() -> Iterator[Any]:
         yield b
 
 
-class Session:
-    """A browser context; records what its pages asked and what went wrong."""
-
+class Session(PageSession):
     def __init__(self, browser: Any, base: str) -> None:
-        self.base = base
-        self.ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
-        self.page = self.ctx.new_page()
-        self.page.set_default_timeout(T)
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on(
-            "response",
-            lambda r: r.status >= 400 and self.errors.append(f"{r.status} {r.url}"),
-        )
-
-    def sign_in(self, name: str, password: str = PASSWORD) -> None:
-        """On the sign-in page (already open): fill the form, send it."""
-        self.page.fill("#signin-name", name)
-        self.page.fill("#signin-password", password)
-        self.page.click("#signin-submit")
-
-    def open_signed_in(self, path: str, name: str, password: str = PASSWORD) -> Any:
-        """Open `path` without a session: sent to /signin, sign in, back at `path`."""
-        self.page.goto(self.base + path)
-        assert self.page.url.startswith(f"{self.base}/signin?next="), self.page.url
-        self.sign_in(name, password)
-        self.page.wait_for_url(self.base + path)
-        return self.page
+        super().__init__(browser, base, timeout_ms=T, password=PASSWORD)
 
     def dashboard(self, name: str, password: str = PASSWORD) -> Any:
         pg = self.open_signed_in("/", name, password)
@@ -117,13 +89,6 @@ class Session:
         pg.wait_for_selector("#conn[data-state='live']")
         pg.wait_for_selector(f"#session .who[data-role] b:text-is('{name}')")
         return pg
-
-    def api_calls(self) -> set[str]:
-        prefix = f"{self.base}/api/v1"
-        return {u[len(prefix) :].split("?")[0] for u in self.requests if u.startswith(prefix)}
-
-    def close(self) -> None:
-        self.ctx.close()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import chromium, require_chromium
+from browser import PageSession, chromium, require_chromium
 from netfate.store.db import Database
 from netfate.store.events import record_event
 from orchproc import FakeAgents, Orchestrator
@@ -96,36 +96,15 @@ def browser() -> Iterator[Any]:
         yield b
 
 
-class Session:
-    """A browser context; records what its pages asked and what went wrong."""
-
+class Session(PageSession):
     def __init__(self, browser: Any, base: str) -> None:
-        self.base = base
-        self.ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.page = self.ctx.new_page()
-        self.page.set_default_timeout(T)
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        self.page.on(
-            "response",
-            lambda r: r.status >= 400 and self.errors.append(f"{r.status} {r.url}"),
-        )
+        super().__init__(browser, base, timeout_ms=T, password=PASSWORD, viewport=(1280, 900))
 
-    def open_signed_in(self, path: str, name: str, password: str = PASSWORD) -> Any:
-        """Open `path` without a session: sent to /signin, sign in, back at `path`."""
-        self.page.goto(self.base + path)
-        assert self.page.url.startswith(f"{self.base}/signin?next="), self.page.url
-        self.page.fill("#signin-name", name)
-        self.page.fill("#signin-password", password)
-        self.page.click("#signin-submit")
-        self.page.wait_for_url(self.base + path)
-        self.page.wait_for_selector("#where-app[data-ready='1']" if path == PAGE else
-                                    "body[data-ready='1']")  # fmt: skip
-        return self.page
-
-    def close(self) -> None:
-        self.ctx.close()
+    def open_signed_in(self, path: str, name: str, password: str | None = None) -> Any:
+        page = super().open_signed_in(path, name, password)
+        page.wait_for_selector("#where-app[data-ready='1']" if path == PAGE else
+                               "body[data-ready='1']")  # fmt: skip
+        return page
 
 
 @pytest.fixture
