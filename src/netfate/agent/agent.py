@@ -67,6 +67,11 @@ class AgentConfig:
     token: str | None = None
     """This node's agent token (it acts for this node only); None: unauthenticated,
     which an orchestrator refuses (401)."""
+    own_zygote: bool = True
+    """Start and stop `ctx.zygote` (False: a group's, shared by its nodes, group.py)."""
+    watch_ports: bool = True
+    """Run this node's own `ovsdb-client monitor` (False: the group's one watch
+    for all its bridges calls `figures.port_event`)."""
 
 
 class Agent:
@@ -106,15 +111,16 @@ class Agent:
             log.info("metrics on http://%s:%d/metrics", self.cfg.metrics_host, self.metrics.port)
         try:
             await self._register()
-            if self.ctx.zygote is not None:
+            if self.ctx.zygote is not None and self.cfg.own_zygote:
                 # Started after registration, so it never delays a node coming up.
                 self.sup.start_zygote(self.ctx.zygote)
             loops = [
                 asyncio.create_task(self._report_loop()),
                 asyncio.create_task(self.figures.loop(self.cfg.heartbeat_s)),
-                asyncio.create_task(self.figures.watch_ports()),
                 asyncio.create_task(self.sup.pool.loop()),
             ]
+            if self.cfg.watch_ports:
+                loops.append(asyncio.create_task(self.figures.watch_ports()))
             try:
                 await self._poll_loop()
             finally:
@@ -126,7 +132,7 @@ class Agent:
             if self.metrics is not None:
                 self.metrics.close()
             await self.orchestrator.aclose()
-            if self.ctx.zygote is not None:
+            if self.ctx.zygote is not None and self.cfg.own_zygote:
                 self.ctx.zygote.stop()
 
     # ---------------------------------------------------------------- the orchestrator

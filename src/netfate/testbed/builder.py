@@ -145,13 +145,16 @@ class Testbed:
         migration_deadline_s: float | None = None,
         prometheus: bool = True,
         tso: bool = False,
+        agents_per_process: int | None = None,
         progress: Progress | None = None,
     ) -> Testbed:
         """Build the network (and, with `control`, start orchestrator and agents, and
         with `prometheus` the run's Prometheus scraping them; `migration_deadline_s`
         overrides the orchestrator's default deadline). `tso`: Open vSwitch's userspace
         TSO with offloads on in the namespaces (several times the TCP throughput of
-        the switch path); off, tx checksum offload is turned off instead. Not the
+        the switch path); off, tx checksum offload is turned off instead.
+        `agents_per_process`: nodes whose agents share one process (`netfate agents`;
+        None: control.agents_per_process_for the topology's size). Not the
         default: vswitchd 3.1 cuts a TCP segment for a port by that port's MTU, so a
         function with a larger MTU than its onward path (sharing's VXLAN overlay,
         1550 -> 1500) gets segments it cannot forward and TCP through it stalls.
@@ -203,6 +206,7 @@ class Testbed:
                         api_port=api_port,
                         migration_deadline_s=migration_deadline_s,
                         prometheus=prometheus,
+                        agents_per_process=agents_per_process,
                         progress=report,
                     )
         except BaseException:
