@@ -62,6 +62,8 @@ __all__ = ["Interrupted", "Names", "Progress", "Testbed", "TestbedError"]
 IFACE = "eth0"  # the interface of every node and host namespace
 DOOR_IFACE = "door"  # the first node's veth to the front door's namespace
 LINKEMU_READY_TIMEOUT = 30.0
+BRIDGE_S_PER_PORT = 0.1
+"""Allowed for vswitchd to take each port of the build's one transaction (beyond 60 s)."""
 SDN_TARGET = f"tcp:127.0.0.1:{SDN_PORT}"
 SDN_TLS_TARGET = f"ssl:127.0.0.1:{SDN_PORT}"
 
@@ -503,7 +505,10 @@ class Testbed:
         topo, n = self.topology, self.names
         if self.state.ovs_db is None:
             raise TestbedError("internal: OVS database not recorded")
-        vs = Vsctl(self.state.ovs_db)
+        # One transaction whose wait for vswitchd grows with the ports: 500 nodes
+        # (~1,950 ports) took 48 s here, 1,000 nodes passed the default 60 s.
+        n_ports = len(topo.nodes) + len(topo.hosts) + 2 * len(topo.links)
+        vs = Vsctl(self.state.ovs_db, timeout=max(60.0, BRIDGE_S_PER_PORT * n_ports))
         rstp = topo.has_cycles()
         self.state.rstp = rstp
         fail_mode = "secure" if controller else "standalone"
@@ -541,7 +546,7 @@ class Testbed:
             for port in edge_ports:
                 batch.add("set", "port", port, "other_config:rstp-port-admin-edge=true")
         batch.commit()
-        vs.wait_ofports(edge_ports + ports, timeout=60.0)
+        vs.wait_ofports(edge_ports + ports, timeout=vs.timeout)
         if rstp and not controller:
             self._wait_rstp(vs)
 
