@@ -197,6 +197,10 @@ def start_control(
     heartbeat = heartbeat_for(len(nodes))
     # Python start-up of many agents on few cores dominates: allow for it.
     deadline = time.monotonic() + 60.0 + 1.0 * len(nodes)
+    # Every node's token before any agent starts: issued while agents start, the
+    # requests wait behind their registrations and reports (one timed out at 30 s
+    # with 100 agents under load 15).
+    tokens = {n.name: issue_token(st, url, token, "agents", {"node": n.name}) for n in nodes}
     groups = [nodes[i : i + per_process] for i in range(0, len(nodes), per_process)]
     # Start agents in waves and let each wave register before the next: all at once,
     # their imports starve the orchestrator and each other on a small machine. A
@@ -209,12 +213,12 @@ def start_control(
             if per_process == 1:
                 node = group[0]
                 argv = _agent_argv(st, names, "agent", url)
-                argv += _node_args(st, names, node, url, token, "--")
+                argv += _node_args(st, names, node, tokens[node.name], "--")
                 role, log = f"agent:{node.name}", logs / f"agent-{node.name}.log"
             else:
                 label = f"{group[0].name}..{group[-1].name}"
                 nodes_file = st.dir / "agents" / f"group-{group[0].name}.json"
-                settings = [_node_args(st, names, n, url, token, "") for n in group]
+                settings = [_node_args(st, names, n, tokens[n.name], "") for n in group]
                 nodes_file.parent.mkdir(parents=True, exist_ok=True)
                 nodes_file.write_text(json.dumps([_as_settings(a) for a in settings], indent=1))
                 argv = [*_agent_argv(st, names, "agents", url), "--nodes-file", str(nodes_file)]
@@ -263,11 +267,10 @@ def _agent_argv(st: RunState, names: Names, command: str, url: str) -> list[str]
 
 
 def _node_args(
-    st: RunState, names: Names, node: NodeSpec, url: str, token: str, dashes: str
+    st: RunState, names: Names, node: NodeSpec, token_file: Path, dashes: str
 ) -> list[str]:
     """One node's own settings, as options (`dashes` "--") or as the keys of a
     group's nodes file ("": see _as_settings)."""
-    token_file = issue_token(st, url, token, "agents", {"node": node.name})
     return [
         f"{dashes}node", node.name,
         f"{dashes}netns", names.ns(node.name),
