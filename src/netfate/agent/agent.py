@@ -90,6 +90,7 @@ class Agent:
         self.desired: dict[str, dict[str, Any]] = {}
         self.revision = -1
         self.endpoint = ""
+        self.registered = asyncio.Event()  # set once the orchestrator took the registration
         self.metrics: exposition.MetricsServer | None = None
 
     async def run(self) -> None:
@@ -146,6 +147,7 @@ class Agent:
                     log.info("registered node %s, migrations on %s", self.ctx.node, self.endpoint)
                     self.converge(r.json())
                     await self._report()
+                    self.registered.set()
                     return
                 log.error("registration refused: %s %s", r.status_code, r.text[:300])
                 if r.status_code in (401, 403):
