@@ -18,12 +18,18 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from apiserver import serve
 from netfate.agent.agent import Agent, AgentConfig
-from netfate.agent.group import Group, GroupCollector, NodeFilter, load_nodes
+from netfate.agent.group import (
+    REGISTER_AT_ONCE,
+    Group,
+    GroupCollector,
+    NodeFilter,
+    load_nodes,
+)
 from netfate.agent.instances import NodeContext
 from netfate.host.ovs import Vsctl
 from netfate.testbed import prometheus as prom
 
-TOKENS = {"tok-cpe1": "cpe1", "tok-cpe2": "cpe2"}
+TOKENS = {f"tok-cpe{i}": f"cpe{i}" for i in range(1, 11)}
 
 
 class FakeOrchestrator:
@@ -35,6 +41,9 @@ class FakeOrchestrator:
         self.reports: dict[str, int] = defaultdict(int)
         self.polls: dict[str, int] = defaultdict(int)
         self.refused: list[tuple[str, str]] = []
+        self.registering = 0
+        self.most_registering = 0
+        self.register_s = 0.0
         self.app = FastAPI()
         app = self.app
 
@@ -50,6 +59,10 @@ class FakeOrchestrator:
             check(node, authorization)
             body = await request.json()
             assert body["endpoint"].startswith("127.0.0.1:")
+            self.registering += 1
+            self.most_registering = max(self.most_registering, self.registering)
+            await asyncio.sleep(self.register_s)
+            self.registering -= 1
             self.registered[node] += 1
             return {"revision": 1, "instances": []}
 
@@ -208,3 +221,16 @@ def test_the_nodes_file_is_checked(tmp_path: Path) -> None:
     f.write_text("[]")
     with pytest.raises(ValueError, match="no nodes"):
         load_nodes(f)
+
+
+def test_few_nodes_of_a_group_register_at_once(
+    tmp_path: Path, orch: tuple[FakeOrchestrator, str]
+) -> None:
+    """Ten nodes, a slow registration: at most REGISTER_AT_ONCE requests under way."""
+    fake, url = orch
+    fake.register_s = 0.2
+    cfgs = [_cfg(tmp_path, f"cpe{i}", url, f"tok-cpe{i}") for i in range(1, 11)]
+    group = Group(cfgs)
+    asyncio.run(_run_for(group, lambda: len(fake.registered) == 10))
+    assert len(fake.registered) == 10 and fake.refused == []
+    assert 1 < fake.most_registering <= REGISTER_AT_ONCE

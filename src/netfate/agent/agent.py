@@ -91,6 +91,8 @@ class Agent:
         self.revision = -1
         self.endpoint = ""
         self.registered = asyncio.Event()  # set once the orchestrator took the registration
+        self.register_gate: asyncio.Semaphore | None = None
+        """Held for each registration attempt (a group's: few of its nodes at once)."""
         self.metrics: exposition.MetricsServer | None = None
 
     async def run(self) -> None:
@@ -142,13 +144,15 @@ class Agent:
         delay = 0.1
         while True:
             try:
-                r = await self.orchestrator.register(self.endpoint)
-                if r.status_code == 200:
-                    log.info("registered node %s, migrations on %s", self.ctx.node, self.endpoint)
-                    self.converge(r.json())
-                    await self._report()
-                    self.registered.set()
-                    return
+                async with self.register_gate or contextlib.nullcontext():
+                    r = await self.orchestrator.register(self.endpoint)
+                    if r.status_code == 200:
+                        log.info("registered node %s, migrations on %s", self.ctx.node,
+                                 self.endpoint)  # fmt: skip
+                        self.converge(r.json())
+                        await self._report()
+                        self.registered.set()
+                        return
                 log.error("registration refused: %s %s", r.status_code, r.text[:300])
                 if r.status_code in (401, 403):
                     log.error("this agent needs node %s's own token (--token-file or "

@@ -64,9 +64,7 @@ RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 30.0
 RAN_LONG_ENOUGH_S = 60.0
 REGISTER_AT_ONCE = 4
-"""Nodes of a group registering at the same time (Group._run_gated)."""
-REGISTER_WAIT_S = 30.0
-"""How long one registration holds its place at most (then the next may start)."""
+"""Registration requests of a group's nodes under way at the same time."""
 
 
 class NodeFilter(logging.Filter):
@@ -211,9 +209,12 @@ class Group:
         delay = self.restart_first_s
         while True:
             slot.agent = agent = self.make_agent(slot.cfg)
+            # 50 registrations at once kept a loaded orchestrator's database pool
+            # busy past the agents' 10 s timeout, and their retries kept it so.
+            agent.register_gate = self._registering
             started = time.monotonic()
             try:
-                await self._run_gated(agent)
+                await agent.run()
                 why = "its loop ended"
             except asyncio.CancelledError:
                 raise
@@ -228,23 +229,6 @@ class Group:
                       "(crash %d)", slot.node, why, delay, slot.crashes)  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
-
-    async def _run_gated(self, agent: Agent) -> None:
-        """`agent.run()`, holding one of REGISTER_AT_ONCE places until it registered:
-        50 registrations at once kept a loaded orchestrator's database pool busy past
-        the agents' 10 s timeout, and their retries kept it so (none got through)."""
-        run = asyncio.create_task(agent.run())
-        try:
-            async with self._registering:
-                registered = asyncio.create_task(agent.registered.wait())
-                try:
-                    await asyncio.wait({run, registered}, timeout=REGISTER_WAIT_S,
-                                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                finally:
-                    registered.cancel()
-            await run
-        finally:
-            run.cancel()
 
 
 def shared_verify(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
