@@ -47,6 +47,9 @@ from netfate.metrics import exposition
 
 log = logging.getLogger("netfate.agent")
 
+LONG_POLL_MAX_S = 30.0
+"""The longest wait GET /agents/NODE/desired accepts (orchestrator/api/routes.py)."""
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -166,7 +169,7 @@ class Agent:
         backoff = 0.2
         while True:
             try:
-                self.converge(await self.orchestrator.desired(self.revision, self.cfg.heartbeat_s))
+                self.converge(await self.orchestrator.desired(self.revision, self._poll_wait()))
                 self.changed.set()
                 backoff = 0.2
             except (httpx.HTTPError, OSError, ValueError) as e:
@@ -175,6 +178,11 @@ class Agent:
                 backoff = min(backoff * 2, 2.0)
                 if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 404:
                     await self._register()
+
+    def _poll_wait(self) -> float:
+        """The long poll's wait: a heartbeat, at most what the orchestrator accepts (a
+        1,000-node testbed's 33 s heartbeat was refused with 422 at every poll)."""
+        return min(self.cfg.heartbeat_s, LONG_POLL_MAX_S)
 
     async def _refresh(self) -> None:
         """Hear the desired state now (the migration server's doubt), if it can."""
