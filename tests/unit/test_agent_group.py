@@ -42,6 +42,7 @@ class FakeOrchestrator:
         self.polls: dict[str, int] = defaultdict(int)
         self.refused: list[tuple[str, str]] = []
         self.registering = 0
+        self.too_long: list[float] = []
         self.most_registering = 0
         self.register_s = 0.0
         self.app = FastAPI()
@@ -70,6 +71,9 @@ class FakeOrchestrator:
         async def desired(node: str, revision: int | None = None, wait: float = 0.0,
                           authorization: str | None = Header(None)) -> dict[str, Any]:  # fmt: skip
             check(node, authorization)
+            if wait > 30:  # as the orchestrator's route: Query(le=30)
+                self.too_long.append(wait)
+                raise HTTPException(422, "wait: at most 30")
             self.polls[node] += 1
             if revision == 1:
                 await asyncio.sleep(min(wait, 0.3))  # the long poll: nothing changed
@@ -234,3 +238,14 @@ def test_few_nodes_of_a_group_register_at_once(
     asyncio.run(_run_for(group, lambda: len(fake.registered) == 10))
     assert len(fake.registered) == 10 and fake.refused == []
     assert 1 < fake.most_registering <= REGISTER_AT_ONCE
+
+
+def test_a_long_heartbeat_polls_within_what_the_orchestrator_accepts(
+    tmp_path: Path, orch: tuple[FakeOrchestrator, str]
+) -> None:
+    """1,000 nodes stretch the heartbeat to 33 s; the long poll still waits 30 s at most."""
+    fake, url = orch
+    cfg = _cfg(tmp_path, "cpe1", url, "tok-cpe1")
+    cfg = AgentConfig(**{**cfg.__dict__, "heartbeat_s": 33.3})
+    asyncio.run(_run_for(Group([cfg]), lambda: fake.polls["cpe1"] >= 2 or fake.too_long, 10))
+    assert fake.too_long == [] and fake.polls["cpe1"] >= 2
