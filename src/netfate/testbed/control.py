@@ -76,6 +76,9 @@ DEFAULT_HEARTBEAT = 1.0
 NODES_PER_HEARTBEAT_SECOND = 30
 DOOR_PORT = 80
 GROUP_SIZE = 50
+DEFAULT_MAX_LONG_POLLS = 256
+"""The orchestrator's default (orchestrator/app.py Settings.max_long_polls)."""
+LONG_POLL_SPARE = 64
 """Nodes per agent process beyond 30 nodes (agents_per_process_for)."""
 
 
@@ -171,6 +174,13 @@ def start_control(
             *(
                 ["--heartbeat-timeout", str(3 * heartbeat_for(len(topo.nodes)))]
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
+                else []
+            ),
+            # Each agent holds a long-poll (and the controller one): beyond the
+            # orchestrator's default 256 the rest were answered 429 and retried.
+            *(
+                ["--max-long-polls", str(len(topo.nodes) + LONG_POLL_SPARE)]
+                if len(topo.nodes) + LONG_POLL_SPARE > DEFAULT_MAX_LONG_POLLS
                 else []
             ),
             *(
