@@ -494,7 +494,9 @@ def wait_nodes_up(
             if p.poll() is not None:
                 raise TestbedError(f"agent of {name} exited with {p.returncode}: {_tail(log)}")
         try:
-            r = httpx.get(f"{url}/api/v1/nodes", timeout=5.0, headers=bearer(token))
+            # A loaded orchestrator with hundreds of agents took longer than 5 s to
+            # list them: every look then counted as "no node listed".
+            r = httpx.get(f"{url}/api/v1/nodes", timeout=30.0, headers=bearer(token))
             listed: Any = r.json() if r.status_code == 200 else []
         except (httpx.HTTPError, ValueError):
             listed = []
