@@ -26,6 +26,7 @@ from netfate.agent.group import (
     load_nodes,
 )
 from netfate.agent.instances import NodeContext
+from netfate.agent.poll import READ_TIMEOUT_S
 from netfate.host.ovs import Vsctl
 from netfate.testbed import prometheus as prom
 
@@ -45,6 +46,7 @@ class FakeOrchestrator:
         self.too_long: list[float] = []
         self.most_registering = 0
         self.register_s = 0.0
+        self.long_poll_s = 0.3
         self.app = FastAPI()
         app = self.app
 
@@ -76,7 +78,7 @@ class FakeOrchestrator:
                 raise HTTPException(422, "wait: at most 30")
             self.polls[node] += 1
             if revision == 1:
-                await asyncio.sleep(min(wait, 0.3))  # the long poll: nothing changed
+                await asyncio.sleep(min(wait, self.long_poll_s))  # nothing changed
             return {"revision": 1, "instances": []}
 
         @app.post("/api/v1/agents/{node}/report")
@@ -249,3 +251,19 @@ def test_a_long_heartbeat_polls_within_what_the_orchestrator_accepts(
     cfg = AgentConfig(**{**cfg.__dict__, "heartbeat_s": 33.3})
     asyncio.run(_run_for(Group([cfg]), lambda: fake.polls["cpe1"] >= 2 or fake.too_long, 10))
     assert fake.too_long == [] and fake.polls["cpe1"] >= 2
+
+
+def test_a_long_poll_longer_than_the_read_timeout_is_waited_for(
+    tmp_path: Path, orch: tuple[FakeOrchestrator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat past the client's 10 s read timeout (300 nodes and more): the poll
+    waits the whole long poll instead of timing out and retrying."""
+    fake, url = orch
+    fake.long_poll_s = 30.0
+    cfg = _cfg(tmp_path, "cpe1", url, "tok-cpe1")
+    cfg = AgentConfig(**{**cfg.__dict__, "heartbeat_s": READ_TIMEOUT_S + 1.5})
+    caplog.set_level(logging.WARNING, logger="netfate.agent")
+    # Past the read timeout and the first long poll's end (the second one under way).
+    asyncio.run(_run_for(Group([cfg]), lambda: False, READ_TIMEOUT_S + 3))
+    assert fake.polls["cpe1"] == 2
+    assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
