@@ -76,10 +76,11 @@ DEFAULT_HEARTBEAT = 1.0
 NODES_PER_HEARTBEAT_SECOND = 30
 DOOR_PORT = 80
 GROUP_SIZE = 50
+"""Nodes per agent process beyond 30 nodes (agents_per_process_for)."""
 DEFAULT_MAX_LONG_POLLS = 256
 """The orchestrator's default (orchestrator/app.py Settings.max_long_polls)."""
 LONG_POLL_SPARE = 64
-"""Nodes per agent process beyond 30 nodes (agents_per_process_for)."""
+"""Long-poll slots beyond one per node (the controller's, the dashboards')."""
 
 
 def heartbeat_for(n_nodes: int) -> float:
