@@ -40,6 +40,7 @@ class Part:
 PARTS: dict[str, Part] = {
     "orchestrator": Part("netfate.orchestrator.cli:command", "command", wired=True),
     "agent": Part("netfate.agent.cli:agent", "command"),
+    "agents": Part("netfate.agent.group:agents", "command"),
     "demo": Part("netfate.demo.cli:command", "command", wired=True),
     "vnf": Part("netfate.orchestrator.vnf_cli:app", "group"),
     "node": Part("netfate.orchestrator.node_cli:app", "group"),

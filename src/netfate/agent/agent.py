@@ -48,6 +48,9 @@ from netfate.metrics import exposition
 
 log = logging.getLogger("netfate.agent")
 
+LONG_POLL_MAX_S = 30.0
+"""The longest wait GET /agents/NODE/desired accepts (orchestrator/api/routes.py)."""
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -68,6 +71,11 @@ class AgentConfig:
     token: str | None = None
     """This node's agent token (it acts for this node only); None: unauthenticated,
     which an orchestrator refuses (401)."""
+    own_zygote: bool = True
+    """Start and stop `ctx.zygote` (False: a group's, shared by its nodes, group.py)."""
+    watch_ports: bool = True
+    """Run this node's own `ovsdb-client monitor` (False: the group's one watch
+    for all its bridges calls `figures.port_event`)."""
 
 
 class Agent:
@@ -86,6 +94,9 @@ class Agent:
         self.desired: dict[str, dict[str, Any]] = {}
         self.revision = -1
         self.endpoint = ""
+        self.registered = asyncio.Event()  # set once the orchestrator took the registration
+        self.register_gate: asyncio.Semaphore | None = None
+        """Held for each registration attempt (a group's: few of its nodes at once)."""
         self.metrics: exposition.MetricsServer | None = None
 
     async def run(self) -> None:
@@ -107,15 +118,16 @@ class Agent:
             log.info("metrics on http://%s:%d/metrics", self.cfg.metrics_host, self.metrics.port)
         try:
             await self._register()
-            if self.ctx.zygote is not None:
+            if self.ctx.zygote is not None and self.cfg.own_zygote:
                 # Started after registration, so it never delays a node coming up.
                 self.sup.start_zygote(self.ctx.zygote)
             loops = [
                 asyncio.create_task(self._report_loop()),
                 asyncio.create_task(self.figures.loop(self.cfg.heartbeat_s)),
-                asyncio.create_task(self.figures.watch_ports()),
                 asyncio.create_task(self.sup.pool.loop()),
             ]
+            if self.cfg.watch_ports:
+                loops.append(asyncio.create_task(self.figures.watch_ports()))
             try:
                 await self._poll_loop()
             finally:
@@ -127,7 +139,7 @@ class Agent:
             if self.metrics is not None:
                 self.metrics.close()
             await self.orchestrator.aclose()
-            if self.ctx.zygote is not None:
+            if self.ctx.zygote is not None and self.cfg.own_zygote:
                 self.ctx.zygote.stop()
 
     # ---------------------------------------------------------------- the orchestrator
@@ -136,12 +148,15 @@ class Agent:
         delay = 0.1
         while True:
             try:
-                r = await self.orchestrator.register(self.endpoint)
-                if r.status_code == 200:
-                    log.info("registered node %s, migrations on %s", self.ctx.node, self.endpoint)
-                    self.converge(r.json())
-                    await self._report()
-                    return
+                async with self.register_gate or contextlib.nullcontext():
+                    r = await self.orchestrator.register(self.endpoint)
+                    if r.status_code == 200:
+                        log.info("registered node %s, migrations on %s", self.ctx.node,
+                                 self.endpoint)  # fmt: skip
+                        self.converge(r.json())
+                        await self._report()
+                        self.registered.set()
+                        return
                 log.error("registration refused: %s %s", r.status_code, r.text[:300])
                 if r.status_code in (401, 403):
                     log.error("this agent needs node %s's own token (--token-file or "
@@ -156,7 +171,7 @@ class Agent:
         while True:
             try:
                 if self.converge(
-                    await self.orchestrator.desired(self.revision, self.cfg.heartbeat_s)
+                    await self.orchestrator.desired(self.revision, self._poll_wait())
                 ):
                     self.changed.set()
                 backoff = 0.2
@@ -166,6 +181,11 @@ class Agent:
                 backoff = min(backoff * 2, 2.0)
                 if isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 404:
                     await self._register()
+
+    def _poll_wait(self) -> float:
+        """The long poll's wait: a heartbeat, at most what the orchestrator accepts (a
+        1,000-node testbed's 33 s heartbeat was refused with 422 at every poll)."""
+        return min(self.cfg.heartbeat_s, LONG_POLL_MAX_S)
 
     async def _refresh(self) -> None:
         """Hear the desired state now (the migration server's doubt), if it can."""

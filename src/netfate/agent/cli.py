@@ -13,6 +13,10 @@ import typer
 from netfate.clihelp import CaOption
 
 if TYPE_CHECKING:
+    import ssl
+
+    from netfate.agent.agent import AgentConfig
+    from netfate.agent.instances import Zygote
     from netfate.host.ovs import Vsctl
 
 
@@ -78,17 +82,85 @@ def agent(
     ] = None,
 ) -> None:
     """Converge NODE to the desired state the orchestrator holds, and report."""
-    from netfate.agent.agent import Agent, AgentConfig
-    from netfate.agent.channel import ChannelError, choose
-    from netfate.agent.instances import NodeContext, Zygote
-    from netfate.clihelp import client_tls, parse_hostport, read_token
+    from netfate.agent.agent import Agent
+    from netfate.agent.instances import Zygote
+    from netfate.clihelp import client_tls, read_token
     from netfate.host.ovs import Vsctl
+
+    # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
+    check_prefix(prefix)
+    verify = client_tls(ca)
+    metrics_at = metrics_address(metrics) if metrics is not None else None
+    token = read_token(token_file)
+    logging.basicConfig(
+        level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Ports added or removed while Open vSwitch restarts wait for it (60 s at most).
+    vsctl = Vsctl(ovs_db, wait_for_db=True)
+    state_root = state_dir or Path("/run/netfate") / f"agent-{node}"
+    cfg = node_config(
+        node=node,
+        orchestrator=orchestrator,
+        listen=listen,
+        advertise=advertise,
+        migration_netns=migration_netns,
+        state_dir=state_root,
+        bridge=bridge or f"{prefix}-{node}",
+        prefix=prefix,
+        vsctl=vsctl,
+        ovs_netns=ovs_netns,
+        zygote=None if no_zygote else Zygote(state_root),
+        offloads=switch_tso(vsctl),
+        image_dir=image_dir,
+        heartbeat=heartbeat,
+        metrics_at=metrics_at,
+        verify=verify,
+        token=token,
+    )
+    # `netns` (the node's own namespace) is where node-level functions would live; the
+    # agent process itself stays in the root namespace so it reaches the orchestrator.
+    del netns
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Agent(cfg).run())
+
+
+def check_prefix(prefix: str) -> None:
+    if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
+        raise typer.BadParameter("1 to 8 letters or digits", param_hint="--prefix")
+
+
+def node_config(
+    *,
+    node: str,
+    orchestrator: str,
+    listen: str,
+    advertise: str | None,
+    migration_netns: str | None,
+    state_dir: Path,
+    bridge: str,
+    prefix: str,
+    vsctl: Vsctl,
+    ovs_netns: str | None,
+    zygote: Zygote | None,
+    offloads: bool,
+    image_dir: Path | None,
+    heartbeat: float,
+    metrics_at: tuple[str, int] | None,
+    verify: ssl.SSLContext | bool,
+    token: str | None,
+    own_zygote: bool = True,
+    watch_ports: bool = True,
+) -> AgentConfig:
+    """One node's agent configuration (`netfate agent`, and each node of `netfate
+    agents`); makes its state directory. BadParameter for a bad listen/advertise."""
+    from netfate.agent.agent import AgentConfig
+    from netfate.agent.channel import ChannelError, choose
+    from netfate.agent.instances import NodeContext
+    from netfate.clihelp import parse_hostport
     from netfate.host.private import private_dir
     from netfate.vnf import registry
 
-    # Instance ports are named prefix + "v" + hash within 15 bytes (IFNAMSIZ).
-    if not 1 <= len(prefix) <= 8 or not prefix.isalnum():
-        raise typer.BadParameter("1 to 8 letters or digits", param_hint="--prefix")
     host, port = parse_hostport(listen) if not listen.endswith(":0") else (listen[:-2], 0)
     if advertise is not None and not _is_host(advertise):
         raise typer.BadParameter(f"expected a host name or address (no port), got {advertise!r}",
@@ -97,33 +169,20 @@ def agent(
         where = choose(host, port, advertise, migration_netns)
     except ChannelError as e:
         raise typer.BadParameter(str(e), param_hint="--listen / --advertise") from None
-    verify = client_tls(ca)
-    metrics_at = _metrics_address(metrics) if metrics is not None else None
-    token = read_token(token_file)
-    logging.basicConfig(
-        level=log_level.upper(), format=f"%(asctime)s agent[{node}] %(levelname)s %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    state_root = state_dir or Path("/run/netfate") / f"agent-{node}"
     # It holds the functions' configurations (their secrets) and control sockets.
-    private_dir(state_root)
-    # Ports added or removed while Open vSwitch restarts wait for it (60 s at most).
-    vsctl = Vsctl(ovs_db, wait_for_db=True)
+    private_dir(state_dir)
     ctx = NodeContext(
         node=node,
         prefix=prefix,
-        state_dir=state_root,
-        bridge=bridge or f"{prefix}-{node}",
+        state_dir=state_dir,
+        bridge=bridge,
         vsctl=vsctl,
         ovs_netns=ovs_netns,
-        zygote=None if no_zygote else Zygote(state_root),
-        offloads=_switch_tso(vsctl),
+        zygote=zygote,
+        offloads=offloads,
         image_dir=image_dir or registry.DEFAULT_IMAGE_DIR,
     )
-    # `netns` (the node's own namespace) is where node-level functions would live; the
-    # agent process itself stays in the root namespace so it reaches the orchestrator.
-    del netns
-    cfg = AgentConfig(
+    return AgentConfig(
         ctx=ctx,
         orchestrator=orchestrator,
         listen_host=where.host,
@@ -135,9 +194,9 @@ def agent(
         metrics_port=metrics_at[1] if metrics_at else None,
         verify=verify,
         token=token,
+        own_zygote=own_zygote,
+        watch_ports=watch_ports,
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Agent(cfg).run())
 
 
 def _is_host(text: str) -> bool:
@@ -153,7 +212,7 @@ def _is_host(text: str) -> bool:
     return bool(text) and not any(c.isspace() or c in "/@[]" for c in text)
 
 
-def _switch_tso(vsctl: Vsctl) -> bool:
+def switch_tso(vsctl: Vsctl) -> bool:
     """The switch's userspace TSO setting, read once. Unreadable: offloads off, which
     carries TCP with TSO on or off (only slower)."""
     from netfate.host.ovs import OvsError
@@ -165,7 +224,7 @@ def _switch_tso(vsctl: Vsctl) -> bool:
         return False
 
 
-def _metrics_address(text: str) -> tuple[str, int]:
+def metrics_address(text: str) -> tuple[str, int]:
     from netfate.clihelp import parse_hostport
     from netfate.metrics.exposition import check_loopback
 

@@ -19,6 +19,9 @@ from typing import Any
 
 import httpx
 
+READ_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+
 
 class OrchestratorLink:
     def __init__(
@@ -28,7 +31,7 @@ class OrchestratorLink:
         `token`: the node's own agent token (it may read and report for this node only)."""
         self.base = f"{url.rstrip('/')}/api/v1/agents/{node}"
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, connect=3.0),
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
             verify=verify,
             headers={"authorization": f"Bearer {token}"} if token else None,
         )
@@ -43,7 +46,10 @@ class OrchestratorLink:
     async def desired(self, revision: int | None = None, wait: float = 0.0) -> dict[str, Any]:
         """The desired state; with `revision`, a long poll of at most `wait` seconds."""
         params = {"revision": revision, "wait": wait} if revision is not None else None
-        r = await self.client.get(f"{self.base}/desired", params=params)
+        # The read may take the whole wait: past the client's 10 s, a long poll of a
+        # big testbed's heartbeat (33 s at 1,000 nodes) always timed out, and retried.
+        timeout = httpx.Timeout(wait + READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        r = await self.client.get(f"{self.base}/desired", params=params, timeout=timeout)
         r.raise_for_status()
         state: dict[str, Any] = r.json()
         return state

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from netfate.agent.migration import Record
@@ -49,6 +50,10 @@ class Figures:
         self.stats: tuple[list[dict[str, Any]], dict[str, Any]] = ([], {})
         """(ports, resources), as last gathered."""
         self.fn_stats: dict[str, dict[str, Any]] = {}
+        self._ports_dirty = False
+        self._ports_task: asyncio.Task[None] | None = None
+        # Made where the agent runs: in a group (group.py) it names the node in logs.
+        self._context = contextvars.copy_context()
 
     async def loop(self, every_s: float) -> None:
         """Gather the figures every `every_s` seconds, forever."""
@@ -86,44 +91,29 @@ class Figures:
         """Report the bridge's ports as soon as they change (a host plugged into
         another CPE, say): the controller compiles against what agents report, and
         the periodic read alone would leave a moved host unreachable for seconds."""
-        if shutil.which("ovsdb-client") is None:
-            return
-        argv = ["ovsdb-client", "monitor", self.ctx.vsctl.db, "Open_vSwitch", "Bridge",
-                "name,ports", "--format=csv"]  # fmt: skip
-        while True:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-                )
-            except OSError as e:
-                log.warning("cannot watch the bridge's ports (%s); reading them periodically", e)
-                return
-            try:
-                if proc.stdout is None:  # never: stdout=PIPE above
-                    return
-                mine = None  # our bridge's row: lines are "uuid,action,name,ports"
-                while line := await proc.stdout.readline():
-                    row, _, rest = line.decode(errors="replace").partition(",")
-                    action, _, rest = rest.partition(",")
-                    if action == "initial":
-                        if rest.partition(",")[0].strip('"') == self.ctx.bridge:
-                            mine = row
-                        continue
-                    if row != mine:
-                        continue
-                    for _ in range(40):  # bounded: vswitchd numbers a new port in ms
-                        self._ports_cache = None
-                        with contextlib.suppress(Exception):
-                            self.stats = await asyncio.to_thread(self.gather)
-                        self.changed.set()
-                        if not self.ports_pending:
-                            break
-                        await asyncio.sleep(0.05)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            await asyncio.sleep(1.0)  # the database restarted: watch again
+        bridge = self.ctx.bridge
+        await watch_bridges(self.ctx.vsctl.db, lambda b: self.port_event() if b == bridge else None)
+
+    def port_event(self) -> None:
+        """The bridge's ports changed: read them until vswitchd numbered the new ones,
+        and report. One reader at a time; an event during a read makes it read again."""
+        self._ports_dirty = True
+        if self._ports_task is None or self._ports_task.done():
+            self._ports_task = asyncio.get_running_loop().create_task(
+                self._read_changed_ports(), context=self._context
+            )
+
+    async def _read_changed_ports(self) -> None:
+        while self._ports_dirty:
+            self._ports_dirty = False
+            for _ in range(40):  # bounded: vswitchd numbers a new port in ms
+                self._ports_cache = None
+                with contextlib.suppress(Exception):
+                    self.stats = await asyncio.to_thread(self.gather)
+                self.changed.set()
+                if not self.ports_pending:
+                    break
+                await asyncio.sleep(0.05)
 
     async def refresh_ports(self) -> None:
         """Read the ports again now and report (a warm standby's port relabelled for
@@ -274,3 +264,39 @@ def report_body(
         "migrations": migs,
         "ports": ports,
     }
+
+
+async def watch_bridges(db: str, changed: Callable[[str], None]) -> None:
+    """`ovsdb-client monitor` of the bridges' ports: `changed(bridge)` for each change
+    of a bridge's port list, forever (one process, however many bridges: a group of
+    agents watches all its nodes' bridges with one, group.py)."""
+    if shutil.which("ovsdb-client") is None:
+        return
+    argv = ["ovsdb-client", "monitor", db, "Open_vSwitch", "Bridge", "name,ports",
+            "--format=csv"]  # fmt: skip
+    while True:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+            )
+        except OSError as e:
+            log.warning("cannot watch the bridges' ports (%s); reading them periodically", e)
+            return
+        try:
+            if proc.stdout is None:  # never: stdout=PIPE above
+                return
+            # Row uuid -> bridge name; lines are "uuid,action,name,ports".
+            bridges: dict[str, str] = {}
+            while line := await proc.stdout.readline():
+                row, _, rest = line.decode(errors="replace").partition(",")
+                action, _, rest = rest.partition(",")
+                if action == "initial":
+                    bridges[row] = rest.partition(",")[0].strip('"')
+                    continue
+                if (bridge := bridges.get(row)) is not None:
+                    changed(bridge)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        await asyncio.sleep(1.0)  # the database restarted: watch again

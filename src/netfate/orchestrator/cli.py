@@ -36,6 +36,15 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             float,
             typer.Option(help="Seconds a migration may take before it is rolled back", min=1.0),
         ] = 30.0,
+        max_long_polls: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                envvar="NETFATE_MAX_LONG_POLLS",
+                help="Long-polls waiting at once, one per agent and controller; one more "
+                "is answered 429 (default 256)",
+            ),
+        ] = None,
         keep_gone: Annotated[
             int | None,
             typer.Option(
@@ -124,7 +133,7 @@ def command(services: Sequence[Service]) -> Callable[..., None]:
             log_level, keep_gone=keep_gone, keep_events=keep_events, history_prune=history_prune,
             prometheus=prometheus, tls=tls, allowed_hosts=tuple(allowed_host or ()),
             operator_file=operator_file, door_secret=read_door_secret(door_secret_file),
-            image_dir=image_dir,
+            image_dir=image_dir, max_long_polls=max_long_polls,
         )  # fmt: skip
 
     return orchestrator
@@ -183,6 +192,7 @@ def serve(
     operator_file: Path | None = None,
     door_secret: str | None = None,
     image_dir: Path | None = None,
+    max_long_polls: int | None = None,
 ) -> None:
     """`tls`: (certificate, key) to serve HTTPS with (check_tls decides)."""
     import uvicorn
@@ -210,6 +220,8 @@ def serve(
     # History bounds: the Settings defaults unless given (nfv/history.py).
     if keep_gone is not None:
         settings = replace(settings, keep_gone_instances=keep_gone)
+    if max_long_polls is not None:
+        settings = replace(settings, max_long_polls=max_long_polls)
     if keep_events is not None:
         settings = replace(settings, keep_events=keep_events)
     if history_prune is not None:

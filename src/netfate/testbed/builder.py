@@ -62,6 +62,8 @@ __all__ = ["Interrupted", "Names", "Progress", "Testbed", "TestbedError"]
 IFACE = "eth0"  # the interface of every node and host namespace
 DOOR_IFACE = "door"  # the first node's veth to the front door's namespace
 LINKEMU_READY_TIMEOUT = 30.0
+BRIDGE_S_PER_PORT = 0.1
+"""Allowed for vswitchd to take each port of the build's one transaction (beyond 60 s)."""
 SDN_TARGET = f"tcp:127.0.0.1:{SDN_PORT}"
 SDN_TLS_TARGET = f"ssl:127.0.0.1:{SDN_PORT}"
 
@@ -145,13 +147,16 @@ class Testbed:
         migration_deadline_s: float | None = None,
         prometheus: bool = True,
         tso: bool = False,
+        agents_per_process: int | None = None,
         progress: Progress | None = None,
     ) -> Testbed:
         """Build the network (and, with `control`, start orchestrator and agents, and
         with `prometheus` the run's Prometheus scraping them; `migration_deadline_s`
         overrides the orchestrator's default deadline). `tso`: Open vSwitch's userspace
         TSO with offloads on in the namespaces (several times the TCP throughput of
-        the switch path); off, tx checksum offload is turned off instead. Not the
+        the switch path); off, tx checksum offload is turned off instead.
+        `agents_per_process`: nodes whose agents share one process (`netfate agents`;
+        None: control.agents_per_process_for the topology's size). Not the
         default: vswitchd 3.1 cuts a TCP segment for a port by that port's MTU, so a
         function with a larger MTU than its onward path (sharing's VXLAN overlay,
         1550 -> 1500) gets segments it cannot forward and TCP through it stalls.
@@ -203,6 +208,7 @@ class Testbed:
                         api_port=api_port,
                         migration_deadline_s=migration_deadline_s,
                         prometheus=prometheus,
+                        agents_per_process=agents_per_process,
                         progress=report,
                     )
         except BaseException:
@@ -499,7 +505,10 @@ class Testbed:
         topo, n = self.topology, self.names
         if self.state.ovs_db is None:
             raise TestbedError("internal: OVS database not recorded")
-        vs = Vsctl(self.state.ovs_db)
+        # One transaction whose wait for vswitchd grows with the ports: 500 nodes
+        # (~1,950 ports) took 48 s here, 1,000 nodes passed the default 60 s.
+        n_ports = len(topo.nodes) + len(topo.hosts) + 2 * len(topo.links)
+        vs = Vsctl(self.state.ovs_db, timeout=max(60.0, BRIDGE_S_PER_PORT * n_ports))
         rstp = topo.has_cycles()
         self.state.rstp = rstp
         fail_mode = "secure" if controller else "standalone"
@@ -537,7 +546,7 @@ class Testbed:
             for port in edge_ports:
                 batch.add("set", "port", port, "other_config:rstp-port-admin-edge=true")
         batch.commit()
-        vs.wait_ofports(edge_ports + ports, timeout=60.0)
+        vs.wait_ofports(edge_ports + ports, timeout=vs.timeout)
         if rstp and not controller:
             self._wait_rstp(vs)
 

@@ -109,6 +109,14 @@ def up(
             "a function whose port MTU exceeds its onward path's (sharing) then stalls",
         ),
     ] = False,
+    agents_per_process: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Nodes whose agents share one process (`netfate agents`); default: one "
+            "per process up to 30 nodes, 50 beyond",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Build the network described in FILE, then start the orchestrator and agents."""
@@ -128,6 +136,7 @@ def up(
                 file,
                 prefix=prefix,
                 controller=controller,
+                agents_per_process=agents_per_process,
                 sdn=sdn,
                 secure=secure,
                 control=not no_control,

@@ -55,13 +55,14 @@ import httpx
 from netfate.host import netns, proc
 from netfate.host.ports import free_port
 from netfate.host.private import read_private, write_private
-from netfate.model.topology import Topology
+from netfate.model.topology import NodeSpec, Topology
 from netfate.testbed import openflow_pki
 from netfate.testbed import prometheus as prom
 from netfate.testbed.run import SDN_PORT, Names, Progress, TestbedError, check_interrupted
 from netfate.testbed.state import RunState
 
 __all__ = [
+    "agents_per_process_for",
     "free_port",
     "heartbeat_for",
     "start_control",
@@ -74,6 +75,12 @@ __all__ = [
 DEFAULT_HEARTBEAT = 1.0
 NODES_PER_HEARTBEAT_SECOND = 30
 DOOR_PORT = 80
+GROUP_SIZE = 50
+"""Nodes per agent process beyond 30 nodes (agents_per_process_for)."""
+DEFAULT_MAX_LONG_POLLS = 256
+"""The orchestrator's default (orchestrator/app.py Settings.max_long_polls)."""
+LONG_POLL_SPARE = 64
+"""Long-poll slots beyond one per node (the controller's, the dashboards')."""
 
 
 def heartbeat_for(n_nodes: int) -> float:
@@ -120,6 +127,7 @@ def start_control(
     api_port: int = 0,
     migration_deadline_s: float | None = None,
     prometheus: bool = True,
+    agents_per_process: int | None = None,
     progress: Progress | None = None,
 ) -> str:
     """Start orchestrator and agents (and with `prometheus` the run's Prometheus,
@@ -169,6 +177,13 @@ def start_control(
                 if heartbeat_for(len(topo.nodes)) != DEFAULT_HEARTBEAT
                 else []
             ),
+            # Each agent holds a long-poll (and the controller one): beyond the
+            # orchestrator's default 256 the rest were answered 429 and retried.
+            *(
+                ["--max-long-polls", str(len(topo.nodes) + LONG_POLL_SPARE)]
+                if len(topo.nodes) + LONG_POLL_SPARE > DEFAULT_MAX_LONG_POLLS
+                else []
+            ),
             *(
                 ["--migration-deadline", str(migration_deadline_s)]
                 if migration_deadline_s is not None
@@ -186,60 +201,52 @@ def start_control(
     report("credentials")
     token = sign_in_operator(st, url)
     start_door(st, topo, names, url, door_secret, report)
-    report(f"agents ({len(topo.nodes)})")
-    agents: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-    heartbeat = heartbeat_for(len(topo.nodes))
-    # Python start-up of many agents on few cores dominates: allow for it.
-    deadline = time.monotonic() + 60.0 + 1.0 * len(topo.nodes)
     nodes = list(topo.nodes.values())
+    per_process = agents_per_process or agents_per_process_for(len(nodes))
+    report(f"agents ({len(nodes)}, {per_process} per process)")
+    agents: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    heartbeat = heartbeat_for(len(nodes))
+    # Python start-up of many agents on few cores dominates: allow for it.
+    deadline = time.monotonic() + 60.0 + 1.0 * len(nodes)
+    # Every node's token before any agent starts: issued while agents start, the
+    # requests wait behind their registrations and reports (one timed out at 30 s
+    # with 100 agents under load 15).
+    tokens = {n.name: issue_token(st, url, token, "agents", {"node": n.name}) for n in nodes}
+    groups = [nodes[i : i + per_process] for i in range(0, len(nodes), per_process)]
     # Start agents in waves and let each wave register before the next: all at once,
-    # their imports starve the orchestrator and each other on a small machine.
-    wave = max(16, 8 * (os.cpu_count() or 1))
-    for first in range(0, len(nodes), wave):
-        for node in nodes[first : first + wave]:
-            log = logs / f"agent-{node.name}.log"
-            argv = [
-                sys.executable,
-                "-m",
-                "netfate",
-                "agent",
-                "--node",
-                node.name,
-                "--orchestrator",
-                url,
-                "--netns",
-                names.ns(node.name),
-                # Migrations between agents leave and enter through the nodes'
-                # namespaces, so they cross the emulated links (agent/channel.py).
-                "--migration-netns",
-                names.ns(node.name),
-                "--listen",
-                f"{node.transit_ip}:0",
-                "--ovs-db",
-                str(st.ovs_db),
-                "--ovs-netns",
-                names.sw,
-                "--bridge",
-                names.bridge(node),
-                "--state-dir",
-                str(st.dir / "agents" / node.name),
-                "--prefix",
-                st.prefix,
-                "--image-dir",
-                str(st.images),
-                "--token-file",
-                str(issue_token(st, url, token, "agents", {"node": node.name})),
-            ]
+    # their imports starve the orchestrator and each other on a small machine. A
+    # wave is 16 nodes or 8 per core, or a whole process's nodes per core.
+    cores = os.cpu_count() or 1
+    wave = max(1, cores) if per_process > 1 else max(16, 8 * cores)
+    started = 0
+    for first in range(0, len(groups), wave):
+        for group in groups[first : first + wave]:
+            if per_process == 1:
+                node = group[0]
+                argv = _agent_argv(st, names, "agent", url)
+                argv += _node_args(st, names, node, tokens[node.name], "--")
+                role, log = f"agent:{node.name}", logs / f"agent-{node.name}.log"
+            else:
+                label = f"{group[0].name}..{group[-1].name}"
+                nodes_file = st.dir / "agents" / f"group-{group[0].name}.json"
+                settings = [_node_args(st, names, n, tokens[n.name], "") for n in group]
+                nodes_file.parent.mkdir(parents=True, exist_ok=True)
+                nodes_file.write_text(json.dumps([_as_settings(a) for a in settings], indent=1))
+                argv = [*_agent_argv(st, names, "agents", url), "--nodes-file", str(nodes_file)]
+                role, log = f"agents:{label}", logs / f"agents-{group[0].name}.log"
             if prometheus:
-                st.metrics[f"agent:{node.name}"] = f"127.0.0.1:{free_port()}"
-                argv += ["--metrics", st.metrics[f"agent:{node.name}"]]
+                where = f"127.0.0.1:{free_port()}"
+                for n in group:
+                    st.metrics[f"agent:{n.name}"] = where
+                argv += ["--metrics", where]
             if heartbeat != DEFAULT_HEARTBEAT:
                 argv += ["--heartbeat", str(heartbeat)]
-            agents[node.name] = (_spawn(st, argv, f"agent:{node.name}", log), log)
+            agents[role] = (_spawn(st, argv, role, log), log)
+            started += len(group)
         wait_nodes_up(
             url,
             token,
-            [n.name for n in nodes[: first + wave]],
+            [n.name for n in nodes[:started]],
             timeout=max(deadline - time.monotonic(), 1.0),
             agents=agents,
             progress=report,
@@ -254,6 +261,43 @@ def start_control(
     if orch.poll() is not None:
         raise TestbedError(f"orchestrator exited with {orch.returncode}: {_tail(orch_log)}")
     return url
+
+
+def agents_per_process_for(n_nodes: int) -> int:
+    """One agent process per node up to 30 nodes (tests stop and restart a node's
+    agent by its process); beyond, groups of `GROUP_SIZE` nodes per process
+    (`netfate agents`): an interpreter costs about 56 MB, a node in a group much less."""
+    return 1 if n_nodes <= NODES_PER_HEARTBEAT_SECOND else GROUP_SIZE
+
+
+def _agent_argv(st: RunState, names: Names, command: str, url: str) -> list[str]:
+    """What every agent process of the run is given, whatever its nodes."""
+    return [sys.executable, "-m", "netfate", command, "--orchestrator", url,
+            "--ovs-db", str(st.ovs_db), "--ovs-netns", names.sw,
+            "--prefix", st.prefix, "--image-dir", str(st.images)]  # fmt: skip
+
+
+def _node_args(
+    st: RunState, names: Names, node: NodeSpec, token_file: Path, dashes: str
+) -> list[str]:
+    """One node's own settings, as options (`dashes` "--") or as the keys of a
+    group's nodes file ("": see _as_settings)."""
+    return [
+        f"{dashes}node", node.name,
+        f"{dashes}netns", names.ns(node.name),
+        # Migrations between agents leave and enter through the nodes'
+        # namespaces, so they cross the emulated links (agent/channel.py).
+        f"{dashes}migration-netns", names.ns(node.name),
+        f"{dashes}listen", f"{node.transit_ip}:0",
+        f"{dashes}bridge", names.bridge(node),
+        f"{dashes}state-dir", str(st.dir / "agents" / node.name),
+        f"{dashes}token-file", str(token_file),
+    ]  # fmt: skip
+
+
+def _as_settings(args: list[str]) -> dict[str, str]:
+    """_node_args's pairs as an entry of the nodes file (agent/group.py)."""
+    return {k.replace("-", "_"): v for k, v in zip(args[::2], args[1::2], strict=True)}
 
 
 def start_door(
@@ -451,7 +495,9 @@ def wait_nodes_up(
             if p.poll() is not None:
                 raise TestbedError(f"agent of {name} exited with {p.returncode}: {_tail(log)}")
         try:
-            r = httpx.get(f"{url}/api/v1/nodes", timeout=5.0, headers=bearer(token))
+            # A loaded orchestrator with hundreds of agents took longer than 5 s to
+            # list them: every look then counted as "no node listed".
+            r = httpx.get(f"{url}/api/v1/nodes", timeout=30.0, headers=bearer(token))
             listed: Any = r.json() if r.status_code == 200 else []
         except (httpx.HTTPError, ValueError):
             listed = []

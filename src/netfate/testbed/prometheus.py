@@ -36,7 +36,8 @@ def config(
     orchestrator_token: Path | None = None,
 ) -> dict[str, Any]:
     """Scrape jobs for the run: `orchestrator` (HOST:PORT of its app), `agent` (node
-    name -> HOST:PORT of its /metrics) and `controller`. The metrics carry their own
+    name -> HOST:PORT of its /metrics, scraped once however many nodes it serves)
+    and `controller`. The metrics carry their own
     `node` label, so targets add none (it would clash and become exported_node).
     The orchestrator's /metrics is the operator's: `orchestrator_token` is the file
     of the token Prometheus sends (a file, so no token is in the configuration)."""
@@ -47,9 +48,11 @@ def config(
     }
     if orchestrator_token is not None:
         orch["authorization"] = {"type": "Bearer", "credentials_file": str(orchestrator_token)}
+    # Nodes whose agents share a process (agent/group.py) share one target.
+    targets = list(dict.fromkeys(agents[n] for n in sorted(agents)))
     jobs: list[dict[str, Any]] = [
         orch,
-        {"job_name": "agent", "static_configs": [{"targets": [agents[n] for n in sorted(agents)]}]},
+        {"job_name": "agent", "static_configs": [{"targets": targets}]},
     ]
     if controller is not None:
         jobs.append({"job_name": "controller", "static_configs": [{"targets": [controller]}]})
