@@ -170,9 +170,7 @@ class Agent:
         backoff = 0.2
         while True:
             try:
-                if self.converge(
-                    await self.orchestrator.desired(self.revision, self._poll_wait())
-                ):
+                if self.converge(await self.orchestrator.desired(self.revision, self._poll_wait())):
                     self.changed.set()
                 backoff = 0.2
             except (httpx.HTTPError, OSError, ValueError) as e:
