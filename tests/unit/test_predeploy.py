@@ -304,7 +304,7 @@ def test_a_start_that_a_warm_standby_takes_is_reported_by_its_take_only(
 def test_cgroups_entered_in_advance_are_renamed_and_the_process_not_moved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from netfate.agent import cgroups
+    from netfate.host import cgroups
 
     monkeypatch.setattr(cgroups, "ROOT", tmp_path)
     (tmp_path / "cgroup.controllers").write_text("cpu memory")  # a v2 hierarchy
@@ -334,7 +334,7 @@ def test_a_runs_cgroups_are_removed_by_prefix_and_no_other_runs(
 ) -> None:
     """testbed/cleanup.py's sweep: an agent leaves its instances running when it
     stops, so their groups (and a standby's stopped too late) outlive the run."""
-    from netfate.agent import cgroups
+    from netfate.host import cgroups
 
     monkeypatch.setattr(cgroups, "ROOT", tmp_path)  # a v1 layout: cpu and memory
     names = ["nf1a2b-cpe1-i-00000001", "nf1a2b-cpe1-sb-0000000a", "nf1a2b0-cpe1-i-2",

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netfate.agent import cgroups
 from netfate.agent.ports import PortSwitch
-from netfate.host import links, netns
+from netfate.host import cgroups, links, netns
 from netfate.host.ovs import Vsctl
 from netfate.host.private import write_private
 from netfate.model.lifecycle import InstanceRole, check_role_change

@@ -51,7 +51,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from netfate.agent import cgroups
 from netfate.agent.instances import (
     IFNAME,
     InstanceError,
@@ -59,7 +58,7 @@ from netfate.agent.instances import (
     port_name,
     stop_process,
 )
-from netfate.host import links, netns
+from netfate.host import cgroups, links, netns
 from netfate.host.private import write_private
 from netfate.vnf import registry
 from netfate.vnf.zygote import process_name

@@ -27,8 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netfate.agent import cgroups
-from netfate.host import links, netns, proc
+from netfate.host import cgroups, links, netns, proc
 from netfate.testbed.state import RunState, StateError, check_prefix, list_runs, run_root
 
 __all__ = ["clean", "processes_in_namespaces", "stale_runs", "teardown"]
