@@ -206,3 +206,30 @@ def wait_until(pred: Any, timeout: float, interval: float = 0.01, what: str = "c
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not met after {timeout:.0f} s")
         time.sleep(interval)
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (or `field`, e.g. VmHWM, its peak) in KiB; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    return kids

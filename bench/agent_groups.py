@@ -21,33 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _common as common  # bench/ is on the path: as a script, or netfate.benchcli.load
+
 from netfate.testbed.builder import Testbed
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"
-
-
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _tree(pid: int, kids: dict[int, list[int]]) -> list[int]:
@@ -61,10 +39,10 @@ def measure(per_process: int, settle_s: float) -> dict[str, Any]:
     tb = Testbed.up(DEMO, agents_per_process=per_process, prometheus=False)
     try:
         time.sleep(settle_s)
-        kids = _children()
+        kids = common.children()
         agents = [r for r in tb.state.process_refs() if r.role.startswith("agent")]
-        own = sum(_rss_kb(r.pid) for r in agents)
-        total = sum(_rss_kb(p) for r in agents for p in _tree(r.pid, kids))
+        own = sum(common.rss_kb(r.pid) for r in agents)
+        total = sum(common.rss_kb(p) for r in agents for p in _tree(r.pid, kids))
         nodes = len(tb.topology.nodes)
         return {
             "per_process": per_process,

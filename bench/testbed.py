@@ -52,38 +52,14 @@ import threading
 import time
 from typing import Any
 
+import _common as common  # bench/ is on the path: as a script, or netfate.benchcli.load
+
 from netfate.host import netns as _netns
 from netfate.model.topology import Topology, generate_tree
 from netfate.testbed.builder import Testbed
 from netfate.testbed.state import RunState, run_root
 
 GOAL_100_NODES_UP_S = 60.0
-
-
-def _rss_kb(pid: int, field: str = "VmRSS") -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc."""
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
 
 
 def _kind(role: str) -> str:
@@ -117,7 +93,7 @@ class _Sampler:
             pass
         if not self.trees:
             return pids
-        kids = _children()
+        kids = common.children()
         out, seen = [], set()
         todo = list(pids)
         while todo:
@@ -135,7 +111,7 @@ class _Sampler:
             pids = self._pids()
             for pid, role in pids:
                 kind = _kind(role)
-                by_kind[kind] = by_kind.get(kind, 0) + _rss_kb(pid)
+                by_kind[kind] = by_kind.get(kind, 0) + common.rss_kb(pid)
             total = sum(by_kind.values())
             if total > self.peak_kb:
                 self.peak_kb, self.peak_by_kind_kb = total, by_kind
@@ -263,7 +239,7 @@ def measure(
                 reach = r.returncode == 0
             st = RunState.load(prefix)
             for p in st.processes:
-                by_role[str(p["role"])] = round(_rss_kb(int(p["pid"]), "VmHWM") / 1024, 1)
+                by_role[str(p["role"])] = round(common.rss_kb(int(p["pid"]), "VmHWM") / 1024, 1)
             agent_processes = sum(1 for p in st.processes if str(p["role"]).startswith("agent"))
             timings = dict(st.timings)
             emulator = st.emulator
