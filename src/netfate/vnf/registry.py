@@ -19,6 +19,7 @@ below it (configs.DevicePath).
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 from collections.abc import Collection, Mapping
@@ -99,6 +100,16 @@ def below(path: str, directory: Path) -> bool:
     are resolved (a path that does not exist yet is resolved as far as it exists)."""
     if not os.path.isabs(path) or "\0" in path:
         return False
+    # realpath leaves a symlink loop unresolved and lets a later ".." take it away
+    # ("loop/../images/x" came out below): the kernel opens no such path (ELOOP), so a
+    # path that meets a loop anywhere lies below nothing.
+    parts = path.split("/")
+    for i in range(2, len(parts) + 1):
+        try:
+            os.stat(os.path.realpath("/".join(parts[:i]) or "/"))
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return False
     root = os.path.realpath(directory)
     real = os.path.realpath(path)
     return real != root and os.path.commonpath([root, real]) == root

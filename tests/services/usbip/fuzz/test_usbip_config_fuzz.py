@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -117,6 +117,8 @@ SEGMENTS = ["images", "sub", "pen.img", "deep.img", "out", "shadow", "rel", "up"
 
 
 @given(segments=st.lists(st.sampled_from(SEGMENTS), max_size=8))
+@example(segments=["loop", "..", "images", "images"])  # a loop taken away by ".." (found)
+@example(segments=["new.img", "..", "loop", "..", "images", "pen.img"])
 @settings(max_examples=500, deadline=None)
 def test_below_agrees_with_a_walk_of_the_path(tree: Path, segments: list[str]) -> None:
     path = "/".join([str(tree), *segments])
