@@ -20,18 +20,34 @@ if TYPE_CHECKING:
     from netfate.host.ovs import Vsctl
 
 
+# Options `netfate agent` and `netfate agents` (group.py) share.
+OrchestratorOpt = Annotated[str, typer.Option(help="Orchestrator URL, http://HOST:PORT")]
+OvsDbOpt = Annotated[str, typer.Option(help="OVSDB socket, unix:PATH")]
+OvsNetnsOpt = Annotated[
+    str | None, typer.Option(help="Namespace where ovs-vswitchd runs (testbed)")
+]
+LogLevelOpt = Annotated[str, typer.Option(help="debug, info, warning")]
+NoZygoteOpt = Annotated[
+    bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
+]
+ImageDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Paths an instance writes as root (USB/IP storage images, pty links, streaming "
+        "recording volumes) lie below this directory (default /var/lib/netfate/images)"
+    ),
+]
+OVS_DB = "unix:/var/run/openvswitch/db.sock"
+
+
 def agent(
     node: Annotated[str, typer.Option(help="Name of the node this agent manages")],
-    orchestrator: Annotated[str, typer.Option(help="Orchestrator URL, http://HOST:PORT")],
+    orchestrator: OrchestratorOpt,
     netns: Annotated[
         str | None, typer.Option(help="The node's namespace (testbed); omit on real hardware")
     ] = None,
-    ovs_db: Annotated[
-        str, typer.Option(help="OVSDB socket, unix:PATH")
-    ] = "unix:/var/run/openvswitch/db.sock",
-    ovs_netns: Annotated[
-        str | None, typer.Option(help="Namespace where ovs-vswitchd runs (testbed)")
-    ] = None,
+    ovs_db: OvsDbOpt = OVS_DB,
+    ovs_netns: OvsNetnsOpt = None,
     bridge: Annotated[str | None, typer.Option(help="The node's OVS bridge")] = None,
     state_dir: Annotated[
         Path | None,
@@ -62,17 +78,9 @@ def agent(
         str | None,
         typer.Option(help="Serve Prometheus metrics on this loopback HOST:PORT (PORT 0: any)"),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-    no_zygote: Annotated[
-        bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
-    ] = False,
-    image_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Paths an instance writes as root (USB/IP storage images, pty links, streaming "
-            "recording volumes) lie below this directory (default /var/lib/netfate/images)"
-        ),
-    ] = None,
+    log_level: LogLevelOpt = "info",
+    no_zygote: NoZygoteOpt = False,
+    image_dir: ImageDirOpt = None,
     token_file: Annotated[
         Path | None,
         typer.Option(

@@ -51,6 +51,15 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from netfate.agent.agent import Agent, AgentConfig
+from netfate.agent.cli import (
+    OVS_DB,
+    ImageDirOpt,
+    LogLevelOpt,
+    NoZygoteOpt,
+    OrchestratorOpt,
+    OvsDbOpt,
+    OvsNetnsOpt,
+)
 from netfate.agent.metrics import AgentCollector
 from netfate.agent.report import watch_bridges
 from netfate.clihelp import CaOption
@@ -245,13 +254,9 @@ def agents(
     nodes_file: Annotated[
         Path, typer.Option(help="JSON list of the nodes this process serves (see group.py)")
     ],
-    orchestrator: Annotated[str, typer.Option(help="Orchestrator URL, http://HOST:PORT")],
-    ovs_db: Annotated[
-        str, typer.Option(help="OVSDB socket, unix:PATH")
-    ] = "unix:/var/run/openvswitch/db.sock",
-    ovs_netns: Annotated[
-        str | None, typer.Option(help="Namespace where ovs-vswitchd runs (testbed)")
-    ] = None,
+    orchestrator: OrchestratorOpt,
+    ovs_db: OvsDbOpt = OVS_DB,
+    ovs_netns: OvsNetnsOpt = None,
     prefix: Annotated[str, typer.Option(help="Prefix of every name the agents create")] = "nf",
     ca: CaOption = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between each node's reports")] = 1.0,
@@ -259,14 +264,9 @@ def agents(
         str | None,
         typer.Option(help="Serve all the nodes' metrics on this loopback HOST:PORT (PORT 0: any)"),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-    no_zygote: Annotated[
-        bool, typer.Option("--no-zygote", help="Start each instance as a new interpreter")
-    ] = False,
-    image_dir: Annotated[
-        Path | None,
-        typer.Option(help="Paths an instance writes as root lie below this directory"),
-    ] = None,
+    log_level: LogLevelOpt = "info",
+    no_zygote: NoZygoteOpt = False,
+    image_dir: ImageDirOpt = None,
 ) -> None:
     """Run the agents of several nodes in one process, each as `netfate agent` would
     (its own token, state, bridge and migration listener)."""
