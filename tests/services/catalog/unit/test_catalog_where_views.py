@@ -18,7 +18,6 @@ import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,24 +26,13 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import authn
+from catalog_db import TOPO  # the fog topology the catalog's unit tests share
 from netfate.contract import Role
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services.catalog import SERVICE
 from netfate.services.catalog import conduit as cd
 from netfate.store.events import record_event
 
-TOPO: dict[str, Any] = {
-    "name": "fog",
-    "nodes": {
-        "cpe1": {"kind": "cpe", "lan": "192.168.1.0/24", "cpu": 1, "memory": "512MiB"},
-        "cpe2": {"kind": "cpe", "lan": "192.168.2.0/24", "cpu": 1, "memory": "512MiB"},
-        "pe1": {"kind": "pe", "lan": "10.10.0.0/24", "cpu": 4},
-    },
-    "links": [
-        {"a": "cpe1", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-        {"a": "cpe2", "b": "pe1", "delay": "5ms", "rate": "100Mbit"},
-    ],
-}
 NODES = tuple(TOPO["nodes"])
 V = "/api/v1/catalog"
 # Two blocks: the collector fits at home; the archive needs more CPU than a CPE has,
