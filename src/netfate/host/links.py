@@ -18,6 +18,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -351,6 +352,27 @@ def sysctl(ns: str | None, key: str, value: str | int) -> None:
     def write() -> None:
         with open(path, "w", encoding="ascii") as f:
             f.write(f"{value}\n")
+
+    _netns.in_netns(ns, write)
+
+
+def one_armed_router(ns: str | None = None) -> None:
+    """Forward, and never tell a client to bypass us (a function that routes its
+    clients' traffic back out of the interface it came in on: portal, vHG, firewall).
+    The kernel sends an ICMP redirect when `all` OR the interface says so, so every
+    interface present is set, and `default` for those made or moved in later; a
+    client that took a redirect went straight past the function (with shared_media,
+    the default, even to an off-subnet gateway). Best effort: an interface may go
+    between listing and writing."""
+
+    def write() -> None:
+        conf = Path("/proc/sys/net/ipv4/conf")
+        keys = [Path("/proc/sys/net/ipv4/ip_forward")]
+        with contextlib.suppress(OSError):
+            keys += sorted(conf.glob("*/send_redirects"))
+        for key in keys:
+            with contextlib.suppress(OSError):
+                key.write_text("1" if key.name == "ip_forward" else "0")
 
     _netns.in_netns(ns, write)
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netfate.host import links
 from netfate.host.nft import NftError
 from netfate.host.nft import apply as nft_apply
 from netfate.host.nft import preload as nft_preload
@@ -198,9 +199,8 @@ class Firewall(Function):
         self.counters = dict.fromkeys(self.counters, 0)
 
     async def start(self) -> None:
-        sysctl("net.ipv4.ip_forward", "1")
+        links.one_armed_router()
         for scope in ("all", "default"):
-            sysctl(f"net.ipv4.conf.{scope}.send_redirects", "0")
             sysctl(f"net.ipv4.conf.{scope}.rp_filter", "0")
         await asyncio.to_thread(self.apply, self.ruleset, self.rules_version)
         # The conntrack sysctls exist once the table above made conntrack track here.

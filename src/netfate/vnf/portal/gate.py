@@ -37,10 +37,9 @@ import contextlib
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from netfate.host import nft
+from netfate.host import links, nft
 
 TABLE = "netfate_portal"
 GARDEN_PORTS = [80, 443]  # what a captive client may reach of the walled garden
@@ -272,17 +271,7 @@ class Gate:
                 ]
             )
         )
-        # A one-armed router: forward, and never tell clients to bypass us. The kernel
-        # sends redirects when `all` OR the interface says so: each one is set (with
-        # shared_media, the default, a host takes a redirect to an off-subnet gateway,
-        # and a streamer's UDP then went straight to the client, past the gate).
-        conf = Path("/proc/sys/net/ipv4/conf")
-        keys = [Path("/proc/sys/net/ipv4/ip_forward")]
-        with contextlib.suppress(OSError):
-            keys += sorted(conf.glob("*/send_redirects"))
-        for key in keys:
-            with contextlib.suppress(OSError):
-                key.write_text("1" if key.name == "ip_forward" else "0")
+        links.one_armed_router()
 
     def allow(self, ip: str, yes: bool) -> None:
         if not self.enabled:

@@ -224,10 +224,7 @@ class Vhg(Function):
         await asyncio.to_thread(self._configure)
 
     def _configure(self) -> None:
-        links.sysctl(None, "net.ipv4.ip_forward", 1)
-        # One-armed router: clients must keep using us, not be redirected to the node.
-        for conf in ("all", "default", self.ifname):
-            links.sysctl(None, f"net.ipv4.conf.{conf}.send_redirects", 0)
+        links.one_armed_router()  # clients must keep using us, not the node
         self._apply_rules()
         self.leasefile.touch()
         self._start_dnsmasq()
