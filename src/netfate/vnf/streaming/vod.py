@@ -19,7 +19,11 @@ origin token never leaves it.
 
 The origin's playlist is final (EXT-X-PLAYLIST-TYPE:VOD with EXT-X-ENDLIST, the
 whole recording: seekable) once the recording stopped, and cached from then on;
-while it records it is an EVENT playlist, fetched again at each request.
+while it records it is an EVENT playlist that grows by a segment every target
+duration: it is kept for half a target duration (at most ``LIVE_TTL_S``), and the
+requests that come while it is fetched share that fetch, so N players reloading it
+cost the storage about two fetches per segment, not N (a player sees a new segment
+at most half a target duration late, well inside the reload interval HLS gives it).
 
 Bounded: ``cache_bytes`` over all recordings (the oldest cached segments go first),
 ``MAX_FETCH`` bytes per object, one fetch per object at a time.
@@ -58,6 +62,8 @@ MAX_FETCH = 64 << 20
 """The largest playlist or segment the relay takes from its origin."""
 FETCH_TIMEOUT_S = 10.0
 DEFAULT_CACHE = 256 << 20
+LIVE_TTL_S = 1.0
+"""The longest a growing (EVENT) playlist is served from the relay's copy."""
 
 Fetch = Callable[[str], Awaitable[bytes]]
 """GET a URL, its body (HttpError with the origin's status when it refuses)."""
@@ -170,6 +176,10 @@ class Played:
     sent: int = 0
     playlist: str | None = None
     """The origin's final playlist, once it is final."""
+    live: tuple[float, str] | None = None
+    """The growing playlist while it records: when it was fetched, and its text."""
+    live_fetch: asyncio.Future[str] | None = None
+    """The growing playlist's fetch in flight, shared by the requests meanwhile."""
 
     def figures(self, now: float) -> dict[str, Any]:
         return {
@@ -245,10 +255,7 @@ class VodRelay:
         if name == "index.m3u8":
             text = p.playlist
             if text is None:
-                text = (await self._origin(p, name)).decode("utf-8", "replace")
-                if "#EXT-X-ENDLIST" in text:
-                    p.playlist = text  # final: the whole recording, it no longer changes
-                p.fetches += 1
+                text = await self._playlist(p)
             else:
                 p.hits += 1
             body = rewrite(text, token or None).encode()
@@ -261,6 +268,36 @@ class VodRelay:
         headers["Cache-Control"] = "max-age=3600"
         p.sent += len(data)
         return Response(200, data, CONTENT_TYPES[".ts"], headers)
+
+    async def _playlist(self, p: Played) -> str:
+        """The playlist while it is not known final: the relay's copy of a growing one
+        while it is fresh, or the fetch in flight, or a new fetch."""
+        if p.live is not None and time.monotonic() - p.live[0] < live_ttl(p.live[1]):
+            p.hits += 1
+            return p.live[1]
+        if p.live_fetch is not None:
+            p.hits += 1
+            return await asyncio.shield(p.live_fetch)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        p.live_fetch = fut
+        try:
+            text = (await self._origin(p, "index.m3u8")).decode("utf-8", "replace")
+            p.fetches += 1
+            if "#EXT-X-ENDLIST" in text:
+                p.playlist, p.live = text, None  # final: the whole recording, kept
+            else:
+                p.live = (time.monotonic(), text)
+            fut.set_result(text)
+            return text
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except Exception as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            p.live_fetch = None
 
     async def _origin(self, p: Played, name: str) -> bytes:
         grant = p.cfg.origin_secret
@@ -307,6 +344,19 @@ class VodRelay:
             "recordings": {rid: p.figures(now) for rid, p in self.played.items()},
             "cached_bytes": sum(self.cached.values()),
         }
+
+
+def live_ttl(playlist: str) -> float:
+    """How long a growing playlist is served from the relay's copy: half its target
+    duration (a segment's longest), at most LIVE_TTL_S; 0 without a valid one."""
+    for line in playlist.splitlines():
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            try:
+                target = float(line.split(":", 1)[1])
+            except ValueError:
+                return 0.0
+            return min(LIVE_TTL_S, target / 2) if target > 0 else 0.0
+    return 0.0
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -19,7 +19,14 @@ from netfate.vnf.streaming import config as c
 from netfate.vnf.streaming import tokens
 from netfate.vnf.streaming.edge import EdgeStreamer
 from netfate.vnf.streaming.hls import Run, Segment, parse_media, vod_playlist
-from netfate.vnf.streaming.vod import VodRecording, VodRelay, VodSettings, rewrite
+from netfate.vnf.streaming.vod import (
+    LIVE_TTL_S,
+    VodRecording,
+    VodRelay,
+    VodSettings,
+    live_ttl,
+    rewrite,
+)
 
 KEY = "k" * 24
 ORIGIN = "http://10.0.1.2:8081/vod/r5/"
@@ -98,12 +105,71 @@ def test_the_playlist_is_whole_seekable_vod_with_the_users_token(tmp_path: Path)
     assert f"r0_0.ts?token={tok}" in text and GRANT not in text
     assert get(relay, "index.m3u8", tok)[0] == 200
     assert len(storage.fetched) == 1  # final: kept, not fetched again
-    # While it records it is an EVENT playlist, fetched at every request.
+
+
+def test_a_growing_playlist_is_shared_for_half_a_target_duration(tmp_path: Path) -> None:
     growing = Storage(final=False)
-    relay2 = VodRelay(settings(), tmp_path / "b", growing.fetch)
-    get(relay2, "index.m3u8", tok)
-    get(relay2, "index.m3u8", tok)
-    assert len(growing.fetched) == 2
+    relay = VodRelay(settings(), tmp_path, growing.fetch)
+    tok = user_token()
+    url = f"{ORIGIN}index.m3u8?token={GRANT}"
+
+    async def players(n: int) -> list[Any]:
+        return await asyncio.gather(
+            *(relay.handle(["r5", "index.m3u8"], {"token": tok}) for _ in range(n))
+        )
+
+    answers = asyncio.run(players(5))  # five players at once: one fetch
+    assert {a.status for a in answers} == {200} and growing.fetched == [url]
+    assert all("#EXT-X-PLAYLIST-TYPE:EVENT" in a.body.decode() for a in answers)
+    assert get(relay, "index.m3u8", tok)[0] == 200 and len(growing.fetched) == 1  # still fresh
+    p = relay.played["r5"]
+    assert p.live is not None and p.playlist is None
+    p.live = (p.live[0] - 1.0, p.live[1])  # target 2 s: kept 1 s, now stale
+    assert get(relay, "index.m3u8", tok)[0] == 200 and len(growing.fetched) == 2
+    figs = relay.stats()["recordings"]["r5"]
+    assert figs["fetches"] == 2 and figs["hits"] == 5 and not figs["final"]
+    # The recording stops: its final playlist replaces the copy, and is kept.
+    growing.files[url] = Storage().files[url]
+    p.live = (p.live[0] - 1.0, p.live[1]) if p.live else None
+    status, body = get(relay, "index.m3u8", tok)
+    assert status == 200 and "#EXT-X-ENDLIST" in body.decode() and p.live is None
+    get(relay, "index.m3u8", tok)
+    assert len(growing.fetched) == 3 and relay.stats()["recordings"]["r5"]["final"]
+
+
+def test_a_failed_playlist_fetch_fails_every_waiting_player_and_is_retried(
+    tmp_path: Path,
+) -> None:
+    growing = Storage(final=False)
+    url = f"{ORIGIN}index.m3u8?token={GRANT}"
+    text = growing.files.pop(url)  # the storage answers 404 for now
+    relay = VodRelay(settings(), tmp_path, growing.fetch)
+    tok = user_token()
+
+    async def players() -> list[Any]:
+        return await asyncio.gather(
+            *(relay.handle(["r5", "index.m3u8"], {"token": tok}) for _ in range(3)),
+            return_exceptions=True,
+        )
+
+    out = asyncio.run(players())
+    assert all(isinstance(e, HttpError) and e.status == 404 for e in out)
+    assert len(growing.fetched) == 1  # one fetch failed for all three
+    growing.files[url] = text
+    assert get(relay, "index.m3u8", tok)[0] == 200 and len(growing.fetched) == 2  # not kept
+
+
+@pytest.mark.parametrize(
+    ("target", "ttl"),
+    [("2", 1.0), ("1", 0.5), ("6", LIVE_TTL_S), ("0", 0.0), ("-3", 0.0), ("x", 0.0),
+     ("nan", 0.0), (None, 0.0)],
+)  # fmt: skip
+def test_live_ttl_is_half_the_target_duration_at_most_a_second(
+    target: str | None, ttl: float
+) -> None:
+    head = "#EXTM3U\n#EXT-X-VERSION:3\n"
+    text = head + (f"#EXT-X-TARGETDURATION:{target}\n" if target is not None else "") + "a.ts\n"
+    assert live_ttl(text) == ttl
 
 
 def test_segments_are_fetched_once_then_cached_within_bounds(tmp_path: Path) -> None:
