@@ -15,9 +15,14 @@ check() walks through it, each step raising DemoFailed with the reason:
      carol (pe2) match     case 2  pe2's streamer has room and takes the match
      dave  (pe2) lecture   case 1  pe2's streamer already serves the lecture
      erin  (pe5) lecture   case 4  no neighbour has one: a new one on pe5; the
-                                   lecture's tree branches at c1: a forwarder there
+                                   lecture's tree branches at c1
      frank (pe4) match     case 3  pe5's, next door; the match branches at c2
-   and every viewer's ffprobe decodes frames of the HLS its streamer serves;
+   and every viewer's ffprobe decodes frames of the HLS its streamer serves; the
+   testbed runs the SDN controller (SDN, as `netfate demo sdn`), so c1's and c2's
+   switches copy (a group ALL each, the replication intents the service's loop
+   keeps): OVS's group stats count packets on every bucket, no forwarder runs, and
+   every viewer decodes again (without the controller, forwarders run there and
+   their stats show a copy to each next hop);
    while they join, alice records the lecture (mid-event: the storage function
    joins at pe1);
 4. alice stops the recording and plays it back from her phone (pe2): the rule
@@ -28,8 +33,9 @@ check() walks through it, each step raising DemoFailed with the reason:
    whole), and Chromium in the phone's namespace plays it from MyShare with frames
    rendered; she stops it and the branch goes after the grace period;
 5. everyone leaves: after the grace period the branches are pruned, the
-   streamers and forwarders go; the recording is deleted and the storage goes; the
-   events stop and the acquirers go: the tree is empty.
+   streamers go and the switches' groups (or the forwarders); the recording is
+   deleted and the storage goes; the events stop and the acquirers go: the tree
+   is empty.
 
 The helpers (Scene) are shared with the fault tests
 (tests/services/streaming/testbed/test_streaming_faults.py).

@@ -288,11 +288,11 @@ def lan_paths(session: Session, want: Desired, tree: Tree | None) -> list[Intent
         inst = instance_of(session, key)
         return inst if inst is not None and inst.state not in LOST and inst.ip else None
 
+    recorded = recordings.recorded(session) if want.acquirers else {}
     for node, per in sorted(want.acquirers.items()):
         acq = iid(f"acquirer:{node}")
         if acq is None or node not in programmed:
             continue
-        recorded = recordings.recorded(session)
         for x, targets in sorted(per.items()):
             c = session.get(ContentRow, x)
             if c is None:
