@@ -59,7 +59,7 @@ from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow, SdnIntentRow
 from netfate.store.tables import HostRow, InstanceRow
 
 from . import backend, ingest, planning, portals, recordings
-from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
+from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STORAGE_HTTP_PORT, STREAMER
 from .recordings import address
 from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, ReservationRow, TreeRow
 from .tree import Desired, Event, Target, Tree
@@ -272,6 +272,7 @@ def lan_paths(session: Session, want: Desired, tree: Tree | None) -> list[Intent
       for RTMP, else UDP): the provider's camera beside its acquirer;
     - a sender (acquirer, forwarder) -> a receiver (streamer, storage) on the same
       node, the content's tree port (UDP);
+    - a streamer -> the storage on its own node of a recording it relays (HTTP);
     - a viewer's host -> its streamer on the same PE (HTTP: HLS, VoD, the RTP join),
       and the streamer -> that host's RTP port and the next, for a native client.
 
@@ -315,6 +316,15 @@ def lan_paths(session: Session, want: Desired, tree: Tree | None) -> list[Intent
                 dst = iid(f"{kind}:{name}")
                 if c is not None and dst is not None and dst.node == node:
                     add(_tunnel(f"instance:{fwd.id}", f"instance:{dst.id}", "udp", c.tree_port))
+    for sid, (node, xs) in sorted(want.streamers.items()):
+        st = iid(f"streamer:{sid}")
+        for x in xs:
+            pulled = tree.contents.get(x) if tree is not None else None
+            if st is None or pulled is None or not pulled.pull or pulled.root != node:
+                continue
+            sto = iid(f"storage:{node}")  # a recording it relays, stored on its own node
+            if sto is not None and node in programmed:
+                add(_tunnel(f"instance:{st.id}", f"instance:{sto.id}", "tcp", STORAGE_HTTP_PORT))
     for v in sorted(tree.viewers.values() if tree else (), key=lambda v: v.client):
         s = iid(f"streamer:{v.streamer}")
         _, sep, device = v.client.partition("/")
