@@ -127,6 +127,22 @@ class Testbed:
     def bridge_of(self, node: str) -> str:
         return str(self.state.nodes[node]["bridge"])
 
+    def ofctl(self, node: str, *args: str, timeout: float = 60.0) -> str:
+        """``ovs-ofctl -O OpenFlow13 ARGS[0] <node's bridge> ARGS[1:]`` on this run's
+        switch (its management socket): the output (``dump-groups``,
+        ``dump-group-stats``, ``dump-flows``); raises TestbedError if it fails."""
+        if self.state.ovs_rundir is None or not args:
+            raise TestbedError("this run has no Open vSwitch (or no ofctl command given)")
+        daemon = OvsDaemon(Path(self.state.ovs_rundir))
+        mgmt = f"{self.state.ovs_rundir}/{self.bridge_of(node)}.mgmt"
+        r = subprocess.run(
+            ["ovs-ofctl", "-O", "OpenFlow13", args[0], mgmt, *args[1:]],
+            capture_output=True, text=True, env=daemon.env(), timeout=timeout, check=False,
+        )  # fmt: skip
+        if r.returncode != 0:
+            raise TestbedError(f"ovs-ofctl {args[0]} {node}: {r.stderr.strip()[:300]}")
+        return r.stdout
+
     def exec(
         self, name: str, argv: list[str], check: bool = True, timeout: float = 60.0
     ) -> subprocess.CompletedProcess[str]:

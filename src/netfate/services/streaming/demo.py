@@ -15,9 +15,14 @@ check() walks through it, each step raising DemoFailed with the reason:
      carol (pe2) match     case 2  pe2's streamer has room and takes the match
      dave  (pe2) lecture   case 1  pe2's streamer already serves the lecture
      erin  (pe5) lecture   case 4  no neighbour has one: a new one on pe5; the
-                                   lecture's tree branches at c1: a forwarder there
+                                   lecture's tree branches at c1
      frank (pe4) match     case 3  pe5's, next door; the match branches at c2
-   and every viewer's ffprobe decodes frames of the HLS its streamer serves;
+   and every viewer's ffprobe decodes frames of the HLS its streamer serves; the
+   testbed runs the SDN controller (SDN, as `netfate demo sdn`), so c1's and c2's
+   switches copy (a group ALL each, the replication intents the service's loop
+   keeps): OVS's group stats count packets on every bucket, no forwarder runs, and
+   every viewer decodes again (without the controller, forwarders run there and
+   their stats show a copy to each next hop);
    while they join, alice records the lecture (mid-event: the storage function
    joins at pe1);
 4. alice stops the recording and plays it back from her phone (pe2): the rule
@@ -28,8 +33,9 @@ check() walks through it, each step raising DemoFailed with the reason:
    whole), and Chromium in the phone's namespace plays it from MyShare with frames
    rendered; she stops it and the branch goes after the grace period;
 5. everyone leaves: after the grace period the branches are pruned, the
-   streamers and forwarders go; the recording is deleted and the storage goes; the
-   events stop and the acquirers go: the tree is empty.
+   streamers go and the switches' groups (or the forwarders); the recording is
+   deleted and the storage goes; the events stop and the acquirers go: the tree
+   is empty.
 
 The helpers (Scene) are shared with the fault tests
 (tests/services/streaming/testbed/test_streaming_faults.py).
@@ -44,6 +50,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +61,15 @@ from netfate.testbed.builder import Testbed
 from netfate.vnf.streaming.hls import HlsError, parse_media
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "streaming.yaml"
+SDN = True
+"""The testbed runs netfate's SDN controller (bridges in secure mode, as `netfate
+demo sdn`): the switches copy the contents (groups ALL) where the tree branches."""
 SOURCE_S = 600
 """The sources' length: they are stopped when the walk-through ends."""
 GRACE_S = 1.0
 S = "/streaming"
+INTENT = "streaming-"
+"""The replication intent of a content the switches copy: INTENT + its id."""
 GONE = ("gone", "failed", "stopping")
 
 PROVIDERS = {
@@ -75,7 +87,8 @@ JOINS = (
     ("frank", "tv", "match", 3, "pe5"),
 )
 BRANCHES = {"lecture": "c1", "match": "c2"}
-"""Where each content's tree branches once every viewer is in: a forwarder on a core."""
+"""Where each content's tree branches once every viewer is in: a group ALL in the
+core's switch under the SDN controller (a forwarder on the core without it)."""
 
 _CLOCK = (
     "drawtext=text='%{localtime\\:%T} %{n}':fontsize=20:fontcolor=white"
@@ -321,6 +334,35 @@ class Scene:
 
         return dict(until(f"the forwarder on {node} to duplicate {key}", sent, 60))
 
+    def switched(self, node: str, key: str) -> bool:
+        """Whether the tree has ``key``'s copies made by ``node``'s switch (a group
+        ALL there), not by a forwarder."""
+        cid = self.contents[key]["id"]
+        return node in self.tree()["desired"].get("switched", {}).get(cid, [])
+
+    def group_packets(self, node: str, key: str) -> list[int]:
+        """Packets each bucket of ``key``'s group ALL on ``node``'s switch has copied
+        (OVS's `dump-group-stats`: one bucket per next hop), once each bucket counts
+        some; the group is the replication intent's (streaming-X)."""
+        from netfate.orchestrator.sdn.compile import group_id_for
+
+        gid = group_id_for(f"{INTENT}{self.contents[key]['id']}")
+
+        def counted() -> list[int] | None:
+            for line in self.tb.ofctl(node, "dump-group-stats", f"group_id={gid}").splitlines():
+                if f"group_id={gid}," not in line:
+                    continue
+                per = [int(b.split("packet_count=")[1].split(",")[0])
+                       for b in line.split("bucket")[1:]]  # fmt: skip
+                return per if len(per) >= 2 and all(per) else None
+            return None
+
+        return list(until(f"{node}'s group ALL to copy {key} to every next hop", counted, 60))
+
+    def no_groups(self, node: str) -> bool:
+        """Whether ``node``'s switch holds no group (`dump-groups`)."""
+        return "group_id=" not in self.tb.ofctl(node, "dump-groups")
+
     def stop(self) -> None:
         for p in self.sources.values():
             self.kill_source(p)
@@ -358,14 +400,27 @@ def _grow(sc: Scene) -> None:
             raise DemoFailed(f"expected case {case} on {node} for {user}, got {a}")
         n = sc.decodes(user)
         sc.say(f"{user}'s ffprobe decodes {n} frames of {a['hls']}")
+    switched = sc.tb.state.sdn
     for key, node in BRANCHES.items():
-        fwd = sc.forwarder(node, key)
-        sc.say(f"{key}'s tree branches at core {node}: forwarder {fwd['ip']} duplicates it")
-    for user, *_ in JOINS:  # through the forwarders now
+        if switched:
+            until(f"{key}'s copies in {node}'s switch", partial(sc.switched, node, key))
+            if live(sc.api, f"forwarder-{node}") is not None:
+                raise DemoFailed(f"a forwarder runs on {node} though its switch copies {key}")
+            sc.say(f"{key}'s tree branches at core {node}: its switch copies it (group ALL, "
+                   "no forwarder)")  # fmt: skip
+        else:
+            fwd = sc.forwarder(node, key)
+            sc.say(f"{key}'s tree branches at core {node}: forwarder {fwd['ip']} duplicates it")
+    for user, *_ in JOINS:  # through the branch points now
         sc.decodes(user)
     for key, node in BRANCHES.items():
-        sent = ", ".join(f"{n} to {h}" for h, n in sorted(sc.copies(node, key).items()))
-        sc.say(f"the forwarder on {node} sent {key}: {sent}")
+        if switched:
+            per = sc.group_packets(node, key)
+            sc.say(f"the switch on {node} copied {key} (dump-group-stats): "
+                   + ", ".join(f"bucket {i} {n} packets" for i, n in enumerate(per)))  # fmt: skip
+        else:
+            sent = ", ".join(f"{n} to {h}" for h, n in sorted(sc.copies(node, key).items()))
+            sc.say(f"the forwarder on {node} sent {key}: {sent}")
     cases = sorted({c for _, _, _, c, _ in JOINS})
     sc.say(f"cases {cases} of the rule happened; every viewer decodes through the tree")
 
@@ -527,9 +582,11 @@ def _shrink(sc: Scene, rid: int) -> None:
         until(f"{sid} to be released", gone(sc.api, f"streamer-{sid}"), 60)
     for node in BRANCHES.values():
         until(f"the forwarder on {node} to go", gone(sc.api, f"forwarder-{node}"))
+        if sc.tb.state.sdn:
+            until(f"the groups on {node}'s switch to go", partial(sc.no_groups, node))
     sc.say(
         f"everyone left: after {GRACE_S:g} s the branches were pruned, the streamers and "
-        "forwarders went"
+        + ("the switches' groups went" if sc.tb.state.sdn else "forwarders went")
     )
     sc.api("DELETE", f"{S}/app/recordings/{rid}?user={RECORDER[0]}")
     node = PROVIDERS[RECORDER[2]][2]

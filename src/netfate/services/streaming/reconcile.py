@@ -41,6 +41,7 @@ announces a change and at least every INTERVAL_S; the API's writes run it at onc
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -52,12 +53,13 @@ from sqlalchemy.orm import Session
 from netfate.orchestrator.nfv import coordinator as nfv
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.sdn.api import reconcile_owned
-from netfate.orchestrator.sdn.intents import Endpoint, Intent, ReplicationIntent
-from netfate.orchestrator.sdn.tables import SdnIntentRow
-from netfate.store.tables import InstanceRow
+from netfate.orchestrator.sdn.fabric import gateway
+from netfate.orchestrator.sdn.intents import Endpoint, Intent, ReplicationIntent, TunnelIntent
+from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow, SdnIntentRow
+from netfate.store.tables import HostRow, InstanceRow
 
 from . import backend, ingest, planning, portals, recordings
-from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STREAMER
+from .functions import ACQUIRER, FORWARDER, HTTP_PORT, INGEST_PORTS, STORAGE_HTTP_PORT, STREAMER
 from .recordings import address
 from .tables import ContentRow, FunctionRow, ProviderRow, RecordingRow, ReservationRow, TreeRow
 from .tree import Desired, Event, Target, Tree
@@ -69,6 +71,8 @@ LOST = {"failed", "gone", "stopping"}
 clock: Callable[[], float] = time.time
 """The loop's clock (prunes, planning); unit tests replace it."""
 INTENT_PREFIX = "streaming-"
+GW_PREFIX = INTENT_PREFIX + "gw-"
+"""A function's gateway intent (a content id is ``ev<N>`` or ``r<N>``: no clash)."""
 
 
 def group_address(tree_port: int) -> str:
@@ -223,9 +227,123 @@ def _ensure(session: Session, key: str, desc: str, node: str, cfg: dict[str, Any
     return touched
 
 
-def intents(session: Session, want: Desired) -> list[Intent]:
-    """The replication intents of the contents the switches copy (the module's 3)."""
+def gateways(session: Session) -> list[Intent]:
+    """Each running function of the tree (storage, streamers, forwarders, acquirers)
+    reaches its node, which routes (``streaming-gw-INSTANCE``), where the SDN
+    controller programs that node's switch: in secure mode nothing passes until an
+    intent says so, and the fabric's gateways are only the hosts' and the instances'
+    of the testbed's start."""
+    programmed = set(session.scalars(select(SdnFlowSnapshotRow.node)))
+    if not programmed:
+        return []
     out: list[Intent] = []
+    for f in session.scalars(select(FunctionRow).order_by(FunctionRow.key)):
+        if f.key.startswith("portal:"):
+            continue  # the firewall service keeps its portals' gateways
+        inst = session.get(InstanceRow, f.instance)
+        if inst is None or inst.state in LOST or address(inst) is None:
+            continue
+        if inst.node in programmed:
+            out.append(gateway(Endpoint("instance", inst.id), inst.node, f"{GW_PREFIX}{inst.id}"))
+    return out
+
+
+def _lan_id(*parts: str) -> str:
+    raw = INTENT_PREFIX + "lan-" + "-".join(parts)
+    if len(raw) <= 63:
+        return raw
+    return f"{raw[:50]}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
+
+
+def _tunnel(a: str, b: str, protocol: str, port: int) -> TunnelIntent:
+    """``a`` may reach ``b`` on one protocol and port (``kind:name`` endpoints)."""
+    ea, eb = Endpoint.parse(a), Endpoint.parse(b)
+    return TunnelIntent(
+        id=_lan_id(ea.name, eb.name, protocol, str(port)), a=ea, b=eb,
+        protocol=protocol, port=port,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def lan_paths(session: Session, want: Desired, tree: Tree | None) -> list[Intent]:
+    """What passes on one LAN, where the node does not route it (``streaming-lan-*``,
+    one protocol and port each), where the SDN controller programs the node:
+
+    - each host at a live content's PE -> its acquirer, the flow's ingest port (TCP
+      for RTMP, else UDP): the provider's camera beside its acquirer;
+    - a sender (acquirer, forwarder) -> a receiver (streamer, storage) on the same
+      node, the content's tree port (UDP);
+    - a streamer -> the storage on its own node of a recording it relays (HTTP);
+    - a viewer's host -> its streamer on the same PE (HTTP: HLS, VoD, the RTP join),
+      and the streamer -> that host's RTP port and the next, for a native client.
+
+    Across nodes the gateways carry it (the nodes route, the fabric joins LANs)."""
+    programmed = set(session.scalars(select(SdnFlowSnapshotRow.node)))
+    if not programmed:
+        return []
+    out: dict[str, Intent] = {}
+
+    def add(it: TunnelIntent) -> None:
+        out[it.id] = it
+
+    def iid(key: str) -> InstanceRow | None:
+        inst = instance_of(session, key)
+        return inst if inst is not None and inst.state not in LOST and inst.ip else None
+
+    recorded = recordings.recorded(session) if want.acquirers else {}
+    for node, per in sorted(want.acquirers.items()):
+        acq = iid(f"acquirer:{node}")
+        if acq is None or node not in programmed:
+            continue
+        for x, targets in sorted(per.items()):
+            c = session.get(ContentRow, x)
+            if c is None:
+                continue
+            proto = "tcp" if c.protocol == "rtmp" else "udp"
+            for h in session.scalars(select(HostRow).where(HostRow.node == node)):
+                add(_tunnel(f"host:{h.name}", f"instance:{acq.id}", proto, c.ingest_port))
+            below = list(targets) + ([("storage", node)] if x in recorded else [])
+            for kind, name in below:
+                dst = iid(f"{kind}:{name}")
+                if dst is not None and dst.node == node:
+                    add(_tunnel(f"instance:{acq.id}", f"instance:{dst.id}", "udp", c.tree_port))
+    for node, per in sorted(want.forwarders.items()):
+        fwd = iid(f"forwarder:{node}")
+        if fwd is None or node not in programmed:
+            continue
+        for x, targets in sorted(per.items()):
+            c = session.get(ContentRow, x)
+            for kind, name in targets:
+                dst = iid(f"{kind}:{name}")
+                if c is not None and dst is not None and dst.node == node:
+                    add(_tunnel(f"instance:{fwd.id}", f"instance:{dst.id}", "udp", c.tree_port))
+    for sid, (node, xs) in sorted(want.streamers.items()):
+        st = iid(f"streamer:{sid}")
+        for x in xs:
+            pulled = tree.contents.get(x) if tree is not None else None
+            if st is None or pulled is None or not pulled.pull or pulled.root != node:
+                continue
+            sto = iid(f"storage:{node}")  # a recording it relays, stored on its own node
+            if sto is not None and node in programmed:
+                add(_tunnel(f"instance:{st.id}", f"instance:{sto.id}", "tcp", STORAGE_HTTP_PORT))
+    for v in sorted(tree.viewers.values() if tree else (), key=lambda v: v.client):
+        s = iid(f"streamer:{v.streamer}")
+        _, sep, device = v.client.partition("/")
+        device_host = v.host or (device if sep else None)
+        host = session.get(HostRow, device_host) if device_host else None
+        if s is None or host is None or host.node != s.node or s.node not in programmed:
+            continue
+        add(_tunnel(f"host:{host.name}", f"instance:{s.id}", "tcp", HTTP_PORT))
+        if v.rtp_port is not None:
+            for port in (v.rtp_port, v.rtp_port + 1):
+                add(_tunnel(f"instance:{s.id}", f"host:{host.name}", "udp", port))
+    return [out[k] for k in sorted(out)]
+
+
+def intents(session: Session, want: Desired, tree: Tree | None = None) -> list[Intent]:
+    """The replication intents of the contents the switches copy (the module's 3),
+    the tree's functions' gateways (gateways()) and what passes on one LAN
+    (lan_paths())."""
+    out: list[Intent] = [*gateways(session), *lan_paths(session, want, tree)]
     for x in sorted(want.switched):
         c = session.get(ContentRow, x)
         acq = instance_of(session, f"acquirer:{c.pe}") if c is not None else None
@@ -248,9 +366,9 @@ def intents(session: Session, want: Desired) -> list[Intent]:
     return out
 
 
-def sync_intents(session: Session, want: Desired) -> None:
-    """The stored streaming-* intents made equal to intents(want)."""
-    wanted = intents(session, want)
+def sync_intents(session: Session, want: Desired, tree: Tree | None = None) -> None:
+    """The stored streaming-* intents made equal to intents(want, tree)."""
+    wanted = intents(session, want, tree)
     if not wanted and (
         session.scalar(
             select(SdnIntentRow.id).where(SdnIntentRow.id.like(f"{INTENT_PREFIX}%")).limit(1)
@@ -285,7 +403,7 @@ def step(session: Session) -> set[str]:
         session.flush()
     want = t.desired()
     touched = converge(session, want, t)
-    sync_intents(session, want)
+    sync_intents(session, want, t)
     return touched
 
 

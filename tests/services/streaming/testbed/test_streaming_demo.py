@@ -1,7 +1,9 @@
 """`netfate demo streaming --check` (services/streaming/topologies/streaming.yaml, the
 paper's testbed) exits 0: two providers' ffmpeg sources, recognised by their
 acquirers; six viewers on four PEs joining by the paper's rule, cases 1 to 4 each
-asserted, each decoding frames; forwarders on both core routers duplicating; a
+asserted, each decoding frames; under the SDN controller, the switches of both core
+routers copying (a group ALL each, OVS's group stats counting packets on every
+bucket) and no forwarder; a
 recording made mid-event and played back through the edge streamer the rule chose
 (ffprobe frames, a seek into its middle, a VOD playlist; refused without the user's
 token), and in Chromium from MyShare; then the tree shrinks to nothing
@@ -40,9 +42,16 @@ def test_demo_streaming_check_exits_zero() -> None:
         assert line in out
     for who in ("alice", "bob", "carol", "dave", "erin", "frank"):
         assert f"{who}'s ffprobe decodes" in out
-    assert "branches at core c1: forwarder 10.91.0." in out
-    assert "branches at core c2: forwarder 10.92.0." in out
-    assert "the forwarder on c1 sent lecture" in out and "the forwarder on c2 sent match" in out
+    assert "with the SDN controller" in out
+    assert "ev1's copies in the switches (groups ALL at c1;" in out
+    assert "ev2's copies in the switches (groups ALL at c2;" in out
+    assert "branches at core c1: its switch copies it (group ALL, no forwarder)" in out
+    assert "branches at core c2: its switch copies it (group ALL, no forwarder)" in out
+    for node, key in (("c1", "lecture"), ("c2", "match")):
+        m = re.search(rf"the switch on {node} copied {key} \(dump-group-stats\): (.*)", out)
+        assert m, out[-6000:]
+        per = [int(n) for n in re.findall(r"bucket \d+ (\d+) packets", m[1])]
+        assert len(per) == 2 and all(per), m[0]
     # The recording: made mid-event, played back through pe2's streamer (the one
     # alice's live HLS came from), seekable, refused without her token, in a browser.
     assert "alice records lecture mid-event (recording 1): storage at pe1" in out
@@ -63,6 +72,7 @@ def test_demo_streaming_check_exits_zero() -> None:
     assert "Chromium at phone plays recording 1 from MyShare and renders frames" in out
     assert "edge streamer es1-pe2 on pe2, stored at pe1" in out
     assert "alice stopped playing: after 1 s its branch went" in out
-    assert "the branches were pruned" in out and "the tree is empty" in out
+    assert "the branches were pruned" in out and "the switches' groups went" in out
+    assert "the tree is empty" in out
     prefix = out.split("as run ", 1)[1].split()[0]
     assert netns.list_with_prefix(prefix + "-") == []

@@ -28,7 +28,7 @@ from netfate.model.topology import Topology
 from netfate.orchestrator.app import Settings, create_app
 from netfate.services import registered
 from netfate.services.streaming import SERVICE as STREAMING
-from netfate.services.streaming import cli, recordings
+from netfate.services.streaming import backend, cli, reconcile, recordings
 from streaming_api import keyed, ok
 from waiting import until
 
@@ -325,6 +325,55 @@ def test_switches_copy_a_content_where_the_controller_programs_them(api: TestCli
         return [i for i in ids if i.startswith("streaming-")]
 
     assert until(lambda: not streaming_intents(), 10.0), streaming_intents()
+
+
+def streaming_intents(c: TestClient) -> dict[str, dict[str, Any]]:
+    out = {i["intent"]["id"]: i["intent"] for i in ok(c.get("/api/v1/intents"))}
+    return {k: v for k, v in out.items() if k.startswith("streaming-")}
+
+
+def test_under_the_controller_the_functions_get_their_gateways_and_lan_paths(
+    api: TestClient,
+) -> None:
+    """In secure mode nothing passes until an intent says so: the loop keeps each
+    function's gateway, the provider's camera -> its acquirer (same LAN: the ingest
+    port) and a viewer's device -> its streamer on the same PE (HTTP); a viewer on
+    another PE is routed (no LAN path). None of them without the controller."""
+    cid = live_event(api)
+    phone = ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "alice", "host": "phone"}))
+    assert phone["node"] == "pe2"
+    assert until(lambda: len(instances(api)) == 2, 10.0)
+    assert streaming_intents(api) == {}  # no controller: the bridges pass everything
+    controller_programs(api, "pe1", "pe2", "pe3", "pe4", "pe5", "c1", "c2")
+    ok(api.post(f"{V1}/contents/{cid}/viewers", json={"user": "bob", "host": "tablet"}))
+    ids = {n: i["id"] for n, i in instances(api).items()}
+    acq, es2 = ids["acquirer-pe1"], ids[f"streamer-{phone['streamer']}"]
+    es4 = next(i for n, i in ids.items() if n.startswith("streamer-") and i != es2)
+    want = {
+        f"streaming-gw-{i}": {"a": f"instance:{i}", "b": f"subnet:0.0.0.0/0@{n}"}
+        for i, n in ((acq, "pe1"), (es2, "pe2"), (es4, "pe4"))
+    }
+    want |= {
+        f"streaming-lan-cam-{acq}-udp-5000": {"a": "host:cam", "b": f"instance:{acq}"},
+        f"streaming-lan-phone-{es2}-tcp-8080": {"a": "host:phone", "b": f"instance:{es2}"},
+        f"streaming-lan-tablet-{es4}-tcp-8080": {"a": "host:tablet", "b": f"instance:{es4}"},
+    }
+    with api.app.state.db.session() as s:  # what the loop keeps (intents())
+        t = backend.load(s, lock=False)
+        got = {
+            it.id: it.model_dump(mode="json")
+            for it in reconcile.intents(s, t.desired(), t)
+            if not it.id.startswith(f"streaming-{cid}")
+        }
+    assert {k: {"a": v["a"], "b": v["b"]} for k, v in got.items()} == want
+    # stored as any intent is, where the view knows both ends (the unit test's view
+    # has no agents' ports: the gateways, to the nodes' local ports, wait for them)
+    lan = {k for k in want if k.startswith("streaming-lan-")}
+    assert until(lambda: lan <= set(streaming_intents(api)), 10.0), streaming_intents(api)
+    assert got[f"streaming-lan-cam-{acq}-udp-5000"]["protocol"] == "udp"
+    # alice leaves: her device's path to pe2's streamer goes with her viewer
+    ok(api.delete(f"{V1}/contents/{cid}/viewers/phone?user=alice"))
+    assert until(lambda: f"streaming-lan-phone-{es2}-tcp-8080" not in streaming_intents(api), 10)
 
 
 def signed_in(c: TestClient, name: str, role: Role = Role.USER) -> dict[str, str]:

@@ -21,7 +21,7 @@ with warnings.catch_warnings():
 
 import authn
 from netfate.contract import Role
-from netfate.services.streaming import backend, recordings
+from netfate.services.streaming import backend, reconcile, recordings
 from netfate.services.streaming.web import LIBRARY
 from netfate.vnf.streaming import tokens
 from streaming_api import ok, streaming_api
@@ -268,3 +268,28 @@ def test_a_refusal_on_a_port_no_flow_owns_reaches_its_provider(api: TestClient) 
         {"reason": "wrong_port", "detail": detail, "source": "10.61.0.9", "at": 1.0}
     ]
     assert "refused" not in by_id[cids["club"]]
+
+
+def test_under_the_controller_a_streamer_reaches_the_storage_on_its_own_node(
+    api: TestClient,
+) -> None:
+    """A recording played at the storage's own PE (the camera's host at pe1: a new
+    streamer there, case 4): in secure mode the loop keeps the streamer -> storage
+    path on that LAN (HTTP, the storage's port) and the host -> streamer one."""
+    for i, n in enumerate(("pe1", "pe2", "c1")):
+        snap = {"kind": "flows", "node": n, "dpid": f"{i + 1:016x}", "time": 1.0, "flows": []}
+        ok(api.post("/api/v1/sdn/events", json=snap), 202)
+    eid = scheduled(api)
+    rid = ok(api.post(f"{V1}/recordings", json={"user": "alice", "event": eid}), 201)["id"]
+    ok(api.post(f"{V1}/events/{eid}/start"))
+    ok(api.delete(f"{V1}/recordings/{rid}"))
+    alice = authn.bearer(authn.token(api.app, "alice", Role.USER))
+    a = ok(api.post(f"{V1}/recordings/{rid}/play", json={"host": "cam"}, headers=alice))
+    assert (a["case"], a["node"]) == (4, "pe1"), a
+    inst = named(api)
+    st, sto = inst[f"streamer-{a['streamer']}"]["id"], inst["storage-pe1"]["id"]
+    with api.app.state.db.session() as s:
+        t = backend.load(s, lock=False)
+        got = {it.id for it in reconcile.intents(s, t.desired(), t)}
+    assert f"streaming-lan-{st}-{sto}-tcp-8081" in got, got
+    assert f"streaming-lan-cam-{st}-tcp-8080" in got, got
