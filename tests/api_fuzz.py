@@ -326,6 +326,7 @@ VALID: dict[str, list[dict[str, Any]]] = {
     "GET /api/v1/catalog/positions": [
         {"query": {"history": 3}},
         {"query": {"history": 0}, "headers": {"authorization": "@as-user:alice"}},
+        {"query": {"history": 2, "limit": 1, "after": "alice"}},  # the page after alice
     ],
     "GET /api/v1/catalog/placements": [{"headers": {"authorization": "@as-user:alice"}}],
     # which of a PN owner's devices join their PN (ALICE's at cpe1 holds laptop1)

@@ -563,16 +563,39 @@ HistoryRows = Annotated[
 ]
 
 
+PAGE_USERS = 1000
+"""The most users one answer of GET /positions holds (`limit`)."""
+
+
 @router.get("/positions")
-def positions(session: SessionDep, p: PrincipalDep, history: HistoryRows = 20) -> dict[str, Any]:
+def positions(
+    session: SessionDep,
+    p: PrincipalDep,
+    history: HistoryRows = 20,
+    limit: Annotated[int, Query(ge=1, le=PAGE_USERS, description="Users per answer")] = 200,
+    after: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="The page after this user (`next`)"),
+    ] = None,
+) -> dict[str, Any]:
     """Where each user the asker may know of is now (and from which source: login,
     host-seen or lease), and their history (newest first, `history` entries): the
     operator every user the catalog knows, with the lease lines refused; a user
     themself only; a provider its subscribers only, with abstract sites for nodes
-    and no details (views.py). The page /where shows it."""
+    and no details (views.py). In pages of `limit` users by name: `next` is the
+    `after` of the next page (null on the last). The page /where shows it."""
     users = views.visible_users(session, p, WHEREIS)
-    out, refused = views.positions(session, p, WHEREIS, users, history)
-    return {"at": time.time(), "users": out, **({"refused": refused} if p.operator else {})}
+    names = [u for u in users if after is None or u > after]  # visible_users is sorted
+    page = {u: users[u] for u in names[:limit]}
+    out, refused = views.positions(session, p, WHEREIS, page, history)
+    more = len(names) > limit
+    return {
+        "at": time.time(),
+        "users": out,
+        "next": names[limit - 1] if more else None,
+        "total": len(users),
+        **({"refused": refused} if p.operator else {}),
+    }
 
 
 @router.get("/positions/{user}", responses=errors(404))

@@ -29,6 +29,7 @@ from netfate.orchestrator.identity import Principal
 from netfate.store.tables import InstanceRow, LinkRow, NodeRow
 
 from . import conduit as cd
+from . import whereabouts
 from . import whereis as core
 from .states import SubscriptionState
 from .tables import (
@@ -39,7 +40,7 @@ from .tables import (
     CatalogSiteRow,
     CatalogSubscriptionRow,
 )
-from .whereabouts import Whereabouts, history
+from .whereabouts import Whereabouts
 
 DECISIONS = 5
 """Decisions shown per subscription in the placements view (newest first)."""
@@ -174,10 +175,12 @@ def positions(
     def node(name: str) -> str:
         return name if sites is None else sites.site.get(name, "another site")
 
+    rows = min(history_rows, w.history_rows)
+    histories = whereabouts.histories(session, list(users), rows) if rows else {}
     out = []
     for user in users:
         fix, mine = fixes.get(user), by_user.get(user, [])
-        hist = history(session, user, min(history_rows, w.history_rows)) if history_rows else []
+        hist = histories.get(user, [])
         known = fix is not None or hist or mine or user in subscribed
         if not known and not keep_unknown:
             continue

@@ -102,7 +102,7 @@ class Session(PageSession):
 
     def open_signed_in(self, path: str, name: str, password: str | None = None) -> Any:
         page = super().open_signed_in(path, name, password)
-        page.wait_for_selector("#where-app[data-ready='1']" if path == PAGE else
+        page.wait_for_selector("#where-app[data-ready='1']" if path.startswith(PAGE) else
                                "body[data-ready='1']")  # fmt: skip
         return page
 
@@ -143,6 +143,22 @@ def test_the_operator_sees_every_user_and_their_timeline_live(
     assert (
         "RADIUS login" in pg.locator("tr.where-user[data-user='alice'] .where-source").inner_text()
     )
+    assert not session.errors, session.errors
+
+
+def test_the_operator_pages_through_the_users(session: Session, world: Orchestrator) -> None:
+    pg = session.open_signed_in(PAGE + "?per=1", world.operator["name"],
+                                world.operator["password"])  # fmt: skip
+    pg.wait_for_selector("tr.where-user[data-user='alice']")
+    assert _users(pg) == ["alice"]
+    pager = pg.locator("#where-pager")
+    assert "alice to alice of 2" in pager.inner_text() and pg.is_disabled("#where-prev")
+    pg.click("#where-next")
+    pg.wait_for_selector("tr.where-user[data-user='bob']")
+    assert _users(pg) == ["bob"] and pg.is_disabled("#where-next")
+    pg.click("#where-prev")
+    pg.wait_for_selector("tr.where-user[data-user='alice']")
+    assert _users(pg) == ["alice"] and pg.is_disabled("#where-prev")
     assert not session.errors, session.errors
 
 

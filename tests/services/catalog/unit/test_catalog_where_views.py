@@ -100,6 +100,26 @@ def test_the_operator_sees_every_user_where_they_are_and_why(api: TestClient) ->
     assert api.get(f"{V}/positions", params={"history": 101}).status_code == 422
 
 
+def test_positions_come_in_pages_by_name_within_what_the_asker_may_see(
+    api: TestClient,
+) -> None:
+    def page(after: str | None, limit: int, **headers: str) -> tuple[list[str], str | None, int]:
+        params: dict[str, str | int] = {"limit": limit, **({"after": after} if after else {})}
+        got = api.get(f"{V}/positions", params=params, headers=headers).json()
+        return [u["user"] for u in got["users"]], got["next"], got["total"]
+
+    assert page(None, 2) == (["alice", "bob"], "bob", 4)
+    assert page("bob", 2) == (["carol", "dave"], None, 4)
+    assert page("carol", 200) == (["dave"], None, 4)
+    assert page(None, 200) == (["alice", "bob", "carol", "dave"], None, 4)
+    acme = as_(api, "acme", Role.PROVIDER)
+    assert page(None, 1, **acme) == (["alice"], "alice", 2)  # its subscribers' pages only
+    assert page("alice", 1, **acme) == (["bob"], None, 2)
+    assert page("bob", 5, **as_(api, "alice", Role.USER)) == ([], None, 1)  # after herself
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after": ""}, {"after": "x" * 65}):
+        assert api.get(f"{V}/positions", params=bad).status_code == 422, bad
+
+
 def test_a_user_sees_only_themself(api: TestClient) -> None:
     r = api.get(f"{V}/positions", headers=as_(api, "alice", Role.USER))
     assert r.status_code == 200

@@ -85,5 +85,26 @@ def test_the_history_is_bounded_in_rows_and_newest_first(db: Database) -> None:
         assert [r.seen_at for r in rows] == sorted((r.seen_at for r in rows), reverse=True)
 
 
+def test_many_users_histories_in_one_query_match_each_users_own(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(whereabouts, "IN_CHUNK", 3)  # two IN lists for five users
+    users = ["ann", "bob", "cy", "dee", "eve"]
+    with db.session() as s:
+        for k in range(40):
+            u = users[k * 7 % 5] if k % 3 else "bob"  # uneven: bob has most
+            s.add(CatalogPositionRow(user=u, node=f"cpe{k % 2 + 1}", source="login",
+                                     seen_at=float(k), recorded_at=float(k), why=""))  # fmt: skip
+        s.flush()
+        for rows in (1, 4, 100):
+            got = whereabouts.histories(s, [*users, "nobody"], rows)
+            want = {u: whereabouts.history(s, u, rows) for u in users}
+            assert {u: [r.id for r in v] for u, v in got.items()} == {
+                u: [r.id for r in v] for u, v in want.items()
+            }
+            assert all(len(v) <= rows for v in got.values()) and "nobody" not in got
+        assert len(whereabouts.histories(s, ["bob"], 4)["bob"]) == 4
+
+
 def test_positions_are_recorded_under_the_conduits_lock() -> None:
     assert whereabouts.SERIALIZE == cd.SERIALIZE

@@ -115,12 +115,40 @@
     const state = document.getElementById("live-state");
     const status = document.getElementById("status");
     let seq = 0;
+    // Pages of users by name (GET /positions: `next`); `back` holds the cursors of
+    // the pages before, so "previous" needs no cursor from the server.
+    let after = null;
+    const back = [];
+    // users per page: ?per=N in the page's address (1-1000; the API's default 200)
+    const per = parseInt(new URLSearchParams(location.search).get("per") || "", 10);
+    const PER = per >= 1 && per <= 1000 ? per : 200;
+    const go = (cursor, dir) => () => {
+      if (dir > 0) back.push(after); else back.pop();
+      after = cursor;
+      refresh();
+    };
+    const pager = (pos) => {
+      if (!pos.next && !back.length) return null;
+      const first = pos.users.length ? pos.users[0].user : "";
+      const last = pos.users.length ? pos.users[pos.users.length - 1].user : "";
+      return h("nav", { class: "where-pager", id: "where-pager", "aria-label": "pages of users" },
+        h("button", { type: "button", id: "where-prev", ...(back.length ? {} : { disabled: "" }) }, "‹ previous"),
+        ` users ${first} to ${last} of ${pos.total} `,
+        h("button", { type: "button", id: "where-next", ...(pos.next ? {} : { disabled: "" }) }, "next ›"));
+    };
     const refresh = async () => {
       const mine = ++seq;
       try {
-        const [pos, subs] = await Promise.all([get(`/positions?history=${HISTORY}`), get("/placements")]);
+        const q = `/positions?history=${HISTORY}&limit=${PER}` + (after ? `&after=${encodeURIComponent(after)}` : "");
+        const [pos, subs] = await Promise.all([get(q), get("/placements")]);
         if (mine !== seq) return;
-        document.getElementById("positions").replaceChildren(...positionsView(pos));
+        const nav = pager(pos);
+        if (nav) {
+          const [prev, next] = nav.querySelectorAll("button");
+          prev.onclick = go(back[back.length - 1] ?? null, -1);
+          next.onclick = go(pos.next, +1);
+        }
+        document.getElementById("positions").replaceChildren(...positionsView(pos), ...(nav ? [nav] : []));
         document.getElementById("placements").replaceChildren(...placementsView(subs));
         state.dataset.state = "live";
         state.textContent = `live (${when(pos.at)})`;
@@ -159,6 +187,7 @@
         try { pos = await get(`/positions?history=${HISTORY}`); } catch (e) { return; } // no catalog here
         if (seq !== this.seq) return;
         this.el.replaceChildren(...positionsView(pos),
+          ...(pos.next ? [h("p", { class: "dim", id: "where-more" }, `the first ${pos.users.length} of ${pos.total} users; the page has the rest`)] : []),
           h("p", {}, h("a", { href: `${API}/where` }, "open the page")));
       },
       onEvent() { this.onRefresh(); },
