@@ -178,8 +178,6 @@ class Played:
     """The origin's final playlist, once it is final."""
     live: tuple[float, str] | None = None
     """The growing playlist while it records: when it was fetched, and its text."""
-    live_fetch: asyncio.Future[str] | None = None
-    """The growing playlist's fetch in flight, shared by the requests meanwhile."""
 
     def figures(self, now: float) -> dict[str, Any]:
         return {
@@ -275,29 +273,15 @@ class VodRelay:
         if p.live is not None and time.monotonic() - p.live[0] < live_ttl(p.live[1]):
             p.hits += 1
             return p.live[1]
-        if p.live_fetch is not None:
-            p.hits += 1
-            return await asyncio.shield(p.live_fetch)
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        p.live_fetch = fut
-        try:
-            text = (await self._origin(p, "index.m3u8")).decode("utf-8", "replace")
-            p.fetches += 1
+
+        async def keep(data: bytes) -> None:
+            text = data.decode("utf-8", "replace")
             if "#EXT-X-ENDLIST" in text:
                 p.playlist, p.live = text, None  # final: the whole recording, kept
             else:
                 p.live = (time.monotonic(), text)
-            fut.set_result(text)
-            return text
-        except asyncio.CancelledError:
-            fut.cancel()
-            raise
-        except Exception as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: no "never retrieved" warning without waiters
-            raise
-        finally:
-            p.live_fetch = None
+
+        return (await self._fetch_once(p, "index.m3u8", keep)).decode("utf-8", "replace")
 
     async def _origin(self, p: Played, name: str) -> bytes:
         grant = p.cfg.origin_secret
@@ -313,19 +297,32 @@ class VodRelay:
                 p.hits += 1
                 return data
             del self.cached[path]
-        waiting = self.pending.get(path)
-        if waiting is not None:  # another request fetches it: one fetch per segment
-            p.hits += 1
-            return await asyncio.shield(waiting)
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self.pending[path] = fut
-        try:
-            data = await self._origin(p, name)
-            p.fetches += 1
+
+        async def keep(data: bytes) -> None:
             if p.cfg.id in self.played:  # not removed meanwhile
                 await asyncio.to_thread(_write, path, data)
                 self.cached[path] = len(data)
                 self._evict()
+
+        return await self._fetch_once(p, name, keep)
+
+    async def _fetch_once(
+        self, p: Played, name: str, keep: Callable[[bytes], Awaitable[None]]
+    ) -> bytes:
+        """The origin's `name`, kept by `keep`; one fetch per object at a time: a
+        request that comes meanwhile waits for that fetch (a hit), and shares its
+        failure."""
+        key = self.dir / p.cfg.id / name
+        waiting = self.pending.get(key)
+        if waiting is not None:
+            p.hits += 1
+            return await asyncio.shield(waiting)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending[key] = fut
+        try:
+            data = await self._origin(p, name)
+            p.fetches += 1
+            await keep(data)
             fut.set_result(data)
             return data
         except asyncio.CancelledError:
@@ -336,7 +333,7 @@ class VodRelay:
             fut.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
         finally:
-            del self.pending[path]
+            del self.pending[key]
 
     def stats(self) -> dict[str, Any]:
         now = time.monotonic()
