@@ -289,6 +289,8 @@ def wait_standby(sc: Any, node: str, timeout: float = 60.0) -> None:
 
 
 TAKE_STAMPS_RE = re.compile(r"heard at ([\d.]+), serving at ([\d.]+)")
+MOVE_STAMPS_RE = re.compile(r"migration stamps of (\S+): (.*)$")
+MOVE_STAMP_RE = re.compile(r"(\w+) at ([\d.]+)")
 HOPS = (
     ("accept_to_migration_requested", "accept", "requested"),
     ("requested_to_target_agent_heard", "requested", "heard"),
@@ -296,6 +298,15 @@ HOPS = (
     ("serving_to_migration_done", "serving", "done"),
     ("done_to_enforced", "done", "enforced"),
     ("accept_to_enforced", "accept", "enforced"),
+    # The target's own steps (its log line "migration stamps of"), cold and warm:
+    ("requested_to_target_in", "requested", "t_in"),
+    ("target_in_to_snapshot_here", "t_in", "t_snapshot"),
+    ("target_in_to_standby_ready", "t_in", "t_standby"),
+    ("standby_ready_to_snapshot_imported", "t_standby", "t_imported"),
+    ("snapshot_imported_to_final_state_here", "t_imported", "t_frozen_answer"),
+    ("final_state_here_to_active", "t_frozen_answer", "t_active"),
+    ("active_to_enforced", "t_active", "enforced"),
+    ("active_to_target_done", "t_active", "t_done"),
 )
 """A move's hops, one clock (this machine): the login answer (accept), the
 migration's record (requested: in the Access-Accept's transaction, or just after;
@@ -334,6 +345,11 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
             r = make_before_break(sc, server_ns, target, a.settle)
             log = (tb.state.dir / "logs" / f"agent-{target}.log").read_text(errors="replace")
             r["to"] = target
+            moved = [m for ln in log.splitlines()
+                     if (m := MOVE_STAMPS_RE.search(ln)) and m.group(1) == sc.fw_id]  # fmt: skip
+            if moved:
+                r["stamps"] |= {f"t_{k}": float(v)
+                                for k, v in MOVE_STAMP_RE.findall(moved[-1].group(2))}  # fmt: skip
             took = [ln for ln in log.splitlines() if sc.fw_id in ln and "from warm standby" in ln]
             r["took_a_warm_standby"] = bool(took)
             if took:

@@ -52,6 +52,8 @@ class Window:
         self.steps = [("frozen -> answer here", migration.now() - frozen_at)]
         self.total: float | None = None
         self._last = now
+        self.stamps: dict[str, float] = {}
+        """Wall-clock stamps of the move's steps (bench/handover.py's breakdown)."""
 
     def mark(self, step: str, active_at: float | None = None) -> None:
         """`step` ended now; `active_at`: the wall-clock time it ended at, the last."""
@@ -127,26 +129,37 @@ class TargetSide:
         )
         self.records.save(rec)
         inst: Instance | None = None
+        stamps = {"in": migration.now()}
+        starting: asyncio.Future[None] | None = None
         try:
             if abort.is_set():
                 raise migration.Aborted("the orchestrator called the migration off")
             if not endpoint:
                 raise migration.MigrationError(f"source node {mig.get('peer')} has no agent")
-            await self.sup.start(spec, role=InstanceRole.STANDBY)  # bounded; never half-built
-            inst = self.sup.instances.get(iid)
-            if inst is None:
-                raise migration.MigrationError(
-                    f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
-                )
+            # The standby starts (or a warm one is taken: its rule set goes in with
+            # its configuration) while the source is asked for the snapshot: the
+            # connection, its handshake and the source's export overlap the start.
+            starting = asyncio.ensure_future(self.sup.start(spec, role=InstanceRole.STANDBY))
             async with migration.Peer(endpoint, _credentials(rec), netns=self.netns) as peer:
                 ids = {"instance": iid, "migration": mid}
                 snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
+                stamps["snapshot"] = migration.now()
+                await starting  # bounded; never half-built
+                inst = self.sup.instances.get(iid)
+                if inst is None:
+                    raise migration.MigrationError(
+                        f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
+                    )
+                stamps["standby"] = migration.now()
                 await inst.call({"op": "import", "state": snap["state"]})
+                stamps["imported"] = migration.now()
                 await migration.fault("migrate.target.snapshot")
                 self.records.step(rec, Tp.FREEZING)
                 c0 = time.perf_counter()
                 final = await migration.unless(abort, peer.call({"op": "freeze", **ids}))
+                stamps["frozen_answer"] = migration.now()
                 window = Window(float(final["frozen_at"]), c0)
+                window.stamps = stamps
                 await migration.fault("migrate.target.freezing")
                 await inst.call({"op": "import", "state": final["state"]})
                 window.mark("import")
@@ -155,6 +168,11 @@ class TargetSide:
                 await migration.fault("migrate.target.final")
                 await self.complete(rec, inst, peer, final["state"], window)
         except Exception as e:
+            if starting is not None and not starting.done():
+                with contextlib.suppress(Exception):
+                    await starting  # bounded: then it is stopped below, whole
+            if inst is None and starting is not None:
+                inst = self.sup.instances.get(iid)  # the copy started for this move
             if rec.phase in (Tp.PREPARING, Tp.FREEZING):
                 reason = str(e) or type(e).__name__
                 # A refusal is an answer: the source did not freeze.
@@ -247,6 +265,10 @@ class TargetSide:
                 await asyncio.to_thread(inst.limit)
         self.records.step(rec, Tp.DONE, reason=note)
         log.info("migrated %s in: %s", rec.instance, rec.report())
+        if window is not None and rec.active_at is not None:
+            st = {**window.stamps, "active": rec.active_at, "done": migration.now()}
+            log.info("migration stamps of %s: %s", rec.instance,
+                     ", ".join(f"{k} at {v:.4f}" for k, v in st.items()))  # fmt: skip
 
     async def _abort_in(
         self, rec: Record, inst: Instance | None, reason: str, *, froze: bool = True
