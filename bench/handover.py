@@ -301,6 +301,11 @@ HOPS = (
     # The target's own steps (its log line "migration stamps of"), cold and warm:
     ("requested_to_target_in", "requested", "t_in"),
     ("target_in_to_snapshot_here", "t_in", "t_snapshot"),
+    ("target_in_to_source_accepted", "t_in", "t_src_accepted"),
+    ("source_handshake", "t_src_accepted", "t_src_authenticated"),
+    ("source_authenticated_to_snapshot_asked", "t_src_authenticated", "t_src_asked"),
+    ("source_export", "t_src_asked", "t_src_exported"),
+    ("source_answered_to_snapshot_here", "t_src_answered", "t_snapshot"),
     ("target_in_to_standby_ready", "t_in", "t_standby"),
     ("standby_ready_to_snapshot_imported", "t_standby", "t_imported"),
     ("snapshot_imported_to_final_state_here", "t_imported", "t_frozen_answer"),

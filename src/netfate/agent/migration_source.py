@@ -102,7 +102,10 @@ class SourceSide:
                 if inst is None:
                     raise migration.MigrationError(f"instance {iid} does not run here")
                 await migration.fault("migrate.source.snapshot")
-                return {"ok": True, "state": (await inst.call({"op": "export"}))["state"]}
+                t0 = migration.now()
+                state = (await inst.call({"op": "export"}))["state"]
+                return {"ok": True, "state": state,
+                        "stamps": {"src_asked": t0, "src_exported": migration.now()}}  # fmt: skip
             if op == "freeze":
                 return await self._freeze(iid, mid, rec, inst, mig or {})
             if op == "thaw":

@@ -141,9 +141,13 @@ class TargetSide:
             # connection, its handshake and the source's export overlap the start.
             starting = asyncio.ensure_future(self.sup.start(spec, role=InstanceRole.STANDBY))
             async with migration.Peer(endpoint, _credentials(rec), netns=self.netns) as peer:
+                stamps["authenticated"] = migration.now()
                 ids = {"instance": iid, "migration": mid}
                 snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
                 stamps["snapshot"] = migration.now()
+                for k, v in (snap.get("stamps") or {}).items():
+                    with contextlib.suppress(TypeError, ValueError):
+                        stamps[str(k)[:32]] = float(v)
                 await starting  # bounded; never half-built
                 inst = self.sup.instances.get(iid)
                 if inst is None:
