@@ -3,7 +3,8 @@
 migration.py has the protocol, its tables and the crash windows; this module walks
 the target's column of them:
 
-    preparing  start a standby copy, pull and import a snapshot
+    preparing  start a standby copy, pull and import a snapshot meanwhile (none
+               for a function of registry.ONE_ROUND: its state moves whole at the freeze)
     freezing   (written first) ask the source to freeze; import the final state
     final      (written first) activate, raise the port, announce
     active     ask the source to release its frozen copy
@@ -32,6 +33,7 @@ from netfate.agent.migration import TargetPhase as Tp
 from netfate.agent.migration_auth import Credentials
 from netfate.agent.supervisor import Supervisor
 from netfate.model.lifecycle import InstanceRole
+from netfate.vnf import registry
 
 log = logging.getLogger("netfate.agent")
 
@@ -67,6 +69,13 @@ class Window:
         total = "" if self.total is None else f" {self.total * 1e3:.2f} ms"
         parts = ", ".join(f"{step} {s * 1e3:.2f}" for step, s in self.steps)
         return f"downtime{total} = {parts} (freeze round trip {self.round_trip * 1e3:.2f})"
+
+
+def _take_stamps(stamps: dict[str, float], resp: Mapping[str, Any]) -> None:
+    """The source's stamps an answer carries (migration.serve), for the log."""
+    for k, v in (resp.get("stamps") or {}).items():
+        with contextlib.suppress(TypeError, ValueError):
+            stamps[str(k)[:32]] = float(v)
 
 
 def _credentials(rec: Record) -> Credentials:
@@ -143,11 +152,13 @@ class TargetSide:
             async with migration.Peer(endpoint, _credentials(rec), netns=self.netns) as peer:
                 stamps["authenticated"] = migration.now()
                 ids = {"instance": iid, "migration": mid}
-                snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
-                stamps["snapshot"] = migration.now()
-                for k, v in (snap.get("stamps") or {}).items():
-                    with contextlib.suppress(TypeError, ValueError):
-                        stamps[str(k)[:32]] = float(v)
+                # A function with a small state (registry.ONE_ROUND) is moved whole at
+                # the freeze: no snapshot round trip before it.
+                snap: dict[str, Any] | None = None
+                if str(spec.get("function")) not in registry.ONE_ROUND:
+                    snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
+                    stamps["snapshot"] = migration.now()
+                    _take_stamps(stamps, snap)
                 await starting  # bounded; never half-built
                 inst = self.sup.instances.get(iid)
                 if inst is None:
@@ -155,13 +166,15 @@ class TargetSide:
                         f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
                     )
                 stamps["standby"] = migration.now()
-                await inst.call({"op": "import", "state": snap["state"]})
-                stamps["imported"] = migration.now()
+                if snap is not None:
+                    await inst.call({"op": "import", "state": snap["state"]})
+                    stamps["imported"] = migration.now()
                 await migration.fault("migrate.target.snapshot")
                 self.records.step(rec, Tp.FREEZING)
                 c0 = time.perf_counter()
                 final = await migration.unless(abort, peer.call({"op": "freeze", **ids}))
                 stamps["frozen_answer"] = migration.now()
+                _take_stamps(stamps, final)
                 window = Window(float(final["frozen_at"]), c0)
                 window.stamps = stamps
                 await migration.fault("migrate.target.freezing")
