@@ -262,3 +262,27 @@ def test_conntrack_over_netlink_agrees_with_the_tool(net: Net) -> None:
     assert "id=55" in listed  # the ICMP id went across too
     ok, errors = netns.in_netns(b, lambda: conntrack.insert(got[:1]))
     assert ok == 0 and "exists" in errors[0]  # an entry already there stays as it is
+
+
+def test_one_round_move_keeps_the_connection_and_the_rules(net: Net) -> None:
+    """The agent's move of a firewall (registry.ONE_ROUND): no snapshot, the whole
+    state at the freeze. The standby enforces the rule set from its start (before
+    its port is up); the established connection survives; the blocked port stays
+    blocked at the new place."""
+    from netfate.vnf import registry
+
+    assert "netfate.vnf.firewall:Firewall" in registry.ONE_ROUND
+    src = net.start_fw("fw1", RULES)
+    dst = net.start_fw("fw2", RULES, standby=True)
+    c = net.connect("cli", SERVER_IP, 8080)
+    assert c is not None and echo(c, b"before the move")
+    listed = sh(net.ns("fw2"), "nft", "list", "chain", "inet", "netfate_fw", "user_out").stdout
+    assert "8081" in listed  # the standby's rules are in before anything reaches it
+    final = call(src, {"op": "freeze"})["state"]
+    call(dst, {"op": "import", "state": final})
+    net.switch_to("fw2")
+    call(dst, {"op": "activate"})
+    assert echo(c, b"after the move"), "the established connection must survive"
+    assert net.connect("cli", SERVER_IP, 8081) is None
+    c.close()
+    assert call(dst, {"op": "status"})["stats"]["imported_conntrack"] >= 1
