@@ -227,6 +227,7 @@ def wait_enforced(
         if moved or not since or time.monotonic() > deadline:
             break
         time.sleep(0.05)
+    sc.enforced_by = "steering_moved" if moved else "installed_view"
     if moved:
         return t_running, float(moved[-1]["data"]["time"])
     status = sc.api("GET", "/sdn/status")
@@ -252,6 +253,9 @@ def make_before_break(sc: Any, server_ns: str, node: str, settle: float) -> dict
     time.sleep(settle)
     return {
         "accept_to_enforced_ms": round((t_enforced - t_accept) * 1e3, 1),
+        # the controller's event for the copy's announcement, or (none in 5 s) the
+        # time every switch held the view that has the firewall there
+        "enforced_by": getattr(sc, "enforced_by", None),
         "accept_to_running_ms": round((t_running - t_accept) * 1e3, 1),
         "move_to_login_answer_ms": round((udp.ref - t_move) * 1e3, 1),
         "agent_downtime_ms": mig["downtime_ms"],
@@ -365,6 +369,13 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
                 r["agent_log"] = took[-1].split("instance ", 1)[-1]
                 if m := TAKE_STAMPS_RE.search(r["agent_log"]):
                     r["stamps"] |= {"heard": float(m.group(1)), "serving": float(m.group(2))}
+            # The controller's word on this move (when the copy's announcement moved
+            # the steering), for the breakdown of active -> enforced.
+            ctl = tb.state.dir / "logs" / "controller.log"
+            if ctl.exists():
+                lines = [ln for ln in ctl.read_text(errors="replace").splitlines()
+                         if sc.fw_id in ln and "announced" in ln]  # fmt: skip
+                r["controller_log"] = lines[-3:]
             if kind == "warm":
                 r["plan"] = {k: plan.get(k) for k in ("images", "standbys", "standbys_why")}
             runs[kind].append(r)
