@@ -455,6 +455,13 @@ def run(argv: list[str]) -> dict[str, Any]:
 
             # ---- make-before-break: migrate with state (cold: no standby at cpe2)
             out["make_before_break"] = make_before_break(sc, server_ns, "cpe2", a.settle)
+            log2 = (tb.state.dir / "logs" / "agent-cpe2.log").read_text(errors="replace")
+            first = [m for ln in log2.splitlines()
+                     if (m := MOVE_STAMPS_RE.search(ln)) and m.group(1) == sc.fw_id]  # fmt: skip
+            if first:
+                out["make_before_break"]["stamps"] |= {
+                    f"t_{k}": float(v) for k, v in MOVE_STAMP_RE.findall(first[-1].group(2))
+                }
 
             # ---- break-before-make: stop, then start afresh (no state)
             udp = UdpStream(sc.client_ns, server_ns, sc.server_ip)
