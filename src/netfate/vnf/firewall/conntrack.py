@@ -359,7 +359,10 @@ def _parse_tuple(data: bytes) -> tuple[str, str, int, int, int]:
     pr = nl.parse_attrs(t.get(CTA_TUPLE_PROTO, b""))
     if len(ip.get(CTA_IP_V4_SRC, b"")) != 4 or len(ip.get(CTA_IP_V4_DST, b"")) != 4:
         raise ConntrackError("not an IPv4 tuple")
-    num = pr.get(CTA_PROTO_NUM, b"\0")[0]
+    raw_num = pr.get(CTA_PROTO_NUM, b"")
+    if len(raw_num) != 1:
+        raise ConntrackError("tuple without a protocol number")
+    num = raw_num[0]
 
     def be16(k: int) -> int:
         v = pr.get(k, b"")

@@ -82,3 +82,17 @@ def test_ctnetlink_message_malformed() -> None:
         with pytest.raises(ConntrackError):
             parse_ct_message(body[:cut])
     assert parse_ct_message(b"\x0a\x00\x00\x00") is None  # not IPv4
+
+
+def test_ctnetlink_tuple_without_a_protocol_number() -> None:
+    from netfate.host import netlink as nl
+    from netfate.vnf.firewall import conntrack as ct
+
+    ip = nl.nested(
+        ct.CTA_TUPLE_IP, nl.attr(1, b"\x0a\x00\x00\x01"), nl.attr(2, b"\x0a\x00\x00\x02")
+    )
+    tup = ip + nl.nested(ct.CTA_TUPLE_PROTO, nl.attr(ct.CTA_PROTO_NUM, b""))
+    body = ct.NFGEN.pack(2, 0, 0) + nl.nested(ct.CTA_TUPLE_ORIG, tup)
+    body += nl.nested(ct.CTA_TUPLE_REPLY, tup)
+    with pytest.raises(ConntrackError):
+        ct.parse_ct_message(body)
