@@ -227,6 +227,7 @@ def wait_enforced(
         if moved or not since or time.monotonic() > deadline:
             break
         time.sleep(0.05)
+    sc.enforced_by = "steering_moved" if moved else "installed_view"
     if moved:
         return t_running, float(moved[-1]["data"]["time"])
     status = sc.api("GET", "/sdn/status")
@@ -252,6 +253,9 @@ def make_before_break(sc: Any, server_ns: str, node: str, settle: float) -> dict
     time.sleep(settle)
     return {
         "accept_to_enforced_ms": round((t_enforced - t_accept) * 1e3, 1),
+        # the controller's event for the copy's announcement, or (none in 5 s) the
+        # time every switch held the view that has the firewall there
+        "enforced_by": getattr(sc, "enforced_by", None),
         "accept_to_running_ms": round((t_running - t_accept) * 1e3, 1),
         "move_to_login_answer_ms": round((udp.ref - t_move) * 1e3, 1),
         "agent_downtime_ms": mig["downtime_ms"],
@@ -289,6 +293,8 @@ def wait_standby(sc: Any, node: str, timeout: float = 60.0) -> None:
 
 
 TAKE_STAMPS_RE = re.compile(r"heard at ([\d.]+), serving at ([\d.]+)")
+MOVE_STAMPS_RE = re.compile(r"migration stamps of (\S+): (.*)$")
+MOVE_STAMP_RE = re.compile(r"(\w+) at ([\d.]+)")
 HOPS = (
     ("accept_to_migration_requested", "accept", "requested"),
     ("requested_to_target_agent_heard", "requested", "heard"),
@@ -296,6 +302,24 @@ HOPS = (
     ("serving_to_migration_done", "serving", "done"),
     ("done_to_enforced", "done", "enforced"),
     ("accept_to_enforced", "accept", "enforced"),
+    # The target's own steps (its log line "migration stamps of"), cold and warm:
+    ("requested_to_target_in", "requested", "t_in"),
+    ("target_in_to_snapshot_here", "t_in", "t_snapshot"),
+    ("target_in_to_source_accepted", "t_in", "t_src_accepted"),
+    ("source_handshake", "t_src_accepted", "t_src_authenticated"),
+    ("source_authenticated_to_snapshot_asked", "t_src_authenticated", "t_src_asked"),
+    ("source_export", "t_src_asked", "t_src_exported"),
+    ("source_answered_to_snapshot_here", "t_src_answered", "t_snapshot"),
+    ("target_in_to_standby_ready", "t_in", "t_standby"),
+    ("standby_ready_to_snapshot_imported", "t_standby", "t_imported"),
+    ("snapshot_imported_to_final_state_here", "t_imported", "t_frozen_answer"),
+    ("standby_ready_to_final_state_here", "t_standby", "t_frozen_answer"),
+    ("target_in_to_final_state_here", "t_in", "t_frozen_answer"),
+    ("source_freeze_asked_to_port_down", "t_src_freeze_asked", "t_src_port_down"),
+    ("source_answered_to_final_state_here", "t_src_answered", "t_frozen_answer"),
+    ("final_state_here_to_active", "t_frozen_answer", "t_active"),
+    ("active_to_enforced", "t_active", "enforced"),
+    ("active_to_target_done", "t_active", "t_done"),
 )
 """A move's hops, one clock (this machine): the login answer (accept), the
 migration's record (requested: in the Access-Accept's transaction, or just after;
@@ -334,12 +358,24 @@ def cold_vs_warm(sc: Any, tb: Any, server_ns: str, a: argparse.Namespace) -> dic
             r = make_before_break(sc, server_ns, target, a.settle)
             log = (tb.state.dir / "logs" / f"agent-{target}.log").read_text(errors="replace")
             r["to"] = target
+            moved = [m for ln in log.splitlines()
+                     if (m := MOVE_STAMPS_RE.search(ln)) and m.group(1) == sc.fw_id]  # fmt: skip
+            if moved:
+                r["stamps"] |= {f"t_{k}": float(v)
+                                for k, v in MOVE_STAMP_RE.findall(moved[-1].group(2))}  # fmt: skip
             took = [ln for ln in log.splitlines() if sc.fw_id in ln and "from warm standby" in ln]
             r["took_a_warm_standby"] = bool(took)
             if took:
                 r["agent_log"] = took[-1].split("instance ", 1)[-1]
                 if m := TAKE_STAMPS_RE.search(r["agent_log"]):
                     r["stamps"] |= {"heard": float(m.group(1)), "serving": float(m.group(2))}
+            # The controller's word on this move (when the copy's announcement moved
+            # the steering), for the breakdown of active -> enforced.
+            ctl = tb.state.dir / "logs" / "controller.log"
+            if ctl.exists():
+                lines = [ln for ln in ctl.read_text(errors="replace").splitlines()
+                         if sc.fw_id in ln and "announced" in ln]  # fmt: skip
+                r["controller_log"] = lines[-3:]
             if kind == "warm":
                 r["plan"] = {k: plan.get(k) for k in ("images", "standbys", "standbys_why")}
             runs[kind].append(r)
@@ -419,6 +455,13 @@ def run(argv: list[str]) -> dict[str, Any]:
 
             # ---- make-before-break: migrate with state (cold: no standby at cpe2)
             out["make_before_break"] = make_before_break(sc, server_ns, "cpe2", a.settle)
+            log2 = (tb.state.dir / "logs" / "agent-cpe2.log").read_text(errors="replace")
+            first = [m for ln in log2.splitlines()
+                     if (m := MOVE_STAMPS_RE.search(ln)) and m.group(1) == sc.fw_id]  # fmt: skip
+            if first:
+                out["make_before_break"]["stamps"] |= {
+                    f"t_{k}": float(v) for k, v in MOVE_STAMP_RE.findall(first[-1].group(2))
+                }
 
             # ---- break-before-make: stop, then start afresh (no state)
             udp = UdpStream(sc.client_ns, server_ns, sc.server_ip)

@@ -290,6 +290,51 @@ def test_a_migrated_instances_gratuitous_arp_moves_the_steering_and_is_reported(
     assert not net.packet_in("cpe2", 7, garp, now=52.0)
 
 
+@pytest.mark.parametrize("standby_port", [None, "instance:sb-1"])
+def test_an_announcement_ahead_of_the_view_moves_the_steering_when_the_view_has_the_port(
+    standby_port: str | None,
+) -> None:
+    """A migrated copy can announce itself before the view knows its port as its own
+    (a warm standby's port, relabelled at the take, or one not reported yet): the
+    view that gives it the port moves the steering at once, reported from the
+    announcement; a view that gives the port to another instance moves nothing."""
+    for owner, moves in (("instance:fw1", True), ("instance:fw2", False)):
+        view = make_view()
+        if standby_port is not None:
+            view = _with_port(view, "cpe2", PortView(name="c2sb", ofport=7, peer=standby_port))
+        net = Net(view).up([STEER], now=0.0)
+        garp = arp_request_frame(MAC["fw1"], IP["fw1"], IP["fw1"])
+        assert not net.packet_in("cpe2", 7, garp, now=50.0)
+        net.sync(50.01)
+        assert not net.of(InstanceMoved) and _to_fw1(net.sw["cpe1"].table()) == {3}
+        net.view = _with_port(make_view(), "cpe2", PortView(name="c2fw", ofport=7, peer=owner))
+        assert net.take([STEER], "2")
+        net.sync(50.2)
+        if moves:
+            [moved] = net.of(InstanceMoved)
+            assert (moved.instance, moved.node, moved.ofport) == ("fw1", "cpe2", 7)
+            assert moved.install_ms == pytest.approx(200.0, abs=5.0)  # from the announcement
+            assert 3 not in _to_fw1(net.sw["cpe1"].table())
+        else:
+            assert not net.of(InstanceMoved) and _to_fw1(net.sw["cpe1"].table()) == {3}
+            assert net.core.brain.overrides == {}
+
+
+def test_an_announcement_ahead_of_the_view_is_forgotten_after_a_while() -> None:
+    from netfate.orchestrator.sdn.core import EARLY_ANNOUNCE_S
+
+    net = Net(make_view()).up([STEER], now=0.0)
+    garp = arp_request_frame(MAC["fw1"], IP["fw1"], IP["fw1"])
+    assert not net.packet_in("cpe2", 7, garp, now=50.0)
+    # another instance's announcement, much later, ages the first one out
+    other = arp_request_frame(MAC["fw2"], IP["fw2"], IP["fw2"])
+    assert not net.packet_in("cpe2", 8, other, now=50.0 + EARLY_ANNOUNCE_S + 1)
+    net.view = _with_port(make_view(), "cpe2", PortView(name="c2fw", ofport=7, peer="instance:fw1"))
+    assert net.take([STEER], "2")
+    net.sync(60.0)
+    assert not net.of(InstanceMoved) and net.core.brain.overrides == {}
+
+
 def test_an_instance_cannot_pull_the_steering_to_a_port_that_is_not_its_own() -> None:
     net = _migrating()
     garp = arp_request_frame(MAC["fw1"], IP["fw1"], IP["fw1"])

@@ -465,9 +465,14 @@ async def serve(
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            accepted = now()
             auth = await _handshake(reader, writer, secret_of)
             if auth is None:
                 return
+            # The source's stamps of this connection, sent with its first answer (the
+            # snapshot's): the target's log breaks the move down by them (one clock
+            # in the testbed; between machines they carry the clocks' offset).
+            stamps: dict[str, float] | None = {"src_accepted": accepted, "src_authenticated": now()}
             while line := await reader.readline():
                 if faults.blackholed():
                     continue  # a cut link (fault injection): the request is lost
@@ -488,6 +493,9 @@ async def serve(
                     resp = {"ok": False, "error": f"{type(e).__name__}: {e}"}
                 if faults.blackholed():
                     continue
+                if stamps is not None and resp.get("ok"):
+                    resp["stamps"] = {**stamps, **resp.get("stamps", {}), "src_answered": now()}
+                    stamps = None
                 await _answer(writer, resp)
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass

@@ -102,7 +102,10 @@ class SourceSide:
                 if inst is None:
                     raise migration.MigrationError(f"instance {iid} does not run here")
                 await migration.fault("migrate.source.snapshot")
-                return {"ok": True, "state": (await inst.call({"op": "export"}))["state"]}
+                t0 = migration.now()
+                state = (await inst.call({"op": "export"}))["state"]
+                return {"ok": True, "state": state,
+                        "stamps": {"src_asked": t0, "src_exported": migration.now()}}  # fmt: skip
             if op == "freeze":
                 return await self._freeze(iid, mid, rec, inst, mig or {})
             if op == "thaw":
@@ -162,6 +165,7 @@ class SourceSide:
         # Written before the copy stops serving: a restarted agent must know that its
         # final state may be elsewhere, and never thaw it on its own. (Not reported at
         # once: a report now would take the CPU from the cutover.)
+        asked = migration.now()
         self.records.step(rec, Sp.FROZEN)
         try:
             c0 = time.perf_counter()
@@ -187,7 +191,13 @@ class SourceSide:
             (answered - float(resp["frozen_at"])) * 1e3,
             (c2 - c1) * 1e3,
         )
-        return {"ok": True, "state": resp["state"], "frozen_at": resp["frozen_at"]}
+        stamps = {"src_freeze_asked": asked, "src_port_down": migration.now()}
+        return {
+            "ok": True,
+            "state": resp["state"],
+            "frozen_at": resp["frozen_at"],
+            "stamps": stamps,
+        }
 
     async def _thaw(self, rec: Record, inst: Instance | None, why: str) -> None:
         """Serve again with the frozen copy (called with the instance's lock held)."""

@@ -3,7 +3,8 @@
 migration.py has the protocol, its tables and the crash windows; this module walks
 the target's column of them:
 
-    preparing  start a standby copy, pull and import a snapshot
+    preparing  start a standby copy, pull and import a snapshot meanwhile (none
+               for a function of registry.ONE_ROUND: its state moves whole at the freeze)
     freezing   (written first) ask the source to freeze; import the final state
     final      (written first) activate, raise the port, announce
     active     ask the source to release its frozen copy
@@ -32,6 +33,7 @@ from netfate.agent.migration import TargetPhase as Tp
 from netfate.agent.migration_auth import Credentials
 from netfate.agent.supervisor import Supervisor
 from netfate.model.lifecycle import InstanceRole
+from netfate.vnf import registry
 
 log = logging.getLogger("netfate.agent")
 
@@ -52,6 +54,8 @@ class Window:
         self.steps = [("frozen -> answer here", migration.now() - frozen_at)]
         self.total: float | None = None
         self._last = now
+        self.stamps: dict[str, float] = {}
+        """Wall-clock stamps of the move's steps (bench/handover.py's breakdown)."""
 
     def mark(self, step: str, active_at: float | None = None) -> None:
         """`step` ended now; `active_at`: the wall-clock time it ended at, the last."""
@@ -65,6 +69,13 @@ class Window:
         total = "" if self.total is None else f" {self.total * 1e3:.2f} ms"
         parts = ", ".join(f"{step} {s * 1e3:.2f}" for step, s in self.steps)
         return f"downtime{total} = {parts} (freeze round trip {self.round_trip * 1e3:.2f})"
+
+
+def _take_stamps(stamps: dict[str, float], resp: Mapping[str, Any]) -> None:
+    """The source's stamps an answer carries (migration.serve), for the log."""
+    for k, v in (resp.get("stamps") or {}).items():
+        with contextlib.suppress(TypeError, ValueError):
+            stamps[str(k)[:32]] = float(v)
 
 
 def _credentials(rec: Record) -> Credentials:
@@ -127,26 +138,45 @@ class TargetSide:
         )
         self.records.save(rec)
         inst: Instance | None = None
+        stamps = {"in": migration.now()}
+        starting: asyncio.Future[None] | None = None
         try:
             if abort.is_set():
                 raise migration.Aborted("the orchestrator called the migration off")
             if not endpoint:
                 raise migration.MigrationError(f"source node {mig.get('peer')} has no agent")
-            await self.sup.start(spec, role=InstanceRole.STANDBY)  # bounded; never half-built
-            inst = self.sup.instances.get(iid)
-            if inst is None:
-                raise migration.MigrationError(
-                    f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
-                )
+            # The standby starts (or a warm one is taken: its rule set goes in with
+            # its configuration) while the source is asked for the snapshot: the
+            # connection, its handshake and the source's export overlap the start.
+            starting = asyncio.ensure_future(self.sup.start(spec, role=InstanceRole.STANDBY))
             async with migration.Peer(endpoint, _credentials(rec), netns=self.netns) as peer:
+                stamps["authenticated"] = migration.now()
                 ids = {"instance": iid, "migration": mid}
-                snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
-                await inst.call({"op": "import", "state": snap["state"]})
+                # A function with a small state (registry.ONE_ROUND) is moved whole at
+                # the freeze: no snapshot round trip before it.
+                snap: dict[str, Any] | None = None
+                if str(spec.get("function")) not in registry.ONE_ROUND:
+                    snap = await migration.unless(abort, peer.call({"op": "snapshot", **ids}))
+                    stamps["snapshot"] = migration.now()
+                    _take_stamps(stamps, snap)
+                await starting  # bounded; never half-built
+                inst = self.sup.instances.get(iid)
+                if inst is None:
+                    raise migration.MigrationError(
+                        f"standby copy did not start: {self.sup.failed.pop(iid, 'unknown')}"
+                    )
+                stamps["standby"] = migration.now()
+                if snap is not None:
+                    await inst.call({"op": "import", "state": snap["state"]})
+                    stamps["imported"] = migration.now()
                 await migration.fault("migrate.target.snapshot")
                 self.records.step(rec, Tp.FREEZING)
                 c0 = time.perf_counter()
                 final = await migration.unless(abort, peer.call({"op": "freeze", **ids}))
+                stamps["frozen_answer"] = migration.now()
+                _take_stamps(stamps, final)
                 window = Window(float(final["frozen_at"]), c0)
+                window.stamps = stamps
                 await migration.fault("migrate.target.freezing")
                 await inst.call({"op": "import", "state": final["state"]})
                 window.mark("import")
@@ -155,6 +185,11 @@ class TargetSide:
                 await migration.fault("migrate.target.final")
                 await self.complete(rec, inst, peer, final["state"], window)
         except Exception as e:
+            if starting is not None and not starting.done():
+                with contextlib.suppress(Exception):
+                    await starting  # bounded: then it is stopped below, whole
+            if inst is None and starting is not None:
+                inst = self.sup.instances.get(iid)  # the copy started for this move
             if rec.phase in (Tp.PREPARING, Tp.FREEZING):
                 reason = str(e) or type(e).__name__
                 # A refusal is an answer: the source did not freeze.
@@ -247,6 +282,10 @@ class TargetSide:
                 await asyncio.to_thread(inst.limit)
         self.records.step(rec, Tp.DONE, reason=note)
         log.info("migrated %s in: %s", rec.instance, rec.report())
+        if window is not None and rec.active_at is not None:
+            st = {**window.stamps, "active": rec.active_at, "done": migration.now()}
+            log.info("migration stamps of %s: %s", rec.instance,
+                     ", ".join(f"{k} at {v:.4f}" for k, v in st.items()))  # fmt: skip
 
     async def _abort_in(
         self, rec: Record, inst: Instance | None, reason: str, *, froze: bool = True

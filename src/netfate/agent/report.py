@@ -115,11 +115,23 @@ class Figures:
                     break
                 await asyncio.sleep(0.05)
 
-    async def refresh_ports(self) -> None:
+    async def refresh_ports(self, relabelled: tuple[str, str] | None = None) -> None:
         """Read the ports again now and report (a warm standby's port relabelled for
         the instance that took it: the bridge's port list did not change, so the
         watch above does not see it, and the controller must not wait a heartbeat
-        to learn where the instance is)."""
+        to learn where the instance is). `relabelled`: (port, label) the agent has
+        just written: patched into the ports last read, reported at once without
+        reading them again (two `ovs-vsctl` spawns); the next read confirms it."""
+        cache = self._ports_cache
+        if relabelled is not None and cache is not None:
+            name, peer = relabelled
+            ports = [{**p, "peer": peer} if p["name"] == name else p for p in cache[2]]
+            if any(p["name"] == name for p in ports):
+                # read again at the next look (its key changed with the instances)
+                self._ports_cache = ((), cache[1], ports)
+                self.stats = await asyncio.to_thread(lambda: (ports, self.resources(ports)))
+                self.changed.set()
+                return
         self._ports_cache = None
         with contextlib.suppress(Exception):
             self.stats = await asyncio.to_thread(self.gather)

@@ -57,8 +57,11 @@ class Supervisor:
         self.heard_at = 0.0
         """When the agent last heard a desired state (time.time()): the start of a
         take's stamps in the log (bench/lifecycle.py's breakdown)."""
-        self.ports_changed: Callable[[], Coroutine[Any, Any, None]] | None = None
-        """Read the bridge's ports again and report (the agent's Figures.refresh_ports)."""
+        self.ports_changed: Callable[[tuple[str, str] | None], Coroutine[Any, Any, None]] | None = (
+            None
+        )
+        """Report the bridge's ports again (the agent's Figures.refresh_ports), with
+        the (port, label) just relabelled if known."""
 
     async def adopt(self) -> None:
         """Take over what a previous run of this agent left running, but only what it
@@ -207,15 +210,21 @@ class Supervisor:
                 await timed("take", control_call(sb.control, take, timeout=5.0))
                 await inst.wait_ready()
 
+            async def attach() -> None:
+                await asyncio.to_thread(inst.attach)
+                # Its port's new label, reported now (not waited for), not once the
+                # process is ready: the controller moves the steering to the port
+                # only once the view gives it to the instance, and a move in one
+                # round (registry.ONE_ROUND) cuts over soon after the take.
+                if self.ports_changed is not None:
+                    label = (str(inst.port), f"instance:{inst.id}")
+                    self.keep(asyncio.create_task(self.ports_changed(label)))
+
             # The wiring needs only the namespace: it runs while the process takes its
             # configuration (as a cold start wires while the interpreter starts).
-            await asyncio.gather(
-                timed("attach", asyncio.to_thread(inst.attach)), timed("ready", configure())
-            )
+            await asyncio.gather(timed("attach", attach()), timed("ready", configure()))
             t1 = time.perf_counter()
             serving = time.time()
-            if self.ports_changed is not None:  # its port's new label, reported now
-                self.keep(asyncio.create_task(self.ports_changed()))  # (not waited for)
             await asyncio.to_thread(inst.limit, sb.cgroup)
         except Exception as e:
             detail = str(e) or type(e).__name__

@@ -85,6 +85,8 @@ def _libnftables() -> Any:
         lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
+        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
         _lib = lib
     return _lib or None
 
@@ -103,3 +105,32 @@ def _apply_here(lib: Any, text: str) -> None:
             raise NftError(err.decode(errors="replace").strip() or "nft refused the document")
     finally:
         lib.nft_ctx_free(ctx)
+
+
+def query(command: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The JSON answer of one listing command (`list counters table inet T`), in this
+    process's namespace: through libnftables where it is installed (no `nft`
+    spawned: a firewall's counters are read with each migration's state), else
+    `nft -j COMMAND`. NftError if refused."""
+    lib = _libnftables()
+    if lib is not None:
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            raise NftError("libnftables: no context")
+        try:
+            lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
+            lib.nft_ctx_buffer_output(ctx)
+            lib.nft_ctx_buffer_error(ctx)
+            if lib.nft_run_cmd_from_buffer(ctx, command.encode()) != 0:
+                err = lib.nft_ctx_get_error_buffer(ctx) or b""
+                raise NftError(err.decode(errors="replace").strip() or "nft refused the command")
+            out = lib.nft_ctx_get_output_buffer(ctx) or b"{}"
+        finally:
+            lib.nft_ctx_free(ctx)
+        doc: dict[str, Any] = json.loads(out)
+        return doc
+    r = netns.run_in(None, ["nft", "-j", *command.split()], check=False, timeout=timeout)
+    if r.returncode != 0:
+        raise NftError(r.stderr.strip() or f"nft exited with {r.returncode}")
+    answer: dict[str, Any] = json.loads(r.stdout)
+    return answer

@@ -51,6 +51,12 @@ INSTALL_PATIENCE_S = 2.0
 """Packet-ins of a host whose flows are on their way are ignored this long."""
 NEW_PORT_S = 30
 """How long a port the view does not know yet is listened to (its agent reports it)."""
+EARLY_ANNOUNCE_S = 5.0
+"""How long an instance's gratuitous ARP from a port the view does not give it yet is
+kept: a migration's copy can cut over before its agent's report of the port (a warm
+standby's, relabelled at the take) reached the view; the view that has the port then
+moves the steering at once, instead of at the copy's next announcement (up to 1 s
+later, or none)."""
 
 
 class ControllerCore:
@@ -67,6 +73,9 @@ class ControllerCore:
         self.reported_version: str | None = None
         # (generation, callback): run once every switch holds that generation
         self.gen_waiters: list[tuple[int, Callable[[float], None]]] = []
+        # instance MAC -> (node, ofport, when): a gratuitous ARP the view could not
+        # place yet (EARLY_ANNOUNCE_S)
+        self.early: dict[str, tuple[str, int, float]] = {}
 
     # the orchestrator's view -----------------------------------------------------
 
@@ -74,7 +83,39 @@ class ControllerCore:
         if not self.brain.update(data):
             return False
         log.info("view/intents version %s: %s", data.version, self.brain.summary())
+        self._place_early()
         return True
+
+    def _place_early(self) -> None:
+        """Announcements that came ahead of the view: the ones it now places move
+        the steering (reported from the announcement's time); the rest wait, until
+        EARLY_ANNOUNCE_S after it (the newest announcement of a MAC stands)."""
+        with self.lock:
+            early, self.early = self.early, {}
+        if not early:
+            return
+        newest = max(t for _, _, t in early.values())
+        for mac, (node, ofport, t_in) in early.items():
+            if newest - t_in > EARLY_ANNOUNCE_S:
+                continue
+            if self.brain.instance_at(mac, node, ofport, t_in):
+                self._when_moved(mac, node, ofport, t_in)
+                continue
+            port = self.brain.port(node, ofport)
+            owner = self.brain.known(mac)
+            if owner is not None and port is not None and port.peer == f"instance:{owner[1]}":
+                continue  # placed there already (by the view, or an announcement since)
+            with self.lock:
+                self.early.setdefault(mac, (node, ofport, t_in))
+
+    def _remember_early(self, mac: str, node: str, ofport: int, now: float) -> None:
+        """An instance's gratuitous ARP from a port the view does not give it (yet)."""
+        owner = self.brain.known(mac)
+        if owner is None or owner[0] != "instance":
+            return
+        with self.lock:
+            self.early = {m: e for m, e in self.early.items() if now - e[2] <= EARLY_ANNOUNCE_S}
+            self.early[mac] = (node, ofport, now)
 
     def settle(self, now: float) -> bool:
         return self.brain.settle(now)
@@ -151,11 +192,17 @@ class ControllerCore:
                 # An instance announcing itself, as a migrated copy does at its
                 # cut-over. Steer to it at once instead of after the report.
                 if not self.brain.instance_at(mac, node, in_port, now):
+                    if port is not None and port.peer != f"instance:{self._owner(mac)}":
+                        self._remember_early(mac, node, in_port, now)
                     return False
+                with self.lock:
+                    self.early.pop(mac, None)
                 self._when_moved(mac, node, in_port, now)
                 return True
             self._proxy_arp(io, in_port, info.eth_src, info.ip, info.arp_tpa)
             return False
+        if kind is None and info.gratuitous:
+            self._remember_early(mac, node, in_port, now)  # a port the view lacks yet
         if kind not in ("host", None):
             return False  # node links and local ports: nothing to discover there
         since = self.installing.get((node, in_port, mac))
@@ -203,6 +250,9 @@ class ControllerCore:
             keeper = self.keepers.get(dpid)
         if keeper is not None:
             keeper.when_installed(self.brain.generation, Reinject(in_port, data), done)
+
+    def _owner(self, mac: str) -> str:
+        return (self.brain.known(mac) or ("", ""))[1]
 
     def _when_moved(self, mac: str, node: str, ofport: int, t_in: float) -> None:
         """Once every switch holds the flows toward the instance's new port, tell the

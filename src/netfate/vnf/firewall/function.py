@@ -31,15 +31,16 @@ import json
 import logging
 import re
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from netfate.host import links
+from netfate.host.netlink import replace_neighbours
 from netfate.host.nft import NftError
 from netfate.host.nft import apply as nft_apply
 from netfate.host.nft import preload as nft_preload
+from netfate.host.nft import query as nft_query
 from netfate.vnf.firewall import conntrack
 from netfate.vnf.firewall.rules import TABLE, RuleError, RuleSet, compile_nft, parse_ruleset
 from netfate.vnf.runtime import Context, Function
@@ -109,16 +110,14 @@ def counters_doc(user_ip: str) -> list[dict[str, Any]]:
 
 
 def read_counters() -> dict[str, int]:
-    r = subprocess.run(
-        ["nft", "-j", "list", "counters", "table", "inet", TABLE],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    """The user's counters, read in this process (libnftables: no `nft` spawned; a
+    migration's snapshot and final state each read them)."""
     out = {"in_packets": 0, "in_bytes": 0, "out_packets": 0, "out_bytes": 0}
-    if r.returncode != 0:
+    try:
+        doc = nft_query(f"list counters table inet {TABLE}")
+    except (NftError, ValueError):
         return out
-    for item in json.loads(r.stdout).get("nftables", []):
+    for item in doc.get("nftables", []):
         c = item.get("counter")
         if isinstance(c, dict) and c.get("name") in ("user_in", "user_out"):
             d = "in" if c["name"] == "user_in" else "out"
@@ -145,7 +144,7 @@ def neighbours(ifname: str = "eth0") -> list[list[str]]:
 def learn_neighbours(entries: list[Any], ifname: str = "eth0") -> int:
     """Take over a migrated peer's neighbours (as stale: used at once, checked
     later), so the first packets at the new place do not wait for ARP."""
-    lines = []
+    pairs = []
     for e in entries:
         if not (isinstance(e, list) and len(e) == 2 and MAC_RE.match(str(e[1]))):
             continue
@@ -153,11 +152,11 @@ def learn_neighbours(entries: list[Any], ifname: str = "eth0") -> int:
             ip = ipaddress.IPv4Address(str(e[0]))
         except ValueError:
             continue
-        lines.append(f"neigh replace {ip} lladdr {e[1]} dev {ifname} nud stale")
-    if lines:
-        subprocess.run(["ip", "-batch", "-"], input="\n".join(lines) + "\n", text=True,
-                       capture_output=True, timeout=10, check=False)  # fmt: skip
-    return len(lines)
+        pairs.append((str(ip), str(e[1])))
+    # rtnetlink from this process (`ip neigh replace ... nud stale`): no `ip` spawned.
+    with contextlib.suppress(OSError):
+        replace_neighbours(ifname, pairs)
+    return len(pairs)
 
 
 class Firewall(Function):

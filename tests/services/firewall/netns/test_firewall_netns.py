@@ -226,3 +226,63 @@ def test_without_conntrack_import_the_connection_dies(net: Net) -> None:
     net.switch_to("fw2")
     assert not echo(c, b"after")
     c.close()
+
+
+def test_conntrack_over_netlink_agrees_with_the_tool(net: Net) -> None:
+    """The firewall moves its entries with ctnetlink from its own process: what the
+    `conntrack` tool (the reference peer) inserted, the netlink dump reads; what the
+    netlink insert re-creates elsewhere, the tool lists, state and flags included."""
+    from netfate.vnf.firewall import conntrack
+
+    a, b = net.ns("fw1"), net.ns("fw2")
+    pair = ["-s", CLIENT_IP, "-d", SERVER_IP, "-r", SERVER_IP, "-q", CLIENT_IP]
+    sh(a, "conntrack", "-I", "-p", "tcp", *pair, "--sport", "40000", "--dport", "8080",
+       "--reply-port-src", "8080", "--reply-port-dst", "40000", "--timeout", "300",
+       "--state", "ESTABLISHED", "-u", "SEEN_REPLY,ASSURED")  # fmt: skip
+    sh(a, "conntrack", "-I", "-p", "udp", *pair, "--sport", "40001", "--dport", "9999",
+       "--reply-port-src", "9999", "--reply-port-dst", "40001", "--timeout", "100",
+       "--mark", "7")  # fmt: skip
+    sh(a, "conntrack", "-I", "-p", "icmp", *pair, "--icmp-type", "8", "--icmp-code", "0",
+       "--icmp-id", "55", "--timeout", "30")  # fmt: skip
+
+    def view(es: list[conntrack.Entry]) -> list[tuple[Any, ...]]:
+        # conntrack -L -o xml gives no ICMP id: compared without it
+        return sorted(
+            (e.proto, e.src, e.dst, e.reply_src, e.reply_dst, e.state, e.assured, e.mark,
+             e.seen_reply, *((e.sport, e.dport) if e.proto != "icmp" else ()))
+            for e in es
+        )  # fmt: skip
+
+    got = netns.in_netns(a, conntrack.dump)
+    assert len(got) == 3 and view(got) == view(netns.in_netns(a, conntrack.dump_tool))
+    assert next(e for e in got if e.proto == "icmp").sport == 55
+    assert netns.in_netns(b, lambda: conntrack.insert(got)) == (3, [])
+    assert view(netns.in_netns(b, conntrack.dump_tool)) == view(got)
+    listed = sh(b, "conntrack", "-L", "-p", "icmp").stdout
+    assert "id=55" in listed  # the ICMP id went across too
+    ok, errors = netns.in_netns(b, lambda: conntrack.insert(got[:1]))
+    assert ok == 0 and "exists" in errors[0]  # an entry already there stays as it is
+
+
+def test_one_round_move_keeps_the_connection_and_the_rules(net: Net) -> None:
+    """The agent's move of a firewall (registry.ONE_ROUND): no snapshot, the whole
+    state at the freeze. The standby enforces the rule set from its start (before
+    its port is up); the established connection survives; the blocked port stays
+    blocked at the new place."""
+    from netfate.vnf import registry
+
+    assert "netfate.vnf.firewall:Firewall" in registry.ONE_ROUND
+    src = net.start_fw("fw1", RULES)
+    dst = net.start_fw("fw2", RULES, standby=True)
+    c = net.connect("cli", SERVER_IP, 8080)
+    assert c is not None and echo(c, b"before the move")
+    listed = sh(net.ns("fw2"), "nft", "list", "chain", "inet", "netfate_fw", "user_out").stdout
+    assert "8081" in listed  # the standby's rules are in before anything reaches it
+    final = call(src, {"op": "freeze"})["state"]
+    call(dst, {"op": "import", "state": final})
+    net.switch_to("fw2")
+    call(dst, {"op": "activate"})
+    assert echo(c, b"after the move"), "the established connection must survive"
+    assert net.connect("cli", SERVER_IP, 8081) is None
+    c.close()
+    assert call(dst, {"op": "status"})["stats"]["imported_conntrack"] >= 1

@@ -57,3 +57,42 @@ def test_timeout_clamped() -> None:
     (_, tcp) = parse_xml(CAPTURED)
     assert Entry.from_json({**tcp.to_json(), "timeout": 10**9}).timeout == 5 * 86400
     assert Entry.from_json({**tcp.to_json(), "timeout": -5}).timeout == 1
+
+
+def test_ctnetlink_message_round_trip() -> None:
+    """What `insert` sends (IPCTNL_MSG_CT_NEW) has the attributes of what a dump
+    answers: parsed back, it is the same entry, for each protocol."""
+    from netfate.vnf.firewall.conntrack import ct_new_body, parse_ct_message
+
+    udp, tcp = parse_xml(CAPTURED)
+    icmp = Entry("icmp", "10.0.0.1", "10.0.0.2", 77, 77, "10.0.0.2", "10.0.0.1", 77, 77,
+                 None, 30, False, 5, True)  # fmt: skip
+    for e in (udp, tcp, icmp):
+        assert parse_ct_message(ct_new_body(e)) == e
+
+
+def test_ctnetlink_message_malformed() -> None:
+    from netfate.vnf.firewall.conntrack import ct_new_body, parse_ct_message
+
+    (_, tcp) = parse_xml(CAPTURED)
+    body = ct_new_body(tcp)
+    with pytest.raises(ConntrackError):
+        parse_ct_message(b"\x02")
+    for cut in (10, 20, 40):  # an attribute that claims more than there is
+        with pytest.raises(ConntrackError):
+            parse_ct_message(body[:cut])
+    assert parse_ct_message(b"\x0a\x00\x00\x00") is None  # not IPv4
+
+
+def test_ctnetlink_tuple_without_a_protocol_number() -> None:
+    from netfate.host import netlink as nl
+    from netfate.vnf.firewall import conntrack as ct
+
+    ip = nl.nested(
+        ct.CTA_TUPLE_IP, nl.attr(1, b"\x0a\x00\x00\x01"), nl.attr(2, b"\x0a\x00\x00\x02")
+    )
+    tup = ip + nl.nested(ct.CTA_TUPLE_PROTO, nl.attr(ct.CTA_PROTO_NUM, b""))
+    body = ct.NFGEN.pack(2, 0, 0) + nl.nested(ct.CTA_TUPLE_ORIG, tup)
+    body += nl.nested(ct.CTA_TUPLE_REPLY, tup)
+    with pytest.raises(ConntrackError):
+        ct.parse_ct_message(body)
