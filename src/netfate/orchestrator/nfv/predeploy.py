@@ -14,9 +14,11 @@ erased) so that a reload does not bring the file's budget back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.engine import predeploy as policy
@@ -118,14 +120,82 @@ def plans(session: Session) -> dict[str, policy.NodePlan]:
     return policy.plan(budgets, d, sizes({f for _, f in d}))
 
 
+@dataclass(frozen=True)
+class Pool:
+    """A node's planned warm standbys and the memory each holds."""
+
+    standbys: tuple[tuple[str, int], ...]
+    """(function, n) as the plan gives them, in its order."""
+    memory_mb: tuple[tuple[str, int], ...]
+    """(function, MiB one standby holds): the most any descriptor of it reserves, as
+    a take may become any of them."""
+
+    def fit(self, free_mb: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """With `free_mb` left by the node's instances: (MiB the standbys that fit
+        hold, (function, MiB one holds) for each function kept), for placement's
+        Candidate (its `free_memory_mb` minus the first, its `standbys` the second)."""
+        mem = dict(self.memory_mb)
+        kept = policy.fit_standbys(dict(self.standbys), mem, free_mb)
+        held = sum(n * mem.get(fn, 0) for fn, n in kept.items())
+        return held, tuple((fn, mem.get(fn, 0)) for fn in kept)
+
+
+def standby_memory(session: Session, functions: set[str]) -> dict[str, int]:
+    """Function -> the memory one standby of it holds (the largest a descriptor of it
+    reserves)."""
+    if not functions:
+        return {}
+    q = (
+        select(DescriptorRow.function, func.max(DescriptorRow.memory_mb))
+        .where(DescriptorRow.function.in_(sorted(functions)))
+        .group_by(DescriptorRow.function)
+    )
+    return {str(f): int(m or 0) for f, m in session.execute(q)}
+
+
+def pools(session: Session, names: Sequence[str] | None = None) -> dict[str, Pool]:
+    """The planned standby pool of every node with a budget (or of those of `names`):
+    what placement counts as used (coordinator.room and candidates). Nodes without a
+    budget are skipped by the query itself (their `predeploy` is `{}`), so where no
+    node has one this is one query and nothing more; otherwise it is the policy's
+    inputs (`demand`, a few aggregates) each time: budgets are few and rare."""
+    q = select(NodeRow.name, NodeRow.predeploy).where(cast(NodeRow.predeploy, String) != "{}")
+    if names is not None:
+        q = q.where(NodeRow.name.in_(names))
+    budgets: dict[str, policy.Budget] = {}
+    for name, raw in session.connection().execute(q):
+        b = raw or {}
+        mb, n = float(b.get("storage_mb", 0.0)), int(b.get("standbys", 0))
+        if n > 0 and mb > 0:
+            budgets[str(name)] = policy.Budget(mb, n)
+    if not budgets:
+        return {}
+    d = demand(session)
+    planned = policy.plan(budgets, d, sizes({f for _, f in d}))
+    mem = standby_memory(session, {f for p in planned.values() for f in p.standbys})
+    return {
+        n: Pool(tuple(p.standbys.items()), tuple((f, mem.get(f, 0)) for f in p.standbys))
+        for n, p in planned.items()
+        if p.standbys
+    }
+
+
+def fitting_standbys(session: Session, row: NodeRow, p: policy.NodePlan) -> dict[str, int]:
+    """The plan's standbys that fit in the memory the node's instances leave (their
+    kept use): what its agent keeps and what placement counts (policy.fit_standbys)."""
+    mem = standby_memory(session, set(p.standbys))
+    return policy.fit_standbys(p.standbys, mem, row.memory_mb - row.used_memory_mb)
+
+
 def node_part(session: Session, row: NodeRow) -> dict[str, Any] | None:
-    """The `predeploy` part of a node's desired state, None without a budget."""
+    """The `predeploy` part of a node's desired state, None without a budget. Its
+    standbys are the plan's that fit in the node's memory beside its instances."""
     budget = budget_of(row)
     if budget is None:
         return None
     d = demand(session)
     p = policy.plan_node(row.name, budget, d, sizes({f for _, f in d}))
-    return {"images": p.kept, "standbys": dict(p.standbys)}
+    return {"images": p.kept, "standbys": fitting_standbys(session, row, p)}
 
 
 def set_budget(session: Session, node: str, storage_mb: float, standbys: int) -> set[str]:
@@ -147,10 +217,19 @@ def set_budget(session: Session, node: str, storage_mb: float, standbys: int) ->
     return {node}
 
 
-def view(p: policy.NodePlan, row: NodeRow | None) -> dict[str, Any]:
-    """A node's plan for the operator, with the why of each decision and what its
-    agent last reported of its pool (`resources.standbys`: function -> ready)."""
+def view(session: Session, p: policy.NodePlan, row: NodeRow | None) -> dict[str, Any]:
+    """A node's plan for the operator, with the why of each decision, the standbys
+    that fit in its memory beside its instances (kept, and counted as used by
+    placement) and what its agent last reported of its pool (`resources.standbys`:
+    function -> ready)."""
     res = (row.resources or {}) if row is not None else {}
+    fit = fitting_standbys(session, row, p) if row is not None else dict(p.standbys)
+    why = list(p.standby_reasons)
+    if fit != dict(p.standbys):
+        why.append(
+            f"memory: {sum(fit.values())} of {sum(p.standbys.values())} planned standby(s) "
+            "fit beside the node's instances; the others are not kept"
+        )
     return {
         "node": p.node,
         "budget": {"storage_mb": p.budget.storage_mb, "standbys": p.budget.standbys},
@@ -161,6 +240,7 @@ def view(p: policy.NodePlan, row: NodeRow | None) -> dict[str, Any]:
             for c in p.images
         ],
         "standbys": dict(p.standbys),
-        "standbys_why": list(p.standby_reasons),
+        "standbys_fit": fit,
+        "standbys_why": why,
         "standbys_ready": res.get("standbys", {}),
     }
