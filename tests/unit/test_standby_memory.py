@@ -90,6 +90,9 @@ def test_a_node_full_of_standbys_refuses_another_function(db: Database) -> None:
         assert fwd.node == "pe1"
     with db.session() as s:
         assert nfv.violations(s) == []
+        predeploy.set_budget(s, "cpe1", 0.0, 0)  # no standbys: their memory is free again
+    with db.session() as s:
+        nfv.create_instance(s, nfv.CreateRequest(descriptor="forwarder", node="cpe1"))
 
 
 def test_a_matching_create_takes_a_standby_and_fits(db: Database) -> None:
