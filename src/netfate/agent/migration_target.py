@@ -280,6 +280,10 @@ class TargetSide:
         if inst is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(inst.limit)
+            if inst.from_standby:  # the migration's record says so (issue 15)
+                note = "the copy here took a warm standby (pre-deployed)" + (
+                    f"; {note}" if note else ""
+                )
         self.records.step(rec, Tp.DONE, reason=note)
         log.info("migrated %s in: %s", rec.instance, rec.report())
         if window is not None and rec.active_at is not None:

@@ -177,7 +177,7 @@ def get_predeploy(session: SessionDep) -> dict[str, Any]:
 
 def predeploy_view(session: Session) -> dict[str, Any]:
     return {
-        node: predeploy.view(p, session.get(NodeRow, node))
+        node: predeploy.view(session, p, session.get(NodeRow, node))
         for node, p in predeploy.plans(session).items()
     }
 

@@ -39,6 +39,11 @@ class Candidate:
     """The node has a LAN for its functions (a core node hosts only then)."""
     power: str = "on"
     """The node's power switch (on, draining, off): only an on node takes anything."""
+    standbys: tuple[tuple[str, int], ...] = ()
+    """The warm standbys the node keeps, as (function, MiB one holds): their memory is
+    already out of `free_memory_mb` (they hold it whether or not anything comes); a
+    create of one of these functions takes a standby and gets its memory back
+    (`take_mb`), so it is counted once, not twice (engine/predeploy.fit_standbys)."""
 
     @property
     def hosts(self) -> bool:
@@ -55,6 +60,9 @@ class PlacementRequest:
     """The function's declared round-trip bound (descriptor), for delay-aware policies."""
     measured_rtt_ms: float | None = None
     """A measured round trip to use instead of the topology's link delays."""
+    function: str | None = None
+    """The function it runs: a node keeping a warm standby of it lends it that
+    standby's memory (`Candidate.standbys`)."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,24 @@ def register_policy(name: str) -> Callable[[Policy], Policy]:
     return deco
 
 
+def take_mb(req: PlacementRequest, c: Candidate) -> int:
+    """The memory a warm standby of the request's function holds at the node (0: the
+    node keeps none): the create takes that standby, and its memory with it."""
+    if req.function is None:
+        return 0
+    for fn, mb in c.standbys:
+        if fn == req.function:
+            return mb
+    return 0
+
+
 def fits(req: PlacementRequest, c: Candidate) -> bool:
     return (
         c.up
         and c.power == "on"
         and c.hosts
         and c.free_cpu + 1e-9 >= req.cpu
-        and c.free_memory_mb >= req.memory_mb
+        and c.free_memory_mb + take_mb(req, c) >= req.memory_mb
     )
 
 
@@ -103,8 +122,10 @@ def _explain_none(req: PlacementRequest, candidates: Sequence[Candidate]) -> str
             reasons.append(f"{c.node}: switched {c.power}")
         elif c.free_cpu + 1e-9 < req.cpu:
             reasons.append(f"{c.node}: {c.free_cpu:.2f} CPU free < {req.cpu:.2f}")
-        elif c.free_memory_mb < req.memory_mb:
-            reasons.append(f"{c.node}: {c.free_memory_mb} MiB free < {req.memory_mb}")
+        elif c.free_memory_mb + take_mb(req, c) < req.memory_mb:
+            kinds = ", ".join(fn for fn, _ in c.standbys)
+            pool = f" beside its warm standbys of {kinds}" if kinds else ""
+            reasons.append(f"{c.node}: {c.free_memory_mb} MiB free{pool} < {req.memory_mb}")
     return "no node has room: " + ("; ".join(reasons) or "no node can host functions")
 
 

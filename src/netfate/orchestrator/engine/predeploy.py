@@ -126,6 +126,33 @@ def plan_node(
     return out
 
 
+def fit_standbys(
+    standbys: Mapping[str, int], memory_mb: Mapping[str, int], free_mb: int
+) -> dict[str, int]:
+    """The planned standbys (function -> n, in the plan's order) that fit in `free_mb`,
+    the node's memory its instances leave (each standby holds `memory_mb[function]`,
+    0 when unknown). Taken one at a time round-robin over the functions, as the plan
+    gives its slots; a function whose next standby does not fit gets no more. A
+    standby's memory counts as used for placement (engine/placement.Candidate), and
+    a node keeps only the standbys its instances leave room for: after a create took
+    one, the pool is refilled only if the memory is there (no overcommit)."""
+    want = {fn: n for fn, n in standbys.items() if n > 0}
+    out: dict[str, int] = {}
+    left = free_mb
+    while want:
+        for fn in list(want):
+            mb = max(0, memory_mb.get(fn, 0))
+            if mb > left:
+                del want[fn]
+                continue
+            left -= mb
+            out[fn] = out.get(fn, 0) + 1
+            want[fn] -= 1
+            if want[fn] == 0:
+                del want[fn]
+    return out
+
+
 def plan(
     budgets: Mapping[str, Budget],
     demand: Mapping[tuple[str, str], int],

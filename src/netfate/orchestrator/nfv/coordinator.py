@@ -237,16 +237,29 @@ def violations(session: Session, *, kept_use: bool = True) -> list[str]:
 
 def room(session: Session, row: NodeRow) -> Candidate:
     """One node (a row read under its lock, so its kept use is current) with its free
-    capacity."""
+    capacity: the memory its warm standbys hold counts as used (`_standbys`)."""
+    free_mb = row.memory_mb - row.used_memory_mb
+    held, standbys = _standbys(predeploy.pools(session, [row.name]).get(row.name), free_mb)
     return Candidate(
         row.name,
         row.kind,
         row.status == NodeStatus.UP,
         row.cpu - row.used_cpu,
-        row.memory_mb - row.used_memory_mb,
+        free_mb - held,
         lan=_node_lan(session, row.name) is not None,
         power=row.power,
+        standbys=standbys,
     )
+
+
+def _standbys(pool: predeploy.Pool | None, free_mb: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """(MiB the node's warm standbys hold, (function, MiB one holds)) given the memory
+    its instances leave: only the planned standbys that fit there are kept, so a
+    node's instances and standbys never exceed its memory; a create of a function it
+    keeps a standby of takes one and reuses its memory (engine/placement.take_mb)."""
+    if pool is None:
+        return 0, ()
+    return pool.fit(free_mb)
 
 
 _CANDIDATE_COLUMNS = (
@@ -271,7 +284,8 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     with_lan = lan_nodes(session)
     session.flush()
     rows = session.connection().execute(q).all()
-    return [_candidate(*row, row[0] in with_lan) for row in rows]
+    pools = predeploy.pools(session, None if node is None else [node])
+    return [_candidate(*row, row[0] in with_lan, pools.get(row[0])) for row in rows]
 
 
 def _named_candidates(session: Session, names: Sequence[str]) -> dict[str, Candidate]:
@@ -279,7 +293,8 @@ def _named_candidates(session: Session, names: Sequence[str]) -> dict[str, Candi
     q = select(*_CANDIDATE_COLUMNS).where(NodeRow.name.in_(names))
     with_lan = lan_nodes(session)
     rows = session.connection().execute(q).all()
-    return {row[0]: _candidate(*row, row[0] in with_lan) for row in rows}
+    pools = predeploy.pools(session, names)
+    return {row[0]: _candidate(*row, row[0] in with_lan, pools.get(row[0])) for row in rows}
 
 
 # Candidates by their every field: between two creates all nodes but one keep the
@@ -289,15 +304,25 @@ _CANDIDATES_MAX = 200_000
 
 
 def _candidate(
-    name: str, kind: str, status: str, cpu: float, mem: int, power: str, lan: bool
+    name: str,
+    kind: str,
+    status: str,
+    cpu: float,
+    mem: int,
+    power: str,
+    lan: bool,
+    pool: predeploy.Pool | None = None,
 ) -> Candidate:
-    key = (name, kind, status, cpu, mem, power, lan)
+    key = (name, kind, status, cpu, mem, power, lan, pool)
     c = _CANDIDATES.get(key)
     if c is None:
         if len(_CANDIDATES) >= _CANDIDATES_MAX:
             _CANDIDATES.clear()
         up = status == NodeStatus.UP
-        c = _CANDIDATES[key] = Candidate(name, kind, up, cpu, mem, lan=lan, power=power)
+        held, standbys = _standbys(pool, mem)
+        c = _CANDIDATES[key] = Candidate(
+            name, kind, up, cpu, mem - held, lan=lan, power=power, standbys=standbys
+        )
     return c
 
 
@@ -488,6 +513,7 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
         serves=req.serves,
         delay_bound_ms=desc.delay_bound_ms,
         measured_rtt_ms=req.measured_rtt_ms,
+        function=desc.function,
     )
     if req.node is not None:
         row = lock_nodes(session, req.node, lan_node).get(req.node)
@@ -653,7 +679,9 @@ def migrate_instance(session: Session, iid: str, target: str) -> tuple[Migration
         raise Conflict(f"instance {iid} already runs on {target}")
     if inst.state != S.RUNNING.value:
         raise Conflict(str(IllegalTransition(InstanceState(inst.state), S.MIGRATING)))
-    preq = PlacementRequest(cpu=inst.cpu, memory_mb=inst.memory_mb)
+    desc = session.get(DescriptorRow, inst.descriptor)
+    fn = desc.function if desc is not None else None
+    preq = PlacementRequest(cpu=inst.cpu, memory_mb=inst.memory_mb, function=fn)
     try:
         place(preq, [room(session, node)], EMPTY_GRAPH, "least-loaded")
     except NoPlacement as e:

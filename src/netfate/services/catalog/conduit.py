@@ -50,7 +50,7 @@ from netfate.model.lifecycle import LIVE, InstanceState, NodePower, NodeStatus
 from netfate.orchestrator import engine as eng
 from netfate.orchestrator import timeseries
 from netfate.orchestrator.nfv import coordinator as nfv
-from netfate.orchestrator.nfv import power
+from netfate.orchestrator.nfv import power, predeploy
 from netfate.orchestrator.nfv.errors import LifecycleError, NotFound
 from netfate.store.db import serialize
 from netfate.store.events import record
@@ -228,12 +228,19 @@ def infrastructure(
         u[1] += float(mem)
     nodes = []
     kinds_used: set[str] = set()
+    # A node's warm standbys hold memory (nfv/predeploy.py): background load here. The
+    # engine does not model a block taking one (the create at the node does, in
+    # coordinator.room), so a node full of standbys looks full to it.
+    pools = predeploy.pools(session)
     for n in session.scalars(select(NodeRow).order_by(NodeRow.name)):
         kind = n.kind if n.kind in KINDS else "core"
         kinds_used.add(kind)
         res = n.resources or {}
         storage = res.get("storage_mb")
         cpu_l, mem_l = load.get(n.name, (0.0, 0.0))
+        pool = pools.get(n.name)
+        if pool is not None:
+            mem_l += pool.fit(n.memory_mb - n.used_memory_mb)[0]
         cpu_l += (extra_cpu or {}).get(n.name, 0.0)
         on = n.power == NodePower.ON
         nodes.append(

@@ -20,7 +20,9 @@ check() walks through it, each step raising DemoFailed with the reason:
    (the firewall service's RADIUS server records the login; nothing moves), her
    laptop's port goes to cpe2's bridge, she logs in at cpe2's portal; the conduit
    re-places her chain on the login and the platform migrates what moves: her
-   collector (the entry, under the SLA's bound) runs at cpe2, the archive where
+   collector (the entry, under the SLA's bound) runs at cpe2, in the warm standby
+   cpe2 kept ready (fog.yaml's `predeploy:`; the policy picked the counter, asked
+   there by bob's chain; its migration's record says it took it), the archive where
    the engine's decision says (it follows: left at cpe1, the 1 Mbit/s between the
    blocks would cross cpe2 -> pe1 -> cpe1 and add 20 ms to the chain's path, more
    than a move costs), each the instance it was, one copy of each; the demo says
@@ -39,6 +41,7 @@ placement and its decisions' reasons as they happen.
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -182,6 +185,23 @@ def copies(api: Api, sub: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def standby_ready(api: Api, node: str, function: str, timeout: float = 60) -> str:
+    """Wait until `node`'s agent reports a warm standby of `function` ready (the
+    pre-deploy policy planned it from the demand there: fog.yaml's `predeploy:`)."""
+    t0 = time.monotonic()
+
+    def ready() -> dict[str, Any] | None:
+        plan: dict[str, Any] = api("GET", "/predeploy").get(node, {})
+        return plan if (plan.get("standbys_ready") or {}).get(function, 0) > 0 else None
+
+    plan: dict[str, Any] = until(f"{node}'s warm standby of {function}", ready, timeout=timeout)
+    return (
+        f"{node} keeps a warm standby of {function} (pre-deployed: planned "
+        f"{plan['standbys']}, ready {plan['standbys_ready']}; waited "
+        f"{time.monotonic() - t0:.1f} s for its report)"
+    )
+
+
 def walk(tb: Testbed, api: Api, sub: dict[str, Any], portals: Portals, say: Say) -> dict[str, Any]:
     """alice logs in at home (cpe1), walks to cpe2 and logs in there; her chain follows
     (module docstring, step 4). Returns her subscription once it runs at cpe2."""
@@ -192,6 +212,7 @@ def walk(tb: Testbed, api: Api, sub: dict[str, Any], portals: Portals, say: Say)
         _, before = ask_collector(tb, api, user, sub)
     portals.login(laptop, "cpe1", user)
     say(f"{user} logged in at cpe1's captive portal (RADIUS): her chain stays at cpe1")
+    say(standby_ready(api, "cpe2", "counter"))
     move(tb, laptop, "cpe2")
     portals.login(laptop, "cpe2", user)
     say(f"{user} walked to cpe2 with {laptop} and logged in at cpe2's captive portal")
@@ -211,6 +232,15 @@ def walk(tb: Testbed, api: Api, sub: dict[str, Any], portals: Portals, say: Say)
         migs = api("GET", f"/instances/{iid}")["migrations"]
         if not migs or migs[-1]["target"] != node or migs[-1]["phase"] != "done":
             raise DemoFailed(f"{block} ({iid}) has no finished migration to {node}: {migs}")
+        warm = "warm standby" in migs[-1]["reason"]
+        if block == "collector" and not warm:
+            plan = api("GET", "/predeploy").get(node, {})
+            raise DemoFailed(
+                f"the collector's move to {node} took no pre-deployed standby: "
+                f"{migs[-1]['reason']!r}; {node}'s plan {plan.get('standbys')}, "
+                f"ready {plan.get('standbys_ready')}"
+            )
+        say(f"{block}'s move to {node}: {migs[-1]['reason'] or 'a cold start there'}")
     seen = copies(api, now)
     if any(len(v) != 1 for v in seen.values()):
         raise DemoFailed(f"two copies of a block: {seen}")

@@ -34,14 +34,18 @@ Two kinds of migration, each with and without the image at the target:
               and the copy takes over (the platform's       and modules) is at pop2; else
               standby/freeze/import/activate steps)         it is sent first, as a tar
 
-    platform  the same VO host as a platform instance      the function's package is
-              (descriptor ``vo-host``), moved by the        installed at every node (only
-              orchestrator and the agents: standby at pop2, "pre-deployed" is run)
-              snapshot, freeze, final delta, activate
-              (agent/migration.py), over the agents'
-              channel, which lives in the nodes'
-              namespaces (agent/channel.py): its bytes
-              cross the shaped, delayed and loaded link
+    platform  the same VO host as a platform instance      the pre-deploy policy's own:
+              (descriptor ``vo-host``), moved by the        pop2 has a budget (``PUT
+              orchestrator and the agents: standby at pop2, /nodes/pop2/predeploy``), the
+              snapshot, freeze, final delta, activate       policy keeps the VO host's
+              (agent/migration.py), over the agents'        image there (imported into
+              channel, which lives in the nodes'            its agent's fork server) and a
+              namespaces (agent/channel.py): its bytes      warm standby, which the move's
+              cross the shaped, delayed and loaded link     copy takes (its record says
+                                                            so); else pop2 has no budget
+                                                            and the copy starts cold. The
+                                                            package is on the one machine
+                                                            either way: nothing is sent
 
 The memory copy is real bytes read from /proc/PID/mem and sent across the link,
 but the copy at pop2 is not restored from them (CRIU fails on this kernel): it
@@ -296,7 +300,7 @@ def _wait(cond: Callable[[], bool], timeout: float) -> bool:
 
 def trial(rig: Rig, kind: str, predeployed: bool, load: float) -> Trial:
     if kind == "platform":
-        return _platform(rig, load)
+        return _platform(rig, load, predeployed)
     plan, ns, ip = rig.plan, rig.ns, rig.ip
     t = Trial(kind, predeployed, load)
     src = rig.host("pop1", 1, rig.objects())
@@ -416,16 +420,53 @@ def _counted(ns: str) -> int:
     raise RuntimeError(f"no counter in table {COUNTER_TABLE} of {ns}")
 
 
-def _platform(rig: Rig, load: float) -> Trial:
-    """The VO host moved by the orchestrator and the agents, under background load."""
+PLATFORM_BUDGET = {"storage_mb": 50.0, "standbys": 1}
+"""pop2's pre-deploy budget in the platform kind's pre-deployed trials."""
+
+
+def _pool(api: Any, predeployed: bool) -> dict[str, Any]:
+    """pop2's budget for the trial (the pre-deploy policy's, or none) once its agent
+    reports the pool it plans: a warm standby of the VO host ready, or none. The
+    policy picks the VO host from the demand (the trial's instance, created at
+    pop1 before this). What pop2 planned and reported."""
+    body = PLATFORM_BUDGET if predeployed else {"storage_mb": 0.0, "standbys": 0}
+    api("PUT", "/nodes/pop2/predeploy", body)
+
+    def settled() -> dict[str, Any] | None:
+        plan: dict[str, Any] = api("GET", "/predeploy").get("pop2", {})
+        ready = sum((plan.get("standbys_ready") or {}).values())
+        if predeployed:
+            want = sum((plan.get("standbys_fit") or plan.get("standbys") or {}).values())
+            return plan if want and ready >= want else None
+        if plan:
+            return None
+        # No budget: wait until its agent reports its standbys stopped (a take
+        # before that would be warm).
+        res = api("GET", "/nodes/pop2").get("resources") or {}
+        ready = sum((res.get("standbys") or {}).values())
+        return {"standbys": {}, "standbys_ready": {}} if not ready else None
+
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        got = settled()
+        if got is not None:
+            return got
+        time.sleep(0.2)
+    raise RuntimeError(f"pop2's pool did not settle ({'with' if predeployed else 'no'} budget)")
+
+
+def _platform(rig: Rig, load: float, predeployed: bool = True) -> Trial:
+    """The VO host moved by the orchestrator and the agents, under background load,
+    into pop2 with the pre-deploy policy's warm standby there or with none."""
     plan, ns, ip, api = rig.plan, rig.ns, rig.ip, rig.api
-    t = Trial("platform", True, load)
+    t = Trial("platform", predeployed, load)
     objects = [{k: v for k, v in o.items() if k != "sensor"} for o in rig.objects()]
     body = {"descriptor": "vo-host", "node": "pop1", "config": {"host": 1, "objects": objects}}
     iid = str(api("POST", "/instances", body)["id"])
     budget = 600.0
     try:
         api.wait_state(iid, "running", timeout=120.0)
+        pool = _pool(api, predeployed)
         nodes = {n["name"]: n for n in api("GET", "/nodes")}
         endpoint = str(nodes["pop1"]["endpoint"])
         _count_sent(ns["pop1"], int(endpoint.rpartition(":")[2]))
@@ -438,8 +479,17 @@ def _platform(rig: Rig, load: float) -> Trial:
         t.downtime_ms = float(m["downtime_ms"])
         t.bytes_moved = _counted(ns["pop1"])
         t.parts = {"channel": t.bytes_moved}
+        took = "warm standby" in str(m.get("reason") or "")
+        if took != predeployed:  # what was compared is not what was meant to be
+            raise RuntimeError(
+                f"platform trial ({'pre-deployed' if predeployed else 'cold'}): the copy "
+                f"{'took' if took else 'took no'} warm standby: {m.get('reason')!r}"
+            )
         t.detail = {"endpoint": endpoint, "final_state_bytes": m["state_bytes"],
-                    "node_after": api("GET", f"/instances/{iid}")["node"]}  # fmt: skip
+                    "node_after": api("GET", f"/instances/{iid}")["node"],
+                    "took_standby": took, "reason": m.get("reason") or "",
+                    "pop2_pool": {k: pool.get(k) for k in ("standbys", "standbys_ready")},
+                    }  # fmt: skip
     finally:
         with contextlib.suppress(Exception):
             nft.apply(nft.document(nft.remove_table("ip", COUNTER_TABLE)), ns["pop1"])
@@ -518,6 +568,13 @@ def summary(trials: Sequence[Trial]) -> dict[str, Any]:
             "predeploy_speedup_vo": ratio("vo-transfer", "vo-pre", "migration_s"),
             "predeploy_speedup_instance": ratio("instance-transfer", "instance-pre", "migration_s"),
             "platform_over_vo_time_pre": ratio("platform-pre", "vo-pre", "migration_s"),
+            # The platform's: a cold copy at pop2 over the pre-deploy policy's standby.
+            "predeploy_speedup_platform": ratio(
+                "platform-transfer", "platform-pre", "migration_s"
+            ),
+            "predeploy_downtime_platform": ratio(
+                "platform-transfer", "platform-pre", "downtime_ms"
+            ),
         },
     }  # fmt: skip
 
@@ -558,8 +615,6 @@ def run(
             for load in plan.loads:
                 for kind in plan.kinds:
                     for pre in plan.predeployed:
-                        if kind == "platform" and not pre:
-                            continue  # its package is installed at every node
                         x = trial(rig, kind, pre, load)
                         trials.append(x)
                         say(
@@ -619,8 +674,11 @@ def markdown(doc: dict[str, Any]) -> str:
 
     for name, g in s["groups"].items():
         kind, pre = name.split("-")
+        image = "pre-deployed" if pre == "pre" else "transferred"
+        if kind == "platform":  # nothing is sent: the policy's standby, or none
+            image = "policy's warm standby" if pre == "pre" else "cold start (no budget)"
         lines.append(
-            f"| {kind} | {'pre-deployed' if pre == 'pre' else 'transferred'} | {g['trials']} | "
+            f"| {kind} | {image} | {g['trials']} | "
             f"{g['migration_s'] * 1e3:.1f} | {g['bytes'] / 1e6:.3f} | "
             f"{g['downtime_ms']:.3f} ({g['downtime_ms_max']:.3f}) | "
             f"{ms(g.get('baseline_wait_ms'))} | {ms(g.get('freeze_ms'))} | "
@@ -651,6 +709,10 @@ def markdown(doc: dict[str, Any]) -> str:
         "| downtime, VO | see table | PaaS below 1 ms |",
         f"| platform (agents' state-only move) / VO migration time, pre-deployed | "
         f"{r.get('platform_over_vo_time_pre')} | - |",
+        f"| pre-deployment speed-up, platform (cold copy / the policy's warm standby), "
+        f"migration time | {r.get('predeploy_speedup_platform')} | "
+        f"{p['predeploy_speedup']['vm']:g}x (VM), {p['predeploy_speedup']['vo']:g}x (VO) |",
+        f"| the same, the agents' downtime | {r.get('predeploy_downtime_platform')} | - |",
         "",
         f"The {doc.get('migration_channel', '')}.",
         "",

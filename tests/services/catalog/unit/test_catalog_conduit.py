@@ -318,3 +318,26 @@ def test_a_users_devices_are_those_of_all_their_subscriptions(db: Database) -> N
         dhcp_server(s, "i-cpe2", "cpe2", tablet)  # her second subscription's device
         conduit.step(s)
         assert a.at == b.at == "cpe2"
+
+
+def test_the_engine_sees_a_nodes_warm_standbys_as_memory_load(tmp_path: Path) -> None:
+    """A node's planned standbys (that fit) hold memory: the catalog's engine counts
+    them as background load on it (the create there counts them the same way)."""
+    from netfate.orchestrator.engine.predeploy import image_mb
+    from netfate.orchestrator.nfv import coordinator as platform
+    from netfate.orchestrator.nfv import predeploy
+    from netfate.services.catalog.conduit import infrastructure
+
+    db = catalog_db(tmp_path, FOG)
+    try:
+        with db.session() as s:
+            platform.create_instance(s, platform.CreateRequest(descriptor="counter", node="cpe2"))
+            before = {n.name: n.load.memory_mb for n in infrastructure(s).nodes}
+            predeploy.set_budget(s, "cpe2", image_mb("counter") or 1.0, 3)
+        with db.session() as s:
+            after = {n.name: n.load.memory_mb for n in infrastructure(s).nodes}
+        assert before["cpe2"] == 64.0  # the counter itself
+        assert after["cpe2"] == 64.0 + 3 * 64  # and three warm counters of 64 MiB
+        assert after["cpe1"] == before["cpe1"] and after["pe1"] == before["pe1"]
+    finally:
+        db.dispose()

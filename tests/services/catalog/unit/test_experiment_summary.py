@@ -39,11 +39,29 @@ def test_the_platform_kind_is_summarised_without_a_stream() -> None:
         "migration_channel": "platform kind moves over the agents' channel",
     }
     text = markdown(doc)
-    assert "| platform | pre-deployed | 2 | 1200.0 | 0.620 | 27.000 (30.000) | - | - | - | " \
-        "- (agents' stamps) | - (-) |" in text  # fmt: skip
+    assert "| platform | policy's warm standby | 2 | 1200.0 | 0.620 | 27.000 (30.000) | - | - " \
+        "| - | - (agents' stamps) | - (-) |" in text  # fmt: skip
     # Downtime next to the same stream's worst wait without a migration (median 10),
     # the freeze and the stop-to-first-new figure.
     assert "| vo | pre-deployed | 2 | 400.0 | 0.440 | 10.000 (11.000) | 10.000 | 0.000 | " \
         "7.000 | 3.00 (2.00) | 12 (0) |" in text  # fmt: skip
     assert "The platform kind moves over the agents' channel." in text
     assert "(userspace delay emulator + TBF rate)" in text
+
+
+def test_the_platform_kind_compares_the_policys_standby_with_a_cold_copy() -> None:
+    """platform-pre: pop2's pre-deploy budget gave the move a warm standby;
+    platform-transfer: no budget, a cold copy. Their ratio is the platform's own
+    pre-deployment figure, said as such in the table."""
+    trials = [
+        Trial("platform", True, 0.05, migration_s=0.5, bytes_moved=600_000, downtime_ms=20.0),
+        Trial("platform", False, 0.05, migration_s=1.5, bytes_moved=600_000, downtime_ms=30.0),
+    ]
+    s = summary(trials)
+    assert s["relations"]["predeploy_speedup_platform"] == 3.0
+    assert s["relations"]["predeploy_downtime_platform"] == 1.5
+    doc = {"summary": s, "plan": asdict(Plan()), "paper": PAPER, "emulator": "x"}
+    text = markdown(doc)
+    assert "| platform | cold start (no budget) | 1 | 1500.0 |" in text
+    assert "| platform | policy's warm standby | 1 | 500.0 |" in text
+    assert "cold copy / the policy's warm standby), migration time | 3.0 |" in text
