@@ -467,10 +467,171 @@ class CreateRequest:
     node's first. Needs `node`."""
 
 
-def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
+@dataclass(frozen=True)
+class CreatePlan:
+    """A create's node and address, decided in a read transaction before the writing
+    one (`plan_create`): on SQLite the write lock is the whole database's, and each
+    create held it for the placement and the address search as well as for its
+    writes. `create_instance` takes the plan only if what it was decided on is
+    unchanged under the locks (`_plan_holds`), else decides again there."""
+
+    topology: float
+    """When the topology (LANs, hosts, links) the plan read was loaded."""
+    cpu: float
+    memory_mb: int
+    node: str
+    policy: str
+    why: str
+    has_lan: bool
+    """The chosen node has a LAN (its Candidate's `lan`)."""
+    lan_node: str | None
+    """The node of the LAN the address comes from (locked with the chosen one)."""
+    lan: str | None
+    gateway: str | None
+    ip: str | None
+    seen: tuple[tuple[str, float], ...]
+    """The (state, updated_at) of the instances that held or hold `ip` in `lan`, as the
+    plan read them (most often none): the same rows under the lock = the same choice."""
+
+
+Address = tuple[str | None, str | None, str | None]
+"""An instance's ip, lan (subnet) and gateway."""
+
+
+def _figures(desc: DescriptorRow, req: CreateRequest) -> tuple[float, int]:
+    cpu = max(desc.cpu, req.cpu) if req.cpu is not None else desc.cpu
+    memory_mb = max(desc.memory_mb, req.memory_mb) if req.memory_mb is not None else desc.memory_mb
+    return cpu, memory_mb
+
+
+def _address_rows(session: Session, lan: str, ip: str) -> tuple[tuple[str, float], ...]:
+    rows = session.execute(
+        select(InstanceRow.state, InstanceRow.updated_at).where(
+            InstanceRow.lan == lan, InstanceRow.ip == ip
+        )
+    ).all()
+    return tuple(sorted((str(s), float(u)) for s, u in rows))
+
+
+def plan_create(session: Session, req: CreateRequest) -> CreatePlan | None:
+    """Decide a create's node and address in `session`, a read transaction that holds
+    no lock (module doc): the same choice `create_instance` makes, for it to check
+    and take under its locks. None when there is nothing to plan (the request is
+    refused, or names a LAN): `create_instance` then decides, and refuses, itself."""
+    if req.lan is not None:
+        return None
+    try:
+        return _plan(session, req)
+    except (LifecycleError, NoPlacement):
+        return None
+
+
+def _plan(session: Session, req: CreateRequest) -> CreatePlan | None:
+    desc = session.get(DescriptorRow, req.descriptor)
+    if desc is None:
+        return None
+    host = session.get(HostRow, req.serves) if req.serves is not None else None
+    if req.serves is not None and host is None:
+        return None
+    key, loaded = _topology_key(session)
+    if not loaded:
+        return None
+    host_lan = _host_lan(session, host)
+    cpu, memory_mb = _figures(desc, req)
+    preq = PlacementRequest(
+        cpu=cpu,
+        memory_mb=memory_mb,
+        serves=req.serves,
+        delay_bound_ms=desc.delay_bound_ms,
+        measured_rtt_ms=req.measured_rtt_ms,
+    )
+    if req.node is not None:
+        found = candidates(session, req.node)
+        placement = place(preq, found, EMPTY_GRAPH, "least-loaded")
+        why, policy = "named in the request", "pinned"
+    else:
+        g = graph(session) if req.serves is not None else EMPTY_GRAPH
+        near = None
+        if req.policy == "nearest" and POLICIES.get("nearest") is nearest:
+            near = nearest_near(preq, g, lambda names: _named_candidates(session, names))
+        placement = near if near is not None else place(preq, candidates(session), g, req.policy)
+        why, policy = placement.why, placement.policy
+    lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
+    ip = _allocate_ip(session, lan) if lan is not None else None
+    return CreatePlan(
+        topology=key[1],
+        cpu=cpu,
+        memory_mb=memory_mb,
+        node=placement.node,
+        policy=policy,
+        why=why,
+        has_lan=placement.node in lan_nodes(session),
+        lan_node=lan.node if lan is not None else None,
+        lan=lan.subnet if lan is not None else None,
+        gateway=lan.gateway if lan is not None else None,
+        ip=ip,
+        seen=_address_rows(session, lan.subnet, ip) if lan is not None and ip else (),
+    )
+
+
+def _plan_holds(session: Session, plan: CreatePlan, preq: PlacementRequest) -> bool:
+    """Whether `plan` is still the choice, read under the locks of its nodes (which
+    this takes): the same topology, room on its node, its address still free with
+    the same history. Only in a session that holds the whole database (SQLite's
+    writing transaction): elsewhere nodes are locked in one global order, which a
+    plan's early lock would not keep."""
+    if not exclusive(session):
+        return False
+    key, loaded = _topology_key(session)
+    if not loaded or key[1] != plan.topology:
+        return False
+    row = lock_nodes(session, plan.node, plan.lan_node).get(plan.node)
+    if row is None:
+        return False
+    here = Candidate(
+        row.name,
+        row.kind,
+        row.status == NodeStatus.UP,
+        row.cpu - row.used_cpu,
+        row.memory_mb - row.used_memory_mb,
+        lan=plan.has_lan,
+        power=row.power,
+    )
+    try:
+        place(preq, [here], EMPTY_GRAPH, "least-loaded")
+    except NoPlacement:
+        return False
+    if plan.lan is None or plan.ip is None:
+        return True
+    return _address_rows(session, plan.lan, plan.ip) == plan.seen
+
+
+def create_instance(
+    session: Session, req: CreateRequest, plan: CreatePlan | None = None
+) -> tuple[InstanceRow, set[str]]:
+    """Create an instance: place it, give it an address, record it. With `plan`
+    (`plan_create`, read before this transaction), its choice is taken if it still
+    holds under the locks; else (or without one) it is decided here."""
     desc = session.get(DescriptorRow, req.descriptor)
     if desc is None:
         raise NotFound(f"unknown descriptor {req.descriptor!r}")
+    cpu, memory_mb = _figures(desc, req)
+    preq = PlacementRequest(
+        cpu=cpu,
+        memory_mb=memory_mb,
+        serves=req.serves,
+        delay_bound_ms=desc.delay_bound_ms,
+        measured_rtt_ms=req.measured_rtt_ms,
+    )
+    if (
+        plan is not None
+        and req.lan is None
+        and (plan.cpu, plan.memory_mb) == (cpu, memory_mb)
+        and (req.node is None or plan.node == req.node)
+        and _plan_holds(session, plan, preq)
+    ):
+        address: Address | None = (plan.ip, plan.lan, plan.gateway)
+        return _add_instance(session, req, desc, plan.node, plan.policy, plan.why, address)
     host = session.get(HostRow, req.serves) if req.serves is not None else None
     if req.serves is not None and host is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
@@ -480,15 +641,6 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     if req.lan is not None:
         host_lan = _named_lan(session, req.node, req.lan)
     lan_node = host_lan.node if host_lan is not None else None
-    cpu = max(desc.cpu, req.cpu) if req.cpu is not None else desc.cpu
-    memory_mb = max(desc.memory_mb, req.memory_mb) if req.memory_mb is not None else desc.memory_mb
-    preq = PlacementRequest(
-        cpu=cpu,
-        memory_mb=memory_mb,
-        serves=req.serves,
-        delay_bound_ms=desc.delay_bound_ms,
-        measured_rtt_ms=req.measured_rtt_ms,
-    )
     if req.node is not None:
         row = lock_nodes(session, req.node, lan_node).get(req.node)
         if row is None:
@@ -530,19 +682,35 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
                 raise RetryTransaction(
                     f"node {placement.node} was filled by a concurrent request"
                 ) from None
-    iid = "i-" + secrets.token_hex(4)
     lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
+    address = (_allocate_ip(session, lan), lan.subnet, lan.gateway) if lan is not None else None
+    return _add_instance(session, req, desc, placement.node, policy, why, address)
+
+
+def _add_instance(
+    session: Session,
+    req: CreateRequest,
+    desc: DescriptorRow,
+    node: str,
+    policy: str,
+    why: str,
+    address: Address | None,
+) -> tuple[InstanceRow, set[str]]:
+    """The new instance's rows, its placement node locked and its address free."""
+    ip, lan, gateway = address if address is not None else (None, None, None)
+    cpu, memory_mb = _figures(desc, req)
+    iid = "i-" + secrets.token_hex(4)
     now = time.time()
     inst = InstanceRow(
         id=iid,
         name=req.name or f"{desc.name}-{iid[2:]}",
         descriptor=desc.name,
-        node=placement.node,
+        node=node,
         state=S.REQUESTED.value,
         serves=req.serves,
-        ip=_allocate_ip(session, lan) if lan is not None else None,
-        lan=lan.subnet if lan is not None else None,
-        gateway=lan.gateway if lan is not None else None,
+        ip=ip,
+        lan=lan,
+        gateway=gateway,
         mac=instance_mac(iid),
         config={**(desc.config or {}), **(req.config or {})},
         cpu=cpu,
@@ -564,8 +732,8 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
             reason="created",
         )
     )
-    record(session, ev.InstancePlaced(iid, placement.node, policy, why))
-    return inst, bump(session, placement.node)
+    record(session, ev.InstancePlaced(iid, node, policy, why))
+    return inst, bump(session, node)
 
 
 def get_instance(session: Session, iid: str) -> InstanceRow:
