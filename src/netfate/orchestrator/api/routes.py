@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from netfate.model.secrets import restore
 from netfate.model.topology import Topology
 from netfate.orchestrator.api import functions, schemas, views
-from netfate.orchestrator.api.deps import DatabaseDep, NotifierDep, SessionDep
+from netfate.orchestrator.api.deps import NotifierDep, SessionDep
 from netfate.orchestrator.api.errors import errors
 from netfate.orchestrator.api.limits import EventStream, event_streams, long_polls, poll_wait
 from netfate.orchestrator.identity import Principal, PrincipalDep
@@ -323,36 +323,26 @@ def create_instance(
     session: SessionDep,
     notifier: NotifierDep,
     p: PrincipalDep,
-    db: DatabaseDep,
 ) -> dict[str, Any]:
     """Create an instance (placement picks its node; an operator may name one). It is
     the caller's: a provider sees and acts on its own instances only."""
     if body.node is not None and not p.operator:
         raise HTTPException(403, detail="node names are the operator's: say `serves` instead")
-    req = nfv.CreateRequest(
-        descriptor=body.descriptor,
-        name=body.name,
-        node=body.node,
-        serves=body.serves,
-        policy=body.policy,
-        config=body.config,
-        owner=p.name or None,
+    desc = session.get(DescriptorRow, body.descriptor)
+    if desc is not None:  # (else nfv answers 404)
+        functions.instance(request, desc, body.config)
+    inst, touched = nfv.create_instance(
+        session,
+        nfv.CreateRequest(
+            descriptor=body.descriptor,
+            name=body.name,
+            node=body.node,
+            serves=body.serves,
+            policy=body.policy,
+            config=body.config,
+            owner=p.name or None,
+        ),
     )
-    plan = None
-    if db.url.startswith("sqlite"):
-        # SQLite has one write lock for the whole database, taken by this request's
-        # session at its first read: the placement and the address are read first in
-        # a read transaction, and only checked under the lock (nfv.plan_create).
-        with db.session(write=False) as reader:
-            desc = reader.get(DescriptorRow, body.descriptor)
-            if desc is not None:  # (else nfv answers 404)
-                functions.instance(request, desc, body.config)
-            plan = nfv.plan_create(reader, req)
-    else:
-        desc = session.get(DescriptorRow, body.descriptor)
-        if desc is not None:  # (else nfv answers 404)
-            functions.instance(request, desc, body.config)
-    inst, touched = nfv.create_instance(session, req, plan)
     session.commit()
     notifier.notify(touched)
     return _instance_view(session, p, inst)

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import bindparam, func, inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from netfate.model import events as ev
 from netfate.model.lifecycle import (
@@ -59,7 +59,7 @@ from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity
 from netfate.store import usage
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
-from netfate.store.events import current_actor, record
+from netfate.store.events import current_actor, record, write
 from netfate.store.tables import (
     DescriptorRow,
     HostRow,
@@ -274,10 +274,14 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     return [_candidate(*row, row[0] in with_lan) for row in rows]
 
 
-def _named_candidates(session: Session, names: Sequence[str]) -> dict[str, Candidate]:
-    """The candidates of those of `names` that are nodes (the caller flushed)."""
+def _named_candidates(
+    session: Session, names: Sequence[str], with_lan: frozenset[str] | None = None
+) -> dict[str, Candidate]:
+    """The candidates of those of `names` that are nodes (the caller flushed);
+    `with_lan`: `lan_nodes`, if the caller read it."""
     q = select(*_CANDIDATE_COLUMNS).where(NodeRow.name.in_(names))
-    with_lan = lan_nodes(session)
+    if with_lan is None:
+        with_lan = lan_nodes(session)
     rows = session.connection().execute(q).all()
     return {row[0]: _candidate(*row, row[0] in with_lan) for row in rows}
 
@@ -323,8 +327,13 @@ def _remember(cache: dict[tuple[str, float], Any], key: tuple[str, float], value
     cache[key] = value
 
 
-def graph(session: Session) -> nx.Graph[str]:
-    key, loaded = _topology_key(session)
+TopologyKey = tuple[tuple[str, float], bool]
+"""`_topology_key`'s answer."""
+
+
+def graph(session: Session, known: TopologyKey | None = None) -> nx.Graph[str]:
+    """The topology's graph; `known`: the topology's key, if the caller read it."""
+    key, loaded = known if known is not None else _topology_key(session)
     cached = _GRAPHS.get(key)
     if cached is not None and loaded:
         return cached
@@ -341,9 +350,10 @@ def graph(session: Session) -> nx.Graph[str]:
     return g
 
 
-def lan_nodes(session: Session) -> frozenset[str]:
-    """The nodes that have a LAN (a core node hosts functions only then)."""
-    key, loaded = _topology_key(session)
+def lan_nodes(session: Session, known: TopologyKey | None = None) -> frozenset[str]:
+    """The nodes that have a LAN (a core node hosts functions only then); `known`:
+    the topology's key, if the caller read it."""
+    key, loaded = known if known is not None else _topology_key(session)
     cached = _LAN_NODES.get(key)
     if cached is not None and loaded:
         return cached
@@ -467,33 +477,6 @@ class CreateRequest:
     node's first. Needs `node`."""
 
 
-@dataclass(frozen=True)
-class CreatePlan:
-    """A create's node and address, decided in a read transaction before the writing
-    one (`plan_create`): on SQLite the write lock is the whole database's, and each
-    create held it for the placement and the address search as well as for its
-    writes. `create_instance` takes the plan only if what it was decided on is
-    unchanged under the locks (`_plan_holds`), else decides again there."""
-
-    topology: float
-    """When the topology (LANs, hosts, links) the plan read was loaded."""
-    cpu: float
-    memory_mb: int
-    node: str
-    policy: str
-    why: str
-    has_lan: bool
-    """The chosen node has a LAN (its Candidate's `lan`)."""
-    lan_node: str | None
-    """The node of the LAN the address comes from (locked with the chosen one)."""
-    lan: str | None
-    gateway: str | None
-    ip: str | None
-    seen: tuple[tuple[str, float], ...]
-    """The (state, updated_at) of the instances that held or hold `ip` in `lan`, as the
-    plan read them (most often none): the same rows under the lock = the same choice."""
-
-
 Address = tuple[str | None, str | None, str | None]
 """An instance's ip, lan (subnet) and gateway."""
 
@@ -504,114 +487,7 @@ def _figures(desc: DescriptorRow, req: CreateRequest) -> tuple[float, int]:
     return cpu, memory_mb
 
 
-def _address_rows(session: Session, lan: str, ip: str) -> tuple[tuple[str, float], ...]:
-    rows = session.execute(
-        select(InstanceRow.state, InstanceRow.updated_at).where(
-            InstanceRow.lan == lan, InstanceRow.ip == ip
-        )
-    ).all()
-    return tuple(sorted((str(s), float(u)) for s, u in rows))
-
-
-def plan_create(session: Session, req: CreateRequest) -> CreatePlan | None:
-    """Decide a create's node and address in `session`, a read transaction that holds
-    no lock (module doc): the same choice `create_instance` makes, for it to check
-    and take under its locks. None when there is nothing to plan (the request is
-    refused, or names a LAN): `create_instance` then decides, and refuses, itself."""
-    if req.lan is not None:
-        return None
-    try:
-        return _plan(session, req)
-    except (LifecycleError, NoPlacement):
-        return None
-
-
-def _plan(session: Session, req: CreateRequest) -> CreatePlan | None:
-    desc = session.get(DescriptorRow, req.descriptor)
-    if desc is None:
-        return None
-    host = session.get(HostRow, req.serves) if req.serves is not None else None
-    if req.serves is not None and host is None:
-        return None
-    key, loaded = _topology_key(session)
-    if not loaded:
-        return None
-    host_lan = _host_lan(session, host)
-    cpu, memory_mb = _figures(desc, req)
-    preq = PlacementRequest(
-        cpu=cpu,
-        memory_mb=memory_mb,
-        serves=req.serves,
-        delay_bound_ms=desc.delay_bound_ms,
-        measured_rtt_ms=req.measured_rtt_ms,
-    )
-    if req.node is not None:
-        found = candidates(session, req.node)
-        placement = place(preq, found, EMPTY_GRAPH, "least-loaded")
-        why, policy = "named in the request", "pinned"
-    else:
-        g = graph(session) if req.serves is not None else EMPTY_GRAPH
-        near = None
-        if req.policy == "nearest" and POLICIES.get("nearest") is nearest:
-            near = nearest_near(preq, g, lambda names: _named_candidates(session, names))
-        placement = near if near is not None else place(preq, candidates(session), g, req.policy)
-        why, policy = placement.why, placement.policy
-    lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
-    ip = _allocate_ip(session, lan) if lan is not None else None
-    return CreatePlan(
-        topology=key[1],
-        cpu=cpu,
-        memory_mb=memory_mb,
-        node=placement.node,
-        policy=policy,
-        why=why,
-        has_lan=placement.node in lan_nodes(session),
-        lan_node=lan.node if lan is not None else None,
-        lan=lan.subnet if lan is not None else None,
-        gateway=lan.gateway if lan is not None else None,
-        ip=ip,
-        seen=_address_rows(session, lan.subnet, ip) if lan is not None and ip else (),
-    )
-
-
-def _plan_holds(session: Session, plan: CreatePlan, preq: PlacementRequest) -> bool:
-    """Whether `plan` is still the choice, read under the locks of its nodes (which
-    this takes): the same topology, room on its node, its address still free with
-    the same history. Only in a session that holds the whole database (SQLite's
-    writing transaction): elsewhere nodes are locked in one global order, which a
-    plan's early lock would not keep."""
-    if not exclusive(session):
-        return False
-    key, loaded = _topology_key(session)
-    if not loaded or key[1] != plan.topology:
-        return False
-    row = lock_nodes(session, plan.node, plan.lan_node).get(plan.node)
-    if row is None:
-        return False
-    here = Candidate(
-        row.name,
-        row.kind,
-        row.status == NodeStatus.UP,
-        row.cpu - row.used_cpu,
-        row.memory_mb - row.used_memory_mb,
-        lan=plan.has_lan,
-        power=row.power,
-    )
-    try:
-        place(preq, [here], EMPTY_GRAPH, "least-loaded")
-    except NoPlacement:
-        return False
-    if plan.lan is None or plan.ip is None:
-        return True
-    return _address_rows(session, plan.lan, plan.ip) == plan.seen
-
-
-def create_instance(
-    session: Session, req: CreateRequest, plan: CreatePlan | None = None
-) -> tuple[InstanceRow, set[str]]:
-    """Create an instance: place it, give it an address, record it. With `plan`
-    (`plan_create`, read before this transaction), its choice is taken if it still
-    holds under the locks; else (or without one) it is decided here."""
+def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
     desc = session.get(DescriptorRow, req.descriptor)
     if desc is None:
         raise NotFound(f"unknown descriptor {req.descriptor!r}")
@@ -623,15 +499,6 @@ def create_instance(
         delay_bound_ms=desc.delay_bound_ms,
         measured_rtt_ms=req.measured_rtt_ms,
     )
-    if (
-        plan is not None
-        and req.lan is None
-        and (plan.cpu, plan.memory_mb) == (cpu, memory_mb)
-        and (req.node is None or plan.node == req.node)
-        and _plan_holds(session, plan, preq)
-    ):
-        address: Address | None = (plan.ip, plan.lan, plan.gateway)
-        return _add_instance(session, req, desc, plan.node, plan.policy, plan.why, address)
     host = session.get(HostRow, req.serves) if req.serves is not None else None
     if req.serves is not None and host is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
@@ -656,14 +523,17 @@ def create_instance(
             # It lost the node it chose to a concurrent request: near full, placements
             # racing for the same emptiest nodes lose again and again, so now queue.
             serialize(session, PLACEMENT)
-        # The topology graph is only read when the policy measures distances.
-        g = graph(session) if req.serves is not None else EMPTY_GRAPH
+        # The topology graph is only read when the policy measures distances. Its
+        # key is read once (each read is a statement under SQLite's write lock).
+        known = _topology_key(session)
+        g = graph(session, known) if req.serves is not None else EMPTY_GRAPH
         near = None
         if req.policy == "nearest" and POLICIES.get("nearest") is nearest:
             # Only the nodes near the served host are read (their room), as many as
             # it takes; nothing found: every node, for the refusal's reasons.
             session.flush()  # pending changes' use counts (as in `candidates`)
-            near = nearest_near(preq, g, lambda names: _named_candidates(session, names))
+            with_lan = lan_nodes(session, known)
+            near = nearest_near(preq, g, lambda names: _named_candidates(session, names, with_lan))
         if near is not None:
             placement = near
         else:
@@ -696,44 +566,74 @@ def _add_instance(
     why: str,
     address: Address | None,
 ) -> tuple[InstanceRow, set[str]]:
-    """The new instance's rows, its placement node locked and its address free."""
+    """The new instance's rows, its placement node locked and its address free.
+
+    Written by plain INSERTs on the session's connection (the instance, its first
+    transition, its InstancePlaced event) and one UPDATE of its node (the node's kept
+    use, store/usage.py, and its revision: `bump`), instead of the ORM's unit of work
+    in three flushes: on SQLite every statement is made holding the database's one
+    write lock (issue 15). The instance is then put in the session as if loaded, so
+    later changes to it go through the ORM (and its use is kept) as before."""
     ip, lan, gateway = address if address is not None else (None, None, None)
     cpu, memory_mb = _figures(desc, req)
     iid = "i-" + secrets.token_hex(4)
     now = time.time()
-    inst = InstanceRow(
-        id=iid,
-        name=req.name or f"{desc.name}-{iid[2:]}",
-        descriptor=desc.name,
-        node=node,
-        state=S.REQUESTED.value,
-        serves=req.serves,
-        ip=ip,
-        lan=lan,
-        gateway=gateway,
-        mac=instance_mac(iid),
-        config={**(desc.config or {}), **(req.config or {})},
-        cpu=cpu,
-        memory_mb=memory_mb,
-        created_at=now,
-        updated_at=now,
-        detail="",
-        owner=req.owner if req.owner is not None else current_actor(),
+    values: dict[str, Any] = {
+        "id": iid,
+        "name": req.name or f"{desc.name}-{iid[2:]}",
+        "descriptor": desc.name,
+        "node": node,
+        "state": S.REQUESTED.value,
+        "serves": req.serves,
+        "ip": ip,
+        "lan": lan,
+        "gateway": gateway,
+        "mac": instance_mac(iid),
+        "config": {**(desc.config or {}), **(req.config or {})},
+        "cpu": cpu,
+        "memory_mb": memory_mb,
+        "created_at": now,
+        "updated_at": now,
+        "pid": None,
+        "detail": "",
+        "stats": {},
+        "owner": req.owner if req.owner is not None else current_actor(),
+    }
+    session.flush()  # what is pending goes first (its use, its events' order)
+    conn = session.connection()
+    conn.execute(insert(InstanceRow), values)
+    conn.execute(
+        insert(TransitionRow),
+        {
+            "instance": iid,
+            "previous": None,
+            "state": S.REQUESTED.value,
+            "node": node,
+            "at": now,
+            "reason": "created",
+        },
     )
-    session.add(inst)
-    session.flush()
-    session.add(
-        TransitionRow(
-            instance=iid,
-            previous=None,
-            state=S.REQUESTED.value,
-            node=inst.node,
-            at=now,
-            reason="created",
-        )
+    conn.execute(_PLACED, {"p_name": node, "p_cpu": float(cpu), "p_mem": int(memory_mb)})
+    row = session.identity_map.get(inspect(NodeRow).identity_key_from_primary_key((node,)))
+    if row is not None:
+        session.expire(row, ["revision", "used_cpu", "used_memory_mb"])
+    inst = InstanceRow(**values)
+    make_transient_to_detached(inst)
+    session.add(inst)  # persistent, as if read: no INSERT, later changes tracked
+    write(session, ev.InstancePlaced(iid, node, policy, why))
+    return inst, {node}
+
+
+_PLACED = (
+    update(NodeRow)
+    .where(NodeRow.name == bindparam("p_name"))
+    .values(
+        revision=NodeRow.revision + 1,
+        used_cpu=NodeRow.used_cpu + bindparam("p_cpu"),
+        used_memory_mb=NodeRow.used_memory_mb + bindparam("p_mem"),
     )
-    record(session, ev.InstancePlaced(iid, node, policy, why))
-    return inst, bump(session, node)
+)
+"""A new live instance on a node: its use, and its agent's revision (`bump`)."""
 
 
 def get_instance(session: Session, iid: str) -> InstanceRow:
