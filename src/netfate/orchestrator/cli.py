@@ -7,7 +7,6 @@ module, like the rest of the core, names none of them.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -175,14 +174,6 @@ def check_tls(
     return None
 
 
-SWITCH_INTERVAL_S = 0.0005
-"""How long a thread may hold the GIL while another waits for it (Python's default
-is 5 ms). Each SQLite call releases the GIL; the request that holds the database's
-one write lock (store/db.py) then waits for it behind the other request threads
-and the event loop, up to this long per statement, while every other writer waits
-for that lock (issue 15; the measurement: the catalog README)."""
-
-
 def serve(
     services: Sequence[Service],
     listen: str,
@@ -236,7 +227,6 @@ def serve(
     if history_prune is not None:
         settings = replace(settings, history_prune_s=history_prune)
     app = create_app(settings, services=services)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(
         app,
         host=host,
