@@ -64,7 +64,7 @@ from netfate.orchestrator.identity import tokens
 from netfate.orchestrator.identity.accounts import Limits
 from netfate.orchestrator.identity.tokens import Principal, TokenCache
 from netfate.store.db import Database
-from netfate.store.events import ACTOR, READS_ALL, record
+from netfate.store.events import ACTOR, READS_ALL, record, write
 
 log = logging.getLogger("netfate.identity")
 
@@ -408,7 +408,7 @@ def _write_audit(session: Session) -> None:
     actor, method, path, scope = pending
     reset = ACTOR.set(actor)
     try:
-        record(session, RequestServed(method=method, path=path))
+        write(session, RequestServed(method=method, path=path))  # plain INSERTs
     finally:
         ACTOR.reset(reset)
     session.info[AUDITED] = scope

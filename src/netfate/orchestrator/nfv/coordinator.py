@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-from sqlalchemy import bindparam, func, inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from netfate.model import events as ev
 from netfate.model.lifecycle import (
@@ -59,7 +59,7 @@ from netfate.orchestrator.nfv.errors import Conflict, LifecycleError, NoCapacity
 from netfate.store import usage
 from netfate.store.conflicts import RetryTransaction, retrying
 from netfate.store.db import exclusive, serialize
-from netfate.store.events import current_actor, record
+from netfate.store.events import current_actor, record, write
 from netfate.store.tables import (
     DescriptorRow,
     HostRow,
@@ -288,10 +288,14 @@ def candidates(session: Session, node: str | None = None) -> list[Candidate]:
     return [_candidate(*row, row[0] in with_lan, pools.get(row[0])) for row in rows]
 
 
-def _named_candidates(session: Session, names: Sequence[str]) -> dict[str, Candidate]:
-    """The candidates of those of `names` that are nodes (the caller flushed)."""
+def _named_candidates(
+    session: Session, names: Sequence[str], with_lan: frozenset[str] | None = None
+) -> dict[str, Candidate]:
+    """The candidates of those of `names` that are nodes (the caller flushed);
+    `with_lan`: `lan_nodes`, if the caller read it."""
     q = select(*_CANDIDATE_COLUMNS).where(NodeRow.name.in_(names))
-    with_lan = lan_nodes(session)
+    if with_lan is None:
+        with_lan = lan_nodes(session)
     rows = session.connection().execute(q).all()
     pools = predeploy.pools(session, names)
     return {row[0]: _candidate(*row, row[0] in with_lan, pools.get(row[0])) for row in rows}
@@ -348,8 +352,13 @@ def _remember(cache: dict[tuple[str, float], Any], key: tuple[str, float], value
     cache[key] = value
 
 
-def graph(session: Session) -> nx.Graph[str]:
-    key, loaded = _topology_key(session)
+TopologyKey = tuple[tuple[str, float], bool]
+"""`_topology_key`'s answer."""
+
+
+def graph(session: Session, known: TopologyKey | None = None) -> nx.Graph[str]:
+    """The topology's graph; `known`: the topology's key, if the caller read it."""
+    key, loaded = known if known is not None else _topology_key(session)
     cached = _GRAPHS.get(key)
     if cached is not None and loaded:
         return cached
@@ -366,9 +375,10 @@ def graph(session: Session) -> nx.Graph[str]:
     return g
 
 
-def lan_nodes(session: Session) -> frozenset[str]:
-    """The nodes that have a LAN (a core node hosts functions only then)."""
-    key, loaded = _topology_key(session)
+def lan_nodes(session: Session, known: TopologyKey | None = None) -> frozenset[str]:
+    """The nodes that have a LAN (a core node hosts functions only then); `known`:
+    the topology's key, if the caller read it."""
+    key, loaded = known if known is not None else _topology_key(session)
     cached = _LAN_NODES.get(key)
     if cached is not None and loaded:
         return cached
@@ -492,10 +502,29 @@ class CreateRequest:
     node's first. Needs `node`."""
 
 
+Address = tuple[str | None, str | None, str | None]
+"""An instance's ip, lan (subnet) and gateway."""
+
+
+def _figures(desc: DescriptorRow, req: CreateRequest) -> tuple[float, int]:
+    cpu = max(desc.cpu, req.cpu) if req.cpu is not None else desc.cpu
+    memory_mb = max(desc.memory_mb, req.memory_mb) if req.memory_mb is not None else desc.memory_mb
+    return cpu, memory_mb
+
+
 def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, set[str]]:
     desc = session.get(DescriptorRow, req.descriptor)
     if desc is None:
         raise NotFound(f"unknown descriptor {req.descriptor!r}")
+    cpu, memory_mb = _figures(desc, req)
+    preq = PlacementRequest(
+        cpu=cpu,
+        memory_mb=memory_mb,
+        serves=req.serves,
+        delay_bound_ms=desc.delay_bound_ms,
+        measured_rtt_ms=req.measured_rtt_ms,
+        function=desc.function,
+    )
     host = session.get(HostRow, req.serves) if req.serves is not None else None
     if req.serves is not None and host is None:
         raise NotFound(f"unknown host {req.serves!r} (serves)")
@@ -505,16 +534,6 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
     if req.lan is not None:
         host_lan = _named_lan(session, req.node, req.lan)
     lan_node = host_lan.node if host_lan is not None else None
-    cpu = max(desc.cpu, req.cpu) if req.cpu is not None else desc.cpu
-    memory_mb = max(desc.memory_mb, req.memory_mb) if req.memory_mb is not None else desc.memory_mb
-    preq = PlacementRequest(
-        cpu=cpu,
-        memory_mb=memory_mb,
-        serves=req.serves,
-        delay_bound_ms=desc.delay_bound_ms,
-        measured_rtt_ms=req.measured_rtt_ms,
-        function=desc.function,
-    )
     if req.node is not None:
         row = lock_nodes(session, req.node, lan_node).get(req.node)
         if row is None:
@@ -530,14 +549,17 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
             # It lost the node it chose to a concurrent request: near full, placements
             # racing for the same emptiest nodes lose again and again, so now queue.
             serialize(session, PLACEMENT)
-        # The topology graph is only read when the policy measures distances.
-        g = graph(session) if req.serves is not None else EMPTY_GRAPH
+        # The topology graph is only read when the policy measures distances. Its
+        # key is read once (each read is a statement under SQLite's write lock).
+        known = _topology_key(session)
+        g = graph(session, known) if req.serves is not None else EMPTY_GRAPH
         near = None
         if req.policy == "nearest" and POLICIES.get("nearest") is nearest:
             # Only the nodes near the served host are read (their room), as many as
             # it takes; nothing found: every node, for the refusal's reasons.
             session.flush()  # pending changes' use counts (as in `candidates`)
-            near = nearest_near(preq, g, lambda names: _named_candidates(session, names))
+            with_lan = lan_nodes(session, known)
+            near = nearest_near(preq, g, lambda names: _named_candidates(session, names, with_lan))
         if near is not None:
             placement = near
         else:
@@ -556,42 +578,88 @@ def create_instance(session: Session, req: CreateRequest) -> tuple[InstanceRow, 
                 raise RetryTransaction(
                     f"node {placement.node} was filled by a concurrent request"
                 ) from None
-    iid = "i-" + secrets.token_hex(4)
     lan = host_lan if host_lan is not None else _node_lan(session, placement.node)
+    address = (_allocate_ip(session, lan), lan.subnet, lan.gateway) if lan is not None else None
+    return _add_instance(session, req, desc, placement.node, policy, why, address)
+
+
+def _add_instance(
+    session: Session,
+    req: CreateRequest,
+    desc: DescriptorRow,
+    node: str,
+    policy: str,
+    why: str,
+    address: Address | None,
+) -> tuple[InstanceRow, set[str]]:
+    """The new instance's rows, its placement node locked and its address free.
+
+    Written by plain INSERTs on the session's connection (the instance, its first
+    transition, its InstancePlaced event) and one UPDATE of its node (the node's kept
+    use, store/usage.py, and its revision: `bump`), instead of the ORM's unit of work
+    in three flushes: on SQLite every statement is made holding the database's one
+    write lock (issue 15). The instance is then put in the session as if loaded, so
+    later changes to it go through the ORM (and its use is kept) as before."""
+    ip, lan, gateway = address if address is not None else (None, None, None)
+    cpu, memory_mb = _figures(desc, req)
+    iid = "i-" + secrets.token_hex(4)
     now = time.time()
-    inst = InstanceRow(
-        id=iid,
-        name=req.name or f"{desc.name}-{iid[2:]}",
-        descriptor=desc.name,
-        node=placement.node,
-        state=S.REQUESTED.value,
-        serves=req.serves,
-        ip=_allocate_ip(session, lan) if lan is not None else None,
-        lan=lan.subnet if lan is not None else None,
-        gateway=lan.gateway if lan is not None else None,
-        mac=instance_mac(iid),
-        config={**(desc.config or {}), **(req.config or {})},
-        cpu=cpu,
-        memory_mb=memory_mb,
-        created_at=now,
-        updated_at=now,
-        detail="",
-        owner=req.owner if req.owner is not None else current_actor(),
+    values: dict[str, Any] = {
+        "id": iid,
+        "name": req.name or f"{desc.name}-{iid[2:]}",
+        "descriptor": desc.name,
+        "node": node,
+        "state": S.REQUESTED.value,
+        "serves": req.serves,
+        "ip": ip,
+        "lan": lan,
+        "gateway": gateway,
+        "mac": instance_mac(iid),
+        "config": {**(desc.config or {}), **(req.config or {})},
+        "cpu": cpu,
+        "memory_mb": memory_mb,
+        "created_at": now,
+        "updated_at": now,
+        "pid": None,
+        "detail": "",
+        "stats": {},
+        "owner": req.owner if req.owner is not None else current_actor(),
+    }
+    session.flush()  # what is pending goes first (its use, its events' order)
+    conn = session.connection()
+    conn.execute(insert(InstanceRow), values)
+    conn.execute(
+        insert(TransitionRow),
+        {
+            "instance": iid,
+            "previous": None,
+            "state": S.REQUESTED.value,
+            "node": node,
+            "at": now,
+            "reason": "created",
+        },
     )
-    session.add(inst)
-    session.flush()
-    session.add(
-        TransitionRow(
-            instance=iid,
-            previous=None,
-            state=S.REQUESTED.value,
-            node=inst.node,
-            at=now,
-            reason="created",
-        )
+    conn.execute(_PLACED, {"p_name": node, "p_cpu": float(cpu), "p_mem": int(memory_mb)})
+    row = session.identity_map.get(inspect(NodeRow).identity_key_from_primary_key((node,)))
+    if row is not None:
+        session.expire(row, ["revision", "used_cpu", "used_memory_mb"])
+    inst = InstanceRow(**values)
+    make_transient_to_detached(inst)
+    session.add(inst)  # persistent, as if read: no INSERT, later changes tracked
+    write(session, ev.InstancePlaced(iid, node, policy, why))
+    return inst, {node}
+
+
+_PLACED = (
+    update(NodeRow)
+    .where(NodeRow.name == bindparam("p_name"))
+    .values(
+        revision=NodeRow.revision + 1,
+        used_cpu=NodeRow.used_cpu + bindparam("p_cpu"),
+        used_memory_mb=NodeRow.used_memory_mb + bindparam("p_mem"),
     )
-    record(session, ev.InstancePlaced(iid, placement.node, policy, why))
-    return inst, bump(session, placement.node)
+)
+"""A new live instance on a node: its use, and its agent's revision (`bump`)."""
 
 
 def get_instance(session: Session, iid: str) -> InstanceRow:
