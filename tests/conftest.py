@@ -16,6 +16,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = _missing_for(_tier_of(Path(str(item.fspath))))
     if reason is not None and ALL_TIERS:
         pytest.fail(f"NETFATE_ALL_TIERS=1 but {reason}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (tests/browser.py: Debian's, this machine's flags), one per
+    test module that asks for it."""
+    from browser import chromium  # on use: most tests need no browser
+
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import chromium, require_chromium
+from browser import require_chromium
 from orchproc import FakeAgents, Orchestrator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,12 +47,6 @@ def agents(orch: Orchestrator) -> Iterator[FakeAgents]:
 
 
 # ---------------------------------------------------------------- browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 class Page:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import PageSession, chromium, require_chromium
+from browser import PageSession, require_chromium
 from orchproc import FakeAgents, Orchestrator
 
 T = 15_000
@@ -71,12 +71,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         if agents is not None:
             agents.close()
         o.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 class Session(PageSession):

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import PageSession, chromium, require_chromium
+from browser import PageSession, require_chromium
 from netfate.store.db import Database
 from netfate.store.events import record_event
 from orchproc import FakeAgents, Orchestrator
@@ -88,12 +88,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
         if agents is not None:
             agents.close()
         o.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 class Session(PageSession):

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import chromium, require_chromium
+from browser import require_chromium
 from netfate.services.sharing import SERVICE as SHARING
 from orchproc import Orchestrator
 
@@ -55,12 +55,6 @@ def orch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
         yield o
     finally:
         o.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def desired_vhg(o: Orchestrator, node: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from browser import PageSession, chromium, require_chromium
+from browser import PageSession, require_chromium
 from netfate.orchestrator.sdn.tables import SdnFlowSnapshotRow
 from netfate.services.streaming.demo import TOPOLOGY
 from netfate.store.db import Database
@@ -90,12 +90,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orchestrator]:
         if agents is not None:
             agents.close()
         o.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def test_the_panel_draws_switch_copies_apart_from_forwarders(
