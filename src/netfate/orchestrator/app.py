@@ -44,6 +44,7 @@ from netfate.orchestrator.nfv import fnevents, history, power
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
+from netfate.orchestrator.reports import ReportBatcher
 from netfate.orchestrator.sdn.api import router as sdn_router
 from netfate.orchestrator.txretry import TransactionRetry
 from netfate.store.db import Database
@@ -176,6 +177,7 @@ def create_app(
     app.state.functions = functions
     app.state.capabilities = capabilities
     app.state.function_events = fnevents.dispatcher(services)
+    app.state.reports = ReportBatcher(db, notifier.notify, app.state.function_events)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")
     app.state.timeseries = timeseries.Reader(settings.prometheus_url)

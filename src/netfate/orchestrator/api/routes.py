@@ -32,6 +32,7 @@ from netfate.orchestrator.nfv import power, predeploy
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import EVENTS
+from netfate.orchestrator.reports import ReportBatcher
 from netfate.store.tables import (
     DescriptorRow,
     EventReaderRow,
@@ -202,20 +203,11 @@ def agent_register(
 
 
 @router.post("/agents/{node}/report", tags=["agents"], responses=errors(404, 409))
-def agent_report(
-    node: str,
-    body: schemas.AgentReport,
-    session: SessionDep,
-    notifier: NotifierDep,
-    request: Request,
-) -> dict[str, Any]:
-    on_event = request.app.state.function_events  # functions' events to their services
-    touched = nfv.apply_report(session, node, body.model_dump(exclude_none=True), on_event)
-    # Read before the commit, in the same transaction (agent_register says why).
-    revision = session.scalar(select(NodeRow.revision).where(NodeRow.name == node))
-    session.commit()
-    notifier.notify(touched)
-    return {"revision": revision}
+async def agent_report(node: str, body: schemas.AgentReport, request: Request) -> dict[str, Any]:
+    """Written with the other reports that arrived meanwhile, in one transaction
+    (orchestrator/reports.py); functions' events go to their services there."""
+    batcher: ReportBatcher = request.app.state.reports
+    return {"revision": await batcher.apply(node, body.model_dump(exclude_none=True))}
 
 
 @router.get("/agents/{node}/desired", tags=["agents"], responses=errors(404, 429))
