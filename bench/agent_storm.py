@@ -13,7 +13,8 @@ Measured: `register_s` (first registration to the last node listed up), requests
 and their failures by kind (timeouts, 429, 5xx), the orchestrator's log lines
 about its database (the write gate's 30 s, the pool's timeouts) and its peak RSS.
 
-Run: `python bench/agent_storm.py --nodes 300 [--hold 30] [--json]`.
+Run: `netfate bench agent_storm --nodes 300 [--hold 30] [--baseline-src ../main/src]`
+(the baseline: another tree's orchestrator, first, in the same run).
 """
 
 from __future__ import annotations
@@ -204,16 +205,29 @@ async def drive(base: str, tokens: dict[str, str], op: str, hold_s: float, timeo
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def run(argv: list[str]) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="netfate bench agent_storm")
     ap.add_argument("--nodes", type=int, default=300)
     ap.add_argument(
         "--hold", type=float, default=20.0, help="seconds of steady state after all are up"
     )
     ap.add_argument("--timeout", type=float, default=300.0)
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--baseline-src",
+        default=None,
+        help="another tree's src/ (e.g. main's worktree): its orchestrator first, same run",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the orchestrator running at a stall")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    out: dict[str, Any] = {"benchmark": "agent_storm", "nodes": a.nodes}
+    if a.baseline_src:
+        out["baseline"] = _one(a, a.baseline_src)
+    out["ours"] = _one(a, None)
+    return out
+
+
+def _one(a: argparse.Namespace, src: str | None) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=src) if src else None
     work = Path(tempfile.mkdtemp(prefix="nf-storm-"))
     topo = generate_tree(a.nodes)
     (work / "topology.yaml").write_text(topo.to_yaml())
@@ -229,7 +243,9 @@ def main() -> None:
     if n + LONG_POLL_SPARE > DEFAULT_MAX_LONG_POLLS:
         argv += ["--max-long-polls", str(n + LONG_POLL_SPARE)]
     logf = open(work / "orchestrator.log", "wb")  # noqa: SIM115
-    orch = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    orch = subprocess.Popen(
+        argv, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     print(f"orchestrator pid {orch.pid}, {work}", file=sys.stderr)
     result: dict[str, Any] = {}
     try:
@@ -270,7 +286,11 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             orch.kill()
     result["run"] = secrets.token_hex(2)
-    print(json.dumps(result, indent=1 if a.json else None))
+    return result
+
+
+def main() -> None:
+    print(json.dumps(run(sys.argv[1:]), indent=1))
 
 
 if __name__ == "__main__":
