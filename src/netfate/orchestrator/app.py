@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
@@ -43,6 +44,7 @@ from netfate.orchestrator.nfv import fnevents, history, power
 from netfate.orchestrator.nfv.errors import LifecycleError
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import Notifier
+from netfate.orchestrator.reports import ReportBatcher
 from netfate.orchestrator.sdn.api import router as sdn_router
 from netfate.orchestrator.txretry import TransactionRetry
 from netfate.store.db import Database
@@ -68,6 +70,10 @@ class Settings:
     max_body_bytes: int = 8 << 20
     """Larger request bodies are refused (413). The largest legitimate ones are the
     controller's flow table snapshots: ~400 bytes a flow."""
+    worker_threads: int = 40
+    """Threads that run the synchronous routes, their answers' encoding and the
+    database work of the others (anyio's default limiter; 40 is anyio's own
+    default). The database's pool holds as many connections (store/db.py)."""
     max_long_polls: int = 256
     """Long-polls waiting at once (agents' desired state, the controller's view); one
     more is answered 429. Each agent and controller holds one."""
@@ -113,7 +119,7 @@ def create_app(
     functions = registered_functions(services)
     capabilities = Capabilities(services)  # what they provide each other, by name
     owns_db = db is None
-    db = db or Database(settings.database_url)
+    db = db or Database(settings.database_url, pool_size=max(1, settings.worker_threads // 2))
     identity = guard.Identity(db, enforce=enforce, allowed_hosts=settings.allowed_hosts)
     notifier = Notifier()
     loops = LoopRunner(db, notifier, [(svc.name, lp) for svc in services for lp in svc.loops])
@@ -121,6 +127,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         notifier.bind(asyncio.get_running_loop())
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         await asyncio.to_thread(_prepare, db, settings, services)
         async with contextlib.AsyncExitStack() as stack:
             if owns_db:
@@ -170,6 +177,7 @@ def create_app(
     app.state.functions = functions
     app.state.capabilities = capabilities
     app.state.function_events = fnevents.dispatcher(services)
+    app.state.reports = ReportBatcher(db, notifier.notify, app.state.function_events)
     app.state.loops = loops
     app.state.long_polls = Slots(settings.max_long_polls, "long-polls")
     app.state.timeseries = timeseries.Reader(settings.prometheus_url)

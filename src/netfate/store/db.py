@@ -64,8 +64,17 @@ def normalise_url(url: str) -> str:
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        """`pool_size`: connections kept open, and as many more at busy times (a
+        request waiting for one gives up after BUSY_TIMEOUT_S, as it does for the
+        write gate). The orchestrator's request threads (Settings.worker_threads)
+        are as many as both: a request waits for the gate, never for a connection
+        held by one that waits for the gate (issue 15's stall)."""
         self.url = normalise_url(url)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": BUSY_TIMEOUT_S,
+        }
         if self.url.startswith("sqlite"):
             _owner_only(make_url(self.url).database)
             kwargs["connect_args"] = {
@@ -73,9 +82,9 @@ class Database:
                 "timeout": BUSY_TIMEOUT_S,
                 "factory": _GatedConnection,
             }
+            if make_url(self.url).database in (None, "", ":memory:"):
+                kwargs = {"connect_args": kwargs["connect_args"]}  # one shared connection
         else:
-            kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):

@@ -32,6 +32,7 @@ from netfate.orchestrator.nfv import power, predeploy
 from netfate.orchestrator.nfv.errors import NotFound
 from netfate.orchestrator.nfv.topology import load_topology
 from netfate.orchestrator.notify import EVENTS
+from netfate.orchestrator.reports import ReportBatcher
 from netfate.store.tables import (
     DescriptorRow,
     EventReaderRow,
@@ -190,25 +191,23 @@ def agent_register(
     node: str, body: schemas.AgentRegister, session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
     touched = nfv.register_agent(session, node, body.endpoint, body.datapath_id)
+    # The answer is read in the registration's own transaction: read after the
+    # commit, it began a second writing one, which held SQLite's write gate until
+    # the session closed, after FastAPI encoded the answer in a worker thread; with
+    # every worker waiting for the gate, nothing moved until the 30 s timeouts
+    # (issue 15: the 1,000-node testbed's stall). The session is not used after.
+    state = nfv.desired_state(session, node)
     session.commit()
     notifier.notify(touched)
-    return nfv.desired_state(session, node)
+    return state
 
 
 @router.post("/agents/{node}/report", tags=["agents"], responses=errors(404, 409))
-def agent_report(
-    node: str,
-    body: schemas.AgentReport,
-    session: SessionDep,
-    notifier: NotifierDep,
-    request: Request,
-) -> dict[str, Any]:
-    on_event = request.app.state.function_events  # functions' events to their services
-    touched = nfv.apply_report(session, node, body.model_dump(exclude_none=True), on_event)
-    session.commit()
-    notifier.notify(touched)
-    row = session.get(NodeRow, node)
-    return {"revision": row.revision if row else None}
+async def agent_report(node: str, body: schemas.AgentReport, request: Request) -> dict[str, Any]:
+    """Written with the other reports that arrived meanwhile, in one transaction
+    (orchestrator/reports.py); functions' events go to their services there."""
+    batcher: ReportBatcher = request.app.state.reports
+    return {"revision": await batcher.apply(node, body.model_dump(exclude_none=True))}
 
 
 @router.get("/agents/{node}/desired", tags=["agents"], responses=errors(404, 429))
