@@ -93,9 +93,10 @@ def put_topology(
     body: dict[str, Any], session: SessionDep, notifier: NotifierDep
 ) -> dict[str, Any]:
     touched = load_topology(session, Topology.from_dict(body))
+    out = get_topology(session)  # before the commit: agent_register says why
     session.commit()
     notifier.notify(touched)
-    return get_topology(session)
+    return out
 
 
 @router.get("/hosts", tags=["topology"])
@@ -162,10 +163,11 @@ def put_node_predeploy(
     warm standbys (0 and 0: none). The policy picks which images and standbys
     (GET /predeploy says which, and why); the node's agent keeps them ready."""
     touched = predeploy.set_budget(session, name, body.storage_mb, body.standbys)
+    none: dict[str, Any] = {"node": name, "budget": body.model_dump(), "images": []}
+    # before the commit (agent_register says why): the plan as this transaction left it
+    view: dict[str, Any] = predeploy_view(session).get(name, none)  # 0 and 0: nothing
     session.commit()
     notifier.notify(touched)
-    none: dict[str, Any] = {"node": name, "budget": body.model_dump(), "images": []}
-    view: dict[str, Any] = predeploy_view(session).get(name, none)  # 0 and 0: nothing
     return view
 
 
