@@ -79,3 +79,39 @@ def test_a_batch_that_fails_whole_fails_each_request(
         assert batcher.figures.batches == 0
     finally:
         db.dispose()
+
+
+def test_a_database_gone_mid_batch_fails_the_whole_batch_as_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection lost while one report is written (PostgreSQL killed): every
+    report of the batch gets that error, which txretry answers 503 or runs again,
+    not a per-report refusal followed by the broken session's PendingRollbackError
+    (a 500); nothing of the batch is kept."""
+    from sqlalchemy import exc as sa_exc
+
+    from netfate.orchestrator import reports
+    from netfate.store.conflicts import Failure, classify
+
+    db = topology_db(tmp_path, TOPO)
+    batcher = ReportBatcher(db, lambda _t: None)
+    real = reports.nfv.apply_report
+
+    def apply(session: Any, node: str, report: dict[str, Any], on_event: Any) -> set[str]:
+        if node == "cpe2":
+            raise sa_exc.OperationalError("UPDATE nodes", {}, Exception("server closed it"))
+        return real(session, node, report, on_event)
+
+    monkeypatch.setattr(reports.nfv, "apply_report", apply)
+
+    async def main() -> list[Any]:
+        calls = [batcher.apply(n, _report(n)) for n in ("cpe1", "cpe2", "pe1")]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        got = asyncio.run(main())
+        assert all(classify(e) is Failure.UNAVAILABLE for e in got), got
+        with db.session(write=False) as s:
+            assert set(s.scalars(select(PortRow.name))) == set()  # cpe1's rolled back too
+    finally:
+        db.dispose()

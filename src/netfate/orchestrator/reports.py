@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from netfate.orchestrator.nfv import coordinator as nfv
+from netfate.store.conflicts import Failure, classify
 from netfate.store.db import Database
 from netfate.store.tables import InstanceRow, NodeRow
 
@@ -118,8 +119,14 @@ class ReportBatcher:
                     with s.begin_nested():
                         got = nfv.apply_report(s, p.node, p.report, self.on_event)
                         revision = s.scalar(select(NodeRow.revision).where(NodeRow.name == p.node))
-                except Exception as e:  # this report's refusal: rolled back alone
-                    results.append(e)
+                except Exception as e:
+                    if classify(e) is Failure.UNAVAILABLE:
+                        # The database went away: the session is unusable (a next
+                        # SAVEPOINT would raise PendingRollbackError, a 500). The
+                        # whole batch fails with this error, which each request
+                        # answers as 503 or runs again (txretry.py).
+                        raise
+                    results.append(e)  # this report's refusal: rolled back alone
                     continue
                 touched |= got
                 results.append(revision)
